@@ -1,0 +1,32 @@
+import { describe, expect, it } from 'vitest';
+import { aclPathAncestors, ALL_PRIVILEGES, isReadPrivilege, resolveAclPath, roleGrants } from './index';
+
+describe('roles', () => {
+  it('gives Audit only read privileges', () => {
+    for (const p of ALL_PRIVILEGES) expect(roleGrants('Audit', p), p).toBe(isReadPrivilege(p));
+    expect(roleGrants('Audit', 'vm.power')).toBe(false);
+  });
+
+  it('lets Manage change VM state but not configuration', () => {
+    expect(roleGrants('Manage', 'vm.power')).toBe(true);
+    expect(roleGrants('Manage', 'vm.migrate')).toBe(true);
+    expect(roleGrants('Manage', 'remote.modify')).toBe(false);
+    expect(roleGrants('Manage', 'access.modify')).toBe(false);
+  });
+
+  it('gives Admin everything', () => {
+    for (const p of ALL_PRIVILEGES) expect(roleGrants('Admin', p)).toBe(true);
+  });
+});
+
+describe('ACL paths', () => {
+  it('fills templates from route parameters, escaping them', () => {
+    expect(resolveAclPath('/remotes/{remote}/vms/{vmid}', { remote: 'dc-east', vmid: 'a/b' })).toBe('/remotes/dc-east/vms/a%2Fb');
+    expect(() => resolveAclPath('/remotes/{remote}', {})).toThrow(/needs route parameter remote/);
+  });
+
+  it('lists the ancestors a grant is inherited from', () => {
+    expect(aclPathAncestors('/remotes/a/vms/b')).toEqual(['/', '/remotes', '/remotes/a', '/remotes/a/vms', '/remotes/a/vms/b']);
+    expect(aclPathAncestors('/')).toEqual(['/']);
+  });
+});

@@ -1,0 +1,28 @@
+// Generates the TypeScript types of proto/debvisor.proto into libs/proto/src/generated.
+// The loader options here must match LOADER_OPTIONS in libs/proto/src/index.ts.
+import { execFileSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const out = join(root, 'libs/proto/src/generated');
+rmSync(out, { recursive: true, force: true });
+execFileSync(
+  process.execPath,
+  [
+    join(root, 'node_modules/@grpc/proto-loader/build/bin/proto-loader-gen-types.js'),
+    '--longs=String', '--enums=String', '--defaults', '--oneofs', '--grpcLib=@grpc/grpc-js',
+    '--outDir', out, '-I', join(root, 'proto'), '--', 'debvisor.proto',
+  ],
+  { stdio: 'inherit', timeout: 60_000 },
+);
+
+// One barrel so consumers import message types by name from @debvisor/proto.
+import { readdirSync, writeFileSync } from 'node:fs';
+const dir = join(out, 'debvisor/v1');
+const lines = readdirSync(dir)
+  .filter((f) => f.endsWith('.ts'))
+  .sort()
+  .map((f) => `export type * from './${f.replace(/\.ts$/, '')}';`);
+writeFileSync(join(dir, 'all.ts'), lines.join('\n') + '\n');
