@@ -1,0 +1,240 @@
+import { parseEndpoint } from '@debvisor/common';
+import { derToPem, fingerprintSha256 } from '@debvisor/pki';
+import {
+  debvisorV1,
+  type GetClusterInfoResponse__Output,
+  type ListNodesResponse__Output,
+  type ListVmsResponse__Output,
+  type NodeServiceClient,
+  type Vm__Output,
+  type VmServiceClient,
+} from '@debvisor/proto';
+import { credentials as grpcCredentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
+import { isIP } from 'node:net';
+import { connect as tlsConnect, type DetailedPeerCertificate } from 'node:tls';
+import { ErrorCode } from '../common/error-code';
+import { MANAGER_CONFIG, type ManagerConfig } from '../config/manager-config';
+import { MANAGER_IDENTITY, type ManagerIdentity } from '../identity/state-dir.repository';
+import type { AgentConnection, PresentedCertificate, VmAction } from './agent-connection';
+import { AgentError, allEndpointsFailed, translateGrpcError } from './agent-error';
+
+interface Clients {
+  readonly node: NodeServiceClient;
+  readonly vm: VmServiceClient;
+}
+
+/** Power actions may wait for a guest; they get longer than reads once the agent is connected. */
+const ACTION_DEADLINE_MS = 300_000;
+
+/**
+ * gRPC to DebVisor agents over mutual TLS: the manager's client certificate, the remote's CA as the
+ * only root, `authorization: Bearer <key>` on every call, a deadline on every call, and the
+ * remote's endpoints tried in order. Channels are cached per remote and endpoint and dropped when
+ * the remote changes (invalidate).
+ */
+@Injectable()
+export class AgentClientRepository implements OnApplicationShutdown {
+  private readonly clients = new Map<string, Map<string, Clients>>();
+
+  constructor(
+    @Inject(MANAGER_CONFIG) private readonly config: ManagerConfig,
+    @Inject(MANAGER_IDENTITY) private readonly identity: ManagerIdentity,
+  ) {}
+
+  getClusterInfo(connection: AgentConnection): Promise<GetClusterInfoResponse__Output> {
+    return this.call(connection, (clients, metadata, deadline, done) => clients.node.getClusterInfo({}, metadata, { deadline }, done));
+  }
+
+  listNodes(connection: AgentConnection): Promise<ListNodesResponse__Output> {
+    return this.call(connection, (clients, metadata, deadline, done) => clients.node.listNodes({}, metadata, { deadline }, done));
+  }
+
+  /** Every VM of the cluster (any agent answers cluster-wide). */
+  listVms(connection: AgentConnection): Promise<ListVmsResponse__Output> {
+    return this.call(connection, (clients, metadata, deadline, done) => clients.vm.listVms({ nodeId: '' }, metadata, { deadline }, done));
+  }
+
+  getVm(connection: AgentConnection, uuid: string): Promise<Vm__Output> {
+    return this.call(connection, (clients, metadata, deadline, done) => clients.vm.getVm({ uuid }, metadata, { deadline }, done));
+  }
+
+  /** Carries out a power action; the agent forwards it to the node that owns the VM. */
+  vmAction(connection: AgentConnection, action: VmAction, uuid: string): Promise<Vm__Output> {
+    return this.call(
+      connection,
+      (clients, metadata, deadline, done) => {
+        switch (action) {
+          case 'start':
+            return clients.vm.startVm({ uuid }, metadata, { deadline }, done);
+          case 'shutdown':
+            return clients.vm.shutdownVm({ uuid, timeoutSeconds: 0, forceStop: false }, metadata, { deadline }, done);
+          case 'reboot':
+            return clients.vm.rebootVm({ uuid }, metadata, { deadline }, done);
+          case 'stop':
+            return clients.vm.stopVm({ uuid }, metadata, { deadline }, done);
+        }
+      },
+      { connectFirst: true, deadlineMs: Math.max(ACTION_DEADLINE_MS, this.config.remoteTimeoutMs) },
+    );
+  }
+
+  /**
+   * Connects once without verifying the agent (presenting the manager's client certificate) and
+   * answers the certificate chain it presented, leaf first: how a pinned fingerprint is checked and
+   * how a user confirms what they are about to trust.
+   */
+  probeCertificates(endpoint: string): Promise<PresentedCertificate[]> {
+    const parsed = parseEndpoint(endpoint);
+    if (!parsed) return Promise.reject(new AgentError(ErrorCode.BadRequest, `not an endpoint: ${endpoint}`, endpoint));
+    const timeoutMs = this.config.remoteTimeoutMs;
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const finish = (action: () => void) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        socket.destroy();
+        action();
+      };
+      const socket = tlsConnect({
+        host: parsed.host,
+        port: parsed.port,
+        servername: isIP(parsed.host) ? undefined : parsed.host,
+        rejectUnauthorized: false,
+        ALPNProtocols: ['h2'],
+        cert: this.identity.client.certPem,
+        key: this.identity.client.keyPem,
+        minVersion: 'TLSv1.2',
+      });
+      const timer = setTimeout(
+        () => finish(() => reject(new AgentError(ErrorCode.RemoteUnreachable, `${endpoint} did not complete a TLS handshake within ${timeoutMs} ms`, endpoint))),
+        timeoutMs,
+      );
+      socket.once('secureConnect', () => {
+        const chain = chainOf(socket.getPeerCertificate(true));
+        finish(() =>
+          chain.length > 0
+            ? resolve(chain)
+            : reject(new AgentError(ErrorCode.RemoteTlsFailed, `${endpoint} presented no certificate`, endpoint)),
+        );
+      });
+      socket.once('error', (error: NodeJS.ErrnoException) =>
+        finish(() => reject(new AgentError(ErrorCode.RemoteUnreachable, `cannot connect to ${endpoint}: ${error.code ?? error.message}`, endpoint, { cause: error }))),
+      );
+    });
+  }
+
+  /** Closes and forgets the channels of a remote or channel group (after it changed or was removed). */
+  invalidate(group: string): void {
+    const byEndpoint = this.clients.get(group);
+    this.clients.delete(group);
+    for (const clients of byEndpoint?.values() ?? []) closeClients(clients);
+  }
+
+  /** After running tasks had their grace period (TasksService.beforeApplicationShutdown). */
+  onApplicationShutdown(): void {
+    for (const remoteId of [...this.clients.keys()]) this.invalidate(remoteId);
+  }
+
+  private async call<T>(
+    connection: AgentConnection,
+    invoke: (clients: Clients, metadata: Metadata, deadline: Date, done: (error: ServiceError | null, value?: T) => void) => unknown,
+    options: { connectFirst?: boolean; deadlineMs?: number } = {},
+  ): Promise<T> {
+    const timeoutMs = this.config.remoteTimeoutMs;
+    const failures: AgentError[] = [];
+    for (const endpoint of connection.endpoints) {
+      const clients = this.clientsFor(connection, endpoint);
+      const metadata = new Metadata();
+      metadata.set('authorization', `Bearer ${connection.apiKey}`);
+      try {
+        if (options.connectFirst) await waitForReady(clients.vm, new Date(Date.now() + timeoutMs), endpoint, timeoutMs);
+        const deadline = new Date(Date.now() + (options.deadlineMs ?? timeoutMs));
+        return await new Promise<T>((resolve, reject) => {
+          invoke(clients, metadata, deadline, (error, value) => {
+            if (error) reject(translateGrpcError(error, endpoint, options.deadlineMs ?? timeoutMs));
+            else resolve(value as T);
+          });
+        });
+      } catch (error) {
+        if (!(error instanceof AgentError) || !error.triesNextEndpoint) throw error;
+        failures.push(error);
+      }
+    }
+    if (failures.length === 0) throw new AgentError(ErrorCode.RemoteUnreachable, `remote ${connection.remoteId} has no endpoints`, '');
+    throw allEndpointsFailed(connection.remoteId, failures);
+  }
+
+  private clientsFor(connection: AgentConnection, endpoint: string): Clients {
+    const group = connection.channelGroup ?? connection.remoteId;
+    let byEndpoint = this.clients.get(group);
+    if (!byEndpoint) this.clients.set(group, (byEndpoint = new Map()));
+    // The trust anchor is part of the key: a changed CA never reuses a channel verified with the old one.
+    const key = `${endpoint}|${fingerprintSha256(connection.caCertPem)}`;
+    const cached = byEndpoint.get(key);
+    if (cached) return cached;
+    const v1 = debvisorV1();
+    const credentials = grpcCredentials.createSsl(
+      Buffer.from(connection.caCertPem),
+      Buffer.from(this.identity.client.keyPem),
+      Buffer.from(this.identity.client.certPem),
+    );
+    const channelOptions = {
+      // A recovered agent is picked up again within seconds.
+      'grpc.initial_reconnect_backoff_ms': 500,
+      'grpc.max_reconnect_backoff_ms': 5000,
+      'grpc.keepalive_time_ms': 30_000,
+      'grpc.keepalive_timeout_ms': 10_000,
+    };
+    const node = new v1.NodeService(endpoint, credentials, channelOptions);
+    const vm = new v1.VmService(endpoint, credentials, { ...channelOptions, channelOverride: node.getChannel() });
+    const clients = { node, vm };
+    byEndpoint.set(key, clients);
+    return clients;
+  }
+}
+
+function closeClients(clients: Clients): void {
+  clients.vm.close();
+  clients.node.close();
+}
+
+function waitForReady(client: VmServiceClient, deadline: Date, endpoint: string, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    client.waitForReady(deadline, (error) => {
+      if (!error) return resolve();
+      reject(new AgentError(ErrorCode.RemoteUnreachable, `could not connect to ${endpoint} within ${timeoutMs} ms`, endpoint, { cause: error }));
+    });
+  });
+}
+
+/** The presented chain, leaf first, as Node links it through issuerCertificate. */
+function chainOf(leaf: DetailedPeerCertificate): PresentedCertificate[] {
+  const chain: PresentedCertificate[] = [];
+  const seen = new Set<string>();
+  let current: DetailedPeerCertificate | undefined = leaf;
+  while (current && current.raw && chain.length < 10) {
+    const fingerprint = fingerprintSha256(current.raw);
+    if (seen.has(fingerprint)) break;
+    seen.add(fingerprint);
+    chain.push({
+      subject: formatName(current.subject),
+      issuer: formatName(current.issuer),
+      fingerprintSha256: fingerprint,
+      isCa: current.ca,
+      notBefore: new Date(current.valid_from).toISOString(),
+      notAfter: new Date(current.valid_to).toISOString(),
+      pem: derToPem(current.raw),
+    });
+    current = current.issuerCertificate;
+  }
+  return chain;
+}
+
+function formatName(name: Record<string, string | string[] | undefined> | undefined): string {
+  return Object.entries(name ?? {})
+    .filter((entry): entry is [string, string | string[]] => entry[1] !== undefined)
+    .map(([key, value]) => `${key}=${Array.isArray(value) ? value.join('+') : value}`)
+    .join(', ');
+}

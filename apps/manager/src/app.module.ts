@@ -1,0 +1,87 @@
+import { DynamicModule, Global, Module, RequestMethod } from '@nestjs/common';
+import { APP_FILTER, APP_GUARD, APP_INTERCEPTOR, APP_PIPE } from '@nestjs/core';
+import { TypeOrmModule } from '@nestjs/typeorm';
+import { ZodSerializerInterceptor } from 'nestjs-zod';
+import { LoggerModule } from 'nestjs-pino';
+import type { Logger } from 'pino';
+import { AgentsModule } from './agents/agents.module';
+import { AuthGuard } from './auth/auth.guard';
+import { AuthModule } from './auth/auth.module';
+import { ClockRepository } from './common/clock.repository';
+import { ErrorFilter } from './common/error.filter';
+import { OPERATOR_OUTPUT, OperatorConsoleRepository, type OperatorOutput } from './common/operator-console.repository';
+import { RandomRepository } from './common/random.repository';
+import { ValidationPipe } from './common/validation.pipe';
+import { MANAGER_CONFIG, type ManagerConfig } from './config/manager-config';
+import { dataSourceOptions } from './database/data-source-options';
+import { HealthModule } from './health/health.module';
+import { MetricsModule } from './health/metrics.module';
+import { IdentityModule } from './identity/identity.module';
+import { MANAGER_IDENTITY, type ManagerIdentity } from './identity/state-dir.repository';
+import { OpenApiModule } from './openapi/openapi.module';
+import { RemotesModule } from './remotes/remotes.module';
+import { ResourcesModule } from './resources/resources.module';
+import { TasksModule } from './tasks/tasks.module';
+import { VmsModule } from './vms/vms.module';
+
+/** What start-up prepared before Nest: configuration, state-dir identity, database, logger. */
+export interface ManagerRuntime {
+  readonly config: ManagerConfig;
+  readonly identity: ManagerIdentity;
+  readonly databaseUrl: string;
+  readonly logger: Logger;
+  readonly operatorOutput: OperatorOutput;
+}
+
+/** Configuration, identity and the small repositories every feature may use. */
+@Global()
+@Module({})
+class RuntimeModule {
+  static forRoot(runtime: ManagerRuntime): DynamicModule {
+    const providers = [
+      { provide: MANAGER_CONFIG, useValue: runtime.config },
+      { provide: MANAGER_IDENTITY, useValue: runtime.identity },
+      { provide: OPERATOR_OUTPUT, useValue: runtime.operatorOutput },
+      ClockRepository,
+      RandomRepository,
+      OperatorConsoleRepository,
+    ];
+    return { module: RuntimeModule, providers, exports: providers };
+  }
+}
+
+@Module({})
+export class AppModule {
+  static forRoot(runtime: ManagerRuntime): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [
+        RuntimeModule.forRoot(runtime),
+        // pino-http runs as the first Express middleware (see manager-app.ts) so that every request,
+        // even one refused by the body parser, has its trace id; this binds its logger for Nest code.
+        LoggerModule.forRoot({
+          pinoHttp: { logger: runtime.logger },
+          useExisting: true,
+          forRoutes: [{ path: '{*splat}', method: RequestMethod.ALL }],
+        }),
+        TypeOrmModule.forRoot({ ...dataSourceOptions(runtime.databaseUrl), migrationsRun: true, retryAttempts: 3, retryDelay: 2000 }),
+        AuthModule,
+        AgentsModule,
+        MetricsModule,
+        IdentityModule,
+        RemotesModule,
+        ResourcesModule,
+        TasksModule,
+        VmsModule,
+        HealthModule,
+        OpenApiModule,
+      ],
+      providers: [
+        { provide: APP_PIPE, useClass: ValidationPipe },
+        { provide: APP_INTERCEPTOR, useClass: ZodSerializerInterceptor },
+        { provide: APP_FILTER, useClass: ErrorFilter },
+        { provide: APP_GUARD, useClass: AuthGuard },
+      ],
+    };
+  }
+}

@@ -1,0 +1,59 @@
+import { ArgumentsHost, Catch, ExceptionFilter, HttpException } from '@nestjs/common';
+import type { Request, Response } from 'express';
+import { PinoLogger } from 'nestjs-pino';
+import { DomainError } from './domain-error';
+import { ErrorCode } from './error-code';
+import { codeForStatus, ERROR_STATUS } from './error-status';
+import { traceIdOf } from './trace-id';
+
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string; traceId: string };
+}
+
+/**
+ * The one place where errors become HTTP answers: `{"error": {code, message, traceId}}`. Domain
+ * errors keep their code and message; framework HTTP errors (unknown route, body too large) get the
+ * code of their status; anything else is logged with the trace id and answered as a bare 500.
+ */
+@Catch()
+export class ErrorFilter implements ExceptionFilter {
+  constructor(private readonly logger: PinoLogger) {
+    logger.setContext(ErrorFilter.name);
+  }
+
+  catch(exception: unknown, host: ArgumentsHost): void {
+    const http = host.switchToHttp();
+    const req = http.getRequest<Request>();
+    const res = http.getResponse<Response>();
+    const traceId = traceIdOf(req);
+    const { code, message } = this.describe(exception, req, traceId);
+    const status = ERROR_STATUS[code];
+    if (res.headersSent) {
+      res.end();
+      return;
+    }
+    const body: ErrorBody = { error: { code, message, traceId } };
+    res.status(status).json(body);
+  }
+
+  private describe(exception: unknown, req: Request, traceId: string): { code: ErrorCode; message: string } {
+    if (exception instanceof DomainError) {
+      if (ERROR_STATUS[exception.code] >= 500 && exception.code !== ErrorCode.NotReady) this.logger.error({ err: exception, traceId }, 'request failed');
+      return { code: exception.code, message: exception.message };
+    }
+    if (exception instanceof HttpException) {
+      const status = exception.getStatus();
+      const code = codeForStatus(status);
+      if (code === ErrorCode.NotFound) return { code, message: `no route ${req.method} ${req.path}` };
+      if (code !== ErrorCode.Internal && code !== ErrorCode.NotReady) return { code, message: safeHttpMessage(exception) };
+    }
+    this.logger.error({ err: exception, traceId }, 'unexpected error while handling a request');
+    return { code: ErrorCode.Internal, message: `internal error; the manager's log has the details under trace id ${traceId}` };
+  }
+}
+
+/** Nest's own HTTP exceptions have short fixed messages ("Forbidden resource"); keep them, bounded. */
+function safeHttpMessage(exception: HttpException): string {
+  const message = exception.message || 'request failed';
+  return message.length > 200 ? message.slice(0, 200) : message;
+}

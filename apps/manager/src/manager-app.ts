@@ -1,0 +1,126 @@
+import 'reflect-metadata';
+import { fingerprintSha256 } from '@debvisor/pki';
+import { NestFactory } from '@nestjs/core';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import { Logger as NestPinoLogger } from 'nestjs-pino';
+import { isIP, type AddressInfo } from 'node:net';
+import type { DestinationStream, Logger } from 'pino';
+import { AppModule } from './app.module';
+import { jsonBodyMiddleware } from './common/json-body.middleware';
+import { createHttpLogger, createRootLogger } from './common/logging';
+import type { OperatorOutput } from './common/operator-console.repository';
+import { AuthService } from './auth/auth.service';
+import { loadConfig, type ManagerConfig } from './config/manager-config';
+import { EmbeddedPostgresRepository } from './database/embedded-postgres.repository';
+import { httpMetricsMiddleware } from './health/http-metrics.middleware';
+import { MetricsService } from './health/metrics.service';
+import { StateDirRepository } from './identity/state-dir.repository';
+import { OpenApiService } from './openapi/openapi.service';
+import { ResourcesService } from './resources/resources.service';
+import { TasksService } from './tasks/tasks.service';
+import { webUiMiddleware } from './web/web-ui.middleware';
+
+export const MANAGER_VERSION = '0.1.0';
+
+export interface StartOptions {
+  /** Settings; the process environment by default. */
+  env?: Readonly<Record<string, string | undefined>>;
+  /** Where the JSON log goes; standard output by default. */
+  logDestination?: DestinationStream;
+  /** Where messages for the operator (the bootstrap token banner) go; standard output by default. */
+  operatorOutput?: OperatorOutput;
+}
+
+export interface RunningManager {
+  readonly config: ManagerConfig;
+  /** The URL the manager announces (DEBVISOR_PUBLIC_URL, else https://<listen host>:<port>). */
+  readonly url: string;
+  /** The port actually bound (differs from the configuration when it asked for port 0). */
+  readonly port: number;
+  readonly app: NestExpressApplication;
+  readonly logger: Logger;
+  /** Stops in order: poller, HTTP, running tasks (grace period), database pools, embedded PostgreSQL. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts the manager: configuration → state directory (certificates, secret key) → PostgreSQL
+ * (embedded unless DATABASE_URL) → Nest with TypeORM and migrations → bootstrap (first admin
+ * token, interrupted tasks) → resource poller → HTTPS.
+ */
+export async function startManager(options: StartOptions = {}): Promise<RunningManager> {
+  const config = loadConfig(options.env);
+  const logger = createRootLogger(config.logLevel, options.logDestination);
+  const state = new StateDirRepository(config.stateDir);
+  const serverNames = StateDirRepository.defaultServerNames();
+  // The HTTPS certificate also names the public URL's host and a specific listening address.
+  for (const host of [config.publicUrl ? new URL(config.publicUrl).hostname.replace(/^\[|\]$/g, '') : undefined, config.listen.host]) {
+    if (!host || host === '0.0.0.0' || host === '::') continue;
+    const list = isIP(host) ? serverNames.ipAddresses : serverNames.dnsNames;
+    if (!list.includes(host)) list.push(host);
+  }
+  const identity = await state.loadIdentity(serverNames);
+  logger.info(
+    { path: identity.client.caFile, fingerprintSha256: fingerprintSha256(identity.client.caPem) },
+    "manager client CA: add this file to every agent's tls.clientCas",
+  );
+
+  let embedded: EmbeddedPostgresRepository | undefined;
+  let databaseUrl = config.databaseUrl;
+  if (!databaseUrl) {
+    embedded = new EmbeddedPostgresRepository(state.postgresDir, state.loadOrCreateDatabasePassword());
+    databaseUrl = await embedded.start();
+    logger.info({ dataDir: state.postgresDir }, 'embedded PostgreSQL started');
+  }
+
+  let app: NestExpressApplication | undefined;
+  try {
+    app = await NestFactory.create<NestExpressApplication>(
+      AppModule.forRoot({ config, identity, databaseUrl, logger, operatorOutput: options.operatorOutput ?? process.stdout }),
+      {
+        httpsOptions: { key: identity.server.keyPem, cert: identity.server.certPem },
+        bodyParser: false,
+        bufferLogs: true,
+        abortOnError: false,
+        forceCloseConnections: true,
+      },
+    );
+    app.useLogger(app.get(NestPinoLogger));
+    app.disable('x-powered-by');
+    // Express middleware, in order, before Nest's routes: trace id and request log, metrics, web UI, JSON body.
+    app.use(createHttpLogger(logger));
+    app.use(httpMetricsMiddleware(app.get(MetricsService)));
+    const webUi = webUiMiddleware(config.webDir);
+    if (webUi) app.use(webUi);
+    else logger.info({ webDir: config.webDir }, 'no web UI found (no index.html); serving the API only');
+    app.use(...jsonBodyMiddleware());
+    app.get(OpenApiService).generate(app, MANAGER_VERSION);
+
+    await app.init();
+    await app.get(AuthService).bootstrap();
+    await app.get(TasksService).recoverInterrupted();
+    app.get(ResourcesService).startPolling();
+    await app.listen(config.listen.port, config.listen.host);
+  } catch (error) {
+    await app?.close().catch(() => undefined);
+    await embedded?.stop().catch(() => undefined);
+    throw error;
+  }
+
+  const running = app;
+  const port = (running.getHttpServer().address() as AddressInfo).port;
+  const host = ['0.0.0.0', '::'].includes(config.listen.host) ? 'localhost' : config.listen.host;
+  const url = config.publicUrl ?? `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  logger.info({ url, listen: `${config.listen.host}:${port}`, version: MANAGER_VERSION }, 'manager listening');
+
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      running.get(ResourcesService).stopPolling();
+      await running.close();
+      await embedded?.stop();
+      logger.info('manager stopped');
+      logger.flush();
+    })());
+  return { config, url, port, app: running, logger, stop };
+}

@@ -1,0 +1,15 @@
+import { Module } from '@nestjs/common';
+import { AgentsModule } from '../agents/agents.module';
+import { AuthModule } from '../auth/auth.module';
+import { RemoteEvents } from './remote-events';
+import { RemotesController } from './remotes.controller';
+import { RemotesRepository } from './remotes.repository';
+import { RemotesService } from './remotes.service';
+
+@Module({
+  imports: [AgentsModule, AuthModule],
+  controllers: [RemotesController],
+  providers: [RemotesService, RemotesRepository, RemoteEvents],
+  exports: [RemotesService, RemoteEvents],
+})
+export class RemotesModule {}

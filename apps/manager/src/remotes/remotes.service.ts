@@ -1,0 +1,253 @@
+import { fingerprintSha256, normalizeFingerprint, splitPemBundle } from '@debvisor/pki';
+import { Injectable } from '@nestjs/common';
+import type { AgentConnection, PresentedCertificate } from '../agents/agent-connection';
+import { AgentClientRepository } from '../agents/agent-client.repository';
+import { AgentError } from '../agents/agent-error';
+import type { Caller } from '../auth/caller';
+import { AuthService } from '../auth/auth.service';
+import { ClockRepository } from '../common/clock.repository';
+import { DomainError } from '../common/domain-error';
+import { ErrorCode } from '../common/error-code';
+import { RemoteEvents } from './remote-events';
+import type { NewCredential, Remote } from './remote.model';
+import type { ConnectionReport, RemoteView } from './remotes.dto';
+import { RemotesRepository } from './remotes.repository';
+
+export interface CreateRemoteInput {
+  id: string;
+  description: string;
+  endpoints: string[];
+  caCertPem?: string;
+  caFingerprint?: string;
+  credentials: NewCredential[];
+  addAnyway: boolean;
+}
+
+export interface UpdateRemoteInput {
+  description?: string;
+  endpoints?: string[];
+  caCertPem?: string;
+  caFingerprint?: string;
+}
+
+interface Trust {
+  caCertPem: string | null;
+  caFingerprint: string;
+}
+
+@Injectable()
+export class RemotesService {
+  private connectionTests = 0;
+
+  constructor(
+    private readonly remotes: RemotesRepository,
+    private readonly agents: AgentClientRepository,
+    private readonly events: RemoteEvents,
+    private readonly auth: AuthService,
+    private readonly clock: ClockRepository,
+  ) {}
+
+  /** The remotes the caller may see. */
+  async list(caller: Caller): Promise<{ items: RemoteView[] }> {
+    const remotes = await this.remotes.list();
+    const visible = this.auth.allowedRemotes(caller, 'remote.audit', remotes.map((r) => r.id));
+    return { items: remotes.filter((r) => visible.has(r.id)).map(toView) };
+  }
+
+  async get(id: string): Promise<RemoteView> {
+    return toView(await this.require(id));
+  }
+
+  /**
+   * Adds a remote after testing it: TLS against the CA (or the pinned fingerprint), every
+   * credential accepted, the cluster's node count. A failed test refuses the remote with the
+   * problem named, unless `addAnyway`.
+   */
+  async create(input: CreateRemoteInput): Promise<RemoteView & { connection: ConnectionReport }> {
+    if (await this.remotes.get(input.id)) throw new DomainError(ErrorCode.Conflict, `remote ${input.id} already exists`);
+    let trust = trustFrom(input);
+    let connection: ConnectionReport;
+    try {
+      trust = await this.resolveTrust(input.endpoints, trust);
+      connection = await this.testCredentials(input.id, input.endpoints, trust.caCertPem!, input.credentials);
+    } catch (error) {
+      if (!(error instanceof DomainError) || !input.addAnyway) throw error;
+      connection = { ok: false, error: { code: error.code, message: error.message } };
+    }
+    const created = await this.remotes.create({
+      id: input.id,
+      description: input.description,
+      endpoints: input.endpoints,
+      caCertPem: trust.caCertPem,
+      caFingerprint: trust.caFingerprint,
+      credentials: input.credentials,
+      at: this.clock.now(),
+    });
+    this.events.emit({ type: 'changed', remoteId: created.id });
+    return { ...toView(created), connection };
+  }
+
+  /** Changes description, endpoints or trust. Cached channels are dropped and the remote refreshed. */
+  async update(id: string, input: UpdateRemoteInput): Promise<RemoteView> {
+    await this.require(id);
+    const trust = input.caCertPem !== undefined || input.caFingerprint !== undefined ? trustFrom(input) : undefined;
+    const updated = await this.remotes.update(
+      id,
+      { description: input.description, endpoints: input.endpoints, caCertPem: trust?.caCertPem, caFingerprint: trust?.caFingerprint },
+      this.clock.now(),
+    );
+    if (!updated) throw DomainError.notFound(`remote ${id}`);
+    this.agents.invalidate(id);
+    this.events.emit({ type: 'changed', remoteId: id });
+    return toView(updated);
+  }
+
+  async delete(id: string): Promise<void> {
+    if (!(await this.remotes.delete(id))) throw DomainError.notFound(`remote ${id}`);
+    this.agents.invalidate(id);
+    this.events.emit({ type: 'removed', remoteId: id });
+  }
+
+  /** Adds a credential after checking that the remote accepts it (unless `addAnyway`). */
+  async addCredential(remoteId: string, credential: NewCredential & { addAnyway: boolean }): Promise<RemoteView & { connection: ConnectionReport }> {
+    const remote = await this.require(remoteId);
+    if (remote.credentials.some((c) => c.name === credential.name)) {
+      throw new DomainError(ErrorCode.Conflict, `remote ${remoteId} already has a credential named ${credential.name}`);
+    }
+    let connection: ConnectionReport;
+    try {
+      const trust = await this.resolveTrust(remote.endpoints, remote);
+      connection = await this.testCredentials(remoteId, remote.endpoints, trust.caCertPem!, [credential]);
+    } catch (error) {
+      if (!(error instanceof DomainError) || !credential.addAnyway) throw error;
+      connection = { ok: false, error: { code: error.code, message: error.message } };
+    }
+    await this.remotes.addCredential(remoteId, { name: credential.name, key: credential.key }, this.clock.now());
+    this.events.emit({ type: 'changed', remoteId });
+    return { ...toView((await this.remotes.get(remoteId))!), connection };
+  }
+
+  async removeCredential(remoteId: string, name: string): Promise<RemoteView> {
+    await this.require(remoteId);
+    if (!(await this.remotes.removeCredential(remoteId, name))) throw DomainError.notFound(`credential ${name} of remote ${remoteId}`);
+    this.events.emit({ type: 'changed', remoteId });
+    return toView((await this.remotes.get(remoteId))!);
+  }
+
+  /** The chain an endpoint presents, for a user to confirm before pinning. */
+  async probe(endpoint: string): Promise<{ endpoint: string; certificates: PresentedCertificate[] }> {
+    return { endpoint, certificates: await this.agents.probeCertificates(endpoint) };
+  }
+
+  /**
+   * How to call a remote's agents now: its endpoints, its CA (resolved from the pin on first
+   * contact and then stored) and the key of its first credential.
+   */
+  async connectionFor(remoteId: string): Promise<AgentConnection> {
+    const remote = await this.require(remoteId);
+    let caCertPem = remote.caCertPem;
+    if (!caCertPem) {
+      const trust = await this.resolveTrust(remote.endpoints, remote);
+      caCertPem = trust.caCertPem!;
+      await this.remotes.update(remoteId, { caCertPem }, this.clock.now());
+    }
+    const apiKey = await this.remotes.primaryKey(remoteId);
+    if (!apiKey) throw new DomainError(ErrorCode.RemoteCredentialRejected, `remote ${remoteId} has no credentials`);
+    return { remoteId, endpoints: remote.endpoints, caCertPem, apiKey };
+  }
+
+  listIds(): Promise<string[]> {
+    return this.remotes.listIds();
+  }
+
+  private async require(id: string): Promise<Remote> {
+    const remote = await this.remotes.get(id);
+    if (!remote) throw DomainError.notFound(`remote ${id}`);
+    return remote;
+  }
+
+  /**
+   * With a CA certificate, nothing to do. With only a pinned fingerprint: connect to the endpoints
+   * in order and keep the presented CA certificate whose fingerprint matches the pin.
+   */
+  private async resolveTrust(endpoints: readonly string[], trust: Trust): Promise<Trust> {
+    if (trust.caCertPem) return trust;
+    const failures: AgentError[] = [];
+    for (const endpoint of endpoints) {
+      let chain: PresentedCertificate[];
+      try {
+        chain = await this.agents.probeCertificates(endpoint);
+      } catch (error) {
+        if (error instanceof AgentError && error.triesNextEndpoint) {
+          failures.push(error);
+          continue;
+        }
+        throw error;
+      }
+      const match = chain.find((cert) => cert.fingerprintSha256 === trust.caFingerprint);
+      if (!match) {
+        throw new DomainError(
+          ErrorCode.RemoteFingerprintMismatch,
+          `fingerprint mismatch: none of the certificates presented by ${endpoint} has the pinned fingerprint ${trust.caFingerprint}; ` +
+            `it presented ${chain.map((c) => `${c.subject} (${c.fingerprintSha256})`).join(', ')}`,
+        );
+      }
+      if (!match.isCa) {
+        throw new DomainError(
+          ErrorCode.RemoteFingerprintMismatch,
+          `the pinned fingerprint ${trust.caFingerprint} is that of ${match.subject}, which is not a CA certificate; pin the cluster CA`,
+        );
+      }
+      return { caCertPem: match.pem, caFingerprint: trust.caFingerprint };
+    }
+    throw new DomainError(
+      ErrorCode.RemoteUnreachable,
+      `cannot check the pinned fingerprint: no endpoint could be reached (${failures.map((f) => f.message).join('; ')})`,
+    );
+  }
+
+  /** Every credential must be accepted; answers what the first one learned about the cluster. */
+  private async testCredentials(remoteId: string, endpoints: readonly string[], caCertPem: string, credentials: readonly NewCredential[]): Promise<ConnectionReport> {
+    // Own channels, so that a test neither disturbs nor reuses the channels in use for this remote.
+    const channelGroup = `connection-test:${remoteId}:${++this.connectionTests}`;
+    let report: ConnectionReport | undefined;
+    try {
+      for (const credential of credentials) {
+        try {
+          const info = await this.agents.getClusterInfo({ remoteId, endpoints, caCertPem, apiKey: credential.key, channelGroup });
+          report ??= { ok: true, clusterId: info.clusterId, agentVersion: info.agentVersion, nodeCount: info.nodeCount, nodeId: info.nodeId || undefined };
+        } catch (error) {
+          if (error instanceof DomainError && error.code === ErrorCode.RemoteCredentialRejected) {
+            throw new DomainError(error.code, `credential ${credential.name}: ${error.message}`);
+          }
+          throw error;
+        }
+      }
+    } finally {
+      this.agents.invalidate(channelGroup);
+    }
+    return report!;
+  }
+}
+
+function trustFrom(input: { caCertPem?: string; caFingerprint?: string }): Trust {
+  if (input.caCertPem) {
+    const pem = splitPemBundle(input.caCertPem)[0];
+    return { caCertPem: pem, caFingerprint: fingerprintSha256(pem) };
+  }
+  const fingerprint = input.caFingerprint ? normalizeFingerprint(input.caFingerprint) : undefined;
+  if (!fingerprint) throw new DomainError(ErrorCode.ValidationFailed, 'caCertPem: give exactly one of caCertPem and caFingerprint');
+  return { caCertPem: null, caFingerprint: fingerprint };
+}
+
+function toView(remote: Remote): RemoteView {
+  return {
+    id: remote.id,
+    description: remote.description,
+    endpoints: [...remote.endpoints],
+    trust: { caFingerprint: remote.caFingerprint, caCertPem: remote.caCertPem, resolved: remote.caCertPem !== null },
+    credentials: remote.credentials.map((c) => ({ name: c.name, keyId: c.keyId, createdAt: c.createdAt.toISOString() })),
+    createdAt: remote.createdAt.toISOString(),
+    updatedAt: remote.updatedAt.toISOString(),
+  };
+}

@@ -1,0 +1,15 @@
+import { Module } from '@nestjs/common';
+import { AgentsModule } from '../agents/agents.module';
+import { AuthModule } from '../auth/auth.module';
+import { MetricsModule } from '../health/metrics.module';
+import { RemotesModule } from '../remotes/remotes.module';
+import { ResourcesController } from './resources.controller';
+import { ResourcesService } from './resources.service';
+
+@Module({
+  imports: [RemotesModule, AgentsModule, AuthModule, MetricsModule],
+  controllers: [ResourcesController],
+  providers: [ResourcesService],
+  exports: [ResourcesService],
+})
+export class ResourcesModule {}

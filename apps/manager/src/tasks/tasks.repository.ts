@@ -1,0 +1,102 @@
+import { Injectable } from '@nestjs/common';
+import { InjectDataSource } from '@nestjs/typeorm';
+import { Brackets, DataSource } from 'typeorm';
+import { TaskEntity, type TaskLogLine, type TaskState } from './task.entity';
+
+export interface TaskFilter {
+  state?: TaskState;
+  type?: string;
+  remote?: string;
+  vm?: string;
+  owner?: string;
+  /** Only tasks on these remotes ('all': no restriction). */
+  remotes: 'all' | ReadonlySet<string>;
+  limit: number;
+  offset: number;
+}
+
+/** Tasks in PostgreSQL. Log lines are appended in place (no read-modify-write). */
+@Injectable()
+export class TasksRepository {
+  constructor(@InjectDataSource() private readonly dataSource: DataSource) {}
+
+  async insert(task: TaskEntity): Promise<void> {
+    await this.dataSource.getRepository(TaskEntity).insert(task);
+  }
+
+  get(id: string): Promise<TaskEntity | null> {
+    return this.dataSource.getRepository(TaskEntity).findOneBy({ id });
+  }
+
+  /** Newest first. */
+  async list(filter: TaskFilter): Promise<{ items: TaskEntity[]; total: number }> {
+    const query = this.dataSource.getRepository(TaskEntity).createQueryBuilder('t');
+    if (filter.state) query.andWhere('t.state = :state', { state: filter.state });
+    if (filter.type) query.andWhere('t.type = :type', { type: filter.type });
+    if (filter.remote) query.andWhere('t.remote_id = :remote', { remote: filter.remote });
+    if (filter.vm) query.andWhere('t.vm_id = :vm', { vm: filter.vm });
+    if (filter.owner) query.andWhere('t.owner = :owner', { owner: filter.owner });
+    if (filter.remotes !== 'all') {
+      const allowed = [...filter.remotes];
+      if (allowed.length === 0) return { items: [], total: 0 };
+      query.andWhere(new Brackets((q) => q.where('t.remote_id IN (:...allowed)', { allowed })));
+    }
+    const [items, total] = await query
+      .orderBy('t.created_at', 'DESC')
+      .addOrderBy('t.id', 'DESC')
+      .take(filter.limit)
+      .skip(filter.offset)
+      .getManyAndCount();
+    return { items, total };
+  }
+
+  /** queued → running; false when the task was not queued any more. */
+  async markRunning(id: string, at: Date): Promise<boolean> {
+    const result = await this.dataSource
+      .getRepository(TaskEntity)
+      .update({ id, state: 'queued' }, { state: 'running', startedAt: at, updatedAt: at });
+    return (result.affected ?? 0) > 0;
+  }
+
+  async appendLog(id: string, line: TaskLogLine): Promise<void> {
+    await this.dataSource.query('UPDATE tasks SET log = log || $1::jsonb, updated_at = $2 WHERE id = $3', [
+      JSON.stringify([line]),
+      new Date(line.at),
+      id,
+    ]);
+  }
+
+  async setProgress(id: string, progress: number, at: Date): Promise<void> {
+    await this.dataSource.getRepository(TaskEntity).update({ id }, { progress, updatedAt: at });
+  }
+
+  async finish(id: string, outcome: { state: TaskState; error: string | null; progress?: number }, at: Date): Promise<void> {
+    await this.dataSource.getRepository(TaskEntity).update(
+      { id },
+      { state: outcome.state, error: outcome.error, finishedAt: at, updatedAt: at, ...(outcome.progress !== undefined ? { progress: outcome.progress } : {}) },
+    );
+  }
+
+  /**
+   * Fails every task left queued or running by a previous manager process, appending `message(state)`
+   * to its log; answers the tasks as they were before.
+   */
+  async failUnfinished(message: (state: TaskState) => string, at: Date): Promise<TaskEntity[]> {
+    return this.dataSource.transaction(async (tx) => {
+      const unfinished = await tx
+        .getRepository(TaskEntity)
+        .createQueryBuilder('t')
+        .setLock('pessimistic_write')
+        .where('t.state IN (:...states)', { states: ['queued', 'running'] })
+        .getMany();
+      for (const task of unfinished) {
+        const text = message(task.state);
+        await tx.query(
+          `UPDATE tasks SET state = 'failed', error = $1, finished_at = $2, updated_at = $2, log = log || $3::jsonb WHERE id = $4`,
+          [text, at, JSON.stringify([{ at: at.toISOString(), message: text }]), task.id],
+        );
+      }
+      return unfinished;
+    });
+  }
+}

@@ -1,0 +1,138 @@
+import type { PinoLogger } from 'nestjs-pino';
+import { describe, expect, it } from 'vitest';
+import { strictMock } from '../../test/strict-mock';
+import { AuthService } from '../auth/auth.service';
+import type { Caller } from '../auth/caller';
+import type { ClockRepository } from '../common/clock.repository';
+import { DomainError } from '../common/domain-error';
+import { ErrorCode } from '../common/error-code';
+import type { RandomRepository } from '../common/random.repository';
+import type { TaskEntity, TaskLogLine, TaskState } from './task.entity';
+import type { TasksRepository } from './tasks.repository';
+import { TasksService } from './tasks.service';
+
+const NOW = new Date('2026-05-01T12:00:00Z');
+const ID = '9d7f2a44-7a3c-4d2e-9f11-5c0f2b1a7e01';
+
+/** An in-memory stand-in for the tasks table that records the order of writes. */
+function memoryRepository() {
+  const rows = new Map<string, TaskEntity>();
+  const writes: string[] = [];
+  const repository = strictMock<TasksRepository>('TasksRepository', {
+    insert: async (task: TaskEntity) => void (rows.set(task.id, { ...task, log: [...task.log] }), writes.push(`insert ${task.state}`)),
+    get: async (id: string) => rows.get(id) ?? null,
+    markRunning: async (id: string, at: Date) => {
+      const row = rows.get(id)!;
+      if (row.state !== 'queued') return false;
+      Object.assign(row, { state: 'running', startedAt: at });
+      writes.push('running');
+      return true;
+    },
+    appendLog: async (id: string, line: TaskLogLine) => void rows.get(id)!.log.push(line),
+    setProgress: async (id: string, progress: number) => void (rows.get(id)!.progress = progress),
+    finish: async (id: string, outcome: { state: TaskState; error: string | null; progress?: number }, at: Date) => {
+      Object.assign(rows.get(id)!, { state: outcome.state, error: outcome.error, finishedAt: at }, outcome.progress !== undefined ? { progress: outcome.progress } : {});
+      writes.push(`finish ${outcome.state}`);
+    },
+  });
+  return { rows, writes, repository };
+}
+
+function service(repository: TasksRepository) {
+  const auth = new AuthService(strictMock('TokensRepository'), strictMock('ClockRepository'), strictMock('RandomRepository'), strictMock('OperatorConsoleRepository'));
+  return new TasksService(
+    repository,
+    auth,
+    strictMock<ClockRepository>('ClockRepository', { now: () => NOW }),
+    strictMock<RandomRepository>('RandomRepository', { uuid: () => ID }),
+    strictMock<PinoLogger>('PinoLogger', { setContext: () => undefined, warn: () => undefined, error: () => undefined }),
+  );
+}
+
+const ADMIN: Caller = { principal: 'root@local', tokenId: 't', tokenName: 'b', display: 'root@local!b', acl: [{ path: '/', role: 'Admin' }] };
+
+describe('TasksService', () => {
+  it('stores the task queued before answering, runs it, and records its log and success', async () => {
+    const { rows, writes, repository } = memoryRepository();
+    const tasks = service(repository);
+    tasks.registerHandler('vm.start', {
+      run: async (context) => {
+        await context.log('asking the agent');
+        await context.progress(0.5);
+      },
+    });
+    await expect(tasks.enqueue({ type: 'vm.start', remoteId: 'dc-east', vmId: 'v', owner: 'root@local!b' })).resolves.toEqual({ taskId: ID });
+    expect(writes[0]).toBe('insert queued');
+    await tasks.idle();
+    expect(writes).toEqual(['insert queued', 'running', 'finish succeeded']);
+    const task = await tasks.get(ADMIN, ID);
+    expect(task).toMatchObject({ state: 'succeeded', progress: 1, error: null, owner: 'root@local!b', target: { remote: 'dc-east', vm: 'v' } });
+    expect(task.log.map((l) => l.message)).toEqual(['queued by root@local!b', 'asking the agent', 'succeeded']);
+    expect(rows.size).toBe(1);
+  });
+
+  it("fails the task with the domain error's message, and hides unexpected errors", async () => {
+    const { repository } = memoryRepository();
+    const tasks = service(repository);
+    let error: Error = new DomainError(ErrorCode.Conflict, 'VM web-1 is busy');
+    tasks.registerHandler('vm.stop', {
+      run: async () => {
+        throw error;
+      },
+    });
+    await tasks.enqueue({ type: 'vm.stop', remoteId: 'r', vmId: 'v', owner: 'o' });
+    await tasks.idle();
+    expect(await tasks.get(ADMIN, ID)).toMatchObject({ state: 'failed', error: 'VM web-1 is busy' });
+
+    const second = memoryRepository();
+    const other = service(second.repository);
+    error = new Error('ECONNRESET at socket.js:42 password=hunter2');
+    other.registerHandler('vm.stop', {
+      run: async () => {
+        throw error;
+      },
+    });
+    await other.enqueue({ type: 'vm.stop', remoteId: 'r', vmId: 'v', owner: 'o' });
+    await other.idle();
+    const failed = await other.get(ADMIN, ID);
+    expect(failed.error).toBe('failed unexpectedly; the manager log has the details');
+    expect(JSON.stringify(failed)).not.toContain('hunter2');
+  });
+
+  it('fails tasks a previous process left unfinished and lets their handler look at the outcome', async () => {
+    const interrupted: string[] = [];
+    const left = [{ id: 'a', type: 'vm.start', state: 'running', remoteId: 'dc-east' }] as TaskEntity[];
+    let messages: string[] = [];
+    const tasks = service(
+      strictMock<TasksRepository>('TasksRepository', {
+        failUnfinished: async (message: (state: TaskState) => string) => {
+          messages = [message('running'), message('queued')];
+          return left;
+        },
+      }),
+    );
+    tasks.registerHandler('vm.start', { run: async () => undefined, afterInterrupted: (task) => void interrupted.push(task.remoteId!) });
+    expect(await tasks.recoverInterrupted()).toBe(1);
+    expect(messages[0]).toContain('the manager restarted while this task was running');
+    expect(messages[1]).toContain('the manager restarted before this task started');
+    expect(interrupted).toEqual(['dc-east']);
+  });
+
+  it('hides tasks of remotes the caller may not see', async () => {
+    const { repository } = memoryRepository();
+    const tasks = service(repository);
+    tasks.registerHandler('vm.start', { run: async () => undefined });
+    await tasks.enqueue({ type: 'vm.start', remoteId: 'dc-east', vmId: 'v', owner: 'o' });
+    await tasks.idle();
+    const outsider: Caller = { ...ADMIN, acl: [{ path: '/remotes/dc-west', role: 'Audit' }] };
+    await expect(tasks.get(outsider, ID)).rejects.toMatchObject({ code: ErrorCode.NotFound });
+  });
+
+  it('refuses new tasks while shutting down', async () => {
+    const { repository } = memoryRepository();
+    const tasks = service(repository);
+    tasks.registerHandler('vm.start', { run: async () => undefined });
+    await tasks.beforeApplicationShutdown();
+    await expect(tasks.enqueue({ type: 'vm.start', remoteId: 'r', vmId: 'v', owner: 'o' })).rejects.toMatchObject({ code: ErrorCode.NotReady });
+  });
+});

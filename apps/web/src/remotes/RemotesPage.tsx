@@ -1,0 +1,64 @@
+import { ApiError } from '../api/client';
+import { useResources, type RemoteStatus } from './queries';
+
+function StatusBadge({ remote }: { remote: RemoteStatus }) {
+  const label = remote.status === 'unreachable' ? `unreachable since ${new Date(remote.since ?? '').toLocaleString()}` : remote.status;
+  return <span className={`badge badge-${remote.status}`}>{label}</span>;
+}
+
+export function RemotesPage({ onUnauthorized }: { onUnauthorized: () => void }) {
+  const { data, error, isLoading, dataUpdatedAt, refetch, isFetching } = useResources({ type: 'node' });
+  if (error instanceof ApiError && error.status === 401) onUnauthorized();
+  return (
+    <main>
+      <header className="toolbar">
+        <h1>Remotes</h1>
+        <span className="muted" aria-live="polite">
+          {dataUpdatedAt ? `Last updated ${new Date(dataUpdatedAt).toLocaleTimeString()}` : ''}
+        </span>
+        <button type="button" onClick={() => void refetch()} disabled={isFetching}>
+          {isFetching ? 'Refreshing…' : 'Refresh'}
+        </button>
+      </header>
+      {isLoading && <p>Loading…</p>}
+      {error && !(error instanceof ApiError && error.status === 401) && (
+        <p role="alert" className="error">
+          {error.message}
+        </p>
+      )}
+      {data && data.remotes.length === 0 && <p>No remotes yet. Add one through the API (see docs/manager.md).</p>}
+      {data && data.remotes.length > 0 && (
+        <table>
+          <caption className="visually-hidden">Remotes and their health</caption>
+          <thead>
+            <tr>
+              <th scope="col">Remote</th>
+              <th scope="col">Status</th>
+              <th scope="col">Nodes up</th>
+              <th scope="col">VMs running</th>
+              <th scope="col">Last answer</th>
+            </tr>
+          </thead>
+          <tbody>
+            {data.remotes.map((remote) => (
+              <tr key={remote.remote} className={remote.status === 'unreachable' ? 'row-bad' : undefined}>
+                <th scope="row">{remote.remote}</th>
+                <td>
+                  <StatusBadge remote={remote} />
+                  {remote.error && <div className="muted">{remote.error.message}</div>}
+                </td>
+                <td>
+                  {remote.nodes.alive} / {remote.nodes.total}
+                </td>
+                <td>
+                  {remote.vms.running} / {remote.vms.total}
+                </td>
+                <td>{remote.lastRefreshAt ? new Date(remote.lastRefreshAt).toLocaleTimeString() : '—'}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </main>
+  );
+}

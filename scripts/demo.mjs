@@ -1,0 +1,276 @@
+// `npm start`: a demo federation on this machine — embedded PostgreSQL and the manager, and two
+// simulated DebVisor clusters (dc-east, dc-west: one etcd and three agents each, ~40 VMs) with
+// certificates from a generated demo CA, both registered as remotes. Ctrl-C stops everything; the
+// next start reuses the state in .demo/ (or DEBVISOR_DEMO_DIR).
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
+import { createServer } from 'node:net';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ensureDebianPackages } from './lib/deps.mjs';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const stateDir = resolve(process.env.DEBVISOR_DEMO_DIR ?? join(root, '.demo'));
+const managerPort = Number(process.env.DEBVISOR_DEMO_PORT ?? 8443);
+const CLUSTERS = [
+  { id: 'dc-east', nodes: ['east-1', 'east-2', 'east-3'], vmsPerNode: 7 },
+  { id: 'dc-west', nodes: ['west-1', 'west-2', 'west-3'], vmsPerNode: 7 },
+];
+
+const say = (message) => console.log(`[demo] ${message}`);
+
+function fail(message) {
+  console.error(`[demo] ${message}`);
+  process.exit(1);
+}
+
+// --- prerequisites -------------------------------------------------------------------------------
+const [major, minor] = process.versions.node.split('.').map(Number);
+if (major < 20 || (major === 20 && minor < 19)) fail(`Node.js 20.19 or newer is needed (this is ${process.versions.node}).`);
+try {
+  ensureDebianPackages(undefined, say);
+} catch (error) {
+  fail(error.message);
+}
+if (!existsSync(join(root, 'node_modules'))) {
+  say('Installing npm packages (npm ci) …');
+  execFileSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit', timeout: 1_200_000 });
+}
+say('Building (npm run build) …');
+const build = spawnSync('npm', ['run', 'build', '--silent'], { cwd: root, stdio: 'inherit', timeout: 1_200_000 });
+if (build.status !== 0) fail('The build failed; see above.');
+
+const testing = await import(join(root, 'libs/testing/dist/index.js'));
+const { createClusterPki, writeTlsFiles, startEtcd, spawnManaged } = testing;
+
+// --- state: ports and PKI, chosen once and reused ------------------------------------------------
+mkdirSync(join(stateDir, 'logs'), { recursive: true });
+chmodSync(stateDir, 0o755); // the embedded PostgreSQL runs as its own user and must traverse it
+const portsFile = join(stateDir, 'ports.json');
+const ports = existsSync(portsFile) ? JSON.parse(readFileSync(portsFile, 'utf8')) : {};
+
+async function isFree(port) {
+  return new Promise((resolvePort) => {
+    const server = createServer();
+    server.once('error', () => resolvePort(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolvePort(true)));
+  });
+}
+
+/** The port remembered for `name` if still free, else a new free one (remembered from now on). */
+async function portFor(name) {
+  if (ports[name] && (await isFree(ports[name]))) return ports[name];
+  ports[name] = await testing.freePort();
+  writeFileSync(portsFile, JSON.stringify(ports, null, 2));
+  return ports[name];
+}
+
+if (!(await isFree(managerPort))) {
+  fail(`Port ${managerPort} is in use. Stop what uses it, or pick another port: DEBVISOR_DEMO_PORT=9443 npm start`);
+}
+
+const children = [];
+let stopping = false;
+async function stopAll(code) {
+  if (stopping) return;
+  stopping = true;
+  say('Stopping …');
+  // Agents first (they revoke their leases), then etcd, then the manager.
+  for (const group of ['agent', 'etcd', 'manager']) {
+    await Promise.all(children.filter((c) => c.kind === group).map((c) => c.process.stop(15_000)));
+  }
+  say('Stopped. State kept in ' + stateDir);
+  process.exit(code);
+}
+process.on('SIGINT', () => void stopAll(0));
+process.on('SIGTERM', () => void stopAll(0));
+
+function watch(kind, managed) {
+  children.push({ kind, process: managed });
+  void managed.exited.then((code) => {
+    if (!stopping) {
+      console.error(`[demo] ${managed.name} exited unexpectedly (code ${code}); its log: ${join(stateDir, 'logs')}`);
+      void stopAll(1);
+    }
+  });
+  return managed;
+}
+
+// --- manager ------------------------------------------------------------------------------------
+const managerState = join(stateDir, 'manager');
+mkdirSync(managerState, { recursive: true });
+chmodSync(managerState, 0o755);
+say(`Starting the manager (state in ${managerState}) …`);
+const manager = watch(
+  'manager',
+  spawnManaged('manager', process.execPath, [join(root, 'apps/manager/dist/main.js')], {
+    cwd: root,
+    env: {
+      ...process.env,
+      DEBVISOR_STATE_DIR: managerState,
+      DEBVISOR_LISTEN: `0.0.0.0:${managerPort}`,
+      DEBVISOR_POLL_INTERVAL_SECONDS: '15',
+      DEBVISOR_WEB_DIR: join(root, 'apps/web/dist'),
+    },
+    logFile: join(stateDir, 'logs/manager.log'),
+  }),
+);
+await manager.waitFor(/"msg":"manager listening"/, 180_000).catch((error) => fail(error.message));
+const tokenFile = join(stateDir, 'admin-token');
+const printed = manager.output().match(/bootstrap admin token: (dvdm_[A-Za-z0-9_-]+)/);
+if (printed) writeFileSync(tokenFile, printed[1] + '\n', { mode: 0o600 });
+if (!existsSync(tokenFile)) {
+  fail(`The manager's bootstrap token was printed at its first start but is not in ${tokenFile}. Remove ${stateDir} to start afresh.`);
+}
+const token = readFileSync(tokenFile, 'utf8').trim();
+const managerUrl = `https://127.0.0.1:${managerPort}`;
+const managerClientCa = readFileSync(join(managerState, 'pki/client-ca.crt'), 'utf8');
+const managerCert = readFileSync(join(managerState, 'pki/server.crt'), 'utf8');
+
+/** A call to the manager's API, verifying its self-signed certificate against the file it wrote. */
+function api(method, path, body) {
+  const payload = body === undefined ? undefined : JSON.stringify(body);
+  return new Promise((resolveCall, rejectCall) => {
+    const request = https.request(
+      `${managerUrl}/api/v1${path}`,
+      {
+        method,
+        ca: managerCert,
+        servername: 'localhost',
+        timeout: 30_000,
+        headers: {
+          Authorization: `Bearer ${token}`,
+          ...(payload ? { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload) } : {}),
+        },
+      },
+      (response) => {
+        let text = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk) => (text += chunk));
+        response.on('end', () => {
+          const status = response.statusCode ?? 0;
+          if (status >= 400 && status !== 404) return rejectCall(new Error(`${method} ${path}: ${status} ${text}`));
+          resolveCall({ status, body: text ? JSON.parse(text) : undefined });
+        });
+      },
+    );
+    request.on('timeout', () => request.destroy(new Error(`${method} ${path}: no answer within 30 s`)));
+    request.on('error', rejectCall);
+    request.end(payload);
+  });
+}
+
+// --- clusters -----------------------------------------------------------------------------------
+for (const cluster of CLUSTERS) {
+  const dir = join(stateDir, cluster.id);
+  const pkiDir = join(dir, 'pki');
+  mkdirSync(pkiDir, { recursive: true });
+  if (!existsSync(join(pkiDir, 'ca.key'))) {
+    say(`Creating the demo CA and agent certificates of ${cluster.id} …`);
+    const pki = await createClusterPki(cluster.id);
+    writeFileSync(join(pkiDir, 'ca.key'), pki.ca.keyPem, { mode: 0o600 });
+    for (const node of cluster.nodes) writeTlsFiles(pkiDir, node, await pki.agent(node), pki.ca.certPem);
+  }
+  writeFileSync(join(pkiDir, 'manager-client-ca.crt'), managerClientCa);
+
+  const etcdPort = await portFor(`${cluster.id}/etcd`);
+  say(`Starting etcd of ${cluster.id} on 127.0.0.1:${etcdPort} …`);
+  const etcd = await startEtcd({
+    name: cluster.id,
+    dataDir: join(dir, 'etcd'),
+    clientPort: etcdPort,
+    logFile: join(stateDir, `logs/etcd-${cluster.id}.log`),
+  }).catch((error) => fail(error.message));
+  watch('etcd', etcd.process);
+  cluster.etcd = etcd.endpoint;
+
+  cluster.endpoints = [];
+  for (const node of cluster.nodes) {
+    const port = await portFor(`${cluster.id}/${node}`);
+    const endpoint = `127.0.0.1:${port}`;
+    cluster.endpoints.push(endpoint);
+    const configFile = join(dir, `${node}.json`);
+    writeFileSync(
+      configFile,
+      JSON.stringify(
+        {
+          clusterId: cluster.id,
+          nodeId: node,
+          listen: endpoint,
+          advertise: endpoint,
+          etcd: { endpoints: [etcd.endpoint] },
+          tls: {
+            cert: join(pkiDir, `${node}.crt`),
+            key: join(pkiDir, `${node}.key`),
+            ca: join(pkiDir, 'ca.crt'),
+            clientCas: [join(pkiDir, 'manager-client-ca.crt')],
+          },
+          stateDir: join(dir, 'nodes', node),
+          hypervisor: { driver: 'sim' },
+          storage: { driver: 'sim' },
+          sim: { timeScale: 1, seedVms: cluster.vmsPerNode },
+        },
+        null,
+        2,
+      ),
+    );
+    const agent = watch(
+      'agent',
+      spawnManaged(`agent ${node}`, process.execPath, [join(root, 'apps/agent/dist/main.js'), '--config', configFile], {
+        cwd: root,
+        logFile: join(stateDir, `logs/agent-${node}.log`),
+      }),
+    );
+    cluster.ready = [...(cluster.ready ?? []), agent.waitFor(/"msg":"agent ready"/, 60_000)];
+  }
+  say(`Starting the agents of ${cluster.id}: ${cluster.nodes.join(', ')} …`);
+}
+for (const cluster of CLUSTERS) await Promise.all(cluster.ready).catch((error) => fail(error.message));
+
+// --- remotes: one API key per cluster, registered once; endpoints kept current ------------------
+for (const cluster of CLUSTERS) {
+  const existing = await api('GET', `/remotes/${cluster.id}`);
+  if (existing.status === 404) {
+    say(`Creating an API key in ${cluster.id} and registering it as a remote …`);
+    const created = execFileSync(
+      process.execPath,
+      [
+        join(root, 'apps/agent/dist/cli.js'),
+        'apikey', 'create',
+        '--etcd', cluster.etcd,
+        '--principal', 'manager@demo',
+        '--permissions', '*',
+        '--description', 'demo manager',
+        '--json',
+      ],
+      { cwd: root, encoding: 'utf8', timeout: 30_000 },
+    );
+    const { key } = JSON.parse(created);
+    await api('POST', '/remotes', {
+      id: cluster.id,
+      description: `Simulated cluster ${cluster.id}`,
+      endpoints: cluster.endpoints,
+      caCertPem: readFileSync(join(stateDir, cluster.id, 'pki/ca.crt'), 'utf8'),
+      credentials: [{ name: 'admin', key }],
+    });
+  } else if (JSON.stringify(existing.body.endpoints) !== JSON.stringify(cluster.endpoints)) {
+    await api('PATCH', `/remotes/${cluster.id}`, { endpoints: cluster.endpoints });
+  }
+}
+await api('POST', '/resources/refresh');
+const resources = (await api('GET', '/resources')).body;
+const vmCount = (resources.items ?? resources.resources ?? []).filter((r) => r.type === 'vm').length;
+
+console.log(`
+  DebVisor Datacenter Manager demo is running.
+
+    Web UI and API:   ${managerUrl.replace('127.0.0.1', 'localhost')}/   (self-signed certificate)
+    Admin token:      ${token}
+    Remotes:          ${CLUSTERS.map((c) => `${c.id} (${c.nodes.length} nodes)`).join(', ')}, ${vmCount} VMs
+    Logs and state:   ${stateDir}
+
+  Try:  curl -k -H 'Authorization: Bearer ${token}' ${managerUrl}/api/v1/resources?type=vm
+
+  Press Ctrl-C to stop.
+`);
