@@ -126,7 +126,7 @@ if (!existsSync(tokenFile)) {
 const token = readFileSync(tokenFile, 'utf8').trim();
 const managerUrl = `https://127.0.0.1:${managerPort}`;
 const managerClientCa = readFileSync(join(managerState, 'pki/client-ca.crt'), 'utf8');
-const managerCert = readFileSync(join(managerState, 'pki/server.crt'), 'utf8');
+const managerCert = readFileSync(join(managerState, 'pki/server-ca.crt'), 'utf8');
 
 /** A call to the manager's API, verifying its self-signed certificate against the file it wrote. */
 function api(method, path, body) {

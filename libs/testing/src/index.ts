@@ -1,3 +1,4 @@
+export * from './agent';
 export * from './binaries';
 export * from './etcd';
 export * from './pki';

@@ -1,0 +1,91 @@
+import { clusterIdSchema, endpointSchema, labelSchema, nodeIdSchema } from '@debvisor/common';
+import { z } from 'zod';
+
+const GiB = 1024 ** 3;
+const filePath = z.string().min(1, 'a file path is required');
+
+/** x86 CPU flag names as in /proc/cpuinfo. */
+export const cpuFlagSchema = z.string().regex(/^[a-z0-9_.]{1,40}$/, 'a CPU flag is 1-40 lower-case letters, digits, dots and underscores');
+
+/** A Zen 3 (EPYC 7003) host: what the sim driver reports unless configured otherwise. */
+const DEFAULT_CPU_FLAGS = (
+  'fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr sse sse2 ht syscall nx ' +
+  'mmxext fxsr_opt pdpe1gb rdtscp lm constant_tsc rep_good nopl nonstop_tsc cpuid extd_apicid aperfmperf pni ' +
+  'pclmulqdq monitor ssse3 fma cx16 pcid sse4_1 sse4_2 x2apic movbe popcnt aes xsave avx f16c rdrand lahf_lm ' +
+  'cmp_legacy svm extapic cr8_legacy abm sse4a misalignsse 3dnowprefetch osvw ibs skinit wdt tce topoext ' +
+  'perfctr_core perfctr_nb bpext perfctr_llc mwaitx cpb cat_l3 cdp_l3 hw_pstate ssbd mba ibrs ibpb stibp vmmcall ' +
+  'fsgsbase bmi1 avx2 smep bmi2 erms invpcid cqm rdt_a rdseed adx smap clflushopt clwb sha_ni xsaveopt xsavec ' +
+  'xgetbv1 xsaves clzero irperf xsaveerptr rdpru wbnoinvd arat npt lbrv svm_lock nrip_save tsc_scale vmcb_clean ' +
+  'flushbyasid decodeassists pausefilter pfthreshold v_vmsave_vmload vgif v_spec_ctrl umip pku ospke vaes ' +
+  'vpclmulqdq rdpid overflow_recov succor smca fsrm'
+).split(' ');
+
+const simSchema = z.strictObject({
+  /** 1 = realistic durations (a start takes seconds); tests use ~0.02. */
+  timeScale: z.number().positive().max(1000).default(1),
+  /** VMs created on the first start, when the state directory holds none. */
+  seedVms: z.int().min(0).max(1000).default(0),
+  cpu: z
+    .strictObject({
+      model: z.string().min(1).max(200).default('AMD EPYC 7543 32-Core Processor'),
+      count: z.int().min(1).max(4096).default(64),
+      flags: z.array(cpuFlagSchema).max(1024).default(DEFAULT_CPU_FLAGS),
+    })
+    .prefault({}),
+  memoryBytes: z.int().positive().default(512 * GiB),
+  bridges: z.array(labelSchema).max(256).default(['vmbr0', 'vmbr1']),
+  hugepages: z
+    .strictObject({
+      pageSizeBytes: z.int().positive().default(2 * 1024 * 1024),
+      total: z.int().min(0).default(65536),
+      free: z.int().min(0).default(65536),
+    })
+    .prefault({})
+    .refine((h) => h.free <= h.total, { message: 'free cannot exceed total', path: ['free'] }),
+});
+
+const httpUrl = z.url({ error: 'an etcd endpoint is a URL such as http://127.0.0.1:2379' }).refine(
+  (value) => /^https?:\/\//.test(value),
+  'an etcd endpoint starts with http:// or https://',
+);
+
+export const agentConfigSchema = z
+  .strictObject({
+    clusterId: clusterIdSchema,
+    nodeId: nodeIdSchema,
+    /** host:port the gRPC server binds. */
+    listen: endpointSchema.default('0.0.0.0:9443'),
+    /** host:port that peers and the manager use to reach this agent. */
+    advertise: endpointSchema,
+    etcd: z.strictObject({ endpoints: z.array(httpUrl).min(1, 'at least one etcd endpoint is required') }),
+    tls: z.strictObject({
+      /** This agent's certificate (CN agent:<nodeId>, OU debvisor-agent), optionally followed by the CA. */
+      cert: filePath,
+      key: filePath,
+      /** The cluster CA: issues agent certificates; its client certificates are accepted too. */
+      ca: filePath,
+      /** Further CAs whose client certificates are accepted (the manager's client CA). */
+      clientCas: z.array(filePath).default([]),
+    }),
+    stateDir: filePath,
+    leaseTtlSeconds: z.int().min(2).max(3600).default(15),
+    heartbeatIntervalSeconds: z.number().min(0.1).max(600).default(5),
+    /** How long an agent trusts a cached API key record; bounds how fast revocation takes effect. */
+    apiKeyCacheSeconds: z.number().min(0).max(60).default(5),
+    hypervisor: z.strictObject({
+      driver: z
+        .enum(['sim', 'qemu', 'libvirt'])
+        .refine((d) => d === 'sim', 'only "sim" is available in this version; "qemu" and "libvirt" come with later milestones'),
+    }),
+    storage: z.strictObject({
+      driver: z.enum(['sim', 'rbd']).refine((d) => d === 'sim', 'only "sim" is available in this version; "rbd" comes with a later milestone'),
+    }),
+    sim: simSchema.prefault({}),
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
+  })
+  .refine((c) => c.heartbeatIntervalSeconds < c.leaseTtlSeconds, {
+    message: 'must be shorter than leaseTtlSeconds (a third of it is a good choice)',
+    path: ['heartbeatIntervalSeconds'],
+  });
+
+export type AgentConfig = z.infer<typeof agentConfigSchema>;

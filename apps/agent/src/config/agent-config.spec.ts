@@ -1,0 +1,75 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadAgentConfig, parseAgentConfig } from './agent-config.loader';
+
+const minimal = {
+  clusterId: 'dc-east',
+  nodeId: 'east-1',
+  advertise: '10.0.0.11:9443',
+  etcd: { endpoints: ['http://127.0.0.1:2379'] },
+  tls: { cert: 'pki/east-1.crt', key: 'pki/east-1.key', ca: 'pki/ca.crt' },
+  stateDir: 'state',
+  hypervisor: { driver: 'sim' },
+  storage: { driver: 'sim' },
+};
+
+function errorOf(raw: unknown): string {
+  try {
+    parseAgentConfig(raw, '/etc/debvisor');
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as Error).message;
+  }
+  throw new Error('the configuration was accepted');
+}
+
+describe('agent configuration', () => {
+  it('fills in the defaults and resolves file paths against the configuration directory', () => {
+    const config = parseAgentConfig(minimal, '/etc/debvisor');
+    expect(config).toMatchObject({
+      listen: '0.0.0.0:9443',
+      leaseTtlSeconds: 15,
+      heartbeatIntervalSeconds: 5,
+      apiKeyCacheSeconds: 5,
+      logLevel: 'info',
+      stateDir: '/etc/debvisor/state',
+      tls: { cert: '/etc/debvisor/pki/east-1.crt', ca: '/etc/debvisor/pki/ca.crt', clientCas: [] },
+      sim: { timeScale: 1, seedVms: 0, bridges: ['vmbr0', 'vmbr1'] },
+    });
+    expect(config.sim.cpu.count).toBe(64);
+  });
+
+  it('is frozen all the way down', () => {
+    const config = parseAgentConfig(minimal, '/etc/debvisor');
+    expect(Object.isFrozen(config)).toBe(true);
+    expect(Object.isFrozen(config.tls.clientCas)).toBe(true);
+    expect(() => ((config.sim as { timeScale: number }).timeScale = 5)).toThrow(TypeError);
+  });
+
+  it('names the setting of a bad value', () => {
+    expect(errorOf({ ...minimal, leaseTtlSeconds: 1 })).toMatch(/leaseTtlSeconds: /);
+    expect(errorOf({ ...minimal, nodeId: 'East_1' })).toMatch(/nodeId: a node id is/);
+    expect(errorOf({ ...minimal, advertise: 'east-1' })).toMatch(/advertise: an endpoint is host:port/);
+    expect(errorOf({ ...minimal, etcd: { endpoints: ['127.0.0.1:2379'] } })).toMatch(/etcd\.endpoints\.0: /);
+    expect(errorOf({ ...minimal, sim: { timeScale: 0 } })).toMatch(/sim\.timeScale: /);
+  });
+
+  it('names missing and unknown settings', () => {
+    const { advertise: _advertise, ...withoutAdvertise } = minimal;
+    expect(errorOf(withoutAdvertise)).toMatch(/advertise: is required/);
+    expect(errorOf({ ...minimal, listenAddress: '0.0.0.0:1' })).toMatch(/listenAddress: unknown setting/);
+    expect(errorOf({ ...minimal, tls: { ...minimal.tls, clientCA: 'x' } })).toMatch(/tls\.clientCA: unknown setting/);
+  });
+
+  it('refuses a heartbeat interval that is not shorter than the lease', () => {
+    expect(errorOf({ ...minimal, leaseTtlSeconds: 5, heartbeatIntervalSeconds: 5 })).toMatch(/heartbeatIntervalSeconds: must be shorter than leaseTtlSeconds/);
+  });
+
+  it('says which drivers are not available yet', () => {
+    expect(errorOf({ ...minimal, hypervisor: { driver: 'libvirt' } })).toMatch(/hypervisor\.driver: only "sim" is available/);
+    expect(errorOf({ ...minimal, hypervisor: { driver: 'xen' } })).toMatch(/hypervisor\.driver: /);
+  });
+
+  it('reports a missing or unparsable file with its path', () => {
+    expect(() => loadAgentConfig('/nonexistent/agent.json')).toThrow(/cannot read the configuration file \/nonexistent\/agent.json: ENOENT/);
+  });
+});

@@ -1,0 +1,64 @@
+import { ipAddressSchema, parseEndpoint } from '@debvisor/common';
+import type { Etcd3 } from 'etcd3';
+import { ConfigError } from '../config/agent-config.loader';
+import type { AgentConfig } from '../config/agent-config.schema';
+import type { Clock } from '../shared/clock';
+import { AGENT_VERSION } from '../shared/version';
+import type { HostFacts, HypervisorDriver } from './hypervisor.driver';
+import { SimHypervisorDriver } from './sim/sim-hypervisor.driver';
+import { seedSimVms } from './sim/sim-seed';
+import { SimStateRepository } from './sim/sim-state.repository';
+import { SimStorageDriver } from './sim/sim-storage.driver';
+import type { StorageDriver } from './storage.driver';
+
+export interface Drivers {
+  hypervisor: HypervisorDriver;
+  storage: StorageDriver;
+}
+
+/** The drivers the configuration names, opened (the sim hypervisor seeds its VMs on a first start). */
+export async function createDrivers(config: Readonly<AgentConfig>, etcd: Etcd3, clock: Clock): Promise<Drivers> {
+  const storage = createStorage(config, etcd, clock);
+  return { hypervisor: await createHypervisor(config, storage, clock), storage };
+}
+
+function createStorage(config: Readonly<AgentConfig>, etcd: Etcd3, clock: Clock): StorageDriver {
+  switch (config.storage.driver) {
+    case 'sim':
+      return new SimStorageDriver(etcd, clock);
+    default:
+      throw new ConfigError(`storage.driver: "${config.storage.driver}" is not available in this version`);
+  }
+}
+
+async function createHypervisor(config: Readonly<AgentConfig>, storage: StorageDriver, clock: Clock): Promise<HypervisorDriver> {
+  switch (config.hypervisor.driver) {
+    case 'sim':
+      return SimHypervisorDriver.open({
+        state: new SimStateRepository(config.stateDir),
+        clock,
+        timeScale: config.sim.timeScale,
+        facts: simFacts(config),
+        seed: () => seedSimVms({ count: config.sim.seedVms, nodeId: config.nodeId, bridges: config.sim.bridges, storage, now: clock.now() }),
+      });
+    default:
+      throw new ConfigError(`hypervisor.driver: "${config.hypervisor.driver}" is not available in this version`);
+  }
+}
+
+/** The configured facts of a simulated node; its host name is its node id. */
+function simFacts(config: Readonly<AgentConfig>): HostFacts {
+  const host = parseEndpoint(config.advertise)?.host ?? '';
+  return {
+    hostname: config.nodeId,
+    fqdn: `${config.nodeId}.${config.clusterId}.debvisor.test`,
+    addresses: ipAddressSchema.safeParse(host).success ? [host] : [],
+    cpuModel: config.sim.cpu.model,
+    cpuFlags: [...config.sim.cpu.flags],
+    cpuCount: config.sim.cpu.count,
+    memoryBytes: config.sim.memoryBytes,
+    hugepages: { ...config.sim.hugepages },
+    bridges: [...config.sim.bridges],
+    versions: { sim: AGENT_VERSION },
+  };
+}

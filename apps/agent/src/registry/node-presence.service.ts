@@ -1,0 +1,79 @@
+import type { Logger } from '../shared/logger';
+import type { LocalNodeService } from './local-node.service';
+import type { RegistryService } from './registry.service';
+
+/**
+ * Keeps this node in the registry: registers it, heartbeats every interval (which keeps the lease
+ * alive), registers again when the lease was lost (etcd restarted, or was unreachable for longer
+ * than the TTL), and revokes the lease on a clean stop so that the node disappears at once.
+ */
+export class NodePresence {
+  private leaseId: string | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private beating: Promise<void> | undefined;
+  private stopped = false;
+
+  constructor(
+    private readonly nodeId: string,
+    private readonly registry: Pick<RegistryService, 'register' | 'heartbeat' | 'revoke'>,
+    private readonly local: Pick<LocalNodeService, 'info' | 'status'>,
+    private readonly intervalMs: number,
+    private readonly logger: Logger,
+    /** Runs after every (re-)registration, e.g. to republish what a fresh etcd lost. */
+    private readonly onRegistered: () => Promise<void> = async () => undefined,
+  ) {}
+
+  /** Registers and sends the first heartbeat; rejects when etcd cannot be reached. */
+  async start(): Promise<void> {
+    await this.register();
+    if (!(await this.registry.heartbeat(this.nodeId, this.leaseId!, await this.local.status()))) {
+      throw new Error('the node lease vanished right after registration');
+    }
+    this.schedule();
+  }
+
+  /** Stops heartbeating and revokes the lease, giving etcd at most `timeoutMs` (the lease expires anyway). */
+  async stop(timeoutMs = 3_000): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`etcd did not answer within ${timeoutMs} ms`)), timeoutMs);
+    });
+    try {
+      await Promise.race([this.beating, deadline]);
+      if (!this.leaseId) return;
+      await Promise.race([this.registry.revoke(this.leaseId), deadline]);
+      this.logger.info({ leaseId: this.leaseId }, 'node lease revoked');
+    } catch (error) {
+      this.logger.warn({ err: error }, 'could not revoke the node lease; it expires by itself');
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.beating = this.beat().finally(() => this.schedule());
+    }, this.intervalMs);
+  }
+
+  private async beat(): Promise<void> {
+    try {
+      if (this.leaseId && (await this.registry.heartbeat(this.nodeId, this.leaseId, await this.local.status()))) return;
+      this.logger.warn({ leaseId: this.leaseId }, 'node lease lost; registering again');
+      await this.register();
+      await this.registry.heartbeat(this.nodeId, this.leaseId!, await this.local.status());
+    } catch (error) {
+      this.logger.warn({ err: error }, 'heartbeat failed; retrying at the next interval');
+    }
+  }
+
+  private async register(): Promise<void> {
+    const { leaseId, ttlSeconds } = await this.registry.register(await this.local.info());
+    this.leaseId = leaseId;
+    this.logger.info({ leaseId, ttlSeconds }, 'node registered');
+    await this.onRegistered();
+  }
+}

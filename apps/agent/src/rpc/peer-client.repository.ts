@@ -1,0 +1,86 @@
+import { debvisorV1, type VmServiceDefinition } from '@debvisor/proto';
+import { Client, Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import type { TlsMaterial } from '../config/tls-material';
+import { AgentError, ErrorCode } from '../shared/agent-error';
+import { FORWARD_METADATA, type CallContext } from './call-context';
+import { errorCodeOf } from './error-status';
+import { peerChannelCredentials, peerChannelOptions } from './tls-credentials';
+
+export interface PeerTarget {
+  nodeId: string;
+  endpoint: string;
+}
+
+type VmMethod = keyof VmServiceDefinition;
+type RequestOf<M extends VmMethod> = VmServiceDefinition[M] extends { requestSerialize: (value: infer R) => Buffer } ? R : never;
+type ResponseOf<M extends VmMethod> = VmServiceDefinition[M] extends { responseDeserialize: (bytes: Buffer) => infer R } ? R : never;
+
+/** Statuses that are a peer's answer to the request itself; anything else means it did not answer. */
+const ANSWERS = new Set([status.INVALID_ARGUMENT, status.NOT_FOUND, status.ALREADY_EXISTS, status.FAILED_PRECONDITION, status.PERMISSION_DENIED, status.UNIMPLEMENTED]);
+
+/**
+ * Calls to other agents of the cluster, over mutual TLS with this agent's own certificate. The
+ * original caller travels in metadata; the peer trusts it because of the agent certificate.
+ */
+export class PeerClientRepository {
+  private readonly clients = new Map<string, Client>();
+
+  constructor(private readonly tls: TlsMaterial) {}
+
+  vmCall<M extends VmMethod>(target: PeerTarget, method: M, request: RequestOf<M>, context: CallContext, timeoutMs: number): Promise<ResponseOf<M>> {
+    const definition = debvisorV1().VmService.service[method];
+    const client = this.client(target);
+    const metadata = new Metadata();
+    metadata.set(FORWARD_METADATA.principal, context.caller.principal);
+    metadata.set(FORWARD_METADATA.permissions, context.caller.permissions.join(','));
+    metadata.set(FORWARD_METADATA.traceId, context.traceId);
+    return new Promise((resolve, reject) => {
+      client.makeUnaryRequest(
+        definition.path,
+        definition.requestSerialize as (value: RequestOf<M>) => Buffer,
+        definition.responseDeserialize as (bytes: Buffer) => ResponseOf<M>,
+        request,
+        metadata,
+        { deadline: Date.now() + timeoutMs },
+        (error: ServiceError | null, response?: ResponseOf<M>) => {
+          if (!error) return resolve(response!);
+          if (error.code === status.UNAVAILABLE) this.forget(target);
+          reject(toAgentError(target, error));
+        },
+      );
+    });
+  }
+
+  close(): void {
+    for (const client of this.clients.values()) client.close();
+    this.clients.clear();
+  }
+
+  private client(target: PeerTarget): Client {
+    const key = `${target.nodeId}@${target.endpoint}`;
+    let client = this.clients.get(key);
+    if (!client) {
+      client = new Client(target.endpoint, peerChannelCredentials(this.tls, target.nodeId), {
+        'grpc.max_receive_message_length': 64 * 1024 * 1024,
+        'grpc.initial_reconnect_backoff_ms': 200,
+        'grpc.max_reconnect_backoff_ms': 2_000,
+        ...peerChannelOptions(target.nodeId),
+      });
+      this.clients.set(key, client);
+    }
+    return client;
+  }
+
+  /** Drops a channel to an unreachable peer, so that the next call connects afresh. */
+  private forget(target: PeerTarget): void {
+    const key = `${target.nodeId}@${target.endpoint}`;
+    this.clients.get(key)?.close();
+    this.clients.delete(key);
+  }
+}
+
+function toAgentError(target: PeerTarget, error: ServiceError): AgentError {
+  if (ANSWERS.has(error.code)) return new AgentError(errorCodeOf(error.code), error.details);
+  const code = error.code === status.DEADLINE_EXCEEDED ? ErrorCode.DeadlineExceeded : ErrorCode.Unavailable;
+  return new AgentError(code, `node ${target.nodeId} (${target.endpoint}) did not answer: ${status[error.code]}: ${error.details}`.slice(0, 500));
+}

@@ -1,0 +1,39 @@
+/**
+ * The permission each RPC requires, `service:resource:action`. A key grants it through the exact
+ * permission, `service:*` or `*` (permissionAllows in @debvisor/common). permissions.spec.ts fails
+ * when an RPC of proto/debvisor.proto has no entry here.
+ */
+export const RPC_PERMISSIONS = {
+  'NodeService.RegisterNode': 'node:registry:write',
+  'NodeService.Heartbeat': 'node:registry:write',
+  'NodeService.ListNodes': 'node:registry:read',
+  'NodeService.GetHealth': 'node:health:read',
+  'NodeService.GetClusterInfo': 'node:registry:read',
+
+  'VmService.ListVms': 'vm:instance:read',
+  'VmService.GetVm': 'vm:instance:read',
+  'VmService.StartVm': 'vm:instance:power',
+  'VmService.ShutdownVm': 'vm:instance:power',
+  'VmService.RebootVm': 'vm:instance:power',
+  'VmService.StopVm': 'vm:instance:power',
+
+  'MigrationService.PrepareMigration': 'migration:vm:migrate',
+  'MigrationService.MigrateVm': 'migration:vm:migrate',
+  'MigrationService.CancelMigration': 'migration:vm:migrate',
+  'MigrationService.FailoverVm': 'migration:vm:failover',
+  'MigrationService.Tunnel': 'migration:vm:migrate',
+
+  'StorageService.ListImages': 'storage:rbd:read',
+  'StorageService.SnapshotRbd': 'storage:rbd:snapshot',
+  'StorageService.ListSnapshots': 'storage:rbd:read',
+  'StorageService.RollbackRbd': 'storage:rbd:snapshot',
+  'StorageService.EnableMirroring': 'storage:rbd:mirror',
+  'StorageService.GetMirrorStatus': 'storage:rbd:read',
+  'StorageService.PromoteImage': 'storage:rbd:mirror',
+  'StorageService.DemoteImage': 'storage:rbd:mirror',
+  'StorageService.ResyncImage': 'storage:rbd:mirror',
+
+  'AccessService.SyncUsersGroups': 'access:directory:sync',
+} as const;
+
+export type RpcName = keyof typeof RPC_PERMISSIONS;

@@ -1,0 +1,148 @@
+import type { ListVmsResponse, Vm } from '@debvisor/proto';
+import type { HypervisorDriver, ShutdownOptions, VmInstance } from '../drivers/hypervisor.driver';
+import type { NodeEntry } from '../registry/node.schema';
+import type { RegistryService } from '../registry/registry.service';
+import type { CallContext } from '../rpc/call-context';
+import type { PeerClientRepository, PeerTarget } from '../rpc/peer-client.repository';
+import { AgentError, ErrorCode } from '../shared/agent-error';
+import { forEachLimit } from '../shared/concurrency';
+import type { Logger } from '../shared/logger';
+import type { VmIndexRepository } from './vm-index.repository';
+import { toProtoVm } from './vm.mapper';
+
+const INDEX_CONCURRENCY = 16;
+
+/** Deadline of each node's answer when listing the VMs of the whole cluster. */
+export const PEER_LIST_TIMEOUT_MS = 3_000;
+/** Deadline of a forwarded VM operation when the caller set none (operations wait for the VM). */
+export const PEER_OPERATION_TIMEOUT_MS = 120_000;
+
+export interface VmServiceDeps {
+  nodeId: string;
+  driver: HypervisorDriver;
+  index: Pick<VmIndexRepository, 'get' | 'put' | 'list' | 'removeIfOwnedBy'>;
+  registry: Pick<RegistryService, 'aliveNodes' | 'find'>;
+  peers: Pick<PeerClientRepository, 'vmCall'>;
+  logger: Logger;
+}
+
+/**
+ * VMs of the cluster. ListVms without a node fans out to every alive node; a node-specific call is
+ * answered here when the VM is on this node, otherwise forwarded to the owning node's agent (found
+ * through the VM location index and the node registry). A forwarded call is never forwarded again.
+ */
+export class VmService {
+  constructor(private readonly deps: VmServiceDeps) {}
+
+  /** Makes the location index name this node for each of its VMs, and drops entries for VMs it no longer has. */
+  async publishLocalVms(): Promise<void> {
+    const { nodeId, driver, index } = this.deps;
+    const local = await driver.list();
+    const known = await index.list();
+    const stale = local.filter((vm) => known.get(vm.spec.uuid)?.nodeId !== nodeId || known.get(vm.spec.uuid)?.name !== vm.spec.name);
+    await forEachLimit(stale, INDEX_CONCURRENCY, (vm) => index.put(vm.spec.uuid, { nodeId, name: vm.spec.name }));
+    const here = new Set(local.map((vm) => vm.spec.uuid));
+    const gone = [...known].filter(([uuid, location]) => location.nodeId === nodeId && !here.has(uuid));
+    await forEachLimit(gone, INDEX_CONCURRENCY, ([uuid, location]) => index.removeIfOwnedBy(uuid, location));
+  }
+
+  /** One node's VMs, or with nodeId '' every alive node's (nodes that do not answer are reported, not fatal). */
+  async list(nodeId: string, context: CallContext): Promise<ListVmsResponse> {
+    const self = this.deps.nodeId;
+    if (nodeId === self || (context.forwarded && nodeId === '')) return { vms: await this.localVms(), unreachableNodes: {} };
+    if (context.forwarded) throw new AgentError(ErrorCode.NotFound, `this agent serves node ${self}, not ${nodeId}`);
+    return nodeId === '' ? this.listCluster(context) : this.listPeer(nodeId, context);
+  }
+
+  private async listPeer(nodeId: string, context: CallContext): Promise<ListVmsResponse> {
+    const node = await this.deps.registry.find(nodeId);
+    if (!node) throw new AgentError(ErrorCode.NotFound, `node ${nodeId} is not in the registry`);
+    if (!node.alive) throw new AgentError(ErrorCode.Unavailable, `node ${nodeId} is not alive`);
+    const answer = await this.deps.peers.vmCall(targetOf(node), 'ListVms', { nodeId }, context, timeout(context, PEER_LIST_TIMEOUT_MS));
+    return { vms: answer.vms, unreachableNodes: {} };
+  }
+
+  private async listCluster(context: CallContext): Promise<ListVmsResponse> {
+    const self = this.deps.nodeId;
+    const peers = (await this.deps.registry.aliveNodes()).filter((node) => node.info.nodeId !== self);
+    const answers = await Promise.all([
+      this.localVms().then((vms) => ({ nodeId: self, vms })),
+      ...peers.map((node) =>
+        this.deps.peers.vmCall(targetOf(node), 'ListVms', { nodeId: node.info.nodeId }, context, timeout(context, PEER_LIST_TIMEOUT_MS)).then(
+          (answer) => ({ nodeId: node.info.nodeId, vms: answer.vms as Vm[] }),
+          (error: unknown) => {
+            this.deps.logger.warn({ nodeId: node.info.nodeId, err: error, traceId: context.traceId }, 'could not list the VMs of a node');
+            return { nodeId: node.info.nodeId, error: error instanceof AgentError ? error.message : 'the node failed to answer' };
+          },
+        ),
+      ),
+    ]);
+    const response = { vms: [] as Vm[], unreachableNodes: {} as Record<string, string> };
+    for (const answer of answers.sort((a, b) => a.nodeId.localeCompare(b.nodeId))) {
+      if ('vms' in answer) response.vms.push(...answer.vms);
+      else response.unreachableNodes[answer.nodeId] = answer.error;
+    }
+    return response;
+  }
+
+  get(uuid: string, context: CallContext): Promise<Vm> {
+    return this.onOwner(uuid, context, async () => {
+      const vm = await this.deps.driver.get(uuid);
+      if (!vm) throw notFound(uuid);
+      return vm;
+    }, (target) => this.deps.peers.vmCall(target, 'GetVm', { uuid }, context, timeout(context, PEER_LIST_TIMEOUT_MS)));
+  }
+
+  start(uuid: string, context: CallContext): Promise<Vm> {
+    return this.onOwner(uuid, context, () => this.deps.driver.start(uuid), (target) =>
+      this.deps.peers.vmCall(target, 'StartVm', { uuid }, context, timeout(context, PEER_OPERATION_TIMEOUT_MS)),
+    );
+  }
+
+  shutdown(uuid: string, options: ShutdownOptions, context: CallContext): Promise<Vm> {
+    const request = { uuid, timeoutSeconds: options.timeoutSeconds ?? 0, forceStop: options.forceStop ?? false };
+    return this.onOwner(uuid, context, () => this.deps.driver.shutdown(uuid, options), (target) =>
+      this.deps.peers.vmCall(target, 'ShutdownVm', request, context, timeout(context, PEER_OPERATION_TIMEOUT_MS + request.timeoutSeconds * 1000)),
+    );
+  }
+
+  reboot(uuid: string, context: CallContext): Promise<Vm> {
+    return this.onOwner(uuid, context, () => this.deps.driver.reboot(uuid), (target) =>
+      this.deps.peers.vmCall(target, 'RebootVm', { uuid }, context, timeout(context, PEER_OPERATION_TIMEOUT_MS)),
+    );
+  }
+
+  stop(uuid: string, context: CallContext): Promise<Vm> {
+    return this.onOwner(uuid, context, () => this.deps.driver.stop(uuid), (target) =>
+      this.deps.peers.vmCall(target, 'StopVm', { uuid }, context, timeout(context, PEER_OPERATION_TIMEOUT_MS)),
+    );
+  }
+
+  private async localVms(): Promise<Vm[]> {
+    return (await this.deps.driver.list()).map((vm) => toProtoVm(vm, this.deps.nodeId));
+  }
+
+  private async onOwner(uuid: string, context: CallContext, local: () => Promise<VmInstance>, remote: (target: PeerTarget) => Promise<Vm>): Promise<Vm> {
+    if (await this.deps.driver.get(uuid)) return toProtoVm(await local(), this.deps.nodeId);
+    if (context.forwarded) throw notFound(uuid);
+    const location = await this.deps.index.get(uuid);
+    if (!location || location.nodeId === this.deps.nodeId) throw notFound(uuid);
+    const node = await this.deps.registry.find(location.nodeId);
+    if (!node?.alive) throw new AgentError(ErrorCode.Unavailable, `VM ${uuid} is on node ${location.nodeId}, which is not alive`);
+    return remote(targetOf(node));
+  }
+}
+
+function targetOf(node: NodeEntry): PeerTarget {
+  return { nodeId: node.info.nodeId, endpoint: node.info.agentEndpoint };
+}
+
+/** The caller's remaining time (less a margin for the way back), capped at `fallbackMs`. */
+function timeout(context: CallContext, fallbackMs: number): number {
+  if (context.deadline === undefined) return fallbackMs;
+  return Math.max(1, Math.min(fallbackMs, context.deadline - Date.now() - 100));
+}
+
+function notFound(uuid: string): AgentError {
+  return new AgentError(ErrorCode.NotFound, `no VM with uuid ${uuid} in this cluster`);
+}

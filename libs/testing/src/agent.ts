@@ -1,0 +1,305 @@
+import { issueCertificate, type KeyPairPem } from '@debvisor/pki';
+import {
+  debvisorV1,
+  type AccessServiceDefinition,
+  type MigrationServiceDefinition,
+  type NodeServiceDefinition,
+  type StorageServiceDefinition,
+  type VmServiceDefinition,
+} from '@debvisor/proto';
+import * as grpc from '@grpc/grpc-js';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { startEtcd, type EtcdInstance } from './etcd';
+import { createClusterPki, createManagerIdentity, writeTlsFiles } from './pki';
+import { freePort } from './ports';
+import { spawnManaged, type ManagedProcess } from './processes';
+import { tempDir } from './temp';
+
+const ROOT = resolve(__dirname, '../../..');
+export const AGENT_MAIN = join(ROOT, 'apps/agent/dist/main.js');
+export const AGENT_CLI = join(ROOT, 'apps/agent/dist/cli.js');
+const READY = /"msg":"agent ready"/;
+
+export interface StartClusterOptions {
+  clusterId: string;
+  /** Number of agents (nodes), default 3; node ids are node-1, node-2, … */
+  nodes?: number;
+  /** sim.seedVms of every agent, default 3. */
+  vmsPerNode?: number;
+  /** sim.timeScale, default 0.02 (a VM start takes 80 ms). */
+  timeScale?: number;
+  /** A further client CA the agents trust (the manager's), besides the harness's own client identity. */
+  trustedClientCaPem?: string;
+  /** Default 3 s, so that a killed agent disappears quickly. */
+  leaseTtlSeconds?: number;
+  /** Default: a third of the lease TTL. */
+  heartbeatIntervalSeconds?: number;
+  /** Default 1 s, so that revocation and rotation show quickly. */
+  apiKeyCacheSeconds?: number;
+  logLevel?: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+}
+
+export interface TestAgent {
+  readonly nodeId: string;
+  /** 127.0.0.1:<port>, the same across restarts. */
+  readonly endpoint: string;
+  readonly configFile: string;
+  readonly stateDir: string;
+  /** The current agent process (a new one after restart()). */
+  readonly process: ManagedProcess;
+  /** SIGTERM: a clean stop (the node leaves the registry at once). */
+  stop(): Promise<void>;
+  /** SIGKILL: a crash (the node's lease expires after the TTL). */
+  kill(): Promise<void>;
+  /** Starts the agent again with the same configuration and state; resolves once it is ready. */
+  restart(): Promise<void>;
+}
+
+export interface ClientIdentity {
+  certPem: string;
+  keyPem: string;
+  /** The CA that issued the certificate (trusted by the agents through tls.clientCas). */
+  caPem: string;
+}
+
+export interface CreateApiKeyOptions {
+  principal?: string;
+  description?: string;
+  /** 90d, 12h, 30m, 5s, … or never (the default). */
+  expiresIn?: string;
+}
+
+export interface TestCluster {
+  readonly clusterId: string;
+  readonly etcd: EtcdInstance;
+  /** The cluster CA certificate (what a manager pins). */
+  readonly caPem: string;
+  /** The cluster CA with its key, to issue further certificates in tests. */
+  readonly ca: KeyPairPem;
+  readonly agents: TestAgent[];
+  /** A manager-like client identity from its own client CA, trusted by every agent. */
+  readonly client: ClientIdentity;
+  /** Creates an API key with the agent admin CLI; answers the key (dvk_…). */
+  createApiKey(permissions: string[], options?: CreateApiKeyOptions): Promise<string>;
+  /** Runs the agent admin CLI against this cluster's etcd (`--etcd` is added). */
+  admin(args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
+  /** A client of `agent` (default: the first) with the harness's client identity. */
+  connect(apiKey: string | undefined, agent?: TestAgent): AgentClient;
+  stop(): Promise<void>;
+}
+
+/** A real etcd and real agent processes (apps/agent/dist/main.js), each with its own state and port. */
+export async function startCluster(options: StartClusterOptions): Promise<TestCluster> {
+  if (!existsSync(AGENT_MAIN)) {
+    throw new Error(`${AGENT_MAIN} is missing: run \`npm run build\` (or \`npx tsc -b apps/agent\`) before the agent tests`);
+  }
+  const { clusterId, nodes = 3, vmsPerNode = 3, timeScale = 0.02, leaseTtlSeconds = 3 } = options;
+  const dir = tempDir(`debvisor-cluster-${clusterId}-`);
+  mkdirSync(join(dir, 'logs'));
+  const [etcd, pki, manager] = await Promise.all([
+    startEtcd({ logFile: join(dir, 'logs/etcd.log') }),
+    createClusterPki(clusterId),
+    createManagerIdentity(`test-${clusterId}`),
+  ]);
+  const pkiDir = join(dir, 'pki');
+  const clientCaFiles = [join(pkiDir, 'harness-client-ca.crt')];
+  mkdirSync(pkiDir);
+  writeFileSync(clientCaFiles[0], manager.ca.certPem);
+  if (options.trustedClientCaPem) {
+    clientCaFiles.push(join(pkiDir, 'trusted-client-ca.crt'));
+    writeFileSync(clientCaFiles[1], options.trustedClientCaPem);
+  }
+
+  const agents = await Promise.all(
+    Array.from({ length: nodes }, async (_, i) => {
+      const nodeId = `node-${i + 1}`;
+      const endpoint = `127.0.0.1:${await freePort()}`;
+      const tls = writeTlsFiles(pkiDir, nodeId, await pki.agent(nodeId), pki.ca.certPem);
+      const stateDir = join(dir, 'nodes', nodeId);
+      const configFile = join(dir, `${nodeId}.json`);
+      const config = {
+        clusterId,
+        nodeId,
+        listen: endpoint,
+        advertise: endpoint,
+        etcd: { endpoints: [etcd.endpoint] },
+        tls: { cert: tls.cert, key: tls.key, ca: tls.ca, clientCas: clientCaFiles },
+        stateDir,
+        leaseTtlSeconds,
+        heartbeatIntervalSeconds: options.heartbeatIntervalSeconds ?? leaseTtlSeconds / 3,
+        apiKeyCacheSeconds: options.apiKeyCacheSeconds ?? 1,
+        hypervisor: { driver: 'sim' },
+        storage: { driver: 'sim' },
+        sim: { timeScale, seedVms: vmsPerNode },
+        logLevel: options.logLevel ?? 'info',
+      };
+      writeFileSync(configFile, JSON.stringify(config, null, 2));
+      return new AgentProcess(nodeId, endpoint, configFile, stateDir, join(dir, 'logs', `${nodeId}.log`));
+    }),
+  );
+
+  const cluster: TestCluster = {
+    clusterId,
+    etcd,
+    caPem: pki.ca.certPem,
+    ca: pki.ca,
+    agents,
+    client: { certPem: manager.client.certPem, keyPem: manager.client.keyPem, caPem: manager.ca.certPem },
+    async createApiKey(permissions, keyOptions = {}) {
+      const args = ['apikey', 'create', '--principal', keyOptions.principal ?? 'test-manager', '--permissions', permissions.join(','), '--json'];
+      if (keyOptions.description) args.push('--description', keyOptions.description);
+      if (keyOptions.expiresIn) args.push('--expires-in', keyOptions.expiresIn);
+      const result = await cluster.admin(args);
+      if (result.code !== 0) throw new Error(`apikey create failed (exit ${result.code}): ${result.stderr}`);
+      return (JSON.parse(result.stdout) as { key: string }).key;
+    },
+    admin: (args) => runAdmin([...args, '--etcd', etcd.endpoint]),
+    connect: (apiKey, agent = agents[0]) =>
+      agentClient(agent.endpoint, { caPem: pki.ca.certPem, certPem: manager.client.certPem, keyPem: manager.client.keyPem, apiKey }),
+    async stop() {
+      await Promise.all(agents.map((agent) => agent.stop()));
+      await etcd.stop();
+    },
+  };
+  try {
+    await Promise.all(agents.map((agent) => agent.restart()));
+  } catch (error) {
+    await cluster.stop();
+    throw error;
+  }
+  return cluster;
+}
+
+class AgentProcess implements TestAgent {
+  private current: ManagedProcess | undefined;
+
+  constructor(
+    readonly nodeId: string,
+    readonly endpoint: string,
+    readonly configFile: string,
+    readonly stateDir: string,
+    private readonly logFile: string,
+  ) {}
+
+  get process(): ManagedProcess {
+    if (!this.current) throw new Error(`agent ${this.nodeId} was never started`);
+    return this.current;
+  }
+
+  async stop(): Promise<void> {
+    await this.current?.stop();
+  }
+
+  async kill(): Promise<void> {
+    await this.current?.kill();
+  }
+
+  async restart(): Promise<void> {
+    await this.current?.stop();
+    this.current = spawnManaged(`agent ${this.nodeId}`, process.execPath, [AGENT_MAIN, '--config', this.configFile], { cwd: ROOT, logFile: this.logFile });
+    await this.current.waitFor(READY, 60_000);
+  }
+}
+
+function runAdmin(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolvePromise) => {
+    execFile(process.execPath, [AGENT_CLI, ...args], { cwd: ROOT, timeout: 60_000 }, (error, stdout, stderr) => {
+      const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
+      resolvePromise({ code, stdout, stderr });
+    });
+  });
+}
+
+// --- a small typed client of the agent's services ---------------------------------------------
+
+export interface AgentCallOptions {
+  /** Milliseconds from now; default 15 s. */
+  deadlineMs?: number;
+  /** Extra metadata (e.g. to impersonate a forwarding agent in tests). */
+  metadata?: Record<string, string>;
+}
+
+type Unary<Req, Res> = (request: Req, options?: AgentCallOptions) => Promise<Res>;
+type Promisified<D> = {
+  [K in keyof D as Uncapitalize<K & string>]: D[K] extends {
+    requestSerialize: (value: infer Req) => Buffer;
+    responseDeserialize: (bytes: Buffer) => infer Res;
+  }
+    ? Unary<Req, Res>
+    : never;
+};
+
+export interface AgentClient {
+  node: Promisified<NodeServiceDefinition>;
+  vm: Promisified<VmServiceDefinition>;
+  storage: Promisified<StorageServiceDefinition>;
+  /** The unary migration calls (MigrateVm and Tunnel stream). */
+  migration: Omit<Promisified<MigrationServiceDefinition>, 'migrateVm' | 'tunnel'>;
+  access: Promisified<AccessServiceDefinition>;
+  close(): void;
+}
+
+export interface AgentClientOptions {
+  /** The cluster CA, to verify the agent. */
+  caPem: string;
+  /** The client certificate and key; leave them out to try a connection without one. */
+  certPem?: string;
+  keyPem?: string;
+  /** A `dvk_…` key, sent as `authorization: Bearer …`. */
+  apiKey?: string;
+  channelOptions?: grpc.ChannelOptions;
+}
+
+/** Promisified clients of every agent service over one mutual-TLS channel; errors are grpc ServiceErrors. */
+export function agentClient(endpoint: string, options: AgentClientOptions): AgentClient {
+  const credentials = grpc.credentials.createSsl(
+    Buffer.from(options.caPem),
+    options.keyPem ? Buffer.from(options.keyPem) : null,
+    options.certPem ? Buffer.from(options.certPem) : null,
+  );
+  const client = new grpc.Client(endpoint, credentials, { 'grpc.max_reconnect_backoff_ms': 1_000, ...options.channelOptions });
+  const v1 = debvisorV1();
+  const promisify = <D extends grpc.ServiceDefinition>(definition: D): Promisified<D> => {
+    const methods: Record<string, Unary<unknown, unknown>> = {};
+    for (const [name, method] of Object.entries(definition)) {
+      if (method.requestStream || method.responseStream) continue;
+      methods[name.charAt(0).toLowerCase() + name.slice(1)] = (request, callOptions = {}) =>
+        new Promise((resolvePromise, reject) => {
+          const metadata = new grpc.Metadata();
+          if (options.apiKey) metadata.set('authorization', `Bearer ${options.apiKey}`);
+          for (const [key, value] of Object.entries(callOptions.metadata ?? {})) metadata.set(key, value);
+          client.makeUnaryRequest(
+            method.path,
+            method.requestSerialize,
+            method.responseDeserialize,
+            request,
+            metadata,
+            { deadline: Date.now() + (callOptions.deadlineMs ?? 15_000) },
+            (error, response) => (error ? reject(error) : resolvePromise(response)),
+          );
+        });
+    }
+    return methods as Promisified<D>;
+  };
+  return {
+    node: promisify(v1.NodeService.service),
+    vm: promisify(v1.VmService.service),
+    storage: promisify(v1.StorageService.service),
+    migration: promisify(v1.MigrationService.service),
+    access: promisify(v1.AccessService.service),
+    close: () => client.close(),
+  };
+}
+
+/** An agent certificate issued by `ca` (for tests that play a peer agent). */
+export function issueAgentCertificate(ca: KeyPairPem, nodeId: string): Promise<KeyPairPem> {
+  return issueCertificate(ca, {
+    commonName: `agent:${nodeId}`,
+    organizationalUnit: 'debvisor-agent',
+    dnsNames: ['localhost', nodeId],
+    ipAddresses: ['127.0.0.1'],
+    usage: 'both',
+  });
+}
