@@ -13,7 +13,11 @@ export function projectConfig(name: string, overrides: UserConfig['test'] = {}):
   return defineConfig({
     plugins: [swc.vite({ module: { type: 'es6' }, jsc: { target: 'es2022' } })],
     resolve: {
-      alias: Object.fromEntries(libs.map((lib) => [`@debvisor/${lib}`, `${root}libs/${lib}/src/index.ts`])),
+      alias: [
+        // @debvisor/<lib> → its index, @debvisor/<lib>/<file> → that file (e.g. testing/strict-mock)
+        { find: new RegExp(`^@debvisor/(${libs.join('|')})$`), replacement: `${root}libs/$1/src/index.ts` },
+        { find: new RegExp(`^@debvisor/(${libs.join('|')})/([a-z-]+)$`), replacement: `${root}libs/$1/src/$2.ts` },
+      ],
     },
     test: {
       name,

@@ -258,19 +258,28 @@ for (const cluster of CLUSTERS) {
     await api('PATCH', `/remotes/${cluster.id}`, { endpoints: cluster.endpoints });
   }
 }
-await api('POST', '/resources/refresh');
-const resources = (await api('GET', '/resources')).body;
-const vmCount = (resources.items ?? resources.resources ?? []).filter((r) => r.type === 'vm').length;
+// The manager polled while the agents were still starting; refresh until every remote answers.
+let resources;
+for (let attempt = 0; attempt < 30; attempt++) {
+  await api('POST', '/resources/refresh');
+  resources = (await api('GET', '/resources')).body;
+  if (resources.remotes.every((r) => r.status === 'online')) break;
+  await new Promise((r) => setTimeout(r, 1000));
+}
+const offline = resources.remotes.filter((r) => r.status !== 'online').map((r) => `${r.remote} (${r.error?.message ?? r.status})`);
+if (offline.length) say(`Not answering yet: ${offline.join(', ')}; the manager keeps polling.`);
+const vmCount = resources.items.filter((r) => r.type === 'vm').length;
 
 console.log(`
   DebVisor Datacenter Manager demo is running.
 
-    Web UI and API:   ${managerUrl.replace('127.0.0.1', 'localhost')}/   (self-signed certificate)
+    Web UI and API:   ${managerUrl.replace('127.0.0.1', 'localhost')}/   (its CA: ${join(managerState, 'pki/server-ca.crt')})
     Admin token:      ${token}
     Remotes:          ${CLUSTERS.map((c) => `${c.id} (${c.nodes.length} nodes)`).join(', ')}, ${vmCount} VMs
     Logs and state:   ${stateDir}
 
-  Try:  curl -k -H 'Authorization: Bearer ${token}' ${managerUrl}/api/v1/resources?type=vm
+  Try:  curl --cacert ${join(managerState, 'pki/server-ca.crt')} \\
+          -H 'Authorization: Bearer ${token}' https://localhost:${managerPort}/api/v1/resources?type=vm
 
   Press Ctrl-C to stop.
 `);

@@ -20,6 +20,8 @@ function run(command, args) {
 }
 
 run('npm', ['run', 'build']);
+run('npm', ['run', 'typecheck']); // the tests' own types, which the build leaves out
+run('npm', ['run', 'lint']);
 run(process.execPath, [
   join(root, 'node_modules/vitest/vitest.mjs'),
   'run',

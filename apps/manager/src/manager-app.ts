@@ -111,7 +111,9 @@ export async function startManager(options: StartOptions = {}): Promise<RunningM
   const port = (running.getHttpServer().address() as AddressInfo).port;
   const host = ['0.0.0.0', '::'].includes(config.listen.host) ? 'localhost' : config.listen.host;
   const url = config.publicUrl ?? `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
-  logger.info({ url, listen: `${config.listen.host}:${port}`, version: MANAGER_VERSION }, 'manager listening');
+  // Lifecycle lines that supervisors wait for are logged whatever the configured level.
+  const lifecycle = logger.child({}, { level: 'info' });
+  lifecycle.info({ url, listen: `${config.listen.host}:${port}`, version: MANAGER_VERSION }, 'manager listening');
 
   let stopping: Promise<void> | undefined;
   const stop = () =>
@@ -119,7 +121,7 @@ export async function startManager(options: StartOptions = {}): Promise<RunningM
       running.get(ResourcesService).stopPolling();
       await running.close();
       await embedded?.stop();
-      logger.info('manager stopped');
+      lifecycle.info('manager stopped');
       logger.flush();
     })());
   return { config, url, port, app: running, logger, stop };

@@ -1,7 +1,7 @@
 import { parseAgentApiKey } from '@debvisor/common';
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { fakeClock, strictMock } from '../../test/strict-mock';
+import { fakeClock, strictMock } from '@debvisor/testing/strict-mock';
 import { ErrorCode } from '../shared/agent-error';
 import type { ApiKeyRecord, StoredApiKey } from './api-key.schema';
 import { ApiKeyService, type ApiKeyStore } from './api-key.service';
@@ -10,7 +10,7 @@ import { ApiKeyService, type ApiKeyStore } from './api-key.service';
 function memoryStore() {
   const records = new Map<string, StoredApiKey>();
   let revision = 1;
-  const store = strictMock<ApiKeyStore>({
+  const store = strictMock<ApiKeyStore>('ApiKeyStore', {
     get: async (id) => records.get(id) && structuredClone(records.get(id)),
     create: async (record) => {
       if (records.has(record.id)) return false;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { fakeClock, strictMock } from '../../test/strict-mock';
+import { fakeClock, strictMock } from '@debvisor/testing/strict-mock';
 import { ErrorCode } from '../shared/agent-error';
 import type { NodeInfo, NodeStatusInput, StoredNodeInfo } from './node.schema';
 import type { RegistryRecord } from './registry.repository';
@@ -30,7 +30,7 @@ function record(overrides: Partial<RegistryRecord> = {}, infoOverrides: Partial<
 describe('RegistryService', () => {
   it('registers under a lease of the cluster default TTL, stamping the registration time', async () => {
     const clock = fakeClock();
-    const store = strictMock<RegistryStore>({ grantLease: async () => '42', putInfo: async () => undefined });
+    const store = strictMock<RegistryStore>('RegistryStore', { grantLease: async () => '42', putInfo: async () => undefined });
     const result = await new RegistryService(store, clock, 15).register(info);
     expect(result).toEqual({ leaseId: '42', ttlSeconds: 15 });
     expect(store.grantLease).toHaveBeenCalledWith(15);
@@ -38,26 +38,26 @@ describe('RegistryService', () => {
   });
 
   it('refuses a TTL outside 2-3600 seconds without touching etcd', async () => {
-    const service = new RegistryService(strictMock<RegistryStore>({}), fakeClock(), 15);
+    const service = new RegistryService(strictMock<RegistryStore>('RegistryStore'), fakeClock(), 15);
     await expect(service.register(info, 1)).rejects.toMatchObject({ code: ErrorCode.InvalidArgument });
     await expect(service.register(info, 3601)).rejects.toMatchObject({ code: ErrorCode.InvalidArgument });
   });
 
   it('refreshes the lease and records the status stamped with its own clock', async () => {
     const clock = fakeClock();
-    const store = strictMock<RegistryStore>({ get: async () => record(), keepAlive: async () => 15, putStatus: async () => undefined });
+    const store = strictMock<RegistryStore>('RegistryStore', { get: async () => record(), keepAlive: async () => 15, putStatus: async () => undefined });
     await expect(new RegistryService(store, clock, 15).heartbeat('node-1', '42', status)).resolves.toBe(true);
     expect(store.keepAlive).toHaveBeenCalledWith('42');
     expect(store.putStatus).toHaveBeenCalledWith('node-1', { ...status, heartbeatAt: clock.now().toISOString() }, '42');
   });
 
   it('answers lease lost for a lease that is no longer the node registration, without refreshing it', async () => {
-    const store = strictMock<RegistryStore>({ get: async () => record({ leaseId: '43' }) });
+    const store = strictMock<RegistryStore>('RegistryStore', { get: async () => record({ leaseId: '43' }) });
     await expect(new RegistryService(store, fakeClock(), 15).heartbeat('node-1', '42', status)).resolves.toBe(false);
   });
 
   it('answers lease lost when etcd says the lease expired', async () => {
-    const store = strictMock<RegistryStore>({ get: async () => record(), keepAlive: async () => 0 });
+    const store = strictMock<RegistryStore>('RegistryStore', { get: async () => record(), keepAlive: async () => 0 });
     await expect(new RegistryService(store, fakeClock(), 15).heartbeat('node-1', '42', status)).resolves.toBe(false);
   });
 
@@ -66,7 +66,7 @@ describe('RegistryService', () => {
     const fresh = record({ status: { ...status, heartbeatAt: '2026-01-01T00:00:10.000Z' } });
     const stale = record({ nodeId: 'node-2', status: { ...status, heartbeatAt: '2026-01-01T00:00:04.000Z' } }, { nodeId: 'node-2' });
     const unleased = record({ nodeId: 'node-3', leaseId: '0', status: { ...status, heartbeatAt: '2026-01-01T00:00:19.000Z' } }, { nodeId: 'node-3' });
-    const store = strictMock<RegistryStore>({ list: async () => [stale, unleased, fresh] });
+    const store = strictMock<RegistryStore>('RegistryStore', { list: async () => [stale, unleased, fresh] });
     const entries = await new RegistryService(store, clock, 15).list();
     expect(entries.map((e) => [e.info.nodeId, e.alive])).toEqual([
       ['node-1', true],

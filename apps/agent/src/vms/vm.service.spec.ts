@@ -1,6 +1,6 @@
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import { strictMock } from '../../test/strict-mock';
+import { strictMock } from '@debvisor/testing/strict-mock';
 import type { HypervisorDriver, VmInstance } from '../drivers/hypervisor.driver';
 import type { NodeEntry } from '../registry/node.schema';
 import type { CallContext } from '../rpc/call-context';
@@ -20,10 +20,10 @@ const node = (nodeId: string, alive = true) => ({ info: { nodeId, agentEndpoint:
 function service(deps: Partial<VmServiceDeps>) {
   return new VmService({
     nodeId: 'node-1',
-    driver: strictMock<HypervisorDriver>({}),
-    index: strictMock<VmServiceDeps['index']>({}),
-    registry: strictMock<VmServiceDeps['registry']>({}),
-    peers: strictMock<VmServiceDeps['peers']>({}),
+    driver: strictMock<HypervisorDriver>('HypervisorDriver'),
+    index: strictMock<VmServiceDeps['index']>('VmServiceDeps.index'),
+    registry: strictMock<VmServiceDeps['registry']>('VmServiceDeps.registry'),
+    peers: strictMock<VmServiceDeps['peers']>('VmServiceDeps.peers'),
     logger: pino({ level: 'silent' }),
     ...deps,
   });
@@ -31,43 +31,43 @@ function service(deps: Partial<VmServiceDeps>) {
 
 describe('VmService', () => {
   it('starts a VM of this node through the driver, without looking anywhere else', async () => {
-    const driver = strictMock<HypervisorDriver>({ get: async () => vm(), start: async () => vm(UUID, 'running') });
+    const driver = strictMock<HypervisorDriver>('HypervisorDriver', { get: async () => vm(), start: async () => vm(UUID, 'running') });
     const result = await service({ driver }).start(UUID, context);
     expect(result.runtime).toMatchObject({ state: 'running', nodeId: 'node-1' });
   });
 
   it('forwards an operation on a VM of another node to that node, as the original caller', async () => {
-    const driver = strictMock<HypervisorDriver>({ get: async () => undefined });
-    const index = strictMock<VmServiceDeps['index']>({ get: async () => ({ nodeId: 'node-2', name: 'web-01' }) });
-    const registry = strictMock<VmServiceDeps['registry']>({ find: async () => node('node-2') });
-    const peers = strictMock<VmServiceDeps['peers']>({ vmCall: async () => ({ spec: null, runtime: { state: 'stopped' } }) as never });
+    const driver = strictMock<HypervisorDriver>('HypervisorDriver', { get: async () => undefined });
+    const index = strictMock<VmServiceDeps['index']>('VmServiceDeps.index', { get: async () => ({ nodeId: 'node-2', name: 'web-01' }) });
+    const registry = strictMock<VmServiceDeps['registry']>('VmServiceDeps.registry', { find: async () => node('node-2') });
+    const peers = strictMock<VmServiceDeps['peers']>('VmServiceDeps.peers', { vmCall: async () => ({ spec: null, runtime: { state: 'stopped' } }) as never });
     await service({ driver, index, registry, peers }).stop(UUID, context);
     expect(peers.vmCall).toHaveBeenCalledWith({ nodeId: 'node-2', endpoint: '10.0.0.2:9443' }, 'StopVm', { uuid: UUID }, context, 120_000);
   });
 
   it('answers NOT_FOUND for a forwarded call on a VM that is not here, never forwarding again', async () => {
-    const driver = strictMock<HypervisorDriver>({ get: async () => undefined });
+    const driver = strictMock<HypervisorDriver>('HypervisorDriver', { get: async () => undefined });
     await expect(service({ driver }).get(UUID, forwarded)).rejects.toMatchObject({ code: ErrorCode.NotFound });
   });
 
   it('answers NOT_FOUND for a VM the location index does not know', async () => {
-    const driver = strictMock<HypervisorDriver>({ get: async () => undefined });
-    const index = strictMock<VmServiceDeps['index']>({ get: async () => undefined });
+    const driver = strictMock<HypervisorDriver>('HypervisorDriver', { get: async () => undefined });
+    const index = strictMock<VmServiceDeps['index']>('VmServiceDeps.index', { get: async () => undefined });
     await expect(service({ driver, index }).reboot(UUID, context)).rejects.toMatchObject({ code: ErrorCode.NotFound });
   });
 
   it('answers UNAVAILABLE for a VM whose node is not alive', async () => {
-    const driver = strictMock<HypervisorDriver>({ get: async () => undefined });
-    const index = strictMock<VmServiceDeps['index']>({ get: async () => ({ nodeId: 'node-2', name: 'web-01' }) });
-    const registry = strictMock<VmServiceDeps['registry']>({ find: async () => node('node-2', false) });
+    const driver = strictMock<HypervisorDriver>('HypervisorDriver', { get: async () => undefined });
+    const index = strictMock<VmServiceDeps['index']>('VmServiceDeps.index', { get: async () => ({ nodeId: 'node-2', name: 'web-01' }) });
+    const registry = strictMock<VmServiceDeps['registry']>('VmServiceDeps.registry', { find: async () => node('node-2', false) });
     await expect(service({ driver, index, registry }).start(UUID, context)).rejects.toMatchObject({ code: ErrorCode.Unavailable });
   });
 
   it('lists the whole cluster, reporting nodes that did not answer instead of failing', async () => {
-    const driver = strictMock<HypervisorDriver>({ list: async () => [vm()] });
-    const registry = strictMock<VmServiceDeps['registry']>({ aliveNodes: async () => [node('node-1'), node('node-2'), node('node-3')] });
+    const driver = strictMock<HypervisorDriver>('HypervisorDriver', { list: async () => [vm()] });
+    const registry = strictMock<VmServiceDeps['registry']>('VmServiceDeps.registry', { aliveNodes: async () => [node('node-1'), node('node-2'), node('node-3')] });
     const remote = vm('0b6f2f7e-3f56-4a62-9a1e-7f8b1b2c3d4e', 'running');
-    const peers = strictMock<VmServiceDeps['peers']>({
+    const peers = strictMock<VmServiceDeps['peers']>('VmServiceDeps.peers', {
       vmCall: async (target) => {
         if (target.nodeId === 'node-3') throw new AgentError(ErrorCode.Unavailable, 'node node-3 did not answer');
         return { vms: [{ spec: remote.spec, runtime: { ...remote.runtime, nodeId: 'node-2' } }], unreachableNodes: {} } as never;
@@ -81,8 +81,8 @@ describe('VmService', () => {
 
   it('publishes its VMs in the location index and drops entries of VMs it no longer has', async () => {
     const gone = '11111111-2222-4333-8444-555555555555';
-    const driver = strictMock<HypervisorDriver>({ list: async () => [vm()] });
-    const index = strictMock<VmServiceDeps['index']>({
+    const driver = strictMock<HypervisorDriver>('HypervisorDriver', { list: async () => [vm()] });
+    const index = strictMock<VmServiceDeps['index']>('VmServiceDeps.index', {
       list: async () =>
         new Map([
           [gone, { nodeId: 'node-1', name: 'old-01' }],

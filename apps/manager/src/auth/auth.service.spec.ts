@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { strictMock } from '../../test/strict-mock';
+import { strictMock } from '@debvisor/testing/strict-mock';
 import type { ClockRepository } from '../common/clock.repository';
 import { DomainError } from '../common/domain-error';
 import type { OperatorConsoleRepository } from '../common/operator-console.repository';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { strictMock } from '../../test/strict-mock';
+import { strictMock } from '@debvisor/testing/strict-mock';
 import { ErrorCode } from '../common/error-code';
 import type { ResourcesService } from '../resources/resources.service';
 import type { HealthRepository } from './health.repository';

@@ -1,6 +1,6 @@
 import { createCa, fingerprintSha256, type KeyPairPem } from '@debvisor/pki';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { strictMock } from '../../test/strict-mock';
+import { strictMock } from '@debvisor/testing/strict-mock';
 import type { AgentClientRepository } from '../agents/agent-client.repository';
 import type { PresentedCertificate } from '../agents/agent-connection';
 import { AgentError } from '../agents/agent-error';

@@ -1,7 +1,7 @@
 import type { ListNodesResponse__Output, ListVmsResponse__Output, NodeEntry__Output, Vm__Output } from '@debvisor/proto';
 import type { PinoLogger } from 'nestjs-pino';
 import { describe, expect, it, vi } from 'vitest';
-import { strictMock } from '../../test/strict-mock';
+import { strictMock } from '@debvisor/testing/strict-mock';
 import type { AgentClientRepository } from '../agents/agent-client.repository';
 import type { AgentConnection } from '../agents/agent-connection';
 import { AgentError } from '../agents/agent-error';

@@ -1,6 +1,6 @@
 import type { PinoLogger } from 'nestjs-pino';
 import { describe, expect, it } from 'vitest';
-import { strictMock } from '../../test/strict-mock';
+import { strictMock } from '@debvisor/testing/strict-mock';
 import { AuthService } from '../auth/auth.service';
 import type { Caller } from '../auth/caller';
 import type { ClockRepository } from '../common/clock.repository';

@@ -1,6 +1,6 @@
 import type { Vm__Output } from '@debvisor/proto';
 import { describe, expect, it } from 'vitest';
-import { strictMock } from '../../test/strict-mock';
+import { strictMock } from '@debvisor/testing/strict-mock';
 import type { AgentClientRepository } from '../agents/agent-client.repository';
 import type { AgentConnection, VmAction } from '../agents/agent-connection';
 import { AgentError } from '../agents/agent-error';

@@ -18,6 +18,7 @@ describe('API client', () => {
     credential.set('dvdm_x');
     await apiGet('/resources', { remote: 'dc-east', type: '', name: undefined });
     expect(fetch).toHaveBeenCalledWith('/api/v1/resources?remote=dc-east', {
+      method: 'GET',
       headers: { Accept: 'application/json', Authorization: 'Bearer dvdm_x' },
     });
   });

@@ -23,18 +23,36 @@ export const credential = {
   clear: () => sessionStorage.removeItem(TOKEN_KEY),
 };
 
-export async function apiGet<T>(path: string, params?: Record<string, string | undefined>): Promise<T> {
+function withQuery(path: string, params?: Record<string, string | undefined>): string {
   const query = params
     ? new URLSearchParams(Object.entries(params).filter((e): e is [string, string] => e[1] !== undefined && e[1] !== '')).toString()
     : '';
+  return `/api/v1${path}${query ? `?${query}` : ''}`;
+}
+
+async function call<T>(method: 'GET' | 'POST', url: string, body?: unknown): Promise<T> {
   const token = credential.get();
-  const response = await fetch(`/api/v1${path}${query ? `?${query}` : ''}`, {
-    headers: { Accept: 'application/json', ...(token ? { Authorization: `Bearer ${token}` } : {}) },
+  const response = await fetch(url, {
+    method,
+    headers: {
+      Accept: 'application/json',
+      ...(token ? { Authorization: `Bearer ${token}` } : {}),
+      ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}),
+    },
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
   });
-  const body = (await response.json().catch(() => undefined)) as unknown;
+  const parsed = (await response.json().catch(() => undefined)) as unknown;
   if (!response.ok) {
-    const error = (body as Partial<ApiErrorBody> | undefined)?.error;
+    const error = (parsed as Partial<ApiErrorBody> | undefined)?.error;
     throw new ApiError(response.status, error?.code ?? 'http_error', error?.message ?? `HTTP ${response.status}`, error?.traceId);
   }
-  return body as T;
+  return parsed as T;
+}
+
+export function apiGet<T>(path: string, params?: Record<string, string | undefined>): Promise<T> {
+  return call<T>('GET', withQuery(path, params));
+}
+
+export function apiPost<T>(path: string, body?: unknown, params?: Record<string, string | undefined>): Promise<T> {
+  return call<T>('POST', withQuery(path, params), body);
 }

@@ -1,4 +1,5 @@
 import { ApiError } from '../api/client';
+import { useRefreshResources } from './mutations';
 import { useResources, type RemoteStatus } from './queries';
 
 function StatusBadge({ remote }: { remote: RemoteStatus }) {
@@ -7,7 +8,8 @@ function StatusBadge({ remote }: { remote: RemoteStatus }) {
 }
 
 export function RemotesPage({ onUnauthorized }: { onUnauthorized: () => void }) {
-  const { data, error, isLoading, dataUpdatedAt, refetch, isFetching } = useResources({ type: 'node' });
+  const { data, error, isLoading, dataUpdatedAt, isFetching } = useResources({ type: 'node' });
+  const refresh = useRefreshResources();
   if (error instanceof ApiError && error.status === 401) onUnauthorized();
   return (
     <main>
@@ -16,8 +18,8 @@ export function RemotesPage({ onUnauthorized }: { onUnauthorized: () => void }) 
         <span className="muted" aria-live="polite">
           {dataUpdatedAt ? `Last updated ${new Date(dataUpdatedAt).toLocaleTimeString()}` : ''}
         </span>
-        <button type="button" onClick={() => void refetch()} disabled={isFetching}>
-          {isFetching ? 'Refreshing…' : 'Refresh'}
+        <button type="button" onClick={() => refresh.mutate(undefined)} disabled={refresh.isPending || isFetching}>
+          {refresh.isPending ? 'Refreshing…' : 'Refresh'}
         </button>
       </header>
       {isLoading && <p>Loading…</p>}

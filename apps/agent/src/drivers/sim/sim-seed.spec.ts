@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { strictMock } from '../../../test/strict-mock';
+import { strictMock } from '@debvisor/testing/strict-mock';
 import { AgentError, ErrorCode } from '../../shared/agent-error';
 import { vmDefinitionSchema } from '../hypervisor.driver';
 import type { StorageDriver } from '../storage.driver';
@@ -7,7 +7,7 @@ import { seedSimVms } from './sim-seed';
 
 function storageWith(taken: string[]) {
   const images = new Set(taken);
-  return strictMock<Pick<StorageDriver, 'createImage'>>({
+  return strictMock<Pick<StorageDriver, 'createImage'>>('StorageDriver', {
     createImage: async (pool, image, sizeBytes) => {
       if (images.has(`${pool}/${image}`)) throw new AgentError(ErrorCode.AlreadyExists, 'exists');
       images.add(`${pool}/${image}`);

@@ -5,7 +5,8 @@ export type StrictMock<T> = T & { [K in keyof T]: T[K] extends (...args: infer A
 
 /**
  * A stand-in for a repository where only the given methods exist (as vi.fn spies); touching any
- * other member throws, so an unexpected call fails the test.
+ * other member throws, so an unexpected call fails the test. For unit tests only (imports vitest):
+ * import it from '@debvisor/testing/strict-mock'.
  */
 export function strictMock<T extends object>(name: string, methods: Methods<T> = {}): StrictMock<T> {
   const spies = new Map<PropertyKey, Mock>();
@@ -18,4 +19,18 @@ export function strictMock<T extends object>(name: string, methods: Methods<T> =
       throw new Error(`unexpected use of ${name}.${String(property)}`);
     },
   });
+}
+
+/** A clock that only moves when told; sleep() advances it at once. */
+export function fakeClock(start = new Date('2026-01-01T00:00:00Z')) {
+  let now = start.getTime();
+  return {
+    now: () => new Date(now),
+    sleep: async (ms: number) => {
+      now += ms;
+    },
+    advance(ms: number) {
+      now += ms;
+    },
+  };
 }
