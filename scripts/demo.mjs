@@ -8,7 +8,7 @@ import https from 'node:https';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ensureDebianPackages } from './lib/deps.mjs';
+import { ensureDebianPackages, ensureNodeModules } from './lib/deps.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const stateDir = resolve(process.env.DEBVISOR_DEMO_DIR ?? join(root, '.demo'));
@@ -33,10 +33,7 @@ try {
 } catch (error) {
   fail(error.message);
 }
-if (!existsSync(join(root, 'node_modules'))) {
-  say('Installing npm packages (npm ci) …');
-  execFileSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit', timeout: 1_200_000 });
-}
+ensureNodeModules(root, say);
 say('Building (npm run build) …');
 const build = spawnSync('npm', ['run', 'build', '--silent'], { cwd: root, stdio: 'inherit', timeout: 1_200_000 });
 if (build.status !== 0) fail('The build failed; see above.');

@@ -3,11 +3,12 @@
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ensureDebianPackages } from './lib/deps.mjs';
+import { ensureDebianPackages, ensureNodeModules } from './lib/deps.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 try {
   ensureDebianPackages();
+  ensureNodeModules(root);
 } catch (error) {
   console.error(`Cannot run the tests: ${error.message}`);
   process.exit(1);

@@ -1,7 +1,7 @@
 // The Debian packages the project's tests and demo need, installed when missing (as root) or
 // named in a clear message. Every entry is a binary the harness starts.
 import { execFileSync } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, existsSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 
 export const DEBIAN_PACKAGES = [
@@ -48,4 +48,11 @@ export function ensureDebianPackages(needed = DEBIAN_PACKAGES, log = console.log
   });
   const still = missing.filter((d) => !findBinary(d.binary));
   if (still.length) throw new Error(`apt-get finished but ${still.map((d) => d.binary).join(', ')} is still missing`);
+}
+
+/** Runs `npm ci` in `root` when its node_modules is missing (a fresh clone). */
+export function ensureNodeModules(root, log = console.log) {
+  if (existsSync(join(root, 'node_modules'))) return;
+  log('Installing npm packages (npm ci) …');
+  execFileSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit', timeout: 1_200_000 });
 }
