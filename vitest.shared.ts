@@ -3,7 +3,7 @@ import swc from 'unplugin-swc';
 import { defineConfig, type UserConfig } from 'vitest/config';
 
 const root = fileURLToPath(new URL('.', import.meta.url));
-const libs = ['proto', 'pki', 'common', 'permissions', 'testing'];
+const libs = ['proto', 'pki', 'common', 'permissions', 'audit', 'testing'];
 
 /**
  * The vitest configuration every project extends: @debvisor/* resolve to their sources, and SWC

@@ -9,6 +9,6 @@ FROM node:20-bookworm-slim
 WORKDIR /opt/debvisor
 COPY --from=build /src /opt/debvisor
 VOLUME /var/lib/debvisor-agent
-EXPOSE 9443
+EXPOSE 9443 9444
 ENTRYPOINT ["node", "apps/agent/dist/main.js"]
 CMD ["--config", "/etc/debvisor/agent.json"]

@@ -40,6 +40,7 @@ writeFileSync(
       hypervisor: { driver: 'sim' },
       storage: { driver: 'sim' },
       sim: { timeScale: 1, seedVms: 8 },
+      metrics: { listen: '0.0.0.0:9444' }, // reachable from other containers (a Prometheus on the compose network)
     },
     null,
     2,

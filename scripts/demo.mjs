@@ -8,7 +8,7 @@ import https from 'node:https';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ensureDebianPackages, ensureNodeModules } from './lib/deps.mjs';
+import { DEBIAN_PACKAGES, ensureDebianPackages, ensureNodeModules } from './lib/deps.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const stateDir = resolve(process.env.DEBVISOR_DEMO_DIR ?? join(root, '.demo'));
@@ -29,7 +29,7 @@ function fail(message) {
 const [major, minor] = process.versions.node.split('.').map(Number);
 if (major < 20 || (major === 20 && minor < 19)) fail(`Node.js 20.19 or newer is needed (this is ${process.versions.node}).`);
 try {
-  ensureDebianPackages(undefined, say);
+  ensureDebianPackages(DEBIAN_PACKAGES.filter((d) => d.binary === 'etcd'), say); // promtool is for the tests only
 } catch (error) {
   fail(error.message);
 }
@@ -186,6 +186,7 @@ for (const cluster of CLUSTERS) {
   for (const node of cluster.nodes) {
     const port = await portFor(`${cluster.id}/${node}`);
     const endpoint = `127.0.0.1:${port}`;
+    const metricsPort = await portFor(`${cluster.id}/${node}/metrics`);
     cluster.endpoints.push(endpoint);
     const configFile = join(dir, `${node}.json`);
     writeFileSync(
@@ -207,6 +208,7 @@ for (const cluster of CLUSTERS) {
           hypervisor: { driver: 'sim' },
           storage: { driver: 'sim' },
           sim: { timeScale: 1, seedVms: cluster.vmsPerNode },
+          metrics: { listen: `127.0.0.1:${metricsPort}` },
         },
         null,
         2,

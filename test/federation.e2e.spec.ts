@@ -12,6 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 const MANAGER_MAIN = resolve(__dirname, '../apps/manager/dist/main.js');
 const REMOTE_TIMEOUT_MS = 4000;
 
+// Answers are checked field by field; their bodies are loosely typed on purpose (as in the manager's harness).
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
 interface Answer<T = any> {
   status: number;
   body: T;
@@ -25,6 +27,7 @@ describe('a federation of two clusters behind one manager', () => {
   let east: TestCluster;
   let west: TestCluster;
 
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   function api<T = any>(method: string, path: string, body?: unknown): Promise<Answer<T>> {
     const payload = body === undefined ? undefined : JSON.stringify(body);
     return new Promise((resolveAnswer, reject) => {

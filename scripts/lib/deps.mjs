@@ -1,11 +1,12 @@
 // The Debian packages the project's tests and demo need, installed when missing (as root) or
-// named in a clear message. Every entry is a binary the harness starts.
+// named in a clear message. Every entry is a binary the harness or the tests run.
 import { execFileSync } from 'node:child_process';
 import { accessSync, constants, existsSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 
 export const DEBIAN_PACKAGES = [
   { binary: 'etcd', package: 'etcd-server', for: 'cluster node registries' },
+  { binary: 'promtool', package: 'prometheus', for: 'checking the metrics, alert rules and Prometheus configuration' },
 ];
 
 const EXTRA_DIRS = ['/usr/sbin', '/usr/bin', '/sbin', '/usr/local/bin'];

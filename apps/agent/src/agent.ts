@@ -1,10 +1,17 @@
-import { debvisorV1 } from '@debvisor/proto';
+import { AuditFileChain } from '@debvisor/audit';
+import { debvisorV1, grpcHealthV1 } from '@debvisor/proto';
 import { accessServiceHandlers } from './access/access.handlers';
 import { ApiKeyRepository } from './apikeys/api-key.repository';
 import { ApiKeyService } from './apikeys/api-key.service';
 import type { AgentConfig } from './config/agent-config.schema';
 import { loadTlsMaterial } from './config/tls-material';
 import { createDrivers } from './drivers/create-drivers';
+import { EtcdProbeRepository } from './health/etcd-probe.repository';
+import { HealthMonitor } from './health/health-monitor.service';
+import { healthServiceHandlers } from './health/health.handlers';
+import { ServingStatusBoard } from './health/serving-status';
+import { AgentMetrics } from './metrics/agent-metrics';
+import { startMetricsServer, type RunningMetricsServer } from './metrics/metrics-server';
 import { migrationServiceHandlers } from './migration/migration.handlers';
 import { ClusterInfoService } from './registry/cluster-info.service';
 import { LocalNodeService } from './registry/local-node.service';
@@ -14,11 +21,13 @@ import { RegistryRepository } from './registry/registry.repository';
 import { RegistryService } from './registry/registry.service';
 import { Authenticator } from './rpc/authenticator.service';
 import { PeerClientRepository } from './rpc/peer-client.repository';
+import { RpcAudit } from './rpc/rpc-audit';
 import { RpcRouter } from './rpc/rpc-router';
 import { startRpcServer } from './rpc/rpc-server';
 import { systemClock, type Clock } from './shared/clock';
 import { createEtcdClient } from './shared/etcd-client';
 import { lifecycleLogger, type Logger } from './shared/logger';
+import { AGENT_VERSION } from './shared/version';
 import { storageServiceHandlers } from './storage/storage.handlers';
 import { StorageService } from './storage/storage.service';
 import { VmIndexRepository } from './vms/vm-index.repository';
@@ -31,6 +40,8 @@ const SHUTDOWN_GRACE_MS = 5_000;
 export interface RunningAgent {
   /** The port the gRPC server listens on. */
   readonly port: number;
+  /** The port of the metrics listener (undefined when metrics.enabled is false). */
+  readonly metricsPort: number | undefined;
   /** Leaves the registry (lease revoked), drains calls, saves state, closes connections. */
   stop(): Promise<void>;
 }
@@ -43,15 +54,42 @@ export async function startAgent(config: Readonly<AgentConfig>, logger: Logger, 
   try {
     const { hypervisor, storage } = await createDrivers(config, etcd, clock);
     undo.unshift(() => hypervisor.close());
+    const metrics = new AgentMetrics({
+      clusterId: config.clusterId,
+      nodeId: config.nodeId,
+      version: AGENT_VERSION,
+      hypervisorDriver: hypervisor.name,
+      storageDriver: storage.name,
+    });
+    metrics.recordCertificates(tls);
 
     const apiKeys = new ApiKeyService(new ApiKeyRepository(etcd), clock, { cacheTtlMs: config.apiKeyCacheSeconds * 1000 }, logger);
     const registry = new RegistryService(new RegistryRepository(etcd, logger), clock, config.leaseTtlSeconds);
     const localNode = new LocalNodeService({ nodeId: config.nodeId, advertise: config.advertise }, hypervisor, storage);
-    const peers = new PeerClientRepository(tls);
+    const peers = new PeerClientRepository(tls, metrics.rpc);
     undo.unshift(() => peers.close());
     const vms = new VmService({ nodeId: config.nodeId, driver: hypervisor, index: new VmIndexRepository(etcd), registry, peers, logger });
 
-    const rpc = new RpcRouter(new Authenticator(apiKeys, tls.clusterCa), logger);
+    // The audit file of served RPCs (audit.file): opened before the server answers, so that a bad path stops start-up.
+    const auditFile = config.audit.file ? await AuditFileChain.open({ path: config.audit.file, clock }) : undefined;
+    if (auditFile) undo.unshift(() => auditFile.close());
+    const rpc = new RpcRouter(new Authenticator(apiKeys, tls.clusterCa), logger, metrics.rpc, auditFile && new RpcAudit(auditFile, clock, logger));
+    // gRPC health checks and rpc_service_status: evaluated before the server answers, then every heartbeat interval.
+    const board = new ServingStatusBoard();
+    const etcdProbe = new EtcdProbeRepository(etcd);
+    const monitor = new HealthMonitor(
+      {
+        drivers: async () => ({ hypervisor: await hypervisor.health(), storage: await storage.health() }),
+        cephHealth: () => storage.cephHealth(),
+        etcdReachable: () => etcdProbe.reachable(),
+      },
+      board,
+      metrics,
+      config.heartbeatIntervalSeconds * 1000,
+      logger,
+    );
+    await monitor.start();
+    undo.unshift(() => monitor.stop());
     const v1 = debvisorV1();
     const server = await startRpcServer(config.listen, tls, [
       {
@@ -69,21 +107,35 @@ export async function startAgent(config: Readonly<AgentConfig>, logger: Logger, 
       { definition: v1.StorageService.service, handlers: storageServiceHandlers(rpc, new StorageService(storage)) },
       { definition: v1.MigrationService.service, handlers: migrationServiceHandlers(rpc) },
       { definition: v1.AccessService.service, handlers: accessServiceHandlers(rpc) },
+      { definition: grpcHealthV1().Health.service, handlers: healthServiceHandlers(board) },
     ]);
     undo.unshift(() => server.stop(0));
+
+    let metricsServer: RunningMetricsServer | undefined;
+    if (config.metrics.enabled) {
+      metricsServer = await startMetricsServer({ listen: config.metrics.listen, tls, requireClientCert: config.metrics.requireClientCert, metrics, logger });
+      undo.unshift(() => metricsServer?.stop());
+    }
 
     // Every (re-)registration republishes the VM location index, which a replaced etcd would lack.
     const presence = new NodePresence(config.nodeId, registry, localNode, config.heartbeatIntervalSeconds * 1000, logger, () => vms.publishLocalVms());
     await presence.start();
-    lifecycleLogger(logger).info({ listen: config.listen, advertise: config.advertise, port: server.port }, 'agent ready'); // nodeId: in every line
+    lifecycleLogger(logger).info(
+      { listen: config.listen, advertise: config.advertise, port: server.port, metrics: metricsServer ? config.metrics.listen : 'disabled', metricsPort: metricsServer?.port },
+      'agent ready',
+    ); // nodeId: in every line
 
     return {
       port: server.port,
+      metricsPort: metricsServer?.port,
       async stop() {
+        await monitor.stop(); // health checks answer NOT_SERVING from here on: load balancers drain
         await presence.stop();
         await server.stop(SHUTDOWN_GRACE_MS);
+        await metricsServer?.stop();
         peers.close();
         await apiKeys.settle();
+        await auditFile?.close();
         await hypervisor.close();
         etcd.close();
       },

@@ -5,6 +5,8 @@ import { ZodSerializerInterceptor } from 'nestjs-zod';
 import { LoggerModule } from 'nestjs-pino';
 import type { Logger } from 'pino';
 import { AgentsModule } from './agents/agents.module';
+import { AuditModule } from './audit/audit.module';
+import { AuditInterceptor } from './audit/audit.interceptor';
 import { AuthGuard } from './auth/auth.guard';
 import { AuthModule } from './auth/auth.module';
 import { ClockRepository } from './common/clock.repository';
@@ -64,7 +66,9 @@ export class AppModule {
           useExisting: true,
           forRoutes: [{ path: '{*splat}', method: RequestMethod.ALL }],
         }),
-        TypeOrmModule.forRoot({ ...dataSourceOptions(runtime.databaseUrl), migrationsRun: true, retryAttempts: 3, retryDelay: 2000 }),
+        // Migrations ran before, as the database owner (prepareDatabase); the application serves with the runtime role.
+        TypeOrmModule.forRoot({ ...dataSourceOptions(runtime.databaseUrl), migrationsRun: false, retryAttempts: 3, retryDelay: 2000 }),
+        AuditModule.forRoot({ databaseUrl: runtime.databaseUrl, auditFile: runtime.config.auditFile }),
         AuthModule,
         AgentsModule,
         MetricsModule,
@@ -78,6 +82,7 @@ export class AppModule {
       ],
       providers: [
         { provide: APP_PIPE, useClass: ValidationPipe },
+        { provide: APP_INTERCEPTOR, useClass: AuditInterceptor },
         { provide: APP_INTERCEPTOR, useClass: ZodSerializerInterceptor },
         { provide: APP_FILTER, useClass: ErrorFilter },
         { provide: APP_GUARD, useClass: AuthGuard },

@@ -8,10 +8,12 @@ import type { DestinationStream, Logger } from 'pino';
 import { AppModule } from './app.module';
 import { jsonBodyMiddleware } from './common/json-body.middleware';
 import { createHttpLogger, createRootLogger } from './common/logging';
+import { traceContextMiddleware } from './common/trace-context';
 import type { OperatorOutput } from './common/operator-console.repository';
 import { AuthService } from './auth/auth.service';
 import { loadConfig, type ManagerConfig } from './config/manager-config';
 import { EmbeddedPostgresRepository } from './database/embedded-postgres.repository';
+import { prepareDatabase } from './database/prepare-database';
 import { httpMetricsMiddleware } from './health/http-metrics.middleware';
 import { MetricsService } from './health/metrics.service';
 import { StateDirRepository } from './identity/state-dir.repository';
@@ -45,8 +47,8 @@ export interface RunningManager {
 
 /**
  * Starts the manager: configuration → state directory (certificates, secret key) → PostgreSQL
- * (embedded unless DATABASE_URL) → Nest with TypeORM and migrations → bootstrap (first admin
- * token, interrupted tasks) → resource poller → HTTPS.
+ * (embedded unless DATABASE_URL) → migrations as the owner and the runtime role's grants → Nest
+ * with TypeORM → bootstrap (first admin token, interrupted tasks) → resource poller → HTTPS.
  */
 export async function startManager(options: StartOptions = {}): Promise<RunningManager> {
   const config = loadConfig(options.env);
@@ -66,15 +68,17 @@ export async function startManager(options: StartOptions = {}): Promise<RunningM
   );
 
   let embedded: EmbeddedPostgresRepository | undefined;
-  let databaseUrl = config.databaseUrl;
-  if (!databaseUrl) {
+  let embeddedSuperuserUrl: string | undefined;
+  if (!config.databaseUrl) {
     embedded = new EmbeddedPostgresRepository(state.postgresDir, state.loadOrCreateDatabasePassword());
-    databaseUrl = await embedded.start();
+    embeddedSuperuserUrl = await embedded.start();
     logger.info({ dataDir: state.postgresDir }, 'embedded PostgreSQL started');
   }
 
   let app: NestExpressApplication | undefined;
   try {
+    // Migrations as the owner, then the role the manager serves with (see docs/manager.md, "Audit log").
+    const databaseUrl = await prepareDatabase(config, { embeddedSuperuserUrl, runtimePassword: () => state.loadOrCreateAppDatabasePassword() }, logger);
     app = await NestFactory.create<NestExpressApplication>(
       AppModule.forRoot({ config, identity, databaseUrl, logger, operatorOutput: options.operatorOutput ?? process.stdout }),
       {
@@ -87,13 +91,15 @@ export async function startManager(options: StartOptions = {}): Promise<RunningM
     );
     app.useLogger(app.get(NestPinoLogger));
     app.disable('x-powered-by');
-    // Express middleware, in order, before Nest's routes: trace id and request log, metrics, web UI, JSON body.
+    // Express middleware, in order, before Nest's routes: trace id and request log, metrics, web UI, JSON body,
+    // then the trace context (currentTraceId) for everything the request does.
     app.use(createHttpLogger(logger));
     app.use(httpMetricsMiddleware(app.get(MetricsService)));
     const webUi = webUiMiddleware(config.webDir);
     if (webUi) app.use(webUi);
     else logger.info({ webDir: config.webDir }, 'no web UI found (no index.html); serving the API only');
     app.use(...jsonBodyMiddleware());
+    app.use(traceContextMiddleware());
     app.get(OpenApiService).generate(app, MANAGER_VERSION);
 
     await app.init();

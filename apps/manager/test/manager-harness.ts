@@ -130,7 +130,8 @@ function call<T>(base: string, ca: string, method: string, path: string, body: u
       res.on('data', (chunk: string) => (text += chunk));
       res.on('end', () => {
         let parsed: unknown = text;
-        if ((res.headers['content-type'] ?? '').includes('json') && text) parsed = JSON.parse(text);
+        const type = res.headers['content-type'] ?? '';
+        if (type.includes('json') && !type.includes('ndjson') && text) parsed = JSON.parse(text);
         resolve({ status: res.statusCode ?? 0, headers: res.headers, body: parsed as T, text });
       });
     });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { debvisorV1 } from './index';
+import { debvisorV1, grpcHealthV1 } from './index';
 
 describe('the agent contract', () => {
   it('declares every RPC the architecture names', () => {
@@ -28,5 +28,14 @@ describe('the agent contract', () => {
     const decoded = listVms.responseDeserialize(bytes);
     expect(decoded.vms[0].spec!.memoryBytes).toBe('8589934592');
     expect(decoded.unreachableNodes).toEqual({});
+  });
+
+  it("serves gRPC's standard health checking protocol under its canonical name", () => {
+    const health = grpcHealthV1().Health.service;
+    expect(health.Check.path).toBe('/grpc.health.v1.Health/Check');
+    expect(health.Watch).toMatchObject({ requestStream: false, responseStream: true });
+    const bytes = health.Check.responseSerialize({ status: 'NOT_SERVING' });
+    expect([...bytes]).toEqual([0x08, 0x02]);
+    expect(health.Check.responseDeserialize(bytes).status).toBe('NOT_SERVING');
   });
 });

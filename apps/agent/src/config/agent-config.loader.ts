@@ -40,6 +40,7 @@ export function parseAgentConfig(raw: unknown, baseDir: string, source = 'the co
     ...config,
     stateDir: abs(config.stateDir),
     tls: { cert: abs(config.tls.cert), key: abs(config.tls.key), ca: abs(config.tls.ca), clientCas: config.tls.clientCas.map(abs) },
+    audit: { file: config.audit.file === undefined ? undefined : abs(config.audit.file) },
   });
 }
 

@@ -81,6 +81,23 @@ export const agentConfigSchema = z
       driver: z.enum(['sim', 'rbd']).refine((d) => d === 'sim', 'only "sim" is available in this version; "rbd" comes with a later milestone'),
     }),
     sim: simSchema.prefault({}),
+    /** The Prometheus metrics listener: HTTPS with the agent's own certificate, GET /metrics. */
+    metrics: z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        /** host:port; loopback by default: open it (e.g. 0.0.0.0:9444) for a Prometheus on another host. */
+        listen: endpointSchema.default('127.0.0.1:9444'),
+        /** Require a client certificate from the cluster CA or tls.clientCas (mutual TLS for scrapers). */
+        requireClientCert: z.boolean().default(false),
+      })
+      .prefault({}),
+    /** An audit log of the RPCs this agent serves: JSON lines, hash-chained, rotated daily, 30 days kept. */
+    audit: z
+      .strictObject({
+        /** e.g. /var/log/debvisor/rpc-audit.log; unset: no audit file. */
+        file: filePath.optional(),
+      })
+      .prefault({}),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
   })
   .refine((c) => c.heartbeatIntervalSeconds < c.leaseTtlSeconds, {

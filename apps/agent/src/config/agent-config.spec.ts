@@ -34,6 +34,7 @@ describe('agent configuration', () => {
       stateDir: '/etc/debvisor/state',
       tls: { cert: '/etc/debvisor/pki/east-1.crt', ca: '/etc/debvisor/pki/ca.crt', clientCas: [] },
       sim: { timeScale: 1, seedVms: 0, bridges: ['vmbr0', 'vmbr1'] },
+      metrics: { enabled: true, listen: '127.0.0.1:9444', requireClientCert: false },
     });
     expect(config.sim.cpu.count).toBe(64);
   });
@@ -58,6 +59,19 @@ describe('agent configuration', () => {
     expect(errorOf(withoutAdvertise)).toMatch(/advertise: is required/);
     expect(errorOf({ ...minimal, listenAddress: '0.0.0.0:1' })).toMatch(/listenAddress: unknown setting/);
     expect(errorOf({ ...minimal, tls: { ...minimal.tls, clientCA: 'x' } })).toMatch(/tls\.clientCA: unknown setting/);
+  });
+
+  it('names a bad or unknown metrics setting', () => {
+    expect(errorOf({ ...minimal, metrics: { listen: '9444' } })).toMatch(/metrics\.listen: an endpoint is host:port/);
+    expect(errorOf({ ...minimal, metrics: { requireClientCert: 'yes' } })).toMatch(/metrics\.requireClientCert: /);
+    expect(errorOf({ ...minimal, metrics: { port: 9444 } })).toMatch(/metrics\.port: unknown setting/);
+  });
+
+  it('has no audit file unless asked, and resolves its path against the configuration directory', () => {
+    expect(parseAgentConfig(minimal, '/etc/debvisor').audit).toEqual({ file: undefined });
+    expect(parseAgentConfig({ ...minimal, audit: { file: 'log/rpc-audit.log' } }, '/etc/debvisor').audit).toEqual({ file: '/etc/debvisor/log/rpc-audit.log' });
+    expect(errorOf({ ...minimal, audit: { file: '' } })).toMatch(/audit\.file: a file path is required/);
+    expect(errorOf({ ...minimal, audit: { path: 'x' } })).toMatch(/audit\.path: unknown setting/);
   });
 
   it('refuses a heartbeat interval that is not shorter than the lease', () => {

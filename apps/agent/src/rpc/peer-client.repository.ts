@@ -1,3 +1,4 @@
+import type { RpcMetrics } from '@debvisor/common';
 import { debvisorV1, type VmServiceDefinition } from '@debvisor/proto';
 import { Client, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import type { TlsMaterial } from '../config/tls-material';
@@ -25,7 +26,11 @@ const ANSWERS = new Set([status.INVALID_ARGUMENT, status.NOT_FOUND, status.ALREA
 export class PeerClientRepository {
   private readonly clients = new Map<string, Client>();
 
-  constructor(private readonly tls: TlsMaterial) {}
+  constructor(
+    private readonly tls: TlsMaterial,
+    /** Counts peers that did not answer (backend_connection_errors_total{backend_service="agent"}). */
+    private readonly metrics?: Pick<RpcMetrics, 'backendConnectionError'>,
+  ) {}
 
   vmCall<M extends VmMethod>(target: PeerTarget, method: M, request: RequestOf<M>, context: CallContext, timeoutMs: number): Promise<ResponseOf<M>> {
     const definition = debvisorV1().VmService.service[method];
@@ -45,6 +50,7 @@ export class PeerClientRepository {
         (error: ServiceError | null, response?: ResponseOf<M>) => {
           if (!error) return resolve(response!);
           if (error.code === status.UNAVAILABLE) this.forget(target);
+          if (!ANSWERS.has(error.code)) this.metrics?.backendConnectionError('agent');
           reject(toAgentError(target, error));
         },
       );

@@ -1,4 +1,4 @@
-import { permissionAllows } from '@debvisor/common';
+import { isTraceId, permissionAllows, rpcLabels, type RpcMetrics } from '@debvisor/common';
 import { status, type handleBidiStreamingCall, type handleServerStreamingCall, type handleUnaryCall, type ServerUnaryCall } from '@grpc/grpc-js';
 import { randomBytes } from 'node:crypto';
 import type { z } from 'zod';
@@ -10,21 +10,27 @@ import { FORWARD_METADATA, type CallContext } from './call-context';
 import { ERROR_STATUS } from './error-status';
 import { RPC_PERMISSIONS, type RpcName } from './permissions';
 import { validate } from './request-validation';
+import { presentedKeyId, rpcTarget, type RpcAudit, type ServedRpc } from './rpc-audit';
 
 /** What every kind of server call offers (grpc-js does not export its ServerSurfaceCall). */
-type SurfaceCall = Pick<ServerUnaryCall<unknown, unknown>, 'metadata' | 'getDeadline' | 'getAuthContext'>;
+type SurfaceCall = Pick<ServerUnaryCall<unknown, unknown>, 'metadata' | 'getDeadline' | 'getAuthContext' | 'getPeer'>;
 type ServiceErrorObject = { code: status; details: string };
 
 /**
  * Turns handler functions into gRPC handlers. For every call, in this order: authenticate,
  * check the RPC's permission (from RPC_PERMISSIONS), validate the request with its zod schema,
  * run the handler, and map any error to a gRPC status with a safe message. Details of unexpected
- * errors go to the log only, under the call's trace id.
+ * errors go to the log only, under the call's trace id. With an audit file, every call is recorded
+ * (a changing one also before it runs, and refused when that cannot be written).
  */
 export class RpcRouter {
   constructor(
     private readonly authenticator: Authenticator,
     private readonly logger: Logger,
+    /** rpc_requests_total and friends (agents started without metrics pass none). */
+    private readonly metrics?: RpcMetrics,
+    /** The audit file of served RPCs (config audit.file). */
+    private readonly audit?: RpcAudit,
   ) {}
 
   unary<Req, Res, Input>(
@@ -63,10 +69,17 @@ export class RpcRouter {
     const traceId = traceIdOf(call);
     const log = this.logger.child({ rpc: name, traceId });
     let context: CallContext | undefined;
+    const served = this.audit ? servedRpc(name, call, traceId) : undefined;
     try {
-      const caller = await this.authenticator.authenticate(call.metadata, call.getAuthContext()?.sslPeerCertificate?.raw);
+      const caller = await this.authenticator.authenticate(call.metadata, call.getAuthContext()?.sslPeerCertificate?.raw).catch((error: unknown) => {
+        if (error instanceof AgentError && error.code === ErrorCode.Unauthenticated) this.metrics?.authAttempt(authMethodOf(call), 'failure');
+        throw error;
+      });
+      this.metrics?.authAttempt(authMethodOf(call), 'success');
+      if (served) served.caller = caller;
       const required = RPC_PERMISSIONS[name];
       if (!permissionAllows(caller.permissions, required)) {
+        this.metrics?.authzDenied();
         throw new AgentError(ErrorCode.PermissionDenied, `${name} needs the permission ${required}, which ${caller.principal} does not hold`);
       }
       const deadline = call.getDeadline();
@@ -76,12 +89,40 @@ export class RpcRouter {
         deadline: typeof deadline === 'number' ? (Number.isFinite(deadline) ? deadline : undefined) : deadline.getTime(),
         traceId,
       };
+      if (served && !required.endsWith(':read')) await this.auditAttempt(served);
       const response = await handle(context);
       log[required.endsWith(':read') ? 'debug' : 'info']({ ...who(context), ms: elapsed(started) }, 'rpc ok');
+      this.observe(name, status.OK, started);
+      await this.auditOutcome(served, status.OK, undefined, started);
       return response;
     } catch (error) {
-      throw this.toStatus(error, log, traceId, context, started);
+      const answer = this.toStatus(error, log, traceId, context, started);
+      this.observe(name, answer.code, started);
+      await this.auditOutcome(served, answer.code, answer.details, started);
+      throw answer;
     }
+  }
+
+  /** Records a changing call before it runs; refuses it when that cannot be written. */
+  private async auditAttempt(served: ServedRpc): Promise<void> {
+    try {
+      await this.audit!.attempt(served);
+    } catch (error) {
+      this.logger.error({ err: error, rpc: served.rpc, traceId: served.traceId }, 'cannot write the audit file; refusing the change');
+      throw new AgentError(ErrorCode.Unavailable, 'this agent cannot write its audit log, so it makes no changes; try again later');
+    }
+  }
+
+  /** Records how a call ended: awaited for changing calls, in the background for reads. */
+  private async auditOutcome(served: ServedRpc | undefined, code: status, reason: string | undefined, started: number): Promise<void> {
+    if (!served) return;
+    const writing = this.audit!.outcome(served, code, code === status.OK ? undefined : reason, elapsed(started));
+    if (!RPC_PERMISSIONS[served.rpc as RpcName].endsWith(':read')) await writing;
+  }
+
+  private observe(name: RpcName, code: status, started: number): void {
+    const { service, method } = rpcLabels(name);
+    this.metrics?.observeCall(service, method, code, (performance.now() - started) / 1000);
   }
 
   private toStatus(error: unknown, log: Logger, traceId: string, context: CallContext | undefined, started: number): ServiceErrorObject {
@@ -93,6 +134,7 @@ export class RpcRouter {
     }
     if (isEtcdUnreachable(error)) {
       log.warn({ ...fields, err: error }, 'rpc failed: etcd unreachable');
+      this.metrics?.backendConnectionError('etcd');
       return { code: status.UNAVAILABLE, details: 'the cluster etcd cannot be reached; try again later' };
     }
     log.error({ ...fields, err: error }, 'rpc failed unexpectedly');
@@ -100,9 +142,25 @@ export class RpcRouter {
   }
 }
 
+/** What the audit file records of a call before it is authenticated. */
+function servedRpc(name: RpcName, call: SurfaceCall, traceId: string): ServedRpc {
+  let peer: string | null = null;
+  try {
+    peer = call.getPeer();
+  } catch {
+    peer = null;
+  }
+  return { rpc: name, caller: undefined, presentedKeyId: presentedKeyId(call.metadata), target: rpcTarget((call as { request?: unknown }).request), traceId, peer };
+}
+
 function traceIdOf(call: SurfaceCall): string {
   const given = call.metadata.get(FORWARD_METADATA.traceId)[0];
-  return typeof given === 'string' && /^[A-Za-z0-9-]{8,64}$/.test(given) ? given : randomBytes(8).toString('hex');
+  return isTraceId(given) ? given : randomBytes(8).toString('hex');
+}
+
+/** How the caller authenticates: a peer agent vouching for a forwarded caller, or an API key. */
+function authMethodOf(call: SurfaceCall): 'forwarded' | 'api_key' {
+  return call.metadata.get(FORWARD_METADATA.principal).length > 0 ? 'forwarded' : 'api_key';
 }
 
 function who(context: CallContext): Record<string, string | undefined> {

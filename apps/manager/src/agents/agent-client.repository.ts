@@ -1,4 +1,4 @@
-import { parseEndpoint } from '@debvisor/common';
+import { parseEndpoint, rpcLabels, TRACE_ID_METADATA } from '@debvisor/common';
 import { derToPem, fingerprintSha256 } from '@debvisor/pki';
 import {
   debvisorV1,
@@ -9,12 +9,17 @@ import {
   type Vm__Output,
   type VmServiceClient,
 } from '@debvisor/proto';
-import { credentials as grpcCredentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import { credentials as grpcCredentials, Metadata, status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
 import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
 import { isIP } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { connect as tlsConnect, type DetailedPeerCertificate } from 'node:tls';
+import { AuditService } from '../audit/audit.service';
 import { ErrorCode } from '../common/error-code';
+import { currentTraceId } from '../common/trace-context';
+import { newTraceId } from '../common/trace-id';
 import { MANAGER_CONFIG, type ManagerConfig } from '../config/manager-config';
+import { MetricsService } from '../health/metrics.service';
 import { MANAGER_IDENTITY, type ManagerIdentity } from '../identity/state-dir.repository';
 import type { AgentConnection, PresentedCertificate, VmAction } from './agent-connection';
 import { AgentError, allEndpointsFailed, translateGrpcError } from './agent-error';
@@ -24,14 +29,18 @@ interface Clients {
   readonly vm: VmServiceClient;
 }
 
+/** The RPC each VM action calls. */
+const VM_ACTION_RPC = { start: 'VmService.StartVm', shutdown: 'VmService.ShutdownVm', reboot: 'VmService.RebootVm', stop: 'VmService.StopVm' } as const;
+
 /** Power actions may wait for a guest; they get longer than reads once the agent is connected. */
 const ACTION_DEADLINE_MS = 300_000;
 
 /**
  * gRPC to DebVisor agents over mutual TLS: the manager's client certificate, the remote's CA as the
- * only root, `authorization: Bearer <key>` on every call, a deadline on every call, and the
- * remote's endpoints tried in order. Channels are cached per remote and endpoint and dropped when
- * the remote changes (invalidate).
+ * only root, `authorization: Bearer <key>` and the current trace id (x-debvisor-trace-id) on every
+ * call, a deadline on every call, and the remote's endpoints tried in order. Each attempt is counted
+ * in rpc_requests_total by service, method and gRPC status. Channels are cached per remote and
+ * endpoint and dropped when the remote changes (invalidate).
  */
 @Injectable()
 export class AgentClientRepository implements OnApplicationShutdown {
@@ -40,29 +49,32 @@ export class AgentClientRepository implements OnApplicationShutdown {
   constructor(
     @Inject(MANAGER_CONFIG) private readonly config: ManagerConfig,
     @Inject(MANAGER_IDENTITY) private readonly identity: ManagerIdentity,
+    private readonly metrics: MetricsService,
+    private readonly audit: AuditService,
   ) {}
 
   getClusterInfo(connection: AgentConnection): Promise<GetClusterInfoResponse__Output> {
-    return this.call(connection, (clients, metadata, deadline, done) => clients.node.getClusterInfo({}, metadata, { deadline }, done));
+    return this.call(connection, 'NodeService.GetClusterInfo', (clients, metadata, deadline, done) => clients.node.getClusterInfo({}, metadata, { deadline }, done));
   }
 
   listNodes(connection: AgentConnection): Promise<ListNodesResponse__Output> {
-    return this.call(connection, (clients, metadata, deadline, done) => clients.node.listNodes({}, metadata, { deadline }, done));
+    return this.call(connection, 'NodeService.ListNodes', (clients, metadata, deadline, done) => clients.node.listNodes({}, metadata, { deadline }, done));
   }
 
   /** Every VM of the cluster (any agent answers cluster-wide). */
   listVms(connection: AgentConnection): Promise<ListVmsResponse__Output> {
-    return this.call(connection, (clients, metadata, deadline, done) => clients.vm.listVms({ nodeId: '' }, metadata, { deadline }, done));
+    return this.call(connection, 'VmService.ListVms', (clients, metadata, deadline, done) => clients.vm.listVms({ nodeId: '' }, metadata, { deadline }, done));
   }
 
   getVm(connection: AgentConnection, uuid: string): Promise<Vm__Output> {
-    return this.call(connection, (clients, metadata, deadline, done) => clients.vm.getVm({ uuid }, metadata, { deadline }, done));
+    return this.call(connection, 'VmService.GetVm', (clients, metadata, deadline, done) => clients.vm.getVm({ uuid }, metadata, { deadline }, done), { vm: uuid });
   }
 
   /** Carries out a power action; the agent forwards it to the node that owns the VM. */
   vmAction(connection: AgentConnection, action: VmAction, uuid: string): Promise<Vm__Output> {
     return this.call(
       connection,
+      VM_ACTION_RPC[action],
       (clients, metadata, deadline, done) => {
         switch (action) {
           case 'start':
@@ -75,7 +87,7 @@ export class AgentClientRepository implements OnApplicationShutdown {
             return clients.vm.stopVm({ uuid }, metadata, { deadline }, done);
         }
       },
-      { connectFirst: true, deadlineMs: Math.max(ACTION_DEADLINE_MS, this.config.remoteTimeoutMs) },
+      { connectFirst: true, deadlineMs: Math.max(ACTION_DEADLINE_MS, this.config.remoteTimeoutMs), vm: uuid },
     );
   }
 
@@ -137,28 +149,62 @@ export class AgentClientRepository implements OnApplicationShutdown {
     for (const remoteId of [...this.clients.keys()]) this.invalidate(remoteId);
   }
 
+  /**
+   * Every call goes to the audit log (agent.call): one that changes something is recorded before it
+   * is made, and not made when that fails; every call is recorded with its outcome.
+   */
   private async call<T>(
     connection: AgentConnection,
+    rpc: `${string}.${string}`,
     invoke: (clients: Clients, metadata: Metadata, deadline: Date, done: (error: ServiceError | null, value?: T) => void) => unknown,
-    options: { connectFirst?: boolean; deadlineMs?: number } = {},
+    options: { connectFirst?: boolean; deadlineMs?: number; vm?: string } = {},
+  ): Promise<T> {
+    const keyId = /^dvk_([0-9a-f]{16})_/.exec(connection.apiKey)?.[1];
+    const audited = await this.audit.agentCallStarting({ remote: connection.remoteId, rpc, vm: options.vm, keyId });
+    try {
+      const value = await this.callEndpoints(connection, rpc, invoke, options);
+      await this.audit.agentCallFinished(audited);
+      return value;
+    } catch (error) {
+      await this.audit.agentCallFinished(audited, error);
+      throw error;
+    }
+  }
+
+  private async callEndpoints<T>(
+    connection: AgentConnection,
+    rpc: `${string}.${string}`,
+    invoke: (clients: Clients, metadata: Metadata, deadline: Date, done: (error: ServiceError | null, value?: T) => void) => unknown,
+    options: { connectFirst?: boolean; deadlineMs?: number },
   ): Promise<T> {
     const timeoutMs = this.config.remoteTimeoutMs;
     const failures: AgentError[] = [];
+    const { service, method } = rpcLabels(rpc);
+    const traceId = currentTraceId() ?? newTraceId();
     for (const endpoint of connection.endpoints) {
       const clients = this.clientsFor(connection, endpoint);
       const metadata = new Metadata();
       metadata.set('authorization', `Bearer ${connection.apiKey}`);
+      metadata.set(TRACE_ID_METADATA, traceId);
+      const started = performance.now();
+      // An agent that could not be reached at all counts as UNAVAILABLE.
+      let code: number = GrpcStatus.UNAVAILABLE;
       try {
         if (options.connectFirst) await waitForReady(clients.vm, new Date(Date.now() + timeoutMs), endpoint, timeoutMs);
         const deadline = new Date(Date.now() + (options.deadlineMs ?? timeoutMs));
-        return await new Promise<T>((resolve, reject) => {
-          invoke(clients, metadata, deadline, (error, value) => {
+        const value = await new Promise<T>((resolve, reject) => {
+          invoke(clients, metadata, deadline, (error, answer) => {
+            code = error ? error.code : GrpcStatus.OK;
             if (error) reject(translateGrpcError(error, endpoint, options.deadlineMs ?? timeoutMs));
-            else resolve(value as T);
+            else resolve(answer as T);
           });
         });
+        this.metrics.rpc.observeCall(service, method, code, (performance.now() - started) / 1000);
+        return value;
       } catch (error) {
+        this.metrics.rpc.observeCall(service, method, code, (performance.now() - started) / 1000);
         if (!(error instanceof AgentError) || !error.triesNextEndpoint) throw error;
+        this.metrics.rpc.backendConnectionError('agent');
         failures.push(error);
       }
     }

@@ -23,3 +23,9 @@ export function sameHash(a: string, b: string): boolean {
   const right = Buffer.from(b, 'hex');
   return left.length === 32 && right.length === 32 && timingSafeEqual(left, right);
 }
+
+/** The public id of the API token in an Authorization header (never its secret), when it holds one. */
+export function presentedTokenId(authorization: string | undefined): string | undefined {
+  const match = authorization ? /^Bearer +(\S+)\s*$/i.exec(authorization) : null;
+  return match ? parseApiToken(match[1])?.id : undefined;
+}

@@ -26,5 +26,7 @@ export enum ErrorCode {
   /** The remote answered with an error of its own. */
   RemoteError = 'remote_error',
   NotReady = 'not_ready',
+  /** The audit log could not be written, so a change was refused (fail closed). */
+  AuditUnavailable = 'audit_unavailable',
   Internal = 'internal',
 }

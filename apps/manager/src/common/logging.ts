@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import pino, { type DestinationStream, type Logger } from 'pino';
 import { pinoHttp, type HttpLogger } from 'pino-http';
 import type { LogLevel } from '../config/manager-config';
+import { currentTraceId } from './trace-context';
 import { incomingTraceId, newTraceId } from './trace-id';
 
 /** Never logged, wherever they appear in a logged object. */
@@ -29,6 +30,11 @@ export function createRootLogger(level: LogLevel, destination?: DestinationStrea
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
       redact: { paths: REDACT, censor: '[redacted]' },
+      // Background work (poller refreshes, tasks) logs its trace id too; a request's logger has it bound already.
+      mixin: (_object, _level, self) => {
+        const traceId = currentTraceId();
+        return traceId && !('traceId' in self.bindings()) ? { traceId } : {};
+      },
     },
     destination ?? pino.destination({ dest: 1, sync: false }),
   );

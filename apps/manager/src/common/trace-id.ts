@@ -1,10 +1,9 @@
+import { isTraceId } from '@debvisor/common';
 import { randomBytes } from 'node:crypto';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 
 /** W3C trace context: version-traceid-parentid-flags; an all-zero trace id is invalid. */
 const TRACEPARENT = /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/;
-/** What we accept from an x-trace-id header: short, printable, no spaces or separators of log formats. */
-const PLAIN_TRACE_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{7,127}$/;
 
 export function newTraceId(): string {
   return randomBytes(16).toString('hex');
@@ -16,7 +15,8 @@ export function incomingTraceId(headers: IncomingHttpHeaders): string | undefine
   const match = traceparent ? TRACEPARENT.exec(traceparent) : null;
   if (match && !/^0+$/.test(match[1])) return match[1];
   const plain = single(headers['x-trace-id'])?.trim();
-  if (plain && PLAIN_TRACE_ID.test(plain)) return plain;
+  // Short, printable, no spaces or separators of log formats; the same rule agents apply to x-debvisor-trace-id.
+  if (isTraceId(plain)) return plain;
   return undefined;
 }
 

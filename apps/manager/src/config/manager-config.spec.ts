@@ -21,6 +21,8 @@ describe('loadConfig', () => {
       DEBVISOR_STATE_DIR: '/srv/dvm',
       DEBVISOR_LISTEN: '[::1]:9000',
       DATABASE_URL: 'postgres://u:p@db:5432/dvm',
+      DATABASE_ADMIN_URL: 'postgres://owner:p@db:5432/dvm',
+      DEBVISOR_AUDIT_FILE: '/var/log/debvisor/manager-audit.log',
       DEBVISOR_POLL_INTERVAL_SECONDS: '15',
       DEBVISOR_REMOTE_TIMEOUT_MS: '2500',
       DEBVISOR_WEB_DIR: '/srv/web',
@@ -31,6 +33,8 @@ describe('loadConfig', () => {
       stateDir: '/srv/dvm',
       listen: { host: '::1', port: 9000 },
       databaseUrl: 'postgres://u:p@db:5432/dvm',
+      databaseAdminUrl: 'postgres://owner:p@db:5432/dvm',
+      auditFile: '/var/log/debvisor/manager-audit.log',
       pollIntervalSeconds: 15,
       remoteTimeoutMs: 2500,
       webDir: '/srv/web',
@@ -39,6 +43,10 @@ describe('loadConfig', () => {
     });
     expect(Object.isFrozen(config)).toBe(true);
     expect(Object.isFrozen(config.listen)).toBe(true);
+  });
+
+  it('refuses DATABASE_ADMIN_URL without DATABASE_URL', () => {
+    expect(() => loadConfig({ DATABASE_ADMIN_URL: 'postgres://owner:p@db:5432/dvm' })).toThrow(/DATABASE_ADMIN_URL: set only together with DATABASE_URL/);
   });
 
   it('treats empty values as unset', () => {
@@ -52,6 +60,7 @@ describe('loadConfig', () => {
     ['DEBVISOR_POLL_INTERVAL_SECONDS', 'often'],
     ['DEBVISOR_REMOTE_TIMEOUT_MS', '1.5'],
     ['DATABASE_URL', 'mysql://db/dvm'],
+    ['DATABASE_ADMIN_URL', 'http://db/dvm'],
     ['DEBVISOR_LOG_LEVEL', 'loud'],
     ['DEBVISOR_PUBLIC_URL', 'ftp://x'],
   ])('stops with an error naming %s when it is %s', (name, value) => {

@@ -9,6 +9,13 @@ export interface ManagerConfig {
   readonly listen: { readonly host: string; readonly port: number };
   /** External PostgreSQL; when absent the manager runs an embedded one under `<stateDir>/postgres`. */
   readonly databaseUrl: string | undefined;
+  /**
+   * The external database as its owner, for migrations and for granting the role of `databaseUrl`
+   * what it needs (and no more: SELECT and INSERT on the audit log). Only with `databaseUrl`.
+   */
+  readonly databaseAdminUrl: string | undefined;
+  /** JSON-lines copy of the audit log (rotated daily, 30 days kept); unset: none. */
+  readonly auditFile: string | undefined;
   readonly pollIntervalSeconds: number;
   /** Deadline of every call to an agent, and the longest an on-demand refresh makes a request wait. */
   readonly remoteTimeoutMs: number;
@@ -50,6 +57,10 @@ const envSchema = z.object({
   DATABASE_URL: z
     .url({ protocol: /^postgres(ql)?$/, error: 'expected a postgres:// or postgresql:// URL' })
     .optional(),
+  DATABASE_ADMIN_URL: z
+    .url({ protocol: /^postgres(ql)?$/, error: 'expected a postgres:// or postgresql:// URL' })
+    .optional(),
+  DEBVISOR_AUDIT_FILE: z.string().optional(),
   DEBVISOR_POLL_INTERVAL_SECONDS: integer(1, 86_400).default(60),
   DEBVISOR_REMOTE_TIMEOUT_MS: integer(100, 600_000).default(5000),
   DEBVISOR_WEB_DIR: z.string().default(DEFAULT_WEB_DIR),
@@ -80,10 +91,15 @@ export function loadConfig(env: Env = process.env): ManagerConfig {
     throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
   }
   const e = parsed.data;
+  if (e.DATABASE_ADMIN_URL && !e.DATABASE_URL) {
+    throw new ConfigError('invalid configuration: DATABASE_ADMIN_URL: set only together with DATABASE_URL (the embedded PostgreSQL needs neither)');
+  }
   const config: ManagerConfig = {
     stateDir: absolute(e.DEBVISOR_STATE_DIR),
     listen: Object.freeze({ ...e.DEBVISOR_LISTEN }),
     databaseUrl: e.DATABASE_URL,
+    databaseAdminUrl: e.DATABASE_ADMIN_URL,
+    auditFile: e.DEBVISOR_AUDIT_FILE ? absolute(e.DEBVISOR_AUDIT_FILE) : undefined,
     pollIntervalSeconds: e.DEBVISOR_POLL_INTERVAL_SECONDS,
     remoteTimeoutMs: e.DEBVISOR_REMOTE_TIMEOUT_MS,
     webDir: absolute(e.DEBVISOR_WEB_DIR),

@@ -21,6 +21,7 @@ export const MANAGER_IDENTITY = Symbol('MANAGER_IDENTITY');
  *
  *   <stateDir>/secret.key            32-byte key, base64 (0600)
  *   <stateDir>/postgres.password     embedded PostgreSQL password (0600)
+ *   <stateDir>/postgres-app.password embedded PostgreSQL runtime role's password (0600)
  *   <stateDir>/postgres/             embedded PostgreSQL data
  *   <stateDir>/pki/server-ca.crt|key the CA of the HTTPS certificate (clients may pin it)
  *   <stateDir>/pki/server.crt|key    the HTTPS certificate (chain: leaf, CA) and key
@@ -109,6 +110,15 @@ export class StateDirRepository {
   loadOrCreateDatabasePassword(): string {
     this.ensureStateDir();
     return this.readOrCreate(join(this.stateDir, 'postgres.password'), () => randomBytes(24).toString('base64url') + '\n').trim();
+  }
+
+  /**
+   * The password of the embedded PostgreSQL's runtime role (`debvisor_app`, which the manager serves
+   * with), generated on the first start.
+   */
+  loadOrCreateAppDatabasePassword(): string {
+    this.ensureStateDir();
+    return this.readOrCreate(join(this.stateDir, 'postgres-app.password'), () => randomBytes(24).toString('base64url') + '\n').trim();
   }
 
   private async loadOrCreatePair(certFile: string, keyFile: string, create: () => Promise<KeyPairPem>): Promise<KeyPairPem> {

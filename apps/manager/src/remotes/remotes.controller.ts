@@ -1,6 +1,7 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Patch, Post } from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
 import { ZodResponse } from 'nestjs-zod';
+import { Audited } from '../audit/audited.decorator';
 import { CurrentCaller, type Caller } from '../auth/caller';
 import { RequirePrivilege } from '../auth/privilege.decorator';
 import {
@@ -31,6 +32,7 @@ export class RemotesController {
 
   @Post()
   @RequirePrivilege('remote.modify', '/remotes')
+  @Audited('remote.create', { target: '/remotes/{body.id}' })
   @ZodResponse({ status: 201, type: CreatedRemoteDto, description: 'Added; the connection test result included' })
   create(@Body() body: CreateRemoteDto) {
     return this.remotes.create(body);
@@ -39,6 +41,7 @@ export class RemotesController {
   @Post('probe')
   @HttpCode(200)
   @RequirePrivilege('remote.modify', '/remotes')
+  @Audited('remote.probe')
   @ZodResponse({ status: 200, type: ProbeResultDto, description: 'The certificate chain the endpoint presents' })
   probe(@Body() body: ProbeDto) {
     return this.remotes.probe(body.endpoint);
@@ -53,6 +56,7 @@ export class RemotesController {
 
   @Patch(':remote')
   @RequirePrivilege('remote.modify', '/remotes/{remote}')
+  @Audited('remote.update')
   @ZodResponse({ type: RemoteDto })
   update(@Param() params: RemoteParamsDto, @Body() body: UpdateRemoteDto) {
     return this.remotes.update(params.remote, body);
@@ -61,12 +65,14 @@ export class RemotesController {
   @Delete(':remote')
   @HttpCode(204)
   @RequirePrivilege('remote.modify', '/remotes/{remote}')
+  @Audited('remote.delete')
   delete(@Param() params: RemoteParamsDto): Promise<void> {
     return this.remotes.delete(params.remote);
   }
 
   @Post(':remote/credentials')
   @RequirePrivilege('remote.modify', '/remotes/{remote}')
+  @Audited('remote.credential.add')
   @ZodResponse({ status: 201, type: CreatedRemoteDto, description: 'Added; the check of the key included' })
   addCredential(@Param() params: RemoteParamsDto, @Body() body: AddCredentialDto) {
     return this.remotes.addCredential(params.remote, body);
@@ -74,6 +80,7 @@ export class RemotesController {
 
   @Delete(':remote/credentials/:name')
   @RequirePrivilege('remote.modify', '/remotes/{remote}')
+  @Audited('remote.credential.remove')
   @ZodResponse({ type: RemoteDto })
   removeCredential(@Param() params: CredentialParamsDto) {
     return this.remotes.removeCredential(params.remote, params.name);

@@ -1,6 +1,7 @@
 import { createCa, fingerprintSha256, type KeyPairPem } from '@debvisor/pki';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { strictMock } from '@debvisor/testing/strict-mock';
+import type { AuditService } from '../audit/audit.service';
 import type { AgentClientRepository } from '../agents/agent-client.repository';
 import type { PresentedCertificate } from '../agents/agent-connection';
 import { AgentError } from '../agents/agent-error';
@@ -39,13 +40,14 @@ function stored(remote: NewRemote): Remote {
   return { ...remote, credentials: remote.credentials.map((c) => ({ name: c.name, keyId: '0123456789abcdef', createdAt: remote.at })), createdAt: remote.at, updatedAt: remote.at };
 }
 
-function service(parts: { remotes?: Partial<RemotesRepository>; agents?: Partial<AgentClientRepository>; events?: Partial<RemoteEvents> }) {
+function service(parts: { remotes?: Partial<RemotesRepository>; agents?: Partial<AgentClientRepository>; events?: Partial<RemoteEvents>; notes?: unknown[] }) {
   return new RemotesService(
     strictMock<RemotesRepository>('RemotesRepository', parts.remotes),
     strictMock<AgentClientRepository>('AgentClientRepository', parts.agents),
     strictMock<RemoteEvents>('RemoteEvents', parts.events),
     strictMock<AuthService>('AuthService'),
     strictMock<ClockRepository>('ClockRepository', { now: () => NOW }),
+    strictMock<AuditService>('AuditService', { note: (details) => void parts.notes?.push(details) }),
   );
 }
 
@@ -78,6 +80,28 @@ describe('RemotesService.create', () => {
     expect(created[0]).toMatchObject({ id: 'dc-east', caFingerprint: CA_FINGERPRINT, at: NOW });
     expect(events).toEqual([{ type: 'changed', remoteId: 'dc-east' }]);
     expect(JSON.stringify(answer)).not.toContain(KEY);
+  });
+
+  it('notes for the audit log what was configured, with the key ids but never the keys', async () => {
+    const notes: unknown[] = [];
+    const svc = service({
+      remotes: { get: async () => null, create: async (remote: NewRemote) => stored(remote) },
+      agents: { getClusterInfo: async () => CLUSTER_INFO, invalidate: () => undefined },
+      events: { emit: () => undefined },
+      notes,
+    });
+    await svc.create(input());
+    expect(notes).toEqual([
+      {
+        description: expect.any(String),
+        endpoints: ['10.0.0.1:9443', '10.0.0.2:9443'],
+        caFingerprint: CA_FINGERPRINT,
+        credentials: [{ name: 'admin', keyId: '0123456789abcdef' }],
+        connection: 'ok',
+        addAnyway: false,
+      },
+    ]);
+    expect(JSON.stringify(notes)).not.toContain(KEY.split('_').slice(2).join('_'));
   });
 
   it('refuses an existing id with 409 before contacting anything', async () => {

@@ -3,6 +3,7 @@ import { Injectable } from '@nestjs/common';
 import type { AgentConnection, PresentedCertificate } from '../agents/agent-connection';
 import { AgentClientRepository } from '../agents/agent-client.repository';
 import { AgentError } from '../agents/agent-error';
+import { AuditService } from '../audit/audit.service';
 import type { Caller } from '../auth/caller';
 import { AuthService } from '../auth/auth.service';
 import { ClockRepository } from '../common/clock.repository';
@@ -45,6 +46,7 @@ export class RemotesService {
     private readonly events: RemoteEvents,
     private readonly auth: AuthService,
     private readonly clock: ClockRepository,
+    private readonly audit: AuditService,
   ) {}
 
   /** The remotes the caller may see. */
@@ -84,6 +86,7 @@ export class RemotesService {
       at: this.clock.now(),
     });
     this.events.emit({ type: 'changed', remoteId: created.id });
+    this.audit.note({ ...configFacts(created), connection: connection.ok ? 'ok' : connection.error?.code, addAnyway: input.addAnyway });
     return { ...toView(created), connection };
   }
 
@@ -99,6 +102,7 @@ export class RemotesService {
     if (!updated) throw DomainError.notFound(`remote ${id}`);
     this.agents.invalidate(id);
     this.events.emit({ type: 'changed', remoteId: id });
+    this.audit.note({ changed: Object.keys(input).filter((k) => input[k as keyof UpdateRemoteInput] !== undefined), ...configFacts(updated) });
     return toView(updated);
   }
 
@@ -124,6 +128,7 @@ export class RemotesService {
     }
     await this.remotes.addCredential(remoteId, { name: credential.name, key: credential.key }, this.clock.now());
     this.events.emit({ type: 'changed', remoteId });
+    this.audit.note({ credential: credential.name, keyId: keyIdOf(credential.key), connection: connection.ok ? 'ok' : connection.error?.code, addAnyway: credential.addAnyway });
     return { ...toView((await this.remotes.get(remoteId))!), connection };
   }
 
@@ -131,12 +136,15 @@ export class RemotesService {
     await this.require(remoteId);
     if (!(await this.remotes.removeCredential(remoteId, name))) throw DomainError.notFound(`credential ${name} of remote ${remoteId}`);
     this.events.emit({ type: 'changed', remoteId });
+    this.audit.note({ credential: name });
     return toView((await this.remotes.get(remoteId))!);
   }
 
   /** The chain an endpoint presents, for a user to confirm before pinning. */
   async probe(endpoint: string): Promise<{ endpoint: string; certificates: PresentedCertificate[] }> {
-    return { endpoint, certificates: await this.agents.probeCertificates(endpoint) };
+    const certificates = await this.agents.probeCertificates(endpoint);
+    this.audit.note({ endpoint, presented: certificates.map((c) => c.fingerprintSha256) });
+    return { endpoint, certificates };
   }
 
   /**
@@ -228,6 +236,21 @@ export class RemotesService {
     }
     return report!;
   }
+}
+
+/** What the audit log keeps of a remote's configuration: no keys, only their public ids. */
+function configFacts(remote: Remote): Record<string, unknown> {
+  return {
+    description: remote.description,
+    endpoints: [...remote.endpoints],
+    caFingerprint: remote.caFingerprint,
+    credentials: remote.credentials.map((c) => ({ name: c.name, keyId: c.keyId })),
+  };
+}
+
+/** `dvk_<id>_<secret>` → `<id>`. */
+function keyIdOf(key: string): string | undefined {
+  return /^dvk_([0-9a-f]{16})_/.exec(key)?.[1];
 }
 
 function trustFrom(input: { caCertPem?: string; caFingerprint?: string }): Trust {

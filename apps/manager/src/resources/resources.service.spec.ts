@@ -14,6 +14,7 @@ import type { MetricsService } from '../health/metrics.service';
 import { RemoteEvents } from '../remotes/remote-events';
 import type { RemotesService } from '../remotes/remotes.service';
 import { ResourcesService } from './resources.service';
+import { currentTraceId, runWithTraceId } from '../common/trace-context';
 
 const ADMIN: Caller = { principal: 'root@local', tokenId: 't', tokenName: 'b', display: 'root@local!b', acl: [{ path: '/', role: 'Admin' }] };
 
@@ -56,7 +57,7 @@ function setup(s: Setup) {
     connectionFor: async (id: string) => ({ remoteId: id, endpoints: [`${id}:9443`], caCertPem: 'ca', apiKey: 'k' }),
   });
   const agents = strictMock<AgentClientRepository>('AgentClientRepository', { listNodes: s.listNodes, listVms: s.listVms, ...(s.getVm ? { getVm: s.getVm } : {}) });
-  const metrics = strictMock<MetricsService>('MetricsService', { observeRefresh: () => undefined, setRemoteCounts: () => undefined });
+  const metrics = strictMock<MetricsService>('MetricsService', { observeRefresh: () => undefined, publishRemotes: () => undefined });
   const logger = strictMock<PinoLogger>('PinoLogger', { setContext: () => undefined, warn: () => undefined, error: () => undefined });
   const config = { remoteTimeoutMs: s.timeoutMs ?? 1000, pollIntervalSeconds: 60 } as ManagerConfig;
   const auth = new AuthService(strictMock('TokensRepository'), strictMock('ClockRepository'), strictMock('RandomRepository'), strictMock('OperatorConsoleRepository'));
@@ -89,6 +90,28 @@ describe('ResourcesService', () => {
     ]);
     expect(answer.items.map((i) => `${i.remote}/${i.type}/${i.name}`)).toEqual(['alpha/node/n1', 'alpha/node/n2', 'alpha/vm/web-1', 'alpha/vm/db-1']);
     expect(answer.items.find((i) => i.name === 'n2')).toMatchObject({ status: 'offline', alive: false });
+  });
+
+  it("calls agents under the request's trace id, and under a new one per remote when the poller refreshes", async () => {
+    const seen: string[] = [];
+    const { service } = setup({
+      remotes: ['alpha', 'beta'],
+      listNodes: async (c) => (seen.push(`${c.remoteId} ${currentTraceId()}`), healthy.listNodes()),
+      listVms: healthy.listVms,
+    });
+    await runWithTraceId('request-trace-0042', () => service.refreshRemote('alpha'));
+    await service.refreshAll();
+    expect(seen[0]).toBe('alpha request-trace-0042');
+    const polled = seen.slice(1).map((line) => line.split(' '));
+    expect(polled.map(([remote]) => remote).sort()).toEqual(['alpha', 'beta']);
+    expect(polled.every(([, traceId]) => /^[0-9a-f]{32}$/.test(traceId))).toBe(true);
+    expect(polled[0][1]).not.toBe(polled[1][1]);
+  });
+
+  it('publishes every remote with its node and VM states to the metrics after a refresh', async () => {
+    const { service, metrics } = setup({ remotes: ['alpha'], ...healthy });
+    await service.refreshAll();
+    expect(metrics.publishRemotes).toHaveBeenLastCalledWith([{ remote: 'alpha', status: 'online', nodeStates: ['ok', 'offline'], vmStates: ['running', 'stopped'] }]);
   });
 
   it('never waits for a remote when answering: list() reads the cache synchronously', async () => {

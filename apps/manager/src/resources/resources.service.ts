@@ -7,6 +7,8 @@ import type { Caller } from '../auth/caller';
 import { ClockRepository } from '../common/clock.repository';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
+import { currentTraceId, runWithTraceId } from '../common/trace-context';
+import { newTraceId } from '../common/trace-id';
 import { MANAGER_CONFIG, type ManagerConfig } from '../config/manager-config';
 import { MetricsService } from '../health/metrics.service';
 import { RemoteEvents } from '../remotes/remote-events';
@@ -92,6 +94,13 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
     return this.polling;
   }
 
+  /** How many remotes the cache knows, by the status of their last refresh (for readiness). */
+  remoteCounts(): Record<RemoteStatus['status'], number> {
+    const counts = { pending: 0, online: 0, unreachable: 0 };
+    for (const snapshot of this.snapshots.values()) counts[snapshot.status] += 1;
+    return counts;
+  }
+
   /** Refreshes every remote, each independently; never throws. */
   async refreshAll(): Promise<void> {
     let ids: string[];
@@ -106,11 +115,14 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
     await Promise.allSettled(ids.map((id) => this.refreshRemote(id)));
   }
 
-  /** Refreshes one remote; concurrent calls share the refresh in flight. Never throws. */
+  /**
+   * Refreshes one remote; concurrent calls share the refresh in flight. Never throws. Its calls to
+   * agents carry the current trace id (the request's), or a new one for the poller's refreshes.
+   */
   refreshRemote(remoteId: string): Promise<void> {
     const running = this.inflight.get(remoteId);
     if (running) return running;
-    const refresh = this.doRefresh(remoteId).finally(() => this.inflight.delete(remoteId));
+    const refresh = runWithTraceId(currentTraceId() ?? newTraceId(), () => this.doRefresh(remoteId)).finally(() => this.inflight.delete(remoteId));
     this.inflight.set(remoteId, refresh);
     return refresh;
   }
@@ -282,9 +294,14 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
   }
 
   private publishMetrics(): void {
-    const counts = { pending: 0, online: 0, unreachable: 0 };
-    for (const snapshot of this.snapshots.values()) counts[snapshot.status] += 1;
-    this.metrics.setRemoteCounts(counts);
+    this.metrics.publishRemotes(
+      [...this.snapshots].map(([remote, snapshot]) => ({
+        remote,
+        status: snapshot.status,
+        nodeStates: snapshot.nodes.map((node) => node.status),
+        vmStates: snapshot.vms.map((vm) => vm.status),
+      })),
+    );
   }
 }
 

@@ -1,11 +1,12 @@
 import { Module } from '@nestjs/common';
 import { AuthModule } from '../auth/auth.module';
+import { MetricsModule } from '../health/metrics.module';
 import { TasksController } from './tasks.controller';
 import { TasksRepository } from './tasks.repository';
 import { TasksService } from './tasks.service';
 
 @Module({
-  imports: [AuthModule],
+  imports: [AuthModule, MetricsModule],
   controllers: [TasksController],
   providers: [TasksService, TasksRepository],
   exports: [TasksService],

@@ -10,6 +10,9 @@ import type { RandomRepository } from '../common/random.repository';
 import type { TaskEntity, TaskLogLine, TaskState } from './task.entity';
 import type { TasksRepository } from './tasks.repository';
 import { TasksService } from './tasks.service';
+import type { MetricsService } from '../health/metrics.service';
+import type { AuditService } from '../audit/audit.service';
+import { currentTraceId, runWithTraceId } from '../common/trace-context';
 
 const NOW = new Date('2026-05-01T12:00:00Z');
 const ID = '9d7f2a44-7a3c-4d2e-9f11-5c0f2b1a7e01';
@@ -38,14 +41,24 @@ function memoryRepository() {
   return { rows, writes, repository };
 }
 
-function service(repository: TasksRepository) {
+function taskMetrics() {
+  return strictMock<MetricsService>('MetricsService', { registerTaskType: () => undefined, observeTask: () => undefined, setTaskQueue: () => undefined });
+}
+
+function taskAudit(finished: unknown[] = []) {
+  return strictMock<AuditService>('AuditService', { taskFinished: async (task) => void finished.push({ id: task.id, state: task.state, error: task.error, owner: task.owner }) });
+}
+
+function service(repository: TasksRepository, metrics = taskMetrics(), audit = taskAudit()) {
   const auth = new AuthService(strictMock('TokensRepository'), strictMock('ClockRepository'), strictMock('RandomRepository'), strictMock('OperatorConsoleRepository'));
   return new TasksService(
     repository,
     auth,
     strictMock<ClockRepository>('ClockRepository', { now: () => NOW }),
     strictMock<RandomRepository>('RandomRepository', { uuid: () => ID }),
-    strictMock<PinoLogger>('PinoLogger', { setContext: () => undefined, warn: () => undefined, error: () => undefined }),
+    metrics,
+    strictMock<PinoLogger>('PinoLogger', { setContext: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined }),
+    audit,
   );
 }
 
@@ -116,6 +129,60 @@ describe('TasksService', () => {
     expect(messages[0]).toContain('the manager restarted while this task was running');
     expect(messages[1]).toContain('the manager restarted before this task started');
     expect(interrupted).toEqual(['dc-east']);
+  });
+
+  it("records every task's outcome in the audit log, interrupted ones included", async () => {
+    const finished: unknown[] = [];
+    const { repository } = memoryRepository();
+    const tasks = service(repository, taskMetrics(), taskAudit(finished));
+    tasks.registerHandler('vm.stop', {
+      run: async () => {
+        throw new DomainError(ErrorCode.Conflict, 'VM web-1 is busy');
+      },
+    });
+    await tasks.enqueue({ type: 'vm.stop', remoteId: 'r', vmId: 'v', owner: 'alice@ldap!ci' });
+    await tasks.idle();
+    expect(finished).toEqual([{ id: ID, state: 'failed', error: 'VM web-1 is busy', owner: 'alice@ldap!ci' }]);
+
+    const restarted: unknown[] = [];
+    const left = [{ id: 'a', type: 'vm.start', state: 'running', remoteId: 'dc-east', owner: 'root@local!b' }] as TaskEntity[];
+    const recovering = service(strictMock<TasksRepository>('TasksRepository', { failUnfinished: async () => left }), taskMetrics(), taskAudit(restarted));
+    recovering.registerHandler('vm.start', { run: async () => undefined });
+    await recovering.recoverInterrupted();
+    expect(restarted).toEqual([{ id: 'a', state: 'failed', error: 'interrupted by a manager restart', owner: 'root@local!b' }]);
+  });
+
+  it('counts finished and interrupted tasks by type and outcome, with their duration', async () => {
+    const metrics = taskMetrics();
+    const { repository } = memoryRepository();
+    const tasks = service(repository, metrics);
+    tasks.registerHandler('vm.start', { run: async () => undefined });
+    expect(metrics.registerTaskType).toHaveBeenCalledWith('vm.start');
+    await tasks.enqueue({ type: 'vm.start', remoteId: 'r', vmId: 'v', owner: 'o' });
+    expect(metrics.setTaskQueue).toHaveBeenLastCalledWith(0, 1);
+    await tasks.idle();
+    expect(metrics.observeTask).toHaveBeenCalledWith('vm.start', 'succeeded', 0);
+
+    const restarted = service(
+      strictMock<TasksRepository>('TasksRepository', { failUnfinished: async () => [{ id: 'a', type: 'vm.stop', state: 'queued', remoteId: 'r' }] as TaskEntity[] }),
+      metrics,
+    );
+    await restarted.recoverInterrupted();
+    expect(metrics.observeTask).toHaveBeenCalledWith('vm.stop', 'interrupted', undefined);
+  });
+
+  it('runs a task under the trace id of the request that enqueued it, and one without a request under a new one', async () => {
+    const { repository } = memoryRepository();
+    const tasks = service(repository);
+    const seen: (string | undefined)[] = [];
+    tasks.registerHandler('vm.start', { run: async () => void seen.push(currentTraceId()) });
+    await runWithTraceId('request-trace-0001', () => tasks.enqueue({ type: 'vm.start', remoteId: 'r', vmId: 'v', owner: 'o' }));
+    await tasks.idle();
+    const other = service(memoryRepository().repository);
+    other.registerHandler('vm.start', { run: async () => void seen.push(currentTraceId()) });
+    await other.enqueue({ type: 'vm.start', remoteId: 'r', vmId: 'v', owner: 'o' });
+    await other.idle();
+    expect(seen).toEqual(['request-trace-0001', expect.stringMatching(/^[0-9a-f]{32}$/)]);
   });
 
   it('hides tasks of remotes the caller may not see', async () => {

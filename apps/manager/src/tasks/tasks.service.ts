@@ -1,11 +1,15 @@
 import { BeforeApplicationShutdown, Injectable } from '@nestjs/common';
 import { PinoLogger } from 'nestjs-pino';
+import { AuditService } from '../audit/audit.service';
 import { AuthService } from '../auth/auth.service';
 import type { Caller } from '../auth/caller';
 import { ClockRepository } from '../common/clock.repository';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
 import { RandomRepository } from '../common/random.repository';
+import { currentTraceId, runInBackground } from '../common/trace-context';
+import { newTraceId } from '../common/trace-id';
+import { MetricsService } from '../health/metrics.service';
 import type { TaskEntity } from './task.entity';
 import type { TaskQuery, TaskView } from './tasks.dto';
 import { TasksRepository } from './tasks.repository';
@@ -46,6 +50,8 @@ export class TasksService implements BeforeApplicationShutdown {
   private readonly handlers = new Map<string, TaskHandler>();
   private readonly queue: string[] = [];
   private readonly running = new Map<string, Promise<void>>();
+  /** The trace id of each queued task: the request's that enqueued it, so that one id follows it to the agents. */
+  private readonly traceIds = new Map<string, string>();
   private accepting = true;
 
   constructor(
@@ -53,7 +59,9 @@ export class TasksService implements BeforeApplicationShutdown {
     private readonly auth: AuthService,
     private readonly clock: ClockRepository,
     private readonly random: RandomRepository,
+    private readonly metrics: MetricsService,
     private readonly logger: PinoLogger,
+    private readonly audit: AuditService,
   ) {
     logger.setContext(TasksService.name);
   }
@@ -61,6 +69,7 @@ export class TasksService implements BeforeApplicationShutdown {
   registerHandler(type: string, handler: TaskHandler): void {
     if (this.handlers.has(type)) throw new Error(`a task handler for ${type} is registered twice`);
     this.handlers.set(type, handler);
+    this.metrics.registerTaskType(type);
   }
 
   /** Stores the task as queued and schedules it; answers its id. */
@@ -84,6 +93,7 @@ export class TasksService implements BeforeApplicationShutdown {
       finishedAt: null,
       updatedAt: now,
     });
+    this.traceIds.set(id, currentTraceId() ?? newTraceId());
     this.queue.push(id);
     this.pump();
     return { taskId: id };
@@ -114,6 +124,8 @@ export class TasksService implements BeforeApplicationShutdown {
     );
     for (const task of interrupted) {
       this.logger.warn({ task: task.id, type: task.type, state: task.state }, 'task failed: interrupted by a manager restart');
+      this.metrics.observeTask(task.type, 'interrupted', undefined);
+      await this.audit.taskFinished({ ...task, state: 'failed', error: 'interrupted by a manager restart' });
       try {
         this.handlers.get(task.type)?.afterInterrupted?.(task);
       } catch (error) {
@@ -127,6 +139,7 @@ export class TasksService implements BeforeApplicationShutdown {
   async beforeApplicationShutdown(): Promise<void> {
     this.accepting = false;
     this.queue.length = 0;
+    this.traceIds.clear();
     const all = Promise.allSettled([...this.running.values()]);
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([all, new Promise((resolve) => (timer = setTimeout(resolve, SHUTDOWN_GRACE_MS)))]);
@@ -141,18 +154,24 @@ export class TasksService implements BeforeApplicationShutdown {
   private pump(): void {
     while (this.accepting && this.running.size < CONCURRENCY && this.queue.length > 0) {
       const id = this.queue.shift()!;
-      const run = this.execute(id).finally(() => {
+      const traceId = this.traceIds.get(id);
+      this.traceIds.delete(id);
+      // Detached from whichever request or task happens to call pump(), under the task's own trace id.
+      const run = runInBackground(() => this.execute(id), traceId).finally(() => {
         this.running.delete(id);
         this.pump();
       });
       this.running.set(id, run);
     }
+    this.metrics.setTaskQueue(this.queue.length, this.running.size);
   }
 
   private async execute(id: string): Promise<void> {
     try {
-      if (!(await this.tasks.markRunning(id, this.clock.now()))) return;
+      const startedAt = this.clock.now();
+      if (!(await this.tasks.markRunning(id, startedAt))) return;
       const task = (await this.tasks.get(id))!;
+      const seconds = () => (this.clock.now().getTime() - startedAt.getTime()) / 1000;
       const handler = this.handlers.get(task.type)!;
       const context: TaskContext = {
         task,
@@ -163,11 +182,17 @@ export class TasksService implements BeforeApplicationShutdown {
         await handler.run(context);
         await context.log('succeeded');
         await this.tasks.finish(id, { state: 'succeeded', error: null, progress: 1 }, this.clock.now());
+        await this.audit.taskFinished({ ...task, state: 'succeeded', error: null });
+        this.metrics.observeTask(task.type, 'succeeded', seconds());
+        this.logger.info({ task: id, type: task.type }, 'task succeeded');
       } catch (error) {
         const message = error instanceof DomainError ? error.message : 'failed unexpectedly; the manager log has the details';
         if (!(error instanceof DomainError)) this.logger.error({ task: id, err: error }, 'task failed unexpectedly');
         await context.log(`failed: ${message}`);
         await this.tasks.finish(id, { state: 'failed', error: message }, this.clock.now());
+        await this.audit.taskFinished({ ...task, state: 'failed', error: message });
+        this.metrics.observeTask(task.type, 'failed', seconds());
+        this.logger.info({ task: id, type: task.type, error: message }, 'task failed');
       }
     } catch (error) {
       // The database went away mid-task: the next start fails the task as interrupted.

@@ -1,6 +1,7 @@
 import { Controller, Param, Post } from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
 import { ZodResponse } from 'nestjs-zod';
+import { Audited } from '../audit/audited.decorator';
 import { CurrentCaller, type Caller } from '../auth/caller';
 import { RequirePrivilege } from '../auth/privilege.decorator';
 import { TaskAcceptedDto } from '../tasks/tasks.dto';
@@ -16,6 +17,7 @@ export class VmPowerController {
 
   @Post('start')
   @RequirePrivilege('vm.power', '/remotes/{remote}/vms/{vmid}')
+  @Audited('vm.power.start')
   @ZodResponse(ACCEPTED)
   start(@CurrentCaller() caller: Caller, @Param() params: VmTargetParamsDto) {
     return this.power.request(caller, params.remote, params.vmid, 'start');
@@ -23,6 +25,7 @@ export class VmPowerController {
 
   @Post('shutdown')
   @RequirePrivilege('vm.power', '/remotes/{remote}/vms/{vmid}')
+  @Audited('vm.power.shutdown')
   @ZodResponse(ACCEPTED)
   shutdown(@CurrentCaller() caller: Caller, @Param() params: VmTargetParamsDto) {
     return this.power.request(caller, params.remote, params.vmid, 'shutdown');
@@ -30,6 +33,7 @@ export class VmPowerController {
 
   @Post('reboot')
   @RequirePrivilege('vm.power', '/remotes/{remote}/vms/{vmid}')
+  @Audited('vm.power.reboot')
   @ZodResponse(ACCEPTED)
   reboot(@CurrentCaller() caller: Caller, @Param() params: VmTargetParamsDto) {
     return this.power.request(caller, params.remote, params.vmid, 'reboot');
@@ -37,6 +41,7 @@ export class VmPowerController {
 
   @Post('stop')
   @RequirePrivilege('vm.power', '/remotes/{remote}/vms/{vmid}')
+  @Audited('vm.power.stop')
   @ZodResponse(ACCEPTED)
   stop(@CurrentCaller() caller: Caller, @Param() params: VmTargetParamsDto) {
     return this.power.request(caller, params.remote, params.vmid, 'stop');

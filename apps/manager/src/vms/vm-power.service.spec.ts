@@ -4,6 +4,7 @@ import { strictMock } from '@debvisor/testing/strict-mock';
 import type { AgentClientRepository } from '../agents/agent-client.repository';
 import type { AgentConnection, VmAction } from '../agents/agent-connection';
 import { AgentError } from '../agents/agent-error';
+import type { AuditService } from '../audit/audit.service';
 import type { Caller } from '../auth/caller';
 import { ErrorCode } from '../common/error-code';
 import type { RemotesService } from '../remotes/remotes.service';
@@ -20,6 +21,8 @@ function setup(vmAction: (connection: AgentConnection, action: VmAction, uuid: s
   const handlers = new Map<string, TaskHandler>();
   const refreshed: string[] = [];
   const enqueued: unknown[] = [];
+  const notes: unknown[] = [];
+  const actingFor: string[] = [];
   const power = new VmPowerService(
     strictMock<TasksService>('TasksService', {
       registerHandler: (type: string, handler: TaskHandler) => void handlers.set(type, handler),
@@ -32,33 +35,36 @@ function setup(vmAction: (connection: AgentConnection, action: VmAction, uuid: s
       refreshVm: async (remote: string, uuid: string) => void refreshed.push(`${remote}/${uuid}`),
       refreshRemote: async (remote: string) => void refreshed.push(remote),
     }),
+    strictMock<AuditService>('AuditService', { note: (details) => void notes.push(details), runAs: (principal, work) => (actingFor.push(principal), work()) }),
   );
   power.onModuleInit();
-  return { power, handlers, refreshed, enqueued };
+  return { power, handlers, refreshed, enqueued, notes, actingFor };
 }
 
 function context(type: string, log: string[]): TaskContext {
-  const task = { id: 'task-1', type, remoteId: 'dc-east', vmId: UUID } as TaskEntity;
+  const task = { id: 'task-1', type, remoteId: 'dc-east', vmId: UUID, owner: 'root@local!bootstrap' } as TaskEntity;
   return { task, log: async (message) => void log.push(message), progress: async () => undefined };
 }
 
 describe('VmPowerService', () => {
   it('queues a task per action, owned by the caller', async () => {
-    const { power, handlers, enqueued } = setup(async () => ({}) as Vm__Output);
+    const { power, handlers, enqueued, notes } = setup(async () => ({}) as Vm__Output);
     expect([...handlers.keys()]).toEqual(['vm.start', 'vm.shutdown', 'vm.reboot', 'vm.stop']);
     await expect(power.request(CALLER, 'dc-east', UUID, 'reboot')).resolves.toEqual({ taskId: 'task-1' });
     expect(enqueued).toEqual([{ type: 'vm.reboot', remoteId: 'dc-east', vmId: UUID, owner: 'root@local!bootstrap' }]);
+    expect(notes).toEqual([{ taskId: 'task-1' }]);
   });
 
   it('carries the action out through the agent, logs the new state and re-reads the VM', async () => {
     const calls: string[] = [];
-    const { handlers, refreshed } = setup(async (_c, action, uuid) => {
+    const { handlers, refreshed, actingFor } = setup(async (_c, action, uuid) => {
       calls.push(`${action} ${uuid}`);
       return { spec: null, runtime: { state: 'running', nodeId: 'node-2' } } as Vm__Output;
     });
     const log: string[] = [];
     await handlers.get('vm.start')!.run(context('vm.start', log));
     expect(calls).toEqual([`start ${UUID}`]);
+    expect(actingFor).toEqual(['root@local']);
     expect(log).toEqual([`asking remote dc-east to start VM web-1 (${UUID})`, 'VM started: now running on node node-2']);
     expect(refreshed).toEqual([`dc-east/${UUID}`]);
   });

@@ -1,6 +1,7 @@
 import { Injectable, OnModuleInit } from '@nestjs/common';
 import { VM_ACTIONS, type VmAction } from '../agents/agent-connection';
 import { AgentClientRepository } from '../agents/agent-client.repository';
+import { AuditService } from '../audit/audit.service';
 import type { Caller } from '../auth/caller';
 import { RemotesService } from '../remotes/remotes.service';
 import { ResourcesService } from '../resources/resources.service';
@@ -17,12 +18,14 @@ export class VmPowerService implements OnModuleInit {
     private readonly remotes: RemotesService,
     private readonly agents: AgentClientRepository,
     private readonly resources: ResourcesService,
+    private readonly audit: AuditService,
   ) {}
 
   onModuleInit(): void {
     for (const action of VM_ACTIONS) {
       this.tasks.registerHandler(`vm.${action}`, {
-        run: (context) => this.carryOut(action, context),
+        // The agent calls a task makes are recorded as its owner's.
+        run: (context) => this.audit.runAs(ownerPrincipal(context.task.owner), () => this.carryOut(action, context)),
         afterInterrupted: (task) => {
           if (task.remoteId) void this.resources.refreshRemote(task.remoteId);
         },
@@ -33,7 +36,9 @@ export class VmPowerService implements OnModuleInit {
   /** Checks the remote exists and queues the action; the agent decides whether the VM exists. */
   async request(caller: Caller, remoteId: string, vmId: string, action: VmAction): Promise<{ taskId: string }> {
     await this.remotes.get(remoteId);
-    return this.tasks.enqueue({ type: `vm.${action}`, remoteId, vmId, owner: caller.display });
+    const accepted = await this.tasks.enqueue({ type: `vm.${action}`, remoteId, vmId, owner: caller.display });
+    this.audit.note({ taskId: accepted.taskId });
+    return accepted;
   }
 
   private async carryOut(action: VmAction, context: TaskContext): Promise<void> {
@@ -50,4 +55,10 @@ export class VmPowerService implements OnModuleInit {
       await this.resources.refreshVm(remoteId, vmId);
     }
   }
+}
+
+/** `principal!token` → `principal`. */
+function ownerPrincipal(owner: string): string {
+  const bang = owner.indexOf('!');
+  return bang > 0 ? owner.slice(0, bang) : owner;
 }

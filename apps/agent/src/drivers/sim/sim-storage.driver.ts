@@ -4,7 +4,7 @@ import { AgentError, ErrorCode } from '../../shared/agent-error';
 import type { Clock } from '../../shared/clock';
 import { ETCD_KEYS } from '../../shared/etcd-keys';
 import type { DriverHealth } from '../hypervisor.driver';
-import type { RbdImage, StorageDriver } from '../storage.driver';
+import type { CephHealth, RbdImage, StorageDriver } from '../storage.driver';
 
 const imageSchema = z.object({ pool: z.string(), image: z.string(), sizeBytes: z.number(), createdAt: z.string() });
 
@@ -45,5 +45,10 @@ export class SimStorageDriver implements StorageDriver {
     } catch {
       return { name: 'sim-rbd', status: 'failed', message: 'the cluster etcd holding the simulated RBD images is unreachable' };
     }
+  }
+
+  /** The simulated Ceph cluster has no failures of its own (its reachability shows in health()). */
+  async cephHealth(): Promise<CephHealth> {
+    return 'HEALTH_OK';
   }
 }

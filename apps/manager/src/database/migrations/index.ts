@@ -1,4 +1,6 @@
 import { InitialSchema1795414043212 } from './1795414043212-initial-schema';
+import { AddAuditLog1795416684074 } from './1795416684074-add-audit-log';
+import { AuditLogAppendOnly1795416684075 } from './1795416684075-audit-log-append-only';
 
 /** Every migration, in order. New ones are generated from the entities (see docs/manager.md). */
-export const MIGRATIONS = [InitialSchema1795414043212];
+export const MIGRATIONS = [InitialSchema1795414043212, AddAuditLog1795416684074, AuditLogAppendOnly1795416684075];

@@ -1,0 +1,128 @@
+import { auditEntrySchema, type AuditEntry, type AuditEvent } from './audit-entry';
+import { chainEntries, EMPTY_CHAIN, entryLine, type ChainHead } from './chain';
+import { normalizeEvent, type AuditEventInput } from './normalize';
+import { RotatingJsonlFile, type RotatingFileOptions } from './rotating-file';
+
+interface Pending {
+  readonly event: AuditEvent;
+  resolve(entry: AuditEntry): void;
+  reject(error: unknown): void;
+}
+
+/**
+ * An audit log in JSON-lines files with its own hash chain: each line one entry (canonical JSON),
+ * rotated daily and kept 30 days (RotatingJsonlFile). The chain goes on across rotation and
+ * restarts: the first entry of a new file links to the last entry of the previous one.
+ *
+ * Appends are queued and written in groups (one write and one fdatasync for everything that
+ * arrived meanwhile); each caller's promise settles once its line is on disk.
+ */
+export class AuditFileChain {
+  private head: ChainHead = EMPTY_CHAIN;
+  private readonly queue: Pending[] = [];
+  private writing: Promise<void> = Promise.resolve();
+  private draining = false;
+  private broken = false;
+  private lastError: unknown;
+
+  private constructor(private readonly file: RotatingJsonlFile) {}
+
+  /** Opens the file and finds where its chain ends (the live file's last entry, else the newest rotated file's). */
+  static async open(options: RotatingFileOptions): Promise<AuditFileChain> {
+    const chain = new AuditFileChain(new RotatingJsonlFile(options));
+    await chain.reopen();
+    return chain;
+  }
+
+  get path(): string {
+    return this.file.path;
+  }
+
+  /** The last entry written: its seq and hash. */
+  get chainHead(): ChainHead {
+    return this.head;
+  }
+
+  /** False while the last write failed (and until one succeeds again). */
+  get healthy(): boolean {
+    return !this.broken;
+  }
+
+  /** Appends one event; resolves with its entry once it is written. */
+  append(input: AuditEventInput): Promise<AuditEntry> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ event: normalizeEvent(input), resolve, reject });
+      if (!this.draining) this.writing = this.drain();
+    });
+  }
+
+  /** Appends an event that is already normalized (e.g. one just stored in a database). */
+  appendEvent(event: AuditEvent): Promise<AuditEntry> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ event, resolve, reject });
+      if (!this.draining) this.writing = this.drain();
+    });
+  }
+
+  /** Waits for queued appends, then closes the file. */
+  async close(): Promise<void> {
+    while (this.draining) await this.writing;
+    await this.file.close();
+  }
+
+  /**
+   * Writes queued appends in groups until none is left. `draining` is cleared in the same tick as
+   * the last look at the queue, so an append never waits for a drain that has already ended.
+   */
+  private async drain(): Promise<void> {
+    this.draining = true;
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue.splice(0, this.queue.length);
+        try {
+          if (this.broken) await this.reopen();
+          const entries = chainEntries(
+            this.head,
+            batch.map((p) => p.event),
+          );
+          await this.file.append(entries.map(entryLine));
+          this.head = { seq: entries[entries.length - 1].seq, hash: entries[entries.length - 1].hash };
+          this.broken = false;
+          batch.forEach((p, i) => p.resolve(entries[i]));
+        } catch (error) {
+          this.broken = true;
+          this.lastError = error;
+          for (const p of batch) p.reject(error);
+        }
+      }
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  /** (Re)opens the live file and takes the chain head from what is on disk. */
+  private async reopen(): Promise<void> {
+    await this.file.close().catch(() => undefined);
+    const last = (await this.file.open()) ?? (await this.file.lastRotatedLine());
+    if (last === undefined) {
+      this.head = EMPTY_CHAIN;
+      return;
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(last);
+    } catch {
+      parsed = undefined;
+    }
+    const entry = auditEntrySchema.safeParse(parsed);
+    if (!entry.success) {
+      throw new Error(`cannot continue the audit chain in ${this.path}: its last line is not an audit entry; move the file aside to start a new chain`);
+    }
+    this.head = { seq: entry.data.seq, hash: entry.data.hash };
+  }
+
+  /** The error of the last failed write, for logs. */
+  get failure(): unknown {
+    return this.broken ? this.lastError : undefined;
+  }
+}
