@@ -13,6 +13,13 @@ export interface ChainHead {
 
 export const EMPTY_CHAIN: ChainHead = Object.freeze({ seq: 0, hash: GENESIS_HASH });
 
+/** Exactly the fields the hash covers, so that no stray property of an object changes it. */
+const HASHED_FIELDS = ['seq', 'ts', 'principal', 'action', 'target', 'outcome', 'traceId', 'source', 'details', 'prevHash'] as const;
+
+function hashedFields(entry: Omit<AuditEntry, 'hash'>): Pick<AuditEntry, (typeof HASHED_FIELDS)[number]> {
+  return Object.fromEntries(HASHED_FIELDS.map((field) => [field, entry[field]])) as Pick<AuditEntry, (typeof HASHED_FIELDS)[number]>;
+}
+
 /**
  * An entry's hash: SHA-256 (lower-case hex) over the canonical JSON (RFC 8785: sorted keys, no
  * whitespace) of all its fields but `hash` itself — seq, ts, principal, action, target, outcome,
@@ -20,19 +27,7 @@ export const EMPTY_CHAIN: ChainHead = Object.freeze({ seq: 0, hash: GENESIS_HASH
  * its place and on everything before it.
  */
 export function entryHash(entry: Omit<AuditEntry, 'hash'>): string {
-  const hashed = {
-    seq: entry.seq,
-    ts: entry.ts,
-    principal: entry.principal,
-    action: entry.action,
-    target: entry.target,
-    outcome: entry.outcome,
-    traceId: entry.traceId,
-    source: entry.source,
-    details: entry.details,
-    prevHash: entry.prevHash,
-  };
-  return createHash('sha256').update(canonicalJson(hashed), 'utf8').digest('hex');
+  return createHash('sha256').update(canonicalJson(hashedFields(entry)), 'utf8').digest('hex');
 }
 
 /** Places events after `head`, in order: consecutive sequence numbers, each linked to the one before. */
@@ -52,17 +47,5 @@ export function chainEntries(head: ChainHead, events: readonly AuditEvent[]): Au
 
 /** One entry as one line of JSON (canonical, so every writer produces the same bytes). */
 export function entryLine(entry: AuditEntry): string {
-  return canonicalJson({
-    seq: entry.seq,
-    ts: entry.ts,
-    principal: entry.principal,
-    action: entry.action,
-    target: entry.target,
-    outcome: entry.outcome,
-    traceId: entry.traceId,
-    source: entry.source,
-    details: entry.details,
-    prevHash: entry.prevHash,
-    hash: entry.hash,
-  });
+  return canonicalJson({ ...hashedFields(entry), hash: entry.hash });
 }
