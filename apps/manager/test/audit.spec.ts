@@ -624,4 +624,19 @@ describe('GET /api/v1/audit and the export', () => {
     await expect(verifyChain(some, { allowGaps: true })).resolves.toMatchObject({ ok: true });
     expect((await m.api('GET', '/api/v1/audit/export', undefined, { token: scoped })).status).toBe(403);
   });
+
+  it('records a denial decided inside a service just like one decided by the guard', async () => {
+    await m.api('POST', '/api/v1/remotes', unreachableRemote('dc-c', await freePort()));
+    const refused = await m.api('POST', '/api/v1/resources/refresh?remote=dc-c', undefined, {
+      token: scoped,
+      headers: { 'x-trace-id': 'audit-service-denied' },
+    });
+    expect(refused.status).toBe(403);
+    const denials = await m.api('GET', '/api/v1/audit?action=authz.denied&principal=operator@local', undefined, { token: auditor });
+    expect(denials.body.items.find((e: AuditEntry) => e.traceId === 'audit-service-denied')).toMatchObject({
+      target: '/remotes/dc-c',
+      outcome: 'denied',
+      details: { privilege: 'remote.audit' },
+    });
+  });
 });

@@ -3,7 +3,7 @@ import { Reflector } from '@nestjs/core';
 import type { Request, Response } from 'express';
 import { AuditService } from '../audit/audit.service';
 import { requestOrigin } from '../audit/request-origin';
-import { DomainError } from '../common/domain-error';
+import { DomainError, PermissionDenied } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
 import { MetricsService } from '../health/metrics.service';
 import { presentedTokenId } from './api-token';
@@ -14,7 +14,8 @@ import { PRIVILEGE_METADATA, PUBLIC_METADATA, type RouteRequirement } from './pr
 /**
  * Global guard: public routes pass; every other route needs a valid API token and the privilege the
  * route declares. A route that declares neither is refused (fail closed) — and the route walk test
- * catches it before it ships. Authentication attempts and permission denials go to the audit log.
+ * catches it before it ships. Authentication attempts go to the audit log; denials are recorded by
+ * the error filter, like those decided in services.
  */
 @Injectable()
 export class AuthGuard implements CanActivate {
@@ -32,13 +33,12 @@ export class AuthGuard implements CanActivate {
     const http = context.switchToHttp();
     const request = http.getRequest<Request>();
     const origin = requestOrigin(request);
-    let caller: Caller | undefined;
     try {
-      caller = await this.auth.authenticate(request.headers.authorization);
+      const caller: Caller = await this.auth.authenticate(request.headers.authorization);
       this.metrics.rpc.authAttempt('token', 'success');
       await this.audit.authentication({ outcome: 'success', method: 'api_token', principal: caller.principal, tokenId: caller.tokenId }, origin);
       (request as unknown as Record<string, unknown>)[CALLER_KEY] = caller;
-      if (!requirement) throw new DomainError(ErrorCode.Forbidden, 'this route declares no privilege and is closed');
+      if (!requirement) throw new PermissionDenied(undefined, {}, 'this route declares no privilege and is closed');
       this.auth.authorize(caller, requirement, request.params as Record<string, string | undefined>);
       return true;
     } catch (error) {
@@ -47,10 +47,6 @@ export class AuthGuard implements CanActivate {
         const tokenId = presentedTokenId(request.headers.authorization);
         await this.audit.authentication({ outcome: 'failure', method: 'api_token', tokenId, reason: error.message }, origin);
         http.getResponse<Response>().setHeader('WWW-Authenticate', 'Bearer realm="debvisor"');
-      }
-      if (error instanceof DomainError && error.code === ErrorCode.Forbidden) this.metrics.rpc.authzDenied();
-      if (error instanceof DomainError && error.code === ErrorCode.Forbidden && caller) {
-        await this.audit.denied(caller, requirement, request.params as Record<string, string | undefined>, origin);
       }
       throw error;
     }

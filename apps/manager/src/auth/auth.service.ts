@@ -1,7 +1,7 @@
 import { aclPathAncestors, resolveAclPath, roleGrants, ROLES, type Privilege, type Role } from '@debvisor/permissions';
 import { Injectable } from '@nestjs/common';
 import { ClockRepository } from '../common/clock.repository';
-import { DomainError } from '../common/domain-error';
+import { DomainError, PermissionDenied } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
 import { OperatorConsoleRepository } from '../common/operator-console.repository';
 import { RandomRepository } from '../common/random.repository';
@@ -61,7 +61,7 @@ export class AuthService {
       ? this.holdsAtOrBelow(caller, requirement.privilege, path)
       : this.holds(caller, requirement.privilege, path);
     if (!allowed) {
-      throw new DomainError(ErrorCode.Forbidden, `permission denied: needs ${requirement.privilege} on ${path}`);
+      throw new PermissionDenied(requirement, params, `permission denied: needs ${requirement.privilege} on ${path}`);
     }
   }
 

@@ -18,3 +18,19 @@ export class DomainError extends Error {
     return new DomainError(ErrorCode.NotFound, `${what} not found`);
   }
 }
+
+/**
+ * A refusal for a missing privilege, wherever it is decided (the guard or a service). The error
+ * filter records every one of them (audit entry and authz_denials_total) in one place.
+ */
+export class PermissionDenied extends DomainError {
+  constructor(
+    /** What was needed: a privilege on an ACL path template, filled from `params`; none for a route that declares nothing. */
+    readonly requirement: { privilege: string; path: string } | undefined,
+    readonly params: Record<string, string | undefined>,
+    message: string,
+  ) {
+    super(ErrorCode.Forbidden, message);
+    this.name = 'PermissionDenied';
+  }
+}

@@ -1,7 +1,11 @@
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import { PinoLogger } from 'nestjs-pino';
-import { DomainError } from './domain-error';
+import { AuditService } from '../audit/audit.service';
+import { requestOrigin } from '../audit/request-origin';
+import { CALLER_KEY, type Caller } from '../auth/caller';
+import { MetricsService } from '../health/metrics.service';
+import { DomainError, PermissionDenied } from './domain-error';
 import { ErrorCode } from './error-code';
 import { codeForStatus, ERROR_STATUS } from './error-status';
 import { traceIdOf } from './trace-id';
@@ -14,10 +18,16 @@ export interface ErrorBody {
  * The one place where errors become HTTP answers: `{"error": {code, message, traceId}}`. Domain
  * errors keep their code and message; framework HTTP errors (unknown route, body too large) get the
  * code of their status; anything else is logged with the trace id and answered as a bare 500.
+ * Every permission denial, decided by the guard or by a service, is recorded here (audit entry and
+ * authz_denials_total) before the answer goes out.
  */
 @Catch()
 export class ErrorFilter implements ExceptionFilter {
-  constructor(private readonly logger: PinoLogger) {
+  constructor(
+    private readonly logger: PinoLogger,
+    private readonly audit: AuditService,
+    private readonly metrics: MetricsService,
+  ) {
     logger.setContext(ErrorFilter.name);
   }
 
@@ -33,7 +43,21 @@ export class ErrorFilter implements ExceptionFilter {
       return;
     }
     const body: ErrorBody = { error: { code, message, traceId } };
-    res.status(status).json(body);
+    const answer = () => {
+      if (!res.headersSent) res.status(status).json(body);
+    };
+    if (exception instanceof PermissionDenied) void this.recordDenial(exception, req).finally(answer);
+    else answer();
+  }
+
+  private async recordDenial(denial: PermissionDenied, req: Request): Promise<void> {
+    this.metrics.rpc.authzDenied();
+    const caller = (req as unknown as Record<string, Caller | undefined>)[CALLER_KEY];
+    if (!caller) return;
+    // Written after the decision, best effort: the refusal stands whether or not the entry is written.
+    await this.audit.denied(caller, denial.requirement, denial.params, requestOrigin(req)).catch((error: unknown) => {
+      this.logger.error({ err: error }, 'cannot write the audit entry of a permission denial');
+    });
   }
 
   private describe(exception: unknown, req: Request, traceId: string): { code: ErrorCode; message: string } {

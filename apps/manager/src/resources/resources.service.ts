@@ -135,9 +135,7 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
     let work: Promise<unknown>;
     if (remoteId) {
       await this.remotes.get(remoteId);
-      if (!this.auth.holds(caller, 'remote.audit', `/remotes/${encodeURIComponent(remoteId)}`)) {
-        throw new DomainError(ErrorCode.Forbidden, `permission denied: needs remote.audit on /remotes/${remoteId}`);
-      }
+      this.auth.authorize(caller, { privilege: 'remote.audit', path: '/remotes/{remote}', partial: false }, { remote: remoteId });
       work = this.refreshRemote(remoteId);
     } else {
       work = this.refreshAll();
