@@ -20,6 +20,7 @@ const { normalizeEvent } = require(join(root, 'libs/audit/dist/index.js'));
 const { AuditLogRepository } = require(join(root, 'apps/manager/dist/audit/audit-log.repository.js'));
 const { AuditFileSinkRepository } = require(join(root, 'apps/manager/dist/audit/audit-file-sink.repository.js'));
 const { AuditWriter } = require(join(root, 'apps/manager/dist/audit/audit-writer.js'));
+const { MetricsService } = require(join(root, 'apps/manager/dist/health/metrics.service.js'));
 const { verifyDatabase } = require(join(root, 'apps/manager/dist/audit/verify.command.js'));
 const { dataSourceOptions } = require(join(root, 'apps/manager/dist/database/data-source-options.js'));
 const { DataSource } = require(join(root, 'node_modules/typeorm'));
@@ -95,7 +96,7 @@ async function measure(durable) {
       },
     });
     const logger = { setContext() {}, error(fields, message) { log(`writer error: ${message} ${fields?.err?.message ?? ''}`); } };
-    const writer = new AuditWriter(counting, new AuditFileSinkRepository(undefined), logger);
+    const writer = new AuditWriter(counting, new AuditFileSinkRepository(undefined), logger, new MetricsService());
     await loadFor(1, WRITERS, (w, i) => writer.write(event(w, -1 - i))); // warm-up
     transactions = 0;
     const chained = await loadFor(DURATION_S, WRITERS, (w, i) => writer.write(event(w, i)));

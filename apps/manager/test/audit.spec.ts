@@ -11,6 +11,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AuditFileSinkRepository } from '../src/audit/audit-file-sink.repository';
 import { AuditLogRepository } from '../src/audit/audit-log.repository';
 import { AuditWriter } from '../src/audit/audit-writer';
+import { MetricsService } from '../src/health/metrics.service';
 import { runVerify, verifyDatabase } from '../src/audit/verify.command';
 import { eventually, startTestDatabases, startTestManager, stateDirWithClientIdentity, type Json, type TestDatabases, type TestManager } from './manager-harness';
 import { registeredRoutes } from './routes';
@@ -358,6 +359,8 @@ describe('fail closed', () => {
     expect((await m.api('GET', '/api/v1/remotes')).status).toBe(200);
     expect((await m.api('GET', '/api/v1/remotes', undefined, { token: null })).status).toBe(401);
     expect(m.logs()).toContain('cannot write the audit log');
+    const metrics = (await m.api('GET', '/metrics', undefined, { token: null })).text;
+    expect(Number(/debvisor_audit_write_failures_total\{sink="database"\} (\d+)/.exec(metrics)?.[1])).toBeGreaterThan(0);
 
     await query(adminUrl, `GRANT INSERT ON audit_log TO ${role}`);
     expect((await m.api('POST', '/api/v1/remotes', unreachableRemote('dc-f', port))).status).toBe(201);
@@ -376,7 +379,7 @@ describe('one chain under load', () => {
     const counting = Object.assign(Object.create(repository) as AuditLogRepository, {
       append: (events: Parameters<AuditLogRepository['append']>[0]) => ((transactions += 1), repository.append(events)),
     });
-    const other = new AuditWriter(counting, new AuditFileSinkRepository(undefined), logger);
+    const other = new AuditWriter(counting, new AuditFileSinkRepository(undefined), logger, new MetricsService());
     const mine = m.manager.app.get(AuditWriter);
     const perWriter = 150;
     const event = (writer: number, i: number) => ({

@@ -4,6 +4,7 @@ import type { PinoLogger } from 'nestjs-pino';
 import { describe, expect, it } from 'vitest';
 import type { AuditFileSinkRepository } from './audit-file-sink.repository';
 import type { AuditLogRepository } from './audit-log.repository';
+import { MetricsService } from '../health/metrics.service';
 import { AuditWriter } from './audit-writer';
 
 const event = (n: number): AuditEvent => ({
@@ -45,7 +46,7 @@ const noFile = () => strictMock<AuditFileSinkRepository>('AuditFileSinkRepositor
 describe('AuditWriter (group commit)', () => {
   it('appends what callers hand over meanwhile in one transaction, and answers each caller its own entry', async () => {
     const { rows, batches, repository } = memoryLog();
-    const writer = new AuditWriter(repository, noFile(), logger());
+    const writer = new AuditWriter(repository, noFile(), logger(), new MetricsService());
     const first = writer.write(event(0));
     const rest = Array.from({ length: 15 }, (_, i) => writer.write(event(i + 1)));
     const entries = await Promise.all([first, ...rest]);
@@ -56,7 +57,7 @@ describe('AuditWriter (group commit)', () => {
 
   it('fails exactly the callers of a failed transaction, and goes on with the next', async () => {
     const { rows, repository } = memoryLog({ failOnce: true });
-    const writer = new AuditWriter(repository, noFile(), logger());
+    const writer = new AuditWriter(repository, noFile(), logger(), new MetricsService());
     const failed = writer.write(event(1));
     const later = [writer.write(event(2)), writer.write(event(3))];
     await expect(failed).rejects.toThrow('connection terminated');
@@ -76,7 +77,7 @@ describe('AuditWriter (group commit)', () => {
         copied.push(...entries.map((e) => e.seq));
       },
     });
-    const writer = new AuditWriter(repository, file, logger());
+    const writer = new AuditWriter(repository, file, logger(), new MetricsService());
     await Promise.all([1, 2, 3].map((n) => writer.write(event(n))));
     await writer.write(event(4));
     await writer.flush();

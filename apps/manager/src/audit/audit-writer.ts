@@ -1,6 +1,7 @@
 import type { AuditEntry, AuditEvent } from '@debvisor/audit';
 import { BeforeApplicationShutdown, Injectable, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
 import { PinoLogger } from 'nestjs-pino';
+import { MetricsService } from '../health/metrics.service';
 import { AuditFileSinkRepository } from './audit-file-sink.repository';
 import { AuditLogRepository } from './audit-log.repository';
 
@@ -32,6 +33,7 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
     private readonly log: AuditLogRepository,
     private readonly file: AuditFileSinkRepository,
     private readonly logger: PinoLogger,
+    private readonly metrics: MetricsService,
   ) {
     logger.setContext(AuditWriter.name);
   }
@@ -69,7 +71,10 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
   private copyToFile(entries: readonly AuditEntry[]): void {
     this.fileWrites = this.fileWrites
       .then(() => this.file.append(entries))
-      .catch((error: unknown) => this.logger.error({ err: error }, 'cannot write the audit file (DEBVISOR_AUDIT_FILE); the database has the entries'));
+      .catch((error: unknown) => {
+        this.metrics.auditWriteFailed('file', entries.length);
+        this.logger.error({ err: error }, 'cannot write the audit file (DEBVISOR_AUDIT_FILE); the database has the entries');
+      });
   }
 
   /** `draining` is cleared in the same tick as the last look at the queue: no event is left behind. */
@@ -82,6 +87,7 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
         try {
           entries = await this.log.append(batch.map((p) => p.event));
         } catch (error) {
+          this.metrics.auditWriteFailed('database', batch.length);
           for (const p of batch) p.reject(error);
           continue;
         }

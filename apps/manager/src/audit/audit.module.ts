@@ -1,4 +1,5 @@
 import { DynamicModule, Global, Module } from '@nestjs/common';
+import { MetricsModule } from '../health/metrics.module';
 import { AuditController } from './audit.controller';
 import { AuditFileSinkRepository, AUDIT_FILE } from './audit-file-sink.repository';
 import { AuditLogRepository, AUDIT_DATABASE_URL } from './audit-log.repository';
@@ -13,6 +14,7 @@ export class AuditModule {
   static forRoot(options: { databaseUrl: string; auditFile: string | undefined }): DynamicModule {
     return {
       module: AuditModule,
+      imports: [MetricsModule],
       controllers: [AuditController],
       providers: [
         { provide: AUDIT_DATABASE_URL, useValue: options.databaseUrl },

@@ -107,6 +107,12 @@ export class MetricsService {
     buckets: [1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200],
     registers: this.registers,
   });
+  private readonly auditWriteFailures = new Counter({
+    name: 'debvisor_audit_write_failures_total',
+    help: 'Audit entries that could not be written, by sink (database: the change they guarded was refused; file: the copy is missing)',
+    labelNames: ['sink'] as const,
+    registers: this.registers,
+  });
   private readonly httpRequests = new Counter({
     name: 'http_requests_total',
     help: 'HTTP requests answered, by method, route template and status code',
@@ -127,6 +133,11 @@ export class MetricsService {
     this.publishRemotes([]);
     this.setTaskQueue(0, 0);
     for (const outcome of MIGRATION_OUTCOMES) this.migrations.inc({ outcome }, 0);
+    for (const sink of ['database', 'file'] as const) this.auditWriteFailures.inc({ sink }, 0);
+  }
+
+  auditWriteFailed(sink: 'database' | 'file', entries: number): void {
+    this.auditWriteFailures.inc({ sink }, entries);
   }
 
   /** Everything about the remotes, after every refresh: counts by status, up/down, nodes and VMs by state. */
