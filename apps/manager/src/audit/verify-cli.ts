@@ -4,7 +4,6 @@ import 'reflect-metadata';
 import { runVerify } from './verify.command';
 
 runVerify(process.argv.slice(2), {
-  env: process.env,
   out: (text) => process.stdout.write(text),
   err: (text) => process.stderr.write(text),
 }).then(

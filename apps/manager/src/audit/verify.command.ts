@@ -24,7 +24,8 @@ Walks the audit log's hash chain and names the first edited, deleted, inserted o
 Exit codes: 0 intact, 1 broken, 2 usage error, 3 cannot read the log.`;
 
 export interface VerifyIo {
-  readonly env: Readonly<Record<string, string | undefined>>;
+  /** Settings as the manager reads them; the process environment, through the config module, when left out. */
+  readonly env?: Readonly<Record<string, string | undefined>>;
   out(text: string): void;
   err(text: string): void;
 }
