@@ -7,6 +7,9 @@ import { delimiter, join } from 'node:path';
 export const DEBIAN_PACKAGES = [
   { binary: 'etcd', package: 'etcd-server', for: 'cluster node registries' },
   { binary: 'promtool', package: 'prometheus', for: 'checking the metrics, alert rules and Prometheus configuration' },
+  { binary: 'slapd', package: 'slapd', for: 'the LDAP realm tests (a throw-away directory)' },
+  { binary: 'slapadd', package: 'slapd', for: 'loading the test directory' },
+  { binary: 'oathtool', package: 'oathtool', for: 'checking TOTP codes against an independent implementation' },
 ];
 
 const EXTRA_DIRS = ['/usr/sbin', '/usr/bin', '/sbin', '/usr/local/bin'];

@@ -4,6 +4,7 @@ import { TypeOrmModule } from '@nestjs/typeorm';
 import { ZodSerializerInterceptor } from 'nestjs-zod';
 import { LoggerModule } from 'nestjs-pino';
 import type { Logger } from 'pino';
+import { AccessModule } from './access/access.module';
 import { AgentsModule } from './agents/agents.module';
 import { AuditModule } from './audit/audit.module';
 import { AuditInterceptor } from './audit/audit.interceptor';
@@ -70,6 +71,7 @@ export class AppModule {
         TypeOrmModule.forRoot({ ...dataSourceOptions(runtime.databaseUrl), migrationsRun: false, retryAttempts: 3, retryDelay: 2000 }),
         AuditModule.forRoot({ databaseUrl: runtime.databaseUrl, auditFile: runtime.config.auditFile }),
         AuthModule,
+        AccessModule,
         AgentsModule,
         MetricsModule,
         IdentityModule,

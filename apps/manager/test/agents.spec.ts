@@ -250,7 +250,7 @@ describe('VM power actions as tasks', () => {
     expect(accepted.body.taskId).toMatch(/^[0-9a-f-]{36}$/);
 
     const task = await taskOutcome(m, accepted.body.taskId);
-    expect(task).toMatchObject({ state: 'succeeded', type: `vm.${action}`, target: { remote: 'dc-west', vm: vm.id }, owner: 'root@local!bootstrap', progress: 1, error: null });
+    expect(task).toMatchObject({ state: 'succeeded', type: `vm.${action}`, target: { remote: 'dc-west', vm: vm.id }, owner: 'admin@local!bootstrap', progress: 1, error: null });
     expect(task.log.map((l: { message: string }) => l.message).join('\n')).toContain(`now ${expected}`);
 
     const client = west.connect(westKey);
@@ -298,8 +298,8 @@ describe('VM power actions as tasks', () => {
     const at = new Date(Date.now() - 5000);
     await client.query(
       `INSERT INTO tasks (id, type, state, remote_id, vm_id, owner, progress, log, created_at, started_at, updated_at)
-       VALUES ('aaaaaaaa-0000-4000-8000-000000000001', 'vm.stop', 'running', 'dc-west', $1, 'root@local!bootstrap', 0.5, $2, $3, $3, $3),
-              ('aaaaaaaa-0000-4000-8000-000000000002', 'vm.start', 'queued', 'dc-west', $1, 'root@local!bootstrap', 0, '[]', $3, NULL, $3)`,
+       VALUES ('aaaaaaaa-0000-4000-8000-000000000001', 'vm.stop', 'running', 'dc-west', $1, 'admin@local!bootstrap', 0.5, $2, $3, $3, $3),
+              ('aaaaaaaa-0000-4000-8000-000000000002', 'vm.start', 'queued', 'dc-west', $1, 'admin@local!bootstrap', 0, '[]', $3, NULL, $3)`,
       [vm.id, JSON.stringify([{ at: at.toISOString(), message: 'asking remote dc-west to stop' }]), at],
     );
     await client.end();

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Client } from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { RemotesRepository } from '../src/remotes/remotes.repository';
-import { startTestDatabases, startTestManager, type TestDatabases, type TestManager } from './manager-harness';
+import { grantToken, startTestDatabases, startTestManager, type TestDatabases, type TestManager } from './manager-harness';
 import { registeredRoutes, samplePath } from './routes';
 
 const KEY_A = `dvk_0123456789abcdef_${'A'.repeat(20)}secretpartA${'a'.repeat(12)}`;
@@ -30,6 +30,32 @@ async function manager(options: Parameters<typeof startTestManager>[0] = {}): Pr
   const m = await startTestManager({ databaseUrl: options.databaseUrl ?? (await dbs.fresh()), ...options });
   started.push(m);
   return m;
+}
+
+/** Routes anyone may call: health, and the first steps of a login. */
+const PUBLIC_ROUTES = [
+  'GET /api/v1/auth/oidc/:realm/login',
+  'GET /api/v1/auth/oidc/callback',
+  'GET /healthz',
+  'GET /metrics',
+  'GET /readyz',
+  'POST /api/v1/auth/login',
+  'POST /api/v1/auth/tfa',
+];
+
+/** Every table's content except the audit log (which records the refusals) and tokens' last use. */
+async function databaseSnapshot(databaseUrl: string): Promise<Record<string, string>> {
+  const tables = await query<{ table_name: string }>(
+    databaseUrl,
+    "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_name NOT IN ('audit_log', 'migrations') ORDER BY table_name",
+  );
+  const snapshot: Record<string, string> = {};
+  for (const { table_name: table } of tables) {
+    const select = table === 'api_tokens' ? 'SELECT id, owner_type, principal, name, comment, limited, secret_hash, expires_at, revoked_at FROM api_tokens' : `SELECT * FROM "${table}"`;
+    const rows = await query(databaseUrl, `SELECT coalesce(string_agg(t::text, '|' ORDER BY t::text), '') AS content FROM (${select}) t`);
+    snapshot[table] = String(rows[0].content);
+  }
+  return snapshot;
 }
 
 async function query<T = Record<string, unknown>>(databaseUrl: string, sql: string, params: unknown[] = []): Promise<T[]> {
@@ -104,10 +130,10 @@ describe('routes and privileges', () => {
   it('declares a privilege or @Public() on every registered route', () => {
     const routes = registeredRoutes(m.manager.app);
     expect(routes.length).toBeGreaterThan(15);
-    const undeclared = routes.filter((r) => !r.isPublic && !r.requirement).map((r) => `${r.method} ${r.path} (${r.controller}.${r.handler})`);
+    const undeclared = routes.filter((r) => !r.isPublic && !r.selfService && !r.requirement).map((r) => `${r.method} ${r.path} (${r.controller}.${r.handler})`);
     expect(undeclared).toEqual([]);
-    const publicRoutes = routes.filter((r) => r.isPublic).map((r) => r.path).sort();
-    expect(publicRoutes).toEqual(['/healthz', '/metrics', '/readyz']);
+    const publicRoutes = routes.filter((r) => r.isPublic).map((r) => `${r.method} ${r.path}`).sort();
+    expect(publicRoutes).toEqual(PUBLIC_ROUTES);
   });
 
   it('answers 401 with the JSON error shape on every non-public route without a token or with a wrong one', async () => {
@@ -134,11 +160,26 @@ describe('routes and privileges', () => {
       expect(operation, `${route.method} ${route.path} is documented`).toBeDefined();
       const extension = operation!['x-debvisor-privilege'];
       if (route.isPublic) expect(extension).toEqual({ public: true });
+      else if (route.selfService) expect(extension).toMatchObject({ self: true });
       else expect(extension).toMatchObject({ privilege: route.requirement!.privilege, path: route.requirement!.path });
       documented += 1;
     }
     expect(documented).toBeGreaterThan(15);
     expect(JSON.stringify(answer.body.components.schemas)).toContain('caFingerprint');
+  });
+
+  it('refuses every non-GET route to a principal with only Audit on /, and nothing changes', async () => {
+    const auditor = await grantToken(m.databaseUrl!, 'auditor@local', 'Audit', '/');
+    expect((await m.api('GET', '/api/v1/remotes', undefined, { token: auditor })).status).toBe(200);
+    const before = await databaseSnapshot(m.databaseUrl!);
+    const writes = registeredRoutes(m.manager.app).filter((r) => !r.isPublic && r.method !== 'GET');
+    expect(writes.length).toBeGreaterThan(20);
+    for (const route of writes) {
+      const answer = await m.api(route.method, samplePath(route.path), {}, { token: auditor });
+      expect(answer.status, `${route.method} ${route.path}`).toBe(403);
+      expect(answer.body.error.code).toBe('forbidden');
+    }
+    expect(await databaseSnapshot(m.databaseUrl!)).toEqual(before);
   });
 
   it('serves /healthz, /readyz and /metrics without a token', async () => {
@@ -340,7 +381,7 @@ describe('remotes without reachable agents', () => {
 describe('unexpected failures', () => {
   it('answers 500 internal without internals and logs the error with the trace id', async () => {
     const m = await manager();
-    await query(m.databaseUrl!, 'DROP TABLE remote_credentials');
+    await query(m.databaseUrl!, 'DROP TABLE remote_credentials CASCADE');
     const answer = await m.api('GET', '/api/v1/remotes');
     expect(answer.status).toBe(500);
     expect(answer.body.error.code).toBe('internal');

@@ -13,7 +13,7 @@ import { AuditLogRepository } from '../src/audit/audit-log.repository';
 import { AuditWriter } from '../src/audit/audit-writer';
 import { MetricsService } from '../src/health/metrics.service';
 import { runVerify, verifyDatabase } from '../src/audit/verify.command';
-import { eventually, startTestDatabases, startTestManager, stateDirWithClientIdentity, type Json, type TestDatabases, type TestManager } from './manager-harness';
+import { eventually, grantToken, startTestDatabases, startTestManager, stateDirWithClientIdentity, type Json, type TestDatabases, type TestManager } from './manager-harness';
 import { registeredRoutes } from './routes';
 
 const KEY_A = `dvk_0123456789abcdef_${'A'.repeat(16)}auditsecretA${'a'.repeat(15)}`;
@@ -79,21 +79,6 @@ async function auditRows(url: string): Promise<AuditEntry[]> {
 }
 
 /** An API token with `role` on `path`, written straight into the database (tokens get their API with identity and access). */
-async function grantToken(url: string, principal: string, role: string, path: string): Promise<string> {
-  const id = randomBytes(8).toString('hex');
-  const secret = randomBytes(32).toString('base64url');
-  const now = new Date();
-  await query(url, 'INSERT INTO api_tokens (id, principal, name, secret_hash, created_at) VALUES ($1, $2, $3, $4, $5)', [
-    id,
-    principal,
-    'test',
-    createHash('sha256').update(secret).digest('hex'),
-    now,
-  ]);
-  await query(url, 'INSERT INTO acl_entries (id, path, principal, role, created_at) VALUES ($1, $2, $3, $4, $5)', [randomUUID(), path, principal, role, now]);
-  return `dvdm_${id}_${secret}`;
-}
-
 function unreachableRemote(id: string, port: number) {
   return {
     id,
@@ -127,7 +112,7 @@ describe('what the manager records', () => {
       ['remote.create', 'attempt'],
       ['remote.create', 'success'],
     ]);
-    for (const entry of entries.slice(1)) expect(entry).toMatchObject({ principal: 'root@local', target: '/remotes/dc-a', source: '127.0.0.1' });
+    for (const entry of entries.slice(1)) expect(entry).toMatchObject({ principal: 'admin@local', target: '/remotes/dc-a', source: '127.0.0.1' });
     expect(entries[2].details).toMatchObject({
       request: 'POST /api/v1/remotes',
       endpoints: [`127.0.0.1:${port}`],
@@ -166,7 +151,7 @@ describe('what the manager records', () => {
       details: { method: 'api_token', tokenId: m.token!.split('_')[1], reason: 'invalid, expired or revoked API token' },
     });
     expect(entries.find((e) => e.traceId === 'audit-401-0002')).toMatchObject({ action: 'auth.login', outcome: 'failure', details: { method: 'api_token' } });
-    const rootLogins = entries.filter((e) => e.action === 'auth.login' && e.outcome === 'success' && e.principal === 'root@local');
+    const rootLogins = entries.filter((e) => e.action === 'auth.login' && e.outcome === 'success' && e.principal === 'admin@local');
     expect(rootLogins).toHaveLength(1);
     expect(entries.find((e) => e.traceId === 'audit-403-0001' && e.action === 'authz.denied')).toMatchObject({
       action: 'authz.denied',
@@ -256,7 +241,7 @@ describe('calls to agents, VM power actions and tasks (a real cluster)', () => {
     const entries = await auditRows(m.databaseUrl!);
     const keyId = key.split('_')[1];
     expect(entries.find((e) => e.action === 'agent.call' && e.details.rpc === 'NodeService.GetClusterInfo')).toMatchObject({
-      principal: 'root@local',
+      principal: 'admin@local',
       outcome: 'success',
       target: '/remotes/dc-audit',
       details: { remote: 'dc-audit', keyId },
@@ -274,9 +259,9 @@ describe('calls to agents, VM power actions and tasks (a real cluster)', () => {
       ['task.finish', 'success', null],
     ]);
     const target = `/remotes/dc-audit/vms/${vm.id}`;
-    for (const entry of entries.filter((e) => e.traceId === 'audit-power-0001')) expect(entry).toMatchObject({ principal: 'root@local', target });
+    for (const entry of entries.filter((e) => e.traceId === 'audit-power-0001')) expect(entry).toMatchObject({ principal: 'admin@local', target });
     expect(entries.find((e) => e.action === `vm.power.${action}` && e.outcome === 'success')!.details).toMatchObject({ taskId });
-    expect(entries.find((e) => e.action === 'task.finish')!.details).toMatchObject({ taskId, type: `vm.${action}`, owner: 'root@local!bootstrap' });
+    expect(entries.find((e) => e.action === 'task.finish')!.details).toMatchObject({ taskId, type: `vm.${action}`, owner: 'admin@local!bootstrap' });
     await expect(verifyDatabase(m.databaseUrl!)).resolves.toMatchObject({ ok: true });
   });
 });
@@ -585,7 +570,7 @@ describe('GET /api/v1/audit and the export', () => {
     expect(dcA.some((e) => e.action === 'remote.credential.add')).toBe(true);
     const failures = await get('outcome=failure');
     expect(failures.map((e) => [e.action, e.target, e.details.code])).toEqual([['remote.delete', '/remotes/dc-nope', 'not_found']]);
-    expect((await get('principal=root@local&limit=1000')).every((e) => e.principal === 'root@local')).toBe(true);
+    expect((await get('principal=admin@local&limit=1000')).every((e) => e.principal === 'admin@local')).toBe(true);
     const all = await get('limit=1000');
     const middle = all[Math.floor(all.length / 2)].ts;
     const later = await get(`from=${encodeURIComponent(middle)}&limit=1000`);

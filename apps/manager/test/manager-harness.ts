@@ -1,5 +1,7 @@
 import { startPostgres, tempDir, type PostgresInstance } from '@debvisor/testing';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { Client } from 'pg';
 import { request as httpsRequest } from 'node:https';
 import { Writable } from 'node:stream';
 import { DataSource } from 'typeorm';
@@ -170,4 +172,33 @@ export function stateDirWithClientIdentity(identity: { ca: { certPem: string; ke
   writeFileSync(`${pki}/client.crt`, identity.client.certPem);
   writeFileSync(`${pki}/client.key`, identity.client.keyPem, { mode: 0o600 });
   return stateDir;
+}
+
+/** One SQL statement against a test database (for arranging and checking state around API calls). */
+export async function sqlQuery<T = Json>(url: string, sql: string, params: unknown[] = []): Promise<T[]> {
+  const client = new Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query(sql, params)).rows as T[];
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * An API token of the local user `principal` (created when missing) holding `role` on `path`,
+ * written straight into the database: answers the token string.
+ */
+export async function grantToken(url: string, principal: string, role: string, path: string): Promise<string> {
+  const id = randomBytes(8).toString('hex');
+  const secret = randomBytes(32).toString('base64url');
+  await sqlQuery(url, "INSERT INTO users (id, realm_id, username, created_at) VALUES ($1, 'local', split_part($1, '@', 1), now()) ON CONFLICT DO NOTHING", [principal]);
+  await sqlQuery(url, 'INSERT INTO api_tokens (id, principal, name, secret_hash, created_at) VALUES ($1, $2, $3, $4, now())', [
+    id,
+    principal,
+    `test-${id}`,
+    createHash('sha256').update(secret).digest('hex'),
+  ]);
+  await sqlQuery(url, 'INSERT INTO acl_entries (id, path, principal, role, created_at) VALUES ($1, $2, $3, $4, now()) ON CONFLICT DO NOTHING', [randomUUID(), path, principal, role]);
+  return `dvdm_${id}_${secret}`;
 }

@@ -137,7 +137,7 @@ describe("the manager's metrics", () => {
     expect(delta('auth_attempts_total', { method: 'token', result: 'success' })).toBe(1);
     expect(sampleSum(after, 'http_requests_total', { method: 'POST', route: '/api/v1/resources/refresh', status: '200' })).toBeGreaterThanOrEqual(1);
     expect(sampleSum(after, 'rpc_request_duration_seconds_count', { service: 'debvisor.v1.NodeService', method: 'ListNodes' })).toBeGreaterThanOrEqual(1);
-    expect(after).not.toMatch(/dvk_|dvdm_|manager-spec|root@local/);
+    expect(after).not.toMatch(/dvk_|dvdm_|manager-spec|admin@local/);
   });
 
   it('describes the federation: the remote up, its nodes and VMs by state, tasks by type and outcome, certificates', async () => {

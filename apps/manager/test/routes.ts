@@ -2,7 +2,7 @@ import { RequestMethod, type INestApplication } from '@nestjs/common';
 import { METHOD_METADATA, PATH_METADATA } from '@nestjs/common/constants';
 import { DiscoveryService, MetadataScanner, ModulesContainer, Reflector } from '@nestjs/core';
 import { AUDITED_METADATA, type AuditedRoute } from '../src/audit/audited.decorator';
-import { PRIVILEGE_METADATA, PUBLIC_METADATA, type RouteRequirement } from '../src/auth/privilege.decorator';
+import { PRIVILEGE_METADATA, PUBLIC_METADATA, SELF_SERVICE_METADATA, type RouteRequirement } from '../src/auth/privilege.decorator';
 
 export interface RegisteredRoute {
   readonly method: string;
@@ -12,6 +12,8 @@ export interface RegisteredRoute {
   readonly handler: string;
   readonly requirement: RouteRequirement | undefined;
   readonly isPublic: boolean;
+  /** A route on the caller's own account (@SelfService): any logged-in user, sessions only. */
+  readonly selfService: boolean;
   /** What the audit interceptor records for it (mutating routes). */
   readonly audited: AuditedRoute | undefined;
 }
@@ -40,6 +42,7 @@ export function registeredRoutes(app: INestApplication): RegisteredRoute[] {
         handler: name,
         requirement: reflector.getAllAndOverride<RouteRequirement | undefined>(PRIVILEGE_METADATA, targets),
         isPublic: reflector.getAllAndOverride<boolean | undefined>(PUBLIC_METADATA, targets) === true,
+        selfService: reflector.getAllAndOverride<boolean | undefined>(SELF_SERVICE_METADATA, targets) === true,
         audited: reflector.getAllAndOverride<AuditedRoute | undefined>(AUDITED_METADATA, targets),
       });
     }

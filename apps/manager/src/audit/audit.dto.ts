@@ -9,7 +9,7 @@ export const auditEntryViewSchema = z
   .object({
     seq: z.number().int().meta({ description: 'Position in the chain: 1, 2, 3 … without gaps' }),
     ts: z.iso.datetime().meta({ description: 'When it happened (UTC, milliseconds)' }),
-    principal: z.string().nullable().meta({ description: 'Who: root@local, user@realm, debvisor-manager (the manager itself); null when unknown' }),
+    principal: z.string().nullable().meta({ description: 'Who: admin@local, user@realm, @group (group tokens), debvisor-manager (the manager itself); null when unknown' }),
     action: z.string().meta({ description: 'What: auth.login, authz.denied, remote.create, vm.power.start, agent.call, task.finish …' }),
     target: z.string().nullable().meta({ description: 'On what: an ACL-style path such as /remotes/dc-east/vms/<uuid>' }),
     outcome: z.enum(AUDIT_OUTCOMES),

@@ -25,7 +25,7 @@ export interface AuditedCall {
   readonly action: AuditAction;
   readonly principal: string | null;
   /** The API token (its public id) the call was made with. */
-  readonly tokenId?: string;
+  readonly tokenId?: string | null;
   readonly target: string | null;
   readonly origin: RequestOrigin;
 }
@@ -38,7 +38,7 @@ export interface AuthenticationAttempt {
   readonly realm?: string;
   /** Who authenticated, or who the attempt claimed to be (null when unknown). */
   readonly principal?: string | null;
-  readonly tokenId?: string;
+  readonly tokenId?: string | null;
   /** Why it failed, in words that are safe to keep (never the presented secret). */
   readonly reason?: string;
 }
@@ -156,7 +156,7 @@ export class AuditService {
 
   /** Records a request refused for a missing privilege (best effort). */
   async denied(
-    who: { principal: string; tokenId?: string },
+    who: { principal: string; tokenId?: string | null },
     requirement: { privilege: string; path: string } | undefined,
     params: Record<string, string | undefined>,
     origin: RequestOrigin,

@@ -1,5 +1,6 @@
 import { CanActivate, ExecutionContext, Injectable } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
+import { resolveAclPath } from '@debvisor/permissions';
 import type { Request, Response } from 'express';
 import { AuditService } from '../audit/audit.service';
 import { requestOrigin } from '../audit/request-origin';
@@ -7,21 +8,29 @@ import { DomainError, PermissionDenied } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
 import { MetricsService } from '../health/metrics.service';
 import { presentedTokenId } from './api-token';
-import { AuthService } from './auth.service';
-import { CALLER_KEY, type Caller } from './caller';
-import { PRIVILEGE_METADATA, PUBLIC_METADATA, type RouteRequirement } from './privilege.decorator';
+import { AccessPolicy } from './access-policy.service';
+import { AuthService, type PresentedCredentials } from './auth.service';
+import { CALLER_KEY } from './caller';
+import { PRIVILEGE_METADATA, PUBLIC_METADATA, SELF_SERVICE_METADATA, TFA_SETUP_METADATA, type RouteRequirement } from './privilege.decorator';
+import { RateLimiterService } from './rate-limiter.service';
+import { CSRF_HEADER, SESSION_COOKIE, cookieValue } from './session-secrets';
+
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 /**
- * Global guard: public routes pass; every other route needs a valid API token and the privilege the
- * route declares. A route that declares neither is refused (fail closed) — and the route walk test
- * catches it before it ships. Authentication attempts go to the audit log; denials are recorded by
- * the error filter, like those decided in services.
+ * Global guard: public routes pass; every other route needs an API token or a login session (with
+ * the CSRF token for writes), must be within the rate limits, and needs the privilege the route
+ * declares. A route that declares none is refused (fail closed) — and the route walk test catches
+ * it before it ships. Token authentications go to the audit log (logins are recorded at login);
+ * denials and rate-limit hits are recorded by the error filter.
  */
 @Injectable()
 export class AuthGuard implements CanActivate {
   constructor(
     private readonly reflector: Reflector,
     private readonly auth: AuthService,
+    private readonly policy: AccessPolicy,
+    private readonly limits: RateLimiterService,
     private readonly metrics: MetricsService,
     private readonly audit: AuditService,
   ) {}
@@ -33,22 +42,51 @@ export class AuthGuard implements CanActivate {
     const http = context.switchToHttp();
     const request = http.getRequest<Request>();
     const origin = requestOrigin(request);
+    const csrf = request.headers[CSRF_HEADER];
+    const presented: PresentedCredentials = {
+      authorization: request.headers.authorization,
+      sessionSecret: request.headers.authorization === undefined ? cookieValue(request.headers.cookie, SESSION_COOKIE) : undefined,
+      csrfToken: typeof csrf === 'string' ? csrf : undefined,
+      safeMethod: SAFE_METHODS.has(request.method),
+    };
+    const method = presented.authorization !== undefined ? 'token' : 'session';
+    let caller;
     try {
-      const caller: Caller = await this.auth.authenticate(request.headers.authorization);
-      this.metrics.rpc.authAttempt('token', 'success');
-      await this.audit.authentication({ outcome: 'success', method: 'api_token', principal: caller.principal, tokenId: caller.tokenId }, origin);
-      (request as unknown as Record<string, unknown>)[CALLER_KEY] = caller;
-      if (!requirement) throw new PermissionDenied(undefined, {}, 'this route declares no privilege and is closed');
-      this.auth.authorize(caller, requirement, request.params as Record<string, string | undefined>);
-      return true;
+      caller = await this.auth.authenticate(presented);
     } catch (error) {
       if (error instanceof DomainError && error.code === ErrorCode.Unauthenticated) {
-        this.metrics.rpc.authAttempt('token', 'failure');
-        const tokenId = presentedTokenId(request.headers.authorization);
-        await this.audit.authentication({ outcome: 'failure', method: 'api_token', tokenId, reason: error.message }, origin);
+        this.metrics.rpc.authAttempt(method, 'failure');
+        if (method === 'token') {
+          await this.audit.authentication({ outcome: 'failure', method: 'api_token', tokenId: presentedTokenId(presented.authorization), reason: error.message }, origin);
+        }
         http.getResponse<Response>().setHeader('WWW-Authenticate', 'Bearer realm="debvisor"');
       }
       throw error;
     }
+    this.metrics.rpc.authAttempt(method, 'success');
+    if (caller.kind === 'token') {
+      await this.audit.authentication({ outcome: 'success', method: 'api_token', principal: caller.principal, tokenId: caller.tokenId }, origin);
+    }
+    (request as unknown as Record<string, unknown>)[CALLER_KEY] = caller;
+    await this.limits.request(caller.display);
+    if (caller.sessionStage === 'setup' && !this.reflector.getAllAndOverride<boolean>(TFA_SETUP_METADATA, targets)) {
+      throw new PermissionDenied(undefined, {}, 'your account must log in with a second factor: enrol one first (POST /api/v1/access/tfa/totp), then log in again');
+    }
+    if (this.reflector.getAllAndOverride<boolean>(SELF_SERVICE_METADATA, targets)) {
+      if (caller.kind !== 'session') throw new PermissionDenied(undefined, {}, 'this route acts on your own account and needs a login session, not an API token');
+      return true;
+    }
+    if (!requirement) throw new PermissionDenied(undefined, {}, 'this route declares no privilege and is closed');
+    const params = request.params as Record<string, string | undefined>;
+    try {
+      this.policy.authorize(caller, requirement, params);
+    } catch (error) {
+      // A VM the caller may not even see answers as if it did not exist (tenant isolation).
+      if (error instanceof PermissionDenied && requirement.path.includes('{vmid}') && !this.policy.holds(caller, 'vm.audit', resolveAclPath(requirement.path, params))) {
+        throw new PermissionDenied(requirement, params, error.message, 'virtual machine');
+      }
+      throw error;
+    }
+    return true;
   }
 }

@@ -1,6 +1,14 @@
-import { Module } from '@nestjs/common';
+import { Global, Module } from '@nestjs/common';
+import { PasswordHasherRepository } from '../access/password-hasher.repository';
+import { AccessPolicy } from './access-policy.service';
+import { AuthRepository } from './auth.repository';
 import { AuthService } from './auth.service';
-import { TokensRepository } from './tokens.repository';
+import { RateLimiterService } from './rate-limiter.service';
 
-@Module({ providers: [AuthService, TokensRepository], exports: [AuthService] })
+/** Authentication (tokens, sessions), authorization and rate limits: used by the global guard and every feature. */
+@Global()
+@Module({
+  providers: [AccessPolicy, AuthService, AuthRepository, RateLimiterService, PasswordHasherRepository],
+  exports: [AccessPolicy, AuthService, RateLimiterService, PasswordHasherRepository],
+})
 export class AuthModule {}

@@ -1,14 +1,23 @@
-import type { Role } from '@debvisor/permissions';
 import { createParamDecorator, type ExecutionContext } from '@nestjs/common';
+import type { AccessView } from './grants';
 
-/** Who made a request: the authenticated token, its principal and the ACL entries granted to it. */
-export interface Caller {
+/**
+ * Who made a request — a user through a login session, or an API token of a user or a group — and
+ * what it may do (its access view).
+ */
+export interface Caller extends AccessView {
+  readonly kind: 'session' | 'token';
+  /** The user id (`alice@local`), or the group id for a group's token. */
   readonly principal: string;
-  readonly tokenId: string;
-  readonly tokenName: string;
-  /** `principal!tokenName`: how tasks and logs name the caller. */
+  readonly principalType: 'user' | 'group';
+  /** The manager groups the user belongs to (for a group token: that group). */
+  readonly groups: readonly string[];
+  readonly tokenId: string | null;
+  readonly tokenName: string | null;
+  /** The session id (SHA-256 of the cookie secret) of a session caller. */
+  readonly sessionId: string | null;
+  /** How tasks and logs name the caller: `alice@local`, `alice@local!ci`, `@ops!deploy`. */
   readonly display: string;
-  readonly acl: readonly { readonly path: string; readonly role: Role }[];
 }
 
 export const CALLER_KEY = 'debvisorCaller';
@@ -20,3 +29,8 @@ export const CurrentCaller = createParamDecorator((_: unknown, context: Executio
   if (!caller) throw new Error('CurrentCaller used on a route without authentication');
   return caller;
 });
+
+/** How a token is named: `alice@local!ci` for a user's, `@ops!deploy` for a group's. */
+export function tokenDisplay(ownerType: 'user' | 'group', owner: string, name: string): string {
+  return `${ownerType === 'group' ? '@' : ''}${owner}!${name}`;
+}

@@ -4,6 +4,8 @@ import { ApiBearerAuth, ApiExtension, ApiForbiddenResponse, ApiUnauthorizedRespo
 
 export const PRIVILEGE_METADATA = 'debvisor:privilege';
 export const PUBLIC_METADATA = 'debvisor:public';
+export const TFA_SETUP_METADATA = 'debvisor:tfa-setup';
+export const SELF_SERVICE_METADATA = 'debvisor:self-service';
 
 /** What a route declares: a privilege on an ACL path template. */
 export interface RouteRequirement extends PrivilegeRequirement {
@@ -38,4 +40,26 @@ export function RequirePrivilege(privilege: Privilege, path = '/', options: { pa
 /** A route anyone may call without a token (health, readiness, metrics). */
 export function Public(): MethodDecorator & ClassDecorator {
   return applyDecorators(SetMetadata(PUBLIC_METADATA, true), ApiExtension('x-debvisor-privilege', { public: true }));
+}
+
+/**
+ * A route that a session whose second factor is required but not yet enrolled may call (enrolment,
+ * the session itself, logout). It still declares its privilege with RequirePrivilege.
+ */
+export function AllowDuringTfaSetup(): MethodDecorator & ClassDecorator {
+  return SetMetadata(TFA_SETUP_METADATA, true);
+}
+
+/**
+ * A route on the caller's own account (password, second factors, sessions): any logged-in user may
+ * call it for themselves, and only through a login session — API tokens are refused, so that a
+ * leaked token cannot take over its owner's account.
+ */
+export function SelfService(options: { duringTfaSetup?: boolean } = {}): MethodDecorator & ClassDecorator {
+  return applyDecorators(
+    SetMetadata(SELF_SERVICE_METADATA, true),
+    ...(options.duringTfaSetup ? [SetMetadata(TFA_SETUP_METADATA, true)] : []),
+    ApiExtension('x-debvisor-privilege', { self: true, description: 'Your own account, through a login session (not an API token)' }),
+    ApiUnauthorizedResponse({ description: 'Not logged in' }),
+  );
 }

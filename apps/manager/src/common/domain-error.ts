@@ -29,8 +29,13 @@ export class PermissionDenied extends DomainError {
     readonly requirement: { privilege: string; path: string } | undefined,
     readonly params: Record<string, string | undefined>,
     message: string,
+    /**
+     * Answer 404 "<what> not found" instead of 403, for objects whose existence the caller may not
+     * learn (another tenant's VM). Still recorded as a denial.
+     */
+    hideAs?: string,
   ) {
-    super(ErrorCode.Forbidden, message);
+    super(hideAs ? ErrorCode.NotFound : ErrorCode.Forbidden, hideAs ? `${hideAs} not found` : message);
     this.name = 'PermissionDenied';
   }
 }

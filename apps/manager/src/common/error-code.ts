@@ -25,6 +25,8 @@ export enum ErrorCode {
   RemoteCredentialRejected = 'remote_credential_rejected',
   /** The remote answered with an error of its own. */
   RemoteError = 'remote_error',
+  /** A realm's directory or identity provider could not be reached or refused the manager's own credentials. */
+  RealmUnavailable = 'realm_unavailable',
   NotReady = 'not_ready',
   /** The audit log could not be written, so a change was refused (fail closed). */
   AuditUnavailable = 'audit_unavailable',

@@ -20,6 +20,7 @@ export const ERROR_STATUS: Readonly<Record<ErrorCode, number>> = {
   [ErrorCode.RateLimited]: 429,
   [ErrorCode.Internal]: 500,
   [ErrorCode.NotReady]: 503,
+  [ErrorCode.RealmUnavailable]: 503,
   [ErrorCode.AuditUnavailable]: 503,
 };
 

@@ -4,6 +4,7 @@ import { PinoLogger } from 'nestjs-pino';
 import { AuditService } from '../audit/audit.service';
 import { requestOrigin } from '../audit/request-origin';
 import { CALLER_KEY, type Caller } from '../auth/caller';
+import { RateLimited } from '../auth/rate-limiter.service';
 import { MetricsService } from '../health/metrics.service';
 import { DomainError, PermissionDenied } from './domain-error';
 import { ErrorCode } from './error-code';
@@ -47,7 +48,10 @@ export class ErrorFilter implements ExceptionFilter {
       if (!res.headersSent) res.status(status).json(body);
     };
     if (exception instanceof PermissionDenied) void this.recordDenial(exception, req).finally(answer);
-    else answer();
+    else if (exception instanceof RateLimited) {
+      res.setHeader('Retry-After', String(exception.retryAfterSeconds));
+      void this.recordRateLimit(exception, req).finally(answer);
+    } else answer();
   }
 
   private async recordDenial(denial: PermissionDenied, req: Request): Promise<void> {
@@ -58,6 +62,14 @@ export class ErrorFilter implements ExceptionFilter {
     await this.audit.denied(caller, denial.requirement, denial.params, requestOrigin(req)).catch((error: unknown) => {
       this.logger.error({ err: error }, 'cannot write the audit entry of a permission denial');
     });
+  }
+
+  private async recordRateLimit(hit: RateLimited, req: Request): Promise<void> {
+    this.metrics.rpc.rateLimitViolation();
+    const caller = (req as unknown as Record<string, Caller | undefined>)[CALLER_KEY];
+    await this.audit
+      .rateLimited({ principal: caller?.principal ?? null, limit: hit.limit, retryAfterSeconds: hit.retryAfterSeconds }, requestOrigin(req))
+      .catch((error: unknown) => this.logger.error({ err: error }, 'cannot write the audit entry of a rate-limit hit'));
   }
 
   private describe(exception: unknown, req: Request, traceId: string): { code: ErrorCode; message: string } {

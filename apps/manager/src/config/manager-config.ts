@@ -23,6 +23,26 @@ export interface ManagerConfig {
   readonly logLevel: LogLevel;
   /** The URL users reach the manager at, when it differs from the listening address. */
   readonly publicUrl: string | undefined;
+  readonly access: AccessConfig;
+}
+
+/** Login, sessions and abuse limits. */
+export interface AccessConfig {
+  /** A session ends after this long without a request … */
+  readonly sessionIdleSeconds: number;
+  /** … and this long after the login, whatever the activity. */
+  readonly sessionMaxSeconds: number;
+  /** The first start's admin@local password; unset: a generated one, printed once. */
+  readonly adminPassword: string | undefined;
+  readonly passwordMinLength: number;
+  /** Password and second-factor attempts per source address and minute. */
+  readonly loginAttemptsPerMinute: number;
+  /** Wrong passwords in a row before the account refuses passwords for `lockSeconds`. */
+  readonly loginFailuresBeforeLock: number;
+  readonly lockSeconds: number;
+  /** API requests per principal and minute, and for the whole manager per second. */
+  readonly rateLimitPerPrincipal: number;
+  readonly rateLimitGlobal: number;
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -66,6 +86,15 @@ const envSchema = z.object({
   DEBVISOR_WEB_DIR: z.string().default(DEFAULT_WEB_DIR),
   DEBVISOR_LOG_LEVEL: z.enum(LOG_LEVELS, { error: `expected one of ${LOG_LEVELS.join(', ')}` }).default('info'),
   DEBVISOR_PUBLIC_URL: z.url({ protocol: /^https?$/, error: 'expected an http(s):// URL' }).optional(),
+  DEBVISOR_SESSION_IDLE_MINUTES: integer(1, 10_080).default(30),
+  DEBVISOR_SESSION_MAX_HOURS: integer(1, 720).default(12),
+  DEBVISOR_ADMIN_PASSWORD: z.string().min(12, 'must be at least 12 characters').max(256, 'must be at most 256 characters').optional(),
+  DEBVISOR_PASSWORD_MIN_LENGTH: integer(8, 128).default(12),
+  DEBVISOR_LOGIN_ATTEMPTS_PER_MINUTE: integer(1, 100_000).default(30),
+  DEBVISOR_LOGIN_FAILURES_BEFORE_LOCK: integer(1, 1000).default(5),
+  DEBVISOR_LOGIN_LOCK_MINUTES: integer(1, 10_080).default(15),
+  DEBVISOR_RATE_LIMIT_PER_PRINCIPAL: integer(1, 10_000_000).default(1200),
+  DEBVISOR_RATE_LIMIT_GLOBAL: integer(1, 10_000_000).default(1000),
 });
 
 /** Start-up stops with this when a setting is wrong; the message names every bad setting. */
@@ -105,6 +134,17 @@ export function loadConfig(env: Env = process.env): ManagerConfig {
     webDir: absolute(e.DEBVISOR_WEB_DIR),
     logLevel: e.DEBVISOR_LOG_LEVEL,
     publicUrl: e.DEBVISOR_PUBLIC_URL?.replace(/\/+$/, ''),
+    access: Object.freeze({
+      sessionIdleSeconds: e.DEBVISOR_SESSION_IDLE_MINUTES * 60,
+      sessionMaxSeconds: e.DEBVISOR_SESSION_MAX_HOURS * 3600,
+      adminPassword: e.DEBVISOR_ADMIN_PASSWORD,
+      passwordMinLength: e.DEBVISOR_PASSWORD_MIN_LENGTH,
+      loginAttemptsPerMinute: e.DEBVISOR_LOGIN_ATTEMPTS_PER_MINUTE,
+      loginFailuresBeforeLock: e.DEBVISOR_LOGIN_FAILURES_BEFORE_LOCK,
+      lockSeconds: e.DEBVISOR_LOGIN_LOCK_MINUTES * 60,
+      rateLimitPerPrincipal: e.DEBVISOR_RATE_LIMIT_PER_PRINCIPAL,
+      rateLimitGlobal: e.DEBVISOR_RATE_LIMIT_GLOBAL,
+    }),
   };
   return Object.freeze(config);
 }

@@ -1,10 +1,32 @@
+import { GroupMemberEntity } from '../access/group-member.entity';
+import { GroupEntity } from '../access/group.entity';
+import { RealmEntity } from '../access/realm.entity';
+import { RecoveryCodeEntity } from '../access/recovery-code.entity';
+import { RemoteGroupEntryEntity } from '../access/remote-group-entry.entity';
+import { RemoteGroupEntity } from '../access/remote-group.entity';
+import { SessionEntity } from '../access/session.entity';
+import { TotpDeviceEntity } from '../access/totp-device.entity';
+import { UserEntity } from '../access/user.entity';
+import { VmOwnershipEntity } from '../access/vm-ownership.entity';
 import { AuditEntryEntity } from '../audit/audit-entry.entity';
-import { AclEntryEntity } from '../auth/acl-entry.entity';
-import { ApiTokenEntity } from '../auth/api-token.entity';
+import { AclEntryEntity } from '../access/acl-entry.entity';
+import { ApiTokenEntity } from '../access/api-token.entity';
 import { RemoteCredentialEntity } from '../remotes/remote-credential.entity';
 import { RemoteEntity } from '../remotes/remote.entity';
 import { TaskEntity } from '../tasks/task.entity';
 import { SystemSettingEntity } from './system-setting.entity';
 
 /** Every entity of the manager; the migrations create exactly these tables (see schema.spec.ts). */
-export const ENTITIES = [RemoteEntity, RemoteCredentialEntity, TaskEntity, ApiTokenEntity, AclEntryEntity, SystemSettingEntity, AuditEntryEntity];
+export const ENTITIES = [
+  RemoteEntity, RemoteCredentialEntity, TaskEntity, ApiTokenEntity, AclEntryEntity, SystemSettingEntity, AuditEntryEntity,
+  RealmEntity,
+  UserEntity,
+  GroupEntity,
+  GroupMemberEntity,
+  SessionEntity,
+  TotpDeviceEntity,
+  RecoveryCodeEntity,
+  VmOwnershipEntity,
+  RemoteGroupEntity,
+  RemoteGroupEntryEntity,
+];

@@ -5,7 +5,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
 
 /** How callers of the manager's API authenticate: the `method` label of auth_attempts_total (password, oidc, ldap arrive with the identity issue). */
-export const AUTH_METHODS = ['token'] as const;
+export const AUTH_METHODS = ['token', 'session', 'password', 'tfa', 'oidc'] as const;
 /** What the manager connects to: the `backend_service` label of backend_connection_errors_total. */
 export const BACKENDS = ['postgres', 'agent'] as const;
 export type Backend = (typeof BACKENDS)[number];

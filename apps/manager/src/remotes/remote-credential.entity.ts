@@ -26,6 +26,13 @@ export class RemoteCredentialEntity {
   @Column({ name: 'sealed_key', type: 'text' })
   sealedKey!: string;
 
+  /**
+   * What the key may do on the cluster (`service:resource:action`, `service:*`, `*`), as the agents
+   * last reported it; null until first seen. The manager never acts beyond it.
+   */
+  @Column({ type: 'text', array: true, nullable: true })
+  permissions!: string[] | null;
+
   /** Order of preference: the manager acts with the first credential. */
   @Column({ type: 'integer' })
   position!: number;

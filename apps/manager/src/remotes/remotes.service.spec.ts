@@ -5,7 +5,7 @@ import type { AuditService } from '../audit/audit.service';
 import type { AgentClientRepository } from '../agents/agent-client.repository';
 import type { PresentedCertificate } from '../agents/agent-connection';
 import { AgentError } from '../agents/agent-error';
-import type { AuthService } from '../auth/auth.service';
+import type { AccessPolicy } from '../auth/access-policy.service';
 import type { ClockRepository } from '../common/clock.repository';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
@@ -45,7 +45,7 @@ function service(parts: { remotes?: Partial<RemotesRepository>; agents?: Partial
     strictMock<RemotesRepository>('RemotesRepository', parts.remotes),
     strictMock<AgentClientRepository>('AgentClientRepository', parts.agents),
     strictMock<RemoteEvents>('RemoteEvents', parts.events),
-    strictMock<AuthService>('AuthService'),
+    strictMock<AccessPolicy>('AccessPolicy'),
     strictMock<ClockRepository>('ClockRepository', { now: () => NOW }),
     strictMock<AuditService>('AuditService', { note: (details) => void parts.notes?.push(details) }),
   );

@@ -5,7 +5,7 @@ import { AgentClientRepository } from '../agents/agent-client.repository';
 import { AgentError } from '../agents/agent-error';
 import { AuditService } from '../audit/audit.service';
 import type { Caller } from '../auth/caller';
-import { AuthService } from '../auth/auth.service';
+import { AccessPolicy } from '../auth/access-policy.service';
 import { ClockRepository } from '../common/clock.repository';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
@@ -44,7 +44,7 @@ export class RemotesService {
     private readonly remotes: RemotesRepository,
     private readonly agents: AgentClientRepository,
     private readonly events: RemoteEvents,
-    private readonly auth: AuthService,
+    private readonly auth: AccessPolicy,
     private readonly clock: ClockRepository,
     private readonly audit: AuditService,
   ) {}

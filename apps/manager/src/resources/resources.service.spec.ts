@@ -5,7 +5,8 @@ import { strictMock } from '@debvisor/testing/strict-mock';
 import type { AgentClientRepository } from '../agents/agent-client.repository';
 import type { AgentConnection } from '../agents/agent-connection';
 import { AgentError } from '../agents/agent-error';
-import { AuthService } from '../auth/auth.service';
+import { AccessPolicy } from '../auth/access-policy.service';
+import { testCaller } from '../auth/test-caller';
 import type { Caller } from '../auth/caller';
 import type { ClockRepository } from '../common/clock.repository';
 import { ErrorCode } from '../common/error-code';
@@ -16,7 +17,7 @@ import type { RemotesService } from '../remotes/remotes.service';
 import { ResourcesService } from './resources.service';
 import { currentTraceId, runWithTraceId } from '../common/trace-context';
 
-const ADMIN: Caller = { principal: 'root@local', tokenId: 't', tokenName: 'b', display: 'root@local!b', acl: [{ path: '/', role: 'Admin' }] };
+const ADMIN: Caller = testCaller([{ path: '/', role: 'Admin' }]);
 
 function node(id: string, alive = true): NodeEntry__Output {
   return {
@@ -60,7 +61,7 @@ function setup(s: Setup) {
   const metrics = strictMock<MetricsService>('MetricsService', { observeRefresh: () => undefined, publishRemotes: () => undefined });
   const logger = strictMock<PinoLogger>('PinoLogger', { setContext: () => undefined, warn: () => undefined, error: () => undefined });
   const config = { remoteTimeoutMs: s.timeoutMs ?? 1000, pollIntervalSeconds: 60 } as ManagerConfig;
-  const auth = new AuthService(strictMock('TokensRepository'), strictMock('ClockRepository'), strictMock('RandomRepository'), strictMock('OperatorConsoleRepository'));
+  const auth = new AccessPolicy();
   const clock = strictMock<ClockRepository>('ClockRepository', { now: s.now ?? (() => new Date('2026-05-01T12:00:00Z')) });
   const service = new ResourcesService(config, remotes, agents, events, auth, clock, metrics, logger);
   service.onModuleInit();
@@ -177,7 +178,7 @@ describe('ResourcesService', () => {
   it('shows a scoped caller only the remotes it may see', async () => {
     const { service } = setup({ remotes: ['alpha', 'beta'], ...healthy });
     await service.refreshAll();
-    const scoped: Caller = { ...ADMIN, acl: [{ path: '/remotes/beta', role: 'Audit' }] };
+    const scoped: Caller = testCaller([{ path: '/remotes/beta', role: 'Audit' }]);
     expect(service.list(scoped, {}).remotes.map((r) => r.remote)).toEqual(['beta']);
   });
 

@@ -2,7 +2,7 @@ import { Inject, Injectable, OnModuleDestroy, OnModuleInit } from '@nestjs/commo
 import { PinoLogger } from 'nestjs-pino';
 import { performance } from 'node:perf_hooks';
 import { AgentClientRepository } from '../agents/agent-client.repository';
-import { AuthService } from '../auth/auth.service';
+import { AccessPolicy } from '../auth/access-policy.service';
 import type { Caller } from '../auth/caller';
 import { ClockRepository } from '../common/clock.repository';
 import { DomainError } from '../common/domain-error';
@@ -47,7 +47,7 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
     private readonly remotes: RemotesService,
     private readonly agents: AgentClientRepository,
     private readonly events: RemoteEvents,
-    private readonly auth: AuthService,
+    private readonly auth: AccessPolicy,
     private readonly clock: ClockRepository,
     private readonly metrics: MetricsService,
     private readonly logger: PinoLogger,

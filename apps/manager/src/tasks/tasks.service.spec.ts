@@ -1,7 +1,8 @@
 import type { PinoLogger } from 'nestjs-pino';
 import { describe, expect, it } from 'vitest';
 import { strictMock } from '@debvisor/testing/strict-mock';
-import { AuthService } from '../auth/auth.service';
+import { AccessPolicy } from '../auth/access-policy.service';
+import { testCaller } from '../auth/test-caller';
 import type { Caller } from '../auth/caller';
 import type { ClockRepository } from '../common/clock.repository';
 import { DomainError } from '../common/domain-error';
@@ -50,7 +51,7 @@ function taskAudit(finished: unknown[] = []) {
 }
 
 function service(repository: TasksRepository, metrics = taskMetrics(), audit = taskAudit()) {
-  const auth = new AuthService(strictMock('TokensRepository'), strictMock('ClockRepository'), strictMock('RandomRepository'), strictMock('OperatorConsoleRepository'));
+  const auth = new AccessPolicy();
   return new TasksService(
     repository,
     auth,
@@ -62,7 +63,7 @@ function service(repository: TasksRepository, metrics = taskMetrics(), audit = t
   );
 }
 
-const ADMIN: Caller = { principal: 'root@local', tokenId: 't', tokenName: 'b', display: 'root@local!b', acl: [{ path: '/', role: 'Admin' }] };
+const ADMIN: Caller = testCaller([{ path: '/', role: 'Admin' }]);
 
 describe('TasksService', () => {
   it('stores the task queued before answering, runs it, and records its log and success', async () => {
@@ -191,7 +192,7 @@ describe('TasksService', () => {
     tasks.registerHandler('vm.start', { run: async () => undefined });
     await tasks.enqueue({ type: 'vm.start', remoteId: 'dc-east', vmId: 'v', owner: 'o' });
     await tasks.idle();
-    const outsider: Caller = { ...ADMIN, acl: [{ path: '/remotes/dc-west', role: 'Audit' }] };
+    const outsider: Caller = testCaller([{ path: '/remotes/dc-west', role: 'Audit' }]);
     await expect(tasks.get(outsider, ID)).rejects.toMatchObject({ code: ErrorCode.NotFound });
   });
 

@@ -1,7 +1,7 @@
 import { BeforeApplicationShutdown, Injectable } from '@nestjs/common';
 import { PinoLogger } from 'nestjs-pino';
 import { AuditService } from '../audit/audit.service';
-import { AuthService } from '../auth/auth.service';
+import { AccessPolicy } from '../auth/access-policy.service';
 import type { Caller } from '../auth/caller';
 import { ClockRepository } from '../common/clock.repository';
 import { DomainError } from '../common/domain-error';
@@ -56,7 +56,7 @@ export class TasksService implements BeforeApplicationShutdown {
 
   constructor(
     private readonly tasks: TasksRepository,
-    private readonly auth: AuthService,
+    private readonly auth: AccessPolicy,
     private readonly clock: ClockRepository,
     private readonly random: RandomRepository,
     private readonly metrics: MetricsService,

@@ -1,3 +1,4 @@
+import { testCaller } from '../auth/test-caller';
 import type { Vm__Output } from '@debvisor/proto';
 import { describe, expect, it } from 'vitest';
 import { strictMock } from '@debvisor/testing/strict-mock';
@@ -15,7 +16,7 @@ import { VmPowerService } from './vm-power.service';
 
 const CONNECTION: AgentConnection = { remoteId: 'dc-east', endpoints: ['a:1'], caCertPem: 'ca', apiKey: 'k' };
 const UUID = '11111111-1111-4111-8111-111111111111';
-const CALLER: Caller = { principal: 'root@local', tokenId: 't', tokenName: 'bootstrap', display: 'root@local!bootstrap', acl: [] };
+const CALLER: Caller = testCaller([], { tokenName: 'bootstrap', display: 'root@local!bootstrap' });
 
 function setup(vmAction: (connection: AgentConnection, action: VmAction, uuid: string) => Promise<Vm__Output>) {
   const handlers = new Map<string, TaskHandler>();

@@ -1,0 +1,16 @@
+import { Module } from '@nestjs/common';
+import { AuthModule } from '../auth/auth.module';
+import { AccessService } from './access.service';
+import { AuthController } from './auth.controller';
+import { LoginRepository } from './login.repository';
+import { LoginService } from './login.service';
+import { RealmsModule } from './realms.module';
+
+/** Identity and access: login and sessions, second factors, users, groups, ACLs, tokens, realms. */
+@Module({
+  imports: [AuthModule, RealmsModule],
+  controllers: [AuthController],
+  providers: [AccessService, LoginService, LoginRepository],
+  exports: [LoginService, AccessService],
+})
+export class AccessModule {}

@@ -1,0 +1,27 @@
+import { ALL_PRIVILEGES } from '@debvisor/permissions';
+import { Injectable } from '@nestjs/common';
+import { AccessPolicy } from '../auth/access-policy.service';
+import type { AuthenticatedCaller } from '../auth/auth.service';
+import { AuthService } from '../auth/auth.service';
+import type { Caller } from '../auth/caller';
+
+/** Answers about the caller itself: who it is and what it may do (for the web UI's gating). */
+@Injectable()
+export class AccessService {
+  constructor(
+    private readonly auth: AuthService,
+    private readonly policy: AccessPolicy,
+  ) {}
+
+  describeCaller(caller: Caller) {
+    const authenticated = caller as AuthenticatedCaller;
+    return {
+      user: caller.display,
+      kind: caller.kind,
+      stage: authenticated.sessionStage ?? null,
+      csrfToken: caller.sessionId ? this.auth.csrfTokenFor(caller.sessionId) : null,
+      groups: [...caller.groups],
+      privileges: ALL_PRIVILEGES.filter((p) => this.policy.holds(caller, p, '/')),
+    };
+  }
+}

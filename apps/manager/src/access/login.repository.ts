@@ -1,0 +1,132 @@
+import { Injectable } from '@nestjs/common';
+import { InjectDataSource } from '@nestjs/typeorm';
+import { DataSource } from 'typeorm';
+import { GroupEntity } from './group.entity';
+import { RealmEntity } from './realm.entity';
+import { SessionEntity } from './session.entity';
+import { TotpDeviceEntity } from './totp-device.entity';
+import { UserEntity } from './user.entity';
+
+/** What logging in reads and writes: users' counters and locks, sessions, second factors. */
+@Injectable()
+export class LoginRepository {
+  constructor(@InjectDataSource() private readonly dataSource: DataSource) {}
+
+  findRealm(id: string): Promise<RealmEntity | null> {
+    return this.dataSource.getRepository(RealmEntity).findOneBy({ id });
+  }
+
+  findUser(id: string): Promise<UserEntity | null> {
+    return this.dataSource.getRepository(UserEntity).findOneBy({ id });
+  }
+
+  /** True when a group of the user requires a second factor. */
+  async groupRequiresTfa(userId: string): Promise<boolean> {
+    const rows: unknown[] = await this.dataSource.query(
+      'SELECT 1 FROM group_members m JOIN groups g ON g.id = m.group_id WHERE m.user_id = $1 AND g.require_tfa LIMIT 1',
+      [userId],
+    );
+    return rows.length > 0;
+  }
+
+  /** One more wrong password; locks the account until `lockUntil` when this reaches `threshold`. */
+  async recordPasswordFailure(userId: string, threshold: number, lockUntil: Date): Promise<void> {
+    await this.dataSource.query(
+      `UPDATE users SET failed_logins = failed_logins + 1,
+         locked_until = CASE WHEN failed_logins + 1 >= $2 THEN $3::timestamptz ELSE locked_until END
+       WHERE id = $1`,
+      [userId, threshold, lockUntil],
+    );
+  }
+
+  async clearPasswordFailures(userId: string): Promise<void> {
+    await this.dataSource.query('UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1 AND (failed_logins <> 0 OR locked_until IS NOT NULL)', [
+      userId,
+    ]);
+  }
+
+  /**
+   * One more failed second-factor attempt: TOTP locks at `totpThreshold`, the whole second factor
+   * until `lockUntil` at `lockThreshold`.
+   */
+  async recordTfaFailure(userId: string, totpThreshold: number, lockThreshold: number, lockUntil: Date): Promise<void> {
+    await this.dataSource.query(
+      `UPDATE users SET tfa_failures = tfa_failures + 1,
+         totp_locked = totp_locked OR tfa_failures + 1 >= $2,
+         tfa_locked_until = CASE WHEN tfa_failures + 1 >= $3 THEN $4::timestamptz ELSE tfa_locked_until END
+       WHERE id = $1`,
+      [userId, totpThreshold, lockThreshold, lockUntil],
+    );
+  }
+
+  /** After a successful second factor: counters reset; a recovery code also unlocks TOTP. */
+  async clearTfaFailures(userId: string, unlockTotp: boolean): Promise<void> {
+    await this.dataSource.query(
+      `UPDATE users SET tfa_failures = 0, tfa_locked_until = NULL, totp_locked = CASE WHEN $2 THEN false ELSE totp_locked END WHERE id = $1`,
+      [userId, unlockTotp],
+    );
+  }
+
+  confirmedTotpDevices(userId: string): Promise<TotpDeviceEntity[]> {
+    return this.dataSource.getRepository(TotpDeviceEntity).find({ where: { userId, confirmed: true }, order: { createdAt: 'ASC' } });
+  }
+
+  async unusedRecoveryCodes(userId: string): Promise<number> {
+    const [row]: { count: string }[] = await this.dataSource.query('SELECT count(*) AS count FROM tfa_recovery_codes WHERE user_id = $1 AND used_at IS NULL', [
+      userId,
+    ]);
+    return Number(row.count);
+  }
+
+  /**
+   * Moves a device's last accepted step forward to `step` — only if it is still before it, in one
+   * statement, so that two parallel logins cannot both use one code. True when this call won.
+   */
+  async advanceTotpStep(deviceId: string, step: number): Promise<boolean> {
+    const result: [unknown[], number] = await this.dataSource.query(
+      'UPDATE tfa_totp_devices SET last_step = $2 WHERE id = $1 AND (last_step IS NULL OR last_step < $2)',
+      [deviceId, step],
+    );
+    return result[1] === 1;
+  }
+
+  /** Marks an unused recovery code of the user used; true when it existed and was unused. */
+  async useRecoveryCode(userId: string, codeHash: string, at: Date): Promise<boolean> {
+    const result: [unknown[], number] = await this.dataSource.query(
+      'UPDATE tfa_recovery_codes SET used_at = $3 WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL',
+      [userId, codeHash, at],
+    );
+    return result[1] === 1;
+  }
+
+  async createSession(session: SessionEntity): Promise<void> {
+    await this.dataSource.getRepository(SessionEntity).insert(session);
+  }
+
+  findSession(id: string): Promise<SessionEntity | null> {
+    return this.dataSource.getRepository(SessionEntity).findOneBy({ id });
+  }
+
+  async deleteSession(id: string): Promise<boolean> {
+    const result = await this.dataSource.getRepository(SessionEntity).delete({ id });
+    return (result.affected ?? 0) > 0;
+  }
+
+  /** Ends every session of the user, and voids any created before `at` that a racing login might still insert. */
+  async endAllSessions(userId: string, at: Date): Promise<void> {
+    await this.dataSource.transaction(async (tx) => {
+      await tx.getRepository(UserEntity).update({ id: userId }, { sessionsValidAfter: at });
+      await tx.getRepository(SessionEntity).delete({ userId });
+    });
+  }
+
+  /** Removes sessions past their absolute end (housekeeping). */
+  async deleteExpiredSessions(now: Date): Promise<number> {
+    const result: [unknown[], number] = await this.dataSource.query('DELETE FROM sessions WHERE expires_at <= $1', [now]);
+    return result[1];
+  }
+
+  group(id: string): Promise<GroupEntity | null> {
+    return this.dataSource.getRepository(GroupEntity).findOneBy({ id });
+  }
+}

@@ -1,0 +1,220 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { AuditService } from '../audit/audit.service';
+import type { RequestOrigin } from '../audit/request-origin';
+import { AuthService } from '../auth/auth.service';
+import { RateLimiterService } from '../auth/rate-limiter.service';
+import { sha256Hex } from '../auth/session-secrets';
+import { ClockRepository } from '../common/clock.repository';
+import { DomainError } from '../common/domain-error';
+import { ErrorCode } from '../common/error-code';
+import { RandomRepository } from '../common/random.repository';
+import { MANAGER_CONFIG, type ManagerConfig } from '../config/manager-config';
+import { MetricsService } from '../health/metrics.service';
+import { SecretBox } from '../identity/secret-box';
+import { MANAGER_IDENTITY, type ManagerIdentity } from '../identity/state-dir.repository';
+import { LoginRepository } from './login.repository';
+import { PasswordHasherRepository } from './password-hasher.repository';
+import { formatUserId } from './principal';
+import { RealmsService } from './realms.service';
+import type { SessionStage } from './session.entity';
+import { hashRecoveryCode, normalizeRecoveryCode } from './tfa/recovery-codes';
+import { matchTotp } from './tfa/totp';
+import type { UserEntity } from './user.entity';
+
+/** Wrong TOTP codes in a row before TOTP is locked (until a recovery code or an admin unlocks it). */
+export const TOTP_FAILURES_BEFORE_LOCK = 5;
+/** Wrong second-factor answers of any kind in a row before the second factor refuses everything for a while. */
+export const TFA_FAILURES_BEFORE_LOCK = 10;
+export const TFA_LOCK_SECONDS = 15 * 60;
+/** How long the half-authenticated state between password and second factor lasts. */
+export const TFA_STAGE_SECONDS = 5 * 60;
+
+/** The same answer for unknown users, wrong passwords, disabled and locked accounts. */
+const LOGIN_FAILED = 'invalid username or password';
+const TFA_FAILED = 'invalid or already used code';
+
+/** A new session, as the controller hands it to the browser. */
+export interface LoginOutcome {
+  readonly stage: SessionStage;
+  readonly user: string;
+  /** The cookie secret (never stored, never logged). */
+  readonly sessionSecret: string;
+  readonly csrfToken: string;
+  readonly expiresAt: Date;
+  /** For stage `tfa`: what the second step accepts. */
+  readonly methods: readonly ('totp' | 'recovery')[];
+}
+
+export interface PasswordLogin {
+  readonly username: string;
+  readonly password: string;
+  readonly realm?: string;
+}
+
+/**
+ * The login state machine: password (local or directory) → second factor when required → session.
+ * The second step is reached only through the server's half-authenticated session (stage `tfa`),
+ * never through a client-chosen parameter; completing it replaces that session with a new one.
+ */
+@Injectable()
+export class LoginService {
+  private readonly box: SecretBox;
+
+  constructor(
+    private readonly repository: LoginRepository,
+    private readonly passwords: PasswordHasherRepository,
+    private readonly realms: RealmsService,
+    private readonly auth: AuthService,
+    private readonly limits: RateLimiterService,
+    private readonly audit: AuditService,
+    private readonly metrics: MetricsService,
+    private readonly clock: ClockRepository,
+    private readonly random: RandomRepository,
+    @Inject(MANAGER_CONFIG) private readonly config: ManagerConfig,
+    @Inject(MANAGER_IDENTITY) identity: ManagerIdentity,
+  ) {
+    this.box = new SecretBox(identity.secretKey);
+  }
+
+  async passwordLogin(input: PasswordLogin, origin: RequestOrigin): Promise<LoginOutcome> {
+    await this.limits.loginAttempt(origin.source ?? 'unknown');
+    const { username, realmId } = splitLogin(input.username, input.realm);
+    const claimed = formatUserId(username, realmId);
+    const fail = async (reason: string): Promise<never> => {
+      this.metrics.rpc.authAttempt('password', 'failure');
+      await this.audit.authentication({ outcome: 'failure', method: 'password', realm: realmId, principal: claimed, reason }, origin);
+      throw new DomainError(ErrorCode.Unauthenticated, LOGIN_FAILED);
+    };
+    const realm = await this.repository.findRealm(realmId);
+    if (!realm || realm.type === 'openid') {
+      await this.passwords.burn(input.password);
+      return fail(realm ? 'the realm logs in through its identity provider' : 'unknown realm');
+    }
+    const now = this.clock.now();
+    let user: UserEntity | null;
+    if (realm.type === 'local') {
+      user = await this.repository.findUser(claimed);
+      const locked = user?.lockedUntil && user.lockedUntil > now;
+      if (!user?.passwordHash || locked) {
+        await this.passwords.burn(input.password);
+        return fail(!user ? 'unknown user' : locked ? 'account locked after repeated failures' : 'the user has no password');
+      }
+      if (!(await this.passwords.verify(user.passwordHash, input.password))) {
+        await this.repository.recordPasswordFailure(user.id, this.config.access.loginFailuresBeforeLock, new Date(now.getTime() + this.config.access.lockSeconds * 1000));
+        return fail('wrong password');
+      }
+    } else {
+      const existing = await this.repository.findUser(claimed);
+      if (existing?.lockedUntil && existing.lockedUntil > now) return fail('account locked after repeated failures');
+      const verified = await this.realms.verifyDirectoryPassword(realm, username, input.password);
+      if (verified === 'unknown') return fail('unknown user');
+      if (verified === 'wrong') {
+        if (existing) await this.repository.recordPasswordFailure(existing.id, this.config.access.loginFailuresBeforeLock, new Date(now.getTime() + this.config.access.lockSeconds * 1000));
+        return fail('wrong password');
+      }
+      user = await this.repository.findUser(verified.userId);
+    }
+    if (!user?.enabled) return fail('account disabled');
+    await this.repository.clearPasswordFailures(user.id);
+    return this.afterFirstFactor(user, realm.requireTfa, 'password', origin);
+  }
+
+  /**
+   * After the first factor (a password, or an identity provider for OIDC realms): a session, or the
+   * half-authenticated state when a second factor is required.
+   */
+  async afterFirstFactor(user: UserEntity, realmRequiresTfa: boolean, method: string, origin: RequestOrigin): Promise<LoginOutcome> {
+    const devices = await this.repository.confirmedTotpDevices(user.id);
+    const recovery = await this.repository.unusedRecoveryCodes(user.id);
+    const required = user.requireTfa || realmRequiresTfa || (await this.repository.groupRequiresTfa(user.id));
+    this.metrics.rpc.authAttempt(method, 'success');
+    await this.audit.authentication({ outcome: 'success', method, realm: user.realmId, principal: user.id, reason: devices.length || recovery ? 'second factor follows' : undefined }, origin);
+    if (devices.length > 0 || recovery > 0) {
+      const methods: ('totp' | 'recovery')[] = [];
+      if (devices.length > 0) methods.push('totp');
+      if (recovery > 0) methods.push('recovery');
+      return this.createSession(user.id, 'tfa', TFA_STAGE_SECONDS, origin, methods);
+    }
+    return this.createSession(user.id, required ? 'setup' : 'active', this.config.access.sessionMaxSeconds, origin, []);
+  }
+
+  /** The second step: a TOTP code or a recovery code, with the half-authenticated session. */
+  async secondFactor(sessionSecret: string | undefined, csrfToken: string | undefined, answer: { code?: string; recoveryCode?: string }, origin: RequestOrigin): Promise<LoginOutcome> {
+    await this.limits.loginAttempt(origin.source ?? 'unknown');
+    const noPending = new DomainError(ErrorCode.Unauthenticated, 'no login is waiting for a second factor: log in with your password first');
+    if (!sessionSecret || !/^[A-Za-z0-9_-]{43}$/.test(sessionSecret)) throw noPending;
+    const sessionId = sha256Hex(sessionSecret);
+    const pending = await this.repository.findSession(sessionId);
+    const now = this.clock.now();
+    if (!pending || pending.stage !== 'tfa' || pending.expiresAt <= now) throw noPending;
+    if (!this.auth.csrfMatches(sessionId, csrfToken)) throw new DomainError(ErrorCode.Forbidden, 'the second step needs the CSRF token of the login answer in the X-CSRF-Token header');
+    const user = await this.repository.findUser(pending.userId);
+    if (!user?.enabled) throw noPending;
+    const fail = async (reason: string): Promise<never> => {
+      await this.repository.recordTfaFailure(user.id, TOTP_FAILURES_BEFORE_LOCK, TFA_FAILURES_BEFORE_LOCK, new Date(now.getTime() + TFA_LOCK_SECONDS * 1000));
+      this.metrics.rpc.authAttempt('tfa', 'failure');
+      await this.audit.authentication({ outcome: 'failure', method: 'tfa', realm: user.realmId, principal: user.id, reason }, origin);
+      throw new DomainError(ErrorCode.Unauthenticated, TFA_FAILED);
+    };
+    if (user.tfaLockedUntil && user.tfaLockedUntil > now) {
+      this.metrics.rpc.authAttempt('tfa', 'failure');
+      await this.audit.authentication({ outcome: 'failure', method: 'tfa', realm: user.realmId, principal: user.id, reason: 'second factor locked' }, origin);
+      throw new DomainError(ErrorCode.Unauthenticated, `too many failed attempts: the second factor is locked until ${user.tfaLockedUntil.toISOString()}`);
+    }
+    let usedRecovery = false;
+    if (answer.recoveryCode !== undefined) {
+      const normalized = normalizeRecoveryCode(answer.recoveryCode);
+      if (!normalized || !(await this.repository.useRecoveryCode(user.id, hashRecoveryCode(normalized), now))) return fail('wrong or used recovery code');
+      usedRecovery = true;
+    } else if (answer.code !== undefined) {
+      if (user.totpLocked) return fail('TOTP locked after repeated failures: use a recovery code or ask an administrator');
+      if (!(await this.acceptTotp(user.id, answer.code, now))) return fail('wrong or replayed TOTP code');
+    } else {
+      throw new DomainError(ErrorCode.ValidationFailed, 'send either code (TOTP) or recoveryCode');
+    }
+    await this.repository.clearTfaFailures(user.id, usedRecovery);
+    await this.repository.deleteSession(sessionId);
+    this.metrics.rpc.authAttempt('tfa', 'success');
+    await this.audit.authentication({ outcome: 'success', method: usedRecovery ? 'recovery_code' : 'totp', realm: user.realmId, principal: user.id }, origin);
+    return this.createSession(user.id, 'active', this.config.access.sessionMaxSeconds, origin, []);
+  }
+
+  /** True when `code` is valid for one of the user's devices and its step was not used before (atomically). */
+  async acceptTotp(userId: string, code: string, now: Date): Promise<boolean> {
+    for (const device of await this.repository.confirmedTotpDevices(userId)) {
+      const secret = this.box.open(device.sealedSecret, `totp:${device.id}`);
+      const step = matchTotp(secret, code, now, device.lastStep);
+      if (step !== null && (await this.repository.advanceTotpStep(device.id, step))) return true;
+    }
+    return false;
+  }
+
+  async logout(sessionId: string, origin: RequestOrigin, caller: string): Promise<void> {
+    await this.repository.deleteSession(sessionId);
+    this.auth.invalidate();
+    await this.audit.authentication({ outcome: 'success', method: 'logout', principal: caller }, origin);
+  }
+
+  /** "Log out everywhere": ends every session of the user on every manager instance. */
+  async logoutEverywhere(userId: string, origin: RequestOrigin): Promise<void> {
+    await this.repository.endAllSessions(userId, this.clock.now());
+    this.auth.invalidate();
+    await this.audit.authentication({ outcome: 'success', method: 'logout_everywhere', principal: userId }, origin);
+  }
+
+  private async createSession(userId: string, stage: SessionStage, lifetimeSeconds: number, origin: RequestOrigin, methods: ('totp' | 'recovery')[]): Promise<LoginOutcome> {
+    const secret = this.random.bytes(32).toString('base64url');
+    const id = sha256Hex(secret);
+    const now = this.clock.now();
+    const expiresAt = new Date(now.getTime() + lifetimeSeconds * 1000);
+    await this.repository.createSession({ id, userId, stage, createdAt: now, lastSeenAt: now, expiresAt, sourceIp: origin.source });
+    return { stage, user: userId, sessionSecret: secret, csrfToken: this.auth.csrfTokenFor(id), expiresAt, methods };
+  }
+}
+
+/** `alice`, `alice@corp` or `alice` with realm `corp` → username and realm (default `local`). */
+export function splitLogin(login: string, realm: string | undefined): { username: string; realmId: string } {
+  if (realm) return { username: login, realmId: realm };
+  const at = login.lastIndexOf('@');
+  return at > 0 ? { username: login.slice(0, at), realmId: login.slice(at + 1) } : { username: login, realmId: 'local' };
+}
