@@ -121,6 +121,11 @@ if (!existsSync(tokenFile)) {
   fail(`The manager's bootstrap token was printed at its first start but is not in ${tokenFile}. Remove ${stateDir} to start afresh.`);
 }
 const token = readFileSync(tokenFile, 'utf8').trim();
+// The administrator's password is printed once too; the demo keeps it beside the token.
+const passwordFile = join(stateDir, 'admin-password');
+const password = manager.output().match(/administrator: admin@local password: (\S+)/);
+if (password) writeFileSync(passwordFile, password[1] + '\n', { mode: 0o600 });
+const adminPassword = existsSync(passwordFile) ? readFileSync(passwordFile, 'utf8').trim() : '(not recorded: this state directory predates logins)';
 const managerUrl = `https://127.0.0.1:${managerPort}`;
 const managerClientCa = readFileSync(join(managerState, 'pki/client-ca.crt'), 'utf8');
 const managerCert = readFileSync(join(managerState, 'pki/server-ca.crt'), 'utf8');
@@ -273,7 +278,8 @@ console.log(`
   DebVisor Datacenter Manager demo is running.
 
     Web UI and API:   ${managerUrl.replace('127.0.0.1', 'localhost')}/   (its CA: ${join(managerState, 'pki/server-ca.crt')})
-    Admin token:      ${token}
+    Log in as:        admin@local   password: ${adminPassword}
+    Admin API token:  ${token}
     Remotes:          ${CLUSTERS.map((c) => `${c.id} (${c.nodes.length} nodes)`).join(', ')}, ${vmCount} VMs
     Logs and state:   ${stateDir}
 
