@@ -5,6 +5,7 @@ import { ZodSerializerInterceptor } from 'nestjs-zod';
 import { LoggerModule } from 'nestjs-pino';
 import type { Logger } from 'pino';
 import { AccessModule } from './access/access.module';
+import { OidcLoginModule } from './access/oidc-login.module';
 import { AgentsModule } from './agents/agents.module';
 import { AuditModule } from './audit/audit.module';
 import { AuditInterceptor } from './audit/audit.interceptor';
@@ -72,6 +73,7 @@ export class AppModule {
         AuditModule.forRoot({ databaseUrl: runtime.databaseUrl, auditFile: runtime.config.auditFile }),
         AuthModule,
         AccessModule,
+        OidcLoginModule,
         AgentsModule,
         MetricsModule,
         IdentityModule,

@@ -192,7 +192,7 @@ export async function sqlQuery<T = Json>(url: string, sql: string, params: unkno
 export async function grantToken(url: string, principal: string, role: string, path: string): Promise<string> {
   const id = randomBytes(8).toString('hex');
   const secret = randomBytes(32).toString('base64url');
-  await sqlQuery(url, "INSERT INTO users (id, realm_id, username, created_at) VALUES ($1, 'local', split_part($1, '@', 1), now()) ON CONFLICT DO NOTHING", [principal]);
+  await sqlQuery(url, "INSERT INTO users (id, realm_id, username, created_at) VALUES ($1::varchar, 'local', split_part($1::varchar, '@', 1), now()) ON CONFLICT DO NOTHING", [principal]);
   await sqlQuery(url, 'INSERT INTO api_tokens (id, principal, name, secret_hash, created_at) VALUES ($1, $2, $3, $4, now())', [
     id,
     principal,

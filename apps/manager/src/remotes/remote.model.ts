@@ -21,4 +21,6 @@ export interface CredentialInfo {
 export interface NewCredential {
   readonly name: string;
   readonly key: string;
+  /** What the key may do on the cluster, when the connection test learned it. */
+  readonly permissions?: readonly string[];
 }

@@ -121,12 +121,17 @@ export class RemotesRepository {
     return (result.affected ?? 0) > 0;
   }
 
-  /** The plaintext key of the remote's first credential (the one the manager acts with), if any. */
-  async primaryKey(remoteId: string): Promise<string | null> {
-    const credential = await this.dataSource
-      .getRepository(RemoteCredentialEntity)
-      .findOne({ where: { remoteId }, order: { position: 'ASC' } });
-    return credential ? this.box.open(credential.sealedKey, sealContext(remoteId, credential.name)) : null;
+  /**
+   * A credential of the remote — the given one, or the first (the default) — with its plaintext key
+   * and its cluster permissions when known; null when there is none.
+   */
+  async credential(remoteId: string, credentialId: string | null): Promise<{ name: string; key: string; permissions: string[] | null } | null> {
+    const repository = this.dataSource.getRepository(RemoteCredentialEntity);
+    const credential = credentialId
+      ? await repository.findOneBy({ remoteId, id: credentialId })
+      : await repository.findOne({ where: { remoteId }, order: { position: 'ASC' } });
+    if (!credential) return null;
+    return { name: credential.name, key: this.box.open(credential.sealedKey, sealContext(remoteId, credential.name)), permissions: credential.permissions };
   }
 
   private async insertCredential(tx: EntityManager, remoteId: string, credential: NewCredential, position: number, at: Date): Promise<void> {
@@ -138,6 +143,7 @@ export class RemotesRepository {
       name: credential.name,
       keyId: parsed.id,
       sealedKey: this.box.seal(credential.key, sealContext(remoteId, credential.name)),
+      permissions: credential.permissions ? [...credential.permissions] : null,
       position,
       createdAt: at,
     });

@@ -220,7 +220,7 @@ describe('RemotesService.connectionFor', () => {
       remotes: {
         get: async () => remote(),
         update: async (_id, patch) => (updates.push(patch), { ...remote(), caCertPem: CA.certPem }),
-        primaryKey: async () => KEY,
+        credential: async () => ({ name: 'admin', key: KEY, permissions: ['*'] }),
       },
       agents: { probeCertificates: async () => chain({ fingerprintSha256: CA_FINGERPRINT, isCa: true, pem: CA.certPem }) },
     });
@@ -229,7 +229,7 @@ describe('RemotesService.connectionFor', () => {
   });
 
   it('refuses to connect without a credential', async () => {
-    const svc = service({ remotes: { get: async () => ({ ...remote(), caCertPem: CA.certPem }), primaryKey: async () => null } });
+    const svc = service({ remotes: { get: async () => ({ ...remote(), caCertPem: CA.certPem }), credential: async () => null } });
     expect((await errorOf(svc.connectionFor('dc-east'))).message).toContain('no credentials');
   });
 

@@ -7,7 +7,8 @@ import { AuditService } from '../audit/audit.service';
 import type { Caller } from '../auth/caller';
 import { AccessPolicy } from '../auth/access-policy.service';
 import { ClockRepository } from '../common/clock.repository';
-import { DomainError } from '../common/domain-error';
+import { permissionAllows } from '@debvisor/common';
+import { DomainError, PermissionDenied } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
 import { RemoteEvents } from './remote-events';
 import type { NewCredential, Remote } from './remote.model';
@@ -69,9 +70,10 @@ export class RemotesService {
     if (await this.remotes.get(input.id)) throw new DomainError(ErrorCode.Conflict, `remote ${input.id} already exists`);
     let trust = trustFrom(input);
     let connection: ConnectionReport;
+    const learned = new Map<string, string[]>();
     try {
       trust = await this.resolveTrust(input.endpoints, trust);
-      connection = await this.testCredentials(input.id, input.endpoints, trust.caCertPem!, input.credentials);
+      connection = await this.testCredentials(input.id, input.endpoints, trust.caCertPem!, input.credentials, learned);
     } catch (error) {
       if (!(error instanceof DomainError) || !input.addAnyway) throw error;
       connection = { ok: false, error: { code: error.code, message: error.message } };
@@ -82,7 +84,7 @@ export class RemotesService {
       endpoints: input.endpoints,
       caCertPem: trust.caCertPem,
       caFingerprint: trust.caFingerprint,
-      credentials: input.credentials,
+      credentials: input.credentials.map((c) => ({ name: c.name, key: c.key, permissions: learned.get(c.name) })),
       at: this.clock.now(),
     });
     this.events.emit({ type: 'changed', remoteId: created.id });
@@ -119,14 +121,15 @@ export class RemotesService {
       throw new DomainError(ErrorCode.Conflict, `remote ${remoteId} already has a credential named ${credential.name}`);
     }
     let connection: ConnectionReport;
+    const learned = new Map<string, string[]>();
     try {
       const trust = await this.resolveTrust(remote.endpoints, remote);
-      connection = await this.testCredentials(remoteId, remote.endpoints, trust.caCertPem!, [credential]);
+      connection = await this.testCredentials(remoteId, remote.endpoints, trust.caCertPem!, [credential], learned);
     } catch (error) {
       if (!(error instanceof DomainError) || !credential.addAnyway) throw error;
       connection = { ok: false, error: { code: error.code, message: error.message } };
     }
-    await this.remotes.addCredential(remoteId, { name: credential.name, key: credential.key }, this.clock.now());
+    await this.remotes.addCredential(remoteId, { name: credential.name, key: credential.key, permissions: learned.get(credential.name) }, this.clock.now());
     this.events.emit({ type: 'changed', remoteId });
     this.audit.note({ credential: credential.name, keyId: keyIdOf(credential.key), connection: connection.ok ? 'ok' : connection.error?.code, addAnyway: credential.addAnyway });
     return { ...toView((await this.remotes.get(remoteId))!), connection };
@@ -151,7 +154,13 @@ export class RemotesService {
    * How to call a remote's agents now: its endpoints, its CA (resolved from the pin on first
    * contact and then stored) and the key of its first credential.
    */
-  async connectionFor(remoteId: string): Promise<AgentConnection> {
+  /**
+   * The connection to act on the remote with a credential: the given one (a remote group's entry),
+   * or the remote's default. When the credential's cluster permissions are known and do not allow
+   * `clusterPermission`, the manager refuses before calling (403): the effective right is the
+   * manager role intersected with what the credential may do on the cluster.
+   */
+  async connectionFor(remoteId: string, credentialId: string | null = null, clusterPermission?: string): Promise<AgentConnection> {
     const remote = await this.require(remoteId);
     let caCertPem = remote.caCertPem;
     if (!caCertPem) {
@@ -159,9 +168,16 @@ export class RemotesService {
       caCertPem = trust.caCertPem!;
       await this.remotes.update(remoteId, { caCertPem }, this.clock.now());
     }
-    const apiKey = await this.remotes.primaryKey(remoteId);
-    if (!apiKey) throw new DomainError(ErrorCode.RemoteCredentialRejected, `remote ${remoteId} has no credentials`);
-    return { remoteId, endpoints: remote.endpoints, caCertPem, apiKey };
+    const credential = await this.remotes.credential(remoteId, credentialId);
+    if (!credential) throw new DomainError(ErrorCode.RemoteCredentialRejected, `remote ${remoteId} has no ${credentialId ? 'such credential' : 'credentials'}`);
+    if (clusterPermission && credential.permissions && !permissionAllows(credential.permissions, clusterPermission)) {
+      throw new PermissionDenied(
+        { privilege: clusterPermission, path: `/remotes/${remoteId}` },
+        {},
+        `credential ${credential.name} of remote ${remoteId} may not do this on the cluster (needs ${clusterPermission}; it holds ${credential.permissions.join(', ') || 'nothing'})`,
+      );
+    }
+    return { remoteId, endpoints: remote.endpoints, caCertPem, apiKey: credential.key };
   }
 
   listIds(): Promise<string[]> {
@@ -215,15 +231,23 @@ export class RemotesService {
   }
 
   /** Every credential must be accepted; answers what the first one learned about the cluster. */
-  private async testCredentials(remoteId: string, endpoints: readonly string[], caCertPem: string, credentials: readonly NewCredential[]): Promise<ConnectionReport> {
+  private async testCredentials(
+    remoteId: string,
+    endpoints: readonly string[],
+    caCertPem: string,
+    credentials: readonly NewCredential[],
+    learned = new Map<string, string[]>(),
+  ): Promise<ConnectionReport> {
     // Own channels, so that a test neither disturbs nor reuses the channels in use for this remote.
     const channelGroup = `connection-test:${remoteId}:${++this.connectionTests}`;
     let report: ConnectionReport | undefined;
+    learned.clear();
     try {
       for (const credential of credentials) {
         try {
           const info = await this.agents.getClusterInfo({ remoteId, endpoints, caCertPem, apiKey: credential.key, channelGroup });
           report ??= { ok: true, clusterId: info.clusterId, agentVersion: info.agentVersion, nodeCount: info.nodeCount, nodeId: info.nodeId || undefined };
+          learned.set(credential.name, [...info.permissions]);
         } catch (error) {
           if (error instanceof DomainError && error.code === ErrorCode.RemoteCredentialRejected) {
             throw new DomainError(error.code, `credential ${credential.name}: ${error.message}`);

@@ -31,6 +31,10 @@ export class TaskEntity {
   vmId!: string | null;
 
   /** Who asked for it (`principal!token`). */
+  /** The remote credential the task acts with (a remote group's entry); null: the remote's default. */
+  @Column({ name: 'credential_id', type: 'uuid', nullable: true })
+  credentialId!: string | null;
+
   @Column({ type: 'varchar', length: 255 })
   owner!: string;
 

@@ -33,6 +33,8 @@ export interface NewTask {
   remoteId: string | null;
   vmId: string | null;
   owner: string;
+  /** The remote credential to act with (from a remote group); null or absent: the remote's default. */
+  credentialId?: string | null;
 }
 
 /** How many tasks this manager carries out at once; the rest wait queued. */
@@ -84,6 +86,7 @@ export class TasksService implements BeforeApplicationShutdown {
       state: 'queued',
       remoteId: input.remoteId,
       vmId: input.vmId,
+      credentialId: input.credentialId ?? null,
       owner: input.owner,
       progress: 0,
       log: [{ at: now.toISOString(), message: `queued by ${input.owner}` }],
@@ -200,9 +203,10 @@ export class TasksService implements BeforeApplicationShutdown {
     }
   }
 
-  /** Tasks are seen with task.audit on their remote (on `/` for tasks without one). */
+  /** Tasks are seen with task.audit on their VM, else their remote (on `/` for tasks without one). */
   private maySee(caller: Caller, task: TaskEntity): boolean {
-    const path = task.remoteId === null ? '/' : `/remotes/${encodeURIComponent(task.remoteId)}`;
+    const remote = task.remoteId === null ? '/' : `/remotes/${encodeURIComponent(task.remoteId)}`;
+    const path = task.remoteId !== null && task.vmId !== null ? `${remote}/vms/${encodeURIComponent(task.vmId)}` : remote;
     return this.auth.holds(caller, 'task.audit', path);
   }
 }

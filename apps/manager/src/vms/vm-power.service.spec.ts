@@ -1,3 +1,4 @@
+import { AccessPolicy } from '../auth/access-policy.service';
 import { testCaller } from '../auth/test-caller';
 import type { Vm__Output } from '@debvisor/proto';
 import { describe, expect, it } from 'vitest';
@@ -16,7 +17,7 @@ import { VmPowerService } from './vm-power.service';
 
 const CONNECTION: AgentConnection = { remoteId: 'dc-east', endpoints: ['a:1'], caCertPem: 'ca', apiKey: 'k' };
 const UUID = '11111111-1111-4111-8111-111111111111';
-const CALLER: Caller = testCaller([], { tokenName: 'bootstrap', display: 'root@local!bootstrap' });
+const CALLER: Caller = testCaller([{ path: '/', role: 'Manage' }], { tokenName: 'bootstrap', display: 'root@local!bootstrap' });
 
 function setup(vmAction: (connection: AgentConnection, action: VmAction, uuid: string) => Promise<Vm__Output>) {
   const handlers = new Map<string, TaskHandler>();
@@ -37,6 +38,7 @@ function setup(vmAction: (connection: AgentConnection, action: VmAction, uuid: s
       refreshRemote: async (remote: string) => void refreshed.push(remote),
     }),
     strictMock<AuditService>('AuditService', { note: (details) => void notes.push(details), runAs: (principal, work) => (actingFor.push(principal), work()) }),
+    new AccessPolicy(),
   );
   power.onModuleInit();
   return { power, handlers, refreshed, enqueued, notes, actingFor };
@@ -52,7 +54,7 @@ describe('VmPowerService', () => {
     const { power, handlers, enqueued, notes } = setup(async () => ({}) as Vm__Output);
     expect([...handlers.keys()]).toEqual(['vm.start', 'vm.shutdown', 'vm.reboot', 'vm.stop']);
     await expect(power.request(CALLER, 'dc-east', UUID, 'reboot')).resolves.toEqual({ taskId: 'task-1' });
-    expect(enqueued).toEqual([{ type: 'vm.reboot', remoteId: 'dc-east', vmId: UUID, owner: 'root@local!bootstrap' }]);
+    expect(enqueued).toEqual([{ type: 'vm.reboot', remoteId: 'dc-east', vmId: UUID, owner: 'root@local!bootstrap', credentialId: null }]);
     expect(notes).toEqual([{ taskId: 'task-1' }]);
   });
 

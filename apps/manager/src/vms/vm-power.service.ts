@@ -2,11 +2,15 @@ import { Injectable, OnModuleInit } from '@nestjs/common';
 import { VM_ACTIONS, type VmAction } from '../agents/agent-connection';
 import { AgentClientRepository } from '../agents/agent-client.repository';
 import { AuditService } from '../audit/audit.service';
+import { AccessPolicy } from '../auth/access-policy.service';
 import type { Caller } from '../auth/caller';
 import { RemotesService } from '../remotes/remotes.service';
 import { ResourcesService } from '../resources/resources.service';
 import type { TaskContext } from '../tasks/tasks.service';
 import { TasksService } from '../tasks/tasks.service';
+
+/** The cluster permission of the agents' power RPCs (apps/agent/src/rpc/permissions.ts). */
+const VM_POWER_PERMISSION = 'vm:instance:power';
 
 const PAST: Record<VmAction, string> = { start: 'started', shutdown: 'shut down', reboot: 'rebooted', stop: 'stopped' };
 
@@ -19,6 +23,7 @@ export class VmPowerService implements OnModuleInit {
     private readonly agents: AgentClientRepository,
     private readonly resources: ResourcesService,
     private readonly audit: AuditService,
+    private readonly policy: AccessPolicy,
   ) {}
 
   onModuleInit(): void {
@@ -36,7 +41,10 @@ export class VmPowerService implements OnModuleInit {
   /** Checks the remote exists and queues the action; the agent decides whether the VM exists. */
   async request(caller: Caller, remoteId: string, vmId: string, action: VmAction): Promise<{ taskId: string }> {
     await this.remotes.get(remoteId);
-    const accepted = await this.tasks.enqueue({ type: `vm.${action}`, remoteId, vmId, owner: caller.display });
+    // A right that comes from a remote group acts with that group's credential, within what the credential may do.
+    const credentialId = this.policy.credentialFor(caller, 'vm.power', `/remotes/${encodeURIComponent(remoteId)}/vms/${encodeURIComponent(vmId)}`, remoteId);
+    await this.remotes.connectionFor(remoteId, credentialId, VM_POWER_PERMISSION);
+    const accepted = await this.tasks.enqueue({ type: `vm.${action}`, remoteId, vmId, owner: caller.display, credentialId });
     this.audit.note({ taskId: accepted.taskId });
     return accepted;
   }
@@ -47,7 +55,7 @@ export class VmPowerService implements OnModuleInit {
     const known = this.resources.cachedVm(remoteId, vmId);
     await context.log(`asking remote ${remoteId} to ${action} VM ${known ? `${known.name} (${vmId})` : vmId}`);
     try {
-      const connection = await this.remotes.connectionFor(remoteId);
+      const connection = await this.remotes.connectionFor(remoteId, context.task.credentialId, VM_POWER_PERMISSION);
       const vm = await this.agents.vmAction(connection, action, vmId);
       await context.log(`VM ${PAST[action]}: now ${vm.runtime?.state || 'unknown'} on node ${vm.runtime?.nodeId || 'unknown'}`);
     } finally {
