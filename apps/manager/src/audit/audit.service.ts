@@ -132,7 +132,9 @@ export class AuditService {
    * fill the log, while a token turning up from a new address is recorded at once.
    */
   async authentication(attempt: AuthenticationAttempt, origin: RequestOrigin): Promise<void> {
-    if (attempt.outcome === 'success' && !this.firstSuccessInInterval(attempt, origin)) return;
+    // Token authentications happen on every request: a success is recorded once a minute per token and source.
+    // Interactive logins (password, second factor, OIDC) are recorded every time.
+    if (attempt.outcome === 'success' && attempt.method === 'api_token' && !this.firstInInterval(`auth|${attempt.tokenId ?? attempt.principal ?? ''}|${origin.source ?? ''}`)) return;
     await this.record(
       {
         at: this.clock.now(),
@@ -186,6 +188,8 @@ export class AuditService {
    * identity and access (login attempts, token creation): call it where the limit refuses.
    */
   async rateLimited(hit: { principal?: string | null; limit: string; scope?: string; retryAfterSeconds?: number }, origin: RequestOrigin): Promise<void> {
+    // A flood of refused requests must not flood the log: one entry per limit, principal and source a minute.
+    if (!this.firstInInterval(`ratelimit|${hit.limit}|${hit.principal ?? ''}|${origin.source ?? ''}`)) return;
     await this.record(
       {
         at: this.clock.now(),
@@ -315,9 +319,9 @@ export class AuditService {
     }
   }
 
-  private firstSuccessInInterval(attempt: AuthenticationAttempt, origin: RequestOrigin): boolean {
+  /** True at most once per `AUTH_SUCCESS_INTERVAL_MS` for one key (bounded memory). */
+  private firstInInterval(key: string): boolean {
     const now = this.clock.now().getTime();
-    const key = `${attempt.method}|${attempt.realm ?? ''}|${attempt.tokenId ?? attempt.principal ?? ''}|${origin.source ?? ''}`;
     const last = this.recentAuthentications.get(key);
     if (last !== undefined && now - last < AUTH_SUCCESS_INTERVAL_MS) return false;
     this.recentAuthentications.set(key, now);

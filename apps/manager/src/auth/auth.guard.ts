@@ -60,6 +60,8 @@ export class AuthGuard implements CanActivate {
           await this.audit.authentication({ outcome: 'failure', method: 'api_token', tokenId: presentedTokenId(presented.authorization), reason: error.message }, origin);
         }
         http.getResponse<Response>().setHeader('WWW-Authenticate', 'Bearer realm="debvisor"');
+        // Guessing tokens or replaying dead cookies counts like failed logins from that address.
+        if (presented.authorization !== undefined || presented.sessionSecret !== undefined) await this.limits.loginAttempt(origin.source ?? 'unknown');
       }
       throw error;
     }
