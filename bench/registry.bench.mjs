@@ -222,7 +222,7 @@ async function refreshBench() {
     let vmCount = 0;
     for (let round = 0; round < 3; round++) {
       const t = performance.now();
-      await https(`${base}/resources/refresh`, { method: 'POST', token, ca });
+      await https(`${base}/resources/refresh`, { method: 'GET', token, ca });
       refreshTimes.push(performance.now() - t);
       const list = await https(`${base}/resources?type=vm`, { token, ca });
       vmCount = list.items.length;

@@ -265,7 +265,7 @@ for (const cluster of CLUSTERS) {
 // The manager polled while the agents were still starting; refresh until every remote answers.
 let resources;
 for (let attempt = 0; attempt < 30; attempt++) {
-  await api('POST', '/resources/refresh');
+  await api('GET', '/resources/refresh');
   resources = (await api('GET', '/resources')).body;
   if (resources.remotes.every((r) => r.status === 'online')) break;
   await new Promise((r) => setTimeout(r, 1000));

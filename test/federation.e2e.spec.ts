@@ -98,7 +98,7 @@ describe('a federation of two clusters behind one manager', () => {
   });
 
   it('shows every node and VM of both clusters, as the agents report them', async () => {
-    await api('POST', '/api/v1/resources/refresh');
+    await api('GET', '/api/v1/resources/refresh');
     const { body } = await api('GET', '/api/v1/resources');
     const byRemote = (remote: string, type: string) => body.items.filter((i: { remote: string; type: string }) => i.remote === remote && i.type === type);
     expect(byRemote('dc-east', 'node')).toHaveLength(3);
@@ -113,7 +113,7 @@ describe('a federation of two clusters behind one manager', () => {
 
   it('marks a cluster whose agents all died unreachable, while the other keeps answering without waiting', async () => {
     await Promise.all(west.agents.map((a) => a.kill()));
-    const refreshing = api('POST', '/api/v1/resources/refresh');
+    const refreshing = api('GET', '/api/v1/resources/refresh');
 
     // While the refresh of the dead cluster is under way, questions about the live one answer at once.
     const started = performance.now();
@@ -137,7 +137,7 @@ describe('a federation of two clusters behind one manager', () => {
     await Promise.all(west.agents.map((a) => a.restart()));
     let status = await statusOf('dc-west');
     for (let i = 0; i < 20 && status.status !== 'online'; i++) {
-      await api('POST', '/api/v1/resources/refresh?remote=dc-west');
+      await api('GET', '/api/v1/resources/refresh?remote=dc-west');
       status = await statusOf('dc-west');
       if (status.status !== 'online') await new Promise((r) => setTimeout(r, 500));
     }

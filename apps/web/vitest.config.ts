@@ -1,3 +1,4 @@
-import { defineConfig } from 'vitest/config';
+import { defineConfig, mergeConfig } from 'vitest/config';
+import viteConfig from './vite.config';
 
-export default defineConfig({ test: { name: 'web', include: ['src/**/*.spec.ts'], environment: 'node' } });
+export default mergeConfig(viteConfig, defineConfig({ test: { name: 'web', include: ['src/**/*.spec.ts'], environment: 'node' } }));

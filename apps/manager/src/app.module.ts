@@ -4,6 +4,7 @@ import { TypeOrmModule } from '@nestjs/typeorm';
 import { ZodSerializerInterceptor } from 'nestjs-zod';
 import { LoggerModule } from 'nestjs-pino';
 import type { Logger } from 'pino';
+import { AccessAdminModule } from './access/access-admin.module';
 import { AccessModule } from './access/access.module';
 import { OidcLoginModule } from './access/oidc-login.module';
 import { AgentsModule } from './agents/agents.module';
@@ -73,6 +74,7 @@ export class AppModule {
         AuditModule.forRoot({ databaseUrl: runtime.databaseUrl, auditFile: runtime.config.auditFile }),
         AuthModule,
         AccessModule,
+        AccessAdminModule,
         OidcLoginModule,
         AgentsModule,
         MetricsModule,

@@ -94,7 +94,7 @@ describe('adding remotes', () => {
     expect(added.body.connection).toMatchObject({ ok: true, clusterId: 'dc-east', nodeCount: 2 });
     expect(added.body.trust).toEqual({ caFingerprint: fingerprintSha256(east.caPem), caCertPem: east.caPem, resolved: true });
 
-    await m.api('POST', '/api/v1/resources/refresh');
+    await m.api('GET', '/api/v1/resources/refresh');
     const resources = await m.api('GET', '/api/v1/resources?remote=dc-east');
     expect(resources.body.remotes).toEqual([
       expect.objectContaining({ remote: 'dc-east', status: 'online', nodes: { total: 2, alive: 2 }, vms: expect.objectContaining({ total: 4 }), error: null }),
@@ -181,12 +181,12 @@ describe('resources of several remotes', () => {
 
       // An on-demand refresh of everything waits at most about the remote timeout.
       const before = performance.now();
-      const refreshed = await m.api('POST', '/api/v1/resources/refresh');
+      const refreshed = await m.api('GET', '/api/v1/resources/refresh');
       expect(performance.now() - before).toBeLessThan(REMOTE_TIMEOUT_MS + 2000);
       expect(refreshed.body.remotes.find((r: { remote: string }) => r.remote === 'dc-east').status).toBe('online');
 
       // While the hung remote is being refreshed again, answers about the healthy one do not wait for it.
-      const pending = m.api('POST', '/api/v1/resources/refresh?remote=dc-hung');
+      const pending = m.api('GET', '/api/v1/resources/refresh?remote=dc-hung');
       const timings: number[] = [];
       for (let i = 0; i < 5; i += 1) {
         const start = performance.now();
@@ -220,7 +220,7 @@ describe('resources of several remotes', () => {
     const body = remoteBody(west, westKey, { endpoints: [`127.0.0.1:${closedPort}`, west.agents[0].endpoint] });
     const added = await m.api('POST', '/api/v1/remotes', body);
     expect(added.status, added.text).toBe(201);
-    const refreshed = await m.api('POST', '/api/v1/resources/refresh?remote=dc-west');
+    const refreshed = await m.api('GET', '/api/v1/resources/refresh?remote=dc-west');
     expect(refreshed.body.remotes[0]).toMatchObject({ remote: 'dc-west', status: 'online', nodes: { total: 1, alive: 1 } });
   });
 });
@@ -240,7 +240,7 @@ describe('VM power actions as tasks', () => {
   it('answers 202 with a task id; the task succeeds and the VM changed state in the agent and the cache', async () => {
     const m = await manager();
     expect((await m.api('POST', '/api/v1/remotes', remoteBody(west, westKey))).status).toBe(201);
-    await m.api('POST', '/api/v1/resources/refresh?remote=dc-west');
+    await m.api('GET', '/api/v1/resources/refresh?remote=dc-west');
     const vm = (await m.api('GET', '/api/v1/remotes/dc-west/vms')).body.items[0];
     const action = vm.status === 'running' ? 'stop' : 'start';
     const expected = action === 'stop' ? 'stopped' : 'running';
@@ -285,7 +285,7 @@ describe('VM power actions as tasks', () => {
   it('fails a task left running by a stopped manager on the next start, saying the manager restarted', async () => {
     const first = await manager();
     expect((await first.api('POST', '/api/v1/remotes', remoteBody(west, westKey))).status).toBe(201);
-    await first.api('POST', '/api/v1/resources/refresh?remote=dc-west');
+    await first.api('GET', '/api/v1/resources/refresh?remote=dc-west');
     const vm = (await first.api('GET', '/api/v1/remotes/dc-west/vms')).body.items[0];
     const done = await first.api('POST', `/api/v1/remotes/dc-west/vms/${vm.id}/${vm.status === 'running' ? 'stop' : 'start'}`);
     await taskOutcome(first, done.body.taskId);

@@ -324,7 +324,7 @@ describe('remotes without reachable agents', () => {
     expect(duplicate.status).toBe(409);
     expect(duplicate.body.error.code).toBe('conflict');
 
-    await m.api('POST', '/api/v1/resources/refresh?remote=dc-dead');
+    await m.api('GET', '/api/v1/resources/refresh?remote=dc-dead');
     const resources = await m.api('GET', '/api/v1/resources');
     expect(resources.body.remotes).toEqual([
       expect.objectContaining({ remote: 'dc-dead', status: 'unreachable', since: expect.any(String), error: expect.objectContaining({ code: 'remote_unreachable' }) }),
@@ -354,7 +354,7 @@ describe('remotes without reachable agents', () => {
       { name: 'reader', keyId: 'fedcba9876543210', createdAt: expect.any(String) },
     ]);
     // The new process opens the sealed key with the secret key from the state directory.
-    expect(await second.manager.app.get(RemotesRepository).primaryKey('dc-keep')).toBe(KEY_A);
+    expect((await second.manager.app.get(RemotesRepository).credential('dc-keep', null))?.key).toBe(KEY_A);
   });
 
   it('changes and removes credentials and remotes', async () => {

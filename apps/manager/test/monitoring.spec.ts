@@ -47,7 +47,7 @@ beforeAll(async () => {
   m = await startTestManager({ databaseUrl: await dbs.fresh(), stateDir: stateDirWithClientIdentity(identity) });
   const added = await m.api('POST', '/api/v1/remotes', remoteBody('dc-mon', key));
   expect(added.status, added.text).toBe(201);
-  await m.api('POST', '/api/v1/resources/refresh?remote=dc-mon');
+  await m.api('GET', '/api/v1/resources/refresh?remote=dc-mon');
 }, 180_000);
 
 afterAll(async () => {
@@ -127,7 +127,7 @@ describe('trace ids from the manager to the agents', () => {
 describe("the manager's metrics", () => {
   it('counts its calls to agents by service, method and gRPC status, authentication results, and HTTP requests by route template', async () => {
     const before = await scrapeManager();
-    await m.api('POST', '/api/v1/resources/refresh?remote=dc-mon');
+    await m.api('GET', '/api/v1/resources/refresh?remote=dc-mon');
     expect((await m.api('GET', '/api/v1/remotes', undefined, { token: 'dvdm_0000000000000000_nope' })).status).toBe(401);
     const after = await scrapeManager();
     const delta = (name: string, labels: Record<string, string>) => sampleSum(after, name, labels) - sampleSum(before, name, labels);
@@ -135,7 +135,7 @@ describe("the manager's metrics", () => {
     expect(delta('rpc_requests_total', { service: 'debvisor.v1.VmService', method: 'ListVms', status: 'OK' })).toBe(1);
     expect(delta('auth_attempts_total', { method: 'token', result: 'failure' })).toBe(1);
     expect(delta('auth_attempts_total', { method: 'token', result: 'success' })).toBe(1);
-    expect(sampleSum(after, 'http_requests_total', { method: 'POST', route: '/api/v1/resources/refresh', status: '200' })).toBeGreaterThanOrEqual(1);
+    expect(sampleSum(after, 'http_requests_total', { method: 'GET', route: '/api/v1/resources/refresh', status: '200' })).toBeGreaterThanOrEqual(1);
     expect(sampleSum(after, 'rpc_request_duration_seconds_count', { service: 'debvisor.v1.NodeService', method: 'ListNodes' })).toBeGreaterThanOrEqual(1);
     expect(after).not.toMatch(/dvk_|dvdm_|manager-spec|admin@local/);
   });
@@ -174,14 +174,14 @@ describe('readiness', () => {
     try {
       const dead = { endpoints: [`127.0.0.1:${await freePort()}`], caCertPem: cluster.caPem, credentials: [{ name: 'admin', key }], addAnyway: true };
       expect((await other.api('POST', '/api/v1/remotes', { id: 'dc-dead', ...dead })).status).toBe(201);
-      await other.api('POST', '/api/v1/resources/refresh?remote=dc-dead');
+      await other.api('GET', '/api/v1/resources/refresh?remote=dc-dead');
       const down = await other.api('GET', '/readyz', undefined, { token: null });
       expect(down.status).toBe(503);
       expect(down.body.error).toMatchObject({ code: 'not_ready', message: 'not ready: no remote is reachable (1 configured, all unreachable)' });
       expect(sampleSum((await other.api('GET', '/metrics', undefined, { token: null })).text, 'rpc_service_status', { service: 'manager' })).toBe(0);
 
       expect((await other.api('POST', '/api/v1/remotes', remoteBody('dc-mon', key))).status).toBe(201);
-      await other.api('POST', '/api/v1/resources/refresh?remote=dc-mon');
+      await other.api('GET', '/api/v1/resources/refresh?remote=dc-mon');
       const up = await other.api('GET', '/readyz', undefined, { token: null });
       expect(up.status).toBe(200);
       expect(up.body.checks).toEqual({ database: 'ok', poller: 'ok', remotes: '1 of 2 reachable' });

@@ -1,45 +1,79 @@
-import { useState, type FormEvent } from 'react';
-import { credential } from './api/client';
+import { useEffect, useState } from 'react';
+import { errorMessage } from './api/client';
+import { LoginPage } from './auth/LoginPage';
+import { useLogout, useSignedOut } from './auth/mutations';
+import { useSignedIn, type SignedIn } from './auth/queries';
+import { TfaSetup } from './auth/TfaSetup';
 import { RemotesPage } from './remotes/RemotesPage';
 
-/** Sign-in with an API token (milestone 1; realms and two-factor login come with the identity work). */
-function TokenForm({ onSignedIn }: { onSignedIn: () => void }) {
-  const [token, setToken] = useState('');
-  const submit = (event: FormEvent) => {
-    event.preventDefault();
-    credential.set(token.trim());
-    onSignedIn();
-  };
+/** How the page was reached: `/?login=tfa` or `/?login=setup` after a single sign-on whose second factor follows. */
+export type Arrival = 'tfa' | 'setup' | null;
+
+function AccountBar({ signedIn }: { signedIn: SignedIn }) {
+  const logout = useLogout();
   return (
-    <main className="narrow">
-      <h1>DebVisor Datacenter Manager</h1>
-      <form onSubmit={submit}>
-        <label htmlFor="token">API token</label>
-        <input
-          id="token"
-          type="password"
-          autoComplete="off"
-          value={token}
-          onChange={(e) => setToken(e.target.value)}
-          placeholder="dvdm_…"
-          pattern="dvdm_[0-9a-f]{16}_[A-Za-z0-9_\-]{43}"
-          required
-        />
-        <button type="submit">Sign in</button>
-      </form>
-    </main>
+    <header className="appbar">
+      <span className="product">DebVisor Datacenter Manager</span>
+      <span>
+        Signed in as <strong data-testid="signed-in-user">{signedIn.user}</strong>
+      </span>
+      <button type="button" onClick={() => logout.mutate()} disabled={logout.isPending}>
+        Log out
+      </button>
+      {logout.isError && (
+        <span role="alert" className="error">
+          {errorMessage(logout.error)}
+        </span>
+      )}
+    </header>
   );
 }
 
-export function App() {
-  const [signedIn, setSignedIn] = useState(() => credential.get() !== null);
-  if (!signedIn) return <TokenForm onSignedIn={() => setSignedIn(true)} />;
+/**
+ * Start-up asks the manager whether a session exists (GET /auth/session): signed in → the remotes;
+ * a second factor to enrol → its setup; otherwise the login page.
+ */
+export function App({ arrival = null }: { arrival?: Arrival }) {
+  const signedIn = useSignedIn();
+  const signedOut = useSignedOut();
+  const logout = useLogout();
+  const [notice, setNotice] = useState<string | null>(() =>
+    arrival === 'tfa' ? 'Your single sign-on login needs a second factor, and this page could not resume it: please sign in again.' : null,
+  );
+
+  // A notice explains one return to the login page; once signed in again, it is done.
+  useEffect(() => {
+    if (signedIn.data) setNotice(null);
+  }, [signedIn.data]);
+
+  if (signedIn.isPending) return <p className="loading">Loading…</p>;
+  if (signedIn.isError) {
+    return (
+      <main className="narrow">
+        <h1>DebVisor Datacenter Manager</h1>
+        <p role="alert" className="error">
+          {errorMessage(signedIn.error)}
+        </p>
+        <button type="button" onClick={() => void signedIn.refetch()}>
+          Try again
+        </button>
+      </main>
+    );
+  }
+  const current = signedIn.data;
+  if (!current) return <LoginPage notice={notice} />;
+  if (current.stage === 'tfa') return <LoginPage notice={notice} resume={{ user: current.user, methods: ['totp', 'recovery'] }} />;
+  if (current.stage === 'setup') return <TfaSetup user={current.user} askPassword={arrival !== 'setup'} onLogOut={() => logout.mutate()} />;
   return (
-    <RemotesPage
-      onUnauthorized={() => {
-        credential.clear();
-        setSignedIn(false);
-      }}
-    />
+    <>
+      <AccountBar signedIn={current} />
+      <RemotesPage
+        signedIn={current}
+        onUnauthorized={(message) => {
+          setNotice(`Signed out: ${message}`);
+          signedOut();
+        }}
+      />
+    </>
   );
 }

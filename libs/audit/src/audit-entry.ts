@@ -25,7 +25,7 @@ export const AUDIT_LIMITS = {
 } as const;
 
 /** Action names: a small, bounded vocabulary such as `auth.login`, `vm.power.start`, `rpc.VmService.StartVm`. */
-export const AUDIT_ACTION = /^[a-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*$/;
+export const AUDIT_ACTION = /^[a-z][A-Za-z0-9_-]*(\.[A-Za-z][A-Za-z0-9_-]*)*$/;
 
 const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'a SHA-256 in lower-case hex');
 const nullableText = (max: number) => z.string().max(max).nullable();

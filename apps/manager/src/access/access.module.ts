@@ -5,12 +5,15 @@ import { AuthController } from './auth.controller';
 import { LoginRepository } from './login.repository';
 import { LoginService } from './login.service';
 import { RealmsModule } from './realms.module';
+import { TfaController } from './tfa.controller';
+import { TfaRepository } from './tfa.repository';
+import { TfaService } from './tfa.service';
 
 /** Identity and access: login and sessions, second factors, users, groups, ACLs, tokens, realms. */
 @Module({
   imports: [AuthModule, RealmsModule],
-  controllers: [AuthController],
-  providers: [AccessService, LoginService, LoginRepository],
+  controllers: [AuthController, TfaController],
+  providers: [AccessService, LoginService, LoginRepository, TfaService, TfaRepository],
   exports: [LoginService, AccessService],
 })
 export class AccessModule {}

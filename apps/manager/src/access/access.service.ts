@@ -3,6 +3,7 @@ import { Injectable } from '@nestjs/common';
 import { AccessPolicy } from '../auth/access-policy.service';
 import type { AuthenticatedCaller } from '../auth/auth.service';
 import { AuthService } from '../auth/auth.service';
+import { LoginRepository } from './login.repository';
 import type { Caller } from '../auth/caller';
 
 /** Answers about the caller itself: who it is and what it may do (for the web UI's gating). */
@@ -11,17 +12,23 @@ export class AccessService {
   constructor(
     private readonly auth: AuthService,
     private readonly policy: AccessPolicy,
+    private readonly logins: LoginRepository,
   ) {}
 
-  describeCaller(caller: Caller) {
+  async describeCaller(caller: Caller) {
     const authenticated = caller as AuthenticatedCaller;
+    const pending = authenticated.sessionStage === 'tfa';
+    const methods: ('totp' | 'recovery')[] = [];
+    if (pending && (await this.logins.confirmedTotpDevices(caller.principal)).length > 0) methods.push('totp');
+    if (pending && (await this.logins.unusedRecoveryCodes(caller.principal)) > 0) methods.push('recovery');
     return {
       user: caller.display,
       kind: caller.kind,
       stage: authenticated.sessionStage ?? null,
       csrfToken: caller.sessionId ? this.auth.csrfTokenFor(caller.sessionId) : null,
-      groups: [...caller.groups],
-      privileges: ALL_PRIVILEGES.filter((p) => this.policy.holds(caller, p, '/')),
+      groups: pending ? [] : [...caller.groups],
+      methods,
+      privileges: pending ? [] : ALL_PRIVILEGES.filter((p) => this.policy.holds(caller, p, '/')),
     };
   }
 }

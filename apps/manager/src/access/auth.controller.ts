@@ -38,15 +38,16 @@ export class AuthController {
   }
 
   @Get('session')
-  @SelfService({ duringTfaSetup: true })
+  @SelfService({ duringTfaSetup: true, whileSecondFactorPending: true })
   @ZodResponse({ type: CurrentSessionDto, description: 'Who is logged in, the CSRF token, and the privileges held on /' })
   session(@CurrentCaller() caller: Caller) {
+    // A login waiting for its second factor learns its stage, CSRF token and methods here (after a reload, or after SSO).
     return this.access.describeCaller(caller);
   }
 
   @Post('logout')
   @HttpCode(204)
-  @SelfService({ duringTfaSetup: true })
+  @SelfService({ duringTfaSetup: true, whileSecondFactorPending: true })
   @Audited('auth.logout', { target: '/' })
   async logout(@CurrentCaller() caller: Caller, @Req() req: Request, @Res({ passthrough: true }) res: Response) {
     await this.login.logout(caller.sessionId!, requestOrigin(req), caller.principal);

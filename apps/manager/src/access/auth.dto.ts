@@ -38,6 +38,8 @@ export class CurrentSessionDto extends createZodDto(
     stage: z.enum(['tfa', 'setup', 'active']).nullable(),
     csrfToken: z.string().nullable(),
     groups: z.array(z.string()),
+    /** For stage `tfa`: what POST /api/v1/auth/tfa accepts. */
+    methods: z.array(z.enum(['totp', 'recovery'])),
     /** The privileges the caller holds on `/`, for the web UI to hide what it may not do. */
     privileges: z.array(z.string()),
   }),

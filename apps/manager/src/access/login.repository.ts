@@ -29,13 +29,20 @@ export class LoginRepository {
     return rows.length > 0;
   }
 
-  /** One more wrong password; locks the account until `lockUntil` when this reaches `threshold`. */
-  async recordPasswordFailure(userId: string, threshold: number, lockUntil: Date): Promise<void> {
+  /**
+   * One more wrong password; locks the account until `lockUntil` when this reaches `threshold`. A
+   * lock that has run out starts the count afresh.
+   */
+  async recordPasswordFailure(userId: string, threshold: number, lockUntil: Date, now: Date): Promise<void> {
     await this.dataSource.query(
-      `UPDATE users SET failed_logins = failed_logins + 1,
-         locked_until = CASE WHEN failed_logins + 1 >= $2 THEN $3::timestamptz ELSE locked_until END
+      `UPDATE users SET
+         failed_logins = CASE WHEN locked_until IS NOT NULL AND locked_until <= $4 THEN 1 ELSE failed_logins + 1 END,
+         locked_until = CASE
+           WHEN (CASE WHEN locked_until IS NOT NULL AND locked_until <= $4 THEN 1 ELSE failed_logins + 1 END) >= $2 THEN $3::timestamptz
+           WHEN locked_until IS NOT NULL AND locked_until <= $4 THEN NULL
+           ELSE locked_until END
        WHERE id = $1`,
-      [userId, threshold, lockUntil],
+      [userId, threshold, lockUntil, now],
     );
   }
 

@@ -100,7 +100,7 @@ export class LoginService {
         return fail(!user ? 'unknown user' : locked ? 'account locked after repeated failures' : 'the user has no password');
       }
       if (!(await this.passwords.verify(user.passwordHash, input.password))) {
-        await this.repository.recordPasswordFailure(user.id, this.config.access.loginFailuresBeforeLock, new Date(now.getTime() + this.config.access.lockSeconds * 1000));
+        await this.repository.recordPasswordFailure(user.id, this.config.access.loginFailuresBeforeLock, new Date(now.getTime() + this.config.access.lockSeconds * 1000), now);
         return fail('wrong password');
       }
     } else {
@@ -109,7 +109,7 @@ export class LoginService {
       const verified = await this.realms.verifyDirectoryPassword(realm, username, input.password);
       if (verified === 'unknown') return fail('unknown user');
       if (verified === 'wrong') {
-        if (existing) await this.repository.recordPasswordFailure(existing.id, this.config.access.loginFailuresBeforeLock, new Date(now.getTime() + this.config.access.lockSeconds * 1000));
+        if (existing) await this.repository.recordPasswordFailure(existing.id, this.config.access.loginFailuresBeforeLock, new Date(now.getTime() + this.config.access.lockSeconds * 1000), now);
         return fail('wrong password');
       }
       user = await this.repository.findUser(verified.userId);
@@ -149,7 +149,8 @@ export class LoginService {
     if (!pending || pending.stage !== 'tfa' || pending.expiresAt <= now) throw noPending;
     if (!this.auth.csrfMatches(sessionId, csrfToken)) throw new DomainError(ErrorCode.Forbidden, 'the second step needs the CSRF token of the login answer in the X-CSRF-Token header');
     const user = await this.repository.findUser(pending.userId);
-    if (!user?.enabled) throw noPending;
+    // A pending login voided with the user's other sessions (log out everywhere, disabling) cannot complete.
+    if (!user?.enabled || (user.sessionsValidAfter && pending.createdAt < user.sessionsValidAfter)) throw noPending;
     const fail = async (reason: string): Promise<never> => {
       await this.repository.recordTfaFailure(user.id, TOTP_FAILURES_BEFORE_LOCK, TFA_FAILURES_BEFORE_LOCK, new Date(now.getTime() + TFA_LOCK_SECONDS * 1000));
       this.metrics.rpc.authAttempt('tfa', 'failure');

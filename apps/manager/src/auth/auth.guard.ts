@@ -11,7 +11,7 @@ import { presentedTokenId } from './api-token';
 import { AccessPolicy } from './access-policy.service';
 import { AuthService, type PresentedCredentials } from './auth.service';
 import { CALLER_KEY } from './caller';
-import { PRIVILEGE_METADATA, PUBLIC_METADATA, SELF_SERVICE_METADATA, TFA_SETUP_METADATA, type RouteRequirement } from './privilege.decorator';
+import { PRIVILEGE_METADATA, PUBLIC_METADATA, SECOND_FACTOR_PENDING_METADATA, SELF_SERVICE_METADATA, TFA_SETUP_METADATA, type RouteRequirement } from './privilege.decorator';
 import { RateLimiterService } from './rate-limiter.service';
 import { CSRF_HEADER, SESSION_COOKIE, cookieValue } from './session-secrets';
 
@@ -58,6 +58,8 @@ export class AuthGuard implements CanActivate {
         this.metrics.rpc.authAttempt(method, 'failure');
         if (method === 'token') {
           await this.audit.authentication({ outcome: 'failure', method: 'api_token', tokenId: presentedTokenId(presented.authorization), reason: error.message }, origin);
+        } else if (presented.sessionSecret !== undefined) {
+          await this.audit.authentication({ outcome: 'failure', method: 'session', reason: error.message }, origin);
         }
         http.getResponse<Response>().setHeader('WWW-Authenticate', 'Bearer realm="debvisor"');
         // Guessing tokens or replaying dead cookies counts like failed logins from that address.
@@ -71,6 +73,9 @@ export class AuthGuard implements CanActivate {
     }
     (request as unknown as Record<string, unknown>)[CALLER_KEY] = caller;
     await this.limits.request(caller.display);
+    if (caller.sessionStage === 'tfa' && !this.reflector.getAllAndOverride<boolean>(SECOND_FACTOR_PENDING_METADATA, targets)) {
+      throw new DomainError(ErrorCode.Unauthenticated, 'this login waits for its second factor: POST /api/v1/auth/tfa first');
+    }
     if (caller.sessionStage === 'setup' && !this.reflector.getAllAndOverride<boolean>(TFA_SETUP_METADATA, targets)) {
       throw new PermissionDenied(undefined, {}, 'your account must log in with a second factor: enrol one first (POST /api/v1/access/tfa/totp), then log in again');
     }

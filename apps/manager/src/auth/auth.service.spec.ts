@@ -214,12 +214,16 @@ describe('AuthService.authenticate with sessions', () => {
   });
 
   it.each([
-    ['a half-authenticated (second factor pending) session', session({ stage: 'tfa' })],
     ['a session past its absolute end', session({ expiresAt: NOW })],
     ['an idle session', session({ lastSeenAt: new Date(NOW.getTime() - CONFIG.access.sessionIdleSeconds * 1000) })],
     ['an unknown session', null],
   ])('refuses %s with 401', async (_, stored) => {
     expect(await codeOf(service({ findSession: async () => stored, ...reads() }).authenticate({ sessionSecret: SESSION_SECRET, safeMethod: true }))).toBe('unauthenticated');
+  });
+
+  it('answers a session waiting for its second factor with that stage (the guard keeps it off every other route)', async () => {
+    const auth = service({ findSession: async () => session({ stage: 'tfa' }), ...reads() });
+    await expect(auth.authenticate({ sessionSecret: SESSION_SECRET, safeMethod: true })).resolves.toMatchObject({ sessionStage: 'tfa' });
   });
 
   it('refuses sessions of disabled users and sessions older than "log out everywhere"', async () => {

@@ -144,12 +144,16 @@ export class AuthService {
     const session = await this.repository.findSession(id);
     const now = this.clock.now();
     const expired = new DomainError(ErrorCode.Unauthenticated, 'the session has ended: log in again');
-    if (!session || session.stage === 'tfa') throw expired;
+    // A session waiting for its second factor authenticates too, but the guard lets it reach only
+    // the routes that say so (the session itself, logout).
+    if (!session) throw expired;
     const idleEnd = session.lastSeenAt.getTime() + this.config.access.sessionIdleSeconds * 1000;
     if (session.expiresAt <= now || idleEnd <= now.getTime()) throw expired;
     const user = await this.repository.findUser(session.userId);
     if (!user?.enabled || (user.sessionsValidAfter && session.createdAt < user.sessionsValidAfter)) throw expired;
-    if (now.getTime() - session.lastSeenAt.getTime() >= TOUCH_INTERVAL_MS) await this.repository.touchSession(id, now);
+    // Written at most once a minute, and often enough (a quarter of the idle time) that activity keeps the session alive.
+    const touchEvery = Math.min(TOUCH_INTERVAL_MS, (this.config.access.sessionIdleSeconds * 1000) / 4);
+    if (now.getTime() - session.lastSeenAt.getTime() >= touchEvery) await this.repository.touchSession(id, now);
     const groups = await this.repository.groupsOf(user.id);
     const view = await this.loadView('user', user.id, groups, null);
     const caller: AuthenticatedCaller = {

@@ -6,6 +6,7 @@ export const PRIVILEGE_METADATA = 'debvisor:privilege';
 export const PUBLIC_METADATA = 'debvisor:public';
 export const TFA_SETUP_METADATA = 'debvisor:tfa-setup';
 export const SELF_SERVICE_METADATA = 'debvisor:self-service';
+export const SECOND_FACTOR_PENDING_METADATA = 'debvisor:second-factor-pending';
 
 /** What a route declares: a privilege on an ACL path template. */
 export interface RouteRequirement extends PrivilegeRequirement {
@@ -55,10 +56,11 @@ export function AllowDuringTfaSetup(): MethodDecorator & ClassDecorator {
  * call it for themselves, and only through a login session — API tokens are refused, so that a
  * leaked token cannot take over its owner's account.
  */
-export function SelfService(options: { duringTfaSetup?: boolean } = {}): MethodDecorator & ClassDecorator {
+export function SelfService(options: { duringTfaSetup?: boolean; whileSecondFactorPending?: boolean } = {}): MethodDecorator & ClassDecorator {
   return applyDecorators(
     SetMetadata(SELF_SERVICE_METADATA, true),
     ...(options.duringTfaSetup ? [SetMetadata(TFA_SETUP_METADATA, true)] : []),
+    ...(options.whileSecondFactorPending ? [SetMetadata(SECOND_FACTOR_PENDING_METADATA, true)] : []),
     ApiExtension('x-debvisor-privilege', { self: true, description: 'Your own account, through a login session (not an API token)' }),
     ApiUnauthorizedResponse({ description: 'Not logged in' }),
   );

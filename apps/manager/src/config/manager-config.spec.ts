@@ -28,6 +28,15 @@ describe('loadConfig', () => {
       DEBVISOR_WEB_DIR: '/srv/web',
       DEBVISOR_LOG_LEVEL: 'debug',
       DEBVISOR_PUBLIC_URL: 'https://dvm.example.com/',
+      DEBVISOR_SESSION_IDLE_MINUTES: '10',
+      DEBVISOR_SESSION_MAX_HOURS: '8',
+      DEBVISOR_ADMIN_PASSWORD: 'correct horse battery staple',
+      DEBVISOR_PASSWORD_MIN_LENGTH: '14',
+      DEBVISOR_LOGIN_ATTEMPTS_PER_MINUTE: '10',
+      DEBVISOR_LOGIN_FAILURES_BEFORE_LOCK: '3',
+      DEBVISOR_LOGIN_LOCK_MINUTES: '30',
+      DEBVISOR_RATE_LIMIT_PER_PRINCIPAL: '600',
+      DEBVISOR_RATE_LIMIT_GLOBAL: '200',
     });
     expect(config).toEqual({
       stateDir: '/srv/dvm',
@@ -40,8 +49,20 @@ describe('loadConfig', () => {
       webDir: '/srv/web',
       logLevel: 'debug',
       publicUrl: 'https://dvm.example.com',
+      access: {
+        sessionIdleSeconds: 600,
+        sessionMaxSeconds: 28_800,
+        adminPassword: 'correct horse battery staple',
+        passwordMinLength: 14,
+        loginAttemptsPerMinute: 10,
+        loginFailuresBeforeLock: 3,
+        lockSeconds: 1800,
+        rateLimitPerPrincipal: 600,
+        rateLimitGlobal: 200,
+      },
     });
     expect(Object.isFrozen(config)).toBe(true);
+    expect(Object.isFrozen(config.access)).toBe(true);
     expect(Object.isFrozen(config.listen)).toBe(true);
   });
 
@@ -54,6 +75,8 @@ describe('loadConfig', () => {
   });
 
   it.each([
+    ['DEBVISOR_ADMIN_PASSWORD', 'short'],
+    ['DEBVISOR_RATE_LIMIT_GLOBAL', '0'],
     ['DEBVISOR_LISTEN', '8443'],
     ['DEBVISOR_LISTEN', 'host:70000'],
     ['DEBVISOR_POLL_INTERVAL_SECONDS', '0'],

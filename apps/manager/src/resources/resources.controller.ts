@@ -1,4 +1,4 @@
-import { Controller, Get, HttpCode, Param, Post, Query } from '@nestjs/common';
+import { Controller, Get, Param, Query } from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
 import { ZodResponse } from 'nestjs-zod';
 import { CurrentCaller, type Caller } from '../auth/caller';
@@ -28,10 +28,10 @@ export class ResourcesController {
     return this.resources.list(caller, query);
   }
 
-  @Post('resources/refresh')
-  @HttpCode(200)
+  // A GET: refreshing the cache reads the remotes and changes nothing, so read-only callers may ask for it.
+  @Get('resources/refresh')
   @RequirePrivilege('remote.audit', '/remotes', { partial: true })
-  @ZodResponse({ status: 200, type: RemoteStatusListDto, description: 'Statuses after the refresh, or after the remote timeout' })
+  @ZodResponse({ status: 200, type: RemoteStatusListDto, description: 'Reads every visible remote (or ?remote=) now: statuses after the refresh, or after the remote timeout' })
   refresh(@CurrentCaller() caller: Caller, @Query() query: RefreshQueryDto) {
     return this.resources.refreshNow(caller, query.remote);
   }

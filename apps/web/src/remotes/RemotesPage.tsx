@@ -1,4 +1,6 @@
-import { ApiError } from '../api/client';
+import { useEffect } from 'react';
+import { ApiError, errorMessage } from '../api/client';
+import { holds, type SignedIn } from '../auth/queries';
 import { useRefreshResources } from './mutations';
 import { useResources, type RemoteStatus } from './queries';
 
@@ -7,10 +9,17 @@ function StatusBadge({ remote }: { remote: RemoteStatus }) {
   return <span className={`badge badge-${remote.status}`}>{label}</span>;
 }
 
-export function RemotesPage({ onUnauthorized }: { onUnauthorized: () => void }) {
+/** `onUnauthorized`: the credential stopped working (session ended, token revoked); the message says why. */
+export function RemotesPage({ signedIn, onUnauthorized }: { signedIn: SignedIn; onUnauthorized: (message: string) => void }) {
   const { data, error, isLoading, dataUpdatedAt, isFetching } = useResources({ type: 'node' });
   const refresh = useRefreshResources();
-  if (error instanceof ApiError && error.status === 401) onUnauthorized();
+  const unauthorized = [error, refresh.error].find((e): e is ApiError => e instanceof ApiError && e.status === 401);
+  useEffect(() => {
+    if (unauthorized) onUnauthorized(unauthorized.message);
+  }, [unauthorized, onUnauthorized]);
+  // Refreshing needs remote.audit on /remotes or below it. The session lists what is held on / only;
+  // a remote in the list proves a grant below it.
+  const mayRefresh = holds(signedIn, 'remote.audit') || (data?.remotes.length ?? 0) > 0;
   return (
     <main>
       <header className="toolbar">
@@ -18,16 +27,22 @@ export function RemotesPage({ onUnauthorized }: { onUnauthorized: () => void }) 
         <span className="muted" aria-live="polite">
           {dataUpdatedAt ? `Last updated ${new Date(dataUpdatedAt).toLocaleTimeString()}` : ''}
         </span>
-        <button type="button" onClick={() => refresh.mutate(undefined)} disabled={refresh.isPending || isFetching}>
-          {refresh.isPending ? 'Refreshing…' : 'Refresh'}
-        </button>
+        {mayRefresh && (
+          <button type="button" onClick={() => refresh.mutate(undefined)} disabled={refresh.isPending || isFetching}>
+            {refresh.isPending ? 'Refreshing…' : 'Refresh'}
+          </button>
+        )}
       </header>
       {isLoading && <p>Loading…</p>}
-      {error && !(error instanceof ApiError && error.status === 401) && (
-        <p role="alert" className="error">
-          {error.message}
-        </p>
-      )}
+      {!unauthorized &&
+        [error, refresh.error].map(
+          (e, i) =>
+            e && (
+              <p key={i} role="alert" className="error">
+                {errorMessage(e)}
+              </p>
+            ),
+        )}
       {data && data.remotes.length === 0 && <p>No remotes yet. Add one through the API (see docs/manager.md).</p>}
       {data && data.remotes.length > 0 && (
         <table>

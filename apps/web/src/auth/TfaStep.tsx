@@ -1,0 +1,86 @@
+import { useState, type FormEvent } from 'react';
+import { errorMessage } from '../api/client';
+import { useSecondFactor } from './mutations';
+import type { TfaMethod } from './queries';
+
+/** The second step of a login: the code of an authenticator app, or one of the recovery codes. */
+export function TfaStep({ user, methods, onCancel }: { user: string; methods: readonly TfaMethod[]; onCancel: () => void }) {
+  const [method, setMethod] = useState<TfaMethod>(methods.includes('totp') ? 'totp' : 'recovery');
+  const [value, setValue] = useState('');
+  const secondFactor = useSecondFactor();
+  const submit = (event: FormEvent) => {
+    event.preventDefault();
+    const answer = method === 'totp' ? { code: value.replace(/\s+/g, '') } : { recoveryCode: value.trim() };
+    secondFactor.mutate(answer, { onError: () => setValue('') });
+  };
+  // A new attempt: the previous answer's error no longer applies.
+  const edit = (next: string) => {
+    setValue(next);
+    if (secondFactor.isError) secondFactor.reset();
+  };
+  const other: TfaMethod = method === 'totp' ? 'recovery' : 'totp';
+  const switchTo = (next: TfaMethod) => {
+    setMethod(next);
+    setValue('');
+    secondFactor.reset();
+  };
+  return (
+    <form onSubmit={submit} aria-label="Second factor">
+      <p>
+        Signing in as <strong>{user}</strong>.
+      </p>
+      {method === 'totp' ? (
+        <>
+          <label htmlFor="tfa-code">Code from your authenticator app</label>
+          <input
+            key="totp"
+            id="tfa-code"
+            name="code"
+            autoComplete="one-time-code"
+            inputMode="numeric"
+            pattern="[0-9 ]{6,8}"
+            title="The 6 digits your authenticator app shows now"
+            maxLength={8}
+            value={value}
+            onChange={(e) => edit(e.target.value)}
+            autoFocus
+            required
+          />
+        </>
+      ) : (
+        <>
+          <label htmlFor="tfa-recovery">Recovery code</label>
+          <input
+            key="recovery"
+            id="tfa-recovery"
+            name="recoveryCode"
+            autoComplete="off"
+            autoCapitalize="none"
+            spellCheck={false}
+            value={value}
+            onChange={(e) => edit(e.target.value)}
+            autoFocus
+            required
+          />
+          <span className="muted">Each recovery code works once.</span>
+        </>
+      )}
+      {secondFactor.isError && (
+        <p role="alert" className="error">
+          {errorMessage(secondFactor.error)}
+        </p>
+      )}
+      <button type="submit" disabled={secondFactor.isPending}>
+        {secondFactor.isPending ? 'Checking…' : 'Verify'}
+      </button>
+      {methods.includes(other) && (
+        <button type="button" className="link" onClick={() => switchTo(other)}>
+          {other === 'recovery' ? 'Use a recovery code instead' : 'Use the authenticator app instead'}
+        </button>
+      )}
+      <button type="button" className="link" onClick={onCancel}>
+        Back to the password
+      </button>
+    </form>
+  );
+}

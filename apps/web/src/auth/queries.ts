@@ -1,0 +1,71 @@
+import { PRIVILEGES, type Privilege } from '@debvisor/permissions';
+import { useQuery } from '@tanstack/react-query';
+import { ApiError, apiGet, credential } from '../api/client';
+
+export type SessionStage = 'active' | 'tfa' | 'setup';
+export type TfaMethod = 'totp' | 'recovery';
+
+/** GET /auth/session as the manager answers it. */
+interface CurrentSessionBody {
+  user: string;
+  kind: 'session' | 'token';
+  stage: SessionStage | null;
+  csrfToken: string | null;
+  groups: string[];
+  privileges: string[];
+}
+
+/** Who uses the UI, and with what. */
+export interface SignedIn {
+  via: 'session' | 'token';
+  /** `alice@local`; for a token: "API token" (the manager answers /auth/session to login sessions only). */
+  user: string;
+  /** `tfa`: a login waits for its second factor; `setup`: the account must enrol one first. */
+  stage: SessionStage;
+  /** The privileges held on `/`; null when unknown (API token): show everything, the server decides. */
+  privileges: ReadonlySet<Privilege> | null;
+}
+
+export const authKeys = {
+  all: ['auth'] as const,
+  session: () => [...authKeys.all, 'session'] as const,
+};
+
+const isPrivilege = (p: string): p is Privilege => Object.hasOwn(PRIVILEGES, p);
+
+/** The signed-in state: the API token if one was given, else the session cookie (null: not logged in). */
+export async function fetchSignedIn(): Promise<SignedIn | null> {
+  if (credential.token()) return { via: 'token', user: 'API token', stage: 'active', privileges: null };
+  try {
+    const session = await apiGet<CurrentSessionBody>('/auth/session');
+    credential.useSession(session.csrfToken);
+    return {
+      via: 'session',
+      user: session.user,
+      stage: session.stage ?? 'active',
+      privileges: new Set(session.privileges.filter(isPrivilege)),
+    };
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) {
+      credential.useSession(null);
+      return null;
+    }
+    throw error;
+  }
+}
+
+/** Asked once at start-up and after every login step; not refetched on its own (a second-factor setup must not be cut short). */
+export function useSignedIn() {
+  return useQuery({
+    queryKey: authKeys.session(),
+    queryFn: fetchSignedIn,
+    retry: false,
+    staleTime: Infinity,
+    refetchOnWindowFocus: false,
+  });
+}
+
+/** Whether the UI offers an action: unknown privileges (API token) show everything; the server still enforces. */
+export function holds(signedIn: SignedIn, privilege: Privilege): boolean {
+  return signedIn.privileges === null || signedIn.privileges.has(privilege);
+}
