@@ -412,7 +412,7 @@ describe('tamper detection', () => {
     for (const id of ['dc-1', 'dc-2', 'dc-3']) await m.api('POST', '/api/v1/remotes', unreachableRemote(id, port));
     await m.api('DELETE', '/api/v1/remotes/dc-2');
     await m.api('POST', '/api/v1/remotes/dc-1/credentials', { name: 'third', key: KEY_B.replace('fedcba', 'aaaaaa'), addAnyway: true });
-    await m.api('GET', '/api/v1/remotes', undefined, { token: null });
+    await m.api('GET', '/api/v1/remotes', undefined, { token: `dvdm_${'0'.repeat(16)}_${'x'.repeat(43)}` });
     await m.stop();
     template = new URL(url).pathname.slice(1);
     total = (await auditRows(url)).length;
