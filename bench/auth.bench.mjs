@@ -15,6 +15,7 @@ import { createRequire } from 'node:module';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request, Agent } from 'node:https';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 
 const require = createRequire(import.meta.url);
 const root = join(import.meta.dirname, '..');
@@ -48,6 +49,7 @@ const manager = await startManager({
     DEBVISOR_RATE_LIMIT_GLOBAL: '10000000',
   },
   operatorOutput: { write: (text) => ((operator += text), true) },
+  logDestination: new Writable({ write: (_chunk, _encoding, done) => done() }),
 });
 const token = /bootstrap admin token: (dvdm_\S+)/.exec(operator)[1];
 const agent = new Agent({ keepAlive: true, maxSockets: 1, ca: readFileSync(join(stateDir, 'pki/server-ca.crt')) });
@@ -65,8 +67,9 @@ function get(headers) {
 }
 
 // The baseline guard attaches the caller the real guard would, and nothing else.
-const guard = manager.app.get(AuthGuard);
-const realCanActivate = guard.canActivate.bind(guard);
+// The guard is an application-wide provider (APP_GUARD): switch its method on the prototype.
+const guard = AuthGuard.prototype;
+const realCanActivate = guard.canActivate;
 const caller = await manager.app.get(AuthService).authenticate({ authorization: `Bearer ${token}`, safeMethod: true });
 const baselineCanActivate = (context) => {
   context.switchToHttp().getRequest()[CALLER_KEY] = caller;
