@@ -1,5 +1,8 @@
 import { Injectable } from '@nestjs/common';
-import * as argon2 from 'argon2';
+import { hash, verify } from '@node-rs/argon2';
+
+/** `Algorithm.Argon2id` of @node-rs/argon2 (a const enum, which isolated-module builds cannot inline). */
+const ARGON2ID = 2;
 
 /**
  * argon2id password hashes (PHC strings). The parameters follow OWASP's recommendation (19 MiB,
@@ -10,13 +13,13 @@ export class PasswordHasherRepository {
   private dummy: Promise<string> | undefined;
 
   hash(password: string): Promise<string> {
-    return argon2.hash(password, { type: argon2.argon2id, memoryCost: 19_456, timeCost: 2, parallelism: 1 });
+    return hash(password, { algorithm: ARGON2ID, memoryCost: 19_456, timeCost: 2, parallelism: 1 });
   }
 
   /** False for a wrong password or a hash that is not an argon2 PHC string. */
-  async verify(hash: string, password: string): Promise<boolean> {
+  async verify(stored: string, password: string): Promise<boolean> {
     try {
-      return await argon2.verify(hash, password);
+      return await verify(stored, password);
     } catch {
       return false;
     }
