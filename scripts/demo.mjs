@@ -4,6 +4,7 @@
 // next start reuses the state in .demo/ (or DEBVISOR_DEMO_DIR).
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import https from 'node:https';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
@@ -125,7 +126,7 @@ const token = readFileSync(tokenFile, 'utf8').trim();
 const passwordFile = join(stateDir, 'admin-password');
 const password = manager.output().match(/administrator: admin@local password: (\S+)/);
 if (password) writeFileSync(passwordFile, password[1] + '\n', { mode: 0o600 });
-const adminPassword = existsSync(passwordFile) ? readFileSync(passwordFile, 'utf8').trim() : '(not recorded: this state directory predates logins)';
+let adminPassword = existsSync(passwordFile) ? readFileSync(passwordFile, 'utf8').trim() : undefined;
 const managerUrl = `https://127.0.0.1:${managerPort}`;
 const managerClientCa = readFileSync(join(managerState, 'pki/client-ca.crt'), 'utf8');
 const managerCert = readFileSync(join(managerState, 'pki/server-ca.crt'), 'utf8');
@@ -161,6 +162,19 @@ function api(method, path, body) {
     request.on('error', rejectCall);
     request.end(payload);
   });
+}
+
+// A state directory from before logins existed has no admin@local: give it one, through the API.
+if (adminPassword === undefined) {
+  adminPassword = randomBytes(18).toString('base64url');
+  say('Creating the login admin@local (this demo state predates logins) …');
+  const created = await api('POST', '/access/users', { username: 'admin', realm: 'local', password: adminPassword, displayName: 'Administrator' }).catch((error) => {
+    if (!/: 409 /.test(error.message)) throw error;
+    return api('POST', '/access/users/admin@local/password', { password: adminPassword });
+  });
+  void created;
+  await api('PUT', '/access/acl', { path: '/', principalType: 'user', principal: 'admin@local', role: 'Admin' });
+  writeFileSync(passwordFile, adminPassword + '\n', { mode: 0o600 });
 }
 
 // --- clusters -----------------------------------------------------------------------------------
