@@ -68,6 +68,7 @@ interface Parts {
   repository?: Parameters<typeof strictMock<RealmsRepository>>[1];
   ldap?: Parameters<typeof strictMock<LdapDirectoryRepository>>[1];
   notes?: Record<string, unknown>[];
+  events?: Parameters<AuditService['systemEvent']>[0][];
   now?: () => Date;
   logs?: unknown[][];
 }
@@ -79,7 +80,7 @@ function service(parts: Parts = {}) {
     strictMock<RealmsRepository>('RealmsRepository', parts.repository),
     strictMock<LdapDirectoryRepository>('LdapDirectoryRepository', parts.ldap),
     auth,
-    strictMock<AuditService>('AuditService', { note: (details) => void parts.notes?.push(details) }),
+    strictMock<AuditService>('AuditService', { note: (details) => void parts.notes?.push(details), systemEvent: async (event) => void parts.events?.push(event) }),
     strictMock<ClockRepository>('ClockRepository', { now: parts.now ?? (() => NOW) }),
     strictMock<PinoLogger>('PinoLogger', { setContext: () => undefined, info: log, warn: log, error: log }),
     { secretKey: KEY } as ManagerIdentity,
@@ -580,7 +581,9 @@ describe('scheduled syncs', () => {
     const fresh = realm({ id: 'fresh', syncIntervalMinutes: 60, lastSyncAt: new Date(NOW.getTime() - minutes(59)) });
     const never = realm({ id: 'never', syncIntervalMinutes: 5, lastSyncAt: null });
     const byId = new Map([due, fresh, never].map((r) => [r.id, r]));
+    const events: Parameters<AuditService['systemEvent']>[0][] = [];
     const { realms } = service({
+      events,
       repository: {
         scheduledRealms: async () => [...byId.values()],
         find: async (id) => byId.get(id)!,
@@ -591,6 +594,10 @@ describe('scheduled syncs', () => {
     });
     await realms.runDueSyncs();
     expect(synced).toEqual(['due', 'never']);
+    expect(events.map((e) => [e.action, e.target, e.outcome, e.details.scheduled])).toEqual([
+      ['access.realm.sync', '/access/realms/due', 'success', true],
+      ['access.realm.sync', '/access/realms/never', 'success', true],
+    ]);
   });
 
   it('records a failure without throwing, and waits a full interval before trying again', async () => {

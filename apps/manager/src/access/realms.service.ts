@@ -264,10 +264,13 @@ export class RealmsService {
         const last = Math.max(realm.lastSyncAt?.getTime() ?? 0, this.lastAttempt.get(realm.id) ?? 0);
         if (realm.syncIntervalMinutes === null || this.running.has(realm.id) || now - last < realm.syncIntervalMinutes * 60_000) continue;
         this.lastAttempt.set(realm.id, now);
+        const target = `/access/realms/${realm.id}`;
         try {
-          await this.exclusive(realm.id, () => this.syncRealm(realm.id));
-        } catch {
-          // syncRealm stored and logged it.
+          const summary = await this.exclusive(realm.id, () => this.syncRealm(realm.id));
+          await this.audit.systemEvent({ action: 'access.realm.sync', target, outcome: 'success', details: { scheduled: true, ...summary } });
+        } catch (error) {
+          // syncRealm stored and logged it; the audit log keeps that it failed.
+          await this.audit.systemEvent({ action: 'access.realm.sync', target, outcome: 'failure', details: { scheduled: true, error: error instanceof DomainError ? error.message : 'internal error' } });
         }
       }
     } catch (error) {

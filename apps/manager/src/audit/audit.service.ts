@@ -233,6 +233,17 @@ export class AuditService {
     return runInAuditScope({ principal, notes: {} }, work);
   }
 
+  /**
+   * Records something the manager did on its own (a scheduled directory sync), as the manager
+   * (best effort).
+   */
+  async systemEvent(event: { action: AuditAction; target: string | null; outcome: 'success' | 'failure'; details: Record<string, unknown> }): Promise<void> {
+    await this.record(
+      { at: this.clock.now(), principal: SYSTEM_PRINCIPAL, action: event.action, target: event.target, outcome: event.outcome, traceId: null, source: null, details: event.details },
+      false,
+    );
+  }
+
   /** Records a task's end (best effort). */
   async taskFinished(task: FinishedTask): Promise<void> {
     await this.record(
