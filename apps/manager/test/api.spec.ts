@@ -41,6 +41,7 @@ const PUBLIC_ROUTES = [
   'GET /readyz',
   'POST /api/v1/auth/login',
   'POST /api/v1/auth/tfa',
+  'POST /api/v1/auth/tfa/webauthn/options',
 ];
 
 /** Every table's content except the audit log (which records the refusals) and tokens' last use. */

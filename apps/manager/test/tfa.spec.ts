@@ -181,6 +181,7 @@ describe('enrolling TOTP and logging in with it', () => {
     const before = await withSession(m, session, 'GET', '/api/v1/access/tfa');
     expect(before.body).toEqual({
       devices: [{ id, name: 'phone', confirmed: false, createdAt: expect.any(String) }],
+      webauthn: [],
       recoveryCodesLeft: 0,
       totpLocked: false,
       lockedUntil: null,

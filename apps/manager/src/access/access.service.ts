@@ -5,6 +5,7 @@ import type { AuthenticatedCaller } from '../auth/auth.service';
 import { AuthService } from '../auth/auth.service';
 import { LoginRepository } from './login.repository';
 import type { Caller } from '../auth/caller';
+import type { TfaMethod } from './login.service';
 
 /** Answers about the caller itself: who it is and what it may do (for the web UI's gating). */
 @Injectable()
@@ -18,8 +19,9 @@ export class AccessService {
   async describeCaller(caller: Caller) {
     const authenticated = caller as AuthenticatedCaller;
     const pending = authenticated.sessionStage === 'tfa';
-    const methods: ('totp' | 'recovery')[] = [];
+    const methods: TfaMethod[] = [];
     if (pending && (await this.logins.confirmedTotpDevices(caller.principal)).length > 0) methods.push('totp');
+    if (pending && (await this.logins.webauthnCredentials(caller.principal)).length > 0) methods.push('webauthn');
     if (pending && (await this.logins.unusedRecoveryCodes(caller.principal)) > 0) methods.push('recovery');
     return {
       user: caller.display,

@@ -8,6 +8,7 @@ import { CurrentCaller, type Caller } from '../auth/caller';
 import { Public, SelfService } from '../auth/privilege.decorator';
 import { CSRF_HEADER, SESSION_COOKIE, cookieValue } from '../auth/session-secrets';
 import { CurrentSessionDto, LoginBodyDto, SessionDto, TfaBodyDto } from './auth.dto';
+import { WebauthnRequestOptionsDto } from './webauthn.dto';
 import { AccessService } from './access.service';
 import { LoginService, type LoginOutcome } from './login.service';
 
@@ -33,8 +34,24 @@ export class AuthController {
   @ZodResponse({ status: 200, type: SessionDto, description: 'The second step of a login: needs the cookie and CSRF token of the first step; answers a new session' })
   async secondFactor(@Body() body: TfaBodyDto, @Req() req: Request, @Res({ passthrough: true }) res: Response) {
     const csrf = req.headers[CSRF_HEADER];
-    const outcome = await this.login.secondFactor(cookieValue(req.headers.cookie, SESSION_COOKIE), typeof csrf === 'string' ? csrf : undefined, body, requestOrigin(req));
+    const outcome = await this.login.secondFactor(
+      cookieValue(req.headers.cookie, SESSION_COOKIE),
+      typeof csrf === 'string' ? csrf : undefined,
+      body,
+      requestOrigin(req),
+      req.headers.host,
+    );
     return answer(res, outcome);
+  }
+
+  @Post('tfa/webauthn/options')
+  @HttpCode(200)
+  @Public()
+  @ZodResponse({ status: 200, type: WebauthnRequestOptionsDto, description: 'WebAuthn options for the second step (cookie and CSRF token of the first step); answer with POST /api/v1/auth/tfa {webauthn}' })
+  webauthnOptions(@Req() req: Request, @Res({ passthrough: true }) res: Response) {
+    const csrf = req.headers[CSRF_HEADER];
+    res.setHeader('Cache-Control', 'no-store');
+    return this.login.webauthnOptions(cookieValue(req.headers.cookie, SESSION_COOKIE), typeof csrf === 'string' ? csrf : undefined, req.headers.host, requestOrigin(req));
   }
 
   @Get('session')

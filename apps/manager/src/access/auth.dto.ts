@@ -1,6 +1,7 @@
 import { createZodDto } from 'nestjs-zod';
 import { z } from 'zod';
 import { realmIdSchema } from './principal';
+import { authenticationResponseSchema } from './webauthn.dto';
 
 export class LoginBodyDto extends createZodDto(
   z.strictObject({
@@ -15,8 +16,14 @@ export class TfaBodyDto extends createZodDto(
     .strictObject({
       code: z.string().max(32).optional().meta({ description: 'The 6-digit TOTP code' }),
       recoveryCode: z.string().max(64).optional().meta({ description: 'One of the recovery codes' }),
+      webauthn: authenticationResponseSchema
+        .optional()
+        .meta({ description: 'PublicKeyCredential.toJSON() of navigator.credentials.get() for the options of POST /api/v1/auth/tfa/webauthn/options' }),
     })
-    .refine((b) => (b.code === undefined) !== (b.recoveryCode === undefined), 'send exactly one of code and recoveryCode'),
+    .refine(
+      (b) => [b.code, b.recoveryCode, b.webauthn].filter((v) => v !== undefined).length === 1,
+      'send exactly one of code, recoveryCode and webauthn',
+    ),
 ) {}
 
 const sessionSchema = z.object({
@@ -26,7 +33,7 @@ const sessionSchema = z.object({
   user: z.string(),
   csrfToken: z.string().meta({ description: 'Send as X-CSRF-Token with every write made with the session cookie' }),
   expiresAt: z.iso.datetime(),
-  methods: z.array(z.enum(['totp', 'recovery'])),
+  methods: z.array(z.enum(['totp', 'webauthn', 'recovery'])),
 });
 
 export class SessionDto extends createZodDto(sessionSchema) {}
@@ -39,7 +46,7 @@ export class CurrentSessionDto extends createZodDto(
     csrfToken: z.string().nullable(),
     groups: z.array(z.string()),
     /** For stage `tfa`: what POST /api/v1/auth/tfa accepts. */
-    methods: z.array(z.enum(['totp', 'recovery'])),
+    methods: z.array(z.enum(['totp', 'webauthn', 'recovery'])),
     /** The privileges the caller holds on `/`, for the web UI to hide what it may not do. */
     privileges: z.array(z.string()),
   }),

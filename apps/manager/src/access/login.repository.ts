@@ -6,6 +6,7 @@ import { RealmEntity } from './realm.entity';
 import { SessionEntity } from './session.entity';
 import { TotpDeviceEntity } from './totp-device.entity';
 import { UserEntity } from './user.entity';
+import { WebauthnCredentialEntity } from './webauthn-credential.entity';
 
 /** What logging in reads and writes: users' counters and locks, sessions, second factors. */
 @Injectable()
@@ -102,6 +103,46 @@ export class LoginRepository {
     const result: [unknown[], number] = await this.dataSource.query(
       'UPDATE tfa_recovery_codes SET used_at = $3 WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL',
       [userId, codeHash, at],
+    );
+    return result[1] === 1;
+  }
+
+  webauthnCredentials(userId: string): Promise<WebauthnCredentialEntity[]> {
+    return this.dataSource.getRepository(WebauthnCredentialEntity).find({ where: { userId }, order: { createdAt: 'ASC', name: 'ASC' } });
+  }
+
+  /** Opens a WebAuthn challenge on the session (replacing any open one); `pendingName` names a credential being enrolled. */
+  async setWebauthnChallenge(sessionId: string, challenge: string, expiresAt: Date, pendingName: string | null): Promise<void> {
+    await this.dataSource.query('UPDATE sessions SET webauthn_challenge = $2, webauthn_challenge_expires_at = $3, webauthn_pending_name = $4 WHERE id = $1', [
+      sessionId,
+      challenge,
+      expiresAt,
+      pendingName,
+    ]);
+  }
+
+  /** Takes the session's open WebAuthn challenge, clearing it in the same statement (single use); null when none is open. */
+  async takeWebauthnChallenge(sessionId: string): Promise<{ challenge: string; expiresAt: Date; pendingName: string | null } | null> {
+    const [rows]: [{ challenge: string; expires_at: Date; pending_name: string | null }[], number] = await this.dataSource.query(
+      `UPDATE sessions s SET webauthn_challenge = NULL, webauthn_challenge_expires_at = NULL, webauthn_pending_name = NULL
+       FROM (SELECT id, webauthn_challenge, webauthn_challenge_expires_at, webauthn_pending_name FROM sessions WHERE id = $1 FOR UPDATE) old
+       WHERE s.id = old.id AND old.webauthn_challenge IS NOT NULL
+       RETURNING old.webauthn_challenge AS challenge, old.webauthn_challenge_expires_at AS expires_at, old.webauthn_pending_name AS pending_name`,
+      [sessionId],
+    );
+    const row = rows[0];
+    return row ? { challenge: row.challenge, expiresAt: new Date(row.expires_at), pendingName: row.pending_name } : null;
+  }
+
+  /**
+   * Records a use of a WebAuthn credential with the authenticator's new signature counter — only
+   * when it is above the stored one (or both are 0: authenticators without a counter), in one
+   * statement, so that a cloned or replayed authenticator state loses. True when this call won.
+   */
+  async useWebauthnCredential(id: string, counter: number, at: Date): Promise<boolean> {
+    const result: [unknown[], number] = await this.dataSource.query(
+      'UPDATE tfa_webauthn_credentials SET counter = $2, last_used_at = $3 WHERE id = $1 AND (counter < $2 OR (counter = 0 AND $2 = 0))',
+      [id, counter, at],
     );
     return result[1] === 1;
   }

@@ -20,6 +20,8 @@ import type { SessionStage } from './session.entity';
 import { hashRecoveryCode, normalizeRecoveryCode } from './tfa/recovery-codes';
 import { matchTotp } from './tfa/totp';
 import type { UserEntity } from './user.entity';
+import { relyingParty, WEBAUTHN_CHALLENGE_BYTES, WEBAUTHN_CHALLENGE_SECONDS } from './webauthn-rp';
+import { WebauthnVerifierRepository } from './webauthn-verifier.repository';
 
 /** Wrong TOTP codes in a row before TOTP is locked (until a recovery code or an admin unlocks it). */
 export const TOTP_FAILURES_BEFORE_LOCK = 5;
@@ -33,6 +35,17 @@ export const TFA_STAGE_SECONDS = 5 * 60;
 const LOGIN_FAILED = 'invalid username or password';
 const TFA_FAILED = 'invalid or already used code';
 
+/** What the second step of a login accepts. */
+export type TfaMethod = 'totp' | 'webauthn' | 'recovery';
+
+/** The answer to the second step: exactly one of these. */
+export interface TfaAnswer {
+  readonly code?: string;
+  readonly recoveryCode?: string;
+  /** The browser's PublicKeyCredential.toJSON() of navigator.credentials.get() (shape checked by the DTO). */
+  readonly webauthn?: { readonly id: string };
+}
+
 /** A new session, as the controller hands it to the browser. */
 export interface LoginOutcome {
   readonly stage: SessionStage;
@@ -42,7 +55,7 @@ export interface LoginOutcome {
   readonly csrfToken: string;
   readonly expiresAt: Date;
   /** For stage `tfa`: what the second step accepts. */
-  readonly methods: readonly ('totp' | 'recovery')[];
+  readonly methods: readonly TfaMethod[];
 }
 
 export interface PasswordLogin {
@@ -70,6 +83,7 @@ export class LoginService {
     private readonly metrics: MetricsService,
     private readonly clock: ClockRepository,
     private readonly random: RandomRepository,
+    private readonly webauthn: WebauthnVerifierRepository,
     @Inject(MANAGER_CONFIG) private readonly config: ManagerConfig,
     @Inject(MANAGER_IDENTITY) identity: ManagerIdentity,
   ) {
@@ -125,32 +139,41 @@ export class LoginService {
    */
   async afterFirstFactor(user: UserEntity, realmRequiresTfa: boolean, method: string, origin: RequestOrigin): Promise<LoginOutcome> {
     const devices = await this.repository.confirmedTotpDevices(user.id);
+    const credentials = await this.repository.webauthnCredentials(user.id);
     const recovery = await this.repository.unusedRecoveryCodes(user.id);
     const required = user.requireTfa || realmRequiresTfa || (await this.repository.groupRequiresTfa(user.id));
     this.metrics.rpc.authAttempt(method, 'success');
-    await this.audit.authentication({ outcome: 'success', method, realm: user.realmId, principal: user.id, reason: devices.length || recovery ? 'second factor follows' : undefined }, origin);
-    if (devices.length > 0 || recovery > 0) {
-      const methods: ('totp' | 'recovery')[] = [];
+    await this.audit.authentication({ outcome: 'success', method, realm: user.realmId, principal: user.id, reason: devices.length || credentials.length || recovery ? 'second factor follows' : undefined }, origin);
+    if (devices.length > 0 || credentials.length > 0 || recovery > 0) {
+      const methods: TfaMethod[] = [];
       if (devices.length > 0) methods.push('totp');
+      if (credentials.length > 0) methods.push('webauthn');
       if (recovery > 0) methods.push('recovery');
       return this.createSession(user.id, 'tfa', TFA_STAGE_SECONDS, origin, methods);
     }
     return this.createSession(user.id, required ? 'setup' : 'active', this.config.access.sessionMaxSeconds, origin, []);
   }
 
-  /** The second step: a TOTP code or a recovery code, with the half-authenticated session. */
-  async secondFactor(sessionSecret: string | undefined, csrfToken: string | undefined, answer: { code?: string; recoveryCode?: string }, origin: RequestOrigin): Promise<LoginOutcome> {
+  /**
+   * WebAuthn authentication options for the login waiting for its second factor (cookie and CSRF
+   * token of the first step); the challenge is stored on that half-authenticated session, for 2
+   * minutes and one answer.
+   */
+  async webauthnOptions(sessionSecret: string | undefined, csrfToken: string | undefined, host: string | undefined, origin: RequestOrigin) {
     await this.limits.loginAttempt(origin.source ?? 'unknown');
-    const noPending = new DomainError(ErrorCode.Unauthenticated, 'no login is waiting for a second factor: log in with your password first');
-    if (!sessionSecret || !/^[A-Za-z0-9_-]{43}$/.test(sessionSecret)) throw noPending;
-    const sessionId = sha256Hex(sessionSecret);
-    const pending = await this.repository.findSession(sessionId);
-    const now = this.clock.now();
-    if (!pending || pending.stage !== 'tfa' || pending.expiresAt <= now) throw noPending;
-    if (!this.auth.csrfMatches(sessionId, csrfToken)) throw new DomainError(ErrorCode.Forbidden, 'the second step needs the CSRF token of the login answer in the X-CSRF-Token header');
-    const user = await this.repository.findUser(pending.userId);
-    // A pending login voided with the user's other sessions (log out everywhere, disabling) cannot complete.
-    if (!user?.enabled || (user.sessionsValidAfter && pending.createdAt < user.sessionsValidAfter)) throw noPending;
+    const { sessionId, user, now } = await this.pendingLogin(sessionSecret, csrfToken);
+    const rp = relyingParty(this.config.publicUrl, host);
+    const credentials = await this.repository.webauthnCredentials(user.id);
+    if (credentials.length === 0) throw new DomainError(ErrorCode.Conflict, 'you have no WebAuthn credential: use another second factor');
+    const options = await this.webauthn.authenticationOptions({ rp, challenge: this.random.bytes(WEBAUTHN_CHALLENGE_BYTES), allow: credentials });
+    await this.repository.setWebauthnChallenge(sessionId, options.challenge, new Date(now.getTime() + WEBAUTHN_CHALLENGE_SECONDS * 1000), null);
+    return options;
+  }
+
+  /** The second step: a TOTP code, a WebAuthn assertion or a recovery code, with the half-authenticated session. */
+  async secondFactor(sessionSecret: string | undefined, csrfToken: string | undefined, answer: TfaAnswer, origin: RequestOrigin, host?: string): Promise<LoginOutcome> {
+    await this.limits.loginAttempt(origin.source ?? 'unknown');
+    const { sessionId, user, now } = await this.pendingLogin(sessionSecret, csrfToken);
     const fail = async (reason: string): Promise<never> => {
       await this.repository.recordTfaFailure(user.id, TOTP_FAILURES_BEFORE_LOCK, TFA_FAILURES_BEFORE_LOCK, new Date(now.getTime() + TFA_LOCK_SECONDS * 1000));
       this.metrics.rpc.authAttempt('tfa', 'failure');
@@ -163,21 +186,59 @@ export class LoginService {
       throw new DomainError(ErrorCode.Unauthenticated, `too many failed attempts: the second factor is locked until ${user.tfaLockedUntil.toISOString()}`);
     }
     let usedRecovery = false;
-    if (answer.recoveryCode !== undefined) {
+    let method = 'totp';
+    if (answer.webauthn !== undefined) {
+      method = 'webauthn';
+      const refused = await this.acceptWebauthn(sessionId, user.id, answer.webauthn, host, now);
+      if (refused) return fail(refused);
+    } else if (answer.recoveryCode !== undefined) {
       const normalized = normalizeRecoveryCode(answer.recoveryCode);
       if (!normalized || !(await this.repository.useRecoveryCode(user.id, hashRecoveryCode(normalized), now))) return fail('wrong or used recovery code');
       usedRecovery = true;
+      method = 'recovery_code';
     } else if (answer.code !== undefined) {
       if (user.totpLocked) return fail('TOTP locked after repeated failures: use a recovery code or ask an administrator');
       if (!(await this.acceptTotp(user.id, answer.code, now))) return fail('wrong or replayed TOTP code');
     } else {
-      throw new DomainError(ErrorCode.ValidationFailed, 'send either code (TOTP) or recoveryCode');
+      throw new DomainError(ErrorCode.ValidationFailed, 'send one of code (TOTP), webauthn or recoveryCode');
     }
     await this.repository.clearTfaFailures(user.id, usedRecovery);
     await this.repository.deleteSession(sessionId);
     this.metrics.rpc.authAttempt('tfa', 'success');
-    await this.audit.authentication({ outcome: 'success', method: usedRecovery ? 'recovery_code' : 'totp', realm: user.realmId, principal: user.id }, origin);
+    await this.audit.authentication({ outcome: 'success', method, realm: user.realmId, principal: user.id }, origin);
     return this.createSession(user.id, 'active', this.config.access.sessionMaxSeconds, origin, []);
+  }
+
+  /**
+   * Checks a WebAuthn assertion against the challenge of the pending session (spent by this attempt,
+   * whatever its outcome) and the user's credential, and records its counter atomically. Undefined
+   * when accepted, else the reason for the audit log.
+   */
+  private async acceptWebauthn(sessionId: string, userId: string, response: { readonly id: string }, host: string | undefined, now: Date): Promise<string | undefined> {
+    const stored = await this.repository.takeWebauthnChallenge(sessionId);
+    if (!stored || stored.pendingName !== null) return 'no WebAuthn challenge was asked for, or it was answered already';
+    if (stored.expiresAt <= now) return 'the WebAuthn challenge expired';
+    const credential = (await this.repository.webauthnCredentials(userId)).find((c) => c.credentialId === response.id);
+    if (!credential) return 'unknown WebAuthn credential';
+    const verified = await this.webauthn.verifyAuthentication({ response, challenge: stored.challenge, rp: relyingParty(this.config.publicUrl, host), credential });
+    if (!verified.ok) return `WebAuthn assertion refused: ${verified.reason}`;
+    if (!(await this.repository.useWebauthnCredential(credential.id, verified.newCounter, now))) return 'WebAuthn signature counter did not increase (cloned authenticator or replay)';
+    return undefined;
+  }
+
+  /** The login waiting for its second factor: the session of the cookie in stage `tfa`, with its CSRF token, of an enabled user. */
+  private async pendingLogin(sessionSecret: string | undefined, csrfToken: string | undefined): Promise<{ sessionId: string; user: UserEntity; now: Date }> {
+    const noPending = new DomainError(ErrorCode.Unauthenticated, 'no login is waiting for a second factor: log in with your password first');
+    if (!sessionSecret || !/^[A-Za-z0-9_-]{43}$/.test(sessionSecret)) throw noPending;
+    const sessionId = sha256Hex(sessionSecret);
+    const pending = await this.repository.findSession(sessionId);
+    const now = this.clock.now();
+    if (!pending || pending.stage !== 'tfa' || pending.expiresAt <= now) throw noPending;
+    if (!this.auth.csrfMatches(sessionId, csrfToken)) throw new DomainError(ErrorCode.Forbidden, 'the second step needs the CSRF token of the login answer in the X-CSRF-Token header');
+    const user = await this.repository.findUser(pending.userId);
+    // A pending login voided with the user's other sessions (log out everywhere, disabling) cannot complete.
+    if (!user?.enabled || (user.sessionsValidAfter && pending.createdAt < user.sessionsValidAfter)) throw noPending;
+    return { sessionId, user, now };
   }
 
   /** True when `code` is valid for one of the user's devices and its step was not used before (atomically). */
@@ -203,7 +264,7 @@ export class LoginService {
     await this.audit.authentication({ outcome: 'success', method: 'logout_everywhere', principal: userId }, origin);
   }
 
-  private async createSession(userId: string, stage: SessionStage, lifetimeSeconds: number, origin: RequestOrigin, methods: ('totp' | 'recovery')[]): Promise<LoginOutcome> {
+  private async createSession(userId: string, stage: SessionStage, lifetimeSeconds: number, origin: RequestOrigin, methods: TfaMethod[]): Promise<LoginOutcome> {
     const secret = this.random.bytes(32).toString('base64url');
     const id = sha256Hex(secret);
     const now = this.clock.now();

@@ -1,4 +1,3 @@
-import { fqdnSchema, ipAddressSchema } from '@debvisor/common';
 import { Inject, Injectable } from '@nestjs/common';
 import { z } from 'zod';
 import { AuditService } from '../audit/audit.service';
@@ -12,6 +11,7 @@ import { MetricsService } from '../health/metrics.service';
 import { SecretBox } from '../identity/secret-box';
 import { MANAGER_IDENTITY, type ManagerIdentity } from '../identity/state-dir.repository';
 import type { LoginOutcome } from './login.service';
+import { hostAuthority } from './host-authority';
 import { LoginService } from './login.service';
 import { OidcLoginRepository } from './oidc-login.repository';
 import { formatUserId, realmIdSchema } from './principal';
@@ -207,18 +207,6 @@ export class OidcLoginService {
     }
     return `https://${authority}`;
   }
-}
-
-/** A Host header's `host[:port]` (IPv6 in brackets), lower-cased; undefined for anything else (paths, credentials, spaces …). */
-export function hostAuthority(value: string): string | undefined {
-  const match = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?$/.exec(value);
-  if (!match) return undefined;
-  const [, hostPart, portPart] = match;
-  if (portPart !== undefined && (Number(portPart) < 1 || Number(portPart) > 65535)) return undefined;
-  const bracketed = hostPart!.startsWith('[');
-  const host = bracketed ? hostPart!.slice(1, -1) : hostPart!;
-  if (bracketed ? !z.ipv6().safeParse(host).success : !ipAddressSchema.safeParse(host).success && !fqdnSchema.safeParse(host).success) return undefined;
-  return `${hostPart!.toLowerCase()}${portPart === undefined ? '' : `:${Number(portPart)}`}`;
 }
 
 function unauthenticated(message: string): DomainError {

@@ -35,6 +35,17 @@ export class SessionEntity {
   @Column({ name: 'source_ip', type: 'varchar', length: 64, nullable: true })
   sourceIp!: string | null;
 
+  /** The WebAuthn challenge this session asked for (base64url), single use; null when none is open. */
+  @Column({ name: 'webauthn_challenge', type: 'varchar', length: 128, nullable: true })
+  webauthnChallenge?: string | null;
+
+  @Column({ name: 'webauthn_challenge_expires_at', type: 'timestamptz', nullable: true })
+  webauthnChallengeExpiresAt?: Date | null;
+
+  /** For an enrolment: the name the new credential gets when the challenge is answered. */
+  @Column({ name: 'webauthn_pending_name', type: 'varchar', length: 64, nullable: true })
+  webauthnPendingName?: string | null;
+
   @ManyToOne(() => UserEntity, { onDelete: 'CASCADE', nullable: false })
   @JoinColumn({ name: 'user_id' })
   user?: object;

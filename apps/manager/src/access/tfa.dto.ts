@@ -43,6 +43,9 @@ const deviceSchema = z.object({
 export class TfaOverviewDto extends createZodDto(
   z.object({
     devices: z.array(deviceSchema),
+    webauthn: z
+      .array(z.object({ id: z.uuid(), name: z.string(), createdAt: z.iso.datetime(), lastUsedAt: z.iso.datetime().nullable() }))
+      .meta({ description: 'Your WebAuthn credentials (security keys, platform authenticators)' }),
     recoveryCodesLeft: z.number().int().meta({ description: 'Unused recovery codes' }),
     totpLocked: z.boolean().meta({ description: 'TOTP is refused after repeated wrong codes, until a recovery code is used or an administrator unlocks it' }),
     lockedUntil: z.iso.datetime().nullable().meta({ description: 'Until when every second factor is refused after repeated failures' }),

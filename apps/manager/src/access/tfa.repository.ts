@@ -6,6 +6,7 @@ import { RecoveryCodeEntity } from './recovery-code.entity';
 import { SessionEntity } from './session.entity';
 import { TotpDeviceEntity } from './totp-device.entity';
 import { UserEntity } from './user.entity';
+import { WebauthnCredentialEntity } from './webauthn-credential.entity';
 
 /** A recovery code as stored: only its hash. */
 export interface StoredRecoveryCode {
@@ -18,6 +19,12 @@ export type ConfirmResult =
   | { readonly confirmed: true; readonly first: boolean; readonly sessionUpgraded: boolean }
   /** Gone, confirmed meanwhile, or the code's step was used meanwhile: nothing changed. */
   | { readonly confirmed: false };
+
+export type WebauthnAddResult =
+  /** Stored; `first` when the user had no other second factor (the recovery codes were replaced). */
+  | { readonly added: true; readonly first: boolean; readonly sessionUpgraded: boolean }
+  /** The user has a credential of that name, or the credential is registered already: nothing changed. */
+  | { readonly added: false };
 
 /** What managing second factors reads and writes: TOTP devices, recovery codes, users' second-factor locks. */
 @Injectable()
@@ -84,21 +91,47 @@ export class TfaRepository {
         [input.deviceId, input.userId, input.step],
       );
       if (confirmed !== 1) return { confirmed: false };
-      const others: unknown[] = await tx.query('SELECT 1 FROM tfa_totp_devices WHERE user_id = $1 AND confirmed AND id <> $2 LIMIT 1', [
-        input.userId,
-        input.deviceId,
-      ]);
-      const first = others.length === 0;
-      if (first) await replaceCodes(tx, input.userId, input.recoveryCodes, input.now);
-      let sessionUpgraded = false;
-      if (input.sessionId) {
-        const [, upgraded]: [unknown[], number] = await tx.query(`UPDATE sessions SET stage = 'active' WHERE id = $1 AND user_id = $2 AND stage = 'setup'`, [
-          input.sessionId,
-          input.userId,
-        ]);
-        sessionUpgraded = upgraded === 1;
-      }
-      return { confirmed: true, first, sessionUpgraded };
+      return { confirmed: true, ...(await factorAdded(tx, input, { totp: input.deviceId })) };
+    });
+  }
+
+  webauthnCredentials(userId: string): Promise<WebauthnCredentialEntity[]> {
+    return this.dataSource.getRepository(WebauthnCredentialEntity).find({ where: { userId }, order: { createdAt: 'ASC', name: 'ASC' } });
+  }
+
+  /**
+   * In one transaction, serialized per user: stores a verified WebAuthn credential; when the user
+   * had no other second factor, replaces their recovery codes with `recoveryCodes`; and turns the
+   * caller's session from stage `setup` into `active`. Not added when the name or the credential is
+   * taken (unique indexes).
+   */
+  async addWebauthnCredential(input: {
+    credential: WebauthnCredentialEntity;
+    recoveryCodes: readonly StoredRecoveryCode[];
+    sessionId: string | null;
+    now: Date;
+  }): Promise<WebauthnAddResult> {
+    try {
+      return await this.dataSource.transaction(async (tx) => {
+        const userId = input.credential.userId;
+        await lockUser(tx, userId);
+        await tx.getRepository(WebauthnCredentialEntity).insert(input.credential);
+        return { added: true as const, ...(await factorAdded(tx, { ...input, userId }, { webauthn: input.credential.id })) };
+      });
+    } catch (error) {
+      if (isUniqueViolation(error)) return { added: false };
+      throw error;
+    }
+  }
+
+  /** Removes a WebAuthn credential of the user; with the last second factor, the recovery codes go too. False when there was none. */
+  async deleteWebauthnCredential(userId: string, id: string): Promise<boolean> {
+    return this.dataSource.transaction(async (tx) => {
+      await lockUser(tx, userId);
+      const result = await tx.getRepository(WebauthnCredentialEntity).delete({ id, userId });
+      if ((result.affected ?? 0) === 0) return false;
+      if (!(await hasSecondFactor(tx, userId, {}))) await tx.getRepository(RecoveryCodeEntity).delete({ userId });
+      return true;
     });
   }
 
@@ -111,8 +144,7 @@ export class TfaRepository {
       await lockUser(tx, userId);
       const result = await tx.getRepository(TotpDeviceEntity).delete({ id: deviceId, userId });
       if ((result.affected ?? 0) === 0) return false;
-      const left: unknown[] = await tx.query('SELECT 1 FROM tfa_totp_devices WHERE user_id = $1 AND confirmed LIMIT 1', [userId]);
-      if (left.length === 0) await tx.getRepository(RecoveryCodeEntity).delete({ userId });
+      if (!(await hasSecondFactor(tx, userId, {}))) await tx.getRepository(RecoveryCodeEntity).delete({ userId });
       return true;
     });
   }
@@ -124,8 +156,7 @@ export class TfaRepository {
   async replaceRecoveryCodes(userId: string, codes: readonly StoredRecoveryCode[], now: Date): Promise<boolean> {
     return this.dataSource.transaction(async (tx) => {
       await lockUser(tx, userId);
-      const devices: unknown[] = await tx.query('SELECT 1 FROM tfa_totp_devices WHERE user_id = $1 AND confirmed LIMIT 1', [userId]);
-      if (devices.length === 0) return false;
+      if (!(await hasSecondFactor(tx, userId, {}))) return false;
       await replaceCodes(tx, userId, codes, now);
       return true;
     });
@@ -140,11 +171,12 @@ export class TfaRepository {
     return affected === 1;
   }
 
-  /** Removes all TOTP devices and recovery codes of the user, and its TOTP lock; false for an unknown user. */
+  /** Removes all TOTP devices, WebAuthn credentials and recovery codes of the user, and its TOTP lock; false for an unknown user. */
   async removeAllFactors(userId: string): Promise<boolean> {
     return this.dataSource.transaction(async (tx) => {
       if (!(await lockUser(tx, userId))) return false;
       await tx.getRepository(TotpDeviceEntity).delete({ userId });
+      await tx.getRepository(WebauthnCredentialEntity).delete({ userId });
       await tx.getRepository(RecoveryCodeEntity).delete({ userId });
       await tx.query('UPDATE users SET totp_locked = false, tfa_failures = 0, tfa_locked_until = NULL WHERE id = $1', [userId]);
       return true;
@@ -156,6 +188,38 @@ export class TfaRepository {
 async function lockUser(tx: EntityManager, userId: string): Promise<boolean> {
   const rows: unknown[] = await tx.query('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [userId]);
   return rows.length > 0;
+}
+
+/** True when the user has a confirmed TOTP device or a WebAuthn credential, other than the ones in `except`. */
+async function hasSecondFactor(tx: EntityManager, userId: string, except: { totp?: string; webauthn?: string }): Promise<boolean> {
+  const rows: unknown[] = await tx.query(
+    `SELECT 1 FROM tfa_totp_devices WHERE user_id = $1 AND confirmed AND id IS DISTINCT FROM $2::uuid
+     UNION ALL SELECT 1 FROM tfa_webauthn_credentials WHERE user_id = $1 AND id IS DISTINCT FROM $3::uuid LIMIT 1`,
+    [userId, except.totp ?? null, except.webauthn ?? null],
+  );
+  return rows.length > 0;
+}
+
+/**
+ * After a second factor was added (inside its transaction): when it is the user's first, the
+ * recovery codes are replaced; the caller's `setup` session becomes `active`.
+ */
+async function factorAdded(
+  tx: EntityManager,
+  input: { userId: string; recoveryCodes: readonly StoredRecoveryCode[]; sessionId: string | null; now: Date },
+  added: { totp?: string; webauthn?: string },
+): Promise<{ first: boolean; sessionUpgraded: boolean }> {
+  const first = !(await hasSecondFactor(tx, input.userId, added));
+  if (first) await replaceCodes(tx, input.userId, input.recoveryCodes, input.now);
+  let sessionUpgraded = false;
+  if (input.sessionId) {
+    const [, upgraded]: [unknown[], number] = await tx.query(`UPDATE sessions SET stage = 'active' WHERE id = $1 AND user_id = $2 AND stage = 'setup'`, [
+      input.sessionId,
+      input.userId,
+    ]);
+    sessionUpgraded = upgraded === 1;
+  }
+  return { first, sessionUpgraded };
 }
 
 async function replaceCodes(tx: EntityManager, userId: string, codes: readonly StoredRecoveryCode[], now: Date): Promise<void> {

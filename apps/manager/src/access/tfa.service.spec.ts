@@ -162,11 +162,15 @@ describe('TfaService.overview', () => {
       repository: {
         findUser: async () => user({ totpLocked: true, tfaLockedUntil: new Date(NOW.getTime() + 60_000) }),
         devices: async () => [device({ confirmed: true })],
+        webauthnCredentials: async () => [
+          { id: 'c1', userId: 'alice@local', name: 'yubikey', credentialId: 'AQID', publicKey: 'pk', counter: 3, transports: ['usb'], createdAt: NOW, lastUsedAt: null },
+        ],
         unusedRecoveryCodes: async () => 7,
       },
     });
     await expect(tfa.overview(session())).resolves.toEqual({
       devices: [{ id: DEVICE_ID, name: 'phone', confirmed: true, createdAt: NOW.toISOString() }],
+      webauthn: [{ id: 'c1', name: 'yubikey', createdAt: NOW.toISOString(), lastUsedAt: null }],
       recoveryCodesLeft: 7,
       totpLocked: true,
       lockedUntil: new Date(NOW.getTime() + 60_000).toISOString(),
@@ -175,7 +179,7 @@ describe('TfaService.overview', () => {
 
   it('answers no lock once the second-factor lock has run out', async () => {
     const { tfa } = service({
-      repository: { findUser: async () => user({ tfaLockedUntil: new Date(NOW.getTime() - 1) }), devices: async () => [], unusedRecoveryCodes: async () => 0 },
+      repository: { findUser: async () => user({ tfaLockedUntil: new Date(NOW.getTime() - 1) }), devices: async () => [], webauthnCredentials: async () => [], unusedRecoveryCodes: async () => 0 },
     });
     await expect(tfa.overview(session())).resolves.toMatchObject({ lockedUntil: null, totpLocked: false });
   });
@@ -437,9 +441,9 @@ describe('TfaService.removeDevice and regenerateRecoveryCodes', () => {
     expect(stored.map((c) => c.codeHash)).toEqual(recoveryCodes.map((c) => hashRecoveryCode(normalizeRecoveryCode(c)!)));
   });
 
-  it('refuses recovery codes without a confirmed device (409)', async () => {
+  it('refuses recovery codes without a second factor (409)', async () => {
     const parts = withPassword({ replaceRecoveryCodes: async () => false });
-    expect(await codeOf(parts.tfa.regenerateRecoveryCodes(session(), 'secret pw', ORIGIN))).toMatch(/^conflict: recovery codes back up a TOTP device/);
+    expect(await codeOf(parts.tfa.regenerateRecoveryCodes(session(), 'secret pw', ORIGIN))).toMatch(/^conflict: recovery codes back up a second factor/);
   });
 
   it('makes no recovery codes with a wrong password', async () => {

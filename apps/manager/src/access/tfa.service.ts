@@ -30,7 +30,7 @@ export const REAUTH_SECONDS = 5 * 60;
 const WRONG_PASSWORD = 'wrong password: this change needs your current password';
 
 /**
- * A user's own second factors (TOTP devices and recovery codes) and their administration. Every
+ * A user's own second factors (TOTP devices, WebAuthn credentials (see WebauthnService) and recovery codes) and their administration. Every
  * change to a user's factors needs a fresh proof of the first factor, so that a session left open
  * (or stolen) cannot replace or remove the second factor. Confirming the first device turns a
  * session in stage `setup` into an `active` one.
@@ -57,10 +57,15 @@ export class TfaService {
 
   async overview(caller: Caller) {
     const user = await this.sessionUser(caller);
-    const [devices, recoveryCodesLeft] = await Promise.all([this.repository.devices(user.id), this.repository.unusedRecoveryCodes(user.id)]);
+    const [devices, webauthn, recoveryCodesLeft] = await Promise.all([
+      this.repository.devices(user.id),
+      this.repository.webauthnCredentials(user.id),
+      this.repository.unusedRecoveryCodes(user.id),
+    ]);
     const now = this.clock.now();
     return {
       devices: devices.map((d) => ({ id: d.id, name: d.name, confirmed: d.confirmed, createdAt: d.createdAt.toISOString() })),
+      webauthn: webauthn.map((c) => ({ id: c.id, name: c.name, createdAt: c.createdAt.toISOString(), lastUsedAt: c.lastUsedAt?.toISOString() ?? null })),
       recoveryCodesLeft,
       totpLocked: user.totpLocked,
       lockedUntil: user.tfaLockedUntil && user.tfaLockedUntil > now ? user.tfaLockedUntil.toISOString() : null,
@@ -121,8 +126,7 @@ export class TfaService {
     }
     if (result.sessionUpgraded) this.auth.invalidate();
     this.audit.note({ device: device.id, firstFactor: result.first, sessionActivated: result.sessionUpgraded });
-    const stage = result.sessionUpgraded || (caller as AuthenticatedCaller).sessionStage !== 'setup' ? ('active' as const) : ('setup' as const);
-    return { id: device.id, confirmed: true as const, recoveryCodes: result.first ? codes.shown : null, stage };
+    return { id: device.id, confirmed: true as const, recoveryCodes: result.first ? codes.shown : null, stage: stageAfterEnrolment(caller, result.sessionUpgraded) };
   }
 
   /** Removes one of the caller's devices (with the last confirmed one, the recovery codes go too). */
@@ -139,7 +143,10 @@ export class TfaService {
     await this.freshCheck(caller, user, password, origin);
     const codes = this.newRecoveryCodes();
     if (!(await this.repository.replaceRecoveryCodes(user.id, codes.stored, this.clock.now()))) {
-      throw new DomainError(ErrorCode.Conflict, 'recovery codes back up a TOTP device: enrol and confirm one first (POST /api/v1/access/tfa/totp)');
+      throw new DomainError(
+        ErrorCode.Conflict,
+        'recovery codes back up a second factor: enrol one first (POST /api/v1/access/tfa/totp or POST /api/v1/access/tfa/webauthn/options)',
+      );
     }
     return { recoveryCodes: codes.shown };
   }
@@ -158,14 +165,15 @@ export class TfaService {
     this.audit.note({ user: userId });
   }
 
-  private newRecoveryCodes(): { shown: string[]; stored: StoredRecoveryCode[] } {
+  /** 10 new recovery codes: as shown (once) and as stored (hashes). */
+  newRecoveryCodes(): { shown: string[]; stored: StoredRecoveryCode[] } {
     const shown = generateRecoveryCodes((n) => this.random.bytes(n));
     const stored = shown.map((code) => ({ id: this.random.uuid(), codeHash: hashRecoveryCode(normalizeRecoveryCode(code)!) }));
     return { shown, stored };
   }
 
   /** The user behind a session (self-service routes are session-only). */
-  private async sessionUser(caller: Caller): Promise<UserEntity> {
+  async sessionUser(caller: Caller): Promise<UserEntity> {
     const user = caller.kind === 'session' && caller.principalType === 'user' ? await this.repository.findUser(caller.principal) : null;
     if (!user?.enabled) throw new DomainError(ErrorCode.Unauthenticated, 'the session has ended: log in again');
     return user;
@@ -176,7 +184,7 @@ export class TfaService {
    * directory), or for users without a password (OpenID Connect) a login within the last minutes.
    * Counted like login attempts (per source address, and wrong passwords towards the account lock).
    */
-  private async freshCheck(caller: Caller, user: UserEntity, password: string | undefined, origin: RequestOrigin): Promise<void> {
+  async freshCheck(caller: Caller, user: UserEntity, password: string | undefined, origin: RequestOrigin): Promise<void> {
     const realm = await this.repository.findRealm(user.realmId);
     if (!realm) throw new DomainError(ErrorCode.Unauthenticated, 'the session has ended: log in again');
     const now = this.clock.now();
@@ -215,6 +223,11 @@ export class TfaService {
     }
     await this.logins.clearPasswordFailures(user.id);
   }
+}
+
+/** The caller's session stage after a second factor was added: `active` unless it is a `setup` session that was not upgraded. */
+export function stageAfterEnrolment(caller: Caller, sessionUpgraded: boolean): 'setup' | 'active' {
+  return sessionUpgraded || (caller as AuthenticatedCaller).sessionStage !== 'setup' ? 'active' : 'setup';
 }
 
 function nameTaken(name: string): DomainError {

@@ -72,3 +72,26 @@ export class UserEntity {
   @JoinColumn({ name: 'realm_id' })
   realm?: object;
 }
+
+/** A new user as it is stored: the given fields, every counter and lock at rest. */
+export function newUser(
+  fields: Pick<UserEntity, 'id' | 'realmId' | 'username' | 'createdAt'> & Partial<Pick<UserEntity, 'displayName' | 'email' | 'enabled' | 'passwordHash' | 'passwordChangedAt' | 'requireTfa'>>,
+): UserEntity {
+  return {
+    displayName: null,
+    email: null,
+    enabled: true,
+    passwordHash: null,
+    passwordChangedAt: null,
+    externalId: null,
+    requireTfa: false,
+    failedLogins: 0,
+    lockedUntil: null,
+    totpLocked: false,
+    tfaFailures: 0,
+    tfaLockedUntil: null,
+    sessionsValidAfter: null,
+    syncedAt: null,
+    ...fields,
+  };
+}

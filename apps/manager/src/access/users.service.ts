@@ -10,7 +10,7 @@ import { AccessAdminRepository, type Membership, type UserPatch } from './access
 import { PasswordHasherRepository } from './password-hasher.repository';
 import { PasswordPolicy } from './password-policy';
 import { formatUserId } from './principal';
-import type { UserEntity } from './user.entity';
+import { newUser, type UserEntity } from './user.entity';
 import type { CreateUserInput, UpdateUserInput, UserView } from './users.dto';
 
 /**
@@ -56,7 +56,7 @@ export class UsersService {
       this.policy.check(input.password, id);
     }
     const now = this.clock.now();
-    const user: UserEntity = {
+    const user = newUser({
       id,
       realmId: realm.id,
       username: input.username,
@@ -65,17 +65,9 @@ export class UsersService {
       enabled: input.enabled,
       passwordHash: input.password === undefined ? null : await this.passwords.hash(input.password),
       passwordChangedAt: input.password === undefined ? null : now,
-      externalId: null,
       requireTfa: input.requireTfa,
-      failedLogins: 0,
-      lockedUntil: null,
-      totpLocked: false,
-      tfaFailures: 0,
-      tfaLockedUntil: null,
-      sessionsValidAfter: null,
       createdAt: now,
-      syncedAt: null,
-    };
+    });
     if (!(await this.repository.insertUser(user))) throw new DomainError(ErrorCode.Conflict, `user ${id} already exists`);
     this.auth.invalidate();
     this.audit.note({ user: id, realm: realm.id, withPassword: input.password !== undefined, enabled: input.enabled });

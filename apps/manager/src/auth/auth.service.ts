@@ -2,6 +2,7 @@ import { ROLES, type Role } from '@debvisor/permissions';
 import { Inject, Injectable } from '@nestjs/common';
 import type { AclEntryEntity } from '../access/acl-entry.entity';
 import { PasswordHasherRepository } from '../access/password-hasher.repository';
+import { newUser } from '../access/user.entity';
 import type { SessionStage } from '../access/session.entity';
 import { ClockRepository } from '../common/clock.repository';
 import { DomainError, PermissionDenied } from '../common/domain-error';
@@ -231,26 +232,15 @@ export class AuthService {
     const now = this.clock.now();
     const role: Role = 'Admin';
     const created = await this.repository.saveBootstrap(
-      {
+      newUser({
         id: BOOTSTRAP_USER,
         realmId: 'local',
         username: 'admin',
         displayName: 'Administrator',
-        email: null,
-        enabled: true,
         passwordHash: await this.passwords.hash(password),
         passwordChangedAt: now,
-        externalId: null,
-        requireTfa: false,
-        failedLogins: 0,
-        lockedUntil: null,
-        totpLocked: false,
-        tfaFailures: 0,
-        tfaLockedUntil: null,
-        sessionsValidAfter: null,
         createdAt: now,
-        syncedAt: null,
-      },
+      }),
       {
         id,
         ownerType: 'user',

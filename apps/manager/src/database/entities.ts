@@ -7,6 +7,7 @@ import { RemoteGroupEntity } from '../access/remote-group.entity';
 import { SessionEntity } from '../access/session.entity';
 import { TotpDeviceEntity } from '../access/totp-device.entity';
 import { UserEntity } from '../access/user.entity';
+import { WebauthnCredentialEntity } from '../access/webauthn-credential.entity';
 import { VmOwnershipEntity } from '../access/vm-ownership.entity';
 import { AuditEntryEntity } from '../audit/audit-entry.entity';
 import { AclEntryEntity } from '../access/acl-entry.entity';
@@ -26,6 +27,7 @@ export const ENTITIES = [
   SessionEntity,
   TotpDeviceEntity,
   RecoveryCodeEntity,
+  WebauthnCredentialEntity,
   VmOwnershipEntity,
   RemoteGroupEntity,
   RemoteGroupEntryEntity,
