@@ -1,6 +1,6 @@
 import { cleanupTempDirs, freePort, requireBinary, spawnManaged, tempDir, type ManagedProcess } from '@debvisor/testing';
 import { createHash, randomBytes, X509Certificate } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,6 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
  * and assertions for another challenge are refused.
  */
 const MANAGER_MAIN = resolve(__dirname, '../apps/manager/dist/main.js');
+const WEB_DIR = resolve(__dirname, '../apps/web/dist');
+const SCREENSHOTS = resolve(__dirname, '../test-artifacts/web-login');
 const ADMIN = 'admin@local';
 const ADMIN_PASSWORD = `e2e-${randomBytes(12).toString('base64url')}-Pw1`;
 
@@ -106,11 +108,10 @@ describe('WebAuthn as a second factor in the browser', () => {
   beforeAll(async () => {
     const chromiumPath = requireBinary('chromium', 'chromium');
     if (!existsSync(MANAGER_MAIN)) throw new Error(`${MANAGER_MAIN} is missing: run \`npx tsc -b tsconfig.build.json\` first`);
+    if (!existsSync(join(WEB_DIR, 'index.html'))) throw new Error(`${WEB_DIR} is missing: run \`npm run build\` first`);
     const root = tempDir('debvisor-webauthn-e2e-');
-    // A page of the manager's origin to run the ceremonies on (the web UI build is not needed).
-    const webDir = join(root, 'web');
-    mkdirSync(webDir, { recursive: true });
-    writeFileSync(join(webDir, 'index.html'), '<!doctype html><html><head><title>DebVisor</title></head><body>WebAuthn test page</body></html>\n');
+    // The ceremonies run on the manager's own origin: its web UI (which also has the security-key login).
+    const webDir = WEB_DIR;
     const stateDir = join(root, 'manager');
     const port = await freePort();
     const env: NodeJS.ProcessEnv = {
@@ -215,5 +216,21 @@ describe('WebAuthn as a second factor in the browser', () => {
     const retry = await api('POST', '/api/v1/auth/tfa/webauthn/options', undefined, again.csrfToken);
     const accepted = await api('POST', '/api/v1/auth/tfa', { webauthn: await get(retry.body) }, again.csrfToken);
     expect(accepted).toMatchObject({ status: 200, body: { stage: 'active' } });
+  });
+
+  it('signs in through the web UI with the security key after the password', async () => {
+    await context.clearCookies();
+    await page.goto(`${base}/`);
+    await page.getByLabel('Username').fill(ADMIN);
+    await page.getByLabel('Password', { exact: true }).fill(ADMIN_PASSWORD);
+    await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+    // The security key is the first choice when the account has one; the virtual authenticator answers.
+    const useKey = page.getByRole('button', { name: 'Use security key' });
+    await useKey.waitFor();
+    mkdirSync(SCREENSHOTS, { recursive: true });
+    await page.screenshot({ path: join(SCREENSHOTS, 'tfa-webauthn.png') });
+    await useKey.click();
+    await page.getByText('Signed in as').waitFor({ timeout: 15_000 });
+    expect(await page.getByText(ADMIN).first().isVisible()).toBe(true);
   });
 });

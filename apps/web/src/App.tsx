@@ -62,7 +62,7 @@ export function App({ arrival = null }: { arrival?: Arrival }) {
   }
   const current = signedIn.data;
   if (!current) return <LoginPage notice={notice} />;
-  if (current.stage === 'tfa') return <LoginPage notice={notice} resume={{ user: current.user, methods: ['totp', 'recovery'] }} />;
+  if (current.stage === 'tfa') return <LoginPage notice={notice} resume={{ user: current.user, methods: [...(current.methods ?? ['totp', 'recovery'])] }} />;
   if (current.stage === 'setup') return <TfaSetup user={current.user} askPassword={arrival !== 'setup'} onLogOut={() => logout.mutate()} />;
   return (
     <>

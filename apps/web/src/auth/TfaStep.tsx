@@ -3,14 +3,20 @@ import { errorMessage } from '../api/client';
 import { useSecondFactor } from './mutations';
 import type { TfaMethod } from './queries';
 
-/** The second step of a login: the code of an authenticator app, or one of the recovery codes. */
+const LABELS: Record<TfaMethod, string> = {
+  totp: 'Use the authenticator app instead',
+  webauthn: 'Use a security key instead',
+  recovery: 'Use a recovery code instead',
+};
+
+/** The second step of a login: a security key, the code of an authenticator app, or one of the recovery codes. */
 export function TfaStep({ user, methods, onCancel }: { user: string; methods: readonly TfaMethod[]; onCancel: () => void }) {
-  const [method, setMethod] = useState<TfaMethod>(methods.includes('totp') ? 'totp' : 'recovery');
+  const [method, setMethod] = useState<TfaMethod>(methods.includes('webauthn') ? 'webauthn' : methods.includes('totp') ? 'totp' : 'recovery');
   const [value, setValue] = useState('');
   const secondFactor = useSecondFactor();
   const submit = (event: FormEvent) => {
     event.preventDefault();
-    const answer = method === 'totp' ? { code: value.replace(/\s+/g, '') } : { recoveryCode: value.trim() };
+    const answer = method === 'webauthn' ? 'webauthn' : method === 'totp' ? { code: value.replace(/\s+/g, '') } : { recoveryCode: value.trim() };
     secondFactor.mutate(answer, { onError: () => setValue('') });
   };
   // A new attempt: the previous answer's error no longer applies.
@@ -18,7 +24,7 @@ export function TfaStep({ user, methods, onCancel }: { user: string; methods: re
     setValue(next);
     if (secondFactor.isError) secondFactor.reset();
   };
-  const other: TfaMethod = method === 'totp' ? 'recovery' : 'totp';
+  const others = (['webauthn', 'totp', 'recovery'] as const).filter((m) => m !== method && methods.includes(m));
   const switchTo = (next: TfaMethod) => {
     setMethod(next);
     setValue('');
@@ -29,7 +35,9 @@ export function TfaStep({ user, methods, onCancel }: { user: string; methods: re
       <p>
         Signing in as <strong>{user}</strong>.
       </p>
-      {method === 'totp' ? (
+      {method === 'webauthn' ? (
+        <p>Use your security key or this device's authenticator (fingerprint, PIN) when the browser asks.</p>
+      ) : method === 'totp' ? (
         <>
           <label htmlFor="tfa-code">Code from your authenticator app</label>
           <input
@@ -71,13 +79,13 @@ export function TfaStep({ user, methods, onCancel }: { user: string; methods: re
         </p>
       )}
       <button type="submit" disabled={secondFactor.isPending}>
-        {secondFactor.isPending ? 'Checking…' : 'Verify'}
+        {secondFactor.isPending ? 'Checking…' : method === 'webauthn' ? 'Use security key' : 'Verify'}
       </button>
-      {methods.includes(other) && (
-        <button type="button" className="link" onClick={() => switchTo(other)}>
-          {other === 'recovery' ? 'Use a recovery code instead' : 'Use the authenticator app instead'}
+      {others.map((other) => (
+        <button key={other} type="button" className="link" onClick={() => switchTo(other)}>
+          {LABELS[other]}
         </button>
-      )}
+      ))}
       <button type="button" className="link" onClick={onCancel}>
         Back to the password
       </button>

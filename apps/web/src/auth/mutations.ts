@@ -1,6 +1,7 @@
 import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { ApiError, apiPost, credential } from '../api/client';
 import { authKeys, type SessionStage, type TfaMethod } from './queries';
+import { webauthnAssertion } from './webauthn';
 
 /** POST /auth/login and /auth/tfa answer this (the session cookie comes along, HttpOnly). */
 export interface LoginAnswer {
@@ -61,7 +62,8 @@ export function useLogin() {
 export function useSecondFactor() {
   const reload = useReloadSignedIn();
   return useMutation({
-    mutationFn: (answer: { code: string } | { recoveryCode: string }) => apiPost<LoginAnswer>('/auth/tfa', answer),
+    mutationFn: async (answer: { code: string } | { recoveryCode: string } | 'webauthn') =>
+      apiPost<LoginAnswer>('/auth/tfa', answer === 'webauthn' ? { webauthn: await webauthnAssertion() } : answer),
     onSuccess: async (answer) => {
       credential.useSession(answer.csrfToken);
       await reload();

@@ -3,7 +3,7 @@ import { useQuery } from '@tanstack/react-query';
 import { ApiError, apiGet, credential } from '../api/client';
 
 export type SessionStage = 'active' | 'tfa' | 'setup';
-export type TfaMethod = 'totp' | 'recovery';
+export type TfaMethod = 'totp' | 'recovery' | 'webauthn';
 
 /** GET /auth/session as the manager answers it. */
 interface CurrentSessionBody {
@@ -12,6 +12,8 @@ interface CurrentSessionBody {
   stage: SessionStage | null;
   csrfToken: string | null;
   groups: string[];
+  /** For stage `tfa`: what the second step accepts. */
+  methods?: TfaMethod[];
   privileges: string[];
 }
 
@@ -24,6 +26,8 @@ export interface SignedIn {
   stage: SessionStage;
   /** The privileges held on `/`; null when unknown (API token): show everything, the server decides. */
   privileges: ReadonlySet<Privilege> | null;
+  /** For stage `tfa`: what the second step accepts. */
+  methods?: readonly TfaMethod[];
 }
 
 export const authKeys = {
@@ -44,6 +48,7 @@ export async function fetchSignedIn(): Promise<SignedIn | null> {
       user: session.user,
       stage: session.stage ?? 'active',
       privileges: new Set(session.privileges.filter(isPrivilege)),
+      ...(session.stage === 'tfa' ? { methods: session.methods ?? [] } : {}),
     };
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) {

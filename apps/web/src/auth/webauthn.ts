@@ -1,0 +1,64 @@
+import { apiPost } from '../api/client';
+
+/** The assertion POST /auth/tfa takes as `webauthn` (the JSON form of a PublicKeyCredential). */
+export interface WebauthnAssertion {
+  id: string;
+  rawId: string;
+  type: 'public-key';
+  response: { clientDataJSON: string; authenticatorData: string; signature: string; userHandle?: string };
+  clientExtensionResults: Record<string, unknown>;
+  authenticatorAttachment?: string;
+}
+
+interface RequestOptionsJson {
+  challenge: string;
+  rpId?: string;
+  timeout?: number;
+  userVerification?: UserVerificationRequirement;
+  allowCredentials?: { id: string; type: 'public-key'; transports?: AuthenticatorTransport[] }[];
+}
+
+function fromBase64url(value: string): ArrayBuffer {
+  const base64 = value.replace(/-/g, '+').replace(/_/g, '/').padEnd(Math.ceil(value.length / 4) * 4, '=');
+  const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+  return bytes.buffer;
+}
+
+function toBase64url(buffer: ArrayBuffer): string {
+  let binary = '';
+  for (const byte of new Uint8Array(buffer)) binary += String.fromCharCode(byte);
+  return btoa(binary).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+/**
+ * The WebAuthn second step in the browser: the manager's challenge for this pending login, the
+ * authenticator's signature over it (the browser asks the user to touch the key), as JSON.
+ */
+export async function webauthnAssertion(): Promise<WebauthnAssertion> {
+  if (!window.PublicKeyCredential || !navigator.credentials) throw new Error('this browser does not support security keys (WebAuthn)');
+  const options = await apiPost<RequestOptionsJson>('/auth/tfa/webauthn/options');
+  const credential = (await navigator.credentials.get({
+    publicKey: {
+      challenge: fromBase64url(options.challenge),
+      rpId: options.rpId,
+      timeout: options.timeout,
+      userVerification: options.userVerification,
+      allowCredentials: options.allowCredentials?.map((c) => ({ id: fromBase64url(c.id), type: c.type, transports: c.transports })),
+    },
+  })) as PublicKeyCredential | null;
+  if (!credential) throw new Error('no security key answered');
+  const response = credential.response as AuthenticatorAssertionResponse;
+  return {
+    id: credential.id,
+    rawId: toBase64url(credential.rawId),
+    type: 'public-key',
+    response: {
+      clientDataJSON: toBase64url(response.clientDataJSON),
+      authenticatorData: toBase64url(response.authenticatorData),
+      signature: toBase64url(response.signature),
+      ...(response.userHandle ? { userHandle: toBase64url(response.userHandle) } : {}),
+    },
+    clientExtensionResults: credential.getClientExtensionResults() as Record<string, unknown>,
+    ...(credential.authenticatorAttachment ? { authenticatorAttachment: credential.authenticatorAttachment } : {}),
+  };
+}
