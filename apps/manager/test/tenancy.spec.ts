@@ -108,6 +108,9 @@ describe('tenant isolation', () => {
     }, 20_000, `task ${started.body.taskId} succeeded`);
     expect(task.target).toEqual({ remote: 'dc-t', vm: vms[0].id });
     expect((await m.api('GET', `/api/v1/tasks/${started.body.taskId}`, undefined, { token: bob })).status).toBe(404);
+    // The task list shows a tenant the tasks of its own VMs, and nobody else's.
+    expect((await m.api('GET', '/api/v1/tasks', undefined, { token: alice })).body.items.map((t: Json) => t.id)).toEqual([started.body.taskId]);
+    expect((await m.api('GET', '/api/v1/tasks', undefined, { token: bob })).body.items).toEqual([]);
     expect((await m.api('GET', '/api/v1/audit', undefined, { token: alice })).status).toBe(403);
     expect((await m.api('DELETE', '/api/v1/remotes/dc-t', undefined, { token: alice })).status).toBe(403);
   });

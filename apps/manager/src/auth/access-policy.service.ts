@@ -9,6 +9,9 @@ import type { RouteRequirement } from './privilege.decorator';
  * What a caller may do, decided from its access view alone (no I/O): the guard's check, the
  * filters of list endpoints, and the credential to act with on a remote.
  */
+/** A remote id no remote has (ids are lowercase): tenant grants on `/` reach owned VMs through it. */
+const TENANT_ANY_REMOTE = '*';
+
 @Injectable()
 export class AccessPolicy {
   /** Throws 403 unless the caller holds the route's privilege on its ACL path (filled from `params`). */
@@ -39,6 +42,24 @@ export class AccessPolicy {
     const allowed = new Set<string>();
     for (const id of remoteIds) if (viewHolds(caller, privilege, `/remotes/${encodeURIComponent(id)}`)) allowed.add(id);
     return allowed;
+  }
+
+  /**
+   * The VMs the caller holds `privilege` on through grants on single VMs or tenant grants (their
+   * owned VMs) — what collections add to `remoteScope`.
+   */
+  vmScope(caller: Caller, privilege: Privilege): Set<string> {
+    const vms = new Set<string>();
+    for (const grant of caller.grants) {
+      const single = /^\/remotes\/([^/]+)\/vms\/([^/]+)$/.exec(grant.path);
+      if (single && viewHolds(caller, privilege, grant.path)) vms.add(decodeURIComponent(single[2]));
+      if (grant.tenantGroup === null) continue;
+      // Tenant grants hold on owned VMs wherever they run: the remote part of the path does not matter.
+      for (const vm of caller.tenantVms.get(grant.tenantGroup) ?? []) {
+        if (viewHolds(caller, privilege, `/remotes/${TENANT_ANY_REMOTE}/vms/${encodeURIComponent(vm)}`)) vms.add(vm);
+      }
+    }
+    return vms;
   }
 
   /**

@@ -9,8 +9,10 @@ export interface TaskFilter {
   remote?: string;
   vm?: string;
   owner?: string;
-  /** Only tasks on these remotes ('all': no restriction). */
+  /** Only tasks on these remotes ('all': no restriction) … */
   remotes: 'all' | ReadonlySet<string>;
+  /** … or on these VMs (a tenant's own). */
+  vms?: ReadonlySet<string>;
   limit: number;
   offset: number;
 }
@@ -38,8 +40,14 @@ export class TasksRepository {
     if (filter.owner) query.andWhere('t.owner = :owner', { owner: filter.owner });
     if (filter.remotes !== 'all') {
       const allowed = [...filter.remotes];
-      if (allowed.length === 0) return { items: [], total: 0 };
-      query.andWhere(new Brackets((q) => q.where('t.remote_id IN (:...allowed)', { allowed })));
+      const vms = [...(filter.vms ?? [])];
+      if (allowed.length === 0 && vms.length === 0) return { items: [], total: 0 };
+      query.andWhere(
+        new Brackets((q) => {
+          if (allowed.length > 0) q.orWhere('t.remote_id IN (:...allowed)', { allowed });
+          if (vms.length > 0) q.orWhere('t.vm_id IN (:...vms)', { vms });
+        }),
+      );
     }
     const [items, total] = await query
       .orderBy('t.created_at', 'DESC')

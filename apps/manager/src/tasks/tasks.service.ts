@@ -109,7 +109,9 @@ export class TasksService implements BeforeApplicationShutdown {
   }
 
   async list(caller: Caller, query: TaskQuery): Promise<{ items: TaskView[]; total: number; limit: number; offset: number }> {
-    const { items, total } = await this.tasks.list({ ...query, remotes: this.auth.remoteScope(caller, 'task.audit') });
+    const remotes = this.auth.remoteScope(caller, 'task.audit');
+    const vms = remotes === 'all' ? undefined : this.auth.vmScope(caller, 'task.audit');
+    const { items, total } = await this.tasks.list({ ...query, remotes, vms });
     return { items: items.map(toView), total, limit: query.limit, offset: query.offset };
   }
 
