@@ -1,19 +1,18 @@
-import { cleanupTempDirs, freePort, requireBinary, spawnManaged, tempDir, type ManagedProcess } from '@debvisor/testing';
+import { cleanupTempDirs, requireBinary, type ManagedProcess } from '@debvisor/testing';
 import { execFileSync } from 'node:child_process';
-import { createHash, randomBytes, X509Certificate } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
 import { request } from 'node:https';
 import { join, resolve } from 'node:path';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { launchChromium, startBuiltManager } from './browser-harness';
 
 /**
  * The web UI's login as a user meets it: the built manager process serving the built UI, driven
  * through Chromium. Password, TOTP, the enrolment a second-factor-required account must go
  * through, recovery codes, single sign-on hand-off, API token sign-in and logout.
  */
-const MANAGER_MAIN = resolve(__dirname, '../apps/manager/dist/main.js');
-const WEB_DIR = resolve(__dirname, '../apps/web/dist');
 const SCREENSHOTS = resolve(__dirname, '../test-artifacts/web-login');
 const ADMIN = 'admin@local';
 const ADMIN_PASSWORD = `e2e-${randomBytes(12).toString('base64url')}-Pw1`;
@@ -94,46 +93,14 @@ describe('signing in to the web UI', () => {
   const sessionStatus = (page: Page) => page.evaluate(() => fetch('/api/v1/auth/session').then((r) => r.status));
 
   beforeAll(async () => {
-    const chromiumPath = requireBinary('chromium', 'chromium');
     oathtool = requireBinary('oathtool', 'oathtool');
-    if (!existsSync(MANAGER_MAIN)) throw new Error(`${MANAGER_MAIN} is missing: run \`npm run build\` first`);
-    if (!existsSync(join(WEB_DIR, 'index.html'))) throw new Error(`${WEB_DIR}/index.html is missing: run \`npm run build -w @debvisor/web\` first`);
     mkdirSync(SCREENSHOTS, { recursive: true });
-
-    const stateDir = join(tempDir('debvisor-web-e2e-'), 'manager');
-    const port = await freePort();
-    const env: NodeJS.ProcessEnv = {
-      ...process.env,
-      DEBVISOR_STATE_DIR: stateDir,
-      DEBVISOR_LISTEN: `127.0.0.1:${port}`,
-      DEBVISOR_POLL_INTERVAL_SECONDS: '3600',
-      DEBVISOR_WEB_DIR: WEB_DIR,
-      DEBVISOR_ADMIN_PASSWORD: ADMIN_PASSWORD,
-    };
-    delete env.DATABASE_URL;
-    delete env.DATABASE_ADMIN_URL;
-    manager = spawnManaged('manager', process.execPath, [MANAGER_MAIN], { env });
-    await manager.waitFor(/"msg":"manager listening"/, 120_000);
-    bootstrapToken = /bootstrap admin token: (dvdm_[A-Za-z0-9_-]+)/.exec(manager.output())![1];
-    ca = readFileSync(join(stateDir, 'pki/server-ca.crt'), 'utf8');
-    base = `https://localhost:${port}`;
-
-    // Chromium trusts exactly the manager's CA key (no blanket ignoring of certificate errors).
-    const caSpki = new X509Certificate(ca).publicKey.export({ type: 'spki', format: 'der' });
-    browser = await chromium.launch({
-      executablePath: chromiumPath,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        `--ignore-certificate-errors-spki-list=${createHash('sha256').update(caSpki).digest('base64')}`,
-      ],
-    });
+    const started = await startBuiltManager(ADMIN_PASSWORD);
+    manager = started.process;
+    bootstrapToken = started.bootstrapToken;
+    ca = started.caPem;
+    base = started.base;
+    browser = await launchChromium(ca);
   });
 
   afterEach(async () => {

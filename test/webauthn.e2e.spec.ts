@@ -1,9 +1,10 @@
-import { cleanupTempDirs, freePort, requireBinary, spawnManaged, tempDir, type ManagedProcess } from '@debvisor/testing';
-import { createHash, randomBytes, X509Certificate } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { cleanupTempDirs, type ManagedProcess } from '@debvisor/testing';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launchChromium, startBuiltManager } from './browser-harness';
 
 /**
  * WebAuthn as a second factor, end to end: the built manager process and Chromium with a virtual
@@ -11,8 +12,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
  * Enrolment after a password login, then a login completed with an assertion; replayed assertions
  * and assertions for another challenge are refused.
  */
-const MANAGER_MAIN = resolve(__dirname, '../apps/manager/dist/main.js');
-const WEB_DIR = resolve(__dirname, '../apps/web/dist');
 const SCREENSHOTS = resolve(__dirname, '../test-artifacts/web-login');
 const ADMIN = 'admin@local';
 const ADMIN_PASSWORD = `e2e-${randomBytes(12).toString('base64url')}-Pw1`;
@@ -106,46 +105,11 @@ describe('WebAuthn as a second factor in the browser', () => {
   }
 
   beforeAll(async () => {
-    const chromiumPath = requireBinary('chromium', 'chromium');
-    if (!existsSync(MANAGER_MAIN)) throw new Error(`${MANAGER_MAIN} is missing: run \`npx tsc -b tsconfig.build.json\` first`);
-    if (!existsSync(join(WEB_DIR, 'index.html'))) throw new Error(`${WEB_DIR} is missing: run \`npm run build\` first`);
-    const root = tempDir('debvisor-webauthn-e2e-');
     // The ceremonies run on the manager's own origin: its web UI (which also has the security-key login).
-    const webDir = WEB_DIR;
-    const stateDir = join(root, 'manager');
-    const port = await freePort();
-    const env: NodeJS.ProcessEnv = {
-      ...process.env,
-      DEBVISOR_STATE_DIR: stateDir,
-      DEBVISOR_LISTEN: `127.0.0.1:${port}`,
-      DEBVISOR_POLL_INTERVAL_SECONDS: '3600',
-      DEBVISOR_WEB_DIR: webDir,
-      DEBVISOR_ADMIN_PASSWORD: ADMIN_PASSWORD,
-    };
-    delete env.DATABASE_URL;
-    delete env.DATABASE_ADMIN_URL;
-    delete env.DEBVISOR_PUBLIC_URL;
-    manager = spawnManaged('manager', process.execPath, [MANAGER_MAIN], { env });
-    await manager.waitFor(/"msg":"manager listening"/, 120_000);
-    const ca = readFileSync(join(stateDir, 'pki/server-ca.crt'), 'utf8');
-    base = `https://localhost:${port}`;
-
-    // Chromium trusts exactly the manager's CA key (no blanket ignoring of certificate errors).
-    const caSpki = new X509Certificate(ca).publicKey.export({ type: 'spki', format: 'der' });
-    browser = await chromium.launch({
-      executablePath: chromiumPath,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        `--ignore-certificate-errors-spki-list=${createHash('sha256').update(caSpki).digest('base64')}`,
-      ],
-    });
+    const started = await startBuiltManager(ADMIN_PASSWORD);
+    manager = started.process;
+    base = started.base;
+    browser = await launchChromium(started.caPem);
     context = await browser.newContext();
     page = await context.newPage();
     const cdp = await page.context().newCDPSession(page);
