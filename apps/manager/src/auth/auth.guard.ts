@@ -77,7 +77,7 @@ export class AuthGuard implements CanActivate {
       throw new DomainError(ErrorCode.Unauthenticated, 'this login waits for its second factor: POST /api/v1/auth/tfa first');
     }
     if (caller.sessionStage === 'setup' && !this.reflector.getAllAndOverride<boolean>(TFA_SETUP_METADATA, targets)) {
-      throw new PermissionDenied(undefined, {}, 'your account must log in with a second factor: enrol one first (POST /api/v1/access/tfa/totp), then log in again');
+      throw new PermissionDenied(undefined, {}, 'your account must log in with a second factor: enrol one first (POST /api/v1/access/tfa/totp or POST /api/v1/access/tfa/webauthn/options); this session continues once it is confirmed');
     }
     if (this.reflector.getAllAndOverride<boolean>(SELF_SERVICE_METADATA, targets)) {
       if (caller.kind !== 'session') throw new PermissionDenied(undefined, {}, 'this route acts on your own account and needs a login session, not an API token');
