@@ -1,4 +1,4 @@
-import { useState, type FormEvent } from 'react';
+import { useId, useState, type FormEvent } from 'react';
 import { errorMessage } from '../api/client';
 import { useConfirmTotp, useEnrolTotp, useSetupDone, type EnrolledTotp } from './mutations';
 
@@ -7,15 +7,17 @@ function EnrolForm({ askPassword, onEnrolled }: { askPassword: boolean; onEnroll
   const [name, setName] = useState('authenticator app');
   const [password, setPassword] = useState('');
   const enrol = useEnrolTotp();
+  const nameId = useId();
+  const passwordId = useId();
   const submit = (event: FormEvent) => {
     event.preventDefault();
     enrol.mutate({ name: name.trim(), ...(askPassword ? { password } : {}) }, { onSuccess: onEnrolled });
   };
   return (
     <form onSubmit={submit} aria-label="Add an authenticator">
-      <label htmlFor="device-name">Name of the authenticator</label>
+      <label htmlFor={nameId}>Name of the authenticator</label>
       <input
-        id="device-name"
+        id={nameId}
         name="deviceName"
         autoComplete="off"
         value={name}
@@ -25,9 +27,9 @@ function EnrolForm({ askPassword, onEnrolled }: { askPassword: boolean; onEnroll
       />
       {askPassword && (
         <>
-          <label htmlFor="setup-password">Your password</label>
+          <label htmlFor={passwordId}>Your password</label>
           <input
-            id="setup-password"
+            id={passwordId}
             name="password"
             type="password"
             autoComplete="current-password"
@@ -58,6 +60,7 @@ function groupsOfFour(secret: string): string {
 function ConfirmForm({ device, onConfirmed }: { device: EnrolledTotp; onConfirmed: (recoveryCodes: string[]) => void }) {
   const [code, setCode] = useState('');
   const confirm = useConfirmTotp();
+  const codeId = useId();
   const submit = (event: FormEvent) => {
     event.preventDefault();
     confirm.mutate(
@@ -72,9 +75,9 @@ function ConfirmForm({ device, onConfirmed }: { device: EnrolledTotp; onConfirme
       <p>
         Secret for typing in by hand: <code className="secret">{groupsOfFour(device.secret)}</code>
       </p>
-      <label htmlFor="setup-code">Code from your authenticator app</label>
+      <label htmlFor={codeId}>Code from your authenticator app</label>
       <input
-        id="setup-code"
+        id={codeId}
         name="code"
         autoComplete="one-time-code"
         inputMode="numeric"
@@ -100,11 +103,12 @@ function ConfirmForm({ device, onConfirmed }: { device: EnrolledTotp; onConfirme
   );
 }
 
-/** Step 3: the recovery codes, shown this once. */
-function RecoveryCodes({ codes, onSaved }: { codes: string[]; onSaved: () => void }) {
+/** Step 3 (and any new set): the recovery codes, shown this once. */
+export function RecoveryCodes({ codes, onSaved }: { codes: string[]; onSaved: () => void }) {
+  const titleId = useId();
   return (
-    <section aria-labelledby="recovery-title">
-      <h2 id="recovery-title">Your recovery codes</h2>
+    <section aria-labelledby={titleId}>
+      <h2 id={titleId}>Your recovery codes</h2>
       <p>
         Each code signs you in once when the authenticator is not at hand. Keep them somewhere safe now: they are <strong>not shown again</strong>.
       </p>
@@ -123,12 +127,53 @@ function RecoveryCodes({ codes, onSaved }: { codes: string[]; onSaved: () => voi
 }
 
 /**
+ * Adding an authenticator app: name it (with a fresh password check), scan the secret, confirm a
+ * code, then the recovery codes once when the manager answers them (the first second factor).
+ * `onConfirmed` follows the confirmation, `onDone` the last step; `cancel` is offered until the codes show.
+ */
+export function TotpEnrolment({
+  askPassword,
+  onDone,
+  onConfirmed,
+  cancel,
+}: {
+  askPassword: boolean;
+  onDone: () => void;
+  onConfirmed?: () => void;
+  cancel?: { label: string; onCancel: () => void };
+}) {
+  const [device, setDevice] = useState<EnrolledTotp | null>(null);
+  const [codes, setCodes] = useState<string[] | null>(null);
+  return (
+    <>
+      {codes ? (
+        <RecoveryCodes codes={codes} onSaved={onDone} />
+      ) : device ? (
+        <ConfirmForm
+          device={device}
+          onConfirmed={(recoveryCodes) => {
+            onConfirmed?.();
+            if (recoveryCodes.length > 0) setCodes(recoveryCodes);
+            else onDone();
+          }}
+        />
+      ) : (
+        <EnrolForm askPassword={askPassword} onEnrolled={setDevice} />
+      )}
+      {!codes && cancel && (
+        <button type="button" className="link" onClick={cancel.onCancel}>
+          {cancel.label}
+        </button>
+      )}
+    </>
+  );
+}
+
+/**
  * The account must sign in with a second factor and has none yet: enrol an authenticator app
  * (POST /access/tfa/totp), confirm it with a code, then show the recovery codes once.
  */
 export function TfaSetup({ user, askPassword, onLogOut }: { user: string; askPassword: boolean; onLogOut: () => void }) {
-  const [device, setDevice] = useState<EnrolledTotp | null>(null);
-  const [codes, setCodes] = useState<string[] | null>(null);
   const done = useSetupDone();
   return (
     <main className="narrow">
@@ -136,24 +181,7 @@ export function TfaSetup({ user, askPassword, onLogOut }: { user: string; askPas
       <p>
         The account <strong>{user}</strong> must sign in with a second factor. Add an authenticator app (TOTP) to continue.
       </p>
-      {codes ? (
-        <RecoveryCodes codes={codes} onSaved={() => void done()} />
-      ) : device ? (
-        <ConfirmForm
-          device={device}
-          onConfirmed={(recoveryCodes) => {
-            if (recoveryCodes.length > 0) setCodes(recoveryCodes);
-            else void done();
-          }}
-        />
-      ) : (
-        <EnrolForm askPassword={askPassword} onEnrolled={setDevice} />
-      )}
-      {!codes && (
-        <button type="button" className="link" onClick={onLogOut}>
-          Log out
-        </button>
-      )}
+      <TotpEnrolment askPassword={askPassword} onDone={() => void done()} cancel={{ label: 'Log out', onCancel: onLogOut }} />
     </main>
   );
 }
