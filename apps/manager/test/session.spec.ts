@@ -1,9 +1,8 @@
 import { createCa } from '@debvisor/pki';
 import { cleanupTempDirs, freePort } from '@debvisor/testing';
-import { Client } from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PasswordHasherRepository } from '../src/access/password-hasher.repository';
-import { eventually, startTestDatabases, startTestManager, type ApiAnswer, type TestDatabases, type TestManager } from './manager-harness';
+import { eventually, startTestDatabases, startTestManager, type ApiAnswer, type TestDatabases, type TestManager, sqlQuery } from './manager-harness';
 
 /**
  * Login sessions through the real manager and PostgreSQL: the cookie, CSRF, logout, timeouts,
@@ -33,14 +32,8 @@ async function manager(env: Record<string, string> = {}): Promise<TestManager> {
   return m;
 }
 
-async function query<T = Record<string, unknown>>(m: TestManager, sql: string, params: unknown[] = []): Promise<T[]> {
-  const client = new Client({ connectionString: m.databaseUrl });
-  await client.connect();
-  try {
-    return (await client.query(sql, params)).rows as T[];
-  } finally {
-    await client.end();
-  }
+function query<T = Record<string, unknown>>(m: TestManager, sql: string, params: unknown[] = []): Promise<T[]> {
+  return sqlQuery<T>(m.databaseUrl!, sql, params);
 }
 
 /** A local user with PASSWORD (and, when given, a role on /). */

@@ -1,10 +1,9 @@
 import { cleanupTempDirs } from '@debvisor/testing';
 import { execFileSync } from 'node:child_process';
-import { Client } from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PasswordHasherRepository } from '../src/access/password-hasher.repository';
 import { totpCode } from '../src/access/tfa/totp';
-import { eventually, startTestDatabases, startTestManager, type ApiAnswer, type TestDatabases, type TestManager } from './manager-harness';
+import { eventually, startTestDatabases, startTestManager, type ApiAnswer, type TestDatabases, type TestManager, sqlQuery } from './manager-harness';
 
 /**
  * Second factors end to end, through the real manager and PostgreSQL: enrolment, the two-step login
@@ -36,14 +35,8 @@ async function manager(env: Record<string, string> = {}): Promise<TestManager> {
   return m;
 }
 
-async function query<T = Record<string, unknown>>(m: TestManager, sql: string, params: unknown[] = []): Promise<T[]> {
-  const client = new Client({ connectionString: m.databaseUrl });
-  await client.connect();
-  try {
-    return (await client.query(sql, params)).rows as T[];
-  } finally {
-    await client.end();
-  }
+function query<T = Record<string, unknown>>(m: TestManager, sql: string, params: unknown[] = []): Promise<T[]> {
+  return sqlQuery<T>(m.databaseUrl!, sql, params);
 }
 
 /** A local user with PASSWORD and the Audit role on / (so that GET /api/v1/remotes is allowed to it). */
