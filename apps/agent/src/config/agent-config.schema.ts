@@ -34,6 +34,8 @@ const simSchema = z.strictObject({
     .prefault({}),
   memoryBytes: z.int().positive().default(512 * GiB),
   bridges: z.array(labelSchema).max(256).default(['vmbr0', 'vmbr1']),
+  /** Bytes per second a simulated migration moves when no bandwidth limit is set (10 GbE). */
+  migrationBandwidthBytes: z.int().positive().default(1_250_000_000),
   hugepages: z
     .strictObject({
       pageSizeBytes: z.int().positive().default(2 * 1024 * 1024),
@@ -42,6 +44,44 @@ const simSchema = z.strictObject({
     })
     .prefault({})
     .refine((h) => h.free <= h.total, { message: 'free cannot exceed total', path: ['free'] }),
+});
+
+const qemuSchema = z.strictObject({
+  /** The QEMU system emulator (a name looked up in PATH, or an absolute path). */
+  binary: z.string().min(1).max(4096).default('qemu-system-x86_64'),
+  /** 'kvm' in production; 'tcg' (software emulation) where /dev/kvm is missing, as in tests. */
+  accel: z.enum(['kvm', 'tcg']).default('kvm'),
+  /** QEMU machine type; both ends of a migration must use the same. */
+  machine: z.string().regex(/^[a-z0-9][a-z0-9.-]{0,63}$/, 'a machine type such as q35 or pc-q35-7.2').default('q35'),
+  /** Disk images as files <imageDir>/<pool>/<image>.raw on storage every node mounts; unset: RBD (rbd:<pool>/<image>). */
+  imageDir: filePath.optional(),
+  /**
+   * A directory of guest kernels and initramfs images: a VM labelled qemu-kernel / qemu-initrd
+   * (file names inside it) and qemu-append boots them directly. Unset: direct boot is refused.
+   */
+  bootDir: filePath.optional(),
+  /** Seconds QEMU gets to start and answer on its QMP socket. */
+  startTimeoutSeconds: z.number().positive().max(600).default(30),
+});
+
+const libvirtSchema = z.strictObject({
+  /** The libvirt connection URI. */
+  uri: z.string().min(1).max(1024).default('qemu:///system'),
+  /** The virsh client (a name looked up in PATH, or an absolute path). */
+  virsh: z.string().min(1).max(4096).default('virsh'),
+  /** Emulator type in the domain XML: 'kvm', or 'qemu' (TCG) where /dev/kvm is missing. */
+  domainType: z.enum(['kvm', 'qemu']).default('kvm'),
+  /** How the target libvirtd is reached in peer-to-peer migration: qemu+tls://<host>/system by default. */
+  migrationUriTemplate: z.string().min(1).max(1024).default('qemu+tls://{host}/system'),
+  /** Seconds a virsh call may take before it is killed. */
+  commandTimeoutSeconds: z.number().positive().max(3600).default(60),
+});
+
+const migrationSchema = z.strictObject({
+  /** Seconds a one-time migration cookie stays valid (at most 60). */
+  cookieTtlSeconds: z.int().min(1).max(60).default(60),
+  /** How often the source samples the migration's progress. */
+  progressIntervalMs: z.int().min(50).max(10_000).default(500),
 });
 
 const httpUrl = z.url({ error: 'an etcd endpoint is a URL such as http://127.0.0.1:2379' }).refine(
@@ -73,10 +113,11 @@ export const agentConfigSchema = z
     /** How long an agent trusts a cached API key record; bounds how fast revocation takes effect. */
     apiKeyCacheSeconds: z.number().min(0).max(60).default(5),
     hypervisor: z.strictObject({
-      driver: z
-        .enum(['sim', 'qemu', 'libvirt'])
-        .refine((d) => d === 'sim', 'only "sim" is available in this version; "qemu" and "libvirt" come with later milestones'),
+      driver: z.enum(['sim', 'qemu', 'libvirt']),
     }),
+    qemu: qemuSchema.prefault({}),
+    libvirt: libvirtSchema.prefault({}),
+    migration: migrationSchema.prefault({}),
     storage: z.strictObject({
       driver: z.enum(['sim', 'rbd']).refine((d) => d === 'sim', 'only "sim" is available in this version; "rbd" comes with a later milestone'),
     }),

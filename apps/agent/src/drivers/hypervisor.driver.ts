@@ -99,6 +99,85 @@ export interface DriverHealth {
 }
 
 /**
+ * Where a migration stream goes: a unix socket on this host, host:port over the network, or (the
+ * libvirt driver, which migrates peer-to-peer itself) the target libvirtd's URI.
+ */
+export type MigrationAddress = { kind: 'unix'; path: string } | { kind: 'tcp'; host: string; port: number } | { kind: 'libvirt'; uri: string };
+
+/**
+ * QEMU-native TLS with a pre-shared key (tls-creds-psk): the direct transport. Both ends derive the
+ * key from the one-time cookie, so only the holder of the cookie can connect, and only once.
+ */
+export interface MigrationPsk {
+  identity: string;
+  /** 32 bytes. */
+  key: Buffer;
+}
+
+export interface IncomingOptions {
+  migrationId: string;
+  /** 'tunnel': listen on a unix socket only the agent reaches; 'direct': listen on `listenHost` with TLS-PSK. */
+  transport: 'tunnel' | 'direct';
+  /** Direct transport: the address to listen on (the agent's advertised host). */
+  listenHost?: string;
+  psk?: MigrationPsk;
+  /** Enable post-copy on the incoming side (the source may switch to it). */
+  allowPostcopy: boolean;
+}
+
+export interface OutgoingOptions {
+  migrationId: string;
+  destination: MigrationAddress;
+  /** Direct transport only. */
+  psk?: MigrationPsk;
+  /** Maximum downtime QEMU aims for at switchover. */
+  downtimeLimitMs: number;
+  /** Bytes per second; 0: unlimited. */
+  bandwidthLimitBytes: number;
+  autoConverge: boolean;
+  /** Enable the postcopy-ram capability, so that switchToPostcopy is possible. */
+  allowPostcopy: boolean;
+}
+
+/** QEMU's own migration status names (query-migrate), plus 'none' before anything started. */
+export const MIGRATION_STATUSES = [
+  'none',
+  'setup',
+  'active',
+  'pre-switchover',
+  'device',
+  'postcopy-active',
+  'postcopy-paused',
+  'completed',
+  'failed',
+  'cancelling',
+  'cancelled',
+] as const;
+export type MigrationStatus = (typeof MIGRATION_STATUSES)[number];
+
+/** A snapshot of an outgoing migration, as query-migrate answers it. */
+export interface MigrationStats {
+  status: MigrationStatus;
+  transferredBytes: number;
+  remainingBytes: number;
+  totalBytes: number;
+  /** Bytes per second the guest dirties (0 until QEMU measured it). */
+  dirtyRateBytes: number;
+  /** QEMU's estimate of the downtime if it switched over now. */
+  expectedDowntimeMs: number;
+  /** Pre-copy iterations (dirty-sync-count). */
+  iteration: number;
+  /** Bytes per second of the last iteration. */
+  throughputBytes: number;
+  /** Once completed: the downtime QEMU measured. */
+  downtimeMs?: number;
+  /** Once completed: QEMU's own total time. */
+  totalTimeMs?: number;
+  /** When failed: QEMU's reason. */
+  error?: string;
+}
+
+/**
  * A hypervisor as the agent drives it: sim today, qemu and libvirt later. Operations return once
  * the VM reached its new state; each VM takes one operation at a time (a second one is refused
  * with FAILED_PRECONDITION while the first holds the VM's lock).
@@ -119,4 +198,31 @@ export interface HypervisorDriver {
   usage(): Promise<HostUsage>;
   health(): Promise<DriverHealth>;
   close(): Promise<void>;
+
+  // Live migration. The agent's MigrationService drives these in this order; each end holds the
+  // VM's lock as operation 'migration' from prepareIncoming / startOutgoing until it is settled.
+
+  /**
+   * Target: start the VM paused, waiting for an incoming migration (QEMU -incoming defer +
+   * migrate-incoming), and answer where to send the stream. ALREADY_EXISTS when the VM is here.
+   */
+  prepareIncoming(spec: VmDefinition, options: IncomingOptions): Promise<MigrationAddress>;
+  /** Target: the incoming side's status ('completed' once all state arrived; 'postcopy-active' while pages are pulled). */
+  incomingStatus(uuid: string): Promise<MigrationStatus>;
+  /** Target, after the source saw 'completed' (or switched to post-copy): run the VM here; it becomes an ordinary VM of this host. */
+  commitIncoming(uuid: string): Promise<VmInstance>;
+  /** Target, on failure or cancel: kill the incoming QEMU and forget the VM. Idempotent. */
+  abortIncoming(uuid: string): Promise<void>;
+  /** Source: start migrating a running VM to `destination`; returns once QEMU accepted the command. */
+  startOutgoing(uuid: string, options: OutgoingOptions): Promise<void>;
+  /** Source: the migration's current figures. */
+  outgoingStats(uuid: string): Promise<MigrationStats>;
+  /** Source: switch a running pre-copy migration to post-copy (needs allowPostcopy on both ends). */
+  switchToPostcopy(uuid: string): Promise<void>;
+  /** Source: cancel; the VM keeps running here (resumed if QEMU had paused it). Idempotent. */
+  cancelOutgoing(uuid: string): Promise<void>;
+  /** Source, after the target runs the VM: stop this side's QEMU and undefine the VM here. */
+  finishOutgoing(uuid: string): Promise<void>;
+  /** Removes a stopped VM from this host (offline migration's source, after the target defined it). */
+  undefine(uuid: string): Promise<void>;
 }

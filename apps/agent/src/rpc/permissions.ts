@@ -20,6 +20,7 @@ export const RPC_PERMISSIONS = {
   'MigrationService.PrepareMigration': 'migration:vm:migrate',
   'MigrationService.MigrateVm': 'migration:vm:migrate',
   'MigrationService.CancelMigration': 'migration:vm:migrate',
+  'MigrationService.GetMigration': 'migration:vm:migrate',
   'MigrationService.FailoverVm': 'migration:vm:failover',
   'MigrationService.Tunnel': 'migration:vm:migrate',
 
