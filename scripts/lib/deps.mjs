@@ -1,7 +1,7 @@
 // The Debian packages the project's tests and demo need, installed when missing (as root) or
 // named in a clear message. Every entry is a binary the harness or the tests run.
 import { execFileSync } from 'node:child_process';
-import { accessSync, constants, existsSync } from 'node:fs';
+import { accessSync, constants, existsSync, readdirSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 
 export const DEBIAN_PACKAGES = [
@@ -10,7 +10,27 @@ export const DEBIAN_PACKAGES = [
   { binary: 'slapd', package: 'slapd', for: 'the LDAP realm tests (a throw-away directory)' },
   { binary: 'slapadd', package: 'slapd', for: 'loading the test directory' },
   { binary: 'oathtool', package: 'oathtool', for: 'checking TOTP codes against an independent implementation' },
+  { binary: 'chromium', package: 'chromium', for: 'the web UI tests (driven by playwright-core)' },
+  { binary: 'qemu-system-x86_64', package: 'qemu-system-x86', for: 'the qemu hypervisor driver and live migration tests' },
+  { binary: 'qemu-img', package: 'qemu-utils', for: 'disk images of the qemu driver tests' },
+  { file: '/bin/busybox', package: 'busybox-static', for: 'the tiny test guest (a static busybox initramfs)' },
+  { glob: ['/boot', /^vmlinuz-/], package: 'linux-image-amd64', for: 'the tiny test guest (a Linux kernel)' },
+  { binary: 'virsh', package: 'libvirt-clients', for: 'the libvirt hypervisor driver' },
+  { binary: 'libvirtd', package: 'libvirt-daemon-system', for: 'the libvirt driver tests (a private libvirtd)' },
+  { file: '/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so', package: 'libvirt-daemon-driver-qemu', for: "libvirtd's QEMU driver" },
 ];
+
+/** True when what `dependency` names is on this machine. */
+function present(dependency) {
+  if (dependency.binary) return Boolean(findBinary(dependency.binary));
+  if (dependency.file) return existsSync(dependency.file);
+  const [dir, pattern] = dependency.glob;
+  return existsSync(dir) && readdirSync(dir).some((name) => pattern.test(name));
+}
+
+function describe(dependency) {
+  return `${dependency.binary ?? dependency.file ?? `${dependency.glob[0]}/${dependency.glob[1].source}`} (${dependency.for})`;
+}
 
 const EXTRA_DIRS = ['/usr/sbin', '/usr/bin', '/sbin', '/usr/local/bin'];
 
@@ -32,13 +52,13 @@ export function findBinary(name) {
  * apt-get; otherwise it throws with the exact command to run.
  */
 export function ensureDebianPackages(needed = DEBIAN_PACKAGES, log = console.log) {
-  const missing = needed.filter((d) => !findBinary(d.binary));
+  const missing = needed.filter((d) => !present(d));
   if (missing.length === 0) return;
   const packages = [...new Set(missing.map((d) => d.package))];
   const command = `apt-get install -y ${packages.join(' ')}`;
   if (process.getuid?.() !== 0 || !findBinary('apt-get')) {
     throw new Error(
-      `missing: ${missing.map((d) => `${d.binary} (${d.for})`).join(', ')}.\n` +
+      `missing: ${missing.map(describe).join(', ')}.\n` +
         `Install the Debian packages first: sudo ${command}`,
     );
   }
@@ -50,8 +70,8 @@ export function ensureDebianPackages(needed = DEBIAN_PACKAGES, log = console.log
     env,
     timeout: 1_200_000,
   });
-  const still = missing.filter((d) => !findBinary(d.binary));
-  if (still.length) throw new Error(`apt-get finished but ${still.map((d) => d.binary).join(', ')} is still missing`);
+  const still = missing.filter((d) => !present(d));
+  if (still.length) throw new Error(`apt-get finished but ${still.map(describe).join(', ')} is still missing`);
 }
 
 /** Runs `npm ci` in `root` when its node_modules is missing (a fresh clone). */
