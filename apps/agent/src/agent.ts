@@ -1,4 +1,6 @@
 import { AuditFileChain } from '@debvisor/audit';
+import { parseEndpoint } from '@debvisor/common';
+import { join } from 'node:path';
 import { debvisorV1, grpcHealthV1 } from '@debvisor/proto';
 import { accessServiceHandlers } from './access/access.handlers';
 import { ApiKeyRepository } from './apikeys/api-key.repository';
@@ -12,7 +14,13 @@ import { healthServiceHandlers } from './health/health.handlers';
 import { ServingStatusBoard } from './health/serving-status';
 import { AgentMetrics } from './metrics/agent-metrics';
 import { startMetricsServer, type RunningMetricsServer } from './metrics/metrics-server';
+import { MigrationCookies } from './migration/migration-cookies';
+import { MigrationSocketRepository } from './migration/migration-socket.repository';
+import { MigrationSourceService } from './migration/migration-source.service';
+import { MigrationTargetService } from './migration/migration-target.service';
 import { migrationServiceHandlers } from './migration/migration.handlers';
+import { MigrationService } from './migration/migration.service';
+import { TunnelClientRepository } from './migration/tunnel-client.repository';
 import { ClusterInfoService } from './registry/cluster-info.service';
 import { LocalNodeService } from './registry/local-node.service';
 import { NodePresence } from './registry/node-presence.service';
@@ -23,6 +31,7 @@ import { Authenticator } from './rpc/authenticator.service';
 import { PeerClientRepository } from './rpc/peer-client.repository';
 import { RpcAudit } from './rpc/rpc-audit';
 import { RpcRouter } from './rpc/rpc-router';
+import { MutualTls13ServerCredentials } from './rpc/tls-credentials';
 import { startRpcServer } from './rpc/rpc-server';
 import { systemClock, type Clock } from './shared/clock';
 import { createEtcdClient } from './shared/etcd-client';
@@ -68,7 +77,38 @@ export async function startAgent(config: Readonly<AgentConfig>, logger: Logger, 
     const localNode = new LocalNodeService({ nodeId: config.nodeId, advertise: config.advertise }, hypervisor, storage);
     const peers = new PeerClientRepository(tls, metrics.rpc);
     undo.unshift(() => peers.close());
-    const vms = new VmService({ nodeId: config.nodeId, driver: hypervisor, index: new VmIndexRepository(etcd), registry, peers, logger });
+    const vmIndex = new VmIndexRepository(etcd);
+    const vms = new VmService({ nodeId: config.nodeId, driver: hypervisor, index: vmIndex, registry, peers, logger });
+    const serverCredentials = new MutualTls13ServerCredentials(tls);
+    const sockets = new MigrationSocketRepository(join(config.stateDir, 'mig'));
+    const migrationSource = new MigrationSourceService({
+      nodeId: config.nodeId,
+      progressIntervalMs: config.migration.progressIntervalMs,
+      driver: hypervisor,
+      index: vmIndex,
+      tunnels: new TunnelClientRepository(tls),
+      sockets,
+      clock,
+      logger,
+    });
+    const migrationTarget = new MigrationTargetService({
+      nodeId: config.nodeId,
+      advertise: config.advertise,
+      advertiseHost: parseEndpoint(config.advertise)?.host ?? '127.0.0.1',
+      clusterCa: tls.clusterCa,
+      clusterCaPem: tls.clusterCaPem,
+      cookieTtlMs: config.migration.cookieTtlSeconds * 1000,
+      driver: hypervisor,
+      storage,
+      index: vmIndex,
+      cookies: new MigrationCookies(clock),
+      credentials: serverCredentials,
+      sockets,
+      clock,
+      logger,
+    });
+    undo.unshift(() => migrationTarget.close());
+    const migrations = new MigrationService({ nodeId: config.nodeId, driver: hypervisor, index: vmIndex, registry, peers, source: migrationSource, target: migrationTarget });
 
     // The audit file of served RPCs (audit.file): opened before the server answers, so that a bad path stops start-up.
     const auditFile = config.audit.file ? await AuditFileChain.open({ path: config.audit.file, clock }) : undefined;
@@ -91,7 +131,7 @@ export async function startAgent(config: Readonly<AgentConfig>, logger: Logger, 
     await monitor.start();
     undo.unshift(() => monitor.stop());
     const v1 = debvisorV1();
-    const server = await startRpcServer(config.listen, tls, [
+    const server = await startRpcServer(config.listen, serverCredentials, [
       {
         definition: v1.NodeService.service,
         handlers: nodeServiceHandlers({
@@ -105,7 +145,7 @@ export async function startAgent(config: Readonly<AgentConfig>, logger: Logger, 
       },
       { definition: v1.VmService.service, handlers: vmServiceHandlers(rpc, vms) },
       { definition: v1.StorageService.service, handlers: storageServiceHandlers(rpc, new StorageService(storage)) },
-      { definition: v1.MigrationService.service, handlers: migrationServiceHandlers(rpc) },
+      { definition: v1.MigrationService.service, handlers: migrationServiceHandlers(rpc, migrations, migrationTarget) },
       { definition: v1.AccessService.service, handlers: accessServiceHandlers(rpc) },
       { definition: grpcHealthV1().Health.service, handlers: healthServiceHandlers(board) },
     ]);
@@ -131,7 +171,9 @@ export async function startAgent(config: Readonly<AgentConfig>, logger: Logger, 
       async stop() {
         await monitor.stop(); // health checks answer NOT_SERVING from here on: load balancers drain
         await presence.stop();
+        await migrationSource.close(); // migrations under way are cancelled: their VMs keep running here
         await server.stop(SHUTDOWN_GRACE_MS);
+        await migrationTarget.close();
         await metricsServer?.stop();
         peers.close();
         await apiKeys.settle();

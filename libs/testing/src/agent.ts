@@ -4,7 +4,11 @@ import {
   grpcHealthV1,
   type AccessServiceDefinition,
   type HealthDefinition,
+  type MigrateVmRequest,
+  type MigrationProgress__Output,
   type MigrationServiceDefinition,
+  type TunnelFrame,
+  type TunnelFrame__Output,
   type NodeServiceDefinition,
   type StorageServiceDefinition,
   type VmServiceDefinition,
@@ -46,6 +50,8 @@ export interface StartClusterOptions {
   metricsRequireClientCert?: boolean;
   /** Give every agent an audit file (audit.file): `<stateDir>/rpc-audit.log` (default: none). */
   auditFile?: boolean;
+  /** Further agent configuration per node, merged over the harness's (e.g. the qemu hypervisor driver). */
+  agentConfig?: (nodeId: string, stateDir: string) => Record<string, unknown>;
 }
 
 export interface TestAgent {
@@ -151,6 +157,7 @@ export async function startCluster(options: StartClusterOptions): Promise<TestCl
         metrics: { enabled: true, listen: metricsEndpoint, requireClientCert: options.metricsRequireClientCert ?? false },
         ...(options.auditFile ? { audit: { file: join(stateDir, 'rpc-audit.log') } } : {}),
         logLevel: options.logLevel ?? 'info',
+        ...options.agentConfig?.(nodeId, stateDir),
       };
       writeFileSync(configFile, JSON.stringify(config, null, 2));
       return new AgentProcess(nodeId, endpoint, metricsEndpoint, configFile, stateDir, join(dir, 'logs', `${nodeId}.log`));
@@ -275,6 +282,10 @@ export interface AgentClient {
   storage: Promisified<StorageServiceDefinition>;
   /** The unary migration calls (MigrateVm and Tunnel stream). */
   migration: Omit<Promisified<MigrationServiceDefinition>, 'migrateVm' | 'tunnel'>;
+  /** MigrateVm: every progress message, each also handed to `onProgress`; rejects with the stream's error. */
+  migrateVm(request: MigrateVmRequest, onProgress?: (progress: MigrationProgress__Output) => void): Promise<MigrationProgress__Output[]>;
+  /** Tunnel: a raw stream, as another agent would open it. */
+  tunnel(): grpc.ClientDuplexStream<TunnelFrame, TunnelFrame__Output>;
   access: Promisified<AccessServiceDefinition>;
   /** gRPC health checking (Check, List); sends no API key unless the client was given one. */
   health: Omit<Promisified<HealthDefinition>, 'watch'>;
@@ -342,6 +353,25 @@ export function agentClient(endpoint: string, options: AgentClientOptions): Agen
         if (error.code !== grpc.status.CANCELLED) onError?.(error);
       });
       return { cancel: () => stream.cancel() };
+    },
+    migrateVm(request, onProgress) {
+      const method = v1.MigrationService.service.MigrateVm;
+      const metadata = new grpc.Metadata();
+      if (options.apiKey) metadata.set('authorization', `Bearer ${options.apiKey}`);
+      const stream = client.makeServerStreamRequest(method.path, method.requestSerialize, method.responseDeserialize, request, metadata, {});
+      const seen: MigrationProgress__Output[] = [];
+      return new Promise((resolvePromise, reject) => {
+        stream.on('data', (progress: MigrationProgress__Output) => {
+          seen.push(progress);
+          onProgress?.(progress);
+        });
+        stream.on('end', () => resolvePromise(seen));
+        stream.on('error', reject);
+      });
+    },
+    tunnel() {
+      const method = v1.MigrationService.service.Tunnel;
+      return client.makeBidiStreamRequest(method.path, method.requestSerialize, method.responseDeserialize, new grpc.Metadata(), {});
     },
     close: () => client.close(),
   };

@@ -1,6 +1,6 @@
 import type { RpcMetrics } from '@debvisor/common';
-import { debvisorV1, type VmServiceDefinition } from '@debvisor/proto';
-import { Client, Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { debvisorV1, type MigrationProgress__Output, type MigrationServiceDefinition, type VmServiceDefinition } from '@debvisor/proto';
+import { Client, Metadata, status, type ClientReadableStream, type MethodDefinition, type ServiceError } from '@grpc/grpc-js';
 import type { TlsMaterial } from '../config/tls-material';
 import { AgentError, ErrorCode } from '../shared/agent-error';
 import { FORWARD_METADATA, type CallContext } from './call-context';
@@ -13,8 +13,10 @@ export interface PeerTarget {
 }
 
 type VmMethod = keyof VmServiceDefinition;
-type RequestOf<M extends VmMethod> = VmServiceDefinition[M] extends { requestSerialize: (value: infer R) => Buffer } ? R : never;
-type ResponseOf<M extends VmMethod> = VmServiceDefinition[M] extends { responseDeserialize: (bytes: Buffer) => infer R } ? R : never;
+type MigrationUnary = 'PrepareMigration' | 'CancelMigration' | 'GetMigration';
+type Definitions = VmServiceDefinition & Pick<MigrationServiceDefinition, MigrationUnary | 'MigrateVm'>;
+type RequestOf<M extends keyof Definitions> = Definitions[M] extends { requestSerialize: (value: infer R) => Buffer } ? R : never;
+type ResponseOf<M extends keyof Definitions> = Definitions[M] extends { responseDeserialize: (bytes: Buffer) => infer R } ? R : never;
 
 /** Statuses that are a peer's answer to the request itself; anything else means it did not answer. */
 const ANSWERS = new Set([status.INVALID_ARGUMENT, status.NOT_FOUND, status.ALREADY_EXISTS, status.FAILED_PRECONDITION, status.PERMISSION_DENIED, status.UNIMPLEMENTED]);
@@ -33,21 +35,42 @@ export class PeerClientRepository {
   ) {}
 
   vmCall<M extends VmMethod>(target: PeerTarget, method: M, request: RequestOf<M>, context: CallContext, timeoutMs: number): Promise<ResponseOf<M>> {
-    const definition = debvisorV1().VmService.service[method];
+    return this.unary(debvisorV1().VmService.service[method] as unknown as MethodDefinition<RequestOf<M>, ResponseOf<M>>, target, request, context, timeoutMs);
+  }
+
+  migrationCall<M extends MigrationUnary>(target: PeerTarget, method: M, request: RequestOf<M>, context: CallContext, timeoutMs: number): Promise<ResponseOf<M>> {
+    return this.unary(debvisorV1().MigrationService.service[method] as unknown as MethodDefinition<RequestOf<M>, ResponseOf<M>>, target, request, context, timeoutMs);
+  }
+
+  /** MigrateVm on the node that runs the VM: its progress stream, as it comes. */
+  migrateStream(target: PeerTarget, request: RequestOf<'MigrateVm'>, context: CallContext): ClientReadableStream<MigrationProgress__Output> {
+    const definition = debvisorV1().MigrationService.service.MigrateVm;
+    return this.client(target).makeServerStreamRequest(
+      definition.path,
+      definition.requestSerialize as (value: RequestOf<'MigrateVm'>) => Buffer,
+      definition.responseDeserialize as (bytes: Buffer) => MigrationProgress__Output,
+      request,
+      forwardMetadata(context),
+    );
+  }
+
+  /** An error of a forwarded stream, as this agent reports it. */
+  streamError(target: PeerTarget, error: ServiceError): AgentError {
+    return toAgentError(target, error);
+  }
+
+  private unary<Req, Res>(definition: MethodDefinition<Req, Res>, target: PeerTarget, request: Req, context: CallContext, timeoutMs: number): Promise<Res> {
     const client = this.client(target);
-    const metadata = new Metadata();
-    metadata.set(FORWARD_METADATA.principal, context.caller.principal);
-    metadata.set(FORWARD_METADATA.permissions, context.caller.permissions.join(','));
-    metadata.set(FORWARD_METADATA.traceId, context.traceId);
+    const metadata = forwardMetadata(context);
     return new Promise((resolve, reject) => {
       client.makeUnaryRequest(
         definition.path,
-        definition.requestSerialize as (value: RequestOf<M>) => Buffer,
-        definition.responseDeserialize as (bytes: Buffer) => ResponseOf<M>,
+        definition.requestSerialize,
+        definition.responseDeserialize,
         request,
         metadata,
         { deadline: Date.now() + timeoutMs },
-        (error: ServiceError | null, response?: ResponseOf<M>) => {
+        (error: ServiceError | null, response?: Res) => {
           if (!error) return resolve(response!);
           if (error.code === status.UNAVAILABLE) this.forget(target);
           if (!ANSWERS.has(error.code)) this.metrics?.backendConnectionError('agent');
@@ -83,6 +106,14 @@ export class PeerClientRepository {
     this.clients.get(key)?.close();
     this.clients.delete(key);
   }
+}
+
+function forwardMetadata(context: CallContext): Metadata {
+  const metadata = new Metadata();
+  metadata.set(FORWARD_METADATA.principal, context.caller.principal);
+  metadata.set(FORWARD_METADATA.permissions, context.caller.permissions.join(','));
+  metadata.set(FORWARD_METADATA.traceId, context.traceId);
+  return metadata;
 }
 
 function toAgentError(target: PeerTarget, error: ServiceError): AgentError {

@@ -1,12 +1,12 @@
 import { isTraceId, permissionAllows, rpcLabels, type RpcMetrics } from '@debvisor/common';
-import { status, type handleBidiStreamingCall, type handleServerStreamingCall, type handleUnaryCall, type ServerUnaryCall } from '@grpc/grpc-js';
+import { status, type ServerDuplexStream, type handleBidiStreamingCall, type handleServerStreamingCall, type handleUnaryCall, type ServerUnaryCall } from '@grpc/grpc-js';
 import { randomBytes } from 'node:crypto';
 import type { z } from 'zod';
 import { AgentError, ErrorCode } from '../shared/agent-error';
 import { isEtcdUnreachable } from '../shared/etcd-client';
 import type { Logger } from '../shared/logger';
 import type { Authenticator } from './authenticator.service';
-import { FORWARD_METADATA, type CallContext } from './call-context';
+import { FORWARD_METADATA, type CallContext, type Caller } from './call-context';
 import { ERROR_STATUS } from './error-status';
 import { RPC_PERMISSIONS, type RpcName } from './permissions';
 import { validate } from './request-validation';
@@ -46,6 +46,52 @@ export class RpcRouter {
     };
   }
 
+  /**
+   * A server-streaming RPC: `handle` writes with `emit` and resolves when the stream is complete.
+   * `signal` aborts when the caller goes away.
+   */
+  serverStream<Req, Res, Input>(
+    name: RpcName,
+    schema: z.ZodType<Input>,
+    handle: (input: Input, context: CallContext, emit: (response: Res) => void, signal: AbortSignal) => Promise<void>,
+  ): handleServerStreamingCall<Req, Res> {
+    return (call) => {
+      const abort = new AbortController();
+      call.on('cancelled', () => abort.abort());
+      const emit = (response: Res): void => {
+        if (!abort.signal.aborted) call.write(response);
+      };
+      void this.run(name, call, (context) => handle(validate(schema, call.request), context, emit, abort.signal)).then(
+        () => call.end(),
+        (error: ServiceErrorObject) => call.emit('error', error),
+      );
+    };
+  }
+
+  /**
+   * A bidirectional stream whose caller authenticates inside the stream (the migration tunnel: a
+   * one-time cookie in the first frame and a pinned certificate) instead of with an API key.
+   * `authenticate` answers the caller and what the handler needs of the opening.
+   */
+  selfAuthenticatedBidi<Req, Res, Opening>(
+    name: RpcName,
+    authenticate: (call: ServerDuplexStream<Req, Res>) => Promise<{ caller: Caller; opening: Opening }>,
+    handle: (call: ServerDuplexStream<Req, Res>, opening: Opening, context: CallContext) => Promise<void>,
+  ): handleBidiStreamingCall<Req, Res> {
+    return (call) => {
+      let opening: Opening;
+      const authenticated = async (): Promise<Caller> => {
+        const answer = await authenticate(call);
+        opening = answer.opening;
+        return answer.caller;
+      };
+      void this.run(name, call, (context) => handle(call, opening, context), authenticated).then(
+        () => undefined,
+        (error: ServiceErrorObject) => call.emit('error', error),
+      );
+    };
+  }
+
   /** An RPC that a later milestone implements: authenticated and authorized, then UNIMPLEMENTED. */
   unimplemented<Req, Res>(name: RpcName, milestone: string): handleUnaryCall<Req, Res> {
     return (call, callback) => this.refuse(name, milestone, call, (error) => callback(error));
@@ -64,14 +110,14 @@ export class RpcRouter {
     void this.run(name, call, () => Promise.reject(notYet)).catch(fail);
   }
 
-  private async run<Res>(name: RpcName, call: SurfaceCall, handle: (context: CallContext) => Promise<Res>): Promise<Res> {
+  private async run<Res>(name: RpcName, call: SurfaceCall, handle: (context: CallContext) => Promise<Res>, authenticate?: () => Promise<Caller>): Promise<Res> {
     const started = performance.now();
     const traceId = traceIdOf(call);
     const log = this.logger.child({ rpc: name, traceId });
     let context: CallContext | undefined;
     const served = this.audit ? servedRpc(name, call, traceId) : undefined;
     try {
-      const caller = await this.authenticator.authenticate(call.metadata, call.getAuthContext()?.sslPeerCertificate?.raw).catch((error: unknown) => {
+      const caller = await (authenticate ? authenticate() : this.authenticator.authenticate(call.metadata, call.getAuthContext()?.sslPeerCertificate?.raw)).catch((error: unknown) => {
         if (error instanceof AgentError && error.code === ErrorCode.Unauthenticated) this.metrics?.authAttempt(authMethodOf(call), 'failure');
         throw error;
       });

@@ -1,6 +1,5 @@
 import { Server, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
-import type { TlsMaterial } from '../config/tls-material';
-import { MutualTls13ServerCredentials } from './tls-credentials';
+import type { MutualTls13ServerCredentials } from './tls-credentials';
 
 /** Requests over 1 MiB are refused with RESOURCE_EXHAUSTED before any handler runs. */
 export const MAX_REQUEST_BYTES = 1024 * 1024;
@@ -16,11 +15,11 @@ export interface RunningRpcServer {
   stop(graceMs: number): Promise<void>;
 }
 
-export async function startRpcServer(listen: string, tls: TlsMaterial, services: readonly RpcService[]): Promise<RunningRpcServer> {
+export async function startRpcServer(listen: string, credentials: MutualTls13ServerCredentials, services: readonly RpcService[]): Promise<RunningRpcServer> {
   const server = new Server({ 'grpc.max_receive_message_length': MAX_REQUEST_BYTES });
   for (const service of services) server.addService(service.definition, service.handlers);
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(listen, new MutualTls13ServerCredentials(tls), (error, bound) => (error ? reject(error) : resolve(bound))),
+    server.bindAsync(listen, credentials, (error, bound) => (error ? reject(error) : resolve(bound))),
   );
   return {
     port,

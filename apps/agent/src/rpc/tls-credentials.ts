@@ -3,17 +3,44 @@ import { createSecureContext, type PeerCertificate } from 'node:tls';
 import { AGENT_OU } from '../config/tls-material';
 import type { TlsMaterial } from '../config/tls-material';
 
+/** HTTP/2 flow-control window of migration tunnels (per stream and per connection). */
+export const TUNNEL_WINDOW_BYTES = 16 * 1024 * 1024;
+
 /**
  * Server credentials for mutual TLS 1.3: a client certificate is required and verified against
  * the cluster CA and tls.clientCas. grpc-js's createSsl() offers no minimum protocol version, so
  * this subclass hands Node's TLS server the same options createSsl would, plus minVersion.
  */
 export class MutualTls13ServerCredentials extends ServerCredentials {
-  constructor(tls: TlsMaterial) {
+  /** CAs of other clusters trusted for the time of a migration, by migration id. */
+  private readonly peerCas = new Map<string, string>();
+
+  constructor(private readonly tls: TlsMaterial) {
     super(
-      { requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' },
+      // A large stream window: migration tunnels move gigabytes through one stream.
+      { requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3', settings: { initialWindowSize: TUNNEL_WINDOW_BYTES } },
       { ca: tls.trustedClientCasPem, cert: tls.certChainPem, key: tls.keyPem, minVersion: 'TLSv1.3' },
     );
+  }
+
+  /**
+   * Accepts client certificates of another cluster's CA on new connections until forgetPeerCa: a
+   * cross-cluster migration's source agent opens its tunnel with one. The tunnel itself then
+   * checks the cookie and that the certificate is that CA's agent certificate; every other RPC
+   * still needs an API key.
+   */
+  trustPeerCa(migrationId: string, caPem: string): void {
+    this.peerCas.set(migrationId, caPem);
+    this.applyTrust();
+  }
+
+  forgetPeerCa(migrationId: string): void {
+    if (this.peerCas.delete(migrationId)) this.applyTrust();
+  }
+
+  private applyTrust(): void {
+    const ca = [this.tls.trustedClientCasPem, ...new Set(this.peerCas.values())];
+    this.updateSecureContextOptions({ ca, cert: this.tls.certChainPem, key: this.tls.keyPem, minVersion: 'TLSv1.3' });
   }
 
   override _equals(other: ServerCredentials): boolean {

@@ -2,12 +2,41 @@ import { z } from 'zod';
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { VM_STATES, vmDefinitionSchema } from '../hypervisor.driver';
+import { MIGRATION_STATUSES, VM_STATES, vmDefinitionSchema } from '../hypervisor.driver';
 
 const timestamp = z.iso.datetime({ offset: true });
 
 export const SIM_OPERATIONS = ['start', 'shutdown', 'reboot', 'stop'] as const;
 export type SimOperation = (typeof SIM_OPERATIONS)[number];
+
+const count = z.number().min(0).max(Number.MAX_SAFE_INTEGER);
+
+/** A migration's figures as outgoingStats answers them (kept once it settled). */
+export const simMigrationStatsSchema = z.strictObject({
+  status: z.enum(MIGRATION_STATUSES),
+  transferredBytes: count,
+  remainingBytes: count,
+  totalBytes: count,
+  dirtyRateBytes: count,
+  expectedDowntimeMs: count,
+  iteration: count,
+  throughputBytes: count,
+  downtimeMs: count.optional(),
+  totalTimeMs: count.optional(),
+  error: z.string().max(1000).optional(),
+});
+
+/**
+ * The VM's last or current migration: an incoming VM not yet committed (dropped when the driver
+ * opens again, like a killed incoming QEMU), or the source's view of an outgoing one.
+ */
+export const simMigrationRecordSchema = z.strictObject({
+  role: z.enum(['incoming', 'outgoing']),
+  migrationId: z.string().min(1).max(128),
+  stats: simMigrationStatsSchema,
+});
+
+export type SimMigrationRecord = z.infer<typeof simMigrationRecordSchema>;
 
 export const simVmRecordSchema = z.strictObject({
   spec: vmDefinitionSchema,
@@ -17,6 +46,7 @@ export const simVmRecordSchema = z.strictObject({
   bootedAt: timestamp.nullable(),
   /** An operation under way: the state it ends in and when, so a restarted agent can settle it. */
   transition: z.strictObject({ operation: z.enum(SIM_OPERATIONS), target: z.enum(VM_STATES), endsAt: timestamp }).nullable(),
+  migration: simMigrationRecordSchema.optional(),
 });
 
 export type SimVmRecord = z.infer<typeof simVmRecordSchema>;
@@ -25,11 +55,14 @@ const stateFileSchema = z.strictObject({ version: z.literal(1), vms: z.array(sim
 
 /** The sim hypervisor's VMs in <stateDir>/sim/vms.json, written atomically (temp file, fsync, rename). */
 export class SimStateRepository {
+  /** The sim's own directory (<stateDir>/sim): the state file, and the sockets incoming migrations listen on. */
+  readonly dir: string;
   readonly file: string;
   private queue: Promise<void> = Promise.resolve();
 
   constructor(stateDir: string) {
-    this.file = join(stateDir, 'sim', 'vms.json');
+    this.dir = join(stateDir, 'sim');
+    this.file = join(this.dir, 'vms.json');
   }
 
   /** The saved VMs, or undefined when nothing was ever saved (a first start). */

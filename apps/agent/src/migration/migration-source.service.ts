@@ -1,0 +1,384 @@
+import { parseEndpoint } from '@debvisor/common';
+import type { MigrationProgress, PrepareMigrationResponse } from '@debvisor/proto';
+import type { HypervisorDriver, MigrationAddress, MigrationStats, VmInstance } from '../drivers/hypervisor.driver';
+import { AgentError, ErrorCode } from '../shared/agent-error';
+import type { Clock } from '../shared/clock';
+import type { Logger } from '../shared/logger';
+import type { VmIndexRepository } from '../vms/vm-index.repository';
+import { toProtoVm } from '../vms/vm.mapper';
+import { pskOf } from './migration-cookies';
+import { decide, etaSeconds } from './migration-policy';
+import { allPass, sourceChecks } from './migration-preflight';
+import type { MigrateVmInput, PrepareMigrationInput } from './migration.requests';
+import type { LocalListener, MigrationSocketRepository } from './migration-socket.repository';
+import type { TunnelClientRepository } from './tunnel-client.repository';
+import { TunnelBridge, type Frame } from './tunnel-bridge';
+
+/** How long the source waits for the target's answer to the tunnel's opening and to the commit. */
+const HANDSHAKE_TIMEOUT_MS = 15_000;
+const COMMIT_TIMEOUT_MS = 60_000;
+/** How long a finished migration's outcome is kept for GetMigration. */
+const OUTCOME_TTL_MS = 10 * 60_000;
+
+export type Emit = (progress: MigrationProgress) => void;
+
+interface Outgoing {
+  input: MigrateVmInput;
+  vm: VmInstance;
+  last: MigrationProgress;
+  listeners: Set<Emit>;
+  cancelRequested: boolean;
+  /** The target was told to run the VM: from here on there is no way back. */
+  committing: boolean;
+  done: Promise<MigrationProgress>;
+  endedAt?: number;
+}
+
+export interface MigrationSourceDeps {
+  nodeId: string;
+  progressIntervalMs: number;
+  driver: HypervisorDriver;
+  index: Pick<VmIndexRepository, 'removeIfOwnedBy'>;
+  tunnels: Pick<TunnelClientRepository, 'open'>;
+  sockets: Pick<MigrationSocketRepository, 'listenOnce'>;
+  clock: Clock;
+  logger: Logger;
+}
+
+/**
+ * The source end of migrations on this node: pre-flight, then the migration itself — tunnel (or
+ * control channel) to the target, QEMU's migration, the policy (post-copy switch, abort at the
+ * completion timeout), the switchover handshake and the clean-up. The VM runs in exactly one
+ * place: the target runs it only after the source's commit, and the source stops it only after
+ * the target confirmed; on any failure before the commit the VM keeps running here.
+ */
+export class MigrationSourceService {
+  private readonly migrations = new Map<string, Outgoing>();
+
+  constructor(private readonly deps: MigrationSourceDeps) {}
+
+  async prepare(input: PrepareMigrationInput): Promise<PrepareMigrationResponse> {
+    const vm = await this.deps.driver.get(input.vm.uuid);
+    const checks = sourceChecks(vm, input.vm.uuid, this.deps.nodeId, input.online);
+    if (vm && [...this.migrations.values()].some((m) => m.vm.spec.uuid === vm.spec.uuid && m.endedAt === undefined)) {
+      checks.push({ name: 'vm-migration', result: 'fail', reason: 'the VM is already being migrated' });
+    }
+    const facts = await this.deps.driver.facts();
+    return {
+      checks,
+      ok: allPass(checks),
+      nodeId: this.deps.nodeId,
+      vmState: vm ? toProtoVm(vm, this.deps.nodeId) : null,
+      cpuModel: facts.cpuModel,
+      cpuFlags: facts.cpuFlags,
+    };
+  }
+
+  /** Starts (or, for the same migration id, follows) a migration; resolves with its final progress. */
+  async migrate(input: MigrateVmInput, emit: Emit): Promise<MigrationProgress> {
+    const existing = this.migrations.get(input.migrationId);
+    if (existing) {
+      if (existing.input.uuid !== input.uuid) throw new AgentError(ErrorCode.AlreadyExists, `migration ${input.migrationId} is of another VM`);
+      return this.follow(existing, emit);
+    }
+    const vm = await this.deps.driver.get(input.uuid);
+    if (!vm) throw new AgentError(ErrorCode.NotFound, `VM ${input.uuid} is not on node ${this.deps.nodeId}`);
+    const checks = sourceChecks(vm, input.uuid, this.deps.nodeId, !input.offline);
+    const failed = checks.find((check) => check.result === 'fail');
+    if (failed) throw new AgentError(ErrorCode.FailedPrecondition, failed.reason);
+    if ([...this.migrations.values()].some((m) => m.vm.spec.uuid === input.uuid && m.endedAt === undefined)) {
+      throw new AgentError(ErrorCode.FailedPrecondition, 'the VM is already being migrated');
+    }
+    const outgoing: Outgoing = {
+      input,
+      vm,
+      last: { phase: 'setup', message: 'opening the channel to the target', totalBytes: String(vm.spec.memoryBytes) },
+      listeners: new Set([emit]),
+      cancelRequested: false,
+      committing: false,
+      done: Promise.resolve(undefined as unknown as MigrationProgress),
+    };
+    this.migrations.set(input.migrationId, outgoing);
+    outgoing.done = this.run(outgoing).then((final) => {
+      outgoing.endedAt = this.deps.clock.now().getTime();
+      this.publish(outgoing, final);
+      this.prune();
+      return final;
+    });
+    return outgoing.done;
+  }
+
+  /** Asks a migration under way to stop; refused once the target runs the VM. */
+  cancel(migrationId: string): boolean {
+    const outgoing = this.migrations.get(migrationId);
+    if (!outgoing || outgoing.endedAt !== undefined) return false;
+    if (outgoing.committing) throw new AgentError(ErrorCode.FailedPrecondition, 'the VM already runs on the target (switchover or post-copy under way); the migration can no longer be cancelled');
+    outgoing.cancelRequested = true;
+    return true;
+  }
+
+  progress(migrationId: string): MigrationProgress | undefined {
+    return this.migrations.get(migrationId)?.last;
+  }
+
+  /** Cancels every migration under way (agent stop) and waits for them to settle. */
+  async close(): Promise<void> {
+    const running = [...this.migrations.values()].filter((m) => m.endedAt === undefined);
+    for (const outgoing of running) if (!outgoing.committing) outgoing.cancelRequested = true;
+    await Promise.all(running.map((m) => m.done.catch(() => undefined)));
+  }
+
+  private follow(outgoing: Outgoing, emit: Emit): Promise<MigrationProgress> {
+    emit(outgoing.last);
+    if (outgoing.endedAt !== undefined) return Promise.resolve(outgoing.last);
+    outgoing.listeners.add(emit);
+    return outgoing.done;
+  }
+
+  private publish(outgoing: Outgoing, progress: MigrationProgress): void {
+    outgoing.last = progress;
+    for (const listener of outgoing.listeners) {
+      try {
+        listener(progress);
+      } catch {
+        outgoing.listeners.delete(listener);
+      }
+    }
+  }
+
+  private prune(): void {
+    const now = this.deps.clock.now().getTime();
+    for (const [id, m] of this.migrations) if (m.endedAt !== undefined && m.endedAt < now - OUTCOME_TTL_MS) this.migrations.delete(id);
+  }
+
+  private async run(outgoing: Outgoing): Promise<MigrationProgress> {
+    const { input, vm } = outgoing;
+    const { driver, nodeId } = this.deps;
+    const log = this.deps.logger.child({ migrationId: input.migrationId, vm: input.uuid, target: input.targetNodeId });
+    const online = !input.offline;
+    const carryBytes = online && input.transport === 'tunnel';
+    let listener: LocalListener | undefined;
+    const channel = new ControlChannel();
+    const { stream, close } = this.deps.tunnels.open({ endpoint: input.targetEndpoint, nodeId: input.targetNodeId, caPem: input.targetCaPem }, input.migrationId.replace(/-/g, '').slice(0, 16));
+    const bridge = new TunnelBridge(stream, (frame) => channel.receive(frame), (error) => channel.closed(error));
+    let started = false;
+    const startedAt = performance.now();
+    try {
+      stream.write({ cookie: input.cookie, vmUuid: input.uuid, migrationId: input.migrationId, controlOnly: !carryBytes });
+      await channel.expect('ready', HANDSHAKE_TIMEOUT_MS, 'the target did not accept the migration');
+      if (outgoing.cancelRequested) return this.cancelled(bridge, vm, 'cancelled before the transfer began');
+
+      if (!online) {
+        this.publish(outgoing, { phase: 'switchover', message: 'moving the definition of the stopped VM' });
+        outgoing.committing = true;
+        bridge.send('commit');
+        await channel.expect('committed', COMMIT_TIMEOUT_MS, 'the target did not confirm the definition');
+        await driver.undefine(input.uuid);
+        await this.forgetHere(input.uuid, vm.spec.name, log);
+        return { phase: 'completed', message: `the stopped VM is now defined on node ${input.targetNodeId}`, totalTimeMs: elapsed(startedAt) };
+      }
+
+      let destination: MigrationAddress;
+      if (carryBytes) {
+        listener = await this.deps.sockets.listenOnce(input.migrationId);
+        destination = listener.address;
+        void listener.accepted.then((socket) => bridge.attach(socket), () => undefined);
+      } else destination = parseDataEndpoint(input.targetDataEndpoint);
+
+      const allowPostcopy = input.allowPostcopy || input.mode === 'postcopy';
+      await driver.startOutgoing(input.uuid, {
+        migrationId: input.migrationId,
+        destination,
+        psk: input.transport === 'direct' && destination.kind === 'tcp' ? pskOf(input.cookie, { vmUuid: input.uuid, migrationId: input.migrationId }) : undefined,
+        downtimeLimitMs: input.downtimeLimitMs,
+        bandwidthLimitBytes: input.bandwidthLimitBytes,
+        autoConverge: input.autoConverge,
+        allowPostcopy,
+      });
+      started = true;
+      log.info({ transport: input.transport, mode: input.mode }, 'migration started');
+      const policy = { mode: input.mode, allowPostcopy, memoryBytes: vm.spec.memoryBytes, completionTimeoutSecondsPerGib: input.completionTimeoutSecondsPerGib };
+      let switched = false;
+      for (;;) {
+        const stats = await driver.outgoingStats(input.uuid);
+        if (stats.status === 'completed') break;
+        if (stats.status === 'failed' || stats.status === 'cancelled') {
+          await driver.cancelOutgoing(input.uuid).catch(() => undefined);
+          bridge.send('abort', 'the source migration failed');
+          return { ...figures(stats), phase: 'failed', message: `QEMU's migration failed: ${stats.error ?? stats.status}; the VM keeps running on node ${nodeId}` };
+        }
+        if (channel.error && !outgoing.committing) {
+          await driver.cancelOutgoing(input.uuid).catch(() => undefined);
+          return { ...figures(stats), phase: 'failed', message: `${channel.error}; the VM keeps running on node ${nodeId}` };
+        }
+        if (outgoing.cancelRequested && !outgoing.committing) {
+          await driver.cancelOutgoing(input.uuid);
+          return { ...this.cancelled(bridge, vm, 'cancelled during the transfer'), ...figures(stats), phase: 'cancelled' };
+        }
+        if (stats.status === 'postcopy-active' && !outgoing.committing) {
+          // The guest now runs on the target (pages are pulled on demand): tell it to run.
+          outgoing.committing = true;
+          bridge.send('commit');
+          await channel.expect('committed', COMMIT_TIMEOUT_MS, 'the target did not confirm that it runs the VM');
+        }
+        if (!switched) {
+          const decision = decide(stats, performance.now() - startedAt, policy);
+          if (decision.action === 'postcopy') {
+            switched = true;
+            log.info({ reason: decision.reason }, 'switching to post-copy');
+            this.publish(outgoing, { ...figures(stats), phase: 'postcopy', message: decision.reason });
+            await driver.switchToPostcopy(input.uuid);
+            continue;
+          }
+          if (decision.action === 'abort') {
+            await driver.cancelOutgoing(input.uuid);
+            bridge.send('abort', decision.reason);
+            return { ...figures(stats), phase: 'failed', message: `${decision.reason}; the VM keeps running on node ${nodeId}` };
+          }
+        }
+        this.publish(outgoing, { ...figures(stats), phase: phaseOf(stats), message: '' });
+        await this.deps.clock.sleep(this.deps.progressIntervalMs);
+      }
+
+      const stats = await driver.outgoingStats(input.uuid);
+      if (!outgoing.committing) {
+        this.publish(outgoing, { ...figures(stats), phase: 'switchover', message: 'all state sent; the target starts the VM' });
+        outgoing.committing = true;
+        bridge.send('commit');
+        try {
+          await channel.expect('committed', COMMIT_TIMEOUT_MS, 'the target did not confirm that it runs the VM');
+        } catch (error) {
+          if (channel.refused) {
+            // The target answered that it could not run the VM and aborted its side: resume here.
+            await driver.cancelOutgoing(input.uuid);
+            return { ...figures(stats), phase: 'failed', message: `${(error as Error).message}; the VM keeps running on node ${nodeId}` };
+          }
+          // No answer: the target may or may not run the VM. Leave the paused source alone.
+          log.error({ err: error }, 'switchover outcome unknown; the source VM stays paused');
+          return {
+            ...figures(stats),
+            phase: 'failed',
+            message: `switchover outcome unknown: ${(error as Error).message}; the VM is paused on node ${nodeId} — check node ${input.targetNodeId} before resuming it`,
+          };
+        }
+      }
+      await driver.finishOutgoing(input.uuid);
+      await this.forgetHere(input.uuid, vm.spec.name, log);
+      log.info({ downtimeMs: stats.downtimeMs, totalTimeMs: stats.totalTimeMs }, 'migration completed');
+      return {
+        ...figures(stats),
+        remainingBytes: '0',
+        phase: 'completed',
+        message: `the VM runs on node ${input.targetNodeId}`,
+        downtimeMs: stats.downtimeMs ?? 0,
+        totalTimeMs: stats.totalTimeMs ?? elapsed(startedAt),
+      };
+    } catch (error) {
+      log.warn({ err: error }, 'migration failed');
+      if (started && !outgoing.committing) await driver.cancelOutgoing(input.uuid).catch(() => undefined);
+      if (!bridge.isClosed) bridge.send('abort', 'the source gave up');
+      const reason = error instanceof AgentError ? error.message : 'internal error on the source agent';
+      const where = outgoing.committing ? `the switchover state is uncertain — check node ${input.targetNodeId}` : `the VM keeps running on node ${nodeId}`;
+      return { ...outgoing.last, phase: outgoing.cancelRequested && !outgoing.committing ? 'cancelled' : 'failed', message: `${reason}; ${where}` };
+    } finally {
+      listener?.close();
+      bridge.close(undefined);
+      stream.end();
+      close();
+    }
+  }
+
+  private cancelled(bridge: TunnelBridge, vm: VmInstance, how: string): MigrationProgress {
+    bridge.send('abort', 'cancelled');
+    return { phase: 'cancelled', message: `${how}; the VM keeps running on node ${this.deps.nodeId}`, totalBytes: String(vm.spec.memoryBytes) };
+  }
+
+  /** Drops this node's VM index entry (another cluster's target cannot do it). */
+  private async forgetHere(uuid: string, name: string, log: Logger): Promise<void> {
+    await this.deps.index.removeIfOwnedBy(uuid, { nodeId: this.deps.nodeId, name }).catch((error: unknown) => log.warn({ err: error }, 'could not update the VM index; the next registration repairs it'));
+  }
+}
+
+/** The control words of a tunnel, awaited one at a time. */
+class ControlChannel {
+  error: string | undefined;
+  /** The target answered 'error' (it refused, rather than vanished). */
+  refused = false;
+  private waiting: { word: string; resolve: () => void; reject: (error: Error) => void } | undefined;
+  private readonly seen = new Set<string>();
+
+  receive(frame: Frame): void {
+    if (frame.control === 'error') {
+      this.refused = true;
+      this.fail(`the target refused: ${frame.message || 'no reason given'}`);
+      return;
+    }
+    if (!frame.control) return;
+    this.seen.add(frame.control);
+    if (this.waiting?.word === frame.control) this.waiting.resolve();
+  }
+
+  closed(error: Error | undefined): void {
+    this.fail(error ? `the tunnel to the target broke: ${describe(error)}` : 'the target closed the tunnel');
+  }
+
+  expect(word: string, timeoutMs: number, timeoutMessage: string): Promise<void> {
+    if (this.seen.has(word)) return Promise.resolve();
+    if (this.error) return Promise.reject(new AgentError(ErrorCode.Unavailable, this.error));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new AgentError(ErrorCode.DeadlineExceeded, `${timeoutMessage} within ${timeoutMs / 1000} s`)), timeoutMs);
+      this.waiting = {
+        word,
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        reject: (error) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      };
+    });
+  }
+
+  private fail(message: string): void {
+    if (this.error) return;
+    this.error = message;
+    this.waiting?.reject(new AgentError(ErrorCode.Unavailable, message));
+  }
+}
+
+function describe(error: Error): string {
+  const details = (error as { details?: string }).details;
+  return (details ?? error.message).slice(0, 300);
+}
+
+function parseDataEndpoint(value: string): MigrationAddress {
+  if (value.startsWith('libvirt:')) return { kind: 'libvirt', uri: value.slice('libvirt:'.length) };
+  const endpoint = parseEndpoint(value.slice('tcp:'.length));
+  if (!endpoint) throw new AgentError(ErrorCode.InvalidArgument, 'invalid request: target_data_endpoint: not tcp:<host>:<port>');
+  return { kind: 'tcp', host: endpoint.host, port: endpoint.port };
+}
+
+function phaseOf(stats: MigrationStats): string {
+  if (stats.status === 'postcopy-active' || stats.status === 'postcopy-paused') return 'postcopy';
+  if (stats.status === 'setup' || stats.status === 'none') return 'setup';
+  if (stats.status === 'device' || stats.status === 'pre-switchover') return 'switchover';
+  return 'precopy';
+}
+
+function figures(stats: MigrationStats): MigrationProgress {
+  return {
+    transferredBytes: String(stats.transferredBytes),
+    remainingBytes: String(stats.remainingBytes),
+    totalBytes: String(stats.totalBytes),
+    dirtyRateBytes: String(stats.dirtyRateBytes),
+    expectedDowntimeMs: Math.round(stats.expectedDowntimeMs),
+    etaSeconds: etaSeconds(stats),
+    iteration: stats.iteration,
+  };
+}
+
+function elapsed(startedAt: number): number {
+  return Math.round(performance.now() - startedAt);
+}

@@ -1,0 +1,282 @@
+import type { MigrationProgress, PrepareMigrationResponse } from '@debvisor/proto';
+import type { X509Certificate } from 'node:crypto';
+import { X509Certificate as Certificate } from 'node:crypto';
+import type { HypervisorDriver, MigrationAddress, VmDefinition } from '../drivers/hypervisor.driver';
+import type { StorageDriver } from '../drivers/storage.driver';
+import { agentNodeIdOf } from '../rpc/peer-identity';
+import type { MutualTls13ServerCredentials } from '../rpc/tls-credentials';
+import { AgentError, ErrorCode } from '../shared/agent-error';
+import type { Clock } from '../shared/clock';
+import type { Logger } from '../shared/logger';
+import type { VmIndexRepository } from '../vms/vm-index.repository';
+import { pskOf, type MigrationCookies } from './migration-cookies';
+import { allPass, mappedSpec, targetChecks, type PreflightCheck } from './migration-preflight';
+import type { PrepareMigrationInput } from './migration.requests';
+import type { MigrationSocketRepository } from './migration-socket.repository';
+import { TunnelBridge, type Frame, type FrameStream } from './tunnel-bridge';
+
+/** Extra time a reservation waits beyond its cookie's TTL before it is released. */
+const RESERVATION_GRACE_MS = 5_000;
+/** How long the outcome of an ended reservation is remembered for GetMigration. */
+const OUTCOME_TTL_MS = 10 * 60_000;
+
+type ReservationState = 'reserved' | 'receiving' | 'committed' | 'aborted';
+
+export interface TunnelOpening {
+  cookie: string;
+  vmUuid: string;
+  migrationId: string;
+  controlOnly: boolean;
+}
+
+export interface Reservation {
+  migrationId: string;
+  spec: VmDefinition;
+  online: boolean;
+  address: MigrationAddress | undefined;
+  /** The source cluster's CA when it is another cluster. */
+  peerCa: X509Certificate | undefined;
+  state: ReservationState;
+  timer: NodeJS.Timeout | undefined;
+  message: string;
+  endedAt?: number;
+}
+
+export interface MigrationTargetDeps {
+  nodeId: string;
+  /** The host QEMU listens on for the direct transport (the advertised host). */
+  advertiseHost: string;
+  advertise: string;
+  clusterCa: X509Certificate;
+  clusterCaPem: string;
+  cookieTtlMs: number;
+  driver: HypervisorDriver;
+  storage: Pick<StorageDriver, 'listImages'>;
+  index: Pick<VmIndexRepository, 'get' | 'put'>;
+  cookies: MigrationCookies;
+  credentials: Pick<MutualTls13ServerCredentials, 'trustPeerCa' | 'forgetPeerCa'>;
+  sockets: Pick<MigrationSocketRepository, 'connect'>;
+  clock: Clock;
+  logger: Logger;
+}
+
+/** Transports each hypervisor driver can receive. */
+export function transportsOf(driver: Pick<HypervisorDriver, 'name'>): ('direct' | 'tunnel')[] {
+  return driver.name === 'libvirt' ? ['direct'] : ['direct', 'tunnel'];
+}
+
+/**
+ * The target end of migrations on this node: pre-flight, reservations with an incoming QEMU and a
+ * one-time cookie, the tunnel's receiving side, commit and clean-up. A reservation nobody claims
+ * within the cookie's TTL is released; a tunnel that ends before the commit aborts the incoming VM.
+ */
+export class MigrationTargetService {
+  private readonly reservations = new Map<string, Reservation>();
+
+  constructor(private readonly deps: MigrationTargetDeps) {}
+
+  async checks(input: PrepareMigrationInput): Promise<PreflightCheck[]> {
+    const { driver, storage, index, nodeId } = this.deps;
+    const spec = input.vm;
+    const mapped = mappedSpec(spec, input.storageMap, input.networkMap);
+    const [facts, usage, local, here, location] = await Promise.all([driver.facts(), driver.usage(), driver.list(), driver.get(spec.uuid), index.get(spec.uuid)]);
+    const images = new Set<string>();
+    for (const pool of new Set(mapped.disks.map((disk) => disk.pool))) {
+      for (const image of await storage.listImages(pool)) images.add(`${pool}/${image.image}`);
+    }
+    const reserved = [...this.reservations.values()].some((r) => r.spec.uuid === spec.uuid && (r.state === 'reserved' || r.state === 'receiving'));
+    const checks = targetChecks(
+      {
+        spec,
+        online: input.online,
+        transport: input.transport,
+        sourceNodeId: input.sourceNodeId,
+        sameCluster: input.sourceCaPem === '',
+        storageMap: input.storageMap,
+        networkMap: input.networkMap,
+        source: { model: input.sourceCpuModel, flags: input.sourceCpuFlags },
+      },
+      {
+        nodeId,
+        facts,
+        usage,
+        committedMemoryBytes: local.filter((vm) => vm.runtime.state !== 'stopped').reduce((sum, vm) => sum + vm.spec.memoryBytes, 0),
+        indexedOn: location?.nodeId,
+        presentHere: here !== undefined,
+        images,
+        transports: transportsOf(driver),
+      },
+    );
+    if (reserved) checks.push({ name: 'vm-lock', result: 'fail', reason: `another migration of VM ${spec.uuid} to node ${nodeId} is under way` });
+    return checks;
+  }
+
+  /** Pre-flight, then (unless check_only) the reservation: incoming side prepared, cookie issued. */
+  async prepare(input: PrepareMigrationInput): Promise<PrepareMigrationResponse> {
+    const checks = await this.checks(input);
+    const base = { checks, ok: allPass(checks), nodeId: this.deps.nodeId, caPem: this.deps.clusterCaPem };
+    if (input.checkOnly || !base.ok) return base;
+    const { migrationId } = input;
+    if (this.reservations.has(migrationId)) throw new AgentError(ErrorCode.AlreadyExists, `migration ${migrationId} is already prepared on node ${this.deps.nodeId}`);
+    const transport = input.transport === '' ? 'tunnel' : input.transport;
+    let peerCa: X509Certificate | undefined;
+    if (input.sourceCaPem !== '') {
+      try {
+        peerCa = new Certificate(input.sourceCaPem);
+      } catch {
+        throw new AgentError(ErrorCode.InvalidArgument, 'invalid request: source_ca_pem: not a readable certificate');
+      }
+      if (!peerCa.ca) throw new AgentError(ErrorCode.InvalidArgument, 'invalid request: source_ca_pem: not a CA certificate');
+    }
+    const binding = { vmUuid: input.vm.uuid, migrationId };
+    const { cookie, expiresAt } = this.deps.cookies.issue(binding, this.deps.cookieTtlMs);
+    const spec = mappedSpec(input.vm, input.storageMap, input.networkMap);
+    const reservation: Reservation = { migrationId, spec, online: input.online, address: undefined, peerCa, state: 'reserved', timer: undefined, message: 'waiting for the source' };
+    this.reservations.set(migrationId, reservation);
+    try {
+      if (peerCa) this.deps.credentials.trustPeerCa(migrationId, input.sourceCaPem);
+      if (input.online) {
+        reservation.address = await this.deps.driver.prepareIncoming(spec, {
+          migrationId,
+          transport,
+          listenHost: this.deps.advertiseHost,
+          psk: transport === 'direct' ? pskOf(cookie, binding) : undefined,
+          allowPostcopy: input.allowPostcopy,
+        });
+      }
+    } catch (error) {
+      await this.release(reservation, 'aborted', 'the incoming side could not be prepared');
+      throw error;
+    }
+    reservation.timer = setTimeout(() => {
+      if (reservation.state === 'reserved') void this.release(reservation, 'aborted', 'the cookie expired before the source connected');
+    }, this.deps.cookieTtlMs + RESERVATION_GRACE_MS);
+    reservation.timer.unref();
+    this.deps.logger.info({ migrationId, vm: spec.uuid, transport, online: input.online }, 'migration target prepared'); // never the cookie
+    return { ...base, endpoint: this.deps.advertise, dataEndpoint: dataEndpointOf(reservation.address, transport), cookie, cookieExpiresAt: expiresAt.toISOString() };
+  }
+
+  /**
+   * Authenticates a tunnel: the first frame's cookie (used up here) and the peer's agent
+   * certificate from the cluster pinned for this migration. Answers the source node's id.
+   */
+  async claim(opening: TunnelOpening, peerCertificate: Buffer | undefined): Promise<{ sourceNode: string; reservation: Reservation }> {
+    this.deps.cookies.claim(opening.cookie, { vmUuid: opening.vmUuid, migrationId: opening.migrationId });
+    const reservation = this.reservations.get(opening.migrationId);
+    if (!reservation || reservation.state !== 'reserved') throw new AgentError(ErrorCode.FailedPrecondition, `migration ${opening.migrationId} is not waiting for its source on node ${this.deps.nodeId}`);
+    const sourceNode = agentNodeIdOf(peerCertificate, reservation.peerCa ?? this.deps.clusterCa);
+    if (!sourceNode) {
+      await this.release(reservation, 'aborted', 'the tunnel came from an agent of another cluster than the one pinned');
+      throw new AgentError(ErrorCode.PermissionDenied, 'the tunnel must come from an agent certificate of the source cluster pinned for this migration');
+    }
+    reservation.state = 'receiving';
+    reservation.message = `receiving from node ${sourceNode}`;
+    clearTimeout(reservation.timer);
+    return { sourceNode, reservation };
+  }
+
+  /** The tunnel's receiving side: bytes go to the incoming QEMU; control words commit or abort. Resolves when the tunnel ends. */
+  async carry(stream: FrameStream & { end(): void }, reservation: Reservation, sourceNode: string, controlOnly: boolean): Promise<void> {
+    const log = this.deps.logger.child({ migrationId: reservation.migrationId, vm: reservation.spec.uuid, sourceNode });
+    await new Promise<void>((resolve) => {
+      const bridge: TunnelBridge = new TunnelBridge(
+        stream,
+        (frame: Frame) => void this.onControl(reservation, bridge, frame, log),
+        (error) => {
+          if (reservation.state === 'receiving') {
+            log.warn({ err: error }, 'migration tunnel closed before the commit; aborting the incoming VM');
+            void this.release(reservation, 'aborted', 'the source went away before the switchover');
+          }
+          resolve();
+        },
+      );
+      const carryBytes = !controlOnly && reservation.online && reservation.address?.kind === 'unix';
+      const ready = carryBytes ? this.deps.sockets.connect(reservation.address!).then((socket) => bridge.attach(socket)) : Promise.resolve();
+      ready.then(
+        () => bridge.send('ready'),
+        (error: unknown) => {
+          log.error({ err: error }, 'cannot reach the incoming QEMU');
+          bridge.send('error', 'the target could not reach its incoming VM');
+          bridge.close(error as Error);
+        },
+      );
+    });
+    stream.end();
+  }
+
+  private async onControl(reservation: Reservation, bridge: TunnelBridge, frame: Frame, log: Logger): Promise<void> {
+    if (frame.control === 'abort') {
+      await this.release(reservation, 'aborted', frame.message || 'the source aborted the migration');
+      bridge.close(undefined);
+      return;
+    }
+    if (frame.control !== 'commit' || reservation.state !== 'receiving') return;
+    try {
+      const { spec } = reservation;
+      if (reservation.online) await this.deps.driver.commitIncoming(spec.uuid);
+      else await this.deps.driver.define(spec);
+      reservation.state = 'committed';
+      reservation.message = `running on node ${this.deps.nodeId}`;
+      await this.deps.index.put(spec.uuid, { nodeId: this.deps.nodeId, name: spec.name }).catch((error: unknown) => log.warn({ err: error }, 'could not update the VM index; the next registration repairs it'));
+      log.info('migration committed: the VM is now on this node');
+      bridge.send('committed');
+    } catch (error) {
+      log.error({ err: error }, 'commit failed; aborting the incoming VM');
+      await this.release(reservation, 'aborted', 'the target could not start the VM');
+      bridge.send('error', error instanceof AgentError ? error.message : 'the target could not start the VM');
+      bridge.close(undefined);
+      return;
+    }
+    // The source ends the tunnel: with post-copy, pages still flow through it after the commit.
+    await this.end(reservation);
+  }
+
+  /** Releases a reservation that has not committed (cancel from the manager, expiry, tunnel loss). */
+  async cancel(migrationId: string): Promise<boolean> {
+    const reservation = this.reservations.get(migrationId);
+    if (!reservation) return false;
+    if (reservation.state === 'committed') throw new AgentError(ErrorCode.FailedPrecondition, `migration ${migrationId} already moved the VM to node ${this.deps.nodeId}`);
+    await this.release(reservation, 'aborted', 'cancelled');
+    return true;
+  }
+
+  progress(migrationId: string): MigrationProgress | undefined {
+    const reservation = this.reservations.get(migrationId);
+    if (!reservation) return undefined;
+    const phase = { reserved: 'prepared', receiving: 'transfer', committed: 'completed', aborted: 'cancelled' }[reservation.state];
+    return { phase, message: reservation.message };
+  }
+
+  /** Ends every open reservation (agent stop). */
+  async close(): Promise<void> {
+    for (const reservation of this.reservations.values()) if (reservation.state === 'reserved' || reservation.state === 'receiving') await this.release(reservation, 'aborted', 'the agent stopped');
+  }
+
+  private async release(reservation: Reservation, state: 'aborted', message: string): Promise<void> {
+    if (reservation.state === 'aborted' || reservation.state === 'committed') return;
+    reservation.state = state;
+    reservation.message = message;
+    clearTimeout(reservation.timer);
+    this.deps.cookies.revoke(reservation.migrationId, `the migration was ${message === 'cancelled' ? 'cancelled' : 'ended'}; its cookie is void`);
+    if (reservation.online) {
+      await this.deps.driver.abortIncoming(reservation.spec.uuid).catch((error: unknown) =>
+        this.deps.logger.error({ err: error, migrationId: reservation.migrationId }, 'could not clean up the incoming VM'),
+      );
+    }
+    this.deps.logger.info({ migrationId: reservation.migrationId, vm: reservation.spec.uuid, reason: message }, 'migration target released');
+    await this.end(reservation);
+  }
+
+  private async end(reservation: Reservation): Promise<void> {
+    this.deps.credentials.forgetPeerCa(reservation.migrationId);
+    reservation.endedAt = this.deps.clock.now().getTime();
+    for (const [id, other] of this.reservations) if (other.endedAt !== undefined && other.endedAt < reservation.endedAt - OUTCOME_TTL_MS) this.reservations.delete(id);
+  }
+}
+
+function dataEndpointOf(address: MigrationAddress | undefined, transport: string): string {
+  if (transport !== 'direct' || !address) return '';
+  if (address.kind === 'tcp') return `tcp:${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}`;
+  if (address.kind === 'libvirt') return `libvirt:${address.uri}`;
+  return '';
+}

@@ -1,0 +1,94 @@
+import type { CancelMigrationResponse, MigrationProgress, PrepareMigrationResponse } from '@debvisor/proto';
+import type { ServiceError } from '@grpc/grpc-js';
+import type { HypervisorDriver } from '../drivers/hypervisor.driver';
+import type { RegistryService } from '../registry/registry.service';
+import type { CallContext } from '../rpc/call-context';
+import type { PeerClientRepository, PeerTarget } from '../rpc/peer-client.repository';
+import { AgentError, ErrorCode } from '../shared/agent-error';
+import type { VmIndexRepository } from '../vms/vm-index.repository';
+import type { MigrationSourceService } from './migration-source.service';
+import type { MigrationTargetService } from './migration-target.service';
+import type { MigrateVmInput, MigrationRef, PrepareMigrationInput } from './migration.requests';
+
+const PEER_TIMEOUT_MS = 60_000;
+
+export interface MigrationServiceDeps {
+  nodeId: string;
+  driver: Pick<HypervisorDriver, 'get'>;
+  index: Pick<VmIndexRepository, 'get'>;
+  registry: Pick<RegistryService, 'find'>;
+  peers: Pick<PeerClientRepository, 'migrationCall' | 'migrateStream' | 'streamError'>;
+  source: MigrationSourceService;
+  target: MigrationTargetService;
+}
+
+/**
+ * Routes migration calls to the node they concern, as VM calls are routed: the source role to the
+ * node that runs the VM, the target role to the target node, cancel and progress to the node
+ * named or the VM's node. A forwarded call is never forwarded again.
+ */
+export class MigrationService {
+  constructor(private readonly deps: MigrationServiceDeps) {}
+
+  async prepare(input: PrepareMigrationInput, context: CallContext): Promise<PrepareMigrationResponse> {
+    if (input.role === 'target') {
+      if (input.targetNodeId === this.deps.nodeId) return this.deps.target.prepare(input);
+      return this.deps.peers.migrationCall(await this.node(input.targetNodeId, context), 'PrepareMigration', input, context, PEER_TIMEOUT_MS);
+    }
+    const owner = await this.ownerOf(input.vm.uuid, context);
+    if (owner === 'here') return this.deps.source.prepare(input);
+    return this.deps.peers.migrationCall(owner, 'PrepareMigration', input, context, PEER_TIMEOUT_MS);
+  }
+
+  async migrate(input: MigrateVmInput, context: CallContext, emit: (progress: MigrationProgress) => void): Promise<void> {
+    const owner = await this.ownerOf(input.uuid, context);
+    if (owner === 'here') {
+      await this.deps.source.migrate(input, emit);
+      return;
+    }
+    const stream = this.deps.peers.migrateStream(owner, input, context);
+    await new Promise<void>((resolve, reject) => {
+      stream.on('data', (progress: MigrationProgress) => emit(progress));
+      stream.on('end', () => resolve());
+      stream.on('error', (error: ServiceError) => reject(this.deps.peers.streamError(owner, error)));
+    });
+  }
+
+  async cancel(ref: MigrationRef, context: CallContext): Promise<CancelMigrationResponse> {
+    const where = await this.routeOf(ref, context);
+    if (where !== 'here') return this.deps.peers.migrationCall(where, 'CancelMigration', ref, context, PEER_TIMEOUT_MS);
+    if (this.deps.source.cancel(ref.migrationId)) return { cancelled: true };
+    return { cancelled: await this.deps.target.cancel(ref.migrationId) };
+  }
+
+  async progress(ref: MigrationRef, context: CallContext): Promise<MigrationProgress> {
+    const where = await this.routeOf(ref, context);
+    if (where !== 'here') return this.deps.peers.migrationCall(where, 'GetMigration', ref, context, PEER_TIMEOUT_MS);
+    const progress = this.deps.source.progress(ref.migrationId) ?? this.deps.target.progress(ref.migrationId);
+    if (!progress) throw new AgentError(ErrorCode.NotFound, `node ${this.deps.nodeId} knows no migration ${ref.migrationId}`);
+    return progress;
+  }
+
+  private async routeOf(ref: MigrationRef, context: CallContext): Promise<'here' | PeerTarget> {
+    if (ref.nodeId === '' ) return this.ownerOf(ref.vmUuid, context);
+    if (ref.nodeId === this.deps.nodeId) return 'here';
+    return this.node(ref.nodeId, context);
+  }
+
+  /** This node when it has the VM; otherwise the node the cluster's VM index names. */
+  private async ownerOf(uuid: string, context: CallContext): Promise<'here' | PeerTarget> {
+    if (await this.deps.driver.get(uuid)) return 'here';
+    if (context.forwarded) throw new AgentError(ErrorCode.NotFound, `VM ${uuid} is not on node ${this.deps.nodeId}`);
+    const location = await this.deps.index.get(uuid);
+    if (!location || location.nodeId === this.deps.nodeId) throw new AgentError(ErrorCode.NotFound, `no VM with uuid ${uuid} in this cluster`);
+    return this.node(location.nodeId, context);
+  }
+
+  private async node(nodeId: string, context: CallContext): Promise<PeerTarget> {
+    if (context.forwarded) throw new AgentError(ErrorCode.NotFound, `this agent serves node ${this.deps.nodeId}, not ${nodeId}`);
+    const node = await this.deps.registry.find(nodeId);
+    if (!node) throw new AgentError(ErrorCode.NotFound, `node ${nodeId} is not in the registry`);
+    if (!node.alive) throw new AgentError(ErrorCode.Unavailable, `node ${nodeId} is not alive`);
+    return { nodeId, endpoint: node.info.agentEndpoint };
+  }
+}
