@@ -14,6 +14,7 @@ import {
   type VmServiceDefinition,
 } from '@debvisor/proto';
 import * as grpc from '@grpc/grpc-js';
+import { Etcd3 } from 'etcd3';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
@@ -107,6 +108,11 @@ export interface TestCluster {
    * with `clientCert` it presents the harness's client certificate. Answers the status and body.
    */
   scrape(agent?: TestAgent, options?: { clientCert?: boolean; path?: string }): Promise<{ status: number; contentType: string; body: string }>;
+  /**
+   * Puts an image into this cluster's simulated RBD storage, as RBD mirroring from another
+   * cluster would have (what a cross-cluster migration's pre-flight looks for).
+   */
+  mirrorSimImage(image: { pool: string; image: string; sizeBytes: number }): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -165,6 +171,15 @@ export async function startCluster(options: StartClusterOptions): Promise<TestCl
   );
 
   const cluster: TestCluster = {
+    async mirrorSimImage({ pool, image, sizeBytes }) {
+      const client = new Etcd3({ hosts: etcd.endpoint });
+      try {
+        // The sim storage driver's record (apps/agent/src/drivers/sim/sim-storage.driver.ts).
+        await client.put(`/debvisor/sim/rbd/${pool}/${image}`).value(JSON.stringify({ pool, image, sizeBytes, createdAt: new Date().toISOString() }));
+      } finally {
+        client.close();
+      }
+    },
     clusterId,
     etcd,
     caPem: pki.ca.certPem,
