@@ -1,6 +1,7 @@
 export * from './agent';
 export * from './binaries';
 export * from './etcd';
+export * from './libvirtd';
 export * from './oidc-provider';
 export * from './pki';
 export * from './ports';
@@ -9,3 +10,4 @@ export * from './processes';
 export * from './prometheus';
 export * from './slapd';
 export * from './temp';
+export * from './tiny-guest';

@@ -39,6 +39,7 @@ export function parseAgentConfig(raw: unknown, baseDir: string, source = 'the co
   return deepFreeze({
     ...config,
     stateDir: abs(config.stateDir),
+    qemu: { ...config.qemu, imageDir: config.qemu.imageDir && abs(config.qemu.imageDir), bootDir: config.qemu.bootDir && abs(config.qemu.bootDir) },
     tls: { cert: abs(config.tls.cert), key: abs(config.tls.key), ca: abs(config.tls.ca), clientCas: config.tls.clientCas.map(abs) },
     audit: { file: config.audit.file === undefined ? undefined : abs(config.audit.file) },
   });

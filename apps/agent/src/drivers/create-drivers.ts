@@ -5,6 +5,8 @@ import type { AgentConfig } from '../config/agent-config.schema';
 import type { Clock } from '../shared/clock';
 import { AGENT_VERSION } from '../shared/version';
 import type { HostFacts, HypervisorDriver } from './hypervisor.driver';
+import { LibvirtHypervisorDriver } from './libvirt/libvirt-hypervisor.driver';
+import { QemuHypervisorDriver } from './qemu/qemu-hypervisor.driver';
 import { SimHypervisorDriver } from './sim/sim-hypervisor.driver';
 import { seedSimVms } from './sim/sim-seed';
 import { SimStateRepository } from './sim/sim-state.repository';
@@ -38,9 +40,14 @@ async function createHypervisor(config: Readonly<AgentConfig>, storage: StorageD
         state: new SimStateRepository(config.stateDir),
         clock,
         timeScale: config.sim.timeScale,
+        migrationBandwidthBytes: config.sim.migrationBandwidthBytes,
         facts: simFacts(config),
         seed: () => seedSimVms({ count: config.sim.seedVms, nodeId: config.nodeId, bridges: config.sim.bridges, storage, now: clock.now() }),
       });
+    case 'libvirt':
+      return LibvirtHypervisorDriver.fromConfig(config.libvirt, clock);
+    case 'qemu':
+      return QemuHypervisorDriver.open({ config: config.qemu, stateDir: config.stateDir, clock });
     default:
       throw new ConfigError(`hypervisor.driver: "${config.hypervisor.driver}" is not available in this version`);
   }

@@ -69,10 +69,17 @@ export class MigrationService {
     return progress;
   }
 
+  /**
+   * The node named, else the VM's source node. During a migration the target also has the
+   * (incoming) VM, so the cluster's VM index decides, which names the source until the commit.
+   */
   private async routeOf(ref: MigrationRef, context: CallContext): Promise<'here' | PeerTarget> {
-    if (ref.nodeId === '' ) return this.ownerOf(ref.vmUuid, context);
     if (ref.nodeId === this.deps.nodeId) return 'here';
-    return this.node(ref.nodeId, context);
+    if (ref.nodeId !== '') return this.node(ref.nodeId, context);
+    if (context.forwarded) return 'here';
+    const location = await this.deps.index.get(ref.vmUuid);
+    if (!location) return this.ownerOf(ref.vmUuid, context);
+    return location.nodeId === this.deps.nodeId ? 'here' : this.node(location.nodeId, context);
   }
 
   /** This node when it has the VM; otherwise the node the cluster's VM index names. */

@@ -32,6 +32,8 @@ export class TunnelBridge {
     stream.on('error', (error: Error) => this.close(error));
     stream.on('end', () => this.close(undefined));
     stream.on('close', () => this.close(undefined));
+    // The opening frame was read with the stream paused; a 'data' listener alone does not resume it.
+    stream.resume();
   }
 
   private closed = false;

@@ -34,6 +34,8 @@ const QUERY_TIMEOUT_MS = 3_000;
 const QUIT_TIMEOUT_MS = 10_000;
 const CANCEL_TIMEOUT_MS = 30_000;
 const TOOL_TIMEOUT_MS = 10_000;
+/** For re-attaching to a running QEMU's monitor (a fresh QEMU gets qemu.startTimeoutSeconds). */
+const RECONNECT_TIMEOUT_MS = 5_000;
 /** QEMU's max-bandwidth for "unlimited" (its own default is 128 MiB/s). */
 const UNLIMITED_BANDWIDTH = 2 ** 50;
 const MAX_DOWNTIME_LIMIT_MS = 2_000_000;
@@ -42,6 +44,10 @@ const TLS_OUT = 'mig-tls-out';
 /** GnuTLS reads keys.psk as identity:hexkey lines. */
 const PSK_IDENTITY = /^[A-Za-z0-9._-]{1,128}$/;
 const PSK_KEY_BYTES = 32;
+/** Incoming statuses in which QEMU still loads the stream. */
+const LOADING: readonly MigrationStatus[] = ['none', 'setup', 'active', 'pre-switchover', 'device'];
+/** How long commitIncoming waits for the last of the stream to load. */
+const COMMIT_WAIT_MS = 15_000;
 /** Outgoing statuses in which QEMU still moves data (cancel must wait them out). */
 const MIGRATING: readonly MigrationStatus[] = ['setup', 'active', 'pre-switchover', 'device', 'cancelling'];
 
@@ -76,8 +82,8 @@ interface QemuProcess {
 interface QemuVm {
   record: QemuVmRecord;
   process?: QemuProcess;
-  /** Source side of a migration under way. */
-  outgoing?: { wasRunning: boolean };
+  /** Source side of a migration under way; `postcopy` once it switched (from then on only the target can run the VM). */
+  outgoing?: { wasRunning: boolean; postcopy: boolean };
   cpu?: { cpuSeconds: number; atMs: number; usage: number };
 }
 
@@ -181,6 +187,12 @@ export class QemuHypervisorDriver implements HypervisorDriver {
         throw error;
       }
       process.ending = false;
+      if (!(await this.processes.isAlive(process.pid, this.paths(uuid).pidFile))) {
+        // it went just after the timeout
+        this.detach(vm, process);
+        await this.setState(vm, 'stopped');
+        return;
+      }
       await this.setState(vm, 'running');
       throw new AgentError(
         ErrorCode.FailedPrecondition,
@@ -309,7 +321,13 @@ export class QemuHypervisorDriver implements HypervisorDriver {
   async commitIncoming(uuid: string): Promise<VmInstance> {
     const vm = this.find(uuid);
     if (vm.record.phase !== 'incoming') throw new AgentError(ErrorCode.FailedPrecondition, `VM ${vm.record.spec.name} is not an incoming migration here`);
-    const status = await this.incomingStatus(uuid);
+    // the source sees its side done a moment before this side has loaded the last of the state
+    const deadline = this.options.clock.now().getTime() + COMMIT_WAIT_MS;
+    let status = await this.incomingStatus(uuid);
+    while (LOADING.includes(status) && this.options.clock.now().getTime() < deadline) {
+      await this.options.clock.sleep(50);
+      status = await this.incomingStatus(uuid);
+    }
     if (status !== 'completed' && status !== 'postcopy-active') {
       throw new AgentError(ErrorCode.FailedPrecondition, `the incoming migration of VM ${vm.record.spec.name} is ${status}; it can be committed once completed (or in post-copy)`);
     }
@@ -347,7 +365,7 @@ export class QemuHypervisorDriver implements HypervisorDriver {
     try {
       const state = vm.process ? await this.liveState(vm) : vm.record.state;
       if (state !== 'running' && state !== 'paused') throw this.wrongState(vm, state, 'migrated', 'a running');
-      vm.outgoing = { wasRunning: state === 'running' };
+      vm.outgoing = { wasRunning: state === 'running', postcopy: false };
       const capabilities = { events: true, 'auto-converge': options.autoConverge, 'postcopy-ram': options.allowPostcopy };
       await this.command(vm, 'migrate-set-capabilities', { capabilities: capabilityList(capabilities) });
       let tlsCreds = '';
@@ -372,29 +390,33 @@ export class QemuHypervisorDriver implements HypervisorDriver {
 
   async outgoingStats(uuid: string): Promise<MigrationStats> {
     const vm = this.requireOutgoing(uuid);
+    if (!vm.process) return { ...migrationStats({}), status: 'failed', error: 'the source QEMU exited' };
     return migrationStats(await this.queryMigrate(vm));
   }
 
   async switchToPostcopy(uuid: string): Promise<void> {
     const vm = this.requireOutgoing(uuid);
     await this.command(vm, 'migrate-start-postcopy');
+    vm.outgoing!.postcopy = true;
   }
 
   async cancelOutgoing(uuid: string): Promise<void> {
     const vm = this.find(uuid);
     if (!vm.outgoing) return;
+    if (!vm.process) return this.endOutgoing(vm);
     let status = migrationStatus((await this.queryMigrate(vm)).status);
-    if (status === 'postcopy-active' || status === 'postcopy-paused') {
+    // a post-copy migration that failed before the target ran anything left the source whole; one that got further did not
+    if (status === 'postcopy-active' || status === 'postcopy-paused' || (vm.outgoing.postcopy && status === 'completed')) {
       throw new AgentError(
         ErrorCode.FailedPrecondition,
-        `the migration of VM ${vm.record.spec.name} is in post-copy: its memory is split between both hosts, so it can only complete (or be recovered), not be cancelled`,
+        `the migration of VM ${vm.record.spec.name} switched to post-copy: the target holds the VM's newest state, so the migration can only complete, not be cancelled`,
       );
     }
     if (MIGRATING.includes(status)) {
       await this.command(vm, 'migrate_cancel');
-      const deadline = Date.now() + CANCEL_TIMEOUT_MS;
+      const deadline = this.options.clock.now().getTime() + CANCEL_TIMEOUT_MS;
       while (MIGRATING.includes(status)) {
-        if (Date.now() > deadline) throw new AgentError(ErrorCode.DeadlineExceeded, `QEMU did not cancel the migration of VM ${vm.record.spec.name} within ${CANCEL_TIMEOUT_MS / 1000} s`);
+        if (this.options.clock.now().getTime() > deadline) throw new AgentError(ErrorCode.DeadlineExceeded, `QEMU did not cancel the migration of VM ${vm.record.spec.name} within ${CANCEL_TIMEOUT_MS / 1000} s`);
         await this.options.clock.sleep(50);
         status = migrationStatus((await this.queryMigrate(vm)).status);
       }
@@ -457,7 +479,8 @@ export class QemuHypervisorDriver implements HypervisorDriver {
     const status = migrationStatus((await this.queryMigrate(vm)).status);
     const runState = await this.queryStatus(vm);
     if (MIGRATING.includes(status) || status.startsWith('postcopy') || (status === 'completed' && runState === 'postmigrate')) {
-      vm.outgoing = { wasRunning: true };
+      // whether a completed migration went through post-copy is not known any more: the orchestrator decides
+      vm.outgoing = { wasRunning: true, postcopy: status.startsWith('postcopy') };
       vm.record.state = 'migrating';
       this.locks.set(vm.record.spec.uuid, 'migration');
     } else if (vm.record.state === 'migrating') {
@@ -530,7 +553,7 @@ export class QemuHypervisorDriver implements HypervisorDriver {
     vm.process = process;
     vm.cpu = undefined;
     try {
-      await this.connectMonitor(vm, process);
+      await this.connectMonitor(vm, process, this.config.startTimeoutSeconds * 1000);
     } catch (error) {
       process.ending = true;
       await this.processes.kill(pid, paths.pidFile);
@@ -545,8 +568,8 @@ export class QemuHypervisorDriver implements HypervisorDriver {
     if (pid !== undefined) await this.processes.kill(pid, paths.pidFile);
   }
 
-  private async connectMonitor(vm: QemuVm, process: QemuProcess): Promise<QmpClient> {
-    const qmp = await QmpClient.connect(this.paths(vm.record.spec.uuid).qmp, this.config.startTimeoutSeconds * 1000);
+  private async connectMonitor(vm: QemuVm, process: QemuProcess, timeoutMs = RECONNECT_TIMEOUT_MS): Promise<QmpClient> {
+    const qmp = await QmpClient.connect(this.paths(vm.record.spec.uuid).qmp, timeoutMs);
     process.qmp = qmp;
     qmp.on('event', (event) => {
       if (event.event === 'SHUTDOWN') process.shutdownSeen = true;
@@ -615,20 +638,21 @@ export class QemuHypervisorDriver implements HypervisorDriver {
       const status = await this.queryStatus(vm);
       return RUN_STATES[status] ?? 'paused';
     } catch {
-      return vm.process ? vm.record.state : vm.record.state;
+      return vm.record.state;
     }
   }
 
   /** Waits for QEMU to exit by itself (after system_powerdown); true when it did. */
   private async exitWithin(vm: QemuVm, process: QemuProcess, timeoutMs: number): Promise<boolean> {
     const qmp = process.qmp;
-    if (qmp) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([qmp.closed, new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
-      clearTimeout(timer);
-    }
     const { pidFile } = this.paths(vm.record.spec.uuid);
-    if (!(await this.processes.waitForExit(process.pid, pidFile, qmp ? 2_000 : timeoutMs))) return false;
+    if (qmp) {
+      // the monitor closes as QEMU exits; the process is gone a moment later
+      let timer: NodeJS.Timeout | undefined;
+      const closed = await Promise.race([qmp.closed.then(() => true), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)))]);
+      clearTimeout(timer);
+      if (!closed || !(await this.processes.waitForExit(process.pid, pidFile, QUIT_TIMEOUT_MS))) return false;
+    } else if (!(await this.processes.waitForExit(process.pid, pidFile, timeoutMs))) return false;
     this.detach(vm, process);
     return true;
   }
@@ -791,7 +815,7 @@ export class QemuHypervisorDriver implements HypervisorDriver {
   private async vmUsage(vm: QemuVm, process: QemuProcess, state: VmState): Promise<{ cpuUsage: number; memoryUsedBytes: number }> {
     const sample = await this.processes.sample(process.pid);
     if (!sample) return { cpuUsage: 0, memoryUsedBytes: 0 };
-    const atMs = Date.now();
+    const atMs = this.options.clock.now().getTime();
     const vcpus = vm.record.spec.vcpus;
     let usage: number;
     const last = vm.cpu;

@@ -90,6 +90,7 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
     const greeting = new Promise<void>((resolve, reject) => {
       client.greeted = (ok, error) => (ok ? resolve() : reject(error));
     });
+    greeting.catch(() => undefined); // awaited below, unless connecting failed first
     const timer = setTimeout(() => {
       client.greeted(false, new QmpConnectionError(`QEMU sent no QMP greeting within ${timeoutMs} ms`));
       socket.destroy();

@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
@@ -123,8 +123,13 @@ describe('sim hypervisor driver', () => {
   it('settles an operation that was under way when the agent stopped, as the hypervisor finishes it', async () => {
     const { driver, stateDir } = await open();
     const { spec } = await driver.define(definition());
-    const starting = driver.start(spec.uuid);
-    await sleep(20); // "starting" is on disk now
+    let started = false;
+    const starting = driver.start(spec.uuid).finally(() => (started = true));
+    // Reopen once "starting" is on disk (the save fsyncs, which takes a while on a loaded machine).
+    while (!readFileSync(join(stateDir, 'sim', 'vms.json'), 'utf8').includes('"starting"')) {
+      if (started) throw new Error('the start finished before its "starting" state was seen on disk');
+      await sleep(2);
+    }
     const { driver: restarted } = await open(stateDir);
     expect((await restarted.get(spec.uuid))!.runtime).toMatchObject({ state: 'running', lockedBy: '' });
     await starting;

@@ -13,8 +13,8 @@ export interface IncomingHandler {
   pages(bytes: number): void;
   /** The source switched to post-copy; a reason refuses it (the migration fails). */
   postcopy(): string | undefined;
-  /** All state arrived. */
-  end(): void;
+  /** All state arrived; a reason refuses the end (the migration fails). */
+  end(): string | undefined;
   /** The connection ended (called once); `reason` describes how, for a migration that had not ended. */
   closed(reason: string): void;
 }
@@ -114,11 +114,17 @@ export class SimIncomingEndpoint {
             socket.write(encodeFrame('K', 'P'));
             break;
           }
-          case 'E':
+          case 'E': {
             ended = true;
-            this.handler.end();
+            const refusal = this.handler.end();
+            if (refusal) {
+              failure = refusal;
+              socket.end(encodeFrame('X', { reason: refusal }));
+              return;
+            }
             socket.write(encodeFrame('K', 'E'));
             break;
+          }
           default:
             return fail(`unexpected frame ${frame.type} from the source`);
         }

@@ -53,7 +53,7 @@ export function encodeFrame(type: FrameType, payload: Buffer | string | object =
 
 /** Reassembles frames from stream chunks; throws on bytes that are not a sim migration stream. */
 export class FrameReader {
-  private buffered = Buffer.alloc(0);
+  private buffered: Buffer = Buffer.alloc(0);
 
   push(chunk: Buffer): Frame[] {
     this.buffered = this.buffered.length === 0 ? chunk : Buffer.concat([this.buffered, chunk]);

@@ -27,13 +27,14 @@ export const simMigrationStatsSchema = z.strictObject({
 });
 
 /**
- * The VM's last or current migration: an incoming VM not yet committed (dropped when the driver
- * opens again, like a killed incoming QEMU), or the source's view of an outgoing one.
+ * The VM's current or last migration: an incoming VM not yet committed (dropped when the driver
+ * opens again, like a killed incoming QEMU), or the source's figures of an outgoing one.
  */
 export const simMigrationRecordSchema = z.strictObject({
   role: z.enum(['incoming', 'outgoing']),
   migrationId: z.string().min(1).max(128),
-  stats: simMigrationStatsSchema,
+  /** Outgoing: the figures when it last changed phase (final once settled). */
+  stats: simMigrationStatsSchema.optional(),
 });
 
 export type SimMigrationRecord = z.infer<typeof simMigrationRecordSchema>;
@@ -51,9 +52,15 @@ export const simVmRecordSchema = z.strictObject({
 
 export type SimVmRecord = z.infer<typeof simVmRecordSchema>;
 
+/** sun_path holds 108 bytes on Linux, including the terminating NUL. */
+const MAX_SOCKET_PATH_BYTES = 107;
+
 const stateFileSchema = z.strictObject({ version: z.literal(1), vms: z.array(simVmRecordSchema) });
 
-/** The sim hypervisor's VMs in <stateDir>/sim/vms.json, written atomically (temp file, fsync, rename). */
+/**
+ * The sim hypervisor's files: its VMs in <stateDir>/sim/vms.json, written atomically (temp file,
+ * fsync, rename), and the sockets of incoming migrations.
+ */
 export class SimStateRepository {
   /** The sim's own directory (<stateDir>/sim): the state file, and the sockets incoming migrations listen on. */
   readonly dir: string;
@@ -63,6 +70,24 @@ export class SimStateRepository {
   constructor(stateDir: string) {
     this.dir = join(stateDir, 'sim');
     this.file = join(this.dir, 'vms.json');
+  }
+
+  /**
+   * A fresh path for an incoming migration's unix socket, in <dir>/mig (mode 0700, so that only the
+   * agent's user can connect). Socket paths are short (108 bytes on Linux): a state directory whose
+   * path is too long is refused with a message.
+   */
+  async socketPath(): Promise<string> {
+    const dir = join(this.dir, 'mig');
+    const path = join(dir, `${randomBytes(6).toString('hex')}.sock`);
+    if (Buffer.byteLength(path) > MAX_SOCKET_PATH_BYTES) throw new Error(`the state directory path is too long for a unix socket (${path})`);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    return path;
+  }
+
+  /** Removes the sockets of incoming migrations a previous process left behind (a killed agent). */
+  async clearSockets(): Promise<void> {
+    await rm(join(this.dir, 'mig'), { recursive: true, force: true });
   }
 
   /** The saved VMs, or undefined when nothing was ever saved (a first start). */
