@@ -53,6 +53,8 @@ export interface StartClusterOptions {
   auditFile?: boolean;
   /** Further agent configuration per node, merged over the harness's (e.g. the qemu hypervisor driver). */
   agentConfig?: (nodeId: string, stateDir: string) => Record<string, unknown>;
+  /** Runs before each agent first starts (e.g. writeQemuVm to give a qemu node its VMs). */
+  prepareNode?: (nodeId: string, stateDir: string) => void | Promise<void>;
 }
 
 export interface TestAgent {
@@ -166,6 +168,7 @@ export async function startCluster(options: StartClusterOptions): Promise<TestCl
         ...options.agentConfig?.(nodeId, stateDir),
       };
       writeFileSync(configFile, JSON.stringify(config, null, 2));
+      await options.prepareNode?.(nodeId, stateDir);
       return new AgentProcess(nodeId, endpoint, metricsEndpoint, configFile, stateDir, join(dir, 'logs', `${nodeId}.log`));
     }),
   );

@@ -8,6 +8,7 @@ export * from './ports';
 export * from './postgres';
 export * from './processes';
 export * from './prometheus';
+export * from './qemu-vms';
 export * from './slapd';
 export * from './temp';
 export * from './tiny-guest';
