@@ -21,6 +21,25 @@ const CLUSTERS = [
 
 const say = (message) => console.log(`[demo] ${message}`);
 
+async function mirrorSimImages(clusters) {
+  const { Etcd3 } = await import('etcd3');
+  const clients = clusters.map((cluster) => new Etcd3({ hosts: cluster.etcd }));
+  try {
+    const prefix = '/debvisor/sim/rbd/'; // the sim storage driver's keys
+    const images = await Promise.all(clients.map((client) => client.getAll().prefix(prefix).strings()));
+    for (const [i, client] of clients.entries()) {
+      for (const [j, theirs] of images.entries()) {
+        if (i === j) continue;
+        for (const [key, value] of Object.entries(theirs)) {
+          if (!(key in images[i])) await client.put(key).value(value);
+        }
+      }
+    }
+  } finally {
+    for (const client of clients) client.close();
+  }
+}
+
 function fail(message) {
   console.error(`[demo] ${message}`);
   process.exit(1);
@@ -245,6 +264,10 @@ for (const cluster of CLUSTERS) {
   say(`Starting the agents of ${cluster.id}: ${cluster.nodes.join(', ')} …`);
 }
 for (const cluster of CLUSTERS) await Promise.all(cluster.ready).catch((error) => fail(error.message));
+
+// --- RBD mirroring, simulated: every cluster's images also exist in the others, so that a VM can
+// be live-migrated across datacenters (the pre-flight looks for a mirrored image at the target).
+await mirrorSimImages(CLUSTERS);
 
 // --- remotes: one API key per cluster, registered once; endpoints kept current ------------------
 for (const cluster of CLUSTERS) {
