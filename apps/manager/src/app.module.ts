@@ -21,6 +21,7 @@ import { MANAGER_CONFIG, type ManagerConfig } from './config/manager-config';
 import { dataSourceOptions } from './database/data-source-options';
 import { HealthModule } from './health/health.module';
 import { MetricsModule } from './health/metrics.module';
+import { MigrationModule } from './migration/migration.module';
 import { IdentityModule } from './identity/identity.module';
 import { MANAGER_IDENTITY, type ManagerIdentity } from './identity/state-dir.repository';
 import { OpenApiModule } from './openapi/openapi.module';
@@ -83,6 +84,7 @@ export class AppModule {
         ResourcesModule,
         TasksModule,
         VmsModule,
+        MigrationModule,
         HealthModule,
         OpenApiModule,
       ],

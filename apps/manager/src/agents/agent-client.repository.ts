@@ -2,14 +2,20 @@ import { parseEndpoint, rpcLabels, TRACE_ID_METADATA } from '@debvisor/common';
 import { derToPem, fingerprintSha256 } from '@debvisor/pki';
 import {
   debvisorV1,
+  type CancelMigrationResponse__Output,
   type GetClusterInfoResponse__Output,
   type ListNodesResponse__Output,
   type ListVmsResponse__Output,
+  type MigrateVmRequest,
+  type MigrationProgress__Output,
+  type MigrationServiceClient,
   type NodeServiceClient,
+  type PrepareMigrationRequest,
+  type PrepareMigrationResponse__Output,
   type Vm__Output,
   type VmServiceClient,
 } from '@debvisor/proto';
-import { credentials as grpcCredentials, Metadata, status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
+import { credentials as grpcCredentials, Metadata, status as GrpcStatus, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
 import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
 import { isIP } from 'node:net';
 import { performance } from 'node:perf_hooks';
@@ -27,6 +33,14 @@ import { AgentError, allEndpointsFailed, translateGrpcError } from './agent-erro
 interface Clients {
   readonly node: NodeServiceClient;
   readonly vm: VmServiceClient;
+  readonly migration: MigrationServiceClient;
+}
+
+/** Which end of a migration a call is about: the VM, and the node holding that end (empty: the VM's node). */
+export interface MigrationRef {
+  readonly migrationId: string;
+  readonly vmUuid: string;
+  readonly nodeId: string;
 }
 
 /** The RPC each VM action calls. */
@@ -34,6 +48,10 @@ const VM_ACTION_RPC = { start: 'VmService.StartVm', shutdown: 'VmService.Shutdow
 
 /** Power actions may wait for a guest; they get longer than reads once the agent is connected. */
 const ACTION_DEADLINE_MS = 300_000;
+/** Preparing a target starts an incoming QEMU: longer than a read. */
+const PREPARE_DEADLINE_MS = 120_000;
+/** A migration's progress stream lasts as long as the migration (its own policy bounds it): a day at most. */
+const MIGRATION_STREAM_DEADLINE_MS = 24 * 3600_000;
 
 /**
  * gRPC to DebVisor agents over mutual TLS: the manager's client certificate, the remote's CA as the
@@ -89,6 +107,47 @@ export class AgentClientRepository implements OnApplicationShutdown {
       },
       { connectFirst: true, deadlineMs: Math.max(ACTION_DEADLINE_MS, this.config.remoteTimeoutMs), vm: uuid },
     );
+  }
+
+  /** Pre-flight of one end (check_only), or the target's reservation with its one-time cookie. */
+  prepareMigration(connection: AgentConnection, request: PrepareMigrationRequest): Promise<PrepareMigrationResponse__Output> {
+    return this.call(
+      connection,
+      'MigrationService.PrepareMigration',
+      (clients, metadata, deadline, done) => clients.migration.prepareMigration(request, metadata, { deadline }, done),
+      { connectFirst: true, deadlineMs: Math.max(PREPARE_DEADLINE_MS, this.config.remoteTimeoutMs), vm: request.vm?.uuid },
+    );
+  }
+
+  /**
+   * The source's migration, as its stream of progress until it ends (the last message has the phase
+   * completed, failed or cancelled). The request carries the one-time cookie: it goes to the agent
+   * and nowhere else. Aborting `signal` closes the stream (the migration goes on at the source).
+   */
+  migrateVm(connection: AgentConnection, request: MigrateVmRequest, signal?: AbortSignal): AsyncIterable<MigrationProgress__Output> {
+    return this.stream(connection, 'MigrationService.MigrateVm', (clients, metadata, deadline) => clients.migration.migrateVm(request, metadata, { deadline }), {
+      vm: request.uuid,
+      deadlineMs: MIGRATION_STREAM_DEADLINE_MS,
+      signal,
+    });
+  }
+
+  /** Asks one end to stop (the source) or release its reservation (the target); false when it knows no such migration. */
+  async cancelMigration(connection: AgentConnection, ref: MigrationRef): Promise<boolean> {
+    const answer = await this.call<CancelMigrationResponse__Output>(
+      connection,
+      'MigrationService.CancelMigration',
+      (clients, metadata, deadline, done) => clients.migration.cancelMigration(ref, metadata, { deadline }, done),
+      { connectFirst: true, vm: ref.vmUuid },
+    );
+    return answer.cancelled;
+  }
+
+  /** Where a migration stands on one end: its last progress (NotFound when that end does not know it). */
+  getMigration(connection: AgentConnection, ref: MigrationRef): Promise<MigrationProgress__Output> {
+    return this.call(connection, 'MigrationService.GetMigration', (clients, metadata, deadline, done) => clients.migration.getMigration(ref, metadata, { deadline }, done), {
+      vm: ref.vmUuid,
+    });
   }
 
   /**
@@ -171,6 +230,72 @@ export class AgentClientRepository implements OnApplicationShutdown {
     }
   }
 
+  /**
+   * A server stream, audited and counted like a call: opened on the first endpoint that connects
+   * (never re-opened on another once it started), its messages yielded as they come, gRPC errors
+   * translated.
+   */
+  private async *stream<T>(
+    connection: AgentConnection,
+    rpc: `${string}.${string}`,
+    open: (clients: Clients, metadata: Metadata, deadline: Date) => ClientReadableStream<T>,
+    options: { vm?: string; deadlineMs: number; signal?: AbortSignal },
+  ): AsyncGenerator<T> {
+    if (options.signal?.aborted) return;
+    const keyId = /^dvk_([0-9a-f]{16})_/.exec(connection.apiKey)?.[1];
+    const audited = await this.audit.agentCallStarting({ remote: connection.remoteId, rpc, vm: options.vm, keyId });
+    const { service, method } = rpcLabels(rpc);
+    const timeoutMs = this.config.remoteTimeoutMs;
+    const traceId = currentTraceId() ?? newTraceId();
+    let failure: unknown;
+    let code: number = GrpcStatus.UNAVAILABLE;
+    const started = performance.now();
+    try {
+      const failures: AgentError[] = [];
+      let opened: { call: ClientReadableStream<T>; endpoint: string } | undefined;
+      for (const endpoint of connection.endpoints) {
+        const clients = this.clientsFor(connection, endpoint);
+        try {
+          await waitForReady(clients.vm, new Date(Date.now() + timeoutMs), endpoint, timeoutMs);
+        } catch (error) {
+          this.metrics.rpc.backendConnectionError('agent');
+          failures.push(error as AgentError);
+          continue;
+        }
+        const metadata = new Metadata();
+        metadata.set('authorization', `Bearer ${connection.apiKey}`);
+        metadata.set(TRACE_ID_METADATA, traceId);
+        opened = { call: open(clients, metadata, new Date(Date.now() + options.deadlineMs)), endpoint };
+        break;
+      }
+      if (!opened) {
+        throw failures.length === 0 ? new AgentError(ErrorCode.RemoteUnreachable, `remote ${connection.remoteId} has no endpoints`, '') : allEndpointsFailed(connection.remoteId, failures);
+      }
+      const { call, endpoint } = opened;
+      const abort = () => call.cancel();
+      options.signal?.addEventListener('abort', abort, { once: true });
+      try {
+        for await (const message of call) yield message as T;
+        code = GrpcStatus.OK;
+      } catch (error) {
+        const serviceError = error as ServiceError;
+        code = typeof serviceError.code === 'number' ? serviceError.code : GrpcStatus.UNKNOWN;
+        if (code === GrpcStatus.CANCELLED && options.signal?.aborted) return;
+        throw typeof serviceError.code === 'number' ? translateGrpcError(serviceError, endpoint, options.deadlineMs) : error;
+      } finally {
+        options.signal?.removeEventListener('abort', abort);
+        // The consumer stopped early (or failed): close the stream rather than leave it open.
+        call.cancel();
+      }
+    } catch (error) {
+      failure = error;
+      throw error;
+    } finally {
+      this.metrics.rpc.observeCall(service, method, code, (performance.now() - started) / 1000);
+      await this.audit.agentCallFinished(audited, failure);
+    }
+  }
+
   private async callEndpoints<T>(
     connection: AgentConnection,
     rpc: `${string}.${string}`,
@@ -235,13 +360,15 @@ export class AgentClientRepository implements OnApplicationShutdown {
     };
     const node = new v1.NodeService(endpoint, credentials, channelOptions);
     const vm = new v1.VmService(endpoint, credentials, { ...channelOptions, channelOverride: node.getChannel() });
-    const clients = { node, vm };
+    const migration = new v1.MigrationService(endpoint, credentials, { ...channelOptions, channelOverride: node.getChannel() });
+    const clients = { node, vm, migration };
     byEndpoint.set(key, clients);
     return clients;
   }
 }
 
 function closeClients(clients: Clients): void {
+  clients.migration.close();
   clients.vm.close();
   clients.node.close();
 }

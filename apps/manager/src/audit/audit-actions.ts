@@ -16,7 +16,10 @@ export const AUDIT_ACTIONS = {
   'vm.power.shutdown': 'A VM shutdown was asked for',
   'vm.power.reboot': 'A VM reboot was asked for',
   'vm.power.stop': 'A VM hard stop was asked for',
+  'vm.migrate': 'A VM migration was asked for (the task carries it out)',
+  'vm.migrate.preflight': 'The pre-flight checks of a VM migration were run on both ends',
   'task.finish': 'A task ended (succeeded or failed)',
+  'task.cancel': 'Cancelling a task was asked for',
   'auth.logout': 'A session was ended, or all sessions of a user (log out everywhere)',
   'access.user.create': 'A user was created',
   'access.user.update': 'A user was changed (enabled, second-factor rule, names)',
@@ -52,4 +55,12 @@ export type AuditAction = keyof typeof AUDIT_ACTIONS;
 export const AUDIT_ACTION_NAMES = Object.keys(AUDIT_ACTIONS) as AuditAction[];
 
 /** RPCs that change something on the agent side: the manager records an attempt before calling them. */
-export const MUTATING_AGENT_RPCS: ReadonlySet<string> = new Set(['VmService.StartVm', 'VmService.ShutdownVm', 'VmService.RebootVm', 'VmService.StopVm']);
+export const MUTATING_AGENT_RPCS: ReadonlySet<string> = new Set([
+  'VmService.StartVm',
+  'VmService.ShutdownVm',
+  'VmService.RebootVm',
+  'VmService.StopVm',
+  'MigrationService.PrepareMigration',
+  'MigrationService.MigrateVm',
+  'MigrationService.CancelMigration',
+]);

@@ -67,7 +67,7 @@ export interface FinishedTask {
   readonly owner: string;
   readonly remoteId: string | null;
   readonly vmId: string | null;
-  readonly state: 'succeeded' | 'failed';
+  readonly state: 'succeeded' | 'failed' | 'cancelled';
   readonly error: string | null;
 }
 
@@ -255,7 +255,7 @@ export class AuditService {
         outcome: task.state === 'succeeded' ? 'success' : 'failure',
         traceId: currentTraceId() ?? null,
         source: null,
-        details: { taskId: task.id, type: task.type, owner: task.owner, error: task.error },
+        details: { taskId: task.id, type: task.type, owner: task.owner, state: task.state, error: task.error },
       },
       false,
     );

@@ -12,6 +12,7 @@ import { VmOwnershipEntity } from '../access/vm-ownership.entity';
 import { AuditEntryEntity } from '../audit/audit-entry.entity';
 import { AclEntryEntity } from '../access/acl-entry.entity';
 import { ApiTokenEntity } from '../access/api-token.entity';
+import { VmMigrationEntity } from '../migration/migration.entity';
 import { RemoteCredentialEntity } from '../remotes/remote-credential.entity';
 import { RemoteEntity } from '../remotes/remote.entity';
 import { TaskEntity } from '../tasks/task.entity';
@@ -31,4 +32,5 @@ export const ENTITIES = [
   VmOwnershipEntity,
   RemoteGroupEntity,
   RemoteGroupEntryEntity,
+  VmMigrationEntity,
 ];

@@ -40,7 +40,7 @@ describe('MetricsService: the federation', () => {
     const metrics = new MetricsService();
     metrics.registerTaskType('vm.start');
     let text = await metrics.render();
-    expect(series(text, 'debvisor_tasks_total')).toEqual({ 'vm.start/succeeded': 0, 'vm.start/failed': 0, 'vm.start/interrupted': 0 });
+    expect(series(text, 'debvisor_tasks_total')).toEqual({ 'vm.start/succeeded': 0, 'vm.start/failed': 0, 'vm.start/cancelled': 0, 'vm.start/interrupted': 0 });
     expect(series(text, 'debvisor_migrations_total')).toEqual({ succeeded: 0, failed: 0, cancelled: 0 });
     metrics.observeTask('vm.start', 'failed', 2);
     metrics.observeMigration('failed', 30);

@@ -15,7 +15,7 @@ export const NODE_STATES = ['ok', 'degraded', 'failed', 'offline', 'unknown'] as
 /** VM states per remote, as agents report them; anything else is `unknown`. */
 export const VM_STATES = ['stopped', 'starting', 'running', 'stopping', 'rebooting', 'migrating', 'paused', 'crashed', 'unknown'] as const;
 /** How a task ended: `interrupted` when a manager restart cut it off. */
-export const TASK_OUTCOMES = ['succeeded', 'failed', 'interrupted'] as const;
+export const TASK_OUTCOMES = ['succeeded', 'failed', 'cancelled', 'interrupted'] as const;
 export type TaskOutcome = (typeof TASK_OUTCOMES)[number];
 export const MIGRATION_OUTCOMES = ['succeeded', 'failed', 'cancelled'] as const;
 export type MigrationOutcome = (typeof MIGRATION_OUTCOMES)[number];

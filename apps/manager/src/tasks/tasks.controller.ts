@@ -1,6 +1,7 @@
-import { Controller, Get, Param, Query } from '@nestjs/common';
+import { Controller, Get, Param, Post, Query } from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
 import { ZodResponse } from 'nestjs-zod';
+import { Audited } from '../audit/audited.decorator';
 import { CurrentCaller, type Caller } from '../auth/caller';
 import { RequirePrivilege } from '../auth/privilege.decorator';
 import { TaskDto, TaskListDto, TaskParamsDto, TaskQueryDto } from './tasks.dto';
@@ -23,5 +24,14 @@ export class TasksController {
   @ZodResponse({ type: TaskDto })
   get(@CurrentCaller() caller: Caller, @Param() params: TaskParamsDto) {
     return this.tasks.get(caller, params.id);
+  }
+
+  /** task.cancel is checked on the task's VM (else its remote) by the service: the route cannot name it. */
+  @Post(':id/cancel')
+  @RequirePrivilege('task.cancel', '/', { partial: true })
+  @Audited('task.cancel', { target: '/tasks/{id}' })
+  @ZodResponse({ status: 202, type: TaskDto, description: 'Accepted: a queued task is cancelled at once; a running one ends cancelled once it has stopped' })
+  cancel(@CurrentCaller() caller: Caller, @Param() params: TaskParamsDto) {
+    return this.tasks.cancel(caller, params.id);
   }
 }

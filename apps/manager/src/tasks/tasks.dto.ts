@@ -1,12 +1,13 @@
 import { remoteIdSchema, uuidSchema } from '@debvisor/common';
 import { createZodDto } from 'nestjs-zod';
 import { z } from 'zod';
+import { migrationDetailsSchema } from '../migration/migration-details.dto';
 import { TASK_STATES } from './task.entity';
 
 export const taskSchema = z
   .object({
     id: z.string(),
-    type: z.string().meta({ description: 'vm.start | vm.shutdown | vm.reboot | vm.stop' }),
+    type: z.string().meta({ description: 'vm.start | vm.shutdown | vm.reboot | vm.stop | vm.migrate' }),
     state: z.enum(TASK_STATES),
     target: z.object({ remote: z.string().nullable(), vm: z.string().nullable() }),
     owner: z.string().meta({ description: 'Who asked for it (principal!token)' }),
@@ -17,8 +18,11 @@ export const taskSchema = z
     startedAt: z.iso.datetime().nullable(),
     finishedAt: z.iso.datetime().nullable(),
     updatedAt: z.iso.datetime(),
+    migration: migrationDetailsSchema.optional().meta({ description: 'vm.migrate tasks, in GET /api/v1/tasks/{id}: phase, figures and journal' }),
   });
 export type TaskView = z.infer<typeof taskSchema>;
+/** What a task type's handler adds to GET /api/v1/tasks/{id}. */
+export type TaskDetails = Partial<Pick<TaskView, 'migration'>>;
 export class TaskDto extends createZodDto(taskSchema) {}
 
 export class TaskListDto extends createZodDto(

@@ -22,8 +22,32 @@ export interface TaskFilter {
 export class TasksRepository {
   constructor(@InjectDataSource() private readonly dataSource: DataSource) {}
 
-  async insert(task: TaskEntity): Promise<void> {
-    await this.dataSource.getRepository(TaskEntity).insert(task);
+  /**
+   * Stores a new task. With `exclusiveTypes` and a VM, the check and the insert are one transaction
+   * under a lock on the VM id, so that two requests cannot both pass: a task is not stored — and the
+   * blocking task is answered — when the VM has a queued or running task of an exclusive type, or
+   * when the new task is itself of an exclusive type and the VM has any queued or running task.
+   */
+  async insert(task: TaskEntity, exclusiveTypes: readonly string[] = []): Promise<TaskEntity | undefined> {
+    if (task.vmId === null || exclusiveTypes.length === 0) {
+      await this.dataSource.getRepository(TaskEntity).insert(task);
+      return undefined;
+    }
+    return this.dataSource.transaction(async (tx) => {
+      // Released at commit; the check below then sees every task committed by an earlier holder.
+      await tx.query(`SELECT pg_advisory_xact_lock(hashtextextended('debvisor.tasks.vm:' || $1, 0))`, [task.vmId]);
+      const blocking = await tx
+        .getRepository(TaskEntity)
+        .createQueryBuilder('t')
+        .where('t.vm_id = :vm', { vm: task.vmId })
+        .andWhere('t.state IN (:...active)', { active: ['queued', 'running'] })
+        .andWhere(exclusiveTypes.includes(task.type) ? 'TRUE' : 't.type IN (:...exclusive)', { exclusive: exclusiveTypes })
+        .orderBy('t.created_at', 'ASC')
+        .getOne();
+      if (blocking) return blocking;
+      await tx.getRepository(TaskEntity).insert(task);
+      return undefined;
+    });
   }
 
   get(id: string): Promise<TaskEntity | null> {
@@ -85,18 +109,44 @@ export class TasksRepository {
     );
   }
 
+  /** queued → cancelled with `message` in the log; false when the task was not queued any more. */
+  async cancelQueued(id: string, message: string, at: Date): Promise<boolean> {
+    const result = await this.dataSource
+      .createQueryBuilder()
+      .update(TaskEntity)
+      .set({ state: 'cancelled', error: message, finishedAt: at, updatedAt: at, log: () => 'log || :line::jsonb' })
+      .setParameter('line', JSON.stringify([{ at: at.toISOString(), message: `cancelled: ${message}` }]))
+      .where('id = :id AND state = :queued', { id, queued: 'queued' })
+      .execute();
+    return (result.affected ?? 0) > 0;
+  }
+
+  /** Tasks of these types still marked running (left by a previous process), oldest first. */
+  listRunning(types: readonly string[]): Promise<TaskEntity[]> {
+    if (types.length === 0) return Promise.resolve([]);
+    return this.dataSource
+      .getRepository(TaskEntity)
+      .createQueryBuilder('t')
+      .where("t.state = 'running'")
+      .andWhere('t.type IN (:...types)', { types })
+      .orderBy('t.created_at', 'ASC')
+      .getMany();
+  }
+
   /**
    * Fails every task left queued or running by a previous manager process, appending `message(state)`
-   * to its log; answers the tasks as they were before.
+   * to its log; answers the tasks as they were before. Running tasks of the `resumable` types are left
+   * alone (their handlers settle them).
    */
-  async failUnfinished(message: (state: TaskState) => string, at: Date): Promise<TaskEntity[]> {
+  async failUnfinished(message: (state: TaskState) => string, at: Date, resumable: readonly string[] = []): Promise<TaskEntity[]> {
     return this.dataSource.transaction(async (tx) => {
-      const unfinished = await tx
+      const query = tx
         .getRepository(TaskEntity)
         .createQueryBuilder('t')
         .setLock('pessimistic_write')
-        .where('t.state IN (:...states)', { states: ['queued', 'running'] })
-        .getMany();
+        .where('t.state IN (:...states)', { states: ['queued', 'running'] });
+      if (resumable.length > 0) query.andWhere("NOT (t.state = 'running' AND t.type IN (:...resumable))", { resumable });
+      const unfinished = await query.getMany();
       for (const task of unfinished) {
         const text = message(task.state);
         await tx.query(

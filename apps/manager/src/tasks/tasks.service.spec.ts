@@ -1,5 +1,5 @@
 import type { PinoLogger } from 'nestjs-pino';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { strictMock } from '@debvisor/testing/strict-mock';
 import { AccessPolicy } from '../auth/access-policy.service';
 import { testCaller } from '../auth/test-caller';
@@ -14,6 +14,8 @@ import { TasksService } from './tasks.service';
 import type { MetricsService } from '../health/metrics.service';
 import type { AuditService } from '../audit/audit.service';
 import { currentTraceId, runWithTraceId } from '../common/trace-context';
+import { TaskCancelled } from './task-cancelled';
+import { TaskSuspended } from './task-suspended';
 
 const NOW = new Date('2026-05-01T12:00:00Z');
 const ID = '9d7f2a44-7a3c-4d2e-9f11-5c0f2b1a7e01';
@@ -37,6 +39,14 @@ function memoryRepository() {
     finish: async (id: string, outcome: { state: TaskState; error: string | null; progress?: number }, at: Date) => {
       Object.assign(rows.get(id)!, { state: outcome.state, error: outcome.error, finishedAt: at }, outcome.progress !== undefined ? { progress: outcome.progress } : {});
       writes.push(`finish ${outcome.state}`);
+    },
+    cancelQueued: async (id: string, message: string, at: Date) => {
+      const row = rows.get(id)!;
+      if (row.state !== 'queued') return false;
+      Object.assign(row, { state: 'cancelled', error: message, finishedAt: at });
+      row.log.push({ at: at.toISOString(), message: `cancelled: ${message}` });
+      writes.push('cancelled while queued');
+      return true;
     },
   });
   return { rows, writes, repository };
@@ -202,5 +212,123 @@ describe('TasksService', () => {
     tasks.registerHandler('vm.start', { run: async () => undefined });
     await tasks.beforeApplicationShutdown();
     await expect(tasks.enqueue({ type: 'vm.start', remoteId: 'r', vmId: 'v', owner: 'o' })).rejects.toMatchObject({ code: ErrorCode.NotReady });
+  });
+});
+
+describe('TasksService: exclusive, cancellable and resumable tasks', () => {
+  const MANAGER: Caller = testCaller([{ path: '/', role: 'Manage' }], { display: 'alice@local!ci' });
+
+  it('refuses with 409 a task whose VM is held by an exclusive task, naming that task, and passes the exclusive types to the insert', async () => {
+    const blocking = { id: 'b1', type: 'vm.migrate', state: 'running' } as TaskEntity;
+    const insert = vi.fn(async (_task: TaskEntity, _exclusive?: readonly string[]): Promise<TaskEntity | undefined> => blocking);
+    const tasks = service(strictMock<TasksRepository>('TasksRepository', { insert }));
+    tasks.registerHandler('vm.start', { run: async () => undefined });
+    tasks.registerHandler('vm.migrate', { exclusive: true, run: async () => undefined });
+    const refused = tasks.enqueue({ type: 'vm.start', remoteId: 'r', vmId: 'v', owner: 'o' });
+    await expect(refused).rejects.toMatchObject({ code: ErrorCode.Conflict });
+    await expect(refused).rejects.toThrow('VM v is busy with task b1 (vm.migrate, running)');
+    expect(insert.mock.calls[0][1]).toEqual(['vm.migrate']);
+  });
+
+  it('stores what a task needs before it can start, and fails the task when that cannot be stored', async () => {
+    const { rows, repository } = memoryRepository();
+    const tasks = service(repository);
+    const order: string[] = [];
+    tasks.registerHandler('vm.migrate', { exclusive: true, run: async () => void order.push('run') });
+    await tasks.enqueue({ type: 'vm.migrate', remoteId: 'r', vmId: 'v', owner: 'o' }, { prepare: async (id) => void order.push(`prepare ${id}`) });
+    await tasks.idle();
+    expect(order).toEqual([`prepare ${ID}`, 'run']);
+
+    const second = memoryRepository();
+    const failing = service(second.repository);
+    const run = vi.fn(async () => undefined);
+    failing.registerHandler('vm.migrate', { run });
+    const refused = failing.enqueue({ type: 'vm.migrate', remoteId: 'r', vmId: 'v', owner: 'o' }, { prepare: async () => Promise.reject(new DomainError(ErrorCode.Conflict, 'no room')) });
+    await expect(refused).rejects.toThrow('no room');
+    await failing.idle();
+    expect(run).not.toHaveBeenCalled();
+    expect(second.rows.get(ID)).toMatchObject({ state: 'failed', error: 'no room' });
+    expect(rows.get(ID)?.state).toBe('succeeded');
+  });
+
+  it('cancels a running task through its handler; the task ends cancelled with the reason the handler gives', async () => {
+    const { rows, repository } = memoryRepository();
+    const finished: unknown[] = [];
+    const tasks = service(repository, taskMetrics(), taskAudit(finished));
+    let stop: (() => void) | undefined;
+    const asked: string[] = [];
+    tasks.registerHandler('vm.migrate', {
+      run: () => new Promise<void>((_resolve, reject) => (stop = () => reject(new TaskCancelled('the VM keeps running on node-1')))),
+      cancel: async (task, by) => {
+        asked.push(`${task.id} by ${by}`);
+        stop!();
+      },
+    });
+    await tasks.enqueue({ type: 'vm.migrate', remoteId: 'r', vmId: 'v', owner: 'o' });
+    await vi.waitFor(() => expect(stop).toBeDefined());
+    await tasks.cancel(MANAGER, ID);
+    await tasks.idle();
+    expect(asked).toEqual([`${ID} by alice@local!ci`]);
+    expect(rows.get(ID)).toMatchObject({ state: 'cancelled', error: 'the VM keeps running on node-1' });
+    expect(rows.get(ID)!.log.at(-1)!.message).toBe('cancelled: the VM keeps running on node-1');
+    expect(finished).toEqual([{ id: ID, state: 'cancelled', error: 'the VM keeps running on node-1', owner: 'o' }]);
+  });
+
+  it('cancels a queued task at once; refuses tasks that ended, tasks that cannot be cancelled, and callers without task.cancel', async () => {
+    const { rows, repository } = memoryRepository();
+    const tasks = service(repository);
+    let release: (() => void) | undefined;
+    tasks.registerHandler('vm.start', { run: () => new Promise<void>((resolve) => (release = resolve)) });
+    // A task stored queued that the worker has not picked up.
+    rows.set('queued-1', { id: 'queued-1', type: 'vm.start', state: 'queued', remoteId: 'r', vmId: 'v', owner: 'o', log: [], createdAt: NOW, updatedAt: NOW } as unknown as TaskEntity);
+    const cancelled = await tasks.cancel(MANAGER, 'queued-1');
+    expect(cancelled).toMatchObject({ state: 'cancelled', error: 'cancelled by alice@local!ci before it started' });
+
+    await tasks.enqueue({ type: 'vm.start', remoteId: 'r', vmId: 'v', owner: 'o' });
+    await vi.waitFor(() => expect(release).toBeDefined());
+    await expect(tasks.cancel(MANAGER, ID)).rejects.toThrow('a vm.start task cannot be cancelled once it has started');
+    await expect(tasks.cancel(testCaller([{ path: '/', role: 'Audit' }]), ID)).rejects.toMatchObject({ code: ErrorCode.Forbidden });
+    await expect(tasks.cancel(testCaller([{ path: '/remotes/other', role: 'Manage' }]), ID)).rejects.toMatchObject({ code: ErrorCode.NotFound });
+    release!();
+    await tasks.idle();
+    await expect(tasks.cancel(MANAGER, ID)).rejects.toThrow('has already ended (succeeded)');
+  });
+
+  it('leaves running tasks of resumable types to their handlers at start-up and settles them in the background', async () => {
+    const left = { id: ID, type: 'vm.migrate', state: 'running', remoteId: 'dc-east', vmId: 'v', owner: 'o', log: [] } as unknown as TaskEntity;
+    const writes: string[] = [];
+    let resumable: readonly string[] = [];
+    const repository = strictMock<TasksRepository>('TasksRepository', {
+      failUnfinished: async (_message: (state: TaskState) => string, _at: Date, types?: readonly string[]) => ((resumable = types ?? []), []),
+      listRunning: async () => [left],
+      get: async () => left,
+      appendLog: async (_id: string, line: TaskLogLine) => void writes.push(line.message),
+      finish: async (_id: string, outcome: { state: TaskState }) => void writes.push(`finish ${outcome.state}`),
+    });
+    const tasks = service(repository);
+    tasks.registerHandler('vm.start', { run: async () => undefined });
+    tasks.registerHandler('vm.migrate', { run: async () => undefined, resume: async (context) => context.log('settled: the VM runs on node-2') });
+    expect(await tasks.recoverInterrupted()).toBe(0);
+    await tasks.idle();
+    expect(resumable).toEqual(['vm.migrate']);
+    expect(writes).toEqual(['settled: the VM runs on node-2', 'succeeded', 'finish succeeded']);
+  });
+
+  it('asks resumable tasks to let go at shutdown and leaves a task that does so running, untouched', async () => {
+    const { rows, writes, repository } = memoryRepository();
+    const tasks = service(repository);
+    let letGo: (() => void) | undefined;
+    const suspend = vi.fn(() => letGo?.());
+    tasks.registerHandler('vm.migrate', {
+      run: () => new Promise<void>((_resolve, reject) => (letGo = () => reject(new TaskSuspended()))),
+      resume: async () => undefined,
+      suspend,
+    });
+    await tasks.enqueue({ type: 'vm.migrate', remoteId: 'r', vmId: 'v', owner: 'o' });
+    await vi.waitFor(() => expect(letGo).toBeDefined());
+    await tasks.beforeApplicationShutdown();
+    expect(suspend).toHaveBeenCalledOnce();
+    expect(rows.get(ID)!.state).toBe('running');
+    expect(writes).toEqual(['insert queued', 'running']);
   });
 });

@@ -4,14 +4,16 @@ import { AuditService } from '../audit/audit.service';
 import { AccessPolicy } from '../auth/access-policy.service';
 import type { Caller } from '../auth/caller';
 import { ClockRepository } from '../common/clock.repository';
-import { DomainError } from '../common/domain-error';
+import { DomainError, PermissionDenied } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
 import { RandomRepository } from '../common/random.repository';
 import { currentTraceId, runInBackground } from '../common/trace-context';
 import { newTraceId } from '../common/trace-id';
 import { MetricsService } from '../health/metrics.service';
 import type { TaskEntity } from './task.entity';
-import type { TaskQuery, TaskView } from './tasks.dto';
+import { TaskCancelled } from './task-cancelled';
+import { TaskSuspended } from './task-suspended';
+import type { TaskDetails, TaskQuery, TaskView } from './tasks.dto';
 import { TasksRepository } from './tasks.repository';
 
 /** What a running task can report. */
@@ -26,6 +28,33 @@ export interface TaskHandler {
   run(context: TaskContext): Promise<void>;
   /** Called (in the background) for a task of this type that a previous manager process left unfinished. */
   afterInterrupted?(task: Readonly<TaskEntity>): void;
+  /**
+   * Tasks of this type are the only operation on their VM: one is refused (409) while the VM has any
+   * queued or running task, and any task of the VM is refused while one of them is queued or running.
+   */
+  readonly exclusive?: boolean;
+  /**
+   * Settles a task of this type that a previous process left running, instead of failing it blindly
+   * at start-up; it ends like run() (and may throw TaskCancelled).
+   */
+  resume?(context: TaskContext): Promise<void>;
+  /** At shutdown: running tasks of this type should throw TaskSuspended soon (resume() settles them after the next start). */
+  suspend?(): void;
+  /**
+   * Asks a running task of this type to stop (`by`: who asked); its run() then ends, with
+   * TaskCancelled when it did stop. Throws a DomainError when it cannot be cancelled now.
+   */
+  cancel?(task: Readonly<TaskEntity>, by: string): Promise<void>;
+  /** What GET /api/v1/tasks/{id} shows of a task of this type beyond the task itself. */
+  details?(task: Readonly<TaskEntity>): Promise<TaskDetails>;
+}
+
+export interface EnqueueOptions {
+  /**
+   * Runs after the task is stored and before it can start (store what the handler needs); when it
+   * throws, the task is failed with the error and the error is thrown on.
+   */
+  prepare?(taskId: string): Promise<void>;
 }
 
 export interface NewTask {
@@ -74,13 +103,14 @@ export class TasksService implements BeforeApplicationShutdown {
     this.metrics.registerTaskType(type);
   }
 
-  /** Stores the task as queued and schedules it; answers its id. */
-  async enqueue(input: NewTask): Promise<{ taskId: string }> {
+  /** Stores the task as queued and schedules it; answers its id. 409 when an exclusive task holds the VM. */
+  async enqueue(input: NewTask, options: EnqueueOptions = {}): Promise<{ taskId: string }> {
     if (!this.handlers.has(input.type)) throw new Error(`no task handler for ${input.type}`);
     if (!this.accepting) throw new DomainError(ErrorCode.NotReady, 'the manager is shutting down; try again shortly');
     const now = this.clock.now();
     const id = this.random.uuid();
-    await this.tasks.insert({
+    const exclusiveTypes = [...this.handlers].filter(([, handler]) => handler.exclusive).map(([type]) => type);
+    const blocking = await this.tasks.insert({
       id,
       type: input.type,
       state: 'queued',
@@ -95,7 +125,22 @@ export class TasksService implements BeforeApplicationShutdown {
       startedAt: null,
       finishedAt: null,
       updatedAt: now,
-    });
+    }, exclusiveTypes);
+    if (blocking) {
+      throw new DomainError(
+        ErrorCode.Conflict,
+        `VM ${input.vmId} is busy with task ${blocking.id} (${blocking.type}, ${blocking.state}); one operation per VM at a time — wait for it or cancel it`,
+      );
+    }
+    if (options.prepare) {
+      try {
+        await options.prepare(id);
+      } catch (error) {
+        const message = error instanceof DomainError ? error.message : 'could not be prepared; the manager log has the details';
+        await this.tasks.finish(id, { state: 'failed', error: message }, this.clock.now());
+        throw error;
+      }
+    }
     this.traceIds.set(id, currentTraceId() ?? newTraceId());
     this.queue.push(id);
     this.pump();
@@ -105,7 +150,39 @@ export class TasksService implements BeforeApplicationShutdown {
   async get(caller: Caller, id: string): Promise<TaskView> {
     const task = await this.tasks.get(id);
     if (!task || !this.maySee(caller, task)) throw DomainError.notFound(`task ${id}`);
-    return toView(task);
+    const details = await this.handlers.get(task.type)?.details?.(task);
+    return { ...toView(task), ...details };
+  }
+
+  /**
+   * Cancels a task: a queued one at once; a running one through its handler (it ends `cancelled`
+   * when it stopped). Needs task.cancel where the task is (its VM, else its remote); 409 when the
+   * task has ended or its type cannot be cancelled once started.
+   */
+  async cancel(caller: Caller, id: string): Promise<TaskView> {
+    const task = await this.tasks.get(id);
+    if (!task || !this.maySee(caller, task)) throw DomainError.notFound(`task ${id}`);
+    const path = taskPath(task);
+    if (!this.auth.holds(caller, 'task.cancel', path)) {
+      throw new PermissionDenied({ privilege: 'task.cancel', path }, {}, `permission denied: needs task.cancel on ${path}`);
+    }
+    if (task.state === 'queued') {
+      const message = `cancelled by ${caller.display} before it started`;
+      if (await this.tasks.cancelQueued(id, message, this.clock.now())) {
+        const index = this.queue.indexOf(id);
+        if (index >= 0) this.queue.splice(index, 1);
+        this.traceIds.delete(id);
+        await this.audit.taskFinished({ ...task, state: 'cancelled', error: message });
+        this.metrics.setTaskQueue(this.queue.length, this.running.size);
+        return this.get(caller, id);
+      }
+    }
+    const current = (await this.tasks.get(id))!;
+    if (current.state !== 'running') throw new DomainError(ErrorCode.Conflict, `task ${id} has already ended (${current.state})`);
+    const handler = this.handlers.get(current.type);
+    if (!handler?.cancel) throw new DomainError(ErrorCode.Conflict, `a ${current.type} task cannot be cancelled once it has started`);
+    await handler.cancel(current, caller.display);
+    return this.get(caller, id);
   }
 
   async list(caller: Caller, query: TaskQuery): Promise<{ items: TaskView[]; total: number; limit: number; offset: number }> {
@@ -120,12 +197,14 @@ export class TasksService implements BeforeApplicationShutdown {
    * failed with a log line saying so, and its handler may look at the outcome (refresh the VM).
    */
   async recoverInterrupted(): Promise<number> {
+    const resumable = [...this.handlers].filter(([, handler]) => handler.resume).map(([type]) => type);
     const interrupted = await this.tasks.failUnfinished(
       (state) =>
         state === 'running'
           ? 'the manager restarted while this task was running; its outcome is unknown (the VM state was re-read)'
           : 'the manager restarted before this task started; it was not carried out',
       this.clock.now(),
+      resumable,
     );
     for (const task of interrupted) {
       this.logger.warn({ task: task.id, type: task.type, state: task.state }, 'task failed: interrupted by a manager restart');
@@ -137,6 +216,15 @@ export class TasksService implements BeforeApplicationShutdown {
         this.logger.error({ task: task.id, err: error }, 'after-restart handling failed');
       }
     }
+    // Running tasks whose handlers can settle them: in the background, like new tasks.
+    for (const task of resumable.length > 0 ? await this.tasks.listRunning(resumable) : []) {
+      this.logger.warn({ task: task.id, type: task.type }, 'settling a task left running by a previous process');
+      const run = runInBackground(() => this.execute(task.id, 'resume'), newTraceId()).finally(() => {
+        this.running.delete(task.id);
+        this.pump();
+      });
+      this.running.set(task.id, run);
+    }
     return interrupted.length;
   }
 
@@ -145,6 +233,7 @@ export class TasksService implements BeforeApplicationShutdown {
     this.accepting = false;
     this.queue.length = 0;
     this.traceIds.clear();
+    for (const handler of this.handlers.values()) handler.suspend?.();
     const all = Promise.allSettled([...this.running.values()]);
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([all, new Promise((resolve) => (timer = setTimeout(resolve, SHUTDOWN_GRACE_MS)))]);
@@ -171,10 +260,10 @@ export class TasksService implements BeforeApplicationShutdown {
     this.metrics.setTaskQueue(this.queue.length, this.running.size);
   }
 
-  private async execute(id: string): Promise<void> {
+  private async execute(id: string, mode: 'run' | 'resume' = 'run'): Promise<void> {
     try {
       const startedAt = this.clock.now();
-      if (!(await this.tasks.markRunning(id, startedAt))) return;
+      if (mode === 'run' && !(await this.tasks.markRunning(id, startedAt))) return;
       const task = (await this.tasks.get(id))!;
       const seconds = () => (this.clock.now().getTime() - startedAt.getTime()) / 1000;
       const handler = this.handlers.get(task.type)!;
@@ -184,13 +273,25 @@ export class TasksService implements BeforeApplicationShutdown {
         progress: (fraction) => this.tasks.setProgress(id, Math.min(1, Math.max(0, fraction)), this.clock.now()),
       };
       try {
-        await handler.run(context);
+        await (mode === 'resume' ? handler.resume!(context) : handler.run(context));
         await context.log('succeeded');
         await this.tasks.finish(id, { state: 'succeeded', error: null, progress: 1 }, this.clock.now());
         await this.audit.taskFinished({ ...task, state: 'succeeded', error: null });
         this.metrics.observeTask(task.type, 'succeeded', seconds());
         this.logger.info({ task: id, type: task.type }, 'task succeeded');
       } catch (error) {
+        if (error instanceof TaskSuspended) {
+          this.logger.info({ task: id, type: task.type }, 'task left running for the next start');
+          return;
+        }
+        if (error instanceof TaskCancelled) {
+          await context.log(`cancelled: ${error.message}`);
+          await this.tasks.finish(id, { state: 'cancelled', error: error.message }, this.clock.now());
+          await this.audit.taskFinished({ ...task, state: 'cancelled', error: error.message });
+          this.metrics.observeTask(task.type, 'cancelled', seconds());
+          this.logger.info({ task: id, type: task.type, error: error.message }, 'task cancelled');
+          return;
+        }
         const message = error instanceof DomainError ? error.message : 'failed unexpectedly; the manager log has the details';
         if (!(error instanceof DomainError)) this.logger.error({ task: id, err: error }, 'task failed unexpectedly');
         await context.log(`failed: ${message}`);
@@ -207,10 +308,14 @@ export class TasksService implements BeforeApplicationShutdown {
 
   /** Tasks are seen with task.audit on their VM, else their remote (on `/` for tasks without one). */
   private maySee(caller: Caller, task: TaskEntity): boolean {
-    const remote = task.remoteId === null ? '/' : `/remotes/${encodeURIComponent(task.remoteId)}`;
-    const path = task.remoteId !== null && task.vmId !== null ? `${remote}/vms/${encodeURIComponent(task.vmId)}` : remote;
-    return this.auth.holds(caller, 'task.audit', path);
+    return this.auth.holds(caller, 'task.audit', taskPath(task));
   }
+}
+
+/** Where a task is in the ACL tree: its VM, else its remote, else `/`. */
+function taskPath(task: TaskEntity): string {
+  const remote = task.remoteId === null ? '/' : `/remotes/${encodeURIComponent(task.remoteId)}`;
+  return task.remoteId !== null && task.vmId !== null ? `${remote}/vms/${encodeURIComponent(task.vmId)}` : remote;
 }
 
 function toView(task: TaskEntity): TaskView {

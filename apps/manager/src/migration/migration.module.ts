@@ -1,0 +1,20 @@
+import { Module } from '@nestjs/common';
+import { AgentsModule } from '../agents/agents.module';
+import { MetricsModule } from '../health/metrics.module';
+import { RemotesModule } from '../remotes/remotes.module';
+import { ResourcesModule } from '../resources/resources.module';
+import { TasksModule } from '../tasks/tasks.module';
+import { MigrationPreflightService } from './migration-preflight.service';
+import { MigrationRecoveryService } from './migration-recovery.service';
+import { MigrationRunnerService } from './migration-runner.service';
+import { MigrationTimerRepository } from './migration-timer.repository';
+import { MigrationController } from './migration.controller';
+import { MigrationRepository } from './migration.repository';
+import { MigrationService } from './migration.service';
+
+@Module({
+  imports: [TasksModule, RemotesModule, AgentsModule, ResourcesModule, MetricsModule],
+  controllers: [MigrationController],
+  providers: [MigrationService, MigrationRunnerService, MigrationRecoveryService, MigrationPreflightService, MigrationRepository, MigrationTimerRepository],
+})
+export class MigrationModule {}
