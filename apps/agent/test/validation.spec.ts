@@ -77,10 +77,9 @@ describe('request validation and error mapping (real agent)', () => {
     expect([node.code, node.details]).toEqual([status.NOT_FOUND, 'node node-9 is not in the registry']);
   });
 
-  it('answers UNIMPLEMENTED naming the milestone, after authenticating the caller', async () => {
+  it('answers UNIMPLEMENTED naming the milestone, after authenticating the caller; invalid streams are refused like unary calls', async () => {
     const calls: [Promise<unknown>, RegExp][] = [
-      [client.migration.prepareMigration({}), /^MigrationService\.PrepareMigration is not implemented yet: it arrives with the live migration milestone$/],
-      [client.migration.failoverVm({}), /live migration milestone/],
+      [client.migration.failoverVm({}), /^MigrationService\.FailoverVm is not implemented yet: it arrives with the HA failover milestone$/],
       [client.storage.snapshotRbd({}), /RBD snapshots milestone/],
       [client.storage.enableMirroring({}), /RBD mirroring milestone/],
       [client.access.syncUsersGroups({}), /identity and access milestone/],
@@ -89,8 +88,9 @@ describe('request validation and error mapping (real agent)', () => {
       const error = await rpcError(call);
       expect([error.code, error.details]).toEqual([status.UNIMPLEMENTED, expect.stringMatching(message)]);
     }
+    // A server stream refuses an invalid request the same way, before anything starts.
     const stream = await serverStreamError(apiKey);
-    expect([stream.code, stream.details]).toEqual([status.UNIMPLEMENTED, expect.stringMatching(/MigrateVm is not implemented yet/)]);
+    expect([stream.code, stream.details]).toEqual([status.INVALID_ARGUMENT, expect.stringMatching(/^invalid request: uuid: not a valid UUID/)]);
     const anonymous = cluster.connect(undefined);
     expect((await rpcError(anonymous.migration.prepareMigration({}))).code).toBe(status.UNAUTHENTICATED);
     anonymous.close();

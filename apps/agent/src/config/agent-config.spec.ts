@@ -78,9 +78,15 @@ describe('agent configuration', () => {
     expect(errorOf({ ...minimal, leaseTtlSeconds: 5, heartbeatIntervalSeconds: 5 })).toMatch(/heartbeatIntervalSeconds: must be shorter than leaseTtlSeconds/);
   });
 
-  it('says which drivers are not available yet', () => {
-    expect(errorOf({ ...minimal, hypervisor: { driver: 'libvirt' } })).toMatch(/hypervisor\.driver: only "sim" is available/);
+  it('accepts the qemu, libvirt and sim hypervisors and refuses others, and rbd storage until it exists', () => {
+    for (const driver of ['qemu', 'libvirt', 'sim']) expect(parseAgentConfig({ ...minimal, hypervisor: { driver } }, '/etc/debvisor').hypervisor.driver).toBe(driver);
     expect(errorOf({ ...minimal, hypervisor: { driver: 'xen' } })).toMatch(/hypervisor\.driver: /);
+    expect(errorOf({ ...minimal, storage: { driver: 'rbd' } })).toMatch(/storage\.driver: only "sim" is available/);
+  });
+
+  it('refuses a cookie lifetime over 60 s and an unknown QEMU accelerator', () => {
+    expect(errorOf({ ...minimal, migration: { cookieTtlSeconds: 61 } })).toMatch(/migration\.cookieTtlSeconds/);
+    expect(errorOf({ ...minimal, qemu: { accel: 'hvf' } })).toMatch(/qemu\.accel/);
   });
 
   it('reports a missing or unparsable file with its path', () => {
