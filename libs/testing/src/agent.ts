@@ -16,7 +16,7 @@ import {
 import * as grpc from '@grpc/grpc-js';
 import { Etcd3 } from 'etcd3';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { join, resolve } from 'node:path';
 import { startEtcd, type EtcdInstance } from './etcd';
@@ -207,6 +207,8 @@ export async function startCluster(options: StartClusterOptions): Promise<TestCl
       }),
     async stop() {
       await Promise.all(agents.map((agent) => agent.stop()));
+      // The qemu driver's VMs outlive their agent by design (as under libvirt): end them too.
+      for (const agent of agents) killQemus(agent.stateDir);
       await etcd.stop();
     },
   };
@@ -393,6 +395,24 @@ export function agentClient(endpoint: string, options: AgentClientOptions): Agen
     },
     close: () => client.close(),
   };
+}
+
+/** Kills the QEMU processes of a qemu-driver node (found through <stateDir>/run/<uuid>/pid, checked against their command line). */
+export function killQemus(stateDir: string): void {
+  const runDir = join(stateDir, 'run');
+  if (!existsSync(runDir)) return;
+  for (const vm of readdirSync(runDir)) {
+    const pidFile = join(runDir, vm, 'pid');
+    if (!existsSync(pidFile)) continue;
+    const pid = Number(readFileSync(pidFile, 'utf8').trim());
+    if (!Number.isInteger(pid) || pid <= 1) continue;
+    try {
+      const command = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      if (command.includes('qemu-system') && command.includes(stateDir)) process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
 }
 
 /** An agent certificate issued by `ca` (for tests that play a peer agent). */

@@ -35,13 +35,13 @@ export class MigrationService {
       if (input.targetNodeId === this.deps.nodeId) return this.deps.target.prepare(input);
       return this.deps.peers.migrationCall(await this.node(input.targetNodeId, context), 'PrepareMigration', input, context, PEER_TIMEOUT_MS);
     }
-    const owner = await this.ownerOf(input.vm.uuid, context);
+    const owner = await this.sourceOf(input.vm.uuid, context);
     if (owner === 'here') return this.deps.source.prepare(input);
     return this.deps.peers.migrationCall(owner, 'PrepareMigration', input, context, PEER_TIMEOUT_MS);
   }
 
   async migrate(input: MigrateVmInput, context: CallContext, emit: (progress: MigrationProgress) => void): Promise<void> {
-    const owner = await this.ownerOf(input.uuid, context);
+    const owner = await this.sourceOf(input.uuid, context);
     if (owner === 'here') {
       await this.deps.source.migrate(input, emit);
       return;
@@ -69,16 +69,22 @@ export class MigrationService {
     return progress;
   }
 
-  /**
-   * The node named, else the VM's source node. During a migration the target also has the
-   * (incoming) VM, so the cluster's VM index decides, which names the source until the commit.
-   */
+  /** The node named, else the VM's source node. */
   private async routeOf(ref: MigrationRef, context: CallContext): Promise<'here' | PeerTarget> {
     if (ref.nodeId === this.deps.nodeId) return 'here';
     if (ref.nodeId !== '') return this.node(ref.nodeId, context);
+    return this.sourceOf(ref.vmUuid, context);
+  }
+
+  /**
+   * The node that runs the VM. During a migration within the cluster the target has the incoming
+   * VM too, so the cluster's VM index decides (it names the source until the commit); without an
+   * entry, the node that has the VM.
+   */
+  private async sourceOf(uuid: string, context: CallContext): Promise<'here' | PeerTarget> {
     if (context.forwarded) return 'here';
-    const location = await this.deps.index.get(ref.vmUuid);
-    if (!location) return this.ownerOf(ref.vmUuid, context);
+    const location = await this.deps.index.get(uuid);
+    if (!location) return this.ownerOf(uuid, context);
     return location.nodeId === this.deps.nodeId ? 'here' : this.node(location.nodeId, context);
   }
 

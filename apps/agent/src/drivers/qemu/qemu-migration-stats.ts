@@ -43,7 +43,9 @@ export function migrationStatus(status: string | undefined): MigrationStatus {
 /** An outgoing migration's figures from query-migrate. */
 export function migrationStats(info: QueryMigrate): MigrationStats {
   const ram = info.ram ?? {};
-  const status = migrationStatus(info.status);
+  let status = migrationStatus(info.status);
+  // QEMU says 'completed' a moment before it fills in its total time and downtime: still finishing.
+  if (status === 'completed' && !((info['total-time'] ?? 0) > 0)) status = 'device';
   const stats: MigrationStats = {
     status,
     transferredBytes: ram.transferred ?? 0,

@@ -18,6 +18,18 @@ export interface ProcessSample {
   ageSeconds: number;
 }
 
+/** RFC 7919's ffdhe2048 group (a published, fixed group; nothing secret). */
+const FFDHE2048_PEM = [
+  '-----BEGIN DH PARAMETERS-----',
+  'MIIBCAKCAQEA//////////+t+FRYortKmq/cViAnPTzx2LnFg84tNpWp4TZBFGQz',
+  '+8yTnc4kmz75fS/jY2MMddj2gbICrsRhetPfHtXV/WVhJDP1H18GbtCFY2VVPe0a',
+  '87VXE15/V8k1mE8McODmi3fipona8+/och3xWKE2rec1MKzKT0g6eXq8CrGCsyT7',
+  'YdEIqUuyyOP7uWrat2DX9GgdT0Kj3jlN9K5W7edjcrsZCwenyO4KbXCeAvzhzffi',
+  '7MA0BM0oNC9hkXL+nOmFg/+OTxIy7vKBg8P+OxtMb61zO7X8vC7CIAXFjvGDfRaD',
+  'ssbzSibBsu/6iGtCOGEoXJf//////////wIBAg==',
+  '-----END DH PARAMETERS-----',
+].join('\n') + '\n';
+
 /** QEMU refused to start; `message` is QEMU's own complaint. */
 export class QemuStartError extends Error {
   constructor(message: string) {
@@ -173,6 +185,8 @@ export class QemuProcessRepository {
     await rm(dir, { recursive: true, force: true });
     await mkdir(dir, { mode: 0o700 });
     await writeFile(join(dir, 'keys.psk'), `${identity}:${key.toString('hex')}\n`, { mode: 0o600, flag: 'wx' });
+    // Without dh-params.pem QEMU generates 2048-bit DH parameters for every migration (seconds).
+    await writeFile(join(dir, 'dh-params.pem'), FFDHE2048_PEM, { mode: 0o600, flag: 'wx' });
   }
 
   private run(args: string[], timeoutMs: number): Promise<string> {
