@@ -42,7 +42,7 @@ export class VirshRepository {
   /** Runs `virsh -q -c <uri> <args…>` and answers its standard output. */
   run(args: readonly string[], timeoutMs = this.options.timeoutMs): Promise<string> {
     return new Promise((resolve, reject) => {
-      execFile(this.options.virsh, this.argv(args), { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: MAX_OUTPUT_BYTES, env: virshEnv() }, (error, stdout, stderr) => {
+      execFile(this.options.virsh, this.argv(args), { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: MAX_OUTPUT_BYTES, env: VIRSH_ENV }, (error, stdout, stderr) => {
         if (!error) return resolve(stdout);
         const failure = error as NodeJS.ErrnoException & { killed?: boolean; signal?: string };
         if (failure.code === 'ENOENT') {
@@ -73,7 +73,7 @@ export class VirshRepository {
    * domjobabort, interrupt() and the driver's close(), not by the call timeout.
    */
   background(args: readonly string[]): VirshJob {
-    const child = spawn(this.options.virsh, this.argv(args), { stdio: ['ignore', 'pipe', 'pipe'], env: virshEnv() });
+    const child = spawn(this.options.virsh, this.argv(args), { stdio: ['ignore', 'pipe', 'pipe'], env: VIRSH_ENV });
     let stdout = '';
     let stderr = '';
     let exited = false;
@@ -118,9 +118,11 @@ export class VirshRepository {
   }
 }
 
-function virshEnv(): NodeJS.ProcessEnv {
-  return { ...process.env, LC_ALL: 'C', LANG: 'C' };
-}
+/**
+ * virsh runs with a fixed environment: the C locale (its messages are parsed) and the system PATH,
+ * and nothing of the agent's own environment.
+ */
+const VIRSH_ENV: NodeJS.ProcessEnv = Object.freeze({ LC_ALL: 'C', LANG: 'C', PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' });
 
 /**
  * virsh's stderr as an AgentError: the code from libvirt's error text, the message its lines

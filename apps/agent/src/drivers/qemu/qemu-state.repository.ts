@@ -1,7 +1,7 @@
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { parseJsonOrUndefined, writeFileAtomically } from '../../shared/atomic-file';
 import { VM_STATES, vmDefinitionSchema } from '../hypervisor.driver';
 
 const timestamp = z.iso.datetime({ offset: true });
@@ -39,7 +39,7 @@ export class QemuStateRepository {
       const match = FILE_NAME.exec(name);
       if (!match) continue;
       const file = join(this.dir, name);
-      const parsed = qemuVmRecordSchema.safeParse(safeJson(await readFile(file, 'utf8')));
+      const parsed = qemuVmRecordSchema.safeParse(parseJsonOrUndefined(await readFile(file, 'utf8')));
       if (!parsed.success) throw new Error(`the qemu VM state file ${file} is corrupt: ${parsed.error.issues[0]?.message ?? 'unreadable'}`);
       if (parsed.data.spec.uuid !== match[1]) throw new Error(`the qemu VM state file ${file} holds VM ${parsed.data.spec.uuid}`);
       records.push(parsed.data);
@@ -67,35 +67,7 @@ export class QemuStateRepository {
     return next;
   }
 
-  private async write(file: string, text: string): Promise<void> {
-    await mkdir(this.dir, { recursive: true, mode: 0o700 });
-    const temp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-    try {
-      const handle = await open(temp, 'w', 0o600);
-      try {
-        await handle.writeFile(text, 'utf8');
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      await rename(temp, file);
-    } catch (error) {
-      await rm(temp, { force: true });
-      throw error;
-    }
-    const dirHandle = await open(this.dir, 'r');
-    try {
-      await dirHandle.sync();
-    } finally {
-      await dirHandle.close();
-    }
-  }
-}
-
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
+  private write(file: string, text: string): Promise<void> {
+    return writeFileAtomically(file, text);
   }
 }

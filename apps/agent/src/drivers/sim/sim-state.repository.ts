@@ -1,7 +1,8 @@
-import { z } from 'zod';
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { mkdir, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { parseJsonOrUndefined, writeFileAtomically } from '../../shared/atomic-file';
 import { MIGRATION_STATUSES, VM_STATES, vmDefinitionSchema } from '../hypervisor.driver';
 
 const timestamp = z.iso.datetime({ offset: true });
@@ -99,7 +100,7 @@ export class SimStateRepository {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw error;
     }
-    const parsed = stateFileSchema.safeParse(safeJson(text));
+    const parsed = stateFileSchema.safeParse(parseJsonOrUndefined(text));
     if (!parsed.success) throw new Error(`the sim VM state file ${this.file} is corrupt: ${parsed.error.issues[0]?.message ?? 'unreadable'}`);
     return parsed.data.vms;
   }
@@ -112,36 +113,7 @@ export class SimStateRepository {
     return write;
   }
 
-  private async write(text: string): Promise<void> {
-    const dir = dirname(this.file);
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    const temp = `${this.file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-    try {
-      const handle = await open(temp, 'w', 0o600);
-      try {
-        await handle.writeFile(text, 'utf8');
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      await rename(temp, this.file);
-    } catch (error) {
-      await rm(temp, { force: true });
-      throw error;
-    }
-    const dirHandle = await open(dir, 'r');
-    try {
-      await dirHandle.sync();
-    } finally {
-      await dirHandle.close();
-    }
-  }
-}
-
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
+  private write(text: string): Promise<void> {
+    return writeFileAtomically(this.file, text);
   }
 }
