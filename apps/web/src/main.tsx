@@ -1,12 +1,14 @@
-import { QueryClient, QueryClientProvider } from '@tanstack/react-query';
+import { QueryCache, QueryClient, QueryClientProvider } from '@tanstack/react-query';
 import { StrictMode } from 'react';
 import { createRoot } from 'react-dom/client';
 import { ApiError } from './api/client';
 import { App, type Arrival } from './App';
 import './styles.css';
+import { reportUnauthorized } from './unauthorized';
 
 // A refusal (4xx) does not change by asking again; anything else is retried once.
 const queryClient = new QueryClient({
+  queryCache: new QueryCache({ onError: (error, query) => reportUnauthorized(error, query.queryKey) }),
   defaultOptions: { queries: { retry: (failures, error) => failures < 1 && !(error instanceof ApiError && error.status < 500), staleTime: 5_000 } },
 });
 

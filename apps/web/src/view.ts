@@ -1,22 +1,102 @@
 import { useEffect, useState } from 'react';
 
-/** What the signed-in UI shows: the remotes (the start) or the account settings (`#/account`). */
-export type View = 'remotes' | 'account';
+/**
+ * Hash routing: `#/<page>/<part>/<part>?<query>`. Pages and their links live here, so that the
+ * rest of the UI never assembles a location by hand.
+ */
+export type Page =
+  | 'dashboard'
+  | 'resources'
+  | 'vm'
+  | 'migrate'
+  | 'tasks'
+  | 'task'
+  | 'audit'
+  | 'admin'
+  | 'account';
 
-export const VIEW_HASH: Record<View, string> = { remotes: '#/', account: '#/account' };
+export const ADMIN_SECTIONS = ['remotes', 'remote-groups', 'users', 'groups', 'realms', 'acl', 'tokens'] as const;
+export type AdminSection = (typeof ADMIN_SECTIONS)[number];
 
-/** The view of a location hash; anything unknown is the start. */
-export function viewFromHash(hash: string): View {
-  return hash.replace(/\/+$/, '') === VIEW_HASH.account ? 'account' : 'remotes';
+export type Route =
+  | { page: 'dashboard' }
+  | { page: 'resources'; q: string }
+  | { page: 'vm'; remote: string; vmid: string }
+  | { page: 'migrate'; remote: string; vmid: string }
+  | { page: 'tasks' }
+  | { page: 'task'; id: string }
+  | { page: 'audit' }
+  | { page: 'admin'; section: AdminSection }
+  | { page: 'account' };
+
+const part = (value: string) => encodeURIComponent(value);
+
+/** The link of a route. */
+export function href(route: Route): string {
+  switch (route.page) {
+    case 'dashboard':
+      return '#/';
+    case 'resources':
+      return route.q ? `#/resources?${new URLSearchParams({ q: route.q }).toString()}` : '#/resources';
+    case 'vm':
+      return `#/resources/${part(route.remote)}/${part(route.vmid)}`;
+    case 'migrate':
+      return `#/migrate/${part(route.remote)}/${part(route.vmid)}`;
+    case 'tasks':
+      return '#/tasks';
+    case 'task':
+      return `#/tasks/${part(route.id)}`;
+    case 'audit':
+      return '#/audit';
+    case 'admin':
+      return `#/admin/${route.section}`;
+    case 'account':
+      return '#/account';
+  }
 }
 
-/** The view of the current location hash, following links and the back button. */
-export function useView(): View {
-  const [view, setView] = useState<View>(() => viewFromHash(window.location.hash));
+/** The route of a location hash; anything unknown is the dashboard. */
+export function routeFromHash(hash: string): Route {
+  const raw = hash.replace(/^#/, '');
+  const [path, query = ''] = raw.split('?', 2);
+  let parts: string[];
+  try {
+    parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+  } catch {
+    return { page: 'dashboard' };
+  }
+  const [first, second, third] = parts;
+  switch (first) {
+    case 'resources':
+      if (parts.length === 3) return { page: 'vm', remote: second, vmid: third };
+      return { page: 'resources', q: new URLSearchParams(query).get('q') ?? '' };
+    case 'migrate':
+      if (parts.length === 3) return { page: 'migrate', remote: second, vmid: third };
+      break;
+    case 'tasks':
+      return parts.length === 2 ? { page: 'task', id: second } : { page: 'tasks' };
+    case 'audit':
+      return { page: 'audit' };
+    case 'admin':
+      return { page: 'admin', section: (ADMIN_SECTIONS as readonly string[]).includes(second) ? (second as AdminSection) : 'remotes' };
+    case 'account':
+      return { page: 'account' };
+  }
+  return { page: 'dashboard' };
+}
+
+/** Goes to a route (a new history entry, so the back button returns). */
+export function navigate(route: Route): void {
+  window.location.hash = href(route);
+}
+
+/** The route of the current location hash, following links and the back button. */
+export function useRoute(): Route {
+  const [route, setRoute] = useState<Route>(() => routeFromHash(window.location.hash));
   useEffect(() => {
-    const follow = () => setView(viewFromHash(window.location.hash));
+    const follow = () => setRoute(routeFromHash(window.location.hash));
     window.addEventListener('hashchange', follow);
     return () => window.removeEventListener('hashchange', follow);
   }, []);
-  return view;
+  return route;
 }

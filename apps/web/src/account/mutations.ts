@@ -1,5 +1,5 @@
 import { useMutation, useQueryClient } from '@tanstack/react-query';
-import { apiDelete, apiPost } from '../api/client';
+import { api, unwrap } from '../api/client';
 import { useSignedOut } from '../auth/mutations';
 import { webauthnAttestation, type CreationOptionsJson } from '../auth/webauthn';
 import { accountKeys } from './queries';
@@ -24,7 +24,7 @@ function useReloadFactors() {
 /** POST /access/password: the manager checks the current password and its policy, and ends the other sessions. */
 export function useChangePassword() {
   return useMutation({
-    mutationFn: (input: { currentPassword: string; newPassword: string }) => apiPost<void>('/access/password', input),
+    mutationFn: (input: { currentPassword: string; newPassword: string }) => unwrap(api.POST('/api/v1/access/password', { body: input })),
   });
 }
 
@@ -33,8 +33,8 @@ export function useAddSecurityKey() {
   const reload = useReloadFactors();
   return useMutation({
     mutationFn: async (input: { name: string; password: string }) => {
-      const options = await apiPost<CreationOptionsJson>('/access/tfa/webauthn/options', input);
-      return apiPost<RegisteredSecurityKey>('/access/tfa/webauthn', { response: await webauthnAttestation(options) });
+      const options = (await unwrap(api.POST('/api/v1/access/tfa/webauthn/options', { body: input }))) as CreationOptionsJson;
+      return unwrap(api.POST('/api/v1/access/tfa/webauthn', { body: { response: await webauthnAttestation(options) } }));
     },
     onSettled: reload,
   });
@@ -45,7 +45,9 @@ export function useRemoveFactor() {
   const reload = useReloadFactors();
   return useMutation({
     mutationFn: (input: { kind: FactorKind; id: string; password: string }) =>
-      apiDelete<void>(`/access/tfa/${input.kind}/${encodeURIComponent(input.id)}`, { password: input.password }),
+      input.kind === 'totp'
+        ? unwrap(api.DELETE('/api/v1/access/tfa/totp/{id}', { params: { path: { id: input.id } }, body: { password: input.password } }))
+        : unwrap(api.DELETE('/api/v1/access/tfa/webauthn/{id}', { params: { path: { id: input.id } }, body: { password: input.password } })),
     onSettled: reload,
   });
 }
@@ -54,7 +56,7 @@ export function useRemoveFactor() {
 export function useNewRecoveryCodes() {
   const reload = useReloadFactors();
   return useMutation({
-    mutationFn: (password: string) => apiPost<{ recoveryCodes: string[] }>('/access/tfa/recovery', { password }),
+    mutationFn: (password: string) => unwrap(api.POST('/api/v1/access/tfa/recovery', { body: { password } })),
     onSettled: reload,
   });
 }
@@ -63,7 +65,7 @@ export function useNewRecoveryCodes() {
 export function useLogoutEverywhere() {
   const signedOut = useSignedOut();
   return useMutation({
-    mutationFn: () => apiPost<void>('/auth/logout-everywhere'),
+    mutationFn: () => unwrap(api.POST('/api/v1/auth/logout-everywhere')),
     onSuccess: signedOut,
   });
 }

@@ -1,5 +1,5 @@
 import { useQuery } from '@tanstack/react-query';
-import { apiGet } from '../api/client';
+import { api, unwrap } from '../api/client';
 
 /** GET /access/tfa: the signed-in user's second factors. */
 export interface TfaOverview {
@@ -19,5 +19,5 @@ export const accountKeys = {
 
 /** The second factors of the signed-in user (login sessions only). */
 export function useTfaOverview(enabled = true) {
-  return useQuery({ queryKey: accountKeys.tfa(), queryFn: () => apiGet<TfaOverview>('/access/tfa'), enabled });
+  return useQuery({ queryKey: accountKeys.tfa(), queryFn: (): Promise<TfaOverview> => unwrap(api.GET('/api/v1/access/tfa')), enabled });
 }

@@ -1,3 +1,9 @@
+import createClient from 'openapi-fetch';
+import type { components, paths } from './schema';
+
+/** The manager's API schemas (request and answer bodies) by name. */
+export type Schemas = components['schemas'];
+
 /**
  * The one HTTP client of the UI: adds the credential, parses the JSON error shape.
  *
@@ -50,15 +56,26 @@ export const credential = {
   },
 };
 
-type Params = Record<string, string | undefined>;
-type Method = 'GET' | 'POST' | 'PUT' | 'DELETE';
-
-function withQuery(path: string, params?: Params): string {
-  const query = params
-    ? new URLSearchParams(Object.entries(params).filter((e): e is [string, string] => e[1] !== undefined && e[1] !== '')).toString()
-    : '';
-  return `/api/v1${path}${query ? `?${query}` : ''}`;
+/**
+ * Sends one request of the typed client with the credential: the Bearer token (no cookie), or the
+ * session cookie with the CSRF token on writes.
+ */
+function send(request: Request): Promise<Response> {
+  const token = credential.token();
+  const headers = new Headers(request.headers);
+  headers.set('Accept', 'application/json');
+  if (token) headers.set('Authorization', `Bearer ${token}`);
+  else if (request.method !== 'GET' && csrfToken) headers.set(CSRF_HEADER, csrfToken);
+  return fetch(new Request(request, { headers, credentials: token ? 'omit' : 'same-origin' }));
 }
+
+/** A typed client of the manager's REST API (types generated from its OpenAPI document: `npm run gen:api`). */
+export function createApiClient(baseUrl: string) {
+  return createClient<paths>({ baseUrl, fetch: send });
+}
+
+/** The client every queries.ts / mutations.ts uses; components never build URLs. */
+export const api = createApiClient(globalThis.location?.origin ?? 'http://localhost');
 
 /** Retry-After as seconds (a number of seconds or an HTTP date); undefined when absent or unreadable. */
 function retryAfter(value: string | null): number | undefined {
@@ -68,51 +85,33 @@ function retryAfter(value: string | null): number | undefined {
   return Number.isNaN(date) ? undefined : Math.max(1, Math.ceil((date - Date.now()) / 1000));
 }
 
-async function call<T>(method: Method, url: string, body?: unknown): Promise<T> {
-  const token = credential.token();
-  const headers: Record<string, string> = { Accept: 'application/json' };
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
-  if (token) headers.Authorization = `Bearer ${token}`;
-  else if (method !== 'GET' && csrfToken) headers[CSRF_HEADER] = csrfToken;
-  const response = await fetch(url, {
-    method,
-    headers,
-    credentials: token ? 'omit' : 'same-origin',
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  const parsed = response.status === 204 ? undefined : ((await response.json().catch(() => undefined)) as unknown);
+/**
+ * The data of a typed client call, or an ApiError from the JSON error shape:
+ * `unwrap(api.GET('/api/v1/remotes'))`.
+ */
+export async function unwrap<T>(call: Promise<{ data?: T; error?: unknown; response: Response }>): Promise<T> {
+  const { data, error, response } = await call;
   if (!response.ok) {
-    const error = (parsed as Partial<ApiErrorBody> | undefined)?.error;
+    const body = (error as Partial<ApiErrorBody> | undefined)?.error;
     throw new ApiError(
       response.status,
-      error?.code ?? 'http_error',
-      error?.message ?? `HTTP ${response.status}`,
-      error?.traceId,
+      body?.code ?? 'http_error',
+      body?.message ?? `HTTP ${response.status}`,
+      body?.traceId,
       response.status === 429 ? retryAfter(response.headers.get('Retry-After')) : undefined,
     );
   }
-  return parsed as T;
+  return data as T;
 }
 
-export function apiGet<T>(path: string, params?: Params): Promise<T> {
-  return call<T>('GET', withQuery(path, params));
-}
-
-export function apiPost<T>(path: string, body?: unknown, params?: Params): Promise<T> {
-  return call<T>('POST', withQuery(path, params), body);
-}
-
-export function apiPut<T>(path: string, body?: unknown, params?: Params): Promise<T> {
-  return call<T>('PUT', withQuery(path, params), body);
-}
-
-export function apiDelete<T = void>(path: string, body?: unknown, params?: Params): Promise<T> {
-  return call<T>('DELETE', withQuery(path, params), body);
+/** Query parameters without empty values (an empty search field means no filter). */
+export function definedOnly<T extends Record<string, unknown>>(params: T): T {
+  return Object.fromEntries(Object.entries(params).filter(([, v]) => v !== undefined && v !== '')) as T;
 }
 
 /** Where the browser goes to log in through an OpenID Connect realm (a full-page navigation, not a fetch). */
 export function oidcLoginUrl(realm: string): string {
-  return withQuery(`/auth/oidc/${encodeURIComponent(realm)}/login`);
+  return `/api/v1/auth/oidc/${encodeURIComponent(realm)}/login`;
 }
 
 /** What to show the user for a failed request: the server's message, and when to try again after a 429. */

@@ -1,5 +1,5 @@
 import { useMutation, useQueryClient } from '@tanstack/react-query';
-import { ApiError, apiPost, credential } from '../api/client';
+import { api, ApiError, credential, unwrap } from '../api/client';
 import { authKeys, type SessionStage, type TfaMethod } from './queries';
 import { webauthnAssertion } from './webauthn';
 
@@ -49,7 +49,7 @@ export function useLogin() {
   return useMutation({
     mutationFn: (input: { username: string; password: string }) => {
       credential.clear();
-      return apiPost<LoginAnswer>('/auth/login', input);
+      return unwrap(api.POST('/api/v1/auth/login', { body: input }));
     },
     onSuccess: async (answer) => {
       credential.useSession(answer.csrfToken);
@@ -63,7 +63,7 @@ export function useSecondFactor() {
   const reload = useReloadSignedIn();
   return useMutation({
     mutationFn: async (answer: { code: string } | { recoveryCode: string } | 'webauthn') =>
-      apiPost<LoginAnswer>('/auth/tfa', answer === 'webauthn' ? { webauthn: await webauthnAssertion() } : answer),
+      unwrap(api.POST('/api/v1/auth/tfa', { body: answer === 'webauthn' ? { webauthn: await webauthnAssertion() } : answer })),
     onSuccess: async (answer) => {
       credential.useSession(answer.csrfToken);
       await reload();
@@ -86,7 +86,7 @@ export function useLogout() {
   return useMutation({
     mutationFn: async () => {
       if (credential.token()) return;
-      await apiPost<void>('/auth/logout').catch((error: unknown) => {
+      await unwrap(api.POST('/api/v1/auth/logout')).catch((error: unknown) => {
         if (!(error instanceof ApiError && error.status === 401)) throw error;
       });
     },
@@ -97,7 +97,7 @@ export function useLogout() {
 /** A new, unconfirmed TOTP device of the signed-in user (the password is a fresh check; single sign-on users have none). */
 export function useEnrolTotp() {
   return useMutation({
-    mutationFn: (input: { name: string; password?: string }) => apiPost<EnrolledTotp>('/access/tfa/totp', input),
+    mutationFn: (input: { name: string; password?: string }) => unwrap(api.POST('/api/v1/access/tfa/totp', { body: input })),
   });
 }
 
@@ -105,7 +105,7 @@ export function useEnrolTotp() {
 export function useConfirmTotp() {
   return useMutation({
     mutationFn: (input: { id: string; code: string }) =>
-      apiPost<ConfirmedTotp>(`/access/tfa/totp/${encodeURIComponent(input.id)}/confirm`, { code: input.code }),
+      unwrap(api.POST('/api/v1/access/tfa/totp/{id}/confirm', { params: { path: { id: input.id } }, body: { code: input.code } })),
   });
 }
 

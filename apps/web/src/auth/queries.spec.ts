@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { apiPost, credential } from '../api/client';
+import { api, credential, unwrap } from '../api/client';
 import { fetchSignedIn, holds } from './queries';
 
 describe('signed-in state', () => {
@@ -15,7 +15,7 @@ describe('signed-in state', () => {
   afterEach(() => vi.unstubAllGlobals());
 
   it('takes the CSRF token of an existing session for later writes, and keeps only known privileges', async () => {
-    const fetch = vi.fn(async (_url: string, _init: RequestInit) =>
+    const fetch = vi.fn(async (_request: Request) =>
       Response.json({ user: 'admin@local', kind: 'session', stage: 'active', csrfToken: 'csrf-9', groups: [], privileges: ['remote.audit', 'no.such'] }),
     );
     vi.stubGlobal('fetch', fetch);
@@ -24,8 +24,8 @@ describe('signed-in state', () => {
     expect(holds(signedIn!, 'remote.audit')).toBe(true);
     expect(holds(signedIn!, 'remote.modify')).toBe(false);
 
-    await apiPost('/auth/logout');
-    expect((fetch.mock.calls[1][1].headers as Record<string, string>)['X-CSRF-Token']).toBe('csrf-9');
+    await unwrap(api.POST('/api/v1/auth/logout'));
+    expect(fetch.mock.calls[1][0].headers.get('X-CSRF-Token')).toBe('csrf-9');
   });
 
   it('answers null (the login page) when the manager knows no session', async () => {

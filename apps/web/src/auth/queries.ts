@@ -1,21 +1,12 @@
 import { PRIVILEGES, type Privilege } from '@debvisor/permissions';
 import { useQuery } from '@tanstack/react-query';
-import { ApiError, apiGet, credential } from '../api/client';
+import { api, ApiError, credential, unwrap, type Schemas } from '../api/client';
 
 export type SessionStage = 'active' | 'tfa' | 'setup';
 export type TfaMethod = 'totp' | 'recovery' | 'webauthn';
 
 /** GET /auth/session as the manager answers it. */
-interface CurrentSessionBody {
-  user: string;
-  kind: 'session' | 'token';
-  stage: SessionStage | null;
-  csrfToken: string | null;
-  groups: string[];
-  /** For stage `tfa`: what the second step accepts. */
-  methods?: TfaMethod[];
-  privileges: string[];
-}
+type CurrentSessionBody = Schemas['CurrentSessionDto_Output'];
 
 /** Who uses the UI, and with what. */
 export interface SignedIn {
@@ -41,7 +32,7 @@ const isPrivilege = (p: string): p is Privilege => Object.hasOwn(PRIVILEGES, p);
 export async function fetchSignedIn(): Promise<SignedIn | null> {
   if (credential.token()) return { via: 'token', user: 'API token', stage: 'active', privileges: null };
   try {
-    const session = await apiGet<CurrentSessionBody>('/auth/session');
+    const session: CurrentSessionBody = await unwrap(api.GET('/api/v1/auth/session'));
     credential.useSession(session.csrfToken);
     return {
       via: 'session',

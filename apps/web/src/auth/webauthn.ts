@@ -1,4 +1,6 @@
-import { apiPost } from '../api/client';
+import { api, unwrap } from '../api/client';
+
+type Attachment = 'platform' | 'cross-platform';
 
 /** The assertion POST /auth/tfa takes as `webauthn` (the JSON form of a PublicKeyCredential). */
 export interface WebauthnAssertion {
@@ -7,7 +9,7 @@ export interface WebauthnAssertion {
   type: 'public-key';
   response: { clientDataJSON: string; authenticatorData: string; signature: string; userHandle?: string };
   clientExtensionResults: Record<string, unknown>;
-  authenticatorAttachment?: string;
+  authenticatorAttachment?: Attachment;
 }
 
 interface RequestOptionsJson {
@@ -36,7 +38,7 @@ export function toBase64url(buffer: ArrayBuffer): string {
  */
 export async function webauthnAssertion(): Promise<WebauthnAssertion> {
   if (!window.PublicKeyCredential || !navigator.credentials) throw new Error('this browser does not support security keys (WebAuthn)');
-  const options = await apiPost<RequestOptionsJson>('/auth/tfa/webauthn/options');
+  const options = (await unwrap(api.POST('/api/v1/auth/tfa/webauthn/options'))) as RequestOptionsJson;
   const credential = (await navigator.credentials.get({
     publicKey: {
       challenge: fromBase64url(options.challenge),
@@ -59,7 +61,7 @@ export async function webauthnAssertion(): Promise<WebauthnAssertion> {
       ...(response.userHandle ? { userHandle: toBase64url(response.userHandle) } : {}),
     },
     clientExtensionResults: credential.getClientExtensionResults() as Record<string, unknown>,
-    ...(credential.authenticatorAttachment ? { authenticatorAttachment: credential.authenticatorAttachment } : {}),
+    ...(credential.authenticatorAttachment ? { authenticatorAttachment: credential.authenticatorAttachment as Attachment } : {}),
   };
 }
 
@@ -83,7 +85,7 @@ export interface WebauthnAttestation {
   type: 'public-key';
   response: { clientDataJSON: string; attestationObject: string; transports?: string[] };
   clientExtensionResults: Record<string, unknown>;
-  authenticatorAttachment?: string;
+  authenticatorAttachment?: Attachment;
 }
 
 /** The manager's JSON creation options as navigator.credentials.create() takes them: the base64url fields as bytes. */
@@ -116,6 +118,6 @@ export async function webauthnAttestation(options: CreationOptionsJson): Promise
       ...(transports.length > 0 ? { transports } : {}),
     },
     clientExtensionResults: credential.getClientExtensionResults() as Record<string, unknown>,
-    ...(credential.authenticatorAttachment ? { authenticatorAttachment: credential.authenticatorAttachment } : {}),
+    ...(credential.authenticatorAttachment ? { authenticatorAttachment: credential.authenticatorAttachment as Attachment } : {}),
   };
 }
