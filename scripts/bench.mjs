@@ -21,7 +21,9 @@ try {
   console.error(error.message);
   process.exit(1);
 }
-if (!existsSync(join(root, 'apps/manager/dist/main.js')) || process.env.BENCH_BUILD !== '0') {
+// The built manager and the built web UI (the ui benchmark serves it); BENCH_BUILD=0 uses them as they are.
+const built = existsSync(join(root, 'apps/manager/dist/main.js')) && existsSync(join(root, 'apps/web/dist/index.html'));
+if (!built || process.env.BENCH_BUILD !== '0') {
   const build = spawnSync('npm', ['run', 'build', '--silent'], { cwd: root, stdio: ['ignore', 2, 2] }); // keep stdout for the JSON
   if (build.status !== 0) process.exit(build.status ?? 1);
 }

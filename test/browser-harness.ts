@@ -12,6 +12,10 @@ export interface BuiltManager {
   /** https://localhost:<port> (a name the browser can use as WebAuthn relying party) */
   readonly base: string;
   readonly caPem: string;
+  /** The manager's state directory. */
+  readonly stateDir: string;
+  /** The CA of the manager's client certificate: what agents must trust (tls.clientCas). */
+  readonly clientCaPem: string;
   /** What the first start printed for the operator: the admin password line and the bootstrap token. */
   readonly bootstrapToken: string;
 }
@@ -39,6 +43,8 @@ export async function startBuiltManager(adminPassword: string): Promise<BuiltMan
     process: manager,
     base: `https://localhost:${port}`,
     caPem: readFileSync(join(stateDir, 'pki/server-ca.crt'), 'utf8'),
+    stateDir,
+    clientCaPem: readFileSync(join(stateDir, 'pki/client-ca.crt'), 'utf8'),
     bootstrapToken: /bootstrap admin token: (dvdm_[A-Za-z0-9_-]+)/.exec(manager.output())![1],
   };
 }

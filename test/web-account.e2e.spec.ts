@@ -99,8 +99,8 @@ describe('the account page of the web UI', () => {
     await openAccount(page);
     expect(await page.getByRole('status').textContent()).toMatch(/need a password login/);
     expect(await page.getByRole('button', { name: 'Change password' }).count()).toBe(0);
-    await page.getByRole('link', { name: 'Remotes' }).click();
-    await page.getByRole('heading', { name: 'Remotes' }).waitFor();
+    await page.getByRole('link', { name: 'Dashboard' }).click();
+    await page.getByRole('heading', { name: 'Dashboard' }).waitFor();
   });
 
   it('adds an authenticator app and a security key, removes the key, renews the recovery codes, changes the password, and signs in with the new one', async () => {
@@ -197,10 +197,10 @@ describe('the account page of the web UI', () => {
     await page.getByLabel('Code from your authenticator app').fill(totp(secret, 30));
     await page.getByRole('button', { name: 'Verify' }).click();
     expect(await signedInUser(page)).toBe(ADMIN);
-    // The address still says #/account: the page comes back; the link leads back to the remotes.
+    // The address still says #/account: the page comes back; the link leads back to the dashboard.
     await page.getByRole('heading', { name: 'Account', level: 1 }).waitFor();
-    await page.getByRole('link', { name: 'Remotes' }).click();
-    await page.getByRole('heading', { name: 'Remotes' }).waitFor();
+    await page.getByRole('link', { name: 'Dashboard' }).click();
+    await page.getByRole('heading', { name: 'Dashboard' }).waitFor();
     expect(page.url()).toBe(`${base}/#/`);
 
     // Log out everywhere ends this session too: back to the login page.

@@ -18,6 +18,7 @@ import { OPERATOR_OUTPUT, OperatorConsoleRepository, type OperatorOutput } from 
 import { RandomRepository } from './common/random.repository';
 import { ValidationPipe } from './common/validation.pipe';
 import { MANAGER_CONFIG, type ManagerConfig } from './config/manager-config';
+import { DashboardModule } from './dashboard/dashboard.module';
 import { dataSourceOptions } from './database/data-source-options';
 import { HealthModule } from './health/health.module';
 import { MetricsModule } from './health/metrics.module';
@@ -82,6 +83,7 @@ export class AppModule {
         IdentityModule,
         RemotesModule,
         ResourcesModule,
+        DashboardModule,
         TasksModule,
         VmsModule,
         MigrationModule,

@@ -1,5 +1,5 @@
 import type { NodeEntry__Output, Vm__Output } from '@debvisor/proto';
-import type { NodeResource, VmResource } from './resources.dto';
+import type { NodeResource, VmHardware, VmResource } from './resources.dto';
 
 /** uint64 values arrive as decimal strings; byte counts fit a double exactly up to 8 PiB. */
 function num(value: string | number | undefined | null): number {
@@ -52,5 +52,16 @@ export function toVmResource(remote: string, vm: Vm__Output, stale: boolean): Vm
     lockedBy: runtime?.lockedBy || null,
     labels: { ...(spec?.labels ?? {}) },
     stale,
+  };
+}
+
+/** What only the VM detail shows: the CPU baseline, hugepages, disks and NICs (the migration maps' inputs). */
+export function toVmHardware(vm: Vm__Output): VmHardware {
+  const spec = vm.spec;
+  return {
+    cpuModel: spec?.cpuModel ?? '',
+    hugepages: spec?.hugepages ?? false,
+    disks: (spec?.disks ?? []).map((disk) => ({ pool: disk.pool, image: disk.image, sizeBytes: num(disk.sizeBytes), bus: disk.bus })),
+    nics: (spec?.nics ?? []).map((nic) => ({ mac: nic.mac, bridge: nic.bridge, model: nic.model, vlan: nic.vlan || null })),
   };
 }

@@ -11,8 +11,8 @@ import {
   RemoteVmsDto,
   ResourceListDto,
   ResourceQueryDto,
+  VmDetailDto,
   VmParamsDto,
-  VmResourceDto,
 } from './resources.dto';
 import { ResourcesService } from './resources.service';
 
@@ -23,7 +23,10 @@ export class ResourcesController {
 
   @Get('resources')
   @RequirePrivilege('remote.audit', '/remotes', { partial: true })
-  @ZodResponse({ type: ResourceListDto, description: 'Nodes and VMs of every remote the caller may see, from the cache, with each remote\'s status' })
+  @ZodResponse({
+    type: ResourceListDto,
+    description: "One page of the nodes and VMs of every remote the caller may see that match the query (from the cache), how many match, and each remote's status",
+  })
   list(@CurrentCaller() caller: Caller, @Query() query: ResourceQueryDto) {
     return this.resources.list(caller, query);
   }
@@ -39,8 +42,8 @@ export class ResourcesController {
   @Get('remotes/:remote/nodes')
   @RequirePrivilege('remote.audit', '/remotes/{remote}')
   @ZodResponse({ type: RemoteNodesDto })
-  nodes(@Param() params: RemoteResourceParamsDto) {
-    return this.resources.nodesOf(params.remote);
+  nodes(@CurrentCaller() caller: Caller, @Param() params: RemoteResourceParamsDto) {
+    return this.resources.nodesOf(caller, params.remote);
   }
 
   @Get('remotes/:remote/vms')
@@ -52,8 +55,8 @@ export class ResourcesController {
 
   @Get('remotes/:remote/vms/:vmid')
   @RequirePrivilege('vm.audit', '/remotes/{remote}/vms/{vmid}')
-  @ZodResponse({ type: VmResourceDto })
-  vm(@Param() params: VmParamsDto) {
-    return this.resources.vm(params.remote, params.vmid);
+  @ZodResponse({ type: VmDetailDto, description: 'The VM with its disks, NICs and CPU baseline, and the privileges the caller holds on it' })
+  vm(@CurrentCaller() caller: Caller, @Param() params: VmParamsDto) {
+    return this.resources.vm(caller, params.remote, params.vmid);
   }
 }

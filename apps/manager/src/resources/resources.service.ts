@@ -1,3 +1,4 @@
+import { ALL_PRIVILEGES, type Privilege } from '@debvisor/permissions';
 import { Inject, Injectable, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
 import { PinoLogger } from 'nestjs-pino';
 import { performance } from 'node:perf_hooks';
@@ -13,19 +14,43 @@ import { MANAGER_CONFIG, type ManagerConfig } from '../config/manager-config';
 import { MetricsService } from '../health/metrics.service';
 import { RemoteEvents } from '../remotes/remote-events';
 import { RemotesService } from '../remotes/remotes.service';
-import { toNodeResource, toVmResource } from './resource-mapping';
-import type { NodeResource, RemoteStatus, Resource, ResourceQuery, VmResource } from './resources.dto';
+import { nameSortKey, nodeFigures, usageSample, vmCounts, type NodeFigures, type RemoteOverview, type UsageSample, type VmCounts } from './resource-figures';
+import { toNodeResource, toVmHardware, toVmResource } from './resource-mapping';
+import { parseResourceSearch, searchMatches, searchScope, SearchSyntaxError, withClauses, type ResourceSearch, type SearchClause } from './resource-search';
+import type { NodeResource, RemoteStatus, Resource, ResourceQuery, ResourceSort, VmDetail, VmHardware, VmResource } from './resources.dto';
 
-/** What the manager knows about one remote: the last good answer and how the last refresh went. */
-interface Snapshot {
-  status: RemoteStatus['status'];
+/** How many usage samples (one per successful refresh) each remote keeps for the dashboard. */
+export const HISTORY_SAMPLES = 60;
+
+/** The nodes and VMs of a remote, sorted by name, with what requests would otherwise recompute per item. */
+interface Inventory {
   nodes: NodeResource[];
   vms: VmResource[];
+  /** nameSortKey of each node and VM, in the same order. */
+  nodeKeys: string[];
+  vmKeys: string[];
+  /** Disks, NICs and CPU baseline of each VM, by uuid: only the VM detail shows them. */
+  hardware: Map<string, VmHardware>;
+  /** Node id → name, for VMs searched or sorted by their node. */
+  nodeNames: Map<string, string>;
+  figures: NodeFigures;
+  /** Over every VM: what a caller who may see all of them is answered without counting again. */
+  vmCounts: VmCounts;
+}
+
+/** What the manager knows about one remote: the last good answer and how the last refresh went. */
+interface Snapshot extends Inventory {
+  status: RemoteStatus['status'];
   unreachableNodes: Record<string, string>;
   lastRefreshAt: Date | null;
   error: { code: string; message: string } | null;
   since: Date | null;
+  /** Oldest first, at most HISTORY_SAMPLES. */
+  history: UsageSample[];
 }
+
+/** Which of a remote's VMs a caller may see: all of them, or these (in the snapshot's order, with their sort keys). */
+type VisibleVms = 'all' | { vms: VmResource[]; keys: string[] };
 
 /**
  * The resource cache. Every remote is refreshed on its own (ListNodes and a cluster-wide ListVms,
@@ -156,57 +181,106 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
       const snapshot = this.snapshots.get(remoteId);
       if (!snapshot || generation !== (this.generations.get(remoteId) ?? 0)) return;
       const fresh = toVmResource(remoteId, vm, snapshot.status === 'unreachable');
-      const index = snapshot.vms.findIndex((v) => v.id === uuid);
-      if (index >= 0) snapshot.vms[index] = fresh;
-      else snapshot.vms.push(fresh);
+      const vms = snapshot.vms.filter((v) => v.id !== uuid);
+      vms.push(fresh);
+      const hardware = new Map(snapshot.hardware).set(uuid, toVmHardware(vm));
+      Object.assign(snapshot, inventory(snapshot.nodes, vms, hardware));
     } catch (error) {
       this.logger.warn({ remote: remoteId, vm: uuid, err: error }, 'cannot re-read a VM after an action');
     }
   }
 
-  /** Nodes and VMs of every remote the caller may see, filtered; with each remote's status. */
-  list(caller: Caller, query: ResourceQuery): { items: Resource[]; remotes: RemoteStatus[] } {
-    const remotes = this.visibleRemotes(caller).filter((id) => !query.remote || id === query.remote);
-    const items: Resource[] = [];
-    const name = query.name?.toLowerCase();
+  /**
+   * Nodes and VMs of every remote the caller may see that match the query, one page of them in the
+   * query's order, with how many match and the status of each remote in scope. Reads only the cache.
+   */
+  list(caller: Caller, query: ResourceQuery): { items: Resource[]; total: number; limit: number; offset: number; remotes: RemoteStatus[] } {
+    const search = searchOf(query);
+    const scope = searchScope(search);
+    const remotes = this.visibleRemotes(caller).filter((id) => (!query.remote || id === query.remote) && (!scope.remotes || scope.remotes.has(id)));
+    const sort = query.sort ? sortField(query.sort) : undefined;
+    const statuses: RemoteStatus[] = [];
+    // Without a sort, items arrive in the default order and only the page is kept.
+    const page: Resource[] = [];
+    const matched: Resource[] = [];
+    const sortKeys: (string | number)[] = [];
+    let total = 0;
+    const take = (item: Resource, nameKey: string, nodeName: string) => {
+      if (sort) {
+        matched.push(item);
+        sortKeys.push(sortKey(sort.field, item, nameKey, nodeName));
+      } else if (total >= query.offset && total < query.offset + query.limit) {
+        page.push(item);
+      }
+      total += 1;
+    };
     for (const remote of remotes) {
       const snapshot = this.snapshots.get(remote)!;
-      const candidates: Resource[] = [
-        ...(query.type === 'vm' ? [] : snapshot.nodes),
-        ...(query.type === 'node' ? [] : snapshot.vms.filter((vm) => this.auth.holds(caller, 'vm.audit', vmPath(remote, vm.id)))),
-      ];
-      for (const item of candidates) {
-        if (query.status && item.status !== query.status) continue;
-        if (name && !item.name.toLowerCase().includes(name)) continue;
-        if (query.tenant && (item.type !== 'vm' || item.tenant !== query.tenant)) continue;
-        items.push(item);
+      const visible = this.visibleVms(caller, remote, snapshot);
+      statuses.push(this.statusFor(caller, remote, snapshot, visible));
+      const nodeName = (id: string) => snapshot.nodeNames.get(id);
+      if (scope.nodes) {
+        snapshot.nodes.forEach((node, i) => {
+          if (searchMatches(search, node, nodeName)) take(node, snapshot.nodeKeys[i], node.name);
+        });
+      }
+      if (scope.vms) {
+        const { vms, keys } = visible === 'all' ? { vms: snapshot.vms, keys: snapshot.vmKeys } : visible;
+        vms.forEach((vm, i) => {
+          if (searchMatches(search, vm, nodeName)) take(vm, keys[i], nodeName(vm.node) ?? vm.node);
+        });
       }
     }
-    return { items, remotes: remotes.map((id) => statusOf(id, this.snapshots.get(id)!)) };
+    let items = page;
+    if (sort) {
+      const order = Array.from(matched, (_, i) => i);
+      const direction = sort.descending ? -1 : 1;
+      // Equal keys keep the default order (ascending), whichever the direction.
+      order.sort((a, b) => {
+        const x = sortKeys[a];
+        const y = sortKeys[b];
+        return (x < y ? -direction : x > y ? direction : 0) || a - b;
+      });
+      items = order.slice(query.offset, query.offset + query.limit).map((i) => matched[i]);
+    }
+    return { items, total, limit: query.limit, offset: query.offset, remotes: statuses };
   }
 
   statuses(caller: Caller): RemoteStatus[] {
-    return this.visibleRemotes(caller).map((id) => statusOf(id, this.snapshots.get(id)!));
+    return this.visibleRemotes(caller).map((id) => {
+      const snapshot = this.snapshots.get(id)!;
+      return this.statusFor(caller, id, snapshot, this.visibleVms(caller, id, snapshot));
+    });
   }
 
-  async nodesOf(remoteId: string): Promise<{ items: NodeResource[]; remote: RemoteStatus }> {
+  /** Every remote the caller may see, for the dashboard: status, node figures, the VMs it may see counted, recent use. */
+  overview(caller: Caller): RemoteOverview[] {
+    return this.visibleRemotes(caller).map((id) => {
+      const snapshot = this.snapshots.get(id)!;
+      const visible = this.visibleVms(caller, id, snapshot);
+      const counts = visible === 'all' ? snapshot.vmCounts : vmCounts(visible.vms);
+      return { status: this.statusFor(caller, id, snapshot, visible, counts), nodes: snapshot.figures, vms: counts, history: snapshot.history };
+    });
+  }
+
+  async nodesOf(caller: Caller, remoteId: string): Promise<{ items: NodeResource[]; remote: RemoteStatus }> {
     const snapshot = await this.snapshotOf(remoteId);
-    return { items: snapshot.nodes, remote: statusOf(remoteId, snapshot) };
+    return { items: snapshot.nodes, remote: this.statusFor(caller, remoteId, snapshot, this.visibleVms(caller, remoteId, snapshot)) };
   }
 
   async vmsOf(caller: Caller, remoteId: string): Promise<{ items: VmResource[]; remote: RemoteStatus }> {
     const snapshot = await this.snapshotOf(remoteId);
-    return {
-      items: snapshot.vms.filter((vm) => this.auth.holds(caller, 'vm.audit', vmPath(remoteId, vm.id))),
-      remote: statusOf(remoteId, snapshot),
-    };
+    const visible = this.visibleVms(caller, remoteId, snapshot);
+    return { items: visible === 'all' ? snapshot.vms : visible.vms, remote: this.statusFor(caller, remoteId, snapshot, visible) };
   }
 
-  async vm(remoteId: string, uuid: string): Promise<VmResource> {
+  /** One VM with its disks, NICs and CPU baseline, and what the caller may do with it. */
+  async vm(caller: Caller, remoteId: string, uuid: string): Promise<VmDetail> {
     const snapshot = await this.snapshotOf(remoteId);
     const vm = snapshot.vms.find((v) => v.id === uuid);
     if (!vm) throw DomainError.notFound(`VM ${uuid} on remote ${remoteId}`);
-    return vm;
+    const hardware = snapshot.hardware.get(uuid) ?? { cpuModel: '', hugepages: false, disks: [], nics: [] };
+    return { ...vm, ...hardware, privileges: this.privilegesOn(caller, vmPath(remoteId, uuid)) };
   }
 
   /** The VM from the cache, or undefined when the manager has not seen it. */
@@ -227,10 +301,54 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
     return ids.filter((id) => allowed.has(id));
   }
 
+  /**
+   * The remote's VMs the caller may see. A caller holding vm.audit on every VM of the remote (the
+   * common case: a role on `/`, `/remotes` or the remote) is checked once; only callers whose right
+   * is partial (grants on single VMs, tenant grants, a limited token) are checked VM by VM.
+   */
+  private visibleVms(caller: Caller, remote: string, snapshot: Snapshot): VisibleVms {
+    // No VM has this id and no grant names it (ACL paths hold VM uuids): whoever holds vm.audit on it holds it on every VM of the remote.
+    if (this.auth.holds(caller, 'vm.audit', vmPath(remote, ANY_VM))) return 'all';
+    const visible: { vms: VmResource[]; keys: string[] } = { vms: [], keys: [] };
+    snapshot.vms.forEach((vm, i) => {
+      if (!this.auth.holds(caller, 'vm.audit', vmPath(remote, vm.id))) return;
+      visible.vms.push(vm);
+      visible.keys.push(snapshot.vmKeys[i]);
+    });
+    return visible;
+  }
+
+  private privilegesOn(caller: Caller, path: string): Privilege[] {
+    return ALL_PRIVILEGES.filter((privilege) => this.auth.holds(caller, privilege, path));
+  }
+
+  private statusFor(caller: Caller, remote: string, snapshot: Snapshot, visible: VisibleVms, counts?: VmCounts): RemoteStatus {
+    const vms = counts ?? (visible === 'all' ? snapshot.vmCounts : vmCounts(visible.vms));
+    return {
+      remote,
+      status: snapshot.status,
+      lastRefreshAt: snapshot.lastRefreshAt?.toISOString() ?? null,
+      nodes: { total: snapshot.figures.total, alive: snapshot.figures.alive },
+      vms: { total: vms.total, running: vms.running },
+      unreachableNodes: snapshot.unreachableNodes,
+      error: snapshot.error,
+      since: snapshot.since?.toISOString() ?? null,
+      privileges: this.privilegesOn(caller, `/remotes/${encodeURIComponent(remote)}`),
+    };
+  }
+
   private ensureSnapshot(remoteId: string): Snapshot {
     let snapshot = this.snapshots.get(remoteId);
     if (!snapshot) {
-      snapshot = { status: 'pending', nodes: [], vms: [], unreachableNodes: {}, lastRefreshAt: null, error: null, since: null };
+      snapshot = {
+        status: 'pending',
+        ...inventory([], [], new Map()),
+        unreachableNodes: {},
+        lastRefreshAt: null,
+        error: null,
+        since: null,
+        history: [],
+      };
       this.snapshots.set(remoteId, snapshot);
     }
     return snapshot;
@@ -244,14 +362,21 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
       const connection = await this.remotes.connectionFor(remoteId);
       const [nodes, vms] = await Promise.all([this.agents.listNodes(connection), this.agents.listVms(connection)]);
       if (!this.isCurrent(remoteId, generation)) return;
+      const now = this.clock.now();
+      const fresh = inventory(
+        nodes.nodes.map((entry) => toNodeResource(remoteId, entry, false)),
+        vms.vms.map((vm) => toVmResource(remoteId, vm, false)),
+        new Map(vms.vms.map((vm) => [vm.spec?.uuid ?? '', toVmHardware(vm)])),
+      );
+      const history = [...this.snapshots.get(remoteId)!.history, usageSample(now, fresh.figures)].slice(-HISTORY_SAMPLES);
       this.snapshots.set(remoteId, {
         status: 'online',
-        nodes: nodes.nodes.map((entry) => toNodeResource(remoteId, entry, false)),
-        vms: vms.vms.map((vm) => toVmResource(remoteId, vm, false)),
+        ...fresh,
         unreachableNodes: { ...vms.unreachableNodes },
-        lastRefreshAt: this.clock.now(),
+        lastRefreshAt: now,
         error: null,
         since: null,
+        history,
       });
       this.metrics.observeRefresh('online', (performance.now() - started) / 1000);
     } catch (error) {
@@ -272,6 +397,7 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
       this.snapshots.set(remoteId, {
         ...previous,
         status: 'unreachable',
+        // Same items, same order: the sort keys, names and figures stay valid.
         nodes: previous.nodes.map((n) => ({ ...n, stale: true })),
         vms: previous.vms.map((v) => ({ ...v, stale: true })),
         error: described,
@@ -303,19 +429,73 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
   }
 }
 
+/** A VM id that no VM and no ACL entry has (those are uuids): see visibleVms. */
+const ANY_VM = '*';
+
 function vmPath(remote: string, uuid: string): string {
   return `/remotes/${encodeURIComponent(remote)}/vms/${encodeURIComponent(uuid)}`;
 }
 
-function statusOf(remote: string, snapshot: Snapshot): RemoteStatus {
+/** Sorts nodes and VMs by name (then id) and derives what requests read from them. */
+function inventory(nodes: NodeResource[], vms: VmResource[], hardware: Map<string, VmHardware>): Inventory {
+  const sortedNodes = byName(nodes);
+  const sortedVms = byName(vms);
   return {
-    remote,
-    status: snapshot.status,
-    lastRefreshAt: snapshot.lastRefreshAt?.toISOString() ?? null,
-    nodes: { total: snapshot.nodes.length, alive: snapshot.nodes.filter((n) => n.alive).length },
-    vms: { total: snapshot.vms.length, running: snapshot.vms.filter((v) => v.status === 'running').length },
-    unreachableNodes: snapshot.unreachableNodes,
-    error: snapshot.error,
-    since: snapshot.since?.toISOString() ?? null,
+    nodes: sortedNodes.items,
+    nodeKeys: sortedNodes.keys,
+    vms: sortedVms.items,
+    vmKeys: sortedVms.keys,
+    hardware,
+    nodeNames: new Map(nodes.map((node) => [node.id, node.name])),
+    figures: nodeFigures(nodes),
+    vmCounts: vmCounts(vms),
   };
+}
+
+function byName<T extends { name: string; id: string }>(items: readonly T[]): { items: T[]; keys: string[] } {
+  const keyed = items.map((item) => ({ item, key: nameSortKey(item.name) }));
+  keyed.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.item.id < b.item.id ? -1 : a.item.id > b.item.id ? 1 : 0));
+  return { items: keyed.map((k) => k.item), keys: keyed.map((k) => k.key) };
+}
+
+/** The query's search (q) and its older single-value parameters, which must all match too. */
+function searchOf(query: ResourceQuery): ResourceSearch {
+  let search: ResourceSearch;
+  try {
+    search = parseResourceSearch(query.q ?? '');
+  } catch (error) {
+    if (error instanceof SearchSyntaxError) throw new DomainError(ErrorCode.ValidationFailed, `q: ${error.message}`);
+    throw error;
+  }
+  const clauses: SearchClause[] = [];
+  if (query.remote) clauses.push({ key: 'remote', values: [query.remote] });
+  if (query.type) clauses.push({ key: 'type', values: [query.type] });
+  if (query.status) clauses.push({ key: 'status', values: [query.status.toLowerCase()] });
+  if (query.name) clauses.push({ key: 'name', values: [query.name.toLowerCase()] });
+  if (query.tenant) clauses.push({ key: 'tenant', values: [query.tenant.toLowerCase()] });
+  return withClauses(search, clauses);
+}
+
+type SortField = 'name' | 'status' | 'remote' | 'node' | 'cpu' | 'memory';
+
+function sortField(sort: ResourceSort): { field: SortField; descending: boolean } {
+  return sort.startsWith('-') ? { field: sort.slice(1) as SortField, descending: true } : { field: sort as SortField, descending: false };
+}
+
+/** cpu and memory sort by use (a node's or a VM's); node by the node's name (a node's own). */
+function sortKey(field: SortField, item: Resource, nameKey: string, nodeName: string): string | number {
+  switch (field) {
+    case 'name':
+      return nameKey;
+    case 'status':
+      return item.status;
+    case 'remote':
+      return item.remote;
+    case 'node':
+      return nameSortKey(nodeName);
+    case 'cpu':
+      return item.cpuUsage;
+    case 'memory':
+      return item.memoryUsedBytes;
+  }
 }

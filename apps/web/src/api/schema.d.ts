@@ -609,6 +609,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/dashboard": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["DashboardController_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/manager/identity": {
         parameters: {
             query?: never;
@@ -1369,6 +1385,112 @@ export interface components {
             stage: "tfa" | "setup" | "active" | null;
             user: string;
         };
+        Dashboard_Output: {
+            /** @description Every remote's alerts, critical first */
+            alerts: components["schemas"]["DashboardAlert_Output"][];
+            /** Format: date-time */
+            generatedAt: string;
+            /** @description Unreachable remotes first, then those with alerts, then by name */
+            remotes: components["schemas"]["DashboardRemote_Output"][];
+            /** @description Up to 20 queued or running tasks the caller may see (task.audit), newest first */
+            runningTasks: components["schemas"]["DashboardTask_Output"][];
+            totals: components["schemas"]["DashboardTotals_Output"];
+        };
+        DashboardAlert_Output: {
+            message: string;
+            remote: string;
+            /** @enum {string} */
+            severity: "critical" | "warning";
+        };
+        DashboardNodeCounts_Output: {
+            /** @description Nodes whose lease is alive, whatever their health */
+            alive: number;
+            /** @description Alive nodes whose health is degraded or failed */
+            degraded: number;
+            offline: number;
+            total: number;
+        };
+        DashboardRemote_Output: {
+            alerts: {
+                message: string;
+                /** @enum {string} */
+                severity: "critical" | "warning";
+            }[];
+            /** @description Cores of the alive nodes and the share in use */
+            cpu: {
+                cores: number;
+                usage: number;
+            };
+            error: {
+                code: string;
+                message: string;
+            } | null;
+            /** @description One sample per successful refresh, the last 60, oldest first */
+            history: components["schemas"]["UsageSample_Output"][];
+            /** Format: date-time */
+            lastRefreshAt: string | null;
+            /** @description Memory of the alive nodes */
+            memory: {
+                totalBytes: number;
+                usedBytes: number;
+            };
+            nodes: components["schemas"]["DashboardNodeCounts_Output"];
+            /** @description The privileges the caller holds on /remotes/{remote} */
+            privileges: ("system.audit" | "system.modify" | "remote.audit" | "remote.modify" | "vm.audit" | "vm.power" | "vm.migrate" | "vm.snapshot" | "task.audit" | "task.cancel" | "access.audit" | "access.modify" | "audit.read")[];
+            remote: string;
+            /**
+             * Format: date-time
+             * @description Unreachable since
+             */
+            since: string | null;
+            /** @enum {string} */
+            status: "pending" | "online" | "unreachable";
+            /** @description Queued and running tasks on this remote that the caller may see */
+            tasksRunning: number;
+            vms: components["schemas"]["DashboardVmCounts_Output"];
+        };
+        DashboardTask_Output: {
+            id: string;
+            owner: string;
+            progress: number;
+            remote: string | null;
+            /** Format: date-time */
+            startedAt: string | null;
+            /** @enum {string} */
+            state: "queued" | "running";
+            type: string;
+            vm: string | null;
+        };
+        DashboardTotals_Output: {
+            cpu: {
+                cores: number;
+                /** @description Cores in use: the sum over alive nodes of usage × cores */
+                used: number;
+            };
+            /** @description Memory of the alive nodes */
+            memory: {
+                totalBytes: number;
+                usedBytes: number;
+            };
+            nodes: components["schemas"]["DashboardNodeCounts_Output"];
+            remotes: {
+                online: number;
+                pending: number;
+                total: number;
+                unreachable: number;
+            };
+            /** @description Queued and running tasks the caller may see */
+            tasksRunning: number;
+            vms: components["schemas"]["DashboardVmCounts_Output"];
+        };
+        /** @description The VMs the caller may see (vm.audit) */
+        DashboardVmCounts_Output: {
+            /** @description Starting, stopping, migrating, paused, crashed … */
+            other: number;
+            running: number;
+            stopped: number;
+            total: number;
+        };
         EnrolledTotpDto_Output: {
             /** Format: uuid */
             id: string;
@@ -1781,6 +1903,8 @@ export interface components {
                 alive: number;
                 total: number;
             };
+            /** @description The privileges the caller holds on /remotes/{remote} */
+            privileges: ("system.audit" | "system.modify" | "remote.audit" | "remote.modify" | "vm.audit" | "vm.power" | "vm.migrate" | "vm.snapshot" | "task.audit" | "task.cancel" | "access.audit" | "access.modify" | "audit.read")[];
             remote: string;
             /**
              * Format: date-time
@@ -1805,30 +1929,7 @@ export interface components {
             remotes: components["schemas"]["RemoteStatus_Output"][];
         };
         RemoteVmsDto_Output: {
-            items: {
-                cpuUsage: number;
-                /** @description The VM uuid */
-                id: string;
-                labels: {
-                    [key: string]: string;
-                };
-                lockedBy: string | null;
-                memoryBytes: number;
-                memoryUsedBytes: number;
-                name: string;
-                node: string;
-                remote: string;
-                /** @description True when the remote is unreachable now and this is the last known state */
-                stale: boolean;
-                stateChangedAt: string | null;
-                /** @description stopped | starting | running | stopping | rebooting | migrating | paused | crashed */
-                status: string;
-                tenant: string | null;
-                /** @enum {string} */
-                type: "vm";
-                uptimeSeconds: number;
-                vcpus: number;
-            }[];
+            items: components["schemas"]["VmResource_Output"][];
             remote: components["schemas"]["RemoteStatus_Output"];
         };
         ResetPasswordDto: {
@@ -1838,32 +1939,15 @@ export interface components {
              */
             password: string;
         };
-        ResourceListDto_Output: {
-            items: (components["schemas"]["NodeResource_Output"] | {
-                cpuUsage: number;
-                /** @description The VM uuid */
-                id: string;
-                labels: {
-                    [key: string]: string;
-                };
-                lockedBy: string | null;
-                memoryBytes: number;
-                memoryUsedBytes: number;
-                name: string;
-                node: string;
-                remote: string;
-                /** @description True when the remote is unreachable now and this is the last known state */
-                stale: boolean;
-                stateChangedAt: string | null;
-                /** @description stopped | starting | running | stopping | rebooting | migrating | paused | crashed */
-                status: string;
-                tenant: string | null;
-                /** @enum {string} */
-                type: "vm";
-                uptimeSeconds: number;
-                vcpus: number;
-            })[];
+        ResourceList_Output: {
+            /** @description One page of the matching nodes and VMs */
+            items: (components["schemas"]["NodeResource_Output"] | components["schemas"]["VmResource_Output"])[];
+            limit: number;
+            offset: number;
+            /** @description The status of every remote in scope */
             remotes: components["schemas"]["RemoteStatus_Output"][];
+            /** @description How many nodes and VMs match, before paging */
+            total: number;
         };
         SessionDto_Output: {
             /** @description Send as X-CSRF-Token with every write made with the session cookie */
@@ -2273,6 +2357,14 @@ export interface components {
             enabled?: boolean;
             requireTfa?: boolean;
         };
+        UsageSample_Output: {
+            /** Format: date-time */
+            at: string;
+            /** @description Share of the alive nodes' cores in use */
+            cpu: number;
+            /** @description Share of the alive nodes' memory in use */
+            memory: number;
+        };
         UserDto_Output: {
             /** Format: date-time */
             createdAt: string;
@@ -2339,6 +2431,55 @@ export interface components {
                 username: string;
             }[];
         };
+        VmDetail_Output: {
+            /** @description The CPU baseline the guest needs ("host-model", "x86-64-v2", …) */
+            cpuModel: string;
+            cpuUsage: number;
+            disks: components["schemas"]["VmDisk_Output"][];
+            hugepages: boolean;
+            /** @description The VM uuid */
+            id: string;
+            labels: {
+                [key: string]: string;
+            };
+            lockedBy: string | null;
+            memoryBytes: number;
+            memoryUsedBytes: number;
+            name: string;
+            nics: components["schemas"]["VmNic_Output"][];
+            node: string;
+            /** @description The privileges the caller holds on the VM's ACL path */
+            privileges: ("system.audit" | "system.modify" | "remote.audit" | "remote.modify" | "vm.audit" | "vm.power" | "vm.migrate" | "vm.snapshot" | "task.audit" | "task.cancel" | "access.audit" | "access.modify" | "audit.read")[];
+            remote: string;
+            /** @description True when the remote is unreachable now and this is the last known state */
+            stale: boolean;
+            stateChangedAt: string | null;
+            /** @description stopped | starting | running | stopping | rebooting | migrating | paused | crashed */
+            status: string;
+            tenant: string | null;
+            /** @enum {string} */
+            type: "vm";
+            uptimeSeconds: number;
+            vcpus: number;
+        };
+        VmDisk_Output: {
+            /** @description virtio | scsi | sata | ide */
+            bus: string;
+            /** @description The image name in its pool */
+            image: string;
+            /** @description The storage pool (Ceph RBD pool) holding the image */
+            pool: string;
+            sizeBytes: number;
+        };
+        VmNic_Output: {
+            /** @description The host bridge the NIC is plugged into */
+            bridge: string;
+            mac: string;
+            /** @description virtio | e1000 | … */
+            model: string;
+            /** @description The VLAN tag; null when untagged */
+            vlan: number | null;
+        };
         VmOwnerDto_Output: {
             /**
              * Format: date-time
@@ -2361,7 +2502,7 @@ export interface components {
                 vm: string;
             }[];
         };
-        VmResourceDto_Output: {
+        VmResource_Output: {
             cpuUsage: number;
             /** @description The VM uuid */
             id: string;
@@ -4211,6 +4352,40 @@ export interface operations {
             };
         };
     };
+    DashboardController_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs remote.audit on /remotes (or below it) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Every remote the caller may see with its figures, recent use and alerts; the totals; the tasks in progress */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Dashboard_Output"];
+                };
+            };
+        };
+    };
     IdentityController_get: {
         parameters: {
             query?: never;
@@ -4762,12 +4937,13 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description The VM with its disks, NICs and CPU baseline, and the privileges the caller holds on it */
             default: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["VmResourceDto_Output"];
+                    "application/json": components["schemas"]["VmDetail_Output"];
                 };
             };
         };
@@ -5043,9 +5219,15 @@ export interface operations {
     ResourcesController_list: {
         parameters: {
             query?: {
+                limit?: number;
                 /** @description Case-insensitive substring of the name */
                 name?: string;
+                offset?: number;
+                /** @description A search: space-separated terms, all of which must match. `key:value` with the keys remote, node, status, name, tenant, type, id, label (`label:env=prod`, or `label:env` for a label that is there); values may be double-quoted (`name:"web 1"`). The same key repeated matches any of its values. A bare word is a case-insensitive substring of the name; name: is a substring too, the other keys compare whole values, ignoring case. tenant: and label: match only VMs. */
+                q?: string;
                 remote?: string;
+                /** @description The order (`-` for descending); default: by remote, nodes before VMs, then by name. node: by node name; cpu and memory: by use */
+                sort?: "name" | "-name" | "status" | "-status" | "remote" | "-remote" | "node" | "-node" | "cpu" | "-cpu" | "memory" | "-memory";
                 status?: string;
                 tenant?: string;
                 type?: "node" | "vm";
@@ -5070,13 +5252,13 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Nodes and VMs of every remote the caller may see, from the cache, with each remote's status */
+            /** @description One page of the nodes and VMs of every remote the caller may see that match the query (from the cache), how many match, and each remote's status */
             default: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ResourceListDto_Output"];
+                    "application/json": components["schemas"]["ResourceList_Output"];
                 };
             };
         };

@@ -1,0 +1,13 @@
+import { Module } from '@nestjs/common';
+import { AuthModule } from '../auth/auth.module';
+import { ResourcesModule } from '../resources/resources.module';
+import { DashboardController } from './dashboard.controller';
+import { DashboardRepository } from './dashboard.repository';
+import { DashboardService } from './dashboard.service';
+
+@Module({
+  imports: [AuthModule, ResourcesModule],
+  controllers: [DashboardController],
+  providers: [DashboardService, DashboardRepository],
+})
+export class DashboardModule {}
