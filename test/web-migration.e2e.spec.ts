@@ -288,7 +288,11 @@ describe('the migration wizard, tasks and audit log of the web UI', () => {
     await page.getByLabel('Action').fill('vm.migrate');
     await page.getByLabel('From').fill('2000-01-01T00:00');
     await page.getByRole('button', { name: 'Apply filters' }).click();
-    await page.waitForFunction(() => [...document.querySelectorAll('[data-testid="audit-row"]')].every((row) => row.getAttribute('data-audit-action')?.startsWith('vm.migrate')));
+    // Until the filtered page arrives the table is replaced by "Loading…": wait for rows, all of them migrations.
+    await page.waitForFunction(() => {
+      const shown = [...document.querySelectorAll('[data-testid="audit-row"]')];
+      return shown.length > 0 && shown.every((row) => row.getAttribute('data-audit-action')?.startsWith('vm.migrate'));
+    });
     const rows = page.getByTestId('audit-row');
     const actions = await rows.evaluateAll((elements) => elements.map((e) => `${e.getAttribute('data-audit-action')} ${e.querySelector('.target')?.textContent}`));
     for (const vm of [moved, stayed]) {
