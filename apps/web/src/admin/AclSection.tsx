@@ -3,7 +3,7 @@ import { useId, useState, type FormEvent } from 'react';
 import { may } from '../auth/permissions';
 import type { SignedIn } from '../auth/queries';
 import { ActionButton } from '../ui/ActionButton';
-import { ConfirmDialog } from '../ui/ConfirmDialog';
+import { ConfirmMutation } from '../ui/ConfirmMutation';
 import { ErrorNote } from '../ui/ErrorNote';
 import { formatTime } from '../ui/format';
 import { aclFormProblems, aclKey, aclPathSuggestions, PRINCIPAL_TYPES, putAclBody, ROLES, sortAclEntries, type AclForm, type PrincipalType } from './acl-forms';
@@ -177,23 +177,12 @@ export function AclSection({ signedIn }: { signedIn: SignedIn }) {
         }}
       </Loaded>
       {removing && (
-        <ConfirmDialog
-          title="Remove this ACL entry?"
-          confirmLabel="Remove entry"
-          danger
-          pending={revoke.isPending}
-          error={revoke.error}
-          onCancel={() => {
-            revoke.reset();
-            setRemoving(null);
-          }}
-          onConfirm={() => revoke.mutate(aclKey(removing), { onSuccess: () => setRemoving(null) })}
-        >
+        <ConfirmMutation mutation={revoke} variables={aclKey(removing)} onClose={() => setRemoving(null)} title="Remove this ACL entry?" confirmLabel="Remove entry" danger>
           <p>
             {removing.principalType} <strong>{removing.principal}</strong> loses the {removing.role} role on <code>{removing.path}</code>
             {removing.propagate ? ' and below' : ''}.
           </p>
-        </ConfirmDialog>
+        </ConfirmMutation>
       )}
     </section>
   );

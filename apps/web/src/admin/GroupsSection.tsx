@@ -2,7 +2,7 @@ import { Fragment, useState, type FormEvent } from 'react';
 import { may } from '../auth/permissions';
 import type { SignedIn } from '../auth/queries';
 import { ActionButton } from '../ui/ActionButton';
-import { ConfirmDialog } from '../ui/ConfirmDialog';
+import { ConfirmMutation } from '../ui/ConfirmMutation';
 import { ErrorNote } from '../ui/ErrorNote';
 import { createGroupBody, groupFormProblems, type GroupForm } from './access-forms';
 import { useCreateGroup, useDeleteGroup, useSetGroupMember, useUpdateGroup } from './mutations';
@@ -228,27 +228,19 @@ export function GroupsSection({ signedIn }: { signedIn: SignedIn }) {
         }
       </Loaded>
       {removing && (
-        <ConfirmDialog
+        <ConfirmMutation
+          mutation={remove}
+          variables={removing}
+          onDone={() => {
+            if (open === removing) setOpen(null);
+          }}
+          onClose={() => setRemoving(null)}
           title={`Delete group ${removing}?`}
           confirmLabel="Delete group"
           danger
-          pending={remove.isPending}
-          error={remove.error}
-          onCancel={() => {
-            remove.reset();
-            setRemoving(null);
-          }}
-          onConfirm={() =>
-            remove.mutate(removing, {
-              onSuccess: () => {
-                if (open === removing) setOpen(null);
-                setRemoving(null);
-              },
-            })
-          }
         >
           <p>Its members lose the roles granted to the group; its ACL entries and group tokens go with it.</p>
-        </ConfirmDialog>
+        </ConfirmMutation>
       )}
     </section>
   );

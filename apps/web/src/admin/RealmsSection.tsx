@@ -3,7 +3,7 @@ import type { Schemas } from '../api/client';
 import { may } from '../auth/permissions';
 import type { SignedIn } from '../auth/queries';
 import { ActionButton } from '../ui/ActionButton';
-import { ConfirmDialog } from '../ui/ConfirmDialog';
+import { ConfirmMutation } from '../ui/ConfirmMutation';
 import { ErrorNote } from '../ui/ErrorNote';
 import { formatTime } from '../ui/format';
 import { useCreateRealm, useDeleteRealm, useSyncRealm, useUpdateRealm } from './mutations';
@@ -373,20 +373,9 @@ export function RealmsSection({ signedIn }: { signedIn: SignedIn }) {
         )}
       </Loaded>
       {removing && (
-        <ConfirmDialog
-          title={`Delete realm ${removing}?`}
-          confirmLabel="Delete realm"
-          danger
-          pending={remove.isPending}
-          error={remove.error}
-          onCancel={() => {
-            remove.reset();
-            setRemoving(null);
-          }}
-          onConfirm={() => remove.mutate(removing, { onSuccess: () => setRemoving(null) })}
-        >
+        <ConfirmMutation mutation={remove} variables={removing} onClose={() => setRemoving(null)} title={`Delete realm ${removing}?`} confirmLabel="Delete realm" danger>
           <p>Its users go with it: their API tokens, sessions, memberships and ACL entries. Nobody can log in through it any more.</p>
-        </ConfirmDialog>
+        </ConfirmMutation>
       )}
     </section>
   );

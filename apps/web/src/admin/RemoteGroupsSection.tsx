@@ -2,7 +2,7 @@ import { useState, type FormEvent } from 'react';
 import { may } from '../auth/permissions';
 import type { SignedIn } from '../auth/queries';
 import { ActionButton } from '../ui/ActionButton';
-import { ConfirmDialog } from '../ui/ConfirmDialog';
+import { ConfirmMutation } from '../ui/ConfirmMutation';
 import { ErrorNote } from '../ui/ErrorNote';
 import { createRemoteGroupBody, remoteGroupProblems, updateRemoteGroupBody, type RemoteGroupForm } from './access-forms';
 import { useCreateRemoteGroup, useDeleteRemoteGroup, useUpdateRemoteGroup } from './mutations';
@@ -166,20 +166,16 @@ export function RemoteGroupsSection({ signedIn }: { signedIn: SignedIn }) {
         }
       </Loaded>
       {removing && (
-        <ConfirmDialog
+        <ConfirmMutation
+          mutation={remove}
+          variables={removing}
+          onClose={() => setRemoving(null)}
           title={`Delete remote group ${removing}?`}
           confirmLabel="Delete remote group"
           danger
-          pending={remove.isPending}
-          error={remove.error}
-          onCancel={() => {
-            remove.reset();
-            setRemoving(null);
-          }}
-          onConfirm={() => remove.mutate(removing, { onSuccess: () => setRemoving(null) })}
         >
           <p>Roles granted on /groups/{removing} no longer reach its remotes.</p>
-        </ConfirmDialog>
+        </ConfirmMutation>
       )}
     </section>
   );

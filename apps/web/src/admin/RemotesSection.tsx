@@ -3,7 +3,7 @@ import type { Schemas } from '../api/client';
 import { may } from '../auth/permissions';
 import type { SignedIn } from '../auth/queries';
 import { ActionButton } from '../ui/ActionButton';
-import { ConfirmDialog } from '../ui/ConfirmDialog';
+import { ConfirmMutation } from '../ui/ConfirmMutation';
 import { ErrorNote } from '../ui/ErrorNote';
 import { formatTime } from '../ui/format';
 import { useAddCredential, useCreateRemote, useDeleteRemote, useProbeEndpoints, useRemoveCredential, useUpdateRemote } from './mutations';
@@ -412,23 +412,19 @@ function EditRemote({ remote, allowed, onClose }: { remote: Remote; allowed: boo
         </fieldset>
       </form>
       {removing && (
-        <ConfirmDialog
+        <ConfirmMutation
+          mutation={removeCredential}
+          variables={{ remote: remote.id, name: removing }}
+          onClose={() => setRemoving(null)}
           title={`Remove credential ${removing}?`}
           confirmLabel="Remove credential"
           danger
-          pending={removeCredential.isPending}
-          error={removeCredential.error}
-          onCancel={() => {
-            removeCredential.reset();
-            setRemoving(null);
-          }}
-          onConfirm={() => removeCredential.mutate({ remote: remote.id, name: removing }, { onSuccess: () => setRemoving(null) })}
         >
           <p>
             The manager forgets this key of {remote.id}; remote-group entries that use it go with it. The key itself still works on the cluster until
             its administrator revokes it there.
           </p>
-        </ConfirmDialog>
+        </ConfirmMutation>
       )}
     </div>
   );
@@ -574,27 +570,19 @@ export function RemotesSection({ signedIn }: { signedIn: SignedIn }) {
         }
       </Loaded>
       {removing && (
-        <ConfirmDialog
+        <ConfirmMutation
+          mutation={remove}
+          variables={removing}
+          onDone={() => {
+            if (editing === removing) setEditing(null);
+          }}
+          onClose={() => setRemoving(null)}
           title={`Remove remote ${removing}?`}
           confirmLabel="Remove remote"
           danger
-          pending={remove.isPending}
-          error={remove.error}
-          onCancel={() => {
-            remove.reset();
-            setRemoving(null);
-          }}
-          onConfirm={() =>
-            remove.mutate(removing, {
-              onSuccess: () => {
-                if (editing === removing) setEditing(null);
-                setRemoving(null);
-              },
-            })
-          }
         >
           <p>The manager forgets the remote, its credentials and its remote-group entries. The cluster itself is not touched.</p>
-        </ConfirmDialog>
+        </ConfirmMutation>
       )}
     </section>
   );

@@ -3,7 +3,7 @@ import type { Schemas } from '../api/client';
 import { may } from '../auth/permissions';
 import type { SignedIn } from '../auth/queries';
 import { ActionButton } from '../ui/ActionButton';
-import { ConfirmDialog } from '../ui/ConfirmDialog';
+import { ConfirmMutation } from '../ui/ConfirmMutation';
 import { ErrorNote } from '../ui/ErrorNote';
 import { formatTime } from '../ui/format';
 import { createTokenRequest, tokenFormProblems, tokenState, type TokenForm } from './access-forms';
@@ -252,20 +252,16 @@ export function TokensSection({ signedIn }: { signedIn: SignedIn }) {
         {(items) => <TokenTable caption="All tokens" tokens={items} allowed={allowed} mine={false} onRevoke={(token, own) => setRevoking({ token, mine: own })} />}
       </Loaded>
       {revoking && (
-        <ConfirmDialog
+        <ConfirmMutation
+          mutation={revoke}
+          variables={{ id: revoking.token.id, mine: revoking.mine }}
+          onClose={() => setRevoking(null)}
           title={`Revoke ${revoking.token.display}?`}
           confirmLabel="Revoke token"
           danger
-          pending={revoke.isPending}
-          error={revoke.error}
-          onCancel={() => {
-            revoke.reset();
-            setRevoking(null);
-          }}
-          onConfirm={() => revoke.mutate({ id: revoking.token.id, mine: revoking.mine }, { onSuccess: () => setRevoking(null) })}
         >
           <p>Every program using it is refused from now on. This cannot be undone.</p>
-        </ConfirmDialog>
+        </ConfirmMutation>
       )}
     </section>
   );

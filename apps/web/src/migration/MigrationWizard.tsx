@@ -5,10 +5,12 @@ import { useCancelTask } from '../tasks/mutations';
 import { useTask } from '../tasks/queries';
 import { isActive } from '../tasks/task-view';
 import { ActionButton } from '../ui/ActionButton';
-import { ConfirmDialog } from '../ui/ConfirmDialog';
+import { ConfirmMutation } from '../ui/ConfirmMutation';
 import { ErrorNote } from '../ui/ErrorNote';
 import { formatBytes } from '../ui/format';
 import { href } from '../view';
+import { DiskTable } from '../resources/DiskTable';
+import { NicTable } from '../resources/NicTable';
 import {
   defaultTransport,
   firstEnabled,
@@ -216,59 +218,9 @@ function VmStep({ vm }: { vm: VmDetail }) {
       {vm.lockedBy ? <p className="notice">The VM is busy: {vm.lockedBy}. A migration is refused while another operation runs.</p> : null}
       {vm.stale ? <p className="notice">Its remote does not answer now: this is the last known state.</p> : null}
       <h3>Disks</h3>
-      {vm.disks.length === 0 ? (
-        <p className="muted">No disks.</p>
-      ) : (
-        <table>
-          <caption className="visually-hidden">Disks of {vm.name}</caption>
-          <thead>
-            <tr>
-              <th scope="col">Pool</th>
-              <th scope="col">Image</th>
-              <th scope="col">Size</th>
-              <th scope="col">Bus</th>
-            </tr>
-          </thead>
-          <tbody>
-            {vm.disks.map((disk) => (
-              <tr key={`${disk.pool}/${disk.image}`}>
-                <td>{disk.pool}</td>
-                <td>{disk.image}</td>
-                <td>{formatBytes(disk.sizeBytes)}</td>
-                <td>{disk.bus}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      )}
+      <DiskTable disks={vm.disks} caption={`Disks of ${vm.name}`} hideCaption />
       <h3>Network interfaces</h3>
-      {vm.nics.length === 0 ? (
-        <p className="muted">No network interfaces.</p>
-      ) : (
-        <table>
-          <caption className="visually-hidden">Network interfaces of {vm.name}</caption>
-          <thead>
-            <tr>
-              <th scope="col">MAC</th>
-              <th scope="col">Bridge</th>
-              <th scope="col">Model</th>
-              <th scope="col">VLAN</th>
-            </tr>
-          </thead>
-          <tbody>
-            {vm.nics.map((nic) => (
-              <tr key={nic.mac}>
-                <td>
-                  <code>{nic.mac}</code>
-                </td>
-                <td>{nic.bridge}</td>
-                <td>{nic.model}</td>
-                <td>{nic.vlan ?? 'untagged'}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      )}
+      <NicTable nics={vm.nics} caption={`Network interfaces of ${vm.name}`} hideCaption />
     </>
   );
 }
@@ -639,19 +591,10 @@ function ProgressStep({ signedIn, taskId, task }: { signedIn: SignedIn; taskId: 
         <a href={href({ page: 'task', id: taskId })}>Open the task</a>
       </div>
       {cancel.isSuccess && task.data && isActive(task.data.state) ? <p className="muted">Cancelling: the source stops the transfer…</p> : null}
-      <ErrorNote error={!confirming ? cancel.error : null} />
       {confirming && (
-        <ConfirmDialog
-          title="Cancel the migration?"
-          confirmLabel="Cancel migration"
-          danger
-          pending={cancel.isPending}
-          error={cancel.error}
-          onCancel={() => setConfirming(false)}
-          onConfirm={() => cancel.mutate(taskId, { onSuccess: () => setConfirming(false) })}
-        >
+        <ConfirmMutation mutation={cancel} variables={taskId} onClose={() => setConfirming(false)} title="Cancel the migration?" confirmLabel="Cancel migration" danger>
           The transfer stops and the VM keeps running where it is now. Once the switchover has begun, a migration can no longer be cancelled.
-        </ConfirmDialog>
+        </ConfirmMutation>
       )}
     </>
   );

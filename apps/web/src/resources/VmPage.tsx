@@ -3,12 +3,14 @@ import { ApiError } from '../api/client';
 import { may } from '../auth/permissions';
 import type { SignedIn } from '../auth/queries';
 import { ActionButton } from '../ui/ActionButton';
-import { ConfirmDialog } from '../ui/ConfirmDialog';
+import { ConfirmMutation } from '../ui/ConfirmMutation';
 import { ErrorNote } from '../ui/ErrorNote';
 import { formatBytes, formatDuration, formatPercent, formatTime } from '../ui/format';
 import { href, navigate } from '../view';
+import { DiskTable } from './DiskTable';
 import { useReloadVm, useVmPower, type PowerAction } from './mutations';
-import { taskFinished, useFollowedTask, useVm, useVmOwners, useVmTasks, type Task, type VmDetail } from './queries';
+import { NicTable } from './NicTable';
+import { taskFinished, useFollowedTask, useVm, useVmOwners, useVmTasks, type Task } from './queries';
 import './resources.css';
 import { withScope } from './search-terms';
 
@@ -50,64 +52,6 @@ function Field({ label, children }: { label: string; children: ReactNode }) {
       <dt>{label}</dt>
       <dd>{children}</dd>
     </div>
-  );
-}
-
-function Disks({ disks }: { disks: VmDetail['disks'] }) {
-  if (disks.length === 0) return <p className="muted">No disks.</p>;
-  return (
-    <table className="detail-table">
-      <caption>Disks</caption>
-      <thead>
-        <tr>
-          <th scope="col">Pool</th>
-          <th scope="col">Image</th>
-          <th scope="col" className="number">
-            Size
-          </th>
-          <th scope="col">Bus</th>
-        </tr>
-      </thead>
-      <tbody>
-        {disks.map((disk) => (
-          <tr key={`${disk.pool}/${disk.image}`}>
-            <td>{disk.pool}</td>
-            <th scope="row">{disk.image}</th>
-            <td className="number">{formatBytes(disk.sizeBytes)}</td>
-            <td>{disk.bus}</td>
-          </tr>
-        ))}
-      </tbody>
-    </table>
-  );
-}
-
-function Nics({ nics }: { nics: VmDetail['nics'] }) {
-  if (nics.length === 0) return <p className="muted">No network interfaces.</p>;
-  return (
-    <table className="detail-table">
-      <caption>Network interfaces</caption>
-      <thead>
-        <tr>
-          <th scope="col">MAC</th>
-          <th scope="col">Bridge</th>
-          <th scope="col">Model</th>
-          <th scope="col">VLAN</th>
-        </tr>
-      </thead>
-      <tbody>
-        {nics.map((nic) => (
-          <tr key={nic.mac}>
-            <th scope="row">
-              <code>{nic.mac}</code>
-            </th>
-            <td>{nic.bridge}</td>
-            <td>{nic.model}</td>
-            <td>{nic.vlan ?? 'untagged'}</td>
-          </tr>
-        ))}
-      </tbody>
-    </table>
   );
 }
 
@@ -244,10 +188,7 @@ export function VmPage({ signedIn, remote, vmid }: { signedIn: SignedIn; remote:
               disabled={!fits || blocked !== null}
               title={blocked ?? (fits ? undefined : choice.whenText)}
               className={choice.danger ? 'danger-outline' : undefined}
-              onClick={() => {
-                power.reset();
-                setAsking(choice);
-              }}
+              onClick={() => setAsking(choice)}
             >
               {choice.label}
             </ActionButton>
@@ -267,24 +208,17 @@ export function VmPage({ signedIn, remote, vmid }: { signedIn: SignedIn; remote:
       <ErrorNote error={task.error} />
 
       {asking && (
-        <ConfirmDialog
+        <ConfirmMutation
+          mutation={power}
+          variables={asking.action}
+          onDone={({ taskId }) => setFollowed({ id: taskId, label: `${asking.label} ${detail.name}` })}
+          onClose={() => setAsking(null)}
           title={`${asking.label} ${detail.name}`}
           confirmLabel={asking.label}
           danger={asking.danger}
-          pending={power.isPending}
-          error={power.error}
-          onCancel={() => setAsking(null)}
-          onConfirm={() =>
-            power.mutate(asking.action, {
-              onSuccess: ({ taskId }) => {
-                setFollowed({ id: taskId, label: `${asking.label} ${detail.name}` });
-                setAsking(null);
-              },
-            })
-          }
         >
           <p>{asking.question(detail.name)}</p>
-        </ConfirmDialog>
+        </ConfirmMutation>
       )}
 
       <div className="vm-panels">
@@ -335,8 +269,8 @@ export function VmPage({ signedIn, remote, vmid }: { signedIn: SignedIn; remote:
             <Field label="CPU model">{detail.cpuModel || '—'}</Field>
             <Field label="Hugepages">{detail.hugepages ? 'yes' : 'no'}</Field>
           </dl>
-          <Disks disks={detail.disks} />
-          <Nics nics={detail.nics} />
+          <DiskTable disks={detail.disks} caption="Disks" />
+          <NicTable nics={detail.nics} caption="Network interfaces" />
         </section>
 
         <VmTasks remote={remote} vmid={vmid} />

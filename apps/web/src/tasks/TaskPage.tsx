@@ -3,7 +3,7 @@ import { may } from '../auth/permissions';
 import type { SignedIn } from '../auth/queries';
 import { MigrationProgress } from '../migration/MigrationProgress';
 import { ActionButton } from '../ui/ActionButton';
-import { ConfirmDialog } from '../ui/ConfirmDialog';
+import { ConfirmMutation } from '../ui/ConfirmMutation';
 import { ErrorNote } from '../ui/ErrorNote';
 import { formatDuration, formatPercent, formatTime } from '../ui/format';
 import { LastUpdated } from '../ui/LastUpdated';
@@ -136,21 +136,19 @@ function TaskView({
           {cancel.isSuccess ? <span className="muted">Cancel requested; the task ends once it has stopped.</span> : null}
         </div>
       ) : null}
-      {!confirming ? <ErrorNote error={cancel.error} /> : null}
       {confirming && (
-        <ConfirmDialog
+        <ConfirmMutation
+          mutation={cancel}
+          variables={task.id}
+          onClose={() => setConfirming(false)}
           title={isMigration ? 'Cancel the migration?' : 'Cancel the task?'}
           confirmLabel={cancelLabel}
           danger
-          pending={cancel.isPending}
-          error={cancel.error}
-          onCancel={() => setConfirming(false)}
-          onConfirm={() => cancel.mutate(task.id, { onSuccess: () => setConfirming(false) })}
         >
           {isMigration
             ? 'The transfer stops and the VM keeps running where it is now. Once the switchover has begun, a migration can no longer be cancelled.'
             : 'A queued task ends at once; a running one only if its type can stop part-way.'}
-        </ConfirmDialog>
+        </ConfirmMutation>
       )}
       {isMigration && task.migration ? (
         <section aria-labelledby="task-migration">
