@@ -1,11 +1,48 @@
 import { freePort, requireBinary, spawnManaged, tempDir, type ManagedProcess } from '@debvisor/testing';
 import { createHash, X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
+import { request } from 'node:https';
 import { join, resolve } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 
 export const MANAGER_MAIN = resolve(__dirname, '../apps/manager/dist/main.js');
 export const WEB_DIR = resolve(__dirname, '../apps/web/dist');
+
+/** Answers are checked field by field in the tests; their bodies are loosely typed on purpose. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type Json = any;
+
+export interface ApiAnswer {
+  status: number;
+  /** Parsed when the manager answered JSON, else the text. */
+  body: Json;
+}
+
+/** One request to a manager's REST API over HTTPS, trusting only `target.caPem`, with a bearer token. */
+export function requestApi(target: { base: string; caPem: string }, token: string, method: string, path: string, body?: unknown): Promise<ApiAnswer> {
+  const payload = body === undefined ? undefined : JSON.stringify(body);
+  return new Promise((resolveAnswer, reject) => {
+    const req = request(
+      `${target.base}${path}`,
+      {
+        method,
+        ca: target.caPem,
+        servername: 'localhost',
+        timeout: 60_000,
+        headers: { authorization: `Bearer ${token}`, ...(payload ? { 'content-type': 'application/json' } : {}) },
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (text += chunk));
+        res.on('end', () => resolveAnswer({ status: res.statusCode ?? 0, body: text && (res.headers['content-type'] ?? '').includes('application/json') ? JSON.parse(text) : text }));
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`${method} ${path}: no answer within 60 s`)));
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
 
 export interface BuiltManager {
   readonly process: ManagedProcess;
@@ -18,6 +55,8 @@ export interface BuiltManager {
   readonly clientCaPem: string;
   /** What the first start printed for the operator: the admin password line and the bootstrap token. */
   readonly bootstrapToken: string;
+  /** A request to its REST API, with the bootstrap admin token unless another is given. */
+  api(method: string, path: string, body?: unknown, token?: string): Promise<ApiAnswer>;
 }
 
 /** The built manager process, as an operator starts it: embedded PostgreSQL, the built web UI, a known admin password. */
@@ -39,13 +78,17 @@ export async function startBuiltManager(adminPassword: string): Promise<BuiltMan
   delete env.DEBVISOR_PUBLIC_URL;
   const manager = spawnManaged('manager', process.execPath, [MANAGER_MAIN], { env });
   await manager.waitFor(/"msg":"manager listening"/, 120_000);
+  const base = `https://localhost:${port}`;
+  const caPem = readFileSync(join(stateDir, 'pki/server-ca.crt'), 'utf8');
+  const bootstrapToken = /bootstrap admin token: (dvdm_[A-Za-z0-9_-]+)/.exec(manager.output())![1];
   return {
     process: manager,
-    base: `https://localhost:${port}`,
-    caPem: readFileSync(join(stateDir, 'pki/server-ca.crt'), 'utf8'),
+    base,
+    caPem,
     stateDir,
     clientCaPem: readFileSync(join(stateDir, 'pki/client-ca.crt'), 'utf8'),
-    bootstrapToken: /bootstrap admin token: (dvdm_[A-Za-z0-9_-]+)/.exec(manager.output())![1],
+    bootstrapToken,
+    api: (method, path, body, token = bootstrapToken) => requestApi({ base, caPem }, token, method, path, body),
   };
 }
 

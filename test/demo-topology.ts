@@ -1,18 +1,13 @@
 import { startCluster, type TestCluster } from '@debvisor/testing';
 import { Etcd3 } from 'etcd3';
-import { request } from 'node:https';
-import { startBuiltManager, type BuiltManager } from './browser-harness';
-
-/** Answers are checked field by field in the tests; their bodies are loosely typed on purpose. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type Json = any;
+import { startBuiltManager, type ApiAnswer, type BuiltManager } from './browser-harness';
 
 export interface DemoTopology {
   readonly manager: BuiltManager;
   readonly east: TestCluster;
   readonly west: TestCluster;
   /** A request to the manager's REST API, with the bootstrap admin token unless another is given. */
-  api(method: string, path: string, body?: unknown, token?: string): Promise<{ status: number; body: Json }>;
+  api(method: string, path: string, body?: unknown, token?: string): Promise<ApiAnswer>;
   stop(): Promise<void>;
 }
 
@@ -31,7 +26,7 @@ export async function startDemoTopology(adminPassword: string, options: { nodes?
   const vmsPerNode = options.vmsPerNode ?? 4;
   let east: TestCluster | undefined;
   let west: TestCluster | undefined;
-  const api = (method: string, path: string, body?: unknown, token = manager.bootstrapToken) => call(manager, method, path, body, token);
+  const api = manager.api;
   try {
     [east, west] = await Promise.all(
       ['dc-east', 'dc-west'].map((clusterId) => startCluster({ clusterId, nodes, vmsPerNode, trustedClientCaPem: manager.clientCaPem })),
@@ -81,28 +76,4 @@ async function mirrorImages(clusters: TestCluster[]): Promise<void> {
   } finally {
     for (const client of clients) client.close();
   }
-}
-
-function call(manager: BuiltManager, method: string, path: string, body: unknown, token: string): Promise<{ status: number; body: Json }> {
-  const payload = body === undefined ? undefined : JSON.stringify(body);
-  return new Promise((resolve, reject) => {
-    const req = request(
-      `${manager.base}${path}`,
-      {
-        method,
-        ca: manager.caPem,
-        timeout: 30_000,
-        headers: { authorization: `Bearer ${token}`, ...(payload ? { 'content-type': 'application/json' } : {}) },
-      },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => (text += chunk));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text && (res.headers['content-type'] ?? '').includes('application/json') ? JSON.parse(text) : text }));
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error(`${method} ${path}: no answer within 30 s`)));
-    req.on('error', reject);
-    req.end(payload);
-  });
 }

@@ -1,8 +1,8 @@
 import { cleanupTempDirs, freePort, spawnManaged, startCluster, tempDir, type ManagedProcess, type TestCluster } from '@debvisor/testing';
 import { existsSync, readFileSync } from 'node:fs';
-import { request } from 'node:https';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { requestApi } from './browser-harness';
 
 /**
  * The whole stack as an operator runs it: the built manager process with its embedded
@@ -12,13 +12,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 const MANAGER_MAIN = resolve(__dirname, '../apps/manager/dist/main.js');
 const REMOTE_TIMEOUT_MS = 4000;
 
-// Answers are checked field by field; their bodies are loosely typed on purpose (as in the manager's harness).
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-interface Answer<T = any> {
-  status: number;
-  body: T;
-}
-
 describe('a federation of two clusters behind one manager', () => {
   let manager: ManagedProcess;
   let base: string;
@@ -27,29 +20,7 @@ describe('a federation of two clusters behind one manager', () => {
   let east: TestCluster;
   let west: TestCluster;
 
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  function api<T = any>(method: string, path: string, body?: unknown): Promise<Answer<T>> {
-    const payload = body === undefined ? undefined : JSON.stringify(body);
-    return new Promise((resolveAnswer, reject) => {
-      const req = request(
-        `${base}${path}`,
-        {
-          method,
-          ca,
-          servername: 'localhost',
-          timeout: 30_000,
-          headers: { authorization: `Bearer ${token}`, ...(payload ? { 'content-type': 'application/json' } : {}) },
-        },
-        (res) => {
-          let text = '';
-          res.on('data', (chunk: Buffer) => (text += chunk.toString()));
-          res.on('end', () => resolveAnswer({ status: res.statusCode ?? 0, body: text.startsWith('{') || text.startsWith('[') ? JSON.parse(text) : text }));
-        },
-      );
-      req.on('error', reject);
-      req.end(payload);
-    });
-  }
+  const api = (method: string, path: string, body?: unknown) => requestApi({ base, caPem: ca }, token, method, path, body);
 
   async function register(cluster: TestCluster): Promise<void> {
     const key = await cluster.createApiKey(['*'], { principal: 'manager@e2e' });

@@ -1,11 +1,10 @@
 import { cleanupTempDirs, startCluster, type TestCluster } from '@debvisor/testing';
 import { randomBytes, X509Certificate } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
-import { request } from 'node:https';
 import { join, resolve } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium, startBuiltManager, type BuiltManager } from './browser-harness';
+import { launchChromium, startBuiltManager, type BuiltManager, type Json } from './browser-harness';
 
 /**
  * The Administration page as an administrator meets it: the built manager serving the built UI and
@@ -21,10 +20,6 @@ const OPERATOR_PASSWORD = password();
 const AUDITOR_PASSWORD = password();
 const REMOTE = 'dc-admin';
 
-// Answers are checked field by field; their bodies are loosely typed on purpose (as in the other end-to-end tests).
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type Json = any;
-
 describe('the Administration page of the web UI', () => {
   let manager: BuiltManager;
   let cluster: TestCluster;
@@ -32,29 +27,7 @@ describe('the Administration page of the web UI', () => {
   let browser: Browser;
   let admin: { context: BrowserContext; page: Page };
 
-  function api(method: string, path: string, body?: unknown, token = manager.bootstrapToken): Promise<{ status: number; body: Json }> {
-    const payload = body === undefined ? undefined : JSON.stringify(body);
-    return new Promise((resolveAnswer, reject) => {
-      const req = request(
-        `${manager.base}${path}`,
-        {
-          method,
-          ca: manager.caPem,
-          timeout: 30_000,
-          headers: { authorization: `Bearer ${token}`, ...(payload ? { 'content-type': 'application/json' } : {}) },
-        },
-        (res) => {
-          let text = '';
-          res.setEncoding('utf8');
-          res.on('data', (chunk: string) => (text += chunk));
-          res.on('end', () => resolveAnswer({ status: res.statusCode ?? 0, body: text && (res.headers['content-type'] ?? '').includes('application/json') ? JSON.parse(text) : text }));
-        },
-      );
-      req.on('timeout', () => req.destroy(new Error(`${method} ${path}: no answer within 30 s`)));
-      req.on('error', reject);
-      req.end(payload);
-    });
-  }
+  const api = (method: string, path: string, body?: unknown, token?: string) => manager.api(method, path, body, token);
 
   async function ok(method: string, path: string, body?: unknown): Promise<Json> {
     const answer = await api(method, path, body);

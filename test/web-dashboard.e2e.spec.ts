@@ -1,11 +1,10 @@
 import { cleanupTempDirs, freePort, startCluster, type ManagedProcess, type TestCluster } from '@debvisor/testing';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
-import { request } from 'node:https';
 import { join, resolve } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium, startBuiltManager } from './browser-harness';
+import { launchChromium, requestApi, startBuiltManager } from './browser-harness';
 
 /**
  * The dashboard, the resources page and the VM page as users meet them: the built manager serving
@@ -34,28 +33,7 @@ describe('the dashboard, resources and VM pages of the web UI', () => {
   let tenantVms: string[];
 
   /** The manager's REST API with the bootstrap admin token (set-up and expected figures). */
-  function api(method: string, path: string, body?: unknown): Promise<{ status: number; body: Json }> {
-    const payload = body === undefined ? undefined : JSON.stringify(body);
-    return new Promise((done, fail) => {
-      const req = request(
-        `${base}${path}`,
-        {
-          method,
-          ca,
-          servername: 'localhost',
-          timeout: 60_000,
-          headers: { authorization: `Bearer ${token}`, ...(payload ? { 'content-type': 'application/json' } : {}) },
-        },
-        (res) => {
-          let text = '';
-          res.on('data', (chunk: Buffer) => (text += chunk.toString()));
-          res.on('end', () => done({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : undefined }));
-        },
-      );
-      req.on('error', fail);
-      req.end(payload);
-    });
-  }
+  const api = (method: string, path: string, body?: unknown) => requestApi({ base, caPem: ca }, token, method, path, body);
 
   async function ok(method: string, path: string, body?: unknown): Promise<Json> {
     const answer = await api(method, path, body);

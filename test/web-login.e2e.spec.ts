@@ -2,11 +2,10 @@ import { cleanupTempDirs, requireBinary, type ManagedProcess } from '@debvisor/t
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
-import { request } from 'node:https';
 import { join, resolve } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium, startBuiltManager } from './browser-harness';
+import { launchChromium, requestApi, startBuiltManager } from './browser-harness';
 
 /**
  * The web UI's login as a user meets it: the built manager process serving the built UI, driven
@@ -28,28 +27,7 @@ describe('signing in to the web UI', () => {
   let context: BrowserContext | undefined;
 
   /** The manager's REST API with the bootstrap admin token (test set-up only). */
-  function api(method: string, path: string, body?: unknown): Promise<{ status: number; body: unknown }> {
-    const payload = body === undefined ? undefined : JSON.stringify(body);
-    return new Promise((done, fail) => {
-      const req = request(
-        `${base}${path}`,
-        {
-          method,
-          ca,
-          servername: 'localhost',
-          timeout: 30_000,
-          headers: { authorization: `Bearer ${bootstrapToken}`, ...(payload ? { 'content-type': 'application/json' } : {}) },
-        },
-        (res) => {
-          let text = '';
-          res.on('data', (chunk: Buffer) => (text += chunk.toString()));
-          res.on('end', () => done({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : undefined }));
-        },
-      );
-      req.on('error', fail);
-      req.end(payload);
-    });
-  }
+  const api = (method: string, path: string, body?: unknown) => requestApi({ base, caPem: ca }, bootstrapToken, method, path, body);
 
   /** The TOTP code of `secret` for now plus `offsetSeconds` (oathtool, RFC 6238). */
   function totp(secret: string, offsetSeconds = 0): string {

@@ -1,11 +1,10 @@
 import { cleanupTempDirs, startCluster, type ManagedProcess, type TestCluster } from '@debvisor/testing';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
-import { request } from 'node:https';
 import { join, resolve } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium, startBuiltManager } from './browser-harness';
+import { launchChromium, requestApi, startBuiltManager, type Json } from './browser-harness';
 
 /**
  * The migration wizard, the tasks pages and the audit log as a user meets them: the built manager
@@ -17,10 +16,6 @@ const ARTIFACTS = resolve(__dirname, '../test-artifacts');
 const ADMIN = 'admin@local';
 const ADMIN_PASSWORD = `e2e-${randomBytes(12).toString('base64url')}-Pw1`;
 const GiB = 1024 ** 3;
-
-// Answers are checked field by field; their bodies are loosely typed on purpose (as in the other end-to-end tests).
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type Json = any;
 
 interface Vm {
   id: string;
@@ -43,27 +38,7 @@ describe('the migration wizard, tasks and audit log of the web UI', () => {
   let moved: Vm;
   let stayed: Vm;
 
-  function api(method: string, path: string, body?: unknown): Promise<{ status: number; body: Json }> {
-    const payload = body === undefined ? undefined : JSON.stringify(body);
-    return new Promise((resolveAnswer, reject) => {
-      const req = request(
-        `${base}${path}`,
-        {
-          method,
-          ca,
-          timeout: 30_000,
-          headers: { authorization: `Bearer ${token}`, ...(payload ? { 'content-type': 'application/json' } : {}) },
-        },
-        (res) => {
-          let text = '';
-          res.on('data', (chunk: Buffer) => (text += chunk.toString()));
-          res.on('end', () => resolveAnswer({ status: res.statusCode ?? 0, body: text.startsWith('{') ? JSON.parse(text) : text }));
-        },
-      );
-      req.on('error', reject);
-      req.end(payload);
-    });
-  }
+  const api = (method: string, path: string, body?: unknown) => requestApi({ base, caPem: ca }, token, method, path, body);
 
   async function register(cluster: TestCluster): Promise<void> {
     const key = await cluster.createApiKey(['*'], { principal: 'manager@e2e' });

@@ -6,7 +6,8 @@ import { join, resolve } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium } from './browser-harness';
-import { startDemoTopology, type DemoTopology, type Json } from './demo-topology';
+import type { Json } from './browser-harness';
+import { startDemoTopology, type DemoTopology } from './demo-topology';
 
 /**
  * The web UI in the demo topology (two simulated datacenters behind the built manager), as three
