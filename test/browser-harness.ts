@@ -92,10 +92,10 @@ export async function startBuiltManager(adminPassword: string): Promise<BuiltMan
   };
 }
 
-/** Debian's Chromium, headless, trusting exactly the key of `caPem` (no blanket ignoring of certificate errors). */
-export function launchChromium(caPem: string): Promise<Browser> {
+/** Debian's Chromium, headless, trusting exactly the keys of these CAs (no blanket ignoring of certificate errors). */
+export function launchChromium(...caPems: string[]): Promise<Browser> {
   const executablePath = requireBinary('chromium', 'chromium');
-  const caSpki = new X509Certificate(caPem).publicKey.export({ type: 'spki', format: 'der' });
+  const spkiHashes = caPems.map((pem) => createHash('sha256').update(new X509Certificate(pem).publicKey.export({ type: 'spki', format: 'der' })).digest('base64'));
   return chromium.launch({
     executablePath,
     args: [
@@ -107,7 +107,7 @@ export function launchChromium(caPem: string): Promise<Browser> {
       '--disable-background-networking',
       '--disable-component-update',
       '--disable-sync',
-      `--ignore-certificate-errors-spki-list=${createHash('sha256').update(caSpki).digest('base64')}`,
+      `--ignore-certificate-errors-spki-list=${spkiHashes.join(',')}`,
     ],
   });
 }

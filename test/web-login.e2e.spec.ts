@@ -10,7 +10,8 @@ import { launchChromium, requestApi, startBuiltManager } from './browser-harness
 /**
  * The web UI's login as a user meets it: the built manager process serving the built UI, driven
  * through Chromium. Password, TOTP, the enrolment a second-factor-required account must go
- * through, recovery codes, single sign-on hand-off, API token sign-in and logout.
+ * through, recovery codes, API token sign-in and logout (directory and single sign-on realms:
+ * web-realms.e2e.spec.ts).
  */
 const SCREENSHOTS = resolve(__dirname, '../test-artifacts/web-login');
 const ADMIN = 'admin@local';
@@ -119,14 +120,6 @@ describe('signing in to the web UI', () => {
     expect(await sessionStatus(page)).toBe(401);
     await page.reload();
     await page.getByLabel('Username').waitFor();
-  });
-
-  it('hands single sign-on over to the manager’s realm login route', async () => {
-    const page = await openUi();
-    await page.getByLabel('Realm').fill('no-such-realm');
-    await page.getByRole('button', { name: 'Sign in with single sign-on' }).click();
-    await page.waitForURL(`${base}/api/v1/auth/oidc/no-such-realm/login`);
-    expect(await page.locator('body').textContent()).toMatch(/"code":"not_found"/);
   });
 
   it('signs in with an API token as the secondary way in, and forgets it on log out', async () => {

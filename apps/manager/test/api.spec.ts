@@ -36,6 +36,7 @@ async function manager(options: Parameters<typeof startTestManager>[0] = {}): Pr
 const PUBLIC_ROUTES = [
   'GET /api/v1/auth/oidc/:realm/login',
   'GET /api/v1/auth/oidc/callback',
+  'GET /api/v1/auth/realms',
   'GET /healthz',
   'GET /metrics',
   'GET /readyz',

@@ -123,6 +123,17 @@ async function lastOidcEntry(): Promise<Json> {
 }
 
 describe('logging in through an OpenID Connect realm', () => {
+  it('lists the realms for a login page without a login: ids, types and comments, nothing of their settings', async () => {
+    const answer = await m.api('GET', '/api/v1/auth/realms', undefined, { token: null });
+    expect(answer.status, answer.text).toBe(200);
+    expect(answer.body.items).toEqual([
+      { id: 'local', type: 'local', comment: expect.any(String) },
+      { id: 'sso', type: 'openid', comment: '' },
+    ]);
+    expect(answer.text).not.toContain(provider.issuer);
+    expect(answer.text).not.toContain(CLIENT_ID);
+  });
+
   it('sends the browser to the provider with the manager callback as redirect URI and the attempt in a sealed Lax cookie', async () => {
     const { authorizationUrl, attempt, answer } = await beginLogin();
     expect(authorizationUrl.origin).toBe(provider.issuer);

@@ -11,6 +11,8 @@ import { CurrentSessionDto, LoginBodyDto, SessionDto, TfaBodyDto } from './auth.
 import { WebauthnRequestOptionsDto } from './webauthn.dto';
 import { AccessService } from './access.service';
 import { LoginService, type LoginOutcome } from './login.service';
+import { LoginRealmListDto } from './realms.dto';
+import { RealmsService } from './realms.service';
 
 @ApiTags('auth')
 @Controller('api/v1/auth')
@@ -18,7 +20,15 @@ export class AuthController {
   constructor(
     private readonly login: LoginService,
     private readonly access: AccessService,
+    private readonly realms: RealmsService,
   ) {}
+
+  @Get('realms')
+  @Public()
+  @ZodResponse({ type: LoginRealmListDto, description: 'The realms to offer on a login page: id, type and comment, nothing of their settings' })
+  loginRealms() {
+    return this.realms.loginChoices();
+  }
 
   @Post('login')
   @HttpCode(200)

@@ -107,6 +107,15 @@ export type RealmView = z.infer<typeof realmSchema>;
 export class RealmDto extends createZodDto(realmSchema) {}
 export class RealmListDto extends createZodDto(z.object({ items: z.array(realmSchema) })) {}
 
+/** What the login page may know of a realm before anyone has logged in: nothing of its settings. */
+export const loginRealmSchema = z.object({
+  id: z.string(),
+  type: z.enum(REALM_TYPES).meta({ description: 'local and ldap: a password login with this realm; openid: a single sign-on button' }),
+  comment: z.string().meta({ description: 'What the login page shows next to the id, e.g. "Corporate directory"' }),
+});
+export type LoginRealmView = z.infer<typeof loginRealmSchema>;
+export class LoginRealmListDto extends createZodDto(z.object({ items: z.array(loginRealmSchema).meta({ description: 'local first, then by id' }) })) {}
+
 export const realmConnectionSchema = z
   .object({
     ok: z.boolean(),

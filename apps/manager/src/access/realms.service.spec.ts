@@ -13,7 +13,7 @@ import type { LdapDirectoryRepository } from './realms/ldap-directory.repository
 import { ldapRealmSettingsSchema } from './realms/ldap-settings';
 import { createRealmSchema, updateRealmSchema } from './realms.dto';
 import type { IdentityBatch, IdentityBatchResult, NewRealm, RealmPatch, RealmsRepository } from './realms.repository';
-import { RealmsService } from './realms.service';
+import { LOGIN_CHOICES_TTL_MS, RealmsService } from './realms.service';
 import { UserEntity } from './user.entity';
 
 const NOW = new Date('2026-05-01T12:00:00Z');
@@ -297,6 +297,56 @@ describe('views', () => {
     ]);
     expect(JSON.stringify(items)).not.toContain('sealed');
     expect(JSON.stringify(items)).not.toContain(realm().sealedSecret!.split('.')[3]);
+  });
+
+  it('offer a login page each realm’s id, type and comment only, local first', async () => {
+    const local = realm({ id: 'local', type: 'local', comment: 'Local accounts', settings: {}, sealedSecret: null });
+    const sso = realm({ id: 'sso', type: 'openid', comment: 'Company SSO', settings: OIDC });
+    const { realms } = service({ repository: { list: async () => [realm({ comment: 'Directory' }), local, sso] } });
+    expect(await realms.loginChoices()).toEqual({
+      items: [
+        { id: 'local', type: 'local', comment: 'Local accounts' },
+        { id: 'corp', type: 'ldap', comment: 'Directory' },
+        { id: 'sso', type: 'openid', comment: 'Company SSO' },
+      ],
+    });
+  });
+
+  it('read the login page’s list once while nothing changes, afresh after a realm is removed here or after the TTL', async () => {
+    let now = NOW;
+    let reads = 0;
+    const stored = [realm({ id: 'local', type: 'local', settings: {}, sealedSecret: null }), realm()];
+    const { realms } = service({
+      now: () => now,
+      repository: {
+        list: async () => (reads++, [...stored]),
+        delete: async () => (stored.pop(), true),
+      },
+    });
+    await realms.loginChoices();
+    await realms.loginChoices();
+    expect(reads).toBe(1);
+    await realms.delete('corp');
+    expect((await realms.loginChoices()).items.map((r) => r.id)).toEqual(['local']);
+    expect(reads).toBe(2);
+    now = new Date(NOW.getTime() + LOGIN_CHOICES_TTL_MS);
+    await realms.loginChoices();
+    expect(reads).toBe(3);
+  });
+
+  it('do not keep a failed read of the login page’s list', async () => {
+    let fail = true;
+    const { realms } = service({
+      repository: {
+        list: async () => {
+          if (fail) throw new Error('database unavailable');
+          return [realm({ id: 'local', type: 'local', settings: {}, sealedSecret: null })];
+        },
+      },
+    });
+    await expect(realms.loginChoices()).rejects.toThrow('database unavailable');
+    fail = false;
+    expect((await realms.loginChoices()).items).toEqual([{ id: 'local', type: 'local', comment: '' }]);
   });
 });
 

@@ -14,7 +14,7 @@ import { formatUserId, usernameSchema } from './principal';
 import type { RealmEntity, RealmType } from './realm.entity';
 import { LdapDirectoryRepository, type DirectoryUser } from './realms/ldap-directory.repository';
 import { ldapRealmSettingsSchema, type LdapRealmSettings } from './realms/ldap-settings';
-import { REALM_SETTINGS_SCHEMAS, type CreateRealmInput, type RealmConnection, type RealmView, type SyncSummary, type UpdateRealmInput } from './realms.dto';
+import { REALM_SETTINGS_SCHEMAS, type CreateRealmInput, type LoginRealmView, type RealmConnection, type RealmView, type SyncSummary, type UpdateRealmInput } from './realms.dto';
 import { RealmsRepository, type IdentityWrite, type RealmPatch } from './realms.repository';
 import type { UserEntity } from './user.entity';
 
@@ -34,6 +34,8 @@ export type DirectoryPasswordCheck = { readonly userId: string } | 'unknown' | '
 
 /** How often the scheduler looks for realms whose sync is due. */
 export const SYNC_TICK_MS = 60_000;
+/** How long the login page's realm list is kept (realm changes on this instance forget it at once). */
+export const LOGIN_CHOICES_TTL_MS = 10_000;
 
 const MAX_TEXT = 255;
 
@@ -54,6 +56,7 @@ export class RealmsService {
   /** When this instance last tried a scheduled sync of each realm (so that failures wait an interval too). */
   private readonly lastAttempt = new Map<string, number>();
   private ticking = false;
+  private loginChoicesCache: { at: number; answer: Promise<{ items: LoginRealmView[] }> } | undefined;
 
   constructor(
     private readonly repository: RealmsRepository,
@@ -72,6 +75,33 @@ export class RealmsService {
 
   async list(): Promise<{ items: RealmView[] }> {
     return { items: (await this.repository.list()).map(toView) };
+  }
+
+  /**
+   * The realms a login page offers (id, type, comment): `local` first, then by id. Anyone may ask,
+   * unauthenticated and unlimited, so the answer is kept until a realm changes here, or for
+   * LOGIN_CHOICES_TTL_MS (another manager instance may have changed one).
+   */
+  loginChoices(): Promise<{ items: LoginRealmView[] }> {
+    const now = this.clock.now().getTime();
+    if (!this.loginChoicesCache || now - this.loginChoicesCache.at >= LOGIN_CHOICES_TTL_MS) {
+      const answer = this.repository.list().then((realms) => {
+        const ordered = [...realms.filter((r) => r.id === 'local'), ...realms.filter((r) => r.id !== 'local')];
+        return { items: ordered.map(({ id, type, comment }) => ({ id, type, comment })) };
+      });
+      // A failed read is not kept.
+      answer.catch(() => {
+        if (this.loginChoicesCache?.answer === answer) this.loginChoicesCache = undefined;
+      });
+      this.loginChoicesCache = { at: now, answer };
+    }
+    return this.loginChoicesCache.answer;
+  }
+
+  /** After a realm was added, changed or removed: callers and the login page's list are read afresh. */
+  private realmsChanged(): void {
+    this.auth.invalidate();
+    this.loginChoicesCache = undefined;
   }
 
   async get(id: string): Promise<RealmView> {
@@ -95,7 +125,7 @@ export class RealmsService {
       syncIntervalMinutes: input.syncIntervalMinutes,
       createdAt: this.clock.now(),
     });
-    this.auth.invalidate();
+    this.realmsChanged();
     this.audit.note({ type: realm.type, hasSecret: secret !== null, connection: connectionNote(connection), addAnyway: input.addAnyway });
     return { ...toView(realm), connection };
   }
@@ -115,7 +145,7 @@ export class RealmsService {
         throw new DomainError(ErrorCode.ValidationFailed, `${refused.join(', ')}: the local realm has only comment and requireTfa to change`);
       }
       const updated = await this.repository.update(id, { comment: input.comment, requireTfa: input.requireTfa });
-      this.auth.invalidate();
+      this.realmsChanged();
       this.audit.note({ changed });
       return { ...toView(updated ?? realm), connection: null };
     }
@@ -152,7 +182,7 @@ export class RealmsService {
     // null must reach the repository as a value (remove the secret), not as "unchanged".
     const updated = await this.repository.update(id, sealedSecret === undefined ? patch : { ...patch, sealedSecret });
     if (!updated) throw DomainError.notFound(`realm ${id}`);
-    this.auth.invalidate();
+    this.realmsChanged();
     this.audit.note({ changed, connection: connectionNote(connection), addAnyway: input.addAnyway });
     return { ...toView(updated), connection };
   }
@@ -162,7 +192,7 @@ export class RealmsService {
     if (id === 'local') throw new DomainError(ErrorCode.BadRequest, 'the local realm cannot be deleted');
     if (!(await this.repository.delete(id))) throw DomainError.notFound(`realm ${id}`);
     this.lastAttempt.delete(id);
-    this.auth.invalidate();
+    this.realmsChanged();
   }
 
   /**

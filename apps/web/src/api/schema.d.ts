@@ -561,6 +561,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/auth/realms": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["AuthController_loginRealms"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/auth/session": {
         parameters: {
             query?: never;
@@ -1566,6 +1582,19 @@ export interface components {
             realm?: string;
             /** @description `alice`, `alice@corp`, or with `realm` */
             username: string;
+        };
+        LoginRealmListDto_Output: {
+            /** @description local first, then by id */
+            items: {
+                /** @description What the login page shows next to the id, e.g. "Corporate directory" */
+                comment: string;
+                id: string;
+                /**
+                 * @description local and ldap: a password login with this realm; openid: a single sign-on button
+                 * @enum {string}
+                 */
+                type: "local" | "ldap" | "openid";
+            }[];
         };
         ManagerIdentityDto_Output: {
             clientCa: {
@@ -4278,6 +4307,26 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+        };
+    };
+    AuthController_loginRealms: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The realms to offer on a login page: id, type and comment, nothing of their settings */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LoginRealmListDto_Output"];
+                };
             };
         };
     };

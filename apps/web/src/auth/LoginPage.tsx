@@ -1,21 +1,43 @@
 import { useId, useState, type FormEvent } from 'react';
 import { errorMessage, oidcLoginUrl } from '../api/client';
+import { loginTarget, passwordRealms, realmLabel, singleSignOnRealms, type LoginRealm } from './login-realms';
 import { useLogin, useTokenSignIn, type LoginAnswer } from './mutations';
+import { useLoginRealms } from './queries';
 import { TfaStep } from './TfaStep';
 
-/** The password form: username (`alice`, `alice@realm`) and password. */
-function PasswordForm({ onSecondFactor }: { onSecondFactor: (answer: LoginAnswer) => void }) {
+const REMEMBERED_REALM = 'debvisor.loginRealm';
+
+/** The realm chosen at the last login on this browser (a convenience, not a secret). */
+function rememberedRealm(): string {
+  try {
+    return localStorage.getItem(REMEMBERED_REALM) ?? 'local';
+  } catch {
+    return 'local';
+  }
+}
+
+/** The password form: username, password and — when there is more than one — the realm (local or a directory). */
+function PasswordForm({ realms, onSecondFactor }: { realms: readonly LoginRealm[]; onSecondFactor: (answer: LoginAnswer) => void }) {
   const [username, setUsername] = useState('');
   const [password, setPassword] = useState('');
+  const [chosen, setChosen] = useState(rememberedRealm);
   const login = useLogin();
   const hintId = useId();
+  const realmHintId = useId();
+  const choices = passwordRealms(realms);
+  const target = loginTarget(username.trim(), chosen, realms);
   const submit = (event: FormEvent) => {
     event.preventDefault();
     login.mutate(
-      { username: username.trim(), password },
+      { username: target.username, password, ...(target.realm ? { realm: target.realm } : {}) },
       {
         onSuccess: (answer) => {
           setPassword('');
+          try {
+            if (target.realm) localStorage.setItem(REMEMBERED_REALM, target.realm);
+          } catch {
+            // storage refused (private mode): nothing to remember
+          }
           if (answer.stage === 'tfa') onSecondFactor(answer);
         },
       },
@@ -36,7 +58,15 @@ function PasswordForm({ onSecondFactor }: { onSecondFactor: (answer: LoginAnswer
         required
       />
       <span id={hintId} className="muted">
-        <code>alice</code> for a local account, <code>alice@realm</code> for a directory realm
+        {choices.length > 1 ? (
+          <>
+            or <code>name@realm</code>, e.g. <code>alice@{choices[1]!.id}</code>
+          </>
+        ) : (
+          <>
+            <code>alice</code> for a local account, <code>alice@realm</code> for a directory realm
+          </>
+        )}
       </span>
       <label htmlFor="password">Password</label>
       <input
@@ -48,6 +78,30 @@ function PasswordForm({ onSecondFactor }: { onSecondFactor: (answer: LoginAnswer
         onChange={(e) => setPassword(e.target.value)}
         required
       />
+      {choices.length > 1 && (
+        <>
+          <label htmlFor="realm">Realm</label>
+          <select
+            id="realm"
+            name="realm"
+            value={target.realm ?? chosen}
+            onChange={(e) => setChosen(e.target.value)}
+            disabled={target.fromUsername}
+            aria-describedby={target.fromUsername ? realmHintId : undefined}
+          >
+            {choices.map((realm) => (
+              <option key={realm.id} value={realm.id}>
+                {realmLabel(realm)}
+              </option>
+            ))}
+          </select>
+          {target.fromUsername && (
+            <span id={realmHintId} className="muted">
+              Taken from the username.
+            </span>
+          )}
+        </>
+      )}
       {login.isError && (
         <p role="alert" className="error">
           {errorMessage(login.error)}
@@ -60,30 +114,19 @@ function PasswordForm({ onSecondFactor }: { onSecondFactor: (answer: LoginAnswer
   );
 }
 
-/** Single sign-on: the realm's identity provider, through a full-page navigation. */
-function SingleSignOnForm() {
-  const [realm, setRealm] = useState('');
-  const submit = (event: FormEvent) => {
-    event.preventDefault();
-    window.location.assign(oidcLoginUrl(realm.trim()));
-  };
+/** Single sign-on: one button per OpenID Connect realm, each a full-page navigation to its identity provider. */
+function SingleSignOn({ realms }: { realms: readonly LoginRealm[] }) {
+  if (realms.length === 0) return null;
   return (
-    <form onSubmit={submit} aria-label="Single sign-on">
-      <label htmlFor="sso-realm">Realm</label>
-      <input
-        id="sso-realm"
-        name="realm"
-        autoComplete="off"
-        autoCapitalize="none"
-        spellCheck={false}
-        value={realm}
-        onChange={(e) => setRealm(e.target.value)}
-        pattern="[a-z][a-z0-9\-]{0,31}"
-        title="The realm id: lowercase letters, digits and dashes, starting with a letter"
-        required
-      />
-      <button type="submit">Sign in with single sign-on</button>
-    </form>
+    <ul className="sso" aria-label="Single sign-on">
+      {realms.map((realm) => (
+        <li key={realm.id}>
+          <button type="button" onClick={() => window.location.assign(oidcLoginUrl(realm.id))}>
+            Sign in with {realm.comment || realm.id}
+          </button>
+        </li>
+      ))}
+    </ul>
   );
 }
 
@@ -122,6 +165,7 @@ function TokenForm() {
  */
 export function LoginPage({ notice, resume }: { notice?: string | null; resume?: Pick<LoginAnswer, 'user' | 'methods'> }) {
   const [pending, setPending] = useState<Pick<LoginAnswer, 'user' | 'methods'> | null>(resume ?? null);
+  const realms = useLoginRealms().data ?? [];
   return (
     <main className="narrow">
       <h1>DebVisor Datacenter Manager</h1>
@@ -134,10 +178,10 @@ export function LoginPage({ notice, resume }: { notice?: string | null; resume?:
         <TfaStep user={pending.user} methods={pending.methods} onCancel={() => setPending(null)} />
       ) : (
         <>
-          <PasswordForm onSecondFactor={setPending} />
+          <PasswordForm realms={realms} onSecondFactor={setPending} />
           <section aria-labelledby="other-ways" className="other-ways">
             <h2 id="other-ways">Other ways to sign in</h2>
-            <SingleSignOnForm />
+            <SingleSignOn realms={singleSignOnRealms(realms)} />
             <details>
               <summary>Sign in with an API token</summary>
               <TokenForm />

@@ -47,7 +47,7 @@ export function useSignedOut() {
 export function useLogin() {
   const reload = useReloadSignedIn();
   return useMutation({
-    mutationFn: (input: { username: string; password: string }) => {
+    mutationFn: (input: { username: string; password: string; realm?: string }) => {
       credential.clear();
       return unwrap(api.POST('/api/v1/auth/login', { body: input }));
     },

@@ -24,6 +24,7 @@ export interface SignedIn {
 export const authKeys = {
   all: ['auth'] as const,
   session: () => [...authKeys.all, 'session'] as const,
+  realms: () => [...authKeys.all, 'realms'] as const,
 };
 
 const isPrivilege = (p: string): p is Privilege => Object.hasOwn(PRIVILEGES, p);
@@ -64,4 +65,18 @@ export function useSignedIn() {
 /** Whether the UI offers an action: unknown privileges (API token) show everything; the server still enforces. */
 export function holds(signedIn: SignedIn, privilege: Privilege): boolean {
   return signedIn.privileges === null || signedIn.privileges.has(privilege);
+}
+
+/** The realms the login page offers (public: asked before anyone is logged in). */
+export function useLoginRealms() {
+  return useQuery({
+    queryKey: authKeys.realms(),
+    // GET successes are documented as the OpenAPI `default` answer, which openapi-fetch types as an error: the answer is named here.
+    queryFn: async () => {
+      const list: Schemas['LoginRealmListDto_Output'] = await unwrap(api.GET('/api/v1/auth/realms'));
+      return list.items;
+    },
+    staleTime: 60_000,
+    retry: false,
+  });
 }
