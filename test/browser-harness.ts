@@ -2,8 +2,10 @@ import { freePort, requireBinary, spawnManaged, tempDir, type ManagedProcess } f
 import { createHash, X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { request } from 'node:https';
-import { join, resolve } from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
+import { basename, join, resolve } from 'node:path';
+import type { AxeResults } from 'axe-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { expect } from 'vitest';
 
 export const MANAGER_MAIN = resolve(__dirname, '../apps/manager/dist/main.js');
 export const WEB_DIR = resolve(__dirname, '../apps/web/dist');
@@ -110,4 +112,27 @@ export function launchChromium(...caPems: string[]): Promise<Browser> {
       `--ignore-certificate-errors-spki-list=${spkiHashes.join(',')}`,
     ],
   });
+}
+
+const AXE_SOURCE = resolve(__dirname, '../node_modules/axe-core/axe.min.js');
+const WCAG_21_AA = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'];
+
+/**
+ * What axe-core (the accessibility engine, run in the page) finds against WCAG 2.1 A and AA on the
+ * page as it is now — labels, names, contrast in the current colour scheme, ARIA use — one line per
+ * rule with up to three of the elements that break it. Empty: nothing found.
+ */
+export async function accessibilityViolations(page: Page): Promise<string[]> {
+  if (!(await page.evaluate(() => 'axe' in window))) await page.addScriptTag({ content: readFileSync(AXE_SOURCE, 'utf8') });
+  const violations = await page.evaluate(async (tags) => {
+    const axe = (window as unknown as { axe: { run(context: Document, options: object): Promise<AxeResults> } }).axe;
+    return (await axe.run(document, { runOnly: tags })).violations;
+  }, WCAG_21_AA);
+  return violations.map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.slice(0, 3).map((node) => node.target.join(' ')).join(' | ')}`);
+}
+
+/** A full-page screenshot of what the user sees now (to look at), and axe's check of that same state: the test fails on any finding. */
+export async function screenshotChecked(page: Page, path: string): Promise<void> {
+  await page.screenshot({ path, fullPage: true });
+  expect(await accessibilityViolations(page), `WCAG 2.1 AA findings on ${basename(path)}`).toEqual([]);
 }

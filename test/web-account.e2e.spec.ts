@@ -5,7 +5,7 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium, startBuiltManager } from './browser-harness';
+import { launchChromium, screenshotChecked, startBuiltManager } from './browser-harness';
 
 /**
  * The web UI's account page as a user meets it: the built manager serving the built UI, driven
@@ -46,7 +46,7 @@ describe('the account page of the web UI', () => {
   }
 
   async function screenshot(page: Page, name: string): Promise<void> {
-    await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
+    await screenshotChecked(page, join(SCREENSHOTS, `${name}.png`));
   }
 
   async function fillLogin(page: Page, username: string, password: string): Promise<void> {

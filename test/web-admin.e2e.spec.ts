@@ -4,7 +4,7 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium, startBuiltManager, type BuiltManager, type Json } from './browser-harness';
+import { launchChromium, screenshotChecked, startBuiltManager, type BuiltManager, type Json } from './browser-harness';
 
 /**
  * The Administration page as an administrator meets it: the built manager serving the built UI and
@@ -60,7 +60,7 @@ describe('the Administration page of the web UI', () => {
   }
 
   async function screenshot(page: Page, tab: string): Promise<void> {
-    await page.screenshot({ path: join(SCREENSHOTS, `web-admin-${tab}.png`), fullPage: true });
+    await screenshotChecked(page, join(SCREENSHOTS, `web-admin-${tab}.png`));
   }
 
   /** No horizontal scrolling on a laptop screen. */
@@ -117,7 +117,7 @@ describe('the Administration page of the web UI', () => {
     await form.getByLabel('I have checked this fingerprint').check();
     expect(await add.isEnabled()).toBe(true);
     await fitsTheWidth(page);
-    await page.screenshot({ path: join(SCREENSHOTS, 'web-admin-remotes-add.png'), fullPage: true });
+    await screenshotChecked(page, join(SCREENSHOTS, 'web-admin-remotes-add.png'));
     await add.click();
 
     const report = page.getByTestId('connection-report');
@@ -154,7 +154,7 @@ describe('the Administration page of the web UI', () => {
     expect((await ok('GET', `/api/v1/remotes/${REMOTE}`)).description).toBe('renamed in the browser');
     await page.locator(`[data-testid="admin-remote-row"][data-remote="${REMOTE}"]`).getByText('renamed in the browser').waitFor();
     await fitsTheWidth(page);
-    await page.screenshot({ path: join(SCREENSHOTS, 'web-admin-remotes-edit.png'), fullPage: true });
+    await screenshotChecked(page, join(SCREENSHOTS, 'web-admin-remotes-edit.png'));
     await panel.getByRole('button', { name: 'Close' }).click();
   });
 
@@ -259,7 +259,7 @@ describe('the Administration page of the web UI', () => {
     const ldap = page.getByRole('form', { name: 'New LDAP realm' });
     expect(await ldap.getByLabel('User filter').inputValue()).toBe('(objectClass=inetOrgPerson)');
     await fitsTheWidth(page);
-    await page.screenshot({ path: join(SCREENSHOTS, 'web-admin-realms-ldap-form.png'), fullPage: true });
+    await screenshotChecked(page, join(SCREENSHOTS, 'web-admin-realms-ldap-form.png'));
     await ldap.getByRole('button', { name: 'Cancel' }).click();
 
     await page.getByRole('button', { name: 'New OpenID Connect realm…' }).click();
@@ -365,7 +365,7 @@ describe('the Administration page of the web UI', () => {
         const enabled = await actions.evaluateAll((buttons) => buttons.filter((b) => !(b as HTMLButtonElement).disabled).map((b) => b.textContent));
         expect(enabled, `${tab}: enabled actions`).toEqual([]);
         expect(await actions.first().getAttribute('title')).toMatch(/^Needs the (remote|access)\.modify privilege$/);
-        if (tab === 'Users') await page.screenshot({ path: join(SCREENSHOTS, 'web-admin-auditor-users-dark.png'), fullPage: true });
+        if (tab === 'Users') await screenshotChecked(page, join(SCREENSHOTS, 'web-admin-auditor-users-dark.png'));
       }
     } finally {
       await context.close();

@@ -4,7 +4,7 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium, requestApi, startBuiltManager } from './browser-harness';
+import { launchChromium, requestApi, screenshotChecked, startBuiltManager } from './browser-harness';
 
 /**
  * The dashboard, the resources page and the VM page as users meet them: the built manager serving
@@ -58,7 +58,7 @@ describe('the dashboard, resources and VM pages of the web UI', () => {
   }
 
   async function screenshot(page: Page, name: string): Promise<void> {
-    await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
+    await screenshotChecked(page, join(ARTIFACTS, `${name}.png`));
   }
 
   const text = async (page: Page, testId: string) => (await page.getByTestId(testId).first().textContent())?.trim();

@@ -4,7 +4,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium, requestApi, startBuiltManager, type Json } from './browser-harness';
+import { launchChromium, requestApi, screenshotChecked, startBuiltManager, type Json } from './browser-harness';
 
 /**
  * The migration wizard, the tasks pages and the audit log as a user meets them: the built manager
@@ -58,7 +58,7 @@ describe('the migration wizard, tasks and audit log of the web UI', () => {
   }
 
   async function screenshot(name: string): Promise<void> {
-    await page.screenshot({ path: join(ARTIFACTS, `web-${name}.png`), fullPage: true });
+    await screenshotChecked(page, join(ARTIFACTS, `web-${name}.png`));
   }
 
   const next = () => page.getByRole('button', { name: 'Next', exact: true }).click();

@@ -4,7 +4,7 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium, startBuiltManager, type BuiltManager, type Json } from './browser-harness';
+import { launchChromium, screenshotChecked, startBuiltManager, type BuiltManager, type Json } from './browser-harness';
 
 /**
  * The login page's realm choice as a user meets it: the built manager with a local realm, an LDAP
@@ -39,7 +39,7 @@ describe('the realms of the login page', () => {
     return page;
   }
 
-  const screenshot = (page: Page, name: string) => page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
+  const screenshot = (page: Page, name: string) => screenshotChecked(page, join(SCREENSHOTS, `${name}.png`));
 
   async function signedInUser(page: Page): Promise<string | null> {
     const user = page.getByTestId('signed-in-user');
@@ -152,7 +152,8 @@ describe('the realms of the login page', () => {
     await page.waitForURL((url) => url.origin === new URL(provider.issuer).origin);
     await page.locator('input[name="login"]').fill('dora');
     await page.locator('input[name="password"]').fill('any');
-    await screenshot(page, 'provider-login');
+    // The provider's own page: looked at, not ours to check.
+    await page.screenshot({ path: join(SCREENSHOTS, 'provider-login.png'), fullPage: true });
     await page.getByRole('button', { name: 'Sign-in' }).click();
     await page.getByRole('button', { name: 'Continue' }).click();
     await page.waitForURL((url) => url.origin === manager.base);

@@ -5,8 +5,7 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium } from './browser-harness';
-import type { Json } from './browser-harness';
+import { launchChromium, screenshotChecked, type Json } from './browser-harness';
 import { startDemoTopology, type DemoTopology } from './demo-topology';
 
 /**
@@ -61,7 +60,7 @@ describe('the web UI for an operator, an auditor and a tenant', () => {
   }
 
   async function screenshot(page: Page, name: string): Promise<void> {
-    await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
+    await screenshotChecked(page, join(SCREENSHOTS, `${name}.png`));
   }
 
   beforeAll(async () => {

@@ -4,7 +4,7 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium, startBuiltManager } from './browser-harness';
+import { launchChromium, screenshotChecked, startBuiltManager } from './browser-harness';
 
 /**
  * WebAuthn as a second factor, end to end: the built manager process and Chromium with a virtual
@@ -192,7 +192,7 @@ describe('WebAuthn as a second factor in the browser', () => {
     const useKey = page.getByRole('button', { name: 'Use security key' });
     await useKey.waitFor();
     mkdirSync(SCREENSHOTS, { recursive: true });
-    await page.screenshot({ path: join(SCREENSHOTS, 'tfa-webauthn.png') });
+    await screenshotChecked(page, join(SCREENSHOTS, 'tfa-webauthn.png'));
     await useKey.click();
     await page.getByText('Signed in as').waitFor({ timeout: 15_000 });
     expect(await page.getByText(ADMIN).first().isVisible()).toBe(true);
