@@ -59,6 +59,8 @@ export interface BuiltManager {
   readonly bootstrapToken: string;
   /** A request to its REST API, with the bootstrap admin token unless another is given. */
   api(method: string, path: string, body?: unknown, token?: string): Promise<ApiAnswer>;
+  /** The same with the bootstrap token, for set-up: fails the test unless the answer is a success (< 300); answers the body. */
+  ok(method: string, path: string, body?: unknown): Promise<Json>;
 }
 
 /** The built manager process, as an operator starts it: embedded PostgreSQL, the built web UI, a known admin password. */
@@ -91,6 +93,11 @@ export async function startBuiltManager(adminPassword: string): Promise<BuiltMan
     clientCaPem: readFileSync(join(stateDir, 'pki/client-ca.crt'), 'utf8'),
     bootstrapToken,
     api: (method, path, body, token = bootstrapToken) => requestApi({ base, caPem }, token, method, path, body),
+    async ok(method, path, body) {
+      const answer = await requestApi({ base, caPem }, bootstrapToken, method, path, body);
+      expect(answer.status, `${method} ${path}: ${JSON.stringify(answer.body)}`).toBeLessThan(300);
+      return answer.body;
+    },
   };
 }
 
@@ -114,7 +121,7 @@ export function launchChromium(...caPems: string[]): Promise<Browser> {
   });
 }
 
-const AXE_SOURCE = resolve(__dirname, '../node_modules/axe-core/axe.min.js');
+let axeSource: string | undefined;
 const WCAG_21_AA = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'];
 
 /**
@@ -123,7 +130,10 @@ const WCAG_21_AA = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'];
  * rule with up to three of the elements that break it. Empty: nothing found.
  */
 export async function accessibilityViolations(page: Page): Promise<string[]> {
-  if (!(await page.evaluate(() => 'axe' in window))) await page.addScriptTag({ content: readFileSync(AXE_SOURCE, 'utf8') });
+  if (!(await page.evaluate(() => 'axe' in window))) {
+    axeSource ??= readFileSync(resolve(__dirname, '../node_modules/axe-core/axe.min.js'), 'utf8');
+    await page.addScriptTag({ content: axeSource });
+  }
   const violations = await page.evaluate(async (tags) => {
     const axe = (window as unknown as { axe: { run(context: Document, options: object): Promise<AxeResults> } }).axe;
     return (await axe.run(document, { runOnly: tags })).violations;

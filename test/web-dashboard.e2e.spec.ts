@@ -4,7 +4,7 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium, requestApi, screenshotChecked, startBuiltManager } from './browser-harness';
+import { launchChromium, requestApi, screenshotChecked, startBuiltManager, type BuiltManager } from './browser-harness';
 
 /**
  * The dashboard, the resources page and the VM page as users meet them: the built manager serving
@@ -23,6 +23,7 @@ type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-ex
 
 describe('the dashboard, resources and VM pages of the web UI', () => {
   let manager: ManagedProcess;
+  let built: BuiltManager;
   let base: string;
   let ca: string;
   let token: string;
@@ -35,11 +36,7 @@ describe('the dashboard, resources and VM pages of the web UI', () => {
   /** The manager's REST API with the bootstrap admin token (set-up and expected figures). */
   const api = (method: string, path: string, body?: unknown) => requestApi({ base, caPem: ca }, token, method, path, body);
 
-  async function ok(method: string, path: string, body?: unknown): Promise<Json> {
-    const answer = await api(method, path, body);
-    expect(answer.status, `${method} ${path}: ${JSON.stringify(answer.body)}`).toBeLessThan(300);
-    return answer.body;
-  }
+  const ok = (method: string, path: string, body?: unknown) => built.ok(method, path, body);
 
   async function openUi(options: { colorScheme?: 'light' | 'dark' } = {}): Promise<Page> {
     await context?.close();
@@ -77,11 +74,11 @@ describe('the dashboard, resources and VM pages of the web UI', () => {
 
   beforeAll(async () => {
     mkdirSync(ARTIFACTS, { recursive: true });
-    const started = await startBuiltManager(ADMIN_PASSWORD);
-    manager = started.process;
-    token = started.bootstrapToken;
-    ca = started.caPem;
-    base = started.base;
+    built = await startBuiltManager(ADMIN_PASSWORD);
+    manager = built.process;
+    token = built.bootstrapToken;
+    ca = built.caPem;
+    base = built.base;
     const clientCa = (await ok('GET', '/api/v1/manager/identity')).clientCa.pem as string;
     [main, lab] = await Promise.all([
       startCluster({ clusterId: 'dc-main', nodes: 2, vmsPerNode: 6, trustedClientCaPem: clientCa, logLevel: 'warn' }),
