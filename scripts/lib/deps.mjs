@@ -18,6 +18,12 @@ export const DEBIAN_PACKAGES = [
   { binary: 'virsh', package: 'libvirt-clients', for: 'the libvirt hypervisor driver' },
   { binary: 'libvirtd', package: 'libvirt-daemon-system', for: 'the libvirt driver tests (a private libvirtd)' },
   { file: '/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so', package: 'libvirt-daemon-driver-qemu', for: "libvirtd's QEMU driver" },
+  { binary: 'ceph-mon', package: 'ceph-mon', for: 'throw-away Ceph clusters of the storage tests (monitor)' },
+  { binary: 'ceph-mgr', package: 'ceph-mgr', for: 'throw-away Ceph clusters of the storage tests (manager: mirror snapshot schedules)' },
+  { binary: 'ceph-osd', package: 'ceph-osd', for: 'throw-away Ceph clusters of the storage tests (a bluestore OSD on a sparse file)' },
+  { binary: 'rbd-mirror', package: 'rbd-mirror', for: 'RBD mirroring between the storage tests\' two Ceph clusters' },
+  { binary: 'rbd', package: 'ceph-common', for: 'the rbd storage driver' },
+  { binary: 'ceph', package: 'ceph-common', for: 'the rbd storage driver (cluster health, blocklists)' },
 ];
 
 /** True when what `dependency` names is on this machine. */

@@ -21,5 +21,15 @@ export function storageServiceHandlers(rpc: RpcRouter, storage: StorageService):
     PromoteImage: rpc.unimplemented('StorageService.PromoteImage', MIRRORING),
     DemoteImage: rpc.unimplemented('StorageService.DemoteImage', MIRRORING),
     ResyncImage: rpc.unimplemented('StorageService.ResyncImage', MIRRORING),
+    SnapshotVm: rpc.unimplemented('StorageService.SnapshotVm', SNAPSHOTS),
+    ListVmSnapshots: rpc.unimplemented('StorageService.ListVmSnapshots', SNAPSHOTS),
+    DeleteVmSnapshot: rpc.unimplemented('StorageService.DeleteVmSnapshot', SNAPSHOTS),
+    RollbackVm: rpc.unimplemented('StorageService.RollbackVm', SNAPSHOTS),
+    DisableMirroring: rpc.unimplemented('StorageService.DisableMirroring', MIRRORING),
+    CreateMirrorSnapshot: rpc.unimplemented('StorageService.CreateMirrorSnapshot', MIRRORING),
+    CreatePeerBootstrap: rpc.unimplemented('StorageService.CreatePeerBootstrap', MIRRORING),
+    ImportPeerBootstrap: rpc.unimplemented('StorageService.ImportPeerBootstrap', MIRRORING),
+    GetPoolMirrorStatus: rpc.unimplemented('StorageService.GetPoolMirrorStatus', MIRRORING),
+    FenceImage: rpc.unimplemented('StorageService.FenceImage', MIRRORING),
   };
 }
