@@ -12,6 +12,7 @@ import {
   type NodeServiceClient,
   type PrepareMigrationRequest,
   type PrepareMigrationResponse__Output,
+  type StorageServiceClient,
   type Vm__Output,
   type VmServiceClient,
 } from '@debvisor/proto';
@@ -34,6 +35,7 @@ interface Clients {
   readonly node: NodeServiceClient;
   readonly vm: VmServiceClient;
   readonly migration: MigrationServiceClient;
+  readonly storage: StorageServiceClient;
 }
 
 /** Which end of a migration a call is about: the VM, and the node holding that end (empty: the VM's node). */
@@ -361,13 +363,15 @@ export class AgentClientRepository implements OnApplicationShutdown {
     const node = new v1.NodeService(endpoint, credentials, channelOptions);
     const vm = new v1.VmService(endpoint, credentials, { ...channelOptions, channelOverride: node.getChannel() });
     const migration = new v1.MigrationService(endpoint, credentials, { ...channelOptions, channelOverride: node.getChannel() });
-    const clients = { node, vm, migration };
+    const storage = new v1.StorageService(endpoint, credentials, { ...channelOptions, channelOverride: node.getChannel() });
+    const clients = { node, vm, migration, storage };
     byEndpoint.set(key, clients);
     return clients;
   }
 }
 
 function closeClients(clients: Clients): void {
+  clients.storage.close();
   clients.migration.close();
   clients.vm.close();
   clients.node.close();
