@@ -1,5 +1,6 @@
 export * from './agent';
 export * from './binaries';
+export * from './ceph';
 export * from './etcd';
 export * from './libvirtd';
 export * from './oidc-provider';
