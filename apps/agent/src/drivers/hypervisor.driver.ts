@@ -177,6 +177,13 @@ export interface MigrationStats {
   error?: string;
 }
 
+/** What freezing a guest's filesystems achieved (the snapshot's consistency follows from it). */
+export interface FreezeResult {
+  frozen: boolean;
+  /** Why not, when not frozen (no guest agent answered within N ms, VM not running, ...); else what froze. */
+  reason: string;
+}
+
 /**
  * A hypervisor as the agent drives it: sim today, qemu and libvirt later. Operations return once
  * the VM reached its new state; each VM takes one operation at a time (a second one is refused
@@ -225,4 +232,15 @@ export interface HypervisorDriver {
   finishOutgoing(uuid: string): Promise<void>;
   /** Removes a stopped VM from this host (offline migration's source, after the target defined it). */
   undefine(uuid: string): Promise<void>;
+
+  // Guest filesystems, for application-consistent snapshots (QEMU guest agent: guest-fsfreeze-*).
+
+  /**
+   * Freezes the running guest's filesystems, waiting at most `timeoutMs` for its guest agent. A
+   * guest without an agent (or a stopped VM) is not an error: frozen false, with the reason.
+   * The caller thaws in any case (thawFilesystems is safe on a guest that is not frozen).
+   */
+  freezeFilesystems(uuid: string, timeoutMs: number): Promise<FreezeResult>;
+  /** Thaws the guest's filesystems; never throws for a guest that is not frozen or has no agent. */
+  thawFilesystems(uuid: string): Promise<void>;
 }

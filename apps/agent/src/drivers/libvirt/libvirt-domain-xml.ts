@@ -74,6 +74,8 @@ export function buildDomainXml(input: VmDefinition, options: DomainXmlOptions): 
   }
   add("    <serial type='pty'><target port='0'/></serial>");
   add("    <console type='pty'><target type='serial' port='0'/></console>");
+  // The QEMU guest agent's channel (libvirt picks the socket): domfsfreeze/domfsthaw for snapshots.
+  add("    <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>");
   add("    <memballoon model='virtio'/>");
   add('  </devices>');
   add('</domain>');

@@ -7,6 +7,7 @@ import { hasControlCharacters } from '../../shared/text';
 import { HostFactsRepository } from '../host-facts.repository';
 import type {
   DriverHealth,
+  FreezeResult,
   HostFacts,
   HostUsage,
   HypervisorDriver,
@@ -417,6 +418,30 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
   }
 
   // ----- helpers -----
+
+  /**
+   * `virsh domfsfreeze` through the guest agent channel of the domain XML, bounded by `timeoutMs`
+   * (virsh is killed after it; libvirt's own agent timeout may be shorter).
+   */
+  async freezeFilesystems(uuid: string, timeoutMs: number): Promise<FreezeResult> {
+    const spec = await this.spec(uuid);
+    if (!spec) throw new AgentError(ErrorCode.NotFound, `no VM ${uuid} on this node`);
+    const { state } = await this.state(uuid);
+    if (state !== 'running') return { frozen: false, reason: `VM ${spec.name} is ${state}, not running` };
+    try {
+      const output = await this.options.virsh.run(['domfsfreeze', '--', uuid], timeoutMs);
+      return { frozen: true, reason: output.trim() || 'the guest agent froze the filesystems' };
+    } catch (error) {
+      if (!(error instanceof AgentError) || error.code === ErrorCode.NotFound) throw error;
+      if (error.code === ErrorCode.DeadlineExceeded) return { frozen: false, reason: `no QEMU guest agent answered within ${timeoutMs} ms` };
+      return { frozen: false, reason: `the guest agent did not freeze the filesystems: ${error.message}` };
+    }
+  }
+
+  async thawFilesystems(uuid: string): Promise<void> {
+    // Thawing a guest that is not frozen (or has no agent) is an error for libvirt, not for us.
+    await this.options.virsh.run(['domfsthaw', '--', uuid]).catch(() => undefined);
+  }
 
   private virsh(args: string[]): Promise<string> {
     return this.options.virsh.run(args);

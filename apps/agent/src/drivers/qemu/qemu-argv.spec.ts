@@ -3,7 +3,7 @@ import { ErrorCode } from '../../shared/agent-error';
 import type { VmDefinition } from '../hypervisor.driver';
 import { buildQemuArgv, qemuCpuArg, qemuDefinitionProblem, type QemuArgvOptions } from './qemu-argv';
 
-const paths = { qmp: '/var/lib/debvisor/run/u/qmp', pidFile: '/var/lib/debvisor/run/u/pid', serialLog: '/var/lib/debvisor/run/u/serial.log' };
+const paths = { qmp: '/var/lib/debvisor/run/u/qmp', pidFile: '/var/lib/debvisor/run/u/pid', serialLog: '/var/lib/debvisor/run/u/serial.log', guestAgent: '/var/lib/debvisor/run/u/qga.sock' };
 
 function spec(overrides: Partial<VmDefinition> = {}): VmDefinition {
   return {
@@ -30,6 +30,8 @@ function values(args: string[], flag: string): string[] {
   return args.flatMap((arg, i) => (arg === flag ? [args[i + 1]!] : []));
 }
 
+const GUEST_AGENT_DEVICES = ['virtio-serial', 'virtserialport,chardev=qga0,name=org.qemu.guest_agent.0'];
+
 describe('QEMU argument vector', () => {
   it('describes the machine, CPU, memory, console and monitor of a VM', () => {
     const args = argv();
@@ -39,9 +41,17 @@ describe('QEMU argument vector', () => {
     expect(values(args, '-smp')).toEqual(['2']);
     expect(values(args, '-m')).toEqual(['512M']);
     expect(values(args, '-pidfile')).toEqual([paths.pidFile]);
-    expect(values(args, '-chardev')).toEqual([`socket,id=qmp,path=${paths.qmp},server=on,wait=off`, `file,id=serial0,path=${paths.serialLog}`]);
+    expect(values(args, '-chardev')).toEqual([
+      `socket,id=qmp,path=${paths.qmp},server=on,wait=off`,
+      `file,id=serial0,path=${paths.serialLog}`,
+      `socket,id=qga0,path=${paths.guestAgent},server=on,wait=off`,
+    ]);
     expect(args).toEqual(expect.arrayContaining(['-nodefaults', '-no-user-config', '-daemonize']));
     expect(args).not.toContain('-incoming');
+  });
+
+  it('gives every VM a virtio-serial channel for the QEMU guest agent, before its disks and NICs', () => {
+    expect(values(argv(), '-device')).toEqual(GUEST_AGENT_DEVICES);
   });
 
   it('maps CPU levels to enforced qemu64 flag sets and host models to "host" on KVM only', () => {
@@ -67,7 +77,7 @@ describe('QEMU argument vector', () => {
       'file=/srv/a,,b/fast/web-01-data.raw,format=raw,if=none,id=disk1,cache=writeback,discard=unmap',
       'file=/srv/a,,b/slow/web-01-old.raw,format=raw,if=none,id=disk2,cache=writeback,discard=unmap',
     ]);
-    expect(values(files, '-device')).toEqual([
+    expect(values(files, '-device').slice(GUEST_AGENT_DEVICES.length)).toEqual([
       'virtio-blk-pci,drive=disk0,id=disk0-dev,bootindex=1',
       'virtio-scsi-pci,id=scsi0',
       'scsi-hd,bus=scsi0.0,drive=disk1,id=disk1-dev,bootindex=2',
@@ -79,7 +89,7 @@ describe('QEMU argument vector', () => {
   it('bridges NICs with their MAC and model', () => {
     const args = argv({ nics: [{ mac: '52:54:00:aa:bb:cc', bridge: 'vmbr0', model: 'virtio', vlan: 0 }] });
     expect(values(args, '-netdev')).toEqual(['bridge,id=net0,br=vmbr0']);
-    expect(values(args, '-device')).toEqual(['virtio-net-pci,netdev=net0,mac=52:54:00:aa:bb:cc,id=net0-dev']);
+    expect(values(args, '-device').slice(GUEST_AGENT_DEVICES.length)).toEqual(['virtio-net-pci,netdev=net0,mac=52:54:00:aa:bb:cc,id=net0-dev']);
   });
 
   it('boots a kernel from the boot directory when labelled, and waits for a migration when incoming', () => {

@@ -33,7 +33,12 @@ export interface QemuRunPaths {
   qmp: string;
   pidFile: string;
   serialLog: string;
+  /** The QEMU guest agent's channel (a unix socket QEMU listens on). */
+  guestAgent: string;
 }
+
+/** The virtio-serial port name a QEMU guest agent looks for. */
+export const GUEST_AGENT_PORT = 'org.qemu.guest_agent.0';
 
 export interface QemuArgvOptions {
   spec: VmDefinition;
@@ -109,7 +114,7 @@ export function buildQemuArgv(options: QemuArgvOptions): string[] {
   const { spec, config, paths } = options;
   const problem = qemuDefinitionProblem(spec, config);
   if (problem) throw new AgentError(ErrorCode.InvalidArgument, `VM ${spec.name} cannot run on QEMU: ${problem}`);
-  for (const path of [paths.qmp, paths.pidFile, paths.serialLog]) {
+  for (const path of [paths.qmp, paths.pidFile, paths.serialLog, paths.guestAgent]) {
     if (!isAbsolute(path)) throw new AgentError(ErrorCode.Internal, 'QEMU runtime paths must be absolute');
   }
   const memoryMib = spec.memoryBytes / MiB;
@@ -134,6 +139,13 @@ export function buildQemuArgv(options: QemuArgvOptions): string[] {
     `file,id=serial0,path=${opt(paths.serialLog)}`,
     '-serial',
     'chardev:serial0',
+    // The guest agent's channel: freezes the guest's filesystems for snapshots when the guest runs an agent.
+    '-chardev',
+    `socket,id=qga0,path=${opt(paths.guestAgent)},server=on,wait=off`,
+    '-device',
+    'virtio-serial',
+    '-device',
+    `virtserialport,chardev=qga0,name=${GUEST_AGENT_PORT}`,
     '-cpu',
     qemuCpuArg(spec.cpuModel, config.accel),
     '-smp',

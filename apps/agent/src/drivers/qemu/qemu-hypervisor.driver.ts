@@ -6,6 +6,7 @@ import { HostFactsRepository } from '../host-facts.repository';
 import {
   vmDefinitionSchema,
   type DriverHealth,
+  type FreezeResult,
   type HostFacts,
   type HostUsage,
   type HypervisorDriver,
@@ -21,6 +22,7 @@ import {
   type VmState,
 } from '../hypervisor.driver';
 import { bootFiles, buildQemuArgv, imagePath, isNamedQemuCpuModel, qemuDefinitionProblem, type QemuConfig, type QemuRunPaths } from './qemu-argv';
+import { GuestAgentError, GuestAgentTimeoutError, guestAgentCommand } from './qemu-guest-agent';
 import { migrationStats, migrationStatus, queryMigrateSchema, type QueryMigrate } from './qemu-migration-stats';
 import { QemuProcessRepository, QemuStartError } from './qemu-process.repository';
 import { QemuStateRepository, type QemuVmRecord } from './qemu-state.repository';
@@ -34,6 +36,8 @@ const QUERY_TIMEOUT_MS = 3_000;
 const QUIT_TIMEOUT_MS = 10_000;
 const CANCEL_TIMEOUT_MS = 30_000;
 const TOOL_TIMEOUT_MS = 10_000;
+/** How long a thaw waits for the guest agent (a freeze has the caller's bound). */
+const THAW_TIMEOUT_MS = 10_000;
 /** For re-attaching to a running QEMU's monitor (a fresh QEMU gets qemu.startTimeoutSeconds). */
 const RECONNECT_TIMEOUT_MS = 5_000;
 /** QEMU's max-bandwidth for "unlimited" (its own default is 128 MiB/s). */
@@ -121,7 +125,7 @@ export class QemuHypervisorDriver implements HypervisorDriver {
 
   static async open(options: QemuHypervisorOptions): Promise<QemuHypervisorDriver> {
     const driver = new QemuHypervisorDriver(options);
-    const longest = driver.paths('0'.repeat(UUID_LENGTH)).qmp;
+    const longest = driver.paths('0'.repeat(UUID_LENGTH)).guestAgent;
     if (Buffer.byteLength(longest) > MAX_SOCKET_PATH) {
       throw new Error(
         `stateDir ${options.stateDir} is too long for QEMU's unix sockets: ${longest} has ${Buffer.byteLength(longest)} bytes, at most ${MAX_SOCKET_PATH} are possible; choose a shorter stateDir`,
@@ -253,6 +257,26 @@ export class QemuHypervisorDriver implements HypervisorDriver {
     if (this.saveError) return { name: this.name, status: 'degraded', message: `cannot save the VM state: ${this.saveError}` };
     const running = [...this.vms.values()].filter((vm) => vm.process && vm.record.phase === 'defined').length;
     return { name: this.name, status: 'ok', message: `QEMU ${version} (${this.config.accel}), ${this.vms.size} VMs, ${running} running` };
+  }
+
+  async freezeFilesystems(uuid: string, timeoutMs: number): Promise<FreezeResult> {
+    const vm = this.find(uuid);
+    const state = vm.process ? await this.liveState(vm) : vm.record.state;
+    if (!vm.process || state !== 'running') return { frozen: false, reason: `VM ${vm.record.spec.name} is ${state}, not running` };
+    try {
+      const count = await guestAgentCommand(this.paths(uuid).guestAgent, 'guest-fsfreeze-freeze', timeoutMs);
+      return { frozen: true, reason: `the guest agent froze ${typeof count === 'number' ? count : 'the'} filesystems` };
+    } catch (error) {
+      if (error instanceof GuestAgentTimeoutError || error instanceof GuestAgentError) return { frozen: false, reason: error.message };
+      throw error;
+    }
+  }
+
+  async thawFilesystems(uuid: string): Promise<void> {
+    const vm = this.find(uuid);
+    if (!vm.process) return;
+    // A guest that is not frozen answers 0; one without an agent does not answer (and was never frozen).
+    await guestAgentCommand(this.paths(uuid).guestAgent, 'guest-fsfreeze-thaw', THAW_TIMEOUT_MS).catch(() => undefined);
   }
 
   /** Lets go of the QEMU monitors; the QEMUs keep running. */
@@ -835,6 +859,7 @@ export class QemuHypervisorDriver implements HypervisorDriver {
       qmp: join(dir, 'qmp'),
       pidFile: join(dir, 'pid'),
       serialLog: join(dir, 'serial.log'),
+      guestAgent: join(dir, 'qga.sock'),
       log: join(dir, 'qemu.log'),
       migration: join(dir, 'mig'),
       pskIn: join(dir, 'psk'),

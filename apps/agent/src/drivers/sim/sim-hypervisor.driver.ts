@@ -4,6 +4,7 @@ import type { Clock } from '../../shared/clock';
 import {
   vmDefinitionSchema,
   type DriverHealth,
+  type FreezeResult,
   type HostFacts,
   type HostUsage,
   type HypervisorDriver,
@@ -31,6 +32,8 @@ export const HUNG_GUEST_LABEL = 'sim-guest';
 
 /** A VM labelled `sim-dirty-rate: <bytes per second>` dirties its memory at that rate during a migration. */
 export const DIRTY_RATE_LABEL = 'sim-dirty-rate';
+/** A VM labelled `sim-guest-agent: yes` has a QEMU guest agent that freezes its filesystems for snapshots. */
+export const GUEST_AGENT_LABEL = 'sim-guest-agent';
 /** Without the label: what each busy vCPU dirties (a VM's dirty rate follows its CPU usage). */
 export const DIRTY_BYTES_PER_BUSY_VCPU = 40_000_000;
 /** The link a migration moves at without a bandwidth limit (10 GbE), unless configured. */
@@ -471,6 +474,17 @@ export class SimHypervisorDriver implements HypervisorDriver {
     this.incomings.delete(uuid);
     await this.persist();
   }
+
+  async freezeFilesystems(uuid: string, timeoutMs: number): Promise<FreezeResult> {
+    const vm = this.vms.get(uuid);
+    if (!vm) throw new AgentError(ErrorCode.NotFound, `no VM ${uuid} on this node`);
+    if (vm.state !== 'running') return { frozen: false, reason: `VM ${vm.spec.name} is ${vm.state}, not running` };
+    if (vm.spec.labels[GUEST_AGENT_LABEL] !== 'yes') return { frozen: false, reason: `no QEMU guest agent answered within ${timeoutMs} ms` };
+    return { frozen: true, reason: 'the guest agent froze the filesystems' };
+  }
+
+  /** The simulated guest's I/O never stops, so there is nothing to thaw. */
+  async thawFilesystems(_uuid: string): Promise<void> {}
 
   private incomingHandler(uuid: string, incoming: IncomingMigration): IncomingHandler {
     const fail = (reason: string) => {
