@@ -1,9 +1,12 @@
 import { parseEndpoint } from '@debvisor/common';
+import { X509Certificate } from 'node:crypto';
 import type { MigrationProgress, PrepareMigrationResponse } from '@debvisor/proto';
 import type { HypervisorDriver, MigrationAddress, MigrationStats, VmInstance } from '../drivers/hypervisor.driver';
 import { AgentError, ErrorCode } from '../shared/agent-error';
 import type { Clock } from '../shared/clock';
 import type { Logger } from '../shared/logger';
+import type { OperationLocks } from '../shared/operation-locks';
+import type { VmDiskLocks } from '../vms/vm-disk-locks';
 import type { VmIndexRepository } from '../vms/vm-index.repository';
 import { toProtoVm } from '../vms/vm.mapper';
 import { pskOf } from './migration-cookies';
@@ -41,6 +44,12 @@ export interface MigrationSourceDeps {
   index: Pick<VmIndexRepository, 'removeIfOwnedBy'>;
   tunnels: Pick<TunnelClientRepository, 'open'>;
   sockets: Pick<MigrationSocketRepository, 'listenOnce'>;
+  /** Held as 'migration' for the whole migration: storage operations on the VM are refused meanwhile, and it waits for none. */
+  vmLocks: OperationLocks;
+  /** Released when the VM moved to another cluster (within one, the target holds the same locks in the VM's name). */
+  disks: Pick<VmDiskLocks, 'unlock'>;
+  /** This cluster's CA: a target under another CA is another cluster. */
+  clusterCa: X509Certificate;
   clock: Clock;
   logger: Logger;
 }
@@ -58,7 +67,7 @@ export class MigrationSourceService {
   constructor(private readonly deps: MigrationSourceDeps) {}
 
   async prepare(input: PrepareMigrationInput): Promise<PrepareMigrationResponse> {
-    const vm = await this.deps.driver.get(input.vm.uuid);
+    const vm = this.withAgentLock(await this.deps.driver.get(input.vm.uuid));
     const checks = sourceChecks(vm, input.vm.uuid, this.deps.nodeId, input.online);
     if (vm && [...this.migrations.values()].some((m) => m.vm.spec.uuid === vm.spec.uuid && m.endedAt === undefined)) {
       checks.push({ name: 'vm-migration', result: 'fail', reason: 'the VM is already being migrated' });
@@ -81,7 +90,7 @@ export class MigrationSourceService {
       if (existing.input.uuid !== input.uuid) throw new AgentError(ErrorCode.AlreadyExists, `migration ${input.migrationId} is of another VM`);
       return this.follow(existing, emit);
     }
-    const vm = await this.deps.driver.get(input.uuid);
+    const vm = this.withAgentLock(await this.deps.driver.get(input.uuid));
     if (!vm) throw new AgentError(ErrorCode.NotFound, `VM ${input.uuid} is not on node ${this.deps.nodeId}`);
     const checks = sourceChecks(vm, input.uuid, this.deps.nodeId, !input.offline);
     const failed = checks.find((check) => check.result === 'fail');
@@ -89,6 +98,7 @@ export class MigrationSourceService {
     if ([...this.migrations.values()].some((m) => m.vm.spec.uuid === input.uuid && m.endedAt === undefined)) {
       throw new AgentError(ErrorCode.FailedPrecondition, 'the VM is already being migrated');
     }
+    const release = this.deps.vmLocks.hold(input.uuid, 'migration', vm.spec.name);
     const outgoing: Outgoing = {
       input,
       vm,
@@ -99,7 +109,7 @@ export class MigrationSourceService {
       done: Promise.resolve(undefined as unknown as MigrationProgress),
     };
     this.migrations.set(input.migrationId, outgoing);
-    outgoing.done = this.run(outgoing).then((final) => {
+    outgoing.done = this.run(outgoing).finally(release).then((final) => {
       outgoing.endedAt = this.deps.clock.now().getTime();
       this.publish(outgoing, final);
       this.prune();
@@ -174,6 +184,7 @@ export class MigrationSourceService {
         bridge.send('commit');
         await channel.expect('committed', COMMIT_TIMEOUT_MS, 'the target did not confirm the definition');
         await driver.undefine(input.uuid);
+        await this.leaveDisks(input, vm);
         await this.forgetHere(input.uuid, vm.spec.name, log);
         return { phase: 'completed', message: `the stopped VM is now defined on node ${input.targetNodeId}`, totalTimeMs: elapsed(startedAt) };
       }
@@ -263,6 +274,7 @@ export class MigrationSourceService {
         }
       }
       await driver.finishOutgoing(input.uuid);
+      await this.leaveDisks(input, vm);
       await this.forgetHere(input.uuid, vm.spec.name, log);
       log.info({ downtimeMs: stats.downtimeMs, totalTimeMs: stats.totalTimeMs }, 'migration completed');
       return {
@@ -291,6 +303,27 @@ export class MigrationSourceService {
   private cancelled(bridge: TunnelBridge, vm: VmInstance, how: string): MigrationProgress {
     bridge.send('abort', 'cancelled');
     return { phase: 'cancelled', message: `${how}; the VM keeps running on node ${this.deps.nodeId}`, totalBytes: String(vm.spec.memoryBytes) };
+  }
+
+  /** The VM as pre-flight sees it: held when this agent's storage or power operation holds it. */
+  private withAgentLock(vm: VmInstance | undefined): VmInstance | undefined {
+    const holder = vm && !vm.runtime.lockedBy ? this.deps.vmLocks.holder(vm.spec.uuid) : undefined;
+    return vm && holder ? { ...vm, runtime: { ...vm.runtime, lockedBy: holder } } : vm;
+  }
+
+  /** Releases the disk locks of a VM that left for another cluster (its images there are other images). */
+  private async leaveDisks(input: MigrateVmInput, vm: VmInstance): Promise<void> {
+    if (!this.isOtherCluster(input.targetCaPem)) return;
+    await this.deps.disks.unlock(vm.spec);
+  }
+
+  private isOtherCluster(targetCaPem: string): boolean {
+    if (targetCaPem === '') return false;
+    try {
+      return new X509Certificate(targetCaPem).fingerprint256 !== this.deps.clusterCa.fingerprint256;
+    } catch {
+      return true;
+    }
   }
 
   /** Drops this node's VM index entry (another cluster's target cannot do it). */

@@ -8,6 +8,7 @@ import type { MutualTls13ServerCredentials } from '../rpc/tls-credentials';
 import { AgentError, ErrorCode } from '../shared/agent-error';
 import type { Clock } from '../shared/clock';
 import type { Logger } from '../shared/logger';
+import type { VmDiskLocks } from '../vms/vm-disk-locks';
 import type { VmIndexRepository } from '../vms/vm-index.repository';
 import { pskOf, type MigrationCookies } from './migration-cookies';
 import { allPass, mappedSpec, targetChecks, type PreflightCheck } from './migration-preflight';
@@ -56,6 +57,8 @@ export interface MigrationTargetDeps {
   cookies: MigrationCookies;
   credentials: Pick<MutualTls13ServerCredentials, 'trustPeerCa' | 'forgetPeerCa'>;
   sockets: Pick<MigrationSocketRepository, 'connect'>;
+  /** Taken before the VM runs here: refused when another VM holds one of its disks. */
+  disks: Pick<VmDiskLocks, 'lock' | 'unlock'>;
   clock: Clock;
   logger: Logger;
 }
@@ -213,7 +216,7 @@ export class MigrationTargetService {
     if (frame.control !== 'commit' || reservation.state !== 'receiving') return;
     try {
       const { spec } = reservation;
-      if (reservation.online) await this.deps.driver.commitIncoming(spec.uuid);
+      if (reservation.online) await this.commitHoldingDisks(reservation);
       else await this.deps.driver.define(spec);
       reservation.state = 'committed';
       reservation.message = `running on node ${this.deps.nodeId}`;
@@ -229,6 +232,22 @@ export class MigrationTargetService {
     }
     // The source ends the tunnel: with post-copy, pages still flow through it after the commit.
     await this.end(reservation);
+  }
+
+  /**
+   * Runs the incoming VM once it holds its disks. Within one cluster the source holds them in the
+   * same VM's name, so the locks are already the VM's; from another cluster they are taken here
+   * (and given back when the VM cannot run).
+   */
+  private async commitHoldingDisks(reservation: Reservation): Promise<void> {
+    const { spec } = reservation;
+    await this.deps.disks.lock(spec);
+    try {
+      await this.deps.driver.commitIncoming(spec.uuid);
+    } catch (error) {
+      if (reservation.peerCa) await this.deps.disks.unlock(spec);
+      throw error;
+    }
   }
 
   /** Releases a reservation that has not committed (cancel from the manager, expiry, tunnel loss). */

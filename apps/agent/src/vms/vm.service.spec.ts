@@ -5,6 +5,7 @@ import type { HypervisorDriver, VmInstance } from '../drivers/hypervisor.driver'
 import type { NodeEntry } from '../registry/node.schema';
 import type { CallContext } from '../rpc/call-context';
 import { AgentError, ErrorCode } from '../shared/agent-error';
+import { OperationLocks } from '../shared/operation-locks';
 import { VmService, type VmServiceDeps } from './vm.service';
 
 const UUID = '6b1b8c52-5f4e-4c7b-9d59-2f3c8a1e0b11';
@@ -24,6 +25,8 @@ function service(deps: Partial<VmServiceDeps>) {
     index: strictMock<VmServiceDeps['index']>('VmServiceDeps.index'),
     registry: strictMock<VmServiceDeps['registry']>('VmServiceDeps.registry'),
     peers: strictMock<VmServiceDeps['peers']>('VmServiceDeps.peers'),
+    vmLocks: new OperationLocks('VM'),
+    disks: strictMock<VmServiceDeps['disks']>('VmServiceDeps.disks'),
     logger: pino({ level: 'silent' }),
     ...deps,
   });
@@ -32,7 +35,8 @@ function service(deps: Partial<VmServiceDeps>) {
 describe('VmService', () => {
   it('starts a VM of this node through the driver, without looking anywhere else', async () => {
     const driver = strictMock<HypervisorDriver>('HypervisorDriver', { get: async () => vm(), start: async () => vm(UUID, 'running') });
-    const result = await service({ driver }).start(UUID, context);
+    const disks = strictMock<VmServiceDeps['disks']>('disks', { lock: async () => undefined });
+    const result = await service({ driver, disks }).start(UUID, context);
     expect(result.runtime).toMatchObject({ state: 'running', nodeId: 'node-1' });
   });
 
@@ -95,5 +99,65 @@ describe('VmService', () => {
     expect(index.put).toHaveBeenCalledWith(UUID, { nodeId: 'node-1', name: 'web-01' });
     expect(index.removeIfOwnedBy).toHaveBeenCalledTimes(1);
     expect(index.removeIfOwnedBy).toHaveBeenCalledWith(gone, { nodeId: 'node-1', name: 'old-01' });
+  });
+});
+
+describe('VmService and disks', () => {
+  const withDisk = (state: VmInstance['runtime']['state']): VmInstance => {
+    const base = vm(UUID, state);
+    return { ...base, spec: { ...base.spec, disks: [{ pool: 'rbd', image: 'web-01-disk0', sizeBytes: 2 ** 30, bus: 'virtio' }] } };
+  };
+
+  it('takes the disk locks before the hypervisor starts the VM', async () => {
+    const order: string[] = [];
+    const driver = strictMock<HypervisorDriver>('HypervisorDriver', { get: async () => withDisk('stopped'), start: async () => (order.push('start'), withDisk('running')) });
+    const disks = strictMock<VmServiceDeps['disks']>('disks', { lock: async () => void order.push('lock') });
+    await service({ driver, disks }).start(UUID, context);
+    expect(order).toEqual(['lock', 'start']);
+    expect(disks.lock).toHaveBeenCalledWith(withDisk('stopped').spec);
+  });
+
+  it('does not start a VM whose disk another VM holds, and says which', async () => {
+    const driver = strictMock<HypervisorDriver>('HypervisorDriver', { get: async () => withDisk('stopped') });
+    const inUse = new AgentError(ErrorCode.FailedPrecondition, 'image rbd/web-01-disk0 is in use by VM 0b6f2f7e-3f56-4a62-9a1e-7f8b1b2c3d4e (dns-01)');
+    const disks = strictMock<VmServiceDeps['disks']>('disks', { lock: async () => Promise.reject(inUse) });
+    await expect(service({ driver, disks }).start(UUID, context)).rejects.toBe(inUse);
+  });
+
+  it('gives the disks back when the hypervisor cannot start the VM, but not when it runs already', async () => {
+    const failed = new AgentError(ErrorCode.FailedPrecondition, 'QEMU could not start VM web-01');
+    const driver = strictMock<HypervisorDriver>('HypervisorDriver', { get: async () => withDisk('stopped'), start: async () => Promise.reject(failed) });
+    const disks = strictMock<VmServiceDeps['disks']>('disks', { lock: async () => undefined, unlock: async () => undefined });
+    await expect(service({ driver, disks }).start(UUID, context)).rejects.toBe(failed);
+    expect(disks.unlock).toHaveBeenCalledTimes(1);
+
+    const running = strictMock<HypervisorDriver>('HypervisorDriver', {
+      get: async () => withDisk('running'),
+      start: async () => Promise.reject(new AgentError(ErrorCode.FailedPrecondition, 'VM web-01 is running; only a stopped VM can be started')),
+    });
+    const untouched = strictMock<VmServiceDeps['disks']>('disks');
+    await expect(service({ driver: running, disks: untouched }).start(UUID, context)).rejects.toMatchObject({ code: ErrorCode.FailedPrecondition });
+  });
+
+  it('releases the disks once a stop or shutdown left the VM stopped, not when the guest refused to shut down', async () => {
+    const driver = strictMock<HypervisorDriver>('HypervisorDriver', { get: async () => withDisk('running'), stop: async () => withDisk('stopped'), shutdown: async () => withDisk('running') });
+    const disks = strictMock<VmServiceDeps['disks']>('disks', { unlock: async () => undefined });
+    await service({ driver, disks }).stop(UUID, context);
+    expect(disks.unlock).toHaveBeenCalledTimes(1);
+    await service({ driver, disks }).shutdown(UUID, {}, context);
+    expect(disks.unlock).toHaveBeenCalledTimes(1);
+  });
+
+  it('refuses a power operation while a storage operation holds the VM, naming it, and shows it as lockedBy', async () => {
+    const vmLocks = new OperationLocks('VM');
+    const release = vmLocks.hold(UUID, 'rollback', 'web-01');
+    const driver = strictMock<HypervisorDriver>('HypervisorDriver', { get: async () => withDisk('stopped') });
+    await expect(service({ driver, vmLocks }).start(UUID, context)).rejects.toMatchObject({
+      code: ErrorCode.FailedPrecondition,
+      message: 'VM web-01 is busy: a rollback operation is in progress; try again when it has finished',
+    });
+    expect((await service({ driver, vmLocks }).get(UUID, context)).runtime).toMatchObject({ lockedBy: 'rollback' });
+    release();
+    expect((await service({ driver, vmLocks }).get(UUID, context)).runtime).toMatchObject({ lockedBy: '' });
   });
 });

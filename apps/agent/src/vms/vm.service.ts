@@ -7,6 +7,8 @@ import type { PeerClientRepository, PeerTarget } from '../rpc/peer-client.reposi
 import { AgentError, ErrorCode } from '../shared/agent-error';
 import { forEachLimit } from '../shared/concurrency';
 import type { Logger } from '../shared/logger';
+import type { OperationLocks } from '../shared/operation-locks';
+import type { VmDiskLocks } from './vm-disk-locks';
 import type { VmIndexRepository } from './vm-index.repository';
 import { toProtoVm } from './vm.mapper';
 
@@ -23,8 +25,15 @@ export interface VmServiceDeps {
   index: Pick<VmIndexRepository, 'get' | 'put' | 'list' | 'removeIfOwnedBy'>;
   registry: Pick<RegistryService, 'aliveNodes' | 'find'>;
   peers: Pick<PeerClientRepository, 'vmCall'>;
+  /** One operation at a time per VM on this node, shared with storage operations and migrations. */
+  vmLocks: OperationLocks;
+  /** The VM's disk locks: taken before it starts, released when it stops. */
+  disks: Pick<VmDiskLocks, 'lock' | 'unlock'>;
   logger: Logger;
 }
+
+/** States from which a VM starts (a crashed VM still holds its disks: it takes them again). */
+const STARTABLE: readonly string[] = ['stopped', 'crashed'];
 
 /**
  * VMs of the cluster. ListVms without a node fans out to every alive node; a node-specific call is
@@ -86,44 +95,68 @@ export class VmService {
   }
 
   get(uuid: string, context: CallContext): Promise<Vm> {
-    return this.onOwner(uuid, context, async () => {
-      const vm = await this.deps.driver.get(uuid);
-      if (!vm) throw notFound(uuid);
-      return vm;
-    }, (target) => this.deps.peers.vmCall(target, 'GetVm', { uuid }, context, timeout(context, PEER_LIST_TIMEOUT_MS)));
+    return this.onOwner(uuid, context, async (vm) => vm, (target) => this.deps.peers.vmCall(target, 'GetVm', { uuid }, context, timeout(context, PEER_LIST_TIMEOUT_MS)));
   }
 
+  /** Starts the VM once it holds every disk (refused, naming the other VM, when another holds one). */
   start(uuid: string, context: CallContext): Promise<Vm> {
-    return this.onOwner(uuid, context, () => this.deps.driver.start(uuid), (target) =>
-      this.deps.peers.vmCall(target, 'StartVm', { uuid }, context, timeout(context, PEER_OPERATION_TIMEOUT_MS)),
-    );
+    return this.onOwner(uuid, context, (vm) => this.held(vm, 'start', async () => {
+      if (!STARTABLE.includes(vm.runtime.state)) return this.deps.driver.start(uuid); // the driver says why not
+      await this.deps.disks.lock(vm.spec);
+      try {
+        return await this.deps.driver.start(uuid);
+      } catch (error) {
+        const after = await this.deps.driver.get(uuid).catch(() => undefined);
+        if (!after || STARTABLE.includes(after.runtime.state)) await this.deps.disks.unlock(vm.spec);
+        throw error;
+      }
+    }), (target) => this.deps.peers.vmCall(target, 'StartVm', { uuid }, context, timeout(context, PEER_OPERATION_TIMEOUT_MS)));
   }
 
   shutdown(uuid: string, options: ShutdownOptions, context: CallContext): Promise<Vm> {
     const request = { uuid, timeoutSeconds: options.timeoutSeconds ?? 0, forceStop: options.forceStop ?? false };
-    return this.onOwner(uuid, context, () => this.deps.driver.shutdown(uuid, options), (target) =>
+    return this.onOwner(uuid, context, (vm) => this.held(vm, 'shutdown', () => this.stopping(vm, () => this.deps.driver.shutdown(uuid, options))), (target) =>
       this.deps.peers.vmCall(target, 'ShutdownVm', request, context, timeout(context, PEER_OPERATION_TIMEOUT_MS + request.timeoutSeconds * 1000)),
     );
   }
 
   reboot(uuid: string, context: CallContext): Promise<Vm> {
-    return this.onOwner(uuid, context, () => this.deps.driver.reboot(uuid), (target) =>
+    return this.onOwner(uuid, context, (vm) => this.held(vm, 'reboot', () => this.deps.driver.reboot(uuid)), (target) =>
       this.deps.peers.vmCall(target, 'RebootVm', { uuid }, context, timeout(context, PEER_OPERATION_TIMEOUT_MS)),
     );
   }
 
   stop(uuid: string, context: CallContext): Promise<Vm> {
-    return this.onOwner(uuid, context, () => this.deps.driver.stop(uuid), (target) =>
+    return this.onOwner(uuid, context, (vm) => this.held(vm, 'stop', () => this.stopping(vm, () => this.deps.driver.stop(uuid))), (target) =>
       this.deps.peers.vmCall(target, 'StopVm', { uuid }, context, timeout(context, PEER_OPERATION_TIMEOUT_MS)),
     );
   }
 
-  private async localVms(): Promise<Vm[]> {
-    return (await this.deps.driver.list()).map((vm) => toProtoVm(vm, this.deps.nodeId));
+  /** Runs an operation that ends the VM, then lets go of its disks once it is stopped. */
+  private async stopping(vm: VmInstance, run: () => Promise<VmInstance>): Promise<VmInstance> {
+    const after = await run();
+    if (after.runtime.state === 'stopped') await this.deps.disks.unlock(vm.spec);
+    return after;
   }
 
-  private async onOwner(uuid: string, context: CallContext, local: () => Promise<VmInstance>, remote: (target: PeerTarget) => Promise<Vm>): Promise<Vm> {
-    if (await this.deps.driver.get(uuid)) return toProtoVm(await local(), this.deps.nodeId);
+  /** Holds the VM on this node for the operation (refused while a storage operation or a migration holds it). */
+  private held(vm: VmInstance, operation: string, run: () => Promise<VmInstance>): Promise<VmInstance> {
+    return this.deps.vmLocks.with(vm.spec.uuid, operation, run, vm.spec.name);
+  }
+
+  private async localVms(): Promise<Vm[]> {
+    return (await this.deps.driver.list()).map((vm) => this.toProto(vm));
+  }
+
+  /** The VM as answered: its lockedBy names this agent's operation when the hypervisor's lock is free. */
+  private toProto(vm: VmInstance): Vm {
+    const lockedBy = vm.runtime.lockedBy || (this.deps.vmLocks.holder(vm.spec.uuid) ?? '');
+    return toProtoVm({ ...vm, runtime: { ...vm.runtime, lockedBy } }, this.deps.nodeId);
+  }
+
+  private async onOwner(uuid: string, context: CallContext, local: (vm: VmInstance) => Promise<VmInstance>, remote: (target: PeerTarget) => Promise<Vm>): Promise<Vm> {
+    const here = await this.deps.driver.get(uuid);
+    if (here) return this.toProto(await local(here));
     if (context.forwarded) throw notFound(uuid);
     const location = await this.deps.index.get(uuid);
     if (!location || location.nodeId === this.deps.nodeId) throw notFound(uuid);
@@ -138,6 +171,10 @@ function targetOf(node: NodeEntry): PeerTarget {
 }
 
 /** The caller's remaining time (less a margin for the way back), capped at `fallbackMs`. */
+export function peerTimeout(context: CallContext, fallbackMs: number): number {
+  return timeout(context, fallbackMs);
+}
+
 function timeout(context: CallContext, fallbackMs: number): number {
   if (context.deadline === undefined) return fallbackMs;
   return Math.max(1, Math.min(fallbackMs, context.deadline - Date.now() - 100));
