@@ -27,7 +27,9 @@ import { IdentityModule } from './identity/identity.module';
 import { MANAGER_IDENTITY, type ManagerIdentity } from './identity/state-dir.repository';
 import { OpenApiModule } from './openapi/openapi.module';
 import { RemotesModule } from './remotes/remotes.module';
+import { ReplicationModule } from './replication/replication.module';
 import { ResourcesModule } from './resources/resources.module';
+import { SnapshotsModule } from './snapshots/snapshots.module';
 import { TasksModule } from './tasks/tasks.module';
 import { VmsModule } from './vms/vms.module';
 
@@ -87,6 +89,8 @@ export class AppModule {
         TasksModule,
         VmsModule,
         MigrationModule,
+        ReplicationModule,
+        SnapshotsModule,
         HealthModule,
         OpenApiModule,
       ],

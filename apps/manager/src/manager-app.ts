@@ -18,7 +18,9 @@ import { httpMetricsMiddleware } from './health/http-metrics.middleware';
 import { MetricsService } from './health/metrics.service';
 import { StateDirRepository } from './identity/state-dir.repository';
 import { OpenApiService } from './openapi/openapi.service';
+import { ReplicationPollerService } from './replication/replication-poller.service';
 import { ResourcesService } from './resources/resources.service';
+import { SnapshotSchedulesService } from './snapshots/snapshot-schedules.service';
 import { TasksService } from './tasks/tasks.service';
 import { webUiMiddleware } from './web/web-ui.middleware';
 
@@ -106,6 +108,8 @@ export async function startManager(options: StartOptions = {}): Promise<RunningM
     await app.get(AuthService).bootstrap();
     await app.get(TasksService).recoverInterrupted();
     app.get(ResourcesService).startPolling();
+    app.get(ReplicationPollerService).startPolling();
+    app.get(SnapshotSchedulesService).startScheduling();
     await app.listen(config.listen.port, config.listen.host);
   } catch (error) {
     await app?.close().catch(() => undefined);
@@ -125,6 +129,8 @@ export async function startManager(options: StartOptions = {}): Promise<RunningM
   const stop = () =>
     (stopping ??= (async () => {
       running.get(ResourcesService).stopPolling();
+      await running.get(ReplicationPollerService).stopPolling();
+      await running.get(SnapshotSchedulesService).stopScheduling();
       await running.close();
       await embedded?.stop();
       lifecycle.info('manager stopped');

@@ -13,6 +13,7 @@ import {
   type PrepareMigrationRequest,
   type PrepareMigrationResponse__Output,
   type StorageServiceClient,
+  type VmSnapshot__Output,
   type Vm__Output,
   type VmServiceClient,
 } from '@debvisor/proto';
@@ -148,6 +149,46 @@ export class AgentClientRepository implements OnApplicationShutdown {
   /** Where a migration stands on one end: its last progress (NotFound when that end does not know it). */
   getMigration(connection: AgentConnection, ref: MigrationRef): Promise<MigrationProgress__Output> {
     return this.call(connection, 'MigrationService.GetMigration', (clients, metadata, deadline, done) => clients.migration.getMigration(ref, metadata, { deadline }, done), {
+      vm: ref.vmUuid,
+    });
+  }
+
+  /** A VM snapshot (all its disks at one point); the VM's node freezes the guest when asked and able. */
+  snapshotVm(connection: AgentConnection, request: { vmUuid: string; snapshot: string; freeze: boolean }): Promise<VmSnapshot__Output> {
+    return this.call(connection, 'StorageService.SnapshotVm', (clients, metadata, deadline, done) => clients.storage.snapshotVm(request, metadata, { deadline }, done), {
+      connectFirst: true,
+      deadlineMs: Math.max(ACTION_DEADLINE_MS, this.config.remoteTimeoutMs),
+      vm: request.vmUuid,
+    });
+  }
+
+  /** The VM's snapshots, oldest first as the agent answers them. */
+  async listVmSnapshots(connection: AgentConnection, vmUuid: string): Promise<VmSnapshot__Output[]> {
+    const answer = await this.call<{ snapshots: VmSnapshot__Output[] }>(
+      connection,
+      'StorageService.ListVmSnapshots',
+      (clients, metadata, deadline, done) => clients.storage.listVmSnapshots({ uuid: vmUuid }, metadata, { deadline }, done),
+      { vm: vmUuid },
+    );
+    return answer.snapshots;
+  }
+
+  /** Removes a VM snapshot from every disk; false when the agent had none of that name. */
+  async deleteVmSnapshot(connection: AgentConnection, ref: { vmUuid: string; snapshot: string }): Promise<boolean> {
+    const answer = await this.call<{ deleted: boolean }>(
+      connection,
+      'StorageService.DeleteVmSnapshot',
+      (clients, metadata, deadline, done) => clients.storage.deleteVmSnapshot(ref, metadata, { deadline }, done),
+      { connectFirst: true, deadlineMs: Math.max(ACTION_DEADLINE_MS, this.config.remoteTimeoutMs), vm: ref.vmUuid },
+    );
+    return answer.deleted;
+  }
+
+  /** Rolls every disk of a stopped VM back to the snapshot. */
+  rollbackVm(connection: AgentConnection, ref: { vmUuid: string; snapshot: string }): Promise<VmSnapshot__Output> {
+    return this.call(connection, 'StorageService.RollbackVm', (clients, metadata, deadline, done) => clients.storage.rollbackVm(ref, metadata, { deadline }, done), {
+      connectFirst: true,
+      deadlineMs: Math.max(ACTION_DEADLINE_MS, this.config.remoteTimeoutMs),
       vm: ref.vmUuid,
     });
   }

@@ -12,6 +12,7 @@ describe('loadConfig', () => {
       remoteTimeoutMs: 5000,
       logLevel: 'info',
       publicUrl: undefined,
+      snapshots: { quotaPerVm: 100, scheduleTickSeconds: 60 },
     });
     expect(config.webDir).toMatch(/apps\/web\/dist$/);
   });
@@ -37,6 +38,8 @@ describe('loadConfig', () => {
       DEBVISOR_LOGIN_LOCK_MINUTES: '30',
       DEBVISOR_RATE_LIMIT_PER_PRINCIPAL: '600',
       DEBVISOR_RATE_LIMIT_GLOBAL: '200',
+      DEBVISOR_SNAPSHOT_QUOTA_PER_VM: '20',
+      DEBVISOR_SNAPSHOT_SCHEDULE_TICK_SECONDS: '30',
     });
     expect(config).toEqual({
       stateDir: '/srv/dvm',
@@ -60,6 +63,7 @@ describe('loadConfig', () => {
         rateLimitPerPrincipal: 600,
         rateLimitGlobal: 200,
       },
+      snapshots: { quotaPerVm: 20, scheduleTickSeconds: 30 },
     });
     expect(Object.isFrozen(config)).toBe(true);
     expect(Object.isFrozen(config.access)).toBe(true);
@@ -77,6 +81,7 @@ describe('loadConfig', () => {
   it.each([
     ['DEBVISOR_ADMIN_PASSWORD', 'short'],
     ['DEBVISOR_RATE_LIMIT_GLOBAL', '0'],
+    ['DEBVISOR_SNAPSHOT_QUOTA_PER_VM', '0'],
     ['DEBVISOR_LISTEN', '8443'],
     ['DEBVISOR_LISTEN', 'host:70000'],
     ['DEBVISOR_POLL_INTERVAL_SECONDS', '0'],

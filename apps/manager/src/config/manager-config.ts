@@ -24,6 +24,15 @@ export interface ManagerConfig {
   /** The URL users reach the manager at, when it differs from the listening address. */
   readonly publicUrl: string | undefined;
   readonly access: AccessConfig;
+  readonly snapshots: SnapshotsConfig;
+}
+
+/** VM snapshots: the per-principal quota and how often schedules are looked at. */
+export interface SnapshotsConfig {
+  /** Snapshots one principal may hold of one VM (taken by hand or by its schedules). */
+  readonly quotaPerVm: number;
+  /** How often the scheduler starts the snapshot schedules that are due. */
+  readonly scheduleTickSeconds: number;
 }
 
 /** Login, sessions and abuse limits. */
@@ -95,6 +104,8 @@ const envSchema = z.object({
   DEBVISOR_LOGIN_LOCK_MINUTES: integer(1, 10_080).default(15),
   DEBVISOR_RATE_LIMIT_PER_PRINCIPAL: integer(1, 10_000_000).default(1200),
   DEBVISOR_RATE_LIMIT_GLOBAL: integer(1, 10_000_000).default(1000),
+  DEBVISOR_SNAPSHOT_QUOTA_PER_VM: integer(1, 10_000).default(100),
+  DEBVISOR_SNAPSHOT_SCHEDULE_TICK_SECONDS: integer(1, 3600).default(60),
 });
 
 /** Start-up stops with this when a setting is wrong; the message names every bad setting. */
@@ -144,6 +155,10 @@ export function loadConfig(env: Env = process.env): ManagerConfig {
       lockSeconds: e.DEBVISOR_LOGIN_LOCK_MINUTES * 60,
       rateLimitPerPrincipal: e.DEBVISOR_RATE_LIMIT_PER_PRINCIPAL,
       rateLimitGlobal: e.DEBVISOR_RATE_LIMIT_GLOBAL,
+    }),
+    snapshots: Object.freeze({
+      quotaPerVm: e.DEBVISOR_SNAPSHOT_QUOTA_PER_VM,
+      scheduleTickSeconds: e.DEBVISOR_SNAPSHOT_SCHEDULE_TICK_SECONDS,
     }),
   };
   return Object.freeze(config);

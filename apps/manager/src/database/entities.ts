@@ -16,6 +16,9 @@ import { VmMigrationEntity } from '../migration/migration.entity';
 import { RemoteCredentialEntity } from '../remotes/remote-credential.entity';
 import { RemoteEntity } from '../remotes/remote.entity';
 import { TaskEntity } from '../tasks/task.entity';
+import { SnapshotScheduleEntity } from '../snapshots/snapshot-schedule.entity';
+import { VmSnapshotTaskEntity } from '../snapshots/vm-snapshot-task.entity';
+import { VmSnapshotEntity } from '../snapshots/vm-snapshot.entity';
 import { SystemSettingEntity } from './system-setting.entity';
 
 /** Every entity of the manager; the migrations create exactly these tables (see schema.spec.ts). */
@@ -33,4 +36,7 @@ export const ENTITIES = [
   RemoteGroupEntity,
   RemoteGroupEntryEntity,
   VmMigrationEntity,
+  VmSnapshotEntity,
+  VmSnapshotTaskEntity,
+  SnapshotScheduleEntity,
 ];
