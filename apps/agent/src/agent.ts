@@ -39,6 +39,10 @@ import { lifecycleLogger, type Logger } from './shared/logger';
 import { AGENT_VERSION } from './shared/version';
 import { storageServiceHandlers } from './storage/storage.handlers';
 import { StorageService } from './storage/storage.service';
+import { VmSnapshotRepository } from './storage/vm-snapshot.repository';
+import { VmSnapshotService } from './storage/vm-snapshot.service';
+import { OperationLocks } from './shared/operation-locks';
+import { VmDiskLocks } from './vms/vm-disk-locks';
 import { VmIndexRepository } from './vms/vm-index.repository';
 import { VmService } from './vms/vm.service';
 import { vmServiceHandlers } from './vms/vms.handlers';
@@ -61,7 +65,7 @@ export async function startAgent(config: Readonly<AgentConfig>, logger: Logger, 
   const etcd = createEtcdClient(config.etcd.endpoints);
   const undo: (() => unknown)[] = [() => etcd.close()];
   try {
-    const { hypervisor, storage } = await createDrivers(config, etcd, clock);
+    const { hypervisor, storage, background } = await createDrivers(config, etcd, clock, logger);
     undo.unshift(() => hypervisor.close());
     const metrics = new AgentMetrics({
       clusterId: config.clusterId,
@@ -78,7 +82,11 @@ export async function startAgent(config: Readonly<AgentConfig>, logger: Logger, 
     const peers = new PeerClientRepository(tls, metrics.rpc);
     undo.unshift(() => peers.close());
     const vmIndex = new VmIndexRepository(etcd);
-    const vms = new VmService({ nodeId: config.nodeId, driver: hypervisor, index: vmIndex, registry, peers, logger });
+    // One operation at a time per VM (power, storage, migration) and per image, on this node.
+    const vmLocks = new OperationLocks('VM');
+    const imageLocks = new OperationLocks('image');
+    const diskLocks = new VmDiskLocks(storage, vmIndex, logger);
+    const vms = new VmService({ nodeId: config.nodeId, driver: hypervisor, index: vmIndex, registry, peers, vmLocks, disks: diskLocks, logger });
     const serverCredentials = new MutualTls13ServerCredentials(tls);
     const sockets = new MigrationSocketRepository(join(config.stateDir, 'mig'));
     const migrationSource = new MigrationSourceService({
@@ -88,6 +96,9 @@ export async function startAgent(config: Readonly<AgentConfig>, logger: Logger, 
       index: vmIndex,
       tunnels: new TunnelClientRepository(tls),
       sockets,
+      vmLocks,
+      disks: diskLocks,
+      clusterCa: tls.clusterCa,
       clock,
       logger,
     });
@@ -104,6 +115,7 @@ export async function startAgent(config: Readonly<AgentConfig>, logger: Logger, 
       cookies: new MigrationCookies(clock),
       credentials: serverCredentials,
       sockets,
+      disks: diskLocks,
       clock,
       logger,
     });
@@ -144,7 +156,26 @@ export async function startAgent(config: Readonly<AgentConfig>, logger: Logger, 
         }),
       },
       { definition: v1.VmService.service, handlers: vmServiceHandlers(rpc, vms) },
-      { definition: v1.StorageService.service, handlers: storageServiceHandlers(rpc, new StorageService(storage)) },
+      {
+        definition: v1.StorageService.service,
+        handlers: storageServiceHandlers(
+          rpc,
+          new StorageService({ clusterId: config.clusterId, driver: storage, vms, imageLocks, logger }),
+          new VmSnapshotService({
+            nodeId: config.nodeId,
+            hypervisor,
+            storage,
+            records: new VmSnapshotRepository(etcd),
+            index: vmIndex,
+            registry,
+            peers,
+            vmLocks,
+            imageLocks,
+            clock,
+            logger,
+          }),
+        ),
+      },
       { definition: v1.MigrationService.service, handlers: migrationServiceHandlers(rpc, migrations, migrationTarget) },
       { definition: v1.AccessService.service, handlers: accessServiceHandlers(rpc) },
       { definition: grpcHealthV1().Health.service, handlers: healthServiceHandlers(board) },
@@ -160,6 +191,10 @@ export async function startAgent(config: Readonly<AgentConfig>, logger: Logger, 
     // Every (re-)registration republishes the VM location index, which a replaced etcd would lack.
     const presence = new NodePresence(config.nodeId, registry, localNode, config.heartbeatIntervalSeconds * 1000, logger, () => vms.publishLocalVms());
     await presence.start();
+    for (const work of background) {
+      work.start();
+      undo.unshift(() => work.stop());
+    }
     lifecycleLogger(logger).info(
       { listen: config.listen, advertise: config.advertise, port: server.port, metrics: metricsServer ? config.metrics.listen : 'disabled', metricsPort: metricsServer?.port },
       'agent ready',
@@ -171,6 +206,7 @@ export async function startAgent(config: Readonly<AgentConfig>, logger: Logger, 
       async stop() {
         await monitor.stop(); // health checks answer NOT_SERVING from here on: load balancers drain
         await presence.stop();
+        for (const work of background) await work.stop();
         await migrationSource.close(); // migrations under way are cancelled: their VMs keep running here
         await server.stop(SHUTDOWN_GRACE_MS);
         await migrationTarget.close();

@@ -1,5 +1,11 @@
 import type { RpcMetrics } from '@debvisor/common';
-import { debvisorV1, type MigrationProgress__Output, type MigrationServiceDefinition, type VmServiceDefinition } from '@debvisor/proto';
+import {
+  debvisorV1,
+  type MigrationProgress__Output,
+  type MigrationServiceDefinition,
+  type StorageServiceDefinition,
+  type VmServiceDefinition,
+} from '@debvisor/proto';
 import { Client, Metadata, status, type ClientReadableStream, type MethodDefinition, type ServiceError } from '@grpc/grpc-js';
 import type { TlsMaterial } from '../config/tls-material';
 import { AgentError, ErrorCode } from '../shared/agent-error';
@@ -14,7 +20,9 @@ export interface PeerTarget {
 
 type VmMethod = keyof VmServiceDefinition;
 type MigrationUnary = 'PrepareMigration' | 'CancelMigration' | 'GetMigration';
-type Definitions = VmServiceDefinition & Pick<MigrationServiceDefinition, MigrationUnary | 'MigrateVm'>;
+/** A VM's storage calls, answered by the VM's node. */
+type StorageVmMethod = 'SnapshotVm' | 'ListVmSnapshots' | 'DeleteVmSnapshot' | 'RollbackVm';
+type Definitions = VmServiceDefinition & Pick<MigrationServiceDefinition, MigrationUnary | 'MigrateVm'> & Pick<StorageServiceDefinition, StorageVmMethod>;
 type RequestOf<M extends keyof Definitions> = Definitions[M] extends { requestSerialize: (value: infer R) => Buffer } ? R : never;
 type ResponseOf<M extends keyof Definitions> = Definitions[M] extends { responseDeserialize: (bytes: Buffer) => infer R } ? R : never;
 
@@ -40,6 +48,10 @@ export class PeerClientRepository {
 
   migrationCall<M extends MigrationUnary>(target: PeerTarget, method: M, request: RequestOf<M>, context: CallContext, timeoutMs: number): Promise<ResponseOf<M>> {
     return this.unary(debvisorV1().MigrationService.service[method] as unknown as MethodDefinition<RequestOf<M>, ResponseOf<M>>, target, request, context, timeoutMs);
+  }
+
+  storageCall<M extends StorageVmMethod>(target: PeerTarget, method: M, request: RequestOf<M>, context: CallContext, timeoutMs: number): Promise<ResponseOf<M>> {
+    return this.unary(debvisorV1().StorageService.service[method] as unknown as MethodDefinition<RequestOf<M>, ResponseOf<M>>, target, request, context, timeoutMs);
   }
 
   /** MigrateVm on the node that runs the VM: its progress stream, as it comes. */

@@ -59,6 +59,7 @@ describe('RpcRouter with an audit file', () => {
     expect(rpcTarget({ uuid: UUID, cookie: 'secret' })).toBe(`/vms/${UUID}`);
     expect(rpcTarget({ pool: 'rbd', image: 'web-01-disk0', snapshot: 's1' })).toBe('/rbd/rbd/web-01-disk0');
     expect(rpcTarget({ image: { pool: 'rbd', image: 'a' } })).toBe('/rbd/rbd/a');
+    expect(rpcTarget({ vmUuid: UUID, snapshot: 'before-upgrade' })).toBe(`/vms/${UUID}`);
     expect(rpcTarget({ node: { nodeId: 'east-1' } })).toBe('/nodes/east-1');
     expect(rpcTarget({ nodeId: '' })).toBeNull();
     expect(rpcTarget({ cookie: 'secret' })).toBeNull();

@@ -70,7 +70,7 @@ export function rpcTarget(request: unknown): string | null {
   if (!request || typeof request !== 'object') return null;
   const r = request as Record<string, unknown>;
   const text = (value: unknown) => (typeof value === 'string' && value !== '' ? encodeURIComponent(value) : undefined);
-  const uuid = text(r.uuid) ?? text((r.vm as Record<string, unknown> | undefined)?.uuid);
+  const uuid = text(r.uuid) ?? text(r.vmUuid) ?? text((r.vm as Record<string, unknown> | undefined)?.uuid);
   if (uuid) return `/vms/${uuid}`;
   const image = (r.image && typeof r.image === 'object' ? r.image : r) as Record<string, unknown>;
   if (text(image.pool) && text(image.image)) return `/rbd/${text(image.pool)}/${text(image.image)}`;

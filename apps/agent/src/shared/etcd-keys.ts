@@ -11,8 +11,19 @@ export const ETCD_KEYS = {
   /** VM location index: which node owns a VM (not leased: it outlives an agent restart). */
   vmsPrefix: '/debvisor/vms/',
   vm: (uuid: string) => `/debvisor/vms/${uuid}`,
+  /** How each VM snapshot was taken (consistency and its reason): JSON, one per VM and snapshot name. */
+  vmSnapshotsPrefix: '/debvisor/vm-snapshots/',
+  vmSnapshots: (uuid: string) => `/debvisor/vm-snapshots/${uuid}/`,
+  vmSnapshot: (uuid: string, snapshot: string) => `/debvisor/vm-snapshots/${uuid}/${snapshot}`,
   /** The sim storage driver's RBD images, shared by every node of the cluster like Ceph. */
   simRbdPrefix: '/debvisor/sim/rbd/',
   simRbdPool: (pool: string) => `/debvisor/sim/rbd/${pool}/`,
   simRbdImage: (pool: string, image: string) => `/debvisor/sim/rbd/${pool}/${image}`,
+  /** Its pools' mirroring (site name, peers), peer sites' reports, the blocklist and the replayer's leader. */
+  simRbdMirrorPoolsPrefix: '/debvisor/sim/rbd-mirror/pools/',
+  simRbdMirrorPool: (pool: string) => `/debvisor/sim/rbd-mirror/pools/${pool}`,
+  simRbdMirrorPeerReports: (pool: string, globalId: string) => `/debvisor/sim/rbd-mirror/reports/${pool}/${globalId}/`,
+  simRbdMirrorPeerReport: (pool: string, globalId: string, site: string) => `/debvisor/sim/rbd-mirror/reports/${pool}/${globalId}/${site}`,
+  simRbdBlocklist: (client: string) => `/debvisor/sim/rbd-blocklist/${client}`,
+  simRbdMirrorLeader: '/debvisor/sim/rbd-mirror/leader',
 } as const;
