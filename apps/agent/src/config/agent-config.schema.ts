@@ -36,6 +36,17 @@ const simSchema = z.strictObject({
   bridges: z.array(labelSchema).max(256).default(['vmbr0', 'vmbr1']),
   /** Bytes per second a simulated migration moves when no bandwidth limit is set (10 GbE). */
   migrationBandwidthBytes: z.int().positive().default(1_250_000_000),
+  /** The simulated rbd-mirror (storage.driver sim): one agent per cluster replays the paired pools. */
+  mirror: z
+    .strictObject({
+      /** How often it replays (copies mirror snapshots, reports states, takes scheduled snapshots). */
+      replayIntervalMs: z.int().min(50).max(600_000).default(5_000),
+      /** Deadline of each call to a peer cluster; a peer slower than this counts as down. */
+      peerTimeoutMs: z.int().min(50).max(60_000).default(3_000),
+    })
+    .prefault({}),
+  /** Every running sim VM writes to its disks this often (a new content version); 0: never. */
+  diskWriteIntervalMs: z.int().min(0).max(3_600_000).default(10_000),
   hugepages: z
     .strictObject({
       pageSizeBytes: z.int().positive().default(2 * 1024 * 1024),
@@ -82,6 +93,11 @@ const migrationSchema = z.strictObject({
   cookieTtlSeconds: z.int().min(1).max(60).default(60),
   /** How often the source samples the migration's progress. */
   progressIntervalMs: z.int().min(50).max(10_000).default(500),
+  /**
+   * Across clusters, the most a disk's mirror at the target may lag behind the source's newest
+   * mirror snapshot (seconds) for pre-flight to pass.
+   */
+  maxMirrorLagSeconds: z.int().min(0).max(86_400).default(300),
 });
 
 const httpUrl = z.url({ error: 'an etcd endpoint is a URL such as http://127.0.0.1:2379' }).refine(

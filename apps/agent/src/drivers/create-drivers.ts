@@ -3,6 +3,7 @@ import type { Etcd3 } from 'etcd3';
 import { ConfigError } from '../config/agent-config.loader';
 import type { AgentConfig } from '../config/agent-config.schema';
 import type { Clock } from '../shared/clock';
+import type { Logger } from '../shared/logger';
 import { AGENT_VERSION } from '../shared/version';
 import type { HostFacts, HypervisorDriver } from './hypervisor.driver';
 import { LibvirtHypervisorDriver } from './libvirt/libvirt-hypervisor.driver';
@@ -10,24 +11,52 @@ import { QemuHypervisorDriver } from './qemu/qemu-hypervisor.driver';
 import { SimHypervisorDriver } from './sim/sim-hypervisor.driver';
 import { seedSimVms } from './sim/sim-seed';
 import { SimStateRepository } from './sim/sim-state.repository';
+import { SimDiskWriter } from './sim/sim-disk-writer';
+import { SimRbdMirrorDaemon } from './sim/sim-rbd-mirror.daemon';
 import { SimStorageDriver } from './sim/sim-storage.driver';
 import type { StorageDriver } from './storage.driver';
 
 export interface Drivers {
   hypervisor: HypervisorDriver;
   storage: StorageDriver;
+  /** The drivers' own background work (sim: rbd-mirror, VMs writing to their disks), started with the agent. */
+  background: BackgroundWork[];
+}
+
+export interface BackgroundWork {
+  start(): void;
+  stop(): Promise<void>;
 }
 
 /** The drivers the configuration names, opened (the sim hypervisor seeds its VMs on a first start). */
-export async function createDrivers(config: Readonly<AgentConfig>, etcd: Etcd3, clock: Clock): Promise<Drivers> {
+export async function createDrivers(config: Readonly<AgentConfig>, etcd: Etcd3, clock: Clock, logger: Logger): Promise<Drivers> {
   const storage = createStorage(config, etcd, clock);
-  return { hypervisor: await createHypervisor(config, storage, clock), storage };
+  const hypervisor = await createHypervisor(config, storage, clock);
+  const background: BackgroundWork[] = [];
+  if (storage instanceof SimStorageDriver) {
+    const mirrorLog = logger.child({ component: 'sim-rbd-mirror' });
+    background.push(new SimRbdMirrorDaemon({ driver: storage, etcd, nodeId: config.nodeId, intervalMs: config.sim.mirror.replayIntervalMs, clock, logger: mirrorLog }));
+    background.push({ start: () => undefined, stop: async () => storage.close() }); // its peer connections
+    if (hypervisor.name === 'sim' && config.sim.diskWriteIntervalMs > 0) background.push(new SimDiskWriter(hypervisor, storage, config.sim.diskWriteIntervalMs, logger));
+  }
+  return { hypervisor, storage, background };
 }
 
 function createStorage(config: Readonly<AgentConfig>, etcd: Etcd3, clock: Clock): StorageDriver {
   switch (config.storage.driver) {
-    case 'sim':
-      return new SimStorageDriver(etcd, clock);
+    case 'sim': {
+      const { replayIntervalMs, peerTimeoutMs } = config.sim.mirror;
+      return new SimStorageDriver({
+        etcd,
+        clock,
+        clusterId: config.clusterId,
+        nodeId: config.nodeId,
+        etcdEndpoints: config.etcd.endpoints,
+        peerTimeoutMs,
+        // A report is stale after three missed rounds, or one round that waited out a peer and then some.
+        staleAfterMs: Math.max(3 * replayIntervalMs, peerTimeoutMs + 2 * replayIntervalMs),
+      });
+    }
     default:
       throw new ConfigError(`storage.driver: "${config.storage.driver}" is not available in this version`);
   }
