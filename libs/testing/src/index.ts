@@ -1,6 +1,7 @@
 export * from './agent';
 export * from './binaries';
 export * from './ceph';
+export * from './ceph-mirror';
 export * from './etcd';
 export * from './libvirtd';
 export * from './oidc-provider';
