@@ -28,6 +28,7 @@ import { MANAGER_IDENTITY, type ManagerIdentity } from './identity/state-dir.rep
 import { OpenApiModule } from './openapi/openapi.module';
 import { RemotesModule } from './remotes/remotes.module';
 import { ReplicationModule } from './replication/replication.module';
+import { ReplicationModule } from './replication/replication.module';
 import { ResourcesModule } from './resources/resources.module';
 import { SnapshotsModule } from './snapshots/snapshots.module';
 import { TasksModule } from './tasks/tasks.module';
@@ -89,6 +90,7 @@ export class AppModule {
         TasksModule,
         VmsModule,
         MigrationModule,
+        ReplicationModule,
         ReplicationModule,
         SnapshotsModule,
         HealthModule,

@@ -10,8 +10,15 @@ describe('roles', () => {
   it('lets Manage change VM state but not configuration', () => {
     expect(roleGrants('Manage', 'vm.power')).toBe(true);
     expect(roleGrants('Manage', 'vm.migrate')).toBe(true);
+    expect(roleGrants('Manage', 'vm.replicate')).toBe(true);
     expect(roleGrants('Manage', 'remote.modify')).toBe(false);
     expect(roleGrants('Manage', 'access.modify')).toBe(false);
+  });
+
+  it('keeps unplanned failover (data loss at risk) to Admin', () => {
+    expect(roleGrants('Manage', 'vm.failover')).toBe(false);
+    expect(roleGrants('Audit', 'vm.failover')).toBe(false);
+    expect(roleGrants('Admin', 'vm.failover')).toBe(true);
   });
 
   it('gives Admin everything', () => {

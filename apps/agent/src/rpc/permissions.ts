@@ -16,6 +16,7 @@ export const RPC_PERMISSIONS = {
   'VmService.ShutdownVm': 'vm:instance:power',
   'VmService.RebootVm': 'vm:instance:power',
   'VmService.StopVm': 'vm:instance:power',
+  'VmService.DefineVm': 'vm:instance:define',
 
   'MigrationService.PrepareMigration': 'migration:vm:migrate',
   'MigrationService.MigrateVm': 'migration:vm:migrate',

@@ -11,5 +11,6 @@ export function vmServiceHandlers(rpc: RpcRouter, vms: VmService): VmServiceHand
     ShutdownVm: rpc.unary('VmService.ShutdownVm', shutdownVmRequestSchema, ({ uuid, ...options }, context) => vms.shutdown(uuid, options, context)),
     RebootVm: rpc.unary('VmService.RebootVm', vmRefSchema, ({ uuid }, context) => vms.reboot(uuid, context)),
     StopVm: rpc.unary('VmService.StopVm', vmRefSchema, ({ uuid }, context) => vms.stop(uuid, context)),
+    DefineVm: rpc.unimplemented('VmService.DefineVm', 'defining a VM from a kept definition (DR failover)'),
   };
 }

@@ -3,6 +3,17 @@ import { derToPem, fingerprintSha256 } from '@debvisor/pki';
 import {
   debvisorV1,
   type CancelMigrationResponse__Output,
+  type DefineVmRequest,
+  type DisableMirroringRequest,
+  type EnableMirroringRequest,
+  type FenceImageResponse__Output,
+  type ImageRef,
+  type ImportPeerBootstrapRequest,
+  type MirrorStatus__Output,
+  type PeerBootstrap__Output,
+  type PoolMirrorRequest,
+  type PoolMirrorStatus__Output,
+  type PromoteImageRequest,
   type GetClusterInfoResponse__Output,
   type ListNodesResponse__Output,
   type ListVmsResponse__Output,
@@ -91,6 +102,14 @@ export class AgentClientRepository implements OnApplicationShutdown {
     return this.call(connection, 'VmService.GetVm', (clients, metadata, deadline, done) => clients.vm.getVm({ uuid }, metadata, { deadline }, done), { vm: uuid });
   }
 
+  /** Defines a stopped VM from a kept definition (DR failover when the VM's own cluster is gone). */
+  defineVm(connection: AgentConnection, request: DefineVmRequest): Promise<Vm__Output> {
+    return this.call(connection, 'VmService.DefineVm', (clients, metadata, deadline, done) => clients.vm.defineVm(request, metadata, { deadline }, done), {
+      connectFirst: true,
+      vm: request.spec?.uuid,
+    });
+  }
+
   /** Carries out a power action; the agent forwards it to the node that owns the VM. */
   vmAction(connection: AgentConnection, action: VmAction, uuid: string): Promise<Vm__Output> {
     return this.call(
@@ -151,6 +170,57 @@ export class AgentClientRepository implements OnApplicationShutdown {
     return this.call(connection, 'MigrationService.GetMigration', (clients, metadata, deadline, done) => clients.migration.getMigration(ref, metadata, { deadline }, done), {
       vm: ref.vmUuid,
     });
+  }
+
+  // --- RBD mirroring (replication/) ---------------------------------------------------------------
+
+  enableMirroring(connection: AgentConnection, request: EnableMirroringRequest): Promise<MirrorStatus__Output> {
+    return this.call(connection, 'StorageService.EnableMirroring', (clients, metadata, deadline, done) => clients.storage.enableMirroring(request, metadata, { deadline }, done), { connectFirst: true });
+  }
+
+  disableMirroring(connection: AgentConnection, request: DisableMirroringRequest): Promise<MirrorStatus__Output> {
+    return this.call(connection, 'StorageService.DisableMirroring', (clients, metadata, deadline, done) => clients.storage.disableMirroring(request, metadata, { deadline }, done), { connectFirst: true });
+  }
+
+  getMirrorStatus(connection: AgentConnection, ref: ImageRef): Promise<MirrorStatus__Output> {
+    return this.call(connection, 'StorageService.GetMirrorStatus', (clients, metadata, deadline, done) => clients.storage.getMirrorStatus(ref, metadata, { deadline }, done));
+  }
+
+  createMirrorSnapshot(connection: AgentConnection, ref: ImageRef): Promise<MirrorStatus__Output> {
+    return this.call(connection, 'StorageService.CreateMirrorSnapshot', (clients, metadata, deadline, done) => clients.storage.createMirrorSnapshot(ref, metadata, { deadline }, done), { connectFirst: true });
+  }
+
+  promoteImage(connection: AgentConnection, request: PromoteImageRequest): Promise<MirrorStatus__Output> {
+    return this.call(connection, 'StorageService.PromoteImage', (clients, metadata, deadline, done) => clients.storage.promoteImage(request, metadata, { deadline }, done), { connectFirst: true });
+  }
+
+  demoteImage(connection: AgentConnection, ref: ImageRef): Promise<MirrorStatus__Output> {
+    return this.call(connection, 'StorageService.DemoteImage', (clients, metadata, deadline, done) => clients.storage.demoteImage(ref, metadata, { deadline }, done), { connectFirst: true });
+  }
+
+  resyncImage(connection: AgentConnection, ref: ImageRef): Promise<MirrorStatus__Output> {
+    return this.call(connection, 'StorageService.ResyncImage', (clients, metadata, deadline, done) => clients.storage.resyncImage(ref, metadata, { deadline }, done), { connectFirst: true });
+  }
+
+  /**
+   * The pool's peer bootstrap token. It holds a Ceph secret key: the caller passes it straight to
+   * importPeerBootstrap and keeps it nowhere (the audit entry of this call names the RPC only).
+   */
+  createPeerBootstrap(connection: AgentConnection, request: PoolMirrorRequest): Promise<PeerBootstrap__Output> {
+    return this.call(connection, 'StorageService.CreatePeerBootstrap', (clients, metadata, deadline, done) => clients.storage.createPeerBootstrap(request, metadata, { deadline }, done), { connectFirst: true });
+  }
+
+  importPeerBootstrap(connection: AgentConnection, request: ImportPeerBootstrapRequest): Promise<PoolMirrorStatus__Output> {
+    return this.call(connection, 'StorageService.ImportPeerBootstrap', (clients, metadata, deadline, done) => clients.storage.importPeerBootstrap(request, metadata, { deadline }, done), { connectFirst: true });
+  }
+
+  getPoolMirrorStatus(connection: AgentConnection, request: PoolMirrorRequest): Promise<PoolMirrorStatus__Output> {
+    return this.call(connection, 'StorageService.GetPoolMirrorStatus', (clients, metadata, deadline, done) => clients.storage.getPoolMirrorStatus(request, metadata, { deadline }, done));
+  }
+
+  /** Blocklists the image's clients and breaks its locks (before a forced promotion elsewhere). */
+  fenceImage(connection: AgentConnection, ref: ImageRef): Promise<FenceImageResponse__Output> {
+    return this.call(connection, 'StorageService.FenceImage', (clients, metadata, deadline, done) => clients.storage.fenceImage(ref, metadata, { deadline }, done), { connectFirst: true });
   }
 
   /** A VM snapshot (all its disks at one point); the VM's node freezes the guest when asked and able. */

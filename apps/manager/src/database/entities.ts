@@ -13,6 +13,8 @@ import { AuditEntryEntity } from '../audit/audit-entry.entity';
 import { AclEntryEntity } from '../access/acl-entry.entity';
 import { ApiTokenEntity } from '../access/api-token.entity';
 import { VmMigrationEntity } from '../migration/migration.entity';
+import { ReplicationPairEntity } from '../replication/replication-pair.entity';
+import { VmReplicationEntity } from '../replication/vm-replication.entity';
 import { RemoteCredentialEntity } from '../remotes/remote-credential.entity';
 import { RemoteEntity } from '../remotes/remote.entity';
 import { TaskEntity } from '../tasks/task.entity';
@@ -39,4 +41,6 @@ export const ENTITIES = [
   VmSnapshotEntity,
   VmSnapshotTaskEntity,
   SnapshotScheduleEntity,
+  ReplicationPairEntity,
+  VmReplicationEntity,
 ];

@@ -30,6 +30,26 @@ export interface RemoteMetrics {
   readonly vmStates: readonly string[];
 }
 
+/** A mirrored VM's mirroring health as the replication poll sees it (the `state` of debvisor_rbd_mirror_vm_state). */
+export const MIRROR_VM_STATES = ['ok', 'syncing', 'error', 'split-brain', 'unknown'] as const;
+/** Image mirroring states (rbd's `up+replaying` …), reduced to the part after `+`; anything else is `unknown`. */
+export const MIRROR_IMAGE_STATES = ['replaying', 'stopped', 'syncing', 'starting_replay', 'stopping_replay', 'error', 'disabled', 'unknown'] as const;
+
+/** What the metrics need to know about one mirrored VM after a replication poll. */
+export interface ReplicationMetrics {
+  /** The remote where the VM is primary. */
+  readonly remote: string;
+  /** The VM's uuid (bounded: one series per mirrored VM, which operators choose). */
+  readonly vm: string;
+  /** Undefined when no site answered. */
+  readonly rpoSeconds: number | undefined;
+  readonly rpoTargetSeconds: number;
+  readonly health: string;
+  readonly splitBrain: boolean;
+  /** Each image's state at each site. */
+  readonly imageStates: readonly { readonly remote: string; readonly state: string }[];
+}
+
 /**
  * Prometheus metrics of this manager instance (its own registry, so several instances can live in
  * one process): the process metrics; the RPC guide's metrics for its calls to agents and its own
@@ -107,6 +127,36 @@ export class MetricsService {
     buckets: [1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200],
     registers: this.registers,
   });
+  private readonly mirrorRpo = new Gauge({
+    name: 'debvisor_rbd_mirror_rpo_seconds',
+    help: "A mirrored VM's recovery point: now minus the oldest of its disks' last mirrored snapshot, computed by the manager (remote: where it is primary)",
+    labelNames: ['remote', 'vm'] as const,
+    registers: this.registers,
+  });
+  private readonly mirrorRpoTarget = new Gauge({
+    name: 'debvisor_rbd_mirror_rpo_target_seconds',
+    help: "The RPO a mirrored VM should keep (set when its mirroring was enabled)",
+    labelNames: ['remote', 'vm'] as const,
+    registers: this.registers,
+  });
+  private readonly mirrorVmState = new Gauge({
+    name: 'debvisor_rbd_mirror_vm_state',
+    help: 'Mirroring health of each mirrored VM: 1 for its current state (ok, syncing, error, split-brain, unknown), 0 for the others',
+    labelNames: ['remote', 'vm', 'state'] as const,
+    registers: this.registers,
+  });
+  private readonly mirrorSplitBrain = new Gauge({
+    name: 'debvisor_rbd_mirror_split_brain',
+    help: 'Whether some image of a mirrored VM is primary at both sites (1) or not (0)',
+    labelNames: ['remote', 'vm'] as const,
+    registers: this.registers,
+  });
+  private readonly mirrorImages = new Gauge({
+    name: 'debvisor_rbd_mirror_images',
+    help: "Mirrored VMs' images at each remote by mirroring state (replaying, stopped, syncing, error …)",
+    labelNames: ['remote', 'state'] as const,
+    registers: this.registers,
+  });
   private readonly auditWriteFailures = new Counter({
     name: 'debvisor_audit_write_failures_total',
     help: 'Audit entries that could not be written, by sink (database: the change they guarded was refused; file: the copy is missing)',
@@ -182,6 +232,30 @@ export class MetricsService {
   observeMigration(outcome: MigrationOutcome, seconds: number): void {
     this.migrations.inc({ outcome });
     this.migrationDuration.observe({ outcome }, seconds);
+  }
+
+  /** Everything about mirrored VMs, after every replication poll (series of VMs no longer mirrored disappear). */
+  publishReplication(vms: readonly ReplicationMetrics[]): void {
+    this.mirrorRpo.reset();
+    this.mirrorRpoTarget.reset();
+    this.mirrorVmState.reset();
+    this.mirrorSplitBrain.reset();
+    this.mirrorImages.reset();
+    const images = new Map<string, string[]>();
+    for (const vm of vms) {
+      const labels = { remote: vm.remote, vm: vm.vm };
+      if (vm.rpoSeconds !== undefined) this.mirrorRpo.set(labels, vm.rpoSeconds);
+      this.mirrorRpoTarget.set(labels, vm.rpoTargetSeconds);
+      const current = (MIRROR_VM_STATES as readonly string[]).includes(vm.health) ? vm.health : 'unknown';
+      for (const state of MIRROR_VM_STATES) this.mirrorVmState.set({ ...labels, state }, state === current ? 1 : 0);
+      this.mirrorSplitBrain.set(labels, vm.splitBrain ? 1 : 0);
+      for (const image of vm.imageStates) {
+        const list = images.get(image.remote) ?? [];
+        list.push(image.state.slice(image.state.indexOf('+') + 1));
+        images.set(image.remote, list);
+      }
+    }
+    for (const [remote, states] of images) setCounts(this.mirrorImages, remote, MIRROR_IMAGE_STATES, states);
   }
 
   /** `route` is a route template (`/api/v1/remotes/:remote`), `static`, or `unmatched` — never a raw path. */

@@ -16,5 +16,7 @@ import { MigrationService } from './migration.service';
   imports: [TasksModule, RemotesModule, AgentsModule, ResourcesModule, MetricsModule],
   controllers: [MigrationController],
   providers: [MigrationService, MigrationRunnerService, MigrationRecoveryService, MigrationPreflightService, MigrationRepository, MigrationTimerRepository],
+  // The DR switchover (replication/) moves a stopped VM's definition through the same offline migration.
+  exports: [MigrationService],
 })
 export class MigrationModule {}

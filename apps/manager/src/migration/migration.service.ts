@@ -7,7 +7,7 @@ import { RemotesService } from '../remotes/remotes.service';
 import { ResourcesService } from '../resources/resources.service';
 import type { TaskEntity } from '../tasks/task.entity';
 import type { TaskDetails } from '../tasks/tasks.dto';
-import { TasksService } from '../tasks/tasks.service';
+import { TasksService, type TaskContext } from '../tasks/tasks.service';
 import type { MigrationDetails, MigrationOptions } from './migration-details.dto';
 import { isFinalPhase, journalOf, type MigrationPhase } from './migration-journal';
 import { MigrationPreflightService, type MigrationEnds, type MigrationPlan } from './migration-preflight.service';
@@ -114,6 +114,48 @@ export class MigrationService implements OnModuleInit {
     );
     this.audit.note({ taskId: accepted.taskId, targetRemote: plan.targetRemote, targetNode: plan.targetNode, online: plan.options.online, transport: plan.options.transport, mode: plan.options.mode });
     return accepted;
+  }
+
+  /**
+   * Moves a stopped VM's definition to another remote inside another feature's task (a DR
+   * switchover, after its disks were promoted there): the same offline migration as POST …/migrate
+   * with online=false — pre-flight of both ends, the target's reservation, MigrateVm with offline —
+   * recorded under that task's id and journalled into its log. Throws like the migration task.
+   */
+  async moveStoppedVm(
+    context: TaskContext,
+    move: { vmId: string; sourceRemote: string; sourceCredentialId: string | null; targetRemote: string; targetNode: string; targetCredentialId: string | null; storageMap: Record<string, string> },
+  ): Promise<void> {
+    const now = this.clock.now();
+    const options: MigrationOptions = {
+      online: false,
+      transport: move.sourceRemote === move.targetRemote ? 'direct' : 'tunnel',
+      mode: 'precopy',
+      autoConverge: false,
+      allowPostcopy: false,
+      downtimeLimitMs: 300,
+      bandwidthLimitBytes: 0,
+      completionTimeoutSecondsPerGib: 60,
+      storageMap: { ...move.storageMap },
+      networkMap: {},
+    };
+    await this.repository.insert({
+      taskId: context.task.id,
+      vmId: move.vmId,
+      sourceRemote: move.sourceRemote,
+      sourceNode: null,
+      targetRemote: move.targetRemote,
+      targetNode: move.targetNode,
+      targetCredentialId: move.targetCredentialId,
+      options,
+      phase: 'preflight',
+      progress: null,
+      createdAt: now,
+      transferStartedAt: null,
+      finishedAt: null,
+      updatedAt: now,
+    });
+    await this.runner.run({ ...context, task: { ...context.task, credentialId: move.sourceCredentialId } });
   }
 
   /** The migration of a vm.migrate task, for GET /api/v1/tasks/{id}. */

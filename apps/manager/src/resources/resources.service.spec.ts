@@ -347,7 +347,7 @@ describe('ResourcesService', () => {
         { mac: '52:54:00:00:00:02', bridge: 'vmbr1', model: 'e1000', vlan: 120 },
       ]);
       // Literally what the role grants on the VM's path (the Manage role), nothing of Admin's.
-      expect(detail.privileges).toEqual(['system.audit', 'remote.audit', 'vm.audit', 'vm.power', 'vm.migrate', 'vm.snapshot', 'task.audit', 'task.cancel', 'access.audit', 'audit.read']);
+      expect(detail.privileges).toEqual(['system.audit', 'remote.audit', 'vm.audit', 'vm.power', 'vm.migrate', 'vm.snapshot', 'vm.replicate', 'task.audit', 'task.cancel', 'access.audit', 'audit.read']);
       expect((await service.vm(testCaller([{ path: '/remotes/alpha', role: 'Audit' }]), 'alpha', uuid(1))).privileges).not.toContain('vm.power');
       // List items stay small.
       expect(service.list(ADMIN, query({ q: `id:${uuid(1)}` })).items[0]).not.toHaveProperty('disks');
