@@ -45,7 +45,7 @@ describe('the metrics listener (real agents)', () => {
     await client.node.getClusterInfo({});
     expect((await rpcError(anonymous.node.getClusterInfo({}))).code).toBe(status.UNAUTHENTICATED);
     expect((await rpcError(reader.vm.listVms({}))).code).toBe(status.PERMISSION_DENIED);
-    expect((await rpcError(client.storage.snapshotRbd({}))).code).toBe(status.UNIMPLEMENTED);
+    expect((await rpcError(client.access.syncUsersGroups({}))).code).toBe(status.UNIMPLEMENTED);
     for (const c of [client, anonymous, reader]) c.close();
     const after = await scrape();
 
@@ -54,7 +54,7 @@ describe('the metrics listener (real agents)', () => {
     expect(delta('rpc_requests_total', call('NodeService', 'GetClusterInfo', 'OK'))).toBe(2);
     expect(delta('rpc_requests_total', call('NodeService', 'GetClusterInfo', 'UNAUTHENTICATED'))).toBe(1);
     expect(delta('rpc_requests_total', call('VmService', 'ListVms', 'PERMISSION_DENIED'))).toBe(1);
-    expect(delta('rpc_requests_total', call('StorageService', 'SnapshotRbd', 'UNIMPLEMENTED'))).toBe(1);
+    expect(delta('rpc_requests_total', call('AccessService', 'SyncUsersGroups', 'UNIMPLEMENTED'))).toBe(1);
     expect(delta('rpc_request_duration_seconds_count', { service: 'debvisor.v1.NodeService', method: 'GetClusterInfo' })).toBe(3);
     expect(delta('auth_attempts_total', { method: 'api_key', result: 'success' })).toBe(4);
     expect(delta('auth_attempts_total', { method: 'api_key', result: 'failure' })).toBe(1);

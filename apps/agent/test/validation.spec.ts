@@ -80,8 +80,6 @@ describe('request validation and error mapping (real agent)', () => {
   it('answers UNIMPLEMENTED naming the milestone, after authenticating the caller; invalid streams are refused like unary calls', async () => {
     const calls: [Promise<unknown>, RegExp][] = [
       [client.migration.failoverVm({}), /^MigrationService\.FailoverVm is not implemented yet: it arrives with the HA failover milestone$/],
-      [client.storage.snapshotRbd({}), /RBD snapshots milestone/],
-      [client.storage.enableMirroring({}), /RBD mirroring milestone/],
       [client.access.syncUsersGroups({}), /identity and access milestone/],
     ];
     for (const [call, message] of calls) {
