@@ -161,3 +161,28 @@ describe('VmService and disks', () => {
     expect((await service({ driver, vmLocks }).get(UUID, context)).runtime).toMatchObject({ lockedBy: '' });
   });
 });
+
+describe('VmService.define (DR failover from a kept definition)', () => {
+  it('defines the VM stopped on this node and names this node in the location index', async () => {
+    const put: unknown[] = [];
+    const driver = strictMock<HypervisorDriver>('HypervisorDriver', { get: async () => undefined, define: async (spec) => ({ ...vm(), spec }) });
+    const index = strictMock<VmServiceDeps['index']>('VmServiceDeps.index', { get: async () => undefined, put: async (...args) => void put.push(args) });
+    const result = await service({ driver, index }).define(vm().spec, '', context);
+    expect(result.runtime).toMatchObject({ state: 'stopped', nodeId: 'node-1' });
+    expect(put).toEqual([[UUID, { nodeId: 'node-1', name: 'web-01' }]]);
+  });
+
+  it('refuses with ALREADY_EXISTS when the cluster knows the VM id, defining nothing', async () => {
+    const driver = strictMock<HypervisorDriver>('HypervisorDriver', { get: async () => undefined });
+    const index = strictMock<VmServiceDeps['index']>('VmServiceDeps.index', { get: async () => ({ nodeId: 'node-3', name: 'web-01' }) });
+    await expect(service({ driver, index }).define(vm().spec, 'node-1', context)).rejects.toMatchObject({ code: ErrorCode.AlreadyExists, message: expect.stringMatching(/node-3/) });
+  });
+
+  it('forwards to the node named, and a forwarded call is never forwarded again', async () => {
+    const registry = strictMock<VmServiceDeps['registry']>('VmServiceDeps.registry', { find: async () => node('node-2') });
+    const peers = strictMock<VmServiceDeps['peers']>('VmServiceDeps.peers', { vmCall: async () => ({ spec: null, runtime: { state: 'stopped' } }) as never });
+    await service({ registry, peers }).define(vm().spec, 'node-2', context);
+    expect(peers.vmCall).toHaveBeenCalledWith({ nodeId: 'node-2', endpoint: '10.0.0.2:9443' }, 'DefineVm', { spec: vm().spec, nodeId: 'node-2' }, context, 120_000);
+    await expect(service({}).define(vm().spec, 'node-2', forwarded)).rejects.toMatchObject({ code: ErrorCode.NotFound });
+  });
+});

@@ -1,5 +1,5 @@
 import type { ListVmsResponse, Vm } from '@debvisor/proto';
-import type { HypervisorDriver, ShutdownOptions, VmInstance } from '../drivers/hypervisor.driver';
+import type { HypervisorDriver, ShutdownOptions, VmDefinition, VmInstance } from '../drivers/hypervisor.driver';
 import type { NodeEntry } from '../registry/node.schema';
 import type { RegistryService } from '../registry/registry.service';
 import type { CallContext } from '../rpc/call-context';
@@ -142,6 +142,30 @@ export class VmService {
   /** Holds the VM on this node for the operation (refused while a storage operation or a migration holds it). */
   private held(vm: VmInstance, operation: string, run: () => Promise<VmInstance>): Promise<VmInstance> {
     return this.deps.vmLocks.with(vm.spec.uuid, operation, run, vm.spec.name);
+  }
+
+  /**
+   * Defines a stopped VM on `nodeId` (this node when empty) from a definition the caller kept — a DR
+   * failover when the VM's own cluster is gone. ALREADY_EXISTS when this cluster knows the VM id.
+   */
+  async define(spec: VmDefinition, nodeId: string, context: CallContext): Promise<Vm> {
+    const self = this.deps.nodeId;
+    const target = nodeId || self;
+    if (target !== self) {
+      if (context.forwarded) throw new AgentError(ErrorCode.NotFound, `this agent serves node ${self}, not ${target}`);
+      const node = await this.deps.registry.find(target);
+      if (!node) throw new AgentError(ErrorCode.NotFound, `node ${target} is not in the registry`);
+      if (!node.alive) throw new AgentError(ErrorCode.Unavailable, `node ${target} is not alive`);
+      return this.deps.peers.vmCall(targetOf(node), 'DefineVm', { spec, nodeId: target }, context, timeout(context, PEER_OPERATION_TIMEOUT_MS));
+    }
+    const known = await this.deps.index.get(spec.uuid);
+    if (known || (await this.deps.driver.get(spec.uuid))) {
+      throw new AgentError(ErrorCode.AlreadyExists, `VM ${spec.uuid} is already defined on node ${known?.nodeId ?? self} of this cluster`);
+    }
+    const vm = await this.deps.driver.define(spec);
+    await this.deps.index.put(spec.uuid, { nodeId: self, name: spec.name });
+    this.deps.logger.info({ vm: spec.uuid, traceId: context.traceId }, 'VM defined from a kept definition');
+    return toProtoVm(vm, self);
   }
 
   private async localVms(): Promise<Vm[]> {

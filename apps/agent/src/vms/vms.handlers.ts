@@ -1,7 +1,7 @@
 import type { VmServiceHandlers } from '@debvisor/proto';
 import type { RpcRouter } from '../rpc/rpc-router';
 import type { VmService } from './vm.service';
-import { listVmsRequestSchema, shutdownVmRequestSchema, vmRefSchema } from './vm.requests';
+import { defineVmRequestSchema, listVmsRequestSchema, shutdownVmRequestSchema, vmRefSchema } from './vm.requests';
 
 export function vmServiceHandlers(rpc: RpcRouter, vms: VmService): VmServiceHandlers {
   return {
@@ -11,6 +11,6 @@ export function vmServiceHandlers(rpc: RpcRouter, vms: VmService): VmServiceHand
     ShutdownVm: rpc.unary('VmService.ShutdownVm', shutdownVmRequestSchema, ({ uuid, ...options }, context) => vms.shutdown(uuid, options, context)),
     RebootVm: rpc.unary('VmService.RebootVm', vmRefSchema, ({ uuid }, context) => vms.reboot(uuid, context)),
     StopVm: rpc.unary('VmService.StopVm', vmRefSchema, ({ uuid }, context) => vms.stop(uuid, context)),
-    DefineVm: rpc.unimplemented('VmService.DefineVm', 'defining a VM from a kept definition (DR failover)'),
+    DefineVm: rpc.unary('VmService.DefineVm', defineVmRequestSchema, ({ spec, nodeId }, context) => vms.define(spec, nodeId, context)),
   };
 }
