@@ -227,6 +227,9 @@ describe('the monitoring assets in docs/monitoring', () => {
         'DebVisorCephHealthWarning',
         'DebVisorCephHealthError',
         'DebVisorCertificateExpiringSoon',
+        'DebVisorMirrorRpoOverTarget',
+        'DebVisorMirroringError',
+        'DebVisorMirrorSplitBrain',
       ]),
     );
     const tests = parseYaml(readFileSync(RULE_TESTS, 'utf8')) as { tests: { alert_rule_test: { alertname: string; exp_alerts: unknown[] }[] }[] };
