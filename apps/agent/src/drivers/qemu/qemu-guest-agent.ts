@@ -25,9 +25,10 @@ const MAX_BUFFER = 1024 * 1024;
  * Runs one guest agent command over the VM's virtio-serial channel (QEMU's unix socket
  * `<runDir>/<uuid>/qga.sock`), all within `timeoutMs`: first guest-sync-delimited with a random id
  * — so that answers to earlier, timed-out commands are skipped, and a guest without an agent never
- * sees the real command queued in its channel — then the command itself.
+ * sees the real command queued in its channel — then the command itself. `onSynced` is called
+ * when the agent answered the sync, just before the command is sent.
  */
-export async function guestAgentCommand(socketPath: string, execute: string, timeoutMs: number): Promise<unknown> {
+export async function guestAgentCommand(socketPath: string, execute: string, timeoutMs: number, onSynced?: () => void): Promise<unknown> {
   const socket = await connect(socketPath, timeoutMs);
   const reader = new LineReader(socket);
   const timer = setTimeout(() => reader.fail(new GuestAgentTimeoutError(timeoutMs)), timeoutMs);
@@ -38,6 +39,7 @@ export async function guestAgentCommand(socketPath: string, execute: string, tim
       const answer = await reader.next(true);
       if (answer.return === id) break;
     }
+    onSynced?.();
     socket.write(`${JSON.stringify({ execute })}\n`);
     const answer = await reader.next(false);
     if ('error' in answer) throw new GuestAgentError(`the guest agent refused ${execute}: ${describeError(answer.error)}`);

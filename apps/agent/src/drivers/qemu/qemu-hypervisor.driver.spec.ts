@@ -88,6 +88,20 @@ describe.concurrent('qemu hypervisor driver', () => {
     await driver.close();
   });
 
+  it('opens a guest agent channel; a guest without an agent is not frozen, with the reason, and thawing it is harmless', async ({ expect }) => {
+    const { driver, stateDir } = await open();
+    const { spec } = await driver.define(definition());
+    await expect(driver.freezeFilesystems(spec.uuid, 1_000)).resolves.toEqual({ frozen: false, reason: `VM ${spec.name} is stopped, not running` });
+    await driver.start(spec.uuid);
+    expect(existsSync(join(stateDir, 'run', spec.uuid, 'qga.sock'))).toBe(true);
+    const started = Date.now();
+    await expect(driver.freezeFilesystems(spec.uuid, 1_000)).resolves.toEqual({ frozen: false, reason: 'no QEMU guest agent answered within 1000 ms' });
+    expect(Date.now() - started).toBeLessThan(5_000);
+    await expect(driver.thawFilesystems(spec.uuid)).resolves.toBeUndefined();
+    await expect(driver.get(spec.uuid)).resolves.toMatchObject({ runtime: { state: 'running' } });
+    await driver.stop(spec.uuid);
+  });
+
   it('refuses a second operation while the first holds the VM lock', async ({ expect }) => {
     const { driver } = await open();
     const { spec } = await driver.define(definition());

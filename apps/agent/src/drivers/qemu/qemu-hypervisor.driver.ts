@@ -103,6 +103,8 @@ export class QemuHypervisorDriver implements HypervisorDriver {
   readonly name = 'qemu';
   private readonly vms = new Map<string, QemuVm>();
   private readonly locks = new Map<string, string>();
+  /** VMs whose guest agent was sent guest-fsfreeze-freeze and not yet thawed. */
+  private readonly freezeSent = new Set<string>();
   private readonly state: QemuStateRepository;
   private readonly processes: QemuProcessRepository;
   private readonly hostFacts: Pick<HostFactsRepository, 'facts' | 'usage'>;
@@ -264,7 +266,7 @@ export class QemuHypervisorDriver implements HypervisorDriver {
     const state = vm.process ? await this.liveState(vm) : vm.record.state;
     if (!vm.process || state !== 'running') return { frozen: false, reason: `VM ${vm.record.spec.name} is ${state}, not running` };
     try {
-      const count = await guestAgentCommand(this.paths(uuid).guestAgent, 'guest-fsfreeze-freeze', timeoutMs);
+      const count = await guestAgentCommand(this.paths(uuid).guestAgent, 'guest-fsfreeze-freeze', timeoutMs, () => this.freezeSent.add(uuid));
       return { frozen: true, reason: `the guest agent froze ${typeof count === 'number' ? count : 'the'} filesystems` };
     } catch (error) {
       if (error instanceof GuestAgentTimeoutError || error instanceof GuestAgentError) return { frozen: false, reason: error.message };
@@ -274,8 +276,8 @@ export class QemuHypervisorDriver implements HypervisorDriver {
 
   async thawFilesystems(uuid: string): Promise<void> {
     const vm = this.find(uuid);
-    if (!vm.process) return;
-    // A guest that is not frozen answers 0; one without an agent does not answer (and was never frozen).
+    // Only a guest whose agent was sent the freeze can be frozen (one without an agent never answered the sync).
+    if (!this.freezeSent.delete(uuid) || !vm.process) return;
     await guestAgentCommand(this.paths(uuid).guestAgent, 'guest-fsfreeze-thaw', THAW_TIMEOUT_MS).catch(() => undefined);
   }
 
