@@ -849,6 +849,70 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/remotes/{remote}/vms/{vmid}/replication": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["VmReplicationController_get"];
+        put?: never;
+        post: operations["VmReplicationController_enable"];
+        delete: operations["VmReplicationController_disable"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/remotes/{remote}/vms/{vmid}/replication/failover": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["VmReplicationController_failoverPreview"];
+        put?: never;
+        post: operations["VmReplicationController_failover"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/remotes/{remote}/vms/{vmid}/replication/resync": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["VmReplicationController_resync"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/remotes/{remote}/vms/{vmid}/replication/switchover": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["VmReplicationController_switchover"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/remotes/{remote}/vms/{vmid}/shutdown": {
         parameters: {
             query?: never;
@@ -859,6 +923,54 @@ export interface paths {
         get?: never;
         put?: never;
         post: operations["VmPowerController_shutdown"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/remotes/{remote}/vms/{vmid}/snapshots": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["SnapshotsController_list"];
+        put?: never;
+        post: operations["SnapshotsController_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/remotes/{remote}/vms/{vmid}/snapshots/{snapshot}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete: operations["SnapshotsController_remove"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/remotes/{remote}/vms/{vmid}/snapshots/{snapshot}/rollback": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["SnapshotsController_rollback"];
         delete?: never;
         options?: never;
         head?: never;
@@ -913,6 +1025,54 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/replication/pairs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["ReplicationPairsController_list"];
+        put?: never;
+        post: operations["ReplicationPairsController_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/replication/pairs/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["ReplicationPairsController_get"];
+        put?: never;
+        post?: never;
+        delete: operations["ReplicationPairsController_delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/replication/vms": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["ReplicationVmsController_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/resources": {
         parameters: {
             query?: never;
@@ -939,6 +1099,54 @@ export interface paths {
         get: operations["ResourcesController_refresh"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/snapshot-schedules": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["SnapshotSchedulesController_list"];
+        put?: never;
+        post: operations["SnapshotSchedulesController_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/snapshot-schedules/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["SnapshotSchedulesController_get"];
+        put?: never;
+        post?: never;
+        delete: operations["SnapshotSchedulesController_remove"];
+        options?: never;
+        head?: never;
+        patch: operations["SnapshotSchedulesController_update"];
+        trace?: never;
+    };
+    "/api/v1/snapshot-schedules/{id}/run": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["SnapshotSchedulesController_run"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1270,6 +1478,14 @@ export interface components {
             /** @description Unique per owner: alice@local!ci */
             name: string;
         };
+        CreatePairDto: {
+            poolA: string;
+            poolB: string;
+            /** @description The remote whose agents create the peer bootstrap token */
+            remoteA: string;
+            /** @description The remote whose agents import it */
+            remoteB: string;
+        };
         CreateRealmDto: {
             /**
              * @description LDAP: store the realm even when the connection test fails
@@ -1343,6 +1559,54 @@ export interface components {
                 remote: string;
             }[];
             id: string;
+        };
+        CreateScheduleBodyDto: {
+            /** @description Five-field cron expression in UTC, e.g. "0 3 * * *" (daily at 03:00) */
+            cron?: string;
+            /** @default true */
+            enabled: boolean;
+            /**
+             * @description Freeze the guests' filesystems through their guest agents (default)
+             * @default true
+             */
+            freeze: boolean;
+            /** @description Every this long from the schedule’s creation: 15m, 1h, 7d (5m … 366d) */
+            interval?: string;
+            /** @description How many of this schedule's snapshots each VM keeps; after a run the older ones are deleted (never manual snapshots) */
+            keep: number;
+            /** @description Shown in lists and in the names of its snapshots: 1-64 letters, digits, dots, underscores and inner hyphens */
+            name: string;
+            target: {
+                remote: string;
+                /** @enum {string} */
+                type: "vm";
+                /** Format: uuid */
+                vm: string;
+            } | {
+                /** @description Every VM of the remote whose labels include all of these (needs vm.snapshot on the remote) */
+                labels: {
+                    [key: string]: string;
+                };
+                remote: string;
+                /** @enum {string} */
+                type: "labels";
+            } | {
+                pool: string;
+                remote: string;
+                /** @enum {string} */
+                type: "pool";
+            };
+        };
+        CreateSnapshotBodyDto: {
+            /** @description Free text kept by the manager with the snapshot */
+            description?: string;
+            /**
+             * @description Freeze the guest's filesystems through the QEMU guest agent first (default); without an answering guest agent the snapshot is crash-consistent
+             * @default true
+             */
+            freeze: boolean;
+            /** @description Default: manual-<UTC time>, e.g. manual-20261207t1300z */
+            name?: string;
         };
         CreateTokenDto: {
             /** @default  */
@@ -1452,7 +1716,7 @@ export interface components {
             };
             nodes: components["schemas"]["DashboardNodeCounts_Output"];
             /** @description The privileges the caller holds on /remotes/{remote} */
-            privileges: ("system.audit" | "system.modify" | "remote.audit" | "remote.modify" | "vm.audit" | "vm.power" | "vm.migrate" | "vm.snapshot" | "task.audit" | "task.cancel" | "access.audit" | "access.modify" | "audit.read")[];
+            privileges: ("system.audit" | "system.modify" | "remote.audit" | "remote.modify" | "vm.audit" | "vm.power" | "vm.migrate" | "vm.snapshot" | "vm.replicate" | "vm.failover" | "task.audit" | "task.cancel" | "access.audit" | "access.modify" | "audit.read")[];
             remote: string;
             /**
              * Format: date-time
@@ -1507,6 +1771,26 @@ export interface components {
             stopped: number;
             total: number;
         };
+        EmptyBodyDto: Record<string, never>;
+        EnableReplicationDto: {
+            /**
+             * Format: uuid
+             * @description The pair to mirror through (default: the one pairing the VM's remote with targetRemote)
+             */
+            pair?: string;
+            /**
+             * @description The RPO this VM should keep; an alert fires above it (default 900 s)
+             * @default 900
+             */
+            rpoTargetSeconds: number;
+            /**
+             * @description Mirror-snapshot schedule of every disk (default 5m)
+             * @default 5m
+             */
+            scheduleInterval: string;
+            /** @description The remote to mirror to (when pair is not given) */
+            targetRemote?: string;
+        };
         EnrolledTotpDto_Output: {
             /** Format: uuid */
             id: string;
@@ -1524,6 +1808,38 @@ export interface components {
              * @description Your current password. Users of an OpenID Connect realm have none: they log in again and enrol within 5 minutes.
              */
             password?: string;
+        };
+        FailoverDto: {
+            /** @enum {boolean} */
+            confirmDataLoss: true;
+            /**
+             * @description The source's cluster cannot be reached to fence it; the operator declares it down (recorded in the audit log with the reason)
+             * @default false
+             */
+            declareSourceDown: boolean;
+            /** @description Why the source is declared down (required with declareSourceDown) */
+            reason?: string;
+            targetNode?: string;
+        };
+        FailoverPreviewDto_Output: {
+            /** @description The same, in words for the confirmation dialog */
+            dataAtRisk: string;
+            /** @description The remote the VM runs at now (to be given up) */
+            from: string;
+            lastMirroredSnapshotAt: string | null;
+            requires: {
+                /** @enum {boolean} */
+                confirmDataLoss: true;
+                /** @description True when the source cannot be fenced: the operator must declare it down, with a reason */
+                declareSourceDown: boolean;
+            };
+            /** @description The data at risk: what was written in these last seconds is lost */
+            rpoSeconds: number | null;
+            /** @description The source's cluster answered: it will be fenced (its clients blocklisted) before the promotion */
+            sourceReachable: boolean;
+            /** @description The surviving remote that would be promoted */
+            to: string;
+            vm: string;
         };
         GroupDto_Output: {
             comment: string;
@@ -1724,6 +2040,142 @@ export interface components {
             propagate: boolean;
             /** @enum {string} */
             role: "Audit" | "Manage" | "Admin";
+        };
+        PairAcceptedDto_Output: {
+            pairId: string;
+            taskId: string;
+        };
+        PairDto_Output: {
+            /** Format: date-time */
+            createdAt: string;
+            error: string | null;
+            /** @description Pool mirroring health of both sides, read now (GET of one pair, or ?health=true) */
+            health?: {
+                a: {
+                    daemonHealth: string;
+                    error: string | null;
+                    /** @description OK | WARNING | ERROR | UNKNOWN (rbd mirror pool status) */
+                    health: string;
+                    imageHealth: string;
+                    /** @description image once pairing is possible; disabled before */
+                    mode: string;
+                    peers: {
+                        direction: string;
+                        siteName: string;
+                    }[];
+                    pool: string;
+                    /** @description False when the remote's agents did not answer (error says why) */
+                    reachable: boolean;
+                    remote: string;
+                    siteName: string;
+                    /** @description Images per mirroring state */
+                    states: {
+                        [key: string]: number;
+                    };
+                };
+                b: {
+                    daemonHealth: string;
+                    error: string | null;
+                    /** @description OK | WARNING | ERROR | UNKNOWN (rbd mirror pool status) */
+                    health: string;
+                    imageHealth: string;
+                    /** @description image once pairing is possible; disabled before */
+                    mode: string;
+                    peers: {
+                        direction: string;
+                        siteName: string;
+                    }[];
+                    pool: string;
+                    /** @description False when the remote's agents did not answer (error says why) */
+                    reachable: boolean;
+                    remote: string;
+                    siteName: string;
+                    /** @description Images per mirroring state */
+                    states: {
+                        [key: string]: number;
+                    };
+                };
+            };
+            id: string;
+            poolA: string;
+            poolB: string;
+            remoteA: string;
+            remoteB: string;
+            /** @enum {string} */
+            state: "pairing" | "paired" | "failed";
+            /** @description The pairing task */
+            taskId: string;
+            /** Format: date-time */
+            updatedAt: string;
+            /** @description How many VMs mirror through this pair */
+            vms: number;
+        };
+        PairListDto_Output: {
+            items: {
+                /** Format: date-time */
+                createdAt: string;
+                error: string | null;
+                /** @description Pool mirroring health of both sides, read now (GET of one pair, or ?health=true) */
+                health?: {
+                    a: {
+                        daemonHealth: string;
+                        error: string | null;
+                        /** @description OK | WARNING | ERROR | UNKNOWN (rbd mirror pool status) */
+                        health: string;
+                        imageHealth: string;
+                        /** @description image once pairing is possible; disabled before */
+                        mode: string;
+                        peers: {
+                            direction: string;
+                            siteName: string;
+                        }[];
+                        pool: string;
+                        /** @description False when the remote's agents did not answer (error says why) */
+                        reachable: boolean;
+                        remote: string;
+                        siteName: string;
+                        /** @description Images per mirroring state */
+                        states: {
+                            [key: string]: number;
+                        };
+                    };
+                    b: {
+                        daemonHealth: string;
+                        error: string | null;
+                        /** @description OK | WARNING | ERROR | UNKNOWN (rbd mirror pool status) */
+                        health: string;
+                        imageHealth: string;
+                        /** @description image once pairing is possible; disabled before */
+                        mode: string;
+                        peers: {
+                            direction: string;
+                            siteName: string;
+                        }[];
+                        pool: string;
+                        /** @description False when the remote's agents did not answer (error says why) */
+                        reachable: boolean;
+                        remote: string;
+                        siteName: string;
+                        /** @description Images per mirroring state */
+                        states: {
+                            [key: string]: number;
+                        };
+                    };
+                };
+                id: string;
+                poolA: string;
+                poolB: string;
+                remoteA: string;
+                remoteB: string;
+                /** @enum {string} */
+                state: "pairing" | "paired" | "failed";
+                /** @description The pairing task */
+                taskId: string;
+                /** Format: date-time */
+                updatedAt: string;
+                /** @description How many VMs mirror through this pair */
+                vms: number;
+            }[];
         };
         PasswordCheckDto: {
             /**
@@ -1933,7 +2385,7 @@ export interface components {
                 total: number;
             };
             /** @description The privileges the caller holds on /remotes/{remote} */
-            privileges: ("system.audit" | "system.modify" | "remote.audit" | "remote.modify" | "vm.audit" | "vm.power" | "vm.migrate" | "vm.snapshot" | "task.audit" | "task.cancel" | "access.audit" | "access.modify" | "audit.read")[];
+            privileges: ("system.audit" | "system.modify" | "remote.audit" | "remote.modify" | "vm.audit" | "vm.power" | "vm.migrate" | "vm.snapshot" | "vm.replicate" | "vm.failover" | "task.audit" | "task.cancel" | "access.audit" | "access.modify" | "audit.read")[];
             remote: string;
             /**
              * Format: date-time
@@ -1978,6 +2430,85 @@ export interface components {
             /** @description How many nodes and VMs match, before paging */
             total: number;
         };
+        RollbackBodyDto: {
+            /**
+             * @description Stop the VM first when it is not stopped (needs vm.power too). Without it a rollback of a VM that is not stopped is refused (409)
+             * @default false
+             */
+            stopFirst: boolean;
+        };
+        ScheduleDto_Output: {
+            /** Format: date-time */
+            createdAt: string;
+            cron: string | null;
+            enabled: boolean;
+            freeze: boolean;
+            id: string;
+            /** @description e.g. 1h; null for a cron schedule */
+            interval: string | null;
+            keep: number;
+            /** Format: date-time */
+            lastRunAt: string | null;
+            /** @description The vm.snapshot.schedule task of the last run */
+            lastTaskId: string | null;
+            name: string;
+            /**
+             * Format: date-time
+             * @description When the next run is due (after a downtime, missed runs are made up by one run)
+             */
+            nextRunAt: string;
+            /** @description Who created it: runs act as this principal, within its snapshot quota */
+            owner: string;
+            target: {
+                labels: {
+                    [key: string]: string;
+                } | null;
+                pool: string | null;
+                remote: string;
+                /** @enum {string} */
+                type: "vm" | "labels" | "pool";
+                vm: string | null;
+            };
+            /** Format: date-time */
+            updatedAt: string;
+        };
+        ScheduleListDto_Output: {
+            items: {
+                /** Format: date-time */
+                createdAt: string;
+                cron: string | null;
+                enabled: boolean;
+                freeze: boolean;
+                id: string;
+                /** @description e.g. 1h; null for a cron schedule */
+                interval: string | null;
+                keep: number;
+                /** Format: date-time */
+                lastRunAt: string | null;
+                /** @description The vm.snapshot.schedule task of the last run */
+                lastTaskId: string | null;
+                name: string;
+                /**
+                 * Format: date-time
+                 * @description When the next run is due (after a downtime, missed runs are made up by one run)
+                 */
+                nextRunAt: string;
+                /** @description Who created it: runs act as this principal, within its snapshot quota */
+                owner: string;
+                target: {
+                    labels: {
+                        [key: string]: string;
+                    } | null;
+                    pool: string | null;
+                    remote: string;
+                    /** @enum {string} */
+                    type: "vm" | "labels" | "pool";
+                    vm: string | null;
+                };
+                /** Format: date-time */
+                updatedAt: string;
+            }[];
+        };
         SessionDto_Output: {
             /** @description Send as X-CSRF-Token with every write made with the session cookie */
             csrfToken: string;
@@ -1994,6 +2525,50 @@ export interface components {
         SetVmOwnerDto: {
             /** @description A tenant group */
             tenantGroup: string;
+        };
+        SnapshotAcceptedDto_Output: {
+            /** @description The snapshot the task works on (the generated name when none was given) */
+            snapshot: string;
+            taskId: string;
+        };
+        SnapshotListDto_Output: {
+            /** @description Oldest first */
+            items: {
+                /**
+                 * @description application: the guest agent froze the filesystems; crash: taken without (as after a power cut)
+                 * @enum {string}
+                 */
+                consistency: "application" | "crash";
+                /** @description Why it is crash-consistent, when it is */
+                consistencyReason: string | null;
+                /**
+                 * Format: date-time
+                 * @description When it was taken (null when the agent did not say)
+                 */
+                createdAt: string | null;
+                /** @description The principal whose quota it counts against; null: not taken through this manager */
+                createdBy: string | null;
+                description: string | null;
+                disks: {
+                    image: string;
+                    pool: string;
+                    sizeBytes: number;
+                }[];
+                /** @description Taken as one RBD group snapshot of several disks (one point in time) */
+                group: boolean;
+                name: string;
+                /** @description The schedule that took it (its retention removes it in time); null: taken by hand */
+                scheduleId: string | null;
+            }[];
+            /** @description How many snapshots of this VM the caller may hold (manual and scheduled alike), and holds */
+            quota: {
+                limit: number;
+                used: number;
+            };
+        };
+        SwitchoverDto: {
+            /** @description The node of the other remote to start the VM on (default: the first node that is up) */
+            targetNode?: string;
         };
         SyncSummaryDto_Output: {
             groups: {
@@ -2368,6 +2943,18 @@ export interface components {
                 remote: string;
             }[];
         };
+        UpdateScheduleBodyDto: {
+            /** @description Replaces the timing (and an interval) */
+            cron?: string;
+            enabled?: boolean;
+            freeze?: boolean;
+            /** @description Replaces the timing (and a cron expression) */
+            interval?: string;
+            /** @description How many of this schedule's snapshots each VM keeps; after a run the older ones are deleted (never manual snapshots) */
+            keep?: number;
+            /** @description Shown in lists and in the names of its snapshots: 1-64 letters, digits, dots, underscores and inner hyphens */
+            name?: string;
+        };
         UpdateTokenDto: {
             comment?: string;
             /**
@@ -2478,7 +3065,7 @@ export interface components {
             nics: components["schemas"]["VmNic_Output"][];
             node: string;
             /** @description The privileges the caller holds on the VM's ACL path */
-            privileges: ("system.audit" | "system.modify" | "remote.audit" | "remote.modify" | "vm.audit" | "vm.power" | "vm.migrate" | "vm.snapshot" | "task.audit" | "task.cancel" | "access.audit" | "access.modify" | "audit.read")[];
+            privileges: ("system.audit" | "system.modify" | "remote.audit" | "remote.modify" | "vm.audit" | "vm.power" | "vm.migrate" | "vm.snapshot" | "vm.replicate" | "vm.failover" | "task.audit" | "task.cancel" | "access.audit" | "access.modify" | "audit.read")[];
             remote: string;
             /** @description True when the remote is unreachable now and this is the last known state */
             stale: boolean;
@@ -2528,6 +3115,176 @@ export interface components {
                 createdAt: string;
                 tenantGroup: string;
                 /** @description The VM’s uuid */
+                vm: string;
+            }[];
+        };
+        VmReplicationDto_Output: {
+            /** @enum {string} */
+            health: "ok" | "syncing" | "error" | "split-brain" | "unknown";
+            /** @description Per image and site (GET of one VM) */
+            images?: {
+                bytesPerSecond: number;
+                image: string;
+                /** @description How far the secondary's newest complete snapshot is behind the primary's newest */
+                lagSeconds: number | null;
+                /** @description The newest mirror snapshot the secondary holds completely */
+                lastMirroredSnapshotAt: string | null;
+                secondsUntilSynced: number;
+                sites: {
+                    bytesPerSecond: number;
+                    description: string;
+                    error: string | null;
+                    lastMirroredSnapshotAt: string | null;
+                    lastSnapshotAt: string | null;
+                    pool: string;
+                    primary: boolean | null;
+                    reachable: boolean;
+                    remote: string;
+                    secondsUntilSynced: number;
+                    splitBrain: boolean;
+                    /** @description up+replaying, up+stopped, up+error, down+unknown … */
+                    state: string;
+                }[];
+                sourcePool: string;
+                splitBrain: boolean;
+                targetPool: string;
+            }[];
+            lastChange: string;
+            /** Format: date-time */
+            lastChangeAt: string;
+            /** @description The oldest of the disks’ last mirrored snapshots */
+            lastMirroredSnapshotAt: string | null;
+            name: string;
+            /**
+             * Format: date-time
+             * @description When the sites were read (null: not yet)
+             */
+            observedAt: string | null;
+            pair: string;
+            pending: {
+                /** @enum {string} */
+                action: "enable" | "disable" | "switchover" | "failover" | "resync";
+                taskId: string;
+            } | null;
+            /** @enum {string} */
+            phase: "enabling" | "active" | "disabling";
+            /** @description Where the VM runs (its images are primary there) */
+            primaryRemote: string;
+            rpoExceeded: boolean | null;
+            /** @description now − the oldest of its disks' last mirrored snapshot; null when no site answered */
+            rpoSeconds: number | null;
+            rpoTargetSeconds: number;
+            scheduleInterval: string;
+            source: {
+                pool: string;
+                remote: string;
+                /**
+                 * @description primary (the VM runs here) | secondary (receives mirror snapshots) | resync (being resynced)
+                 * @enum {string}
+                 */
+                role: "primary" | "secondary" | "resync";
+            };
+            /** @description Some image is primary at both sites: resync the stale one */
+            splitBrain: boolean;
+            /**
+             * @description The VM's DR state at its source remote: primary, secondary once it runs at the target, resync while the source is resynced
+             * @enum {string}
+             */
+            state: "primary" | "secondary" | "resync";
+            target: {
+                pool: string;
+                remote: string;
+                /**
+                 * @description primary (the VM runs here) | secondary (receives mirror snapshots) | resync (being resynced)
+                 * @enum {string}
+                 */
+                role: "primary" | "secondary" | "resync";
+            };
+            vm: string;
+        };
+        VmReplicationListDto_Output: {
+            items: {
+                /** @enum {string} */
+                health: "ok" | "syncing" | "error" | "split-brain" | "unknown";
+                /** @description Per image and site (GET of one VM) */
+                images?: {
+                    bytesPerSecond: number;
+                    image: string;
+                    /** @description How far the secondary's newest complete snapshot is behind the primary's newest */
+                    lagSeconds: number | null;
+                    /** @description The newest mirror snapshot the secondary holds completely */
+                    lastMirroredSnapshotAt: string | null;
+                    secondsUntilSynced: number;
+                    sites: {
+                        bytesPerSecond: number;
+                        description: string;
+                        error: string | null;
+                        lastMirroredSnapshotAt: string | null;
+                        lastSnapshotAt: string | null;
+                        pool: string;
+                        primary: boolean | null;
+                        reachable: boolean;
+                        remote: string;
+                        secondsUntilSynced: number;
+                        splitBrain: boolean;
+                        /** @description up+replaying, up+stopped, up+error, down+unknown … */
+                        state: string;
+                    }[];
+                    sourcePool: string;
+                    splitBrain: boolean;
+                    targetPool: string;
+                }[];
+                lastChange: string;
+                /** Format: date-time */
+                lastChangeAt: string;
+                /** @description The oldest of the disks’ last mirrored snapshots */
+                lastMirroredSnapshotAt: string | null;
+                name: string;
+                /**
+                 * Format: date-time
+                 * @description When the sites were read (null: not yet)
+                 */
+                observedAt: string | null;
+                pair: string;
+                pending: {
+                    /** @enum {string} */
+                    action: "enable" | "disable" | "switchover" | "failover" | "resync";
+                    taskId: string;
+                } | null;
+                /** @enum {string} */
+                phase: "enabling" | "active" | "disabling";
+                /** @description Where the VM runs (its images are primary there) */
+                primaryRemote: string;
+                rpoExceeded: boolean | null;
+                /** @description now − the oldest of its disks' last mirrored snapshot; null when no site answered */
+                rpoSeconds: number | null;
+                rpoTargetSeconds: number;
+                scheduleInterval: string;
+                source: {
+                    pool: string;
+                    remote: string;
+                    /**
+                     * @description primary (the VM runs here) | secondary (receives mirror snapshots) | resync (being resynced)
+                     * @enum {string}
+                     */
+                    role: "primary" | "secondary" | "resync";
+                };
+                /** @description Some image is primary at both sites: resync the stale one */
+                splitBrain: boolean;
+                /**
+                 * @description The VM's DR state at its source remote: primary, secondary once it runs at the target, resync while the source is resynced
+                 * @enum {string}
+                 */
+                state: "primary" | "secondary" | "resync";
+                target: {
+                    pool: string;
+                    remote: string;
+                    /**
+                     * @description primary (the VM runs here) | secondary (receives mirror snapshots) | resync (being resynced)
+                     * @enum {string}
+                     */
+                    role: "primary" | "secondary" | "resync";
+                };
                 vm: string;
             }[];
         };
@@ -5116,6 +5873,281 @@ export interface operations {
             };
         };
     };
+    VmReplicationController_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                remote: string;
+                vmid: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description DR state, RPO against its target, and every image at both sites, read now */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VmReplicationDto_Output"];
+                };
+            };
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs vm.audit on /remotes/{remote}/vms/{vmid} */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    VmReplicationController_enable: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                remote: string;
+                vmid: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["EnableReplicationDto"];
+            };
+        };
+        responses: {
+            /** @description Accepted: follow the task at /api/v1/tasks/{taskId} */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TaskAcceptedDto_Output"];
+                };
+            };
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs vm.replicate on /remotes/{remote}/vms/{vmid} */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    VmReplicationController_disable: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                remote: string;
+                vmid: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Accepted: follow the task at /api/v1/tasks/{taskId} */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TaskAcceptedDto_Output"];
+                };
+            };
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs vm.replicate on /remotes/{remote}/vms/{vmid} */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    VmReplicationController_failoverPreview: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                remote: string;
+                vmid: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The data at risk (RPO, last mirrored snapshot) and what a failover would require — shown before the operator confirms */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailoverPreviewDto_Output"];
+                };
+            };
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs vm.audit on /remotes/{remote}/vms/{vmid} */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    VmReplicationController_failover: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                remote: string;
+                vmid: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["FailoverDto"];
+            };
+        };
+        responses: {
+            /** @description Accepted: follow the task at /api/v1/tasks/{taskId} */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TaskAcceptedDto_Output"];
+                };
+            };
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs vm.failover on /remotes/{remote}/vms/{vmid} */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    VmReplicationController_resync: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                remote: string;
+                vmid: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["EmptyBodyDto"];
+            };
+        };
+        responses: {
+            /** @description Accepted: follow the task at /api/v1/tasks/{taskId} */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TaskAcceptedDto_Output"];
+                };
+            };
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs vm.replicate on /remotes/{remote}/vms/{vmid} */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    VmReplicationController_switchover: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                remote: string;
+                vmid: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SwitchoverDto"];
+            };
+        };
+        responses: {
+            /** @description Accepted: follow the task at /api/v1/tasks/{taskId} */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TaskAcceptedDto_Output"];
+                };
+            };
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs vm.replicate on /remotes/{remote}/vms/{vmid} */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
     VmPowerController_shutdown: {
         parameters: {
             query?: never;
@@ -5145,6 +6177,166 @@ export interface operations {
                 content?: never;
             };
             /** @description Needs vm.power on /remotes/{remote}/vms/{vmid} */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    SnapshotsController_list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                remote: string;
+                vmid: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs vm.audit on /remotes/{remote}/vms/{vmid} */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The VM's snapshots as its remote has them, with consistency, disks, who took them and which schedule, and the caller's quota */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SnapshotListDto_Output"];
+                };
+            };
+        };
+    };
+    SnapshotsController_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                remote: string;
+                vmid: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateSnapshotBodyDto"];
+            };
+        };
+        responses: {
+            /** @description Accepted: the task at /api/v1/tasks/{taskId} takes the snapshot. 409 over the quota, for a name in use or while the VM has another operation */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SnapshotAcceptedDto_Output"];
+                };
+            };
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs vm.snapshot on /remotes/{remote}/vms/{vmid} */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    SnapshotsController_remove: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                remote: string;
+                /** @description The snapshot name: 1-64 letters, digits, dots, underscores and inner hyphens */
+                snapshot: string;
+                vmid: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Accepted: the task at /api/v1/tasks/{taskId} deletes the snapshot from every disk */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SnapshotAcceptedDto_Output"];
+                };
+            };
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs vm.snapshot on /remotes/{remote}/vms/{vmid} */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    SnapshotsController_rollback: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                remote: string;
+                /** @description The snapshot name: 1-64 letters, digits, dots, underscores and inner hyphens */
+                snapshot: string;
+                vmid: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RollbackBodyDto"];
+            };
+        };
+        responses: {
+            /** @description Accepted: the task rolls every disk back (what was written since is lost). 409 when the VM is not stopped and stopFirst was not asked, or while it has another operation (a migration) */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SnapshotAcceptedDto_Output"];
+                };
+            };
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs vm.snapshot on /remotes/{remote}/vms/{vmid} */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5265,6 +6457,181 @@ export interface operations {
             };
         };
     };
+    ReplicationPairsController_list: {
+        parameters: {
+            query?: {
+                /** @description true: read both sides' pool health for every pair (slower) */
+                health?: "true" | "false";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Every pair; with health=true each with both sides’ pool health */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PairListDto_Output"];
+                };
+            };
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs remote.audit on / */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    ReplicationPairsController_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreatePairDto"];
+            };
+        };
+        responses: {
+            /** @description Accepted: the task hands A's peer bootstrap token to B (in memory only); follow it at /api/v1/tasks/{taskId} */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PairAcceptedDto_Output"];
+                };
+            };
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs remote.modify on / */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    ReplicationPairsController_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The pair, with both sides’ pool mirroring health read now */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PairDto_Output"];
+                };
+            };
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs remote.audit on / */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    ReplicationPairsController_delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs remote.modify on / */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    ReplicationVmsController_list: {
+        parameters: {
+            query?: {
+                /** @description Only VMs mirrored from or to this remote */
+                remote?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Mirrored VMs (a tenant's only), DR state and RPO from the last status poll */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VmReplicationListDto_Output"];
+                };
+            };
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs vm.audit on / (or below it) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
     ResourcesController_list: {
         parameters: {
             query?: {
@@ -5340,6 +6707,217 @@ export interface operations {
                 content?: never;
             };
             /** @description Needs remote.audit on /remotes (or below it) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    SnapshotSchedulesController_list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs vm.audit on / (or below it) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The schedules whose target (VM, or remote) the caller holds vm.audit on */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ScheduleListDto_Output"];
+                };
+            };
+        };
+    };
+    SnapshotSchedulesController_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateScheduleBodyDto"];
+            };
+        };
+        responses: {
+            /** @description The schedule, with its first run planned. Needs vm.snapshot on the target */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ScheduleDto_Output"];
+                };
+            };
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs vm.snapshot on / (or below it) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    SnapshotSchedulesController_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs vm.audit on / (or below it) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description One schedule (404 when the caller may not see its target) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ScheduleDto_Output"];
+                };
+            };
+        };
+    };
+    SnapshotSchedulesController_remove: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs vm.snapshot on / (or below it) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    SnapshotSchedulesController_update: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateScheduleBodyDto"];
+            };
+        };
+        responses: {
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs vm.snapshot on / (or below it) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The changed schedule; a new timing (or enabling it again) plans the next run from now */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ScheduleDto_Output"];
+                };
+            };
+        };
+    };
+    SnapshotSchedulesController_run: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Accepted: a run now (vm.snapshot.schedule task); the timing is unchanged */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TaskAcceptedDto_Output"];
+                };
+            };
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs vm.snapshot on / (or below it) */
             403: {
                 headers: {
                     [name: string]: unknown;
