@@ -7,7 +7,11 @@ import type { Logger } from '../shared/logger';
 import { AGENT_VERSION } from '../shared/version';
 import type { HostFacts, HypervisorDriver } from './hypervisor.driver';
 import { LibvirtHypervisorDriver } from './libvirt/libvirt-hypervisor.driver';
+import type { RbdAccess } from './qemu/qemu-argv';
 import { QemuHypervisorDriver } from './qemu/qemu-hypervisor.driver';
+import { RbdCliRepository } from './rbd/rbd-cli.repository';
+import { RbdMirroring } from './rbd/rbd-mirroring';
+import { RbdStorageDriver } from './rbd/rbd-storage.driver';
 import { SimHypervisorDriver } from './sim/sim-hypervisor.driver';
 import { seedSimVms } from './sim/sim-seed';
 import { SimStateRepository } from './sim/sim-state.repository';
@@ -57,6 +61,28 @@ function createStorage(config: Readonly<AgentConfig>, etcd: Etcd3, clock: Clock)
         staleAfterMs: Math.max(3 * replayIntervalMs, peerTimeoutMs + 2 * replayIntervalMs),
       });
     }
+    case 'rbd': {
+      const rbd = config.rbd;
+      const cli = new RbdCliRepository({
+        cluster: rbd.cluster,
+        conf: rbd.conf,
+        keyring: rbd.keyring,
+        clientId: rbd.clientId,
+        rbdBinary: rbd.rbdBinary,
+        cephBinary: rbd.cephBinary,
+        radosBinary: rbd.radosBinary,
+        timeoutMs: rbd.commandTimeoutSeconds * 1000,
+        peerTimeoutMs: rbd.peerTimeoutSeconds * 1000,
+      });
+      const mirroring = new RbdMirroring({
+        cli,
+        clock,
+        commandTimeoutMs: rbd.commandTimeoutSeconds * 1000,
+        peerTimeoutMs: rbd.peerTimeoutSeconds * 1000,
+        defaultSiteName: config.clusterId,
+      });
+      return new RbdStorageDriver(cli, mirroring);
+    }
     default:
       throw new ConfigError(`storage.driver: "${config.storage.driver}" is not available in this version`);
   }
@@ -76,10 +102,16 @@ async function createHypervisor(config: Readonly<AgentConfig>, storage: StorageD
     case 'libvirt':
       return LibvirtHypervisorDriver.fromConfig(config.libvirt, clock);
     case 'qemu':
-      return QemuHypervisorDriver.open({ config: config.qemu, stateDir: config.stateDir, clock });
+      return QemuHypervisorDriver.open({ config: config.qemu, stateDir: config.stateDir, clock, rbd: rbdAccess(config.rbd) });
     default:
       throw new ConfigError(`hypervisor.driver: "${config.hypervisor.driver}" is not available in this version`);
   }
+}
+
+/** How QEMU's librbd reaches the cluster the rbd driver uses: a cluster name other than 'ceph' means its own ceph.conf. */
+function rbdAccess(rbd: Readonly<AgentConfig['rbd']>): RbdAccess {
+  const conf = rbd.conf ?? (rbd.cluster === 'ceph' ? undefined : `/etc/ceph/${rbd.cluster}.conf`);
+  return { clientId: rbd.clientId, conf, keyring: rbd.keyring };
 }
 
 /** The configured facts of a simulated node; its host name is its node id. */

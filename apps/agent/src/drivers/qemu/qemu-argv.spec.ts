@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCode } from '../../shared/agent-error';
 import type { VmDefinition } from '../hypervisor.driver';
-import { buildQemuArgv, qemuCpuArg, qemuDefinitionProblem, type QemuArgvOptions } from './qemu-argv';
+import { buildQemuArgv, qemuCpuArg, qemuDefinitionProblem, rbdFile, type QemuArgvOptions } from './qemu-argv';
 
 const paths = { qmp: '/var/lib/debvisor/run/u/qmp', pidFile: '/var/lib/debvisor/run/u/pid', serialLog: '/var/lib/debvisor/run/u/serial.log', guestAgent: '/var/lib/debvisor/run/u/qga.sock' };
 
@@ -84,6 +84,16 @@ describe('QEMU argument vector', () => {
       'ide-hd,bus=ide.0,drive=disk2,id=disk2-dev,bootindex=3',
     ]);
     expect(values(argv({ disks: disks.slice(0, 1) }), '-drive')).toEqual(['file=rbd:fast/web-01-root,format=raw,if=none,id=disk0,cache=writeback,discard=unmap']);
+  });
+
+  it("opens RBD disks with the agent's cephx user, ceph.conf and keyring, escaped for librbd and QemuOpts", () => {
+    const disks = [{ pool: 'fast', image: 'web-01-root', sizeBytes: 1, bus: 'virtio' as const }];
+    const rbd = { clientId: 'debvisor', conf: '/srv/ceph:a,b/ceph.conf', keyring: '/etc/ceph/east.client.debvisor.keyring' };
+    expect(values(argv({ disks }, { rbd }), '-drive')).toEqual([
+      'file=rbd:fast/web-01-root:id=debvisor:conf=/srv/ceph\\:a,,b/ceph.conf:keyring=/etc/ceph/east.client.debvisor.keyring,format=raw,if=none,id=disk0,cache=writeback,discard=unmap',
+    ]);
+    expect(rbdFile('rbd', 'x', { clientId: 'admin' })).toBe('rbd:rbd/x:id=admin');
+    expect(rbdFile('rbd', 'x', undefined)).toBe('rbd:rbd/x');
   });
 
   it('bridges NICs with their MAC and model', () => {

@@ -40,9 +40,18 @@ export interface QemuRunPaths {
 /** The virtio-serial port name a QEMU guest agent looks for. */
 export const GUEST_AGENT_PORT = 'org.qemu.guest_agent.0';
 
+/** How QEMU's librbd reaches the Ceph cluster (the agent's rbd settings): cephx user, ceph.conf, keyring. */
+export interface RbdAccess {
+  clientId: string;
+  conf?: string;
+  keyring?: string;
+}
+
 export interface QemuArgvOptions {
   spec: VmDefinition;
   config: Pick<QemuConfig, 'accel' | 'machine' | 'imageDir' | 'bootDir'>;
+  /** Disks without an image directory are RBD images, opened with these settings (unset: librbd's defaults). */
+  rbd?: RbdAccess;
   paths: QemuRunPaths;
   /** Per disk of an image directory: 'none' (O_DIRECT) where its file system supports it, else 'writeback' (the default). */
   diskCache?: ReadonlyArray<'none' | 'writeback'>;
@@ -165,14 +174,14 @@ export function buildQemuArgv(options: QemuArgvOptions): string[] {
   return argv;
 }
 
-function diskArgs({ spec, config, diskCache = [] }: QemuArgvOptions): string[] {
+function diskArgs({ spec, config, diskCache = [], rbd }: QemuArgvOptions): string[] {
   const argv: string[] = [];
   let scsi = false;
   let idePort = 0;
   const ide = isQ35(config.machine) ? 'ahci' : 'piix';
   spec.disks.forEach((disk, index) => {
     const id = `disk${index}`;
-    const file = config.imageDir ? opt(imagePath(config.imageDir, disk.pool, disk.image)) : `rbd:${disk.pool}/${disk.image}`;
+    const file = config.imageDir ? opt(imagePath(config.imageDir, disk.pool, disk.image)) : opt(rbdFile(disk.pool, disk.image, rbd));
     // librbd has its own cache, which QEMU's writeback mode turns on
     const cache = config.imageDir ? (diskCache[index] ?? 'writeback') : 'writeback';
     argv.push('-drive', `file=${file},format=raw,if=none,id=${id},cache=${cache},discard=unmap`);
@@ -235,6 +244,16 @@ function idePorts(machine: string): number {
   if (isQ35(machine)) return 6;
   if (machine === 'pc' || machine.startsWith('pc-i440fx-')) return 4;
   return 0;
+}
+
+/**
+ * QEMU's rbd filename: rbd:<pool>/<image>[:key=value…], where librbd reads id, conf and keyring;
+ * a backslash escapes ':' and '\\' inside values. Pool and image are labels (nothing to escape).
+ */
+export function rbdFile(pool: string, image: string, rbd: RbdAccess | undefined): string {
+  const options: [string, string | undefined][] = rbd ? [['id', rbd.clientId], ['conf', rbd.conf], ['keyring', rbd.keyring]] : [];
+  const given = options.filter((option): option is [string, string] => option[1] !== undefined);
+  return [`rbd:${pool}/${image}`, ...given.map(([key, value]) => `${key}=${value.replace(/[\\:]/g, (c) => `\\${c}`)}`)].join(':');
 }
 
 /** A value inside a QemuOpts list: a comma is written twice. */

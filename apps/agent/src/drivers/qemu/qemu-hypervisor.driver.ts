@@ -21,7 +21,7 @@ import {
   type VmInstance,
   type VmState,
 } from '../hypervisor.driver';
-import { bootFiles, buildQemuArgv, imagePath, isNamedQemuCpuModel, qemuDefinitionProblem, type QemuConfig, type QemuRunPaths } from './qemu-argv';
+import { bootFiles, buildQemuArgv, imagePath, isNamedQemuCpuModel, qemuDefinitionProblem, type QemuConfig, type QemuRunPaths, type RbdAccess } from './qemu-argv';
 import { GuestAgentError, GuestAgentTimeoutError, guestAgentCommand } from './qemu-guest-agent';
 import { migrationStats, migrationStatus, queryMigrateSchema, type QueryMigrate } from './qemu-migration-stats';
 import { QemuProcessRepository, QemuStartError } from './qemu-process.repository';
@@ -68,6 +68,8 @@ export interface QemuHypervisorOptions {
   config: Readonly<QemuConfig>;
   stateDir: string;
   clock: Clock;
+  /** How QEMU opens RBD disks (without qemu.imageDir): the agent's rbd settings. */
+  rbd?: RbdAccess;
   /** The host's facts and load (cpuinfo, meminfo, hugepages, bridges). */
   facts?: Pick<HostFactsRepository, 'facts' | 'usage'>;
   state?: QemuStateRepository;
@@ -564,7 +566,7 @@ export class QemuHypervisorDriver implements HypervisorDriver {
         throw new AgentError(ErrorCode.FailedPrecondition, `the boot file ${file.slice(bootDir!.length + 1)} of VM ${spec.name} does not exist in the boot directory`);
       }
     }
-    const argv = buildQemuArgv({ spec, config: this.config, paths, diskCache, incoming });
+    const argv = buildQemuArgv({ spec, config: this.config, rbd: this.options.rbd, paths, diskCache, incoming });
     await this.processes.prepareRunDir(paths.dir);
     try {
       await this.processes.spawnDaemon(argv, paths.log, this.config.startTimeoutSeconds * 1000);
