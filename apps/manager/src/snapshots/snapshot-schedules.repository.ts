@@ -34,15 +34,15 @@ export class SnapshotSchedulesRepository {
   }
 
   /**
-   * Moves a due schedule on to its next run, only if it is still due as read (`dueAt`): of two
-   * managers (or ticks) looking at once, one starts the run.
+   * Moves a schedule that is still due at `ranAt` on to its next run: of two managers (or ticks)
+   * looking at once, one starts the run (the other finds it no longer due).
    */
-  async claim(id: string, dueAt: Date, ranAt: Date, nextRunAt: Date): Promise<boolean> {
+  async claim(id: string, ranAt: Date, nextRunAt: Date): Promise<boolean> {
     const result = await this.dataSource
       .createQueryBuilder()
       .update(SnapshotScheduleEntity)
       .set({ lastRunAt: ranAt, nextRunAt })
-      .where('id = :id AND next_run_at = :dueAt AND enabled', { id, dueAt })
+      .where('id = :id AND next_run_at <= :ranAt AND enabled', { id, ranAt })
       .execute();
     return (result.affected ?? 0) > 0;
   }

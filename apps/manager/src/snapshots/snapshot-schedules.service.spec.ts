@@ -20,7 +20,7 @@ import type { SnapshotScheduleEntity } from './snapshot-schedule.entity';
 import type { SnapshotSchedulesRepository } from './snapshot-schedules.repository';
 import { SnapshotSchedulesService } from './snapshot-schedules.service';
 import type { SnapshotsRepository } from './snapshots.repository';
-import type { SnapshotShot, SnapshotsService } from './snapshots.service';
+import { SnapshotQuotaExceeded, type SnapshotShot, type SnapshotsService } from './snapshots.service';
 import type { VmSnapshotEntity } from './vm-snapshot.entity';
 
 const VM_A = '11111111-1111-4111-8111-111111111111';
@@ -64,9 +64,9 @@ function memorySchedules(rows: SnapshotScheduleEntity[]) {
     insert: async (row) => void table.set(row.id, { ...row }),
     update: async (id, changes) => void Object.assign(table.get(id)!, changes),
     due: async (now) => [...table.values()].filter((row) => row.enabled && row.nextRunAt <= now).map((row) => ({ ...row })),
-    claim: async (id, dueAt, ranAt, nextRunAt) => {
+    claim: async (id, ranAt, nextRunAt) => {
       const row = table.get(id)!;
-      if (row.nextRunAt.getTime() !== dueAt.getTime()) return false;
+      if (!row.enabled || row.nextRunAt > ranAt) return false;
       Object.assign(row, { lastRunAt: ranAt, nextRunAt });
       return true;
     },
@@ -221,17 +221,42 @@ describe('SnapshotSchedulesService', () => {
       const vms = [vm(VM_A, { env: 'prod' }, ['rbd']), vm(VM_B, { env: 'prod' }, ['rbd'])];
       const { handlers, events } = setup({
         vms,
+        // Manual snapshots hold VM_A's quota: the schedule's one snapshot there is within keep and stays.
         own: [record('a', '2026-12-07T14:20:00Z')],
-        rows: [schedule({ targetType: 'labels', vmId: null, labels: { env: 'prod' }, keep: 1 })],
+        rows: [schedule({ targetType: 'labels', vmId: null, labels: { env: 'prod' }, keep: 2 })],
         reserve: async (r) => {
-          if (r.vmId === VM_A) throw new DomainError(ErrorCode.Conflict, 'snapshot quota reached: alice@local holds 50 snapshots');
+          if (r.vmId === VM_A) throw new SnapshotQuotaExceeded(50, 50, 'snapshot quota reached: alice@local holds 50 snapshots');
           return 'rec';
         },
       });
       const log: string[] = [];
       await expect(handlers.get('vm.snapshot.schedule')!.run(context(log))).rejects.toThrow(`1 of 2 VM(s) not snapshotted: ${VM_A}: snapshot quota reached`);
-      expect(events.filter((e) => !e.startsWith('reserve'))).toEqual([`take ${VM_B} hourly-20261207t174500z freeze=true`, `retention looks at sched-1 dc-east ${VM_B}`]);
+      expect(events.filter((e) => !e.startsWith('reserve'))).toEqual([
+        `retention looks at sched-1 dc-east ${VM_A}`,
+        `take ${VM_B} hourly-20261207t174500z freeze=true`,
+        `retention looks at sched-1 dc-east ${VM_B}`,
+      ]);
       expect(log).toContain(`VM ${VM_A}: snapshot quota reached: alice@local holds 50 snapshots`);
+    });
+
+    it("at the quota, makes room from the schedule's own oldest snapshots before taking the new one", async () => {
+      let refusals = 1;
+      const own = [record('hourly-2', '2026-12-07T14:20:00Z'), record('hourly-1', '2026-12-07T13:20:00Z')];
+      const { handlers, events } = setup({
+        own,
+        rows: [schedule({ keep: 2 })],
+        reserve: async () => {
+          if (refusals-- > 0) throw new SnapshotQuotaExceeded(3, 3, 'snapshot quota reached');
+          return 'rec';
+        },
+      });
+      await handlers.get('vm.snapshot.schedule')!.run(context([]));
+      expect(events.filter((e) => !e.startsWith('retention looks'))).toEqual([
+        `reserve ${VM_A} hourly-20261207t174500z for alice@local (schedule sched-1)`,
+        `delete ${VM_A} hourly-1`,
+        `reserve ${VM_A} hourly-20261207t174500z for alice@local (schedule sched-1)`,
+        `take ${VM_A} hourly-20261207t174500z freeze=true`,
+      ]);
     });
   });
 

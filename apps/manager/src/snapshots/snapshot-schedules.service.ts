@@ -19,7 +19,7 @@ import type { SnapshotScheduleEntity } from './snapshot-schedule.entity';
 import type { CreateScheduleBody, ScheduleTarget, ScheduleView, UpdateScheduleBody } from './snapshot-schedules.dto';
 import { SnapshotSchedulesRepository } from './snapshot-schedules.repository';
 import { SnapshotsRepository } from './snapshots.repository';
-import { ownerPrincipal, SNAPSHOT_PERMISSION, SnapshotsService, stamp, vmPath } from './snapshots.service';
+import { ownerPrincipal, SNAPSHOT_PERMISSION, SnapshotQuotaExceeded, SnapshotsService, stamp, vmPath } from './snapshots.service';
 
 export const SCHEDULE_RUN_TASK = 'vm.snapshot.schedule';
 const VM_READ_PERMISSION = 'vm:instance:read';
@@ -169,7 +169,7 @@ export class SnapshotSchedulesService implements OnModuleInit {
       try {
         const now = this.clock.now();
         const next = nextRunAfter(timingOfEntity(schedule), schedule.createdAt, now);
-        if (!(await this.schedules.claim(schedule.id, schedule.nextRunAt, now, next))) continue;
+        if (!(await this.schedules.claim(schedule.id, now, next))) continue;
         try {
           await this.enqueueRun(schedule, schedule.owner);
           started += 1;
@@ -213,7 +213,14 @@ export class SnapshotSchedulesService implements OnModuleInit {
     for (const [index, vmId] of vmIds.entries()) {
       const name = `${schedule.name.slice(0, 40)}-${stamp(this.clock.now())}`;
       try {
-        const recordId = await this.snapshots.reserve({ remoteId: schedule.remoteId, vmId, name, createdBy, scheduleId: schedule.id, description: null });
+        const record = { remoteId: schedule.remoteId, vmId, name, createdBy, scheduleId: schedule.id, description: null };
+        let recordId: string;
+        try {
+          recordId = await this.snapshots.reserve(record);
+        } catch (error) {
+          if (!(error instanceof SnapshotQuotaExceeded) || !(await this.makeRoom(context, schedule, vmId, error))) throw error;
+          recordId = await this.snapshots.reserve(record);
+        }
         await this.snapshots.take(context, connection, { remoteId: schedule.remoteId, vmId, name, freeze: schedule.freeze, recordId });
         await this.applyRetention(context, schedule, vmId);
       } catch (error) {
@@ -230,10 +237,26 @@ export class SnapshotSchedulesService implements OnModuleInit {
   /** Deletes this schedule's snapshots of the VM beyond keep, oldest first. */
   private async applyRetention(context: TaskContext, schedule: SnapshotScheduleEntity, vmId: string): Promise<void> {
     const own = await this.records.ofSchedule(schedule.id, schedule.remoteId, vmId);
-    const excess = own.slice(schedule.keep).reverse();
-    if (excess.length === 0) return;
+    await this.deleteOldest(context, schedule, vmId, own.slice(schedule.keep).reverse());
+  }
+
+  /**
+   * At the quota, before the new snapshot: deletes as many of this schedule's oldest snapshots as
+   * the new one needs, when the schedule holds that many beyond keep - 1 (what retention would
+   * delete after the run anyway). False when that would not make room (manual snapshots hold the quota).
+   */
+  private async makeRoom(context: TaskContext, schedule: SnapshotScheduleEntity, vmId: string, refusal: SnapshotQuotaExceeded): Promise<boolean> {
+    const own = await this.records.ofSchedule(schedule.id, schedule.remoteId, vmId);
+    const needed = refusal.used - refusal.limit + 1;
+    if (needed < 1 || own.length - (schedule.keep - 1) < needed) return false;
+    await this.deleteOldest(context, schedule, vmId, own.slice(own.length - needed).reverse());
+    return true;
+  }
+
+  private async deleteOldest(context: TaskContext, schedule: SnapshotScheduleEntity, vmId: string, oldestFirst: readonly { name: string }[]): Promise<void> {
+    if (oldestFirst.length === 0) return;
     const connection = await this.remotes.connectionFor(schedule.remoteId, schedule.credentialId, SNAPSHOT_PERMISSION);
-    for (const old of excess) {
+    for (const old of oldestFirst) {
       await this.snapshots.deleteSnapshot(connection, schedule.remoteId, vmId, old.name);
       await context.log(`retention (keep ${schedule.keep}): deleted ${old.name} of VM ${vmId}`);
     }
@@ -319,7 +342,7 @@ function targetPath(schedule: SnapshotScheduleEntity): string {
 function describeTarget(schedule: SnapshotScheduleEntity): string {
   if (schedule.targetType === 'vm') return `VM ${schedule.vmId}`;
   if (schedule.targetType === 'pool') return `VMs of ${schedule.remoteId} with a disk in pool ${schedule.pool}`;
-  return `VMs of ${schedule.remoteId} labelled ${Object.entries(schedule.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(', ')}`;
+  return `VMs of ${schedule.remoteId} labelled ${Object.entries(schedule.labels ?? {}).sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => `${k}=${v}`).join(', ')}`;
 }
 
 function matches(schedule: SnapshotScheduleEntity, vm: Vm__Output): boolean {

@@ -160,8 +160,9 @@ export class SnapshotsService implements OnModuleInit {
     const reservation = await this.repository.reserve({ ...record, id, state: 'pending', consistency: null, requestedAt: this.clock.now(), takenAt: null }, quota);
     if (reservation.ok) return id;
     if (reservation.reason === 'exists') throw new DomainError(ErrorCode.Conflict, `VM ${record.vmId} already has a snapshot named ${record.name} (or one is being taken); choose another name`);
-    throw new DomainError(
-      ErrorCode.Conflict,
+    throw new SnapshotQuotaExceeded(
+      reservation.used,
+      quota,
       `snapshot quota reached: ${record.createdBy} holds ${reservation.used} snapshots of VM ${record.vmId} and the limit is ${quota} per VM and principal ` +
         '(DEBVISOR_SNAPSHOT_QUOTA_PER_VM); delete some of them (DELETE …/snapshots/{name}) or lower the keep count of your schedules to make room',
     );
@@ -188,7 +189,14 @@ export class SnapshotsService implements OnModuleInit {
 
   /** Deletes a snapshot on the cluster and forgets its record. */
   async deleteSnapshot(connection: AgentConnection, remoteId: string, vmId: string, name: string): Promise<void> {
-    const deleted = await this.agents.deleteVmSnapshot(connection, { vmUuid: vmId, snapshot: name });
+    let deleted: boolean;
+    try {
+      deleted = await this.agents.deleteVmSnapshot(connection, { vmUuid: vmId, snapshot: name });
+    } catch (error) {
+      // Gone already (deleted outside the manager): its record no longer counts either.
+      if (error instanceof DomainError && error.code === ErrorCode.NotFound) await this.repository.forget(remoteId, vmId, name);
+      throw error;
+    }
     await this.repository.forget(remoteId, vmId, name);
     if (!deleted) throw DomainError.notFound(`snapshot ${name} of VM ${vmId}`);
   }
@@ -276,6 +284,18 @@ export class SnapshotsService implements OnModuleInit {
     } catch (error) {
       this.logger.warn({ task: task.id, err: error }, 'cannot settle the snapshot of an interrupted task; its record stays pending');
     }
+  }
+}
+
+/** 409: the principal holds its quota of snapshots of the VM. */
+export class SnapshotQuotaExceeded extends DomainError {
+  constructor(
+    readonly used: number,
+    readonly limit: number,
+    message: string,
+  ) {
+    super(ErrorCode.Conflict, message);
+    this.name = 'SnapshotQuotaExceeded';
   }
 }
 
