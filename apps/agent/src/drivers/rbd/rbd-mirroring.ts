@@ -3,7 +3,6 @@ import type { ZodType } from 'zod';
 import { AgentError, ErrorCode } from '../../shared/agent-error';
 import type { Clock } from '../../shared/clock';
 import type { ImageMirrorStatus, ImageRef, PoolMirrorStatus } from '../storage.driver';
-import type { RunOptions } from './rbd-cli.repository';
 import {
   bootstrapTokenSchema,
   disabledStatus,
@@ -20,7 +19,13 @@ import {
   type RbdInfo,
 } from './rbd-mirror-status';
 
-/** What mirroring needs of the RBD CLI repository (RbdCliRepository). */
+/** As RbdCliRepository's: 'peer' calls get the peer deadline; `input` goes to standard input. */
+export interface RunOptions {
+  reach?: 'local' | 'peer';
+  input?: string;
+}
+
+/** What mirroring needs of the RBD CLI repository (RbdCliRepository): runs rbd, errors as AgentErrors. */
 export interface RbdRunner {
   run(tool: 'rbd', args: readonly string[], options?: RunOptions): Promise<string>;
 }
