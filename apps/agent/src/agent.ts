@@ -188,8 +188,12 @@ export async function startAgent(config: Readonly<AgentConfig>, logger: Logger, 
       undo.unshift(() => metricsServer?.stop());
     }
 
-    // Every (re-)registration republishes the VM location index, which a replaced etcd would lack.
-    const presence = new NodePresence(config.nodeId, registry, localNode, config.heartbeatIntervalSeconds * 1000, logger, () => vms.publishLocalVms());
+    // Every (re-)registration republishes the VM location index, which a replaced etcd would lack,
+    // and makes the VMs running here hold their disks.
+    const presence = new NodePresence(config.nodeId, registry, localNode, config.heartbeatIntervalSeconds * 1000, logger, async () => {
+      await vms.publishLocalVms();
+      await vms.holdRunningVmDisks();
+    });
     await presence.start();
     for (const work of background) {
       work.start();

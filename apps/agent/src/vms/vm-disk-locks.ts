@@ -32,6 +32,21 @@ export class VmDiskLocks {
     }
   }
 
+  /**
+   * Takes what it can of a VM that already runs (started before disk locks existed, or seeded by
+   * the sim driver) and releases nothing; answers the disks another VM holds.
+   */
+  async claim(spec: VmDefinition): Promise<string[]> {
+    const conflicts: string[] = [];
+    for (const disk of disksOf(spec)) {
+      await this.storage.lockImage(disk, spec.uuid).catch((error: unknown) => {
+        if (!(error instanceof AgentError) || error.code !== ErrorCode.FailedPrecondition) throw error;
+        conflicts.push(`${disk.pool}/${disk.image}`);
+      });
+    }
+    return conflicts;
+  }
+
   /** Lets go of every disk of the VM (a disk another VM holds is left alone). */
   async unlock(spec: VmDefinition): Promise<void> {
     await this.release(spec, disksOf(spec));

@@ -148,6 +148,15 @@ describe('VmService and disks', () => {
     expect(disks.unlock).toHaveBeenCalledTimes(1);
   });
 
+  it('makes running VMs hold their disks at registration, leaving stopped and busy VMs alone', async () => {
+    const busy = { ...withDisk('migrating'), runtime: { ...withDisk('migrating').runtime, lockedBy: 'migration' } };
+    const driver = strictMock<HypervisorDriver>('HypervisorDriver', { list: async () => [withDisk('running'), withDisk('stopped'), busy] });
+    const disks = strictMock<VmServiceDeps['disks']>('disks', { claim: async () => [] });
+    await service({ driver, disks }).holdRunningVmDisks();
+    expect(disks.claim).toHaveBeenCalledTimes(1);
+    expect(disks.claim).toHaveBeenCalledWith(withDisk('running').spec);
+  });
+
   it('refuses a power operation while a storage operation holds the VM, naming it, and shows it as lockedBy', async () => {
     const vmLocks = new OperationLocks('VM');
     const release = vmLocks.hold(UUID, 'rollback', 'web-01');

@@ -28,7 +28,7 @@ export interface VmServiceDeps {
   /** One operation at a time per VM on this node, shared with storage operations and migrations. */
   vmLocks: OperationLocks;
   /** The VM's disk locks: taken before it starts, released when it stops. */
-  disks: Pick<VmDiskLocks, 'lock' | 'unlock'>;
+  disks: Pick<VmDiskLocks, 'lock' | 'unlock' | 'claim'>;
   logger: Logger;
 }
 
@@ -53,6 +53,22 @@ export class VmService {
     const here = new Set(local.map((vm) => vm.spec.uuid));
     const gone = [...known].filter(([uuid, location]) => location.nodeId === nodeId && !here.has(uuid));
     await forEachLimit(gone, INDEX_CONCURRENCY, ([uuid, location]) => index.removeIfOwnedBy(uuid, location));
+  }
+
+  /**
+   * Makes every VM that runs here hold its disks (one started before disk locks existed, or seeded
+   * by the sim driver, holds none), at each (re-)registration. A disk another VM holds means two
+   * running VMs share it: logged as an error for an operator, nothing is stopped.
+   */
+  async holdRunningVmDisks(): Promise<void> {
+    const live = (await this.deps.driver.list()).filter((vm) => !STARTABLE.includes(vm.runtime.state) && vm.runtime.lockedBy === '');
+    await forEachLimit(live, INDEX_CONCURRENCY, async (vm) => {
+      const conflicts = await this.deps.disks.claim(vm.spec).catch((error: unknown) => {
+        this.deps.logger.warn({ err: error, vm: vm.spec.uuid }, 'could not take the disk locks of a running VM; the next registration tries again');
+        return [];
+      });
+      if (conflicts.length > 0) this.deps.logger.error({ vm: vm.spec.uuid, name: vm.spec.name, images: conflicts }, 'a running VM uses disks another VM holds');
+    });
   }
 
   /** One node's VMs, or with nodeId '' every alive node's (nodes that do not answer are reported, not fatal). */
