@@ -51,10 +51,12 @@ describe('the migration wizard, tasks and audit log of the web UI', () => {
     expect(answer.status, JSON.stringify(answer.body)).toBe(201);
   }
 
-  /** Its disks into dc-west's simulated RBD, as mirroring would have put them (the cross-remote pre-flight looks for them). */
+  let paired: Promise<void> | undefined;
+  /** Its disks mirrored to dc-west through real (simulated) RBD mirroring: what the cross-remote pre-flight proves. */
   async function mirrorToWest(vm: Vm): Promise<void> {
+    await (paired ??= east.pairMirroring(west));
     const detail = (await api('GET', `/api/v1/remotes/dc-east/vms/${vm.id}`)).body;
-    for (const disk of detail.disks) await west.mirrorSimImage({ pool: disk.pool, image: disk.image, sizeBytes: disk.sizeBytes });
+    for (const disk of detail.disks) await east.mirrorImage(west, { pool: disk.pool, image: disk.image });
   }
 
   async function screenshot(name: string): Promise<void> {

@@ -17,7 +17,7 @@ import { startMetricsServer, type RunningMetricsServer } from './metrics/metrics
 import { MigrationCookies } from './migration/migration-cookies';
 import { MigrationSocketRepository } from './migration/migration-socket.repository';
 import { MigrationSourceService } from './migration/migration-source.service';
-import { MigrationTargetService } from './migration/migration-target.service';
+import { clusterVmsOf, MigrationTargetService } from './migration/migration-target.service';
 import { migrationServiceHandlers } from './migration/migration.handlers';
 import { MigrationService } from './migration/migration.service';
 import { TunnelClientRepository } from './migration/tunnel-client.repository';
@@ -99,6 +99,7 @@ export async function startAgent(config: Readonly<AgentConfig>, logger: Logger, 
       vmLocks,
       disks: diskLocks,
       clusterCa: tls.clusterCa,
+      storage,
       clock,
       logger,
     });
@@ -111,6 +112,8 @@ export async function startAgent(config: Readonly<AgentConfig>, logger: Logger, 
       cookieTtlMs: config.migration.cookieTtlSeconds * 1000,
       driver: hypervisor,
       storage,
+      clusterVms: clusterVmsOf(vms),
+      maxMirrorLagSeconds: config.migration.maxMirrorLagSeconds,
       index: vmIndex,
       cookies: new MigrationCookies(clock),
       credentials: serverCredentials,

@@ -2,10 +2,22 @@ import type { MigrationProgress__Output, PrepareMigrationResponse__Output, Tunne
 import { agentClient, issueAgentCertificate, startCluster, type AgentClient, type TestCluster } from '@debvisor/testing';
 import { status } from '@grpc/grpc-js';
 import { randomUUID } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, rpcError } from './helpers';
 
 const PERMISSIONS = ['vm:*', 'migration:*', 'node:*', 'storage:*'];
+/** West's own dns-01, whose disk rbd/dns-01-disk0 has the name of east's dns-01 disk (the demo's bug). */
+const WEST_DNS = '7d1e2f3a-4b5c-4d6e-8f70-8192a3b4c5d6';
+
+/** Gives west's node-1 a stopped VM dns-01 with disk rbd/dns-01-disk0 before it starts. */
+function writeWestDns(stateDir: string): void {
+  const GiB = 2 ** 30;
+  const spec = { uuid: WEST_DNS, name: 'dns-01', vcpus: 1, memoryBytes: GiB, disks: [{ pool: 'rbd', image: 'dns-01-disk0', sizeBytes: 10 * GiB, bus: 'virtio' }], nics: [], cpuModel: 'x86-64-v2', hugepages: false, tenant: '', labels: {} };
+  mkdirSync(join(stateDir, 'sim'), { recursive: true });
+  writeFileSync(join(stateDir, 'sim', 'vms.json'), JSON.stringify({ version: 1, vms: [{ spec, state: 'stopped', stateChangedAt: '2026-01-01T00:00:00.000Z', bootedAt: null, transition: null }] }));
+}
 
 interface MigrateOptions {
   transport?: 'direct' | 'tunnel';
@@ -25,8 +37,11 @@ describe('live migration between agents (real etcd, real agents, sim hypervisor)
     const agentConfig = () => ({ migration: { cookieTtlSeconds: 3, progressIntervalMs: 50 } });
     [east, west] = await Promise.all([
       startCluster({ clusterId: 'mig-east', nodes: 3, vmsPerNode: 10, timeScale: 0.02, agentConfig }),
-      startCluster({ clusterId: 'mig-west', nodes: 1, vmsPerNode: 0, timeScale: 0.02, agentConfig }),
+      startCluster({ clusterId: 'mig-west', nodes: 1, vmsPerNode: 0, timeScale: 0.02, agentConfig, prepareNode: (_, stateDir) => writeWestDns(stateDir) }),
     ]);
+    await west.createSimImage({ pool: 'rbd', image: 'dns-01-disk0', sizeBytes: 10 * 2 ** 30 });
+    // The pools of both clusters paired for RBD mirroring, as an operator (or the manager) does.
+    await east.pairMirroring(west);
     const eastKey = await east.createApiKey(PERMISSIONS, { principal: 'manager:east' });
     viaEast = east.agents.map((agent) => east.connect(eastKey, agent));
     viaWest = west.connect(await west.createApiKey(PERMISSIONS, { principal: 'manager:west' }));
@@ -64,6 +79,7 @@ describe('live migration between agents (real etcd, real agents, sim hypervisor)
       sourceCaPem: target.crossCluster ? east.caPem : '',
       sourceCpuModel: source.cpuModel,
       sourceCpuFlags: source.cpuFlags,
+      sourceDisks: source.disks,
     });
     return { migrationId, prepared };
   }
@@ -131,14 +147,67 @@ describe('live migration between agents (real etcd, real agents, sim hypervisor)
     expect(refused.cookie).toBe('');
     expect(refused.checks.find((c: { result: string }) => c.result === 'fail')?.reason).toMatch(/enable RBD mirroring/);
 
-    for (const disk of vm.spec!.disks) await west.mirrorSimImage({ pool: disk.pool, image: disk.image, sizeBytes: Number(disk.sizeBytes) });
+    for (const disk of vm.spec!.disks) await east.mirrorImage(west, disk);
     const { migrationId, prepared } = await prepareTarget(vm, target);
-    expect(prepared.ok).toBe(true);
+    expect(prepared.ok, JSON.stringify(prepared.checks)).toBe(true);
+    const storage = prepared.checks.filter((c: { name: string }) => c.name.startsWith('storage:'));
+    expect(storage.length).toBe(vm.spec!.disks.length);
+    for (const check of storage) expect(check.reason).toMatch(/at the target is the mirror of the source's disk: global id [0-9a-f-]{36}, up\+replaying/);
     expect(prepared.caPem).toBe(west.caPem);
     const progress = await migrate(vm, migrationId, prepared, true);
     expect(final(progress)).toMatchObject({ phase: 'completed' });
     expect((await viaWest.vm.getVm({ uuid: vm.spec!.uuid })).runtime).toMatchObject({ nodeId: 'node-1', state: 'running' });
     expect((await rpcError(viaEast[0].vm.getVm({ uuid: vm.spec!.uuid }))).code).toBe(status.NOT_FOUND);
+  });
+
+  describe('a disk is never attached to two VMs (east and west both have a dns-01 with disk rbd/dns-01-disk0)', () => {
+    async function eastDns(): Promise<Vm__Output> {
+      const vm = (await viaEast[0].vm.listVms({})).vms.find((candidate) => candidate.spec!.name === 'dns-01');
+      if (!vm) throw new Error('the east cluster seeded no dns-01');
+      used.add(vm.spec!.uuid);
+      return vm.runtime!.state === 'running' ? vm : viaEast[0].vm.startVm({ uuid: vm.spec!.uuid });
+    }
+    const failures = (prepared: PrepareMigrationResponse__Output) => Object.fromEntries(prepared.checks.filter((c) => c.result === 'fail').map((c) => [c.name, c.reason]));
+
+    it('refuses the move: west’s image of that name is not the mirror of east’s disk, another VM uses it, and the name is taken', async () => {
+      const vm = await eastDns();
+      const { prepared } = await prepareTarget(vm, { client: viaWest, nodeId: 'node-1', crossCluster: true });
+      expect(prepared.ok).toBe(false);
+      expect(prepared.cookie).toBe('');
+      const failed = failures(prepared);
+      expect(failed['vm-name']).toMatch(new RegExp(`another VM named dns-01 \\(${WEST_DNS}\\)`));
+      expect(failed['storage:rbd/dns-01-disk0']).toMatch(new RegExp(`rbd/dns-01-disk0 at the target is a disk of VM dns-01 \\(${WEST_DNS}\\) there; a disk is never attached to two VMs`));
+    });
+
+    it('still refuses once east mirrors its disk: the replayer will not overwrite west’s image, and pre-flight sees another image', async () => {
+      const vm = await eastDns();
+      const ref = { pool: 'rbd', image: 'dns-01-disk0' };
+      const enabled = await viaEast[0].storage.enableMirroring({ ...ref, mode: 'snapshot' });
+      const clash = await eventually(async () => {
+        const status = await viaEast[0].storage.getMirrorStatus(ref);
+        return status.peerState === 'up+error' ? status : undefined;
+      }, 10_000);
+      expect(clash.value.peerDescription).toMatch(/has another image named dns-01-disk0 \(not this image's mirror\)/);
+      const atWest = await viaWest.storage.getMirrorStatus(ref);
+      expect(atWest).toMatchObject({ enabled: false });
+      expect(atWest.globalId).not.toBe(enabled.globalId);
+
+      const source = await viaEast[0].migration.prepareMigration({ vm: vm.spec!, role: 'source', online: true, checkOnly: true });
+      expect(source.disks).toEqual([{ ...ref, globalId: enabled.globalId, primary: true, lastSnapshotAt: enabled.lastSnapshotAt }]);
+      // West's dns-01 renamed away would still leave its disk: the storage check alone refuses.
+      const { prepared } = await prepareTarget({ ...vm, spec: { ...vm.spec!, name: 'dns-01-east' } }, { client: viaWest, nodeId: 'node-1', crossCluster: true });
+      const failed = failures(prepared);
+      expect(Object.keys(failed)).toEqual(['storage:rbd/dns-01-disk0']);
+    });
+
+    it('refuses when the source disk is not mirrored even though the target has a mirror-less image of that name', async () => {
+      const vm = await pick('node-2');
+      for (const disk of vm.spec!.disks) await west.createSimImage({ pool: disk.pool, image: disk.image, sizeBytes: Number(disk.sizeBytes) });
+      const { prepared } = await prepareTarget(vm, { client: viaWest, nodeId: 'node-1', crossCluster: true });
+      const failed = failures(prepared);
+      const disk = vm.spec!.disks[0];
+      expect(failed[`storage:${disk.pool}/${disk.image}`]).toMatch(/is not mirrored; pair the pools and enable mirroring/);
+    });
   });
 
   it('cancels a migration under way: the VM keeps running at the source and nothing is left at the target', async () => {
@@ -244,7 +313,7 @@ describe('live migration between agents (real etcd, real agents, sim hypervisor)
 
     it('is refused from a certificate of another cluster than the one pinned', async () => {
       const vm = await pick('node-2');
-      for (const disk of vm.spec!.disks) await west.mirrorSimImage({ pool: disk.pool, image: disk.image, sizeBytes: Number(disk.sizeBytes) });
+      for (const disk of vm.spec!.disks) await east.mirrorImage(west, disk);
       const { migrationId, prepared } = await prepareTarget(vm, { client: viaWest, nodeId: 'node-1', crossCluster: true });
       // West's own agent certificate: trusted by west's TLS, but not the pinned (east) CA.
       const cert = await issueAgentCertificate(west.ca, 'node-8');

@@ -54,7 +54,7 @@ describe('VM snapshots and disk exclusivity (real etcd, two real agents, sim dri
         } else writeSimVms(stateDir, [simVm(THIEF, 'thief-01', ['app-01-disk0'])]);
       },
     });
-    for (const image of ['app-01-disk0', 'app-01-disk1', 'plain-01-disk0']) await cluster.mirrorSimImage({ pool: 'rbd', image, sizeBytes: GiB });
+    for (const image of ['app-01-disk0', 'app-01-disk1', 'plain-01-disk0']) await cluster.createSimImage({ pool: 'rbd', image, sizeBytes: GiB });
     const key = await cluster.createApiKey(['vm:*', 'storage:*'], { principal: 'manager:storage' });
     viaNode = cluster.agents.map((agent) => cluster.connect(key, agent));
   });

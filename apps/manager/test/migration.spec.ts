@@ -207,7 +207,9 @@ describe('across remotes', () => {
   it("moves a VM to another remote through the tunnel: it runs there, the source forgets it, and grants on the VM follow it", async () => {
     const vm = await pickVm('node-3');
     const spec = (await eastAgent.vm.getVm({ uuid: vm.id })).spec!;
-    for (const disk of spec.disks) await west.mirrorSimImage({ pool: disk.pool, image: disk.image, sizeBytes: Number(disk.sizeBytes) });
+    // Real (simulated) RBD mirroring: the pools paired, the VM's disks mirrored and replaying at west.
+    await east.pairMirroring(west);
+    for (const disk of spec.disks) await east.mirrorImage(west, disk);
     const viewer = await grantToken(m.databaseUrl!, 'viewer@local', 'Audit', `/remotes/mig-east/vms/${vm.id}`);
 
     const accepted = await migrate(vm, { targetRemote: 'mig-west', targetNode: 'node-1' });

@@ -110,11 +110,18 @@ export interface TestCluster {
    * with `clientCert` it presents the harness's client certificate. Answers the status and body.
    */
   scrape(agent?: TestAgent, options?: { clientCert?: boolean; path?: string }): Promise<{ status: number; contentType: string; body: string }>;
+  /** Creates a plain image in this cluster's simulated RBD storage, as `rbd create` would (not mirrored). */
+  createSimImage(image: { pool: string; image: string; sizeBytes: number }): Promise<void>;
   /**
-   * Puts an image into this cluster's simulated RBD storage, as RBD mirroring from another
-   * cluster would have (what a cross-cluster migration's pre-flight looks for).
+   * Pairs `pool` (default rbd) of this cluster and `peer` for RBD mirroring as an operator does:
+   * a peer bootstrap created here, imported at the peer (both ways), through the agents' StorageService.
    */
-  mirrorSimImage(image: { pool: string; image: string; sizeBytes: number }): Promise<void>;
+  pairMirroring(peer: TestCluster, pool?: string): Promise<void>;
+  /**
+   * Enables mirroring of an image here (its pool paired with `peer`'s) and waits until the peer
+   * replays it: what a cross-cluster migration's pre-flight looks for.
+   */
+  mirrorImage(peer: TestCluster, image: { pool: string; image: string }): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -161,7 +168,8 @@ export async function startCluster(options: StartClusterOptions): Promise<TestCl
         apiKeyCacheSeconds: options.apiKeyCacheSeconds ?? 1,
         hypervisor: { driver: 'sim' },
         storage: { driver: 'sim' },
-        sim: { timeScale, seedVms: vmsPerNode },
+        // A fast simulated rbd-mirror, so that mirroring shows within a few hundred milliseconds.
+        sim: { timeScale, seedVms: vmsPerNode, mirror: { replayIntervalMs: 200, peerTimeoutMs: 1_000 } },
         metrics: { enabled: true, listen: metricsEndpoint, requireClientCert: options.metricsRequireClientCert ?? false },
         ...(options.auditFile ? { audit: { file: join(stateDir, 'rpc-audit.log') } } : {}),
         logLevel: options.logLevel ?? 'info',
@@ -173,14 +181,45 @@ export async function startCluster(options: StartClusterOptions): Promise<TestCl
     }),
   );
 
+  let storageKey: Promise<string> | undefined;
+  /** A client with the storage permissions the mirroring helpers need (one API key per cluster). */
+  const storageClient = async (): Promise<AgentClient> => cluster.connect(await (storageKey ??= cluster.createApiKey(['storage:*'], { principal: 'test-mirroring' })));
   const cluster: TestCluster = {
-    async mirrorSimImage({ pool, image, sizeBytes }) {
+    async createSimImage({ pool, image, sizeBytes }) {
       const client = new Etcd3({ hosts: etcd.endpoint });
       try {
-        // The sim storage driver's record (apps/agent/src/drivers/sim/sim-storage.driver.ts).
-        await client.put(`/debvisor/sim/rbd/${pool}/${image}`).value(JSON.stringify({ pool, image, sizeBytes, createdAt: new Date().toISOString() }));
+        // The sim storage driver's record (apps/agent/src/drivers/sim/sim-rbd.records.ts); its content version is derived on first read.
+        const key = `/debvisor/sim/rbd/${pool}/${image}`;
+        const created = await client.if(key, 'Create', '==', 0).then(client.put(key).value(JSON.stringify({ pool, image, sizeBytes, createdAt: new Date().toISOString() }))).commit();
+        if (!created.succeeded) throw new Error(`the sim image ${pool}/${image} exists already`);
       } finally {
         client.close();
+      }
+    },
+    async pairMirroring(peer, pool = 'rbd') {
+      const [here, there] = await Promise.all([storageClient(), peerStorageClient(peer)]);
+      try {
+        const { token } = await here.storage.createPeerBootstrap({ pool, siteName: clusterId });
+        await there.storage.importPeerBootstrap({ pool, siteName: peer.clusterId, token, direction: 'rx-tx' });
+      } finally {
+        here.close();
+        there.close();
+      }
+    },
+    async mirrorImage(peer, { pool, image }) {
+      const [here, there] = await Promise.all([storageClient(), peerStorageClient(peer)]);
+      try {
+        const enabled = await here.storage.enableMirroring({ pool, image, mode: 'snapshot', scheduleInterval: '' });
+        const deadline = Date.now() + 30_000;
+        for (;;) {
+          const status = await there.storage.getMirrorStatus({ pool, image }).catch(() => undefined);
+          if (status?.globalId === enabled.globalId && status.state === 'up+replaying') return;
+          if (Date.now() > deadline) throw new Error(`${peer.clusterId} did not replay ${pool}/${image} within 30 s (last: ${status ? `${status.state} ${status.description}` : 'no image'})`);
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      } finally {
+        here.close();
+        there.close();
       }
     },
     clusterId,
@@ -219,6 +258,11 @@ export async function startCluster(options: StartClusterOptions): Promise<TestCl
     throw error;
   }
   return cluster;
+}
+
+/** A storage client of another harness cluster (it creates its own key). */
+async function peerStorageClient(peer: TestCluster): Promise<AgentClient> {
+  return peer.connect(await peer.createApiKey(['storage:*'], { principal: 'test-mirroring' }));
 }
 
 class AgentProcess implements TestAgent {

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { HostFacts, VmDefinition, VmInstance } from '../drivers/hypervisor.driver';
+import type { ImageMirrorStatus } from '../drivers/storage.driver';
 import { checkCpu } from './cpu-baseline';
-import { allPass, sourceChecks, targetChecks, type TargetFacts, type TargetRequest } from './migration-preflight';
+import { allPass, sourceChecks, targetChecks, type TargetDisk, type TargetFacts, type TargetRequest } from './migration-preflight';
 
 const GiB = 1024 ** 3;
 const spec: VmDefinition = {
@@ -37,6 +38,10 @@ const target = (over: Partial<TargetFacts> = {}): TargetFacts => ({
   presentHere: false,
   images: new Set(['rbd-east/web-1-root']),
   transports: ['direct', 'tunnel'],
+  disks: new Map(),
+  vmNames: new Map(),
+  unreachableNodes: [],
+  maxMirrorLagSeconds: 300,
   ...over,
 });
 const request = (over: Partial<TargetRequest> = {}): TargetRequest => ({
@@ -48,8 +53,37 @@ const request = (over: Partial<TargetRequest> = {}): TargetRequest => ({
   storageMap: {},
   networkMap: {},
   source: { model: 'AMD EPYC 7543', flags: facts.cpuFlags },
+  sourceDisks: [],
   ...over,
 });
+const GLOBAL_ID = '0c5f6a0e-8d1b-4d7e-b1a2-3c4d5e6f7a8b';
+const SNAPSHOT_AT = '2026-12-07T12:00:00.000Z';
+/** The source's answer about its disk: mirrored, primary. */
+const sourceDisk = { pool: 'rbd-east', image: 'web-1-root', globalId: GLOBAL_ID, primary: true, lastSnapshotAt: SNAPSHOT_AT };
+/** The target's mirror of it, replaying and in sync. */
+const mirror = (over: Partial<ImageMirrorStatus> = {}): ImageMirrorStatus => ({
+  pool: 'rbd-west',
+  image: 'web-1-root',
+  enabled: true,
+  primary: false,
+  state: 'up+replaying',
+  description: 'replaying',
+  lastUpdate: SNAPSHOT_AT,
+  globalId: GLOBAL_ID,
+  mode: 'snapshot',
+  lastMirroredSnapshotAt: SNAPSHOT_AT,
+  lastSnapshotAt: SNAPSHOT_AT,
+  bytesPerSecond: 0,
+  secondsUntilSynced: 0,
+  peerState: 'up+stopped',
+  peerDescription: 'local image is primary',
+  scheduleInterval: '',
+  splitBrain: false,
+  ...over,
+});
+const crossCluster = (over: Partial<TargetRequest> = {}) => request({ sameCluster: false, storageMap: { 'rbd-east': 'rbd-west' }, sourceDisks: [sourceDisk], ...over });
+const westDisk = (disk: Partial<TargetDisk> = {}) =>
+  target({ images: new Set(['rbd-west/web-1-root']), disks: new Map([['rbd-west/web-1-root', { mirror: mirror(), holder: undefined, usedBy: [], ...disk }]]) });
 const failed = (checks: { name: string; result: string }[]) => checks.filter((c) => c.result === 'fail').map((c) => c.name);
 
 describe('target pre-flight', () => {
@@ -72,18 +106,68 @@ describe('target pre-flight', () => {
   });
 
   it('applies the storage and network maps', () => {
-    const checks = targetChecks(
-      request({ sameCluster: false, storageMap: { 'rbd-east': 'rbd-west' }, networkMap: { vmbr0: 'br-public' } }),
-      target({ images: new Set(['rbd-west/web-1-root']), facts: { ...facts, bridges: ['br-public'] } }),
-    );
+    const checks = targetChecks(crossCluster({ networkMap: { vmbr0: 'br-public' } }), { ...westDisk(), facts: { ...facts, bridges: ['br-public'] } });
     expect(failed(checks)).toEqual([]);
-    expect(checks.find((c) => c.name.startsWith('storage'))?.reason).toMatch(/rbd-west\/web-1-root \(mapped from pool rbd-east\).*mirrored image/);
+    expect(checks.find((c) => c.name.startsWith('storage'))?.reason).toMatch(
+      new RegExp(`rbd-west/web-1-root \\(mapped from pool rbd-east\\) at the target is the mirror of the source's disk: global id ${GLOBAL_ID}, up\\+replaying, 0 s behind`),
+    );
   });
 
   it('refuses a VM id taken in the target cluster, but not the VM itself moving within its cluster', () => {
     expect(failed(targetChecks(request({ sameCluster: false }), target({ indexedOn: 'node-7' })))).toContain('vm-id');
     expect(failed(targetChecks(request(), target({ indexedOn: 'node-1' })))).not.toContain('vm-id');
     expect(failed(targetChecks(request(), target({ presentHere: true })))).toContain('vm-id');
+  });
+
+  it('refuses a VM whose name another VM has in the target cluster', () => {
+    const checks = targetChecks(crossCluster(), { ...westDisk(), vmNames: new Map([['web-1', '11111111-2222-4333-8444-555555555555']]) });
+    expect(failed(checks)).toEqual(['vm-name']);
+    expect(checks.find((c) => c.name === 'vm-name')?.reason).toMatch(/another VM named web-1 \(11111111-2222-4333-8444-555555555555\); rename one/);
+    expect(failed(targetChecks(request(), target({ vmNames: new Map([['web-1', spec.uuid]]) })))).toEqual([]);
+  });
+});
+
+describe('target pre-flight across clusters: the target image must be the mirror of the source disk', () => {
+  const storageReason = (checks: { name: string; result: string; reason: string }[]) => {
+    const check = checks.find((c) => c.name === 'storage:rbd-east/web-1-root')!;
+    expect(check.result).toBe('fail');
+    return check.reason;
+  };
+
+  it('refuses an image of the same name that is not mirrored — another VM’s disk, as dns-01-disk0 was on the demo', () => {
+    expect(storageReason(targetChecks(crossCluster(), westDisk({ mirror: mirror({ enabled: false, globalId: '', state: '' }) })))).toMatch(/not a mirror \(mirroring is off there\): it is another image of the same name/);
+  });
+
+  it('refuses a mirrored image of another global id', () => {
+    expect(storageReason(targetChecks(crossCluster(), westDisk({ mirror: mirror({ globalId: 'another-id' }) })))).toMatch(/is another image \(mirroring global id another-id, the source's is 0c5f/);
+  });
+
+  it('refuses when the source disk is not mirrored at all', () => {
+    expect(storageReason(targetChecks(crossCluster({ sourceDisks: [{ ...sourceDisk, globalId: '' }] }), westDisk()))).toMatch(/source disk rbd-east\/web-1-root is not mirrored/);
+    expect(storageReason(targetChecks(crossCluster({ sourceDisks: [] }), westDisk()))).toMatch(/is not mirrored/);
+  });
+
+  it('refuses a target image that is primary, not replaying, or lagging beyond the limit', () => {
+    expect(storageReason(targetChecks(crossCluster(), westDisk({ mirror: mirror({ primary: true }) })))).toMatch(/primary at the target too/);
+    expect(storageReason(targetChecks(crossCluster(), westDisk({ mirror: mirror({ state: 'down+unknown', description: 'peer gone' }) })))).toMatch(/is down\+unknown \(peer gone\); wait until it replays/);
+    expect(storageReason(targetChecks(crossCluster(), westDisk({ mirror: mirror({ lastMirroredSnapshotAt: '' }) })))).toMatch(/not received a mirror snapshot yet/);
+    const behind = mirror({ lastMirroredSnapshotAt: '2026-12-07T11:50:00.000Z' });
+    expect(storageReason(targetChecks(crossCluster(), westDisk({ mirror: behind })))).toMatch(/lags 600 s behind the source \(limit 300 s, migration.maxMirrorLagSeconds\)/);
+    expect(failed(targetChecks(crossCluster(), { ...westDisk({ mirror: behind }), maxMirrorLagSeconds: 600 }))).toEqual([]);
+  });
+
+  it('refuses an image another VM holds or has as a disk at the target, in either direction', () => {
+    expect(storageReason(targetChecks(crossCluster(), westDisk({ holder: 'vm-other' })))).toMatch(/in use by VM vm-other; a disk is never attached to two VMs/);
+    const usedBy = [{ uuid: 'aaaaaaaa-2222-4333-8444-555555555555', name: 'dns-01' }];
+    expect(storageReason(targetChecks(crossCluster(), westDisk({ usedBy })))).toMatch(/is a disk of VM dns-01 \(aaaaaaaa-/);
+    expect(storageReason(targetChecks(request(), { ...target(), disks: new Map([['rbd-east/web-1-root', { mirror: undefined, holder: 'vm-other', usedBy: [] }]]) }))).toMatch(/in use by VM vm-other/);
+    // The VM's own lock and definition are no obstacle (a move within the cluster).
+    expect(failed(targetChecks(request(), { ...target(), disks: new Map([['rbd-east/web-1-root', { mirror: undefined, holder: spec.uuid, usedBy: [{ uuid: spec.uuid, name: 'web-1' }] }]]) }))).toEqual([]);
+  });
+
+  it('warns when some nodes of the target cluster could not say which disks their VMs use', () => {
+    const checks = targetChecks(crossCluster(), { ...westDisk(), unreachableNodes: ['node-3'] });
+    expect(checks.find((c) => c.name === 'storage-users')).toMatchObject({ result: 'warn', reason: expect.stringMatching(/node-3/) });
   });
 });
 

@@ -1,5 +1,7 @@
 import type { HostFacts, HostUsage, VmDefinition, VmInstance } from '../drivers/hypervisor.driver';
+import type { ImageMirrorStatus } from '../drivers/storage.driver';
 import { checkCpu } from './cpu-baseline';
+import type { MigrationDisk } from './migration.requests';
 
 export type CheckResult = 'pass' | 'warn' | 'fail';
 export interface PreflightCheck {
@@ -51,6 +53,23 @@ export interface TargetFacts {
   images: ReadonlySet<string>;
   /** The transports this node's hypervisor driver can receive. */
   transports: readonly string[];
+  /** Each mapped disk image present here ("pool/image"): its mirroring and who uses it. */
+  disks: ReadonlyMap<string, TargetDisk>;
+  /** The target cluster's VMs by name → uuid (its VM index). */
+  vmNames: ReadonlyMap<string, string>;
+  /** The target cluster's VMs that could not be asked for their disks (node → why). */
+  unreachableNodes: readonly string[];
+  /** migration.maxMirrorLagSeconds */
+  maxMirrorLagSeconds: number;
+}
+
+export interface TargetDisk {
+  /** undefined: the driver could not tell. */
+  mirror: ImageMirrorStatus | undefined;
+  /** The VM holding the image's lock here. */
+  holder: string | undefined;
+  /** VMs of the target cluster whose definition has this image as a disk. */
+  usedBy: readonly { uuid: string; name: string }[];
 }
 
 export interface TargetRequest {
@@ -62,6 +81,8 @@ export interface TargetRequest {
   storageMap: Record<string, string>;
   networkMap: Record<string, string>;
   source: { model: string; flags: readonly string[] };
+  /** The source's disks with their mirroring (across clusters). */
+  sourceDisks: readonly MigrationDisk[];
 }
 
 /** The VM's definition as the target will run it: pools and bridges mapped. */
@@ -83,6 +104,11 @@ export function targetChecks(request: TargetRequest, target: TargetFacts): Prefl
   else if (target.indexedOn && !(request.sameCluster && target.indexedOn === request.sourceNodeId)) {
     checks.push({ name: 'vm-id', result: 'fail', reason: `a VM with id ${spec.uuid} already exists on node ${target.indexedOn} of the target cluster` });
   } else checks.push({ name: 'vm-id', result: 'pass', reason: `VM id ${spec.uuid} is free on the target` });
+
+  const namesake = target.vmNames.get(spec.name);
+  if (namesake !== undefined && namesake !== spec.uuid) {
+    checks.push({ name: 'vm-name', result: 'fail', reason: `the target cluster has another VM named ${spec.name} (${namesake}); rename one of them first` });
+  }
 
   if (request.sameCluster && request.sourceNodeId === target.nodeId) {
     checks.push({ name: 'target-node', result: 'fail', reason: `the VM already runs on node ${target.nodeId}; choose another node` });
@@ -119,13 +145,20 @@ export function targetChecks(request: TargetRequest, target: TargetFacts): Prefl
     const original = spec.disks[index];
     const name = `${disk.pool}/${disk.image}`;
     const mappedFrom = original.pool !== disk.pool ? ` (mapped from pool ${original.pool})` : '';
+    const check = `storage:${original.pool}/${original.image}`;
     if (target.images.has(name)) {
-      const how = request.sameCluster ? 'the shared RBD pool' : 'a mirrored image';
-      checks.push({ name: `storage:${original.pool}/${original.image}`, result: 'pass', reason: `${name}${mappedFrom} is reachable on the target: ${how}` });
+      const refusal = diskInUse(spec, name, target.disks.get(name)) ?? (request.sameCluster ? undefined : notTheMirror(request, target, original, name));
+      if (refusal) checks.push({ name: check, result: 'fail', reason: `${refusal}` });
+      else if (request.sameCluster) checks.push({ name: check, result: 'pass', reason: `${name}${mappedFrom} is reachable on the target: the shared RBD pool` });
+      else checks.push({ name: check, result: 'pass', reason: `${name}${mappedFrom} at the target is the mirror of the source's disk: ${mirrorSummary(request, target, original, name)}` });
     } else {
       const fix = request.sameCluster ? 'check that the node reaches the pool' : 'enable RBD mirroring of the image to the target cluster first, or map the pool to one that holds it';
       checks.push({ name: `storage:${original.pool}/${original.image}`, result: 'fail', reason: `image ${name}${mappedFrom} is not in the target cluster's storage; ${fix}` });
     }
+  }
+
+  if (target.unreachableNodes.length > 0) {
+    checks.push({ name: 'storage-users', result: 'warn', reason: `nodes ${target.unreachableNodes.join(', ')} of the target cluster did not say which disks their VMs use` });
   }
 
   if (mapped.nics.length === 0) checks.push({ name: 'network', result: 'pass', reason: 'the VM has no NICs' });
@@ -151,6 +184,50 @@ export function targetChecks(request: TargetRequest, target: TargetFacts): Prefl
     );
   }
   return checks;
+}
+
+/** Why the image cannot be the VM's disk at the target: another VM holds it or has it as a disk. */
+function diskInUse(spec: VmDefinition, name: string, disk: TargetDisk | undefined): string | undefined {
+  if (!disk) return undefined;
+  if (disk.holder && disk.holder !== spec.uuid) return `image ${name} at the target is in use by VM ${disk.holder}; a disk is never attached to two VMs`;
+  const other = disk.usedBy.find((vm) => vm.uuid !== spec.uuid);
+  if (other) return `image ${name} at the target is a disk of VM ${other.name} (${other.uuid}) there; a disk is never attached to two VMs — map the pool or rename the image`;
+  return undefined;
+}
+
+/** Across clusters: why the target's image is not (yet) a usable mirror of the source's disk. */
+function notTheMirror(request: TargetRequest, target: TargetFacts, original: { pool: string; image: string }, name: string): string | undefined {
+  const source = request.sourceDisks.find((disk) => disk.pool === original.pool && disk.image === original.image);
+  const mirror = target.disks.get(name)?.mirror;
+  if (!source || source.globalId === '') {
+    return `the source disk ${original.pool}/${original.image} is not mirrored; pair the pools and enable mirroring of the VM's disks first`;
+  }
+  if (!mirror?.enabled) return `image ${name} at the target is not a mirror (mirroring is off there): it is another image of the same name — map the pool or rename it`;
+  if (mirror.globalId !== source.globalId) {
+    return `image ${name} at the target is another image (mirroring global id ${mirror.globalId}, the source's is ${source.globalId}) — map the pool or rename it`;
+  }
+  if (mirror.primary) return `image ${name} is primary at the target too (split brain, or it was promoted there); resolve it before moving the VM`;
+  if (mirror.state !== 'up+replaying') return `the mirror ${name} at the target is ${mirror.state} (${mirror.description}); wait until it replays`;
+  const lag = lagSeconds(source, mirror);
+  if (lag === undefined) return `the mirror ${name} at the target has not received a mirror snapshot yet; wait until it is synced`;
+  if (lag > target.maxMirrorLagSeconds) {
+    return `the mirror ${name} at the target lags ${lag} s behind the source (limit ${target.maxMirrorLagSeconds} s, migration.maxMirrorLagSeconds); take a mirror snapshot and wait until it is replayed`;
+  }
+  return undefined;
+}
+
+function mirrorSummary(request: TargetRequest, target: TargetFacts, original: { pool: string; image: string }, name: string): string {
+  const source = request.sourceDisks.find((disk) => disk.pool === original.pool && disk.image === original.image)!;
+  const mirror = target.disks.get(name)!.mirror!;
+  return `global id ${mirror.globalId}, ${mirror.state}, ${lagSeconds(source, mirror)} s behind the source's newest mirror snapshot`;
+}
+
+/** How far the mirror's newest complete snapshot trails the source's newest (0 when it has it). */
+function lagSeconds(source: MigrationDisk, mirror: ImageMirrorStatus): number | undefined {
+  const mirrored = Date.parse(mirror.lastMirroredSnapshotAt);
+  if (Number.isNaN(mirrored)) return undefined;
+  const newest = Date.parse(source.lastSnapshotAt);
+  return Number.isNaN(newest) ? 0 : Math.max(0, Math.round((newest - mirrored) / 1000));
 }
 
 export function allPass(checks: readonly PreflightCheck[]): boolean {

@@ -2,6 +2,7 @@ import { parseEndpoint } from '@debvisor/common';
 import { X509Certificate } from 'node:crypto';
 import type { MigrationProgress, PrepareMigrationResponse } from '@debvisor/proto';
 import type { HypervisorDriver, MigrationAddress, MigrationStats, VmInstance } from '../drivers/hypervisor.driver';
+import type { StorageDriver } from '../drivers/storage.driver';
 import { AgentError, ErrorCode } from '../shared/agent-error';
 import type { Clock } from '../shared/clock';
 import type { Logger } from '../shared/logger';
@@ -12,7 +13,7 @@ import { toProtoVm } from '../vms/vm.mapper';
 import { pskOf } from './migration-cookies';
 import { decide, etaSeconds } from './migration-policy';
 import { allPass, sourceChecks } from './migration-preflight';
-import type { MigrateVmInput, PrepareMigrationInput } from './migration.requests';
+import type { MigrateVmInput, MigrationDisk, PrepareMigrationInput } from './migration.requests';
 import type { LocalListener, MigrationSocketRepository } from './migration-socket.repository';
 import type { TunnelClientRepository } from './tunnel-client.repository';
 import { TunnelBridge, type Frame } from './tunnel-bridge';
@@ -50,6 +51,8 @@ export interface MigrationSourceDeps {
   disks: Pick<VmDiskLocks, 'unlock'>;
   /** This cluster's CA: a target under another CA is another cluster. */
   clusterCa: X509Certificate;
+  /** The disks' mirroring, which pre-flight reports. */
+  storage: Pick<StorageDriver, 'mirrorStatus'>;
   clock: Clock;
   logger: Logger;
 }
@@ -80,7 +83,18 @@ export class MigrationSourceService {
       vmState: vm ? toProtoVm(vm, this.deps.nodeId) : null,
       cpuModel: facts.cpuModel,
       cpuFlags: facts.cpuFlags,
+      disks: vm ? await this.diskMirroring(vm) : [],
     };
+  }
+
+  /** The VM's disks with their mirroring here: a target in another cluster proves its images are their mirrors. */
+  private async diskMirroring(vm: VmInstance): Promise<MigrationDisk[]> {
+    return Promise.all(
+      vm.spec.disks.map(async ({ pool, image }) => {
+        const status = await this.deps.storage.mirrorStatus({ pool, image }).catch(() => undefined);
+        return { pool, image, globalId: status?.globalId ?? '', primary: status?.primary ?? false, lastSnapshotAt: status?.lastSnapshotAt ?? '' };
+      }),
+    );
   }
 
   /** Starts (or, for the same migration id, follows) a migration; resolves with its final progress. */

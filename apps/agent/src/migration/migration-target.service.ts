@@ -10,8 +10,10 @@ import type { Clock } from '../shared/clock';
 import type { Logger } from '../shared/logger';
 import type { VmDiskLocks } from '../vms/vm-disk-locks';
 import type { VmIndexRepository } from '../vms/vm-index.repository';
+import type { VmService } from '../vms/vm.service';
 import { pskOf, type MigrationCookies } from './migration-cookies';
-import { allPass, mappedSpec, targetChecks, type PreflightCheck } from './migration-preflight';
+import { allPass, mappedSpec, targetChecks, type PreflightCheck, type TargetDisk } from './migration-preflight';
+import type { CallContext } from '../rpc/call-context';
 import type { PrepareMigrationInput } from './migration.requests';
 import type { MigrationSocketRepository } from './migration-socket.repository';
 import { TunnelBridge, type Frame, type FrameStream } from './tunnel-bridge';
@@ -52,8 +54,12 @@ export interface MigrationTargetDeps {
   clusterCaPem: string;
   cookieTtlMs: number;
   driver: HypervisorDriver;
-  storage: Pick<StorageDriver, 'listImages'>;
-  index: Pick<VmIndexRepository, 'get' | 'put'>;
+  storage: Pick<StorageDriver, 'listImages' | 'mirrorStatus' | 'imageHolder'>;
+  /** The target cluster's VMs with their disks (every node asked with the caller's rights). */
+  clusterVms: (context: CallContext) => Promise<{ vms: ClusterVm[]; unreachableNodes: string[] }>;
+  /** migration.maxMirrorLagSeconds */
+  maxMirrorLagSeconds: number;
+  index: Pick<VmIndexRepository, 'get' | 'put' | 'list'>;
   cookies: MigrationCookies;
   credentials: Pick<MutualTls13ServerCredentials, 'trustPeerCa' | 'forgetPeerCa'>;
   sockets: Pick<MigrationSocketRepository, 'connect'>;
@@ -61,6 +67,25 @@ export interface MigrationTargetDeps {
   disks: Pick<VmDiskLocks, 'lock' | 'unlock'>;
   clock: Clock;
   logger: Logger;
+}
+
+/** A VM of the target cluster and the images it has as disks. */
+export interface ClusterVm {
+  uuid: string;
+  name: string;
+  disks: { pool: string; image: string }[];
+}
+
+/**
+ * The cluster's VMs with their disks, through VmService's listing of every alive node: asked as
+ * the caller (not as a forwarded call, which would answer this node's VMs only).
+ */
+export function clusterVmsOf(vms: Pick<VmService, 'list'>): MigrationTargetDeps['clusterVms'] {
+  return async (context) => {
+    const answer = await vms.list('', { ...context, forwarded: false });
+    const cluster = (answer.vms ?? []).flatMap((vm) => (vm.spec ? [{ uuid: vm.spec.uuid ?? '', name: vm.spec.name ?? '', disks: (vm.spec.disks ?? []).map((d) => ({ pool: d.pool ?? '', image: d.image ?? '' })) }] : []));
+    return { vms: cluster, unreachableNodes: Object.keys(answer.unreachableNodes ?? {}) };
+  };
 }
 
 /** Transports each hypervisor driver can receive. */
@@ -78,15 +103,32 @@ export class MigrationTargetService {
 
   constructor(private readonly deps: MigrationTargetDeps) {}
 
-  async checks(input: PrepareMigrationInput): Promise<PreflightCheck[]> {
+  async checks(input: PrepareMigrationInput, context: CallContext): Promise<PreflightCheck[]> {
     const { driver, storage, index, nodeId } = this.deps;
     const spec = input.vm;
     const mapped = mappedSpec(spec, input.storageMap, input.networkMap);
-    const [facts, usage, local, here, location] = await Promise.all([driver.facts(), driver.usage(), driver.list(), driver.get(spec.uuid), index.get(spec.uuid)]);
+    const [facts, usage, local, here, location, vmIndex, cluster] = await Promise.all([
+      driver.facts(),
+      driver.usage(),
+      driver.list(),
+      driver.get(spec.uuid),
+      index.get(spec.uuid),
+      index.list(),
+      this.deps.clusterVms(context),
+    ]);
     const images = new Set<string>();
     for (const pool of new Set(mapped.disks.map((disk) => disk.pool))) {
       for (const image of await storage.listImages(pool)) images.add(`${pool}/${image.image}`);
     }
+    const disks = new Map<string, TargetDisk>();
+    for (const { pool, image } of mapped.disks) {
+      const name = `${pool}/${image}`;
+      if (!images.has(name) || disks.has(name)) continue;
+      const [mirror, holder] = await Promise.all([storage.mirrorStatus({ pool, image }).catch(() => undefined), storage.imageHolder({ pool, image }).catch(() => undefined)]);
+      const usedBy = cluster.vms.filter((vm) => vm.disks.some((disk) => disk.pool === pool && disk.image === image)).map(({ uuid, name: vmName }) => ({ uuid, name: vmName }));
+      disks.set(name, { mirror, holder, usedBy });
+    }
+    const vmNames = new Map([...vmIndex].map(([uuid, entry]) => [entry.name, uuid]));
     const reserved = [...this.reservations.values()].some((r) => r.spec.uuid === spec.uuid && (r.state === 'reserved' || r.state === 'receiving'));
     const checks = targetChecks(
       {
@@ -98,6 +140,7 @@ export class MigrationTargetService {
         storageMap: input.storageMap,
         networkMap: input.networkMap,
         source: { model: input.sourceCpuModel, flags: input.sourceCpuFlags },
+        sourceDisks: input.sourceDisks,
       },
       {
         nodeId,
@@ -108,6 +151,10 @@ export class MigrationTargetService {
         presentHere: here !== undefined,
         images,
         transports: transportsOf(driver),
+        disks,
+        vmNames,
+        unreachableNodes: cluster.unreachableNodes,
+        maxMirrorLagSeconds: this.deps.maxMirrorLagSeconds,
       },
     );
     if (reserved) checks.push({ name: 'vm-lock', result: 'fail', reason: `another migration of VM ${spec.uuid} to node ${nodeId} is under way` });
@@ -115,8 +162,8 @@ export class MigrationTargetService {
   }
 
   /** Pre-flight, then (unless check_only) the reservation: incoming side prepared, cookie issued. */
-  async prepare(input: PrepareMigrationInput): Promise<PrepareMigrationResponse> {
-    const checks = await this.checks(input);
+  async prepare(input: PrepareMigrationInput, context: CallContext): Promise<PrepareMigrationResponse> {
+    const checks = await this.checks(input, context);
     const base = { checks, ok: allPass(checks), nodeId: this.deps.nodeId, caPem: this.deps.clusterCaPem };
     if (input.checkOnly || !base.ok) return base;
     const { migrationId } = input;

@@ -13,6 +13,16 @@ const nameMap = z
 const pem = z.string().max(64 * 1024, 'a PEM of at most 64 KiB').refine((value) => value === '' || value.includes('-----BEGIN CERTIFICATE-----'), 'a PEM certificate');
 const cpuFlags = z.array(cpuFlagSchema).max(1024);
 
+/** A source disk's mirroring as the source's PrepareMigration answered it. */
+export const migrationDiskSchema = z.object({
+  pool: z.string().max(64),
+  image: z.string().max(64),
+  globalId: z.string().max(128),
+  primary: z.boolean(),
+  lastSnapshotAt: z.string().max(64),
+});
+export type MigrationDisk = z.infer<typeof migrationDiskSchema>;
+
 /** A VmSpec as it arrives over gRPC, turned into the driver's definition. */
 export const protoVmSpecSchema: z.ZodType<VmDefinition, unknown> = z
   .object({
@@ -45,6 +55,7 @@ export const prepareMigrationRequestSchema = z
     sourceNodeId: emptyOr(nodeIdSchema, NODE_ID),
     sourceCpuModel: z.string().max(200),
     sourceCpuFlags: cpuFlags,
+    sourceDisks: z.array(migrationDiskSchema).max(64, 'at most 64 disks'),
   })
   .refine((r) => r.checkOnly || r.role === 'source' || r.migrationId !== '', { message: 'a target reservation needs a migration id', path: ['migrationId'] })
   .refine((r) => r.role === 'source' || r.targetNodeId !== '', { message: 'the target role needs target_node_id', path: ['targetNodeId'] });

@@ -32,7 +32,7 @@ export class MigrationService {
 
   async prepare(input: PrepareMigrationInput, context: CallContext): Promise<PrepareMigrationResponse> {
     if (input.role === 'target') {
-      if (input.targetNodeId === this.deps.nodeId) return this.deps.target.prepare(input);
+      if (input.targetNodeId === this.deps.nodeId) return this.deps.target.prepare(input, context);
       return this.deps.peers.migrationCall(await this.node(input.targetNodeId, context), 'PrepareMigration', input, context, PEER_TIMEOUT_MS);
     }
     const owner = await this.sourceOf(input.vm.uuid, context);

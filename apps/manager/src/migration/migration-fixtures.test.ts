@@ -83,6 +83,7 @@ export function answer(overrides: Partial<PrepareMigrationResponse__Output> = {}
     vmState: null,
     cpuModel: '',
     cpuFlags: [],
+    disks: [],
     ...overrides,
   };
 }

@@ -1,4 +1,4 @@
-import type { PrepareMigrationRequest, PreflightCheck__Output, Vm__Output, VmSpec__Output } from '@debvisor/proto';
+import type { MigrationDisk__Output, PrepareMigrationRequest, PreflightCheck__Output, Vm__Output, VmSpec__Output } from '@debvisor/proto';
 import { Injectable } from '@nestjs/common';
 import { AgentClientRepository } from '../agents/agent-client.repository';
 import type { AgentConnection } from '../agents/agent-connection';
@@ -29,6 +29,8 @@ export interface PreflightResult {
   /** The spec the target is given (the source's current one). */
   readonly spec: VmSpec__Output;
   readonly sourceCpu: { readonly model: string; readonly flags: readonly string[] };
+  /** The source's disks with their mirroring: across remotes the target proves its images are their mirrors. */
+  readonly sourceDisks: readonly MigrationDisk__Output[];
   readonly checks: PreflightCheckView[];
   readonly ok: boolean;
 }
@@ -60,16 +62,17 @@ export class MigrationPreflightService {
     checks.push(...source.checks.map((check) => checkView('source', check)));
     const spec = source.vmState?.spec ?? vm.spec;
     const sourceCpu = { model: source.cpuModel, flags: source.cpuFlags };
-    const target = await this.agents.prepareMigration(ends.target, this.targetRequest(plan, ends, { spec, sourceNode, sourceCpu }, '', true));
+    const sourceDisks = source.disks ?? [];
+    const target = await this.agents.prepareMigration(ends.target, this.targetRequest(plan, ends, { spec, sourceNode, sourceCpu, sourceDisks }, '', true));
     checks.push(...target.checks.map((check) => checkView('target', check)));
-    return { vm, sourceNode, spec, sourceCpu, checks, ok: !checks.some((check) => check.result === 'fail') };
+    return { vm, sourceNode, spec, sourceCpu, sourceDisks, checks, ok: !checks.some((check) => check.result === 'fail') };
   }
 
   /** The target's PrepareMigration: a pre-flight (checkOnly) or the reservation named `migrationId`. */
   targetRequest(
     plan: MigrationPlan,
     ends: MigrationEnds,
-    found: Pick<PreflightResult, 'spec' | 'sourceNode' | 'sourceCpu'>,
+    found: Pick<PreflightResult, 'spec' | 'sourceNode' | 'sourceCpu'> & Partial<Pick<PreflightResult, 'sourceDisks'>>,
     migrationId: string,
     checkOnly: boolean,
   ): PrepareMigrationRequest {
@@ -84,6 +87,7 @@ export class MigrationPreflightService {
       sourceCaPem: plan.sourceRemote === plan.targetRemote ? '' : ends.source.caCertPem,
       sourceCpuModel: found.sourceCpu.model,
       sourceCpuFlags: [...found.sourceCpu.flags],
+      sourceDisks: [...(found.sourceDisks ?? [])],
     };
   }
 

@@ -195,8 +195,8 @@ export class SimStorageDriver implements StorageDriver {
     checkRef(ref);
     await this.refuseIfBlocklisted();
     await this.repository.updateImage(ref, (record) => {
+      // A non-primary mirror can be locked (an RBD advisory lock is metadata); its writes are refused.
       if (record.lock && record.lock.holder !== holder) throw heldBy(record);
-      refuseIfNonPrimary(record, 'locked');
       if (record.lock?.client === this.client) return undefined;
       return { ...record, lock: { holder, client: this.client, lockedAt: this.now().toISOString() } };
     });
