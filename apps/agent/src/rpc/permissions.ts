@@ -17,6 +17,7 @@ export const RPC_PERMISSIONS = {
   'VmService.RebootVm': 'vm:instance:power',
   'VmService.StopVm': 'vm:instance:power',
   'VmService.DefineVm': 'vm:instance:define',
+  'VmService.UndefineVm': 'vm:instance:define',
 
   'MigrationService.PrepareMigration': 'migration:vm:migrate',
   'MigrationService.MigrateVm': 'migration:vm:migrate',

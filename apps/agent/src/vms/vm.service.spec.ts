@@ -172,6 +172,15 @@ describe('VmService and disks', () => {
 });
 
 describe('VmService.define (DR failover from a kept definition)', () => {
+  it('removes a stopped VM’s definition and its location entry (undefine)', async () => {
+    const removed: unknown[] = [];
+    const driver = strictMock<HypervisorDriver>('HypervisorDriver', { get: async () => vm(), undefine: async () => undefined });
+    const index = strictMock<VmServiceDeps['index']>('VmServiceDeps.index', { removeIfOwnedBy: async (...args) => void removed.push(args) });
+    await expect(service({ driver, index }).undefine(UUID, context)).resolves.toMatchObject({ spec: { uuid: UUID } });
+    expect(driver.undefine).toHaveBeenCalledWith(UUID);
+    expect(removed).toEqual([[UUID, { nodeId: 'node-1', name: 'web-01' }]]);
+  });
+
   it('defines the VM stopped on this node and names this node in the location index', async () => {
     const put: unknown[] = [];
     const driver = strictMock<HypervisorDriver>('HypervisorDriver', { get: async () => undefined, define: async (spec) => ({ ...vm(), spec }) });

@@ -181,7 +181,17 @@ export class VmService {
     const vm = await this.deps.driver.define(spec);
     await this.deps.index.put(spec.uuid, { nodeId: self, name: spec.name });
     this.deps.logger.info({ vm: spec.uuid, traceId: context.traceId }, 'VM defined from a kept definition');
-    return toProtoVm(vm, self);
+    return this.toProto(vm);
+  }
+
+  /** Removes a stopped VM's definition from its node (its disks stay) and from the location index. */
+  undefine(uuid: string, context: CallContext): Promise<Vm> {
+    return this.onOwner(uuid, context, (vm) => this.held(vm, 'undefine', async () => {
+      await this.deps.driver.undefine(uuid); // the driver refuses a VM that is not stopped
+      await this.deps.index.removeIfOwnedBy(uuid, { nodeId: this.deps.nodeId, name: vm.spec.name });
+      this.deps.logger.info({ vm: uuid, traceId: context.traceId }, 'VM definition removed');
+      return vm;
+    }), (target) => this.deps.peers.vmCall(target, 'UndefineVm', { uuid }, context, timeout(context, PEER_OPERATION_TIMEOUT_MS)));
   }
 
   private async localVms(): Promise<Vm[]> {

@@ -12,5 +12,6 @@ export function vmServiceHandlers(rpc: RpcRouter, vms: VmService): VmServiceHand
     RebootVm: rpc.unary('VmService.RebootVm', vmRefSchema, ({ uuid }, context) => vms.reboot(uuid, context)),
     StopVm: rpc.unary('VmService.StopVm', vmRefSchema, ({ uuid }, context) => vms.stop(uuid, context)),
     DefineVm: rpc.unary('VmService.DefineVm', defineVmRequestSchema, ({ spec, nodeId }, context) => vms.define(spec, nodeId, context)),
+    UndefineVm: rpc.unary('VmService.UndefineVm', vmRefSchema, ({ uuid }, context) => vms.undefine(uuid, context)),
   };
 }

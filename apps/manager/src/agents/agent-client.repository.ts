@@ -110,6 +110,14 @@ export class AgentClientRepository implements OnApplicationShutdown {
     });
   }
 
+  /** Removes a stopped VM's definition (its disks stay): the stale copy a failover left at the old site. */
+  undefineVm(connection: AgentConnection, uuid: string): Promise<Vm__Output> {
+    return this.call(connection, 'VmService.UndefineVm', (clients, metadata, deadline, done) => clients.vm.undefineVm({ uuid }, metadata, { deadline }, done), {
+      connectFirst: true,
+      vm: uuid,
+    });
+  }
+
   /** Carries out a power action; the agent forwards it to the node that owns the VM. */
   vmAction(connection: AgentConnection, action: VmAction, uuid: string): Promise<Vm__Output> {
     return this.call(

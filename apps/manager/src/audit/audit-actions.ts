@@ -75,6 +75,7 @@ export const MUTATING_AGENT_RPCS: ReadonlySet<string> = new Set([
   'VmService.RebootVm',
   'VmService.StopVm',
   'VmService.DefineVm',
+  'VmService.UndefineVm',
   'MigrationService.PrepareMigration',
   'MigrationService.MigrateVm',
   'MigrationService.CancelMigration',

@@ -325,7 +325,7 @@ describe('DrRunnerService: planned switchover', () => {
 });
 
 describe('DrRunnerService: resync', () => {
-  it('demotes the stale site’s primary images, resyncs them and marks the site secondary once it replays', async () => {
+  it('removes the stale copy of the VM, demotes the stale site’s primary images, resyncs them and marks the site secondary once it replays', async () => {
     const order: string[] = [];
     const afterFailover = record({ action: 'resync' }, { sourceState: 'secondary', targetState: 'primary' });
     const site = (primary: boolean, state: string) => ({ remote: '', pool: '', reachable: true, error: null, primary, state, description: '', lastMirroredSnapshotAt: null, lastSnapshotAt: null, bytesPerSecond: 0, secondsUntilSynced: 0, splitBrain: false });
@@ -337,11 +337,14 @@ describe('DrRunnerService: resync', () => {
       {
         demoteImage: async (c: AgentConnection, ref: { pool: string; image: string }) => (order.push(`demote ${c.remoteId} ${ref.pool}/${ref.image}`), mirror({})),
         resyncImage: async (c: AgentConnection, ref: { pool: string; image: string }) => (order.push(`resync ${c.remoteId} ${ref.pool}/${ref.image}`), mirror({})),
+        getVm: async (c: AgentConnection) => vmAt('running', 'node-1'),
+        vmAction: async (c: AgentConnection, action: string) => (order.push(`${action} ${c.remoteId}`), vmAt('stopped')),
+        undefineVm: async (c: AgentConnection) => (order.push(`undefine ${c.remoteId}`), vmAt('stopped')),
       },
       { record: afterFailover, observe: () => (++observations <= 2 ? split : healed) },
     );
     await s.runner.resync(s.context);
-    expect(order).toEqual(['demote dc-a rbd/web-1-disk0', 'resync dc-a rbd/web-1-disk0', 'demote dc-a rbd/web-1-disk1', 'resync dc-a rbd/web-1-disk1']);
+    expect(order).toEqual(['stop dc-a', 'undefine dc-a', 'demote dc-a rbd/web-1-disk0', 'resync dc-a rbd/web-1-disk0', 'demote dc-a rbd/web-1-disk1', 'resync dc-a rbd/web-1-disk1']);
     expect(s.stored).toEqual([
       ['setRoles', VM, { sourceState: 'resync', targetState: 'primary' }, 'resync of dc-a by ops@local!t', expect.any(Date)],
       ['setRoles', VM, { sourceState: 'secondary', targetState: 'primary' }, 'resync of dc-a completed', expect.any(Date)],

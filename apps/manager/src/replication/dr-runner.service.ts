@@ -364,6 +364,7 @@ export class DrRunnerService {
     const staleError = observed.images.some((image) => image.sites[staleIndex].state.includes('error'));
     const resyncing = resync(record, observed.splitBrain || stalePrimary || staleError);
     await log('check', `resync of VM ${record.vmName} at ${stale.remote} from ${remoteAt(record, primary)}${observed.splitBrain ? ' (split brain)' : ''}`);
+    await this.removeStaleVm(context, record, stale, await this.site(record, primary, pending, MIRROR_PERMISSION));
     for (const [index, disk] of record.disks.entries()) {
       const pool = poolAt(record, stale.side, disk);
       if (observed.images[index].sites[staleIndex].primary === true) {
@@ -389,6 +390,26 @@ export class DrRunnerService {
   }
 
   // --- steps ---------------------------------------------------------------------------------------
+
+  /**
+   * A VM never runs twice: the copy of the VM a failover left at the stale site (its cluster came
+   * back) is stopped and its definition removed — only when the primary site has the VM.
+   */
+  private async removeStaleVm(context: TaskContext, record: VmReplicationEntity, stale: SiteConnection, primary: SiteConnection): Promise<void> {
+    const there = await this.findVm(stale.connection, record.vmId);
+    if (!there) return;
+    if (!(await this.findVm(primary.connection, record.vmId))) {
+      await context.log(drLine('resync', `the VM is defined at ${stale.remote} but not at the primary ${primary.remote}: its definition at ${stale.remote} is kept`));
+      return;
+    }
+    if (there.runtime?.state !== 'stopped') {
+      await this.agents.vmAction(stale.connection, 'stop', record.vmId);
+      await context.log(drLine('stop', `the stale copy of the VM at ${stale.remote} was ${there.runtime?.state || 'running'}: stopped`));
+    }
+    await this.agents.undefineVm(stale.connection, record.vmId);
+    await context.log(drLine('resync', `removed the stale definition of the VM at ${stale.remote} (it runs at ${primary.remote})`));
+    await this.resources.refreshRemote(stale.remote);
+  }
 
   private async stopVm(context: TaskContext, site: SiteConnection, vm: Vm__Output): Promise<void> {
     await context.log(drLine('stop', `shutting the VM down at ${site.remote} (it was ${vm.runtime?.state || 'unknown'})`));
