@@ -56,6 +56,7 @@ export class SnapshotSchedulesService implements OnModuleInit {
   onModuleInit(): void {
     this.tasks.registerHandler(SCHEDULE_RUN_TASK, {
       run: (context) => this.audit.runAs(ownerPrincipal(context.task.owner), () => this.run(context)),
+      afterInterrupted: (task) => void this.settleInterrupted(task.id, task.credentialId),
     });
   }
 
@@ -198,6 +199,16 @@ export class SnapshotSchedulesService implements OnModuleInit {
     );
     await this.schedules.update(schedule.id, { lastTaskId: accepted.taskId });
     return accepted;
+  }
+
+  /** A run a restart interrupted: the snapshots it had asked for are recorded as taken or released. */
+  private async settleInterrupted(taskId: string, credentialId: string | null): Promise<void> {
+    try {
+      const scheduleId = (await this.records.taskParams(taskId))?.scheduleId;
+      if (scheduleId) await this.snapshots.settlePending(await this.records.pendingOfSchedule(scheduleId), credentialId);
+    } catch (error) {
+      this.logger.warn({ task: taskId, err: error }, 'cannot settle the snapshots of an interrupted schedule run');
+    }
   }
 
   /** One run: each VM of the target snapshotted, then its snapshots of this schedule beyond keep deleted. */

@@ -63,6 +63,11 @@ export class SnapshotsRepository {
     return result.affected ?? 0;
   }
 
+  /** The records a schedule's runs left pending (a restart interrupted them). */
+  pendingOfSchedule(scheduleId: string): Promise<VmSnapshotEntity[]> {
+    return this.dataSource.getRepository(VmSnapshotEntity).findBy({ scheduleId, state: 'pending' });
+  }
+
   countFor(vmId: string, createdBy: string): Promise<number> {
     return this.dataSource.getRepository(VmSnapshotEntity).countBy({ vmId, createdBy });
   }

@@ -243,6 +243,19 @@ describe('SnapshotsService', () => {
     });
   });
 
+  it('after a restart, records a pending snapshot the remote has as taken and releases one it does not have', async () => {
+    const { service, db } = setup({ agents: { listVmSnapshots: async () => [vmSnapshot('taken', { consistency: 'crash' })] } });
+    await service.settlePending(
+      [
+        { id: 'r-taken', remoteId: 'dc-east', vmId: VM, name: 'taken', state: 'pending' },
+        { id: 'r-lost', remoteId: 'dc-east', vmId: VM, name: 'lost', state: 'pending' },
+        { id: 'r-done', remoteId: 'dc-east', vmId: VM, name: 'done', state: 'created' },
+      ] as VmSnapshotEntity[],
+      null,
+    );
+    expect(db).toEqual(['created r-taken 2026-12-07T13:05:10.000Z crash', 'release r-lost']);
+  });
+
   it('lists the remote’s snapshots oldest first with who took them and which schedule, forgets records of vanished ones, and shows the caller’s quota', async () => {
     const records = [
       { name: 'hourly-1', createdBy: 'alice@local', scheduleId: 'sched-1', description: null },

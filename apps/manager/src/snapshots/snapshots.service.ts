@@ -276,13 +276,26 @@ export class SnapshotsService implements OnModuleInit {
       const { remoteId, vmId } = target(task);
       const name = (await this.repository.taskParams(task.id))?.snapshot;
       const record = name ? await this.repository.byName(remoteId, vmId, name) : null;
-      if (!record || record.state !== 'pending') return;
-      const connection = await this.remotes.connectionFor(remoteId, task.credentialId);
-      const found = (await this.agents.listVmSnapshots(connection, vmId)).find((s) => s.snapshot === record.name);
-      if (found) await this.repository.markCreated(record.id, parseTime(found.createdAt) ?? this.clock.now(), consistencyOf(found));
-      else await this.repository.release(record.id);
+      if (record) await this.settlePending([record], task.credentialId);
     } catch (error) {
       this.logger.warn({ task: task.id, err: error }, 'cannot settle the snapshot of an interrupted task; its record stays pending');
+    }
+  }
+
+  /**
+   * Pending records whose task a restart interrupted (a create, or a schedule's run): each is
+   * marked taken when its remote has the snapshot, else released. Never throws.
+   */
+  async settlePending(records: readonly VmSnapshotEntity[], credentialId: string | null): Promise<void> {
+    for (const record of records.filter((r) => r.state === 'pending')) {
+      try {
+        const connection = await this.remotes.connectionFor(record.remoteId, credentialId);
+        const found = (await this.agents.listVmSnapshots(connection, record.vmId)).find((s) => s.snapshot === record.name);
+        if (found) await this.repository.markCreated(record.id, parseTime(found.createdAt) ?? this.clock.now(), consistencyOf(found));
+        else await this.repository.release(record.id);
+      } catch (error) {
+        this.logger.warn({ record: record.id, vm: record.vmId, err: error }, 'cannot settle a pending snapshot record; it stays pending');
+      }
     }
   }
 }
