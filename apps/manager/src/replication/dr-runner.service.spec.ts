@@ -263,9 +263,10 @@ describe('DrRunnerService: unplanned failover', () => {
 describe('DrRunnerService: planned switchover', () => {
   const SNAP = '2026-01-01T01:00:00.000Z';
 
-  it('stops the VM, takes a final snapshot, waits until it is mirrored, demotes, promotes, moves and starts — in that order', async () => {
+  it('stops the VM, takes a final snapshot, waits until it is mirrored, demotes, promotes (once the demotion arrived), moves and starts — in that order', async () => {
     const order: string[] = [];
     let polls = 0;
+    let promotions = 0;
     const s = setup(
       {
         listNodes: async () => ({ nodes: [{ info: { nodeId: 'node-b1' }, alive: true }] }),
@@ -279,7 +280,12 @@ describe('DrRunnerService: planned switchover', () => {
           return mirror({ primary: false, state: 'up+stopped' });
         },
         demoteImage: async (c: AgentConnection, ref: { pool: string; image: string }) => (order.push(`demote ${c.remoteId} ${ref.pool}/${ref.image}`), mirror({})),
-        promoteImage: async (c: AgentConnection, r: { pool: string; image: string; force: boolean }) => (order.push(`promote ${c.remoteId} ${r.pool}/${r.image} force=${r.force}`), mirror({ primary: true })),
+        promoteImage: async (c: AgentConnection, r: { pool: string; image: string; force: boolean }) => {
+          // The first attempt comes before the demotion snapshot arrived: the agent refuses it.
+          if (++promotions === 1) throw new AgentError(ErrorCode.Conflict, 'the peer has not demoted its side yet', 'dc-b:9443');
+          order.push(`promote ${c.remoteId} ${r.pool}/${r.image} force=${r.force}`);
+          return mirror({ primary: true });
+        },
       },
       { record: record({ action: 'switchover' }) },
     );

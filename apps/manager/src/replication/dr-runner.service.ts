@@ -188,13 +188,7 @@ export class DrRunnerService {
         await log('demote', `${pool}/${disk.image} demoted at ${from.remote}`);
       }
       step = 'demoted';
-      // The demotion's own mirror snapshot must reach the other site before it can be promoted without force.
-      await this.waitDemotionSynced(context, record, to);
-      for (const disk of record.disks) {
-        const pool = poolAt(record, to.side, disk);
-        await this.agents.promoteImage(to.connection, { pool, image: disk.image, force: false });
-        await log('promote', `${pool}/${disk.image} promoted at ${to.remote}`);
-      }
+      await this.promoteWhenDemotionArrived(context, record, to);
       step = 'promoted';
 
       await log('move', `moving the VM's definition to node ${targetNode} of ${to.remote} (offline migration)`);
@@ -233,9 +227,8 @@ export class DrRunnerService {
         if (step === 'promoted') {
           for (const disk of record.disks) await this.agents.demoteImage(to.connection, { pool: poolAt(record, to.side, disk), image: disk.image });
           await log(`images demoted again at ${to.remote}`);
-          await this.waitDemotionSynced(context, record, from);
         }
-        for (const disk of record.disks) await this.agents.promoteImage(from.connection, { pool: poolAt(record, from.side, disk), image: disk.image, force: false });
+        await this.promoteWhenDemotionArrived(context, record, from);
         await log(`images promoted again at ${from.remote}`);
       }
       if (wasRunning && step !== 'moved') await this.startVm(context, from);
@@ -452,21 +445,29 @@ export class DrRunnerService {
     }
   }
 
-  /** After a demotion: until the other site has it (its images are no longer primary anywhere and replay stopped cleanly). */
-  private async waitDemotionSynced(context: TaskContext, record: VmReplicationEntity, to: SiteConnection): Promise<void> {
+  /**
+   * Promotes (without force: nothing is lost) every disk at `to` once the other site's demotion
+   * snapshot has arrived there: the agent refuses (409) until it has; asked again every second,
+   * bounded by SYNC_TIMEOUT_MS.
+   */
+  private async promoteWhenDemotionArrived(context: TaskContext, record: VmReplicationEntity, to: SiteConnection): Promise<void> {
     const deadline = this.clock.now().getTime() + SYNC_TIMEOUT_MS;
-    for (;;) {
-      const pending: string[] = [];
-      for (const disk of record.disks) {
-        const status = await this.agents.getMirrorStatus(to.connection, { pool: poolAt(record, to.side, disk), image: disk.image });
-        if (status.primary || status.secondsUntilSynced > 0 || /sync/.test(status.state)) pending.push(disk.image);
+    for (const disk of record.disks) {
+      const pool = poolAt(record, to.side, disk);
+      for (;;) {
+        try {
+          await this.agents.promoteImage(to.connection, { pool, image: disk.image, force: false });
+          break;
+        } catch (error) {
+          if (!(error instanceof DomainError) || error.code !== ErrorCode.Conflict) throw error;
+          if (this.clock.now().getTime() >= deadline) {
+            throw new DomainError(ErrorCode.RemoteError, `${to.remote} did not receive the demotion of ${disk.image} within ${SYNC_TIMEOUT_MS / 1000} s: ${error.message}`);
+          }
+          await context.progress(0.5);
+          await this.timer.sleep(POLL_INTERVAL_MS);
+        }
       }
-      if (pending.length === 0) return;
-      if (this.clock.now().getTime() >= deadline) {
-        throw new DomainError(ErrorCode.RemoteError, `${to.remote} did not receive the demotion within ${SYNC_TIMEOUT_MS / 1000} s: ${pending.join(', ')}`);
-      }
-      await context.progress(0.5);
-      await this.timer.sleep(POLL_INTERVAL_MS);
+      await context.log(drLine('promote', `${pool}/${disk.image} promoted at ${to.remote}`));
     }
   }
 
