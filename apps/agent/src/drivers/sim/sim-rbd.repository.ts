@@ -31,6 +31,9 @@ export type Change<T> = T | 'delete' | undefined;
  * With `timeoutMs` (a peer cluster) every call fails UNAVAILABLE once that time is up.
  */
 export class SimRbdRepository {
+  /** etcd requests made so far (tests check that refused input makes none). */
+  requests = 0;
+
   constructor(
     private readonly etcd: Etcd3,
     private readonly timeoutMs?: number,
@@ -173,6 +176,7 @@ export class SimRbdRepository {
 
   /** The call, bounded by the peer timeout when there is one. */
   private async run<T>(call: () => Promise<T>): Promise<T> {
+    this.requests++;
     if (this.timeoutMs === undefined) return call();
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {

@@ -140,11 +140,12 @@ describe('SimStorageDriver (real etcd)', () => {
     const ref = { pool: 'rbd', image: image() };
     await node1.createImage(ref.pool, ref.image, GiB);
     await node2.lockImage(ref, 'vm-f');
-    expect(await node1.fenceImage(ref)).toEqual({ blocklisted: [node2.client], locksBroken: ['vm-f'] });
+    expect(await node1.fenceImage(ref)).toEqual({ blocklisted: [node2.clientOf('vm-f')], locksBroken: ['vm-f'] });
     expect(await node1.imageHolder(ref)).toBeUndefined();
     expect((await refusal(node2.writeImage(ref, 'vm-f'))).message).toMatch(/blocklisted \(fenced\)/);
     expect((await refusal(node2.lockImage(ref, 'vm-f'))).code).toBe(ErrorCode.FailedPrecondition);
-    // The survivor takes over.
+    // node-2's other VMs are not fenced; the survivor takes over.
+    await node2.writeImage({ pool: 'rbd', image: (await node2.createImage('rbd', image(), GiB)).image }, 'vm-other');
     await node1.lockImage(ref, 'vm-f');
     await node1.writeImage(ref, 'vm-f');
     expect(await node1.fenceImage({ pool: 'rbd', image: image() }).catch((e: AgentError) => e.code)).toBe(ErrorCode.NotFound);

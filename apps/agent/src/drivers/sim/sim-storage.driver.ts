@@ -79,13 +79,13 @@ export class SimStorageDriver implements StorageDriver {
   readonly name = 'sim';
   readonly repository: SimRbdRepository;
   readonly peers: SimRbdPeers;
-  /** How this agent appears to the simulated Ceph (what a fence blocklists). */
-  readonly client: string;
+  /** How this node appears to the simulated Ceph; each VM's disks are opened by a client of its own (clientOf). */
+  private readonly node: string;
 
   constructor(private readonly options: SimStorageOptions) {
     this.repository = new SimRbdRepository(options.etcd);
     this.peers = new SimRbdPeers(options.peerTimeoutMs);
-    this.client = `client.${options.nodeId}@${options.clusterId}`;
+    this.node = `client.${options.nodeId}@${options.clusterId}`;
   }
 
   async listImages(pool: string): Promise<RbdImage[]> {
@@ -101,6 +101,7 @@ export class SimStorageDriver implements StorageDriver {
 
   async createImage(pool: string, image: string, sizeBytes: number): Promise<RbdImage> {
     checkRef({ pool, image });
+    if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0) throw new AgentError(ErrorCode.InvalidArgument, 'invalid image size: a positive whole number of bytes');
     const record: ImageRecord = { pool, image, sizeBytes, createdAt: this.now().toISOString(), content: newContent(), snapshots: [], lock: null, mirror: null };
     if (!(await this.repository.createImage(record))) throw new AgentError(ErrorCode.AlreadyExists, `the RBD image ${pool}/${image} exists already`);
     return toImage(record);
@@ -129,7 +130,8 @@ export class SimStorageDriver implements StorageDriver {
    */
   async writeImage(ref: ImageRef, holder: string): Promise<SimContent> {
     checkRef(ref);
-    await this.refuseIfBlocklisted();
+    checkName('holder', holder);
+    await this.refuseIfBlocklisted(holder);
     const record = await this.repository.updateImage(ref, (current) => {
       refuseIfNonPrimary(current, 'written');
       if (current.lock && current.lock.holder !== holder) throw heldBy(current);
@@ -193,18 +195,21 @@ export class SimStorageDriver implements StorageDriver {
 
   async lockImage(ref: ImageRef, holder: string): Promise<void> {
     checkRef(ref);
-    await this.refuseIfBlocklisted();
+    checkName('holder', holder);
+    await this.refuseIfBlocklisted(holder);
+    const client = this.clientOf(holder);
     await this.repository.updateImage(ref, (record) => {
       // A non-primary mirror can be locked (an RBD advisory lock is metadata); its writes are refused.
       if (record.lock && record.lock.holder !== holder) throw heldBy(record);
-      if (record.lock?.client === this.client) return undefined;
-      return { ...record, lock: { holder, client: this.client, lockedAt: this.now().toISOString() } };
+      if (record.lock?.client === client) return undefined;
+      return { ...record, lock: { holder, client, lockedAt: this.now().toISOString() } };
     });
   }
 
   /** Releases the lock when `holder` holds it; a lock of another holder stays (nothing to release here). */
   async unlockImage(ref: ImageRef, holder: string): Promise<void> {
     checkRef(ref);
+    checkName('holder', holder);
     await this.repository.updateImage(ref, (record) => (record.lock?.holder === holder ? { ...record, lock: null } : undefined));
   }
 
@@ -516,9 +521,18 @@ export class SimStorageDriver implements StorageDriver {
     return record;
   }
 
-  private async refuseIfBlocklisted(): Promise<void> {
-    const until = await this.repository.blocklisted(this.client, this.now());
-    if (until) throw new AgentError(ErrorCode.FailedPrecondition, `this node's storage client ${this.client} is blocklisted (fenced) until ${until}`);
+  /**
+   * The client that opens the holder's disks on this node, as a VM's QEMU (librbd) is a Ceph client
+   * of its own: a fence blocklists it, not the node's other VMs nor the same VM elsewhere.
+   */
+  clientOf(holder: string): string {
+    return `${this.node}/${holder}`;
+  }
+
+  private async refuseIfBlocklisted(holder: string): Promise<void> {
+    const client = this.clientOf(holder);
+    const until = await this.repository.blocklisted(client, this.now());
+    if (until) throw new AgentError(ErrorCode.FailedPrecondition, `the storage client ${client} is blocklisted (fenced) until ${until}`);
   }
 
   private now(): Date {
@@ -549,11 +563,12 @@ function checkSchedule(interval: string): void {
   }
 }
 
+/** The images of a (group) operation: at least one, each once. */
 function distinct(images: ImageRef[]): ImageRef[] {
   if (images.length === 0) throw new AgentError(ErrorCode.InvalidArgument, 'name at least one image');
   for (const ref of images) checkRef(ref);
-  const seen = new Map(images.map((ref) => [`${ref.pool}/${ref.image}`, ref]));
-  return [...seen.values()];
+  if (new Set(images.map((ref) => `${ref.pool}/${ref.image}`)).size !== images.length) throw new AgentError(ErrorCode.InvalidArgument, 'an image is named more than once');
+  return images;
 }
 
 function enabledMirror(record: ImageRecord): NonNullable<ImageRecord['mirror']> {
