@@ -163,7 +163,7 @@ export async function startAgent(config: Readonly<AgentConfig>, logger: Logger, 
         definition: v1.StorageService.service,
         handlers: storageServiceHandlers(
           rpc,
-          new StorageService({ clusterId: config.clusterId, driver: storage, vms, imageLocks, logger }),
+          new StorageService({ clusterId: config.clusterId, nodeId: config.nodeId, driver: storage, vms, imageLocks, logger }),
           new VmSnapshotService({
             nodeId: config.nodeId,
             hypervisor,

@@ -14,6 +14,7 @@ const ref = { pool: '', image: 'web-01-root' };
 function service(deps: Partial<StorageServiceDeps>) {
   return new StorageService({
     clusterId: 'east',
+    nodeId: 'node-1',
     driver: strictMock<StorageDriver>('StorageDriver'),
     vms: strictMock<StorageServiceDeps['vms']>('vms'),
     imageLocks: new OperationLocks('image'),
@@ -42,7 +43,8 @@ describe('StorageService', () => {
       code: ErrorCode.FailedPrecondition,
       message: 'VM web-01 (using image rbd/web-01-root) is busy: a migration operation is in progress; try again when it has finished',
     });
-    expect(vms.get).toHaveBeenCalledWith(HOLDER, context);
+    // asked as the agent itself: the caller may hold storage rights only
+    expect(vms.get).toHaveBeenCalledWith(HOLDER, { ...context, caller: { principal: 'agent:node-1', permissions: ['vm:instance:read'] } });
   });
 
   it('goes ahead when the VM holding the image is free, or its node cannot be asked', async () => {

@@ -2,6 +2,7 @@ import { uuidSchema } from '@debvisor/common';
 import type { FenceImageResponse, MirrorStatus, PeerBootstrap, PoolMirrorStatus, RbdImage as ProtoRbdImage, RbdSnapshot } from '@debvisor/proto';
 import type { ImageMirrorStatus, ImageRef, StorageDriver } from '../drivers/storage.driver';
 import type { CallContext } from '../rpc/call-context';
+import { RPC_PERMISSIONS } from '../rpc/permissions';
 import { AgentError, ErrorCode } from '../shared/agent-error';
 import type { Logger } from '../shared/logger';
 import { busy, type OperationLocks } from '../shared/operation-locks';
@@ -14,6 +15,7 @@ export const DEFAULT_POOL = 'rbd';
 
 export interface StorageServiceDeps {
   clusterId: string;
+  nodeId: string;
   driver: StorageDriver;
   /** The VM that holds an image, wherever in the cluster it runs (its runtime names the operation holding it). */
   vms: Pick<VmService, 'get'>;
@@ -145,12 +147,20 @@ export class StorageService {
   private async refuseWhileVmHeld(ref: ImageRef, context: CallContext): Promise<void> {
     const holder = await this.deps.driver.imageHolder(ref);
     if (!holder || !uuidSchema.safeParse(holder).success) return;
-    const vm = await this.deps.vms.get(holder, context).catch((error: unknown) => {
+    const vm = await this.deps.vms.get(holder, this.asAgent(context)).catch((error: unknown) => {
       if (error instanceof AgentError && [ErrorCode.NotFound, ErrorCode.Unavailable, ErrorCode.DeadlineExceeded].includes(error.code)) return undefined;
       throw error;
     });
     const lockedBy = vm?.runtime?.lockedBy;
     if (lockedBy) throw busy('VM', `${vm.spec?.name ?? holder} (using image ${label(ref)})`, lockedBy);
+  }
+
+  /**
+   * The agent itself looking up a VM's state for a check of its own: the caller may hold storage
+   * rights only, and the answer never reaches the caller beyond the refusal it explains.
+   */
+  private asAgent(context: CallContext): CallContext {
+    return { ...context, caller: { principal: `agent:${this.deps.nodeId}`, permissions: [RPC_PERMISSIONS['VmService.GetVm']] } };
   }
 }
 
