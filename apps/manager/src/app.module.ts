@@ -28,7 +28,6 @@ import { MANAGER_IDENTITY, type ManagerIdentity } from './identity/state-dir.rep
 import { OpenApiModule } from './openapi/openapi.module';
 import { RemotesModule } from './remotes/remotes.module';
 import { ReplicationModule } from './replication/replication.module';
-import { ReplicationModule } from './replication/replication.module';
 import { ResourcesModule } from './resources/resources.module';
 import { SnapshotsModule } from './snapshots/snapshots.module';
 import { TasksModule } from './tasks/tasks.module';
@@ -90,7 +89,6 @@ export class AppModule {
         TasksModule,
         VmsModule,
         MigrationModule,
-        ReplicationModule,
         ReplicationModule,
         SnapshotsModule,
         HealthModule,

@@ -19,7 +19,6 @@ import { MetricsService } from './health/metrics.service';
 import { StateDirRepository } from './identity/state-dir.repository';
 import { OpenApiService } from './openapi/openapi.service';
 import { ReplicationPollerService } from './replication/replication-poller.service';
-import { ReplicationPollerService } from './replication/replication-poller.service';
 import { ResourcesService } from './resources/resources.service';
 import { SnapshotSchedulesService } from './snapshots/snapshot-schedules.service';
 import { TasksService } from './tasks/tasks.service';
@@ -110,7 +109,6 @@ export async function startManager(options: StartOptions = {}): Promise<RunningM
     await app.get(TasksService).recoverInterrupted();
     app.get(ResourcesService).startPolling();
     app.get(ReplicationPollerService).startPolling();
-    app.get(ReplicationPollerService).startPolling();
     app.get(SnapshotSchedulesService).startScheduling();
     await app.listen(config.listen.port, config.listen.host);
   } catch (error) {
@@ -131,7 +129,6 @@ export async function startManager(options: StartOptions = {}): Promise<RunningM
   const stop = () =>
     (stopping ??= (async () => {
       running.get(ResourcesService).stopPolling();
-      await running.get(ReplicationPollerService).stopPolling();
       await running.get(ReplicationPollerService).stopPolling();
       await running.get(SnapshotSchedulesService).stopScheduling();
       await running.close();
