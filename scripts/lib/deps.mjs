@@ -13,6 +13,7 @@ export const DEBIAN_PACKAGES = [
   { binary: 'chromium', package: 'chromium', for: 'the web UI tests (driven by playwright-core)' },
   { binary: 'qemu-system-x86_64', package: 'qemu-system-x86', for: 'the qemu hypervisor driver and live migration tests' },
   { binary: 'qemu-img', package: 'qemu-utils', for: 'disk images of the qemu driver tests' },
+  { file: '/usr/lib/x86_64-linux-gnu/qemu/block-rbd.so', package: 'qemu-block-extra', for: "QEMU's RBD block driver (the qemu driver's VM disks on Ceph)" },
   { file: '/bin/busybox', package: 'busybox-static', for: 'the tiny test guest (a static busybox initramfs)' },
   { glob: ['/boot', /^vmlinuz-/], package: 'linux-image-amd64', for: 'the tiny test guest (a Linux kernel)' },
   { binary: 'virsh', package: 'libvirt-clients', for: 'the libvirt hypervisor driver' },
