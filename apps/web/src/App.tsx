@@ -10,6 +10,7 @@ import { useSignedIn, type SignedIn } from './auth/queries';
 import { TfaSetup } from './auth/TfaSetup';
 import { DashboardPage } from './dashboard/DashboardPage';
 import { MigrationWizard } from './migration/MigrationWizard';
+import { ReplicationPage } from './replication/ReplicationPage';
 import { ResourcesPage } from './resources/ResourcesPage';
 import { VmPage } from './resources/VmPage';
 import { TaskPage } from './tasks/TaskPage';
@@ -25,6 +26,7 @@ function sections(signedIn: SignedIn): { label: string; route: Route; pages: Rou
   return [
     { label: 'Dashboard', route: { page: 'dashboard' }, pages: ['dashboard'] },
     { label: 'Resources', route: { page: 'resources', q: '' }, pages: ['resources', 'vm', 'migrate'] },
+    { label: 'Replication', route: { page: 'replication' }, pages: ['replication'] },
     { label: 'Tasks', route: { page: 'tasks' }, pages: ['tasks', 'task'] },
     ...(may(signedIn, 'audit.read') ? [{ label: 'Audit log', route: { page: 'audit' } as Route, pages: ['audit'] as Route['page'][] }] : []),
     ...(may(signedIn, 'remote.audit') || may(signedIn, 'access.audit')
@@ -78,6 +80,8 @@ function Content({ signedIn, route }: { signedIn: SignedIn; route: Route }) {
       return <TasksPage signedIn={signedIn} />;
     case 'task':
       return <TaskPage signedIn={signedIn} id={route.id} />;
+    case 'replication':
+      return <ReplicationPage signedIn={signedIn} />;
     case 'audit':
       return <AuditPage signedIn={signedIn} />;
     case 'admin':

@@ -16,6 +16,7 @@ describe('routes from the location hash', () => {
     ['#/tasks', { page: 'tasks' }],
     ['#/tasks/5d1e', { page: 'task', id: '5d1e' }],
     ['#/audit', { page: 'audit' }],
+    ['#/replication', { page: 'replication' }],
     ['#/admin', { page: 'admin', section: 'remotes' }],
     ['#/admin/acl', { page: 'admin', section: 'acl' }],
     ['#/admin/nope', { page: 'admin', section: 'remotes' }],
@@ -31,6 +32,7 @@ describe('routes from the location hash', () => {
     { page: 'migrate', remote: 'dc-west', vmid: 'x' },
     { page: 'task', id: 't1' },
     { page: 'admin', section: 'tokens' },
+    { page: 'replication' },
     { page: 'account' },
   ])('maps the link of %j back to it', (route) => {
     expect(routeFromHash(href(route))).toEqual(route);

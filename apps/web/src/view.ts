@@ -13,6 +13,7 @@ export type Page =
   | 'task'
   | 'audit'
   | 'admin'
+  | 'replication'
   | 'account';
 
 export const ADMIN_SECTIONS = ['remotes', 'remote-groups', 'users', 'groups', 'realms', 'acl', 'tokens'] as const;
@@ -27,6 +28,7 @@ export type Route =
   | { page: 'task'; id: string }
   | { page: 'audit' }
   | { page: 'admin'; section: AdminSection }
+  | { page: 'replication' }
   | { page: 'account' };
 
 const part = (value: string) => encodeURIComponent(value);
@@ -50,6 +52,8 @@ export function href(route: Route): string {
       return '#/audit';
     case 'admin':
       return `#/admin/${route.section}`;
+    case 'replication':
+      return '#/replication';
     case 'account':
       return '#/account';
   }
@@ -79,6 +83,8 @@ export function routeFromHash(hash: string): Route {
       return { page: 'audit' };
     case 'admin':
       return { page: 'admin', section: (ADMIN_SECTIONS as readonly string[]).includes(second) ? (second as AdminSection) : 'remotes' };
+    case 'replication':
+      return { page: 'replication' };
     case 'account':
       return { page: 'account' };
   }

@@ -2,11 +2,14 @@ import { useEffect, useId, useState, type ReactNode } from 'react';
 import { ApiError } from '../api/client';
 import { may } from '../auth/permissions';
 import type { SignedIn } from '../auth/queries';
+import { VmReplicationPanel } from '../replication/VmReplicationPanel';
+import { VmSnapshots } from '../snapshots/VmSnapshots';
 import { ActionButton } from '../ui/ActionButton';
 import { ConfirmMutation } from '../ui/ConfirmMutation';
 import { ErrorNote } from '../ui/ErrorNote';
 import { formatBytes, formatDuration, formatPercent, formatTime } from '../ui/format';
 import { href, navigate } from '../view';
+import { FollowedTask } from '../tasks/FollowedTask';
 import { DiskTable } from './DiskTable';
 import { useReloadVm, useVmPower, type PowerAction } from './mutations';
 import { NicTable } from './NicTable';
@@ -100,17 +103,6 @@ function VmTasks({ remote, vmid }: { remote: string; vmid: string }) {
         </p>
       )}
     </section>
-  );
-}
-
-/** What the power action just asked for is doing (its task), announced as it changes. */
-function FollowedTask({ task, label }: { task: Task | undefined; label: string }) {
-  if (!task) return <p role="status">{label} requested…</p>;
-  return (
-    <p role="status" className={task.state === 'failed' ? 'error' : undefined}>
-      {label}: <a href={href({ page: 'task', id: task.id })}>task {task.state}</a>
-      {task.error && ` — ${task.error}`}
-    </p>
   );
 }
 
@@ -272,6 +264,10 @@ export function VmPage({ signedIn, remote, vmid }: { signedIn: SignedIn; remote:
           <DiskTable disks={detail.disks} caption="Disks" />
           <NicTable nics={detail.nics} caption="Network interfaces" />
         </section>
+
+        <VmReplicationPanel signedIn={signedIn} vm={detail} />
+
+        <VmSnapshots signedIn={signedIn} vm={detail} />
 
         <VmTasks remote={remote} vmid={vmid} />
       </div>

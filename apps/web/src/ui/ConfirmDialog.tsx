@@ -11,6 +11,7 @@ export function ConfirmDialog({
   confirmLabel,
   danger = false,
   pending = false,
+  confirmDisabled = false,
   error,
   onConfirm,
   onCancel,
@@ -20,6 +21,8 @@ export function ConfirmDialog({
   confirmLabel: string;
   danger?: boolean;
   pending?: boolean;
+  /** The confirmation is not possible yet (what it needs is still being read, or not ticked). */
+  confirmDisabled?: boolean;
   error?: unknown;
   onConfirm: () => void;
   onCancel: () => void;
@@ -50,7 +53,7 @@ export function ConfirmDialog({
         <button ref={cancel} type="button" onClick={onCancel} disabled={pending}>
           Cancel
         </button>
-        <button type="button" className={danger ? 'danger' : 'primary'} onClick={onConfirm} disabled={pending}>
+        <button type="button" className={danger ? 'danger' : 'primary'} onClick={onConfirm} disabled={pending || confirmDisabled}>
           {pending ? 'Working…' : confirmLabel}
         </button>
       </div>

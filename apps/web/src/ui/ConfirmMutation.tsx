@@ -21,6 +21,7 @@ export function ConfirmMutation<TData, TVariables>({
   title: string;
   confirmLabel: string;
   danger?: boolean;
+  confirmDisabled?: boolean;
   children: ReactNode;
 }) {
   return (

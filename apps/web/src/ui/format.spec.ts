@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatBytes, formatDuration, formatPercent, formatRate, formatTime } from './format';
+import { formatBytes, formatDuration, formatPercent, formatRate, formatTime, formatUtc } from './format';
 
 describe('display formats', () => {
   it.each([
@@ -26,5 +26,7 @@ describe('display formats', () => {
     expect(formatDuration(-1)).toBe('—');
     expect(formatTime(null)).toBe('—');
     expect(formatTime('not a date')).toBe('—');
+    expect(formatUtc('2026-12-07T13:05:21.123Z')).toBe('2026-12-07 13:05:21 UTC');
+    expect(formatUtc(null)).toBe('—');
   });
 });

@@ -42,3 +42,10 @@ export function formatTime(iso: string | null | undefined): string {
   const date = new Date(iso);
   return Number.isNaN(date.getTime()) ? '—' : date.toLocaleString();
 }
+
+/** An ISO time in UTC, unambiguous across sites: "2026-12-07 13:05:21 UTC"; "—" when absent. */
+export function formatUtc(iso: string | null | undefined): string {
+  if (!iso) return '—';
+  const date = new Date(iso);
+  return Number.isNaN(date.getTime()) ? '—' : `${date.toISOString().slice(0, 19).replace('T', ' ')} UTC`;
+}

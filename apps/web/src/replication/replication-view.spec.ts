@@ -1,0 +1,29 @@
+import { describe, expect, it } from 'vitest';
+import { healthInWords, otherRemote, rolesInWords, rpoInWords, rpoLevel, vmFigures } from './replication-view';
+
+describe('a mirrored VM in words', () => {
+  it('says whether the RPO is within or over its target, not only in colour', () => {
+    expect(rpoInWords({ rpoSeconds: 252, rpoTargetSeconds: 900, rpoExceeded: false })).toBe('4 min 12 s, within its 15 min target');
+    expect(rpoInWords({ rpoSeconds: 1320, rpoTargetSeconds: 900, rpoExceeded: true })).toBe('22 min: over its 15 min target');
+    expect(rpoInWords({ rpoSeconds: null, rpoTargetSeconds: 900, rpoExceeded: null })).toMatch(/^unknown/);
+    expect(rpoLevel({ rpoSeconds: 1320, rpoTargetSeconds: 900, rpoExceeded: true })).toBe('over');
+    expect(rpoLevel({ rpoSeconds: null, rpoTargetSeconds: 900, rpoExceeded: null })).toBe('unknown');
+  });
+
+  it('names both sites and where a switchover would go', () => {
+    const row = { primaryRemote: 'dc-east', source: { remote: 'dc-east', pool: 'rbd', role: 'primary' as const }, target: { remote: 'dc-west', pool: 'rbd', role: 'secondary' as const } };
+    expect(rolesInWords(row)).toBe('primary at dc-east, secondary at dc-west');
+    expect(otherRemote(row)).toBe('dc-west');
+    expect(otherRemote({ ...row, primaryRemote: 'dc-west' })).toBe('dc-east');
+  });
+
+  it('takes the most behind disk as the lag and adds up the transfer rates', () => {
+    const image = { image: 'a', sourcePool: 'rbd', targetPool: 'rbd', sites: [], lastMirroredSnapshotAt: null, secondsUntilSynced: 0, splitBrain: false };
+    expect(vmFigures([{ ...image, lagSeconds: 10, bytesPerSecond: 100 }, { ...image, lagSeconds: 40, bytesPerSecond: 50 }])).toEqual({ lagSeconds: 40, bytesPerSecond: 150 });
+    expect(vmFigures([{ ...image, lagSeconds: null, bytesPerSecond: 0 }])).toEqual({ lagSeconds: null, bytesPerSecond: 0 });
+  });
+
+  it('says split brain in words', () => {
+    expect(healthInWords('split-brain')).toBe('split brain: primary at both sites');
+  });
+});

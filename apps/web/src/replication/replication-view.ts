@@ -1,0 +1,53 @@
+import { formatDuration } from '../ui/format';
+import type { ImageStatus, VmReplication } from './queries';
+
+type Row = Pick<VmReplication, 'rpoSeconds' | 'rpoTargetSeconds' | 'rpoExceeded'>;
+
+/** The RPO against its target in words (colour only helps): "4 min 12 s, within its 15 min target". */
+export function rpoInWords(row: Row): string {
+  if (row.rpoSeconds === null) return `unknown (no site has answered yet); target ${formatDuration(row.rpoTargetSeconds)}`;
+  const rpo = formatDuration(row.rpoSeconds);
+  const target = formatDuration(row.rpoTargetSeconds);
+  return row.rpoExceeded ? `${rpo}: over its ${target} target` : `${rpo}, within its ${target} target`;
+}
+
+/** For styling and tests: over, within or unknown. */
+export function rpoLevel(row: Row): 'over' | 'within' | 'unknown' {
+  if (row.rpoSeconds === null || row.rpoExceeded === null) return 'unknown';
+  return row.rpoExceeded ? 'over' : 'within';
+}
+
+const HEALTH_WORDS: Record<VmReplication['health'], string> = {
+  ok: 'replaying',
+  syncing: 'syncing',
+  error: 'mirroring in error',
+  'split-brain': 'split brain: primary at both sites',
+  unknown: 'not read yet',
+};
+
+export function healthInWords(health: VmReplication['health']): string {
+  return HEALTH_WORDS[health];
+}
+
+/** The remote that is not where the VM runs: where a switchover or failover would move it. */
+export function otherRemote(row: Pick<VmReplication, 'primaryRemote' | 'source' | 'target'>): string {
+  return row.primaryRemote === row.source.remote ? row.target.remote : row.source.remote;
+}
+
+/** "primary at dc-east, secondary at dc-west" — both sites' DR roles. */
+export function rolesInWords(row: Pick<VmReplication, 'source' | 'target'>): string {
+  return `${row.source.role} at ${row.source.remote}, ${row.target.role} at ${row.target.remote}`;
+}
+
+/** The VM's lag (the most behind of its disks) and transfer rate (all disks), from its images. */
+export function vmFigures(images: readonly ImageStatus[]): { lagSeconds: number | null; bytesPerSecond: number } {
+  const lags = images.map((image) => image.lagSeconds).filter((lag): lag is number => lag !== null);
+  return { lagSeconds: lags.length ? Math.max(...lags) : null, bytesPerSecond: images.reduce((sum, image) => sum + image.bytesPerSecond, 0) };
+}
+
+/** What a row's pending action is, in words: "switchover running". */
+export function pendingInWords(row: Pick<VmReplication, 'pending' | 'phase'>): string | null {
+  if (row.pending) return `${row.pending.action} in progress`;
+  if (row.phase !== 'active') return row.phase;
+  return null;
+}
