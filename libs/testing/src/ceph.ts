@@ -14,10 +14,13 @@ const PACKAGES = {
   'ceph-osd': 'ceph-osd',
   ceph: 'ceph-common',
   rbd: 'ceph-common',
+  rados: 'ceph-common',
   'ceph-authtool': 'ceph-common',
   monmaptool: 'ceph-base',
 } as const;
 type CephBinary = keyof typeof PACKAGES;
+/** The client tools tests run against a cluster. */
+export type CephTool = 'ceph' | 'rbd' | 'rados';
 
 /**
  * Modules the manager loads by default that the tests do not need. rbd_support stays: it runs
@@ -89,16 +92,16 @@ export interface CephCluster {
   /** Arguments naming this cluster and a user: `--cluster <name> -c <conf> --id <id> --keyring <path>`. */
   cephArgs(as?: 'admin' | 'client'): string[];
   /**
-   * Runs `ceph` or `rbd` against this cluster (admin by default; `input` goes to stdin). Rejects
+   * Runs `ceph`, `rbd` or `rados` against this cluster (admin by default; `input` goes to stdin). Rejects
    * when it exits non-zero (message with the tail of stderr) unless `allowFailure`.
    */
   exec(
-    tool: 'ceph' | 'rbd',
+    tool: CephTool,
     args: string[],
     options?: { as?: 'admin' | 'client'; input?: Buffer; timeoutMs?: number; allowFailure?: boolean },
   ): Promise<CephExecResult>;
-  /** `ceph <args> --format json`, parsed. */
-  json<T = unknown>(tool: 'ceph' | 'rbd', args: string[]): Promise<T>;
+  /** `<tool> <args> --format json`, parsed. */
+  json<T = unknown>(tool: CephTool, args: string[]): Promise<T>;
   /** Writes `data` as the image's whole content (`rbd import - <pool>/<image>`; the image must not exist). */
   importImage(pool: string, image: string, data: Buffer): Promise<void>;
   /** sha256 (hex) of the image's content (`rbd export <pool>/<image> -`), optionally at a snapshot. */
@@ -184,7 +187,7 @@ export async function startCephCluster(options: CephClusterOptions = {}): Promis
       });
     });
 
-  const json = async <T>(tool: 'ceph' | 'rbd', args: string[]): Promise<T> =>
+  const json = async <T>(tool: CephTool, args: string[]): Promise<T> =>
     JSON.parse((await exec(tool, [...args, '--format', 'json'], { timeoutMs: 15_000 })).stdout.toString('utf8')) as T;
 
   const startDaemon = (kind: 'mon' | 'mgr' | 'osd', id: string) => {
@@ -453,7 +456,7 @@ function cephConf(o: ConfOptions): string {
   };
   const line = ([key, value]: [string, string | number | boolean]) => {
     const text = String(value);
-    if (/[\n\r]/.test(text) || /[\n\r=\[\]]/.test(key)) throw new Error(`cannot write ${key} = ${text} to ceph.conf`);
+    if (/[\n\r]/.test(text) || /[\n\r=[\]]/.test(key)) throw new Error(`cannot write ${key} = ${text} to ceph.conf`);
     return `${key} = ${text}`;
   };
   return ['[global]', ...Object.entries(settings).map(line), ''].join('\n');

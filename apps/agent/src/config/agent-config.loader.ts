@@ -42,6 +42,7 @@ export function parseAgentConfig(raw: unknown, baseDir: string, source = 'the co
     qemu: { ...config.qemu, imageDir: config.qemu.imageDir && abs(config.qemu.imageDir), bootDir: config.qemu.bootDir && abs(config.qemu.bootDir) },
     tls: { cert: abs(config.tls.cert), key: abs(config.tls.key), ca: abs(config.tls.ca), clientCas: config.tls.clientCas.map(abs) },
     audit: { file: config.audit.file === undefined ? undefined : abs(config.audit.file) },
+    rbd: { ...config.rbd, conf: config.rbd.conf && abs(config.rbd.conf), keyring: config.rbd.keyring && abs(config.rbd.keyring) },
   });
 }
 

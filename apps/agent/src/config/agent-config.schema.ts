@@ -100,6 +100,26 @@ const migrationSchema = z.strictObject({
   maxMirrorLagSeconds: z.int().min(0).max(86_400).default(300),
 });
 
+const rbdSchema = z.strictObject({
+  /** The Ceph cluster name (--cluster): default conf /etc/ceph/<cluster>.conf, keyring /etc/ceph/<cluster>.client.<clientId>.keyring. */
+  cluster: z.string().regex(/^[A-Za-z][A-Za-z0-9_]{0,31}$/, 'a Ceph cluster name is 1-32 letters, digits and underscores, starting with a letter').default('ceph'),
+  /** ceph.conf of the cluster; unset: Ceph's default for the cluster name. */
+  conf: filePath.optional(),
+  /** The client's keyring; unset: Ceph's default search (keyring setting of the conf, /etc/ceph/<cluster>.client.<id>.keyring). */
+  keyring: filePath.optional(),
+  /** The cephx user the agent runs as (client.<clientId>): caps `mon 'profile rbd' osd 'profile rbd' mgr 'profile rbd'`. */
+  clientId: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'a cephx client id is 1-64 letters, digits, dots, underscores and hyphens').default('admin'),
+  /** The rbd, ceph and rados command-line tools (Debian ceph-common; names looked up in PATH, or absolute paths). */
+  rbdBinary: z.string().min(1).max(4096).default('rbd'),
+  cephBinary: z.string().min(1).max(4096).default('ceph'),
+  /** rados: takes and breaks the VM locks on image headers. */
+  radosBinary: z.string().min(1).max(4096).default('rados'),
+  /** Seconds an rbd/ceph call may take on this cluster before it is killed. */
+  commandTimeoutSeconds: z.number().positive().max(3600).default(30),
+  /** Seconds a call that reaches a peer cluster (mirroring, bootstrap import, peer status) may take. */
+  peerTimeoutSeconds: z.number().positive().max(3600).default(10),
+});
+
 const httpUrl = z.url({ error: 'an etcd endpoint is a URL such as http://127.0.0.1:2379' }).refine(
   (value) => /^https?:\/\//.test(value),
   'an etcd endpoint starts with http:// or https://',
@@ -135,8 +155,10 @@ export const agentConfigSchema = z
     libvirt: libvirtSchema.prefault({}),
     migration: migrationSchema.prefault({}),
     storage: z.strictObject({
-      driver: z.enum(['sim', 'rbd']).refine((d) => d === 'sim', 'only "sim" is available in this version; "rbd" comes with a later milestone'),
+      /** 'rbd': Ceph through the rbd and ceph tools (settings under `rbd`); 'sim': images in the cluster's etcd. */
+      driver: z.enum(['sim', 'rbd']),
     }),
+    rbd: rbdSchema.prefault({}),
     sim: simSchema.prefault({}),
     /** The Prometheus metrics listener: HTTPS with the agent's own certificate, GET /metrics. */
     metrics: z

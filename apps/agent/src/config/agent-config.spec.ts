@@ -78,10 +78,38 @@ describe('agent configuration', () => {
     expect(errorOf({ ...minimal, leaseTtlSeconds: 5, heartbeatIntervalSeconds: 5 })).toMatch(/heartbeatIntervalSeconds: must be shorter than leaseTtlSeconds/);
   });
 
-  it('accepts the qemu, libvirt and sim hypervisors and refuses others, and rbd storage until it exists', () => {
+  it('accepts the qemu, libvirt and sim hypervisors and refuses others', () => {
     for (const driver of ['qemu', 'libvirt', 'sim']) expect(parseAgentConfig({ ...minimal, hypervisor: { driver } }, '/etc/debvisor').hypervisor.driver).toBe(driver);
     expect(errorOf({ ...minimal, hypervisor: { driver: 'xen' } })).toMatch(/hypervisor\.driver: /);
-    expect(errorOf({ ...minimal, storage: { driver: 'rbd' } })).toMatch(/storage\.driver: only "sim" is available/);
+    expect(errorOf({ ...minimal, storage: { driver: 'nfs' } })).toMatch(/storage\.driver: /);
+  });
+
+  it('accepts rbd storage with Ceph defaults and resolves its conf and keyring paths', () => {
+    const defaults = parseAgentConfig({ ...minimal, storage: { driver: 'rbd' } }, '/etc/debvisor');
+    expect(defaults.storage.driver).toBe('rbd');
+    expect(defaults.rbd).toEqual({
+      cluster: 'ceph',
+      clientId: 'admin',
+      rbdBinary: 'rbd',
+      cephBinary: 'ceph',
+      radosBinary: 'rados',
+      commandTimeoutSeconds: 30,
+      peerTimeoutSeconds: 10,
+      conf: undefined,
+      keyring: undefined,
+    });
+    const set = parseAgentConfig(
+      { ...minimal, storage: { driver: 'rbd' }, rbd: { cluster: 'east', conf: 'ceph/east.conf', keyring: '/etc/ceph/east.client.debvisor.keyring', clientId: 'debvisor', peerTimeoutSeconds: 5 } },
+      '/etc/debvisor',
+    );
+    expect(set.rbd).toMatchObject({ cluster: 'east', conf: '/etc/debvisor/ceph/east.conf', keyring: '/etc/ceph/east.client.debvisor.keyring', clientId: 'debvisor', peerTimeoutSeconds: 5 });
+  });
+
+  it('refuses a Ceph cluster name or client id that could be read as an option, and a zero timeout', () => {
+    expect(errorOf({ ...minimal, storage: { driver: 'rbd' }, rbd: { cluster: '-c' } })).toMatch(/rbd\.cluster: a Ceph cluster name/);
+    expect(errorOf({ ...minimal, storage: { driver: 'rbd' }, rbd: { clientId: '--id' } })).toMatch(/rbd\.clientId: a cephx client id/);
+    expect(errorOf({ ...minimal, storage: { driver: 'rbd' }, rbd: { commandTimeoutSeconds: 0 } })).toMatch(/rbd\.commandTimeoutSeconds/);
+    expect(errorOf({ ...minimal, rbd: { pool: 'rbd' } })).toMatch(/rbd\.pool: unknown setting/);
   });
 
   it('refuses a cookie lifetime over 60 s and an unknown QEMU accelerator', () => {
