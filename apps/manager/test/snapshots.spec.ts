@@ -35,7 +35,10 @@ beforeAll(async () => {
     startTestDatabases(),
     startCluster({ clusterId: REMOTE, nodes: 2, vmsPerNode: 8, trustedClientCaPem: identity.ca.certPem, agentConfig: () => ({ migration: { progressIntervalMs: 100 } }) }),
   ]);
-  const key = await cluster.createApiKey(['*'], { principal: 'manager' });
+  const [key, readerKey] = await Promise.all([
+    cluster.createApiKey(['*'], { principal: 'manager' }),
+    cluster.createApiKey(['node:registry:read', 'vm:instance:read', 'storage:rbd:read'], { principal: 'reader' }),
+  ]);
   m = await startTestManager({
     databaseUrl: await dbs.fresh(),
     stateDir: stateDirWithClientIdentity(identity),
@@ -46,7 +49,10 @@ beforeAll(async () => {
     description: 'snapshots',
     endpoints: cluster.agents.map((a) => a.endpoint),
     caCertPem: cluster.caPem,
-    credentials: [{ name: 'admin', key }],
+    credentials: [
+      { name: 'admin', key },
+      { name: 'reader', key: readerKey },
+    ],
   });
   expect(added.status, added.text).toBe(201);
   vms = await eventually(async () => {
@@ -290,6 +296,35 @@ describe('privileges and tenants', () => {
     expect((await m.api('DELETE', `/api/v1/snapshot-schedules/${admins.body.id}`, undefined, { token: tenant })).status).toBe(404);
     expect((await m.api('DELETE', `/api/v1/snapshot-schedules/${mine.body.id}`, undefined, { token: tenant })).status).toBe(204);
     expect((await m.api('DELETE', `/api/v1/snapshot-schedules/${admins.body.id}`)).status).toBe(204);
+  });
+});
+
+describe('remote groups', () => {
+  async function remoteGroup(id: string, credential: string): Promise<string> {
+    const url = m.databaseUrl!;
+    const [row] = await sqlQuery<{ id: string }>(url, 'SELECT id FROM remote_credentials WHERE remote_id = $1 AND name = $2', [REMOTE, credential]);
+    await sqlQuery(url, 'INSERT INTO remote_groups (id, created_at) VALUES ($1, now())', [id]);
+    await sqlQuery(url, 'INSERT INTO remote_group_entries (group_id, remote_id, credential_id) VALUES ($1, $2, $3)', [id, REMOTE, row.id]);
+    return row.id;
+  }
+
+  it("acts with the group's credential: lists with storage:rbd:read, and is refused a snapshot the credential may not take", async () => {
+    const vm = pickVm((v) => v.labels.role !== 'db');
+    const adminCredential = await remoteGroup('snap-ops', 'admin');
+    await remoteGroup('snap-readers', 'reader');
+    const operator = await grantToken(m.databaseUrl!, 'sam@local', 'Manage', '/groups/snap-ops');
+    const limited = await grantToken(m.databaseUrl!, 'rob@local', 'Manage', '/groups/snap-readers');
+
+    expect((await snapshotsOf(vm, limited)).items).toEqual([]);
+    const refused = await m.api('POST', path(vm), { name: 'not-allowed' }, { token: limited });
+    expect(refused.status).toBe(403);
+    expect(refused.body.error.message).toContain(`credential reader of remote ${REMOTE} may not do this on the cluster (needs storage:rbd:snapshot`);
+
+    const accepted = await m.api('POST', path(vm), { name: 'through-group' }, { token: operator });
+    await succeeded(accepted);
+    const [task] = await sqlQuery(m.databaseUrl!, 'SELECT credential_id FROM tasks WHERE id = $1', [accepted.body.taskId]);
+    expect(task.credential_id).toBe(adminCredential);
+    expect((await snapshotsOf(vm, limited)).items.map((s: Json) => [s.name, s.createdBy])).toEqual([['through-group', 'sam@local']]);
   });
 });
 
