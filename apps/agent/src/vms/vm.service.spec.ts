@@ -172,13 +172,24 @@ describe('VmService and disks', () => {
 });
 
 describe('VmService.define (DR failover from a kept definition)', () => {
-  it('removes a stopped VM’s definition and its location entry (undefine)', async () => {
+  it('removes a stopped VM’s definition, its disk locks and its location entry (undefine)', async () => {
     const removed: unknown[] = [];
     const driver = strictMock<HypervisorDriver>('HypervisorDriver', { get: async () => vm(), undefine: async () => undefined });
-    const index = strictMock<VmServiceDeps['index']>('VmServiceDeps.index', { removeIfOwnedBy: async (...args) => void removed.push(args) });
-    await expect(service({ driver, index }).undefine(UUID, context)).resolves.toMatchObject({ spec: { uuid: UUID } });
+    const index = strictMock<VmServiceDeps['index']>('VmServiceDeps.index', {
+      get: async () => ({ nodeId: 'node-1', name: 'web-01' }),
+      removeIfOwnedBy: async (...args) => void removed.push(args),
+    });
+    const disks = strictMock<VmServiceDeps['disks']>('disks', { unlock: async () => undefined });
+    await expect(service({ driver, index, disks }).undefine(UUID, context)).resolves.toMatchObject({ spec: { uuid: UUID } });
     expect(driver.undefine).toHaveBeenCalledWith(UUID);
+    expect(disks.unlock).toHaveBeenCalledWith(vm().spec);
     expect(removed).toEqual([[UUID, { nodeId: 'node-1', name: 'web-01' }]]);
+  });
+
+  it('keeps the disk locks when undefining a stale copy of a VM the cluster runs on another node', async () => {
+    const driver = strictMock<HypervisorDriver>('HypervisorDriver', { get: async () => vm(), undefine: async () => undefined });
+    const index = strictMock<VmServiceDeps['index']>('VmServiceDeps.index', { get: async () => ({ nodeId: 'node-2', name: 'web-01' }), removeIfOwnedBy: async () => undefined });
+    await expect(service({ driver, index, disks: strictMock<VmServiceDeps['disks']>('disks') }).undefine(UUID, context)).resolves.toMatchObject({ spec: { uuid: UUID } });
   });
 
   it('defines the VM stopped on this node and names this node in the location index', async () => {

@@ -188,6 +188,9 @@ export class VmService {
   undefine(uuid: string, context: CallContext): Promise<Vm> {
     return this.onOwner(uuid, context, (vm) => this.held(vm, 'undefine', async () => {
       await this.deps.driver.undefine(uuid); // the driver refuses a VM that is not stopped
+      // A crashed VM kept its disk locks; they go with it, unless the cluster runs this VM elsewhere (same uuid, same locks).
+      const location = await this.deps.index.get(uuid);
+      if (!location || location.nodeId === this.deps.nodeId) await this.deps.disks.unlock(vm.spec);
       await this.deps.index.removeIfOwnedBy(uuid, { nodeId: this.deps.nodeId, name: vm.spec.name });
       this.deps.logger.info({ vm: uuid, traceId: context.traceId }, 'VM definition removed');
       return vm;
