@@ -263,67 +263,48 @@ export async function startCephCluster(options: CephClusterOptions = {}): Promis
         );
       });
 
-    // Monitor: its keyring holds mon. and client.admin; a monmap with the one address.
+    // Every key is made here and given to the monitor at mkfs (no auth calls at run time).
+    const caps = options.clientCaps ?? DEFAULT_CLIENT_CAPS;
+    const keyrings: [string, string, Record<string, string>][] = [
+      [adminKeyringPath, 'client.admin', { mon: 'allow *', osd: 'allow *', mgr: 'allow *', mds: 'allow *' }],
+      [mgrKeyringPath, 'mgr.x', { mon: 'allow profile mgr', osd: 'allow *', mds: 'allow *' }],
+      [osdKeyringPath, 'osd.0', { mon: 'allow profile osd', mgr: 'allow profile osd', osd: 'allow *' }],
+      [clientKeyringPath, `client.${clientId}`, { mon: caps.mon, osd: caps.osd, ...(caps.mgr ? { mgr: caps.mgr } : {}) }],
+    ];
     await run('ceph-authtool', ['--create-keyring', monKeyringPath, '--gen-key', '-n', 'mon.', '--cap', 'mon', 'allow *']);
-    await run('ceph-authtool', [
-      '--create-keyring',
-      adminKeyringPath,
-      '--gen-key',
-      '-n',
-      'client.admin',
-      ...['--cap', 'mon', 'allow *', '--cap', 'osd', 'allow *', '--cap', 'mgr', 'allow *', '--cap', 'mds', 'allow *'],
-    ]);
-    await run('ceph-authtool', [monKeyringPath, '--import-keyring', adminKeyringPath]);
+    for (const [path, entity, entityCaps] of keyrings) {
+      const capArgs = Object.entries(entityCaps).flatMap(([service, cap]) => ['--cap', service, cap]);
+      await run('ceph-authtool', ['--create-keyring', path, '--gen-key', '-n', entity, ...capArgs]);
+      await run('ceph-authtool', [monKeyringPath, '--import-keyring', path]);
+    }
     const monmap = join(dir, 'monmap');
     await run('monmaptool', ['--create', '--fsid', fsid, '--addv', 'a', `[${monHost}]`, monmap]);
     await run('ceph-mon', ['--cluster', name, '-c', confPath, '-i', 'a', '--mkfs', '--monmap', monmap, '--keyring', monKeyringPath]);
     running = true;
     startDaemon('mon', 'a');
     const deadline = started + deadlineMs;
+
+    // The OSD's mkfs needs no monitor (--no-mon-config): it runs while the monitor starts.
+    const osdUuid = randomUUID();
+    mkdirSync(join(dir, 'osd', `${name}-0`));
+    const osdMkfs = run('ceph-osd', ['--cluster', name, '-c', confPath, '-i', '0', '--mkfs', '--osd-uuid', osdUuid, '--no-mon-config']);
+    mkdirSync(join(dir, 'mgr', `${name}-x`));
     await waitUntil('monitor quorum', deadline, async () => {
       await exec('ceph', ['mon', 'stat', '--connect-timeout', '2'], { timeoutMs: 5_000 });
       return true;
     });
-
-    // Manager and OSD keys; the OSD's mkfs runs while the manager starts.
-    const osdKey = (await run('ceph-authtool', ['--gen-print-key'])).trim();
-    const secrets = join(dir, 'osd-secrets.json');
-    writeFileSync(secrets, JSON.stringify({ cephx_secret: osdKey }), { mode: 0o600 });
-    const osdUuid = randomUUID();
-    const [, osdId] = await Promise.all([
-      exec('ceph', ['auth', 'get-or-create', 'mgr.x', 'mon', 'allow profile mgr', 'osd', 'allow *', 'mds', 'allow *', '-o', mgrKeyringPath]),
-      exec('ceph', ['osd', 'new', osdUuid, '-i', secrets]).then((r) => r.stdout.toString('utf8').trim()),
-    ]);
-    rmSync(secrets);
-    if (osdId !== '0') throw new Error(`expected OSD id 0, got ${osdId}`);
-    await exec('ceph', ['health', 'mute', 'MGR_MODULE_ERROR', '--sticky']);
-    mkdirSync(join(dir, 'mgr', `${name}-x`));
     startDaemon('mgr', 'x');
-    await run('ceph-authtool', ['--create-keyring', osdKeyringPath, '--name', 'osd.0', '--add-key', osdKey]);
-    mkdirSync(join(dir, 'osd', `${name}-0`));
-    await run('ceph-osd', ['--cluster', name, '-c', confPath, '-i', '0', '--mkfs', '--osd-uuid', osdUuid]);
+    const [osdId] = await Promise.all([
+      exec('ceph', ['osd', 'new', osdUuid, '0']).then((r) => r.stdout.toString('utf8').trim()),
+      exec('ceph', ['health', 'mute', 'MGR_MODULE_ERROR', '--sticky']),
+      ...pools.map((pool) => exec('ceph', ['osd', 'pool', 'create', pool, '8', '8', 'replicated', '--size', '1', '--autoscale-mode', 'off'])),
+      osdMkfs,
+    ]);
+    if (osdId !== '0') throw new Error(`expected OSD id 0, got ${osdId}`);
     startDaemon('osd', '0');
 
-    // The agent's client.
-    const caps = options.clientCaps ?? DEFAULT_CLIENT_CAPS;
-    await exec('ceph', [
-      'auth',
-      'get-or-create',
-      `client.${clientId}`,
-      'mon',
-      caps.mon,
-      'osd',
-      caps.osd,
-      ...(caps.mgr ? ['mgr', caps.mgr] : []),
-      '-o',
-      clientKeyringPath,
-    ]);
-
     await waitServing(deadline);
-    for (const pool of pools) {
-      await exec('ceph', ['osd', 'pool', 'create', pool, '8', '8', 'replicated', '--size', '1', '--autoscale-mode', 'off']);
-      await exec('rbd', ['pool', 'init', pool]);
-    }
+    await Promise.all(pools.map((pool) => exec('rbd', ['pool', 'init', pool])));
     await waitPgsClean(deadline);
     const startMs = Date.now() - started;
 
@@ -452,6 +433,9 @@ function cephConf(o: ConfOptions): string {
     'mgr disabled modules': DISABLED_MGR_MODULES.join(' '),
     'mgr initial modules': '',
     'mgr standby modules': false,
+    // PG states reach the monitor within a second (readiness is polled on them).
+    'mgr stats period': 1,
+    'mon mgr digest period': 1,
     ...o.extra,
   };
   const line = ([key, value]: [string, string | number | boolean]) => {
