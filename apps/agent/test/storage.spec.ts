@@ -141,6 +141,29 @@ describe('VM snapshots and disk exclusivity (real etcd, two real agents, sim dri
     expect((await viaNode[0].storage.listSnapshots({ pool: 'rbd', image: 'app-01-disk0' })).snapshots.map((s) => s.snapshot)).toEqual(['cold', 'warm']);
   });
 
+  it('enables mirroring of an image, pairs the pool and reports both, refusing what it cannot do before anything runs', async () => {
+    await expect(viaNode[0].storage.enableMirroring({ pool: 'rbd', image: 'app-01-disk1', mode: '', scheduleInterval: '5m' })).resolves.toMatchObject({
+      enabled: true,
+      primary: true,
+      mode: 'snapshot',
+      scheduleInterval: '5m',
+    });
+    await expect(viaNode[1].storage.getMirrorStatus({ pool: 'rbd', image: 'app-01-disk1' })).resolves.toMatchObject({ enabled: true, globalId: expect.stringMatching(/.+/) });
+    const bootstrap = await viaNode[1].storage.createPeerBootstrap({ pool: 'rbd', siteName: '' });
+    expect(bootstrap.siteName).toBe('storage');
+    expect(bootstrap.token).toMatch(/^[A-Za-z0-9+/=]{40,}$/);
+    await expect(viaNode[0].storage.getPoolMirrorStatus({ pool: '', siteName: '' })).resolves.toMatchObject({ pool: 'rbd', mode: 'image', siteName: 'storage' });
+
+    const journal = await rpcError(viaNode[0].storage.enableMirroring({ pool: 'rbd', image: 'app-01-disk0', mode: 'journal', scheduleInterval: '' }));
+    expect([journal.code, journal.details]).toEqual([status.INVALID_ARGUMENT, expect.stringContaining('only snapshot-based mirroring is supported')]);
+    expect((await rpcError(viaNode[0].storage.enableMirroring({ pool: 'rbd', image: 'app-01-disk0', mode: '', scheduleInterval: '5 minutes' }))).code).toBe(status.INVALID_ARGUMENT);
+    await expect(viaNode[0].storage.getMirrorStatus({ pool: 'rbd', image: 'app-01-disk0' })).resolves.toMatchObject({ enabled: false });
+    // A malformed token is refused without being repeated (it would carry a Ceph key).
+    const secret = `${bootstrap.token.slice(0, 20)}"secret-part"`;
+    const refused = await rpcError(viaNode[0].storage.importPeerBootstrap({ pool: 'rbd', siteName: 'west', token: secret, direction: '' }));
+    expect([refused.code, refused.details]).toEqual([status.INVALID_ARGUMENT, 'invalid request: token: a bootstrap token is base64 text']);
+  });
+
   it('snapshots and rolls back single images, refusing the rollback of an image a running VM holds', async () => {
     await expect(viaNode[1].storage.snapshotRbd({ pool: '', image: 'plain-01-disk0', snapshot: 'image-level' })).resolves.toMatchObject({ pool: 'rbd', snapshot: 'image-level' });
     const error = await rpcError(viaNode[1].storage.rollbackRbd({ pool: 'rbd', image: 'plain-01-disk0', snapshot: 'image-level' }));

@@ -57,7 +57,7 @@ export type PoolMirrorInput = z.infer<typeof poolMirrorRequestSchema>;
 export const importPeerBootstrapRequestSchema = z.object({
   pool,
   siteName: emptyOr(labelSchema, SITE),
-  token: z.string().min(1, 'the bootstrap token is missing').max(8192, 'a bootstrap token is at most 8192 characters').regex(/^[A-Za-z0-9+/=\s]+$/, 'a bootstrap token is base64 text'),
+  token: z.string().min(1, 'the bootstrap token is missing').max(8192, 'a bootstrap token is at most 8192 characters').regex(/^[A-Za-z0-9+/=_\s-]+$/, 'a bootstrap token is base64 text'),
   direction: z.enum(['', 'rx-tx', 'rx-only']),
 });
 export type ImportPeerBootstrapInput = z.infer<typeof importPeerBootstrapRequestSchema>;
