@@ -69,9 +69,9 @@ export class RbdCliRepository {
   run(tool: CephTool, args: readonly string[], options: RunOptions = {}): Promise<string> {
     const timeoutMs = options.timeoutMs ?? (options.reach === 'peer' ? this.options.peerTimeoutMs : this.options.timeoutMs);
     const binary = this.binary(tool);
-    const argv = this.argv(args);
     const what = describe(tool, args);
     return new Promise((resolve, reject) => {
+      const argv = this.argv(args); // a refusal here rejects the promise
       const child = execFile(
         binary,
         argv,
