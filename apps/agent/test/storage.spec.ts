@@ -2,8 +2,9 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startCluster, type AgentClient, type TestCluster } from '@debvisor/testing';
 import { status } from '@grpc/grpc-js';
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { rpcError } from './helpers';
+import { eventually, rpcError } from './helpers';
 
 /** Fixed VMs: app-01 (two disks, a guest agent) on node-1; plain-01 (no guest agent) on node-1; thief-01 on node-2, defined with app-01's first disk. */
 const APP = '3f1d2c4b-5a69-4e7f-8a1b-2c3d4e5f6a70';
@@ -55,7 +56,7 @@ describe('VM snapshots and disk exclusivity (real etcd, two real agents, sim dri
       },
     });
     for (const image of ['app-01-disk0', 'app-01-disk1', 'plain-01-disk0']) await cluster.createSimImage({ pool: 'rbd', image, sizeBytes: GiB });
-    const key = await cluster.createApiKey(['vm:*', 'storage:*'], { principal: 'manager:storage' });
+    const key = await cluster.createApiKey(['vm:*', 'storage:*', 'migration:*'], { principal: 'manager:storage' });
     viaNode = cluster.agents.map((agent) => cluster.connect(key, agent));
   });
   afterAll(async () => {
@@ -170,5 +171,62 @@ describe('VM snapshots and disk exclusivity (real etcd, two real agents, sim dri
     expect([error.code, error.details]).toEqual([status.FAILED_PRECONDITION, `image rbd/plain-01-disk0 is in use by VM ${PLAIN}; stop the VM before rolling its disk back`]);
     await viaNode[0].vm.stopVm({ uuid: PLAIN });
     await expect(viaNode[1].storage.rollbackRbd({ pool: 'rbd', image: 'plain-01-disk0', snapshot: 'image-level' })).resolves.toMatchObject({ snapshot: 'image-level' });
+  });
+
+  it('refuses to snapshot a VM, and to change its images, while the VM migrates, naming the migration', async () => {
+    const vm = await viaNode[0].vm.startVm({ uuid: PLAIN });
+    const source = await viaNode[0].migration.prepareMigration({ vm: vm.spec!, role: 'source', online: true, checkOnly: true });
+    expect(source.ok, JSON.stringify(source.checks)).toBe(true);
+    const migrationId = randomUUID();
+    const prepared = await viaNode[0].migration.prepareMigration({
+      vm: vm.spec!,
+      role: 'target',
+      targetNodeId: 'node-2',
+      migrationId,
+      transport: 'tunnel',
+      online: true,
+      sourceNodeId: 'node-1',
+      sourceCaPem: '',
+      sourceCpuModel: source.cpuModel,
+      sourceCpuFlags: source.cpuFlags,
+      sourceDisks: source.disks,
+    });
+    expect(prepared.ok, JSON.stringify(prepared.checks)).toBe(true);
+    let refusals: Promise<[string, string]> | undefined;
+    const progress = await viaNode[1].migrateVm(
+      {
+        uuid: PLAIN,
+        migrationId,
+        targetEndpoint: prepared.endpoint,
+        targetDataEndpoint: prepared.dataEndpoint,
+        cookie: prepared.cookie,
+        transport: 'tunnel',
+        mode: 'precopy',
+        downtimeLimitMs: 300,
+        // 1 GiB at 1 MB/s: minutes of modelled time, seconds at this time scale
+        bandwidthLimitBytes: 1_000_000,
+        completionTimeoutSecondsPerGib: 0,
+        targetCaPem: '',
+        targetNodeId: 'node-2',
+        offline: false,
+      },
+      (p) => {
+        if (p.phase !== 'precopy' || refusals) return;
+        refusals = (async () => {
+          const snapshot = await rpcError(viaNode[1].storage.snapshotVm({ vmUuid: PLAIN, snapshot: 'during', freeze: true }));
+          const demote = await rpcError(viaNode[1].storage.snapshotRbd({ pool: 'rbd', image: 'plain-01-disk0', snapshot: 'during' }));
+          await viaNode[0].migration.cancelMigration({ migrationId, vmUuid: PLAIN });
+          return [`${status[snapshot.code]}: ${snapshot.details}`, `${status[demote.code]}: ${demote.details}`];
+        })();
+      },
+    );
+    expect(await refusals).toEqual([
+      'FAILED_PRECONDITION: VM plain-01 is busy: a migration operation is in progress; try again when it has finished',
+      'FAILED_PRECONDITION: VM plain-01 (using image rbd/plain-01-disk0) is busy: a migration operation is in progress; try again when it has finished',
+    ]);
+    expect(progress[progress.length - 1]).toMatchObject({ phase: 'cancelled' });
+    await eventually(async () => ((await viaNode[0].vm.getVm({ uuid: PLAIN })).runtime!.lockedBy === '' ? true : undefined), 5_000);
+    expect((await viaNode[0].storage.listSnapshots({ pool: 'rbd', image: 'plain-01-disk0' })).snapshots.map((s) => s.snapshot)).toEqual(['warm', 'image-level']);
+    await viaNode[0].vm.stopVm({ uuid: PLAIN });
   });
 });
