@@ -19,6 +19,7 @@ const ADMIN = 'admin@local';
 const password = () => `pw-${randomBytes(12).toString('base64url')}-A1`;
 const ADMIN_PASSWORD = password();
 const AUDITOR_PASSWORD = password();
+const TENANT_PASSWORD = password();
 
 describe('snapshots and replication in the web UI', () => {
   let manager: ManagedProcess;
@@ -117,6 +118,12 @@ describe('snapshots and replication in the web UI', () => {
 
     await ok('POST', '/api/v1/access/users', { username: 'auditor', password: AUDITOR_PASSWORD });
     await ok('PUT', '/api/v1/access/acl', { path: '/', principalType: 'user', principal: 'auditor@local', role: 'Audit' });
+    // A tenant who owns the snapshotted VM, not the mirrored one.
+    await ok('POST', '/api/v1/access/users', { username: 'tenant', password: TENANT_PASSWORD });
+    await ok('POST', '/api/v1/access/groups', { id: 'tenant-red', tenant: true });
+    await ok('PUT', '/api/v1/access/groups/tenant-red/members', { users: ['tenant@local'] });
+    await ok('PUT', '/api/v1/access/acl', { path: '/', principalType: 'group', principal: 'tenant-red', role: 'Manage' });
+    await ok('PUT', `/api/v1/access/vm-owners/${vm.id}`, { tenantGroup: 'tenant-red' });
     browser = await launchChromium(ca);
   }, 300_000);
 
@@ -266,6 +273,16 @@ describe('snapshots and replication in the web UI', () => {
         expect(await page.getByRole('button', { name: 'Fail over to dc-west…' }).getAttribute('title')).toBe('Needs the vm.failover privilege');
         await screenshot(page, `auditor-replication-${scheme}`);
       }
+    });
+
+    it('shows a tenant only its own VMs on the replication page', async () => {
+      const page = await openUi('tenant', TENANT_PASSWORD);
+      await visit(page, '#/replication', 'Replication');
+      await page.getByText('No VM is mirrored yet.', { exact: false }).waitFor();
+      expect(await page.getByTestId('replication-row').count()).toBe(0);
+      // The admin sees the mirrored VM on the same page.
+      expect((await ok('GET', '/api/v1/replication/vms')).items.map((row: Json) => row.vm)).toEqual([mirrored.id]);
+      await screenshot(page, 'tenant-replication');
     });
   });
 });
