@@ -20,6 +20,7 @@ import { MigrationSourceService } from './migration/migration-source.service';
 import { clusterVmsOf, MigrationTargetService } from './migration/migration-target.service';
 import { migrationServiceHandlers } from './migration/migration.handlers';
 import { MigrationService } from './migration/migration.service';
+import { MirroredDisks } from './migration/mirrored-disks';
 import { TunnelClientRepository } from './migration/tunnel-client.repository';
 import { ClusterInfoService } from './registry/cluster-info.service';
 import { LocalNodeService } from './registry/local-node.service';
@@ -89,6 +90,7 @@ export async function startAgent(config: Readonly<AgentConfig>, logger: Logger, 
     const vms = new VmService({ nodeId: config.nodeId, driver: hypervisor, index: vmIndex, registry, peers, vmLocks, disks: diskLocks, logger });
     const serverCredentials = new MutualTls13ServerCredentials(tls);
     const sockets = new MigrationSocketRepository(join(config.stateDir, 'mig'));
+    const mirrored = new MirroredDisks({ storage, disks: diskLocks, clock, timeoutMs: config.migration.mirrorHandoverTimeoutSeconds * 1000, logger });
     const migrationSource = new MigrationSourceService({
       nodeId: config.nodeId,
       progressIntervalMs: config.migration.progressIntervalMs,
@@ -100,6 +102,7 @@ export async function startAgent(config: Readonly<AgentConfig>, logger: Logger, 
       disks: diskLocks,
       clusterCa: tls.clusterCa,
       storage,
+      mirrored,
       clock,
       logger,
     });
@@ -119,6 +122,7 @@ export async function startAgent(config: Readonly<AgentConfig>, logger: Logger, 
       credentials: serverCredentials,
       sockets,
       disks: diskLocks,
+      mirrored,
       clock,
       logger,
     });

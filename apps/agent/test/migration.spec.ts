@@ -158,6 +158,13 @@ describe('live migration between agents (real etcd, real agents, sim hypervisor)
     expect(final(progress)).toMatchObject({ phase: 'completed' });
     expect((await viaWest.vm.getVm({ uuid: vm.spec!.uuid })).runtime).toMatchObject({ nodeId: 'node-1', state: 'running' });
     expect((await rpcError(viaEast[0].vm.getVm({ uuid: vm.spec!.uuid }))).code).toBe(status.NOT_FOUND);
+    // The disks changed sides with the VM: demoted at east, promoted at west, held by the VM there.
+    for (const { pool, image } of vm.spec!.disks) {
+      const [there, here] = await Promise.all([viaWest.storage.getMirrorStatus({ pool, image }), viaEast[0].storage.getMirrorStatus({ pool, image })]);
+      expect(there).toMatchObject({ primary: true, globalId: here.globalId });
+      expect(here.primary).toBe(false);
+      expect(here.lastSnapshotAt).not.toBe('');
+    }
   });
 
   describe('a disk is never attached to two VMs (east and west both have a dns-01 with disk rbd/dns-01-disk0)', () => {

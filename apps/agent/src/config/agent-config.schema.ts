@@ -98,6 +98,8 @@ const migrationSchema = z.strictObject({
    * mirror snapshot (seconds) for pre-flight to pass.
    */
   maxMirrorLagSeconds: z.int().min(0).max(86_400).default(300),
+  /** Across clusters, how long the target waits at the switchover for the source's demotion snapshot before promoting the disks. */
+  mirrorHandoverTimeoutSeconds: z.int().min(1).max(3_600).default(30),
 });
 
 const rbdSchema = z.strictObject({

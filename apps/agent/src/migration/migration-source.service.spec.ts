@@ -24,6 +24,7 @@ function service(vmLocks: OperationLocks) {
     vmLocks,
     disks: strictMock<MigrationSourceDeps['disks']>('disks'),
     storage: strictMock('storage'),
+    mirrored: strictMock<MigrationSourceDeps['mirrored']>('mirrored'),
     clusterCa: undefined as never,
     clock: fakeClock(),
     logger: pino({ level: 'silent' }),

@@ -14,6 +14,8 @@ import { pskOf } from './migration-cookies';
 import { decide, etaSeconds } from './migration-policy';
 import { allPass, sourceChecks } from './migration-preflight';
 import type { MigrateVmInput, MigrationDisk, PrepareMigrationInput } from './migration.requests';
+import type { MirroredDisks } from './mirrored-disks';
+import type { ImageRef } from '../drivers/storage.driver';
 import type { LocalListener, MigrationSocketRepository } from './migration-socket.repository';
 import type { TunnelClientRepository } from './tunnel-client.repository';
 import { TunnelBridge, type Frame } from './tunnel-bridge';
@@ -53,6 +55,8 @@ export interface MigrationSourceDeps {
   clusterCa: X509Certificate;
   /** The disks' mirroring, which pre-flight reports. */
   storage: Pick<StorageDriver, 'mirrorStatus'>;
+  /** Across clusters: the mirrored disks demoted here at the switchover (and promoted back when the move fails). */
+  mirrored: Pick<MirroredDisks, 'release' | 'takeBack'>;
   clock: Clock;
   logger: Logger;
 }
@@ -194,9 +198,13 @@ export class MigrationSourceService {
 
       if (!online) {
         this.publish(outgoing, { phase: 'switchover', message: 'moving the definition of the stopped VM' });
+        const demoted = await this.handOverDisks(input, vm);
         outgoing.committing = true;
         bridge.send('commit');
-        await channel.expect('committed', COMMIT_TIMEOUT_MS, 'the target did not confirm the definition');
+        await channel.expect('committed', COMMIT_TIMEOUT_MS, 'the target did not confirm the definition').catch(async (error: unknown) => {
+          if (channel.refused) await this.deps.mirrored.takeBack(vm.spec, demoted);
+          throw error;
+        });
         await driver.undefine(input.uuid);
         await this.leaveDisks(input, vm);
         await this.forgetHere(input.uuid, vm.spec.name, log);
@@ -241,7 +249,9 @@ export class MigrationSourceService {
           return { ...this.cancelled(bridge, vm, 'cancelled during the transfer'), ...figures(stats), phase: 'cancelled' };
         }
         if (stats.status === 'postcopy-active' && !outgoing.committing) {
-          // The guest now runs on the target (pages are pulled on demand): tell it to run.
+          // The guest now runs on the target (pages are pulled on demand): tell it to run. It cannot
+          // come back here any more, so its disks go along even when they cannot change sides now.
+          await this.handOverDisks(input, vm).catch((error: unknown) => log.error({ err: error }, 'post-copy: the disks could not change sides; promote them at the target by hand'));
           outgoing.committing = true;
           bridge.send('commit');
           await channel.expect('committed', COMMIT_TIMEOUT_MS, 'the target did not confirm that it runs the VM');
@@ -268,6 +278,15 @@ export class MigrationSourceService {
       const stats = await driver.outgoingStats(input.uuid);
       if (!outgoing.committing) {
         this.publish(outgoing, { ...figures(stats), phase: 'switchover', message: 'all state sent; the target starts the VM' });
+        let demoted: ImageRef[];
+        try {
+          demoted = await this.handOverDisks(input, vm);
+        } catch (error) {
+          await driver.cancelOutgoing(input.uuid);
+          bridge.send('abort', 'the disks could not change sides');
+          const reason = error instanceof AgentError ? error.message : 'the storage failed';
+          return { ...figures(stats), phase: 'failed', message: `the disks could not be handed over: ${reason}; the VM keeps running on node ${nodeId}` };
+        }
         outgoing.committing = true;
         bridge.send('commit');
         try {
@@ -275,6 +294,7 @@ export class MigrationSourceService {
         } catch (error) {
           if (channel.refused) {
             // The target answered that it could not run the VM and aborted its side: resume here.
+            await this.deps.mirrored.takeBack(vm.spec, demoted);
             await driver.cancelOutgoing(input.uuid);
             return { ...figures(stats), phase: 'failed', message: `${(error as Error).message}; the VM keeps running on node ${nodeId}` };
           }
@@ -323,6 +343,12 @@ export class MigrationSourceService {
   private withAgentLock(vm: VmInstance | undefined): VmInstance | undefined {
     const holder = vm && !vm.runtime.lockedBy ? this.deps.vmLocks.holder(vm.spec.uuid) : undefined;
     return vm && holder ? { ...vm, runtime: { ...vm.runtime, lockedBy: holder } } : vm;
+  }
+
+  /** Across clusters: the mirrored disks demoted here, so that the target can promote them (see MirroredDisks). */
+  private async handOverDisks(input: MigrateVmInput, vm: VmInstance): Promise<ImageRef[]> {
+    if (!this.isOtherCluster(input.targetCaPem)) return [];
+    return this.deps.mirrored.release(vm.spec);
   }
 
   /** Releases the disk locks of a VM that left for another cluster (its images there are other images). */

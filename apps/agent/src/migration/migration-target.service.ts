@@ -16,6 +16,7 @@ import { allPass, mappedSpec, targetChecks, type PreflightCheck, type TargetDisk
 import type { CallContext } from '../rpc/call-context';
 import type { PrepareMigrationInput } from './migration.requests';
 import type { MigrationSocketRepository } from './migration-socket.repository';
+import type { MirroredDisks } from './mirrored-disks';
 import { TunnelBridge, type Frame, type FrameStream } from './tunnel-bridge';
 
 /** Extra time a reservation waits beyond its cookie's TTL before it is released. */
@@ -65,6 +66,8 @@ export interface MigrationTargetDeps {
   sockets: Pick<MigrationSocketRepository, 'connect'>;
   /** Taken before the VM runs here: refused when another VM holds one of its disks. */
   disks: Pick<VmDiskLocks, 'lock' | 'unlock'>;
+  /** From another cluster: the disks' mirrors here promoted once the source's demotion arrived. */
+  mirrored: Pick<MirroredDisks, 'acquire'>;
   clock: Clock;
   logger: Logger;
 }
@@ -263,6 +266,7 @@ export class MigrationTargetService {
     if (frame.control !== 'commit' || reservation.state !== 'receiving') return;
     try {
       const { spec } = reservation;
+      if (reservation.peerCa) await this.deps.mirrored.acquire(spec);
       if (reservation.online) await this.commitHoldingDisks(reservation);
       else await this.deps.driver.define(spec);
       reservation.state = 'committed';

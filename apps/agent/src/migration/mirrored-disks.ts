@@ -1,0 +1,107 @@
+import type { VmDefinition } from '../drivers/hypervisor.driver';
+import type { ImageRef, StorageDriver } from '../drivers/storage.driver';
+import { AgentError, ErrorCode } from '../shared/agent-error';
+import type { Clock } from '../shared/clock';
+import type { Logger } from '../shared/logger';
+import type { VmDiskLocks } from '../vms/vm-disk-locks';
+
+/** How often a promotion that waits for the demotion snapshot to arrive is tried again. */
+const RETRY_MS = 200;
+
+export interface MirroredDisksDeps {
+  storage: Pick<StorageDriver, 'mirrorStatus' | 'demote' | 'promote'>;
+  disks: Pick<VmDiskLocks, 'lock' | 'unlock'>;
+  clock: Clock;
+  /** How long a promotion waits for the peer's demotion snapshot (migration.mirrorHandoverTimeoutSeconds). */
+  timeoutMs: number;
+  logger: Logger;
+}
+
+/**
+ * A VM's mirrored disks changing sides when the VM moves to the other cluster, at the switchover
+ * (the VM paused or stopped at the source, so its disks are final): the source lets go of them and
+ * demotes them — the demotion snapshot carries their last content — and the target promotes its
+ * mirrors once rbd-mirror has replayed that snapshot. Nothing written at the source is lost, and
+ * the image is primary at one site at a time. Either side undoes its step when the move fails.
+ */
+export class MirroredDisks {
+  constructor(private readonly deps: MirroredDisksDeps) {}
+
+  /** Source: releases and demotes every disk primary here; answers those demoted (undone on failure). */
+  async release(spec: VmDefinition): Promise<ImageRef[]> {
+    const primary = await this.filter(spec, (status) => status.primary);
+    if (primary.length === 0) return [];
+    await this.deps.disks.unlock(spec);
+    const demoted: ImageRef[] = [];
+    try {
+      for (const disk of primary) {
+        await this.deps.storage.demote(disk);
+        demoted.push(disk);
+      }
+      return demoted;
+    } catch (error) {
+      await this.takeBack(spec, demoted);
+      throw error;
+    }
+  }
+
+  /**
+   * Source, when the target could not run the VM: the disks demoted are promoted back (forced: the
+   * target promoted none of them, or demoted them again before refusing, and its VM never ran, so
+   * nothing was written there; Ceph refuses a planned promotion of an image whose own demotion is
+   * its newest snapshot) and held again.
+   */
+  async takeBack(spec: VmDefinition, demoted: ImageRef[]): Promise<void> {
+    for (const disk of demoted) {
+      await this.deps.storage.promote(disk, true).catch((error: unknown) =>
+        this.deps.logger.error({ err: error, image: `${disk.pool}/${disk.image}` }, 'could not promote a disk back after a failed move; promote it by hand'),
+      );
+    }
+    if (demoted.length > 0) await this.deps.disks.lock(spec).catch((error: unknown) => this.deps.logger.warn({ err: error, vm: spec.uuid }, 'could not hold the disks again'));
+  }
+
+  /** Target: promotes every non-primary mirror of the VM's disks once the source's demotion arrived; all or none. */
+  async acquire(spec: VmDefinition): Promise<ImageRef[]> {
+    const mirrors = await this.filter(spec, (status) => !status.primary);
+    const promoted: ImageRef[] = [];
+    try {
+      for (const disk of mirrors) {
+        await this.promoteWhenReplayed(disk);
+        promoted.push(disk);
+      }
+      return promoted;
+    } catch (error) {
+      for (const disk of promoted) {
+        await this.deps.storage.demote(disk).catch((undo: unknown) => this.deps.logger.error({ err: undo, image: `${disk.pool}/${disk.image}` }, 'could not demote a disk again after a failed move'));
+      }
+      throw error;
+    }
+  }
+
+  /** A planned promotion, tried again while the peer's demotion snapshot has not been replayed here. */
+  private async promoteWhenReplayed(disk: ImageRef): Promise<void> {
+    const deadline = this.deps.clock.now().getTime() + this.deps.timeoutMs;
+    for (;;) {
+      try {
+        await this.deps.storage.promote(disk, false);
+        return;
+      } catch (error) {
+        const waiting = error instanceof AgentError && (error.code === ErrorCode.FailedPrecondition || error.code === ErrorCode.Unavailable);
+        if (!waiting || this.deps.clock.now().getTime() >= deadline) {
+          const reason = error instanceof AgentError ? error.message : 'the storage failed';
+          throw new AgentError(ErrorCode.FailedPrecondition, `image ${disk.pool}/${disk.image} could not be promoted within ${this.deps.timeoutMs / 1000} s: ${reason}`, { cause: error });
+        }
+      }
+      await this.deps.clock.sleep(RETRY_MS);
+    }
+  }
+
+  private async filter(spec: VmDefinition, keep: (status: { primary: boolean }) => boolean): Promise<ImageRef[]> {
+    const disks: ImageRef[] = [];
+    for (const { pool, image } of spec.disks) {
+      const status = await this.deps.storage.mirrorStatus({ pool, image }).catch(() => undefined);
+      if (status?.enabled && keep(status)) disks.push({ pool, image });
+    }
+    return disks;
+  }
+}
