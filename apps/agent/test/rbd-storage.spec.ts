@@ -124,6 +124,34 @@ describe('rbd storage driver on a real Ceph cluster', () => {
     expect(await ceph.json('rbd', ['lock', 'ls', `${pool}/${ref.image}`])).toEqual([]);
   });
 
+  it('rolls back under a reader (as the peer\'s rbd-mirror is) but not under a writer', async () => {
+    const ref = { pool, image: 'rollback-in-use' };
+    await driver.createImage(pool, ref.image, 64 * MiB);
+    await driver.createSnapshot([ref], 'base');
+    const reader = spawn('rbd', [...ceph.cephArgs('client'), 'watch', `${pool}/${ref.image}`], { stdio: ['pipe', 'ignore', 'ignore'] });
+    try {
+      await waitFor('a watcher on the image', async () => (await ceph.json<{ watchers: unknown[] }>('rbd', ['status', `${pool}/${ref.image}`])).watchers[0]);
+      await driver.rollbackSnapshot([ref], 'base');
+    } finally {
+      stopChild(reader);
+    }
+    // rbd bench writes until killed: it holds librbd's exclusive lock, as a running QEMU does.
+    const writer = spawn(
+      'rbd',
+      [...ceph.cephArgs('client'), 'bench', '--io-type', 'write', '--io-size', '4K', '--io-threads', '1', '--io-total', '100G', `${pool}/${ref.image}`],
+      { stdio: ['pipe', 'ignore', 'ignore'] },
+    );
+    try {
+      const locker = await waitFor('the writer\'s exclusive lock', async () => (await ceph.json<{ locker: string }[]>('rbd', ['lock', 'ls', `${pool}/${ref.image}`]))[0]?.locker);
+      await expect(driver.rollbackSnapshot([ref], 'base')).rejects.toMatchObject({
+        code: ErrorCode.FailedPrecondition,
+        message: `the image ${pool}/${ref.image} is being written by ${locker}; stop that client before rolling back`,
+      });
+    } finally {
+      stopChild(writer);
+    }
+  });
+
   it('fences an image: blocklists the client that has it open and breaks the VM lock', async () => {
     const ref = { pool, image: 'fence-me' };
     await driver.createImage(pool, ref.image, 4 * MiB);

@@ -267,7 +267,8 @@ export class RbdStorageDriver implements StorageDriver {
   /**
    * Fencing: every client that has the image open (its watchers) is blocklisted on the OSDs, then
    * the VM lock and librbd's own locks are broken. A blocklisted client can no longer write; an
-   * OSD blocklist entry expires after an hour (Ceph's default).
+   * OSD blocklist entry expires after an hour (Ceph's default). The watchers include the peer
+   * site's rbd-mirror when the image is a mirrored primary: its connection is blocklisted too.
    */
   async fenceImage(ref: ImageRef): Promise<FenceResult> {
     checkRef(ref);
@@ -436,13 +437,19 @@ export class RbdStorageDriver implements StorageDriver {
     return groupImagesSchema.parse(raw ?? []).map((m) => ({ pool: m.pool, image: m.image }));
   }
 
-  /** Rollback needs the image idle: no VM holds it and no client has it open. */
+  /**
+   * Rollback needs the image idle: no VM holds it and no client writes to it (holds librbd's
+   * exclusive lock). Clients that only have it open are not counted: the peer site's rbd-mirror
+   * keeps every mirrored primary open (a watcher) while it replays.
+   */
   private async checkNotInUse(ref: ImageRef): Promise<void> {
     const { header } = await this.header(ref);
     const holder = (await this.vmLockers(ref.pool, header))[0]?.cookie;
     if (holder) throw new AgentError(ErrorCode.FailedPrecondition, `the image ${spec(ref)} is held by VM ${holder}; stop the VM before rolling back`);
-    const { watchers } = watchersSchema.parse(await this.cli.json('rbd', ['status', '--', spec(ref)]));
-    if (watchers.length) throw new AgentError(ErrorCode.FailedPrecondition, `the image ${spec(ref)} is open by ${watchers.length} client(s); close it before rolling back`);
+    const writers = rbdLocksSchema.parse((await this.cli.json('rbd', ['lock', 'ls', '--', spec(ref)])) ?? []);
+    if (writers.length) {
+      throw new AgentError(ErrorCode.FailedPrecondition, `the image ${spec(ref)} is being written by ${writers[0]!.locker}; stop that client before rolling back`);
+    }
   }
 }
 
