@@ -87,6 +87,21 @@ describe('LibvirtHypervisorDriver on a real libvirtd', () => {
     expect(await libvirt.virsh(['list', '--all', '--uuid'])).not.toContain(spec.uuid);
   });
 
+  it('gives domains a guest agent channel; a guest without an agent is not frozen, with the reason', async () => {
+    const spec = bareGuest();
+    await driver.define(spec);
+    expect(await libvirt.virsh(['dumpxml', '--', spec.uuid])).toMatch(/<channel type='unix'>[\s\S]*name='org\.qemu\.guest_agent\.0'/);
+    await expect(driver.freezeFilesystems(spec.uuid, 2_000)).resolves.toEqual({ frozen: false, reason: `VM ${spec.name} is stopped, not running` });
+    await driver.start(spec.uuid);
+    const freeze = await driver.freezeFilesystems(spec.uuid, 2_000);
+    expect(freeze.frozen).toBe(false);
+    expect(freeze.reason).toMatch(/guest agent/i);
+    await expect(driver.thawFilesystems(spec.uuid)).resolves.toBeUndefined();
+    expect((await driver.get(spec.uuid))?.runtime.state).toBe('running');
+    await driver.stop(spec.uuid);
+    await driver.undefine(spec.uuid);
+  });
+
   it('keeps RBD disks, bridged NICs, hugepages, labels and the tenant through libvirt unchanged', async () => {
     const spec = bareGuest({
       vcpus: 2,
