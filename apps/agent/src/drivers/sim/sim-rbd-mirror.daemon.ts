@@ -9,6 +9,8 @@ import { keepNewest, primaryReport, scheduleIntervalMs, takeMirrorSnapshot, type
 
 /** Bytes a simulated write changes (what a mirror snapshot's delta counts per content version). */
 const BYTES_PER_WRITE = 4 * 1024 ** 2;
+/** The simulated link between the sites (10 GbE): no copy is reported faster. */
+const LINK_BYTES_PER_SECOND = 1_250_000_000;
 
 export interface SimRbdMirrorOptions {
   driver: SimStorageDriver;
@@ -267,7 +269,8 @@ export class SimRbdMirrorDaemon {
 
 function replayingReport(now: Date, lastMirroredSnapshotAt: string, peerPrimary: boolean, peerSite: string, bytesPerSecond: number): MirrorReport {
   const description = peerPrimary ? `replaying; last mirrored snapshot taken at ${lastMirroredSnapshotAt}` : `the image was demoted at site ${peerSite}; its last snapshot is here (promote it at one site)`;
-  return { state: peerPrimary ? 'up+replaying' : 'up+unknown', description, lastUpdate: now.toISOString(), bytesPerSecond: Math.round(bytesPerSecond), secondsUntilSynced: 0, lastMirroredSnapshotAt };
+  const rate = Math.round(Math.min(bytesPerSecond, LINK_BYTES_PER_SECOND));
+  return { state: peerPrimary ? 'up+replaying' : 'up+unknown', description, lastUpdate: now.toISOString(), bytesPerSecond: rate, secondsUntilSynced: 0, lastMirroredSnapshotAt };
 }
 
 function splitBrainReport(now: Date, why: string): MirrorReport {
