@@ -54,9 +54,11 @@ export class VmDiskLocks {
 
   private async release(spec: VmDefinition, disks: ImageRef[]): Promise<void> {
     for (const disk of disks) {
-      await this.storage.unlockImage(disk, spec.uuid).catch((error: unknown) =>
-        this.logger.warn({ err: error, vm: spec.uuid, image: `${disk.pool}/${disk.image}` }, 'could not release the disk lock; it stays until broken (stale-lock runbook)'),
-      );
+      await this.storage.unlockImage(disk, spec.uuid).catch((error: unknown) => {
+        // Another VM holds it: nothing of this VM's to release.
+        if (error instanceof AgentError && error.code === ErrorCode.FailedPrecondition) return;
+        this.logger.warn({ err: error, vm: spec.uuid, image: `${disk.pool}/${disk.image}` }, 'could not release the disk lock; it stays until broken (stale-lock runbook)');
+      });
     }
   }
 

@@ -58,7 +58,8 @@ export class VmService {
   /**
    * Makes every VM that runs here hold its disks (one started before disk locks existed, or seeded
    * by the sim driver, holds none), at each (re-)registration. A disk another VM holds means two
-   * running VMs share it: logged as an error for an operator, nothing is stopped.
+   * running VMs share it: logged as an error for an operator, nothing is stopped. Nothing is
+   * released here: a stopped copy of a VM that the cluster runs elsewhere holds the same locks.
    */
   async holdRunningVmDisks(): Promise<void> {
     const live = (await this.deps.driver.list()).filter((vm) => !STARTABLE.includes(vm.runtime.state) && vm.runtime.lockedBy === '');
