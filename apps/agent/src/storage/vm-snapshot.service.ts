@@ -9,7 +9,7 @@ import type { Clock } from '../shared/clock';
 import type { Logger } from '../shared/logger';
 import { busy, type OperationLocks, type Release } from '../shared/operation-locks';
 import type { VmIndexRepository } from '../vms/vm-index.repository';
-import { PEER_LIST_TIMEOUT_MS, PEER_OPERATION_TIMEOUT_MS, peerTimeout } from '../vms/vm.service';
+import { PEER_OPERATION_TIMEOUT_MS, peerTimeout } from '../vms/vm.service';
 import { toProtoSnapshot } from './storage.mapper';
 import type { SnapshotVmInput, VmSnapshotRefInput } from './storage.requests';
 import { label } from './storage.service';
@@ -17,6 +17,8 @@ import type { VmSnapshotRecord, VmSnapshotRepository } from './vm-snapshot.repos
 
 /** How long a snapshot waits for the guest agent to freeze the guest's filesystems. */
 export const FREEZE_TIMEOUT_MS = 10_000;
+/** Deadline of a forwarded ListVmSnapshots when the caller set none (a storage listing per disk). */
+const PEER_LIST_SNAPSHOTS_TIMEOUT_MS = 30_000;
 
 export interface VmSnapshotServiceDeps {
   nodeId: string;
@@ -52,7 +54,7 @@ export class VmSnapshotService {
 
   list(uuid: string, context: CallContext): Promise<ListVmSnapshotsResponse> {
     return this.onOwner(uuid, context, async (vm) => ({ snapshots: await this.snapshotsOf(vm) }), (target) =>
-      this.deps.peers.storageCall(target, 'ListVmSnapshots', { uuid }, context, peerTimeout(context, PEER_LIST_TIMEOUT_MS)),
+      this.deps.peers.storageCall(target, 'ListVmSnapshots', { uuid }, context, peerTimeout(context, PEER_LIST_SNAPSHOTS_TIMEOUT_MS)),
     );
   }
 
