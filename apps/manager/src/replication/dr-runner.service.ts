@@ -31,6 +31,13 @@ export const RESYNC_WAIT_MS = 5 * 60_000;
 export const STOP_TIMEOUT_MS = 120_000;
 export const POLL_INTERVAL_MS = 1000;
 
+/** How far a switchover got, for its rollback. */
+interface SwitchoverProgress {
+  moved: boolean;
+  demoted: ReplicatedDisk[];
+  promoted: ReplicatedDisk[];
+}
+
 /** One site of a mirrored VM, connected. */
 interface SiteConnection {
   readonly side: Side;
@@ -171,7 +178,7 @@ export class DrRunnerService {
     if (wasRunning) await this.stopVm(context, from, vm);
     else await log('stop', `the VM is already stopped at ${from.remote}`);
 
-    let step: 'synced' | 'demoted' | 'promoted' | 'moved' = 'synced';
+    const progress: SwitchoverProgress = { moved: false, demoted: [], promoted: [] };
     try {
       const finals = new Map<string, string>();
       for (const disk of record.disks) {
@@ -182,15 +189,7 @@ export class DrRunnerService {
       }
       await this.waitSynced(context, record, from, finals);
 
-      for (const disk of record.disks) {
-        const pool = poolAt(record, from.side, disk);
-        await this.agents.demoteImage(from.connection, { pool, image: disk.image });
-        await log('demote', `${pool}/${disk.image} demoted at ${from.remote}`);
-      }
-      step = 'demoted';
-      await this.promoteWhenDemotionArrived(context, record, to);
-      step = 'promoted';
-
+      // The definition moves while the target's images are up-to-date mirrors (what the migration's pre-flight proves).
       await log('move', `moving the VM's definition to node ${targetNode} of ${to.remote} (offline migration)`);
       await this.migration.moveStoppedVm(context, {
         vmId: record.vmId,
@@ -201,9 +200,17 @@ export class DrRunnerService {
         targetCredentialId: pending.credentials[to.remote] ?? null,
         storageMap: storageMapOf(record, from.side),
       });
-      step = 'moved';
+      progress.moved = true;
+
+      for (const disk of record.disks) {
+        const pool = poolAt(record, from.side, disk);
+        await this.agents.demoteImage(from.connection, { pool, image: disk.image });
+        progress.demoted.push(disk);
+        await log('demote', `${pool}/${disk.image} demoted at ${from.remote}`);
+      }
+      await this.promoteWhenDemotionArrived(context, record, to, progress.promoted);
     } catch (error) {
-      await this.undoSwitchover(context, record, from, to, step, wasRunning);
+      await this.undoSwitchover(context, record, from, to, progress, vm, wasRunning);
       throw error;
     }
     await this.repository.setRoles(record.vmId, after, `switchover to ${to.remote} by ${context.task.owner}`, this.clock.now());
@@ -212,26 +219,34 @@ export class DrRunnerService {
     else await log('start', `the VM was stopped before the switchover; it stays stopped at ${to.remote}`);
   }
 
-  /** After a failed switchover: the source takes its images back and the VM runs there as before. */
+  /** After a failed switchover: the source takes its images and the VM's definition back, and the VM runs there as before. */
   private async undoSwitchover(
     context: TaskContext,
     record: VmReplicationEntity,
     from: SiteConnection,
     to: SiteConnection,
-    step: 'synced' | 'demoted' | 'promoted' | 'moved',
+    progress: SwitchoverProgress,
+    vm: Vm__Output,
     wasRunning: boolean,
   ): Promise<void> {
     const log = (message: string) => context.log(drLine('rollback', message));
     try {
-      if (step === 'promoted' || step === 'demoted') {
-        if (step === 'promoted') {
-          for (const disk of record.disks) await this.agents.demoteImage(to.connection, { pool: poolAt(record, to.side, disk), image: disk.image });
-          await log(`images demoted again at ${to.remote}`);
-        }
-        await this.promoteWhenDemotionArrived(context, record, from);
+      if (progress.promoted.length > 0) {
+        for (const disk of progress.promoted) await this.agents.demoteImage(to.connection, { pool: poolAt(record, to.side, disk), image: disk.image });
+        await log(`images demoted again at ${to.remote}`);
+        await this.promoteWhenDemotionArrived(context, record, from, []);
         await log(`images promoted again at ${from.remote}`);
+      } else if (progress.demoted.length > 0) {
+        // The other site never became primary: taking the images back loses nothing.
+        for (const disk of progress.demoted) await this.agents.promoteImage(from.connection, { pool: poolAt(record, from.side, disk), image: disk.image, force: true });
+        await log(`images promoted again at ${from.remote} (${to.remote} never was primary)`);
       }
-      if (wasRunning && step !== 'moved') await this.startVm(context, from);
+      if (progress.moved) {
+        await this.agents.undefineVm(to.connection, record.vmId);
+        await this.agents.defineVm(from.connection, { spec: specAt(record, from.side), nodeId: vm.runtime?.nodeId ?? '' });
+        await log(`the VM's definition is back on node ${vm.runtime?.nodeId || 'unknown'} of ${from.remote}`);
+      }
+      if (wasRunning) await this.startVm(context, from);
       await log(`the switchover was undone: the VM is at ${from.remote} as before`);
     } catch (error) {
       this.logger.error({ task: context.task.id, err: error }, 'switchover rollback failed');
@@ -315,32 +330,34 @@ export class DrRunnerService {
   }
 
   /**
-   * The VM at the survivor, then started: moved there by an offline migration when the lost site
-   * still answers (it was fenced), else defined from the definition the manager kept.
+   * The VM at the survivor, then started: defined there from the definition the manager kept. When
+   * the lost site answered (it was fenced), its stopped copy is removed first, so that the VM is
+   * defined once; otherwise the resync removes it when that site returns.
    */
   private async bringUp(context: TaskContext, record: VmReplicationEntity, lostSide: Side, fenced: boolean, survivor: SiteConnection, pending: PendingAction): Promise<void> {
     const log = (step: DrStep, message: string) => context.log(drLine(step, message));
     const lostRemote = remoteAt(record, lostSide);
-    const targetNode = pending.targetNode || (await this.firstNode(survivor.connection, survivor.remote));
     const here = await this.findVm(survivor.connection, record.vmId);
     if (here) {
       await log('move', `the VM is already defined at ${survivor.remote} (node ${here.runtime?.nodeId || 'unknown'})`);
-    } else if (fenced) {
-      await log('move', `moving the VM's definition from ${lostRemote} to node ${targetNode} of ${survivor.remote} (offline migration)`);
-      await this.migration.moveStoppedVm(context, {
-        vmId: record.vmId,
-        sourceRemote: lostRemote,
-        sourceCredentialId: pending.credentials[lostRemote] ?? null,
-        targetRemote: survivor.remote,
-        targetNode,
-        targetCredentialId: pending.credentials[survivor.remote] ?? null,
-        storageMap: storageMapOf(record, lostSide),
-      });
     } else {
-      await log('move', `defining the VM on node ${targetNode} of ${survivor.remote} from the definition the manager kept (${lostRemote} is gone)`);
+      if (fenced) {
+        try {
+          const lost = await this.site(record, lostSide, pending, MIRROR_PERMISSION);
+          if (await this.findVm(lost.connection, record.vmId)) {
+            await this.agents.undefineVm(lost.connection, record.vmId);
+            await log('move', `removed the VM's definition at ${lostRemote}`);
+          }
+        } catch (error) {
+          await log('move', `could not remove the VM's definition at ${lostRemote} (${messageOf(error)}); the resync removes it`);
+        }
+      }
+      const targetNode = pending.targetNode || (await this.firstNode(survivor.connection, survivor.remote));
+      await log('move', `defining the VM on node ${targetNode} of ${survivor.remote} from the definition the manager kept`);
       await this.agents.defineVm(survivor.connection, { spec: specAt(record, survivor.side), nodeId: targetNode });
     }
     await this.startVm(context, survivor);
+    await this.resources.refreshRemote(lostRemote);
   }
 
   // --- resync ------------------------------------------------------------------------------------
@@ -450,13 +467,14 @@ export class DrRunnerService {
    * snapshot has arrived there: the agent refuses (409) until it has; asked again every second,
    * bounded by SYNC_TIMEOUT_MS.
    */
-  private async promoteWhenDemotionArrived(context: TaskContext, record: VmReplicationEntity, to: SiteConnection): Promise<void> {
+  private async promoteWhenDemotionArrived(context: TaskContext, record: VmReplicationEntity, to: SiteConnection, promoted: ReplicatedDisk[]): Promise<void> {
     const deadline = this.clock.now().getTime() + SYNC_TIMEOUT_MS;
     for (const disk of record.disks) {
       const pool = poolAt(record, to.side, disk);
       for (;;) {
         try {
           await this.agents.promoteImage(to.connection, { pool, image: disk.image, force: false });
+          promoted.push(disk);
           break;
         } catch (error) {
           if (!(error instanceof DomainError) || error.code !== ErrorCode.Conflict) throw error;

@@ -1,5 +1,5 @@
 import type { PoolMirrorStatus__Output } from '@debvisor/proto';
-import { Injectable } from '@nestjs/common';
+import { Injectable, OnModuleInit } from '@nestjs/common';
 import { AgentClientRepository } from '../agents/agent-client.repository';
 import { AuditService } from '../audit/audit.service';
 import type { Caller } from '../auth/caller';
@@ -9,7 +9,8 @@ import { ErrorCode } from '../common/error-code';
 import { RandomRepository } from '../common/random.repository';
 import { RemotesService } from '../remotes/remotes.service';
 import { TasksService } from '../tasks/tasks.service';
-import { PAIR_PERMISSION } from './dr-runner.service';
+import { DrRunnerService, PAIR_PERMISSION } from './dr-runner.service';
+import { ownerPrincipal } from './replication-journal';
 import { MIRROR_READ_PERMISSION } from './replication-status.service';
 import type { ReplicationPairEntity } from './replication-pair.entity';
 import type { CreatePairBody, PairView, PoolHealthView } from './replication.dto';
@@ -23,7 +24,7 @@ export const PAIR_TASK = 'replication.pair';
  * no VM mirrors through them.
  */
 @Injectable()
-export class ReplicationPairsService {
+export class ReplicationPairsService implements OnModuleInit {
   constructor(
     private readonly repository: ReplicationRepository,
     private readonly remotes: RemotesService,
@@ -32,7 +33,16 @@ export class ReplicationPairsService {
     private readonly audit: AuditService,
     private readonly clock: ClockRepository,
     private readonly random: RandomRepository,
+    private readonly runner: DrRunnerService,
   ) {}
+
+  onModuleInit(): void {
+    this.tasks.registerHandler(PAIR_TASK, {
+      // The agent calls the task makes are recorded as its owner's.
+      run: (context) => this.audit.runAs(ownerPrincipal(context.task.owner), () => this.runner.pair(context)),
+      afterInterrupted: (task) => void this.interrupted(task.id),
+    });
+  }
 
   /** 202 + task; 404 for an unknown remote, 409 when these pools are paired (or being paired) already. */
   async create(caller: Caller, body: CreatePairBody): Promise<{ taskId: string; pairId: string }> {
@@ -83,6 +93,12 @@ export class ReplicationPairsService {
     if (pair.state === 'pairing') throw new DomainError(ErrorCode.Conflict, `pair ${id} is being paired by task ${pair.taskId}; wait for it`);
     await this.repository.deletePair(id);
     this.audit.note({ pairId: id, remoteA: pair.remoteA, poolA: pair.poolA, remoteB: pair.remoteB, poolB: pair.poolB });
+  }
+
+  /** A pairing cut off by a restart is failed, so that it can be asked for again. */
+  private async interrupted(taskId: string): Promise<void> {
+    const pair = await this.repository.getPairByTask(taskId);
+    if (pair?.state === 'pairing') await this.repository.setPairState(pair.id, 'failed', 'interrupted by a manager restart; pair again', this.clock.now());
   }
 
   private async view(pair: ReplicationPairEntity, vms: number, withHealth: boolean): Promise<PairView> {
