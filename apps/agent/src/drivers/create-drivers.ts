@@ -80,8 +80,11 @@ function createStorage(config: Readonly<AgentConfig>, etcd: Etcd3, clock: Clock)
         commandTimeoutMs: rbd.commandTimeoutSeconds * 1000,
         peerTimeoutMs: rbd.peerTimeoutSeconds * 1000,
         defaultSiteName: config.clusterId,
+        // A demotion is refused while a VM holds the image: the driver's VM lock names it.
+        imageHolder: (ref) => driver.imageHolder(ref),
       });
-      return new RbdStorageDriver(cli, mirroring);
+      const driver: RbdStorageDriver = new RbdStorageDriver(cli, mirroring);
+      return driver;
     }
     default:
       throw new ConfigError(`storage.driver: "${config.storage.driver}" is not available in this version`);

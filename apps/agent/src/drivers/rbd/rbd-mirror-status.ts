@@ -77,8 +77,15 @@ export const replayDetailsSchema = z.object({
 });
 export type ReplayDetails = z.infer<typeof replayDetailsSchema>;
 
-/** `rbd mirror snapshot schedule ls --format json`. */
-export const scheduleListSchema = z.array(z.object({ interval: z.string(), start_time: z.string().optional() }));
+/** `rbd mirror snapshot schedule ls --pool <pool> --recursive --format json`. */
+export const scheduleListSchema = z.array(
+  z.object({
+    pool: z.string().default(''),
+    namespace: z.string().default(''),
+    image: z.string().default(''),
+    items: z.array(z.object({ interval: z.string(), start_time: z.string().optional() })).default([]),
+  }),
+);
 
 /** `rbd mirror pool info --format json` (never with --all: that prints the peers' keys). */
 export const poolInfoSchema = z.object({

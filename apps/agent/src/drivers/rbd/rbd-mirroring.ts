@@ -39,6 +39,8 @@ export interface RbdMirroringOptions {
   peerTimeoutMs: number;
   /** The site name a pool gets when mirroring is first enabled here and none was given (the cluster id). */
   defaultSiteName: string;
+  /** The VM holding the image (the rbd driver's VM lock), asked before a demotion; undefined: free. */
+  imageHolder?: (ref: ImageRef) => Promise<string | undefined>;
 }
 
 /** Bootstrap tokens are ~250 characters; anything much longer is not one. */
@@ -87,6 +89,7 @@ export class RbdMirroring {
         `the RBD image ${spec(ref)} is a non-primary mirror; disable mirroring at the primary (its mirror here is then removed), or force it`,
       );
     }
+    if (!force) await this.refuseWhileHeld(ref, 'disabling its mirroring');
     if (mirroring.primary) await this.setSchedule(ref, '');
     await this.rbd(['mirror', 'image', 'disable', ...(force ? ['--force'] : []), '--', spec(ref)], ref);
     return this.mirrorStatus(ref);
@@ -163,10 +166,7 @@ export class RbdMirroring {
     checkRef(ref);
     const mirroring = enabled(ref, await this.info(ref));
     if (!mirroring.primary) return this.mirrorStatus(ref);
-    const holders = await this.lockHolders(ref);
-    if (holders.length > 0) {
-      throw new AgentError(ErrorCode.FailedPrecondition, `the RBD image ${spec(ref)} is in use by ${holders.join(', ')}; stop or move it before demoting the image`);
-    }
+    await this.refuseWhileHeld(ref, 'demoting the image');
     await this.rbd(['mirror', 'image', 'demote', '--', spec(ref)], ref);
     return this.mirrorStatus(ref);
   }
@@ -179,9 +179,10 @@ export class RbdMirroring {
       throw new AgentError(ErrorCode.FailedPrecondition, `the RBD image ${spec(ref)} is primary here; resync a non-primary image (demote this one first)`);
     }
     await this.rbd(['mirror', 'image', 'resync', '--', spec(ref)], ref);
-    // rbd-mirror deletes and recreates the image to copy it again: it may be gone for a moment.
+    // rbd-mirror deletes and recreates the image to copy it again: for a moment it is gone or
+    // half made, and its status calls fail (ENOENT, EEXIST); the resync itself is requested.
     return this.mirrorStatus(ref).catch((error: unknown) => {
-      if (!(error instanceof AgentError) || error.code !== ErrorCode.NotFound) throw error;
+      if (!(error instanceof AgentError) || error.code === ErrorCode.Unavailable || error.code === ErrorCode.DeadlineExceeded) throw error;
       return {
         ...disabledStatus(ref),
         enabled: true,
@@ -260,21 +261,41 @@ export class RbdMirroring {
 
   private async scheduleInterval(ref: ImageRef): Promise<string> {
     try {
-      const list = await this.json(['mirror', 'snapshot', 'schedule', 'ls', '--pool', ref.pool, '--image', ref.image, '--format', 'json'], scheduleListSchema, ref);
-      return list[0]?.interval ?? '';
+      return (await this.schedules(ref))[0] ?? '';
     } catch {
       // The Ceph manager (rbd_support) answers schedules; the status stays useful without them.
       return '';
     }
   }
 
+  /**
+   * The image's mirror-snapshot schedule intervals. Listed for the whole pool: `schedule ls` of an
+   * image without a schedule fails (exit 2, no message), the pool's recursive list answers [].
+   */
+  private async schedules(ref: ImageRef): Promise<string[]> {
+    const list = await this.json(['mirror', 'snapshot', 'schedule', 'ls', '--pool', ref.pool, '--recursive', '--format', 'json'], scheduleListSchema, ref);
+    return list.filter((entry) => entry.image === ref.image && !entry.namespace).flatMap((entry) => entry.items.map((item) => item.interval));
+  }
+
   /** Replaces the image's mirror-snapshot schedules by `interval` ('' removes them). */
   private async setSchedule(ref: ImageRef, interval: string): Promise<void> {
     const level = ['--pool', ref.pool, '--image', ref.image];
-    const current = (await this.json(['mirror', 'snapshot', 'schedule', 'ls', ...level, '--format', 'json'], scheduleListSchema, ref)).map((s) => s.interval);
+    const current = await this.schedules(ref);
     if (interval !== '' && current.length === 1 && current[0] === interval) return;
     for (const old of current) await this.rbd(['mirror', 'snapshot', 'schedule', 'remove', ...level, old], ref);
     if (interval !== '') await this.rbd(['mirror', 'snapshot', 'schedule', 'add', ...level, interval], ref);
+  }
+
+  /**
+   * Refuses while a VM holds the image (the driver's VM lock) or a client holds librbd's lock (a
+   * running writer; Ceph itself would answer EROFS), naming the holder.
+   */
+  private async refuseWhileHeld(ref: ImageRef, doing: string): Promise<void> {
+    const vm = await this.options.imageHolder?.(ref);
+    const holders = [...(vm ? [vm] : []), ...(await this.lockHolders(ref))];
+    if (holders.length > 0) {
+      throw new AgentError(ErrorCode.FailedPrecondition, `the RBD image ${spec(ref)} is in use by ${holders.join(', ')}; stop or move it before ${doing}`);
+    }
   }
 
   private async lockHolders(ref: ImageRef): Promise<string[]> {
