@@ -224,6 +224,7 @@ describe('the monitoring assets in docs/monitoring', () => {
         'DebVisorMigrationFailed',
         'DebVisorRemoteUnreachable',
         'DebVisorNodeDegraded',
+        'DebVisorNodeDown',
         'DebVisorCephHealthWarning',
         'DebVisorCephHealthError',
         'DebVisorCertificateExpiringSoon',

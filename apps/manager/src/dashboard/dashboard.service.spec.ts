@@ -27,6 +27,7 @@ const healthyNodes: NodeFigures = {
   offlineNames: [],
   degradedNames: [],
   failedNames: [],
+  outages: [],
 };
 const someVms: VmCounts = { total: 10, running: 6, stopped: 3, other: 1, crashed: 0 };
 
@@ -35,6 +36,7 @@ function overview(remote: string, changes: { status?: Partial<RemoteStatus>; nod
     status: {
       remote,
       status: 'online',
+      health: 'online',
       lastRefreshAt: '2026-05-01T12:00:00.000Z',
       nodes: { total: 3, alive: 3 },
       vms: { total: 10, running: 6 },
@@ -91,12 +93,16 @@ describe('remoteAlerts', () => {
     expect(remoteAlerts(down)).toEqual([{ severity: 'critical', message: 'unreachable since 2026-05-01T11:50:00.000Z: a:9443 is unreachable: connection refused' }]);
   });
 
-  it('names offline, failed and degraded nodes, nodes whose VMs could not be listed, crashed VMs and memory over 90 %', () => {
+  it('names each node that does not answer (critical, since when, its unknown VMs), failed and degraded nodes, nodes whose VMs could not be listed, crashed VMs and memory over 90 %', () => {
     const troubled = overview('a', {
-      status: { unreachableNodes: { 'node-3': 'deadline exceeded' } },
+      status: { unreachableNodes: { 'node-3': 'deadline exceeded', n2: 'connection refused' } },
       nodes: {
         offline: 2,
         offlineNames: ['node-1', 'node-2'],
+        outages: [
+          { id: 'n1', name: 'node-1', state: 'down', since: '2026-05-01T11:58:00.000Z', unknownVms: 5 },
+          { id: 'n2', name: 'node-2', state: 'unreachable', since: '2026-05-01T11:59:00.000Z', unknownVms: 1 },
+        ],
         degraded: 2,
         degradedNames: ['node-4'],
         failedNames: ['node-5'],
@@ -106,7 +112,8 @@ describe('remoteAlerts', () => {
       vms: { crashed: 1 },
     });
     expect(remoteAlerts(troubled)).toEqual([
-      { severity: 'critical', message: '2 nodes offline: node-1, node-2' },
+      { severity: 'critical', message: 'node node-1 down (lease expired, presumed down) since 2026-05-01T11:58:00.000Z; 5 VMs unknown' },
+      { severity: 'critical', message: 'node node-2 unreachable (its agent does not answer) since 2026-05-01T11:59:00.000Z: connection refused; 1 VM unknown' },
       { severity: 'critical', message: '1 node failed: node-5' },
       { severity: 'warning', message: '1 node degraded: node-4' },
       { severity: 'warning', message: 'the VMs of 1 node could not be listed: node-3 (deadline exceeded)' },
@@ -157,14 +164,14 @@ describe('DashboardService', () => {
       overview('alpha'),
       overview('bravo', { vms: { crashed: 1 } }),
       overview('charlie', { status: { status: 'unreachable', since: '2026-05-01T11:00:00.000Z', error: { code: 'remote_unreachable', message: 'down' } } }),
-      overview('delta', { nodes: { offline: 1, offlineNames: ['d1'] } }),
+      overview('delta', { nodes: { offline: 1, offlineNames: ['d1'], outages: [{ id: 'd1', name: 'd1', state: 'down', since: '2026-05-01T11:30:00.000Z', unknownVms: 0 }] } }),
       overview('echo'),
     ]);
     const dashboard = await service.get(ADMIN);
     expect(dashboard.remotes.map((r) => r.remote)).toEqual(['charlie', 'bravo', 'delta', 'alpha', 'echo']);
     expect(dashboard.alerts).toEqual([
       { remote: 'charlie', severity: 'critical', message: 'unreachable since 2026-05-01T11:00:00.000Z: down' },
-      { remote: 'delta', severity: 'critical', message: '1 node offline: d1' },
+      { remote: 'delta', severity: 'critical', message: 'node d1 down (lease expired, presumed down) since 2026-05-01T11:30:00.000Z; 0 VMs unknown' },
       { remote: 'bravo', severity: 'warning', message: '1 VM crashed' },
     ]);
   });

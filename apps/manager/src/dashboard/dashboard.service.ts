@@ -54,14 +54,23 @@ export function remoteAlerts(overview: RemoteOverview): Alert[] {
   }
   if (status.status !== 'online') return [];
   const alerts: Alert[] = [];
-  if (nodes.offline > 0) alerts.push({ severity: 'critical', message: `${plural(nodes.offline, 'node')} offline: ${nodes.offlineNames.join(', ')}` });
+  // Every node that does not answer is critical on its own: it is named with since when and what is no longer known.
+  for (const outage of nodes.outages) {
+    const what = outage.state === 'down' ? 'down (lease expired, presumed down)' : 'unreachable (its agent does not answer)';
+    const reason = outage.state === 'unreachable' && status.unreachableNodes[outage.id] ? `: ${status.unreachableNodes[outage.id]}` : '';
+    alerts.push({
+      severity: 'critical',
+      message: `node ${outage.name} ${what} since ${outage.since ?? 'an unknown time'}${reason}; ${plural(outage.unknownVms, 'VM')} unknown`,
+    });
+  }
   if (nodes.failedNames.length > 0) {
     alerts.push({ severity: 'critical', message: `${plural(nodes.failedNames.length, 'node')} failed: ${nodes.failedNames.join(', ')}` });
   }
   if (nodes.degradedNames.length > 0) {
     alerts.push({ severity: 'warning', message: `${plural(nodes.degradedNames.length, 'node')} degraded: ${nodes.degradedNames.join(', ')}` });
   }
-  const unlisted = Object.entries(status.unreachableNodes);
+  const down = new Set(nodes.outages.map((outage) => outage.id));
+  const unlisted = Object.entries(status.unreachableNodes).filter(([node]) => !down.has(node));
   if (unlisted.length > 0) {
     const reasons = unlisted.map(([node, reason]) => `${node} (${reason})`).join(', ');
     alerts.push({ severity: 'warning', message: `the VMs of ${plural(unlisted.length, 'node')} could not be listed: ${reasons}` });

@@ -17,6 +17,7 @@ import { ReplicationPairEntity } from '../replication/replication-pair.entity';
 import { VmReplicationEntity } from '../replication/vm-replication.entity';
 import { RemoteCredentialEntity } from '../remotes/remote-credential.entity';
 import { RemoteEntity } from '../remotes/remote.entity';
+import { KnownNodeEntity } from '../resources/known-node.entity';
 import { TaskEntity } from '../tasks/task.entity';
 import { SnapshotScheduleEntity } from '../snapshots/snapshot-schedule.entity';
 import { VmSnapshotTaskEntity } from '../snapshots/vm-snapshot-task.entity';
@@ -43,4 +44,5 @@ export const ENTITIES = [
   SnapshotScheduleEntity,
   ReplicationPairEntity,
   VmReplicationEntity,
+  KnownNodeEntity,
 ];

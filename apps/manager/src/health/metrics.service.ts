@@ -10,8 +10,11 @@ export const AUTH_METHODS = ['token', 'session', 'password', 'tfa', 'oidc'] as c
 export const BACKENDS = ['postgres', 'agent'] as const;
 export type Backend = (typeof BACKENDS)[number];
 
-/** Node states per remote: the node's health while alive, offline when not; anything else is `unknown`. */
-export const NODE_STATES = ['ok', 'degraded', 'failed', 'offline', 'unknown'] as const;
+/**
+ * Node states per remote: the node's health while it answers; unreachable while its lease lives but
+ * its agent does not answer; offline when its lease is gone (the manager still knows it); anything else is `unknown`.
+ */
+export const NODE_STATES = ['ok', 'degraded', 'failed', 'unreachable', 'offline', 'unknown'] as const;
 /** VM states per remote, as agents report them; anything else is `unknown`. */
 export const VM_STATES = ['stopped', 'starting', 'running', 'stopping', 'rebooting', 'migrating', 'paused', 'crashed', 'unknown'] as const;
 /** How a task ended: `interrupted` when a manager restart cut it off. */
@@ -78,7 +81,7 @@ export class MetricsService {
   });
   private readonly nodes = new Gauge({
     name: 'debvisor_nodes',
-    help: 'Nodes of each reachable remote by state (ok, degraded, failed, offline, unknown)',
+    help: 'Nodes of each reachable remote by state (ok, degraded, failed, unreachable, offline, unknown)',
     labelNames: ['remote', 'state'] as const,
     registers: this.registers,
   });

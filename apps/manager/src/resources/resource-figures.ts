@@ -16,6 +16,16 @@ export interface NodeFigures {
   readonly offlineNames: readonly string[];
   readonly degradedNames: readonly string[];
   readonly failedNames: readonly string[];
+  /** The nodes that do not answer (unreachable or down), with since when and how many of their VMs are unknown. */
+  readonly outages: readonly NodeOutage[];
+}
+
+export interface NodeOutage {
+  readonly id: string;
+  readonly name: string;
+  readonly state: 'unreachable' | 'down';
+  readonly since: string | null;
+  readonly unknownVms: number;
 }
 
 export interface VmCounts {
@@ -42,7 +52,8 @@ export interface RemoteOverview {
   readonly history: readonly UsageSample[];
 }
 
-export function nodeFigures(nodes: readonly NodeResource[]): NodeFigures {
+/** `vms` (optional): the remote's VMs, to count the unknown VMs of each node that does not answer. */
+export function nodeFigures(nodes: readonly NodeResource[], vms: readonly VmResource[] = []): NodeFigures {
   let alive = 0;
   let cores = 0;
   let coresUsed = 0;
@@ -51,9 +62,12 @@ export function nodeFigures(nodes: readonly NodeResource[]): NodeFigures {
   const offlineNames: string[] = [];
   const degradedNames: string[] = [];
   const failedNames: string[] = [];
+  const outages: NodeOutage[] = [];
   for (const node of nodes) {
-    if (!node.alive) {
+    if (node.state === 'unreachable' || node.state === 'down' || !node.alive) {
       offlineNames.push(node.name);
+      const unknownVms = vms.filter((vm) => vm.node === node.id && vm.status === 'unknown').length;
+      outages.push({ id: node.id, name: node.name, state: node.state === 'unreachable' ? 'unreachable' : 'down', since: node.stateSince, unknownVms });
       continue;
     }
     alive += 1;
@@ -76,6 +90,7 @@ export function nodeFigures(nodes: readonly NodeResource[]): NodeFigures {
     offlineNames,
     degradedNames,
     failedNames,
+    outages,
   };
 }
 

@@ -28,6 +28,10 @@ export function toNodeResource(remote: string, entry: NodeEntry__Output, stale: 
     hypervisorDriver: info?.hypervisorDriver ?? '',
     storageDriver: info?.storageDriver ?? '',
     heartbeatAt: status?.heartbeatAt || null,
+    // Until merged with what the manager knew (known-nodes.ts): what the entry alone says.
+    state: !entry.alive ? 'down' : (status?.health || 'ok') === 'ok' ? 'online' : 'degraded',
+    stateSince: null,
+    lastSeenAt: null,
     stale,
   };
 }
@@ -51,6 +55,7 @@ export function toVmResource(remote: string, vm: Vm__Output, stale: boolean): Vm
     stateChangedAt: runtime?.stateChangedAt || null,
     lockedBy: runtime?.lockedBy || null,
     labels: { ...(spec?.labels ?? {}) },
+    lastSeenAt: null,
     stale,
   };
 }

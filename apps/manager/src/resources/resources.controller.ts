@@ -1,4 +1,5 @@
-import { Controller, Get, Param, Query } from '@nestjs/common';
+import { Controller, Delete, Get, HttpCode, Param, Query } from '@nestjs/common';
+import { Audited } from '../audit/audited.decorator';
 import { ApiTags } from '@nestjs/swagger';
 import { ZodResponse } from 'nestjs-zod';
 import { CurrentCaller, type Caller } from '../auth/caller';
@@ -11,6 +12,7 @@ import {
   RemoteVmsDto,
   ResourceListDto,
   ResourceQueryDto,
+  NodeParamsDto,
   VmDetailDto,
   VmParamsDto,
 } from './resources.dto';
@@ -44,6 +46,15 @@ export class ResourcesController {
   @ZodResponse({ type: RemoteNodesDto })
   nodes(@CurrentCaller() caller: Caller, @Param() params: RemoteResourceParamsDto) {
     return this.resources.nodesOf(caller, params.remote);
+  }
+
+  // Known nodes never vanish on their own: forgetting one that does not answer is an operator's decision, audited.
+  @Delete('remotes/:remote/nodes/:node')
+  @HttpCode(204)
+  @RequirePrivilege('remote.modify', '/remotes/{remote}')
+  @Audited('remote.node.forget', { target: '/remotes/{remote}/nodes/{node}' })
+  forgetNode(@Param() params: NodeParamsDto): Promise<void> {
+    return this.resources.forgetNode(params.remote, params.node);
   }
 
   @Get('remotes/:remote/vms')

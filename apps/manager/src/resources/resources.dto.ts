@@ -1,4 +1,4 @@
-import { remoteIdSchema, uuidSchema } from '@debvisor/common';
+import { nodeIdSchema, remoteIdSchema, uuidSchema } from '@debvisor/common';
 import { ALL_PRIVILEGES } from '@debvisor/permissions';
 import { createZodDto } from 'nestjs-zod';
 import { z } from 'zod';
@@ -7,7 +7,10 @@ import { SEARCH_KEYS } from './resource-search';
 /** What the caller holds on an object, from libs/permissions: for the UI to enable or hide actions (the server still checks). */
 export const privilegesSchema = z.array(z.enum(ALL_PRIVILEGES)).meta({ description: 'The privileges the caller holds on this object (libs/permissions)' });
 
-const stale = z.boolean().meta({ description: 'True when the remote is unreachable now and this is the last known state' });
+const stale = z.boolean().meta({ description: 'True when the remote or node does not answer now and this is the last known state' });
+
+export const NODE_STATES = ['online', 'degraded', 'unreachable', 'down'] as const;
+export type NodeState = (typeof NODE_STATES)[number];
 
 export const nodeResourceSchema = z
   .object({
@@ -29,6 +32,13 @@ export const nodeResourceSchema = z
     hypervisorDriver: z.string(),
     storageDriver: z.string(),
     heartbeatAt: z.string().nullable(),
+    state: z.enum(NODE_STATES).meta({
+      description:
+        'online; degraded (alive, health not ok); unreachable (its lease lives but its agent does not answer); ' +
+        'down (its lease expired or the cluster no longer lists it: presumed down, kept until an operator forgets it)',
+    }),
+    stateSince: z.iso.datetime().nullable().meta({ description: 'When the node entered its state (as seen by this manager)' }),
+    lastSeenAt: z.iso.datetime().nullable().meta({ description: 'The last refresh that found the node answering' }),
     stale,
   })
   .meta({ id: 'NodeResource' });
@@ -40,7 +50,7 @@ export const vmResourceSchema = z
     remote: z.string(),
     id: z.string().meta({ description: 'The VM uuid' }),
     name: z.string(),
-    status: z.string().meta({ description: 'stopped | starting | running | stopping | rebooting | migrating | paused | crashed' }),
+    status: z.string().meta({ description: 'stopped | starting | running | stopping | rebooting | migrating | paused | crashed; unknown while its node does not answer' }),
     node: z.string(),
     tenant: z.string().nullable(),
     vcpus: z.number().int(),
@@ -51,6 +61,7 @@ export const vmResourceSchema = z
     stateChangedAt: z.string().nullable(),
     lockedBy: z.string().nullable(),
     labels: z.record(z.string(), z.string()),
+    lastSeenAt: z.iso.datetime().nullable().meta({ description: 'The last refresh that listed the VM' }),
     stale,
   })
   .meta({ id: 'VmResource' });
@@ -102,6 +113,9 @@ export const remoteStatusSchema = z
   .object({
     remote: z.string(),
     status: z.enum(['pending', 'online', 'unreachable']).meta({ description: 'pending until the first refresh finished' }),
+    health: z.enum(['pending', 'online', 'degraded', 'unreachable']).meta({
+      description: 'The worst of the remote and its nodes: unreachable when the remote does not answer, degraded when any known node is not online',
+    }),
     lastRefreshAt: z.iso.datetime().nullable().meta({ description: 'When the remote last answered' }),
     nodes: z.object({ total: z.number().int(), alive: z.number().int() }),
     vms: z.object({ total: z.number().int(), running: z.number().int() }),
@@ -164,4 +178,7 @@ export class RemoteVmsDto extends createZodDto(z.object({ items: z.array(vmResou
 export class VmDetailDto extends createZodDto(vmDetailSchema) {}
 
 export class RemoteResourceParamsDto extends createZodDto(z.strictObject({ remote: remoteIdSchema })) {}
+export class NodeParamsDto extends createZodDto(
+  z.strictObject({ remote: remoteIdSchema, node: nodeIdSchema }),
+) {}
 export class VmParamsDto extends createZodDto(z.strictObject({ remote: remoteIdSchema, vmid: uuidSchema })) {}

@@ -4,12 +4,13 @@ import { AuthModule } from '../auth/auth.module';
 import { MetricsModule } from '../health/metrics.module';
 import { RemotesModule } from '../remotes/remotes.module';
 import { ResourcesController } from './resources.controller';
+import { KnownNodesRepository } from './known-nodes.repository';
 import { ResourcesService } from './resources.service';
 
 @Module({
   imports: [RemotesModule, AgentsModule, AuthModule, MetricsModule],
   controllers: [ResourcesController],
-  providers: [ResourcesService],
+  providers: [ResourcesService, KnownNodesRepository],
   exports: [ResourcesService],
 })
 export class ResourcesModule {}

@@ -18,6 +18,8 @@ import { RemoteEvents } from '../remotes/remote-events';
 import type { RemotesService } from '../remotes/remotes.service';
 import { DomainError } from '../common/domain-error';
 import { HISTORY_SAMPLES, ResourcesService } from './resources.service';
+import type { KnownNode } from './known-nodes';
+import type { KnownNodesRepository } from './known-nodes.repository';
 import { resourceQuerySchema, type ResourceQuery } from './resources.dto';
 import { currentTraceId, runWithTraceId } from '../common/trace-context';
 
@@ -83,6 +85,22 @@ interface Setup {
   timeoutMs?: number;
   now?: () => Date;
   auth?: AccessPolicy;
+  /** The known_nodes rows (a stand-in for the table), shared across setups to play a manager restart. */
+  knownRows?: Map<string, KnownNode>;
+}
+
+/** The known_nodes table as a map keyed remote/node: what the repository would read and write. */
+function knownNodesTable(rows: Map<string, KnownNode>): KnownNodesRepository {
+  return strictMock<KnownNodesRepository>('KnownNodesRepository', {
+    all: async () => structuredClone([...rows.values()]),
+    save: async (nodes: readonly KnownNode[]) => {
+      for (const n of nodes) rows.set(`${n.remote}/${n.nodeId}`, structuredClone(n));
+    },
+    forget: async (remote: string, nodeId: string) => rows.delete(`${remote}/${nodeId}`),
+    forgetRemote: async (remote: string) => {
+      for (const key of [...rows.keys()]) if (key.startsWith(`${remote}/`)) rows.delete(key);
+    },
+  });
 }
 
 function setup(s: Setup) {
@@ -94,13 +112,14 @@ function setup(s: Setup) {
   });
   const agents = strictMock<AgentClientRepository>('AgentClientRepository', { listNodes: s.listNodes, listVms: s.listVms, ...(s.getVm ? { getVm: s.getVm } : {}) });
   const metrics = strictMock<MetricsService>('MetricsService', { observeRefresh: () => undefined, publishRemotes: () => undefined });
-  const logger = strictMock<PinoLogger>('PinoLogger', { setContext: () => undefined, warn: () => undefined, error: () => undefined });
+  const logger = strictMock<PinoLogger>('PinoLogger', { setContext: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined });
   const config = { remoteTimeoutMs: s.timeoutMs ?? 1000, pollIntervalSeconds: 60 } as ManagerConfig;
   const auth = s.auth ?? new AccessPolicy();
   const clock = strictMock<ClockRepository>('ClockRepository', { now: s.now ?? (() => new Date('2026-05-01T12:00:00Z')) });
-  const service = new ResourcesService(config, remotes, agents, events, auth, clock, metrics, logger);
+  const knownRows = s.knownRows ?? new Map<string, KnownNode>();
+  const service = new ResourcesService(config, remotes, agents, events, auth, clock, metrics, logger, knownNodesTable(knownRows));
   service.onModuleInit();
-  return { service, events, agents, metrics };
+  return { service, events, agents, metrics, knownRows };
 }
 
 const healthy = {
@@ -431,6 +450,100 @@ describe('ResourcesService', () => {
       expect(overview.history).toHaveLength(HISTORY_SAMPLES);
       expect(overview.history[0]).toEqual({ at: '2026-05-01T12:05:00.000Z', cpu: 0.25, memory: 1 / 16 });
       expect(overview.history.at(-1)?.at).toBe('2026-05-01T13:04:00.000Z');
+    });
+  });
+
+  describe('known nodes never vanish', () => {
+    const WEB = '11111111-1111-4111-8111-111111111111';
+    const DB = '22222222-2222-4222-8222-222222222222';
+    /** n1 runs web-1, n2 runs db-1; `n2` says how the cluster answers about n2. */
+    function cluster(state: { n2: 'up' | 'frozen' | 'gone' }) {
+      return {
+        listNodes: async (): Promise<ListNodesResponse__Output> => ({ clusterId: 'c', nodes: state.n2 === 'gone' ? [node('n1')] : [node('n1'), node('n2')] }),
+        listVms: async (): Promise<ListVmsResponse__Output> => ({
+          vms: [vm(WEB, 'web-1', 'running', '', { nodeId: 'n1' }), ...(state.n2 === 'up' ? [vm(DB, 'db-1', 'running', '', { nodeId: 'n2' })] : [])],
+          unreachableNodes: state.n2 === 'frozen' ? { n2: 'n2:9443 did not answer in time' } : {},
+        }),
+      };
+    }
+
+    it('marks a frozen node unreachable and, once its lease expired, down; its VMs stay listed as unknown with when they were last seen; then recovered', async () => {
+      const state = { n2: 'up' as 'up' | 'frozen' | 'gone' };
+      let minute = 0;
+      const { service, metrics } = setup({ remotes: ['alpha'], now: () => new Date(Date.UTC(2026, 4, 1, 12, minute)), ...cluster(state) });
+      await service.refreshAll();
+      const item = (name: string) => service.list(ADMIN, query()).items.find((i) => i.name === name);
+      expect(item('n2')).toMatchObject({ state: 'online', stateSince: '2026-05-01T12:00:00.000Z', lastSeenAt: '2026-05-01T12:00:00.000Z' });
+      expect(service.statuses(ADMIN)[0]).toMatchObject({ status: 'online', health: 'online' });
+
+      minute = 1;
+      state.n2 = 'frozen';
+      await service.refreshAll();
+      expect(item('n2')).toMatchObject({ state: 'unreachable', stateSince: '2026-05-01T12:01:00.000Z', lastSeenAt: '2026-05-01T12:00:00.000Z', stale: true });
+      expect(item('db-1')).toMatchObject({ status: 'unknown', node: 'n2', lastSeenAt: '2026-05-01T12:00:00.000Z', stale: true });
+      expect(service.statuses(ADMIN)[0]).toMatchObject({ status: 'online', health: 'degraded', vms: { total: 2, running: 1 } });
+
+      minute = 2;
+      state.n2 = 'gone';
+      await service.refreshAll();
+      expect(item('n2')).toMatchObject({ state: 'down', alive: false, status: 'offline', stateSince: '2026-05-01T12:02:00.000Z', lastSeenAt: '2026-05-01T12:00:00.000Z' });
+      expect(item('db-1')).toMatchObject({ status: 'unknown', lastSeenAt: '2026-05-01T12:00:00.000Z' });
+      const [overview] = service.overview(ADMIN);
+      expect(overview.nodes).toMatchObject({ total: 2, alive: 1, offline: 1, outages: [{ id: 'n2', name: 'n2', state: 'down', since: '2026-05-01T12:02:00.000Z', unknownVms: 1 }] });
+      expect(metrics.publishRemotes).toHaveBeenLastCalledWith([{ remote: 'alpha', status: 'online', nodeStates: ['ok', 'offline'], vmStates: ['unknown', 'running'] }]);
+      // The VM detail still answers with the disks last seen.
+      expect((await service.vm(ADMIN, 'alpha', DB)).disks).toHaveLength(2);
+
+      minute = 3;
+      state.n2 = 'up';
+      await service.refreshAll();
+      expect(item('n2')).toMatchObject({ state: 'online', alive: true, stateSince: '2026-05-01T12:03:00.000Z', lastSeenAt: '2026-05-01T12:03:00.000Z', stale: false });
+      expect(item('db-1')).toMatchObject({ status: 'running', lastSeenAt: '2026-05-01T12:03:00.000Z', stale: false });
+      expect(service.statuses(ADMIN)[0]).toMatchObject({ health: 'online' });
+    });
+
+    it('lists a VM the cluster lists elsewhere only once: where it is now', async () => {
+      const state = { n2: 'up' as 'up' | 'frozen' | 'gone' };
+      const c = cluster(state);
+      let moved = false;
+      const { service } = setup({
+        remotes: ['alpha'],
+        listNodes: c.listNodes,
+        listVms: async () => (moved ? { vms: [vm(WEB, 'web-1', 'running', '', { nodeId: 'n1' }), vm(DB, 'db-1', 'running', '', { nodeId: 'n1' })], unreachableNodes: {} } : c.listVms()),
+      });
+      await service.refreshAll();
+      state.n2 = 'gone';
+      moved = true;
+      await service.refreshAll();
+      const vms = service.list(ADMIN, query({ type: 'vm' })).items;
+      expect(vms.map((v) => [v.name, v.status, v.type === 'vm' ? v.node : ''])).toEqual([
+        ['db-1', 'running', 'n1'],
+        ['web-1', 'running', 'n1'],
+      ]);
+    });
+
+    it('remembers a down node across a restart (known_nodes), and forgets it only when asked and only when it does not answer', async () => {
+      const state = { n2: 'up' as 'up' | 'frozen' | 'gone' };
+      const knownRows = new Map<string, KnownNode>();
+      const first = setup({ remotes: ['alpha'], knownRows, ...cluster(state) });
+      await first.service.refreshAll();
+      state.n2 = 'gone';
+      await first.service.refreshAll();
+      await vi.waitFor(() => expect(knownRows.get('alpha/n2')?.state).toBe('down'));
+
+      // A new manager: the registry no longer lists n2, yet it and db-1 are there from the first refresh.
+      const second = setup({ remotes: ['alpha'], knownRows, ...cluster(state) });
+      await second.service.refreshAll();
+      const names = () => second.service.list(ADMIN, query()).items.map((i) => `${i.name}:${i.status}`);
+      expect(names()).toEqual(['n1:ok', 'n2:offline', 'db-1:unknown', 'web-1:running']);
+
+      await expect(second.service.forgetNode('alpha', 'n1')).rejects.toMatchObject({ code: ErrorCode.Conflict });
+      await expect(second.service.forgetNode('alpha', 'n9')).rejects.toMatchObject({ code: ErrorCode.NotFound });
+      await second.service.forgetNode('alpha', 'n2');
+      expect(names()).toEqual(['n1:ok', 'web-1:running']);
+      expect(knownRows.has('alpha/n2')).toBe(false);
+      await second.service.refreshAll();
+      expect(names()).toEqual(['n1:ok', 'web-1:running']);
     });
   });
 });

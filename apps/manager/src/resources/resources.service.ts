@@ -15,6 +15,8 @@ import { MetricsService } from '../health/metrics.service';
 import { RemoteEvents } from '../remotes/remote-events';
 import { RemotesService } from '../remotes/remotes.service';
 import { nameSortKey, nodeFigures, usageSample, vmCounts, type NodeFigures, type RemoteOverview, type UsageSample, type VmCounts } from './resource-figures';
+import { answering, reconcile, type KnownNode } from './known-nodes';
+import { KnownNodesRepository } from './known-nodes.repository';
 import { toNodeResource, toVmHardware, toVmResource } from './resource-mapping';
 import { parseResourceSearch, searchMatches, searchScope, SearchSyntaxError, withClauses, type ResourceSearch, type SearchClause } from './resource-search';
 import type { NodeResource, RemoteStatus, Resource, ResourceQuery, ResourceSort, VmDetail, VmHardware, VmResource } from './resources.dto';
@@ -61,6 +63,10 @@ type VisibleVms = 'all' | { vms: VmResource[]; keys: string[] };
 export class ResourcesService implements OnModuleInit, OnModuleDestroy {
   private readonly snapshots = new Map<string, Snapshot>();
   private readonly inflight = new Map<string, Promise<void>>();
+  /** Every node ever seen on each remote, by remote and node id (persisted in known_nodes). */
+  private readonly known = new Map<string, Map<string, KnownNode>>();
+  /** Resolves once the known nodes were read from the database (refreshes merge with them). */
+  private loaded: Promise<void> = Promise.resolve();
   /** Bumped when a remote changes, so that a refresh started before the change does not overwrite fresher state. */
   private readonly generations = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
@@ -76,6 +82,7 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
     private readonly clock: ClockRepository,
     private readonly metrics: MetricsService,
     private readonly logger: PinoLogger,
+    private readonly knownNodes: KnownNodesRepository,
   ) {
     logger.setContext(ResourcesService.name);
   }
@@ -85,11 +92,50 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
       this.generations.set(event.remoteId, (this.generations.get(event.remoteId) ?? 0) + 1);
       if (event.type === 'removed') {
         this.snapshots.delete(event.remoteId);
+        this.forgetRemote(event.remoteId);
         this.publishMetrics();
       } else {
         void this.refreshRemote(event.remoteId);
       }
     });
+    this.loaded = this.loadKnownNodes();
+  }
+
+  private async loadKnownNodes(): Promise<void> {
+    try {
+      for (const entry of await this.knownNodes.all()) {
+        let nodes = this.known.get(entry.remote);
+        if (!nodes) this.known.set(entry.remote, (nodes = new Map()));
+        nodes.set(entry.nodeId, entry);
+      }
+    } catch (error) {
+      this.logger.error({ err: error }, 'cannot read the known nodes; nodes that are down now will show once seen again');
+    }
+  }
+
+  private forgetRemote(remoteId: string): void {
+    this.known.delete(remoteId);
+    this.knownNodes.forgetRemote(remoteId).catch((error: unknown) => this.logger.error({ remote: remoteId, err: error }, 'cannot forget the nodes of a removed remote'));
+  }
+
+  /**
+   * Forgets a node that does not answer (an operator's decision: it was decommissioned or will
+   * not return): it and its unknown VMs leave the lists. A node that answers cannot be forgotten.
+   */
+  async forgetNode(remoteId: string, nodeId: string): Promise<void> {
+    const snapshot = await this.snapshotOf(remoteId);
+    await this.loaded;
+    const entry = this.known.get(remoteId)?.get(nodeId);
+    if (!entry) throw DomainError.notFound(`node ${nodeId} on remote ${remoteId}`);
+    if (answering(entry.state)) throw new DomainError(ErrorCode.Conflict, `node ${nodeId} is ${entry.state}: only a node that does not answer can be forgotten`);
+    await this.knownNodes.forget(remoteId, nodeId);
+    this.known.get(remoteId)?.delete(nodeId);
+    this.generations.set(remoteId, (this.generations.get(remoteId) ?? 0) + 1);
+    const nodes = snapshot.nodes.filter((n) => n.id !== nodeId);
+    const vms = snapshot.vms.filter((v) => !(v.node === nodeId && v.status === 'unknown'));
+    Object.assign(snapshot, inventory(nodes, vms, snapshot.hardware));
+    this.publishMetrics();
+    this.logger.info({ remote: remoteId, node: nodeId, state: entry.state }, 'node forgotten');
   }
 
   onModuleDestroy(): void {
@@ -137,6 +183,7 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
     }
     const known = new Set(ids);
     for (const id of [...this.snapshots.keys()]) if (!known.has(id)) this.snapshots.delete(id);
+    for (const id of [...this.known.keys()]) if (!known.has(id)) this.forgetRemote(id);
     await Promise.allSettled(ids.map((id) => this.refreshRemote(id)));
   }
 
@@ -180,7 +227,7 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
       const vm = await this.agents.getVm(connection, uuid);
       const snapshot = this.snapshots.get(remoteId);
       if (!snapshot || generation !== (this.generations.get(remoteId) ?? 0)) return;
-      const fresh = toVmResource(remoteId, vm, snapshot.status === 'unreachable');
+      const fresh = { ...toVmResource(remoteId, vm, snapshot.status === 'unreachable'), lastSeenAt: this.clock.now().toISOString() };
       const vms = snapshot.vms.filter((v) => v.id !== uuid);
       vms.push(fresh);
       const hardware = new Map(snapshot.hardware).set(uuid, toVmHardware(vm));
@@ -327,6 +374,7 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
     return {
       remote,
       status: snapshot.status,
+      health: snapshot.status === 'online' && snapshot.nodes.some((node) => node.state !== 'online') ? 'degraded' : snapshot.status,
       lastRefreshAt: snapshot.lastRefreshAt?.toISOString() ?? null,
       nodes: { total: snapshot.figures.total, alive: snapshot.figures.alive },
       vms: { total: vms.total, running: vms.running },
@@ -361,13 +409,23 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
     try {
       const connection = await this.remotes.connectionFor(remoteId);
       const [nodes, vms] = await Promise.all([this.agents.listNodes(connection), this.agents.listVms(connection)]);
+      await this.loaded;
       if (!this.isCurrent(remoteId, generation)) return;
       const now = this.clock.now();
-      const fresh = inventory(
+      const merged = reconcile(
+        this.known.get(remoteId) ?? new Map(),
         nodes.nodes.map((entry) => toNodeResource(remoteId, entry, false)),
         vms.vms.map((vm) => toVmResource(remoteId, vm, false)),
-        new Map(vms.vms.map((vm) => [vm.spec?.uuid ?? '', toVmHardware(vm)])),
+        vms.unreachableNodes,
+        now,
       );
+      this.known.set(remoteId, merged.known);
+      // The unknown VMs keep the disks and NICs last seen.
+      const previousHardware = this.snapshots.get(remoteId)!.hardware;
+      const hardware = new Map(merged.vms.filter((vm) => vm.status === 'unknown' && previousHardware.has(vm.id)).map((vm) => [vm.id, previousHardware.get(vm.id)!]));
+      for (const vm of vms.vms) hardware.set(vm.spec?.uuid ?? '', toVmHardware(vm));
+      const fresh = inventory(merged.nodes, merged.vms, hardware);
+      this.persistKnown(remoteId, merged.changed);
       const history = [...this.snapshots.get(remoteId)!.history, usageSample(now, fresh.figures)].slice(-HISTORY_SAMPLES);
       this.snapshots.set(remoteId, {
         status: 'online',
@@ -409,6 +467,15 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
     }
   }
 
+  /** Writes what changed about the known nodes; a failure is logged (the cache keeps them in memory). */
+  private persistKnown(remoteId: string, changed: readonly KnownNode[]): void {
+    if (changed.length === 0) return;
+    for (const entry of changed) {
+      if (!answering(entry.state)) this.logger.warn({ remote: remoteId, node: entry.nodeId, state: entry.state, vms: entry.vms.length }, 'node does not answer');
+    }
+    this.knownNodes.save(changed).catch((error: unknown) => this.logger.error({ remote: remoteId, err: error }, 'cannot record the known nodes'));
+  }
+
   private isCurrent(remoteId: string, generation: number): boolean {
     return (this.generations.get(remoteId) ?? 0) === generation && this.snapshots.has(remoteId);
   }
@@ -422,7 +489,7 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
       [...this.snapshots].map(([remote, snapshot]) => ({
         remote,
         status: snapshot.status,
-        nodeStates: snapshot.nodes.map((node) => node.status),
+        nodeStates: snapshot.nodes.map((node) => (node.state === 'unreachable' ? 'unreachable' : node.state === 'down' ? 'offline' : node.status)),
         vmStates: snapshot.vms.map((vm) => vm.status),
       })),
     );
@@ -447,7 +514,7 @@ function inventory(nodes: NodeResource[], vms: VmResource[], hardware: Map<strin
     vmKeys: sortedVms.keys,
     hardware,
     nodeNames: new Map(nodes.map((node) => [node.id, node.name])),
-    figures: nodeFigures(nodes),
+    figures: nodeFigures(nodes, vms),
     vmCounts: vmCounts(vms),
   };
 }

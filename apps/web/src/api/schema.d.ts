@@ -769,6 +769,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/remotes/{remote}/nodes/{node}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete: operations["ResourcesController_forgetNode"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/remotes/{remote}/vms": {
         parameters: {
             query?: never;
@@ -2016,12 +2032,27 @@ export interface components {
             heartbeatAt: string | null;
             hypervisorDriver: string;
             id: string;
+            /**
+             * Format: date-time
+             * @description The last refresh that found the node answering
+             */
+            lastSeenAt: string | null;
             memoryTotalBytes: number;
             memoryUsedBytes: number;
             name: string;
             remote: string;
-            /** @description True when the remote is unreachable now and this is the last known state */
+            /** @description True when the remote or node does not answer now and this is the last known state */
             stale: boolean;
+            /**
+             * @description online; degraded (alive, health not ok); unreachable (its lease lives but its agent does not answer); down (its lease expired or the cluster no longer lists it: presumed down, kept until an operator forgets it)
+             * @enum {string}
+             */
+            state: "online" | "degraded" | "unreachable" | "down";
+            /**
+             * Format: date-time
+             * @description When the node entered its state (as seen by this manager)
+             */
+            stateSince: string | null;
             /** @description "ok" | "degraded" | "failed" while alive, "offline" when not */
             status: string;
             storageDriver: string;
@@ -2375,6 +2406,11 @@ export interface components {
                 code: string;
                 message: string;
             } | null;
+            /**
+             * @description The worst of the remote and its nodes: unreachable when the remote does not answer, degraded when any known node is not online
+             * @enum {string}
+             */
+            health: "pending" | "online" | "degraded" | "unreachable";
             /**
              * Format: date-time
              * @description When the remote last answered
@@ -3058,6 +3094,11 @@ export interface components {
             labels: {
                 [key: string]: string;
             };
+            /**
+             * Format: date-time
+             * @description The last refresh that listed the VM
+             */
+            lastSeenAt: string | null;
             lockedBy: string | null;
             memoryBytes: number;
             memoryUsedBytes: number;
@@ -3067,10 +3108,10 @@ export interface components {
             /** @description The privileges the caller holds on the VM's ACL path */
             privileges: ("system.audit" | "system.modify" | "remote.audit" | "remote.modify" | "vm.audit" | "vm.power" | "vm.migrate" | "vm.snapshot" | "vm.replicate" | "vm.failover" | "task.audit" | "task.cancel" | "access.audit" | "access.modify" | "audit.read")[];
             remote: string;
-            /** @description True when the remote is unreachable now and this is the last known state */
+            /** @description True when the remote or node does not answer now and this is the last known state */
             stale: boolean;
             stateChangedAt: string | null;
-            /** @description stopped | starting | running | stopping | rebooting | migrating | paused | crashed */
+            /** @description stopped | starting | running | stopping | rebooting | migrating | paused | crashed; unknown while its node does not answer */
             status: string;
             tenant: string | null;
             /** @enum {string} */
@@ -3295,16 +3336,21 @@ export interface components {
             labels: {
                 [key: string]: string;
             };
+            /**
+             * Format: date-time
+             * @description The last refresh that listed the VM
+             */
+            lastSeenAt: string | null;
             lockedBy: string | null;
             memoryBytes: number;
             memoryUsedBytes: number;
             name: string;
             node: string;
             remote: string;
-            /** @description True when the remote is unreachable now and this is the last known state */
+            /** @description True when the remote or node does not answer now and this is the last known state */
             stale: boolean;
             stateChangedAt: string | null;
-            /** @description stopped | starting | running | stopping | rebooting | migrating | paused | crashed */
+            /** @description stopped | starting | running | stopping | rebooting | migrating | paused | crashed; unknown while its node does not answer */
             status: string;
             tenant: string | null;
             /** @enum {string} */
@@ -5679,6 +5725,34 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["RemoteNodesDto_Output"];
                 };
+            };
+        };
+    };
+    ResourcesController_forgetNode: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                node: string;
+                remote: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs remote.modify on /remotes/{remote} */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
         };
     };

@@ -59,12 +59,15 @@ function node(remote: string, id: string, alive = true): NodeResource {
     hypervisorDriver: 'sim',
     storageDriver: 'sim',
     heartbeatAt: null,
+    state: alive ? 'online' : 'down',
+    stateSince: null,
+    lastSeenAt: null,
     stale: false,
   };
 }
 
 function remote(id: string, status: RemoteStatus['status'], privileges: RemoteStatus['privileges']): RemoteStatus {
-  return { remote: id, status, privileges, lastRefreshAt: null, nodes: { total: 2, alive: 2 }, vms: { total: 1, running: 1 }, unreachableNodes: {}, error: null, since: null };
+  return { remote: id, status, health: status, privileges, lastRefreshAt: null, nodes: { total: 2, alive: 2 }, vms: { total: 1, running: 1 }, unreachableNodes: {}, error: null, since: null };
 }
 
 describe('the migration form', () => {
