@@ -329,6 +329,41 @@ describe('DrRunnerService: planned switchover', () => {
     expect(s.log).toContain('[rollback] the switchover was undone: the VM is at dc-a as before');
   });
 
+  it('after the definition moved, a failed demotion gives the source its images and the VM back, and runs it there again', async () => {
+    const order: string[] = [];
+    const s = setup(
+      {
+        listNodes: async () => ({ nodes: [{ info: { nodeId: 'node-b1' }, alive: true }] }),
+        getVm: async () => vmAt('running', 'node-a2'),
+        vmAction: async (c: AgentConnection, action: string) => (order.push(`${action} ${c.remoteId}`), vmAt(action === 'start' ? 'running' : 'stopped')),
+        createMirrorSnapshot: async () => mirror({ primary: true, lastSnapshotAt: SNAP }),
+        getMirrorStatus: async () => mirror({ primary: true, lastMirroredSnapshotAt: SNAP }),
+        demoteImage: async (c: AgentConnection, ref: { image: string }) => {
+          if (ref.image === 'web-1-disk1') throw new AgentError(ErrorCode.Conflict, 'the image is held by VM web-1', 'dc-a:9443');
+          order.push(`demote ${c.remoteId} ${ref.image}`);
+          return mirror({});
+        },
+        promoteImage: async (c: AgentConnection, r: { image: string; force: boolean }) => (order.push(`promote ${c.remoteId} ${r.image} force=${r.force}`), mirror({ primary: true })),
+        undefineVm: async (c: AgentConnection) => (order.push(`undefine ${c.remoteId}`), vmAt('stopped')),
+        defineVm: async (c: AgentConnection, request: { nodeId: string; spec: { disks: { pool: string }[] } }) => (order.push(`define ${c.remoteId} ${request.nodeId} ${request.spec.disks.map((d) => d.pool).join(',')}`), vmAt('stopped')),
+      },
+      { record: record({ action: 'switchover' }) },
+    );
+    await expect(s.runner.switchover(s.context)).rejects.toThrow('the image is held by VM web-1');
+    expect(s.moved).toHaveLength(1);
+    expect(order).toEqual([
+      'shutdown dc-a',
+      'demote dc-a web-1-disk0',
+      // dc-b never became primary: taking the image back loses nothing.
+      'promote dc-a web-1-disk0 force=true',
+      'undefine dc-b',
+      'define dc-a node-a2 rbd,rbd',
+      'start dc-a',
+    ]);
+    expect(s.stored).toEqual([]);
+    expect(s.log).toContain('[rollback] the switchover was undone: the VM is at dc-a as before');
+  });
+
   it('refuses before touching the VM while the images are split-brained', async () => {
     const s = setup({}, { record: record({ action: 'switchover' }), observed: { ...OBSERVED, splitBrain: true } });
     await expect(s.runner.switchover(s.context)).rejects.toMatchObject({ code: ErrorCode.Conflict, message: expect.stringMatching(/split brain/) });
@@ -348,7 +383,7 @@ describe('DrRunnerService: resync', () => {
       {
         demoteImage: async (c: AgentConnection, ref: { pool: string; image: string }) => (order.push(`demote ${c.remoteId} ${ref.pool}/${ref.image}`), mirror({})),
         resyncImage: async (c: AgentConnection, ref: { pool: string; image: string }) => (order.push(`resync ${c.remoteId} ${ref.pool}/${ref.image}`), mirror({})),
-        getVm: async (c: AgentConnection) => vmAt('running', 'node-1'),
+        getVm: async () => vmAt('running', 'node-1'),
         vmAction: async (c: AgentConnection, action: string) => (order.push(`${action} ${c.remoteId}`), vmAt('stopped')),
         undefineVm: async (c: AgentConnection) => (order.push(`undefine ${c.remoteId}`), vmAt('stopped')),
       },
