@@ -390,14 +390,20 @@ export class MigrationRunnerService {
     await this.journal(active, 'completed', summary);
     await this.refreshCaches(record);
     if (record.sourceRemote !== record.targetRemote) {
-      // Grants on the VM follow it to its new remote; tenant ownership is by VM id and follows by itself.
-      const moved = await this.repository.moveVmGrants(record.vmId, record.sourceRemote, record.targetRemote);
-      if (moved > 0) {
-        this.auth.invalidate();
-        await this.journal(active, 'completed', `moved ${moved} ACL ${moved === 1 ? 'entry' : 'entries'} on the VM to /remotes/${record.targetRemote}/vms/${record.vmId}`);
-      }
+      const moved = await this.moveGrants(record.vmId, record.sourceRemote, record.targetRemote);
+      if (moved > 0) await this.journal(active, 'completed', `moved ${moved} ACL ${moved === 1 ? 'entry' : 'entries'} on the VM to /remotes/${record.targetRemote}/vms/${record.vmId}`);
     }
     await this.finishRecord(active, 'completed');
+  }
+
+  /**
+   * Grants on the VM follow it to its new remote (a migration, a DR failover); tenant ownership is
+   * by VM id and follows by itself. Answers how many moved.
+   */
+  async moveGrants(vmId: string, fromRemote: string, toRemote: string): Promise<number> {
+    const moved = await this.repository.moveVmGrants(vmId, fromRemote, toRemote);
+    if (moved > 0) this.auth.invalidate();
+    return moved;
   }
 
   private async enter(active: ActiveMigration, phase: MigrationPhase, facts: { transferStartedAt?: Date } = {}): Promise<void> {

@@ -111,7 +111,7 @@ function setup(agents: Partial<Record<keyof AgentClientRepository, unknown>>, op
     strictMock<AgentClientRepository>('AgentClientRepository', agents as never),
     strictMock<RemotesService>('RemotesService', { connectionFor: async (remote: string) => conn(remote) }),
     strictMock<ResourcesService>('ResourcesService', { refreshRemote: async (remote: string) => void calls.push(`refresh ${remote}`) }),
-    strictMock<MigrationService>('MigrationService', { moveStoppedVm: async (_context, move) => void moved.push(move) }),
+    strictMock<MigrationService>('MigrationService', { moveStoppedVm: async (_context, move) => void moved.push(move), moveGrants: async (vmId: string, from: string, to: string) => (calls.push(`grants ${vmId} ${from} -> ${to}`), 1) }),
     strictMock<ClockRepository>('ClockRepository', { now: clock.now }),
     strictMock<ReplicationTimerRepository>('ReplicationTimerRepository', { sleep: clock.sleep }),
     strictMock<PinoLogger>('PinoLogger', { setContext: () => undefined }),
@@ -261,6 +261,9 @@ describe('DrRunnerService: unplanned failover', () => {
       },
     ]);
     expect(s.moved).toEqual([]);
+    // Grants on the VM follow it to the survivor, as after a migration.
+    expect(s.calls).toContain(`grants ${VM} dc-a -> dc-b`);
+    expect(s.log).toContain(`[move] moved 1 ACL entry on the VM to /remotes/dc-b/vms/${VM}`);
     expect(s.log.at(-1)).toBe('[start] the VM is running on node node-b1 of dc-b');
   });
 });

@@ -355,6 +355,8 @@ export class DrRunnerService {
       const targetNode = pending.targetNode || (await this.firstNode(survivor.connection, survivor.remote));
       await log('move', `defining the VM on node ${targetNode} of ${survivor.remote} from the definition the manager kept`);
       await this.agents.defineVm(survivor.connection, { spec: specAt(record, survivor.side), nodeId: targetNode });
+      const moved = await this.migration.moveGrants(record.vmId, lostRemote, survivor.remote);
+      if (moved > 0) await log('move', `moved ${moved} ACL ${moved === 1 ? 'entry' : 'entries'} on the VM to /remotes/${survivor.remote}/vms/${record.vmId}`);
     }
     await this.startVm(context, survivor);
     await this.resources.refreshRemote(lostRemote);

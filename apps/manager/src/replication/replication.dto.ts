@@ -57,7 +57,7 @@ export const pairSchema = z.object({
   health: z
     .object({ a: poolHealthSchema, b: poolHealthSchema })
     .optional()
-    .meta({ description: 'Pool mirroring health of both sides, read now (GET of one pair, or ?health=true)' }),
+    .meta({ description: 'Pool mirroring health of both sides, read now (absent with ?health=false)' }),
 });
 export type PairView = z.infer<typeof pairSchema>;
 export class PairDto extends createZodDto(pairSchema) {}
@@ -66,9 +66,9 @@ export class PairListDto extends createZodDto(z.object({ items: z.array(pairSche
 export const pairQuerySchema = z.strictObject({
   health: z
     .enum(['true', 'false'])
-    .default('false')
+    .default('true')
     .transform((value) => value === 'true')
-    .meta({ description: "true: read both sides' pool health for every pair (slower)" }),
+    .meta({ description: "Read both sides' pool health for every pair (default); false answers from the manager's records only" }),
 });
 export class PairQueryDto extends createZodDto(pairQuerySchema) {}
 
