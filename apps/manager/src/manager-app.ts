@@ -72,7 +72,7 @@ export async function startManager(options: StartOptions = {}): Promise<RunningM
   let embedded: EmbeddedPostgresRepository | undefined;
   let embeddedSuperuserUrl: string | undefined;
   if (!config.databaseUrl) {
-    embedded = new EmbeddedPostgresRepository(state.postgresDir, state.loadOrCreateDatabasePassword());
+    embedded = new EmbeddedPostgresRepository(state.postgresDir, state.loadOrCreateDatabasePassword(), (message) => logger.warn({ dataDir: state.postgresDir }, message));
     embeddedSuperuserUrl = await embedded.start();
     logger.info({ dataDir: state.postgresDir }, 'embedded PostgreSQL started');
   }
