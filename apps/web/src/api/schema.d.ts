@@ -2080,7 +2080,7 @@ export interface components {
             /** Format: date-time */
             createdAt: string;
             error: string | null;
-            /** @description Pool mirroring health of both sides, read now (GET of one pair, or ?health=true) */
+            /** @description Pool mirroring health of both sides, read now (absent with ?health=false) */
             health?: {
                 a: {
                     daemonHealth: string;
@@ -2146,7 +2146,7 @@ export interface components {
                 /** Format: date-time */
                 createdAt: string;
                 error: string | null;
-                /** @description Pool mirroring health of both sides, read now (GET of one pair, or ?health=true) */
+                /** @description Pool mirroring health of both sides, read now (absent with ?health=false) */
                 health?: {
                     a: {
                         daemonHealth: string;
@@ -6534,7 +6534,7 @@ export interface operations {
     ReplicationPairsController_list: {
         parameters: {
             query?: {
-                /** @description true: read both sides' pool health for every pair (slower) */
+                /** @description Read both sides' pool health for every pair (default); false answers from the manager's records only */
                 health?: "true" | "false";
             };
             header?: never;
@@ -6543,7 +6543,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Every pair; with health=true each with both sides’ pool health */
+            /** @description Every pair, each with both sides’ pool mirroring health (GetPoolMirrorStatus; an unreachable side says so) */
             200: {
                 headers: {
                     [name: string]: unknown;
