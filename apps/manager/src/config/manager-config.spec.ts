@@ -40,6 +40,7 @@ describe('loadConfig', () => {
       DEBVISOR_RATE_LIMIT_GLOBAL: '200',
       DEBVISOR_SNAPSHOT_QUOTA_PER_VM: '20',
       DEBVISOR_SNAPSHOT_SCHEDULE_TICK_SECONDS: '30',
+      DEBVISOR_MIGRATION_RECOVERY_WAIT_SECONDS: '45',
     });
     expect(config).toEqual({
       stateDir: '/srv/dvm',
@@ -64,6 +65,7 @@ describe('loadConfig', () => {
         rateLimitGlobal: 200,
       },
       snapshots: { quotaPerVm: 20, scheduleTickSeconds: 30 },
+      migrationRecoveryWaitSeconds: 45,
     });
     expect(Object.isFrozen(config)).toBe(true);
     expect(Object.isFrozen(config.access)).toBe(true);

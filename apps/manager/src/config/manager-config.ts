@@ -25,6 +25,11 @@ export interface ManagerConfig {
   readonly publicUrl: string | undefined;
   readonly access: AccessConfig;
   readonly snapshots: SnapshotsConfig;
+  /**
+   * After a restart, how long the recovery of a migration the previous process left running waits
+   * for both ends (source and target remotes) to answer before it decides the migration's outcome.
+   */
+  readonly migrationRecoveryWaitSeconds: number;
 }
 
 /** VM snapshots: the per-principal quota and how often schedules are looked at. */
@@ -106,6 +111,7 @@ const envSchema = z.object({
   DEBVISOR_RATE_LIMIT_GLOBAL: integer(1, 10_000_000).default(1000),
   DEBVISOR_SNAPSHOT_QUOTA_PER_VM: integer(1, 10_000).default(100),
   DEBVISOR_SNAPSHOT_SCHEDULE_TICK_SECONDS: integer(1, 3600).default(60),
+  DEBVISOR_MIGRATION_RECOVERY_WAIT_SECONDS: integer(0, 3600).default(120),
 });
 
 /** Start-up stops with this when a setting is wrong; the message names every bad setting. */
@@ -160,6 +166,7 @@ export function loadConfig(env: Env = process.env): ManagerConfig {
       quotaPerVm: e.DEBVISOR_SNAPSHOT_QUOTA_PER_VM,
       scheduleTickSeconds: e.DEBVISOR_SNAPSHOT_SCHEDULE_TICK_SECONDS,
     }),
+    migrationRecoveryWaitSeconds: e.DEBVISOR_MIGRATION_RECOVERY_WAIT_SECONDS,
   };
   return Object.freeze(config);
 }

@@ -1,5 +1,9 @@
 import type { AgentConnection } from '../agents/agent-connection';
+import { strictMock } from '@debvisor/testing/strict-mock';
 import { describe, expect, it } from 'vitest';
+import type { ClockRepository } from '../common/clock.repository';
+import type { ManagerConfig } from '../config/manager-config';
+import type { MigrationTimerRepository } from './migration-timer.repository';
 import { AgentError } from '../agents/agent-error';
 import { ErrorCode } from '../common/error-code';
 import { TaskCancelled } from '../tasks/task-cancelled';
@@ -8,10 +12,15 @@ import { migrationRecord, progress, runnerSetup, TASK_ID, VM, vmOn } from './mig
 
 const NOT_KNOWN = new AgentError(ErrorCode.NotFound, `no migration ${TASK_ID} on node node-1`, 'east:9443');
 
-function recovery(script: Parameters<typeof runnerSetup>[0], record = migrationRecord({ sourceNode: 'node-1' })) {
+function recovery(script: Parameters<typeof runnerSetup>[0], record = migrationRecord({ sourceNode: 'node-1' }), waitSeconds = 120) {
   const s = runnerSetup(script, record);
-  return { ...s, recovery: new MigrationRecoveryService(s.runner) };
+  const config = { migrationRecoveryWaitSeconds: waitSeconds } as ManagerConfig;
+  const clock = strictMock<ClockRepository>('ClockRepository', { now: s.clock.now });
+  const timer = strictMock<MigrationTimerRepository>('MigrationTimerRepository', { sleep: async (ms: number) => s.clock.advance(ms) });
+  return { ...s, recovery: new MigrationRecoveryService(s.runner, config, clock, timer) };
 }
+
+const UNREACHABLE = new AgentError(ErrorCode.RemoteUnreachable, 'west:9443 is unreachable: connection refused', 'west:9443');
 
 describe('MigrationRecoveryService: settling a migration left running by a restart', () => {
   it("before the transfer: releases the target's reservation and fails the task, saying the VM is still where it was", async () => {
@@ -33,7 +42,7 @@ describe('MigrationRecoveryService: settling a migration left running by a resta
 
   it('during the transfer: follows a migration the source still runs to its end', async () => {
     const answers = [progress('precopy', { totalBytes: '100', remainingBytes: '50' }), progress('precopy'), progress('completed', { totalTimeMs: 700, downtimeMs: 30 })];
-    const s = recovery({ getMigration: async () => answers.shift()! }, migrationRecord({ sourceNode: 'node-1', phase: 'transfer' }));
+    const s = recovery({ getMigration: async () => answers.shift()!, getVm: async () => vmOn('node-1') }, migrationRecord({ sourceNode: 'node-1', phase: 'transfer' }));
     await s.recovery.resume(s.context);
     expect(answers).toEqual([]);
     expect(s.log[0]).toBe('[transfer] the manager restarted during the transfer; asking the source how the migration stands');
@@ -70,6 +79,43 @@ describe('MigrationRecoveryService: settling a migration left running by a resta
       migrationRecord({ sourceNode: 'node-1', phase: 'transfer', targetRemote: 'dc-west' }),
     );
     await expect(s.recovery.resume(s.context)).rejects.toThrow('checked: the VM is paused on node node-1 of remote dc-east and not on remote dc-west');
+  });
+
+  it('waits for an end that does not answer yet, saying for what in the journal, then follows the transfer to its end', async () => {
+    let westDown = 3;
+    const s = recovery(
+      {
+        getVm: async (connection: AgentConnection) => {
+          if (connection.remoteId === 'dc-west' && westDown-- > 0) throw UNREACHABLE;
+          return vmOn('node-1');
+        },
+        getMigration: async () => progress('completed', { totalTimeMs: 700, downtimeMs: 30 }),
+      },
+      migrationRecord({ sourceNode: 'node-1', phase: 'transfer', targetRemote: 'dc-west' }),
+    );
+    await s.recovery.resume(s.context);
+    expect(s.log.slice(0, 3)).toEqual([
+      '[transfer] waiting up to 120 s for remote dc-west (west:9443 is unreachable: connection refused) to answer before deciding',
+      '[transfer] both ends answer after 6 s; deciding',
+      '[transfer] the manager restarted during the transfer; asking the source how the migration stands',
+    ]);
+    expect(s.phases.at(-1)!.phase).toBe('completed');
+  });
+
+  it('decides with what is known once the wait is over, and says which end never answered', async () => {
+    const s = recovery(
+      {
+        getVm: async (connection: AgentConnection) => (connection.remoteId === 'dc-west' ? Promise.reject(UNREACHABLE) : vmOn('node-1')),
+        cancelMigration: async () => true,
+      },
+      migrationRecord({ sourceNode: 'node-1', phase: 'prepare', targetRemote: 'dc-west' }),
+      10,
+    );
+    await expect(s.recovery.resume(s.context)).rejects.toThrow('the manager restarted before the transfer began');
+    expect(s.log.slice(0, 2)).toEqual([
+      '[prepare] waiting up to 10 s for remote dc-west (west:9443 is unreachable: connection refused) to answer before deciding',
+      '[prepare] remote dc-west (west:9443 is unreachable: connection refused) still does not answer after 10 s; deciding with what is known',
+    ]);
   });
 
   it('with the outcome recorded before the restart, ends the task with it', async () => {

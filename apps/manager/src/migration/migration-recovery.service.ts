@@ -1,9 +1,17 @@
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
+import { ClockRepository } from '../common/clock.repository';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
+import { MANAGER_CONFIG, type ManagerConfig } from '../config/manager-config';
 import { TaskCancelled } from '../tasks/task-cancelled';
+import { TaskSuspended } from '../tasks/task-suspended';
 import type { TaskContext } from '../tasks/tasks.service';
-import { MigrationRunnerService } from './migration-runner.service';
+import type { VmMigrationEntity } from './migration.entity';
+import { MigrationRunnerService, type ActiveMigration } from './migration-runner.service';
+import { MigrationTimerRepository } from './migration-timer.repository';
+
+/** How often the recovery asks again whether both ends answer. */
+export const RECOVERY_POLL_MS = 2000;
 
 /**
  * Settles a migration task that a previous manager process left running, by the phase it had
@@ -14,16 +22,25 @@ import { MigrationRunnerService } from './migration-runner.service';
  *   runs; when the source no longer knows it, where the VM actually is decides (running at the
  *   target: succeeded; otherwise failed) and the task says so;
  * - with an outcome already recorded, the task ends with it.
+ * Before deciding, it waits (at most DEBVISOR_MIGRATION_RECOVERY_WAIT_SECONDS) for both ends to
+ * answer — after a restart of the whole site the agents may come back after the manager — and says
+ * in the task's journal what it waits for.
  */
 @Injectable()
 export class MigrationRecoveryService {
-  constructor(private readonly runner: MigrationRunnerService) {}
+  constructor(
+    private readonly runner: MigrationRunnerService,
+    @Inject(MANAGER_CONFIG) private readonly config: ManagerConfig,
+    private readonly clock: ClockRepository,
+    private readonly timer: MigrationTimerRepository,
+  ) {}
 
   async resume(context: TaskContext): Promise<void> {
     const record = await this.runner.record(context.task.id);
     const active = this.runner.track(context, record);
     try {
       active.ends = await this.runner.ends(context.task, record);
+      await this.awaitEnds(active, record);
       switch (record.phase) {
         case 'preflight':
         case 'prepare': {
@@ -56,5 +73,27 @@ export class MigrationRecoveryService {
     } finally {
       this.runner.release(record.taskId);
     }
+  }
+
+  /** Waits, at most the configured time, until both ends answer about the VM; the journal says for what and how it ended. */
+  private async awaitEnds(active: ActiveMigration, record: VmMigrationEntity): Promise<void> {
+    let missing = await this.runner.unanswered(record, active.ends!);
+    if (missing.length === 0) return;
+    const budgetSeconds = this.config.migrationRecoveryWaitSeconds;
+    const started = this.clock.now().getTime();
+    await this.runner.journal(active, record.phase, `waiting up to ${budgetSeconds} s for ${missing.join(' and ')} to answer before deciding`);
+    while (missing.length > 0 && this.clock.now().getTime() - started < budgetSeconds * 1000) {
+      await this.timer.sleep(RECOVERY_POLL_MS, active.abort.signal);
+      if (active.abort.signal.aborted) throw new TaskSuspended();
+      missing = await this.runner.unanswered(record, active.ends!);
+    }
+    const waited = Math.round((this.clock.now().getTime() - started) / 1000);
+    await this.runner.journal(
+      active,
+      record.phase,
+      missing.length === 0
+        ? `both ends answer after ${waited} s; deciding`
+        : `${missing.join(' and ')} still ${missing.length === 1 ? 'does' : 'do'} not answer after ${waited} s; deciding with what is known`,
+    );
   }
 }

@@ -217,6 +217,20 @@ export class MigrationRunnerService {
     throw new DomainError(ErrorCode.RemoteError, message);
   }
 
+  /**
+   * The ends that do not answer about the VM now (GetVm on each remote: a VM or "not here" is an
+   * answer), each as "remote X (why)": empty when both answer.
+   */
+  async unanswered(record: VmMigrationEntity, ends: MigrationEnds): Promise<string[]> {
+    const sides = record.sourceRemote === record.targetRemote ? [[record.targetRemote, ends.target] as const] : [[record.sourceRemote, ends.source] as const, [record.targetRemote, ends.target] as const];
+    const missing: string[] = [];
+    for (const [remote, connection] of sides) {
+      const sighting = await this.sight(connection, record.vmId);
+      if (sighting.kind === 'unknown') missing.push(`remote ${remote} (${sighting.reason})`);
+    }
+    return missing;
+  }
+
   /** Where the VM is now, as each remote's agents answer (GetVm). */
   async locate(record: VmMigrationEntity, ends: MigrationEnds): Promise<Whereabouts> {
     const cross = record.sourceRemote !== record.targetRemote;
