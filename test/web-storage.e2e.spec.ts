@@ -30,9 +30,10 @@ describe('snapshots and replication in the web UI', () => {
   let west: TestCluster;
   let browser: Browser;
   let context: BrowserContext | undefined;
-  /** A running VM of dc-east (snapshots), and one mirrored to dc-west. */
+  /** A running VM of dc-east (snapshots); one mirrored to dc-west; one mirrored with an RPO target of a minute, soon over it. */
   let vm: Json;
   let mirrored: Json;
+  let late: Json;
 
   const api = (method: string, path: string, body?: unknown) => requestApi({ base, caPem: ca }, token, method, path, body);
 
@@ -78,6 +79,8 @@ describe('snapshots and replication in the web UI', () => {
   async function openUi(user: string, secret: string, colorScheme: 'light' | 'dark' = 'light'): Promise<Page> {
     await context?.close();
     context = await browser.newContext({ locale: 'en-GB', viewport: { width: 1366, height: 768 }, colorScheme });
+    // Two cores shared with other test runs: give every wait for the page a minute, not the default 30 s.
+    context.setDefaultTimeout(60_000);
     const page = await context.newPage();
     await page.goto(`${base}/`);
     await page.getByLabel('Username').fill(user);
@@ -102,7 +105,7 @@ describe('snapshots and replication in the web UI', () => {
     ca = started.caPem;
     token = started.bootstrapToken;
     [east, west] = await Promise.all([
-      startCluster({ clusterId: 'dc-east', nodes: 2, vmsPerNode: 2, trustedClientCaPem: started.clientCaPem }),
+      startCluster({ clusterId: 'dc-east', nodes: 2, vmsPerNode: 3, trustedClientCaPem: started.clientCaPem }),
       startCluster({ clusterId: 'dc-west', nodes: 1, vmsPerNode: 1, trustedClientCaPem: started.clientCaPem }),
     ]);
     await register(east);
@@ -114,7 +117,8 @@ describe('snapshots and replication in the web UI', () => {
     const running: Json[] = (await ok('GET', '/api/v1/resources?remote=dc-east&type=vm&status=running')).items;
     vm = running[0];
     mirrored = running.find((v) => !westNames.has(v.name) && v.id !== vm.id);
-    expect(vm && mirrored, 'dc-east has two running VMs, one of them mirrorable to dc-west').toBeTruthy();
+    late = (await ok('GET', '/api/v1/resources?remote=dc-east&type=vm')).items.find((v: Json) => !westNames.has(v.name) && ![vm.id, mirrored?.id].includes(v.id));
+    expect(vm && mirrored && late, 'dc-east has two running VMs and another, two of them mirrorable to dc-west').toBeTruthy();
 
     await ok('POST', '/api/v1/access/users', { username: 'auditor', password: AUDITOR_PASSWORD });
     await ok('PUT', '/api/v1/access/acl', { path: '/', principalType: 'user', principal: 'auditor@local', role: 'Audit' });
@@ -200,6 +204,9 @@ describe('snapshots and replication in the web UI', () => {
     beforeAll(async () => {
       const pair = await ok('POST', '/api/v1/replication/pairs', { remoteA: 'dc-east', poolA: 'rbd', remoteB: 'dc-west', poolB: 'rbd' });
       await taskSucceeds(pair.taskId);
+      // Its mirror snapshots come every hour: its RPO passes its target of a minute a minute from now.
+      const lateEnabled = await ok('POST', `/api/v1/remotes/dc-east/vms/${late.id}/replication`, { targetRemote: 'dc-west', scheduleInterval: '1h', rpoTargetSeconds: 60 });
+      await taskSucceeds(lateEnabled.taskId);
       const enabled = await ok('POST', `/api/v1/remotes/dc-east/vms/${mirrored.id}/replication`, { targetRemote: 'dc-west', rpoTargetSeconds: 900 });
       await taskSucceeds(enabled.taskId);
       await until('the mirrored VM has an RPO', async () => {
@@ -208,7 +215,7 @@ describe('snapshots and replication in the web UI', () => {
       });
     }, 180_000);
 
-    it('shows the pair with its pools’ health and the mirrored VM with its RPO against its target, light and dark', async () => {
+    it('shows the pair with its pools’ health and the mirrored VMs with their RPO against their target, light and dark', async () => {
       for (const scheme of ['light', 'dark'] as const) {
         const page = await openUi(ADMIN, ADMIN_PASSWORD, scheme);
         await page.getByRole('link', { name: 'Replication', exact: true }).click();
@@ -223,6 +230,10 @@ describe('snapshots and replication in the web UI', () => {
         // The RPO in words against its 15 min target (an RPO is known: it was read in beforeAll).
         await row.locator('[data-testid="rpo"]').filter({ hasText: /(within its|over its) 15 min target/ }).waitFor();
         expect(await row.textContent()).toContain('dc-east/rbd → dc-west/rbd');
+        // The VM over its RPO target says so in words (the row is marked too), as its RPO grows between polls.
+        const over = page.locator(`[data-testid="replication-row"][data-vm="${late.id}"][data-rpo="over"]`);
+        await over.waitFor({ timeout: 150_000 });
+        expect(await over.getByTestId('rpo').textContent()).toMatch(/^Over target: \d+ min( \d+ s)?: over its 1 min target/);
         await row.getByRole('button', { name: `Details of ${mirrored.name}` }).click();
         await page.getByTestId('image-row').first().waitFor({ timeout: 30_000 });
         expect(await page.getByTestId('image-row').first().textContent()).toMatch(/dc-east: .*dc-west: /);
@@ -281,7 +292,7 @@ describe('snapshots and replication in the web UI', () => {
       await page.getByText('No VM is mirrored yet.', { exact: false }).waitFor();
       expect(await page.getByTestId('replication-row').count()).toBe(0);
       // The admin sees the mirrored VM on the same page.
-      expect((await ok('GET', '/api/v1/replication/vms')).items.map((row: Json) => row.vm)).toEqual([mirrored.id]);
+      expect((await ok('GET', '/api/v1/replication/vms')).items.map((row: Json) => row.vm).sort()).toEqual([mirrored.id, late.id].sort());
       await screenshot(page, 'tenant-replication');
     });
   });

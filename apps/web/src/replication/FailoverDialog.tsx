@@ -5,7 +5,7 @@ import { formatDuration } from '../ui/format';
 import { Timestamp } from '../ui/Timestamp';
 import { useFailover } from './mutations';
 import { useFailoverPreview, type VmReplication } from './queries';
-import { otherRemote } from './replication-view';
+import { otherRemote, riskInWords } from './replication-view';
 
 /**
  * An unplanned failover: first the data at risk (RPO and the last mirrored snapshot, read from the
@@ -61,7 +61,7 @@ export function FailoverDialog({ row, onTask, onClose }: { row: VmReplication; o
                 </dd>
               </div>
             </dl>
-            <p>{data.dataAtRisk}</p>
+            <p data-testid="data-at-risk-words">{riskInWords(row.name, data)}</p>
           </section>
           <fieldset className="failover-method">
             <legend>Keep {data.from} from writing</legend>
@@ -85,7 +85,7 @@ export function FailoverDialog({ row, onTask, onClose }: { row: VmReplication; o
               </div>
             )}
           </fieldset>
-          <label className="inline accept-loss">
+          <label className="inline accept-loss dialog-check">
             <input type="checkbox" checked={acceptLoss} onChange={(e) => setAcceptLoss(e.target.checked)} />I accept losing what was written at {data.from} since the last mirrored snapshot
           </label>
         </>

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { healthInWords, otherRemote, rolesInWords, rpoInWords, rpoLevel, vmFigures } from './replication-view';
+import { healthInWords, otherRemote, riskInWords, rolesInWords, rpoInWords, rpoLevel, vmFigures } from './replication-view';
 
 describe('a mirrored VM in words', () => {
   it('says whether the RPO is within or over its target, not only in colour', () => {
@@ -25,5 +25,14 @@ describe('a mirrored VM in words', () => {
 
   it('says split brain in words', () => {
     expect(healthInWords('split-brain')).toBe('split brain: primary at both sites');
+  });
+});
+
+describe('the data at risk of a failover, in words', () => {
+  it('names the RPO, the last mirrored snapshot in UTC and the fencing', () => {
+    const preview = { from: 'dc-east', to: 'dc-west', rpoSeconds: 252, lastMirroredSnapshotAt: '2026-12-07T13:30:37.128Z', sourceReachable: true };
+    expect(riskInWords('files-01', preview)).toMatch(/^Everything files-01 wrote to its disks at dc-east in the last 4 min 12 s — since .+ \(2026-12-07 13:30:37 UTC\) is lost\. dc-east answers: .+fenced/);
+    expect(riskInWords('files-01', { ...preview, sourceReachable: false })).toContain('dc-east does not answer and cannot be fenced');
+    expect(riskInWords('files-01', { ...preview, rpoSeconds: null })).toMatch(/^Neither site could say/);
   });
 });

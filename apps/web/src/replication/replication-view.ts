@@ -1,5 +1,5 @@
-import { formatDuration } from '../ui/format';
-import type { ImageStatus, VmReplication } from './queries';
+import { formatDuration, formatTime, formatUtc } from '../ui/format';
+import type { FailoverPreview, ImageStatus, VmReplication } from './queries';
 
 type Row = Pick<VmReplication, 'rpoSeconds' | 'rpoTargetSeconds' | 'rpoExceeded'>;
 
@@ -50,4 +50,17 @@ export function pendingInWords(row: Pick<VmReplication, 'pending' | 'phase'>): s
   if (row.pending) return `${row.pending.action} in progress`;
   if (row.phase !== 'active') return row.phase;
   return null;
+}
+
+/** The data at risk and the fencing in sentences, from the preview's figures (times in the user's locale and UTC). */
+export function riskInWords(vm: string, preview: Pick<FailoverPreview, 'from' | 'to' | 'rpoSeconds' | 'lastMirroredSnapshotAt' | 'sourceReachable'>): string {
+  const since = preview.lastMirroredSnapshotAt ? ` — since ${formatTime(preview.lastMirroredSnapshotAt)} (${formatUtc(preview.lastMirroredSnapshotAt)})` : '';
+  const loss =
+    preview.rpoSeconds === null
+      ? `Neither site could say when the last snapshot was mirrored: how much of what ${vm} wrote at ${preview.from} is lost is unknown.`
+      : `Everything ${vm} wrote to its disks at ${preview.from} in the last ${formatDuration(preview.rpoSeconds)}${since} is lost.`;
+  const fence = preview.sourceReachable
+    ? ` ${preview.from} answers: its clients of the images can be blocklisted (fenced) before ${preview.to} is promoted.`
+    : ` ${preview.from} does not answer and cannot be fenced: it must be declared down — if it is in fact running, both sites will write (split brain).`;
+  return loss + fence;
 }
