@@ -21,24 +21,8 @@ const CLUSTERS = [
 
 const say = (message) => console.log(`[demo] ${message}`);
 
-async function mirrorSimImages(clusters) {
-  const { Etcd3 } = await import('etcd3');
-  const clients = clusters.map((cluster) => new Etcd3({ hosts: cluster.etcd }));
-  try {
-    const prefix = '/debvisor/sim/rbd/'; // the sim storage driver's keys
-    const images = await Promise.all(clients.map((client) => client.getAll().prefix(prefix).strings()));
-    for (const [i, client] of clients.entries()) {
-      for (const [j, theirs] of images.entries()) {
-        if (i === j) continue;
-        for (const [key, value] of Object.entries(theirs)) {
-          if (!(key in images[i])) await client.put(key).value(value);
-        }
-      }
-    }
-  } finally {
-    for (const client of clients) client.close();
-  }
-}
+/** Mirrored VMs per datacenter: enough to try cross-datacenter migration and DR, few enough to keep the demo light. */
+const MIRRORED_PER_CLUSTER = 6;
 
 function fail(message) {
   console.error(`[demo] ${message}`);
@@ -245,7 +229,8 @@ for (const cluster of CLUSTERS) {
           stateDir: join(dir, 'nodes', node),
           hypervisor: { driver: 'sim' },
           storage: { driver: 'sim' },
-          sim: { timeScale: 1, seedVms: cluster.vmsPerNode },
+          // rbd-mirror replays every second: a cross-datacenter switchover waits for one replay of the demotion.
+          sim: { timeScale: 1, seedVms: cluster.vmsPerNode, mirror: { replayIntervalMs: 1000 } },
           metrics: { listen: `127.0.0.1:${metricsPort}` },
         },
         null,
@@ -264,10 +249,6 @@ for (const cluster of CLUSTERS) {
   say(`Starting the agents of ${cluster.id}: ${cluster.nodes.join(', ')} …`);
 }
 for (const cluster of CLUSTERS) await Promise.all(cluster.ready).catch((error) => fail(error.message));
-
-// --- RBD mirroring, simulated: every cluster's images also exist in the others, so that a VM can
-// be live-migrated across datacenters (the pre-flight looks for a mirrored image at the target).
-await mirrorSimImages(CLUSTERS);
 
 // --- remotes: one API key per cluster, registered once; endpoints kept current ------------------
 for (const cluster of CLUSTERS) {
@@ -311,6 +292,73 @@ const offline = resources.remotes.filter((r) => r.status !== 'online').map((r) =
 if (offline.length) say(`Not answering yet: ${offline.join(', ')}; the manager keeps polling.`);
 const vmCount = resources.items.filter((r) => r.type === 'vm').length;
 
+// --- RBD mirroring (simulated, but real pairing): the two datacenters' pools are paired through a
+// peer bootstrap (the manager's pairing task), and a few VMs per datacenter have their disks
+// mirrored to the other, so that they can move across datacenters (live migration, switchover,
+// failover). VMs whose disk names exist in the other datacenter too (each seeds its own dns-01,
+// web-01, …) are left alone: their pre-flight shows why they cannot move.
+const mirrored = await setUpMirroring().catch((error) => {
+  say(`Mirroring was not set up: ${error.message}`);
+  return [];
+});
+
+/**
+ * Pairs pool rbd of dc-east and dc-west, and on the first start mirrors up to MIRRORED_PER_CLUSTER
+ * VMs each way (later starts keep what is mirrored, wherever those VMs run now); answers
+ * "remote/name" of every mirrored VM, at the remote where it runs.
+ */
+async function setUpMirroring() {
+  const [east, west] = CLUSTERS.map((c) => c.id);
+  const pairs = (await api('GET', '/replication/pairs')).body.items;
+  const paired = pairs.find((p) => [p.remoteA, p.remoteB].sort().join() === [east, west].sort().join() && p.state === 'paired');
+  if (!paired) {
+    say(`Pairing pool rbd of ${east} and ${west} for RBD mirroring …`);
+    const accepted = await api('POST', '/replication/pairs', { remoteA: east, poolA: 'rbd', remoteB: west, poolB: 'rbd' }).catch((error) => {
+      if (/: 409 /.test(error.message)) return undefined; // being paired already (a previous start)
+      throw error;
+    });
+    if (accepted) await taskDone(accepted.body.taskId, 'pairing');
+  }
+  const mirroredNow = async () => (await api('GET', '/replication/vms')).body.items.map((r) => `${r.primaryRemote}/${r.name}`).sort();
+  const already = await mirroredNow();
+  if (already.length > 0) return already;
+
+  // The VMs of each datacenter with their disks, and every disk name in use there.
+  const vms = {};
+  const images = {};
+  for (const cluster of CLUSTERS) {
+    const items = (await api('GET', `/remotes/${cluster.id}/vms`)).body.items;
+    vms[cluster.id] = await Promise.all(items.map(async (vm) => ({ ...vm, disks: (await api('GET', `/remotes/${cluster.id}/vms/${vm.id}`)).body.disks ?? [] })));
+    images[cluster.id] = new Set(vms[cluster.id].flatMap((vm) => vm.disks.map((d) => `${d.pool}/${d.image}`)));
+  }
+  say(`Mirroring up to ${MIRRORED_PER_CLUSTER} VMs of each datacenter to the other …`);
+  for (const [from, to] of [[east, west], [west, east]]) {
+    const candidates = vms[from]
+      .filter((vm) => vm.disks.length > 0 && vm.disks.every((d) => d.pool === 'rbd' && !images[to].has(`${d.pool}/${d.image}`)))
+      .sort((a, b) => a.name.localeCompare(b.name))
+      .slice(0, MIRRORED_PER_CLUSTER);
+    for (const vm of candidates) {
+      const accepted = await api('POST', `/remotes/${from}/vms/${vm.id}/replication`, { targetRemote: to, scheduleInterval: '5m' }).catch((error) => {
+        if (/: 409 /.test(error.message)) return undefined; // mirrored already
+        throw error;
+      });
+      if (accepted) await taskDone(accepted.body.taskId, `mirroring of ${from}/${vm.name}`);
+    }
+  }
+  return mirroredNow();
+}
+
+/** Waits (up to a minute) for a manager task to end; throws when it did not succeed. */
+async function taskDone(taskId, what) {
+  for (let attempt = 0; attempt < 120; attempt++) {
+    const task = (await api('GET', `/tasks/${taskId}`)).body;
+    if (task.state === 'succeeded') return;
+    if (task.state === 'failed' || task.state === 'cancelled') throw new Error(`${what} ${task.state}: ${task.error ?? 'no reason given'}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  throw new Error(`${what} did not finish within a minute (task ${taskId})`);
+}
+
 console.log(`
   DebVisor Datacenter Manager demo is running.
 
@@ -318,6 +366,7 @@ console.log(`
     Log in as:        admin@local   password: ${adminPassword}
     Admin API token:  ${token}
     Remotes:          ${CLUSTERS.map((c) => `${c.id} (${c.nodes.length} nodes)`).join(', ')}, ${vmCount} VMs
+    Mirrored VMs:     ${mirrored.length ? mirrored.join(', ') : 'none'} (these can move across datacenters)
     Logs and state:   ${stateDir}
 
   Try:  curl --cacert ${join(managerState, 'pki/server-ca.crt')} \\
