@@ -46,7 +46,7 @@ const simSchema = z.strictObject({
     })
     .prefault({}),
   /** Every running sim VM writes to its disks this often (a new content version); 0: never. */
-  diskWriteIntervalMs: z.int().min(0).max(3_600_000).default(10_000),
+  diskWriteIntervalMs: z.int().min(0).max(3_600_000).default(60_000),
   hugepages: z
     .strictObject({
       pageSizeBytes: z.int().positive().default(2 * 1024 * 1024),

@@ -110,6 +110,7 @@ export class SimRbdMirrorDaemon {
           const interval = scheduleIntervalMs(mirror.scheduleInterval);
           const newest = mirror.snapshots.at(-1);
           const due = interval !== undefined && (!newest || now.getTime() - Date.parse(newest.takenAt) >= interval);
+          if (!due && !this.reportDue(mirror.report, report, now)) return undefined;
           const snapshots = due ? keepNewest([...mirror.snapshots, takeMirrorSnapshot(current, record.siteName, now)]) : mirror.snapshots;
           return { ...current, mirror: { ...mirror, report, snapshots } };
         })
@@ -149,7 +150,7 @@ export class SimRbdMirrorDaemon {
       }
       if (!source) continue;
       const replayed = await this.replayImage(ours, theirs, peer, now);
-      if (replayed?.mirror?.report) {
+      if (replayed?.mirror?.report && replayed.mirror.report.lastUpdate === now.toISOString()) {
         await remote.putPeerReport(pool, mirror.globalId, { site: record.siteName, ...replayed.mirror.report, lastMirroredSnapshotAt: replayed.mirror.lastMirroredSnapshotAt });
       }
     }
@@ -210,13 +211,16 @@ export class SimRbdMirrorDaemon {
       const from = localNewest ? remoteMirror.snapshots.findIndex((s) => s.id === localNewest.id) : -1;
       const rate = (versions: number) => (Math.max(0, versions) * BYTES_PER_WRITE) / (this.options.intervalMs / 1000);
 
+      const peerChanged = mirror.peerReport?.state !== remoteMirror.report?.state;
       if (!mirror.resyncRequested && localNewest && from < 0 && localNewest.site !== peer.siteName) {
         // This side holds a snapshot the primary never had: it was primary here after the two parted.
         const report = splitBrainReport(now, `this non-primary image has data that the primary at site ${peer.siteName} lacks; resync it`);
+        if (mirror.splitBrain && !peerChanged && !this.reportDue(mirror.report, report, now)) return undefined;
         return { ...current, mirror: { ...base, splitBrain: true, report } };
       }
       if (!mirror.resyncRequested && from === remoteMirror.snapshots.length - 1) {
         const report = replayingReport(now, mirror.lastMirroredSnapshotAt, remoteMirror.primary, peer.siteName, 0);
+        if (!mirror.splitBrain && !peerChanged && !this.reportDue(mirror.report, report, now)) return undefined;
         return { ...current, mirror: { ...base, splitBrain: false, report } };
       }
       // New snapshots to copy; a full copy on resync, first sight or when the primary pruned what this side had.
@@ -253,10 +257,21 @@ export class SimRbdMirrorDaemon {
     const local = this.options.driver.repository;
     for (const image of await local.images(pool)) {
       if (!image.mirror || image.mirror.primary || image.mirror.peerSite !== peer.siteName) continue;
-      await local.updateImage(image, (current) =>
-        current.mirror && !current.mirror.primary ? { ...current, mirror: { ...current.mirror, report: { ...report, lastMirroredSnapshotAt: current.mirror.lastMirroredSnapshotAt } } } : undefined,
-      );
+      await local.updateImage(image, (current) => {
+        if (!current.mirror || current.mirror.primary || !this.reportDue(current.mirror.report, report, now)) return undefined;
+        return { ...current, mirror: { ...current.mirror, report: { ...report, lastMirroredSnapshotAt: current.mirror.lastMirroredSnapshotAt } } };
+      });
     }
+  }
+
+  /**
+   * Whether a report must be written: its content changed, or the one kept is old enough that
+   * readers would soon take it as stale. (Unchanged reports are not rewritten every round: each
+   * write is a new etcd revision.)
+   */
+  private reportDue(kept: MirrorReport | undefined, next: MirrorReport, now: Date): boolean {
+    if (!kept || kept.state !== next.state || kept.description !== next.description || kept.bytesPerSecond !== next.bytesPerSecond) return true;
+    return now.getTime() - Date.parse(kept.lastUpdate) >= this.options.driver.reportRefreshMs;
   }
 
   private schedule(): void {

@@ -408,6 +408,11 @@ export class SimStorageDriver implements StorageDriver {
     };
   }
 
+  /** How often an unchanged mirroring report is written again: a third of the time after which it counts as stale. */
+  get reportRefreshMs(): number {
+    return Math.max(1, Math.floor(this.options.staleAfterMs / 3));
+  }
+
   /** Closes the connections to peer clusters. */
   close(): void {
     this.peers.close();
