@@ -25,7 +25,7 @@ export class ReplicationPairsController {
   @RequirePrivilege('remote.audit', '/')
   @ZodResponse({ status: 200, type: PairListDto, description: 'Every pair, each with both sides’ pool mirroring health (GetPoolMirrorStatus; an unreachable side says so)' })
   list(@Query() query: PairQueryDto) {
-    return this.pairs.list(query.health as unknown as boolean);
+    return this.pairs.list(query.health);
   }
 
   @Get(':id')
