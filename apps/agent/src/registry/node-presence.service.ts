@@ -23,12 +23,14 @@ export class NodePresence {
     private readonly onRegistered: () => Promise<void> = async () => undefined,
   ) {}
 
-  /** Registers and sends the first heartbeat; rejects when etcd cannot be reached. */
+  /**
+   * Registers and sends the first heartbeat, then runs onRegistered; rejects when etcd cannot be
+   * reached. The status (drivers' health: `ceph health` on the rbd driver, seconds on a loaded
+   * host) is read before the lease exists and onRegistered runs after the first heartbeat, so
+   * neither can outlast a short lease between registration and heartbeat.
+   */
   async start(): Promise<void> {
-    await this.register();
-    if (!(await this.registry.heartbeat(this.nodeId, this.leaseId!, await this.local.status()))) {
-      throw new Error('the node lease vanished right after registration');
-    }
+    if (!(await this.register())) throw new Error('the node lease vanished right after registration');
     this.schedule();
   }
 
@@ -64,16 +66,19 @@ export class NodePresence {
       if (this.leaseId && (await this.registry.heartbeat(this.nodeId, this.leaseId, await this.local.status()))) return;
       this.logger.warn({ leaseId: this.leaseId }, 'node lease lost; registering again');
       await this.register();
-      await this.registry.heartbeat(this.nodeId, this.leaseId!, await this.local.status());
     } catch (error) {
       this.logger.warn({ err: error }, 'heartbeat failed; retrying at the next interval');
     }
   }
 
-  private async register(): Promise<void> {
-    const { leaseId, ttlSeconds } = await this.registry.register(await this.local.info());
+  /** Registers, heartbeats at once, then runs onRegistered; answers whether the lease was alive at the heartbeat. */
+  private async register(): Promise<boolean> {
+    const [info, status] = await Promise.all([this.local.info(), this.local.status()]);
+    const { leaseId, ttlSeconds } = await this.registry.register(info);
     this.leaseId = leaseId;
+    const alive = await this.registry.heartbeat(this.nodeId, leaseId, status);
     this.logger.info({ leaseId, ttlSeconds }, 'node registered');
     await this.onRegistered();
+    return alive;
   }
 }
