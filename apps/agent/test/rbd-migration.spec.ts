@@ -37,6 +37,8 @@ const PERMISSIONS = ['vm:*', 'migration:*', 'node:*', 'storage:*'];
 const STATUS_WAIT_MS = 75_000;
 /** West's pre-flight limit on a mirror's lag (migration.maxMirrorLagSeconds), low enough to trip in a test. */
 const MAX_LAG_SECONDS = 5;
+/** How long a target waits for its mirrors at the switchover (migration.mirrorHandoverTimeoutSeconds): the VM is paused meanwhile. */
+const HANDOVER_TIMEOUT_SECONDS = 10;
 
 /** What the agent's client needs for mirroring on top of profile rbd (as in rbd-mirroring.spec.ts). */
 const MIRRORING_CLIENT_CAPS = {
@@ -51,6 +53,32 @@ const MIRRORING_CLIENT_CAPS = {
   ].join(', '),
   osd: 'profile rbd',
   mgr: 'profile rbd',
+};
+
+/** The switchover's parts as the source's completion message states them (ms). */
+function switchoverParts(message: string): Record<string, number> {
+  const parts = /paused about (\d+) ms: QEMU's downtime (\d+) ms, then (.*)$/.exec(message);
+  if (!parts) throw new Error(`no switchover figures in: ${message}`);
+  const figures: Record<string, number> = { paused: Number(parts[1]), qemuDowntime: Number(parts[2]) };
+  for (const part of parts[3].split(', ')) {
+    const [, name, ms] = /^(.*) (\d+) ms$/.exec(part) ?? [];
+    figures[name] = Number(ms);
+  }
+  return figures;
+}
+
+/** A guest without disks: the same switchover without the storage step (the baseline). */
+const light: TestVmSpec = {
+  uuid: randomUUID(),
+  name: 'light',
+  vcpus: 1,
+  memoryBytes: 96 * MiB,
+  disks: [],
+  nics: [],
+  cpuModel: 'x86-64-v2',
+  hugepages: false,
+  tenant: '',
+  labels: { 'qemu-kernel': 'kernel', 'qemu-initrd': 'initrd.cpio', 'qemu-append': tinyGuestAppend({ dirtyMibPerSecond: 0 }) },
 };
 
 const mover: TestVmSpec = {
@@ -97,8 +125,17 @@ describe('cross-cluster live migration of a QEMU guest whose disk is a mirrored 
       migration: { progressIntervalMs: 100, ...extra },
     });
     [east, west] = await Promise.all([
-      startCluster({ clusterId: 'rm-east', nodes: 1, vmsPerNode: 0, agentConfig: agentConfig(a), prepareNode: (_nodeId, stateDir) => writeQemuVm(stateDir, mover) }),
-      startCluster({ clusterId: 'rm-west', nodes: 1, vmsPerNode: 0, agentConfig: agentConfig(b, { maxMirrorLagSeconds: MAX_LAG_SECONDS }) }),
+      startCluster({
+        clusterId: 'rm-east',
+        nodes: 1,
+        vmsPerNode: 0,
+        agentConfig: agentConfig(a, { mirrorHandoverTimeoutSeconds: HANDOVER_TIMEOUT_SECONDS }),
+        prepareNode: (_nodeId, stateDir) => {
+          writeQemuVm(stateDir, mover);
+          writeQemuVm(stateDir, light);
+        },
+      }),
+      startCluster({ clusterId: 'rm-west', nodes: 1, vmsPerNode: 0, agentConfig: agentConfig(b, { maxMirrorLagSeconds: MAX_LAG_SECONDS, mirrorHandoverTimeoutSeconds: HANDOVER_TIMEOUT_SECONDS }) }),
     ]);
     viaEast = east.connect(await east.createApiKey(PERMISSIONS));
     viaWest = west.connect(await west.createApiKey(PERMISSIONS));
@@ -114,11 +151,11 @@ describe('cross-cluster live migration of a QEMU guest whose disk is a mirrored 
   }, 120_000);
 
   const ref = { pool: POOL, image: IMAGE };
-  const serialLog = (cluster: TestCluster) => join(cluster.agents[0].stateDir, 'run', mover.uuid, 'serial.log');
+  const serialLog = (cluster: TestCluster, vm: TestVmSpec) => join(cluster.agents[0].stateDir, 'run', vm.uuid, 'serial.log');
   /** Waits until the guest printed a tick beyond `after` in that cluster's serial log; answers it. */
-  const tickBeyond = (cluster: TestCluster, after: number) =>
-    pollUntil(`the guest ticks beyond ${after} at ${cluster.clusterId}`, 90_000, async () => {
-      const file = serialLog(cluster);
+  const tickBeyond = (cluster: TestCluster, after: number, vm = mover) =>
+    pollUntil(`${vm.name} ticks beyond ${after} at ${cluster.clusterId}`, 90_000, async () => {
+      const file = serialLog(cluster, vm);
       const tick = existsSync(file) ? lastTinyGuestTick(readFileSync(file, 'utf8')) : 0;
       return tick > after ? tick : undefined;
     });
@@ -132,8 +169,17 @@ describe('cross-cluster live migration of a QEMU guest whose disk is a mirrored 
     });
   };
 
-  async function prepare(from: { client: AgentClient; cluster: TestCluster }, to: { client: AgentClient; cluster: TestCluster }) {
-    const vm: Vm__Output = await from.client.vm.getVm({ uuid: mover.uuid });
+  /** The VMs holding the image's agent lock (the rados lock "debvisor" on its header) in that cluster. */
+  const vmLockers = async (ceph: CephCluster): Promise<string[]> => {
+    const { id } = await ceph.json<{ id: string }>('rbd', ['info', `${POOL}/${IMAGE}`]);
+    const info = await ceph.exec('rados', ['-p', POOL, 'lock', 'info', `rbd_header.${id}`, 'debvisor', '--format', 'json'], { allowFailure: true });
+    if (info.code !== 0) return [];
+    return (JSON.parse(info.stdout.toString('utf8')) as { lockers: { cookie: string }[] }).lockers.map((locker) => locker.cookie);
+  };
+
+  type Side = { client: AgentClient; cluster: TestCluster };
+  async function prepare(from: Side, to: Side, spec = mover) {
+    const vm: Vm__Output = await from.client.vm.getVm({ uuid: spec.uuid });
     const source = await from.client.migration.prepareMigration({ vm: vm.spec!, role: 'source', online: true, checkOnly: true });
     expect(source.checks.filter((c: { result: string }) => c.result === 'fail')).toEqual([]);
     const migrationId = randomUUID();
@@ -153,14 +199,15 @@ describe('cross-cluster live migration of a QEMU guest whose disk is a mirrored 
     return { migrationId, prepared };
   }
 
-  async function migrate(from: { client: AgentClient; cluster: TestCluster }, to: { client: AgentClient; cluster: TestCluster }): Promise<MigrationProgress__Output[]> {
-    const { migrationId, prepared } = await prepare(from, to);
+  async function migrate(from: Side, to: Side, spec = mover, beforeStart: () => Promise<void> = async () => undefined): Promise<MigrationProgress__Output[]> {
+    const { migrationId, prepared } = await prepare(from, to, spec);
     expect(prepared.checks.filter((c: { result: string }) => c.result === 'fail')).toEqual([]);
+    await beforeStart();
     const progress: MigrationProgress__Output[] = [];
     const started = Date.now();
     await from.client.migrateVm(
       {
-        uuid: mover.uuid,
+        uuid: spec.uuid,
         migrationId,
         targetEndpoint: prepared.endpoint,
         cookie: prepared.cookie,
@@ -173,7 +220,7 @@ describe('cross-cluster live migration of a QEMU guest whose disk is a mirrored 
       (p) => progress.push(p),
     );
     const last = progress[progress.length - 1];
-    figures.push({ from: from.cluster.clusterId, to: to.cluster.clusterId, wallMs: Date.now() - started, downtimeMs: last.downtimeMs, totalTimeMs: last.totalTimeMs, message: last.message });
+    figures.push({ vm: spec.name, from: from.cluster.clusterId, to: to.cluster.clusterId, wallMs: Date.now() - started, phase: last.phase, totalTimeMs: last.totalTimeMs, message: last.message });
     return progress;
   }
 
@@ -190,7 +237,9 @@ describe('cross-cluster live migration of a QEMU guest whose disk is a mirrored 
 
   it('runs the guest from the RBD image at A', async () => {
     await expect(viaEast.vm.startVm({ uuid: mover.uuid }, { deadlineMs: 60_000 })).resolves.toMatchObject({ runtime: { state: 'running' } });
+    await expect(viaEast.vm.startVm({ uuid: light.uuid }, { deadlineMs: 60_000 })).resolves.toMatchObject({ runtime: { state: 'running' } });
     await tickBeyond(east, 0);
+    await tickBeyond(east, 0, light);
     const watchers = await a.json<{ watchers: unknown[] }>('rbd', ['status', `${POOL}/${IMAGE}`]);
     expect(watchers.watchers.length).toBeGreaterThan(0);
   });
@@ -220,11 +269,33 @@ describe('cross-cluster live migration of a QEMU guest whose disk is a mirrored 
     await expect(viaWest.migration.cancelMigration({ migrationId, vmUuid: mover.uuid })).resolves.toEqual({ cancelled: true });
   }, 240_000);
 
+  it("fails the switchover when B's mirror cannot get the final snapshot: nothing was demoted, the guest resumes at A", async () => {
+    const before = await tickBeyond(east, 0);
+    // Pre-flight passes with B replaying; then B's rbd-mirror stops, so the final snapshot cannot arrive.
+    const progress = await migrate({ client: viaEast, cluster: east }, { client: viaWest, cluster: west }, mover, () => pair.mirrorB.stop());
+    try {
+      const last = progress[progress.length - 1];
+      expect(last, last.message).toMatchObject({ phase: 'failed' });
+      expect(last.message).toMatch(new RegExp(`did not receive the final mirror snapshot within ${HANDOVER_TIMEOUT_SECONDS} s.*the VM keeps running on node node-1`));
+      // The wait was visible while it lasted.
+      expect(progress.some((p) => p.phase === 'switchover' && /waiting for 1 of 1 disk mirrors to hold the final mirror snapshot: rbd\/mover-disk0/.test(p.message))).toBe(true);
+      expect((await viaEast.vm.getVm({ uuid: mover.uuid })).runtime).toMatchObject({ nodeId: 'node-1', state: 'running', lockedBy: '' });
+      expect(await tickBeyond(east, before)).toBeGreaterThan(before);
+      const [atA, atB] = await Promise.all([viaEast.storage.getMirrorStatus(ref), viaWest.storage.getMirrorStatus(ref)]);
+      expect([atA.primary, atB.primary]).toEqual([true, false]);
+      expect((await rpcError(viaWest.vm.getVm({ uuid: mover.uuid }))).code).toBe(status.NOT_FOUND);
+    } finally {
+      await pair.mirrorB.start();
+    }
+    await synced(viaEast, viaWest);
+  }, 240_000);
+
   it('live-migrates the running guest from A to B with its disk: it ticks on at B, B is primary with the content A held', async () => {
     const before = await tickBeyond(east, 0);
     const progress = await migrate({ client: viaEast, cluster: east }, { client: viaWest, cluster: west });
     const last = progress[progress.length - 1];
     expect(last, last.message).toMatchObject({ phase: 'completed' });
+    expect(last.message).toMatch(/^the VM runs on node node-1 of the other cluster; paused about \d+ ms: QEMU's downtime \d+ ms, then final mirror snapshot \d+ ms, mirrors synced \d+ ms, disks demoted \d+ ms, promoted and resumed at the target \d+ ms$/);
     expect((await viaWest.vm.getVm({ uuid: mover.uuid })).runtime).toMatchObject({ nodeId: 'node-1', state: 'running' });
     expect((await rpcError(viaEast.vm.getVm({ uuid: mover.uuid }))).code).toBe(status.NOT_FOUND);
     expect(await tickBeyond(west, before)).toBeGreaterThan(before);
@@ -234,8 +305,33 @@ describe('cross-cluster live migration of a QEMU guest whose disk is a mirrored 
     expect(atA).toMatchObject({ primary: false, globalId: atB.globalId });
     // The guest never wrote its disk: B holds exactly what A held at the switchover.
     expect(await b.imageSha256(POOL, IMAGE)).toBe(content);
-    // B's QEMU opened the image of B's cluster as the west agent's cephx user.
+    // B's QEMU opened the image of B's cluster as the west agent's cephx user, and holds it there.
     const pid = Number(readFileSync(join(west.agents[0].stateDir, 'run', mover.uuid, 'pid'), 'utf8'));
     expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').find((arg) => arg.startsWith('file=rbd:'))).toContain(`conf=${b.confPath}`);
+    expect(await vmLockers(b)).toEqual([mover.uuid]);
+    expect(await vmLockers(a)).toEqual([]);
+  }, 240_000);
+
+  it('the same switchover without a disk to hand over (the baseline of the storage step)', async () => {
+    const progress = await migrate({ client: viaEast, cluster: east }, { client: viaWest, cluster: west }, light);
+    const last = progress[progress.length - 1];
+    expect(last, last.message).toMatchObject({ phase: 'completed' });
+    expect(last.message).toMatch(/^the VM runs on node node-1 of the other cluster; paused about \d+ ms: QEMU's downtime \d+ ms, then resumed at the target \d+ ms$/);
+    expect(await tickBeyond(west, 0, light)).toBeGreaterThan(0);
+  }, 240_000);
+
+  it('live-migrates it back from B to A the same way, the disk following it', async () => {
+    await synced(viaWest, viaEast);
+    const before = await tickBeyond(west, 0);
+    const progress = await migrate({ client: viaWest, cluster: west }, { client: viaEast, cluster: east });
+    const last = progress[progress.length - 1];
+    expect(last, last.message).toMatchObject({ phase: 'completed' });
+    expect((await viaEast.vm.getVm({ uuid: mover.uuid })).runtime).toMatchObject({ nodeId: 'node-1', state: 'running' });
+    expect(await tickBeyond(east, before)).toBeGreaterThan(before);
+    const [atA, atB] = await Promise.all([viaEast.storage.getMirrorStatus(ref), viaWest.storage.getMirrorStatus(ref)]);
+    expect([atA.primary, atB.primary]).toEqual([true, false]);
+    expect(await a.imageSha256(POOL, IMAGE)).toBe(content);
+    const measured = figures.filter((f) => f.phase === 'completed').map((f) => ({ vm: f.vm, from: f.from, ...switchoverParts(String(f.message)) }));
+    console.log(`switchover figures (ms): ${JSON.stringify(measured)}`);
   }, 240_000);
 });

@@ -23,6 +23,8 @@ import { TunnelBridge, type Frame } from './tunnel-bridge';
 /** How long the source waits for the target's answer to the tunnel's opening and to the commit. */
 const HANDSHAKE_TIMEOUT_MS = 15_000;
 const COMMIT_TIMEOUT_MS = 60_000;
+/** How much longer than the target's own bound the source waits for its mirrors to be synced. */
+const SYNC_GRACE_MS = 15_000;
 /** How long a finished migration's outcome is kept for GetMigration. */
 const OUTCOME_TTL_MS = 10 * 60_000;
 
@@ -56,7 +58,7 @@ export interface MigrationSourceDeps {
   /** The disks' mirroring, which pre-flight reports. */
   storage: Pick<StorageDriver, 'mirrorStatus'>;
   /** Across clusters: the mirrored disks demoted here at the switchover (and promoted back when the move fails). */
-  mirrored: Pick<MirroredDisks, 'release' | 'takeBack'>;
+  mirrored: Pick<MirroredDisks, 'release' | 'takeBack' | 'finalSnapshots' | 'timeoutMs'>;
   clock: Clock;
   logger: Logger;
 }
@@ -276,11 +278,15 @@ export class MigrationSourceService {
       }
 
       const stats = await driver.outgoingStats(input.uuid);
+      // From here the VM is paused: what follows up to the target's 'committed' adds to QEMU's downtime.
+      const switchover = new SwitchoverClock();
       if (!outgoing.committing) {
         this.publish(outgoing, { ...figures(stats), phase: 'switchover', message: 'all state sent; the target starts the VM' });
         let demoted: ImageRef[];
         try {
+          await this.syncDisks(input, vm, channel, bridge, switchover, (message) => this.publish(outgoing, { ...figures(stats), phase: 'switchover', message }));
           demoted = await this.handOverDisks(input, vm);
+          if (demoted.length > 0) switchover.mark('disks demoted');
         } catch (error) {
           await driver.cancelOutgoing(input.uuid);
           bridge.send('abort', 'the disks could not change sides');
@@ -291,6 +297,7 @@ export class MigrationSourceService {
         bridge.send('commit');
         try {
           await channel.expect('committed', COMMIT_TIMEOUT_MS, 'the target did not confirm that it runs the VM');
+          switchover.mark(demoted.length > 0 ? 'promoted and resumed at the target' : 'resumed at the target');
         } catch (error) {
           if (channel.refused) {
             // The target answered that it could not run the VM and aborted its side: resume here.
@@ -310,12 +317,13 @@ export class MigrationSourceService {
       await driver.finishOutgoing(input.uuid);
       await this.leaveDisks(input, vm);
       await this.forgetHere(input.uuid, vm.spec.name, log);
-      log.info({ downtimeMs: stats.downtimeMs, totalTimeMs: stats.totalTimeMs }, 'migration completed');
+      log.info({ downtimeMs: stats.downtimeMs, totalTimeMs: stats.totalTimeMs, switchover: switchover.parts() }, 'migration completed');
+      const other = this.isOtherCluster(input.targetCaPem) && switchover.totalMs() > 0;
       return {
         ...figures(stats),
         remainingBytes: '0',
         phase: 'completed',
-        message: `the VM runs on node ${input.targetNodeId}`,
+        message: other ? `the VM runs on node ${input.targetNodeId} of the other cluster; ${switchover.describe(stats.downtimeMs ?? 0)}` : `the VM runs on node ${input.targetNodeId}`,
         downtimeMs: stats.downtimeMs ?? 0,
         totalTimeMs: stats.totalTimeMs ?? elapsed(startedAt),
       };
@@ -345,6 +353,27 @@ export class MigrationSourceService {
     return vm && holder ? { ...vm, runtime: { ...vm.runtime, lockedBy: holder } } : vm;
   }
 
+  /**
+   * Across clusters, the VM paused: a final mirror snapshot of every disk here, then the target's
+   * word that its mirrors hold them (its progress goes to `progress`). The disks stay primary here
+   * until then, so any failure leaves them as they were and the VM resumes here.
+   */
+  private async syncDisks(input: MigrateVmInput, vm: VmInstance, channel: ControlChannel, bridge: TunnelBridge, switchover: SwitchoverClock, progress: (message: string) => void): Promise<void> {
+    if (!this.isOtherCluster(input.targetCaPem) || vm.spec.disks.length === 0) return;
+    const snapshots = await this.deps.mirrored.finalSnapshots(vm.spec);
+    switchover.mark('final mirror snapshot');
+    if (snapshots.length === 0) return;
+    progress(`final mirror snapshot of ${snapshots.length} disk(s) taken; waiting until the target's mirrors hold it`);
+    channel.progress = progress;
+    bridge.send('sync', JSON.stringify(snapshots));
+    try {
+      await channel.expect('synced', this.deps.mirrored.timeoutMs + SYNC_GRACE_MS, "the target did not confirm that its disks' mirrors hold the final mirror snapshot");
+    } finally {
+      channel.progress = undefined;
+    }
+    switchover.mark('mirrors synced');
+  }
+
   /** Across clusters: the mirrored disks demoted here, so that the target can promote them (see MirroredDisks). */
   private async handOverDisks(input: MigrateVmInput, vm: VmInstance): Promise<ImageRef[]> {
     if (!this.isOtherCluster(input.targetCaPem)) return [];
@@ -372,9 +401,38 @@ export class MigrationSourceService {
   }
 }
 
+/** The parts of a switchover (the VM paused at the source), in order, with the time each took. */
+class SwitchoverClock {
+  private readonly started = performance.now();
+  private last = this.started;
+  private readonly marks: [string, number][] = [];
+
+  mark(part: string): void {
+    const now = performance.now();
+    this.marks.push([part, Math.round(now - this.last)]);
+    this.last = now;
+  }
+
+  totalMs(): number {
+    return Math.round(this.last - this.started);
+  }
+
+  parts(): Record<string, number> {
+    return Object.fromEntries(this.marks);
+  }
+
+  /** "paused 1234 ms: QEMU's downtime 200 ms, then final mirror snapshot 300 ms, …" */
+  describe(qemuDowntimeMs: number): string {
+    const parts = this.marks.map(([part, ms]) => `${part} ${ms} ms`).join(', ');
+    return `paused about ${qemuDowntimeMs + this.totalMs()} ms: QEMU's downtime ${qemuDowntimeMs} ms, then ${parts}`;
+  }
+}
+
 /** The control words of a tunnel, awaited one at a time. */
 class ControlChannel {
   error: string | undefined;
+  /** Receives the target's 'syncing' messages (how far its mirrors are) while set. */
+  progress: ((message: string) => void) | undefined;
   /** The target answered 'error' (it refused, rather than vanished). */
   refused = false;
   private waiting: { word: string; resolve: () => void; reject: (error: Error) => void } | undefined;
@@ -387,6 +445,10 @@ class ControlChannel {
       return;
     }
     if (!frame.control) return;
+    if (frame.control === 'syncing') {
+      this.progress?.(frame.message || '');
+      return;
+    }
     this.seen.add(frame.control);
     if (this.waiting?.word === frame.control) this.waiting.resolve();
   }

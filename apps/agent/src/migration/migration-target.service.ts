@@ -2,7 +2,7 @@ import type { MigrationProgress, PrepareMigrationResponse } from '@debvisor/prot
 import type { X509Certificate } from 'node:crypto';
 import { X509Certificate as Certificate } from 'node:crypto';
 import type { HypervisorDriver, MigrationAddress, VmDefinition } from '../drivers/hypervisor.driver';
-import type { StorageDriver } from '../drivers/storage.driver';
+import type { ImageRef, StorageDriver } from '../drivers/storage.driver';
 import { agentNodeIdOf } from '../rpc/peer-identity';
 import type { MutualTls13ServerCredentials } from '../rpc/tls-credentials';
 import { AgentError, ErrorCode } from '../shared/agent-error';
@@ -16,7 +16,7 @@ import { allPass, mappedSpec, targetChecks, type PreflightCheck, type TargetDisk
 import type { CallContext } from '../rpc/call-context';
 import type { PrepareMigrationInput } from './migration.requests';
 import type { MigrationSocketRepository } from './migration-socket.repository';
-import type { MirroredDisks } from './mirrored-disks';
+import { finalSnapshotsSchema, type MirroredDisks } from './mirrored-disks';
 import { TunnelBridge, type Frame, type FrameStream } from './tunnel-bridge';
 
 /** Extra time a reservation waits beyond its cookie's TTL before it is released. */
@@ -60,14 +60,14 @@ export interface MigrationTargetDeps {
   clusterVms: (context: CallContext) => Promise<{ vms: ClusterVm[]; unreachableNodes: string[] }>;
   /** migration.maxMirrorLagSeconds */
   maxMirrorLagSeconds: number;
-  index: Pick<VmIndexRepository, 'get' | 'put' | 'list'>;
+  index: Pick<VmIndexRepository, 'get' | 'put' | 'list' | 'removeIfOwnedBy'>;
   cookies: MigrationCookies;
   credentials: Pick<MutualTls13ServerCredentials, 'trustPeerCa' | 'forgetPeerCa'>;
   sockets: Pick<MigrationSocketRepository, 'connect'>;
   /** Taken before the VM runs here: refused when another VM holds one of its disks. */
   disks: Pick<VmDiskLocks, 'lock' | 'unlock'>;
   /** From another cluster: the disks' mirrors here promoted once the source's demotion arrived. */
-  mirrored: Pick<MirroredDisks, 'acquire'>;
+  mirrored: Pick<MirroredDisks, 'acquire' | 'waitReplayed' | 'giveBack'>;
   clock: Clock;
   logger: Logger;
 }
@@ -263,10 +263,15 @@ export class MigrationTargetService {
       bridge.close(undefined);
       return;
     }
+    if (frame.control === 'sync') {
+      await this.syncMirrors(reservation, bridge, frame.message ?? '', log);
+      return;
+    }
     if (frame.control !== 'commit' || reservation.state !== 'receiving') return;
+    let promoted: ImageRef[] = [];
     try {
       const { spec } = reservation;
-      if (reservation.peerCa) await this.deps.mirrored.acquire(spec);
+      if (reservation.peerCa) promoted = await this.deps.mirrored.acquire(spec);
       if (reservation.online) await this.commitHoldingDisks(reservation);
       else await this.deps.driver.define(spec);
       reservation.state = 'committed';
@@ -277,12 +282,44 @@ export class MigrationTargetService {
     } catch (error) {
       log.error({ err: error }, 'commit failed; aborting the incoming VM');
       await this.release(reservation, 'aborted', 'the target could not start the VM');
+      if ((await this.deps.mirrored.giveBack(promoted)).length > 0) {
+        // Primary here and not demotable: the source must not take its images back (both would be
+        // primary). No answer: the source keeps its VM paused and says the outcome is unknown.
+        bridge.close(undefined);
+        return;
+      }
       bridge.send('error', error instanceof AgentError ? error.message : 'the target could not start the VM');
       bridge.close(undefined);
       return;
     }
     // The source ends the tunnel: with post-copy, pages still flow through it after the commit.
     await this.end(reservation);
+  }
+
+  /**
+   * From another cluster, the VM paused at the source: waits until the mirrors here hold the
+   * source's final mirror snapshot of each disk, telling the source how far they are ('syncing'),
+   * then answers 'synced'. When they do not in time, the incoming VM is given up and the source
+   * told why: nothing was demoted or promoted yet, the VM resumes at the source.
+   */
+  private async syncMirrors(reservation: Reservation, bridge: TunnelBridge, message: string, log: Logger): Promise<void> {
+    if (reservation.state !== 'receiving') return;
+    try {
+      if (!reservation.peerCa || !reservation.online) throw new AgentError(ErrorCode.FailedPrecondition, 'disk mirrors are synced at the switchover of live migrations from another cluster only');
+      let snapshots;
+      try {
+        snapshots = finalSnapshotsSchema.parse(JSON.parse(message));
+      } catch {
+        throw new AgentError(ErrorCode.InvalidArgument, 'the source sent unreadable final mirror snapshots');
+      }
+      await this.deps.mirrored.waitReplayed(reservation.spec, snapshots, (progress) => bridge.send('syncing', progress));
+      if (reservation.state === 'receiving') bridge.send('synced');
+    } catch (error) {
+      log.error({ err: error }, "the disks' mirrors did not get the final mirror snapshot; aborting the incoming VM");
+      await this.release(reservation, 'aborted', "the disks' mirrors did not get the final mirror snapshot");
+      bridge.send('error', error instanceof AgentError ? error.message : "the target could not check its disks' mirrors");
+      bridge.close(undefined);
+    }
   }
 
   /**
@@ -331,6 +368,12 @@ export class MigrationTargetService {
     if (reservation.online) {
       await this.deps.driver.abortIncoming(reservation.spec.uuid).catch((error: unknown) =>
         this.deps.logger.error({ err: error, migrationId: reservation.migrationId }, 'could not clean up the incoming VM'),
+      );
+      // The node's registration may have indexed the incoming VM meanwhile: a retry's pre-flight
+      // would take it for a VM of that id already here. (Within a cluster the entry names the source.)
+      const { uuid, name } = reservation.spec;
+      await this.deps.index.removeIfOwnedBy(uuid, { nodeId: this.deps.nodeId, name }).catch((error: unknown) =>
+        this.deps.logger.warn({ err: error, migrationId: reservation.migrationId }, 'could not update the VM index; the next registration repairs it'),
       );
     }
     this.deps.logger.info({ migrationId: reservation.migrationId, vm: reservation.spec.uuid, reason: message }, 'migration target released');

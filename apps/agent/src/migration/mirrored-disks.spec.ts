@@ -96,3 +96,67 @@ describe('MirroredDisks: a VM’s mirrored disks change sides at a cross-cluster
     expect(deps.storage.promote).toHaveBeenCalledTimes(1);
   });
 });
+
+describe('MirroredDisks: the final mirror snapshot while the VM is paused', () => {
+  const at = (second: number) => new Date(Date.UTC(2026, 11, 7, 13, 0, second)).toISOString();
+  const mirror = (lastMirroredSnapshotAt: string, state = 'up+replaying', secondsUntilSynced = 0) => ({ enabled: true, primary: false, state, lastMirroredSnapshotAt, secondsUntilSynced }) as ImageMirrorStatus;
+
+  it('source: takes a final mirror snapshot of every disk and answers when each was taken', async () => {
+    const { mirrored } = setup({ createMirrorSnapshot: async (ref: ImageRef) => ({ ...status(true), ...ref, lastSnapshotAt: ref.image.endsWith('0') ? at(10) : at(11) }) });
+    expect(await mirrored.finalSnapshots(spec)).toEqual([
+      { index: 0, takenAt: at(10) },
+      { index: 1, takenAt: at(11) },
+    ]);
+  });
+
+  it('source: fails when a disk cannot be snapshotted (not mirrored, not primary): nothing else changes', async () => {
+    const { deps, mirrored } = setup({
+      createMirrorSnapshot: async (ref: ImageRef) => {
+        if (ref.image.endsWith('1')) throw new AgentError(ErrorCode.FailedPrecondition, 'mirroring is not enabled on the RBD image rbd/web-1-disk1');
+        return { ...status(true), lastSnapshotAt: at(10) };
+      },
+    });
+    await expect(mirrored.finalSnapshots(spec)).rejects.toThrow(/not enabled on the RBD image rbd\/web-1-disk1/);
+    expect(deps.disks.unlock).not.toHaveBeenCalled();
+  });
+
+  it('target: waits until every mirror holds its final snapshot, telling how far they are once per change', async () => {
+    const answers: Record<string, ImageMirrorStatus[]> = {
+      'web-1-disk0': [mirror(at(5), 'up+replaying', 3), mirror(at(5), 'up+replaying', 3), mirror(at(12))],
+      'web-1-disk1': [mirror(at(11))],
+    };
+    const { deps, mirrored } = setup({ mirrorStatus: async (ref: ImageRef) => (answers[ref.image].length > 1 ? answers[ref.image].shift()! : answers[ref.image][0]) });
+    const progress: string[] = [];
+    await mirrored.waitReplayed(spec, [{ index: 0, takenAt: at(10) }, { index: 1, takenAt: at(11) }], (message) => progress.push(message));
+    expect(progress).toEqual(['waiting for 1 of 2 disk mirrors to hold the final mirror snapshot: rbd/web-1-disk0 up+replaying, about 3 s to go']);
+    expect(deps.storage.mirrorStatus).toHaveBeenCalledTimes(6);
+  });
+
+  it('target: gives up after the timeout, naming the mirror behind and its state', async () => {
+    const { mirrored } = setup({ mirrorStatus: async () => mirror(at(5), 'down+unknown') }, 1_000);
+    await expect(mirrored.waitReplayed(spec, [{ index: 0, takenAt: at(10) }], () => undefined)).rejects.toMatchObject({
+      code: ErrorCode.DeadlineExceeded,
+      message: "the disks' mirrors here did not receive the final mirror snapshot within 1 s (rbd/web-1-disk0 down+unknown)",
+    });
+  });
+
+  it('target: refuses a disk index the VM does not have before asking the storage', async () => {
+    const { mirrored } = setup({});
+    // The strict mock fails any storage call.
+    await expect(mirrored.waitReplayed(spec, [{ index: 2, takenAt: at(10) }], () => undefined)).rejects.toMatchObject({ code: ErrorCode.InvalidArgument, message: 'the VM has no disk 2' });
+  });
+});
+
+describe('MirroredDisks: the target gives the disks back when the VM could not run there', () => {
+  it('demotes each promoted mirror again and answers those it could not demote', async () => {
+    const { mirrored } = setup({
+      demote: async (ref: ImageRef) => {
+        if (ref.image.endsWith('1')) throw new AgentError(ErrorCode.FailedPrecondition, 'the RBD image rbd/web-1-disk1 is in use by auto 4242');
+        return status(false);
+      },
+    });
+    const disks = spec.disks.map(({ pool, image }) => ({ pool, image }));
+    expect(await mirrored.giveBack(disks)).toEqual([{ pool: 'rbd', image: 'web-1-disk1' }]);
+    expect(await mirrored.giveBack([])).toEqual([]);
+  });
+});
