@@ -241,6 +241,26 @@ describe('snapshots and replication in the web UI', () => {
       }
     });
 
+    it('shows a mirrored VM’s DR state and RPO on its page, and offers the remotes to pair', async () => {
+      const page = await openUi(ADMIN, ADMIN_PASSWORD);
+      await visit(page, `#/resources/dc-east/${mirrored.id}`, mirrored.name);
+      const section = page.getByTestId('vm-replication');
+      await section.getByText('primary at dc-east, secondary at dc-west').waitFor();
+      expect(await section.textContent()).toMatch(/within its 15 min target/);
+      await screenshot(page, 'vm-replication');
+
+      await visit(page, '#/replication', 'Replication');
+      await page.getByRole('button', { name: 'Pair remotes…' }).click();
+      const form = page.getByRole('form', { name: 'Pair two remotes' });
+      await form.waitFor();
+      expect(await form.getByLabel('Remote A').locator('option').allTextContents()).toEqual(['dc-east', 'dc-west']);
+      expect(await form.getByLabel('Remote B').inputValue()).toBe('dc-west');
+      // The same pools again are refused with the manager's reason.
+      await form.getByRole('button', { name: 'Pair', exact: true }).click();
+      await form.getByRole('alert').filter({ hasText: 'paired already' }).waitFor();
+      await screenshot(page, 'pair-form');
+    });
+
     it('shows the data at risk in the failover dialog before it can be confirmed', async () => {
       const page = await openUi(ADMIN, ADMIN_PASSWORD);
       await visit(page, '#/replication', 'Replication');

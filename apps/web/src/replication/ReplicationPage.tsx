@@ -41,8 +41,11 @@ function PoolHealthCell({ health }: { health: PoolHealth | undefined }) {
 /** Pair two remotes' pools (Admin): the pairing is a task; the bootstrap secret never reaches the browser. */
 function PairForm({ remotes, onTask }: { remotes: readonly string[]; onTask: (taskId: string) => void }) {
   const create = useCreatePair();
-  const [remoteA, setRemoteA] = useState(remotes[0] ?? '');
-  const [remoteB, setRemoteB] = useState(remotes[1] ?? '');
+  // Until chosen, the first remote and the next other one (the list may arrive after the form opens).
+  const [chosenA, setRemoteA] = useState('');
+  const [chosenB, setRemoteB] = useState('');
+  const remoteA = chosenA || remotes[0] || '';
+  const remoteB = chosenB || remotes.find((remote) => remote !== remoteA) || '';
   const [poolA, setPoolA] = useState('rbd');
   const [poolB, setPoolB] = useState('rbd');
   const id = useId();
@@ -75,7 +78,7 @@ function PairForm({ remotes, onTask }: { remotes: readonly string[]; onTask: (ta
         <input id={`${id}-pb`} value={poolB} onChange={(e) => setPoolB(e.target.value)} size={10} />
       </div>
       <div>
-        <ActionButton type="submit" allowed needs="remote.modify" disabled={create.isPending || remoteA === remoteB}>
+        <ActionButton type="submit" allowed needs="remote.modify" disabled={create.isPending || remoteA === '' || remoteA === remoteB}>
           {create.isPending ? 'Pairing…' : 'Pair'}
         </ActionButton>
       </div>

@@ -271,7 +271,7 @@ export function VmSnapshots({ signedIn, vm }: { signedIn: SignedIn; vm: VmDetail
 
       <h3>Schedules</h3>
       <ErrorNote error={schedules.error} />
-      {schedules.data && own.length === 0 && <p className="muted">No schedule snapshots this VM.</p>}
+      {schedules.data && own.length === 0 && <p className="muted">No schedule takes snapshots of this VM.</p>}
       {own.length > 0 && (
         <table className="detail-table schedule-table">
           <caption className="visually-hidden">Schedules that snapshot {vm.name}</caption>
