@@ -1,3 +1,6 @@
+/** The principal of the work the manager does on its own (the resource poller, start-up). */
+export const SYSTEM_PRINCIPAL = 'debvisor-manager';
+
 /**
  * What the manager records in its audit log: a small, fixed vocabulary (the API filters on it, so
  * a name once used stays). A route or call site can only use one of these.
@@ -57,6 +60,7 @@ export const AUDIT_ACTIONS = {
   'access.vm-owner.set': 'A VM was given to a tenant group',
   'access.vm-owner.clear': 'A VM was taken from its tenant group',
   'agent.call': 'A call the manager made to an agent: RPC, remote, endpoint, outcome',
+  'agent.call.summary': "The manager's own routine reads of one remote (polling) over an interval, summed up: calls per RPC and outcome, the last error",
   'replication.pair.create': 'Pairing two remotes’ pools for RBD mirroring was asked for (the bootstrap secret is never recorded)',
   'replication.pair.delete': 'A pairing of two remotes’ pools was removed from the manager',
   'vm.replication.enable': 'Mirroring a VM’s disks to the paired remote was asked for',

@@ -2,6 +2,7 @@ import type { AuditEntry, AuditOutcome } from '@debvisor/audit';
 import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
+import { SYSTEM_PRINCIPAL } from './audit-actions';
 import { AUDIT_COLUMNS, entryOfRow, type AuditRow } from './audit-rows';
 
 export interface AuditFilter {
@@ -15,7 +16,15 @@ export interface AuditFilter {
   /** This target and everything below it (`/remotes/dc-east` matches its VMs). */
   readonly target?: string;
   readonly outcome?: AuditOutcome;
+  /**
+   * The manager's own entries (principal `systemPrincipal`): all; without its routine reads (the
+   * agent.call.summary entries); or none. Default: all.
+   */
+  readonly system?: AuditSystemEntries;
 }
+
+export const AUDIT_SYSTEM_ENTRIES = ['all', 'no-routine', 'none'] as const;
+export type AuditSystemEntries = (typeof AUDIT_SYSTEM_ENTRIES)[number];
 
 /** Reads the audit log (the API; writing is AuditLogRepository's). */
 @Injectable()
@@ -64,6 +73,8 @@ function conditions(filter: AuditFilter): { where: string[]; params: unknown[] }
     if (target !== '/') where.push(`(target = $${params.push(target)} OR target LIKE $${params.push(`${escapeLike(target)}/%`)})`);
   }
   if (filter.outcome) where.push(`outcome = $${params.push(filter.outcome)}`);
+  if (filter.system === 'none') where.push(`principal IS DISTINCT FROM $${params.push(SYSTEM_PRINCIPAL)}`);
+  if (filter.system === 'no-routine') where.push(`NOT (principal IS NOT DISTINCT FROM $${params.push(SYSTEM_PRINCIPAL)} AND action = 'agent.call.summary')`);
   return { where, params };
 }
 

@@ -1,6 +1,7 @@
 import { AUDIT_ACTION, AUDIT_LIMITS, AUDIT_OUTCOMES } from '@debvisor/audit';
 import { createZodDto } from 'nestjs-zod';
 import { z } from 'zod';
+import { AUDIT_SYSTEM_ENTRIES } from './audit-query.repository';
 
 /** The most entries one page answers. */
 export const AUDIT_PAGE_MAX = 1000;
@@ -47,11 +48,22 @@ const filterFields = {
   outcome: z.enum(AUDIT_OUTCOMES).optional(),
 };
 
+const systemEntries = (fallback: (typeof AUDIT_SYSTEM_ENTRIES)[number]) =>
+  z
+    .enum(AUDIT_SYSTEM_ENTRIES)
+    .default(fallback)
+    .meta({
+      description:
+        "The manager's own entries (principal debvisor-manager): all; no-routine, without its routine reads of the remotes (agent.call.summary); none. " +
+        'An export without some entries has gaps in seq: verify it with --allow-gaps',
+    });
+
 const timeOrder = (q: { from?: string; to?: string }) => !q.from || !q.to || new Date(q.from) < new Date(q.to);
 
 export const auditQuerySchema = z
   .strictObject({
     ...filterFields,
+    system: systemEntries('no-routine'),
     limit: z.coerce.number().int().min(1).max(AUDIT_PAGE_MAX).default(100),
     cursor: z.coerce.number().int().min(1).optional().meta({ description: 'nextCursor of the previous page: entries with a lower seq' }),
   })
@@ -59,6 +71,6 @@ export const auditQuerySchema = z
 export type AuditQuery = z.infer<typeof auditQuerySchema>;
 export class AuditQueryDto extends createZodDto(auditQuerySchema) {}
 
-export const auditExportQuerySchema = z.strictObject(filterFields).refine(timeOrder, { message: 'must be later than from', path: ['to'] });
+export const auditExportQuerySchema = z.strictObject({ ...filterFields, system: systemEntries('all') }).refine(timeOrder, { message: 'must be later than from', path: ['to'] });
 export type AuditExportQuery = z.infer<typeof auditExportQuerySchema>;
 export class AuditExportQueryDto extends createZodDto(auditExportQuerySchema) {}

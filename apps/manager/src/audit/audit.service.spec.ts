@@ -111,18 +111,64 @@ describe('AuditService', () => {
     const call = { remote: 'dc-east', rpc: 'VmService.StartVm', vm: 'v-1', keyId: '0123456789abcdef' };
     const record = await service.runAs('alice@ldap', () => service.agentCallStarting(call));
     await service.agentCallFinished(record);
-    const read = await service.agentCallStarting({ remote: 'dc-east', rpc: 'VmService.ListVms' });
+    const read = await service.runAs('bob@local', () => service.agentCallStarting({ remote: 'dc-east', rpc: 'VmService.ListVms' }));
     await service.agentCallFinished(read, new DomainError(ErrorCode.RemoteUnreachable, 'a:1 is unreachable'));
     expect(written.map((e) => [e.action, e.outcome, e.principal, e.target])).toEqual([
       ['agent.call', 'attempt', 'alice@ldap', '/remotes/dc-east/vms/v-1'],
       ['agent.call', 'success', 'alice@ldap', '/remotes/dc-east/vms/v-1'],
-      ['agent.call', 'failure', SYSTEM_PRINCIPAL, '/remotes/dc-east'],
+      ['agent.call', 'failure', 'bob@local', '/remotes/dc-east'],
     ]);
     expect(written[2].details).toMatchObject({ rpc: 'VmService.ListVms', code: 'remote_unreachable', ms: expect.any(Number) });
 
     const failing = setup({ failing: true }).service;
     expect(await codeOf(failing.agentCallStarting(call))).toBe(ErrorCode.AuditUnavailable);
     await expect(failing.agentCallStarting({ remote: 'dc-east', rpc: 'NodeService.ListNodes' })).resolves.toBeDefined();
+  });
+
+  it("sums the manager's own reads up per remote, one entry per interval (and at shutdown), while its changes and others' reads stay one entry each", async () => {
+    const { service, written, advance } = setup();
+    const poll = async (remote: string, error?: unknown) => {
+      for (const rpc of ['NodeService.ListNodes', 'VmService.ListVms']) await service.agentCallFinished(await service.agentCallStarting({ remote, rpc }), error);
+    };
+    for (let minute = 0; minute < 10; minute++) {
+      await poll('dc-east');
+      await poll('dc-west', minute === 4 ? new DomainError(ErrorCode.RemoteUnreachable, 'w:1 is unreachable') : undefined);
+      advance(60_000);
+    }
+    // A change the manager makes on its own is still recorded before it is made.
+    await service.agentCallFinished(await service.agentCallStarting({ remote: 'dc-east', rpc: 'StorageService.CreateMirrorSnapshot' }));
+    expect(written.map((e) => [e.action, e.outcome])).toEqual([
+      ['agent.call', 'attempt'],
+      ['agent.call', 'success'],
+    ]);
+    await poll('dc-east');
+    // Every remote whose interval is over is summed up then: dc-west too.
+    expect(written.slice(2).map((e) => [e.action, e.outcome, e.principal, e.target])).toEqual([
+      ['agent.call.summary', 'success', SYSTEM_PRINCIPAL, '/remotes/dc-east'],
+      ['agent.call.summary', 'failure', SYSTEM_PRINCIPAL, '/remotes/dc-west'],
+    ]);
+    expect(written[2].details).toEqual({
+      remote: 'dc-east',
+      from: '2026-05-01T12:00:00.000Z',
+      to: '2026-05-01T12:10:00.000Z',
+      // The interval ended after ListNodes at 12:10: the ListVms that followed opened the next one.
+      calls: { 'NodeService.ListNodes': { success: 11, failure: 0 }, 'VmService.ListVms': { success: 10, failure: 0 } },
+    });
+    expect(written[3].details).toEqual({
+      remote: 'dc-west',
+      from: '2026-05-01T12:00:00.000Z',
+      to: '2026-05-01T12:09:00.000Z',
+      calls: { 'NodeService.ListNodes': { success: 9, failure: 1 }, 'VmService.ListVms': { success: 9, failure: 1 } },
+      lastError: { rpc: 'VmService.ListVms', at: '2026-05-01T12:04:00.000Z', code: 'remote_unreachable', status: 422, error: 'w:1 is unreachable' },
+    });
+    await poll('dc-west');
+    await poll('dc-east');
+    expect(written).toHaveLength(4);
+    await service.onModuleDestroy();
+    expect(written.slice(4).map((e) => [e.action, e.target, e.details.calls])).toEqual([
+      ['agent.call.summary', '/remotes/dc-east', { 'VmService.ListVms': { success: 2, failure: 0 }, 'NodeService.ListNodes': { success: 1, failure: 0 } }],
+      ['agent.call.summary', '/remotes/dc-west', { 'NodeService.ListNodes': { success: 1, failure: 0 }, 'VmService.ListVms': { success: 1, failure: 0 } }],
+    ]);
   });
 
   it("records a task's end as its owner's", async () => {

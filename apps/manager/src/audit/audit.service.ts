@@ -1,13 +1,13 @@
 import { entryLine, normalizeEvent, type AuditEntry, type AuditEventInput, type AuditOutcome } from '@debvisor/audit';
 import { resolveAclPath } from '@debvisor/permissions';
-import { HttpException, Injectable } from '@nestjs/common';
+import { HttpException, Injectable, type OnModuleDestroy } from '@nestjs/common';
 import { PinoLogger } from 'nestjs-pino';
 import { ClockRepository } from '../common/clock.repository';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
 import { ERROR_STATUS } from '../common/error-status';
 import { currentTraceId } from '../common/trace-context';
-import { MUTATING_AGENT_RPCS, type AuditAction } from './audit-actions';
+import { MUTATING_AGENT_RPCS, SYSTEM_PRINCIPAL, type AuditAction } from './audit-actions';
 import { currentAuditScope, runInAuditScope } from './audit-call-context';
 import type { AuditFilter } from './audit-query.repository';
 import type { AuditExportQuery, AuditQuery } from './audit.dto';
@@ -15,10 +15,20 @@ import { AuditQueryRepository } from './audit-query.repository';
 import { AuditWriter } from './audit-writer';
 import type { RequestOrigin } from './request-origin';
 
-/** The principal of work the manager does on its own (the resource poller, start-up). */
-export const SYSTEM_PRINCIPAL = 'debvisor-manager';
+export { SYSTEM_PRINCIPAL };
 /** A successful authentication of one token (or user) from one address is recorded at most this often. */
 const AUTH_SUCCESS_INTERVAL_MS = 60_000;
+/** The manager's own routine reads of a remote are summed up in one entry per remote this often. */
+export const ROUTINE_SUMMARY_INTERVAL_MS = 10 * 60_000;
+
+/** The manager's own reads of one remote since `from`, not recorded yet. */
+interface RoutineCalls {
+  readonly from: Date;
+  to: Date;
+  readonly calls: Record<string, { success: number; failure: number }>;
+  failures: number;
+  lastError: Record<string, unknown> | null;
+}
 
 /** A mutating API call as the audit log describes it. */
 export interface AuditedCall {
@@ -85,8 +95,10 @@ export interface AuditPage {
  * stays what it was. Details hold safe facts only; normalizeEvent redacts secrets besides.
  */
 @Injectable()
-export class AuditService {
+export class AuditService implements OnModuleDestroy {
   private readonly recentAuthentications = new Map<string, number>();
+  /** By remote: the routine reads not summed up in an entry yet. */
+  private readonly routine = new Map<string, RoutineCalls>();
 
   constructor(
     private readonly writer: AuditWriter,
@@ -222,10 +234,57 @@ export class AuditService {
     return record;
   }
 
-  /** After an agent call (best effort): its outcome, time taken and, on failure, the error code. */
+  /**
+   * After an agent call (best effort): its outcome, time taken and, on failure, the error code. The
+   * manager's own reads (the poller's) are not recorded one by one but summed up per remote, one
+   * entry per ROUTINE_SUMMARY_INTERVAL_MS (agent.call.summary).
+   */
   async agentCallFinished(record: AgentCallRecord, error?: unknown): Promise<void> {
+    if (record.principal === SYSTEM_PRINCIPAL && !MUTATING_AGENT_RPCS.has(record.rpc)) return this.routineCall(record, error);
     const extra = { ms: Math.round(performance.now() - record.started), ...(error === undefined ? {} : describeError(error)) };
     await this.record(this.agentEvent(record, error === undefined ? 'success' : 'failure', extra), false);
+  }
+
+  /** Writes the routine reads not recorded yet (at shutdown). */
+  async onModuleDestroy(): Promise<void> {
+    await this.flushRoutine(() => true);
+  }
+
+  private async routineCall(record: AgentCallRecord, error?: unknown): Promise<void> {
+    const now = this.clock.now();
+    let calls = this.routine.get(record.remote);
+    if (!calls) this.routine.set(record.remote, (calls = { from: now, to: now, calls: {}, failures: 0, lastError: null }));
+    const counts = (calls.calls[record.rpc] ??= { success: 0, failure: 0 });
+    if (error === undefined) {
+      counts.success += 1;
+    } else {
+      counts.failure += 1;
+      calls.failures += 1;
+      calls.lastError = { rpc: record.rpc, at: now.toISOString(), ...describeError(error) };
+    }
+    calls.to = now;
+    await this.flushRoutine((summary) => now.getTime() - summary.from.getTime() >= ROUTINE_SUMMARY_INTERVAL_MS);
+  }
+
+  /** Writes one agent.call.summary entry per remote whose summary is `due`. */
+  private async flushRoutine(due: (calls: RoutineCalls) => boolean): Promise<void> {
+    for (const [remote, calls] of [...this.routine]) {
+      if (!due(calls)) continue;
+      this.routine.delete(remote);
+      await this.record(
+        {
+          at: this.clock.now(),
+          principal: SYSTEM_PRINCIPAL,
+          action: 'agent.call.summary',
+          target: targetOf(remote, null),
+          outcome: calls.failures > 0 ? 'failure' : 'success',
+          traceId: null,
+          source: null,
+          details: { remote, from: calls.from.toISOString(), to: calls.to.toISOString(), calls: calls.calls, ...(calls.lastError ? { lastError: calls.lastError } : {}) },
+        },
+        false,
+      );
+    }
   }
 
   /** Runs background work (a task) on behalf of `principal`: the agent calls it makes are attributed to them. */
@@ -358,6 +417,7 @@ function filterOf(query: AuditExportQuery): AuditFilter {
     action: query.action,
     target: query.target,
     outcome: query.outcome,
+    system: query.system,
   };
 }
 

@@ -4922,6 +4922,8 @@ export interface operations {
                 limit?: number;
                 outcome?: "attempt" | "success" | "failure" | "denied";
                 principal?: string;
+                /** @description The manager's own entries (principal debvisor-manager): all; no-routine, without its routine reads of the remotes (agent.call.summary); none. An export without some entries has gaps in seq: verify it with --allow-gaps */
+                system?: "all" | "no-routine" | "none";
                 /** @description This target and everything below it: /remotes/dc-east matches its VMs */
                 target?: string;
                 /** @description Entries before this time (RFC 3339) */
@@ -4967,6 +4969,8 @@ export interface operations {
                 from?: string;
                 outcome?: "attempt" | "success" | "failure" | "denied";
                 principal?: string;
+                /** @description The manager's own entries (principal debvisor-manager): all; no-routine, without its routine reads of the remotes (agent.call.summary); none. An export without some entries has gaps in seq: verify it with --allow-gaps */
+                system?: "all" | "no-routine" | "none";
                 /** @description This target and everything below it: /remotes/dc-east matches its VMs */
                 target?: string;
                 /** @description Entries before this time (RFC 3339) */

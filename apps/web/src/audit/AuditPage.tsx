@@ -4,7 +4,19 @@ import type { SignedIn } from '../auth/queries';
 import { ErrorNote } from '../ui/ErrorNote';
 import { formatBytes, formatTime } from '../ui/format';
 import { LastUpdated } from '../ui/LastUpdated';
-import { AUDIT_OUTCOMES, auditFilter, detailsSummary, EMPTY_AUDIT_FILTER, type AuditEntry, type AuditFilter, type AuditFilterForm, type AuditOutcome } from './audit-filter';
+import {
+  AUDIT_OUTCOMES,
+  AUDIT_SYSTEM_ENTRIES,
+  auditFilter,
+  DEFAULT_AUDIT_FILTER,
+  detailsSummary,
+  EMPTY_AUDIT_FILTER,
+  type AuditEntry,
+  type AuditFilter,
+  type AuditFilterForm,
+  type AuditOutcome,
+  type AuditSystemEntries,
+} from './audit-filter';
 import { useAuditExport } from './mutations';
 import { useAuditEntries } from './queries';
 import './audit.css';
@@ -23,7 +35,7 @@ export function AuditPage({ signedIn }: { signedIn: SignedIn }) {
 }
 
 function AuditLog() {
-  const [filter, setFilter] = useState<AuditFilter>({});
+  const [filter, setFilter] = useState<AuditFilter>(DEFAULT_AUDIT_FILTER);
   const entries = useAuditEntries(filter);
   const exporting = useAuditExport();
   const items = entries.data?.pages.flatMap((page) => page.items) ?? [];
@@ -39,7 +51,7 @@ function AuditLog() {
           {exporting.isPending ? 'Exporting…' : 'Export (JSON lines)'}
         </button>
         <span className="muted" aria-live="polite">
-          {exporting.data ? `Saved ${exporting.data.fileName} (${formatBytes(exporting.data.bytes)}).` : 'The entries matching the filter, oldest first, with their hash chain.'}
+          {exporting.data ? `Saved ${exporting.data.fileName} (${formatBytes(exporting.data.bytes)}).` : 'The entries matching the filter, oldest first, with their hash chain (a filtered export has gaps: verify it with --allow-gaps).'}
         </span>
       </div>
       <ErrorNote error={exporting.error} />
@@ -104,6 +116,15 @@ function AuditFilterFields({ onApply }: { onApply: (filter: AuditFilter) => void
           ))}
         </select>
       ))}
+      {field('system', "Manager's own entries", (props) => (
+        <select {...props} value={form.system} onChange={(event) => setForm((current) => ({ ...current, system: event.target.value as AuditSystemEntries }))}>
+          {AUDIT_SYSTEM_ENTRIES.map((choice) => (
+            <option key={choice.value} value={choice.value}>
+              {choice.label}
+            </option>
+          ))}
+        </select>
+      ))}
       {time('from', 'From')}
       {time('to', 'To')}
       <div className="filter-buttons">
@@ -115,7 +136,7 @@ function AuditFilterFields({ onApply }: { onApply: (filter: AuditFilter) => void
           onClick={() => {
             setForm(EMPTY_AUDIT_FILTER);
             setErrors({});
-            onApply({});
+            onApply(DEFAULT_AUDIT_FILTER);
           }}
         >
           Clear

@@ -11,11 +11,11 @@ describe('the audit filter', () => {
     expect(localToRfc3339('')).toBeNull();
   });
 
-  it('sends only the fields that are set, trimmed', () => {
-    expect(auditFilter(EMPTY_AUDIT_FILTER)).toEqual({ filter: {}, errors: {} });
-    const { filter, errors } = auditFilter({ principal: ' admin@local ', action: 'vm.migrate', target: '/remotes/dc-east', outcome: 'success', from: '2025-03-01T10:00', to: '' });
+  it("sends only the fields that are set, trimmed, and which of the manager's own entries to show (by default all but its routine reads)", () => {
+    expect(auditFilter(EMPTY_AUDIT_FILTER)).toEqual({ filter: { system: 'no-routine' }, errors: {} });
+    const { filter, errors } = auditFilter({ principal: ' admin@local ', action: 'vm.migrate', target: '/remotes/dc-east', outcome: 'success', from: '2025-03-01T10:00', to: '', system: 'all' });
     expect(errors).toEqual({});
-    expect(filter).toEqual({ principal: 'admin@local', action: 'vm.migrate', target: '/remotes/dc-east', outcome: 'success', from: new Date(2025, 2, 1, 10, 0).toISOString() });
+    expect(filter).toEqual({ principal: 'admin@local', action: 'vm.migrate', target: '/remotes/dc-east', outcome: 'success', from: new Date(2025, 2, 1, 10, 0).toISOString(), system: 'all' });
   });
 
   it('says what is wrong instead of asking the server', () => {

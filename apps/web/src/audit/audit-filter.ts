@@ -4,6 +4,14 @@ export type AuditEntry = Schemas['AuditEntry_Output'];
 export type AuditOutcome = AuditEntry['outcome'];
 export const AUDIT_OUTCOMES: readonly AuditOutcome[] = ['attempt', 'success', 'failure', 'denied'];
 
+/** The manager's own entries: all of them, all but its routine reads of the remotes (the default), none. */
+export type AuditSystemEntries = 'all' | 'no-routine' | 'none';
+export const AUDIT_SYSTEM_ENTRIES: readonly { value: AuditSystemEntries; label: string }[] = [
+  { value: 'no-routine', label: 'without routine reads' },
+  { value: 'all', label: 'all' },
+  { value: 'none', label: 'none' },
+];
+
 /** Entries per page ("Load older entries" fetches the next). */
 export const AUDIT_PAGE_SIZE = 100;
 
@@ -15,9 +23,10 @@ export interface AuditFilterForm {
   outcome: AuditOutcome | '';
   from: string;
   to: string;
+  system: AuditSystemEntries;
 }
 
-export const EMPTY_AUDIT_FILTER: AuditFilterForm = { principal: '', action: '', target: '', outcome: '', from: '', to: '' };
+export const EMPTY_AUDIT_FILTER: AuditFilterForm = { principal: '', action: '', target: '', outcome: '', from: '', to: '', system: 'no-routine' };
 
 /** The filters of GET /api/v1/audit and /audit/export (the same for both). */
 export interface AuditFilter {
@@ -27,7 +36,11 @@ export interface AuditFilter {
   outcome?: AuditOutcome;
   from?: string;
   to?: string;
+  system?: AuditSystemEntries;
 }
+
+/** What the page shows before any filter is applied: the export then holds the same entries. */
+export const DEFAULT_AUDIT_FILTER: AuditFilter = { system: 'no-routine' };
 
 /** The manager's action names, as libs/audit's AUDIT_ACTION (the web bundle does not import that library). */
 const ACTION = /^[a-z][A-Za-z0-9_-]*(\.[A-Za-z][A-Za-z0-9_-]*)*$/;
@@ -63,6 +76,7 @@ export function auditFilter(form: AuditFilterForm): { filter: AuditFilter; error
     else errors.target = 'a path such as /remotes/dc-east';
   }
   if (form.outcome) filter.outcome = form.outcome;
+  filter.system = form.system;
   for (const field of ['from', 'to'] as const) {
     if (!form[field]) continue;
     const time = localToRfc3339(form[field]);
