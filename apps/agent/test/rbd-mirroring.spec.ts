@@ -1,4 +1,5 @@
 import {
+  MIRRORING_CLIENT_CAPS,
   benchWrite,
   pollUntil,
   startCephCluster,
@@ -23,21 +24,6 @@ import { systemClock } from '../src/shared/clock';
  * cluster pair for the whole file; the tests run in order and build on each other's state.
  */
 
-/** What the agent's client needs for mirroring on top of profile rbd (site name and peers in config-key, the peer bootstrap user, daemon health). */
-const MIRRORING_CLIENT_CAPS = {
-  mon: [
-    'profile rbd',
-    'allow command "config-key set" with key prefix rbd/mirror/',
-    'allow command "config-key get" with key prefix rbd/mirror/',
-    'allow command "config-key rm" with key prefix rbd/mirror/',
-    'allow command "auth get-or-create" with entity=client.rbd-mirror-peer',
-    // `rbd mirror pool status` reads the rbd-mirror daemons from the service map.
-    'allow command "service dump"',
-    'allow command "service status"',
-  ].join(', '),
-  osd: 'profile rbd',
-  mgr: 'profile rbd',
-};
 
 const PEER_TIMEOUT_MS = 5_000;
 const COMMAND_TIMEOUT_MS = 30_000;

@@ -6,6 +6,25 @@ import type { CephCluster } from './ceph';
 import { spawnManaged, type ManagedProcess } from './processes';
 
 /**
+ * What an agent's Ceph client needs for mirroring on top of profile rbd: the site name and peers
+ * in config-key, the peer bootstrap user, and the service map (`rbd mirror pool status` reads the
+ * rbd-mirror daemons from it). docs/storage.md gives operators the same caps.
+ */
+export const MIRRORING_CLIENT_CAPS = {
+  mon: [
+    'profile rbd',
+    'allow command "config-key set" with key prefix rbd/mirror/',
+    'allow command "config-key get" with key prefix rbd/mirror/',
+    'allow command "config-key rm" with key prefix rbd/mirror/',
+    'allow command "auth get-or-create" with entity=client.rbd-mirror-peer',
+    'allow command "service dump"',
+    'allow command "service status"',
+  ].join(', '),
+  osd: 'profile rbd',
+  mgr: 'profile rbd',
+};
+
+/**
  * rbd-mirror settings that keep tests fast (seconds instead of Ceph's 30 s defaults): how often it
  * looks for new peers and pools, re-checks image states, moves the sync point, and how fast a
  * standby takes over. Passed on its command line; its local-cluster connection inherits them.
