@@ -9,6 +9,7 @@ import https from 'node:https';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { buildParts, buildPlan, markBuilt } from './lib/build-plan.mjs';
 import { DEBIAN_PACKAGES, ensureDebianPackages, ensureNodeModules } from './lib/deps.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -38,9 +39,17 @@ try {
   fail(error.message);
 }
 ensureNodeModules(root, say);
-say('Building (npm run build) …');
-const build = spawnSync('npm', ['run', 'build', '--silent'], { cwd: root, stdio: 'inherit', timeout: 1_200_000 });
-if (build.status !== 0) fail('The build failed; see above.');
+// Only what changed since the last build (DEBVISOR_DEMO_BUILD=always: everything).
+const plan = process.env.DEBVISOR_DEMO_BUILD === 'always' ? buildParts(root).map((part) => ({ ...part, reason: 'DEBVISOR_DEMO_BUILD=always' })) : buildPlan(root);
+if (plan.length === 0) say('Build: up to date (no source changed since the last build), skipped.');
+for (const part of plan) {
+  say(`Building ${part.name} (${part.reason}) …`);
+  const started = Date.now();
+  const build = spawnSync(part.command[0], part.command.slice(1), { cwd: root, stdio: 'inherit', timeout: 1_200_000 });
+  if (build.status !== 0) fail(`Building ${part.name} failed; see above.`);
+  markBuilt(root, part, started);
+  say(`Built ${part.name} in ${((Date.now() - started) / 1000).toFixed(1)} s.`);
+}
 
 const testing = await import(join(root, 'libs/testing/dist/index.js'));
 const { createClusterPki, writeTlsFiles, startEtcd, spawnManaged } = testing;
