@@ -170,7 +170,7 @@ describe('snapshots and replication in the web UI', () => {
     await screenshot(page, 'vm-snapshots');
   });
 
-  it('names what a rollback loses, and that a running VM is stopped first when asked', async () => {
+  it('names what a rollback loses, and stops a running VM first when asked', async () => {
     const page = await openUi(ADMIN, ADMIN_PASSWORD);
     await visit(page, `#/resources/dc-east/${vm.id}`, vm.name);
     await page.getByRole('button', { name: 'Roll back to before-upgrade' }).click();
@@ -179,11 +179,20 @@ describe('snapshots and replication in the web UI', () => {
     const loss = dialog.getByTestId('rollback-loss');
     expect(await loss.textContent()).toMatch(/Everything written to (its disk|all \d+ of its disks) since .+ UTC.+ is lost/);
     expect(await loss.textContent()).toContain('refused unless it is stopped');
+    const confirm = dialog.getByRole('button', { name: 'Roll back', exact: true });
+    expect(await confirm.isDisabled()).toBe(true);
     await dialog.getByLabel('Stop the VM first').check();
     expect(await loss.textContent()).toContain(`${vm.name} is running: it will be stopped first`);
+    expect(await confirm.isEnabled()).toBe(true);
     await screenshot(page, 'rollback-confirm');
-    await dialog.getByRole('button', { name: 'Cancel' }).click();
+    // Confirmed: the task stops the VM and rolls its disks back.
+    await confirm.click();
     await dialog.waitFor({ state: 'detached' });
+    const followed = page.getByTestId('vm-snapshots').getByTestId('followed-task');
+    await page.waitForFunction(() => ['succeeded', 'failed'].includes(document.querySelector('[data-testid="vm-snapshots"] [data-testid="followed-task"]')?.getAttribute('data-state') ?? ''), undefined, { timeout: 90_000 });
+    expect(await followed.getAttribute('data-state'), (await followed.textContent()) ?? '').toBe('succeeded');
+    expect(await followed.textContent()).toContain('Rollback to before-upgrade');
+    await page.getByTestId('vm-status').filter({ hasText: /^stopped$/ }).waitFor();
   });
 
   it('shows the auditor the snapshots with every action disabled', async () => {

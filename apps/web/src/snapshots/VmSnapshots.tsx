@@ -327,6 +327,7 @@ export function VmSnapshots({ signedIn, vm }: { signedIn: SignedIn; vm: VmDetail
           onClose={() => setAsking(null)}
           title={`Roll ${vm.name} back to ${asking.snapshot.name}?`}
           confirmLabel="Roll back"
+          confirmDisabled={needsStop(vm.status) && !stopFirst}
           danger
         >
           <div data-testid="rollback-loss">
