@@ -42,6 +42,29 @@ export interface ImageMirrorStatus extends ImageRef {
   splitBrain: boolean;
 }
 
+/** The status of an image whose mirroring is disabled (both drivers answer it alike). */
+export function disabledMirrorStatus(ref: ImageRef): ImageMirrorStatus {
+  return {
+    pool: ref.pool,
+    image: ref.image,
+    enabled: false,
+    primary: false,
+    state: '',
+    description: 'mirroring is disabled',
+    lastUpdate: '',
+    globalId: '',
+    mode: '',
+    lastMirroredSnapshotAt: '',
+    lastSnapshotAt: '',
+    bytesPerSecond: 0,
+    secondsUntilSynced: 0,
+    peerState: '',
+    peerDescription: '',
+    scheduleInterval: '',
+    splitBrain: false,
+  };
+}
+
 export interface MirrorPeer {
   uuid: string;
   siteName: string;

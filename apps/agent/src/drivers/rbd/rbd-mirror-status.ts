@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { ImageMirrorStatus, ImageRef, MirrorPeer, PoolMirrorStatus } from '../storage.driver';
+import { disabledMirrorStatus, type ImageMirrorStatus, type ImageRef, type MirrorPeer, type PoolMirrorStatus } from '../storage.driver';
 
 /*
  * The JSON of Ceph 16 (pacific) `rbd … --format json` that mirroring reads, and how an
@@ -175,28 +175,6 @@ export interface StatusSources {
   scheduleInterval: string;
 }
 
-export function disabledStatus(ref: ImageRef): ImageMirrorStatus {
-  return {
-    pool: ref.pool,
-    image: ref.image,
-    enabled: false,
-    primary: false,
-    state: '',
-    description: 'mirroring is disabled',
-    lastUpdate: '',
-    globalId: '',
-    mode: '',
-    lastMirroredSnapshotAt: '',
-    lastSnapshotAt: '',
-    bytesPerSecond: 0,
-    secondsUntilSynced: 0,
-    peerState: '',
-    peerDescription: '',
-    scheduleInterval: '',
-    splitBrain: false,
-  };
-}
-
 /**
  * One image's mirroring from what this cluster knows.
  *
@@ -212,7 +190,7 @@ export function disabledStatus(ref: ImageRef): ImageMirrorStatus {
 export function imageMirrorStatus(sources: StatusSources): ImageMirrorStatus {
   const { ref, info, status, snapshots } = sources;
   const mirroring = info.mirroring;
-  if (!mirroring || mirroring.state !== 'enabled') return disabledStatus(ref);
+  if (!mirroring || mirroring.state !== 'enabled') return disabledMirrorStatus(ref);
   const primary = mirroring.primary === true;
   const snaps = mirrorSnapshots(snapshots);
   const local = splitDescription(status?.description ?? '');

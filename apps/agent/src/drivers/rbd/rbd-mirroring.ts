@@ -2,10 +2,9 @@ import { labelSchema } from '@debvisor/common';
 import type { ZodType } from 'zod';
 import { AgentError, ErrorCode } from '../../shared/agent-error';
 import type { Clock } from '../../shared/clock';
-import type { ImageMirrorStatus, ImageRef, PoolMirrorStatus } from '../storage.driver';
+import { disabledMirrorStatus, type ImageMirrorStatus, type ImageRef, type PoolMirrorStatus } from '../storage.driver';
 import {
   bootstrapTokenSchema,
-  disabledStatus,
   imageMirrorStatus,
   imageStatusSchema,
   mirrorSnapshots,
@@ -98,7 +97,7 @@ export class RbdMirroring {
   async mirrorStatus(ref: ImageRef): Promise<ImageMirrorStatus> {
     checkRef(ref);
     const info = await this.info(ref);
-    if (info.mirroring?.state !== 'enabled') return disabledStatus(ref);
+    if (info.mirroring?.state !== 'enabled') return disabledMirrorStatus(ref);
     const [status, snapshots, scheduleInterval] = await Promise.all([
       this.imageStatus(ref),
       this.snapshots(ref),
@@ -184,7 +183,7 @@ export class RbdMirroring {
     return this.mirrorStatus(ref).catch((error: unknown) => {
       if (!(error instanceof AgentError) || error.code === ErrorCode.Unavailable || error.code === ErrorCode.DeadlineExceeded) throw error;
       return {
-        ...disabledStatus(ref),
+        ...disabledMirrorStatus(ref),
         enabled: true,
         state: 'up+syncing',
         description: 'resync requested: the image is copied again from the primary',

@@ -4,15 +4,16 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { AgentError, ErrorCode } from '../../shared/agent-error';
 import type { Clock } from '../../shared/clock';
 import type { DriverHealth } from '../hypervisor.driver';
-import type {
-  CephHealth,
-  FenceResult,
-  ImageMirrorStatus,
-  ImageRef,
-  ImageSnapshot,
-  PoolMirrorStatus,
-  RbdImage,
-  StorageDriver,
+import {
+  disabledMirrorStatus,
+  type CephHealth,
+  type FenceResult,
+  type ImageMirrorStatus,
+  type ImageRef,
+  type ImageSnapshot,
+  type PoolMirrorStatus,
+  type RbdImage,
+  type StorageDriver,
 } from '../storage.driver';
 import { SimRbdPeers } from './sim-rbd-peers';
 import {
@@ -424,26 +425,7 @@ export class SimStorageDriver implements StorageDriver {
   async statusOf(record: ImageRecord): Promise<ImageMirrorStatus> {
     const base = { pool: record.pool, image: record.image };
     const mirror = record.mirror;
-    if (!mirror) {
-      return {
-        ...base,
-        enabled: false,
-        primary: false,
-        state: '',
-        description: 'mirroring is disabled',
-        lastUpdate: '',
-        globalId: '',
-        mode: '',
-        lastMirroredSnapshotAt: '',
-        lastSnapshotAt: '',
-        bytesPerSecond: 0,
-        secondsUntilSynced: 0,
-        peerState: '',
-        peerDescription: '',
-        scheduleInterval: '',
-        splitBrain: false,
-      };
-    }
+    if (!mirror) return disabledMirrorStatus(base);
     const local = this.fresh(mirror.report, 'this site');
     let peer: MirrorReport | undefined;
     let peerSite = mirror.peerSite;
