@@ -118,6 +118,7 @@ function PairsSection({ signedIn, onTask }: { signedIn: SignedIn; onTask: (taskI
       )}
       {!readable && <p className="muted">Seeing the pairs needs the remote.audit privilege.</p>}
       <ErrorNote error={pairs.error} />
+      {readable && pairs.isPending && <p className="muted">Reading the pairs and their pools&apos; health…</p>}
       {pairs.data && pairs.data.items.length === 0 && <p className="muted">No remotes are paired yet.</p>}
       {pairs.data && pairs.data.items.length > 0 && (
         <table className="detail-table pair-table">
