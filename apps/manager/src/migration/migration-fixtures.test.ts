@@ -14,6 +14,7 @@ import type { MigrationFigures, MigrationOptions } from './migration-details.dto
 import type { MigrationPhase } from './migration-journal';
 import { MigrationPreflightService } from './migration-preflight.service';
 import { MigrationRunnerService } from './migration-runner.service';
+import { MigrationEvents } from './migration-events';
 import type { MigrationTimerRepository } from './migration-timer.repository';
 import type { VmMigrationEntity } from './migration.entity';
 import type { MigrationRepository } from './migration.repository';
@@ -160,6 +161,7 @@ export function runnerSetup(script: AgentScript, record: VmMigrationEntity = mig
   const moved: string[] = [];
   const outcomes: string[] = [];
   const clock = fakeClock();
+  const events = new MigrationEvents();
   const repository = strictMock<MigrationRepository>('MigrationRepository', {
     get: async () => record,
     setPhase: async (_id: string, phase: MigrationPhase, _at: Date, facts: Record<string, unknown> = {}) => void phases.push({ phase, facts }),
@@ -179,8 +181,9 @@ export function runnerSetup(script: AgentScript, record: VmMigrationEntity = mig
     strictMock<ClockRepository>('ClockRepository', { now: clock.now }),
     strictMock<MigrationTimerRepository>('MigrationTimerRepository', { sleep: async (ms: number) => clock.advance(ms) }),
     strictMock<PinoLogger>('PinoLogger', { setContext: () => undefined, error: () => undefined }),
+    events,
   );
   const task = { id: TASK_ID, type: 'vm.migrate', state: 'running', remoteId: record.sourceRemote, vmId: VM, owner: 'alice@local!ci', credentialId: null, log: [] } as unknown as TaskEntity;
   const context: TaskContext = { task, log: async (message) => void log.push(message), progress: async () => undefined };
-  return { runner, agents, auth, repository, phases, figures, log, refreshed, moved, outcomes, clock, context, task, record };
+  return { runner, agents, auth, events, repository, phases, figures, log, refreshed, moved, outcomes, clock, context, task, record };
 }

@@ -182,6 +182,48 @@ describe('MigrationRunnerService: across remotes', () => {
     expect(s.log).toContain(`[completed] moved 2 ACL entries on the VM to /remotes/dc-west/vms/${VM}`);
     expect(located).toEqual(['dc-east']);
   });
+
+  it('tells the listeners that the VM changed remotes before the record is completed, and journals what they did or that one failed', async () => {
+    const stream = new FakeStream();
+    const s = runnerSetup(
+      {
+        getVm: async () => vmOn('node-1'),
+        prepareMigration: async (_connection, request) => {
+          if (request.role === 'source') return answer({ vmState: vmOn('node-1') });
+          return request.checkOnly ? answer() : answer({ endpoint: 'west-1:9443', cookie: COOKIE, nodeId: 'node-2', caPem: 'WEST-CA-PEM' });
+        },
+        migrateVm: () => stream,
+      },
+      migrationRecord({ targetRemote: 'dc-west', options: { ...migrationRecord().options, transport: 'tunnel' } }),
+    );
+    const heard: unknown[] = [];
+    s.events.subscribe(async (event) => {
+      heard.push({ ...event, phases: s.phases.map((p) => p.phase) });
+      return 'replication: dc-west is primary now';
+    });
+    s.events.subscribe(async () => {
+      throw new DomainError(ErrorCode.Internal, 'the database went away');
+    });
+    stream.push(progress('completed'));
+    stream.end();
+    await s.runner.run(s.context);
+    expect(heard).toEqual([{ type: 'vm-moved', taskId: TASK_ID, vmId: VM, fromRemote: 'dc-east', toRemote: 'dc-west', online: true, phases: expect.not.arrayContaining(['completed']) }]);
+    expect(s.log).toContain('[completed] replication: dc-west is primary now');
+    expect(s.log).toContain('[completed] the VM moved, but recording it elsewhere failed: the database went away');
+    expect(s.phases.at(-1)?.phase).toBe('completed');
+  });
+
+  it('tells nobody about a migration within one remote', async () => {
+    const stream = new FakeStream();
+    const s = runnerSetup(intraCluster(stream));
+    s.events.subscribe(async () => {
+      throw new Error('not expected');
+    });
+    stream.push(progress('completed'));
+    stream.end();
+    await s.runner.run(s.context);
+    expect(s.log.some((line) => line.includes('recording it elsewhere'))).toBe(false);
+  });
 });
 
 describe('MigrationRunnerService: cancel', () => {

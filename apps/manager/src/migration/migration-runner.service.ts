@@ -15,6 +15,7 @@ import { TaskCancelled } from '../tasks/task-cancelled';
 import { TaskSuspended } from '../tasks/task-suspended';
 import type { TaskContext } from '../tasks/tasks.service';
 import type { MigrationFigures } from './migration-details.dto';
+import { MigrationEvents } from './migration-events';
 import { isFinalPhase, journalLine, type FinalPhase, type MigrationPhase } from './migration-journal';
 import { checkView, failingChecks, MigrationPreflightService, type MigrationEnds, type MigrationPlan } from './migration-preflight.service';
 import { MigrationTimerRepository } from './migration-timer.repository';
@@ -87,6 +88,7 @@ export class MigrationRunnerService {
     private readonly clock: ClockRepository,
     private readonly timer: MigrationTimerRepository,
     private readonly logger: PinoLogger,
+    private readonly events: MigrationEvents,
   ) {
     logger.setContext(MigrationRunnerService.name);
   }
@@ -406,8 +408,30 @@ export class MigrationRunnerService {
     if (record.sourceRemote !== record.targetRemote) {
       const moved = await this.moveGrants(record.vmId, record.sourceRemote, record.targetRemote);
       if (moved > 0) await this.journal(active, 'completed', `moved ${moved} ACL ${moved === 1 ? 'entry' : 'entries'} on the VM to /remotes/${record.targetRemote}/vms/${record.vmId}`);
+      await this.tellMoved(active);
     }
     await this.finishRecord(active, 'completed');
+  }
+
+  /** Other features hear that the VM changed remotes; what they did (or could not do) goes into the journal. */
+  private async tellMoved(active: ActiveMigration): Promise<void> {
+    const { record } = active;
+    const outcomes = await this.events.emit({
+      type: 'vm-moved',
+      taskId: record.taskId,
+      vmId: record.vmId,
+      fromRemote: record.sourceRemote,
+      toRemote: record.targetRemote,
+      online: record.options.online,
+    });
+    for (const outcome of outcomes) {
+      if (outcome.status === 'fulfilled') {
+        if (outcome.value) await this.journal(active, 'completed', outcome.value);
+      } else {
+        this.logger.error({ task: record.taskId, err: outcome.reason }, 'a listener of the VM’s move failed');
+        await this.journal(active, 'completed', `the VM moved, but recording it elsewhere failed: ${messageOf(outcome.reason)}`);
+      }
+    }
   }
 
   /**

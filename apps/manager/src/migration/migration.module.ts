@@ -4,6 +4,7 @@ import { MetricsModule } from '../health/metrics.module';
 import { RemotesModule } from '../remotes/remotes.module';
 import { ResourcesModule } from '../resources/resources.module';
 import { TasksModule } from '../tasks/tasks.module';
+import { MigrationEvents } from './migration-events';
 import { MigrationPreflightService } from './migration-preflight.service';
 import { MigrationRecoveryService } from './migration-recovery.service';
 import { MigrationRunnerService } from './migration-runner.service';
@@ -15,8 +16,9 @@ import { MigrationService } from './migration.service';
 @Module({
   imports: [TasksModule, RemotesModule, AgentsModule, ResourcesModule, MetricsModule],
   controllers: [MigrationController],
-  providers: [MigrationService, MigrationRunnerService, MigrationRecoveryService, MigrationPreflightService, MigrationRepository, MigrationTimerRepository],
+  providers: [MigrationEvents, MigrationService, MigrationRunnerService, MigrationRecoveryService, MigrationPreflightService, MigrationRepository, MigrationTimerRepository],
   // The DR switchover (replication/) moves a stopped VM's definition through the same offline migration.
-  exports: [MigrationService],
+  // The replication feature hears of VMs that changed remotes (its DR roles follow them).
+  exports: [MigrationService, MigrationEvents],
 })
 export class MigrationModule {}

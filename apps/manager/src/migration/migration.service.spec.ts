@@ -8,6 +8,7 @@ import type { AuthService } from '../auth/auth.service';
 import type { MetricsService } from '../health/metrics.service';
 import type { PinoLogger } from 'nestjs-pino';
 import type { MigrationTimerRepository } from './migration-timer.repository';
+import type { MigrationEvents } from './migration-events';
 import { AccessPolicy } from '../auth/access-policy.service';
 import type { Caller } from '../auth/caller';
 import { testCaller } from '../auth/test-caller';
@@ -71,6 +72,7 @@ function setup(options: { busy?: Pick<TaskEntity, 'id' | 'type' | 'state'>; enqu
     strictMock<ClockRepository>('ClockRepository'),
     strictMock<MigrationTimerRepository>('MigrationTimerRepository'),
     strictMock<PinoLogger>('PinoLogger', { setContext: () => undefined }),
+    strictMock<MigrationEvents>('MigrationEvents'),
   );
   const service = new MigrationService(
     strictMock<TasksService>('TasksService', {

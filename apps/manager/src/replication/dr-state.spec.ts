@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCode } from '../common/error-code';
-import { enabledRoles, failover, intervalSeconds, primarySide, resync, resyncSettled, rpoSeconds, switchover } from './dr-state';
+import { enabledRoles, failover, intervalSeconds, migrated, primarySide, resync, resyncSettled, rpoSeconds, switchover } from './dr-state';
 
 const NOW = new Date('2026-06-01T12:00:00Z');
 const ENABLED = new Date('2026-06-01T11:00:00Z');
@@ -20,6 +20,12 @@ describe('DR state machine', () => {
   it('refuses a switchover while split-brained or while the other site resyncs', () => {
     expect(() => switchover(enabledRoles(), true)).toThrow(expect.objectContaining({ code: ErrorCode.Conflict, message: expect.stringMatching(/split brain/) }));
     expect(() => switchover({ sourceState: 'primary', targetState: 'resync' }, false)).toThrow(/still being resynced/);
+  });
+
+  it('makes the site a VM was migrated to primary and the other secondary; nothing when it is primary already', () => {
+    expect(migrated(enabledRoles(), 'target')).toEqual({ sourceState: 'secondary', targetState: 'primary' });
+    expect(migrated({ sourceState: 'secondary', targetState: 'primary' }, 'source')).toEqual(enabledRoles());
+    expect(migrated(enabledRoles(), 'source')).toBeUndefined();
   });
 
   it('fails over to the secondary and marks the old primary secondary (stale)', () => {

@@ -11,6 +11,7 @@ import { ErrorCode } from '../common/error-code';
  *                       (its images stay primary on its own cluster until resync: split brain)
  *   resync            → the non-primary site becomes resync (its images demoted and resynced)
  *   resync completed  → resync becomes secondary (seen replaying, no split brain)
+ *   migrated          → the site the VM was migrated to is primary, the other secondary
  */
 export const SITE_ROLES = ['primary', 'secondary', 'resync'] as const;
 export type SiteRole = (typeof SITE_ROLES)[number];
@@ -40,6 +41,13 @@ export interface PendingAction {
   readonly reason?: string;
   /** The credential to act with on each remote (null: the remote's default), as the caller's rights chose. */
   readonly credentials: Readonly<Record<string, string | null>>;
+  /**
+   * switchover / failover, recorded before the first change: the side that was primary when the
+   * task began (a resumed task tells from it whether the roles were recorded already).
+   */
+  readonly origin?: Side;
+  /** switchover: the VM was running before it was stopped (it is started at the other site). */
+  readonly wasRunning?: boolean;
 }
 
 export interface SiteRoles {
@@ -92,6 +100,17 @@ export function failover(roles: SiteRoles): SiteRoles {
   const from = primarySide(roles);
   if (roleOf(roles, other(from)) === 'resync') throw new DomainError(ErrorCode.Conflict, 'the surviving site is being resynced: its copy is not consistent and cannot be promoted');
   return withRoles(other(from), 'secondary');
+}
+
+/**
+ * The VM was migrated (live or offline, outside a DR task) to the site `to`: its disks changed
+ * sides with it (the source demoted, the target promoted), so `to` is primary and the other site
+ * secondary, as after a switchover. Undefined when `to` is primary already (nothing to change: the
+ * same move told again after a restart).
+ */
+export function migrated(roles: SiteRoles, to: Side): SiteRoles | undefined {
+  if (primarySide(roles) === to) return undefined;
+  return withRoles(to, 'secondary');
 }
 
 /**

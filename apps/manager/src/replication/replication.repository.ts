@@ -92,8 +92,11 @@ export class ReplicationRepository {
     await this.vms.update({ vmId }, { phase, ...(disks ? { disks } : {}) });
   }
 
-  /** The DR roles after an action, with what changed them; the pending action is cleared. */
-  async setRoles(vmId: string, roles: SiteRoles, lastChange: string, at: Date): Promise<void> {
-    await this.vms.update({ vmId }, { sourceState: roles.sourceState, targetState: roles.targetState, lastChange, lastChangeAt: at, pending: null });
+  /**
+   * The DR roles after an action, with what changed them; the pending action is cleared, or set to
+   * `pending` (a task that still has steps to go keeps its record naming it).
+   */
+  async setRoles(vmId: string, roles: SiteRoles, lastChange: string, at: Date, pending: PendingAction | null = null): Promise<void> {
+    await this.vms.update({ vmId }, { sourceState: roles.sourceState, targetState: roles.targetState, lastChange, lastChangeAt: at, pending });
   }
 }

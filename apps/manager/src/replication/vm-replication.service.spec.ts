@@ -7,6 +7,7 @@ import { AccessPolicy } from '../auth/access-policy.service';
 import { testCaller } from '../auth/test-caller';
 import type { ClockRepository } from '../common/clock.repository';
 import { ErrorCode } from '../common/error-code';
+import { MigrationEvents } from '../migration/migration-events';
 import type { RemotesService } from '../remotes/remotes.service';
 import type { NewTask, TaskHandler, TasksService } from '../tasks/tasks.service';
 import type { DrRunnerService } from './dr-runner.service';
@@ -67,6 +68,7 @@ function setup(options: { records?: VmReplicationEntity[]; disks?: { pool: strin
   const notes: Record<string, unknown>[] = [];
   const stored: unknown[] = [];
   const handlers = new Map<string, TaskHandler>();
+  const events = new MigrationEvents();
   const service = new VmReplicationService(
     strictMock<ReplicationRepository>('ReplicationRepository', {
       getVm: async (id: string) => records.find((r) => r.vmId === id) ?? null,
@@ -75,6 +77,7 @@ function setup(options: { records?: VmReplicationEntity[]; disks?: { pool: strin
       pairsBetween: async () => [PAIR],
       insertVm: async (row) => void stored.push(['insertVm', row]),
       setPending: async (...args) => void stored.push(['setPending', ...args]),
+      setRoles: async (...args) => void stored.push(['setRoles', ...args]),
     }),
     strictMock<ReplicationStatusService>('ReplicationStatusService', { observe: async () => OBSERVED }),
     strictMock<ReplicationPollerService>('ReplicationPollerService', { cached: () => OBSERVED }),
@@ -97,9 +100,10 @@ function setup(options: { records?: VmReplicationEntity[]; disks?: { pool: strin
     new AccessPolicy(),
     strictMock<AuditService>('AuditService', { note: (details) => void notes.push(details) }),
     strictMock<ClockRepository>('ClockRepository', { now: () => NOW }),
+    events,
   );
   service.onModuleInit();
-  return { service, enqueued, notes, stored, handlers };
+  return { service, enqueued, notes, stored, handlers, events };
 }
 
 describe('VmReplicationService: failover', () => {
@@ -192,5 +196,37 @@ describe('VmReplicationService: reading', () => {
     const shown = view(record(), OBSERVED, false, NOW);
     expect(shown).toMatchObject({ rpoSeconds: 310, rpoTargetSeconds: 300, rpoExceeded: true, state: 'primary', primaryRemote: 'dc-a', health: 'ok' });
     expect(view(record(VM, { sourceState: 'secondary', targetState: 'primary' }), undefined, true)).toMatchObject({ state: 'secondary', primaryRemote: 'dc-b', rpoSeconds: null, rpoExceeded: null, health: 'unknown', images: [] });
+  });
+});
+
+describe('VmReplicationService: a migration moves a mirrored VM', () => {
+  const moved = (to: string, taskId = 'mig-1') => ({ type: 'vm-moved' as const, taskId, vmId: VM, fromRemote: to === 'dc-b' ? 'dc-a' : 'dc-b', toRemote: to, online: true });
+
+  it('makes the remote it moved to primary and the old one secondary, and says so in the migration’s journal', async () => {
+    const s = setup();
+    const notes = await s.events.emit(moved('dc-b'));
+    expect(notes).toEqual([{ status: 'fulfilled', value: 'replication: DR state dc-b primary, dc-a secondary (the mirrored disks changed sides with the VM)' }]);
+    expect(s.stored).toEqual([['setRoles', VM, { sourceState: 'secondary', targetState: 'primary' }, 'live migration to dc-b (task mig-1)', NOW, null]]);
+  });
+
+  it('changes nothing when the remote is primary already (the same move told again after a restart)', async () => {
+    const s = setup({ records: [record(VM, { sourceState: 'secondary', targetState: 'primary' })] });
+    expect(await s.events.emit(moved('dc-b'))).toEqual([{ status: 'fulfilled', value: undefined }]);
+    expect(s.stored).toEqual([]);
+  });
+
+  it('leaves the roles to a DR switchover that moved the VM itself', async () => {
+    const s = setup({ records: [record(VM, { pending: { action: 'switchover', taskId: 'dr-1', credentials: {} } })] });
+    expect(await s.events.emit(moved('dc-b', 'dr-1'))).toEqual([{ status: 'fulfilled', value: undefined }]);
+    expect(s.stored).toEqual([]);
+  });
+
+  it('changes nothing for a VM without mirroring, and says so for a move away from both of its sites', async () => {
+    const none = setup({ records: [] });
+    expect(await none.events.emit(moved('dc-b'))).toEqual([{ status: 'fulfilled', value: undefined }]);
+    const s = setup();
+    const [note] = await s.events.emit({ ...moved('dc-b'), toRemote: 'dc-c' });
+    expect(note).toEqual({ status: 'fulfilled', value: expect.stringMatching(/dc-c is not one of the VM's mirroring sites \(dc-a, dc-b\); its DR state is unchanged/) });
+    expect(s.stored).toEqual([]);
   });
 });

@@ -7,11 +7,12 @@ import type { Caller } from '../auth/caller';
 import { ClockRepository } from '../common/clock.repository';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
+import { MigrationEvents, type VmMovedEvent } from '../migration/migration-events';
 import { RemotesService } from '../remotes/remotes.service';
 import type { TaskEntity } from '../tasks/task.entity';
 import { TasksService, type TaskContext } from '../tasks/tasks.service';
 import { DrRunnerService, MIRROR_PERMISSION, remoteAt } from './dr-runner.service';
-import { enabledRoles, failover, other, primarySide, resync, switchover, type DrAction, type PendingAction, type ReplicatedDisk } from './dr-state';
+import { enabledRoles, failover, migrated, other, primarySide, resync, switchover, type DrAction, type PendingAction, type ReplicatedDisk } from './dr-state';
 import { ownerPrincipal } from './replication-journal';
 import { ReplicationPollerService } from './replication-poller.service';
 import { ReplicationStatusService, type Observation } from './replication-status.service';
@@ -48,9 +49,11 @@ export class VmReplicationService implements OnModuleInit {
     private readonly policy: AccessPolicy,
     private readonly audit: AuditService,
     private readonly clock: ClockRepository,
+    private readonly migrations: MigrationEvents,
   ) {}
 
   onModuleInit(): void {
+    this.migrations.subscribe((event) => this.followMove(event));
     const run: Record<DrAction, (context: TaskContext) => Promise<void>> = {
       enable: (context) => this.runner.enable(context),
       disable: (context) => this.runner.disable(context),
@@ -187,6 +190,25 @@ export class VmReplicationService implements OnModuleInit {
           ? ` ${from} answers: its clients of the images are blocklisted (fenced) before ${to} is promoted.`
           : ` ${from} does not answer and cannot be fenced: you must declare it down — if it is in fact running, both sites will write (split brain).`),
     };
+  }
+
+  /**
+   * A migration (POST …/migrate, not a DR task) moved a mirrored VM to its other site: its disks
+   * changed sides with it (the source demoted, the target promoted), so the DR roles follow —
+   * the new remote primary, the old one secondary. Answers what it did, for the migration's journal.
+   */
+  async followMove(event: VmMovedEvent): Promise<string | undefined> {
+    const record = await this.repository.getVm(event.vmId);
+    // A DR switchover moves the VM itself and records the roles once the images changed sides.
+    if (!record || record.pending?.taskId === event.taskId) return undefined;
+    const to = event.toRemote === record.sourceRemote ? 'source' : event.toRemote === record.targetRemote ? 'target' : undefined;
+    if (!to) {
+      return `replication: ${event.toRemote} is not one of the VM's mirroring sites (${record.sourceRemote}, ${record.targetRemote}); its DR state is unchanged — disable its mirroring`;
+    }
+    const after = migrated(record, to);
+    if (!after) return undefined;
+    await this.repository.setRoles(record.vmId, after, `${event.online ? 'live ' : ''}migration to ${event.toRemote} (task ${event.taskId})`, this.clock.now(), record.pending);
+    return `replication: DR state ${event.toRemote} primary, ${event.fromRemote} secondary (the mirrored disks changed sides with the VM)`;
   }
 
   // --- reading ---------------------------------------------------------------------------------
