@@ -11,6 +11,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildParts, buildPlan, markBuilt } from './lib/build-plan.mjs';
 import { DEBIAN_PACKAGES, ensureDebianPackages, ensureNodeModules } from './lib/deps.mjs';
+import { Supervised } from './lib/supervisor.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const stateDir = resolve(process.env.DEBVISOR_DEMO_DIR ?? join(root, '.demo'));
@@ -88,7 +89,7 @@ async function stopAll(code) {
   say('Stopping …');
   // Agents first (they revoke their leases), then etcd, then the manager.
   for (const group of ['agent', 'etcd', 'manager']) {
-    await Promise.all(children.filter((c) => c.kind === group).map((c) => c.process.stop(15_000)));
+    await Promise.all(children.filter((c) => c.kind === group).map((c) => c.supervised.stop(15_000)));
   }
   say('Stopped. State kept in ' + stateDir);
   process.exit(code);
@@ -96,15 +97,16 @@ async function stopAll(code) {
 process.on('SIGINT', () => void stopAll(0));
 process.on('SIGTERM', () => void stopAll(0));
 
-function watch(kind, managed) {
-  children.push({ kind, process: managed });
-  void managed.exited.then((code) => {
-    if (!stopping) {
-      console.error(`[demo] ${managed.name} exited unexpectedly (code ${code}); its log: ${join(stateDir, 'logs')}`);
-      void stopAll(1);
-    }
-  });
-  return managed;
+/**
+ * Every child is supervised: one that dies is reported and started again with a back-off; the
+ * demo stops only on Ctrl-C. `touch .demo/hold/<id>` stops one and keeps it stopped, removing the
+ * file starts it again; `.demo/pids/<id>.pid` holds its pid (to freeze it with kill -STOP, or crash
+ * it with kill -9). Answers the child, once started.
+ */
+function supervise(kind, id, start) {
+  const supervised = new Supervised({ id, start, say, holdDir: join(stateDir, 'hold'), pidDir: join(stateDir, 'pids'), shuttingDown: () => stopping });
+  children.push({ kind, supervised });
+  return supervised.start();
 }
 
 // --- manager ------------------------------------------------------------------------------------
@@ -112,9 +114,8 @@ const managerState = join(stateDir, 'manager');
 mkdirSync(managerState, { recursive: true });
 chmodSync(managerState, 0o755);
 say(`Starting the manager (state in ${managerState}) …`);
-const manager = watch(
-  'manager',
-  spawnManaged('manager', process.execPath, [join(root, 'apps/manager/dist/main.js')], {
+const manager = await supervise('manager', 'manager', async () => {
+  const started = spawnManaged('manager', process.execPath, [join(root, 'apps/manager/dist/main.js')], {
     cwd: root,
     env: {
       ...process.env,
@@ -124,9 +125,10 @@ const manager = watch(
       DEBVISOR_WEB_DIR: join(root, 'apps/web/dist'),
     },
     logFile: join(stateDir, 'logs/manager.log'),
-  }),
-);
-await manager.waitFor(/"msg":"manager listening"/, 180_000).catch((error) => fail(error.message));
+  });
+  await started.waitFor(/"msg":"manager listening"/, 180_000);
+  return started;
+}).catch((error) => fail(error.message));
 const tokenFile = join(stateDir, 'admin-token');
 const printed = manager.output().match(/bootstrap admin token: (dvdm_[A-Za-z0-9_-]+)/);
 if (printed) writeFileSync(tokenFile, printed[1] + '\n', { mode: 0o600 });
@@ -204,13 +206,9 @@ for (const cluster of CLUSTERS) {
 
   const etcdPort = await portFor(`${cluster.id}/etcd`);
   say(`Starting etcd of ${cluster.id} on 127.0.0.1:${etcdPort} …`);
-  const etcd = await startEtcd({
-    name: cluster.id,
-    dataDir: join(dir, 'etcd'),
-    clientPort: etcdPort,
-    logFile: join(stateDir, `logs/etcd-${cluster.id}.log`),
-  }).catch((error) => fail(error.message));
-  watch('etcd', etcd.process);
+  const etcdOptions = { name: cluster.id, dataDir: join(dir, 'etcd'), clientPort: etcdPort, logFile: join(stateDir, `logs/etcd-${cluster.id}.log`) };
+  await supervise('etcd', `etcd-${cluster.id}`, async () => (await startEtcd(etcdOptions)).process).catch((error) => fail(error.message));
+  const etcd = { endpoint: `http://127.0.0.1:${etcdPort}` };
   cluster.etcd = etcd.endpoint;
 
   cluster.endpoints = [];
@@ -246,14 +244,15 @@ for (const cluster of CLUSTERS) {
         2,
       ),
     );
-    const agent = watch(
-      'agent',
-      spawnManaged(`agent ${node}`, process.execPath, [join(root, 'apps/agent/dist/main.js'), '--config', configFile], {
+    const agent = supervise('agent', `agent-${node}`, async () => {
+      const started = spawnManaged(`agent ${node}`, process.execPath, [join(root, 'apps/agent/dist/main.js'), '--config', configFile], {
         cwd: root,
         logFile: join(stateDir, `logs/agent-${node}.log`),
-      }),
-    );
-    cluster.ready = [...(cluster.ready ?? []), agent.waitFor(/"msg":"agent ready"/, 60_000)];
+      });
+      await started.waitFor(/"msg":"agent ready"/, 60_000);
+      return started;
+    });
+    cluster.ready = [...(cluster.ready ?? []), agent];
   }
   say(`Starting the agents of ${cluster.id}: ${cluster.nodes.join(', ')} …`);
 }
@@ -377,6 +376,7 @@ console.log(`
     Remotes:          ${CLUSTERS.map((c) => `${c.id} (${c.nodes.length} nodes)`).join(', ')}, ${vmCount} VMs
     Mirrored VMs:     ${mirrored.length ? mirrored.join(', ') : 'none'} (these can move across datacenters)
     Logs and state:   ${stateDir}
+    A node down:      touch ${join(stateDir, 'hold', 'agent-east-3')}   (rm it to start the agent again; see docs/demo.md)
 
   Try:  curl --cacert ${join(managerState, 'pki/server-ca.crt')} \\
           -H 'Authorization: Bearer ${token}' https://localhost:${managerPort}/api/v1/resources?type=vm
