@@ -112,7 +112,7 @@ describe('remoteAlerts', () => {
       vms: { crashed: 1 },
     });
     expect(remoteAlerts(troubled)).toEqual([
-      { severity: 'critical', message: 'node node-1 down (lease expired, presumed down) since 2026-05-01T11:58:00.000Z; 5 VMs unknown' },
+      { severity: 'critical', message: "node node-1 down (gone from the cluster's registry: stopped, or its lease expired) since 2026-05-01T11:58:00.000Z; 5 VMs unknown" },
       { severity: 'critical', message: 'node node-2 unreachable (its agent does not answer) since 2026-05-01T11:59:00.000Z: connection refused; 1 VM unknown' },
       { severity: 'critical', message: '1 node failed: node-5' },
       { severity: 'warning', message: '1 node degraded: node-4' },
@@ -171,7 +171,7 @@ describe('DashboardService', () => {
     expect(dashboard.remotes.map((r) => r.remote)).toEqual(['charlie', 'bravo', 'delta', 'alpha', 'echo']);
     expect(dashboard.alerts).toEqual([
       { remote: 'charlie', severity: 'critical', message: 'unreachable since 2026-05-01T11:00:00.000Z: down' },
-      { remote: 'delta', severity: 'critical', message: 'node d1 down (lease expired, presumed down) since 2026-05-01T11:30:00.000Z; 0 VMs unknown' },
+      { remote: 'delta', severity: 'critical', message: "node d1 down (gone from the cluster's registry: stopped, or its lease expired) since 2026-05-01T11:30:00.000Z; 0 VMs unknown" },
       { remote: 'bravo', severity: 'warning', message: '1 VM crashed' },
     ]);
   });

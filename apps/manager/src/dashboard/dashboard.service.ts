@@ -56,7 +56,7 @@ export function remoteAlerts(overview: RemoteOverview): Alert[] {
   const alerts: Alert[] = [];
   // Every node that does not answer is critical on its own: it is named with since when and what is no longer known.
   for (const outage of nodes.outages) {
-    const what = outage.state === 'down' ? 'down (lease expired, presumed down)' : 'unreachable (its agent does not answer)';
+    const what = outage.state === 'down' ? "down (gone from the cluster's registry: stopped, or its lease expired)" : 'unreachable (its agent does not answer)';
     const reason = outage.state === 'unreachable' && status.unreachableNodes[outage.id] ? `: ${status.unreachableNodes[outage.id]}` : '';
     alerts.push({
       severity: 'critical',
