@@ -318,7 +318,7 @@ describe('snapshots and replication in the web UI', () => {
     it('shows a tenant only its own VMs on the replication page', async () => {
       const page = await openUi('tenant', TENANT_PASSWORD);
       await visit(page, '#/replication', 'Replication');
-      await page.getByText('No VM is mirrored yet.', { exact: false }).waitFor();
+      await page.getByText('No VM you may see is mirrored yet.', { exact: false }).waitFor();
       expect(await page.getByTestId('replication-row').count()).toBe(0);
       // The admin sees the mirrored VM on the same page.
       expect((await ok('GET', '/api/v1/replication/vms')).items.map((row: Json) => row.vm).sort()).toEqual([mirrored.id, late.id].sort());

@@ -415,7 +415,7 @@ export function ReplicationPage({ signedIn }: { signedIn: SignedIn }) {
         <h2 id="mirrored-heading">Mirrored VMs</h2>
         {refused ? <p className="muted">You may not see any VM.</p> : <ErrorNote error={vms.error} />}
         {vms.isPending && <p className="muted">Loading…</p>}
-        {vms.data && rows.length === 0 && <p className="muted">No VM is mirrored yet. To mirror one, open its page and enable replication in its Replication section.</p>}
+        {vms.data && rows.length === 0 && <p className="muted">No VM you may see is mirrored yet. To mirror one, open its page and enable replication in its Replication section.</p>}
         {rows.length > 0 && (
           <table className="detail-table replication-table">
             <caption className="visually-hidden">Mirrored VMs with their DR state and RPO</caption>
