@@ -82,6 +82,33 @@ describe('MigrationRunnerService: a migration within one remote', () => {
     expect(s.figures[0].fraction).toBeCloseTo(0.05 + 0.9 * 0.09);
   });
 
+  it('never lets the progress go back when a second pass finds dirtied memory to send again', async () => {
+    let advance = (ms: number) => void ms;
+    const reports = [
+      progress('precopy', { transferredBytes: '800', remainingBytes: '200', totalBytes: '1000', iteration: 1 }),
+      // The second pass: memory dirtied during the first is due again (0.94 → 0.88 before).
+      progress('precopy', { transferredBytes: '900', remainingBytes: '300', totalBytes: '1000', iteration: 2 }),
+      progress('precopy', { transferredBytes: '1150', remainingBytes: '50', totalBytes: '1000', iteration: 2 }),
+      progress('completed', { totalBytes: '1000', transferredBytes: '1200' }),
+    ];
+    const s = runnerSetup({
+      ...intraCluster(new FakeStream()),
+      migrateVm: async function* () {
+        for (const report of reports) {
+          advance(1000);
+          yield report;
+        }
+      },
+    });
+    advance = s.clock.advance;
+    await s.runner.run(s.context);
+    const fractions = s.figures.map((f) => f.fraction);
+    expect(s.figures.map((f) => f.figures.iteration)).toEqual([1, 2, 2, 0]);
+    expect(fractions).toEqual([...fractions].sort((a, b) => a - b));
+    expect(fractions[1]).toBeCloseTo(fractions[0]);
+    expect(fractions.at(-1)).toBe(1);
+  });
+
   it('fails before anything is reserved when a check fails, saying which and where the VM still is', async () => {
     const stream = new FakeStream();
     const prepared: PrepareMigrationRequest[] = [];

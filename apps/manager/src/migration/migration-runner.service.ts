@@ -47,6 +47,8 @@ export interface ActiveMigration {
   lastCancelAttempt: number;
   lastWrite: number;
   lastStage: string;
+  /** The task's progress as last written: it never goes back (a later pre-copy pass resends dirtied memory). */
+  fraction: number;
   /** The outcome was decided and recorded: errors from here on are final. */
   settled: boolean;
 }
@@ -135,6 +137,7 @@ export class MigrationRunnerService {
       lastCancelAttempt: 0,
       lastWrite: 0,
       lastStage: record.progress?.stage ?? '',
+      fraction: context.task.progress ?? 0,
       settled: false,
     };
     this.active.set(record.taskId, active);
@@ -376,7 +379,9 @@ export class MigrationRunnerService {
     const figures = figuresOf(progress);
     if (isFinalPhase(progress.phase) || now.getTime() - active.lastWrite >= PROGRESS_WRITE_INTERVAL_MS) {
       active.lastWrite = now.getTime();
-      await this.repository.setProgress(active.record.taskId, figures, fractionOf(figures), now);
+      // A second pass finds dirtied memory to send again: the pass counter (iteration) says so; the bar only moves on.
+      active.fraction = Math.max(active.fraction, fractionOf(figures));
+      await this.repository.setProgress(active.record.taskId, figures, active.fraction, now);
     }
     if (active.cancelledBy !== null && !active.sourceCancelling && now.getTime() - active.lastCancelAttempt >= CANCEL_RETRY_INTERVAL_MS) {
       await this.askSourceToCancel(active, false);
