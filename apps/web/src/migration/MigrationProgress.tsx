@@ -1,5 +1,5 @@
 import { isActive, type Task } from '../tasks/task-view';
-import { formatTime } from '../ui/format';
+import { Timestamp } from '../ui/Timestamp';
 import { PHASES, progressFigures } from './migration-progress';
 import './migration.css';
 
@@ -71,7 +71,7 @@ export function MigrationProgress({ task }: { task: Task }) {
           <dd data-testid="migration-eta">{figures.eta}</dd>
         </div>
         <div>
-          <dt>Iteration</dt>
+          <dt>Pass</dt>
           <dd data-testid="migration-iteration">{figures.iteration}</dd>
         </div>
         {figures.downtime ? (
@@ -94,7 +94,7 @@ export function MigrationProgress({ task }: { task: Task }) {
         <ol className="journal" data-testid="migration-journal">
           {details.journal.map((entry, index) => (
             <li key={`${entry.at}-${index}`}>
-              <time dateTime={entry.at}>{formatTime(entry.at)}</time>
+              <Timestamp at={entry.at} />
               <span className={`badge phase-badge phase-badge-${entry.phase}`}>{entry.phase}</span>
               <span className="message">{entry.message}</span>
             </li>

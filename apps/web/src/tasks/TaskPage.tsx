@@ -5,12 +5,13 @@ import { MigrationProgress } from '../migration/MigrationProgress';
 import { ActionButton } from '../ui/ActionButton';
 import { ConfirmMutation } from '../ui/ConfirmMutation';
 import { ErrorNote } from '../ui/ErrorNote';
-import { formatDuration, formatPercent, formatTime } from '../ui/format';
+import { formatDuration, formatPercent } from '../ui/format';
 import { LastUpdated } from '../ui/LastUpdated';
+import { Timestamp } from '../ui/Timestamp';
 import { href } from '../view';
 import { useCancelTask } from './mutations';
-import { useTask } from './queries';
-import { isActive, targetRoute, taskSeconds, type Task } from './task-view';
+import { useTask, useVmWhereabouts } from './queries';
+import { currentTargetRoute, isActive, logBesidesJournal, targetLabel, taskSeconds, type Task } from './task-view';
 import { TaskStateBadge } from './TaskStateBadge';
 import './tasks.css';
 
@@ -49,11 +50,14 @@ function TaskView({
   const cancel = useCancelTask();
   const [confirming, setConfirming] = useState(false);
   const active = isActive(task.state);
-  const target = targetRoute(task);
+  const whereabouts = useVmWhereabouts([task.target.vm], may(signedIn, 'remote.audit'));
+  const now = task.target.vm ? whereabouts.data?.get(task.target.vm) : undefined;
+  const target = currentTargetRoute(task, now);
   const seconds = taskSeconds(task, updatedAt || Date.now());
   const isMigration = task.type === 'vm.migrate';
-  // A VM moved by this task is no longer where the task names it: link to where it runs now.
-  const moved = isMigration && task.state === 'succeeded' && task.migration && task.target.vm ? task.migration.target : null;
+  // A VM moved by this task to another remote is no longer where the task names it.
+  const movedFrom = now && task.target.remote && now.remote !== task.target.remote ? task.target.remote : null;
+  const log = logBesidesJournal(task);
   const cancelLabel = isMigration ? 'Cancel migration' : 'Cancel task';
   return (
     <main className="task">
@@ -74,21 +78,9 @@ function TaskView({
         </div>
         <div className="wide">
           <dt>Target</dt>
-          <dd>
-            {moved ? (
-              <>
-                <code>{task.target.vm}</code>, moved from {task.target.remote} to{' '}
-                <a href={href({ page: 'vm', remote: moved.remote, vmid: task.target.vm! })}>
-                  {moved.remote} / {moved.node}
-                </a>
-              </>
-            ) : target ? (
-              <a href={href(target)}>
-                {task.target.remote} / <code>{task.target.vm}</code>
-              </a>
-            ) : (
-              (task.target.remote ?? '—')
-            )}
+          <dd data-testid="task-target" title={task.target.vm ?? undefined}>
+            {target ? <a href={href(target)}>{targetLabel(task, now)}</a> : targetLabel(task, now)}
+            {movedFrom ? <span className="muted"> (moved from {movedFrom})</span> : null}
           </dd>
         </div>
         <div>
@@ -97,15 +89,21 @@ function TaskView({
         </div>
         <div>
           <dt>Created</dt>
-          <dd>{formatTime(task.createdAt)}</dd>
+          <dd>
+            <Timestamp at={task.createdAt} />
+          </dd>
         </div>
         <div>
           <dt>Started</dt>
-          <dd>{formatTime(task.startedAt)}</dd>
+          <dd>
+            <Timestamp at={task.startedAt} />
+          </dd>
         </div>
         <div>
           <dt>Finished</dt>
-          <dd>{formatTime(task.finishedAt)}</dd>
+          <dd>
+            <Timestamp at={task.finishedAt} />
+          </dd>
         </div>
         <div>
           <dt>{active ? 'Running for' : 'Took'}</dt>
@@ -158,7 +156,8 @@ function TaskView({
       ) : null}
       <section aria-labelledby="task-log-heading">
         <h2 id="task-log-heading">Log</h2>
-        <TaskLog log={task.log} />
+        {log.length < task.log.length ? <p className="muted">Without the steps the migration journal above shows.</p> : null}
+        <TaskLog log={log} />
       </section>
     </main>
   );
@@ -184,7 +183,7 @@ function TaskLog({ log }: { log: Task['log'] }) {
     <ol className="task-log" data-testid="task-log" ref={box} tabIndex={0} aria-label="Task log">
       {log.map((line, index) => (
         <li key={`${line.at}-${index}`}>
-          <time dateTime={line.at}>{formatTime(line.at)}</time> <span>{line.message}</span>
+          <Timestamp at={line.at} /> <span>{line.message}</span>
         </li>
       ))}
     </ol>

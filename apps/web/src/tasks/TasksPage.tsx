@@ -1,10 +1,12 @@
 import { useId, useState, type FormEvent } from 'react';
 import type { SignedIn } from '../auth/queries';
 import { ErrorNote } from '../ui/ErrorNote';
-import { formatDuration, formatPercent, formatTime } from '../ui/format';
+import { may } from '../auth/permissions';
+import { formatDuration, formatPercent } from '../ui/format';
 import { LastUpdated } from '../ui/LastUpdated';
+import { Timestamp } from '../ui/Timestamp';
 import { href } from '../view';
-import { useTaskList } from './queries';
+import { useTaskList, useVmWhereabouts } from './queries';
 import { TaskStateBadge } from './TaskStateBadge';
 import {
   isUnfiltered,
@@ -13,8 +15,8 @@ import {
   TASK_PAGE_SIZE,
   TASK_STATES,
   TASK_TYPES,
+  currentTargetRoute,
   targetLabel,
-  targetRoute,
   taskListQuery,
   taskSeconds,
   type Task,
@@ -27,7 +29,7 @@ import './tasks.css';
 const ACTIVE_LIMIT = 100;
 
 /** #/tasks: the tasks running now on top (refreshed every 2 s while any runs), the history below, paged on the server. */
-export function TasksPage({ signedIn: _signedIn }: { signedIn: SignedIn }) {
+export function TasksPage({ signedIn }: { signedIn: SignedIn }) {
   const running = useTaskList({ state: 'running', limit: ACTIVE_LIMIT, offset: 0 });
   const queued = useTaskList({ state: 'queued', limit: ACTIVE_LIMIT, offset: 0 });
   const [filter, setFilter] = useState<TaskFilter>(NO_TASK_FILTER);
@@ -66,7 +68,7 @@ export function TasksPage({ signedIn: _signedIn }: { signedIn: SignedIn }) {
         ) : active.length === 0 ? (
           <p className="muted">No task is running.</p>
         ) : (
-          <TaskTable caption="Tasks running now" tasks={active} showProgress />
+          <TaskTable caption="Tasks running now" tasks={active} showProgress mayReadResources={may(signedIn, 'remote.audit')} />
         )}
         {activeTotal > active.length ? <p className="muted">The {ACTIVE_LIMIT} newest of each state are shown; filter the history to find the others.</p> : null}
       </section>
@@ -78,7 +80,7 @@ export function TasksPage({ signedIn: _signedIn }: { signedIn: SignedIn }) {
         {history.isPending ? (
           <p>Loading…</p>
         ) : history.data && history.data.items.length > 0 ? (
-          <TaskTable caption="Task history, newest first" tasks={history.data.items} />
+          <TaskTable caption="Task history, newest first" tasks={history.data.items} mayReadResources={may(signedIn, 'remote.audit')} />
         ) : (
           <p className="muted">{isUnfiltered(filter) ? 'No tasks yet.' : 'No task matches the filter.'}</p>
         )}
@@ -155,8 +157,13 @@ function Pager({ total, offset, onOffset }: { total: number; offset: number; onO
   );
 }
 
-function TaskTable({ caption, tasks, showProgress = false }: { caption: string; tasks: Task[]; showProgress?: boolean }) {
+function TaskTable({ caption, tasks, showProgress = false, mayReadResources }: { caption: string; tasks: Task[]; showProgress?: boolean; mayReadResources: boolean }) {
   const now = Date.now();
+  // The VMs' names and where they are now (tasks name a VM by uuid and its remote at the time).
+  const whereabouts = useVmWhereabouts(
+    tasks.map((task) => task.target.vm),
+    mayReadResources,
+  ).data;
   return (
     <table className="task-table">
       <caption className="visually-hidden">{caption}</caption>
@@ -172,7 +179,8 @@ function TaskTable({ caption, tasks, showProgress = false }: { caption: string; 
       </thead>
       <tbody>
         {tasks.map((task) => {
-          const target = targetRoute(task);
+          const at = task.target.vm ? whereabouts?.get(task.target.vm) : undefined;
+          const target = currentTargetRoute(task, at);
           return (
             <tr key={task.id} data-testid="task-row" data-task-id={task.id} data-state={task.state}>
               <th scope="row">
@@ -181,9 +189,11 @@ function TaskTable({ caption, tasks, showProgress = false }: { caption: string; 
               <td>
                 <TaskStateBadge state={task.state} />
               </td>
-              <td title={task.target.vm ?? undefined}>{target ? <a href={href(target)}>{targetLabel(task)}</a> : targetLabel(task)}</td>
+              <td title={task.target.vm ?? undefined}>{target ? <a href={href(target)}>{targetLabel(task, at)}</a> : targetLabel(task, at)}</td>
               <td className="owner">{task.owner}</td>
-              <td>{formatTime(task.createdAt)}</td>
+              <td>
+                <Timestamp at={task.createdAt} />
+              </td>
               <td>
                 {showProgress ? (
                   <span className="cell-progress">

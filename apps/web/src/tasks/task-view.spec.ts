@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isActive, isUnfiltered, listRefreshMs, NO_TASK_FILTER, pageInfo, targetLabel, targetRoute, taskListQuery, taskSeconds } from './task-view';
+import { currentTargetRoute, isActive, isUnfiltered, listRefreshMs, logBesidesJournal, NO_TASK_FILTER, pageInfo, targetLabel, targetRoute, taskListQuery, taskSeconds, type Task } from './task-view';
 
 describe('the tasks page', () => {
   it('asks the API only for the filters that are set, and for one page', () => {
@@ -32,6 +32,26 @@ describe('the tasks page', () => {
     expect(targetRoute({ target: { remote: 'dc-east', vm: null } })).toBeNull();
     expect(targetLabel({ target: { remote: 'dc-east', vm } })).toBe('dc-east / 6f1c2b9e…');
     expect(targetLabel({ target: { remote: null, vm: null } })).toBe('—');
+  });
+
+  it("names a task's VM and where it is now, and links there, once the resource cache lists it (also after a move to another remote)", () => {
+    const vm = '6f1c2b9e-0000-4000-8000-000000000001';
+    const now = { name: 'web-01', remote: 'dc-west', node: 'west-2' };
+    expect(targetLabel({ target: { remote: 'dc-east', vm } }, now)).toBe('web-01 on dc-west / west-2');
+    expect(currentTargetRoute({ target: { remote: 'dc-east', vm } }, now)).toEqual({ page: 'vm', remote: 'dc-west', vmid: vm });
+    expect(currentTargetRoute({ target: { remote: 'dc-east', vm } })).toEqual({ page: 'vm', remote: 'dc-east', vmid: vm });
+  });
+
+  it("shows a migration's log without the lines its journal already shows", () => {
+    const log = [
+      { at: '2026-01-01T00:00:00.000Z', message: 'queued by alice@local' },
+      { at: '2026-01-01T00:00:01.000Z', message: '[preflight] checking both ends' },
+      { at: '2026-01-01T00:00:02.000Z', message: '[transfer] source: precopy' },
+      { at: '2026-01-01T00:00:03.000Z', message: 'the VM is running on node east-1' },
+    ];
+    const migration = { phase: 'completed', journal: [] } as unknown as Task['migration'];
+    expect(logBesidesJournal({ type: 'vm.migrate', log, migration }).map((l) => l.message)).toEqual(['queued by alice@local', 'the VM is running on node east-1']);
+    expect(logBesidesJournal({ type: 'vm.start', log, migration: undefined })).toEqual(log);
   });
 
   it('measures how long a task ran, or has been running', () => {

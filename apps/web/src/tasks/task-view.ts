@@ -52,12 +52,35 @@ export function targetRoute(task: Pick<Task, 'target'>): Route | null {
   return remote && vm ? { page: 'vm', remote, vmid: vm } : null;
 }
 
-/** "dc-east / 4f1c…" — a task's target in a table cell (the full uuid goes into a title). */
-export function targetLabel(task: Pick<Task, 'target'>): string {
+/** Where a VM is now, as the resource cache lists it (GET /api/v1/resources?q=id:<uuid>). */
+export interface VmWhereabouts {
+  name: string;
+  remote: string;
+  node: string;
+}
+
+/**
+ * A task's target in words: the VM's name and where it is now ("web-01 on dc-west / west-2"),
+ * from `now` (the resource cache); "dc-east / 4f1c…" when the manager no longer lists the VM.
+ */
+export function targetLabel(task: Pick<Task, 'target'>, now?: VmWhereabouts): string {
   const { remote, vm } = task.target;
   if (!remote && !vm) return '—';
   if (!vm) return remote ?? '—';
+  if (now) return `${now.name} on ${now.remote} / ${now.node || '?'}`;
   return `${remote ?? '?'} / ${vm.slice(0, 8)}…`;
+}
+
+/** The route to a task's VM where it is now (it may have moved to another remote), else where the task names it. */
+export function currentTargetRoute(task: Pick<Task, 'target'>, now?: VmWhereabouts): Route | null {
+  if (now && task.target.vm) return { page: 'vm', remote: now.remote, vmid: task.target.vm };
+  return targetRoute(task);
+}
+
+/** The lines of a migration's log that its journal (the `[phase] …` lines, shown above) does not already show. */
+export function logBesidesJournal(task: Pick<Task, 'type' | 'log' | 'migration'>): Task['log'] {
+  if (task.type !== 'vm.migrate' || !task.migration) return task.log;
+  return task.log.filter((line) => !/^\[(preflight|prepare|transfer|completed|failed|cancelled)\] /.test(line.message));
 }
 
 /** How long a task ran (or has been running, at `now`); null before it started. */
