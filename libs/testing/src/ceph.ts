@@ -254,7 +254,7 @@ export async function startCephCluster(options: CephClusterOptions = {}): Promis
     for (const sub of ['run', 'mon', 'mgr', 'osd']) mkdirSync(join(dir, sub));
     const port = await freePort();
     const monHost = `v2:127.0.0.1:${port}`;
-    writeFileSync(confPath, cephConf({ dir, fsid, monHost, osdSizeBytes: options.osdSizeBytes, extra: options.extraConfig }));
+    writeFileSync(confPath, cephConf({ dir, fsid, monHost, clientId, osdSizeBytes: options.osdSizeBytes, extra: options.extraConfig }));
 
     const run = (tool: CephBinary, args: string[]) =>
       new Promise<string>((resolve, reject) => {
@@ -383,6 +383,7 @@ interface ConfOptions {
   dir: string;
   fsid: string;
   monHost: string;
+  clientId: string;
   osdSizeBytes?: number;
   extra?: Record<string, string | number | boolean>;
 }
@@ -443,5 +444,8 @@ function cephConf(o: ConfOptions): string {
     if (/[\n\r]/.test(text) || /[\n\r=[\]]/.test(key)) throw new Error(`cannot write ${key} = ${text} to ceph.conf`);
     return `${key} = ${text}`;
   };
-  return ['[global]', ...Object.entries(settings).map(line), ''].join('\n');
+  // The command-line users (admin, the agent's client) run many rbd/ceph processes at once: no
+  // admin socket for them, or each one after the first warns that the socket exists.
+  const noAdminSocket = ['client.admin', `client.${o.clientId}`].flatMap((name) => [`[${name}]`, 'admin socket =']);
+  return ['[global]', ...Object.entries(settings).map(line), ...noAdminSocket, ''].join('\n');
 }
