@@ -269,6 +269,19 @@ describe('cross-cluster live migration of a QEMU guest whose disk is a mirrored 
     await expect(viaWest.migration.cancelMigration({ migrationId, vmUuid: mover.uuid })).resolves.toEqual({ cancelled: true });
   }, 240_000);
 
+  it('refuses post-copy for a VM with disks to another cluster: the guest would run on read-only mirrors', async () => {
+    const { migrationId, prepared } = await prepare({ client: viaEast, cluster: east }, { client: viaWest, cluster: west });
+    try {
+      const error = await rpcError(
+        viaEast.migrateVm({ uuid: mover.uuid, migrationId, targetEndpoint: prepared.endpoint, cookie: prepared.cookie, transport: 'tunnel', mode: 'precopy', allowPostcopy: true, targetCaPem: prepared.caPem, targetNodeId: prepared.nodeId }),
+      );
+      expect([error.code, error.details]).toEqual([status.FAILED_PRECONDITION, expect.stringMatching(/post-copy cannot move a VM with disks to another cluster/)]);
+    } finally {
+      await viaWest.migration.cancelMigration({ migrationId, vmUuid: mover.uuid });
+    }
+    expect((await viaEast.vm.getVm({ uuid: mover.uuid })).runtime).toMatchObject({ nodeId: 'node-1', state: 'running', lockedBy: '' });
+  });
+
   it("fails the switchover when B's mirror cannot get the final snapshot: nothing was demoted, the guest resumes at A", async () => {
     const before = await tickBeyond(east, 0);
     // Pre-flight passes with B replaying; then B's rbd-mirror stops, so the final snapshot cannot arrive.

@@ -115,6 +115,10 @@ export class MigrationSourceService {
     const checks = sourceChecks(vm, input.uuid, this.deps.nodeId, !input.offline);
     const failed = checks.find((check) => check.result === 'fail');
     if (failed) throw new AgentError(ErrorCode.FailedPrecondition, failed.reason);
+    if (!input.offline && (input.allowPostcopy || input.mode === 'postcopy') && vm.spec.disks.length > 0 && this.isOtherCluster(input.targetCaPem)) {
+      // Post-copy runs the guest at the target before the switchover: on its disks' mirrors, read-only until promoted.
+      throw new AgentError(ErrorCode.FailedPrecondition, "post-copy cannot move a VM with disks to another cluster: the guest would run on its disks' read-only mirrors until they are promoted; migrate it pre-copy");
+    }
     if ([...this.migrations.values()].some((m) => m.vm.spec.uuid === input.uuid && m.endedAt === undefined)) {
       throw new AgentError(ErrorCode.FailedPrecondition, 'the VM is already being migrated');
     }
@@ -284,8 +288,8 @@ export class MigrationSourceService {
         this.publish(outgoing, { ...figures(stats), phase: 'switchover', message: 'all state sent; the target starts the VM' });
         let demoted: ImageRef[];
         try {
-          await this.syncDisks(input, vm, channel, bridge, switchover, (message) => this.publish(outgoing, { ...figures(stats), phase: 'switchover', message }));
-          demoted = await this.handOverDisks(input, vm);
+          const primary = await this.syncDisks(input, vm, channel, bridge, switchover, (message) => this.publish(outgoing, { ...figures(stats), phase: 'switchover', message }));
+          demoted = await this.handOverDisks(input, vm, primary);
           if (demoted.length > 0) switchover.mark('disks demoted');
         } catch (error) {
           await driver.cancelOutgoing(input.uuid);
@@ -356,13 +360,22 @@ export class MigrationSourceService {
   /**
    * Across clusters, the VM paused: a final mirror snapshot of every disk here, then the target's
    * word that its mirrors hold them (its progress goes to `progress`). The disks stay primary here
-   * until then, so any failure leaves them as they were and the VM resumes here.
+   * until then, so any failure leaves them as they were and the VM resumes here. Answers the disks
+   * (all primary here: each took a mirror snapshot), or undefined when there was nothing to sync.
    */
-  private async syncDisks(input: MigrateVmInput, vm: VmInstance, channel: ControlChannel, bridge: TunnelBridge, switchover: SwitchoverClock, progress: (message: string) => void): Promise<void> {
-    if (!this.isOtherCluster(input.targetCaPem) || vm.spec.disks.length === 0) return;
+  private async syncDisks(
+    input: MigrateVmInput,
+    vm: VmInstance,
+    channel: ControlChannel,
+    bridge: TunnelBridge,
+    switchover: SwitchoverClock,
+    progress: (message: string) => void,
+  ): Promise<ImageRef[] | undefined> {
+    if (!this.isOtherCluster(input.targetCaPem) || vm.spec.disks.length === 0) return undefined;
     const snapshots = await this.deps.mirrored.finalSnapshots(vm.spec);
     switchover.mark('final mirror snapshot');
-    if (snapshots.length === 0) return;
+    const disks = vm.spec.disks.map(({ pool, image }) => ({ pool, image }));
+    if (snapshots.length === 0) return disks;
     progress(`final mirror snapshot of ${snapshots.length} disk(s) taken; waiting until the target's mirrors hold it`);
     channel.progress = progress;
     bridge.send('sync', JSON.stringify(snapshots));
@@ -372,12 +385,13 @@ export class MigrationSourceService {
       channel.progress = undefined;
     }
     switchover.mark('mirrors synced');
+    return disks;
   }
 
   /** Across clusters: the mirrored disks demoted here, so that the target can promote them (see MirroredDisks). */
-  private async handOverDisks(input: MigrateVmInput, vm: VmInstance): Promise<ImageRef[]> {
+  private async handOverDisks(input: MigrateVmInput, vm: VmInstance, primary?: ImageRef[]): Promise<ImageRef[]> {
     if (!this.isOtherCluster(input.targetCaPem)) return [];
-    return this.deps.mirrored.release(vm.spec);
+    return this.deps.mirrored.release(vm.spec, primary);
   }
 
   /** Releases the disk locks of a VM that left for another cluster (its images there are other images). */

@@ -40,6 +40,8 @@ export interface Reservation {
   address: MigrationAddress | undefined;
   /** The source cluster's CA when it is another cluster. */
   peerCa: X509Certificate | undefined;
+  /** Across clusters: the disks' mirrors here that hold the source's final mirror snapshot. */
+  synced?: ImageRef[];
   state: ReservationState;
   timer: NodeJS.Timeout | undefined;
   message: string;
@@ -271,7 +273,7 @@ export class MigrationTargetService {
     let promoted: ImageRef[] = [];
     try {
       const { spec } = reservation;
-      if (reservation.peerCa) promoted = await this.deps.mirrored.acquire(spec);
+      if (reservation.peerCa) promoted = await this.deps.mirrored.acquire(spec, reservation.synced);
       if (reservation.online) await this.commitHoldingDisks(reservation);
       else await this.deps.driver.define(spec);
       reservation.state = 'committed';
@@ -312,7 +314,7 @@ export class MigrationTargetService {
       } catch {
         throw new AgentError(ErrorCode.InvalidArgument, 'the source sent unreadable final mirror snapshots');
       }
-      await this.deps.mirrored.waitReplayed(reservation.spec, snapshots, (progress) => bridge.send('syncing', progress));
+      reservation.synced = await this.deps.mirrored.waitReplayed(reservation.spec, snapshots, (progress) => bridge.send('syncing', progress));
       if (reservation.state === 'receiving') bridge.send('synced');
     } catch (error) {
       log.error({ err: error }, "the disks' mirrors did not get the final mirror snapshot; aborting the incoming VM");

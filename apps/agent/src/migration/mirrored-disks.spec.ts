@@ -127,7 +127,10 @@ describe('MirroredDisks: the final mirror snapshot while the VM is paused', () =
     };
     const { deps, mirrored } = setup({ mirrorStatus: async (ref: ImageRef) => (answers[ref.image].length > 1 ? answers[ref.image].shift()! : answers[ref.image][0]) });
     const progress: string[] = [];
-    await mirrored.waitReplayed(spec, [{ index: 0, takenAt: at(10) }, { index: 1, takenAt: at(11) }], (message) => progress.push(message));
+    expect(await mirrored.waitReplayed(spec, [{ index: 0, takenAt: at(10) }, { index: 1, takenAt: at(11) }], (message) => progress.push(message))).toEqual([
+      { pool: 'rbd', image: 'web-1-disk0' },
+      { pool: 'rbd', image: 'web-1-disk1' },
+    ]);
     expect(progress).toEqual(['waiting for 1 of 2 disk mirrors to hold the final mirror snapshot: rbd/web-1-disk0 up+replaying, about 3 s to go']);
     expect(deps.storage.mirrorStatus).toHaveBeenCalledTimes(6);
   });
@@ -158,5 +161,26 @@ describe('MirroredDisks: the target gives the disks back when the VM could not r
     const disks = spec.disks.map(({ pool, image }) => ({ pool, image }));
     expect(await mirrored.giveBack(disks)).toEqual([{ pool: 'rbd', image: 'web-1-disk1' }]);
     expect(await mirrored.giveBack([])).toEqual([]);
+  });
+});
+
+describe('MirroredDisks: disks the switchover has just seen are not asked for again while the VM is paused', () => {
+  const disk0 = { pool: 'rbd', image: 'web-1-disk0' };
+
+  it('source: demotes the disks it is given without asking for their status', async () => {
+    const { deps, mirrored } = setup({ demote: async () => status(false) });
+    expect(await mirrored.release(spec, [disk0])).toEqual([disk0]);
+    expect(deps.storage.demote).toHaveBeenCalledExactlyOnceWith(disk0);
+  });
+
+  it('target: promotes the mirrors it is given without asking for their status', async () => {
+    const { deps, mirrored } = setup({ promote: async () => status(true) });
+    expect(await mirrored.acquire(spec, [disk0])).toEqual([disk0]);
+    expect(deps.storage.promote).toHaveBeenCalledExactlyOnceWith(disk0, false);
+  });
+
+  it('target: refuses to wait on a mirror that is primary here as well (split brain)', async () => {
+    const { mirrored } = setup({ mirrorStatus: async () => ({ ...status(true), lastMirroredSnapshotAt: '' }) as ImageMirrorStatus });
+    await expect(mirrored.waitReplayed(spec, [{ index: 0, takenAt: new Date().toISOString() }], () => undefined)).rejects.toThrow(/rbd\/web-1-disk0 is primary here as well/);
   });
 });

@@ -66,9 +66,9 @@ export class MirroredDisks {
   /**
    * Target: waits until the mirror of each disk named holds the source's final snapshot (its newest
    * complete mirror snapshot is that one or newer), at most timeoutMs; tells `progress` how far
-   * they are whenever that changes.
+   * they are whenever that changes. Answers the mirrors (all non-primary here).
    */
-  async waitReplayed(spec: VmDefinition, snapshots: readonly FinalSnapshot[], progress: (message: string) => void): Promise<void> {
+  async waitReplayed(spec: VmDefinition, snapshots: readonly FinalSnapshot[], progress: (message: string) => void): Promise<ImageRef[]> {
     const refs = snapshots.map(({ index, takenAt }) => {
       const disk = spec.disks[index];
       if (!disk) throw new AgentError(ErrorCode.InvalidArgument, `the VM has no disk ${index}`);
@@ -78,8 +78,10 @@ export class MirroredDisks {
     let told = '';
     for (;;) {
       const statuses = await Promise.all(refs.map(async ({ ref, takenAt }) => ({ ref, takenAt, status: await this.deps.storage.mirrorStatus(ref) })));
+      const primary = statuses.find(({ status }) => status.primary);
+      if (primary) throw new AgentError(ErrorCode.FailedPrecondition, `image ${primary.ref.pool}/${primary.ref.image} is primary here as well; resolve the split brain before moving the VM`);
       const behind = statuses.filter(({ takenAt, status }) => status.lastMirroredSnapshotAt === '' || status.lastMirroredSnapshotAt < takenAt);
-      if (behind.length === 0) return;
+      if (behind.length === 0) return refs.map(({ ref }) => ref);
       const states = behind
         .map(({ ref, status }) => `${ref.pool}/${ref.image} ${status.state}${status.secondsUntilSynced > 0 ? `, about ${status.secondsUntilSynced} s to go` : ''}`)
         .join('; ');
@@ -93,9 +95,12 @@ export class MirroredDisks {
     }
   }
 
-  /** Source: releases and demotes every disk primary here; answers those demoted (undone on failure). */
-  async release(spec: VmDefinition): Promise<ImageRef[]> {
-    const primary = await this.filter(spec, (status) => status.primary);
+  /**
+   * Source: releases and demotes every disk primary here (`known`: those the caller has just seen
+   * primary, which spares asking again while the VM is paused); answers those demoted (undone on failure).
+   */
+  async release(spec: VmDefinition, known?: readonly ImageRef[]): Promise<ImageRef[]> {
+    const primary = known ?? (await this.filter(spec, (status) => status.primary));
     if (primary.length === 0) return [];
     await this.deps.disks.unlock(spec);
     const demoted: ImageRef[] = [];
@@ -127,8 +132,8 @@ export class MirroredDisks {
   }
 
   /** Target: promotes every non-primary mirror of the VM's disks once the source's demotion arrived; all or none. */
-  async acquire(spec: VmDefinition): Promise<ImageRef[]> {
-    const mirrors = await this.filter(spec, (status) => !status.primary);
+  async acquire(spec: VmDefinition, known?: readonly ImageRef[]): Promise<ImageRef[]> {
+    const mirrors = known ?? (await this.filter(spec, (status) => !status.primary));
     const promoted: ImageRef[] = [];
     try {
       for (const disk of mirrors) {
