@@ -1,6 +1,6 @@
 import { cleanupTempDirs, createManagerIdentity, startCluster, type TestCluster } from '@debvisor/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually, startTestDatabases, startTestManager, stateDirWithClientIdentity, type Json, type TestDatabases, type TestManager } from './manager-harness';
+import { eventually, sqlQuery, startTestDatabases, startTestManager, stateDirWithClientIdentity, type Json, type TestDatabases, type TestManager } from './manager-harness';
 
 /**
  * A mirrored VM that moves outside the DR actions, against the real agents of two simulated
@@ -117,4 +117,33 @@ describe('a live migration of a mirrored VM to its other site', () => {
     expect(await whereIs(vm)).toEqual({ east: 'running', west: undefined });
     expect((await m.api('GET', replication('mv-east', vm))).body).toMatchObject({ primaryRemote: 'mv-east', source: { role: 'primary' }, target: { role: 'secondary' } });
   }, 150_000);
+});
+
+describe('a manager restart during a planned switchover', () => {
+  it('is settled by the next start from what both sites say: the task ends succeeded with the VM running at the target', async () => {
+    const vm = vms[1];
+    await mirrored(vm);
+    const accepted = await m.api('POST', replication('mv-east', vm) + '/switchover', {});
+    expect(accepted.status, accepted.text).toBe(202);
+    const taskId = accepted.body.taskId as string;
+    // Under way: the VM is stopped at the source and its final snapshots are being mirrored.
+    await eventually(
+      async () => ((await m.api('GET', `/api/v1/tasks/${taskId}`)).body.log as Json[]).some((line) => line.message.startsWith('[snapshot]')) || undefined,
+      60_000,
+      'the final mirror snapshot',
+    );
+    const first = m;
+    await first.stop();
+    const [left] = await sqlQuery(first.databaseUrl!, 'SELECT state FROM tasks WHERE id = $1', [taskId]);
+    expect(left.state).toBe('running');
+
+    m = await startTestManager({ databaseUrl: first.databaseUrl, stateDir: first.stateDir, token: first.token });
+    const task = await taskOutcome(taskId);
+    const lines = (task.log as Json[]).map((line) => line.message);
+    expect(task.state, lines.join('\n')).toBe('succeeded');
+    expect(lines.some((line) => line.startsWith('[check] the manager restarted')), lines.join('\n')).toBe(true);
+    expect(lines).toContain('[done] DR state: mv-west primary, mv-east secondary');
+    expect(await whereIs(vm)).toEqual({ east: undefined, west: 'running' });
+    expect((await m.api('GET', replication('mv-west', vm))).body).toMatchObject({ primaryRemote: 'mv-west', source: { role: 'secondary' }, target: { role: 'primary' }, pending: null });
+  }, 180_000);
 });

@@ -16,6 +16,11 @@ export class MigrationRepository {
     await this.dataSource.getRepository(VmMigrationEntity).insert(record);
   }
 
+  /** Inserts the record, or replaces the one of the same task (a DR task resumed after a restart moves its VM again). */
+  async upsert(record: VmMigrationEntity): Promise<void> {
+    await this.dataSource.getRepository(VmMigrationEntity).upsert(record, ['taskId']);
+  }
+
   get(taskId: string): Promise<VmMigrationEntity | null> {
     return this.dataSource.getRepository(VmMigrationEntity).findOneBy({ taskId });
   }

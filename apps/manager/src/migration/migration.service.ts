@@ -120,7 +120,8 @@ export class MigrationService implements OnModuleInit {
    * Moves a stopped VM's definition to another remote inside another feature's task (a DR
    * switchover, after its disks were promoted there): the same offline migration as POST …/migrate
    * with online=false — pre-flight of both ends, the target's reservation, MigrateVm with offline —
-   * recorded under that task's id and journalled into its log. Throws like the migration task.
+   * recorded under that task's id (replacing the record of a move a manager restart interrupted)
+   * and journalled into its log. Throws like the migration task.
    */
   async moveStoppedVm(
     context: TaskContext,
@@ -139,7 +140,7 @@ export class MigrationService implements OnModuleInit {
       storageMap: { ...move.storageMap },
       networkMap: {},
     };
-    await this.repository.insert({
+    await this.repository.upsert({
       taskId: context.task.id,
       vmId: move.vmId,
       sourceRemote: move.sourceRemote,

@@ -199,7 +199,8 @@ describe('DrRunnerService: unplanned failover', () => {
     );
     const failure = await s.runner.failover(s.context).catch((error: unknown) => error);
     expect(failure).toMatchObject({ code: ErrorCode.Conflict, message: expect.stringMatching(/cannot be fenced .* nothing was promoted — if it is down, fail over with declareSourceDown/) });
-    expect(s.stored).toEqual([]);
+    // Only the steps a resumed task needs, recorded before the first change.
+    expect(s.stored).toEqual([['setPending', VM, expect.objectContaining({ action: 'failover', taskId: TASK, origin: 'source' })]]);
     expect(s.log[0]).toMatch(/^\[check\] unplanned failover of VM web-1 from dc-a to dc-b; data at risk: the writes of the last 240 s/);
   });
 
@@ -232,7 +233,13 @@ describe('DrRunnerService: unplanned failover', () => {
       'start dc-b',
     ]);
     expect(s.moved).toEqual([]);
-    expect(s.stored).toEqual([['setRoles', VM, { sourceState: 'secondary', targetState: 'primary' }, 'failover to dc-b by ops@local!t (old primary fenced)', expect.any(Date)]]);
+    const steps = expect.objectContaining({ action: 'failover', taskId: TASK, origin: 'source' });
+    expect(s.stored).toEqual([
+      ['setPending', VM, steps],
+      // The record names the task until its last step (a resumed task knows the roles are recorded).
+      ['setRoles', VM, { sourceState: 'secondary', targetState: 'primary' }, 'failover to dc-b by ops@local!t (old primary fenced)', expect.any(Date), steps],
+      ['setPending', VM, null],
+    ]);
     expect(s.log).toContain('[fence] rbd/web-1-disk0 at dc-a: blocklisted 10.0.0.5:0/1234; locks broken: auto 1');
   });
 
@@ -309,7 +316,12 @@ describe('DrRunnerService: planned switchover', () => {
       'start dc-b',
     ]);
     expect(s.moved).toEqual([expect.objectContaining({ sourceRemote: 'dc-a', targetRemote: 'dc-b', targetNode: 'node-b1', storageMap: { rbd: 'rbd-b' } })]);
-    expect(s.stored).toEqual([['setRoles', VM, { sourceState: 'secondary', targetState: 'primary' }, 'switchover to dc-b by ops@local!t', expect.any(Date)]]);
+    const steps = { action: 'switchover', taskId: TASK, credentials: { 'dc-a': null, 'dc-b': null }, targetNode: 'node-b1', origin: 'source', wasRunning: true, sourceNode: 'node-1' };
+    expect(s.stored).toEqual([
+      ['setPending', VM, steps],
+      ['setRoles', VM, { sourceState: 'secondary', targetState: 'primary' }, 'switchover to dc-b by ops@local!t', expect.any(Date), steps],
+      ['setPending', VM, null],
+    ]);
     expect(s.log).toContain('[sync] the final snapshots of all 2 disk(s) are at the other site: nothing is lost');
   });
 
@@ -327,7 +339,7 @@ describe('DrRunnerService: planned switchover', () => {
     );
     await expect(s.runner.switchover(s.context)).rejects.toThrow(/did not receive the final mirror snapshot within 600 s: web-1-disk0 \(99 s to go\), web-1-disk1/);
     expect(order).toEqual(['shutdown dc-a', 'start dc-a']);
-    expect(s.stored).toEqual([]);
+    expect(s.stored).toEqual([['setPending', VM, expect.objectContaining({ origin: 'source', wasRunning: true })], ['setPending', VM, null]]);
     expect(s.calls).toEqual(['refresh dc-a', 'refresh dc-a', 'refresh dc-b']);
     expect(s.log).toContain('[rollback] the switchover was undone: the VM is at dc-a as before');
   });
@@ -363,7 +375,7 @@ describe('DrRunnerService: planned switchover', () => {
       'define dc-a node-a2 rbd,rbd',
       'start dc-a',
     ]);
-    expect(s.stored).toEqual([]);
+    expect(s.stored).toEqual([['setPending', VM, expect.objectContaining({ origin: 'source', wasRunning: true, sourceNode: 'node-a2' })], ['setPending', VM, null]]);
     expect(s.log).toContain('[rollback] the switchover was undone: the VM is at dc-a as before');
   });
 
@@ -395,7 +407,7 @@ describe('DrRunnerService: resync', () => {
     await s.runner.resync(s.context);
     expect(order).toEqual(['stop dc-a', 'undefine dc-a', 'demote dc-a rbd/web-1-disk0', 'resync dc-a rbd/web-1-disk0', 'demote dc-a rbd/web-1-disk1', 'resync dc-a rbd/web-1-disk1']);
     expect(s.stored).toEqual([
-      ['setRoles', VM, { sourceState: 'resync', targetState: 'primary' }, 'resync of dc-a by ops@local!t', expect.any(Date)],
+      ['setRoles', VM, { sourceState: 'resync', targetState: 'primary' }, 'resync of dc-a by ops@local!t', expect.any(Date), expect.objectContaining({ action: 'resync', taskId: TASK })],
       ['setRoles', VM, { sourceState: 'secondary', targetState: 'primary' }, 'resync of dc-a completed', expect.any(Date)],
     ]);
   });

@@ -9,6 +9,7 @@ import { ErrorCode } from '../common/error-code';
 import { MigrationService } from '../migration/migration.service';
 import { RemotesService } from '../remotes/remotes.service';
 import { ResourcesService } from '../resources/resources.service';
+import { TaskSuspended } from '../tasks/task-suspended';
 import type { TaskContext } from '../tasks/tasks.service';
 import { failover, other, primarySide, resync, resyncSettled, switchover, type PendingAction, type ReplicatedDisk, type Side } from './dr-state';
 import { drLine, messageOf, type DrStep } from './replication-journal';
@@ -32,14 +33,14 @@ export const STOP_TIMEOUT_MS = 120_000;
 export const POLL_INTERVAL_MS = 1000;
 
 /** How far a switchover got, for its rollback. */
-interface SwitchoverProgress {
+export interface SwitchoverProgress {
   moved: boolean;
   demoted: ReplicatedDisk[];
   promoted: ReplicatedDisk[];
 }
 
 /** One site of a mirrored VM, connected. */
-interface SiteConnection {
+export interface SiteConnection {
   readonly side: Side;
   readonly remote: string;
   readonly connection: AgentConnection;
@@ -53,6 +54,9 @@ interface SiteConnection {
  */
 @Injectable()
 export class DrRunnerService {
+  /** The process is stopping: running DR tasks let go at their next step (the next start resumes them). */
+  private suspending = false;
+
   constructor(
     private readonly repository: ReplicationRepository,
     private readonly status: ReplicationStatusService,
@@ -65,6 +69,16 @@ export class DrRunnerService {
     private readonly logger: PinoLogger,
   ) {
     logger.setContext(DrRunnerService.name);
+  }
+
+  /** At shutdown: every DR task stops at its next step and stays running (DrRecoveryService settles it after the next start). */
+  suspend(): void {
+    this.suspending = true;
+  }
+
+  /** Between steps: a shutdown lets go here. */
+  checkpoint(): void {
+    if (this.suspending) throw new TaskSuspended();
   }
 
   // --- pairing ---------------------------------------------------------------------------------
@@ -167,7 +181,7 @@ export class DrRunnerService {
     const pending = pendingOf(record);
     const log = (step: DrStep, message: string) => context.log(drLine(step, message));
     const fromSide = primarySide(record);
-    const after = switchover(record, (await this.status.observe(record, pending.credentials)).splitBrain);
+    switchover(record, (await this.status.observe(record, pending.credentials)).splitBrain);
     const from = await this.site(record, fromSide, pending, MIRROR_PERMISSION);
     const to = await this.site(record, other(fromSide), pending, MIRROR_PERMISSION);
     const targetNode = pending.targetNode || (await this.firstNode(to.connection, to.remote));
@@ -175,60 +189,88 @@ export class DrRunnerService {
 
     const vm = await this.agents.getVm(from.connection, record.vmId);
     const wasRunning = vm.runtime?.state !== 'stopped';
+    // Before the first change: what a resumed task needs to know (where from, to which node, whether to start the VM).
+    const steps: PendingAction = { ...pending, targetNode, origin: fromSide, wasRunning, sourceNode: vm.runtime?.nodeId ?? '' };
+    await this.repository.setPending(record.vmId, steps);
     if (wasRunning) await this.stopVm(context, from, vm);
     else await log('stop', `the VM is already stopped at ${from.remote}`);
+    this.checkpoint();
+    await this.switchStopped(context, record, steps, from, to, vm.runtime?.nodeId ?? '', { moved: false, demoted: [], promoted: [] });
+  }
 
-    const progress: SwitchoverProgress = { moved: false, demoted: [], promoted: [] };
+  /**
+   * A switchover from the point where the VM is stopped at `from` and `done` says how far it got:
+   * the final snapshots and the move (unless moved), the demotions and promotions still to do, the
+   * roles recorded, the VM started. On a failure, everything is put back (undoSwitchover).
+   */
+  async switchStopped(context: TaskContext, record: VmReplicationEntity, steps: PendingAction, from: SiteConnection, to: SiteConnection, sourceNode: string, progress: SwitchoverProgress): Promise<void> {
+    const log = (step: DrStep, message: string) => context.log(drLine(step, message));
+    const after = switchover(record, false);
+    const wasRunning = steps.wasRunning !== false;
     try {
-      const finals = new Map<string, string>();
-      for (const disk of record.disks) {
-        const pool = poolAt(record, from.side, disk);
-        const snapshot = await this.agents.createMirrorSnapshot(from.connection, { pool, image: disk.image });
-        finals.set(disk.image, snapshot.lastSnapshotAt);
-        await log('snapshot', `final mirror snapshot of ${pool}/${disk.image} taken at ${snapshot.lastSnapshotAt || 'now'}`);
-      }
-      await this.waitSynced(context, record, from, finals);
-
-      // The definition moves while the target's images are up-to-date mirrors (what the migration's pre-flight proves).
-      await log('move', `moving the VM's definition to node ${targetNode} of ${to.remote} (offline migration)`);
-      await this.migration.moveStoppedVm(context, {
-        vmId: record.vmId,
-        sourceRemote: from.remote,
-        sourceCredentialId: pending.credentials[from.remote] ?? null,
-        targetRemote: to.remote,
-        targetNode,
-        targetCredentialId: pending.credentials[to.remote] ?? null,
-        storageMap: storageMapOf(record, from.side),
-      });
+      if (!progress.moved) await this.finalSnapshotAndMove(context, record, steps, from, to);
       progress.moved = true;
-
+      this.checkpoint();
       for (const disk of record.disks) {
+        if (progress.demoted.includes(disk)) continue;
         const pool = poolAt(record, from.side, disk);
         await this.agents.demoteImage(from.connection, { pool, image: disk.image });
         progress.demoted.push(disk);
         await log('demote', `${pool}/${disk.image} demoted at ${from.remote}`);
       }
+      this.checkpoint();
       await this.promoteWhenDemotionArrived(context, record, to, progress.promoted);
     } catch (error) {
-      await this.undoSwitchover(context, record, from, to, progress, vm, wasRunning);
+      if (error instanceof TaskSuspended) throw error;
+      await this.undoSwitchover(context, record, from, to, progress, sourceNode, wasRunning);
       throw error;
     }
-    await this.repository.setRoles(record.vmId, after, `switchover to ${to.remote} by ${context.task.owner}`, this.clock.now());
-    await log('done', `DR state: ${to.remote} primary, ${from.remote} secondary`);
-    if (wasRunning) await this.startVm(context, to);
-    else await log('start', `the VM was stopped before the switchover; it stays stopped at ${to.remote}`);
+    await this.repository.setRoles(record.vmId, after, `switchover to ${to.remote} by ${context.task.owner}`, this.clock.now(), steps);
+    await this.finishSwitchover(context, record, steps, to, false);
   }
 
-  /** After a failed switchover: the source takes its images and the VM's definition back, and the VM runs there as before. */
-  private async undoSwitchover(
-    context: TaskContext,
-    record: VmReplicationEntity,
-    from: SiteConnection,
-    to: SiteConnection,
-    progress: SwitchoverProgress,
-    vm: Vm__Output,
-    wasRunning: boolean,
-  ): Promise<void> {
+  /**
+   * After the roles were recorded: the VM started at `to` when it ran before (`resumed`: unless it
+   * runs already), and the record no longer names the task.
+   */
+  async finishSwitchover(context: TaskContext, record: VmReplicationEntity, steps: PendingAction, to: SiteConnection, resumed: boolean): Promise<void> {
+    const log = (step: DrStep, message: string) => context.log(drLine(step, message));
+    await log('done', `DR state: ${to.remote} primary, ${remoteAt(record, other(to.side))} secondary`);
+    if (steps.wasRunning === false) await log('start', `the VM was stopped before the switchover; it stays stopped at ${to.remote}`);
+    else if (resumed && (await this.findVm(to.connection, record.vmId))?.runtime?.state === 'running') await log('start', `the VM is running at ${to.remote} already`);
+    else await this.startVm(context, to);
+    await this.repository.setPending(record.vmId, null);
+  }
+
+  /** The final mirror snapshots, mirrored completely, then the stopped VM's definition moved to `to`. */
+  private async finalSnapshotAndMove(context: TaskContext, record: VmReplicationEntity, steps: PendingAction, from: SiteConnection, to: SiteConnection): Promise<void> {
+    const log = (step: DrStep, message: string) => context.log(drLine(step, message));
+    const finals = new Map<string, string>();
+    for (const disk of record.disks) {
+      const pool = poolAt(record, from.side, disk);
+      const snapshot = await this.agents.createMirrorSnapshot(from.connection, { pool, image: disk.image });
+      finals.set(disk.image, snapshot.lastSnapshotAt);
+      await log('snapshot', `final mirror snapshot of ${pool}/${disk.image} taken at ${snapshot.lastSnapshotAt || 'now'}`);
+    }
+    await this.waitSynced(context, record, from, finals);
+    this.checkpoint();
+
+    // The definition moves while the target's images are up-to-date mirrors (what the migration's pre-flight proves).
+    const targetNode = steps.targetNode ?? '';
+    await log('move', `moving the VM's definition to node ${targetNode} of ${to.remote} (offline migration)`);
+    await this.migration.moveStoppedVm(context, {
+      vmId: record.vmId,
+      sourceRemote: from.remote,
+      sourceCredentialId: steps.credentials[from.remote] ?? null,
+      targetRemote: to.remote,
+      targetNode,
+      targetCredentialId: steps.credentials[to.remote] ?? null,
+      storageMap: storageMapOf(record, from.side),
+    });
+  }
+
+  /** After a failed switchover: the source takes its images and the VM's definition back, and the VM runs there as before (`sourceNode`: where it was defined). */
+  async undoSwitchover(context: TaskContext, record: VmReplicationEntity, from: SiteConnection, to: SiteConnection, progress: SwitchoverProgress, sourceNode: string, wasRunning: boolean): Promise<void> {
     const log = (message: string) => context.log(drLine('rollback', message));
     try {
       if (progress.promoted.length > 0) {
@@ -243,10 +285,11 @@ export class DrRunnerService {
       }
       if (progress.moved) {
         await this.agents.undefineVm(to.connection, record.vmId);
-        await this.agents.defineVm(from.connection, { spec: specAt(record, from.side), nodeId: vm.runtime?.nodeId ?? '' });
-        await log(`the VM's definition is back on node ${vm.runtime?.nodeId || 'unknown'} of ${from.remote}`);
+        await this.agents.defineVm(from.connection, { spec: specAt(record, from.side), nodeId: sourceNode });
+        await log(`the VM's definition is back on node ${sourceNode || 'unknown'} of ${from.remote}`);
       }
       if (wasRunning) await this.startVm(context, from);
+      await this.repository.setPending(record.vmId, null);
       await log(`the switchover was undone: the VM is at ${from.remote} as before`);
     } catch (error) {
       this.logger.error({ task: context.task.id, err: error }, 'switchover rollback failed');
@@ -267,6 +310,9 @@ export class DrRunnerService {
     const lostRemote = remoteAt(record, lostSide);
     const survivor = await this.site(record, other(lostSide), pending, MIRROR_PERMISSION);
     const observed = await this.status.observe(record, pending.credentials);
+    // Before the first change: the side that was primary (a resumed task tells from it whether the roles were recorded).
+    const steps: PendingAction = { ...pending, origin: lostSide };
+    await this.repository.setPending(record.vmId, steps);
     await log('check', `unplanned failover of VM ${record.vmName} from ${lostRemote} to ${survivor.remote}; data at risk: the writes of the last ${observed.rpoSeconds ?? 'unknown'} s (last mirrored snapshot ${observed.lastMirroredSnapshotAt ?? 'unknown'})`);
 
     // Fence first: the old primary must write no more before its copy is promoted elsewhere.
@@ -280,15 +326,22 @@ export class DrRunnerService {
       }
       await log('fence', `not fenced: ${context.task.owner} declared remote ${lostRemote} down (${pending.reason ?? 'no reason given'}); recorded in the audit log`);
     }
+    this.checkpoint();
 
     for (const disk of record.disks) {
       const pool = poolAt(record, survivor.side, disk);
       await this.agents.promoteImage(survivor.connection, { pool, image: disk.image, force: true });
       await log('promote', `${pool}/${disk.image} force-promoted at ${survivor.remote}`);
     }
-    await this.repository.setRoles(record.vmId, after, `failover to ${survivor.remote} by ${context.task.owner}${fenced ? ' (old primary fenced)' : ` (${lostRemote} declared down: ${pending.reason ?? ''})`}`, this.clock.now());
+    await this.repository.setRoles(
+      record.vmId,
+      after,
+      `failover to ${survivor.remote} by ${context.task.owner}${fenced ? ' (old primary fenced)' : ` (${lostRemote} declared down: ${pending.reason ?? ''})`}`,
+      this.clock.now(),
+      steps,
+    );
     await log('done', `DR state: ${survivor.remote} primary; ${lostRemote} is stale — when it returns, its images are primary too (split brain): resync it`);
-
+    this.checkpoint();
     await this.bringUp(context, record, lostSide, fenced, survivor, pending);
   }
 
@@ -334,10 +387,15 @@ export class DrRunnerService {
    * the lost site answered (it was fenced), its stopped copy is removed first, so that the VM is
    * defined once; otherwise the resync removes it when that site returns.
    */
-  private async bringUp(context: TaskContext, record: VmReplicationEntity, lostSide: Side, fenced: boolean, survivor: SiteConnection, pending: PendingAction): Promise<void> {
+  async bringUp(context: TaskContext, record: VmReplicationEntity, lostSide: Side, fenced: boolean, survivor: SiteConnection, pending: PendingAction): Promise<void> {
     const log = (step: DrStep, message: string) => context.log(drLine(step, message));
     const lostRemote = remoteAt(record, lostSide);
     const here = await this.findVm(survivor.connection, record.vmId);
+    if (here?.runtime?.state === 'running') {
+      await log('start', `the VM is running on node ${here.runtime.nodeId || 'unknown'} of ${survivor.remote} already`);
+      await this.repository.setPending(record.vmId, null);
+      return;
+    }
     if (here) {
       await log('move', `the VM is already defined at ${survivor.remote} (node ${here.runtime?.nodeId || 'unknown'})`);
     } else {
@@ -359,6 +417,7 @@ export class DrRunnerService {
       if (moved > 0) await log('move', `moved ${moved} ACL ${moved === 1 ? 'entry' : 'entries'} on the VM to /remotes/${survivor.remote}/vms/${record.vmId}`);
     }
     await this.startVm(context, survivor);
+    await this.repository.setPending(record.vmId, null);
     await this.resources.refreshRemote(lostRemote);
   }
 
@@ -386,19 +445,28 @@ export class DrRunnerService {
       await this.agents.resyncImage(stale.connection, { pool, image: disk.image });
       await log('resync', `${pool}/${disk.image} at ${stale.remote} resyncs from the primary`);
     }
-    await this.repository.setRoles(record.vmId, resyncing, `resync of ${stale.remote} by ${context.task.owner}`, this.clock.now());
+    // The record names the task until it ends (the status poll leaves a resync with a task to it).
+    await this.repository.setRoles(record.vmId, resyncing, `resync of ${stale.remote} by ${context.task.owner}`, this.clock.now(), pending);
+    await this.awaitResynced(context, { ...record, ...resyncing }, stale);
+  }
+
+  /** Until the resynced site replays (then it is secondary again), at most RESYNC_WAIT_MS; the status poll finishes it otherwise. */
+  async awaitResynced(context: TaskContext, record: VmReplicationEntity, stale: SiteConnection): Promise<void> {
+    const staleIndex = stale.side === 'source' ? 0 : 1;
     const deadline = this.clock.now().getTime() + RESYNC_WAIT_MS;
     while (this.clock.now().getTime() < deadline) {
-      const now = await this.status.observe({ ...record, ...resyncing }, pending.credentials);
-      const settled = resyncSettled(resyncing, replaying(now.images, staleIndex) && !now.splitBrain);
+      const now = await this.status.observe(record, pendingOf(record).credentials);
+      const settled = resyncSettled(record, replaying(now.images, staleIndex) && !now.splitBrain);
       if (settled) {
         await this.repository.setRoles(record.vmId, settled, `resync of ${stale.remote} completed`, this.clock.now());
-        await log('done', `${stale.remote} is secondary again and replaying; a planned switchover back is now possible`);
+        await context.log(drLine('done', `${stale.remote} is secondary again and replaying; a planned switchover back is now possible`));
         return;
       }
       await this.timer.sleep(POLL_INTERVAL_MS);
+      this.checkpoint();
     }
-    await log('done', `${stale.remote} is still resyncing; its DR state turns secondary when the status poll sees it replaying`);
+    await this.repository.setPending(record.vmId, null);
+    await context.log(drLine('done', `${stale.remote} is still resyncing; its DR state turns secondary when the status poll sees it replaying`));
   }
 
   // --- steps ---------------------------------------------------------------------------------------
@@ -423,7 +491,7 @@ export class DrRunnerService {
     await this.resources.refreshRemote(stale.remote);
   }
 
-  private async stopVm(context: TaskContext, site: SiteConnection, vm: Vm__Output): Promise<void> {
+  async stopVm(context: TaskContext, site: SiteConnection, vm: Vm__Output): Promise<void> {
     await context.log(drLine('stop', `shutting the VM down at ${site.remote} (it was ${vm.runtime?.state || 'unknown'})`));
     let state = '';
     try {
@@ -436,7 +504,7 @@ export class DrRunnerService {
     await context.log(drLine('stop', `the VM is stopped at ${site.remote}`));
   }
 
-  private async startVm(context: TaskContext, site: SiteConnection): Promise<void> {
+  async startVm(context: TaskContext, site: SiteConnection): Promise<void> {
     const vm = await this.agents.vmAction(site.connection, 'start', context.task.vmId!);
     await context.log(drLine('start', `the VM is ${vm.runtime?.state || 'started'} on node ${vm.runtime?.nodeId || 'unknown'} of ${site.remote}`));
     await this.resources.refreshRemote(site.remote);
@@ -461,17 +529,19 @@ export class DrRunnerService {
         throw new DomainError(ErrorCode.RemoteError, `the other site did not receive the final mirror snapshot within ${SYNC_TIMEOUT_MS / 1000} s: ${waiting.join(', ')}`);
       }
       await this.timer.sleep(POLL_INTERVAL_MS);
+      this.checkpoint();
     }
   }
 
   /**
-   * Promotes (without force: nothing is lost) every disk at `to` once the other site's demotion
+   * Promotes (without force: nothing is lost) every disk at `to` not in `promoted` yet once the other site's demotion
    * snapshot has arrived there: the agent refuses (409) until it has; asked again every second,
    * bounded by SYNC_TIMEOUT_MS.
    */
-  private async promoteWhenDemotionArrived(context: TaskContext, record: VmReplicationEntity, to: SiteConnection, promoted: ReplicatedDisk[]): Promise<void> {
+  async promoteWhenDemotionArrived(context: TaskContext, record: VmReplicationEntity, to: SiteConnection, promoted: ReplicatedDisk[]): Promise<void> {
     const deadline = this.clock.now().getTime() + SYNC_TIMEOUT_MS;
     for (const disk of record.disks) {
+      if (promoted.includes(disk)) continue;
       const pool = poolAt(record, to.side, disk);
       for (;;) {
         try {
@@ -485,13 +555,14 @@ export class DrRunnerService {
           }
           await context.progress(0.5);
           await this.timer.sleep(POLL_INTERVAL_MS);
+          this.checkpoint();
         }
       }
       await context.log(drLine('promote', `${pool}/${disk.image} promoted at ${to.remote}`));
     }
   }
 
-  private async findVm(connection: AgentConnection, vmId: string): Promise<Vm__Output | undefined> {
+  async findVm(connection: AgentConnection, vmId: string): Promise<Vm__Output | undefined> {
     try {
       return await this.agents.getVm(connection, vmId);
     } catch (error) {
@@ -511,7 +582,7 @@ export class DrRunnerService {
     return up[0];
   }
 
-  private async site(record: VmReplicationEntity, side: Side, pending: PendingAction, permission: string): Promise<SiteConnection> {
+  async site(record: VmReplicationEntity, side: Side, pending: PendingAction, permission: string): Promise<SiteConnection> {
     const remote = remoteAt(record, side);
     return { side, remote, connection: await this.remotes.connectionFor(remote, pending.credentials[remote] ?? null, permission) };
   }
@@ -550,6 +621,6 @@ function specAt(record: VmReplicationEntity, side: Side): VmSpec {
   return { ...spec, disks: (spec.disks ?? []).map((disk) => ({ ...disk, pool: side === 'source' ? disk.pool! : mapPool(record, disk.pool!) })) };
 }
 
-function replaying(images: readonly { sites: readonly { primary: boolean | null; state: string }[] }[], index: number): boolean {
+export function replaying(images: readonly { sites: readonly { primary: boolean | null; state: string }[] }[], index: number): boolean {
   return images.every((image) => image.sites[index].primary === false && /replaying/.test(image.sites[index].state));
 }

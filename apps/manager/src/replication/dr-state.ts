@@ -48,6 +48,8 @@ export interface PendingAction {
   readonly origin?: Side;
   /** switchover: the VM was running before it was stopped (it is started at the other site). */
   readonly wasRunning?: boolean;
+  /** switchover: the node the VM was on at the primary site (where an undo defines it again). */
+  readonly sourceNode?: string;
 }
 
 export interface SiteRoles {

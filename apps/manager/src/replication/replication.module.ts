@@ -5,6 +5,7 @@ import { MigrationModule } from '../migration/migration.module';
 import { RemotesModule } from '../remotes/remotes.module';
 import { ResourcesModule } from '../resources/resources.module';
 import { TasksModule } from '../tasks/tasks.module';
+import { DrRecoveryService } from './dr-recovery.service';
 import { DrRunnerService } from './dr-runner.service';
 import { ReplicationPairsController } from './replication-pairs.controller';
 import { ReplicationPairsService } from './replication-pairs.service';
@@ -19,7 +20,7 @@ import { VmReplicationService } from './vm-replication.service';
 @Module({
   imports: [TasksModule, RemotesModule, AgentsModule, ResourcesModule, MetricsModule, MigrationModule],
   controllers: [ReplicationPairsController, VmReplicationController, ReplicationVmsController],
-  providers: [ReplicationRepository, ReplicationStatusService, ReplicationPairsService, VmReplicationService, DrRunnerService, ReplicationPollerService, ReplicationTimerRepository],
+  providers: [ReplicationRepository, ReplicationStatusService, ReplicationPairsService, VmReplicationService, DrRunnerService, DrRecoveryService, ReplicationPollerService, ReplicationTimerRepository],
   exports: [ReplicationPollerService],
 })
 export class ReplicationModule {}

@@ -10,6 +10,7 @@ import { ErrorCode } from '../common/error-code';
 import { MigrationEvents } from '../migration/migration-events';
 import type { RemotesService } from '../remotes/remotes.service';
 import type { NewTask, TaskHandler, TasksService } from '../tasks/tasks.service';
+import type { DrRecoveryService } from './dr-recovery.service';
 import type { DrRunnerService } from './dr-runner.service';
 import type { ReplicationPairEntity } from './replication-pair.entity';
 import type { ReplicationPollerService } from './replication-poller.service';
@@ -101,6 +102,7 @@ function setup(options: { records?: VmReplicationEntity[]; disks?: { pool: strin
     strictMock<AuditService>('AuditService', { note: (details) => void notes.push(details) }),
     strictMock<ClockRepository>('ClockRepository', { now: () => NOW }),
     events,
+    strictMock<DrRecoveryService>('DrRecoveryService'),
   );
   service.onModuleInit();
   return { service, enqueued, notes, stored, handlers, events };

@@ -11,6 +11,7 @@ import { MigrationEvents, type VmMovedEvent } from '../migration/migration-event
 import { RemotesService } from '../remotes/remotes.service';
 import type { TaskEntity } from '../tasks/task.entity';
 import { TasksService, type TaskContext } from '../tasks/tasks.service';
+import { DrRecoveryService } from './dr-recovery.service';
 import { DrRunnerService, MIRROR_PERMISSION, remoteAt } from './dr-runner.service';
 import { enabledRoles, failover, migrated, other, primarySide, resync, switchover, type DrAction, type PendingAction, type ReplicatedDisk } from './dr-state';
 import { ownerPrincipal } from './replication-journal';
@@ -28,6 +29,9 @@ export const DR_TASKS: Readonly<Record<DrAction, string>> = {
   failover: 'vm.replication.failover',
   resync: 'vm.replication.resync',
 };
+
+/** The DR actions a restart does not fail: the next start settles them (DrRecoveryService). */
+const RESUMABLE: ReadonlySet<DrAction> = new Set(['switchover', 'failover', 'resync']);
 
 /**
  * Mirroring of VMs as the API offers it: enable/disable, the status of one VM (read from both
@@ -50,6 +54,7 @@ export class VmReplicationService implements OnModuleInit {
     private readonly audit: AuditService,
     private readonly clock: ClockRepository,
     private readonly migrations: MigrationEvents,
+    private readonly recovery: DrRecoveryService,
   ) {}
 
   onModuleInit(): void {
@@ -67,6 +72,13 @@ export class VmReplicationService implements OnModuleInit {
         // The agent calls a task makes are recorded as its owner's.
         run: (context) => this.audit.runAs(ownerPrincipal(context.task.owner), () => run[action](context)),
         afterInterrupted: (task) => void this.interrupted(action, task),
+        // A switchover, failover or resync left running by a restart is settled from what both sites say.
+        ...(RESUMABLE.has(action)
+          ? {
+              resume: (context: TaskContext) => this.audit.runAs(ownerPrincipal(context.task.owner), () => this.recovery.resume(action, context)),
+              suspend: () => this.runner.suspend(),
+            }
+          : {}),
       });
     }
   }
