@@ -7,7 +7,11 @@ import { TASK_STATES } from './task.entity';
 export const taskSchema = z
   .object({
     id: z.string(),
-    type: z.string().meta({ description: 'vm.start | vm.shutdown | vm.reboot | vm.stop | vm.migrate' }),
+    type: z.string().meta({
+      description:
+        'vm.start | vm.shutdown | vm.reboot | vm.stop | vm.migrate | vm.snapshot.create | vm.snapshot.delete | vm.snapshot.rollback | vm.snapshot.schedule | ' +
+        'replication.pair | vm.replication.enable | vm.replication.disable | vm.replication.switchover | vm.replication.failover | vm.replication.resync',
+    }),
     state: z.enum(TASK_STATES),
     target: z.object({ remote: z.string().nullable(), vm: z.string().nullable() }),
     owner: z.string().meta({ description: 'Who asked for it (principal!token)' }),

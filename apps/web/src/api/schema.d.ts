@@ -2714,7 +2714,7 @@ export interface components {
                 remote: string | null;
                 vm: string | null;
             };
-            /** @description vm.start | vm.shutdown | vm.reboot | vm.stop | vm.migrate */
+            /** @description vm.start | vm.shutdown | vm.reboot | vm.stop | vm.migrate | vm.snapshot.create | vm.snapshot.delete | vm.snapshot.rollback | vm.snapshot.schedule | replication.pair | vm.replication.enable | vm.replication.disable | vm.replication.switchover | vm.replication.failover | vm.replication.resync */
             type: string;
             /** Format: date-time */
             updatedAt: string;
@@ -2808,7 +2808,7 @@ export interface components {
                     remote: string | null;
                     vm: string | null;
                 };
-                /** @description vm.start | vm.shutdown | vm.reboot | vm.stop | vm.migrate */
+                /** @description vm.start | vm.shutdown | vm.reboot | vm.stop | vm.migrate | vm.snapshot.create | vm.snapshot.delete | vm.snapshot.rollback | vm.snapshot.schedule | replication.pair | vm.replication.enable | vm.replication.disable | vm.replication.switchover | vm.replication.failover | vm.replication.resync */
                 type: string;
                 /** Format: date-time */
                 updatedAt: string;
