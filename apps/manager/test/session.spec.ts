@@ -106,6 +106,21 @@ describe('the session cookie and CSRF', () => {
     expect(rows[0].id).not.toContain(secret);
   });
 
+  it('sets a readable signed-in marker without any secret beside the session cookie, and clears both at logout', async () => {
+    const m = await manager();
+    await createUser(m, 'mark');
+    const answer = await login(m, 'mark');
+    const marker = [answer.headers['set-cookie']].flat().find((l) => l?.startsWith('debvisor_signed_in='))!;
+    expect(marker).toMatch(/^debvisor_signed_in=1;/);
+    const attributes = marker.split(';').map((a) => a.trim().toLowerCase());
+    expect(attributes).toEqual(expect.arrayContaining(['secure', 'samesite=strict', 'path=/']));
+    expect(attributes).not.toContain('httponly');
+    const out = await withSession(m, answer.session!, 'POST', '/api/v1/auth/logout');
+    expect(out.status).toBe(204);
+    const cleared = [out.headers['set-cookie']].flat().filter(Boolean).map((l) => l!.split(';')[0]);
+    expect(cleared).toEqual(expect.arrayContaining(['debvisor_session=', 'debvisor_signed_in=']));
+  });
+
   it('refuses a cookie-authenticated write without the CSRF token or with another session’s, and changes nothing', async () => {
     const m = await manager();
     await createUser(m, 'alice');

@@ -6,7 +6,7 @@ import { Audited } from '../audit/audited.decorator';
 import { requestOrigin } from '../audit/request-origin';
 import { CurrentCaller, type Caller } from '../auth/caller';
 import { Public, SelfService } from '../auth/privilege.decorator';
-import { CSRF_HEADER, SESSION_COOKIE, cookieValue } from '../auth/session-secrets';
+import { CSRF_HEADER, SESSION_COOKIE, SIGNED_IN_COOKIE, cookieValue } from '../auth/session-secrets';
 import { CurrentSessionDto, LoginBodyDto, SessionDto, TfaBodyDto } from './auth.dto';
 import { WebauthnRequestOptionsDto } from './webauthn.dto';
 import { AccessService } from './access.service';
@@ -100,10 +100,12 @@ export function answer(res: Response, outcome: LoginOutcome) {
     path: '/',
     expires: outcome.expiresAt,
   });
+  res.cookie(SIGNED_IN_COOKIE, '1', { secure: true, sameSite: 'strict', path: '/', expires: outcome.expiresAt });
   res.setHeader('Cache-Control', 'no-store');
   return { stage: outcome.stage, user: outcome.user, csrfToken: outcome.csrfToken, expiresAt: outcome.expiresAt.toISOString(), methods: [...outcome.methods] };
 }
 
 function clearCookie(res: Response): void {
   res.clearCookie(SESSION_COOKIE, { httpOnly: true, secure: true, sameSite: 'strict', path: '/' });
+  res.clearCookie(SIGNED_IN_COOKIE, { secure: true, sameSite: 'strict', path: '/' });
 }

@@ -2,6 +2,12 @@ import { createHash, createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
 
 /** The session cookie: HttpOnly, Secure, SameSite=Strict, holding a random 256-bit secret. */
 export const SESSION_COOKIE = 'debvisor_session';
+/**
+ * Set and cleared with the session cookie, readable by the web UI and holding no secret: the UI
+ * asks GET /auth/session only when it is there, so that a visitor who is not logged in causes no
+ * 401 (and no console error) on every page load.
+ */
+export const SIGNED_IN_COOKIE = 'debvisor_signed_in';
 /** Cookie-authenticated writes must send the session's CSRF token in this header. */
 export const CSRF_HEADER = 'x-csrf-token';
 

@@ -3,7 +3,20 @@ import { api, credential, unwrap } from '../api/client';
 import { fetchSignedIn, holds } from './queries';
 
 describe('signed-in state', () => {
+  /** document.cookie as the browser keeps it: the manager's readable signed-in marker (its session cookie is HttpOnly). */
+  let cookies: string[];
   beforeEach(() => {
+    cookies = ['theme=dark', 'debvisor_signed_in=1'];
+    vi.stubGlobal('document', {
+      get cookie() {
+        return cookies.join('; ');
+      },
+      set cookie(value: string) {
+        const name = value.split('=')[0];
+        cookies = cookies.filter((c) => !c.startsWith(`${name}=`));
+        if (!/Max-Age=0/i.test(value)) cookies.push(value.split(';')[0]);
+      },
+    });
     const store = new Map<string, string>();
     vi.stubGlobal('sessionStorage', {
       getItem: (k: string) => store.get(k) ?? null,
@@ -28,9 +41,18 @@ describe('signed-in state', () => {
     expect(fetch.mock.calls[1][0].headers.get('X-CSRF-Token')).toBe('csrf-9');
   });
 
-  it('answers null (the login page) when the manager knows no session', async () => {
+  it('answers null (the login page) when the manager knows no session, and drops the stale signed-in marker', async () => {
     vi.stubGlobal('fetch', async () => Response.json({ error: { code: 'unauthenticated', message: 'no credential', traceId: 't' } }, { status: 401 }));
     await expect(fetchSignedIn()).resolves.toBeNull();
+    expect(cookies).toEqual(['theme=dark']);
+  });
+
+  it('does not ask for a session without the signed-in marker: a first visit causes no 401', async () => {
+    cookies = ['theme=dark'];
+    const fetch = vi.fn();
+    vi.stubGlobal('fetch', fetch);
+    await expect(fetchSignedIn()).resolves.toBeNull();
+    expect(fetch).not.toHaveBeenCalled();
   });
 
   it('reports other failures instead of pretending nobody is logged in', async () => {

@@ -29,9 +29,21 @@ export const authKeys = {
 
 const isPrivilege = (p: string): p is Privilege => Object.hasOwn(PRIVILEGES, p);
 
+/** The manager's readable marker beside its HttpOnly session cookie (no secret in it). */
+const SIGNED_IN_COOKIE = 'debvisor_signed_in';
+
+function hasSignedInMarker(): boolean {
+  return typeof document !== 'undefined' && document.cookie.split(';').some((part) => part.trim().startsWith(`${SIGNED_IN_COOKIE}=`));
+}
+
 /** The signed-in state: the API token if one was given, else the session cookie (null: not logged in). */
 export async function fetchSignedIn(): Promise<SignedIn | null> {
   if (credential.token()) return { via: 'token', user: 'API token', stage: 'active', privileges: null };
+  // Without the manager's signed-in marker there is no session to ask about (and no 401 to log).
+  if (!hasSignedInMarker()) {
+    credential.useSession(null);
+    return null;
+  }
   try {
     const session: CurrentSessionBody = await unwrap(api.GET('/api/v1/auth/session'));
     credential.useSession(session.csrfToken);
@@ -44,6 +56,8 @@ export async function fetchSignedIn(): Promise<SignedIn | null> {
     };
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) {
+      // The session ended (idle, revoked) while the marker stayed: drop it, so that the next load asks nothing.
+      document.cookie = `${SIGNED_IN_COOKIE}=; Max-Age=0; Path=/; Secure; SameSite=Strict`;
       credential.useSession(null);
       return null;
     }
