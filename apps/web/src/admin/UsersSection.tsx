@@ -212,8 +212,16 @@ function UserDetail({ user, groups, allowed, self, onConfirm }: { user: User; gr
         </ActionButton>
       </div>
       <ErrorNote error={update.error ?? unlock.error} />
-      {user.realm === 'local' && <ResetPassword user={user} allowed={allowed} />}
-      <Memberships key={user.groups.map((g) => g.id).join(',')} user={user} groups={groups} allowed={allowed} />
+      {allowed ? (
+        <>
+          {user.realm === 'local' && <ResetPassword user={user} allowed={allowed} />}
+          <Memberships key={user.groups.map((g) => g.id).join(',')} user={user} groups={groups} allowed={allowed} />
+        </>
+      ) : (
+        <p className="muted" role="note">
+          Setting a password or changing the groups needs the {NEEDS} privilege.
+        </p>
+      )}
     </div>
   );
 }
@@ -328,8 +336,9 @@ export function UsersSection({ signedIn }: { signedIn: SignedIn }) {
                       )}
                     </td>
                     <td>
-                      <button type="button" aria-expanded={open === u.id} onClick={() => setOpen(open === u.id ? null : u.id)} aria-label={`${open === u.id ? 'Close' : 'Manage'} ${u.id}`}>
-                        {open === u.id ? 'Close' : 'Manage'}
+                      {/* Who may not change users only looks: "Details", and no form opens. */}
+                      <button type="button" aria-expanded={open === u.id} onClick={() => setOpen(open === u.id ? null : u.id)} aria-label={`${open === u.id ? 'Close' : allowed ? 'Manage' : 'Details of'} ${u.id}`}>
+                        {open === u.id ? 'Close' : allowed ? 'Manage' : 'Details'}
                       </button>
                     </td>
                   </tr>

@@ -45,6 +45,20 @@ type Step = 0 | 1 | 2 | 3 | 4 | 5 | 6;
 /** The wizard of #/migrate/{remote}/{vmid}: VM → target → maps → pre-flight → options → progress → result. */
 export function MigrationWizard({ signedIn, remote, vmid }: { signedIn: SignedIn; remote: string; vmid: string }) {
   const vm = useMigrationVm(remote, vmid);
+  // Opened by URL without the privilege: no wizard whose steps lead to a refusal, only what is missing.
+  if (vm.data && !may(signedIn, 'vm.migrate', vm.data.privileges)) {
+    return (
+      <main className="wizard">
+        <h1>Migrate VM {vm.data.name}</h1>
+        <p role="status" data-testid="wizard-not-allowed">
+          Migrating this VM needs the vm.migrate privilege on it.
+        </p>
+        <p>
+          <a href={href({ page: 'vm', remote, vmid })}>Back to the VM</a>
+        </p>
+      </main>
+    );
+  }
   // Once loaded, the wizard keeps the VM it started with: after a move the VM is no longer at its old remote.
   if (vm.data) return <Wizard key={`${remote}/${vmid}`} signedIn={signedIn} vm={vm.data} />;
   return (
