@@ -145,17 +145,18 @@ export class RbdStorageDriver implements StorageDriver {
   async createSnapshot(images: ImageRef[], snapshot: string): Promise<ImageSnapshot[]> {
     checkImageSet(images);
     checkSnapshot(snapshot);
-    const infos = await Promise.all(images.map((ref) => this.info(ref)));
-    await Promise.all(
-      images.map(async (ref) => {
-        if ((await this.snapshotsOf(ref)).some((s) => s.snapshot.snapshot === snapshot)) {
-          throw new AgentError(ErrorCode.AlreadyExists, `the image ${spec(ref)} has a snapshot ${snapshot} already`);
-        }
-      }),
-    );
     if (images.length === 1) {
+      // One command: rbd itself answers a missing image (NOT_FOUND) and a taken name (ALREADY_EXISTS).
       await this.cli.run('rbd', ['snap', 'create', '--no-progress', '--', `${spec(images[0]!)}@${snapshot}`]);
     } else {
+      const infos = await Promise.all(images.map((ref) => this.info(ref)));
+      await Promise.all(
+        images.map(async (ref) => {
+          if ((await this.snapshotsOf(ref)).some((s) => s.snapshot.snapshot === snapshot)) {
+            throw new AgentError(ErrorCode.AlreadyExists, `the image ${spec(ref)} has a snapshot ${snapshot} already`);
+          }
+        }),
+      );
       const group = await this.ensureGroup(images, infos);
       await this.cli.run('rbd', ['group', 'snap', 'create', '--', `${group}@${snapshot}`]).catch(async (error: unknown) => {
         // A failed group snapshot can stay behind "incomplete"; remove it so that the name is free.
