@@ -143,7 +143,9 @@ describe('the dashboard, resources and VM pages of the web UI', () => {
     expect(await text(page, 'total-tasks-running')).toBe(String(expected.totals.tasksRunning));
     expect(expected.totals.remotes.total).toBe(3);
     expect(expected.remotes.map((r: Json) => r.remote)).toEqual(['dc-gone', 'dc-lab', 'dc-main']);
-    expect(expected.remotes[1].alerts[0].message).toMatch(/could not be listed/);
+    // The frozen agent's node stays listed, unreachable, with its VMs unknown: a critical alert (issue 13).
+    expect(expected.remotes[1].alerts[0]).toMatchObject({ severity: 'critical', message: expect.stringMatching(/^node node-2 unreachable .* since .*; 2 VMs unknown$/) });
+    expect(expected.remotes[1].vms.total).toBe(4);
 
     const rows = page.getByTestId('remote-row');
     expect(await rows.evaluateAll((list) => list.map((row) => [row.getAttribute('data-remote'), row.getAttribute('data-status')]))).toEqual(
