@@ -16,6 +16,8 @@ let eastKey: string;
 let westKey: string;
 let m: TestManager;
 let vms: Json[];
+/** The bootstrap admin token (printed at the first start only; later starts of the manager reuse it). */
+let token: string;
 
 const FINAL = ['succeeded', 'failed', 'cancelled'];
 
@@ -29,6 +31,7 @@ beforeAll(async () => {
   ]);
   [eastKey, westKey] = await Promise.all([east.createApiKey(['*'], { principal: 'manager' }), west.createApiKey(['*'], { principal: 'manager' })]);
   m = await startTestManager({ databaseUrl: await dbs.fresh(), stateDir: stateDirWithClientIdentity(identity) });
+  token = m.token!;
   for (const [cluster, key] of [
     [east, eastKey],
     [west, westKey],
@@ -39,7 +42,7 @@ beforeAll(async () => {
   await succeeded(await m.api('POST', '/api/v1/replication/pairs', { remoteA: 'mv-east', poolA: 'rbd', remoteB: 'mv-west', poolB: 'rbd' }));
   await m.api('GET', '/api/v1/resources/refresh?remote=mv-east');
   vms = [...((await m.api('GET', '/api/v1/remotes/mv-east/vms')).body.items as Json[])].sort((a, b) => a.memoryBytes - b.memoryBytes);
-  expect(vms.length).toBeGreaterThanOrEqual(2);
+  expect(vms.length).toBeGreaterThanOrEqual(3);
 }, 180_000);
 
 afterAll(async () => {
@@ -119,31 +122,46 @@ describe('a live migration of a mirrored VM to its other site', () => {
   }, 150_000);
 });
 
-describe('a manager restart during a planned switchover', () => {
-  it('is settled by the next start from what both sites say: the task ends succeeded with the VM running at the target', async () => {
-    const vm = vms[1];
-    await mirrored(vm);
-    const accepted = await m.api('POST', replication('mv-east', vm) + '/switchover', {});
-    expect(accepted.status, accepted.text).toBe(202);
-    const taskId = accepted.body.taskId as string;
-    // Under way: the VM is stopped at the source and its final snapshots are being mirrored.
-    await eventually(
-      async () => ((await m.api('GET', `/api/v1/tasks/${taskId}`)).body.log as Json[]).some((line) => line.message.startsWith('[snapshot]')) || undefined,
-      60_000,
-      'the final mirror snapshot',
-    );
-    const first = m;
-    await first.stop();
-    const [left] = await sqlQuery(first.databaseUrl!, 'SELECT state FROM tasks WHERE id = $1', [taskId]);
-    expect(left.state).toBe('running');
+/**
+ * Stops the manager once the switchover's journal has a line starting with `marker`, starts it
+ * again on the same database, and answers the task as it ended (it was left running).
+ */
+async function restartDuring(taskId: string, marker: string): Promise<Json> {
+  await eventually(
+    async () => ((await m.api('GET', `/api/v1/tasks/${taskId}`)).body.log as Json[]).some((line) => line.message.startsWith(marker)) || undefined,
+    60_000,
+    `the journal line ${marker}`,
+  );
+  const first = m;
+  await first.stop();
+  const [left] = await sqlQuery(first.databaseUrl!, 'SELECT state FROM tasks WHERE id = $1', [taskId]);
+  expect(left.state).toBe('running');
+  m = await startTestManager({ databaseUrl: first.databaseUrl, stateDir: first.stateDir, token });
+  return taskOutcome(taskId).catch(async (error: Error) => {
+    // Unsettled: the journal so far says where it stands.
+    const task = (await m.api('GET', `/api/v1/tasks/${taskId}`)).body;
+    throw new Error(`${error.message}\n${(task.log as Json[]).map((line) => line.message).join('\n')}`);
+  });
+}
 
-    m = await startTestManager({ databaseUrl: first.databaseUrl, stateDir: first.stateDir, token: first.token });
-    const task = await taskOutcome(taskId);
-    const lines = (task.log as Json[]).map((line) => line.message);
-    expect(task.state, lines.join('\n')).toBe('succeeded');
-    expect(lines.some((line) => line.startsWith('[check] the manager restarted')), lines.join('\n')).toBe(true);
-    expect(lines).toContain('[done] DR state: mv-west primary, mv-east secondary');
-    expect(await whereIs(vm)).toEqual({ east: undefined, west: 'running' });
-    expect((await m.api('GET', replication('mv-west', vm))).body).toMatchObject({ primaryRemote: 'mv-west', source: { role: 'secondary' }, target: { role: 'primary' }, pending: null });
-  }, 180_000);
+describe('a manager restart during a planned switchover', () => {
+  // While the final snapshots are mirrored (nothing changed yet but the VM stopped), and while its definition moves.
+  for (const [index, marker] of [
+    [1, '[snapshot]'],
+    [2, '[prepare] asking'],
+  ] as const) {
+    it(`is settled by the next start from what both sites say (stopped after ${marker}): the task ends succeeded with the VM running at the target`, async () => {
+      const vm = vms[index];
+      await mirrored(vm);
+      const accepted = await m.api('POST', replication('mv-east', vm) + '/switchover', {});
+      expect(accepted.status, accepted.text).toBe(202);
+      const task = await restartDuring(accepted.body.taskId, marker);
+      const lines = (task.log as Json[]).map((line) => line.message);
+      expect(task.state, lines.join('\n')).toBe('succeeded');
+      expect(lines.some((line) => line.startsWith('[check] the manager restarted')), lines.join('\n')).toBe(true);
+      expect(lines).toContain('[done] DR state: mv-west primary, mv-east secondary');
+      expect(await whereIs(vm)).toEqual({ east: undefined, west: 'running' });
+      expect((await m.api('GET', replication('mv-west', vm))).body).toMatchObject({ primaryRemote: 'mv-west', source: { role: 'secondary' }, target: { role: 'primary' }, pending: null });
+    }, 180_000);
+  }
 });

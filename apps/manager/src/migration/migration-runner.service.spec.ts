@@ -240,6 +240,17 @@ describe('MigrationRunnerService: across remotes', () => {
     expect(s.phases.at(-1)?.phase).toBe('completed');
   });
 
+  it('releases the target’s side of a move a restart interrupted, before the task moves the VM again', async () => {
+    const released: string[] = [];
+    const s = runnerSetup(
+      { cancelMigration: async (c, ref) => (released.push(`${c.remoteId} ${ref.nodeId} ${ref.migrationId}`), true) },
+      migrationRecord({ targetRemote: 'dc-west', phase: 'prepare', options: { ...migrationRecord().options, online: false, transport: 'tunnel' } }),
+    );
+    await s.runner.releaseInterrupted(s.context, s.record);
+    expect(released).toEqual([`dc-west ${s.record.targetNode} ${TASK_ID}`]);
+    expect(s.log).toEqual(["[prepare] releasing the target's side of the move a manager restart interrupted (prepare)"]);
+  });
+
   it('tells nobody about a migration within one remote', async () => {
     const stream = new FakeStream();
     const s = runnerSetup(intraCluster(stream));

@@ -249,6 +249,22 @@ export class MigrationRunnerService {
     return { atTarget, text };
   }
 
+  /**
+   * Before a task moves its VM again (a DR task resumed after a restart, the VM still at the
+   * source): the target's reservation of the move the restart interrupted is released, so that it
+   * does not hold the VM until its one-time credential expires. Best effort, journalled.
+   */
+  async releaseInterrupted(context: TaskContext, record: VmMigrationEntity): Promise<void> {
+    const active = this.track(context, record);
+    try {
+      active.ends = await this.ends(context.task, record);
+      await this.journal(active, record.phase, `releasing the target's side of the move a manager restart interrupted (${record.phase})`);
+      await this.releaseTarget(active);
+    } finally {
+      this.release(record.taskId);
+    }
+  }
+
   /** Releases the target's reservation (best effort: an unclaimed one also expires with its cookie). */
   async releaseTarget(active: ActiveMigration): Promise<void> {
     const { record } = active;

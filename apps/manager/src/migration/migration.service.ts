@@ -120,13 +120,17 @@ export class MigrationService implements OnModuleInit {
    * Moves a stopped VM's definition to another remote inside another feature's task (a DR
    * switchover, after its disks were promoted there): the same offline migration as POST …/migrate
    * with online=false — pre-flight of both ends, the target's reservation, MigrateVm with offline —
-   * recorded under that task's id (replacing the record of a move a manager restart interrupted)
-   * and journalled into its log. Throws like the migration task.
+   * recorded under that task's id and journalled into its log. Throws like the migration task.
+   * Asked again after a manager restart interrupted the task's move (the VM still at the source),
+   * the target's reservation of that move is released first and its record replaced.
    */
   async moveStoppedVm(
     context: TaskContext,
     move: { vmId: string; sourceRemote: string; sourceCredentialId: string | null; targetRemote: string; targetNode: string; targetCredentialId: string | null; storageMap: Record<string, string> },
   ): Promise<void> {
+    const task = { ...context.task, credentialId: move.sourceCredentialId };
+    const previous = await this.repository.get(context.task.id);
+    if (previous?.phase === 'prepare' || previous?.phase === 'transfer') await this.runner.releaseInterrupted({ ...context, task }, previous);
     const now = this.clock.now();
     const options: MigrationOptions = {
       online: false,
@@ -156,7 +160,7 @@ export class MigrationService implements OnModuleInit {
       finishedAt: null,
       updatedAt: now,
     });
-    await this.runner.run({ ...context, task: { ...context.task, credentialId: move.sourceCredentialId } });
+    await this.runner.run({ ...context, task });
   }
 
   /** After a DR failover defined the VM at another remote: its grants follow it there (answers how many moved). */
