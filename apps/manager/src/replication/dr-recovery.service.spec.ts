@@ -95,7 +95,7 @@ function setup(world: World, initial: VmReplicationEntity | null) {
   const calls: string[] = [];
   const log: string[] = [];
   const clock = fakeClock(new Date('2026-01-01T01:00:00Z'));
-  let current = initial ? structuredClone(initial) : null;
+  const current = initial ? structuredClone(initial) : null;
   // The runner marks disks done by identity: the record it reads hands out the same disk objects each time.
   const disks = current?.disks;
   const answer = (c: AgentConnection) => {
