@@ -49,7 +49,7 @@ export function MigrationWizard({ signedIn, remote, vmid }: { signedIn: SignedIn
   if (vm.data && !may(signedIn, 'vm.migrate', vm.data.privileges)) {
     return (
       <main className="wizard">
-        <h1>Migrate VM {vm.data.name}</h1>
+        <h1>Migrate {vm.data.name}</h1>
         <p role="status" data-testid="wizard-not-allowed">
           Migrating this VM needs the vm.migrate privilege on it.
         </p>
