@@ -6,10 +6,12 @@ import type { AuditService } from '../audit/audit.service';
 import { AccessPolicy } from '../auth/access-policy.service';
 import { testCaller } from '../auth/test-caller';
 import type { ClockRepository } from '../common/clock.repository';
+import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
 import { MigrationEvents } from '../migration/migration-events';
 import type { RemotesService } from '../remotes/remotes.service';
-import type { NewTask, TaskHandler, TasksService } from '../tasks/tasks.service';
+import { TaskSuspended } from '../tasks/task-suspended';
+import type { NewTask, TaskContext, TaskHandler, TasksService } from '../tasks/tasks.service';
 import type { DrRecoveryService } from './dr-recovery.service';
 import type { DrRunnerService } from './dr-runner.service';
 import type { ReplicationPairEntity } from './replication-pair.entity';
@@ -63,7 +65,7 @@ const OBSERVED: Observation = {
   reachable: { source: false, target: true },
 };
 
-function setup(options: { records?: VmReplicationEntity[]; disks?: { pool: string; image: string }[] } = {}) {
+function setup(options: { records?: VmReplicationEntity[]; disks?: { pool: string; image: string }[]; runner?: Partial<Record<keyof DrRunnerService, unknown>> } = {}) {
   const records = options.records ?? [record()];
   const enqueued: NewTask[] = [];
   const notes: Record<string, unknown>[] = [];
@@ -82,7 +84,7 @@ function setup(options: { records?: VmReplicationEntity[]; disks?: { pool: strin
     }),
     strictMock<ReplicationStatusService>('ReplicationStatusService', { observe: async () => OBSERVED }),
     strictMock<ReplicationPollerService>('ReplicationPollerService', { cached: () => OBSERVED }),
-    strictMock<DrRunnerService>('DrRunnerService', {}),
+    strictMock<DrRunnerService>('DrRunnerService', (options.runner ?? {}) as never),
     strictMock<TasksService>('TasksService', {
       registerHandler: (type: string, handler: TaskHandler) => void handlers.set(type, handler),
       enqueue: async (task, enqueueOptions) => {
@@ -99,7 +101,7 @@ function setup(options: { records?: VmReplicationEntity[]; disks?: { pool: strin
       getVm: async () => ({ spec: { uuid: VM, name: 'web-1', disks: options.disks ?? [{ pool: 'rbd', image: 'web-1-disk0', sizeBytes: '1', bus: 'virtio' }] } }) as unknown as Vm__Output,
     }),
     new AccessPolicy(),
-    strictMock<AuditService>('AuditService', { note: (details) => void notes.push(details) }),
+    strictMock<AuditService>('AuditService', { note: (details) => void notes.push(details), runAs: (_principal, work) => work() }),
     strictMock<ClockRepository>('ClockRepository', { now: () => NOW }),
     events,
     strictMock<DrRecoveryService>('DrRecoveryService'),
@@ -230,5 +232,24 @@ describe('VmReplicationService: a migration moves a mirrored VM', () => {
     const [note] = await s.events.emit({ ...moved('dc-b'), toRemote: 'dc-c' });
     expect(note).toEqual({ status: 'fulfilled', value: expect.stringMatching(/dc-c is not one of the VM's mirroring sites \(dc-a, dc-b\); its DR state is unchanged/) });
     expect(s.stored).toEqual([]);
+  });
+});
+
+describe('VmReplicationService: the end of a DR task', () => {
+  const running = (action: 'switchover' | 'resync') => record(VM, { pending: { action, taskId: 'task-9', credentials: {}, origin: 'source' } });
+  const context = { task: { id: 'task-9', vmId: VM, owner: 'ops@local!t' }, log: async () => undefined, progress: async () => undefined } as unknown as TaskContext;
+
+  it('frees the VM’s record when the task fails (the next action may be asked for; the poll settles a resync)', async () => {
+    const s = setup({ records: [running('resync')], runner: { resync: async () => { throw new DomainError(ErrorCode.RemoteUnreachable, 'dc-b does not answer'); } } });
+    await expect(s.handlers.get('vm.replication.resync')!.run(context)).rejects.toThrow('dc-b does not answer');
+    expect(s.stored).toEqual([['setPending', VM, null]]);
+  });
+
+  it('keeps it when the task was let go at shutdown (the next start resumes from it)', async () => {
+    const s = setup({ records: [running('switchover')], runner: { switchover: async () => { throw new TaskSuspended(); } } });
+    await expect(s.handlers.get('vm.replication.switchover')!.run(context)).rejects.toBeInstanceOf(TaskSuspended);
+    expect(s.stored).toEqual([]);
+    expect(s.handlers.get('vm.replication.switchover')!.resume).toBeDefined();
+    expect(s.handlers.get('vm.replication.enable')!.resume).toBeUndefined();
   });
 });

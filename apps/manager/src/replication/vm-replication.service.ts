@@ -10,6 +10,7 @@ import { ErrorCode } from '../common/error-code';
 import { MigrationEvents, type VmMovedEvent } from '../migration/migration-events';
 import { RemotesService } from '../remotes/remotes.service';
 import type { TaskEntity } from '../tasks/task.entity';
+import { TaskSuspended } from '../tasks/task-suspended';
 import { TasksService, type TaskContext } from '../tasks/tasks.service';
 import { DrRecoveryService } from './dr-recovery.service';
 import { DrRunnerService, MIRROR_PERMISSION, remoteAt } from './dr-runner.service';
@@ -70,12 +71,12 @@ export class VmReplicationService implements OnModuleInit {
       this.tasks.registerHandler(DR_TASKS[action], {
         exclusive: true,
         // The agent calls a task makes are recorded as its owner's.
-        run: (context) => this.audit.runAs(ownerPrincipal(context.task.owner), () => run[action](context)),
+        run: (context) => this.audit.runAs(ownerPrincipal(context.task.owner), () => this.ending(context, () => run[action](context))),
         afterInterrupted: (task) => void this.interrupted(action, task),
         // A switchover, failover or resync left running by a restart is settled from what both sites say.
         ...(RESUMABLE.has(action)
           ? {
-              resume: (context: TaskContext) => this.audit.runAs(ownerPrincipal(context.task.owner), () => this.recovery.resume(action, context)),
+              resume: (context: TaskContext) => this.audit.runAs(ownerPrincipal(context.task.owner), () => this.ending(context, () => this.recovery.resume(action, context))),
               suspend: () => this.runner.suspend(),
             }
           : {}),
@@ -309,6 +310,23 @@ export class VmReplicationService implements OnModuleInit {
     if (pairs.length === 0) throw new DomainError(ErrorCode.Conflict, `no pool of ${remote} is paired with ${target}; pair them first (POST /api/v1/replication/pairs)`);
     if (pairs.length > 1) throw new DomainError(ErrorCode.Conflict, `${pairs.length} pairs join ${remote} and ${target}; name one (pair)`);
     return pairs[0];
+  }
+
+  /**
+   * Runs a DR task; when it fails, the VM's record no longer names it (the next action may be
+   * asked for, and the status poll settles a resync the task did not see end). A task let go at
+   * shutdown keeps it: the next start resumes the task from it.
+   */
+  private async ending(context: TaskContext, work: () => Promise<void>): Promise<void> {
+    try {
+      await work();
+    } catch (error) {
+      if (!(error instanceof TaskSuspended)) {
+        const record = context.task.vmId ? await this.repository.getVm(context.task.vmId) : null;
+        if (record?.pending?.taskId === context.task.id) await this.repository.setPending(record.vmId, null);
+      }
+      throw error;
+    }
   }
 
   private async interrupted(action: DrAction, task: Readonly<TaskEntity>): Promise<void> {
