@@ -83,7 +83,7 @@ describe('MigrationRunnerService: a migration within one remote', () => {
   });
 
   it('never lets the progress go back when a second pass finds dirtied memory to send again', async () => {
-    let advance = (ms: number) => void ms;
+    let advance: (ms: number) => void = () => undefined;
     const reports = [
       progress('precopy', { transferredBytes: '800', remainingBytes: '200', totalBytes: '1000', iteration: 1 }),
       // The second pass: memory dirtied during the first is due again (0.94 → 0.88 before).
@@ -100,7 +100,9 @@ describe('MigrationRunnerService: a migration within one remote', () => {
         }
       },
     });
-    advance = s.clock.advance;
+    advance = (ms) => {
+      s.clock.advance(ms);
+    };
     await s.runner.run(s.context);
     const fractions = s.figures.map((f) => f.fraction);
     expect(s.figures.map((f) => f.figures.iteration)).toEqual([1, 2, 2, 0]);
