@@ -55,9 +55,9 @@ function service(answer: (remote: string, pool: string, image: string) => Mirror
   const statusService = new ReplicationStatusService(
     strictMock<RemotesService>('RemotesService', { connectionFor: async (remoteId: string) => ({ remoteId, endpoints: [], caCertPem: '', apiKey: '' }) }),
     strictMock<AgentClientRepository>('AgentClientRepository', {
-      getMirrorStatus: async (c: AgentConnection, ref: { pool: string; image: string }) => {
-        asked.push(`${c.remoteId} ${ref.pool}/${ref.image}`);
-        const result = answer(c.remoteId, ref.pool, ref.image);
+      getMirrorStatus: async (c: AgentConnection, ref: Parameters<AgentClientRepository['getMirrorStatus']>[1]) => {
+        asked.push(`${c.remoteId} ${ref.pool ?? ""}/${ref.image ?? ""}`);
+        const result = answer(c.remoteId, ref.pool ?? '', ref.image ?? '');
         if (result instanceof Error) throw result;
         return result;
       },
