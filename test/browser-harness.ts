@@ -146,3 +146,20 @@ export async function screenshotChecked(page: Page, path: string): Promise<void>
   await page.screenshot({ path, fullPage: true });
   expect(await accessibilityViolations(page), `WCAG 2.1 AA findings on ${basename(path)}`).toEqual([]);
 }
+
+/**
+ * Every console error, uncaught page error and answer of 400 or more on `page` from now on, for a
+ * test to expect none after a normal walk through the UI (a test that provokes a refusal on
+ * purpose does not use it).
+ */
+export function watchProblems(page: Page): string[] {
+  const problems: string[] = [];
+  page.on('console', (message) => {
+    if (message.type() === 'error') problems.push(`console: ${message.text()}`);
+  });
+  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+  page.on('response', (response) => {
+    if (response.status() >= 400) problems.push(`${response.status()} ${response.request().method()} ${new URL(response.url()).pathname}`);
+  });
+  return problems;
+}

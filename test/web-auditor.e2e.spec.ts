@@ -2,7 +2,7 @@ import { cleanupTempDirs, startCluster, type TestCluster } from '@debvisor/testi
 import { randomBytes } from 'node:crypto';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium, startBuiltManager, type BuiltManager, type Json } from './browser-harness';
+import { launchChromium, startBuiltManager, watchProblems, type BuiltManager, type Json } from './browser-harness';
 
 /**
  * An auditor never meets an enabled control or an editable field that would change something:
@@ -16,6 +16,7 @@ let browser: Browser;
 let context: BrowserContext;
 let page: Page;
 let vm: Json;
+let problems: string[];
 
 /** The controls on the page that would change something and are not disabled, and the editable fields. */
 function enabledChanges(target: Page): Promise<string[]> {
@@ -41,6 +42,7 @@ beforeAll(async () => {
   browser = await launchChromium(manager.caPem);
   context = await browser.newContext({ locale: 'en-GB', viewport: { width: 1100, height: 760 } });
   page = await context.newPage();
+  problems = watchProblems(page);
   await page.goto(`${manager.base}/`);
   await page.getByLabel('Username').fill('audrey@local');
   await page.getByLabel('Password', { exact: true }).fill(AUDITOR_PASSWORD);
@@ -72,5 +74,6 @@ describe('an auditor', () => {
     expect(await page.locator('input[type="password"]').count()).toBe(0);
     expect(await page.getByRole('note').first().textContent()).toContain('needs the access.modify privilege');
     expect(await enabledChanges(page)).toEqual([]);
+    expect(problems, 'console errors and failed requests').toEqual([]);
   });
 });

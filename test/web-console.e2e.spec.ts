@@ -1,8 +1,8 @@
 import { cleanupTempDirs } from '@debvisor/testing';
 import { randomBytes } from 'node:crypto';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { Browser, BrowserContext } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium, startBuiltManager, type BuiltManager } from './browser-harness';
+import { launchChromium, startBuiltManager, watchProblems, type BuiltManager } from './browser-harness';
 
 /**
  * A normal page load logs nothing in the browser console: no 401 for a visitor who is not logged
@@ -13,19 +13,6 @@ const ADMIN_PASSWORD = `e2e-${randomBytes(12).toString('base64url')}-Pw1`;
 let manager: BuiltManager;
 let browser: Browser;
 let context: BrowserContext | undefined;
-
-/** Every console error and uncaught page error, and every answer of 400 or more, from now on. */
-function watch(page: Page): string[] {
-  const problems: string[] = [];
-  page.on('console', (message) => {
-    if (message.type() === 'error') problems.push(`console: ${message.text()}`);
-  });
-  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
-  page.on('response', (response) => {
-    if (response.status() >= 400) problems.push(`${response.status()} ${response.request().method()} ${new URL(response.url()).pathname}`);
-  });
-  return problems;
-}
 
 beforeAll(async () => {
   manager = await startBuiltManager(ADMIN_PASSWORD);
@@ -47,7 +34,7 @@ describe('the browser console on a normal page load', () => {
   it('stays empty for a visitor, through sign-in, a reload and the main pages', async () => {
     context = await browser.newContext({ locale: 'en-GB', viewport: { width: 1100, height: 760 } });
     const page = await context.newPage();
-    const problems = watch(page);
+    const problems = watchProblems(page);
     await page.goto(`${manager.base}/`);
     await page.getByLabel('Username').waitFor();
     // Settled: the login page asked everything it asks on load.

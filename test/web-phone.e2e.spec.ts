@@ -4,7 +4,7 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium, screenshotChecked, startBuiltManager, type BuiltManager } from './browser-harness';
+import { launchChromium, screenshotChecked, startBuiltManager, watchProblems, type BuiltManager } from './browser-harness';
 
 /**
  * The UI on a phone (390 px wide): nothing wider than the screen (tables scroll inside their own
@@ -18,6 +18,7 @@ let manager: BuiltManager;
 let cluster: TestCluster;
 let browser: Browser;
 let page: Page;
+let problems: string[];
 
 beforeAll(async () => {
   mkdirSync(SCREENSHOTS, { recursive: true });
@@ -28,6 +29,7 @@ beforeAll(async () => {
   browser = await launchChromium(manager.caPem);
   const context = await browser.newContext({ locale: 'en-GB', viewport: PHONE, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
   page = await context.newPage();
+  problems = watchProblems(page);
   await page.goto(`${manager.base}/`);
   await page.getByLabel('Username').fill('admin@local');
   await page.getByLabel('Password', { exact: true }).fill(ADMIN_PASSWORD);
@@ -80,6 +82,7 @@ describe('the UI on a 390 px phone', () => {
       const nav = page.getByRole('navigation').first();
       const box = await nav.boundingBox();
       expect(box && box.x >= 0 && box.x + box.width <= PHONE.width + 1).toBe(true);
+      expect(problems, 'console errors and failed requests').toEqual([]);
     });
   }
 });
