@@ -78,7 +78,7 @@ async function main() {
     machine: { cpus: (await import('node:os')).cpus().length },
     clusters: { startMs: [cephA.startMs, cephB.startMs], memoryBytes: [cephA.memoryBytes(), cephB.memoryBytes()] },
   };
-  if (parts.has('snapshot')) result.snapshot = await snapshotLatency(cephA, clientA);
+  if (parts.has('snapshot')) result.snapshot = report('snapshot', await snapshotLatency(cephA, clientA));
   if (parts.has('lag') || parts.has('switchover')) {
     say('pairing the pools through the agents and starting rbd-mirror …');
     const { token } = await clientA.storage.createPeerBootstrap({ pool: POOL, siteName: 'bench-a' });
@@ -86,10 +86,16 @@ async function main() {
     const mirrors = await testing.startRbdMirrorPair(cephA, cephB);
     cleanups.push(() => mirrors.stop());
   }
-  if (parts.has('lag')) result.lag = await replicationLag(cephA, clientA, clientB);
-  if (parts.has('switchover')) result.switchover = await switchover(cephA, cephB, clientA, clientB, b);
+  if (parts.has('lag')) result.lag = report('lag', await replicationLag(cephA, clientA, clientB));
+  if (parts.has('switchover')) result.switchover = report('switchover', await switchover(cephA, cephB, clientA, clientB, b));
   result.totalSeconds = Math.round((Date.now() - started) / 1000);
   return result;
+}
+
+/** Each part's figures go to stderr as soon as they are measured (a later part may fail). */
+function report(part, figures) {
+  say(`${part}: ${JSON.stringify(figures)}`);
+  return figures;
 }
 
 /** One sim-hypervisor agent on the rbd storage driver of `ceph`. */
@@ -152,6 +158,9 @@ async function replicationLag(ceph, clientA, clientB) {
       const status = await clientB.storage.getMirrorStatus({ pool: POOL, image });
       return status.state === 'up+replaying' && status.lastMirroredSnapshotAt !== '' && status;
     }, 500);
+    // Warm-up: one mirror snapshot synced, so that the samples start from a current secondary.
+    await clientA.storage.createMirrorSnapshot({ pool: POOL, image });
+    await waitSynced(clientA, clientB, image, 180_000);
     const samples = [];
     const writer = steadyWriter(ceph, image, rate * MiB, LAG_SECONDS * 1000);
     const end = Date.now() + LAG_SECONDS * 1000;
@@ -182,19 +191,20 @@ async function replicationLag(ceph, clientA, clientB) {
   return runs;
 }
 
-/** Writes `bytesPerSecond` in 1 MiB pieces at random offsets of the first GiB for `durationMs`; answers the bytes written. */
+/**
+ * Writes `bytesPerSecond` as one contiguous piece per second at a random offset of the first GiB
+ * (one rbd call a second: a call per MiB could not keep up on a loaded 2-core machine) for
+ * `durationMs`; answers the bytes written.
+ */
 async function steadyWriter(ceph, image, bytesPerSecond, durationMs) {
-  const piece = randomBytes(MiB);
+  const piece = randomBytes(bytesPerSecond);
   const started = Date.now();
   let written = 0;
-  while (Date.now() - started < durationMs) {
-    const due = ((Date.now() - started) / 1000) * bytesPerSecond;
-    if (written < due) {
-      await ceph.writeImage(POOL, image, Math.floor(Math.random() * 1023) * MiB, piece);
-      written += piece.length;
-    } else {
-      await new Promise((resolve) => setTimeout(resolve, 20)); // pacing the load generator
-    }
+  for (let second = 0; Date.now() - started < durationMs; second++) {
+    await ceph.writeImage(POOL, image, Math.floor(Math.random() * (1024 - bytesPerSecond / MiB)) * MiB, piece);
+    written += piece.length;
+    const next = started + (second + 1) * 1000;
+    if (next > Date.now()) await new Promise((resolve) => setTimeout(resolve, next - Date.now())); // pacing the load generator
   }
   return written;
 }
@@ -213,6 +223,8 @@ async function switchover(cephA, cephB, clientA, clientB, clusterB) {
   say(`initial sync took ${Math.round(initialSyncMs)} ms; changing ${SWITCH_CHANGED_MIB} MiB …`);
   for (let i = 0; i < SWITCH_CHANGED_MIB; i++) await cephA.writeImage(POOL, image, Math.floor(Math.random() * SWITCH_IMAGE_MIB) * MiB, randomBytes(MiB));
   const expected = await cephA.imageSha256(POOL, image);
+  // For the baseline (untimed): the change as a snapshot of its own, taken while the image is still primary.
+  await cephA.exec('rbd', ['snap', 'create', '--', `${POOL}/${image}@final`], { as: 'client' });
 
   const t0 = performance.now();
   await clientA.storage.createMirrorSnapshot({ pool: POOL, image });
@@ -234,7 +246,6 @@ async function switchover(cephA, cephB, clientA, clientB, clusterB) {
   say('baseline: the same change carried by export-diff | import-diff …');
   await cephB.exec('rbd', ['create', '--size', `${SWITCH_IMAGE_MIB}M`, '--', `${POOL}/baseline-copy`], { as: 'client' });
   await pipe(cephA, ['export-diff', '--', `${POOL}/${image}@base`, '-'], cephB, ['import-diff', '--', '-', `${POOL}/baseline-copy`]);
-  await cephA.exec('rbd', ['snap', 'create', '--', `${POOL}/${image}@final`], { as: 'client' });
   const b0 = performance.now();
   await pipe(cephA, ['export-diff', '--from-snap', 'base', '--', `${POOL}/${image}@final`, '-'], cephB, ['import-diff', '--', '-', `${POOL}/baseline-copy`]);
   const baselineMs = performance.now() - b0;
