@@ -164,6 +164,8 @@ export const vmReplicationSchema = z.object({
   rpoSeconds: z.number().int().nullable().meta({ description: "now − the oldest of its disks' last mirrored snapshot; null when no site answered" }),
   rpoExceeded: z.boolean().nullable(),
   lastMirroredSnapshotAt: z.string().nullable().meta({ description: 'The oldest of the disks’ last mirrored snapshots' }),
+  lagSeconds: z.number().int().nullable().meta({ description: "The most behind disk's lag (null: not read yet)" }),
+  bytesPerSecond: z.number().meta({ description: 'Replication rate of all its disks together, as rbd-mirror reports it' }),
   health: z.enum(MIRROR_HEALTH),
   splitBrain: z.boolean().meta({ description: 'Some image is primary at both sites: resync the stale one' }),
   observedAt: z.iso.datetime().nullable().meta({ description: 'When the sites were read (null: not yet)' }),

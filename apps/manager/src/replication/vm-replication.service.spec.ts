@@ -201,6 +201,13 @@ describe('VmReplicationService: reading', () => {
     expect(shown).toMatchObject({ rpoSeconds: 310, rpoTargetSeconds: 300, rpoExceeded: true, state: 'primary', primaryRemote: 'dc-a', health: 'ok' });
     expect(view(record(VM, { sourceState: 'secondary', targetState: 'primary' }), undefined, true)).toMatchObject({ state: 'secondary', primaryRemote: 'dc-b', rpoSeconds: null, rpoExceeded: null, health: 'unknown', images: [] });
   });
+
+  it('gives every row, listed or read alone, its most behind disk as the lag and the sum of its disks\' rates', () => {
+    const image = { image: 'a', sourcePool: 'rbd', targetPool: 'rbd', sites: [], lastMirroredSnapshotAt: null, secondsUntilSynced: 0, splitBrain: false };
+    const observed = { ...OBSERVED, images: [{ ...image, lagSeconds: 10, bytesPerSecond: 100 }, { ...image, image: 'b', lagSeconds: 40, bytesPerSecond: 50 }, { ...image, image: 'c', lagSeconds: null, bytesPerSecond: 0 }] };
+    expect(view(record(), observed, false, NOW)).toMatchObject({ lagSeconds: 40, bytesPerSecond: 150 });
+    expect(view(record(), undefined, false, NOW)).toMatchObject({ lagSeconds: null, bytesPerSecond: 0 });
+  });
 });
 
 describe('VmReplicationService: a migration moves a mirrored VM', () => {

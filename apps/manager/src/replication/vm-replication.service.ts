@@ -18,7 +18,7 @@ import { enabledRoles, failover, migrated, other, primarySide, resync, switchove
 import { ownerPrincipal } from './replication-journal';
 import { ReplicationPollerService } from './replication-poller.service';
 import { ReplicationStatusService, type Observation } from './replication-status.service';
-import type { EnableReplicationBody, FailoverBody, FailoverPreview, SwitchoverBody, VmReplicationQuery, VmReplicationView } from './replication.dto';
+import type { EnableReplicationBody, FailoverBody, FailoverPreview, ImageStatusView, SwitchoverBody, VmReplicationQuery, VmReplicationView } from './replication.dto';
 import { ReplicationRepository } from './replication.repository';
 import type { VmReplicationEntity } from './vm-replication.entity';
 
@@ -359,6 +359,7 @@ export function view(record: VmReplicationEntity, observed: Observation | undefi
     rpoSeconds: rpo,
     rpoExceeded: rpo === null ? null : rpo > record.rpoTargetSeconds,
     lastMirroredSnapshotAt: observed?.lastMirroredSnapshotAt ?? null,
+    ...figures(observed?.images ?? []),
     health: observed?.health ?? 'unknown',
     splitBrain: observed?.splitBrain ?? false,
     observedAt: observed?.at.toISOString() ?? null,
@@ -369,3 +370,8 @@ export function view(record: VmReplicationEntity, observed: Observation | undefi
   };
 }
 
+/** The VM's lag (its most behind disk) and replication rate (all its disks), from the last reading. */
+function figures(images: readonly ImageStatusView[]): { lagSeconds: number | null; bytesPerSecond: number } {
+  const lags = images.flatMap((image) => (image.lagSeconds === null ? [] : [image.lagSeconds]));
+  return { lagSeconds: lags.length ? Math.max(...lags) : null, bytesPerSecond: images.reduce((sum, image) => sum + image.bytesPerSecond, 0) };
+}

@@ -3160,6 +3160,8 @@ export interface components {
             }[];
         };
         VmReplicationDto_Output: {
+            /** @description Replication rate of all its disks together, as rbd-mirror reports it */
+            bytesPerSecond: number;
             /** @enum {string} */
             health: "ok" | "syncing" | "error" | "split-brain" | "unknown";
             /** @description Per image and site (GET of one VM) */
@@ -3190,6 +3192,8 @@ export interface components {
                 splitBrain: boolean;
                 targetPool: string;
             }[];
+            /** @description The most behind disk's lag (null: not read yet) */
+            lagSeconds: number | null;
             lastChange: string;
             /** Format: date-time */
             lastChangeAt: string;
@@ -3245,6 +3249,8 @@ export interface components {
         };
         VmReplicationListDto_Output: {
             items: {
+                /** @description Replication rate of all its disks together, as rbd-mirror reports it */
+                bytesPerSecond: number;
                 /** @enum {string} */
                 health: "ok" | "syncing" | "error" | "split-brain" | "unknown";
                 /** @description Per image and site (GET of one VM) */
@@ -3275,6 +3281,8 @@ export interface components {
                     splitBrain: boolean;
                     targetPool: string;
                 }[];
+                /** @description The most behind disk's lag (null: not read yet) */
+                lagSeconds: number | null;
                 lastChange: string;
                 /** Format: date-time */
                 lastChangeAt: string;

@@ -15,11 +15,8 @@ import { href } from '../view';
 import { FailoverDialog } from './FailoverDialog';
 import { useCreatePair, useDeletePair, useDrAction, type DrAction } from './mutations';
 import { replicationKeys, usePairs, useReplicatedVms, useVmReplication, type Pair, type PoolHealth, type VmReplication } from './queries';
-import { healthInWords, otherRemote, pendingInWords, rolesInWords, rpoInWords, rpoLevel, vmFigures } from './replication-view';
+import { healthInWords, otherRemote, pendingInWords, rolesInWords, rpoInWords, rpoLevel } from './replication-view';
 import './replication.css';
-
-/** Rows up to this many read their lag and transfer rate (GET of each VM); beyond, only expanded rows do. */
-const FIGURES_FOR_ROWS = 25;
 
 /** One side of a pair: its pool's mirroring health in words. */
 function PoolHealthCell({ health }: { health: PoolHealth | undefined }) {
@@ -318,11 +315,11 @@ function ImagesTable({ row, images }: { row: VmReplication; images: NonNullable<
   );
 }
 
-function VmRow({ signedIn, row, readFigures, onTask }: { signedIn: SignedIn; row: VmReplication; readFigures: boolean; onTask: (taskId: string, label: string) => void }) {
+function VmRow({ signedIn, row, onTask }: { signedIn: SignedIn; row: VmReplication; onTask: (taskId: string, label: string) => void }) {
   const [open, setOpen] = useState(false);
-  const detail = useVmReplication(row.source.remote, row.vm, open || readFigures);
+  // The per-disk figures are read when the row is opened; the row's own come with the list.
+  const detail = useVmReplication(row.source.remote, row.vm, open);
   const images = detail.data?.images;
-  const figures = images ? vmFigures(images) : null;
   const level = rpoLevel(row);
   const pending = pendingInWords(row);
   const detailsId = useId();
@@ -354,8 +351,8 @@ function VmRow({ signedIn, row, readFigures, onTask }: { signedIn: SignedIn; row
             </div>
           )}
         </td>
-        <td className="number">{figures ? formatDuration(figures.lagSeconds) : '—'}</td>
-        <td className="number">{figures ? formatRate(figures.bytesPerSecond) : '—'}</td>
+        <td className="number">{row.observedAt ? formatDuration(row.lagSeconds) : '—'}</td>
+        <td className="number">{row.observedAt ? formatRate(row.bytesPerSecond) : '—'}</td>
         <td data-testid="mirror-health" className={row.splitBrain || row.health === 'error' ? 'rpo-over' : undefined}>
           {healthInWords(row.health)}
         </td>
@@ -439,7 +436,7 @@ export function ReplicationPage({ signedIn }: { signedIn: SignedIn }) {
             </thead>
             <tbody>
               {rows.map((row) => (
-                <VmRow key={row.vm} signedIn={signedIn} row={row} readFigures={rows.length <= FIGURES_FOR_ROWS} onTask={onTask} />
+                <VmRow key={row.vm} signedIn={signedIn} row={row} onTask={onTask} />
               ))}
             </tbody>
           </table>

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { healthInWords, otherRemote, riskInWords, rolesInWords, rpoInWords, rpoLevel, vmFigures } from './replication-view';
+import { healthInWords, otherRemote, riskInWords, rolesInWords, rpoInWords, rpoLevel } from './replication-view';
 
 describe('a mirrored VM in words', () => {
   it('says whether the RPO is within or over its target, not only in colour', () => {
@@ -15,12 +15,6 @@ describe('a mirrored VM in words', () => {
     expect(rolesInWords(row)).toBe('primary at dc-east, secondary at dc-west');
     expect(otherRemote(row)).toBe('dc-west');
     expect(otherRemote({ ...row, primaryRemote: 'dc-west' })).toBe('dc-east');
-  });
-
-  it('takes the most behind disk as the lag and adds up the transfer rates', () => {
-    const image = { image: 'a', sourcePool: 'rbd', targetPool: 'rbd', sites: [], lastMirroredSnapshotAt: null, secondsUntilSynced: 0, splitBrain: false };
-    expect(vmFigures([{ ...image, lagSeconds: 10, bytesPerSecond: 100 }, { ...image, lagSeconds: 40, bytesPerSecond: 50 }])).toEqual({ lagSeconds: 40, bytesPerSecond: 150 });
-    expect(vmFigures([{ ...image, lagSeconds: null, bytesPerSecond: 0 }])).toEqual({ lagSeconds: null, bytesPerSecond: 0 });
   });
 
   it('says split brain in words', () => {

@@ -1,5 +1,5 @@
 import { formatDuration, formatTime, formatUtc } from '../ui/format';
-import type { FailoverPreview, ImageStatus, VmReplication } from './queries';
+import type { FailoverPreview, VmReplication } from './queries';
 
 type Row = Pick<VmReplication, 'rpoSeconds' | 'rpoTargetSeconds' | 'rpoExceeded'>;
 
@@ -37,12 +37,6 @@ export function otherRemote(row: Pick<VmReplication, 'primaryRemote' | 'source' 
 /** "primary at dc-east, secondary at dc-west" — both sites' DR roles. */
 export function rolesInWords(row: Pick<VmReplication, 'source' | 'target'>): string {
   return `${row.source.role} at ${row.source.remote}, ${row.target.role} at ${row.target.remote}`;
-}
-
-/** The VM's lag (the most behind of its disks) and transfer rate (all disks), from its images. */
-export function vmFigures(images: readonly ImageStatus[]): { lagSeconds: number | null; bytesPerSecond: number } {
-  const lags = images.map((image) => image.lagSeconds).filter((lag): lag is number => lag !== null);
-  return { lagSeconds: lags.length ? Math.max(...lags) : null, bytesPerSecond: images.reduce((sum, image) => sum + image.bytesPerSecond, 0) };
 }
 
 /** What a row's pending action is, in words: "switchover running". */
