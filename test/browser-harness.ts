@@ -101,8 +101,18 @@ export async function startBuiltManager(adminPassword: string): Promise<BuiltMan
   };
 }
 
-/** Debian's Chromium, headless, trusting exactly the keys of these CAs (no blanket ignoring of certificate errors). */
-export function launchChromium(...caPems: string[]): Promise<Browser> {
+/**
+ * Debian's Chromium, headless, trusting exactly the keys of these CAs (no blanket ignoring of
+ * certificate errors). Every page it opens records its problems (see `watchProblems`):
+ * `screenshotChecked` and `expectNoProblems` fail the test on any not allowed at that call, and
+ * closing the browser fails on any left unchecked.
+ */
+export async function launchChromium(...caPems: string[]): Promise<Browser> {
+  return recordingProblems(await launchChromiumUnchecked(...caPems));
+}
+
+/** The same browser without the problem check: only for a spec not yet walked through with it. */
+export function launchChromiumUnchecked(...caPems: string[]): Promise<Browser> {
   const executablePath = requireBinary('chromium', 'chromium');
   const spkiHashes = caPems.map((pem) => createHash('sha256').update(new X509Certificate(pem).publicKey.export({ type: 'spki', format: 'der' })).digest('base64'));
   return chromium.launch({
@@ -141,16 +151,73 @@ export async function accessibilityViolations(page: Page): Promise<string[]> {
   return violations.map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.slice(0, 3).map((node) => node.target.join(' ')).join(' | ')}`);
 }
 
-/** A full-page screenshot of what the user sees now (to look at), and axe's check of that same state: the test fails on any finding. */
-export async function screenshotChecked(page: Page, path: string): Promise<void> {
+/**
+ * A full-page screenshot of what the user sees now (to look at), and axe's check of that same
+ * state: the test fails on any finding, and on any console error, page error or failed answer
+ * since the last check (pages of `launchChromium`) unless `allowed` names it — what the test
+ * provokes on purpose, e.g. `/^401 POST \/api\/auth\/login$/`.
+ */
+export async function screenshotChecked(page: Page, path: string, allowed: readonly RegExp[] = []): Promise<void> {
   await page.screenshot({ path, fullPage: true });
   expect(await accessibilityViolations(page), `WCAG 2.1 AA findings on ${basename(path)}`).toEqual([]);
+  expectNoProblems(page, allowed, `before ${basename(path)}`);
+}
+
+/** Pages of `launchChromium` and their problems not yet checked. */
+const recordedProblems = new Map<Page, string[]>();
+
+function recordProblems(page: Page): void {
+  if (recordedProblems.has(page)) return;
+  recordedProblems.set(page, watchProblems(page));
+}
+
+/** `browser` with every page of every context recording its problems, and a `close` that fails on any left unchecked. */
+function recordingProblems(browser: Browser): Browser {
+  const newContext = browser.newContext.bind(browser);
+  browser.newContext = async (options) => {
+    const context = await newContext(options);
+    context.on('page', recordProblems);
+    const newPage = context.newPage.bind(context);
+    context.newPage = async () => {
+      const page = await newPage();
+      recordProblems(page);
+      return page;
+    };
+    return context;
+  };
+  const newPage = browser.newPage.bind(browser);
+  browser.newPage = async (options) => {
+    const page = await newPage(options);
+    recordProblems(page);
+    return page;
+  };
+  const close = browser.close.bind(browser);
+  browser.close = async (options) => {
+    const pages = [...recordedProblems.keys()].filter((page) => page.context().browser() === browser);
+    const left = pages.flatMap((page) => recordedProblems.get(page)!);
+    for (const page of pages) recordedProblems.delete(page);
+    await close(options);
+    if (left.length > 0) throw new Error(`console errors, page errors or failed answers never checked:\n${left.join('\n')}`);
+  };
+  return browser;
 }
 
 /**
- * Every console error, uncaught page error and answer of 400 or more on `page` from now on, for a
- * test to expect none after a normal walk through the UI (a test that provokes a refusal on
- * purpose does not use it).
+ * Fails the test on any console error, page error or failed answer on `page` (of `launchChromium`)
+ * since the last check, except those `allowed` matches (what the test provokes on purpose); the
+ * problems count as checked either way.
+ */
+export function expectNoProblems(page: Page, allowed: readonly RegExp[] = [], when = 'now'): void {
+  const problems = recordedProblems.get(page);
+  if (!problems) return;
+  const unexpected = problems.splice(0).filter((problem) => !allowed.some((pattern) => pattern.test(problem)));
+  expect(unexpected, `console errors, page errors or failed answers ${when}`).toEqual([]);
+}
+
+/**
+ * Every console error, uncaught page error and answer of 400 or more on `page` from now on, one
+ * line each (`console: …`, `page error: …`, `<status> <METHOD> <path>`); `launchChromium`'s
+ * pages record them already, for `screenshotChecked` and `expectNoProblems`.
  */
 export function watchProblems(page: Page): string[] {
   const problems: string[] = [];
