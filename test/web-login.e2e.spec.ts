@@ -5,7 +5,7 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium, requestApi, screenshotChecked, startBuiltManager } from './browser-harness';
+import { expectNoProblems, launchChromium, requestApi, screenshotChecked, startBuiltManager } from './browser-harness';
 
 /**
  * The web UI's login as a user meets it: the built manager process serving the built UI, driven
@@ -45,8 +45,9 @@ describe('signing in to the web UI', () => {
     return page;
   }
 
-  async function screenshot(page: Page, name: string): Promise<void> {
-    await screenshotChecked(page, join(SCREENSHOTS, `${name}.png`));
+  /** `allowed`: the failed answers the test provokes on purpose since the last screenshot. */
+  async function screenshot(page: Page, name: string, allowed: RegExp[] = []): Promise<void> {
+    await screenshotChecked(page, join(SCREENSHOTS, `${name}.png`), allowed);
   }
 
   async function fillLogin(page: Page, username: string, password: string): Promise<void> {
@@ -99,7 +100,7 @@ describe('signing in to the web UI', () => {
     expect(await alertText(page)).toBe('invalid username or password');
     expect(await page.getByLabel('Username').inputValue()).toBe(ADMIN);
     expect(await sessionStatus(page)).toBe(401);
-    await screenshot(page, 'login-wrong-password');
+    await screenshot(page, 'login-wrong-password', [/^401 POST \/api\/v1\/auth\/login$/, /^401 GET \/api\/v1\/auth\/session$/]);
   });
 
   it('signs in with the password, shows the dashboard with the user name, keeps the session over a reload, and logs out', async () => {
@@ -120,6 +121,8 @@ describe('signing in to the web UI', () => {
     expect(await sessionStatus(page)).toBe(401);
     await page.reload();
     await page.getByLabel('Username').waitFor();
+    // The only refusal: the test's own question for the session after logging out.
+    expectNoProblems(page, [/^401 GET \/api\/v1\/auth\/session$/]);
   });
 
   it('signs in with an API token as the secondary way in, and forgets it on log out', async () => {
@@ -181,7 +184,7 @@ describe('signing in to the web UI', () => {
 
     // The next step's code: the confirmation used this step's, and a code is good once.
     await codeField.fill(totp(secret, 30));
-    await screenshot(page, 'tfa-step');
+    await screenshot(page, 'tfa-step', [/^401 POST \/api\/v1\/auth\/tfa$/]);
     await page.getByRole('button', { name: 'Verify' }).click();
     expect(await signedInUser(page)).toBe(ADMIN);
   });
@@ -217,7 +220,8 @@ describe('signing in to the web UI', () => {
     // bob holds no privilege: the manager refuses the dashboard, the page says so and offers no refresh.
     await page.getByText('You may not see any remote').waitFor();
     expect(await page.getByRole('button', { name: 'Refresh' }).count()).toBe(0);
-    await screenshot(page, 'dashboard-without-privileges');
+    // bob holds no privilege: the manager refuses the dashboard, and the page says why.
+    await screenshot(page, 'dashboard-without-privileges', [/^403 GET \/api\/v1\/dashboard$/]);
 
     await page.getByRole('button', { name: 'Log out' }).click();
     await fillLogin(page, 'bob', BOB_PASSWORD);
@@ -225,5 +229,6 @@ describe('signing in to the web UI', () => {
     await page.getByLabel('Recovery code').fill(recoveryCodes[0]);
     await page.getByRole('button', { name: 'Verify' }).click();
     expect(await signedInUser(page)).toBe('bob@local');
+    expectNoProblems(page, [/^403 GET \/api\/v1\/dashboard$/]);
   });
 });
