@@ -5,7 +5,7 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium, screenshotChecked, startBuiltManager } from './browser-harness';
+import { expectNoProblems, launchChromium, screenshotChecked, startBuiltManager } from './browser-harness';
 
 /**
  * The web UI's account page as a user meets it: the built manager serving the built UI, driven
@@ -45,8 +45,9 @@ describe('the account page of the web UI', () => {
     return page;
   }
 
-  async function screenshot(page: Page, name: string): Promise<void> {
-    await screenshotChecked(page, join(SCREENSHOTS, `${name}.png`));
+  /** `allowed`: the refusals the test provokes on purpose since the last screenshot. */
+  async function screenshot(page: Page, name: string, allowed: RegExp[] = []): Promise<void> {
+    await screenshotChecked(page, join(SCREENSHOTS, `${name}.png`), allowed);
   }
 
   async function fillLogin(page: Page, username: string, password: string): Promise<void> {
@@ -123,7 +124,7 @@ describe('the account page of the web UI', () => {
     await page.getByRole('img', { name: 'QR code of the authenticator secret' }).waitFor();
     const secret = (await page.locator('code.secret').textContent())!.replace(/\s+/g, '');
     expect(secret).toMatch(/^[A-Z2-7]{32}$/);
-    await screenshot(page, 'account-totp-qr');
+    await screenshot(page, 'account-totp-qr', [/^403 POST \/api\/v1\/access\/tfa\/totp$/]);
     await page.getByLabel('Code from your authenticator app').fill(totp(secret));
     await page.getByRole('button', { name: 'Confirm' }).click();
     const codes = page.getByRole('list', { name: 'Recovery codes' }).locator('code');
@@ -181,7 +182,8 @@ describe('the account page of the web UI', () => {
     const policy = page.getByRole('alert');
     await policy.filter({ hasNotText: 'repetition' }).waitFor();
     expect(await policy.textContent()).toMatch(/\S/);
-    await screenshot(page, 'account-password-refused');
+    // The wrong password when removing the key, the password the policy refuses.
+    await screenshot(page, 'account-password-refused', [/^403 DELETE \/api\/v1\/access\/tfa\/webauthn\/[^/]+$/, /^400 POST \/api\/v1\/access\/password$/]);
     await page.getByLabel('Current password').fill(ADMIN_PASSWORD);
     await page.getByLabel('New password', { exact: true }).fill(NEW_PASSWORD);
     await page.getByLabel('Repeat the new password').fill(NEW_PASSWORD);
@@ -208,5 +210,7 @@ describe('the account page of the web UI', () => {
     await page.getByRole('button', { name: 'Log out everywhere' }).click();
     await page.getByLabel('Username').waitFor();
     expect(await page.evaluate(() => fetch('/api/v1/auth/session').then((r) => r.status))).toBe(401);
+    // The old password refused, and the test's own question for the ended session.
+    expectNoProblems(page, [/^401 POST \/api\/v1\/auth\/login$/, /^401 GET \/api\/v1\/auth\/session$/]);
   });
 });
