@@ -10,7 +10,7 @@ import { ErrorNote } from '../ui/ErrorNote';
 import { Timestamp } from '../ui/Timestamp';
 import { href } from '../view';
 import { useEnableReplication } from './mutations';
-import { replicationKeys, usePairs, useVmReplication } from './queries';
+import { replicationKeys, usePairs, useReplicatedVms, useVmReplication } from './queries';
 import { healthInWords, rolesInWords, rpoInWords, rpoLevel } from './replication-view';
 import './replication.css';
 
@@ -73,16 +73,21 @@ function EnableForm({ signedIn, vm, onTask }: { signedIn: SignedIn; vm: VmDetail
 /** The VM page's Replication section: its DR state and RPO when mirrored (actions on the Replication page), else enabling it. */
 export function VmReplicationPanel({ signedIn, vm }: { signedIn: SignedIn; vm: VmDetail }) {
   const queryClient = useQueryClient();
-  const replication = useVmReplication(vm.remote, vm.id);
+  // The list says whether it is mirrored: asking for the one VM's mirroring would answer a 404
+  // (a console error on every VM page) when it is not.
+  const listed = useReplicatedVms();
+  const mirrored = listed.data ? listed.data.items.some((item) => item.vm === vm.id) : undefined;
+  const replication = useVmReplication(vm.remote, vm.id, mirrored === true);
   const task = useTaskFollow(() => void queryClient.invalidateQueries({ queryKey: replicationKeys.all }));
   const headingId = useId();
-  const row = replication.data;
-  const refused = replication.error instanceof ApiError && replication.error.status === 403;
+  const row = mirrored === false ? null : mirrored ? replication.data : undefined;
+  const error = listed.error ?? (mirrored ? replication.error : null);
+  const refused = error instanceof ApiError && error.status === 403;
   return (
     <section aria-labelledby={headingId} className="vm-panel vm-replication" data-testid="vm-replication">
       <h2 id={headingId}>Replication</h2>
-      {refused ? <p className="muted">You may not see the replication of this VM.</p> : <ErrorNote error={replication.error} />}
-      {replication.isPending && <p className="muted">Loading…</p>}
+      {refused ? <p className="muted">You may not see the replication of this VM.</p> : <ErrorNote error={error} />}
+      {!error && row === undefined && <p className="muted">Loading…</p>}
       {row === null && (
         <>
           <p className="muted">Not mirrored to another remote.</p>
