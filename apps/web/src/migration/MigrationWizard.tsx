@@ -91,11 +91,12 @@ function Wizard({ signedIn, vm }: { signedIn: SignedIn; vm: VmDetail }) {
   const task = useTask(taskId, 1000);
   const afterMigration = useAfterMigration();
   const ended = task.data && !isActive(task.data.state);
+  const leftRemote = task.data?.state === 'succeeded' && form.targetRemote !== vm.remote;
   useEffect(() => {
     if (!ended) return;
     setStep(6);
-    afterMigration();
-  }, [ended, afterMigration]);
+    afterMigration(leftRemote ? { remote: vm.remote, vmid: vm.id } : undefined);
+  }, [ended, leftRemote, afterMigration, vm.remote, vm.id]);
 
   // The chosen node may have gone offline since it was chosen (the targets refresh themselves).
   const targets = useMigrationTargets();

@@ -32,11 +32,21 @@ export function useStartMigration() {
   });
 }
 
+/** Whether a query's key names this VM at this remote (its detail, snapshots, replication …). */
+export function isAbout(queryKey: readonly unknown[], at: { remote: string; vmid: string }): boolean {
+  return queryKey.includes(at.remote) && queryKey.includes(at.vmid);
+}
+
 /**
  * Once a migration has ended, everything else the UI holds about the VM and its remotes is stale
- * (it may be at another remote now): reload it all, except the tasks, which poll by themselves.
+ * (it may be at another remote now): reload it all, except the tasks, which poll by themselves,
+ * and except the VM at the remote it `left` — asking for it there answers a 404 (a console error).
  */
 export function useAfterMigration() {
   const queryClient = useQueryClient();
-  return useCallback(() => void queryClient.invalidateQueries({ predicate: (query) => query.queryKey[0] !== taskKeys.all[0] }), [queryClient]);
+  return useCallback(
+    (left?: { remote: string; vmid: string }) =>
+      void queryClient.invalidateQueries({ predicate: (query) => query.queryKey[0] !== taskKeys.all[0] && !(left && isAbout(query.queryKey, left)) }),
+    [queryClient],
+  );
 }
