@@ -16,6 +16,7 @@ import { NicTable } from './NicTable';
 import { taskFinished, useFollowedTask, useVm, useVmOwners, useVmTasks, type Task } from './queries';
 import './resources.css';
 import { withScope } from './search-terms';
+import { VmLastSeen } from './VmTable';
 
 interface PowerChoice {
   action: PowerAction;
@@ -156,7 +157,8 @@ export function VmPage({ signedIn, remote, vmid }: { signedIn: SignedIn; remote:
           <span className="visually-hidden">Status: </span>
           <span data-testid="vm-status" className={`badge badge-${detail.status} vm-badge`}>
             {detail.status}
-          </span>
+          </span>{' '}
+          <VmLastSeen vm={detail} />
         </span>
       </header>
       <p className="muted vm-crumbs">

@@ -4,6 +4,7 @@ import { formatBytes, formatPercent } from '../ui/format';
 import { href } from '../view';
 import { ariaSort, nextSort, pagesFor, rowAt, type Sort, type SortColumn } from './paging';
 import { useVmPages, type VmResource } from './queries';
+import { unknownStateInWords, type VmSeen } from './vm-state';
 
 const ROW_HEIGHT = 37;
 const HEAD_HEIGHT = 38;
@@ -23,6 +24,17 @@ export function VmStatusBadge({ status }: { status: string }) {
   return <span className={`badge badge-${status} vm-badge`}>{status}</span>;
 }
 
+/** "state unknown — last seen …" for a VM of a node that does not answer (UTC on hover); nothing otherwise. */
+export function VmLastSeen({ vm }: { vm: VmSeen }) {
+  const words = unknownStateInWords(vm);
+  if (!words) return null;
+  return (
+    <span className="muted vm-last-seen" data-testid="vm-last-seen" title={words.utc ?? undefined}>
+      {words.text}
+    </span>
+  );
+}
+
 function VmRow({ vm, index, owner, measure }: { vm: VmResource; index: number; owner: string | null; measure: (row: HTMLTableRowElement | null) => void }) {
   return (
     <tr
@@ -39,7 +51,7 @@ function VmRow({ vm, index, owner, measure }: { vm: VmResource; index: number; o
         <a href={href({ page: 'vm', remote: vm.remote, vmid: vm.id })}>{vm.name}</a>
       </th>
       <td>
-        <VmStatusBadge status={vm.status} />
+        <VmStatusBadge status={vm.status} /> <VmLastSeen vm={vm} />
         {vm.lockedBy && (
           <span className="muted" title={`Locked by ${vm.lockedBy}`}>
             {' '}
