@@ -4,7 +4,7 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium, requestApi, screenshotChecked, startBuiltManager, type BuiltManager } from './browser-harness';
+import { expectNoProblems, launchChromium, requestApi, screenshotChecked, startBuiltManager, type BuiltManager } from './browser-harness';
 
 /**
  * The dashboard, the resources page and the VM page as users meet them: the built manager serving
@@ -96,7 +96,10 @@ describe('the dashboard, resources and VM pages of the web UI', () => {
       credentials: [{ name: 'admin', key: labKey }],
       addAnyway: true,
     });
-    // dc-lab's second agent freezes: its node stays registered but its VMs cannot be listed, so dc-lab is degraded.
+    // dc-lab's second agent freezes once the manager has seen its VMs: its node stays registered but
+    // its VMs cannot be listed, so dc-lab is degraded and they are "unknown", last seen before.
+    await ok('GET', '/api/v1/resources/refresh');
+    expect((await ok('GET', '/api/v1/resources?type=vm&q=remote:dc-lab')).total).toBe(4);
     lab.agents[1].process.child.kill('SIGSTOP');
     // A few refreshes give the charts some history.
     for (let i = 0; i < 4; i++) {
@@ -180,6 +183,21 @@ describe('the dashboard, resources and VM pages of the web UI', () => {
     await page.getByRole('heading', { name: 'Resources', level: 1 }).waitFor();
     expect(await page.getByLabel('Search').inputValue()).toBe('remote:dc-main');
 
+    // The frozen node's VMs: "state unknown", with when they were last seen (local time, UTC on hover).
+    const unknownVm = ((await ok('GET', '/api/v1/resources?type=vm&q=remote:dc-lab')).items as Json[]).find((vm) => vm.status === 'unknown')!;
+    expect(unknownVm.lastSeenAt).toEqual(expect.any(String));
+    const seen = `state unknown — last seen ${await page.evaluate((at) => new Date(at).toLocaleString(), unknownVm.lastSeenAt as string)}`;
+    const utc = `${new Date(unknownVm.lastSeenAt).toISOString().slice(0, 19).replace('T', ' ')} UTC`;
+    await page.goto(`${base}/#/resources?q=remote:dc-lab`);
+    const lastSeenInList = page.locator(`[data-testid="vm-row"][data-vm-id="${unknownVm.id}"]`).getByTestId('vm-last-seen');
+    await lastSeenInList.waitFor();
+    expect([await lastSeenInList.textContent(), await lastSeenInList.getAttribute('title')]).toEqual([seen, utc]);
+    await page.goto(`${base}/#/resources/dc-lab/${unknownVm.id}`);
+    const lastSeenOnPage = page.locator('.vm-header').getByTestId('vm-last-seen');
+    await lastSeenOnPage.waitFor();
+    expect([await lastSeenOnPage.textContent(), await lastSeenOnPage.getAttribute('title')]).toEqual([seen, utc]);
+    await screenshot(page, 'web-vm-unknown');
+
     const dark = await openUi({ colorScheme: 'dark' });
     await signIn(dark, ADMIN, ADMIN_PASSWORD);
     await waitForText(dark, 'total-vms', String(expected.totals.vms.total));
@@ -235,6 +253,7 @@ describe('the dashboard, resources and VM pages of the web UI', () => {
     await problem.waitFor();
     expect(await problem.textContent()).toBe(bad.body.error.message);
     expect(await page.getByTestId('result-count').count()).toBe(0);
+    expectNoProblems(page, [/^400 GET \/api\/v1\/resources$/]);
   });
 
   it('opens a VM, shuts it down through the confirmation dialog and shows the new state and the task', async () => {
@@ -293,6 +312,8 @@ describe('the dashboard, resources and VM pages of the web UI', () => {
     const running = (await ok('GET', '/api/v1/resources?type=vm&q=remote:dc-main+status:running')).items[0] as Json;
     await page.locator(`[data-testid="vm-row"][data-vm-id="${running.id}"][data-remote="dc-main"]`).getByRole('link').click();
     await page.getByRole('heading', { name: running.name, level: 1 }).waitFor();
+    // The Replication section knows first whether the VM is mirrored (it is not: enabling is offered).
+    await page.getByTestId('vm-replication').getByText('Not mirrored to another remote.').waitFor();
     const buttons = page.locator('[data-action]');
     expect(await buttons.allTextContents()).toEqual(['Start', 'Shut down', 'Reboot', 'Stop', 'Migrate…']);
     expect(await enabledActions(page)).toBe(0);
@@ -310,9 +331,12 @@ describe('the dashboard, resources and VM pages of the web UI', () => {
     const other = ((await ok('GET', '/api/v1/resources?type=vm&q=remote:dc-main')).items as Json[]).find((vm) => !tenantVms.includes(vm.id))!;
     await page.goto(`${base}/#/resources/dc-main/${other.id}`);
     await page.getByText('This VM does not exist or you may not see it').waitFor();
+    expectNoProblems(page, [new RegExp(`^404 GET /api/v1/remotes/dc-main/vms/${other.id}$`)]);
     await page.goto(`${base}/#/resources/dc-main/${tenantVms[0]}`);
     await page.getByTestId('vm-status').waitFor();
     // Its own VM: the tenant's Manage role holds, so the power actions the state allows are enabled.
     expect(await enabledActions(page)).toBeGreaterThan(0);
+    // Known gap (issue 13 report): the VM page asks a tenant for the VM's tasks, which the manager refuses.
+    expectNoProblems(page, [/^403 GET \/api\/v1\/tasks$/]);
   });
 });
