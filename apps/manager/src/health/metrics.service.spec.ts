@@ -9,10 +9,10 @@ describe('MetricsService: the federation', () => {
   it('exports nodes and VMs by state for each reachable remote, every known state included, anything else as unknown', async () => {
     const metrics = new MetricsService();
     metrics.publishRemotes([
-      { remote: 'dc-east', status: 'online', nodeStates: ['ok', 'ok', 'degraded', 'offline'], vmStates: ['running', 'running', 'stopped', 'exploded'] },
+      { remote: 'dc-east', status: 'online', nodeStates: ['ok', 'ok', 'degraded', 'unreachable', 'offline'], vmStates: ['running', 'running', 'stopped', 'exploded'] },
     ]);
     const text = await metrics.render();
-    expect(series(text, 'debvisor_nodes')).toEqual({ 'dc-east/ok': 2, 'dc-east/degraded': 1, 'dc-east/failed': 0, 'dc-east/offline': 1, 'dc-east/unknown': 0 });
+    expect(series(text, 'debvisor_nodes')).toEqual({ 'dc-east/ok': 2, 'dc-east/degraded': 1, 'dc-east/failed': 0, 'dc-east/unreachable': 1, 'dc-east/offline': 1, 'dc-east/unknown': 0 });
     expect(series(text, 'debvisor_vms', { remote: 'dc-east' })).toMatchObject({ 'dc-east/running': 2, 'dc-east/stopped': 1, 'dc-east/crashed': 0, 'dc-east/unknown': 1 });
     expect(text).not.toContain('exploded');
     expect(series(text, 'debvisor_remote_up')).toEqual({ 'dc-east': 1 });
