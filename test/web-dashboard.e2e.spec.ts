@@ -315,7 +315,8 @@ describe('the dashboard, resources and VM pages of the web UI', () => {
     // The Replication section knows first whether the VM is mirrored (it is not: enabling is offered).
     await page.getByTestId('vm-replication').getByText('Not mirrored to another remote.').waitFor();
     const buttons = page.locator('[data-action]');
-    expect(await buttons.allTextContents()).toEqual(['Start', 'Shut down', 'Reboot', 'Stop', 'Migrate…']);
+    // Power and migration, then the Replication and Snapshots sections' actions: all disabled.
+    expect(await buttons.allTextContents()).toEqual(['Start', 'Shut down', 'Reboot', 'Stop', 'Migrate…', 'Enable replication', 'Take snapshot', 'Add schedule']);
     expect(await enabledActions(page)).toBe(0);
     expect(await page.getByRole('button', { name: 'Shut down' }).getAttribute('title')).toBe('Needs the vm.power privilege');
   });
