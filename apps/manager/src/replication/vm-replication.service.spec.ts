@@ -11,6 +11,7 @@ import { ErrorCode } from '../common/error-code';
 import { MigrationEvents } from '../migration/migration-events';
 import type { RemotesService } from '../remotes/remotes.service';
 import { TaskSuspended } from '../tasks/task-suspended';
+import type { TaskEntity } from '../tasks/task.entity';
 import type { NewTask, TaskContext, TaskHandler, TasksService } from '../tasks/tasks.service';
 import type { DrRecoveryService } from './dr-recovery.service';
 import type { DrRunnerService } from './dr-runner.service';
@@ -71,6 +72,7 @@ function setup(options: { records?: VmReplicationEntity[]; disks?: { pool: strin
   const notes: Record<string, unknown>[] = [];
   const stored: unknown[] = [];
   const handlers = new Map<string, TaskHandler>();
+  const remembered: string[] = [];
   const events = new MigrationEvents();
   const service = new VmReplicationService(
     strictMock<ReplicationRepository>('ReplicationRepository', {
@@ -83,7 +85,7 @@ function setup(options: { records?: VmReplicationEntity[]; disks?: { pool: strin
       setRoles: async (...args) => void stored.push(['setRoles', ...args]),
     }),
     strictMock<ReplicationStatusService>('ReplicationStatusService', { observe: async () => OBSERVED }),
-    strictMock<ReplicationPollerService>('ReplicationPollerService', { cached: () => OBSERVED }),
+    strictMock<ReplicationPollerService>('ReplicationPollerService', { cached: () => OBSERVED, remember: (vmId: string) => void remembered.push(vmId) }),
     strictMock<DrRunnerService>('DrRunnerService', (options.runner ?? {}) as never),
     strictMock<TasksService>('TasksService', {
       registerHandler: (type: string, handler: TaskHandler) => void handlers.set(type, handler),
@@ -107,7 +109,7 @@ function setup(options: { records?: VmReplicationEntity[]; disks?: { pool: strin
     strictMock<DrRecoveryService>('DrRecoveryService'),
   );
   service.onModuleInit();
-  return { service, enqueued, notes, stored, handlers, events };
+  return { service, enqueued, notes, stored, handlers, events, remembered };
 }
 
 describe('VmReplicationService: failover', () => {
@@ -185,6 +187,22 @@ describe('VmReplicationService: enable and the other actions', () => {
     } finally {
       (OBSERVED as { splitBrain: boolean }).splitBrain = false;
     }
+  });
+});
+
+describe('VmReplicationService: after a task', () => {
+  it('reads both sites once a task succeeded, so that the list shows its result before the next poll', async () => {
+    const s = setup({ runner: { enable: async () => undefined } });
+    const task = { id: 'task-1', vmId: VM, owner: 'admin@local' } as TaskEntity;
+    await s.handlers.get('vm.replication.enable')!.run({ task, log: async () => undefined, progress: async () => undefined });
+    expect(s.remembered).toEqual([VM]);
+  });
+
+  it('leaves a failed task\'s VM to the next poll', async () => {
+    const s = setup({ runner: { enable: async () => Promise.reject(new Error('no')) } });
+    const task = { id: 'task-1', vmId: VM, owner: 'admin@local' } as TaskEntity;
+    await expect(s.handlers.get('vm.replication.enable')!.run({ task, log: async () => undefined, progress: async () => undefined })).rejects.toThrow('no');
+    expect(s.remembered).toEqual([]);
   });
 });
 

@@ -327,6 +327,21 @@ export class VmReplicationService implements OnModuleInit {
       }
       throw error;
     }
+    await this.observeAfter(context);
+  }
+
+  /**
+   * Reads the sites once a task succeeded, so that the list shows what it left (an RPO, new roles)
+   * at once rather than after the next poll; a failed read leaves that to the poll.
+   */
+  private async observeAfter(context: TaskContext): Promise<void> {
+    const record = context.task.vmId ? await this.repository.getVm(context.task.vmId) : null;
+    if (record?.phase !== 'active') return;
+    try {
+      this.poller.remember(record.vmId, await this.status.observe(record));
+    } catch (error) {
+      await context.log(`could not read both sites after the task (${error instanceof Error ? error.message : String(error)}); the next status poll will`);
+    }
   }
 
   private async interrupted(action: DrAction, task: Readonly<TaskEntity>): Promise<void> {
