@@ -138,6 +138,24 @@ describe('live migration between agents (real etcd, real agents, sim hypervisor)
     expect((await viaEast[0].vm.getVm({ uuid: vm.spec!.uuid })).runtime).toMatchObject({ nodeId: 'node-3', state: 'stopped' });
   });
 
+  it('prepares a migration again after its reservation was released (a manager resuming a move), but not while it holds', async () => {
+    const vm = await pick('node-2', 'stopped');
+    const target = { client: viaEast[0], nodeId: 'node-3', crossCluster: false };
+    const { migrationId, prepared } = await prepareTarget(vm, target, { online: false });
+    expect(prepared.ok).toBe(true);
+    const again = () =>
+      viaEast[0].migration.prepareMigration({ vm: vm.spec!, role: 'target', targetNodeId: 'node-3', migrationId, transport: 'tunnel', online: false, sourceNodeId: vm.runtime!.nodeId });
+    // While the reservation holds, pre-flight refuses the VM (another migration of it is under way).
+    const refused = await again();
+    expect(refused.ok).toBe(false);
+    expect(refused.checks.find((check: { name: string }) => check.name === 'vm-lock')).toMatchObject({ result: 'fail', reason: expect.stringMatching(/another migration of VM .* is under way/) });
+    expect(await viaEast[0].migration.cancelMigration({ migrationId, vmUuid: vm.spec!.uuid, nodeId: 'node-3' })).toEqual({ cancelled: true });
+    const second = await again();
+    expect(second.ok).toBe(true);
+    const progress = await migrate(vm, migrationId, second, false, { online: false });
+    expect(final(progress)).toMatchObject({ phase: 'completed' });
+  });
+
   it('moves a VM to another cluster through the tunnel, each end pinning the other’s CA', async () => {
     const vm = await pick('node-3');
     const target = { client: viaWest, nodeId: 'node-1', crossCluster: true };

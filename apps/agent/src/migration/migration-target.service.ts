@@ -172,7 +172,12 @@ export class MigrationTargetService {
     const base = { checks, ok: allPass(checks), nodeId: this.deps.nodeId, caPem: this.deps.clusterCaPem };
     if (input.checkOnly || !base.ok) return base;
     const { migrationId } = input;
-    if (this.reservations.has(migrationId)) throw new AgentError(ErrorCode.AlreadyExists, `migration ${migrationId} is already prepared on node ${this.deps.nodeId}`);
+    // An aborted reservation is kept only to answer its outcome: the same migration may be prepared
+    // again (a manager that restarted mid-move releases its reservation, then asks once more).
+    const earlier = this.reservations.get(migrationId);
+    if (earlier && earlier.state !== 'aborted') {
+      throw new AgentError(ErrorCode.AlreadyExists, `migration ${migrationId} is already prepared on node ${this.deps.nodeId}`);
+    }
     const transport = input.transport === '' ? 'tunnel' : input.transport;
     let peerCa: X509Certificate | undefined;
     if (input.sourceCaPem !== '') {
