@@ -545,5 +545,24 @@ describe('ResourcesService', () => {
       await second.service.refreshAll();
       expect(names()).toEqual(['n1:ok', 'web-1:running']);
     });
+
+    it('keeps a forgotten node forgotten while the registry still lists it without a live lease, and shows it again once it answers', async () => {
+      let n2: 'up' | 'dead' = 'up';
+      const { service } = setup({
+        remotes: ['alpha'],
+        listNodes: async () => ({ clusterId: 'c', nodes: [node('n1'), node('n2', n2 === 'up')] }),
+        listVms: async () => ({ vms: [vm(WEB, 'web-1', 'running', '', { nodeId: 'n1' }), ...(n2 === 'up' ? [vm(DB, 'db-1', 'running', '', { nodeId: 'n2' })] : [])], unreachableNodes: {} }),
+      });
+      const names = () => service.list(ADMIN, query()).items.map((i) => `${i.name}:${i.status}`);
+      await service.refreshAll();
+      n2 = 'dead';
+      await service.refreshAll();
+      await service.forgetNode('alpha', 'n2');
+      await service.refreshAll();
+      expect(names()).toEqual(['n1:ok', 'web-1:running']);
+      n2 = 'up';
+      await service.refreshAll();
+      expect(names()).toEqual(['n1:ok', 'n2:ok', 'db-1:running', 'web-1:running']);
+    });
   });
 });

@@ -65,6 +65,8 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
   private readonly inflight = new Map<string, Promise<void>>();
   /** Every node ever seen on each remote, by remote and node id (persisted in known_nodes). */
   private readonly known = new Map<string, Map<string, KnownNode>>();
+  /** Nodes an operator forgot, per remote, while the cluster may still list them (see withoutForgotten). */
+  private readonly forgotten = new Map<string, Set<string>>();
   /** Resolves once the known nodes were read from the database (refreshes merge with them). */
   private loaded: Promise<void> = Promise.resolve();
   /** Bumped when a remote changes, so that a refresh started before the change does not overwrite fresher state. */
@@ -115,6 +117,7 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
 
   private forgetRemote(remoteId: string): void {
     this.known.delete(remoteId);
+    this.forgotten.delete(remoteId);
     this.knownNodes.forgetRemote(remoteId).catch((error: unknown) => this.logger.error({ remote: remoteId, err: error }, 'cannot forget the nodes of a removed remote'));
   }
 
@@ -130,6 +133,7 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
     if (answering(entry.state)) throw new DomainError(ErrorCode.Conflict, `node ${nodeId} is ${entry.state}: only a node that does not answer can be forgotten`);
     await this.knownNodes.forget(remoteId, nodeId);
     this.known.get(remoteId)?.delete(nodeId);
+    this.forgotten.set(remoteId, new Set([...(this.forgotten.get(remoteId) ?? []), nodeId]));
     this.generations.set(remoteId, (this.generations.get(remoteId) ?? 0) + 1);
     const nodes = snapshot.nodes.filter((n) => n.id !== nodeId);
     const vms = snapshot.vms.filter((v) => !(v.node === nodeId && v.status === 'unknown'));
@@ -402,6 +406,17 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
     return snapshot;
   }
 
+  /**
+   * A forgotten node stays forgotten while the cluster still lists it without a live lease (its
+   * registration outlives the agent until the lease expires); it shows again once it answers.
+   */
+  private withoutForgotten(remoteId: string, listed: NodeResource[]): NodeResource[] {
+    const forgotten = this.forgotten.get(remoteId);
+    if (!forgotten) return listed;
+    for (const node of listed) if (node.alive) forgotten.delete(node.id);
+    return listed.filter((node) => !forgotten.has(node.id));
+  }
+
   private async doRefresh(remoteId: string): Promise<void> {
     const generation = this.generations.get(remoteId) ?? 0;
     const started = performance.now();
@@ -414,7 +429,7 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
       const now = this.clock.now();
       const merged = reconcile(
         this.known.get(remoteId) ?? new Map(),
-        nodes.nodes.map((entry) => toNodeResource(remoteId, entry, false)),
+        this.withoutForgotten(remoteId, nodes.nodes.map((entry) => toNodeResource(remoteId, entry, false))),
         vms.vms.map((vm) => toVmResource(remoteId, vm, false)),
         vms.unreachableNodes,
         now,
