@@ -3,17 +3,35 @@ import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['**/dist/**', '**/node_modules/**', 'libs/proto/src/generated/**', '.demo/**', 'coverage/**', 'test-artifacts/**'] },
+  {
+    ignores: [
+      '**/dist/**',
+      '**/node_modules/**',
+      'libs/proto/src/generated/**',
+      '.demo/**',
+      'coverage/**',
+      'test-artifacts/**',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
     languageOptions: { globals: globals.node },
     rules: {
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_' },
+      ],
       'no-restricted-syntax': [
         'error',
-        { selector: "CallExpression[callee.property.name='execSync']", message: 'Never a shell: use execFile/spawn with an argument array.' },
-        { selector: "Property[key.name='shell'][value.value=true]", message: 'Never a shell: use execFile/spawn with an argument array.' },
+        {
+          selector: "CallExpression[callee.property.name='execSync']",
+          message: 'Never a shell: use execFile/spawn with an argument array.',
+        },
+        {
+          selector: "Property[key.name='shell'][value.value=true]",
+          message: 'Never a shell: use execFile/spawn with an argument array.',
+        },
       ],
     },
   },

@@ -15,8 +15,14 @@ export function projectConfig(name: string, overrides: UserConfig['test'] = {}):
     resolve: {
       alias: [
         // @debvisor/<lib> → its index, @debvisor/<lib>/<file> → that file (e.g. testing/strict-mock)
-        { find: new RegExp(`^@debvisor/(${libs.join('|')})$`), replacement: `${root}libs/$1/src/index.ts` },
-        { find: new RegExp(`^@debvisor/(${libs.join('|')})/([a-z-]+)$`), replacement: `${root}libs/$1/src/$2.ts` },
+        {
+          find: new RegExp(`^@debvisor/(${libs.join('|')})$`),
+          replacement: `${root}libs/$1/src/index.ts`,
+        },
+        {
+          find: new RegExp(`^@debvisor/(${libs.join('|')})/([a-z-]+)$`),
+          replacement: `${root}libs/$1/src/$2.ts`,
+        },
       ],
     },
     test: {

@@ -17,12 +17,18 @@ const require = createRequire(import.meta.url);
 const root = join(import.meta.dirname, '..');
 const testing = require(join(root, 'libs/testing/dist/index.js'));
 const { normalizeEvent } = require(join(root, 'libs/audit/dist/index.js'));
-const { AuditLogRepository } = require(join(root, 'apps/manager/dist/audit/audit-log.repository.js'));
-const { AuditFileSinkRepository } = require(join(root, 'apps/manager/dist/audit/audit-file-sink.repository.js'));
+const { AuditLogRepository } = require(
+  join(root, 'apps/manager/dist/audit/audit-log.repository.js'),
+);
+const { AuditFileSinkRepository } = require(
+  join(root, 'apps/manager/dist/audit/audit-file-sink.repository.js'),
+);
 const { AuditWriter } = require(join(root, 'apps/manager/dist/audit/audit-writer.js'));
 const { MetricsService } = require(join(root, 'apps/manager/dist/health/metrics.service.js'));
 const { verifyDatabase } = require(join(root, 'apps/manager/dist/audit/verify.command.js'));
-const { dataSourceOptions } = require(join(root, 'apps/manager/dist/database/data-source-options.js'));
+const { dataSourceOptions } = require(
+  join(root, 'apps/manager/dist/database/data-source-options.js'),
+);
 const { DataSource } = require(join(root, 'node_modules/typeorm'));
 const { Pool } = require(join(root, 'node_modules/pg'));
 
@@ -82,9 +88,12 @@ async function measure(durable) {
     // The baseline's table: the same columns and indexes, no trigger.
     await dataSource.query('CREATE TABLE audit_plain (LIKE audit_log INCLUDING ALL)');
     const [{ fsync }] = await dataSource.query('SHOW fsync');
-    const [{ synchronous_commit: synchronousCommit }] = await dataSource.query('SHOW synchronous_commit');
+    const [{ synchronous_commit: synchronousCommit }] =
+      await dataSource.query('SHOW synchronous_commit');
     await dataSource.destroy();
-    log(`PostgreSQL ready (fsync=${fsync}, synchronous_commit=${synchronousCommit}); ${WRITERS} writers, ${DURATION_S} s each run`);
+    log(
+      `PostgreSQL ready (fsync=${fsync}, synchronous_commit=${synchronousCommit}); ${WRITERS} writers, ${DURATION_S} s each run`,
+    );
 
     // --- the manager's audit writer ----------------------------------------------------------
     const repository = new AuditLogRepository(url);
@@ -95,19 +104,32 @@ async function measure(durable) {
         return repository.append(events);
       },
     });
-    const logger = { setContext() {}, error(fields, message) { log(`writer error: ${message} ${fields?.err?.message ?? ''}`); } };
-    const writer = new AuditWriter(counting, new AuditFileSinkRepository(undefined), logger, new MetricsService());
+    const logger = {
+      setContext() {},
+      error(fields, message) {
+        log(`writer error: ${message} ${fields?.err?.message ?? ''}`);
+      },
+    };
+    const writer = new AuditWriter(
+      counting,
+      new AuditFileSinkRepository(undefined),
+      logger,
+      new MetricsService(),
+    );
     await loadFor(1, WRITERS, (w, i) => writer.write(event(w, -1 - i))); // warm-up
     transactions = 0;
     const chained = await loadFor(DURATION_S, WRITERS, (w, i) => writer.write(event(w, i)));
     await writer.onApplicationShutdown();
     const writerRate = chained.count / chained.elapsed;
-    log(`audit writer: ${chained.count} entries in ${round(chained.elapsed)} s = ${Math.round(writerRate)}/s in ${transactions} transactions`);
+    log(
+      `audit writer: ${chained.count} entries in ${round(chained.elapsed)} s = ${Math.round(writerRate)}/s in ${transactions} transactions`,
+    );
 
     const verifyStarted = performance.now();
     const report = await verifyDatabase(url);
     const verifyMs = Math.round(performance.now() - verifyStarted);
-    if (!report.ok) throw new Error(`the chain is broken after the run: ${JSON.stringify(report.problem)}`);
+    if (!report.ok)
+      throw new Error(`the chain is broken after the run: ${JSON.stringify(report.problem)}`);
     log(`chain verified: ${report.entries} entries in ${verifyMs} ms`);
 
     // --- baseline: the same rows, plain single-row INSERTs -------------------------------------
@@ -118,11 +140,18 @@ async function measure(durable) {
     let next = 0;
     const plain = await loadFor(DURATION_S, WRITERS, async () => {
       const row = rows[next++ % rows.length];
-      await pool.query(insert, columns.map((c) => (c === 'seq' ? next : c === 'details' ? JSON.stringify(row[c]) : row[c])));
+      await pool.query(
+        insert,
+        columns.map((c) =>
+          c === 'seq' ? next : c === 'details' ? JSON.stringify(row[c]) : row[c],
+        ),
+      );
     });
     await pool.end();
     const plainRate = plain.count / plain.elapsed;
-    log(`baseline plain INSERTs: ${plain.count} rows in ${round(plain.elapsed)} s = ${Math.round(plainRate)}/s`);
+    log(
+      `baseline plain INSERTs: ${plain.count} rows in ${round(plain.elapsed)} s = ${Math.round(plainRate)}/s`,
+    );
 
     return {
       postgres: { fsync, synchronousCommit },
@@ -131,7 +160,10 @@ async function measure(durable) {
         entriesPerSecond: Math.round(writerRate),
         transactions,
         meanEntriesPerTransaction: round(chained.count / Math.max(1, transactions), 1),
-        latencyMs: { p50: percentile(chained.latencies, 50), p99: percentile(chained.latencies, 99) },
+        latencyMs: {
+          p50: percentile(chained.latencies, 50),
+          p99: percentile(chained.latencies, 99),
+        },
         chain: { verified: report.ok, entries: report.entries, verifyMs },
       },
       baselinePlainInserts: {

@@ -23,7 +23,9 @@ const testing = require(join(root, 'libs/testing/dist/index.js'));
 const { startManager } = require(join(root, 'apps/manager/dist/manager-app.js'));
 const { AuthGuard } = require(join(root, 'apps/manager/dist/auth/auth.guard.js'));
 const { AuthService } = require(join(root, 'apps/manager/dist/auth/auth.service.js'));
-const { PasswordHasherRepository } = require(join(root, 'apps/manager/dist/access/password-hasher.repository.js'));
+const { PasswordHasherRepository } = require(
+  join(root, 'apps/manager/dist/access/password-hasher.repository.js'),
+);
 const { CALLER_KEY } = require(join(root, 'apps/manager/dist/auth/caller.js'));
 
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 4000);
@@ -52,14 +54,22 @@ const manager = await startManager({
   logDestination: new Writable({ write: (_chunk, _encoding, done) => done() }),
 });
 const token = /bootstrap admin token: (dvdm_\S+)/.exec(operator)[1];
-const agent = new Agent({ keepAlive: true, maxSockets: 1, ca: readFileSync(join(stateDir, 'pki/server-ca.crt')) });
+const agent = new Agent({
+  keepAlive: true,
+  maxSockets: 1,
+  ca: readFileSync(join(stateDir, 'pki/server-ca.crt')),
+});
 
 function get(headers) {
   return new Promise((resolve, reject) => {
     const started = performance.now();
     const req = request(`${manager.url}/api/v1/remotes`, { agent, headers }, (res) => {
       res.resume();
-      res.on('end', () => (res.statusCode === 200 ? resolve(performance.now() - started) : reject(new Error(`status ${res.statusCode}`))));
+      res.on('end', () =>
+        res.statusCode === 200
+          ? resolve(performance.now() - started)
+          : reject(new Error(`status ${res.statusCode}`)),
+      );
     });
     req.on('error', reject);
     req.end();
@@ -70,7 +80,9 @@ function get(headers) {
 // The guard is an application-wide provider (APP_GUARD): switch its method on the prototype.
 const guard = AuthGuard.prototype;
 const realCanActivate = guard.canActivate;
-const caller = await manager.app.get(AuthService).authenticate({ authorization: `Bearer ${token}`, safeMethod: true });
+const caller = await manager.app
+  .get(AuthService)
+  .authenticate({ authorization: `Bearer ${token}`, safeMethod: true });
 const baselineCanActivate = (context) => {
   context.switchToHttp().getRequest()[CALLER_KEY] = caller;
   return true;
@@ -91,13 +103,18 @@ for (let i = 0; i < 300; i += 1) await get({ authorization: `Bearer ${token}` })
 log(`measuring ${REQUESTS} requests per phase in blocks of ${BLOCK}`);
 for (let done = 0; done < REQUESTS; done += BLOCK) {
   guard.canActivate = realCanActivate;
-  for (let i = 0; i < BLOCK; i += 1) times.token.push(await get({ authorization: `Bearer ${token}` }));
+  for (let i = 0; i < BLOCK; i += 1)
+    times.token.push(await get({ authorization: `Bearer ${token}` }));
   guard.canActivate = baselineCanActivate;
   for (let i = 0; i < BLOCK; i += 1) times.baseline.push(await get({}));
 }
 guard.canActivate = realCanActivate;
 
-const summary = (values) => ({ p50: percentile(values, 50), p99: percentile(values, 99), mean: round(values.reduce((a, b) => a + b, 0) / values.length) });
+const summary = (values) => ({
+  p50: percentile(values, 50),
+  p99: percentile(values, 99),
+  mean: round(values.reduce((a, b) => a + b, 0) / values.length),
+});
 const tokenStats = summary(times.token);
 const baseStats = summary(times.baseline);
 const result = {
@@ -107,7 +124,11 @@ const result = {
   unit: 'ms',
   token: tokenStats,
   baseline: baseStats,
-  overhead: { p50: round(tokenStats.p50 - baseStats.p50), p99: round(tokenStats.p99 - baseStats.p99), mean: round(tokenStats.mean - baseStats.mean) },
+  overhead: {
+    p50: round(tokenStats.p50 - baseStats.p50),
+    p99: round(tokenStats.p99 - baseStats.p99),
+    mean: round(tokenStats.mean - baseStats.mean),
+  },
   aim: { overheadP50BelowMs: 0.5 },
   passwordHashesOnTokenPath: hashVerifications,
 };

@@ -55,7 +55,13 @@ async function pipeWriter({ address, chunks, sim, migrationId, vmUuid }) {
   });
   const until = (predicate) =>
     new Promise((resolve, reject) => {
-      socket.once('close', () => reject(new Error(`the connection closed; received ${JSON.stringify(received.toString('latin1').slice(0, 200))}`)));
+      socket.once('close', () =>
+        reject(
+          new Error(
+            `the connection closed; received ${JSON.stringify(received.toString('latin1').slice(0, 200))}`,
+          ),
+        ),
+      );
       const check = () => (predicate(received) ? (resolve(), true) : false);
       if (!check()) waiters.push(check);
     });
@@ -66,7 +72,14 @@ async function pipeWriter({ address, chunks, sim, migrationId, vmUuid }) {
     return Buffer.concat([header, payload]);
   };
   if (sim) {
-    socket.write(frame('H', Buffer.from(JSON.stringify({ version: 1, migrationId, vmUuid, postcopy: false, bootedAt: null }))));
+    socket.write(
+      frame(
+        'H',
+        Buffer.from(
+          JSON.stringify({ version: 1, migrationId, vmUuid, postcopy: false, bootedAt: null }),
+        ),
+      ),
+    );
     await until((bytes) => bytes.length >= FRAME_HEADER && bytes.toString('latin1', 0, 1) === 'A');
   }
   // Random payloads: nothing on either path compresses, but nothing could if it did.
@@ -102,7 +115,10 @@ async function main() {
   const { TunnelBridge } = agentDist('migration/tunnel-bridge.js');
   const { MigrationSocketRepository } = agentDist('migration/migration-socket.repository.js');
 
-  const env = (name, fallback) => (process.env[name] === undefined || process.env[name] === '' ? fallback : Number(process.env[name]));
+  const env = (name, fallback) =>
+    process.env[name] === undefined || process.env[name] === ''
+      ? fallback
+      : Number(process.env[name]);
   const knobs = {
     pipeMib: env('BENCH_PIPE_MIB', 2048),
     pipeRounds: env('BENCH_PIPE_ROUNDS', 2),
@@ -118,12 +134,18 @@ async function main() {
   const ORCH_MIB = 256;
   /** 30 s for the 256 MiB guests, the same for the manager and the agent API runs. */
   const COMPLETION_TIMEOUT_S_PER_GIB = 120;
-  const parts = new Set((process.env.BENCH_PARTS || 'pipe,throughput,orchestration,downtime').split(','));
+  const parts = new Set(
+    (process.env.BENCH_PARTS || 'pipe,throughput,orchestration,downtime').split(','),
+  );
 
   const began = performance.now();
-  const log = (message) => process.stderr.write(`[bench migration +${((performance.now() - began) / 1000).toFixed(1)}s] ${message}\n`);
+  const log = (message) =>
+    process.stderr.write(
+      `[bench migration +${((performance.now() - began) / 1000).toFixed(1)}s] ${message}\n`,
+    );
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-  const round = (value, digits = 1) => (value === null || value === undefined ? null : Math.round(value * 10 ** digits) / 10 ** digits);
+  const round = (value, digits = 1) =>
+    value === null || value === undefined ? null : Math.round(value * 10 ** digits) / 10 ** digits;
   /** min/median/max/mean of the numbers among `values` (a run without a figure gives null). */
   const stats = (allValues) => {
     const values = allValues.filter((v) => typeof v === 'number' && Number.isFinite(v));
@@ -131,7 +153,13 @@ async function main() {
     const sorted = [...values].sort((a, b) => a - b);
     const mid = sorted.length >> 1;
     const median = sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-    return { n: sorted.length, min: round(sorted[0]), median: round(median), max: round(sorted[sorted.length - 1]), mean: round(sorted.reduce((a, b) => a + b, 0) / sorted.length) };
+    return {
+      n: sorted.length,
+      min: round(sorted[0]),
+      median: round(median),
+      max: round(sorted[sorted.length - 1]),
+      mean: round(sorted.reduce((a, b) => a + b, 0) / sorted.length),
+    };
   };
   const mbps = (bytes, ms) => (ms > 0 ? round(bytes / 1e6 / (ms / 1000)) : null);
   /**
@@ -139,14 +167,30 @@ async function main() {
    * downtime (both 0 until then); a source that reads in that moment reports zeros. Such a run has
    * no QEMU figures (null), and is counted.
    */
-  const qemuFigures = (totalTimeMs, downtimeMs) => (totalTimeMs > 0 ? { totalTimeMs, downtimeMs } : { totalTimeMs: null, downtimeMs: null, qemuFiguresMissing: true });
+  const qemuFigures = (totalTimeMs, downtimeMs) =>
+    totalTimeMs > 0
+      ? { totalTimeMs, downtimeMs }
+      : { totalTimeMs: null, downtimeMs: null, qemuFiguresMissing: true };
   const qemuFiguresOf = (totalTimeMs, downtimeMs) => {
     const figures = qemuFigures(totalTimeMs, downtimeMs);
-    return { qemuTotalTimeMs: figures.totalTimeMs, downtimeMs: figures.downtimeMs, ...(figures.qemuFiguresMissing ? { qemuFiguresMissing: true } : {}) };
+    return {
+      qemuTotalTimeMs: figures.totalTimeMs,
+      downtimeMs: figures.downtimeMs,
+      ...(figures.qemuFiguresMissing ? { qemuFiguresMissing: true } : {}),
+    };
   };
   const withTimeout = (promise, ms, what) => {
     let timer;
-    return Promise.race([promise, new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms / 1000} s`)), ms)))]).finally(() => clearTimeout(timer));
+    return Promise.race([
+      promise,
+      new Promise(
+        (_, reject) =>
+          (timer = setTimeout(
+            () => reject(new Error(`${what} took longer than ${ms / 1000} s`)),
+            ms,
+          )),
+      ),
+    ]).finally(() => clearTimeout(timer));
   };
 
   // --- clean-up: everything started is stopped, in reverse order, also on failure and on signals --
@@ -167,7 +211,10 @@ async function main() {
         try {
           const pid = Number(readFileSync(pidFile, 'utf8').trim());
           // only the QEMU started with this pidfile: a recycled pid is never hit
-          if (pid > 1 && readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(pidFile)) {
+          if (
+            pid > 1 &&
+            readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(pidFile)
+          ) {
             process.kill(pid, 'SIGKILL');
             killed++;
           }
@@ -243,11 +290,14 @@ async function main() {
   try {
     results.machine = await machine();
     results.knobs = knobs;
-    log(`machine: ${results.machine.cpus} CPUs, node ${results.machine.node}, ${results.machine.qemu}; other QEMUs running: ${results.machine.otherQemuProcesses}`);
+    log(
+      `machine: ${results.machine.cpus} CPUs, node ${results.machine.node}, ${results.machine.qemu}; other QEMUs running: ${results.machine.otherQemuProcesses}`,
+    );
     const tiny = await testing.buildTinyGuest();
     if (parts.has('pipe')) results.bytePipe = await bytePipe();
     // written into `results` as they come, so that a failure still reports what was measured
-    if (['throughput', 'orchestration', 'downtime'].some((part) => parts.has(part))) await qemuParts(tiny, results);
+    if (['throughput', 'orchestration', 'downtime'].some((part) => parts.has(part)))
+      await qemuParts(tiny, results);
   } catch (error) {
     log(`failed: ${error.stack ?? error.message}`);
     process.exitCode = 1;
@@ -264,12 +314,15 @@ async function main() {
   // --- machine ------------------------------------------------------------------------------------
   async function machine() {
     const qemu = await new Promise((resolve) =>
-      execFile('qemu-system-x86_64', ['--version'], { timeout: 10_000 }, (error, stdout) => resolve(error ? `unavailable (${error.message})` : stdout.split('\n')[0].trim())),
+      execFile('qemu-system-x86_64', ['--version'], { timeout: 10_000 }, (error, stdout) =>
+        resolve(error ? `unavailable (${error.message})` : stdout.split('\n')[0].trim()),
+      ),
     );
     let otherQemuProcesses = 0;
     for (const pid of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
       try {
-        if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('qemu-system')) otherQemuProcesses++;
+        if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('qemu-system'))
+          otherQemuProcesses++;
       } catch {
         // gone
       }
@@ -294,7 +347,9 @@ async function main() {
       const worker = new Worker(new URL(import.meta.url), { workerData: data });
       worker.once('message', resolve);
       worker.once('error', reject);
-      worker.once('exit', (code) => (code === 0 ? undefined : reject(new Error(`the pipe writer exited with ${code}`))));
+      worker.once('exit', (code) =>
+        code === 0 ? undefined : reject(new Error(`the pipe writer exited with ${code}`)),
+      );
     });
   }
 
@@ -302,18 +357,34 @@ async function main() {
     const chunks = Math.ceil((knobs.pipeMib * MiB) / (CHUNK_FRAMES * FRAME_PAYLOAD));
     const payloadBytes = chunks * CHUNK_FRAMES * FRAME_PAYLOAD;
     const wireBytes = chunks * CHUNK_FRAMES * (FRAME_HEADER + FRAME_PAYLOAD);
-    log(`byte pipe: starting a sim cluster of two agents; ${knobs.pipeRounds} rounds of ${round(payloadBytes / MiB, 0)} MiB each way`);
-    const cluster = await testing.startCluster({ clusterId: 'bench-pipe', nodes: 2, vmsPerNode: 1, logLevel: 'warn' });
+    log(
+      `byte pipe: starting a sim cluster of two agents; ${knobs.pipeRounds} rounds of ${round(payloadBytes / MiB, 0)} MiB each way`,
+    );
+    const cluster = await testing.startCluster({
+      clusterId: 'bench-pipe',
+      nodes: 2,
+      vmsPerNode: 1,
+      logLevel: 'warn',
+    });
     const stopCluster = owned('stop the sim cluster', () => cluster.stop());
     const key = await cluster.createApiKey(['vm:*', 'migration:*', 'node:*']);
     const client = cluster.connect(key);
     const closeClient = owned('close the sim client', async () => client.close());
     // The source agent's identity: a certificate of this cluster's CA for node-1, as node-1 holds.
     const identity = await testing.issueAgentCertificate(cluster.ca, 'node-1');
-    const tunnels = new TunnelClientRepository({ clusterCaPem: cluster.caPem, certChainPem: identity.certPem + cluster.caPem, keyPem: identity.keyPem });
+    const tunnels = new TunnelClientRepository({
+      clusterCaPem: cluster.caPem,
+      certChainPem: identity.certPem + cluster.caPem,
+      keyPem: identity.keyPem,
+    });
     const sockets = new MigrationSocketRepository(testing.tempDir('dv-bench-sock-'));
     const vm = (await client.vm.listVms({ nodeId: 'node-1' })).vms[0];
-    const source = await client.migration.prepareMigration({ vm: vm.spec, role: 'source', online: true, checkOnly: true });
+    const source = await client.migration.prepareMigration({
+      vm: vm.spec,
+      role: 'source',
+      online: true,
+      checkOnly: true,
+    });
 
     async function rawTcp() {
       let total = 0;
@@ -325,7 +396,11 @@ async function main() {
       });
       await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
       try {
-        const { ms } = await runWriter({ address: { host: '127.0.0.1', port: server.address().port }, chunks, sim: false });
+        const { ms } = await runWriter({
+          address: { host: '127.0.0.1', port: server.address().port },
+          chunks,
+          sim: false,
+        });
         return ms;
       } finally {
         server.close();
@@ -347,22 +422,45 @@ async function main() {
         sourceCpuModel: source.cpuModel,
         sourceCpuFlags: source.cpuFlags,
       });
-      if (!prepared.cookie) throw new Error(`node-2 prepared no tunnel: ${JSON.stringify(prepared.checks)}`);
-      const { stream, close } = tunnels.open({ endpoint: prepared.endpoint, nodeId: prepared.nodeId, caPem: '' }, migrationId.replace(/-/g, '').slice(0, 16));
+      if (!prepared.cookie)
+        throw new Error(`node-2 prepared no tunnel: ${JSON.stringify(prepared.checks)}`);
+      const { stream, close } = tunnels.open(
+        { endpoint: prepared.endpoint, nodeId: prepared.nodeId, caPem: '' },
+        migrationId.replace(/-/g, '').slice(0, 16),
+      );
       let answered;
       const ready = new Promise((resolve, reject) => (answered = { resolve, reject }));
       const bridge = new TunnelBridge(
         stream,
-        (frame) => (frame.control === 'ready' ? answered.resolve() : frame.control === 'error' ? answered.reject(new Error(`the target refused: ${frame.message}`)) : undefined),
+        (frame) =>
+          frame.control === 'ready'
+            ? answered.resolve()
+            : frame.control === 'error'
+              ? answered.reject(new Error(`the target refused: ${frame.message}`))
+              : undefined,
         (error) => answered.reject(error ?? new Error('the target closed the tunnel')),
       );
       let listener;
       try {
-        stream.write({ cookie: prepared.cookie, vmUuid: vm.spec.uuid, migrationId, controlOnly: false });
+        stream.write({
+          cookie: prepared.cookie,
+          vmUuid: vm.spec.uuid,
+          migrationId,
+          controlOnly: false,
+        });
         await withTimeout(ready, 15_000, "the target's ready");
         listener = await sockets.listenOnce(migrationId);
-        void listener.accepted.then((socket) => bridge.attach(socket), () => undefined);
-        const { ms } = await runWriter({ address: { path: listener.address.path }, chunks, sim: true, migrationId, vmUuid: vm.spec.uuid });
+        void listener.accepted.then(
+          (socket) => bridge.attach(socket),
+          () => undefined,
+        );
+        const { ms } = await runWriter({
+          address: { path: listener.address.path },
+          chunks,
+          sim: true,
+          migrationId,
+          vmUuid: vm.spec.uuid,
+        });
         return ms;
       } finally {
         // nothing is committed: the target releases its reservation
@@ -384,7 +482,10 @@ async function main() {
       const gb = wireBytes / 1e9;
       return {
         mbps: mbps(wireBytes, ms),
-        cpuSecondsPerGB: { benchProcess: round((own.user + own.system) / 1e6 / gb, 2), targetAgent: round((cpuSecondsOf(targetPid) - targetBefore) / gb, 2) },
+        cpuSecondsPerGB: {
+          benchProcess: round((own.user + own.system) / 1e6 / gb, 2),
+          targetAgent: round((cpuSecondsOf(targetPid) - targetBefore) / gb, 2),
+        },
       };
     };
     const raw = [];
@@ -432,11 +533,17 @@ async function main() {
     const bulkAppend = `${testing.tinyGuestAppend({ dirtyMibPerSecond: 0 })} page_poison=1`;
     const bulk = guest('bulk', knobs.qemuMib, bulkAppend);
     const idle = guest('idle', ORCH_MIB, testing.tinyGuestAppend({ dirtyMibPerSecond: 0 }));
-    const busy = guest('busy', ORCH_MIB, testing.tinyGuestAppend({ dirtyMibPerSecond: knobs.busyMibPerSecond, workingSetMib: 64 }));
+    const busy = guest(
+      'busy',
+      ORCH_MIB,
+      testing.tinyGuestAppend({ dirtyMibPerSecond: knobs.busyMibPerSecond, workingSetMib: 64 }),
+    );
     const agentConfig = () => ({
       hypervisor: { driver: 'qemu' },
       qemu: { accel: 'tcg', machine: 'pc', bootDir: tiny.dir },
-      ...(knobs.progressIntervalMs !== undefined ? { migration: { progressIntervalMs: knobs.progressIntervalMs } } : {}),
+      ...(knobs.progressIntervalMs !== undefined
+        ? { migration: { progressIntervalMs: knobs.progressIntervalMs } }
+        : {}),
     });
 
     log('starting a qemu cluster of two agents, PostgreSQL and the manager');
@@ -450,24 +557,44 @@ async function main() {
       agentConfig,
       prepareNode: (nodeId, stateDir) => {
         qemuRunDirs.push(join(stateDir, 'run'));
-        if (nodeId === 'node-1') for (const spec of [bulk, idle, busy]) testing.writeQemuVm(stateDir, spec);
+        if (nodeId === 'node-1')
+          for (const spec of [bulk, idle, busy]) testing.writeQemuVm(stateDir, spec);
       },
     });
     const managerPromise = startManager(identity);
-    const [clusterOutcome, managerOutcome] = await Promise.allSettled([clusterPromise, managerPromise]);
+    const [clusterOutcome, managerOutcome] = await Promise.allSettled([
+      clusterPromise,
+      managerPromise,
+    ]);
     if (clusterOutcome.status === 'rejected') throw clusterOutcome.reason;
     const cluster = clusterOutcome.value;
     cleanups.push({ name: 'stop the qemu cluster', run: () => cluster.stop() });
     const key = await cluster.createApiKey(['*'], { principal: 'manager' });
-    const clients = Object.fromEntries(cluster.agents.map((agent) => [agent.nodeId, cluster.connect(key, agent)]));
-    cleanups.push({ name: 'close the agent clients', run: async () => Object.values(clients).forEach((c) => c.close()) });
+    const clients = Object.fromEntries(
+      cluster.agents.map((agent) => [agent.nodeId, cluster.connect(key, agent)]),
+    );
+    cleanups.push({
+      name: 'close the agent clients',
+      run: async () => Object.values(clients).forEach((c) => c.close()),
+    });
     const where = new Map([bulk, idle, busy].map((spec) => [spec.uuid, 'node-1']));
     const running = new Set();
     cleanups.push({
       name: 'stop the guests',
-      run: () => Promise.all([...running].map((uuid) => clients['node-1'].vm.stopVm({ uuid }, { deadlineMs: 30_000 }).catch(() => undefined))),
+      run: () =>
+        Promise.all(
+          [...running].map((uuid) =>
+            clients['node-1'].vm.stopVm({ uuid }, { deadlineMs: 30_000 }).catch(() => undefined),
+          ),
+        ),
     });
-    const serialLog = (spec) => join(cluster.agents.find((a) => a.nodeId === where.get(spec.uuid)).stateDir, 'run', spec.uuid, 'serial.log');
+    const serialLog = (spec) =>
+      join(
+        cluster.agents.find((a) => a.nodeId === where.get(spec.uuid)).stateDir,
+        'run',
+        spec.uuid,
+        'serial.log',
+      );
     const startGuest = async (spec) => {
       checkpoint();
       await clients['node-1'].vm.startVm({ uuid: spec.uuid }, { deadlineMs: 60_000 });
@@ -481,11 +608,16 @@ async function main() {
     // --- 1b: QEMU's view ---------------------------------------------------------------------------
     const wantIdle = parts.has('orchestration');
     if (parts.has('throughput')) {
-      log(`QEMU throughput: booting the ${knobs.qemuMib} MiB guest on node-1 and a plain QEMU pair for the baseline`);
+      log(
+        `QEMU throughput: booting the ${knobs.qemuMib} MiB guest on node-1 and a plain QEMU pair for the baseline`,
+      );
       const plain = plainQemus(tiny, guest('bulk-baseline', knobs.qemuMib, bulkAppend));
       const stopPlain = owned('stop the baseline QEMUs', () => plain.stop());
       await Promise.all([startGuest(bulk), wantIdle && startGuest(idle), plain.boot()]);
-      await Promise.all([waitForTick(() => serialLog(bulk), 2), waitForTick(() => plain.serialLog(), 2)]);
+      await Promise.all([
+        waitForTick(() => serialLog(bulk), 2),
+        waitForTick(() => plain.serialLog(), 2),
+      ]);
       const qemuRuns = { rawTcp: [], tunnel: [], direct: [] };
       out.qemuThroughput = { partial: true, runs: qemuRuns };
       for (let i = 0; i < knobs.qemuRuns; i++) {
@@ -493,18 +625,32 @@ async function main() {
           const agentPids = cluster.agents.map((agent) => agent.process.child.pid);
           const cpuBefore = agentPids.map(cpuSecondsOf);
           const run = await agentMigrate(bulk, transport);
-          const agentsCpu = agentPids.map(cpuSecondsOf).reduce((sum, value, index) => sum + value - cpuBefore[index], 0);
-          qemuRuns[transport].push({ ...throughputOf(run), agentsCpuSecondsPerGB: round(agentsCpu / (run.transferredBytes / 1e9), 2) });
-          log(`QEMU ${knobs.qemuMib} MiB via ${transport}: ${JSON.stringify(qemuRuns[transport].at(-1))}`);
+          const agentsCpu = agentPids
+            .map(cpuSecondsOf)
+            .reduce((sum, value, index) => sum + value - cpuBefore[index], 0);
+          qemuRuns[transport].push({
+            ...throughputOf(run),
+            agentsCpuSecondsPerGB: round(agentsCpu / (run.transferredBytes / 1e9), 2),
+          });
+          log(
+            `QEMU ${knobs.qemuMib} MiB via ${transport}: ${JSON.stringify(qemuRuns[transport].at(-1))}`,
+          );
         }
         qemuRuns.rawTcp.push(throughputOf(await plain.migrate()));
         log(`QEMU ${knobs.qemuMib} MiB via raw TCP: ${JSON.stringify(qemuRuns.rawTcp.at(-1))}`);
       }
       await stopGuest(bulk);
       await stopPlain();
-      const summary = (runs) => ({ runs, mbps: stats(runs.map((r) => r.mbps)), totalTimeMs: stats(runs.map((r) => r.totalTimeMs)) });
+      const summary = (runs) => ({
+        runs,
+        mbps: stats(runs.map((r) => r.mbps)),
+        totalTimeMs: stats(runs.map((r) => r.totalTimeMs)),
+      });
       const medianOf = (runs) => stats(runs.map((r) => r.mbps))?.median ?? null;
-      const ratio = (runs) => (medianOf(runs) !== null && medianOf(qemuRuns.rawTcp) ? round(medianOf(runs) / medianOf(qemuRuns.rawTcp), 3) : null);
+      const ratio = (runs) =>
+        medianOf(runs) !== null && medianOf(qemuRuns.rawTcp)
+          ? round(medianOf(runs) / medianOf(qemuRuns.rawTcp), 3)
+          : null;
       out.qemuThroughput = {
         what:
           `A ${knobs.qemuMib} MiB tiny guest (idle, page_poison=1 so that no page is zero) migrated under TCG: by two plain QEMUs over tcp:127.0.0.1 (baseline, the same argv ` +
@@ -554,14 +700,21 @@ async function main() {
       const out = [];
       const managerUsable = viaManager();
       try {
-        out.push(managerUsable ? { via: 'manager', ...(await managerMigrate(manager, spec, transport)) } : { via: 'agent API', ...(await agentMigrate(spec, transport)) });
+        out.push(
+          managerUsable
+            ? { via: 'manager', ...(await managerMigrate(manager, spec, transport)) }
+            : { via: 'agent API', ...(await agentMigrate(spec, transport)) },
+        );
       } catch (error) {
         if (!managerUsable) throw error;
         managerProblem = `a migration through the manager failed: ${error.message}`;
-        log(`${managerProblem}\nthe manager's log, last lines:\n${manager.output().split('\n').slice(-15).join('\n')}\n${agentLogTails()}`);
+        log(
+          `${managerProblem}\nthe manager's log, last lines:\n${manager.output().split('\n').slice(-15).join('\n')}\n${agentLogTails()}`,
+        );
         await waitUntilSettled(spec);
       }
-      if (where.get(spec.uuid) !== 'node-1') out.push({ via: 'agent API', ...(await agentMigrate(spec, transport)) });
+      if (where.get(spec.uuid) !== 'node-1')
+        out.push({ via: 'agent API', ...(await agentMigrate(spec, transport)) });
       return out;
     }
 
@@ -573,7 +726,9 @@ async function main() {
         for (const transport of ['tunnel', 'direct']) {
           for (const run of await roundTrip(idle, transport)) {
             idleRuns.push(run);
-            log(`${run.via} ${transport} ${run.from}→${run.to}: end to end ${run.endToEndMs} ms, QEMU ${run.qemuTotalTimeMs} ms → overhead ${run.overheadMs} ms ${JSON.stringify(run.phases)}`);
+            log(
+              `${run.via} ${transport} ${run.from}→${run.to}: end to end ${run.endToEndMs} ms, QEMU ${run.qemuTotalTimeMs} ms → overhead ${run.overheadMs} ms ${JSON.stringify(run.phases)}`,
+            );
           }
         }
       }
@@ -586,7 +741,12 @@ async function main() {
           overheadMs: stats(runs.map((r) => r.overheadMs)),
           endToEndMs: stats(runs.map((r) => r.endToEndMs)),
           qemuTotalTimeMs: stats(runs.map((r) => r.qemuTotalTimeMs)),
-          phasesMedianMs: Object.fromEntries(phaseNames.map((name) => [name, stats(runs.map((r) => r.phases[name]))?.median ?? null])),
+          phasesMedianMs: Object.fromEntries(
+            phaseNames.map((name) => [
+              name,
+              stats(runs.map((r) => r.phases[name]))?.median ?? null,
+            ]),
+          ),
           qemuFiguresMissing: runs.filter((r) => r.qemuFiguresMissing).length,
         };
       };
@@ -596,9 +756,17 @@ async function main() {
           `shows succeeded (polled every ${knobs.pollMs} ms), minus QEMU's total time from the task's figures; and back node-2 → node-1 through the agent API alone ` +
           "(the layer below, the baseline): PrepareMigration (source check, then target) and the MigrateVm stream to its final message, minus QEMU's total time.",
         guestMemoryBytes: ORCH_MIB * MiB,
-        agentProgressIntervalMs: knobs.progressIntervalMs ?? 'the agent default (migration.progressIntervalMs, 500)',
-        manager: { tunnel: overheadSummary('manager', 'tunnel'), direct: overheadSummary('manager', 'direct'), ...(managerProblem ? { problem: managerProblem } : {}) },
-        agentApi: { tunnel: overheadSummary('agent API', 'tunnel'), direct: overheadSummary('agent API', 'direct') },
+        agentProgressIntervalMs:
+          knobs.progressIntervalMs ?? 'the agent default (migration.progressIntervalMs, 500)',
+        manager: {
+          tunnel: overheadSummary('manager', 'tunnel'),
+          direct: overheadSummary('manager', 'direct'),
+          ...(managerProblem ? { problem: managerProblem } : {}),
+        },
+        agentApi: {
+          tunnel: overheadSummary('agent API', 'tunnel'),
+          direct: overheadSummary('agent API', 'direct'),
+        },
         phases:
           'manager: acceptedMs (POST answered), createdToPrepareMs (pre-flight of both ends), prepareToTransferMs (the target prepares its incoming QEMU), transferMs ' +
           "(MigrateVm until the task finished), finishedToSeenMs (the task's finishedAt until the poll saw it). agent API: prepareMs (both PrepareMigration calls), " +
@@ -618,7 +786,9 @@ async function main() {
           try {
             for (const run of await roundTrip(spec, transport)) {
               into.push(run);
-              log(`${spec.name} guest ${run.via} ${transport} ${run.from}→${run.to}: downtime ${run.downtimeMs} ms, QEMU total ${run.qemuTotalTimeMs} ms`);
+              log(
+                `${spec.name} guest ${run.via} ${transport} ${run.from}→${run.to}: downtime ${run.downtimeMs} ms, QEMU total ${run.qemuTotalTimeMs} ms`,
+              );
             }
           } catch (error) {
             // a busy guest on a slow link may not converge: a result too
@@ -631,8 +801,16 @@ async function main() {
             await waitForTick(() => serialLog(spec), 0, 30_000);
           } catch (error) {
             const vm = await clients['node-1'].vm.getVm({ uuid: spec.uuid }).catch(() => undefined);
-            const tail = existsSync(serialLog(spec)) ? readFileSync(serialLog(spec), 'utf8').split('\n').slice(-5) : [];
-            stalls.push({ guest: spec.name, node: where.get(spec.uuid), runtime: vm?.runtime, serialTail: tail, error: error.message });
+            const tail = existsSync(serialLog(spec))
+              ? readFileSync(serialLog(spec), 'utf8').split('\n').slice(-5)
+              : [];
+            stalls.push({
+              guest: spec.name,
+              node: where.get(spec.uuid),
+              runtime: vm?.runtime,
+              serialTail: tail,
+              error: error.message,
+            });
             log(`${spec.name} guest: ${error.message}; runtime ${JSON.stringify(vm?.runtime)}`);
           }
         }
@@ -650,11 +828,22 @@ async function main() {
       out.downtime = { partial: true, idle: idleRuns, busy: busyRuns, failures };
       await downtimeRuns(busy, knobs.busyRuns, busyRuns);
       await stopGuest(busy);
-      const view = (runs) => runs.map((r) => ({ via: r.via, transport: r.transport, downtimeMs: r.downtimeMs, qemuTotalTimeMs: r.qemuTotalTimeMs, transferredBytes: r.transferredBytes }));
+      const view = (runs) =>
+        runs.map((r) => ({
+          via: r.via,
+          transport: r.transport,
+          downtimeMs: r.downtimeMs,
+          qemuTotalTimeMs: r.qemuTotalTimeMs,
+          transferredBytes: r.transferredBytes,
+        }));
       out.downtime = {
         what: `QEMU's reported downtime (the pause at the switchover) with downtime-limit ${knobs.downtimeLimitMs} ms, unlimited bandwidth, pre-copy, over both transports`,
         limitMs: knobs.downtimeLimitMs,
-        idle: { guest: `${ORCH_MIB} MiB, idle`, downtimeMs: stats(idleRuns.map((r) => r.downtimeMs)), runs: view(idleRuns) },
+        idle: {
+          guest: `${ORCH_MIB} MiB, idle`,
+          downtimeMs: stats(idleRuns.map((r) => r.downtimeMs)),
+          runs: view(idleRuns),
+        },
         busy: {
           guest: `${ORCH_MIB} MiB, dirtying ${knobs.busyMibPerSecond} MiB/s over a 64 MiB working set`,
           downtimeMs: stats(busyRuns.map((r) => r.downtimeMs)),
@@ -698,7 +887,10 @@ async function main() {
           where.set(spec.uuid, vm.runtime.nodeId);
           return;
         }
-        if (Date.now() > deadline) throw new Error(`VM ${spec.name} did not settle after a failed migration: ${JSON.stringify(vm?.runtime)}`);
+        if (Date.now() > deadline)
+          throw new Error(
+            `VM ${spec.name} did not settle after a failed migration: ${JSON.stringify(vm?.runtime)}`,
+          );
         await sleep(500);
       }
     }
@@ -712,7 +904,12 @@ async function main() {
       const vm = await client.vm.getVm({ uuid: spec.uuid });
       const migrationId = randomUUID();
       const started = performance.now();
-      const source = await client.migration.prepareMigration({ vm: vm.spec, role: 'source', online: true, checkOnly: true });
+      const source = await client.migration.prepareMigration({
+        vm: vm.spec,
+        role: 'source',
+        online: true,
+        checkOnly: true,
+      });
       const prepared = await client.migration.prepareMigration(
         {
           vm: vm.spec,
@@ -729,36 +926,46 @@ async function main() {
         },
         { deadlineMs: 60_000 },
       );
-      if (!prepared.cookie) throw new Error(`${to} prepared nothing: ${JSON.stringify(prepared.checks.filter((c) => c.result === 'fail'))}`);
+      if (!prepared.cookie)
+        throw new Error(
+          `${to} prepared nothing: ${JSON.stringify(prepared.checks.filter((c) => c.result === 'fail'))}`,
+        );
       const preparedAt = performance.now();
       let switchoverAt;
       const progress = await withTimeout(
-        client.migrateVm({
-          uuid: spec.uuid,
-          migrationId,
-          targetEndpoint: prepared.endpoint,
-          cookie: prepared.cookie,
-          transport,
-          mode: 'precopy',
-          autoConverge: false,
-          downtimeLimitMs: knobs.downtimeLimitMs,
-          bandwidthLimitBytes: 0,
-          completionTimeoutSecondsPerGib: COMPLETION_TIMEOUT_S_PER_GIB,
-          allowPostcopy: false,
-          targetCaPem: '',
-          targetNodeId: prepared.nodeId,
-          targetDataEndpoint: prepared.dataEndpoint ?? '',
-          offline: false,
-        }, (message) => {
-          if (message.phase === 'switchover' && switchoverAt === undefined) switchoverAt = performance.now();
-        }),
+        client.migrateVm(
+          {
+            uuid: spec.uuid,
+            migrationId,
+            targetEndpoint: prepared.endpoint,
+            cookie: prepared.cookie,
+            transport,
+            mode: 'precopy',
+            autoConverge: false,
+            downtimeLimitMs: knobs.downtimeLimitMs,
+            bandwidthLimitBytes: 0,
+            completionTimeoutSecondsPerGib: COMPLETION_TIMEOUT_S_PER_GIB,
+            allowPostcopy: false,
+            targetCaPem: '',
+            targetNodeId: prepared.nodeId,
+            targetDataEndpoint: prepared.dataEndpoint ?? '',
+            offline: false,
+          },
+          (message) => {
+            if (message.phase === 'switchover' && switchoverAt === undefined)
+              switchoverAt = performance.now();
+          },
+        ),
         180_000,
         `migrating ${spec.name}`,
       );
       const endedAt = performance.now();
       const endToEndMs = endedAt - started;
       const final = progress.at(-1);
-      if (final?.phase !== 'completed') throw new Error(`migrating ${spec.name} ${from} → ${to} via ${transport}: ${final?.phase}: ${final?.message}`);
+      if (final?.phase !== 'completed')
+        throw new Error(
+          `migrating ${spec.name} ${from} → ${to} via ${transport}: ${final?.phase}: ${final?.message}`,
+        );
       where.set(spec.uuid, to);
       const qemu = qemuFigures(final.totalTimeMs, final.downtimeMs);
       return {
@@ -774,7 +981,8 @@ async function main() {
         phases: {
           prepareMs: round(preparedAt - started),
           toSwitchoverMs: switchoverAt === undefined ? null : round(switchoverAt - preparedAt),
-          switchoverToCompletedMs: switchoverAt === undefined ? null : round(endedAt - switchoverAt),
+          switchoverToCompletedMs:
+            switchoverAt === undefined ? null : round(endedAt - switchoverAt),
         },
       };
     }
@@ -794,22 +1002,31 @@ async function main() {
         completionTimeoutSecondsPerGib: COMPLETION_TIMEOUT_S_PER_GIB,
       };
       const started = performance.now();
-      const accepted = await m.api('POST', `/api/v1/remotes/bench-qemu/vms/${spec.uuid}/migrate`, body);
+      const accepted = await m.api(
+        'POST',
+        `/api/v1/remotes/bench-qemu/vms/${spec.uuid}/migrate`,
+        body,
+      );
       const acceptedMs = performance.now() - started;
       let task;
       for (;;) {
         const asked = performance.now();
         task = await m.api('GET', `/api/v1/tasks/${accepted.taskId}`);
         if (['succeeded', 'failed', 'cancelled'].includes(task.state)) break;
-        if (performance.now() - started > 180_000) throw new Error(`task ${accepted.taskId} did not finish within 180 s`);
+        if (performance.now() - started > 180_000)
+          throw new Error(`task ${accepted.taskId} did not finish within 180 s`);
         await sleep(Math.max(0, knobs.pollMs - (performance.now() - asked)));
       }
       const endToEndMs = performance.now() - started;
       const seenAt = Date.now();
-      if (task.state !== 'succeeded') throw new Error(`task ${accepted.taskId} ${task.state}: ${task.error}`);
+      if (task.state !== 'succeeded')
+        throw new Error(`task ${accepted.taskId} ${task.state}: ${task.error}`);
       where.set(spec.uuid, to);
       const figures = task.migration?.progress;
-      if (!figures) throw new Error(`task ${accepted.taskId} succeeded without migration figures: ${JSON.stringify(task.migration)}`);
+      if (!figures)
+        throw new Error(
+          `task ${accepted.taskId} succeeded without migration figures: ${JSON.stringify(task.migration)}`,
+        );
       const qemu = qemuFigures(figures.totalTimeMs ?? 0, figures.downtimeMs);
       // Where the time went, from the task's own timestamps (manager clock, millisecond precision).
       const at = (iso) => (iso ? Date.parse(iso) : null);
@@ -819,8 +1036,14 @@ async function main() {
       const phases = {
         acceptedMs: round(acceptedMs),
         createdToPrepareMs: firstOf('prepare') && created ? firstOf('prepare') - created : null,
-        prepareToTransferMs: firstOf('prepare') && at(task.migration.transferStartedAt) ? at(task.migration.transferStartedAt) - firstOf('prepare') : null,
-        transferMs: at(task.migration.transferStartedAt) && at(task.finishedAt) ? at(task.finishedAt) - at(task.migration.transferStartedAt) : null,
+        prepareToTransferMs:
+          firstOf('prepare') && at(task.migration.transferStartedAt)
+            ? at(task.migration.transferStartedAt) - firstOf('prepare')
+            : null,
+        transferMs:
+          at(task.migration.transferStartedAt) && at(task.finishedAt)
+            ? at(task.finishedAt) - at(task.migration.transferStartedAt)
+            : null,
         finishedToSeenMs: at(task.finishedAt) ? seenAt - at(task.finishedAt) : null,
       };
       return {
@@ -851,9 +1074,11 @@ async function main() {
     for (;;) {
       const path = serialLogPath();
       const text = existsSync(path) ? readFileSync(path, 'utf8') : '';
-      if (text.includes(testing.TINY_GUEST_ERROR)) throw new Error(`the guest reported an error: ${text.slice(-500)}`);
+      if (text.includes(testing.TINY_GUEST_ERROR))
+        throw new Error(`the guest reported an error: ${text.slice(-500)}`);
       if (testing.lastTinyGuestTick(text) > after) return;
-      if (Date.now() > deadline) throw new Error(`no guest tick beyond ${after} in ${path} within ${timeoutMs / 1000} s`);
+      if (Date.now() > deadline)
+        throw new Error(`no guest tick beyond ${after} in ${path} within ${timeoutMs / 1000} s`);
       await sleep(200);
     }
   }
@@ -872,18 +1097,30 @@ async function main() {
       checkpoint();
       const runDir = join(dir, String(generation++));
       mkdirSync(runDir, { mode: 0o700 });
-      const paths = { qmp: join(runDir, 'qmp'), pidFile: join(runDir, 'pid'), serialLog: join(runDir, 'serial.log') };
-      const argv = buildQemuArgv({ spec, config: { accel: 'tcg', machine: 'pc', bootDir: tiny.dir }, paths, incoming });
+      const paths = {
+        qmp: join(runDir, 'qmp'),
+        pidFile: join(runDir, 'pid'),
+        serialLog: join(runDir, 'serial.log'),
+      };
+      const argv = buildQemuArgv({
+        spec,
+        config: { accel: 'tcg', machine: 'pc', bootDir: tiny.dir },
+        paths,
+        incoming,
+      });
       await processes.spawnDaemon(argv, join(runDir, 'qemu.log'), 30_000);
       const pid = await processes.readPid(paths.pidFile);
       const qmp = await QmpClient.connect(paths.qmp, 30_000);
       return { qmp, pid, paths };
     };
-    const capabilities = (entries) => ({ capabilities: Object.entries(entries).map(([capability, state]) => ({ capability, state })) });
+    const capabilities = (entries) => ({
+      capabilities: Object.entries(entries).map(([capability, state]) => ({ capability, state })),
+    });
     const quit = async (qemu) => {
       await qemu.qmp.execute('quit', undefined, 10_000).catch(() => undefined);
       qemu.qmp.close();
-      if (!(await processes.waitForExit(qemu.pid, qemu.paths.pidFile, 10_000))) await processes.kill(qemu.pid, qemu.paths.pidFile);
+      if (!(await processes.waitForExit(qemu.pid, qemu.paths.pidFile, 10_000)))
+        await processes.kill(qemu.pid, qemu.paths.pidFile);
     };
     const queryUntil = async (qemu, done) => {
       for (;;) {
@@ -902,24 +1139,54 @@ async function main() {
         const target = await launch(true);
         try {
           // as the qemu driver sets them (qemu-hypervisor.driver.ts prepareIncoming / startOutgoing)
-          await target.qmp.execute('migrate-set-capabilities', capabilities({ events: true, 'postcopy-ram': false, 'late-block-activate': true }));
+          await target.qmp.execute(
+            'migrate-set-capabilities',
+            capabilities({ events: true, 'postcopy-ram': false, 'late-block-activate': true }),
+          );
           await target.qmp.execute('migrate-incoming', { uri: 'tcp:127.0.0.1:0' });
-          const port = Number((await target.qmp.execute('query-migrate'))['socket-address'].find((a) => a.type === 'inet').port);
-          await source.qmp.execute('migrate-set-capabilities', capabilities({ events: true, 'auto-converge': false, 'postcopy-ram': false }));
-          await source.qmp.execute('migrate-set-parameters', { 'downtime-limit': knobs.downtimeLimitMs, 'max-bandwidth': 2 ** 50, 'max-postcopy-bandwidth': 0 });
+          const port = Number(
+            (await target.qmp.execute('query-migrate'))['socket-address'].find(
+              (a) => a.type === 'inet',
+            ).port,
+          );
+          await source.qmp.execute(
+            'migrate-set-capabilities',
+            capabilities({ events: true, 'auto-converge': false, 'postcopy-ram': false }),
+          );
+          await source.qmp.execute('migrate-set-parameters', {
+            'downtime-limit': knobs.downtimeLimitMs,
+            'max-bandwidth': 2 ** 50,
+            'max-postcopy-bandwidth': 0,
+          });
           await source.qmp.execute('migrate', { uri: `tcp:127.0.0.1:${port}` });
-          let info = await withTimeout(queryUntil(source, (s) => s === 'completed' || s === 'failed' || s === 'cancelled'), 180_000, 'the baseline migration');
+          let info = await withTimeout(
+            queryUntil(source, (s) => s === 'completed' || s === 'failed' || s === 'cancelled'),
+            180_000,
+            'the baseline migration',
+          );
           // see qemuFigures: wait for QEMU to fill in its completion figures
-          for (let i = 0; info.status === 'completed' && !(info['total-time'] > 0) && i < 100; i++) {
+          for (
+            let i = 0;
+            info.status === 'completed' && !(info['total-time'] > 0) && i < 100;
+            i++
+          ) {
             await sleep(10);
             info = await source.qmp.execute('query-migrate');
           }
-          if (info.status !== 'completed') throw new Error(`the baseline migration ${info.status}: ${info['error-desc'] ?? ''}`);
-          await withTimeout(queryUntil(target, (s) => s === 'completed' || s === 'failed'), 30_000, "the baseline target's load");
+          if (info.status !== 'completed')
+            throw new Error(`the baseline migration ${info.status}: ${info['error-desc'] ?? ''}`);
+          await withTimeout(
+            queryUntil(target, (s) => s === 'completed' || s === 'failed'),
+            30_000,
+            "the baseline target's load",
+          );
           await target.qmp.execute('cont');
           current = target;
           await quit(source);
-          return { transferredBytes: info.ram.transferred, ...qemuFiguresOf(info['total-time'], info.downtime) };
+          return {
+            transferredBytes: info.ram.transferred,
+            ...qemuFiguresOf(info['total-time'], info.downtime),
+          };
         } catch (error) {
           await quit(target);
           throw error;
@@ -943,26 +1210,35 @@ async function main() {
     writeFileSync(join(pki, 'client-ca.key'), identity.ca.keyPem, { mode: 0o600 });
     writeFileSync(join(pki, 'client.crt'), identity.client.certPem);
     writeFileSync(join(pki, 'client.key'), identity.client.keyPem, { mode: 0o600 });
-    const child = testing.spawnManaged('manager', process.execPath, [join(root, 'apps/manager/dist/main.js')], {
-      cwd: root,
-      env: {
-        ...process.env,
-        DEBVISOR_STATE_DIR: stateDir,
-        DEBVISOR_LISTEN: `127.0.0.1:${port}`,
-        DATABASE_URL: await postgres.createDatabase(),
-        DEBVISOR_POLL_INTERVAL_SECONDS: '3600',
-        DEBVISOR_REMOTE_TIMEOUT_MS: '30000',
-        DEBVISOR_LOG_LEVEL: 'warn',
-        DEBVISOR_WEB_DIR: join(stateDir, 'no-web'),
-        // polling a task every 20 ms is more than a person's rate limit allows
-        DEBVISOR_RATE_LIMIT_PER_PRINCIPAL: '10000000',
-        DEBVISOR_RATE_LIMIT_GLOBAL: '10000000',
+    const child = testing.spawnManaged(
+      'manager',
+      process.execPath,
+      [join(root, 'apps/manager/dist/main.js')],
+      {
+        cwd: root,
+        env: {
+          ...process.env,
+          DEBVISOR_STATE_DIR: stateDir,
+          DEBVISOR_LISTEN: `127.0.0.1:${port}`,
+          DATABASE_URL: await postgres.createDatabase(),
+          DEBVISOR_POLL_INTERVAL_SECONDS: '3600',
+          DEBVISOR_REMOTE_TIMEOUT_MS: '30000',
+          DEBVISOR_LOG_LEVEL: 'warn',
+          DEBVISOR_WEB_DIR: join(stateDir, 'no-web'),
+          // polling a task every 20 ms is more than a person's rate limit allows
+          DEBVISOR_RATE_LIMIT_PER_PRINCIPAL: '10000000',
+          DEBVISOR_RATE_LIMIT_GLOBAL: '10000000',
+        },
       },
-    });
+    );
     cleanups.push({ name: 'stop the manager', run: () => child.stop() });
     await child.waitFor(/"msg":"manager listening"/, 120_000);
     const token = /bootstrap admin token: (dvdm_[A-Za-z0-9_-]+)/.exec(child.output())[1];
-    const agent = new HttpsAgent({ keepAlive: true, maxSockets: 4, ca: readFileSync(join(pki, 'server-ca.crt')) });
+    const agent = new HttpsAgent({
+      keepAlive: true,
+      maxSockets: 4,
+      ca: readFileSync(join(pki, 'server-ca.crt')),
+    });
     cleanups.push({ name: 'close the HTTPS agent', run: async () => agent.destroy() });
     const base = `https://127.0.0.1:${port}`;
     return {
@@ -973,12 +1249,25 @@ async function main() {
         return new Promise((resolve, reject) => {
           const req = request(
             `${base}${path}`,
-            { method, agent, servername: 'localhost', headers: { Authorization: `Bearer ${token}`, ...(payload ? { 'Content-Type': 'application/json' } : {}) }, timeout: 120_000 },
+            {
+              method,
+              agent,
+              servername: 'localhost',
+              headers: {
+                Authorization: `Bearer ${token}`,
+                ...(payload ? { 'Content-Type': 'application/json' } : {}),
+              },
+              timeout: 120_000,
+            },
             (res) => {
               let text = '';
               res.setEncoding('utf8');
               res.on('data', (c) => (text += c));
-              res.on('end', () => (res.statusCode >= 400 ? reject(new Error(`${method} ${path}: ${res.statusCode} ${text.slice(0, 500)}`)) : resolve(text ? JSON.parse(text) : undefined)));
+              res.on('end', () =>
+                res.statusCode >= 400
+                  ? reject(new Error(`${method} ${path}: ${res.statusCode} ${text.slice(0, 500)}`))
+                  : resolve(text ? JSON.parse(text) : undefined),
+              );
             },
           );
           req.on('error', reject);

@@ -17,7 +17,9 @@ import { join } from 'node:path';
 const require = createRequire(import.meta.url);
 const root = join(import.meta.dirname, '..');
 const testing = require(join(root, 'libs/testing/dist/index.js'));
-const { RegistryRepository } = require(join(root, 'apps/agent/dist/registry/registry.repository.js'));
+const { RegistryRepository } = require(
+  join(root, 'apps/agent/dist/registry/registry.repository.js'),
+);
 const { RegistryService } = require(join(root, 'apps/agent/dist/registry/registry.service.js'));
 const { systemClock } = require(join(root, 'apps/agent/dist/shared/clock.js'));
 const { createLogger } = require(join(root, 'apps/agent/dist/shared/logger.js'));
@@ -35,7 +37,10 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const percentile = (values, p) => {
   if (values.length === 0) return null;
   const sorted = [...values].sort((a, b) => a - b);
-  return Math.round(sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] * 100) / 100;
+  return (
+    Math.round(sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] * 100) /
+    100
+  );
 };
 
 async function revision(client) {
@@ -63,14 +68,21 @@ async function heartbeatBench() {
         }
       }),
     );
-    const baseline = { writesPerSecond: Math.round(puts / 5), putLatencyMs: { p50: percentile(putLatencies, 50), p99: percentile(putLatencies, 99) } };
+    const baseline = {
+      writesPerSecond: Math.round(puts / 5),
+      putLatencyMs: { p50: percentile(putLatencies, 50), p99: percentile(putLatencies, 99) },
+    };
     log(`baseline: ${baseline.writesPerSecond} puts/s`);
 
     // 1,000 agents sharing 50 etcd connections (20 agents each), as agents behind a few hosts would.
     const connections = Array.from({ length: 50 }, () => new Etcd3({ hosts: etcd.endpoint }));
     const agents = Array.from({ length: AGENTS }, (_, i) => {
       const nodeId = `sim-${String(i + 1).padStart(4, '0')}`;
-      const service = new RegistryService(new RegistryRepository(connections[i % connections.length], logger), systemClock, HEARTBEAT_S * 3);
+      const service = new RegistryService(
+        new RegistryRepository(connections[i % connections.length], logger),
+        systemClock,
+        HEARTBEAT_S * 3,
+      );
       return { nodeId, service, leaseId: undefined };
     });
     const info = (nodeId, i) => ({
@@ -98,7 +110,9 @@ async function heartbeatBench() {
       );
     }
     const registerSeconds = (performance.now() - registerStart) / 1000;
-    log(`${AGENTS} agents registered in ${registerSeconds.toFixed(1)} s; heartbeating for ${DURATION_S} s …`);
+    log(
+      `${AGENTS} agents registered in ${registerSeconds.toFixed(1)} s; heartbeating for ${DURATION_S} s …`,
+    );
 
     const latencies = [];
     let attempted = 0;
@@ -115,8 +129,18 @@ async function heartbeatBench() {
         while (Date.now() < stopAt) {
           const t = performance.now();
           attempted++;
-          const status = { cpuUsage: Math.random(), memoryUsedBytes: 2 ** 30, memoryTotalBytes: 256 * 2 ** 30, vmCount: 10, vmsRunning: 8, drivers: [{ name: 'sim', status: 'ok', message: '' }], health: 'ok' };
-          const ok = await agent.service.heartbeat(agent.nodeId, agent.leaseId, status).catch(() => false);
+          const status = {
+            cpuUsage: Math.random(),
+            memoryUsedBytes: 2 ** 30,
+            memoryTotalBytes: 256 * 2 ** 30,
+            vmCount: 10,
+            vmsRunning: 8,
+            drivers: [{ name: 'sim', status: 'ok', message: '' }],
+            health: 'ok',
+          };
+          const ok = await agent.service
+            .heartbeat(agent.nodeId, agent.leaseId, status)
+            .catch(() => false);
           const ms = performance.now() - t;
           latencies.push(ms);
           if (ok && ms <= HEARTBEAT_S * 1000) succeeded++;
@@ -138,13 +162,23 @@ async function heartbeatBench() {
       heartbeatIntervalSeconds: HEARTBEAT_S,
       durationSeconds: Math.round(elapsed),
       registerSeconds: Math.round(registerSeconds * 10) / 10,
-      heartbeats: { attempted, succeeded, late, successRate: attempted ? Math.round((succeeded / attempted) * 10000) / 10000 : 0 },
+      heartbeats: {
+        attempted,
+        succeeded,
+        late,
+        successRate: attempted ? Math.round((succeeded / attempted) * 10000) / 10000 : 0,
+      },
       heartbeatLatencyMs: { p50: percentile(latencies, 50), p99: percentile(latencies, 99) },
       etcdWritesPerSecond: Math.round(writes / elapsed),
-      listNodes: { nodes: listed.length, alive: listed.filter((n) => n.alive).length, ms: Math.round(listMs) },
+      listNodes: {
+        nodes: listed.length,
+        alive: listed.filter((n) => n.alive).length,
+        ms: Math.round(listMs),
+      },
       benchProcessCpuSeconds: Math.round((cpu.user + cpu.system) / 1e5) / 10,
       baseline,
-      heartbeatWritesVsBaselineCapacity: Math.round((writes / elapsed / baseline.writesPerSecond) * 1000) / 1000,
+      heartbeatWritesVsBaselineCapacity:
+        Math.round((writes / elapsed / baseline.writesPerSecond) * 1000) / 1000,
     };
   } finally {
     await etcd.stop();
@@ -155,18 +189,29 @@ async function heartbeatBench() {
 function https(url, { method = 'GET', token, ca, body }) {
   const payload = body === undefined ? undefined : JSON.stringify(body);
   return new Promise((resolve, reject) => {
-    const req = request(url, {
-      method,
-      ca,
-      servername: 'localhost',
-      headers: { Authorization: `Bearer ${token}`, ...(payload ? { 'Content-Type': 'application/json' } : {}) },
-      timeout: 300_000,
-    }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c) => (text += c));
-      res.on('end', () => (res.statusCode >= 400 ? reject(new Error(`${method} ${url}: ${res.statusCode} ${text.slice(0, 500)}`)) : resolve(text ? JSON.parse(text) : undefined)));
-    });
+    const req = request(
+      url,
+      {
+        method,
+        ca,
+        servername: 'localhost',
+        headers: {
+          Authorization: `Bearer ${token}`,
+          ...(payload ? { 'Content-Type': 'application/json' } : {}),
+        },
+        timeout: 300_000,
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c) => (text += c));
+        res.on('end', () =>
+          res.statusCode >= 400
+            ? reject(new Error(`${method} ${url}: ${res.statusCode} ${text.slice(0, 500)}`))
+            : resolve(text ? JSON.parse(text) : undefined),
+        );
+      },
+    );
     req.on('error', reject);
     req.end(payload);
   });
@@ -181,18 +226,23 @@ async function refreshBench() {
   const dir = testing.tempDir('debvisor-bench-manager-');
   const postgres = await testing.startPostgres();
   const port = await testing.freePort();
-  const manager = testing.spawnManaged('manager', process.execPath, [join(root, 'apps/manager/dist/main.js')], {
-    cwd: root,
-    env: {
-      ...process.env,
-      DEBVISOR_STATE_DIR: dir,
-      DEBVISOR_LISTEN: `127.0.0.1:${port}`,
-      DATABASE_URL: await postgres.createDatabase(),
-      DEBVISOR_POLL_INTERVAL_SECONDS: '3600',
-      DEBVISOR_REMOTE_TIMEOUT_MS: '60000',
-      DEBVISOR_LOG_LEVEL: 'warn',
+  const manager = testing.spawnManaged(
+    'manager',
+    process.execPath,
+    [join(root, 'apps/manager/dist/main.js')],
+    {
+      cwd: root,
+      env: {
+        ...process.env,
+        DEBVISOR_STATE_DIR: dir,
+        DEBVISOR_LISTEN: `127.0.0.1:${port}`,
+        DATABASE_URL: await postgres.createDatabase(),
+        DEBVISOR_POLL_INTERVAL_SECONDS: '3600',
+        DEBVISOR_REMOTE_TIMEOUT_MS: '60000',
+        DEBVISOR_LOG_LEVEL: 'warn',
+      },
     },
-  });
+  );
   const clusters = [];
   try {
     await manager.waitFor(/"msg":"manager listening"/, 120_000);
@@ -203,10 +253,19 @@ async function refreshBench() {
     log(`starting ${CLUSTERS} simulated clusters with ${VMS} VMs each …`);
     for (let i = 0; i < CLUSTERS; i++) {
       clusters.push(
-        await testing.startCluster({ clusterId: `bench-${i}`, nodes: 1, vmsPerNode: VMS, trustedClientCaPem: clientCa, leaseTtlSeconds: 30, logLevel: 'error' }),
+        await testing.startCluster({
+          clusterId: `bench-${i}`,
+          nodes: 1,
+          vmsPerNode: VMS,
+          trustedClientCaPem: clientCa,
+          leaseTtlSeconds: 30,
+          logLevel: 'error',
+        }),
       );
     }
-    const keys = await Promise.all(clusters.map((c) => c.createApiKey(['*'], { principal: 'bench@manager' })));
+    const keys = await Promise.all(
+      clusters.map((c) => c.createApiKey(['*'], { principal: 'bench@manager' })),
+    );
     log(`registering ${REMOTES} remotes (${REMOTES / CLUSTERS} per cluster) …`);
     for (let r = 0; r < REMOTES; r++) {
       const c = r % CLUSTERS;
@@ -214,7 +273,12 @@ async function refreshBench() {
         method: 'POST',
         token,
         ca,
-        body: { id: `remote-${r}`, endpoints: [clusters[c].agents[0].endpoint], caCertPem: clusters[c].caPem, credentials: [{ name: 'bench', key: keys[c] }] },
+        body: {
+          id: `remote-${r}`,
+          endpoints: [clusters[c].agents[0].endpoint],
+          caCertPem: clusters[c].caPem,
+          credentials: [{ name: 'bench', key: keys[c] }],
+        },
       });
     }
     const rssBefore = rssBytes(manager.child.pid);
@@ -226,20 +290,26 @@ async function refreshBench() {
       refreshTimes.push(performance.now() - t);
       const list = await https(`${base}/resources?type=vm`, { token, ca });
       vmCount = list.items.length;
-      if (list.remotes.some((r) => r.status !== 'online')) throw new Error('a remote was not online after the refresh');
+      if (list.remotes.some((r) => r.status !== 'online'))
+        throw new Error('a remote was not online after the refresh');
     }
     const rssAfter = rssBytes(manager.child.pid);
 
     // Baseline: the same calls (ListNodes + cluster-wide ListVms per remote) straight to the agents,
     // over channels opened beforehand, as the manager's are.
-    const clients = Array.from({ length: REMOTES }, (_, r) => clusters[r % CLUSTERS].connect(keys[r % CLUSTERS]));
+    const clients = Array.from({ length: REMOTES }, (_, r) =>
+      clusters[r % CLUSTERS].connect(keys[r % CLUSTERS]),
+    );
     const direct = [];
     try {
       for (let round = 0; round < 4; round++) {
         const t = performance.now();
         await Promise.all(
           clients.map((client) =>
-            Promise.all([client.node.listNodes({}, { deadlineMs: 120_000 }), client.vm.listVms({}, { deadlineMs: 120_000 })]),
+            Promise.all([
+              client.node.listNodes({}, { deadlineMs: 120_000 }),
+              client.vm.listVms({}, { deadlineMs: 120_000 }),
+            ]),
           ),
         );
         if (round > 0) direct.push(performance.now() - t); // round 0 connects
@@ -252,9 +322,15 @@ async function refreshBench() {
       clusters: CLUSTERS,
       vmsPerRemote: VMS,
       vmsCached: vmCount,
-      refreshMs: { best: Math.round(Math.min(...refreshTimes)), median: Math.round(percentile(refreshTimes, 50)) },
+      refreshMs: {
+        best: Math.round(Math.min(...refreshTimes)),
+        median: Math.round(percentile(refreshTimes, 50)),
+      },
       managerRssBytes: { beforeRefresh: rssBefore, afterRefresh: rssAfter },
-      baselineDirectQueryMs: { best: Math.round(Math.min(...direct)), median: Math.round(percentile(direct, 50)) },
+      baselineDirectQueryMs: {
+        best: Math.round(Math.min(...direct)),
+        median: Math.round(percentile(direct, 50)),
+      },
       refreshOverDirect: Math.round((Math.min(...refreshTimes) / Math.min(...direct)) * 100) / 100,
     };
   } finally {
@@ -265,7 +341,12 @@ async function refreshBench() {
   }
 }
 
-const results = { benchmark: 'registry', machine: { cpus: (await import('node:os')).cpus().length }, heartbeats: await heartbeatBench(), managerRefresh: await refreshBench() };
+const results = {
+  benchmark: 'registry',
+  machine: { cpus: (await import('node:os')).cpus().length },
+  heartbeats: await heartbeatBench(),
+  managerRefresh: await refreshBench(),
+};
 const json = JSON.stringify(results, null, 2) + '\n';
 process.stdout.write(json);
 mkdirSync(join(root, 'bench-results'), { recursive: true });

@@ -45,10 +45,14 @@ const cleanups = [];
 let cleaning;
 const cleanup = () =>
   (cleaning ??= (async () => {
-    for (const step of cleanups.reverse()) await Promise.resolve().then(step).catch((error) => say(`cleanup: ${error.message}`));
+    for (const step of cleanups.reverse())
+      await Promise.resolve()
+        .then(step)
+        .catch((error) => say(`cleanup: ${error.message}`));
     testing.cleanupTempDirs();
   })());
-for (const signal of ['SIGINT', 'SIGTERM']) process.once(signal, () => void cleanup().then(() => process.exit(130)));
+for (const signal of ['SIGINT', 'SIGTERM'])
+  process.once(signal, () => void cleanup().then(() => process.exit(130)));
 
 try {
   const result = await main();
@@ -67,27 +71,49 @@ async function main() {
   const started = Date.now();
   say('starting two Ceph clusters …');
   const [cephA, cephB] = await Promise.all([
-    testing.startCephCluster({ clientCaps: testing.MIRRORING_CLIENT_CAPS, extraConfig: testing.FAST_RBD_MIRROR_SETTINGS }),
-    testing.startCephCluster({ clientCaps: testing.MIRRORING_CLIENT_CAPS, extraConfig: testing.FAST_RBD_MIRROR_SETTINGS }),
+    testing.startCephCluster({
+      clientCaps: testing.MIRRORING_CLIENT_CAPS,
+      extraConfig: testing.FAST_RBD_MIRROR_SETTINGS,
+    }),
+    testing.startCephCluster({
+      clientCaps: testing.MIRRORING_CLIENT_CAPS,
+      extraConfig: testing.FAST_RBD_MIRROR_SETTINGS,
+    }),
   ]);
-  cleanups.push(() => cephA.stop(), () => cephB.stop());
+  cleanups.push(
+    () => cephA.stop(),
+    () => cephB.stop(),
+  );
   say(`clusters up in ${cephA.startMs} / ${cephB.startMs} ms`);
   const [a, b] = await Promise.all([startAgents('bench-a', cephA), startAgents('bench-b', cephB)]);
   const [clientA, clientB] = await Promise.all([connect(a), connect(b)]);
   const result = {
     machine: { cpus: (await import('node:os')).cpus().length },
-    clusters: { startMs: [cephA.startMs, cephB.startMs], memoryBytes: [cephA.memoryBytes(), cephB.memoryBytes()] },
+    clusters: {
+      startMs: [cephA.startMs, cephB.startMs],
+      memoryBytes: [cephA.memoryBytes(), cephB.memoryBytes()],
+    },
   };
-  if (parts.has('snapshot')) result.snapshot = report('snapshot', await snapshotLatency(cephA, clientA));
+  if (parts.has('snapshot'))
+    result.snapshot = report('snapshot', await snapshotLatency(cephA, clientA));
   if (parts.has('lag') || parts.has('switchover')) {
     say('pairing the pools through the agents and starting rbd-mirror …');
-    const { token } = await clientA.storage.createPeerBootstrap({ pool: POOL, siteName: 'bench-a' });
-    await clientB.storage.importPeerBootstrap({ pool: POOL, siteName: 'bench-b', token, direction: 'rx-tx' });
+    const { token } = await clientA.storage.createPeerBootstrap({
+      pool: POOL,
+      siteName: 'bench-a',
+    });
+    await clientB.storage.importPeerBootstrap({
+      pool: POOL,
+      siteName: 'bench-b',
+      token,
+      direction: 'rx-tx',
+    });
     const mirrors = await testing.startRbdMirrorPair(cephA, cephB);
     cleanups.push(() => mirrors.stop());
   }
   if (parts.has('lag')) result.lag = report('lag', await replicationLag(cephA, clientA, clientB));
-  if (parts.has('switchover')) result.switchover = report('switchover', await switchover(cephA, cephB, clientA, clientB, b));
+  if (parts.has('switchover'))
+    result.switchover = report('switchover', await switchover(cephA, cephB, clientA, clientB, b));
   result.totalSeconds = Math.round((Date.now() - started) / 1000);
   return result;
 }
@@ -107,7 +133,12 @@ async function startAgents(clusterId, ceph) {
     logLevel: 'warn',
     agentConfig: () => ({
       storage: { driver: 'rbd' },
-      rbd: { cluster: ceph.name, conf: ceph.confPath, keyring: ceph.clientKeyringPath, clientId: ceph.clientId },
+      rbd: {
+        cluster: ceph.name,
+        conf: ceph.confPath,
+        keyring: ceph.clientKeyringPath,
+        clientId: ceph.clientId,
+      },
     }),
   });
   cleanups.push(() => cluster.stop());
@@ -127,14 +158,19 @@ async function snapshotLatency(ceph, client) {
   const agent = [];
   for (let i = 0; i < SNAP_ROUNDS; i++) {
     let t = performance.now();
-    await ceph.exec('rbd', ['snap', 'create', '--', `${POOL}/snap-bench@plain-${i}`], { as: 'client' });
+    await ceph.exec('rbd', ['snap', 'create', '--', `${POOL}/snap-bench@plain-${i}`], {
+      as: 'client',
+    });
     plain.push(performance.now() - t);
     t = performance.now();
     await client.storage.snapshotRbd({ pool: POOL, image: 'snap-bench', snapshot: `agent-${i}` });
     agent.push(performance.now() - t);
   }
   const listed = await client.storage.listSnapshots({ pool: POOL, image: 'snap-bench' });
-  if (listed.snapshots.length !== 2 * SNAP_ROUNDS) throw new Error(`expected ${2 * SNAP_ROUNDS} snapshots, the agent lists ${listed.snapshots.length}`);
+  if (listed.snapshots.length !== 2 * SNAP_ROUNDS)
+    throw new Error(
+      `expected ${2 * SNAP_ROUNDS} snapshots, the agent lists ${listed.snapshots.length}`,
+    );
   const p = stats(plain);
   const g = stats(agent);
   return {
@@ -151,13 +187,25 @@ async function replicationLag(ceph, clientA, clientB) {
   const runs = [];
   for (const rate of LAG_RATES) {
     const image = `lag-${rate}`;
-    say(`replication lag: writing ${rate} MiB/s for ${LAG_SECONDS} s, a mirror snapshot every ${LAG_SNAPSHOT_S} s …`);
+    say(
+      `replication lag: writing ${rate} MiB/s for ${LAG_SECONDS} s, a mirror snapshot every ${LAG_SNAPSHOT_S} s …`,
+    );
     await ceph.exec('rbd', ['create', '--size', '2G', '--', `${POOL}/${image}`], { as: 'client' });
-    await clientA.storage.enableMirroring({ pool: POOL, image, mode: 'snapshot', scheduleInterval: '' });
-    await testing.pollUntil(`${image} replaying at the secondary`, 180_000, async () => {
-      const status = await clientB.storage.getMirrorStatus({ pool: POOL, image });
-      return status.state === 'up+replaying' && status.lastMirroredSnapshotAt !== '' && status;
-    }, 500);
+    await clientA.storage.enableMirroring({
+      pool: POOL,
+      image,
+      mode: 'snapshot',
+      scheduleInterval: '',
+    });
+    await testing.pollUntil(
+      `${image} replaying at the secondary`,
+      180_000,
+      async () => {
+        const status = await clientB.storage.getMirrorStatus({ pool: POOL, image });
+        return status.state === 'up+replaying' && status.lastMirroredSnapshotAt !== '' && status;
+      },
+      500,
+    );
     // Warm-up: one mirror snapshot synced, so that the samples start from a current secondary.
     await clientA.storage.createMirrorSnapshot({ pool: POOL, image });
     await waitSynced(clientA, clientB, image, 180_000);
@@ -170,14 +218,23 @@ async function replicationLag(ceph, clientA, clientB) {
       if (Date.now() >= nextSnapshot) {
         nextSnapshot += LAG_SNAPSHOT_S * 1000;
         snapshots++;
-        void clientA.storage.createMirrorSnapshot({ pool: POOL, image }).catch((error) => say(`mirror snapshot: ${error.message}`));
+        void clientA.storage
+          .createMirrorSnapshot({ pool: POOL, image })
+          .catch((error) => say(`mirror snapshot: ${error.message}`));
       }
       const status = await clientB.storage.getMirrorStatus({ pool: POOL, image });
-      if (status.lastMirroredSnapshotAt) samples.push({ lagSeconds: (Date.now() - Date.parse(status.lastMirroredSnapshotAt)) / 1000, bytesPerSecond: status.bytesPerSecond });
+      if (status.lastMirroredSnapshotAt)
+        samples.push({
+          lagSeconds: (Date.now() - Date.parse(status.lastMirroredSnapshotAt)) / 1000,
+          bytesPerSecond: status.bytesPerSecond,
+        });
       await new Promise((resolve) => setTimeout(resolve, 1000)); // the sampling period, not a wait for a condition
     }
     const written = await writer;
-    if (samples.length === 0) throw new Error(`no lag sample for ${image}: the secondary never reported a mirrored snapshot`);
+    if (samples.length === 0)
+      throw new Error(
+        `no lag sample for ${image}: the secondary never reported a mirrored snapshot`,
+      );
     const lag = stats(samples.map((s) => s.lagSeconds));
     runs.push({
       writeRateMiBs: rate,
@@ -201,7 +258,12 @@ async function steadyWriter(ceph, image, bytesPerSecond, durationMs) {
   const started = Date.now();
   let written = 0;
   for (let second = 0; Date.now() - started < durationMs; second++) {
-    await ceph.writeImage(POOL, image, Math.floor(Math.random() * (1024 - bytesPerSecond / MiB)) * MiB, piece);
+    await ceph.writeImage(
+      POOL,
+      image,
+      Math.floor(Math.random() * (1024 - bytesPerSecond / MiB)) * MiB,
+      piece,
+    );
     written += piece.length;
     const next = started + (second + 1) * 1000;
     if (next > Date.now()) await new Promise((resolve) => setTimeout(resolve, next - Date.now())); // pacing the load generator
@@ -213,15 +275,29 @@ async function steadyWriter(ceph, image, bytesPerSecond, durationMs) {
 async function switchover(cephA, cephB, clientA, clientB, clusterB) {
   const image = 'switch-bench';
   say(`switchover: ${SWITCH_IMAGE_MIB} MiB image, filling it …`);
-  await cephA.exec('rbd', ['create', '--size', `${SWITCH_IMAGE_MIB}M`, '--', `${POOL}/${image}`], { as: 'client' });
-  for (let offset = 0; offset < SWITCH_IMAGE_MIB * MiB; offset += 64 * MiB) await cephA.writeImage(POOL, image, offset, randomBytes(64 * MiB));
+  await cephA.exec('rbd', ['create', '--size', `${SWITCH_IMAGE_MIB}M`, '--', `${POOL}/${image}`], {
+    as: 'client',
+  });
+  for (let offset = 0; offset < SWITCH_IMAGE_MIB * MiB; offset += 64 * MiB)
+    await cephA.writeImage(POOL, image, offset, randomBytes(64 * MiB));
   await cephA.exec('rbd', ['snap', 'create', '--', `${POOL}/${image}@base`], { as: 'client' });
-  await clientA.storage.enableMirroring({ pool: POOL, image, mode: 'snapshot', scheduleInterval: '' });
+  await clientA.storage.enableMirroring({
+    pool: POOL,
+    image,
+    mode: 'snapshot',
+    scheduleInterval: '',
+  });
   const initial = performance.now();
   await waitSynced(clientA, clientB, image, 900_000);
   const initialSyncMs = performance.now() - initial;
   say(`initial sync took ${Math.round(initialSyncMs)} ms; changing ${SWITCH_CHANGED_MIB} MiB …`);
-  for (let i = 0; i < SWITCH_CHANGED_MIB; i++) await cephA.writeImage(POOL, image, Math.floor(Math.random() * SWITCH_IMAGE_MIB) * MiB, randomBytes(MiB));
+  for (let i = 0; i < SWITCH_CHANGED_MIB; i++)
+    await cephA.writeImage(
+      POOL,
+      image,
+      Math.floor(Math.random() * SWITCH_IMAGE_MIB) * MiB,
+      randomBytes(MiB),
+    );
   const expected = await cephA.imageSha256(POOL, image);
   // For the baseline (untimed): the change as a snapshot of its own, taken while the image is still primary.
   await cephA.exec('rbd', ['snap', 'create', '--', `${POOL}/${image}@final`], { as: 'client' });
@@ -233,21 +309,53 @@ async function switchover(cephA, cephB, clientA, clientB, clusterB) {
   const synced = performance.now();
   await clientA.storage.demoteImage({ pool: POOL, image });
   const demoted = performance.now();
-  await testing.pollUntil('promotion at the target', 120_000, () => clientB.storage.promoteImage({ pool: POOL, image, force: false }).then((s) => s.primary && s), 200);
+  await testing.pollUntil(
+    'promotion at the target',
+    120_000,
+    () =>
+      clientB.storage.promoteImage({ pool: POOL, image, force: false }).then((s) => s.primary && s),
+    200,
+  );
   const promoted = performance.now();
-  const vm = { uuid: randomUUID(), name: 'switch-bench', vcpus: 1, memoryBytes: 256 * MiB, disks: [{ pool: POOL, image, sizeBytes: SWITCH_IMAGE_MIB * MiB, bus: 'virtio' }], nics: [], cpuModel: 'host-model', hugepages: false, tenant: '', labels: {} };
+  const vm = {
+    uuid: randomUUID(),
+    name: 'switch-bench',
+    vcpus: 1,
+    memoryBytes: 256 * MiB,
+    disks: [{ pool: POOL, image, sizeBytes: SWITCH_IMAGE_MIB * MiB, bus: 'virtio' }],
+    nics: [],
+    cpuModel: 'host-model',
+    hugepages: false,
+    tenant: '',
+    labels: {},
+  };
   await clientB.vm.defineVm({ spec: vm, nodeId: clusterB.agents[0].nodeId });
   const defined = performance.now();
   await clientB.vm.startVm({ uuid: vm.uuid }, { deadlineMs: 120_000 });
   const running = performance.now();
   const actual = await cephB.imageSha256(POOL, image);
-  if (actual !== expected) throw new Error(`data lost in the switchover: target ${actual} ≠ source ${expected}`);
+  if (actual !== expected)
+    throw new Error(`data lost in the switchover: target ${actual} ≠ source ${expected}`);
 
   say('baseline: the same change carried by export-diff | import-diff …');
-  await cephB.exec('rbd', ['create', '--size', `${SWITCH_IMAGE_MIB}M`, '--', `${POOL}/baseline-copy`], { as: 'client' });
-  await pipe(cephA, ['export-diff', '--', `${POOL}/${image}@base`, '-'], cephB, ['import-diff', '--', '-', `${POOL}/baseline-copy`]);
+  await cephB.exec(
+    'rbd',
+    ['create', '--size', `${SWITCH_IMAGE_MIB}M`, '--', `${POOL}/baseline-copy`],
+    { as: 'client' },
+  );
+  await pipe(cephA, ['export-diff', '--', `${POOL}/${image}@base`, '-'], cephB, [
+    'import-diff',
+    '--',
+    '-',
+    `${POOL}/baseline-copy`,
+  ]);
   const b0 = performance.now();
-  await pipe(cephA, ['export-diff', '--from-snap', 'base', '--', `${POOL}/${image}@final`, '-'], cephB, ['import-diff', '--', '-', `${POOL}/baseline-copy`]);
+  await pipe(
+    cephA,
+    ['export-diff', '--from-snap', 'base', '--', `${POOL}/${image}@final`, '-'],
+    cephB,
+    ['import-diff', '--', '-', `${POOL}/baseline-copy`],
+  );
   const baselineMs = performance.now() - b0;
 
   return {
@@ -270,15 +378,29 @@ async function switchover(cephA, cephB, clientA, clientB, clusterB) {
 
 /** Until the secondary holds the primary's newest mirror snapshot completely. */
 async function waitSynced(clientA, clientB, image, timeoutMs) {
-  return testing.pollUntil(`${image} synced at the secondary`, timeoutMs, async () => {
-    const [primary, secondary] = await Promise.all([clientA.storage.getMirrorStatus({ pool: POOL, image }), clientB.storage.getMirrorStatus({ pool: POOL, image })]);
-    return primary.lastSnapshotAt !== '' && secondary.lastMirroredSnapshotAt !== '' && Date.parse(secondary.lastMirroredSnapshotAt) >= Date.parse(primary.lastSnapshotAt) && secondary;
-  }, 200);
+  return testing.pollUntil(
+    `${image} synced at the secondary`,
+    timeoutMs,
+    async () => {
+      const [primary, secondary] = await Promise.all([
+        clientA.storage.getMirrorStatus({ pool: POOL, image }),
+        clientB.storage.getMirrorStatus({ pool: POOL, image }),
+      ]);
+      return (
+        primary.lastSnapshotAt !== '' &&
+        secondary.lastMirroredSnapshotAt !== '' &&
+        Date.parse(secondary.lastMirroredSnapshotAt) >= Date.parse(primary.lastSnapshotAt) &&
+        secondary
+      );
+    },
+    200,
+  );
 }
 
 /** `rbd <fromArgs>` of cluster `from` piped into `rbd <toArgs>` of cluster `to` (no shell). */
 function pipe(from, fromArgs, to, toArgs) {
-  const run = (cluster, args) => spawn('rbd', [...cluster.cephArgs('client'), ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const run = (cluster, args) =>
+    spawn('rbd', [...cluster.cephArgs('client'), ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
   const source = run(from, fromArgs);
   const sink = run(to, toArgs);
   source.stdout.pipe(sink.stdin);
@@ -286,7 +408,11 @@ function pipe(from, fromArgs, to, toArgs) {
     new Promise((resolve, reject) => {
       let stderr = '';
       child.stderr.on('data', (chunk) => (stderr += chunk));
-      child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`rbd ${name} exited ${code}: ${stderr.slice(-500)}`))));
+      child.once('exit', (code) =>
+        code === 0
+          ? resolve()
+          : reject(new Error(`rbd ${name} exited ${code}: ${stderr.slice(-500)}`)),
+      );
     });
   return Promise.all([done(source, fromArgs[0]), done(sink, toArgs[0])]);
 }
@@ -294,11 +420,16 @@ function pipe(from, fromArgs, to, toArgs) {
 function stats(values) {
   const sorted = [...values].sort((x, y) => x - y);
   const at = (q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
-  return { median: round(at(0.5), 2), p90: round(at(0.9), 2), min: round(sorted[0], 2), max: round(sorted.at(-1), 2), n: sorted.length };
+  return {
+    median: round(at(0.5), 2),
+    p90: round(at(0.9), 2),
+    min: round(sorted[0], 2),
+    max: round(sorted.at(-1), 2),
+    n: sorted.length,
+  };
 }
 
 function round(value, digits) {
   const f = 10 ** digits;
   return Math.round(value * f) / f;
 }
-

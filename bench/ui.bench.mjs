@@ -47,7 +47,12 @@ const median = (values) => {
   const mid = Math.floor(sorted.length / 2);
   return Math.round(sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2);
 };
-const figures = (values) => ({ median: median(values), best: Math.round(Math.min(...values)), worst: Math.round(Math.max(...values)), runs: values.map(Math.round) });
+const figures = (values) => ({
+  median: median(values),
+  best: Math.round(Math.min(...values)),
+  worst: Math.round(Math.max(...values)),
+  runs: values.map(Math.round),
+});
 
 /** One API call with the bootstrap token; answers the parsed body and the bytes received. */
 function api(base, token, ca, path, { method = 'GET', body } = {}) {
@@ -59,7 +64,10 @@ function api(base, token, ca, path, { method = 'GET', body } = {}) {
         method,
         ca,
         servername: 'localhost',
-        headers: { Authorization: `Bearer ${token}`, ...(payload ? { 'Content-Type': 'application/json' } : {}) },
+        headers: {
+          Authorization: `Bearer ${token}`,
+          ...(payload ? { 'Content-Type': 'application/json' } : {}),
+        },
         timeout: 300_000,
       },
       (res) => {
@@ -67,8 +75,10 @@ function api(base, token, ca, path, { method = 'GET', body } = {}) {
         res.on('data', (c) => chunks.push(c));
         res.on('end', () => {
           const text = Buffer.concat(chunks).toString('utf8');
-          if (res.statusCode >= 400) reject(new Error(`${method} ${path}: ${res.statusCode} ${text.slice(0, 500)}`));
-          else resolve({ body: text ? JSON.parse(text) : undefined, bytes: Buffer.byteLength(text) });
+          if (res.statusCode >= 400)
+            reject(new Error(`${method} ${path}: ${res.statusCode} ${text.slice(0, 500)}`));
+          else
+            resolve({ body: text ? JSON.parse(text) : undefined, bytes: Buffer.byteLength(text) });
         });
       },
     );
@@ -96,7 +106,12 @@ async function startManager() {
   delete managerEnv.DATABASE_URL;
   delete managerEnv.DATABASE_ADMIN_URL;
   delete managerEnv.DEBVISOR_PUBLIC_URL;
-  const child = testing.spawnManaged('manager', process.execPath, [join(root, 'apps/manager/dist/main.js')], { cwd: root, env: managerEnv });
+  const child = testing.spawnManaged(
+    'manager',
+    process.execPath,
+    [join(root, 'apps/manager/dist/main.js')],
+    { cwd: root, env: managerEnv },
+  );
   await child.waitFor(/"msg":"manager listening"/, 180_000);
   return {
     process: child,
@@ -140,7 +155,11 @@ function bundleSize() {
   };
   const js = sum('.js');
   const css = sum('.css');
-  return { js, css, total: { rawBytes: js.rawBytes + css.rawBytes, gzipBytes: js.gzipBytes + css.gzipBytes } };
+  return {
+    js,
+    css,
+    total: { rawBytes: js.rawBytes + css.rawBytes, gzipBytes: js.gzipBytes + css.gzipBytes },
+  };
 }
 
 /** Milliseconds from the page's navigation start until `ready` holds (performance.now() in the page). */
@@ -150,8 +169,12 @@ async function timeTo(page, url, ready, arg) {
   return page.evaluate(() => performance.now());
 }
 
-const dashboardReady = (total) => document.querySelector('[data-testid="total-vms"]')?.textContent === String(total) && document.querySelector('[data-testid="remote-row"]') !== null;
-const resourcesReady = (total) => document.querySelector('[data-testid="result-count"]')?.textContent === String(total) && document.querySelector('[data-testid="vm-row"]') !== null;
+const dashboardReady = (total) =>
+  document.querySelector('[data-testid="total-vms"]')?.textContent === String(total) &&
+  document.querySelector('[data-testid="remote-row"]') !== null;
+const resourcesReady = (total) =>
+  document.querySelector('[data-testid="result-count"]')?.textContent === String(total) &&
+  document.querySelector('[data-testid="vm-row"]') !== null;
 
 async function main() {
   const manager = await startManager();
@@ -160,7 +183,14 @@ async function main() {
   try {
     const { base, token, ca } = manager;
     log(`starting one simulated cluster: ${NODES} agents with ${VMS / NODES} VMs each …`);
-    cluster = await testing.startCluster({ clusterId: 'bench-ui', nodes: NODES, vmsPerNode: VMS / NODES, trustedClientCaPem: manager.clientCa, leaseTtlSeconds: 30, logLevel: 'error' });
+    cluster = await testing.startCluster({
+      clusterId: 'bench-ui',
+      nodes: NODES,
+      vmsPerNode: VMS / NODES,
+      trustedClientCaPem: manager.clientCa,
+      leaseTtlSeconds: 30,
+      logLevel: 'error',
+    });
     const key = await cluster.createApiKey(['*'], { principal: 'bench@manager' });
     log(`registering it as ${REMOTES} remotes …`);
     const ids = Array.from({ length: REMOTES }, (_, i) => `dc-${String(i).padStart(3, '0')}`);
@@ -169,7 +199,12 @@ async function main() {
         ids.slice(i, i + 10).map((id) =>
           api(base, token, ca, '/api/v1/remotes', {
             method: 'POST',
-            body: { id, endpoints: cluster.agents.map((a) => a.endpoint), caCertPem: cluster.caPem, credentials: [{ name: 'bench', key }] },
+            body: {
+              id,
+              endpoints: cluster.agents.map((a) => a.endpoint),
+              caCertPem: cluster.caPem,
+              credentials: [{ name: 'bench', key }],
+            },
           }),
         ),
       );
@@ -185,9 +220,13 @@ async function main() {
     const dashboard = (await api(base, token, ca, '/api/v1/dashboard')).body;
     const expectedVms = REMOTES * VMS;
     if (dashboard.totals.vms.total !== expectedVms || dashboard.totals.remotes.online !== REMOTES) {
-      throw new Error(`the manager shows ${dashboard.totals.vms.total} VMs on ${dashboard.totals.remotes.online} online remotes, expected ${expectedVms} on ${REMOTES}`);
+      throw new Error(
+        `the manager shows ${dashboard.totals.vms.total} VMs on ${dashboard.totals.remotes.online} online remotes, expected ${expectedVms} on ${REMOTES}`,
+      );
     }
-    log(`${dashboard.totals.vms.total} VMs on ${REMOTES} remotes cached (refresh ${Math.round(median(refreshMs))} ms)`);
+    log(
+      `${dashboard.totals.vms.total} VMs on ${REMOTES} remotes cached (refresh ${Math.round(median(refreshMs))} ms)`,
+    );
 
     // Baseline: the same answers fetched from Node, no browser.
     const searchPath = `/api/v1/resources?type=vm&q=${encodeURIComponent(SEARCH)}&limit=200&offset=0`;
@@ -210,7 +249,10 @@ async function main() {
 
     browser = await launchChromium(ca);
     const fresh = async () => {
-      const context = await browser.newContext({ locale: 'en-GB', viewport: { width: 1366, height: 768 } });
+      const context = await browser.newContext({
+        locale: 'en-GB',
+        viewport: { width: 1366, height: 768 },
+      });
       await context.addInitScript((t) => sessionStorage.setItem('debvisor.token', t), token);
       return context;
     };
@@ -248,7 +290,14 @@ async function main() {
     for (let run = 0; run < RUNS; run++) {
       const context = await fresh();
       const page = await context.newPage();
-      resourcesCold.push(await timeTo(page, `${base}/#/resources?q=${encodeURIComponent(SEARCH)}`, resourcesReady, searchTotal));
+      resourcesCold.push(
+        await timeTo(
+          page,
+          `${base}/#/resources?q=${encodeURIComponent(SEARCH)}`,
+          resourcesReady,
+          searchTotal,
+        ),
+      );
       // Jump to the middle of the list: the rows there are a page the browser has not fetched yet.
       const middle = Math.floor(searchTotal / 2);
       const t = await page.evaluate(() => performance.now());
@@ -257,19 +306,30 @@ async function main() {
         box.scrollTop = box.scrollHeight * fraction;
       }, middle / searchTotal);
       await page.waitForFunction(
-        (row) => [...document.querySelectorAll('[data-testid="vm-row"]')].some((r) => Math.abs(Number(r.getAttribute('aria-rowindex')) - row) < 40),
+        (row) =>
+          [...document.querySelectorAll('[data-testid="vm-row"]')].some(
+            (r) => Math.abs(Number(r.getAttribute('aria-rowindex')) - row) < 40,
+          ),
         middle,
         { timeout: 60_000, polling: 'raf' },
       );
       jumpMs.push((await page.evaluate(() => performance.now())) - t);
-      if (run === RUNS - 1) await page.screenshot({ path: join(ARTIFACTS, 'web-resources-100k.png') });
+      if (run === RUNS - 1)
+        await page.screenshot({ path: join(ARTIFACTS, 'web-resources-100k.png') });
       await context.close();
     }
 
     const result = {
       benchmark: 'ui',
       machine: { cpus: (await import('node:os')).cpus().length },
-      setup: { remotes: REMOTES, clusters: 1, agents: NODES, vmsPerRemote: VMS, vmsTotal: dashboard.totals.vms.total, refreshMs: figures(refreshMs) },
+      setup: {
+        remotes: REMOTES,
+        clusters: 1,
+        agents: NODES,
+        vmsPerRemote: VMS,
+        vmsTotal: dashboard.totals.vms.total,
+        refreshMs: figures(refreshMs),
+      },
       aimMs: AIM_MS,
       dashboard: {
         coldMs: figures(dashboardCold),

@@ -22,13 +22,22 @@ try {
   process.exit(1);
 }
 // The built manager and the built web UI (the ui benchmark serves it); BENCH_BUILD=0 uses them as they are.
-const built = existsSync(join(root, 'apps/manager/dist/main.js')) && existsSync(join(root, 'apps/web/dist/index.html'));
+const built =
+  existsSync(join(root, 'apps/manager/dist/main.js')) &&
+  existsSync(join(root, 'apps/web/dist/index.html'));
 if (!built || process.env.BENCH_BUILD !== '0') {
-  const build = spawnSync('npm', ['run', 'build', '--silent'], { cwd: root, stdio: ['ignore', 2, 2] }); // keep stdout for the JSON
+  const build = spawnSync('npm', ['run', 'build', '--silent'], {
+    cwd: root,
+    stdio: ['ignore', 2, 2],
+  }); // keep stdout for the JSON
   if (build.status !== 0) process.exit(build.status ?? 1);
 }
-const run = spawnSync(process.execPath, [join(root, 'bench', `${name}.bench.mjs`), ...process.argv.slice(3)], {
-  cwd: root,
-  stdio: 'inherit',
-});
+const run = spawnSync(
+  process.execPath,
+  [join(root, 'bench', `${name}.bench.mjs`), ...process.argv.slice(3)],
+  {
+    cwd: root,
+    stdio: 'inherit',
+  },
+);
 process.exit(run.status ?? 1);

@@ -35,7 +35,12 @@ writeFileSync(
       listen: '0.0.0.0:9443',
       advertise: 'agent:9443',
       etcd: { endpoints: ['http://etcd:2379'] },
-      tls: { cert: 'node-1.crt', key: 'node-1.key', ca: 'ca.crt', clientCas: ['manager-client-ca.crt'] },
+      tls: {
+        cert: 'node-1.crt',
+        key: 'node-1.key',
+        ca: 'ca.crt',
+        clientCas: ['manager-client-ca.crt'],
+      },
       stateDir: '/var/lib/debvisor-agent',
       hypervisor: { driver: 'sim' },
       storage: { driver: 'sim' },

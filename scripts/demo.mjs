@@ -33,20 +33,31 @@ function fail(message) {
 
 // --- prerequisites -------------------------------------------------------------------------------
 const [major, minor] = process.versions.node.split('.').map(Number);
-if (major < 20 || (major === 20 && minor < 19)) fail(`Node.js 20.19 or newer is needed (this is ${process.versions.node}).`);
+if (major < 20 || (major === 20 && minor < 19))
+  fail(`Node.js 20.19 or newer is needed (this is ${process.versions.node}).`);
 try {
-  ensureDebianPackages(DEBIAN_PACKAGES.filter((d) => d.binary === 'etcd'), say); // promtool is for the tests only
+  ensureDebianPackages(
+    DEBIAN_PACKAGES.filter((d) => d.binary === 'etcd'),
+    say,
+  ); // promtool is for the tests only
 } catch (error) {
   fail(error.message);
 }
 ensureNodeModules(root, say);
 // Only what changed since the last build (DEBVISOR_DEMO_BUILD=always: everything).
-const plan = process.env.DEBVISOR_DEMO_BUILD === 'always' ? buildParts(root).map((part) => ({ ...part, reason: 'DEBVISOR_DEMO_BUILD=always' })) : buildPlan(root);
+const plan =
+  process.env.DEBVISOR_DEMO_BUILD === 'always'
+    ? buildParts(root).map((part) => ({ ...part, reason: 'DEBVISOR_DEMO_BUILD=always' }))
+    : buildPlan(root);
 if (plan.length === 0) say('Build: up to date (no source changed since the last build), skipped.');
 for (const part of plan) {
   say(`Building ${part.name} (${part.reason}) …`);
   const started = Date.now();
-  const build = spawnSync(part.command[0], part.command.slice(1), { cwd: root, stdio: 'inherit', timeout: 1_200_000 });
+  const build = spawnSync(part.command[0], part.command.slice(1), {
+    cwd: root,
+    stdio: 'inherit',
+    timeout: 1_200_000,
+  });
   if (build.status !== 0) fail(`Building ${part.name} failed; see above.`);
   markBuilt(root, part, started);
   say(`Built ${part.name} in ${((Date.now() - started) / 1000).toFixed(1)} s.`);
@@ -78,7 +89,9 @@ async function portFor(name) {
 }
 
 if (!(await isFree(managerPort))) {
-  fail(`Port ${managerPort} is in use. Stop what uses it, or pick another port: DEBVISOR_DEMO_PORT=9443 npm start`);
+  fail(
+    `Port ${managerPort} is in use. Stop what uses it, or pick another port: DEBVISOR_DEMO_PORT=9443 npm start`,
+  );
 }
 
 const children = [];
@@ -89,7 +102,9 @@ async function stopAll(code) {
   say('Stopping …');
   // Agents first (they revoke their leases), then etcd, then the manager.
   for (const group of ['agent', 'etcd', 'manager']) {
-    await Promise.all(children.filter((c) => c.kind === group).map((c) => c.supervised.stop(15_000)));
+    await Promise.all(
+      children.filter((c) => c.kind === group).map((c) => c.supervised.stop(15_000)),
+    );
   }
   say('Stopped. State kept in ' + stateDir);
   process.exit(code);
@@ -104,7 +119,14 @@ process.on('SIGTERM', () => void stopAll(0));
  * it with kill -9). Answers the child, once started.
  */
 function supervise(kind, id, start) {
-  const supervised = new Supervised({ id, start, say, holdDir: join(stateDir, 'hold'), pidDir: join(stateDir, 'pids'), shuttingDown: () => stopping });
+  const supervised = new Supervised({
+    id,
+    start,
+    say,
+    holdDir: join(stateDir, 'hold'),
+    pidDir: join(stateDir, 'pids'),
+    shuttingDown: () => stopping,
+  });
   children.push({ kind, supervised });
   return supervised.start();
 }
@@ -115,17 +137,22 @@ mkdirSync(managerState, { recursive: true });
 chmodSync(managerState, 0o755);
 say(`Starting the manager (state in ${managerState}) …`);
 const manager = await supervise('manager', 'manager', async () => {
-  const started = spawnManaged('manager', process.execPath, [join(root, 'apps/manager/dist/main.js')], {
-    cwd: root,
-    env: {
-      ...process.env,
-      DEBVISOR_STATE_DIR: managerState,
-      DEBVISOR_LISTEN: `0.0.0.0:${managerPort}`,
-      DEBVISOR_POLL_INTERVAL_SECONDS: '15',
-      DEBVISOR_WEB_DIR: join(root, 'apps/web/dist'),
+  const started = spawnManaged(
+    'manager',
+    process.execPath,
+    [join(root, 'apps/manager/dist/main.js')],
+    {
+      cwd: root,
+      env: {
+        ...process.env,
+        DEBVISOR_STATE_DIR: managerState,
+        DEBVISOR_LISTEN: `0.0.0.0:${managerPort}`,
+        DEBVISOR_POLL_INTERVAL_SECONDS: '15',
+        DEBVISOR_WEB_DIR: join(root, 'apps/web/dist'),
+      },
+      logFile: join(stateDir, 'logs/manager.log'),
     },
-    logFile: join(stateDir, 'logs/manager.log'),
-  });
+  );
   await started.waitFor(/"msg":"manager listening"/, 180_000);
   return started;
 }).catch((error) => fail(error.message));
@@ -133,14 +160,18 @@ const tokenFile = join(stateDir, 'admin-token');
 const printed = manager.output().match(/bootstrap admin token: (dvdm_[A-Za-z0-9_-]+)/);
 if (printed) writeFileSync(tokenFile, printed[1] + '\n', { mode: 0o600 });
 if (!existsSync(tokenFile)) {
-  fail(`The manager's bootstrap token was printed at its first start but is not in ${tokenFile}. Remove ${stateDir} to start afresh.`);
+  fail(
+    `The manager's bootstrap token was printed at its first start but is not in ${tokenFile}. Remove ${stateDir} to start afresh.`,
+  );
 }
 const token = readFileSync(tokenFile, 'utf8').trim();
 // The administrator's password is printed once too; the demo keeps it beside the token.
 const passwordFile = join(stateDir, 'admin-password');
 const password = manager.output().match(/administrator: admin@local password: (\S+)/);
 if (password) writeFileSync(passwordFile, password[1] + '\n', { mode: 0o600 });
-let adminPassword = existsSync(passwordFile) ? readFileSync(passwordFile, 'utf8').trim() : undefined;
+let adminPassword = existsSync(passwordFile)
+  ? readFileSync(passwordFile, 'utf8').trim()
+  : undefined;
 const managerUrl = `https://127.0.0.1:${managerPort}`;
 const managerClientCa = readFileSync(join(managerState, 'pki/client-ca.crt'), 'utf8');
 const managerCert = readFileSync(join(managerState, 'pki/server-ca.crt'), 'utf8');
@@ -158,7 +189,9 @@ function api(method, path, body) {
         timeout: 30_000,
         headers: {
           Authorization: `Bearer ${token}`,
-          ...(payload ? { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload) } : {}),
+          ...(payload
+            ? { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload) }
+            : {}),
         },
       },
       (response) => {
@@ -167,12 +200,15 @@ function api(method, path, body) {
         response.on('data', (chunk) => (text += chunk));
         response.on('end', () => {
           const status = response.statusCode ?? 0;
-          if (status >= 400 && status !== 404) return rejectCall(new Error(`${method} ${path}: ${status} ${text}`));
+          if (status >= 400 && status !== 404)
+            return rejectCall(new Error(`${method} ${path}: ${status} ${text}`));
           resolveCall({ status, body: text ? JSON.parse(text) : undefined });
         });
       },
     );
-    request.on('timeout', () => request.destroy(new Error(`${method} ${path}: no answer within 30 s`)));
+    request.on('timeout', () =>
+      request.destroy(new Error(`${method} ${path}: no answer within 30 s`)),
+    );
     request.on('error', rejectCall);
     request.end(payload);
   });
@@ -182,12 +218,22 @@ function api(method, path, body) {
 if (adminPassword === undefined) {
   adminPassword = randomBytes(18).toString('base64url');
   say('Creating the login admin@local (this demo state predates logins) …');
-  const created = await api('POST', '/access/users', { username: 'admin', realm: 'local', password: adminPassword, displayName: 'Administrator' }).catch((error) => {
+  const created = await api('POST', '/access/users', {
+    username: 'admin',
+    realm: 'local',
+    password: adminPassword,
+    displayName: 'Administrator',
+  }).catch((error) => {
     if (!/: 409 /.test(error.message)) throw error;
     return api('POST', '/access/users/admin@local/password', { password: adminPassword });
   });
   void created;
-  await api('PUT', '/access/acl', { path: '/', principalType: 'user', principal: 'admin@local', role: 'Admin' });
+  await api('PUT', '/access/acl', {
+    path: '/',
+    principalType: 'user',
+    principal: 'admin@local',
+    role: 'Admin',
+  });
   writeFileSync(passwordFile, adminPassword + '\n', { mode: 0o600 });
 }
 
@@ -200,14 +246,24 @@ for (const cluster of CLUSTERS) {
     say(`Creating the demo CA and agent certificates of ${cluster.id} …`);
     const pki = await createClusterPki(cluster.id);
     writeFileSync(join(pkiDir, 'ca.key'), pki.ca.keyPem, { mode: 0o600 });
-    for (const node of cluster.nodes) writeTlsFiles(pkiDir, node, await pki.agent(node), pki.ca.certPem);
+    for (const node of cluster.nodes)
+      writeTlsFiles(pkiDir, node, await pki.agent(node), pki.ca.certPem);
   }
   writeFileSync(join(pkiDir, 'manager-client-ca.crt'), managerClientCa);
 
   const etcdPort = await portFor(`${cluster.id}/etcd`);
   say(`Starting etcd of ${cluster.id} on 127.0.0.1:${etcdPort} …`);
-  const etcdOptions = { name: cluster.id, dataDir: join(dir, 'etcd'), clientPort: etcdPort, logFile: join(stateDir, `logs/etcd-${cluster.id}.log`) };
-  await supervise('etcd', `etcd-${cluster.id}`, async () => (await startEtcd(etcdOptions)).process).catch((error) => fail(error.message));
+  const etcdOptions = {
+    name: cluster.id,
+    dataDir: join(dir, 'etcd'),
+    clientPort: etcdPort,
+    logFile: join(stateDir, `logs/etcd-${cluster.id}.log`),
+  };
+  await supervise(
+    'etcd',
+    `etcd-${cluster.id}`,
+    async () => (await startEtcd(etcdOptions)).process,
+  ).catch((error) => fail(error.message));
   const etcd = { endpoint: `http://127.0.0.1:${etcdPort}` };
   cluster.etcd = etcd.endpoint;
 
@@ -245,10 +301,15 @@ for (const cluster of CLUSTERS) {
       ),
     );
     const agent = supervise('agent', `agent-${node}`, async () => {
-      const started = spawnManaged(`agent ${node}`, process.execPath, [join(root, 'apps/agent/dist/main.js'), '--config', configFile], {
-        cwd: root,
-        logFile: join(stateDir, `logs/agent-${node}.log`),
-      });
+      const started = spawnManaged(
+        `agent ${node}`,
+        process.execPath,
+        [join(root, 'apps/agent/dist/main.js'), '--config', configFile],
+        {
+          cwd: root,
+          logFile: join(stateDir, `logs/agent-${node}.log`),
+        },
+      );
       await started.waitFor(/"msg":"agent ready"/, 60_000);
       return started;
     });
@@ -256,7 +317,8 @@ for (const cluster of CLUSTERS) {
   }
   say(`Starting the agents of ${cluster.id}: ${cluster.nodes.join(', ')} …`);
 }
-for (const cluster of CLUSTERS) await Promise.all(cluster.ready).catch((error) => fail(error.message));
+for (const cluster of CLUSTERS)
+  await Promise.all(cluster.ready).catch((error) => fail(error.message));
 
 // --- remotes: one API key per cluster, registered once; endpoints kept current ------------------
 for (const cluster of CLUSTERS) {
@@ -267,11 +329,16 @@ for (const cluster of CLUSTERS) {
       process.execPath,
       [
         join(root, 'apps/agent/dist/cli.js'),
-        'apikey', 'create',
-        '--etcd', cluster.etcd,
-        '--principal', 'manager@demo',
-        '--permissions', '*',
-        '--description', 'demo manager',
+        'apikey',
+        'create',
+        '--etcd',
+        cluster.etcd,
+        '--principal',
+        'manager@demo',
+        '--permissions',
+        '*',
+        '--description',
+        'demo manager',
         '--json',
       ],
       { cwd: root, encoding: 'utf8', timeout: 30_000 },
@@ -296,7 +363,9 @@ for (let attempt = 0; attempt < 30; attempt++) {
   if (resources.remotes.every((r) => r.status === 'online')) break;
   await new Promise((r) => setTimeout(r, 1000));
 }
-const offline = resources.remotes.filter((r) => r.status !== 'online').map((r) => `${r.remote} (${r.error?.message ?? r.status})`);
+const offline = resources.remotes
+  .filter((r) => r.status !== 'online')
+  .map((r) => `${r.remote} (${r.error?.message ?? r.status})`);
 if (offline.length) say(`Not answering yet: ${offline.join(', ')}; the manager keeps polling.`);
 const vmCount = resources.items.filter((r) => r.type === 'vm').length;
 
@@ -318,16 +387,27 @@ const mirrored = await setUpMirroring().catch((error) => {
 async function setUpMirroring() {
   const [east, west] = CLUSTERS.map((c) => c.id);
   const pairs = (await api('GET', '/replication/pairs')).body.items;
-  const paired = pairs.find((p) => [p.remoteA, p.remoteB].sort().join() === [east, west].sort().join() && p.state === 'paired');
+  const paired = pairs.find(
+    (p) =>
+      [p.remoteA, p.remoteB].sort().join() === [east, west].sort().join() && p.state === 'paired',
+  );
   if (!paired) {
     say(`Pairing pool rbd of ${east} and ${west} for RBD mirroring …`);
-    const accepted = await api('POST', '/replication/pairs', { remoteA: east, poolA: 'rbd', remoteB: west, poolB: 'rbd' }).catch((error) => {
+    const accepted = await api('POST', '/replication/pairs', {
+      remoteA: east,
+      poolA: 'rbd',
+      remoteB: west,
+      poolB: 'rbd',
+    }).catch((error) => {
       if (/: 409 /.test(error.message)) return undefined; // being paired already (a previous start)
       throw error;
     });
     if (accepted) await taskDone(accepted.body.taskId, 'pairing');
   }
-  const mirroredNow = async () => (await api('GET', '/replication/vms')).body.items.map((r) => `${r.primaryRemote}/${r.name}`).sort();
+  const mirroredNow = async () =>
+    (await api('GET', '/replication/vms')).body.items
+      .map((r) => `${r.primaryRemote}/${r.name}`)
+      .sort();
   const already = await mirroredNow();
   if (already.length > 0) return already;
 
@@ -336,17 +416,34 @@ async function setUpMirroring() {
   const images = {};
   for (const cluster of CLUSTERS) {
     const items = (await api('GET', `/remotes/${cluster.id}/vms`)).body.items;
-    vms[cluster.id] = await Promise.all(items.map(async (vm) => ({ ...vm, disks: (await api('GET', `/remotes/${cluster.id}/vms/${vm.id}`)).body.disks ?? [] })));
-    images[cluster.id] = new Set(vms[cluster.id].flatMap((vm) => vm.disks.map((d) => `${d.pool}/${d.image}`)));
+    vms[cluster.id] = await Promise.all(
+      items.map(async (vm) => ({
+        ...vm,
+        disks: (await api('GET', `/remotes/${cluster.id}/vms/${vm.id}`)).body.disks ?? [],
+      })),
+    );
+    images[cluster.id] = new Set(
+      vms[cluster.id].flatMap((vm) => vm.disks.map((d) => `${d.pool}/${d.image}`)),
+    );
   }
   say(`Mirroring up to ${MIRRORED_PER_CLUSTER} VMs of each datacenter to the other …`);
-  for (const [from, to] of [[east, west], [west, east]]) {
+  for (const [from, to] of [
+    [east, west],
+    [west, east],
+  ]) {
     const candidates = vms[from]
-      .filter((vm) => vm.disks.length > 0 && vm.disks.every((d) => d.pool === 'rbd' && !images[to].has(`${d.pool}/${d.image}`)))
+      .filter(
+        (vm) =>
+          vm.disks.length > 0 &&
+          vm.disks.every((d) => d.pool === 'rbd' && !images[to].has(`${d.pool}/${d.image}`)),
+      )
       .sort((a, b) => a.name.localeCompare(b.name))
       .slice(0, MIRRORED_PER_CLUSTER);
     for (const vm of candidates) {
-      const accepted = await api('POST', `/remotes/${from}/vms/${vm.id}/replication`, { targetRemote: to, scheduleInterval: '5m' }).catch((error) => {
+      const accepted = await api('POST', `/remotes/${from}/vms/${vm.id}/replication`, {
+        targetRemote: to,
+        scheduleInterval: '5m',
+      }).catch((error) => {
         if (/: 409 /.test(error.message)) return undefined; // mirrored already
         throw error;
       });
@@ -361,7 +458,8 @@ async function taskDone(taskId, what) {
   for (let attempt = 0; attempt < 120; attempt++) {
     const task = (await api('GET', `/tasks/${taskId}`)).body;
     if (task.state === 'succeeded') return;
-    if (task.state === 'failed' || task.state === 'cancelled') throw new Error(`${what} ${task.state}: ${task.error ?? 'no reason given'}`);
+    if (task.state === 'failed' || task.state === 'cancelled')
+      throw new Error(`${what} ${task.state}: ${task.error ?? 'no reason given'}`);
     await new Promise((r) => setTimeout(r, 500));
   }
   throw new Error(`${what} did not finish within a minute (task ${taskId})`);

@@ -10,7 +10,9 @@ import { dirname, join } from 'node:path';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 // The generator of the proto-loader that libs/proto itself uses (another version may be hoisted to
 // the root node_modules; its types would not match the library's).
-const loaderPackage = createRequire(join(root, 'libs/proto/package.json')).resolve('@grpc/proto-loader/package.json');
+const loaderPackage = createRequire(join(root, 'libs/proto/package.json')).resolve(
+  '@grpc/proto-loader/package.json',
+);
 const generator = join(dirname(loaderPackage), 'build/bin/proto-loader-gen-types.js');
 const out = join(root, 'libs/proto/src/generated');
 rmSync(out, { recursive: true, force: true });
@@ -18,8 +20,18 @@ execFileSync(
   process.execPath,
   [
     generator,
-    '--longs=String', '--enums=String', '--defaults', '--oneofs', '--grpcLib=@grpc/grpc-js',
-    '--outDir', out, '-I', join(root, 'proto'), '--', 'debvisor.proto', 'grpc/health/v1/health.proto',
+    '--longs=String',
+    '--enums=String',
+    '--defaults',
+    '--oneofs',
+    '--grpcLib=@grpc/grpc-js',
+    '--outDir',
+    out,
+    '-I',
+    join(root, 'proto'),
+    '--',
+    'debvisor.proto',
+    'grpc/health/v1/health.proto',
   ],
   { stdio: 'inherit', timeout: 60_000 },
 );

@@ -20,13 +20,17 @@ describe('the browser harness', () => {
 
   async function pageLogging(line: string): Promise<Page> {
     const opened = await (await browser.newContext()).newPage();
-    await opened.setContent(`<!doctype html><html lang="en"><head><title>t</title></head><body><main><h1>t</h1></main><script>console.error(${JSON.stringify(line)})</script></body></html>`);
+    await opened.setContent(
+      `<!doctype html><html lang="en"><head><title>t</title></head><body><main><h1>t</h1></main><script>console.error(${JSON.stringify(line)})</script></body></html>`,
+    );
     return opened;
   }
 
   it('fails the check at a screenshot on a console error nobody allowed', async () => {
     page = await pageLogging('something broke');
-    await expect(screenshotChecked(page, join(shots, 'broken.png'))).rejects.toThrow(/console: something broke/);
+    await expect(screenshotChecked(page, join(shots, 'broken.png'))).rejects.toThrow(
+      /console: something broke/,
+    );
   });
 
   it('passes what the call allows, and checks each problem once', async () => {
@@ -37,10 +41,21 @@ describe('the browser harness', () => {
 
   it('fails on a page error and on an uncaught problem at close', async () => {
     page = await pageLogging('left over');
-    await page.evaluate(() => setTimeout(() => { throw new Error('uncaught'); }));
-    await expect.poll(() => {
-      try { expectNoProblems(page, [/^console: left over$/]); return 'none'; } catch (error) { return String(error); }
-    }).toMatch(/page error: uncaught/);
+    await page.evaluate(() =>
+      setTimeout(() => {
+        throw new Error('uncaught');
+      }),
+    );
+    await expect
+      .poll(() => {
+        try {
+          expectNoProblems(page, [/^console: left over$/]);
+          return 'none';
+        } catch (error) {
+          return String(error);
+        }
+      })
+      .toMatch(/page error: uncaught/);
     const other = await launchChromium();
     await (await other.newPage()).setContent('<script>console.error("never checked")</script>');
     await expect(other.close()).rejects.toThrow(/console: never checked/);

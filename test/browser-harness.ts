@@ -1,4 +1,10 @@
-import { freePort, requireBinary, spawnManaged, tempDir, type ManagedProcess } from '@debvisor/testing';
+import {
+  freePort,
+  requireBinary,
+  spawnManaged,
+  tempDir,
+  type ManagedProcess,
+} from '@debvisor/testing';
 import { createHash, X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { request } from 'node:https';
@@ -21,7 +27,13 @@ export interface ApiAnswer {
 }
 
 /** One request to a manager's REST API over HTTPS, trusting only `target.caPem`, with a bearer token. */
-export function requestApi(target: { base: string; caPem: string }, token: string, method: string, path: string, body?: unknown): Promise<ApiAnswer> {
+export function requestApi(
+  target: { base: string; caPem: string },
+  token: string,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<ApiAnswer> {
   const payload = body === undefined ? undefined : JSON.stringify(body);
   return new Promise((resolveAnswer, reject) => {
     const req = request(
@@ -31,13 +43,24 @@ export function requestApi(target: { base: string; caPem: string }, token: strin
         ca: target.caPem,
         servername: 'localhost',
         timeout: 60_000,
-        headers: { authorization: `Bearer ${token}`, ...(payload ? { 'content-type': 'application/json' } : {}) },
+        headers: {
+          authorization: `Bearer ${token}`,
+          ...(payload ? { 'content-type': 'application/json' } : {}),
+        },
       },
       (res) => {
         let text = '';
         res.setEncoding('utf8');
         res.on('data', (chunk: string) => (text += chunk));
-        res.on('end', () => resolveAnswer({ status: res.statusCode ?? 0, body: text && (res.headers['content-type'] ?? '').includes('application/json') ? JSON.parse(text) : text }));
+        res.on('end', () =>
+          resolveAnswer({
+            status: res.statusCode ?? 0,
+            body:
+              text && (res.headers['content-type'] ?? '').includes('application/json')
+                ? JSON.parse(text)
+                : text,
+          }),
+        );
       },
     );
     req.on('timeout', () => req.destroy(new Error(`${method} ${path}: no answer within 60 s`)));
@@ -65,8 +88,12 @@ export interface BuiltManager {
 
 /** The built manager process, as an operator starts it: embedded PostgreSQL, the built web UI, a known admin password. */
 export async function startBuiltManager(adminPassword: string): Promise<BuiltManager> {
-  if (!existsSync(MANAGER_MAIN)) throw new Error(`${MANAGER_MAIN} is missing: run \`npx tsc -b tsconfig.build.json\` first`);
-  if (!existsSync(join(WEB_DIR, 'index.html'))) throw new Error(`${WEB_DIR}/index.html is missing: run \`npm run build -w @debvisor/web\` first`);
+  if (!existsSync(MANAGER_MAIN))
+    throw new Error(`${MANAGER_MAIN} is missing: run \`npx tsc -b tsconfig.build.json\` first`);
+  if (!existsSync(join(WEB_DIR, 'index.html')))
+    throw new Error(
+      `${WEB_DIR}/index.html is missing: run \`npm run build -w @debvisor/web\` first`,
+    );
   const stateDir = join(tempDir('debvisor-browser-e2e-'), 'manager');
   const port = await freePort();
   const env: NodeJS.ProcessEnv = {
@@ -92,7 +119,8 @@ export async function startBuiltManager(adminPassword: string): Promise<BuiltMan
     stateDir,
     clientCaPem: readFileSync(join(stateDir, 'pki/client-ca.crt'), 'utf8'),
     bootstrapToken,
-    api: (method, path, body, token = bootstrapToken) => requestApi({ base, caPem }, token, method, path, body),
+    api: (method, path, body, token = bootstrapToken) =>
+      requestApi({ base, caPem }, token, method, path, body),
     async ok(method, path, body) {
       const answer = await requestApi({ base, caPem }, bootstrapToken, method, path, body);
       expect(answer.status, `${method} ${path}: ${JSON.stringify(answer.body)}`).toBeLessThan(300);
@@ -114,7 +142,11 @@ export async function launchChromium(...caPems: string[]): Promise<Browser> {
 /** The same browser without the problem check: only for a spec not yet walked through with it. */
 export function launchChromiumUnchecked(...caPems: string[]): Promise<Browser> {
   const executablePath = requireBinary('chromium', 'chromium');
-  const spkiHashes = caPems.map((pem) => createHash('sha256').update(new X509Certificate(pem).publicKey.export({ type: 'spki', format: 'der' })).digest('base64'));
+  const spkiHashes = caPems.map((pem) =>
+    createHash('sha256')
+      .update(new X509Certificate(pem).publicKey.export({ type: 'spki', format: 'der' }))
+      .digest('base64'),
+  );
   return chromium.launch({
     executablePath,
     args: [
@@ -145,10 +177,18 @@ export async function accessibilityViolations(page: Page): Promise<string[]> {
     await page.addScriptTag({ content: axeSource });
   }
   const violations = await page.evaluate(async (tags) => {
-    const axe = (window as unknown as { axe: { run(context: Document, options: object): Promise<AxeResults> } }).axe;
+    const axe = (
+      window as unknown as { axe: { run(context: Document, options: object): Promise<AxeResults> } }
+    ).axe;
     return (await axe.run(document, { runOnly: tags })).violations;
   }, WCAG_21_AA);
-  return violations.map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.slice(0, 3).map((node) => node.target.join(' ')).join(' | ')}`);
+  return violations.map(
+    (v) =>
+      `${v.id} (${v.impact}): ${v.help} — ${v.nodes
+        .slice(0, 3)
+        .map((node) => node.target.join(' '))
+        .join(' | ')}`,
+  );
 }
 
 /**
@@ -157,9 +197,15 @@ export async function accessibilityViolations(page: Page): Promise<string[]> {
  * since the last check (pages of `launchChromium`) unless `allowed` names it — what the test
  * provokes on purpose, e.g. `/^401 POST \/api\/auth\/login$/`.
  */
-export async function screenshotChecked(page: Page, path: string, allowed: readonly RegExp[] = []): Promise<void> {
+export async function screenshotChecked(
+  page: Page,
+  path: string,
+  allowed: readonly RegExp[] = [],
+): Promise<void> {
   await page.screenshot({ path, fullPage: true });
-  expect(await accessibilityViolations(page), `WCAG 2.1 AA findings on ${basename(path)}`).toEqual([]);
+  expect(await accessibilityViolations(page), `WCAG 2.1 AA findings on ${basename(path)}`).toEqual(
+    [],
+  );
   expectNoProblems(page, allowed, `before ${basename(path)}`);
 }
 
@@ -193,11 +239,16 @@ function recordingProblems(browser: Browser): Browser {
   };
   const close = browser.close.bind(browser);
   browser.close = async (options) => {
-    const pages = [...recordedProblems.keys()].filter((page) => page.context().browser() === browser);
+    const pages = [...recordedProblems.keys()].filter(
+      (page) => page.context().browser() === browser,
+    );
     const left = pages.flatMap((page) => recordedProblems.get(page)!);
     for (const page of pages) recordedProblems.delete(page);
     await close(options);
-    if (left.length > 0) throw new Error(`console errors, page errors or failed answers never checked:\n${left.join('\n')}`);
+    if (left.length > 0)
+      throw new Error(
+        `console errors, page errors or failed answers never checked:\n${left.join('\n')}`,
+      );
   };
   return browser;
 }
@@ -210,7 +261,9 @@ function recordingProblems(browser: Browser): Browser {
 export function expectNoProblems(page: Page, allowed: readonly RegExp[] = [], when = 'now'): void {
   const problems = recordedProblems.get(page);
   if (!problems) return;
-  const unexpected = problems.splice(0).filter((problem) => !allowed.some((pattern) => pattern.test(problem)));
+  const unexpected = problems
+    .splice(0)
+    .filter((problem) => !allowed.some((pattern) => pattern.test(problem)));
   expect(unexpected, `console errors, page errors or failed answers ${when}`).toEqual([]);
 }
 
@@ -223,11 +276,18 @@ export function watchProblems(page: Page): string[] {
   const problems: string[] = [];
   page.on('console', (message) => {
     // Chromium's own line for an answer of 400 or more: the response below names it with its path.
-    if (message.type() === 'error' && !/^Failed to load resource: the server responded with a status of \d+/.test(message.text())) problems.push(`console: ${message.text()}`);
+    if (
+      message.type() === 'error' &&
+      !/^Failed to load resource: the server responded with a status of \d+/.test(message.text())
+    )
+      problems.push(`console: ${message.text()}`);
   });
   page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
   page.on('response', (response) => {
-    if (response.status() >= 400) problems.push(`${response.status()} ${response.request().method()} ${new URL(response.url()).pathname}`);
+    if (response.status() >= 400)
+      problems.push(
+        `${response.status()} ${response.request().method()} ${new URL(response.url()).pathname}`,
+      );
   });
   return problems;
 }

@@ -35,7 +35,10 @@ function tree(): string {
     mkdirSync(dirname(join(root, file)), { recursive: true });
     writeFileSync(join(root, file), '// x\n');
   }
-  writeFileSync(join(root, 'tsconfig.build.json'), JSON.stringify({ files: [], references: [{ path: 'libs/common' }, { path: 'apps/manager' }] }));
+  writeFileSync(
+    join(root, 'tsconfig.build.json'),
+    JSON.stringify({ files: [], references: [{ path: 'libs/common' }, { path: 'apps/manager' }] }),
+  );
   return root;
 }
 
@@ -45,14 +48,19 @@ function age(root: string, file: string, secondsAgo: number) {
   utimesSync(join(root, file), at, at);
 }
 
-const planOf = (root: string) => (buildPlan(root) as Planned[]).map((p) => `${p.name}: ${p.reason}`);
+const planOf = (root: string) =>
+  (buildPlan(root) as Planned[]).map((p) => `${p.name}: ${p.reason}`);
 
 afterAll(() => cleanupTempDirs());
 
 describe('the demo build plan', () => {
   it('builds everything the first time, nothing once built, and only the part whose source changed after that', () => {
     const root = tree();
-    expect(planOf(root)).toEqual(['proto: no earlier build recorded', 'typescript: after proto', 'web: no earlier build recorded']);
+    expect(planOf(root)).toEqual([
+      'proto: no earlier build recorded',
+      'typescript: after proto',
+      'web: no earlier build recorded',
+    ]);
     for (const file of FILES) age(root, file, 60);
     for (const part of buildPlan(root)) markBuilt(root, part, Date.now() - 30_000);
     expect(planOf(root)).toEqual([]);
@@ -64,7 +72,10 @@ describe('the demo build plan', () => {
     expect(planOf(root)).toEqual(['typescript: apps/manager/src/main.ts changed']);
     // A library the web UI also uses.
     age(root, 'libs/common/src/index.ts', 0);
-    expect(planOf(root)).toEqual(['typescript: libs/common/src/index.ts changed', 'web: libs/common/src/index.ts changed']);
+    expect(planOf(root)).toEqual([
+      'typescript: libs/common/src/index.ts changed',
+      'web: libs/common/src/index.ts changed',
+    ]);
   });
 
   it('regenerates the proto code and then compiles, and builds again an output that is gone', () => {
@@ -72,7 +83,10 @@ describe('the demo build plan', () => {
     for (const file of FILES) age(root, file, 60);
     for (const part of buildPlan(root)) markBuilt(root, part, Date.now() - 30_000);
     age(root, 'proto/debvisor.proto', 0);
-    expect(planOf(root)).toEqual(['proto: proto/debvisor.proto changed', 'typescript: after proto']);
+    expect(planOf(root)).toEqual([
+      'proto: proto/debvisor.proto changed',
+      'typescript: after proto',
+    ]);
     age(root, 'proto/debvisor.proto', 60);
     expect(planOf(root)).toEqual([]);
     writeFileSync(join(root, 'apps/web/dist/index.html'), '');

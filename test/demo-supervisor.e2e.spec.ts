@@ -64,7 +64,9 @@ describe('the demo supervisor', () => {
   it('reports a child that died and starts it again, waiting longer each time, and writes its pid', async () => {
     const s = setup("console.log('up'); setTimeout(() => process.exit(3), 50);");
     const first = await s.supervised.start();
-    expect(readFileSync(join(s.dir, 'pids/agent-x.pid'), 'utf8').trim()).toBe(String(first.child.pid));
+    expect(readFileSync(join(s.dir, 'pids/agent-x.pid'), 'utf8').trim()).toBe(
+      String(first.child.pid),
+    );
     await until(() => (s.starts() >= 4 ? true : undefined), 'three restarts');
     expect(s.said.filter((m) => m.includes('exited')).slice(0, 3)).toEqual([
       'agent x#1 exited with code 3; starting it again in 0.1 s (restart 1)',
@@ -77,8 +79,14 @@ describe('the demo supervisor', () => {
     const s = setup(LIVES);
     const first = await s.supervised.start();
     await first.kill();
-    const second = await until(() => (s.supervised.current !== first && s.supervised.current ? s.supervised.current : undefined), 'a restart');
-    expect(s.said[0]).toBe('agent x#1 exited by signal SIGKILL; starting it again in 0.1 s (restart 1)');
+    const second = await until(
+      () =>
+        s.supervised.current !== first && s.supervised.current ? s.supervised.current : undefined,
+      'a restart',
+    );
+    expect(s.said[0]).toBe(
+      'agent x#1 exited by signal SIGKILL; starting it again in 0.1 s (restart 1)',
+    );
 
     mkdirSync(join(s.dir, 'hold'), { recursive: true });
     writeFileSync(join(s.dir, 'hold/agent-x'), '');
@@ -87,7 +95,10 @@ describe('the demo supervisor', () => {
     expect(s.supervised.current).toBe(second);
     expect(existsSync(join(s.dir, 'pids/agent-x.pid'))).toBe(false);
     rmSync(join(s.dir, 'hold/agent-x'));
-    const third = await until(() => (s.supervised.current !== second ? s.supervised.current : undefined), 'the release');
+    const third = await until(
+      () => (s.supervised.current !== second ? s.supervised.current : undefined),
+      'the release',
+    );
     expect(third!.child.exitCode).toBeNull();
     expect(s.said).toContain('agent-x released: starting it');
 

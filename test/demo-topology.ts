@@ -20,7 +20,10 @@ const SIM_IMAGES = '/debvisor/sim/rbd/';
  * registered as remotes, with each cluster's images mirrored into the other so that VMs can move
  * across datacenters.
  */
-export async function startDemoTopology(adminPassword: string, options: { nodes?: number; vmsPerNode?: number } = {}): Promise<DemoTopology> {
+export async function startDemoTopology(
+  adminPassword: string,
+  options: { nodes?: number; vmsPerNode?: number } = {},
+): Promise<DemoTopology> {
   const manager = await startBuiltManager(adminPassword);
   const nodes = options.nodes ?? 3;
   const vmsPerNode = options.vmsPerNode ?? 4;
@@ -29,7 +32,9 @@ export async function startDemoTopology(adminPassword: string, options: { nodes?
   const api = manager.api;
   try {
     [east, west] = await Promise.all(
-      ['dc-east', 'dc-west'].map((clusterId) => startCluster({ clusterId, nodes, vmsPerNode, trustedClientCaPem: manager.clientCaPem })),
+      ['dc-east', 'dc-west'].map((clusterId) =>
+        startCluster({ clusterId, nodes, vmsPerNode, trustedClientCaPem: manager.clientCaPem }),
+      ),
     );
     await mirrorImages([east, west]);
     for (const cluster of [east, west]) {
@@ -40,10 +45,14 @@ export async function startDemoTopology(adminPassword: string, options: { nodes?
         caCertPem: cluster.caPem,
         credentials: [{ name: 'admin', key }],
       });
-      if (answer.status !== 201) throw new Error(`registering ${cluster.clusterId}: ${answer.status} ${JSON.stringify(answer.body)}`);
+      if (answer.status !== 201)
+        throw new Error(
+          `registering ${cluster.clusterId}: ${answer.status} ${JSON.stringify(answer.body)}`,
+        );
     }
     const refreshed = await api('GET', '/api/v1/resources/refresh');
-    if (refreshed.body.remotes?.some((r: { status: string }) => r.status !== 'online')) throw new Error(`a demo cluster is not online: ${JSON.stringify(refreshed.body)}`);
+    if (refreshed.body.remotes?.some((r: { status: string }) => r.status !== 'online'))
+      throw new Error(`a demo cluster is not online: ${JSON.stringify(refreshed.body)}`);
   } catch (error) {
     await Promise.all([east?.stop(), west?.stop()]);
     await manager.process.stop();
@@ -66,11 +75,14 @@ export async function startDemoTopology(adminPassword: string, options: { nodes?
 async function mirrorImages(clusters: TestCluster[]): Promise<void> {
   const clients = clusters.map((cluster) => new Etcd3({ hosts: cluster.etcd.endpoint }));
   try {
-    const images = await Promise.all(clients.map((client) => client.getAll().prefix(SIM_IMAGES).strings()));
+    const images = await Promise.all(
+      clients.map((client) => client.getAll().prefix(SIM_IMAGES).strings()),
+    );
     for (const [i, client] of clients.entries()) {
       for (const [j, theirs] of images.entries()) {
         if (i === j) continue;
-        for (const [key, value] of Object.entries(theirs)) if (!(key in images[i])) await client.put(key).value(value);
+        for (const [key, value] of Object.entries(theirs))
+          if (!(key in images[i])) await client.put(key).value(value);
       }
     }
   } finally {

@@ -1,4 +1,12 @@
-import { cleanupTempDirs, freePort, spawnManaged, startCluster, tempDir, type ManagedProcess, type TestCluster } from '@debvisor/testing';
+import {
+  cleanupTempDirs,
+  freePort,
+  spawnManaged,
+  startCluster,
+  tempDir,
+  type ManagedProcess,
+  type TestCluster,
+} from '@debvisor/testing';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,7 +28,8 @@ describe('a federation of two clusters behind one manager', () => {
   let east: TestCluster;
   let west: TestCluster;
 
-  const api = (method: string, path: string, body?: unknown) => requestApi({ base, caPem: ca }, token, method, path, body);
+  const api = (method: string, path: string, body?: unknown) =>
+    requestApi({ base, caPem: ca }, token, method, path, body);
 
   async function register(cluster: TestCluster): Promise<void> {
     const key = await cluster.createApiKey(['*'], { principal: 'manager@e2e' });
@@ -34,10 +43,13 @@ describe('a federation of two clusters behind one manager', () => {
   }
 
   const statusOf = async (remote: string) =>
-    (await api('GET', '/api/v1/resources?type=node')).body.remotes.find((r: { remote: string }) => r.remote === remote);
+    (await api('GET', '/api/v1/resources?type=node')).body.remotes.find(
+      (r: { remote: string }) => r.remote === remote,
+    );
 
   beforeAll(async () => {
-    if (!existsSync(MANAGER_MAIN)) throw new Error(`${MANAGER_MAIN} is missing: run \`npm run build\` first`);
+    if (!existsSync(MANAGER_MAIN))
+      throw new Error(`${MANAGER_MAIN} is missing: run \`npm run build\` first`);
     const stateDir = join(tempDir('debvisor-e2e-'), 'manager');
     const port = await freePort();
     const env: NodeJS.ProcessEnv = {
@@ -71,13 +83,20 @@ describe('a federation of two clusters behind one manager', () => {
   it('shows every node and VM of both clusters, as the agents report them', async () => {
     await api('GET', '/api/v1/resources/refresh');
     const { body } = await api('GET', '/api/v1/resources');
-    const byRemote = (remote: string, type: string) => body.items.filter((i: { remote: string; type: string }) => i.remote === remote && i.type === type);
+    const byRemote = (remote: string, type: string) =>
+      body.items.filter(
+        (i: { remote: string; type: string }) => i.remote === remote && i.type === type,
+      );
     expect(byRemote('dc-east', 'node')).toHaveLength(3);
     expect(byRemote('dc-west', 'node')).toHaveLength(2);
 
     const client = east.connect(await east.createApiKey(['vm:instance:read']));
     const agentVms = await client.vm.listVms({}).finally(() => client.close());
-    expect(byRemote('dc-east', 'vm').map((v: { id: string }) => v.id).sort()).toEqual(agentVms.vms.map((v) => v.spec!.uuid).sort());
+    expect(
+      byRemote('dc-east', 'vm')
+        .map((v: { id: string }) => v.id)
+        .sort(),
+    ).toEqual(agentVms.vms.map((v) => v.spec!.uuid).sort());
     expect(byRemote('dc-west', 'vm')).toHaveLength(6);
     expect(body.remotes.map((r: { status: string }) => r.status)).toEqual(['online', 'online']);
   });
@@ -104,7 +123,9 @@ describe('a federation of two clusters behind one manager', () => {
   });
 
   it('sees the cluster again, with the same VMs, once its agents are back', async () => {
-    const before = (await api('GET', '/api/v1/resources?remote=dc-west&type=vm')).body.items.map((v: { id: string }) => v.id).sort();
+    const before = (await api('GET', '/api/v1/resources?remote=dc-west&type=vm')).body.items
+      .map((v: { id: string }) => v.id)
+      .sort();
     await Promise.all(west.agents.map((a) => a.restart()));
     let status = await statusOf('dc-west');
     for (let i = 0; i < 20 && status.status !== 'online'; i++) {
@@ -113,13 +134,18 @@ describe('a federation of two clusters behind one manager', () => {
       if (status.status !== 'online') await new Promise((r) => setTimeout(r, 500));
     }
     expect(status).toMatchObject({ status: 'online', error: null, nodes: { total: 2, alive: 2 } });
-    const after = (await api('GET', '/api/v1/resources?remote=dc-west&type=vm')).body.items.map((v: { id: string }) => v.id).sort();
+    const after = (await api('GET', '/api/v1/resources?remote=dc-west&type=vm')).body.items
+      .map((v: { id: string }) => v.id)
+      .sort();
     expect(after).toEqual(before);
   });
 
   it('carries out a power action as a task that ends with the VM in its new state on the agent', async () => {
-    const vms = (await api('GET', '/api/v1/resources?remote=dc-east&type=vm&status=stopped')).body.items;
-    const vm = vms[0] ?? (await api('GET', '/api/v1/resources?remote=dc-east&type=vm&status=running')).body.items[0];
+    const vms = (await api('GET', '/api/v1/resources?remote=dc-east&type=vm&status=stopped')).body
+      .items;
+    const vm =
+      vms[0] ??
+      (await api('GET', '/api/v1/resources?remote=dc-east&type=vm&status=running')).body.items[0];
     const action = vm.status === 'stopped' ? 'start' : 'stop';
     const accepted = await api('POST', `/api/v1/remotes/dc-east/vms/${vm.id}/${action}`);
     expect(accepted.status).toBe(202);

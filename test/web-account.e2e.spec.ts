@@ -5,7 +5,12 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { expectNoProblems, launchChromium, screenshotChecked, startBuiltManager } from './browser-harness';
+import {
+  expectNoProblems,
+  launchChromium,
+  screenshotChecked,
+  startBuiltManager,
+} from './browser-harness';
 
 /**
  * The web UI's account page as a user meets it: the built manager serving the built UI, driven
@@ -28,7 +33,10 @@ describe('the account page of the web UI', () => {
   /** The TOTP code of `secret` for now plus `offsetSeconds` (oathtool, RFC 6238). */
   function totp(secret: string, offsetSeconds = 0): string {
     const at = Math.floor(Date.now() / 1000) + offsetSeconds;
-    return execFileSync(oathtool, ['--totp', '-b', '--now', `@${at}`, '--', secret], { encoding: 'utf8', timeout: 5000 }).trim();
+    return execFileSync(oathtool, ['--totp', '-b', '--now', `@${at}`, '--', secret], {
+      encoding: 'utf8',
+      timeout: 5000,
+    }).trim();
   }
 
   /** A fresh browser profile (no cookies) with a virtual security key, on the UI's start page. */
@@ -39,7 +47,13 @@ describe('the account page of the web UI', () => {
     const cdp = await context.newCDPSession(page);
     await cdp.send('WebAuthn.enable');
     await cdp.send('WebAuthn.addVirtualAuthenticator', {
-      options: { protocol: 'ctap2', transport: 'usb', hasResidentKey: true, hasUserVerification: true, isUserVerified: true },
+      options: {
+        protocol: 'ctap2',
+        transport: 'usb',
+        hasResidentKey: true,
+        hasUserVerification: true,
+        isUserVerified: true,
+      },
     });
     await page.goto(`${base}/`);
     return page;
@@ -68,7 +82,8 @@ describe('the account page of the web UI', () => {
   }
 
   /** The names in the first column of a factor table. */
-  const rowNames = (page: Page, table: string) => page.getByRole('table', { name: table }).locator('tbody th').allTextContents();
+  const rowNames = (page: Page, table: string) =>
+    page.getByRole('table', { name: table }).locator('tbody th').allTextContents();
 
   beforeAll(async () => {
     oathtool = requireBinary('oathtool', 'oathtool');
@@ -175,7 +190,9 @@ describe('the account page of the web UI', () => {
     await page.getByLabel('New password', { exact: true }).fill(NEW_PASSWORD);
     await page.getByLabel('Repeat the new password').fill(`${NEW_PASSWORD}x`);
     await page.getByRole('button', { name: 'Change password' }).click();
-    expect(await page.getByRole('alert').textContent()).toBe('the new password and its repetition differ');
+    expect(await page.getByRole('alert').textContent()).toBe(
+      'the new password and its repetition differ',
+    );
     await page.getByLabel('New password', { exact: true }).fill('short');
     await page.getByLabel('Repeat the new password').fill('short');
     await page.getByRole('button', { name: 'Change password' }).click();
@@ -183,12 +200,17 @@ describe('the account page of the web UI', () => {
     await policy.filter({ hasNotText: 'repetition' }).waitFor();
     expect(await policy.textContent()).toMatch(/\S/);
     // The wrong password when removing the key, the password the policy refuses.
-    await screenshot(page, 'account-password-refused', [/^403 DELETE \/api\/v1\/access\/tfa\/webauthn\/[^/]+$/, /^400 POST \/api\/v1\/access\/password$/]);
+    await screenshot(page, 'account-password-refused', [
+      /^403 DELETE \/api\/v1\/access\/tfa\/webauthn\/[^/]+$/,
+      /^400 POST \/api\/v1\/access\/password$/,
+    ]);
     await page.getByLabel('Current password').fill(ADMIN_PASSWORD);
     await page.getByLabel('New password', { exact: true }).fill(NEW_PASSWORD);
     await page.getByLabel('Repeat the new password').fill(NEW_PASSWORD);
     await page.getByRole('button', { name: 'Change password' }).click();
-    expect(await page.getByText('Password changed. Your other sessions were ended.').textContent()).toBeTruthy();
+    expect(
+      await page.getByText('Password changed. Your other sessions were ended.').textContent(),
+    ).toBeTruthy();
     await screenshot(page, 'account-password-changed');
 
     // The old password no longer signs in; the new one does (with the authenticator app as second factor).
@@ -209,8 +231,13 @@ describe('the account page of the web UI', () => {
     await openAccount(page);
     await page.getByRole('button', { name: 'Log out everywhere' }).click();
     await page.getByLabel('Username').waitFor();
-    expect(await page.evaluate(() => fetch('/api/v1/auth/session').then((r) => r.status))).toBe(401);
+    expect(await page.evaluate(() => fetch('/api/v1/auth/session').then((r) => r.status))).toBe(
+      401,
+    );
     // The old password refused, and the test's own question for the ended session.
-    expectNoProblems(page, [/^401 POST \/api\/v1\/auth\/login$/, /^401 GET \/api\/v1\/auth\/session$/]);
+    expectNoProblems(page, [
+      /^401 POST \/api\/v1\/auth\/login$/,
+      /^401 GET \/api\/v1\/auth\/session$/,
+    ]);
   });
 });

@@ -4,7 +4,13 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium, screenshotChecked, startBuiltManager, type BuiltManager, type Json } from './browser-harness';
+import {
+  launchChromium,
+  screenshotChecked,
+  startBuiltManager,
+  type BuiltManager,
+  type Json,
+} from './browser-harness';
 
 /**
  * The Administration page as an administrator meets it: the built manager serving the built UI and
@@ -27,13 +33,22 @@ describe('the Administration page of the web UI', () => {
   let browser: Browser;
   let admin: { context: BrowserContext; page: Page };
 
-  const api = (method: string, path: string, body?: unknown, token?: string) => manager.api(method, path, body, token);
+  const api = (method: string, path: string, body?: unknown, token?: string) =>
+    manager.api(method, path, body, token);
 
   const ok = (method: string, path: string, body?: unknown) => manager.ok(method, path, body);
 
   /** A fresh browser profile (laptop screen), signed in with a password. */
-  async function signedIn(username: string, secret: string, colorScheme: 'light' | 'dark' = 'light'): Promise<{ context: BrowserContext; page: Page }> {
-    const context = await browser.newContext({ locale: 'en-GB', viewport: { width: 1366, height: 768 }, colorScheme });
+  async function signedIn(
+    username: string,
+    secret: string,
+    colorScheme: 'light' | 'dark' = 'light',
+  ): Promise<{ context: BrowserContext; page: Page }> {
+    const context = await browser.newContext({
+      locale: 'en-GB',
+      viewport: { width: 1366, height: 768 },
+      colorScheme,
+    });
     await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: manager.base });
     const page = await context.newPage();
     await page.goto(`${manager.base}/`);
@@ -47,12 +62,20 @@ describe('the Administration page of the web UI', () => {
   /** Opens a tab of the Administration page by its link and waits until its lists have loaded. */
   async function openTab(page: Page, tab: string): Promise<void> {
     if (!(await page.getByRole('heading', { level: 1, name: 'Administration' }).isVisible())) {
-      await page.getByRole('navigation', { name: 'Pages' }).getByRole('link', { name: 'Administration' }).click();
+      await page
+        .getByRole('navigation', { name: 'Pages' })
+        .getByRole('link', { name: 'Administration' })
+        .click();
       await page.getByRole('heading', { level: 1, name: 'Administration' }).waitFor();
     }
-    await page.getByRole('navigation', { name: 'Administration sections' }).getByRole('link', { name: tab, exact: true }).click();
+    await page
+      .getByRole('navigation', { name: 'Administration sections' })
+      .getByRole('link', { name: tab, exact: true })
+      .click();
     await page.getByRole('heading', { level: 2, name: tab, exact: true }).waitFor();
-    await page.waitForFunction(() => !document.querySelector('main.admin')?.textContent?.includes('Loading…'));
+    await page.waitForFunction(
+      () => !document.querySelector('main.admin')?.textContent?.includes('Loading…'),
+    );
   }
 
   async function screenshot(page: Page, tab: string): Promise<void> {
@@ -61,13 +84,22 @@ describe('the Administration page of the web UI', () => {
 
   /** No horizontal scrolling on a laptop screen. */
   async function fitsTheWidth(page: Page): Promise<void> {
-    expect(await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth)).toBeLessThanOrEqual(0);
+    expect(
+      await page.evaluate(
+        () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
+      ),
+    ).toBeLessThanOrEqual(0);
   }
 
   beforeAll(async () => {
     mkdirSync(SCREENSHOTS, { recursive: true });
     manager = await startBuiltManager(ADMIN_PASSWORD);
-    cluster = await startCluster({ clusterId: REMOTE, nodes: 2, vmsPerNode: 2, trustedClientCaPem: manager.clientCaPem });
+    cluster = await startCluster({
+      clusterId: REMOTE,
+      nodes: 2,
+      vmsPerNode: 2,
+      trustedClientCaPem: manager.clientCaPem,
+    });
     agentKey = await cluster.createApiKey(['*'], { principal: 'manager@e2e' });
     browser = await launchChromium(manager.caPem);
     admin = await signedIn('admin@local', ADMIN_PASSWORD);
@@ -100,7 +132,8 @@ describe('the Administration page of the web UI', () => {
     const caFingerprint = new X509Certificate(cluster.caPem).fingerprint256;
     expect(await fingerprint.textContent()).toBe(caFingerprint);
     // Every endpoint answered with its chain; the CA row is the one the remote will trust.
-    for (const agent of cluster.agents) await form.getByRole('heading', { name: agent.endpoint }).waitFor();
+    for (const agent of cluster.agents)
+      await form.getByRole('heading', { name: agent.endpoint }).waitFor();
     expect(await add.isDisabled()).toBe(true);
 
     // Changing the endpoints makes the test stale: the fingerprint goes and the test must be made again.
@@ -118,7 +151,9 @@ describe('the Administration page of the web UI', () => {
 
     const report = page.getByTestId('connection-report');
     await report.waitFor();
-    expect(await report.textContent()).toMatch(new RegExp(`Added remote ${REMOTE}\\. The cluster answered: cluster ${REMOTE}, 2 nodes`));
+    expect(await report.textContent()).toMatch(
+      new RegExp(`Added remote ${REMOTE}\\. The cluster answered: cluster ${REMOTE}, 2 nodes`),
+    );
     const row = page.locator(`[data-testid="admin-remote-row"][data-remote="${REMOTE}"]`);
     await row.waitFor();
     expect(await row.textContent()).toContain('admin');
@@ -147,8 +182,13 @@ describe('the Administration page of the web UI', () => {
     await settings.getByLabel('Description').fill('renamed in the browser');
     await settings.getByRole('button', { name: 'Save remote' }).click();
     await settings.getByText('Saved.').waitFor();
-    expect((await ok('GET', `/api/v1/remotes/${REMOTE}`)).description).toBe('renamed in the browser');
-    await page.locator(`[data-testid="admin-remote-row"][data-remote="${REMOTE}"]`).getByText('renamed in the browser').waitFor();
+    expect((await ok('GET', `/api/v1/remotes/${REMOTE}`)).description).toBe(
+      'renamed in the browser',
+    );
+    await page
+      .locator(`[data-testid="admin-remote-row"][data-remote="${REMOTE}"]`)
+      .getByText('renamed in the browser')
+      .waitFor();
     await fitsTheWidth(page);
     await screenshotChecked(page, join(SCREENSHOTS, 'web-admin-remotes-edit.png'));
     await panel.getByRole('button', { name: 'Close' }).click();
@@ -165,8 +205,13 @@ describe('the Administration page of the web UI', () => {
     await form.getByLabel('Entry 1 remote').selectOption(REMOTE);
     expect(await form.getByLabel('Entry 1 credential').inputValue()).toBe('admin');
     await form.getByRole('button', { name: 'Create remote group' }).click();
-    await page.getByTestId('remote-group-row').filter({ hasText: `${REMOTE} → admin` }).waitFor();
-    expect((await ok('GET', '/api/v1/remote-groups/prod')).entries).toEqual([{ remote: REMOTE, credential: 'admin' }]);
+    await page
+      .getByTestId('remote-group-row')
+      .filter({ hasText: `${REMOTE} → admin` })
+      .waitFor();
+    expect((await ok('GET', '/api/v1/remote-groups/prod')).entries).toEqual([
+      { remote: REMOTE, credential: 'admin' },
+    ]);
     await fitsTheWidth(page);
     await screenshot(page, 'remote-groups');
   });
@@ -181,14 +226,23 @@ describe('the Administration page of the web UI', () => {
     await newUser.getByLabel('Initial password').fill(OPERATOR_PASSWORD);
     await newUser.getByLabel('Repeat the password').fill(`${OPERATOR_PASSWORD}x`);
     await newUser.getByRole('button', { name: 'Create user' }).click();
-    expect(await newUser.getByRole('alert').textContent()).toContain('the password and its repetition differ');
+    expect(await newUser.getByRole('alert').textContent()).toContain(
+      'the password and its repetition differ',
+    );
     await newUser.getByLabel('Repeat the password').fill(OPERATOR_PASSWORD);
     await newUser.getByRole('button', { name: 'Create user' }).click();
     // The new user's row opens with its management panel.
     await page.getByRole('region', { name: 'Manage operator@local' }).waitFor();
-    expect(await page.locator('[data-testid="user-row"][data-user="operator@local"]').textContent()).toContain('Olga Operator');
+    expect(
+      await page.locator('[data-testid="user-row"][data-user="operator@local"]').textContent(),
+    ).toContain('Olga Operator');
     const user = await ok('GET', '/api/v1/access/users/operator@local');
-    expect(user).toMatchObject({ realm: 'local', enabled: true, hasPassword: true, displayName: 'Olga Operator' });
+    expect(user).toMatchObject({
+      realm: 'local',
+      enabled: true,
+      hasPassword: true,
+      displayName: 'Olga Operator',
+    });
 
     await openTab(page, 'Groups');
     await page.getByRole('button', { name: 'New group…' }).click();
@@ -201,14 +255,22 @@ describe('the Administration page of the web UI', () => {
     await detail.getByLabel('User to add').selectOption('operator@local');
     await detail.getByRole('button', { name: 'Add member' }).click();
     await detail.getByTestId('group-member').filter({ hasText: 'operator@local' }).waitFor();
-    expect((await ok('GET', '/api/v1/access/groups/ops')).members).toEqual([{ user: 'operator@local', source: 'local' }]);
-    await expect.poll(() => page.locator('[data-testid="group-row"][data-group="ops"] td').nth(2).textContent()).toBe('1');
+    expect((await ok('GET', '/api/v1/access/groups/ops')).members).toEqual([
+      { user: 'operator@local', source: 'local' },
+    ]);
+    await expect
+      .poll(() =>
+        page.locator('[data-testid="group-row"][data-group="ops"] td').nth(2).textContent(),
+      )
+      .toBe('1');
     await fitsTheWidth(page);
     await screenshot(page, 'groups');
 
     // The membership shows on the user's row too.
     await openTab(page, 'Users');
-    await page.locator('[data-testid="user-row"][data-user="operator@local"] .chip', { hasText: 'ops' }).waitFor();
+    await page
+      .locator('[data-testid="user-row"][data-user="operator@local"] .chip', { hasText: 'ops' })
+      .waitFor();
     await page.getByRole('button', { name: 'Manage operator@local' }).click();
     await page.getByRole('region', { name: 'Manage operator@local' }).waitFor();
     await fitsTheWidth(page);
@@ -218,16 +280,32 @@ describe('the Administration page of the web UI', () => {
     await page.getByRole('button', { name: 'New entry…' }).click();
     const entry = page.getByRole('form', { name: 'New ACL entry' });
     // The path suggestions include the new remote and remote group.
-    const suggestions = await entry.locator('datalist option').evaluateAll((options) => options.map((o) => (o as HTMLOptionElement).value));
-    expect(suggestions).toEqual(expect.arrayContaining(['/', '/remotes', `/remotes/${REMOTE}`, '/groups/prod']));
+    const suggestions = await entry
+      .locator('datalist option')
+      .evaluateAll((options) => options.map((o) => (o as HTMLOptionElement).value));
+    expect(suggestions).toEqual(
+      expect.arrayContaining(['/', '/remotes', `/remotes/${REMOTE}`, '/groups/prod']),
+    );
     await entry.getByLabel('Path').fill(`/remotes/${REMOTE}`);
     await entry.getByLabel('Principal type').selectOption('user');
     await entry.getByLabel('Principal', { exact: true }).fill('operator@local');
     await entry.getByLabel('Role').selectOption('Manage');
     await entry.getByRole('button', { name: 'Add entry' }).click();
-    await page.locator(`[data-testid="acl-row"][data-path="/remotes/${REMOTE}"][data-principal="operator@local"]`).waitFor();
+    await page
+      .locator(
+        `[data-testid="acl-row"][data-path="/remotes/${REMOTE}"][data-principal="operator@local"]`,
+      )
+      .waitFor();
     const acl = (await ok('GET', '/api/v1/access/acl?principal=operator@local')).items;
-    expect(acl).toEqual([expect.objectContaining({ path: `/remotes/${REMOTE}`, principalType: 'user', principal: 'operator@local', role: 'Manage', propagate: true })]);
+    expect(acl).toEqual([
+      expect.objectContaining({
+        path: `/remotes/${REMOTE}`,
+        principalType: 'user',
+        principal: 'operator@local',
+        role: 'Manage',
+        propagate: true,
+      }),
+    ]);
     await fitsTheWidth(page);
     await screenshot(page, 'acl');
 
@@ -237,9 +315,13 @@ describe('the Administration page of the web UI', () => {
     await entry.getByLabel('Principal type').selectOption('group');
     await entry.getByLabel('Principal', { exact: true }).fill('ops');
     await entry.getByRole('button', { name: 'Add entry' }).click();
-    const groupRow = page.locator('[data-testid="acl-row"][data-path="/groups/prod"][data-principal="ops"]');
+    const groupRow = page.locator(
+      '[data-testid="acl-row"][data-path="/groups/prod"][data-principal="ops"]',
+    );
     await groupRow.waitFor();
-    expect((await ok('GET', '/api/v1/access/acl?principal=ops')).items).toEqual([expect.objectContaining({ path: '/groups/prod', principalType: 'group', role: 'Audit' })]);
+    expect((await ok('GET', '/api/v1/access/acl?principal=ops')).items).toEqual([
+      expect.objectContaining({ path: '/groups/prod', principalType: 'group', role: 'Audit' }),
+    ]);
     await groupRow.getByRole('button', { name: 'Remove Audit of ops on /groups/prod' }).click();
     const dialog = page.getByRole('dialog', { name: 'Remove this ACL entry?' });
     await dialog.getByRole('button', { name: 'Remove entry' }).click();
@@ -271,8 +353,16 @@ describe('the Administration page of the web UI', () => {
     await form.getByRole('button', { name: 'Create realm' }).click();
     await page.locator('[data-testid="realm-row"][data-realm="sso"]').waitFor();
     const realm = await ok('GET', '/api/v1/access/realms/sso');
-    expect(realm).toMatchObject({ type: 'openid', hasSecret: true, groupMappings: [{ pattern: 'debvisor-*' }] });
-    expect(realm.settings).toMatchObject({ issuerUrl: 'https://id.example.com/realms/main', clientId: 'debvisor', scopes: ['openid', 'profile', 'email'] });
+    expect(realm).toMatchObject({
+      type: 'openid',
+      hasSecret: true,
+      groupMappings: [{ pattern: 'debvisor-*' }],
+    });
+    expect(realm.settings).toMatchObject({
+      issuerUrl: 'https://id.example.com/realms/main',
+      clientId: 'debvisor',
+      scopes: ['openid', 'profile', 'email'],
+    });
     await fitsTheWidth(page);
     await screenshot(page, 'realms');
   });
@@ -312,27 +402,48 @@ describe('the Administration page of the web UI', () => {
   it('revokes a token after confirmation: it stops working', async () => {
     const { page } = admin;
     // operator@local holds Manage on the remote: its token sees it.
-    const created = await ok('POST', '/api/v1/access/tokens', { ownerType: 'user', owner: 'operator@local', name: 'deploy' });
-    expect((await api('GET', '/api/v1/remotes', undefined, created.token)).body.items.map((r: Json) => r.id)).toEqual([REMOTE]);
+    const created = await ok('POST', '/api/v1/access/tokens', {
+      ownerType: 'user',
+      owner: 'operator@local',
+      name: 'deploy',
+    });
+    expect(
+      (await api('GET', '/api/v1/remotes', undefined, created.token)).body.items.map(
+        (r: Json) => r.id,
+      ),
+    ).toEqual([REMOTE]);
     await openTab(page, 'API tokens');
     // Made elsewhere (through the API): the section's refresh button brings it.
     await page.getByRole('button', { name: 'Refresh', exact: true }).click();
     const row = page.locator('[data-testid="token-row"][data-token="operator@local!deploy"]');
     await row.getByRole('button', { name: 'Revoke operator@local!deploy' }).click();
-    await page.getByRole('dialog', { name: 'Revoke operator@local!deploy?' }).getByRole('button', { name: 'Revoke token' }).click();
+    await page
+      .getByRole('dialog', { name: 'Revoke operator@local!deploy?' })
+      .getByRole('button', { name: 'Revoke token' })
+      .click();
     await row.getByText('revoked').waitFor();
-    expect(await row.getByRole('button', { name: 'Revoke operator@local!deploy' }).isDisabled()).toBe(true);
+    expect(
+      await row.getByRole('button', { name: 'Revoke operator@local!deploy' }).isDisabled(),
+    ).toBe(true);
     expect((await api('GET', '/api/v1/remotes', undefined, created.token)).status).toBe(401);
   });
 
   it('shows an auditor every tab and no enabled action', async () => {
     await ok('POST', '/api/v1/access/users', { username: 'auditor', password: AUDITOR_PASSWORD });
-    await ok('PUT', '/api/v1/access/acl', { path: '/', principalType: 'user', principal: 'auditor@local', role: 'Audit' });
+    await ok('PUT', '/api/v1/access/acl', {
+      path: '/',
+      principalType: 'user',
+      principal: 'auditor@local',
+      role: 'Audit',
+    });
     // In the dark colour scheme, to see that one too.
     const { context, page } = await signedIn('auditor@local', AUDITOR_PASSWORD, 'dark');
     try {
       const expectations: [string, () => Promise<void>][] = [
-        ['Remotes', () => page.locator(`[data-testid="admin-remote-row"][data-remote="${REMOTE}"]`).waitFor()],
+        [
+          'Remotes',
+          () => page.locator(`[data-testid="admin-remote-row"][data-remote="${REMOTE}"]`).waitFor(),
+        ],
         ['Remote groups', () => page.getByTestId('remote-group-row').first().waitFor()],
         [
           'Users',
@@ -347,7 +458,11 @@ describe('the Administration page of the web UI', () => {
           'Groups',
           async () => {
             await page.getByRole('button', { name: 'Manage group ops' }).click();
-            await page.getByRole('region', { name: 'Manage group ops' }).getByTestId('group-member').first().waitFor();
+            await page
+              .getByRole('region', { name: 'Manage group ops' })
+              .getByTestId('group-member')
+              .first()
+              .waitFor();
           },
         ],
         ['Realms', () => page.locator('[data-testid="realm-row"][data-realm="sso"]').waitFor()],
@@ -360,10 +475,15 @@ describe('the Administration page of the web UI', () => {
         const actions = page.locator('main [data-action]');
         const count = await actions.count();
         expect(count, `${tab}: actions shown`).toBeGreaterThan(0);
-        const enabled = await actions.evaluateAll((buttons) => buttons.filter((b) => !(b as HTMLButtonElement).disabled).map((b) => b.textContent));
+        const enabled = await actions.evaluateAll((buttons) =>
+          buttons.filter((b) => !(b as HTMLButtonElement).disabled).map((b) => b.textContent),
+        );
         expect(enabled, `${tab}: enabled actions`).toEqual([]);
-        expect(await actions.first().getAttribute('title')).toMatch(/^Needs the (remote|access)\.modify privilege$/);
-        if (tab === 'Users') await screenshotChecked(page, join(SCREENSHOTS, 'web-admin-auditor-users-dark.png'));
+        expect(await actions.first().getAttribute('title')).toMatch(
+          /^Needs the (remote|access)\.modify privilege$/,
+        );
+        if (tab === 'Users')
+          await screenshotChecked(page, join(SCREENSHOTS, 'web-admin-auditor-users-dark.png'));
       }
     } finally {
       await context.close();

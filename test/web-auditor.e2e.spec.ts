@@ -2,7 +2,13 @@ import { cleanupTempDirs, startCluster, type TestCluster } from '@debvisor/testi
 import { randomBytes } from 'node:crypto';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium, startBuiltManager, watchProblems, type BuiltManager, type Json } from './browser-harness';
+import {
+  launchChromium,
+  startBuiltManager,
+  watchProblems,
+  type BuiltManager,
+  type Json,
+} from './browser-harness';
 
 /**
  * An auditor never meets an enabled control or an editable field that would change something:
@@ -21,19 +27,47 @@ let problems: string[];
 /** The controls on the page that would change something and are not disabled, and the editable fields. */
 function enabledChanges(target: Page): Promise<string[]> {
   return target.evaluate(() =>
-    [...document.querySelectorAll('main [data-action]:not(:disabled), main input:not(:disabled):not([type="search"]), main textarea:not(:disabled), main select:not(:disabled)')]
-      .filter((element) => !element.closest('[role="search"], form[aria-label*="Filter"], .filters'))
-      .map((element) => `${element.tagName.toLowerCase()} ${element.getAttribute('aria-label') ?? element.textContent?.trim() ?? ''}`),
+    [
+      ...document.querySelectorAll(
+        'main [data-action]:not(:disabled), main input:not(:disabled):not([type="search"]), main textarea:not(:disabled), main select:not(:disabled)',
+      ),
+    ]
+      .filter(
+        (element) => !element.closest('[role="search"], form[aria-label*="Filter"], .filters'),
+      )
+      .map(
+        (element) =>
+          `${element.tagName.toLowerCase()} ${element.getAttribute('aria-label') ?? element.textContent?.trim() ?? ''}`,
+      ),
   );
 }
 
 beforeAll(async () => {
   manager = await startBuiltManager(ADMIN_PASSWORD);
-  cluster = await startCluster({ clusterId: 'dc-aud', nodes: 1, vmsPerNode: 1, trustedClientCaPem: manager.clientCaPem, logLevel: 'warn' });
+  cluster = await startCluster({
+    clusterId: 'dc-aud',
+    nodes: 1,
+    vmsPerNode: 1,
+    trustedClientCaPem: manager.clientCaPem,
+    logLevel: 'warn',
+  });
   const key = await cluster.createApiKey(['*'], { principal: 'manager' });
-  await manager.ok('POST', '/api/v1/remotes', { id: 'dc-aud', endpoints: cluster.agents.map((a) => a.endpoint), caCertPem: cluster.caPem, credentials: [{ name: 'admin', key }] });
-  await manager.ok('POST', '/api/v1/access/users', { username: 'audrey', password: AUDITOR_PASSWORD });
-  await manager.ok('PUT', '/api/v1/access/acl', { path: '/', principalType: 'user', principal: 'audrey@local', role: 'Audit' });
+  await manager.ok('POST', '/api/v1/remotes', {
+    id: 'dc-aud',
+    endpoints: cluster.agents.map((a) => a.endpoint),
+    caCertPem: cluster.caPem,
+    credentials: [{ name: 'admin', key }],
+  });
+  await manager.ok('POST', '/api/v1/access/users', {
+    username: 'audrey',
+    password: AUDITOR_PASSWORD,
+  });
+  await manager.ok('PUT', '/api/v1/access/acl', {
+    path: '/',
+    principalType: 'user',
+    principal: 'audrey@local',
+    role: 'Audit',
+  });
   for (let attempt = 0; !vm && attempt < 50; attempt++) {
     await manager.ok('GET', '/api/v1/resources/refresh');
     vm = (await manager.ok('GET', '/api/v1/resources?type=vm')).items[0];
@@ -61,7 +95,9 @@ describe('an auditor', () => {
   it('opening the migration wizard by its URL gets no wizard, only what is missing', async () => {
     await page.goto(`${manager.base}/#/migrate/dc-aud/${vm.id}`);
     await page.getByTestId('wizard-not-allowed').waitFor();
-    expect(await page.getByTestId('wizard-not-allowed').textContent()).toContain('needs the vm.migrate privilege');
+    expect(await page.getByTestId('wizard-not-allowed').textContent()).toContain(
+      'needs the vm.migrate privilege',
+    );
     expect(await page.getByRole('button', { name: 'Next' }).count()).toBe(0);
     expect(await enabledChanges(page)).toEqual([]);
   });
@@ -72,7 +108,9 @@ describe('an auditor', () => {
     await details.click();
     await page.getByRole('region', { name: 'Manage admin@local' }).waitFor();
     expect(await page.locator('input[type="password"]').count()).toBe(0);
-    expect(await page.getByRole('note').first().textContent()).toContain('needs the access.modify privilege');
+    expect(await page.getByRole('note').first().textContent()).toContain(
+      'needs the access.modify privilege',
+    );
     expect(await enabledChanges(page)).toEqual([]);
     expect(problems, 'console errors and failed requests').toEqual([]);
   });

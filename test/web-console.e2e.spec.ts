@@ -2,7 +2,12 @@ import { cleanupTempDirs } from '@debvisor/testing';
 import { randomBytes } from 'node:crypto';
 import type { Browser, BrowserContext } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium, startBuiltManager, watchProblems, type BuiltManager } from './browser-harness';
+import {
+  launchChromium,
+  startBuiltManager,
+  watchProblems,
+  type BuiltManager,
+} from './browser-harness';
 
 /**
  * A normal page load logs nothing in the browser console: no 401 for a visitor who is not logged

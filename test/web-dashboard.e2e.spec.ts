@@ -1,10 +1,23 @@
-import { cleanupTempDirs, freePort, startCluster, type ManagedProcess, type TestCluster } from '@debvisor/testing';
+import {
+  cleanupTempDirs,
+  freePort,
+  startCluster,
+  type ManagedProcess,
+  type TestCluster,
+} from '@debvisor/testing';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { expectNoProblems, launchChromium, requestApi, screenshotChecked, startBuiltManager, type BuiltManager } from './browser-harness';
+import {
+  expectNoProblems,
+  launchChromium,
+  requestApi,
+  screenshotChecked,
+  startBuiltManager,
+  type BuiltManager,
+} from './browser-harness';
 
 /**
  * The dashboard, the resources page and the VM page as users meet them: the built manager serving
@@ -34,13 +47,18 @@ describe('the dashboard, resources and VM pages of the web UI', () => {
   let tenantVms: string[];
 
   /** The manager's REST API with the bootstrap admin token (set-up and expected figures). */
-  const api = (method: string, path: string, body?: unknown) => requestApi({ base, caPem: ca }, token, method, path, body);
+  const api = (method: string, path: string, body?: unknown) =>
+    requestApi({ base, caPem: ca }, token, method, path, body);
 
   const ok = (method: string, path: string, body?: unknown) => built.ok(method, path, body);
 
   async function openUi(options: { colorScheme?: 'light' | 'dark' } = {}): Promise<Page> {
     await context?.close();
-    context = await browser.newContext({ locale: 'en-GB', viewport: { width: 1366, height: 768 }, colorScheme: options.colorScheme ?? 'light' });
+    context = await browser.newContext({
+      locale: 'en-GB',
+      viewport: { width: 1366, height: 768 },
+      colorScheme: options.colorScheme ?? 'light',
+    });
     const page = await context.newPage();
     await page.goto(`${base}/`);
     return page;
@@ -58,10 +76,16 @@ describe('the dashboard, resources and VM pages of the web UI', () => {
     await screenshotChecked(page, join(ARTIFACTS, `${name}.png`));
   }
 
-  const text = async (page: Page, testId: string) => (await page.getByTestId(testId).first().textContent())?.trim();
+  const text = async (page: Page, testId: string) =>
+    (await page.getByTestId(testId).first().textContent())?.trim();
 
   /** Waits until the element's text is `expected` (the pages refresh themselves). */
-  async function waitForText(page: Page, testId: string, expected: string, timeout = 15_000): Promise<void> {
+  async function waitForText(
+    page: Page,
+    testId: string,
+    expected: string,
+    timeout = 15_000,
+  ): Promise<void> {
     await page.waitForFunction(
       ([id, want]) => document.querySelector(`[data-testid="${id}"]`)?.textContent?.trim() === want,
       [testId, expected] as const,
@@ -81,13 +105,39 @@ describe('the dashboard, resources and VM pages of the web UI', () => {
     base = built.base;
     const clientCa = (await ok('GET', '/api/v1/manager/identity')).clientCa.pem as string;
     [main, lab] = await Promise.all([
-      startCluster({ clusterId: 'dc-main', nodes: 2, vmsPerNode: 6, trustedClientCaPem: clientCa, logLevel: 'warn' }),
+      startCluster({
+        clusterId: 'dc-main',
+        nodes: 2,
+        vmsPerNode: 6,
+        trustedClientCaPem: clientCa,
+        logLevel: 'warn',
+      }),
       // A long lease: a frozen agent stays registered (alive) while it answers nothing.
-      startCluster({ clusterId: 'dc-lab', nodes: 2, vmsPerNode: 2, trustedClientCaPem: clientCa, logLevel: 'warn', leaseTtlSeconds: 300 }),
+      startCluster({
+        clusterId: 'dc-lab',
+        nodes: 2,
+        vmsPerNode: 2,
+        trustedClientCaPem: clientCa,
+        logLevel: 'warn',
+        leaseTtlSeconds: 300,
+      }),
     ]);
-    const [mainKey, labKey] = await Promise.all([main.createApiKey(['*'], { principal: 'manager' }), lab.createApiKey(['*'], { principal: 'manager' })]);
-    await ok('POST', '/api/v1/remotes', { id: 'dc-main', endpoints: main.agents.map((a) => a.endpoint), caCertPem: main.caPem, credentials: [{ name: 'admin', key: mainKey }] });
-    await ok('POST', '/api/v1/remotes', { id: 'dc-lab', endpoints: lab.agents.map((a) => a.endpoint), caCertPem: lab.caPem, credentials: [{ name: 'admin', key: labKey }] });
+    const [mainKey, labKey] = await Promise.all([
+      main.createApiKey(['*'], { principal: 'manager' }),
+      lab.createApiKey(['*'], { principal: 'manager' }),
+    ]);
+    await ok('POST', '/api/v1/remotes', {
+      id: 'dc-main',
+      endpoints: main.agents.map((a) => a.endpoint),
+      caCertPem: main.caPem,
+      credentials: [{ name: 'admin', key: mainKey }],
+    });
+    await ok('POST', '/api/v1/remotes', {
+      id: 'dc-lab',
+      endpoints: lab.agents.map((a) => a.endpoint),
+      caCertPem: lab.caPem,
+      credentials: [{ name: 'admin', key: labKey }],
+    });
     // A remote whose agents are gone: added anyway, it stays unreachable.
     await ok('POST', '/api/v1/remotes', {
       id: 'dc-gone',
@@ -109,14 +159,26 @@ describe('the dashboard, resources and VM pages of the web UI', () => {
 
     // An auditor, and a tenant owning two VMs of dc-main.
     await ok('POST', '/api/v1/access/users', { username: 'audrey', password: AUDITOR_PASSWORD });
-    await ok('PUT', '/api/v1/access/acl', { path: '/', principalType: 'user', principal: 'audrey@local', role: 'Audit' });
+    await ok('PUT', '/api/v1/access/acl', {
+      path: '/',
+      principalType: 'user',
+      principal: 'audrey@local',
+      role: 'Audit',
+    });
     await ok('POST', '/api/v1/access/users', { username: 'tina', password: TENANT_PASSWORD });
     await ok('POST', '/api/v1/access/groups', { id: 'blue', tenant: true });
     await ok('PUT', '/api/v1/access/groups/blue/members', { users: ['tina@local'] });
-    await ok('PUT', '/api/v1/access/acl', { path: '/', principalType: 'group', principal: 'blue', role: 'Manage' });
-    const mainVms = (await ok('GET', '/api/v1/resources?type=vm&q=remote:dc-main&sort=name')).items as Json[];
+    await ok('PUT', '/api/v1/access/acl', {
+      path: '/',
+      principalType: 'group',
+      principal: 'blue',
+      role: 'Manage',
+    });
+    const mainVms = (await ok('GET', '/api/v1/resources?type=vm&q=remote:dc-main&sort=name'))
+      .items as Json[];
     tenantVms = [mainVms[0].id, mainVms[1].id];
-    for (const id of tenantVms) await ok('PUT', `/api/v1/access/vm-owners/${id}`, { tenantGroup: 'blue' });
+    for (const id of tenantVms)
+      await ok('PUT', `/api/v1/access/vm-owners/${id}`, { tenantGroup: 'blue' });
 
     browser = await launchChromium(ca);
   }, 300_000);
@@ -147,26 +209,44 @@ describe('the dashboard, resources and VM pages of the web UI', () => {
     expect(expected.totals.remotes.total).toBe(3);
     expect(expected.remotes.map((r: Json) => r.remote)).toEqual(['dc-gone', 'dc-lab', 'dc-main']);
     // The frozen agent's node stays listed, unreachable, with its VMs unknown: a critical alert (issue 13).
-    expect(expected.remotes[1].alerts[0]).toMatchObject({ severity: 'critical', message: expect.stringMatching(/^node node-2 unreachable .* since .*; 2 VMs unknown$/) });
+    expect(expected.remotes[1].alerts[0]).toMatchObject({
+      severity: 'critical',
+      message: expect.stringMatching(/^node node-2 unreachable .* since .*; 2 VMs unknown$/),
+    });
     expect(expected.remotes[1].vms.total).toBe(4);
 
     const rows = page.getByTestId('remote-row');
-    expect(await rows.evaluateAll((list) => list.map((row) => [row.getAttribute('data-remote'), row.getAttribute('data-status')]))).toEqual(
-      expected.remotes.map((r: Json) => [r.remote, r.status]),
-    );
+    expect(
+      await rows.evaluateAll((list) =>
+        list.map((row) => [row.getAttribute('data-remote'), row.getAttribute('data-status')]),
+      ),
+    ).toEqual(expected.remotes.map((r: Json) => [r.remote, r.status]));
     for (const remote of expected.remotes as Json[]) {
       const row = page.locator(`[data-testid="remote-row"][data-remote="${remote.remote}"]`);
-      expect(await row.getByTestId('remote-vms-running').textContent()).toBe(String(remote.vms.running));
-      expect(await row.getByTestId('remote-vms-total').textContent()).toBe(String(remote.vms.total));
-      expect(await row.getByTestId('remote-nodes-alive').textContent()).toBe(String(remote.nodes.alive));
-      expect(await row.getByTestId('remote-nodes-total').textContent()).toBe(String(remote.nodes.total));
+      expect(await row.getByTestId('remote-vms-running').textContent()).toBe(
+        String(remote.vms.running),
+      );
+      expect(await row.getByTestId('remote-vms-total').textContent()).toBe(
+        String(remote.vms.total),
+      );
+      expect(await row.getByTestId('remote-nodes-alive').textContent()).toBe(
+        String(remote.nodes.alive),
+      );
+      expect(await row.getByTestId('remote-nodes-total').textContent()).toBe(
+        String(remote.nodes.total),
+      );
     }
     // Standing out in words, not only colour.
     expect(await page.locator('[data-remote="dc-gone"]').textContent()).toContain('Unreachable');
     expect(await page.locator('[data-remote="dc-lab"]').textContent()).toContain('Degraded');
     expect(await page.locator('[data-remote="dc-main"]').textContent()).toContain('Online');
     // The charts are images named with their latest figure.
-    expect(await page.locator('[data-remote="dc-main"]').getByRole('img', { name: /^CPU of dc-main: \d+ % now$/ }).count()).toBe(1);
+    expect(
+      await page
+        .locator('[data-remote="dc-main"]')
+        .getByRole('img', { name: /^CPU of dc-main: \d+ % now$/ })
+        .count(),
+    ).toBe(1);
     // Alerts, critical first.
     const alerts = await page.locator('.alerts li').allTextContents();
     expect(alerts.length).toBe(expected.alerts.length);
@@ -175,7 +255,11 @@ describe('the dashboard, resources and VM pages of the web UI', () => {
     // The refresh button asks the manager to read the remotes again.
     const before = await text(page, 'last-updated');
     await page.getByRole('button', { name: 'Refresh' }).click();
-    await page.waitForFunction((was) => document.querySelector('[data-testid="last-updated"]')?.textContent !== was, before, { timeout: 20_000 });
+    await page.waitForFunction(
+      (was) => document.querySelector('[data-testid="last-updated"]')?.textContent !== was,
+      before,
+      { timeout: 20_000 },
+    );
     await screenshot(page, 'web-dashboard');
 
     // The remote's name leads to its resources.
@@ -184,18 +268,28 @@ describe('the dashboard, resources and VM pages of the web UI', () => {
     expect(await page.getByLabel('Search').inputValue()).toBe('remote:dc-main');
 
     // The frozen node's VMs: "state unknown", with when they were last seen (local time, UTC on hover).
-    const unknownVm = ((await ok('GET', '/api/v1/resources?type=vm&q=remote:dc-lab')).items as Json[]).find((vm) => vm.status === 'unknown')!;
+    const unknownVm = (
+      (await ok('GET', '/api/v1/resources?type=vm&q=remote:dc-lab')).items as Json[]
+    ).find((vm) => vm.status === 'unknown')!;
     expect(unknownVm.lastSeenAt).toEqual(expect.any(String));
     const seen = `state unknown — last seen ${await page.evaluate((at) => new Date(at).toLocaleString(), unknownVm.lastSeenAt as string)}`;
     const utc = `${new Date(unknownVm.lastSeenAt).toISOString().slice(0, 19).replace('T', ' ')} UTC`;
     await page.goto(`${base}/#/resources?q=remote:dc-lab`);
-    const lastSeenInList = page.locator(`[data-testid="vm-row"][data-vm-id="${unknownVm.id}"]`).getByTestId('vm-last-seen');
+    const lastSeenInList = page
+      .locator(`[data-testid="vm-row"][data-vm-id="${unknownVm.id}"]`)
+      .getByTestId('vm-last-seen');
     await lastSeenInList.waitFor();
-    expect([await lastSeenInList.textContent(), await lastSeenInList.getAttribute('title')]).toEqual([seen, utc]);
+    expect([
+      await lastSeenInList.textContent(),
+      await lastSeenInList.getAttribute('title'),
+    ]).toEqual([seen, utc]);
     await page.goto(`${base}/#/resources/dc-lab/${unknownVm.id}`);
     const lastSeenOnPage = page.locator('.vm-header').getByTestId('vm-last-seen');
     await lastSeenOnPage.waitFor();
-    expect([await lastSeenOnPage.textContent(), await lastSeenOnPage.getAttribute('title')]).toEqual([seen, utc]);
+    expect([
+      await lastSeenOnPage.textContent(),
+      await lastSeenOnPage.getAttribute('title'),
+    ]).toEqual([seen, utc]);
     await screenshot(page, 'web-vm-unknown');
 
     const dark = await openUi({ colorScheme: 'dark' });
@@ -222,10 +316,22 @@ describe('the dashboard, resources and VM pages of the web UI', () => {
 
     // Sorting by name asks the manager for that order.
     await page.getByRole('button', { name: 'Name' }).click();
-    const byName = (await ok('GET', '/api/v1/resources?type=vm&q=status:running&sort=name&limit=500')).items.map((vm: Json) => vm.id);
-    await page.waitForFunction((first) => document.querySelector('[data-testid="vm-row"]')?.getAttribute('data-vm-id') === first, byName[0]);
-    expect(await page.getByTestId('vm-row').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-vm-id')))).toEqual(byName);
-    expect(await page.getByRole('columnheader', { name: 'Name' }).getAttribute('aria-sort')).toBe('ascending');
+    const byName = (
+      await ok('GET', '/api/v1/resources?type=vm&q=status:running&sort=name&limit=500')
+    ).items.map((vm: Json) => vm.id);
+    await page.waitForFunction(
+      (first) =>
+        document.querySelector('[data-testid="vm-row"]')?.getAttribute('data-vm-id') === first,
+      byName[0],
+    );
+    expect(
+      await page
+        .getByTestId('vm-row')
+        .evaluateAll((rows) => rows.map((r) => r.getAttribute('data-vm-id'))),
+    ).toEqual(byName);
+    expect(await page.getByRole('columnheader', { name: 'Name' }).getAttribute('aria-sort')).toBe(
+      'ascending',
+    );
 
     // The tree: open dc-main, pick node-1 — the search keeps status:running.
     const tree = page.getByRole('navigation', { name: 'Remotes and nodes' });
@@ -235,9 +341,14 @@ describe('the dashboard, resources and VM pages of the web UI', () => {
     expect(await twisty.getAttribute('aria-expanded')).toBe('true');
     await tree.getByRole('link', { name: 'node-1' }).first().click();
     await page.waitForURL(/q=remote%3Adc-main\+node%3Anode-1\+status%3Arunning$/);
-    const onNode = await ok('GET', `/api/v1/resources?type=vm&q=${encodeURIComponent('remote:dc-main node:node-1 status:running')}`);
+    const onNode = await ok(
+      'GET',
+      `/api/v1/resources?type=vm&q=${encodeURIComponent('remote:dc-main node:node-1 status:running')}`,
+    );
     await waitForText(page, 'result-count', String(onNode.total));
-    expect(await page.getByLabel('Search').inputValue()).toBe('remote:dc-main node:node-1 status:running');
+    expect(await page.getByLabel('Search').inputValue()).toBe(
+      'remote:dc-main node:node-1 status:running',
+    );
     await screenshot(page, 'web-resources');
 
     // Back returns to the previous search.
@@ -260,16 +371,30 @@ describe('the dashboard, resources and VM pages of the web UI', () => {
     const page = await openUi();
     await signIn(page, ADMIN, ADMIN_PASSWORD);
     // A running VM whose simulated guest answers the shutdown request, not a tenant's.
-    const candidates = (await ok('GET', `/api/v1/resources?type=vm&q=${encodeURIComponent('remote:dc-main status:running')}&sort=name`)).items as Json[];
+    const candidates = (
+      await ok(
+        'GET',
+        `/api/v1/resources?type=vm&q=${encodeURIComponent('remote:dc-main status:running')}&sort=name`,
+      )
+    ).items as Json[];
     const vm = candidates.find((c) => !c.labels['sim-guest'] && !tenantVms.includes(c.id))!;
-    await page.goto(`${base}/#/resources?q=${encodeURIComponent(`remote:dc-main name:${vm.name}`)}`);
-    await page.locator(`[data-testid="vm-row"][data-vm-id="${vm.id}"]`).getByRole('link', { name: vm.name, exact: true }).click();
+    await page.goto(
+      `${base}/#/resources?q=${encodeURIComponent(`remote:dc-main name:${vm.name}`)}`,
+    );
+    await page
+      .locator(`[data-testid="vm-row"][data-vm-id="${vm.id}"]`)
+      .getByRole('link', { name: vm.name, exact: true })
+      .click();
     await page.getByRole('heading', { name: vm.name, level: 1 }).waitFor();
     expect(await text(page, 'vm-status')).toBe('running');
     expect(await page.getByRole('button', { name: 'Start', exact: true }).isDisabled()).toBe(true);
     const detail = await ok('GET', `/api/v1/remotes/dc-main/vms/${vm.id}`);
-    expect(await page.getByRole('table', { name: 'Disks' }).locator('tbody tr').count()).toBe(detail.disks.length);
-    expect(await page.getByRole('table', { name: 'Network interfaces' }).locator('tbody tr').count()).toBe(detail.nics.length);
+    expect(await page.getByRole('table', { name: 'Disks' }).locator('tbody tr').count()).toBe(
+      detail.disks.length,
+    );
+    expect(
+      await page.getByRole('table', { name: 'Network interfaces' }).locator('tbody tr').count(),
+    ).toBe(detail.nics.length);
 
     await page.getByRole('button', { name: 'Shut down', exact: true }).click();
     const dialog = page.getByRole('dialog');
@@ -306,19 +431,38 @@ describe('the dashboard, resources and VM pages of the web UI', () => {
     expect(await enabledActions(page)).toBe(0);
 
     await page.getByRole('link', { name: 'Resources' }).click();
-    await waitForText(page, 'result-count', String((await ok('GET', '/api/v1/resources?type=vm&limit=1')).total));
+    await waitForText(
+      page,
+      'result-count',
+      String((await ok('GET', '/api/v1/resources?type=vm&limit=1')).total),
+    );
     expect(await enabledActions(page)).toBe(0);
 
-    const running = (await ok('GET', '/api/v1/resources?type=vm&q=remote:dc-main+status:running')).items[0] as Json;
-    await page.locator(`[data-testid="vm-row"][data-vm-id="${running.id}"][data-remote="dc-main"]`).getByRole('link').click();
+    const running = (await ok('GET', '/api/v1/resources?type=vm&q=remote:dc-main+status:running'))
+      .items[0] as Json;
+    await page
+      .locator(`[data-testid="vm-row"][data-vm-id="${running.id}"][data-remote="dc-main"]`)
+      .getByRole('link')
+      .click();
     await page.getByRole('heading', { name: running.name, level: 1 }).waitFor();
     // The Replication section knows first whether the VM is mirrored (it is not: enabling is offered).
     await page.getByTestId('vm-replication').getByText('Not mirrored to another remote.').waitFor();
     const buttons = page.locator('[data-action]');
     // Power and migration, then the Replication and Snapshots sections' actions: all disabled.
-    expect(await buttons.allTextContents()).toEqual(['Start', 'Shut down', 'Reboot', 'Stop', 'Migrate…', 'Enable replication', 'Take snapshot', 'Add schedule']);
+    expect(await buttons.allTextContents()).toEqual([
+      'Start',
+      'Shut down',
+      'Reboot',
+      'Stop',
+      'Migrate…',
+      'Enable replication',
+      'Take snapshot',
+      'Add schedule',
+    ]);
     expect(await enabledActions(page)).toBe(0);
-    expect(await page.getByRole('button', { name: 'Shut down' }).getAttribute('title')).toBe('Needs the vm.power privilege');
+    expect(await page.getByRole('button', { name: 'Shut down' }).getAttribute('title')).toBe(
+      'Needs the vm.power privilege',
+    );
   });
 
   it('lists a tenant only its own VMs and answers any other VM as not there', async () => {
@@ -327,9 +471,13 @@ describe('the dashboard, resources and VM pages of the web UI', () => {
     await waitForText(page, 'total-vms', '2');
     await page.getByRole('link', { name: 'Resources' }).click();
     await waitForText(page, 'result-count', '2');
-    const listed = await page.getByTestId('vm-row').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-vm-id')));
+    const listed = await page
+      .getByTestId('vm-row')
+      .evaluateAll((rows) => rows.map((r) => r.getAttribute('data-vm-id')));
     expect(listed.sort()).toEqual([...tenantVms].sort());
-    const other = ((await ok('GET', '/api/v1/resources?type=vm&q=remote:dc-main')).items as Json[]).find((vm) => !tenantVms.includes(vm.id))!;
+    const other = (
+      (await ok('GET', '/api/v1/resources?type=vm&q=remote:dc-main')).items as Json[]
+    ).find((vm) => !tenantVms.includes(vm.id))!;
     await page.goto(`${base}/#/resources/dc-main/${other.id}`);
     await page.getByText('This VM does not exist or you may not see it').waitFor();
     expectNoProblems(page, [new RegExp(`^404 GET /api/v1/remotes/dc-main/vms/${other.id}$`)]);

@@ -5,7 +5,13 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { expectNoProblems, launchChromium, requestApi, screenshotChecked, startBuiltManager } from './browser-harness';
+import {
+  expectNoProblems,
+  launchChromium,
+  requestApi,
+  screenshotChecked,
+  startBuiltManager,
+} from './browser-harness';
 
 /**
  * The web UI's login as a user meets it: the built manager process serving the built UI, driven
@@ -28,12 +34,16 @@ describe('signing in to the web UI', () => {
   let context: BrowserContext | undefined;
 
   /** The manager's REST API with the bootstrap admin token (test set-up only). */
-  const api = (method: string, path: string, body?: unknown) => requestApi({ base, caPem: ca }, bootstrapToken, method, path, body);
+  const api = (method: string, path: string, body?: unknown) =>
+    requestApi({ base, caPem: ca }, bootstrapToken, method, path, body);
 
   /** The TOTP code of `secret` for now plus `offsetSeconds` (oathtool, RFC 6238). */
   function totp(secret: string, offsetSeconds = 0): string {
     const at = Math.floor(Date.now() / 1000) + offsetSeconds;
-    return execFileSync(oathtool, ['--totp', '-b', '--now', `@${at}`, '--', secret], { encoding: 'utf8', timeout: 5000 }).trim();
+    return execFileSync(oathtool, ['--totp', '-b', '--now', `@${at}`, '--', secret], {
+      encoding: 'utf8',
+      timeout: 5000,
+    }).trim();
   }
 
   /** A fresh browser profile (no cookies) on the UI's start page. */
@@ -70,7 +80,8 @@ describe('signing in to the web UI', () => {
   }
 
   /** What GET /auth/session answers to the browser's own cookie. */
-  const sessionStatus = (page: Page) => page.evaluate(() => fetch('/api/v1/auth/session').then((r) => r.status));
+  const sessionStatus = (page: Page) =>
+    page.evaluate(() => fetch('/api/v1/auth/session').then((r) => r.status));
 
   beforeAll(async () => {
     oathtool = requireBinary('oathtool', 'oathtool');
@@ -100,7 +111,10 @@ describe('signing in to the web UI', () => {
     expect(await alertText(page)).toBe('invalid username or password');
     expect(await page.getByLabel('Username').inputValue()).toBe(ADMIN);
     expect(await sessionStatus(page)).toBe(401);
-    await screenshot(page, 'login-wrong-password', [/^401 POST \/api\/v1\/auth\/login$/, /^401 GET \/api\/v1\/auth\/session$/]);
+    await screenshot(page, 'login-wrong-password', [
+      /^401 POST \/api\/v1\/auth\/login$/,
+      /^401 GET \/api\/v1\/auth\/session$/,
+    ]);
   });
 
   it('signs in with the password, shows the dashboard with the user name, keeps the session over a reload, and logs out', async () => {
@@ -145,26 +159,34 @@ describe('signing in to the web UI', () => {
 
     // Enrol through the API with the browser's own session (cookie + CSRF token), as a settings page would.
     const enrolled = await page.evaluate(async (password) => {
-      const csrf = ((await (await fetch('/api/v1/auth/session')).json()) as { csrfToken: string }).csrfToken;
+      const csrf = ((await (await fetch('/api/v1/auth/session')).json()) as { csrfToken: string })
+        .csrfToken;
       const answer = await fetch('/api/v1/access/tfa/totp', {
         method: 'POST',
         headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf },
         body: JSON.stringify({ name: 'e2e phone', password }),
       });
-      return { status: answer.status, body: (await answer.json()) as { id: string; secret: string } };
+      return {
+        status: answer.status,
+        body: (await answer.json()) as { id: string; secret: string },
+      };
     }, ADMIN_PASSWORD);
     expect(enrolled.status, JSON.stringify(enrolled.body)).toBe(201);
     const { id, secret } = enrolled.body;
     expect(secret).toMatch(/^[A-Z2-7]+$/);
     const confirmed = await page.evaluate(
       async ({ id, code }) => {
-        const csrf = ((await (await fetch('/api/v1/auth/session')).json()) as { csrfToken: string }).csrfToken;
+        const csrf = ((await (await fetch('/api/v1/auth/session')).json()) as { csrfToken: string })
+          .csrfToken;
         const answer = await fetch(`/api/v1/access/tfa/totp/${id}/confirm`, {
           method: 'POST',
           headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf },
           body: JSON.stringify({ code }),
         });
-        return { status: answer.status, body: (await answer.json()) as { recoveryCodes: string[] | null } };
+        return {
+          status: answer.status,
+          body: (await answer.json()) as { recoveryCodes: string[] | null },
+        };
       },
       { id, code: totp(secret) },
     );
@@ -190,7 +212,11 @@ describe('signing in to the web UI', () => {
   });
 
   it('walks an account that must use a second factor through the enrolment, shows the recovery codes once, and accepts one later', async () => {
-    const created = await api('POST', '/api/v1/access/users', { username: 'bob', password: BOB_PASSWORD, requireTfa: true });
+    const created = await api('POST', '/api/v1/access/users', {
+      username: 'bob',
+      password: BOB_PASSWORD,
+      requireTfa: true,
+    });
     expect(created.status, JSON.stringify(created.body)).toBe(201);
 
     const page = await openUi();

@@ -1,10 +1,21 @@
-import { cleanupTempDirs, startCluster, type ManagedProcess, type TestCluster } from '@debvisor/testing';
+import {
+  cleanupTempDirs,
+  startCluster,
+  type ManagedProcess,
+  type TestCluster,
+} from '@debvisor/testing';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium, requestApi, screenshotChecked, startBuiltManager, type Json } from './browser-harness';
+import {
+  launchChromium,
+  requestApi,
+  screenshotChecked,
+  startBuiltManager,
+  type Json,
+} from './browser-harness';
 
 /**
  * The migration wizard, the tasks pages and the audit log as a user meets them: the built manager
@@ -38,7 +49,8 @@ describe('the migration wizard, tasks and audit log of the web UI', () => {
   let moved: Vm;
   let stayed: Vm;
 
-  const api = (method: string, path: string, body?: unknown) => requestApi({ base, caPem: ca }, token, method, path, body);
+  const api = (method: string, path: string, body?: unknown) =>
+    requestApi({ base, caPem: ca }, token, method, path, body);
 
   async function register(cluster: TestCluster): Promise<void> {
     const key = await cluster.createApiKey(['*'], { principal: 'manager@e2e' });
@@ -56,7 +68,8 @@ describe('the migration wizard, tasks and audit log of the web UI', () => {
   async function mirrorToWest(vm: Vm): Promise<void> {
     await (paired ??= east.pairMirroring(west));
     const detail = (await api('GET', `/api/v1/remotes/dc-east/vms/${vm.id}`)).body;
-    for (const disk of detail.disks) await east.mirrorImage(west, { pool: disk.pool, image: disk.image });
+    for (const disk of detail.disks)
+      await east.mirrorImage(west, { pool: disk.pool, image: disk.image });
   }
 
   async function screenshot(name: string): Promise<void> {
@@ -67,7 +80,12 @@ describe('the migration wizard, tasks and audit log of the web UI', () => {
   const stepHeading = (name: string) => page.getByRole('heading', { level: 2, name }).waitFor();
 
   /** Steps 1-5 of the wizard for `vm` to dc-west / `targetNode`, with `options` filled in before the start. */
-  async function wizardUpToStart(vm: Vm, targetNode: string, shots: boolean, options: (page: Page) => Promise<void> = async () => {}): Promise<void> {
+  async function wizardUpToStart(
+    vm: Vm,
+    targetNode: string,
+    shots: boolean,
+    options: (page: Page) => Promise<void> = async () => {},
+  ): Promise<void> {
     await page.goto(`${base}/#/migrate/dc-east/${vm.id}`);
     await page.getByRole('heading', { level: 1, name: `Migrate ${vm.name}` }).waitFor();
     expect(await page.locator('.steps li[aria-current="step"]').textContent()).toContain('VM');
@@ -91,7 +109,9 @@ describe('the migration wizard, tasks and audit log of the web UI', () => {
     await page.getByRole('button', { name: 'Run pre-flight checks' }).click();
     const checks = page.getByTestId('preflight-check');
     await checks.first().waitFor({ timeout: 30_000 });
-    const results = await checks.evaluateAll((rows) => rows.map((row) => `${row.getAttribute('data-result')}: ${row.textContent}`));
+    const results = await checks.evaluateAll((rows) =>
+      rows.map((row) => `${row.getAttribute('data-result')}: ${row.textContent}`),
+    );
     expect(results.length).toBeGreaterThan(2);
     for (const result of results) expect(result).toMatch(/^(pass|warn): /);
     if (shots) await screenshot('migrate-preflight');
@@ -128,16 +148,32 @@ describe('the migration wizard, tasks and audit log of the web UI', () => {
     ca = started.caPem;
     token = started.bootstrapToken;
     [east, west] = await Promise.all([
-      startCluster({ clusterId: 'dc-east', nodes: 3, vmsPerNode: 3, trustedClientCaPem: started.clientCaPem }),
-      startCluster({ clusterId: 'dc-west', nodes: 2, vmsPerNode: 2, trustedClientCaPem: started.clientCaPem }),
+      startCluster({
+        clusterId: 'dc-east',
+        nodes: 3,
+        vmsPerNode: 3,
+        trustedClientCaPem: started.clientCaPem,
+      }),
+      startCluster({
+        clusterId: 'dc-west',
+        nodes: 2,
+        vmsPerNode: 2,
+        trustedClientCaPem: started.clientCaPem,
+      }),
     ]);
     await register(east);
     await register(west);
     await api('GET', '/api/v1/resources/refresh');
 
     // Both sim clusters seed names from the same list: only VMs whose name (and disk images) dc-west does not have can move there.
-    const westNames = new Set((await api('GET', '/api/v1/resources?remote=dc-west&type=vm')).body.items.map((vm: Vm) => vm.name));
-    const running: Vm[] = (await api('GET', '/api/v1/resources?remote=dc-east&type=vm&status=running')).body.items.filter((vm: Vm) => !westNames.has(vm.name));
+    const westNames = new Set(
+      (await api('GET', '/api/v1/resources?remote=dc-west&type=vm')).body.items.map(
+        (vm: Vm) => vm.name,
+      ),
+    );
+    const running: Vm[] = (
+      await api('GET', '/api/v1/resources?remote=dc-east&type=vm&status=running')
+    ).body.items.filter((vm: Vm) => !westNames.has(vm.name));
     const bySize = [...running].sort((a, b) => a.memoryBytes - b.memoryBytes);
     moved = bySize[0];
     // At 1 MiB/s a guest of 4 GiB or more needs over a minute even at the sim's time scale: time enough to cancel.
@@ -147,7 +183,11 @@ describe('the migration wizard, tasks and audit log of the web UI', () => {
     await mirrorToWest(stayed);
 
     browser = await launchChromium(ca);
-    context = await browser.newContext({ locale: 'en-GB', viewport: { width: 1366, height: 768 }, acceptDownloads: true });
+    context = await browser.newContext({
+      locale: 'en-GB',
+      viewport: { width: 1366, height: 768 },
+      acceptDownloads: true,
+    });
     page = await context.newPage();
     await page.goto(`${base}/`);
     await page.getByLabel('Username').fill(ADMIN);
@@ -170,12 +210,16 @@ describe('the migration wizard, tasks and audit log of the web UI', () => {
     const result = page.getByTestId('migration-result');
     await result.waitFor({ timeout: 60_000 });
     await screenshot('migrate-result');
-    expect(await result.getAttribute('data-state'), (await result.textContent()) ?? '').toBe('succeeded');
+    expect(await result.getAttribute('data-state'), (await result.textContent()) ?? '').toBe(
+      'succeeded',
+    );
     expect(await result.textContent()).toContain('node-1 of dc-west');
     expect(await page.locator('.steps li[aria-current="step"]').textContent()).toContain('Result');
     expect(await page.getByTestId('migration-phase').textContent()).toBe('Completed');
     expect(await page.getByTestId('migration-journal').textContent()).toContain('completed');
-    expect(await result.getByRole('link', { name: `Open ${moved.name}` }).getAttribute('href')).toBe(`#/resources/dc-west/${moved.id}`);
+    expect(
+      await result.getByRole('link', { name: `Open ${moved.name}` }).getAttribute('href'),
+    ).toBe(`#/resources/dc-west/${moved.id}`);
 
     const atWest = await api('GET', `/api/v1/remotes/dc-west/vms/${moved.id}`);
     expect(atWest.status).toBe(200);
@@ -193,10 +237,15 @@ describe('the migration wizard, tasks and audit log of the web UI', () => {
     const progress = page.getByTestId('migration-progress');
     await progress.waitFor({ timeout: 30_000 });
     // Live figures once the transfer streams: memory sent, and the pace the 1 MiB/s limit allows.
-    await page.waitForFunction(() => {
-      const transferred = document.querySelector('[data-testid="migration-transferred"]')?.textContent ?? '—';
-      return transferred !== '—' && !transferred.startsWith('0 ');
-    }, undefined, { timeout: 30_000 });
+    await page.waitForFunction(
+      () => {
+        const transferred =
+          document.querySelector('[data-testid="migration-transferred"]')?.textContent ?? '—';
+        return transferred !== '—' && !transferred.startsWith('0 ');
+      },
+      undefined,
+      { timeout: 30_000 },
+    );
     expect(await page.getByTestId('migration-phase').textContent()).toBe('Transfer');
     expect(await page.getByTestId('migration-remaining').textContent()).toMatch(/\d (MiB|GiB)$/);
     expect(await page.getByTestId('migration-dirty-rate').textContent()).toMatch(/\/s$/);
@@ -204,7 +253,12 @@ describe('the migration wizard, tasks and audit log of the web UI', () => {
     const task = (await migrationTasks(stayed))[0];
     expect(task).toMatchObject({ state: 'running' });
     const detail = (await api('GET', `/api/v1/tasks/${task.id}`)).body;
-    expect(detail.migration.options).toMatchObject({ bandwidthLimitBytes: 1024 * 1024, completionTimeoutSecondsPerGib: 0, downtimeLimitMs: 500, transport: 'tunnel' });
+    expect(detail.migration.options).toMatchObject({
+      bandwidthLimitBytes: 1024 * 1024,
+      completionTimeoutSecondsPerGib: 0,
+      downtimeLimitMs: 500,
+      transport: 'tunnel',
+    });
     await screenshot('migrate-progress');
 
     await page.getByRole('button', { name: 'Cancel migration' }).click();
@@ -237,7 +291,9 @@ describe('the migration wizard, tasks and audit log of the web UI', () => {
     expect(await row(cancelled.id).getAttribute('data-state')).toBe('cancelled');
     expect(await page.getByTestId('task-page').textContent()).toBe('1–2 of 2');
     await page.getByLabel('State').selectOption('cancelled');
-    await page.locator(`[data-testid="task-row"][data-task-id="${done.id}"]`).waitFor({ state: 'detached' });
+    await page
+      .locator(`[data-testid="task-row"][data-task-id="${done.id}"]`)
+      .waitFor({ state: 'detached' });
     expect(await page.getByTestId('task-row').count()).toBe(1);
     await page.getByLabel('State').selectOption('');
     await row(done.id).waitFor();
@@ -252,10 +308,16 @@ describe('the migration wizard, tasks and audit log of the web UI', () => {
     expect(lines.at(-1)).toMatch(/succeeded|node-1/);
     expect(await page.getByTestId('migration-figures').count()).toBe(1);
     // The task names the VM by its name and where it runs now, links there, and says where it came from.
-    expect(await page.getByRole('link', { name: `${moved.name} on dc-west / node-1` }).getAttribute('href')).toBe(`#/resources/dc-west/${moved.id}`);
+    expect(
+      await page
+        .getByRole('link', { name: `${moved.name} on dc-west / node-1` })
+        .getAttribute('href'),
+    ).toBe(`#/resources/dc-west/${moved.id}`);
     expect(await page.getByTestId('task-target').textContent()).toContain('(moved from dc-east)');
     // The log leaves out the journal's lines (shown once, in the migration's journal).
-    expect(lines.filter((line) => /\[(preflight|prepare|transfer|completed)\]/.test(line))).toEqual([]);
+    expect(lines.filter((line) => /\[(preflight|prepare|transfer|completed)\]/.test(line))).toEqual(
+      [],
+    );
     // A finished task offers no cancel.
     expect(await page.getByRole('button', { name: 'Cancel migration' }).count()).toBe(0);
     await screenshot('task');
@@ -271,10 +333,17 @@ describe('the migration wizard, tasks and audit log of the web UI', () => {
     // Until the filtered page arrives the table is replaced by "Loading…": wait for rows, all of them migrations.
     await page.waitForFunction(() => {
       const shown = [...document.querySelectorAll('[data-testid="audit-row"]')];
-      return shown.length > 0 && shown.every((row) => row.getAttribute('data-audit-action')?.startsWith('vm.migrate'));
+      return (
+        shown.length > 0 &&
+        shown.every((row) => row.getAttribute('data-audit-action')?.startsWith('vm.migrate'))
+      );
     });
     const rows = page.getByTestId('audit-row');
-    const actions = await rows.evaluateAll((elements) => elements.map((e) => `${e.getAttribute('data-audit-action')} ${e.querySelector('.target')?.textContent}`));
+    const actions = await rows.evaluateAll((elements) =>
+      elements.map(
+        (e) => `${e.getAttribute('data-audit-action')} ${e.querySelector('.target')?.textContent}`,
+      ),
+    );
     for (const vm of [moved, stayed]) {
       expect(actions).toContain(`vm.migrate /remotes/dc-east/vms/${vm.id}`);
       expect(actions).toContain(`vm.migrate.preflight /remotes/dc-east/vms/${vm.id}`);
@@ -285,7 +354,10 @@ describe('the migration wizard, tasks and audit log of the web UI', () => {
     expect(await details.textContent()).toMatch(/[0-9a-f]{64}/);
     await screenshot('audit');
 
-    const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Export (JSON lines)' }).click()]);
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      page.getByRole('button', { name: 'Export (JSON lines)' }).click(),
+    ]);
     expect(download.suggestedFilename()).toBe('debvisor-audit.jsonl');
     const text = readFileSync((await download.path())!, 'utf8');
     const entries = text

@@ -4,7 +4,13 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium, screenshotChecked, startBuiltManager, watchProblems, type BuiltManager } from './browser-harness';
+import {
+  launchChromium,
+  screenshotChecked,
+  startBuiltManager,
+  watchProblems,
+  type BuiltManager,
+} from './browser-harness';
 
 /**
  * The UI on a phone (390 px wide): nothing wider than the screen (tables scroll inside their own
@@ -23,11 +29,28 @@ let problems: string[];
 beforeAll(async () => {
   mkdirSync(SCREENSHOTS, { recursive: true });
   manager = await startBuiltManager(ADMIN_PASSWORD);
-  cluster = await startCluster({ clusterId: 'dc-phone', nodes: 2, vmsPerNode: 3, trustedClientCaPem: manager.clientCaPem, logLevel: 'warn' });
+  cluster = await startCluster({
+    clusterId: 'dc-phone',
+    nodes: 2,
+    vmsPerNode: 3,
+    trustedClientCaPem: manager.clientCaPem,
+    logLevel: 'warn',
+  });
   const key = await cluster.createApiKey(['*'], { principal: 'manager' });
-  await manager.ok('POST', '/api/v1/remotes', { id: 'dc-phone', endpoints: cluster.agents.map((a) => a.endpoint), caCertPem: cluster.caPem, credentials: [{ name: 'admin', key }] });
+  await manager.ok('POST', '/api/v1/remotes', {
+    id: 'dc-phone',
+    endpoints: cluster.agents.map((a) => a.endpoint),
+    caCertPem: cluster.caPem,
+    credentials: [{ name: 'admin', key }],
+  });
   browser = await launchChromium(manager.caPem);
-  const context = await browser.newContext({ locale: 'en-GB', viewport: PHONE, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
+  const context = await browser.newContext({
+    locale: 'en-GB',
+    viewport: PHONE,
+    deviceScaleFactor: 2,
+    isMobile: true,
+    hasTouch: true,
+  });
   page = await context.newPage();
   problems = watchProblems(page);
   await page.goto(`${manager.base}/`);
@@ -51,17 +74,30 @@ function cutOff(target: Page): Promise<{ page: number; elements: string[] }> {
     const scrolls = (element: Element | null): boolean => {
       for (let e = element; e; e = e.parentElement) {
         const style = getComputedStyle(e);
-        if (e !== document.documentElement && e !== document.body && (style.overflowX === 'auto' || style.overflowX === 'scroll')) return true;
+        if (
+          e !== document.documentElement &&
+          e !== document.body &&
+          (style.overflowX === 'auto' || style.overflowX === 'scroll')
+        )
+          return true;
       }
       return false;
     };
     const elements = [...document.querySelectorAll('body *')]
       .filter((e) => {
         const box = e.getBoundingClientRect();
-        return box.width > 0 && box.right > width + 1 && !scrolls(e.parentElement) && getComputedStyle(e).position !== 'fixed';
+        return (
+          box.width > 0 &&
+          box.right > width + 1 &&
+          !scrolls(e.parentElement) &&
+          getComputedStyle(e).position !== 'fixed'
+        );
       })
       .slice(0, 5)
-      .map((e) => `${e.tagName.toLowerCase()}${e.className ? `.${String(e.className).split(' ')[0]}` : ''} right=${Math.round(e.getBoundingClientRect().right)}`);
+      .map(
+        (e) =>
+          `${e.tagName.toLowerCase()}${e.className ? `.${String(e.className).split(' ')[0]}` : ''} right=${Math.round(e.getBoundingClientRect().right)}`,
+      );
     return { page: document.documentElement.scrollWidth, elements };
   });
 }

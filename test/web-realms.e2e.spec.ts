@@ -1,10 +1,22 @@
-import { cleanupTempDirs, startOidcProvider, startSlapd, type OidcProviderInstance, type SlapdInstance } from '@debvisor/testing';
+import {
+  cleanupTempDirs,
+  startOidcProvider,
+  startSlapd,
+  type OidcProviderInstance,
+  type SlapdInstance,
+} from '@debvisor/testing';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium, screenshotChecked, startBuiltManager, type BuiltManager, type Json } from './browser-harness';
+import {
+  launchChromium,
+  screenshotChecked,
+  startBuiltManager,
+  type BuiltManager,
+  type Json,
+} from './browser-harness';
 
 /**
  * The login page's realm choice as a user meets it: the built manager with a local realm, an LDAP
@@ -36,7 +48,8 @@ describe('the realms of the login page', () => {
   }
 
   /** `allowed`: what the test provokes on purpose since the last screenshot. */
-  const screenshot = (page: Page, name: string, allowed: RegExp[] = []) => screenshotChecked(page, join(SCREENSHOTS, `${name}.png`), allowed);
+  const screenshot = (page: Page, name: string, allowed: RegExp[] = []) =>
+    screenshotChecked(page, join(SCREENSHOTS, `${name}.png`), allowed);
 
   async function signedInUser(page: Page): Promise<string | null> {
     const user = page.getByTestId('signed-in-user');
@@ -48,18 +61,42 @@ describe('the realms of the login page', () => {
     mkdirSync(SCREENSHOTS, { recursive: true });
     manager = await startBuiltManager(ADMIN_PASSWORD);
     ldap = await startSlapd();
-    await ldap.addUser({ uid: 'carla', password: CARLA_PASSWORD, cn: 'Carla Example', mail: 'carla@example.test' });
+    await ldap.addUser({
+      uid: 'carla',
+      password: CARLA_PASSWORD,
+      cn: 'Carla Example',
+      mail: 'carla@example.test',
+    });
     await ldap.addGroup('debvisor-auditors', ['carla']);
     provider = await startOidcProvider({
-      clients: [{ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, redirectUris: [`${manager.base}/api/v1/auth/oidc/callback`] }],
+      clients: [
+        {
+          clientId: CLIENT_ID,
+          clientSecret: CLIENT_SECRET,
+          redirectUris: [`${manager.base}/api/v1/auth/oidc/callback`],
+        },
+      ],
       // The provider's development login page takes the account id (the sub claim): here the login itself.
-      accounts: { dora: { claims: { preferred_username: 'dora', name: 'Dora Example', groups: ['debvisor-auditors'] } } },
+      accounts: {
+        dora: {
+          claims: {
+            preferred_username: 'dora',
+            name: 'Dora Example',
+            groups: ['debvisor-auditors'],
+          },
+        },
+      },
     });
     await ok('POST', '/api/v1/access/realms', {
       id: 'corp',
       type: 'ldap',
       comment: 'Corporate directory',
-      settings: { url: ldap.url, bindDn: ldap.bindDn, userBaseDn: ldap.usersDn, groupBaseDn: ldap.groupsDn },
+      settings: {
+        url: ldap.url,
+        bindDn: ldap.bindDn,
+        userBaseDn: ldap.usersDn,
+        groupBaseDn: ldap.groupsDn,
+      },
       secret: ldap.bindPassword,
       groupMappings: [{ pattern: 'debvisor-*' }],
     });
@@ -67,12 +104,22 @@ describe('the realms of the login page', () => {
       id: 'sso',
       type: 'openid',
       comment: 'Company SSO',
-      settings: { issuerUrl: provider.issuer, clientId: CLIENT_ID, caPem: provider.caPem, scopes: ['openid', 'profile', 'groups'] },
+      settings: {
+        issuerUrl: provider.issuer,
+        clientId: CLIENT_ID,
+        caPem: provider.caPem,
+        scopes: ['openid', 'profile', 'groups'],
+      },
       secret: CLIENT_SECRET,
       groupMappings: [{ pattern: 'debvisor-*' }],
     });
     await ok('POST', '/api/v1/access/groups', { id: 'debvisor-auditors' });
-    await ok('PUT', '/api/v1/access/acl', { path: '/', principalType: 'group', principal: 'debvisor-auditors', role: 'Audit' });
+    await ok('PUT', '/api/v1/access/acl', {
+      path: '/',
+      principalType: 'group',
+      principal: 'debvisor-auditors',
+      role: 'Audit',
+    });
     browser = await launchChromium(manager.caPem, provider.caPem);
   }, 180_000);
 
@@ -93,13 +140,17 @@ describe('the realms of the login page', () => {
     const page = await openUi();
     const realm = page.getByLabel('Realm');
     await realm.waitFor();
-    const options = await realm.locator('option').evaluateAll((all) => all.map((o) => [(o as HTMLOptionElement).value, o.textContent]));
+    const options = await realm
+      .locator('option')
+      .evaluateAll((all) => all.map((o) => [(o as HTMLOptionElement).value, o.textContent]));
     expect(options).toEqual([
       ['local', 'local — Users with a password stored in the manager'],
       ['corp', 'corp — Corporate directory'],
     ]);
     expect(await realm.inputValue()).toBe('local');
-    expect(await page.getByRole('button', { name: 'Sign in with Company SSO' }).isVisible()).toBe(true);
+    expect(await page.getByRole('button', { name: 'Sign in with Company SSO' }).isVisible()).toBe(
+      true,
+    );
     // Nothing of a realm's settings reaches the page.
     expect(await page.content()).not.toContain(provider.issuer);
     await screenshot(page, 'login-realms');
@@ -128,7 +179,10 @@ describe('the realms of the login page', () => {
     await page.getByRole('heading', { name: 'Dashboard', level: 1 }).waitFor();
     await screenshot(page, 'dashboard-directory-user', [/^401 POST \/api\/v1\/auth\/login$/]);
     // Her role comes from the directory group, mapped at the login.
-    expect((await ok('GET', '/api/v1/access/groups/debvisor-auditors')).members).toContainEqual({ user: 'carla@corp', source: 'corp' });
+    expect((await ok('GET', '/api/v1/access/groups/debvisor-auditors')).members).toContainEqual({
+      user: 'carla@corp',
+      source: 'corp',
+    });
 
     await page.getByRole('button', { name: 'Log out' }).click();
     await page.getByLabel('Username').waitFor();
@@ -157,8 +211,13 @@ describe('the realms of the login page', () => {
     expect(await signedInUser(page)).toBe('dora@sso');
     await page.getByRole('heading', { name: 'Dashboard', level: 1 }).waitFor();
     // The test identity provider's own pages ask for an outside resource this machine cannot resolve.
-    await screenshot(page, 'dashboard-sso-user', [/^console: Failed to load resource: net::ERR_NAME_NOT_RESOLVED$/]);
+    await screenshot(page, 'dashboard-sso-user', [
+      /^console: Failed to load resource: net::ERR_NAME_NOT_RESOLVED$/,
+    ]);
     const audit = (await ok('GET', '/api/v1/audit?action=auth.login&principal=dora@sso')).items;
-    expect(audit.map((e: Json) => [e.outcome, e.details?.method])).toContainEqual(['success', 'oidc']);
+    expect(audit.map((e: Json) => [e.outcome, e.details?.method])).toContainEqual([
+      'success',
+      'oidc',
+    ]);
   });
 });

@@ -30,7 +30,10 @@ describe('the web UI for an operator, an auditor and a tenant', () => {
 
   function totp(secret: string, offsetSeconds = 0): string {
     const at = Math.floor(Date.now() / 1000) + offsetSeconds;
-    return execFileSync(oathtool, ['--totp', '-b', '--now', `@${at}`, '--', secret], { encoding: 'utf8', timeout: 5000 }).trim();
+    return execFileSync(oathtool, ['--totp', '-b', '--now', `@${at}`, '--', secret], {
+      encoding: 'utf8',
+      timeout: 5000,
+    }).trim();
   }
 
   async function openUi(): Promise<Page> {
@@ -64,15 +67,35 @@ describe('the web UI for an operator, an auditor and a tenant', () => {
     demo = await startDemoTopology(ADMIN_PASSWORD, { nodes: 2, vmsPerNode: 3 });
     browser = await launchChromium(demo.manager.caPem);
     vms = (await ok('GET', '/api/v1/resources?type=vm')).items;
-    await ok('POST', '/api/v1/access/users', { username: 'operator', password: USERS.operator, requireTfa: true });
+    await ok('POST', '/api/v1/access/users', {
+      username: 'operator',
+      password: USERS.operator,
+      requireTfa: true,
+    });
     await ok('POST', '/api/v1/access/users', { username: 'auditor', password: USERS.auditor });
     await ok('POST', '/api/v1/access/users', { username: 'tenant', password: USERS.tenant });
-    await ok('PUT', '/api/v1/access/acl', { path: '/', principalType: 'user', principal: 'operator@local', role: 'Manage' });
-    await ok('PUT', '/api/v1/access/acl', { path: '/', principalType: 'user', principal: 'auditor@local', role: 'Audit' });
+    await ok('PUT', '/api/v1/access/acl', {
+      path: '/',
+      principalType: 'user',
+      principal: 'operator@local',
+      role: 'Manage',
+    });
+    await ok('PUT', '/api/v1/access/acl', {
+      path: '/',
+      principalType: 'user',
+      principal: 'auditor@local',
+      role: 'Audit',
+    });
     await ok('POST', '/api/v1/access/groups', { id: 'tenant-red', tenant: true });
     await ok('PUT', '/api/v1/access/groups/tenant-red/members', { users: ['tenant@local'] });
-    await ok('PUT', '/api/v1/access/acl', { path: '/', principalType: 'group', principal: 'tenant-red', role: 'Manage' });
-    for (const vm of [vms[0], vms.at(-1)]) await ok('PUT', `/api/v1/access/vm-owners/${vm.id}`, { tenantGroup: 'tenant-red' });
+    await ok('PUT', '/api/v1/access/acl', {
+      path: '/',
+      principalType: 'group',
+      principal: 'tenant-red',
+      role: 'Manage',
+    });
+    for (const vm of [vms[0], vms.at(-1)])
+      await ok('PUT', `/api/v1/access/vm-owners/${vm.id}`, { tenantGroup: 'tenant-red' });
     // A task for the task pages: a power action by the admin.
     const stopped = vms.find((vm: Json) => vm.status === 'running');
     await ok('POST', `/api/v1/remotes/${stopped.remote}/vms/${stopped.id}/reboot`, {});
@@ -114,7 +137,10 @@ describe('the web UI for an operator, an auditor and a tenant', () => {
     await page.getByRole('heading', { level: 1, name: 'Dashboard' }).waitFor();
     const dashboard = await ok('GET', '/api/v1/dashboard');
     const figure = async (id: string) => Number(await page.getByTestId(id).textContent());
-    await page.getByTestId('total-vms').filter({ hasText: String(dashboard.totals.vms.total) }).waitFor();
+    await page
+      .getByTestId('total-vms')
+      .filter({ hasText: String(dashboard.totals.vms.total) })
+      .waitFor();
     expect(await figure('total-remotes')).toBe(dashboard.totals.remotes.total);
     expect(await figure('total-nodes')).toBe(dashboard.totals.nodes.total);
     expect(await figure('total-nodes-alive')).toBe(dashboard.totals.nodes.alive);
@@ -122,8 +148,12 @@ describe('the web UI for an operator, an auditor and a tenant', () => {
     for (const remote of dashboard.remotes) {
       const row = page.locator(`[data-testid="remote-row"][data-remote="${remote.remote}"]`);
       expect(await row.getAttribute('data-status')).toBe(remote.status);
-      expect(Number(await row.getByTestId('remote-vms-total').textContent())).toBe(remote.vms.total);
-      expect(Number(await row.getByTestId('remote-vms-running').textContent())).toBe(remote.vms.running);
+      expect(Number(await row.getByTestId('remote-vms-total').textContent())).toBe(
+        remote.vms.total,
+      );
+      expect(Number(await row.getByTestId('remote-vms-running').textContent())).toBe(
+        remote.vms.running,
+      );
     }
     await screenshot(page, 'dashboard-operator');
   });
@@ -142,16 +172,23 @@ describe('the web UI for an operator, an auditor and a tenant', () => {
       ['task', `#/tasks/${tasks.items[0].id}`, /^Task: /],
       ['audit', '#/audit', 'Audit log'],
       ...['remotes', 'remote-groups', 'users', 'groups', 'realms', 'acl', 'tokens'].map(
-        (section): [string, string, string] => [`admin-${section}`, `#/admin/${section}`, 'Administration'],
+        (section): [string, string, string] => [
+          `admin-${section}`,
+          `#/admin/${section}`,
+          'Administration',
+        ],
       ),
     ];
     for (const [name, hash, heading] of pages) {
       await visit(page, hash, heading);
       await page.waitForLoadState('networkidle');
       const actions = await page.locator('[data-action]').count();
-      const enabled = await page.locator('[data-action]:enabled').evaluateAll((buttons) => buttons.map((b) => b.textContent));
+      const enabled = await page
+        .locator('[data-action]:enabled')
+        .evaluateAll((buttons) => buttons.map((b) => b.textContent));
       expect(enabled, `enabled actions on ${name}`).toEqual([]);
-      if (['vm', 'admin-remotes', 'admin-users'].includes(name)) expect(actions, `actions shown (disabled) on ${name}`).toBeGreaterThan(0);
+      if (['vm', 'admin-remotes', 'admin-users'].includes(name))
+        expect(actions, `actions shown (disabled) on ${name}`).toBeGreaterThan(0);
       await screenshot(page, `auditor-${name}`);
     }
   });
@@ -162,7 +199,9 @@ describe('the web UI for an operator, an auditor and a tenant', () => {
     const own = [vms[0], vms.at(-1)].map((vm: Json) => vm.id).sort();
     await visit(page, '#/resources', 'Resources');
     await page.getByTestId('result-count').filter({ hasText: /^2$/ }).waitFor();
-    const listed = await page.getByTestId('vm-row').evaluateAll((rows) => rows.map((row) => row.getAttribute('data-vm-id')));
+    const listed = await page
+      .getByTestId('vm-row')
+      .evaluateAll((rows) => rows.map((row) => row.getAttribute('data-vm-id')));
     expect(listed.sort()).toEqual(own);
     await screenshot(page, 'tenant-resources');
 
@@ -172,6 +211,8 @@ describe('the web UI for an operator, an auditor and a tenant', () => {
     const foreign = vms[1];
     await page.goto(`${demo.manager.base}/#/resources/${foreign.remote}/${foreign.id}`);
     await page.getByText('This VM does not exist or you may not see it').waitFor();
-    await screenshot(page, 'tenant-foreign-vm', [new RegExp(`^404 GET /api/v1/remotes/${foreign.remote}/vms/${foreign.id}$`)]);
+    await screenshot(page, 'tenant-foreign-vm', [
+      new RegExp(`^404 GET /api/v1/remotes/${foreign.remote}/vms/${foreign.id}$`),
+    ]);
   });
 });

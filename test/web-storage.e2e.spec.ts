@@ -1,10 +1,21 @@
-import { cleanupTempDirs, startCluster, type ManagedProcess, type TestCluster } from '@debvisor/testing';
+import {
+  cleanupTempDirs,
+  startCluster,
+  type ManagedProcess,
+  type TestCluster,
+} from '@debvisor/testing';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium, requestApi, screenshotChecked, startBuiltManager, type Json } from './browser-harness';
+import {
+  launchChromium,
+  requestApi,
+  screenshotChecked,
+  startBuiltManager,
+  type Json,
+} from './browser-harness';
 
 /**
  * Snapshots on the VM page and the Replication page as users meet them: the built manager serving
@@ -35,19 +46,33 @@ describe('snapshots and replication in the web UI', () => {
   let mirrored: Json;
   let late: Json;
 
-  const api = (method: string, path: string, body?: unknown) => requestApi({ base, caPem: ca }, token, method, path, body);
+  const api = (method: string, path: string, body?: unknown) =>
+    requestApi({ base, caPem: ca }, token, method, path, body);
 
   async function ok(method: string, path: string, body?: unknown): Promise<Json> {
     const answer = await api(method, path, body);
     // A 500 names a trace id: the manager's log lines with it say what went wrong.
     const traceId: string | undefined = answer.body?.error?.traceId;
-    const logged = traceId ? manager.output().split('\n').filter((line) => line.includes(traceId)).join('\n') : '';
-    expect(answer.status, `${method} ${path}: ${JSON.stringify(answer.body)}\n${logged}`).toBeLessThan(300);
+    const logged = traceId
+      ? manager
+          .output()
+          .split('\n')
+          .filter((line) => line.includes(traceId))
+          .join('\n')
+      : '';
+    expect(
+      answer.status,
+      `${method} ${path}: ${JSON.stringify(answer.body)}\n${logged}`,
+    ).toBeLessThan(300);
     return answer.body;
   }
 
   /** Polls until `check` answers something (not undefined), or fails with what it saw last. */
-  async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
+  async function until<T>(
+    what: string,
+    check: () => Promise<T | undefined>,
+    timeoutMs = 60_000,
+  ): Promise<T> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const result = await check();
@@ -76,9 +101,17 @@ describe('snapshots and replication in the web UI', () => {
     expect(answer.status, JSON.stringify(answer.body)).toBe(201);
   }
 
-  async function openUi(user: string, secret: string, colorScheme: 'light' | 'dark' = 'light'): Promise<Page> {
+  async function openUi(
+    user: string,
+    secret: string,
+    colorScheme: 'light' | 'dark' = 'light',
+  ): Promise<Page> {
     await context?.close();
-    context = await browser.newContext({ locale: 'en-GB', viewport: { width: 1366, height: 768 }, colorScheme });
+    context = await browser.newContext({
+      locale: 'en-GB',
+      viewport: { width: 1366, height: 768 },
+      colorScheme,
+    });
     // Two cores shared with other test runs: give every wait for the page a minute, not the default 30 s.
     context.setDefaultTimeout(60_000);
     const page = await context.newPage();
@@ -96,7 +129,8 @@ describe('snapshots and replication in the web UI', () => {
   }
 
   /** `allowed`: what the test provokes on purpose since the last screenshot. */
-  const screenshot = (page: Page, name: string, allowed: RegExp[] = []) => screenshotChecked(page, join(SCREENSHOTS, `${name}.png`), allowed);
+  const screenshot = (page: Page, name: string, allowed: RegExp[] = []) =>
+    screenshotChecked(page, join(SCREENSHOTS, `${name}.png`), allowed);
 
   beforeAll(async () => {
     mkdirSync(SCREENSHOTS, { recursive: true });
@@ -106,28 +140,57 @@ describe('snapshots and replication in the web UI', () => {
     ca = started.caPem;
     token = started.bootstrapToken;
     [east, west] = await Promise.all([
-      startCluster({ clusterId: 'dc-east', nodes: 2, vmsPerNode: 3, trustedClientCaPem: started.clientCaPem }),
-      startCluster({ clusterId: 'dc-west', nodes: 1, vmsPerNode: 1, trustedClientCaPem: started.clientCaPem }),
+      startCluster({
+        clusterId: 'dc-east',
+        nodes: 2,
+        vmsPerNode: 3,
+        trustedClientCaPem: started.clientCaPem,
+      }),
+      startCluster({
+        clusterId: 'dc-west',
+        nodes: 1,
+        vmsPerNode: 1,
+        trustedClientCaPem: started.clientCaPem,
+      }),
     ]);
     await register(east);
     await register(west);
     await ok('GET', '/api/v1/resources/refresh');
 
     // Both sim clusters seed names (and image names) from one list: only a VM whose disks dc-west does not have can be mirrored there.
-    const westNames = new Set((await ok('GET', '/api/v1/resources?remote=dc-west&type=vm')).items.map((v: Json) => v.name));
-    const running: Json[] = (await ok('GET', '/api/v1/resources?remote=dc-east&type=vm&status=running')).items;
+    const westNames = new Set(
+      (await ok('GET', '/api/v1/resources?remote=dc-west&type=vm')).items.map((v: Json) => v.name),
+    );
+    const running: Json[] = (
+      await ok('GET', '/api/v1/resources?remote=dc-east&type=vm&status=running')
+    ).items;
     vm = running[0];
     mirrored = running.find((v) => !westNames.has(v.name) && v.id !== vm.id);
-    late = (await ok('GET', '/api/v1/resources?remote=dc-east&type=vm')).items.find((v: Json) => !westNames.has(v.name) && ![vm.id, mirrored?.id].includes(v.id));
-    expect(vm && mirrored && late, 'dc-east has two running VMs and another, two of them mirrorable to dc-west').toBeTruthy();
+    late = (await ok('GET', '/api/v1/resources?remote=dc-east&type=vm')).items.find(
+      (v: Json) => !westNames.has(v.name) && ![vm.id, mirrored?.id].includes(v.id),
+    );
+    expect(
+      vm && mirrored && late,
+      'dc-east has two running VMs and another, two of them mirrorable to dc-west',
+    ).toBeTruthy();
 
     await ok('POST', '/api/v1/access/users', { username: 'auditor', password: AUDITOR_PASSWORD });
-    await ok('PUT', '/api/v1/access/acl', { path: '/', principalType: 'user', principal: 'auditor@local', role: 'Audit' });
+    await ok('PUT', '/api/v1/access/acl', {
+      path: '/',
+      principalType: 'user',
+      principal: 'auditor@local',
+      role: 'Audit',
+    });
     // A tenant who owns the snapshotted VM, not the mirrored one.
     await ok('POST', '/api/v1/access/users', { username: 'tenant', password: TENANT_PASSWORD });
     await ok('POST', '/api/v1/access/groups', { id: 'tenant-red', tenant: true });
     await ok('PUT', '/api/v1/access/groups/tenant-red/members', { users: ['tenant@local'] });
-    await ok('PUT', '/api/v1/access/acl', { path: '/', principalType: 'group', principal: 'tenant-red', role: 'Manage' });
+    await ok('PUT', '/api/v1/access/acl', {
+      path: '/',
+      principalType: 'group',
+      principal: 'tenant-red',
+      role: 'Manage',
+    });
     await ok('PUT', `/api/v1/access/vm-owners/${vm.id}`, { tenantGroup: 'tenant-red' });
     browser = await launchChromium(ca);
   }, 300_000);
@@ -151,16 +214,22 @@ describe('snapshots and replication in the web UI', () => {
     await section.getByText('No snapshots yet.').waitFor();
     await section.getByLabel('Snapshot name').fill('before-upgrade');
     await section.getByRole('button', { name: 'Take snapshot' }).click();
-    await section.locator('[data-testid="followed-task"][data-state="succeeded"]').waitFor({ timeout: 60_000 });
+    await section
+      .locator('[data-testid="followed-task"][data-state="succeeded"]')
+      .waitFor({ timeout: 60_000 });
     const row = section.locator('[data-testid="snapshot-row"][data-snapshot="before-upgrade"]');
     await row.waitFor();
     expect(await row.textContent()).toMatch(/(application|crash)-consistent/);
     expect(await row.textContent()).toContain(`by hand (${ADMIN})`);
     // The time in the user's locale, the UTC time on hover.
-    expect(await row.locator('time').getAttribute('title')).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$/);
+    expect(await row.locator('time').getAttribute('title')).toMatch(
+      /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$/,
+    );
     const listed = await ok('GET', `/api/v1/remotes/dc-east/vms/${vm.id}/snapshots`);
     expect(listed.items.map((s: Json) => s.name)).toEqual(['before-upgrade']);
-    expect(await section.getByTestId('snapshot-quota').textContent()).toBe(`1 of your ${listed.quota.limit} snapshots of this VM used.`);
+    expect(await section.getByTestId('snapshot-quota').textContent()).toBe(
+      `1 of your ${listed.quota.limit} snapshots of this VM used.`,
+    );
 
     // A daily schedule, kept 7, from the presets.
     await section.getByLabel('Schedule', { exact: true }).selectOption('daily');
@@ -178,7 +247,9 @@ describe('snapshots and replication in the web UI', () => {
     const dialog = page.getByRole('dialog', { name: `Roll ${vm.name} back to before-upgrade?` });
     await dialog.waitFor();
     const loss = dialog.getByTestId('rollback-loss');
-    expect(await loss.textContent()).toMatch(/Everything written to (its disk|all \d+ of its disks) since .+ UTC.+ is lost/);
+    expect(await loss.textContent()).toMatch(
+      /Everything written to (its disk|all \d+ of its disks) since .+ UTC.+ is lost/,
+    );
     expect(await loss.textContent()).toContain('refused unless it is stopped');
     const confirm = dialog.getByRole('button', { name: 'Roll back', exact: true });
     expect(await confirm.isDisabled()).toBe(true);
@@ -190,10 +261,24 @@ describe('snapshots and replication in the web UI', () => {
     await confirm.click();
     await dialog.waitFor({ state: 'detached' });
     const followed = page.getByTestId('vm-snapshots').getByTestId('followed-task');
-    await page.waitForFunction(() => ['succeeded', 'failed'].includes(document.querySelector('[data-testid="vm-snapshots"] [data-testid="followed-task"]')?.getAttribute('data-state') ?? ''), undefined, { timeout: 90_000 });
-    expect(await followed.getAttribute('data-state'), (await followed.textContent()) ?? '').toBe('succeeded');
+    await page.waitForFunction(
+      () =>
+        ['succeeded', 'failed'].includes(
+          document
+            .querySelector('[data-testid="vm-snapshots"] [data-testid="followed-task"]')
+            ?.getAttribute('data-state') ?? '',
+        ),
+      undefined,
+      { timeout: 90_000 },
+    );
+    expect(await followed.getAttribute('data-state'), (await followed.textContent()) ?? '').toBe(
+      'succeeded',
+    );
     expect(await followed.textContent()).toContain('Rollback to before-upgrade');
-    await page.getByTestId('vm-status').filter({ hasText: /^stopped$/ }).waitFor();
+    await page
+      .getByTestId('vm-status')
+      .filter({ hasText: /^stopped$/ })
+      .waitFor();
   });
 
   it('shows the auditor the snapshots with every action disabled', async () => {
@@ -204,23 +289,40 @@ describe('snapshots and replication in the web UI', () => {
       await page.waitForLoadState('networkidle');
       const section = page.getByTestId('vm-snapshots');
       expect(await section.locator('[data-action]').count()).toBeGreaterThan(3);
-      expect(await page.locator('[data-action]:enabled').evaluateAll((b) => b.map((e) => e.textContent))).toEqual([]);
-      expect(await page.getByRole('button', { name: 'Take snapshot' }).getAttribute('title')).toBe('Needs the vm.snapshot privilege');
+      expect(
+        await page.locator('[data-action]:enabled').evaluateAll((b) => b.map((e) => e.textContent)),
+      ).toEqual([]);
+      expect(await page.getByRole('button', { name: 'Take snapshot' }).getAttribute('title')).toBe(
+        'Needs the vm.snapshot privilege',
+      );
       await screenshot(page, `auditor-vm-snapshots-${scheme}`);
     }
   });
 
   describe('with dc-east and dc-west paired and one VM mirrored', () => {
     beforeAll(async () => {
-      const pair = await ok('POST', '/api/v1/replication/pairs', { remoteA: 'dc-east', poolA: 'rbd', remoteB: 'dc-west', poolB: 'rbd' });
+      const pair = await ok('POST', '/api/v1/replication/pairs', {
+        remoteA: 'dc-east',
+        poolA: 'rbd',
+        remoteB: 'dc-west',
+        poolB: 'rbd',
+      });
       await taskSucceeds(pair.taskId);
       // Its mirror snapshots come every hour: its RPO passes its target of a minute a minute from now.
-      const lateEnabled = await ok('POST', `/api/v1/remotes/dc-east/vms/${late.id}/replication`, { targetRemote: 'dc-west', scheduleInterval: '1h', rpoTargetSeconds: 60 });
+      const lateEnabled = await ok('POST', `/api/v1/remotes/dc-east/vms/${late.id}/replication`, {
+        targetRemote: 'dc-west',
+        scheduleInterval: '1h',
+        rpoTargetSeconds: 60,
+      });
       await taskSucceeds(lateEnabled.taskId);
-      const enabled = await ok('POST', `/api/v1/remotes/dc-east/vms/${mirrored.id}/replication`, { targetRemote: 'dc-west', rpoTargetSeconds: 900 });
+      const enabled = await ok('POST', `/api/v1/remotes/dc-east/vms/${mirrored.id}/replication`, {
+        targetRemote: 'dc-west',
+        rpoTargetSeconds: 900,
+      });
       await taskSucceeds(enabled.taskId);
       await until('the mirrored VM has an RPO', async () => {
-        const status = (await api('GET', `/api/v1/remotes/dc-east/vms/${mirrored.id}/replication`)).body;
+        const status = (await api('GET', `/api/v1/remotes/dc-east/vms/${mirrored.id}/replication`))
+          .body;
         return status.rpoSeconds === null ? undefined : status;
       });
     }, 180_000);
@@ -236,17 +338,28 @@ describe('snapshots and replication in the web UI', () => {
         expect(await pair.textContent()).toMatch(/OK|WARNING|ERROR|UNKNOWN/);
         const row = page.locator(`[data-testid="replication-row"][data-vm="${mirrored.id}"]`);
         await row.waitFor();
-        expect(await row.getByTestId('dr-state').textContent()).toContain('primary at dc-east, secondary at dc-west');
+        expect(await row.getByTestId('dr-state').textContent()).toContain(
+          'primary at dc-east, secondary at dc-west',
+        );
         // The RPO in words against its 15 min target (an RPO is known: it was read in beforeAll).
-        await row.locator('[data-testid="rpo"]').filter({ hasText: /(within its|over its) 15 min target/ }).waitFor();
+        await row
+          .locator('[data-testid="rpo"]')
+          .filter({ hasText: /(within its|over its) 15 min target/ })
+          .waitFor();
         expect(await row.textContent()).toContain('dc-east/rbd → dc-west/rbd');
         // The VM over its RPO target says so in words (the row is marked too), as its RPO grows between polls.
-        const over = page.locator(`[data-testid="replication-row"][data-vm="${late.id}"][data-rpo="over"]`);
+        const over = page.locator(
+          `[data-testid="replication-row"][data-vm="${late.id}"][data-rpo="over"]`,
+        );
         await over.waitFor({ timeout: 150_000 });
-        expect(await over.getByTestId('rpo').textContent()).toMatch(/^Over target: \d+ min( \d+ s)?: over its 1 min target/);
+        expect(await over.getByTestId('rpo').textContent()).toMatch(
+          /^Over target: \d+ min( \d+ s)?: over its 1 min target/,
+        );
         await row.getByRole('button', { name: `Details of ${mirrored.name}` }).click();
         await page.getByTestId('image-row').first().waitFor({ timeout: 30_000 });
-        expect(await page.getByTestId('image-row').first().textContent()).toMatch(/dc-east: .*dc-west: /);
+        expect(await page.getByTestId('image-row').first().textContent()).toMatch(
+          /dc-east: .*dc-west: /,
+        );
         await screenshot(page, `replication-${scheme}`);
       }
     });
@@ -263,7 +376,10 @@ describe('snapshots and replication in the web UI', () => {
       await page.getByRole('button', { name: 'Pair remotes…' }).click();
       const form = page.getByRole('form', { name: 'Pair two remotes' });
       await form.waitFor();
-      expect(await form.getByLabel('Remote A').locator('option').allTextContents()).toEqual(['dc-east', 'dc-west']);
+      expect(await form.getByLabel('Remote A').locator('option').allTextContents()).toEqual([
+        'dc-east',
+        'dc-west',
+      ]);
       expect(await form.getByLabel('Remote B').inputValue()).toBe('dc-west');
       // The same pools again are refused with the manager's reason.
       await form.getByRole('button', { name: 'Pair', exact: true }).click();
@@ -298,7 +414,9 @@ describe('snapshots and replication in the web UI', () => {
       await dialog.getByRole('button', { name: 'Cancel' }).click();
       await dialog.waitFor({ state: 'detached' });
       // Nothing was failed over.
-      expect((await ok('GET', `/api/v1/remotes/dc-east/vms/${mirrored.id}/replication`)).primaryRemote).toBe('dc-east');
+      expect(
+        (await ok('GET', `/api/v1/remotes/dc-east/vms/${mirrored.id}/replication`)).primaryRemote,
+      ).toBe('dc-east');
     });
 
     it('shows the auditor the replication page with every action disabled', async () => {
@@ -310,8 +428,14 @@ describe('snapshots and replication in the web UI', () => {
         await page.getByRole('group', { name: `DR actions for ${mirrored.name}` }).waitFor();
         await page.waitForLoadState('networkidle');
         expect(await page.locator('[data-action]').count()).toBeGreaterThanOrEqual(5);
-        expect(await page.locator('[data-action]:enabled').evaluateAll((b) => b.map((e) => e.textContent))).toEqual([]);
-        expect(await page.getByRole('button', { name: 'Fail over to dc-west…' }).getAttribute('title')).toBe('Needs the vm.failover privilege');
+        expect(
+          await page
+            .locator('[data-action]:enabled')
+            .evaluateAll((b) => b.map((e) => e.textContent)),
+        ).toEqual([]);
+        expect(
+          await page.getByRole('button', { name: 'Fail over to dc-west…' }).getAttribute('title'),
+        ).toBe('Needs the vm.failover privilege');
         await screenshot(page, `auditor-replication-${scheme}`);
       }
     });
@@ -322,7 +446,9 @@ describe('snapshots and replication in the web UI', () => {
       await page.getByText('No VM you may see is mirrored yet.', { exact: false }).waitFor();
       expect(await page.getByTestId('replication-row').count()).toBe(0);
       // The admin sees the mirrored VM on the same page.
-      expect((await ok('GET', '/api/v1/replication/vms')).items.map((row: Json) => row.vm).sort()).toEqual([mirrored.id, late.id].sort());
+      expect(
+        (await ok('GET', '/api/v1/replication/vms')).items.map((row: Json) => row.vm).sort(),
+      ).toEqual([mirrored.id, late.id].sort());
       await screenshot(page, 'tenant-replication');
     });
   });

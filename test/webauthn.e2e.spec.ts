@@ -87,19 +87,35 @@ describe('WebAuthn as a second factor in the browser', () => {
   let page: Page;
 
   const api = (method: string, path: string, body?: unknown, csrf?: string): Promise<ApiAnswer> =>
-    page.evaluate(([m, p, b, c]) => (window as unknown as { __webauthn: { api: (...a: unknown[]) => Promise<ApiAnswer> } }).__webauthn.api(m, p, b, c), [
-      method,
-      path,
-      body,
-      csrf,
-    ] as const);
+    page.evaluate(
+      ([m, p, b, c]) =>
+        (
+          window as unknown as { __webauthn: { api: (...a: unknown[]) => Promise<ApiAnswer> } }
+        ).__webauthn.api(m, p, b, c),
+      [method, path, body, csrf] as const,
+    );
   const create = (options: unknown): Promise<unknown> =>
-    page.evaluate((o) => (window as unknown as { __webauthn: { create: (o: unknown) => Promise<unknown> } }).__webauthn.create(o), options);
+    page.evaluate(
+      (o) =>
+        (
+          window as unknown as { __webauthn: { create: (o: unknown) => Promise<unknown> } }
+        ).__webauthn.create(o),
+      options,
+    );
   const get = (options: unknown): Promise<unknown> =>
-    page.evaluate((o) => (window as unknown as { __webauthn: { get: (o: unknown) => Promise<unknown> } }).__webauthn.get(o), options);
+    page.evaluate(
+      (o) =>
+        (
+          window as unknown as { __webauthn: { get: (o: unknown) => Promise<unknown> } }
+        ).__webauthn.get(o),
+      options,
+    );
 
   async function passwordLogin(): Promise<{ stage: string; csrfToken: string; methods: string[] }> {
-    const login = await api('POST', '/api/v1/auth/login', { username: ADMIN, password: ADMIN_PASSWORD });
+    const login = await api('POST', '/api/v1/auth/login', {
+      username: ADMIN,
+      password: ADMIN_PASSWORD,
+    });
     expect(login.status).toBe(200);
     return login.body as { stage: string; csrfToken: string; methods: string[] };
   }
@@ -115,7 +131,13 @@ describe('WebAuthn as a second factor in the browser', () => {
     const cdp = await page.context().newCDPSession(page);
     await cdp.send('WebAuthn.enable');
     await cdp.send('WebAuthn.addVirtualAuthenticator', {
-      options: { protocol: 'ctap2', transport: 'internal', hasResidentKey: true, hasUserVerification: true, isUserVerified: true },
+      options: {
+        protocol: 'ctap2',
+        transport: 'internal',
+        hasResidentKey: true,
+        hasUserVerification: true,
+        isUserVerified: true,
+      },
     });
     await page.goto(`${base}/`);
     await page.evaluate(PAGE_HELPERS);
@@ -132,20 +154,45 @@ describe('WebAuthn as a second factor in the browser', () => {
     // Enrolment: fresh password check → options → navigator.credentials.create() → stored.
     const first = await passwordLogin();
     expect(first.stage).toBe('active');
-    const wrongPassword = await api('POST', '/api/v1/access/tfa/webauthn/options', { name: 'virtual key', password: 'not-the-password-1' }, first.csrfToken);
+    const wrongPassword = await api(
+      'POST',
+      '/api/v1/access/tfa/webauthn/options',
+      { name: 'virtual key', password: 'not-the-password-1' },
+      first.csrfToken,
+    );
     expect(wrongPassword.status).toBe(403);
-    const creation = await api('POST', '/api/v1/access/tfa/webauthn/options', { name: 'virtual key', password: ADMIN_PASSWORD }, first.csrfToken);
+    const creation = await api(
+      'POST',
+      '/api/v1/access/tfa/webauthn/options',
+      { name: 'virtual key', password: ADMIN_PASSWORD },
+      first.csrfToken,
+    );
     expect(creation.status).toBe(200);
-    expect(creation.body).toMatchObject({ rp: { id: 'localhost', name: 'DebVisor Datacenter Manager' }, attestation: 'none', excludeCredentials: [] });
+    expect(creation.body).toMatchObject({
+      rp: { id: 'localhost', name: 'DebVisor Datacenter Manager' },
+      attestation: 'none',
+      excludeCredentials: [],
+    });
     const attestation = await create(creation.body);
-    const registered = await api('POST', '/api/v1/access/tfa/webauthn', { response: attestation }, first.csrfToken);
+    const registered = await api(
+      'POST',
+      '/api/v1/access/tfa/webauthn',
+      { response: attestation },
+      first.csrfToken,
+    );
     expect(registered.status).toBe(201);
     expect(registered.body).toMatchObject({ name: 'virtual key', stage: 'active' });
     expect(registered.body!.recoveryCodes).toHaveLength(10);
     // The registration challenge was single use.
-    expect((await api('POST', '/api/v1/access/tfa/webauthn', { response: attestation }, first.csrfToken)).status).toBe(409);
+    expect(
+      (await api('POST', '/api/v1/access/tfa/webauthn', { response: attestation }, first.csrfToken))
+        .status,
+    ).toBe(409);
     const overview = await api('GET', '/api/v1/access/tfa');
-    expect(overview.body).toMatchObject({ webauthn: [{ name: 'virtual key', lastUsedAt: null }], recoveryCodesLeft: 10 });
+    expect(overview.body).toMatchObject({
+      webauthn: [{ name: 'virtual key', lastUsedAt: null }],
+      recoveryCodesLeft: 10,
+    });
     expect((await api('POST', '/api/v1/auth/logout', undefined, first.csrfToken)).status).toBe(204);
 
     // Login: password → stage tfa offering webauthn → options → navigator.credentials.get() → active.
@@ -154,31 +201,76 @@ describe('WebAuthn as a second factor in the browser', () => {
     expect(pending.methods).toEqual(['webauthn', 'recovery']);
     const noCsrf = await api('POST', '/api/v1/auth/tfa/webauthn/options');
     expect(noCsrf.status).toBe(403);
-    const request = await api('POST', '/api/v1/auth/tfa/webauthn/options', undefined, pending.csrfToken);
+    const request = await api(
+      'POST',
+      '/api/v1/auth/tfa/webauthn/options',
+      undefined,
+      pending.csrfToken,
+    );
     expect(request.status).toBe(200);
-    expect(request.body).toMatchObject({ rpId: 'localhost', allowCredentials: [{ id: (attestation as { id: string }).id }] });
+    expect(request.body).toMatchObject({
+      rpId: 'localhost',
+      allowCredentials: [{ id: (attestation as { id: string }).id }],
+    });
     const assertion = await get(request.body);
     const done = await api('POST', '/api/v1/auth/tfa', { webauthn: assertion }, pending.csrfToken);
     expect(done.status).toBe(200);
     expect(done.body).toMatchObject({ stage: 'active', user: ADMIN });
-    expect((await api('GET', '/api/v1/auth/session')).body).toMatchObject({ user: ADMIN, stage: 'active' });
+    expect((await api('GET', '/api/v1/auth/session')).body).toMatchObject({
+      user: ADMIN,
+      stage: 'active',
+    });
     const afterLogin = await api('GET', '/api/v1/access/tfa');
-    expect((afterLogin.body!.webauthn as { lastUsedAt: string | null }[])[0]!.lastUsedAt).not.toBeNull();
-    expect((await api('POST', '/api/v1/auth/logout', undefined, (done.body as { csrfToken: string }).csrfToken)).status).toBe(204);
+    expect(
+      (afterLogin.body!.webauthn as { lastUsedAt: string | null }[])[0]!.lastUsedAt,
+    ).not.toBeNull();
+    expect(
+      (
+        await api(
+          'POST',
+          '/api/v1/auth/logout',
+          undefined,
+          (done.body as { csrfToken: string }).csrfToken,
+        )
+      ).status,
+    ).toBe(204);
 
     // Replaying the accepted assertion: refused without a challenge, and refused against a new one.
     const again = await passwordLogin();
     expect(again.stage).toBe('tfa');
-    const replayed = await api('POST', '/api/v1/auth/tfa', { webauthn: assertion }, again.csrfToken);
-    expect(replayed).toMatchObject({ status: 401, body: { error: { message: 'invalid or already used code' } } });
-    const fresh = await api('POST', '/api/v1/auth/tfa/webauthn/options', undefined, again.csrfToken);
+    const replayed = await api(
+      'POST',
+      '/api/v1/auth/tfa',
+      { webauthn: assertion },
+      again.csrfToken,
+    );
+    expect(replayed).toMatchObject({
+      status: 401,
+      body: { error: { message: 'invalid or already used code' } },
+    });
+    const fresh = await api(
+      'POST',
+      '/api/v1/auth/tfa/webauthn/options',
+      undefined,
+      again.csrfToken,
+    );
     expect(fresh.status).toBe(200);
     const foreign = await api('POST', '/api/v1/auth/tfa', { webauthn: assertion }, again.csrfToken);
     expect(foreign.status).toBe(401);
     expect((await api('GET', '/api/v1/auth/session')).body).toMatchObject({ stage: 'tfa' });
     // The refused attempt spent that challenge too: a new one, answered by the authenticator, logs in.
-    const retry = await api('POST', '/api/v1/auth/tfa/webauthn/options', undefined, again.csrfToken);
-    const accepted = await api('POST', '/api/v1/auth/tfa', { webauthn: await get(retry.body) }, again.csrfToken);
+    const retry = await api(
+      'POST',
+      '/api/v1/auth/tfa/webauthn/options',
+      undefined,
+      again.csrfToken,
+    );
+    const accepted = await api(
+      'POST',
+      '/api/v1/auth/tfa',
+      { webauthn: await get(retry.body) },
+      again.csrfToken,
+    );
     expect(accepted).toMatchObject({ status: 200, body: { stage: 'active' } });
   });
 

@@ -5,7 +5,13 @@ import { defineConfig } from 'vite';
 export default defineConfig({
   plugins: [react()],
   // The shared permission definition, from its sources (the library's build is CommonJS for the manager).
-  resolve: { alias: { '@debvisor/permissions': fileURLToPath(new URL('../../libs/permissions/src/index.ts', import.meta.url)) } },
+  resolve: {
+    alias: {
+      '@debvisor/permissions': fileURLToPath(
+        new URL('../../libs/permissions/src/index.ts', import.meta.url),
+      ),
+    },
+  },
   build: { outDir: 'dist', emptyOutDir: true, sourcemap: true },
   server: { proxy: { '/api': { target: 'https://127.0.0.1:8443', secure: false } } },
 });

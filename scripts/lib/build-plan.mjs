@@ -1,7 +1,15 @@
 // What `npm start` must build: only the parts whose sources changed since their last build. Each
 // part's last successful build is a stamp file (node_modules/.cache/debvisor-build/<part>.stamp);
 // a part is stale when a stamp or an output is missing, or a source file is newer than its stamp.
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { join, relative } from 'node:path';
 
 const SKIPPED_DIRS = new Set(['node_modules', 'dist', '.git']);
@@ -47,16 +55,36 @@ export function buildParts(root) {
     },
     {
       name: 'typescript',
-      sources: [join(root, 'tsconfig.base.json'), join(root, 'tsconfig.build.json'), ...projects.flatMap((p) => [join(root, p, 'src'), join(root, p, 'tsconfig.json'), join(root, p, 'package.json')])],
+      sources: [
+        join(root, 'tsconfig.base.json'),
+        join(root, 'tsconfig.build.json'),
+        ...projects.flatMap((p) => [
+          join(root, p, 'src'),
+          join(root, p, 'tsconfig.json'),
+          join(root, p, 'package.json'),
+        ]),
+      ],
       outputs: projects.map((p) => join(root, p, 'dist')),
-      command: [process.execPath, join(root, 'node_modules/typescript/bin/tsc'), '-b', 'tsconfig.build.json'],
+      command: [
+        process.execPath,
+        join(root, 'node_modules/typescript/bin/tsc'),
+        '-b',
+        'tsconfig.build.json',
+      ],
       filter: notTest,
       // libs/proto compiles the generated code.
       after: 'proto',
     },
     {
       name: 'web',
-      sources: [join(root, 'apps/web/src'), join(root, 'apps/web/index.html'), join(root, 'apps/web/vite.config.ts'), join(root, 'apps/web/tsconfig.json'), join(root, 'apps/web/package.json'), ...libSources],
+      sources: [
+        join(root, 'apps/web/src'),
+        join(root, 'apps/web/index.html'),
+        join(root, 'apps/web/vite.config.ts'),
+        join(root, 'apps/web/tsconfig.json'),
+        join(root, 'apps/web/package.json'),
+        ...libSources,
+      ],
       outputs: [join(root, 'apps/web/dist/index.html')],
       command: ['npm', 'run', 'build', '-w', '@debvisor/web', '--silent'],
       filter: notTest,
@@ -79,10 +107,15 @@ export function buildPlan(root) {
     let reason;
     if (part.after && plan.some((p) => p.name === part.after)) reason = `after ${part.after}`;
     else if (!existsSync(stamp)) reason = 'no earlier build recorded';
-    else if (part.outputs.some((output) => !existsSync(output))) reason = `${relative(root, part.outputs.find((o) => !existsSync(o)))} is missing`;
+    else if (part.outputs.some((output) => !existsSync(output)))
+      reason = `${relative(
+        root,
+        part.outputs.find((o) => !existsSync(o)),
+      )} is missing`;
     else {
       const newest = newestFile(part.sources, part.filter);
-      if (newest.mtimeMs > statSync(stamp).mtimeMs) reason = `${relative(root, newest.path)} changed`;
+      if (newest.mtimeMs > statSync(stamp).mtimeMs)
+        reason = `${relative(root, newest.path)} changed`;
     }
     if (reason) plan.push({ ...part, reason });
   }

@@ -6,25 +6,77 @@ import { delimiter, join } from 'node:path';
 
 export const DEBIAN_PACKAGES = [
   { binary: 'etcd', package: 'etcd-server', for: 'cluster node registries' },
-  { binary: 'promtool', package: 'prometheus', for: 'checking the metrics, alert rules and Prometheus configuration' },
+  {
+    binary: 'promtool',
+    package: 'prometheus',
+    for: 'checking the metrics, alert rules and Prometheus configuration',
+  },
   { binary: 'slapd', package: 'slapd', for: 'the LDAP realm tests (a throw-away directory)' },
   { binary: 'slapadd', package: 'slapd', for: 'loading the test directory' },
-  { binary: 'oathtool', package: 'oathtool', for: 'checking TOTP codes against an independent implementation' },
+  {
+    binary: 'oathtool',
+    package: 'oathtool',
+    for: 'checking TOTP codes against an independent implementation',
+  },
   { binary: 'chromium', package: 'chromium', for: 'the web UI tests (driven by playwright-core)' },
-  { binary: 'qemu-system-x86_64', package: 'qemu-system-x86', for: 'the qemu hypervisor driver and live migration tests' },
+  {
+    binary: 'qemu-system-x86_64',
+    package: 'qemu-system-x86',
+    for: 'the qemu hypervisor driver and live migration tests',
+  },
   { binary: 'qemu-img', package: 'qemu-utils', for: 'disk images of the qemu driver tests' },
-  { file: '/usr/lib/x86_64-linux-gnu/qemu/block-rbd.so', package: 'qemu-block-extra', for: "QEMU's RBD block driver (the qemu driver's VM disks on Ceph)" },
-  { file: '/bin/busybox', package: 'busybox-static', for: 'the tiny test guest (a static busybox initramfs)' },
-  { glob: ['/boot', /^vmlinuz-/], package: 'linux-image-amd64', for: 'the tiny test guest (a Linux kernel)' },
+  {
+    file: '/usr/lib/x86_64-linux-gnu/qemu/block-rbd.so',
+    package: 'qemu-block-extra',
+    for: "QEMU's RBD block driver (the qemu driver's VM disks on Ceph)",
+  },
+  {
+    file: '/bin/busybox',
+    package: 'busybox-static',
+    for: 'the tiny test guest (a static busybox initramfs)',
+  },
+  {
+    glob: ['/boot', /^vmlinuz-/],
+    package: 'linux-image-amd64',
+    for: 'the tiny test guest (a Linux kernel)',
+  },
   { binary: 'virsh', package: 'libvirt-clients', for: 'the libvirt hypervisor driver' },
-  { binary: 'libvirtd', package: 'libvirt-daemon-system', for: 'the libvirt driver tests (a private libvirtd)' },
-  { file: '/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so', package: 'libvirt-daemon-driver-qemu', for: "libvirtd's QEMU driver" },
-  { binary: 'ceph-mon', package: 'ceph-mon', for: 'throw-away Ceph clusters of the storage tests (monitor)' },
-  { binary: 'ceph-mgr', package: 'ceph-mgr', for: 'throw-away Ceph clusters of the storage tests (manager: mirror snapshot schedules)' },
-  { binary: 'ceph-osd', package: 'ceph-osd', for: 'throw-away Ceph clusters of the storage tests (a bluestore OSD on a sparse file)' },
-  { binary: 'rbd-mirror', package: 'rbd-mirror', for: 'RBD mirroring between the storage tests\' two Ceph clusters' },
+  {
+    binary: 'libvirtd',
+    package: 'libvirt-daemon-system',
+    for: 'the libvirt driver tests (a private libvirtd)',
+  },
+  {
+    file: '/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so',
+    package: 'libvirt-daemon-driver-qemu',
+    for: "libvirtd's QEMU driver",
+  },
+  {
+    binary: 'ceph-mon',
+    package: 'ceph-mon',
+    for: 'throw-away Ceph clusters of the storage tests (monitor)',
+  },
+  {
+    binary: 'ceph-mgr',
+    package: 'ceph-mgr',
+    for: 'throw-away Ceph clusters of the storage tests (manager: mirror snapshot schedules)',
+  },
+  {
+    binary: 'ceph-osd',
+    package: 'ceph-osd',
+    for: 'throw-away Ceph clusters of the storage tests (a bluestore OSD on a sparse file)',
+  },
+  {
+    binary: 'rbd-mirror',
+    package: 'rbd-mirror',
+    for: "RBD mirroring between the storage tests' two Ceph clusters",
+  },
   { binary: 'rbd', package: 'ceph-common', for: 'the rbd storage driver' },
-  { binary: 'ceph', package: 'ceph-common', for: 'the rbd storage driver (cluster health, blocklists)' },
+  {
+    binary: 'ceph',
+    package: 'ceph-common',
+    for: 'the rbd storage driver (cluster health, blocklists)',
+  },
 ];
 
 /** True when what `dependency` names is on this machine. */
@@ -78,12 +130,17 @@ export function ensureDebianPackages(needed = DEBIAN_PACKAGES, log = console.log
     timeout: 1_200_000,
   });
   const still = missing.filter((d) => !present(d));
-  if (still.length) throw new Error(`apt-get finished but ${still.map(describe).join(', ')} is still missing`);
+  if (still.length)
+    throw new Error(`apt-get finished but ${still.map(describe).join(', ')} is still missing`);
 }
 
 /** Runs `npm ci` in `root` when its node_modules is missing (a fresh clone). */
 export function ensureNodeModules(root, log = console.log) {
   if (existsSync(join(root, 'node_modules'))) return;
   log('Installing npm packages (npm ci) …');
-  execFileSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit', timeout: 1_200_000 });
+  execFileSync('npm', ['ci', '--no-audit', '--no-fund'], {
+    cwd: root,
+    stdio: 'inherit',
+    timeout: 1_200_000,
+  });
 }

@@ -13,7 +13,9 @@ export default class SummaryReporter {
       }
     }
     const errors = unhandledErrors.length ? `, ${unhandledErrors.length} unhandled errors` : '';
-    process.stdout.write(`\nTests: ${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped${errors}\n`);
+    process.stdout.write(
+      `\nTests: ${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped${errors}\n`,
+    );
   }
 }
 

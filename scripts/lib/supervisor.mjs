@@ -14,8 +14,26 @@ export const DEFAULT_BACKOFF = { initialMs: 1000, maxMs: 30_000, stableMs: 60_00
  * reaches every child of the terminal at once), so an exit is expected and nothing is restarted.
  */
 export class Supervised {
-  constructor({ id, start, say, holdDir, pidDir, backoff = DEFAULT_BACKOFF, pollMs = 1000, shuttingDown = () => false }) {
-    Object.assign(this, { id, startChild: start, say, holdDir, pidDir, backoff, pollMs, shuttingDown });
+  constructor({
+    id,
+    start,
+    say,
+    holdDir,
+    pidDir,
+    backoff = DEFAULT_BACKOFF,
+    pollMs = 1000,
+    shuttingDown = () => false,
+  }) {
+    Object.assign(this, {
+      id,
+      startChild: start,
+      say,
+      holdDir,
+      pidDir,
+      backoff,
+      pollMs,
+      shuttingDown,
+    });
     this.current = undefined;
     this.stopping = false;
     this.held = false;
@@ -60,9 +78,12 @@ export class Supervised {
     rmSync(this.pidFile(), { force: true });
     if (this.held) return; // stopped on purpose: checkHold starts it again
     if (ranMs >= this.backoff.stableMs) this.delayMs = this.backoff.initialMs;
-    const how = code === null ? `by signal ${child.child.signalCode ?? 'unknown'}` : `with code ${code}`;
+    const how =
+      code === null ? `by signal ${child.child.signalCode ?? 'unknown'}` : `with code ${code}`;
     this.restarts += 1;
-    this.say(`${child.name} exited ${how}; starting it again in ${(this.delayMs / 1000).toFixed(1)} s (restart ${this.restarts})`);
+    this.say(
+      `${child.name} exited ${how}; starting it again in ${(this.delayMs / 1000).toFixed(1)} s (restart ${this.restarts})`,
+    );
     const delay = this.delayMs;
     this.delayMs = Math.min(this.delayMs * 2, this.backoff.maxMs);
     this.timer = setTimeout(() => void this.relaunch(), delay);
@@ -77,7 +98,9 @@ export class Supervised {
       // Not up (it exited during its start): the next attempt waits longer.
       const delay = this.delayMs;
       this.delayMs = Math.min(this.delayMs * 2, this.backoff.maxMs);
-      this.say(`${this.id} did not start (${error.message.split('\n')[0]}); trying again in ${(delay / 1000).toFixed(1)} s`);
+      this.say(
+        `${this.id} did not start (${error.message.split('\n')[0]}); trying again in ${(delay / 1000).toFixed(1)} s`,
+      );
       this.timer = setTimeout(() => void this.relaunch(), delay);
     }
   }

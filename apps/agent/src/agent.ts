@@ -61,7 +61,11 @@ export interface RunningAgent {
 }
 
 /** Wires the agent together and starts it: drivers, gRPC server, node registration, heartbeats. */
-export async function startAgent(config: Readonly<AgentConfig>, logger: Logger, clock: Clock = systemClock): Promise<RunningAgent> {
+export async function startAgent(
+  config: Readonly<AgentConfig>,
+  logger: Logger,
+  clock: Clock = systemClock,
+): Promise<RunningAgent> {
   const tls = loadTlsMaterial(config);
   const etcd = createEtcdClient(config.etcd.endpoints);
   const undo: (() => unknown)[] = [() => etcd.close()];
@@ -77,9 +81,22 @@ export async function startAgent(config: Readonly<AgentConfig>, logger: Logger, 
     });
     metrics.recordCertificates(tls);
 
-    const apiKeys = new ApiKeyService(new ApiKeyRepository(etcd), clock, { cacheTtlMs: config.apiKeyCacheSeconds * 1000 }, logger);
-    const registry = new RegistryService(new RegistryRepository(etcd, logger), clock, config.leaseTtlSeconds);
-    const localNode = new LocalNodeService({ nodeId: config.nodeId, advertise: config.advertise }, hypervisor, storage);
+    const apiKeys = new ApiKeyService(
+      new ApiKeyRepository(etcd),
+      clock,
+      { cacheTtlMs: config.apiKeyCacheSeconds * 1000 },
+      logger,
+    );
+    const registry = new RegistryService(
+      new RegistryRepository(etcd, logger),
+      clock,
+      config.leaseTtlSeconds,
+    );
+    const localNode = new LocalNodeService(
+      { nodeId: config.nodeId, advertise: config.advertise },
+      hypervisor,
+      storage,
+    );
     const peers = new PeerClientRepository(tls, metrics.rpc);
     undo.unshift(() => peers.close());
     const vmIndex = new VmIndexRepository(etcd);
@@ -87,10 +104,25 @@ export async function startAgent(config: Readonly<AgentConfig>, logger: Logger, 
     const vmLocks = new OperationLocks('VM');
     const imageLocks = new OperationLocks('image');
     const diskLocks = new VmDiskLocks(storage, vmIndex, logger);
-    const vms = new VmService({ nodeId: config.nodeId, driver: hypervisor, index: vmIndex, registry, peers, vmLocks, disks: diskLocks, logger });
+    const vms = new VmService({
+      nodeId: config.nodeId,
+      driver: hypervisor,
+      index: vmIndex,
+      registry,
+      peers,
+      vmLocks,
+      disks: diskLocks,
+      logger,
+    });
     const serverCredentials = new MutualTls13ServerCredentials(tls);
     const sockets = new MigrationSocketRepository(join(config.stateDir, 'mig'));
-    const mirrored = new MirroredDisks({ storage, disks: diskLocks, clock, timeoutMs: config.migration.mirrorHandoverTimeoutSeconds * 1000, logger });
+    const mirrored = new MirroredDisks({
+      storage,
+      disks: diskLocks,
+      clock,
+      timeoutMs: config.migration.mirrorHandoverTimeoutSeconds * 1000,
+      logger,
+    });
     const migrationSource = new MigrationSourceService({
       nodeId: config.nodeId,
       progressIntervalMs: config.migration.progressIntervalMs,
@@ -127,18 +159,36 @@ export async function startAgent(config: Readonly<AgentConfig>, logger: Logger, 
       logger,
     });
     undo.unshift(() => migrationTarget.close());
-    const migrations = new MigrationService({ nodeId: config.nodeId, driver: hypervisor, index: vmIndex, registry, peers, source: migrationSource, target: migrationTarget });
+    const migrations = new MigrationService({
+      nodeId: config.nodeId,
+      driver: hypervisor,
+      index: vmIndex,
+      registry,
+      peers,
+      source: migrationSource,
+      target: migrationTarget,
+    });
 
     // The audit file of served RPCs (audit.file): opened before the server answers, so that a bad path stops start-up.
-    const auditFile = config.audit.file ? await AuditFileChain.open({ path: config.audit.file, clock }) : undefined;
+    const auditFile = config.audit.file
+      ? await AuditFileChain.open({ path: config.audit.file, clock })
+      : undefined;
     if (auditFile) undo.unshift(() => auditFile.close());
-    const rpc = new RpcRouter(new Authenticator(apiKeys, tls.clusterCa), logger, metrics.rpc, auditFile && new RpcAudit(auditFile, clock, logger));
+    const rpc = new RpcRouter(
+      new Authenticator(apiKeys, tls.clusterCa),
+      logger,
+      metrics.rpc,
+      auditFile && new RpcAudit(auditFile, clock, logger),
+    );
     // gRPC health checks and rpc_service_status: evaluated before the server answers, then every heartbeat interval.
     const board = new ServingStatusBoard();
     const etcdProbe = new EtcdProbeRepository(etcd);
     const monitor = new HealthMonitor(
       {
-        drivers: async () => ({ hypervisor: await hypervisor.health(), storage: await storage.health() }),
+        drivers: async () => ({
+          hypervisor: await hypervisor.health(),
+          storage: await storage.health(),
+        }),
         cephHealth: () => storage.cephHealth(),
         etcdReachable: () => etcdProbe.reachable(),
       },
@@ -167,7 +217,14 @@ export async function startAgent(config: Readonly<AgentConfig>, logger: Logger, 
         definition: v1.StorageService.service,
         handlers: storageServiceHandlers(
           rpc,
-          new StorageService({ clusterId: config.clusterId, nodeId: config.nodeId, driver: storage, vms, imageLocks, logger }),
+          new StorageService({
+            clusterId: config.clusterId,
+            nodeId: config.nodeId,
+            driver: storage,
+            vms,
+            imageLocks,
+            logger,
+          }),
           new VmSnapshotService({
             nodeId: config.nodeId,
             hypervisor,
@@ -183,7 +240,10 @@ export async function startAgent(config: Readonly<AgentConfig>, logger: Logger, 
           }),
         ),
       },
-      { definition: v1.MigrationService.service, handlers: migrationServiceHandlers(rpc, migrations, migrationTarget) },
+      {
+        definition: v1.MigrationService.service,
+        handlers: migrationServiceHandlers(rpc, migrations, migrationTarget),
+      },
       { definition: v1.AccessService.service, handlers: accessServiceHandlers(rpc) },
       { definition: grpcHealthV1().Health.service, handlers: healthServiceHandlers(board) },
     ]);
@@ -191,23 +251,42 @@ export async function startAgent(config: Readonly<AgentConfig>, logger: Logger, 
 
     let metricsServer: RunningMetricsServer | undefined;
     if (config.metrics.enabled) {
-      metricsServer = await startMetricsServer({ listen: config.metrics.listen, tls, requireClientCert: config.metrics.requireClientCert, metrics, logger });
+      metricsServer = await startMetricsServer({
+        listen: config.metrics.listen,
+        tls,
+        requireClientCert: config.metrics.requireClientCert,
+        metrics,
+        logger,
+      });
       undo.unshift(() => metricsServer?.stop());
     }
 
     // Every (re-)registration republishes the VM location index, which a replaced etcd would lack,
     // and makes the VMs running here hold their disks.
-    const presence = new NodePresence(config.nodeId, registry, localNode, config.heartbeatIntervalSeconds * 1000, logger, async () => {
-      await vms.publishLocalVms();
-      await vms.holdRunningVmDisks();
-    });
+    const presence = new NodePresence(
+      config.nodeId,
+      registry,
+      localNode,
+      config.heartbeatIntervalSeconds * 1000,
+      logger,
+      async () => {
+        await vms.publishLocalVms();
+        await vms.holdRunningVmDisks();
+      },
+    );
     await presence.start();
     for (const work of background) {
       work.start();
       undo.unshift(() => work.stop());
     }
     lifecycleLogger(logger).info(
-      { listen: config.listen, advertise: config.advertise, port: server.port, metrics: metricsServer ? config.metrics.listen : 'disabled', metricsPort: metricsServer?.port },
+      {
+        listen: config.listen,
+        advertise: config.advertise,
+        port: server.port,
+        metrics: metricsServer ? config.metrics.listen : 'disabled',
+        metricsPort: metricsServer?.port,
+      },
       'agent ready',
     ); // nodeId: in every line
 

@@ -14,7 +14,9 @@ async function main(argv: string[]): Promise<number> {
     io.out(API_KEY_USAGE);
     return 0;
   }
-  io.err(`debvisor-agent-admin: ${group ? `unknown command group "${group}"` : 'name a command group'}\n\n${API_KEY_USAGE}`);
+  io.err(
+    `debvisor-agent-admin: ${group ? `unknown command group "${group}"` : 'name a command group'}\n\n${API_KEY_USAGE}`,
+  );
   return 2;
 }
 

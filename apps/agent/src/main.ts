@@ -9,7 +9,10 @@ const USAGE = 'usage: debvisor-rpcd --config <file.json>';
 
 function readOptions(): string {
   try {
-    const { values } = parseArgs({ options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } }, strict: true });
+    const { values } = parseArgs({
+      options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+      strict: true,
+    });
     if (values.help) {
       process.stdout.write(`${USAGE}\n`);
       process.exit(0);
@@ -31,7 +34,10 @@ function main(): void {
     process.stderr.write(`debvisor-rpcd: ${(error as Error).message}\n`);
     process.exit(2);
   }
-  const logger = createLogger(config.logLevel, { clusterId: config.clusterId, nodeId: config.nodeId });
+  const logger = createLogger(config.logLevel, {
+    clusterId: config.clusterId,
+    nodeId: config.nodeId,
+  });
   const fatal = (message: string) => (error: unknown) => {
     logger.fatal({ err: error }, message);
     process.exit(1);

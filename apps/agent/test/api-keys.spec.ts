@@ -19,7 +19,12 @@ describe('API keys (real etcd, real agent, admin CLI)', () => {
   };
 
   beforeAll(async () => {
-    cluster = await startCluster({ clusterId: 'keys', nodes: 1, vmsPerNode: 1, apiKeyCacheSeconds: CACHE_SECONDS });
+    cluster = await startCluster({
+      clusterId: 'keys',
+      nodes: 1,
+      vmsPerNode: 1,
+      apiKeyCacheSeconds: CACHE_SECONDS,
+    });
     etcd = new Etcd3({ hosts: cluster.etcd.endpoint });
   });
   afterAll(async () => {
@@ -39,10 +44,18 @@ describe('API keys (real etcd, real agent, admin CLI)', () => {
     ];
     for (const [presented, message] of attempts) {
       const error = await rpcError(connect(presented).node.getHealth({}));
-      expect([error.code, error.details]).toEqual([status.UNAUTHENTICATED, expect.stringMatching(message)]);
+      expect([error.code, error.details]).toEqual([
+        status.UNAUTHENTICATED,
+        expect.stringMatching(message),
+      ]);
     }
-    const basic = await rpcError(connect().node.getHealth({}, { metadata: { authorization: 'Basic dXNlcjpwYXNz' } }));
-    expect([basic.code, basic.details]).toEqual([status.UNAUTHENTICATED, expect.stringMatching(/malformed authorization/)]);
+    const basic = await rpcError(
+      connect().node.getHealth({}, { metadata: { authorization: 'Basic dXNlcjpwYXNz' } }),
+    );
+    expect([basic.code, basic.details]).toEqual([
+      status.UNAUTHENTICATED,
+      expect.stringMatching(/malformed authorization/),
+    ]);
     await expect(connect(key).node.getHealth({})).resolves.toMatchObject({ status: 'ok' });
   });
 
@@ -51,7 +64,9 @@ describe('API keys (real etcd, real agent, admin CLI)', () => {
     const { vms } = await reader.vm.listVms({});
     const error = await rpcError(reader.vm.stopVm({ uuid: vms[0].spec!.uuid }));
     expect(error.code).toBe(status.PERMISSION_DENIED);
-    expect(error.details).toBe('VmService.StopVm needs the permission vm:instance:power, which test-manager does not hold');
+    expect(error.details).toBe(
+      'VmService.StopVm needs the permission vm:instance:power, which test-manager does not hold',
+    );
   });
 
   it('stops accepting a revoked key within the cache time', async () => {
@@ -60,10 +75,17 @@ describe('API keys (real etcd, real agent, admin CLI)', () => {
     await client.node.getHealth({});
     const revoke = await cluster.admin(['apikey', 'revoke', parseAgentApiKey(key)!.id]);
     expect(revoke).toMatchObject({ code: 0, stdout: expect.stringMatching(/^Revoked API key/) });
-    const { value: error, ms } = await eventually(async () => {
-      const failure = await client.node.getHealth({}).then(() => undefined, (e: { code: number; details: string }) => e);
-      return failure;
-    }, 5_000, 50);
+    const { value: error, ms } = await eventually(
+      async () => {
+        const failure = await client.node.getHealth({}).then(
+          () => undefined,
+          (e: { code: number; details: string }) => e,
+        );
+        return failure;
+      },
+      5_000,
+      50,
+    );
     expect([error.code, error.details]).toEqual([status.UNAUTHENTICATED, 'API key revoked']);
     expect(ms).toBeLessThanOrEqual(CACHE_SECONDS * 1000 + 500);
     const again = await cluster.admin(['apikey', 'revoke', parseAgentApiKey(key)!.id]);
@@ -86,17 +108,33 @@ describe('API keys (real etcd, real agent, admin CLI)', () => {
     const { id } = parseAgentApiKey(oldKey)!;
     const rotated = await cluster.admin(['apikey', 'rotate', id, '--json']);
     expect(rotated.code).toBe(0);
-    const { key: newKey, permissions } = JSON.parse(rotated.stdout) as { key: string; permissions: string[] };
+    const { key: newKey, permissions } = JSON.parse(rotated.stdout) as {
+      key: string;
+      permissions: string[];
+    };
     expect(parseAgentApiKey(newKey)!.id).toBe(id);
     expect(newKey).not.toBe(oldKey);
     expect(permissions).toEqual(['node:registry:read']);
-    await expect(connect(newKey).node.getClusterInfo({})).resolves.toMatchObject({ permissions: ['node:registry:read'] });
-    const { value: error } = await eventually(() => oldClient.node.getClusterInfo({}).then(() => undefined, (e: { code: number; details: string }) => e), 3_000, 50);
+    await expect(connect(newKey).node.getClusterInfo({})).resolves.toMatchObject({
+      permissions: ['node:registry:read'],
+    });
+    const { value: error } = await eventually(
+      () =>
+        oldClient.node.getClusterInfo({}).then(
+          () => undefined,
+          (e: { code: number; details: string }) => e,
+        ),
+      3_000,
+      50,
+    );
     expect([error.code, error.details]).toEqual([status.UNAUTHENTICATED, 'invalid API key']);
   });
 
   it('lists keys without secrets or hashes, and keeps only the hash of the secret in etcd', async () => {
-    const key = await cluster.createApiKey(['vm:*', 'node:registry:read'], { principal: 'ci@example.org', description: 'nightly pipeline' });
+    const key = await cluster.createApiKey(['vm:*', 'node:registry:read'], {
+      principal: 'ci@example.org',
+      description: 'nightly pipeline',
+    });
     const { id, secret } = parseAgentApiKey(key)!;
     await connect(key).node.getClusterInfo({});
 
@@ -104,31 +142,56 @@ describe('API keys (real etcd, real agent, admin CLI)', () => {
     expect(listed.code).toBe(0);
     expect(listed.stdout).not.toContain(secret);
     expect(listed.stdout).not.toContain('secretSha256');
-    const entry = (JSON.parse(listed.stdout) as Record<string, unknown>[]).find((k) => k.id === id)!;
-    expect(entry).toMatchObject({ principal: 'ci@example.org', permissions: ['vm:*', 'node:registry:read'], description: 'nightly pipeline', revokedAt: null, expiresAt: null });
+    const entry = (JSON.parse(listed.stdout) as Record<string, unknown>[]).find(
+      (k) => k.id === id,
+    )!;
+    expect(entry).toMatchObject({
+      principal: 'ci@example.org',
+      permissions: ['vm:*', 'node:registry:read'],
+      description: 'nightly pipeline',
+      revokedAt: null,
+      expiresAt: null,
+    });
     expect(Date.now() - Date.parse(entry.lastUsedAt as string)).toBeLessThan(30_000);
     const table = await cluster.admin(['apikey', 'list']);
-    expect(table.stdout).toMatch(new RegExp(`^${id}\\s+ci@example\\.org\\s+active\\s+vm:\\*,node:registry:read`, 'm'));
+    expect(table.stdout).toMatch(
+      new RegExp(`^${id}\\s+ci@example\\.org\\s+active\\s+vm:\\*,node:registry:read`, 'm'),
+    );
     expect(table.stdout).not.toContain(secret);
 
     const stored = await etcd.get(`/debvisor/rpc/apikeys/${id}`).string();
     expect(stored).not.toContain(secret);
-    expect(JSON.parse(stored!)).toMatchObject({ id, secretSha256: createHash('sha256').update(secret).digest('hex') });
+    expect(JSON.parse(stored!)).toMatchObject({
+      id,
+      secretSha256: createHash('sha256').update(secret).digest('hex'),
+    });
   });
 
   it('checks the admin CLI arguments, answering exit code 2 and naming the problem', async () => {
     const cases: [string[], RegExp][] = [
       [['apikey', 'create', '--permissions', 'vm:*'], /--principal is required/],
-      [['apikey', 'create', '--principal', 'ci', '--permissions', 'vm:instance'], /--permissions: a permission is service:resource:action/],
-      [['apikey', 'create', '--principal', 'ci', '--permissions', '*', '--expires-in', '3 days'], /--expires-in: give a duration/],
+      [
+        ['apikey', 'create', '--principal', 'ci', '--permissions', 'vm:instance'],
+        /--permissions: a permission is service:resource:action/,
+      ],
+      [
+        ['apikey', 'create', '--principal', 'ci', '--permissions', '*', '--expires-in', '3 days'],
+        /--expires-in: give a duration/,
+      ],
       [['apikey', 'revoke', 'xyz'], /the API key id: an API key id is 16 hex digits/],
       [['apikey', 'frobnicate'], /unknown command "frobnicate"/],
     ];
     for (const [args, message] of cases) {
       const result = await cluster.admin(args);
-      expect([result.code, result.stderr], args.join(' ')).toEqual([2, expect.stringMatching(message)]);
+      expect([result.code, result.stderr], args.join(' ')).toEqual([
+        2,
+        expect.stringMatching(message),
+      ]);
     }
     const missing = await cluster.admin(['apikey', 'revoke', '0123456789abcdef']);
-    expect([missing.code, missing.stderr]).toEqual([1, expect.stringMatching(/no API key with id 0123456789abcdef/)]);
+    expect([missing.code, missing.stderr]).toEqual([
+      1,
+      expect.stringMatching(/no API key with id 0123456789abcdef/),
+    ]);
   });
 });

@@ -1,5 +1,10 @@
 import { verifyFiles, type AuditEntry } from '@debvisor/audit';
-import { cleanupTempDirs, startCluster, type AgentClient, type TestCluster } from '@debvisor/testing';
+import {
+  cleanupTempDirs,
+  startCluster,
+  type AgentClient,
+  type TestCluster,
+} from '@debvisor/testing';
 import { status } from '@grpc/grpc-js';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -40,7 +45,10 @@ describe('the agent audit file', () => {
   });
 
   it('records a read with principal, key id, trace id and peer address, never the key', async () => {
-    await viaNode1.node.getClusterInfo({}, { metadata: { 'x-debvisor-trace-id': 'audit-read-0001' } });
+    await viaNode1.node.getClusterInfo(
+      {},
+      { metadata: { 'x-debvisor-trace-id': 'audit-read-0001' } },
+    );
     const read = await entry(0, (e) => e.traceId === 'audit-read-0001');
     expect(read).toMatchObject({
       action: 'rpc.NodeService.GetClusterInfo',
@@ -58,7 +66,9 @@ describe('the agent audit file', () => {
     const running = vm.runtime!.state === 'running';
     const trace = 'audit-change-0001';
     const options = { metadata: { 'x-debvisor-trace-id': trace } };
-    await (running ? viaNode1.vm.stopVm({ uuid }, options) : viaNode1.vm.startVm({ uuid }, options));
+    await (running
+      ? viaNode1.vm.stopVm({ uuid }, options)
+      : viaNode1.vm.startVm({ uuid }, options));
     const rpc = running ? 'rpc.VmService.StopVm' : 'rpc.VmService.StartVm';
 
     const called = entries(0).filter((e) => e.traceId === trace);
@@ -68,8 +78,17 @@ describe('the agent audit file', () => {
     ]);
     // The owning node audits the forwarded call too: the original caller, vouched for by node-1.
     const owner = await entry(1, (e) => e.traceId === trace && e.outcome === 'success');
-    expect(owner).toMatchObject({ action: rpc, principal: 'manager:audit', target: `/vms/${uuid}`, details: { forwardedBy: 'node-1' } });
-    expect(entries(1).filter((e) => e.traceId === trace).map((e) => e.outcome)).toEqual(['attempt', 'success']);
+    expect(owner).toMatchObject({
+      action: rpc,
+      principal: 'manager:audit',
+      target: `/vms/${uuid}`,
+      details: { forwardedBy: 'node-1' },
+    });
+    expect(
+      entries(1)
+        .filter((e) => e.traceId === trace)
+        .map((e) => e.outcome),
+    ).toEqual(['attempt', 'success']);
   });
 
   it('records refused calls: a missing permission and an unknown key, with the key id only', async () => {
@@ -77,9 +96,19 @@ describe('the agent audit file', () => {
     const forged = cluster.connect(`dvk_0123456789abcdef_${'x'.repeat(43)}`, cluster.agents[0]);
     try {
       const [vm] = (await reader.vm.listVms({ nodeId: 'node-1' })).vms;
-      const denied = await rpcError(reader.vm.stopVm({ uuid: vm.spec!.uuid }, { metadata: { 'x-debvisor-trace-id': 'audit-denied-0001' } }));
+      const denied = await rpcError(
+        reader.vm.stopVm(
+          { uuid: vm.spec!.uuid },
+          { metadata: { 'x-debvisor-trace-id': 'audit-denied-0001' } },
+        ),
+      );
       expect(denied.code).toBe(status.PERMISSION_DENIED);
-      const unknown = await rpcError(forged.node.getClusterInfo({}, { metadata: { 'x-debvisor-trace-id': 'audit-unauth-0001' } }));
+      const unknown = await rpcError(
+        forged.node.getClusterInfo(
+          {},
+          { metadata: { 'x-debvisor-trace-id': 'audit-unauth-0001' } },
+        ),
+      );
       expect(unknown.code).toBe(status.UNAUTHENTICATED);
     } finally {
       reader.close();
@@ -89,7 +118,11 @@ describe('the agent audit file', () => {
       action: 'rpc.VmService.StopVm',
       principal: 'auditor',
       outcome: 'denied',
-      details: { keyId: readOnlyKey.split('_')[1], code: 'PERMISSION_DENIED', reason: expect.stringContaining('needs the permission vm:instance:power') },
+      details: {
+        keyId: readOnlyKey.split('_')[1],
+        code: 'PERMISSION_DENIED',
+        reason: expect.stringContaining('needs the permission vm:instance:power'),
+      },
     });
     expect(await entry(0, (e) => e.traceId === 'audit-unauth-0001')).toMatchObject({
       action: 'rpc.NodeService.GetClusterInfo',
@@ -98,14 +131,21 @@ describe('the agent audit file', () => {
       details: { keyId: '0123456789abcdef', code: 'UNAUTHENTICATED', reason: 'invalid API key' },
     });
     // No attempt entry for a change that was refused before it started.
-    expect(entries(0).filter((e) => e.traceId === 'audit-denied-0001').map((e) => e.outcome)).toEqual(['denied']);
+    expect(
+      entries(0)
+        .filter((e) => e.traceId === 'audit-denied-0001')
+        .map((e) => e.outcome),
+    ).toEqual(['denied']);
   });
 
   it('keeps one verifiable chain per file, across an agent restart, without any key secret in it', async () => {
     await cluster.agents[0].restart();
     const client = cluster.connect(key, cluster.agents[0]);
     try {
-      await client.node.listNodes({}, { metadata: { 'x-debvisor-trace-id': 'audit-after-restart' } });
+      await client.node.listNodes(
+        {},
+        { metadata: { 'x-debvisor-trace-id': 'audit-after-restart' } },
+      );
     } finally {
       client.close();
     }
@@ -115,7 +155,8 @@ describe('the agent audit file', () => {
       expect(report, `node-${index + 1}`).toMatchObject({ ok: true, firstSeq: 1 });
       expect(report.entries).toBe(entries(index).length);
       const text = readFileSync(auditFile(index), 'utf8');
-      for (const secret of [key, readOnlyKey].map((k) => k.split('_').slice(2).join('_'))) expect(text).not.toContain(secret);
+      for (const secret of [key, readOnlyKey].map((k) => k.split('_').slice(2).join('_')))
+        expect(text).not.toContain(secret);
       expect(text).not.toContain('x'.repeat(43));
     }
   });

@@ -8,7 +8,12 @@ describe('losing etcd (real etcd, real agents)', () => {
   let replacement: EtcdInstance | undefined;
 
   beforeAll(async () => {
-    cluster = await startCluster({ clusterId: 'etcd-loss', nodes: 2, vmsPerNode: 2, leaseTtlSeconds: 3 });
+    cluster = await startCluster({
+      clusterId: 'etcd-loss',
+      nodes: 2,
+      vmsPerNode: 2,
+      leaseTtlSeconds: 3,
+    });
   });
   afterAll(async () => {
     await cluster?.stop();
@@ -22,11 +27,19 @@ describe('losing etcd (real etcd, real agents)', () => {
     await cluster.etcd.stop();
     const down = await rpcError(before.node.listNodes({}));
     before.close();
-    expect([down.code, down.details]).toEqual([status.UNAVAILABLE, 'the cluster etcd cannot be reached; try again later']);
+    expect([down.code, down.details]).toEqual([
+      status.UNAVAILABLE,
+      'the cluster etcd cannot be reached; try again later',
+    ]);
 
     replacement = await startEtcd({ clientPort: port });
     await eventually(
-      () => Promise.all(cluster.agents.map((agent) => agent.process.waitFor(/"msg":"node lease lost; registering again"/, 100))).then(() => true),
+      () =>
+        Promise.all(
+          cluster.agents.map((agent) =>
+            agent.process.waitFor(/"msg":"node lease lost; registering again"/, 100),
+          ),
+        ).then(() => true),
       15_000,
     );
     const client = cluster.connect(await cluster.createApiKey(['*'])); // the old keys went with the old etcd
@@ -39,7 +52,9 @@ describe('losing etcd (real etcd, real agents)', () => {
     expect(unreachableNodes).toEqual({});
     expect(vms).toHaveLength(4);
     const remote = vms.find((vm) => vm.runtime!.nodeId === 'node-2')!;
-    await expect(client.vm.getVm({ uuid: remote.spec!.uuid })).resolves.toMatchObject({ runtime: { nodeId: 'node-2' } }); // forwarded through the republished index
+    await expect(client.vm.getVm({ uuid: remote.spec!.uuid })).resolves.toMatchObject({
+      runtime: { nodeId: 'node-2' },
+    }); // forwarded through the republished index
     client.close();
   });
 });

@@ -11,7 +11,11 @@ export async function rpcError(call: Promise<unknown>): Promise<ServiceError> {
 }
 
 /** Polls `probe` until it answers a value other than undefined; answers it and how long it took. */
-export async function eventually<T>(probe: () => Promise<T | undefined>, timeoutMs: number, intervalMs = 100): Promise<{ value: T; ms: number }> {
+export async function eventually<T>(
+  probe: () => Promise<T | undefined>,
+  timeoutMs: number,
+  intervalMs = 100,
+): Promise<{ value: T; ms: number }> {
   const started = Date.now();
   let last: unknown;
   while (Date.now() - started < timeoutMs) {
@@ -23,5 +27,7 @@ export async function eventually<T>(probe: () => Promise<T | undefined>, timeout
     }
     await new Promise((r) => setTimeout(r, intervalMs));
   }
-  throw new Error(`condition not met within ${timeoutMs} ms${last ? ` (last error: ${(last as Error).message})` : ''}`);
+  throw new Error(
+    `condition not met within ${timeoutMs} ms${last ? ` (last error: ${(last as Error).message})` : ''}`,
+  );
 }

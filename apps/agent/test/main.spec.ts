@@ -4,10 +4,20 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
-function runAgent(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function runAgent(
+  args: string[],
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [AGENT_MAIN, ...args], { timeout: 30_000 }, (error, stdout, stderr) =>
-      resolve({ code: error ? (typeof error.code === 'number' ? error.code : null) : 0, stdout, stderr }),
+    execFile(
+      process.execPath,
+      [AGENT_MAIN, ...args],
+      { timeout: 30_000 },
+      (error, stdout, stderr) =>
+        resolve({
+          code: error ? (typeof error.code === 'number' ? error.code : null) : 0,
+          stdout,
+          stderr,
+        }),
     );
   });
 }
@@ -33,13 +43,20 @@ describe('debvisor-rpcd start-up', () => {
   it('stops with exit code 2 and a usage line without --config', async () => {
     const result = await runAgent([]);
     expect(result.code).toBe(2);
-    expect(result.stderr).toMatch(/--config is required\nusage: debvisor-rpcd --config <file.json>/);
+    expect(result.stderr).toMatch(
+      /--config is required\nusage: debvisor-rpcd --config <file.json>/,
+    );
   });
 
   it('stops with exit code 2 naming the setting when the configuration is invalid', async () => {
-    const result = await runAgent(['--config', config({ ...base, leaseTtlSeconds: 'long', logLevel: 'loud' })]);
+    const result = await runAgent([
+      '--config',
+      config({ ...base, leaseTtlSeconds: 'long', logLevel: 'loud' }),
+    ]);
     expect(result.code).toBe(2);
-    expect(result.stderr).toMatch(/invalid configuration in .*\n {2}- leaseTtlSeconds: .*\n {2}- logLevel: /);
+    expect(result.stderr).toMatch(
+      /invalid configuration in .*\n {2}- leaseTtlSeconds: .*\n {2}- logLevel: /,
+    );
   });
 
   it('stops with exit code 2 naming the setting when a certificate does not fit', async () => {
@@ -47,6 +64,8 @@ describe('debvisor-rpcd start-up', () => {
     writeTlsFiles(dir, 'node-1', await pki.agent('node-2'), pki.ca.certPem);
     const result = await runAgent(['--config', config(base)]);
     expect(result.code).toBe(2);
-    expect(result.stderr).toMatch(/tls\.cert: the subject must be CN=agent:node-1, OU=debvisor-agent \(found CN=agent:node-2/);
+    expect(result.stderr).toMatch(
+      /tls\.cert: the subject must be CN=agent:node-1, OU=debvisor-agent \(found CN=agent:node-2/,
+    );
   });
 });

@@ -1,11 +1,20 @@
 import { createCa, fingerprintSha256, issueCertificate, type KeyPairPem } from '@debvisor/pki';
-import { agentClient, createManagerIdentity, issueAgentCertificate, startCluster, type TestCluster } from '@debvisor/testing';
+import {
+  agentClient,
+  createManagerIdentity,
+  issueAgentCertificate,
+  startCluster,
+  type TestCluster,
+} from '@debvisor/testing';
 import { status } from '@grpc/grpc-js';
 import { connect, type ConnectionOptions, type DetailedPeerCertificate } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rpcError } from './helpers';
 
-const FORWARDED = { principal: 'x-debvisor-forwarded-principal', permissions: 'x-debvisor-forwarded-permissions' };
+const FORWARDED = {
+  principal: 'x-debvisor-forwarded-principal',
+  permissions: 'x-debvisor-forwarded-permissions',
+};
 
 describe('mutual TLS and peer identity (real agent)', () => {
   let cluster: TestCluster;
@@ -14,7 +23,12 @@ describe('mutual TLS and peer identity (real agent)', () => {
 
   beforeAll(async () => {
     otherClientCa = await createCa('another trusted client CA');
-    cluster = await startCluster({ clusterId: 'mtls', nodes: 1, vmsPerNode: 1, trustedClientCaPem: otherClientCa.certPem });
+    cluster = await startCluster({
+      clusterId: 'mtls',
+      nodes: 1,
+      vmsPerNode: 1,
+      trustedClientCaPem: otherClientCa.certPem,
+    });
     apiKey = await cluster.createApiKey(['*']);
   });
   afterAll(() => cluster?.stop());
@@ -27,9 +41,17 @@ describe('mutual TLS and peer identity (real agent)', () => {
    * preface arrives. Refused: a TLS alert (error) or the server closing the connection at once (with
    * TLS 1.3 the server judges the client certificate only after the client finished its handshake).
    */
-  function handshake(options: ConnectionOptions): Promise<{ accepted: boolean; protocol: string | null; error?: Error }> {
+  function handshake(
+    options: ConnectionOptions,
+  ): Promise<{ accepted: boolean; protocol: string | null; error?: Error }> {
     return new Promise((resolve) => {
-      const socket = connect({ host: '127.0.0.1', port: port(), servername: 'localhost', ALPNProtocols: ['h2'], ...options });
+      const socket = connect({
+        host: '127.0.0.1',
+        port: port(),
+        servername: 'localhost',
+        ALPNProtocols: ['h2'],
+        ...options,
+      });
       let finished = false;
       const done = (result: { accepted: boolean; error?: Error }) => {
         if (finished) return;
@@ -38,7 +60,10 @@ describe('mutual TLS and peer identity (real agent)', () => {
         resolve({ ...result, protocol: socket.getProtocol() });
         socket.destroy();
       };
-      const timer = setTimeout(() => done({ accepted: false, error: new Error('no answer') }), 3_000);
+      const timer = setTimeout(
+        () => done({ accepted: false, error: new Error('no answer') }),
+        3_000,
+      );
       socket.on('data', () => done({ accepted: true }));
       socket.on('error', (error) => done({ accepted: false, error }));
       socket.on('close', () => done({ accepted: false }));
@@ -49,14 +74,25 @@ describe('mutual TLS and peer identity (real agent)', () => {
     const client = cluster.connect(apiKey);
     await expect(client.node.getHealth({})).resolves.toMatchObject({ status: 'ok' });
     client.close();
-    const { accepted, protocol } = await handshake({ ca: cluster.caPem, cert: cluster.client.certPem, key: cluster.client.keyPem });
+    const { accepted, protocol } = await handshake({
+      ca: cluster.caPem,
+      cert: cluster.client.certPem,
+      key: cluster.client.keyPem,
+    });
     expect(accepted).toBe(true);
     expect(protocol).toBe('TLSv1.3');
   });
 
   it('serves its chain up to the cluster CA, so that a manager can pin the CA fingerprint on first contact', async () => {
     const leaf = await new Promise<DetailedPeerCertificate>((resolve, reject) => {
-      const socket = connect({ host: '127.0.0.1', port: port(), ALPNProtocols: ['h2'], rejectUnauthorized: false, cert: cluster.client.certPem, key: cluster.client.keyPem });
+      const socket = connect({
+        host: '127.0.0.1',
+        port: port(),
+        ALPNProtocols: ['h2'],
+        rejectUnauthorized: false,
+        cert: cluster.client.certPem,
+        key: cluster.client.keyPem,
+      });
       socket.once('secureConnect', () => {
         resolve(socket.getPeerCertificate(true));
         socket.destroy();
@@ -79,29 +115,53 @@ describe('mutual TLS and peer identity (real agent)', () => {
 
   it('refuses a client certificate from a CA it does not trust', async () => {
     const rogue = await createManagerIdentity('rogue');
-    const client = agentClient(endpoint(), { caPem: cluster.caPem, certPem: rogue.client.certPem, keyPem: rogue.client.keyPem, apiKey });
+    const client = agentClient(endpoint(), {
+      caPem: cluster.caPem,
+      certPem: rogue.client.certPem,
+      keyPem: rogue.client.keyPem,
+      apiKey,
+    });
     const error = await rpcError(client.node.getHealth({}));
     client.close();
     expect(error.code).toBe(status.UNAVAILABLE);
-    const raw = await handshake({ ca: cluster.caPem, cert: rogue.client.certPem, key: rogue.client.keyPem });
+    const raw = await handshake({
+      ca: cluster.caPem,
+      cert: rogue.client.certPem,
+      key: rogue.client.keyPem,
+    });
     expect(raw.accepted).toBe(false);
   });
 
   it('refuses a client that offers only TLS 1.2', async () => {
-    const { accepted, error } = await handshake({ ca: cluster.caPem, cert: cluster.client.certPem, key: cluster.client.keyPem, maxVersion: 'TLSv1.2' });
+    const { accepted, error } = await handshake({
+      ca: cluster.caPem,
+      cert: cluster.client.certPem,
+      key: cluster.client.keyPem,
+      maxVersion: 'TLSv1.2',
+    });
     expect(accepted).toBe(false);
     expect(error?.message).toMatch(/protocol version/i);
   });
 
   describe('forwarded calls', () => {
     const call = (pair: KeyPairPem, metadata: Record<string, string>, key?: string) => {
-      const client = agentClient(endpoint(), { caPem: cluster.caPem, certPem: pair.certPem, keyPem: pair.keyPem, apiKey: key });
+      const client = agentClient(endpoint(), {
+        caPem: cluster.caPem,
+        certPem: pair.certPem,
+        keyPem: pair.keyPem,
+        apiKey: key,
+      });
       return client.node.getClusterInfo({}, { metadata }).finally(() => client.close());
     };
 
     it('acts for the forwarded principal when a cluster agent certificate vouches for it', async () => {
       const peer = await issueAgentCertificate(cluster.ca, 'node-9');
-      await expect(call(peer, { [FORWARDED.principal]: 'manager:dc-east', [FORWARDED.permissions]: 'node:registry:read,vm:*' })).resolves.toMatchObject({
+      await expect(
+        call(peer, {
+          [FORWARDED.principal]: 'manager:dc-east',
+          [FORWARDED.permissions]: 'node:registry:read,vm:*',
+        }),
+      ).resolves.toMatchObject({
         principal: 'manager:dc-east',
         permissions: ['node:registry:read', 'vm:*'],
       });
@@ -109,14 +169,28 @@ describe('mutual TLS and peer identity (real agent)', () => {
 
     it('holds a forwarded caller to its forwarded permissions', async () => {
       const peer = await issueAgentCertificate(cluster.ca, 'node-9');
-      const error = await rpcError(call(peer, { [FORWARDED.principal]: 'manager:dc-east', [FORWARDED.permissions]: 'vm:instance:read' }));
+      const error = await rpcError(
+        call(peer, {
+          [FORWARDED.principal]: 'manager:dc-east',
+          [FORWARDED.permissions]: 'vm:instance:read',
+        }),
+      );
       expect(error.code).toBe(status.PERMISSION_DENIED);
     });
 
     it('refuses a forwarded identity from a client certificate, even one that looks like an agent', async () => {
-      const lookalike = await issueCertificate(otherClientCa, { commonName: 'agent:node-1', organizationalUnit: 'debvisor-agent', usage: 'client' });
-      for (const pair of [lookalike, { certPem: cluster.client.certPem, keyPem: cluster.client.keyPem }]) {
-        const error = await rpcError(call(pair, { [FORWARDED.principal]: 'admin', [FORWARDED.permissions]: '*' }, apiKey));
+      const lookalike = await issueCertificate(otherClientCa, {
+        commonName: 'agent:node-1',
+        organizationalUnit: 'debvisor-agent',
+        usage: 'client',
+      });
+      for (const pair of [
+        lookalike,
+        { certPem: cluster.client.certPem, keyPem: cluster.client.keyPem },
+      ]) {
+        const error = await rpcError(
+          call(pair, { [FORWARDED.principal]: 'admin', [FORWARDED.permissions]: '*' }, apiKey),
+        );
         expect(error.code).toBe(status.UNAUTHENTICATED);
         expect(error.details).toBe('forwarded calls are accepted only from agents of this cluster');
       }

@@ -1,11 +1,25 @@
-import { agentClient, sampleSum, samplesOf, startCluster, startEtcd, type EtcdInstance, type TestCluster } from '@debvisor/testing';
+import {
+  agentClient,
+  sampleSum,
+  samplesOf,
+  startCluster,
+  startEtcd,
+  type EtcdInstance,
+  type TestCluster,
+} from '@debvisor/testing';
 import { status } from '@grpc/grpc-js';
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, rpcError } from './helpers';
 
-const SERVICES = ['debvisor.v1.NodeService', 'debvisor.v1.VmService', 'debvisor.v1.StorageService', 'debvisor.v1.MigrationService', 'debvisor.v1.AccessService'];
+const SERVICES = [
+  'debvisor.v1.NodeService',
+  'debvisor.v1.VmService',
+  'debvisor.v1.StorageService',
+  'debvisor.v1.MigrationService',
+  'debvisor.v1.AccessService',
+];
 
 describe('the metrics listener (real agents)', () => {
   let cluster: TestCluster;
@@ -14,7 +28,10 @@ describe('the metrics listener (real agents)', () => {
 
   beforeAll(async () => {
     cluster = await startCluster({ clusterId: 'obs', nodes: 2, vmsPerNode: 2 });
-    [key, readOnlyKey] = await Promise.all([cluster.createApiKey(['*'], { principal: 'manager:obs' }), cluster.createApiKey(['node:registry:read'])]);
+    [key, readOnlyKey] = await Promise.all([
+      cluster.createApiKey(['*'], { principal: 'manager:obs' }),
+      cluster.createApiKey(['node:registry:read']),
+    ]);
   });
   afterAll(() => cluster?.stop());
 
@@ -29,7 +46,17 @@ describe('the metrics listener (real agents)', () => {
     expect(answer.status).toBe(200);
     expect(answer.contentType).toMatch(/^text\/plain; version=0\.0\.4/);
     expect(samplesOf(answer.body, 'debvisor_agent_info')).toEqual([
-      { name: 'debvisor_agent_info', labels: { cluster: 'obs', node: 'node-1', version: '0.1.0', hypervisor_driver: 'sim', storage_driver: 'sim' }, value: 1 },
+      {
+        name: 'debvisor_agent_info',
+        labels: {
+          cluster: 'obs',
+          node: 'node-1',
+          version: '0.1.0',
+          hypervisor_driver: 'sim',
+          storage_driver: 'sim',
+        },
+        value: 1,
+      },
     ]);
     expect(answer.body).toContain('process_cpu_user_seconds_total');
     expect((await cluster.scrape(undefined, { path: '/' })).status).toBe(404);
@@ -49,13 +76,27 @@ describe('the metrics listener (real agents)', () => {
     for (const c of [client, anonymous, reader]) c.close();
     const after = await scrape();
 
-    const delta = (name: string, labels: Record<string, string> = {}) => sampleSum(after, name, labels) - sampleSum(before, name, labels);
-    const call = (service: string, method: string, code: string) => ({ service: `debvisor.v1.${service}`, method, status: code });
+    const delta = (name: string, labels: Record<string, string> = {}) =>
+      sampleSum(after, name, labels) - sampleSum(before, name, labels);
+    const call = (service: string, method: string, code: string) => ({
+      service: `debvisor.v1.${service}`,
+      method,
+      status: code,
+    });
     expect(delta('rpc_requests_total', call('NodeService', 'GetClusterInfo', 'OK'))).toBe(2);
-    expect(delta('rpc_requests_total', call('NodeService', 'GetClusterInfo', 'UNAUTHENTICATED'))).toBe(1);
+    expect(
+      delta('rpc_requests_total', call('NodeService', 'GetClusterInfo', 'UNAUTHENTICATED')),
+    ).toBe(1);
     expect(delta('rpc_requests_total', call('VmService', 'ListVms', 'PERMISSION_DENIED'))).toBe(1);
-    expect(delta('rpc_requests_total', call('AccessService', 'SyncUsersGroups', 'UNIMPLEMENTED'))).toBe(1);
-    expect(delta('rpc_request_duration_seconds_count', { service: 'debvisor.v1.NodeService', method: 'GetClusterInfo' })).toBe(3);
+    expect(
+      delta('rpc_requests_total', call('AccessService', 'SyncUsersGroups', 'UNIMPLEMENTED')),
+    ).toBe(1);
+    expect(
+      delta('rpc_request_duration_seconds_count', {
+        service: 'debvisor.v1.NodeService',
+        method: 'GetClusterInfo',
+      }),
+    ).toBe(3);
     expect(delta('auth_attempts_total', { method: 'api_key', result: 'success' })).toBe(4);
     expect(delta('auth_attempts_total', { method: 'api_key', result: 'failure' })).toBe(1);
     expect(delta('authz_denials_total')).toBe(1);
@@ -71,19 +112,36 @@ describe('the metrics listener (real agents)', () => {
     await client.vm.getVm({ uuid: vms[0].spec!.uuid });
     client.close();
     const after = await scrape(cluster.agents[1]);
-    expect(sampleSum(after, 'auth_attempts_total', { method: 'forwarded', result: 'success' }) - sampleSum(before, 'auth_attempts_total', { method: 'forwarded', result: 'success' })).toBe(2);
-    expect(sampleSum(after, 'rpc_requests_total', { method: 'GetVm', status: 'OK' }) - sampleSum(before, 'rpc_requests_total', { method: 'GetVm', status: 'OK' })).toBe(1);
+    expect(
+      sampleSum(after, 'auth_attempts_total', { method: 'forwarded', result: 'success' }) -
+        sampleSum(before, 'auth_attempts_total', { method: 'forwarded', result: 'success' }),
+    ).toBe(2);
+    expect(
+      sampleSum(after, 'rpc_requests_total', { method: 'GetVm', status: 'OK' }) -
+        sampleSum(before, 'rpc_requests_total', { method: 'GetVm', status: 'OK' }),
+    ).toBe(1);
   });
 
   it("exports its certificates' expiry, every service as serving, and the drivers' and Ceph's health", async () => {
     const text = await scrape();
-    const config = JSON.parse(readFileSync(cluster.agents[0].configFile, 'utf8')) as { tls: { cert: string } };
-    const expiry = (cert: string) => sampleSum(text, 'debvisor_certificate_expiry_timestamp_seconds', { cert });
-    expect(expiry('agent')).toBe(Math.floor(Date.parse(new X509Certificate(readFileSync(config.tls.cert)).validTo) / 1000));
-    expect(expiry('cluster-ca')).toBe(Math.floor(Date.parse(new X509Certificate(cluster.caPem).validTo) / 1000));
-    expect(samplesOf(text, 'rpc_service_status').map((s) => [s.labels.service, s.value])).toEqual(SERVICES.map((s) => [s, 1]));
+    const config = JSON.parse(readFileSync(cluster.agents[0].configFile, 'utf8')) as {
+      tls: { cert: string };
+    };
+    const expiry = (cert: string) =>
+      sampleSum(text, 'debvisor_certificate_expiry_timestamp_seconds', { cert });
+    expect(expiry('agent')).toBe(
+      Math.floor(Date.parse(new X509Certificate(readFileSync(config.tls.cert)).validTo) / 1000),
+    );
+    expect(expiry('cluster-ca')).toBe(
+      Math.floor(Date.parse(new X509Certificate(cluster.caPem).validTo) / 1000),
+    );
+    expect(samplesOf(text, 'rpc_service_status').map((s) => [s.labels.service, s.value])).toEqual(
+      SERVICES.map((s) => [s, 1]),
+    );
     expect(sampleSum(text, 'debvisor_ceph_health_status')).toBe(0);
-    expect(samplesOf(text, 'debvisor_driver_health_status').map((s) => [s.labels.driver, s.value])).toEqual([
+    expect(
+      samplesOf(text, 'debvisor_driver_health_status').map((s) => [s.labels.driver, s.value]),
+    ).toEqual([
       ['sim', 0],
       ['sim-rbd', 0],
     ]);
@@ -92,11 +150,17 @@ describe('the metrics listener (real agents)', () => {
   it('counts a peer agent that does not answer a forwarded call as a backend connection error', async () => {
     const client = cluster.connect(key, cluster.agents[0]);
     const { vms } = await client.vm.listVms({ nodeId: 'node-2' });
-    const before = sampleSum(await scrape(), 'backend_connection_errors_total', { backend_service: 'agent' });
+    const before = sampleSum(await scrape(), 'backend_connection_errors_total', {
+      backend_service: 'agent',
+    });
     await cluster.agents[1].kill(); // its lease lives on for a few seconds: node-1 still forwards to it
     try {
-      expect((await rpcError(client.vm.getVm({ uuid: vms[0].spec!.uuid }))).code).toBe(status.UNAVAILABLE);
-      expect(sampleSum(await scrape(), 'backend_connection_errors_total', { backend_service: 'agent' })).toBe(before + 1);
+      expect((await rpcError(client.vm.getVm({ uuid: vms[0].spec!.uuid }))).code).toBe(
+        status.UNAVAILABLE,
+      );
+      expect(
+        sampleSum(await scrape(), 'backend_connection_errors_total', { backend_service: 'agent' }),
+      ).toBe(before + 1);
     } finally {
       client.close();
       await cluster.agents[1].restart();
@@ -107,12 +171,19 @@ describe('the metrics listener (real agents)', () => {
 describe('the metrics listener with metrics.requireClientCert (real agent)', () => {
   let cluster: TestCluster;
   beforeAll(async () => {
-    cluster = await startCluster({ clusterId: 'obs-mtls', nodes: 1, vmsPerNode: 0, metricsRequireClientCert: true });
+    cluster = await startCluster({
+      clusterId: 'obs-mtls',
+      nodes: 1,
+      vmsPerNode: 0,
+      metricsRequireClientCert: true,
+    });
   });
   afterAll(() => cluster?.stop());
 
   it('refuses a scraper without a client certificate and serves one with a certificate of a trusted CA', async () => {
-    await expect(cluster.scrape()).rejects.toThrow(/certificate required|socket hang up|ECONNRESET/i);
+    await expect(cluster.scrape()).rejects.toThrow(
+      /certificate required|socket hang up|ECONNRESET/i,
+    );
     const answer = await cluster.scrape(undefined, { clientCert: true });
     expect(answer.status).toBe(200);
     expect(answer.body).toContain('debvisor_agent_info{cluster="obs-mtls"');
@@ -134,7 +205,8 @@ describe('gRPC health checking (real agents)', () => {
     const probe = cluster.connect(undefined);
     try {
       await expect(probe.health.check({ service: '' })).resolves.toEqual({ status: 'SERVING' });
-      for (const service of SERVICES) await expect(probe.health.check({ service })).resolves.toEqual({ status: 'SERVING' });
+      for (const service of SERVICES)
+        await expect(probe.health.check({ service })).resolves.toEqual({ status: 'SERVING' });
       const unknown = await rpcError(probe.health.check({ service: 'debvisor.v1.NoSuchService' }));
       expect(unknown.code).toBe(status.NOT_FOUND);
       const { statuses } = await probe.health.list({});
@@ -159,14 +231,26 @@ describe('gRPC health checking (real agents)', () => {
       await eventually(async () => (seen.length === 1 ? true : undefined), 5_000);
       const port = Number(new URL(cluster.etcd.endpoint).port);
       await cluster.etcd.stop();
-      await eventually(async () => ((await probe.health.check({ service: '' })).status === 'NOT_SERVING' ? true : undefined), 10_000);
-      expect((await probe.health.check({ service: 'debvisor.v1.VmService' })).status).toBe('NOT_SERVING');
+      await eventually(
+        async () =>
+          (await probe.health.check({ service: '' })).status === 'NOT_SERVING' ? true : undefined,
+        10_000,
+      );
+      expect((await probe.health.check({ service: 'debvisor.v1.VmService' })).status).toBe(
+        'NOT_SERVING',
+      );
       const metrics = (await cluster.scrape()).body;
       expect(sampleSum(metrics, 'rpc_service_status')).toBe(0);
-      expect(sampleSum(metrics, 'backend_connection_errors_total', { backend_service: 'etcd' })).toBeGreaterThan(0);
+      expect(
+        sampleSum(metrics, 'backend_connection_errors_total', { backend_service: 'etcd' }),
+      ).toBeGreaterThan(0);
 
       replacement = await startEtcd({ clientPort: port }); // an empty etcd: health checks need no API key
-      await eventually(async () => ((await probe.health.check({ service: '' })).status === 'SERVING' ? true : undefined), 20_000);
+      await eventually(
+        async () =>
+          (await probe.health.check({ service: '' })).status === 'SERVING' ? true : undefined,
+        20_000,
+      );
       await eventually(async () => (seen.length >= 3 ? true : undefined), 5_000);
       expect(seen.slice(0, 3)).toEqual(['SERVING', 'NOT_SERVING', 'SERVING']);
     } finally {

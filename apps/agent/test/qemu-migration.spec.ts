@@ -1,5 +1,14 @@
 import type { MigrationProgress__Output, Vm__Output } from '@debvisor/proto';
-import { buildTinyGuest, lastTinyGuestTick, startCluster, tinyGuestAppend, writeQemuVm, type AgentClient, type TestCluster, type TestVmSpec } from '@debvisor/testing';
+import {
+  buildTinyGuest,
+  lastTinyGuestTick,
+  startCluster,
+  tinyGuestAppend,
+  writeQemuVm,
+  type AgentClient,
+  type TestCluster,
+  type TestVmSpec,
+} from '@debvisor/testing';
 import { status } from '@grpc/grpc-js';
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
@@ -11,7 +20,12 @@ const MiB = 1024 ** 2;
 const PERMISSIONS = ['vm:*', 'migration:*', 'node:*'];
 
 /** Tiny Linux guests (a kernel and a busybox initramfs), idle or dirtying memory at a set rate. */
-function guest(name: string, dirtyMibPerSecond: number, memoryMib = 128, workingSetMib = 16): TestVmSpec {
+function guest(
+  name: string,
+  dirtyMibPerSecond: number,
+  memoryMib = 128,
+  workingSetMib = 16,
+): TestVmSpec {
   return {
     uuid: randomUUID(),
     name,
@@ -22,7 +36,11 @@ function guest(name: string, dirtyMibPerSecond: number, memoryMib = 128, working
     cpuModel: 'x86-64-v2',
     hugepages: false,
     tenant: '',
-    labels: { 'qemu-kernel': 'kernel', 'qemu-initrd': 'initrd.cpio', 'qemu-append': tinyGuestAppend({ dirtyMibPerSecond, workingSetMib }) },
+    labels: {
+      'qemu-kernel': 'kernel',
+      'qemu-initrd': 'initrd.cpio',
+      'qemu-append': tinyGuestAppend({ dirtyMibPerSecond, workingSetMib }),
+    },
   };
 }
 
@@ -41,7 +59,11 @@ describe('live migration on real QEMU (TCG) between agents, within a cluster and
 
   beforeAll(async () => {
     const tiny = await buildTinyGuest();
-    const agentConfig = () => ({ hypervisor: { driver: 'qemu' }, qemu: { accel: 'tcg', machine: 'pc', bootDir: tiny.dir }, migration: { progressIntervalMs: 100 } });
+    const agentConfig = () => ({
+      hypervisor: { driver: 'qemu' },
+      qemu: { accel: 'tcg', machine: 'pc', bootDir: tiny.dir },
+      migration: { progressIntervalMs: 100 },
+    });
     [east, west] = await Promise.all([
       startCluster({
         clusterId: 'qm-east',
@@ -49,15 +71,25 @@ describe('live migration on real QEMU (TCG) between agents, within a cluster and
         vmsPerNode: 0,
         agentConfig,
         prepareNode: (nodeId, stateDir) => {
-          if (nodeId === 'node-1') for (const spec of [idle, crossing, cancelled, busy, orphaned]) writeQemuVm(stateDir, spec);
+          if (nodeId === 'node-1')
+            for (const spec of [idle, crossing, cancelled, busy, orphaned])
+              writeQemuVm(stateDir, spec);
         },
       }),
       startCluster({ clusterId: 'qm-west', nodes: 1, vmsPerNode: 0, agentConfig }),
     ]);
     viaEast = east.connect(await east.createApiKey(PERMISSIONS));
     viaWest = west.connect(await west.createApiKey(PERMISSIONS));
-    await Promise.all([idle, crossing, cancelled, busy, orphaned].map((spec) => viaEast.vm.startVm({ uuid: spec.uuid }, { deadlineMs: 60_000 })));
-    await Promise.all([idle, crossing, cancelled, busy, orphaned].map((spec) => waitForTicks(east, 'node-1', spec.uuid, 1)));
+    await Promise.all(
+      [idle, crossing, cancelled, busy, orphaned].map((spec) =>
+        viaEast.vm.startVm({ uuid: spec.uuid }, { deadlineMs: 60_000 }),
+      ),
+    );
+    await Promise.all(
+      [idle, crossing, cancelled, busy, orphaned].map((spec) =>
+        waitForTicks(east, 'node-1', spec.uuid, 1),
+      ),
+    );
   }, 120_000);
   afterAll(async () => {
     viaEast?.close();
@@ -65,18 +97,28 @@ describe('live migration on real QEMU (TCG) between agents, within a cluster and
     await Promise.all([east?.stop(), west?.stop()]);
   });
 
-  const serialLog = (cluster: TestCluster, nodeId: string, uuid: string) => join(cluster.agents.find((a) => a.nodeId === nodeId)!.stateDir, 'run', uuid, 'serial.log');
+  const serialLog = (cluster: TestCluster, nodeId: string, uuid: string) =>
+    join(cluster.agents.find((a) => a.nodeId === nodeId)!.stateDir, 'run', uuid, 'serial.log');
   /**
    * Waits until the guest printed a tick beyond `after` on that node's serial log; answers the tick.
    * A tick follows each round of the guest's memory writes, which under TCG on a loaded 2-core CI
    * machine (five guests here, another test file beside) took over 30 s once for the busy guest.
    */
-  async function waitForTicks(cluster: TestCluster, nodeId: string, uuid: string, after: number): Promise<number> {
-    const { value } = await eventually(async () => {
-      const file = serialLog(cluster, nodeId, uuid);
-      const tick = existsSync(file) ? lastTinyGuestTick(readFileSync(file, 'utf8')) : 0;
-      return tick > after ? tick : undefined;
-    }, 90_000, 200);
+  async function waitForTicks(
+    cluster: TestCluster,
+    nodeId: string,
+    uuid: string,
+    after: number,
+  ): Promise<number> {
+    const { value } = await eventually(
+      async () => {
+        const file = serialLog(cluster, nodeId, uuid);
+        const tick = existsSync(file) ? lastTinyGuestTick(readFileSync(file, 'utf8')) : 0;
+        return tick > after ? tick : undefined;
+      },
+      90_000,
+      200,
+    );
     return value;
   }
 
@@ -93,7 +135,12 @@ describe('live migration on real QEMU (TCG) between agents, within a cluster and
     const crossCluster = options.target.cluster !== east;
     const vm: Vm__Output = await viaEast.vm.getVm({ uuid: spec.uuid });
     const migrationId = randomUUID();
-    const source = await viaEast.migration.prepareMigration({ vm: vm.spec!, role: 'source', online: true, checkOnly: true });
+    const source = await viaEast.migration.prepareMigration({
+      vm: vm.spec!,
+      role: 'source',
+      online: true,
+      checkOnly: true,
+    });
     expect(source.checks.filter((c: { result: string }) => c.result === 'fail')).toEqual([]);
     const prepared = await options.target.client.migration.prepareMigration({
       vm: vm.spec!,
@@ -131,20 +178,35 @@ describe('live migration on real QEMU (TCG) between agents, within a cluster and
 
   it('live-migrates a running guest to the other node through the tunnel; the guest goes on ticking there', async () => {
     const before = await waitForTicks(east, 'node-1', idle.uuid, 0);
-    const progress = await migrate(idle, { target: { client: viaEast, nodeId: 'node-2', cluster: east } });
-    expect(final(progress), final(progress).message).toMatchObject({ phase: 'completed', message: 'the VM runs on node node-2' });
+    const progress = await migrate(idle, {
+      target: { client: viaEast, nodeId: 'node-2', cluster: east },
+    });
+    expect(final(progress), final(progress).message).toMatchObject({
+      phase: 'completed',
+      message: 'the VM runs on node node-2',
+    });
     expect(final(progress).totalTimeMs).toBeGreaterThan(0);
     expect(Number(final(progress).transferredBytes)).toBeGreaterThan(0);
-    expect((await viaEast.vm.getVm({ uuid: idle.uuid })).runtime).toMatchObject({ nodeId: 'node-2', state: 'running' });
+    expect((await viaEast.vm.getVm({ uuid: idle.uuid })).runtime).toMatchObject({
+      nodeId: 'node-2',
+      state: 'running',
+    });
     // The guest's memory (its tick counter) came along: it counts on from where it was.
     expect(await waitForTicks(east, 'node-2', idle.uuid, before)).toBeGreaterThan(before);
-    expect((await viaEast.vm.listVms({ nodeId: 'node-1' })).vms.map((vm) => vm.spec!.uuid)).not.toContain(idle.uuid);
+    expect(
+      (await viaEast.vm.listVms({ nodeId: 'node-1' })).vms.map((vm) => vm.spec!.uuid),
+    ).not.toContain(idle.uuid);
   });
 
   it('live-migrates a running guest to another cluster through the tunnel, with pinned CAs', async () => {
-    const progress = await migrate(crossing, { target: { client: viaWest, nodeId: 'node-1', cluster: west } });
+    const progress = await migrate(crossing, {
+      target: { client: viaWest, nodeId: 'node-1', cluster: west },
+    });
     expect(final(progress), final(progress).message).toMatchObject({ phase: 'completed' });
-    expect((await viaWest.vm.getVm({ uuid: crossing.uuid })).runtime).toMatchObject({ nodeId: 'node-1', state: 'running' });
+    expect((await viaWest.vm.getVm({ uuid: crossing.uuid })).runtime).toMatchObject({
+      nodeId: 'node-1',
+      state: 'running',
+    });
     expect((await rpcError(viaEast.vm.getVm({ uuid: crossing.uuid }))).code).toBe(status.NOT_FOUND);
     expect(await waitForTicks(west, 'node-1', crossing.uuid, 0)).toBeGreaterThan(0);
   });
@@ -155,15 +217,28 @@ describe('live migration on real QEMU (TCG) between agents, within a cluster and
       target: { client: viaEast, nodeId: 'node-2', cluster: east },
       bandwidthLimitBytes: 2 * MiB,
       onProgress: (p, migrationId) => {
-        if (p.phase === 'precopy' && Number(p.transferredBytes) > 0 && !cancel) cancel = viaEast.migration.cancelMigration({ migrationId, vmUuid: cancelled.uuid });
+        if (p.phase === 'precopy' && Number(p.transferredBytes) > 0 && !cancel)
+          cancel = viaEast.migration.cancelMigration({ migrationId, vmUuid: cancelled.uuid });
       },
     });
     expect(await cancel).toEqual({ cancelled: true });
     expect(final(progress)).toMatchObject({ phase: 'cancelled' });
-    expect((await viaEast.vm.getVm({ uuid: cancelled.uuid })).runtime).toMatchObject({ nodeId: 'node-1', state: 'running', lockedBy: '' });
+    expect((await viaEast.vm.getVm({ uuid: cancelled.uuid })).runtime).toMatchObject({
+      nodeId: 'node-1',
+      state: 'running',
+      lockedBy: '',
+    });
     const ticking = await waitForTicks(east, 'node-1', cancelled.uuid, 0);
     expect(await waitForTicks(east, 'node-1', cancelled.uuid, ticking)).toBeGreaterThan(ticking);
-    await eventually(async () => ((await viaEast.vm.listVms({ nodeId: 'node-2' })).vms.some((vm) => vm.spec!.uuid === cancelled.uuid) ? undefined : true), 10_000);
+    await eventually(
+      async () =>
+        (await viaEast.vm.listVms({ nodeId: 'node-2' })).vms.some(
+          (vm) => vm.spec!.uuid === cancelled.uuid,
+        )
+          ? undefined
+          : true,
+      10_000,
+    );
   });
 
   it('a guest dirtying memory faster than the bandwidth limit does not converge: aborts cleanly without post-copy, completes with it', async () => {
@@ -172,11 +247,29 @@ describe('live migration on real QEMU (TCG) between agents, within a cluster and
       bandwidthLimitBytes: 8 * MiB,
       completionTimeoutSecondsPerGib: 120,
     });
-    expect(final(refused)).toMatchObject({ phase: 'failed', message: expect.stringMatching(/did not complete within 15 s.*keeps running on node node-1/) });
+    expect(final(refused)).toMatchObject({
+      phase: 'failed',
+      message: expect.stringMatching(/did not complete within 15 s.*keeps running on node node-1/),
+    });
     // Past the first full pass, the guest kept dirtying memory the link had to carry again.
-    expect(refused.some((p) => Number(p.iteration) >= 2 && Number(p.dirtyRateBytes) > 0), JSON.stringify(refused.slice(-2))).toBe(true);
-    expect((await viaEast.vm.getVm({ uuid: busy.uuid })).runtime).toMatchObject({ nodeId: 'node-1', state: 'running', lockedBy: '' });
-    await eventually(async () => ((await viaEast.vm.listVms({ nodeId: 'node-2' })).vms.some((vm) => vm.spec!.uuid === busy.uuid) ? undefined : true), 10_000);
+    expect(
+      refused.some((p) => Number(p.iteration) >= 2 && Number(p.dirtyRateBytes) > 0),
+      JSON.stringify(refused.slice(-2)),
+    ).toBe(true);
+    expect((await viaEast.vm.getVm({ uuid: busy.uuid })).runtime).toMatchObject({
+      nodeId: 'node-1',
+      state: 'running',
+      lockedBy: '',
+    });
+    await eventually(
+      async () =>
+        (await viaEast.vm.listVms({ nodeId: 'node-2' })).vms.some(
+          (vm) => vm.spec!.uuid === busy.uuid,
+        )
+          ? undefined
+          : true,
+      10_000,
+    );
 
     const progress = await migrate(busy, {
       target: { client: viaEast, nodeId: 'node-2', cluster: east },
@@ -186,7 +279,10 @@ describe('live migration on real QEMU (TCG) between agents, within a cluster and
     });
     expect(final(progress), final(progress).message).toMatchObject({ phase: 'completed' });
     expect(progress.some((p) => p.phase === 'postcopy')).toBe(true);
-    expect((await viaEast.vm.getVm({ uuid: busy.uuid })).runtime).toMatchObject({ nodeId: 'node-2', state: 'running' });
+    expect((await viaEast.vm.getVm({ uuid: busy.uuid })).runtime).toMatchObject({
+      nodeId: 'node-2',
+      state: 'running',
+    });
     expect(await waitForTicks(east, 'node-2', busy.uuid, 0)).toBeGreaterThan(0);
   }, 180_000);
 
@@ -196,15 +292,25 @@ describe('live migration on real QEMU (TCG) between agents, within a cluster and
       target: { client: viaEast, nodeId: 'node-2', cluster: east },
       bandwidthLimitBytes: 2 * MiB,
       onProgress: (p) => {
-        if (p.phase === 'precopy' && Number(p.transferredBytes) > 0 && !killed) killed = east.agents[1].kill();
+        if (p.phase === 'precopy' && Number(p.transferredBytes) > 0 && !killed)
+          killed = east.agents[1].kill();
       },
     });
     await killed;
-    expect(final(progress)).toMatchObject({ phase: 'failed', message: expect.stringMatching(/keeps running on node node-1/) });
-    expect((await viaEast.vm.getVm({ uuid: orphaned.uuid })).runtime).toMatchObject({ nodeId: 'node-1', state: 'running', lockedBy: '' });
+    expect(final(progress)).toMatchObject({
+      phase: 'failed',
+      message: expect.stringMatching(/keeps running on node node-1/),
+    });
+    expect((await viaEast.vm.getVm({ uuid: orphaned.uuid })).runtime).toMatchObject({
+      nodeId: 'node-1',
+      state: 'running',
+      lockedBy: '',
+    });
     const ticking = await waitForTicks(east, 'node-1', orphaned.uuid, 0);
     expect(await waitForTicks(east, 'node-1', orphaned.uuid, ticking)).toBeGreaterThan(ticking);
     await east.agents[1].restart();
-    expect((await viaEast.vm.listVms({ nodeId: 'node-2' })).vms.map((vm) => vm.spec!.uuid)).not.toContain(orphaned.uuid);
+    expect(
+      (await viaEast.vm.listVms({ nodeId: 'node-2' })).vms.map((vm) => vm.spec!.uuid),
+    ).not.toContain(orphaned.uuid);
   }, 180_000);
 });

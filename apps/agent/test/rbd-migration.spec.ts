@@ -59,7 +59,10 @@ const MIRRORING_CLIENT_CAPS = {
 function switchoverParts(message: string): Record<string, number> {
   const parts = /paused about (\d+) ms: QEMU's downtime (\d+) ms, then (.*)$/.exec(message);
   if (!parts) throw new Error(`no switchover figures in: ${message}`);
-  const figures: Record<string, number> = { paused: Number(parts[1]), qemuDowntime: Number(parts[2]) };
+  const figures: Record<string, number> = {
+    paused: Number(parts[1]),
+    qemuDowntime: Number(parts[2]),
+  };
   for (const part of parts[3].split(', ')) {
     const [, name, ms] = /^(.*) (\d+) ms$/.exec(part) ?? [];
     figures[name] = Number(ms);
@@ -78,7 +81,11 @@ const light: TestVmSpec = {
   cpuModel: 'x86-64-v2',
   hugepages: false,
   tenant: '',
-  labels: { 'qemu-kernel': 'kernel', 'qemu-initrd': 'initrd.cpio', 'qemu-append': tinyGuestAppend({ dirtyMibPerSecond: 0 }) },
+  labels: {
+    'qemu-kernel': 'kernel',
+    'qemu-initrd': 'initrd.cpio',
+    'qemu-append': tinyGuestAppend({ dirtyMibPerSecond: 0 }),
+  },
 };
 
 const mover: TestVmSpec = {
@@ -93,7 +100,11 @@ const mover: TestVmSpec = {
   tenant: '',
   // The guest runs from its initramfs and never writes its disk: the image's content before the
   // migration is the content it must have after it.
-  labels: { 'qemu-kernel': 'kernel', 'qemu-initrd': 'initrd.cpio', 'qemu-append': tinyGuestAppend({ dirtyMibPerSecond: 0 }) },
+  labels: {
+    'qemu-kernel': 'kernel',
+    'qemu-initrd': 'initrd.cpio',
+    'qemu-append': tinyGuestAppend({ dirtyMibPerSecond: 0 }),
+  },
 };
 
 describe('cross-cluster live migration of a QEMU guest whose disk is a mirrored RBD image of a real Ceph cluster', () => {
@@ -117,13 +128,20 @@ describe('cross-cluster live migration of a QEMU guest whose disk is a mirrored 
     pair = await startRbdMirrorPair(a, b);
     await a.importImage(POOL, IMAGE, randomBytes(32 * MiB));
     content = await a.imageSha256(POOL, IMAGE);
-    const agentConfig = (ceph: CephCluster, extra: Record<string, unknown> = {}) => () => ({
-      hypervisor: { driver: 'qemu' },
-      qemu: { accel: 'tcg', machine: 'pc', bootDir: tiny.dir },
-      storage: { driver: 'rbd' },
-      rbd: { cluster: ceph.name, conf: ceph.confPath, keyring: ceph.clientKeyringPath, clientId: ceph.clientId },
-      migration: { progressIntervalMs: 100, ...extra },
-    });
+    const agentConfig =
+      (ceph: CephCluster, extra: Record<string, unknown> = {}) =>
+      () => ({
+        hypervisor: { driver: 'qemu' },
+        qemu: { accel: 'tcg', machine: 'pc', bootDir: tiny.dir },
+        storage: { driver: 'rbd' },
+        rbd: {
+          cluster: ceph.name,
+          conf: ceph.confPath,
+          keyring: ceph.clientKeyringPath,
+          clientId: ceph.clientId,
+        },
+        migration: { progressIntervalMs: 100, ...extra },
+      });
     [east, west] = await Promise.all([
       startCluster({
         clusterId: 'rm-east',
@@ -135,7 +153,15 @@ describe('cross-cluster live migration of a QEMU guest whose disk is a mirrored 
           writeQemuVm(stateDir, light);
         },
       }),
-      startCluster({ clusterId: 'rm-west', nodes: 1, vmsPerNode: 0, agentConfig: agentConfig(b, { maxMirrorLagSeconds: MAX_LAG_SECONDS, mirrorHandoverTimeoutSeconds: HANDOVER_TIMEOUT_SECONDS }) }),
+      startCluster({
+        clusterId: 'rm-west',
+        nodes: 1,
+        vmsPerNode: 0,
+        agentConfig: agentConfig(b, {
+          maxMirrorLagSeconds: MAX_LAG_SECONDS,
+          mirrorHandoverTimeoutSeconds: HANDOVER_TIMEOUT_SECONDS,
+        }),
+      }),
     ]);
     viaEast = east.connect(await east.createApiKey(PERMISSIONS));
     viaWest = west.connect(await west.createApiKey(PERMISSIONS));
@@ -151,7 +177,8 @@ describe('cross-cluster live migration of a QEMU guest whose disk is a mirrored 
   }, 120_000);
 
   const ref = { pool: POOL, image: IMAGE };
-  const serialLog = (cluster: TestCluster, vm: TestVmSpec) => join(cluster.agents[0].stateDir, 'run', vm.uuid, 'serial.log');
+  const serialLog = (cluster: TestCluster, vm: TestVmSpec) =>
+    join(cluster.agents[0].stateDir, 'run', vm.uuid, 'serial.log');
   /** Waits until the guest printed a tick beyond `after` in that cluster's serial log; answers it. */
   const tickBeyond = (cluster: TestCluster, after: number, vm = mover) =>
     pollUntil(`${vm.name} ticks beyond ${after} at ${cluster.clusterId}`, 90_000, async () => {
@@ -163,24 +190,42 @@ describe('cross-cluster live migration of a QEMU guest whose disk is a mirrored 
   const synced = async (from: AgentClient, to: AgentClient): Promise<MirrorStatus__Output> => {
     const primary = await from.storage.getMirrorStatus(ref);
     expect(primary.lastSnapshotAt).not.toBe('');
-    return pollUntil(`the mirror holds the snapshot of ${primary.lastSnapshotAt} and replays`, STATUS_WAIT_MS, async () => {
-      const mirror = await to.storage.getMirrorStatus(ref);
-      return mirror.state === 'up+replaying' && mirror.lastMirroredSnapshotAt >= primary.lastSnapshotAt ? mirror : undefined;
-    });
+    return pollUntil(
+      `the mirror holds the snapshot of ${primary.lastSnapshotAt} and replays`,
+      STATUS_WAIT_MS,
+      async () => {
+        const mirror = await to.storage.getMirrorStatus(ref);
+        return mirror.state === 'up+replaying' &&
+          mirror.lastMirroredSnapshotAt >= primary.lastSnapshotAt
+          ? mirror
+          : undefined;
+      },
+    );
   };
 
   /** The VMs holding the image's agent lock (the rados lock "debvisor" on its header) in that cluster. */
   const vmLockers = async (ceph: CephCluster): Promise<string[]> => {
     const { id } = await ceph.json<{ id: string }>('rbd', ['info', `${POOL}/${IMAGE}`]);
-    const info = await ceph.exec('rados', ['-p', POOL, 'lock', 'info', `rbd_header.${id}`, 'debvisor', '--format', 'json'], { allowFailure: true });
+    const info = await ceph.exec(
+      'rados',
+      ['-p', POOL, 'lock', 'info', `rbd_header.${id}`, 'debvisor', '--format', 'json'],
+      { allowFailure: true },
+    );
     if (info.code !== 0) return [];
-    return (JSON.parse(info.stdout.toString('utf8')) as { lockers: { cookie: string }[] }).lockers.map((locker) => locker.cookie);
+    return (
+      JSON.parse(info.stdout.toString('utf8')) as { lockers: { cookie: string }[] }
+    ).lockers.map((locker) => locker.cookie);
   };
 
   type Side = { client: AgentClient; cluster: TestCluster };
   async function prepare(from: Side, to: Side, spec = mover) {
     const vm: Vm__Output = await from.client.vm.getVm({ uuid: spec.uuid });
-    const source = await from.client.migration.prepareMigration({ vm: vm.spec!, role: 'source', online: true, checkOnly: true });
+    const source = await from.client.migration.prepareMigration({
+      vm: vm.spec!,
+      role: 'source',
+      online: true,
+      checkOnly: true,
+    });
     expect(source.checks.filter((c: { result: string }) => c.result === 'fail')).toEqual([]);
     const migrationId = randomUUID();
     const prepared = await to.client.migration.prepareMigration({
@@ -199,7 +244,12 @@ describe('cross-cluster live migration of a QEMU guest whose disk is a mirrored 
     return { migrationId, prepared };
   }
 
-  async function migrate(from: Side, to: Side, spec = mover, beforeStart: () => Promise<void> = async () => undefined): Promise<MigrationProgress__Output[]> {
+  async function migrate(
+    from: Side,
+    to: Side,
+    spec = mover,
+    beforeStart: () => Promise<void> = async () => undefined,
+  ): Promise<MigrationProgress__Output[]> {
     const { migrationId, prepared } = await prepare(from, to, spec);
     expect(prepared.checks.filter((c: { result: string }) => c.result === 'fail')).toEqual([]);
     await beforeStart();
@@ -220,14 +270,29 @@ describe('cross-cluster live migration of a QEMU guest whose disk is a mirrored 
       (p) => progress.push(p),
     );
     const last = progress[progress.length - 1];
-    figures.push({ vm: spec.name, from: from.cluster.clusterId, to: to.cluster.clusterId, wallMs: Date.now() - started, phase: last.phase, totalTimeMs: last.totalTimeMs, message: last.message });
+    figures.push({
+      vm: spec.name,
+      from: from.cluster.clusterId,
+      to: to.cluster.clusterId,
+      wallMs: Date.now() - started,
+      phase: last.phase,
+      totalTimeMs: last.totalTimeMs,
+      message: last.message,
+    });
     return progress;
   }
 
   it('pairs the pools through the agents, mirrors the disk and replays it at B with the same content', async () => {
     const token = await viaEast.storage.createPeerBootstrap({ pool: POOL, siteName: 'site-a' });
-    const paired = await viaWest.storage.importPeerBootstrap({ pool: POOL, siteName: 'site-b', token: token.token, direction: 'rx-tx' });
-    expect(paired.peers).toEqual([expect.objectContaining({ siteName: 'site-a', direction: 'rx-tx' })]);
+    const paired = await viaWest.storage.importPeerBootstrap({
+      pool: POOL,
+      siteName: 'site-b',
+      token: token.token,
+      direction: 'rx-tx',
+    });
+    expect(paired.peers).toEqual([
+      expect.objectContaining({ siteName: 'site-a', direction: 'rx-tx' }),
+    ]);
     const enabled = await viaEast.storage.enableMirroring({ ...ref, mode: 'snapshot' });
     expect(enabled).toMatchObject({ enabled: true, primary: true, mode: 'snapshot' });
     const mirror = await synced(viaEast, viaWest);
@@ -236,8 +301,12 @@ describe('cross-cluster live migration of a QEMU guest whose disk is a mirrored 
   }, 120_000);
 
   it('runs the guest from the RBD image at A', async () => {
-    await expect(viaEast.vm.startVm({ uuid: mover.uuid }, { deadlineMs: 60_000 })).resolves.toMatchObject({ runtime: { state: 'running' } });
-    await expect(viaEast.vm.startVm({ uuid: light.uuid }, { deadlineMs: 60_000 })).resolves.toMatchObject({ runtime: { state: 'running' } });
+    await expect(
+      viaEast.vm.startVm({ uuid: mover.uuid }, { deadlineMs: 60_000 }),
+    ).resolves.toMatchObject({ runtime: { state: 'running' } });
+    await expect(
+      viaEast.vm.startVm({ uuid: light.uuid }, { deadlineMs: 60_000 }),
+    ).resolves.toMatchObject({ runtime: { state: 'running' } });
     await tickBeyond(east, 0);
     await tickBeyond(east, 0, light);
     const watchers = await a.json<{ watchers: unknown[] }>('rbd', ['status', `${POOL}/${IMAGE}`]);
@@ -249,52 +318,113 @@ describe('cross-cluster live migration of a QEMU guest whose disk is a mirrored 
     try {
       // A mirror snapshot that cannot arrive: after the limit, the mirror lags (or reports down).
       const taken = await viaEast.storage.createMirrorSnapshot(ref);
-      await pollUntil('pre-flight at B refuses the stalled mirror', STATUS_WAIT_MS, async () => {
-        const { prepared } = await prepare({ client: viaEast, cluster: east }, { client: viaWest, cluster: west });
-        const storage = prepared.checks.find((c: { name: string }) => c.name === `storage:${POOL}/${IMAGE}`);
-        if (storage?.result !== 'fail') return undefined;
-        expect(prepared.ok).toBe(false);
-        expect(prepared.cookie).toBe('');
-        expect(storage.reason).toMatch(/lags \d+ s behind the source \(limit 5 s, migration.maxMirrorLagSeconds\)|wait until it replays/);
-        return storage.reason;
-      }, 1_000);
+      await pollUntil(
+        'pre-flight at B refuses the stalled mirror',
+        STATUS_WAIT_MS,
+        async () => {
+          const { prepared } = await prepare(
+            { client: viaEast, cluster: east },
+            { client: viaWest, cluster: west },
+          );
+          const storage = prepared.checks.find(
+            (c: { name: string }) => c.name === `storage:${POOL}/${IMAGE}`,
+          );
+          if (storage?.result !== 'fail') return undefined;
+          expect(prepared.ok).toBe(false);
+          expect(prepared.cookie).toBe('');
+          expect(storage.reason).toMatch(
+            /lags \d+ s behind the source \(limit 5 s, migration.maxMirrorLagSeconds\)|wait until it replays/,
+          );
+          return storage.reason;
+        },
+        1_000,
+      );
       expect(taken.lastSnapshotAt).not.toBe('');
     } finally {
       await pair.mirrorB.start();
     }
     await synced(viaEast, viaWest);
-    const { migrationId, prepared } = await prepare({ client: viaEast, cluster: east }, { client: viaWest, cluster: west });
+    const { migrationId, prepared } = await prepare(
+      { client: viaEast, cluster: east },
+      { client: viaWest, cluster: west },
+    );
     expect(prepared.checks.filter((c: { result: string }) => c.result === 'fail')).toEqual([]);
     // The reservation this pre-flight made is given back.
-    await expect(viaWest.migration.cancelMigration({ migrationId, vmUuid: mover.uuid })).resolves.toEqual({ cancelled: true });
+    await expect(
+      viaWest.migration.cancelMigration({ migrationId, vmUuid: mover.uuid }),
+    ).resolves.toEqual({ cancelled: true });
   }, 240_000);
 
   it('refuses post-copy for a VM with disks to another cluster: the guest would run on read-only mirrors', async () => {
-    const { migrationId, prepared } = await prepare({ client: viaEast, cluster: east }, { client: viaWest, cluster: west });
+    const { migrationId, prepared } = await prepare(
+      { client: viaEast, cluster: east },
+      { client: viaWest, cluster: west },
+    );
     try {
       const error = await rpcError(
-        viaEast.migrateVm({ uuid: mover.uuid, migrationId, targetEndpoint: prepared.endpoint, cookie: prepared.cookie, transport: 'tunnel', mode: 'precopy', allowPostcopy: true, targetCaPem: prepared.caPem, targetNodeId: prepared.nodeId }),
+        viaEast.migrateVm({
+          uuid: mover.uuid,
+          migrationId,
+          targetEndpoint: prepared.endpoint,
+          cookie: prepared.cookie,
+          transport: 'tunnel',
+          mode: 'precopy',
+          allowPostcopy: true,
+          targetCaPem: prepared.caPem,
+          targetNodeId: prepared.nodeId,
+        }),
       );
-      expect([error.code, error.details]).toEqual([status.FAILED_PRECONDITION, expect.stringMatching(/post-copy cannot move a VM with disks to another cluster/)]);
+      expect([error.code, error.details]).toEqual([
+        status.FAILED_PRECONDITION,
+        expect.stringMatching(/post-copy cannot move a VM with disks to another cluster/),
+      ]);
     } finally {
       await viaWest.migration.cancelMigration({ migrationId, vmUuid: mover.uuid });
     }
-    expect((await viaEast.vm.getVm({ uuid: mover.uuid })).runtime).toMatchObject({ nodeId: 'node-1', state: 'running', lockedBy: '' });
+    expect((await viaEast.vm.getVm({ uuid: mover.uuid })).runtime).toMatchObject({
+      nodeId: 'node-1',
+      state: 'running',
+      lockedBy: '',
+    });
   });
 
   it("fails the switchover when B's mirror cannot get the final snapshot: nothing was demoted, the guest resumes at A", async () => {
     const before = await tickBeyond(east, 0);
     // Pre-flight passes with B replaying; then B's rbd-mirror stops, so the final snapshot cannot arrive.
-    const progress = await migrate({ client: viaEast, cluster: east }, { client: viaWest, cluster: west }, mover, () => pair.mirrorB.stop());
+    const progress = await migrate(
+      { client: viaEast, cluster: east },
+      { client: viaWest, cluster: west },
+      mover,
+      () => pair.mirrorB.stop(),
+    );
     try {
       const last = progress[progress.length - 1];
       expect(last, last.message).toMatchObject({ phase: 'failed' });
-      expect(last.message).toMatch(new RegExp(`did not receive the final mirror snapshot within ${HANDOVER_TIMEOUT_SECONDS} s.*the VM keeps running on node node-1`));
+      expect(last.message).toMatch(
+        new RegExp(
+          `did not receive the final mirror snapshot within ${HANDOVER_TIMEOUT_SECONDS} s.*the VM keeps running on node node-1`,
+        ),
+      );
       // The wait was visible while it lasted.
-      expect(progress.some((p) => p.phase === 'switchover' && /waiting for 1 of 1 disk mirrors to hold the final mirror snapshot: rbd\/mover-disk0/.test(p.message))).toBe(true);
-      expect((await viaEast.vm.getVm({ uuid: mover.uuid })).runtime).toMatchObject({ nodeId: 'node-1', state: 'running', lockedBy: '' });
+      expect(
+        progress.some(
+          (p) =>
+            p.phase === 'switchover' &&
+            /waiting for 1 of 1 disk mirrors to hold the final mirror snapshot: rbd\/mover-disk0/.test(
+              p.message,
+            ),
+        ),
+      ).toBe(true);
+      expect((await viaEast.vm.getVm({ uuid: mover.uuid })).runtime).toMatchObject({
+        nodeId: 'node-1',
+        state: 'running',
+        lockedBy: '',
+      });
       expect(await tickBeyond(east, before)).toBeGreaterThan(before);
-      const [atA, atB] = await Promise.all([viaEast.storage.getMirrorStatus(ref), viaWest.storage.getMirrorStatus(ref)]);
+      const [atA, atB] = await Promise.all([
+        viaEast.storage.getMirrorStatus(ref),
+        viaWest.storage.getMirrorStatus(ref),
+      ]);
       expect([atA.primary, atB.primary]).toEqual([true, false]);
       expect((await rpcError(viaWest.vm.getVm({ uuid: mover.uuid }))).code).toBe(status.NOT_FOUND);
     } finally {
@@ -305,46 +435,80 @@ describe('cross-cluster live migration of a QEMU guest whose disk is a mirrored 
 
   it('live-migrates the running guest from A to B with its disk: it ticks on at B, B is primary with the content A held', async () => {
     const before = await tickBeyond(east, 0);
-    const progress = await migrate({ client: viaEast, cluster: east }, { client: viaWest, cluster: west });
+    const progress = await migrate(
+      { client: viaEast, cluster: east },
+      { client: viaWest, cluster: west },
+    );
     const last = progress[progress.length - 1];
     expect(last, last.message).toMatchObject({ phase: 'completed' });
-    expect(last.message).toMatch(/^the VM runs on node node-1 of the other cluster; paused about \d+ ms: QEMU's downtime \d+ ms, then final mirror snapshot \d+ ms, mirrors synced \d+ ms, disks demoted \d+ ms, promoted and resumed at the target \d+ ms$/);
-    expect((await viaWest.vm.getVm({ uuid: mover.uuid })).runtime).toMatchObject({ nodeId: 'node-1', state: 'running' });
+    expect(last.message).toMatch(
+      /^the VM runs on node node-1 of the other cluster; paused about \d+ ms: QEMU's downtime \d+ ms, then final mirror snapshot \d+ ms, mirrors synced \d+ ms, disks demoted \d+ ms, promoted and resumed at the target \d+ ms$/,
+    );
+    expect((await viaWest.vm.getVm({ uuid: mover.uuid })).runtime).toMatchObject({
+      nodeId: 'node-1',
+      state: 'running',
+    });
     expect((await rpcError(viaEast.vm.getVm({ uuid: mover.uuid }))).code).toBe(status.NOT_FOUND);
     expect(await tickBeyond(west, before)).toBeGreaterThan(before);
 
-    const [atA, atB] = await Promise.all([viaEast.storage.getMirrorStatus(ref), viaWest.storage.getMirrorStatus(ref)]);
+    const [atA, atB] = await Promise.all([
+      viaEast.storage.getMirrorStatus(ref),
+      viaWest.storage.getMirrorStatus(ref),
+    ]);
     expect(atB).toMatchObject({ primary: true, splitBrain: false });
     expect(atA).toMatchObject({ primary: false, globalId: atB.globalId });
     // The guest never wrote its disk: B holds exactly what A held at the switchover.
     expect(await b.imageSha256(POOL, IMAGE)).toBe(content);
     // B's QEMU opened the image of B's cluster as the west agent's cephx user, and holds it there.
-    const pid = Number(readFileSync(join(west.agents[0].stateDir, 'run', mover.uuid, 'pid'), 'utf8'));
-    expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').find((arg) => arg.startsWith('file=rbd:'))).toContain(`conf=${b.confPath}`);
+    const pid = Number(
+      readFileSync(join(west.agents[0].stateDir, 'run', mover.uuid, 'pid'), 'utf8'),
+    );
+    expect(
+      readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+        .split('\0')
+        .find((arg) => arg.startsWith('file=rbd:')),
+    ).toContain(`conf=${b.confPath}`);
     expect(await vmLockers(b)).toEqual([mover.uuid]);
     expect(await vmLockers(a)).toEqual([]);
   }, 240_000);
 
   it('the same switchover without a disk to hand over (the baseline of the storage step)', async () => {
-    const progress = await migrate({ client: viaEast, cluster: east }, { client: viaWest, cluster: west }, light);
+    const progress = await migrate(
+      { client: viaEast, cluster: east },
+      { client: viaWest, cluster: west },
+      light,
+    );
     const last = progress[progress.length - 1];
     expect(last, last.message).toMatchObject({ phase: 'completed' });
-    expect(last.message).toMatch(/^the VM runs on node node-1 of the other cluster; paused about \d+ ms: QEMU's downtime \d+ ms, then resumed at the target \d+ ms$/);
+    expect(last.message).toMatch(
+      /^the VM runs on node node-1 of the other cluster; paused about \d+ ms: QEMU's downtime \d+ ms, then resumed at the target \d+ ms$/,
+    );
     expect(await tickBeyond(west, 0, light)).toBeGreaterThan(0);
   }, 240_000);
 
   it('live-migrates it back from B to A the same way, the disk following it', async () => {
     await synced(viaWest, viaEast);
     const before = await tickBeyond(west, 0);
-    const progress = await migrate({ client: viaWest, cluster: west }, { client: viaEast, cluster: east });
+    const progress = await migrate(
+      { client: viaWest, cluster: west },
+      { client: viaEast, cluster: east },
+    );
     const last = progress[progress.length - 1];
     expect(last, last.message).toMatchObject({ phase: 'completed' });
-    expect((await viaEast.vm.getVm({ uuid: mover.uuid })).runtime).toMatchObject({ nodeId: 'node-1', state: 'running' });
+    expect((await viaEast.vm.getVm({ uuid: mover.uuid })).runtime).toMatchObject({
+      nodeId: 'node-1',
+      state: 'running',
+    });
     expect(await tickBeyond(east, before)).toBeGreaterThan(before);
-    const [atA, atB] = await Promise.all([viaEast.storage.getMirrorStatus(ref), viaWest.storage.getMirrorStatus(ref)]);
+    const [atA, atB] = await Promise.all([
+      viaEast.storage.getMirrorStatus(ref),
+      viaWest.storage.getMirrorStatus(ref),
+    ]);
     expect([atA.primary, atB.primary]).toEqual([true, false]);
     expect(await a.imageSha256(POOL, IMAGE)).toBe(content);
-    const measured = figures.filter((f) => f.phase === 'completed').map((f) => ({ vm: f.vm, from: f.from, ...switchoverParts(String(f.message)) }));
+    const measured = figures
+      .filter((f) => f.phase === 'completed')
+      .map((f) => ({ vm: f.vm, from: f.from, ...switchoverParts(String(f.message)) }));
     console.log(`switchover figures (ms): ${JSON.stringify(measured)}`);
   }, 240_000);
 });

@@ -24,7 +24,6 @@ import { systemClock } from '../src/shared/clock';
  * cluster pair for the whole file; the tests run in order and build on each other's state.
  */
 
-
 const PEER_TIMEOUT_MS = 5_000;
 const COMMAND_TIMEOUT_MS = 30_000;
 const POOL = 'rbd';
@@ -61,7 +60,11 @@ function rpoSeconds(status: ImageMirrorStatus): number {
   return (Date.now() - Date.parse(status.lastMirroredSnapshotAt)) / 1000;
 }
 
-async function expectAgentError(promise: Promise<unknown>, code: ErrorCode, message?: RegExp): Promise<AgentError> {
+async function expectAgentError(
+  promise: Promise<unknown>,
+  code: ErrorCode,
+  message?: RegExp,
+): Promise<AgentError> {
   const error = await promise.then(
     () => undefined,
     (e: unknown) => e,
@@ -101,13 +104,22 @@ describe('RBD snapshot mirroring between two real Ceph clusters', () => {
   const disk: ImageRef = { pool: POOL, image: 'vm1-disk0' };
 
   /** Waits until B holds A's newest mirror snapshot completely; answers B's status. */
-  const waitSynced = async (from: StorageDriver, to: StorageDriver, ref: ImageRef, what: string) => {
+  const waitSynced = async (
+    from: StorageDriver,
+    to: StorageDriver,
+    ref: ImageRef,
+    what: string,
+  ) => {
     const primary = await from.mirrorStatus(ref);
     expect(primary.lastSnapshotAt).not.toBe('');
-    return pollUntil(`${what}: the secondary holds the snapshot of ${primary.lastSnapshotAt}`, STATUS_WAIT_MS, async () => {
-      const secondary = await to.mirrorStatus(ref);
-      return secondary.lastMirroredSnapshotAt >= primary.lastSnapshotAt ? secondary : undefined;
-    });
+    return pollUntil(
+      `${what}: the secondary holds the snapshot of ${primary.lastSnapshotAt}`,
+      STATUS_WAIT_MS,
+      async () => {
+        const secondary = await to.mirrorStatus(ref);
+        return secondary.lastMirroredSnapshotAt >= primary.lastSnapshotAt ? secondary : undefined;
+      },
+    );
   };
 
   beforeAll(async () => {
@@ -131,19 +143,34 @@ describe('RBD snapshot mirroring between two real Ceph clusters', () => {
   it('pairs the pools through a peer bootstrap token created at one site and imported at the other', async () => {
     token = await siteA.createPeerBootstrap(POOL, 'site-a');
     expect(token).toMatch(/^[A-Za-z0-9+/=]{40,}$/);
-    await expectAgentError(siteB.importPeerBootstrap(POOL, 'site-b', 'bm90IGEgdG9rZW4=', 'rx-tx'), ErrorCode.InvalidArgument, /not one of a Ceph cluster/);
-    await expectAgentError(siteB.importPeerBootstrap(POOL, '-site', token, 'rx-tx'), ErrorCode.InvalidArgument, /site name/);
+    await expectAgentError(
+      siteB.importPeerBootstrap(POOL, 'site-b', 'bm90IGEgdG9rZW4=', 'rx-tx'),
+      ErrorCode.InvalidArgument,
+      /not one of a Ceph cluster/,
+    );
+    await expectAgentError(
+      siteB.importPeerBootstrap(POOL, '-site', token, 'rx-tx'),
+      ErrorCode.InvalidArgument,
+      /site name/,
+    );
 
     const atB = await siteB.importPeerBootstrap(POOL, 'site-b', token, 'rx-tx');
     expect(atB).toMatchObject({ pool: POOL, mode: 'image', siteName: 'site-b' });
-    expect(atB.peers).toEqual([expect.objectContaining({ siteName: 'site-a', direction: 'rx-tx' })]);
+    expect(atB.peers).toEqual([
+      expect.objectContaining({ siteName: 'site-a', direction: 'rx-tx' }),
+    ]);
     // rx-tx: site-b registered itself at site-a too.
     const atA = await siteA.poolMirrorStatus(POOL);
     expect(atA).toMatchObject({ mode: 'image', siteName: 'site-a' });
-    expect(atA.peers).toEqual([expect.objectContaining({ siteName: 'site-b', direction: 'rx-tx' })]);
+    expect(atA.peers).toEqual([
+      expect.objectContaining({ siteName: 'site-b', direction: 'rx-tx' }),
+    ]);
     // Both daemons serve the pool.
     await pollUntil('both rbd-mirror daemons report OK', 30_000, async () => {
-      const [x, y] = await Promise.all([siteA.poolMirrorStatus(POOL), siteB.poolMirrorStatus(POOL)]);
+      const [x, y] = await Promise.all([
+        siteA.poolMirrorStatus(POOL),
+        siteB.poolMirrorStatus(POOL),
+      ]);
       return x.daemonHealth === 'OK' && y.daemonHealth === 'OK';
     });
   });
@@ -156,36 +183,69 @@ describe('RBD snapshot mirroring between two real Ceph clusters', () => {
       peerTimeoutMs: 1000,
       defaultSiteName: 'x',
     });
-    await expectAgentError(refusing.enableMirroring({ pool: POOL, image: '--force' }, ''), ErrorCode.InvalidArgument);
-    await expectAgentError(refusing.enableMirroring({ pool: 'rbd/x', image: 'a' }, ''), ErrorCode.InvalidArgument);
-    await expectAgentError(refusing.enableMirroring({ pool: POOL, image: 'a' }, '1s; rm'), ErrorCode.InvalidArgument, /schedule interval/);
-    await expectAgentError(refusing.promote({ pool: POOL, image: 'a\nb' }, true), ErrorCode.InvalidArgument);
+    await expectAgentError(
+      refusing.enableMirroring({ pool: POOL, image: '--force' }, ''),
+      ErrorCode.InvalidArgument,
+    );
+    await expectAgentError(
+      refusing.enableMirroring({ pool: 'rbd/x', image: 'a' }, ''),
+      ErrorCode.InvalidArgument,
+    );
+    await expectAgentError(
+      refusing.enableMirroring({ pool: POOL, image: 'a' }, '1s; rm'),
+      ErrorCode.InvalidArgument,
+      /schedule interval/,
+    );
+    await expectAgentError(
+      refusing.promote({ pool: POOL, image: 'a\nb' }, true),
+      ErrorCode.InvalidArgument,
+    );
     await expectAgentError(refusing.createPeerBootstrap('-p', ''), ErrorCode.InvalidArgument);
-    await expectAgentError(refusing.importPeerBootstrap(POOL, '', token.slice(0, 20), 'rx-tx'), ErrorCode.InvalidArgument);
+    await expectAgentError(
+      refusing.importPeerBootstrap(POOL, '', token.slice(0, 20), 'rx-tx'),
+      ErrorCode.InvalidArgument,
+    );
   });
 
   it('mirrors an image with data: the secondary replays it and holds the same content after a mirror snapshot', async () => {
-    await a.exec('rbd', ['create', '--size', '64M', '--', `${POOL}/${disk.image}`], { as: 'client' });
+    await a.exec('rbd', ['create', '--size', '64M', '--', `${POOL}/${disk.image}`], {
+      as: 'client',
+    });
     await benchWrite(a, POOL, disk.image, 16 * 1024 * 1024);
     const disabled = await siteA.mirrorStatus(disk);
     expect(disabled).toMatchObject({ enabled: false, state: '', primary: false });
 
     const enabledAt = Date.now();
     const enabled = await siteA.enableMirroring(disk, '1m');
-    expect(enabled).toMatchObject({ enabled: true, primary: true, mode: 'snapshot', scheduleInterval: '1m' });
+    expect(enabled).toMatchObject({
+      enabled: true,
+      primary: true,
+      mode: 'snapshot',
+      scheduleInterval: '1m',
+    });
     expect(enabled.globalId).toMatch(/^[0-9a-f-]{36}$/);
     expect(enabled.lastSnapshotAt).not.toBe('');
     // Enabling again is idempotent; another interval replaces the schedule.
     expect((await siteA.enableMirroring(disk, '2m')).scheduleInterval).toBe('2m');
 
-    await pollUntil("site-b's rbd-mirror replays the image", 60_000, async () => (await pair.mirrorB.imageStatus(POOL, disk.image))?.state === 'Replaying');
+    await pollUntil(
+      "site-b's rbd-mirror replays the image",
+      60_000,
+      async () => (await pair.mirrorB.imageStatus(POOL, disk.image))?.state === 'Replaying',
+    );
     timings.firstReplayingDaemonMs = Date.now() - enabledAt;
     const replaying = await pollUntil('site-b reports up+replaying', STATUS_WAIT_MS, async () => {
       const status = await siteB.mirrorStatus(disk);
       return status.state === 'up+replaying' ? status : undefined;
     });
     timings.firstReplayingStatusMs = Date.now() - enabledAt;
-    expect(replaying).toMatchObject({ enabled: true, primary: false, globalId: enabled.globalId, splitBrain: false, scheduleInterval: '' });
+    expect(replaying).toMatchObject({
+      enabled: true,
+      primary: false,
+      globalId: enabled.globalId,
+      splitBrain: false,
+      scheduleInterval: '',
+    });
     expect(replaying.description).toBe('replaying');
 
     await benchWrite(a, POOL, disk.image, 8 * 1024 * 1024);
@@ -195,7 +255,11 @@ describe('RBD snapshot mirroring between two real Ceph clusters', () => {
     expect(rpoSeconds(synced)).toBeLessThan(60);
     expect(await b.imageSha256(POOL, disk.image)).toBe(await a.imageSha256(POOL, disk.image));
     // A secondary takes no mirror snapshots and cannot be resynced while primary elsewhere is fine.
-    await expectAgentError(siteB.createMirrorSnapshot(disk), ErrorCode.FailedPrecondition, /not primary here/);
+    await expectAgentError(
+      siteB.createMirrorSnapshot(disk),
+      ErrorCode.FailedPrecondition,
+      /not primary here/,
+    );
     await expectAgentError(siteA.resync(disk), ErrorCode.FailedPrecondition, /primary here/);
   }, 180_000);
 
@@ -214,12 +278,16 @@ describe('RBD snapshot mirroring between two real Ceph clusters', () => {
     await benchWrite(a, POOL, disk.image, 4 * 1024 * 1024);
     const newer = await siteA.createMirrorSnapshot(disk);
     expect(newer.lastSnapshotAt > before.lastMirroredSnapshotAt).toBe(true);
-    const rising = await pollUntil('the RPO rises to 20 s and 5 s above where it was', 45_000, async () => {
-      const status = await siteB.mirrorStatus(disk);
-      expect(status.lastMirroredSnapshotAt).toBe(before.lastMirroredSnapshotAt);
-      const rpo = rpoSeconds(status);
-      return rpo > Math.max(20, rpoBefore + 5) ? rpo : undefined;
-    });
+    const rising = await pollUntil(
+      'the RPO rises to 20 s and 5 s above where it was',
+      45_000,
+      async () => {
+        const status = await siteB.mirrorStatus(disk);
+        expect(status.lastMirroredSnapshotAt).toBe(before.lastMirroredSnapshotAt);
+        const rpo = rpoSeconds(status);
+        return rpo > Math.max(20, rpoBefore + 5) ? rpo : undefined;
+      },
+    );
     const atPrimary = await siteA.mirrorStatus(disk);
     expect(atPrimary.lastMirroredSnapshotAt <= before.lastMirroredSnapshotAt).toBe(true);
     expect(atPrimary.peerState).toMatch(/^down\+/);
@@ -239,13 +307,26 @@ describe('RBD snapshot mirroring between two real Ceph clusters', () => {
     // The VM lock the agent takes when a VM starts.
     await siteA.lockImage(held, 'vm-held');
     await expectAgentError(siteA.demote(held), ErrorCode.FailedPrecondition, /in use by vm-held/);
-    await expectAgentError(siteA.disableMirroring(held, false), ErrorCode.FailedPrecondition, /in use by vm-held/);
+    await expectAgentError(
+      siteA.disableMirroring(held, false),
+      ErrorCode.FailedPrecondition,
+      /in use by vm-held/,
+    );
     await siteA.unlockImage(held, 'vm-held');
     // librbd's own lock, as a running QEMU holds it.
-    await a.exec('rbd', ['lock', 'add', '--', `${POOL}/${held.image}`, 'writer-1'], { as: 'client' });
+    await a.exec('rbd', ['lock', 'add', '--', `${POOL}/${held.image}`, 'writer-1'], {
+      as: 'client',
+    });
     await expectAgentError(siteA.demote(held), ErrorCode.FailedPrecondition, /in use by writer-1/);
     expect((await siteA.mirrorStatus(held)).primary).toBe(true);
-    const locks = await a.exec('rbd', ['lock', 'ls', '--format', 'json', '--', `${POOL}/${held.image}`]);
+    const locks = await a.exec('rbd', [
+      'lock',
+      'ls',
+      '--format',
+      'json',
+      '--',
+      `${POOL}/${held.image}`,
+    ]);
     const [lock] = JSON.parse(locks.stdout.toString('utf8')) as { id: string; locker: string }[];
     await a.exec('rbd', ['lock', 'rm', '--', `${POOL}/${held.image}`, lock!.id, lock!.locker]);
     await siteA.disableMirroring(held, false);
@@ -284,7 +365,11 @@ describe('RBD snapshot mirroring between two real Ceph clusters', () => {
     await pair.mirrorA.kill();
     await a.stopDaemons();
 
-    await expectAgentError(siteB.promote(disk, false), ErrorCode.FailedPrecondition, /still primary at the peer/);
+    await expectAgentError(
+      siteB.promote(disk, false),
+      ErrorCode.FailedPrecondition,
+      /still primary at the peer/,
+    );
     const started = Date.now();
     const promoted = await siteB.promote(disk, true);
     timings.forcedPromoteMs = Date.now() - started;
@@ -296,7 +381,11 @@ describe('RBD snapshot mirroring between two real Ceph clusters', () => {
 
   it('fails calls that reach a stopped peer within the peer timeout; local calls stay fast', async () => {
     const started = Date.now();
-    await expectAgentError(siteB.importPeerBootstrap(POOL, 'site-b', token, 'rx-tx'), ErrorCode.Unavailable, /peer cluster did not answer within 5 s/);
+    await expectAgentError(
+      siteB.importPeerBootstrap(POOL, 'site-b', token, 'rx-tx'),
+      ErrorCode.Unavailable,
+      /peer cluster did not answer within 5 s/,
+    );
     const elapsed = Date.now() - started;
     timings.peerDownImportMs = elapsed;
     expect(elapsed).toBeLessThan(PEER_TIMEOUT_MS + 5_000);
@@ -309,10 +398,14 @@ describe('RBD snapshot mirroring between two real Ceph clusters', () => {
   it('detects the split brain when site-a returns, and resyncs it from site-b after its demotion', async () => {
     await a.startDaemons();
     await pair.mirrorA.start();
-    const [atA, atB] = await pollUntil('both sites report the split brain', STATUS_WAIT_MS, async () => {
-      const both = await Promise.all([siteA.mirrorStatus(disk), siteB.mirrorStatus(disk)]);
-      return both.every((s) => s.primary && s.splitBrain) ? both : undefined;
-    });
+    const [atA, atB] = await pollUntil(
+      'both sites report the split brain',
+      STATUS_WAIT_MS,
+      async () => {
+        const both = await Promise.all([siteA.mirrorStatus(disk), siteB.mirrorStatus(disk)]);
+        return both.every((s) => s.primary && s.splitBrain) ? both : undefined;
+      },
+    );
     expect(atA.peerDescription).toBe('local image is primary');
     expect(atB.peerDescription).toBe('local image is primary');
 

@@ -10,20 +10,33 @@ describe('node registry (real etcd, real agents)', () => {
   let client: AgentClient;
 
   beforeAll(async () => {
-    cluster = await startCluster({ clusterId: 'reg', nodes: 3, vmsPerNode: 3, leaseTtlSeconds: TTL_SECONDS });
-    client = cluster.connect(await cluster.createApiKey(['node:*', 'vm:*'], { principal: 'manager:reg' }));
+    cluster = await startCluster({
+      clusterId: 'reg',
+      nodes: 3,
+      vmsPerNode: 3,
+      leaseTtlSeconds: TTL_SECONDS,
+    });
+    client = cluster.connect(
+      await cluster.createApiKey(['node:*', 'vm:*'], { principal: 'manager:reg' }),
+    );
   });
   afterAll(async () => {
     client?.close();
     await cluster?.stop();
   });
 
-  const aliveIds = async () => (await client.node.listNodes({})).nodes.filter((n) => n.alive).map((n) => n.info!.nodeId);
+  const aliveIds = async () =>
+    (await client.node.listNodes({})).nodes.filter((n) => n.alive).map((n) => n.info!.nodeId);
   const listedIds = async () => (await client.node.listNodes({})).nodes.map((n) => n.info!.nodeId);
 
   it('logs one JSON "agent ready" line with its node id and listen address once it serves', async () => {
     const [line] = await cluster.agents[0].process.waitFor(/.*"msg":"agent ready".*/);
-    expect(JSON.parse(line)).toMatchObject({ msg: 'agent ready', nodeId: 'node-1', listen: cluster.agents[0].endpoint, clusterId: 'reg' });
+    expect(JSON.parse(line)).toMatchObject({
+      msg: 'agent ready',
+      nodeId: 'node-1',
+      listen: cluster.agents[0].endpoint,
+      clusterId: 'reg',
+    });
   });
 
   it('lists every node with its facts, a recent heartbeat with metrics, and liveness', async () => {
@@ -58,7 +71,11 @@ describe('node registry (real etcd, real agents)', () => {
   });
 
   it('answers its health and the cluster identity with the calling key’s principal and permissions', async () => {
-    await expect(client.node.getHealth({})).resolves.toMatchObject({ nodeId: 'node-1', status: 'ok', version: '0.1.0' });
+    await expect(client.node.getHealth({})).resolves.toMatchObject({
+      nodeId: 'node-1',
+      status: 'ok',
+      version: '0.1.0',
+    });
     await expect(client.node.getClusterInfo({})).resolves.toEqual({
       clusterId: 'reg',
       nodeId: 'node-1',
@@ -75,12 +92,20 @@ describe('node registry (real etcd, real agents)', () => {
     const before = await viaVictim.vm.listVms({ nodeId: victim.nodeId });
     const stopped = before.vms.find((vm) => vm.runtime!.state === 'stopped')!;
     await viaVictim.vm.startVm({ uuid: stopped.spec!.uuid }); // so that a state changed by an operation survives too
-    const expected = (await viaVictim.vm.listVms({ nodeId: victim.nodeId })).vms.map((vm) => [vm.spec!.uuid, vm.spec!.name, vm.runtime!.state]);
+    const expected = (await viaVictim.vm.listVms({ nodeId: victim.nodeId })).vms.map((vm) => [
+      vm.spec!.uuid,
+      vm.spec!.name,
+      vm.runtime!.state,
+    ]);
     viaVictim.close();
     expect(expected.every(([, , state]) => state === 'running')).toBe(true);
 
     await victim.kill();
-    const { ms } = await eventually(async () => ((await listedIds()).includes(victim.nodeId) ? undefined : true), (TTL_SECONDS + 3) * 1000, 50);
+    const { ms } = await eventually(
+      async () => ((await listedIds()).includes(victim.nodeId) ? undefined : true),
+      (TTL_SECONDS + 3) * 1000,
+      50,
+    );
     // etcd expires leases TTL after the last keep-alive, checking every 500 ms
     expect(ms).toBeLessThanOrEqual(TTL_SECONDS * 1000 + 600);
     expect(await listedIds()).toEqual(['node-1', 'node-2']);
@@ -88,7 +113,9 @@ describe('node registry (real etcd, real agents)', () => {
     await victim.restart();
     expect(await aliveIds()).toEqual(['node-1', 'node-2', 'node-3']);
     const after = await client.vm.listVms({ nodeId: victim.nodeId });
-    expect(after.vms.map((vm) => [vm.spec!.uuid, vm.spec!.name, vm.runtime!.state])).toEqual(expected);
+    expect(after.vms.map((vm) => [vm.spec!.uuid, vm.spec!.name, vm.runtime!.state])).toEqual(
+      expected,
+    );
   });
 
   it('drops a cleanly stopped agent at once (its lease is revoked)', async () => {
@@ -119,20 +146,40 @@ describe('node registry (real etcd, real agents)', () => {
     };
     const { leaseId, ttlSeconds } = await client.node.registerNode({ node: info, ttlSeconds: 2 });
     expect(ttlSeconds).toBe(2);
-    const status = { cpuUsage: 0.4, memoryUsedBytes: String(512 * 1024 ** 3), memoryTotalBytes: String(1024 ** 4), vmCount: 9, vmsRunning: 8, drivers: [{ name: 'libvirt', status: 'degraded', message: 'slow' }], health: 'degraded' };
-    await expect(client.node.heartbeat({ nodeId: 'edge-7', leaseId, status })).resolves.toEqual({ leaseAlive: true });
+    const status = {
+      cpuUsage: 0.4,
+      memoryUsedBytes: String(512 * 1024 ** 3),
+      memoryTotalBytes: String(1024 ** 4),
+      vmCount: 9,
+      vmsRunning: 8,
+      drivers: [{ name: 'libvirt', status: 'degraded', message: 'slow' }],
+      health: 'degraded',
+    };
+    await expect(client.node.heartbeat({ nodeId: 'edge-7', leaseId, status })).resolves.toEqual({
+      leaseAlive: true,
+    });
     const entry = (await client.node.listNodes({})).nodes.find((n) => n.info!.nodeId === 'edge-7')!;
-    expect(entry).toMatchObject({ alive: true, info: { memoryBytes: String(1024 ** 4), hugepages: { total: '64' } }, status: { vmCount: 9, health: 'degraded' } });
+    expect(entry).toMatchObject({
+      alive: true,
+      info: { memoryBytes: String(1024 ** 4), hugepages: { total: '64' } },
+      status: { vmCount: 9, health: 'degraded' },
+    });
 
-    await expect(client.node.heartbeat({ nodeId: 'edge-7', leaseId: '12345', status })).resolves.toEqual({ leaseAlive: false });
+    await expect(
+      client.node.heartbeat({ nodeId: 'edge-7', leaseId: '12345', status }),
+    ).resolves.toEqual({ leaseAlive: false });
 
     // Heartbeats keep it registered past its TTL; without them it goes, and its lease with it.
     for (let i = 0; i < 3; i++) {
       await new Promise((r) => setTimeout(r, 800));
-      await expect(client.node.heartbeat({ nodeId: 'edge-7', leaseId, status })).resolves.toEqual({ leaseAlive: true });
+      await expect(client.node.heartbeat({ nodeId: 'edge-7', leaseId, status })).resolves.toEqual({
+        leaseAlive: true,
+      });
     }
     await eventually(async () => ((await listedIds()).includes('edge-7') ? undefined : true), 4000);
-    await expect(client.node.heartbeat({ nodeId: 'edge-7', leaseId, status })).resolves.toEqual({ leaseAlive: false });
+    await expect(client.node.heartbeat({ nodeId: 'edge-7', leaseId, status })).resolves.toEqual({
+      leaseAlive: false,
+    });
   });
 
   it('refuses RegisterNode without node:registry:write', async () => {

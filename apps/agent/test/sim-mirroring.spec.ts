@@ -38,10 +38,23 @@ describe('simulated RBD mirroring through the agents of two sim clusters', () =>
     const created = await viaEast[0].storage.createPeerBootstrap({ pool: 'rbd', siteName: 'east' });
     token = created.token;
     expect(created.siteName).toBe('east');
-    const imported = await viaWest.storage.importPeerBootstrap({ pool: 'rbd', siteName: 'west', token, direction: 'rx-tx' });
-    expect(imported).toMatchObject({ pool: 'rbd', mode: 'image', siteName: 'west', peers: [{ siteName: 'east', direction: 'rx-tx' }] });
+    const imported = await viaWest.storage.importPeerBootstrap({
+      pool: 'rbd',
+      siteName: 'west',
+      token,
+      direction: 'rx-tx',
+    });
+    expect(imported).toMatchObject({
+      pool: 'rbd',
+      mode: 'image',
+      siteName: 'west',
+      peers: [{ siteName: 'east', direction: 'rx-tx' }],
+    });
     // The same token's pairing seen from east, through its other agent.
-    expect(await viaEast[1].storage.getPoolMirrorStatus({ pool: 'rbd' })).toMatchObject({ siteName: 'east', peers: [{ siteName: 'west', direction: 'rx-tx' }] });
+    expect(await viaEast[1].storage.getPoolMirrorStatus({ pool: 'rbd' })).toMatchObject({
+      siteName: 'east',
+      peers: [{ siteName: 'west', direction: 'rx-tx' }],
+    });
 
     const key = (JSON.parse(Buffer.from(token, 'base64').toString('utf8')) as { key: string }).key;
     for (const cluster of [east, west]) {
@@ -60,25 +73,52 @@ describe('simulated RBD mirroring through the agents of two sim clusters', () =>
   });
 
   it('refuses a garbled token with INVALID_ARGUMENT without echoing it', async () => {
-    const garbled = await rpcError(viaWest.storage.importPeerBootstrap({ pool: 'rbd', siteName: 'west', token: `${token.slice(0, 20)}!!`, direction: 'rx-tx' }));
+    const garbled = await rpcError(
+      viaWest.storage.importPeerBootstrap({
+        pool: 'rbd',
+        siteName: 'west',
+        token: `${token.slice(0, 20)}!!`,
+        direction: 'rx-tx',
+      }),
+    );
     expect(garbled.code).toBe(status.INVALID_ARGUMENT);
     expect(garbled.details).not.toContain(token.slice(0, 20));
   });
 
   it('mirrors an image: the rbd-mirror of one west agent creates a replaying non-primary mirror of the same global id', async () => {
-    const enabled = await viaEast[0].storage.enableMirroring({ ...ref, mode: 'snapshot', scheduleInterval: '1h' });
-    expect(enabled).toMatchObject({ enabled: true, primary: true, mode: 'snapshot', scheduleInterval: '1h', globalId: expect.stringMatching(/^[0-9a-f-]{36}$/) });
+    const enabled = await viaEast[0].storage.enableMirroring({
+      ...ref,
+      mode: 'snapshot',
+      scheduleInterval: '1h',
+    });
+    expect(enabled).toMatchObject({
+      enabled: true,
+      primary: true,
+      mode: 'snapshot',
+      scheduleInterval: '1h',
+      globalId: expect.stringMatching(/^[0-9a-f-]{36}$/),
+    });
     const mirror = await eventually(async () => {
       const answer = await viaWest.storage.getMirrorStatus(ref).catch(() => undefined);
       return answer?.state === 'up+replaying' ? answer : undefined;
     }, 10_000);
-    expect(mirror.value).toMatchObject({ primary: false, globalId: enabled.globalId, lastMirroredSnapshotAt: enabled.lastSnapshotAt, peerState: 'up+stopped' });
+    expect(mirror.value).toMatchObject({
+      primary: false,
+      globalId: enabled.globalId,
+      lastMirroredSnapshotAt: enabled.lastSnapshotAt,
+      peerState: 'up+stopped',
+    });
     const primary = await eventually(async () => {
       const answer = await viaEast[1].storage.getMirrorStatus(ref);
       return answer.peerState === 'up+replaying' ? answer : undefined;
     }, 10_000);
-    expect(primary.value).toMatchObject({ state: 'up+stopped', lastMirroredSnapshotAt: enabled.lastSnapshotAt });
-    expect((await viaWest.storage.listImages({ pool: 'rbd' })).images.map((i) => i.image)).toContain(ref.image);
+    expect(primary.value).toMatchObject({
+      state: 'up+stopped',
+      lastMirroredSnapshotAt: enabled.lastSnapshotAt,
+    });
+    expect(
+      (await viaWest.storage.listImages({ pool: 'rbd' })).images.map((i) => i.image),
+    ).toContain(ref.image);
 
     // A promotion without force is refused while east is primary, naming why.
     const refused = await rpcError(viaWest.storage.promoteImage({ ...ref, force: false }));
@@ -95,7 +135,11 @@ describe('simulated RBD mirroring through the agents of two sim clusters', () =>
     }, 10_000);
     expect(down.ms).toBeLessThan(10_000);
     expect(down.value.description).toMatch(/east/);
-    expect((await viaWest.storage.getPoolMirrorStatus({ pool: 'rbd' })).states).toMatchObject({ unknown: 1 });
-    expect(await viaWest.storage.promoteImage({ ...ref, force: true })).toMatchObject({ primary: true });
+    expect((await viaWest.storage.getPoolMirrorStatus({ pool: 'rbd' })).states).toMatchObject({
+      unknown: 1,
+    });
+    expect(await viaWest.storage.promoteImage({ ...ref, force: true })).toMatchObject({
+      primary: true,
+    });
   });
 });

@@ -1,4 +1,14 @@
-import { buildTinyGuest, startCephCluster, startCluster, tinyGuestAppend, writeQemuVm, type AgentClient, type CephCluster, type TestCluster, type TestVmSpec } from '@debvisor/testing';
+import {
+  buildTinyGuest,
+  startCephCluster,
+  startCluster,
+  tinyGuestAppend,
+  writeQemuVm,
+  type AgentClient,
+  type CephCluster,
+  type TestCluster,
+  type TestVmSpec,
+} from '@debvisor/testing';
 import { status } from '@grpc/grpc-js';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -20,7 +30,11 @@ function guest(name: string, image: string): TestVmSpec {
     cpuModel: 'x86-64-v2',
     hugepages: false,
     tenant: '',
-    labels: { 'qemu-kernel': 'kernel', 'qemu-initrd': 'initrd.cpio', 'qemu-append': tinyGuestAppend({ dirtyMibPerSecond: 0 }) },
+    labels: {
+      'qemu-kernel': 'kernel',
+      'qemu-initrd': 'initrd.cpio',
+      'qemu-append': tinyGuestAppend({ dirtyMibPerSecond: 0 }),
+    },
   };
 }
 
@@ -44,7 +58,12 @@ describe('VM snapshots on real QEMU (TCG) and a real Ceph cluster', () => {
         hypervisor: { driver: 'qemu' },
         qemu: { accel: 'tcg', machine: 'pc', bootDir: tiny.dir },
         storage: { driver: 'rbd' },
-        rbd: { cluster: ceph.name, conf: ceph.confPath, keyring: ceph.clientKeyringPath, clientId: ceph.clientId },
+        rbd: {
+          cluster: ceph.name,
+          conf: ceph.confPath,
+          keyring: ceph.clientKeyringPath,
+          clientId: ceph.clientId,
+        },
       }),
       prepareNode: (_nodeId, stateDir) => {
         writeQemuVm(stateDir, app);
@@ -60,38 +79,67 @@ describe('VM snapshots on real QEMU (TCG) and a real Ceph cluster', () => {
   });
 
   it("runs the guest from the RBD image through librbd, as the agent's cephx user with its conf and keyring", async () => {
-    await expect(client.vm.startVm({ uuid: app.uuid }, { deadlineMs: 60_000 })).resolves.toMatchObject({ runtime: { state: 'running' } });
-    const cmdline = readFileSync(`/proc/${Number(readFileSync(join(cluster.agents[0].stateDir, 'run', app.uuid, 'pid'), 'utf8'))}/cmdline`, 'utf8').split('\0');
+    await expect(
+      client.vm.startVm({ uuid: app.uuid }, { deadlineMs: 60_000 }),
+    ).resolves.toMatchObject({ runtime: { state: 'running' } });
+    const cmdline = readFileSync(
+      `/proc/${Number(readFileSync(join(cluster.agents[0].stateDir, 'run', app.uuid, 'pid'), 'utf8'))}/cmdline`,
+      'utf8',
+    ).split('\0');
     expect(cmdline.find((arg) => arg.startsWith('file=rbd:'))).toBe(
       `file=rbd:rbd/rbd-app-disk0:id=${ceph.clientId}:conf=${ceph.confPath}:keyring=${ceph.clientKeyringPath},format=raw,if=none,id=disk0,cache=writeback,discard=unmap`,
     );
-    const watchers = await ceph.json<{ watchers: unknown[] }>('rbd', ['status', 'rbd/rbd-app-disk0']);
+    const watchers = await ceph.json<{ watchers: unknown[] }>('rbd', [
+      'status',
+      'rbd/rbd-app-disk0',
+    ]);
     expect(watchers.watchers).toHaveLength(1);
   });
 
   it('refuses to start a second VM on the running VM’s image, naming the holder', async () => {
     const error = await rpcError(client.vm.startVm({ uuid: thief.uuid }, { deadlineMs: 60_000 }));
-    expect([error.code, error.details]).toEqual([status.FAILED_PRECONDITION, expect.stringContaining(`image rbd/rbd-app-disk0 is in use by VM ${app.uuid} (rbd-app)`)]);
+    expect([error.code, error.details]).toEqual([
+      status.FAILED_PRECONDITION,
+      expect.stringContaining(`image rbd/rbd-app-disk0 is in use by VM ${app.uuid} (rbd-app)`),
+    ]);
   });
 
   it('states crash consistency for a guest without a guest agent, and restores the snapshot after a write', async () => {
-    const taken = await client.storage.snapshotVm({ vmUuid: app.uuid, snapshot: 'before', freeze: true }, { deadlineMs: 60_000 });
-    expect(taken).toMatchObject({ consistency: 'crash', consistencyReason: 'no QEMU guest agent answered within 10000 ms', group: false });
+    const taken = await client.storage.snapshotVm(
+      { vmUuid: app.uuid, snapshot: 'before', freeze: true },
+      { deadlineMs: 60_000 },
+    );
+    expect(taken).toMatchObject({
+      consistency: 'crash',
+      consistencyReason: 'no QEMU guest agent answered within 10000 ms',
+      group: false,
+    });
     const before = await ceph.imageSha256('rbd', 'rbd-app-disk0', 'before');
 
-    const error = await rpcError(client.storage.rollbackVm({ vmUuid: app.uuid, snapshot: 'before' }));
-    expect([error.code, error.details]).toEqual([status.FAILED_PRECONDITION, expect.stringMatching(/is running; stop it first/)]);
+    const error = await rpcError(
+      client.storage.rollbackVm({ vmUuid: app.uuid, snapshot: 'before' }),
+    );
+    expect([error.code, error.details]).toEqual([
+      status.FAILED_PRECONDITION,
+      expect.stringMatching(/is running; stop it first/),
+    ]);
 
     await client.vm.stopVm({ uuid: app.uuid });
     await ceph.writeImage('rbd', 'rbd-app-disk0', 4 * MiB, Buffer.alloc(MiB, 0x5a));
     expect(await ceph.imageSha256('rbd', 'rbd-app-disk0')).not.toBe(before);
-    await expect(client.storage.rollbackVm({ vmUuid: app.uuid, snapshot: 'before' }, { deadlineMs: 60_000 })).resolves.toMatchObject({ snapshot: 'before' });
+    await expect(
+      client.storage.rollbackVm({ vmUuid: app.uuid, snapshot: 'before' }, { deadlineMs: 60_000 }),
+    ).resolves.toMatchObject({ snapshot: 'before' });
     expect(await ceph.imageSha256('rbd', 'rbd-app-disk0')).toBe(before);
-    await expect(client.storage.listVmSnapshots({ uuid: app.uuid })).resolves.toMatchObject({ snapshots: [{ snapshot: 'before', consistency: 'crash' }] });
+    await expect(client.storage.listVmSnapshots({ uuid: app.uuid })).resolves.toMatchObject({
+      snapshots: [{ snapshot: 'before', consistency: 'crash' }],
+    });
   });
 
   it('frees the image when the VM stopped, so that another VM may use it', async () => {
-    await expect(client.vm.startVm({ uuid: thief.uuid }, { deadlineMs: 60_000 })).resolves.toMatchObject({ runtime: { state: 'running' } });
+    await expect(
+      client.vm.startVm({ uuid: thief.uuid }, { deadlineMs: 60_000 }),
+    ).resolves.toMatchObject({ runtime: { state: 'running' } });
     await client.vm.stopVm({ uuid: thief.uuid });
   });
 });

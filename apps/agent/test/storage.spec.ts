@@ -51,12 +51,18 @@ describe('VM snapshots and disk exclusivity (real etcd, two real agents, sim dri
       timeScale: 0.01,
       prepareNode: (nodeId, stateDir) => {
         if (nodeId === 'node-1') {
-          writeSimVms(stateDir, [simVm(APP, 'app-01', ['app-01-disk0', 'app-01-disk1'], { 'sim-guest-agent': 'yes' }), simVm(PLAIN, 'plain-01', ['plain-01-disk0'])]);
+          writeSimVms(stateDir, [
+            simVm(APP, 'app-01', ['app-01-disk0', 'app-01-disk1'], { 'sim-guest-agent': 'yes' }),
+            simVm(PLAIN, 'plain-01', ['plain-01-disk0']),
+          ]);
         } else writeSimVms(stateDir, [simVm(THIEF, 'thief-01', ['app-01-disk0'])]);
       },
     });
-    for (const image of ['app-01-disk0', 'app-01-disk1', 'plain-01-disk0']) await cluster.createSimImage({ pool: 'rbd', image, sizeBytes: GiB });
-    const key = await cluster.createApiKey(['vm:*', 'storage:*', 'migration:*'], { principal: 'manager:storage' });
+    for (const image of ['app-01-disk0', 'app-01-disk1', 'plain-01-disk0'])
+      await cluster.createSimImage({ pool: 'rbd', image, sizeBytes: GiB });
+    const key = await cluster.createApiKey(['vm:*', 'storage:*', 'migration:*'], {
+      principal: 'manager:storage',
+    });
     viaNode = cluster.agents.map((agent) => cluster.connect(key, agent));
   });
   afterAll(async () => {
@@ -65,22 +71,50 @@ describe('VM snapshots and disk exclusivity (real etcd, two real agents, sim dri
   });
 
   it('snapshots a stopped VM with all its disks through another node, crash-consistent with the reason', async () => {
-    const taken = await viaNode[1].storage.snapshotVm({ vmUuid: APP, snapshot: 'cold', freeze: true });
-    expect(taken).toMatchObject({ vmUuid: APP, snapshot: 'cold', consistency: 'crash', consistencyReason: 'the VM was stopped: no guest to freeze', group: true });
-    expect(taken.disks.map((d) => `${d.pool}/${d.image}@${d.snapshot}`)).toEqual(['rbd/app-01-disk0@cold', 'rbd/app-01-disk1@cold']);
-    await cluster.agents[0].process.waitFor(/"rpc":"StorageService.SnapshotVm".*"forwardedBy":"node-2".*"msg":"rpc ok"/, 5_000);
+    const taken = await viaNode[1].storage.snapshotVm({
+      vmUuid: APP,
+      snapshot: 'cold',
+      freeze: true,
+    });
+    expect(taken).toMatchObject({
+      vmUuid: APP,
+      snapshot: 'cold',
+      consistency: 'crash',
+      consistencyReason: 'the VM was stopped: no guest to freeze',
+      group: true,
+    });
+    expect(taken.disks.map((d) => `${d.pool}/${d.image}@${d.snapshot}`)).toEqual([
+      'rbd/app-01-disk0@cold',
+      'rbd/app-01-disk1@cold',
+    ]);
+    await cluster.agents[0].process.waitFor(
+      /"rpc":"StorageService.SnapshotVm".*"forwardedBy":"node-2".*"msg":"rpc ok"/,
+      5_000,
+    );
   });
 
   it('freezes a running guest that has a guest agent (application-consistent), and says why not otherwise', async () => {
     await viaNode[0].vm.startVm({ uuid: APP });
     await viaNode[0].vm.startVm({ uuid: PLAIN });
-    await expect(viaNode[0].storage.snapshotVm({ vmUuid: APP, snapshot: 'warm', freeze: true })).resolves.toMatchObject({ consistency: 'application', consistencyReason: '' });
-    await expect(viaNode[1].storage.snapshotVm({ vmUuid: APP, snapshot: 'unfrozen', freeze: false })).resolves.toMatchObject({
+    await expect(
+      viaNode[0].storage.snapshotVm({ vmUuid: APP, snapshot: 'warm', freeze: true }),
+    ).resolves.toMatchObject({ consistency: 'application', consistencyReason: '' });
+    await expect(
+      viaNode[1].storage.snapshotVm({ vmUuid: APP, snapshot: 'unfrozen', freeze: false }),
+    ).resolves.toMatchObject({
       consistency: 'crash',
       consistencyReason: 'freezing the guest filesystems was not asked for',
     });
-    const plain = await viaNode[1].storage.snapshotVm({ vmUuid: PLAIN, snapshot: 'warm', freeze: true });
-    expect(plain).toMatchObject({ consistency: 'crash', consistencyReason: expect.stringMatching(/^no QEMU guest agent answered within \d+ ms$/), group: false });
+    const plain = await viaNode[1].storage.snapshotVm({
+      vmUuid: PLAIN,
+      snapshot: 'warm',
+      freeze: true,
+    });
+    expect(plain).toMatchObject({
+      consistency: 'crash',
+      consistencyReason: expect.stringMatching(/^no QEMU guest agent answered within \d+ ms$/),
+      group: false,
+    });
   });
 
   it("lists a VM's snapshots from any node with the consistency each was taken with", async () => {
@@ -97,85 +131,198 @@ describe('VM snapshots and disk exclusivity (real etcd, two real agents, sim dri
 
   it('never starts a second VM on a disk a running VM holds, naming the holder', async () => {
     const error = await rpcError(viaNode[0].vm.startVm({ uuid: THIEF }));
-    expect([error.code, error.details]).toEqual([status.FAILED_PRECONDITION, expect.stringContaining(`image rbd/app-01-disk0 is in use by VM ${APP} (app-01)`)]);
-    await expect(viaNode[1].vm.getVm({ uuid: THIEF })).resolves.toMatchObject({ runtime: { state: 'stopped' } });
+    expect([error.code, error.details]).toEqual([
+      status.FAILED_PRECONDITION,
+      expect.stringContaining(`image rbd/app-01-disk0 is in use by VM ${APP} (app-01)`),
+    ]);
+    await expect(viaNode[1].vm.getVm({ uuid: THIEF })).resolves.toMatchObject({
+      runtime: { state: 'stopped' },
+    });
   });
 
   it('refuses to roll back a running VM, saying to stop it first', async () => {
     const error = await rpcError(viaNode[1].storage.rollbackVm({ vmUuid: APP, snapshot: 'cold' }));
-    expect([error.code, error.details]).toEqual([status.FAILED_PRECONDITION, 'VM app-01 is running; stop it first: only a stopped VM can be rolled back to a snapshot']);
+    expect([error.code, error.details]).toEqual([
+      status.FAILED_PRECONDITION,
+      'VM app-01 is running; stop it first: only a stopped VM can be rolled back to a snapshot',
+    ]);
   });
 
   it('rolls a stopped VM back through another node, and its disks are free for another VM once it stopped', async () => {
     await viaNode[1].vm.stopVm({ uuid: APP });
-    await expect(viaNode[1].storage.rollbackVm({ vmUuid: APP, snapshot: 'cold' })).resolves.toMatchObject({ snapshot: 'cold', group: true });
-    await expect(viaNode[0].vm.startVm({ uuid: THIEF })).resolves.toMatchObject({ runtime: { state: 'running', nodeId: 'node-2' } });
+    await expect(
+      viaNode[1].storage.rollbackVm({ vmUuid: APP, snapshot: 'cold' }),
+    ).resolves.toMatchObject({ snapshot: 'cold', group: true });
+    await expect(viaNode[0].vm.startVm({ uuid: THIEF })).resolves.toMatchObject({
+      runtime: { state: 'running', nodeId: 'node-2' },
+    });
     const error = await rpcError(viaNode[0].vm.startVm({ uuid: APP }));
-    expect([error.code, error.details]).toEqual([status.FAILED_PRECONDITION, expect.stringContaining(`image rbd/app-01-disk0 is in use by VM ${THIEF} (thief-01)`)]);
+    expect([error.code, error.details]).toEqual([
+      status.FAILED_PRECONDITION,
+      expect.stringContaining(`image rbd/app-01-disk0 is in use by VM ${THIEF} (thief-01)`),
+    ]);
     await viaNode[0].vm.stopVm({ uuid: THIEF });
-    await expect(viaNode[0].vm.startVm({ uuid: APP })).resolves.toMatchObject({ runtime: { state: 'running' } });
+    await expect(viaNode[0].vm.startVm({ uuid: APP })).resolves.toMatchObject({
+      runtime: { state: 'running' },
+    });
     await viaNode[0].vm.stopVm({ uuid: APP });
   });
 
   it('deletes a VM snapshot from every disk, then answers NOT_FOUND for it', async () => {
-    await expect(viaNode[1].storage.deleteVmSnapshot({ vmUuid: APP, snapshot: 'unfrozen' })).resolves.toEqual({ deleted: true });
-    expect((await viaNode[0].storage.listVmSnapshots({ uuid: APP })).snapshots.map((s) => s.snapshot)).toEqual(['cold', 'warm']);
-    expect((await viaNode[0].storage.listSnapshots({ pool: 'rbd', image: 'app-01-disk1' })).snapshots.map((s) => s.snapshot)).toEqual(['cold', 'warm']);
-    const error = await rpcError(viaNode[1].storage.deleteVmSnapshot({ vmUuid: APP, snapshot: 'unfrozen' }));
+    await expect(
+      viaNode[1].storage.deleteVmSnapshot({ vmUuid: APP, snapshot: 'unfrozen' }),
+    ).resolves.toEqual({ deleted: true });
+    expect(
+      (await viaNode[0].storage.listVmSnapshots({ uuid: APP })).snapshots.map((s) => s.snapshot),
+    ).toEqual(['cold', 'warm']);
+    expect(
+      (
+        await viaNode[0].storage.listSnapshots({ pool: 'rbd', image: 'app-01-disk1' })
+      ).snapshots.map((s) => s.snapshot),
+    ).toEqual(['cold', 'warm']);
+    const error = await rpcError(
+      viaNode[1].storage.deleteVmSnapshot({ vmUuid: APP, snapshot: 'unfrozen' }),
+    );
     expect(error.code).toBe(status.NOT_FOUND);
   });
 
   it('refuses hostile or malformed names with INVALID_ARGUMENT before anything runs', async () => {
     for (const snapshot of ['-rf', '../etc', 'a b', 'x;rm', '', 'a'.repeat(65)]) {
-      const error = await rpcError(viaNode[0].storage.snapshotVm({ vmUuid: APP, snapshot, freeze: true }));
-      expect([error.code, error.details]).toEqual([status.INVALID_ARGUMENT, expect.stringMatching(/^invalid request: snapshot: a snapshot name is/)]);
+      const error = await rpcError(
+        viaNode[0].storage.snapshotVm({ vmUuid: APP, snapshot, freeze: true }),
+      );
+      expect([error.code, error.details]).toEqual([
+        status.INVALID_ARGUMENT,
+        expect.stringMatching(/^invalid request: snapshot: a snapshot name is/),
+      ]);
     }
     for (const request of [
       { pool: '-p', image: 'app-01-disk0', snapshot: 's' },
       { pool: 'rbd', image: '--all', snapshot: 's' },
       { pool: 'rbd', image: 'app-01-disk0', snapshot: '@x' },
     ]) {
-      expect((await rpcError(viaNode[0].storage.snapshotRbd(request))).code).toBe(status.INVALID_ARGUMENT);
+      expect((await rpcError(viaNode[0].storage.snapshotRbd(request))).code).toBe(
+        status.INVALID_ARGUMENT,
+      );
     }
-    expect((await rpcError(viaNode[0].storage.rollbackVm({ vmUuid: 'not-a-uuid', snapshot: 'cold' }))).code).toBe(status.INVALID_ARGUMENT);
-    expect((await viaNode[0].storage.listVmSnapshots({ uuid: APP })).snapshots.map((s) => s.snapshot)).toEqual(['cold', 'warm']);
-    expect((await viaNode[0].storage.listSnapshots({ pool: 'rbd', image: 'app-01-disk0' })).snapshots.map((s) => s.snapshot)).toEqual(['cold', 'warm']);
+    expect(
+      (await rpcError(viaNode[0].storage.rollbackVm({ vmUuid: 'not-a-uuid', snapshot: 'cold' })))
+        .code,
+    ).toBe(status.INVALID_ARGUMENT);
+    expect(
+      (await viaNode[0].storage.listVmSnapshots({ uuid: APP })).snapshots.map((s) => s.snapshot),
+    ).toEqual(['cold', 'warm']);
+    expect(
+      (
+        await viaNode[0].storage.listSnapshots({ pool: 'rbd', image: 'app-01-disk0' })
+      ).snapshots.map((s) => s.snapshot),
+    ).toEqual(['cold', 'warm']);
   });
 
   it('enables mirroring of an image, pairs the pool and reports both, refusing what it cannot do before anything runs', async () => {
-    await expect(viaNode[0].storage.enableMirroring({ pool: 'rbd', image: 'app-01-disk1', mode: '', scheduleInterval: '5m' })).resolves.toMatchObject({
+    await expect(
+      viaNode[0].storage.enableMirroring({
+        pool: 'rbd',
+        image: 'app-01-disk1',
+        mode: '',
+        scheduleInterval: '5m',
+      }),
+    ).resolves.toMatchObject({
       enabled: true,
       primary: true,
       mode: 'snapshot',
       scheduleInterval: '5m',
     });
-    await expect(viaNode[1].storage.getMirrorStatus({ pool: 'rbd', image: 'app-01-disk1' })).resolves.toMatchObject({ enabled: true, globalId: expect.stringMatching(/.+/) });
+    await expect(
+      viaNode[1].storage.getMirrorStatus({ pool: 'rbd', image: 'app-01-disk1' }),
+    ).resolves.toMatchObject({ enabled: true, globalId: expect.stringMatching(/.+/) });
     const bootstrap = await viaNode[1].storage.createPeerBootstrap({ pool: 'rbd', siteName: '' });
     expect(bootstrap.siteName).toBe('storage');
     expect(bootstrap.token).toMatch(/^[A-Za-z0-9+/=]{40,}$/);
-    await expect(viaNode[0].storage.getPoolMirrorStatus({ pool: '', siteName: '' })).resolves.toMatchObject({ pool: 'rbd', mode: 'image', siteName: 'storage' });
+    await expect(
+      viaNode[0].storage.getPoolMirrorStatus({ pool: '', siteName: '' }),
+    ).resolves.toMatchObject({ pool: 'rbd', mode: 'image', siteName: 'storage' });
 
-    const journal = await rpcError(viaNode[0].storage.enableMirroring({ pool: 'rbd', image: 'app-01-disk0', mode: 'journal', scheduleInterval: '' }));
-    expect([journal.code, journal.details]).toEqual([status.INVALID_ARGUMENT, expect.stringContaining('only snapshot-based mirroring is supported')]);
-    expect((await rpcError(viaNode[0].storage.enableMirroring({ pool: 'rbd', image: 'app-01-disk0', mode: '', scheduleInterval: '5 minutes' }))).code).toBe(status.INVALID_ARGUMENT);
-    await expect(viaNode[0].storage.getMirrorStatus({ pool: 'rbd', image: 'app-01-disk0' })).resolves.toMatchObject({ enabled: false });
+    const journal = await rpcError(
+      viaNode[0].storage.enableMirroring({
+        pool: 'rbd',
+        image: 'app-01-disk0',
+        mode: 'journal',
+        scheduleInterval: '',
+      }),
+    );
+    expect([journal.code, journal.details]).toEqual([
+      status.INVALID_ARGUMENT,
+      expect.stringContaining('only snapshot-based mirroring is supported'),
+    ]);
+    expect(
+      (
+        await rpcError(
+          viaNode[0].storage.enableMirroring({
+            pool: 'rbd',
+            image: 'app-01-disk0',
+            mode: '',
+            scheduleInterval: '5 minutes',
+          }),
+        )
+      ).code,
+    ).toBe(status.INVALID_ARGUMENT);
+    await expect(
+      viaNode[0].storage.getMirrorStatus({ pool: 'rbd', image: 'app-01-disk0' }),
+    ).resolves.toMatchObject({ enabled: false });
     // A malformed token is refused without being repeated (it would carry a Ceph key).
     const secret = `${bootstrap.token.slice(0, 20)}"secret-part"`;
-    const refused = await rpcError(viaNode[0].storage.importPeerBootstrap({ pool: 'rbd', siteName: 'west', token: secret, direction: '' }));
-    expect([refused.code, refused.details]).toEqual([status.INVALID_ARGUMENT, 'invalid request: token: a bootstrap token is base64 text']);
+    const refused = await rpcError(
+      viaNode[0].storage.importPeerBootstrap({
+        pool: 'rbd',
+        siteName: 'west',
+        token: secret,
+        direction: '',
+      }),
+    );
+    expect([refused.code, refused.details]).toEqual([
+      status.INVALID_ARGUMENT,
+      'invalid request: token: a bootstrap token is base64 text',
+    ]);
   });
 
   it('snapshots and rolls back single images, refusing the rollback of an image a running VM holds', async () => {
-    await expect(viaNode[1].storage.snapshotRbd({ pool: '', image: 'plain-01-disk0', snapshot: 'image-level' })).resolves.toMatchObject({ pool: 'rbd', snapshot: 'image-level' });
-    const error = await rpcError(viaNode[1].storage.rollbackRbd({ pool: 'rbd', image: 'plain-01-disk0', snapshot: 'image-level' }));
-    expect([error.code, error.details]).toEqual([status.FAILED_PRECONDITION, `image rbd/plain-01-disk0 is in use by VM ${PLAIN}; stop the VM before rolling its disk back`]);
+    await expect(
+      viaNode[1].storage.snapshotRbd({
+        pool: '',
+        image: 'plain-01-disk0',
+        snapshot: 'image-level',
+      }),
+    ).resolves.toMatchObject({ pool: 'rbd', snapshot: 'image-level' });
+    const error = await rpcError(
+      viaNode[1].storage.rollbackRbd({
+        pool: 'rbd',
+        image: 'plain-01-disk0',
+        snapshot: 'image-level',
+      }),
+    );
+    expect([error.code, error.details]).toEqual([
+      status.FAILED_PRECONDITION,
+      `image rbd/plain-01-disk0 is in use by VM ${PLAIN}; stop the VM before rolling its disk back`,
+    ]);
     await viaNode[0].vm.stopVm({ uuid: PLAIN });
-    await expect(viaNode[1].storage.rollbackRbd({ pool: 'rbd', image: 'plain-01-disk0', snapshot: 'image-level' })).resolves.toMatchObject({ snapshot: 'image-level' });
+    await expect(
+      viaNode[1].storage.rollbackRbd({
+        pool: 'rbd',
+        image: 'plain-01-disk0',
+        snapshot: 'image-level',
+      }),
+    ).resolves.toMatchObject({ snapshot: 'image-level' });
   });
 
   it('refuses to snapshot a VM, and to change its images, while the VM migrates, naming the migration', async () => {
     const vm = await viaNode[0].vm.startVm({ uuid: PLAIN });
-    const source = await viaNode[0].migration.prepareMigration({ vm: vm.spec!, role: 'source', online: true, checkOnly: true });
+    const source = await viaNode[0].migration.prepareMigration({
+      vm: vm.spec!,
+      role: 'source',
+      online: true,
+      checkOnly: true,
+    });
     expect(source.ok, JSON.stringify(source.checks)).toBe(true);
     const migrationId = randomUUID();
     const prepared = await viaNode[0].migration.prepareMigration({
@@ -213,10 +360,21 @@ describe('VM snapshots and disk exclusivity (real etcd, two real agents, sim dri
       (p) => {
         if (p.phase !== 'precopy' || refusals) return;
         refusals = (async () => {
-          const snapshot = await rpcError(viaNode[1].storage.snapshotVm({ vmUuid: PLAIN, snapshot: 'during', freeze: true }));
-          const demote = await rpcError(viaNode[1].storage.snapshotRbd({ pool: 'rbd', image: 'plain-01-disk0', snapshot: 'during' }));
+          const snapshot = await rpcError(
+            viaNode[1].storage.snapshotVm({ vmUuid: PLAIN, snapshot: 'during', freeze: true }),
+          );
+          const demote = await rpcError(
+            viaNode[1].storage.snapshotRbd({
+              pool: 'rbd',
+              image: 'plain-01-disk0',
+              snapshot: 'during',
+            }),
+          );
           await viaNode[0].migration.cancelMigration({ migrationId, vmUuid: PLAIN });
-          return [`${status[snapshot.code]}: ${snapshot.details}`, `${status[demote.code]}: ${demote.details}`];
+          return [
+            `${status[snapshot.code]}: ${snapshot.details}`,
+            `${status[demote.code]}: ${demote.details}`,
+          ];
         })();
       },
     );
@@ -225,8 +383,16 @@ describe('VM snapshots and disk exclusivity (real etcd, two real agents, sim dri
       'FAILED_PRECONDITION: VM plain-01 (using image rbd/plain-01-disk0) is busy: a migration operation is in progress; try again when it has finished',
     ]);
     expect(progress[progress.length - 1]).toMatchObject({ phase: 'cancelled' });
-    await eventually(async () => ((await viaNode[0].vm.getVm({ uuid: PLAIN })).runtime!.lockedBy === '' ? true : undefined), 5_000);
-    expect((await viaNode[0].storage.listSnapshots({ pool: 'rbd', image: 'plain-01-disk0' })).snapshots.map((s) => s.snapshot)).toEqual(['warm', 'image-level']);
+    await eventually(
+      async () =>
+        (await viaNode[0].vm.getVm({ uuid: PLAIN })).runtime!.lockedBy === '' ? true : undefined,
+      5_000,
+    );
+    expect(
+      (
+        await viaNode[0].storage.listSnapshots({ pool: 'rbd', image: 'plain-01-disk0' })
+      ).snapshots.map((s) => s.snapshot),
+    ).toEqual(['warm', 'image-level']);
     await viaNode[0].vm.stopVm({ uuid: PLAIN });
   });
 });

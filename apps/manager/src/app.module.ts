@@ -14,7 +14,11 @@ import { AuthGuard } from './auth/auth.guard';
 import { AuthModule } from './auth/auth.module';
 import { ClockRepository } from './common/clock.repository';
 import { ErrorFilter } from './common/error.filter';
-import { OPERATOR_OUTPUT, OperatorConsoleRepository, type OperatorOutput } from './common/operator-console.repository';
+import {
+  OPERATOR_OUTPUT,
+  OperatorConsoleRepository,
+  type OperatorOutput,
+} from './common/operator-console.repository';
 import { RandomRepository } from './common/random.repository';
 import { ValidationPipe } from './common/validation.pipe';
 import { MANAGER_CONFIG, type ManagerConfig } from './config/manager-config';
@@ -74,8 +78,16 @@ export class AppModule {
           forRoutes: [{ path: '{*splat}', method: RequestMethod.ALL }],
         }),
         // Migrations ran before, as the database owner (prepareDatabase); the application serves with the runtime role.
-        TypeOrmModule.forRoot({ ...dataSourceOptions(runtime.databaseUrl), migrationsRun: false, retryAttempts: 3, retryDelay: 2000 }),
-        AuditModule.forRoot({ databaseUrl: runtime.databaseUrl, auditFile: runtime.config.auditFile }),
+        TypeOrmModule.forRoot({
+          ...dataSourceOptions(runtime.databaseUrl),
+          migrationsRun: false,
+          retryAttempts: 3,
+          retryDelay: 2000,
+        }),
+        AuditModule.forRoot({
+          databaseUrl: runtime.databaseUrl,
+          auditFile: runtime.config.auditFile,
+        }),
         AuthModule,
         AccessModule,
         AccessAdminModule,

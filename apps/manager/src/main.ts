@@ -28,7 +28,12 @@ async function main(): Promise<void> {
 
 main().catch((error: unknown) => {
   // Start-up failed before the JSON log existed or while starting: say why, plainly, and stop.
-  const message = error instanceof ConfigError ? error.message : error instanceof Error ? (error.stack ?? error.message) : String(error);
+  const message =
+    error instanceof ConfigError
+      ? error.message
+      : error instanceof Error
+        ? (error.stack ?? error.message)
+        : String(error);
   process.stderr.write(`debvisor-manager: cannot start: ${message}\n`);
   process.exit(1);
 });

@@ -58,7 +58,10 @@ export async function startManager(options: StartOptions = {}): Promise<RunningM
   const state = new StateDirRepository(config.stateDir);
   const serverNames = StateDirRepository.defaultServerNames();
   // The HTTPS certificate also names the public URL's host and a specific listening address.
-  for (const host of [config.publicUrl ? new URL(config.publicUrl).hostname.replace(/^\[|\]$/g, '') : undefined, config.listen.host]) {
+  for (const host of [
+    config.publicUrl ? new URL(config.publicUrl).hostname.replace(/^\[|\]$/g, '') : undefined,
+    config.listen.host,
+  ]) {
     if (!host || host === '0.0.0.0' || host === '::') continue;
     const list = isIP(host) ? serverNames.ipAddresses : serverNames.dnsNames;
     if (!list.includes(host)) list.push(host);
@@ -72,7 +75,11 @@ export async function startManager(options: StartOptions = {}): Promise<RunningM
   let embedded: EmbeddedPostgresRepository | undefined;
   let embeddedSuperuserUrl: string | undefined;
   if (!config.databaseUrl) {
-    embedded = new EmbeddedPostgresRepository(state.postgresDir, state.loadOrCreateDatabasePassword(), (message) => logger.warn({ dataDir: state.postgresDir }, message));
+    embedded = new EmbeddedPostgresRepository(
+      state.postgresDir,
+      state.loadOrCreateDatabasePassword(),
+      (message) => logger.warn({ dataDir: state.postgresDir }, message),
+    );
     embeddedSuperuserUrl = await embedded.start();
     logger.info({ dataDir: state.postgresDir }, 'embedded PostgreSQL started');
   }
@@ -80,9 +87,19 @@ export async function startManager(options: StartOptions = {}): Promise<RunningM
   let app: NestExpressApplication | undefined;
   try {
     // Migrations as the owner, then the role the manager serves with (see docs/manager.md, "Audit log").
-    const databaseUrl = await prepareDatabase(config, { embeddedSuperuserUrl, runtimePassword: () => state.loadOrCreateAppDatabasePassword() }, logger);
+    const databaseUrl = await prepareDatabase(
+      config,
+      { embeddedSuperuserUrl, runtimePassword: () => state.loadOrCreateAppDatabasePassword() },
+      logger,
+    );
     app = await NestFactory.create<NestExpressApplication>(
-      AppModule.forRoot({ config, identity, databaseUrl, logger, operatorOutput: options.operatorOutput ?? process.stdout }),
+      AppModule.forRoot({
+        config,
+        identity,
+        databaseUrl,
+        logger,
+        operatorOutput: options.operatorOutput ?? process.stdout,
+      }),
       {
         httpsOptions: { key: identity.server.keyPem, cert: identity.server.certPem },
         bodyParser: false,
@@ -99,7 +116,11 @@ export async function startManager(options: StartOptions = {}): Promise<RunningM
     app.use(httpMetricsMiddleware(app.get(MetricsService)));
     const webUi = webUiMiddleware(config.webDir);
     if (webUi) app.use(webUi);
-    else logger.info({ webDir: config.webDir }, 'no web UI found (no index.html); serving the API only');
+    else
+      logger.info(
+        { webDir: config.webDir },
+        'no web UI found (no index.html); serving the API only',
+      );
     app.use(...jsonBodyMiddleware());
     app.use(traceContextMiddleware());
     app.get(OpenApiService).generate(app, MANAGER_VERSION);
@@ -123,7 +144,10 @@ export async function startManager(options: StartOptions = {}): Promise<RunningM
   const url = config.publicUrl ?? `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
   // Lifecycle lines that supervisors wait for are logged whatever the configured level.
   const lifecycle = logger.child({}, { level: 'info' });
-  lifecycle.info({ url, listen: `${config.listen.host}:${port}`, version: MANAGER_VERSION }, 'manager listening');
+  lifecycle.info(
+    { url, listen: `${config.listen.host}:${port}`, version: MANAGER_VERSION },
+    'manager listening',
+  );
 
   let stopping: Promise<void> | undefined;
   const stop = () =>

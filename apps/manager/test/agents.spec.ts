@@ -1,10 +1,23 @@
 import { createCa, fingerprintSha256 } from '@debvisor/pki';
-import { cleanupTempDirs, createManagerIdentity, freePort, startCluster, type TestCluster } from '@debvisor/testing';
+import {
+  cleanupTempDirs,
+  createManagerIdentity,
+  freePort,
+  startCluster,
+  type TestCluster,
+} from '@debvisor/testing';
 import { createServer, type Server, type Socket } from 'node:net';
 import { Client } from 'pg';
 import { performance } from 'node:perf_hooks';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { eventually, startTestDatabases, startTestManager, stateDirWithClientIdentity, type TestDatabases, type TestManager } from './manager-harness';
+import {
+  eventually,
+  startTestDatabases,
+  startTestManager,
+  stateDirWithClientIdentity,
+  type TestDatabases,
+  type TestManager,
+} from './manager-harness';
 
 /**
  * The manager against real agents: two simulated clusters started by the test harness (etcd and
@@ -25,8 +38,18 @@ beforeAll(async () => {
   identity = await createManagerIdentity('agents-spec');
   [dbs, east, west] = await Promise.all([
     startTestDatabases(),
-    startCluster({ clusterId: 'dc-east', nodes: 2, vmsPerNode: 2, trustedClientCaPem: identity.ca.certPem }),
-    startCluster({ clusterId: 'dc-west', nodes: 1, vmsPerNode: 2, trustedClientCaPem: identity.ca.certPem }),
+    startCluster({
+      clusterId: 'dc-east',
+      nodes: 2,
+      vmsPerNode: 2,
+      trustedClientCaPem: identity.ca.certPem,
+    }),
+    startCluster({
+      clusterId: 'dc-west',
+      nodes: 1,
+      vmsPerNode: 2,
+      trustedClientCaPem: identity.ca.certPem,
+    }),
   ]);
   [eastKey, westKey, readOnlyKey] = await Promise.all([
     east.createApiKey(['*'], { principal: 'manager' }),
@@ -92,38 +115,73 @@ describe('adding remotes', () => {
     const added = await m.api('POST', '/api/v1/remotes', remoteBody(east, eastKey));
     expect(added.status, added.text).toBe(201);
     expect(added.body.connection).toMatchObject({ ok: true, clusterId: 'dc-east', nodeCount: 2 });
-    expect(added.body.trust).toEqual({ caFingerprint: fingerprintSha256(east.caPem), caCertPem: east.caPem, resolved: true });
+    expect(added.body.trust).toEqual({
+      caFingerprint: fingerprintSha256(east.caPem),
+      caCertPem: east.caPem,
+      resolved: true,
+    });
 
     await m.api('GET', '/api/v1/resources/refresh');
     const resources = await m.api('GET', '/api/v1/resources?remote=dc-east');
     expect(resources.body.remotes).toEqual([
-      expect.objectContaining({ remote: 'dc-east', status: 'online', nodes: { total: 2, alive: 2 }, vms: expect.objectContaining({ total: 4 }), error: null }),
+      expect.objectContaining({
+        remote: 'dc-east',
+        status: 'online',
+        nodes: { total: 2, alive: 2 },
+        vms: expect.objectContaining({ total: 4 }),
+        error: null,
+      }),
     ]);
-    expect(resources.body.items.filter((r: { type: string }) => r.type === 'node').map((r: { id: string }) => r.id).sort()).toEqual(['node-1', 'node-2']);
+    expect(
+      resources.body.items
+        .filter((r: { type: string }) => r.type === 'node')
+        .map((r: { id: string }) => r.id)
+        .sort(),
+    ).toEqual(['node-1', 'node-2']);
     const vms = resources.body.items.filter((r: { type: string }) => r.type === 'vm');
     expect(vms).toHaveLength(4);
-    expect((await m.api('GET', '/api/v1/resources?type=vm&remote=dc-east')).body.items).toHaveLength(4);
-    expect((await m.api('GET', `/api/v1/resources?name=${encodeURIComponent(vms[0].name)}`)).body.items.map((r: { id: string }) => r.id)).toContain(vms[0].id);
+    expect(
+      (await m.api('GET', '/api/v1/resources?type=vm&remote=dc-east')).body.items,
+    ).toHaveLength(4);
+    expect(
+      (
+        await m.api('GET', `/api/v1/resources?name=${encodeURIComponent(vms[0].name)}`)
+      ).body.items.map((r: { id: string }) => r.id),
+    ).toContain(vms[0].id);
     const nodes = await m.api('GET', '/api/v1/remotes/dc-east/nodes');
     expect(nodes.body.items).toHaveLength(2);
     const one = await m.api('GET', `/api/v1/remotes/dc-east/vms/${vms[0].id}`);
     expect(one.body).toMatchObject({ id: vms[0].id, remote: 'dc-east', type: 'vm' });
     expect((await m.api('GET', '/api/v1/remotes/dc-east/vms')).body.items).toHaveLength(4);
-    expect((await m.api('GET', '/api/v1/remotes/dc-east/vms/7b0e5e8e-0000-4000-8000-000000000000')).status).toBe(404);
+    expect(
+      (await m.api('GET', '/api/v1/remotes/dc-east/vms/7b0e5e8e-0000-4000-8000-000000000000'))
+        .status,
+    ).toBe(404);
   });
 
   it('pins only a fingerprint: keeps the presented CA whose fingerprint matches as the trust anchor', async () => {
     const m = await manager();
-    const probe = await m.api('POST', '/api/v1/remotes/probe', { endpoint: east.agents[0].endpoint });
+    const probe = await m.api('POST', '/api/v1/remotes/probe', {
+      endpoint: east.agents[0].endpoint,
+    });
     expect(probe.status, probe.text).toBe(200);
-    const fingerprints = probe.body.certificates.map((c: { fingerprintSha256: string }) => c.fingerprintSha256);
+    const fingerprints = probe.body.certificates.map(
+      (c: { fingerprintSha256: string }) => c.fingerprintSha256,
+    );
     expect(fingerprints).toContain(fingerprintSha256(east.caPem));
     expect(probe.body.certificates[0].subject).toContain('agent:node-1');
 
     const pin = fingerprintSha256(east.caPem).replace(/:/g, '').toLowerCase();
-    const added = await m.api('POST', '/api/v1/remotes', remoteBody(east, eastKey, { caCertPem: undefined, caFingerprint: pin }));
+    const added = await m.api(
+      'POST',
+      '/api/v1/remotes',
+      remoteBody(east, eastKey, { caCertPem: undefined, caFingerprint: pin }),
+    );
     expect(added.status, added.text).toBe(201);
-    expect(added.body.trust).toMatchObject({ caFingerprint: fingerprintSha256(east.caPem), resolved: true });
+    expect(added.body.trust).toMatchObject({
+      caFingerprint: fingerprintSha256(east.caPem),
+      resolved: true,
+    });
     expect(fingerprintSha256(added.body.trust.caCertPem)).toBe(fingerprintSha256(east.caPem));
     expect(added.body.connection).toMatchObject({ ok: true, nodeCount: 2 });
   });
@@ -131,7 +189,11 @@ describe('adding remotes', () => {
   it('refuses a wrong CA pin, naming the fingerprint mismatch', async () => {
     const m = await manager();
     const wrong = fingerprintSha256((await createCa('someone else')).certPem);
-    const refused = await m.api('POST', '/api/v1/remotes', remoteBody(east, eastKey, { caCertPem: undefined, caFingerprint: wrong }));
+    const refused = await m.api(
+      'POST',
+      '/api/v1/remotes',
+      remoteBody(east, eastKey, { caCertPem: undefined, caFingerprint: wrong }),
+    );
     expect(refused.status).toBe(422);
     expect(refused.body.error.code).toBe('remote_fingerprint_mismatch');
     expect(refused.body.error.message).toContain('fingerprint mismatch');
@@ -142,7 +204,11 @@ describe('adding remotes', () => {
   it('refuses a CA that did not sign the agents, and a key the cluster does not know', async () => {
     const m = await manager();
     const otherCa = (await createCa('another cluster')).certPem;
-    const untrusted = await m.api('POST', '/api/v1/remotes', remoteBody(east, eastKey, { caCertPem: otherCa }));
+    const untrusted = await m.api(
+      'POST',
+      '/api/v1/remotes',
+      remoteBody(east, eastKey, { caCertPem: otherCa }),
+    );
     expect(untrusted.status).toBe(422);
     expect(untrusted.body.error.code).toBe('remote_tls_failed');
 
@@ -157,16 +223,30 @@ describe('adding remotes', () => {
   it('tests every credential: adds an accepted one, refuses a rejected one unless addAnyway', async () => {
     const m = await manager();
     expect((await m.api('POST', '/api/v1/remotes', remoteBody(east, eastKey))).status).toBe(201);
-    const reader = await m.api('POST', '/api/v1/remotes/dc-east/credentials', { name: 'reader', key: readOnlyKey });
+    const reader = await m.api('POST', '/api/v1/remotes/dc-east/credentials', {
+      name: 'reader',
+      key: readOnlyKey,
+    });
     expect(reader.status, reader.text).toBe(201);
     expect(reader.body.connection).toMatchObject({ ok: true });
     const bogus = `dvk_${'2'.repeat(16)}_${'q'.repeat(43)}`;
-    const refused = await m.api('POST', '/api/v1/remotes/dc-east/credentials', { name: 'bogus', key: bogus });
+    const refused = await m.api('POST', '/api/v1/remotes/dc-east/credentials', {
+      name: 'bogus',
+      key: bogus,
+    });
     expect(refused.status).toBe(422);
     expect(refused.body.error.code).toBe('remote_credential_rejected');
-    const forced = await m.api('POST', '/api/v1/remotes/dc-east/credentials', { name: 'bogus', key: bogus, addAnyway: true });
+    const forced = await m.api('POST', '/api/v1/remotes/dc-east/credentials', {
+      name: 'bogus',
+      key: bogus,
+      addAnyway: true,
+    });
     expect(forced.status).toBe(201);
-    expect(forced.body.credentials.map((c: { name: string }) => c.name)).toEqual(['admin', 'reader', 'bogus']);
+    expect(forced.body.credentials.map((c: { name: string }) => c.name)).toEqual([
+      'admin',
+      'reader',
+      'bogus',
+    ]);
   });
 });
 
@@ -176,14 +256,21 @@ describe('resources of several remotes', () => {
     try {
       const m = await manager();
       expect((await m.api('POST', '/api/v1/remotes', remoteBody(east, eastKey))).status).toBe(201);
-      const dead = await m.api('POST', '/api/v1/remotes', { ...remoteBody(west, westKey), id: 'dc-hung', endpoints: [hung.endpoint], addAnyway: true });
+      const dead = await m.api('POST', '/api/v1/remotes', {
+        ...remoteBody(west, westKey),
+        id: 'dc-hung',
+        endpoints: [hung.endpoint],
+        addAnyway: true,
+      });
       expect(dead.status, dead.text).toBe(201);
 
       // An on-demand refresh of everything waits at most about the remote timeout.
       const before = performance.now();
       const refreshed = await m.api('GET', '/api/v1/resources/refresh');
       expect(performance.now() - before).toBeLessThan(REMOTE_TIMEOUT_MS + 2000);
-      expect(refreshed.body.remotes.find((r: { remote: string }) => r.remote === 'dc-east').status).toBe('online');
+      expect(
+        refreshed.body.remotes.find((r: { remote: string }) => r.remote === 'dc-east').status,
+      ).toBe('online');
 
       // While the hung remote is being refreshed again, answers about the healthy one do not wait for it.
       const pending = m.api('GET', '/api/v1/resources/refresh?remote=dc-hung');
@@ -200,10 +287,15 @@ describe('resources of several remotes', () => {
 
       const all = await m.api('GET', '/api/v1/resources');
       const hungStatus = all.body.remotes.find((r: { remote: string }) => r.remote === 'dc-hung');
-      expect(hungStatus).toMatchObject({ status: 'unreachable', error: { code: 'remote_unreachable' } });
+      expect(hungStatus).toMatchObject({
+        status: 'unreachable',
+        error: { code: 'remote_unreachable' },
+      });
       expect(hungStatus.error.message).toContain(hung.endpoint);
       expect(Date.parse(hungStatus.since)).toBeLessThanOrEqual(Date.now());
-      expect(all.body.remotes.find((r: { remote: string }) => r.remote === 'dc-east')).toMatchObject({ status: 'online' });
+      expect(
+        all.body.remotes.find((r: { remote: string }) => r.remote === 'dc-east'),
+      ).toMatchObject({ status: 'online' });
       expect(all.body.items.every((r: { remote: string }) => r.remote === 'dc-east')).toBe(true);
 
       const metrics = await m.api('GET', '/metrics', undefined, { token: null });
@@ -217,11 +309,17 @@ describe('resources of several remotes', () => {
   it('falls back to the next endpoint when the first agent is down', async () => {
     const m = await manager();
     const closedPort = await freePort();
-    const body = remoteBody(west, westKey, { endpoints: [`127.0.0.1:${closedPort}`, west.agents[0].endpoint] });
+    const body = remoteBody(west, westKey, {
+      endpoints: [`127.0.0.1:${closedPort}`, west.agents[0].endpoint],
+    });
     const added = await m.api('POST', '/api/v1/remotes', body);
     expect(added.status, added.text).toBe(201);
     const refreshed = await m.api('GET', '/api/v1/resources/refresh?remote=dc-west');
-    expect(refreshed.body.remotes[0]).toMatchObject({ remote: 'dc-west', status: 'online', nodes: { total: 1, alive: 1 } });
+    expect(refreshed.body.remotes[0]).toMatchObject({
+      remote: 'dc-west',
+      status: 'online',
+      nodes: { total: 1, alive: 1 },
+    });
   });
 });
 
@@ -250,8 +348,17 @@ describe('VM power actions as tasks', () => {
     expect(accepted.body.taskId).toMatch(/^[0-9a-f-]{36}$/);
 
     const task = await taskOutcome(m, accepted.body.taskId);
-    expect(task).toMatchObject({ state: 'succeeded', type: `vm.${action}`, target: { remote: 'dc-west', vm: vm.id }, owner: 'admin@local!bootstrap', progress: 1, error: null });
-    expect(task.log.map((l: { message: string }) => l.message).join('\n')).toContain(`now ${expected}`);
+    expect(task).toMatchObject({
+      state: 'succeeded',
+      type: `vm.${action}`,
+      target: { remote: 'dc-west', vm: vm.id },
+      owner: 'admin@local!bootstrap',
+      progress: 1,
+      error: null,
+    });
+    expect(task.log.map((l: { message: string }) => l.message).join('\n')).toContain(
+      `now ${expected}`,
+    );
 
     const client = west.connect(westKey);
     try {
@@ -269,7 +376,10 @@ describe('VM power actions as tasks', () => {
   it("fails the task with the agent's reason when the VM does not exist", async () => {
     const m = await manager();
     expect((await m.api('POST', '/api/v1/remotes', remoteBody(west, westKey))).status).toBe(201);
-    const accepted = await m.api('POST', '/api/v1/remotes/dc-west/vms/11111111-2222-4333-8444-555555555555/start');
+    const accepted = await m.api(
+      'POST',
+      '/api/v1/remotes/dc-west/vms/11111111-2222-4333-8444-555555555555/start',
+    );
     expect(accepted.status).toBe(202);
     const task = await taskOutcome(m, accepted.body.taskId);
     expect(task.state).toBe('failed');
@@ -278,16 +388,24 @@ describe('VM power actions as tasks', () => {
 
   it('answers 404 for a power action on an unknown remote', async () => {
     const m = await manager();
-    const answer = await m.api('POST', '/api/v1/remotes/nowhere/vms/11111111-2222-4333-8444-555555555555/start');
+    const answer = await m.api(
+      'POST',
+      '/api/v1/remotes/nowhere/vms/11111111-2222-4333-8444-555555555555/start',
+    );
     expect(answer.status).toBe(404);
   });
 
   it('fails a task left running by a stopped manager on the next start, saying the manager restarted', async () => {
     const first = await manager();
-    expect((await first.api('POST', '/api/v1/remotes', remoteBody(west, westKey))).status).toBe(201);
+    expect((await first.api('POST', '/api/v1/remotes', remoteBody(west, westKey))).status).toBe(
+      201,
+    );
     await first.api('GET', '/api/v1/resources/refresh?remote=dc-west');
     const vm = (await first.api('GET', '/api/v1/remotes/dc-west/vms')).body.items[0];
-    const done = await first.api('POST', `/api/v1/remotes/dc-west/vms/${vm.id}/${vm.status === 'running' ? 'stop' : 'start'}`);
+    const done = await first.api(
+      'POST',
+      `/api/v1/remotes/dc-west/vms/${vm.id}/${vm.status === 'running' ? 'stop' : 'start'}`,
+    );
     await taskOutcome(first, done.body.taskId);
     await first.stop();
     started.splice(started.indexOf(first), 1);
@@ -300,11 +418,19 @@ describe('VM power actions as tasks', () => {
       `INSERT INTO tasks (id, type, state, remote_id, vm_id, owner, progress, log, created_at, started_at, updated_at)
        VALUES ('aaaaaaaa-0000-4000-8000-000000000001', 'vm.stop', 'running', 'dc-west', $1, 'admin@local!bootstrap', 0.5, $2, $3, $3, $3),
               ('aaaaaaaa-0000-4000-8000-000000000002', 'vm.start', 'queued', 'dc-west', $1, 'admin@local!bootstrap', 0, '[]', $3, NULL, $3)`,
-      [vm.id, JSON.stringify([{ at: at.toISOString(), message: 'asking remote dc-west to stop' }]), at],
+      [
+        vm.id,
+        JSON.stringify([{ at: at.toISOString(), message: 'asking remote dc-west to stop' }]),
+        at,
+      ],
     );
     await client.end();
 
-    const second = await manager({ databaseUrl: first.databaseUrl, stateDir: first.stateDir, token: first.token });
+    const second = await manager({
+      databaseUrl: first.databaseUrl,
+      stateDir: first.stateDir,
+      token: first.token,
+    });
     const running = await second.api('GET', '/api/v1/tasks/aaaaaaaa-0000-4000-8000-000000000001');
     expect(running.body).toMatchObject({ state: 'failed', finishedAt: expect.any(String) });
     expect(running.body.error).toContain('manager restarted while this task was running');
@@ -313,7 +439,9 @@ describe('VM power actions as tasks', () => {
     expect(queued.body).toMatchObject({ state: 'failed' });
     expect(queued.body.error).toContain('before this task started');
     // The finished task before the restart is untouched; the VM cache is refreshed after the restart.
-    expect((await second.api('GET', `/api/v1/tasks/${done.body.taskId}`)).body.state).toBe('succeeded');
+    expect((await second.api('GET', `/api/v1/tasks/${done.body.taskId}`)).body.state).toBe(
+      'succeeded',
+    );
     const status = await eventually(async () => {
       const answer = await second.api('GET', '/api/v1/resources?remote=dc-west');
       return answer.body.remotes[0]?.status === 'online' ? answer.body : undefined;

@@ -5,7 +5,13 @@ import { join } from 'node:path';
 import { Client } from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { RemotesRepository } from '../src/remotes/remotes.repository';
-import { grantToken, startTestDatabases, startTestManager, type TestDatabases, type TestManager } from './manager-harness';
+import {
+  grantToken,
+  startTestDatabases,
+  startTestManager,
+  type TestDatabases,
+  type TestManager,
+} from './manager-harness';
 import { registeredRoutes, samplePath } from './routes';
 
 const KEY_A = `dvk_0123456789abcdef_${'A'.repeat(20)}secretpartA${'a'.repeat(12)}`;
@@ -16,7 +22,10 @@ let caPem: string;
 const started: TestManager[] = [];
 
 beforeAll(async () => {
-  [dbs, caPem] = await Promise.all([startTestDatabases(), createCa('test cluster CA').then((ca) => ca.certPem)]);
+  [dbs, caPem] = await Promise.all([
+    startTestDatabases(),
+    createCa('test cluster CA').then((ca) => ca.certPem),
+  ]);
 });
 afterEach(async () => {
   await Promise.all(started.splice(0).map((m) => m.stop()));
@@ -27,7 +36,10 @@ afterAll(async () => {
 });
 
 async function manager(options: Parameters<typeof startTestManager>[0] = {}): Promise<TestManager> {
-  const m = await startTestManager({ databaseUrl: options.databaseUrl ?? (await dbs.fresh()), ...options });
+  const m = await startTestManager({
+    databaseUrl: options.databaseUrl ?? (await dbs.fresh()),
+    ...options,
+  });
   started.push(m);
   return m;
 }
@@ -53,14 +65,24 @@ async function databaseSnapshot(databaseUrl: string): Promise<Record<string, str
   );
   const snapshot: Record<string, string> = {};
   for (const { table_name: table } of tables) {
-    const select = table === 'api_tokens' ? 'SELECT id, owner_type, principal, name, comment, limited, secret_hash, expires_at, revoked_at FROM api_tokens' : `SELECT * FROM "${table}"`;
-    const rows = await query(databaseUrl, `SELECT coalesce(string_agg(t::text, '|' ORDER BY t::text), '') AS content FROM (${select}) t`);
+    const select =
+      table === 'api_tokens'
+        ? 'SELECT id, owner_type, principal, name, comment, limited, secret_hash, expires_at, revoked_at FROM api_tokens'
+        : `SELECT * FROM "${table}"`;
+    const rows = await query(
+      databaseUrl,
+      `SELECT coalesce(string_agg(t::text, '|' ORDER BY t::text), '') AS content FROM (${select}) t`,
+    );
     snapshot[table] = String(rows[0].content);
   }
   return snapshot;
 }
 
-async function query<T = Record<string, unknown>>(databaseUrl: string, sql: string, params: unknown[] = []): Promise<T[]> {
+async function query<T = Record<string, unknown>>(
+  databaseUrl: string,
+  sql: string,
+  params: unknown[] = [],
+): Promise<T[]> {
   const client = new Client({ connectionString: databaseUrl });
   await client.connect();
   try {
@@ -96,19 +118,32 @@ describe('first start and the bootstrap token', () => {
     await first.stop();
     started.splice(started.indexOf(first), 1);
 
-    const again = await manager({ databaseUrl: first.databaseUrl, stateDir: first.stateDir, token: first.token });
+    const again = await manager({
+      databaseUrl: first.databaseUrl,
+      stateDir: first.stateDir,
+      token: first.token,
+    });
     expect(again.token).toBeUndefined();
     expect(again.operatorOutput()).toBe('');
     expect((await again.api('GET', '/api/v1/remotes')).status).toBe(200);
     // Stored only as a hash: the secret appears nowhere in the tokens table.
-    const rows = await query(first.databaseUrl!, 'SELECT row_to_json(t)::text AS row FROM api_tokens t');
+    const rows = await query(
+      first.databaseUrl!,
+      'SELECT row_to_json(t)::text AS row FROM api_tokens t',
+    );
     expect(rows).toHaveLength(1);
     expect(JSON.stringify(rows)).not.toContain(first.token!.split('_').slice(2).join('_'));
   });
 
   it('keeps its secrets in the state directory readable only by its owner', async () => {
     const m = await manager();
-    for (const file of ['secret.key', 'pki/server.key', 'pki/server-ca.key', 'pki/client.key', 'pki/client-ca.key']) {
+    for (const file of [
+      'secret.key',
+      'pki/server.key',
+      'pki/server-ca.key',
+      'pki/client.key',
+      'pki/client-ca.key',
+    ]) {
       expect(statSync(join(m.stateDir, file)).mode & 0o777, file).toBe(0o600);
     }
     const identity = await m.api('GET', '/api/v1/manager/identity');
@@ -132,9 +167,14 @@ describe('routes and privileges', () => {
   it('declares a privilege or @Public() on every registered route', () => {
     const routes = registeredRoutes(m.manager.app);
     expect(routes.length).toBeGreaterThan(15);
-    const undeclared = routes.filter((r) => !r.isPublic && !r.selfService && !r.requirement).map((r) => `${r.method} ${r.path} (${r.controller}.${r.handler})`);
+    const undeclared = routes
+      .filter((r) => !r.isPublic && !r.selfService && !r.requirement)
+      .map((r) => `${r.method} ${r.path} (${r.controller}.${r.handler})`);
     expect(undeclared).toEqual([]);
-    const publicRoutes = routes.filter((r) => r.isPublic).map((r) => `${r.method} ${r.path}`).sort();
+    const publicRoutes = routes
+      .filter((r) => r.isPublic)
+      .map((r) => `${r.method} ${r.path}`)
+      .sort();
     expect(publicRoutes).toEqual(PUBLIC_ROUTES);
   });
 
@@ -142,7 +182,12 @@ describe('routes and privileges', () => {
     const wrong = `dvdm_${'0'.repeat(16)}_${'x'.repeat(43)}`;
     for (const route of registeredRoutes(m.manager.app).filter((r) => !r.isPublic)) {
       for (const token of [null, wrong, 'not-a-token']) {
-        const answer = await m.api(route.method, samplePath(route.path), route.method === 'GET' ? undefined : {}, { token });
+        const answer = await m.api(
+          route.method,
+          samplePath(route.path),
+          route.method === 'GET' ? undefined : {},
+          { token },
+        );
         expect(answer.status, `${route.method} ${route.path} with ${token}`).toBe(401);
         expect(answer.body.error.code).toBe('unauthenticated');
         expect(answer.body.error.traceId).toMatch(/^[0-9a-f]{32}$/);
@@ -154,16 +199,24 @@ describe('routes and privileges', () => {
   it('shows the privilege of every documented route in the OpenAPI document', async () => {
     const answer = await m.api('GET', '/api/v1/openapi.json');
     expect(answer.status).toBe(200);
-    const paths = answer.body.paths as Record<string, Record<string, { 'x-debvisor-privilege'?: Record<string, unknown> }>>;
+    const paths = answer.body.paths as Record<
+      string,
+      Record<string, { 'x-debvisor-privilege'?: Record<string, unknown> }>
+    >;
     let documented = 0;
     for (const route of registeredRoutes(m.manager.app)) {
       if (route.path === '/api/v1/openapi.json') continue;
-      const operation = paths[route.path.replace(/:([A-Za-z]+)/g, '{$1}')]?.[route.method.toLowerCase()];
+      const operation =
+        paths[route.path.replace(/:([A-Za-z]+)/g, '{$1}')]?.[route.method.toLowerCase()];
       expect(operation, `${route.method} ${route.path} is documented`).toBeDefined();
       const extension = operation!['x-debvisor-privilege'];
       if (route.isPublic) expect(extension).toEqual({ public: true });
       else if (route.selfService) expect(extension).toMatchObject({ self: true });
-      else expect(extension).toMatchObject({ privilege: route.requirement!.privilege, path: route.requirement!.path });
+      else
+        expect(extension).toMatchObject({
+          privilege: route.requirement!.privilege,
+          path: route.requirement!.path,
+        });
       documented += 1;
     }
     expect(documented).toBeGreaterThan(15);
@@ -185,7 +238,9 @@ describe('routes and privileges', () => {
   });
 
   it('serves /healthz, /readyz and /metrics without a token', async () => {
-    expect((await m.api('GET', '/healthz', undefined, { token: null })).body).toEqual({ status: 'ok' });
+    expect((await m.api('GET', '/healthz', undefined, { token: null })).body).toEqual({
+      status: 'ok',
+    });
     const ready = await m.api('GET', '/readyz', undefined, { token: null });
     expect(ready.status).toBe(200);
     expect(ready.body.checks).toEqual({ database: 'ok', poller: 'ok', remotes: 'none configured' });
@@ -210,12 +265,18 @@ describe('routes and privileges', () => {
 
   it("uses the caller's trace id when it is sane and a new one otherwise", async () => {
     const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
-    const withParent = await m.api('GET', '/api/v1/remotes/unknown-remote', undefined, { headers: { traceparent } });
+    const withParent = await m.api('GET', '/api/v1/remotes/unknown-remote', undefined, {
+      headers: { traceparent },
+    });
     expect(withParent.body.error.traceId).toBe('4bf92f3577b34da6a3ce929d0e0e4736');
     expect(withParent.headers['x-trace-id']).toBe('4bf92f3577b34da6a3ce929d0e0e4736');
-    const plain = await m.api('GET', '/api/v1/remotes/unknown-remote', undefined, { headers: { 'x-trace-id': 'deploy-42-abcdef' } });
+    const plain = await m.api('GET', '/api/v1/remotes/unknown-remote', undefined, {
+      headers: { 'x-trace-id': 'deploy-42-abcdef' },
+    });
     expect(plain.body.error.traceId).toBe('deploy-42-abcdef');
-    const insane = await m.api('GET', '/api/v1/remotes/unknown-remote', undefined, { headers: { 'x-trace-id': 'a b"c' } });
+    const insane = await m.api('GET', '/api/v1/remotes/unknown-remote', undefined, {
+      headers: { 'x-trace-id': 'a b"c' },
+    });
     expect(insane.body.error.traceId).toMatch(/^[0-9a-f]{32}$/);
     expect(m.logs()).toContain('"traceId":"deploy-42-abcdef"');
   });
@@ -230,8 +291,25 @@ describe('malformed input', () => {
     await m?.stop();
   });
 
-  const cases: { name: string; method: string; path: string; body?: () => Promise<unknown>; raw?: () => string; status: number; code: string; mentions: string }[] = [
-    { name: 'a remote id with upper case and underscores', method: 'POST', path: '/api/v1/remotes', body: () => unreachableRemote('Bad_Id'), status: 400, code: 'validation_failed', mentions: 'id:' },
+  const cases: {
+    name: string;
+    method: string;
+    path: string;
+    body?: () => Promise<unknown>;
+    raw?: () => string;
+    status: number;
+    code: string;
+    mentions: string;
+  }[] = [
+    {
+      name: 'a remote id with upper case and underscores',
+      method: 'POST',
+      path: '/api/v1/remotes',
+      body: () => unreachableRemote('Bad_Id'),
+      status: 400,
+      code: 'validation_failed',
+      mentions: 'id:',
+    },
     {
       name: 'an endpoint without a port',
       method: 'POST',
@@ -245,7 +323,10 @@ describe('malformed input', () => {
       name: 'a credential key of the wrong shape',
       method: 'POST',
       path: '/api/v1/remotes',
-      body: async () => ({ ...(await unreachableRemote('r2')), credentials: [{ name: 'admin', key: 'secret' }] }),
+      body: async () => ({
+        ...(await unreachableRemote('r2')),
+        credentials: [{ name: 'admin', key: 'secret' }],
+      }),
       status: 400,
       code: 'validation_failed',
       mentions: 'credentials.0.key',
@@ -268,7 +349,15 @@ describe('malformed input', () => {
       code: 'validation_failed',
       mentions: 'colour',
     },
-    { name: 'malformed JSON', method: 'POST', path: '/api/v1/remotes', raw: () => '{"id": "r5",', status: 400, code: 'malformed_json', mentions: 'not valid JSON' },
+    {
+      name: 'malformed JSON',
+      method: 'POST',
+      path: '/api/v1/remotes',
+      raw: () => '{"id": "r5",',
+      status: 400,
+      code: 'malformed_json',
+      mentions: 'not valid JSON',
+    },
     {
       name: 'a body over 1 MB',
       method: 'POST',
@@ -278,18 +367,73 @@ describe('malformed input', () => {
       code: 'payload_too_large',
       mentions: '1 MB',
     },
-    { name: 'a VM id that is no uuid', method: 'GET', path: '/api/v1/remotes/r7/vms/not-a-uuid', status: 400, code: 'validation_failed', mentions: 'vmid' },
-    { name: 'a task id that is no uuid', method: 'GET', path: '/api/v1/tasks/1234', status: 400, code: 'validation_failed', mentions: 'id' },
-    { name: 'a power action on a VM id that is no uuid', method: 'POST', path: '/api/v1/remotes/r8/vms/xyz/start', status: 400, code: 'validation_failed', mentions: 'vmid' },
-    { name: 'a bad remote id in the path', method: 'GET', path: '/api/v1/remotes/-bad-/nodes', status: 400, code: 'validation_failed', mentions: 'remote' },
-    { name: 'an unknown resource type', method: 'GET', path: '/api/v1/resources?type=disk', status: 400, code: 'validation_failed', mentions: 'type' },
-    { name: 'a page size of zero', method: 'GET', path: '/api/v1/tasks?limit=0', status: 400, code: 'validation_failed', mentions: 'limit' },
-    { name: 'a probe of a bad endpoint', method: 'POST', path: '/api/v1/remotes/probe', body: async () => ({ endpoint: 'host:99999' }), status: 400, code: 'validation_failed', mentions: 'endpoint' },
+    {
+      name: 'a VM id that is no uuid',
+      method: 'GET',
+      path: '/api/v1/remotes/r7/vms/not-a-uuid',
+      status: 400,
+      code: 'validation_failed',
+      mentions: 'vmid',
+    },
+    {
+      name: 'a task id that is no uuid',
+      method: 'GET',
+      path: '/api/v1/tasks/1234',
+      status: 400,
+      code: 'validation_failed',
+      mentions: 'id',
+    },
+    {
+      name: 'a power action on a VM id that is no uuid',
+      method: 'POST',
+      path: '/api/v1/remotes/r8/vms/xyz/start',
+      status: 400,
+      code: 'validation_failed',
+      mentions: 'vmid',
+    },
+    {
+      name: 'a bad remote id in the path',
+      method: 'GET',
+      path: '/api/v1/remotes/-bad-/nodes',
+      status: 400,
+      code: 'validation_failed',
+      mentions: 'remote',
+    },
+    {
+      name: 'an unknown resource type',
+      method: 'GET',
+      path: '/api/v1/resources?type=disk',
+      status: 400,
+      code: 'validation_failed',
+      mentions: 'type',
+    },
+    {
+      name: 'a page size of zero',
+      method: 'GET',
+      path: '/api/v1/tasks?limit=0',
+      status: 400,
+      code: 'validation_failed',
+      mentions: 'limit',
+    },
+    {
+      name: 'a probe of a bad endpoint',
+      method: 'POST',
+      path: '/api/v1/remotes/probe',
+      body: async () => ({ endpoint: 'host:99999' }),
+      status: 400,
+      code: 'validation_failed',
+      mentions: 'endpoint',
+    },
   ];
 
   for (const c of cases) {
     it(`refuses ${c.name} with ${c.status} ${c.code}`, async () => {
-      const answer = await m.api(c.method, c.path, c.body ? await c.body() : undefined, c.raw ? { raw: c.raw() } : {});
+      const answer = await m.api(
+        c.method,
+        c.path,
+        c.body ? await c.body() : undefined,
+        c.raw ? { raw: c.raw() } : {},
+      );
       expect(answer.status).toBe(c.status);
       expect(Object.keys(answer.body)).toEqual(['error']);
       expect(answer.body.error.code).toBe(c.code);
@@ -318,8 +462,14 @@ describe('remotes without reachable agents', () => {
 
     const added = await m.api('POST', '/api/v1/remotes', { ...body, addAnyway: true });
     expect(added.status).toBe(201);
-    expect(added.body.connection).toMatchObject({ ok: false, error: { code: 'remote_unreachable' } });
-    expect(added.body.credentials.map((c: { name: string }) => c.name)).toEqual(['admin', 'reader']);
+    expect(added.body.connection).toMatchObject({
+      ok: false,
+      error: { code: 'remote_unreachable' },
+    });
+    expect(added.body.credentials.map((c: { name: string }) => c.name)).toEqual([
+      'admin',
+      'reader',
+    ]);
     expect(added.text).not.toContain(KEY_A);
 
     const duplicate = await m.api('POST', '/api/v1/remotes', { ...body, addAnyway: true });
@@ -329,15 +479,30 @@ describe('remotes without reachable agents', () => {
     await m.api('GET', '/api/v1/resources/refresh?remote=dc-dead');
     const resources = await m.api('GET', '/api/v1/resources');
     expect(resources.body.remotes).toEqual([
-      expect.objectContaining({ remote: 'dc-dead', status: 'unreachable', since: expect.any(String), error: expect.objectContaining({ code: 'remote_unreachable' }) }),
+      expect.objectContaining({
+        remote: 'dc-dead',
+        status: 'unreachable',
+        since: expect.any(String),
+        error: expect.objectContaining({ code: 'remote_unreachable' }),
+      }),
     ]);
     expect(m.logs()).not.toContain(KEY_A.slice(21));
   });
 
   it('keeps remotes and credentials across a restart, with the keys sealed in the database', async () => {
     const first = await manager();
-    expect((await first.api('POST', '/api/v1/remotes', { ...(await unreachableRemote('dc-keep')), addAnyway: true })).status).toBe(201);
-    const rows = await query(first.databaseUrl!, 'SELECT row_to_json(c)::text AS row FROM remote_credentials c');
+    expect(
+      (
+        await first.api('POST', '/api/v1/remotes', {
+          ...(await unreachableRemote('dc-keep')),
+          addAnyway: true,
+        })
+      ).status,
+    ).toBe(201);
+    const rows = await query(
+      first.databaseUrl!,
+      'SELECT row_to_json(c)::text AS row FROM remote_credentials c',
+    );
     expect(rows).toHaveLength(2);
     const dump = JSON.stringify(rows);
     for (const key of [KEY_A, KEY_B]) {
@@ -347,33 +512,59 @@ describe('remotes without reachable agents', () => {
     await first.stop();
     started.splice(started.indexOf(first), 1);
 
-    const second = await manager({ databaseUrl: first.databaseUrl, stateDir: first.stateDir, token: first.token });
+    const second = await manager({
+      databaseUrl: first.databaseUrl,
+      stateDir: first.stateDir,
+      token: first.token,
+    });
     const remote = await second.api('GET', '/api/v1/remotes/dc-keep');
     expect(remote.status).toBe(200);
-    expect(remote.body).toMatchObject({ id: 'dc-keep', description: 'remote dc-keep', trust: { resolved: true } });
+    expect(remote.body).toMatchObject({
+      id: 'dc-keep',
+      description: 'remote dc-keep',
+      trust: { resolved: true },
+    });
     expect(remote.body.credentials).toEqual([
       { name: 'admin', keyId: '0123456789abcdef', createdAt: expect.any(String) },
       { name: 'reader', keyId: 'fedcba9876543210', createdAt: expect.any(String) },
     ]);
     // The new process opens the sealed key with the secret key from the state directory.
-    expect((await second.manager.app.get(RemotesRepository).credential('dc-keep', null))?.key).toBe(KEY_A);
+    expect((await second.manager.app.get(RemotesRepository).credential('dc-keep', null))?.key).toBe(
+      KEY_A,
+    );
   });
 
   it('changes and removes credentials and remotes', async () => {
     const m = await manager();
-    await m.api('POST', '/api/v1/remotes', { ...(await unreachableRemote('dc-edit')), addAnyway: true });
+    await m.api('POST', '/api/v1/remotes', {
+      ...(await unreachableRemote('dc-edit')),
+      addAnyway: true,
+    });
     const removed = await m.api('DELETE', '/api/v1/remotes/dc-edit/credentials/admin');
     expect(removed.status).toBe(200);
     expect(removed.body.credentials.map((c: { name: string }) => c.name)).toEqual(['reader']);
     expect((await m.api('DELETE', '/api/v1/remotes/dc-edit/credentials/admin')).status).toBe(404);
-    const refused = await m.api('POST', '/api/v1/remotes/dc-edit/credentials', { name: 'ops', key: KEY_A });
+    const refused = await m.api('POST', '/api/v1/remotes/dc-edit/credentials', {
+      name: 'ops',
+      key: KEY_A,
+    });
     expect(refused.status).toBe(422);
-    const added = await m.api('POST', '/api/v1/remotes/dc-edit/credentials', { name: 'ops', key: KEY_A, addAnyway: true });
+    const added = await m.api('POST', '/api/v1/remotes/dc-edit/credentials', {
+      name: 'ops',
+      key: KEY_A,
+      addAnyway: true,
+    });
     expect(added.status).toBe(201);
     expect(added.body.credentials.map((c: { name: string }) => c.name)).toEqual(['reader', 'ops']);
-    const patched = await m.api('PATCH', '/api/v1/remotes/dc-edit', { description: 'edited', endpoints: ['10.0.0.1:9443', 'agent.example:9443'] });
+    const patched = await m.api('PATCH', '/api/v1/remotes/dc-edit', {
+      description: 'edited',
+      endpoints: ['10.0.0.1:9443', 'agent.example:9443'],
+    });
     expect(patched.status).toBe(200);
-    expect(patched.body).toMatchObject({ description: 'edited', endpoints: ['10.0.0.1:9443', 'agent.example:9443'] });
+    expect(patched.body).toMatchObject({
+      description: 'edited',
+      endpoints: ['10.0.0.1:9443', 'agent.example:9443'],
+    });
     expect((await m.api('DELETE', '/api/v1/remotes/dc-edit')).status).toBe(204);
     expect((await m.api('GET', '/api/v1/remotes/dc-edit')).status).toBe(404);
     expect(await query(m.databaseUrl!, 'SELECT id FROM remote_credentials')).toEqual([]);
@@ -389,7 +580,11 @@ describe('unexpected failures', () => {
     expect(answer.body.error.code).toBe('internal');
     expect(answer.text).not.toMatch(/relation|remote_credentials|QueryFailed|at /);
     const traceId = answer.body.error.traceId as string;
-    expect(m.logs()).toMatch(new RegExp(`"traceId":"${traceId}"[^\\n]*remote_credentials|remote_credentials[^\\n]*"traceId":"${traceId}"`));
+    expect(m.logs()).toMatch(
+      new RegExp(
+        `"traceId":"${traceId}"[^\\n]*remote_credentials|remote_credentials[^\\n]*"traceId":"${traceId}"`,
+      ),
+    );
   });
 });
 

@@ -1,7 +1,15 @@
 import { verifyChain, verifyFiles, type AuditEntry } from '@debvisor/audit';
 import { isReadPrivilege } from '@debvisor/permissions';
 import { strictMock } from '@debvisor/testing/strict-mock';
-import { cleanupTempDirs, createManagerIdentity, freePort, spawnManaged, startCluster, tempDir, type TestCluster } from '@debvisor/testing';
+import {
+  cleanupTempDirs,
+  createManagerIdentity,
+  freePort,
+  spawnManaged,
+  startCluster,
+  tempDir,
+  type TestCluster,
+} from '@debvisor/testing';
 import type { PinoLogger } from 'nestjs-pino';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -13,7 +21,16 @@ import { AuditLogRepository } from '../src/audit/audit-log.repository';
 import { AuditWriter } from '../src/audit/audit-writer';
 import { MetricsService } from '../src/health/metrics.service';
 import { runVerify, verifyDatabase } from '../src/audit/verify.command';
-import { eventually, grantToken, startTestDatabases, startTestManager, stateDirWithClientIdentity, type Json, type TestDatabases, type TestManager } from './manager-harness';
+import {
+  eventually,
+  grantToken,
+  startTestDatabases,
+  startTestManager,
+  stateDirWithClientIdentity,
+  type Json,
+  type TestDatabases,
+  type TestManager,
+} from './manager-harness';
 import { registeredRoutes } from './routes';
 
 const KEY_A = `dvk_0123456789abcdef_${'A'.repeat(16)}auditsecretA${'a'.repeat(15)}`;
@@ -35,7 +52,10 @@ afterAll(async () => {
 });
 
 async function manager(options: Parameters<typeof startTestManager>[0] = {}): Promise<TestManager> {
-  const m = await startTestManager({ databaseUrl: options.databaseUrl ?? (await dbs.fresh()), ...options });
+  const m = await startTestManager({
+    databaseUrl: options.databaseUrl ?? (await dbs.fresh()),
+    ...options,
+  });
   started.push(m);
   return m;
 }
@@ -51,7 +71,11 @@ async function query<T = Json>(url: string, sql: string, params: unknown[] = [])
 }
 
 /** A fresh database and a login role of its own for the manager (superuser URL for admin work). */
-async function databaseWithRuntimeRole(): Promise<{ adminUrl: string; appUrl: string; role: string }> {
+async function databaseWithRuntimeRole(): Promise<{
+  adminUrl: string;
+  appUrl: string;
+  role: string;
+}> {
   const adminUrl = await dbs.fresh();
   const role = `app_${randomBytes(4).toString('hex')}`;
   const password = randomBytes(12).toString('hex');
@@ -65,7 +89,10 @@ async function databaseWithRuntimeRole(): Promise<{ adminUrl: string; appUrl: st
 /** A manager serving as its own runtime role, migrations and grants by the owner (DATABASE_ADMIN_URL). */
 async function managerWithRuntimeRole(env: Record<string, string> = {}) {
   const db = await databaseWithRuntimeRole();
-  const m = await manager({ databaseUrl: db.appUrl, env: { DATABASE_ADMIN_URL: db.adminUrl, ...env } });
+  const m = await manager({
+    databaseUrl: db.appUrl,
+    env: { DATABASE_ADMIN_URL: db.adminUrl, ...env },
+  });
   return { m, ...db };
 }
 
@@ -96,23 +123,36 @@ function unreachableRemote(id: string, port: number) {
 function capture() {
   let out = '';
   let err = '';
-  return { io: { env: {}, out: (t: string) => void (out += t), err: (t: string) => void (err += t) }, out: () => out, err: () => err };
+  return {
+    io: { env: {}, out: (t: string) => void (out += t), err: (t: string) => void (err += t) },
+    out: () => out,
+    err: () => err,
+  };
 }
 
 describe('what the manager records', () => {
   it('records a mutating call before and after it, with principal, target, trace id, source and safe details', async () => {
     const m = await manager();
     const port = await freePort();
-    const created = await m.api('POST', '/api/v1/remotes', unreachableRemote('dc-a', port), { headers: { 'x-trace-id': 'audit-create-0001' } });
+    const created = await m.api('POST', '/api/v1/remotes', unreachableRemote('dc-a', port), {
+      headers: { 'x-trace-id': 'audit-create-0001' },
+    });
     expect(created.status, created.text).toBe(201);
-    const entries = (await auditRows(m.databaseUrl!)).filter((e) => e.traceId === 'audit-create-0001');
+    const entries = (await auditRows(m.databaseUrl!)).filter(
+      (e) => e.traceId === 'audit-create-0001',
+    );
     // The token's first use of the minute, then the call itself.
     expect(entries.map((e) => [e.action, e.outcome])).toEqual([
       ['auth.login', 'success'],
       ['remote.create', 'attempt'],
       ['remote.create', 'success'],
     ]);
-    for (const entry of entries.slice(1)) expect(entry).toMatchObject({ principal: 'admin@local', target: '/remotes/dc-a', source: '127.0.0.1' });
+    for (const entry of entries.slice(1))
+      expect(entry).toMatchObject({
+        principal: 'admin@local',
+        target: '/remotes/dc-a',
+        source: '127.0.0.1',
+      });
     expect(entries[2].details).toMatchObject({
       request: 'POST /api/v1/remotes',
       endpoints: [`127.0.0.1:${port}`],
@@ -123,9 +163,16 @@ describe('what the manager records', () => {
       addAnyway: true,
     });
 
-    const refused = await m.api('POST', '/api/v1/remotes/dc-a/credentials', { name: 'admin', key: KEY_A }, { headers: { 'x-trace-id': 'audit-conflict-0001' } });
+    const refused = await m.api(
+      'POST',
+      '/api/v1/remotes/dc-a/credentials',
+      { name: 'admin', key: KEY_A },
+      { headers: { 'x-trace-id': 'audit-conflict-0001' } },
+    );
     expect(refused.status).toBe(409);
-    const failure = (await auditRows(m.databaseUrl!)).filter((e) => e.traceId === 'audit-conflict-0001');
+    const failure = (await auditRows(m.databaseUrl!)).filter(
+      (e) => e.traceId === 'audit-conflict-0001',
+    );
     expect(failure.map((e) => [e.action, e.outcome])).toEqual([
       ['remote.credential.add', 'attempt'],
       ['remote.credential.add', 'failure'],
@@ -136,11 +183,32 @@ describe('what the manager records', () => {
   it('records failed authentications with the token id only, one success per token and address a minute, and permission denials', async () => {
     const m = await manager();
     const wrongSecret = `${m.token!.split('_').slice(0, 2).join('_')}_${'W'.repeat(43)}`;
-    expect((await m.api('GET', '/api/v1/remotes', undefined, { token: wrongSecret, headers: { 'x-trace-id': 'audit-401-0001' } })).status).toBe(401);
-    expect((await m.api('GET', '/api/v1/remotes', undefined, { token: null, headers: { 'x-trace-id': 'audit-401-0002' } })).status).toBe(401);
+    expect(
+      (
+        await m.api('GET', '/api/v1/remotes', undefined, {
+          token: wrongSecret,
+          headers: { 'x-trace-id': 'audit-401-0001' },
+        })
+      ).status,
+    ).toBe(401);
+    expect(
+      (
+        await m.api('GET', '/api/v1/remotes', undefined, {
+          token: null,
+          headers: { 'x-trace-id': 'audit-401-0002' },
+        })
+      ).status,
+    ).toBe(401);
     for (let i = 0; i < 3; i += 1) await m.api('GET', '/api/v1/remotes');
     const scoped = await grantToken(m.databaseUrl!, 'ops@local', 'Manage', '/remotes/dc-b');
-    expect((await m.api('DELETE', '/api/v1/remotes/dc-c', undefined, { token: scoped, headers: { 'x-trace-id': 'audit-403-0001' } })).status).toBe(403);
+    expect(
+      (
+        await m.api('DELETE', '/api/v1/remotes/dc-c', undefined, {
+          token: scoped,
+          headers: { 'x-trace-id': 'audit-403-0001' },
+        })
+      ).status,
+    ).toBe(403);
 
     const entries = await auditRows(m.databaseUrl!);
     expect(entries.find((e) => e.traceId === 'audit-401-0001')).toMatchObject({
@@ -148,13 +216,21 @@ describe('what the manager records', () => {
       outcome: 'failure',
       principal: null,
       source: '127.0.0.1',
-      details: { method: 'api_token', tokenId: m.token!.split('_')[1], reason: 'invalid, expired or revoked API token' },
+      details: {
+        method: 'api_token',
+        tokenId: m.token!.split('_')[1],
+        reason: 'invalid, expired or revoked API token',
+      },
     });
     // A request that presents no credential at all is no authentication attempt (a browser loading the UI).
     expect(entries.find((e) => e.traceId === 'audit-401-0002')).toBeUndefined();
-    const rootLogins = entries.filter((e) => e.action === 'auth.login' && e.outcome === 'success' && e.principal === 'admin@local');
+    const rootLogins = entries.filter(
+      (e) => e.action === 'auth.login' && e.outcome === 'success' && e.principal === 'admin@local',
+    );
     expect(rootLogins).toHaveLength(1);
-    expect(entries.find((e) => e.traceId === 'audit-403-0001' && e.action === 'authz.denied')).toMatchObject({
+    expect(
+      entries.find((e) => e.traceId === 'audit-403-0001' && e.action === 'authz.denied'),
+    ).toMatchObject({
       action: 'authz.denied',
       outcome: 'denied',
       principal: 'ops@local',
@@ -162,7 +238,10 @@ describe('what the manager records', () => {
       details: { privilege: 'remote.modify', request: 'DELETE /api/v1/remotes/dc-c' },
     });
     // The refused request changed nothing and therefore has no attempt entry.
-    expect(entries.filter((e) => e.traceId === 'audit-403-0001').map((e) => e.action)).toEqual(['auth.login', 'authz.denied']);
+    expect(entries.filter((e) => e.traceId === 'audit-403-0001').map((e) => e.action)).toEqual([
+      'auth.login',
+      'authz.denied',
+    ]);
   });
 
   it('declares an audit action on every route that needs a privilege that changes something', async () => {
@@ -174,7 +253,9 @@ describe('what the manager records', () => {
     expect(missing).toEqual([]);
     expect(routes.filter((r) => r.audited).length).toBeGreaterThanOrEqual(10);
     const openapi = await m.api('GET', '/api/v1/openapi.json');
-    expect(openapi.body.paths['/api/v1/remotes'].post['x-debvisor-audit']).toMatchObject({ action: 'remote.create' });
+    expect(openapi.body.paths['/api/v1/remotes'].post['x-debvisor-audit']).toMatchObject({
+      action: 'remote.create',
+    });
   });
 
   it('never records a secret: neither the tokens used nor the credential keys, in the table or the file sink', async () => {
@@ -182,26 +263,56 @@ describe('what the manager records', () => {
     const m = await manager({ env: { DEBVISOR_AUDIT_FILE: auditFile } });
     const port = await freePort();
     await m.api('POST', '/api/v1/remotes', unreachableRemote('dc-s', port));
-    await m.api('POST', '/api/v1/remotes/dc-s/credentials', { name: 'third', key: KEY_B.replace('fedcba', 'abcdef'), addAnyway: true });
-    await m.api('POST', '/api/v1/remotes', { ...unreachableRemote('dc-t', port), credentials: [{ name: 'x', key: 'not-a-key dvk_0123456789abcdef_leakedsecretvalue1234' }] });
+    await m.api('POST', '/api/v1/remotes/dc-s/credentials', {
+      name: 'third',
+      key: KEY_B.replace('fedcba', 'abcdef'),
+      addAnyway: true,
+    });
+    await m.api('POST', '/api/v1/remotes', {
+      ...unreachableRemote('dc-t', port),
+      credentials: [{ name: 'x', key: 'not-a-key dvk_0123456789abcdef_leakedsecretvalue1234' }],
+    });
     await m.api('PATCH', '/api/v1/remotes/dc-s', { description: `note ${KEY_A}` });
-    await m.api('GET', '/api/v1/remotes', undefined, { token: `dvdm_${'1'.repeat(16)}_${'T'.repeat(43)}` });
+    await m.api('GET', '/api/v1/remotes', undefined, {
+      token: `dvdm_${'1'.repeat(16)}_${'T'.repeat(43)}`,
+    });
     await m.api('DELETE', '/api/v1/remotes/dc-s/credentials/admin');
     await m.manager.app.get(AuditWriter).flush();
 
-    const table = (await query<{ row: string }>(m.databaseUrl!, 'SELECT row_to_json(a)::text AS row FROM audit_log a')).map((r) => r.row).join('\n');
+    const table = (
+      await query<{ row: string }>(
+        m.databaseUrl!,
+        'SELECT row_to_json(a)::text AS row FROM audit_log a',
+      )
+    )
+      .map((r) => r.row)
+      .join('\n');
     const file = readFileSync(auditFile, 'utf8');
     expect(table.length).toBeGreaterThan(1000);
     for (const text of [table, file]) {
-      for (const secret of [KEY_A.split('_').slice(2).join('_'), KEY_B.split('_').slice(2).join('_'), m.token!.split('_').slice(2).join('_'), 'T'.repeat(43), 'leakedsecretvalue1234']) {
+      for (const secret of [
+        KEY_A.split('_').slice(2).join('_'),
+        KEY_B.split('_').slice(2).join('_'),
+        m.token!.split('_').slice(2).join('_'),
+        'T'.repeat(43),
+        'leakedsecretvalue1234',
+      ]) {
         expect(text).not.toContain(secret);
       }
     }
     // The file sink holds the same events, in the same order, in a chain of its own.
     const dbEntries = await auditRows(m.databaseUrl!);
-    const fileEntries = file.trimEnd().split('\n').map((line) => JSON.parse(line) as AuditEntry);
-    expect(fileEntries.map((e) => [e.action, e.outcome, e.traceId])).toEqual(dbEntries.map((e) => [e.action, e.outcome, e.traceId]));
-    await expect(verifyFiles([auditFile], { fromGenesis: true })).resolves.toMatchObject({ ok: true, entries: dbEntries.length });
+    const fileEntries = file
+      .trimEnd()
+      .split('\n')
+      .map((line) => JSON.parse(line) as AuditEntry);
+    expect(fileEntries.map((e) => [e.action, e.outcome, e.traceId])).toEqual(
+      dbEntries.map((e) => [e.action, e.outcome, e.traceId]),
+    );
+    await expect(verifyFiles([auditFile], { fromGenesis: true })).resolves.toMatchObject({
+      ok: true,
+      entries: dbEntries.length,
+    });
     expect(statSync(auditFile).mode & 0o777).toBe(0o640);
   });
 });
@@ -213,7 +324,12 @@ describe('calls to agents, VM power actions and tasks (a real cluster)', () => {
 
   beforeAll(async () => {
     identity = await createManagerIdentity('audit-spec');
-    cluster = await startCluster({ clusterId: 'dc-audit', nodes: 1, vmsPerNode: 2, trustedClientCaPem: identity.ca.certPem });
+    cluster = await startCluster({
+      clusterId: 'dc-audit',
+      nodes: 1,
+      vmsPerNode: 2,
+      trustedClientCaPem: identity.ca.certPem,
+    });
     key = await cluster.createApiKey(['*'], { principal: 'manager' });
   }, 120_000);
   afterAll(async () => {
@@ -230,27 +346,51 @@ describe('calls to agents, VM power actions and tasks (a real cluster)', () => {
     });
     expect(added.status, added.text).toBe(201);
     await m.api('GET', '/api/v1/resources/refresh');
-    const vms = (await m.api('GET', '/api/v1/resources?type=vm&remote=dc-audit')).body.items as { id: string; status: string }[];
+    const vms = (await m.api('GET', '/api/v1/resources?type=vm&remote=dc-audit')).body.items as {
+      id: string;
+      status: string;
+    }[];
     const vm = vms[0];
     const action = vm.status === 'running' ? 'stop' : 'start';
-    const accepted = await m.api('POST', `/api/v1/remotes/dc-audit/vms/${vm.id}/${action}`, undefined, { headers: { 'x-trace-id': 'audit-power-0001' } });
+    const accepted = await m.api(
+      'POST',
+      `/api/v1/remotes/dc-audit/vms/${vm.id}/${action}`,
+      undefined,
+      { headers: { 'x-trace-id': 'audit-power-0001' } },
+    );
     expect(accepted.status, accepted.text).toBe(202);
     const taskId = accepted.body.taskId as string;
-    await eventually(async () => ((await m.api('GET', `/api/v1/tasks/${taskId}`)).body.state === 'succeeded' ? true : undefined), 20_000, 'the task');
+    await eventually(
+      async () =>
+        (await m.api('GET', `/api/v1/tasks/${taskId}`)).body.state === 'succeeded'
+          ? true
+          : undefined,
+      20_000,
+      'the task',
+    );
     await m.manager.app.get(AuditWriter).flush();
 
     const entries = await auditRows(m.databaseUrl!);
     const keyId = key.split('_')[1];
-    expect(entries.find((e) => e.action === 'agent.call' && e.details.rpc === 'NodeService.GetClusterInfo')).toMatchObject({
+    expect(
+      entries.find(
+        (e) => e.action === 'agent.call' && e.details.rpc === 'NodeService.GetClusterInfo',
+      ),
+    ).toMatchObject({
       principal: 'admin@local',
       outcome: 'success',
       target: '/remotes/dc-audit',
       details: { remote: 'dc-audit', keyId },
     });
-    expect(entries.filter((e) => e.action === 'agent.call' && e.details.rpc === 'VmService.ListVms').length).toBeGreaterThan(0);
+    expect(
+      entries.filter((e) => e.action === 'agent.call' && e.details.rpc === 'VmService.ListVms')
+        .length,
+    ).toBeGreaterThan(0);
 
     const rpc = action === 'start' ? 'VmService.StartVm' : 'VmService.StopVm';
-    const power = entries.filter((e) => e.traceId === 'audit-power-0001').map((e) => [e.action, e.outcome, e.details.rpc ?? null]);
+    const power = entries
+      .filter((e) => e.traceId === 'audit-power-0001')
+      .map((e) => [e.action, e.outcome, e.details.rpc ?? null]);
     expect(power).toEqual([
       [`vm.power.${action}`, 'attempt', null],
       [`vm.power.${action}`, 'success', null],
@@ -260,9 +400,16 @@ describe('calls to agents, VM power actions and tasks (a real cluster)', () => {
       ['task.finish', 'success', null],
     ]);
     const target = `/remotes/dc-audit/vms/${vm.id}`;
-    for (const entry of entries.filter((e) => e.traceId === 'audit-power-0001')) expect(entry).toMatchObject({ principal: 'admin@local', target });
-    expect(entries.find((e) => e.action === `vm.power.${action}` && e.outcome === 'success')!.details).toMatchObject({ taskId });
-    expect(entries.find((e) => e.action === 'task.finish')!.details).toMatchObject({ taskId, type: `vm.${action}`, owner: 'admin@local!bootstrap' });
+    for (const entry of entries.filter((e) => e.traceId === 'audit-power-0001'))
+      expect(entry).toMatchObject({ principal: 'admin@local', target });
+    expect(
+      entries.find((e) => e.action === `vm.power.${action}` && e.outcome === 'success')!.details,
+    ).toMatchObject({ taskId });
+    expect(entries.find((e) => e.action === 'task.finish')!.details).toMatchObject({
+      taskId,
+      type: `vm.${action}`,
+      owner: 'admin@local!bootstrap',
+    });
     await expect(verifyDatabase(m.databaseUrl!)).resolves.toMatchObject({ ok: true });
   });
 });
@@ -273,27 +420,50 @@ describe('append-only by trigger and by grants', () => {
     await m.api('POST', '/api/v1/remotes', unreachableRemote('dc-g', await freePort()));
     expect(m.logs()).toContain('the audit log is append-only by trigger and by grants');
     expect(m.logs()).not.toContain('protected by its trigger only');
-    const sessions = await query<{ usename: string }>(adminUrl, 'SELECT DISTINCT usename FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()');
+    const sessions = await query<{ usename: string }>(
+      adminUrl,
+      'SELECT DISTINCT usename FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()',
+    );
     expect(sessions.map((s) => s.usename)).toEqual([role]);
 
-    for (const sql of ["UPDATE audit_log SET principal = 'mallory'", 'DELETE FROM audit_log', 'TRUNCATE audit_log']) {
-      await expect(query(appUrl, sql), sql).rejects.toMatchObject({ code: '42501', message: expect.stringContaining('permission denied') });
+    for (const sql of [
+      "UPDATE audit_log SET principal = 'mallory'",
+      'DELETE FROM audit_log',
+      'TRUNCATE audit_log',
+    ]) {
+      await expect(query(appUrl, sql), sql).rejects.toMatchObject({
+        code: '42501',
+        message: expect.stringContaining('permission denied'),
+      });
     }
     // The superuser holds every grant: the trigger refuses it all the same.
-    for (const sql of ["UPDATE audit_log SET principal = 'mallory'", 'DELETE FROM audit_log WHERE seq = 1', 'TRUNCATE audit_log']) {
-      await expect(query(adminUrl, sql), sql).rejects.toMatchObject({ code: '23001', message: expect.stringContaining('the audit log is append-only') });
+    for (const sql of [
+      "UPDATE audit_log SET principal = 'mallory'",
+      'DELETE FROM audit_log WHERE seq = 1',
+      'TRUNCATE audit_log',
+    ]) {
+      await expect(query(adminUrl, sql), sql).rejects.toMatchObject({
+        code: '23001',
+        message: expect.stringContaining('the audit log is append-only'),
+      });
     }
-    expect((await query(appUrl, 'SELECT count(*)::int AS n FROM audit_log'))[0].n).toBeGreaterThan(2);
+    expect((await query(appUrl, 'SELECT count(*)::int AS n FROM audit_log'))[0].n).toBeGreaterThan(
+      2,
+    );
     // Tables of later migrations are covered by the default privileges.
     await query(adminUrl, 'CREATE TABLE later_feature (id int)');
     await query(appUrl, 'INSERT INTO later_feature VALUES (1)');
-    await expect(query(appUrl, 'CREATE TABLE sneaky (id int)')).rejects.toMatchObject({ code: '42501' });
+    await expect(query(appUrl, 'CREATE TABLE sneaky (id int)')).rejects.toMatchObject({
+      code: '42501',
+    });
     await expect(verifyDatabase(adminUrl)).resolves.toMatchObject({ ok: true });
   });
 
   it('warns at start-up when the audit log is protected by its trigger only', async () => {
     const m = await manager();
-    expect(m.logs()).toMatch(/"level":"warn".*the audit log is protected by its trigger only: the manager connects as postgres, a superuser/);
+    expect(m.logs()).toMatch(
+      /"level":"warn".*the audit log is protected by its trigger only: the manager connects as postgres, a superuser/,
+    );
   });
 
   it('creates its runtime role with the embedded PostgreSQL, keeps the password 0600, and serves as that role across restarts', async () => {
@@ -336,7 +506,13 @@ describe('fail closed', () => {
 
     const refused = await m.api('POST', '/api/v1/remotes', unreachableRemote('dc-f', port));
     expect(refused.status).toBe(503);
-    expect(refused.body).toEqual({ error: { code: 'audit_unavailable', message: expect.stringContaining('nothing was changed'), traceId: expect.any(String) } });
+    expect(refused.body).toEqual({
+      error: {
+        code: 'audit_unavailable',
+        message: expect.stringContaining('nothing was changed'),
+        traceId: expect.any(String),
+      },
+    });
     const power = await m.api('POST', `/api/v1/remotes/dc-f/vms/${randomUUID()}/start`);
     expect(power.status).toBe(503);
     expect(await query(adminUrl, 'SELECT id FROM remotes')).toEqual([]);
@@ -346,10 +522,14 @@ describe('fail closed', () => {
     expect((await m.api('GET', '/api/v1/remotes', undefined, { token: null })).status).toBe(401);
     expect(m.logs()).toContain('cannot write the audit log');
     const metrics = (await m.api('GET', '/metrics', undefined, { token: null })).text;
-    expect(Number(/debvisor_audit_write_failures_total\{sink="database"\} (\d+)/.exec(metrics)?.[1])).toBeGreaterThan(0);
+    expect(
+      Number(/debvisor_audit_write_failures_total\{sink="database"\} (\d+)/.exec(metrics)?.[1]),
+    ).toBeGreaterThan(0);
 
     await query(adminUrl, `GRANT INSERT ON audit_log TO ${role}`);
-    expect((await m.api('POST', '/api/v1/remotes', unreachableRemote('dc-f', port))).status).toBe(201);
+    expect((await m.api('POST', '/api/v1/remotes', unreachableRemote('dc-f', port))).status).toBe(
+      201,
+    );
     await expect(verifyDatabase(adminUrl)).resolves.toMatchObject({ ok: true });
   });
 });
@@ -358,14 +538,25 @@ describe('one chain under load', () => {
   it('keeps one linear chain with 16 concurrent writers in two processes’ writers on one database, committing in groups', async () => {
     const m = await manager();
     const url = m.databaseUrl!;
-    const logger = strictMock<PinoLogger>('PinoLogger', { setContext: () => undefined, error: () => undefined });
+    const logger = strictMock<PinoLogger>('PinoLogger', {
+      setContext: () => undefined,
+      error: () => undefined,
+    });
     // A second, independent writer, as a second manager process on the same database would have.
     const repository = new AuditLogRepository(url);
     let transactions = 0;
     const counting = Object.assign(Object.create(repository) as AuditLogRepository, {
-      append: (events: Parameters<AuditLogRepository['append']>[0]) => ((transactions += 1), repository.append(events)),
+      append: (events: Parameters<AuditLogRepository['append']>[0]) => (
+        (transactions += 1),
+        repository.append(events)
+      ),
     });
-    const other = new AuditWriter(counting, new AuditFileSinkRepository(undefined), logger, new MetricsService());
+    const other = new AuditWriter(
+      counting,
+      new AuditFileSinkRepository(undefined),
+      logger,
+      new MetricsService(),
+    );
     const mine = m.manager.app.get(AuditWriter);
     const perWriter = 150;
     const event = (writer: number, i: number) => ({
@@ -381,7 +572,8 @@ describe('one chain under load', () => {
     const before = (await auditRows(url)).length;
     await Promise.all(
       Array.from({ length: 16 }, async (_, writer) => {
-        for (let i = 0; i < perWriter; i += 1) await (writer % 2 === 0 ? mine : other).write(event(writer, i));
+        for (let i = 0; i < perWriter; i += 1)
+          await (writer % 2 === 0 ? mine : other).write(event(writer, i));
       }),
     );
     await other.onApplicationShutdown();
@@ -389,10 +581,15 @@ describe('one chain under load', () => {
     const entries = await auditRows(url);
     expect(entries.length).toBe(before + 16 * perWriter);
     expect(entries.map((e) => e.seq)).toEqual(entries.map((_, i) => i + 1));
-    await expect(verifyChain(entries, { fromGenesis: true })).resolves.toMatchObject({ ok: true, entries: entries.length });
+    await expect(verifyChain(entries, { fromGenesis: true })).resolves.toMatchObject({
+      ok: true,
+      entries: entries.length,
+    });
     // Each writer's own entries are in the order it wrote them.
     for (let writer = 0; writer < 16; writer += 1) {
-      const mineInOrder = entries.filter((e) => e.principal === `writer-${writer}@bench`).map((e) => e.details.i);
+      const mineInOrder = entries
+        .filter((e) => e.principal === `writer-${writer}@bench`)
+        .map((e) => e.details.i);
       expect(mineInOrder).toEqual(Array.from({ length: perWriter }, (_, i) => i));
     }
     // Group commit: the 8 writers of the second writer shared transactions.
@@ -409,10 +606,17 @@ describe('tamper detection', () => {
     const url = await dbs.fresh();
     const m = await startTestManager({ databaseUrl: url });
     const port = await freePort();
-    for (const id of ['dc-1', 'dc-2', 'dc-3']) await m.api('POST', '/api/v1/remotes', unreachableRemote(id, port));
+    for (const id of ['dc-1', 'dc-2', 'dc-3'])
+      await m.api('POST', '/api/v1/remotes', unreachableRemote(id, port));
     await m.api('DELETE', '/api/v1/remotes/dc-2');
-    await m.api('POST', '/api/v1/remotes/dc-1/credentials', { name: 'third', key: KEY_B.replace('fedcba', 'aaaaaa'), addAnyway: true });
-    await m.api('GET', '/api/v1/remotes', undefined, { token: `dvdm_${'0'.repeat(16)}_${'x'.repeat(43)}` });
+    await m.api('POST', '/api/v1/remotes/dc-1/credentials', {
+      name: 'third',
+      key: KEY_B.replace('fedcba', 'aaaaaa'),
+      addAnyway: true,
+    });
+    await m.api('GET', '/api/v1/remotes', undefined, {
+      token: `dvdm_${'0'.repeat(16)}_${'x'.repeat(43)}`,
+    });
     await m.stop();
     template = new URL(url).pathname.slice(1);
     total = (await auditRows(url)).length;
@@ -443,15 +647,22 @@ describe('tamper detection', () => {
   });
 
   it('names an edited entry', async () => {
-    const result = await tampered(["UPDATE audit_log SET principal = 'mallory@local' WHERE seq = 5"]);
+    const result = await tampered([
+      "UPDATE audit_log SET principal = 'mallory@local' WHERE seq = 5",
+    ]);
     expect(result.code).toBe(1);
     expect(result.out).toContain('audit log BROKEN');
     expect(result.out).toContain('edited entry at seq 5');
   });
 
   it('names an entry whose details were edited', async () => {
-    const result = await tampered([`UPDATE audit_log SET details = details || '{"status": 200}' WHERE seq = 9`]);
-    expect([result.code, result.out]).toEqual([1, expect.stringContaining('edited entry at seq 9')]);
+    const result = await tampered([
+      `UPDATE audit_log SET details = details || '{"status": 200}' WHERE seq = 9`,
+    ]);
+    expect([result.code, result.out]).toEqual([
+      1,
+      expect.stringContaining('edited entry at seq 9'),
+    ]);
   });
 
   it('names a deleted entry', async () => {
@@ -483,7 +694,18 @@ describe('tamper detection', () => {
   });
 
   it('names the first of two entries whose contents were swapped', async () => {
-    const columns = ['ts', 'principal', 'action', 'target', 'outcome', 'trace_id', 'source', 'details', 'prev_hash', 'hash'];
+    const columns = [
+      'ts',
+      'principal',
+      'action',
+      'target',
+      'outcome',
+      'trace_id',
+      'source',
+      'details',
+      'prev_hash',
+      'hash',
+    ];
     const result = await tampered([
       `UPDATE audit_log a SET ${columns.map((c) => `${c} = b.${c}`).join(', ')}
          FROM audit_log b WHERE (a.seq, b.seq) IN ((3, 10), (10, 3))`,
@@ -495,7 +717,9 @@ describe('tamper detection', () => {
   it('verifies an export offline, names an edited line in it, and exits 2 on bad arguments', async () => {
     const url = await dbs.postgres.createDatabase(template);
     const m = await manager({ databaseUrl: url });
-    const exported = await m.api('GET', '/api/v1/audit/export', undefined, { token: await grantToken(url, 'auditor@local', 'Audit', '/') });
+    const exported = await m.api('GET', '/api/v1/audit/export', undefined, {
+      token: await grantToken(url, 'auditor@local', 'Audit', '/'),
+    });
     expect(exported.status).toBe(200);
     expect(exported.headers['content-type']).toContain('application/x-ndjson');
     const file = join(tempDir('debvisor-export-'), 'audit.jsonl');
@@ -503,7 +727,9 @@ describe('tamper detection', () => {
     const ok = capture();
     expect(await runVerify(['--file', file], ok.io)).toBe(0);
     const lines = exported.text.trimEnd().split('\n');
-    lines[3] = lines[3].replace('"outcome":"attempt"', '"outcome":"success"').replace('"outcome":"success"', '"outcome":"failure"');
+    lines[3] = lines[3]
+      .replace('"outcome":"attempt"', '"outcome":"success"')
+      .replace('"outcome":"success"', '"outcome":"failure"');
     writeFileSync(file, `${lines.join('\n')}\n`);
     const broken = capture();
     expect(await runVerify(['--file', file], broken.io)).toBe(1);
@@ -515,15 +741,24 @@ describe('tamper detection', () => {
   });
 
   it('exits 0, 1 and 2 as the built command (npm run audit:verify)', async () => {
-    if (!existsSync(VERIFY_CLI)) throw new Error(`${VERIFY_CLI} is missing: run \`npx tsc -b apps/manager\` first`);
+    if (!existsSync(VERIFY_CLI))
+      throw new Error(`${VERIFY_CLI} is missing: run \`npx tsc -b apps/manager\` first`);
     const intact = await dbs.postgres.createDatabase(template);
     const broken = (await tampered(['DELETE FROM audit_log WHERE seq = 2'])).url;
     const run = async (args: string[]) => {
-      const child = spawnManaged('audit:verify', process.execPath, [VERIFY_CLI, ...args], { env: { ...process.env, DATABASE_URL: '' } });
+      const child = spawnManaged('audit:verify', process.execPath, [VERIFY_CLI, ...args], {
+        env: { ...process.env, DATABASE_URL: '' },
+      });
       return { code: await child.exited, output: child.output() };
     };
-    expect(await run(['--database-url', intact])).toMatchObject({ code: 0, output: expect.stringContaining('audit log intact') });
-    expect(await run(['--database-url', broken])).toMatchObject({ code: 1, output: expect.stringContaining('deleted entry at seq 2') });
+    expect(await run(['--database-url', intact])).toMatchObject({
+      code: 0,
+      output: expect.stringContaining('audit log intact'),
+    });
+    expect(await run(['--database-url', broken])).toMatchObject({
+      code: 1,
+      output: expect.stringContaining('deleted entry at seq 2'),
+    });
     expect((await run(['--database-url', 'mysql://nope'])).code).toBe(2);
   });
 });
@@ -536,8 +771,13 @@ describe('GET /api/v1/audit and the export', () => {
   beforeAll(async () => {
     m = await startTestManager({ databaseUrl: await dbs.fresh() });
     const port = await freePort();
-    for (const id of ['dc-a', 'dc-b']) await m.api('POST', '/api/v1/remotes', unreachableRemote(id, port));
-    await m.api('POST', '/api/v1/remotes/dc-a/credentials', { name: 'third', key: KEY_B.replace('fedcba', '0a0b0c'), addAnyway: true });
+    for (const id of ['dc-a', 'dc-b'])
+      await m.api('POST', '/api/v1/remotes', unreachableRemote(id, port));
+    await m.api('POST', '/api/v1/remotes/dc-a/credentials', {
+      name: 'third',
+      key: KEY_B.replace('fedcba', '0a0b0c'),
+      addAnyway: true,
+    });
     await m.api('DELETE', '/api/v1/remotes/dc-b');
     await m.api('DELETE', '/api/v1/remotes/dc-nope');
     auditor = await grantToken(m.databaseUrl!, 'auditor@local', 'Audit', '/');
@@ -552,26 +792,54 @@ describe('GET /api/v1/audit and the export', () => {
     expect(page.status, page.text).toBe(200);
     const seqs = page.body.items.map((e: AuditEntry) => e.seq);
     expect(seqs).toEqual([...seqs].sort((a: number, b: number) => b - a));
-    expect(page.body.items[0]).toMatchObject({ seq: expect.any(Number), hash: expect.stringMatching(/^[0-9a-f]{64}$/), prevHash: expect.any(String) });
-    const refused = await m.api('GET', '/api/v1/audit', undefined, { token: scoped, headers: { 'x-trace-id': 'audit-read-denied' } });
+    expect(page.body.items[0]).toMatchObject({
+      seq: expect.any(Number),
+      hash: expect.stringMatching(/^[0-9a-f]{64}$/),
+      prevHash: expect.any(String),
+    });
+    const refused = await m.api('GET', '/api/v1/audit', undefined, {
+      token: scoped,
+      headers: { 'x-trace-id': 'audit-read-denied' },
+    });
     expect(refused.status).toBe(403);
     expect(refused.body.error.code).toBe('forbidden');
-    const denial = await m.api('GET', '/api/v1/audit?action=authz.denied&principal=operator@local', undefined, { token: auditor });
-    expect(denial.body.items[0]).toMatchObject({ traceId: 'audit-read-denied', details: { privilege: 'audit.read' }, target: '/' });
+    const denial = await m.api(
+      'GET',
+      '/api/v1/audit?action=authz.denied&principal=operator@local',
+      undefined,
+      { token: auditor },
+    );
+    expect(denial.body.items[0]).toMatchObject({
+      traceId: 'audit-read-denied',
+      details: { privilege: 'audit.read' },
+      target: '/',
+    });
   });
 
   it('filters by action (and the actions below it), principal, target (and below), outcome and time', async () => {
-    const get = async (q: string) => (await m.api('GET', `/api/v1/audit?${q}`, undefined, { token: auditor })).body.items as AuditEntry[];
+    const get = async (q: string) =>
+      (await m.api('GET', `/api/v1/audit?${q}`, undefined, { token: auditor })).body
+        .items as AuditEntry[];
     const remote = await get('action=remote&limit=1000');
-    expect(new Set(remote.map((e) => e.action))).toEqual(new Set(['remote.create', 'remote.delete', 'remote.credential.add']));
-    expect((await get('action=remote.delete')).every((e) => e.action === 'remote.delete')).toBe(true);
+    expect(new Set(remote.map((e) => e.action))).toEqual(
+      new Set(['remote.create', 'remote.delete', 'remote.credential.add']),
+    );
+    expect((await get('action=remote.delete')).every((e) => e.action === 'remote.delete')).toBe(
+      true,
+    );
     const dcA = await get('target=/remotes/dc-a&limit=1000');
     expect(dcA.length).toBeGreaterThan(0);
-    expect(dcA.every((e) => e.target === '/remotes/dc-a' || e.target!.startsWith('/remotes/dc-a/'))).toBe(true);
+    expect(
+      dcA.every((e) => e.target === '/remotes/dc-a' || e.target!.startsWith('/remotes/dc-a/')),
+    ).toBe(true);
     expect(dcA.some((e) => e.action === 'remote.credential.add')).toBe(true);
     const failures = await get('outcome=failure');
-    expect(failures.map((e) => [e.action, e.target, e.details.code])).toEqual([['remote.delete', '/remotes/dc-nope', 'not_found']]);
-    expect((await get('principal=admin@local&limit=1000')).every((e) => e.principal === 'admin@local')).toBe(true);
+    expect(failures.map((e) => [e.action, e.target, e.details.code])).toEqual([
+      ['remote.delete', '/remotes/dc-nope', 'not_found'],
+    ]);
+    expect(
+      (await get('principal=admin@local&limit=1000')).every((e) => e.principal === 'admin@local'),
+    ).toBe(true);
     const all = await get('limit=1000');
     const middle = all[Math.floor(all.length / 2)].ts;
     const later = await get(`from=${encodeURIComponent(middle)}&limit=1000`);
@@ -582,16 +850,30 @@ describe('GET /api/v1/audit and the export', () => {
   });
 
   it('pages with a cursor through every entry exactly once, and bounds the page size', async () => {
-    const all = (await m.api('GET', '/api/v1/audit?limit=1000', undefined, { token: auditor })).body.items as AuditEntry[];
+    const all = (await m.api('GET', '/api/v1/audit?limit=1000', undefined, { token: auditor })).body
+      .items as AuditEntry[];
     const paged: number[] = [];
     let cursor: number | null = null;
     do {
-      const answer: Json = await m.api('GET', `/api/v1/audit?limit=3${cursor ? `&cursor=${cursor}` : ''}`, undefined, { token: auditor });
+      const answer: Json = await m.api(
+        'GET',
+        `/api/v1/audit?limit=3${cursor ? `&cursor=${cursor}` : ''}`,
+        undefined,
+        { token: auditor },
+      );
       paged.push(...answer.body.items.map((e: AuditEntry) => e.seq));
       cursor = answer.body.nextCursor;
     } while (cursor !== null);
     expect(paged).toEqual(all.map((e) => e.seq));
-    for (const bad of ['limit=1001', 'limit=0', 'outcome=maybe', 'action=Not%20An%20Action', 'from=yesterday', 'target=remotes', 'bogus=1']) {
+    for (const bad of [
+      'limit=1001',
+      'limit=0',
+      'outcome=maybe',
+      'action=Not%20An%20Action',
+      'from=yesterday',
+      'target=remotes',
+      'bogus=1',
+    ]) {
       const answer = await m.api('GET', `/api/v1/audit?${bad}`, undefined, { token: auditor });
       expect(answer.status, bad).toBe(400);
       expect(answer.body.error.code).toBe('validation_failed');
@@ -602,16 +884,29 @@ describe('GET /api/v1/audit and the export', () => {
     const whole = await m.api('GET', '/api/v1/audit/export', undefined, { token: auditor });
     expect(whole.status).toBe(200);
     expect(whole.headers['content-type']).toContain('application/x-ndjson');
-    const entries = whole.text.trimEnd().split('\n').map((line) => JSON.parse(line) as AuditEntry);
+    const entries = whole.text
+      .trimEnd()
+      .split('\n')
+      .map((line) => JSON.parse(line) as AuditEntry);
     expect(entries[0].seq).toBe(1);
-    await expect(verifyChain(entries, { fromGenesis: true })).resolves.toMatchObject({ ok: true, entries: entries.length });
+    await expect(verifyChain(entries, { fromGenesis: true })).resolves.toMatchObject({
+      ok: true,
+      entries: entries.length,
+    });
 
-    const filtered = await m.api('GET', '/api/v1/audit/export?action=remote.create', undefined, { token: auditor });
-    const some = filtered.text.trimEnd().split('\n').map((line) => JSON.parse(line) as AuditEntry);
+    const filtered = await m.api('GET', '/api/v1/audit/export?action=remote.create', undefined, {
+      token: auditor,
+    });
+    const some = filtered.text
+      .trimEnd()
+      .split('\n')
+      .map((line) => JSON.parse(line) as AuditEntry);
     expect(some.length).toBeGreaterThan(2);
     expect(some.every((e) => e.action === 'remote.create')).toBe(true);
     await expect(verifyChain(some, { allowGaps: true })).resolves.toMatchObject({ ok: true });
-    expect((await m.api('GET', '/api/v1/audit/export', undefined, { token: scoped })).status).toBe(403);
+    expect((await m.api('GET', '/api/v1/audit/export', undefined, { token: scoped })).status).toBe(
+      403,
+    );
   });
 
   it('records a denial decided inside a service just like one decided by the guard', async () => {
@@ -621,8 +916,15 @@ describe('GET /api/v1/audit and the export', () => {
       headers: { 'x-trace-id': 'audit-service-denied' },
     });
     expect(refused.status).toBe(403);
-    const denials = await m.api('GET', '/api/v1/audit?action=authz.denied&principal=operator@local', undefined, { token: auditor });
-    expect(denials.body.items.find((e: AuditEntry) => e.traceId === 'audit-service-denied')).toMatchObject({
+    const denials = await m.api(
+      'GET',
+      '/api/v1/audit?action=authz.denied&principal=operator@local',
+      undefined,
+      { token: auditor },
+    );
+    expect(
+      denials.body.items.find((e: AuditEntry) => e.traceId === 'audit-service-denied'),
+    ).toMatchObject({
       target: '/remotes/dc-c',
       outcome: 'denied',
       details: { privilege: 'remote.audit' },

@@ -1,4 +1,10 @@
-import { cleanupTempDirs, freePort, spawnManaged, tempDir, type ManagedProcess } from '@debvisor/testing';
+import {
+  cleanupTempDirs,
+  freePort,
+  spawnManaged,
+  tempDir,
+  type ManagedProcess,
+} from '@debvisor/testing';
 import { existsSync, readFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { join, resolve } from 'node:path';
@@ -10,10 +16,19 @@ const MAIN = resolve(__dirname, '../dist/main.js');
 
 function get(url: string, ca: string, token: string): Promise<number> {
   return new Promise((resolvePromise, reject) => {
-    const req = request(url, { ca, servername: 'localhost', headers: { authorization: `Bearer ${token}` }, timeout: 10_000 }, (res) => {
-      res.resume();
-      res.on('end', () => resolvePromise(res.statusCode ?? 0));
-    });
+    const req = request(
+      url,
+      {
+        ca,
+        servername: 'localhost',
+        headers: { authorization: `Bearer ${token}` },
+        timeout: 10_000,
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolvePromise(res.statusCode ?? 0));
+      },
+    );
     req.on('error', reject);
     req.end();
   });
@@ -41,10 +56,18 @@ afterAll(async () => {
 
 describe('a manager killed with SIGKILL', () => {
   it('starts again by itself: the embedded PostgreSQL it left running is stopped and started anew', async () => {
-    if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run \`npm run build\` before the manager's process tests`);
+    if (!existsSync(MAIN))
+      throw new Error(
+        `${MAIN} is missing: run \`npm run build\` before the manager's process tests`,
+      );
     const stateDir = join(tempDir('debvisor-manager-crash-'), 'state');
     const port = await freePort();
-    const env: NodeJS.ProcessEnv = { ...process.env, DEBVISOR_STATE_DIR: stateDir, DEBVISOR_LISTEN: `127.0.0.1:${port}`, DEBVISOR_WEB_DIR: join(stateDir, 'none') };
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      DEBVISOR_STATE_DIR: stateDir,
+      DEBVISOR_LISTEN: `127.0.0.1:${port}`,
+      DEBVISOR_WEB_DIR: join(stateDir, 'none'),
+    };
     delete env.DATABASE_URL;
     const url = `https://127.0.0.1:${port}/api/v1/remotes`;
 
@@ -67,7 +90,11 @@ describe('a manager killed with SIGKILL', () => {
     await second.waitFor(/"msg":"manager listening"/, 120_000);
     expect(second.output()).toContain(`outlived the manager that started it: stopping it`);
     expect(await get(url, ca, token)).toBe(200);
-    await eventually(async () => (lives(postgresPid) ? undefined : true), 10_000, 'the stale PostgreSQL gone');
+    await eventually(
+      async () => (lives(postgresPid) ? undefined : true),
+      10_000,
+      'the stale PostgreSQL gone',
+    );
     expect(Number(readFileSync(pidFile, 'utf8').split('\n')[0])).not.toBe(postgresPid);
 
     second.child.kill('SIGTERM');

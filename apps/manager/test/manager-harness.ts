@@ -50,7 +50,12 @@ export interface TestManager {
   /** Every JSON log line so far. */
   logs(): string;
   /** A request with the bootstrap token (or `token` given in options). */
-  api<T = Json>(method: string, path: string, body?: unknown, options?: RequestOptions): Promise<ApiAnswer<T>>;
+  api<T = Json>(
+    method: string,
+    path: string,
+    body?: unknown,
+    options?: RequestOptions,
+  ): Promise<ApiAnswer<T>>;
   stop(): Promise<void>;
 }
 
@@ -114,12 +119,22 @@ export async function startTestManager(options: TestManagerOptions = {}): Promis
     operatorOutput: () => operator.text,
     logs: () => logs.text,
     api: (method, path, body, requestOptions = {}) =>
-      call(base, ca, method, path, body, { ...requestOptions, token: requestOptions.token === undefined ? (token ?? options.token) : requestOptions.token }),
+      call(base, ca, method, path, body, {
+        ...requestOptions,
+        token: requestOptions.token === undefined ? (token ?? options.token) : requestOptions.token,
+      }),
     stop: () => manager.stop(),
   };
 }
 
-function call<T>(base: string, ca: string, method: string, path: string, body: unknown, options: RequestOptions): Promise<ApiAnswer<T>> {
+function call<T>(
+  base: string,
+  ca: string,
+  method: string,
+  path: string,
+  body: unknown,
+  options: RequestOptions,
+): Promise<ApiAnswer<T>> {
   const payload = options.raw ?? (body === undefined ? undefined : JSON.stringify(body));
   const headers: Record<string, string | number> = { ...options.headers };
   if (options.token) headers.authorization = `Bearer ${options.token}`;
@@ -128,17 +143,21 @@ function call<T>(base: string, ca: string, method: string, path: string, body: u
     headers['content-length'] = Buffer.byteLength(payload);
   }
   return new Promise((resolve, reject) => {
-    const req = httpsRequest(`${base}${path}`, { method, ca, servername: 'localhost', headers, timeout: 30_000 }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => (text += chunk));
-      res.on('end', () => {
-        let parsed: unknown = text;
-        const type = res.headers['content-type'] ?? '';
-        if (type.includes('json') && !type.includes('ndjson') && text) parsed = JSON.parse(text);
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: parsed as T, text });
-      });
-    });
+    const req = httpsRequest(
+      `${base}${path}`,
+      { method, ca, servername: 'localhost', headers, timeout: 30_000 },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (text += chunk));
+        res.on('end', () => {
+          let parsed: unknown = text;
+          const type = res.headers['content-type'] ?? '';
+          if (type.includes('json') && !type.includes('ndjson') && text) parsed = JSON.parse(text);
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: parsed as T, text });
+        });
+      },
+    );
     req.on('timeout', () => req.destroy(new Error(`${method} ${path}: no answer within 30 s`)));
     req.on('error', reject);
     req.end(payload);
@@ -146,7 +165,11 @@ function call<T>(base: string, ca: string, method: string, path: string, body: u
 }
 
 /** Polls `check` until it answers a value (not undefined) or `timeoutMs` passes. */
-export async function eventually<T>(check: () => Promise<T | undefined>, timeoutMs = 20_000, what = 'condition'): Promise<T> {
+export async function eventually<T>(
+  check: () => Promise<T | undefined>,
+  timeoutMs = 20_000,
+  what = 'condition',
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {
@@ -165,7 +188,10 @@ export async function eventually<T>(check: () => Promise<T | undefined>, timeout
  * A state directory that already holds a manager client identity (the manager reuses it instead
  * of creating one), so that agents started before the manager can trust its client CA.
  */
-export function stateDirWithClientIdentity(identity: { ca: { certPem: string; keyPem: string }; client: { certPem: string; keyPem: string } }): string {
+export function stateDirWithClientIdentity(identity: {
+  ca: { certPem: string; keyPem: string };
+  client: { certPem: string; keyPem: string };
+}): string {
   const stateDir = tempDir('debvisor-manager-');
   const pki = `${stateDir}/pki`;
   mkdirSync(pki, { recursive: true, mode: 0o700 });
@@ -177,7 +203,11 @@ export function stateDirWithClientIdentity(identity: { ca: { certPem: string; ke
 }
 
 /** One SQL statement against a test database (for arranging and checking state around API calls). */
-export async function sqlQuery<T = Json>(url: string, sql: string, params: unknown[] = []): Promise<T[]> {
+export async function sqlQuery<T = Json>(
+  url: string,
+  sql: string,
+  params: unknown[] = [],
+): Promise<T[]> {
   const client = new Client({ connectionString: url });
   await client.connect();
   try {
@@ -191,16 +221,28 @@ export async function sqlQuery<T = Json>(url: string, sql: string, params: unkno
  * An API token of the local user `principal` (created when missing) holding `role` on `path`,
  * written straight into the database: answers the token string.
  */
-export async function grantToken(url: string, principal: string, role: string, path: string): Promise<string> {
+export async function grantToken(
+  url: string,
+  principal: string,
+  role: string,
+  path: string,
+): Promise<string> {
   const id = randomBytes(8).toString('hex');
   const secret = randomBytes(32).toString('base64url');
-  await sqlQuery(url, "INSERT INTO users (id, realm_id, username, created_at) VALUES ($1::varchar, 'local', split_part($1::varchar, '@', 1), now()) ON CONFLICT DO NOTHING", [principal]);
-  await sqlQuery(url, 'INSERT INTO api_tokens (id, principal, name, secret_hash, created_at) VALUES ($1, $2, $3, $4, now())', [
-    id,
-    principal,
-    `test-${id}`,
-    createHash('sha256').update(secret).digest('hex'),
-  ]);
-  await sqlQuery(url, 'INSERT INTO acl_entries (id, path, principal, role, created_at) VALUES ($1, $2, $3, $4, now()) ON CONFLICT DO NOTHING', [randomUUID(), path, principal, role]);
+  await sqlQuery(
+    url,
+    "INSERT INTO users (id, realm_id, username, created_at) VALUES ($1::varchar, 'local', split_part($1::varchar, '@', 1), now()) ON CONFLICT DO NOTHING",
+    [principal],
+  );
+  await sqlQuery(
+    url,
+    'INSERT INTO api_tokens (id, principal, name, secret_hash, created_at) VALUES ($1, $2, $3, $4, now())',
+    [id, principal, `test-${id}`, createHash('sha256').update(secret).digest('hex')],
+  );
+  await sqlQuery(
+    url,
+    'INSERT INTO acl_entries (id, path, principal, role, created_at) VALUES ($1, $2, $3, $4, now()) ON CONFLICT DO NOTHING',
+    [randomUUID(), path, principal, role],
+  );
   return `dvdm_${id}_${secret}`;
 }

@@ -1,4 +1,10 @@
-import { cleanupTempDirs, createManagerIdentity, startCluster, type TestAgent, type TestCluster } from '@debvisor/testing';
+import {
+  cleanupTempDirs,
+  createManagerIdentity,
+  startCluster,
+  type TestAgent,
+  type TestCluster,
+} from '@debvisor/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   eventually,
@@ -30,7 +36,11 @@ const get = (path: string) => m.api('GET', path);
 
 async function refreshed(): Promise<{ nodes: Json[]; vms: Json[]; dashboard: Json }> {
   await get(`/api/v1/resources/refresh?remote=${REMOTE}`);
-  const [nodes, vms, dashboard] = await Promise.all([get(`/api/v1/remotes/${REMOTE}/nodes`), get(`/api/v1/remotes/${REMOTE}/vms`), get('/api/v1/dashboard')]);
+  const [nodes, vms, dashboard] = await Promise.all([
+    get(`/api/v1/remotes/${REMOTE}/nodes`),
+    get(`/api/v1/remotes/${REMOTE}/vms`),
+    get('/api/v1/dashboard'),
+  ]);
   for (const answer of [nodes, vms, dashboard]) expect(answer.status, answer.text).toBe(200);
   return { nodes: nodes.body.items, vms: vms.body.items, dashboard: dashboard.body };
 }
@@ -47,7 +57,11 @@ function nodeIn(agent: TestAgent, state: string, timeoutMs = 30_000) {
   );
 }
 
-function expectOutage(seen: { nodes: Json[]; vms: Json[]; dashboard: Json }, agent: TestAgent, state: 'unreachable' | 'down') {
+function expectOutage(
+  seen: { nodes: Json[]; vms: Json[]; dashboard: Json },
+  agent: TestAgent,
+  state: 'unreachable' | 'down',
+) {
   const node = seen.nodes.find((n) => n.id === agent.nodeId);
   expect(node).toMatchObject({ state, stale: true });
   expect(Date.parse(node.stateSince)).toBeGreaterThan(Date.parse(node.lastSeenAt));
@@ -59,15 +73,24 @@ function expectOutage(seen: { nodes: Json[]; vms: Json[]; dashboard: Json }, age
   const remote = seen.dashboard.remotes.find((r: Json) => r.remote === REMOTE);
   expect(remote.nodes).toMatchObject({ total: 3, alive: 2, offline: 1 });
   expect(remote.vms.total).toBe(6);
-  const critical = seen.dashboard.alerts.filter((a: Json) => a.severity === 'critical').map((a: Json) => a.message);
-  expect(critical).toEqual([expect.stringMatching(new RegExp(`^node ${agent.nodeId} ${state} .* since .*; 2 VMs unknown$`))]);
+  const critical = seen.dashboard.alerts
+    .filter((a: Json) => a.severity === 'critical')
+    .map((a: Json) => a.message);
+  expect(critical).toEqual([
+    expect.stringMatching(new RegExp(`^node ${agent.nodeId} ${state} .* since .*; 2 VMs unknown$`)),
+  ]);
 }
 
 async function expectRecovered(agent: TestAgent) {
   const seen = await nodeIn(agent, 'online');
   const recovered = await eventually(async () => {
-    const again = seen.vms.length === 6 && seen.vms.every((vm) => vm.status !== 'unknown') ? seen : await refreshed();
-    return again.vms.length === 6 && again.vms.every((vm) => vm.status !== 'unknown') ? again : undefined;
+    const again =
+      seen.vms.length === 6 && seen.vms.every((vm) => vm.status !== 'unknown')
+        ? seen
+        : await refreshed();
+    return again.vms.length === 6 && again.vms.every((vm) => vm.status !== 'unknown')
+      ? again
+      : undefined;
   });
   expect(recovered.dashboard.alerts.filter((a: Json) => a.severity === 'critical')).toEqual([]);
   const status = await get(`/api/v1/resources?remote=${REMOTE}&limit=1`);
@@ -76,13 +99,27 @@ async function expectRecovered(agent: TestAgent) {
 
 beforeAll(async () => {
   const identity = await createManagerIdentity('node-outage-spec');
-  [dbs, cluster] = await Promise.all([startTestDatabases(), startCluster({ clusterId: REMOTE, nodes: 3, vmsPerNode: 2, trustedClientCaPem: identity.ca.certPem, logLevel: 'warn' })]);
+  [dbs, cluster] = await Promise.all([
+    startTestDatabases(),
+    startCluster({
+      clusterId: REMOTE,
+      nodes: 3,
+      vmsPerNode: 2,
+      trustedClientCaPem: identity.ca.certPem,
+      logLevel: 'warn',
+    }),
+  ]);
   const key = await cluster.createApiKey(['*'], { principal: 'manager' });
   databaseUrl = await dbs.fresh();
   stateDir = stateDirWithClientIdentity(identity);
   m = await startTestManager({ databaseUrl, stateDir });
   token = m.token!;
-  const created = await m.api('POST', '/api/v1/remotes', { id: REMOTE, endpoints: cluster.agents.map((a) => a.endpoint), caCertPem: cluster.caPem, credentials: [{ name: 'admin', key }] });
+  const created = await m.api('POST', '/api/v1/remotes', {
+    id: REMOTE,
+    endpoints: cluster.agents.map((a) => a.endpoint),
+    caCertPem: cluster.caPem,
+    credentials: [{ name: 'admin', key }],
+  });
   expect(created.status, created.text).toBe(201);
   await eventually(async () => ((await refreshed()).vms.length === 6 ? true : undefined));
 }, 180_000);
@@ -143,7 +180,10 @@ describe('a node that stops answering', () => {
     expect(after.nodes.map((n) => n.id).sort()).toEqual(['node-2', 'node-3']);
     expect(after.vms.filter((vm) => vm.node === agent.nodeId)).toEqual([]);
     expect(after.dashboard.alerts.filter((a: Json) => a.severity === 'critical')).toEqual([]);
-    const audit = await sqlQuery(databaseUrl, "SELECT principal, target, outcome FROM audit_log WHERE action = 'remote.node.forget' ORDER BY seq::bigint");
+    const audit = await sqlQuery(
+      databaseUrl,
+      "SELECT principal, target, outcome FROM audit_log WHERE action = 'remote.node.forget' ORDER BY seq::bigint",
+    );
     const target = path.replace('/api/v1', '');
     // The refused conflict and bad id are on record too; the auditor's refusal is an authz.denied entry.
     expect(audit).toEqual([

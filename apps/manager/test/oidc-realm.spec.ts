@@ -1,7 +1,14 @@
 import { cleanupTempDirs, startOidcProvider, type OidcProviderInstance } from '@debvisor/testing';
 import { Client } from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestDatabases, startTestManager, type ApiAnswer, type Json, type TestDatabases, type TestManager } from './manager-harness';
+import {
+  startTestDatabases,
+  startTestManager,
+  type ApiAnswer,
+  type Json,
+  type TestDatabases,
+  type TestManager,
+} from './manager-harness';
 
 /**
  * Logging in through an OpenID Connect realm: the real manager and a real OpenID provider
@@ -20,13 +27,28 @@ let provider: OidcProviderInstance;
 beforeAll(async () => {
   dbs = await startTestDatabases();
   // The manager's callback URL is known once it listens; the provider starts after it with that URL registered.
-  m = await startTestManager({ databaseUrl: await dbs.fresh(), env: { DEBVISOR_LOGIN_ATTEMPTS_PER_MINUTE: '1000' } });
+  m = await startTestManager({
+    databaseUrl: await dbs.fresh(),
+    env: { DEBVISOR_LOGIN_ATTEMPTS_PER_MINUTE: '1000' },
+  });
   provider = await startOidcProvider({
-    clients: [{ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, redirectUris: [`${m.url}${CALLBACK_PATH}`] }],
+    clients: [
+      {
+        clientId: CLIENT_ID,
+        clientSecret: CLIENT_SECRET,
+        redirectUris: [`${m.url}${CALLBACK_PATH}`],
+      },
+    ],
     accounts: {
       alice: {
         sub: 'sub-alice',
-        claims: { preferred_username: 'alice', name: 'Alice Liddell', email: 'alice@example.test', email_verified: true, groups: ['debvisor-operator', 'staff'] },
+        claims: {
+          preferred_username: 'alice',
+          name: 'Alice Liddell',
+          email: 'alice@example.test',
+          email_verified: true,
+          groups: ['debvisor-operator', 'staff'],
+        },
       },
       bob: { sub: 'sub-bob', claims: { preferred_username: 'bob', groups: ['debvisor-auditor'] } },
       carol: { sub: 'sub-carol', claims: { preferred_username: 'carol', groups: [] } },
@@ -43,11 +65,20 @@ afterAll(async () => {
   cleanupTempDirs();
 });
 
-async function createRealm(target: TestManager, id: string, extra: Record<string, unknown> = {}): Promise<void> {
+async function createRealm(
+  target: TestManager,
+  id: string,
+  extra: Record<string, unknown> = {},
+): Promise<void> {
   const created = await target.api('POST', '/api/v1/access/realms', {
     id,
     type: 'openid',
-    settings: { issuerUrl: provider.issuer, clientId: CLIENT_ID, caPem: provider.caPem, scopes: ['openid', 'profile', 'email', 'groups'] },
+    settings: {
+      issuerUrl: provider.issuer,
+      clientId: CLIENT_ID,
+      caPem: provider.caPem,
+      scopes: ['openid', 'profile', 'email', 'groups'],
+    },
     secret: CLIENT_SECRET,
     groupMappings: [{ pattern: 'debvisor-*' }],
     ...extra,
@@ -84,17 +115,26 @@ interface Started {
 }
 
 async function beginLogin(realm = 'sso', target = m): Promise<Started> {
-  const answer = await target.api('GET', `/api/v1/auth/oidc/${realm}/login`, undefined, { token: null });
+  const answer = await target.api('GET', `/api/v1/auth/oidc/${realm}/login`, undefined, {
+    token: null,
+  });
   expect(answer.status, answer.text).toBe(302);
   const attempt = cookieOf(answer, 'debvisor_oidc');
   expect(attempt).toBeDefined();
-  return { authorizationUrl: new URL(answer.headers.location as string), attempt: attempt!.pair, answer };
+  return {
+    authorizationUrl: new URL(answer.headers.location as string),
+    attempt: attempt!.pair,
+    answer,
+  };
 }
 
 /** GET of the callback URL the provider redirected to, with the attempt cookie (or other cookies). */
 function callback(url: string, cookie: string | undefined): Promise<ApiAnswer> {
   const target = new URL(url);
-  return m.api('GET', `${target.pathname}${target.search}`, undefined, { token: null, headers: cookie ? { cookie } : {} });
+  return m.api('GET', `${target.pathname}${target.search}`, undefined, {
+    token: null,
+    headers: cookie ? { cookie } : {},
+  });
 }
 
 /** A whole browser login of `login` at the provider; answers the callback's answer. */
@@ -112,7 +152,10 @@ async function loggedIn(login: string): Promise<{ answer: ApiAnswer; session: st
 }
 
 function whoIs(session: string): Promise<ApiAnswer> {
-  return m.api('GET', '/api/v1/auth/session', undefined, { token: null, headers: { cookie: session } });
+  return m.api('GET', '/api/v1/auth/session', undefined, {
+    token: null,
+    headers: { cookie: session },
+  });
 }
 
 /** The newest audit entry of an OpenID login attempt (API token authentications are entries of auth.login too). */
@@ -165,37 +208,60 @@ describe('logging in through an OpenID Connect realm', () => {
     const session = cookieOf(answer, 'debvisor_session')!;
     expect(session.line).toMatch(/; HttpOnly/);
     expect(session.line).toMatch(/; SameSite=Strict/);
-    expect(cookieOf(answer, 'debvisor_oidc')!.line).toMatch(/^debvisor_oidc=;.*Expires=Thu, 01 Jan 1970/);
+    expect(cookieOf(answer, 'debvisor_oidc')!.line).toMatch(
+      /^debvisor_oidc=;.*Expires=Thu, 01 Jan 1970/,
+    );
 
     const me = await whoIs(session.pair);
     expect(me.status, me.text).toBe(200);
     expect(me.body).toMatchObject({ user: 'alice@sso', kind: 'session', stage: 'active' });
     expect(me.body.groups).toEqual(['debvisor-operator']);
-    const [user] = await query('SELECT display_name, email, external_id FROM users WHERE id = $1', ['alice@sso']);
-    expect(user).toEqual({ display_name: 'Alice Liddell', email: 'alice@example.test', external_id: 'sub-alice' });
-    expect(await lastOidcEntry()).toMatchObject({ principal: 'alice@sso', outcome: 'success', details: { method: 'oidc', realm: 'sso' } });
+    const [user] = await query('SELECT display_name, email, external_id FROM users WHERE id = $1', [
+      'alice@sso',
+    ]);
+    expect(user).toEqual({
+      display_name: 'Alice Liddell',
+      email: 'alice@example.test',
+      external_id: 'sub-alice',
+    });
+    expect(await lastOidcEntry()).toMatchObject({
+      principal: 'alice@sso',
+      outcome: 'success',
+      details: { method: 'oidc', realm: 'sso' },
+    });
   });
 
   it('follows the groups claim at every login: a changed claim changes the membership', async () => {
     provider.accounts.bob!.claims.groups = ['debvisor-auditor'];
-    expect((await whoIs((await loggedIn('bob')).session)).body.groups).toEqual(['debvisor-auditor']);
+    expect((await whoIs((await loggedIn('bob')).session)).body.groups).toEqual([
+      'debvisor-auditor',
+    ]);
 
     provider.accounts.bob!.claims.groups = ['debvisor-admin', 'marketing'];
     const again = await whoIs((await loggedIn('bob')).session);
     expect(again.body.user).toBe('bob@sso');
     expect(again.body.groups).toEqual(['debvisor-admin']);
-    const members = await query<{ group_id: string }>('SELECT group_id FROM group_members WHERE user_id = $1 ORDER BY group_id', ['bob@sso']);
+    const members = await query<{ group_id: string }>(
+      'SELECT group_id FROM group_members WHERE user_id = $1 ORDER BY group_id',
+      ['bob@sso'],
+    );
     expect(members.map((r) => r.group_id)).toEqual(['debvisor-admin']);
   });
 
   it('refuses a callback without the attempt cookie with 401', async () => {
     const start = await beginLogin();
-    const answer = await callback(await provider.login(start.authorizationUrl.href, 'carol'), undefined);
+    const answer = await callback(
+      await provider.login(start.authorizationUrl.href, 'carol'),
+      undefined,
+    );
     expect(answer.status).toBe(401);
     expect(answer.body.error.code).toBe('unauthenticated');
     expect(answer.body.error.message).toContain('no OpenID login is in progress in this browser');
     expect(cookieOf(answer, 'debvisor_session')).toBeUndefined();
-    expect(await lastOidcEntry()).toMatchObject({ outcome: 'failure', details: { method: 'oidc' } });
+    expect(await lastOidcEntry()).toMatchObject({
+      outcome: 'failure',
+      details: { method: 'oidc' },
+    });
   });
 
   it('refuses a callback whose state was altered, and an altered attempt cookie, with 401', async () => {
@@ -206,7 +272,10 @@ describe('logging in through an OpenID Connect realm', () => {
     const altered = await callback(forged.href, start.attempt);
     expect(altered.status).toBe(401);
     expect(altered.body.error.message).toContain('state mismatch');
-    expect(await lastOidcEntry()).toMatchObject({ outcome: 'failure', details: { method: 'oidc', realm: 'sso' } });
+    expect(await lastOidcEntry()).toMatchObject({
+      outcome: 'failure',
+      details: { method: 'oidc', realm: 'sso' },
+    });
 
     const [, iv, tag, ciphertext] = start.attempt.slice('debvisor_oidc='.length).split('.');
     const tampered = `debvisor_oidc=v1.${iv}.${tag}.${ciphertext!.startsWith('A') ? 'B' : 'A'}${ciphertext!.slice(1)}`;
@@ -228,13 +297,23 @@ describe('logging in through an OpenID Connect realm', () => {
   it("answers the provider's refusal (error=access_denied) with a 401 JSON error", async () => {
     const start = await beginLogin();
     const state = start.authorizationUrl.searchParams.get('state')!;
-    const answer = await callback(`${m.url}${CALLBACK_PATH}?error=access_denied&error_description=denied&state=${state}`, start.attempt);
+    const answer = await callback(
+      `${m.url}${CALLBACK_PATH}?error=access_denied&error_description=denied&state=${state}`,
+      start.attempt,
+    );
     expect(answer.status).toBe(401);
     expect(answer.headers['content-type']).toContain('application/json');
-    expect(answer.body.error).toMatchObject({ code: 'unauthenticated', message: 'OpenID login failed: the identity provider refused the login (access_denied)' });
+    expect(answer.body.error).toMatchObject({
+      code: 'unauthenticated',
+      message: 'OpenID login failed: the identity provider refused the login (access_denied)',
+    });
     expect(await lastOidcEntry()).toMatchObject({
       outcome: 'failure',
-      details: { method: 'oidc', realm: 'sso', reason: 'OpenID login failed: the identity provider refused the login (access_denied)' },
+      details: {
+        method: 'oidc',
+        realm: 'sso',
+        reason: 'OpenID login failed: the identity provider refused the login (access_denied)',
+      },
     });
     const metrics = await m.api('GET', '/metrics', undefined, { token: null });
     expect(metrics.text).toMatch(/auth_attempts_total\{method="oidc",result="failure"\} [1-9]/);
@@ -262,7 +341,9 @@ describe('logging in through an OpenID Connect realm', () => {
 
   it('answers 404 for an unknown realm and for realms that do not log in through OpenID Connect', async () => {
     for (const realm of ['nowhere', 'local']) {
-      const answer = await m.api('GET', `/api/v1/auth/oidc/${realm}/login`, undefined, { token: null });
+      const answer = await m.api('GET', `/api/v1/auth/oidc/${realm}/login`, undefined, {
+        token: null,
+      });
       expect(answer.status, realm).toBe(404);
       expect(answer.body.error.code).toBe('not_found');
       expect(cookieOf(answer, 'debvisor_oidc')).toBeUndefined();
@@ -270,8 +351,15 @@ describe('logging in through an OpenID Connect realm', () => {
   });
 
   it('refuses a Host header that is not a host and port (no public URL configured)', async () => {
-    for (const host of ['evil.example.test/phish', 'user@evil.example.test', 'evil.example.test:99999']) {
-      const answer = await m.api('GET', '/api/v1/auth/oidc/sso/login', undefined, { token: null, headers: { host } });
+    for (const host of [
+      'evil.example.test/phish',
+      'user@evil.example.test',
+      'evil.example.test:99999',
+    ]) {
+      const answer = await m.api('GET', '/api/v1/auth/oidc/sso/login', undefined, {
+        token: null,
+        headers: { host },
+      });
       expect(answer.status, host).toBe(400);
       expect(answer.body.error.message).toContain('DEBVISOR_PUBLIC_URL');
     }
@@ -281,16 +369,24 @@ describe('logging in through an OpenID Connect realm', () => {
 describe('with DEBVISOR_PUBLIC_URL', () => {
   let behindProxy: TestManager;
   beforeAll(async () => {
-    behindProxy = await startTestManager({ databaseUrl: await dbs.fresh(), env: { DEBVISOR_PUBLIC_URL: 'https://dcm.example.test:9443' } });
+    behindProxy = await startTestManager({
+      databaseUrl: await dbs.fresh(),
+      env: { DEBVISOR_PUBLIC_URL: 'https://dcm.example.test:9443' },
+    });
     await createRealm(behindProxy, 'sso');
   }, 60_000);
   afterAll(() => behindProxy?.stop());
 
   it('uses the public URL for the redirect URI whatever the Host header says', async () => {
     for (const host of [undefined, 'elsewhere.example.test']) {
-      const answer = await behindProxy.api('GET', '/api/v1/auth/oidc/sso/login', undefined, { token: null, headers: host ? { host } : {} });
+      const answer = await behindProxy.api('GET', '/api/v1/auth/oidc/sso/login', undefined, {
+        token: null,
+        headers: host ? { host } : {},
+      });
       expect(answer.status, answer.text).toBe(302);
-      expect(new URL(answer.headers.location as string).searchParams.get('redirect_uri')).toBe('https://dcm.example.test:9443/api/v1/auth/oidc/callback');
+      expect(new URL(answer.headers.location as string).searchParams.get('redirect_uri')).toBe(
+        'https://dcm.example.test:9443/api/v1/auth/oidc/callback',
+      );
     }
   });
 });

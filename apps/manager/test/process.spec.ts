@@ -8,16 +8,28 @@ import { afterAll, describe, expect, it } from 'vitest';
 const MAIN = resolve(__dirname, '../dist/main.js');
 
 function requireBuilt(): void {
-  if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run \`npx tsc -b apps/manager\` before the manager's process tests`);
+  if (!existsSync(MAIN))
+    throw new Error(
+      `${MAIN} is missing: run \`npx tsc -b apps/manager\` before the manager's process tests`,
+    );
 }
 
 function get(url: string, ca: string, token?: string): Promise<{ status: number; body: string }> {
   return new Promise((resolvePromise, reject) => {
-    const req = request(url, { ca, servername: 'localhost', headers: token ? { authorization: `Bearer ${token}` } : {}, timeout: 10_000 }, (res) => {
-      let body = '';
-      res.on('data', (chunk: Buffer) => (body += chunk.toString()));
-      res.on('end', () => resolvePromise({ status: res.statusCode ?? 0, body }));
-    });
+    const req = request(
+      url,
+      {
+        ca,
+        servername: 'localhost',
+        headers: token ? { authorization: `Bearer ${token}` } : {},
+        timeout: 10_000,
+      },
+      (res) => {
+        let body = '';
+        res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+        res.on('end', () => resolvePromise({ status: res.statusCode ?? 0, body }));
+      },
+    );
     req.on('error', reject);
     req.end();
   });
@@ -30,17 +42,32 @@ describe('the manager process', () => {
     requireBuilt();
     const stateDir = join(tempDir('debvisor-manager-process-'), 'state');
     const port = await freePort();
-    const env: NodeJS.ProcessEnv = { ...process.env, DEBVISOR_STATE_DIR: stateDir, DEBVISOR_LISTEN: `127.0.0.1:${port}`, DEBVISOR_WEB_DIR: join(stateDir, 'none') };
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      DEBVISOR_STATE_DIR: stateDir,
+      DEBVISOR_LISTEN: `127.0.0.1:${port}`,
+      DEBVISOR_WEB_DIR: join(stateDir, 'none'),
+    };
     delete env.DATABASE_URL;
 
     const first = spawnManaged('manager', process.execPath, [MAIN], { env });
     await first.waitFor(/"msg":"manager listening"/, 120_000);
     const token = first.output().match(/bootstrap admin token: (dvdm_[A-Za-z0-9_-]+)/)?.[1];
     expect(token).toBeDefined();
-    const listening = first.output().split('\n').find((line) => line.includes('"msg":"manager listening"'))!;
-    expect(JSON.parse(listening)).toMatchObject({ url: `https://127.0.0.1:${port}`, level: 'info' });
+    const listening = first
+      .output()
+      .split('\n')
+      .find((line) => line.includes('"msg":"manager listening"'))!;
+    expect(JSON.parse(listening)).toMatchObject({
+      url: `https://127.0.0.1:${port}`,
+      level: 'info',
+    });
     // The token appears in the banner line only, never inside a JSON log line.
-    for (const line of first.output().split('\n').filter((l) => l.startsWith('{'))) expect(line).not.toContain(token!.slice(22));
+    for (const line of first
+      .output()
+      .split('\n')
+      .filter((l) => l.startsWith('{')))
+      expect(line).not.toContain(token!.slice(22));
 
     const ca = readFileSync(join(stateDir, 'pki/server.crt'), 'utf8');
     expect((await get(`https://127.0.0.1:${port}/readyz`, ca)).status).toBe(200);
@@ -66,9 +93,16 @@ describe('the manager process', () => {
   it('refuses to start with a bad setting, naming it', async () => {
     requireBuilt();
     const bad = spawnManaged('manager', process.execPath, [MAIN], {
-      env: { ...process.env, DEBVISOR_STATE_DIR: tempDir(), DEBVISOR_LISTEN: 'everywhere', DEBVISOR_POLL_INTERVAL_SECONDS: '0' },
+      env: {
+        ...process.env,
+        DEBVISOR_STATE_DIR: tempDir(),
+        DEBVISOR_LISTEN: 'everywhere',
+        DEBVISOR_POLL_INTERVAL_SECONDS: '0',
+      },
     });
     expect(await bad.exited).toBe(1);
-    expect(bad.output()).toMatch(/cannot start: invalid configuration: .*DEBVISOR_LISTEN: .*DEBVISOR_POLL_INTERVAL_SECONDS: must be at least 1/);
+    expect(bad.output()).toMatch(
+      /cannot start: invalid configuration: .*DEBVISOR_LISTEN: .*DEBVISOR_POLL_INTERVAL_SECONDS: must be at least 1/,
+    );
   });
 });

@@ -2,7 +2,12 @@ import { RequestMethod, type INestApplication } from '@nestjs/common';
 import { METHOD_METADATA, PATH_METADATA } from '@nestjs/common/constants';
 import { DiscoveryService, MetadataScanner, ModulesContainer, Reflector } from '@nestjs/core';
 import { AUDITED_METADATA, type AuditedRoute } from '../src/audit/audited.decorator';
-import { PRIVILEGE_METADATA, PUBLIC_METADATA, SELF_SERVICE_METADATA, type RouteRequirement } from '../src/auth/privilege.decorator';
+import {
+  PRIVILEGE_METADATA,
+  PUBLIC_METADATA,
+  SELF_SERVICE_METADATA,
+  type RouteRequirement,
+} from '../src/auth/privilege.decorator';
 
 export interface RegisteredRoute {
   readonly method: string;
@@ -27,10 +32,14 @@ export function registeredRoutes(app: INestApplication): RegisteredRoute[] {
   for (const wrapper of discovery.getControllers()) {
     const { metatype, instance } = wrapper;
     if (!metatype || !instance) continue;
-    const base = normalise(Reflect.getMetadata(PATH_METADATA, metatype) as string | string[] | undefined);
+    const base = normalise(
+      Reflect.getMetadata(PATH_METADATA, metatype) as string | string[] | undefined,
+    );
     const prototype = Object.getPrototypeOf(instance) as object;
     for (const name of scanner.getAllMethodNames(prototype)) {
-      const handler = (prototype as Record<string, unknown>)[name] as (...args: unknown[]) => unknown;
+      const handler = (prototype as Record<string, unknown>)[name] as (
+        ...args: unknown[]
+      ) => unknown;
       const path = Reflect.getMetadata(PATH_METADATA, handler) as string | string[] | undefined;
       const method = Reflect.getMetadata(METHOD_METADATA, handler) as RequestMethod | undefined;
       if (path === undefined || method === undefined) continue;
@@ -40,9 +49,14 @@ export function registeredRoutes(app: INestApplication): RegisteredRoute[] {
         path: `/${[base, normalise(path)].filter(Boolean).join('/')}`,
         controller: metatype.name,
         handler: name,
-        requirement: reflector.getAllAndOverride<RouteRequirement | undefined>(PRIVILEGE_METADATA, targets),
-        isPublic: reflector.getAllAndOverride<boolean | undefined>(PUBLIC_METADATA, targets) === true,
-        selfService: reflector.getAllAndOverride<boolean | undefined>(SELF_SERVICE_METADATA, targets) === true,
+        requirement: reflector.getAllAndOverride<RouteRequirement | undefined>(
+          PRIVILEGE_METADATA,
+          targets,
+        ),
+        isPublic:
+          reflector.getAllAndOverride<boolean | undefined>(PUBLIC_METADATA, targets) === true,
+        selfService:
+          reflector.getAllAndOverride<boolean | undefined>(SELF_SERVICE_METADATA, targets) === true,
         audited: reflector.getAllAndOverride<AuditedRoute | undefined>(AUDITED_METADATA, targets),
       });
     }

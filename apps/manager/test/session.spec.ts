@@ -2,7 +2,15 @@ import { createCa } from '@debvisor/pki';
 import { cleanupTempDirs, freePort } from '@debvisor/testing';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PasswordHasherRepository } from '../src/access/password-hasher.repository';
-import { eventually, startTestDatabases, startTestManager, type ApiAnswer, type TestDatabases, type TestManager, sqlQuery } from './manager-harness';
+import {
+  eventually,
+  startTestDatabases,
+  startTestManager,
+  type ApiAnswer,
+  type TestDatabases,
+  type TestManager,
+  sqlQuery,
+} from './manager-harness';
 
 /**
  * Login sessions through the real manager and PostgreSQL: the cookie, CSRF, logout, timeouts,
@@ -27,24 +35,40 @@ afterAll(async () => {
 });
 
 async function manager(env: Record<string, string> = {}): Promise<TestManager> {
-  const m = await startTestManager({ databaseUrl: await dbs.fresh(), env: { DEBVISOR_LOGIN_ATTEMPTS_PER_MINUTE: '1000', ...env } });
+  const m = await startTestManager({
+    databaseUrl: await dbs.fresh(),
+    env: { DEBVISOR_LOGIN_ATTEMPTS_PER_MINUTE: '1000', ...env },
+  });
   started.push(m);
   return m;
 }
 
-function query<T = Record<string, unknown>>(m: TestManager, sql: string, params: unknown[] = []): Promise<T[]> {
+function query<T = Record<string, unknown>>(
+  m: TestManager,
+  sql: string,
+  params: unknown[] = [],
+): Promise<T[]> {
   return sqlQuery<T>(m.databaseUrl!, sql, params);
 }
 
 /** A local user with PASSWORD (and, when given, a role on /). */
-async function createUser(m: TestManager, name: string, role?: 'Audit' | 'Manage' | 'Admin'): Promise<string> {
+async function createUser(
+  m: TestManager,
+  name: string,
+  role?: 'Audit' | 'Manage' | 'Admin',
+): Promise<string> {
   const id = `${name}@local`;
-  await query(m, `INSERT INTO users (id, realm_id, username, password_hash, created_at) VALUES ($1, 'local', $2, $3, now())`, [id, name, await hasher.hash(PASSWORD)]);
+  await query(
+    m,
+    `INSERT INTO users (id, realm_id, username, password_hash, created_at) VALUES ($1, 'local', $2, $3, now())`,
+    [id, name, await hasher.hash(PASSWORD)],
+  );
   if (role) {
-    await query(m, `INSERT INTO acl_entries (id, path, principal_type, principal, role, propagate, created_at) VALUES (gen_random_uuid(), '/', 'user', $1, $2, true, now())`, [
-      id,
-      role,
-    ]);
+    await query(
+      m,
+      `INSERT INTO acl_entries (id, path, principal_type, principal, role, propagate, created_at) VALUES (gen_random_uuid(), '/', 'user', $1, $2, true, now())`,
+      [id, role],
+    );
   }
   return id;
 }
@@ -60,10 +84,17 @@ function sessionCookie(answer: ApiAnswer): string | undefined {
   return lines.find((l) => l.startsWith('debvisor_session='))?.split(';')[0];
 }
 
-async function login(m: TestManager, username: string, password = PASSWORD): Promise<ApiAnswer & { session?: Session }> {
+async function login(
+  m: TestManager,
+  username: string,
+  password = PASSWORD,
+): Promise<ApiAnswer & { session?: Session }> {
   const answer = await m.api('POST', '/api/v1/auth/login', { username, password }, { token: null });
   const cookie = sessionCookie(answer);
-  return { ...answer, session: cookie && answer.status === 200 ? { cookie, csrf: answer.body.csrfToken } : undefined };
+  return {
+    ...answer,
+    session: cookie && answer.status === 200 ? { cookie, csrf: answer.body.csrfToken } : undefined,
+  };
 }
 
 async function loggedIn(m: TestManager, username: string): Promise<Session> {
@@ -74,7 +105,14 @@ async function loggedIn(m: TestManager, username: string): Promise<Session> {
 }
 
 /** A request with the session cookie (no bearer token); `csrf: false` leaves the CSRF header out. */
-function withSession(m: TestManager, session: Session, method: string, path: string, body?: unknown, options: { csrf?: string | false } = {}) {
+function withSession(
+  m: TestManager,
+  session: Session,
+  method: string,
+  path: string,
+  body?: unknown,
+  options: { csrf?: string | false } = {},
+) {
   const headers: Record<string, string> = { cookie: session.cookie };
   if (options.csrf !== false) headers['x-csrf-token'] = options.csrf ?? session.csrf;
   return m.api(method, path, body, { token: null, headers });
@@ -94,9 +132,13 @@ describe('the session cookie and CSRF', () => {
     expect(answer.body).toMatchObject({ stage: 'active', user: 'alice@local', methods: [] });
     expect(answer.body.csrfToken).toMatch(/^[A-Za-z0-9_-]{43}$/);
     expect(answer.headers['cache-control']).toBe('no-store');
-    const header = [answer.headers['set-cookie']].flat().find((l) => l?.startsWith('debvisor_session='))!;
+    const header = [answer.headers['set-cookie']]
+      .flat()
+      .find((l) => l?.startsWith('debvisor_session='))!;
     const attributes = header.split(';').map((a) => a.trim().toLowerCase());
-    expect(attributes).toEqual(expect.arrayContaining(['httponly', 'secure', 'samesite=strict', 'path=/']));
+    expect(attributes).toEqual(
+      expect.arrayContaining(['httponly', 'secure', 'samesite=strict', 'path=/']),
+    );
     expect(header).toMatch(/^debvisor_session=[A-Za-z0-9_-]{43};/);
     // Only the SHA-256 of the cookie secret is stored.
     const secret = answer.session!.cookie.split('=')[1];
@@ -110,14 +152,19 @@ describe('the session cookie and CSRF', () => {
     const m = await manager();
     await createUser(m, 'mark');
     const answer = await login(m, 'mark');
-    const marker = [answer.headers['set-cookie']].flat().find((l) => l?.startsWith('debvisor_signed_in='))!;
+    const marker = [answer.headers['set-cookie']]
+      .flat()
+      .find((l) => l?.startsWith('debvisor_signed_in='))!;
     expect(marker).toMatch(/^debvisor_signed_in=1;/);
     const attributes = marker.split(';').map((a) => a.trim().toLowerCase());
     expect(attributes).toEqual(expect.arrayContaining(['secure', 'samesite=strict', 'path=/']));
     expect(attributes).not.toContain('httponly');
     const out = await withSession(m, answer.session!, 'POST', '/api/v1/auth/logout');
     expect(out.status).toBe(204);
-    const cleared = [out.headers['set-cookie']].flat().filter(Boolean).map((l) => l!.split(';')[0]);
+    const cleared = [out.headers['set-cookie']]
+      .flat()
+      .filter(Boolean)
+      .map((l) => l!.split(';')[0]);
     expect(cleared).toEqual(expect.arrayContaining(['debvisor_session=', 'debvisor_signed_in=']));
   });
 
@@ -127,10 +174,14 @@ describe('the session cookie and CSRF', () => {
     const session = await loggedIn(m, 'alice');
     const other = await loggedIn(m, 'alice');
 
-    const without = await withSession(m, session, 'POST', '/api/v1/auth/logout', undefined, { csrf: false });
+    const without = await withSession(m, session, 'POST', '/api/v1/auth/logout', undefined, {
+      csrf: false,
+    });
     expect(without.status).toBe(403);
     expect(without.body.error.message).toContain('X-CSRF-Token');
-    const foreign = await withSession(m, session, 'POST', '/api/v1/auth/logout', undefined, { csrf: other.csrf });
+    const foreign = await withSession(m, session, 'POST', '/api/v1/auth/logout', undefined, {
+      csrf: other.csrf,
+    });
     expect(foreign.status).toBe(403);
     expect((await query(m, 'SELECT 1 FROM sessions')).length).toBe(2);
     expect((await withSession(m, session, 'GET', '/api/v1/auth/session')).status).toBe(200);
@@ -163,9 +214,16 @@ describe('the session cookie and CSRF', () => {
     const m = await manager();
     await createUser(m, 'alice', 'Audit');
     const answer = await login(m, 'alice');
-    const again = await withSession(m, answer.session!, 'GET', '/api/v1/auth/session', undefined, { csrf: false });
+    const again = await withSession(m, answer.session!, 'GET', '/api/v1/auth/session', undefined, {
+      csrf: false,
+    });
     expect(again.status).toBe(200);
-    expect(again.body).toMatchObject({ user: 'alice@local', kind: 'session', stage: 'active', csrfToken: answer.body.csrfToken });
+    expect(again.body).toMatchObject({
+      user: 'alice@local',
+      kind: 'session',
+      stage: 'active',
+      csrfToken: answer.body.csrfToken,
+    });
     expect(again.body.privileges).toContain('remote.audit');
     expect(again.body.privileges).not.toContain('remote.modify');
   });
@@ -192,12 +250,16 @@ describe('logging out', () => {
     const second = await loggedIn(m, 'alice');
     const bob = await loggedIn(m, 'bob');
     expect((await withSession(m, second, 'GET', '/api/v1/remotes')).status).toBe(200);
-    expect((await withSession(m, first, 'POST', '/api/v1/auth/logout-everywhere')).status).toBe(204);
+    expect((await withSession(m, first, 'POST', '/api/v1/auth/logout-everywhere')).status).toBe(
+      204,
+    );
     expect((await withSession(m, first, 'GET', '/api/v1/remotes')).status).toBe(401);
     expect((await withSession(m, second, 'GET', '/api/v1/remotes')).status).toBe(401);
     expect((await withSession(m, bob, 'GET', '/api/v1/remotes')).status).toBe(200);
     // A new login works again afterwards.
-    expect((await withSession(m, await loggedIn(m, 'alice'), 'GET', '/api/v1/remotes')).status).toBe(200);
+    expect(
+      (await withSession(m, await loggedIn(m, 'alice'), 'GET', '/api/v1/remotes')).status,
+    ).toBe(200);
   });
 });
 
@@ -208,7 +270,11 @@ describe('session timeouts', () => {
     const idle = await loggedIn(m, 'alice');
     const busy = await loggedIn(m, 'alice');
     // Moved back before either was used, so that no cached authentication hides the change.
-    await query(m, `UPDATE sessions SET last_seen_at = now() - interval '61 seconds' WHERE id = encode(sha256($1::bytea), 'hex')`, [idle.cookie.split('=')[1]]);
+    await query(
+      m,
+      `UPDATE sessions SET last_seen_at = now() - interval '61 seconds' WHERE id = encode(sha256($1::bytea), 'hex')`,
+      [idle.cookie.split('=')[1]],
+    );
     expect((await withSession(m, idle, 'GET', '/api/v1/remotes')).status).toBe(401);
     expect((await withSession(m, busy, 'GET', '/api/v1/remotes')).status).toBe(200);
   });
@@ -218,9 +284,16 @@ describe('session timeouts', () => {
     await createUser(m, 'alice', 'Audit');
     const ended = await loggedIn(m, 'alice');
     const running = await loggedIn(m, 'alice');
-    const [row] = await query<{ hours: number }>(m, `SELECT round(extract(epoch FROM expires_at - created_at) / 3600) AS hours FROM sessions LIMIT 1`);
+    const [row] = await query<{ hours: number }>(
+      m,
+      `SELECT round(extract(epoch FROM expires_at - created_at) / 3600) AS hours FROM sessions LIMIT 1`,
+    );
     expect(Number(row.hours)).toBe(12);
-    await query(m, `UPDATE sessions SET expires_at = now() - interval '1 second' WHERE id = encode(sha256($1::bytea), 'hex')`, [ended.cookie.split('=')[1]]);
+    await query(
+      m,
+      `UPDATE sessions SET expires_at = now() - interval '1 second' WHERE id = encode(sha256($1::bytea), 'hex')`,
+      [ended.cookie.split('=')[1]],
+    );
     const answer = await withSession(m, ended, 'GET', '/api/v1/remotes');
     expect(answer.status).toBe(401);
     expect(answer.body.error.message).toContain('log in again');
@@ -234,7 +307,10 @@ describe('failed logins', () => {
     await createUser(m, 'alice');
     await createUser(m, 'carol');
     await createUser(m, 'dave');
-    await query(m, `UPDATE users SET locked_until = now() + interval '1 hour' WHERE id = 'carol@local'`);
+    await query(
+      m,
+      `UPDATE users SET locked_until = now() + interval '1 hour' WHERE id = 'carol@local'`,
+    );
     await query(m, `UPDATE users SET enabled = false WHERE id = 'dave@local'`);
     const answers = [
       await login(m, 'alice', 'wrong password'),
@@ -245,14 +321,20 @@ describe('failed logins', () => {
     ];
     for (const answer of answers) {
       expect(answer.status).toBe(401);
-      expect(answer.body.error).toMatchObject({ code: 'unauthenticated', message: 'invalid username or password' });
+      expect(answer.body.error).toMatchObject({
+        code: 'unauthenticated',
+        message: 'invalid username or password',
+      });
       expect(sessionCookie(answer)).toBeUndefined();
     }
     expect(await query(m, 'SELECT 1 FROM sessions')).toEqual([]);
   });
 
   it('refuses even the right password after DEBVISOR_LOGIN_FAILURES_BEFORE_LOCK wrong ones', async () => {
-    const m = await manager({ DEBVISOR_LOGIN_FAILURES_BEFORE_LOCK: '3', DEBVISOR_LOGIN_LOCK_MINUTES: '10' });
+    const m = await manager({
+      DEBVISOR_LOGIN_FAILURES_BEFORE_LOCK: '3',
+      DEBVISOR_LOGIN_LOCK_MINUTES: '10',
+    });
     await createUser(m, 'alice');
     await createUser(m, 'bob');
     for (let i = 0; i < 2; i++) expect((await login(m, 'alice', `wrong ${i}`)).status).toBe(401);
@@ -271,7 +353,10 @@ describe('failed logins', () => {
     // Another account is not affected.
     expect((await login(m, 'bob')).status).toBe(200);
     // Once the lock has run out, the right password works again.
-    await query(m, `UPDATE users SET locked_until = now() - interval '1 second' WHERE id = 'alice@local'`);
+    await query(
+      m,
+      `UPDATE users SET locked_until = now() - interval '1 second' WHERE id = 'alice@local'`,
+    );
     expect((await login(m, 'alice')).status).toBe(200);
   });
 
@@ -288,14 +373,19 @@ describe('failed logins', () => {
     expect(Number(limited.headers['retry-after'])).toBeLessThanOrEqual(60);
     expect(sessionCookie(limited)).toBeUndefined();
     const rows = await eventually(async () => {
-      const found = await query<{ outcome: string; source: string; details: { limit: string; request: string } }>(
-        m,
-        `SELECT outcome, source, details FROM audit_log WHERE action = 'ratelimit.hit'`,
-      );
+      const found = await query<{
+        outcome: string;
+        source: string;
+        details: { limit: string; request: string };
+      }>(m, `SELECT outcome, source, details FROM audit_log WHERE action = 'ratelimit.hit'`);
       return found.length > 0 ? found : undefined;
     });
     expect(rows).toHaveLength(1);
-    expect(rows[0]).toMatchObject({ outcome: 'denied', source: '127.0.0.1', details: { limit: 'login', request: 'POST /api/v1/auth/login' } });
+    expect(rows[0]).toMatchObject({
+      outcome: 'denied',
+      source: '127.0.0.1',
+      details: { limit: 'login', request: 'POST /api/v1/auth/login' },
+    });
   });
 
   it('spends a password hash on an unknown user as on a wrong password', async () => {

@@ -1,4 +1,9 @@
-import { cleanupTempDirs, createManagerIdentity, startCluster, type TestCluster } from '@debvisor/testing';
+import {
+  cleanupTempDirs,
+  createManagerIdentity,
+  startCluster,
+  type TestCluster,
+} from '@debvisor/testing';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -28,12 +33,23 @@ let bob: string;
 
 beforeAll(async () => {
   const identity = await createManagerIdentity('tenancy-spec');
-  [dbs, cluster] = await Promise.all([startTestDatabases(), startCluster({ clusterId: 'dc-t', nodes: 1, vmsPerNode: 3, trustedClientCaPem: identity.ca.certPem })]);
+  [dbs, cluster] = await Promise.all([
+    startTestDatabases(),
+    startCluster({
+      clusterId: 'dc-t',
+      nodes: 1,
+      vmsPerNode: 3,
+      trustedClientCaPem: identity.ca.certPem,
+    }),
+  ]);
   const [adminKey, readerKey] = await Promise.all([
     cluster.createApiKey(['*'], { principal: 'manager' }),
     cluster.createApiKey(['node:registry:read', 'vm:instance:read'], { principal: 'reader' }),
   ]);
-  m = await startTestManager({ databaseUrl: await dbs.fresh(), stateDir: stateDirWithClientIdentity(identity) });
+  m = await startTestManager({
+    databaseUrl: await dbs.fresh(),
+    stateDir: stateDirWithClientIdentity(identity),
+  });
   const created = await m.api('POST', '/api/v1/remotes', {
     id: 'dc-t',
     description: 'tenancy',
@@ -47,19 +63,41 @@ beforeAll(async () => {
   expect(created.status, JSON.stringify(created.body)).toBe(201);
   vms = await eventually(async () => {
     const answer = await m.api('GET', '/api/v1/remotes/dc-t/vms');
-    return answer.status === 200 && answer.body.items.length === 3 ? (answer.body.items as { id: string; name: string }[]) : undefined;
+    return answer.status === 200 && answer.body.items.length === 3
+      ? (answer.body.items as { id: string; name: string }[])
+      : undefined;
   });
   const url = m.databaseUrl!;
-  await sqlQuery(url, "INSERT INTO groups (id, tenant, created_at) VALUES ('tenant-a', true, now()), ('tenant-b', true, now())");
-  alice = await grantToken(url, 'alice@local', 'Manage', '/remotes/dc-t/vms/00000000-0000-4000-8000-000000000000');
-  bob = await grantToken(url, 'bob@local', 'Manage', '/remotes/dc-t/vms/00000000-0000-4000-8000-000000000000');
-  await sqlQuery(url, "INSERT INTO group_members (group_id, user_id, source) VALUES ('tenant-a', 'alice@local', 'local'), ('tenant-b', 'bob@local', 'local')");
+  await sqlQuery(
+    url,
+    "INSERT INTO groups (id, tenant, created_at) VALUES ('tenant-a', true, now()), ('tenant-b', true, now())",
+  );
+  alice = await grantToken(
+    url,
+    'alice@local',
+    'Manage',
+    '/remotes/dc-t/vms/00000000-0000-4000-8000-000000000000',
+  );
+  bob = await grantToken(
+    url,
+    'bob@local',
+    'Manage',
+    '/remotes/dc-t/vms/00000000-0000-4000-8000-000000000000',
+  );
+  await sqlQuery(
+    url,
+    "INSERT INTO group_members (group_id, user_id, source) VALUES ('tenant-a', 'alice@local', 'local'), ('tenant-b', 'bob@local', 'local')",
+  );
   await sqlQuery(
     url,
     "INSERT INTO acl_entries (id, path, principal_type, principal, role, created_at) VALUES ($1, '/', 'group', 'tenant-a', 'Manage', now()), ($2, '/', 'group', 'tenant-b', 'Manage', now())",
     [randomUUID(), randomUUID()],
   );
-  await sqlQuery(url, "INSERT INTO vm_ownership (vm_uuid, tenant_group, created_at) VALUES ($1, 'tenant-a', now()), ($2, 'tenant-b', now())", [vms[0].id, vms[1].id]);
+  await sqlQuery(
+    url,
+    "INSERT INTO vm_ownership (vm_uuid, tenant_group, created_at) VALUES ($1, 'tenant-a', now()), ($2, 'tenant-b', now())",
+    [vms[0].id, vms[1].id],
+  );
 }, 180_000);
 
 afterAll(async () => {
@@ -81,52 +119,99 @@ describe('tenant isolation', () => {
   });
 
   it('answers another tenant’s VM exactly like a VM that does not exist: 404, not 403', async () => {
-    const foreign = await m.api('GET', `/api/v1/remotes/dc-t/vms/${vms[1].id}`, undefined, { token: alice });
-    const missing = await m.api('GET', `/api/v1/remotes/dc-t/vms/${randomUUID()}`, undefined, { token: alice });
+    const foreign = await m.api('GET', `/api/v1/remotes/dc-t/vms/${vms[1].id}`, undefined, {
+      token: alice,
+    });
+    const missing = await m.api('GET', `/api/v1/remotes/dc-t/vms/${randomUUID()}`, undefined, {
+      token: alice,
+    });
     expect(foreign.status).toBe(404);
     expect(missing.status).toBe(404);
     expect(foreign.body.error.code).toBe(missing.body.error.code);
     expect(foreign.body.error.message).toBe(missing.body.error.message);
     for (const action of ['start', 'stop', 'reboot', 'shutdown']) {
-      const refused = await m.api('POST', `/api/v1/remotes/dc-t/vms/${vms[1].id}/${action}`, {}, { token: alice });
+      const refused = await m.api(
+        'POST',
+        `/api/v1/remotes/dc-t/vms/${vms[1].id}/${action}`,
+        {},
+        { token: alice },
+      );
       expect(refused.status, action).toBe(404);
       expect(refused.body.error.message).toBe(missing.body.error.message);
     }
     // The unowned third VM is nobody's tenant VM either.
-    expect((await m.api('POST', `/api/v1/remotes/dc-t/vms/${vms[2].id}/stop`, {}, { token: alice })).status).toBe(404);
-    const tasks = await sqlQuery(m.databaseUrl!, "SELECT count(*)::int AS n FROM tasks WHERE owner LIKE 'alice@local%'");
+    expect(
+      (await m.api('POST', `/api/v1/remotes/dc-t/vms/${vms[2].id}/stop`, {}, { token: alice }))
+        .status,
+    ).toBe(404);
+    const tasks = await sqlQuery(
+      m.databaseUrl!,
+      "SELECT count(*)::int AS n FROM tasks WHERE owner LIKE 'alice@local%'",
+    );
     expect(tasks[0].n).toBe(0);
   });
 
   it('lets a tenant act on its own VM and follow the task, but not read the audit log or change remotes', async () => {
-    const started = await m.api('POST', `/api/v1/remotes/dc-t/vms/${vms[0].id}/stop`, {}, { token: alice });
+    const started = await m.api(
+      'POST',
+      `/api/v1/remotes/dc-t/vms/${vms[0].id}/stop`,
+      {},
+      { token: alice },
+    );
     expect(started.status, JSON.stringify(started.body)).toBe(202);
-    const task = await eventually(async () => {
-      const answer = await m.api('GET', `/api/v1/tasks/${started.body.taskId}`, undefined, { token: alice });
-      if (answer.body.state === 'failed') throw new Error(`task failed: ${JSON.stringify(answer.body)}`);
-      return answer.body.state === 'succeeded' ? answer.body : undefined;
-    }, 20_000, `task ${started.body.taskId} succeeded`);
+    const task = await eventually(
+      async () => {
+        const answer = await m.api('GET', `/api/v1/tasks/${started.body.taskId}`, undefined, {
+          token: alice,
+        });
+        if (answer.body.state === 'failed')
+          throw new Error(`task failed: ${JSON.stringify(answer.body)}`);
+        return answer.body.state === 'succeeded' ? answer.body : undefined;
+      },
+      20_000,
+      `task ${started.body.taskId} succeeded`,
+    );
     expect(task.target).toEqual({ remote: 'dc-t', vm: vms[0].id });
-    expect((await m.api('GET', `/api/v1/tasks/${started.body.taskId}`, undefined, { token: bob })).status).toBe(404);
+    expect(
+      (await m.api('GET', `/api/v1/tasks/${started.body.taskId}`, undefined, { token: bob }))
+        .status,
+    ).toBe(404);
     // The task list shows a tenant the tasks of its own VMs, and nobody else's.
-    expect((await m.api('GET', '/api/v1/tasks', undefined, { token: alice })).body.items.map((t: Json) => t.id)).toEqual([started.body.taskId]);
+    expect(
+      (await m.api('GET', '/api/v1/tasks', undefined, { token: alice })).body.items.map(
+        (t: Json) => t.id,
+      ),
+    ).toEqual([started.body.taskId]);
     expect((await m.api('GET', '/api/v1/tasks', undefined, { token: bob })).body.items).toEqual([]);
     expect((await m.api('GET', '/api/v1/audit', undefined, { token: alice })).status).toBe(403);
-    expect((await m.api('DELETE', '/api/v1/remotes/dc-t', undefined, { token: alice })).status).toBe(403);
+    expect(
+      (await m.api('DELETE', '/api/v1/remotes/dc-t', undefined, { token: alice })).status,
+    ).toBe(403);
   });
 });
 
 describe('remote groups', () => {
   async function remoteGroup(id: string, credential: string): Promise<string> {
     const url = m.databaseUrl!;
-    const [row] = await sqlQuery<{ id: string }>(url, "SELECT id FROM remote_credentials WHERE remote_id = 'dc-t' AND name = $1", [credential]);
+    const [row] = await sqlQuery<{ id: string }>(
+      url,
+      "SELECT id FROM remote_credentials WHERE remote_id = 'dc-t' AND name = $1",
+      [credential],
+    );
     await sqlQuery(url, 'INSERT INTO remote_groups (id, created_at) VALUES ($1, now())', [id]);
-    await sqlQuery(url, "INSERT INTO remote_group_entries (group_id, remote_id, credential_id) VALUES ($1, 'dc-t', $2)", [id, row.id]);
+    await sqlQuery(
+      url,
+      "INSERT INTO remote_group_entries (group_id, remote_id, credential_id) VALUES ($1, 'dc-t', $2)",
+      [id, row.id],
+    );
     return row.id;
   }
 
   it('records what each credential may do on the cluster when the remote is added', async () => {
-    const rows = await sqlQuery(m.databaseUrl!, "SELECT name, permissions FROM remote_credentials WHERE remote_id = 'dc-t' ORDER BY position");
+    const rows = await sqlQuery(
+      m.databaseUrl!,
+      "SELECT name, permissions FROM remote_credentials WHERE remote_id = 'dc-t' ORDER BY position",
+    );
     expect(rows).toEqual([
       { name: 'admin', permissions: ['*'] },
       { name: 'reader', permissions: ['node:registry:read', 'vm:instance:read'] },
@@ -139,23 +224,45 @@ describe('remote groups', () => {
     const operator = await grantToken(m.databaseUrl!, 'olga@local', 'Manage', '/groups/ops');
     const limited = await grantToken(m.databaseUrl!, 'rita@local', 'Manage', '/groups/readers');
 
-    expect((await m.api('GET', '/api/v1/remotes/dc-t/vms', undefined, { token: limited })).body.items).toHaveLength(3);
-    const refused = await m.api('POST', `/api/v1/remotes/dc-t/vms/${vms[2].id}/start`, {}, { token: limited });
+    expect(
+      (await m.api('GET', '/api/v1/remotes/dc-t/vms', undefined, { token: limited })).body.items,
+    ).toHaveLength(3);
+    const refused = await m.api(
+      'POST',
+      `/api/v1/remotes/dc-t/vms/${vms[2].id}/start`,
+      {},
+      { token: limited },
+    );
     expect(refused.status).toBe(403);
-    expect(refused.body.error.message).toContain('credential reader of remote dc-t may not do this on the cluster (needs vm:instance:power');
+    expect(refused.body.error.message).toContain(
+      'credential reader of remote dc-t may not do this on the cluster (needs vm:instance:power',
+    );
 
-    const current = await m.api('GET', `/api/v1/remotes/dc-t/vms/${vms[2].id}`, undefined, { token: operator });
+    const current = await m.api('GET', `/api/v1/remotes/dc-t/vms/${vms[2].id}`, undefined, {
+      token: operator,
+    });
     const action = current.body.status === 'running' ? 'stop' : 'start';
-    const accepted = await m.api('POST', `/api/v1/remotes/dc-t/vms/${vms[2].id}/${action}`, {}, { token: operator });
+    const accepted = await m.api(
+      'POST',
+      `/api/v1/remotes/dc-t/vms/${vms[2].id}/${action}`,
+      {},
+      { token: operator },
+    );
     expect(accepted.status, JSON.stringify(accepted.body)).toBe(202);
-    const [task] = await sqlQuery(m.databaseUrl!, 'SELECT credential_id FROM tasks WHERE id = $1', [accepted.body.taskId]);
+    const [task] = await sqlQuery(m.databaseUrl!, 'SELECT credential_id FROM tasks WHERE id = $1', [
+      accepted.body.taskId,
+    ]);
     expect(task.credential_id).toBe(operatorCredential);
     const done = await eventually(async () => {
-      const answer = await m.api('GET', `/api/v1/tasks/${accepted.body.taskId}`, undefined, { token: operator });
+      const answer = await m.api('GET', `/api/v1/tasks/${accepted.body.taskId}`, undefined, {
+        token: operator,
+      });
       return ['succeeded', 'failed'].includes(answer.body.state) ? answer.body : undefined;
     });
     expect(done.state, JSON.stringify(done)).toBe('succeeded');
     // A group grant covers only the group's remotes.
-    expect((await m.api('GET', '/api/v1/remotes/other/nodes', undefined, { token: operator })).status).toBe(403);
+    expect(
+      (await m.api('GET', '/api/v1/remotes/other/nodes', undefined, { token: operator })).status,
+    ).toBe(403);
   });
 });

@@ -25,12 +25,30 @@ export type Arrival = 'tfa' | 'setup' | null;
 function sections(signedIn: SignedIn): { label: string; route: Route; pages: Route['page'][] }[] {
   return [
     { label: 'Dashboard', route: { page: 'dashboard' }, pages: ['dashboard'] },
-    { label: 'Resources', route: { page: 'resources', q: '' }, pages: ['resources', 'vm', 'migrate'] },
+    {
+      label: 'Resources',
+      route: { page: 'resources', q: '' },
+      pages: ['resources', 'vm', 'migrate'],
+    },
     { label: 'Replication', route: { page: 'replication' }, pages: ['replication'] },
     { label: 'Tasks', route: { page: 'tasks' }, pages: ['tasks', 'task'] },
-    ...(may(signedIn, 'audit.read') ? [{ label: 'Audit log', route: { page: 'audit' } as Route, pages: ['audit'] as Route['page'][] }] : []),
+    ...(may(signedIn, 'audit.read')
+      ? [
+          {
+            label: 'Audit log',
+            route: { page: 'audit' } as Route,
+            pages: ['audit'] as Route['page'][],
+          },
+        ]
+      : []),
     ...(may(signedIn, 'remote.audit') || may(signedIn, 'access.audit')
-      ? [{ label: 'Administration', route: { page: 'admin', section: 'remotes' } as Route, pages: ['admin'] as Route['page'][] }]
+      ? [
+          {
+            label: 'Administration',
+            route: { page: 'admin', section: 'remotes' } as Route,
+            pages: ['admin'] as Route['page'][],
+          },
+        ]
       : []),
     { label: 'Account', route: { page: 'account' }, pages: ['account'] },
   ];
@@ -46,7 +64,11 @@ function AppBar({ signedIn, route }: { signedIn: SignedIn; route: Route }) {
       <span className="product">DebVisor Datacenter Manager</span>
       <nav aria-label="Pages" className="pages">
         {sections(signedIn).map((section) => (
-          <a key={section.label} href={href(section.route)} aria-current={section.pages.includes(route.page) ? 'page' : undefined}>
+          <a
+            key={section.label}
+            href={href(section.route)}
+            aria-current={section.pages.includes(route.page) ? 'page' : undefined}
+          >
             {section.label}
           </a>
         ))}
@@ -102,7 +124,9 @@ export function App({ arrival = null }: { arrival?: Arrival }) {
   const logout = useLogout();
   const route = useRoute();
   const [notice, setNotice] = useState<string | null>(() =>
-    arrival === 'tfa' ? 'Your single sign-on login needs a second factor, and this page could not resume it: please sign in again.' : null,
+    arrival === 'tfa'
+      ? 'Your single sign-on login needs a second factor, and this page could not resume it: please sign in again.'
+      : null,
   );
 
   // A notice explains one return to the login page; once signed in again, it is done.
@@ -135,8 +159,21 @@ export function App({ arrival = null }: { arrival?: Arrival }) {
   }
   const current = signedIn.data;
   if (!current) return <LoginPage notice={notice} />;
-  if (current.stage === 'tfa') return <LoginPage notice={notice} resume={{ user: current.user, methods: [...(current.methods ?? ['totp', 'recovery'])] }} />;
-  if (current.stage === 'setup') return <TfaSetup user={current.user} askPassword={arrival !== 'setup'} onLogOut={() => logout.mutate()} />;
+  if (current.stage === 'tfa')
+    return (
+      <LoginPage
+        notice={notice}
+        resume={{ user: current.user, methods: [...(current.methods ?? ['totp', 'recovery'])] }}
+      />
+    );
+  if (current.stage === 'setup')
+    return (
+      <TfaSetup
+        user={current.user}
+        askPassword={arrival !== 'setup'}
+        onLogOut={() => logout.mutate()}
+      />
+    );
   return (
     <>
       <AppBar signedIn={current} route={route} />

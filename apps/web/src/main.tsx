@@ -8,8 +8,16 @@ import { reportUnauthorized } from './unauthorized';
 
 // A refusal (4xx) does not change by asking again; anything else is retried once.
 const queryClient = new QueryClient({
-  queryCache: new QueryCache({ onError: (error, query) => reportUnauthorized(error, query.queryKey) }),
-  defaultOptions: { queries: { retry: (failures, error) => failures < 1 && !(error instanceof ApiError && error.status < 500), staleTime: 5_000 } },
+  queryCache: new QueryCache({
+    onError: (error, query) => reportUnauthorized(error, query.queryKey),
+  }),
+  defaultOptions: {
+    queries: {
+      retry: (failures, error) =>
+        failures < 1 && !(error instanceof ApiError && error.status < 500),
+      staleTime: 5_000,
+    },
+  },
 });
 
 /** Reads and removes `?login=` (set by the manager after a single sign-on), once. */

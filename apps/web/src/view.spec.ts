@@ -9,7 +9,10 @@ describe('routes from the location hash', () => {
     ['#/account', { page: 'account' }],
     ['#/account/', { page: 'account' }],
     ['#/resources', { page: 'resources', q: '' }],
-    ['#/resources?q=remote%3Adc-east+status%3Arunning', { page: 'resources', q: 'remote:dc-east status:running' }],
+    [
+      '#/resources?q=remote%3Adc-east+status%3Arunning',
+      { page: 'resources', q: 'remote:dc-east status:running' },
+    ],
     ['#/resources/dc-east/0b6c', { page: 'vm', remote: 'dc-east', vmid: '0b6c' }],
     ['#/migrate/dc-east/0b6c', { page: 'migrate', remote: 'dc-east', vmid: '0b6c' }],
     ['#/migrate/dc-east', { page: 'dashboard' }],

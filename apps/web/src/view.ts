@@ -16,7 +16,15 @@ export type Page =
   | 'replication'
   | 'account';
 
-export const ADMIN_SECTIONS = ['remotes', 'remote-groups', 'users', 'groups', 'realms', 'acl', 'tokens'] as const;
+export const ADMIN_SECTIONS = [
+  'remotes',
+  'remote-groups',
+  'users',
+  'groups',
+  'realms',
+  'acl',
+  'tokens',
+] as const;
 export type AdminSection = (typeof ADMIN_SECTIONS)[number];
 
 export type Route =
@@ -39,7 +47,9 @@ export function href(route: Route): string {
     case 'dashboard':
       return '#/';
     case 'resources':
-      return route.q ? `#/resources?${new URLSearchParams({ q: route.q }).toString()}` : '#/resources';
+      return route.q
+        ? `#/resources?${new URLSearchParams({ q: route.q }).toString()}`
+        : '#/resources';
     case 'vm':
       return `#/resources/${part(route.remote)}/${part(route.vmid)}`;
     case 'migrate':
@@ -82,7 +92,12 @@ export function routeFromHash(hash: string): Route {
     case 'audit':
       return { page: 'audit' };
     case 'admin':
-      return { page: 'admin', section: (ADMIN_SECTIONS as readonly string[]).includes(second) ? (second as AdminSection) : 'remotes' };
+      return {
+        page: 'admin',
+        section: (ADMIN_SECTIONS as readonly string[]).includes(second)
+          ? (second as AdminSection)
+          : 'remotes',
+      };
     case 'replication':
       return { page: 'replication' };
     case 'account':

@@ -31,20 +31,36 @@ const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'a SHA-256 in lower-case he
 const nullableText = (max: number) => z.string().max(max).nullable();
 
 /** JSON values as they appear in `details`. */
-export type AuditDetailValue = string | number | boolean | null | AuditDetailValue[] | { [key: string]: AuditDetailValue };
+export type AuditDetailValue =
+  string | number | boolean | null | AuditDetailValue[] | { [key: string]: AuditDetailValue };
 export type AuditDetails = { [key: string]: AuditDetailValue };
 
 const detailValue: z.ZodType<AuditDetailValue> = z.lazy(() =>
-  z.union([z.string(), z.number().refine(Number.isFinite), z.boolean(), z.null(), z.array(detailValue), z.record(z.string(), detailValue)]),
+  z.union([
+    z.string(),
+    z.number().refine(Number.isFinite),
+    z.boolean(),
+    z.null(),
+    z.array(detailValue),
+    z.record(z.string(), detailValue),
+  ]),
 );
 
 /** One audited event, before it is placed in a chain. */
 export const auditEventSchema = z.strictObject({
   /** When it happened: RFC 3339 in UTC with milliseconds (`2026-05-01T12:00:00.000Z`). */
-  ts: z.string().regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/, 'an RFC 3339 UTC time with milliseconds'),
+  ts: z
+    .string()
+    .regex(
+      /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/,
+      'an RFC 3339 UTC time with milliseconds',
+    ),
   /** Who: `user@realm`, a token's principal, an agent key's principal; null when unknown (a failed login). */
   principal: nullableText(AUDIT_LIMITS.principal),
-  action: z.string().max(AUDIT_LIMITS.action).regex(AUDIT_ACTION, 'an action name such as vm.power.start'),
+  action: z
+    .string()
+    .max(AUDIT_LIMITS.action)
+    .regex(AUDIT_ACTION, 'an action name such as vm.power.start'),
   /** What it was done to: an ACL-style path such as `/remotes/dc-east/vms/<uuid>`; null when nothing in particular. */
   target: nullableText(AUDIT_LIMITS.target),
   outcome: z.enum(AUDIT_OUTCOMES),
@@ -68,4 +84,16 @@ export const auditEntrySchema = auditEventSchema.extend({
 export type AuditEntry = z.infer<typeof auditEntrySchema> & { details: AuditDetails };
 
 /** The fields of an entry in the order a reader expects them (canonical JSON sorts them anyway). */
-export const AUDIT_ENTRY_FIELDS = ['seq', 'ts', 'principal', 'action', 'target', 'outcome', 'traceId', 'source', 'details', 'prevHash', 'hash'] as const;
+export const AUDIT_ENTRY_FIELDS = [
+  'seq',
+  'ts',
+  'principal',
+  'action',
+  'target',
+  'outcome',
+  'traceId',
+  'source',
+  'details',
+  'prevHash',
+  'hash',
+] as const;

@@ -14,10 +14,26 @@ export interface ChainHead {
 export const EMPTY_CHAIN: ChainHead = Object.freeze({ seq: 0, hash: GENESIS_HASH });
 
 /** Exactly the fields the hash covers, so that no stray property of an object changes it. */
-const HASHED_FIELDS = ['seq', 'ts', 'principal', 'action', 'target', 'outcome', 'traceId', 'source', 'details', 'prevHash'] as const;
+const HASHED_FIELDS = [
+  'seq',
+  'ts',
+  'principal',
+  'action',
+  'target',
+  'outcome',
+  'traceId',
+  'source',
+  'details',
+  'prevHash',
+] as const;
 
-function hashedFields(entry: Omit<AuditEntry, 'hash'>): Pick<AuditEntry, (typeof HASHED_FIELDS)[number]> {
-  return Object.fromEntries(HASHED_FIELDS.map((field) => [field, entry[field]])) as Pick<AuditEntry, (typeof HASHED_FIELDS)[number]>;
+function hashedFields(
+  entry: Omit<AuditEntry, 'hash'>,
+): Pick<AuditEntry, (typeof HASHED_FIELDS)[number]> {
+  return Object.fromEntries(HASHED_FIELDS.map((field) => [field, entry[field]])) as Pick<
+    AuditEntry,
+    (typeof HASHED_FIELDS)[number]
+  >;
 }
 
 /**
@@ -27,7 +43,9 @@ function hashedFields(entry: Omit<AuditEntry, 'hash'>): Pick<AuditEntry, (typeof
  * its place and on everything before it.
  */
 export function entryHash(entry: Omit<AuditEntry, 'hash'>): string {
-  return createHash('sha256').update(canonicalJson(hashedFields(entry)), 'utf8').digest('hex');
+  return createHash('sha256')
+    .update(canonicalJson(hashedFields(entry)), 'utf8')
+    .digest('hex');
 }
 
 /** Places events after `head`, in order: consecutive sequence numbers, each linked to the one before. */

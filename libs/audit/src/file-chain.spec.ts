@@ -1,4 +1,12 @@
-import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -21,11 +29,24 @@ function logDir(): string {
 /** A clock that only moves when told. */
 function fakeClock(start: string) {
   let now = new Date(start).getTime();
-  return { now: () => new Date(now), advanceDays: (days: number) => (now += days * 86_400_000), advanceMs: (ms: number) => (now += ms) };
+  return {
+    now: () => new Date(now),
+    advanceDays: (days: number) => (now += days * 86_400_000),
+    advanceMs: (ms: number) => (now += ms),
+  };
 }
 
 function event(clock: { now(): Date }, n: number): AuditEventInput {
-  return { at: clock.now(), action: 'rpc.VmService.StartVm', outcome: 'success', principal: 'manager', target: `/vms/${n}`, traceId: `t${n}`, source: '127.0.0.1', details: { n } };
+  return {
+    at: clock.now(),
+    action: 'rpc.VmService.StartVm',
+    outcome: 'success',
+    principal: 'manager',
+    target: `/vms/${n}`,
+    traceId: `t${n}`,
+    source: '127.0.0.1',
+    details: { n },
+  };
 }
 
 describe('RotatingJsonlFile', () => {
@@ -39,7 +60,9 @@ describe('RotatingJsonlFile', () => {
     clock.advanceMs(120_000); // 2026-05-02 00:01
     await file.append(['{"ts":"2026-05-02T00:01:00.000Z","n":2}']);
     expect(readdirSync(dir).sort()).toEqual(['rpc-audit.log', 'rpc-audit.log.2026-05-01']);
-    expect(readFileSync(`${path}.2026-05-01`, 'utf8')).toBe('{"ts":"2026-05-01T23:59:00.000Z","n":1}\n');
+    expect(readFileSync(`${path}.2026-05-01`, 'utf8')).toBe(
+      '{"ts":"2026-05-01T23:59:00.000Z","n":1}\n',
+    );
     expect(readFileSync(path, 'utf8')).toBe('{"ts":"2026-05-02T00:01:00.000Z","n":2}\n');
 
     // One line a day for 40 more days: only the rotated files of the last 30 days stay.
@@ -48,7 +71,9 @@ describe('RotatingJsonlFile', () => {
       await file.append([`{"ts":"${clock.now().toISOString()}","day":${day}}`]);
     }
     await file.close();
-    const rotated = readdirSync(dir).filter((name) => name !== 'rpc-audit.log').sort();
+    const rotated = readdirSync(dir)
+      .filter((name) => name !== 'rpc-audit.log')
+      .sort();
     // Today is 2026-06-11; rotated days 2026-05-12 … 2026-06-10 (30 files) remain.
     expect(clock.now().toISOString().slice(0, 10)).toBe('2026-06-11');
     expect(rotated).toHaveLength(30);
@@ -88,9 +113,18 @@ describe('AuditFileChain', () => {
     expect(fifth.seq).toBe(5);
 
     const files = [`${path}.2026-05-01`, path];
-    await expect(verifyFiles(files)).resolves.toMatchObject({ ok: true, entries: 5, firstSeq: 1, lastSeq: 5 });
+    await expect(verifyFiles(files)).resolves.toMatchObject({
+      ok: true,
+      entries: 5,
+      firstSeq: 1,
+      lastSeq: 5,
+    });
     // The live file alone verifies too, starting after the rotated file's last entry.
-    await expect(verifyFiles([path])).resolves.toMatchObject({ ok: true, firstSeq: 4, startsAfter: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    await expect(verifyFiles([path])).resolves.toMatchObject({
+      ok: true,
+      firstSeq: 4,
+      startsAfter: expect.stringMatching(/^[0-9a-f]{64}$/),
+    });
   });
 
   it('goes on from the newest rotated file when the live file is new', async () => {
@@ -108,7 +142,10 @@ describe('AuditFileChain', () => {
     await second.append(event(clock, 3));
     await second.close();
     // The deleted live file took seq 2 with it; the chain goes on from the rotated file.
-    await expect(verifyFiles([`${path}.2026-05-01`, path])).resolves.toMatchObject({ ok: true, lastSeq: 2 });
+    await expect(verifyFiles([`${path}.2026-05-01`, path])).resolves.toMatchObject({
+      ok: true,
+      lastSeq: 2,
+    });
   });
 
   it('cuts off a torn last line (a write cut short by a crash) and goes on from the last complete entry', async () => {
@@ -123,7 +160,10 @@ describe('AuditFileChain', () => {
     const entry = await again.append(event(clock, 2));
     await again.close();
     expect(entry.seq).toBe(2);
-    await expect(verifyFiles([path], { fromGenesis: true })).resolves.toMatchObject({ ok: true, entries: 2 });
+    await expect(verifyFiles([path], { fromGenesis: true })).resolves.toMatchObject({
+      ok: true,
+      entries: 2,
+    });
   });
 
   it('refuses to continue a file whose last line is not an audit entry', async () => {
@@ -142,7 +182,11 @@ describe('AuditFileChain', () => {
     lines[2] = lines[2].replace('"outcome":"success"', '"outcome":"failure"');
     writeFileSync(path, `${lines.join('\n')}\n`);
     const report = await verifyFiles([path]);
-    expect(report).toMatchObject({ ok: false, problem: { kind: 'edited', seq: 3 }, location: { file: path, line: 3 } });
+    expect(report).toMatchObject({
+      ok: false,
+      problem: { kind: 'edited', seq: 3 },
+      location: { file: path, line: 3 },
+    });
     expect(existsSync(path)).toBe(true);
   });
 });

@@ -86,7 +86,10 @@ export class AuditFileChain {
             batch.map((p) => p.event),
           );
           await this.file.append(entries.map(entryLine));
-          this.head = { seq: entries[entries.length - 1].seq, hash: entries[entries.length - 1].hash };
+          this.head = {
+            seq: entries[entries.length - 1].seq,
+            hash: entries[entries.length - 1].hash,
+          };
           this.broken = false;
           batch.forEach((p, i) => p.resolve(entries[i]));
         } catch (error) {
@@ -116,7 +119,9 @@ export class AuditFileChain {
     }
     const entry = auditEntrySchema.safeParse(parsed);
     if (!entry.success) {
-      throw new Error(`cannot continue the audit chain in ${this.path}: its last line is not an audit entry; move the file aside to start a new chain`);
+      throw new Error(
+        `cannot continue the audit chain in ${this.path}: its last line is not an audit entry; move the file aside to start a new chain`,
+      );
     }
     this.head = { seq: entry.data.seq, hash: entry.data.hash };
   }

@@ -30,13 +30,21 @@ describe('normalizeEvent', () => {
     expect(text).not.toContain('MIIB');
     expect(event.details.key).toBe(REDACTED);
     expect(event.details.apiKey).toBe(REDACTED);
-    expect(event.details.credentials).toEqual([{ name: 'admin', key: REDACTED, keyId: '8899aabbccddeeff' }]);
+    expect(event.details.credentials).toEqual([
+      { name: 'admin', key: REDACTED, keyId: '8899aabbccddeeff' },
+    ]);
     expect(event.principal).toBe(`root@local dvdm_0011223344556677_${REDACTED}`);
     expect(text).toContain('dvk_8899aabbccddeeff_');
   });
 
   it('makes text storable: no NUL, no lone surrogates, bounded length', () => {
-    const event = normalizeEvent({ at: AT, action: 'auth.login', outcome: 'failure', target: `a\u0000b\ud800c${'x'.repeat(2000)}`, details: { s: 'y'.repeat(5000) } });
+    const event = normalizeEvent({
+      at: AT,
+      action: 'auth.login',
+      outcome: 'failure',
+      target: `a\u0000b\ud800c${'x'.repeat(2000)}`,
+      details: { s: 'y'.repeat(5000) },
+    });
     expect(event.target).toMatch(/^a\uFFFDb\uFFFDc/);
     expect(event.target!.length).toBe(1024);
     expect((event.details.s as string).length).toBe(1024);
@@ -48,9 +56,22 @@ describe('normalizeEvent', () => {
       at: AT,
       action: 'task.finish',
       outcome: 'success',
-      details: { when: new Date(AT), big: 10n, gone: undefined, f: () => 1, buf: Buffer.from('x'), err: new Error('boom'), list: Array.from({ length: 105 }, (_, i) => i) },
+      details: {
+        when: new Date(AT),
+        big: 10n,
+        gone: undefined,
+        f: () => 1,
+        buf: Buffer.from('x'),
+        err: new Error('boom'),
+        list: Array.from({ length: 105 }, (_, i) => i),
+      },
     });
-    expect(event.details).toMatchObject({ when: AT.toISOString(), big: '10', buf: '[binary]', err: 'boom' });
+    expect(event.details).toMatchObject({
+      when: AT.toISOString(),
+      big: '10',
+      buf: '[binary]',
+      err: 'boom',
+    });
     expect(event.details).not.toHaveProperty('gone');
     expect(event.details).not.toHaveProperty('f');
     expect((event.details.list as unknown[]).at(-1)).toBe('[5 more]');
@@ -58,6 +79,8 @@ describe('normalizeEvent', () => {
   });
 
   it('refuses an action name outside the vocabulary shape', () => {
-    expect(() => normalizeEvent({ at: AT, action: 'Remote Create', outcome: 'success' })).toThrow(/not an audit action/);
+    expect(() => normalizeEvent({ at: AT, action: 'Remote Create', outcome: 'success' })).toThrow(
+      /not an audit action/,
+    );
   });
 });

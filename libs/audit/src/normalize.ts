@@ -1,4 +1,11 @@
-import { AUDIT_ACTION, AUDIT_LIMITS, type AuditDetails, type AuditDetailValue, type AuditEvent, type AuditOutcome } from './audit-entry';
+import {
+  AUDIT_ACTION,
+  AUDIT_LIMITS,
+  type AuditDetails,
+  type AuditDetailValue,
+  type AuditEvent,
+  type AuditOutcome,
+} from './audit-entry';
 import { LONE_SURROGATE } from './canonical-json';
 
 /** What code hands to an audit writer; normalizeEvent turns it into a storable AuditEvent. */
@@ -52,7 +59,10 @@ const SECRET_NAMES = new Set([
 const SECRET_PATTERNS: readonly [RegExp, string][] = [
   [/(?<![A-Za-z0-9])(dvdm|dvk)_([0-9a-f]{16})_[A-Za-z0-9_-]{8,}/g, `$1_$2_${REDACTED}`],
   [/\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{8,}/gi, `$1 ${REDACTED}`],
-  [/-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(-----END [A-Z0-9 ]*PRIVATE KEY-----|$)/g, `[redacted private key]`],
+  [
+    /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(-----END [A-Z0-9 ]*PRIVATE KEY-----|$)/g,
+    `[redacted private key]`,
+  ],
 ];
 
 /** True when a member of this name is never recorded. */
@@ -63,7 +73,8 @@ export function isSecretName(name: string): boolean {
 /** Text with recognisable secrets replaced (token and key ids stay, their secrets go). */
 export function redactText(text: string): string {
   let result = text;
-  for (const [pattern, replacement] of SECRET_PATTERNS) result = result.replace(pattern, replacement);
+  for (const [pattern, replacement] of SECRET_PATTERNS)
+    result = result.replace(pattern, replacement);
   return result;
 }
 
@@ -132,8 +143,11 @@ function cleanValue(value: unknown, depth: number): AuditDetailValue | undefined
   if (value instanceof Error) return cleanText(value.message, AUDIT_LIMITS.detailString);
   if (depth >= AUDIT_LIMITS.detailDepth) return '[too deep]';
   if (Array.isArray(value)) {
-    const items = value.slice(0, AUDIT_LIMITS.detailItems).map((item) => cleanValue(item, depth + 1) ?? null);
-    if (value.length > AUDIT_LIMITS.detailItems) items.push(`[${value.length - AUDIT_LIMITS.detailItems} more]`);
+    const items = value
+      .slice(0, AUDIT_LIMITS.detailItems)
+      .map((item) => cleanValue(item, depth + 1) ?? null);
+    if (value.length > AUDIT_LIMITS.detailItems)
+      items.push(`[${value.length - AUDIT_LIMITS.detailItems} more]`);
     return items;
   }
   const result: Record<string, AuditDetailValue> = {};

@@ -143,8 +143,13 @@ export class RotatingJsonlFile {
 }
 
 /** Every line of a JSON-lines file, parsed; a line that is not JSON comes as an error string. */
-export async function* readJsonLines(path: string): AsyncGenerator<{ line: number; value: unknown } | { line: number; error: string }> {
-  const lines = createInterface({ input: createReadStream(path, { encoding: 'utf8' }), crlfDelay: Infinity });
+export async function* readJsonLines(
+  path: string,
+): AsyncGenerator<{ line: number; value: unknown } | { line: number; error: string }> {
+  const lines = createInterface({
+    input: createReadStream(path, { encoding: 'utf8' }),
+    crlfDelay: Infinity,
+  });
   let number = 0;
   for await (const text of lines) {
     number += 1;
@@ -182,7 +187,10 @@ async function exists(path: string): Promise<boolean> {
  * The first and last complete lines of a file (reading only its ends), and how many bytes its
  * complete lines take (less than its size when the last line lacks its newline).
  */
-async function edgeLines(handle: FileHandle, size: number): Promise<{ first?: string; last?: string; completeBytes: number }> {
+async function edgeLines(
+  handle: FileHandle,
+  size: number,
+): Promise<{ first?: string; last?: string; completeBytes: number }> {
   if (size === 0) return { completeBytes: 0 };
   const chunk = 64 * 1024;
   const head = Buffer.alloc(Math.min(size, chunk));

@@ -10,7 +10,10 @@ export interface FileChainReport extends ChainReport {
  * Verifies JSON-lines audit files as one chain, in the order given (rotated files oldest first,
  * then the live file). The first entry's prevHash is taken as given unless `fromGenesis`.
  */
-export async function verifyFiles(files: readonly string[], options: VerifyOptions = {}): Promise<FileChainReport> {
+export async function verifyFiles(
+  files: readonly string[],
+  options: VerifyOptions = {},
+): Promise<FileChainReport> {
   const places: { file: string; line: number }[] = [];
   async function* entries(): AsyncGenerator<unknown> {
     for (const file of files) {

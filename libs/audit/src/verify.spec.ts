@@ -17,7 +17,10 @@ function events(count: number): AuditEvent[] {
 }
 
 const chain = (count = 10) => chainEntries(EMPTY_CHAIN, events(count));
-const rehash = (entry: Omit<AuditEntry, 'hash'>): AuditEntry => ({ ...entry, hash: entryHash(entry) });
+const rehash = (entry: Omit<AuditEntry, 'hash'>): AuditEntry => ({
+  ...entry,
+  hash: entryHash(entry),
+});
 
 describe('chainEntries', () => {
   it('numbers entries from the head and links each to the one before', () => {
@@ -60,7 +63,9 @@ describe('verifyChain', () => {
   it('names an entry that was edited and re-hashed (its successor no longer links to it)', async () => {
     const entries = chain();
     entries[4] = rehash({ ...entries[4], outcome: 'failure' });
-    await expect(verifyChain(entries, { fromGenesis: true })).resolves.toMatchObject({ problem: { kind: 'edited', seq: 5 } });
+    await expect(verifyChain(entries, { fromGenesis: true })).resolves.toMatchObject({
+      problem: { kind: 'edited', seq: 5 },
+    });
   });
 
   it('names a deleted entry', async () => {
@@ -72,14 +77,23 @@ describe('verifyChain', () => {
   });
 
   it('names deleted first entries of a whole chain', async () => {
-    await expect(verifyChain(chain().slice(2), { fromGenesis: true })).resolves.toMatchObject({ problem: { kind: 'deleted', seq: 1 } });
+    await expect(verifyChain(chain().slice(2), { fromGenesis: true })).resolves.toMatchObject({
+      problem: { kind: 'deleted', seq: 1 },
+    });
   });
 
   it('names a forged entry inserted by renumbering the entries after it', async () => {
     const entries = chain();
-    const forged = rehash({ ...events(1)[0], principal: 'mallory@local', seq: 4, prevHash: entries[2].hash });
+    const forged = rehash({
+      ...events(1)[0],
+      principal: 'mallory@local',
+      seq: 4,
+      prevHash: entries[2].hash,
+    });
     const renumbered = entries.slice(3).map((e) => ({ ...e, seq: e.seq + 1 }));
-    const report = await verifyChain([...entries.slice(0, 3), forged, ...renumbered], { fromGenesis: true });
+    const report = await verifyChain([...entries.slice(0, 3), forged, ...renumbered], {
+      fromGenesis: true,
+    });
     expect(report).toMatchObject({ ok: false, problem: { kind: 'inserted', seq: 4 } });
   });
 
@@ -87,7 +101,9 @@ describe('verifyChain', () => {
     const entries = chain();
     const forged = { ...entries[3], principal: 'mallory@local' };
     const renumbered = entries.slice(3).map((e) => ({ ...e, seq: e.seq + 1 }));
-    await expect(verifyChain([...entries.slice(0, 3), forged, ...renumbered], { fromGenesis: true })).resolves.toMatchObject({
+    await expect(
+      verifyChain([...entries.slice(0, 3), forged, ...renumbered], { fromGenesis: true }),
+    ).resolves.toMatchObject({
       problem: { kind: 'inserted', seq: 4 },
     });
   });
@@ -98,7 +114,9 @@ describe('verifyChain', () => {
     const b = entries[7];
     entries[2] = { ...b, seq: a.seq };
     entries[7] = { ...a, seq: b.seq };
-    await expect(verifyChain(entries, { fromGenesis: true })).resolves.toMatchObject({ problem: { kind: 'reordered', seq: 3 } });
+    await expect(verifyChain(entries, { fromGenesis: true })).resolves.toMatchObject({
+      problem: { kind: 'reordered', seq: 3 },
+    });
   });
 
   it('names lines that were moved in a file', async () => {
@@ -111,26 +129,44 @@ describe('verifyChain', () => {
   it('names a duplicated line', async () => {
     const entries = chain();
     entries.splice(5, 0, entries[4]);
-    await expect(verifyChain(entries)).resolves.toMatchObject({ problem: { kind: 'inserted', seq: 5 } });
+    await expect(verifyChain(entries)).resolves.toMatchObject({
+      problem: { kind: 'inserted', seq: 5 },
+    });
   });
 
   it('takes the first prevHash as given for a slice, unless asked to start at the genesis', async () => {
     const slice = chain().slice(4);
-    await expect(verifyChain(slice)).resolves.toMatchObject({ ok: true, firstSeq: 5, startsAfter: chain()[3].hash });
-    await expect(verifyChain(slice, { fromGenesis: true })).resolves.toMatchObject({ ok: false, problem: { kind: 'deleted', seq: 1 } });
+    await expect(verifyChain(slice)).resolves.toMatchObject({
+      ok: true,
+      firstSeq: 5,
+      startsAfter: chain()[3].hash,
+    });
+    await expect(verifyChain(slice, { fromGenesis: true })).resolves.toMatchObject({
+      ok: false,
+      problem: { kind: 'deleted', seq: 1 },
+    });
   });
 
   it('checks a filtered export entry by entry when gaps are allowed, and still finds an edit', async () => {
     const entries = chain(20).filter((e) => e.seq % 3 === 0 || e.seq === 10);
-    await expect(verifyChain(entries, { allowGaps: true })).resolves.toMatchObject({ ok: true, gaps: expect.any(Number) });
+    await expect(verifyChain(entries, { allowGaps: true })).resolves.toMatchObject({
+      ok: true,
+      gaps: expect.any(Number),
+    });
     entries[3] = { ...entries[3], action: 'remote.delete' };
-    await expect(verifyChain(entries, { allowGaps: true })).resolves.toMatchObject({ ok: false, problem: { kind: 'edited', seq: entries[3].seq } });
+    await expect(verifyChain(entries, { allowGaps: true })).resolves.toMatchObject({
+      ok: false,
+      problem: { kind: 'edited', seq: entries[3].seq },
+    });
   });
 
   it('reports an entry that is not an audit entry at all', async () => {
     const entries: unknown[] = chain(3);
     entries[1] = { seq: 2, hello: 'world' };
-    await expect(verifyChain(entries)).resolves.toMatchObject({ ok: false, problem: { kind: 'malformed', seq: 2, position: 2 } });
+    await expect(verifyChain(entries)).resolves.toMatchObject({
+      ok: false,
+      problem: { kind: 'malformed', seq: 2, position: 2 },
+    });
   });
 
   it('verifies an async source of many entries', async () => {
@@ -138,6 +174,9 @@ describe('verifyChain', () => {
     async function* source() {
       yield* entries;
     }
-    await expect(verifyChain(source(), { fromGenesis: true })).resolves.toMatchObject({ ok: true, entries: 5000 });
+    await expect(verifyChain(source(), { fromGenesis: true })).resolves.toMatchObject({
+      ok: true,
+      entries: 5000,
+    });
   });
 });

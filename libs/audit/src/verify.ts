@@ -63,7 +63,10 @@ const SEARCH_RADIUS = 1000;
  * with every hash recomputed. Compare the head (lastSeq, headHash) with an earlier export or the
  * file sink for that.
  */
-export async function verifyChain(source: AsyncIterable<unknown> | Iterable<unknown>, options: VerifyOptions = {}): Promise<ChainReport> {
+export async function verifyChain(
+  source: AsyncIterable<unknown> | Iterable<unknown>,
+  options: VerifyOptions = {},
+): Promise<ChainReport> {
   const reader = new Lookahead(source);
   const lookahead = options.lookahead ?? 1000;
   let position = 0;
@@ -79,7 +82,8 @@ export async function verifyChain(source: AsyncIterable<unknown> | Iterable<unkn
     firstSeq: first?.seq ?? null,
     lastSeq: prev?.seq ?? null,
     headHash: prev?.hash ?? null,
-    startsAfter: first && !options.fromGenesis && first.prevHash !== GENESIS_HASH ? first.prevHash : null,
+    startsAfter:
+      first && !options.fromGenesis && first.prevHash !== GENESIS_HASH ? first.prevHash : null,
     gaps,
     problem,
   });
@@ -90,10 +94,18 @@ export async function verifyChain(source: AsyncIterable<unknown> | Iterable<unkn
     position += 1;
     const parsed = parseEntry(item.value);
     if (typeof parsed === 'string') {
-      return report({ kind: 'malformed', seq: seqOf(item.value), position, message: `entry ${position} is not an audit entry: ${parsed}` });
+      return report({
+        kind: 'malformed',
+        seq: seqOf(item.value),
+        position,
+        message: `entry ${position} is not an audit entry: ${parsed}`,
+      });
     }
     const e = parsed;
-    const ahead = async () => (await reader.peek(lookahead)).map(parseEntry).filter((x): x is AuditEntry => typeof x !== 'string');
+    const ahead = async () =>
+      (await reader.peek(lookahead))
+        .map(parseEntry)
+        .filter((x): x is AuditEntry => typeof x !== 'string');
     const problem = await check(e, prev, prevprev, position, options, ahead);
     if (problem) return report(problem);
     if (prev && e.seq > prev.seq + 1) gaps += 1;
@@ -113,32 +125,71 @@ async function check(
   ahead: () => Promise<AuditEntry[]>,
 ): Promise<ChainProblem | undefined> {
   const selfOk = entryHash(e) === e.hash;
-  const problem = (kind: ChainProblemKind, seq: number, message: string): ChainProblem => ({ kind, seq, position, message });
+  const problem = (kind: ChainProblemKind, seq: number, message: string): ChainProblem => ({
+    kind,
+    seq,
+    position,
+    message,
+  });
 
   if (!prev) {
     if (options.fromGenesis) {
-      if (e.seq > 1) return problem('deleted', 1, range(1, e.seq - 1, 'missing (deleted): the chain starts at seq ' + e.seq));
-      if (e.seq < 1) return problem('inserted', e.seq, `entry seq ${e.seq} was inserted: a chain starts at seq 1`);
+      if (e.seq > 1)
+        return problem(
+          'deleted',
+          1,
+          range(1, e.seq - 1, 'missing (deleted): the chain starts at seq ' + e.seq),
+        );
+      if (e.seq < 1)
+        return problem(
+          'inserted',
+          e.seq,
+          `entry seq ${e.seq} was inserted: a chain starts at seq 1`,
+        );
       if (e.prevHash !== GENESIS_HASH) {
-        return problem('edited', 1, `entry seq 1 was edited: its prevHash is not the genesis hash (64 zeros)${selfOk ? ', and its hash was recomputed' : ''}`);
+        return problem(
+          'edited',
+          1,
+          `entry seq 1 was edited: its prevHash is not the genesis hash (64 zeros)${selfOk ? ', and its hash was recomputed' : ''}`,
+        );
       }
     }
     return selfOk ? undefined : unhashed(e, undefined, undefined, ahead, problem);
   }
 
   if (e.seq === prev.seq) {
-    return problem('inserted', e.seq, e.hash === prev.hash ? `entry seq ${e.seq} appears twice` : `a second, different entry with seq ${e.seq} was inserted`);
+    return problem(
+      'inserted',
+      e.seq,
+      e.hash === prev.hash
+        ? `entry seq ${e.seq} appears twice`
+        : `a second, different entry with seq ${e.seq} was inserted`,
+    );
   }
-  if (e.seq < prev.seq) return problem('reordered', e.seq, `entry seq ${e.seq} is out of order: it comes after seq ${prev.seq}`);
+  if (e.seq < prev.seq)
+    return problem(
+      'reordered',
+      e.seq,
+      `entry seq ${e.seq} is out of order: it comes after seq ${prev.seq}`,
+    );
 
   if (e.seq > prev.seq + 1) {
     const missing = prev.seq + 1;
-    if (options.allowGaps) return selfOk ? undefined : unhashed(e, undefined, undefined, ahead, problem);
+    if (options.allowGaps)
+      return selfOk ? undefined : unhashed(e, undefined, undefined, ahead, problem);
     if (!selfOk && e.prevHash === prev.hash && entryHash({ ...e, seq: missing }) === e.hash) {
-      return problem('edited', missing, `entry seq ${missing} was edited: its seq was changed to ${e.seq}`);
+      return problem(
+        'edited',
+        missing,
+        `entry seq ${missing} was edited: its seq was changed to ${e.seq}`,
+      );
     }
     if ((await ahead()).some((later) => later.seq === missing)) {
-      return problem('reordered', missing, `entry seq ${missing} is out of order: it comes later, after seq ${e.seq}`);
+      return problem(
+        'reordered',
+        missing,
+        `entry seq ${missing} is out of order: it comes later, after seq ${e.seq}`,
+      );
     }
     return problem('deleted', missing, range(missing, e.seq - 1, 'missing (deleted)'));
   }
@@ -147,7 +198,11 @@ async function check(
   if (selfOk && linkOk) return undefined;
   if (selfOk) {
     if (prevprev && e.prevHash === prevprev.hash) {
-      return problem('inserted', prev.seq, `entry seq ${prev.seq} was inserted: seq ${e.seq} links past it to seq ${prevprev.seq}`);
+      return problem(
+        'inserted',
+        prev.seq,
+        `entry seq ${prev.seq} was inserted: seq ${e.seq} links past it to seq ${prevprev.seq}`,
+      );
     }
     return problem(
       'edited',
@@ -175,12 +230,20 @@ async function unhashed(
     );
   }
   if (madeFor !== undefined && madeFor > e.seq) {
-    return problem('reordered', e.seq, `entry seq ${e.seq} was reordered: the entry stored there is the one made for seq ${madeFor}`);
+    return problem(
+      'reordered',
+      e.seq,
+      `entry seq ${e.seq} was reordered: the entry stored there is the one made for seq ${madeFor}`,
+    );
   }
   if (prev) {
     const [next] = await ahead();
     if (next && next.seq === e.seq + 1 && next.prevHash === prev.hash) {
-      return problem('inserted', e.seq, `entry seq ${e.seq} was inserted: seq ${next.seq} links past it to seq ${prev.seq}`);
+      return problem(
+        'inserted',
+        e.seq,
+        `entry seq ${e.seq} was inserted: seq ${next.seq} links past it to seq ${prev.seq}`,
+      );
     }
   }
   return problem(
@@ -228,7 +291,8 @@ class Lookahead {
   private ended = false;
 
   constructor(source: AsyncIterable<unknown> | Iterable<unknown>) {
-    this.iterator = Symbol.asyncIterator in source ? source[Symbol.asyncIterator]() : source[Symbol.iterator]();
+    this.iterator =
+      Symbol.asyncIterator in source ? source[Symbol.asyncIterator]() : source[Symbol.iterator]();
   }
 
   async next(): Promise<IteratorResult<unknown>> {

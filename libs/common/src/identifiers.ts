@@ -18,7 +18,10 @@ export const remoteIdSchema = z
 export const hostnameSchema = z
   .string()
   .max(253)
-  .regex(/^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/, 'a host name is one DNS label (letters, digits, inner hyphens)');
+  .regex(
+    /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/,
+    'a host name is one DNS label (letters, digits, inner hyphens)',
+  );
 
 export const fqdnSchema = z
   .string()
@@ -28,25 +31,36 @@ export const fqdnSchema = z
     'not a valid fully qualified domain name',
   );
 
-export const ipAddressSchema = z.union([z.ipv4(), z.ipv6()], { error: 'not a valid IPv4 or IPv6 address' });
+export const ipAddressSchema = z.union([z.ipv4(), z.ipv6()], {
+  error: 'not a valid IPv4 or IPv6 address',
+});
 
 export const uuidSchema = z.uuid({ error: 'not a valid UUID' });
 
 /** A VM name: a DNS label, also allowing upper case and dots inside. */
 export const vmNameSchema = z
   .string()
-  .regex(/^[A-Za-z0-9]([A-Za-z0-9.-]{0,62}[A-Za-z0-9])?$/, 'a VM name is 1-64 letters, digits, dots and inner hyphens');
+  .regex(
+    /^[A-Za-z0-9]([A-Za-z0-9.-]{0,62}[A-Za-z0-9])?$/,
+    'a VM name is 1-64 letters, digits, dots and inner hyphens',
+  );
 
 /** Label keys and values (tenant names, VM labels, bridge names, pool and image names). */
 export const labelSchema = z
   .string()
-  .regex(/^[A-Za-z0-9]([A-Za-z0-9._-]{0,62}[A-Za-z0-9])?$/, 'a label is 1-64 letters, digits, dots, underscores and inner hyphens');
+  .regex(
+    /^[A-Za-z0-9]([A-Za-z0-9._-]{0,62}[A-Za-z0-9])?$/,
+    'a label is 1-64 letters, digits, dots, underscores and inner hyphens',
+  );
 
 /** host:port, with an IPv6 host in brackets. */
 export const endpointSchema = z
   .string()
   .max(300)
-  .refine((value) => parseEndpoint(value) !== undefined, 'an endpoint is host:port (IPv6 in brackets), port 1-65535');
+  .refine(
+    (value) => parseEndpoint(value) !== undefined,
+    'an endpoint is host:port (IPv6 in brackets), port 1-65535',
+  );
 
 export function parseEndpoint(value: string): { host: string; port: number } | undefined {
   const match = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value);
@@ -54,6 +68,11 @@ export function parseEndpoint(value: string): { host: string; port: number } | u
   const port = Number(match[2]);
   if (port < 1 || port > 65535) return undefined;
   const host = match[1].startsWith('[') ? match[1].slice(1, -1) : match[1];
-  if (!match[1].startsWith('[') && !ipAddressSchema.safeParse(host).success && !fqdnSchema.safeParse(host).success) return undefined;
+  if (
+    !match[1].startsWith('[') &&
+    !ipAddressSchema.safeParse(host).success &&
+    !fqdnSchema.safeParse(host).success
+  )
+    return undefined;
   return { host, port };
 }

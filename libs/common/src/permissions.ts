@@ -14,7 +14,10 @@ export const permissionSpecSchema = z
 /** A required permission is always fully qualified. */
 export const requiredPermissionSchema = z
   .string()
-  .regex(new RegExp(`^${SEGMENT}:${SEGMENT}:${SEGMENT}$`), 'a required permission is service:resource:action');
+  .regex(
+    new RegExp(`^${SEGMENT}:${SEGMENT}:${SEGMENT}$`),
+    'a required permission is service:resource:action',
+  );
 
 /** True when one of `granted` covers `required` (exact, the service wildcard, or `*`). */
 export function permissionAllows(granted: readonly string[], required: string): boolean {

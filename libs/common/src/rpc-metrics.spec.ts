@@ -4,11 +4,16 @@ import { collectProcessMetrics, grpcStatusName, rpcLabels, RpcMetrics } from './
 
 describe('the RPC guide metrics', () => {
   it('names gRPC statuses, and calls anything unknown UNKNOWN so that the label stays bounded', () => {
-    expect([grpcStatusName(0), grpcStatusName(14), grpcStatusName(16), grpcStatusName(99)]).toEqual(['OK', 'UNAVAILABLE', 'UNAUTHENTICATED', 'UNKNOWN']);
+    expect([grpcStatusName(0), grpcStatusName(14), grpcStatusName(16), grpcStatusName(99)]).toEqual(
+      ['OK', 'UNAVAILABLE', 'UNAUTHENTICATED', 'UNKNOWN'],
+    );
   });
 
   it('labels an RPC with its fully qualified service and its method', () => {
-    expect(rpcLabels('VmService.StartVm')).toEqual({ service: 'debvisor.v1.VmService', method: 'StartVm' });
+    expect(rpcLabels('VmService.StartVm')).toEqual({
+      service: 'debvisor.v1.VmService',
+      method: 'StartVm',
+    });
   });
 
   it('starts the authentication and backend counters at zero for every known method and backend', async () => {
@@ -18,7 +23,9 @@ describe('the RPC guide metrics', () => {
     const text = await registry.metrics();
     expect(text).toContain('auth_attempts_total{method="api_key",result="failure"} 0');
     expect(text).toContain('backend_connection_errors_total{backend_service="etcd"} 0');
-    expect(text).toContain('rpc_requests_total{service="debvisor.v1.NodeService",method="ListNodes",status="UNAVAILABLE"} 1');
+    expect(text).toContain(
+      'rpc_requests_total{service="debvisor.v1.NodeService",method="ListNodes",status="UNAVAILABLE"} 1',
+    );
     expect(text).toContain('rate_limit_violations_total 0');
   });
 

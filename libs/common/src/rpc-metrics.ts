@@ -31,7 +31,11 @@ export function grpcStatusName(code: number): GrpcStatusName {
  * prom-client's default gauges that end in `_total`, against Prometheus naming rules (promtool check
  * metrics refuses them); each is the sum of its unsuffixed sibling (e.g. sum(nodejs_active_handles)).
  */
-const MISNAMED_DEFAULT_METRICS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+const MISNAMED_DEFAULT_METRICS = [
+  'nodejs_active_handles_total',
+  'nodejs_active_requests_total',
+  'nodejs_active_resources_total',
+];
 
 /** prom-client's process and Node.js metrics in `registry`, without the misnamed ones. */
 export function collectProcessMetrics(registry: Registry): void {
@@ -49,7 +53,9 @@ export function rpcLabels(rpc: string): { service: string; method: string } {
 }
 
 /** Seconds; from a quick registry read to a power action that waits for a guest. */
-export const RPC_DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+export const RPC_DURATION_BUCKETS = [
+  0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300,
+];
 
 export type AuthResult = 'success' | 'failure';
 
@@ -126,7 +132,9 @@ export class RpcMetrics {
       registers,
     });
     // Counters that alerts take rate() or increase() of start at 0, so that the first failure counts.
-    for (const method of options.authMethods) for (const result of ['success', 'failure'] as const) this.authAttempts.inc({ method, result }, 0);
+    for (const method of options.authMethods)
+      for (const result of ['success', 'failure'] as const)
+        this.authAttempts.inc({ method, result }, 0);
     for (const backend of options.backends) this.backendErrors.inc({ backend_service: backend }, 0);
   }
 

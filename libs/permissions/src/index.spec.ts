@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { aclPathAncestors, ALL_PRIVILEGES, isReadPrivilege, resolveAclPath, roleGrants } from './index';
+import {
+  aclPathAncestors,
+  ALL_PRIVILEGES,
+  isReadPrivilege,
+  resolveAclPath,
+  roleGrants,
+} from './index';
 
 describe('roles', () => {
   it('gives Audit only read privileges', () => {
@@ -28,12 +34,20 @@ describe('roles', () => {
 
 describe('ACL paths', () => {
   it('fills templates from route parameters, escaping them', () => {
-    expect(resolveAclPath('/remotes/{remote}/vms/{vmid}', { remote: 'dc-east', vmid: 'a/b' })).toBe('/remotes/dc-east/vms/a%2Fb');
+    expect(resolveAclPath('/remotes/{remote}/vms/{vmid}', { remote: 'dc-east', vmid: 'a/b' })).toBe(
+      '/remotes/dc-east/vms/a%2Fb',
+    );
     expect(() => resolveAclPath('/remotes/{remote}', {})).toThrow(/needs route parameter remote/);
   });
 
   it('lists the ancestors a grant is inherited from', () => {
-    expect(aclPathAncestors('/remotes/a/vms/b')).toEqual(['/', '/remotes', '/remotes/a', '/remotes/a/vms', '/remotes/a/vms/b']);
+    expect(aclPathAncestors('/remotes/a/vms/b')).toEqual([
+      '/',
+      '/remotes',
+      '/remotes/a',
+      '/remotes/a/vms',
+      '/remotes/a/vms/b',
+    ]);
     expect(aclPathAncestors('/')).toEqual(['/']);
   });
 });

@@ -4,16 +4,18 @@
  */
 
 export const PRIVILEGES = {
-  'system.audit': 'Read the manager\'s own state: health, settings, certificates',
-  'system.modify': 'Change the manager\'s settings',
+  'system.audit': "Read the manager's own state: health, settings, certificates",
+  'system.modify': "Change the manager's settings",
   'remote.audit': 'See remotes, their nodes and their status',
   'remote.modify': 'Add, change and remove remotes and their credentials',
   'vm.audit': 'See virtual machines',
   'vm.power': 'Start, shut down, reboot and stop virtual machines',
   'vm.migrate': 'Migrate virtual machines',
   'vm.snapshot': 'Take and roll back snapshots',
-  'vm.replicate': 'Mirror virtual machines to a paired remote: enable, disable, planned switchover, resync',
-  'vm.failover': 'Unplanned failover of a mirrored virtual machine: force-promote its copy at the surviving remote (risks the data since the last mirrored snapshot)',
+  'vm.replicate':
+    'Mirror virtual machines to a paired remote: enable, disable, planned switchover, resync',
+  'vm.failover':
+    'Unplanned failover of a mirrored virtual machine: force-promote its copy at the surviving remote (risks the data since the last mirrored snapshot)',
   'task.audit': 'See tasks and their logs',
   'task.cancel': 'Cancel running tasks',
   'access.audit': 'See users, groups, realms, ACLs and tokens',
@@ -27,9 +29,18 @@ export const ALL_PRIVILEGES = Object.keys(PRIVILEGES) as Privilege[];
 export const ROLES = ['Audit', 'Manage', 'Admin'] as const;
 export type Role = (typeof ROLES)[number];
 
-const AUDIT: readonly Privilege[] = ALL_PRIVILEGES.filter((p) => p.endsWith('.audit') || p === 'audit.read');
+const AUDIT: readonly Privilege[] = ALL_PRIVILEGES.filter(
+  (p) => p.endsWith('.audit') || p === 'audit.read',
+);
 /** vm.failover is Admin only: it gives up the data not yet mirrored, and on a wrong declaration two sites write. */
-const MANAGE: readonly Privilege[] = [...AUDIT, 'vm.power', 'vm.migrate', 'vm.snapshot', 'vm.replicate', 'task.cancel'];
+const MANAGE: readonly Privilege[] = [
+  ...AUDIT,
+  'vm.power',
+  'vm.migrate',
+  'vm.snapshot',
+  'vm.replicate',
+  'task.cancel',
+];
 
 export const ROLE_PRIVILEGES: Readonly<Record<Role, ReadonlySet<Privilege>>> = {
   Audit: new Set(AUDIT),
@@ -56,7 +67,10 @@ export interface PrivilegeRequirement {
 }
 
 /** Fills a path template from route parameters; a missing parameter is an error in the route. */
-export function resolveAclPath(template: string, params: Record<string, string | undefined>): string {
+export function resolveAclPath(
+  template: string,
+  params: Record<string, string | undefined>,
+): string {
   return template.replace(/\{([a-zA-Z]+)\}/g, (_, name: string) => {
     const value = params[name];
     if (value === undefined) throw new Error(`ACL path ${template} needs route parameter ${name}`);

@@ -29,7 +29,9 @@ export interface IssueOptions {
 
 function subjectOf(commonName: string, ou?: string): string {
   const esc = (v: string) => v.replace(/([,+"\\<>;=])/g, '\\$1');
-  return ou ? `CN=${esc(commonName)}, OU=${esc(ou)}, O=DebVisor` : `CN=${esc(commonName)}, O=DebVisor`;
+  return ou
+    ? `CN=${esc(commonName)}, OU=${esc(ou)}, O=DebVisor`
+    : `CN=${esc(commonName)}, O=DebVisor`;
 }
 
 async function exportKey(key: CryptoKey): Promise<string> {
@@ -39,7 +41,9 @@ async function exportKey(key: CryptoKey): Promise<string> {
 
 async function importKey(pem: string): Promise<CryptoKey> {
   const der = x509.PemConverter.decodeFirst(pem);
-  return (await webcrypto.subtle.importKey('pkcs8', der, ALG, true, ['sign'])) as unknown as CryptoKey;
+  return (await webcrypto.subtle.importKey('pkcs8', der, ALG, true, [
+    'sign',
+  ])) as unknown as CryptoKey;
 }
 
 function serial(): string {
@@ -49,7 +53,10 @@ function serial(): string {
 }
 
 async function generateKeys(): Promise<CryptoKeyPair> {
-  return (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as unknown as CryptoKeyPair;
+  return (await webcrypto.subtle.generateKey(ALG, true, [
+    'sign',
+    'verify',
+  ])) as unknown as CryptoKeyPair;
 }
 
 /** A self-signed certificate authority (ECDSA P-256). */
@@ -65,7 +72,10 @@ export async function createCa(commonName: string, validDays = 3650): Promise<Ke
     signingAlgorithm: ALG,
     extensions: [
       new x509.BasicConstraintsExtension(true, 0, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      new x509.KeyUsagesExtension(
+        x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign,
+        true,
+      ),
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     ],
   });
@@ -87,7 +97,10 @@ export async function issueCertificate(ca: KeyPairPem, options: IssueOptions): P
   ];
   const extensions: x509.Extension[] = [
     new x509.BasicConstraintsExtension(false, undefined, true),
-    new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyAgreement, true),
+    new x509.KeyUsagesExtension(
+      x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyAgreement,
+      true,
+    ),
     new x509.ExtendedKeyUsageExtension(usages),
     await x509.AuthorityKeyIdentifierExtension.create(caCert),
   ];
@@ -111,7 +124,11 @@ export async function issueCertificate(ca: KeyPairPem, options: IssueOptions): P
 
 /** Every certificate in a PEM bundle, in order. */
 export function splitPemBundle(pem: string): string[] {
-  return pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)?.map((c) => c + '\n') ?? [];
+  return (
+    pem
+      .match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)
+      ?.map((c) => c + '\n') ?? []
+  );
 }
 
 /** SHA-256 over the DER of a certificate (PEM: the first one), as upper-case hex pairs joined by colons. */

@@ -5,12 +5,33 @@ describe('the agent contract', () => {
   it('declares every RPC the architecture names', () => {
     const v1 = debvisorV1();
     const methods = Object.values(v1)
-      .filter((entry): entry is typeof v1.NodeService => typeof entry === 'function' && 'service' in entry)
+      .filter(
+        (entry): entry is typeof v1.NodeService =>
+          typeof entry === 'function' && 'service' in entry,
+      )
       .flatMap((service) => Object.keys(service.service));
     for (const rpc of [
-      'RegisterNode', 'Heartbeat', 'ListNodes', 'PrepareMigration', 'MigrateVm', 'FailoverVm', 'SnapshotRbd', 'RollbackRbd',
-      'SyncUsersGroups', 'ListVms', 'GetVm', 'StartVm', 'ShutdownVm', 'RebootVm', 'StopVm', 'EnableMirroring',
-      'GetMirrorStatus', 'PromoteImage', 'DemoteImage', 'ResyncImage', 'GetHealth',
+      'RegisterNode',
+      'Heartbeat',
+      'ListNodes',
+      'PrepareMigration',
+      'MigrateVm',
+      'FailoverVm',
+      'SnapshotRbd',
+      'RollbackRbd',
+      'SyncUsersGroups',
+      'ListVms',
+      'GetVm',
+      'StartVm',
+      'ShutdownVm',
+      'RebootVm',
+      'StopVm',
+      'EnableMirroring',
+      'GetMirrorStatus',
+      'PromoteImage',
+      'DemoteImage',
+      'ResyncImage',
+      'GetHealth',
     ]) {
       expect(methods, rpc).toContain(rpc);
     }
@@ -24,7 +45,9 @@ describe('the agent contract', () => {
 
   it('round-trips a message with the loader options the generated types assume (longs as strings)', () => {
     const listVms = debvisorV1().VmService.service.ListVms;
-    const bytes = listVms.responseSerialize({ vms: [{ spec: { uuid: 'u', memoryBytes: '8589934592' } }] });
+    const bytes = listVms.responseSerialize({
+      vms: [{ spec: { uuid: 'u', memoryBytes: '8589934592' } }],
+    });
     const decoded = listVms.responseDeserialize(bytes);
     expect(decoded.vms[0].spec!.memoryBytes).toBe('8589934592');
     expect(decoded.unreachableNodes).toEqual({});

@@ -7,11 +7,24 @@ import type { ProtoGrpcType as HealthProtoGrpcType } from './generated/health';
 
 export type * from './generated/debvisor/v1/all';
 export type { ProtoGrpcType, HealthProtoGrpcType };
-export type { HealthClient, HealthDefinition, HealthHandlers } from './generated/grpc/health/v1/Health';
-export type { HealthCheckRequest, HealthCheckRequest__Output } from './generated/grpc/health/v1/HealthCheckRequest';
-export type { HealthCheckResponse, HealthCheckResponse__Output } from './generated/grpc/health/v1/HealthCheckResponse';
+export type {
+  HealthClient,
+  HealthDefinition,
+  HealthHandlers,
+} from './generated/grpc/health/v1/Health';
+export type {
+  HealthCheckRequest,
+  HealthCheckRequest__Output,
+} from './generated/grpc/health/v1/HealthCheckRequest';
+export type {
+  HealthCheckResponse,
+  HealthCheckResponse__Output,
+} from './generated/grpc/health/v1/HealthCheckResponse';
 export type { HealthListRequest } from './generated/grpc/health/v1/HealthListRequest';
-export type { HealthListResponse, HealthListResponse__Output } from './generated/grpc/health/v1/HealthListResponse';
+export type {
+  HealthListResponse,
+  HealthListResponse__Output,
+} from './generated/grpc/health/v1/HealthListResponse';
 
 /** Must match the flags in scripts/gen-proto.mjs, which generates the types from the same file. */
 export const LOADER_OPTIONS: protoLoader.Options = {
@@ -24,7 +37,10 @@ export const LOADER_OPTIONS: protoLoader.Options = {
 
 /** proto/debvisor.proto (or another file under proto/), found from the source tree, the built tree or the working directory. */
 export function protoPath(file = 'debvisor.proto'): string {
-  for (const candidate of [join(__dirname, '../../../proto', file), join(process.cwd(), 'proto', file)]) {
+  for (const candidate of [
+    join(__dirname, '../../../proto', file),
+    join(process.cwd(), 'proto', file),
+  ]) {
     if (existsSync(candidate)) return candidate;
   }
   throw new Error(`proto/${file} not found next to the installation`);
@@ -46,8 +62,12 @@ let cachedHealth: HealthProtoGrpcType['grpc']['health']['v1'] | undefined;
 /** The loaded grpc.health.v1 package (gRPC's health checking protocol): the Health service. */
 export function grpcHealthV1(): HealthProtoGrpcType['grpc']['health']['v1'] {
   if (!cachedHealth) {
-    const definition = protoLoader.loadSync(protoPath('grpc/health/v1/health.proto'), LOADER_OPTIONS);
-    cachedHealth = (grpc.loadPackageDefinition(definition) as unknown as HealthProtoGrpcType).grpc.health.v1;
+    const definition = protoLoader.loadSync(
+      protoPath('grpc/health/v1/health.proto'),
+      LOADER_OPTIONS,
+    );
+    cachedHealth = (grpc.loadPackageDefinition(definition) as unknown as HealthProtoGrpcType).grpc
+      .health.v1;
   }
   return cachedHealth;
 }

@@ -109,7 +109,10 @@ export interface TestCluster {
    * Scrapes `agent`'s metrics listener (default: the first), verifying it against the cluster CA;
    * with `clientCert` it presents the harness's client certificate. Answers the status and body.
    */
-  scrape(agent?: TestAgent, options?: { clientCert?: boolean; path?: string }): Promise<{ status: number; contentType: string; body: string }>;
+  scrape(
+    agent?: TestAgent,
+    options?: { clientCert?: boolean; path?: string },
+  ): Promise<{ status: number; contentType: string; body: string }>;
   /** Creates a plain image in this cluster's simulated RBD storage, as `rbd create` would (not mirrored). */
   createSimImage(image: { pool: string; image: string; sizeBytes: number }): Promise<void>;
   /**
@@ -128,7 +131,9 @@ export interface TestCluster {
 /** A real etcd and real agent processes (apps/agent/dist/main.js), each with its own state and port. */
 export async function startCluster(options: StartClusterOptions): Promise<TestCluster> {
   if (!existsSync(AGENT_MAIN)) {
-    throw new Error(`${AGENT_MAIN} is missing: run \`npm run build\` (or \`npx tsc -b apps/agent\`) before the agent tests`);
+    throw new Error(
+      `${AGENT_MAIN} is missing: run \`npm run build\` (or \`npx tsc -b apps/agent\`) before the agent tests`,
+    );
   }
   const { clusterId, nodes = 3, vmsPerNode = 3, timeScale = 0.02, leaseTtlSeconds = 3 } = options;
   const dir = tempDir(`debvisor-cluster-${clusterId}-`);
@@ -169,28 +174,55 @@ export async function startCluster(options: StartClusterOptions): Promise<TestCl
         hypervisor: { driver: 'sim' },
         storage: { driver: 'sim' },
         // A fast simulated rbd-mirror, so that mirroring shows within a few hundred milliseconds.
-        sim: { timeScale, seedVms: vmsPerNode, mirror: { replayIntervalMs: 200, peerTimeoutMs: 1_000 } },
-        metrics: { enabled: true, listen: metricsEndpoint, requireClientCert: options.metricsRequireClientCert ?? false },
+        sim: {
+          timeScale,
+          seedVms: vmsPerNode,
+          mirror: { replayIntervalMs: 200, peerTimeoutMs: 1_000 },
+        },
+        metrics: {
+          enabled: true,
+          listen: metricsEndpoint,
+          requireClientCert: options.metricsRequireClientCert ?? false,
+        },
         ...(options.auditFile ? { audit: { file: join(stateDir, 'rpc-audit.log') } } : {}),
         logLevel: options.logLevel ?? 'info',
         ...options.agentConfig?.(nodeId, stateDir),
       };
       writeFileSync(configFile, JSON.stringify(config, null, 2));
       await options.prepareNode?.(nodeId, stateDir);
-      return new AgentProcess(nodeId, endpoint, metricsEndpoint, configFile, stateDir, join(dir, 'logs', `${nodeId}.log`));
+      return new AgentProcess(
+        nodeId,
+        endpoint,
+        metricsEndpoint,
+        configFile,
+        stateDir,
+        join(dir, 'logs', `${nodeId}.log`),
+      );
     }),
   );
 
   let storageKey: Promise<string> | undefined;
   /** A client with the storage permissions the mirroring helpers need (one API key per cluster). */
-  const storageClient = async (): Promise<AgentClient> => cluster.connect(await (storageKey ??= cluster.createApiKey(['storage:*'], { principal: 'test-mirroring' })));
+  const storageClient = async (): Promise<AgentClient> =>
+    cluster.connect(
+      await (storageKey ??= cluster.createApiKey(['storage:*'], { principal: 'test-mirroring' })),
+    );
   const cluster: TestCluster = {
     async createSimImage({ pool, image, sizeBytes }) {
       const client = new Etcd3({ hosts: etcd.endpoint });
       try {
         // The sim storage driver's record (apps/agent/src/drivers/sim/sim-rbd.records.ts); its content version is derived on first read.
         const key = `/debvisor/sim/rbd/${pool}/${image}`;
-        const created = await client.if(key, 'Create', '==', 0).then(client.put(key).value(JSON.stringify({ pool, image, sizeBytes, createdAt: new Date().toISOString() }))).commit();
+        const created = await client
+          .if(key, 'Create', '==', 0)
+          .then(
+            client
+              .put(key)
+              .value(
+                JSON.stringify({ pool, image, sizeBytes, createdAt: new Date().toISOString() }),
+              ),
+          )
+          .commit();
         if (!created.succeeded) throw new Error(`the sim image ${pool}/${image} exists already`);
       } finally {
         client.close();
@@ -200,7 +232,12 @@ export async function startCluster(options: StartClusterOptions): Promise<TestCl
       const [here, there] = await Promise.all([storageClient(), peerStorageClient(peer)]);
       try {
         const { token } = await here.storage.createPeerBootstrap({ pool, siteName: clusterId });
-        await there.storage.importPeerBootstrap({ pool, siteName: peer.clusterId, token, direction: 'rx-tx' });
+        await there.storage.importPeerBootstrap({
+          pool,
+          siteName: peer.clusterId,
+          token,
+          direction: 'rx-tx',
+        });
       } finally {
         here.close();
         there.close();
@@ -209,12 +246,22 @@ export async function startCluster(options: StartClusterOptions): Promise<TestCl
     async mirrorImage(peer, { pool, image }) {
       const [here, there] = await Promise.all([storageClient(), peerStorageClient(peer)]);
       try {
-        const enabled = await here.storage.enableMirroring({ pool, image, mode: 'snapshot', scheduleInterval: '' });
+        const enabled = await here.storage.enableMirroring({
+          pool,
+          image,
+          mode: 'snapshot',
+          scheduleInterval: '',
+        });
         const deadline = Date.now() + 30_000;
         for (;;) {
-          const status = await there.storage.getMirrorStatus({ pool, image }).catch(() => undefined);
+          const status = await there.storage
+            .getMirrorStatus({ pool, image })
+            .catch(() => undefined);
           if (status?.globalId === enabled.globalId && status.state === 'up+replaying') return;
-          if (Date.now() > deadline) throw new Error(`${peer.clusterId} did not replay ${pool}/${image} within 30 s (last: ${status ? `${status.state} ${status.description}` : 'no image'})`);
+          if (Date.now() > deadline)
+            throw new Error(
+              `${peer.clusterId} did not replay ${pool}/${image} within 30 s (last: ${status ? `${status.state} ${status.description}` : 'no image'})`,
+            );
           await new Promise((r) => setTimeout(r, 100));
         }
       } finally {
@@ -227,22 +274,42 @@ export async function startCluster(options: StartClusterOptions): Promise<TestCl
     caPem: pki.ca.certPem,
     ca: pki.ca,
     agents,
-    client: { certPem: manager.client.certPem, keyPem: manager.client.keyPem, caPem: manager.ca.certPem },
+    client: {
+      certPem: manager.client.certPem,
+      keyPem: manager.client.keyPem,
+      caPem: manager.ca.certPem,
+    },
     async createApiKey(permissions, keyOptions = {}) {
-      const args = ['apikey', 'create', '--principal', keyOptions.principal ?? 'test-manager', '--permissions', permissions.join(','), '--json'];
+      const args = [
+        'apikey',
+        'create',
+        '--principal',
+        keyOptions.principal ?? 'test-manager',
+        '--permissions',
+        permissions.join(','),
+        '--json',
+      ];
       if (keyOptions.description) args.push('--description', keyOptions.description);
       if (keyOptions.expiresIn) args.push('--expires-in', keyOptions.expiresIn);
       const result = await cluster.admin(args);
-      if (result.code !== 0) throw new Error(`apikey create failed (exit ${result.code}): ${result.stderr}`);
+      if (result.code !== 0)
+        throw new Error(`apikey create failed (exit ${result.code}): ${result.stderr}`);
       return (JSON.parse(result.stdout) as { key: string }).key;
     },
     admin: (args) => runAdmin([...args, '--etcd', etcd.endpoint]),
     connect: (apiKey, agent = agents[0]) =>
-      agentClient(agent.endpoint, { caPem: pki.ca.certPem, certPem: manager.client.certPem, keyPem: manager.client.keyPem, apiKey }),
+      agentClient(agent.endpoint, {
+        caPem: pki.ca.certPem,
+        certPem: manager.client.certPem,
+        keyPem: manager.client.keyPem,
+        apiKey,
+      }),
     scrape: (agent = agents[0], scrapeOptions = {}) =>
       httpsGet(`https://${agent.metricsEndpoint}${scrapeOptions.path ?? '/metrics'}`, {
         ca: pki.ca.certPem,
-        ...(scrapeOptions.clientCert ? { cert: manager.client.certPem, key: manager.client.keyPem } : {}),
+        ...(scrapeOptions.clientCert
+          ? { cert: manager.client.certPem, key: manager.client.keyPem }
+          : {}),
       }),
     async stop() {
       await Promise.all(agents.map((agent) => agent.stop()));
@@ -292,19 +359,33 @@ class AgentProcess implements TestAgent {
 
   async restart(): Promise<void> {
     await this.current?.stop();
-    this.current = spawnManaged(`agent ${this.nodeId}`, process.execPath, [AGENT_MAIN, '--config', this.configFile], { cwd: ROOT, logFile: this.logFile });
+    this.current = spawnManaged(
+      `agent ${this.nodeId}`,
+      process.execPath,
+      [AGENT_MAIN, '--config', this.configFile],
+      { cwd: ROOT, logFile: this.logFile },
+    );
     await this.current.waitFor(READY, 60_000);
   }
 }
 
 /** A GET over HTTPS, the server verified against `ca` with the name localhost. */
-export function httpsGet(url: string, tls: { ca: string; cert?: string; key?: string }): Promise<{ status: number; contentType: string; body: string }> {
+export function httpsGet(
+  url: string,
+  tls: { ca: string; cert?: string; key?: string },
+): Promise<{ status: number; contentType: string; body: string }> {
   return new Promise((resolvePromise, reject) => {
     const req = httpsRequest(url, { ...tls, servername: 'localhost', timeout: 10_000 }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => (body += chunk));
-      res.on('end', () => resolvePromise({ status: res.statusCode ?? 0, contentType: String(res.headers['content-type'] ?? ''), body }));
+      res.on('end', () =>
+        resolvePromise({
+          status: res.statusCode ?? 0,
+          contentType: String(res.headers['content-type'] ?? ''),
+          body,
+        }),
+      );
     });
     req.on('timeout', () => req.destroy(new Error(`GET ${url}: no answer within 10 s`)));
     req.on('error', reject);
@@ -314,10 +395,15 @@ export function httpsGet(url: string, tls: { ca: string; cert?: string; key?: st
 
 function runAdmin(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolvePromise) => {
-    execFile(process.execPath, [AGENT_CLI, ...args], { cwd: ROOT, timeout: 60_000 }, (error, stdout, stderr) => {
-      const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
-      resolvePromise({ code, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [AGENT_CLI, ...args],
+      { cwd: ROOT, timeout: 60_000 },
+      (error, stdout, stderr) => {
+        const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
+        resolvePromise({ code, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -347,14 +433,21 @@ export interface AgentClient {
   /** The unary migration calls (MigrateVm and Tunnel stream). */
   migration: Omit<Promisified<MigrationServiceDefinition>, 'migrateVm' | 'tunnel'>;
   /** MigrateVm: every progress message, each also handed to `onProgress`; rejects with the stream's error. */
-  migrateVm(request: MigrateVmRequest, onProgress?: (progress: MigrationProgress__Output) => void): Promise<MigrationProgress__Output[]>;
+  migrateVm(
+    request: MigrateVmRequest,
+    onProgress?: (progress: MigrationProgress__Output) => void,
+  ): Promise<MigrationProgress__Output[]>;
   /** Tunnel: a raw stream, as another agent would open it. */
   tunnel(): grpc.ClientDuplexStream<TunnelFrame, TunnelFrame__Output>;
   access: Promisified<AccessServiceDefinition>;
   /** gRPC health checking (Check, List); sends no API key unless the client was given one. */
   health: Omit<Promisified<HealthDefinition>, 'watch'>;
   /** Health Watch: `listener` hears every status the server sends; cancel() ends the stream. */
-  watchHealth(service: string, listener: (status: string) => void, onError?: (error: grpc.ServiceError) => void): { cancel(): void };
+  watchHealth(
+    service: string,
+    listener: (status: string) => void,
+    onError?: (error: grpc.ServiceError) => void,
+  ): { cancel(): void };
   close(): void;
 }
 
@@ -376,7 +469,10 @@ export function agentClient(endpoint: string, options: AgentClientOptions): Agen
     options.keyPem ? Buffer.from(options.keyPem) : null,
     options.certPem ? Buffer.from(options.certPem) : null,
   );
-  const client = new grpc.Client(endpoint, credentials, { 'grpc.max_reconnect_backoff_ms': 1_000, ...options.channelOptions });
+  const client = new grpc.Client(endpoint, credentials, {
+    'grpc.max_reconnect_backoff_ms': 1_000,
+    ...options.channelOptions,
+  });
   const v1 = debvisorV1();
   const promisify = <D extends grpc.ServiceDefinition>(definition: D): Promisified<D> => {
     const methods: Record<string, Unary<unknown, unknown>> = {};
@@ -386,7 +482,8 @@ export function agentClient(endpoint: string, options: AgentClientOptions): Agen
         new Promise((resolvePromise, reject) => {
           const metadata = new grpc.Metadata();
           if (options.apiKey) metadata.set('authorization', `Bearer ${options.apiKey}`);
-          for (const [key, value] of Object.entries(callOptions.metadata ?? {})) metadata.set(key, value);
+          for (const [key, value] of Object.entries(callOptions.metadata ?? {}))
+            metadata.set(key, value);
           client.makeUnaryRequest(
             method.path,
             method.requestSerialize,
@@ -411,7 +508,14 @@ export function agentClient(endpoint: string, options: AgentClientOptions): Agen
       const watch = grpcHealthV1().Health.service.Watch;
       const metadata = new grpc.Metadata();
       if (options.apiKey) metadata.set('authorization', `Bearer ${options.apiKey}`);
-      const stream = client.makeServerStreamRequest(watch.path, watch.requestSerialize, watch.responseDeserialize, { service }, metadata, {});
+      const stream = client.makeServerStreamRequest(
+        watch.path,
+        watch.requestSerialize,
+        watch.responseDeserialize,
+        { service },
+        metadata,
+        {},
+      );
       stream.on('data', (response: { status: string }) => listener(response.status));
       stream.on('error', (error: grpc.ServiceError) => {
         if (error.code !== grpc.status.CANCELLED) onError?.(error);
@@ -422,7 +526,14 @@ export function agentClient(endpoint: string, options: AgentClientOptions): Agen
       const method = v1.MigrationService.service.MigrateVm;
       const metadata = new grpc.Metadata();
       if (options.apiKey) metadata.set('authorization', `Bearer ${options.apiKey}`);
-      const stream = client.makeServerStreamRequest(method.path, method.requestSerialize, method.responseDeserialize, request, metadata, {});
+      const stream = client.makeServerStreamRequest(
+        method.path,
+        method.requestSerialize,
+        method.responseDeserialize,
+        request,
+        metadata,
+        {},
+      );
       const seen: MigrationProgress__Output[] = [];
       return new Promise((resolvePromise, reject) => {
         stream.on('data', (progress: MigrationProgress__Output) => {
@@ -435,7 +546,13 @@ export function agentClient(endpoint: string, options: AgentClientOptions): Agen
     },
     tunnel() {
       const method = v1.MigrationService.service.Tunnel;
-      return client.makeBidiStreamRequest(method.path, method.requestSerialize, method.responseDeserialize, new grpc.Metadata(), {});
+      return client.makeBidiStreamRequest(
+        method.path,
+        method.requestSerialize,
+        method.responseDeserialize,
+        new grpc.Metadata(),
+        {},
+      );
     },
     close: () => client.close(),
   };
@@ -452,7 +569,8 @@ export function killQemus(stateDir: string): void {
     if (!Number.isInteger(pid) || pid <= 1) continue;
     try {
       const command = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-      if (command.includes('qemu-system') && command.includes(stateDir)) process.kill(pid, 'SIGKILL');
+      if (command.includes('qemu-system') && command.includes(stateDir))
+        process.kill(pid, 'SIGKILL');
     } catch {
       // already gone
     }

@@ -22,7 +22,9 @@ export function findBinary(name: string): string | undefined {
 export function requireBinary(name: string, debianPackage: string): string {
   const found = findBinary(name);
   if (!found) {
-    throw new Error(`${name} is not installed: install the Debian package ${debianPackage} (apt-get install ${debianPackage})`);
+    throw new Error(
+      `${name} is not installed: install the Debian package ${debianPackage} (apt-get install ${debianPackage})`,
+    );
   }
   return found;
 }

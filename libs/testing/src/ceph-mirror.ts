@@ -83,16 +83,30 @@ export interface RbdMirrorDaemon {
  * `profile rbd-mirror`, its admin socket and logs in the cluster's directory, the test-speed
  * settings above. It replays every pool that has mirroring enabled and a peer.
  */
-export async function startRbdMirror(cluster: CephCluster, options: RbdMirrorOptions = {}): Promise<RbdMirrorDaemon> {
+export async function startRbdMirror(
+  cluster: CephCluster,
+  options: RbdMirrorOptions = {},
+): Promise<RbdMirrorDaemon> {
   const binary = requireBinary('rbd-mirror', 'rbd-mirror');
   const ceph = requireBinary('ceph', 'ceph-common');
   const id = options.id ?? 'site';
-  if (!/^[a-z][a-z0-9]{0,30}$/.test(id)) throw new Error(`rbd-mirror id ${JSON.stringify(id)}: lower-case letters and digits only`);
+  if (!/^[a-z][a-z0-9]{0,30}$/.test(id))
+    throw new Error(`rbd-mirror id ${JSON.stringify(id)}: lower-case letters and digits only`);
   const clientName = `client.rbd-mirror.${id}`;
   // The cluster's ceph.conf names keyrings <dir>/$cluster.$name.keyring: the daemon (and the
   // connection to its local cluster it opens itself) finds this one without --keyring.
   const keyring = join(cluster.dir, `${cluster.name}.${clientName}.keyring`);
-  await cluster.exec('ceph', ['auth', 'get-or-create', clientName, 'mon', 'profile rbd-mirror', 'osd', 'profile rbd', '-o', keyring]);
+  await cluster.exec('ceph', [
+    'auth',
+    'get-or-create',
+    clientName,
+    'mon',
+    'profile rbd-mirror',
+    'osd',
+    'profile rbd',
+    '-o',
+    keyring,
+  ]);
   const adminSocket = join(cluster.dir, 'run', `rbd-mirror.${id}.asok`);
   const logFile = join(cluster.dir, 'log', `rbd-mirror.${id}.log`);
   const outputFile = join(cluster.dir, 'log', `rbd-mirror.${id}.out`);
@@ -113,26 +127,46 @@ export async function startRbdMirror(cluster: CephCluster, options: RbdMirrorOpt
   ];
   // rbd-mirror opens its local-cluster connection from Ceph's default conf search (CEPH_CONF, then
   // /etc/ceph/<cluster>.conf), not from -c.
-  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C', TZ: 'UTC', CEPH_CONF: cluster.confPath };
+  const env = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    LANG: 'C',
+    TZ: 'UTC',
+    CEPH_CONF: cluster.confPath,
+  };
   const startTimeoutMs = options.startTimeoutMs ?? 30_000;
   let daemon: ManagedProcess | undefined;
 
   const asok = (command: string[], timeoutMs = 10_000) =>
     new Promise<string>((resolve, reject) => {
-      execFile(ceph, ['--admin-daemon', adminSocket, ...command], { timeout: timeoutMs, env }, (error, stdout, stderr) =>
-        error ? reject(new Error(`rbd-mirror admin socket ${command.join(' ')}: ${stderr.trim() || error.message}`)) : resolve(stdout),
+      execFile(
+        ceph,
+        ['--admin-daemon', adminSocket, ...command],
+        { timeout: timeoutMs, env },
+        (error, stdout, stderr) =>
+          error
+            ? reject(
+                new Error(
+                  `rbd-mirror admin socket ${command.join(' ')}: ${stderr.trim() || error.message}`,
+                ),
+              )
+            : resolve(stdout),
       );
     });
 
-  const isRunning = () => daemon !== undefined && daemon.child.exitCode === null && daemon.child.signalCode === null;
+  const isRunning = () =>
+    daemon !== undefined && daemon.child.exitCode === null && daemon.child.signalCode === null;
 
   const start = async () => {
     if (isRunning()) return;
-    daemon = spawnManaged(`rbd-mirror.${id} (${cluster.name})`, binary, args, { env, logFile: outputFile });
+    daemon = spawnManaged(`rbd-mirror.${id} (${cluster.name})`, binary, args, {
+      env,
+      logFile: outputFile,
+    });
     const deadline = Date.now() + startTimeoutMs;
     let last = '';
     for (;;) {
-      if (!isRunning()) throw new Error(`rbd-mirror.${id} exited at start:\n${daemon.output().slice(-4000)}`);
+      if (!isRunning())
+        throw new Error(`rbd-mirror.${id} exited at start:\n${daemon.output().slice(-4000)}`);
       if (existsSync(adminSocket)) {
         try {
           await asok(['rbd', 'mirror', 'status'], 5_000);
@@ -143,7 +177,9 @@ export async function startRbdMirror(cluster: CephCluster, options: RbdMirrorOpt
       }
       if (Date.now() > deadline) {
         await daemon.kill();
-        throw new Error(`rbd-mirror.${id} did not answer on ${adminSocket} within ${startTimeoutMs} ms (${last}):\n${daemon.output().slice(-4000)}`);
+        throw new Error(
+          `rbd-mirror.${id} did not answer on ${adminSocket} within ${startTimeoutMs} ms (${last}):\n${daemon.output().slice(-4000)}`,
+        );
       }
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
@@ -168,9 +204,12 @@ export async function startRbdMirror(cluster: CephCluster, options: RbdMirrorOpt
     },
     async imageStatus(pool, image) {
       try {
-        return JSON.parse(await asok(['rbd', 'mirror', 'status', `${pool}/${image}`])) as RbdMirrorImageView;
+        return JSON.parse(
+          await asok(['rbd', 'mirror', 'status', `${pool}/${image}`]),
+        ) as RbdMirrorImageView;
       } catch (error) {
-        if (/unknown command|invalid command|Invalid command/i.test((error as Error).message)) return undefined;
+        if (/unknown command|invalid command|Invalid command/i.test((error as Error).message))
+          return undefined;
         throw error;
       }
     },
@@ -188,7 +227,11 @@ export interface RbdMirrorPair {
 }
 
 /** Starts an rbd-mirror daemon for each of two clusters. */
-export async function startRbdMirrorPair(a: CephCluster, b: CephCluster, options: Omit<RbdMirrorOptions, 'id'> = {}): Promise<RbdMirrorPair> {
+export async function startRbdMirrorPair(
+  a: CephCluster,
+  b: CephCluster,
+  options: Omit<RbdMirrorOptions, 'id'> = {},
+): Promise<RbdMirrorPair> {
   const mirrorA = await startRbdMirror(a, { ...options, id: 'a' });
   const mirrorB = await startRbdMirror(b, { ...options, id: 'b' }).catch(async (error: unknown) => {
     await mirrorA.stop();
@@ -210,10 +253,30 @@ export async function startRbdMirrorPair(a: CephCluster, b: CephCluster, options
  * write` (as the cluster's admin): a quick way to change many objects at once. Use
  * cluster.writeImage for known bytes at a known place.
  */
-export async function benchWrite(cluster: CephCluster, pool: string, image: string, totalBytes: number, ioSizeBytes = 1024 * 1024): Promise<void> {
+export async function benchWrite(
+  cluster: CephCluster,
+  pool: string,
+  image: string,
+  totalBytes: number,
+  ioSizeBytes = 1024 * 1024,
+): Promise<void> {
   await cluster.exec(
     'rbd',
-    ['bench', '--io-type', 'write', '--io-pattern', 'rand', '--io-size', String(ioSizeBytes), '--io-total', String(totalBytes), '--io-threads', '4', '--', `${pool}/${image}`],
+    [
+      'bench',
+      '--io-type',
+      'write',
+      '--io-pattern',
+      'rand',
+      '--io-size',
+      String(ioSizeBytes),
+      '--io-total',
+      String(totalBytes),
+      '--io-threads',
+      '4',
+      '--',
+      `${pool}/${image}`,
+    ],
     { timeoutMs: 120_000 },
   );
 }
@@ -222,7 +285,12 @@ export async function benchWrite(cluster: CephCluster, pool: string, image: stri
  * Polls `check` until it answers a value other than undefined/false, at most `timeoutMs`; fails
  * naming `what` and the last answer or error. For conditions of real daemons (no fixed sleeps).
  */
-export async function pollUntil<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined | false>, intervalMs = 250): Promise<T> {
+export async function pollUntil<T>(
+  what: string,
+  timeoutMs: number,
+  check: () => Promise<T | undefined | false>,
+  intervalMs = 250,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last = '';
   for (;;) {
@@ -233,7 +301,8 @@ export async function pollUntil<T>(what: string, timeoutMs: number, check: () =>
     } catch (error) {
       last = (error as Error).message;
     }
-    if (Date.now() > deadline) throw new Error(`${what}: not reached within ${timeoutMs} ms (last: ${last.slice(0, 2000)})`);
+    if (Date.now() > deadline)
+      throw new Error(`${what}: not reached within ${timeoutMs} ms (last: ${last.slice(0, 2000)})`);
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
 }

@@ -98,7 +98,12 @@ export interface CephCluster {
   exec(
     tool: CephTool,
     args: string[],
-    options?: { as?: 'admin' | 'client'; input?: Buffer; timeoutMs?: number; allowFailure?: boolean },
+    options?: {
+      as?: 'admin' | 'client';
+      input?: Buffer;
+      timeoutMs?: number;
+      allowFailure?: boolean;
+    },
   ): Promise<CephExecResult>;
   /** `<tool> <args> --format json`, parsed. */
   json<T = unknown>(tool: CephTool, args: string[]): Promise<T>;
@@ -128,11 +133,15 @@ export interface CephCluster {
  */
 export async function startCephCluster(options: CephClusterOptions = {}): Promise<CephCluster> {
   const bin = Object.fromEntries(
-    (Object.keys(PACKAGES) as CephBinary[]).map((name) => [name, requireBinary(name, PACKAGES[name])]),
+    (Object.keys(PACKAGES) as CephBinary[]).map((name) => [
+      name,
+      requireBinary(name, PACKAGES[name]),
+    ]),
   ) as Record<CephBinary, string>;
   const started = Date.now();
   const name = options.name ?? `dv${randomBytes(4).toString('hex')}`;
-  if (!/^[a-z][a-z0-9]{0,30}$/.test(name)) throw new Error(`cluster name ${JSON.stringify(name)}: lower-case letters and digits only`);
+  if (!/^[a-z][a-z0-9]{0,30}$/.test(name))
+    throw new Error(`cluster name ${JSON.stringify(name)}: lower-case letters and digits only`);
   const fsid = options.fsid ?? randomUUID();
   const clientId = options.clientId ?? 'debvisor';
   const pools = options.pools ?? ['rbd'];
@@ -170,7 +179,10 @@ export async function startCephCluster(options: CephClusterOptions = {}): Promis
       const out: Buffer[] = [];
       let err = '';
       child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
-      child.stderr.on('data', (chunk: Buffer) => (err = (err + chunk.toString('utf8')).slice(-16_384)));
+      child.stderr.on(
+        'data',
+        (chunk: Buffer) => (err = (err + chunk.toString('utf8')).slice(-16_384)),
+      );
       const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
       child.stdin.on('error', () => undefined);
       child.stdin.end(execOptions.input);
@@ -188,7 +200,11 @@ export async function startCephCluster(options: CephClusterOptions = {}): Promis
     });
 
   const json = async <T>(tool: CephTool, args: string[]): Promise<T> =>
-    JSON.parse((await exec(tool, [...args, '--format', 'json'], { timeoutMs: 15_000 })).stdout.toString('utf8')) as T;
+    JSON.parse(
+      (await exec(tool, [...args, '--format', 'json'], { timeoutMs: 15_000 })).stdout.toString(
+        'utf8',
+      ),
+    ) as T;
 
   const startDaemon = (kind: 'mon' | 'mgr' | 'osd', id: string) => {
     const daemon = spawnManaged(
@@ -210,25 +226,40 @@ export async function startCephCluster(options: CephClusterOptions = {}): Promis
   const waitUntil = async (what: string, deadline: number, check: () => Promise<boolean>) => {
     let last = '';
     for (;;) {
-      const dead = daemons.find((daemon) => daemon.child.exitCode !== null || daemon.child.signalCode !== null);
-      if (dead) throw new Error(`${dead.name} exited while waiting for ${what}:\n${dead.output().slice(-4000)}`);
+      const dead = daemons.find(
+        (daemon) => daemon.child.exitCode !== null || daemon.child.signalCode !== null,
+      );
+      if (dead)
+        throw new Error(
+          `${dead.name} exited while waiting for ${what}:\n${dead.output().slice(-4000)}`,
+        );
       try {
         if (await check()) return;
       } catch (error) {
         last = (error as Error).message;
       }
-      if (Date.now() > deadline) throw new Error(`ceph cluster ${name}: ${what} not reached within ${deadlineMs} ms (${last.slice(-1000)})`);
+      if (Date.now() > deadline)
+        throw new Error(
+          `ceph cluster ${name}: ${what} not reached within ${deadlineMs} ms (${last.slice(-1000)})`,
+        );
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   };
 
   const waitServing = async (deadline: number) => {
     await waitUntil('monitor quorum', deadline, async () => {
-      const stat = await json<{ quorum?: unknown[] }>('ceph', ['quorum_status', '--connect-timeout', '2']);
+      const stat = await json<{ quorum?: unknown[] }>('ceph', [
+        'quorum_status',
+        '--connect-timeout',
+        '2',
+      ]);
       return (stat.quorum?.length ?? 0) === 1;
     });
     await waitUntil('1 OSD up and in', deadline, async () => {
-      const stat = await json<{ num_up_osds: number; num_in_osds: number }>('ceph', ['osd', 'stat']);
+      const stat = await json<{ num_up_osds: number; num_in_osds: number }>('ceph', [
+        'osd',
+        'stat',
+      ]);
       return stat.num_up_osds === 1 && stat.num_in_osds === 1;
     });
     await waitUntil('an active manager', deadline, async () => {
@@ -239,13 +270,13 @@ export async function startCephCluster(options: CephClusterOptions = {}): Promis
 
   const waitPgsClean = (deadline: number) =>
     waitUntil('every placement group active+clean', deadline, async () => {
-      const stat = await json<{ pg_summary?: { num_pgs: number; num_pg_by_state: { name: string; num: number }[] } }>('ceph', [
-        'pg',
-        'stat',
-      ]);
+      const stat = await json<{
+        pg_summary?: { num_pgs: number; num_pg_by_state: { name: string; num: number }[] };
+      }>('ceph', ['pg', 'stat']);
       const summary = stat.pg_summary;
       if (!summary || summary.num_pgs === 0) return pools.length === 0;
-      const clean = summary.num_pg_by_state.find((state) => state.name === 'active+clean')?.num ?? 0;
+      const clean =
+        summary.num_pg_by_state.find((state) => state.name === 'active+clean')?.num ?? 0;
       return clean === summary.num_pgs;
     });
 
@@ -254,32 +285,81 @@ export async function startCephCluster(options: CephClusterOptions = {}): Promis
     for (const sub of ['run', 'mon', 'mgr', 'osd']) mkdirSync(join(dir, sub));
     const port = await freePort();
     const monHost = `v2:127.0.0.1:${port}`;
-    writeFileSync(confPath, cephConf({ dir, fsid, monHost, clientId, osdSizeBytes: options.osdSizeBytes, extra: options.extraConfig }));
+    writeFileSync(
+      confPath,
+      cephConf({
+        dir,
+        fsid,
+        monHost,
+        clientId,
+        osdSizeBytes: options.osdSizeBytes,
+        extra: options.extraConfig,
+      }),
+    );
 
     const run = (tool: CephBinary, args: string[]) =>
       new Promise<string>((resolve, reject) => {
         execFile(bin[tool], args, { timeout: 60_000, encoding: 'utf8' }, (error, stdout, stderr) =>
-          error ? reject(new Error(`${tool} ${args.join(' ')} failed: ${error.message}\n${stderr}`)) : resolve(stdout),
+          error
+            ? reject(new Error(`${tool} ${args.join(' ')} failed: ${error.message}\n${stderr}`))
+            : resolve(stdout),
         );
       });
 
     // Every key is made here and given to the monitor at mkfs (no auth calls at run time).
     const caps = options.clientCaps ?? DEFAULT_CLIENT_CAPS;
     const keyrings: [string, string, Record<string, string>][] = [
-      [adminKeyringPath, 'client.admin', { mon: 'allow *', osd: 'allow *', mgr: 'allow *', mds: 'allow *' }],
+      [
+        adminKeyringPath,
+        'client.admin',
+        { mon: 'allow *', osd: 'allow *', mgr: 'allow *', mds: 'allow *' },
+      ],
       [mgrKeyringPath, 'mgr.x', { mon: 'allow profile mgr', osd: 'allow *', mds: 'allow *' }],
-      [osdKeyringPath, 'osd.0', { mon: 'allow profile osd', mgr: 'allow profile osd', osd: 'allow *' }],
-      [clientKeyringPath, `client.${clientId}`, { mon: caps.mon, osd: caps.osd, ...(caps.mgr ? { mgr: caps.mgr } : {}) }],
+      [
+        osdKeyringPath,
+        'osd.0',
+        { mon: 'allow profile osd', mgr: 'allow profile osd', osd: 'allow *' },
+      ],
+      [
+        clientKeyringPath,
+        `client.${clientId}`,
+        { mon: caps.mon, osd: caps.osd, ...(caps.mgr ? { mgr: caps.mgr } : {}) },
+      ],
     ];
-    await run('ceph-authtool', ['--create-keyring', monKeyringPath, '--gen-key', '-n', 'mon.', '--cap', 'mon', 'allow *']);
+    await run('ceph-authtool', [
+      '--create-keyring',
+      monKeyringPath,
+      '--gen-key',
+      '-n',
+      'mon.',
+      '--cap',
+      'mon',
+      'allow *',
+    ]);
     for (const [path, entity, entityCaps] of keyrings) {
-      const capArgs = Object.entries(entityCaps).flatMap(([service, cap]) => ['--cap', service, cap]);
+      const capArgs = Object.entries(entityCaps).flatMap(([service, cap]) => [
+        '--cap',
+        service,
+        cap,
+      ]);
       await run('ceph-authtool', ['--create-keyring', path, '--gen-key', '-n', entity, ...capArgs]);
       await run('ceph-authtool', [monKeyringPath, '--import-keyring', path]);
     }
     const monmap = join(dir, 'monmap');
     await run('monmaptool', ['--create', '--fsid', fsid, '--addv', 'a', `[${monHost}]`, monmap]);
-    await run('ceph-mon', ['--cluster', name, '-c', confPath, '-i', 'a', '--mkfs', '--monmap', monmap, '--keyring', monKeyringPath]);
+    await run('ceph-mon', [
+      '--cluster',
+      name,
+      '-c',
+      confPath,
+      '-i',
+      'a',
+      '--mkfs',
+      '--monmap',
+      monmap,
+      '--keyring',
+      monKeyringPath,
+    ]);
     running = true;
     startDaemon('mon', 'a');
     const deadline = started + deadlineMs;
@@ -287,7 +367,18 @@ export async function startCephCluster(options: CephClusterOptions = {}): Promis
     // The OSD's mkfs needs no monitor (--no-mon-config): it runs while the monitor starts.
     const osdUuid = randomUUID();
     mkdirSync(join(dir, 'osd', `${name}-0`));
-    const osdMkfs = run('ceph-osd', ['--cluster', name, '-c', confPath, '-i', '0', '--mkfs', '--osd-uuid', osdUuid, '--no-mon-config']);
+    const osdMkfs = run('ceph-osd', [
+      '--cluster',
+      name,
+      '-c',
+      confPath,
+      '-i',
+      '0',
+      '--mkfs',
+      '--osd-uuid',
+      osdUuid,
+      '--no-mon-config',
+    ]);
     mkdirSync(join(dir, 'mgr', `${name}-x`));
     await waitUntil('monitor quorum', deadline, async () => {
       await exec('ceph', ['mon', 'stat', '--connect-timeout', '2'], { timeoutMs: 5_000 });
@@ -297,7 +388,21 @@ export async function startCephCluster(options: CephClusterOptions = {}): Promis
     const [osdId] = await Promise.all([
       exec('ceph', ['osd', 'new', osdUuid, '0']).then((r) => r.stdout.toString('utf8').trim()),
       exec('ceph', ['health', 'mute', 'MGR_MODULE_ERROR', '--sticky']),
-      ...pools.map((pool) => exec('ceph', ['osd', 'pool', 'create', pool, '8', '8', 'replicated', '--size', '1', '--autoscale-mode', 'off'])),
+      ...pools.map((pool) =>
+        exec('ceph', [
+          'osd',
+          'pool',
+          'create',
+          pool,
+          '8',
+          '8',
+          'replicated',
+          '--size',
+          '1',
+          '--autoscale-mode',
+          'off',
+        ]),
+      ),
       osdMkfs,
     ]);
     if (osdId !== '0') throw new Error(`expected OSD id 0, got ${osdId}`);
@@ -325,7 +430,9 @@ export async function startCephCluster(options: CephClusterOptions = {}): Promis
         return running;
       },
       async importImage(pool, image, data) {
-        await exec('rbd', ['import', '--no-progress', '-', '--', `${pool}/${image}`], { input: data });
+        await exec('rbd', ['import', '--no-progress', '-', '--', `${pool}/${image}`], {
+          input: data,
+        });
       },
       async imageSha256(pool, image, snapshot) {
         const spec = snapshot ? `${pool}/${image}@${snapshot}` : `${pool}/${image}`;
@@ -340,7 +447,9 @@ export async function startCephCluster(options: CephClusterOptions = {}): Promis
         record.writeBigUInt64LE(BigInt(offset), 1);
         record.writeBigUInt64LE(BigInt(data.length), 9);
         const stream = Buffer.concat([header, record, data, Buffer.from('e', 'ascii')]);
-        await exec('rbd', ['import-diff', '--no-progress', '-', '--', `${pool}/${image}`], { input: stream });
+        await exec('rbd', ['import-diff', '--no-progress', '-', '--', `${pool}/${image}`], {
+          input: stream,
+        });
       },
       memoryBytes() {
         let total = 0;
@@ -441,11 +550,15 @@ function cephConf(o: ConfOptions): string {
   };
   const line = ([key, value]: [string, string | number | boolean]) => {
     const text = String(value);
-    if (/[\n\r]/.test(text) || /[\n\r=[\]]/.test(key)) throw new Error(`cannot write ${key} = ${text} to ceph.conf`);
+    if (/[\n\r]/.test(text) || /[\n\r=[\]]/.test(key))
+      throw new Error(`cannot write ${key} = ${text} to ceph.conf`);
     return `${key} = ${text}`;
   };
   // The command-line users (admin, the agent's client) run many rbd/ceph processes at once: no
   // admin socket for them, or each one after the first warns that the socket exists.
-  const noAdminSocket = ['client.admin', `client.${o.clientId}`].flatMap((name) => [`[${name}]`, 'admin socket =']);
+  const noAdminSocket = ['client.admin', `client.${o.clientId}`].flatMap((name) => [
+    `[${name}]`,
+    'admin socket =',
+  ]);
   return ['[global]', ...Object.entries(settings).map(line), ...noAdminSocket, ''].join('\n');
 }

@@ -49,11 +49,16 @@ export async function startEtcd(options: EtcdOptions = {}): Promise<EtcdInstance
   return { endpoint, dataDir, process: child, stop: () => child.stop() };
 }
 
-async function waitForHealth(endpoint: string, child: ManagedProcess, timeoutMs = 30_000): Promise<void> {
+async function waitForHealth(
+  endpoint: string,
+  child: ManagedProcess,
+  timeoutMs = 30_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = '';
   while (Date.now() < deadline) {
-    if (child.child.exitCode !== null) throw new Error(`etcd exited early:\n${child.output().slice(-4000)}`);
+    if (child.child.exitCode !== null)
+      throw new Error(`etcd exited early:\n${child.output().slice(-4000)}`);
     try {
       const response = await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(1000) });
       const body = (await response.json()) as { health?: string };
@@ -65,5 +70,7 @@ async function waitForHealth(endpoint: string, child: ManagedProcess, timeoutMs 
     await new Promise((r) => setTimeout(r, 100));
   }
   await child.kill();
-  throw new Error(`etcd at ${endpoint} not healthy within ${timeoutMs} ms (${last}):\n${child.output().slice(-4000)}`);
+  throw new Error(
+    `etcd at ${endpoint} not healthy within ${timeoutMs} ms (${last}):\n${child.output().slice(-4000)}`,
+  );
 }

@@ -1,7 +1,13 @@
 import { Etcd3 } from 'etcd3';
 import { Client } from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
-import { requireBinary, startEtcd, startPostgres, type EtcdInstance, type PostgresInstance } from './index';
+import {
+  requireBinary,
+  startEtcd,
+  startPostgres,
+  type EtcdInstance,
+  type PostgresInstance,
+} from './index';
 
 describe('test harness', () => {
   let etcd: EtcdInstance | undefined;
@@ -12,7 +18,9 @@ describe('test harness', () => {
   });
 
   it('names the Debian package when a binary is missing', () => {
-    expect(() => requireBinary('debvisor-no-such-binary', 'debvisor-pkg')).toThrow(/apt-get install debvisor-pkg/);
+    expect(() => requireBinary('debvisor-no-such-binary', 'debvisor-pkg')).toThrow(
+      /apt-get install debvisor-pkg/,
+    );
   });
 
   it('starts a real etcd that stores and returns a key', async () => {
@@ -28,10 +36,12 @@ describe('test harness', () => {
     const templateUrl = await pg.createDatabase();
     const template = new Client({ connectionString: templateUrl });
     await template.connect();
-    await template.query('CREATE TABLE marker (v text); INSERT INTO marker VALUES ($1)', ['from-template']).catch(async () => {
-      await template.query('CREATE TABLE marker (v text)');
-      await template.query("INSERT INTO marker VALUES ('from-template')");
-    });
+    await template
+      .query('CREATE TABLE marker (v text); INSERT INTO marker VALUES ($1)', ['from-template'])
+      .catch(async () => {
+        await template.query('CREATE TABLE marker (v text)');
+        await template.query("INSERT INTO marker VALUES ('from-template')");
+      });
     await template.end();
     const cloneUrl = await pg.createDatabase(new URL(templateUrl).pathname.slice(1));
     const clone = new Client({ connectionString: cloneUrl });

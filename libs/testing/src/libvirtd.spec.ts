@@ -22,11 +22,15 @@ describe('startLibvirtd', () => {
   it('answers virsh on its own socket with its own host UUID', async () => {
     expect(libvirt.uri).toBe(`qemu+unix:///system?socket=${libvirt.dir}/sock/libvirt-sock`);
     expect(await libvirt.virsh(['version'])).toMatch(/Running hypervisor: QEMU/);
-    expect((await libvirt.virsh(['capabilities'])).match(/<uuid>([^<]+)<\/uuid>/)?.[1]).toBe(libvirt.hostUuid);
+    expect((await libvirt.virsh(['capabilities'])).match(/<uuid>([^<]+)<\/uuid>/)?.[1]).toBe(
+      libvirt.hostUuid,
+    );
   });
 
   it('keeps its state out of the system directories', async () => {
-    expect(readlinkSync(`/proc/${libvirt.process.child.pid}/ns/mnt`)).not.toBe(readlinkSync('/proc/self/ns/mnt'));
+    expect(readlinkSync(`/proc/${libvirt.process.child.pid}/ns/mnt`)).not.toBe(
+      readlinkSync('/proc/self/ns/mnt'),
+    );
     const uuid = '7d1d8c1a-3c55-4b8e-9d7a-1f2e3d4c5b6a';
     const file = `${libvirt.dir}/guest.xml`;
     await writeFile(file, GUEST(uuid));
@@ -54,5 +58,9 @@ describe('startLibvirtd', () => {
 
 /** The QEMU process of a running domain, from its pid file in the daemon's namespace. */
 async function qemuPid(libvirt: LibvirtdInstance, name: string): Promise<number> {
-  return Number((await readFile(`/proc/${libvirt.process.child.pid}/root/run/libvirt/qemu/${name}.pid`, 'utf8')).trim());
+  return Number(
+    (
+      await readFile(`/proc/${libvirt.process.child.pid}/root/run/libvirt/qemu/${name}.pid`, 'utf8')
+    ).trim(),
+  );
 }

@@ -1,6 +1,16 @@
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+  copyFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -11,7 +21,12 @@ import { tempDir } from './temp';
 const execFileAsync = promisify(execFile);
 
 /** The system directories libvirtd (system mode) keeps its state in, each replaced by one of ours. */
-const PRIVATE_DIRS = { etc: '/etc/libvirt', lib: '/var/lib/libvirt', cache: '/var/cache/libvirt', log: '/var/log/libvirt' } as const;
+const PRIVATE_DIRS = {
+  etc: '/etc/libvirt',
+  lib: '/var/lib/libvirt',
+  cache: '/var/cache/libvirt',
+  log: '/var/log/libvirt',
+} as const;
 /** QEMU capabilities probed by one daemon, reused by the next (libvirt re-probes when they are stale). */
 const CAPS_CACHE = join(tmpdir(), `debvisor-libvirt-qemu-caps-${process.getuid?.() ?? 0}`);
 const VIRSH_TIMEOUT_MS = 60_000;
@@ -54,15 +69,22 @@ export async function startLibvirtd(options: LibvirtdOptions = {}): Promise<Libv
   const unshare = requireBinary('unshare', 'util-linux');
   const nsenter = requireBinary('nsenter', 'util-linux');
   const mount = requireBinary('mount', 'mount');
-  if (process.getuid?.() !== 0) throw new Error('startLibvirtd needs root: it runs a system-mode libvirtd in a mount namespace of its own');
+  if (process.getuid?.() !== 0)
+    throw new Error(
+      'startLibvirtd needs root: it runs a system-mode libvirtd in a mount namespace of its own',
+    );
   for (const target of Object.values(PRIVATE_DIRS)) {
-    if (!existsSync(target)) throw new Error(`${target} is missing: install the Debian package libvirt-daemon-system (apt-get install libvirt-daemon-system)`);
+    if (!existsSync(target))
+      throw new Error(
+        `${target} is missing: install the Debian package libvirt-daemon-system (apt-get install libvirt-daemon-system)`,
+      );
   }
 
   const hostUuid = options.hostUuid ?? randomUUID();
   const dir = tempDir('debvisor-libvirtd-');
   const sockDir = join(dir, 'sock');
-  for (const sub of [...Object.keys(PRIVATE_DIRS), 'sock']) mkdirSync(join(dir, sub), { mode: 0o700 });
+  for (const sub of [...Object.keys(PRIVATE_DIRS), 'sock'])
+    mkdirSync(join(dir, sub), { mode: 0o700 });
   const configFile = join(dir, 'libvirtd.conf');
   writeFileSync(configFile, libvirtdConf(sockDir, hostUuid), { mode: 0o600 });
   writeFileSync(join(dir, 'etc', 'qemu.conf'), QEMU_CONF, { mode: 0o600 });
@@ -73,7 +95,9 @@ export async function startLibvirtd(options: LibvirtdOptions = {}): Promise<Libv
   let daemon: ManagedProcess | undefined;
   const run = async (args: string[]): Promise<string> => {
     try {
-      const { stdout } = await execFileAsync(virsh, ['-q', '-c', uri, ...args], { timeout: VIRSH_TIMEOUT_MS });
+      const { stdout } = await execFileAsync(virsh, ['-q', '-c', uri, ...args], {
+        timeout: VIRSH_TIMEOUT_MS,
+      });
       return stdout;
     } catch (error) {
       const stderr = (error as { stderr?: string }).stderr?.trim();
@@ -83,7 +107,8 @@ export async function startLibvirtd(options: LibvirtdOptions = {}): Promise<Libv
   const stop = async () => {
     if (daemon && daemon.child.exitCode === null) {
       const uuids = await run(['list', '--all', '--uuid']).catch(() => '');
-      for (const uuid of uuids.split('\n').filter(Boolean)) await run(['destroy', '--', uuid]).catch(() => undefined);
+      for (const uuid of uuids.split('\n').filter(Boolean))
+        await run(['destroy', '--', uuid]).catch(() => undefined);
     }
     if (holder) killLeftoverQemus(holder);
     await daemon?.stop(10_000);
@@ -92,14 +117,28 @@ export async function startLibvirtd(options: LibvirtdOptions = {}): Promise<Libv
   };
 
   try {
-    holder = spawnManaged('libvirtd namespace', unshare, ['--mount', '--propagation', 'private', '--', 'sleep', 'infinity']);
+    holder = spawnManaged('libvirtd namespace', unshare, [
+      '--mount',
+      '--propagation',
+      'private',
+      '--',
+      'sleep',
+      'infinity',
+    ]);
     const pid = String(holder.child.pid);
     await waitForOwnNamespace(holder);
-    const inNamespace = (args: string[]) => execFileAsync(nsenter, ['-t', pid, '-m', '--', ...args], { timeout: 10_000 });
+    const inNamespace = (args: string[]) =>
+      execFileAsync(nsenter, ['-t', pid, '-m', '--', ...args], { timeout: 10_000 });
     await inNamespace([mount, '-t', 'tmpfs', '-o', 'mode=0755', 'tmpfs', '/run']);
-    for (const [sub, target] of Object.entries(PRIVATE_DIRS)) await inNamespace([mount, '--bind', join(dir, sub), target]);
+    for (const [sub, target] of Object.entries(PRIVATE_DIRS))
+      await inNamespace([mount, '--bind', join(dir, sub), target]);
 
-    daemon = spawnManaged('libvirtd', nsenter, ['-t', pid, '-m', '--', libvirtd, '-f', configFile], { logFile: options.logFile });
+    daemon = spawnManaged(
+      'libvirtd',
+      nsenter,
+      ['-t', pid, '-m', '--', libvirtd, '-f', configFile],
+      { logFile: options.logFile },
+    );
     await waitForSocket(join(sockDir, 'libvirt-sock'), daemon);
     // The first call waits for the QEMU driver to probe the emulator (seconds, unless seeded).
     await run(['version']);
@@ -107,7 +146,9 @@ export async function startLibvirtd(options: LibvirtdOptions = {}): Promise<Libv
   } catch (error) {
     const output = daemon?.output().slice(-4000) ?? holder?.output().slice(-4000) ?? '';
     await stop().catch(() => undefined);
-    throw new Error(`libvirtd did not start: ${(error as Error).message}${output ? `\n${output}` : ''}`);
+    throw new Error(
+      `libvirtd did not start: ${(error as Error).message}${output ? `\n${output}` : ''}`,
+    );
   }
   return { uri, hostUuid, dir, process: daemon, virsh: run, stop };
 }
@@ -159,7 +200,11 @@ async function waitForOwnNamespace(holder: ManagedProcess, timeoutMs = 10_000): 
   throw new Error('unshare did not enter a new mount namespace');
 }
 
-async function waitForSocket(path: string, daemon: ManagedProcess, timeoutMs = 30_000): Promise<void> {
+async function waitForSocket(
+  path: string,
+  daemon: ManagedProcess,
+  timeoutMs = 30_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!existsSync(path)) {
     if (daemon.child.exitCode !== null) throw new Error('libvirtd exited early');
@@ -191,7 +236,8 @@ function seedCapabilities(cacheDir: string): void {
   if (!existsSync(CAPS_CACHE)) return;
   const target = join(cacheDir, 'qemu', 'capabilities');
   mkdirSync(target, { recursive: true, mode: 0o700 });
-  for (const name of readdirSync(CAPS_CACHE).filter((n) => n.endsWith('.xml'))) copyFileSync(join(CAPS_CACHE, name), join(target, name));
+  for (const name of readdirSync(CAPS_CACHE).filter((n) => n.endsWith('.xml')))
+    copyFileSync(join(CAPS_CACHE, name), join(target, name));
 }
 
 function saveCapabilities(cacheDir: string): void {

@@ -55,7 +55,10 @@ interface ProviderAccount {
 interface ProviderInstance {
   callback(): (req: IncomingMessage, res: ServerResponse) => void;
 }
-type ProviderConstructor = new (issuer: string, configuration: Record<string, unknown>) => ProviderInstance;
+type ProviderConstructor = new (
+  issuer: string,
+  configuration: Record<string, unknown>,
+) => ProviderInstance;
 
 const DEFAULT_SCOPE_CLAIMS: Record<string, string[]> = {
   profile: ['preferred_username', 'name', 'given_name', 'family_name'],
@@ -73,9 +76,13 @@ process.once('exit', () => {
  * on a free loopback port, with a certificate from a throw-away CA: authorization code flow, PKCE
  * (S256) required, ID tokens carrying the claims of the granted scopes.
  */
-export async function startOidcProvider(options: OidcProviderOptions): Promise<OidcProviderInstance> {
+export async function startOidcProvider(
+  options: OidcProviderOptions,
+): Promise<OidcProviderInstance> {
   // oidc-provider is ESM-only; this import() stays a real dynamic import in the CommonJS build.
-  const { Provider } = (await import('oidc-provider' as string)) as { Provider: ProviderConstructor };
+  const { Provider } = (await import('oidc-provider' as string)) as {
+    Provider: ProviderConstructor;
+  };
   const ca = await createCa('DebVisor test OpenID provider CA');
   const tls = await issueCertificate(ca, {
     commonName: 'localhost',
@@ -89,7 +96,12 @@ export async function startOidcProvider(options: OidcProviderOptions): Promise<O
   const accountIdOf = (login: string) => accounts[login]?.sub ?? login;
 
   const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: 'test-signing-key', use: 'sig', alg: 'RS256' };
+  const signingKey = {
+    ...privateKey.export({ format: 'jwk' }),
+    kid: 'test-signing-key',
+    use: 'sig',
+    alg: 'RS256',
+  };
 
   const provider = new Provider(issuer, {
     clients: options.clients.map((client) => ({
@@ -106,7 +118,14 @@ export async function startOidcProvider(options: OidcProviderOptions): Promise<O
     features: { devInteractions: { enabled: true } },
     jwks: { keys: [signingKey] },
     cookies: { keys: [randomBytes(32).toString('base64url')] },
-    ttl: { AuthorizationCode: 60, AccessToken: 600, IdToken: 600, Interaction: 600, Session: 3600, Grant: 3600 },
+    ttl: {
+      AuthorizationCode: 60,
+      AccessToken: 600,
+      IdToken: 600,
+      Interaction: 600,
+      Session: 3600,
+      Grant: 3600,
+    },
     async findAccount(_ctx: unknown, id: string): Promise<ProviderAccount | undefined> {
       const login = Object.keys(accounts).find((name) => accountIdOf(name) === id);
       if (login === undefined) return undefined;
@@ -133,7 +152,11 @@ export async function startOidcProvider(options: OidcProviderOptions): Promise<O
     accounts,
     login: async (authorizationUrl, login) => {
       if (!(login in accounts)) throw new Error(`oidc-provider: no account with login ${login}`);
-      return driveLogin(new URL(authorizationUrl), accountIdOf(login), { origin: new URL(issuer).origin, ca: ca.certPem, redirectUris });
+      return driveLogin(new URL(authorizationUrl), accountIdOf(login), {
+        origin: new URL(issuer).origin,
+        ca: ca.certPem,
+        redirectUris,
+      });
     },
     stop: () =>
       (stopped ??= new Promise<void>((resolve) => {
@@ -165,7 +188,10 @@ async function driveLogin(start: URL, accountId: string, browser: Browser): Prom
       continue;
     }
     const page = response.status === 200 ? parseForm(response.body) : undefined;
-    if (!page) throw new Error(`oidc-provider: unexpected answer ${response.status} at ${url.pathname}:\n${response.body.slice(0, 2000)}`);
+    if (!page)
+      throw new Error(
+        `oidc-provider: unexpected answer ${response.status} at ${url.pathname}:\n${response.body.slice(0, 2000)}`,
+      );
     if (page.fields.get('prompt') === 'login') {
       page.fields.set('login', accountId);
       page.fields.set('password', 'any');
@@ -181,7 +207,13 @@ interface Answer {
   body: string;
 }
 
-function send(url: URL, method: 'GET' | 'POST', form: URLSearchParams | undefined, jar: CookieJar, ca: string): Promise<Answer> {
+function send(
+  url: URL,
+  method: 'GET' | 'POST',
+  form: URLSearchParams | undefined,
+  jar: CookieJar,
+  ca: string,
+): Promise<Answer> {
   const body = form ? Buffer.from(form.toString()) : undefined;
   const headers: Record<string, string> = { accept: 'text/html' };
   const cookie = jar.header(url);
@@ -191,15 +223,23 @@ function send(url: URL, method: 'GET' | 'POST', form: URLSearchParams | undefine
     headers['content-length'] = String(body.length);
   }
   return new Promise((resolve, reject) => {
-    const request = httpsRequest(url, { method, headers, ca, agent: false, signal: AbortSignal.timeout(10_000) }, (response) => {
-      jar.store(url, response.headers['set-cookie'] ?? []);
-      const chunks: Buffer[] = [];
-      response.on('data', (chunk: Buffer) => chunks.push(chunk));
-      response.once('error', reject);
-      response.once('end', () =>
-        resolve({ status: response.statusCode ?? 0, location: response.headers.location, body: Buffer.concat(chunks).toString('utf8') }),
-      );
-    });
+    const request = httpsRequest(
+      url,
+      { method, headers, ca, agent: false, signal: AbortSignal.timeout(10_000) },
+      (response) => {
+        jar.store(url, response.headers['set-cookie'] ?? []);
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.once('error', reject);
+        response.once('end', () =>
+          resolve({
+            status: response.statusCode ?? 0,
+            location: response.headers.location,
+            body: Buffer.concat(chunks).toString('utf8'),
+          }),
+        );
+      },
+    );
     request.once('error', reject);
     request.end(body);
   });
@@ -223,7 +263,9 @@ function parseForm(html: string): { action: string; fields: URLSearchParams } | 
 
 function parseAttributes(source: string): Map<string, string> {
   const attributes = new Map<string, string>();
-  for (const [, name, doubleQuoted, singleQuoted] of source.matchAll(/([\w-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')/g)) {
+  for (const [, name, doubleQuoted, singleQuoted] of source.matchAll(
+    /([\w-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')/g,
+  )) {
     attributes.set(name!.toLowerCase(), decodeEntities(doubleQuoted ?? singleQuoted ?? ''));
   }
   return attributes;
@@ -267,7 +309,8 @@ class CookieJar {
 
   header(url: URL): string {
     const matching = [...this.cookies.values()].filter(
-      ({ path }) => url.pathname === path || url.pathname.startsWith(path.endsWith('/') ? path : `${path}/`),
+      ({ path }) =>
+        url.pathname === path || url.pathname.startsWith(path.endsWith('/') ? path : `${path}/`),
     );
     return matching.map(({ name, value }) => `${name}=${value}`).join('; ');
   }

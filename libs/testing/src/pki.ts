@@ -9,9 +9,18 @@ export interface TlsFiles {
 }
 
 /** Writes a certificate, its key and a CA bundle into `dir` as <name>.crt/.key and ca.crt. */
-export function writeTlsFiles(dir: string, name: string, pair: KeyPairPem, caPem: string): TlsFiles {
+export function writeTlsFiles(
+  dir: string,
+  name: string,
+  pair: KeyPairPem,
+  caPem: string,
+): TlsFiles {
   mkdirSync(dir, { recursive: true });
-  const files = { cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`), ca: join(dir, 'ca.crt') };
+  const files = {
+    cert: join(dir, `${name}.crt`),
+    key: join(dir, `${name}.key`),
+    ca: join(dir, 'ca.crt'),
+  };
   writeFileSync(files.cert, pair.certPem);
   writeFileSync(files.key, pair.keyPem, { mode: 0o600 });
   writeFileSync(files.ca, caPem);
@@ -40,7 +49,9 @@ export async function createClusterPki(clusterId: string): Promise<ClusterPki> {
 }
 
 /** The manager's client identity: its own CA (which agents trust) and a client certificate. */
-export async function createManagerIdentity(name = 'manager'): Promise<{ ca: KeyPairPem; client: KeyPairPem }> {
+export async function createManagerIdentity(
+  name = 'manager',
+): Promise<{ ca: KeyPairPem; client: KeyPairPem }> {
   const ca = await createCa(`DebVisor manager ${name} client CA`);
   const client = await issueCertificate(ca, {
     commonName: `manager:${name}`,

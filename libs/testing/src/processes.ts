@@ -30,7 +30,12 @@ export interface SpawnOptions {
 }
 
 /** Starts a program (never through a shell) and keeps it on a leash for the test. */
-export function spawnManaged(name: string, command: string, args: string[], options: SpawnOptions = {}): ManagedProcess {
+export function spawnManaged(
+  name: string,
+  command: string,
+  args: string[],
+  options: SpawnOptions = {},
+): ManagedProcess {
   const child = spawn(command, args, {
     cwd: options.cwd,
     env: options.env ?? process.env,
@@ -83,11 +88,24 @@ export function spawnManaged(name: string, command: string, args: string[], opti
           const match = buffer.match(pattern);
           if (match) return done(() => resolve(match));
           if (hasExited || child.exitCode !== null) {
-            return done(() => reject(new Error(`${name} exited (code ${child.exitCode}) before printing ${pattern}:\n${buffer.slice(-4000)}`)));
+            return done(() =>
+              reject(
+                new Error(
+                  `${name} exited (code ${child.exitCode}) before printing ${pattern}:\n${buffer.slice(-4000)}`,
+                ),
+              ),
+            );
           }
         };
         const timer = setTimeout(
-          () => done(() => reject(new Error(`${name} did not print ${pattern} within ${timeoutMs} ms:\n${buffer.slice(-4000)}`))),
+          () =>
+            done(() =>
+              reject(
+                new Error(
+                  `${name} did not print ${pattern} within ${timeoutMs} ms:\n${buffer.slice(-4000)}`,
+                ),
+              ),
+            ),
           timeoutMs,
         );
         const done = (finish: () => void) => {

@@ -16,7 +16,8 @@ export function parsePrometheusText(text: string): PrometheusSample[] {
     const match = SAMPLE.exec(line.trim());
     if (!match) throw new Error(`not a Prometheus sample line: ${line}`);
     const labels: Record<string, string> = {};
-    for (const [, key, value] of (match[2] ?? '').matchAll(LABEL)) labels[key] = value.replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c));
+    for (const [, key, value] of (match[2] ?? '').matchAll(LABEL))
+      labels[key] = value.replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c));
     samples.push({ name: match[1], labels, value: Number(match[3]) });
   }
   return samples;
@@ -25,13 +26,23 @@ export function parsePrometheusText(text: string): PrometheusSample[] {
 /** The sum of the samples named `name` whose labels include `labels` (0 when there is none). */
 export function sampleSum(text: string, name: string, labels: Record<string, string> = {}): number {
   return parsePrometheusText(text)
-    .filter((s) => s.name === name && Object.entries(labels).every(([key, value]) => s.labels[key] === value))
+    .filter(
+      (s) =>
+        s.name === name && Object.entries(labels).every(([key, value]) => s.labels[key] === value),
+    )
     .reduce((sum, s) => sum + s.value, 0);
 }
 
 /** The samples named `name` whose labels include `labels`. */
-export function samplesOf(text: string, name: string, labels: Record<string, string> = {}): PrometheusSample[] {
-  return parsePrometheusText(text).filter((s) => s.name === name && Object.entries(labels).every(([key, value]) => s.labels[key] === value));
+export function samplesOf(
+  text: string,
+  name: string,
+  labels: Record<string, string> = {},
+): PrometheusSample[] {
+  return parsePrometheusText(text).filter(
+    (s) =>
+      s.name === name && Object.entries(labels).every(([key, value]) => s.labels[key] === value),
+  );
 }
 
 /**
@@ -43,7 +54,8 @@ export function exposedMetricNames(text: string): Set<string> {
   for (const match of text.matchAll(/^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (\w+)$/gm)) {
     const [, name, type] = match;
     names.add(name);
-    if (type === 'histogram') for (const suffix of ['_bucket', '_sum', '_count']) names.add(name + suffix);
+    if (type === 'histogram')
+      for (const suffix of ['_bucket', '_sum', '_count']) names.add(name + suffix);
     if (type === 'summary') for (const suffix of ['_sum', '_count']) names.add(name + suffix);
   }
   return names;

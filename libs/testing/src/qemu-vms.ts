@@ -7,7 +7,12 @@ export interface TestVmSpec {
   name: string;
   vcpus: number;
   memoryBytes: number;
-  disks: { pool: string; image: string; sizeBytes: number; bus: 'virtio' | 'scsi' | 'sata' | 'ide' }[];
+  disks: {
+    pool: string;
+    image: string;
+    sizeBytes: number;
+    bus: 'virtio' | 'scsi' | 'sata' | 'ide';
+  }[];
   nics: { mac: string; bridge: string; model: 'virtio' | 'e1000' | 'rtl8139'; vlan: number }[];
   cpuModel: string;
   hugepages: boolean;
@@ -22,6 +27,15 @@ export interface TestVmSpec {
 export function writeQemuVm(stateDir: string, spec: TestVmSpec): void {
   const dir = join(stateDir, 'qemu');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const record = { version: 1, spec, phase: 'defined', state: 'stopped', stateChangedAt: new Date().toISOString(), bootedAt: null };
-  writeFileSync(join(dir, `${spec.uuid}.json`), JSON.stringify(record, null, 2) + '\n', { mode: 0o600 });
+  const record = {
+    version: 1,
+    spec,
+    phase: 'defined',
+    state: 'stopped',
+    stateChangedAt: new Date().toISOString(),
+    bootedAt: null,
+  };
+  writeFileSync(join(dir, `${spec.uuid}.json`), JSON.stringify(record, null, 2) + '\n', {
+    mode: 0o600,
+  });
 }

@@ -80,10 +80,15 @@ export async function startSlapd(options: SlapdOptions = {}): Promise<SlapdInsta
   const slapadd = requireBinary('slapadd', 'slapd');
   for (const schema of SCHEMAS) {
     if (!existsSync(join(SCHEMA_DIR, `${schema}.schema`))) {
-      throw new Error(`${SCHEMA_DIR}/${schema}.schema is missing: install the Debian package slapd (apt-get install slapd)`);
+      throw new Error(
+        `${SCHEMA_DIR}/${schema}.schema is missing: install the Debian package slapd (apt-get install slapd)`,
+      );
     }
   }
-  if (options.sizeLimit !== undefined && !(Number.isInteger(options.sizeLimit) && options.sizeLimit > 0)) {
+  if (
+    options.sizeLimit !== undefined &&
+    !(Number.isInteger(options.sizeLimit) && options.sizeLimit > 0)
+  ) {
     throw new Error(`sizeLimit must be a positive integer, not ${options.sizeLimit}`);
   }
 
@@ -110,25 +115,41 @@ export async function startSlapd(options: SlapdOptions = {}): Promise<SlapdInsta
     const configFile = join(dir, 'slapd.conf');
     writeFileSync(
       configFile,
-      slapdConf({ dir, dataDir, tls, adminDn, adminPassword, bindDn, sizeLimit: options.sizeLimit }),
+      slapdConf({
+        dir,
+        dataDir,
+        tls,
+        adminDn,
+        adminPassword,
+        bindDn,
+        sizeLimit: options.sizeLimit,
+      }),
       { mode: 0o600 },
     );
     const baseLdif = join(dir, 'base.ldif');
-    writeFileSync(baseLdif, baseEntries({ usersDn, groupsDn, bindDn, bindPassword }), { mode: 0o600 });
-    await execFileAsync(slapadd, ['-f', configFile, '-l', baseLdif], { timeout: 30_000, env: slapdEnv() }).catch(
-      (error: Error & { stderr?: string }) => {
-        throw new Error(`slapadd failed: ${error.message}\n${error.stderr ?? ''}`);
-      },
-    );
+    writeFileSync(baseLdif, baseEntries({ usersDn, groupsDn, bindDn, bindPassword }), {
+      mode: 0o600,
+    });
+    await execFileAsync(slapadd, ['-f', configFile, '-l', baseLdif], {
+      timeout: 30_000,
+      env: slapdEnv(),
+    }).catch((error: Error & { stderr?: string }) => {
+      throw new Error(`slapadd failed: ${error.message}\n${error.stderr ?? ''}`);
+    });
 
     const port = await freePort();
     const ldapsPort = await freePort();
     const url = `ldap://127.0.0.1:${port}`;
     const ldapsUrl = `ldaps://127.0.0.1:${ldapsPort}`;
-    const child = spawnManaged('slapd', slapd, ['-d', 'none', '-f', configFile, '-h', `${url}/ ${ldapsUrl}/`], {
-      env: slapdEnv(),
-      logFile: options.logFile,
-    });
+    const child = spawnManaged(
+      'slapd',
+      slapd,
+      ['-d', 'none', '-f', configFile, '-h', `${url}/ ${ldapsUrl}/`],
+      {
+        env: slapdEnv(),
+        logFile: options.logFile,
+      },
+    );
 
     const admin = async <T>(work: (client: Client) => Promise<T>): Promise<T> => {
       const client = new Client({ url, timeout: 10_000, connectTimeout: 5_000 });
@@ -184,7 +205,13 @@ export async function startSlapd(options: SlapdOptions = {}): Promise<SlapdInsta
         await admin((client) =>
           client.modify(
             userDn(uid),
-            new Change({ operation: 'replace', modification: new Attribute({ type: 'userPassword', values: [hashPassword(password)] }) }),
+            new Change({
+              operation: 'replace',
+              modification: new Attribute({
+                type: 'userPassword',
+                values: [hashPassword(password)],
+              }),
+            }),
           ),
         );
       },
@@ -193,12 +220,20 @@ export async function startSlapd(options: SlapdOptions = {}): Promise<SlapdInsta
       },
       async addGroup(cn, memberUids) {
         const dn = groupDn(cn);
-        await admin((client) => client.add(dn, { objectClass: ['top', 'groupOfNames'], cn, member: members(memberUids) }));
+        await admin((client) =>
+          client.add(dn, { objectClass: ['top', 'groupOfNames'], cn, member: members(memberUids) }),
+        );
         return dn;
       },
       async setGroupMembers(cn, memberUids) {
         await admin((client) =>
-          client.modify(groupDn(cn), new Change({ operation: 'replace', modification: new Attribute({ type: 'member', values: members(memberUids) }) })),
+          client.modify(
+            groupDn(cn),
+            new Change({
+              operation: 'replace',
+              modification: new Attribute({ type: 'member', values: members(memberUids) }),
+            }),
+          ),
         );
       },
       async stop() {
@@ -229,11 +264,14 @@ interface ConfOptions {
 
 function slapdConf(o: ConfOptions): string {
   const q = (value: string) => {
-    if (/["\\\n]/.test(value)) throw new Error(`cannot quote ${JSON.stringify(value)} for slapd.conf`);
+    if (/["\\\n]/.test(value))
+      throw new Error(`cannot quote ${JSON.stringify(value)} for slapd.conf`);
     return `"${value}"`;
   };
   // Debian builds the backends as modules; other builds may have them built in.
-  const modules = existsSync(join(MODULE_DIR, 'back_mdb.so')) ? [`modulepath ${q(MODULE_DIR)}`, 'moduleload back_mdb'] : [];
+  const modules = existsSync(join(MODULE_DIR, 'back_mdb.so'))
+    ? [`modulepath ${q(MODULE_DIR)}`, 'moduleload back_mdb']
+    : [];
   return [
     ...SCHEMAS.map((schema) => `include ${q(join(SCHEMA_DIR, `${schema}.schema`))}`),
     `pidfile ${q(join(o.dir, 'slapd.pid'))}`,
@@ -252,7 +290,9 @@ function slapdConf(o: ConfOptions): string {
     `directory ${q(o.dataDir)}`,
     'index objectClass eq',
     'index uid,cn,member eq',
-    ...(o.sizeLimit !== undefined ? [`limits * size.soft=${o.sizeLimit} size.hard=unlimited size.prtotal=unlimited`] : []),
+    ...(o.sizeLimit !== undefined
+      ? [`limits * size.soft=${o.sizeLimit} size.hard=unlimited size.prtotal=unlimited`]
+      : []),
     // Passwords: a user may bind with (and change) their own; nobody else reads any.
     'access to attrs=userPassword',
     '  by self write',
@@ -267,7 +307,12 @@ function slapdConf(o: ConfOptions): string {
   ].join('\n');
 }
 
-function baseEntries(o: { usersDn: string; groupsDn: string; bindDn: string; bindPassword: string }): string {
+function baseEntries(o: {
+  usersDn: string;
+  groupsDn: string;
+  bindDn: string;
+  bindPassword: string;
+}): string {
   return [
     `dn: ${BASE_DN}\nobjectClass: top\nobjectClass: dcObject\nobjectClass: organization\ndc: example\no: DebVisor test directory`,
     `dn: ${o.usersDn}\nobjectClass: top\nobjectClass: organizationalUnit\nou: people`,
@@ -307,13 +352,18 @@ async function waitForSlapd(
   let last = '';
   for (const target of [url, ldapsUrl]) {
     for (;;) {
-      if (child.child.exitCode !== null) throw new Error(`slapd exited early (code ${child.child.exitCode}):\n${child.output().slice(-4000)}`);
+      if (child.child.exitCode !== null)
+        throw new Error(
+          `slapd exited early (code ${child.child.exitCode}):\n${child.output().slice(-4000)}`,
+        );
       const client = new Client({
         url: target,
         timeout: 1_000,
         connectTimeout: 1_000,
         // ldapts speaks TLS from the start whenever tlsOptions are given, even for ldap://.
-        tlsOptions: target.startsWith('ldaps:') ? { ca: [caPem], minVersion: 'TLSv1.2' } : undefined,
+        tlsOptions: target.startsWith('ldaps:')
+          ? { ca: [caPem], minVersion: 'TLSv1.2' }
+          : undefined,
       });
       try {
         await client.bind(adminDn, adminPassword);
@@ -324,7 +374,9 @@ async function waitForSlapd(
         await client.unbind().catch(() => undefined);
       }
       if (Date.now() > deadline) {
-        throw new Error(`slapd at ${target} did not answer within ${timeoutMs} ms (${last}):\n${child.output().slice(-4000)}`);
+        throw new Error(
+          `slapd at ${target} did not answer within ${timeoutMs} ms (${last}):\n${child.output().slice(-4000)}`,
+        );
       }
       await new Promise((resolve) => setTimeout(resolve, 100));
     }

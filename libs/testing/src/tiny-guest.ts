@@ -1,6 +1,16 @@
 import { createHash } from 'node:crypto';
 import { execFile } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -148,7 +158,8 @@ export function buildTinyGuest(sources: TinyGuestSources = {}): Promise<TinyGues
 /** The highest heartbeat number in a serial log so far; 0 before the first. */
 export function lastTinyGuestTick(serialLog: string): number {
   let last = 0;
-  for (const match of serialLog.matchAll(new RegExp(`${TINY_GUEST_TICK} (\\d+)`, 'g'))) last = Math.max(last, Number(match[1]));
+  for (const match of serialLog.matchAll(new RegExp(`${TINY_GUEST_TICK} (\\d+)`, 'g')))
+    last = Math.max(last, Number(match[1]));
   return last;
 }
 
@@ -161,7 +172,13 @@ export function tinyGuestAppend(load: TinyGuestLoad): string {
   if (workingSetMib !== undefined && (!Number.isSafeInteger(workingSetMib) || workingSetMib < 1)) {
     throw new Error(`workingSetMib must be a whole number >= 1, got ${workingSetMib}`);
   }
-  const params = ['console=ttyS0', 'quiet', 'panic=-1', 'rdinit=/init', `dirty_mib_s=${dirtyMibPerSecond}`];
+  const params = [
+    'console=ttyS0',
+    'quiet',
+    'panic=-1',
+    'rdinit=/init',
+    `dirty_mib_s=${dirtyMibPerSecond}`,
+  ];
   if (workingSetMib !== undefined) params.push(`dirty_mib=${workingSetMib}`);
   return params.join(' ');
 }
@@ -174,7 +191,10 @@ async function build(sources: TinyGuestSources): Promise<TinyGuest> {
   const hash = createHash('sha256');
   for (const part of [FORMAT, kernel, INIT_SCRIPT]) hash.update(part).update('\0');
   hash.update(kernelBytes).update(busybox);
-  const dir = join(sources.cacheRoot ?? tmpdir(), `debvisor-tiny-guest-${hash.digest('hex').slice(0, 16)}`);
+  const dir = join(
+    sources.cacheRoot ?? tmpdir(),
+    `debvisor-tiny-guest-${hash.digest('hex').slice(0, 16)}`,
+  );
   const guest = { dir, kernelPath: join(dir, 'kernel'), initrdPath: join(dir, 'initrd.cpio') };
   if ((await exists(guest.kernelPath)) && (await exists(guest.initrdPath))) return guest;
 
@@ -196,9 +216,13 @@ async function build(sources: TinyGuestSources): Promise<TinyGuest> {
 }
 
 async function newestKernel(bootDir: string): Promise<string> {
-  const names = (await readdir(bootDir).catch(() => [])).filter((name) => name.startsWith('vmlinuz-'));
+  const names = (await readdir(bootDir).catch(() => [])).filter((name) =>
+    name.startsWith('vmlinuz-'),
+  );
   if (names.length === 0) {
-    throw new Error(`no Linux kernel (vmlinuz-*) in ${bootDir}: install the Debian package linux-image-amd64 (apt-get install linux-image-amd64)`);
+    throw new Error(
+      `no Linux kernel (vmlinuz-*) in ${bootDir}: install the Debian package linux-image-amd64 (apt-get install linux-image-amd64)`,
+    );
   }
   names.sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
   return join(bootDir, names[names.length - 1]!);
@@ -215,16 +239,21 @@ async function pvhKernel(bzImage: Buffer, scratch: string): Promise<Buffer> {
   if (bzImage.length < 0x250 || bzImage.toString('latin1', 0x202, 0x206) !== 'HdrS') return bzImage;
   const start = ((bzImage[0x1f1] || 4) + 1) * 512 + bzImage.readUInt32LE(0x248);
   const payload = bzImage.subarray(start, start + bzImage.readUInt32LE(0x24c));
-  if (!payload.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]))) return bzImage;
+  if (!payload.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00])))
+    return bzImage;
   const xz = requireBinary('xz', 'xz-utils');
   const packed = join(scratch, 'vmlinux.xz');
   await writeFile(packed, payload);
   // --single-stream: the kernel build appends the unpacked size after the stream
-  const { stdout } = await promisify(execFile)(xz, ['--decompress', '--single-stream', '--stdout', '--', packed], {
-    encoding: 'buffer',
-    maxBuffer: 1024 * 1024 * 1024,
-    timeout: 120_000,
-  });
+  const { stdout } = await promisify(execFile)(
+    xz,
+    ['--decompress', '--single-stream', '--stdout', '--', packed],
+    {
+      encoding: 'buffer',
+      maxBuffer: 1024 * 1024 * 1024,
+      timeout: 120_000,
+    },
+  );
   await rm(packed);
   // the ELF note XEN_ELFNOTE_PHYS32_ENTRY: type 18, name "Xen"
   const hasPvhEntry = stdout.indexOf(Buffer.from([0x12, 0, 0, 0, 0x58, 0x65, 0x6e, 0])) >= 0;
@@ -237,13 +266,17 @@ async function readStaticBusybox(path: string): Promise<Buffer> {
   const bytes = await readFile(path).catch(() => {
     throw new Error(`${path} is missing: ${hint}`);
   });
-  if (!isStaticElf64(bytes)) throw new Error(`${path} is not a statically linked x86-64 program (dynamically linked?): ${hint}`);
+  if (!isStaticElf64(bytes))
+    throw new Error(
+      `${path} is not a statically linked x86-64 program (dynamically linked?): ${hint}`,
+    );
   return bytes;
 }
 
 /** A 64-bit little-endian ELF without a PT_INTERP program header (no dynamic loader needed). */
 function isStaticElf64(elf: Buffer): boolean {
-  const isElf64Le = elf.length >= 64 && elf.readUInt32BE(0) === 0x7f454c46 && elf[4] === 2 && elf[5] === 1;
+  const isElf64Le =
+    elf.length >= 64 && elf.readUInt32BE(0) === 0x7f454c46 && elf[4] === 2 && elf[5] === 1;
   if (!isElf64Le) return false;
   const phoff = Number(elf.readBigUInt64LE(0x20));
   const phentsize = elf.readUInt16LE(0x36);
@@ -308,7 +341,15 @@ function newc(entries: CpioEntry[]): Buffer {
       name.length,
       0, // check
     ];
-    push(Buffer.concat([Buffer.from(`070701${fields.map((field) => field.toString(16).padStart(8, '0')).join('')}`, 'ascii'), name]));
+    push(
+      Buffer.concat([
+        Buffer.from(
+          `070701${fields.map((field) => field.toString(16).padStart(8, '0')).join('')}`,
+          'ascii',
+        ),
+        name,
+      ]),
+    );
     if (data.length > 0) push(data);
   });
   return Buffer.concat(parts);

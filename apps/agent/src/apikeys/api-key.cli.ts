@@ -44,7 +44,10 @@ export async function runApiKeyCommand(argv: string[], io: Output): Promise<numb
     await execute(command, service, io);
     return 0;
   } catch (error) {
-    const message = error instanceof AgentError ? error.message : `cannot use etcd at ${command.endpoints.join(',')}: ${(error as Error).message}`;
+    const message =
+      error instanceof AgentError
+        ? error.message
+        : `cannot use etcd at ${command.endpoints.join(',')}: ${(error as Error).message}`;
     io.err(`debvisor-agent-admin: ${message}`);
     return 1;
   } finally {
@@ -53,7 +56,15 @@ export async function runApiKeyCommand(argv: string[], io: Output): Promise<numb
 }
 
 type Command =
-  | { name: 'create'; endpoints: string[]; json: boolean; principal: string; permissions: string[]; description: string; expiresInMs: number | null }
+  | {
+      name: 'create';
+      endpoints: string[];
+      json: boolean;
+      principal: string;
+      permissions: string[];
+      description: string;
+      expiresInMs: number | null;
+    }
   | { name: 'list'; endpoints: string[]; json: boolean }
   | { name: 'revoke' | 'rotate'; endpoints: string[]; json: boolean; id: string };
 
@@ -77,18 +88,30 @@ function parseCommand(argv: string[]): Command {
   });
   const endpoints = etcdEndpoints(values.etcd, values.config);
   const json = values.json ?? false;
-  const allowed: Record<string, string[]> = { create: ['principal', 'permissions', 'description', 'expires-in'], list: [], revoke: [], rotate: [] };
+  const allowed: Record<string, string[]> = {
+    create: ['principal', 'permissions', 'description', 'expires-in'],
+    list: [],
+    revoke: [],
+    rotate: [],
+  };
   for (const option of ['principal', 'permissions', 'description', 'expires-in']) {
-    if (values[option as keyof typeof values] !== undefined && !allowed[name].includes(option)) throw new UsageError(`${name} takes no --${option}`);
+    if (values[option as keyof typeof values] !== undefined && !allowed[name].includes(option))
+      throw new UsageError(`${name} takes no --${option}`);
   }
   if (name === 'create') {
-    if (positionals.length > 0) throw new UsageError(`create takes no positional argument (got "${positionals[0]}")`);
+    if (positionals.length > 0)
+      throw new UsageError(`create takes no positional argument (got "${positionals[0]}")`);
     const principal = check('--principal', principalSchema, values.principal);
     if (!values.permissions) throw new UsageError('--permissions is required');
-    const permissions = values.permissions.split(',').map((p) => check('--permissions', permissionSpecSchema, p.trim()));
+    const permissions = values.permissions
+      .split(',')
+      .map((p) => check('--permissions', permissionSpecSchema, p.trim()));
     const description = check('--description', descriptionSchema, values.description ?? '');
     const expiresInMs = parseExpiresIn(values['expires-in'] ?? 'never');
-    if (expiresInMs === undefined) throw new UsageError('--expires-in: give a duration such as 90d, 12h, 30m or 2w (up to 10 years), or never');
+    if (expiresInMs === undefined)
+      throw new UsageError(
+        '--expires-in: give a duration such as 90d, 12h, 30m or 2w (up to 10 years), or never',
+      );
     return { name, endpoints, json, principal, permissions, description, expiresInMs };
   }
   if (name === 'list') {
@@ -111,7 +134,8 @@ function etcdEndpoints(etcd: string | undefined, config: string | undefined): st
   if (!etcd) throw new UsageError('--etcd <url>[,<url>…] or --config <agent.json> is required');
   const endpoints = etcd.split(',').map((u) => u.trim());
   for (const url of endpoints) {
-    if (!/^https?:\/\/[^\s/]+(:\d+)?\/?$/.test(url)) throw new UsageError(`--etcd: "${url}" is not an http(s)://host:port URL`);
+    if (!/^https?:\/\/[^\s/]+(:\d+)?\/?$/.test(url))
+      throw new UsageError(`--etcd: "${url}" is not an http(s)://host:port URL`);
   }
   return endpoints;
 }
@@ -119,7 +143,10 @@ function etcdEndpoints(etcd: string | undefined, config: string | undefined): st
 function check<T>(what: string, schema: z.ZodType<T>, value: unknown): T {
   if (value === undefined) throw new UsageError(`${what} is required`);
   const result = schema.safeParse(value);
-  if (!result.success) throw new UsageError(`${what}: ${result.error.issues[0]?.message ?? 'invalid'} (got "${String(value)}")`);
+  if (!result.success)
+    throw new UsageError(
+      `${what}: ${result.error.issues[0]?.message ?? 'invalid'} (got "${String(value)}")`,
+    );
   return result.data;
 }
 
@@ -140,14 +167,23 @@ async function execute(command: Command, service: ApiKeyService, io: Output): Pr
     }
     case 'revoke': {
       const { summary, alreadyRevoked } = await service.revoke(command.id);
-      return io.out(alreadyRevoked ? `API key ${summary.id} was already revoked at ${summary.revokedAt}` : `Revoked API key ${summary.id} (${summary.principal})`);
+      return io.out(
+        alreadyRevoked
+          ? `API key ${summary.id} was already revoked at ${summary.revokedAt}`
+          : `Revoked API key ${summary.id} (${summary.principal})`,
+      );
     }
     case 'rotate':
       return printIssued(io, await service.rotate(command.id), command.json, 'Rotated');
   }
 }
 
-function printIssued(io: Output, { key, summary }: IssuedApiKey, json: boolean, verb: string): void {
+function printIssued(
+  io: Output,
+  { key, summary }: IssuedApiKey,
+  json: boolean,
+  verb: string,
+): void {
   if (json) return io.out(JSON.stringify({ ...summary, key }, null, 2));
   io.err(
     `${verb} API key ${summary.id} for ${summary.principal}\n` +
@@ -170,7 +206,23 @@ function table(keys: ApiKeySummary[]): string {
     k.lastUsedAt ?? 'never',
     k.description,
   ]);
-  const header = ['ID', 'PRINCIPAL', 'STATUS', 'PERMISSIONS', 'CREATED', 'EXPIRES', 'LAST USED', 'DESCRIPTION'];
+  const header = [
+    'ID',
+    'PRINCIPAL',
+    'STATUS',
+    'PERMISSIONS',
+    'CREATED',
+    'EXPIRES',
+    'LAST USED',
+    'DESCRIPTION',
+  ];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  return [header, ...rows].map((r) => r.map((cell, i) => cell.padEnd(widths[i])).join('  ').trimEnd()).join('\n');
+  return [header, ...rows]
+    .map((r) =>
+      r
+        .map((cell, i) => cell.padEnd(widths[i]))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }

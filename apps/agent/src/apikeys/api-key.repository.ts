@@ -17,14 +17,20 @@ export class ApiKeyRepository {
   /** Stores a new record; false when the id is taken. */
   async create(record: ApiKeyRecord): Promise<boolean> {
     const key = ETCD_KEYS.apiKey(record.id);
-    const result = await this.etcd.if(key, 'Create', '==', 0).then(this.etcd.put(key).value(JSON.stringify(record))).commit();
+    const result = await this.etcd
+      .if(key, 'Create', '==', 0)
+      .then(this.etcd.put(key).value(JSON.stringify(record)))
+      .commit();
     return result.succeeded;
   }
 
   /** Replaces a record if nobody changed it since it was read; false otherwise. */
   async replace(current: StoredApiKey, record: ApiKeyRecord): Promise<boolean> {
     const key = ETCD_KEYS.apiKey(current.record.id);
-    const result = await this.etcd.if(key, 'Mod', '==', current.revision).then(this.etcd.put(key).value(JSON.stringify(record))).commit();
+    const result = await this.etcd
+      .if(key, 'Mod', '==', current.revision)
+      .then(this.etcd.put(key).value(JSON.stringify(record)))
+      .commit();
     return result.succeeded;
   }
 
@@ -38,6 +44,8 @@ function decode(key: string, value: string): ApiKeyRecord {
   try {
     return apiKeyRecordSchema.parse(JSON.parse(value));
   } catch (error) {
-    throw new AgentError(ErrorCode.Internal, `the API key record ${key} in etcd is malformed`, { cause: error });
+    throw new AgentError(ErrorCode.Internal, `the API key record ${key} in etcd is malformed`, {
+      cause: error,
+    });
   }
 }

@@ -5,7 +5,10 @@ import { hasControlCharacters } from '../shared/text';
 /** Who holds a key: `manager:dc-east`, `ci@example.org`, `terraform/prod`. */
 export const principalSchema = z
   .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._:@+/-]{0,127}$/, 'a principal is 1-128 letters, digits and . _ : @ + / - (starting with a letter or digit)');
+  .regex(
+    /^[A-Za-z0-9][A-Za-z0-9._:@+/-]{0,127}$/,
+    'a principal is 1-128 letters, digits and . _ : @ + / - (starting with a letter or digit)',
+  );
 
 export const descriptionSchema = z
   .string()

@@ -32,7 +32,11 @@ function setup(cacheTtlMs = 5_000) {
   const { store, records } = memoryStore();
   const service = new ApiKeyService(store, clock, { cacheTtlMs });
   const issue = (overrides: Partial<{ permissions: string[]; expiresAt: Date | null }> = {}) =>
-    service.create({ principal: 'manager:dc-east', permissions: overrides.permissions ?? ['vm:*'], expiresAt: overrides.expiresAt ?? null });
+    service.create({
+      principal: 'manager:dc-east',
+      permissions: overrides.permissions ?? ['vm:*'],
+      expiresAt: overrides.expiresAt ?? null,
+    });
   return { clock, store, records, service, issue };
 }
 
@@ -60,15 +64,25 @@ describe('ApiKeyService', () => {
   it('authenticates a key and answers its principal and permissions', async () => {
     const { service, issue } = setup();
     const { key } = await issue({ permissions: ['vm:*', 'node:registry:read'] });
-    await expect(service.authenticate(key)).resolves.toMatchObject({ principal: 'manager:dc-east', permissions: ['vm:*', 'node:registry:read'] });
+    await expect(service.authenticate(key)).resolves.toMatchObject({
+      principal: 'manager:dc-east',
+      permissions: ['vm:*', 'node:registry:read'],
+    });
   });
 
   it('answers the same "invalid API key" for a malformed key, an unknown id and a wrong secret', async () => {
     const { service, issue } = setup();
     const { key } = await issue();
     const { id } = parseAgentApiKey(key)!;
-    for (const presented of ['not-a-key', `dvk_0123456789abcdef_${'A'.repeat(43)}`, `dvk_${id}_${'B'.repeat(43)}`]) {
-      await expect(failure(service.authenticate(presented))).resolves.toMatchObject({ code: ErrorCode.Unauthenticated, message: 'invalid API key' });
+    for (const presented of [
+      'not-a-key',
+      `dvk_0123456789abcdef_${'A'.repeat(43)}`,
+      `dvk_${id}_${'B'.repeat(43)}`,
+    ]) {
+      await expect(failure(service.authenticate(presented))).resolves.toMatchObject({
+        code: ErrorCode.Unauthenticated,
+        message: 'invalid API key',
+      });
     }
   });
 
@@ -77,7 +91,10 @@ describe('ApiKeyService', () => {
     const { key } = await issue({ expiresAt: new Date(clock.now().getTime() + 60_000) });
     await expect(service.authenticate(key)).resolves.toBeDefined();
     clock.advance(60_000);
-    await expect(failure(service.authenticate(key))).resolves.toMatchObject({ code: ErrorCode.Unauthenticated, message: 'API key expired' });
+    await expect(failure(service.authenticate(key))).resolves.toMatchObject({
+      code: ErrorCode.Unauthenticated,
+      message: 'API key expired',
+    });
   });
 
   it('makes a revocation effective on a cached key within the cache time', async () => {
@@ -90,7 +107,10 @@ describe('ApiKeyService', () => {
     await other.revoke(summary.id);
     await expect(service.authenticate(key)).resolves.toBeDefined(); // still cached
     clock.advance(5_000);
-    await expect(failure(service.authenticate(key))).resolves.toMatchObject({ code: ErrorCode.Unauthenticated, message: 'API key revoked' });
+    await expect(failure(service.authenticate(key))).resolves.toMatchObject({
+      code: ErrorCode.Unauthenticated,
+      message: 'API key revoked',
+    });
   });
 
   it('accepts a rotated secret at once, and refuses the old one once the cache time is over', async () => {
@@ -102,7 +122,9 @@ describe('ApiKeyService', () => {
     expect(parseAgentApiKey(newKey)!.id).toBe(summary.id);
     await expect(service.authenticate(newKey)).resolves.toMatchObject({ id: summary.id });
     clock.advance(5_000);
-    await expect(failure(service.authenticate(oldKey))).resolves.toMatchObject({ message: 'invalid API key' });
+    await expect(failure(service.authenticate(oldKey))).resolves.toMatchObject({
+      message: 'invalid API key',
+    });
   });
 
   it('keeps the first revocation time and refuses to rotate a revoked key', async () => {
@@ -112,9 +134,16 @@ describe('ApiKeyService', () => {
     clock.advance(1_000);
     const second = await service.revoke(summary.id);
     expect(first.alreadyRevoked).toBe(false);
-    expect(second).toMatchObject({ alreadyRevoked: true, summary: { revokedAt: first.summary.revokedAt } });
-    await expect(failure(service.rotate(summary.id))).resolves.toMatchObject({ code: ErrorCode.FailedPrecondition });
-    await expect(failure(service.revoke('0000000000000000'))).resolves.toMatchObject({ code: ErrorCode.NotFound });
+    expect(second).toMatchObject({
+      alreadyRevoked: true,
+      summary: { revokedAt: first.summary.revokedAt },
+    });
+    await expect(failure(service.rotate(summary.id))).resolves.toMatchObject({
+      code: ErrorCode.FailedPrecondition,
+    });
+    await expect(failure(service.revoke('0000000000000000'))).resolves.toMatchObject({
+      code: ErrorCode.NotFound,
+    });
   });
 
   it('records the last use at most once a minute per key', async () => {
@@ -143,7 +172,10 @@ describe('ApiKeyService', () => {
     const stale = structuredClone(records.get(summary.id)!);
     await service.revoke(summary.id);
     // Authenticating against a stale cache entry would write lastUsedAt; the write re-reads and keeps revokedAt.
-    (service as unknown as { cache: Map<string, unknown> }).cache.set(summary.id, { stored: stale, fetchedAt: Date.now() });
+    (service as unknown as { cache: Map<string, unknown> }).cache.set(summary.id, {
+      stored: stale,
+      fetchedAt: Date.now(),
+    });
     await service.authenticate(key).catch(() => undefined);
     await service.settle();
     expect(records.get(summary.id)!.record.revokedAt).not.toBeNull();

@@ -4,7 +4,12 @@ import { AgentError, ErrorCode } from '../shared/agent-error';
 import type { Clock } from '../shared/clock';
 import type { Logger } from '../shared/logger';
 import type { ApiKeyRepository } from './api-key.repository';
-import { summarize, type ApiKeyRecord, type ApiKeySummary, type StoredApiKey } from './api-key.schema';
+import {
+  summarize,
+  type ApiKeyRecord,
+  type ApiKeySummary,
+  type StoredApiKey,
+} from './api-key.schema';
 
 export type ApiKeyStore = Pick<ApiKeyRepository, 'get' | 'create' | 'replace' | 'list'>;
 
@@ -70,14 +75,17 @@ export class ApiKeyService {
         lastUsedAt: null,
         revokedAt: null,
       };
-      if (await this.store.create(record)) return { key: formatAgentApiKey(record.id, secret), summary: summarize(record) };
+      if (await this.store.create(record))
+        return { key: formatAgentApiKey(record.id, secret), summary: summarize(record) };
     }
     throw new AgentError(ErrorCode.Internal, 'could not allocate an unused API key id');
   }
 
   async list(): Promise<ApiKeySummary[]> {
     const records = await this.store.list();
-    return records.map(summarize).sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
+    return records
+      .map(summarize)
+      .sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
   }
 
   /** Revokes a key; revoking it again keeps the first revocation time. */
@@ -93,8 +101,16 @@ export class ApiKeyService {
   async rotate(id: string): Promise<IssuedApiKey> {
     const secret = newSecret();
     return this.update(id, (record) => {
-      if (record.revokedAt) throw new AgentError(ErrorCode.FailedPrecondition, `API key ${id} is revoked; create a new one`);
-      if (this.isExpired(record)) throw new AgentError(ErrorCode.FailedPrecondition, `API key ${id} has expired; create a new one`);
+      if (record.revokedAt)
+        throw new AgentError(
+          ErrorCode.FailedPrecondition,
+          `API key ${id} is revoked; create a new one`,
+        );
+      if (this.isExpired(record))
+        throw new AgentError(
+          ErrorCode.FailedPrecondition,
+          `API key ${id} has expired; create a new one`,
+        );
       const next = { ...record, secretSha256: sha256Hex(secret) };
       return { next, result: { key: formatAgentApiKey(id, secret), summary: summarize(next) } };
     });
@@ -141,19 +157,29 @@ export class ApiKeyService {
   private noteUse(record: ApiKeyRecord): void {
     const now = this.clock.now().getTime();
     const interval = this.options.lastUsedIntervalMs ?? LAST_USED_INTERVAL_MS;
-    const last = Math.max(this.lastUsedWrites.get(record.id) ?? 0, record.lastUsedAt ? Date.parse(record.lastUsedAt) : 0);
+    const last = Math.max(
+      this.lastUsedWrites.get(record.id) ?? 0,
+      record.lastUsedAt ? Date.parse(record.lastUsedAt) : 0,
+    );
     if (now - last < interval) return;
     this.lastUsedWrites.set(record.id, now);
     const write = this.update(record.id, (current) =>
-      current.revokedAt ? { result: undefined } : { next: { ...current, lastUsedAt: new Date(now).toISOString() }, result: undefined },
+      current.revokedAt
+        ? { result: undefined }
+        : { next: { ...current, lastUsedAt: new Date(now).toISOString() }, result: undefined },
     )
-      .catch((error: unknown) => this.logger?.warn({ keyId: record.id, err: error }, 'could not record the API key use'))
+      .catch((error: unknown) =>
+        this.logger?.warn({ keyId: record.id, err: error }, 'could not record the API key use'),
+      )
       .finally(() => this.pending.delete(write));
     this.pending.add(write);
   }
 
   /** Read-modify-write with compare-and-swap, so that no update undoes a concurrent revocation. */
-  private async update<T>(id: string, change: (record: ApiKeyRecord) => { next?: ApiKeyRecord; result: T }): Promise<T> {
+  private async update<T>(
+    id: string,
+    change: (record: ApiKeyRecord) => { next?: ApiKeyRecord; result: T },
+  ): Promise<T> {
     for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
       const current = await this.store.get(id);
       if (!current) throw new AgentError(ErrorCode.NotFound, `no API key with id ${id}`);

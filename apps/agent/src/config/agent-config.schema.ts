@@ -5,7 +5,12 @@ const GiB = 1024 ** 3;
 const filePath = z.string().min(1, 'a file path is required');
 
 /** x86 CPU flag names as in /proc/cpuinfo. */
-export const cpuFlagSchema = z.string().regex(/^[a-z0-9_.]{1,40}$/, 'a CPU flag is 1-40 lower-case letters, digits, dots and underscores');
+export const cpuFlagSchema = z
+  .string()
+  .regex(
+    /^[a-z0-9_.]{1,40}$/,
+    'a CPU flag is 1-40 lower-case letters, digits, dots and underscores',
+  );
 
 /** A Zen 3 (EPYC 7003) host: what the sim driver reports unless configured otherwise. */
 const DEFAULT_CPU_FLAGS = (
@@ -32,7 +37,10 @@ const simSchema = z.strictObject({
       flags: z.array(cpuFlagSchema).max(1024).default(DEFAULT_CPU_FLAGS),
     })
     .prefault({}),
-  memoryBytes: z.int().positive().default(512 * GiB),
+  memoryBytes: z
+    .int()
+    .positive()
+    .default(512 * GiB),
   bridges: z.array(labelSchema).max(256).default(['vmbr0', 'vmbr1']),
   /** Bytes per second a simulated migration moves when no bandwidth limit is set (10 GbE). */
   migrationBandwidthBytes: z.int().positive().default(1_250_000_000),
@@ -49,7 +57,10 @@ const simSchema = z.strictObject({
   diskWriteIntervalMs: z.int().min(0).max(3_600_000).default(60_000),
   hugepages: z
     .strictObject({
-      pageSizeBytes: z.int().positive().default(2 * 1024 * 1024),
+      pageSizeBytes: z
+        .int()
+        .positive()
+        .default(2 * 1024 * 1024),
       total: z.int().min(0).default(65536),
       free: z.int().min(0).default(65536),
     })
@@ -63,7 +74,10 @@ const qemuSchema = z.strictObject({
   /** 'kvm' in production; 'tcg' (software emulation) where /dev/kvm is missing, as in tests. */
   accel: z.enum(['kvm', 'tcg']).default('kvm'),
   /** QEMU machine type; both ends of a migration must use the same. */
-  machine: z.string().regex(/^[a-z0-9][a-z0-9.-]{0,63}$/, 'a machine type such as q35 or pc-q35-7.2').default('q35'),
+  machine: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9.-]{0,63}$/, 'a machine type such as q35 or pc-q35-7.2')
+    .default('q35'),
   /** Disk images as files <imageDir>/<pool>/<image>.raw on storage every node mounts; unset: RBD (rbd:<pool>/<image>). */
   imageDir: filePath.optional(),
   /**
@@ -104,13 +118,25 @@ const migrationSchema = z.strictObject({
 
 const rbdSchema = z.strictObject({
   /** The Ceph cluster name (--cluster): default conf /etc/ceph/<cluster>.conf, keyring /etc/ceph/<cluster>.client.<clientId>.keyring. */
-  cluster: z.string().regex(/^[A-Za-z][A-Za-z0-9_]{0,31}$/, 'a Ceph cluster name is 1-32 letters, digits and underscores, starting with a letter').default('ceph'),
+  cluster: z
+    .string()
+    .regex(
+      /^[A-Za-z][A-Za-z0-9_]{0,31}$/,
+      'a Ceph cluster name is 1-32 letters, digits and underscores, starting with a letter',
+    )
+    .default('ceph'),
   /** ceph.conf of the cluster; unset: Ceph's default for the cluster name. */
   conf: filePath.optional(),
   /** The client's keyring; unset: Ceph's default search (keyring setting of the conf, /etc/ceph/<cluster>.client.<id>.keyring). */
   keyring: filePath.optional(),
   /** The cephx user the agent runs as (client.<clientId>): caps `mon 'profile rbd' osd 'profile rbd' mgr 'profile rbd'`. */
-  clientId: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'a cephx client id is 1-64 letters, digits, dots, underscores and hyphens').default('admin'),
+  clientId: z
+    .string()
+    .regex(
+      /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/,
+      'a cephx client id is 1-64 letters, digits, dots, underscores and hyphens',
+    )
+    .default('admin'),
   /** The rbd, ceph and rados command-line tools (Debian ceph-common; names looked up in PATH, or absolute paths). */
   rbdBinary: z.string().min(1).max(4096).default('rbd'),
   cephBinary: z.string().min(1).max(4096).default('ceph'),
@@ -122,10 +148,12 @@ const rbdSchema = z.strictObject({
   peerTimeoutSeconds: z.number().positive().max(3600).default(10),
 });
 
-const httpUrl = z.url({ error: 'an etcd endpoint is a URL such as http://127.0.0.1:2379' }).refine(
-  (value) => /^https?:\/\//.test(value),
-  'an etcd endpoint starts with http:// or https://',
-);
+const httpUrl = z
+  .url({ error: 'an etcd endpoint is a URL such as http://127.0.0.1:2379' })
+  .refine(
+    (value) => /^https?:\/\//.test(value),
+    'an etcd endpoint starts with http:// or https://',
+  );
 
 export const agentConfigSchema = z
   .strictObject({
@@ -135,7 +163,9 @@ export const agentConfigSchema = z
     listen: endpointSchema.default('0.0.0.0:9443'),
     /** host:port that peers and the manager use to reach this agent. */
     advertise: endpointSchema,
-    etcd: z.strictObject({ endpoints: z.array(httpUrl).min(1, 'at least one etcd endpoint is required') }),
+    etcd: z.strictObject({
+      endpoints: z.array(httpUrl).min(1, 'at least one etcd endpoint is required'),
+    }),
     tls: z.strictObject({
       /** This agent's certificate (CN agent:<nodeId>, OU debvisor-agent), optionally followed by the CA. */
       cert: filePath,

@@ -18,9 +18,16 @@ describe('TLS material', () => {
 
   beforeAll(async () => {
     const clusterCa = await createCa('cluster');
-    const agent = await issueCertificate(clusterCa, { commonName: 'agent:node-1', organizationalUnit: 'debvisor-agent', usage: 'both' });
+    const agent = await issueCertificate(clusterCa, {
+      commonName: 'agent:node-1',
+      organizationalUnit: 'debvisor-agent',
+      usage: 'both',
+    });
     ca = file('ca.crt', clusterCa.certPem);
-    cert = file('agent.crt', agent.certPem.split('-----END CERTIFICATE-----')[0] + '-----END CERTIFICATE-----\n'); // leaf only
+    cert = file(
+      'agent.crt',
+      agent.certPem.split('-----END CERTIFICATE-----')[0] + '-----END CERTIFICATE-----\n',
+    ); // leaf only
     key = file('agent.key', agent.keyPem);
   });
 
@@ -31,20 +38,40 @@ describe('TLS material', () => {
   });
 
   it('refuses a certificate from another CA, naming tls.cert', async () => {
-    const other = await issueCertificate(await createCa('other'), { commonName: 'agent:node-1', organizationalUnit: 'debvisor-agent', usage: 'both' });
+    const other = await issueCertificate(await createCa('other'), {
+      commonName: 'agent:node-1',
+      organizationalUnit: 'debvisor-agent',
+      usage: 'both',
+    });
     const otherCert = file('other.crt', other.certPem);
     const otherKey = file('other.key', other.keyPem);
-    expect(() => loadTlsMaterial({ nodeId: 'node-1', tls: { cert: otherCert, key: otherKey, ca, clientCas: [] } })).toThrow(/tls\.cert: .* not issued by the cluster CA/);
+    expect(() =>
+      loadTlsMaterial({
+        nodeId: 'node-1',
+        tls: { cert: otherCert, key: otherKey, ca, clientCas: [] },
+      }),
+    ).toThrow(/tls\.cert: .* not issued by the cluster CA/);
   });
 
   it('refuses a certificate made out to another node, and a key that does not match', async () => {
-    expect(() => loadTlsMaterial({ nodeId: 'node-2', tls: { cert, key, ca, clientCas: [] } })).toThrow(/tls\.cert: the subject must be CN=agent:node-2/);
+    expect(() =>
+      loadTlsMaterial({ nodeId: 'node-2', tls: { cert, key, ca, clientCas: [] } }),
+    ).toThrow(/tls\.cert: the subject must be CN=agent:node-2/);
     const wrongKey = file('wrong.key', (await createCa('x')).keyPem);
-    expect(() => loadTlsMaterial({ nodeId: 'node-1', tls: { cert, key: wrongKey, ca, clientCas: [] } })).toThrow(/tls\.key: .* does not belong to tls\.cert/);
+    expect(() =>
+      loadTlsMaterial({ nodeId: 'node-1', tls: { cert, key: wrongKey, ca, clientCas: [] } }),
+    ).toThrow(/tls\.key: .* does not belong to tls\.cert/);
   });
 
   it('refuses a client CA file that holds no CA certificate', () => {
-    expect(() => loadTlsMaterial({ nodeId: 'node-1', tls: { cert, key, ca, clientCas: [cert] } })).toThrow(/tls\.clientCas\[0\]: .* not a CA/);
-    expect(() => loadTlsMaterial({ nodeId: 'node-1', tls: { cert, key, ca, clientCas: ['/nonexistent.crt'] } })).toThrow(/tls\.clientCas\[0\]: cannot read/);
+    expect(() =>
+      loadTlsMaterial({ nodeId: 'node-1', tls: { cert, key, ca, clientCas: [cert] } }),
+    ).toThrow(/tls\.clientCas\[0\]: .* not a CA/);
+    expect(() =>
+      loadTlsMaterial({
+        nodeId: 'node-1',
+        tls: { cert, key, ca, clientCas: ['/nonexistent.crt'] },
+      }),
+    ).toThrow(/tls\.clientCas\[0\]: cannot read/);
   });
 });

@@ -32,7 +32,9 @@ export function loadTlsMaterial(config: Pick<AgentConfig, 'nodeId' | 'tls'>): Tl
   }
   const now = Date.now();
   if (Date.parse(leaf.validTo) < now || Date.parse(leaf.validFrom) > now) {
-    throw new ConfigError(`tls.cert: ${config.tls.cert} is not valid now (valid ${leaf.validFrom} to ${leaf.validTo})`);
+    throw new ConfigError(
+      `tls.cert: ${config.tls.cert} is not valid now (valid ${leaf.validFrom} to ${leaf.validTo})`,
+    );
   }
   const subject = subjectFields(leaf.subject);
   if (subject.CN !== `agent:${config.nodeId}` || subject.OU !== AGENT_OU) {
@@ -44,7 +46,8 @@ export function loadTlsMaterial(config: Pick<AgentConfig, 'nodeId' | 'tls'>): Tl
   let keyPem: string;
   try {
     keyPem = readFileSync(config.tls.key, 'utf8');
-    if (!leaf.checkPrivateKey(createPrivateKey(keyPem))) throw new ConfigError(`tls.key: ${config.tls.key} does not belong to tls.cert`);
+    if (!leaf.checkPrivateKey(createPrivateKey(keyPem)))
+      throw new ConfigError(`tls.key: ${config.tls.key} does not belong to tls.cert`);
   } catch (error) {
     if (error instanceof ConfigError) throw error;
     throw new ConfigError(`tls.key: cannot use ${config.tls.key}: ${describe(error)}`);
@@ -52,11 +55,17 @@ export function loadTlsMaterial(config: Pick<AgentConfig, 'nodeId' | 'tls'>): Tl
 
   const clientCaPems = config.tls.clientCas.flatMap((file, i) => {
     const pems = readCertificates(`tls.clientCas[${i}]`, file);
-    for (const pem of pems) if (!parse(`tls.clientCas[${i}]`, pem).ca) throw new ConfigError(`tls.clientCas[${i}]: ${file} holds a certificate that is not a CA`);
+    for (const pem of pems)
+      if (!parse(`tls.clientCas[${i}]`, pem).ca)
+        throw new ConfigError(`tls.clientCas[${i}]: ${file} holds a certificate that is not a CA`);
     return pems;
   });
 
-  const servedChain = chain.some((pem) => parse('tls.cert', pem).fingerprint256 === clusterCa.fingerprint256) ? chain : [...chain, caPems[0]];
+  const servedChain = chain.some(
+    (pem) => parse('tls.cert', pem).fingerprint256 === clusterCa.fingerprint256,
+  )
+    ? chain
+    : [...chain, caPems[0]];
   return {
     clusterCa,
     clusterCaPem: caPems[0],

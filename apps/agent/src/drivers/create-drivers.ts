@@ -33,15 +33,32 @@ export interface BackgroundWork {
 }
 
 /** The drivers the configuration names, opened (the sim hypervisor seeds its VMs on a first start). */
-export async function createDrivers(config: Readonly<AgentConfig>, etcd: Etcd3, clock: Clock, logger: Logger): Promise<Drivers> {
+export async function createDrivers(
+  config: Readonly<AgentConfig>,
+  etcd: Etcd3,
+  clock: Clock,
+  logger: Logger,
+): Promise<Drivers> {
   const storage = createStorage(config, etcd, clock);
   const hypervisor = await createHypervisor(config, storage, clock);
   const background: BackgroundWork[] = [];
   if (storage instanceof SimStorageDriver) {
     const mirrorLog = logger.child({ component: 'sim-rbd-mirror' });
-    background.push(new SimRbdMirrorDaemon({ driver: storage, etcd, nodeId: config.nodeId, intervalMs: config.sim.mirror.replayIntervalMs, clock, logger: mirrorLog }));
+    background.push(
+      new SimRbdMirrorDaemon({
+        driver: storage,
+        etcd,
+        nodeId: config.nodeId,
+        intervalMs: config.sim.mirror.replayIntervalMs,
+        clock,
+        logger: mirrorLog,
+      }),
+    );
     background.push({ start: () => undefined, stop: async () => storage.close() }); // its peer connections
-    if (hypervisor.name === 'sim' && config.sim.diskWriteIntervalMs > 0) background.push(new SimDiskWriter(hypervisor, storage, config.sim.diskWriteIntervalMs, logger));
+    if (hypervisor.name === 'sim' && config.sim.diskWriteIntervalMs > 0)
+      background.push(
+        new SimDiskWriter(hypervisor, storage, config.sim.diskWriteIntervalMs, logger),
+      );
   }
   return { hypervisor, storage, background };
 }
@@ -87,11 +104,17 @@ function createStorage(config: Readonly<AgentConfig>, etcd: Etcd3, clock: Clock)
       return driver;
     }
     default:
-      throw new ConfigError(`storage.driver: "${config.storage.driver}" is not available in this version`);
+      throw new ConfigError(
+        `storage.driver: "${config.storage.driver}" is not available in this version`,
+      );
   }
 }
 
-async function createHypervisor(config: Readonly<AgentConfig>, storage: StorageDriver, clock: Clock): Promise<HypervisorDriver> {
+async function createHypervisor(
+  config: Readonly<AgentConfig>,
+  storage: StorageDriver,
+  clock: Clock,
+): Promise<HypervisorDriver> {
   switch (config.hypervisor.driver) {
     case 'sim':
       return SimHypervisorDriver.open({
@@ -100,14 +123,28 @@ async function createHypervisor(config: Readonly<AgentConfig>, storage: StorageD
         timeScale: config.sim.timeScale,
         migrationBandwidthBytes: config.sim.migrationBandwidthBytes,
         facts: simFacts(config),
-        seed: () => seedSimVms({ count: config.sim.seedVms, nodeId: config.nodeId, bridges: config.sim.bridges, storage, now: clock.now() }),
+        seed: () =>
+          seedSimVms({
+            count: config.sim.seedVms,
+            nodeId: config.nodeId,
+            bridges: config.sim.bridges,
+            storage,
+            now: clock.now(),
+          }),
       });
     case 'libvirt':
       return LibvirtHypervisorDriver.fromConfig(config.libvirt, clock);
     case 'qemu':
-      return QemuHypervisorDriver.open({ config: config.qemu, stateDir: config.stateDir, clock, rbd: rbdAccess(config.rbd) });
+      return QemuHypervisorDriver.open({
+        config: config.qemu,
+        stateDir: config.stateDir,
+        clock,
+        rbd: rbdAccess(config.rbd),
+      });
     default:
-      throw new ConfigError(`hypervisor.driver: "${config.hypervisor.driver}" is not available in this version`);
+      throw new ConfigError(
+        `hypervisor.driver: "${config.hypervisor.driver}" is not available in this version`,
+      );
   }
 }
 

@@ -20,7 +20,12 @@ export class HostFactsRepository {
       fqdn: await this.fqdn(name),
       addresses: Object.values(networkInterfaces())
         .flat()
-        .filter((a) => a !== undefined && !a.internal && !(a.family === 'IPv6' && a.address.startsWith('fe80')))
+        .filter(
+          (a) =>
+            a !== undefined &&
+            !a.internal &&
+            !(a.family === 'IPv6' && a.address.startsWith('fe80')),
+        )
         .map((a) => a!.address),
       cpuModel: cpuList[0]?.model.trim() ?? 'unknown',
       cpuFlags: await this.cpuFlags(),
@@ -34,7 +39,10 @@ export class HostFactsRepository {
 
   async usage(): Promise<HostUsage> {
     const count = Math.max(1, cpus().length);
-    return { cpuUsage: Math.min(1, Math.round((loadavg()[0] / count) * 1000) / 1000), memoryUsedBytes: totalmem() - freemem() };
+    return {
+      cpuUsage: Math.min(1, Math.round((loadavg()[0] / count) * 1000) / 1000),
+      memoryUsedBytes: totalmem() - freemem(),
+    };
   }
 
   /** Like `hostname -f`: the canonical name of the host's address, else the plain host name. */
@@ -52,19 +60,33 @@ export class HostFactsRepository {
   private async cpuFlags(): Promise<string[]> {
     const cpuinfo = await this.read('proc/cpuinfo');
     const line = cpuinfo?.split('\n').find((l) => /^flags\s*:/.test(l));
-    return line ? line.slice(line.indexOf(':') + 1).trim().split(/\s+/) : [];
+    return line
+      ? line
+          .slice(line.indexOf(':') + 1)
+          .trim()
+          .split(/\s+/)
+      : [];
   }
 
   private async hugepages(): Promise<Hugepages> {
     const meminfo = (await this.read('proc/meminfo')) ?? '';
-    const value = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(meminfo)?.[1] ?? 0);
-    return { pageSizeBytes: value('Hugepagesize') * 1024, total: value('HugePages_Total'), free: value('HugePages_Free') };
+    const value = (key: string) =>
+      Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(meminfo)?.[1] ?? 0);
+    return {
+      pageSizeBytes: value('Hugepagesize') * 1024,
+      total: value('HugePages_Total'),
+      free: value('HugePages_Free'),
+    };
   }
 
   private async bridges(): Promise<string[]> {
     const dir = `${this.root}sys/class/net`;
     const names = await readdir(dir).catch(() => [] as string[]);
-    const checks = await Promise.all(names.map(async (n) => ((await stat(`${dir}/${n}/bridge`).catch(() => undefined))?.isDirectory() ? n : undefined)));
+    const checks = await Promise.all(
+      names.map(async (n) =>
+        (await stat(`${dir}/${n}/bridge`).catch(() => undefined))?.isDirectory() ? n : undefined,
+      ),
+    );
     return checks.filter((n): n is string => n !== undefined).sort();
   }
 
@@ -74,5 +96,10 @@ export class HostFactsRepository {
 }
 
 function withTimeout<T>(promise: Promise<T>): Promise<T> {
-  return Promise.race([promise, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('lookup timed out')), LOOKUP_TIMEOUT_MS).unref())]);
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) =>
+      setTimeout(() => reject(new Error('lookup timed out')), LOOKUP_TIMEOUT_MS).unref(),
+    ),
+  ]);
 }

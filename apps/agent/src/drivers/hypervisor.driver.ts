@@ -1,7 +1,16 @@
 import { labelSchema, uuidSchema, vmNameSchema } from '@debvisor/common';
 import { z } from 'zod';
 
-export const VM_STATES = ['stopped', 'starting', 'running', 'stopping', 'rebooting', 'migrating', 'paused', 'crashed'] as const;
+export const VM_STATES = [
+  'stopped',
+  'starting',
+  'running',
+  'stopping',
+  'rebooting',
+  'migrating',
+  'paused',
+  'crashed',
+] as const;
 export type VmState = (typeof VM_STATES)[number];
 
 const byteCount = z.int().min(0).max(Number.MAX_SAFE_INTEGER);
@@ -24,14 +33,24 @@ export const vmDefinitionSchema = z.strictObject({
   nics: z
     .array(
       z.strictObject({
-        mac: z.string().regex(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/, 'a MAC address is six lower-case hex pairs separated by colons'),
+        mac: z
+          .string()
+          .regex(
+            /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/,
+            'a MAC address is six lower-case hex pairs separated by colons',
+          ),
         bridge: labelSchema,
         model: z.enum(['virtio', 'e1000', 'rtl8139']),
         vlan: z.int().min(0).max(4094),
       }),
     )
     .max(32),
-  cpuModel: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'a CPU model is a name such as host-model or x86-64-v3'),
+  cpuModel: z
+    .string()
+    .regex(
+      /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/,
+      'a CPU model is a name such as host-model or x86-64-v3',
+    ),
   hugepages: z.boolean(),
   tenant: z.union([z.literal(''), labelSchema]),
   labels: z.record(labelSchema, z.string().max(256)),
@@ -102,7 +121,10 @@ export interface DriverHealth {
  * Where a migration stream goes: a unix socket on this host, host:port over the network, or (the
  * libvirt driver, which migrates peer-to-peer itself) the target libvirtd's URI.
  */
-export type MigrationAddress = { kind: 'unix'; path: string } | { kind: 'tcp'; host: string; port: number } | { kind: 'libvirt'; uri: string };
+export type MigrationAddress =
+  | { kind: 'unix'; path: string }
+  | { kind: 'tcp'; host: string; port: number }
+  | { kind: 'libvirt'; uri: string };
 
 /**
  * QEMU-native TLS with a pre-shared key (tls-creds-psk): the direct transport. Both ends derive the

@@ -28,7 +28,20 @@ export interface StorageDriverFixture {
 const MiB = 1024 * 1024;
 
 /** Names no driver may pass on: options, paths, snapshot separators, control characters, empty. */
-export const HOSTILE_NAMES = ['-rf', '--help', 'a/b', '../etc', 'img@snap', '', ' x', 'x\n', 'tab\there', '-', 'a'.repeat(65), 'é'];
+export const HOSTILE_NAMES = [
+  '-rf',
+  '--help',
+  'a/b',
+  '../etc',
+  'img@snap',
+  '',
+  ' x',
+  'x\n',
+  'tab\there',
+  '-',
+  'a'.repeat(65),
+  'é',
+];
 
 /**
  * Registers the storage-driver contract cases (vitest `it`s) in the caller's describe block:
@@ -60,14 +73,18 @@ export function storageDriverContract(fixture: () => StorageDriverFixture): void
 
   it('refuses to create an image that exists with ALREADY_EXISTS', async () => {
     const ref = await newImage();
-    await expect(fixture().driver.createImage(ref.pool, ref.image, MiB)).rejects.toEqual(code(ErrorCode.AlreadyExists));
+    await expect(fixture().driver.createImage(ref.pool, ref.image, MiB)).rejects.toEqual(
+      code(ErrorCode.AlreadyExists),
+    );
     expect((await fixture().driver.getImage(ref))?.sizeBytes).toBe(4 * MiB);
   });
 
   it('refuses an image size that is not a positive whole number of bytes', async () => {
     const { driver, pool } = fixture();
     for (const size of [0, -1, 1.5, Number.NaN]) {
-      await expect(driver.createImage(pool, unique('size'), size)).rejects.toEqual(code(ErrorCode.InvalidArgument));
+      await expect(driver.createImage(pool, unique('size'), size)).rejects.toEqual(
+        code(ErrorCode.InvalidArgument),
+      );
     }
   });
 
@@ -76,7 +93,9 @@ export function storageDriverContract(fixture: () => StorageDriverFixture): void
     const missing = { pool, image: unique('missing') };
     expect(await driver.getImage(missing)).toBeUndefined();
     await expect(driver.listSnapshots(missing)).rejects.toEqual(code(ErrorCode.NotFound));
-    await expect(driver.createSnapshot([missing], 'snap')).rejects.toEqual(code(ErrorCode.NotFound));
+    await expect(driver.createSnapshot([missing], 'snap')).rejects.toEqual(
+      code(ErrorCode.NotFound),
+    );
     await expect(driver.lockImage(missing, 'vm-missing')).rejects.toEqual(code(ErrorCode.NotFound));
     await expect(driver.imageHolder(missing)).rejects.toEqual(code(ErrorCode.NotFound));
   });
@@ -96,18 +115,28 @@ export function storageDriverContract(fixture: () => StorageDriverFixture): void
     expect(taken).toMatchObject({ ...ref, snapshot: 'before-upgrade', sizeBytes: 4 * MiB });
     expect(Date.parse(taken!.createdAt)).toBeGreaterThan(Date.now() - 10 * 60_000);
     expect(await driver.listSnapshots(ref)).toEqual([taken]);
-    await expect(driver.createSnapshot([ref], 'before-upgrade')).rejects.toEqual(code(ErrorCode.AlreadyExists));
+    await expect(driver.createSnapshot([ref], 'before-upgrade')).rejects.toEqual(
+      code(ErrorCode.AlreadyExists),
+    );
     await driver.removeSnapshot([ref], 'before-upgrade');
     expect(await driver.listSnapshots(ref)).toEqual([]);
-    await expect(driver.removeSnapshot([ref], 'before-upgrade')).rejects.toEqual(code(ErrorCode.NotFound));
-    await expect(driver.rollbackSnapshot([ref], 'before-upgrade')).rejects.toEqual(code(ErrorCode.NotFound));
+    await expect(driver.removeSnapshot([ref], 'before-upgrade')).rejects.toEqual(
+      code(ErrorCode.NotFound),
+    );
+    await expect(driver.rollbackSnapshot([ref], 'before-upgrade')).rejects.toEqual(
+      code(ErrorCode.NotFound),
+    );
   });
 
   it('lists snapshots oldest first', async () => {
     const { driver } = fixture();
     const ref = await newImage();
     for (const name of ['one', 'two', 'three']) await driver.createSnapshot([ref], name);
-    expect((await driver.listSnapshots(ref)).map((s) => s.snapshot)).toEqual(['one', 'two', 'three']);
+    expect((await driver.listSnapshots(ref)).map((s) => s.snapshot)).toEqual([
+      'one',
+      'two',
+      'three',
+    ]);
   });
 
   it('rolls one image back to its snapshot', async () => {
@@ -133,18 +162,23 @@ export function storageDriverContract(fixture: () => StorageDriverFixture): void
     for (const ref of disks) if (content) await content.write(ref);
     const before = content && (await Promise.all(disks.map((ref) => content.checksum(ref))));
     const taken = await driver.createSnapshot(disks, 'nightly');
-    expect(taken.map((s) => [s.pool, s.image, s.snapshot])).toEqual(disks.map((ref) => [ref.pool, ref.image, 'nightly']));
-    for (const ref of disks) expect((await driver.listSnapshots(ref)).map((s) => s.snapshot)).toEqual(['nightly']);
+    expect(taken.map((s) => [s.pool, s.image, s.snapshot])).toEqual(
+      disks.map((ref) => [ref.pool, ref.image, 'nightly']),
+    );
+    for (const ref of disks)
+      expect((await driver.listSnapshots(ref)).map((s) => s.snapshot)).toEqual(['nightly']);
     if (content) {
       for (const ref of disks) await content.write(ref);
       expect(await Promise.all(disks.map((ref) => content.checksum(ref)))).not.toEqual(before);
     }
     await driver.rollbackSnapshot(disks, 'nightly');
-    if (content) expect(await Promise.all(disks.map((ref) => content.checksum(ref)))).toEqual(before);
+    if (content)
+      expect(await Promise.all(disks.map((ref) => content.checksum(ref)))).toEqual(before);
     // A second snapshot of the same disks works as well (the same group, for rbd).
     await driver.createSnapshot(disks, 'nightly-2');
     await driver.removeSnapshot(disks, 'nightly');
-    for (const ref of disks) expect((await driver.listSnapshots(ref)).map((s) => s.snapshot)).toEqual(['nightly-2']);
+    for (const ref of disks)
+      expect((await driver.listSnapshots(ref)).map((s) => s.snapshot)).toEqual(['nightly-2']);
   });
 
   it('changes nothing when one of several images lacks the snapshot', async () => {
@@ -153,7 +187,9 @@ export function storageDriverContract(fixture: () => StorageDriverFixture): void
     await driver.createSnapshot([a], 'only-a');
     if (content) await content.write(a);
     const before = content && (await content.checksum(a));
-    await expect(driver.rollbackSnapshot([a, b], 'only-a')).rejects.toEqual(code(ErrorCode.NotFound));
+    await expect(driver.rollbackSnapshot([a, b], 'only-a')).rejects.toEqual(
+      code(ErrorCode.NotFound),
+    );
     await expect(driver.removeSnapshot([a, b], 'only-a')).rejects.toEqual(code(ErrorCode.NotFound));
     if (content) expect(await content.checksum(a)).toBe(before);
     expect((await driver.listSnapshots(a)).map((s) => s.snapshot)).toEqual(['only-a']);
@@ -162,8 +198,12 @@ export function storageDriverContract(fixture: () => StorageDriverFixture): void
   it('refuses a snapshot of no images or of one image named twice', async () => {
     const { driver } = fixture();
     const ref = await newImage();
-    await expect(driver.createSnapshot([], 'empty')).rejects.toEqual(code(ErrorCode.InvalidArgument));
-    await expect(driver.createSnapshot([ref, { ...ref }], 'twice')).rejects.toEqual(code(ErrorCode.InvalidArgument));
+    await expect(driver.createSnapshot([], 'empty')).rejects.toEqual(
+      code(ErrorCode.InvalidArgument),
+    );
+    await expect(driver.createSnapshot([ref, { ...ref }], 'twice')).rejects.toEqual(
+      code(ErrorCode.InvalidArgument),
+    );
     expect(await driver.listSnapshots(ref)).toEqual([]);
   });
 
@@ -179,7 +219,10 @@ export function storageDriverContract(fixture: () => StorageDriverFixture): void
       (error: unknown) => error,
     );
     expect(refusal).toBeInstanceOf(AgentError);
-    expect(refusal).toMatchObject({ code: ErrorCode.FailedPrecondition, message: expect.stringContaining('vm-holding-1') });
+    expect(refusal).toMatchObject({
+      code: ErrorCode.FailedPrecondition,
+      message: expect.stringContaining('vm-holding-1'),
+    });
     if (content) expect(await content.checksum(ref)).toBe(before);
     await driver.unlockImage(ref, 'vm-holding-1');
     await driver.rollbackSnapshot([ref], 'held');
@@ -243,11 +286,17 @@ export function storageDriverContract(fixture: () => StorageDriverFixture): void
         [`getImage pool ${JSON.stringify(bad)}`, () => driver.getImage(badPool)],
         [`createImage ${JSON.stringify(bad)}`, () => driver.createImage(pool, bad, MiB)],
         [`createImage pool ${JSON.stringify(bad)}`, () => driver.createImage(bad, 'fine', MiB)],
-        [`createSnapshot image ${JSON.stringify(bad)}`, () => driver.createSnapshot([good, badImage], 'fine')],
+        [
+          `createSnapshot image ${JSON.stringify(bad)}`,
+          () => driver.createSnapshot([good, badImage], 'fine'),
+        ],
         [`createSnapshot name ${JSON.stringify(bad)}`, () => driver.createSnapshot([good], bad)],
         [`listSnapshots ${JSON.stringify(bad)}`, () => driver.listSnapshots(badImage)],
         [`removeSnapshot ${JSON.stringify(bad)}`, () => driver.removeSnapshot([good], bad)],
-        [`rollbackSnapshot ${JSON.stringify(bad)}`, () => driver.rollbackSnapshot([badImage], 'fine')],
+        [
+          `rollbackSnapshot ${JSON.stringify(bad)}`,
+          () => driver.rollbackSnapshot([badImage], 'fine'),
+        ],
         [`lockImage ${JSON.stringify(bad)}`, () => driver.lockImage(badImage, 'vm-1')],
         [`imageHolder ${JSON.stringify(bad)}`, () => driver.imageHolder(badPool)],
         [`fenceImage ${JSON.stringify(bad)}`, () => driver.fenceImage(badImage)],
@@ -259,15 +308,18 @@ export function storageDriverContract(fixture: () => StorageDriverFixture): void
       );
     }
     for (const holder of ['-x', '', 'vm 1', 'vm\n1', '--lock-cookie']) {
-      calls.push([`lockImage holder ${JSON.stringify(holder)}`, () => driver.lockImage(good, holder)]);
+      calls.push([
+        `lockImage holder ${JSON.stringify(holder)}`,
+        () => driver.lockImage(good, holder),
+      ]);
     }
     for (const [what, call] of calls) {
       const outcome = await Promise.resolve()
         .then(call)
         .then(
-        () => 'accepted',
-        (error: unknown) => (error instanceof AgentError ? error.code : String(error)),
-      );
+          () => 'accepted',
+          (error: unknown) => (error instanceof AgentError ? error.code : String(error)),
+        );
       expect(outcome, what).toBe(ErrorCode.InvalidArgument);
     }
     if (commandsRun) expect(commandsRun()).toBe(before);

@@ -132,7 +132,12 @@ export interface StorageDriver {
   resync(ref: ImageRef): Promise<ImageMirrorStatus>;
   /** Creates this pool's peer bootstrap token (a secret: never store or log it). */
   createPeerBootstrap(pool: string, siteName: string): Promise<string>;
-  importPeerBootstrap(pool: string, siteName: string, token: string, direction: 'rx-tx' | 'rx-only'): Promise<PoolMirrorStatus>;
+  importPeerBootstrap(
+    pool: string,
+    siteName: string,
+    token: string,
+    direction: 'rx-tx' | 'rx-only',
+  ): Promise<PoolMirrorStatus>;
   poolMirrorStatus(pool: string): Promise<PoolMirrorStatus>;
   /** Blocklists the clients that have the image open and breaks its locks. */
   fenceImage(ref: ImageRef): Promise<FenceResult>;

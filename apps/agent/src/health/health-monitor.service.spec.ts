@@ -6,9 +6,18 @@ import type { CephHealth } from '../drivers/storage.driver';
 import { HealthMonitor, type HealthMetrics } from './health-monitor.service';
 import { ServingStatusBoard } from './serving-status';
 
-const driver = (name: string, status: HealthStatus): DriverHealth => ({ name, status, message: '' });
+const driver = (name: string, status: HealthStatus): DriverHealth => ({
+  name,
+  status,
+  message: '',
+});
 
-function setup(state: { etcd: boolean; hypervisor: HealthStatus; storage: HealthStatus; ceph?: CephHealth }) {
+function setup(state: {
+  etcd: boolean;
+  hypervisor: HealthStatus;
+  storage: HealthStatus;
+  ceph?: CephHealth;
+}) {
   const board = new ServingStatusBoard();
   const metrics = strictMock<HealthMetrics>('HealthMetrics', {
     setServiceStatus: () => undefined,
@@ -20,7 +29,10 @@ function setup(state: { etcd: boolean; hypervisor: HealthStatus; storage: Health
   const monitor = new HealthMonitor(
     {
       etcdReachable: async () => state.etcd,
-      drivers: async () => ({ hypervisor: driver('sim', state.hypervisor), storage: driver('sim-rbd', state.storage) }),
+      drivers: async () => ({
+        hypervisor: driver('sim', state.hypervisor),
+        storage: driver('sim-rbd', state.storage),
+      }),
       cephHealth: async () => state.ceph ?? 'HEALTH_OK',
     },
     board,
@@ -33,7 +45,11 @@ function setup(state: { etcd: boolean; hypervisor: HealthStatus; storage: Health
 
 describe('HealthMonitor', () => {
   it('serves every service while etcd answers and no driver failed, a degraded driver included', async () => {
-    const { board, metrics, monitor } = setup({ etcd: true, hypervisor: 'degraded', storage: 'ok' });
+    const { board, metrics, monitor } = setup({
+      etcd: true,
+      hypervisor: 'degraded',
+      storage: 'ok',
+    });
     await monitor.evaluate();
     expect(Object.fromEntries(board.all())).toEqual({
       '': 'SERVING',
@@ -50,7 +66,11 @@ describe('HealthMonitor', () => {
   });
 
   it('stops serving everything when etcd does not answer (every call needs its API keys), counting the failure', async () => {
-    const { board, metrics, monitor, logger } = setup({ etcd: false, hypervisor: 'ok', storage: 'ok' });
+    const { board, metrics, monitor, logger } = setup({
+      etcd: false,
+      hypervisor: 'ok',
+      storage: 'ok',
+    });
     await monitor.evaluate();
     expect([...board.all().values()].every((status) => status === 'NOT_SERVING')).toBe(true);
     expect(metrics.backendConnectionError).toHaveBeenCalledWith('etcd');
@@ -69,7 +89,10 @@ describe('HealthMonitor', () => {
     expect(board.get('debvisor.v1.VmService')).toBe('SERVING');
     expect(board.get('debvisor.v1.NodeService')).toBe('SERVING');
     expect(board.get('')).toBe('NOT_SERVING');
-    expect(logger.warn).toHaveBeenCalledWith(expect.objectContaining({ reasons: ['the storage driver failed'] }), 'not serving every service');
+    expect(logger.warn).toHaveBeenCalledWith(
+      expect.objectContaining({ reasons: ['the storage driver failed'] }),
+      'not serving every service',
+    );
   });
 
   it('tells watchers of every change and ends with NOT_SERVING when stopped', async () => {
@@ -94,7 +117,12 @@ describe('HealthMonitor', () => {
   });
 
   it('reports Ceph as the storage driver sees it', async () => {
-    const { metrics, monitor } = setup({ etcd: true, hypervisor: 'ok', storage: 'degraded', ceph: 'HEALTH_WARN' });
+    const { metrics, monitor } = setup({
+      etcd: true,
+      hypervisor: 'ok',
+      storage: 'degraded',
+      ceph: 'HEALTH_WARN',
+    });
     await monitor.evaluate();
     expect(metrics.setCephHealth).toHaveBeenCalledWith('HEALTH_WARN');
   });

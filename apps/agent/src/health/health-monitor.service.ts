@@ -1,7 +1,12 @@
 import type { DriverHealth, HealthStatus } from '../drivers/hypervisor.driver';
 import type { CephHealth } from '../drivers/storage.driver';
 import type { Logger } from '../shared/logger';
-import { AGENT_SERVICES, type AgentService, type ServingStatus, type ServingStatusBoard } from './serving-status';
+import {
+  AGENT_SERVICES,
+  type AgentService,
+  type ServingStatus,
+  type ServingStatusBoard,
+} from './serving-status';
 
 /** What a service needs besides etcd, which every call needs (API keys live there). */
 const NEEDS: Readonly<Record<AgentService, readonly ('hypervisor' | 'storage')[]>> = {
@@ -74,7 +79,9 @@ export class HealthMonitor {
       hypervisor: !drivers || drivers.hypervisor.status === 'failed',
       storage: !drivers || drivers.storage.status === 'failed',
     };
-    if (drivers) for (const driver of [drivers.hypervisor, drivers.storage]) this.metrics.setDriverHealth(driver.name, driver.status);
+    if (drivers)
+      for (const driver of [drivers.hypervisor, drivers.storage])
+        this.metrics.setDriverHealth(driver.name, driver.status);
     this.metrics.setCephHealth(ceph);
 
     const statuses = {} as Record<AgentService, ServingStatus>;
@@ -87,7 +94,11 @@ export class HealthMonitor {
     this.board.update(statuses);
     const after = this.board.get('');
     if (before !== after && !this.stopped) {
-      const reasons = [!etcd && 'etcd does not answer', failed.hypervisor && 'the hypervisor driver failed', failed.storage && 'the storage driver failed'].filter(Boolean);
+      const reasons = [
+        !etcd && 'etcd does not answer',
+        failed.hypervisor && 'the hypervisor driver failed',
+        failed.storage && 'the storage driver failed',
+      ].filter(Boolean);
       if (after === 'SERVING') this.logger.info('serving: every service is healthy');
       else this.logger.warn({ reasons, services: statuses }, 'not serving every service');
     }

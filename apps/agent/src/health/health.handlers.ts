@@ -12,11 +12,19 @@ export function healthServiceHandlers(board: ServingStatusBoard): HealthHandlers
   return {
     Check: (call, callback) => {
       const current = board.get(call.request.service);
-      if (current === undefined) callback({ code: status.NOT_FOUND, details: `unknown service ${JSON.stringify(call.request.service)}` });
+      if (current === undefined)
+        callback({
+          code: status.NOT_FOUND,
+          details: `unknown service ${JSON.stringify(call.request.service)}`,
+        });
       else callback(null, { status: current });
     },
     List: (_call, callback) => {
-      callback(null, { statuses: Object.fromEntries([...board.all()].map(([service, current]) => [service, { status: current }])) });
+      callback(null, {
+        statuses: Object.fromEntries(
+          [...board.all()].map(([service, current]) => [service, { status: current }]),
+        ),
+      });
     },
     Watch: (call) => {
       const service = call.request.service;

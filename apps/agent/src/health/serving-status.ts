@@ -23,7 +23,10 @@ type Listener = (status: ServingStatus) => void;
  * drain the agent before it stops.
  */
 export class ServingStatusBoard {
-  private readonly statuses = new Map<string, ServingStatus>([[OVERALL, 'NOT_SERVING'], ...AGENT_SERVICES.map((s) => [s, 'NOT_SERVING'] as const)]);
+  private readonly statuses = new Map<string, ServingStatus>([
+    [OVERALL, 'NOT_SERVING'],
+    ...AGENT_SERVICES.map((s) => [s, 'NOT_SERVING'] as const),
+  ]);
   private readonly listeners = new Map<string, Set<Listener>>();
   private readonly shutdownListeners = new Set<() => void>();
   private frozen = false;
@@ -41,7 +44,12 @@ export class ServingStatusBoard {
   update(services: Readonly<Record<AgentService, ServingStatus>>): void {
     if (this.frozen) return;
     for (const service of AGENT_SERVICES) this.set(service, services[service]);
-    this.set(OVERALL, AGENT_SERVICES.every((service) => services[service] === 'SERVING') ? 'SERVING' : 'NOT_SERVING');
+    this.set(
+      OVERALL,
+      AGENT_SERVICES.every((service) => services[service] === 'SERVING')
+        ? 'SERVING'
+        : 'NOT_SERVING',
+    );
   }
 
   /** Everything NOT_SERVING from now on (the agent is stopping); then shutdown listeners run. */

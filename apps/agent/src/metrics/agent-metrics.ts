@@ -50,7 +50,13 @@ export class AgentMetrics {
       labelNames: ['cluster', 'node', 'version', 'hypervisor_driver', 'storage_driver'] as const,
       registers: [this.registry],
     }).set(
-      { cluster: identity.clusterId, node: identity.nodeId, version: identity.version, hypervisor_driver: identity.hypervisorDriver, storage_driver: identity.storageDriver },
+      {
+        cluster: identity.clusterId,
+        node: identity.nodeId,
+        version: identity.version,
+        hypervisor_driver: identity.hypervisorDriver,
+        storage_driver: identity.storageDriver,
+      },
       1,
     );
   }

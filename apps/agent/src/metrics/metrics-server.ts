@@ -29,7 +29,9 @@ export interface RunningMetricsServer {
  * The Prometheus listener: `GET /metrics` over HTTPS with the agent's own certificate (TLS 1.3, as
  * the gRPC port), optionally requiring a client certificate. Nothing else is served.
  */
-export async function startMetricsServer(options: MetricsServerOptions): Promise<RunningMetricsServer> {
+export async function startMetricsServer(
+  options: MetricsServerOptions,
+): Promise<RunningMetricsServer> {
   const endpoint = parseEndpoint(options.listen);
   if (!endpoint) throw new ConfigError(`metrics.listen: not host:port: ${options.listen}`);
   const server: Server = createServer(
@@ -44,25 +46,41 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
     (req, res) => {
       const path = (req.url ?? '').split('?')[0];
       if (path !== '/metrics') {
-        res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('not found: the agent serves only /metrics here\n');
+        res
+          .writeHead(404, { 'content-type': 'text/plain; charset=utf-8' })
+          .end('not found: the agent serves only /metrics here\n');
         return;
       }
       if (req.method !== 'GET' && req.method !== 'HEAD') {
-        res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain; charset=utf-8' }).end('method not allowed\n');
+        res
+          .writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain; charset=utf-8' })
+          .end('method not allowed\n');
         return;
       }
       options.metrics.render().then(
-        (text) => res.writeHead(200, { 'content-type': options.metrics.contentType }).end(req.method === 'HEAD' ? undefined : text),
+        (text) =>
+          res
+            .writeHead(200, { 'content-type': options.metrics.contentType })
+            .end(req.method === 'HEAD' ? undefined : text),
         (error: unknown) => {
           options.logger.error({ err: error }, 'cannot render the metrics');
-          res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' }).end('internal error\n');
+          res
+            .writeHead(500, { 'content-type': 'text/plain; charset=utf-8' })
+            .end('internal error\n');
         },
       );
     },
   );
-  server.on('tlsClientError', (error) => options.logger.debug({ err: error }, 'metrics listener: TLS handshake failed'));
+  server.on('tlsClientError', (error) =>
+    options.logger.debug({ err: error }, 'metrics listener: TLS handshake failed'),
+  );
   await new Promise<void>((resolve, reject) => {
-    const fail = (error: NodeJS.ErrnoException) => reject(new Error(`metrics.listen: cannot listen on ${options.listen}: ${error.code ?? error.message}`));
+    const fail = (error: NodeJS.ErrnoException) =>
+      reject(
+        new Error(
+          `metrics.listen: cannot listen on ${options.listen}: ${error.code ?? error.message}`,
+        ),
+      );
     server.once('error', fail);
     server.listen(endpoint.port, endpoint.host, () => {
       server.off('error', fail);

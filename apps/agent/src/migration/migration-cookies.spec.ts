@@ -3,7 +3,11 @@ import { MigrationCookies, pskOf } from './migration-cookies';
 
 function fakeClock(start = Date.parse('2026-11-23T10:00:00Z')) {
   let now = start;
-  return { now: () => new Date(now), sleep: async () => undefined, advance: (ms: number) => (now += ms) };
+  return {
+    now: () => new Date(now),
+    sleep: async () => undefined,
+    advance: (ms: number) => (now += ms),
+  };
 }
 
 const VM = '6c2b7f7e-5a8f-4d5e-9a3b-1f2e3d4c5b6a';
@@ -22,14 +26,20 @@ describe('one-time migration cookies', () => {
     const cookies = new MigrationCookies(fakeClock());
     const { cookie } = cookies.issue({ vmUuid: VM, migrationId: MIGRATION }, 60_000);
     cookies.claim(cookie, { vmUuid: VM, migrationId: MIGRATION });
-    expect(() => cookies.claim(cookie, { vmUuid: VM, migrationId: MIGRATION })).toThrow(/already used/);
+    expect(() => cookies.claim(cookie, { vmUuid: VM, migrationId: MIGRATION })).toThrow(
+      /already used/,
+    );
   });
 
   it('refuses a cookie presented for another VM, and burns it', () => {
     const cookies = new MigrationCookies(fakeClock());
     const { cookie } = cookies.issue({ vmUuid: VM, migrationId: MIGRATION }, 60_000);
-    expect(() => cookies.claim(cookie, { vmUuid: OTHER_VM, migrationId: MIGRATION })).toThrow(/another VM/);
-    expect(() => cookies.claim(cookie, { vmUuid: VM, migrationId: MIGRATION })).toThrow(/already used/);
+    expect(() => cookies.claim(cookie, { vmUuid: OTHER_VM, migrationId: MIGRATION })).toThrow(
+      /another VM/,
+    );
+    expect(() => cookies.claim(cookie, { vmUuid: VM, migrationId: MIGRATION })).toThrow(
+      /already used/,
+    );
   });
 
   it('refuses an expired cookie with the time it expired', () => {
@@ -37,15 +47,21 @@ describe('one-time migration cookies', () => {
     const cookies = new MigrationCookies(clock);
     const { cookie } = cookies.issue({ vmUuid: VM, migrationId: MIGRATION }, 60_000);
     clock.advance(60_001);
-    expect(() => cookies.claim(cookie, { vmUuid: VM, migrationId: MIGRATION })).toThrow(/expired at 2026-11-23T10:01:00/);
+    expect(() => cookies.claim(cookie, { vmUuid: VM, migrationId: MIGRATION })).toThrow(
+      /expired at 2026-11-23T10:01:00/,
+    );
   });
 
   it('refuses a cookie it never issued, and a revoked one', () => {
     const cookies = new MigrationCookies(fakeClock());
-    expect(() => cookies.claim('dvmc_' + 'A'.repeat(43), { vmUuid: VM, migrationId: MIGRATION })).toThrow(/unknown migration cookie/);
+    expect(() =>
+      cookies.claim('dvmc_' + 'A'.repeat(43), { vmUuid: VM, migrationId: MIGRATION }),
+    ).toThrow(/unknown migration cookie/);
     const { cookie } = cookies.issue({ vmUuid: VM, migrationId: MIGRATION }, 60_000);
     cookies.revoke(MIGRATION, 'the migration was cancelled; its cookie is void');
-    expect(() => cookies.claim(cookie, { vmUuid: VM, migrationId: MIGRATION })).toThrow(/cancelled/);
+    expect(() => cookies.claim(cookie, { vmUuid: VM, migrationId: MIGRATION })).toThrow(
+      /cancelled/,
+    );
   });
 
   it('derives the same TLS key on both ends, and another for another VM', () => {
@@ -54,6 +70,8 @@ describe('one-time migration cookies', () => {
     const a = pskOf(cookie, { vmUuid: VM, migrationId: MIGRATION });
     expect(a.key).toHaveLength(32);
     expect(pskOf(cookie, { vmUuid: VM, migrationId: MIGRATION }).key.equals(a.key)).toBe(true);
-    expect(pskOf(cookie, { vmUuid: OTHER_VM, migrationId: MIGRATION }).key.equals(a.key)).toBe(false);
+    expect(pskOf(cookie, { vmUuid: OTHER_VM, migrationId: MIGRATION }).key.equals(a.key)).toBe(
+      false,
+    );
   });
 });

@@ -44,13 +44,29 @@ export class MigrationCookies {
     const record = this.issued.get(hash);
     if (!record) {
       const spent = this.spent.get(hash);
-      throw new AgentError(spent ? ErrorCode.PermissionDenied : ErrorCode.Unauthenticated, spent ? spent.reason : 'unknown migration cookie');
+      throw new AgentError(
+        spent ? ErrorCode.PermissionDenied : ErrorCode.Unauthenticated,
+        spent ? spent.reason : 'unknown migration cookie',
+      );
     }
     this.issued.delete(hash);
-    if (record.expiresAt <= now) return this.refuse(hash, `the migration cookie expired at ${new Date(record.expiresAt).toISOString()}`, now);
+    if (record.expiresAt <= now)
+      return this.refuse(
+        hash,
+        `the migration cookie expired at ${new Date(record.expiresAt).toISOString()}`,
+        now,
+      );
     this.remember(hash, 'the migration cookie was already used', now);
-    if (record.vmUuid !== presented.vmUuid) throw new AgentError(ErrorCode.PermissionDenied, `the migration cookie is for another VM, not ${presented.vmUuid}`);
-    if (record.migrationId !== presented.migrationId) throw new AgentError(ErrorCode.PermissionDenied, 'the migration cookie is for another migration');
+    if (record.vmUuid !== presented.vmUuid)
+      throw new AgentError(
+        ErrorCode.PermissionDenied,
+        `the migration cookie is for another VM, not ${presented.vmUuid}`,
+      );
+    if (record.migrationId !== presented.migrationId)
+      throw new AgentError(
+        ErrorCode.PermissionDenied,
+        'the migration cookie is for another migration',
+      );
   }
 
   /** Drops a migration's unused cookie (the reservation was cancelled or expired). */
@@ -75,14 +91,24 @@ export class MigrationCookies {
   }
 
   private prune(now: number): void {
-    for (const [hash, record] of this.issued) if (record.expiresAt <= now) { this.issued.delete(hash); this.remember(hash, `the migration cookie expired at ${new Date(record.expiresAt).toISOString()}`, now); }
+    for (const [hash, record] of this.issued)
+      if (record.expiresAt <= now) {
+        this.issued.delete(hash);
+        this.remember(
+          hash,
+          `the migration cookie expired at ${new Date(record.expiresAt).toISOString()}`,
+          now,
+        );
+      }
     for (const [hash, tomb] of this.spent) if (tomb.until <= now) this.spent.delete(hash);
   }
 }
 
 /** The TLS pre-shared key of the direct transport, derived from the cookie by both ends. */
 export function pskOf(cookie: string, binding: CookieBinding): MigrationPsk {
-  const key = createHmac('sha256', cookie).update(`debvisor-migration-psk\n${binding.migrationId}\n${binding.vmUuid}`).digest();
+  const key = createHmac('sha256', cookie)
+    .update(`debvisor-migration-psk\n${binding.migrationId}\n${binding.vmUuid}`)
+    .digest();
   return { identity: `debvisor-${binding.migrationId.replace(/-/g, '').slice(0, 16)}`, key };
 }
 

@@ -15,17 +15,26 @@ const stats = (over: Partial<MigrationStats>): MigrationStats => ({
   throughputBytes: 100 * MiB,
   ...over,
 });
-const precopy = { mode: 'precopy' as const, allowPostcopy: false, memoryBytes: 2 * GiB, completionTimeoutSecondsPerGib: 30 };
+const precopy = {
+  mode: 'precopy' as const,
+  allowPostcopy: false,
+  memoryBytes: 2 * GiB,
+  completionTimeoutSecondsPerGib: 30,
+};
 
 describe('migration policy', () => {
   it('goes on while pre-copy is within its completion timeout', () => {
-    expect(decide(stats({ iteration: 9, dirtyRateBytes: 200 * MiB }), 59_000, precopy)).toEqual({ action: 'continue' });
+    expect(decide(stats({ iteration: 9, dirtyRateBytes: 200 * MiB }), 59_000, precopy)).toEqual({
+      action: 'continue',
+    });
   });
 
   it('aborts at the completion timeout (per GiB) when post-copy is not allowed, saying what to do', () => {
     const decision = decide(stats({ dirtyRateBytes: 200 * MiB }), 60_001, precopy);
     expect(decision.action).toBe('abort');
-    expect(decision).toMatchObject({ reason: expect.stringMatching(/did not complete within 60 s.*allow post-copy/) });
+    expect(decision).toMatchObject({
+      reason: expect.stringMatching(/did not complete within 60 s.*allow post-copy/),
+    });
   });
 
   it('switches to post-copy at the timeout when it is allowed', () => {
@@ -40,9 +49,18 @@ describe('migration policy', () => {
 
   it('auto switches early when the guest dirties memory as fast as the link moves it', () => {
     const auto = { ...precopy, mode: 'auto' as const, allowPostcopy: true };
-    expect(decide(stats({ iteration: 5, dirtyRateBytes: 95 * MiB }), 5_000, auto).action).toBe('postcopy');
-    expect(decide(stats({ iteration: 5, dirtyRateBytes: 20 * MiB }), 5_000, auto).action).toBe('continue');
-    expect(decide(stats({ iteration: 5, dirtyRateBytes: 95 * MiB }), 5_000, { ...auto, allowPostcopy: false }).action).toBe('continue');
+    expect(decide(stats({ iteration: 5, dirtyRateBytes: 95 * MiB }), 5_000, auto).action).toBe(
+      'postcopy',
+    );
+    expect(decide(stats({ iteration: 5, dirtyRateBytes: 20 * MiB }), 5_000, auto).action).toBe(
+      'continue',
+    );
+    expect(
+      decide(stats({ iteration: 5, dirtyRateBytes: 95 * MiB }), 5_000, {
+        ...auto,
+        allowPostcopy: false,
+      }).action,
+    ).toBe('continue');
   });
 
   it('leaves a migration that is not in pre-copy alone', () => {
@@ -55,7 +73,11 @@ describe('migration policy', () => {
   });
 
   it('estimates the time left from the net rate', () => {
-    expect(etaSeconds(stats({ remainingBytes: 100 * MiB, throughputBytes: 60 * MiB, dirtyRateBytes: 10 * MiB }))).toBe(2);
+    expect(
+      etaSeconds(
+        stats({ remainingBytes: 100 * MiB, throughputBytes: 60 * MiB, dirtyRateBytes: 10 * MiB }),
+      ),
+    ).toBe(2);
     expect(etaSeconds(stats({ throughputBytes: 10 * MiB, dirtyRateBytes: 20 * MiB }))).toBe(0);
   });
 });

@@ -23,7 +23,10 @@ export class MigrationSocketRepository {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     const path = join(this.dir, `out-${migrationId.slice(0, 8)}.sock`);
     if (Buffer.byteLength(path) > MAX_SOCKET_PATH) {
-      throw new AgentError(ErrorCode.FailedPrecondition, `the migration socket path ${path} is longer than ${MAX_SOCKET_PATH} bytes; use a shorter stateDir`);
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `the migration socket path ${path} is longer than ${MAX_SOCKET_PATH} bytes; use a shorter stateDir`,
+      );
     }
     rmSync(path, { force: true });
     let resolveAccepted!: (socket: Socket) => void;
@@ -54,7 +57,10 @@ export class MigrationSocketRepository {
 
   /** Connects to the target QEMU's incoming socket. */
   connect(address: MigrationAddress): Promise<Socket> {
-    if (address.kind !== 'unix') return Promise.reject(new AgentError(ErrorCode.Internal, `cannot tunnel into a ${address.kind} address`));
+    if (address.kind !== 'unix')
+      return Promise.reject(
+        new AgentError(ErrorCode.Internal, `cannot tunnel into a ${address.kind} address`),
+      );
     return new Promise((resolve, reject) => {
       const socket = createConnection(address.path);
       socket.once('connect', () => {

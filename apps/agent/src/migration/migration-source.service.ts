@@ -1,7 +1,12 @@
 import { parseEndpoint } from '@debvisor/common';
 import { X509Certificate } from 'node:crypto';
 import type { MigrationProgress, PrepareMigrationResponse } from '@debvisor/proto';
-import type { HypervisorDriver, MigrationAddress, MigrationStats, VmInstance } from '../drivers/hypervisor.driver';
+import type {
+  HypervisorDriver,
+  MigrationAddress,
+  MigrationStats,
+  VmInstance,
+} from '../drivers/hypervisor.driver';
 import type { StorageDriver } from '../drivers/storage.driver';
 import { AgentError, ErrorCode } from '../shared/agent-error';
 import type { Clock } from '../shared/clock';
@@ -78,8 +83,17 @@ export class MigrationSourceService {
   async prepare(input: PrepareMigrationInput): Promise<PrepareMigrationResponse> {
     const vm = this.withAgentLock(await this.deps.driver.get(input.vm.uuid));
     const checks = sourceChecks(vm, input.vm.uuid, this.deps.nodeId, input.online);
-    if (vm && [...this.migrations.values()].some((m) => m.vm.spec.uuid === vm.spec.uuid && m.endedAt === undefined)) {
-      checks.push({ name: 'vm-migration', result: 'fail', reason: 'the VM is already being migrated' });
+    if (
+      vm &&
+      [...this.migrations.values()].some(
+        (m) => m.vm.spec.uuid === vm.spec.uuid && m.endedAt === undefined,
+      )
+    ) {
+      checks.push({
+        name: 'vm-migration',
+        result: 'fail',
+        reason: 'the VM is already being migrated',
+      });
     }
     const facts = await this.deps.driver.facts();
     return {
@@ -98,7 +112,13 @@ export class MigrationSourceService {
     return Promise.all(
       vm.spec.disks.map(async ({ pool, image }) => {
         const status = await this.deps.storage.mirrorStatus({ pool, image }).catch(() => undefined);
-        return { pool, image, globalId: status?.globalId ?? '', primary: status?.primary ?? false, lastSnapshotAt: status?.lastSnapshotAt ?? '' };
+        return {
+          pool,
+          image,
+          globalId: status?.globalId ?? '',
+          primary: status?.primary ?? false,
+          lastSnapshotAt: status?.lastSnapshotAt ?? '',
+        };
       }),
     );
   }
@@ -107,38 +127,64 @@ export class MigrationSourceService {
   async migrate(input: MigrateVmInput, emit: Emit): Promise<MigrationProgress> {
     const existing = this.migrations.get(input.migrationId);
     if (existing) {
-      if (existing.input.uuid !== input.uuid) throw new AgentError(ErrorCode.AlreadyExists, `migration ${input.migrationId} is of another VM`);
+      if (existing.input.uuid !== input.uuid)
+        throw new AgentError(
+          ErrorCode.AlreadyExists,
+          `migration ${input.migrationId} is of another VM`,
+        );
       return this.follow(existing, emit);
     }
     const vm = this.withAgentLock(await this.deps.driver.get(input.uuid));
-    if (!vm) throw new AgentError(ErrorCode.NotFound, `VM ${input.uuid} is not on node ${this.deps.nodeId}`);
+    if (!vm)
+      throw new AgentError(
+        ErrorCode.NotFound,
+        `VM ${input.uuid} is not on node ${this.deps.nodeId}`,
+      );
     const checks = sourceChecks(vm, input.uuid, this.deps.nodeId, !input.offline);
     const failed = checks.find((check) => check.result === 'fail');
     if (failed) throw new AgentError(ErrorCode.FailedPrecondition, failed.reason);
-    if (!input.offline && (input.allowPostcopy || input.mode === 'postcopy') && vm.spec.disks.length > 0 && this.isOtherCluster(input.targetCaPem)) {
+    if (
+      !input.offline &&
+      (input.allowPostcopy || input.mode === 'postcopy') &&
+      vm.spec.disks.length > 0 &&
+      this.isOtherCluster(input.targetCaPem)
+    ) {
       // Post-copy runs the guest at the target before the switchover: on its disks' mirrors, read-only until promoted.
-      throw new AgentError(ErrorCode.FailedPrecondition, "post-copy cannot move a VM with disks to another cluster: the guest would run on its disks' read-only mirrors until they are promoted; migrate it pre-copy");
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        "post-copy cannot move a VM with disks to another cluster: the guest would run on its disks' read-only mirrors until they are promoted; migrate it pre-copy",
+      );
     }
-    if ([...this.migrations.values()].some((m) => m.vm.spec.uuid === input.uuid && m.endedAt === undefined)) {
+    if (
+      [...this.migrations.values()].some(
+        (m) => m.vm.spec.uuid === input.uuid && m.endedAt === undefined,
+      )
+    ) {
       throw new AgentError(ErrorCode.FailedPrecondition, 'the VM is already being migrated');
     }
     const release = this.deps.vmLocks.hold(input.uuid, 'migration', vm.spec.name);
     const outgoing: Outgoing = {
       input,
       vm,
-      last: { phase: 'setup', message: 'opening the channel to the target', totalBytes: String(vm.spec.memoryBytes) },
+      last: {
+        phase: 'setup',
+        message: 'opening the channel to the target',
+        totalBytes: String(vm.spec.memoryBytes),
+      },
       listeners: new Set([emit]),
       cancelRequested: false,
       committing: false,
       done: Promise.resolve(undefined as unknown as MigrationProgress),
     };
     this.migrations.set(input.migrationId, outgoing);
-    outgoing.done = this.run(outgoing).finally(release).then((final) => {
-      outgoing.endedAt = this.deps.clock.now().getTime();
-      this.publish(outgoing, final);
-      this.prune();
-      return final;
-    });
+    outgoing.done = this.run(outgoing)
+      .finally(release)
+      .then((final) => {
+        outgoing.endedAt = this.deps.clock.now().getTime();
+        this.publish(outgoing, final);
+        this.prune();
+        return final;
+      });
     return outgoing.done;
   }
 
@@ -146,7 +192,11 @@ export class MigrationSourceService {
   cancel(migrationId: string): boolean {
     const outgoing = this.migrations.get(migrationId);
     if (!outgoing || outgoing.endedAt !== undefined) return false;
-    if (outgoing.committing) throw new AgentError(ErrorCode.FailedPrecondition, 'the VM already runs on the target (switchover or post-copy under way); the migration can no longer be cancelled');
+    if (outgoing.committing)
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        'the VM already runs on the target (switchover or post-copy under way); the migration can no longer be cancelled',
+      );
     outgoing.cancelRequested = true;
     return true;
   }
@@ -182,53 +232,90 @@ export class MigrationSourceService {
 
   private prune(): void {
     const now = this.deps.clock.now().getTime();
-    for (const [id, m] of this.migrations) if (m.endedAt !== undefined && m.endedAt < now - OUTCOME_TTL_MS) this.migrations.delete(id);
+    for (const [id, m] of this.migrations)
+      if (m.endedAt !== undefined && m.endedAt < now - OUTCOME_TTL_MS) this.migrations.delete(id);
   }
 
   private async run(outgoing: Outgoing): Promise<MigrationProgress> {
     const { input, vm } = outgoing;
     const { driver, nodeId } = this.deps;
-    const log = this.deps.logger.child({ migrationId: input.migrationId, vm: input.uuid, target: input.targetNodeId });
+    const log = this.deps.logger.child({
+      migrationId: input.migrationId,
+      vm: input.uuid,
+      target: input.targetNodeId,
+    });
     const online = !input.offline;
     const carryBytes = online && input.transport === 'tunnel';
     let listener: LocalListener | undefined;
     const channel = new ControlChannel();
-    const { stream, close } = this.deps.tunnels.open({ endpoint: input.targetEndpoint, nodeId: input.targetNodeId, caPem: input.targetCaPem }, input.migrationId.replace(/-/g, '').slice(0, 16));
-    const bridge = new TunnelBridge(stream, (frame) => channel.receive(frame), (error) => channel.closed(error));
+    const { stream, close } = this.deps.tunnels.open(
+      { endpoint: input.targetEndpoint, nodeId: input.targetNodeId, caPem: input.targetCaPem },
+      input.migrationId.replace(/-/g, '').slice(0, 16),
+    );
+    const bridge = new TunnelBridge(
+      stream,
+      (frame) => channel.receive(frame),
+      (error) => channel.closed(error),
+    );
     let started = false;
     const startedAt = performance.now();
     try {
-      stream.write({ cookie: input.cookie, vmUuid: input.uuid, migrationId: input.migrationId, controlOnly: !carryBytes });
-      await channel.expect('ready', HANDSHAKE_TIMEOUT_MS, 'the target did not accept the migration');
-      if (outgoing.cancelRequested) return this.cancelled(bridge, vm, 'cancelled before the transfer began');
+      stream.write({
+        cookie: input.cookie,
+        vmUuid: input.uuid,
+        migrationId: input.migrationId,
+        controlOnly: !carryBytes,
+      });
+      await channel.expect(
+        'ready',
+        HANDSHAKE_TIMEOUT_MS,
+        'the target did not accept the migration',
+      );
+      if (outgoing.cancelRequested)
+        return this.cancelled(bridge, vm, 'cancelled before the transfer began');
 
       if (!online) {
-        this.publish(outgoing, { phase: 'switchover', message: 'moving the definition of the stopped VM' });
+        this.publish(outgoing, {
+          phase: 'switchover',
+          message: 'moving the definition of the stopped VM',
+        });
         const demoted = await this.handOverDisks(input, vm);
         outgoing.committing = true;
         bridge.send('commit');
-        await channel.expect('committed', COMMIT_TIMEOUT_MS, 'the target did not confirm the definition').catch(async (error: unknown) => {
-          if (channel.refused) await this.deps.mirrored.takeBack(vm.spec, demoted);
-          throw error;
-        });
+        await channel
+          .expect('committed', COMMIT_TIMEOUT_MS, 'the target did not confirm the definition')
+          .catch(async (error: unknown) => {
+            if (channel.refused) await this.deps.mirrored.takeBack(vm.spec, demoted);
+            throw error;
+          });
         await driver.undefine(input.uuid);
         await this.leaveDisks(input, vm);
         await this.forgetHere(input.uuid, vm.spec.name, log);
-        return { phase: 'completed', message: `the stopped VM is now defined on node ${input.targetNodeId}`, totalTimeMs: elapsed(startedAt) };
+        return {
+          phase: 'completed',
+          message: `the stopped VM is now defined on node ${input.targetNodeId}`,
+          totalTimeMs: elapsed(startedAt),
+        };
       }
 
       let destination: MigrationAddress;
       if (carryBytes) {
         listener = await this.deps.sockets.listenOnce(input.migrationId);
         destination = listener.address;
-        void listener.accepted.then((socket) => bridge.attach(socket), () => undefined);
+        void listener.accepted.then(
+          (socket) => bridge.attach(socket),
+          () => undefined,
+        );
       } else destination = parseDataEndpoint(input.targetDataEndpoint);
 
       const allowPostcopy = input.allowPostcopy || input.mode === 'postcopy';
       await driver.startOutgoing(input.uuid, {
         migrationId: input.migrationId,
         destination,
-        psk: input.transport === 'direct' && destination.kind === 'tcp' ? pskOf(input.cookie, { vmUuid: input.uuid, migrationId: input.migrationId }) : undefined,
+        psk:
+          input.transport === 'direct' && destination.kind === 'tcp'
+            ? pskOf(input.cookie, { vmUuid: input.uuid, migrationId: input.migrationId })
+            : undefined,
         downtimeLimitMs: input.downtimeLimitMs,
         bandwidthLimitBytes: input.bandwidthLimitBytes,
         autoConverge: input.autoConverge,
@@ -236,7 +323,12 @@ export class MigrationSourceService {
       });
       started = true;
       log.info({ transport: input.transport, mode: input.mode }, 'migration started');
-      const policy = { mode: input.mode, allowPostcopy, memoryBytes: vm.spec.memoryBytes, completionTimeoutSecondsPerGib: input.completionTimeoutSecondsPerGib };
+      const policy = {
+        mode: input.mode,
+        allowPostcopy,
+        memoryBytes: vm.spec.memoryBytes,
+        completionTimeoutSecondsPerGib: input.completionTimeoutSecondsPerGib,
+      };
       let switched = false;
       for (;;) {
         const stats = await driver.outgoingStats(input.uuid);
@@ -244,37 +336,66 @@ export class MigrationSourceService {
         if (stats.status === 'failed' || stats.status === 'cancelled') {
           await driver.cancelOutgoing(input.uuid).catch(() => undefined);
           bridge.send('abort', 'the source migration failed');
-          return { ...figures(stats), phase: 'failed', message: `QEMU's migration failed: ${stats.error ?? stats.status}; the VM keeps running on node ${nodeId}` };
+          return {
+            ...figures(stats),
+            phase: 'failed',
+            message: `QEMU's migration failed: ${stats.error ?? stats.status}; the VM keeps running on node ${nodeId}`,
+          };
         }
         if (channel.error && !outgoing.committing) {
           await driver.cancelOutgoing(input.uuid).catch(() => undefined);
-          return { ...figures(stats), phase: 'failed', message: `${channel.error}; the VM keeps running on node ${nodeId}` };
+          return {
+            ...figures(stats),
+            phase: 'failed',
+            message: `${channel.error}; the VM keeps running on node ${nodeId}`,
+          };
         }
         if (outgoing.cancelRequested && !outgoing.committing) {
           await driver.cancelOutgoing(input.uuid);
-          return { ...this.cancelled(bridge, vm, 'cancelled during the transfer'), ...figures(stats), phase: 'cancelled' };
+          return {
+            ...this.cancelled(bridge, vm, 'cancelled during the transfer'),
+            ...figures(stats),
+            phase: 'cancelled',
+          };
         }
         if (stats.status === 'postcopy-active' && !outgoing.committing) {
           // The guest now runs on the target (pages are pulled on demand): tell it to run. It cannot
           // come back here any more, so its disks go along even when they cannot change sides now.
-          await this.handOverDisks(input, vm).catch((error: unknown) => log.error({ err: error }, 'post-copy: the disks could not change sides; promote them at the target by hand'));
+          await this.handOverDisks(input, vm).catch((error: unknown) =>
+            log.error(
+              { err: error },
+              'post-copy: the disks could not change sides; promote them at the target by hand',
+            ),
+          );
           outgoing.committing = true;
           bridge.send('commit');
-          await channel.expect('committed', COMMIT_TIMEOUT_MS, 'the target did not confirm that it runs the VM');
+          await channel.expect(
+            'committed',
+            COMMIT_TIMEOUT_MS,
+            'the target did not confirm that it runs the VM',
+          );
         }
         if (!switched) {
           const decision = decide(stats, performance.now() - startedAt, policy);
           if (decision.action === 'postcopy') {
             switched = true;
             log.info({ reason: decision.reason }, 'switching to post-copy');
-            this.publish(outgoing, { ...figures(stats), phase: 'postcopy', message: decision.reason });
+            this.publish(outgoing, {
+              ...figures(stats),
+              phase: 'postcopy',
+              message: decision.reason,
+            });
             await driver.switchToPostcopy(input.uuid);
             continue;
           }
           if (decision.action === 'abort') {
             await driver.cancelOutgoing(input.uuid);
             bridge.send('abort', decision.reason);
-            return { ...figures(stats), phase: 'failed', message: `${decision.reason}; the VM keeps running on node ${nodeId}` };
+            return {
+              ...figures(stats),
+              phase: 'failed',
+              message: `${decision.reason}; the VM keeps running on node ${nodeId}`,
+            };
           }
         }
         this.publish(outgoing, { ...figures(stats), phase: phaseOf(stats), message: '' });
@@ -285,29 +406,49 @@ export class MigrationSourceService {
       // From here the VM is paused: what follows up to the target's 'committed' adds to QEMU's downtime.
       const switchover = new SwitchoverClock();
       if (!outgoing.committing) {
-        this.publish(outgoing, { ...figures(stats), phase: 'switchover', message: 'all state sent; the target starts the VM' });
+        this.publish(outgoing, {
+          ...figures(stats),
+          phase: 'switchover',
+          message: 'all state sent; the target starts the VM',
+        });
         let demoted: ImageRef[];
         try {
-          const primary = await this.syncDisks(input, vm, channel, bridge, switchover, (message) => this.publish(outgoing, { ...figures(stats), phase: 'switchover', message }));
+          const primary = await this.syncDisks(input, vm, channel, bridge, switchover, (message) =>
+            this.publish(outgoing, { ...figures(stats), phase: 'switchover', message }),
+          );
           demoted = await this.handOverDisks(input, vm, primary);
           if (demoted.length > 0) switchover.mark('disks demoted');
         } catch (error) {
           await driver.cancelOutgoing(input.uuid);
           bridge.send('abort', 'the disks could not change sides');
           const reason = error instanceof AgentError ? error.message : 'the storage failed';
-          return { ...figures(stats), phase: 'failed', message: `the disks could not be handed over: ${reason}; the VM keeps running on node ${nodeId}` };
+          return {
+            ...figures(stats),
+            phase: 'failed',
+            message: `the disks could not be handed over: ${reason}; the VM keeps running on node ${nodeId}`,
+          };
         }
         outgoing.committing = true;
         bridge.send('commit');
         try {
-          await channel.expect('committed', COMMIT_TIMEOUT_MS, 'the target did not confirm that it runs the VM');
-          switchover.mark(demoted.length > 0 ? 'promoted and resumed at the target' : 'resumed at the target');
+          await channel.expect(
+            'committed',
+            COMMIT_TIMEOUT_MS,
+            'the target did not confirm that it runs the VM',
+          );
+          switchover.mark(
+            demoted.length > 0 ? 'promoted and resumed at the target' : 'resumed at the target',
+          );
         } catch (error) {
           if (channel.refused) {
             // The target answered that it could not run the VM and aborted its side: resume here.
             await this.deps.mirrored.takeBack(vm.spec, demoted);
             await driver.cancelOutgoing(input.uuid);
-            return { ...figures(stats), phase: 'failed', message: `${(error as Error).message}; the VM keeps running on node ${nodeId}` };
+            return {
+              ...figures(stats),
+              phase: 'failed',
+              message: `${(error as Error).message}; the VM keeps running on node ${nodeId}`,
+            };
           }
           // No answer: the target may or may not run the VM. Leave the paused source alone.
           log.error({ err: error }, 'switchover outcome unknown; the source VM stays paused');
@@ -321,23 +462,40 @@ export class MigrationSourceService {
       await driver.finishOutgoing(input.uuid);
       await this.leaveDisks(input, vm);
       await this.forgetHere(input.uuid, vm.spec.name, log);
-      log.info({ downtimeMs: stats.downtimeMs, totalTimeMs: stats.totalTimeMs, switchover: switchover.parts() }, 'migration completed');
+      log.info(
+        {
+          downtimeMs: stats.downtimeMs,
+          totalTimeMs: stats.totalTimeMs,
+          switchover: switchover.parts(),
+        },
+        'migration completed',
+      );
       const other = this.isOtherCluster(input.targetCaPem) && switchover.totalMs() > 0;
       return {
         ...figures(stats),
         remainingBytes: '0',
         phase: 'completed',
-        message: other ? `the VM runs on node ${input.targetNodeId} of the other cluster; ${switchover.describe(stats.downtimeMs ?? 0)}` : `the VM runs on node ${input.targetNodeId}`,
+        message: other
+          ? `the VM runs on node ${input.targetNodeId} of the other cluster; ${switchover.describe(stats.downtimeMs ?? 0)}`
+          : `the VM runs on node ${input.targetNodeId}`,
         downtimeMs: stats.downtimeMs ?? 0,
         totalTimeMs: stats.totalTimeMs ?? elapsed(startedAt),
       };
     } catch (error) {
       log.warn({ err: error }, 'migration failed');
-      if (started && !outgoing.committing) await driver.cancelOutgoing(input.uuid).catch(() => undefined);
+      if (started && !outgoing.committing)
+        await driver.cancelOutgoing(input.uuid).catch(() => undefined);
       if (!bridge.isClosed) bridge.send('abort', 'the source gave up');
-      const reason = error instanceof AgentError ? error.message : 'internal error on the source agent';
-      const where = outgoing.committing ? `the switchover state is uncertain — check node ${input.targetNodeId}` : `the VM keeps running on node ${nodeId}`;
-      return { ...outgoing.last, phase: outgoing.cancelRequested && !outgoing.committing ? 'cancelled' : 'failed', message: `${reason}; ${where}` };
+      const reason =
+        error instanceof AgentError ? error.message : 'internal error on the source agent';
+      const where = outgoing.committing
+        ? `the switchover state is uncertain — check node ${input.targetNodeId}`
+        : `the VM keeps running on node ${nodeId}`;
+      return {
+        ...outgoing.last,
+        phase: outgoing.cancelRequested && !outgoing.committing ? 'cancelled' : 'failed',
+        message: `${reason}; ${where}`,
+      };
     } finally {
       listener?.close();
       bridge.close(undefined);
@@ -348,7 +506,11 @@ export class MigrationSourceService {
 
   private cancelled(bridge: TunnelBridge, vm: VmInstance, how: string): MigrationProgress {
     bridge.send('abort', 'cancelled');
-    return { phase: 'cancelled', message: `${how}; the VM keeps running on node ${this.deps.nodeId}`, totalBytes: String(vm.spec.memoryBytes) };
+    return {
+      phase: 'cancelled',
+      message: `${how}; the VM keeps running on node ${this.deps.nodeId}`,
+      totalBytes: String(vm.spec.memoryBytes),
+    };
   }
 
   /** The VM as pre-flight sees it: held when this agent's storage or power operation holds it. */
@@ -376,11 +538,17 @@ export class MigrationSourceService {
     switchover.mark('final mirror snapshot');
     const disks = vm.spec.disks.map(({ pool, image }) => ({ pool, image }));
     if (snapshots.length === 0) return disks;
-    progress(`final mirror snapshot of ${snapshots.length} disk(s) taken; waiting until the target's mirrors hold it`);
+    progress(
+      `final mirror snapshot of ${snapshots.length} disk(s) taken; waiting until the target's mirrors hold it`,
+    );
     channel.progress = progress;
     bridge.send('sync', JSON.stringify(snapshots));
     try {
-      await channel.expect('synced', this.deps.mirrored.timeoutMs + SYNC_GRACE_MS, "the target did not confirm that its disks' mirrors hold the final mirror snapshot");
+      await channel.expect(
+        'synced',
+        this.deps.mirrored.timeoutMs + SYNC_GRACE_MS,
+        "the target did not confirm that its disks' mirrors hold the final mirror snapshot",
+      );
     } finally {
       channel.progress = undefined;
     }
@@ -389,7 +557,11 @@ export class MigrationSourceService {
   }
 
   /** Across clusters: the mirrored disks demoted here, so that the target can promote them (see MirroredDisks). */
-  private async handOverDisks(input: MigrateVmInput, vm: VmInstance, primary?: ImageRef[]): Promise<ImageRef[]> {
+  private async handOverDisks(
+    input: MigrateVmInput,
+    vm: VmInstance,
+    primary?: ImageRef[],
+  ): Promise<ImageRef[]> {
     if (!this.isOtherCluster(input.targetCaPem)) return [];
     return this.deps.mirrored.release(vm.spec, primary);
   }
@@ -411,7 +583,11 @@ export class MigrationSourceService {
 
   /** Drops this node's VM index entry (another cluster's target cannot do it). */
   private async forgetHere(uuid: string, name: string, log: Logger): Promise<void> {
-    await this.deps.index.removeIfOwnedBy(uuid, { nodeId: this.deps.nodeId, name }).catch((error: unknown) => log.warn({ err: error }, 'could not update the VM index; the next registration repairs it'));
+    await this.deps.index
+      .removeIfOwnedBy(uuid, { nodeId: this.deps.nodeId, name })
+      .catch((error: unknown) =>
+        log.warn({ err: error }, 'could not update the VM index; the next registration repairs it'),
+      );
   }
 }
 
@@ -449,7 +625,8 @@ class ControlChannel {
   progress: ((message: string) => void) | undefined;
   /** The target answered 'error' (it refused, rather than vanished). */
   refused = false;
-  private waiting: { word: string; resolve: () => void; reject: (error: Error) => void } | undefined;
+  private waiting:
+    { word: string; resolve: () => void; reject: (error: Error) => void } | undefined;
   private readonly seen = new Set<string>();
 
   receive(frame: Frame): void {
@@ -468,14 +645,25 @@ class ControlChannel {
   }
 
   closed(error: Error | undefined): void {
-    this.fail(error ? `the tunnel to the target broke: ${describe(error)}` : 'the target closed the tunnel');
+    this.fail(
+      error ? `the tunnel to the target broke: ${describe(error)}` : 'the target closed the tunnel',
+    );
   }
 
   expect(word: string, timeoutMs: number, timeoutMessage: string): Promise<void> {
     if (this.seen.has(word)) return Promise.resolve();
     if (this.error) return Promise.reject(new AgentError(ErrorCode.Unavailable, this.error));
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new AgentError(ErrorCode.DeadlineExceeded, `${timeoutMessage} within ${timeoutMs / 1000} s`)), timeoutMs);
+      const timer = setTimeout(
+        () =>
+          reject(
+            new AgentError(
+              ErrorCode.DeadlineExceeded,
+              `${timeoutMessage} within ${timeoutMs / 1000} s`,
+            ),
+          ),
+        timeoutMs,
+      );
       this.waiting = {
         word,
         resolve: () => {
@@ -505,7 +693,11 @@ function describe(error: Error): string {
 function parseDataEndpoint(value: string): MigrationAddress {
   if (value.startsWith('libvirt:')) return { kind: 'libvirt', uri: value.slice('libvirt:'.length) };
   const endpoint = parseEndpoint(value.slice('tcp:'.length));
-  if (!endpoint) throw new AgentError(ErrorCode.InvalidArgument, 'invalid request: target_data_endpoint: not tcp:<host>:<port>');
+  if (!endpoint)
+    throw new AgentError(
+      ErrorCode.InvalidArgument,
+      'invalid request: target_data_endpoint: not tcp:<host>:<port>',
+    );
   return { kind: 'tcp', host: endpoint.host, port: endpoint.port };
 }
 

@@ -1,7 +1,11 @@
 import type { MigrationProgress, PrepareMigrationResponse } from '@debvisor/proto';
 import type { X509Certificate } from 'node:crypto';
 import { X509Certificate as Certificate } from 'node:crypto';
-import type { HypervisorDriver, MigrationAddress, VmDefinition } from '../drivers/hypervisor.driver';
+import type {
+  HypervisorDriver,
+  MigrationAddress,
+  VmDefinition,
+} from '../drivers/hypervisor.driver';
 import type { ImageRef, StorageDriver } from '../drivers/storage.driver';
 import { agentNodeIdOf } from '../rpc/peer-identity';
 import type { MutualTls13ServerCredentials } from '../rpc/tls-credentials';
@@ -12,7 +16,13 @@ import type { VmDiskLocks } from '../vms/vm-disk-locks';
 import type { VmIndexRepository } from '../vms/vm-index.repository';
 import type { VmService } from '../vms/vm.service';
 import { pskOf, type MigrationCookies } from './migration-cookies';
-import { allPass, mappedSpec, targetChecks, type PreflightCheck, type TargetDisk } from './migration-preflight';
+import {
+  allPass,
+  mappedSpec,
+  targetChecks,
+  type PreflightCheck,
+  type TargetDisk,
+} from './migration-preflight';
 import type { CallContext } from '../rpc/call-context';
 import type { PrepareMigrationInput } from './migration.requests';
 import type { MigrationSocketRepository } from './migration-socket.repository';
@@ -88,7 +98,20 @@ export interface ClusterVm {
 export function clusterVmsOf(vms: Pick<VmService, 'list'>): MigrationTargetDeps['clusterVms'] {
   return async (context) => {
     const answer = await vms.list('', { ...context, forwarded: false });
-    const cluster = (answer.vms ?? []).flatMap((vm) => (vm.spec ? [{ uuid: vm.spec.uuid ?? '', name: vm.spec.name ?? '', disks: (vm.spec.disks ?? []).map((d) => ({ pool: d.pool ?? '', image: d.image ?? '' })) }] : []));
+    const cluster = (answer.vms ?? []).flatMap((vm) =>
+      vm.spec
+        ? [
+            {
+              uuid: vm.spec.uuid ?? '',
+              name: vm.spec.name ?? '',
+              disks: (vm.spec.disks ?? []).map((d) => ({
+                pool: d.pool ?? '',
+                image: d.image ?? '',
+              })),
+            },
+          ]
+        : [],
+    );
     return { vms: cluster, unreachableNodes: Object.keys(answer.unreachableNodes ?? {}) };
   };
 }
@@ -129,12 +152,19 @@ export class MigrationTargetService {
     for (const { pool, image } of mapped.disks) {
       const name = `${pool}/${image}`;
       if (!images.has(name) || disks.has(name)) continue;
-      const [mirror, holder] = await Promise.all([storage.mirrorStatus({ pool, image }).catch(() => undefined), storage.imageHolder({ pool, image }).catch(() => undefined)]);
-      const usedBy = cluster.vms.filter((vm) => vm.disks.some((disk) => disk.pool === pool && disk.image === image)).map(({ uuid, name: vmName }) => ({ uuid, name: vmName }));
+      const [mirror, holder] = await Promise.all([
+        storage.mirrorStatus({ pool, image }).catch(() => undefined),
+        storage.imageHolder({ pool, image }).catch(() => undefined),
+      ]);
+      const usedBy = cluster.vms
+        .filter((vm) => vm.disks.some((disk) => disk.pool === pool && disk.image === image))
+        .map(({ uuid, name: vmName }) => ({ uuid, name: vmName }));
       disks.set(name, { mirror, holder, usedBy });
     }
     const vmNames = new Map([...vmIndex].map(([uuid, entry]) => [entry.name, uuid]));
-    const reserved = [...this.reservations.values()].some((r) => r.spec.uuid === spec.uuid && (r.state === 'reserved' || r.state === 'receiving'));
+    const reserved = [...this.reservations.values()].some(
+      (r) => r.spec.uuid === spec.uuid && (r.state === 'reserved' || r.state === 'receiving'),
+    );
     const checks = targetChecks(
       {
         spec,
@@ -151,7 +181,9 @@ export class MigrationTargetService {
         nodeId,
         facts,
         usage,
-        committedMemoryBytes: local.filter((vm) => vm.runtime.state !== 'stopped').reduce((sum, vm) => sum + vm.spec.memoryBytes, 0),
+        committedMemoryBytes: local
+          .filter((vm) => vm.runtime.state !== 'stopped')
+          .reduce((sum, vm) => sum + vm.spec.memoryBytes, 0),
         indexedOn: location?.nodeId,
         presentHere: here !== undefined,
         images,
@@ -162,21 +194,37 @@ export class MigrationTargetService {
         maxMirrorLagSeconds: this.deps.maxMirrorLagSeconds,
       },
     );
-    if (reserved) checks.push({ name: 'vm-lock', result: 'fail', reason: `another migration of VM ${spec.uuid} to node ${nodeId} is under way` });
+    if (reserved)
+      checks.push({
+        name: 'vm-lock',
+        result: 'fail',
+        reason: `another migration of VM ${spec.uuid} to node ${nodeId} is under way`,
+      });
     return checks;
   }
 
   /** Pre-flight, then (unless check_only) the reservation: incoming side prepared, cookie issued. */
-  async prepare(input: PrepareMigrationInput, context: CallContext): Promise<PrepareMigrationResponse> {
+  async prepare(
+    input: PrepareMigrationInput,
+    context: CallContext,
+  ): Promise<PrepareMigrationResponse> {
     const checks = await this.checks(input, context);
-    const base = { checks, ok: allPass(checks), nodeId: this.deps.nodeId, caPem: this.deps.clusterCaPem };
+    const base = {
+      checks,
+      ok: allPass(checks),
+      nodeId: this.deps.nodeId,
+      caPem: this.deps.clusterCaPem,
+    };
     if (input.checkOnly || !base.ok) return base;
     const { migrationId } = input;
     // An aborted reservation is kept only to answer its outcome: the same migration may be prepared
     // again (a manager that restarted mid-move releases its reservation, then asks once more).
     const earlier = this.reservations.get(migrationId);
     if (earlier && earlier.state !== 'aborted') {
-      throw new AgentError(ErrorCode.AlreadyExists, `migration ${migrationId} is already prepared on node ${this.deps.nodeId}`);
+      throw new AgentError(
+        ErrorCode.AlreadyExists,
+        `migration ${migrationId} is already prepared on node ${this.deps.nodeId}`,
+      );
     }
     const transport = input.transport === '' ? 'tunnel' : input.transport;
     let peerCa: X509Certificate | undefined;
@@ -184,14 +232,30 @@ export class MigrationTargetService {
       try {
         peerCa = new Certificate(input.sourceCaPem);
       } catch {
-        throw new AgentError(ErrorCode.InvalidArgument, 'invalid request: source_ca_pem: not a readable certificate');
+        throw new AgentError(
+          ErrorCode.InvalidArgument,
+          'invalid request: source_ca_pem: not a readable certificate',
+        );
       }
-      if (!peerCa.ca) throw new AgentError(ErrorCode.InvalidArgument, 'invalid request: source_ca_pem: not a CA certificate');
+      if (!peerCa.ca)
+        throw new AgentError(
+          ErrorCode.InvalidArgument,
+          'invalid request: source_ca_pem: not a CA certificate',
+        );
     }
     const binding = { vmUuid: input.vm.uuid, migrationId };
     const { cookie, expiresAt } = this.deps.cookies.issue(binding, this.deps.cookieTtlMs);
     const spec = mappedSpec(input.vm, input.storageMap, input.networkMap);
-    const reservation: Reservation = { migrationId, spec, online: input.online, address: undefined, peerCa, state: 'reserved', timer: undefined, message: 'waiting for the source' };
+    const reservation: Reservation = {
+      migrationId,
+      spec,
+      online: input.online,
+      address: undefined,
+      peerCa,
+      state: 'reserved',
+      timer: undefined,
+      message: 'waiting for the source',
+    };
     this.reservations.set(migrationId, reservation);
     try {
       if (peerCa) this.deps.credentials.trustPeerCa(migrationId, input.sourceCaPem);
@@ -209,25 +273,52 @@ export class MigrationTargetService {
       throw error;
     }
     reservation.timer = setTimeout(() => {
-      if (reservation.state === 'reserved') void this.release(reservation, 'aborted', 'the cookie expired before the source connected');
+      if (reservation.state === 'reserved')
+        void this.release(reservation, 'aborted', 'the cookie expired before the source connected');
     }, this.deps.cookieTtlMs + RESERVATION_GRACE_MS);
     reservation.timer.unref();
-    this.deps.logger.info({ migrationId, vm: spec.uuid, transport, online: input.online }, 'migration target prepared'); // never the cookie
-    return { ...base, endpoint: this.deps.advertise, dataEndpoint: dataEndpointOf(reservation.address, transport), cookie, cookieExpiresAt: expiresAt.toISOString() };
+    this.deps.logger.info(
+      { migrationId, vm: spec.uuid, transport, online: input.online },
+      'migration target prepared',
+    ); // never the cookie
+    return {
+      ...base,
+      endpoint: this.deps.advertise,
+      dataEndpoint: dataEndpointOf(reservation.address, transport),
+      cookie,
+      cookieExpiresAt: expiresAt.toISOString(),
+    };
   }
 
   /**
    * Authenticates a tunnel: the first frame's cookie (used up here) and the peer's agent
    * certificate from the cluster pinned for this migration. Answers the source node's id.
    */
-  async claim(opening: TunnelOpening, peerCertificate: Buffer | undefined): Promise<{ sourceNode: string; reservation: Reservation }> {
-    this.deps.cookies.claim(opening.cookie, { vmUuid: opening.vmUuid, migrationId: opening.migrationId });
+  async claim(
+    opening: TunnelOpening,
+    peerCertificate: Buffer | undefined,
+  ): Promise<{ sourceNode: string; reservation: Reservation }> {
+    this.deps.cookies.claim(opening.cookie, {
+      vmUuid: opening.vmUuid,
+      migrationId: opening.migrationId,
+    });
     const reservation = this.reservations.get(opening.migrationId);
-    if (!reservation || reservation.state !== 'reserved') throw new AgentError(ErrorCode.FailedPrecondition, `migration ${opening.migrationId} is not waiting for its source on node ${this.deps.nodeId}`);
+    if (!reservation || reservation.state !== 'reserved')
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `migration ${opening.migrationId} is not waiting for its source on node ${this.deps.nodeId}`,
+      );
     const sourceNode = agentNodeIdOf(peerCertificate, reservation.peerCa ?? this.deps.clusterCa);
     if (!sourceNode) {
-      await this.release(reservation, 'aborted', 'the tunnel came from an agent of another cluster than the one pinned');
-      throw new AgentError(ErrorCode.PermissionDenied, 'the tunnel must come from an agent certificate of the source cluster pinned for this migration');
+      await this.release(
+        reservation,
+        'aborted',
+        'the tunnel came from an agent of another cluster than the one pinned',
+      );
+      throw new AgentError(
+        ErrorCode.PermissionDenied,
+        'the tunnel must come from an agent certificate of the source cluster pinned for this migration',
+      );
     }
     reservation.state = 'receiving';
     reservation.message = `receiving from node ${sourceNode}`;
@@ -236,22 +327,36 @@ export class MigrationTargetService {
   }
 
   /** The tunnel's receiving side: bytes go to the incoming QEMU; control words commit or abort. Resolves when the tunnel ends. */
-  async carry(stream: FrameStream & { end(): void }, reservation: Reservation, sourceNode: string, controlOnly: boolean): Promise<void> {
-    const log = this.deps.logger.child({ migrationId: reservation.migrationId, vm: reservation.spec.uuid, sourceNode });
+  async carry(
+    stream: FrameStream & { end(): void },
+    reservation: Reservation,
+    sourceNode: string,
+    controlOnly: boolean,
+  ): Promise<void> {
+    const log = this.deps.logger.child({
+      migrationId: reservation.migrationId,
+      vm: reservation.spec.uuid,
+      sourceNode,
+    });
     await new Promise<void>((resolve) => {
       const bridge: TunnelBridge = new TunnelBridge(
         stream,
         (frame: Frame) => void this.onControl(reservation, bridge, frame, log),
         (error) => {
           if (reservation.state === 'receiving') {
-            log.warn({ err: error }, 'migration tunnel closed before the commit; aborting the incoming VM');
+            log.warn(
+              { err: error },
+              'migration tunnel closed before the commit; aborting the incoming VM',
+            );
             void this.release(reservation, 'aborted', 'the source went away before the switchover');
           }
           resolve();
         },
       );
       const carryBytes = !controlOnly && reservation.online && reservation.address?.kind === 'unix';
-      const ready = carryBytes ? this.deps.sockets.connect(reservation.address!).then((socket) => bridge.attach(socket)) : Promise.resolve();
+      const ready = carryBytes
+        ? this.deps.sockets.connect(reservation.address!).then((socket) => bridge.attach(socket))
+        : Promise.resolve();
       ready.then(
         () => bridge.send('ready'),
         (error: unknown) => {
@@ -264,9 +369,18 @@ export class MigrationTargetService {
     stream.end();
   }
 
-  private async onControl(reservation: Reservation, bridge: TunnelBridge, frame: Frame, log: Logger): Promise<void> {
+  private async onControl(
+    reservation: Reservation,
+    bridge: TunnelBridge,
+    frame: Frame,
+    log: Logger,
+  ): Promise<void> {
     if (frame.control === 'abort') {
-      await this.release(reservation, 'aborted', frame.message || 'the source aborted the migration');
+      await this.release(
+        reservation,
+        'aborted',
+        frame.message || 'the source aborted the migration',
+      );
       bridge.close(undefined);
       return;
     }
@@ -283,7 +397,14 @@ export class MigrationTargetService {
       else await this.deps.driver.define(spec);
       reservation.state = 'committed';
       reservation.message = `running on node ${this.deps.nodeId}`;
-      await this.deps.index.put(spec.uuid, { nodeId: this.deps.nodeId, name: spec.name }).catch((error: unknown) => log.warn({ err: error }, 'could not update the VM index; the next registration repairs it'));
+      await this.deps.index
+        .put(spec.uuid, { nodeId: this.deps.nodeId, name: spec.name })
+        .catch((error: unknown) =>
+          log.warn(
+            { err: error },
+            'could not update the VM index; the next registration repairs it',
+          ),
+        );
       log.info('migration committed: the VM is now on this node');
       bridge.send('committed');
     } catch (error) {
@@ -295,7 +416,10 @@ export class MigrationTargetService {
         bridge.close(undefined);
         return;
       }
-      bridge.send('error', error instanceof AgentError ? error.message : 'the target could not start the VM');
+      bridge.send(
+        'error',
+        error instanceof AgentError ? error.message : 'the target could not start the VM',
+      );
       bridge.close(undefined);
       return;
     }
@@ -309,22 +433,50 @@ export class MigrationTargetService {
    * then answers 'synced'. When they do not in time, the incoming VM is given up and the source
    * told why: nothing was demoted or promoted yet, the VM resumes at the source.
    */
-  private async syncMirrors(reservation: Reservation, bridge: TunnelBridge, message: string, log: Logger): Promise<void> {
+  private async syncMirrors(
+    reservation: Reservation,
+    bridge: TunnelBridge,
+    message: string,
+    log: Logger,
+  ): Promise<void> {
     if (reservation.state !== 'receiving') return;
     try {
-      if (!reservation.peerCa || !reservation.online) throw new AgentError(ErrorCode.FailedPrecondition, 'disk mirrors are synced at the switchover of live migrations from another cluster only');
+      if (!reservation.peerCa || !reservation.online)
+        throw new AgentError(
+          ErrorCode.FailedPrecondition,
+          'disk mirrors are synced at the switchover of live migrations from another cluster only',
+        );
       let snapshots;
       try {
         snapshots = finalSnapshotsSchema.parse(JSON.parse(message));
       } catch {
-        throw new AgentError(ErrorCode.InvalidArgument, 'the source sent unreadable final mirror snapshots');
+        throw new AgentError(
+          ErrorCode.InvalidArgument,
+          'the source sent unreadable final mirror snapshots',
+        );
       }
-      reservation.synced = await this.deps.mirrored.waitReplayed(reservation.spec, snapshots, (progress) => bridge.send('syncing', progress));
+      reservation.synced = await this.deps.mirrored.waitReplayed(
+        reservation.spec,
+        snapshots,
+        (progress) => bridge.send('syncing', progress),
+      );
       if (reservation.state === 'receiving') bridge.send('synced');
     } catch (error) {
-      log.error({ err: error }, "the disks' mirrors did not get the final mirror snapshot; aborting the incoming VM");
-      await this.release(reservation, 'aborted', "the disks' mirrors did not get the final mirror snapshot");
-      bridge.send('error', error instanceof AgentError ? error.message : "the target could not check its disks' mirrors");
+      log.error(
+        { err: error },
+        "the disks' mirrors did not get the final mirror snapshot; aborting the incoming VM",
+      );
+      await this.release(
+        reservation,
+        'aborted',
+        "the disks' mirrors did not get the final mirror snapshot",
+      );
+      bridge.send(
+        'error',
+        error instanceof AgentError
+          ? error.message
+          : "the target could not check its disks' mirrors",
+      );
       bridge.close(undefined);
     }
   }
@@ -349,7 +501,11 @@ export class MigrationTargetService {
   async cancel(migrationId: string): Promise<boolean> {
     const reservation = this.reservations.get(migrationId);
     if (!reservation) return false;
-    if (reservation.state === 'committed') throw new AgentError(ErrorCode.FailedPrecondition, `migration ${migrationId} already moved the VM to node ${this.deps.nodeId}`);
+    if (reservation.state === 'committed')
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `migration ${migrationId} already moved the VM to node ${this.deps.nodeId}`,
+      );
     await this.release(reservation, 'aborted', 'cancelled');
     return true;
   }
@@ -357,46 +513,76 @@ export class MigrationTargetService {
   progress(migrationId: string): MigrationProgress | undefined {
     const reservation = this.reservations.get(migrationId);
     if (!reservation) return undefined;
-    const phase = { reserved: 'prepared', receiving: 'transfer', committed: 'completed', aborted: 'cancelled' }[reservation.state];
+    const phase = {
+      reserved: 'prepared',
+      receiving: 'transfer',
+      committed: 'completed',
+      aborted: 'cancelled',
+    }[reservation.state];
     return { phase, message: reservation.message };
   }
 
   /** Ends every open reservation (agent stop). */
   async close(): Promise<void> {
-    for (const reservation of this.reservations.values()) if (reservation.state === 'reserved' || reservation.state === 'receiving') await this.release(reservation, 'aborted', 'the agent stopped');
+    for (const reservation of this.reservations.values())
+      if (reservation.state === 'reserved' || reservation.state === 'receiving')
+        await this.release(reservation, 'aborted', 'the agent stopped');
   }
 
-  private async release(reservation: Reservation, state: 'aborted', message: string): Promise<void> {
+  private async release(
+    reservation: Reservation,
+    state: 'aborted',
+    message: string,
+  ): Promise<void> {
     if (reservation.state === 'aborted' || reservation.state === 'committed') return;
     reservation.state = state;
     reservation.message = message;
     clearTimeout(reservation.timer);
-    this.deps.cookies.revoke(reservation.migrationId, `the migration was ${message === 'cancelled' ? 'cancelled' : 'ended'}; its cookie is void`);
+    this.deps.cookies.revoke(
+      reservation.migrationId,
+      `the migration was ${message === 'cancelled' ? 'cancelled' : 'ended'}; its cookie is void`,
+    );
     if (reservation.online) {
-      await this.deps.driver.abortIncoming(reservation.spec.uuid).catch((error: unknown) =>
-        this.deps.logger.error({ err: error, migrationId: reservation.migrationId }, 'could not clean up the incoming VM'),
-      );
+      await this.deps.driver
+        .abortIncoming(reservation.spec.uuid)
+        .catch((error: unknown) =>
+          this.deps.logger.error(
+            { err: error, migrationId: reservation.migrationId },
+            'could not clean up the incoming VM',
+          ),
+        );
       // The node's registration may have indexed the incoming VM meanwhile: a retry's pre-flight
       // would take it for a VM of that id already here. (Within a cluster the entry names the source.)
       const { uuid, name } = reservation.spec;
-      await this.deps.index.removeIfOwnedBy(uuid, { nodeId: this.deps.nodeId, name }).catch((error: unknown) =>
-        this.deps.logger.warn({ err: error, migrationId: reservation.migrationId }, 'could not update the VM index; the next registration repairs it'),
-      );
+      await this.deps.index
+        .removeIfOwnedBy(uuid, { nodeId: this.deps.nodeId, name })
+        .catch((error: unknown) =>
+          this.deps.logger.warn(
+            { err: error, migrationId: reservation.migrationId },
+            'could not update the VM index; the next registration repairs it',
+          ),
+        );
     }
-    this.deps.logger.info({ migrationId: reservation.migrationId, vm: reservation.spec.uuid, reason: message }, 'migration target released');
+    this.deps.logger.info(
+      { migrationId: reservation.migrationId, vm: reservation.spec.uuid, reason: message },
+      'migration target released',
+    );
     await this.end(reservation);
   }
 
   private async end(reservation: Reservation): Promise<void> {
     this.deps.credentials.forgetPeerCa(reservation.migrationId);
     reservation.endedAt = this.deps.clock.now().getTime();
-    for (const [id, other] of this.reservations) if (other.endedAt !== undefined && other.endedAt < reservation.endedAt - OUTCOME_TTL_MS) this.reservations.delete(id);
+    for (const [id, other] of this.reservations)
+      if (other.endedAt !== undefined && other.endedAt < reservation.endedAt - OUTCOME_TTL_MS)
+        this.reservations.delete(id);
   }
 }
 
 function dataEndpointOf(address: MigrationAddress | undefined, transport: string): string {
   if (transport !== 'direct' || !address) return '';
-  if (address.kind === 'tcp') return `tcp:${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}`;
+  if (address.kind === 'tcp')
+    return `tcp:${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}`;
   if (address.kind === 'libvirt') return `libvirt:${address.uri}`;
   return '';
 }

@@ -6,11 +6,23 @@ import { emptyOr } from '../rpc/request-validation';
 
 const NODE_ID = 'a node id is 1-63 lower-case letters, digits and inner hyphens';
 /** uint64 fields arrive as decimal strings (the loader's longs: String). */
-const uint64 = z.union([z.string().regex(/^\d{1,16}$/, 'a whole number'), z.int().min(0)]).transform(Number).pipe(z.int().min(0).max(Number.MAX_SAFE_INTEGER));
+const uint64 = z
+  .union([z.string().regex(/^\d{1,16}$/, 'a whole number'), z.int().min(0)])
+  .transform(Number)
+  .pipe(z.int().min(0).max(Number.MAX_SAFE_INTEGER));
 const nameMap = z
-  .record(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'a pool or bridge name'), z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'a pool or bridge name'))
+  .record(
+    z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'a pool or bridge name'),
+    z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'a pool or bridge name'),
+  )
   .refine((map) => Object.keys(map).length <= 64, 'at most 64 entries');
-const pem = z.string().max(64 * 1024, 'a PEM of at most 64 KiB').refine((value) => value === '' || value.includes('-----BEGIN CERTIFICATE-----'), 'a PEM certificate');
+const pem = z
+  .string()
+  .max(64 * 1024, 'a PEM of at most 64 KiB')
+  .refine(
+    (value) => value === '' || value.includes('-----BEGIN CERTIFICATE-----'),
+    'a PEM certificate',
+  );
 const cpuFlags = z.array(cpuFlagSchema).max(1024);
 
 /** A source disk's mirroring as the source's PrepareMigration answered it. */
@@ -30,8 +42,12 @@ export const protoVmSpecSchema: z.ZodType<VmDefinition, unknown> = z
     name: z.string(),
     vcpus: z.number(),
     memoryBytes: uint64,
-    disks: z.array(z.object({ pool: z.string(), image: z.string(), sizeBytes: uint64, bus: z.string() })),
-    nics: z.array(z.object({ mac: z.string(), bridge: z.string(), model: z.string(), vlan: z.number() })),
+    disks: z.array(
+      z.object({ pool: z.string(), image: z.string(), sizeBytes: uint64, bus: z.string() }),
+    ),
+    nics: z.array(
+      z.object({ mac: z.string(), bridge: z.string(), model: z.string(), vlan: z.number() }),
+    ),
     cpuModel: z.string(),
     hugepages: z.boolean(),
     tenant: z.string(),
@@ -57,8 +73,14 @@ export const prepareMigrationRequestSchema = z
     sourceCpuFlags: cpuFlags,
     sourceDisks: z.array(migrationDiskSchema).max(64, 'at most 64 disks'),
   })
-  .refine((r) => r.checkOnly || r.role === 'source' || r.migrationId !== '', { message: 'a target reservation needs a migration id', path: ['migrationId'] })
-  .refine((r) => r.role === 'source' || r.targetNodeId !== '', { message: 'the target role needs target_node_id', path: ['targetNodeId'] });
+  .refine((r) => r.checkOnly || r.role === 'source' || r.migrationId !== '', {
+    message: 'a target reservation needs a migration id',
+    path: ['migrationId'],
+  })
+  .refine((r) => r.role === 'source' || r.targetNodeId !== '', {
+    message: 'the target role needs target_node_id',
+    path: ['targetNodeId'],
+  });
 export type PrepareMigrationInput = z.infer<typeof prepareMigrationRequestSchema>;
 
 export const migrateVmRequestSchema = z
@@ -66,9 +88,15 @@ export const migrateVmRequestSchema = z
     uuid: uuidSchema,
     migrationId: uuidSchema,
     targetEndpoint: endpointSchema,
-    cookie: z.string().regex(/^dvmc_[A-Za-z0-9_-]{43}$/, 'a migration cookie is dvmc_ followed by 43 characters'),
+    cookie: z
+      .string()
+      .regex(/^dvmc_[A-Za-z0-9_-]{43}$/, 'a migration cookie is dvmc_ followed by 43 characters'),
     transport: z.enum(['direct', 'tunnel'], { error: 'transport is "direct" or "tunnel"' }),
-    mode: z.enum(['', 'precopy', 'postcopy', 'auto'], { error: 'mode is "precopy", "postcopy" or "auto"' }).transform((m) => (m === '' ? 'precopy' : m)),
+    mode: z
+      .enum(['', 'precopy', 'postcopy', 'auto'], {
+        error: 'mode is "precopy", "postcopy" or "auto"',
+      })
+      .transform((m) => (m === '' ? 'precopy' : m)),
     autoConverge: z.boolean(),
     downtimeLimitMs: z.int().min(0).max(600_000),
     bandwidthLimitBytes: uint64,
@@ -77,9 +105,18 @@ export const migrateVmRequestSchema = z
     targetCaPem: pem,
     targetNodeId: nodeIdSchema,
     offline: z.boolean(),
-    targetDataEndpoint: z.string().max(1024).regex(/^$|^tcp:[A-Za-z0-9.:[\]-]+:\d{1,5}$|^libvirt:[A-Za-z0-9+]+:\/\/[A-Za-z0-9.:[\]_-]+\/[a-z]+$/, 'a data endpoint is tcp:<host>:<port> or libvirt:<uri>'),
+    targetDataEndpoint: z
+      .string()
+      .max(1024)
+      .regex(
+        /^$|^tcp:[A-Za-z0-9.:[\]-]+:\d{1,5}$|^libvirt:[A-Za-z0-9+]+:\/\/[A-Za-z0-9.:[\]_-]+\/[a-z]+$/,
+        'a data endpoint is tcp:<host>:<port> or libvirt:<uri>',
+      ),
   })
-  .refine((r) => r.offline || r.transport === 'tunnel' || r.targetDataEndpoint !== '', { message: 'the direct transport needs target_data_endpoint', path: ['targetDataEndpoint'] });
+  .refine((r) => r.offline || r.transport === 'tunnel' || r.targetDataEndpoint !== '', {
+    message: 'the direct transport needs target_data_endpoint',
+    path: ['targetDataEndpoint'],
+  });
 export type MigrateVmInput = z.infer<typeof migrateVmRequestSchema>;
 
 export const migrationRefSchema = z.object({

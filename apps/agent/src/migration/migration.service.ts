@@ -1,4 +1,8 @@
-import type { CancelMigrationResponse, MigrationProgress, PrepareMigrationResponse } from '@debvisor/proto';
+import type {
+  CancelMigrationResponse,
+  MigrationProgress,
+  PrepareMigrationResponse,
+} from '@debvisor/proto';
 import type { ServiceError } from '@grpc/grpc-js';
 import type { HypervisorDriver } from '../drivers/hypervisor.driver';
 import type { RegistryService } from '../registry/registry.service';
@@ -30,17 +34,36 @@ export interface MigrationServiceDeps {
 export class MigrationService {
   constructor(private readonly deps: MigrationServiceDeps) {}
 
-  async prepare(input: PrepareMigrationInput, context: CallContext): Promise<PrepareMigrationResponse> {
+  async prepare(
+    input: PrepareMigrationInput,
+    context: CallContext,
+  ): Promise<PrepareMigrationResponse> {
     if (input.role === 'target') {
       if (input.targetNodeId === this.deps.nodeId) return this.deps.target.prepare(input, context);
-      return this.deps.peers.migrationCall(await this.node(input.targetNodeId, context), 'PrepareMigration', input, context, PEER_TIMEOUT_MS);
+      return this.deps.peers.migrationCall(
+        await this.node(input.targetNodeId, context),
+        'PrepareMigration',
+        input,
+        context,
+        PEER_TIMEOUT_MS,
+      );
     }
     const owner = await this.sourceOf(input.vm.uuid, context);
     if (owner === 'here') return this.deps.source.prepare(input);
-    return this.deps.peers.migrationCall(owner, 'PrepareMigration', input, context, PEER_TIMEOUT_MS);
+    return this.deps.peers.migrationCall(
+      owner,
+      'PrepareMigration',
+      input,
+      context,
+      PEER_TIMEOUT_MS,
+    );
   }
 
-  async migrate(input: MigrateVmInput, context: CallContext, emit: (progress: MigrationProgress) => void): Promise<void> {
+  async migrate(
+    input: MigrateVmInput,
+    context: CallContext,
+    emit: (progress: MigrationProgress) => void,
+  ): Promise<void> {
     const owner = await this.sourceOf(input.uuid, context);
     if (owner === 'here') {
       await this.deps.source.migrate(input, emit);
@@ -50,22 +73,31 @@ export class MigrationService {
     await new Promise<void>((resolve, reject) => {
       stream.on('data', (progress: MigrationProgress) => emit(progress));
       stream.on('end', () => resolve());
-      stream.on('error', (error: ServiceError) => reject(this.deps.peers.streamError(owner, error)));
+      stream.on('error', (error: ServiceError) =>
+        reject(this.deps.peers.streamError(owner, error)),
+      );
     });
   }
 
   async cancel(ref: MigrationRef, context: CallContext): Promise<CancelMigrationResponse> {
     const where = await this.routeOf(ref, context);
-    if (where !== 'here') return this.deps.peers.migrationCall(where, 'CancelMigration', ref, context, PEER_TIMEOUT_MS);
+    if (where !== 'here')
+      return this.deps.peers.migrationCall(where, 'CancelMigration', ref, context, PEER_TIMEOUT_MS);
     if (this.deps.source.cancel(ref.migrationId)) return { cancelled: true };
     return { cancelled: await this.deps.target.cancel(ref.migrationId) };
   }
 
   async progress(ref: MigrationRef, context: CallContext): Promise<MigrationProgress> {
     const where = await this.routeOf(ref, context);
-    if (where !== 'here') return this.deps.peers.migrationCall(where, 'GetMigration', ref, context, PEER_TIMEOUT_MS);
-    const progress = this.deps.source.progress(ref.migrationId) ?? this.deps.target.progress(ref.migrationId);
-    if (!progress) throw new AgentError(ErrorCode.NotFound, `node ${this.deps.nodeId} knows no migration ${ref.migrationId}`);
+    if (where !== 'here')
+      return this.deps.peers.migrationCall(where, 'GetMigration', ref, context, PEER_TIMEOUT_MS);
+    const progress =
+      this.deps.source.progress(ref.migrationId) ?? this.deps.target.progress(ref.migrationId);
+    if (!progress)
+      throw new AgentError(
+        ErrorCode.NotFound,
+        `node ${this.deps.nodeId} knows no migration ${ref.migrationId}`,
+      );
     return progress;
   }
 
@@ -91,14 +123,20 @@ export class MigrationService {
   /** This node when it has the VM; otherwise the node the cluster's VM index names. */
   private async ownerOf(uuid: string, context: CallContext): Promise<'here' | PeerTarget> {
     if (await this.deps.driver.get(uuid)) return 'here';
-    if (context.forwarded) throw new AgentError(ErrorCode.NotFound, `VM ${uuid} is not on node ${this.deps.nodeId}`);
+    if (context.forwarded)
+      throw new AgentError(ErrorCode.NotFound, `VM ${uuid} is not on node ${this.deps.nodeId}`);
     const location = await this.deps.index.get(uuid);
-    if (!location || location.nodeId === this.deps.nodeId) throw new AgentError(ErrorCode.NotFound, `no VM with uuid ${uuid} in this cluster`);
+    if (!location || location.nodeId === this.deps.nodeId)
+      throw new AgentError(ErrorCode.NotFound, `no VM with uuid ${uuid} in this cluster`);
     return this.node(location.nodeId, context);
   }
 
   private async node(nodeId: string, context: CallContext): Promise<PeerTarget> {
-    if (context.forwarded) throw new AgentError(ErrorCode.NotFound, `this agent serves node ${this.deps.nodeId}, not ${nodeId}`);
+    if (context.forwarded)
+      throw new AgentError(
+        ErrorCode.NotFound,
+        `this agent serves node ${this.deps.nodeId}, not ${nodeId}`,
+      );
     const node = await this.deps.registry.find(nodeId);
     if (!node) throw new AgentError(ErrorCode.NotFound, `node ${nodeId} is not in the registry`);
     if (!node.alive) throw new AgentError(ErrorCode.Unavailable, `node ${nodeId} is not alive`);

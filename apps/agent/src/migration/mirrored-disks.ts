@@ -57,7 +57,10 @@ export class MirroredDisks {
    */
   async finalSnapshots(spec: VmDefinition): Promise<FinalSnapshot[]> {
     const taken = await Promise.all(
-      spec.disks.map(async ({ pool, image }, index) => ({ index, takenAt: (await this.deps.storage.createMirrorSnapshot({ pool, image })).lastSnapshotAt })),
+      spec.disks.map(async ({ pool, image }, index) => ({
+        index,
+        takenAt: (await this.deps.storage.createMirrorSnapshot({ pool, image })).lastSnapshotAt,
+      })),
     );
     // A driver that cannot tell when its snapshot was taken leaves the wait to the promotion.
     return taken.filter((snapshot) => snapshot.takenAt !== '');
@@ -68,7 +71,11 @@ export class MirroredDisks {
    * complete mirror snapshot is that one or newer), at most timeoutMs; tells `progress` how far
    * they are whenever that changes. Answers the mirrors (all non-primary here).
    */
-  async waitReplayed(spec: VmDefinition, snapshots: readonly FinalSnapshot[], progress: (message: string) => void): Promise<ImageRef[]> {
+  async waitReplayed(
+    spec: VmDefinition,
+    snapshots: readonly FinalSnapshot[],
+    progress: (message: string) => void,
+  ): Promise<ImageRef[]> {
     const refs = snapshots.map(({ index, takenAt }) => {
       const disk = spec.disks[index];
       if (!disk) throw new AgentError(ErrorCode.InvalidArgument, `the VM has no disk ${index}`);
@@ -77,16 +84,35 @@ export class MirroredDisks {
     const deadline = this.deps.clock.now().getTime() + this.deps.timeoutMs;
     let told = '';
     for (;;) {
-      const statuses = await Promise.all(refs.map(async ({ ref, takenAt }) => ({ ref, takenAt, status: await this.deps.storage.mirrorStatus(ref) })));
+      const statuses = await Promise.all(
+        refs.map(async ({ ref, takenAt }) => ({
+          ref,
+          takenAt,
+          status: await this.deps.storage.mirrorStatus(ref),
+        })),
+      );
       const primary = statuses.find(({ status }) => status.primary);
-      if (primary) throw new AgentError(ErrorCode.FailedPrecondition, `image ${primary.ref.pool}/${primary.ref.image} is primary here as well; resolve the split brain before moving the VM`);
-      const behind = statuses.filter(({ takenAt, status }) => status.lastMirroredSnapshotAt === '' || status.lastMirroredSnapshotAt < takenAt);
+      if (primary)
+        throw new AgentError(
+          ErrorCode.FailedPrecondition,
+          `image ${primary.ref.pool}/${primary.ref.image} is primary here as well; resolve the split brain before moving the VM`,
+        );
+      const behind = statuses.filter(
+        ({ takenAt, status }) =>
+          status.lastMirroredSnapshotAt === '' || status.lastMirroredSnapshotAt < takenAt,
+      );
       if (behind.length === 0) return refs.map(({ ref }) => ref);
       const states = behind
-        .map(({ ref, status }) => `${ref.pool}/${ref.image} ${status.state}${status.secondsUntilSynced > 0 ? `, about ${status.secondsUntilSynced} s to go` : ''}`)
+        .map(
+          ({ ref, status }) =>
+            `${ref.pool}/${ref.image} ${status.state}${status.secondsUntilSynced > 0 ? `, about ${status.secondsUntilSynced} s to go` : ''}`,
+        )
         .join('; ');
       if (this.deps.clock.now().getTime() >= deadline) {
-        throw new AgentError(ErrorCode.DeadlineExceeded, `the disks' mirrors here did not receive the final mirror snapshot within ${this.deps.timeoutMs / 1000} s (${states})`);
+        throw new AgentError(
+          ErrorCode.DeadlineExceeded,
+          `the disks' mirrors here did not receive the final mirror snapshot within ${this.deps.timeoutMs / 1000} s (${states})`,
+        );
       }
       const message = `waiting for ${behind.length} of ${refs.length} disk mirrors to hold the final mirror snapshot: ${states}`;
       if (message !== told) progress(message);
@@ -124,11 +150,21 @@ export class MirroredDisks {
    */
   async takeBack(spec: VmDefinition, demoted: ImageRef[]): Promise<void> {
     for (const disk of demoted) {
-      await this.deps.storage.promote(disk, true).catch((error: unknown) =>
-        this.deps.logger.error({ err: error, image: `${disk.pool}/${disk.image}` }, 'could not promote a disk back after a failed move; promote it by hand'),
-      );
+      await this.deps.storage
+        .promote(disk, true)
+        .catch((error: unknown) =>
+          this.deps.logger.error(
+            { err: error, image: `${disk.pool}/${disk.image}` },
+            'could not promote a disk back after a failed move; promote it by hand',
+          ),
+        );
     }
-    if (demoted.length > 0) await this.deps.disks.lock(spec).catch((error: unknown) => this.deps.logger.warn({ err: error, vm: spec.uuid }, 'could not hold the disks again'));
+    if (demoted.length > 0)
+      await this.deps.disks
+        .lock(spec)
+        .catch((error: unknown) =>
+          this.deps.logger.warn({ err: error, vm: spec.uuid }, 'could not hold the disks again'),
+        );
   }
 
   /** Target: promotes every non-primary mirror of the VM's disks once the source's demotion arrived; all or none. */
@@ -157,7 +193,10 @@ export class MirroredDisks {
     for (const disk of promoted) {
       await this.deps.storage.demote(disk).catch((undo: unknown) => {
         stuck.push(disk);
-        this.deps.logger.error({ err: undo, image: `${disk.pool}/${disk.image}` }, 'could not demote a disk again after a failed move');
+        this.deps.logger.error(
+          { err: undo, image: `${disk.pool}/${disk.image}` },
+          'could not demote a disk again after a failed move',
+        );
       });
     }
     return stuck;
@@ -171,17 +210,26 @@ export class MirroredDisks {
         await this.deps.storage.promote(disk, false);
         return;
       } catch (error) {
-        const waiting = error instanceof AgentError && (error.code === ErrorCode.FailedPrecondition || error.code === ErrorCode.Unavailable);
+        const waiting =
+          error instanceof AgentError &&
+          (error.code === ErrorCode.FailedPrecondition || error.code === ErrorCode.Unavailable);
         if (!waiting || this.deps.clock.now().getTime() >= deadline) {
           const reason = error instanceof AgentError ? error.message : 'the storage failed';
-          throw new AgentError(ErrorCode.FailedPrecondition, `image ${disk.pool}/${disk.image} could not be promoted within ${this.deps.timeoutMs / 1000} s: ${reason}`, { cause: error });
+          throw new AgentError(
+            ErrorCode.FailedPrecondition,
+            `image ${disk.pool}/${disk.image} could not be promoted within ${this.deps.timeoutMs / 1000} s: ${reason}`,
+            { cause: error },
+          );
         }
       }
       await this.deps.clock.sleep(RETRY_MS);
     }
   }
 
-  private async filter(spec: VmDefinition, keep: (status: { primary: boolean }) => boolean): Promise<ImageRef[]> {
+  private async filter(
+    spec: VmDefinition,
+    keep: (status: { primary: boolean }) => boolean,
+  ): Promise<ImageRef[]> {
     const disks: ImageRef[] = [];
     for (const { pool, image } of spec.disks) {
       const status = await this.deps.storage.mirrorStatus({ pool, image }).catch(() => undefined);

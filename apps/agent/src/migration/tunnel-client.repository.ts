@@ -21,12 +21,19 @@ export class TunnelClientRepository {
   constructor(private readonly tls: TlsMaterial) {}
 
   open(target: TunnelTarget, traceId: string): { stream: TunnelStream; close: () => void } {
-    const context = createSecureContext({ ca: target.caPem || this.tls.clusterCaPem, cert: this.tls.certChainPem, key: this.tls.keyPem, minVersion: 'TLSv1.3' });
+    const context = createSecureContext({
+      ca: target.caPem || this.tls.clusterCaPem,
+      cert: this.tls.certChainPem,
+      key: this.tls.keyPem,
+      minVersion: 'TLSv1.3',
+    });
     const channelCredentials = credentials.createFromSecureContext(context, {
       checkServerIdentity: (_host: string, cert: PeerCertificate) => {
         const ou = Array.isArray(cert.subject.OU) ? cert.subject.OU[0] : cert.subject.OU;
         if (cert.subject.CN !== `agent:${target.nodeId}` || ou !== AGENT_OU) {
-          return new Error(`the migration target presented the certificate of ${String(cert.subject.CN)}, not agent:${target.nodeId}`);
+          return new Error(
+            `the migration target presented the certificate of ${String(cert.subject.CN)}, not agent:${target.nodeId}`,
+          );
         }
         return undefined;
       },

@@ -39,7 +39,12 @@ export class LocalNodeService {
   }
 
   async status(): Promise<NodeStatusInput> {
-    const [vms, usage, facts, health] = await Promise.all([this.hypervisor.list(), this.hypervisor.usage(), this.hypervisor.facts(), this.health()]);
+    const [vms, usage, facts, health] = await Promise.all([
+      this.hypervisor.list(),
+      this.hypervisor.usage(),
+      this.hypervisor.facts(),
+      this.health(),
+    ]);
     return {
       cpuUsage: usage.cpuUsage,
       memoryUsedBytes: usage.memoryUsedBytes,
@@ -54,7 +59,10 @@ export class LocalNodeService {
   /** The drivers' health; the node's is the worst of them. */
   async health(): Promise<NodeHealth> {
     const drivers = await Promise.all([this.hypervisor.health(), this.storage.health()]);
-    const status = drivers.reduce<HealthStatus>((worst, d) => (SEVERITY[d.status] > SEVERITY[worst] ? d.status : worst), 'ok');
+    const status = drivers.reduce<HealthStatus>(
+      (worst, d) => (SEVERITY[d.status] > SEVERITY[worst] ? d.status : worst),
+      'ok',
+    );
     return { status, drivers };
   }
 }

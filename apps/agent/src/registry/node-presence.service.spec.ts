@@ -30,9 +30,19 @@ function setUp() {
     if (leaseAlive) leaseAlive = false; // slower than the lease
     return value;
   };
-  const local = strictMock<LocalNodeService>('local', { info: async () => info, status: () => slow('status', status) });
+  const local = strictMock<LocalNodeService>('local', {
+    info: async () => info,
+    status: () => slow('status', status),
+  });
   const onRegistered = () => slow('onRegistered', undefined);
-  const presence = new NodePresence('node-1', registry, local, 60_000, pino({ level: 'silent' }), onRegistered);
+  const presence = new NodePresence(
+    'node-1',
+    registry,
+    local,
+    60_000,
+    pino({ level: 'silent' }),
+    onRegistered,
+  );
   return { presence, events };
 }
 

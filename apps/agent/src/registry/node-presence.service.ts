@@ -30,7 +30,8 @@ export class NodePresence {
    * neither can outlast a short lease between registration and heartbeat.
    */
   async start(): Promise<void> {
-    if (!(await this.register())) throw new Error('the node lease vanished right after registration');
+    if (!(await this.register()))
+      throw new Error('the node lease vanished right after registration');
     this.schedule();
   }
 
@@ -40,7 +41,10 @@ export class NodePresence {
     clearTimeout(this.timer);
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`etcd did not answer within ${timeoutMs} ms`)), timeoutMs);
+      timer = setTimeout(
+        () => reject(new Error(`etcd did not answer within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
     });
     try {
       await Promise.race([this.beating, deadline]);
@@ -63,7 +67,11 @@ export class NodePresence {
 
   private async beat(): Promise<void> {
     try {
-      if (this.leaseId && (await this.registry.heartbeat(this.nodeId, this.leaseId, await this.local.status()))) return;
+      if (
+        this.leaseId &&
+        (await this.registry.heartbeat(this.nodeId, this.leaseId, await this.local.status()))
+      )
+        return;
       this.logger.warn({ leaseId: this.leaseId }, 'node lease lost; registering again');
       await this.register();
     } catch (error) {

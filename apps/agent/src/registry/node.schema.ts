@@ -1,11 +1,24 @@
-import { endpointSchema, fqdnSchema, hostnameSchema, ipAddressSchema, labelSchema, nodeIdSchema } from '@debvisor/common';
+import {
+  endpointSchema,
+  fqdnSchema,
+  hostnameSchema,
+  ipAddressSchema,
+  labelSchema,
+  nodeIdSchema,
+} from '@debvisor/common';
 import { z } from 'zod';
 import { cpuFlagSchema } from '../config/agent-config.schema';
 import { hasControlCharacters } from '../shared/text';
 
 /** A uint64 as a JSON number or, from gRPC (longs as strings), a decimal string. */
 export const uint64Schema = z
-  .union([z.int().min(0), z.string().regex(/^\d{1,16}$/, 'expected a decimal number').transform(Number)])
+  .union([
+    z.int().min(0),
+    z
+      .string()
+      .regex(/^\d{1,16}$/, 'expected a decimal number')
+      .transform(Number),
+  ])
   .pipe(z.int().min(0).max(Number.MAX_SAFE_INTEGER, 'too large'));
 
 const text = (max: number) =>
@@ -14,7 +27,11 @@ const text = (max: number) =>
     .max(max)
     .refine((v) => !hasControlCharacters(v), 'no control characters allowed');
 
-const hugepagesSchema = z.object({ pageSizeBytes: uint64Schema, total: uint64Schema, free: uint64Schema });
+const hugepagesSchema = z.object({
+  pageSizeBytes: uint64Schema,
+  total: uint64Schema,
+  free: uint64Schema,
+});
 
 /** What a node registers: its identity, where its agent listens, and its hardware facts. */
 export const nodeInfoSchema = z.object({
@@ -27,8 +44,12 @@ export const nodeInfoSchema = z.object({
   cpuFlags: z.array(cpuFlagSchema).max(1024),
   cpuCount: z.int().min(1).max(65536),
   memoryBytes: uint64Schema,
-  hugepages: hugepagesSchema.nullable().transform((h) => h ?? { pageSizeBytes: 0, total: 0, free: 0 }),
-  versions: z.record(labelSchema, text(128)).refine((v) => Object.keys(v).length <= 32, 'at most 32 versions'),
+  hugepages: hugepagesSchema
+    .nullable()
+    .transform((h) => h ?? { pageSizeBytes: 0, total: 0, free: 0 }),
+  versions: z
+    .record(labelSchema, text(128))
+    .refine((v) => Object.keys(v).length <= 32, 'at most 32 versions'),
   hypervisorDriver: labelSchema,
   storageDriver: labelSchema,
   bridges: z.array(labelSchema).max(256),
@@ -59,7 +80,9 @@ export const nodeStatusInputSchema = z.object({
 export type NodeStatusInput = z.infer<typeof nodeStatusInputSchema>;
 
 /** /debvisor/nodes/<id>/status */
-export const storedNodeStatusSchema = nodeStatusInputSchema.extend({ heartbeatAt: z.iso.datetime({ offset: true }) });
+export const storedNodeStatusSchema = nodeStatusInputSchema.extend({
+  heartbeatAt: z.iso.datetime({ offset: true }),
+});
 export type StoredNodeStatus = z.infer<typeof storedNodeStatusSchema>;
 
 /** A registry entry as ListNodes reports it. */

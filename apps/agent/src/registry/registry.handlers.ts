@@ -4,7 +4,11 @@ import type { ClusterInfoService } from './cluster-info.service';
 import type { LocalNodeService } from './local-node.service';
 import { toProtoHealth, toProtoNodeEntry } from './node.mapper';
 import type { RegistryService } from './registry.service';
-import { emptyRequestSchema, heartbeatRequestSchema, registerNodeRequestSchema } from './registry.requests';
+import {
+  emptyRequestSchema,
+  heartbeatRequestSchema,
+  registerNodeRequestSchema,
+} from './registry.requests';
 
 export interface RegistryHandlerDeps {
   rpc: RpcRouter;
@@ -15,17 +19,36 @@ export interface RegistryHandlerDeps {
   clusterInfo: ClusterInfoService;
 }
 
-export function nodeServiceHandlers({ rpc, clusterId, nodeId, registry, localNode, clusterInfo }: RegistryHandlerDeps): NodeServiceHandlers {
+export function nodeServiceHandlers({
+  rpc,
+  clusterId,
+  nodeId,
+  registry,
+  localNode,
+  clusterInfo,
+}: RegistryHandlerDeps): NodeServiceHandlers {
   return {
-    RegisterNode: rpc.unary('NodeService.RegisterNode', registerNodeRequestSchema, ({ node, ttlSeconds }) => registry.register(node, ttlSeconds)),
-    Heartbeat: rpc.unary('NodeService.Heartbeat', heartbeatRequestSchema, async ({ nodeId: id, leaseId, status }) => ({
-      leaseAlive: await registry.heartbeat(id, leaseId, status),
-    })),
+    RegisterNode: rpc.unary(
+      'NodeService.RegisterNode',
+      registerNodeRequestSchema,
+      ({ node, ttlSeconds }) => registry.register(node, ttlSeconds),
+    ),
+    Heartbeat: rpc.unary(
+      'NodeService.Heartbeat',
+      heartbeatRequestSchema,
+      async ({ nodeId: id, leaseId, status }) => ({
+        leaseAlive: await registry.heartbeat(id, leaseId, status),
+      }),
+    ),
     ListNodes: rpc.unary('NodeService.ListNodes', emptyRequestSchema, async () => ({
       clusterId,
       nodes: (await registry.list()).map(toProtoNodeEntry),
     })),
-    GetHealth: rpc.unary('NodeService.GetHealth', emptyRequestSchema, async () => toProtoHealth(nodeId, await localNode.health())),
-    GetClusterInfo: rpc.unary('NodeService.GetClusterInfo', emptyRequestSchema, (_, { caller }) => clusterInfo.describe(caller)),
+    GetHealth: rpc.unary('NodeService.GetHealth', emptyRequestSchema, async () =>
+      toProtoHealth(nodeId, await localNode.health()),
+    ),
+    GetClusterInfo: rpc.unary('NodeService.GetClusterInfo', emptyRequestSchema, (_, { caller }) =>
+      clusterInfo.describe(caller),
+    ),
   };
 }

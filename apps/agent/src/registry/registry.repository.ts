@@ -2,7 +2,12 @@ import { EtcdLeaseInvalidError, type Etcd3 } from 'etcd3';
 import { ETCD_CALL_TIMEOUT_MS } from '../shared/etcd-client';
 import { ETCD_KEYS } from '../shared/etcd-keys';
 import type { Logger } from '../shared/logger';
-import { storedNodeInfoSchema, storedNodeStatusSchema, type StoredNodeInfo, type StoredNodeStatus } from './node.schema';
+import {
+  storedNodeInfoSchema,
+  storedNodeStatusSchema,
+  type StoredNodeInfo,
+  type StoredNodeStatus,
+} from './node.schema';
 
 export interface RegistryRecord {
   nodeId: string;
@@ -29,14 +34,18 @@ export class RegistryRepository {
     const stream = await this.etcd.leaseClient.leaseKeepAlive();
     try {
       return await new Promise<number>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error('etcd did not answer the lease keep-alive in time')), ETCD_CALL_TIMEOUT_MS);
+        const timer = setTimeout(
+          () => reject(new Error('etcd did not answer the lease keep-alive in time')),
+          ETCD_CALL_TIMEOUT_MS,
+        );
         stream.on('data', (response: { TTL: string }) => {
           clearTimeout(timer);
           resolve(Math.max(0, Number(response.TTL)));
         });
         stream.on('error', (error: Error) => {
           clearTimeout(timer);
-          if (error instanceof EtcdLeaseInvalidError || /lease not found/i.test(error.message)) resolve(0);
+          if (error instanceof EtcdLeaseInvalidError || /lease not found/i.test(error.message))
+            resolve(0);
           else reject(error);
         });
         stream.write({ ID: leaseId });
@@ -50,7 +59,10 @@ export class RegistryRepository {
     try {
       await this.etcd.leaseClient.leaseRevoke({ ID: leaseId });
     } catch (error) {
-      if (!(error instanceof EtcdLeaseInvalidError || /lease not found/i.test((error as Error).message))) throw error;
+      if (!(
+        error instanceof EtcdLeaseInvalidError || /lease not found/i.test((error as Error).message)
+      ))
+        throw error;
     }
   }
 
@@ -84,10 +96,16 @@ export class RegistryRepository {
         this.logger.warn({ key }, 'ignoring a malformed node registry entry');
         continue;
       }
-      if (match[2] === 'info') infos.set(match[1], { info: parsed.data as StoredNodeInfo, leaseId: kv.lease });
+      if (match[2] === 'info')
+        infos.set(match[1], { info: parsed.data as StoredNodeInfo, leaseId: kv.lease });
       else statuses.set(match[1], parsed.data as StoredNodeStatus);
     }
-    return [...infos].map(([nodeId, { info, leaseId }]) => ({ nodeId, info, leaseId, status: statuses.get(nodeId) }));
+    return [...infos].map(([nodeId, { info, leaseId }]) => ({
+      nodeId,
+      info,
+      leaseId,
+      status: statuses.get(nodeId),
+    }));
   }
 }
 

@@ -2,7 +2,11 @@ import { nodeIdSchema } from '@debvisor/common';
 import { z } from 'zod';
 import { nodeInfoSchema, nodeStatusInputSchema } from './node.schema';
 
-const required = <T extends z.ZodType>(schema: T) => schema.nullable().refine((v) => v !== null, 'is required').transform((v) => v!);
+const required = <T extends z.ZodType>(schema: T) =>
+  schema
+    .nullable()
+    .refine((v) => v !== null, 'is required')
+    .transform((v) => v!);
 
 export const registerNodeRequestSchema = z.object({
   node: required(nodeInfoSchema),
@@ -11,7 +15,9 @@ export const registerNodeRequestSchema = z.object({
 
 export const heartbeatRequestSchema = z.object({
   nodeId: nodeIdSchema,
-  leaseId: z.string().regex(/^[1-9]\d{0,19}$/, 'a lease id is the decimal number RegisterNode answered'),
+  leaseId: z
+    .string()
+    .regex(/^[1-9]\d{0,19}$/, 'a lease id is the decimal number RegisterNode answered'),
   status: required(nodeStatusInputSchema),
 });
 

@@ -3,7 +3,10 @@ import type { Clock } from '../shared/clock';
 import type { NodeEntry, NodeInfo, NodeStatusInput } from './node.schema';
 import type { RegistryRecord, RegistryRepository } from './registry.repository';
 
-export type RegistryStore = Pick<RegistryRepository, 'grantLease' | 'keepAlive' | 'revokeLease' | 'putInfo' | 'putStatus' | 'get' | 'list'>;
+export type RegistryStore = Pick<
+  RegistryRepository,
+  'grantLease' | 'keepAlive' | 'revokeLease' | 'putInfo' | 'putStatus' | 'get' | 'list'
+>;
 
 export const MIN_TTL_SECONDS = 2;
 export const MAX_TTL_SECONDS = 3600;
@@ -23,10 +26,16 @@ export class RegistryService {
   async register(info: NodeInfo, ttlSeconds = 0): Promise<{ leaseId: string; ttlSeconds: number }> {
     const ttl = ttlSeconds || this.defaultTtlSeconds;
     if (ttl < MIN_TTL_SECONDS || ttl > MAX_TTL_SECONDS) {
-      throw new AgentError(ErrorCode.InvalidArgument, `ttl_seconds must be 0 (the default) or ${MIN_TTL_SECONDS}-${MAX_TTL_SECONDS}`);
+      throw new AgentError(
+        ErrorCode.InvalidArgument,
+        `ttl_seconds must be 0 (the default) or ${MIN_TTL_SECONDS}-${MAX_TTL_SECONDS}`,
+      );
     }
     const leaseId = await this.store.grantLease(ttl);
-    await this.store.putInfo({ ...info, registeredAt: this.clock.now().toISOString(), ttlSeconds: ttl }, leaseId);
+    await this.store.putInfo(
+      { ...info, registeredAt: this.clock.now().toISOString(), ttlSeconds: ttl },
+      leaseId,
+    );
     return { leaseId, ttlSeconds: ttl };
   }
 
@@ -38,7 +47,11 @@ export class RegistryService {
     const current = await this.store.get(nodeId);
     if (!current || current.leaseId !== leaseId) return false;
     if ((await this.store.keepAlive(leaseId)) <= 0) return false;
-    await this.store.putStatus(nodeId, { ...status, heartbeatAt: this.clock.now().toISOString() }, leaseId);
+    await this.store.putStatus(
+      nodeId,
+      { ...status, heartbeatAt: this.clock.now().toISOString() },
+      leaseId,
+    );
     return true;
   }
 
@@ -48,7 +61,9 @@ export class RegistryService {
 
   async list(): Promise<NodeEntry[]> {
     const records = await this.store.list();
-    return records.map((record) => this.entry(record)).sort((a, b) => a.info.nodeId.localeCompare(b.info.nodeId));
+    return records
+      .map((record) => this.entry(record))
+      .sort((a, b) => a.info.nodeId.localeCompare(b.info.nodeId));
   }
 
   async aliveNodes(): Promise<NodeEntry[]> {
@@ -62,7 +77,9 @@ export class RegistryService {
 
   private entry(record: RegistryRecord): NodeEntry {
     const lastSeen = Date.parse(record.status?.heartbeatAt ?? record.info.registeredAt);
-    const alive = record.leaseId !== '0' && this.clock.now().getTime() - lastSeen <= record.info.ttlSeconds * 1000;
+    const alive =
+      record.leaseId !== '0' &&
+      this.clock.now().getTime() - lastSeen <= record.info.ttlSeconds * 1000;
     return { info: record.info, status: record.status, alive };
   }
 }

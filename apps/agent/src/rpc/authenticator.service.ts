@@ -21,20 +21,32 @@ export class Authenticator {
 
   async authenticate(metadata: Metadata, peerCertificate: Buffer | undefined): Promise<Caller> {
     const forwardedPrincipal = single(metadata, FORWARD_METADATA.principal);
-    if (forwardedPrincipal !== undefined) return this.forwarded(metadata, forwardedPrincipal, peerCertificate);
+    if (forwardedPrincipal !== undefined)
+      return this.forwarded(metadata, forwardedPrincipal, peerCertificate);
     const header = single(metadata, 'authorization');
-    if (header === undefined) throw unauthenticated("missing API key: send metadata 'authorization: Bearer dvk_…'");
+    if (header === undefined)
+      throw unauthenticated("missing API key: send metadata 'authorization: Bearer dvk_…'");
     const match = /^Bearer\s+(\S+)$/i.exec(header);
     if (!match) throw unauthenticated("malformed authorization metadata: expected 'Bearer dvk_…'");
     const key = await this.apiKeys.authenticate(match[1]);
     return { principal: key.principal, permissions: key.permissions, keyId: key.id };
   }
 
-  private forwarded(metadata: Metadata, principal: string, peerCertificate: Buffer | undefined): Caller {
+  private forwarded(
+    metadata: Metadata,
+    principal: string,
+    peerCertificate: Buffer | undefined,
+  ): Caller {
     const forwardedBy = agentNodeIdOf(peerCertificate, this.clusterCa);
-    if (!forwardedBy) throw unauthenticated('forwarded calls are accepted only from agents of this cluster');
-    const permissions = (single(metadata, FORWARD_METADATA.permissions) ?? '').split(',').filter(Boolean);
-    if (!principalSchema.safeParse(principal).success || !permissions.every((p) => permissionSpecSchema.safeParse(p).success)) {
+    if (!forwardedBy)
+      throw unauthenticated('forwarded calls are accepted only from agents of this cluster');
+    const permissions = (single(metadata, FORWARD_METADATA.permissions) ?? '')
+      .split(',')
+      .filter(Boolean);
+    if (
+      !principalSchema.safeParse(principal).success ||
+      !permissions.every((p) => permissionSpecSchema.safeParse(p).success)
+    ) {
       throw unauthenticated('malformed forwarded identity');
     }
     return { principal, permissions, forwardedBy };
@@ -45,7 +57,8 @@ export class Authenticator {
 function single(metadata: Metadata, key: string): string | undefined {
   const values = metadata.get(key);
   if (values.length === 0) return undefined;
-  if (values.length > 1 || typeof values[0] !== 'string') throw unauthenticated(`metadata '${key}' must be given once, as text`);
+  if (values.length > 1 || typeof values[0] !== 'string')
+    throw unauthenticated(`metadata '${key}' must be given once, as text`);
   return values[0];
 }
 

@@ -6,7 +6,14 @@ import {
   type StorageServiceDefinition,
   type VmServiceDefinition,
 } from '@debvisor/proto';
-import { Client, Metadata, status, type ClientReadableStream, type MethodDefinition, type ServiceError } from '@grpc/grpc-js';
+import {
+  Client,
+  Metadata,
+  status,
+  type ClientReadableStream,
+  type MethodDefinition,
+  type ServiceError,
+} from '@grpc/grpc-js';
 import type { TlsMaterial } from '../config/tls-material';
 import { AgentError, ErrorCode } from '../shared/agent-error';
 import { FORWARD_METADATA, type CallContext } from './call-context';
@@ -22,12 +29,29 @@ type VmMethod = keyof VmServiceDefinition;
 type MigrationUnary = 'PrepareMigration' | 'CancelMigration' | 'GetMigration';
 /** A VM's storage calls, answered by the VM's node. */
 type StorageVmMethod = 'SnapshotVm' | 'ListVmSnapshots' | 'DeleteVmSnapshot' | 'RollbackVm';
-type Definitions = VmServiceDefinition & Pick<MigrationServiceDefinition, MigrationUnary | 'MigrateVm'> & Pick<StorageServiceDefinition, StorageVmMethod>;
-type RequestOf<M extends keyof Definitions> = Definitions[M] extends { requestSerialize: (value: infer R) => Buffer } ? R : never;
-type ResponseOf<M extends keyof Definitions> = Definitions[M] extends { responseDeserialize: (bytes: Buffer) => infer R } ? R : never;
+type Definitions = VmServiceDefinition &
+  Pick<MigrationServiceDefinition, MigrationUnary | 'MigrateVm'> &
+  Pick<StorageServiceDefinition, StorageVmMethod>;
+type RequestOf<M extends keyof Definitions> = Definitions[M] extends {
+  requestSerialize: (value: infer R) => Buffer;
+}
+  ? R
+  : never;
+type ResponseOf<M extends keyof Definitions> = Definitions[M] extends {
+  responseDeserialize: (bytes: Buffer) => infer R;
+}
+  ? R
+  : never;
 
 /** Statuses that are a peer's answer to the request itself; anything else means it did not answer. */
-const ANSWERS = new Set([status.INVALID_ARGUMENT, status.NOT_FOUND, status.ALREADY_EXISTS, status.FAILED_PRECONDITION, status.PERMISSION_DENIED, status.UNIMPLEMENTED]);
+const ANSWERS = new Set([
+  status.INVALID_ARGUMENT,
+  status.NOT_FOUND,
+  status.ALREADY_EXISTS,
+  status.FAILED_PRECONDITION,
+  status.PERMISSION_DENIED,
+  status.UNIMPLEMENTED,
+]);
 
 /**
  * Calls to other agents of the cluster, over mutual TLS with this agent's own certificate. The
@@ -42,20 +66,69 @@ export class PeerClientRepository {
     private readonly metrics?: Pick<RpcMetrics, 'backendConnectionError'>,
   ) {}
 
-  vmCall<M extends VmMethod>(target: PeerTarget, method: M, request: RequestOf<M>, context: CallContext, timeoutMs: number): Promise<ResponseOf<M>> {
-    return this.unary(debvisorV1().VmService.service[method] as unknown as MethodDefinition<RequestOf<M>, ResponseOf<M>>, target, request, context, timeoutMs);
+  vmCall<M extends VmMethod>(
+    target: PeerTarget,
+    method: M,
+    request: RequestOf<M>,
+    context: CallContext,
+    timeoutMs: number,
+  ): Promise<ResponseOf<M>> {
+    return this.unary(
+      debvisorV1().VmService.service[method] as unknown as MethodDefinition<
+        RequestOf<M>,
+        ResponseOf<M>
+      >,
+      target,
+      request,
+      context,
+      timeoutMs,
+    );
   }
 
-  migrationCall<M extends MigrationUnary>(target: PeerTarget, method: M, request: RequestOf<M>, context: CallContext, timeoutMs: number): Promise<ResponseOf<M>> {
-    return this.unary(debvisorV1().MigrationService.service[method] as unknown as MethodDefinition<RequestOf<M>, ResponseOf<M>>, target, request, context, timeoutMs);
+  migrationCall<M extends MigrationUnary>(
+    target: PeerTarget,
+    method: M,
+    request: RequestOf<M>,
+    context: CallContext,
+    timeoutMs: number,
+  ): Promise<ResponseOf<M>> {
+    return this.unary(
+      debvisorV1().MigrationService.service[method] as unknown as MethodDefinition<
+        RequestOf<M>,
+        ResponseOf<M>
+      >,
+      target,
+      request,
+      context,
+      timeoutMs,
+    );
   }
 
-  storageCall<M extends StorageVmMethod>(target: PeerTarget, method: M, request: RequestOf<M>, context: CallContext, timeoutMs: number): Promise<ResponseOf<M>> {
-    return this.unary(debvisorV1().StorageService.service[method] as unknown as MethodDefinition<RequestOf<M>, ResponseOf<M>>, target, request, context, timeoutMs);
+  storageCall<M extends StorageVmMethod>(
+    target: PeerTarget,
+    method: M,
+    request: RequestOf<M>,
+    context: CallContext,
+    timeoutMs: number,
+  ): Promise<ResponseOf<M>> {
+    return this.unary(
+      debvisorV1().StorageService.service[method] as unknown as MethodDefinition<
+        RequestOf<M>,
+        ResponseOf<M>
+      >,
+      target,
+      request,
+      context,
+      timeoutMs,
+    );
   }
 
   /** MigrateVm on the node that runs the VM: its progress stream, as it comes. */
-  migrateStream(target: PeerTarget, request: RequestOf<'MigrateVm'>, context: CallContext): ClientReadableStream<MigrationProgress__Output> {
+  migrateStream(
+    target: PeerTarget,
+    request: RequestOf<'MigrateVm'>,
+    context: CallContext,
+  ): ClientReadableStream<MigrationProgress__Output> {
     const definition = debvisorV1().MigrationService.service.MigrateVm;
     return this.client(target).makeServerStreamRequest(
       definition.path,
@@ -71,7 +144,13 @@ export class PeerClientRepository {
     return toAgentError(target, error);
   }
 
-  private unary<Req, Res>(definition: MethodDefinition<Req, Res>, target: PeerTarget, request: Req, context: CallContext, timeoutMs: number): Promise<Res> {
+  private unary<Req, Res>(
+    definition: MethodDefinition<Req, Res>,
+    target: PeerTarget,
+    request: Req,
+    context: CallContext,
+    timeoutMs: number,
+  ): Promise<Res> {
     const client = this.client(target);
     const metadata = forwardMetadata(context);
     return new Promise((resolve, reject) => {
@@ -130,6 +209,13 @@ function forwardMetadata(context: CallContext): Metadata {
 
 function toAgentError(target: PeerTarget, error: ServiceError): AgentError {
   if (ANSWERS.has(error.code)) return new AgentError(errorCodeOf(error.code), error.details);
-  const code = error.code === status.DEADLINE_EXCEEDED ? ErrorCode.DeadlineExceeded : ErrorCode.Unavailable;
-  return new AgentError(code, `node ${target.nodeId} (${target.endpoint}) did not answer: ${status[error.code]}: ${error.details}`.slice(0, 500));
+  const code =
+    error.code === status.DEADLINE_EXCEEDED ? ErrorCode.DeadlineExceeded : ErrorCode.Unavailable;
+  return new AgentError(
+    code,
+    `node ${target.nodeId} (${target.endpoint}) did not answer: ${status[error.code]}: ${error.details}`.slice(
+      0,
+      500,
+    ),
+  );
 }

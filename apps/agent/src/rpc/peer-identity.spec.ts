@@ -13,18 +13,34 @@ describe('peer agent identity', () => {
   });
 
   it('recognises an agent certificate issued by the cluster CA', async () => {
-    const agent = await issueCertificate(clusterCa, { commonName: 'agent:node-2', organizationalUnit: 'debvisor-agent', usage: 'both' });
+    const agent = await issueCertificate(clusterCa, {
+      commonName: 'agent:node-2',
+      organizationalUnit: 'debvisor-agent',
+      usage: 'both',
+    });
     expect(agentNodeIdOf(der(agent), new X509Certificate(clusterCa.certPem))).toBe('node-2');
   });
 
   it('does not take an agent-looking certificate from another CA (such as a trusted client CA) for an agent', async () => {
-    const forged = await issueCertificate(managerCa, { commonName: 'agent:node-2', organizationalUnit: 'debvisor-agent', usage: 'client' });
+    const forged = await issueCertificate(managerCa, {
+      commonName: 'agent:node-2',
+      organizationalUnit: 'debvisor-agent',
+      usage: 'client',
+    });
     expect(agentNodeIdOf(der(forged), new X509Certificate(clusterCa.certPem))).toBeUndefined();
   });
 
   it('does not take another certificate of the cluster CA for an agent', async () => {
-    const admin = await issueCertificate(clusterCa, { commonName: 'agent:node-2', organizationalUnit: 'debvisor-admin', usage: 'client' });
-    const odd = await issueCertificate(clusterCa, { commonName: 'node-2', organizationalUnit: 'debvisor-agent', usage: 'client' });
+    const admin = await issueCertificate(clusterCa, {
+      commonName: 'agent:node-2',
+      organizationalUnit: 'debvisor-admin',
+      usage: 'client',
+    });
+    const odd = await issueCertificate(clusterCa, {
+      commonName: 'node-2',
+      organizationalUnit: 'debvisor-agent',
+      usage: 'client',
+    });
     expect(agentNodeIdOf(der(admin), new X509Certificate(clusterCa.certPem))).toBeUndefined();
     expect(agentNodeIdOf(der(odd), new X509Certificate(clusterCa.certPem))).toBeUndefined();
     expect(agentNodeIdOf(undefined, new X509Certificate(clusterCa.certPem))).toBeUndefined();

@@ -7,7 +7,10 @@ import { AGENT_OU, subjectFields } from '../config/tls-material';
  * debvisor-agent) issued by the cluster CA. A certificate from any other CA, including a client CA
  * from tls.clientCas, is not an agent, whatever its subject says.
  */
-export function agentNodeIdOf(der: Buffer | undefined, clusterCa: X509Certificate): string | undefined {
+export function agentNodeIdOf(
+  der: Buffer | undefined,
+  clusterCa: X509Certificate,
+): string | undefined {
   if (!der) return undefined;
   let cert: X509Certificate;
   try {

@@ -6,7 +6,9 @@ import { RPC_PERMISSIONS } from './permissions';
 describe('RPC permission table', () => {
   const v1 = debvisorV1() as unknown as Record<string, { service?: Record<string, unknown> }>;
   const rpcs = Object.entries(v1)
-    .flatMap(([service, value]) => (value.service ? Object.keys(value.service).map((method) => `${service}.${method}`) : []))
+    .flatMap(([service, value]) =>
+      value.service ? Object.keys(value.service).map((method) => `${service}.${method}`) : [],
+    )
     .sort();
 
   it('finds the services of the proto', () => {
@@ -20,13 +22,16 @@ describe('RPC permission table', () => {
 
   it('uses only fully qualified service:resource:action permissions', () => {
     for (const [rpc, permission] of Object.entries(RPC_PERMISSIONS)) {
-      expect(requiredPermissionSchema.safeParse(permission).success, `${rpc}: ${permission}`).toBe(true);
+      expect(requiredPermissionSchema.safeParse(permission).success, `${rpc}: ${permission}`).toBe(
+        true,
+      );
     }
   });
 
   it('keeps reading and changing VMs apart', () => {
     expect(RPC_PERMISSIONS['VmService.ListVms']).toBe('vm:instance:read');
     expect(RPC_PERMISSIONS['VmService.GetVm']).toBe('vm:instance:read');
-    for (const rpc of ['StartVm', 'ShutdownVm', 'RebootVm', 'StopVm'] as const) expect(RPC_PERMISSIONS[`VmService.${rpc}`]).toBe('vm:instance:power');
+    for (const rpc of ['StartVm', 'ShutdownVm', 'RebootVm', 'StopVm'] as const)
+      expect(RPC_PERMISSIONS[`VmService.${rpc}`]).toBe('vm:instance:power');
   });
 });

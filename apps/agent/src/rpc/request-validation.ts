@@ -11,7 +11,10 @@ export function validate<T>(schema: z.ZodType<T>, request: unknown): T {
   const result = schema.safeParse(request);
   if (result.success) return result.data;
   const problems = result.error.issues.map((issue) => {
-    const field = issue.path.map((part) => (typeof part === 'number' ? `[${part}]` : snakeCase(String(part)))).join('.').replace(/\.\[/g, '[');
+    const field = issue.path
+      .map((part) => (typeof part === 'number' ? `[${part}]` : snakeCase(String(part))))
+      .join('.')
+      .replace(/\.\[/g, '[');
     return `${field || 'request'}: ${issue.message}`;
   });
   throw new AgentError(ErrorCode.InvalidArgument, `invalid request: ${problems.join('; ')}`);

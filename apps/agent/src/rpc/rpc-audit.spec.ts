@@ -13,23 +13,52 @@ const UUID = '11111111-1111-4111-8111-111111111111';
 const KEY = `dvk_0011223344556677_${'s'.repeat(43)}`;
 
 function router(sink: AuditSink) {
-  const authenticator = strictMock<Authenticator>('Authenticator', { authenticate: async () => ({ principal: 'manager', permissions: ['*'], keyId: '0011223344556677' }) });
-  return new RpcRouter(authenticator, createLogger('silent'), undefined, new RpcAudit(sink, systemClock, createLogger('silent')));
+  const authenticator = strictMock<Authenticator>('Authenticator', {
+    authenticate: async () => ({
+      principal: 'manager',
+      permissions: ['*'],
+      keyId: '0011223344556677',
+    }),
+  });
+  return new RpcRouter(
+    authenticator,
+    createLogger('silent'),
+    undefined,
+    new RpcAudit(sink, systemClock, createLogger('silent')),
+  );
 }
 
 /** Calls a unary handler as grpc-js would; answers the error or the response. */
-function invoke(handler: ReturnType<RpcRouter['unary']>, request: unknown): Promise<{ error: ServiceError | null; value: unknown }> {
+function invoke(
+  handler: ReturnType<RpcRouter['unary']>,
+  request: unknown,
+): Promise<{ error: ServiceError | null; value: unknown }> {
   const metadata = new Metadata();
   metadata.set('authorization', `Bearer ${KEY}`);
-  const call = { request, metadata, getDeadline: () => Infinity, getAuthContext: () => ({}), getPeer: () => '127.0.0.1:40000' } as unknown as ServerUnaryCall<unknown, unknown>;
-  return new Promise((resolve) => handler(call, (error, value) => resolve({ error: error as ServiceError | null, value })));
+  const call = {
+    request,
+    metadata,
+    getDeadline: () => Infinity,
+    getAuthContext: () => ({}),
+    getPeer: () => '127.0.0.1:40000',
+  } as unknown as ServerUnaryCall<unknown, unknown>;
+  return new Promise((resolve) =>
+    handler(call, (error, value) => resolve({ error: error as ServiceError | null, value })),
+  );
 }
 
 describe('RpcRouter with an audit file', () => {
   it('records a change before and after it, with the caller and the target but never the key', async () => {
     const written: AuditEventInput[] = [];
     const handle = vi.fn(async () => ({ ok: true }));
-    const answer = await invoke(router({ append: async (e) => void written.push(e) }).unary('VmService.StopVm', vmRefSchema, handle), { uuid: UUID });
+    const answer = await invoke(
+      router({ append: async (e) => void written.push(e) }).unary(
+        'VmService.StopVm',
+        vmRefSchema,
+        handle,
+      ),
+      { uuid: UUID },
+    );
     expect(answer.error).toBeNull();
     expect(written.map((e) => [e.action, e.outcome, e.principal, e.target, e.source])).toEqual([
       ['rpc.VmService.StopVm', 'attempt', 'manager', `/vms/${UUID}`, '127.0.0.1:40000'],
@@ -41,9 +70,16 @@ describe('RpcRouter with an audit file', () => {
 
   it('refuses a change with UNAVAILABLE, without carrying it out, when the attempt cannot be written', async () => {
     const handle = vi.fn(async () => ({ ok: true }));
-    const failing: AuditSink = { append: async () => Promise.reject(new Error('ENOSPC: no space left on device')) };
-    const answer = await invoke(router(failing).unary('VmService.StopVm', vmRefSchema, handle), { uuid: UUID });
-    expect(answer.error).toMatchObject({ code: status.UNAVAILABLE, details: expect.stringContaining('cannot write its audit log') });
+    const failing: AuditSink = {
+      append: async () => Promise.reject(new Error('ENOSPC: no space left on device')),
+    };
+    const answer = await invoke(router(failing).unary('VmService.StopVm', vmRefSchema, handle), {
+      uuid: UUID,
+    });
+    expect(answer.error).toMatchObject({
+      code: status.UNAVAILABLE,
+      details: expect.stringContaining('cannot write its audit log'),
+    });
     expect(answer.error!.details).not.toContain('ENOSPC');
     expect(handle).not.toHaveBeenCalled();
   });
@@ -51,13 +87,17 @@ describe('RpcRouter with an audit file', () => {
   it('still answers reads when the audit file cannot be written', async () => {
     const handle = vi.fn(async () => ({ ok: true }));
     const failing: AuditSink = { append: async () => Promise.reject(new Error('EIO')) };
-    const answer = await invoke(router(failing).unary('VmService.GetVm', vmRefSchema, handle), { uuid: UUID });
+    const answer = await invoke(router(failing).unary('VmService.GetVm', vmRefSchema, handle), {
+      uuid: UUID,
+    });
     expect(answer).toEqual({ error: null, value: { ok: true } });
   });
 
   it('names the target of a request from the fields that name it, never from others', () => {
     expect(rpcTarget({ uuid: UUID, cookie: 'secret' })).toBe(`/vms/${UUID}`);
-    expect(rpcTarget({ pool: 'rbd', image: 'web-01-disk0', snapshot: 's1' })).toBe('/rbd/rbd/web-01-disk0');
+    expect(rpcTarget({ pool: 'rbd', image: 'web-01-disk0', snapshot: 's1' })).toBe(
+      '/rbd/rbd/web-01-disk0',
+    );
     expect(rpcTarget({ image: { pool: 'rbd', image: 'a' } })).toBe('/rbd/rbd/a');
     expect(rpcTarget({ vmUuid: UUID, snapshot: 'before-upgrade' })).toBe(`/vms/${UUID}`);
     expect(rpcTarget({ node: { nodeId: 'east-1' } })).toBe('/nodes/east-1');

@@ -42,16 +42,35 @@ export class RpcAudit {
   }
 
   /** After any RPC (never throws; a failure is logged). */
-  async outcome(served: ServedRpc, code: status, reason: string | undefined, ms: number): Promise<void> {
-    const outcome: AuditOutcome = code === status.OK ? 'success' : code === status.UNAUTHENTICATED || code === status.PERMISSION_DENIED ? 'denied' : 'failure';
+  async outcome(
+    served: ServedRpc,
+    code: status,
+    reason: string | undefined,
+    ms: number,
+  ): Promise<void> {
+    const outcome: AuditOutcome =
+      code === status.OK
+        ? 'success'
+        : code === status.UNAUTHENTICATED || code === status.PERMISSION_DENIED
+          ? 'denied'
+          : 'failure';
     try {
-      await this.sink.append(this.event(served, outcome, { code: status[code] ?? String(code), reason, ms }));
+      await this.sink.append(
+        this.event(served, outcome, { code: status[code] ?? String(code), reason, ms }),
+      );
     } catch (error) {
-      this.logger.error({ err: error, rpc: served.rpc, traceId: served.traceId }, 'cannot write the audit file');
+      this.logger.error(
+        { err: error, rpc: served.rpc, traceId: served.traceId },
+        'cannot write the audit file',
+      );
     }
   }
 
-  private event(served: ServedRpc, outcome: AuditOutcome, details: Record<string, unknown>): AuditEventInput {
+  private event(
+    served: ServedRpc,
+    outcome: AuditOutcome,
+    details: Record<string, unknown>,
+  ): AuditEventInput {
     return {
       at: this.clock.now(),
       principal: served.caller?.principal ?? null,
@@ -60,7 +79,11 @@ export class RpcAudit {
       outcome,
       traceId: served.traceId,
       source: served.peer,
-      details: { keyId: served.caller?.keyId ?? served.presentedKeyId, forwardedBy: served.caller?.forwardedBy, ...details },
+      details: {
+        keyId: served.caller?.keyId ?? served.presentedKeyId,
+        forwardedBy: served.caller?.forwardedBy,
+        ...details,
+      },
     };
   }
 }
@@ -69,8 +92,10 @@ export class RpcAudit {
 export function rpcTarget(request: unknown): string | null {
   if (!request || typeof request !== 'object') return null;
   const r = request as Record<string, unknown>;
-  const text = (value: unknown) => (typeof value === 'string' && value !== '' ? encodeURIComponent(value) : undefined);
-  const uuid = text(r.uuid) ?? text(r.vmUuid) ?? text((r.vm as Record<string, unknown> | undefined)?.uuid);
+  const text = (value: unknown) =>
+    typeof value === 'string' && value !== '' ? encodeURIComponent(value) : undefined;
+  const uuid =
+    text(r.uuid) ?? text(r.vmUuid) ?? text((r.vm as Record<string, unknown> | undefined)?.uuid);
   if (uuid) return `/vms/${uuid}`;
   const image = (r.image && typeof r.image === 'object' ? r.image : r) as Record<string, unknown>;
   if (text(image.pool) && text(image.image)) return `/rbd/${text(image.pool)}/${text(image.image)}`;

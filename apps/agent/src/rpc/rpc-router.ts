@@ -1,5 +1,12 @@
 import { isTraceId, permissionAllows, rpcLabels, type RpcMetrics } from '@debvisor/common';
-import { status, type ServerDuplexStream, type handleBidiStreamingCall, type handleServerStreamingCall, type handleUnaryCall, type ServerUnaryCall } from '@grpc/grpc-js';
+import {
+  status,
+  type ServerDuplexStream,
+  type handleBidiStreamingCall,
+  type handleServerStreamingCall,
+  type handleUnaryCall,
+  type ServerUnaryCall,
+} from '@grpc/grpc-js';
 import { randomBytes } from 'node:crypto';
 import type { z } from 'zod';
 import { AgentError, ErrorCode } from '../shared/agent-error';
@@ -13,7 +20,10 @@ import { validate } from './request-validation';
 import { presentedKeyId, rpcTarget, type RpcAudit, type ServedRpc } from './rpc-audit';
 
 /** What every kind of server call offers (grpc-js does not export its ServerSurfaceCall). */
-type SurfaceCall = Pick<ServerUnaryCall<unknown, unknown>, 'metadata' | 'getDeadline' | 'getAuthContext' | 'getPeer'>;
+type SurfaceCall = Pick<
+  ServerUnaryCall<unknown, unknown>,
+  'metadata' | 'getDeadline' | 'getAuthContext' | 'getPeer'
+>;
 type ServiceErrorObject = { code: status; details: string };
 
 /**
@@ -53,7 +63,12 @@ export class RpcRouter {
   serverStream<Req, Res, Input>(
     name: RpcName,
     schema: z.ZodType<Input>,
-    handle: (input: Input, context: CallContext, emit: (response: Res) => void, signal: AbortSignal) => Promise<void>,
+    handle: (
+      input: Input,
+      context: CallContext,
+      emit: (response: Res) => void,
+      signal: AbortSignal,
+    ) => Promise<void>,
   ): handleServerStreamingCall<Req, Res> {
     return (call) => {
       const abort = new AbortController();
@@ -61,7 +76,9 @@ export class RpcRouter {
       const emit = (response: Res): void => {
         if (!abort.signal.aborted) call.write(response);
       };
-      void this.run(name, call, (context) => handle(validate(schema, call.request), context, emit, abort.signal)).then(
+      void this.run(name, call, (context) =>
+        handle(validate(schema, call.request), context, emit, abort.signal),
+      ).then(
         () => call.end(),
         (error: ServiceErrorObject) => call.emit('error', error),
       );
@@ -75,8 +92,14 @@ export class RpcRouter {
    */
   selfAuthenticatedBidi<Req, Res, Opening>(
     name: RpcName,
-    authenticate: (call: ServerDuplexStream<Req, Res>) => Promise<{ caller: Caller; opening: Opening }>,
-    handle: (call: ServerDuplexStream<Req, Res>, opening: Opening, context: CallContext) => Promise<void>,
+    authenticate: (
+      call: ServerDuplexStream<Req, Res>,
+    ) => Promise<{ caller: Caller; opening: Opening }>,
+    handle: (
+      call: ServerDuplexStream<Req, Res>,
+      opening: Opening,
+      context: CallContext,
+    ) => Promise<void>,
   ): handleBidiStreamingCall<Req, Res> {
     return (call) => {
       let opening: Opening;
@@ -97,28 +120,55 @@ export class RpcRouter {
     return (call, callback) => this.refuse(name, milestone, call, (error) => callback(error));
   }
 
-  unimplementedServerStream<Req, Res>(name: RpcName, milestone: string): handleServerStreamingCall<Req, Res> {
+  unimplementedServerStream<Req, Res>(
+    name: RpcName,
+    milestone: string,
+  ): handleServerStreamingCall<Req, Res> {
     return (call) => this.refuse(name, milestone, call, (error) => call.emit('error', error));
   }
 
-  unimplementedBidiStream<Req, Res>(name: RpcName, milestone: string): handleBidiStreamingCall<Req, Res> {
+  unimplementedBidiStream<Req, Res>(
+    name: RpcName,
+    milestone: string,
+  ): handleBidiStreamingCall<Req, Res> {
     return (call) => this.refuse(name, milestone, call, (error) => call.emit('error', error));
   }
 
-  private refuse(name: RpcName, milestone: string, call: SurfaceCall, fail: (error: ServiceErrorObject) => void): void {
-    const notYet = new AgentError(ErrorCode.Unimplemented, `${name} is not implemented yet: it arrives with the ${milestone} milestone`);
+  private refuse(
+    name: RpcName,
+    milestone: string,
+    call: SurfaceCall,
+    fail: (error: ServiceErrorObject) => void,
+  ): void {
+    const notYet = new AgentError(
+      ErrorCode.Unimplemented,
+      `${name} is not implemented yet: it arrives with the ${milestone} milestone`,
+    );
     void this.run(name, call, () => Promise.reject(notYet)).catch(fail);
   }
 
-  private async run<Res>(name: RpcName, call: SurfaceCall, handle: (context: CallContext) => Promise<Res>, authenticate?: () => Promise<Caller>): Promise<Res> {
+  private async run<Res>(
+    name: RpcName,
+    call: SurfaceCall,
+    handle: (context: CallContext) => Promise<Res>,
+    authenticate?: () => Promise<Caller>,
+  ): Promise<Res> {
     const started = performance.now();
     const traceId = traceIdOf(call);
     const log = this.logger.child({ rpc: name, traceId });
     let context: CallContext | undefined;
     const served = this.audit ? servedRpc(name, call, traceId) : undefined;
     try {
-      const caller = await (authenticate ? authenticate() : this.authenticator.authenticate(call.metadata, call.getAuthContext()?.sslPeerCertificate?.raw)).catch((error: unknown) => {
-        if (error instanceof AgentError && error.code === ErrorCode.Unauthenticated) this.metrics?.authAttempt(authMethodOf(call), 'failure');
+      const caller = await (
+        authenticate
+          ? authenticate()
+          : this.authenticator.authenticate(
+              call.metadata,
+              call.getAuthContext()?.sslPeerCertificate?.raw,
+            )
+      ).catch((error: unknown) => {
+        if (error instanceof AgentError && error.code === ErrorCode.Unauthenticated)
+          this.metrics?.authAttempt(authMethodOf(call), 'failure');
         throw error;
       });
       this.metrics?.authAttempt(authMethodOf(call), 'success');
@@ -126,18 +176,29 @@ export class RpcRouter {
       const required = RPC_PERMISSIONS[name];
       if (!permissionAllows(caller.permissions, required)) {
         this.metrics?.authzDenied();
-        throw new AgentError(ErrorCode.PermissionDenied, `${name} needs the permission ${required}, which ${caller.principal} does not hold`);
+        throw new AgentError(
+          ErrorCode.PermissionDenied,
+          `${name} needs the permission ${required}, which ${caller.principal} does not hold`,
+        );
       }
       const deadline = call.getDeadline();
       context = {
         caller,
         forwarded: caller.forwardedBy !== undefined,
-        deadline: typeof deadline === 'number' ? (Number.isFinite(deadline) ? deadline : undefined) : deadline.getTime(),
+        deadline:
+          typeof deadline === 'number'
+            ? Number.isFinite(deadline)
+              ? deadline
+              : undefined
+            : deadline.getTime(),
         traceId,
       };
       if (served && !required.endsWith(':read')) await this.auditAttempt(served);
       const response = await handle(context);
-      log[required.endsWith(':read') ? 'debug' : 'info']({ ...who(context), ms: elapsed(started) }, 'rpc ok');
+      log[required.endsWith(':read') ? 'debug' : 'info'](
+        { ...who(context), ms: elapsed(started) },
+        'rpc ok',
+      );
       this.observe(name, status.OK, started);
       await this.auditOutcome(served, status.OK, undefined, started);
       return response;
@@ -154,15 +215,31 @@ export class RpcRouter {
     try {
       await this.audit!.attempt(served);
     } catch (error) {
-      this.logger.error({ err: error, rpc: served.rpc, traceId: served.traceId }, 'cannot write the audit file; refusing the change');
-      throw new AgentError(ErrorCode.Unavailable, 'this agent cannot write its audit log, so it makes no changes; try again later');
+      this.logger.error(
+        { err: error, rpc: served.rpc, traceId: served.traceId },
+        'cannot write the audit file; refusing the change',
+      );
+      throw new AgentError(
+        ErrorCode.Unavailable,
+        'this agent cannot write its audit log, so it makes no changes; try again later',
+      );
     }
   }
 
   /** Records how a call ended: awaited for changing calls, in the background for reads. */
-  private async auditOutcome(served: ServedRpc | undefined, code: status, reason: string | undefined, started: number): Promise<void> {
+  private async auditOutcome(
+    served: ServedRpc | undefined,
+    code: status,
+    reason: string | undefined,
+    started: number,
+  ): Promise<void> {
     if (!served) return;
-    const writing = this.audit!.outcome(served, code, code === status.OK ? undefined : reason, elapsed(started));
+    const writing = this.audit!.outcome(
+      served,
+      code,
+      code === status.OK ? undefined : reason,
+      elapsed(started),
+    );
     if (!RPC_PERMISSIONS[served.rpc as RpcName].endsWith(':read')) await writing;
   }
 
@@ -171,17 +248,29 @@ export class RpcRouter {
     this.metrics?.observeCall(service, method, code, (performance.now() - started) / 1000);
   }
 
-  private toStatus(error: unknown, log: Logger, traceId: string, context: CallContext | undefined, started: number): ServiceErrorObject {
+  private toStatus(
+    error: unknown,
+    log: Logger,
+    traceId: string,
+    context: CallContext | undefined,
+    started: number,
+  ): ServiceErrorObject {
     const fields = { ...(context ? who(context) : {}), ms: elapsed(started) };
     if (error instanceof AgentError && error.code !== ErrorCode.Internal) {
-      const level = error.code === ErrorCode.Unauthenticated || error.code === ErrorCode.PermissionDenied ? 'warn' : 'info';
+      const level =
+        error.code === ErrorCode.Unauthenticated || error.code === ErrorCode.PermissionDenied
+          ? 'warn'
+          : 'info';
       log[level]({ ...fields, code: error.code, reason: error.message }, 'rpc failed');
       return { code: ERROR_STATUS[error.code], details: error.message };
     }
     if (isEtcdUnreachable(error)) {
       log.warn({ ...fields, err: error }, 'rpc failed: etcd unreachable');
       this.metrics?.backendConnectionError('etcd');
-      return { code: status.UNAVAILABLE, details: 'the cluster etcd cannot be reached; try again later' };
+      return {
+        code: status.UNAVAILABLE,
+        details: 'the cluster etcd cannot be reached; try again later',
+      };
     }
     log.error({ ...fields, err: error }, 'rpc failed unexpectedly');
     return { code: status.INTERNAL, details: `internal error in the agent (trace id ${traceId})` };
@@ -196,7 +285,14 @@ function servedRpc(name: RpcName, call: SurfaceCall, traceId: string): ServedRpc
   } catch {
     peer = null;
   }
-  return { rpc: name, caller: undefined, presentedKeyId: presentedKeyId(call.metadata), target: rpcTarget((call as { request?: unknown }).request), traceId, peer };
+  return {
+    rpc: name,
+    caller: undefined,
+    presentedKeyId: presentedKeyId(call.metadata),
+    target: rpcTarget((call as { request?: unknown }).request),
+    traceId,
+    peer,
+  };
 }
 
 function traceIdOf(call: SurfaceCall): string {
@@ -210,7 +306,11 @@ function authMethodOf(call: SurfaceCall): 'forwarded' | 'api_key' {
 }
 
 function who(context: CallContext): Record<string, string | undefined> {
-  return { principal: context.caller.principal, keyId: context.caller.keyId, forwardedBy: context.caller.forwardedBy };
+  return {
+    principal: context.caller.principal,
+    keyId: context.caller.keyId,
+    forwardedBy: context.caller.forwardedBy,
+  };
 }
 
 function elapsed(started: number): number {

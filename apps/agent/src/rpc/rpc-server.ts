@@ -15,11 +15,17 @@ export interface RunningRpcServer {
   stop(graceMs: number): Promise<void>;
 }
 
-export async function startRpcServer(listen: string, credentials: MutualTls13ServerCredentials, services: readonly RpcService[]): Promise<RunningRpcServer> {
+export async function startRpcServer(
+  listen: string,
+  credentials: MutualTls13ServerCredentials,
+  services: readonly RpcService[],
+): Promise<RunningRpcServer> {
   const server = new Server({ 'grpc.max_receive_message_length': MAX_REQUEST_BYTES });
   for (const service of services) server.addService(service.definition, service.handlers);
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(listen, credentials, (error, bound) => (error ? reject(error) : resolve(bound))),
+    server.bindAsync(listen, credentials, (error, bound) =>
+      error ? reject(error) : resolve(bound),
+    ),
   );
   return {
     port,

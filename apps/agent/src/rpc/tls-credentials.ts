@@ -18,8 +18,18 @@ export class MutualTls13ServerCredentials extends ServerCredentials {
   constructor(private readonly tls: TlsMaterial) {
     super(
       // A large stream window: migration tunnels move gigabytes through one stream.
-      { requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3', settings: { initialWindowSize: TUNNEL_WINDOW_BYTES } },
-      { ca: tls.trustedClientCasPem, cert: tls.certChainPem, key: tls.keyPem, minVersion: 'TLSv1.3' },
+      {
+        requestCert: true,
+        rejectUnauthorized: true,
+        minVersion: 'TLSv1.3',
+        settings: { initialWindowSize: TUNNEL_WINDOW_BYTES },
+      },
+      {
+        ca: tls.trustedClientCasPem,
+        cert: tls.certChainPem,
+        key: tls.keyPem,
+        minVersion: 'TLSv1.3',
+      },
     );
   }
 
@@ -40,7 +50,12 @@ export class MutualTls13ServerCredentials extends ServerCredentials {
 
   private applyTrust(): void {
     const ca = [this.tls.trustedClientCasPem, ...new Set(this.peerCas.values())];
-    this.updateSecureContextOptions({ ca, cert: this.tls.certChainPem, key: this.tls.keyPem, minVersion: 'TLSv1.3' });
+    this.updateSecureContextOptions({
+      ca,
+      cert: this.tls.certChainPem,
+      key: this.tls.keyPem,
+      minVersion: 'TLSv1.3',
+    });
   }
 
   override _equals(other: ServerCredentials): boolean {
@@ -55,12 +70,19 @@ export class MutualTls13ServerCredentials extends ServerCredentials {
  * address it advertises; use PEER_CHANNEL_OPTIONS with it (the node id is sent as the TLS server name).
  */
 export function peerChannelCredentials(tls: TlsMaterial, nodeId: string): ChannelCredentials {
-  const context = createSecureContext({ ca: tls.clusterCaPem, cert: tls.certChainPem, key: tls.keyPem, minVersion: 'TLSv1.3' });
+  const context = createSecureContext({
+    ca: tls.clusterCaPem,
+    cert: tls.certChainPem,
+    key: tls.keyPem,
+    minVersion: 'TLSv1.3',
+  });
   return credentials.createFromSecureContext(context, {
     checkServerIdentity: (_host: string, cert: PeerCertificate) => {
       const ou = Array.isArray(cert.subject.OU) ? cert.subject.OU[0] : cert.subject.OU;
       if (cert.subject.CN !== `agent:${nodeId}` || ou !== AGENT_OU) {
-        return new Error(`the peer presented the certificate of ${String(cert.subject.CN)}, not agent:${nodeId}`);
+        return new Error(
+          `the peer presented the certificate of ${String(cert.subject.CN)}, not agent:${nodeId}`,
+        );
       }
       return undefined;
     },

@@ -7,7 +7,8 @@ export function createEtcdClient(endpoints: readonly string[]): Etcd3 {
   return new Etcd3({
     hosts: [...endpoints],
     dialTimeout: ETCD_CALL_TIMEOUT_MS,
-    defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + ETCD_CALL_TIMEOUT_MS }),
+    defaultCallOptions: (context) =>
+      context.isStream ? {} : { deadline: Date.now() + ETCD_CALL_TIMEOUT_MS },
   });
 }
 
@@ -15,5 +16,10 @@ export function createEtcdClient(endpoints: readonly string[]): Etcd3 {
 export function isEtcdUnreachable(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
   // BrokenCircuitError: etcd3's circuit breaker (cockatiel) stops calls after repeated failures.
-  return error instanceof GRPCUnavailableError || error instanceof GRPCDeadlineExceededError || error.constructor.name === 'BrokenCircuitError' || isRecoverableError(error);
+  return (
+    error instanceof GRPCUnavailableError ||
+    error instanceof GRPCDeadlineExceededError ||
+    error.constructor.name === 'BrokenCircuitError' ||
+    isRecoverableError(error)
+  );
 }

@@ -22,8 +22,10 @@ export const ETCD_KEYS = {
   /** Its pools' mirroring (site name, peers), peer sites' reports, the blocklist and the replayer's leader. */
   simRbdMirrorPoolsPrefix: '/debvisor/sim/rbd-mirror/pools/',
   simRbdMirrorPool: (pool: string) => `/debvisor/sim/rbd-mirror/pools/${pool}`,
-  simRbdMirrorPeerReports: (pool: string, globalId: string) => `/debvisor/sim/rbd-mirror/reports/${pool}/${globalId}/`,
-  simRbdMirrorPeerReport: (pool: string, globalId: string, site: string) => `/debvisor/sim/rbd-mirror/reports/${pool}/${globalId}/${site}`,
+  simRbdMirrorPeerReports: (pool: string, globalId: string) =>
+    `/debvisor/sim/rbd-mirror/reports/${pool}/${globalId}/`,
+  simRbdMirrorPeerReport: (pool: string, globalId: string, site: string) =>
+    `/debvisor/sim/rbd-mirror/reports/${pool}/${globalId}/${site}`,
   simRbdBlocklist: (client: string) => `/debvisor/sim/rbd-blocklist/${client}`,
   simRbdMirrorLeader: '/debvisor/sim/rbd-mirror/leader',
 } as const;

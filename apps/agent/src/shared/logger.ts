@@ -11,7 +11,10 @@ export function createLogger(level: string, bindings: Record<string, string> = {
     level,
     base: { service: 'debvisor-rpcd', ...bindings },
     timestamp: pino.stdTimeFunctions.isoTime,
-    redact: { paths: ['authorization', '*.authorization', 'secret', '*.secret', 'key', '*.key'], censor: '[redacted]' },
+    redact: {
+      paths: ['authorization', '*.authorization', 'secret', '*.secret', 'key', '*.key'],
+      censor: '[redacted]',
+    },
   });
 }
 

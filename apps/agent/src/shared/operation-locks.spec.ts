@@ -7,7 +7,11 @@ describe('OperationLocks', () => {
     const locks = new OperationLocks('VM');
     const release = locks.hold('u1', 'snapshot', 'web-01');
     expect(() => locks.hold('u1', 'migration', 'web-01')).toThrow(
-      expect.objectContaining({ code: ErrorCode.FailedPrecondition, message: 'VM web-01 is busy: a snapshot operation is in progress; try again when it has finished' }),
+      expect.objectContaining({
+        code: ErrorCode.FailedPrecondition,
+        message:
+          'VM web-01 is busy: a snapshot operation is in progress; try again when it has finished',
+      }),
     );
     expect(locks.holder('u1')).toBe('snapshot');
     release();
@@ -22,13 +26,17 @@ describe('OperationLocks', () => {
   it('takes several keys all or none', () => {
     const locks = new OperationLocks('image');
     locks.hold('rbd/b', 'demote');
-    expect(() => locks.holdAll(['rbd/a', 'rbd/b', 'rbd/c'], 'snapshot')).toThrow(/image rbd\/b is busy: a demote operation/);
+    expect(() => locks.holdAll(['rbd/a', 'rbd/b', 'rbd/c'], 'snapshot')).toThrow(
+      /image rbd\/b is busy: a demote operation/,
+    );
     expect([locks.holder('rbd/a'), locks.holder('rbd/c')]).toEqual([undefined, undefined]);
   });
 
   it('releases the key when the task fails', async () => {
     const locks = new OperationLocks('VM');
-    await expect(locks.with('u1', 'rollback', () => Promise.reject(new Error('boom')))).rejects.toThrow('boom');
+    await expect(
+      locks.with('u1', 'rollback', () => Promise.reject(new Error('boom'))),
+    ).rejects.toThrow('boom');
     expect(locks.holder('u1')).toBeUndefined();
   });
 });

@@ -35,10 +35,15 @@ export class OperationLocks {
   }
 
   /** Takes every key (all or none), in a fixed order. */
-  holdAll(keys: readonly string[], operation: string, labelOf: (key: string) => string = (key) => key): Release {
+  holdAll(
+    keys: readonly string[],
+    operation: string,
+    labelOf: (key: string) => string = (key) => key,
+  ): Release {
     const releases: Release[] = [];
     try {
-      for (const key of [...new Set(keys)].sort()) releases.push(this.hold(key, operation, labelOf(key)));
+      for (const key of [...new Set(keys)].sort())
+        releases.push(this.hold(key, operation, labelOf(key)));
     } catch (error) {
       for (const release of releases) release();
       throw error;
@@ -58,5 +63,8 @@ export class OperationLocks {
 }
 
 export function busy(kind: string, label: string, holder: string): AgentError {
-  return new AgentError(ErrorCode.FailedPrecondition, `${kind} ${label} is busy: a ${holder} operation is in progress; try again when it has finished`);
+  return new AgentError(
+    ErrorCode.FailedPrecondition,
+    `${kind} ${label} is busy: a ${holder} operation is in progress; try again when it has finished`,
+  );
 }

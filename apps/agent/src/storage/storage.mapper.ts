@@ -1,8 +1,18 @@
-import type { MirrorStatus, PoolMirrorStatus as ProtoPoolMirrorStatus, RbdSnapshot } from '@debvisor/proto';
+import type {
+  MirrorStatus,
+  PoolMirrorStatus as ProtoPoolMirrorStatus,
+  RbdSnapshot,
+} from '@debvisor/proto';
 import type { ImageMirrorStatus, ImageSnapshot, PoolMirrorStatus } from '../drivers/storage.driver';
 
 export function toProtoSnapshot(snapshot: ImageSnapshot): RbdSnapshot {
-  return { pool: snapshot.pool, image: snapshot.image, snapshot: snapshot.snapshot, createdAt: snapshot.createdAt, sizeBytes: snapshot.sizeBytes };
+  return {
+    pool: snapshot.pool,
+    image: snapshot.image,
+    snapshot: snapshot.snapshot,
+    createdAt: snapshot.createdAt,
+    sizeBytes: snapshot.sizeBytes,
+  };
 }
 
 export function toProtoMirrorStatus(status: ImageMirrorStatus): MirrorStatus {
@@ -10,5 +20,9 @@ export function toProtoMirrorStatus(status: ImageMirrorStatus): MirrorStatus {
 }
 
 export function toProtoPoolMirrorStatus(status: PoolMirrorStatus): ProtoPoolMirrorStatus {
-  return { ...status, peers: status.peers.map((peer) => ({ ...peer })), states: { ...status.states } };
+  return {
+    ...status,
+    peers: status.peers.map((peer) => ({ ...peer })),
+    states: { ...status.states },
+  };
 }

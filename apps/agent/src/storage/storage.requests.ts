@@ -25,7 +25,11 @@ export type ImageRefInput = z.infer<typeof imageRefSchema>;
 export const imageSnapshotRequestSchema = z.object({ pool, image, snapshot });
 export type ImageSnapshotInput = z.infer<typeof imageSnapshotRequestSchema>;
 
-export const snapshotVmRequestSchema = z.object({ vmUuid: uuidSchema, snapshot, freeze: z.boolean() });
+export const snapshotVmRequestSchema = z.object({
+  vmUuid: uuidSchema,
+  snapshot,
+  freeze: z.boolean(),
+});
 export type SnapshotVmInput = z.infer<typeof snapshotVmRequestSchema>;
 
 export const vmRefSchema = z.object({ uuid: uuidSchema });
@@ -34,12 +38,22 @@ export const vmSnapshotRefSchema = z.object({ vmUuid: uuidSchema, snapshot });
 export type VmSnapshotRefInput = z.infer<typeof vmSnapshotRefSchema>;
 
 /** rbd mirror snapshot schedule intervals: a count of minutes, hours or days ("5m", "1h", "1d"). */
-const interval = z.string().regex(/^(|[1-9][0-9]{0,3}[mhd])$/, 'a schedule interval is empty or a number of minutes, hours or days such as 5m, 1h or 1d');
+const interval = z
+  .string()
+  .regex(
+    /^(|[1-9][0-9]{0,3}[mhd])$/,
+    'a schedule interval is empty or a number of minutes, hours or days such as 5m, 1h or 1d',
+  );
 
 export const enableMirroringRequestSchema = z.object({
   pool,
   image,
-  mode: z.enum(['', 'snapshot', 'journal']).refine((mode) => mode !== 'journal', 'only snapshot-based mirroring is supported (mode "snapshot" or empty)'),
+  mode: z
+    .enum(['', 'snapshot', 'journal'])
+    .refine(
+      (mode) => mode !== 'journal',
+      'only snapshot-based mirroring is supported (mode "snapshot" or empty)',
+    ),
   scheduleInterval: interval,
 });
 export type EnableMirroringInput = z.infer<typeof enableMirroringRequestSchema>;
@@ -57,7 +71,11 @@ export type PoolMirrorInput = z.infer<typeof poolMirrorRequestSchema>;
 export const importPeerBootstrapRequestSchema = z.object({
   pool,
   siteName: emptyOr(labelSchema, SITE),
-  token: z.string().min(1, 'the bootstrap token is missing').max(8192, 'a bootstrap token is at most 8192 characters').regex(/^[A-Za-z0-9+/=_\s-]+$/, 'a bootstrap token is base64 text'),
+  token: z
+    .string()
+    .min(1, 'the bootstrap token is missing')
+    .max(8192, 'a bootstrap token is at most 8192 characters')
+    .regex(/^[A-Za-z0-9+/=_\s-]+$/, 'a bootstrap token is base64 text'),
   direction: z.enum(['', 'rx-tx', 'rx-only']),
 });
 export type ImportPeerBootstrapInput = z.infer<typeof importPeerBootstrapRequestSchema>;

@@ -1,5 +1,12 @@
 import { uuidSchema } from '@debvisor/common';
-import type { FenceImageResponse, MirrorStatus, PeerBootstrap, PoolMirrorStatus, RbdImage as ProtoRbdImage, RbdSnapshot } from '@debvisor/proto';
+import type {
+  FenceImageResponse,
+  MirrorStatus,
+  PeerBootstrap,
+  PoolMirrorStatus,
+  RbdImage as ProtoRbdImage,
+  RbdSnapshot,
+} from '@debvisor/proto';
 import type { ImageMirrorStatus, ImageRef, StorageDriver } from '../drivers/storage.driver';
 import type { CallContext } from '../rpc/call-context';
 import { RPC_PERMISSIONS } from '../rpc/permissions';
@@ -8,7 +15,13 @@ import type { Logger } from '../shared/logger';
 import { busy, type OperationLocks } from '../shared/operation-locks';
 import type { VmService } from '../vms/vm.service';
 import { toProtoMirrorStatus, toProtoPoolMirrorStatus, toProtoSnapshot } from './storage.mapper';
-import type { EnableMirroringInput, ImageRefInput, ImageSnapshotInput, ImportPeerBootstrapInput, PoolMirrorInput } from './storage.requests';
+import type {
+  EnableMirroringInput,
+  ImageRefInput,
+  ImageSnapshotInput,
+  ImportPeerBootstrapInput,
+  PoolMirrorInput,
+} from './storage.requests';
 
 /** Ceph's default pool, used when a request names none. */
 export const DEFAULT_POOL = 'rbd';
@@ -41,7 +54,11 @@ export class StorageService {
     const ref = refOf(input);
     return this.changing(ref, 'snapshot', context, async () => {
       const [taken] = await this.deps.driver.createSnapshot([ref], input.snapshot);
-      if (!taken) throw new AgentError(ErrorCode.Internal, `the storage driver answered no snapshot for ${label(ref)}`);
+      if (!taken)
+        throw new AgentError(
+          ErrorCode.Internal,
+          `the storage driver answered no snapshot for ${label(ref)}`,
+        );
       return toProtoSnapshot(taken);
     });
   }
@@ -55,9 +72,19 @@ export class StorageService {
     const ref = refOf(input);
     return this.changing(ref, 'rollback', context, async () => {
       const holder = await this.deps.driver.imageHolder(ref);
-      if (holder) throw new AgentError(ErrorCode.FailedPrecondition, `image ${label(ref)} is in use by VM ${holder}; stop the VM before rolling its disk back`);
-      const snapshot = (await this.deps.driver.listSnapshots(ref)).find((s) => s.snapshot === input.snapshot);
-      if (!snapshot) throw new AgentError(ErrorCode.NotFound, `image ${label(ref)} has no snapshot ${input.snapshot}`);
+      if (holder)
+        throw new AgentError(
+          ErrorCode.FailedPrecondition,
+          `image ${label(ref)} is in use by VM ${holder}; stop the VM before rolling its disk back`,
+        );
+      const snapshot = (await this.deps.driver.listSnapshots(ref)).find(
+        (s) => s.snapshot === input.snapshot,
+      );
+      if (!snapshot)
+        throw new AgentError(
+          ErrorCode.NotFound,
+          `image ${label(ref)} has no snapshot ${input.snapshot}`,
+        );
       await this.deps.driver.rollbackSnapshot([ref], input.snapshot);
       return toProtoSnapshot(snapshot);
     });
@@ -65,12 +92,19 @@ export class StorageService {
 
   enableMirroring(input: EnableMirroringInput, context: CallContext): Promise<MirrorStatus> {
     const ref = refOf(input);
-    return this.mirroring(ref, 'mirroring', context, () => this.deps.driver.enableMirroring(ref, input.scheduleInterval));
+    return this.mirroring(ref, 'mirroring', context, () =>
+      this.deps.driver.enableMirroring(ref, input.scheduleInterval),
+    );
   }
 
-  disableMirroring(input: ImageRefInput & { force: boolean }, context: CallContext): Promise<MirrorStatus> {
+  disableMirroring(
+    input: ImageRefInput & { force: boolean },
+    context: CallContext,
+  ): Promise<MirrorStatus> {
     const ref = refOf(input);
-    return this.mirroring(ref, 'mirroring', context, () => this.deps.driver.disableMirroring(ref, input.force));
+    return this.mirroring(ref, 'mirroring', context, () =>
+      this.deps.driver.disableMirroring(ref, input.force),
+    );
   }
 
   async mirrorStatus(input: ImageRefInput): Promise<MirrorStatus> {
@@ -79,12 +113,16 @@ export class StorageService {
 
   createMirrorSnapshot(input: ImageRefInput, context: CallContext): Promise<MirrorStatus> {
     const ref = refOf(input);
-    return this.mirroring(ref, 'mirror-snapshot', context, () => this.deps.driver.createMirrorSnapshot(ref));
+    return this.mirroring(ref, 'mirror-snapshot', context, () =>
+      this.deps.driver.createMirrorSnapshot(ref),
+    );
   }
 
   promote(input: ImageRefInput & { force: boolean }, context: CallContext): Promise<MirrorStatus> {
     const ref = refOf(input);
-    return this.mirroring(ref, 'promote', context, () => this.deps.driver.promote(ref, input.force));
+    return this.mirroring(ref, 'promote', context, () =>
+      this.deps.driver.promote(ref, input.force),
+    );
   }
 
   demote(input: ImageRefInput, context: CallContext): Promise<MirrorStatus> {
@@ -100,16 +138,26 @@ export class StorageService {
   /** The pool's peer bootstrap token: a secret, answered to the caller and nowhere else (never logged). */
   async createPeerBootstrap(input: PoolMirrorInput): Promise<PeerBootstrap> {
     const siteName = input.siteName || this.deps.clusterId;
-    return { token: await this.deps.driver.createPeerBootstrap(input.pool || DEFAULT_POOL, siteName), siteName };
+    return {
+      token: await this.deps.driver.createPeerBootstrap(input.pool || DEFAULT_POOL, siteName),
+      siteName,
+    };
   }
 
   async importPeerBootstrap(input: ImportPeerBootstrapInput): Promise<PoolMirrorStatus> {
-    const status = await this.deps.driver.importPeerBootstrap(input.pool || DEFAULT_POOL, input.siteName || this.deps.clusterId, input.token, input.direction || 'rx-tx');
+    const status = await this.deps.driver.importPeerBootstrap(
+      input.pool || DEFAULT_POOL,
+      input.siteName || this.deps.clusterId,
+      input.token,
+      input.direction || 'rx-tx',
+    );
     return toProtoPoolMirrorStatus(status);
   }
 
   async poolMirrorStatus(input: PoolMirrorInput): Promise<PoolMirrorStatus> {
-    return toProtoPoolMirrorStatus(await this.deps.driver.poolMirrorStatus(input.pool || DEFAULT_POOL));
+    return toProtoPoolMirrorStatus(
+      await this.deps.driver.poolMirrorStatus(input.pool || DEFAULT_POOL),
+    );
   }
 
   /** Blocklists the image's clients and breaks its locks, without asking the VM's node (it may be gone). */
@@ -118,19 +166,32 @@ export class StorageService {
     const release = this.deps.imageLocks.hold(label(ref), 'fence', label(ref));
     try {
       const result = await this.deps.driver.fenceImage(ref);
-      this.deps.logger.warn({ image: label(ref), blocklisted: result.blocklisted, locksBroken: result.locksBroken }, 'image fenced');
+      this.deps.logger.warn(
+        { image: label(ref), blocklisted: result.blocklisted, locksBroken: result.locksBroken },
+        'image fenced',
+      );
       return { blocklisted: result.blocklisted, locksBroken: result.locksBroken };
     } finally {
       release();
     }
   }
 
-  private async mirroring(ref: ImageRef, operation: string, context: CallContext, run: () => Promise<ImageMirrorStatus>): Promise<MirrorStatus> {
+  private async mirroring(
+    ref: ImageRef,
+    operation: string,
+    context: CallContext,
+    run: () => Promise<ImageMirrorStatus>,
+  ): Promise<MirrorStatus> {
     return this.changing(ref, operation, context, async () => toProtoMirrorStatus(await run()));
   }
 
   /** Runs a changing call holding the image, once no operation holds the VM using it. */
-  private async changing<T>(ref: ImageRef, operation: string, context: CallContext, run: () => Promise<T>): Promise<T> {
+  private async changing<T>(
+    ref: ImageRef,
+    operation: string,
+    context: CallContext,
+    run: () => Promise<T>,
+  ): Promise<T> {
     const release = this.deps.imageLocks.hold(label(ref), operation, label(ref));
     try {
       await this.refuseWhileVmHeld(ref, context);
@@ -148,11 +209,16 @@ export class StorageService {
     const holder = await this.deps.driver.imageHolder(ref);
     if (!holder || !uuidSchema.safeParse(holder).success) return;
     const vm = await this.deps.vms.get(holder, this.asAgent(context)).catch((error: unknown) => {
-      if (error instanceof AgentError && [ErrorCode.NotFound, ErrorCode.Unavailable, ErrorCode.DeadlineExceeded].includes(error.code)) return undefined;
+      if (
+        error instanceof AgentError &&
+        [ErrorCode.NotFound, ErrorCode.Unavailable, ErrorCode.DeadlineExceeded].includes(error.code)
+      )
+        return undefined;
       throw error;
     });
     const lockedBy = vm?.runtime?.lockedBy;
-    if (lockedBy) throw busy('VM', `${vm.spec?.name ?? holder} (using image ${label(ref)})`, lockedBy);
+    if (lockedBy)
+      throw busy('VM', `${vm.spec?.name ?? holder} (using image ${label(ref)})`, lockedBy);
   }
 
   /**
@@ -160,7 +226,13 @@ export class StorageService {
    * rights only, and the answer never reaches the caller beyond the refusal it explains.
    */
   private asAgent(context: CallContext): CallContext {
-    return { ...context, caller: { principal: `agent:${this.deps.nodeId}`, permissions: [RPC_PERMISSIONS['VmService.GetVm']] } };
+    return {
+      ...context,
+      caller: {
+        principal: `agent:${this.deps.nodeId}`,
+        permissions: [RPC_PERMISSIONS['VmService.GetVm']],
+      },
+    };
   }
 }
 

@@ -23,7 +23,9 @@ export class VmDiskLocks {
     const taken: ImageRef[] = [];
     try {
       for (const disk of disksOf(spec)) {
-        await this.storage.lockImage(disk, spec.uuid).catch((error: unknown) => this.inUse(spec, disk, error));
+        await this.storage
+          .lockImage(disk, spec.uuid)
+          .catch((error: unknown) => this.inUse(spec, disk, error));
         taken.push(disk);
       }
     } catch (error) {
@@ -40,7 +42,8 @@ export class VmDiskLocks {
     const conflicts: string[] = [];
     for (const disk of disksOf(spec)) {
       await this.storage.lockImage(disk, spec.uuid).catch((error: unknown) => {
-        if (!(error instanceof AgentError) || error.code !== ErrorCode.FailedPrecondition) throw error;
+        if (!(error instanceof AgentError) || error.code !== ErrorCode.FailedPrecondition)
+          throw error;
         conflicts.push(`${disk.pool}/${disk.image}`);
       });
     }
@@ -57,7 +60,10 @@ export class VmDiskLocks {
       await this.storage.unlockImage(disk, spec.uuid).catch((error: unknown) => {
         // Another VM holds it: nothing of this VM's to release.
         if (error instanceof AgentError && error.code === ErrorCode.FailedPrecondition) return;
-        this.logger.warn({ err: error, vm: spec.uuid, image: `${disk.pool}/${disk.image}` }, 'could not release the disk lock; it stays until broken (stale-lock runbook)');
+        this.logger.warn(
+          { err: error, vm: spec.uuid, image: `${disk.pool}/${disk.image}` },
+          'could not release the disk lock; it stays until broken (stale-lock runbook)',
+        );
       });
     }
   }

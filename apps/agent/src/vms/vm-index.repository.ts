@@ -31,7 +31,10 @@ export class VmIndexRepository {
   /** Removes an entry if it still names `nodeId` (another node may have taken the VM over meanwhile). */
   async removeIfOwnedBy(uuid: string, location: VmLocation): Promise<void> {
     const key = ETCD_KEYS.vm(uuid);
-    await this.etcd.if(key, 'Value', '==', JSON.stringify(location)).then(this.etcd.delete().key(key)).commit();
+    await this.etcd
+      .if(key, 'Value', '==', JSON.stringify(location))
+      .then(this.etcd.delete().key(key))
+      .commit();
   }
 }
 

@@ -3,7 +3,9 @@ import { z } from 'zod';
 import { protoVmSpecSchema } from '../migration/migration.requests';
 import { emptyOr } from '../rpc/request-validation';
 
-export const listVmsRequestSchema = z.object({ nodeId: emptyOr(nodeIdSchema, 'a node id is 1-63 lower-case letters, digits and inner hyphens') });
+export const listVmsRequestSchema = z.object({
+  nodeId: emptyOr(nodeIdSchema, 'a node id is 1-63 lower-case letters, digits and inner hyphens'),
+});
 
 export const vmRefSchema = z.object({ uuid: uuidSchema });
 

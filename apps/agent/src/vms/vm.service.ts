@@ -1,5 +1,10 @@
 import type { ListVmsResponse, Vm } from '@debvisor/proto';
-import type { HypervisorDriver, ShutdownOptions, VmDefinition, VmInstance } from '../drivers/hypervisor.driver';
+import type {
+  HypervisorDriver,
+  ShutdownOptions,
+  VmDefinition,
+  VmInstance,
+} from '../drivers/hypervisor.driver';
 import type { NodeEntry } from '../registry/node.schema';
 import type { RegistryService } from '../registry/registry.service';
 import type { CallContext } from '../rpc/call-context';
@@ -48,11 +53,21 @@ export class VmService {
     const { nodeId, driver, index } = this.deps;
     const local = await driver.list();
     const known = await index.list();
-    const stale = local.filter((vm) => known.get(vm.spec.uuid)?.nodeId !== nodeId || known.get(vm.spec.uuid)?.name !== vm.spec.name);
-    await forEachLimit(stale, INDEX_CONCURRENCY, (vm) => index.put(vm.spec.uuid, { nodeId, name: vm.spec.name }));
+    const stale = local.filter(
+      (vm) =>
+        known.get(vm.spec.uuid)?.nodeId !== nodeId ||
+        known.get(vm.spec.uuid)?.name !== vm.spec.name,
+    );
+    await forEachLimit(stale, INDEX_CONCURRENCY, (vm) =>
+      index.put(vm.spec.uuid, { nodeId, name: vm.spec.name }),
+    );
     const here = new Set(local.map((vm) => vm.spec.uuid));
-    const gone = [...known].filter(([uuid, location]) => location.nodeId === nodeId && !here.has(uuid));
-    await forEachLimit(gone, INDEX_CONCURRENCY, ([uuid, location]) => index.removeIfOwnedBy(uuid, location));
+    const gone = [...known].filter(
+      ([uuid, location]) => location.nodeId === nodeId && !here.has(uuid),
+    );
+    await forEachLimit(gone, INDEX_CONCURRENCY, ([uuid, location]) =>
+      index.removeIfOwnedBy(uuid, location),
+    );
   }
 
   /**
@@ -62,21 +77,32 @@ export class VmService {
    * released here: a stopped copy of a VM that the cluster runs elsewhere holds the same locks.
    */
   async holdRunningVmDisks(): Promise<void> {
-    const live = (await this.deps.driver.list()).filter((vm) => !STARTABLE.includes(vm.runtime.state) && vm.runtime.lockedBy === '');
+    const live = (await this.deps.driver.list()).filter(
+      (vm) => !STARTABLE.includes(vm.runtime.state) && vm.runtime.lockedBy === '',
+    );
     await forEachLimit(live, INDEX_CONCURRENCY, async (vm) => {
       const conflicts = await this.deps.disks.claim(vm.spec).catch((error: unknown) => {
-        this.deps.logger.warn({ err: error, vm: vm.spec.uuid }, 'could not take the disk locks of a running VM; the next registration tries again');
+        this.deps.logger.warn(
+          { err: error, vm: vm.spec.uuid },
+          'could not take the disk locks of a running VM; the next registration tries again',
+        );
         return [];
       });
-      if (conflicts.length > 0) this.deps.logger.error({ vm: vm.spec.uuid, name: vm.spec.name, images: conflicts }, 'a running VM uses disks another VM holds');
+      if (conflicts.length > 0)
+        this.deps.logger.error(
+          { vm: vm.spec.uuid, name: vm.spec.name, images: conflicts },
+          'a running VM uses disks another VM holds',
+        );
     });
   }
 
   /** One node's VMs, or with nodeId '' every alive node's (nodes that do not answer are reported, not fatal). */
   async list(nodeId: string, context: CallContext): Promise<ListVmsResponse> {
     const self = this.deps.nodeId;
-    if (nodeId === self || (context.forwarded && nodeId === '')) return { vms: await this.localVms(), unreachableNodes: {} };
-    if (context.forwarded) throw new AgentError(ErrorCode.NotFound, `this agent serves node ${self}, not ${nodeId}`);
+    if (nodeId === self || (context.forwarded && nodeId === ''))
+      return { vms: await this.localVms(), unreachableNodes: {} };
+    if (context.forwarded)
+      throw new AgentError(ErrorCode.NotFound, `this agent serves node ${self}, not ${nodeId}`);
     return nodeId === '' ? this.listCluster(context) : this.listPeer(nodeId, context);
   }
 
@@ -84,23 +110,45 @@ export class VmService {
     const node = await this.deps.registry.find(nodeId);
     if (!node) throw new AgentError(ErrorCode.NotFound, `node ${nodeId} is not in the registry`);
     if (!node.alive) throw new AgentError(ErrorCode.Unavailable, `node ${nodeId} is not alive`);
-    const answer = await this.deps.peers.vmCall(targetOf(node), 'ListVms', { nodeId }, context, timeout(context, PEER_LIST_TIMEOUT_MS));
+    const answer = await this.deps.peers.vmCall(
+      targetOf(node),
+      'ListVms',
+      { nodeId },
+      context,
+      timeout(context, PEER_LIST_TIMEOUT_MS),
+    );
     return { vms: answer.vms, unreachableNodes: {} };
   }
 
   private async listCluster(context: CallContext): Promise<ListVmsResponse> {
     const self = this.deps.nodeId;
-    const peers = (await this.deps.registry.aliveNodes()).filter((node) => node.info.nodeId !== self);
+    const peers = (await this.deps.registry.aliveNodes()).filter(
+      (node) => node.info.nodeId !== self,
+    );
     const answers = await Promise.all([
       this.localVms().then((vms) => ({ nodeId: self, vms })),
       ...peers.map((node) =>
-        this.deps.peers.vmCall(targetOf(node), 'ListVms', { nodeId: node.info.nodeId }, context, timeout(context, PEER_LIST_TIMEOUT_MS)).then(
-          (answer) => ({ nodeId: node.info.nodeId, vms: answer.vms as Vm[] }),
-          (error: unknown) => {
-            this.deps.logger.warn({ nodeId: node.info.nodeId, err: error, traceId: context.traceId }, 'could not list the VMs of a node');
-            return { nodeId: node.info.nodeId, error: error instanceof AgentError ? error.message : 'the node failed to answer' };
-          },
-        ),
+        this.deps.peers
+          .vmCall(
+            targetOf(node),
+            'ListVms',
+            { nodeId: node.info.nodeId },
+            context,
+            timeout(context, PEER_LIST_TIMEOUT_MS),
+          )
+          .then(
+            (answer) => ({ nodeId: node.info.nodeId, vms: answer.vms as Vm[] }),
+            (error: unknown) => {
+              this.deps.logger.warn(
+                { nodeId: node.info.nodeId, err: error, traceId: context.traceId },
+                'could not list the VMs of a node',
+              );
+              return {
+                nodeId: node.info.nodeId,
+                error: error instanceof AgentError ? error.message : 'the node failed to answer',
+              };
+            },
+          ),
       ),
     ]);
     const response = { vms: [] as Vm[], unreachableNodes: {} as Record<string, string> };
@@ -112,40 +160,103 @@ export class VmService {
   }
 
   get(uuid: string, context: CallContext): Promise<Vm> {
-    return this.onOwner(uuid, context, async (vm) => vm, (target) => this.deps.peers.vmCall(target, 'GetVm', { uuid }, context, timeout(context, PEER_LIST_TIMEOUT_MS)));
+    return this.onOwner(
+      uuid,
+      context,
+      async (vm) => vm,
+      (target) =>
+        this.deps.peers.vmCall(
+          target,
+          'GetVm',
+          { uuid },
+          context,
+          timeout(context, PEER_LIST_TIMEOUT_MS),
+        ),
+    );
   }
 
   /** Starts the VM once it holds every disk (refused, naming the other VM, when another holds one). */
   start(uuid: string, context: CallContext): Promise<Vm> {
-    return this.onOwner(uuid, context, (vm) => this.held(vm, 'start', async () => {
-      if (!STARTABLE.includes(vm.runtime.state)) return this.deps.driver.start(uuid); // the driver says why not
-      await this.deps.disks.lock(vm.spec);
-      try {
-        return await this.deps.driver.start(uuid);
-      } catch (error) {
-        const after = await this.deps.driver.get(uuid).catch(() => undefined);
-        if (!after || STARTABLE.includes(after.runtime.state)) await this.deps.disks.unlock(vm.spec);
-        throw error;
-      }
-    }), (target) => this.deps.peers.vmCall(target, 'StartVm', { uuid }, context, timeout(context, PEER_OPERATION_TIMEOUT_MS)));
+    return this.onOwner(
+      uuid,
+      context,
+      (vm) =>
+        this.held(vm, 'start', async () => {
+          if (!STARTABLE.includes(vm.runtime.state)) return this.deps.driver.start(uuid); // the driver says why not
+          await this.deps.disks.lock(vm.spec);
+          try {
+            return await this.deps.driver.start(uuid);
+          } catch (error) {
+            const after = await this.deps.driver.get(uuid).catch(() => undefined);
+            if (!after || STARTABLE.includes(after.runtime.state))
+              await this.deps.disks.unlock(vm.spec);
+            throw error;
+          }
+        }),
+      (target) =>
+        this.deps.peers.vmCall(
+          target,
+          'StartVm',
+          { uuid },
+          context,
+          timeout(context, PEER_OPERATION_TIMEOUT_MS),
+        ),
+    );
   }
 
   shutdown(uuid: string, options: ShutdownOptions, context: CallContext): Promise<Vm> {
-    const request = { uuid, timeoutSeconds: options.timeoutSeconds ?? 0, forceStop: options.forceStop ?? false };
-    return this.onOwner(uuid, context, (vm) => this.held(vm, 'shutdown', () => this.stopping(vm, () => this.deps.driver.shutdown(uuid, options))), (target) =>
-      this.deps.peers.vmCall(target, 'ShutdownVm', request, context, timeout(context, PEER_OPERATION_TIMEOUT_MS + request.timeoutSeconds * 1000)),
+    const request = {
+      uuid,
+      timeoutSeconds: options.timeoutSeconds ?? 0,
+      forceStop: options.forceStop ?? false,
+    };
+    return this.onOwner(
+      uuid,
+      context,
+      (vm) =>
+        this.held(vm, 'shutdown', () =>
+          this.stopping(vm, () => this.deps.driver.shutdown(uuid, options)),
+        ),
+      (target) =>
+        this.deps.peers.vmCall(
+          target,
+          'ShutdownVm',
+          request,
+          context,
+          timeout(context, PEER_OPERATION_TIMEOUT_MS + request.timeoutSeconds * 1000),
+        ),
     );
   }
 
   reboot(uuid: string, context: CallContext): Promise<Vm> {
-    return this.onOwner(uuid, context, (vm) => this.held(vm, 'reboot', () => this.deps.driver.reboot(uuid)), (target) =>
-      this.deps.peers.vmCall(target, 'RebootVm', { uuid }, context, timeout(context, PEER_OPERATION_TIMEOUT_MS)),
+    return this.onOwner(
+      uuid,
+      context,
+      (vm) => this.held(vm, 'reboot', () => this.deps.driver.reboot(uuid)),
+      (target) =>
+        this.deps.peers.vmCall(
+          target,
+          'RebootVm',
+          { uuid },
+          context,
+          timeout(context, PEER_OPERATION_TIMEOUT_MS),
+        ),
     );
   }
 
   stop(uuid: string, context: CallContext): Promise<Vm> {
-    return this.onOwner(uuid, context, (vm) => this.held(vm, 'stop', () => this.stopping(vm, () => this.deps.driver.stop(uuid))), (target) =>
-      this.deps.peers.vmCall(target, 'StopVm', { uuid }, context, timeout(context, PEER_OPERATION_TIMEOUT_MS)),
+    return this.onOwner(
+      uuid,
+      context,
+      (vm) => this.held(vm, 'stop', () => this.stopping(vm, () => this.deps.driver.stop(uuid))),
+      (target) =>
+        this.deps.peers.vmCall(
+          target,
+          'StopVm',
+          { uuid },
+          context,
+          timeout(context, PEER_OPERATION_TIMEOUT_MS),
+        ),
     );
   }
 
@@ -157,7 +268,11 @@ export class VmService {
   }
 
   /** Holds the VM on this node for the operation (refused while a storage operation or a migration holds it). */
-  private held(vm: VmInstance, operation: string, run: () => Promise<VmInstance>): Promise<VmInstance> {
+  private held(
+    vm: VmInstance,
+    operation: string,
+    run: () => Promise<VmInstance>,
+  ): Promise<VmInstance> {
     return this.deps.vmLocks.with(vm.spec.uuid, operation, run, vm.spec.name);
   }
 
@@ -169,33 +284,63 @@ export class VmService {
     const self = this.deps.nodeId;
     const target = nodeId || self;
     if (target !== self) {
-      if (context.forwarded) throw new AgentError(ErrorCode.NotFound, `this agent serves node ${self}, not ${target}`);
+      if (context.forwarded)
+        throw new AgentError(ErrorCode.NotFound, `this agent serves node ${self}, not ${target}`);
       const node = await this.deps.registry.find(target);
       if (!node) throw new AgentError(ErrorCode.NotFound, `node ${target} is not in the registry`);
       if (!node.alive) throw new AgentError(ErrorCode.Unavailable, `node ${target} is not alive`);
-      return this.deps.peers.vmCall(targetOf(node), 'DefineVm', { spec, nodeId: target }, context, timeout(context, PEER_OPERATION_TIMEOUT_MS));
+      return this.deps.peers.vmCall(
+        targetOf(node),
+        'DefineVm',
+        { spec, nodeId: target },
+        context,
+        timeout(context, PEER_OPERATION_TIMEOUT_MS),
+      );
     }
     const known = await this.deps.index.get(spec.uuid);
     if (known || (await this.deps.driver.get(spec.uuid))) {
-      throw new AgentError(ErrorCode.AlreadyExists, `VM ${spec.uuid} is already defined on node ${known?.nodeId ?? self} of this cluster`);
+      throw new AgentError(
+        ErrorCode.AlreadyExists,
+        `VM ${spec.uuid} is already defined on node ${known?.nodeId ?? self} of this cluster`,
+      );
     }
     const vm = await this.deps.driver.define(spec);
     await this.deps.index.put(spec.uuid, { nodeId: self, name: spec.name });
-    this.deps.logger.info({ vm: spec.uuid, traceId: context.traceId }, 'VM defined from a kept definition');
+    this.deps.logger.info(
+      { vm: spec.uuid, traceId: context.traceId },
+      'VM defined from a kept definition',
+    );
     return this.toProto(vm);
   }
 
   /** Removes a stopped VM's definition from its node (its disks stay) and from the location index. */
   undefine(uuid: string, context: CallContext): Promise<Vm> {
-    return this.onOwner(uuid, context, (vm) => this.held(vm, 'undefine', async () => {
-      await this.deps.driver.undefine(uuid); // the driver refuses a VM that is not stopped
-      // A crashed VM kept its disk locks; they go with it, unless the cluster runs this VM elsewhere (same uuid, same locks).
-      const location = await this.deps.index.get(uuid);
-      if (!location || location.nodeId === this.deps.nodeId) await this.deps.disks.unlock(vm.spec);
-      await this.deps.index.removeIfOwnedBy(uuid, { nodeId: this.deps.nodeId, name: vm.spec.name });
-      this.deps.logger.info({ vm: uuid, traceId: context.traceId }, 'VM definition removed');
-      return vm;
-    }), (target) => this.deps.peers.vmCall(target, 'UndefineVm', { uuid }, context, timeout(context, PEER_OPERATION_TIMEOUT_MS)));
+    return this.onOwner(
+      uuid,
+      context,
+      (vm) =>
+        this.held(vm, 'undefine', async () => {
+          await this.deps.driver.undefine(uuid); // the driver refuses a VM that is not stopped
+          // A crashed VM kept its disk locks; they go with it, unless the cluster runs this VM elsewhere (same uuid, same locks).
+          const location = await this.deps.index.get(uuid);
+          if (!location || location.nodeId === this.deps.nodeId)
+            await this.deps.disks.unlock(vm.spec);
+          await this.deps.index.removeIfOwnedBy(uuid, {
+            nodeId: this.deps.nodeId,
+            name: vm.spec.name,
+          });
+          this.deps.logger.info({ vm: uuid, traceId: context.traceId }, 'VM definition removed');
+          return vm;
+        }),
+      (target) =>
+        this.deps.peers.vmCall(
+          target,
+          'UndefineVm',
+          { uuid },
+          context,
+          timeout(context, PEER_OPERATION_TIMEOUT_MS),
+        ),
+    );
   }
 
   private async localVms(): Promise<Vm[]> {
@@ -208,14 +353,23 @@ export class VmService {
     return toProtoVm({ ...vm, runtime: { ...vm.runtime, lockedBy } }, this.deps.nodeId);
   }
 
-  private async onOwner(uuid: string, context: CallContext, local: (vm: VmInstance) => Promise<VmInstance>, remote: (target: PeerTarget) => Promise<Vm>): Promise<Vm> {
+  private async onOwner(
+    uuid: string,
+    context: CallContext,
+    local: (vm: VmInstance) => Promise<VmInstance>,
+    remote: (target: PeerTarget) => Promise<Vm>,
+  ): Promise<Vm> {
     const here = await this.deps.driver.get(uuid);
     if (here) return this.toProto(await local(here));
     if (context.forwarded) throw notFound(uuid);
     const location = await this.deps.index.get(uuid);
     if (!location || location.nodeId === this.deps.nodeId) throw notFound(uuid);
     const node = await this.deps.registry.find(location.nodeId);
-    if (!node?.alive) throw new AgentError(ErrorCode.Unavailable, `VM ${uuid} is on node ${location.nodeId}, which is not alive`);
+    if (!node?.alive)
+      throw new AgentError(
+        ErrorCode.Unavailable,
+        `VM ${uuid} is on node ${location.nodeId}, which is not alive`,
+      );
     return remote(targetOf(node));
   }
 }

@@ -20,8 +20,25 @@ import { VmOwnersService } from './vm-owners.service';
  * remote groups (AuthModule, which it relies on for invalidation and rate limits, is global).
  */
 @Module({
-  controllers: [UsersController, GroupsController, AclController, TokensController, VmOwnersController, RemoteGroupsController],
-  providers: [AccessAdminRepository, RemoteGroupsRepository, PasswordPolicy, UsersService, GroupsService, AclService, TokensService, VmOwnersService, RemoteGroupsService],
+  controllers: [
+    UsersController,
+    GroupsController,
+    AclController,
+    TokensController,
+    VmOwnersController,
+    RemoteGroupsController,
+  ],
+  providers: [
+    AccessAdminRepository,
+    RemoteGroupsRepository,
+    PasswordPolicy,
+    UsersService,
+    GroupsService,
+    AclService,
+    TokensService,
+    VmOwnersService,
+    RemoteGroupsService,
+  ],
   exports: [PasswordPolicy],
 })
 export class AccessAdminModule {}

@@ -10,7 +10,9 @@ import { SessionEntity } from './session.entity';
 import { UserEntity } from './user.entity';
 import { VmOwnershipEntity } from './vm-ownership.entity';
 
-export type UserPatch = Partial<Pick<UserEntity, 'displayName' | 'email' | 'enabled' | 'requireTfa'>>;
+export type UserPatch = Partial<
+  Pick<UserEntity, 'displayName' | 'email' | 'enabled' | 'requireTfa'>
+>;
 export type GroupPatch = Partial<Pick<GroupEntity, 'comment' | 'tenant' | 'requireTfa'>>;
 export type TokenPatch = Partial<Pick<ApiTokenEntity, 'comment' | 'expiresAt' | 'limited'>>;
 
@@ -50,7 +52,9 @@ export class AccessAdminRepository {
   }
 
   listUsers(realm?: string): Promise<UserEntity[]> {
-    return this.dataSource.getRepository(UserEntity).find({ where: realm === undefined ? {} : { realmId: realm }, order: { id: 'ASC' } });
+    return this.dataSource
+      .getRepository(UserEntity)
+      .find({ where: realm === undefined ? {} : { realmId: realm }, order: { id: 'ASC' } });
   }
 
   findUser(id: string): Promise<UserEntity | null> {
@@ -60,7 +64,9 @@ export class AccessAdminRepository {
   /** The ids among `ids` that are users. */
   async existingUsers(ids: readonly string[]): Promise<Set<string>> {
     if (ids.length === 0) return new Set();
-    const rows = await this.dataSource.getRepository(UserEntity).find({ select: { id: true }, where: { id: In([...ids]) } });
+    const rows = await this.dataSource
+      .getRepository(UserEntity)
+      .find({ select: { id: true }, where: { id: In([...ids]) } });
     return new Set(rows.map((r) => r.id));
   }
 
@@ -80,7 +86,12 @@ export class AccessAdminRepository {
   /** A new password hash (the lock-out counters reset), and the sessions it ends. */
   async setPassword(id: string, passwordHash: string, at: Date, end: EndSessions): Promise<void> {
     await this.dataSource.transaction(async (tx) => {
-      await tx.getRepository(UserEntity).update({ id }, { passwordHash, passwordChangedAt: at, failedLogins: 0, lockedUntil: null });
+      await tx
+        .getRepository(UserEntity)
+        .update(
+          { id },
+          { passwordHash, passwordChangedAt: at, failedLogins: 0, lockedUntil: null },
+        );
       await endSessions(tx, id, end);
     });
   }
@@ -101,7 +112,9 @@ export class AccessAdminRepository {
 
   async listGroups(): Promise<GroupWithCount[]> {
     const groups = await this.dataSource.getRepository(GroupEntity).find({ order: { id: 'ASC' } });
-    const counts: { group_id: string; count: string }[] = await this.dataSource.query('SELECT group_id, count(*) AS count FROM group_members GROUP BY group_id');
+    const counts: { group_id: string; count: string }[] = await this.dataSource.query(
+      'SELECT group_id, count(*) AS count FROM group_members GROUP BY group_id',
+    );
     const byGroup = new Map(counts.map((c) => [c.group_id, Number(c.count)]));
     return groups.map((g) => ({ ...g, memberCount: byGroup.get(g.id) ?? 0 }));
   }
@@ -115,7 +128,8 @@ export class AccessAdminRepository {
   }
 
   async updateGroup(id: string, patch: GroupPatch): Promise<void> {
-    if (Object.keys(patch).length > 0) await this.dataSource.getRepository(GroupEntity).update({ id }, patch);
+    if (Object.keys(patch).length > 0)
+      await this.dataSource.getRepository(GroupEntity).update({ id }, patch);
   }
 
   /**
@@ -131,7 +145,11 @@ export class AccessAdminRepository {
   }
 
   membersOf(groupId: string): Promise<Membership[]> {
-    return this.dataSource.getRepository(GroupMemberEntity).find({ select: { groupId: true, userId: true, source: true }, where: { groupId }, order: { userId: 'ASC' } });
+    return this.dataSource.getRepository(GroupMemberEntity).find({
+      select: { groupId: true, userId: true, source: true },
+      where: { groupId },
+      order: { userId: 'ASC' },
+    });
   }
 
   /** The memberships of several users in one query. */
@@ -150,7 +168,10 @@ export class AccessAdminRepository {
    */
   async replaceLocalMembers(groupId: string, userIds: readonly string[]): Promise<void> {
     await this.dataSource.transaction(async (tx) => {
-      await tx.query(`DELETE FROM group_members WHERE group_id = $1 AND source = 'local' AND NOT (user_id = ANY($2::varchar[]))`, [groupId, [...userIds]]);
+      await tx.query(
+        `DELETE FROM group_members WHERE group_id = $1 AND source = 'local' AND NOT (user_id = ANY($2::varchar[]))`,
+        [groupId, [...userIds]],
+      );
       if (userIds.length > 0) {
         await tx.query(
           `INSERT INTO group_members (group_id, user_id, source) SELECT $1, u, 'local' FROM unnest($2::varchar[]) AS u ON CONFLICT (group_id, user_id) DO NOTHING`,
@@ -171,7 +192,9 @@ export class AccessAdminRepository {
     if (filter.path !== undefined) where.path = filter.path;
     if (filter.principalType !== undefined) where.principalType = filter.principalType;
     if (filter.principal !== undefined) where.principal = filter.principal;
-    return this.dataSource.getRepository(AclEntryEntity).find({ where, order: { path: 'ASC', principalType: 'ASC', principal: 'ASC' } });
+    return this.dataSource
+      .getRepository(AclEntryEntity)
+      .find({ where, order: { path: 'ASC', principalType: 'ASC', principal: 'ASC' } });
   }
 
   /** Inserts the entry, or changes role and propagation of the one on the same path and principal; answers what is stored. */
@@ -180,13 +203,23 @@ export class AccessAdminRepository {
       `INSERT INTO acl_entries (id, path, principal_type, principal, role, propagate, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)
        ON CONFLICT (path, principal_type, principal) DO UPDATE SET role = EXCLUDED.role, propagate = EXCLUDED.propagate
        RETURNING id, path, principal_type, principal, role, propagate, created_at`,
-      [entry.id, entry.path, entry.principalType, entry.principal, entry.role, entry.propagate, entry.createdAt],
+      [
+        entry.id,
+        entry.path,
+        entry.principalType,
+        entry.principal,
+        entry.role,
+        entry.propagate,
+        entry.createdAt,
+      ],
     );
     return fromAclRow(rows[0]);
   }
 
   async deleteAcl(path: string, principalType: PrincipalType, principal: string): Promise<boolean> {
-    const result = await this.dataSource.getRepository(AclEntryEntity).delete({ path, principalType, principal });
+    const result = await this.dataSource
+      .getRepository(AclEntryEntity)
+      .delete({ path, principalType, principal });
     return (result.affected ?? 0) > 0;
   }
 
@@ -204,7 +237,9 @@ export class AccessAdminRepository {
 
   // --- API tokens ------------------------------------------------------------------------------
 
-  listTokens(filter: { ownerType?: TokenOwnerType; owner?: string } = {}): Promise<ApiTokenEntity[]> {
+  listTokens(
+    filter: { ownerType?: TokenOwnerType; owner?: string } = {},
+  ): Promise<ApiTokenEntity[]> {
     const where: Partial<Pick<ApiTokenEntity, 'ownerType' | 'principal'>> = {};
     if (filter.ownerType !== undefined) where.ownerType = filter.ownerType;
     if (filter.owner !== undefined) where.principal = filter.owner;
@@ -224,12 +259,16 @@ export class AccessAdminRepository {
   }
 
   async updateToken(id: string, patch: TokenPatch): Promise<void> {
-    if (Object.keys(patch).length > 0) await this.dataSource.getRepository(ApiTokenEntity).update({ id }, patch);
+    if (Object.keys(patch).length > 0)
+      await this.dataSource.getRepository(ApiTokenEntity).update({ id }, patch);
   }
 
   /** Sets revoked_at unless it is already set; true when this call revoked it. */
   async revokeToken(id: string, at: Date): Promise<boolean> {
-    const result: [unknown[], number] = await this.dataSource.query('UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL', [id, at]);
+    const result: [unknown[], number] = await this.dataSource.query(
+      'UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL',
+      [id, at],
+    );
     return result[1] === 1;
   }
 
@@ -244,14 +283,19 @@ export class AccessAdminRepository {
 
   /** Gives the VM to the group (taking it from another one); answers what is stored. */
   async setVmOwner(vmUuid: string, tenantGroup: string, at: Date): Promise<VmOwnershipEntity> {
-    const rows: { vm_uuid: string; tenant_group: string; created_at: Date }[] = await this.dataSource.query(
-      `INSERT INTO vm_ownership (vm_uuid, tenant_group, created_at) VALUES ($1, $2, $3)
+    const rows: { vm_uuid: string; tenant_group: string; created_at: Date }[] =
+      await this.dataSource.query(
+        `INSERT INTO vm_ownership (vm_uuid, tenant_group, created_at) VALUES ($1, $2, $3)
        ON CONFLICT (vm_uuid) DO UPDATE SET tenant_group = EXCLUDED.tenant_group,
          created_at = CASE WHEN vm_ownership.tenant_group = EXCLUDED.tenant_group THEN vm_ownership.created_at ELSE EXCLUDED.created_at END
        RETURNING vm_uuid, tenant_group, created_at`,
-      [vmUuid, tenantGroup, at],
-    );
-    return { vmUuid: rows[0].vm_uuid, tenantGroup: rows[0].tenant_group, createdAt: rows[0].created_at };
+        [vmUuid, tenantGroup, at],
+      );
+    return {
+      vmUuid: rows[0].vm_uuid,
+      tenantGroup: rows[0].tenant_group,
+      createdAt: rows[0].created_at,
+    };
   }
 
   async deleteVmOwner(vmUuid: string): Promise<boolean> {
@@ -271,7 +315,15 @@ interface AclRow {
 }
 
 function fromAclRow(row: AclRow): AclEntryEntity {
-  return { id: row.id, path: row.path, principalType: row.principal_type, principal: row.principal, role: row.role, propagate: row.propagate, createdAt: row.created_at };
+  return {
+    id: row.id,
+    path: row.path,
+    principalType: row.principal_type,
+    principal: row.principal,
+    role: row.role,
+    propagate: row.propagate,
+    createdAt: row.created_at,
+  };
 }
 
 async function endSessions(tx: EntityManager, userId: string, end: EndSessions): Promise<void> {
@@ -284,10 +336,20 @@ async function endSessions(tx: EntityManager, userId: string, end: EndSessions):
 }
 
 /** The ACL entries of a user or group, its tokens and their ACL entries. */
-async function deletePrincipalGrants(tx: EntityManager, type: 'user' | 'group', id: string): Promise<void> {
-  await tx.query(`DELETE FROM acl_entries WHERE principal_type = 'token' AND principal IN (SELECT id FROM api_tokens WHERE owner_type = $1 AND principal = $2)`, [type, id]);
+async function deletePrincipalGrants(
+  tx: EntityManager,
+  type: 'user' | 'group',
+  id: string,
+): Promise<void> {
+  await tx.query(
+    `DELETE FROM acl_entries WHERE principal_type = 'token' AND principal IN (SELECT id FROM api_tokens WHERE owner_type = $1 AND principal = $2)`,
+    [type, id],
+  );
   await tx.query('DELETE FROM api_tokens WHERE owner_type = $1 AND principal = $2', [type, id]);
-  await tx.query('DELETE FROM acl_entries WHERE principal_type = $1 AND principal = $2', [type, id]);
+  await tx.query('DELETE FROM acl_entries WHERE principal_type = $1 AND principal = $2', [
+    type,
+    id,
+  ]);
 }
 
 /** Runs an insert; false instead of an error when a unique key is taken. */
@@ -296,7 +358,11 @@ export async function insertedUnlessTaken(insert: () => Promise<unknown>): Promi
     await insert();
     return true;
   } catch (error) {
-    if (error instanceof QueryFailedError && (error.driverError as { code?: string }).code === '23505') return false;
+    if (
+      error instanceof QueryFailedError &&
+      (error.driverError as { code?: string }).code === '23505'
+    )
+      return false;
     throw error;
   }
 }

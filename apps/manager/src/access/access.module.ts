@@ -16,7 +16,15 @@ import { WebauthnService } from './webauthn.service';
 @Module({
   imports: [AuthModule, RealmsModule],
   controllers: [AuthController, TfaController, WebauthnController],
-  providers: [AccessService, LoginService, LoginRepository, TfaService, TfaRepository, WebauthnService, WebauthnVerifierRepository],
+  providers: [
+    AccessService,
+    LoginService,
+    LoginRepository,
+    TfaService,
+    TfaRepository,
+    WebauthnService,
+    WebauthnVerifierRepository,
+  ],
   exports: [LoginService, AccessService],
 })
 export class AccessModule {}

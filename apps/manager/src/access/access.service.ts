@@ -20,9 +20,12 @@ export class AccessService {
     const authenticated = caller as AuthenticatedCaller;
     const pending = authenticated.sessionStage === 'tfa';
     const methods: TfaMethod[] = [];
-    if (pending && (await this.logins.confirmedTotpDevices(caller.principal)).length > 0) methods.push('totp');
-    if (pending && (await this.logins.webauthnCredentials(caller.principal)).length > 0) methods.push('webauthn');
-    if (pending && (await this.logins.unusedRecoveryCodes(caller.principal)) > 0) methods.push('recovery');
+    if (pending && (await this.logins.confirmedTotpDevices(caller.principal)).length > 0)
+      methods.push('totp');
+    if (pending && (await this.logins.webauthnCredentials(caller.principal)).length > 0)
+      methods.push('webauthn');
+    if (pending && (await this.logins.unusedRecoveryCodes(caller.principal)) > 0)
+      methods.push('recovery');
     return {
       user: caller.display,
       kind: caller.kind,

@@ -3,7 +3,14 @@ import { ApiTags } from '@nestjs/swagger';
 import { ZodResponse } from 'nestjs-zod';
 import { Audited } from '../audit/audited.decorator';
 import { RequirePrivilege } from '../auth/privilege.decorator';
-import { AclEntryDto, AclKeyBodyDto, AclKeyQueryDto, AclListDto, AclQueryDto, PutAclDto } from './acl.dto';
+import {
+  AclEntryDto,
+  AclKeyBodyDto,
+  AclKeyQueryDto,
+  AclListDto,
+  AclQueryDto,
+  PutAclDto,
+} from './acl.dto';
 import { AclService } from './acl.service';
 
 @ApiTags('access')
@@ -13,7 +20,10 @@ export class AclController {
 
   @Get()
   @RequirePrivilege('access.audit', '/')
-  @ZodResponse({ type: AclListDto, description: 'ACL entries (on one path with ?path=, of one principal with ?principal=)' })
+  @ZodResponse({
+    type: AclListDto,
+    description: 'ACL entries (on one path with ?path=, of one principal with ?principal=)',
+  })
   list(@Query() query: AclQueryDto) {
     return this.acl.list(query);
   }
@@ -21,7 +31,10 @@ export class AclController {
   @Put()
   @RequirePrivilege('access.modify', '/')
   @Audited('access.acl.grant', { target: '/access' })
-  @ZodResponse({ type: AclEntryDto, description: 'Granted (or the role on that path and principal changed)' })
+  @ZodResponse({
+    type: AclEntryDto,
+    description: 'Granted (or the role on that path and principal changed)',
+  })
   put(@Body() body: PutAclDto) {
     return this.acl.put(body);
   }

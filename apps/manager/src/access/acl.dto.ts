@@ -28,7 +28,10 @@ export function aclPathProblem(path: string): string | undefined {
   if (!path.startsWith('/') || path.endsWith('/')) return NOT_A_PATH;
   const parts = path.slice(1).split('/');
   const [root, id, sub, vm] = parts;
-  const remoteId = (value: string, what: string) => (remoteIdSchema.safeParse(value).success ? undefined : `${JSON.stringify(value)} is not a valid ${what} id (${NOT_A_PATH})`);
+  const remoteId = (value: string, what: string) =>
+    remoteIdSchema.safeParse(value).success
+      ? undefined
+      : `${JSON.stringify(value)} is not a valid ${what} id (${NOT_A_PATH})`;
   switch (root) {
     case 'access':
     case 'system':
@@ -43,7 +46,9 @@ export function aclPathProblem(path: string): string | undefined {
       if (bad || parts.length === 2) return bad;
       if (sub !== 'vms') return NOT_A_PATH;
       if (parts.length === 3) return undefined;
-      return uuidSchema.safeParse(vm).success ? undefined : `${JSON.stringify(vm)} is not a VM uuid (${NOT_A_PATH})`;
+      return uuidSchema.safeParse(vm).success
+        ? undefined
+        : `${JSON.stringify(vm)} is not a VM uuid (${NOT_A_PATH})`;
     }
     default:
       return NOT_A_PATH;
@@ -68,24 +73,41 @@ const TOKEN_ID = /^[0-9a-f]{16}$/;
 export function principalProblem(type: PrincipalType, principal: string): string | undefined {
   switch (type) {
     case 'user':
-      return userIdSchema.safeParse(principal).success ? undefined : 'a user principal is name@realm, e.g. alice@local';
+      return userIdSchema.safeParse(principal).success
+        ? undefined
+        : 'a user principal is name@realm, e.g. alice@local';
     case 'group':
-      return groupIdSchema.safeParse(principal).success ? undefined : 'a group principal is a group id, e.g. debvisor-operator';
+      return groupIdSchema.safeParse(principal).success
+        ? undefined
+        : 'a group principal is a group id, e.g. debvisor-operator';
     case 'token':
-      return TOKEN_ID.test(principal) ? undefined : 'a token principal is the token’s id (16 hex digits, the part after dvdm_)';
+      return TOKEN_ID.test(principal)
+        ? undefined
+        : 'a token principal is the token’s id (16 hex digits, the part after dvdm_)';
   }
 }
 
-const principalTypeSchema = z.enum(PRINCIPAL_TYPES).meta({ description: 'user, group, or token (a limited token’s own entries)' });
+const principalTypeSchema = z
+  .enum(PRINCIPAL_TYPES)
+  .meta({ description: 'user, group, or token (a limited token’s own entries)' });
 const principalSchema = z.string().min(1).max(255);
 
-function checkPrincipal(entry: { principalType?: PrincipalType; principal?: string }, ctx: z.RefinementCtx): void {
+function checkPrincipal(
+  entry: { principalType?: PrincipalType; principal?: string },
+  ctx: z.RefinementCtx,
+): void {
   if (entry.principalType === undefined || entry.principal === undefined) return;
   const problem = principalProblem(entry.principalType, entry.principal);
   if (problem) ctx.addIssue({ code: 'custom', message: problem, path: ['principal'] });
 }
 
-export const aclKeySchema = z.strictObject({ path: aclPathSchema, principalType: principalTypeSchema, principal: principalSchema }).superRefine(checkPrincipal);
+export const aclKeySchema = z
+  .strictObject({
+    path: aclPathSchema,
+    principalType: principalTypeSchema,
+    principal: principalSchema,
+  })
+  .superRefine(checkPrincipal);
 export type AclKey = z.infer<typeof aclKeySchema>;
 
 export const putAclSchema = z
@@ -94,13 +116,20 @@ export const putAclSchema = z
     principalType: principalTypeSchema,
     principal: principalSchema,
     role: z.enum(ROLES),
-    propagate: z.boolean().default(true).meta({ description: 'The role also holds on everything below the path' }),
+    propagate: z
+      .boolean()
+      .default(true)
+      .meta({ description: 'The role also holds on everything below the path' }),
   })
   .superRefine(checkPrincipal);
 export type PutAclInput = z.infer<typeof putAclSchema>;
 export class PutAclDto extends createZodDto(putAclSchema) {}
 
-const partialKey = { path: z.string().max(1024).optional(), principalType: principalTypeSchema.optional(), principal: principalSchema.optional() };
+const partialKey = {
+  path: z.string().max(1024).optional(),
+  principalType: principalTypeSchema.optional(),
+  principal: principalSchema.optional(),
+};
 
 /** DELETE takes its key in the query or in the body (validated as a whole by the service). */
 export class AclKeyQueryDto extends createZodDto(z.strictObject(partialKey)) {}
@@ -110,7 +139,9 @@ export class AclQueryDto extends createZodDto(
   z.strictObject({
     path: aclPathSchema.optional().meta({ description: 'Entries on exactly this path' }),
     principalType: principalTypeSchema.optional(),
-    principal: principalSchema.optional().meta({ description: 'Entries of this principal (user id, group id or token id)' }),
+    principal: principalSchema
+      .optional()
+      .meta({ description: 'Entries of this principal (user id, group id or token id)' }),
   }),
 ) {}
 

@@ -21,7 +21,9 @@ function setup(repository: Parameters<typeof strictMock<AccessAdminRepository>>[
     strictMock<AuthService>('AuthService', { invalidate: () => void invalidations.push(1) }),
     strictMock<AuditService>('AuditService', { note: () => undefined }),
     strictMock<ClockRepository>('ClockRepository', { now: () => NOW }),
-    strictMock<RandomRepository>('RandomRepository', { uuid: () => '00000000-0000-4000-8000-000000000001' }),
+    strictMock<RandomRepository>('RandomRepository', {
+      uuid: () => '00000000-0000-4000-8000-000000000001',
+    }),
   );
   return { service, invalidations };
 }
@@ -38,7 +40,17 @@ async function errorOf(promise: Promise<unknown>): Promise<DomainError> {
 
 describe('ACL paths', () => {
   it('accepts exactly the documented forms', () => {
-    for (const path of ['/', '/remotes', '/remotes/dc-east', '/remotes/dc-east/vms', `/remotes/dc-east/vms/${VM}`, '/groups', '/groups/readers', '/access', '/system']) {
+    for (const path of [
+      '/',
+      '/remotes',
+      '/remotes/dc-east',
+      '/remotes/dc-east/vms',
+      `/remotes/dc-east/vms/${VM}`,
+      '/groups',
+      '/groups/readers',
+      '/access',
+      '/system',
+    ]) {
       expect(aclPathProblem(path), path).toBeUndefined();
     }
   });
@@ -73,12 +85,25 @@ describe('ACL paths', () => {
 
   it('checks the principal against its type', () => {
     const base = { path: '/', role: 'Audit' };
-    expect(putAclSchema.safeParse({ ...base, principalType: 'user', principal: 'alice@local' }).success).toBe(true);
-    expect(putAclSchema.safeParse({ ...base, principalType: 'user', principal: 'alice' }).success).toBe(false);
-    expect(putAclSchema.safeParse({ ...base, principalType: 'group', principal: 'ops@local' }).success).toBe(false);
-    expect(putAclSchema.safeParse({ ...base, principalType: 'token', principal: '0123456789abcdef' }).success).toBe(true);
-    expect(putAclSchema.safeParse({ ...base, principalType: 'token', principal: 'alice@local' }).success).toBe(false);
-    expect(putAclSchema.parse({ ...base, principalType: 'group', principal: 'ops' }).propagate).toBe(true);
+    expect(
+      putAclSchema.safeParse({ ...base, principalType: 'user', principal: 'alice@local' }).success,
+    ).toBe(true);
+    expect(
+      putAclSchema.safeParse({ ...base, principalType: 'user', principal: 'alice' }).success,
+    ).toBe(false);
+    expect(
+      putAclSchema.safeParse({ ...base, principalType: 'group', principal: 'ops@local' }).success,
+    ).toBe(false);
+    expect(
+      putAclSchema.safeParse({ ...base, principalType: 'token', principal: '0123456789abcdef' })
+        .success,
+    ).toBe(true);
+    expect(
+      putAclSchema.safeParse({ ...base, principalType: 'token', principal: 'alice@local' }).success,
+    ).toBe(false);
+    expect(
+      putAclSchema.parse({ ...base, principalType: 'group', principal: 'ops' }).propagate,
+    ).toBe(true);
   });
 });
 
@@ -87,19 +112,54 @@ describe('AclService', () => {
     const upserts: AclEntryEntity[] = [];
     const { service, invalidations } = setup({
       principalExists: async (type, id) => type === 'group' && id === 'ops',
-      upsertAcl: async (entry) => (upserts.push(entry), { ...entry, id: 'kept-id', createdAt: new Date('2026-01-01T00:00:00Z') }),
+      upsertAcl: async (entry) => (
+        upserts.push(entry),
+        { ...entry, id: 'kept-id', createdAt: new Date('2026-01-01T00:00:00Z') }
+      ),
     });
-    const answer = await service.put(putAclSchema.parse({ path: '/remotes/x', principalType: 'group', principal: 'ops', role: 'Manage', propagate: false }));
+    const answer = await service.put(
+      putAclSchema.parse({
+        path: '/remotes/x',
+        principalType: 'group',
+        principal: 'ops',
+        role: 'Manage',
+        propagate: false,
+      }),
+    );
     expect(upserts).toEqual([
-      { id: '00000000-0000-4000-8000-000000000001', path: '/remotes/x', principalType: 'group', principal: 'ops', role: 'Manage', propagate: false, createdAt: NOW },
+      {
+        id: '00000000-0000-4000-8000-000000000001',
+        path: '/remotes/x',
+        principalType: 'group',
+        principal: 'ops',
+        role: 'Manage',
+        propagate: false,
+        createdAt: NOW,
+      },
     ]);
-    expect(answer).toEqual({ path: '/remotes/x', principalType: 'group', principal: 'ops', role: 'Manage', propagate: false, createdAt: '2026-01-01T00:00:00.000Z' });
+    expect(answer).toEqual({
+      path: '/remotes/x',
+      principalType: 'group',
+      principal: 'ops',
+      role: 'Manage',
+      propagate: false,
+      createdAt: '2026-01-01T00:00:00.000Z',
+    });
     expect(invalidations).toHaveLength(1);
   });
 
   it('answers 404 for a principal that does not exist, and stores nothing', async () => {
     const { service, invalidations } = setup({ principalExists: async () => false });
-    const error = await errorOf(service.put(putAclSchema.parse({ path: '/', principalType: 'user', principal: 'ghost@local', role: 'Admin' })));
+    const error = await errorOf(
+      service.put(
+        putAclSchema.parse({
+          path: '/',
+          principalType: 'user',
+          principal: 'ghost@local',
+          role: 'Admin',
+        }),
+      ),
+    );
     expect(error.code).toBe(ErrorCode.NotFound);
     expect(error.message).toBe('user ghost@local not found');
     expect(invalidations).toEqual([]);
@@ -107,9 +167,21 @@ describe('AclService', () => {
 
   it('revokes the entry named in the body, else in the query, validating it as a whole', async () => {
     const deleted: unknown[][] = [];
-    const { service, invalidations } = setup({ deleteAcl: async (...args) => (deleted.push(args), true) });
-    await service.revoke({ query: { path: '/ignored' }, body: { path: '/remotes/x', principalType: 'user', principal: 'alice@local' } });
-    await service.revoke({ query: { path: `/remotes/x/vms/${VM.toUpperCase()}`, principalType: 'group', principal: 'ops' }, body: {} });
+    const { service, invalidations } = setup({
+      deleteAcl: async (...args) => (deleted.push(args), true),
+    });
+    await service.revoke({
+      query: { path: '/ignored' },
+      body: { path: '/remotes/x', principalType: 'user', principal: 'alice@local' },
+    });
+    await service.revoke({
+      query: {
+        path: `/remotes/x/vms/${VM.toUpperCase()}`,
+        principalType: 'group',
+        principal: 'ops',
+      },
+      body: {},
+    });
     expect(deleted).toEqual([
       ['/remotes/x', 'user', 'alice@local'],
       [`/remotes/x/vms/${VM}`, 'group', 'ops'],
@@ -118,12 +190,30 @@ describe('AclService', () => {
     const incomplete = await errorOf(service.revoke({ query: {}, body: { path: '/remotes/x' } }));
     expect(incomplete.code).toBe(ErrorCode.ValidationFailed);
     expect(incomplete.message).toContain('principalType');
-    expect((await errorOf(service.revoke({ query: { path: '/foo', principalType: 'user', principal: 'a@local' }, body: undefined }))).code).toBe(ErrorCode.ValidationFailed);
+    expect(
+      (
+        await errorOf(
+          service.revoke({
+            query: { path: '/foo', principalType: 'user', principal: 'a@local' },
+            body: undefined,
+          }),
+        )
+      ).code,
+    ).toBe(ErrorCode.ValidationFailed);
   });
 
   it('answers 404 when there is no such entry', async () => {
     const { service, invalidations } = setup({ deleteAcl: async () => false });
-    expect((await errorOf(service.revoke({ query: { path: '/', principalType: 'user', principal: 'a@local' }, body: {} }))).code).toBe(ErrorCode.NotFound);
+    expect(
+      (
+        await errorOf(
+          service.revoke({
+            query: { path: '/', principalType: 'user', principal: 'a@local' },
+            body: {},
+          }),
+        )
+      ).code,
+    ).toBe(ErrorCode.NotFound);
     expect(invalidations).toEqual([]);
   });
 

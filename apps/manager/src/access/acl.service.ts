@@ -27,7 +27,8 @@ export class AclService {
 
   /** Grants `role` on `path` to the principal, or changes the role it has there; the principal must exist. */
   async put(input: PutAclInput): Promise<AclEntryView> {
-    if (!(await this.repository.principalExists(input.principalType, input.principal))) throw DomainError.notFound(`${input.principalType} ${input.principal}`);
+    if (!(await this.repository.principalExists(input.principalType, input.principal)))
+      throw DomainError.notFound(`${input.principalType} ${input.principal}`);
     const stored = await this.repository.upsertAcl({
       id: this.random.uuid(),
       path: input.path,
@@ -38,18 +39,34 @@ export class AclService {
       createdAt: this.clock.now(),
     });
     this.auth.invalidate();
-    this.audit.note({ path: stored.path, principalType: stored.principalType, principal: stored.principal, role: stored.role, propagate: stored.propagate });
+    this.audit.note({
+      path: stored.path,
+      principalType: stored.principalType,
+      principal: stored.principal,
+      role: stored.role,
+      propagate: stored.propagate,
+    });
     return aclEntryView(stored);
   }
 
   /** Takes back the entry named in the body, or else in the query. */
-  async revoke(sources: { query: Partial<Record<keyof AclKey, string>>; body: Partial<Record<keyof AclKey, string>> | undefined }): Promise<void> {
-    const given = sources.body && Object.keys(sources.body).length > 0 ? sources.body : sources.query;
+  async revoke(sources: {
+    query: Partial<Record<keyof AclKey, string>>;
+    body: Partial<Record<keyof AclKey, string>> | undefined;
+  }): Promise<void> {
+    const given =
+      sources.body && Object.keys(sources.body).length > 0 ? sources.body : sources.query;
     const parsed = aclKeySchema.safeParse(given);
-    if (!parsed.success) throw new DomainError(ErrorCode.ValidationFailed, `name the entry with path, principalType and principal (in the body or the query): ${describeZodError(parsed.error)}`);
+    if (!parsed.success)
+      throw new DomainError(
+        ErrorCode.ValidationFailed,
+        `name the entry with path, principalType and principal (in the body or the query): ${describeZodError(parsed.error)}`,
+      );
     const key = parsed.data;
     if (!(await this.repository.deleteAcl(key.path, key.principalType, key.principal))) {
-      throw DomainError.notFound(`ACL entry of ${key.principalType} ${key.principal} on ${key.path}`);
+      throw DomainError.notFound(
+        `ACL entry of ${key.principalType} ${key.principal} on ${key.path}`,
+      );
     }
     this.auth.invalidate();
     this.audit.note({ path: key.path, principalType: key.principalType, principal: key.principal });

@@ -5,9 +5,15 @@ import { authenticationResponseSchema } from './webauthn.dto';
 
 export class LoginBodyDto extends createZodDto(
   z.strictObject({
-    username: z.string().min(1).max(255).meta({ description: '`alice`, `alice@corp`, or with `realm`' }),
+    username: z
+      .string()
+      .min(1)
+      .max(255)
+      .meta({ description: '`alice`, `alice@corp`, or with `realm`' }),
     password: z.string().min(1).max(1024).meta({ format: 'password' }),
-    realm: realmIdSchema.optional().meta({ description: 'Default: the realm after @ in username, else local' }),
+    realm: realmIdSchema
+      .optional()
+      .meta({ description: 'Default: the realm after @ in username, else local' }),
   }),
 ) {}
 
@@ -15,10 +21,15 @@ export class TfaBodyDto extends createZodDto(
   z
     .strictObject({
       code: z.string().max(32).optional().meta({ description: 'The 6-digit TOTP code' }),
-      recoveryCode: z.string().max(64).optional().meta({ description: 'One of the recovery codes' }),
-      webauthn: authenticationResponseSchema
+      recoveryCode: z
+        .string()
+        .max(64)
         .optional()
-        .meta({ description: 'PublicKeyCredential.toJSON() of navigator.credentials.get() for the options of POST /api/v1/auth/tfa/webauthn/options' }),
+        .meta({ description: 'One of the recovery codes' }),
+      webauthn: authenticationResponseSchema.optional().meta({
+        description:
+          'PublicKeyCredential.toJSON() of navigator.credentials.get() for the options of POST /api/v1/auth/tfa/webauthn/options',
+      }),
     })
     .refine(
       (b) => [b.code, b.recoveryCode, b.webauthn].filter((v) => v !== undefined).length === 1,
@@ -28,10 +39,13 @@ export class TfaBodyDto extends createZodDto(
 
 const sessionSchema = z.object({
   stage: z.enum(['tfa', 'setup', 'active']).meta({
-    description: '`active`: logged in; `tfa`: POST /api/v1/auth/tfa next; `setup`: a second factor is required, enrol one (POST /api/v1/access/tfa/totp)',
+    description:
+      '`active`: logged in; `tfa`: POST /api/v1/auth/tfa next; `setup`: a second factor is required, enrol one (POST /api/v1/access/tfa/totp)',
   }),
   user: z.string(),
-  csrfToken: z.string().meta({ description: 'Send as X-CSRF-Token with every write made with the session cookie' }),
+  csrfToken: z
+    .string()
+    .meta({ description: 'Send as X-CSRF-Token with every write made with the session cookie' }),
   expiresAt: z.iso.datetime(),
   methods: z.array(z.enum(['totp', 'webauthn', 'recovery'])),
 });

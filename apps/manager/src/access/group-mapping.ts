@@ -19,7 +19,10 @@ function globToRegExp(pattern: string): RegExp {
  * mapping names none. Unmapped external groups give nothing: a directory cannot create arbitrary
  * manager groups. Names that are not valid group ids are ignored.
  */
-export function mapGroups(mappings: readonly GroupMapping[], external: readonly string[]): MappedGroup[] {
+export function mapGroups(
+  mappings: readonly GroupMapping[],
+  external: readonly string[],
+): MappedGroup[] {
   const compiled = mappings.map((m) => ({ mapping: m, regexp: globToRegExp(m.pattern) }));
   const result = new Map<string, MappedGroup>();
   for (const name of external) {

@@ -3,7 +3,14 @@ import { ApiTags } from '@nestjs/swagger';
 import { ZodResponse } from 'nestjs-zod';
 import { Audited } from '../audit/audited.decorator';
 import { RequirePrivilege } from '../auth/privilege.decorator';
-import { CreateGroupDto, GroupDto, GroupListDto, GroupMembersDto, GroupParamsDto, UpdateGroupDto } from './groups.dto';
+import {
+  CreateGroupDto,
+  GroupDto,
+  GroupListDto,
+  GroupMembersDto,
+  GroupParamsDto,
+  UpdateGroupDto,
+} from './groups.dto';
 import { GroupsService } from './groups.service';
 
 @ApiTags('access')
@@ -28,7 +35,10 @@ export class GroupsController {
 
   @Get(':group')
   @RequirePrivilege('access.audit', '/')
-  @ZodResponse({ type: GroupDto, description: 'The group with its members and where each membership comes from' })
+  @ZodResponse({
+    type: GroupDto,
+    description: 'The group with its members and where each membership comes from',
+  })
   get(@Param() params: GroupParamsDto) {
     return this.groups.get(params.group);
   }
@@ -52,7 +62,10 @@ export class GroupsController {
   @Put(':group/members')
   @RequirePrivilege('access.modify', '/')
   @Audited('access.group.update', { target: '/access' })
-  @ZodResponse({ type: GroupDto, description: 'Replaces the locally managed members; realm-managed ones stay' })
+  @ZodResponse({
+    type: GroupDto,
+    description: 'Replaces the locally managed members; realm-managed ones stay',
+  })
   setMembers(@Param() params: GroupParamsDto, @Body() body: GroupMembersDto) {
     return this.groups.setMembers(params.group, body.users);
   }

@@ -7,8 +7,14 @@ const commentSchema = z.string().max(255);
 export const createGroupSchema = z.strictObject({
   id: groupIdSchema,
   comment: commentSchema.default(''),
-  tenant: z.boolean().default(false).meta({ description: 'A tenant group: its grants hold only on the VMs it owns' }),
-  requireTfa: z.boolean().default(false).meta({ description: 'Every member must log in with a second factor' }),
+  tenant: z
+    .boolean()
+    .default(false)
+    .meta({ description: 'A tenant group: its grants hold only on the VMs it owns' }),
+  requireTfa: z
+    .boolean()
+    .default(false)
+    .meta({ description: 'Every member must log in with a second factor' }),
 });
 export type CreateGroupInput = z.infer<typeof createGroupSchema>;
 export class CreateGroupDto extends createZodDto(createGroupSchema) {}
@@ -27,7 +33,9 @@ export class GroupMembersDto extends createZodDto(
       .array(userIdSchema)
       .max(10_000)
       .refine((list) => new Set(list).size === list.length, 'users must not repeat')
-      .meta({ description: 'The locally managed members (replaces them); members a realm manages stay' }),
+      .meta({
+        description: 'The locally managed members (replaces them); members a realm manages stay',
+      }),
   }),
 ) {}
 
@@ -49,7 +57,14 @@ export class GroupListDto extends createZodDto(z.object({ items: z.array(groupSu
 
 export const groupSchema = z.object({
   ...groupFields,
-  members: z.array(z.object({ user: z.string(), source: z.string().meta({ description: '`local` (an administrator) or the realm that manages it' }) })),
+  members: z.array(
+    z.object({
+      user: z.string(),
+      source: z
+        .string()
+        .meta({ description: '`local` (an administrator) or the realm that manages it' }),
+    }),
+  ),
 });
 export type GroupView = z.infer<typeof groupSchema>;
 export class GroupDto extends createZodDto(groupSchema) {}

@@ -40,21 +40,41 @@ async function errorOf(promise: Promise<unknown>): Promise<DomainError> {
 describe('GroupsService', () => {
   it('lists groups with their member counts', async () => {
     const { service } = setup({ listGroups: async () => [{ ...group('ops'), memberCount: 3 }] });
-    expect(await service.list()).toEqual({ items: [{ id: 'ops', comment: '', tenant: false, requireTfa: false, createdAt: NOW.toISOString(), memberCount: 3 }] });
+    expect(await service.list()).toEqual({
+      items: [
+        {
+          id: 'ops',
+          comment: '',
+          tenant: false,
+          requireTfa: false,
+          createdAt: NOW.toISOString(),
+          memberCount: 3,
+        },
+      ],
+    });
   });
 
   it('creates a group, and answers 409 when the id is taken', async () => {
     const inserted: GroupEntity[] = [];
-    const { service, invalidations } = setup({ insertGroup: async (g) => (inserted.push(g), inserted.length === 1) });
-    const answer = await service.create(createGroupSchema.parse({ id: 'tenant-acme', tenant: true }));
+    const { service, invalidations } = setup({
+      insertGroup: async (g) => (inserted.push(g), inserted.length === 1),
+    });
+    const answer = await service.create(
+      createGroupSchema.parse({ id: 'tenant-acme', tenant: true }),
+    );
     expect(answer).toMatchObject({ id: 'tenant-acme', tenant: true, members: [] });
     expect(inserted[0]).toEqual(group('tenant-acme', { tenant: true }));
     expect(invalidations).toHaveLength(1);
-    expect((await errorOf(service.create(createGroupSchema.parse({ id: 'tenant-acme' })))).code).toBe(ErrorCode.Conflict);
+    expect(
+      (await errorOf(service.create(createGroupSchema.parse({ id: 'tenant-acme' })))).code,
+    ).toBe(ErrorCode.Conflict);
   });
 
   it('keeps a tenant group that owns VMs a tenant group (its grants would otherwise hold on every VM)', async () => {
-    const { service, invalidations } = setup({ findGroup: async () => group('tenant-acme', { tenant: true }), countVmsOwnedBy: async () => 2 });
+    const { service, invalidations } = setup({
+      findGroup: async () => group('tenant-acme', { tenant: true }),
+      countVmsOwnedBy: async () => 2,
+    });
     const error = await errorOf(service.update('tenant-acme', { tenant: false }));
     expect(error.code).toBe(ErrorCode.Conflict);
     expect(error.message).toContain('owns 2 VM(s)');

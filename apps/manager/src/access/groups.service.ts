@@ -30,12 +30,22 @@ export class GroupsService {
   async get(id: string): Promise<GroupView> {
     const group = await this.require(id);
     const members = await this.repository.membersOf(id);
-    return { ...fields(group), members: members.map((m) => ({ user: m.userId, source: m.source })) };
+    return {
+      ...fields(group),
+      members: members.map((m) => ({ user: m.userId, source: m.source })),
+    };
   }
 
   async create(input: CreateGroupInput): Promise<GroupView> {
-    const group: GroupEntity = { id: input.id, comment: input.comment, tenant: input.tenant, requireTfa: input.requireTfa, createdAt: this.clock.now() };
-    if (!(await this.repository.insertGroup(group))) throw new DomainError(ErrorCode.Conflict, `group ${input.id} already exists`);
+    const group: GroupEntity = {
+      id: input.id,
+      comment: input.comment,
+      tenant: input.tenant,
+      requireTfa: input.requireTfa,
+      createdAt: this.clock.now(),
+    };
+    if (!(await this.repository.insertGroup(group)))
+      throw new DomainError(ErrorCode.Conflict, `group ${input.id} already exists`);
     this.auth.invalidate();
     this.audit.note({ group: input.id, tenant: input.tenant, requireTfa: input.requireTfa });
     return { ...fields(group), members: [] };
@@ -47,7 +57,10 @@ export class GroupsService {
     if (input.tenant === false && group.tenant) {
       const owned = await this.repository.countVmsOwnedBy(id);
       if (owned > 0) {
-        throw new DomainError(ErrorCode.Conflict, `group ${id} owns ${owned} VM(s): give them to another tenant group or clear their ownership before it stops being a tenant group`);
+        throw new DomainError(
+          ErrorCode.Conflict,
+          `group ${id} owns ${owned} VM(s): give them to another tenant group or clear their ownership before it stops being a tenant group`,
+        );
       }
     }
     const patch: GroupPatch = {};
@@ -71,7 +84,10 @@ export class GroupsService {
     await this.require(id);
     const existing = await this.repository.existingUsers(users);
     const missing = users.filter((u) => !existing.has(u));
-    if (missing.length > 0) throw DomainError.notFound(`user${missing.length > 1 ? 's' : ''} ${missing.slice(0, 10).join(', ')}`);
+    if (missing.length > 0)
+      throw DomainError.notFound(
+        `user${missing.length > 1 ? 's' : ''} ${missing.slice(0, 10).join(', ')}`,
+      );
     await this.repository.replaceLocalMembers(id, users);
     this.auth.invalidate();
     this.audit.note({ group: id, localMembers: users.length });
@@ -86,5 +102,11 @@ export class GroupsService {
 }
 
 function fields(group: GroupEntity) {
-  return { id: group.id, comment: group.comment, tenant: group.tenant, requireTfa: group.requireTfa, createdAt: group.createdAt.toISOString() };
+  return {
+    id: group.id,
+    comment: group.comment,
+    tenant: group.tenant,
+    requireTfa: group.requireTfa,
+    createdAt: group.createdAt.toISOString(),
+  };
 }

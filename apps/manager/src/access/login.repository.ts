@@ -34,7 +34,12 @@ export class LoginRepository {
    * One more wrong password; locks the account until `lockUntil` when this reaches `threshold`. A
    * lock that has run out starts the count afresh.
    */
-  async recordPasswordFailure(userId: string, threshold: number, lockUntil: Date, now: Date): Promise<void> {
+  async recordPasswordFailure(
+    userId: string,
+    threshold: number,
+    lockUntil: Date,
+    now: Date,
+  ): Promise<void> {
     await this.dataSource.query(
       `UPDATE users SET
          failed_logins = CASE WHEN locked_until IS NOT NULL AND locked_until <= $4 THEN 1 ELSE failed_logins + 1 END,
@@ -48,16 +53,22 @@ export class LoginRepository {
   }
 
   async clearPasswordFailures(userId: string): Promise<void> {
-    await this.dataSource.query('UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1 AND (failed_logins <> 0 OR locked_until IS NOT NULL)', [
-      userId,
-    ]);
+    await this.dataSource.query(
+      'UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1 AND (failed_logins <> 0 OR locked_until IS NOT NULL)',
+      [userId],
+    );
   }
 
   /**
    * One more failed second-factor attempt: TOTP locks at `totpThreshold`, the whole second factor
    * until `lockUntil` at `lockThreshold`.
    */
-  async recordTfaFailure(userId: string, totpThreshold: number, lockThreshold: number, lockUntil: Date): Promise<void> {
+  async recordTfaFailure(
+    userId: string,
+    totpThreshold: number,
+    lockThreshold: number,
+    lockUntil: Date,
+  ): Promise<void> {
     await this.dataSource.query(
       `UPDATE users SET tfa_failures = tfa_failures + 1,
          totp_locked = totp_locked OR tfa_failures + 1 >= $2,
@@ -76,13 +87,16 @@ export class LoginRepository {
   }
 
   confirmedTotpDevices(userId: string): Promise<TotpDeviceEntity[]> {
-    return this.dataSource.getRepository(TotpDeviceEntity).find({ where: { userId, confirmed: true }, order: { createdAt: 'ASC' } });
+    return this.dataSource
+      .getRepository(TotpDeviceEntity)
+      .find({ where: { userId, confirmed: true }, order: { createdAt: 'ASC' } });
   }
 
   async unusedRecoveryCodes(userId: string): Promise<number> {
-    const [row]: { count: string }[] = await this.dataSource.query('SELECT count(*) AS count FROM tfa_recovery_codes WHERE user_id = $1 AND used_at IS NULL', [
-      userId,
-    ]);
+    const [row]: { count: string }[] = await this.dataSource.query(
+      'SELECT count(*) AS count FROM tfa_recovery_codes WHERE user_id = $1 AND used_at IS NULL',
+      [userId],
+    );
     return Number(row.count);
   }
 
@@ -108,30 +122,44 @@ export class LoginRepository {
   }
 
   webauthnCredentials(userId: string): Promise<WebauthnCredentialEntity[]> {
-    return this.dataSource.getRepository(WebauthnCredentialEntity).find({ where: { userId }, order: { createdAt: 'ASC', name: 'ASC' } });
+    return this.dataSource
+      .getRepository(WebauthnCredentialEntity)
+      .find({ where: { userId }, order: { createdAt: 'ASC', name: 'ASC' } });
   }
 
   /** Opens a WebAuthn challenge on the session (replacing any open one); `pendingName` names a credential being enrolled. */
-  async setWebauthnChallenge(sessionId: string, challenge: string, expiresAt: Date, pendingName: string | null): Promise<void> {
-    await this.dataSource.query('UPDATE sessions SET webauthn_challenge = $2, webauthn_challenge_expires_at = $3, webauthn_pending_name = $4 WHERE id = $1', [
-      sessionId,
-      challenge,
-      expiresAt,
-      pendingName,
-    ]);
+  async setWebauthnChallenge(
+    sessionId: string,
+    challenge: string,
+    expiresAt: Date,
+    pendingName: string | null,
+  ): Promise<void> {
+    await this.dataSource.query(
+      'UPDATE sessions SET webauthn_challenge = $2, webauthn_challenge_expires_at = $3, webauthn_pending_name = $4 WHERE id = $1',
+      [sessionId, challenge, expiresAt, pendingName],
+    );
   }
 
   /** Takes the session's open WebAuthn challenge, clearing it in the same statement (single use); null when none is open. */
-  async takeWebauthnChallenge(sessionId: string): Promise<{ challenge: string; expiresAt: Date; pendingName: string | null } | null> {
-    const [rows]: [{ challenge: string; expires_at: Date; pending_name: string | null }[], number] = await this.dataSource.query(
-      `UPDATE sessions s SET webauthn_challenge = NULL, webauthn_challenge_expires_at = NULL, webauthn_pending_name = NULL
+  async takeWebauthnChallenge(
+    sessionId: string,
+  ): Promise<{ challenge: string; expiresAt: Date; pendingName: string | null } | null> {
+    const [rows]: [{ challenge: string; expires_at: Date; pending_name: string | null }[], number] =
+      await this.dataSource.query(
+        `UPDATE sessions s SET webauthn_challenge = NULL, webauthn_challenge_expires_at = NULL, webauthn_pending_name = NULL
        FROM (SELECT id, webauthn_challenge, webauthn_challenge_expires_at, webauthn_pending_name FROM sessions WHERE id = $1 FOR UPDATE) old
        WHERE s.id = old.id AND old.webauthn_challenge IS NOT NULL
        RETURNING old.webauthn_challenge AS challenge, old.webauthn_challenge_expires_at AS expires_at, old.webauthn_pending_name AS pending_name`,
-      [sessionId],
-    );
+        [sessionId],
+      );
     const row = rows[0];
-    return row ? { challenge: row.challenge, expiresAt: new Date(row.expires_at), pendingName: row.pending_name } : null;
+    return row
+      ? {
+          challenge: row.challenge,
+          expiresAt: new Date(row.expires_at),
+          pendingName: row.pending_name,
+        }
+      : null;
   }
 
   /**
@@ -170,7 +198,10 @@ export class LoginRepository {
 
   /** Removes sessions past their absolute end (housekeeping). */
   async deleteExpiredSessions(now: Date): Promise<number> {
-    const result: [unknown[], number] = await this.dataSource.query('DELETE FROM sessions WHERE expires_at <= $1', [now]);
+    const result: [unknown[], number] = await this.dataSource.query(
+      'DELETE FROM sessions WHERE expires_at <= $1',
+      [now],
+    );
     return result[1];
   }
 

@@ -96,7 +96,10 @@ export class LoginService {
     const claimed = formatUserId(username, realmId);
     const fail = async (reason: string): Promise<never> => {
       this.metrics.rpc.authAttempt('password', 'failure');
-      await this.audit.authentication({ outcome: 'failure', method: 'password', realm: realmId, principal: claimed, reason }, origin);
+      await this.audit.authentication(
+        { outcome: 'failure', method: 'password', realm: realmId, principal: claimed, reason },
+        origin,
+      );
       throw new DomainError(ErrorCode.Unauthenticated, LOGIN_FAILED);
     };
     const realm = await this.repository.findRealm(realmId);
@@ -111,19 +114,37 @@ export class LoginService {
       const locked = user?.lockedUntil && user.lockedUntil > now;
       if (!user?.passwordHash || locked) {
         await this.passwords.burn(input.password);
-        return fail(!user ? 'unknown user' : locked ? 'account locked after repeated failures' : 'the user has no password');
+        return fail(
+          !user
+            ? 'unknown user'
+            : locked
+              ? 'account locked after repeated failures'
+              : 'the user has no password',
+        );
       }
       if (!(await this.passwords.verify(user.passwordHash, input.password))) {
-        await this.repository.recordPasswordFailure(user.id, this.config.access.loginFailuresBeforeLock, new Date(now.getTime() + this.config.access.lockSeconds * 1000), now);
+        await this.repository.recordPasswordFailure(
+          user.id,
+          this.config.access.loginFailuresBeforeLock,
+          new Date(now.getTime() + this.config.access.lockSeconds * 1000),
+          now,
+        );
         return fail('wrong password');
       }
     } else {
       const existing = await this.repository.findUser(claimed);
-      if (existing?.lockedUntil && existing.lockedUntil > now) return fail('account locked after repeated failures');
+      if (existing?.lockedUntil && existing.lockedUntil > now)
+        return fail('account locked after repeated failures');
       const verified = await this.realms.verifyDirectoryPassword(realm, username, input.password);
       if (verified === 'unknown') return fail('unknown user');
       if (verified === 'wrong') {
-        if (existing) await this.repository.recordPasswordFailure(existing.id, this.config.access.loginFailuresBeforeLock, new Date(now.getTime() + this.config.access.lockSeconds * 1000), now);
+        if (existing)
+          await this.repository.recordPasswordFailure(
+            existing.id,
+            this.config.access.loginFailuresBeforeLock,
+            new Date(now.getTime() + this.config.access.lockSeconds * 1000),
+            now,
+          );
         return fail('wrong password');
       }
       user = await this.repository.findUser(verified.userId);
@@ -137,13 +158,29 @@ export class LoginService {
    * After the first factor (a password, or an identity provider for OIDC realms): a session, or the
    * half-authenticated state when a second factor is required.
    */
-  async afterFirstFactor(user: UserEntity, realmRequiresTfa: boolean, method: string, origin: RequestOrigin): Promise<LoginOutcome> {
+  async afterFirstFactor(
+    user: UserEntity,
+    realmRequiresTfa: boolean,
+    method: string,
+    origin: RequestOrigin,
+  ): Promise<LoginOutcome> {
     const devices = await this.repository.confirmedTotpDevices(user.id);
     const credentials = await this.repository.webauthnCredentials(user.id);
     const recovery = await this.repository.unusedRecoveryCodes(user.id);
-    const required = user.requireTfa || realmRequiresTfa || (await this.repository.groupRequiresTfa(user.id));
+    const required =
+      user.requireTfa || realmRequiresTfa || (await this.repository.groupRequiresTfa(user.id));
     this.metrics.rpc.authAttempt(method, 'success');
-    await this.audit.authentication({ outcome: 'success', method, realm: user.realmId, principal: user.id, reason: devices.length || credentials.length || recovery ? 'second factor follows' : undefined }, origin);
+    await this.audit.authentication(
+      {
+        outcome: 'success',
+        method,
+        realm: user.realmId,
+        principal: user.id,
+        reason:
+          devices.length || credentials.length || recovery ? 'second factor follows' : undefined,
+      },
+      origin,
+    );
     if (devices.length > 0 || credentials.length > 0 || recovery > 0) {
       const methods: TfaMethod[] = [];
       if (devices.length > 0) methods.push('totp');
@@ -151,7 +188,13 @@ export class LoginService {
       if (recovery > 0) methods.push('recovery');
       return this.createSession(user.id, 'tfa', TFA_STAGE_SECONDS, origin, methods);
     }
-    return this.createSession(user.id, required ? 'setup' : 'active', this.config.access.sessionMaxSeconds, origin, []);
+    return this.createSession(
+      user.id,
+      required ? 'setup' : 'active',
+      this.config.access.sessionMaxSeconds,
+      origin,
+      [],
+    );
   }
 
   /**
@@ -159,31 +202,75 @@ export class LoginService {
    * token of the first step); the challenge is stored on that half-authenticated session, for 2
    * minutes and one answer.
    */
-  async webauthnOptions(sessionSecret: string | undefined, csrfToken: string | undefined, host: string | undefined, origin: RequestOrigin) {
+  async webauthnOptions(
+    sessionSecret: string | undefined,
+    csrfToken: string | undefined,
+    host: string | undefined,
+    origin: RequestOrigin,
+  ) {
     await this.limits.loginAttempt(origin.source ?? 'unknown');
     const { sessionId, user, now } = await this.pendingLogin(sessionSecret, csrfToken);
     const rp = relyingParty(this.config.publicUrl, host);
     const credentials = await this.repository.webauthnCredentials(user.id);
-    if (credentials.length === 0) throw new DomainError(ErrorCode.Conflict, 'you have no WebAuthn credential: use another second factor');
-    const options = await this.webauthn.authenticationOptions({ rp, challenge: this.random.bytes(WEBAUTHN_CHALLENGE_BYTES), allow: credentials });
-    await this.repository.setWebauthnChallenge(sessionId, options.challenge, new Date(now.getTime() + WEBAUTHN_CHALLENGE_SECONDS * 1000), null);
+    if (credentials.length === 0)
+      throw new DomainError(
+        ErrorCode.Conflict,
+        'you have no WebAuthn credential: use another second factor',
+      );
+    const options = await this.webauthn.authenticationOptions({
+      rp,
+      challenge: this.random.bytes(WEBAUTHN_CHALLENGE_BYTES),
+      allow: credentials,
+    });
+    await this.repository.setWebauthnChallenge(
+      sessionId,
+      options.challenge,
+      new Date(now.getTime() + WEBAUTHN_CHALLENGE_SECONDS * 1000),
+      null,
+    );
     return options;
   }
 
   /** The second step: a TOTP code, a WebAuthn assertion or a recovery code, with the half-authenticated session. */
-  async secondFactor(sessionSecret: string | undefined, csrfToken: string | undefined, answer: TfaAnswer, origin: RequestOrigin, host?: string): Promise<LoginOutcome> {
+  async secondFactor(
+    sessionSecret: string | undefined,
+    csrfToken: string | undefined,
+    answer: TfaAnswer,
+    origin: RequestOrigin,
+    host?: string,
+  ): Promise<LoginOutcome> {
     await this.limits.loginAttempt(origin.source ?? 'unknown');
     const { sessionId, user, now } = await this.pendingLogin(sessionSecret, csrfToken);
     const fail = async (reason: string): Promise<never> => {
-      await this.repository.recordTfaFailure(user.id, TOTP_FAILURES_BEFORE_LOCK, TFA_FAILURES_BEFORE_LOCK, new Date(now.getTime() + TFA_LOCK_SECONDS * 1000));
+      await this.repository.recordTfaFailure(
+        user.id,
+        TOTP_FAILURES_BEFORE_LOCK,
+        TFA_FAILURES_BEFORE_LOCK,
+        new Date(now.getTime() + TFA_LOCK_SECONDS * 1000),
+      );
       this.metrics.rpc.authAttempt('tfa', 'failure');
-      await this.audit.authentication({ outcome: 'failure', method: 'tfa', realm: user.realmId, principal: user.id, reason }, origin);
+      await this.audit.authentication(
+        { outcome: 'failure', method: 'tfa', realm: user.realmId, principal: user.id, reason },
+        origin,
+      );
       throw new DomainError(ErrorCode.Unauthenticated, TFA_FAILED);
     };
     if (user.tfaLockedUntil && user.tfaLockedUntil > now) {
       this.metrics.rpc.authAttempt('tfa', 'failure');
-      await this.audit.authentication({ outcome: 'failure', method: 'tfa', realm: user.realmId, principal: user.id, reason: 'second factor locked' }, origin);
-      throw new DomainError(ErrorCode.Unauthenticated, `too many failed attempts: the second factor is locked until ${user.tfaLockedUntil.toISOString()}`);
+      await this.audit.authentication(
+        {
+          outcome: 'failure',
+          method: 'tfa',
+          realm: user.realmId,
+          principal: user.id,
+          reason: 'second factor locked',
+        },
+        origin,
+      );
+      throw new DomainError(
+        ErrorCode.Unauthenticated,
+        `too many failed attempts: the second factor is locked until ${user.tfaLockedUntil.toISOString()}`,
+      );
     }
     let usedRecovery = false;
     let method = 'totp';
@@ -193,19 +280,33 @@ export class LoginService {
       if (refused) return fail(refused);
     } else if (answer.recoveryCode !== undefined) {
       const normalized = normalizeRecoveryCode(answer.recoveryCode);
-      if (!normalized || !(await this.repository.useRecoveryCode(user.id, hashRecoveryCode(normalized), now))) return fail('wrong or used recovery code');
+      if (
+        !normalized ||
+        !(await this.repository.useRecoveryCode(user.id, hashRecoveryCode(normalized), now))
+      )
+        return fail('wrong or used recovery code');
       usedRecovery = true;
       method = 'recovery_code';
     } else if (answer.code !== undefined) {
-      if (user.totpLocked) return fail('TOTP locked after repeated failures: use a recovery code or ask an administrator');
-      if (!(await this.acceptTotp(user.id, answer.code, now))) return fail('wrong or replayed TOTP code');
+      if (user.totpLocked)
+        return fail(
+          'TOTP locked after repeated failures: use a recovery code or ask an administrator',
+        );
+      if (!(await this.acceptTotp(user.id, answer.code, now)))
+        return fail('wrong or replayed TOTP code');
     } else {
-      throw new DomainError(ErrorCode.ValidationFailed, 'send one of code (TOTP), webauthn or recoveryCode');
+      throw new DomainError(
+        ErrorCode.ValidationFailed,
+        'send one of code (TOTP), webauthn or recoveryCode',
+      );
     }
     await this.repository.clearTfaFailures(user.id, usedRecovery);
     await this.repository.deleteSession(sessionId);
     this.metrics.rpc.authAttempt('tfa', 'success');
-    await this.audit.authentication({ outcome: 'success', method, realm: user.realmId, principal: user.id }, origin);
+    await this.audit.authentication(
+      { outcome: 'success', method, realm: user.realmId, principal: user.id },
+      origin,
+    );
     return this.createSession(user.id, 'active', this.config.access.sessionMaxSeconds, origin, []);
   }
 
@@ -214,30 +315,56 @@ export class LoginService {
    * whatever its outcome) and the user's credential, and records its counter atomically. Undefined
    * when accepted, else the reason for the audit log.
    */
-  private async acceptWebauthn(sessionId: string, userId: string, response: { readonly id: string }, host: string | undefined, now: Date): Promise<string | undefined> {
+  private async acceptWebauthn(
+    sessionId: string,
+    userId: string,
+    response: { readonly id: string },
+    host: string | undefined,
+    now: Date,
+  ): Promise<string | undefined> {
     const stored = await this.repository.takeWebauthnChallenge(sessionId);
-    if (!stored || stored.pendingName !== null) return 'no WebAuthn challenge was asked for, or it was answered already';
+    if (!stored || stored.pendingName !== null)
+      return 'no WebAuthn challenge was asked for, or it was answered already';
     if (stored.expiresAt <= now) return 'the WebAuthn challenge expired';
-    const credential = (await this.repository.webauthnCredentials(userId)).find((c) => c.credentialId === response.id);
+    const credential = (await this.repository.webauthnCredentials(userId)).find(
+      (c) => c.credentialId === response.id,
+    );
     if (!credential) return 'unknown WebAuthn credential';
-    const verified = await this.webauthn.verifyAuthentication({ response, challenge: stored.challenge, rp: relyingParty(this.config.publicUrl, host), credential });
+    const verified = await this.webauthn.verifyAuthentication({
+      response,
+      challenge: stored.challenge,
+      rp: relyingParty(this.config.publicUrl, host),
+      credential,
+    });
     if (!verified.ok) return `WebAuthn assertion refused: ${verified.reason}`;
-    if (!(await this.repository.useWebauthnCredential(credential.id, verified.newCounter, now))) return 'WebAuthn signature counter did not increase (cloned authenticator or replay)';
+    if (!(await this.repository.useWebauthnCredential(credential.id, verified.newCounter, now)))
+      return 'WebAuthn signature counter did not increase (cloned authenticator or replay)';
     return undefined;
   }
 
   /** The login waiting for its second factor: the session of the cookie in stage `tfa`, with its CSRF token, of an enabled user. */
-  private async pendingLogin(sessionSecret: string | undefined, csrfToken: string | undefined): Promise<{ sessionId: string; user: UserEntity; now: Date }> {
-    const noPending = new DomainError(ErrorCode.Unauthenticated, 'no login is waiting for a second factor: log in with your password first');
+  private async pendingLogin(
+    sessionSecret: string | undefined,
+    csrfToken: string | undefined,
+  ): Promise<{ sessionId: string; user: UserEntity; now: Date }> {
+    const noPending = new DomainError(
+      ErrorCode.Unauthenticated,
+      'no login is waiting for a second factor: log in with your password first',
+    );
     if (!sessionSecret || !/^[A-Za-z0-9_-]{43}$/.test(sessionSecret)) throw noPending;
     const sessionId = sha256Hex(sessionSecret);
     const pending = await this.repository.findSession(sessionId);
     const now = this.clock.now();
     if (!pending || pending.stage !== 'tfa' || pending.expiresAt <= now) throw noPending;
-    if (!this.auth.csrfMatches(sessionId, csrfToken)) throw new DomainError(ErrorCode.Forbidden, 'the second step needs the CSRF token of the login answer in the X-CSRF-Token header');
+    if (!this.auth.csrfMatches(sessionId, csrfToken))
+      throw new DomainError(
+        ErrorCode.Forbidden,
+        'the second step needs the CSRF token of the login answer in the X-CSRF-Token header',
+      );
     const user = await this.repository.findUser(pending.userId);
     // A pending login voided with the user's other sessions (log out everywhere, disabling) cannot complete.
-    if (!user?.enabled || (user.sessionsValidAfter && pending.createdAt < user.sessionsValidAfter)) throw noPending;
+    if (!user?.enabled || (user.sessionsValidAfter && pending.createdAt < user.sessionsValidAfter))
+      throw noPending;
     return { sessionId, user, now };
   }
 
@@ -254,29 +381,61 @@ export class LoginService {
   async logout(sessionId: string, origin: RequestOrigin, caller: string): Promise<void> {
     await this.repository.deleteSession(sessionId);
     this.auth.invalidate();
-    await this.audit.authentication({ outcome: 'success', method: 'logout', principal: caller }, origin);
+    await this.audit.authentication(
+      { outcome: 'success', method: 'logout', principal: caller },
+      origin,
+    );
   }
 
   /** "Log out everywhere": ends every session of the user on every manager instance. */
   async logoutEverywhere(userId: string, origin: RequestOrigin): Promise<void> {
     await this.repository.endAllSessions(userId, this.clock.now());
     this.auth.invalidate();
-    await this.audit.authentication({ outcome: 'success', method: 'logout_everywhere', principal: userId }, origin);
+    await this.audit.authentication(
+      { outcome: 'success', method: 'logout_everywhere', principal: userId },
+      origin,
+    );
   }
 
-  private async createSession(userId: string, stage: SessionStage, lifetimeSeconds: number, origin: RequestOrigin, methods: TfaMethod[]): Promise<LoginOutcome> {
+  private async createSession(
+    userId: string,
+    stage: SessionStage,
+    lifetimeSeconds: number,
+    origin: RequestOrigin,
+    methods: TfaMethod[],
+  ): Promise<LoginOutcome> {
     const secret = this.random.bytes(32).toString('base64url');
     const id = sha256Hex(secret);
     const now = this.clock.now();
     const expiresAt = new Date(now.getTime() + lifetimeSeconds * 1000);
-    await this.repository.createSession({ id, userId, stage, createdAt: now, lastSeenAt: now, expiresAt, sourceIp: origin.source });
-    return { stage, user: userId, sessionSecret: secret, csrfToken: this.auth.csrfTokenFor(id), expiresAt, methods };
+    await this.repository.createSession({
+      id,
+      userId,
+      stage,
+      createdAt: now,
+      lastSeenAt: now,
+      expiresAt,
+      sourceIp: origin.source,
+    });
+    return {
+      stage,
+      user: userId,
+      sessionSecret: secret,
+      csrfToken: this.auth.csrfTokenFor(id),
+      expiresAt,
+      methods,
+    };
   }
 }
 
 /** `alice`, `alice@corp` or `alice` with realm `corp` → username and realm (default `local`). */
-export function splitLogin(login: string, realm: string | undefined): { username: string; realmId: string } {
+export function splitLogin(
+  login: string,
+  realm: string | undefined,
+): { username: string; realmId: string } {
   if (realm) return { username: login, realmId: realm };
   const at = login.lastIndexOf('@');
-  return at > 0 ? { username: login.slice(0, at), realmId: login.slice(at + 1) } : { username: login, realmId: 'local' };
+  return at > 0
+    ? { username: login.slice(0, at), realmId: login.slice(at + 1) }
+    : { username: login, realmId: 'local' };
 }

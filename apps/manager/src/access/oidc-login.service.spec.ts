@@ -27,9 +27,25 @@ const BOX = new SecretBox(KEY);
 const CLIENT_SECRET = 'the-client-secret';
 const ISSUER = 'https://idp.example.test';
 const AUTHORIZATION_URL = `${ISSUER}/auth?client_id=debvisor`;
-const ORIGIN: RequestOrigin = { traceId: 'f'.repeat(32), source: '192.0.2.7', method: 'GET', path: '/api/v1/auth/oidc/callback' };
-const START = { authorizationUrl: AUTHORIZATION_URL, state: 'state-1', nonce: 'nonce-1', codeVerifier: 'verifier-1' };
-const IDENTITY: OidcIdentity = { subject: 'sub-1', username: 'alice', email: 'alice@example.test', displayName: 'Alice', groups: ['debvisor-operator'] };
+const ORIGIN: RequestOrigin = {
+  traceId: 'f'.repeat(32),
+  source: '192.0.2.7',
+  method: 'GET',
+  path: '/api/v1/auth/oidc/callback',
+};
+const START = {
+  authorizationUrl: AUTHORIZATION_URL,
+  state: 'state-1',
+  nonce: 'nonce-1',
+  codeVerifier: 'verifier-1',
+};
+const IDENTITY: OidcIdentity = {
+  subject: 'sub-1',
+  username: 'alice',
+  email: 'alice@example.test',
+  displayName: 'Alice',
+  groups: ['debvisor-operator'],
+};
 
 function realm(overrides: Partial<RealmEntity> = {}): RealmEntity {
   return {
@@ -73,7 +89,14 @@ function user(overrides: Partial<UserEntity> = {}): UserEntity {
 }
 
 function outcome(stage: SessionStage): LoginOutcome {
-  return { stage, user: 'alice@sso', sessionSecret: 's'.repeat(43), csrfToken: 'csrf', expiresAt: new Date(NOW.getTime() + 3_600_000), methods: stage === 'tfa' ? ['totp'] : [] };
+  return {
+    stage,
+    user: 'alice@sso',
+    sessionSecret: 's'.repeat(43),
+    csrfToken: 'csrf',
+    expiresAt: new Date(NOW.getTime() + 3_600_000),
+    methods: stage === 'tfa' ? ['totp'] : [],
+  };
 }
 
 interface Setup {
@@ -87,21 +110,50 @@ interface Setup {
 function setup(options: Setup = {}) {
   const realms = options.realms ?? { sso: realm() };
   let now = NOW.getTime();
-  const repository = strictMock<OidcLoginRepository>('repository', { findRealm: async (id) => realms[id] ?? null });
+  const repository = strictMock<OidcLoginRepository>('repository', {
+    findRealm: async (id) => realms[id] ?? null,
+  });
   const oidc = strictMock<OidcClientRepository>('oidc', {
     beginLogin: async () => START,
     completeLogin: options.identity ?? (async () => IDENTITY),
   });
-  const realmsService = strictMock<RealmsService>('realms', { applyExternalIdentity: async () => options.applied ?? user() });
-  const login = strictMock<LoginService>('login', { afterFirstFactor: async () => outcome(options.stage ?? 'active') });
+  const realmsService = strictMock<RealmsService>('realms', {
+    applyExternalIdentity: async () => options.applied ?? user(),
+  });
+  const login = strictMock<LoginService>('login', {
+    afterFirstFactor: async () => outcome(options.stage ?? 'active'),
+  });
   const limits = strictMock<RateLimiterService>('limits', { loginAttempt: async () => undefined });
   const audit = strictMock<AuditService>('audit', { authentication: async () => undefined });
   const authAttempt = vi.fn();
-  const metrics = { rpc: strictMock<RpcMetrics>('metrics.rpc', { authAttempt }) } as unknown as MetricsService;
+  const metrics = {
+    rpc: strictMock<RpcMetrics>('metrics.rpc', { authAttempt }),
+  } as unknown as MetricsService;
   const clock = strictMock<ClockRepository>('clock', { now: () => new Date(now) });
   const config = loadConfig(options.publicUrl ? { DEBVISOR_PUBLIC_URL: options.publicUrl } : {});
-  const service = new OidcLoginService(repository, oidc, realmsService, login, limits, audit, metrics, clock, config, { secretKey: KEY } as ManagerIdentity);
-  return { service, repository, oidc, realmsService, login, limits, audit, authAttempt, advance: (ms: number) => (now += ms) };
+  const service = new OidcLoginService(
+    repository,
+    oidc,
+    realmsService,
+    login,
+    limits,
+    audit,
+    metrics,
+    clock,
+    config,
+    { secretKey: KEY } as ManagerIdentity,
+  );
+  return {
+    service,
+    repository,
+    oidc,
+    realmsService,
+    login,
+    limits,
+    audit,
+    authAttempt,
+    advance: (ms: number) => (now += ms),
+  };
 }
 
 async function failure(promise: Promise<unknown>): Promise<DomainError> {
@@ -119,7 +171,11 @@ describe('OidcLoginService.beginLogin', () => {
     const start = await service.beginLogin('sso', 'Manager.Example.test:8443');
     expect(start.authorizationUrl).toBe(AUTHORIZATION_URL);
     expect(oidc.beginLogin).toHaveBeenCalledWith(
-      expect.objectContaining({ issuerUrl: ISSUER, clientId: 'debvisor', scopes: ['openid', 'profile', 'email'] }),
+      expect.objectContaining({
+        issuerUrl: ISSUER,
+        clientId: 'debvisor',
+        scopes: ['openid', 'profile', 'email'],
+      }),
       CLIENT_SECRET,
       'https://manager.example.test:8443/api/v1/auth/oidc/callback',
     );
@@ -128,7 +184,9 @@ describe('OidcLoginService.beginLogin', () => {
   it('uses the configured public URL instead of the Host header', async () => {
     const { service, oidc } = setup({ publicUrl: 'https://dcm.example.test/' });
     await service.beginLogin('sso', 'evil.example.test');
-    expect(oidc.beginLogin.mock.calls[0]![2]).toBe('https://dcm.example.test/api/v1/auth/oidc/callback');
+    expect(oidc.beginLogin.mock.calls[0]![2]).toBe(
+      'https://dcm.example.test/api/v1/auth/oidc/callback',
+    );
   });
 
   it('seals state, nonce, verifier, redirect URI and a 10-minute expiry in the cookie with the oidc-login context', async () => {
@@ -160,16 +218,25 @@ describe('OidcLoginService.beginLogin', () => {
     expect(oidc.beginLogin).not.toHaveBeenCalled();
   });
 
-  it.each([undefined, '', 'evil.example/path', 'user@evil.example', 'evil.example:0', 'evil.example:70000', 'a b', 'evil.example?x', '[::1', '[not-ip]:443', 'under_score.example'])(
-    'refuses the Host header %j with 400 when no public URL is configured',
-    async (host) => {
-      const { service, oidc } = setup();
-      const error = await failure(service.beginLogin('sso', host));
-      expect(error.code).toBe(ErrorCode.BadRequest);
-      expect(error.message).toContain('DEBVISOR_PUBLIC_URL');
-      expect(oidc.beginLogin).not.toHaveBeenCalled();
-    },
-  );
+  it.each([
+    undefined,
+    '',
+    'evil.example/path',
+    'user@evil.example',
+    'evil.example:0',
+    'evil.example:70000',
+    'a b',
+    'evil.example?x',
+    '[::1',
+    '[not-ip]:443',
+    'under_score.example',
+  ])('refuses the Host header %j with 400 when no public URL is configured', async (host) => {
+    const { service, oidc } = setup();
+    const error = await failure(service.beginLogin('sso', host));
+    expect(error.code).toBe(ErrorCode.BadRequest);
+    expect(error.message).toContain('DEBVISOR_PUBLIC_URL');
+    expect(oidc.beginLogin).not.toHaveBeenCalled();
+  });
 
   it('answers realm_unavailable for a realm whose secret was sealed for another row, or that has none, or bad settings', async () => {
     const cases = [
@@ -208,22 +275,36 @@ describe('OidcLoginService.completeLogin', () => {
   it('validates the callback against the sealed attempt, maps the identity to its user and opens a session', async () => {
     const s = setup();
     const cookie = await started(s);
-    const done = await s.service.completeLogin(cookie, '/api/v1/auth/oidc/callback?code=abc&state=state-1&iss=x', ORIGIN);
+    const done = await s.service.completeLogin(
+      cookie,
+      '/api/v1/auth/oidc/callback?code=abc&state=state-1&iss=x',
+      ORIGIN,
+    );
     expect(done).toEqual({ outcome: outcome('active'), redirectTo: '/' });
     expect(s.limits.loginAttempt).toHaveBeenCalledWith('192.0.2.7');
-    const [settings, secret, redirectUri, callbackUrl, checks] = s.oidc.completeLogin.mock.calls[0]!;
+    const [settings, secret, redirectUri, callbackUrl, checks] =
+      s.oidc.completeLogin.mock.calls[0]!;
     expect(settings.issuerUrl).toBe(ISSUER);
     expect(secret).toBe(CLIENT_SECRET);
     expect(redirectUri).toBe('https://manager.example.test/api/v1/auth/oidc/callback');
-    expect(callbackUrl.href).toBe('https://manager.example.test/api/v1/auth/oidc/callback?code=abc&state=state-1&iss=x');
-    expect(checks).toMatchObject({ state: 'state-1', nonce: 'nonce-1', codeVerifier: 'verifier-1' });
-    expect(s.realmsService.applyExternalIdentity).toHaveBeenCalledWith(realm({ sealedSecret: expect.any(String) as unknown as string }), {
-      username: 'alice',
-      externalId: 'sub-1',
-      displayName: 'Alice',
-      email: 'alice@example.test',
-      groups: ['debvisor-operator'],
+    expect(callbackUrl.href).toBe(
+      'https://manager.example.test/api/v1/auth/oidc/callback?code=abc&state=state-1&iss=x',
+    );
+    expect(checks).toMatchObject({
+      state: 'state-1',
+      nonce: 'nonce-1',
+      codeVerifier: 'verifier-1',
     });
+    expect(s.realmsService.applyExternalIdentity).toHaveBeenCalledWith(
+      realm({ sealedSecret: expect.any(String) as unknown as string }),
+      {
+        username: 'alice',
+        externalId: 'sub-1',
+        displayName: 'Alice',
+        email: 'alice@example.test',
+        groups: ['debvisor-operator'],
+      },
+    );
     expect(s.login.afterFirstFactor).toHaveBeenCalledWith(user(), false, 'oidc', ORIGIN);
     expect(s.audit.authentication).not.toHaveBeenCalled();
     expect(s.authAttempt).not.toHaveBeenCalled();
@@ -232,8 +313,14 @@ describe('OidcLoginService.completeLogin', () => {
   it('keeps the callback on the attempt redirect URI whatever host or path the request named', async () => {
     const s = setup();
     const cookie = await started(s);
-    await s.service.completeLogin(cookie, '//evil.example.test/elsewhere?code=abc&state=state-1', ORIGIN);
-    expect(s.oidc.completeLogin.mock.calls[0]![3].href).toBe('https://manager.example.test/api/v1/auth/oidc/callback?code=abc&state=state-1');
+    await s.service.completeLogin(
+      cookie,
+      '//evil.example.test/elsewhere?code=abc&state=state-1',
+      ORIGIN,
+    );
+    expect(s.oidc.completeLogin.mock.calls[0]![3].href).toBe(
+      'https://manager.example.test/api/v1/auth/oidc/callback?code=abc&state=state-1',
+    );
   });
 
   it('passes the realm requirement of a second factor on and sends the browser to the matching page', async () => {
@@ -242,13 +329,21 @@ describe('OidcLoginService.completeLogin', () => {
       ['setup', '/?login=setup'],
     ] as const) {
       const s = setup({ realms: { sso: realm({ requireTfa: true }) }, stage });
-      const done = await s.service.completeLogin(await started(s), '/cb?code=c&state=state-1', ORIGIN);
+      const done = await s.service.completeLogin(
+        await started(s),
+        '/cb?code=c&state=state-1',
+        ORIGIN,
+      );
       expect(done.redirectTo).toBe(page);
       expect(s.login.afterFirstFactor.mock.calls[0]![1]).toBe(true);
     }
   });
 
-  async function refused(s: ReturnType<typeof setup>, cookie: string | undefined, target = '/cb?code=c&state=state-1') {
+  async function refused(
+    s: ReturnType<typeof setup>,
+    cookie: string | undefined,
+    target = '/cb?code=c&state=state-1',
+  ) {
     const error = await failure(s.service.completeLogin(cookie, target, ORIGIN));
     expect(s.authAttempt).toHaveBeenCalledWith('oidc', 'failure');
     expect(s.audit.authentication).toHaveBeenCalledTimes(1);
@@ -261,7 +356,16 @@ describe('OidcLoginService.completeLogin', () => {
     const { error, audited } = await refused(s, undefined);
     expect(error.code).toBe(ErrorCode.Unauthenticated);
     expect(error.message).toContain('no OpenID login is in progress in this browser');
-    expect(audited).toEqual([{ outcome: 'failure', method: 'oidc', realm: undefined, principal: null, reason: error.message }, ORIGIN]);
+    expect(audited).toEqual([
+      {
+        outcome: 'failure',
+        method: 'oidc',
+        realm: undefined,
+        principal: null,
+        reason: error.message,
+      },
+      ORIGIN,
+    ]);
     expect(s.oidc.completeLogin).not.toHaveBeenCalled();
   });
 
@@ -270,8 +374,21 @@ describe('OidcLoginService.completeLogin', () => {
     const genuine = await started(s0);
     const [v, iv, tag, ciphertext] = genuine.split('.');
     const flipped = `${ciphertext!.startsWith('A') ? 'B' : 'A'}${ciphertext!.slice(1)}`;
-    const forged = JSON.stringify({ v: 1, realm: 'sso', state: 's', nonce: 'n', codeVerifier: 'c', redirectUri: 'https://evil/cb', expiresAt: NOW.getTime() + 60_000 });
-    for (const cookie of [`${v}.${iv}.${tag}.${flipped}`, BOX.seal(forged, 'realm:sso'), new SecretBox(Buffer.alloc(32, 1)).seal(forged, 'oidc-login'), 'garbage']) {
+    const forged = JSON.stringify({
+      v: 1,
+      realm: 'sso',
+      state: 's',
+      nonce: 'n',
+      codeVerifier: 'c',
+      redirectUri: 'https://evil/cb',
+      expiresAt: NOW.getTime() + 60_000,
+    });
+    for (const cookie of [
+      `${v}.${iv}.${tag}.${flipped}`,
+      BOX.seal(forged, 'realm:sso'),
+      new SecretBox(Buffer.alloc(32, 1)).seal(forged, 'oidc-login'),
+      'garbage',
+    ]) {
       const s = setup();
       const { error } = await refused(s, cookie);
       expect(error.code).toBe(ErrorCode.Unauthenticated);
@@ -301,13 +418,29 @@ describe('OidcLoginService.completeLogin', () => {
 
   it('records and passes on what the provider exchange refused (state mismatch, IdP error, unavailable)', async () => {
     for (const thrown of [
-      new DomainError(ErrorCode.Unauthenticated, 'OpenID login failed: the identity provider refused the login (access_denied)'),
-      new DomainError(ErrorCode.RealmUnavailable, `the OpenID provider ${ISSUER} is unavailable: connection refused`),
+      new DomainError(
+        ErrorCode.Unauthenticated,
+        'OpenID login failed: the identity provider refused the login (access_denied)',
+      ),
+      new DomainError(
+        ErrorCode.RealmUnavailable,
+        `the OpenID provider ${ISSUER} is unavailable: connection refused`,
+      ),
     ]) {
       const s = setup({ identity: () => Promise.reject(thrown) });
-      const { error, audited } = await refused(s, await started(s), '/cb?error=access_denied&state=state-1');
+      const { error, audited } = await refused(
+        s,
+        await started(s),
+        '/cb?error=access_denied&state=state-1',
+      );
       expect(error).toBe(thrown);
-      expect(audited[0]).toEqual({ outcome: 'failure', method: 'oidc', realm: 'sso', principal: null, reason: thrown.message });
+      expect(audited[0]).toEqual({
+        outcome: 'failure',
+        method: 'oidc',
+        realm: 'sso',
+        principal: null,
+        reason: thrown.message,
+      });
       expect(s.realmsService.applyExternalIdentity).not.toHaveBeenCalled();
     }
   });
@@ -317,24 +450,42 @@ describe('OidcLoginService.completeLogin', () => {
     const { error, audited } = await refused(s, await started(s));
     expect(error.code).toBe(ErrorCode.Unauthenticated);
     expect(error.message).toBe('OpenID login failed: the account is disabled');
-    expect(audited[0]).toMatchObject({ realm: 'sso', principal: 'alice@sso', reason: error.message });
+    expect(audited[0]).toMatchObject({
+      realm: 'sso',
+      principal: 'alice@sso',
+      reason: error.message,
+    });
     expect(s.realmsService.applyExternalIdentity).toHaveBeenCalledTimes(1);
   });
 
   it('records an unexpected failure without its internals', async () => {
     const s = setup();
-    s.realmsService.applyExternalIdentity.mockRejectedValueOnce(new Error('duplicate key value violates unique constraint'));
+    s.realmsService.applyExternalIdentity.mockRejectedValueOnce(
+      new Error('duplicate key value violates unique constraint'),
+    );
     const cookie = await started(s);
-    const error = await s.service.completeLogin(cookie, '/cb?code=c&state=state-1', ORIGIN).catch((caught: unknown) => caught);
+    const error = await s.service
+      .completeLogin(cookie, '/cb?code=c&state=state-1', ORIGIN)
+      .catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(Error);
-    expect(s.audit.authentication.mock.calls[0]![0]).toMatchObject({ principal: 'alice@sso', reason: 'internal error' });
+    expect(s.audit.authentication.mock.calls[0]![0]).toMatchObject({
+      principal: 'alice@sso',
+      reason: 'internal error',
+    });
   });
 
   it('does not reach the provider when the login rate limit refuses the address', async () => {
     const s = setup();
     const cookie = await started(s);
-    s.limits.loginAttempt.mockRejectedValueOnce(new DomainError(ErrorCode.RateLimited, 'too many login attempts from this address; retry later'));
-    const error = await failure(s.service.completeLogin(cookie, '/cb?code=c&state=state-1', ORIGIN));
+    s.limits.loginAttempt.mockRejectedValueOnce(
+      new DomainError(
+        ErrorCode.RateLimited,
+        'too many login attempts from this address; retry later',
+      ),
+    );
+    const error = await failure(
+      s.service.completeLogin(cookie, '/cb?code=c&state=state-1', ORIGIN),
+    );
     expect(error.code).toBe(ErrorCode.RateLimited);
     expect(s.oidc.completeLogin).not.toHaveBeenCalled();
   });

@@ -34,7 +34,11 @@ export const OIDC_LOGIN_SECONDS = 10 * 60;
 const COOKIE_CONTEXT = 'oidc-login';
 
 /** Where the browser goes after the callback, by the stage of the new session. */
-const NEXT_PAGE: Readonly<Record<SessionStage, string>> = { active: '/', tfa: '/?login=tfa', setup: '/?login=setup' };
+const NEXT_PAGE: Readonly<Record<SessionStage, string>> = {
+  active: '/',
+  tfa: '/?login=tfa',
+  setup: '/?login=setup',
+};
 
 /** A login attempt as the sealed cookie carries it (nothing of it is secret from the browser's owner, but it must not be forged). */
 const pendingLoginSchema = z.strictObject({
@@ -115,14 +119,22 @@ export class OidcLoginService {
       redirectUri,
       expiresAt: expiresAt.getTime(),
     };
-    return { authorizationUrl: start.authorizationUrl, cookie: this.box.seal(JSON.stringify(pending), COOKIE_CONTEXT), expiresAt };
+    return {
+      authorizationUrl: start.authorizationUrl,
+      cookie: this.box.seal(JSON.stringify(pending), COOKIE_CONTEXT),
+      expiresAt,
+    };
   }
 
   /**
    * The identity provider's redirect back: `requestTarget` is the callback's path and query as
    * received, `cookie` the sealed attempt. Every refusal is audited (method `oidc`) and counted.
    */
-  async completeLogin(cookie: string | undefined, requestTarget: string, origin: RequestOrigin): Promise<OidcLoginDone> {
+  async completeLogin(
+    cookie: string | undefined,
+    requestTarget: string,
+    origin: RequestOrigin,
+  ): Promise<OidcLoginDone> {
     await this.limits.loginAttempt(origin.source ?? 'unknown');
     const attempt: AttemptFacts = { realm: undefined, principal: null };
     let verified: { realm: RealmEntity; user: UserEntity };
@@ -131,23 +143,48 @@ export class OidcLoginService {
     } catch (error) {
       this.metrics.rpc.authAttempt('oidc', 'failure');
       const reason = error instanceof DomainError ? error.message : 'internal error';
-      await this.audit.authentication({ outcome: 'failure', method: 'oidc', realm: attempt.realm, principal: attempt.principal, reason }, origin);
+      await this.audit.authentication(
+        {
+          outcome: 'failure',
+          method: 'oidc',
+          realm: attempt.realm,
+          principal: attempt.principal,
+          reason,
+        },
+        origin,
+      );
       throw error;
     }
-    const outcome = await this.login.afterFirstFactor(verified.user, verified.realm.requireTfa, 'oidc', origin);
+    const outcome = await this.login.afterFirstFactor(
+      verified.user,
+      verified.realm.requireTfa,
+      'oidc',
+      origin,
+    );
     return { outcome, redirectTo: NEXT_PAGE[outcome.stage] };
   }
 
   /** The callback checked against the attempt, the identity validated, and the user it stands for (enabled). */
-  private async verify(cookie: string | undefined, requestTarget: string, attempt: AttemptFacts): Promise<{ realm: RealmEntity; user: UserEntity }> {
+  private async verify(
+    cookie: string | undefined,
+    requestTarget: string,
+    attempt: AttemptFacts,
+  ): Promise<{ realm: RealmEntity; user: UserEntity }> {
     const pending = this.openPending(cookie, attempt);
     const realm = await this.repository.findRealm(pending.realm);
-    if (!realm || realm.type !== 'openid') throw unauthenticated(`the realm ${pending.realm} no longer logs in through OpenID Connect`);
+    if (!realm || realm.type !== 'openid')
+      throw unauthenticated(`the realm ${pending.realm} no longer logs in through OpenID Connect`);
     const client = this.clientOf(realm);
     const callbackUrl = new URL(pending.redirectUri);
     const query = requestTarget.indexOf('?');
     callbackUrl.search = query < 0 ? '' : requestTarget.slice(query);
-    const identity = await this.oidc.completeLogin(client.settings, client.secret, pending.redirectUri, callbackUrl, pending);
+    const identity = await this.oidc.completeLogin(
+      client.settings,
+      client.secret,
+      pending.redirectUri,
+      callbackUrl,
+      pending,
+    );
     attempt.principal = formatUserId(identity.username, realm.id);
     const user = await this.realms.applyExternalIdentity(realm, {
       username: identity.username,
@@ -172,11 +209,15 @@ export class OidcLoginService {
     try {
       pending = pendingLoginSchema.parse(JSON.parse(this.box.open(cookie, COOKIE_CONTEXT)));
     } catch {
-      throw unauthenticated('the OpenID login cookie is invalid (altered, or from another manager): start the login again');
+      throw unauthenticated(
+        'the OpenID login cookie is invalid (altered, or from another manager): start the login again',
+      );
     }
     attempt.realm = pending.realm;
     if (pending.expiresAt <= this.clock.now().getTime()) {
-      throw unauthenticated(`the OpenID login took longer than ${OIDC_LOGIN_SECONDS / 60} minutes and expired: start the login again`);
+      throw unauthenticated(
+        `the OpenID login took longer than ${OIDC_LOGIN_SECONDS / 60} minutes and expired: start the login again`,
+      );
     }
     return pending;
   }
@@ -184,13 +225,17 @@ export class OidcLoginService {
   /** The realm's validated settings and its client secret (sealed with the realm's context). */
   private clientOf(realm: RealmEntity): { settings: OidcRealmSettings; secret: string } {
     const parsed = oidcRealmSettingsSchema.safeParse(realm.settings);
-    if (!parsed.success) throw misconfigured(realm, 'its settings are not valid OpenID Connect settings');
+    if (!parsed.success)
+      throw misconfigured(realm, 'its settings are not valid OpenID Connect settings');
     if (!realm.sealedSecret) throw misconfigured(realm, 'it has no client secret');
     let secret: string;
     try {
       secret = this.box.open(realm.sealedSecret, `realm:${realm.id}`);
     } catch {
-      throw misconfigured(realm, "its client secret cannot be opened with this manager's key: set it again");
+      throw misconfigured(
+        realm,
+        "its client secret cannot be opened with this manager's key: set it again",
+      );
     }
     return { settings: parsed.data, secret };
   }
@@ -214,5 +259,8 @@ function unauthenticated(message: string): DomainError {
 }
 
 function misconfigured(realm: RealmEntity, reason: string): DomainError {
-  return new DomainError(ErrorCode.RealmUnavailable, `the OpenID realm ${realm.id} cannot be used: ${reason}`);
+  return new DomainError(
+    ErrorCode.RealmUnavailable,
+    `the OpenID realm ${realm.id} cannot be used: ${reason}`,
+  );
 }

@@ -15,14 +15,20 @@ describe('PasswordPolicy', () => {
   });
 
   it('refuses passwords shorter than the configured minimum, counting characters rather than bytes', () => {
-    expect(policy(12).problems('Sh0rt-pass', 'alice@local')).toEqual(['it must be at least 12 characters long (it has 10)']);
+    expect(policy(12).problems('Sh0rt-pass', 'alice@local')).toEqual([
+      'it must be at least 12 characters long (it has 10)',
+    ]);
     expect(policy(8).problems('Sh0rt-pass', 'alice@local')).toEqual([]);
     expect(policy(12).problems('Pässwörter-1', 'alice@local')).toEqual([]);
-    expect(policy(13).problems('Pässwörter-1', 'alice@local')).toEqual(['it must be at least 13 characters long (it has 12)']);
+    expect(policy(13).problems('Pässwörter-1', 'alice@local')).toEqual([
+      'it must be at least 13 characters long (it has 12)',
+    ]);
   });
 
   it('refuses more than 1024 characters', () => {
-    expect(policy().problems(`Aa1-${'x'.repeat(1021)}`, 'alice@local')).toEqual(['it must be at most 1024 characters long']);
+    expect(policy().problems(`Aa1-${'x'.repeat(1021)}`, 'alice@local')).toEqual([
+      'it must be at most 1024 characters long',
+    ]);
     expect(policy().problems(`Aa1-${'x'.repeat(1020)}`, 'alice@local')).toEqual([]);
   });
 
@@ -36,11 +42,15 @@ describe('PasswordPolicy', () => {
   });
 
   it('refuses a password of fewer than 5 different characters, however long', () => {
-    expect(policy().problems('abababababababababab', 'alice@local')).toEqual(['it must hold at least 5 different characters']);
+    expect(policy().problems('abababababababababab', 'alice@local')).toEqual([
+      'it must hold at least 5 different characters',
+    ]);
   });
 
   it('refuses the user name and the user id in any case', () => {
-    expect(policy().problems('Alice.Liddell-1', 'alice.liddell-1@local')).toEqual(['it must not be the user name']);
+    expect(policy().problems('Alice.Liddell-1', 'alice.liddell-1@local')).toEqual([
+      'it must not be the user name',
+    ]);
     expect(policy(8).problems('BOB@LOCAL', 'bob@local')).toContain('it must not be the user name');
   });
 

@@ -38,25 +38,33 @@ export class PasswordPolicy {
     const min = this.config.access.passwordMinLength;
     const characters = [...password];
     const problems: string[] = [];
-    if (characters.length < min) problems.push(`it must be at least ${min} characters long (it has ${characters.length})`);
-    if (characters.length > PASSWORD_MAX_LENGTH) problems.push(`it must be at most ${PASSWORD_MAX_LENGTH} characters long`);
+    if (characters.length < min)
+      problems.push(`it must be at least ${min} characters long (it has ${characters.length})`);
+    if (characters.length > PASSWORD_MAX_LENGTH)
+      problems.push(`it must be at most ${PASSWORD_MAX_LENGTH} characters long`);
     const classes = CLASSES.filter((c) => c.test.test(password)).length;
     if (characters.length < PASSPHRASE_LENGTH && classes < 2) {
       problems.push(
         `a password shorter than ${PASSPHRASE_LENGTH} characters must mix at least two of lower-case letters, upper-case letters, digits and other characters`,
       );
     }
-    if (new Set(characters).size < PASSWORD_MIN_DISTINCT) problems.push(`it must hold at least ${PASSWORD_MIN_DISTINCT} different characters`);
+    if (new Set(characters).size < PASSWORD_MIN_DISTINCT)
+      problems.push(`it must hold at least ${PASSWORD_MIN_DISTINCT} different characters`);
     const lowered = password.toLowerCase();
     const at = userId.lastIndexOf('@');
     const username = at > 0 ? userId.slice(0, at) : userId;
-    if (lowered === userId.toLowerCase() || lowered === username.toLowerCase()) problems.push('it must not be the user name');
+    if (lowered === userId.toLowerCase() || lowered === username.toLowerCase())
+      problems.push('it must not be the user name');
     return problems;
   }
 
   /** Throws 400 validation_failed naming every broken rule. */
   check(password: string, userId: string, field = 'password'): void {
     const problems = this.problems(password, userId);
-    if (problems.length > 0) throw new DomainError(ErrorCode.ValidationFailed, `${field}: the password is too weak: ${problems.join('; ')}`);
+    if (problems.length > 0)
+      throw new DomainError(
+        ErrorCode.ValidationFailed,
+        `${field}: the password is too weak: ${problems.join('; ')}`,
+      );
   }
 }

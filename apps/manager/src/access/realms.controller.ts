@@ -3,7 +3,15 @@ import { ApiTags } from '@nestjs/swagger';
 import { ZodResponse } from 'nestjs-zod';
 import { Audited } from '../audit/audited.decorator';
 import { RequirePrivilege } from '../auth/privilege.decorator';
-import { ChangedRealmDto, CreateRealmDto, RealmDto, RealmListDto, RealmParamsDto, SyncSummaryDto, UpdateRealmDto } from './realms.dto';
+import {
+  ChangedRealmDto,
+  CreateRealmDto,
+  RealmDto,
+  RealmListDto,
+  RealmParamsDto,
+  SyncSummaryDto,
+  UpdateRealmDto,
+} from './realms.dto';
 import { RealmsService } from './realms.service';
 
 @ApiTags('access')
@@ -13,7 +21,10 @@ export class RealmsController {
 
   @Get()
   @RequirePrivilege('access.audit', '/')
-  @ZodResponse({ type: RealmListDto, description: 'Every realm (local, LDAP, OpenID Connect); secrets never included' })
+  @ZodResponse({
+    type: RealmListDto,
+    description: 'Every realm (local, LDAP, OpenID Connect); secrets never included',
+  })
   list() {
     return this.realms.list();
   }
@@ -21,7 +32,11 @@ export class RealmsController {
   @Post()
   @RequirePrivilege('access.modify', '/')
   @Audited('access.realm.create', { target: '/realms/{body.id}' })
-  @ZodResponse({ status: 201, type: ChangedRealmDto, description: 'Added; for LDAP the connection test result included' })
+  @ZodResponse({
+    status: 201,
+    type: ChangedRealmDto,
+    description: 'Added; for LDAP the connection test result included',
+  })
   create(@Body() body: CreateRealmDto) {
     return this.realms.create(body);
   }
@@ -53,7 +68,11 @@ export class RealmsController {
   @HttpCode(200)
   @RequirePrivilege('access.modify', '/')
   @Audited('access.realm.sync', { target: '/realms/{realm}' })
-  @ZodResponse({ status: 200, type: SyncSummaryDto, description: 'The LDAP realm’s users and groups synced from its directory' })
+  @ZodResponse({
+    status: 200,
+    type: SyncSummaryDto,
+    description: 'The LDAP realm’s users and groups synced from its directory',
+  })
   sync(@Param() params: RealmParamsDto) {
     return this.realms.sync(params.realm);
   }

@@ -1,4 +1,8 @@
-import { Module, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
+import {
+  Module,
+  type BeforeApplicationShutdown,
+  type OnApplicationBootstrap,
+} from '@nestjs/common';
 import { LdapDirectoryRepository } from './realms/ldap-directory.repository';
 import { OidcClientRepository } from './realms/oidc-client.repository';
 import { RealmsController } from './realms.controller';

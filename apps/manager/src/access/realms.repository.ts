@@ -84,11 +84,17 @@ export class RealmsRepository {
   /** Stores a new realm; 409 when the id is taken. */
   async create(realm: NewRealm): Promise<RealmEntity> {
     try {
-      await this.dataSource
-        .getRepository(RealmEntity)
-        .insert({ ...realm, groupMappings: [...realm.groupMappings], lastSyncAt: null, lastSyncError: null } as QueryDeepPartialEntity<RealmEntity>);
+      await this.dataSource.getRepository(RealmEntity).insert({
+        ...realm,
+        groupMappings: [...realm.groupMappings],
+        lastSyncAt: null,
+        lastSyncError: null,
+      } as QueryDeepPartialEntity<RealmEntity>);
     } catch (error) {
-      if (error instanceof QueryFailedError && (error.driverError as { code?: string }).code === '23505') {
+      if (
+        error instanceof QueryFailedError &&
+        (error.driverError as { code?: string }).code === '23505'
+      ) {
         throw new DomainError(ErrorCode.Conflict, `realm ${realm.id} already exists`);
       }
       throw error;
@@ -98,8 +104,11 @@ export class RealmsRepository {
 
   /** Changes a realm; null when it does not exist. */
   async update(id: string, patch: RealmPatch): Promise<RealmEntity | null> {
-    const values = Object.fromEntries(Object.entries(patch).filter(([, value]) => value !== undefined)) as QueryDeepPartialEntity<RealmEntity>;
-    if (Object.keys(values).length > 0) await this.dataSource.getRepository(RealmEntity).update({ id }, values);
+    const values = Object.fromEntries(
+      Object.entries(patch).filter(([, value]) => value !== undefined),
+    ) as QueryDeepPartialEntity<RealmEntity>;
+    if (Object.keys(values).length > 0)
+      await this.dataSource.getRepository(RealmEntity).update({ id }, values);
     return this.find(id);
   }
 
@@ -115,8 +124,14 @@ export class RealmsRepository {
            SELECT t.id FROM api_tokens t JOIN users u ON u.id = t.principal WHERE t.owner_type = 'user' AND u.realm_id = $1)`,
         [id],
       );
-      await tx.query(`DELETE FROM acl_entries WHERE principal_type = 'user' AND principal IN (SELECT id FROM users WHERE realm_id = $1)`, [id]);
-      await tx.query(`DELETE FROM api_tokens WHERE owner_type = 'user' AND principal IN (SELECT id FROM users WHERE realm_id = $1)`, [id]);
+      await tx.query(
+        `DELETE FROM acl_entries WHERE principal_type = 'user' AND principal IN (SELECT id FROM users WHERE realm_id = $1)`,
+        [id],
+      );
+      await tx.query(
+        `DELETE FROM api_tokens WHERE owner_type = 'user' AND principal IN (SELECT id FROM users WHERE realm_id = $1)`,
+        [id],
+      );
       const result: [unknown[], number] = await tx.query('DELETE FROM realms WHERE id = $1', [id]);
       return result[1] > 0;
     });
@@ -127,7 +142,9 @@ export class RealmsRepository {
   }
 
   usersOfRealm(realmId: string): Promise<UserEntity[]> {
-    return this.dataSource.getRepository(UserEntity).find({ where: { realmId }, order: { id: 'ASC' } });
+    return this.dataSource
+      .getRepository(UserEntity)
+      .find({ where: { realmId }, order: { id: 'ASC' } });
   }
 
   /**
@@ -139,15 +156,18 @@ export class RealmsRepository {
    */
   async applyIdentities(batch: IdentityBatch): Promise<IdentityBatchResult> {
     return this.dataSource.transaction(async (tx) => {
-      if (batch.sync) await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`debvisor-realm-sync:${batch.realmId}`]);
+      if (batch.sync)
+        await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [
+          `debvisor-realm-sync:${batch.realmId}`,
+        ]);
       const ids = batch.users.map((u) => u.id);
 
       const reenable = batch.users.filter((u) => u.reenable).map((u) => u.id);
       if (reenable.length > 0) {
-        await tx.query('UPDATE users SET enabled = true WHERE realm_id = $1 AND id = ANY($2::text[]) AND NOT enabled AND external_id IS NULL AND synced_at IS NOT NULL', [
-          batch.realmId,
-          reenable,
-        ]);
+        await tx.query(
+          'UPDATE users SET enabled = true WHERE realm_id = $1 AND id = ANY($2::text[]) AND NOT enabled AND external_id IS NULL AND synced_at IS NOT NULL',
+          [batch.realmId, reenable],
+        );
       }
 
       let usersCreated = 0;
@@ -205,16 +225,20 @@ export class RealmsRepository {
             [batch.realmId, batch.sync.disable, batch.at],
           );
           usersDisabled = disabled[1];
-          await tx.query('DELETE FROM sessions WHERE user_id = ANY($1::text[])', [batch.sync.disable]);
+          await tx.query('DELETE FROM sessions WHERE user_id = ANY($1::text[])', [
+            batch.sync.disable,
+          ]);
         }
         if (batch.sync.all.length > 0) {
-          const removed: [unknown[], number] = await tx.query('DELETE FROM group_members WHERE source = $1 AND user_id = ANY($2::text[])', [
-            batch.realmId,
-            batch.sync.all,
-          ]);
+          const removed: [unknown[], number] = await tx.query(
+            'DELETE FROM group_members WHERE source = $1 AND user_id = ANY($2::text[])',
+            [batch.realmId, batch.sync.all],
+          );
           membershipsRemoved += removed[1];
         }
-        await tx.getRepository(RealmEntity).update({ id: batch.realmId }, { lastSyncAt: batch.at, lastSyncError: null });
+        await tx
+          .getRepository(RealmEntity)
+          .update({ id: batch.realmId }, { lastSyncAt: batch.at, lastSyncError: null });
       }
       return { usersCreated, usersDisabled, groupsCreated, membershipsAdded, membershipsRemoved };
     });
@@ -222,12 +246,16 @@ export class RealmsRepository {
 
   /** A failed sync: its reason for the realm's answer (the last successful sync time stays). */
   async recordSyncFailure(realmId: string, message: string): Promise<void> {
-    await this.dataSource.getRepository(RealmEntity).update({ id: realmId }, { lastSyncError: message });
+    await this.dataSource
+      .getRepository(RealmEntity)
+      .update({ id: realmId }, { lastSyncError: message });
   }
 
   private async createMissingGroups(tx: EntityManager, batch: IdentityBatch): Promise<number> {
     const wanted = new Map<string, boolean>();
-    for (const user of batch.users) for (const group of user.groups) wanted.set(group.id, wanted.get(group.id) === true || group.tenant);
+    for (const user of batch.users)
+      for (const group of user.groups)
+        wanted.set(group.id, wanted.get(group.id) === true || group.tenant);
     if (wanted.size === 0) return 0;
     // One order for every transaction, so that two creating the same new groups cannot deadlock.
     const ids = [...wanted.keys()].sort();
@@ -237,7 +265,12 @@ export class RealmsRepository {
        SELECT g.id, $1, g.tenant, $2 FROM unnest($3::text[], $4::boolean[]) AS g(id, tenant)
        ON CONFLICT (id) DO NOTHING
        RETURNING 1`,
-      [`created for realm ${batch.realmId}`, batch.at, ids, ids.map((id) => wanted.get(id) === true)],
+      [
+        `created for realm ${batch.realmId}`,
+        batch.at,
+        ids,
+        ids.map((id) => wanted.get(id) === true),
+      ],
     );
     return created.length;
   }

@@ -12,7 +12,13 @@ import { RealmEntity } from './realm.entity';
 import type { LdapDirectoryRepository } from './realms/ldap-directory.repository';
 import { ldapRealmSettingsSchema } from './realms/ldap-settings';
 import { createRealmSchema, updateRealmSchema } from './realms.dto';
-import type { IdentityBatch, IdentityBatchResult, NewRealm, RealmPatch, RealmsRepository } from './realms.repository';
+import type {
+  IdentityBatch,
+  IdentityBatchResult,
+  NewRealm,
+  RealmPatch,
+  RealmsRepository,
+} from './realms.repository';
 import { LOGIN_CHOICES_TTL_MS, RealmsService } from './realms.service';
 import { UserEntity } from './user.entity';
 
@@ -29,7 +35,13 @@ const LDAP = {
 const LDAP_SETTINGS = ldapRealmSettingsSchema.parse(LDAP);
 const OIDC = { issuerUrl: 'https://idp.example.test', clientId: 'debvisor' };
 const ANN_DN = 'uid=ann,ou=people,dc=example,dc=test';
-const NO_CHANGE: IdentityBatchResult = { usersCreated: 0, usersDisabled: 0, groupsCreated: 0, membershipsAdded: 0, membershipsRemoved: 0 };
+const NO_CHANGE: IdentityBatchResult = {
+  usersCreated: 0,
+  usersDisabled: 0,
+  groupsCreated: 0,
+  membershipsAdded: 0,
+  membershipsRemoved: 0,
+};
 
 function realm(overrides: Partial<RealmEntity> = {}): RealmEntity {
   const id = overrides.id ?? 'corp';
@@ -80,9 +92,17 @@ function service(parts: Parts = {}) {
     strictMock<RealmsRepository>('RealmsRepository', parts.repository),
     strictMock<LdapDirectoryRepository>('LdapDirectoryRepository', parts.ldap),
     auth,
-    strictMock<AuditService>('AuditService', { note: (details) => void parts.notes?.push(details), systemEvent: async (event) => void parts.events?.push(event) }),
+    strictMock<AuditService>('AuditService', {
+      note: (details) => void parts.notes?.push(details),
+      systemEvent: async (event) => void parts.events?.push(event),
+    }),
     strictMock<ClockRepository>('ClockRepository', { now: parts.now ?? (() => NOW) }),
-    strictMock<PinoLogger>('PinoLogger', { setContext: () => undefined, info: log, warn: log, error: log }),
+    strictMock<PinoLogger>('PinoLogger', {
+      setContext: () => undefined,
+      info: log,
+      warn: log,
+      error: log,
+    }),
     { secretKey: KEY } as ManagerIdentity,
   );
   return { realms, auth };
@@ -97,19 +117,35 @@ async function errorOf(promise: Promise<unknown>): Promise<DomainError> {
   return error as DomainError;
 }
 
-const unavailable = () => new DomainError(ErrorCode.RealmUnavailable, 'Cannot connect to the directory server at ldap://ldap.example.test: connection refused');
+const unavailable = () =>
+  new DomainError(
+    ErrorCode.RealmUnavailable,
+    'Cannot connect to the directory server at ldap://ldap.example.test: connection refused',
+  );
 
 /** A repository create that answers the stored row. */
 function storing(created: NewRealm[]) {
   return async (row: NewRealm) => {
     created.push(row);
-    return Object.assign(new RealmEntity(), { ...row, groupMappings: [...row.groupMappings], lastSyncAt: null, lastSyncError: null });
+    return Object.assign(new RealmEntity(), {
+      ...row,
+      groupMappings: [...row.groupMappings],
+      lastSyncAt: null,
+      lastSyncError: null,
+    });
   };
 }
 
 describe('creating realms', () => {
   const body = (overrides: Record<string, unknown> = {}) =>
-    createRealmSchema.parse({ id: 'corp', type: 'ldap', settings: LDAP, secret: BIND_PASSWORD, groupMappings: [{ pattern: 'debvisor-*' }], ...overrides });
+    createRealmSchema.parse({
+      id: 'corp',
+      type: 'ldap',
+      settings: LDAP,
+      secret: BIND_PASSWORD,
+      groupMappings: [{ pattern: 'debvisor-*' }],
+      ...overrides,
+    });
 
   it('tests an LDAP realm’s connection with its bind password, seals the password to the realm and never answers it', async () => {
     const created: NewRealm[] = [];
@@ -124,14 +160,24 @@ describe('creating realms', () => {
     expect(tested).toEqual([[LDAP_SETTINGS, BIND_PASSWORD]]);
     expect(box.open(created[0].sealedSecret!, 'realm:corp')).toBe(BIND_PASSWORD);
     expect(() => box.open(created[0].sealedSecret!, 'realm:other')).toThrow();
-    expect(answer).toMatchObject({ id: 'corp', type: 'ldap', hasSecret: true, settings: LDAP_SETTINGS, connection: { ok: true }, createdAt: NOW.toISOString() });
+    expect(answer).toMatchObject({
+      id: 'corp',
+      type: 'ldap',
+      hasSecret: true,
+      settings: LDAP_SETTINGS,
+      connection: { ok: true },
+      createdAt: NOW.toISOString(),
+    });
     expect(JSON.stringify(answer)).not.toContain(BIND_PASSWORD);
     expect(JSON.stringify(notes)).not.toContain(BIND_PASSWORD);
     expect(auth.invalidate).toHaveBeenCalled();
   });
 
   it('refuses an LDAP realm whose directory cannot be used, storing nothing', async () => {
-    const { realms } = service({ repository: { find: async () => null }, ldap: { testConnection: async () => Promise.reject(unavailable()) } });
+    const { realms } = service({
+      repository: { find: async () => null },
+      ldap: { testConnection: async () => Promise.reject(unavailable()) },
+    });
     expect((await errorOf(realms.create(body()))).code).toBe(ErrorCode.RealmUnavailable);
   });
 
@@ -143,14 +189,26 @@ describe('creating realms', () => {
     });
     const answer = await realms.create(body({ addAnyway: true }));
     expect(created).toHaveLength(1);
-    expect(answer.connection).toEqual({ ok: false, error: { code: 'realm_unavailable', message: unavailable().message } });
+    expect(answer.connection).toEqual({
+      ok: false,
+      error: { code: 'realm_unavailable', message: unavailable().message },
+    });
   });
 
   it('stores an OpenID Connect realm without a directory test', async () => {
     const created: NewRealm[] = [];
-    const { realms } = service({ repository: { find: async () => null, create: storing(created) } });
-    const answer = await realms.create(body({ type: 'openid', settings: OIDC, secret: 'client-secret' }));
-    expect(answer).toMatchObject({ type: 'openid', hasSecret: true, syncIntervalMinutes: null, connection: null });
+    const { realms } = service({
+      repository: { find: async () => null, create: storing(created) },
+    });
+    const answer = await realms.create(
+      body({ type: 'openid', settings: OIDC, secret: 'client-secret' }),
+    );
+    expect(answer).toMatchObject({
+      type: 'openid',
+      hasSecret: true,
+      syncIntervalMinutes: null,
+      connection: null,
+    });
     expect(box.open(created[0].sealedSecret!, 'realm:corp')).toBe('client-secret');
   });
 
@@ -160,18 +218,51 @@ describe('creating realms', () => {
   });
 
   it('validates the settings by type, the group mappings and OpenID Connect’s secret and schedule', () => {
-    const issues = (input: Record<string, unknown>) => createRealmSchema.safeParse(input).error?.issues.map((i) => i.path.join('.')) ?? [];
+    const issues = (input: Record<string, unknown>) =>
+      createRealmSchema.safeParse(input).error?.issues.map((i) => i.path.join('.')) ?? [];
     expect(issues({ id: 'corp', type: 'ldap', settings: OIDC })).toContain('settings.url');
-    expect(issues({ id: 'corp', type: 'openid', settings: LDAP, secret: 'x' })).toContain('settings.issuerUrl');
+    expect(issues({ id: 'corp', type: 'openid', settings: LDAP, secret: 'x' })).toContain(
+      'settings.issuerUrl',
+    );
     expect(issues({ id: 'sso', type: 'openid', settings: OIDC })).toEqual(['secret']);
-    expect(issues({ id: 'sso', type: 'openid', settings: OIDC, secret: 'x', syncIntervalMinutes: 60 })).toEqual(['syncIntervalMinutes']);
-    expect(issues({ id: 'corp', type: 'ldap', settings: LDAP, syncIntervalMinutes: 4 })).toEqual(['syncIntervalMinutes']);
-    expect(issues({ id: 'corp', type: 'ldap', settings: LDAP, syncIntervalMinutes: 10_081 })).toEqual(['syncIntervalMinutes']);
-    expect(issues({ id: 'corp', type: 'ldap', settings: LDAP, groupMappings: [{ pattern: 'a b' }] })).toEqual(['groupMappings.0.pattern']);
-    expect(issues({ id: 'corp', type: 'ldap', settings: LDAP, groupMappings: [{ pattern: 'x'.repeat(129) }] })).toEqual(['groupMappings.0.pattern']);
-    expect(issues({ id: 'corp', type: 'ldap', settings: LDAP, groupMappings: [{ pattern: '*', group: 'alice@local' }] })).toEqual(['groupMappings.0.group']);
+    expect(
+      issues({ id: 'sso', type: 'openid', settings: OIDC, secret: 'x', syncIntervalMinutes: 60 }),
+    ).toEqual(['syncIntervalMinutes']);
+    expect(issues({ id: 'corp', type: 'ldap', settings: LDAP, syncIntervalMinutes: 4 })).toEqual([
+      'syncIntervalMinutes',
+    ]);
+    expect(
+      issues({ id: 'corp', type: 'ldap', settings: LDAP, syncIntervalMinutes: 10_081 }),
+    ).toEqual(['syncIntervalMinutes']);
+    expect(
+      issues({ id: 'corp', type: 'ldap', settings: LDAP, groupMappings: [{ pattern: 'a b' }] }),
+    ).toEqual(['groupMappings.0.pattern']);
+    expect(
+      issues({
+        id: 'corp',
+        type: 'ldap',
+        settings: LDAP,
+        groupMappings: [{ pattern: 'x'.repeat(129) }],
+      }),
+    ).toEqual(['groupMappings.0.pattern']);
+    expect(
+      issues({
+        id: 'corp',
+        type: 'ldap',
+        settings: LDAP,
+        groupMappings: [{ pattern: '*', group: 'alice@local' }],
+      }),
+    ).toEqual(['groupMappings.0.group']);
     expect(issues({ id: 'corp', type: 'local', settings: {} })).toContain('type');
-    expect(issues({ id: 'corp', type: 'ldap', settings: LDAP, syncIntervalMinutes: 5, groupMappings: [{ pattern: 'debvisor-*', group: 'ops', tenant: true }] })).toEqual([]);
+    expect(
+      issues({
+        id: 'corp',
+        type: 'ldap',
+        settings: LDAP,
+        syncIntervalMinutes: 5,
+        groupMappings: [{ pattern: 'debvisor-*', group: 'ops', tenant: true }],
+      }),
+    ).toEqual([]);
   });
 });
 
@@ -180,7 +271,13 @@ describe('changing realms', () => {
 
   it('lets the local realm change only its comment and requireTfa', async () => {
     const patches: RealmPatch[] = [];
-    const local = realm({ id: 'local', type: 'local', settings: {}, sealedSecret: null, groupMappings: [] });
+    const local = realm({
+      id: 'local',
+      type: 'local',
+      settings: {},
+      sealedSecret: null,
+      groupMappings: [],
+    });
     const { realms, auth } = service({
       repository: {
         find: async () => local,
@@ -193,21 +290,35 @@ describe('changing realms', () => {
     expect((await realms.update('local', body({ requireTfa: true }))).requireTfa).toBe(true);
     expect(patches).toEqual([{ comment: undefined, requireTfa: true }]);
     expect(auth.invalidate).toHaveBeenCalled();
-    for (const refused of [{ type: 'ldap', settings: LDAP }, { settings: {} }, { secret: 'x' }, { groupMappings: [] }, { syncIntervalMinutes: 60 }]) {
-      expect((await errorOf(realms.update('local', body(refused)))).code, JSON.stringify(refused)).toBe(ErrorCode.ValidationFailed);
+    for (const refused of [
+      { type: 'ldap', settings: LDAP },
+      { settings: {} },
+      { secret: 'x' },
+      { groupMappings: [] },
+      { syncIntervalMinutes: 60 },
+    ]) {
+      expect(
+        (await errorOf(realms.update('local', body(refused)))).code,
+        JSON.stringify(refused),
+      ).toBe(ErrorCode.ValidationFailed);
     }
     expect(patches).toHaveLength(1);
   });
 
   it('refuses to make another realm local', async () => {
     const { realms } = service({ repository: { find: async () => realm() } });
-    expect((await errorOf(realms.update('corp', body({ type: 'local' })))).code).toBe(ErrorCode.ValidationFailed);
+    expect((await errorOf(realms.update('corp', body({ type: 'local' })))).code).toBe(
+      ErrorCode.ValidationFailed,
+    );
   });
 
   it('changes a comment without testing the directory or touching the secret', async () => {
     const patches: RealmPatch[] = [];
     const { realms } = service({
-      repository: { find: async () => realm(), update: async (_id, patch) => (patches.push(patch), realm({ comment: 'new' })) },
+      repository: {
+        find: async () => realm(),
+        update: async (_id, patch) => (patches.push(patch), realm({ comment: 'new' })),
+      },
     });
     const answer = await realms.update('corp', body({ comment: 'new' }));
     expect(answer.connection).toBeNull();
@@ -222,14 +333,19 @@ describe('changing realms', () => {
       ldap: { testConnection: async (...args) => void tested.push(args) },
     });
     await realms.update('corp', body({ settings: { ...LDAP, url: 'ldaps://ldap.example.test' } }));
-    expect(tested).toEqual([[{ ...LDAP_SETTINGS, url: 'ldaps://ldap.example.test' }, BIND_PASSWORD]]);
+    expect(tested).toEqual([
+      [{ ...LDAP_SETTINGS, url: 'ldaps://ldap.example.test' }, BIND_PASSWORD],
+    ]);
   });
 
   it('seals a new secret, or removes it with null', async () => {
     const patches: RealmPatch[] = [];
     const tested: unknown[][] = [];
     const { realms } = service({
-      repository: { find: async () => realm(), update: async (_id, patch) => (patches.push(patch), realm()) },
+      repository: {
+        find: async () => realm(),
+        update: async (_id, patch) => (patches.push(patch), realm()),
+      },
       ldap: { testConnection: async (...args) => void tested.push(args) },
     });
     await realms.update('corp', body({ secret: 'rotated' }));
@@ -241,35 +357,57 @@ describe('changing realms', () => {
 
   it('refuses invalid settings for the realm’s type, naming the field', async () => {
     const { realms } = service({ repository: { find: async () => realm() } });
-    const error = await errorOf(realms.update('corp', body({ settings: { ...LDAP, url: 'http://x' } })));
+    const error = await errorOf(
+      realms.update('corp', body({ settings: { ...LDAP, url: 'http://x' } })),
+    );
     expect(error.code).toBe(ErrorCode.ValidationFailed);
     expect(error.message).toMatch(/^settings\.url: /);
   });
 
   it('changes type only with the new type’s settings, dropping the old secret unless a new one comes', async () => {
     const patches: RealmPatch[] = [];
-    const { realms } = service({ repository: { find: async () => realm({ syncIntervalMinutes: 60 }), update: async (_id, patch) => (patches.push(patch), realm()) } });
-    expect((await errorOf(realms.update('corp', body({ type: 'openid' })))).message).toMatch(/^settings:/);
-    expect((await errorOf(realms.update('corp', body({ type: 'openid', settings: OIDC })))).message).toMatch(/^secret:/);
+    const { realms } = service({
+      repository: {
+        find: async () => realm({ syncIntervalMinutes: 60 }),
+        update: async (_id, patch) => (patches.push(patch), realm()),
+      },
+    });
+    expect((await errorOf(realms.update('corp', body({ type: 'openid' })))).message).toMatch(
+      /^settings:/,
+    );
+    expect(
+      (await errorOf(realms.update('corp', body({ type: 'openid', settings: OIDC })))).message,
+    ).toMatch(/^secret:/);
     await realms.update('corp', body({ type: 'openid', settings: OIDC, secret: 'client-secret' }));
     expect(patches[0]).toMatchObject({ type: 'openid', syncIntervalMinutes: null });
     expect(box.open(patches[0].sealedSecret!, 'realm:corp')).toBe('client-secret');
   });
 
   it('refuses a schedule for an OpenID Connect realm', async () => {
-    const { realms } = service({ repository: { find: async () => realm({ type: 'openid', settings: OIDC }) } });
-    expect((await errorOf(realms.update('corp', body({ syncIntervalMinutes: 60 })))).code).toBe(ErrorCode.ValidationFailed);
+    const { realms } = service({
+      repository: { find: async () => realm({ type: 'openid', settings: OIDC }) },
+    });
+    expect((await errorOf(realms.update('corp', body({ syncIntervalMinutes: 60 })))).code).toBe(
+      ErrorCode.ValidationFailed,
+    );
   });
 
   it('refuses new LDAP settings the directory rejects, unless addAnyway', async () => {
     const patches: RealmPatch[] = [];
     const { realms } = service({
-      repository: { find: async () => realm(), update: async (_id, patch) => (patches.push(patch), realm()) },
+      repository: {
+        find: async () => realm(),
+        update: async (_id, patch) => (patches.push(patch), realm()),
+      },
       ldap: { testConnection: async () => Promise.reject(unavailable()) },
     });
-    expect((await errorOf(realms.update('corp', body({ secret: 'wrong' })))).code).toBe(ErrorCode.RealmUnavailable);
+    expect((await errorOf(realms.update('corp', body({ secret: 'wrong' })))).code).toBe(
+      ErrorCode.RealmUnavailable,
+    );
     expect(patches).toHaveLength(0);
-    expect((await realms.update('corp', body({ secret: 'wrong', addAnyway: true }))).connection).toMatchObject({ ok: false });
+    expect(
+      (await realms.update('corp', body({ secret: 'wrong', addAnyway: true }))).connection,
+    ).toMatchObject({ ok: false });
   });
 });
 
@@ -289,7 +427,9 @@ describe('deleting realms', () => {
 
 describe('views', () => {
   it('answer hasSecret instead of the secret', async () => {
-    const { realms } = service({ repository: { list: async () => [realm(), realm({ id: 'open', sealedSecret: null })] } });
+    const { realms } = service({
+      repository: { list: async () => [realm(), realm({ id: 'open', sealedSecret: null })] },
+    });
     const { items } = await realms.list();
     expect(items.map((r) => [r.id, r.hasSecret])).toEqual([
       ['corp', true],
@@ -300,9 +440,17 @@ describe('views', () => {
   });
 
   it('offer a login page each realm’s id, type and comment only, local first', async () => {
-    const local = realm({ id: 'local', type: 'local', comment: 'Local accounts', settings: {}, sealedSecret: null });
+    const local = realm({
+      id: 'local',
+      type: 'local',
+      comment: 'Local accounts',
+      settings: {},
+      sealedSecret: null,
+    });
     const sso = realm({ id: 'sso', type: 'openid', comment: 'Company SSO', settings: OIDC });
-    const { realms } = service({ repository: { list: async () => [realm({ comment: 'Directory' }), local, sso] } });
+    const { realms } = service({
+      repository: { list: async () => [realm({ comment: 'Directory' }), local, sso] },
+    });
     expect(await realms.loginChoices()).toEqual({
       items: [
         { id: 'local', type: 'local', comment: 'Local accounts' },
@@ -315,7 +463,10 @@ describe('views', () => {
   it('read the login page’s list once while nothing changes, afresh after a realm is removed here or after the TTL', async () => {
     let now = NOW;
     let reads = 0;
-    const stored = [realm({ id: 'local', type: 'local', settings: {}, sealedSecret: null }), realm()];
+    const stored = [
+      realm({ id: 'local', type: 'local', settings: {}, sealedSecret: null }),
+      realm(),
+    ];
     const { realms } = service({
       now: () => now,
       repository: {
@@ -346,7 +497,9 @@ describe('views', () => {
     });
     await expect(realms.loginChoices()).rejects.toThrow('database unavailable');
     fail = false;
-    expect((await realms.loginChoices()).items).toEqual([{ id: 'local', type: 'local', comment: '' }]);
+    expect((await realms.loginChoices()).items).toEqual([
+      { id: 'local', type: 'local', comment: '' },
+    ]);
   });
 });
 
@@ -354,7 +507,12 @@ describe('directory logins', () => {
   /** A repository holding `stored` (or nobody) that records the batches it is given. */
   function withUsers(stored: UserEntity | null, batches: IdentityBatch[]) {
     return {
-      findUser: async (id: string) => (batches.length > 0 ? user({ id, username: id.split('@')[0] }) : stored?.id === id ? stored : null),
+      findUser: async (id: string) =>
+        batches.length > 0
+          ? user({ id, username: id.split('@')[0] })
+          : stored?.id === id
+            ? stored
+            : null,
       applyIdentities: async (batch: IdentityBatch) => (batches.push(batch), NO_CHANGE),
     };
   }
@@ -372,7 +530,9 @@ describe('directory logins', () => {
         },
       },
     });
-    expect(await realms.verifyDirectoryPassword(realm(), 'ann', 'ann-pw')).toEqual({ userId: 'ann@corp' });
+    expect(await realms.verifyDirectoryPassword(realm(), 'ann', 'ann-pw')).toEqual({
+      userId: 'ann@corp',
+    });
     expect(binds).toEqual([ANN_DN]);
     expect(batches).toEqual([
       {
@@ -410,18 +570,29 @@ describe('directory logins', () => {
         groupsOfUser: async () => [],
       },
     });
-    expect(await realms.verifyDirectoryPassword(realm(), 'ANN', 'ann-pw')).toEqual({ userId: 'ann@corp' });
-    expect(batches[0].users[0]).toMatchObject({ id: 'ann@corp', username: 'ann', displayName: 'Ann Example', groups: [] });
+    expect(await realms.verifyDirectoryPassword(realm(), 'ANN', 'ann-pw')).toEqual({
+      userId: 'ann@corp',
+    });
+    expect(batches[0].users[0]).toMatchObject({
+      id: 'ann@corp',
+      username: 'ann',
+      displayName: 'Ann Example',
+      groups: [],
+    });
   });
 
   it('answers unknown for a user the directory does not hold, without a bind', async () => {
-    const { realms } = service({ repository: { findUser: async () => null }, ldap: { findUser: async () => null } });
+    const { realms } = service({
+      repository: { findUser: async () => null },
+      ldap: { findUser: async () => null },
+    });
     expect(await realms.verifyDirectoryPassword(realm(), 'nobody', 'pw')).toBe('unknown');
   });
 
   it('answers unknown for a name that cannot be a user name, without asking the directory', async () => {
     const { realms } = service();
-    for (const name of ['*', 'a b', '-x', 'x'.repeat(201)]) expect(await realms.verifyDirectoryPassword(realm(), name, 'pw')).toBe('unknown');
+    for (const name of ['*', 'a b', '-x', 'x'.repeat(201)])
+      expect(await realms.verifyDirectoryPassword(realm(), name, 'pw')).toBe('unknown');
   });
 
   it('answers wrong after one refused bind when the directory still has the cached DN', async () => {
@@ -448,23 +619,42 @@ describe('directory logins', () => {
         groupsOfUser: async (_settings, _password, dn) => (dn === moved ? ['debvisor-admin'] : []),
       },
     });
-    expect(await realms.verifyDirectoryPassword(realm(), 'ann', 'ann-pw')).toEqual({ userId: 'ann@corp' });
-    expect(batches[0].users[0]).toMatchObject({ externalId: moved, groups: [{ id: 'debvisor-admin', tenant: false }] });
+    expect(await realms.verifyDirectoryPassword(realm(), 'ann', 'ann-pw')).toEqual({
+      userId: 'ann@corp',
+    });
+    expect(batches[0].users[0]).toMatchObject({
+      externalId: moved,
+      groups: [{ id: 'debvisor-admin', tenant: false }],
+    });
   });
 
   it('answers unknown for a cached user the directory no longer holds', async () => {
-    const { realms } = service({ repository: { findUser: async () => user() }, ldap: { bindAsUser: async () => false, findUser: async () => null } });
+    const { realms } = service({
+      repository: { findUser: async () => user() },
+      ldap: { bindAsUser: async () => false, findUser: async () => null },
+    });
     expect(await realms.verifyDirectoryPassword(realm(), 'ann', 'ann-pw')).toBe('unknown');
   });
 
   it('lets realm_unavailable through when the directory cannot be reached', async () => {
-    const { realms } = service({ repository: { findUser: async () => null }, ldap: { findUser: async () => Promise.reject(unavailable()) } });
-    expect((await errorOf(realms.verifyDirectoryPassword(realm(), 'ann', 'ann-pw'))).code).toBe(ErrorCode.RealmUnavailable);
+    const { realms } = service({
+      repository: { findUser: async () => null },
+      ldap: { findUser: async () => Promise.reject(unavailable()) },
+    });
+    expect((await errorOf(realms.verifyDirectoryPassword(realm(), 'ann', 'ann-pw'))).code).toBe(
+      ErrorCode.RealmUnavailable,
+    );
   });
 });
 
 describe('external identities', () => {
-  const identity = { username: 'ann', externalId: ANN_DN, displayName: 'Ann', email: null, groups: ['debvisor-operator'] };
+  const identity = {
+    username: 'ann',
+    externalId: ANN_DN,
+    displayName: 'Ann',
+    email: null,
+    groups: ['debvisor-operator'],
+  };
 
   function applying(before: UserEntity | null, batches: IdentityBatch[]) {
     let calls = 0;
@@ -476,13 +666,18 @@ describe('external identities', () => {
 
   it('re-enables a user the sync disabled, once the realm lists it again', async () => {
     const batches: IdentityBatch[] = [];
-    const { realms } = service({ repository: applying(user({ enabled: false, externalId: null }), batches) });
+    const { realms } = service({
+      repository: applying(user({ enabled: false, externalId: null }), batches),
+    });
     await realms.applyExternalIdentity(realm(), identity);
     expect(batches[0].users[0].reenable).toBe(true);
   });
 
   it('keeps a user disabled that an administrator disabled, or that the directory never listed', async () => {
-    for (const before of [user({ enabled: false }), user({ enabled: false, externalId: null, syncedAt: null })]) {
+    for (const before of [
+      user({ enabled: false }),
+      user({ enabled: false, externalId: null, syncedAt: null }),
+    ]) {
       const batches: IdentityBatch[] = [];
       const { realms } = service({ repository: applying(before, batches) });
       await realms.applyExternalIdentity(realm(), identity);
@@ -492,7 +687,9 @@ describe('external identities', () => {
 
   it('never re-enables users of an OpenID Connect realm', async () => {
     const batches: IdentityBatch[] = [];
-    const { realms } = service({ repository: applying(user({ enabled: false, externalId: null }), batches) });
+    const { realms } = service({
+      repository: applying(user({ enabled: false, externalId: null }), batches),
+    });
     await realms.applyExternalIdentity(realm({ type: 'openid', settings: OIDC }), identity);
     expect(batches[0].users[0].reenable).toBe(false);
   });
@@ -500,14 +697,21 @@ describe('external identities', () => {
   it('clips display names and emails to what the database holds', async () => {
     const batches: IdentityBatch[] = [];
     const { realms } = service({ repository: applying(null, batches) });
-    await realms.applyExternalIdentity(realm(), { ...identity, displayName: 'd'.repeat(300), email: `${'e'.repeat(300)}@x` });
+    await realms.applyExternalIdentity(realm(), {
+      ...identity,
+      displayName: 'd'.repeat(300),
+      email: `${'e'.repeat(300)}@x`,
+    });
     expect(batches[0].users[0].displayName).toHaveLength(255);
     expect(batches[0].users[0].email).toHaveLength(255);
   });
 
   it('refuses a user name that cannot be a manager user name', async () => {
     const { realms } = service();
-    expect((await errorOf(realms.applyExternalIdentity(realm(), { ...identity, username: 'ann smith' }))).code).toBe(ErrorCode.Unauthenticated);
+    expect(
+      (await errorOf(realms.applyExternalIdentity(realm(), { ...identity, username: 'ann smith' })))
+        .code,
+    ).toBe(ErrorCode.Unauthenticated);
   });
 });
 
@@ -515,9 +719,24 @@ describe('directory syncs', () => {
   const directory = {
     users: [
       { username: 'ann', dn: ANN_DN, displayName: 'Ann', email: 'ann@example.test' },
-      { username: 'bob', dn: 'uid=bob,ou=people,dc=example,dc=test', displayName: 'Bob', email: null },
-      { username: 'bad name', dn: 'uid=bad name,ou=people,dc=example,dc=test', displayName: null, email: null },
-      { username: 'dora', dn: 'uid=dora,ou=people,dc=example,dc=test', displayName: 'Dora', email: null },
+      {
+        username: 'bob',
+        dn: 'uid=bob,ou=people,dc=example,dc=test',
+        displayName: 'Bob',
+        email: null,
+      },
+      {
+        username: 'bad name',
+        dn: 'uid=bad name,ou=people,dc=example,dc=test',
+        displayName: null,
+        email: null,
+      },
+      {
+        username: 'dora',
+        dn: 'uid=dora,ou=people,dc=example,dc=test',
+        displayName: 'Dora',
+        email: null,
+      },
     ],
     groups: [
       { name: 'debvisor-operator', dn: 'cn=debvisor-operator', memberUsernames: ['ann', 'bob'] },
@@ -531,8 +750,21 @@ describe('directory syncs', () => {
     const notes: Record<string, unknown>[] = [];
     const stored = [
       user(), // unchanged
-      user({ id: 'bob@corp', username: 'bob', displayName: 'Robert', externalId: 'uid=bob,ou=people,dc=example,dc=test', email: null }), // renamed
-      user({ id: 'dora@corp', username: 'dora', enabled: false, externalId: null, displayName: 'Dora', email: null }), // disabled by a sync, back
+      user({
+        id: 'bob@corp',
+        username: 'bob',
+        displayName: 'Robert',
+        externalId: 'uid=bob,ou=people,dc=example,dc=test',
+        email: null,
+      }), // renamed
+      user({
+        id: 'dora@corp',
+        username: 'dora',
+        enabled: false,
+        externalId: null,
+        displayName: 'Dora',
+        email: null,
+      }), // disabled by a sync, back
       user({ id: 'carl@corp', username: 'carl' }), // gone
       user({ id: 'eve@corp', username: 'eve', enabled: false }), // gone, an admin had disabled her
     ];
@@ -540,7 +772,16 @@ describe('directory syncs', () => {
       repository: {
         find: async () => realm(),
         usersOfRealm: async () => stored,
-        applyIdentities: async (batch) => (batches.push(batch), { usersCreated: 0, usersDisabled: 1, groupsCreated: 2, membershipsAdded: 3, membershipsRemoved: 4 }),
+        applyIdentities: async (batch) => (
+          batches.push(batch),
+          {
+            usersCreated: 0,
+            usersDisabled: 1,
+            groupsCreated: 2,
+            membershipsAdded: 3,
+            membershipsRemoved: 4,
+          }
+        ),
       },
       ldap: {
         fetchDirectory: async (settings, password) => {
@@ -577,7 +818,10 @@ describe('directory syncs', () => {
   it('stores why a sync failed and lets the error through', async () => {
     const failures: string[] = [];
     const { realms } = service({
-      repository: { find: async () => realm(), recordSyncFailure: async (_id, message) => void failures.push(message) },
+      repository: {
+        find: async () => realm(),
+        recordSyncFailure: async (_id, message) => void failures.push(message),
+      },
       ldap: { fetchDirectory: async () => Promise.reject(unavailable()) },
     });
     expect((await errorOf(realms.sync('corp'))).code).toBe(ErrorCode.RealmUnavailable);
@@ -587,7 +831,11 @@ describe('directory syncs', () => {
   it('stores no internals of an unexpected failure', async () => {
     const failures: string[] = [];
     const { realms } = service({
-      repository: { find: async () => realm(), usersOfRealm: async () => Promise.reject(new Error('connection to 10.0.0.9:5432 lost')), recordSyncFailure: async (_id, m) => void failures.push(m) },
+      repository: {
+        find: async () => realm(),
+        usersOfRealm: async () => Promise.reject(new Error('connection to 10.0.0.9:5432 lost')),
+        recordSyncFailure: async (_id, m) => void failures.push(m),
+      },
       ldap: { fetchDirectory: async () => directory },
     });
     await expect(realms.sync('corp')).rejects.toThrow('connection to 10.0.0.9:5432 lost');
@@ -595,7 +843,9 @@ describe('directory syncs', () => {
   });
 
   it('refuses to sync an OpenID Connect realm', async () => {
-    const { realms } = service({ repository: { find: async () => realm({ type: 'openid', settings: OIDC }) } });
+    const { realms } = service({
+      repository: { find: async () => realm({ type: 'openid', settings: OIDC }) },
+    });
     expect((await errorOf(realms.sync('corp'))).code).toBe(ErrorCode.BadRequest);
   });
 
@@ -604,7 +854,11 @@ describe('directory syncs', () => {
     let most = 0;
     let fetches = 0;
     const { realms } = service({
-      repository: { find: async () => realm(), usersOfRealm: async () => [], applyIdentities: async () => NO_CHANGE },
+      repository: {
+        find: async () => realm(),
+        usersOfRealm: async () => [],
+        applyIdentities: async () => NO_CHANGE,
+      },
       ldap: {
         fetchDirectory: async () => {
           active++;
@@ -627,8 +881,16 @@ describe('scheduled syncs', () => {
 
   it('syncs the realms whose interval has passed and leaves the others', async () => {
     const synced: string[] = [];
-    const due = realm({ id: 'due', syncIntervalMinutes: 60, lastSyncAt: new Date(NOW.getTime() - minutes(61)) });
-    const fresh = realm({ id: 'fresh', syncIntervalMinutes: 60, lastSyncAt: new Date(NOW.getTime() - minutes(59)) });
+    const due = realm({
+      id: 'due',
+      syncIntervalMinutes: 60,
+      lastSyncAt: new Date(NOW.getTime() - minutes(61)),
+    });
+    const fresh = realm({
+      id: 'fresh',
+      syncIntervalMinutes: 60,
+      lastSyncAt: new Date(NOW.getTime() - minutes(59)),
+    });
     const never = realm({ id: 'never', syncIntervalMinutes: 5, lastSyncAt: null });
     const byId = new Map([due, fresh, never].map((r) => [r.id, r]));
     const events: Parameters<AuditService['systemEvent']>[0][] = [];
@@ -656,7 +918,11 @@ describe('scheduled syncs', () => {
     const logs: unknown[][] = [];
     const failing = realm({ syncIntervalMinutes: 10, lastSyncAt: null });
     const { realms } = service({
-      repository: { scheduledRealms: async () => [failing], find: async () => failing, recordSyncFailure: async (_id, m) => void failures.push(m) },
+      repository: {
+        scheduledRealms: async () => [failing],
+        find: async () => failing,
+        recordSyncFailure: async (_id, m) => void failures.push(m),
+      },
       ldap: { fetchDirectory: async () => Promise.reject(unavailable()) },
       now: () => new Date(now),
       logs,
@@ -673,7 +939,10 @@ describe('scheduled syncs', () => {
 
   it('never throws out of the timer, even when the realms cannot be read', async () => {
     const logs: unknown[][] = [];
-    const { realms } = service({ repository: { scheduledRealms: async () => Promise.reject(new Error('database down')) }, logs });
+    const { realms } = service({
+      repository: { scheduledRealms: async () => Promise.reject(new Error('database down')) },
+      logs,
+    });
     await expect(realms.runDueSyncs()).resolves.toBeUndefined();
     expect(JSON.stringify(logs)).toContain('cannot look for realms to sync');
   });

@@ -14,7 +14,15 @@ import { formatUserId, usernameSchema } from './principal';
 import type { RealmEntity, RealmType } from './realm.entity';
 import { LdapDirectoryRepository, type DirectoryUser } from './realms/ldap-directory.repository';
 import { ldapRealmSettingsSchema, type LdapRealmSettings } from './realms/ldap-settings';
-import { REALM_SETTINGS_SCHEMAS, type CreateRealmInput, type LoginRealmView, type RealmConnection, type RealmView, type SyncSummary, type UpdateRealmInput } from './realms.dto';
+import {
+  REALM_SETTINGS_SCHEMAS,
+  type CreateRealmInput,
+  type LoginRealmView,
+  type RealmConnection,
+  type RealmView,
+  type SyncSummary,
+  type UpdateRealmInput,
+} from './realms.dto';
 import { RealmsRepository, type IdentityWrite, type RealmPatch } from './realms.repository';
 import type { UserEntity } from './user.entity';
 
@@ -56,7 +64,8 @@ export class RealmsService {
   /** When this instance last tried a scheduled sync of each realm (so that failures wait an interval too). */
   private readonly lastAttempt = new Map<string, number>();
   private ticking = false;
-  private loginChoicesCache: { at: number; answer: Promise<{ items: LoginRealmView[] }> } | undefined;
+  private loginChoicesCache:
+    { at: number; answer: Promise<{ items: LoginRealmView[] }> } | undefined;
 
   constructor(
     private readonly repository: RealmsRepository,
@@ -86,7 +95,10 @@ export class RealmsService {
     const now = this.clock.now().getTime();
     if (!this.loginChoicesCache || now - this.loginChoicesCache.at >= LOGIN_CHOICES_TTL_MS) {
       const answer = this.repository.list().then((realms) => {
-        const ordered = [...realms.filter((r) => r.id === 'local'), ...realms.filter((r) => r.id !== 'local')];
+        const ordered = [
+          ...realms.filter((r) => r.id === 'local'),
+          ...realms.filter((r) => r.id !== 'local'),
+        ];
         return { items: ordered.map(({ id, type, comment }) => ({ id, type, comment })) };
       });
       // A failed read is not kept.
@@ -110,10 +122,12 @@ export class RealmsService {
 
   /** Adds an LDAP or OpenID Connect realm; an LDAP realm's connection is tested first (refused on failure unless `addAnyway`). */
   async create(input: CreateRealmInput): Promise<RealmView & { connection: RealmConnection }> {
-    if (await this.repository.find(input.id)) throw new DomainError(ErrorCode.Conflict, `realm ${input.id} already exists`);
+    if (await this.repository.find(input.id))
+      throw new DomainError(ErrorCode.Conflict, `realm ${input.id} already exists`);
     const secret = input.secret ?? null;
     const settings = parseSettings(input.type, input.settings);
-    const connection = input.type === 'ldap' ? await this.testLdap(settings, secret, input.addAnyway) : null;
+    const connection =
+      input.type === 'ldap' ? await this.testLdap(settings, secret, input.addAnyway) : null;
     const realm = await this.repository.create({
       id: input.id,
       type: input.type,
@@ -126,7 +140,12 @@ export class RealmsService {
       createdAt: this.clock.now(),
     });
     this.realmsChanged();
-    this.audit.note({ type: realm.type, hasSecret: secret !== null, connection: connectionNote(connection), addAnyway: input.addAnyway });
+    this.audit.note({
+      type: realm.type,
+      hasSecret: secret !== null,
+      connection: connectionNote(connection),
+      addAnyway: input.addAnyway,
+    });
     return { ...toView(realm), connection };
   }
 
@@ -136,39 +155,81 @@ export class RealmsService {
    * unless a new one is given. An LDAP realm's connection is tested when its settings, secret or
    * type change.
    */
-  async update(id: string, input: UpdateRealmInput): Promise<RealmView & { connection: RealmConnection }> {
+  async update(
+    id: string,
+    input: UpdateRealmInput,
+  ): Promise<RealmView & { connection: RealmConnection }> {
     const realm = await this.require(id);
-    const changed = (Object.keys(input) as (keyof UpdateRealmInput)[]).filter((key) => key !== 'addAnyway' && input[key] !== undefined);
+    const changed = (Object.keys(input) as (keyof UpdateRealmInput)[]).filter(
+      (key) => key !== 'addAnyway' && input[key] !== undefined,
+    );
     if (realm.type === 'local') {
-      const refused = changed.filter((key) => !['comment', 'requireTfa', 'type'].includes(key) || (key === 'type' && input.type !== 'local'));
+      const refused = changed.filter(
+        (key) =>
+          !['comment', 'requireTfa', 'type'].includes(key) ||
+          (key === 'type' && input.type !== 'local'),
+      );
       if (refused.length > 0) {
-        throw new DomainError(ErrorCode.ValidationFailed, `${refused.join(', ')}: the local realm has only comment and requireTfa to change`);
+        throw new DomainError(
+          ErrorCode.ValidationFailed,
+          `${refused.join(', ')}: the local realm has only comment and requireTfa to change`,
+        );
       }
-      const updated = await this.repository.update(id, { comment: input.comment, requireTfa: input.requireTfa });
+      const updated = await this.repository.update(id, {
+        comment: input.comment,
+        requireTfa: input.requireTfa,
+      });
       this.realmsChanged();
       this.audit.note({ changed });
       return { ...toView(updated ?? realm), connection: null };
     }
 
     const type = input.type ?? realm.type;
-    if (type === 'local') throw new DomainError(ErrorCode.ValidationFailed, 'type: only the built-in realm local is of type local');
+    if (type === 'local')
+      throw new DomainError(
+        ErrorCode.ValidationFailed,
+        'type: only the built-in realm local is of type local',
+      );
     const typeChanged = type !== realm.type;
     if (typeChanged && input.settings === undefined) {
-      throw new DomainError(ErrorCode.ValidationFailed, `settings: a realm changing to type ${type} needs all the settings of that type`);
+      throw new DomainError(
+        ErrorCode.ValidationFailed,
+        `settings: a realm changing to type ${type} needs all the settings of that type`,
+      );
     }
-    const settings = input.settings !== undefined ? parseSettings(type, input.settings) : realm.settings;
+    const settings =
+      input.settings !== undefined ? parseSettings(type, input.settings) : realm.settings;
     // Absent: the stored secret stays (it is opened only when a connection test needs it); a change of type drops it.
     const keepSecret = input.secret === undefined && !typeChanged;
     const newSecret = input.secret ?? null;
     if (type === 'openid' && (keepSecret ? realm.sealedSecret === null : newSecret === null)) {
-      throw new DomainError(ErrorCode.ValidationFailed, 'secret: an OpenID Connect realm needs its client secret');
+      throw new DomainError(
+        ErrorCode.ValidationFailed,
+        'secret: an OpenID Connect realm needs its client secret',
+      );
     }
-    const syncIntervalMinutes = input.syncIntervalMinutes !== undefined ? input.syncIntervalMinutes : type === 'openid' ? null : realm.syncIntervalMinutes;
+    const syncIntervalMinutes =
+      input.syncIntervalMinutes !== undefined
+        ? input.syncIntervalMinutes
+        : type === 'openid'
+          ? null
+          : realm.syncIntervalMinutes;
     if (type === 'openid' && syncIntervalMinutes !== null) {
-      throw new DomainError(ErrorCode.ValidationFailed, 'syncIntervalMinutes: only LDAP realms sync on a schedule');
+      throw new DomainError(
+        ErrorCode.ValidationFailed,
+        'syncIntervalMinutes: only LDAP realms sync on a schedule',
+      );
     }
-    const connectionChanged = typeChanged || input.settings !== undefined || input.secret !== undefined;
-    const connection = type === 'ldap' && connectionChanged ? await this.testLdap(settings, keepSecret ? this.secretOf(realm) : newSecret, input.addAnyway) : null;
+    const connectionChanged =
+      typeChanged || input.settings !== undefined || input.secret !== undefined;
+    const connection =
+      type === 'ldap' && connectionChanged
+        ? await this.testLdap(
+            settings,
+            keepSecret ? this.secretOf(realm) : newSecret,
+            input.addAnyway,
+          )
+        : null;
 
     const patch: RealmPatch = {
       type,
@@ -178,18 +239,30 @@ export class RealmsService {
       groupMappings: input.groupMappings,
       syncIntervalMinutes,
     };
-    const sealedSecret = keepSecret ? undefined : newSecret === null ? null : this.box.seal(newSecret, sealContext(id));
+    const sealedSecret = keepSecret
+      ? undefined
+      : newSecret === null
+        ? null
+        : this.box.seal(newSecret, sealContext(id));
     // null must reach the repository as a value (remove the secret), not as "unchanged".
-    const updated = await this.repository.update(id, sealedSecret === undefined ? patch : { ...patch, sealedSecret });
+    const updated = await this.repository.update(
+      id,
+      sealedSecret === undefined ? patch : { ...patch, sealedSecret },
+    );
     if (!updated) throw DomainError.notFound(`realm ${id}`);
     this.realmsChanged();
-    this.audit.note({ changed, connection: connectionNote(connection), addAnyway: input.addAnyway });
+    this.audit.note({
+      changed,
+      connection: connectionNote(connection),
+      addAnyway: input.addAnyway,
+    });
     return { ...toView(updated), connection };
   }
 
   /** Removes a realm with its users (their tokens, sessions, memberships and ACL entries). The local realm stays. */
   async delete(id: string): Promise<void> {
-    if (id === 'local') throw new DomainError(ErrorCode.BadRequest, 'the local realm cannot be deleted');
+    if (id === 'local')
+      throw new DomainError(ErrorCode.BadRequest, 'the local realm cannot be deleted');
     if (!(await this.repository.delete(id))) throw DomainError.notFound(`realm ${id}`);
     this.lastAttempt.delete(id);
     this.realmsChanged();
@@ -204,9 +277,13 @@ export class RealmsService {
     try {
       return this.box.open(realm.sealedSecret, sealContext(realm.id));
     } catch (error) {
-      throw new DomainError(ErrorCode.RealmUnavailable, `the stored secret of realm ${realm.id} cannot be opened (was the manager's key replaced?): set it again`, {
-        cause: error,
-      });
+      throw new DomainError(
+        ErrorCode.RealmUnavailable,
+        `the stored secret of realm ${realm.id} cannot be opened (was the manager's key replaced?): set it again`,
+        {
+          cause: error,
+        },
+      );
     }
   }
 
@@ -219,7 +296,11 @@ export class RealmsService {
    * On success the user and its groups (read from the directory for this DN) are stored.
    * RealmUnavailable when the directory cannot be used.
    */
-  async verifyDirectoryPassword(realm: RealmEntity, username: string, password: string): Promise<DirectoryPasswordCheck> {
+  async verifyDirectoryPassword(
+    realm: RealmEntity,
+    username: string,
+    password: string,
+  ): Promise<DirectoryPasswordCheck> {
     if (realm.type !== 'ldap') throw new Error(`realm ${realm.id} is not an LDAP realm`);
     if (!usernameSchema.safeParse(username).success) return 'unknown';
     const settings = ldapSettingsOf(realm);
@@ -234,9 +315,23 @@ export class RealmsService {
       if (!(await this.ldap.bindAsUser(settings, entry.dn, password))) return 'wrong';
     }
     const identity = entry
-      ? { username: entry.username, externalId: entry.dn, displayName: entry.displayName, email: entry.email }
-      : { username: cached!.username, externalId: cachedDn!, displayName: cached!.displayName, email: cached!.email };
-    const groups = await this.ldap.groupsOfUser(settings, this.secretOf(realm), identity.externalId);
+      ? {
+          username: entry.username,
+          externalId: entry.dn,
+          displayName: entry.displayName,
+          email: entry.email,
+        }
+      : {
+          username: cached!.username,
+          externalId: cachedDn!,
+          displayName: cached!.displayName,
+          email: cached!.email,
+        };
+    const groups = await this.ldap.groupsOfUser(
+      settings,
+      this.secretOf(realm),
+      identity.externalId,
+    );
     const user = await this.applyExternalIdentity(realm, { ...identity, groups });
     return { userId: user.id };
   }
@@ -250,16 +345,30 @@ export class RealmsService {
    */
   async applyExternalIdentity(realm: RealmEntity, identity: ExternalIdentity): Promise<UserEntity> {
     if (!usernameSchema.safeParse(identity.username).success) {
-      throw new DomainError(ErrorCode.Unauthenticated, `the user name given by realm ${realm.id} cannot be a manager user name (letters, digits and . _ @ + - only)`);
+      throw new DomainError(
+        ErrorCode.Unauthenticated,
+        `the user name given by realm ${realm.id} cannot be a manager user name (letters, digits and . _ @ + - only)`,
+      );
     }
     const id = formatUserId(identity.username, realm.id);
     const existing = await this.repository.findUser(id);
     // An OpenID Connect subject is the user's identity: another subject under a reused user name
     // must not take over the account.
-    if (realm.type === 'openid' && existing?.externalId && existing.externalId !== identity.externalId) {
-      throw new DomainError(ErrorCode.Unauthenticated, `realm ${realm.id} names a different subject for user ${identity.username} than before: an administrator must remove the old user first`);
+    if (
+      realm.type === 'openid' &&
+      existing?.externalId &&
+      existing.externalId !== identity.externalId
+    ) {
+      throw new DomainError(
+        ErrorCode.Unauthenticated,
+        `realm ${realm.id} names a different subject for user ${identity.username} than before: an administrator must remove the old user first`,
+      );
     }
-    await this.repository.applyIdentities({ realmId: realm.id, at: this.clock.now(), users: [identityWrite(realm, identity, existing)] });
+    await this.repository.applyIdentities({
+      realmId: realm.id,
+      at: this.clock.now(),
+      users: [identityWrite(realm, identity, existing)],
+    });
     this.auth.invalidate();
     const user = await this.repository.findUser(id);
     if (!user) throw new Error(`user ${id} vanished while it was stored`);
@@ -272,7 +381,10 @@ export class RealmsService {
   async sync(id: string): Promise<SyncSummary> {
     const realm = await this.require(id);
     if (realm.type !== 'ldap') {
-      throw new DomainError(ErrorCode.BadRequest, `realm ${id} is not an LDAP realm: only directories are synced (OpenID Connect users are updated at each login)`);
+      throw new DomainError(
+        ErrorCode.BadRequest,
+        `realm ${id} is not an LDAP realm: only directories are synced (OpenID Connect users are updated at each login)`,
+      );
     }
     const summary = await this.exclusive(id, () => this.syncRealm(id));
     this.audit.note({ ...summary });
@@ -291,16 +403,37 @@ export class RealmsService {
       const realms = await this.repository.scheduledRealms();
       for (const realm of realms) {
         const now = this.clock.now().getTime();
-        const last = Math.max(realm.lastSyncAt?.getTime() ?? 0, this.lastAttempt.get(realm.id) ?? 0);
-        if (realm.syncIntervalMinutes === null || this.running.has(realm.id) || now - last < realm.syncIntervalMinutes * 60_000) continue;
+        const last = Math.max(
+          realm.lastSyncAt?.getTime() ?? 0,
+          this.lastAttempt.get(realm.id) ?? 0,
+        );
+        if (
+          realm.syncIntervalMinutes === null ||
+          this.running.has(realm.id) ||
+          now - last < realm.syncIntervalMinutes * 60_000
+        )
+          continue;
         this.lastAttempt.set(realm.id, now);
         const target = `/access/realms/${realm.id}`;
         try {
           const summary = await this.exclusive(realm.id, () => this.syncRealm(realm.id));
-          await this.audit.systemEvent({ action: 'access.realm.sync', target, outcome: 'success', details: { scheduled: true, ...summary } });
+          await this.audit.systemEvent({
+            action: 'access.realm.sync',
+            target,
+            outcome: 'success',
+            details: { scheduled: true, ...summary },
+          });
         } catch (error) {
           // syncRealm stored and logged it; the audit log keeps that it failed.
-          await this.audit.systemEvent({ action: 'access.realm.sync', target, outcome: 'failure', details: { scheduled: true, error: error instanceof DomainError ? error.message : 'internal error' } });
+          await this.audit.systemEvent({
+            action: 'access.realm.sync',
+            target,
+            outcome: 'failure',
+            details: {
+              scheduled: true,
+              error: error instanceof DomainError ? error.message : 'internal error',
+            },
+          });
         }
       }
     } catch (error) {
@@ -319,13 +452,17 @@ export class RealmsService {
     try {
       // Read again: the settings may have changed while this sync waited for another.
       const realm = await this.require(id);
-      if (realm.type !== 'ldap') throw new DomainError(ErrorCode.BadRequest, `realm ${id} is no longer an LDAP realm`);
+      if (realm.type !== 'ldap')
+        throw new DomainError(ErrorCode.BadRequest, `realm ${id} is no longer an LDAP realm`);
       const directory = await this.ldap.fetchDirectory(ldapSettingsOf(realm), this.secretOf(realm));
-      const existing = new Map((await this.repository.usersOfRealm(id)).map((user) => [user.id, user]));
+      const existing = new Map(
+        (await this.repository.usersOfRealm(id)).map((user) => [user.id, user]),
+      );
 
       const groupsOf = new Map<string, string[]>();
       for (const group of directory.groups) {
-        for (const username of group.memberUsernames) groupsOf.set(username, [...(groupsOf.get(username) ?? []), group.name]);
+        for (const username of group.memberUsernames)
+          groupsOf.set(username, [...(groupsOf.get(username) ?? []), group.name]);
       }
       const writes: IdentityWrite[] = [];
       let skipped = 0;
@@ -335,10 +472,23 @@ export class RealmsService {
           skipped++;
           continue;
         }
-        const identity = { username: entry.username, externalId: entry.dn, displayName: entry.displayName, email: entry.email, groups: groupsOf.get(entry.username) ?? [] };
+        const identity = {
+          username: entry.username,
+          externalId: entry.dn,
+          displayName: entry.displayName,
+          email: entry.email,
+          groups: groupsOf.get(entry.username) ?? [],
+        };
         const before = existing.get(formatUserId(entry.username, id)) ?? null;
         const write = identityWrite(realm, identity, before);
-        if (before && (write.reenable || before.displayName !== write.displayName || before.email !== write.email || before.externalId !== write.externalId)) updated++;
+        if (
+          before &&
+          (write.reenable ||
+            before.displayName !== write.displayName ||
+            before.email !== write.email ||
+            before.externalId !== write.externalId)
+        )
+          updated++;
         writes.push(write);
       }
       const listed = new Set(writes.map((w) => w.id));
@@ -347,7 +497,10 @@ export class RealmsService {
         realmId: id,
         at: this.clock.now(),
         users: writes,
-        sync: { disable: vanished.filter((user) => user.enabled).map((user) => user.id), all: vanished.map((user) => user.id) },
+        sync: {
+          disable: vanished.filter((user) => user.enabled).map((user) => user.id),
+          all: vanished.map((user) => user.id),
+        },
       });
       this.auth.invalidate();
       const summary: SyncSummary = {
@@ -358,11 +511,19 @@ export class RealmsService {
       this.logger.info({ realm: id, ...summary }, 'realm synced');
       return summary;
     } catch (error) {
-      const message = error instanceof DomainError ? error.message : 'the sync failed unexpectedly (see the manager log)';
-      if (error instanceof DomainError) this.logger.warn({ realm: id, error: message }, 'realm sync failed');
+      const message =
+        error instanceof DomainError
+          ? error.message
+          : 'the sync failed unexpectedly (see the manager log)';
+      if (error instanceof DomainError)
+        this.logger.warn({ realm: id, error: message }, 'realm sync failed');
       else this.logger.error({ realm: id, err: error }, 'realm sync failed');
       if (!(error instanceof DomainError && error.code === ErrorCode.NotFound)) {
-        await this.repository.recordSyncFailure(id, message).catch((failure: unknown) => this.logger.error({ realm: id, err: failure }, 'cannot record the sync failure'));
+        await this.repository
+          .recordSyncFailure(id, message)
+          .catch((failure: unknown) =>
+            this.logger.error({ realm: id, err: failure }, 'cannot record the sync failure'),
+          );
       }
       throw error;
     }
@@ -380,7 +541,11 @@ export class RealmsService {
     return next;
   }
 
-  private async testLdap(settings: Record<string, unknown>, secret: string | null, addAnyway: boolean): Promise<RealmConnection> {
+  private async testLdap(
+    settings: Record<string, unknown>,
+    secret: string | null,
+    addAnyway: boolean,
+  ): Promise<RealmConnection> {
     try {
       await this.ldap.testConnection(ldapRealmSettingsSchema.parse(settings), secret);
       return { ok: true };
@@ -410,7 +575,11 @@ function toView(realm: RealmEntity): RealmView {
     settings: realm.settings,
     hasSecret: realm.sealedSecret !== null,
     requireTfa: realm.requireTfa,
-    groupMappings: realm.groupMappings.map((m) => ({ pattern: m.pattern, ...(m.group !== undefined ? { group: m.group } : {}), ...(m.tenant !== undefined ? { tenant: m.tenant } : {}) })),
+    groupMappings: realm.groupMappings.map((m) => ({
+      pattern: m.pattern,
+      ...(m.group !== undefined ? { group: m.group } : {}),
+      ...(m.tenant !== undefined ? { tenant: m.tenant } : {}),
+    })),
     syncIntervalMinutes: realm.syncIntervalMinutes,
     lastSyncAt: realm.lastSyncAt?.toISOString() ?? null,
     lastSyncError: realm.lastSyncError,
@@ -418,28 +587,44 @@ function toView(realm: RealmEntity): RealmView {
   };
 }
 
-function parseSettings(type: Exclude<RealmType, 'local'>, settings: unknown): Record<string, unknown> {
+function parseSettings(
+  type: Exclude<RealmType, 'local'>,
+  settings: unknown,
+): Record<string, unknown> {
   const result = z.object({ settings: REALM_SETTINGS_SCHEMAS[type] }).safeParse({ settings });
-  if (!result.success) throw new DomainError(ErrorCode.ValidationFailed, describeZodError(result.error));
+  if (!result.success)
+    throw new DomainError(ErrorCode.ValidationFailed, describeZodError(result.error));
   return result.data.settings;
 }
 
 function ldapSettingsOf(realm: RealmEntity): LdapRealmSettings {
   const result = ldapRealmSettingsSchema.safeParse(realm.settings);
   if (!result.success) {
-    throw new DomainError(ErrorCode.RealmUnavailable, `the stored settings of realm ${realm.id} are not valid LDAP settings (${describeZodError(result.error)}): set them again`);
+    throw new DomainError(
+      ErrorCode.RealmUnavailable,
+      `the stored settings of realm ${realm.id} are not valid LDAP settings (${describeZodError(result.error)}): set them again`,
+    );
   }
   return result.data;
 }
 
-function identityWrite(realm: RealmEntity, identity: ExternalIdentity, existing: UserEntity | null): IdentityWrite {
+function identityWrite(
+  realm: RealmEntity,
+  identity: ExternalIdentity,
+  existing: UserEntity | null,
+): IdentityWrite {
   return {
     id: formatUserId(identity.username, realm.id),
     username: identity.username,
     displayName: clip(identity.displayName),
     email: clip(identity.email),
     externalId: identity.externalId,
-    reenable: realm.type === 'ldap' && existing !== null && !existing.enabled && existing.externalId === null && existing.syncedAt !== null,
+    reenable:
+      realm.type === 'ldap' &&
+      existing !== null &&
+      !existing.enabled &&
+      existing.externalId === null &&
+      existing.syncedAt !== null,
     groups: mapGroups(realm.groupMappings, identity.groups),
   };
 }

@@ -3,7 +3,13 @@ import { ApiTags } from '@nestjs/swagger';
 import { ZodResponse } from 'nestjs-zod';
 import { Audited } from '../audit/audited.decorator';
 import { RequirePrivilege } from '../auth/privilege.decorator';
-import { CreateRemoteGroupDto, RemoteGroupDto, RemoteGroupListDto, RemoteGroupParamsDto, UpdateRemoteGroupDto } from './remote-groups.dto';
+import {
+  CreateRemoteGroupDto,
+  RemoteGroupDto,
+  RemoteGroupListDto,
+  RemoteGroupParamsDto,
+  UpdateRemoteGroupDto,
+} from './remote-groups.dto';
 import { RemoteGroupsService } from './remote-groups.service';
 
 @ApiTags('remote-groups')

@@ -3,18 +3,30 @@ import { createZodDto } from 'nestjs-zod';
 import { z } from 'zod';
 import { credentialNameSchema } from '../remotes/remotes.dto';
 
-export const remoteGroupIdSchema = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'a remote group id is 1-63 lower-case letters, digits and inner hyphens');
+export const remoteGroupIdSchema = z
+  .string()
+  .regex(
+    /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/,
+    'a remote group id is 1-63 lower-case letters, digits and inner hyphens',
+  );
 
 const entriesSchema = z
   .array(
     z.strictObject({
       remote: remoteIdSchema,
-      credential: credentialNameSchema.meta({ description: 'The name of one of the remote’s credentials' }),
+      credential: credentialNameSchema.meta({
+        description: 'The name of one of the remote’s credentials',
+      }),
     }),
   )
   .max(1000)
-  .refine((list) => new Set(list.map((e) => e.remote)).size === list.length, 'each remote may appear once in a remote group')
-  .meta({ description: 'Which credential the manager acts with on each remote for grants on /groups/{id}' });
+  .refine(
+    (list) => new Set(list.map((e) => e.remote)).size === list.length,
+    'each remote may appear once in a remote group',
+  )
+  .meta({
+    description: 'Which credential the manager acts with on each remote for grants on /groups/{id}',
+  });
 
 export const createRemoteGroupSchema = z.strictObject({
   id: remoteGroupIdSchema,
@@ -31,7 +43,9 @@ export const updateRemoteGroupSchema = z.strictObject({
 export type UpdateRemoteGroupInput = z.infer<typeof updateRemoteGroupSchema>;
 export class UpdateRemoteGroupDto extends createZodDto(updateRemoteGroupSchema) {}
 
-export class RemoteGroupParamsDto extends createZodDto(z.strictObject({ group: remoteGroupIdSchema })) {}
+export class RemoteGroupParamsDto extends createZodDto(
+  z.strictObject({ group: remoteGroupIdSchema }),
+) {}
 
 // --- answers ---------------------------------------------------------------------------------------
 
@@ -43,4 +57,6 @@ export const remoteGroupSchema = z.object({
 });
 export type RemoteGroupView = z.infer<typeof remoteGroupSchema>;
 export class RemoteGroupDto extends createZodDto(remoteGroupSchema) {}
-export class RemoteGroupListDto extends createZodDto(z.object({ items: z.array(remoteGroupSchema) })) {}
+export class RemoteGroupListDto extends createZodDto(
+  z.object({ items: z.array(remoteGroupSchema) }),
+) {}

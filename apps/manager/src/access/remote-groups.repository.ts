@@ -31,7 +31,9 @@ export class RemoteGroupsRepository {
   constructor(@InjectDataSource() private readonly dataSource: DataSource) {}
 
   async list(): Promise<RemoteGroupRow[]> {
-    const groups = await this.dataSource.getRepository(RemoteGroupEntity).find({ order: { id: 'ASC' } });
+    const groups = await this.dataSource
+      .getRepository(RemoteGroupEntity)
+      .find({ order: { id: 'ASC' } });
     const entries = await this.entriesOf(groups.map((g) => g.id));
     return groups.map((g) => ({ ...g, entries: entries.get(g.id) ?? [] }));
   }
@@ -45,7 +47,9 @@ export class RemoteGroupsRepository {
   /** The ids among `ids` that are remotes. */
   async existingRemotes(ids: readonly string[]): Promise<Set<string>> {
     if (ids.length === 0) return new Set();
-    const rows = await this.dataSource.getRepository(RemoteEntity).find({ select: { id: true }, where: { id: In([...ids]) } });
+    const rows = await this.dataSource
+      .getRepository(RemoteEntity)
+      .find({ select: { id: true }, where: { id: In([...ids]) } });
     return new Set(rows.map((r) => r.id));
   }
 
@@ -59,7 +63,10 @@ export class RemoteGroupsRepository {
   }
 
   /** Stores a new group with its entries; false when the id is taken. */
-  create(group: RemoteGroupEntity, entries: readonly { remoteId: string; credentialId: string }[]): Promise<boolean> {
+  create(
+    group: RemoteGroupEntity,
+    entries: readonly { remoteId: string; credentialId: string }[],
+  ): Promise<boolean> {
     return insertedUnlessTaken(() =>
       this.dataSource.transaction(async (tx) => {
         await tx.getRepository(RemoteGroupEntity).insert(group);
@@ -69,11 +76,18 @@ export class RemoteGroupsRepository {
   }
 
   /** Replaces the entries (and the comment, when given) of a group; false when it does not exist. */
-  async replace(id: string, comment: string | undefined, entries: readonly { remoteId: string; credentialId: string }[]): Promise<boolean> {
+  async replace(
+    id: string,
+    comment: string | undefined,
+    entries: readonly { remoteId: string; credentialId: string }[],
+  ): Promise<boolean> {
     return this.dataSource.transaction(async (tx) => {
-      const found = await tx.getRepository(RemoteGroupEntity).findOne({ where: { id }, lock: { mode: 'pessimistic_write' } });
+      const found = await tx
+        .getRepository(RemoteGroupEntity)
+        .findOne({ where: { id }, lock: { mode: 'pessimistic_write' } });
       if (!found) return false;
-      if (comment !== undefined) await tx.getRepository(RemoteGroupEntity).update({ id }, { comment });
+      if (comment !== undefined)
+        await tx.getRepository(RemoteGroupEntity).update({ id }, { comment });
       await tx.getRepository(RemoteGroupEntryEntity).delete({ groupId: id });
       await insertEntries(tx, id, entries);
       return true;
@@ -89,24 +103,37 @@ export class RemoteGroupsRepository {
     });
   }
 
-  private async entriesOf(groupIds: readonly string[]): Promise<Map<string, RemoteGroupEntryRow[]>> {
+  private async entriesOf(
+    groupIds: readonly string[],
+  ): Promise<Map<string, RemoteGroupEntryRow[]>> {
     const byGroup = new Map<string, RemoteGroupEntryRow[]>();
     if (groupIds.length === 0) return byGroup;
-    const rows: { group_id: string; remote_id: string; credential_id: string; name: string }[] = await this.dataSource.query(
-      `SELECT e.group_id, e.remote_id, e.credential_id, c.name FROM remote_group_entries e JOIN remote_credentials c ON c.id = e.credential_id
+    const rows: { group_id: string; remote_id: string; credential_id: string; name: string }[] =
+      await this.dataSource.query(
+        `SELECT e.group_id, e.remote_id, e.credential_id, c.name FROM remote_group_entries e JOIN remote_credentials c ON c.id = e.credential_id
        WHERE e.group_id = ANY($1::varchar[]) ORDER BY e.group_id, e.remote_id`,
-      [[...groupIds]],
-    );
+        [[...groupIds]],
+      );
     for (const row of rows) {
       const list = byGroup.get(row.group_id) ?? [];
-      list.push({ remoteId: row.remote_id, credentialId: row.credential_id, credentialName: row.name });
+      list.push({
+        remoteId: row.remote_id,
+        credentialId: row.credential_id,
+        credentialName: row.name,
+      });
       byGroup.set(row.group_id, list);
     }
     return byGroup;
   }
 }
 
-async function insertEntries(tx: EntityManager, groupId: string, entries: readonly { remoteId: string; credentialId: string }[]): Promise<void> {
+async function insertEntries(
+  tx: EntityManager,
+  groupId: string,
+  entries: readonly { remoteId: string; credentialId: string }[],
+): Promise<void> {
   if (entries.length === 0) return;
-  await tx.getRepository(RemoteGroupEntryEntity).insert(entries.map((e) => ({ groupId, remoteId: e.remoteId, credentialId: e.credentialId })));
+  await tx
+    .getRepository(RemoteGroupEntryEntity)
+    .insert(entries.map((e) => ({ groupId, remoteId: e.remoteId, credentialId: e.credentialId })));
 }

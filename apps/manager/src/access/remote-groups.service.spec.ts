@@ -46,9 +46,22 @@ describe('RemoteGroupsService', () => {
     const created: unknown[][] = [];
     const { service, invalidations } = setup({
       create: async (...args) => (created.push(args), true),
-      get: async (id) => ({ id, comment: '', createdAt: NOW, entries: [{ remoteId: 'east', credentialId: 'c-east-reader', credentialName: 'reader' }] }),
+      get: async (id) => ({
+        id,
+        comment: '',
+        createdAt: NOW,
+        entries: [{ remoteId: 'east', credentialId: 'c-east-reader', credentialName: 'reader' }],
+      }),
     });
-    const answer = await service.create(createRemoteGroupSchema.parse({ id: 'readers', entries: [{ remote: 'east', credential: 'reader' }, { remote: 'west', credential: 'reader' }] }));
+    const answer = await service.create(
+      createRemoteGroupSchema.parse({
+        id: 'readers',
+        entries: [
+          { remote: 'east', credential: 'reader' },
+          { remote: 'west', credential: 'reader' },
+        ],
+      }),
+    );
     expect(created).toEqual([
       [
         { id: 'readers', comment: '', createdAt: NOW },
@@ -64,10 +77,24 @@ describe('RemoteGroupsService', () => {
 
   it('answers 404 for an unknown remote and for a credential of another remote', async () => {
     const { service, invalidations } = setup();
-    const remote = await errorOf(service.create(createRemoteGroupSchema.parse({ id: 'g', entries: [{ remote: 'north', credential: 'admin' }] })));
+    const remote = await errorOf(
+      service.create(
+        createRemoteGroupSchema.parse({
+          id: 'g',
+          entries: [{ remote: 'north', credential: 'admin' }],
+        }),
+      ),
+    );
     expect(remote.code).toBe(ErrorCode.NotFound);
     expect(remote.message).toBe('remote north not found');
-    const credential = await errorOf(service.create(createRemoteGroupSchema.parse({ id: 'g', entries: [{ remote: 'west', credential: 'admin' }] })));
+    const credential = await errorOf(
+      service.create(
+        createRemoteGroupSchema.parse({
+          id: 'g',
+          entries: [{ remote: 'west', credential: 'admin' }],
+        }),
+      ),
+    );
     expect(credential.code).toBe(ErrorCode.NotFound);
     expect(credential.message).toBe('credential admin of remote west not found');
     expect(invalidations).toEqual([]);
@@ -75,11 +102,21 @@ describe('RemoteGroupsService', () => {
 
   it('answers 409 for an existing id', async () => {
     const { service } = setup({ create: async () => false });
-    expect((await errorOf(service.create(createRemoteGroupSchema.parse({ id: 'g', entries: [] })))).code).toBe(ErrorCode.Conflict);
+    expect(
+      (await errorOf(service.create(createRemoteGroupSchema.parse({ id: 'g', entries: [] })))).code,
+    ).toBe(ErrorCode.Conflict);
   });
 
   it('refuses a remote twice in one group', () => {
-    expect(createRemoteGroupSchema.safeParse({ id: 'g', entries: [{ remote: 'east', credential: 'admin' }, { remote: 'east', credential: 'reader' }] }).success).toBe(false);
+    expect(
+      createRemoteGroupSchema.safeParse({
+        id: 'g',
+        entries: [
+          { remote: 'east', credential: 'admin' },
+          { remote: 'east', credential: 'reader' },
+        ],
+      }).success,
+    ).toBe(false);
   });
 
   it('replaces the entries of an existing group, and answers 404 for an unknown one', async () => {
@@ -89,7 +126,9 @@ describe('RemoteGroupsService', () => {
       replace: async (...args) => (replaced.push(args), true),
     });
     await service.update('g', { entries: [{ remote: 'east', credential: 'admin' }] });
-    expect(replaced).toEqual([['g', undefined, [{ remoteId: 'east', credentialId: 'c-east-admin' }]]]);
+    expect(replaced).toEqual([
+      ['g', undefined, [{ remoteId: 'east', credentialId: 'c-east-admin' }]],
+    ]);
     expect((await errorOf(service.update('nope', { entries: [] }))).code).toBe(ErrorCode.NotFound);
   });
 

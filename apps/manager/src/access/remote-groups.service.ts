@@ -4,7 +4,11 @@ import { AuthService } from '../auth/auth.service';
 import { ClockRepository } from '../common/clock.repository';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
-import type { CreateRemoteGroupInput, RemoteGroupView, UpdateRemoteGroupInput } from './remote-groups.dto';
+import type {
+  CreateRemoteGroupInput,
+  RemoteGroupView,
+  UpdateRemoteGroupInput,
+} from './remote-groups.dto';
 import { RemoteGroupsRepository, type RemoteGroupRow } from './remote-groups.repository';
 
 type EntryInput = CreateRemoteGroupInput['entries'][number];
@@ -32,8 +36,12 @@ export class RemoteGroupsService {
 
   async create(input: CreateRemoteGroupInput): Promise<RemoteGroupView> {
     const entries = await this.resolve(input.entries);
-    const created = await this.repository.create({ id: input.id, comment: input.comment, createdAt: this.clock.now() }, entries);
-    if (!created) throw new DomainError(ErrorCode.Conflict, `remote group ${input.id} already exists`);
+    const created = await this.repository.create(
+      { id: input.id, comment: input.comment, createdAt: this.clock.now() },
+      entries,
+    );
+    if (!created)
+      throw new DomainError(ErrorCode.Conflict, `remote group ${input.id} already exists`);
     this.auth.invalidate();
     this.audit.note({ group: input.id, entries: input.entries });
     return this.get(input.id);
@@ -42,7 +50,8 @@ export class RemoteGroupsService {
   async update(id: string, input: UpdateRemoteGroupInput): Promise<RemoteGroupView> {
     await this.require(id);
     const entries = await this.resolve(input.entries);
-    if (!(await this.repository.replace(id, input.comment, entries))) throw DomainError.notFound(`remote group ${id}`);
+    if (!(await this.repository.replace(id, input.comment, entries)))
+      throw DomainError.notFound(`remote group ${id}`);
     this.auth.invalidate();
     this.audit.note({ group: id, entries: input.entries });
     return this.get(id);
@@ -55,15 +64,23 @@ export class RemoteGroupsService {
   }
 
   /** Each remote must exist and the credential must be one of its own (by name). */
-  private async resolve(entries: readonly EntryInput[]): Promise<{ remoteId: string; credentialId: string }[]> {
+  private async resolve(
+    entries: readonly EntryInput[],
+  ): Promise<{ remoteId: string; credentialId: string }[]> {
     const remotes = [...new Set(entries.map((e) => e.remote))];
     const existing = await this.repository.existingRemotes(remotes);
     const missing = remotes.filter((r) => !existing.has(r));
-    if (missing.length > 0) throw DomainError.notFound(`remote${missing.length > 1 ? 's' : ''} ${missing.slice(0, 10).join(', ')}`);
+    if (missing.length > 0)
+      throw DomainError.notFound(
+        `remote${missing.length > 1 ? 's' : ''} ${missing.slice(0, 10).join(', ')}`,
+      );
     const credentials = await this.repository.credentialsOf(remotes);
     return entries.map((entry) => {
-      const credential = credentials.find((c) => c.remoteId === entry.remote && c.name === entry.credential);
-      if (!credential) throw DomainError.notFound(`credential ${entry.credential} of remote ${entry.remote}`);
+      const credential = credentials.find(
+        (c) => c.remoteId === entry.remote && c.name === entry.credential,
+      );
+      if (!credential)
+        throw DomainError.notFound(`credential ${entry.credential} of remote ${entry.remote}`);
       return { remoteId: entry.remote, credentialId: credential.id };
     });
   }

@@ -27,7 +27,10 @@ export class TfaController {
 
   @Get('tfa')
   @SelfService({ duringTfaSetup: true })
-  @ZodResponse({ type: TfaOverviewDto, description: 'Your TOTP devices, unused recovery codes and second-factor locks' })
+  @ZodResponse({
+    type: TfaOverviewDto,
+    description: 'Your TOTP devices, unused recovery codes and second-factor locks',
+  })
   overview(@CurrentCaller() caller: Caller) {
     return this.tfa.overview(caller);
   }
@@ -35,7 +38,11 @@ export class TfaController {
   @Post('tfa/totp')
   @SelfService({ duringTfaSetup: true })
   @Audited('access.tfa.enrol', { target: '/access/tfa/totp' })
-  @ZodResponse({ status: 201, type: EnrolledTotpDto, description: 'An unconfirmed device; its secret (URI, QR code) is shown only now' })
+  @ZodResponse({
+    status: 201,
+    type: EnrolledTotpDto,
+    description: 'An unconfirmed device; its secret (URI, QR code) is shown only now',
+  })
   enrol(@CurrentCaller() caller: Caller, @Body() body: EnrolTotpDto, @Req() req: Request) {
     return this.tfa.enrol(caller, body, requestOrigin(req));
   }
@@ -44,8 +51,16 @@ export class TfaController {
   @HttpCode(200)
   @SelfService({ duringTfaSetup: true })
   @Audited('access.tfa.confirm', { target: '/access/tfa/totp/{id}' })
-  @ZodResponse({ status: 200, type: ConfirmedTotpDto, description: 'Confirmed; with the first device, 10 recovery codes shown only now' })
-  confirm(@CurrentCaller() caller: Caller, @Param() params: DeviceParamsDto, @Body() body: ConfirmTotpDto) {
+  @ZodResponse({
+    status: 200,
+    type: ConfirmedTotpDto,
+    description: 'Confirmed; with the first device, 10 recovery codes shown only now',
+  })
+  confirm(
+    @CurrentCaller() caller: Caller,
+    @Param() params: DeviceParamsDto,
+    @Body() body: ConfirmTotpDto,
+  ) {
     return this.tfa.confirm(caller, params.id, body.code);
   }
 
@@ -53,7 +68,12 @@ export class TfaController {
   @HttpCode(204)
   @SelfService()
   @Audited('access.tfa.remove', { target: '/access/tfa/totp/{id}' })
-  removeDevice(@CurrentCaller() caller: Caller, @Param() params: DeviceParamsDto, @Body() body: PasswordCheckDto, @Req() req: Request): Promise<void> {
+  removeDevice(
+    @CurrentCaller() caller: Caller,
+    @Param() params: DeviceParamsDto,
+    @Body() body: PasswordCheckDto,
+    @Req() req: Request,
+  ): Promise<void> {
     return this.tfa.removeDevice(caller, params.id, body.password, requestOrigin(req));
   }
 
@@ -61,8 +81,16 @@ export class TfaController {
   @HttpCode(200)
   @SelfService()
   @Audited('access.tfa.recovery', { target: '/access/tfa/recovery' })
-  @ZodResponse({ status: 200, type: RecoveryCodesDto, description: '10 new recovery codes, shown only now; the old ones stop working' })
-  regenerateRecoveryCodes(@CurrentCaller() caller: Caller, @Body() body: PasswordCheckDto, @Req() req: Request) {
+  @ZodResponse({
+    status: 200,
+    type: RecoveryCodesDto,
+    description: '10 new recovery codes, shown only now; the old ones stop working',
+  })
+  regenerateRecoveryCodes(
+    @CurrentCaller() caller: Caller,
+    @Body() body: PasswordCheckDto,
+    @Req() req: Request,
+  ) {
     return this.tfa.regenerateRecoveryCodes(caller, body.password, requestOrigin(req));
   }
 

@@ -44,7 +44,9 @@ export class TfaRepository {
   }
 
   devices(userId: string): Promise<TotpDeviceEntity[]> {
-    return this.dataSource.getRepository(TotpDeviceEntity).find({ where: { userId }, order: { createdAt: 'ASC', name: 'ASC' } });
+    return this.dataSource
+      .getRepository(TotpDeviceEntity)
+      .find({ where: { userId }, order: { createdAt: 'ASC', name: 'ASC' } });
   }
 
   device(userId: string, id: string): Promise<TotpDeviceEntity | null> {
@@ -52,9 +54,10 @@ export class TfaRepository {
   }
 
   async unusedRecoveryCodes(userId: string): Promise<number> {
-    const [row]: { count: string }[] = await this.dataSource.query('SELECT count(*) AS count FROM tfa_recovery_codes WHERE user_id = $1 AND used_at IS NULL', [
-      userId,
-    ]);
+    const [row]: { count: string }[] = await this.dataSource.query(
+      'SELECT count(*) AS count FROM tfa_recovery_codes WHERE user_id = $1 AND used_at IS NULL',
+      [userId],
+    );
     return Number(row.count);
   }
 
@@ -96,7 +99,9 @@ export class TfaRepository {
   }
 
   webauthnCredentials(userId: string): Promise<WebauthnCredentialEntity[]> {
-    return this.dataSource.getRepository(WebauthnCredentialEntity).find({ where: { userId }, order: { createdAt: 'ASC', name: 'ASC' } });
+    return this.dataSource
+      .getRepository(WebauthnCredentialEntity)
+      .find({ where: { userId }, order: { createdAt: 'ASC', name: 'ASC' } });
   }
 
   /**
@@ -116,7 +121,10 @@ export class TfaRepository {
         const userId = input.credential.userId;
         await lockUser(tx, userId);
         await tx.getRepository(WebauthnCredentialEntity).insert(input.credential);
-        return { added: true as const, ...(await factorAdded(tx, { ...input, userId }, { webauthn: input.credential.id })) };
+        return {
+          added: true as const,
+          ...(await factorAdded(tx, { ...input, userId }, { webauthn: input.credential.id })),
+        };
       });
     } catch (error) {
       if (isUniqueViolation(error)) return { added: false };
@@ -130,7 +138,8 @@ export class TfaRepository {
       await lockUser(tx, userId);
       const result = await tx.getRepository(WebauthnCredentialEntity).delete({ id, userId });
       if ((result.affected ?? 0) === 0) return false;
-      if (!(await hasSecondFactor(tx, userId, {}))) await tx.getRepository(RecoveryCodeEntity).delete({ userId });
+      if (!(await hasSecondFactor(tx, userId, {})))
+        await tx.getRepository(RecoveryCodeEntity).delete({ userId });
       return true;
     });
   }
@@ -144,7 +153,8 @@ export class TfaRepository {
       await lockUser(tx, userId);
       const result = await tx.getRepository(TotpDeviceEntity).delete({ id: deviceId, userId });
       if ((result.affected ?? 0) === 0) return false;
-      if (!(await hasSecondFactor(tx, userId, {}))) await tx.getRepository(RecoveryCodeEntity).delete({ userId });
+      if (!(await hasSecondFactor(tx, userId, {})))
+        await tx.getRepository(RecoveryCodeEntity).delete({ userId });
       return true;
     });
   }
@@ -153,7 +163,11 @@ export class TfaRepository {
    * Replaces the user's recovery codes, only while the user has a confirmed device (checked in the
    * same transaction). False when there is none.
    */
-  async replaceRecoveryCodes(userId: string, codes: readonly StoredRecoveryCode[], now: Date): Promise<boolean> {
+  async replaceRecoveryCodes(
+    userId: string,
+    codes: readonly StoredRecoveryCode[],
+    now: Date,
+  ): Promise<boolean> {
     return this.dataSource.transaction(async (tx) => {
       await lockUser(tx, userId);
       if (!(await hasSecondFactor(tx, userId, {}))) return false;
@@ -178,7 +192,10 @@ export class TfaRepository {
       await tx.getRepository(TotpDeviceEntity).delete({ userId });
       await tx.getRepository(WebauthnCredentialEntity).delete({ userId });
       await tx.getRepository(RecoveryCodeEntity).delete({ userId });
-      await tx.query('UPDATE users SET totp_locked = false, tfa_failures = 0, tfa_locked_until = NULL WHERE id = $1', [userId]);
+      await tx.query(
+        'UPDATE users SET totp_locked = false, tfa_failures = 0, tfa_locked_until = NULL WHERE id = $1',
+        [userId],
+      );
       return true;
     });
   }
@@ -191,7 +208,11 @@ async function lockUser(tx: EntityManager, userId: string): Promise<boolean> {
 }
 
 /** True when the user has a confirmed TOTP device or a WebAuthn credential, other than the ones in `except`. */
-async function hasSecondFactor(tx: EntityManager, userId: string, except: { totp?: string; webauthn?: string }): Promise<boolean> {
+async function hasSecondFactor(
+  tx: EntityManager,
+  userId: string,
+  except: { totp?: string; webauthn?: string },
+): Promise<boolean> {
   const rows: unknown[] = await tx.query(
     `SELECT 1 FROM tfa_totp_devices WHERE user_id = $1 AND confirmed AND id IS DISTINCT FROM $2::uuid
      UNION ALL SELECT 1 FROM tfa_webauthn_credentials WHERE user_id = $1 AND id IS DISTINCT FROM $3::uuid LIMIT 1`,
@@ -206,26 +227,39 @@ async function hasSecondFactor(tx: EntityManager, userId: string, except: { totp
  */
 async function factorAdded(
   tx: EntityManager,
-  input: { userId: string; recoveryCodes: readonly StoredRecoveryCode[]; sessionId: string | null; now: Date },
+  input: {
+    userId: string;
+    recoveryCodes: readonly StoredRecoveryCode[];
+    sessionId: string | null;
+    now: Date;
+  },
   added: { totp?: string; webauthn?: string },
 ): Promise<{ first: boolean; sessionUpgraded: boolean }> {
   const first = !(await hasSecondFactor(tx, input.userId, added));
   if (first) await replaceCodes(tx, input.userId, input.recoveryCodes, input.now);
   let sessionUpgraded = false;
   if (input.sessionId) {
-    const [, upgraded]: [unknown[], number] = await tx.query(`UPDATE sessions SET stage = 'active' WHERE id = $1 AND user_id = $2 AND stage = 'setup'`, [
-      input.sessionId,
-      input.userId,
-    ]);
+    const [, upgraded]: [unknown[], number] = await tx.query(
+      `UPDATE sessions SET stage = 'active' WHERE id = $1 AND user_id = $2 AND stage = 'setup'`,
+      [input.sessionId, input.userId],
+    );
     sessionUpgraded = upgraded === 1;
   }
   return { first, sessionUpgraded };
 }
 
-async function replaceCodes(tx: EntityManager, userId: string, codes: readonly StoredRecoveryCode[], now: Date): Promise<void> {
+async function replaceCodes(
+  tx: EntityManager,
+  userId: string,
+  codes: readonly StoredRecoveryCode[],
+  now: Date,
+): Promise<void> {
   const repository = tx.getRepository(RecoveryCodeEntity);
   await repository.delete({ userId });
-  if (codes.length > 0) await repository.insert(codes.map((c) => ({ id: c.id, userId, codeHash: c.codeHash, usedAt: null, createdAt: now })));
+  if (codes.length > 0)
+    await repository.insert(
+      codes.map((c) => ({ id: c.id, userId, codeHash: c.codeHash, usedAt: null, createdAt: now })),
+    );
 }
 
 function isUniqueViolation(error: unknown): boolean {

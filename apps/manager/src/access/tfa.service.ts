@@ -15,8 +15,18 @@ import { MANAGER_IDENTITY, type ManagerIdentity } from '../identity/state-dir.re
 import { LoginRepository } from './login.repository';
 import { PasswordHasherRepository } from './password-hasher.repository';
 import { RealmsService } from './realms.service';
-import { generateRecoveryCodes, hashRecoveryCode, normalizeRecoveryCode } from './tfa/recovery-codes';
-import { generateTotpSecret, matchTotp, TOTP_SECRET_BYTES, totpQrCodePng, totpUri } from './tfa/totp';
+import {
+  generateRecoveryCodes,
+  hashRecoveryCode,
+  normalizeRecoveryCode,
+} from './tfa/recovery-codes';
+import {
+  generateTotpSecret,
+  matchTotp,
+  TOTP_SECRET_BYTES,
+  totpQrCodePng,
+  totpUri,
+} from './tfa/totp';
 import { TfaRepository, type StoredRecoveryCode } from './tfa.repository';
 import type { UserEntity } from './user.entity';
 
@@ -64,11 +74,22 @@ export class TfaService {
     ]);
     const now = this.clock.now();
     return {
-      devices: devices.map((d) => ({ id: d.id, name: d.name, confirmed: d.confirmed, createdAt: d.createdAt.toISOString() })),
-      webauthn: webauthn.map((c) => ({ id: c.id, name: c.name, createdAt: c.createdAt.toISOString(), lastUsedAt: c.lastUsedAt?.toISOString() ?? null })),
+      devices: devices.map((d) => ({
+        id: d.id,
+        name: d.name,
+        confirmed: d.confirmed,
+        createdAt: d.createdAt.toISOString(),
+      })),
+      webauthn: webauthn.map((c) => ({
+        id: c.id,
+        name: c.name,
+        createdAt: c.createdAt.toISOString(),
+        lastUsedAt: c.lastUsedAt?.toISOString() ?? null,
+      })),
       recoveryCodesLeft,
       totpLocked: user.totpLocked,
-      lockedUntil: user.tfaLockedUntil && user.tfaLockedUntil > now ? user.tfaLockedUntil.toISOString() : null,
+      lockedUntil:
+        user.tfaLockedUntil && user.tfaLockedUntil > now ? user.tfaLockedUntil.toISOString() : null,
     };
   }
 
@@ -79,7 +100,10 @@ export class TfaService {
     const devices = await this.repository.devices(user.id);
     if (devices.some((d) => d.name === input.name)) throw nameTaken(input.name);
     if (devices.length >= MAX_TOTP_DEVICES) {
-      throw new DomainError(ErrorCode.Conflict, `you have ${MAX_TOTP_DEVICES} devices already: remove one (unconfirmed ones too) before adding another`);
+      throw new DomainError(
+        ErrorCode.Conflict,
+        `you have ${MAX_TOTP_DEVICES} devices already: remove one (unconfirmed ones too) before adding another`,
+      );
     }
     const id = this.random.uuid();
     const secret = generateTotpSecret(this.random.bytes(TOTP_SECRET_BYTES));
@@ -106,11 +130,20 @@ export class TfaService {
     const user = await this.sessionUser(caller);
     const device = await this.repository.device(user.id, deviceId);
     if (!device) throw DomainError.notFound('TOTP device');
-    if (device.confirmed) throw new DomainError(ErrorCode.Conflict, 'this TOTP device is confirmed already');
+    if (device.confirmed)
+      throw new DomainError(ErrorCode.Conflict, 'this TOTP device is confirmed already');
     const now = this.clock.now();
-    const step = matchTotp(this.box.open(device.sealedSecret, `totp:${device.id}`), code, now, device.lastStep);
+    const step = matchTotp(
+      this.box.open(device.sealedSecret, `totp:${device.id}`),
+      code,
+      now,
+      device.lastStep,
+    );
     if (step === null) {
-      throw new DomainError(ErrorCode.ValidationFailed, 'code: wrong code; check that the device shows the time right and enter the code it shows now');
+      throw new DomainError(
+        ErrorCode.ValidationFailed,
+        'code: wrong code; check that the device shows the time right and enter the code it shows now',
+      );
     }
     const codes = this.newRecoveryCodes();
     const result = await this.repository.confirmDevice({
@@ -122,23 +155,45 @@ export class TfaService {
       now,
     });
     if (!result.confirmed) {
-      throw new DomainError(ErrorCode.Conflict, 'the device was confirmed or removed meanwhile, or this code was used already: wait for the next code');
+      throw new DomainError(
+        ErrorCode.Conflict,
+        'the device was confirmed or removed meanwhile, or this code was used already: wait for the next code',
+      );
     }
     if (result.sessionUpgraded) this.auth.invalidate();
-    this.audit.note({ device: device.id, firstFactor: result.first, sessionActivated: result.sessionUpgraded });
-    return { id: device.id, confirmed: true as const, recoveryCodes: result.first ? codes.shown : null, stage: stageAfterEnrolment(caller, result.sessionUpgraded) };
+    this.audit.note({
+      device: device.id,
+      firstFactor: result.first,
+      sessionActivated: result.sessionUpgraded,
+    });
+    return {
+      id: device.id,
+      confirmed: true as const,
+      recoveryCodes: result.first ? codes.shown : null,
+      stage: stageAfterEnrolment(caller, result.sessionUpgraded),
+    };
   }
 
   /** Removes one of the caller's devices (with the last confirmed one, the recovery codes go too). */
-  async removeDevice(caller: Caller, deviceId: string, password: string | undefined, origin: RequestOrigin): Promise<void> {
+  async removeDevice(
+    caller: Caller,
+    deviceId: string,
+    password: string | undefined,
+    origin: RequestOrigin,
+  ): Promise<void> {
     const user = await this.sessionUser(caller);
     await this.freshCheck(caller, user, password, origin);
-    if (!(await this.repository.deleteDevice(user.id, deviceId))) throw DomainError.notFound('TOTP device');
+    if (!(await this.repository.deleteDevice(user.id, deviceId)))
+      throw DomainError.notFound('TOTP device');
     this.audit.note({ device: deviceId });
   }
 
   /** New recovery codes instead of the old ones (used or not); answered only now. */
-  async regenerateRecoveryCodes(caller: Caller, password: string | undefined, origin: RequestOrigin) {
+  async regenerateRecoveryCodes(
+    caller: Caller,
+    password: string | undefined,
+    origin: RequestOrigin,
+  ) {
     const user = await this.sessionUser(caller);
     await this.freshCheck(caller, user, password, origin);
     const codes = this.newRecoveryCodes();
@@ -160,7 +215,8 @@ export class TfaService {
 
   /** An administrator removes every second factor of a user (a lost phone); the next login enrols again if required. */
   async removeAll(userId: string): Promise<void> {
-    if (!(await this.repository.removeAllFactors(userId))) throw DomainError.notFound(`user ${userId}`);
+    if (!(await this.repository.removeAllFactors(userId)))
+      throw DomainError.notFound(`user ${userId}`);
     this.auth.invalidate();
     this.audit.note({ user: userId });
   }
@@ -168,14 +224,21 @@ export class TfaService {
   /** 10 new recovery codes: as shown (once) and as stored (hashes). */
   newRecoveryCodes(): { shown: string[]; stored: StoredRecoveryCode[] } {
     const shown = generateRecoveryCodes((n) => this.random.bytes(n));
-    const stored = shown.map((code) => ({ id: this.random.uuid(), codeHash: hashRecoveryCode(normalizeRecoveryCode(code)!) }));
+    const stored = shown.map((code) => ({
+      id: this.random.uuid(),
+      codeHash: hashRecoveryCode(normalizeRecoveryCode(code)!),
+    }));
     return { shown, stored };
   }
 
   /** The user behind a session (self-service routes are session-only). */
   async sessionUser(caller: Caller): Promise<UserEntity> {
-    const user = caller.kind === 'session' && caller.principalType === 'user' ? await this.repository.findUser(caller.principal) : null;
-    if (!user?.enabled) throw new DomainError(ErrorCode.Unauthenticated, 'the session has ended: log in again');
+    const user =
+      caller.kind === 'session' && caller.principalType === 'user'
+        ? await this.repository.findUser(caller.principal)
+        : null;
+    if (!user?.enabled)
+      throw new DomainError(ErrorCode.Unauthenticated, 'the session has ended: log in again');
     return user;
   }
 
@@ -184,9 +247,15 @@ export class TfaService {
    * directory), or for users without a password (OpenID Connect) a login within the last minutes.
    * Counted like login attempts (per source address, and wrong passwords towards the account lock).
    */
-  async freshCheck(caller: Caller, user: UserEntity, password: string | undefined, origin: RequestOrigin): Promise<void> {
+  async freshCheck(
+    caller: Caller,
+    user: UserEntity,
+    password: string | undefined,
+    origin: RequestOrigin,
+  ): Promise<void> {
     const realm = await this.repository.findRealm(user.realmId);
-    if (!realm) throw new DomainError(ErrorCode.Unauthenticated, 'the session has ended: log in again');
+    if (!realm)
+      throw new DomainError(ErrorCode.Unauthenticated, 'the session has ended: log in again');
     const now = this.clock.now();
     if (realm.type === 'openid') {
       const session = caller.sessionId ? await this.repository.findSession(caller.sessionId) : null;
@@ -198,27 +267,44 @@ export class TfaService {
       }
       return;
     }
-    if (password === undefined) throw new DomainError(ErrorCode.ValidationFailed, 'password: this change needs your current password');
+    if (password === undefined)
+      throw new DomainError(
+        ErrorCode.ValidationFailed,
+        'password: this change needs your current password',
+      );
     await this.limits.loginAttempt(origin.source ?? 'unknown');
     if (user.lockedUntil && user.lockedUntil > now) {
-      throw new DomainError(ErrorCode.Forbidden, 'your account refuses passwords for a while after repeated wrong ones: retry later');
+      throw new DomainError(
+        ErrorCode.Forbidden,
+        'your account refuses passwords for a while after repeated wrong ones: retry later',
+      );
     }
     let correct: boolean;
     if (realm.type === 'local') {
-      correct = user.passwordHash !== null && (await this.passwords.verify(user.passwordHash, password));
+      correct =
+        user.passwordHash !== null && (await this.passwords.verify(user.passwordHash, password));
     } else {
       let verified;
       try {
         verified = await this.realms.verifyDirectoryPassword(realm, user.username, password);
       } catch (error) {
         if (error instanceof DomainError) throw error;
-        throw new DomainError(ErrorCode.RealmUnavailable, `cannot check your password with the directory of realm ${realm.id}: retry later`, { cause: error });
+        throw new DomainError(
+          ErrorCode.RealmUnavailable,
+          `cannot check your password with the directory of realm ${realm.id}: retry later`,
+          { cause: error },
+        );
       }
       correct = typeof verified === 'object' && verified.userId === user.id;
     }
     if (!correct) {
       const lockUntil = new Date(now.getTime() + this.config.access.lockSeconds * 1000);
-      await this.logins.recordPasswordFailure(user.id, this.config.access.loginFailuresBeforeLock, lockUntil, now);
+      await this.logins.recordPasswordFailure(
+        user.id,
+        this.config.access.loginFailuresBeforeLock,
+        lockUntil,
+        now,
+      );
       throw new DomainError(ErrorCode.Forbidden, WRONG_PASSWORD);
     }
     await this.logins.clearPasswordFailures(user.id);
@@ -227,7 +313,9 @@ export class TfaService {
 
 /** The caller's session stage after a second factor was added: `active` unless it is a `setup` session that was not upgraded. */
 export function stageAfterEnrolment(caller: Caller, sessionUpgraded: boolean): 'setup' | 'active' {
-  return sessionUpgraded || (caller as AuthenticatedCaller).sessionStage !== 'setup' ? 'active' : 'setup';
+  return sessionUpgraded || (caller as AuthenticatedCaller).sessionStage !== 'setup'
+    ? 'active'
+    : 'setup';
 }
 
 function nameTaken(name: string): DomainError {

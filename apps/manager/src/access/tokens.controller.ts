@@ -1,4 +1,15 @@
-import { Body, Controller, Delete, Get, Header, HttpCode, Param, Post, Put, Query } from '@nestjs/common';
+import {
+  Body,
+  Controller,
+  Delete,
+  Get,
+  Header,
+  HttpCode,
+  Param,
+  Post,
+  Put,
+  Query,
+} from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
 import { ZodResponse } from 'nestjs-zod';
 import { Audited } from '../audit/audited.decorator';
@@ -40,7 +51,11 @@ export class TokensController {
   @Header('Cache-Control', 'no-store')
   @RequirePrivilege('access.modify', '/')
   @Audited('access.token.create', { target: '/access' })
-  @ZodResponse({ status: 201, type: CreatedTokenDto, description: 'The token of a user or a group; its secret is in this answer only' })
+  @ZodResponse({
+    status: 201,
+    type: CreatedTokenDto,
+    description: 'The token of a user or a group; its secret is in this answer only',
+  })
   create(@Body() body: CreateTokenDto) {
     return this.tokens.create(body);
   }
@@ -72,7 +87,11 @@ export class TokensController {
   @Header('Cache-Control', 'no-store')
   @SelfService()
   @Audited('access.token.create', { target: '/access' })
-  @ZodResponse({ status: 201, type: CreatedTokenDto, description: 'A token of your own (you@realm!name); its secret is in this answer only' })
+  @ZodResponse({
+    status: 201,
+    type: CreatedTokenDto,
+    description: 'A token of your own (you@realm!name); its secret is in this answer only',
+  })
   createMine(@CurrentCaller() caller: Caller, @Body() body: CreateOwnTokenDto) {
     return this.tokens.createMine(caller, body);
   }
@@ -81,7 +100,11 @@ export class TokensController {
   @SelfService()
   @Audited('access.token.update', { target: '/access' })
   @ZodResponse({ type: TokenDto })
-  updateMine(@CurrentCaller() caller: Caller, @Param() params: TokenParamsDto, @Body() body: UpdateTokenDto) {
+  updateMine(
+    @CurrentCaller() caller: Caller,
+    @Param() params: TokenParamsDto,
+    @Body() body: UpdateTokenDto,
+  ) {
     return this.tokens.updateMine(caller, params.id, body);
   }
 
@@ -103,8 +126,15 @@ export class TokensController {
   @Put('mine/:id/acl')
   @SelfService()
   @Audited('access.acl.grant', { target: '/access' })
-  @ZodResponse({ type: AclEntryDto, description: 'A role for your limited token on a path: it still never holds more than you' })
-  putMineAcl(@CurrentCaller() caller: Caller, @Param() params: TokenParamsDto, @Body() body: OwnTokenAclDto) {
+  @ZodResponse({
+    type: AclEntryDto,
+    description: 'A role for your limited token on a path: it still never holds more than you',
+  })
+  putMineAcl(
+    @CurrentCaller() caller: Caller,
+    @Param() params: TokenParamsDto,
+    @Body() body: OwnTokenAclDto,
+  ) {
     return this.tokens.putMineAcl(caller, params.id, body);
   }
 
@@ -112,7 +142,11 @@ export class TokensController {
   @HttpCode(204)
   @SelfService()
   @Audited('access.acl.revoke', { target: '/access' })
-  deleteMineAcl(@CurrentCaller() caller: Caller, @Param() params: TokenParamsDto, @Query() query: OwnTokenAclQueryDto): Promise<void> {
+  deleteMineAcl(
+    @CurrentCaller() caller: Caller,
+    @Param() params: TokenParamsDto,
+    @Query() query: OwnTokenAclQueryDto,
+  ): Promise<void> {
     return this.tokens.deleteMineAcl(caller, params.id, query.path);
   }
 }

@@ -11,7 +11,14 @@ import { AccessAdminRepository, type TokenPatch } from './access-admin.repositor
 import { aclEntryView } from './acl.service';
 import type { AclEntryView } from './acl.dto';
 import type { ApiTokenEntity, TokenOwnerType } from './api-token.entity';
-import type { CreatedTokenView, CreateOwnTokenInput, CreateTokenInput, OwnTokenAclInput, TokenView, UpdateTokenInput } from './tokens.dto';
+import type {
+  CreatedTokenView,
+  CreateOwnTokenInput,
+  CreateTokenInput,
+  OwnTokenAclInput,
+  TokenView,
+  UpdateTokenInput,
+} from './tokens.dto';
 
 interface NewToken {
   readonly ownerType: TokenOwnerType;
@@ -38,12 +45,19 @@ export class TokensService {
     private readonly random: RandomRepository,
   ) {}
 
-  async list(filter: { ownerType?: TokenOwnerType; owner?: string }): Promise<{ items: TokenView[] }> {
+  async list(filter: {
+    ownerType?: TokenOwnerType;
+    owner?: string;
+  }): Promise<{ items: TokenView[] }> {
     return { items: (await this.repository.listTokens(filter)).map(tokenView) };
   }
 
   async listMine(caller: Caller): Promise<{ items: TokenView[] }> {
-    return { items: (await this.repository.listTokens({ ownerType: 'user', owner: ownUser(caller) })).map(tokenView) };
+    return {
+      items: (await this.repository.listTokens({ ownerType: 'user', owner: ownUser(caller) })).map(
+        tokenView,
+      ),
+    };
   }
 
   /** A token of the caller's own user. */
@@ -53,7 +67,8 @@ export class TokensService {
 
   /** An administrator creates a token for a user or a group (which must exist). */
   async create(input: CreateTokenInput): Promise<CreatedTokenView> {
-    if (!(await this.repository.principalExists(input.ownerType, input.owner))) throw DomainError.notFound(`${input.ownerType} ${input.owner}`);
+    if (!(await this.repository.principalExists(input.ownerType, input.owner)))
+      throw DomainError.notFound(`${input.ownerType} ${input.owner}`);
     return this.createToken(input);
   }
 
@@ -77,7 +92,11 @@ export class TokensService {
 
   async listMineAcl(caller: Caller, id: string): Promise<{ items: AclEntryView[] }> {
     const token = await this.requireOwn(caller, id);
-    return { items: (await this.repository.listAcl({ principalType: 'token', principal: token.id })).map(aclEntryView) };
+    return {
+      items: (await this.repository.listAcl({ principalType: 'token', principal: token.id })).map(
+        aclEntryView,
+      ),
+    };
   }
 
   /**
@@ -88,7 +107,10 @@ export class TokensService {
     const token = await this.requireOwn(caller, id);
     this.requireUsable(token);
     if (!token.limited) {
-      throw new DomainError(ErrorCode.Conflict, `token ${token.name} is not limited: it holds exactly your rights and its own ACL entries would have no effect; make it limited first`);
+      throw new DomainError(
+        ErrorCode.Conflict,
+        `token ${token.name} is not limited: it holds exactly your rights and its own ACL entries would have no effect; make it limited first`,
+      );
     }
     const stored = await this.repository.upsertAcl({
       id: this.random.uuid(),
@@ -100,13 +122,19 @@ export class TokensService {
       createdAt: this.clock.now(),
     });
     this.auth.invalidate();
-    this.audit.note({ tokenId: token.id, path: stored.path, role: stored.role, propagate: stored.propagate });
+    this.audit.note({
+      tokenId: token.id,
+      path: stored.path,
+      role: stored.role,
+      propagate: stored.propagate,
+    });
     return aclEntryView(stored);
   }
 
   async deleteMineAcl(caller: Caller, id: string, path: string): Promise<void> {
     const token = await this.requireOwn(caller, id);
-    if (!(await this.repository.deleteAcl(path, 'token', token.id))) throw DomainError.notFound(`ACL entry of token ${token.name} on ${path}`);
+    if (!(await this.repository.deleteAcl(path, 'token', token.id)))
+      throw DomainError.notFound(`ACL entry of token ${token.name} on ${path}`);
     this.auth.invalidate();
     this.audit.note({ tokenId: token.id, path });
   }
@@ -115,7 +143,8 @@ export class TokensService {
 
   private async createToken(input: NewToken): Promise<CreatedTokenView> {
     const now = this.clock.now();
-    if (input.expiresAt && input.expiresAt <= now) throw new DomainError(ErrorCode.ValidationFailed, 'expiresAt: must be in the future');
+    if (input.expiresAt && input.expiresAt <= now)
+      throw new DomainError(ErrorCode.ValidationFailed, 'expiresAt: must be in the future');
     const id = this.random.bytes(8).toString('hex');
     const secret = this.random.bytes(32).toString('base64url');
     const token: ApiTokenEntity = {
@@ -138,7 +167,12 @@ export class TokensService {
       );
     }
     this.auth.invalidate();
-    this.audit.note({ tokenId: id, token: tokenDisplay(input.ownerType, input.owner, input.name), limited: input.limited, expiresAt: token.expiresAt?.toISOString() ?? null });
+    this.audit.note({
+      tokenId: id,
+      token: tokenDisplay(input.ownerType, input.owner, input.name),
+      limited: input.limited,
+      expiresAt: token.expiresAt?.toISOString() ?? null,
+    });
     return { ...tokenView(token), token: formatApiToken(id, secret) };
   }
 
@@ -148,7 +182,8 @@ export class TokensService {
     if (input.comment !== undefined) patch.comment = input.comment;
     if (input.limited !== undefined) patch.limited = input.limited;
     if (input.expiresAt !== undefined) {
-      if (input.expiresAt !== null && input.expiresAt <= this.clock.now()) throw new DomainError(ErrorCode.ValidationFailed, 'expiresAt: must be in the future');
+      if (input.expiresAt !== null && input.expiresAt <= this.clock.now())
+        throw new DomainError(ErrorCode.ValidationFailed, 'expiresAt: must be in the future');
       patch.expiresAt = input.expiresAt;
     }
     await this.repository.updateToken(token.id, patch);
@@ -161,11 +196,16 @@ export class TokensService {
   private async revokeToken(token: ApiTokenEntity): Promise<void> {
     const revoked = await this.repository.revokeToken(token.id, this.clock.now());
     this.auth.invalidate();
-    this.audit.note({ tokenId: token.id, token: tokenDisplay(token.ownerType, token.principal, token.name), alreadyRevoked: !revoked });
+    this.audit.note({
+      tokenId: token.id,
+      token: tokenDisplay(token.ownerType, token.principal, token.name),
+      alreadyRevoked: !revoked,
+    });
   }
 
   private requireUsable(token: ApiTokenEntity): void {
-    if (token.revokedAt) throw new DomainError(ErrorCode.Conflict, `token ${token.name} is revoked: create a new one`);
+    if (token.revokedAt)
+      throw new DomainError(ErrorCode.Conflict, `token ${token.name} is revoked: create a new one`);
   }
 
   private async require(id: string): Promise<ApiTokenEntity> {
@@ -177,14 +217,16 @@ export class TokensService {
   /** The caller's own token; another's answers 404 as if it did not exist. */
   private async requireOwn(caller: Caller, id: string): Promise<ApiTokenEntity> {
     const token = await this.repository.findToken(id);
-    if (!token || token.ownerType !== 'user' || token.principal !== ownUser(caller)) throw DomainError.notFound(`token ${id}`);
+    if (!token || token.ownerType !== 'user' || token.principal !== ownUser(caller))
+      throw DomainError.notFound(`token ${id}`);
     return token;
   }
 }
 
 /** The user behind a self-service call (always a session of a user: the guard lets nothing else through). */
 function ownUser(caller: Caller): string {
-  if (caller.principalType !== 'user') throw new DomainError(ErrorCode.Forbidden, 'only users have tokens of their own');
+  if (caller.principalType !== 'user')
+    throw new DomainError(ErrorCode.Forbidden, 'only users have tokens of their own');
   return caller.principal;
 }
 

@@ -22,7 +22,15 @@ export class TotpDeviceEntity {
   confirmed!: boolean;
 
   /** The highest time step whose code was accepted; that step and earlier ones are refused. */
-  @Column({ name: 'last_step', type: 'bigint', nullable: true, transformer: { to: (v: number | null) => v, from: (v: string | null) => (v === null ? null : Number(v)) } })
+  @Column({
+    name: 'last_step',
+    type: 'bigint',
+    nullable: true,
+    transformer: {
+      to: (v: number | null) => v,
+      from: (v: string | null) => (v === null ? null : Number(v)),
+    },
+  })
   lastStep!: number | null;
 
   @Column({ name: 'created_at', type: 'timestamptz' })

@@ -75,7 +75,13 @@ export class UserEntity {
 
 /** A new user as it is stored: the given fields, every counter and lock at rest. */
 export function newUser(
-  fields: Pick<UserEntity, 'id' | 'realmId' | 'username' | 'createdAt'> & Partial<Pick<UserEntity, 'displayName' | 'email' | 'enabled' | 'passwordHash' | 'passwordChangedAt' | 'requireTfa'>>,
+  fields: Pick<UserEntity, 'id' | 'realmId' | 'username' | 'createdAt'> &
+    Partial<
+      Pick<
+        UserEntity,
+        'displayName' | 'email' | 'enabled' | 'passwordHash' | 'passwordChangedAt' | 'requireTfa'
+      >
+    >,
 ): UserEntity {
   return {
     displayName: null,

@@ -4,7 +4,16 @@ import { ZodResponse } from 'nestjs-zod';
 import { Audited } from '../audit/audited.decorator';
 import { CurrentCaller, type Caller } from '../auth/caller';
 import { RequirePrivilege, SelfService } from '../auth/privilege.decorator';
-import { ChangePasswordDto, CreateUserDto, ResetPasswordDto, UpdateUserDto, UserDto, UserListDto, UserParamsDto, UserQueryDto } from './users.dto';
+import {
+  ChangePasswordDto,
+  CreateUserDto,
+  ResetPasswordDto,
+  UpdateUserDto,
+  UserDto,
+  UserListDto,
+  UserParamsDto,
+  UserQueryDto,
+} from './users.dto';
 import { UsersService } from './users.service';
 
 @ApiTags('access')
@@ -14,7 +23,10 @@ export class UsersController {
 
   @Get('users')
   @RequirePrivilege('access.audit', '/')
-  @ZodResponse({ type: UserListDto, description: 'Users (of one realm with ?realm=), with their groups' })
+  @ZodResponse({
+    type: UserListDto,
+    description: 'Users (of one realm with ?realm=), with their groups',
+  })
   list(@Query() query: UserQueryDto) {
     return this.users.list(query.realm);
   }
@@ -37,8 +49,15 @@ export class UsersController {
   @Put('users/:user')
   @RequirePrivilege('access.modify', '/')
   @Audited('access.user.update', { target: '/access' })
-  @ZodResponse({ type: UserDto, description: 'Disabling ends the user’s sessions and stops its API tokens' })
-  update(@CurrentCaller() caller: Caller, @Param() params: UserParamsDto, @Body() body: UpdateUserDto) {
+  @ZodResponse({
+    type: UserDto,
+    description: 'Disabling ends the user’s sessions and stops its API tokens',
+  })
+  update(
+    @CurrentCaller() caller: Caller,
+    @Param() params: UserParamsDto,
+    @Body() body: UpdateUserDto,
+  ) {
     return this.users.update(caller, params.user, body);
   }
 

@@ -22,7 +22,19 @@ const LOCAL: RealmEntity = realm('local', 'local');
 const CORP: RealmEntity = realm('corp', 'ldap');
 
 function realm(id: string, type: RealmEntity['type']): RealmEntity {
-  return { id, type, comment: '', settings: {}, sealedSecret: null, requireTfa: false, groupMappings: [], syncIntervalMinutes: null, lastSyncAt: null, lastSyncError: null, createdAt: NOW };
+  return {
+    id,
+    type,
+    comment: '',
+    settings: {},
+    sealedSecret: null,
+    requireTfa: false,
+    groupMappings: [],
+    syncIntervalMinutes: null,
+    lastSyncAt: null,
+    lastSyncError: null,
+    createdAt: NOW,
+  };
 }
 
 function user(id: string, extra: Partial<UserEntity> = {}): UserEntity {
@@ -50,8 +62,18 @@ function user(id: string, extra: Partial<UserEntity> = {}): UserEntity {
   };
 }
 
-const ADMIN = testCaller([{ path: '/', role: 'Admin' }], { principal: 'admin@local', display: 'admin@local!bootstrap' });
-const SESSION = testCaller([], { kind: 'session', principal: 'alice@local', tokenId: null, tokenName: null, sessionId: 'session-1', display: 'alice@local' });
+const ADMIN = testCaller([{ path: '/', role: 'Admin' }], {
+  principal: 'admin@local',
+  display: 'admin@local!bootstrap',
+});
+const SESSION = testCaller([], {
+  kind: 'session',
+  principal: 'alice@local',
+  tokenId: null,
+  tokenName: null,
+  sessionId: 'session-1',
+  display: 'alice@local',
+});
 
 interface Parts {
   repository?: Parameters<typeof strictMock<AccessAdminRepository>>[1];
@@ -89,12 +111,30 @@ describe('UsersService.create', () => {
   it('stores a local user with the argon2 hash of its password and answers it without the hash', async () => {
     const inserted: UserEntity[] = [];
     const { service, invalidations, notes } = setup({
-      repository: { findRealm: async () => LOCAL, insertUser: async (u) => (inserted.push(u), true) },
+      repository: {
+        findRealm: async () => LOCAL,
+        insertUser: async (u) => (inserted.push(u), true),
+      },
       passwords: { hash: async (p) => `$argon2id$hash-of-${p}` },
     });
-    const answer = await service.create(createUserSchema.parse({ username: 'alice', password: STRONG, email: 'alice@example.org' }));
-    expect(inserted[0]).toMatchObject({ id: 'alice@local', realmId: 'local', passwordHash: `$argon2id$hash-of-${STRONG}`, passwordChangedAt: NOW, enabled: true, email: 'alice@example.org' });
-    expect(answer).toMatchObject({ id: 'alice@local', hasPassword: true, enabled: true, groups: [], passwordChangedAt: NOW.toISOString() });
+    const answer = await service.create(
+      createUserSchema.parse({ username: 'alice', password: STRONG, email: 'alice@example.org' }),
+    );
+    expect(inserted[0]).toMatchObject({
+      id: 'alice@local',
+      realmId: 'local',
+      passwordHash: `$argon2id$hash-of-${STRONG}`,
+      passwordChangedAt: NOW,
+      enabled: true,
+      email: 'alice@example.org',
+    });
+    expect(answer).toMatchObject({
+      id: 'alice@local',
+      hasPassword: true,
+      enabled: true,
+      groups: [],
+      passwordChangedAt: NOW.toISOString(),
+    });
     expect(JSON.stringify(answer)).not.toContain('argon2');
     expect(JSON.stringify(notes)).not.toContain(STRONG);
     expect(invalidations).toHaveLength(1);
@@ -102,7 +142,9 @@ describe('UsersService.create', () => {
 
   it('refuses a weak password with 400 before hashing or storing anything', async () => {
     const { service } = setup({ repository: { findRealm: async () => LOCAL } });
-    const error = await errorOf(service.create(createUserSchema.parse({ username: 'alice', password: 'alice' })));
+    const error = await errorOf(
+      service.create(createUserSchema.parse({ username: 'alice', password: 'alice' })),
+    );
     expect(error.code).toBe(ErrorCode.ValidationFailed);
     expect(error.message).toContain('at least 12 characters');
     expect(error.message).toContain('must not be the user name');
@@ -110,8 +152,15 @@ describe('UsersService.create', () => {
 
   it('refuses a password for a user of a directory realm, and creates one without a password', async () => {
     const inserted: UserEntity[] = [];
-    const { service } = setup({ repository: { findRealm: async () => CORP, insertUser: async (u) => (inserted.push(u), true) } });
-    const error = await errorOf(service.create(createUserSchema.parse({ username: 'bob', realm: 'corp', password: STRONG })));
+    const { service } = setup({
+      repository: {
+        findRealm: async () => CORP,
+        insertUser: async (u) => (inserted.push(u), true),
+      },
+    });
+    const error = await errorOf(
+      service.create(createUserSchema.parse({ username: 'bob', realm: 'corp', password: STRONG })),
+    );
     expect(error.code).toBe(ErrorCode.ValidationFailed);
     expect(error.message).toMatch(/^password: .*only local users have a password/);
     expect(inserted).toEqual([]);
@@ -121,10 +170,18 @@ describe('UsersService.create', () => {
   });
 
   it('answers 404 for an unknown realm and 409 for an existing user', async () => {
-    expect((await errorOf(setup({ repository: { findRealm: async () => null } }).service.create(createUserSchema.parse({ username: 'a', realm: 'nope' })))).code).toBe(
-      ErrorCode.NotFound,
-    );
-    const { service, invalidations } = setup({ repository: { findRealm: async () => LOCAL, insertUser: async () => false } });
+    expect(
+      (
+        await errorOf(
+          setup({ repository: { findRealm: async () => null } }).service.create(
+            createUserSchema.parse({ username: 'a', realm: 'nope' }),
+          ),
+        )
+      ).code,
+    ).toBe(ErrorCode.NotFound);
+    const { service, invalidations } = setup({
+      repository: { findRealm: async () => LOCAL, insertUser: async () => false },
+    });
     const error = await errorOf(service.create(createUserSchema.parse({ username: 'alice' })));
     expect(error.code).toBe(ErrorCode.Conflict);
     expect(error.message).toBe('user alice@local already exists');
@@ -155,10 +212,20 @@ describe('UsersService.update and delete', () => {
   it('changes names without touching sessions', async () => {
     const updates: unknown[][] = [];
     const { service } = setup({
-      repository: { findUser: async () => user('alice@local'), updateUser: async (...args) => void updates.push(args), membershipsOf: async () => [] },
+      repository: {
+        findUser: async () => user('alice@local'),
+        updateUser: async (...args) => void updates.push(args),
+        membershipsOf: async () => [],
+      },
     });
-    await service.update(ADMIN, 'alice@local', { displayName: 'Alice', email: null, enabled: true });
-    expect(updates).toEqual([['alice@local', { displayName: 'Alice', email: null, enabled: true }, undefined]]);
+    await service.update(ADMIN, 'alice@local', {
+      displayName: 'Alice',
+      email: null,
+      enabled: true,
+    });
+    expect(updates).toEqual([
+      ['alice@local', { displayName: 'Alice', email: null, enabled: true }, undefined],
+    ]);
   });
 
   it('refuses to disable or remove the caller’s own user, whether it calls with a token or a session', async () => {
@@ -167,13 +234,20 @@ describe('UsersService.update and delete', () => {
     expect(disable.code).toBe(ErrorCode.Forbidden);
     expect(disable.message).toContain('your own user');
     expect((await errorOf(service.delete(ADMIN, 'admin@local'))).code).toBe(ErrorCode.Forbidden);
-    const self = testCaller([], { kind: 'session', principal: 'admin@local', sessionId: 's', tokenId: null });
+    const self = testCaller([], {
+      kind: 'session',
+      principal: 'admin@local',
+      sessionId: 's',
+      tokenId: null,
+    });
     expect((await errorOf(service.delete(self, 'admin@local'))).code).toBe(ErrorCode.Forbidden);
   });
 
   it('removes another user, and answers 404 for an unknown one', async () => {
     const deleted: string[] = [];
-    const { service, invalidations } = setup({ repository: { deleteUser: async (id) => (deleted.push(id), id === 'bob@local') } });
+    const { service, invalidations } = setup({
+      repository: { deleteUser: async (id) => (deleted.push(id), id === 'bob@local') },
+    });
     await service.delete(ADMIN, 'bob@local');
     expect(deleted).toEqual(['bob@local']);
     expect(invalidations).toHaveLength(1);
@@ -185,7 +259,11 @@ describe('UsersService passwords', () => {
   it('an administrator’s reset hashes the new password and ends every session of the user', async () => {
     const calls: [string, string, Date, EndSessions][] = [];
     const { service, invalidations } = setup({
-      repository: { findUser: async () => user('alice@local'), findRealm: async () => LOCAL, setPassword: async (...args) => void calls.push(args) },
+      repository: {
+        findUser: async () => user('alice@local'),
+        findRealm: async () => LOCAL,
+        setPassword: async (...args) => void calls.push(args),
+      },
       passwords: { hash: async (p) => `h(${p})` },
     });
     await service.resetPassword('alice@local', STRONG);
@@ -194,7 +272,9 @@ describe('UsersService passwords', () => {
   });
 
   it('refuses to set the password of a directory user', async () => {
-    const { service } = setup({ repository: { findUser: async () => user('bob@corp'), findRealm: async () => CORP } });
+    const { service } = setup({
+      repository: { findUser: async () => user('bob@corp'), findRealm: async () => CORP },
+    });
     const error = await errorOf(service.resetPassword('bob@corp', STRONG));
     expect(error.code).toBe(ErrorCode.ValidationFailed);
     expect(error.message).toContain('managed by the directory');
@@ -204,8 +284,15 @@ describe('UsersService passwords', () => {
     const attempts: string[] = [];
     const calls: [string, string, Date, EndSessions][] = [];
     const { service } = setup({
-      repository: { findUser: async () => user('alice@local'), findRealm: async () => LOCAL, setPassword: async (...args) => void calls.push(args) },
-      passwords: { verify: async (_hash, password) => password === 'old-Password-1', hash: async (p) => `h(${p})` },
+      repository: {
+        findUser: async () => user('alice@local'),
+        findRealm: async () => LOCAL,
+        setPassword: async (...args) => void calls.push(args),
+      },
+      passwords: {
+        verify: async (_hash, password) => password === 'old-Password-1',
+        hash: async (p) => `h(${p})`,
+      },
       limits: { loginAttempt: async (key) => void attempts.push(key) },
     });
     const wrong = await errorOf(service.changeOwnPassword(SESSION, 'guess-Password-1', STRONG));
@@ -215,7 +302,9 @@ describe('UsersService passwords', () => {
     const weak = await errorOf(service.changeOwnPassword(SESSION, 'old-Password-1', 'weak'));
     expect(weak.code).toBe(ErrorCode.ValidationFailed);
     expect(weak.message).toMatch(/^newPassword: /);
-    const same = await errorOf(service.changeOwnPassword(SESSION, 'old-Password-1', 'old-Password-1'));
+    const same = await errorOf(
+      service.changeOwnPassword(SESSION, 'old-Password-1', 'old-Password-1'),
+    );
     expect(same.message).toContain('must differ');
     await service.changeOwnPassword(SESSION, 'old-Password-1', STRONG);
     expect(calls).toEqual([['alice@local', `h(${STRONG})`, NOW, { except: 'session-1' }]]);
@@ -230,12 +319,16 @@ describe('UsersService passwords', () => {
         },
       },
     });
-    expect((await errorOf(service.changeOwnPassword(SESSION, 'x', STRONG))).code).toBe(ErrorCode.RateLimited);
+    expect((await errorOf(service.changeOwnPassword(SESSION, 'x', STRONG))).code).toBe(
+      ErrorCode.RateLimited,
+    );
   });
 
   it('refuses the own change without a session', async () => {
     const { service } = setup();
-    expect((await errorOf(service.changeOwnPassword(ADMIN, 'x', STRONG))).code).toBe(ErrorCode.Forbidden);
+    expect((await errorOf(service.changeOwnPassword(ADMIN, 'x', STRONG))).code).toBe(
+      ErrorCode.Forbidden,
+    );
   });
 });
 
@@ -244,7 +337,10 @@ describe('UsersService.list', () => {
     const asked: string[][] = [];
     const { service } = setup({
       repository: {
-        listUsers: async (realmId) => (realmId === 'local' ? [user('alice@local'), user('bob@local', { passwordHash: null })] : []),
+        listUsers: async (realmId) =>
+          realmId === 'local'
+            ? [user('alice@local'), user('bob@local', { passwordHash: null })]
+            : [],
         membershipsOf: async (ids) => {
           asked.push([...ids]);
           return [

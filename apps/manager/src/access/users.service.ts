@@ -33,7 +33,8 @@ export class UsersService {
   async list(realm?: string): Promise<{ items: UserView[] }> {
     const users = await this.repository.listUsers(realm);
     const byUser = new Map<string, Membership[]>();
-    for (const m of await this.repository.membershipsOf(users.map((u) => u.id))) byUser.set(m.userId, [...(byUser.get(m.userId) ?? []), m]);
+    for (const m of await this.repository.membershipsOf(users.map((u) => u.id)))
+      byUser.set(m.userId, [...(byUser.get(m.userId) ?? []), m]);
     return { items: users.map((u) => toView(u, byUser.get(u.id) ?? [])) };
   }
 
@@ -68,9 +69,15 @@ export class UsersService {
       requireTfa: input.requireTfa,
       createdAt: now,
     });
-    if (!(await this.repository.insertUser(user))) throw new DomainError(ErrorCode.Conflict, `user ${id} already exists`);
+    if (!(await this.repository.insertUser(user)))
+      throw new DomainError(ErrorCode.Conflict, `user ${id} already exists`);
     this.auth.invalidate();
-    this.audit.note({ user: id, realm: realm.id, withPassword: input.password !== undefined, enabled: input.enabled });
+    this.audit.note({
+      user: id,
+      realm: realm.id,
+      withPassword: input.password !== undefined,
+      enabled: input.enabled,
+    });
     return toView(user, []);
   }
 
@@ -86,7 +93,11 @@ export class UsersService {
     if (input.requireTfa !== undefined) patch.requireTfa = input.requireTfa;
     await this.repository.updateUser(id, patch, disabling ? this.clock.now() : undefined);
     this.auth.invalidate();
-    this.audit.note({ user: id, changed: Object.keys(patch), ...(disabling ? { sessionsEnded: true } : {}) });
+    this.audit.note({
+      user: id,
+      changed: Object.keys(patch),
+      ...(disabling ? { sessionsEnded: true } : {}),
+    });
     return this.get(id);
   }
 
@@ -113,7 +124,11 @@ export class UsersService {
    * right — attempts count against the login rate limit of the user — and every other session of
    * the user ends.
    */
-  async changeOwnPassword(caller: Caller, currentPassword: string, newPassword: string): Promise<void> {
+  async changeOwnPassword(
+    caller: Caller,
+    currentPassword: string,
+    newPassword: string,
+  ): Promise<void> {
     if (caller.kind !== 'session' || caller.principalType !== 'user' || !caller.sessionId) {
       throw new DomainError(ErrorCode.Forbidden, 'changing your password needs a login session');
     }
@@ -123,23 +138,38 @@ export class UsersService {
     if (!user.passwordHash || !(await this.passwords.verify(user.passwordHash, currentPassword))) {
       throw new DomainError(ErrorCode.Forbidden, 'currentPassword: the current password is wrong');
     }
-    if (currentPassword === newPassword) throw new DomainError(ErrorCode.ValidationFailed, 'newPassword: the new password must differ from the current one');
+    if (currentPassword === newPassword)
+      throw new DomainError(
+        ErrorCode.ValidationFailed,
+        'newPassword: the new password must differ from the current one',
+      );
     this.policy.check(newPassword, user.id, 'newPassword');
-    await this.repository.setPassword(user.id, await this.passwords.hash(newPassword), this.clock.now(), { except: caller.sessionId });
+    await this.repository.setPassword(
+      user.id,
+      await this.passwords.hash(newPassword),
+      this.clock.now(),
+      { except: caller.sessionId },
+    );
     this.auth.invalidate();
     this.audit.note({ user: user.id, otherSessionsEnded: true });
   }
 
   private refuseSelf(caller: Caller, id: string, what: 'disable' | 'remove'): void {
     if (caller.principalType === 'user' && caller.principal === id) {
-      throw new DomainError(ErrorCode.Forbidden, `you cannot ${what} your own user ${id}: another administrator must do it`);
+      throw new DomainError(
+        ErrorCode.Forbidden,
+        `you cannot ${what} your own user ${id}: another administrator must do it`,
+      );
     }
   }
 
   private async requireLocal(user: UserEntity): Promise<void> {
     const realm = await this.repository.findRealm(user.realmId);
     if (realm?.type !== 'local') {
-      throw new DomainError(ErrorCode.ValidationFailed, `user ${user.id} belongs to a ${realm?.type ?? 'missing'} realm: its password is managed by the directory, not the manager`);
+      throw new DomainError(
+        ErrorCode.ValidationFailed,
+        `user ${user.id} belongs to a ${realm?.type ?? 'missing'} realm: its password is managed by the directory, not the manager`,
+      );
     }
   }
 

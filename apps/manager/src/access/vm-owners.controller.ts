@@ -3,7 +3,13 @@ import { ApiTags } from '@nestjs/swagger';
 import { ZodResponse } from 'nestjs-zod';
 import { Audited } from '../audit/audited.decorator';
 import { RequirePrivilege } from '../auth/privilege.decorator';
-import { SetVmOwnerDto, VmOwnerDto, VmOwnerListDto, VmOwnerParamsDto, VmOwnerQueryDto } from './vm-owners.dto';
+import {
+  SetVmOwnerDto,
+  VmOwnerDto,
+  VmOwnerListDto,
+  VmOwnerParamsDto,
+  VmOwnerQueryDto,
+} from './vm-owners.dto';
 import { VmOwnersService } from './vm-owners.service';
 
 @ApiTags('access')

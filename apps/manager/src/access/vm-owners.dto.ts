@@ -3,11 +3,21 @@ import { createZodDto } from 'nestjs-zod';
 import { z } from 'zod';
 import { groupIdSchema } from './principal';
 
-export class VmOwnerParamsDto extends createZodDto(z.strictObject({ vmid: uuidSchema.transform((v) => v.toLowerCase()).meta({ description: 'The VM’s uuid' }) })) {}
+export class VmOwnerParamsDto extends createZodDto(
+  z.strictObject({
+    vmid: uuidSchema.transform((v) => v.toLowerCase()).meta({ description: 'The VM’s uuid' }),
+  }),
+) {}
 
-export class SetVmOwnerDto extends createZodDto(z.strictObject({ tenantGroup: groupIdSchema.meta({ description: 'A tenant group' }) })) {}
+export class SetVmOwnerDto extends createZodDto(
+  z.strictObject({ tenantGroup: groupIdSchema.meta({ description: 'A tenant group' }) }),
+) {}
 
-export class VmOwnerQueryDto extends createZodDto(z.strictObject({ group: groupIdSchema.optional().meta({ description: 'The VMs of this tenant group' }) })) {}
+export class VmOwnerQueryDto extends createZodDto(
+  z.strictObject({
+    group: groupIdSchema.optional().meta({ description: 'The VMs of this tenant group' }),
+  }),
+) {}
 
 export const vmOwnerSchema = z.object({
   vm: z.string().meta({ description: 'The VM’s uuid' }),

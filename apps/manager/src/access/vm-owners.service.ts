@@ -26,7 +26,11 @@ export class VmOwnersService {
   async set(vmUuid: string, tenantGroup: string): Promise<VmOwnerView> {
     const group = await this.repository.findGroup(tenantGroup);
     if (!group) throw DomainError.notFound(`group ${tenantGroup}`);
-    if (!group.tenant) throw new DomainError(ErrorCode.ValidationFailed, `tenantGroup: group ${tenantGroup} is not a tenant group (PUT /api/v1/access/groups/${tenantGroup} {"tenant": true} first)`);
+    if (!group.tenant)
+      throw new DomainError(
+        ErrorCode.ValidationFailed,
+        `tenantGroup: group ${tenantGroup} is not a tenant group (PUT /api/v1/access/groups/${tenantGroup} {"tenant": true} first)`,
+      );
     const stored = await this.repository.setVmOwner(vmUuid, tenantGroup, this.clock.now());
     this.auth.invalidate();
     this.audit.note({ vm: vmUuid, tenantGroup });
@@ -34,7 +38,8 @@ export class VmOwnersService {
   }
 
   async clear(vmUuid: string): Promise<void> {
-    if (!(await this.repository.deleteVmOwner(vmUuid))) throw DomainError.notFound(`ownership of VM ${vmUuid}`);
+    if (!(await this.repository.deleteVmOwner(vmUuid)))
+      throw DomainError.notFound(`ownership of VM ${vmUuid}`);
     this.auth.invalidate();
     this.audit.note({ vm: vmUuid });
   }

@@ -27,7 +27,11 @@ export class WebauthnCredentialEntity {
   publicKey!: string;
 
   /** The highest signature counter seen (0 for authenticators without one). */
-  @Column({ type: 'bigint', default: 0, transformer: { to: (v: number) => v, from: (v: string) => Number(v) } })
+  @Column({
+    type: 'bigint',
+    default: 0,
+    transformer: { to: (v: number) => v, from: (v: string) => Number(v) },
+  })
   counter!: number;
 
   @Column({ type: 'text', array: true })

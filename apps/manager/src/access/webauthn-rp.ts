@@ -11,7 +11,10 @@ export const WEBAUTHN_CHALLENGE_BYTES = 32;
  * The relying party of a ceremony: the host of the configured public URL, else the Host the browser
  * used (validated: a host name or address with an optional port); the origin is `https://<host[:port]>`.
  */
-export function relyingParty(publicUrl: string | undefined, host: string | undefined): RelyingParty {
+export function relyingParty(
+  publicUrl: string | undefined,
+  host: string | undefined,
+): RelyingParty {
   if (publicUrl) {
     const url = new URL(publicUrl);
     return { id: url.hostname, origin: url.origin };
@@ -23,6 +26,8 @@ export function relyingParty(publicUrl: string | undefined, host: string | undef
       'the Host header must be a host name or IP address with an optional port; when the manager is reached through a proxy, set DEBVISOR_PUBLIC_URL',
     );
   }
-  const id = authority.startsWith('[') ? authority.slice(1, authority.indexOf(']')) : authority.replace(/:\d+$/, '');
+  const id = authority.startsWith('[')
+    ? authority.slice(1, authority.indexOf(']'))
+    : authority.replace(/:\d+$/, '');
   return { id, origin: `https://${authority}` };
 }

@@ -24,7 +24,8 @@ export interface KnownCredential {
   readonly transports: readonly string[];
 }
 
-export type Verified<T> = ({ readonly ok: true } & T) | { readonly ok: false; readonly reason: string };
+export type Verified<T> =
+  ({ readonly ok: true } & T) | { readonly ok: false; readonly reason: string };
 
 /** Options for navigator.credentials.create() / get(), as JSON (PublicKeyCredential*OptionsJSON). */
 export type CeremonyOptions = { readonly challenge: string } & Record<string, unknown>;
@@ -52,14 +53,21 @@ export class WebauthnVerifierRepository {
       userDisplayName: input.userDisplayName,
       challenge: new Uint8Array(input.challenge),
       attestationType: 'none',
-      excludeCredentials: input.exclude.map((c) => ({ id: c.credentialId, transports: transports(c.transports) })),
+      excludeCredentials: input.exclude.map((c) => ({
+        id: c.credentialId,
+        transports: transports(c.transports),
+      })),
       authenticatorSelection: { residentKey: 'discouraged', userVerification: 'preferred' },
       timeout: 120_000,
     });
     return { ...options };
   }
 
-  async verifyRegistration(input: { response: unknown; challenge: string; rp: RelyingParty }): Promise<Verified<{ credential: KnownCredential }>> {
+  async verifyRegistration(input: {
+    response: unknown;
+    challenge: string;
+    rp: RelyingParty;
+  }): Promise<Verified<{ credential: KnownCredential }>> {
     try {
       const result = await verifyRegistrationResponse({
         response: input.response as RegistrationResponseJSON,
@@ -84,11 +92,18 @@ export class WebauthnVerifierRepository {
     }
   }
 
-  async authenticationOptions(input: { rp: RelyingParty; challenge: Uint8Array; allow: readonly KnownCredential[] }): Promise<CeremonyOptions> {
+  async authenticationOptions(input: {
+    rp: RelyingParty;
+    challenge: Uint8Array;
+    allow: readonly KnownCredential[];
+  }): Promise<CeremonyOptions> {
     const options = await generateAuthenticationOptions({
       rpID: input.rp.id,
       challenge: new Uint8Array(input.challenge),
-      allowCredentials: input.allow.map((c) => ({ id: c.credentialId, transports: transports(c.transports) })),
+      allowCredentials: input.allow.map((c) => ({
+        id: c.credentialId,
+        transports: transports(c.transports),
+      })),
       userVerification: 'preferred',
       timeout: 120_000,
     });
@@ -96,7 +111,12 @@ export class WebauthnVerifierRepository {
   }
 
   /** Checks the assertion (challenge, origin, RP ID, signature, and a counter that must grow when non-zero). */
-  async verifyAuthentication(input: { response: unknown; challenge: string; rp: RelyingParty; credential: KnownCredential }): Promise<Verified<{ newCounter: number }>> {
+  async verifyAuthentication(input: {
+    response: unknown;
+    challenge: string;
+    rp: RelyingParty;
+    credential: KnownCredential;
+  }): Promise<Verified<{ newCounter: number }>> {
     try {
       const result = await verifyAuthenticationResponse({
         response: input.response as AuthenticationResponseJSON,
@@ -119,6 +139,8 @@ export class WebauthnVerifierRepository {
   }
 }
 
-function transports(values: readonly string[]): NonNullable<RegistrationResponseJSON['response']['transports']> {
+function transports(
+  values: readonly string[],
+): NonNullable<RegistrationResponseJSON['response']['transports']> {
   return values as NonNullable<RegistrationResponseJSON['response']['transports']>;
 }

@@ -3,13 +3,20 @@ import { z } from 'zod';
 import { deviceNameSchema } from './tfa.dto';
 
 /** base64url text of at most `max` characters. */
-const base64url = (max: number) => z.string().max(max).regex(/^[A-Za-z0-9_-]*$/, 'base64url without padding');
+const base64url = (max: number) =>
+  z
+    .string()
+    .max(max)
+    .regex(/^[A-Za-z0-9_-]*$/, 'base64url without padding');
 const credentialIdSchema = base64url(1366).min(1);
 
 /** Client extension results: a small JSON object. */
 const extensionResultsSchema = z
   .record(z.string().max(64), z.unknown())
-  .refine((v) => JSON.stringify(v).length <= 4096, 'clientExtensionResults: at most 4096 characters of JSON');
+  .refine(
+    (v) => JSON.stringify(v).length <= 4096,
+    'clientExtensionResults: at most 4096 characters of JSON',
+  );
 
 /** The browser's answer to navigator.credentials.get() (PublicKeyCredential.toJSON()). */
 export const authenticationResponseSchema = z.object({
@@ -48,37 +55,47 @@ export class WebauthnOptionsBodyDto extends createZodDto(
     name: deviceNameSchema,
     password: z.string().min(1).max(1024).optional().meta({
       format: 'password',
-      description: 'Your current password. Users of an OpenID Connect realm have none: they log in again and enrol within 5 minutes.',
+      description:
+        'Your current password. Users of an OpenID Connect realm have none: they log in again and enrol within 5 minutes.',
     }),
   }),
 ) {}
 
 export class WebauthnRegisterBodyDto extends createZodDto(
-  z.strictObject({ response: registrationResponseSchema.meta({ description: 'PublicKeyCredential.toJSON() of navigator.credentials.create()' }) }),
+  z.strictObject({
+    response: registrationResponseSchema.meta({
+      description: 'PublicKeyCredential.toJSON() of navigator.credentials.create()',
+    }),
+  }),
 ) {}
 
 export class WebauthnParamsDto extends createZodDto(z.strictObject({ id: z.uuid() })) {}
 
 export class WebauthnCreationOptionsDto extends createZodDto(
-  z
-    .looseObject({ challenge: z.string() })
-    .meta({ description: 'PublicKeyCredentialCreationOptionsJSON for navigator.credentials.create(); the challenge is valid for 2 minutes, once' }),
+  z.looseObject({ challenge: z.string() }).meta({
+    description:
+      'PublicKeyCredentialCreationOptionsJSON for navigator.credentials.create(); the challenge is valid for 2 minutes, once',
+  }),
 ) {}
 
 export class WebauthnRequestOptionsDto extends createZodDto(
-  z
-    .looseObject({ challenge: z.string() })
-    .meta({ description: 'PublicKeyCredentialRequestOptionsJSON for navigator.credentials.get(); the challenge is valid for 2 minutes, once' }),
+  z.looseObject({ challenge: z.string() }).meta({
+    description:
+      'PublicKeyCredentialRequestOptionsJSON for navigator.credentials.get(); the challenge is valid for 2 minutes, once',
+  }),
 ) {}
 
 export class WebauthnRegisteredDto extends createZodDto(
   z.object({
     id: z.uuid(),
     name: z.string(),
-    recoveryCodes: z
-      .array(z.string())
-      .nullable()
-      .meta({ description: 'For the first second factor: 10 single-use recovery codes, shown only now (stored as hashes); null otherwise' }),
-    stage: z.enum(['setup', 'active']).meta({ description: 'The session stage now: a `setup` session is `active` once its first second factor is added' }),
+    recoveryCodes: z.array(z.string()).nullable().meta({
+      description:
+        'For the first second factor: 10 single-use recovery codes, shown only now (stored as hashes); null otherwise',
+    }),
+    stage: z.enum(['setup', 'active']).meta({
+      description:
+        'The session stage now: a `setup` session is `active` once its first second factor is added',
+    }),
   }),
 ) {}

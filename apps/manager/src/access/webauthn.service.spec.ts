@@ -28,7 +28,12 @@ import { WebauthnService } from './webauthn.service';
 
 const NOW = new Date('2026-05-01T12:00:00Z');
 const TWO_MINUTES = new Date(NOW.getTime() + 120_000);
-const ORIGIN: RequestOrigin = { traceId: 't', source: '192.0.2.7', method: 'POST', path: '/api/v1/access/tfa/webauthn/options' };
+const ORIGIN: RequestOrigin = {
+  traceId: 't',
+  source: '192.0.2.7',
+  method: 'POST',
+  path: '/api/v1/access/tfa/webauthn/options',
+};
 const SESSION_ID = 'a'.repeat(64);
 const RP = { id: 'dvm.example', origin: 'https://dvm.example:8006' };
 const CHALLENGE_BYTES = Buffer.alloc(32, 0x11);
@@ -73,7 +78,14 @@ function credential(overrides: Partial<WebauthnCredentialEntity> = {}): Webauthn
 }
 
 function session(stage: 'setup' | 'active' = 'active'): AuthenticatedCaller {
-  const caller = testCaller([], { kind: 'session', principal: 'alice@local', tokenId: null, tokenName: null, sessionId: SESSION_ID, display: 'alice@local' });
+  const caller = testCaller([], {
+    kind: 'session',
+    principal: 'alice@local',
+    tokenId: null,
+    tokenName: null,
+    sessionId: SESSION_ID,
+    display: 'alice@local',
+  });
   return { ...caller, sessionStage: stage };
 }
 
@@ -90,7 +102,12 @@ async function codeOf(promise: Promise<unknown>): Promise<string> {
 const RECOVERY = { shown: ['aaaa-bbbb'], stored: [{ id: 'r1', codeHash: 'h1' }] };
 
 function enrolment(
-  mocks: { repository?: Partial<TfaRepository>; logins?: Partial<LoginRepository>; verifier?: Partial<WebauthnVerifierRepository>; freshCheck?: TfaService['freshCheck'] } = {},
+  mocks: {
+    repository?: Partial<TfaRepository>;
+    logins?: Partial<LoginRepository>;
+    verifier?: Partial<WebauthnVerifierRepository>;
+    freshCheck?: TfaService['freshCheck'];
+  } = {},
 ) {
   const tfa = strictMock<TfaService>('TfaService', {
     sessionUser: async () => user(),
@@ -99,29 +116,53 @@ function enrolment(
   });
   const repository = strictMock<TfaRepository>('TfaRepository', mocks.repository);
   const logins = strictMock<LoginRepository>('LoginRepository', mocks.logins);
-  const verifier = strictMock<WebauthnVerifierRepository>('WebauthnVerifierRepository', mocks.verifier);
+  const verifier = strictMock<WebauthnVerifierRepository>(
+    'WebauthnVerifierRepository',
+    mocks.verifier,
+  );
   const auth = strictMock<AuthService>('AuthService', { invalidate: () => undefined });
   const audit = strictMock<AuditService>('AuditService', { note: () => undefined });
   const clock = strictMock<ClockRepository>('ClockRepository', { now: () => NOW });
-  const random = strictMock<RandomRepository>('RandomRepository', { bytes: () => CHALLENGE_BYTES, uuid: () => '00000000-0000-4000-8000-0000000000c9' });
+  const random = strictMock<RandomRepository>('RandomRepository', {
+    bytes: () => CHALLENGE_BYTES,
+    uuid: () => '00000000-0000-4000-8000-0000000000c9',
+  });
   const config = { publicUrl: undefined } as unknown as ManagerConfig;
-  const service = new WebauthnService(tfa, repository, logins, verifier, auth, audit, clock, random, config);
+  const service = new WebauthnService(
+    tfa,
+    repository,
+    logins,
+    verifier,
+    auth,
+    audit,
+    clock,
+    random,
+    config,
+  );
   return { service, tfa, repository, logins, verifier, auth };
 }
 
 describe('relyingParty', () => {
   it('uses the Host the browser reached the manager at, without the port for the RP ID', () => {
     expect(relyingParty(undefined, 'DVM.example:8006')).toEqual(RP);
-    expect(relyingParty(undefined, 'localhost:9443')).toEqual({ id: 'localhost', origin: 'https://localhost:9443' });
+    expect(relyingParty(undefined, 'localhost:9443')).toEqual({
+      id: 'localhost',
+      origin: 'https://localhost:9443',
+    });
   });
 
   it('prefers the configured public URL over the Host header', () => {
-    expect(relyingParty('https://manager.example.org', 'evil.example:1')).toEqual({ id: 'manager.example.org', origin: 'https://manager.example.org' });
+    expect(relyingParty('https://manager.example.org', 'evil.example:1')).toEqual({
+      id: 'manager.example.org',
+      origin: 'https://manager.example.org',
+    });
   });
 
   it('refuses a Host header that is not a host name or address with a port', async () => {
     for (const host of [undefined, 'a/b', 'user@host', 'host:99999', '']) {
-      expect(await codeOf(Promise.resolve().then(() => relyingParty(undefined, host)))).toMatch(/^bad_request: the Host header/);
+      expect(await codeOf(Promise.resolve().then(() => relyingParty(undefined, host)))).toMatch(
+        /^bad_request: the Host header/,
+      );
     }
   });
 });
@@ -135,12 +176,25 @@ describe('WebauthnService enrolment', () => {
       logins: { setWebauthnChallenge },
       verifier: { registrationOptions },
     });
-    await expect(service.registrationOptions(session(), { name: 'laptop', password: 'pw' }, 'dvm.example:8006', ORIGIN)).resolves.toEqual({
+    await expect(
+      service.registrationOptions(
+        session(),
+        { name: 'laptop', password: 'pw' },
+        'dvm.example:8006',
+        ORIGIN,
+      ),
+    ).resolves.toEqual({
       challenge: 'EREREQ',
       rp: { id: RP.id },
     });
     expect(tfa.freshCheck).toHaveBeenCalledWith(session(), user(), 'pw', ORIGIN);
-    expect(registrationOptions).toHaveBeenCalledWith({ rp: RP, userName: 'alice@local', userDisplayName: 'Alice', challenge: CHALLENGE_BYTES, exclude: [credential()] });
+    expect(registrationOptions).toHaveBeenCalledWith({
+      rp: RP,
+      userName: 'alice@local',
+      userDisplayName: 'Alice',
+      challenge: CHALLENGE_BYTES,
+      exclude: [credential()],
+    });
     expect(setWebauthnChallenge).toHaveBeenCalledWith(SESSION_ID, 'EREREQ', TWO_MINUTES, 'laptop');
   });
 
@@ -150,30 +204,65 @@ describe('WebauthnService enrolment', () => {
         throw new DomainError(ErrorCode.Forbidden, 'wrong password');
       },
     });
-    expect(await codeOf(service.registrationOptions(session(), { name: 'laptop', password: 'guess' }, 'dvm.example', ORIGIN))).toMatch(/^forbidden/);
+    expect(
+      await codeOf(
+        service.registrationOptions(
+          session(),
+          { name: 'laptop', password: 'guess' },
+          'dvm.example',
+          ORIGIN,
+        ),
+      ),
+    ).toMatch(/^forbidden/);
     // The strict mock has no registrationOptions: generating options would have thrown.
   });
 
   it('refuses a name the user has already (409)', async () => {
-    const { service } = enrolment({ repository: { webauthnCredentials: async () => [credential()] } });
-    expect(await codeOf(service.registrationOptions(session(), { name: 'yubikey', password: 'pw' }, 'dvm.example', ORIGIN))).toMatch(/^conflict: .*"yubikey"/);
+    const { service } = enrolment({
+      repository: { webauthnCredentials: async () => [credential()] },
+    });
+    expect(
+      await codeOf(
+        service.registrationOptions(
+          session(),
+          { name: 'yubikey', password: 'pw' },
+          'dvm.example',
+          ORIGIN,
+        ),
+      ),
+    ).toMatch(/^conflict: .*"yubikey"/);
   });
 
   it('verifies the answer against the session challenge and RP, stores the credential and answers the recovery codes for the first factor', async () => {
-    const verifyRegistration = vi.fn(async () => ({ ok: true as const, credential: { credentialId: 'bmV3', publicKey: 'a2V5', counter: 0, transports: ['internal'] } }));
-    const addWebauthnCredential = vi.fn(async () => ({ added: true as const, first: true, sessionUpgraded: true }));
+    const verifyRegistration = vi.fn(async () => ({
+      ok: true as const,
+      credential: { credentialId: 'bmV3', publicKey: 'a2V5', counter: 0, transports: ['internal'] },
+    }));
+    const addWebauthnCredential = vi.fn(async () => ({
+      added: true as const,
+      first: true,
+      sessionUpgraded: true,
+    }));
     const { service, auth } = enrolment({
-      logins: { takeWebauthnChallenge: async () => ({ challenge: 'EREREQ', expiresAt: TWO_MINUTES, pendingName: 'laptop' }) },
+      logins: {
+        takeWebauthnChallenge: async () => ({
+          challenge: 'EREREQ',
+          expiresAt: TWO_MINUTES,
+          pendingName: 'laptop',
+        }),
+      },
       verifier: { verifyRegistration },
       repository: { addWebauthnCredential },
     });
     const response = { id: 'bmV3' };
-    await expect(service.register(session('setup'), response, 'dvm.example:8006')).resolves.toEqual({
-      id: '00000000-0000-4000-8000-0000000000c9',
-      name: 'laptop',
-      recoveryCodes: RECOVERY.shown,
-      stage: 'active',
-    });
+    await expect(service.register(session('setup'), response, 'dvm.example:8006')).resolves.toEqual(
+      {
+        id: '00000000-0000-4000-8000-0000000000c9',
+        name: 'laptop',
+        recoveryCodes: RECOVERY.shown,
+        stage: 'active',
+      },
+    );
     expect(verifyRegistration).toHaveBeenCalledWith({ response, challenge: 'EREREQ', rp: RP });
     expect(addWebauthnCredential).toHaveBeenCalledWith({
       credential: {
@@ -196,27 +285,66 @@ describe('WebauthnService enrolment', () => {
 
   it('answers no recovery codes when the user had a second factor already', async () => {
     const { service } = enrolment({
-      logins: { takeWebauthnChallenge: async () => ({ challenge: 'EREREQ', expiresAt: TWO_MINUTES, pendingName: 'laptop' }) },
-      verifier: { verifyRegistration: async () => ({ ok: true as const, credential: { credentialId: 'bmV3', publicKey: 'a2V5', counter: 0, transports: [] } }) },
-      repository: { addWebauthnCredential: async () => ({ added: true as const, first: false, sessionUpgraded: false }) },
+      logins: {
+        takeWebauthnChallenge: async () => ({
+          challenge: 'EREREQ',
+          expiresAt: TWO_MINUTES,
+          pendingName: 'laptop',
+        }),
+      },
+      verifier: {
+        verifyRegistration: async () => ({
+          ok: true as const,
+          credential: { credentialId: 'bmV3', publicKey: 'a2V5', counter: 0, transports: [] },
+        }),
+      },
+      repository: {
+        addWebauthnCredential: async () => ({
+          added: true as const,
+          first: false,
+          sessionUpgraded: false,
+        }),
+      },
     });
-    await expect(service.register(session(), {}, 'dvm.example:8006')).resolves.toMatchObject({ recoveryCodes: null, stage: 'active' });
+    await expect(service.register(session(), {}, 'dvm.example:8006')).resolves.toMatchObject({
+      recoveryCodes: null,
+      stage: 'active',
+    });
   });
 
   it('refuses an answer without an open, unexpired enrolment challenge, without verifying it', async () => {
-    for (const pending of [null, { challenge: 'x', expiresAt: NOW, pendingName: 'laptop' }, { challenge: 'x', expiresAt: TWO_MINUTES, pendingName: null }]) {
+    for (const pending of [
+      null,
+      { challenge: 'x', expiresAt: NOW, pendingName: 'laptop' },
+      { challenge: 'x', expiresAt: TWO_MINUTES, pendingName: null },
+    ]) {
       const { service } = enrolment({ logins: { takeWebauthnChallenge: async () => pending } });
-      expect(await codeOf(service.register(session(), {}, 'dvm.example'))).toMatch(/^conflict: no WebAuthn enrolment is waiting/);
+      expect(await codeOf(service.register(session(), {}, 'dvm.example'))).toMatch(
+        /^conflict: no WebAuthn enrolment is waiting/,
+      );
       // The strict mock has no verifyRegistration: verifying would have thrown.
     }
   });
 
   it('stores nothing when the authenticator answer does not verify', async () => {
     const { service } = enrolment({
-      logins: { takeWebauthnChallenge: async () => ({ challenge: 'EREREQ', expiresAt: TWO_MINUTES, pendingName: 'laptop' }) },
-      verifier: { verifyRegistration: async () => ({ ok: false as const, reason: 'Unexpected registration response origin' }) },
+      logins: {
+        takeWebauthnChallenge: async () => ({
+          challenge: 'EREREQ',
+          expiresAt: TWO_MINUTES,
+          pendingName: 'laptop',
+        }),
+      },
+      verifier: {
+        verifyRegistration: async () => ({
+          ok: false as const,
+          reason: 'Unexpected registration response origin',
+        }),
+      },
     });
-    expect(await codeOf(service.register(session(), {}, 'dvm.example'))).toMatch(/^validation_failed: response: .*origin/);
+    expect(await codeOf(service.register(session(), {}, 'dvm.example'))).toMatch(
+      /^validation_failed: response: .*origin/,
+    );
     // The strict mock has no addWebauthnCredential: storing would have thrown.
   });
 });
@@ -225,10 +353,24 @@ const SECRET = 's'.repeat(43);
 const PENDING_ID = sha256Hex(SECRET);
 
 function pendingSession(): SessionEntity {
-  return { id: PENDING_ID, userId: 'alice@local', stage: 'tfa', createdAt: NOW, lastSeenAt: NOW, expiresAt: new Date(NOW.getTime() + 300_000), sourceIp: null };
+  return {
+    id: PENDING_ID,
+    userId: 'alice@local',
+    stage: 'tfa',
+    createdAt: NOW,
+    lastSeenAt: NOW,
+    expiresAt: new Date(NOW.getTime() + 300_000),
+    sourceIp: null,
+  };
 }
 
-function login(mocks: { repository?: Partial<LoginRepository>; verifier?: Partial<WebauthnVerifierRepository>; user?: Partial<UserEntity> } = {}) {
+function login(
+  mocks: {
+    repository?: Partial<LoginRepository>;
+    verifier?: Partial<WebauthnVerifierRepository>;
+    user?: Partial<UserEntity>;
+  } = {},
+) {
   const repository = strictMock<LoginRepository>('LoginRepository', {
     findSession: async (id) => (id === PENDING_ID ? pendingSession() : null),
     findUser: async () => user(mocks.user),
@@ -239,14 +381,27 @@ function login(mocks: { repository?: Partial<LoginRepository>; verifier?: Partia
     createSession: async () => undefined,
     ...mocks.repository,
   });
-  const verifier = strictMock<WebauthnVerifierRepository>('WebauthnVerifierRepository', mocks.verifier);
-  const auth = strictMock<AuthService>('AuthService', { csrfMatches: (id, token) => id === PENDING_ID && token === 'csrf', csrfTokenFor: () => 'new-csrf' });
-  const limits = strictMock<RateLimiterService>('RateLimiterService', { loginAttempt: async () => undefined });
+  const verifier = strictMock<WebauthnVerifierRepository>(
+    'WebauthnVerifierRepository',
+    mocks.verifier,
+  );
+  const auth = strictMock<AuthService>('AuthService', {
+    csrfMatches: (id, token) => id === PENDING_ID && token === 'csrf',
+    csrfTokenFor: () => 'new-csrf',
+  });
+  const limits = strictMock<RateLimiterService>('RateLimiterService', {
+    loginAttempt: async () => undefined,
+  });
   const audit = strictMock<AuditService>('AuditService', { authentication: async () => undefined });
   const metrics = { rpc: { authAttempt: vi.fn() } } as unknown as MetricsService;
   const clock = strictMock<ClockRepository>('ClockRepository', { now: () => NOW });
-  const random = strictMock<RandomRepository>('RandomRepository', { bytes: (n) => Buffer.alloc(n, 0x11) });
-  const config = { publicUrl: undefined, access: { sessionMaxSeconds: 3600 } } as unknown as ManagerConfig;
+  const random = strictMock<RandomRepository>('RandomRepository', {
+    bytes: (n) => Buffer.alloc(n, 0x11),
+  });
+  const config = {
+    publicUrl: undefined,
+    access: { sessionMaxSeconds: 3600 },
+  } as unknown as ManagerConfig;
   const service = new LoginService(
     repository,
     strictMock<PasswordHasherRepository>('PasswordHasherRepository'),
@@ -268,23 +423,44 @@ const ASSERTION = { id: 'Y3JlZC0x', type: 'public-key' };
 
 describe('LoginService with WebAuthn', () => {
   it('offers webauthn as a second-factor method when the user has a credential', async () => {
-    const { service } = login({ repository: { confirmedTotpDevices: async () => [], unusedRecoveryCodes: async () => 10, groupRequiresTfa: async () => false } });
-    await expect(service.afterFirstFactor(user(), false, 'password', ORIGIN)).resolves.toMatchObject({ stage: 'tfa', methods: ['webauthn', 'recovery'] });
+    const { service } = login({
+      repository: {
+        confirmedTotpDevices: async () => [],
+        unusedRecoveryCodes: async () => 10,
+        groupRequiresTfa: async () => false,
+      },
+    });
+    await expect(
+      service.afterFirstFactor(user(), false, 'password', ORIGIN),
+    ).resolves.toMatchObject({ stage: 'tfa', methods: ['webauthn', 'recovery'] });
   });
 
   it('answers authentication options for the pending login and stores their challenge on it for 2 minutes', async () => {
     const authenticationOptions = vi.fn(async () => ({ challenge: 'EREREQ', rpId: RP.id }));
     const setWebauthnChallenge = vi.fn(async () => undefined);
-    const { service } = login({ repository: { setWebauthnChallenge }, verifier: { authenticationOptions } });
-    await expect(service.webauthnOptions(SECRET, 'csrf', 'dvm.example:8006', ORIGIN)).resolves.toEqual({ challenge: 'EREREQ', rpId: RP.id });
-    expect(authenticationOptions).toHaveBeenCalledWith({ rp: RP, challenge: Buffer.alloc(32, 0x11), allow: [credential()] });
+    const { service } = login({
+      repository: { setWebauthnChallenge },
+      verifier: { authenticationOptions },
+    });
+    await expect(
+      service.webauthnOptions(SECRET, 'csrf', 'dvm.example:8006', ORIGIN),
+    ).resolves.toEqual({ challenge: 'EREREQ', rpId: RP.id });
+    expect(authenticationOptions).toHaveBeenCalledWith({
+      rp: RP,
+      challenge: Buffer.alloc(32, 0x11),
+      allow: [credential()],
+    });
     expect(setWebauthnChallenge).toHaveBeenCalledWith(PENDING_ID, 'EREREQ', TWO_MINUTES, null);
   });
 
   it('answers no options without the pending cookie or its CSRF token', async () => {
     const { service } = login();
-    expect(await codeOf(service.webauthnOptions(undefined, 'csrf', 'dvm.example', ORIGIN))).toMatch(/^unauthenticated: no login is waiting/);
-    expect(await codeOf(service.webauthnOptions(SECRET, 'other', 'dvm.example', ORIGIN))).toMatch(/^forbidden: .*CSRF/);
+    expect(await codeOf(service.webauthnOptions(undefined, 'csrf', 'dvm.example', ORIGIN))).toMatch(
+      /^unauthenticated: no login is waiting/,
+    );
+    expect(await codeOf(service.webauthnOptions(SECRET, 'other', 'dvm.example', ORIGIN))).toMatch(
+      /^forbidden: .*CSRF/,
+    );
     // The strict mock has no authenticationOptions: generating options would have thrown.
   });
 
@@ -292,48 +468,136 @@ describe('LoginService with WebAuthn', () => {
     const verifyAuthentication = vi.fn(async () => ({ ok: true as const, newCounter: 6 }));
     const useWebauthnCredential = vi.fn(async () => true);
     const { service, repository, audit } = login({
-      repository: { takeWebauthnChallenge: async () => ({ challenge: 'EREREQ', expiresAt: TWO_MINUTES, pendingName: null }), useWebauthnCredential },
+      repository: {
+        takeWebauthnChallenge: async () => ({
+          challenge: 'EREREQ',
+          expiresAt: TWO_MINUTES,
+          pendingName: null,
+        }),
+        useWebauthnCredential,
+      },
       verifier: { verifyAuthentication },
       // The TOTP lock does not concern WebAuthn.
       user: { totpLocked: true },
     });
-    await expect(service.secondFactor(SECRET, 'csrf', { webauthn: ASSERTION }, ORIGIN, 'dvm.example:8006')).resolves.toMatchObject({ stage: 'active', methods: [] });
-    expect(verifyAuthentication).toHaveBeenCalledWith({ response: ASSERTION, challenge: 'EREREQ', rp: RP, credential: credential() });
+    await expect(
+      service.secondFactor(SECRET, 'csrf', { webauthn: ASSERTION }, ORIGIN, 'dvm.example:8006'),
+    ).resolves.toMatchObject({ stage: 'active', methods: [] });
+    expect(verifyAuthentication).toHaveBeenCalledWith({
+      response: ASSERTION,
+      challenge: 'EREREQ',
+      rp: RP,
+      credential: credential(),
+    });
     expect(useWebauthnCredential).toHaveBeenCalledWith(credential().id, 6, NOW);
     expect(repository.clearTfaFailures).toHaveBeenCalledWith('alice@local', false);
     expect(repository.deleteSession).toHaveBeenCalledWith(PENDING_ID);
-    expect(audit.authentication).toHaveBeenCalledWith(expect.objectContaining({ outcome: 'success', method: 'webauthn' }), ORIGIN);
+    expect(audit.authentication).toHaveBeenCalledWith(
+      expect.objectContaining({ outcome: 'success', method: 'webauthn' }),
+      ORIGIN,
+    );
   });
 
   it.each([
-    ['no challenge was asked for (or it was spent)', { takeWebauthnChallenge: async () => null }, undefined],
-    ['the challenge expired', { takeWebauthnChallenge: async () => ({ challenge: 'EREREQ', expiresAt: NOW, pendingName: null }) }, undefined],
-    ['the challenge is an enrolment one', { takeWebauthnChallenge: async () => ({ challenge: 'EREREQ', expiresAt: TWO_MINUTES, pendingName: 'laptop' }) }, undefined],
+    [
+      'no challenge was asked for (or it was spent)',
+      { takeWebauthnChallenge: async () => null },
+      undefined,
+    ],
+    [
+      'the challenge expired',
+      {
+        takeWebauthnChallenge: async () => ({
+          challenge: 'EREREQ',
+          expiresAt: NOW,
+          pendingName: null,
+        }),
+      },
+      undefined,
+    ],
+    [
+      'the challenge is an enrolment one',
+      {
+        takeWebauthnChallenge: async () => ({
+          challenge: 'EREREQ',
+          expiresAt: TWO_MINUTES,
+          pendingName: 'laptop',
+        }),
+      },
+      undefined,
+    ],
     [
       'the credential is not the user’s',
-      { takeWebauthnChallenge: async () => ({ challenge: 'EREREQ', expiresAt: TWO_MINUTES, pendingName: null }), webauthnCredentials: async () => [credential({ credentialId: 'b3RoZXI' })] },
+      {
+        takeWebauthnChallenge: async () => ({
+          challenge: 'EREREQ',
+          expiresAt: TWO_MINUTES,
+          pendingName: null,
+        }),
+        webauthnCredentials: async () => [credential({ credentialId: 'b3RoZXI' })],
+      },
       undefined,
     ],
     [
       'the assertion does not verify',
-      { takeWebauthnChallenge: async () => ({ challenge: 'EREREQ', expiresAt: TWO_MINUTES, pendingName: null }) },
-      { verifyAuthentication: async () => ({ ok: false as const, reason: 'Unexpected authentication response challenge' }) },
+      {
+        takeWebauthnChallenge: async () => ({
+          challenge: 'EREREQ',
+          expiresAt: TWO_MINUTES,
+          pendingName: null,
+        }),
+      },
+      {
+        verifyAuthentication: async () => ({
+          ok: false as const,
+          reason: 'Unexpected authentication response challenge',
+        }),
+      },
     ],
     [
       'the counter did not advance (lost the race or replayed)',
-      { takeWebauthnChallenge: async () => ({ challenge: 'EREREQ', expiresAt: TWO_MINUTES, pendingName: null }), useWebauthnCredential: async () => false },
+      {
+        takeWebauthnChallenge: async () => ({
+          challenge: 'EREREQ',
+          expiresAt: TWO_MINUTES,
+          pendingName: null,
+        }),
+        useWebauthnCredential: async () => false,
+      },
       { verifyAuthentication: async () => ({ ok: true as const, newCounter: 6 }) },
     ],
-  ] as [string, Partial<LoginRepository>, Partial<WebauthnVerifierRepository> | undefined][])('refuses and counts a failure when %s', async (_, repository, verifier) => {
-    const parts = login({ repository, verifier });
-    expect(await codeOf(parts.service.secondFactor(SECRET, 'csrf', { webauthn: ASSERTION }, ORIGIN, 'dvm.example'))).toBe('unauthenticated: invalid or already used code');
-    expect(parts.repository.recordTfaFailure).toHaveBeenCalledWith('alice@local', 5, 10, expect.any(Date));
-    expect(parts.repository.createSession).not.toHaveBeenCalled();
-  });
+  ] as [string, Partial<LoginRepository>, Partial<WebauthnVerifierRepository> | undefined][])(
+    'refuses and counts a failure when %s',
+    async (_, repository, verifier) => {
+      const parts = login({ repository, verifier });
+      expect(
+        await codeOf(
+          parts.service.secondFactor(
+            SECRET,
+            'csrf',
+            { webauthn: ASSERTION },
+            ORIGIN,
+            'dvm.example',
+          ),
+        ),
+      ).toBe('unauthenticated: invalid or already used code');
+      expect(parts.repository.recordTfaFailure).toHaveBeenCalledWith(
+        'alice@local',
+        5,
+        10,
+        expect.any(Date),
+      );
+      expect(parts.repository.createSession).not.toHaveBeenCalled();
+    },
+  );
 
   it('refuses WebAuthn while the whole second factor is locked, without spending the challenge', async () => {
     const { service } = login({ user: { tfaLockedUntil: TWO_MINUTES } });
-    expect(await codeOf(service.secondFactor(SECRET, 'csrf', { webauthn: ASSERTION }, ORIGIN, 'dvm.example'))).toMatch(/^unauthenticated: too many failed attempts/);
+    expect(
+      await codeOf(
+        service.secondFactor(SECRET, 'csrf', { webauthn: ASSERTION }, ORIGIN, 'dvm.example'),
+      ),
+    ).toMatch(/^unauthenticated: too many failed attempts/);
     // The strict mock has no takeWebauthnChallenge: spending the challenge would have thrown.
   });
 });

@@ -38,15 +38,24 @@ export class WebauthnService {
   ) {}
 
   /** Registration options for a new credential named `name`; the challenge is the session's for 2 minutes. */
-  async registrationOptions(caller: Caller, input: { name: string; password?: string }, host: string | undefined, origin: RequestOrigin) {
+  async registrationOptions(
+    caller: Caller,
+    input: { name: string; password?: string },
+    host: string | undefined,
+    origin: RequestOrigin,
+  ) {
     const user = await this.tfa.sessionUser(caller);
-    if (!caller.sessionId) throw new DomainError(ErrorCode.Unauthenticated, 'the session has ended: log in again');
+    if (!caller.sessionId)
+      throw new DomainError(ErrorCode.Unauthenticated, 'the session has ended: log in again');
     const rp = relyingParty(this.config.publicUrl, host);
     await this.tfa.freshCheck(caller, user, input.password, origin);
     const existing = await this.repository.webauthnCredentials(user.id);
     if (existing.some((c) => c.name === input.name)) throw nameTaken(input.name);
     if (existing.length >= MAX_WEBAUTHN_CREDENTIALS) {
-      throw new DomainError(ErrorCode.Conflict, `you have ${MAX_WEBAUTHN_CREDENTIALS} WebAuthn credentials already: remove one before adding another`);
+      throw new DomainError(
+        ErrorCode.Conflict,
+        `you have ${MAX_WEBAUTHN_CREDENTIALS} WebAuthn credentials already: remove one before adding another`,
+      );
     }
     const options = await this.verifier.registrationOptions({
       rp,
@@ -56,7 +65,12 @@ export class WebauthnService {
       exclude: existing,
     });
     const expiresAt = new Date(this.clock.now().getTime() + WEBAUTHN_CHALLENGE_SECONDS * 1000);
-    await this.logins.setWebauthnChallenge(caller.sessionId, options.challenge, expiresAt, input.name);
+    await this.logins.setWebauthnChallenge(
+      caller.sessionId,
+      options.challenge,
+      expiresAt,
+      input.name,
+    );
     this.audit.note({ name: input.name, rpId: rp.id });
     return options;
   }
@@ -64,15 +78,27 @@ export class WebauthnService {
   /** Verifies the browser's answer to the session's registration challenge (spent either way) and stores the credential. */
   async register(caller: Caller, response: unknown, host: string | undefined) {
     const user = await this.tfa.sessionUser(caller);
-    if (!caller.sessionId) throw new DomainError(ErrorCode.Unauthenticated, 'the session has ended: log in again');
+    if (!caller.sessionId)
+      throw new DomainError(ErrorCode.Unauthenticated, 'the session has ended: log in again');
     const rp = relyingParty(this.config.publicUrl, host);
     const pending = await this.logins.takeWebauthnChallenge(caller.sessionId);
     const now = this.clock.now();
     if (!pending?.pendingName || pending.expiresAt <= now) {
-      throw new DomainError(ErrorCode.Conflict, 'no WebAuthn enrolment is waiting, or it expired: ask for options again (POST /api/v1/access/tfa/webauthn/options)');
+      throw new DomainError(
+        ErrorCode.Conflict,
+        'no WebAuthn enrolment is waiting, or it expired: ask for options again (POST /api/v1/access/tfa/webauthn/options)',
+      );
     }
-    const verified = await this.verifier.verifyRegistration({ response, challenge: pending.challenge, rp });
-    if (!verified.ok) throw new DomainError(ErrorCode.ValidationFailed, `response: the authenticator's answer was refused: ${verified.reason}`);
+    const verified = await this.verifier.verifyRegistration({
+      response,
+      challenge: pending.challenge,
+      rp,
+    });
+    if (!verified.ok)
+      throw new DomainError(
+        ErrorCode.ValidationFailed,
+        `response: the authenticator's answer was refused: ${verified.reason}`,
+      );
     const codes = this.tfa.newRecoveryCodes();
     const id = this.random.uuid();
     const result = await this.repository.addWebauthnCredential({
@@ -91,21 +117,44 @@ export class WebauthnService {
       sessionId: caller.sessionId,
       now,
     });
-    if (!result.added) throw new DomainError(ErrorCode.Conflict, `this authenticator is registered already, or you have a device named "${pending.pendingName}" already`);
+    if (!result.added)
+      throw new DomainError(
+        ErrorCode.Conflict,
+        `this authenticator is registered already, or you have a device named "${pending.pendingName}" already`,
+      );
     if (result.sessionUpgraded) this.auth.invalidate();
-    this.audit.note({ credential: id, name: pending.pendingName, firstFactor: result.first, sessionActivated: result.sessionUpgraded });
-    return { id, name: pending.pendingName, recoveryCodes: result.first ? codes.shown : null, stage: stageAfterEnrolment(caller, result.sessionUpgraded) };
+    this.audit.note({
+      credential: id,
+      name: pending.pendingName,
+      firstFactor: result.first,
+      sessionActivated: result.sessionUpgraded,
+    });
+    return {
+      id,
+      name: pending.pendingName,
+      recoveryCodes: result.first ? codes.shown : null,
+      stage: stageAfterEnrolment(caller, result.sessionUpgraded),
+    };
   }
 
   /** Removes one of the caller's credentials (with the last second factor, the recovery codes go too). */
-  async remove(caller: Caller, id: string, password: string | undefined, origin: RequestOrigin): Promise<void> {
+  async remove(
+    caller: Caller,
+    id: string,
+    password: string | undefined,
+    origin: RequestOrigin,
+  ): Promise<void> {
     const user = await this.tfa.sessionUser(caller);
     await this.tfa.freshCheck(caller, user, password, origin);
-    if (!(await this.repository.deleteWebauthnCredential(user.id, id))) throw DomainError.notFound('WebAuthn credential');
+    if (!(await this.repository.deleteWebauthnCredential(user.id, id)))
+      throw DomainError.notFound('WebAuthn credential');
     this.audit.note({ credential: id });
   }
 }
 
 function nameTaken(name: string): DomainError {
-  return new DomainError(ErrorCode.Conflict, `you have a WebAuthn credential named "${name}" already`);
+  return new DomainError(
+    ErrorCode.Conflict,
+    `you have a WebAuthn credential named "${name}" already`,
+  );
 }

@@ -28,7 +28,13 @@ import {
   type Vm__Output,
   type VmServiceClient,
 } from '@debvisor/proto';
-import { credentials as grpcCredentials, Metadata, status as GrpcStatus, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
+import {
+  credentials as grpcCredentials,
+  Metadata,
+  status as GrpcStatus,
+  type ClientReadableStream,
+  type ServiceError,
+} from '@grpc/grpc-js';
 import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
 import { isIP } from 'node:net';
 import { performance } from 'node:perf_hooks';
@@ -58,7 +64,12 @@ export interface MigrationRef {
 }
 
 /** The RPC each VM action calls. */
-const VM_ACTION_RPC = { start: 'VmService.StartVm', shutdown: 'VmService.ShutdownVm', reboot: 'VmService.RebootVm', stop: 'VmService.StopVm' } as const;
+const VM_ACTION_RPC = {
+  start: 'VmService.StartVm',
+  shutdown: 'VmService.ShutdownVm',
+  reboot: 'VmService.RebootVm',
+  stop: 'VmService.StopVm',
+} as const;
 
 /** Power actions may wait for a guest; they get longer than reads once the agent is connected. */
 const ACTION_DEADLINE_MS = 300_000;
@@ -86,36 +97,63 @@ export class AgentClientRepository implements OnApplicationShutdown {
   ) {}
 
   getClusterInfo(connection: AgentConnection): Promise<GetClusterInfoResponse__Output> {
-    return this.call(connection, 'NodeService.GetClusterInfo', (clients, metadata, deadline, done) => clients.node.getClusterInfo({}, metadata, { deadline }, done));
+    return this.call(
+      connection,
+      'NodeService.GetClusterInfo',
+      (clients, metadata, deadline, done) =>
+        clients.node.getClusterInfo({}, metadata, { deadline }, done),
+    );
   }
 
   listNodes(connection: AgentConnection): Promise<ListNodesResponse__Output> {
-    return this.call(connection, 'NodeService.ListNodes', (clients, metadata, deadline, done) => clients.node.listNodes({}, metadata, { deadline }, done));
+    return this.call(connection, 'NodeService.ListNodes', (clients, metadata, deadline, done) =>
+      clients.node.listNodes({}, metadata, { deadline }, done),
+    );
   }
 
   /** Every VM of the cluster (any agent answers cluster-wide). */
   listVms(connection: AgentConnection): Promise<ListVmsResponse__Output> {
-    return this.call(connection, 'VmService.ListVms', (clients, metadata, deadline, done) => clients.vm.listVms({ nodeId: '' }, metadata, { deadline }, done));
+    return this.call(connection, 'VmService.ListVms', (clients, metadata, deadline, done) =>
+      clients.vm.listVms({ nodeId: '' }, metadata, { deadline }, done),
+    );
   }
 
   getVm(connection: AgentConnection, uuid: string): Promise<Vm__Output> {
-    return this.call(connection, 'VmService.GetVm', (clients, metadata, deadline, done) => clients.vm.getVm({ uuid }, metadata, { deadline }, done), { vm: uuid });
+    return this.call(
+      connection,
+      'VmService.GetVm',
+      (clients, metadata, deadline, done) =>
+        clients.vm.getVm({ uuid }, metadata, { deadline }, done),
+      { vm: uuid },
+    );
   }
 
   /** Defines a stopped VM from a kept definition (DR failover when the VM's own cluster is gone). */
   defineVm(connection: AgentConnection, request: DefineVmRequest): Promise<Vm__Output> {
-    return this.call(connection, 'VmService.DefineVm', (clients, metadata, deadline, done) => clients.vm.defineVm(request, metadata, { deadline }, done), {
-      connectFirst: true,
-      vm: request.spec?.uuid,
-    });
+    return this.call(
+      connection,
+      'VmService.DefineVm',
+      (clients, metadata, deadline, done) =>
+        clients.vm.defineVm(request, metadata, { deadline }, done),
+      {
+        connectFirst: true,
+        vm: request.spec?.uuid,
+      },
+    );
   }
 
   /** Removes a stopped VM's definition (its disks stay): the stale copy a failover left at the old site. */
   undefineVm(connection: AgentConnection, uuid: string): Promise<Vm__Output> {
-    return this.call(connection, 'VmService.UndefineVm', (clients, metadata, deadline, done) => clients.vm.undefineVm({ uuid }, metadata, { deadline }, done), {
-      connectFirst: true,
-      vm: uuid,
-    });
+    return this.call(
+      connection,
+      'VmService.UndefineVm',
+      (clients, metadata, deadline, done) =>
+        clients.vm.undefineVm({ uuid }, metadata, { deadline }, done),
+      {
+        connectFirst: true,
+        vm: uuid,
+      },
+    );
   }
 
   /** Carries out a power action; the agent forwards it to the node that owns the VM. */
@@ -128,24 +166,41 @@ export class AgentClientRepository implements OnApplicationShutdown {
           case 'start':
             return clients.vm.startVm({ uuid }, metadata, { deadline }, done);
           case 'shutdown':
-            return clients.vm.shutdownVm({ uuid, timeoutSeconds: 0, forceStop: false }, metadata, { deadline }, done);
+            return clients.vm.shutdownVm(
+              { uuid, timeoutSeconds: 0, forceStop: false },
+              metadata,
+              { deadline },
+              done,
+            );
           case 'reboot':
             return clients.vm.rebootVm({ uuid }, metadata, { deadline }, done);
           case 'stop':
             return clients.vm.stopVm({ uuid }, metadata, { deadline }, done);
         }
       },
-      { connectFirst: true, deadlineMs: Math.max(ACTION_DEADLINE_MS, this.config.remoteTimeoutMs), vm: uuid },
+      {
+        connectFirst: true,
+        deadlineMs: Math.max(ACTION_DEADLINE_MS, this.config.remoteTimeoutMs),
+        vm: uuid,
+      },
     );
   }
 
   /** Pre-flight of one end (check_only), or the target's reservation with its one-time cookie. */
-  prepareMigration(connection: AgentConnection, request: PrepareMigrationRequest): Promise<PrepareMigrationResponse__Output> {
+  prepareMigration(
+    connection: AgentConnection,
+    request: PrepareMigrationRequest,
+  ): Promise<PrepareMigrationResponse__Output> {
     return this.call(
       connection,
       'MigrationService.PrepareMigration',
-      (clients, metadata, deadline, done) => clients.migration.prepareMigration(request, metadata, { deadline }, done),
-      { connectFirst: true, deadlineMs: Math.max(PREPARE_DEADLINE_MS, this.config.remoteTimeoutMs), vm: request.vm?.uuid },
+      (clients, metadata, deadline, done) =>
+        clients.migration.prepareMigration(request, metadata, { deadline }, done),
+      {
+        connectFirst: true,
+        deadlineMs: Math.max(PREPARE_DEADLINE_MS, this.config.remoteTimeoutMs),
+        vm: request.vm?.uuid,
+      },
     );
   }
 
@@ -154,12 +209,21 @@ export class AgentClientRepository implements OnApplicationShutdown {
    * completed, failed or cancelled). The request carries the one-time cookie: it goes to the agent
    * and nowhere else. Aborting `signal` closes the stream (the migration goes on at the source).
    */
-  migrateVm(connection: AgentConnection, request: MigrateVmRequest, signal?: AbortSignal): AsyncIterable<MigrationProgress__Output> {
-    return this.stream(connection, 'MigrationService.MigrateVm', (clients, metadata, deadline) => clients.migration.migrateVm(request, metadata, { deadline }), {
-      vm: request.uuid,
-      deadlineMs: MIGRATION_STREAM_DEADLINE_MS,
-      signal,
-    });
+  migrateVm(
+    connection: AgentConnection,
+    request: MigrateVmRequest,
+    signal?: AbortSignal,
+  ): AsyncIterable<MigrationProgress__Output> {
+    return this.stream(
+      connection,
+      'MigrationService.MigrateVm',
+      (clients, metadata, deadline) => clients.migration.migrateVm(request, metadata, { deadline }),
+      {
+        vm: request.uuid,
+        deadlineMs: MIGRATION_STREAM_DEADLINE_MS,
+        signal,
+      },
+    );
   }
 
   /** Asks one end to stop (the source) or release its reservation (the target); false when it knows no such migration. */
@@ -167,7 +231,8 @@ export class AgentClientRepository implements OnApplicationShutdown {
     const answer = await this.call<CancelMigrationResponse__Output>(
       connection,
       'MigrationService.CancelMigration',
-      (clients, metadata, deadline, done) => clients.migration.cancelMigration(ref, metadata, { deadline }, done),
+      (clients, metadata, deadline, done) =>
+        clients.migration.cancelMigration(ref, metadata, { deadline }, done),
       { connectFirst: true, vm: ref.vmUuid },
     );
     return answer.cancelled;
@@ -175,100 +240,218 @@ export class AgentClientRepository implements OnApplicationShutdown {
 
   /** Where a migration stands on one end: its last progress (NotFound when that end does not know it). */
   getMigration(connection: AgentConnection, ref: MigrationRef): Promise<MigrationProgress__Output> {
-    return this.call(connection, 'MigrationService.GetMigration', (clients, metadata, deadline, done) => clients.migration.getMigration(ref, metadata, { deadline }, done), {
-      vm: ref.vmUuid,
-    });
+    return this.call(
+      connection,
+      'MigrationService.GetMigration',
+      (clients, metadata, deadline, done) =>
+        clients.migration.getMigration(ref, metadata, { deadline }, done),
+      {
+        vm: ref.vmUuid,
+      },
+    );
   }
 
   // --- RBD mirroring (replication/) ---------------------------------------------------------------
 
-  enableMirroring(connection: AgentConnection, request: EnableMirroringRequest): Promise<MirrorStatus__Output> {
-    return this.call(connection, 'StorageService.EnableMirroring', (clients, metadata, deadline, done) => clients.storage.enableMirroring(request, metadata, { deadline }, done), { connectFirst: true });
+  enableMirroring(
+    connection: AgentConnection,
+    request: EnableMirroringRequest,
+  ): Promise<MirrorStatus__Output> {
+    return this.call(
+      connection,
+      'StorageService.EnableMirroring',
+      (clients, metadata, deadline, done) =>
+        clients.storage.enableMirroring(request, metadata, { deadline }, done),
+      { connectFirst: true },
+    );
   }
 
-  disableMirroring(connection: AgentConnection, request: DisableMirroringRequest): Promise<MirrorStatus__Output> {
-    return this.call(connection, 'StorageService.DisableMirroring', (clients, metadata, deadline, done) => clients.storage.disableMirroring(request, metadata, { deadline }, done), { connectFirst: true });
+  disableMirroring(
+    connection: AgentConnection,
+    request: DisableMirroringRequest,
+  ): Promise<MirrorStatus__Output> {
+    return this.call(
+      connection,
+      'StorageService.DisableMirroring',
+      (clients, metadata, deadline, done) =>
+        clients.storage.disableMirroring(request, metadata, { deadline }, done),
+      { connectFirst: true },
+    );
   }
 
   getMirrorStatus(connection: AgentConnection, ref: ImageRef): Promise<MirrorStatus__Output> {
-    return this.call(connection, 'StorageService.GetMirrorStatus', (clients, metadata, deadline, done) => clients.storage.getMirrorStatus(ref, metadata, { deadline }, done));
+    return this.call(
+      connection,
+      'StorageService.GetMirrorStatus',
+      (clients, metadata, deadline, done) =>
+        clients.storage.getMirrorStatus(ref, metadata, { deadline }, done),
+    );
   }
 
   createMirrorSnapshot(connection: AgentConnection, ref: ImageRef): Promise<MirrorStatus__Output> {
-    return this.call(connection, 'StorageService.CreateMirrorSnapshot', (clients, metadata, deadline, done) => clients.storage.createMirrorSnapshot(ref, metadata, { deadline }, done), { connectFirst: true });
+    return this.call(
+      connection,
+      'StorageService.CreateMirrorSnapshot',
+      (clients, metadata, deadline, done) =>
+        clients.storage.createMirrorSnapshot(ref, metadata, { deadline }, done),
+      { connectFirst: true },
+    );
   }
 
-  promoteImage(connection: AgentConnection, request: PromoteImageRequest): Promise<MirrorStatus__Output> {
-    return this.call(connection, 'StorageService.PromoteImage', (clients, metadata, deadline, done) => clients.storage.promoteImage(request, metadata, { deadline }, done), { connectFirst: true });
+  promoteImage(
+    connection: AgentConnection,
+    request: PromoteImageRequest,
+  ): Promise<MirrorStatus__Output> {
+    return this.call(
+      connection,
+      'StorageService.PromoteImage',
+      (clients, metadata, deadline, done) =>
+        clients.storage.promoteImage(request, metadata, { deadline }, done),
+      { connectFirst: true },
+    );
   }
 
   demoteImage(connection: AgentConnection, ref: ImageRef): Promise<MirrorStatus__Output> {
-    return this.call(connection, 'StorageService.DemoteImage', (clients, metadata, deadline, done) => clients.storage.demoteImage(ref, metadata, { deadline }, done), { connectFirst: true });
+    return this.call(
+      connection,
+      'StorageService.DemoteImage',
+      (clients, metadata, deadline, done) =>
+        clients.storage.demoteImage(ref, metadata, { deadline }, done),
+      { connectFirst: true },
+    );
   }
 
   resyncImage(connection: AgentConnection, ref: ImageRef): Promise<MirrorStatus__Output> {
-    return this.call(connection, 'StorageService.ResyncImage', (clients, metadata, deadline, done) => clients.storage.resyncImage(ref, metadata, { deadline }, done), { connectFirst: true });
+    return this.call(
+      connection,
+      'StorageService.ResyncImage',
+      (clients, metadata, deadline, done) =>
+        clients.storage.resyncImage(ref, metadata, { deadline }, done),
+      { connectFirst: true },
+    );
   }
 
   /**
    * The pool's peer bootstrap token. It holds a Ceph secret key: the caller passes it straight to
    * importPeerBootstrap and keeps it nowhere (the audit entry of this call names the RPC only).
    */
-  createPeerBootstrap(connection: AgentConnection, request: PoolMirrorRequest): Promise<PeerBootstrap__Output> {
-    return this.call(connection, 'StorageService.CreatePeerBootstrap', (clients, metadata, deadline, done) => clients.storage.createPeerBootstrap(request, metadata, { deadline }, done), { connectFirst: true });
+  createPeerBootstrap(
+    connection: AgentConnection,
+    request: PoolMirrorRequest,
+  ): Promise<PeerBootstrap__Output> {
+    return this.call(
+      connection,
+      'StorageService.CreatePeerBootstrap',
+      (clients, metadata, deadline, done) =>
+        clients.storage.createPeerBootstrap(request, metadata, { deadline }, done),
+      { connectFirst: true },
+    );
   }
 
-  importPeerBootstrap(connection: AgentConnection, request: ImportPeerBootstrapRequest): Promise<PoolMirrorStatus__Output> {
-    return this.call(connection, 'StorageService.ImportPeerBootstrap', (clients, metadata, deadline, done) => clients.storage.importPeerBootstrap(request, metadata, { deadline }, done), { connectFirst: true });
+  importPeerBootstrap(
+    connection: AgentConnection,
+    request: ImportPeerBootstrapRequest,
+  ): Promise<PoolMirrorStatus__Output> {
+    return this.call(
+      connection,
+      'StorageService.ImportPeerBootstrap',
+      (clients, metadata, deadline, done) =>
+        clients.storage.importPeerBootstrap(request, metadata, { deadline }, done),
+      { connectFirst: true },
+    );
   }
 
-  getPoolMirrorStatus(connection: AgentConnection, request: PoolMirrorRequest): Promise<PoolMirrorStatus__Output> {
-    return this.call(connection, 'StorageService.GetPoolMirrorStatus', (clients, metadata, deadline, done) => clients.storage.getPoolMirrorStatus(request, metadata, { deadline }, done));
+  getPoolMirrorStatus(
+    connection: AgentConnection,
+    request: PoolMirrorRequest,
+  ): Promise<PoolMirrorStatus__Output> {
+    return this.call(
+      connection,
+      'StorageService.GetPoolMirrorStatus',
+      (clients, metadata, deadline, done) =>
+        clients.storage.getPoolMirrorStatus(request, metadata, { deadline }, done),
+    );
   }
 
   /** Blocklists the image's clients and breaks its locks (before a forced promotion elsewhere). */
   fenceImage(connection: AgentConnection, ref: ImageRef): Promise<FenceImageResponse__Output> {
-    return this.call(connection, 'StorageService.FenceImage', (clients, metadata, deadline, done) => clients.storage.fenceImage(ref, metadata, { deadline }, done), { connectFirst: true });
+    return this.call(
+      connection,
+      'StorageService.FenceImage',
+      (clients, metadata, deadline, done) =>
+        clients.storage.fenceImage(ref, metadata, { deadline }, done),
+      { connectFirst: true },
+    );
   }
 
   /** A VM snapshot (all its disks at one point); the VM's node freezes the guest when asked and able. */
-  snapshotVm(connection: AgentConnection, request: { vmUuid: string; snapshot: string; freeze: boolean }): Promise<VmSnapshot__Output> {
-    return this.call(connection, 'StorageService.SnapshotVm', (clients, metadata, deadline, done) => clients.storage.snapshotVm(request, metadata, { deadline }, done), {
-      connectFirst: true,
-      deadlineMs: Math.max(ACTION_DEADLINE_MS, this.config.remoteTimeoutMs),
-      vm: request.vmUuid,
-    });
+  snapshotVm(
+    connection: AgentConnection,
+    request: { vmUuid: string; snapshot: string; freeze: boolean },
+  ): Promise<VmSnapshot__Output> {
+    return this.call(
+      connection,
+      'StorageService.SnapshotVm',
+      (clients, metadata, deadline, done) =>
+        clients.storage.snapshotVm(request, metadata, { deadline }, done),
+      {
+        connectFirst: true,
+        deadlineMs: Math.max(ACTION_DEADLINE_MS, this.config.remoteTimeoutMs),
+        vm: request.vmUuid,
+      },
+    );
   }
 
   /** The VM's snapshots, oldest first as the agent answers them. */
-  async listVmSnapshots(connection: AgentConnection, vmUuid: string): Promise<VmSnapshot__Output[]> {
+  async listVmSnapshots(
+    connection: AgentConnection,
+    vmUuid: string,
+  ): Promise<VmSnapshot__Output[]> {
     const answer = await this.call<{ snapshots: VmSnapshot__Output[] }>(
       connection,
       'StorageService.ListVmSnapshots',
-      (clients, metadata, deadline, done) => clients.storage.listVmSnapshots({ uuid: vmUuid }, metadata, { deadline }, done),
+      (clients, metadata, deadline, done) =>
+        clients.storage.listVmSnapshots({ uuid: vmUuid }, metadata, { deadline }, done),
       { vm: vmUuid },
     );
     return answer.snapshots;
   }
 
   /** Removes a VM snapshot from every disk; false when the agent had none of that name. */
-  async deleteVmSnapshot(connection: AgentConnection, ref: { vmUuid: string; snapshot: string }): Promise<boolean> {
+  async deleteVmSnapshot(
+    connection: AgentConnection,
+    ref: { vmUuid: string; snapshot: string },
+  ): Promise<boolean> {
     const answer = await this.call<{ deleted: boolean }>(
       connection,
       'StorageService.DeleteVmSnapshot',
-      (clients, metadata, deadline, done) => clients.storage.deleteVmSnapshot(ref, metadata, { deadline }, done),
-      { connectFirst: true, deadlineMs: Math.max(ACTION_DEADLINE_MS, this.config.remoteTimeoutMs), vm: ref.vmUuid },
+      (clients, metadata, deadline, done) =>
+        clients.storage.deleteVmSnapshot(ref, metadata, { deadline }, done),
+      {
+        connectFirst: true,
+        deadlineMs: Math.max(ACTION_DEADLINE_MS, this.config.remoteTimeoutMs),
+        vm: ref.vmUuid,
+      },
     );
     return answer.deleted;
   }
 
   /** Rolls every disk of a stopped VM back to the snapshot. */
-  rollbackVm(connection: AgentConnection, ref: { vmUuid: string; snapshot: string }): Promise<VmSnapshot__Output> {
-    return this.call(connection, 'StorageService.RollbackVm', (clients, metadata, deadline, done) => clients.storage.rollbackVm(ref, metadata, { deadline }, done), {
-      connectFirst: true,
-      deadlineMs: Math.max(ACTION_DEADLINE_MS, this.config.remoteTimeoutMs),
-      vm: ref.vmUuid,
-    });
+  rollbackVm(
+    connection: AgentConnection,
+    ref: { vmUuid: string; snapshot: string },
+  ): Promise<VmSnapshot__Output> {
+    return this.call(
+      connection,
+      'StorageService.RollbackVm',
+      (clients, metadata, deadline, done) =>
+        clients.storage.rollbackVm(ref, metadata, { deadline }, done),
+      {
+        connectFirst: true,
+        deadlineMs: Math.max(ACTION_DEADLINE_MS, this.config.remoteTimeoutMs),
+        vm: ref.vmUuid,
+      },
+    );
   }
 
   /**
@@ -278,7 +461,10 @@ export class AgentClientRepository implements OnApplicationShutdown {
    */
   probeCertificates(endpoint: string): Promise<PresentedCertificate[]> {
     const parsed = parseEndpoint(endpoint);
-    if (!parsed) return Promise.reject(new AgentError(ErrorCode.BadRequest, `not an endpoint: ${endpoint}`, endpoint));
+    if (!parsed)
+      return Promise.reject(
+        new AgentError(ErrorCode.BadRequest, `not an endpoint: ${endpoint}`, endpoint),
+      );
     const timeoutMs = this.config.remoteTimeoutMs;
     return new Promise((resolve, reject) => {
       let settled = false;
@@ -300,7 +486,16 @@ export class AgentClientRepository implements OnApplicationShutdown {
         minVersion: 'TLSv1.2',
       });
       const timer = setTimeout(
-        () => finish(() => reject(new AgentError(ErrorCode.RemoteUnreachable, `${endpoint} did not complete a TLS handshake within ${timeoutMs} ms`, endpoint))),
+        () =>
+          finish(() =>
+            reject(
+              new AgentError(
+                ErrorCode.RemoteUnreachable,
+                `${endpoint} did not complete a TLS handshake within ${timeoutMs} ms`,
+                endpoint,
+              ),
+            ),
+          ),
         timeoutMs,
       );
       socket.once('secureConnect', () => {
@@ -308,11 +503,26 @@ export class AgentClientRepository implements OnApplicationShutdown {
         finish(() =>
           chain.length > 0
             ? resolve(chain)
-            : reject(new AgentError(ErrorCode.RemoteTlsFailed, `${endpoint} presented no certificate`, endpoint)),
+            : reject(
+                new AgentError(
+                  ErrorCode.RemoteTlsFailed,
+                  `${endpoint} presented no certificate`,
+                  endpoint,
+                ),
+              ),
         );
       });
       socket.once('error', (error: NodeJS.ErrnoException) =>
-        finish(() => reject(new AgentError(ErrorCode.RemoteUnreachable, `cannot connect to ${endpoint}: ${error.code ?? error.message}`, endpoint, { cause: error }))),
+        finish(() =>
+          reject(
+            new AgentError(
+              ErrorCode.RemoteUnreachable,
+              `cannot connect to ${endpoint}: ${error.code ?? error.message}`,
+              endpoint,
+              { cause: error },
+            ),
+          ),
+        ),
       );
     });
   }
@@ -336,11 +546,21 @@ export class AgentClientRepository implements OnApplicationShutdown {
   private async call<T>(
     connection: AgentConnection,
     rpc: `${string}.${string}`,
-    invoke: (clients: Clients, metadata: Metadata, deadline: Date, done: (error: ServiceError | null, value?: T) => void) => unknown,
+    invoke: (
+      clients: Clients,
+      metadata: Metadata,
+      deadline: Date,
+      done: (error: ServiceError | null, value?: T) => void,
+    ) => unknown,
     options: { connectFirst?: boolean; deadlineMs?: number; vm?: string } = {},
   ): Promise<T> {
     const keyId = /^dvk_([0-9a-f]{16})_/.exec(connection.apiKey)?.[1];
-    const audited = await this.audit.agentCallStarting({ remote: connection.remoteId, rpc, vm: options.vm, keyId });
+    const audited = await this.audit.agentCallStarting({
+      remote: connection.remoteId,
+      rpc,
+      vm: options.vm,
+      keyId,
+    });
     try {
       const value = await this.callEndpoints(connection, rpc, invoke, options);
       await this.audit.agentCallFinished(audited);
@@ -364,7 +584,12 @@ export class AgentClientRepository implements OnApplicationShutdown {
   ): AsyncGenerator<T> {
     if (options.signal?.aborted) return;
     const keyId = /^dvk_([0-9a-f]{16})_/.exec(connection.apiKey)?.[1];
-    const audited = await this.audit.agentCallStarting({ remote: connection.remoteId, rpc, vm: options.vm, keyId });
+    const audited = await this.audit.agentCallStarting({
+      remote: connection.remoteId,
+      rpc,
+      vm: options.vm,
+      keyId,
+    });
     const { service, method } = rpcLabels(rpc);
     const timeoutMs = this.config.remoteTimeoutMs;
     const traceId = currentTraceId() ?? newTraceId();
@@ -386,11 +611,20 @@ export class AgentClientRepository implements OnApplicationShutdown {
         const metadata = new Metadata();
         metadata.set('authorization', `Bearer ${connection.apiKey}`);
         metadata.set(TRACE_ID_METADATA, traceId);
-        opened = { call: open(clients, metadata, new Date(Date.now() + options.deadlineMs)), endpoint };
+        opened = {
+          call: open(clients, metadata, new Date(Date.now() + options.deadlineMs)),
+          endpoint,
+        };
         break;
       }
       if (!opened) {
-        throw failures.length === 0 ? new AgentError(ErrorCode.RemoteUnreachable, `remote ${connection.remoteId} has no endpoints`, '') : allEndpointsFailed(connection.remoteId, failures);
+        throw failures.length === 0
+          ? new AgentError(
+              ErrorCode.RemoteUnreachable,
+              `remote ${connection.remoteId} has no endpoints`,
+              '',
+            )
+          : allEndpointsFailed(connection.remoteId, failures);
       }
       const { call, endpoint } = opened;
       const abort = () => call.cancel();
@@ -402,7 +636,9 @@ export class AgentClientRepository implements OnApplicationShutdown {
         const serviceError = error as ServiceError;
         code = typeof serviceError.code === 'number' ? serviceError.code : GrpcStatus.UNKNOWN;
         if (code === GrpcStatus.CANCELLED && options.signal?.aborted) return;
-        throw typeof serviceError.code === 'number' ? translateGrpcError(serviceError, endpoint, options.deadlineMs) : error;
+        throw typeof serviceError.code === 'number'
+          ? translateGrpcError(serviceError, endpoint, options.deadlineMs)
+          : error;
       } finally {
         options.signal?.removeEventListener('abort', abort);
         // The consumer stopped early (or failed): close the stream rather than leave it open.
@@ -420,7 +656,12 @@ export class AgentClientRepository implements OnApplicationShutdown {
   private async callEndpoints<T>(
     connection: AgentConnection,
     rpc: `${string}.${string}`,
-    invoke: (clients: Clients, metadata: Metadata, deadline: Date, done: (error: ServiceError | null, value?: T) => void) => unknown,
+    invoke: (
+      clients: Clients,
+      metadata: Metadata,
+      deadline: Date,
+      done: (error: ServiceError | null, value?: T) => void,
+    ) => unknown,
     options: { connectFirst?: boolean; deadlineMs?: number },
   ): Promise<T> {
     const timeoutMs = this.config.remoteTimeoutMs;
@@ -436,7 +677,8 @@ export class AgentClientRepository implements OnApplicationShutdown {
       // An agent that could not be reached at all counts as UNAVAILABLE.
       let code: number = GrpcStatus.UNAVAILABLE;
       try {
-        if (options.connectFirst) await waitForReady(clients.vm, new Date(Date.now() + timeoutMs), endpoint, timeoutMs);
+        if (options.connectFirst)
+          await waitForReady(clients.vm, new Date(Date.now() + timeoutMs), endpoint, timeoutMs);
         const deadline = new Date(Date.now() + (options.deadlineMs ?? timeoutMs));
         const value = await new Promise<T>((resolve, reject) => {
           invoke(clients, metadata, deadline, (error, answer) => {
@@ -454,7 +696,12 @@ export class AgentClientRepository implements OnApplicationShutdown {
         failures.push(error);
       }
     }
-    if (failures.length === 0) throw new AgentError(ErrorCode.RemoteUnreachable, `remote ${connection.remoteId} has no endpoints`, '');
+    if (failures.length === 0)
+      throw new AgentError(
+        ErrorCode.RemoteUnreachable,
+        `remote ${connection.remoteId} has no endpoints`,
+        '',
+      );
     throw allEndpointsFailed(connection.remoteId, failures);
   }
 
@@ -480,9 +727,18 @@ export class AgentClientRepository implements OnApplicationShutdown {
       'grpc.keepalive_timeout_ms': 10_000,
     };
     const node = new v1.NodeService(endpoint, credentials, channelOptions);
-    const vm = new v1.VmService(endpoint, credentials, { ...channelOptions, channelOverride: node.getChannel() });
-    const migration = new v1.MigrationService(endpoint, credentials, { ...channelOptions, channelOverride: node.getChannel() });
-    const storage = new v1.StorageService(endpoint, credentials, { ...channelOptions, channelOverride: node.getChannel() });
+    const vm = new v1.VmService(endpoint, credentials, {
+      ...channelOptions,
+      channelOverride: node.getChannel(),
+    });
+    const migration = new v1.MigrationService(endpoint, credentials, {
+      ...channelOptions,
+      channelOverride: node.getChannel(),
+    });
+    const storage = new v1.StorageService(endpoint, credentials, {
+      ...channelOptions,
+      channelOverride: node.getChannel(),
+    });
     const clients = { node, vm, migration, storage };
     byEndpoint.set(key, clients);
     return clients;
@@ -496,11 +752,23 @@ function closeClients(clients: Clients): void {
   clients.node.close();
 }
 
-function waitForReady(client: VmServiceClient, deadline: Date, endpoint: string, timeoutMs: number): Promise<void> {
+function waitForReady(
+  client: VmServiceClient,
+  deadline: Date,
+  endpoint: string,
+  timeoutMs: number,
+): Promise<void> {
   return new Promise((resolve, reject) => {
     client.waitForReady(deadline, (error) => {
       if (!error) return resolve();
-      reject(new AgentError(ErrorCode.RemoteUnreachable, `could not connect to ${endpoint} within ${timeoutMs} ms`, endpoint, { cause: error }));
+      reject(
+        new AgentError(
+          ErrorCode.RemoteUnreachable,
+          `could not connect to ${endpoint} within ${timeoutMs} ms`,
+          endpoint,
+          { cause: error },
+        ),
+      );
     });
   });
 }

@@ -3,7 +3,8 @@ import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
 
 /** Looks like the TLS handshake failed (their certificate, or they refused ours). */
-const TLS_FAILURE = /certificate|altname|self[- ]signed|unable to (verify|get)|handshake|ssl|tls|alert|wrong version|DEPTH_ZERO|UNABLE_TO/i;
+const TLS_FAILURE =
+  /certificate|altname|self[- ]signed|unable to (verify|get)|handshake|ssl|tls|alert|wrong version|DEPTH_ZERO|UNABLE_TO/i;
 /** The peer closed the connection during the handshake: typically it does not trust our client CA. */
 const DROPPED = /ECONNRESET|socket hang up|Connection dropped|closed before|EPIPE/i;
 
@@ -25,12 +26,21 @@ export class AgentError extends DomainError {
   }
 }
 
-export function translateGrpcError(error: ServiceError, endpoint: string, timeoutMs: number): AgentError {
+export function translateGrpcError(
+  error: ServiceError,
+  endpoint: string,
+  timeoutMs: number,
+): AgentError {
   const details = (error.details || error.message || '').replace(/\s+/g, ' ').slice(0, 300);
   switch (error.code) {
     case GrpcStatus.UNAVAILABLE:
       if (TLS_FAILURE.test(details)) {
-        return new AgentError(ErrorCode.RemoteTlsFailed, `TLS with ${endpoint} failed: ${details}`, endpoint, { cause: error });
+        return new AgentError(
+          ErrorCode.RemoteTlsFailed,
+          `TLS with ${endpoint} failed: ${details}`,
+          endpoint,
+          { cause: error },
+        );
       }
       if (DROPPED.test(details)) {
         return new AgentError(
@@ -40,13 +50,33 @@ export function translateGrpcError(error: ServiceError, endpoint: string, timeou
           { cause: error },
         );
       }
-      return new AgentError(ErrorCode.RemoteUnreachable, `${endpoint} is unreachable: ${details}`, endpoint, { cause: error });
+      return new AgentError(
+        ErrorCode.RemoteUnreachable,
+        `${endpoint} is unreachable: ${details}`,
+        endpoint,
+        { cause: error },
+      );
     case GrpcStatus.DEADLINE_EXCEEDED:
-      return new AgentError(ErrorCode.RemoteUnreachable, `${endpoint} did not answer within ${timeoutMs} ms`, endpoint, { cause: error });
+      return new AgentError(
+        ErrorCode.RemoteUnreachable,
+        `${endpoint} did not answer within ${timeoutMs} ms`,
+        endpoint,
+        { cause: error },
+      );
     case GrpcStatus.UNAUTHENTICATED:
-      return new AgentError(ErrorCode.RemoteCredentialRejected, `the agent at ${endpoint} did not accept the API key: ${details}`, endpoint, { cause: error });
+      return new AgentError(
+        ErrorCode.RemoteCredentialRejected,
+        `the agent at ${endpoint} did not accept the API key: ${details}`,
+        endpoint,
+        { cause: error },
+      );
     case GrpcStatus.PERMISSION_DENIED:
-      return new AgentError(ErrorCode.RemoteCredentialRejected, `the API key lacks a permission on ${endpoint}: ${details}`, endpoint, { cause: error });
+      return new AgentError(
+        ErrorCode.RemoteCredentialRejected,
+        `the API key lacks a permission on ${endpoint}: ${details}`,
+        endpoint,
+        { cause: error },
+      );
     case GrpcStatus.NOT_FOUND:
       return new AgentError(ErrorCode.NotFound, details || 'not found', endpoint, { cause: error });
     case GrpcStatus.FAILED_PRECONDITION:
@@ -56,16 +86,23 @@ export function translateGrpcError(error: ServiceError, endpoint: string, timeou
     case GrpcStatus.INVALID_ARGUMENT:
       return new AgentError(ErrorCode.BadRequest, details, endpoint, { cause: error });
     default:
-      return new AgentError(ErrorCode.RemoteError, `the agent at ${endpoint} answered ${GrpcStatus[error.code] ?? error.code}: ${details}`, endpoint, {
-        cause: error,
-      });
+      return new AgentError(
+        ErrorCode.RemoteError,
+        `the agent at ${endpoint} answered ${GrpcStatus[error.code] ?? error.code}: ${details}`,
+        endpoint,
+        {
+          cause: error,
+        },
+      );
   }
 }
 
 /** When every endpoint failed: one error naming each endpoint's problem. */
 export function allEndpointsFailed(remoteId: string, failures: AgentError[]): AgentError {
   if (failures.length === 1) return failures[0];
-  const code = failures.some((f) => f.code === ErrorCode.RemoteTlsFailed) ? ErrorCode.RemoteTlsFailed : ErrorCode.RemoteUnreachable;
+  const code = failures.some((f) => f.code === ErrorCode.RemoteTlsFailed)
+    ? ErrorCode.RemoteTlsFailed
+    : ErrorCode.RemoteUnreachable;
   return new AgentError(
     code,
     `no agent of remote ${remoteId} answered: ${failures.map((f) => f.message).join('; ')}`,

@@ -6,7 +6,8 @@ export const SYSTEM_PRINCIPAL = 'debvisor-manager';
  * a name once used stays). A route or call site can only use one of these.
  */
 export const AUDIT_ACTIONS = {
-  'auth.login': 'An authentication attempt: API token (or, with realms, password, OpenID Connect …), its result and source',
+  'auth.login':
+    'An authentication attempt: API token (or, with realms, password, OpenID Connect …), its result and source',
   'authz.denied': 'A request refused for a missing privilege',
   'ratelimit.hit': 'A request refused by a rate limit',
   'remote.create': 'A remote was added',
@@ -15,7 +16,8 @@ export const AUDIT_ACTIONS = {
   'remote.probe': 'The certificate chain of an endpoint was fetched',
   'remote.credential.add': 'A credential (agent API key) was added to a remote',
   'remote.credential.remove': 'A credential was removed from a remote',
-  'remote.node.forget': 'A node that did not answer was forgotten by an operator (it and its unknown VMs leave the lists)',
+  'remote.node.forget':
+    'A node that did not answer was forgotten by an operator (it and its unknown VMs leave the lists)',
   'vm.power.start': 'A VM start was asked for (the task carries it out)',
   'vm.power.shutdown': 'A VM shutdown was asked for',
   'vm.power.reboot': 'A VM reboot was asked for',
@@ -24,7 +26,8 @@ export const AUDIT_ACTIONS = {
   'vm.migrate.preflight': 'The pre-flight checks of a VM migration were run on both ends',
   'vm.snapshot.create': 'A VM snapshot was asked for (the task takes it)',
   'vm.snapshot.delete': 'Deleting a VM snapshot was asked for (the task deletes it)',
-  'vm.snapshot.rollback': 'Rolling a VM back to a snapshot was asked for (the task does it, stopping the VM first when asked)',
+  'vm.snapshot.rollback':
+    'Rolling a VM back to a snapshot was asked for (the task does it, stopping the VM first when asked)',
   'vm.snapshot.schedule.create': 'A snapshot schedule was created',
   'vm.snapshot.schedule.update': 'A snapshot schedule was changed (timing, retention, enabled)',
   'vm.snapshot.schedule.delete': 'A snapshot schedule was removed (its snapshots stay)',
@@ -60,13 +63,17 @@ export const AUDIT_ACTIONS = {
   'access.vm-owner.set': 'A VM was given to a tenant group',
   'access.vm-owner.clear': 'A VM was taken from its tenant group',
   'agent.call': 'A call the manager made to an agent: RPC, remote, endpoint, outcome',
-  'agent.call.summary': "The manager's own routine reads of one remote (polling) over an interval, summed up: calls per RPC and outcome, the last error",
-  'replication.pair.create': 'Pairing two remotes’ pools for RBD mirroring was asked for (the bootstrap secret is never recorded)',
+  'agent.call.summary':
+    "The manager's own routine reads of one remote (polling) over an interval, summed up: calls per RPC and outcome, the last error",
+  'replication.pair.create':
+    'Pairing two remotes’ pools for RBD mirroring was asked for (the bootstrap secret is never recorded)',
   'replication.pair.delete': 'A pairing of two remotes’ pools was removed from the manager',
   'vm.replication.enable': 'Mirroring a VM’s disks to the paired remote was asked for',
   'vm.replication.disable': 'Mirroring of a VM was turned off',
-  'vm.replication.switchover': 'A planned switchover of a mirrored VM to its other remote was asked for',
-  'vm.replication.failover': 'An unplanned failover was asked for: data loss confirmed, with the fence or the operator’s declaration that the source is down',
+  'vm.replication.switchover':
+    'A planned switchover of a mirrored VM to its other remote was asked for',
+  'vm.replication.failover':
+    'An unplanned failover was asked for: data loss confirmed, with the fence or the operator’s declaration that the source is down',
   'vm.replication.resync': 'The stale copy of a mirrored VM was to be demoted and resynced',
 } as const;
 

@@ -3,7 +3,10 @@ import type { Client } from 'pg';
 import { AUDIT_COLUMNS, entryOfRow, type AuditRow } from './audit-rows';
 
 /** The whole audit_log table in chain order, read in batches as it is consumed (for the verifier). */
-export async function* readAuditChain(client: Client, batchSize = 5000): AsyncGenerator<AuditEntry> {
+export async function* readAuditChain(
+  client: Client,
+  batchSize = 5000,
+): AsyncGenerator<AuditEntry> {
   let after: number | undefined;
   for (;;) {
     const { rows } = await client.query<AuditRow>(

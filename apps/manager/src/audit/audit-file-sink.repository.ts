@@ -23,7 +23,11 @@ export class AuditFileSinkRepository {
   async append(entries: readonly AuditEntry[]): Promise<void> {
     if (!this.path || entries.length === 0) return;
     const chain = await this.file();
-    await Promise.all(entries.map(({ seq: _seq, prevHash: _prev, hash: _hash, ...event }) => chain.appendEvent(event)));
+    await Promise.all(
+      entries.map(({ seq: _seq, prevHash: _prev, hash: _hash, ...event }) =>
+        chain.appendEvent(event),
+      ),
+    );
   }
 
   async close(): Promise<void> {

@@ -1,4 +1,10 @@
-import { canonicalJson, chainEntries, EMPTY_CHAIN, type AuditEntry, type AuditEvent } from '@debvisor/audit';
+import {
+  canonicalJson,
+  chainEntries,
+  EMPTY_CHAIN,
+  type AuditEntry,
+  type AuditEvent,
+} from '@debvisor/audit';
 import { Inject, Injectable } from '@nestjs/common';
 import { Pool, type PoolClient, type QueryResult } from 'pg';
 
@@ -49,7 +55,10 @@ export class AuditLogRepository {
         `BEGIN; SELECT pg_advisory_xact_lock(${AUDIT_CHAIN_LOCK_KEY}); SELECT seq::text AS seq, hash FROM audit_log ORDER BY audit_log.seq DESC LIMIT 1`,
       )) as unknown as QueryResult<{ seq: string; hash: string }>[];
       const head = results[2].rows[0];
-      const entries = chainEntries(head ? { seq: Number(head.seq), hash: head.hash } : EMPTY_CHAIN, events);
+      const entries = chainEntries(
+        head ? { seq: Number(head.seq), hash: head.hash } : EMPTY_CHAIN,
+        events,
+      );
       await insert(client, entries);
       await client.query('COMMIT');
       return entries;

@@ -67,14 +67,24 @@ function conditions(filter: AuditFilter): { where: string[]; params: unknown[] }
   if (filter.from) where.push(`ts >= $${params.push(filter.from)}`);
   if (filter.to) where.push(`ts < $${params.push(filter.to)}`);
   if (filter.principal) where.push(`principal = $${params.push(filter.principal)}`);
-  if (filter.action) where.push(`(action = $${params.push(filter.action)} OR action LIKE $${params.push(`${escapeLike(filter.action)}.%`)})`);
+  if (filter.action)
+    where.push(
+      `(action = $${params.push(filter.action)} OR action LIKE $${params.push(`${escapeLike(filter.action)}.%`)})`,
+    );
   if (filter.target) {
     const target = filter.target.replace(/\/+$/, '') || '/';
-    if (target !== '/') where.push(`(target = $${params.push(target)} OR target LIKE $${params.push(`${escapeLike(target)}/%`)})`);
+    if (target !== '/')
+      where.push(
+        `(target = $${params.push(target)} OR target LIKE $${params.push(`${escapeLike(target)}/%`)})`,
+      );
   }
   if (filter.outcome) where.push(`outcome = $${params.push(filter.outcome)}`);
-  if (filter.system === 'none') where.push(`principal IS DISTINCT FROM $${params.push(SYSTEM_PRINCIPAL)}`);
-  if (filter.system === 'no-routine') where.push(`NOT (principal IS NOT DISTINCT FROM $${params.push(SYSTEM_PRINCIPAL)} AND action = 'agent.call.summary')`);
+  if (filter.system === 'none')
+    where.push(`principal IS DISTINCT FROM $${params.push(SYSTEM_PRINCIPAL)}`);
+  if (filter.system === 'no-routine')
+    where.push(
+      `NOT (principal IS NOT DISTINCT FROM $${params.push(SYSTEM_PRINCIPAL)} AND action = 'agent.call.summary')`,
+    );
   return { where, params };
 }
 

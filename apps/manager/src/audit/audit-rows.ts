@@ -4,7 +4,8 @@ import type { AuditDetails, AuditEntry, AuditOutcome } from '@debvisor/audit';
  * The audit_log columns, selected so that each row maps to an AuditEntry (seq as text: it is a
  * bigint). Order by `audit_log.seq`: a bare `seq` would be this text alias.
  */
-export const AUDIT_COLUMNS = 'seq::text AS seq, ts, principal, action, target, outcome, trace_id, source, details, prev_hash, hash';
+export const AUDIT_COLUMNS =
+  'seq::text AS seq, ts, principal, action, target, outcome, trace_id, source, details, prev_hash, hash';
 
 export interface AuditRow {
   seq: string;

@@ -40,8 +40,10 @@ function memoryLog(options: { failOnce?: boolean } = {}) {
   return { rows, batches, repository };
 }
 
-const logger = () => strictMock<PinoLogger>('PinoLogger', { setContext: () => undefined, error: () => undefined });
-const noFile = () => strictMock<AuditFileSinkRepository>('AuditFileSinkRepository', { append: async () => undefined });
+const logger = () =>
+  strictMock<PinoLogger>('PinoLogger', { setContext: () => undefined, error: () => undefined });
+const noFile = () =>
+  strictMock<AuditFileSinkRepository>('AuditFileSinkRepository', { append: async () => undefined });
 
 describe('AuditWriter (group commit)', () => {
   it('appends what callers hand over meanwhile in one transaction, and answers each caller its own entry', async () => {

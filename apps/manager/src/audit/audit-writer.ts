@@ -1,5 +1,10 @@
 import type { AuditEntry, AuditEvent } from '@debvisor/audit';
-import { BeforeApplicationShutdown, Injectable, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
+import {
+  BeforeApplicationShutdown,
+  Injectable,
+  OnApplicationShutdown,
+  OnModuleInit,
+} from '@nestjs/common';
 import { PinoLogger } from 'nestjs-pino';
 import { MetricsService } from '../health/metrics.service';
 import { AuditFileSinkRepository } from './audit-file-sink.repository';
@@ -73,7 +78,10 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
       .then(() => this.file.append(entries))
       .catch((error: unknown) => {
         this.metrics.auditWriteFailed('file', entries.length);
-        this.logger.error({ err: error }, 'cannot write the audit file (DEBVISOR_AUDIT_FILE); the database has the entries');
+        this.logger.error(
+          { err: error },
+          'cannot write the audit file (DEBVISOR_AUDIT_FILE); the database has the entries',
+        );
       });
   }
 

@@ -21,7 +21,10 @@ export class AuditController {
   @Get('export')
   @RequirePrivilege('audit.read', '/')
   @ApiProduces('application/x-ndjson')
-  @ApiOkResponse({ description: 'JSON lines, oldest first, with seq, prevHash and hash: verify with npm run audit:verify -- --file <export>' })
+  @ApiOkResponse({
+    description:
+      'JSON lines, oldest first, with seq, prevHash and hash: verify with npm run audit:verify -- --file <export>',
+  })
   async export(@Query() query: AuditExportQueryDto): Promise<StreamableFile> {
     const file = new StreamableFile(Readable.from(await this.audit.export(query)), {
       type: 'application/x-ndjson',

@@ -10,28 +10,51 @@ export const auditEntryViewSchema = z
   .object({
     seq: z.number().int().meta({ description: 'Position in the chain: 1, 2, 3 … without gaps' }),
     ts: z.iso.datetime().meta({ description: 'When it happened (UTC, milliseconds)' }),
-    principal: z.string().nullable().meta({ description: 'Who: admin@local, user@realm, @group (group tokens), debvisor-manager (the manager itself); null when unknown' }),
-    action: z.string().meta({ description: 'What: auth.login, authz.denied, remote.create, vm.power.start, agent.call, task.finish …' }),
-    target: z.string().nullable().meta({ description: 'On what: an ACL-style path such as /remotes/dc-east/vms/<uuid>' }),
+    principal: z.string().nullable().meta({
+      description:
+        'Who: admin@local, user@realm, @group (group tokens), debvisor-manager (the manager itself); null when unknown',
+    }),
+    action: z.string().meta({
+      description:
+        'What: auth.login, authz.denied, remote.create, vm.power.start, agent.call, task.finish …',
+    }),
+    target: z
+      .string()
+      .nullable()
+      .meta({ description: 'On what: an ACL-style path such as /remotes/dc-east/vms/<uuid>' }),
     outcome: z.enum(AUDIT_OUTCOMES),
     traceId: z.string().nullable(),
     source: z.string().nullable().meta({ description: "The client's address" }),
     details: z.record(z.string(), z.unknown()),
-    prevHash: z.string().meta({ description: 'SHA-256 (hex) of the entry before; 64 zeros for the first' }),
-    hash: z.string().meta({ description: 'SHA-256 (hex) over the canonical JSON (RFC 8785) of every other field' }),
+    prevHash: z
+      .string()
+      .meta({ description: 'SHA-256 (hex) of the entry before; 64 zeros for the first' }),
+    hash: z.string().meta({
+      description: 'SHA-256 (hex) over the canonical JSON (RFC 8785) of every other field',
+    }),
   })
   .meta({ id: 'AuditEntry' });
 
 export class AuditPageDto extends createZodDto(
   z.object({
     items: z.array(auditEntryViewSchema).meta({ description: 'Newest first' }),
-    nextCursor: z.number().int().nullable().meta({ description: 'Pass as cursor for the next (older) page; null on the last page' }),
+    nextCursor: z
+      .number()
+      .int()
+      .nullable()
+      .meta({ description: 'Pass as cursor for the next (older) page; null on the last page' }),
   }),
 ) {}
 
 const filterFields = {
-  from: z.iso.datetime({ offset: true }).optional().meta({ description: 'Entries at or after this time (RFC 3339)' }),
-  to: z.iso.datetime({ offset: true }).optional().meta({ description: 'Entries before this time (RFC 3339)' }),
+  from: z.iso
+    .datetime({ offset: true })
+    .optional()
+    .meta({ description: 'Entries at or after this time (RFC 3339)' }),
+  to: z.iso
+    .datetime({ offset: true })
+    .optional()
+    .meta({ description: 'Entries before this time (RFC 3339)' }),
   principal: z.string().min(1).max(AUDIT_LIMITS.principal).optional(),
   action: z
     .string()
@@ -58,19 +81,27 @@ const systemEntries = (fallback: (typeof AUDIT_SYSTEM_ENTRIES)[number]) =>
         'An export without some entries has gaps in seq: verify it with --allow-gaps',
     });
 
-const timeOrder = (q: { from?: string; to?: string }) => !q.from || !q.to || new Date(q.from) < new Date(q.to);
+const timeOrder = (q: { from?: string; to?: string }) =>
+  !q.from || !q.to || new Date(q.from) < new Date(q.to);
 
 export const auditQuerySchema = z
   .strictObject({
     ...filterFields,
     system: systemEntries('no-routine'),
     limit: z.coerce.number().int().min(1).max(AUDIT_PAGE_MAX).default(100),
-    cursor: z.coerce.number().int().min(1).optional().meta({ description: 'nextCursor of the previous page: entries with a lower seq' }),
+    cursor: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .optional()
+      .meta({ description: 'nextCursor of the previous page: entries with a lower seq' }),
   })
   .refine(timeOrder, { message: 'must be later than from', path: ['to'] });
 export type AuditQuery = z.infer<typeof auditQuerySchema>;
 export class AuditQueryDto extends createZodDto(auditQuerySchema) {}
 
-export const auditExportQuerySchema = z.strictObject({ ...filterFields, system: systemEntries('all') }).refine(timeOrder, { message: 'must be later than from', path: ['to'] });
+export const auditExportQuerySchema = z
+  .strictObject({ ...filterFields, system: systemEntries('all') })
+  .refine(timeOrder, { message: 'must be later than from', path: ['to'] });
 export type AuditExportQuery = z.infer<typeof auditExportQuerySchema>;
 export class AuditExportQueryDto extends createZodDto(auditExportQuerySchema) {}

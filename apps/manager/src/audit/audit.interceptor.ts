@@ -25,10 +25,16 @@ export class AuditInterceptor implements NestInterceptor {
 
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
     const targets = [context.getHandler(), context.getClass()];
-    const route = this.reflector.getAllAndOverride<AuditedRoute | undefined>(AUDITED_METADATA, targets);
+    const route = this.reflector.getAllAndOverride<AuditedRoute | undefined>(
+      AUDITED_METADATA,
+      targets,
+    );
     if (!route || context.getType() !== 'http') return next.handle();
     const request = context.switchToHttp().getRequest<Request>();
-    const requirement = this.reflector.getAllAndOverride<RouteRequirement | undefined>(PRIVILEGE_METADATA, targets);
+    const requirement = this.reflector.getAllAndOverride<RouteRequirement | undefined>(
+      PRIVILEGE_METADATA,
+      targets,
+    );
     const caller = (request as unknown as Record<string, Caller | undefined>)[CALLER_KEY];
     const call: AuditedCall = {
       action: route.action,
@@ -51,13 +57,21 @@ export class AuditInterceptor implements NestInterceptor {
       concatMap((value) => from(this.audit.outcome(call, notes)).pipe(map(() => value))),
       catchError((error: unknown) =>
         // When the attempt itself could not be recorded, the handler never ran: there is no outcome.
-        ran ? from(this.audit.outcome(call, notes, error)).pipe(concatMap(() => throwError(() => error))) : throwError(() => error),
+        ran
+          ? from(this.audit.outcome(call, notes, error)).pipe(
+              concatMap(() => throwError(() => error)),
+            )
+          : throwError(() => error),
       ),
     );
   }
 }
 
-function targetOf(route: AuditedRoute, requirement: RouteRequirement | undefined, request: Request): string | null {
+function targetOf(
+  route: AuditedRoute,
+  requirement: RouteRequirement | undefined,
+  request: Request,
+): string | null {
   const template = route.target ?? requirement?.path;
   if (!template) return null;
   const params = request.params as Record<string, string | undefined>;

@@ -1,4 +1,10 @@
-import { entryLine, normalizeEvent, type AuditEntry, type AuditEventInput, type AuditOutcome } from '@debvisor/audit';
+import {
+  entryLine,
+  normalizeEvent,
+  type AuditEntry,
+  type AuditEventInput,
+  type AuditOutcome,
+} from '@debvisor/audit';
 import { resolveAclPath } from '@debvisor/permissions';
 import { HttpException, Injectable, type OnModuleDestroy } from '@nestjs/common';
 import { PinoLogger } from 'nestjs-pino';
@@ -133,7 +139,10 @@ export class AuditService implements OnModuleDestroy {
   /** Records how the call ended (best effort). `notes` are what services noted meanwhile. */
   async outcome(call: AuditedCall, notes: Record<string, unknown>, error?: unknown): Promise<void> {
     const failure = error === undefined ? {} : describeError(error);
-    await this.record(this.callEvent(call, error === undefined ? 'success' : 'failure', { ...notes, ...failure }), false);
+    await this.record(
+      this.callEvent(call, error === undefined ? 'success' : 'failure', { ...notes, ...failure }),
+      false,
+    );
   }
 
   // --- the guard -------------------------------------------------------------------------------
@@ -146,7 +155,14 @@ export class AuditService implements OnModuleDestroy {
   async authentication(attempt: AuthenticationAttempt, origin: RequestOrigin): Promise<void> {
     // Token authentications happen on every request: a success is recorded once a minute per token and source.
     // Interactive logins (password, second factor, OIDC) are recorded every time.
-    if (attempt.outcome === 'success' && attempt.method === 'api_token' && !this.firstInInterval(`auth|${attempt.tokenId ?? attempt.principal ?? ''}|${origin.source ?? ''}`)) return;
+    if (
+      attempt.outcome === 'success' &&
+      attempt.method === 'api_token' &&
+      !this.firstInInterval(
+        `auth|${attempt.tokenId ?? attempt.principal ?? ''}|${origin.source ?? ''}`,
+      )
+    )
+      return;
     await this.record(
       {
         at: this.clock.now(),
@@ -199,9 +215,15 @@ export class AuditService implements OnModuleDestroy {
    * Records a request refused by a rate limit (best effort). For the limits that come with
    * identity and access (login attempts, token creation): call it where the limit refuses.
    */
-  async rateLimited(hit: { principal?: string | null; limit: string; scope?: string; retryAfterSeconds?: number }, origin: RequestOrigin): Promise<void> {
+  async rateLimited(
+    hit: { principal?: string | null; limit: string; scope?: string; retryAfterSeconds?: number },
+    origin: RequestOrigin,
+  ): Promise<void> {
     // A flood of refused requests must not flood the log: one entry per limit, principal and source a minute.
-    if (!this.firstInInterval(`ratelimit|${hit.limit}|${hit.principal ?? ''}|${origin.source ?? ''}`)) return;
+    if (
+      !this.firstInInterval(`ratelimit|${hit.limit}|${hit.principal ?? ''}|${origin.source ?? ''}`)
+    )
+      return;
     await this.record(
       {
         at: this.clock.now(),
@@ -211,7 +233,12 @@ export class AuditService implements OnModuleDestroy {
         outcome: 'denied',
         traceId: origin.traceId,
         source: origin.source,
-        details: { limit: hit.limit, scope: hit.scope, retryAfterSeconds: hit.retryAfterSeconds, request: `${origin.method} ${origin.path}` },
+        details: {
+          limit: hit.limit,
+          scope: hit.scope,
+          retryAfterSeconds: hit.retryAfterSeconds,
+          request: `${origin.method} ${origin.path}`,
+        },
       },
       false,
     );
@@ -230,7 +257,8 @@ export class AuditService implements OnModuleDestroy {
       principal: currentAuditScope()?.principal ?? SYSTEM_PRINCIPAL,
       traceId: currentTraceId() ?? null,
     };
-    if (MUTATING_AGENT_RPCS.has(call.rpc)) await this.record(this.agentEvent(record, 'attempt', {}), true);
+    if (MUTATING_AGENT_RPCS.has(call.rpc))
+      await this.record(this.agentEvent(record, 'attempt', {}), true);
     return record;
   }
 
@@ -240,9 +268,16 @@ export class AuditService implements OnModuleDestroy {
    * entry per ROUTINE_SUMMARY_INTERVAL_MS (agent.call.summary).
    */
   async agentCallFinished(record: AgentCallRecord, error?: unknown): Promise<void> {
-    if (record.principal === SYSTEM_PRINCIPAL && !MUTATING_AGENT_RPCS.has(record.rpc)) return this.routineCall(record, error);
-    const extra = { ms: Math.round(performance.now() - record.started), ...(error === undefined ? {} : describeError(error)) };
-    await this.record(this.agentEvent(record, error === undefined ? 'success' : 'failure', extra), false);
+    if (record.principal === SYSTEM_PRINCIPAL && !MUTATING_AGENT_RPCS.has(record.rpc))
+      return this.routineCall(record, error);
+    const extra = {
+      ms: Math.round(performance.now() - record.started),
+      ...(error === undefined ? {} : describeError(error)),
+    };
+    await this.record(
+      this.agentEvent(record, error === undefined ? 'success' : 'failure', extra),
+      false,
+    );
   }
 
   /** Writes the routine reads not recorded yet (at shutdown). */
@@ -253,7 +288,11 @@ export class AuditService implements OnModuleDestroy {
   private async routineCall(record: AgentCallRecord, error?: unknown): Promise<void> {
     const now = this.clock.now();
     let calls = this.routine.get(record.remote);
-    if (!calls) this.routine.set(record.remote, (calls = { from: now, to: now, calls: {}, failures: 0, lastError: null }));
+    if (!calls)
+      this.routine.set(
+        record.remote,
+        (calls = { from: now, to: now, calls: {}, failures: 0, lastError: null }),
+      );
     const counts = (calls.calls[record.rpc] ??= { success: 0, failure: 0 });
     if (error === undefined) {
       counts.success += 1;
@@ -263,7 +302,9 @@ export class AuditService implements OnModuleDestroy {
       calls.lastError = { rpc: record.rpc, at: now.toISOString(), ...describeError(error) };
     }
     calls.to = now;
-    await this.flushRoutine((summary) => now.getTime() - summary.from.getTime() >= ROUTINE_SUMMARY_INTERVAL_MS);
+    await this.flushRoutine(
+      (summary) => now.getTime() - summary.from.getTime() >= ROUTINE_SUMMARY_INTERVAL_MS,
+    );
   }
 
   /** Writes one agent.call.summary entry per remote whose summary is `due`. */
@@ -280,7 +321,13 @@ export class AuditService implements OnModuleDestroy {
           outcome: calls.failures > 0 ? 'failure' : 'success',
           traceId: null,
           source: null,
-          details: { remote, from: calls.from.toISOString(), to: calls.to.toISOString(), calls: calls.calls, ...(calls.lastError ? { lastError: calls.lastError } : {}) },
+          details: {
+            remote,
+            from: calls.from.toISOString(),
+            to: calls.to.toISOString(),
+            calls: calls.calls,
+            ...(calls.lastError ? { lastError: calls.lastError } : {}),
+          },
         },
         false,
       );
@@ -296,9 +343,23 @@ export class AuditService implements OnModuleDestroy {
    * Records something the manager did on its own (a scheduled directory sync), as the manager
    * (best effort).
    */
-  async systemEvent(event: { action: AuditAction; target: string | null; outcome: 'success' | 'failure'; details: Record<string, unknown> }): Promise<void> {
+  async systemEvent(event: {
+    action: AuditAction;
+    target: string | null;
+    outcome: 'success' | 'failure';
+    details: Record<string, unknown>;
+  }): Promise<void> {
     await this.record(
-      { at: this.clock.now(), principal: SYSTEM_PRINCIPAL, action: event.action, target: event.target, outcome: event.outcome, traceId: null, source: null, details: event.details },
+      {
+        at: this.clock.now(),
+        principal: SYSTEM_PRINCIPAL,
+        action: event.action,
+        target: event.target,
+        outcome: event.outcome,
+        traceId: null,
+        source: null,
+        details: event.details,
+      },
       false,
     );
   }
@@ -314,7 +375,13 @@ export class AuditService implements OnModuleDestroy {
         outcome: task.state === 'succeeded' ? 'success' : 'failure',
         traceId: currentTraceId() ?? null,
         source: null,
-        details: { taskId: task.id, type: task.type, owner: task.owner, state: task.state, error: task.error },
+        details: {
+          taskId: task.id,
+          type: task.type,
+          owner: task.owner,
+          state: task.state,
+          error: task.error,
+        },
       },
       false,
     );
@@ -347,7 +414,11 @@ export class AuditService implements OnModuleDestroy {
 
   // --- internals -------------------------------------------------------------------------------
 
-  private callEvent(call: AuditedCall, outcome: AuditOutcome, details: Record<string, unknown>): AuditEventInput {
+  private callEvent(
+    call: AuditedCall,
+    outcome: AuditOutcome,
+    details: Record<string, unknown>,
+  ): AuditEventInput {
     return {
       at: this.clock.now(),
       principal: call.principal,
@@ -356,11 +427,19 @@ export class AuditService implements OnModuleDestroy {
       outcome,
       traceId: call.origin.traceId,
       source: call.origin.source,
-      details: { request: `${call.origin.method} ${call.origin.path}`, tokenId: call.tokenId, ...details },
+      details: {
+        request: `${call.origin.method} ${call.origin.path}`,
+        tokenId: call.tokenId,
+        ...details,
+      },
     };
   }
 
-  private agentEvent(record: AgentCallRecord, outcome: AuditOutcome, details: Record<string, unknown>): AuditEventInput {
+  private agentEvent(
+    record: AgentCallRecord,
+    outcome: AuditOutcome,
+    details: Record<string, unknown>,
+  ): AuditEventInput {
     return {
       at: this.clock.now(),
       principal: record.principal,
@@ -382,9 +461,16 @@ export class AuditService implements OnModuleDestroy {
     try {
       await this.writer.write(event);
     } catch (error) {
-      this.logger.error({ err: error, action: event.action, outcome: event.outcome, traceId: event.traceId }, 'cannot write the audit log');
+      this.logger.error(
+        { err: error, action: event.action, outcome: event.outcome, traceId: event.traceId },
+        'cannot write the audit log',
+      );
       if (required) {
-        throw new DomainError(ErrorCode.AuditUnavailable, 'the audit log cannot be written, so nothing was changed; try again later', { cause: error });
+        throw new DomainError(
+          ErrorCode.AuditUnavailable,
+          'the audit log cannot be written, so nothing was changed; try again later',
+          { cause: error },
+        );
       }
     }
   }
@@ -396,7 +482,8 @@ export class AuditService implements OnModuleDestroy {
     if (last !== undefined && now - last < AUTH_SUCCESS_INTERVAL_MS) return false;
     this.recentAuthentications.set(key, now);
     if (this.recentAuthentications.size > 10_000) {
-      for (const [k, at] of this.recentAuthentications) if (now - at >= AUTH_SUCCESS_INTERVAL_MS) this.recentAuthentications.delete(k);
+      for (const [k, at] of this.recentAuthentications)
+        if (now - at >= AUTH_SUCCESS_INTERVAL_MS) this.recentAuthentications.delete(k);
     }
     return true;
   }
@@ -404,8 +491,10 @@ export class AuditService implements OnModuleDestroy {
 
 /** How a failure is recorded: its code and HTTP status, and its message when it is one we show callers anyway. */
 function describeError(error: unknown): Record<string, unknown> {
-  if (error instanceof DomainError) return { code: error.code, status: ERROR_STATUS[error.code], error: error.message };
-  if (error instanceof HttpException) return { status: error.getStatus(), error: error.message.slice(0, 200) };
+  if (error instanceof DomainError)
+    return { code: error.code, status: ERROR_STATUS[error.code], error: error.message };
+  if (error instanceof HttpException)
+    return { status: error.getStatus(), error: error.message.slice(0, 200) };
   return { code: ErrorCode.Internal, status: 500 };
 }
 

@@ -21,5 +21,8 @@ export interface AuditedRoute {
  */
 export function Audited(action: AuditAction, options: { target?: string } = {}): MethodDecorator {
   const route: AuditedRoute = { action, target: options.target };
-  return applyDecorators(SetMetadata(AUDITED_METADATA, route), ApiExtension('x-debvisor-audit', { action, description: AUDIT_ACTIONS[action] }));
+  return applyDecorators(
+    SetMetadata(AUDITED_METADATA, route),
+    ApiExtension('x-debvisor-audit', { action, description: AUDIT_ACTIONS[action] }),
+  );
 }

@@ -11,7 +11,9 @@ runVerify(process.argv.slice(2), {
     process.exitCode = code;
   },
   (error: unknown) => {
-    process.stderr.write(`audit:verify: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.stderr.write(
+      `audit:verify: ${error instanceof Error ? error.message : String(error)}\n`,
+    );
     process.exitCode = 3;
   },
 );

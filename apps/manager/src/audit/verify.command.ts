@@ -51,7 +51,8 @@ export async function runVerify(argv: readonly string[], io: VerifyIo): Promise<
   try {
     if (options.files.length > 0) {
       source = options.files.join(', ');
-      for (const file of options.files) if (!existsSync(file)) throw new UsageError(`no such file: ${file}`);
+      for (const file of options.files)
+        if (!existsSync(file)) throw new UsageError(`no such file: ${file}`);
       report = await verifyFiles(options.files, { allowGaps: options.allowGaps });
     } else {
       const database = await openDatabase(options.databaseUrl, io.env);
@@ -92,17 +93,29 @@ export async function verifyDatabase(url: string, allowGaps = false): Promise<Ch
 }
 
 function describe(source: string, report: ChainReport | FileChainReport): string {
-  const span = report.entries > 0 ? `${report.entries} entries, seq ${report.firstSeq} to ${report.lastSeq}` : 'no entries';
+  const span =
+    report.entries > 0
+      ? `${report.entries} entries, seq ${report.firstSeq} to ${report.lastSeq}`
+      : 'no entries';
   if (report.ok) {
     const lines = [`audit log intact (${source}): ${span}`];
     if (report.headHash) lines.push(`head: seq ${report.lastSeq} hash ${report.headHash}`);
-    if (report.startsAfter) lines.push(`the first entry follows an entry with hash ${report.startsAfter}, which is not part of what was checked`);
-    if (report.gaps > 0) lines.push(`${report.gaps} gaps in the sequence numbers were allowed (--allow-gaps)`);
-    lines.push('(entries cut off after the head cannot be seen in a chain: compare the head with an earlier export or the file sink)');
+    if (report.startsAfter)
+      lines.push(
+        `the first entry follows an entry with hash ${report.startsAfter}, which is not part of what was checked`,
+      );
+    if (report.gaps > 0)
+      lines.push(`${report.gaps} gaps in the sequence numbers were allowed (--allow-gaps)`);
+    lines.push(
+      '(entries cut off after the head cannot be seen in a chain: compare the head with an earlier export or the file sink)',
+    );
     return lines.join('\n');
   }
   const problem = report.problem!;
-  const where = 'location' in report && report.location ? ` (${report.location.file}, line ${report.location.line})` : '';
+  const where =
+    'location' in report && report.location
+      ? ` (${report.location.file}, line ${report.location.line})`
+      : '';
   return [
     `audit log BROKEN (${source}): ${problem.kind} entry at seq ${problem.seq ?? '?'}${where}`,
     problem.message,
@@ -128,10 +141,17 @@ function parseOptions(argv: readonly string[]) {
   if (values.help) throw new HelpRequested();
   if (positionals.length > 0) throw new Error(`unexpected argument: ${positionals[0]}`);
   const files = values.file ?? [];
-  if (files.length > 0 && values['database-url']) throw new Error('give --file or --database-url, not both');
+  if (files.length > 0 && values['database-url'])
+    throw new Error('give --file or --database-url, not both');
   const url = values['database-url'];
-  if (url !== undefined && !/^postgres(ql)?:\/\//.test(url)) throw new Error('--database-url: expected a postgres:// or postgresql:// URL');
-  return { databaseUrl: url, files, allowGaps: values['allow-gaps'] === true, json: values.json === true };
+  if (url !== undefined && !/^postgres(ql)?:\/\//.test(url))
+    throw new Error('--database-url: expected a postgres:// or postgresql:// URL');
+  return {
+    databaseUrl: url,
+    files,
+    allowGaps: values['allow-gaps'] === true,
+    json: values.json === true,
+  };
 }
 
 /**
@@ -139,29 +159,48 @@ function parseOptions(argv: readonly string[]) {
  * embedded PostgreSQL under the state directory: the running one (its port from postmaster.pid,
  * connecting as the runtime role), or, when the manager is stopped, started for the check.
  */
-async function openDatabase(given: string | undefined, env: VerifyIo['env']): Promise<{ url: string; description: string; close(): Promise<void> }> {
+async function openDatabase(
+  given: string | undefined,
+  env: VerifyIo['env'],
+): Promise<{ url: string; description: string; close(): Promise<void> }> {
   const none = async () => undefined;
   if (given) return { url: given, description: `--database-url ${redactUrl(given)}`, close: none };
   const config = loadConfig(env);
-  if (config.databaseUrl) return { url: config.databaseUrl, description: `DATABASE_URL ${redactUrl(config.databaseUrl)}`, close: none };
+  if (config.databaseUrl)
+    return {
+      url: config.databaseUrl,
+      description: `DATABASE_URL ${redactUrl(config.databaseUrl)}`,
+      close: none,
+    };
 
   const dataDir = join(config.stateDir, 'postgres');
   if (!existsSync(join(dataDir, 'PG_VERSION'))) {
-    throw new UsageError(`no embedded PostgreSQL in ${config.stateDir} (DEBVISOR_STATE_DIR); set DATABASE_URL or --database-url`);
+    throw new UsageError(
+      `no embedded PostgreSQL in ${config.stateDir} (DEBVISOR_STATE_DIR); set DATABASE_URL or --database-url`,
+    );
   }
   const description = `embedded PostgreSQL in ${dataDir}`;
   const running = runningPort(dataDir);
   if (running !== undefined) {
     const appPassword = join(config.stateDir, 'postgres-app.password');
-    const [user, passwordFile] = existsSync(appPassword) ? [EMBEDDED_RUNTIME_ROLE, appPassword] : ['postgres', join(config.stateDir, 'postgres.password')];
+    const [user, passwordFile] = existsSync(appPassword)
+      ? [EMBEDDED_RUNTIME_ROLE, appPassword]
+      : ['postgres', join(config.stateDir, 'postgres.password')];
     const url = new URL(`postgres://127.0.0.1:${running}/postgres`);
     url.username = user;
     url.password = readFileSync(passwordFile, 'utf8').trim();
     return { url: url.toString(), description, close: none };
   }
-  const embedded = new EmbeddedPostgresRepository(dataDir, readFileSync(join(config.stateDir, 'postgres.password'), 'utf8').trim());
+  const embedded = new EmbeddedPostgresRepository(
+    dataDir,
+    readFileSync(join(config.stateDir, 'postgres.password'), 'utf8').trim(),
+  );
   const url = await embedded.start();
-  return { url, description: `${description} (started for the check)`, close: () => embedded.stop() };
+  return {
+    url,
+    description: `${description} (started for the check)`,
+    close: () => embedded.stop(),
+  };
 }
 
 /** The port of the PostgreSQL running on `dataDir` (line 4 of postmaster.pid), if its process lives. */

@@ -9,7 +9,9 @@ describe('AccessPolicy scopes for collections', () => {
   const policy = new AccessPolicy();
 
   it('answers a tenant its owned VMs, not the remotes, for task lists', () => {
-    const tenant = testCaller([{ path: '/', role: 'Manage', tenantGroup: 'tenant-a' }], { tenantVms: new Map([['tenant-a', new Set([OWNED])]]) });
+    const tenant = testCaller([{ path: '/', role: 'Manage', tenantGroup: 'tenant-a' }], {
+      tenantVms: new Map([['tenant-a', new Set([OWNED])]]),
+    });
     expect(policy.remoteScope(tenant, 'task.audit')).toEqual(new Set());
     expect(policy.vmScope(tenant, 'task.audit')).toEqual(new Set([OWNED]));
   });
@@ -21,6 +23,8 @@ describe('AccessPolicy scopes for collections', () => {
   });
 
   it('answers all remotes for a grant on /', () => {
-    expect(policy.remoteScope(testCaller([{ path: '/', role: 'Audit' }]), 'task.audit')).toBe('all');
+    expect(policy.remoteScope(testCaller([{ path: '/', role: 'Audit' }]), 'task.audit')).toBe(
+      'all',
+    );
   });
 });

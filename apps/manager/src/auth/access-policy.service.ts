@@ -15,10 +15,18 @@ const TENANT_ANY_REMOTE = '*';
 @Injectable()
 export class AccessPolicy {
   /** Throws 403 unless the caller holds the route's privilege on its ACL path (filled from `params`). */
-  authorize(caller: Caller, requirement: RouteRequirement, params: Record<string, string | undefined>): void {
+  authorize(
+    caller: Caller,
+    requirement: RouteRequirement,
+    params: Record<string, string | undefined>,
+  ): void {
     const path = resolveAclPath(requirement.path, params);
     if (!viewHolds(caller, requirement.privilege, path, requirement.partial)) {
-      throw new PermissionDenied(requirement, params, `permission denied: needs ${requirement.privilege} on ${path}`);
+      throw new PermissionDenied(
+        requirement,
+        params,
+        `permission denied: needs ${requirement.privilege} on ${path}`,
+      );
     }
   }
 
@@ -31,16 +39,27 @@ export class AccessPolicy {
    * Which of the remote's credentials to act with: null for the remote's default, a credential id
    * when the caller's right comes from a remote group; 403 when nothing allows it.
    */
-  credentialFor(caller: Caller, privilege: Privilege, path: string, remoteId: string): string | null {
+  credentialFor(
+    caller: Caller,
+    privilege: Privilege,
+    path: string,
+    remoteId: string,
+  ): string | null {
     const credential = actingCredential(caller, privilege, path, remoteId);
-    if (credential === undefined) throw new PermissionDenied({ privilege, path }, {}, `permission denied: needs ${privilege} on ${path}`);
+    if (credential === undefined)
+      throw new PermissionDenied(
+        { privilege, path },
+        {},
+        `permission denied: needs ${privilege} on ${path}`,
+      );
     return credential;
   }
 
   /** The subset of `remoteIds` on which the caller holds `privilege` (one pass, no query per item). */
   allowedRemotes(caller: Caller, privilege: Privilege, remoteIds: Iterable<string>): Set<string> {
     const allowed = new Set<string>();
-    for (const id of remoteIds) if (viewHolds(caller, privilege, `/remotes/${encodeURIComponent(id)}`)) allowed.add(id);
+    for (const id of remoteIds)
+      if (viewHolds(caller, privilege, `/remotes/${encodeURIComponent(id)}`)) allowed.add(id);
     return allowed;
   }
 
@@ -52,11 +71,19 @@ export class AccessPolicy {
     const vms = new Set<string>();
     for (const grant of caller.grants) {
       const single = /^\/remotes\/([^/]+)\/vms\/([^/]+)$/.exec(grant.path);
-      if (single && viewHolds(caller, privilege, grant.path)) vms.add(decodeURIComponent(single[2]));
+      if (single && viewHolds(caller, privilege, grant.path))
+        vms.add(decodeURIComponent(single[2]));
       if (grant.tenantGroup === null) continue;
       // Tenant grants hold on owned VMs wherever they run: the remote part of the path does not matter.
       for (const vm of caller.tenantVms.get(grant.tenantGroup) ?? []) {
-        if (viewHolds(caller, privilege, `/remotes/${TENANT_ANY_REMOTE}/vms/${encodeURIComponent(vm)}`)) vms.add(vm);
+        if (
+          viewHolds(
+            caller,
+            privilege,
+            `/remotes/${TENANT_ANY_REMOTE}/vms/${encodeURIComponent(vm)}`,
+          )
+        )
+          vms.add(vm);
       }
     }
     return vms;
@@ -71,5 +98,4 @@ export class AccessPolicy {
     if (viewHolds(caller, privilege, '/remotes')) return 'all';
     return this.allowedRemotes(caller, privilege, remotesNamed(caller));
   }
-
 }

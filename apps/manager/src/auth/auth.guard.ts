@@ -11,7 +11,14 @@ import { presentedTokenId } from './api-token';
 import { AccessPolicy } from './access-policy.service';
 import { AuthService, type PresentedCredentials } from './auth.service';
 import { CALLER_KEY } from './caller';
-import { PRIVILEGE_METADATA, PUBLIC_METADATA, SECOND_FACTOR_PENDING_METADATA, SELF_SERVICE_METADATA, TFA_SETUP_METADATA, type RouteRequirement } from './privilege.decorator';
+import {
+  PRIVILEGE_METADATA,
+  PUBLIC_METADATA,
+  SECOND_FACTOR_PENDING_METADATA,
+  SELF_SERVICE_METADATA,
+  TFA_SETUP_METADATA,
+  type RouteRequirement,
+} from './privilege.decorator';
 import { RateLimiterService } from './rate-limiter.service';
 import { CSRF_HEADER, SESSION_COOKIE, cookieValue } from './session-secrets';
 
@@ -38,14 +45,20 @@ export class AuthGuard implements CanActivate {
   async canActivate(context: ExecutionContext): Promise<boolean> {
     const targets = [context.getHandler(), context.getClass()];
     if (this.reflector.getAllAndOverride<boolean>(PUBLIC_METADATA, targets)) return true;
-    const requirement = this.reflector.getAllAndOverride<RouteRequirement | undefined>(PRIVILEGE_METADATA, targets);
+    const requirement = this.reflector.getAllAndOverride<RouteRequirement | undefined>(
+      PRIVILEGE_METADATA,
+      targets,
+    );
     const http = context.switchToHttp();
     const request = http.getRequest<Request>();
     const origin = requestOrigin(request);
     const csrf = request.headers[CSRF_HEADER];
     const presented: PresentedCredentials = {
       authorization: request.headers.authorization,
-      sessionSecret: request.headers.authorization === undefined ? cookieValue(request.headers.cookie, SESSION_COOKIE) : undefined,
+      sessionSecret:
+        request.headers.authorization === undefined
+          ? cookieValue(request.headers.cookie, SESSION_COOKIE)
+          : undefined,
       csrfToken: typeof csrf === 'string' ? csrf : undefined,
       safeMethod: SAFE_METHODS.has(request.method),
     };
@@ -57,39 +70,82 @@ export class AuthGuard implements CanActivate {
       if (error instanceof DomainError && error.code === ErrorCode.Unauthenticated) {
         this.metrics.rpc.authAttempt(method, 'failure');
         if (method === 'token') {
-          await this.audit.authentication({ outcome: 'failure', method: 'api_token', tokenId: presentedTokenId(presented.authorization), reason: error.message }, origin);
+          await this.audit.authentication(
+            {
+              outcome: 'failure',
+              method: 'api_token',
+              tokenId: presentedTokenId(presented.authorization),
+              reason: error.message,
+            },
+            origin,
+          );
         } else if (presented.sessionSecret !== undefined) {
-          await this.audit.authentication({ outcome: 'failure', method: 'session', reason: error.message }, origin);
+          await this.audit.authentication(
+            { outcome: 'failure', method: 'session', reason: error.message },
+            origin,
+          );
         }
         http.getResponse<Response>().setHeader('WWW-Authenticate', 'Bearer realm="debvisor"');
         // Guessing tokens or replaying dead cookies counts like failed logins from that address.
-        if (presented.authorization !== undefined || presented.sessionSecret !== undefined) await this.limits.loginAttempt(origin.source ?? 'unknown');
+        if (presented.authorization !== undefined || presented.sessionSecret !== undefined)
+          await this.limits.loginAttempt(origin.source ?? 'unknown');
       }
       throw error;
     }
     this.metrics.rpc.authAttempt(method, 'success');
     if (caller.kind === 'token') {
-      await this.audit.authentication({ outcome: 'success', method: 'api_token', principal: caller.principal, tokenId: caller.tokenId }, origin);
+      await this.audit.authentication(
+        {
+          outcome: 'success',
+          method: 'api_token',
+          principal: caller.principal,
+          tokenId: caller.tokenId,
+        },
+        origin,
+      );
     }
     (request as unknown as Record<string, unknown>)[CALLER_KEY] = caller;
     await this.limits.request(caller.display);
-    if (caller.sessionStage === 'tfa' && !this.reflector.getAllAndOverride<boolean>(SECOND_FACTOR_PENDING_METADATA, targets)) {
-      throw new DomainError(ErrorCode.Unauthenticated, 'this login waits for its second factor: POST /api/v1/auth/tfa first');
+    if (
+      caller.sessionStage === 'tfa' &&
+      !this.reflector.getAllAndOverride<boolean>(SECOND_FACTOR_PENDING_METADATA, targets)
+    ) {
+      throw new DomainError(
+        ErrorCode.Unauthenticated,
+        'this login waits for its second factor: POST /api/v1/auth/tfa first',
+      );
     }
-    if (caller.sessionStage === 'setup' && !this.reflector.getAllAndOverride<boolean>(TFA_SETUP_METADATA, targets)) {
-      throw new PermissionDenied(undefined, {}, 'your account must log in with a second factor: enrol one first (POST /api/v1/access/tfa/totp or POST /api/v1/access/tfa/webauthn/options); this session continues once it is confirmed');
+    if (
+      caller.sessionStage === 'setup' &&
+      !this.reflector.getAllAndOverride<boolean>(TFA_SETUP_METADATA, targets)
+    ) {
+      throw new PermissionDenied(
+        undefined,
+        {},
+        'your account must log in with a second factor: enrol one first (POST /api/v1/access/tfa/totp or POST /api/v1/access/tfa/webauthn/options); this session continues once it is confirmed',
+      );
     }
     if (this.reflector.getAllAndOverride<boolean>(SELF_SERVICE_METADATA, targets)) {
-      if (caller.kind !== 'session') throw new PermissionDenied(undefined, {}, 'this route acts on your own account and needs a login session, not an API token');
+      if (caller.kind !== 'session')
+        throw new PermissionDenied(
+          undefined,
+          {},
+          'this route acts on your own account and needs a login session, not an API token',
+        );
       return true;
     }
-    if (!requirement) throw new PermissionDenied(undefined, {}, 'this route declares no privilege and is closed');
+    if (!requirement)
+      throw new PermissionDenied(undefined, {}, 'this route declares no privilege and is closed');
     const params = request.params as Record<string, string | undefined>;
     try {
       this.policy.authorize(caller, requirement, params);
     } catch (error) {
       // A VM the caller may not even see answers as if it did not exist (tenant isolation).
-      if (error instanceof PermissionDenied && requirement.path.includes('{vmid}') && !this.policy.holds(caller, 'vm.audit', resolveAclPath(requirement.path, params))) {
+      if (
+        error instanceof PermissionDenied &&
+        requirement.path.includes('{vmid}') &&
+        !this.policy.holds(caller, 'vm.audit', resolveAclPath(requirement.path, params))
+      ) {
         throw new PermissionDenied(requirement, params, error.message, 'virtual machine');
       }
       throw error;

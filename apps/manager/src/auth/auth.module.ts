@@ -8,7 +8,13 @@ import { RateLimiterService } from './rate-limiter.service';
 /** Authentication (tokens, sessions), authorization and rate limits: used by the global guard and every feature. */
 @Global()
 @Module({
-  providers: [AccessPolicy, AuthService, AuthRepository, RateLimiterService, PasswordHasherRepository],
+  providers: [
+    AccessPolicy,
+    AuthService,
+    AuthRepository,
+    RateLimiterService,
+    PasswordHasherRepository,
+  ],
   exports: [AccessPolicy, AuthService, RateLimiterService, PasswordHasherRepository],
 })
 export class AuthModule {}

@@ -54,43 +54,76 @@ export class AuthRepository {
   }
 
   async groupsOf(userId: string): Promise<MembershipRow[]> {
-    const rows: { id: string; tenant: boolean; require_tfa: boolean }[] = await this.dataSource.query(
-      'SELECT g.id, g.tenant, g.require_tfa FROM group_members m JOIN groups g ON g.id = m.group_id WHERE m.user_id = $1 ORDER BY g.id',
-      [userId],
-    );
+    const rows: { id: string; tenant: boolean; require_tfa: boolean }[] =
+      await this.dataSource.query(
+        'SELECT g.id, g.tenant, g.require_tfa FROM group_members m JOIN groups g ON g.id = m.group_id WHERE m.user_id = $1 ORDER BY g.id',
+        [userId],
+      );
     return rows.map((r) => ({ id: r.id, tenant: r.tenant, requireTfa: r.require_tfa }));
   }
 
   /** The ACL entries of several principals in one query. */
-  async aclEntriesOf(principals: readonly { type: PrincipalType; id: string }[]): Promise<AclEntryEntity[]> {
+  async aclEntriesOf(
+    principals: readonly { type: PrincipalType; id: string }[],
+  ): Promise<AclEntryEntity[]> {
     if (principals.length === 0) return [];
     const params: string[] = [];
-    const clauses = principals.map((p) => `(principal_type = $${params.push(p.type)} AND principal = $${params.push(p.id)})`);
-    const rows: { id: string; path: string; principal_type: PrincipalType; principal: string; role: AclEntryEntity['role']; propagate: boolean; created_at: Date }[] =
-      await this.dataSource.query(`SELECT * FROM acl_entries WHERE ${clauses.join(' OR ')} ORDER BY path`, params);
-    return rows.map((r) => ({ id: r.id, path: r.path, principalType: r.principal_type, principal: r.principal, role: r.role, propagate: r.propagate, createdAt: r.created_at }));
+    const clauses = principals.map(
+      (p) => `(principal_type = $${params.push(p.type)} AND principal = $${params.push(p.id)})`,
+    );
+    const rows: {
+      id: string;
+      path: string;
+      principal_type: PrincipalType;
+      principal: string;
+      role: AclEntryEntity['role'];
+      propagate: boolean;
+      created_at: Date;
+    }[] = await this.dataSource.query(
+      `SELECT * FROM acl_entries WHERE ${clauses.join(' OR ')} ORDER BY path`,
+      params,
+    );
+    return rows.map((r) => ({
+      id: r.id,
+      path: r.path,
+      principalType: r.principal_type,
+      principal: r.principal,
+      role: r.role,
+      propagate: r.propagate,
+      createdAt: r.created_at,
+    }));
   }
 
   /** VM uuids owned by each of `groups`. */
   async vmsOwnedBy(groups: readonly string[]): Promise<Map<string, Set<string>>> {
     const owned = new Map<string, Set<string>>(groups.map((g) => [g, new Set<string>()]));
     if (groups.length === 0) return owned;
-    const rows = await this.dataSource.getRepository(VmOwnershipEntity).find({ where: { tenantGroup: In([...groups]) } });
+    const rows = await this.dataSource
+      .getRepository(VmOwnershipEntity)
+      .find({ where: { tenantGroup: In([...groups]) } });
     for (const row of rows) owned.get(row.tenantGroup)?.add(row.vmUuid);
     return owned;
   }
 
   /** For each remote group: remote id → credential id. */
   async remoteGroupEntries(groups: readonly string[]): Promise<Map<string, Map<string, string>>> {
-    const entries = new Map<string, Map<string, string>>(groups.map((g) => [g, new Map<string, string>()]));
+    const entries = new Map<string, Map<string, string>>(
+      groups.map((g) => [g, new Map<string, string>()]),
+    );
     if (groups.length === 0) return entries;
-    const rows = await this.dataSource.getRepository(RemoteGroupEntryEntity).find({ where: { groupId: In([...groups]) } });
+    const rows = await this.dataSource
+      .getRepository(RemoteGroupEntryEntity)
+      .find({ where: { groupId: In([...groups]) } });
     for (const row of rows) entries.get(row.groupId)?.set(row.remoteId, row.credentialId);
     return entries;
   }
 
   async isBootstrapped(): Promise<boolean> {
-    return (await this.dataSource.getRepository(SystemSettingEntity).countBy({ key: BOOTSTRAP_SETTING })) > 0;
+    return (
+      (await this.dataSource
+        .getRepository(SystemSettingEntity)
+        .countBy({ key: BOOTSTRAP_SETTING })) > 0
+    );
   }
 
   /**
@@ -98,7 +131,11 @@ export class AuthRepository {
    * on `/`, its bootstrap token, and the marker. Answers false (and stores nothing) when another
    * instance bootstrapped first.
    */
-  async saveBootstrap(user: UserEntity, token: ApiTokenEntity, acl: AclEntryEntity): Promise<boolean> {
+  async saveBootstrap(
+    user: UserEntity,
+    token: ApiTokenEntity,
+    acl: AclEntryEntity,
+  ): Promise<boolean> {
     return this.dataSource.transaction(async (tx) => {
       const inserted: unknown[] = await tx.query(
         'INSERT INTO system_settings (key, value, updated_at) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING RETURNING key',

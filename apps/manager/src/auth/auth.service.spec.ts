@@ -77,10 +77,22 @@ function session(overrides: Partial<SessionEntity> = {}): SessionEntity {
   };
 }
 
-const ENTRY = (e: Partial<AclEntryEntity>): AclEntryEntity => ({ id: 'x', path: '/', principalType: 'user', principal: 'alice@local', role: 'Audit', propagate: true, createdAt: NOW, ...e });
+const ENTRY = (e: Partial<AclEntryEntity>): AclEntryEntity => ({
+  id: 'x',
+  path: '/',
+  principalType: 'user',
+  principal: 'alice@local',
+  role: 'Audit',
+  propagate: true,
+  createdAt: NOW,
+  ...e,
+});
 
 /** The reads every successful authentication makes, answering `entries` for the ACL. */
-function reads(entries: AclEntryEntity[] = [], groups: { id: string; tenant: boolean; requireTfa: boolean }[] = []): Partial<AuthRepository> {
+function reads(
+  entries: AclEntryEntity[] = [],
+  groups: { id: string; tenant: boolean; requireTfa: boolean }[] = [],
+): Partial<AuthRepository> {
   return {
     findUser: async () => user(),
     groupsOf: async () => groups,
@@ -90,7 +102,14 @@ function reads(entries: AclEntryEntity[] = [], groups: { id: string; tenant: boo
   };
 }
 
-function service(repository: Partial<AuthRepository>, extra: { random?: Partial<RandomRepository>; console?: Partial<OperatorConsoleRepository>; passwords?: Partial<PasswordHasherRepository> } = {}) {
+function service(
+  repository: Partial<AuthRepository>,
+  extra: {
+    random?: Partial<RandomRepository>;
+    console?: Partial<OperatorConsoleRepository>;
+    passwords?: Partial<PasswordHasherRepository>;
+  } = {},
+) {
   return new AuthService(
     strictMock<AuthRepository>('AuthRepository', repository),
     strictMock<ClockRepository>('ClockRepository', { now: () => NOW }),
@@ -116,10 +135,22 @@ describe('AuthService.authenticate with API tokens', () => {
   it("accepts a valid token and answers its owner's grants, including those of the owner's groups", async () => {
     const auth = service({
       findToken: async () => storedToken(),
-      ...reads([ENTRY({ path: '/remotes/a', role: 'Manage' }), ENTRY({ principalType: 'group', principal: 'ops', path: '/remotes/b' })], [{ id: 'ops', tenant: false, requireTfa: false }]),
+      ...reads(
+        [
+          ENTRY({ path: '/remotes/a', role: 'Manage' }),
+          ENTRY({ principalType: 'group', principal: 'ops', path: '/remotes/b' }),
+        ],
+        [{ id: 'ops', tenant: false, requireTfa: false }],
+      ),
     });
     const caller = await auth.authenticate({ authorization: `Bearer ${TOKEN}`, safeMethod: true });
-    expect(caller).toMatchObject({ kind: 'token', principal: 'alice@local', display: 'alice@local!ci', groups: ['ops'], limit: null });
+    expect(caller).toMatchObject({
+      kind: 'token',
+      principal: 'alice@local',
+      display: 'alice@local!ci',
+      groups: ['ops'],
+      limit: null,
+    });
     expect(caller.grants.map((g) => [g.path, g.role])).toEqual([
       ['/remotes/a', 'Manage'],
       ['/remotes/b', 'Audit'],
@@ -129,7 +160,10 @@ describe('AuthService.authenticate with API tokens', () => {
   it("keeps a limited token's own entries apart as its limit", async () => {
     const auth = service({
       findToken: async () => storedToken({ limited: true }),
-      ...reads([ENTRY({ role: 'Admin' }), ENTRY({ principalType: 'token', principal: '00112233aabbccdd', path: '/remotes/a' })]),
+      ...reads([
+        ENTRY({ role: 'Admin' }),
+        ENTRY({ principalType: 'token', principal: '00112233aabbccdd', path: '/remotes/a' }),
+      ]),
     });
     const caller = await auth.authenticate({ authorization: `Bearer ${TOKEN}`, safeMethod: true });
     expect(caller.grants.map((g) => g.path)).toEqual(['/']);
@@ -139,10 +173,15 @@ describe('AuthService.authenticate with API tokens', () => {
   it('marks grants of tenant groups as tenant-scoped', async () => {
     const auth = service({
       findToken: async () => storedToken(),
-      ...reads([ENTRY({ principalType: 'group', principal: 'tenant-a', role: 'Manage' })], [{ id: 'tenant-a', tenant: true, requireTfa: false }]),
+      ...reads(
+        [ENTRY({ principalType: 'group', principal: 'tenant-a', role: 'Manage' })],
+        [{ id: 'tenant-a', tenant: true, requireTfa: false }],
+      ),
     });
     const caller = await auth.authenticate({ authorization: `Bearer ${TOKEN}`, safeMethod: true });
-    expect(caller.grants).toEqual([{ path: '/', role: 'Manage', propagate: true, tenantGroup: 'tenant-a' }]);
+    expect(caller.grants).toEqual([
+      { path: '/', role: 'Manage', propagate: true, tenantGroup: 'tenant-a' },
+    ]);
   });
 
   it('records the last use at most once a minute', async () => {
@@ -161,7 +200,9 @@ describe('AuthService.authenticate with API tokens', () => {
     ['a malformed token', 'Bearer dvdm_short'],
     ['an agent key', `Bearer dvk_00112233aabbccdd_${SECRET}`],
   ])('refuses %s with 401 without looking anything up', async (_, header) => {
-    expect(await codeOf(service({}).authenticate({ authorization: header, safeMethod: true }))).toBe('unauthenticated');
+    expect(
+      await codeOf(service({}).authenticate({ authorization: header, safeMethod: true })),
+    ).toBe('unauthenticated');
   });
 
   it('refuses a request without any credentials', async () => {
@@ -174,14 +215,31 @@ describe('AuthService.authenticate with API tokens', () => {
     ['a revoked token', storedToken({ revokedAt: new Date('2026-04-01T00:00:00Z') })],
     ['an expired token', storedToken({ expiresAt: NOW })],
   ])('refuses %s with 401', async (_, stored) => {
-    expect(await codeOf(service({ findToken: async () => stored }).authenticate({ authorization: `Bearer ${TOKEN}`, safeMethod: true }))).toBe('unauthenticated');
+    expect(
+      await codeOf(
+        service({ findToken: async () => stored }).authenticate({
+          authorization: `Bearer ${TOKEN}`,
+          safeMethod: true,
+        }),
+      ),
+    ).toBe('unauthenticated');
   });
 
   it('refuses the token of a disabled user and of a deleted group', async () => {
-    const disabled = service({ findToken: async () => storedToken(), findUser: async () => user({ enabled: false }) });
-    expect(await codeOf(disabled.authenticate({ authorization: `Bearer ${TOKEN}`, safeMethod: true }))).toBe('unauthenticated');
-    const orphan = service({ findToken: async () => storedToken({ ownerType: 'group', principal: 'ops' }), findGroup: async () => null });
-    expect(await codeOf(orphan.authenticate({ authorization: `Bearer ${TOKEN}`, safeMethod: true }))).toBe('unauthenticated');
+    const disabled = service({
+      findToken: async () => storedToken(),
+      findUser: async () => user({ enabled: false }),
+    });
+    expect(
+      await codeOf(disabled.authenticate({ authorization: `Bearer ${TOKEN}`, safeMethod: true })),
+    ).toBe('unauthenticated');
+    const orphan = service({
+      findToken: async () => storedToken({ ownerType: 'group', principal: 'ops' }),
+      findGroup: async () => null,
+    });
+    expect(
+      await codeOf(orphan.authenticate({ authorization: `Bearer ${TOKEN}`, safeMethod: true })),
+    ).toBe('unauthenticated');
   });
 
   it('answers a cached caller until an access change invalidates it', async () => {
@@ -206,35 +264,76 @@ describe('AuthService.authenticate with sessions', () => {
   it('accepts an active session for reads, and for writes only with its CSRF token', async () => {
     const auth = service({ findSession: async () => session(), ...reads() });
     const caller = await auth.authenticate({ sessionSecret: SESSION_SECRET, safeMethod: true });
-    expect(caller).toMatchObject({ kind: 'session', principal: 'alice@local', sessionStage: 'active', tokenId: null });
-    expect(await codeOf(auth.authenticate({ sessionSecret: SESSION_SECRET, safeMethod: false }))).toBe('forbidden');
-    expect(await codeOf(auth.authenticate({ sessionSecret: SESSION_SECRET, safeMethod: false, csrfToken: 'forged' }))).toBe('forbidden');
+    expect(caller).toMatchObject({
+      kind: 'session',
+      principal: 'alice@local',
+      sessionStage: 'active',
+      tokenId: null,
+    });
+    expect(
+      await codeOf(auth.authenticate({ sessionSecret: SESSION_SECRET, safeMethod: false })),
+    ).toBe('forbidden');
+    expect(
+      await codeOf(
+        auth.authenticate({
+          sessionSecret: SESSION_SECRET,
+          safeMethod: false,
+          csrfToken: 'forged',
+        }),
+      ),
+    ).toBe('forbidden');
     const csrfToken = auth.csrfTokenFor(sha256Hex(SESSION_SECRET));
-    await expect(auth.authenticate({ sessionSecret: SESSION_SECRET, safeMethod: false, csrfToken })).resolves.toMatchObject({ kind: 'session' });
+    await expect(
+      auth.authenticate({ sessionSecret: SESSION_SECRET, safeMethod: false, csrfToken }),
+    ).resolves.toMatchObject({ kind: 'session' });
   });
 
   it.each([
     ['a session past its absolute end', session({ expiresAt: NOW })],
-    ['an idle session', session({ lastSeenAt: new Date(NOW.getTime() - CONFIG.access.sessionIdleSeconds * 1000) })],
+    [
+      'an idle session',
+      session({ lastSeenAt: new Date(NOW.getTime() - CONFIG.access.sessionIdleSeconds * 1000) }),
+    ],
     ['an unknown session', null],
   ])('refuses %s with 401', async (_, stored) => {
-    expect(await codeOf(service({ findSession: async () => stored, ...reads() }).authenticate({ sessionSecret: SESSION_SECRET, safeMethod: true }))).toBe('unauthenticated');
+    expect(
+      await codeOf(
+        service({ findSession: async () => stored, ...reads() }).authenticate({
+          sessionSecret: SESSION_SECRET,
+          safeMethod: true,
+        }),
+      ),
+    ).toBe('unauthenticated');
   });
 
   it('answers a session waiting for its second factor with that stage (the guard keeps it off every other route)', async () => {
     const auth = service({ findSession: async () => session({ stage: 'tfa' }), ...reads() });
-    await expect(auth.authenticate({ sessionSecret: SESSION_SECRET, safeMethod: true })).resolves.toMatchObject({ sessionStage: 'tfa' });
+    await expect(
+      auth.authenticate({ sessionSecret: SESSION_SECRET, safeMethod: true }),
+    ).resolves.toMatchObject({ sessionStage: 'tfa' });
   });
 
   it('refuses sessions of disabled users and sessions older than "log out everywhere"', async () => {
-    const disabled = service({ findSession: async () => session(), findUser: async () => user({ enabled: false }) });
-    expect(await codeOf(disabled.authenticate({ sessionSecret: SESSION_SECRET, safeMethod: true }))).toBe('unauthenticated');
-    const voided = service({ findSession: async () => session(), findUser: async () => user({ sessionsValidAfter: NOW }) });
-    expect(await codeOf(voided.authenticate({ sessionSecret: SESSION_SECRET, safeMethod: true }))).toBe('unauthenticated');
+    const disabled = service({
+      findSession: async () => session(),
+      findUser: async () => user({ enabled: false }),
+    });
+    expect(
+      await codeOf(disabled.authenticate({ sessionSecret: SESSION_SECRET, safeMethod: true })),
+    ).toBe('unauthenticated');
+    const voided = service({
+      findSession: async () => session(),
+      findUser: async () => user({ sessionsValidAfter: NOW }),
+    });
+    expect(
+      await codeOf(voided.authenticate({ sessionSecret: SESSION_SECRET, safeMethod: true })),
+    ).toBe('unauthenticated');
   });
 
   it('refuses a malformed cookie without looking anything up', async () => {
-    expect(await codeOf(service({}).authenticate({ sessionSecret: 'x; DROP TABLE', safeMethod: true }))).toBe('unauthenticated');
+    expect(
+      await codeOf(service({}).authenticate({ sessionSecret: 'x; DROP TABLE', safeMethod: true })),
+    ).toBe('unauthenticated');
   });
 });
 
@@ -251,7 +350,10 @@ describe('AuthService.bootstrap', () => {
         },
       },
       {
-        random: { bytes: (n: number) => Buffer.alloc(n, 7), uuid: () => '00000000-0000-4000-8000-000000000001' },
+        random: {
+          bytes: (n: number) => Buffer.alloc(n, 7),
+          uuid: () => '00000000-0000-4000-8000-000000000001',
+        },
         console: { print: (text: string) => void printed.push(text) },
         passwords: { hash: async (pw: string) => `argon2id(${pw})` },
       },
@@ -262,10 +364,24 @@ describe('AuthService.bootstrap', () => {
     expect(printed).toHaveLength(1);
     expect(printed[0]).toContain(`bootstrap admin token: dvdm_0707070707070707_${secret}`);
     expect(printed[0]).toContain(`administrator: admin@local password: ${password}`);
-    expect(saved![0]).toMatchObject({ id: 'admin@local', realmId: 'local', passwordHash: `argon2id(${password})`, enabled: true });
-    expect(saved![1]).toMatchObject({ id: '0707070707070707', principal: 'admin@local', secretHash: hashTokenSecret(secret) });
+    expect(saved![0]).toMatchObject({
+      id: 'admin@local',
+      realmId: 'local',
+      passwordHash: `argon2id(${password})`,
+      enabled: true,
+    });
+    expect(saved![1]).toMatchObject({
+      id: '0707070707070707',
+      principal: 'admin@local',
+      secretHash: hashTokenSecret(secret),
+    });
     expect(JSON.stringify(saved)).not.toContain(secret);
-    expect(saved![2]).toMatchObject({ path: '/', principalType: 'user', principal: 'admin@local', role: 'Admin' });
+    expect(saved![2]).toMatchObject({
+      path: '/',
+      principalType: 'user',
+      principal: 'admin@local',
+      role: 'Admin',
+    });
   });
 
   it('does nothing once bootstrapped', async () => {

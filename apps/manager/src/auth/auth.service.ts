@@ -47,7 +47,8 @@ interface Cached {
   readonly version: number;
 }
 
-const UNAUTHENTICATED = 'authentication required: log in (POST /api/v1/auth/login) or send Authorization: Bearer <API token>';
+const UNAUTHENTICATED =
+  'authentication required: log in (POST /api/v1/auth/login) or send Authorization: Bearer <API token>';
 
 @Injectable()
 export class AuthService {
@@ -83,11 +84,16 @@ export class AuthService {
 
   /** The caller behind a request; 401 for anything missing, malformed, unknown, expired, revoked or disabled. */
   async authenticate(presented: PresentedCredentials): Promise<AuthenticatedCaller> {
-    if (presented.authorization !== undefined) return this.authenticateToken(presented.authorization);
+    if (presented.authorization !== undefined)
+      return this.authenticateToken(presented.authorization);
     if (presented.sessionSecret !== undefined) {
       const caller = await this.authenticateSession(presented.sessionSecret);
       if (!presented.safeMethod && !this.csrf.matches(caller.sessionId!, presented.csrfToken)) {
-        throw new PermissionDenied(undefined, {}, 'this write needs the session\'s CSRF token in the X-CSRF-Token header (GET /api/v1/auth/session answers it)');
+        throw new PermissionDenied(
+          undefined,
+          {},
+          "this write needs the session's CSRF token in the X-CSRF-Token header (GET /api/v1/auth/session answers it)",
+        );
       }
       return caller;
     }
@@ -97,7 +103,11 @@ export class AuthService {
   private async authenticateToken(authorization: string): Promise<AuthenticatedCaller> {
     const match = /^Bearer +(\S+)\s*$/i.exec(authorization);
     const parsed = match ? parseApiToken(match[1]) : undefined;
-    if (!parsed) throw new DomainError(ErrorCode.Unauthenticated, 'the Authorization header does not hold a Bearer API token (dvdm_…)');
+    if (!parsed)
+      throw new DomainError(
+        ErrorCode.Unauthenticated,
+        'the Authorization header does not hold a Bearer API token (dvdm_…)',
+      );
     const presentedHash = hashTokenSecret(parsed.secret);
     const cacheKey = `t:${parsed.id}:${presentedHash}`;
     const cached = this.cached(cacheKey);
@@ -106,9 +116,14 @@ export class AuthService {
     const token = await this.repository.findToken(parsed.id);
     const matches = sameHash(presentedHash, token?.secretHash ?? DUMMY_HASH);
     const now = this.clock.now();
-    const invalid = new DomainError(ErrorCode.Unauthenticated, 'invalid, expired or revoked API token');
-    if (!token || !matches || token.revokedAt || (token.expiresAt && token.expiresAt <= now)) throw invalid;
-    if (!token.lastUsedAt || now.getTime() - token.lastUsedAt.getTime() >= TOUCH_INTERVAL_MS) await this.repository.touchToken(token.id, now);
+    const invalid = new DomainError(
+      ErrorCode.Unauthenticated,
+      'invalid, expired or revoked API token',
+    );
+    if (!token || !matches || token.revokedAt || (token.expiresAt && token.expiresAt <= now))
+      throw invalid;
+    if (!token.lastUsedAt || now.getTime() - token.lastUsedAt.getTime() >= TOUCH_INTERVAL_MS)
+      await this.repository.touchToken(token.id, now);
     let groups: { id: string; tenant: boolean }[];
     if (token.ownerType === 'group') {
       const group = await this.repository.findGroup(token.principal);
@@ -119,7 +134,12 @@ export class AuthService {
       if (!user?.enabled) throw invalid;
       groups = await this.repository.groupsOf(user.id);
     }
-    const view = await this.loadView(token.ownerType, token.principal, groups, token.limited ? token.id : null);
+    const view = await this.loadView(
+      token.ownerType,
+      token.principal,
+      groups,
+      token.limited ? token.id : null,
+    );
     const caller: AuthenticatedCaller = {
       ...view,
       kind: 'token',
@@ -136,7 +156,8 @@ export class AuthService {
   }
 
   private async authenticateSession(secret: string): Promise<AuthenticatedCaller> {
-    if (!/^[A-Za-z0-9_-]{43}$/.test(secret)) throw new DomainError(ErrorCode.Unauthenticated, 'invalid session: log in again');
+    if (!/^[A-Za-z0-9_-]{43}$/.test(secret))
+      throw new DomainError(ErrorCode.Unauthenticated, 'invalid session: log in again');
     const id = sha256Hex(secret);
     const cacheKey = `s:${id}`;
     const cached = this.cached(cacheKey);
@@ -144,17 +165,25 @@ export class AuthService {
     const version = this.version;
     const session = await this.repository.findSession(id);
     const now = this.clock.now();
-    const expired = new DomainError(ErrorCode.Unauthenticated, 'the session has ended: log in again');
+    const expired = new DomainError(
+      ErrorCode.Unauthenticated,
+      'the session has ended: log in again',
+    );
     // A session waiting for its second factor authenticates too, but the guard lets it reach only
     // the routes that say so (the session itself, logout).
     if (!session) throw expired;
     const idleEnd = session.lastSeenAt.getTime() + this.config.access.sessionIdleSeconds * 1000;
     if (session.expiresAt <= now || idleEnd <= now.getTime()) throw expired;
     const user = await this.repository.findUser(session.userId);
-    if (!user?.enabled || (user.sessionsValidAfter && session.createdAt < user.sessionsValidAfter)) throw expired;
+    if (!user?.enabled || (user.sessionsValidAfter && session.createdAt < user.sessionsValidAfter))
+      throw expired;
     // Written at most once a minute, and often enough (a quarter of the idle time) that activity keeps the session alive.
-    const touchEvery = Math.min(TOUCH_INTERVAL_MS, (this.config.access.sessionIdleSeconds * 1000) / 4);
-    if (now.getTime() - session.lastSeenAt.getTime() >= touchEvery) await this.repository.touchSession(id, now);
+    const touchEvery = Math.min(
+      TOUCH_INTERVAL_MS,
+      (this.config.access.sessionIdleSeconds * 1000) / 4,
+    );
+    if (now.getTime() - session.lastSeenAt.getTime() >= touchEvery)
+      await this.repository.touchSession(id, now);
     const groups = await this.repository.groupsOf(user.id);
     const view = await this.loadView('user', user.id, groups, null);
     const caller: AuthenticatedCaller = {
@@ -185,20 +214,34 @@ export class AuthService {
       ...groups.map((g) => ({ type: 'group' as const, id: g.id })),
       ...(limitedTokenId ? [{ type: 'token' as const, id: limitedTokenId }] : []),
     ];
-    const entries = (await this.repository.aclEntriesOf(principals)).filter((e) => (ROLES as readonly string[]).includes(e.role));
+    const entries = (await this.repository.aclEntriesOf(principals)).filter((e) =>
+      (ROLES as readonly string[]).includes(e.role),
+    );
     const toGrant = (e: AclEntryEntity): Grant => ({
       path: e.path,
       role: e.role,
       propagate: e.propagate,
-      tenantGroup: e.principalType === 'group' && tenantGroups.has(e.principal) ? e.principal : null,
+      tenantGroup:
+        e.principalType === 'group' && tenantGroups.has(e.principal) ? e.principal : null,
     });
     const grants = entries.filter((e) => e.principalType !== 'token').map(toGrant);
-    const limit = limitedTokenId ? entries.filter((e) => e.principalType === 'token').map(toGrant) : null;
-    const remoteGroupIds = [...new Set([...grants, ...(limit ?? [])].map((g) => /^\/groups\/([^/]+)$/.exec(g.path)?.[1]).filter((g) => g !== undefined))].map(
-      decodeURIComponent,
-    );
-    const usedTenants = [...new Set(grants.map((g) => g.tenantGroup).filter((g): g is string => g !== null))];
-    const [tenantVms, remoteGroups] = await Promise.all([this.repository.vmsOwnedBy(usedTenants), this.repository.remoteGroupEntries(remoteGroupIds)]);
+    const limit = limitedTokenId
+      ? entries.filter((e) => e.principalType === 'token').map(toGrant)
+      : null;
+    const remoteGroupIds = [
+      ...new Set(
+        [...grants, ...(limit ?? [])]
+          .map((g) => /^\/groups\/([^/]+)$/.exec(g.path)?.[1])
+          .filter((g) => g !== undefined),
+      ),
+    ].map(decodeURIComponent);
+    const usedTenants = [
+      ...new Set(grants.map((g) => g.tenantGroup).filter((g): g is string => g !== null)),
+    ];
+    const [tenantVms, remoteGroups] = await Promise.all([
+      this.repository.vmsOwnedBy(usedTenants),
+      this.repository.remoteGroupEntries(remoteGroupIds),
+    ]);
     return { grants, limit, tenantVms, remoteGroups };
   }
 
@@ -228,7 +271,8 @@ export class AuthService {
     if (await this.repository.isBootstrapped()) return;
     const id = this.random.bytes(8).toString('hex');
     const secret = this.random.bytes(32).toString('base64url');
-    const password = this.config.access.adminPassword ?? this.random.bytes(18).toString('base64url');
+    const password =
+      this.config.access.adminPassword ?? this.random.bytes(18).toString('base64url');
     const now = this.clock.now();
     const role: Role = 'Admin';
     const created = await this.repository.saveBootstrap(
@@ -254,7 +298,15 @@ export class AuthService {
         expiresAt: null,
         revokedAt: null,
       },
-      { id: this.random.uuid(), path: '/', principalType: 'user', principal: BOOTSTRAP_USER, role, propagate: true, createdAt: now },
+      {
+        id: this.random.uuid(),
+        path: '/',
+        principalType: 'user',
+        principal: BOOTSTRAP_USER,
+        role,
+        propagate: true,
+        createdAt: now,
+      },
     );
     if (!created) return;
     const rule = '='.repeat(100);

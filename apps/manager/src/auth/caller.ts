@@ -23,12 +23,14 @@ export interface Caller extends AccessView {
 export const CALLER_KEY = 'debvisorCaller';
 
 /** The caller of the current request, set by the auth guard. */
-export const CurrentCaller = createParamDecorator((_: unknown, context: ExecutionContext): Caller => {
-  const request = context.switchToHttp().getRequest<Record<string, unknown>>();
-  const caller = request[CALLER_KEY] as Caller | undefined;
-  if (!caller) throw new Error('CurrentCaller used on a route without authentication');
-  return caller;
-});
+export const CurrentCaller = createParamDecorator(
+  (_: unknown, context: ExecutionContext): Caller => {
+    const request = context.switchToHttp().getRequest<Record<string, unknown>>();
+    const caller = request[CALLER_KEY] as Caller | undefined;
+    if (!caller) throw new Error('CurrentCaller used on a route without authentication');
+    return caller;
+  },
+);
 
 /** How a token is named: `alice@local!ci` for a user's, `@ops!deploy` for a group's. */
 export function tokenDisplay(ownerType: 'user' | 'group', owner: string, name: string): string {

@@ -43,7 +43,11 @@ function target(path: string): Target {
 /** The paths a grant covers for `t`: its own path, and for a remote group the member remote's path. */
 function coveredPath(view: AccessView, grant: Grant, t: Target): string | undefined {
   const group = /^\/groups\/([^/]+)$/.exec(grant.path);
-  if (group && t.remote !== null && view.remoteGroups.get(decodeURIComponent(group[1]))?.has(t.remote)) {
+  if (
+    group &&
+    t.remote !== null &&
+    view.remoteGroups.get(decodeURIComponent(group[1]))?.has(t.remote)
+  ) {
     return `/remotes/${encodeURIComponent(t.remote)}`;
   }
   return grant.path;
@@ -72,14 +76,31 @@ function appliesBelow(view: AccessView, grant: Grant, privilege: Privilege, t: T
   return t.path === '/' || t.path === '/remotes';
 }
 
-function holdsIn(view: AccessView, grants: readonly Grant[], privilege: Privilege, t: Target, partial: boolean): boolean {
-  return grants.some((grant) => applies(view, grant, privilege, t) || (partial && appliesBelow(view, grant, privilege, t)));
+function holdsIn(
+  view: AccessView,
+  grants: readonly Grant[],
+  privilege: Privilege,
+  t: Target,
+  partial: boolean,
+): boolean {
+  return grants.some(
+    (grant) =>
+      applies(view, grant, privilege, t) || (partial && appliesBelow(view, grant, privilege, t)),
+  );
 }
 
 /** True when the view holds `privilege` on `path` (or, with `partial`, anywhere below it). */
-export function viewHolds(view: AccessView, privilege: Privilege, path: string, partial = false): boolean {
+export function viewHolds(
+  view: AccessView,
+  privilege: Privilege,
+  path: string,
+  partial = false,
+): boolean {
   const t = target(path);
-  return holdsIn(view, view.grants, privilege, t, partial) && (view.limit === null || holdsIn(view, view.limit, privilege, t, partial));
+  return (
+    holdsIn(view, view.grants, privilege, t, partial) &&
+    (view.limit === null || holdsIn(view, view.limit, privilege, t, partial))
+  );
 }
 
 /**
@@ -87,7 +108,12 @@ export function viewHolds(view: AccessView, privilege: Privilege, path: string, 
  * grant outside remote groups allows it, else the credential of a remote group whose grant does;
  * undefined when nothing allows it.
  */
-export function actingCredential(view: AccessView, privilege: Privilege, path: string, remoteId: string): string | null | undefined {
+export function actingCredential(
+  view: AccessView,
+  privilege: Privilege,
+  path: string,
+  remoteId: string,
+): string | null | undefined {
   if (!viewHolds(view, privilege, path)) return undefined;
   const t = target(path);
   const direct = view.grants.filter((g) => !g.path.startsWith('/groups/'));
@@ -109,7 +135,9 @@ export function remotesNamed(view: AccessView): Set<string> {
     const remote = /^\/remotes\/([^/]+)/.exec(grant.path);
     if (remote) ids.add(decodeURIComponent(remote[1]));
     const group = /^\/groups\/([^/]+)$/.exec(grant.path);
-    if (group) for (const id of view.remoteGroups.get(decodeURIComponent(group[1]))?.keys() ?? []) ids.add(id);
+    if (group)
+      for (const id of view.remoteGroups.get(decodeURIComponent(group[1]))?.keys() ?? [])
+        ids.add(id);
   }
   return ids;
 }

@@ -1,6 +1,11 @@
 import { PRIVILEGES, type Privilege, type PrivilegeRequirement } from '@debvisor/permissions';
 import { applyDecorators, SetMetadata } from '@nestjs/common';
-import { ApiBearerAuth, ApiExtension, ApiForbiddenResponse, ApiUnauthorizedResponse } from '@nestjs/swagger';
+import {
+  ApiBearerAuth,
+  ApiExtension,
+  ApiForbiddenResponse,
+  ApiUnauthorizedResponse,
+} from '@nestjs/swagger';
 
 export const PRIVILEGE_METADATA = 'debvisor:privilege';
 export const PUBLIC_METADATA = 'debvisor:public';
@@ -22,7 +27,11 @@ export interface RouteRequirement extends PrivilegeRequirement {
  * `@RequirePrivilege('remote.modify', '/remotes/{remote}')`. The global guard enforces it and the
  * OpenAPI document shows it as `x-debvisor-privilege`.
  */
-export function RequirePrivilege(privilege: Privilege, path = '/', options: { partial?: boolean } = {}): MethodDecorator & ClassDecorator {
+export function RequirePrivilege(
+  privilege: Privilege,
+  path = '/',
+  options: { partial?: boolean } = {},
+): MethodDecorator & ClassDecorator {
   const requirement: RouteRequirement = { privilege, path, partial: options.partial ?? false };
   return applyDecorators(
     SetMetadata(PRIVILEGE_METADATA, requirement),
@@ -34,13 +43,18 @@ export function RequirePrivilege(privilege: Privilege, path = '/', options: { pa
       description: PRIVILEGES[privilege],
     }),
     ApiUnauthorizedResponse({ description: 'No valid API token' }),
-    ApiForbiddenResponse({ description: `Needs ${privilege} on ${path}${requirement.partial ? ' (or below it)' : ''}` }),
+    ApiForbiddenResponse({
+      description: `Needs ${privilege} on ${path}${requirement.partial ? ' (or below it)' : ''}`,
+    }),
   );
 }
 
 /** A route anyone may call without a token (health, readiness, metrics). */
 export function Public(): MethodDecorator & ClassDecorator {
-  return applyDecorators(SetMetadata(PUBLIC_METADATA, true), ApiExtension('x-debvisor-privilege', { public: true }));
+  return applyDecorators(
+    SetMetadata(PUBLIC_METADATA, true),
+    ApiExtension('x-debvisor-privilege', { public: true }),
+  );
 }
 
 /**
@@ -56,12 +70,19 @@ export function AllowDuringTfaSetup(): MethodDecorator & ClassDecorator {
  * call it for themselves, and only through a login session — API tokens are refused, so that a
  * leaked token cannot take over its owner's account.
  */
-export function SelfService(options: { duringTfaSetup?: boolean; whileSecondFactorPending?: boolean } = {}): MethodDecorator & ClassDecorator {
+export function SelfService(
+  options: { duringTfaSetup?: boolean; whileSecondFactorPending?: boolean } = {},
+): MethodDecorator & ClassDecorator {
   return applyDecorators(
     SetMetadata(SELF_SERVICE_METADATA, true),
     ...(options.duringTfaSetup ? [SetMetadata(TFA_SETUP_METADATA, true)] : []),
-    ...(options.whileSecondFactorPending ? [SetMetadata(SECOND_FACTOR_PENDING_METADATA, true)] : []),
-    ApiExtension('x-debvisor-privilege', { self: true, description: 'Your own account, through a login session (not an API token)' }),
+    ...(options.whileSecondFactorPending
+      ? [SetMetadata(SECOND_FACTOR_PENDING_METADATA, true)]
+      : []),
+    ApiExtension('x-debvisor-privilege', {
+      self: true,
+      description: 'Your own account, through a login session (not an API token)',
+    }),
     ApiUnauthorizedResponse({ description: 'Not logged in' }),
   );
 }

@@ -27,23 +27,55 @@ export class RateLimiterService {
   private readonly loginPerSource: RateLimiterMemory;
 
   constructor(@Inject(MANAGER_CONFIG) config: ManagerConfig) {
-    this.perPrincipal = new RateLimiterMemory({ keyPrefix: 'principal', points: config.access.rateLimitPerPrincipal, duration: 60 });
-    this.global = new RateLimiterMemory({ keyPrefix: 'global', points: config.access.rateLimitGlobal, duration: 1 });
-    this.loginPerSource = new RateLimiterMemory({ keyPrefix: 'login', points: config.access.loginAttemptsPerMinute, duration: 60 });
+    this.perPrincipal = new RateLimiterMemory({
+      keyPrefix: 'principal',
+      points: config.access.rateLimitPerPrincipal,
+      duration: 60,
+    });
+    this.global = new RateLimiterMemory({
+      keyPrefix: 'global',
+      points: config.access.rateLimitGlobal,
+      duration: 1,
+    });
+    this.loginPerSource = new RateLimiterMemory({
+      keyPrefix: 'login',
+      points: config.access.loginAttemptsPerMinute,
+      duration: 60,
+    });
   }
 
   /** One API request of `principal`; throws RateLimited when it or the manager as a whole is over its limit. */
   async request(principal: string): Promise<void> {
-    await this.consume(this.global, 'all', 'global', 'the manager is answering too many requests; retry later');
-    await this.consume(this.perPrincipal, principal, 'principal', 'too many requests from this principal; retry later');
+    await this.consume(
+      this.global,
+      'all',
+      'global',
+      'the manager is answering too many requests; retry later',
+    );
+    await this.consume(
+      this.perPrincipal,
+      principal,
+      'principal',
+      'too many requests from this principal; retry later',
+    );
   }
 
   /** One password or second-factor attempt from `source`. */
   async loginAttempt(source: string): Promise<void> {
-    await this.consume(this.loginPerSource, source, 'login', 'too many login attempts from this address; retry later');
+    await this.consume(
+      this.loginPerSource,
+      source,
+      'login',
+      'too many login attempts from this address; retry later',
+    );
   }
 
-  private async consume(limiter: RateLimiterMemory, key: string, limit: string, message: string): Promise<void> {
+  private async consume(
+    limiter: RateLimiterMemory,
+    key: string,
+    limit: string,
+    message: string,
+  ): Promise<void> {
     try {
       await limiter.consume(key);
     } catch (refusal) {

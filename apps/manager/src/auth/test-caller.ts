@@ -3,7 +3,10 @@ import type { Caller } from './caller';
 import type { Grant } from './grants';
 
 /** For unit tests: a token caller holding `grants` (propagating, not tenant-scoped unless said). */
-export function testCaller(grants: readonly (Pick<Grant, 'path'> & { role: Role } & Partial<Grant>)[], extra: Partial<Caller> = {}): Caller {
+export function testCaller(
+  grants: readonly (Pick<Grant, 'path'> & { role: Role } & Partial<Grant>)[],
+  extra: Partial<Caller> = {},
+): Caller {
   return {
     kind: 'token',
     principal: 'root@local',

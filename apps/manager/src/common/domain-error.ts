@@ -35,7 +35,10 @@ export class PermissionDenied extends DomainError {
      */
     hideAs?: string,
   ) {
-    super(hideAs ? ErrorCode.NotFound : ErrorCode.Forbidden, hideAs ? `${hideAs} not found` : message);
+    super(
+      hideAs ? ErrorCode.NotFound : ErrorCode.Forbidden,
+      hideAs ? `${hideAs} not found` : message,
+    );
     this.name = 'PermissionDenied';
   }
 }

@@ -47,7 +47,8 @@ export class ErrorFilter implements ExceptionFilter {
     const answer = () => {
       if (!res.headersSent) res.status(status).json(body);
     };
-    if (exception instanceof PermissionDenied) void this.recordDenial(exception, req).finally(answer);
+    if (exception instanceof PermissionDenied)
+      void this.recordDenial(exception, req).finally(answer);
     else if (exception instanceof RateLimited) {
       res.setHeader('Retry-After', String(exception.retryAfterSeconds));
       void this.recordRateLimit(exception, req).finally(answer);
@@ -59,32 +60,53 @@ export class ErrorFilter implements ExceptionFilter {
     const caller = (req as unknown as Record<string, Caller | undefined>)[CALLER_KEY];
     if (!caller) return;
     // Written after the decision, best effort: the refusal stands whether or not the entry is written.
-    await this.audit.denied(caller, denial.requirement, denial.params, requestOrigin(req)).catch((error: unknown) => {
-      this.logger.error({ err: error }, 'cannot write the audit entry of a permission denial');
-    });
+    await this.audit
+      .denied(caller, denial.requirement, denial.params, requestOrigin(req))
+      .catch((error: unknown) => {
+        this.logger.error({ err: error }, 'cannot write the audit entry of a permission denial');
+      });
   }
 
   private async recordRateLimit(hit: RateLimited, req: Request): Promise<void> {
     this.metrics.rpc.rateLimitViolation();
     const caller = (req as unknown as Record<string, Caller | undefined>)[CALLER_KEY];
     await this.audit
-      .rateLimited({ principal: caller?.principal ?? null, limit: hit.limit, retryAfterSeconds: hit.retryAfterSeconds }, requestOrigin(req))
-      .catch((error: unknown) => this.logger.error({ err: error }, 'cannot write the audit entry of a rate-limit hit'));
+      .rateLimited(
+        {
+          principal: caller?.principal ?? null,
+          limit: hit.limit,
+          retryAfterSeconds: hit.retryAfterSeconds,
+        },
+        requestOrigin(req),
+      )
+      .catch((error: unknown) =>
+        this.logger.error({ err: error }, 'cannot write the audit entry of a rate-limit hit'),
+      );
   }
 
-  private describe(exception: unknown, req: Request, traceId: string): { code: ErrorCode; message: string } {
+  private describe(
+    exception: unknown,
+    req: Request,
+    traceId: string,
+  ): { code: ErrorCode; message: string } {
     if (exception instanceof DomainError) {
-      if (ERROR_STATUS[exception.code] >= 500 && exception.code !== ErrorCode.NotReady) this.logger.error({ err: exception, traceId }, 'request failed');
+      if (ERROR_STATUS[exception.code] >= 500 && exception.code !== ErrorCode.NotReady)
+        this.logger.error({ err: exception, traceId }, 'request failed');
       return { code: exception.code, message: exception.message };
     }
     if (exception instanceof HttpException) {
       const status = exception.getStatus();
       const code = codeForStatus(status);
-      if (code === ErrorCode.NotFound) return { code, message: `no route ${req.method} ${req.path}` };
-      if (code !== ErrorCode.Internal && code !== ErrorCode.NotReady) return { code, message: safeHttpMessage(exception) };
+      if (code === ErrorCode.NotFound)
+        return { code, message: `no route ${req.method} ${req.path}` };
+      if (code !== ErrorCode.Internal && code !== ErrorCode.NotReady)
+        return { code, message: safeHttpMessage(exception) };
     }
     this.logger.error({ err: exception, traceId }, 'unexpected error while handling a request');
-    return { code: ErrorCode.Internal, message: `internal error; the manager's log has the details under trace id ${traceId}` };
+    return {
+      code: ErrorCode.Internal,
+      message: `internal error; the manager's log has the details under trace id ${traceId}`,
+    };
   }
 }
 

@@ -10,15 +10,27 @@ export const MAX_BODY_BYTES = 1024 * 1024;
  */
 export function jsonBodyMiddleware(): [RequestHandler, ErrorRequestHandler] {
   const parse = express.json({ limit: MAX_BODY_BYTES, strict: true });
-  const translate: ErrorRequestHandler = (error: { type?: string; status?: number } | undefined, _req, _res, next) => {
+  const translate: ErrorRequestHandler = (
+    error: { type?: string; status?: number } | undefined,
+    _req,
+    _res,
+    next,
+  ) => {
     switch (error?.type) {
       case 'entity.too.large':
-        return next(new DomainError(ErrorCode.PayloadTooLarge, `the request body is larger than ${MAX_BODY_BYTES} bytes (1 MB)`));
+        return next(
+          new DomainError(
+            ErrorCode.PayloadTooLarge,
+            `the request body is larger than ${MAX_BODY_BYTES} bytes (1 MB)`,
+          ),
+        );
       case 'entity.parse.failed':
         return next(new DomainError(ErrorCode.MalformedJson, 'the request body is not valid JSON'));
       case 'encoding.unsupported':
       case 'charset.unsupported':
-        return next(new DomainError(ErrorCode.UnsupportedMediaType, 'unsupported body encoding or charset'));
+        return next(
+          new DomainError(ErrorCode.UnsupportedMediaType, 'unsupported body encoding or charset'),
+        );
       case 'request.aborted':
       case 'request.size.invalid':
       case 'stream.encoding.set':

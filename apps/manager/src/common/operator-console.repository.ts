@@ -9,7 +9,9 @@ export interface OperatorOutput {
 
 @Injectable()
 export class OperatorConsoleRepository {
-  constructor(@Optional() @Inject(OPERATOR_OUTPUT) private readonly output: OperatorOutput = process.stdout) {}
+  constructor(
+    @Optional() @Inject(OPERATOR_OUTPUT) private readonly output: OperatorOutput = process.stdout,
+  ) {}
 
   print(text: string): void {
     this.output.write(text.endsWith('\n') ? text : text + '\n');

@@ -17,7 +17,10 @@ describe('the trace context', () => {
 
   it('runs background work detached from the request that started it, under its own trace id', async () => {
     const [given, fresh] = await runWithTraceId('request-0002', () =>
-      Promise.all([runInBackground(async () => currentTraceId(), 'task-trace-0002'), runInBackground(async () => currentTraceId())]),
+      Promise.all([
+        runInBackground(async () => currentTraceId(), 'task-trace-0002'),
+        runInBackground(async () => currentTraceId()),
+      ]),
     );
     expect(given).toBe('task-trace-0002');
     expect(fresh).toMatch(/^[0-9a-f]{32}$/);

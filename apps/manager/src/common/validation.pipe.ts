@@ -17,7 +17,8 @@ export function describeZodError(error: unknown): string {
 
 const StrictZodPipe = createZodValidationPipe({
   strictSchemaDeclaration: true,
-  createValidationException: (error: unknown) => new DomainError(ErrorCode.ValidationFailed, describeZodError(error)),
+  createValidationException: (error: unknown) =>
+    new DomainError(ErrorCode.ValidationFailed, describeZodError(error)),
 });
 
 /**

@@ -73,7 +73,9 @@ describe('loadConfig', () => {
   });
 
   it('refuses DATABASE_ADMIN_URL without DATABASE_URL', () => {
-    expect(() => loadConfig({ DATABASE_ADMIN_URL: 'postgres://owner:p@db:5432/dvm' })).toThrow(/DATABASE_ADMIN_URL: set only together with DATABASE_URL/);
+    expect(() => loadConfig({ DATABASE_ADMIN_URL: 'postgres://owner:p@db:5432/dvm' })).toThrow(
+      /DATABASE_ADMIN_URL: set only together with DATABASE_URL/,
+    );
   });
 
   it('treats empty values as unset', () => {
@@ -99,6 +101,8 @@ describe('loadConfig', () => {
   });
 
   it('names every bad setting at once', () => {
-    expect(() => loadConfig({ DEBVISOR_LISTEN: 'x', DEBVISOR_LOG_LEVEL: 'y' })).toThrow(/DEBVISOR_LISTEN: .*DEBVISOR_LOG_LEVEL: /);
+    expect(() => loadConfig({ DEBVISOR_LISTEN: 'x', DEBVISOR_LOG_LEVEL: 'y' })).toThrow(
+      /DEBVISOR_LISTEN: .*DEBVISOR_LOG_LEVEL: /,
+    );
   });
 });

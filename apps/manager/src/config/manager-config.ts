@@ -70,9 +70,14 @@ const listenSchema = z.string().transform((value, ctx) => {
   const match = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value);
   const port = match ? Number(match[2]) : NaN;
   const host = match ? (match[1].startsWith('[') ? match[1].slice(1, -1) : match[1]) : '';
-  const hostOk = ipAddressSchema.safeParse(host).success || (!match?.[1].startsWith('[') && fqdnSchema.safeParse(host).success);
+  const hostOk =
+    ipAddressSchema.safeParse(host).success ||
+    (!match?.[1].startsWith('[') && fqdnSchema.safeParse(host).success);
   if (!match || !hostOk || port > 65535) {
-    ctx.addIssue({ code: 'custom', message: 'expected host:port (IPv6 in brackets), port 0-65535, e.g. 0.0.0.0:8443' });
+    ctx.addIssue({
+      code: 'custom',
+      message: 'expected host:port (IPv6 in brackets), port 0-65535, e.g. 0.0.0.0:8443',
+    });
     return z.NEVER;
   }
   return { host, port };
@@ -98,11 +103,19 @@ const envSchema = z.object({
   DEBVISOR_POLL_INTERVAL_SECONDS: integer(1, 86_400).default(60),
   DEBVISOR_REMOTE_TIMEOUT_MS: integer(100, 600_000).default(5000),
   DEBVISOR_WEB_DIR: z.string().default(DEFAULT_WEB_DIR),
-  DEBVISOR_LOG_LEVEL: z.enum(LOG_LEVELS, { error: `expected one of ${LOG_LEVELS.join(', ')}` }).default('info'),
-  DEBVISOR_PUBLIC_URL: z.url({ protocol: /^https?$/, error: 'expected an http(s):// URL' }).optional(),
+  DEBVISOR_LOG_LEVEL: z
+    .enum(LOG_LEVELS, { error: `expected one of ${LOG_LEVELS.join(', ')}` })
+    .default('info'),
+  DEBVISOR_PUBLIC_URL: z
+    .url({ protocol: /^https?$/, error: 'expected an http(s):// URL' })
+    .optional(),
   DEBVISOR_SESSION_IDLE_MINUTES: integer(1, 10_080).default(30),
   DEBVISOR_SESSION_MAX_HOURS: integer(1, 720).default(12),
-  DEBVISOR_ADMIN_PASSWORD: z.string().min(12, 'must be at least 12 characters').max(256, 'must be at most 256 characters').optional(),
+  DEBVISOR_ADMIN_PASSWORD: z
+    .string()
+    .min(12, 'must be at least 12 characters')
+    .max(256, 'must be at most 256 characters')
+    .optional(),
   DEBVISOR_PASSWORD_MIN_LENGTH: integer(8, 128).default(12),
   DEBVISOR_LOGIN_ATTEMPTS_PER_MINUTE: integer(1, 100_000).default(30),
   DEBVISOR_LOGIN_FAILURES_BEFORE_LOCK: integer(1, 1000).default(5),
@@ -133,12 +146,16 @@ export function loadConfig(env: Env = process.env): ManagerConfig {
   );
   const parsed = envSchema.safeParse(relevant);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
+    const problems = parsed.error.issues.map(
+      (issue) => `${issue.path.join('.')}: ${issue.message}`,
+    );
     throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
   }
   const e = parsed.data;
   if (e.DATABASE_ADMIN_URL && !e.DATABASE_URL) {
-    throw new ConfigError('invalid configuration: DATABASE_ADMIN_URL: set only together with DATABASE_URL (the embedded PostgreSQL needs neither)');
+    throw new ConfigError(
+      'invalid configuration: DATABASE_ADMIN_URL: set only together with DATABASE_URL (the embedded PostgreSQL needs neither)',
+    );
   }
   const config: ManagerConfig = {
     stateDir: absolute(e.DEBVISOR_STATE_DIR),

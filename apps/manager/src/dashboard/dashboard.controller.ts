@@ -13,7 +13,11 @@ export class DashboardController {
 
   @Get()
   @RequirePrivilege('remote.audit', '/remotes', { partial: true })
-  @ZodResponse({ type: DashboardDto, description: 'Every remote the caller may see with its figures, recent use and alerts; the totals; the tasks in progress' })
+  @ZodResponse({
+    type: DashboardDto,
+    description:
+      'Every remote the caller may see with its figures, recent use and alerts; the totals; the tasks in progress',
+  })
   get(@CurrentCaller() caller: Caller) {
     return this.dashboard.get(caller);
   }

@@ -28,8 +28,12 @@ export type AlertSeverity = z.infer<typeof alertSeveritySchema>;
 export const usageSampleSchema = z
   .object({
     at: z.iso.datetime(),
-    cpu: z.number().min(0).max(1).meta({ description: 'Share of the alive nodes\' cores in use' }),
-    memory: z.number().min(0).max(1).meta({ description: 'Share of the alive nodes\' memory in use' }),
+    cpu: z.number().min(0).max(1).meta({ description: "Share of the alive nodes' cores in use" }),
+    memory: z
+      .number()
+      .min(0)
+      .max(1)
+      .meta({ description: "Share of the alive nodes' memory in use" }),
   })
   .meta({ id: 'UsageSample' });
 
@@ -42,12 +46,22 @@ export const dashboardRemoteSchema = z
     error: z.object({ code: z.string(), message: z.string() }).nullable(),
     nodes: nodeCountsSchema,
     vms: vmCountsSchema,
-    cpu: z.object({ cores: count, usage: z.number().min(0).max(1) }).meta({ description: 'Cores of the alive nodes and the share in use' }),
-    memory: z.object({ totalBytes: z.number(), usedBytes: z.number() }).meta({ description: 'Memory of the alive nodes' }),
-    history: z.array(usageSampleSchema).meta({ description: 'One sample per successful refresh, the last 60, oldest first' }),
+    cpu: z
+      .object({ cores: count, usage: z.number().min(0).max(1) })
+      .meta({ description: 'Cores of the alive nodes and the share in use' }),
+    memory: z
+      .object({ totalBytes: z.number(), usedBytes: z.number() })
+      .meta({ description: 'Memory of the alive nodes' }),
+    history: z
+      .array(usageSampleSchema)
+      .meta({ description: 'One sample per successful refresh, the last 60, oldest first' }),
     alerts: z.array(z.object({ severity: alertSeveritySchema, message: z.string() })),
-    tasksRunning: count.meta({ description: 'Queued and running tasks on this remote that the caller may see' }),
-    privileges: privilegesSchema.meta({ description: 'The privileges the caller holds on /remotes/{remote}' }),
+    tasksRunning: count.meta({
+      description: 'Queued and running tasks on this remote that the caller may see',
+    }),
+    privileges: privilegesSchema.meta({
+      description: 'The privileges the caller holds on /remotes/{remote}',
+    }),
   })
   .meta({ id: 'DashboardRemote' });
 export type DashboardRemote = z.infer<typeof dashboardRemoteSchema>;
@@ -76,8 +90,16 @@ export const dashboardTotalsSchema = z
     remotes: z.object({ total: count, online: count, unreachable: count, pending: count }),
     nodes: nodeCountsSchema,
     vms: vmCountsSchema,
-    cpu: z.object({ cores: count, used: z.number().min(0).meta({ description: 'Cores in use: the sum over alive nodes of usage × cores' }) }),
-    memory: z.object({ totalBytes: z.number(), usedBytes: z.number() }).meta({ description: 'Memory of the alive nodes' }),
+    cpu: z.object({
+      cores: count,
+      used: z
+        .number()
+        .min(0)
+        .meta({ description: 'Cores in use: the sum over alive nodes of usage × cores' }),
+    }),
+    memory: z
+      .object({ totalBytes: z.number(), usedBytes: z.number() })
+      .meta({ description: 'Memory of the alive nodes' }),
     tasksRunning: count.meta({ description: 'Queued and running tasks the caller may see' }),
   })
   .meta({ id: 'DashboardTotals' });
@@ -87,9 +109,15 @@ export const dashboardSchema = z
   .object({
     generatedAt: z.iso.datetime(),
     totals: dashboardTotalsSchema,
-    remotes: z.array(dashboardRemoteSchema).meta({ description: 'Unreachable remotes first, then those with alerts, then by name' }),
-    alerts: z.array(dashboardAlertSchema).meta({ description: "Every remote's alerts, critical first" }),
-    runningTasks: z.array(dashboardTaskSchema).meta({ description: 'Up to 20 queued or running tasks the caller may see (task.audit), newest first' }),
+    remotes: z
+      .array(dashboardRemoteSchema)
+      .meta({ description: 'Unreachable remotes first, then those with alerts, then by name' }),
+    alerts: z
+      .array(dashboardAlertSchema)
+      .meta({ description: "Every remote's alerts, critical first" }),
+    runningTasks: z.array(dashboardTaskSchema).meta({
+      description: 'Up to 20 queued or running tasks the caller may see (task.audit), newest first',
+    }),
   })
   .meta({ id: 'Dashboard' });
 export type Dashboard = z.infer<typeof dashboardSchema>;

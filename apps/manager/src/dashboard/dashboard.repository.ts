@@ -30,14 +30,21 @@ export class DashboardRepository {
     if (!newestQuery || !countQuery) return { newest: [], perRemote: new Map() };
     const [newest, counts] = await Promise.all([
       newestQuery.orderBy('t.created_at', 'DESC').addOrderBy('t.id', 'DESC').take(limit).getMany(),
-      countQuery.select('t.remote_id', 'remote').addSelect('count(*)::int', 'count').groupBy('t.remote_id').getRawMany<{ remote: string | null; count: number }>(),
+      countQuery
+        .select('t.remote_id', 'remote')
+        .addSelect('count(*)::int', 'count')
+        .groupBy('t.remote_id')
+        .getRawMany<{ remote: string | null; count: number }>(),
     ]);
     return { newest, perRemote: new Map(counts.map((row) => [row.remote, Number(row.count)])) };
   }
 
   /** Unfinished tasks within the scope; undefined when the scope holds nothing. */
   private scoped(scope: TaskScope): SelectQueryBuilder<TaskEntity> | undefined {
-    const query = this.dataSource.getRepository(TaskEntity).createQueryBuilder('t').where('t.state IN (:...active)', { active: ACTIVE });
+    const query = this.dataSource
+      .getRepository(TaskEntity)
+      .createQueryBuilder('t')
+      .where('t.state IN (:...active)', { active: ACTIVE });
     if (scope.remotes === 'all') return query;
     const remotes = [...scope.remotes];
     const vms = [...(scope.vms ?? [])];

@@ -31,7 +31,14 @@ const healthyNodes: NodeFigures = {
 };
 const someVms: VmCounts = { total: 10, running: 6, stopped: 3, other: 1, crashed: 0 };
 
-function overview(remote: string, changes: { status?: Partial<RemoteStatus>; nodes?: Partial<NodeFigures>; vms?: Partial<VmCounts> } = {}): RemoteOverview {
+function overview(
+  remote: string,
+  changes: {
+    status?: Partial<RemoteStatus>;
+    nodes?: Partial<NodeFigures>;
+    vms?: Partial<VmCounts>;
+  } = {},
+): RemoteOverview {
   return {
     status: {
       remote,
@@ -71,26 +78,53 @@ function task(id: string, state: 'queued' | 'running', remoteId: string | null):
   };
 }
 
-function setup(overviews: RemoteOverview[], active: ActiveTasks = { newest: [], perRemote: new Map() }) {
+function setup(
+  overviews: RemoteOverview[],
+  active: ActiveTasks = { newest: [], perRemote: new Map() },
+) {
   const resources = strictMock<ResourcesService>('ResourcesService', { overview: () => overviews });
-  const repository = strictMock<DashboardRepository>('DashboardRepository', { activeTasks: async () => active });
-  const clock = strictMock<ClockRepository>('ClockRepository', { now: () => new Date('2026-05-01T12:00:30Z') });
-  return { service: new DashboardService(resources, repository, new AccessPolicy(), clock), repository };
+  const repository = strictMock<DashboardRepository>('DashboardRepository', {
+    activeTasks: async () => active,
+  });
+  const clock = strictMock<ClockRepository>('ClockRepository', {
+    now: () => new Date('2026-05-01T12:00:30Z'),
+  });
+  return {
+    service: new DashboardService(resources, repository, new AccessPolicy(), clock),
+    repository,
+  };
 }
 
 describe('remoteAlerts', () => {
   it('raises nothing for a healthy remote or one not refreshed yet', () => {
     expect(remoteAlerts(overview('a'))).toEqual([]);
-    expect(remoteAlerts(overview('a', { status: { status: 'pending' }, nodes: { offline: 2, offlineNames: ['x', 'y'] } }))).toEqual([]);
+    expect(
+      remoteAlerts(
+        overview('a', {
+          status: { status: 'pending' },
+          nodes: { offline: 2, offlineNames: ['x', 'y'] },
+        }),
+      ),
+    ).toEqual([]);
   });
 
   it('says only that an unreachable remote is unreachable, since when and why', () => {
     const down = overview('a', {
-      status: { status: 'unreachable', since: '2026-05-01T11:50:00.000Z', error: { code: 'remote_unreachable', message: 'a:9443 is unreachable: connection refused' } },
+      status: {
+        status: 'unreachable',
+        since: '2026-05-01T11:50:00.000Z',
+        error: { code: 'remote_unreachable', message: 'a:9443 is unreachable: connection refused' },
+      },
       nodes: { offline: 1, offlineNames: ['x'] },
       vms: { crashed: 2 },
     });
-    expect(remoteAlerts(down)).toEqual([{ severity: 'critical', message: 'unreachable since 2026-05-01T11:50:00.000Z: a:9443 is unreachable: connection refused' }]);
+    expect(remoteAlerts(down)).toEqual([
+      {
+        severity: 'critical',
+        message:
+          'unreachable since 2026-05-01T11:50:00.000Z: a:9443 is unreachable: connection refused',
+      },
+    ]);
   });
 
   it('names each node that does not answer (critical, since when, its unknown VMs), failed and degraded nodes, nodes whose VMs could not be listed, crashed VMs and memory over 90 %', () => {
@@ -100,8 +134,20 @@ describe('remoteAlerts', () => {
         offline: 2,
         offlineNames: ['node-1', 'node-2'],
         outages: [
-          { id: 'n1', name: 'node-1', state: 'down', since: '2026-05-01T11:58:00.000Z', unknownVms: 5 },
-          { id: 'n2', name: 'node-2', state: 'unreachable', since: '2026-05-01T11:59:00.000Z', unknownVms: 1 },
+          {
+            id: 'n1',
+            name: 'node-1',
+            state: 'down',
+            since: '2026-05-01T11:58:00.000Z',
+            unknownVms: 5,
+          },
+          {
+            id: 'n2',
+            name: 'node-2',
+            state: 'unreachable',
+            since: '2026-05-01T11:59:00.000Z',
+            unknownVms: 1,
+          },
         ],
         degraded: 2,
         degradedNames: ['node-4'],
@@ -112,11 +158,22 @@ describe('remoteAlerts', () => {
       vms: { crashed: 1 },
     });
     expect(remoteAlerts(troubled)).toEqual([
-      { severity: 'critical', message: "node node-1 down (gone from the cluster's registry: stopped, or its lease expired) since 2026-05-01T11:58:00.000Z; 5 VMs unknown" },
-      { severity: 'critical', message: 'node node-2 unreachable (its agent does not answer) since 2026-05-01T11:59:00.000Z: connection refused; 1 VM unknown' },
+      {
+        severity: 'critical',
+        message:
+          "node node-1 down (gone from the cluster's registry: stopped, or its lease expired) since 2026-05-01T11:58:00.000Z; 5 VMs unknown",
+      },
+      {
+        severity: 'critical',
+        message:
+          'node node-2 unreachable (its agent does not answer) since 2026-05-01T11:59:00.000Z: connection refused; 1 VM unknown',
+      },
       { severity: 'critical', message: '1 node failed: node-5' },
       { severity: 'warning', message: '1 node degraded: node-4' },
-      { severity: 'warning', message: 'the VMs of 1 node could not be listed: node-3 (deadline exceeded)' },
+      {
+        severity: 'warning',
+        message: 'the VMs of 1 node could not be listed: node-3 (deadline exceeded)',
+      },
       { severity: 'warning', message: '1 VM crashed' },
       { severity: 'warning', message: 'memory 93% used' },
     ]);
@@ -128,8 +185,31 @@ describe('DashboardService', () => {
   it('sums the remotes up, counting cores in use over alive nodes', async () => {
     const { service } = setup([
       overview('alpha'),
-      overview('beta', { nodes: { total: 2, alive: 1, offline: 1, offlineNames: ['b2'], cores: 8, coresUsed: 4, memoryTotalBytes: 32 * GiB, memoryUsedBytes: 8 * GiB }, vms: { total: 4, running: 1, stopped: 2, other: 1 } }),
-      overview('gamma', { status: { status: 'pending', lastRefreshAt: null }, nodes: { total: 0, alive: 0, cores: 0, coresUsed: 0, memoryTotalBytes: 0, memoryUsedBytes: 0 }, vms: { total: 0, running: 0, stopped: 0, other: 0 } }),
+      overview('beta', {
+        nodes: {
+          total: 2,
+          alive: 1,
+          offline: 1,
+          offlineNames: ['b2'],
+          cores: 8,
+          coresUsed: 4,
+          memoryTotalBytes: 32 * GiB,
+          memoryUsedBytes: 8 * GiB,
+        },
+        vms: { total: 4, running: 1, stopped: 2, other: 1 },
+      }),
+      overview('gamma', {
+        status: { status: 'pending', lastRefreshAt: null },
+        nodes: {
+          total: 0,
+          alive: 0,
+          cores: 0,
+          coresUsed: 0,
+          memoryTotalBytes: 0,
+          memoryUsedBytes: 0,
+        },
+        vms: { total: 0, running: 0, stopped: 0, other: 0 },
+      }),
     ]);
     const dashboard = await service.get(ADMIN);
     expect(dashboard.generatedAt).toBe('2026-05-01T12:00:30.000Z');
@@ -156,29 +236,71 @@ describe('DashboardService', () => {
       tasksRunning: 0,
       privileges: ALL_PRIVILEGES,
     });
-    expect(dashboard.remotes.find((r) => r.remote === 'gamma')?.cpu).toEqual({ cores: 0, usage: 0 });
+    expect(dashboard.remotes.find((r) => r.remote === 'gamma')?.cpu).toEqual({
+      cores: 0,
+      usage: 0,
+    });
   });
 
   it('lists unreachable remotes first, then those with alerts, then the rest by name; critical alerts first', async () => {
     const { service } = setup([
       overview('alpha'),
       overview('bravo', { vms: { crashed: 1 } }),
-      overview('charlie', { status: { status: 'unreachable', since: '2026-05-01T11:00:00.000Z', error: { code: 'remote_unreachable', message: 'down' } } }),
-      overview('delta', { nodes: { offline: 1, offlineNames: ['d1'], outages: [{ id: 'd1', name: 'd1', state: 'down', since: '2026-05-01T11:30:00.000Z', unknownVms: 0 }] } }),
+      overview('charlie', {
+        status: {
+          status: 'unreachable',
+          since: '2026-05-01T11:00:00.000Z',
+          error: { code: 'remote_unreachable', message: 'down' },
+        },
+      }),
+      overview('delta', {
+        nodes: {
+          offline: 1,
+          offlineNames: ['d1'],
+          outages: [
+            {
+              id: 'd1',
+              name: 'd1',
+              state: 'down',
+              since: '2026-05-01T11:30:00.000Z',
+              unknownVms: 0,
+            },
+          ],
+        },
+      }),
       overview('echo'),
     ]);
     const dashboard = await service.get(ADMIN);
-    expect(dashboard.remotes.map((r) => r.remote)).toEqual(['charlie', 'bravo', 'delta', 'alpha', 'echo']);
+    expect(dashboard.remotes.map((r) => r.remote)).toEqual([
+      'charlie',
+      'bravo',
+      'delta',
+      'alpha',
+      'echo',
+    ]);
     expect(dashboard.alerts).toEqual([
-      { remote: 'charlie', severity: 'critical', message: 'unreachable since 2026-05-01T11:00:00.000Z: down' },
-      { remote: 'delta', severity: 'critical', message: "node d1 down (gone from the cluster's registry: stopped, or its lease expired) since 2026-05-01T11:30:00.000Z; 0 VMs unknown" },
+      {
+        remote: 'charlie',
+        severity: 'critical',
+        message: 'unreachable since 2026-05-01T11:00:00.000Z: down',
+      },
+      {
+        remote: 'delta',
+        severity: 'critical',
+        message:
+          "node d1 down (gone from the cluster's registry: stopped, or its lease expired) since 2026-05-01T11:30:00.000Z; 0 VMs unknown",
+      },
       { remote: 'bravo', severity: 'warning', message: '1 VM crashed' },
     ]);
   });
 
   it('counts the tasks in progress per remote from one grouped answer and lists the newest', async () => {
     const active: ActiveTasks = {
-      newest: [task('t3', 'queued', 'alpha'), task('t2', 'running', 'alpha'), task('t1', 'running', null)],
+      newest: [
+        task('t3', 'queued', 'alpha'),
+        task('t2', 'running', 'alpha'),
+        task('t1', 'running', null),
+      ],
       perRemote: new Map<string | null, number>([
         ['alpha', 2],
         [null, 1],
@@ -188,7 +310,10 @@ describe('DashboardService', () => {
     const { service, repository } = setup([overview('alpha'), overview('beta')], active);
     const dashboard = await service.get(ADMIN);
     expect(repository.activeTasks).toHaveBeenCalledTimes(1);
-    expect(repository.activeTasks).toHaveBeenCalledWith({ remotes: 'all', vms: undefined }, RUNNING_TASKS_SHOWN);
+    expect(repository.activeTasks).toHaveBeenCalledWith(
+      { remotes: 'all', vms: undefined },
+      RUNNING_TASKS_SHOWN,
+    );
     expect(dashboard.remotes.map((r) => [r.remote, r.tasksRunning])).toEqual([
       ['alpha', 2],
       ['beta', 0],
@@ -196,9 +321,36 @@ describe('DashboardService', () => {
     // Every task the caller may see, also those on no remote or on remotes it does not see.
     expect(dashboard.totals.tasksRunning).toBe(7);
     expect(dashboard.runningTasks).toEqual([
-      { id: 't3', type: 'vm.migrate', state: 'queued', remote: 'alpha', vm: '11111111-1111-4111-8111-111111111111', progress: 0, startedAt: null, owner: 'alice@local!ci' },
-      { id: 't2', type: 'vm.migrate', state: 'running', remote: 'alpha', vm: '11111111-1111-4111-8111-111111111111', progress: 0.4, startedAt: '2026-05-01T11:00:01.000Z', owner: 'alice@local!ci' },
-      { id: 't1', type: 'vm.migrate', state: 'running', remote: null, vm: null, progress: 0.4, startedAt: '2026-05-01T11:00:01.000Z', owner: 'alice@local!ci' },
+      {
+        id: 't3',
+        type: 'vm.migrate',
+        state: 'queued',
+        remote: 'alpha',
+        vm: '11111111-1111-4111-8111-111111111111',
+        progress: 0,
+        startedAt: null,
+        owner: 'alice@local!ci',
+      },
+      {
+        id: 't2',
+        type: 'vm.migrate',
+        state: 'running',
+        remote: 'alpha',
+        vm: '11111111-1111-4111-8111-111111111111',
+        progress: 0.4,
+        startedAt: '2026-05-01T11:00:01.000Z',
+        owner: 'alice@local!ci',
+      },
+      {
+        id: 't1',
+        type: 'vm.migrate',
+        state: 'running',
+        remote: null,
+        vm: null,
+        progress: 0.4,
+        startedAt: '2026-05-01T11:00:01.000Z',
+        owner: 'alice@local!ci',
+      },
     ]);
   });
 
@@ -206,7 +358,9 @@ describe('DashboardService', () => {
     const { service, repository } = setup([]);
     const scoped = testCaller([{ path: '/remotes/alpha', role: 'Audit' }]);
     await service.get(scoped);
-    const tenant = testCaller([{ path: '/', role: 'Manage', tenantGroup: 'tenant-a' }], { tenantVms: new Map([['tenant-a', new Set(['vm-a'])]]) });
+    const tenant = testCaller([{ path: '/', role: 'Manage', tenantGroup: 'tenant-a' }], {
+      tenantVms: new Map([['tenant-a', new Set(['vm-a'])]]),
+    });
     await service.get(tenant);
     const scopes = repository.activeTasks.mock.calls.map(([scope]) => scope as TaskScope);
     expect(scopes[0]).toEqual({ remotes: new Set(['alpha']), vms: new Set() });

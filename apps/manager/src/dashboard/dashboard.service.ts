@@ -5,7 +5,14 @@ import { ClockRepository } from '../common/clock.repository';
 import type { RemoteOverview } from '../resources/resource-figures';
 import { ResourcesService } from '../resources/resources.service';
 import type { TaskEntity } from '../tasks/task.entity';
-import type { AlertSeverity, Dashboard, DashboardAlert, DashboardRemote, DashboardTask, DashboardTotals } from './dashboard.dto';
+import type {
+  AlertSeverity,
+  Dashboard,
+  DashboardAlert,
+  DashboardRemote,
+  DashboardTask,
+  DashboardTotals,
+} from './dashboard.dto';
 import { DashboardRepository, type ActiveTasks } from './dashboard.repository';
 
 /** How many queued or running tasks the dashboard lists. */
@@ -50,34 +57,61 @@ function plural(n: number, word: string): string {
 export function remoteAlerts(overview: RemoteOverview): Alert[] {
   const { status, nodes, vms } = overview;
   if (status.status === 'unreachable') {
-    return [{ severity: 'critical', message: `unreachable since ${status.since ?? 'an unknown time'}: ${status.error?.message ?? 'no answer'}` }];
+    return [
+      {
+        severity: 'critical',
+        message: `unreachable since ${status.since ?? 'an unknown time'}: ${status.error?.message ?? 'no answer'}`,
+      },
+    ];
   }
   if (status.status !== 'online') return [];
   const alerts: Alert[] = [];
   // Every node that does not answer is critical on its own: it is named with since when and what is no longer known.
   for (const outage of nodes.outages) {
-    const what = outage.state === 'down' ? "down (gone from the cluster's registry: stopped, or its lease expired)" : 'unreachable (its agent does not answer)';
-    const reason = outage.state === 'unreachable' && status.unreachableNodes[outage.id] ? `: ${status.unreachableNodes[outage.id]}` : '';
+    const what =
+      outage.state === 'down'
+        ? "down (gone from the cluster's registry: stopped, or its lease expired)"
+        : 'unreachable (its agent does not answer)';
+    const reason =
+      outage.state === 'unreachable' && status.unreachableNodes[outage.id]
+        ? `: ${status.unreachableNodes[outage.id]}`
+        : '';
     alerts.push({
       severity: 'critical',
       message: `node ${outage.name} ${what} since ${outage.since ?? 'an unknown time'}${reason}; ${plural(outage.unknownVms, 'VM')} unknown`,
     });
   }
   if (nodes.failedNames.length > 0) {
-    alerts.push({ severity: 'critical', message: `${plural(nodes.failedNames.length, 'node')} failed: ${nodes.failedNames.join(', ')}` });
+    alerts.push({
+      severity: 'critical',
+      message: `${plural(nodes.failedNames.length, 'node')} failed: ${nodes.failedNames.join(', ')}`,
+    });
   }
   if (nodes.degradedNames.length > 0) {
-    alerts.push({ severity: 'warning', message: `${plural(nodes.degradedNames.length, 'node')} degraded: ${nodes.degradedNames.join(', ')}` });
+    alerts.push({
+      severity: 'warning',
+      message: `${plural(nodes.degradedNames.length, 'node')} degraded: ${nodes.degradedNames.join(', ')}`,
+    });
   }
   const down = new Set(nodes.outages.map((outage) => outage.id));
   const unlisted = Object.entries(status.unreachableNodes).filter(([node]) => !down.has(node));
   if (unlisted.length > 0) {
     const reasons = unlisted.map(([node, reason]) => `${node} (${reason})`).join(', ');
-    alerts.push({ severity: 'warning', message: `the VMs of ${plural(unlisted.length, 'node')} could not be listed: ${reasons}` });
+    alerts.push({
+      severity: 'warning',
+      message: `the VMs of ${plural(unlisted.length, 'node')} could not be listed: ${reasons}`,
+    });
   }
-  if (vms.crashed > 0) alerts.push({ severity: 'warning', message: `${plural(vms.crashed, 'VM')} crashed` });
-  if (nodes.memoryTotalBytes > 0 && nodes.memoryUsedBytes / nodes.memoryTotalBytes > MEMORY_WARNING) {
-    alerts.push({ severity: 'warning', message: `memory ${Math.round((nodes.memoryUsedBytes / nodes.memoryTotalBytes) * 100)}% used` });
+  if (vms.crashed > 0)
+    alerts.push({ severity: 'warning', message: `${plural(vms.crashed, 'VM')} crashed` });
+  if (
+    nodes.memoryTotalBytes > 0 &&
+    nodes.memoryUsedBytes / nodes.memoryTotalBytes > MEMORY_WARNING
+  ) {
+    alerts.push({
+      severity: 'warning',
+      message: `memory ${Math.round((nodes.memoryUsedBytes / nodes.memoryTotalBytes) * 100)}% used`,
+    });
   }
   return alerts;
 }
@@ -95,7 +129,11 @@ function toTask(task: TaskEntity): DashboardTask {
   };
 }
 
-function toRemote(overview: RemoteOverview, alerts: Alert[], tasksRunning: number): DashboardRemote {
+function toRemote(
+  overview: RemoteOverview,
+  alerts: Alert[],
+  tasksRunning: number,
+): DashboardRemote {
   const { status, nodes, vms } = overview;
   return {
     remote: status.remote,
@@ -103,9 +141,17 @@ function toRemote(overview: RemoteOverview, alerts: Alert[], tasksRunning: numbe
     since: status.since,
     lastRefreshAt: status.lastRefreshAt,
     error: status.error,
-    nodes: { total: nodes.total, alive: nodes.alive, degraded: nodes.degraded, offline: nodes.offline },
+    nodes: {
+      total: nodes.total,
+      alive: nodes.alive,
+      degraded: nodes.degraded,
+      offline: nodes.offline,
+    },
     vms: { total: vms.total, running: vms.running, stopped: vms.stopped, other: vms.other },
-    cpu: { cores: nodes.cores, usage: nodes.cores > 0 ? Math.min(1, nodes.coresUsed / nodes.cores) : 0 },
+    cpu: {
+      cores: nodes.cores,
+      usage: nodes.cores > 0 ? Math.min(1, nodes.coresUsed / nodes.cores) : 0,
+    },
     memory: { totalBytes: nodes.memoryTotalBytes, usedBytes: nodes.memoryUsedBytes },
     history: [...overview.history],
     alerts,
@@ -122,10 +168,20 @@ function attentionRank(remote: DashboardRemote): number {
   return remote.alerts.length > 0 ? 1 : 2;
 }
 
-export function buildDashboard(now: Date, overviews: readonly RemoteOverview[], active: ActiveTasks): Dashboard {
+export function buildDashboard(
+  now: Date,
+  overviews: readonly RemoteOverview[],
+  active: ActiveTasks,
+): Dashboard {
   const remotes = overviews
-    .map((overview) => toRemote(overview, remoteAlerts(overview), active.perRemote.get(overview.status.remote) ?? 0))
-    .sort((a, b) => attentionRank(a) - attentionRank(b) || (a.remote < b.remote ? -1 : a.remote > b.remote ? 1 : 0));
+    .map((overview) =>
+      toRemote(overview, remoteAlerts(overview), active.perRemote.get(overview.status.remote) ?? 0),
+    )
+    .sort(
+      (a, b) =>
+        attentionRank(a) - attentionRank(b) ||
+        (a.remote < b.remote ? -1 : a.remote > b.remote ? 1 : 0),
+    );
   const alerts: DashboardAlert[] = remotes
     .flatMap((remote) => remote.alerts.map((alert) => ({ remote: remote.remote, ...alert })))
     // Array.prototype.sort is stable: within a severity, alerts keep the remotes' order.
@@ -153,5 +209,11 @@ export function buildDashboard(now: Date, overviews: readonly RemoteOverview[], 
     totals.memory.totalBytes += nodes.memoryTotalBytes;
     totals.memory.usedBytes += nodes.memoryUsedBytes;
   }
-  return { generatedAt: now.toISOString(), totals, remotes, alerts, runningTasks: active.newest.map(toTask) };
+  return {
+    generatedAt: now.toISOString(),
+    totals,
+    remotes,
+    alerts,
+    runningTasks: active.newest.map(toTask),
+  };
 }

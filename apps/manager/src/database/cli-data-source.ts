@@ -12,6 +12,7 @@ import { loadConfig } from '../config/manager-config';
 import { dataSourceOptions } from './data-source-options';
 
 const { databaseUrl } = loadConfig();
-if (!databaseUrl) throw new Error('set DATABASE_URL to the database the TypeORM CLI should work on');
+if (!databaseUrl)
+  throw new Error('set DATABASE_URL to the database the TypeORM CLI should work on');
 
 export default new DataSource(dataSourceOptions(databaseUrl));

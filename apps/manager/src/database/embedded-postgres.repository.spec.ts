@@ -19,7 +19,8 @@ describe('stopStaleServer', () => {
     const client = new Client({ connectionString: foreign.url });
     await client.connect();
     try {
-      foreignDir = (await client.query<{ data_directory: string }>('SHOW data_directory')).rows[0].data_directory;
+      foreignDir = (await client.query<{ data_directory: string }>('SHOW data_directory')).rows[0]
+        .data_directory;
     } finally {
       await client.end();
     }
@@ -54,7 +55,9 @@ describe('stopStaleServer', () => {
     writeFileSync(join(dir, 'postmaster.pid'), `${foreignPid}\n${dir}\n1700000000\n5432\n`);
     await stopStaleServer(dir, (m) => notes.push(m));
     expect(existsSync(join(dir, 'postmaster.pid'))).toBe(false);
-    expect(notes).toEqual([expect.stringContaining(`names process ${foreignPid}, which is not a PostgreSQL of ${dir}`)]);
+    expect(notes).toEqual([
+      expect.stringContaining(`names process ${foreignPid}, which is not a PostgreSQL of ${dir}`),
+    ]);
     expect(foreignLives()).toBe(true);
   });
 
@@ -68,9 +71,13 @@ describe('stopStaleServer', () => {
   it('refuses a pid file that names another data directory (copied state), and a server a live process still owns', async () => {
     const dir = ourDir();
     writeFileSync(join(dir, 'postmaster.pid'), `${foreignPid}\n${foreignDir}\n`);
-    await expect(stopStaleServer(dir, () => undefined)).rejects.toThrow(`names the data directory ${foreignDir}, not ${dir}`);
+    await expect(stopStaleServer(dir, () => undefined)).rejects.toThrow(
+      `names the data directory ${foreignDir}, not ${dir}`,
+    );
     // The test's server is ours by its data directory, but its parent (this test process, like a running manager) lives.
-    await expect(stopStaleServer(foreignDir, () => undefined)).rejects.toThrow(/belongs to the running process \d+: another manager uses this state directory/);
+    await expect(stopStaleServer(foreignDir, () => undefined)).rejects.toThrow(
+      /belongs to the running process \d+: another manager uses this state directory/,
+    );
     expect(foreignLives()).toBe(true);
   });
 });

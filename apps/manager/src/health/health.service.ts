@@ -37,14 +37,21 @@ export class HealthService implements OnModuleInit {
       client: this.identity.client.certPem,
       'client-ca': this.identity.client.caPem,
     };
-    for (const [cert, pem] of Object.entries(certificates)) this.metrics.rpc.setCertificateExpiry(cert, new Date(new X509Certificate(pem).validTo));
-    this.metrics.onScrape(async () => this.metrics.rpc.setServiceStatus(MANAGER_SERVICE, (await this.check()).problems.length === 0));
+    for (const [cert, pem] of Object.entries(certificates))
+      this.metrics.rpc.setCertificateExpiry(cert, new Date(new X509Certificate(pem).validTo));
+    this.metrics.onScrape(async () =>
+      this.metrics.rpc.setServiceStatus(
+        MANAGER_SERVICE,
+        (await this.check()).problems.length === 0,
+      ),
+    );
   }
 
   /** Ready, naming each check; otherwise 503 naming every problem. */
   async readiness(): Promise<Readiness> {
     const { problems, remotes } = await this.check();
-    if (problems.length > 0) throw new DomainError(ErrorCode.NotReady, `not ready: ${problems.join('; ')}`);
+    if (problems.length > 0)
+      throw new DomainError(ErrorCode.NotReady, `not ready: ${problems.join('; ')}`);
     return { status: 'ready', checks: { database: 'ok', poller: 'ok', remotes } };
   }
 
@@ -63,8 +70,12 @@ export class HealthService implements OnModuleInit {
     const total = pending + online + unreachable;
     let remotes = 'none configured';
     if (online > 0) remotes = `${online} of ${total} reachable`;
-    else if (total > 0 && pending > 0) problems.push(`no remote answered yet (${pending} of ${total} not refreshed yet, ${unreachable} unreachable)`);
-    else if (total > 0) problems.push(`no remote is reachable (${unreachable} configured, all unreachable)`);
+    else if (total > 0 && pending > 0)
+      problems.push(
+        `no remote answered yet (${pending} of ${total} not refreshed yet, ${unreachable} unreachable)`,
+      );
+    else if (total > 0)
+      problems.push(`no remote is reachable (${unreachable} configured, all unreachable)`);
     return { problems, remotes };
   }
 }

@@ -11,7 +11,12 @@ export function httpMetricsMiddleware(metrics: MetricsService): RequestHandler {
     const started = performance.now();
     res.once('finish', () => {
       const template = (req.route as { path?: unknown } | undefined)?.path;
-      const route = typeof template === 'string' ? `${req.baseUrl}${template}` : res.locals.staticFile ? 'static' : 'unmatched';
+      const route =
+        typeof template === 'string'
+          ? `${req.baseUrl}${template}`
+          : res.locals.staticFile
+            ? 'static'
+            : 'unmatched';
       metrics.observeHttp(req.method, route, res.statusCode, (performance.now() - started) / 1000);
     });
     next();

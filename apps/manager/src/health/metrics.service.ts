@@ -14,9 +14,26 @@ export type Backend = (typeof BACKENDS)[number];
  * Node states per remote: the node's health while it answers; unreachable while its lease lives but
  * its agent does not answer; offline when its lease is gone (the manager still knows it); anything else is `unknown`.
  */
-export const NODE_STATES = ['ok', 'degraded', 'failed', 'unreachable', 'offline', 'unknown'] as const;
+export const NODE_STATES = [
+  'ok',
+  'degraded',
+  'failed',
+  'unreachable',
+  'offline',
+  'unknown',
+] as const;
 /** VM states per remote, as agents report them; anything else is `unknown`. */
-export const VM_STATES = ['stopped', 'starting', 'running', 'stopping', 'rebooting', 'migrating', 'paused', 'crashed', 'unknown'] as const;
+export const VM_STATES = [
+  'stopped',
+  'starting',
+  'running',
+  'stopping',
+  'rebooting',
+  'migrating',
+  'paused',
+  'crashed',
+  'unknown',
+] as const;
 /** How a task ended: `interrupted` when a manager restart cut it off. */
 export const TASK_OUTCOMES = ['succeeded', 'failed', 'cancelled', 'interrupted'] as const;
 export type TaskOutcome = (typeof TASK_OUTCOMES)[number];
@@ -36,7 +53,16 @@ export interface RemoteMetrics {
 /** A mirrored VM's mirroring health as the replication poll sees it (the `state` of debvisor_rbd_mirror_vm_state). */
 export const MIRROR_VM_STATES = ['ok', 'syncing', 'error', 'split-brain', 'unknown'] as const;
 /** Image mirroring states (rbd's `up+replaying` …), reduced to the part after `+`; anything else is `unknown`. */
-export const MIRROR_IMAGE_STATES = ['replaying', 'stopped', 'syncing', 'starting_replay', 'stopping_replay', 'error', 'disabled', 'unknown'] as const;
+export const MIRROR_IMAGE_STATES = [
+  'replaying',
+  'stopped',
+  'syncing',
+  'starting_replay',
+  'stopping_replay',
+  'error',
+  'disabled',
+  'unknown',
+] as const;
 
 /** What the metrics need to know about one mirrored VM after a replication poll. */
 export interface ReplicationMetrics {
@@ -138,7 +164,7 @@ export class MetricsService {
   });
   private readonly mirrorRpoTarget = new Gauge({
     name: 'debvisor_rbd_mirror_rpo_target_seconds',
-    help: "The RPO a mirrored VM should keep (set when its mirroring was enabled)",
+    help: 'The RPO a mirrored VM should keep (set when its mirroring was enabled)',
     labelNames: ['remote', 'vm'] as const,
     registers: this.registers,
   });
@@ -249,8 +275,11 @@ export class MetricsService {
       const labels = { remote: vm.remote, vm: vm.vm };
       if (vm.rpoSeconds !== undefined) this.mirrorRpo.set(labels, vm.rpoSeconds);
       this.mirrorRpoTarget.set(labels, vm.rpoTargetSeconds);
-      const current = (MIRROR_VM_STATES as readonly string[]).includes(vm.health) ? vm.health : 'unknown';
-      for (const state of MIRROR_VM_STATES) this.mirrorVmState.set({ ...labels, state }, state === current ? 1 : 0);
+      const current = (MIRROR_VM_STATES as readonly string[]).includes(vm.health)
+        ? vm.health
+        : 'unknown';
+      for (const state of MIRROR_VM_STATES)
+        this.mirrorVmState.set({ ...labels, state }, state === current ? 1 : 0);
       this.mirrorSplitBrain.set(labels, vm.splitBrain ? 1 : 0);
       for (const image of vm.imageStates) {
         const list = images.get(image.remote) ?? [];
@@ -258,7 +287,8 @@ export class MetricsService {
         images.set(image.remote, list);
       }
     }
-    for (const [remote, states] of images) setCounts(this.mirrorImages, remote, MIRROR_IMAGE_STATES, states);
+    for (const [remote, states] of images)
+      setCounts(this.mirrorImages, remote, MIRROR_IMAGE_STATES, states);
   }
 
   /** `route` is a route template (`/api/v1/remotes/:remote`), `static`, or `unmatched` — never a raw path. */
@@ -283,11 +313,17 @@ export class MetricsService {
   }
 }
 
-function setCounts<L extends string>(gauge: Gauge<L | 'remote' | 'state'>, remote: string, known: readonly string[], values: readonly string[]): void {
+function setCounts<L extends string>(
+  gauge: Gauge<L | 'remote' | 'state'>,
+  remote: string,
+  known: readonly string[],
+  values: readonly string[],
+): void {
   const counts = new Map<string, number>(known.map((state) => [state, 0]));
   for (const value of values) {
     const state = counts.has(value) ? value : 'unknown';
     counts.set(state, counts.get(state)! + 1);
   }
-  for (const [state, count] of counts) gauge.set({ remote, state } as Record<L | 'remote' | 'state', string>, count);
+  for (const [state, count] of counts)
+    gauge.set({ remote, state } as Record<L | 'remote' | 'state', string>, count);
 }

@@ -12,7 +12,10 @@ export class IdentityController {
 
   @Get('identity')
   @RequirePrivilege('system.audit', '/')
-  @ZodResponse({ type: ManagerIdentityDto, description: "The manager's client CA (for agents' tls.clientCas) and HTTPS certificate" })
+  @ZodResponse({
+    type: ManagerIdentityDto,
+    description: "The manager's client CA (for agents' tls.clientCas) and HTTPS certificate",
+  })
   get() {
     return this.identity.describe();
   }

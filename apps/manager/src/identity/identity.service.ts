@@ -10,10 +10,17 @@ export class IdentityService {
   describe() {
     const clientCa = describe(this.identity.client.caPem);
     return {
-      clientCa: { ...clientCa, pem: splitPemBundle(this.identity.client.caPem)[0], path: this.identity.client.caFile },
+      clientCa: {
+        ...clientCa,
+        pem: splitPemBundle(this.identity.client.caPem)[0],
+        path: this.identity.client.caFile,
+      },
       server: {
         certificate: describe(this.identity.server.certPem),
-        ca: { ...describe(this.identity.server.caPem), pem: splitPemBundle(this.identity.server.caPem)[0] },
+        ca: {
+          ...describe(this.identity.server.caPem),
+          pem: splitPemBundle(this.identity.server.caPem)[0],
+        },
       },
     };
   }
@@ -21,5 +28,10 @@ export class IdentityService {
 
 function describe(pem: string) {
   const summary = describeCertificate(splitPemBundle(pem)[0]);
-  return { subject: summary.subject, fingerprintSha256: summary.fingerprintSha256, notBefore: summary.notBefore, notAfter: summary.notAfter };
+  return {
+    subject: summary.subject,
+    fingerprintSha256: summary.fingerprintSha256,
+    notBefore: summary.notBefore,
+    notAfter: summary.notAfter,
+  };
 }

@@ -29,10 +29,20 @@ describe('StateDirRepository', () => {
     const clientCa = describeCertificate(readFileSync(join(dir, 'pki/client-ca.crt'), 'utf8'));
     expect(clientCa.isCa).toBe(true);
     expect(fingerprintSha256(first.client.caPem)).toBe(clientCa.fingerprintSha256);
-    expect(new X509Certificate(splitPemBundle(first.client.certPem)[0]).checkIssued(new X509Certificate(first.client.caPem))).toBe(true);
+    expect(
+      new X509Certificate(splitPemBundle(first.client.certPem)[0]).checkIssued(
+        new X509Certificate(first.client.caPem),
+      ),
+    ).toBe(true);
 
     expect(statSync(dir).mode & 0o777).toBe(0o711);
-    for (const file of ['secret.key', 'pki/server.key', 'pki/client.key', 'pki/client-ca.key', 'pki/server-ca.key']) {
+    for (const file of [
+      'secret.key',
+      'pki/server.key',
+      'pki/client.key',
+      'pki/client-ca.key',
+      'pki/server-ca.key',
+    ]) {
       expect(statSync(join(dir, file)).mode & 0o777, file).toBe(0o600);
     }
   });

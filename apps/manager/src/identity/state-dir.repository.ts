@@ -1,13 +1,25 @@
 import { createCa, issueCertificate, type KeyPairPem } from '@debvisor/pki';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 
 /** What the manager keeps in its state directory, loaded (and created on the first start). */
 export interface ManagerIdentity {
   /** HTTPS: the certificate chain (leaf, then the manager's own server CA) and its key. */
-  readonly server: KeyPairPem & { readonly caPem: string; readonly certFile: string; readonly caFile: string };
+  readonly server: KeyPairPem & {
+    readonly caPem: string;
+    readonly certFile: string;
+    readonly caFile: string;
+  };
   /** mTLS to agents: the client CA operators add to agents' tls.clientCas, and the client certificate. */
   readonly client: KeyPairPem & { readonly caPem: string; readonly caFile: string };
   /** AES-256-GCM key for secrets at rest (credential API keys). */
@@ -50,7 +62,10 @@ export class StateDirRepository {
     mkdirSync(this.pkiDir, { recursive: true, mode: 0o700 });
   }
 
-  async loadIdentity(serverNames: { dnsNames: string[]; ipAddresses: string[] }): Promise<ManagerIdentity> {
+  async loadIdentity(serverNames: {
+    dnsNames: string[];
+    ipAddresses: string[];
+  }): Promise<ManagerIdentity> {
     this.ensureStateDir();
     const server = await this.loadOrCreateServerTls(serverNames);
     const client = await this.loadOrCreateClientIdentity();
@@ -65,7 +80,10 @@ export class StateDirRepository {
     return { dnsNames: [...names], ipAddresses: ['127.0.0.1', '::1'] };
   }
 
-  private async loadOrCreateServerTls(names: { dnsNames: string[]; ipAddresses: string[] }): Promise<ManagerIdentity['server']> {
+  private async loadOrCreateServerTls(names: {
+    dnsNames: string[];
+    ipAddresses: string[];
+  }): Promise<ManagerIdentity['server']> {
     const caFile = join(this.pkiDir, 'server-ca.crt');
     const certFile = join(this.pkiDir, 'server.crt');
     const ca = await this.loadOrCreatePair(caFile, join(this.pkiDir, 'server-ca.key'), () =>
@@ -88,12 +106,15 @@ export class StateDirRepository {
     const ca = await this.loadOrCreatePair(caFile, join(this.pkiDir, 'client-ca.key'), () =>
       createCa(`DebVisor manager ${hostname()} client CA`),
     );
-    const client = await this.loadOrCreatePair(join(this.pkiDir, 'client.crt'), join(this.pkiDir, 'client.key'), () =>
-      issueCertificate(ca, {
-        commonName: `manager:${hostname()}`,
-        organizationalUnit: 'debvisor-manager',
-        usage: 'client',
-      }),
+    const client = await this.loadOrCreatePair(
+      join(this.pkiDir, 'client.crt'),
+      join(this.pkiDir, 'client.key'),
+      () =>
+        issueCertificate(ca, {
+          commonName: `manager:${hostname()}`,
+          organizationalUnit: 'debvisor-manager',
+          usage: 'client',
+        }),
     );
     return { ...client, caPem: ca.certPem, caFile };
   }
@@ -109,7 +130,10 @@ export class StateDirRepository {
   /** The embedded PostgreSQL's superuser password, generated on the first start. */
   loadOrCreateDatabasePassword(): string {
     this.ensureStateDir();
-    return this.readOrCreate(join(this.stateDir, 'postgres.password'), () => randomBytes(24).toString('base64url') + '\n').trim();
+    return this.readOrCreate(
+      join(this.stateDir, 'postgres.password'),
+      () => randomBytes(24).toString('base64url') + '\n',
+    ).trim();
   }
 
   /**
@@ -118,10 +142,17 @@ export class StateDirRepository {
    */
   loadOrCreateAppDatabasePassword(): string {
     this.ensureStateDir();
-    return this.readOrCreate(join(this.stateDir, 'postgres-app.password'), () => randomBytes(24).toString('base64url') + '\n').trim();
+    return this.readOrCreate(
+      join(this.stateDir, 'postgres-app.password'),
+      () => randomBytes(24).toString('base64url') + '\n',
+    ).trim();
   }
 
-  private async loadOrCreatePair(certFile: string, keyFile: string, create: () => Promise<KeyPairPem>): Promise<KeyPairPem> {
+  private async loadOrCreatePair(
+    certFile: string,
+    keyFile: string,
+    create: () => Promise<KeyPairPem>,
+  ): Promise<KeyPairPem> {
     if (existsSync(certFile) && existsSync(keyFile)) {
       return { certPem: readFileSync(certFile, 'utf8'), keyPem: readFileSync(keyFile, 'utf8') };
     }

@@ -19,7 +19,9 @@ export type MigrationOptions = z.infer<typeof migrationOptionsSchema>;
 
 /** The last progress the source reported. */
 export const migrationFiguresSchema = z.object({
-  stage: z.string().meta({ description: "The source's own stage: setup, precopy, postcopy, switchover, completed …" }),
+  stage: z.string().meta({
+    description: "The source's own stage: setup, precopy, postcopy, switchover, completed …",
+  }),
   transferredBytes: z.number(),
   remainingBytes: z.number(),
   totalBytes: z.number(),
@@ -27,7 +29,10 @@ export const migrationFiguresSchema = z.object({
   expectedDowntimeMs: z.number(),
   etaSeconds: z.number().meta({ description: '0 when unknown' }),
   iteration: z.number().int().meta({ description: 'Pre-copy pass' }),
-  downtimeMs: z.number().nullable().meta({ description: 'The pause QEMU measured at the switchover (once completed)' }),
+  downtimeMs: z
+    .number()
+    .nullable()
+    .meta({ description: 'The pause QEMU measured at the switchover (once completed)' }),
   totalTimeMs: z.number().nullable(),
   message: z.string(),
 });
@@ -41,11 +46,15 @@ export const migrationDetailsSchema = z
     target: z.object({ remote: z.string(), node: z.string() }),
     options: migrationOptionsSchema,
     progress: migrationFiguresSchema.nullable(),
-    journal: z.array(z.object({ at: z.iso.datetime(), phase: z.enum(MIGRATION_PHASES), message: z.string() })),
+    journal: z.array(
+      z.object({ at: z.iso.datetime(), phase: z.enum(MIGRATION_PHASES), message: z.string() }),
+    ),
     createdAt: z.iso.datetime(),
     transferStartedAt: z.iso.datetime().nullable(),
     finishedAt: z.iso.datetime().nullable(),
     updatedAt: z.iso.datetime(),
   })
-  .meta({ description: 'A migration task (vm.migrate): phase, last figures and the phase journal' });
+  .meta({
+    description: 'A migration task (vm.migrate): phase, last figures and the phase journal',
+  });
 export type MigrationDetails = z.infer<typeof migrationDetailsSchema>;

@@ -1,4 +1,10 @@
-import type { MigrateVmRequest, MigrationProgress__Output, PrepareMigrationRequest, PrepareMigrationResponse__Output, Vm__Output } from '@debvisor/proto';
+import type {
+  MigrateVmRequest,
+  MigrationProgress__Output,
+  PrepareMigrationRequest,
+  PrepareMigrationResponse__Output,
+  Vm__Output,
+} from '@debvisor/proto';
 import { fakeClock, strictMock } from '@debvisor/testing/strict-mock';
 import type { PinoLogger } from 'nestjs-pino';
 import type { AgentClientRepository, MigrationRef } from '../agents/agent-client.repository';
@@ -27,8 +33,18 @@ import type { MigrationRepository } from './migration.repository';
 export const TASK_ID = '9d7f2a44-7a3c-4d2e-9f11-5c0f2b1a7e01';
 export const VM = '11111111-1111-4111-8111-111111111111';
 export const COOKIE = `dvmc_${'S'.repeat(43)}`;
-export const EAST: AgentConnection = { remoteId: 'dc-east', endpoints: ['east:9443'], caCertPem: 'EAST-CA-PEM', apiKey: 'dvk_east' };
-export const WEST: AgentConnection = { remoteId: 'dc-west', endpoints: ['west:9443'], caCertPem: 'WEST-CA-PEM', apiKey: 'dvk_west' };
+export const EAST: AgentConnection = {
+  remoteId: 'dc-east',
+  endpoints: ['east:9443'],
+  caCertPem: 'EAST-CA-PEM',
+  apiKey: 'dvk_east',
+};
+export const WEST: AgentConnection = {
+  remoteId: 'dc-west',
+  endpoints: ['west:9443'],
+  caCertPem: 'WEST-CA-PEM',
+  apiKey: 'dvk_west',
+};
 
 export const OPTIONS: MigrationOptions = {
   online: true,
@@ -66,12 +82,33 @@ export function migrationRecord(overrides: Partial<VmMigrationEntity> = {}): VmM
 
 export function vmOn(node: string, state = 'running'): Vm__Output {
   return {
-    spec: { uuid: VM, name: 'web-1', vcpus: 1, memoryBytes: '268435456', disks: [], nics: [], cpuModel: 'host-model', hugepages: false, tenant: '', labels: {} },
-    runtime: { state, nodeId: node, cpuUsage: 0, memoryUsedBytes: '0', uptimeSeconds: '0', stateChangedAt: '', lockedBy: '' },
+    spec: {
+      uuid: VM,
+      name: 'web-1',
+      vcpus: 1,
+      memoryBytes: '268435456',
+      disks: [],
+      nics: [],
+      cpuModel: 'host-model',
+      hugepages: false,
+      tenant: '',
+      labels: {},
+    },
+    runtime: {
+      state,
+      nodeId: node,
+      cpuUsage: 0,
+      memoryUsedBytes: '0',
+      uptimeSeconds: '0',
+      stateChangedAt: '',
+      lockedBy: '',
+    },
   };
 }
 
-export function answer(overrides: Partial<PrepareMigrationResponse__Output> = {}): PrepareMigrationResponse__Output {
+export function answer(
+  overrides: Partial<PrepareMigrationResponse__Output> = {},
+): PrepareMigrationResponse__Output {
   return {
     checks: [{ name: 'cpu', result: 'pass', reason: 'ok' }],
     ok: true,
@@ -89,7 +126,10 @@ export function answer(overrides: Partial<PrepareMigrationResponse__Output> = {}
   };
 }
 
-export function progress(phase: string, overrides: Partial<MigrationProgress__Output> = {}): MigrationProgress__Output {
+export function progress(
+  phase: string,
+  overrides: Partial<MigrationProgress__Output> = {},
+): MigrationProgress__Output {
   return {
     phase,
     transferredBytes: '0',
@@ -146,14 +186,28 @@ export class FakeStream implements AsyncIterable<MigrationProgress__Output> {
 
 export interface AgentScript {
   getVm?: (connection: AgentConnection, uuid: string) => Promise<Vm__Output>;
-  prepareMigration?: (connection: AgentConnection, request: PrepareMigrationRequest) => Promise<PrepareMigrationResponse__Output>;
-  migrateVm?: (connection: AgentConnection, request: MigrateVmRequest, signal?: AbortSignal) => AsyncIterable<MigrationProgress__Output>;
+  prepareMigration?: (
+    connection: AgentConnection,
+    request: PrepareMigrationRequest,
+  ) => Promise<PrepareMigrationResponse__Output>;
+  migrateVm?: (
+    connection: AgentConnection,
+    request: MigrateVmRequest,
+    signal?: AbortSignal,
+  ) => AsyncIterable<MigrationProgress__Output>;
   cancelMigration?: (connection: AgentConnection, ref: MigrationRef) => Promise<boolean>;
-  getMigration?: (connection: AgentConnection, ref: MigrationRef) => Promise<MigrationProgress__Output>;
+  getMigration?: (
+    connection: AgentConnection,
+    ref: MigrationRef,
+  ) => Promise<MigrationProgress__Output>;
 }
 
 /** Everything the runner touches, recorded: the repository writes, the task log, the agent calls. */
-export function runnerSetup(script: AgentScript, record: VmMigrationEntity = migrationRecord(), options: { movedGrants?: number } = {}) {
+export function runnerSetup(
+  script: AgentScript,
+  record: VmMigrationEntity = migrationRecord(),
+  options: { movedGrants?: number } = {},
+) {
   const phases: { phase: MigrationPhase; facts: Record<string, unknown> }[] = [];
   const figures: { figures: MigrationFigures; fraction: number }[] = [];
   const log: string[] = [];
@@ -164,9 +218,18 @@ export function runnerSetup(script: AgentScript, record: VmMigrationEntity = mig
   const events = new MigrationEvents();
   const repository = strictMock<MigrationRepository>('MigrationRepository', {
     get: async () => record,
-    setPhase: async (_id: string, phase: MigrationPhase, _at: Date, facts: Record<string, unknown> = {}) => void phases.push({ phase, facts }),
-    setProgress: async (_id: string, f: MigrationFigures, fraction: number) => void figures.push({ figures: f, fraction }),
-    moveVmGrants: async (vm: string, from: string, to: string) => (moved.push(`${vm} ${from}→${to}`), options.movedGrants ?? 0),
+    setPhase: async (
+      _id: string,
+      phase: MigrationPhase,
+      _at: Date,
+      facts: Record<string, unknown> = {},
+    ) => void phases.push({ phase, facts }),
+    setProgress: async (_id: string, f: MigrationFigures, fraction: number) =>
+      void figures.push({ figures: f, fraction }),
+    moveVmGrants: async (vm: string, from: string, to: string) => (
+      moved.push(`${vm} ${from}→${to}`),
+      options.movedGrants ?? 0
+    ),
   });
   const agents = strictMock<AgentClientRepository>('AgentClientRepository', script);
   const auth = strictMock<AuthService>('AuthService', { invalidate: () => undefined });
@@ -174,16 +237,53 @@ export function runnerSetup(script: AgentScript, record: VmMigrationEntity = mig
     repository,
     new MigrationPreflightService(agents),
     agents,
-    strictMock<RemotesService>('RemotesService', { connectionFor: async (remote: string) => (remote === 'dc-west' ? WEST : EAST) }),
-    strictMock<ResourcesService>('ResourcesService', { refreshRemote: async (remote: string) => void refreshed.push(remote) }),
+    strictMock<RemotesService>('RemotesService', {
+      connectionFor: async (remote: string) => (remote === 'dc-west' ? WEST : EAST),
+    }),
+    strictMock<ResourcesService>('ResourcesService', {
+      refreshRemote: async (remote: string) => void refreshed.push(remote),
+    }),
     auth,
-    strictMock<MetricsService>('MetricsService', { observeMigration: (outcome: string) => void outcomes.push(outcome) }),
+    strictMock<MetricsService>('MetricsService', {
+      observeMigration: (outcome: string) => void outcomes.push(outcome),
+    }),
     strictMock<ClockRepository>('ClockRepository', { now: clock.now }),
-    strictMock<MigrationTimerRepository>('MigrationTimerRepository', { sleep: async (ms: number) => clock.advance(ms) }),
+    strictMock<MigrationTimerRepository>('MigrationTimerRepository', {
+      sleep: async (ms: number) => clock.advance(ms),
+    }),
     strictMock<PinoLogger>('PinoLogger', { setContext: () => undefined, error: () => undefined }),
     events,
   );
-  const task = { id: TASK_ID, type: 'vm.migrate', state: 'running', remoteId: record.sourceRemote, vmId: VM, owner: 'alice@local!ci', credentialId: null, log: [] } as unknown as TaskEntity;
-  const context: TaskContext = { task, log: async (message) => void log.push(message), progress: async () => undefined };
-  return { runner, agents, auth, events, repository, phases, figures, log, refreshed, moved, outcomes, clock, context, task, record };
+  const task = {
+    id: TASK_ID,
+    type: 'vm.migrate',
+    state: 'running',
+    remoteId: record.sourceRemote,
+    vmId: VM,
+    owner: 'alice@local!ci',
+    credentialId: null,
+    log: [],
+  } as unknown as TaskEntity;
+  const context: TaskContext = {
+    task,
+    log: async (message) => void log.push(message),
+    progress: async () => undefined,
+  };
+  return {
+    runner,
+    agents,
+    auth,
+    events,
+    repository,
+    phases,
+    figures,
+    log,
+    refreshed,
+    moved,
+    outcomes,
+    clock,
+    context,
+    task,
+    record,
+  };
 }

@@ -1,7 +1,14 @@
 import type { TaskLogLine } from '../tasks/task.entity';
 
 /** The phases of a migration as the manager runs it; the last three are final. */
-export const MIGRATION_PHASES = ['preflight', 'prepare', 'transfer', 'completed', 'failed', 'cancelled'] as const;
+export const MIGRATION_PHASES = [
+  'preflight',
+  'prepare',
+  'transfer',
+  'completed',
+  'failed',
+  'cancelled',
+] as const;
 export type MigrationPhase = (typeof MIGRATION_PHASES)[number];
 export type FinalPhase = Extract<MigrationPhase, 'completed' | 'failed' | 'cancelled'>;
 

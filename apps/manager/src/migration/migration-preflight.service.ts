@@ -1,4 +1,10 @@
-import type { MigrationDisk__Output, PrepareMigrationRequest, PreflightCheck__Output, Vm__Output, VmSpec__Output } from '@debvisor/proto';
+import type {
+  MigrationDisk__Output,
+  PrepareMigrationRequest,
+  PreflightCheck__Output,
+  Vm__Output,
+  VmSpec__Output,
+} from '@debvisor/proto';
 import { Injectable } from '@nestjs/common';
 import { AgentClientRepository } from '../agents/agent-client.repository';
 import type { AgentConnection } from '../agents/agent-connection';
@@ -44,13 +50,26 @@ export interface PreflightResult {
 export class MigrationPreflightService {
   constructor(private readonly agents: AgentClientRepository) {}
 
-  async run(plan: MigrationPlan, ends: MigrationEnds, managerChecks: PreflightCheckView[] = []): Promise<PreflightResult> {
+  async run(
+    plan: MigrationPlan,
+    ends: MigrationEnds,
+    managerChecks: PreflightCheckView[] = [],
+  ): Promise<PreflightResult> {
     const vm = await this.agents.getVm(ends.source, plan.vmId);
     const sourceNode = vm.runtime?.nodeId ?? '';
-    if (!vm.spec || !sourceNode) throw new DomainError(ErrorCode.RemoteError, `remote ${plan.sourceRemote} did not say which node runs VM ${plan.vmId}`);
+    if (!vm.spec || !sourceNode)
+      throw new DomainError(
+        ErrorCode.RemoteError,
+        `remote ${plan.sourceRemote} did not say which node runs VM ${plan.vmId}`,
+      );
     const checks: PreflightCheckView[] = [...managerChecks];
     if (plan.sourceRemote === plan.targetRemote && plan.targetNode === sourceNode) {
-      checks.push({ side: 'manager', name: 'target-node', result: 'fail', reason: `the VM already runs on node ${sourceNode}; choose another node (or another remote)` });
+      checks.push({
+        side: 'manager',
+        name: 'target-node',
+        result: 'fail',
+        reason: `the VM already runs on node ${sourceNode}; choose another node (or another remote)`,
+      });
     }
     const source = await this.agents.prepareMigration(ends.source, {
       ...this.common(plan),
@@ -63,16 +82,28 @@ export class MigrationPreflightService {
     const spec = source.vmState?.spec ?? vm.spec;
     const sourceCpu = { model: source.cpuModel, flags: source.cpuFlags };
     const sourceDisks = source.disks ?? [];
-    const target = await this.agents.prepareMigration(ends.target, this.targetRequest(plan, ends, { spec, sourceNode, sourceCpu, sourceDisks }, '', true));
+    const target = await this.agents.prepareMigration(
+      ends.target,
+      this.targetRequest(plan, ends, { spec, sourceNode, sourceCpu, sourceDisks }, '', true),
+    );
     checks.push(...target.checks.map((check) => checkView('target', check)));
-    return { vm, sourceNode, spec, sourceCpu, sourceDisks, checks, ok: !checks.some((check) => check.result === 'fail') };
+    return {
+      vm,
+      sourceNode,
+      spec,
+      sourceCpu,
+      sourceDisks,
+      checks,
+      ok: !checks.some((check) => check.result === 'fail'),
+    };
   }
 
   /** The target's PrepareMigration: a pre-flight (checkOnly) or the reservation named `migrationId`. */
   targetRequest(
     plan: MigrationPlan,
     ends: MigrationEnds,
-    found: Pick<PreflightResult, 'spec' | 'sourceNode' | 'sourceCpu'> & Partial<Pick<PreflightResult, 'sourceDisks'>>,
+    found: Pick<PreflightResult, 'spec' | 'sourceNode' | 'sourceCpu'> &
+      Partial<Pick<PreflightResult, 'sourceDisks'>>,
     migrationId: string,
     checkOnly: boolean,
   ): PrepareMigrationRequest {
@@ -104,7 +135,10 @@ export class MigrationPreflightService {
 }
 
 /** An agent's check as the manager shows it; a result it does not know counts as a failure. */
-export function checkView(side: 'source' | 'target', check: PreflightCheck__Output): PreflightCheckView {
+export function checkView(
+  side: 'source' | 'target',
+  check: PreflightCheck__Output,
+): PreflightCheckView {
   const result = check.result === 'pass' || check.result === 'warn' ? check.result : 'fail';
   return { side, name: check.name, result, reason: check.reason };
 }

@@ -49,14 +49,29 @@ export class MigrationRecoveryService {
           const where = await this.runner.locate(record, active.ends);
           active.settled = true;
           await this.runner.finishRecord(active, 'failed');
-          await this.runner.journal(active, 'failed', `the manager restarted before the transfer began; ${where.text}`);
+          await this.runner.journal(
+            active,
+            'failed',
+            `the manager restarted before the transfer began; ${where.text}`,
+          );
           await this.runner.refreshCaches(record);
-          throw new DomainError(ErrorCode.Conflict, `the manager restarted before the transfer began; ${where.text}`);
+          throw new DomainError(
+            ErrorCode.Conflict,
+            `the manager restarted before the transfer began; ${where.text}`,
+          );
         }
         case 'transfer': {
-          await this.runner.journal(active, 'transfer', 'the manager restarted during the transfer; asking the source how the migration stands');
+          await this.runner.journal(
+            active,
+            'transfer',
+            'the manager restarted during the transfer; asking the source how the migration stands',
+          );
           const final = await this.runner.follow(active);
-          return await this.runner.settle(active, final, 'the source no longer knows this migration');
+          return await this.runner.settle(
+            active,
+            final,
+            'the source no longer knows this migration',
+          );
         }
         case 'completed':
         case 'failed':
@@ -64,9 +79,14 @@ export class MigrationRecoveryService {
           // The outcome was recorded just before the restart; the task only needs to end with it.
           const where = await this.runner.locate(record, active.ends);
           active.settled = true;
-          await this.runner.journal(active, record.phase, `the manager restarted after the outcome was recorded; ${where.text}`);
+          await this.runner.journal(
+            active,
+            record.phase,
+            `the manager restarted after the outcome was recorded; ${where.text}`,
+          );
           if (record.phase === 'completed') return;
-          if (record.phase === 'cancelled') throw new TaskCancelled(`the migration was cancelled; ${where.text}`);
+          if (record.phase === 'cancelled')
+            throw new TaskCancelled(`the migration was cancelled; ${where.text}`);
           throw new DomainError(ErrorCode.RemoteError, `the migration had failed; ${where.text}`);
         }
       }
@@ -81,7 +101,11 @@ export class MigrationRecoveryService {
     if (missing.length === 0) return;
     const budgetSeconds = this.config.migrationRecoveryWaitSeconds;
     const started = this.clock.now().getTime();
-    await this.runner.journal(active, record.phase, `waiting up to ${budgetSeconds} s for ${missing.join(' and ')} to answer before deciding`);
+    await this.runner.journal(
+      active,
+      record.phase,
+      `waiting up to ${budgetSeconds} s for ${missing.join(' and ')} to answer before deciding`,
+    );
     while (missing.length > 0 && this.clock.now().getTime() - started < budgetSeconds * 1000) {
       await this.timer.sleep(RECOVERY_POLL_MS, active.abort.signal);
       if (active.abort.signal.aborted) throw new TaskSuspended();

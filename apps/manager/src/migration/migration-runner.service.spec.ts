@@ -6,17 +6,48 @@ import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
 import { TaskCancelled } from '../tasks/task-cancelled';
 import { TaskSuspended } from '../tasks/task-suspended';
-import { answer, COOKIE, EAST, FakeStream, migrationRecord, progress, runnerSetup, TASK_ID, VM, vmOn } from './migration-fixtures.test';
+import {
+  answer,
+  COOKIE,
+  EAST,
+  FakeStream,
+  migrationRecord,
+  progress,
+  runnerSetup,
+  TASK_ID,
+  VM,
+  vmOn,
+} from './migration-fixtures.test';
 
 /** The agents of one cluster (dc-east: VM on node-1) answering a migration to node-2. */
-function intraCluster(stream: FakeStream, extra: { prepared?: PrepareMigrationRequest[]; migrated?: MigrateVmRequest[]; located?: () => string } = {}) {
+function intraCluster(
+  stream: FakeStream,
+  extra: {
+    prepared?: PrepareMigrationRequest[];
+    migrated?: MigrateVmRequest[];
+    located?: () => string;
+  } = {},
+) {
   return {
     getVm: async () => vmOn(extra.located?.() ?? 'node-1'),
     prepareMigration: async (_c: AgentConnection, request: PrepareMigrationRequest) => {
       extra.prepared?.push(request);
-      if (request.role === 'source') return answer({ vmState: vmOn('node-1'), cpuModel: 'EPYC', cpuFlags: ['avx2'], nodeId: 'node-1' });
+      if (request.role === 'source')
+        return answer({
+          vmState: vmOn('node-1'),
+          cpuModel: 'EPYC',
+          cpuFlags: ['avx2'],
+          nodeId: 'node-1',
+        });
       if (request.checkOnly) return answer({ nodeId: 'node-2' });
-      return answer({ endpoint: '10.0.0.2:9443', cookie: COOKIE, cookieExpiresAt: '2026-01-01T00:01:00Z', nodeId: 'node-2', caPem: 'EAST-CA-PEM', dataEndpoint: 'tcp:10.0.0.2:49152' });
+      return answer({
+        endpoint: '10.0.0.2:9443',
+        cookie: COOKIE,
+        cookieExpiresAt: '2026-01-01T00:01:00Z',
+        nodeId: 'node-2',
+        caPem: 'EAST-CA-PEM',
+        dataEndpoint: 'tcp:10.0.0.2:49152',
+      });
     },
     migrateVm: (_c: AgentConnection, request: MigrateVmRequest) => {
       extra.migrated?.push(request);
@@ -34,25 +65,69 @@ describe('MigrationRunnerService: a migration within one remote', () => {
     const s = runnerSetup(intraCluster(stream, { prepared, migrated }));
     stream.push(
       progress('setup', { totalBytes: '1000' }),
-      progress('precopy', { transferredBytes: '600', remainingBytes: '400', totalBytes: '1000', iteration: 1 }),
-      progress('completed', { transferredBytes: '1000', totalBytes: '1000', downtimeMs: 42, totalTimeMs: 900, message: 'the VM runs on node node-2' }),
+      progress('precopy', {
+        transferredBytes: '600',
+        remainingBytes: '400',
+        totalBytes: '1000',
+        iteration: 1,
+      }),
+      progress('completed', {
+        transferredBytes: '1000',
+        totalBytes: '1000',
+        downtimeMs: 42,
+        totalTimeMs: 900,
+        message: 'the VM runs on node node-2',
+      }),
     );
     stream.end();
 
     await s.runner.run(s.context);
 
-    expect(prepared.map((r) => `${r.role} ${r.checkOnly ? 'check' : 'reserve'} ${r.migrationId ?? ''}`)).toEqual(['source check ', 'target check ', `target reserve ${TASK_ID}`]);
+    expect(
+      prepared.map((r) => `${r.role} ${r.checkOnly ? 'check' : 'reserve'} ${r.migrationId ?? ''}`),
+    ).toEqual(['source check ', 'target check ', `target reserve ${TASK_ID}`]);
     const reservation = prepared[2];
-    expect(reservation).toMatchObject({ targetNodeId: 'node-2', sourceNodeId: 'node-1', sourceCaPem: '', transport: 'direct', online: true, sourceCpuModel: 'EPYC', sourceCpuFlags: ['avx2'] });
+    expect(reservation).toMatchObject({
+      targetNodeId: 'node-2',
+      sourceNodeId: 'node-1',
+      sourceCaPem: '',
+      transport: 'direct',
+      online: true,
+      sourceCpuModel: 'EPYC',
+      sourceCpuFlags: ['avx2'],
+    });
     expect(migrated).toEqual([
-      expect.objectContaining({ uuid: VM, migrationId: TASK_ID, cookie: COOKIE, targetEndpoint: '10.0.0.2:9443', targetNodeId: 'node-2', targetCaPem: 'EAST-CA-PEM', targetDataEndpoint: 'tcp:10.0.0.2:49152', transport: 'direct', mode: 'precopy', downtimeLimitMs: 300, bandwidthLimitBytes: '0', offline: false }),
+      expect.objectContaining({
+        uuid: VM,
+        migrationId: TASK_ID,
+        cookie: COOKIE,
+        targetEndpoint: '10.0.0.2:9443',
+        targetNodeId: 'node-2',
+        targetCaPem: 'EAST-CA-PEM',
+        targetDataEndpoint: 'tcp:10.0.0.2:49152',
+        transport: 'direct',
+        mode: 'precopy',
+        downtimeLimitMs: 300,
+        bandwidthLimitBytes: '0',
+        offline: false,
+      }),
     ]);
     expect(s.phases.map((p) => p.phase)).toEqual(['preflight', 'prepare', 'transfer', 'completed']);
     expect(s.phases[0].facts).toEqual({ sourceNode: 'node-1' });
     expect(s.log[0]).toMatch(/^\[preflight\] checking both ends/);
-    expect(s.log.at(-1)).toBe('[completed] the VM runs on node node-2 of remote dc-east (900 ms in all, 42 ms of downtime)');
+    expect(s.log.at(-1)).toBe(
+      '[completed] the VM runs on node node-2 of remote dc-east (900 ms in all, 42 ms of downtime)',
+    );
     expect(s.log.filter((line) => line.startsWith('[transfer] source:'))).toHaveLength(2);
-    expect(s.figures.at(-1)).toEqual({ figures: expect.objectContaining({ stage: 'completed', transferredBytes: 1000, downtimeMs: 42, totalTimeMs: 900 }), fraction: 1 });
+    expect(s.figures.at(-1)).toEqual({
+      figures: expect.objectContaining({
+        stage: 'completed',
+        transferredBytes: 1000,
+        downtimeMs: 42,
+        totalTimeMs: 900,
+      }),
+      fraction: 1,
+    });
     expect(s.refreshed).toEqual(['dc-east']);
     expect(s.moved).toEqual([]);
     expect(s.outcomes).toEqual(['succeeded']);
@@ -61,11 +136,18 @@ describe('MigrationRunnerService: a migration within one remote', () => {
   it('never writes the cookie anywhere but into the source request', async () => {
     const stream = new FakeStream();
     const s = runnerSetup(intraCluster(stream));
-    stream.push(progress('failed', { message: 'QEMU said no; the VM keeps running on node node-1' }));
+    stream.push(
+      progress('failed', { message: 'QEMU said no; the VM keeps running on node node-1' }),
+    );
     stream.end();
     const error = await s.runner.run(s.context).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(DomainError);
-    const written = JSON.stringify({ log: s.log, phases: s.phases, figures: s.figures, error: (error as Error).message });
+    const written = JSON.stringify({
+      log: s.log,
+      phases: s.phases,
+      figures: s.figures,
+      error: (error as Error).message,
+    });
     expect(written).not.toContain(COOKIE);
     expect(written).not.toContain('SSSSSSSS');
   });
@@ -73,7 +155,15 @@ describe('MigrationRunnerService: a migration within one remote', () => {
   it('writes the figures of a fast stream at most about twice a second, and always the last', async () => {
     const stream = new FakeStream();
     const s = runnerSetup(intraCluster(stream));
-    for (let i = 1; i <= 10; i += 1) stream.push(progress('precopy', { transferredBytes: String(i * 100), remainingBytes: String(1000 - i * 90), totalBytes: '1000', iteration: 1 }));
+    for (let i = 1; i <= 10; i += 1)
+      stream.push(
+        progress('precopy', {
+          transferredBytes: String(i * 100),
+          remainingBytes: String(1000 - i * 90),
+          totalBytes: '1000',
+          iteration: 1,
+        }),
+      );
     stream.push(progress('completed', { totalBytes: '1000', transferredBytes: '1000' }));
     stream.end();
     await s.runner.run(s.context);
@@ -85,10 +175,25 @@ describe('MigrationRunnerService: a migration within one remote', () => {
   it('never lets the progress go back when a second pass finds dirtied memory to send again', async () => {
     let advance: (ms: number) => void = () => undefined;
     const reports = [
-      progress('precopy', { transferredBytes: '800', remainingBytes: '200', totalBytes: '1000', iteration: 1 }),
+      progress('precopy', {
+        transferredBytes: '800',
+        remainingBytes: '200',
+        totalBytes: '1000',
+        iteration: 1,
+      }),
       // The second pass: memory dirtied during the first is due again (0.94 → 0.88 before).
-      progress('precopy', { transferredBytes: '900', remainingBytes: '300', totalBytes: '1000', iteration: 2 }),
-      progress('precopy', { transferredBytes: '1150', remainingBytes: '50', totalBytes: '1000', iteration: 2 }),
+      progress('precopy', {
+        transferredBytes: '900',
+        remainingBytes: '300',
+        totalBytes: '1000',
+        iteration: 2,
+      }),
+      progress('precopy', {
+        transferredBytes: '1150',
+        remainingBytes: '50',
+        totalBytes: '1000',
+        iteration: 2,
+      }),
       progress('completed', { totalBytes: '1000', transferredBytes: '1200' }),
     ];
     const s = runnerSetup({
@@ -118,7 +223,12 @@ describe('MigrationRunnerService: a migration within one remote', () => {
       ...intraCluster(stream, { prepared }),
       prepareMigration: async (_c: AgentConnection, request: PrepareMigrationRequest) => {
         prepared.push(request);
-        return request.role === 'source' ? answer() : answer({ ok: false, checks: [{ name: 'memory', result: 'fail', reason: 'needs 256 MiB, 128 MiB free' }] });
+        return request.role === 'source'
+          ? answer()
+          : answer({
+              ok: false,
+              checks: [{ name: 'memory', result: 'fail', reason: 'needs 256 MiB, 128 MiB free' }],
+            });
       },
     });
     await expect(s.runner.run(s.context)).rejects.toThrow(
@@ -132,20 +242,38 @@ describe('MigrationRunnerService: a migration within one remote', () => {
   });
 
   it('refuses a target node that already runs the VM', async () => {
-    const s = runnerSetup(intraCluster(new FakeStream()), migrationRecord({ targetNode: 'node-1' }));
-    await expect(s.runner.run(s.context)).rejects.toThrow('manager target-node: the VM already runs on node node-1');
+    const s = runnerSetup(
+      intraCluster(new FakeStream()),
+      migrationRecord({ targetNode: 'node-1' }),
+    );
+    await expect(s.runner.run(s.context)).rejects.toThrow(
+      'manager target-node: the VM already runs on node node-1',
+    );
   });
 
   it("on a failed transfer releases the target's side and states where the VM is, as the agents answer", async () => {
     const stream = new FakeStream();
     const cancelled: string[] = [];
-    const s = runnerSetup({ ...intraCluster(stream), cancelMigration: async (_c, ref) => (cancelled.push(`${ref.nodeId} ${ref.migrationId}`), true) });
-    stream.push(progress('precopy', { totalBytes: '1000', remainingBytes: '900' }), progress('failed', { message: 'the tunnel to the target broke; the VM keeps running on node node-1' }));
+    const s = runnerSetup({
+      ...intraCluster(stream),
+      cancelMigration: async (_c, ref) => (
+        cancelled.push(`${ref.nodeId} ${ref.migrationId}`),
+        true
+      ),
+    });
+    stream.push(
+      progress('precopy', { totalBytes: '1000', remainingBytes: '900' }),
+      progress('failed', {
+        message: 'the tunnel to the target broke; the VM keeps running on node node-1',
+      }),
+    );
     stream.end();
     const error = (await s.runner.run(s.context).catch((e: unknown) => e)) as DomainError;
     expect(error).toBeInstanceOf(DomainError);
     expect(error).not.toBeInstanceOf(TaskCancelled);
-    expect(error.message).toBe('the tunnel to the target broke; the VM keeps running on node node-1 — checked: the VM is running on node node-1 of remote dc-east');
+    expect(error.message).toBe(
+      'the tunnel to the target broke; the VM keeps running on node node-1 — checked: the VM is running on node node-1 of remote dc-east',
+    );
     expect(cancelled).toEqual([`node-2 ${TASK_ID}`]);
     expect(s.phases.map((p) => p.phase)).toEqual(['preflight', 'prepare', 'transfer', 'failed']);
     expect(s.log.at(-1)).toBe('[failed] the VM is running on node node-1 of remote dc-east');
@@ -154,13 +282,31 @@ describe('MigrationRunnerService: a migration within one remote', () => {
 
   it('follows the migration through GetMigration when the stream breaks, and completes when the source says so', async () => {
     const stream = new FakeStream();
-    const answers = [progress('precopy'), progress('switchover'), progress('completed', { totalTimeMs: 1200, downtimeMs: 80 })];
-    const s = runnerSetup({ ...intraCluster(stream), getMigration: async (_c, ref) => (expect(ref).toEqual({ migrationId: TASK_ID, vmUuid: VM, nodeId: 'node-1' }), answers.shift()!) });
+    const answers = [
+      progress('precopy'),
+      progress('switchover'),
+      progress('completed', { totalTimeMs: 1200, downtimeMs: 80 }),
+    ];
+    const s = runnerSetup({
+      ...intraCluster(stream),
+      getMigration: async (_c, ref) => (
+        expect(ref).toEqual({ migrationId: TASK_ID, vmUuid: VM, nodeId: 'node-1' }),
+        answers.shift()!
+      ),
+    });
     stream.push(progress('precopy', { totalBytes: '10' }));
-    stream.fail(new AgentError(ErrorCode.RemoteUnreachable, 'east:9443 is unreachable: connection reset', 'east:9443'));
+    stream.fail(
+      new AgentError(
+        ErrorCode.RemoteUnreachable,
+        'east:9443 is unreachable: connection reset',
+        'east:9443',
+      ),
+    );
     await s.runner.run(s.context);
     expect(answers).toEqual([]);
-    expect(s.log).toContain("[transfer] lost the source's progress stream (east:9443 is unreachable: connection reset); asking the source how the migration stands");
+    expect(s.log).toContain(
+      "[transfer] lost the source's progress stream (east:9443 is unreachable: connection reset); asking the source how the migration stands",
+    );
     expect(s.phases.at(-1)!.phase).toBe('completed');
   });
 
@@ -170,11 +316,16 @@ describe('MigrationRunnerService: a migration within one remote', () => {
     const sightings = ['node-1', 'node-2'];
     const s = runnerSetup({
       ...intraCluster(stream, { located: () => sightings.shift()! }),
-      getMigration: async () => Promise.reject(new AgentError(ErrorCode.NotFound, 'no migration 9d7f… on node node-1', 'east:9443')),
+      getMigration: async () =>
+        Promise.reject(
+          new AgentError(ErrorCode.NotFound, 'no migration 9d7f… on node node-1', 'east:9443'),
+        ),
     });
     stream.fail(new AgentError(ErrorCode.RemoteUnreachable, 'gone', 'east:9443'));
     await s.runner.run(s.context);
-    expect(s.log).toContain('[completed] the source could not say how the migration ended; found: the VM is running on node node-2 of remote dc-east');
+    expect(s.log).toContain(
+      '[completed] the source could not say how the migration ended; found: the VM is running on node node-2 of remote dc-east',
+    );
   });
 });
 
@@ -189,26 +340,47 @@ describe('MigrationRunnerService: across remotes', () => {
         prepareMigration: async (connection, request) => {
           prepared.push({ connection, request });
           if (request.role === 'source') return answer({ vmState: vmOn('node-1') });
-          return request.checkOnly ? answer() : answer({ endpoint: 'west-1:9443', cookie: COOKIE, nodeId: 'node-2', caPem: 'WEST-CA-PEM' });
+          return request.checkOnly
+            ? answer()
+            : answer({
+                endpoint: 'west-1:9443',
+                cookie: COOKIE,
+                nodeId: 'node-2',
+                caPem: 'WEST-CA-PEM',
+              });
         },
         migrateVm: (connection, request) => {
           expect(connection).toBe(EAST);
-          expect(request).toMatchObject({ transport: 'tunnel', targetCaPem: 'WEST-CA-PEM', targetEndpoint: 'west-1:9443', cookie: COOKIE });
+          expect(request).toMatchObject({
+            transport: 'tunnel',
+            targetCaPem: 'WEST-CA-PEM',
+            targetEndpoint: 'west-1:9443',
+            cookie: COOKIE,
+          });
           return stream;
         },
       },
-      migrationRecord({ targetRemote: 'dc-west', options: { ...migrationRecord().options, transport: 'tunnel' } }),
+      migrationRecord({
+        targetRemote: 'dc-west',
+        options: { ...migrationRecord().options, transport: 'tunnel' },
+      }),
       { movedGrants: 2 },
     );
     stream.push(progress('completed'));
     stream.end();
     await s.runner.run(s.context);
-    expect(prepared.map((p) => `${p.connection.remoteId} ${p.request.role}`)).toEqual(['dc-east source', 'dc-west target', 'dc-west target']);
+    expect(prepared.map((p) => `${p.connection.remoteId} ${p.request.role}`)).toEqual([
+      'dc-east source',
+      'dc-west target',
+      'dc-west target',
+    ]);
     expect(prepared[2].request.sourceCaPem).toBe('EAST-CA-PEM');
     expect(s.moved).toEqual([`${VM} dc-east→dc-west`]);
     expect(s.auth.invalidate).toHaveBeenCalledOnce();
     expect(s.refreshed.sort()).toEqual(['dc-east', 'dc-west']);
-    expect(s.log).toContain(`[completed] moved 2 ACL entries on the VM to /remotes/dc-west/vms/${VM}`);
+    expect(s.log).toContain(
+      `[completed] moved 2 ACL entries on the VM to /remotes/dc-west/vms/${VM}`,
+    );
     expect(located).toEqual(['dc-east']);
   });
 
@@ -219,11 +391,21 @@ describe('MigrationRunnerService: across remotes', () => {
         getVm: async () => vmOn('node-1'),
         prepareMigration: async (_connection, request) => {
           if (request.role === 'source') return answer({ vmState: vmOn('node-1') });
-          return request.checkOnly ? answer() : answer({ endpoint: 'west-1:9443', cookie: COOKIE, nodeId: 'node-2', caPem: 'WEST-CA-PEM' });
+          return request.checkOnly
+            ? answer()
+            : answer({
+                endpoint: 'west-1:9443',
+                cookie: COOKIE,
+                nodeId: 'node-2',
+                caPem: 'WEST-CA-PEM',
+              });
         },
         migrateVm: () => stream,
       },
-      migrationRecord({ targetRemote: 'dc-west', options: { ...migrationRecord().options, transport: 'tunnel' } }),
+      migrationRecord({
+        targetRemote: 'dc-west',
+        options: { ...migrationRecord().options, transport: 'tunnel' },
+      }),
     );
     const heard: unknown[] = [];
     s.events.subscribe(async (event) => {
@@ -236,21 +418,44 @@ describe('MigrationRunnerService: across remotes', () => {
     stream.push(progress('completed'));
     stream.end();
     await s.runner.run(s.context);
-    expect(heard).toEqual([{ type: 'vm-moved', taskId: TASK_ID, vmId: VM, fromRemote: 'dc-east', toRemote: 'dc-west', online: true, phases: expect.not.arrayContaining(['completed']) }]);
+    expect(heard).toEqual([
+      {
+        type: 'vm-moved',
+        taskId: TASK_ID,
+        vmId: VM,
+        fromRemote: 'dc-east',
+        toRemote: 'dc-west',
+        online: true,
+        phases: expect.not.arrayContaining(['completed']),
+      },
+    ]);
     expect(s.log).toContain('[completed] replication: dc-west is primary now');
-    expect(s.log).toContain('[completed] the VM moved, but recording it elsewhere failed: the database went away');
+    expect(s.log).toContain(
+      '[completed] the VM moved, but recording it elsewhere failed: the database went away',
+    );
     expect(s.phases.at(-1)?.phase).toBe('completed');
   });
 
   it('releases the target’s side of a move a restart interrupted, before the task moves the VM again', async () => {
     const released: string[] = [];
     const s = runnerSetup(
-      { cancelMigration: async (c, ref) => (released.push(`${c.remoteId} ${ref.nodeId} ${ref.migrationId}`), true) },
-      migrationRecord({ targetRemote: 'dc-west', phase: 'prepare', options: { ...migrationRecord().options, online: false, transport: 'tunnel' } }),
+      {
+        cancelMigration: async (c, ref) => (
+          released.push(`${c.remoteId} ${ref.nodeId} ${ref.migrationId}`),
+          true
+        ),
+      },
+      migrationRecord({
+        targetRemote: 'dc-west',
+        phase: 'prepare',
+        options: { ...migrationRecord().options, online: false, transport: 'tunnel' },
+      }),
     );
     await s.runner.releaseInterrupted(s.context, s.record);
     expect(released).toEqual([`dc-west ${s.record.targetNode} ${TASK_ID}`]);
-    expect(s.log).toEqual(["[prepare] releasing the target's side of the move a manager restart interrupted (prepare)"]);
+    expect(s.log).toEqual([
+      "[prepare] releasing the target's side of the move a manager restart interrupted (prepare)",
+    ]);
   });
 
   it('tells nobody about a migration within one remote', async () => {
@@ -270,13 +475,20 @@ describe('MigrationRunnerService: cancel', () => {
   it('asks the source to stop during the transfer; the task ends cancelled when the stream says so, and the target is released', async () => {
     const stream = new FakeStream();
     const cancels: string[] = [];
-    const s = runnerSetup({ ...intraCluster(stream), cancelMigration: async (c, ref) => (cancels.push(`${c.remoteId} ${ref.nodeId}`), true) });
+    const s = runnerSetup({
+      ...intraCluster(stream),
+      cancelMigration: async (c, ref) => (cancels.push(`${c.remoteId} ${ref.nodeId}`), true),
+    });
     const running = s.runner.run(s.context);
     stream.push(progress('precopy', { totalBytes: '1000', remainingBytes: '800' }));
     await vi.waitFor(() => expect(s.phases.map((p) => p.phase)).toContain('transfer'));
     await s.runner.cancel(s.task, 'bob@local');
     expect(cancels).toEqual(['dc-east node-1']);
-    stream.push(progress('cancelled', { message: 'cancelled during the transfer; the VM keeps running on node node-1' }));
+    stream.push(
+      progress('cancelled', {
+        message: 'cancelled during the transfer; the VM keeps running on node node-1',
+      }),
+    );
     stream.end();
     const error = await running.catch((e: unknown) => e);
     expect(error).toBeInstanceOf(TaskCancelled);
@@ -292,7 +504,10 @@ describe('MigrationRunnerService: cancel', () => {
   it('asks the source again when it had not registered the migration yet', async () => {
     const stream = new FakeStream();
     const answers = [false, true];
-    const s = runnerSetup({ ...intraCluster(stream), cancelMigration: async () => answers.shift() ?? true });
+    const s = runnerSetup({
+      ...intraCluster(stream),
+      cancelMigration: async () => answers.shift() ?? true,
+    });
     const running = s.runner.run(s.context);
     await vi.waitFor(() => expect(stream.opened).toBe(true));
     await s.runner.cancel(s.task, 'bob@local');
@@ -322,7 +537,9 @@ describe('MigrationRunnerService: cancel', () => {
     await vi.waitFor(() => expect(reserve).toBeDefined());
     await s.runner.cancel(s.task, 'bob@local');
     reserve!();
-    await expect(running).rejects.toThrow('cancelled by bob@local before the transfer began; the VM was not moved: it is still running on node node-1 of remote dc-east');
+    await expect(running).rejects.toThrow(
+      'cancelled by bob@local before the transfer began; the VM was not moved: it is still running on node node-1 of remote dc-east',
+    );
     expect(released).toEqual(['node-2']);
     expect(stream.opened).toBe(false);
     expect(s.phases.map((p) => p.phase)).toEqual(['preflight', 'prepare', 'cancelled']);
@@ -332,12 +549,22 @@ describe('MigrationRunnerService: cancel', () => {
     const stream = new FakeStream();
     const s = runnerSetup({
       ...intraCluster(stream),
-      cancelMigration: async () => Promise.reject(new AgentError(ErrorCode.Conflict, 'the VM already runs on the target; the migration can no longer be cancelled', 'east:9443')),
+      cancelMigration: async () =>
+        Promise.reject(
+          new AgentError(
+            ErrorCode.Conflict,
+            'the VM already runs on the target; the migration can no longer be cancelled',
+            'east:9443',
+          ),
+        ),
     });
     const running = s.runner.run(s.context);
     stream.push(progress('switchover'));
     await vi.waitFor(() => expect(s.log.some((l) => l.includes('source: switchover'))).toBe(true));
-    await expect(s.runner.cancel(s.task, 'bob@local')).rejects.toMatchObject({ code: ErrorCode.Conflict, message: expect.stringContaining('can no longer be cancelled') });
+    await expect(s.runner.cancel(s.task, 'bob@local')).rejects.toMatchObject({
+      code: ErrorCode.Conflict,
+      message: expect.stringContaining('can no longer be cancelled'),
+    });
     stream.push(progress('completed'));
     stream.end();
     await running;

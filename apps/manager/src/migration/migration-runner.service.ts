@@ -16,8 +16,19 @@ import { TaskSuspended } from '../tasks/task-suspended';
 import type { TaskContext } from '../tasks/tasks.service';
 import type { MigrationFigures } from './migration-details.dto';
 import { MigrationEvents } from './migration-events';
-import { isFinalPhase, journalLine, type FinalPhase, type MigrationPhase } from './migration-journal';
-import { checkView, failingChecks, MigrationPreflightService, type MigrationEnds, type MigrationPlan } from './migration-preflight.service';
+import {
+  isFinalPhase,
+  journalLine,
+  type FinalPhase,
+  type MigrationPhase,
+} from './migration-journal';
+import {
+  checkView,
+  failingChecks,
+  MigrationPreflightService,
+  type MigrationEnds,
+  type MigrationPlan,
+} from './migration-preflight.service';
 import { MigrationTimerRepository } from './migration-timer.repository';
 import type { VmMigrationEntity } from './migration.entity';
 import { MigrationRepository } from './migration.repository';
@@ -67,7 +78,10 @@ export interface Whereabouts {
   readonly text: string;
 }
 
-type Sighting = { kind: 'vm'; node: string; state: string } | { kind: 'absent' } | { kind: 'unknown'; reason: string };
+type Sighting =
+  | { kind: 'vm'; node: string; state: string }
+  | { kind: 'absent' }
+  | { kind: 'unknown'; reason: string };
 
 /**
  * Carries out one migration task: pre-flight on both ends, the target's reservation (its one-time
@@ -111,8 +125,16 @@ export class MigrationRunnerService {
    */
   async cancel(task: Readonly<TaskEntity>, by: string): Promise<void> {
     const active = this.active.get(task.id);
-    if (!active) throw new DomainError(ErrorCode.Conflict, `migration ${task.id} is not under way in this manager`);
-    if (active.settled) throw new DomainError(ErrorCode.Conflict, `migration ${task.id} is ending (${active.phase}); it can no longer be cancelled`);
+    if (!active)
+      throw new DomainError(
+        ErrorCode.Conflict,
+        `migration ${task.id} is not under way in this manager`,
+      );
+    if (active.settled)
+      throw new DomainError(
+        ErrorCode.Conflict,
+        `migration ${task.id} is ending (${active.phase}); it can no longer be cancelled`,
+      );
     if (active.cancelledBy !== null) return;
     active.cancelledBy = by;
     await this.journal(active, active.phase, `cancel requested by ${by}`);
@@ -150,13 +172,20 @@ export class MigrationRunnerService {
 
   async record(taskId: string): Promise<VmMigrationEntity> {
     const record = await this.repository.get(taskId);
-    if (!record) throw new DomainError(ErrorCode.Internal, 'the migration record of this task is missing; nothing was done');
+    if (!record)
+      throw new DomainError(
+        ErrorCode.Internal,
+        'the migration record of this task is missing; nothing was done',
+      );
     return record;
   }
 
   /** The connections to both ends, with the credentials the task was accepted with. */
   ends(task: Readonly<TaskEntity>, record: VmMigrationEntity): Promise<MigrationEnds> {
-    return this.connect({ remote: record.sourceRemote, credentialId: task.credentialId }, { remote: record.targetRemote, credentialId: record.targetCredentialId });
+    return this.connect(
+      { remote: record.sourceRemote, credentialId: task.credentialId },
+      { remote: record.targetRemote, credentialId: record.targetCredentialId },
+    );
   }
 
   /**
@@ -164,7 +193,11 @@ export class MigrationRunnerService {
    * when a credential's cluster permissions do not allow migrating.
    */
   async connect(source: EndCredential, target: EndCredential): Promise<MigrationEnds> {
-    const sourceConnection = await this.remotes.connectionFor(source.remote, source.credentialId, MIGRATE_PERMISSION);
+    const sourceConnection = await this.remotes.connectionFor(
+      source.remote,
+      source.credentialId,
+      MIGRATE_PERMISSION,
+    );
     const targetConnection: AgentConnection =
       target.remote === source.remote && target.credentialId === source.credentialId
         ? sourceConnection
@@ -179,7 +212,11 @@ export class MigrationRunnerService {
    */
   async follow(active: ActiveMigration): Promise<MigrationProgress__Output | undefined> {
     const { record } = active;
-    const ref = { migrationId: record.taskId, vmUuid: record.vmId, nodeId: record.sourceNode ?? '' };
+    const ref = {
+      migrationId: record.taskId,
+      vmUuid: record.vmId,
+      nodeId: record.sourceNode ?? '',
+    };
     let unreachable = 0;
     for (;;) {
       if (active.abort.signal.aborted) throw new TaskSuspended();
@@ -190,9 +227,14 @@ export class MigrationRunnerService {
         if (isFinalPhase(progress.phase)) return progress;
       } catch (error) {
         if (!(error instanceof DomainError)) throw error;
-        const transient = error.code === ErrorCode.RemoteUnreachable || error.code === ErrorCode.RemoteTlsFailed;
+        const transient =
+          error.code === ErrorCode.RemoteUnreachable || error.code === ErrorCode.RemoteTlsFailed;
         if (!transient || ++unreachable >= FOLLOW_MAX_UNREACHABLE) {
-          await this.journal(active, 'transfer', `the source cannot say how the migration ended (${error.message}); deciding by where the VM is`);
+          await this.journal(
+            active,
+            'transfer',
+            `the source cannot say how the migration ended (${error.message}); deciding by where the VM is`,
+          );
           return undefined;
         }
       }
@@ -205,20 +247,38 @@ export class MigrationRunnerService {
    * say, so the VM's whereabouts decide). Completed: caches refreshed, grants moved. Otherwise the
    * target's side is released and the error (or cancellation) states where the VM is.
    */
-  async settle(active: ActiveMigration, final: MigrationProgress__Output | undefined, lost?: string): Promise<void> {
+  async settle(
+    active: ActiveMigration,
+    final: MigrationProgress__Output | undefined,
+    lost?: string,
+  ): Promise<void> {
     active.settled = true;
     const { record } = active;
-    if (final?.phase === 'completed') return this.complete(active, `the VM runs on node ${record.targetNode} of remote ${record.targetRemote}${timing(final)}`);
+    if (final?.phase === 'completed')
+      return this.complete(
+        active,
+        `the VM runs on node ${record.targetNode} of remote ${record.targetRemote}${timing(final)}`,
+      );
     const where = await this.locate(record, active.ends!);
-    if (!final && where.atTarget) return this.complete(active, `the source could not say how the migration ended; found: ${where.text}`);
+    if (!final && where.atTarget)
+      return this.complete(
+        active,
+        `the source could not say how the migration ended; found: ${where.text}`,
+      );
     await this.releaseTarget(active);
     await this.refreshCaches(record);
     const phase: FinalPhase = final?.phase === 'cancelled' ? 'cancelled' : 'failed';
     await this.finishRecord(active, phase);
     await this.journal(active, phase, where.text);
-    const reason = final ? final.message || (phase === 'cancelled' ? 'the source stopped the migration' : 'the migration failed') : `the outcome could not be learned from the source (${lost ?? 'no answer'})`;
+    const reason = final
+      ? final.message ||
+        (phase === 'cancelled' ? 'the source stopped the migration' : 'the migration failed')
+      : `the outcome could not be learned from the source (${lost ?? 'no answer'})`;
     const message = `${reason} — checked: ${where.text}`;
-    if (phase === 'cancelled') throw new TaskCancelled(active.cancelledBy ? `cancelled by ${active.cancelledBy}: ${message}` : message);
+    if (phase === 'cancelled')
+      throw new TaskCancelled(
+        active.cancelledBy ? `cancelled by ${active.cancelledBy}: ${message}` : message,
+      );
     throw new DomainError(ErrorCode.RemoteError, message);
   }
 
@@ -227,7 +287,13 @@ export class MigrationRunnerService {
    * answer), each as "remote X (why)": empty when both answer.
    */
   async unanswered(record: VmMigrationEntity, ends: MigrationEnds): Promise<string[]> {
-    const sides = record.sourceRemote === record.targetRemote ? [[record.targetRemote, ends.target] as const] : [[record.sourceRemote, ends.source] as const, [record.targetRemote, ends.target] as const];
+    const sides =
+      record.sourceRemote === record.targetRemote
+        ? [[record.targetRemote, ends.target] as const]
+        : [
+            [record.sourceRemote, ends.source] as const,
+            [record.targetRemote, ends.target] as const,
+          ];
     const missing: string[] = [];
     for (const [remote, connection] of sides) {
       const sighting = await this.sight(connection, record.vmId);
@@ -242,7 +308,9 @@ export class MigrationRunnerService {
     const atTargetRemote = await this.sight(ends.target, record.vmId);
     const atSourceRemote = cross ? await this.sight(ends.source, record.vmId) : atTargetRemote;
     const atTarget =
-      atTargetRemote.kind === 'vm' && atTargetRemote.node === record.targetNode && (!record.options.online || atTargetRemote.state === 'running');
+      atTargetRemote.kind === 'vm' &&
+      atTargetRemote.node === record.targetNode &&
+      (!record.options.online || atTargetRemote.state === 'running');
     const text = cross
       ? `the VM is ${describe(record.sourceRemote, atSourceRemote)} and ${describe(record.targetRemote, atTargetRemote)}`
       : `the VM is ${describe(record.sourceRemote, atSourceRemote)}`;
@@ -258,7 +326,11 @@ export class MigrationRunnerService {
     const active = this.track(context, record);
     try {
       active.ends = await this.ends(context.task, record);
-      await this.journal(active, record.phase, `releasing the target's side of the move a manager restart interrupted (${record.phase})`);
+      await this.journal(
+        active,
+        record.phase,
+        `releasing the target's side of the move a manager restart interrupted (${record.phase})`,
+      );
       await this.releaseTarget(active);
     } finally {
       this.release(record.taskId);
@@ -269,9 +341,17 @@ export class MigrationRunnerService {
   async releaseTarget(active: ActiveMigration): Promise<void> {
     const { record } = active;
     try {
-      await this.agents.cancelMigration(active.ends!.target, { migrationId: record.taskId, vmUuid: record.vmId, nodeId: record.targetNode });
+      await this.agents.cancelMigration(active.ends!.target, {
+        migrationId: record.taskId,
+        vmUuid: record.vmId,
+        nodeId: record.targetNode,
+      });
     } catch (error) {
-      await this.journal(active, active.phase, `could not release the target's side (${messageOf(error)}); an unclaimed reservation ends when its one-time credential expires`);
+      await this.journal(
+        active,
+        active.phase,
+        `could not release the target's side (${messageOf(error)}); an unclaimed reservation ends when its one-time credential expires`,
+      );
     }
   }
 
@@ -280,7 +360,10 @@ export class MigrationRunnerService {
     await this.repository.setPhase(active.record.taskId, phase, now, { finishedAt: now });
     active.phase = phase;
     const outcome = phase === 'completed' ? 'succeeded' : phase;
-    this.metrics.observeMigration(outcome, Math.max(0, (now.getTime() - active.record.createdAt.getTime()) / 1000));
+    this.metrics.observeMigration(
+      outcome,
+      Math.max(0, (now.getTime() - active.record.createdAt.getTime()) / 1000),
+    );
   }
 
   async journal(active: ActiveMigration, phase: MigrationPhase, message: string): Promise<void> {
@@ -297,7 +380,13 @@ export class MigrationRunnerService {
   private async carryOut(active: ActiveMigration): Promise<void> {
     const { record } = active;
     const options = record.options;
-    const plan: MigrationPlan = { vmId: record.vmId, sourceRemote: record.sourceRemote, targetRemote: record.targetRemote, targetNode: record.targetNode, options };
+    const plan: MigrationPlan = {
+      vmId: record.vmId,
+      sourceRemote: record.sourceRemote,
+      targetRemote: record.targetRemote,
+      targetNode: record.targetNode,
+      options,
+    };
     let where = 'nothing was changed';
     try {
       const ends = (active.ends = await this.ends(active.context.task, record));
@@ -308,25 +397,59 @@ export class MigrationRunnerService {
       );
       const found = await this.preflight.run(plan, ends);
       record.sourceNode = found.sourceNode;
-      await this.repository.setPhase(record.taskId, 'preflight', this.clock.now(), { sourceNode: found.sourceNode });
+      await this.repository.setPhase(record.taskId, 'preflight', this.clock.now(), {
+        sourceNode: found.sourceNode,
+      });
       where = `the VM was not moved: it is still ${found.vm.runtime?.state || 'where it was'} on node ${found.sourceNode} of remote ${record.sourceRemote}`;
-      for (const check of found.checks) if (check.result !== 'pass') await this.journal(active, 'preflight', `${check.side} ${check.name}: ${check.result} — ${check.reason}`);
-      if (!found.ok) throw new DomainError(ErrorCode.Conflict, `pre-flight failed: ${failingChecks(found.checks)}`);
-      await this.journal(active, 'preflight', `all ${found.checks.length} checks passed on node ${found.sourceNode} and node ${record.targetNode}`);
+      for (const check of found.checks)
+        if (check.result !== 'pass')
+          await this.journal(
+            active,
+            'preflight',
+            `${check.side} ${check.name}: ${check.result} — ${check.reason}`,
+          );
+      if (!found.ok)
+        throw new DomainError(
+          ErrorCode.Conflict,
+          `pre-flight failed: ${failingChecks(found.checks)}`,
+        );
+      await this.journal(
+        active,
+        'preflight',
+        `all ${found.checks.length} checks passed on node ${found.sourceNode} and node ${record.targetNode}`,
+      );
       this.stopIfAsked(active);
 
       await this.enter(active, 'prepare');
-      await this.journal(active, 'prepare', `asking node ${record.targetNode} of remote ${record.targetRemote} to prepare the incoming side`);
-      const reservation = await this.agents.prepareMigration(ends.target, this.preflight.targetRequest(plan, ends, found, record.taskId, false));
+      await this.journal(
+        active,
+        'prepare',
+        `asking node ${record.targetNode} of remote ${record.targetRemote} to prepare the incoming side`,
+      );
+      const reservation = await this.agents.prepareMigration(
+        ends.target,
+        this.preflight.targetRequest(plan, ends, found, record.taskId, false),
+      );
       if (!reservation.ok || !reservation.cookie) {
         const checks = reservation.checks.map((check) => checkView('target', check));
-        throw new DomainError(ErrorCode.Conflict, `the target prepared nothing: ${failingChecks(checks) || 'it gave no reason'}`);
+        throw new DomainError(
+          ErrorCode.Conflict,
+          `the target prepared nothing: ${failingChecks(checks) || 'it gave no reason'}`,
+        );
       }
-      await this.journal(active, 'prepare', `node ${reservation.nodeId || record.targetNode} is ready to receive; its one-time credential expires at ${reservation.cookieExpiresAt || 'soon'}`);
+      await this.journal(
+        active,
+        'prepare',
+        `node ${reservation.nodeId || record.targetNode} is ready to receive; its one-time credential expires at ${reservation.cookieExpiresAt || 'soon'}`,
+      );
       this.stopIfAsked(active);
 
       await this.enter(active, 'transfer', { transferStartedAt: this.clock.now() });
-      await this.journal(active, 'transfer', `asking node ${found.sourceNode} of remote ${record.sourceRemote} to ${options.online ? 'migrate the running VM' : 'move the stopped VM'}`);
+      await this.journal(
+        active,
+        'transfer',
+        `asking node ${found.sourceNode} of remote ${record.sourceRemote} to ${options.online ? 'migrate the running VM' : 'move the stopped VM'}`,
+      );
       // The cookie lives only in this request object, which goes to the source agent and is then dropped.
       const request: MigrateVmRequest = {
         uuid: record.vmId,
@@ -350,7 +473,10 @@ export class MigrationRunnerService {
       if (error instanceof TaskSuspended || active.settled) throw error;
       if (active.phase === 'transfer') {
         // Something went wrong on the manager's side during the transfer: the VM's whereabouts decide.
-        this.logger.error({ task: record.taskId, err: error }, 'migration transfer interrupted unexpectedly');
+        this.logger.error(
+          { task: record.taskId, err: error },
+          'migration transfer interrupted unexpectedly',
+        );
         return this.settle(active, undefined, messageOf(error));
       }
       // Before the transfer the VM was not touched: release what the target prepared, if anything.
@@ -359,9 +485,13 @@ export class MigrationRunnerService {
       await this.finishRecord(active, cancelled ? 'cancelled' : 'failed');
       await this.journal(active, cancelled ? 'cancelled' : 'failed', where);
       if (cancelled) throw new TaskCancelled(`${error.message}; ${where}`);
-      if (error instanceof DomainError) throw new DomainError(error.code, `${error.message}; ${where}`, { cause: error });
+      if (error instanceof DomainError)
+        throw new DomainError(error.code, `${error.message}; ${where}`, { cause: error });
       this.logger.error({ task: record.taskId, err: error }, 'migration failed unexpectedly');
-      throw new DomainError(ErrorCode.Internal, `failed unexpectedly (the manager log has the details); ${where}`);
+      throw new DomainError(
+        ErrorCode.Internal,
+        `failed unexpectedly (the manager log has the details); ${where}`,
+      );
     }
   }
 
@@ -370,7 +500,11 @@ export class MigrationRunnerService {
     let last: MigrationProgress__Output | undefined;
     let failure: unknown;
     try {
-      for await (const progress of this.agents.migrateVm(active.ends!.source, request, active.abort.signal)) {
+      for await (const progress of this.agents.migrateVm(
+        active.ends!.source,
+        request,
+        active.abort.signal,
+      )) {
         last = progress;
         await this.observe(active, progress);
         if (isFinalPhase(progress.phase)) break;
@@ -381,25 +515,40 @@ export class MigrationRunnerService {
     if (active.abort.signal.aborted) throw new TaskSuspended();
     if (last && isFinalPhase(last.phase)) return this.settle(active, last);
     const lost = failure ? messageOf(failure) : 'the stream ended without an outcome';
-    await this.journal(active, 'transfer', `lost the source's progress stream (${lost}); asking the source how the migration stands`);
+    await this.journal(
+      active,
+      'transfer',
+      `lost the source's progress stream (${lost}); asking the source how the migration stands`,
+    );
     return this.settle(active, await this.follow(active), lost);
   }
 
   /** One progress report: the stage into the journal when it changes, figures (throttled), a pending cancel asked again. */
-  private async observe(active: ActiveMigration, progress: MigrationProgress__Output): Promise<void> {
+  private async observe(
+    active: ActiveMigration,
+    progress: MigrationProgress__Output,
+  ): Promise<void> {
     const now = this.clock.now();
     if (progress.phase !== active.lastStage) {
       active.lastStage = progress.phase;
-      if (!isFinalPhase(progress.phase)) await this.journal(active, 'transfer', describeStage(progress));
+      if (!isFinalPhase(progress.phase))
+        await this.journal(active, 'transfer', describeStage(progress));
     }
     const figures = figuresOf(progress);
-    if (isFinalPhase(progress.phase) || now.getTime() - active.lastWrite >= PROGRESS_WRITE_INTERVAL_MS) {
+    if (
+      isFinalPhase(progress.phase) ||
+      now.getTime() - active.lastWrite >= PROGRESS_WRITE_INTERVAL_MS
+    ) {
       active.lastWrite = now.getTime();
       // A second pass finds dirtied memory to send again: the pass counter (iteration) says so; the bar only moves on.
       active.fraction = Math.max(active.fraction, fractionOf(figures));
       await this.repository.setProgress(active.record.taskId, figures, active.fraction, now);
     }
-    if (active.cancelledBy !== null && !active.sourceCancelling && now.getTime() - active.lastCancelAttempt >= CANCEL_RETRY_INTERVAL_MS) {
+    if (
+      active.cancelledBy !== null &&
+      !active.sourceCancelling &&
+      now.getTime() - active.lastCancelAttempt >= CANCEL_RETRY_INTERVAL_MS
+    ) {
       await this.askSourceToCancel(active, false);
     }
   }
@@ -410,15 +559,28 @@ export class MigrationRunnerService {
     active.lastCancelAttempt = this.clock.now().getTime();
     try {
       // False: the source has not registered the migration yet (or it already ended): asked again on the next report.
-      active.sourceCancelling = await this.agents.cancelMigration(active.ends!.source, { migrationId: record.taskId, vmUuid: record.vmId, nodeId: record.sourceNode ?? '' });
+      active.sourceCancelling = await this.agents.cancelMigration(active.ends!.source, {
+        migrationId: record.taskId,
+        vmUuid: record.vmId,
+        nodeId: record.sourceNode ?? '',
+      });
     } catch (error) {
       if (error instanceof DomainError && error.code === ErrorCode.Conflict) {
         active.cancelledBy = null;
         await this.journal(active, 'transfer', `the source refused to cancel: ${error.message}`);
-        if (strict) throw new DomainError(ErrorCode.Conflict, `the migration can no longer be cancelled: ${error.message}`, { cause: error });
+        if (strict)
+          throw new DomainError(
+            ErrorCode.Conflict,
+            `the migration can no longer be cancelled: ${error.message}`,
+            { cause: error },
+          );
         return;
       }
-      await this.journal(active, 'transfer', `could not ask the source to cancel (${messageOf(error)}); asking again`);
+      await this.journal(
+        active,
+        'transfer',
+        `could not ask the source to cancel (${messageOf(error)}); asking again`,
+      );
     }
   }
 
@@ -428,7 +590,12 @@ export class MigrationRunnerService {
     await this.refreshCaches(record);
     if (record.sourceRemote !== record.targetRemote) {
       const moved = await this.moveGrants(record.vmId, record.sourceRemote, record.targetRemote);
-      if (moved > 0) await this.journal(active, 'completed', `moved ${moved} ACL ${moved === 1 ? 'entry' : 'entries'} on the VM to /remotes/${record.targetRemote}/vms/${record.vmId}`);
+      if (moved > 0)
+        await this.journal(
+          active,
+          'completed',
+          `moved ${moved} ACL ${moved === 1 ? 'entry' : 'entries'} on the VM to /remotes/${record.targetRemote}/vms/${record.vmId}`,
+        );
       await this.tellMoved(active);
     }
     await this.finishRecord(active, 'completed');
@@ -449,8 +616,15 @@ export class MigrationRunnerService {
       if (outcome.status === 'fulfilled') {
         if (outcome.value) await this.journal(active, 'completed', outcome.value);
       } else {
-        this.logger.error({ task: record.taskId, err: outcome.reason }, 'a listener of the VM’s move failed');
-        await this.journal(active, 'completed', `the VM moved, but recording it elsewhere failed: ${messageOf(outcome.reason)}`);
+        this.logger.error(
+          { task: record.taskId, err: outcome.reason },
+          'a listener of the VM’s move failed',
+        );
+        await this.journal(
+          active,
+          'completed',
+          `the VM moved, but recording it elsewhere failed: ${messageOf(outcome.reason)}`,
+        );
       }
     }
   }
@@ -465,7 +639,11 @@ export class MigrationRunnerService {
     return moved;
   }
 
-  private async enter(active: ActiveMigration, phase: MigrationPhase, facts: { transferStartedAt?: Date } = {}): Promise<void> {
+  private async enter(
+    active: ActiveMigration,
+    phase: MigrationPhase,
+    facts: { transferStartedAt?: Date } = {},
+  ): Promise<void> {
     await this.repository.setPhase(active.record.taskId, phase, this.clock.now(), facts);
     active.phase = phase;
   }
@@ -473,15 +651,21 @@ export class MigrationRunnerService {
   /** Between steps before the transfer: a shutdown lets go, a cancel stops here. */
   private stopIfAsked(active: ActiveMigration): void {
     if (active.abort.signal.aborted) throw new TaskSuspended();
-    if (active.cancelledBy !== null) throw new TaskCancelled(`cancelled by ${active.cancelledBy} before the transfer began`);
+    if (active.cancelledBy !== null)
+      throw new TaskCancelled(`cancelled by ${active.cancelledBy} before the transfer began`);
   }
 
   private async sight(connection: AgentConnection, vmId: string): Promise<Sighting> {
     try {
       const vm = await this.agents.getVm(connection, vmId);
-      return { kind: 'vm', node: vm.runtime?.nodeId || 'unknown', state: vm.runtime?.state || 'unknown' };
+      return {
+        kind: 'vm',
+        node: vm.runtime?.nodeId || 'unknown',
+        state: vm.runtime?.state || 'unknown',
+      };
     } catch (error) {
-      if (error instanceof DomainError && error.code === ErrorCode.NotFound) return { kind: 'absent' };
+      if (error instanceof DomainError && error.code === ErrorCode.NotFound)
+        return { kind: 'absent' };
       return { kind: 'unknown', reason: messageOf(error) };
     }
   }
@@ -529,13 +713,19 @@ function figuresOf(progress: MigrationProgress__Output): MigrationFigures {
 function fractionOf(figures: MigrationFigures): number {
   if (figures.stage === 'completed') return 1;
   if (figures.totalBytes <= 0) return 0.05;
-  const sent = Math.min(1, Math.max(0, (figures.totalBytes - figures.remainingBytes) / figures.totalBytes));
+  const sent = Math.min(
+    1,
+    Math.max(0, (figures.totalBytes - figures.remainingBytes) / figures.totalBytes),
+  );
   return 0.05 + 0.9 * sent;
 }
 
 function describeStage(progress: MigrationProgress__Output): string {
   const mib = (value: string) => `${(num(value) / 1024 ** 2).toFixed(1)} MiB`;
-  const figures = num(progress.totalBytes) > 0 ? ` (${mib(progress.transferredBytes)} sent, ${mib(progress.remainingBytes)} of ${mib(progress.totalBytes)} left)` : '';
+  const figures =
+    num(progress.totalBytes) > 0
+      ? ` (${mib(progress.transferredBytes)} sent, ${mib(progress.remainingBytes)} of ${mib(progress.totalBytes)} left)`
+      : '';
   return `source: ${progress.phase}${progress.message ? ` — ${progress.message}` : ''}${figures}`;
 }
 

@@ -19,16 +19,33 @@ export class MigrationController {
   @HttpCode(200)
   @RequirePrivilege('vm.migrate', '/remotes/{remote}/vms/{vmid}')
   @Audited('vm.migrate.preflight')
-  @ZodResponse({ status: 200, type: PreflightAnswerDto, description: "Both ends' checks, each pass, warn or fail with a reason; ok when none failed. Nothing is reserved" })
-  preflight(@CurrentCaller() caller: Caller, @Param() params: VmTargetParamsDto, @Body() body: MigrateBodyDto) {
+  @ZodResponse({
+    status: 200,
+    type: PreflightAnswerDto,
+    description:
+      "Both ends' checks, each pass, warn or fail with a reason; ok when none failed. Nothing is reserved",
+  })
+  preflight(
+    @CurrentCaller() caller: Caller,
+    @Param() params: VmTargetParamsDto,
+    @Body() body: MigrateBodyDto,
+  ) {
     return this.migration.preflight(caller, params.remote, params.vmid, body);
   }
 
   @Post()
   @RequirePrivilege('vm.migrate', '/remotes/{remote}/vms/{vmid}')
   @Audited('vm.migrate')
-  @ZodResponse({ status: 202, type: TaskAcceptedDto, description: 'Accepted: follow the migration at /api/v1/tasks/{taskId}' })
-  migrate(@CurrentCaller() caller: Caller, @Param() params: VmTargetParamsDto, @Body() body: MigrateBodyDto) {
+  @ZodResponse({
+    status: 202,
+    type: TaskAcceptedDto,
+    description: 'Accepted: follow the migration at /api/v1/tasks/{taskId}',
+  })
+  migrate(
+    @CurrentCaller() caller: Caller,
+    @Param() params: VmTargetParamsDto,
+    @Body() body: MigrateBodyDto,
+  ) {
     return this.migration.request(caller, params.remote, params.vmid, body);
   }
 }

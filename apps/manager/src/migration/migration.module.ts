@@ -16,7 +16,15 @@ import { MigrationService } from './migration.service';
 @Module({
   imports: [TasksModule, RemotesModule, AgentsModule, ResourcesModule, MetricsModule],
   controllers: [MigrationController],
-  providers: [MigrationEvents, MigrationService, MigrationRunnerService, MigrationRecoveryService, MigrationPreflightService, MigrationRepository, MigrationTimerRepository],
+  providers: [
+    MigrationEvents,
+    MigrationService,
+    MigrationRunnerService,
+    MigrationRecoveryService,
+    MigrationPreflightService,
+    MigrationRepository,
+    MigrationTimerRepository,
+  ],
   // The DR switchover (replication/) moves a stopped VM's definition through the same offline migration.
   // The replication feature hears of VMs that changed remotes (its DR roles follow them).
   exports: [MigrationService, MigrationEvents],

@@ -32,11 +32,18 @@ export class MigrationRepository {
     at: Date,
     facts: { sourceNode?: string; transferStartedAt?: Date; finishedAt?: Date } = {},
   ): Promise<void> {
-    await this.dataSource.getRepository(VmMigrationEntity).update({ taskId }, { phase, updatedAt: at, ...facts });
+    await this.dataSource
+      .getRepository(VmMigrationEntity)
+      .update({ taskId }, { phase, updatedAt: at, ...facts });
   }
 
   /** The source's latest figures and the task's progress, in one statement (the caller throttles). */
-  async setProgress(taskId: string, figures: MigrationFigures, fraction: number, at: Date): Promise<void> {
+  async setProgress(
+    taskId: string,
+    figures: MigrationFigures,
+    fraction: number,
+    at: Date,
+  ): Promise<void> {
     await this.dataSource.query(
       `WITH record AS (UPDATE vm_migrations SET progress = $2::jsonb, updated_at = $4 WHERE task_id = $1)
        UPDATE tasks SET progress = $3, updated_at = $4 WHERE id = $1 AND state = 'running'`,
@@ -70,7 +77,10 @@ export class MigrationRepository {
       .update(AclEntryEntity)
       .set({ path: to })
       .where('path = :from', { from })
-      .andWhere('NOT EXISTS (SELECT 1 FROM acl_entries other WHERE other.path = :to AND other.principal_type = acl_entries.principal_type AND other.principal = acl_entries.principal)', { to })
+      .andWhere(
+        'NOT EXISTS (SELECT 1 FROM acl_entries other WHERE other.path = :to AND other.principal_type = acl_entries.principal_type AND other.principal = acl_entries.principal)',
+        { to },
+      )
       .execute();
     return result.affected ?? 0;
   }

@@ -26,12 +26,26 @@ import { migrateBodySchema } from './migration.dto';
 import type { VmMigrationEntity } from './migration.entity';
 import type { MigrationRepository } from './migration.repository';
 import { MigrationService } from './migration.service';
-import { answer, EAST, migrationRecord, OPTIONS, TASK_ID, VM, vmOn, WEST } from './migration-fixtures.test';
+import {
+  answer,
+  EAST,
+  migrationRecord,
+  OPTIONS,
+  TASK_ID,
+  VM,
+  vmOn,
+  WEST,
+} from './migration-fixtures.test';
 
 const NOW = new Date('2026-05-01T12:00:00Z');
 const ADMIN: Caller = testCaller([{ path: '/', role: 'Admin' }], { display: 'root@local!b' });
 
-function setup(options: { busy?: Pick<TaskEntity, 'id' | 'type' | 'state'>; enqueue?: (task: NewTask, opts?: EnqueueOptions) => Promise<{ taskId: string }> } = {}) {
+function setup(
+  options: {
+    busy?: Pick<TaskEntity, 'id' | 'type' | 'state'>;
+    enqueue?: (task: NewTask, opts?: EnqueueOptions) => Promise<{ taskId: string }>;
+  } = {},
+) {
   const handlers = new Map<string, TaskHandler>();
   const inserted: VmMigrationEntity[] = [];
   const enqueued: NewTask[] = [];
@@ -42,7 +56,9 @@ function setup(options: { busy?: Pick<TaskEntity, 'id' | 'type' | 'state'>; enqu
     getVm: async () => vmOn('node-1'),
     prepareMigration: async (_c: AgentConnection, request: PrepareMigrationRequest) => {
       prepared.push(request);
-      return request.role === 'source' ? answer({ checks: [{ name: 'vm-state', result: 'pass', reason: 'running' }] }) : answer({ checks: [{ name: 'memory', result: 'warn', reason: 'tight' }] });
+      return request.role === 'source'
+        ? answer({ checks: [{ name: 'vm-state', result: 'pass', reason: 'running' }] })
+        : answer({ checks: [{ name: 'memory', result: 'warn', reason: 'tight' }] });
     },
   });
   const remotes = strictMock<RemotesService>('RemotesService', {
@@ -50,7 +66,11 @@ function setup(options: { busy?: Pick<TaskEntity, 'id' | 'type' | 'state'>; enqu
       if (id === 'nowhere') throw DomainError.notFound(`remote ${id}`);
       return {} as never;
     },
-    connectionFor: async (remote: string, credentialId: string | null = null, permission?: string) => {
+    connectionFor: async (
+      remote: string,
+      credentialId: string | null = null,
+      permission?: string,
+    ) => {
       connections.push(`${remote} ${credentialId} ${permission}`);
       return remote === 'dc-west' ? WEST : EAST;
     },
@@ -88,7 +108,9 @@ function setup(options: { busy?: Pick<TaskEntity, 'id' | 'type' | 'state'>; enqu
     remotes,
     strictMock<ResourcesService>('ResourcesService'),
     new AccessPolicy(),
-    strictMock<AuditService>('AuditService', { note: (details: Record<string, unknown>) => void notes.push(details) }),
+    strictMock<AuditService>('AuditService', {
+      note: (details: Record<string, unknown>) => void notes.push(details),
+    }),
     strictMock<ClockRepository>('ClockRepository', { now: () => NOW }),
     repository,
     new MigrationPreflightService(agents),
@@ -99,47 +121,114 @@ function setup(options: { busy?: Pick<TaskEntity, 'id' | 'type' | 'state'>; enqu
   return { service, handlers, inserted, enqueued, notes, connections, prepared };
 }
 
-const body = (extra: Record<string, unknown> = {}) => migrateBodySchema.parse({ targetNode: 'node-2', ...extra });
+const body = (extra: Record<string, unknown> = {}) =>
+  migrateBodySchema.parse({ targetNode: 'node-2', ...extra });
 
 describe('MigrationService', () => {
   it('registers vm.migrate as an exclusive, cancellable, resumable task type', () => {
     const { handlers } = setup();
     const handler = handlers.get('vm.migrate')!;
     expect(handler.exclusive).toBe(true);
-    expect([handler.resume, handler.cancel, handler.suspend, handler.details].every((f) => typeof f === 'function')).toBe(true);
+    expect(
+      [handler.resume, handler.cancel, handler.suspend, handler.details].every(
+        (f) => typeof f === 'function',
+      ),
+    ).toBe(true);
   });
 
   it('queues the migration as a task of the caller and stores its record with the defaults filled in, before the task can start', async () => {
     const { service, enqueued, inserted, notes, connections } = setup();
-    await expect(service.request(ADMIN, 'dc-east', VM, body())).resolves.toEqual({ taskId: TASK_ID });
-    expect(enqueued).toEqual([{ type: 'vm.migrate', remoteId: 'dc-east', vmId: VM, owner: 'root@local!b', credentialId: null }]);
+    await expect(service.request(ADMIN, 'dc-east', VM, body())).resolves.toEqual({
+      taskId: TASK_ID,
+    });
+    expect(enqueued).toEqual([
+      {
+        type: 'vm.migrate',
+        remoteId: 'dc-east',
+        vmId: VM,
+        owner: 'root@local!b',
+        credentialId: null,
+      },
+    ]);
     expect(inserted).toEqual([
-      expect.objectContaining({ taskId: TASK_ID, vmId: VM, sourceRemote: 'dc-east', sourceNode: null, targetRemote: 'dc-east', targetNode: 'node-2', phase: 'preflight', options: OPTIONS, createdAt: NOW }),
+      expect.objectContaining({
+        taskId: TASK_ID,
+        vmId: VM,
+        sourceRemote: 'dc-east',
+        sourceNode: null,
+        targetRemote: 'dc-east',
+        targetNode: 'node-2',
+        phase: 'preflight',
+        options: OPTIONS,
+        createdAt: NOW,
+      }),
     ]);
     expect(connections).toEqual([`dc-east null ${MIGRATE_PERMISSION}`]);
-    expect(notes).toEqual([{ taskId: TASK_ID, targetRemote: 'dc-east', targetNode: 'node-2', online: true, transport: 'direct', mode: 'precopy' }]);
+    expect(notes).toEqual([
+      {
+        taskId: TASK_ID,
+        targetRemote: 'dc-east',
+        targetNode: 'node-2',
+        online: true,
+        transport: 'direct',
+        mode: 'precopy',
+      },
+    ]);
   });
 
   it('tunnels across remotes by default and checks both remotes’ credentials', async () => {
     const { service, inserted, connections } = setup();
-    await service.request(ADMIN, 'dc-east', VM, body({ targetRemote: 'dc-west', bandwidthLimitBytes: 1_000_000, storageMap: { rbd: 'rbd-dr' } }));
-    expect(inserted[0]).toMatchObject({ targetRemote: 'dc-west', options: { transport: 'tunnel', bandwidthLimitBytes: 1_000_000, storageMap: { rbd: 'rbd-dr' } } });
-    expect(connections).toEqual([`dc-east null ${MIGRATE_PERMISSION}`, `dc-west null ${MIGRATE_PERMISSION}`]);
+    await service.request(
+      ADMIN,
+      'dc-east',
+      VM,
+      body({
+        targetRemote: 'dc-west',
+        bandwidthLimitBytes: 1_000_000,
+        storageMap: { rbd: 'rbd-dr' },
+      }),
+    );
+    expect(inserted[0]).toMatchObject({
+      targetRemote: 'dc-west',
+      options: {
+        transport: 'tunnel',
+        bandwidthLimitBytes: 1_000_000,
+        storageMap: { rbd: 'rbd-dr' },
+      },
+    });
+    expect(connections).toEqual([
+      `dc-east null ${MIGRATE_PERMISSION}`,
+      `dc-west null ${MIGRATE_PERMISSION}`,
+    ]);
   });
 
   it('needs vm.migrate on the target remote too: 403 without it, before revealing whether the remote exists', async () => {
     const { service, enqueued } = setup();
     const vmOnly = testCaller([{ path: `/remotes/dc-east/vms/${VM}`, role: 'Manage' }]);
-    await expect(service.request(vmOnly, 'dc-east', VM, body())).rejects.toMatchObject({ code: ErrorCode.Forbidden, message: 'permission denied: needs vm.migrate on /remotes/dc-east' });
+    await expect(service.request(vmOnly, 'dc-east', VM, body())).rejects.toMatchObject({
+      code: ErrorCode.Forbidden,
+      message: 'permission denied: needs vm.migrate on /remotes/dc-east',
+    });
     const eastOnly = testCaller([{ path: '/remotes/dc-east', role: 'Manage' }]);
-    await expect(service.request(eastOnly, 'dc-east', VM, body({ targetRemote: 'nowhere' }))).rejects.toMatchObject({ code: ErrorCode.Forbidden });
-    await expect(service.request(ADMIN, 'dc-east', VM, body({ targetRemote: 'nowhere' }))).rejects.toMatchObject({ code: ErrorCode.NotFound });
+    await expect(
+      service.request(eastOnly, 'dc-east', VM, body({ targetRemote: 'nowhere' })),
+    ).rejects.toMatchObject({ code: ErrorCode.Forbidden });
+    await expect(
+      service.request(ADMIN, 'dc-east', VM, body({ targetRemote: 'nowhere' })),
+    ).rejects.toMatchObject({ code: ErrorCode.NotFound });
     expect(enqueued).toEqual([]);
   });
 
   it('passes on the 409 of a VM that is busy', async () => {
-    const { service, inserted } = setup({ enqueue: async () => Promise.reject(new DomainError(ErrorCode.Conflict, 'VM … is busy with task t1 (vm.stop, running)')) });
-    await expect(service.request(ADMIN, 'dc-east', VM, body())).rejects.toMatchObject({ code: ErrorCode.Conflict });
+    const { service, inserted } = setup({
+      enqueue: async () =>
+        Promise.reject(
+          new DomainError(ErrorCode.Conflict, 'VM … is busy with task t1 (vm.stop, running)'),
+        ),
+    });
+    await expect(service.request(ADMIN, 'dc-east', VM, body())).rejects.toMatchObject({
+      code: ErrorCode.Conflict,
+    });
     expect(inserted).toEqual([]);
   });
 
@@ -152,7 +241,12 @@ describe('MigrationService', () => {
       target: { remote: 'dc-east', node: 'node-2' },
       transport: 'direct',
       checks: [
-        { side: 'manager', name: 'vm-operation', result: 'fail', reason: 'the VM is busy with task t1 (vm.stop, running); one operation per VM at a time' },
+        {
+          side: 'manager',
+          name: 'vm-operation',
+          result: 'fail',
+          reason: 'the VM is busy with task t1 (vm.stop, running); one operation per VM at a time',
+        },
         { side: 'source', name: 'vm-state', result: 'pass', reason: 'running' },
         { side: 'target', name: 'memory', result: 'warn', reason: 'tight' },
       ],
@@ -175,20 +269,37 @@ describe('MigrationService', () => {
       ],
     } as unknown as TaskEntity;
     const { migration } = await service.details(task);
-    expect(migration).toMatchObject({ phase: 'transfer', vm: VM, source: { remote: 'dc-east', node: 'node-1' }, target: { remote: 'dc-east', node: 'node-2' }, progress: null });
+    expect(migration).toMatchObject({
+      phase: 'transfer',
+      vm: VM,
+      source: { remote: 'dc-east', node: 'node-1' },
+      target: { remote: 'dc-east', node: 'node-2' },
+      progress: null,
+    });
     expect(migration!.journal).toEqual([
       { at: '2026-05-01T12:00:01.000Z', phase: 'preflight', message: 'all 3 checks passed' },
       { at: '2026-05-01T12:00:02.000Z', phase: 'transfer', message: 'source: precopy' },
     ]);
     // A task that ended without its runner (a restart failed it before it started) shows its own end.
-    expect((await service.details({ ...task, state: 'failed' } as TaskEntity)).migration!.phase).toBe('failed');
+    expect(
+      (await service.details({ ...task, state: 'failed' } as TaskEntity)).migration!.phase,
+    ).toBe('failed');
   });
 
   it('keeps the request body within bounds', () => {
     expect(() => migrateBodySchema.parse({ targetNode: 'node-2', cookie: 'x' })).toThrow();
     expect(() => migrateBodySchema.parse({ targetNode: 'Node 2' })).toThrow();
-    expect(() => migrateBodySchema.parse({ targetNode: 'node-2', storageMap: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`p${i}`, 'q'])) })).toThrow('at most 64 entries');
-    expect(() => migrateBodySchema.parse({ targetNode: 'node-2', networkMap: { '-evil': 'br0' } })).toThrow();
-    expect(() => migrateBodySchema.parse({ targetNode: 'node-2', transport: 'carrier-pigeon' })).toThrow();
+    expect(() =>
+      migrateBodySchema.parse({
+        targetNode: 'node-2',
+        storageMap: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`p${i}`, 'q'])),
+      }),
+    ).toThrow('at most 64 entries');
+    expect(() =>
+      migrateBodySchema.parse({ targetNode: 'node-2', networkMap: { '-evil': 'br0' } }),
+    ).toThrow();
+    expect(() =>
+      migrateBodySchema.parse({ targetNode: 'node-2', transport: 'carrier-pigeon' }),
+    ).toThrow();
   });
 });

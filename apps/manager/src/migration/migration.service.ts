@@ -10,7 +10,11 @@ import type { TaskDetails } from '../tasks/tasks.dto';
 import { TasksService, type TaskContext } from '../tasks/tasks.service';
 import type { MigrationDetails, MigrationOptions } from './migration-details.dto';
 import { isFinalPhase, journalOf, type MigrationPhase } from './migration-journal';
-import { MigrationPreflightService, type MigrationEnds, type MigrationPlan } from './migration-preflight.service';
+import {
+  MigrationPreflightService,
+  type MigrationEnds,
+  type MigrationPlan,
+} from './migration-preflight.service';
 import { MigrationRecoveryService } from './migration-recovery.service';
 import { MigrationRunnerService } from './migration-runner.service';
 import type { MigrateBody, PreflightAnswer, PreflightCheckView } from './migration.dto';
@@ -50,8 +54,10 @@ export class MigrationService implements OnModuleInit {
     this.tasks.registerHandler(MIGRATION_TASK, {
       exclusive: true,
       // The agent calls a task makes are recorded as its owner's.
-      run: (context) => this.audit.runAs(ownerPrincipal(context.task.owner), () => this.runner.run(context)),
-      resume: (context) => this.audit.runAs(ownerPrincipal(context.task.owner), () => this.recovery.resume(context)),
+      run: (context) =>
+        this.audit.runAs(ownerPrincipal(context.task.owner), () => this.runner.run(context)),
+      resume: (context) =>
+        this.audit.runAs(ownerPrincipal(context.task.owner), () => this.recovery.resume(context)),
       suspend: () => this.runner.suspend(),
       cancel: (task, by) => this.runner.cancel(task, by),
       details: (task) => this.details(task),
@@ -63,17 +69,41 @@ export class MigrationService implements OnModuleInit {
   }
 
   /** Both ends' checks (nothing is reserved): what the wizard shows before the caller commits. */
-  async preflight(caller: Caller, remoteId: string, vmId: string, body: MigrateBody): Promise<PreflightAnswer> {
-    const { plan, sourceCredentialId, targetCredentialId } = await this.authorize(caller, remoteId, vmId, body);
+  async preflight(
+    caller: Caller,
+    remoteId: string,
+    vmId: string,
+    body: MigrateBody,
+  ): Promise<PreflightAnswer> {
+    const { plan, sourceCredentialId, targetCredentialId } = await this.authorize(
+      caller,
+      remoteId,
+      vmId,
+      body,
+    );
     const ends = await this.ends(plan, sourceCredentialId, targetCredentialId);
     const busy = await this.repository.activeTaskOf(vmId);
     const managerChecks: PreflightCheckView[] = [
       busy
-        ? { side: 'manager', name: 'vm-operation', result: 'fail', reason: `the VM is busy with task ${busy.id} (${busy.type}, ${busy.state}); one operation per VM at a time` }
-        : { side: 'manager', name: 'vm-operation', result: 'pass', reason: 'no other task of the manager is working on the VM' },
+        ? {
+            side: 'manager',
+            name: 'vm-operation',
+            result: 'fail',
+            reason: `the VM is busy with task ${busy.id} (${busy.type}, ${busy.state}); one operation per VM at a time`,
+          }
+        : {
+            side: 'manager',
+            name: 'vm-operation',
+            result: 'pass',
+            reason: 'no other task of the manager is working on the VM',
+          },
     ];
     const result = await this.preflightService.run(plan, ends, managerChecks);
-    this.audit.note({ targetRemote: plan.targetRemote, targetNode: plan.targetNode, ok: result.ok });
+    this.audit.note({
+      targetRemote: plan.targetRemote,
+      targetNode: plan.targetNode,
+      ok: result.ok,
+    });
     return {
       ok: result.ok,
       source: { remote: plan.sourceRemote, node: result.sourceNode },
@@ -84,12 +114,28 @@ export class MigrationService implements OnModuleInit {
   }
 
   /** Queues the migration task (202): 409 while the VM has another task; the task does the rest. */
-  async request(caller: Caller, remoteId: string, vmId: string, body: MigrateBody): Promise<{ taskId: string }> {
-    const { plan, sourceCredentialId, targetCredentialId } = await this.authorize(caller, remoteId, vmId, body);
+  async request(
+    caller: Caller,
+    remoteId: string,
+    vmId: string,
+    body: MigrateBody,
+  ): Promise<{ taskId: string }> {
+    const { plan, sourceCredentialId, targetCredentialId } = await this.authorize(
+      caller,
+      remoteId,
+      vmId,
+      body,
+    );
     // Refuses now (403) when a credential may not migrate on its cluster, rather than in the task.
     await this.ends(plan, sourceCredentialId, targetCredentialId);
     const accepted = await this.tasks.enqueue(
-      { type: MIGRATION_TASK, remoteId, vmId, owner: caller.display, credentialId: sourceCredentialId },
+      {
+        type: MIGRATION_TASK,
+        remoteId,
+        vmId,
+        owner: caller.display,
+        credentialId: sourceCredentialId,
+      },
       {
         prepare: async (taskId) => {
           const now = this.clock.now();
@@ -112,7 +158,14 @@ export class MigrationService implements OnModuleInit {
         },
       },
     );
-    this.audit.note({ taskId: accepted.taskId, targetRemote: plan.targetRemote, targetNode: plan.targetNode, online: plan.options.online, transport: plan.options.transport, mode: plan.options.mode });
+    this.audit.note({
+      taskId: accepted.taskId,
+      targetRemote: plan.targetRemote,
+      targetNode: plan.targetNode,
+      online: plan.options.online,
+      transport: plan.options.transport,
+      mode: plan.options.mode,
+    });
     return accepted;
   }
 
@@ -126,11 +179,20 @@ export class MigrationService implements OnModuleInit {
    */
   async moveStoppedVm(
     context: TaskContext,
-    move: { vmId: string; sourceRemote: string; sourceCredentialId: string | null; targetRemote: string; targetNode: string; targetCredentialId: string | null; storageMap: Record<string, string> },
+    move: {
+      vmId: string;
+      sourceRemote: string;
+      sourceCredentialId: string | null;
+      targetRemote: string;
+      targetNode: string;
+      targetCredentialId: string | null;
+      storageMap: Record<string, string>;
+    },
   ): Promise<void> {
     const task = { ...context.task, credentialId: move.sourceCredentialId };
     const previous = await this.repository.get(context.task.id);
-    if (previous?.phase === 'prepare' || previous?.phase === 'transfer') await this.runner.releaseInterrupted({ ...context, task }, previous);
+    if (previous?.phase === 'prepare' || previous?.phase === 'transfer')
+      await this.runner.releaseInterrupted({ ...context, task }, previous);
     const now = this.clock.now();
     const options: MigrationOptions = {
       online: false,
@@ -193,11 +255,26 @@ export class MigrationService implements OnModuleInit {
    * (which credential acts there); 403 before anything about the target is revealed, then 404 for
    * an unknown remote.
    */
-  private async authorize(caller: Caller, remoteId: string, vmId: string, body: MigrateBody): Promise<Authorized> {
+  private async authorize(
+    caller: Caller,
+    remoteId: string,
+    vmId: string,
+    body: MigrateBody,
+  ): Promise<Authorized> {
     await this.remotes.get(remoteId);
-    const sourceCredentialId = this.policy.credentialFor(caller, 'vm.migrate', `/remotes/${encodeURIComponent(remoteId)}/vms/${encodeURIComponent(vmId)}`, remoteId);
+    const sourceCredentialId = this.policy.credentialFor(
+      caller,
+      'vm.migrate',
+      `/remotes/${encodeURIComponent(remoteId)}/vms/${encodeURIComponent(vmId)}`,
+      remoteId,
+    );
     const targetRemote = body.targetRemote ?? remoteId;
-    const targetCredentialId = this.policy.credentialFor(caller, 'vm.migrate', `/remotes/${encodeURIComponent(targetRemote)}`, targetRemote);
+    const targetCredentialId = this.policy.credentialFor(
+      caller,
+      'vm.migrate',
+      `/remotes/${encodeURIComponent(targetRemote)}`,
+      targetRemote,
+    );
     if (targetRemote !== remoteId) await this.remotes.get(targetRemote);
     const options: MigrationOptions = {
       online: body.online,
@@ -211,11 +288,22 @@ export class MigrationService implements OnModuleInit {
       storageMap: { ...body.storageMap },
       networkMap: { ...body.networkMap },
     };
-    return { plan: { vmId, sourceRemote: remoteId, targetRemote, targetNode: body.targetNode, options }, sourceCredentialId, targetCredentialId };
+    return {
+      plan: { vmId, sourceRemote: remoteId, targetRemote, targetNode: body.targetNode, options },
+      sourceCredentialId,
+      targetCredentialId,
+    };
   }
 
-  private ends(plan: MigrationPlan, sourceCredentialId: string | null, targetCredentialId: string | null): Promise<MigrationEnds> {
-    return this.runner.connect({ remote: plan.sourceRemote, credentialId: sourceCredentialId }, { remote: plan.targetRemote, credentialId: targetCredentialId });
+  private ends(
+    plan: MigrationPlan,
+    sourceCredentialId: string | null,
+    targetCredentialId: string | null,
+  ): Promise<MigrationEnds> {
+    return this.runner.connect(
+      { remote: plan.sourceRemote, credentialId: sourceCredentialId },
+      { remote: plan.targetRemote, credentialId: targetCredentialId },
+    );
   }
 }
 

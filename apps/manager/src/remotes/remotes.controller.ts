@@ -33,7 +33,11 @@ export class RemotesController {
   @Post()
   @RequirePrivilege('remote.modify', '/remotes')
   @Audited('remote.create', { target: '/remotes/{body.id}' })
-  @ZodResponse({ status: 201, type: CreatedRemoteDto, description: 'Added; the connection test result included' })
+  @ZodResponse({
+    status: 201,
+    type: CreatedRemoteDto,
+    description: 'Added; the connection test result included',
+  })
   create(@Body() body: CreateRemoteDto) {
     return this.remotes.create(body);
   }
@@ -42,7 +46,11 @@ export class RemotesController {
   @HttpCode(200)
   @RequirePrivilege('remote.modify', '/remotes')
   @Audited('remote.probe')
-  @ZodResponse({ status: 200, type: ProbeResultDto, description: 'The certificate chain the endpoint presents' })
+  @ZodResponse({
+    status: 200,
+    type: ProbeResultDto,
+    description: 'The certificate chain the endpoint presents',
+  })
   probe(@Body() body: ProbeDto) {
     return this.remotes.probe(body.endpoint);
   }
@@ -73,7 +81,11 @@ export class RemotesController {
   @Post(':remote/credentials')
   @RequirePrivilege('remote.modify', '/remotes/{remote}')
   @Audited('remote.credential.add')
-  @ZodResponse({ status: 201, type: CreatedRemoteDto, description: 'Added; the check of the key included' })
+  @ZodResponse({
+    status: 201,
+    type: CreatedRemoteDto,
+    description: 'Added; the check of the key included',
+  })
   addCredential(@Param() params: RemoteParamsDto, @Body() body: AddCredentialDto) {
     return this.remotes.addCredential(params.remote, body);
   }

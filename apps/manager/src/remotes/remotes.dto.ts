@@ -5,23 +5,38 @@ import { z } from 'zod';
 
 export const credentialNameSchema = z
   .string()
-  .regex(/^[A-Za-z0-9]([A-Za-z0-9._-]{0,62}[A-Za-z0-9])?$/, 'a credential name is 1-64 letters, digits, dots, underscores and inner hyphens');
+  .regex(
+    /^[A-Za-z0-9]([A-Za-z0-9._-]{0,62}[A-Za-z0-9])?$/,
+    'a credential name is 1-64 letters, digits, dots, underscores and inner hyphens',
+  );
 
 const agentKeySchema = z
   .string()
-  .refine((value) => parseAgentApiKey(value) !== undefined, 'an agent API key looks like dvk_<16 hex digits>_<43 base64url characters>')
-  .meta({ description: 'An agent API key (dvk_…); write-only, never returned', format: 'password' });
+  .refine(
+    (value) => parseAgentApiKey(value) !== undefined,
+    'an agent API key looks like dvk_<16 hex digits>_<43 base64url characters>',
+  )
+  .meta({
+    description: 'An agent API key (dvk_…); write-only, never returned',
+    format: 'password',
+  });
 
 const fingerprintSchema = z
   .string()
   .max(200)
-  .refine((value) => normalizeFingerprint(value) !== undefined, 'a SHA-256 fingerprint is 64 hex digits, optionally in colon-separated pairs')
+  .refine(
+    (value) => normalizeFingerprint(value) !== undefined,
+    'a SHA-256 fingerprint is 64 hex digits, optionally in colon-separated pairs',
+  )
   .meta({ description: 'SHA-256 fingerprint of the cluster CA certificate', example: 'AB:CD:…' });
 
 const caCertPemSchema = z
   .string()
   .max(65_536)
-  .refine((value) => isCaCertificate(value), 'caCertPem must be a PEM CA certificate (BEGIN CERTIFICATE, basic constraints CA:true)')
+  .refine(
+    (value) => isCaCertificate(value),
+    'caCertPem must be a PEM CA certificate (BEGIN CERTIFICATE, basic constraints CA:true)',
+  )
   .meta({ description: 'The cluster CA certificate (PEM)' });
 
 const endpointsSchema = z
@@ -44,8 +59,14 @@ export const createRemoteSchema = z
       .array(credentialInputSchema)
       .min(1, 'at least one credential is needed')
       .max(32)
-      .refine((list) => new Set(list.map((c) => c.name)).size === list.length, 'credential names must be unique'),
-    addAnyway: z.boolean().default(false).meta({ description: 'Store the remote even when the connection test fails' }),
+      .refine(
+        (list) => new Set(list.map((c) => c.name)).size === list.length,
+        'credential names must be unique',
+      ),
+    addAnyway: z
+      .boolean()
+      .default(false)
+      .meta({ description: 'Store the remote even when the connection test fails' }),
   })
   .refine((body) => (body.caCertPem === undefined) !== (body.caFingerprint === undefined), {
     message: 'give exactly one of caCertPem and caFingerprint',
@@ -68,35 +89,45 @@ export class UpdateRemoteDto extends createZodDto(updateRemoteSchema) {}
 
 export class AddCredentialDto extends createZodDto(
   credentialInputSchema.extend({
-    addAnyway: z.boolean().default(false).meta({ description: 'Store the credential even when the remote does not accept it now' }),
+    addAnyway: z
+      .boolean()
+      .default(false)
+      .meta({ description: 'Store the credential even when the remote does not accept it now' }),
   }),
 ) {}
 
 export class ProbeDto extends createZodDto(z.strictObject({ endpoint: endpointSchema })) {}
 
 export class RemoteParamsDto extends createZodDto(z.strictObject({ remote: remoteIdSchema })) {}
-export class CredentialParamsDto extends createZodDto(z.strictObject({ remote: remoteIdSchema, name: credentialNameSchema })) {}
+export class CredentialParamsDto extends createZodDto(
+  z.strictObject({ remote: remoteIdSchema, name: credentialNameSchema }),
+) {}
 
 // --- answers ---------------------------------------------------------------------------------------
 
 const credentialSchema = z
-  .object({ name: z.string(), keyId: z.string().meta({ description: 'The public id of the agent API key' }), createdAt: z.iso.datetime() })
+  .object({
+    name: z.string(),
+    keyId: z.string().meta({ description: 'The public id of the agent API key' }),
+    createdAt: z.iso.datetime(),
+  })
   .meta({ id: 'RemoteCredential' });
 
-export const remoteSchema = z
-  .object({
-    id: z.string(),
-    description: z.string(),
-    endpoints: z.array(z.string()),
-    trust: z.object({
-      caFingerprint: z.string(),
-      caCertPem: z.string().nullable().meta({ description: 'Null while only the fingerprint is pinned and no agent presented the CA yet' }),
-      resolved: z.boolean(),
+export const remoteSchema = z.object({
+  id: z.string(),
+  description: z.string(),
+  endpoints: z.array(z.string()),
+  trust: z.object({
+    caFingerprint: z.string(),
+    caCertPem: z.string().nullable().meta({
+      description: 'Null while only the fingerprint is pinned and no agent presented the CA yet',
     }),
-    credentials: z.array(credentialSchema),
-    createdAt: z.iso.datetime(),
-    updatedAt: z.iso.datetime(),
-  });
+    resolved: z.boolean(),
+  }),
+  credentials: z.array(credentialSchema),
+  createdAt: z.iso.datetime(),
+  updatedAt: z.iso.datetime(),
+});
 export type RemoteView = z.infer<typeof remoteSchema>;
 export class RemoteDto extends createZodDto(remoteSchema) {}
 export class RemoteListDto extends createZodDto(z.object({ items: z.array(remoteSchema) })) {}
@@ -108,12 +139,17 @@ export const connectionReportSchema = z
     clusterId: z.string().optional(),
     agentVersion: z.string().optional(),
     nodeCount: z.number().int().optional(),
-    error: z.object({ code: z.string(), message: z.string() }).optional().meta({ description: 'Why the test failed (only with addAnyway)' }),
+    error: z
+      .object({ code: z.string(), message: z.string() })
+      .optional()
+      .meta({ description: 'Why the test failed (only with addAnyway)' }),
   })
   .meta({ id: 'ConnectionReport' });
 export type ConnectionReport = z.infer<typeof connectionReportSchema>;
 
-export class CreatedRemoteDto extends createZodDto(remoteSchema.extend({ connection: connectionReportSchema })) {}
+export class CreatedRemoteDto extends createZodDto(
+  remoteSchema.extend({ connection: connectionReportSchema }),
+) {}
 
 const presentedCertificateSchema = z
   .object({
@@ -127,7 +163,12 @@ const presentedCertificateSchema = z
   })
   .meta({ id: 'PresentedCertificate' });
 export class ProbeResultDto extends createZodDto(
-  z.object({ endpoint: z.string(), certificates: z.array(presentedCertificateSchema).meta({ description: 'As presented, leaf first' }) }),
+  z.object({
+    endpoint: z.string(),
+    certificates: z
+      .array(presentedCertificateSchema)
+      .meta({ description: 'As presented, leaf first' }),
+  }),
 ) {}
 
 function isCaCertificate(pem: string): boolean {

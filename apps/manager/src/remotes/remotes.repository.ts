@@ -44,20 +44,33 @@ export class RemotesRepository {
   }
 
   async list(): Promise<Remote[]> {
-    const remotes = await this.dataSource.getRepository(RemoteEntity).find({ order: { id: 'ASC' } });
-    const credentials = await this.dataSource.getRepository(RemoteCredentialEntity).find({ order: { remoteId: 'ASC', position: 'ASC' } });
-    return remotes.map((remote) => toModel(remote, credentials.filter((c) => c.remoteId === remote.id)));
+    const remotes = await this.dataSource
+      .getRepository(RemoteEntity)
+      .find({ order: { id: 'ASC' } });
+    const credentials = await this.dataSource
+      .getRepository(RemoteCredentialEntity)
+      .find({ order: { remoteId: 'ASC', position: 'ASC' } });
+    return remotes.map((remote) =>
+      toModel(
+        remote,
+        credentials.filter((c) => c.remoteId === remote.id),
+      ),
+    );
   }
 
   async listIds(): Promise<string[]> {
-    const rows = await this.dataSource.getRepository(RemoteEntity).find({ select: { id: true }, order: { id: 'ASC' } });
+    const rows = await this.dataSource
+      .getRepository(RemoteEntity)
+      .find({ select: { id: true }, order: { id: 'ASC' } });
     return rows.map((row) => row.id);
   }
 
   async get(id: string): Promise<Remote | null> {
     const remote = await this.dataSource.getRepository(RemoteEntity).findOneBy({ id });
     if (!remote) return null;
-    const credentials = await this.dataSource.getRepository(RemoteCredentialEntity).find({ where: { remoteId: id }, order: { position: 'ASC' } });
+    const credentials = await this.dataSource
+      .getRepository(RemoteCredentialEntity)
+      .find({ where: { remoteId: id }, order: { position: 'ASC' } });
     return toModel(remote, credentials);
   }
 
@@ -101,23 +114,32 @@ export class RemotesRepository {
 
   /** Appends a credential (last in order of preference); 409 when the name is taken. */
   async addCredential(remoteId: string, credential: NewCredential, at: Date): Promise<void> {
-    await this.conflictsAsDomainError(`remote ${remoteId} already has a credential named ${credential.name}`, () =>
-      this.dataSource.transaction(async (tx) => {
-        // Serialises concurrent additions to the same remote so that positions stay unique.
-        await tx.getRepository(RemoteEntity).createQueryBuilder('r').setLock('pessimistic_write').where('r.id = :remoteId', { remoteId }).getOne();
-        const last = await tx
-          .getRepository(RemoteCredentialEntity)
-          .createQueryBuilder('c')
-          .select('MAX(c.position)', 'max')
-          .where('c.remote_id = :remoteId', { remoteId })
-          .getRawOne<{ max: number | null }>();
-        await this.insertCredential(tx, remoteId, credential, (last?.max ?? -1) + 1, at);
-      }),
+    await this.conflictsAsDomainError(
+      `remote ${remoteId} already has a credential named ${credential.name}`,
+      () =>
+        this.dataSource.transaction(async (tx) => {
+          // Serialises concurrent additions to the same remote so that positions stay unique.
+          await tx
+            .getRepository(RemoteEntity)
+            .createQueryBuilder('r')
+            .setLock('pessimistic_write')
+            .where('r.id = :remoteId', { remoteId })
+            .getOne();
+          const last = await tx
+            .getRepository(RemoteCredentialEntity)
+            .createQueryBuilder('c')
+            .select('MAX(c.position)', 'max')
+            .where('c.remote_id = :remoteId', { remoteId })
+            .getRawOne<{ max: number | null }>();
+          await this.insertCredential(tx, remoteId, credential, (last?.max ?? -1) + 1, at);
+        }),
     );
   }
 
   async removeCredential(remoteId: string, name: string): Promise<boolean> {
-    const result = await this.dataSource.getRepository(RemoteCredentialEntity).delete({ remoteId, name });
+    const result = await this.dataSource
+      .getRepository(RemoteCredentialEntity)
+      .delete({ remoteId, name });
     return (result.affected ?? 0) > 0;
   }
 
@@ -125,16 +147,29 @@ export class RemotesRepository {
    * A credential of the remote — the given one, or the first (the default) — with its plaintext key
    * and its cluster permissions when known; null when there is none.
    */
-  async credential(remoteId: string, credentialId: string | null): Promise<{ name: string; key: string; permissions: string[] | null } | null> {
+  async credential(
+    remoteId: string,
+    credentialId: string | null,
+  ): Promise<{ name: string; key: string; permissions: string[] | null } | null> {
     const repository = this.dataSource.getRepository(RemoteCredentialEntity);
     const credential = credentialId
       ? await repository.findOneBy({ remoteId, id: credentialId })
       : await repository.findOne({ where: { remoteId }, order: { position: 'ASC' } });
     if (!credential) return null;
-    return { name: credential.name, key: this.box.open(credential.sealedKey, sealContext(remoteId, credential.name)), permissions: credential.permissions };
+    return {
+      name: credential.name,
+      key: this.box.open(credential.sealedKey, sealContext(remoteId, credential.name)),
+      permissions: credential.permissions,
+    };
   }
 
-  private async insertCredential(tx: EntityManager, remoteId: string, credential: NewCredential, position: number, at: Date): Promise<void> {
+  private async insertCredential(
+    tx: EntityManager,
+    remoteId: string,
+    credential: NewCredential,
+    position: number,
+    at: Date,
+  ): Promise<void> {
     const parsed = parseAgentApiKey(credential.key);
     if (!parsed) throw new Error('credential key was not validated');
     await tx.getRepository(RemoteCredentialEntity).insert({
@@ -153,7 +188,10 @@ export class RemotesRepository {
     try {
       return await work();
     } catch (error) {
-      if (error instanceof QueryFailedError && (error.driverError as { code?: string }).code === '23505') {
+      if (
+        error instanceof QueryFailedError &&
+        (error.driverError as { code?: string }).code === '23505'
+      ) {
         throw new DomainError(ErrorCode.Conflict, message);
       }
       throw error;

@@ -22,7 +22,14 @@ beforeAll(async () => {
   CA = await createCa('cluster CA');
   CA_FINGERPRINT = fingerprintSha256(CA.certPem);
 });
-const CLUSTER_INFO = { clusterId: 'dc-east', nodeId: 'node-1', agentVersion: '0.1.0', nodeCount: 3, permissions: ['*'], principal: 'manager' };
+const CLUSTER_INFO = {
+  clusterId: 'dc-east',
+  nodeId: 'node-1',
+  agentVersion: '0.1.0',
+  nodeCount: 3,
+  permissions: ['*'],
+  principal: 'manager',
+};
 
 function input(overrides: Partial<CreateRemoteInput> = {}): CreateRemoteInput {
   return {
@@ -37,22 +44,47 @@ function input(overrides: Partial<CreateRemoteInput> = {}): CreateRemoteInput {
 }
 
 function stored(remote: NewRemote): Remote {
-  return { ...remote, credentials: remote.credentials.map((c) => ({ name: c.name, keyId: '0123456789abcdef', createdAt: remote.at })), createdAt: remote.at, updatedAt: remote.at };
+  return {
+    ...remote,
+    credentials: remote.credentials.map((c) => ({
+      name: c.name,
+      keyId: '0123456789abcdef',
+      createdAt: remote.at,
+    })),
+    createdAt: remote.at,
+    updatedAt: remote.at,
+  };
 }
 
-function service(parts: { remotes?: Partial<RemotesRepository>; agents?: Partial<AgentClientRepository>; events?: Partial<RemoteEvents>; notes?: unknown[] }) {
+function service(parts: {
+  remotes?: Partial<RemotesRepository>;
+  agents?: Partial<AgentClientRepository>;
+  events?: Partial<RemoteEvents>;
+  notes?: unknown[];
+}) {
   return new RemotesService(
     strictMock<RemotesRepository>('RemotesRepository', parts.remotes),
     strictMock<AgentClientRepository>('AgentClientRepository', parts.agents),
     strictMock<RemoteEvents>('RemoteEvents', parts.events),
     strictMock<AccessPolicy>('AccessPolicy'),
     strictMock<ClockRepository>('ClockRepository', { now: () => NOW }),
-    strictMock<AuditService>('AuditService', { note: (details) => void parts.notes?.push(details) }),
+    strictMock<AuditService>('AuditService', {
+      note: (details) => void parts.notes?.push(details),
+    }),
   );
 }
 
 function chain(...certs: Partial<PresentedCertificate>[]): PresentedCertificate[] {
-  return certs.map((c) => ({ subject: 'CN=x', issuer: 'CN=x', fingerprintSha256: '00', isCa: false, notBefore: '', notAfter: '', pem: '', ...c }));
+  return certs.map((c) => ({
+    subject: 'CN=x',
+    issuer: 'CN=x',
+    fingerprintSha256: '00',
+    isCa: false,
+    notBefore: '',
+    notAfter: '',
+    pem: '',
+    ...c,
+  }));
 }
 
 async function errorOf(promise: Promise<unknown>): Promise<DomainError> {
@@ -70,13 +102,26 @@ describe('RemotesService.create', () => {
     const created: NewRemote[] = [];
     const events: unknown[] = [];
     const svc = service({
-      remotes: { get: async () => null, create: async (remote: NewRemote) => (created.push(remote), stored(remote)) },
+      remotes: {
+        get: async () => null,
+        create: async (remote: NewRemote) => (created.push(remote), stored(remote)),
+      },
       agents: { getClusterInfo: async () => CLUSTER_INFO, invalidate: () => undefined },
       events: { emit: (event) => void events.push(event) },
     });
     const answer = await svc.create(input());
-    expect(answer.connection).toEqual({ ok: true, clusterId: 'dc-east', agentVersion: '0.1.0', nodeCount: 3, nodeId: 'node-1' });
-    expect(answer.trust).toEqual({ caFingerprint: CA_FINGERPRINT, caCertPem: CA.certPem, resolved: true });
+    expect(answer.connection).toEqual({
+      ok: true,
+      clusterId: 'dc-east',
+      agentVersion: '0.1.0',
+      nodeCount: 3,
+      nodeId: 'node-1',
+    });
+    expect(answer.trust).toEqual({
+      caFingerprint: CA_FINGERPRINT,
+      caCertPem: CA.certPem,
+      resolved: true,
+    });
     expect(created[0]).toMatchObject({ id: 'dc-east', caFingerprint: CA_FINGERPRINT, at: NOW });
     expect(events).toEqual([{ type: 'changed', remoteId: 'dc-east' }]);
     expect(JSON.stringify(answer)).not.toContain(KEY);
@@ -105,7 +150,12 @@ describe('RemotesService.create', () => {
   });
 
   it('refuses an existing id with 409 before contacting anything', async () => {
-    const svc = service({ remotes: { get: async () => stored({ ...input(), caCertPem: CA.certPem, caFingerprint: CA_FINGERPRINT, at: NOW }) } });
+    const svc = service({
+      remotes: {
+        get: async () =>
+          stored({ ...input(), caCertPem: CA.certPem, caFingerprint: CA_FINGERPRINT, at: NOW }),
+      },
+    });
     expect((await errorOf(svc.create(input()))).code).toBe(ErrorCode.Conflict);
   });
 
@@ -114,7 +164,11 @@ describe('RemotesService.create', () => {
       remotes: { get: async () => null },
       agents: {
         getClusterInfo: async () => {
-          throw new AgentError(ErrorCode.RemoteUnreachable, '10.0.0.1:9443 is unreachable', '10.0.0.1:9443');
+          throw new AgentError(
+            ErrorCode.RemoteUnreachable,
+            '10.0.0.1:9443 is unreachable',
+            '10.0.0.1:9443',
+          );
         },
         invalidate: () => undefined,
       },
@@ -136,7 +190,10 @@ describe('RemotesService.create', () => {
       events: { emit: () => undefined },
     });
     const answer = await svc.create(input({ addAnyway: true }));
-    expect(answer.connection).toEqual({ ok: false, error: { code: 'remote_unreachable', message: 'down' } });
+    expect(answer.connection).toEqual({
+      ok: false,
+      error: { code: 'remote_unreachable', message: 'down' },
+    });
   });
 
   it('names the credential whose key the remote refused', async () => {
@@ -145,13 +202,26 @@ describe('RemotesService.create', () => {
       agents: {
         getClusterInfo: async (connection) => {
           if (connection.apiKey === KEY) return CLUSTER_INFO;
-          throw new AgentError(ErrorCode.RemoteCredentialRejected, 'the agent did not accept the API key', 'e');
+          throw new AgentError(
+            ErrorCode.RemoteCredentialRejected,
+            'the agent did not accept the API key',
+            'e',
+          );
         },
         invalidate: () => undefined,
       },
     });
     const other = `dvk_fedcba9876543210_${'Z'.repeat(43)}`;
-    const error = await errorOf(svc.create(input({ credentials: [{ name: 'admin', key: KEY }, { name: 'ci', key: other }] })));
+    const error = await errorOf(
+      svc.create(
+        input({
+          credentials: [
+            { name: 'admin', key: KEY },
+            { name: 'ci', key: other },
+          ],
+        }),
+      ),
+    );
     expect(error.code).toBe(ErrorCode.RemoteCredentialRejected);
     expect(error.message).toMatch(/^credential ci: /);
   });
@@ -160,19 +230,39 @@ describe('RemotesService.create', () => {
     const probed: string[] = [];
     let created: NewRemote | undefined;
     const svc = service({
-      remotes: { get: async () => null, create: async (remote: NewRemote) => ((created = remote), stored(remote)) },
+      remotes: {
+        get: async () => null,
+        create: async (remote: NewRemote) => ((created = remote), stored(remote)),
+      },
       agents: {
         probeCertificates: async (endpoint: string) => {
           probed.push(endpoint);
-          if (endpoint === '10.0.0.1:9443') throw new AgentError(ErrorCode.RemoteUnreachable, 'refused', endpoint);
-          return chain({ subject: 'CN=agent', fingerprintSha256: 'AA' }, { subject: 'CN=cluster CA', fingerprintSha256: CA_FINGERPRINT, isCa: true, pem: CA.certPem });
+          if (endpoint === '10.0.0.1:9443')
+            throw new AgentError(ErrorCode.RemoteUnreachable, 'refused', endpoint);
+          return chain(
+            { subject: 'CN=agent', fingerprintSha256: 'AA' },
+            {
+              subject: 'CN=cluster CA',
+              fingerprintSha256: CA_FINGERPRINT,
+              isCa: true,
+              pem: CA.certPem,
+            },
+          );
         },
-        getClusterInfo: async (connection) => (expect(connection.caCertPem).toBe(CA.certPem), CLUSTER_INFO),
+        getClusterInfo: async (connection) => (
+          expect(connection.caCertPem).toBe(CA.certPem),
+          CLUSTER_INFO
+        ),
         invalidate: () => undefined,
       },
       events: { emit: () => undefined },
     });
-    const answer = await svc.create(input({ caCertPem: undefined, caFingerprint: CA_FINGERPRINT.replace(/:/g, '').toLowerCase() }));
+    const answer = await svc.create(
+      input({
+        caCertPem: undefined,
+        caFingerprint: CA_FINGERPRINT.replace(/:/g, '').toLowerCase(),
+      }),
+    );
     expect(probed).toEqual(['10.0.0.1:9443', '10.0.0.2:9443']);
     expect(created).toMatchObject({ caCertPem: CA.certPem, caFingerprint: CA_FINGERPRINT });
     expect(answer.trust.resolved).toBe(true);
@@ -181,7 +271,10 @@ describe('RemotesService.create', () => {
   it('refuses a pin no presented certificate matches, naming both fingerprints', async () => {
     const svc = service({
       remotes: { get: async () => null },
-      agents: { probeCertificates: async () => chain({ subject: 'CN=other CA', fingerprintSha256: 'BB:BB', isCa: true }) },
+      agents: {
+        probeCertificates: async () =>
+          chain({ subject: 'CN=other CA', fingerprintSha256: 'BB:BB', isCa: true }),
+      },
     });
     const pin = 'AB'.repeat(32);
     const error = await errorOf(svc.create(input({ caCertPem: undefined, caFingerprint: pin })));
@@ -194,9 +287,18 @@ describe('RemotesService.create', () => {
   it('refuses a pin that matches a certificate that is not a CA', async () => {
     const svc = service({
       remotes: { get: async () => null },
-      agents: { probeCertificates: async () => chain({ subject: 'CN=agent:node-1', fingerprintSha256: 'AB:'.repeat(31) + 'AB', isCa: false }) },
+      agents: {
+        probeCertificates: async () =>
+          chain({
+            subject: 'CN=agent:node-1',
+            fingerprintSha256: 'AB:'.repeat(31) + 'AB',
+            isCa: false,
+          }),
+      },
     });
-    const error = await errorOf(svc.create(input({ caCertPem: undefined, caFingerprint: 'AB'.repeat(32) })));
+    const error = await errorOf(
+      svc.create(input({ caCertPem: undefined, caFingerprint: 'AB'.repeat(32) })),
+    );
     expect(error.code).toBe(ErrorCode.RemoteFingerprintMismatch);
     expect(error.message).toContain('not a CA');
   });
@@ -222,14 +324,27 @@ describe('RemotesService.connectionFor', () => {
         update: async (_id, patch) => (updates.push(patch), { ...remote(), caCertPem: CA.certPem }),
         credential: async () => ({ name: 'admin', key: KEY, permissions: ['*'] }),
       },
-      agents: { probeCertificates: async () => chain({ fingerprintSha256: CA_FINGERPRINT, isCa: true, pem: CA.certPem }) },
+      agents: {
+        probeCertificates: async () =>
+          chain({ fingerprintSha256: CA_FINGERPRINT, isCa: true, pem: CA.certPem }),
+      },
     });
-    await expect(svc.connectionFor('dc-east')).resolves.toEqual({ remoteId: 'dc-east', endpoints: ['10.0.0.1:9443'], caCertPem: CA.certPem, apiKey: KEY });
+    await expect(svc.connectionFor('dc-east')).resolves.toEqual({
+      remoteId: 'dc-east',
+      endpoints: ['10.0.0.1:9443'],
+      caCertPem: CA.certPem,
+      apiKey: KEY,
+    });
     expect(updates).toEqual([{ caCertPem: CA.certPem }]);
   });
 
   it('refuses to connect without a credential', async () => {
-    const svc = service({ remotes: { get: async () => ({ ...remote(), caCertPem: CA.certPem }), credential: async () => null } });
+    const svc = service({
+      remotes: {
+        get: async () => ({ ...remote(), caCertPem: CA.certPem }),
+        credential: async () => null,
+      },
+    });
     expect((await errorOf(svc.connectionFor('dc-east'))).message).toContain('no credentials');
   });
 
@@ -242,9 +357,22 @@ describe('RemotesService.connectionFor', () => {
 describe('RemotesService.update and delete', () => {
   it('drops cached channels and announces the change', async () => {
     const calls: string[] = [];
-    const remote: Remote = { id: 'r', description: '', endpoints: ['a:1'], caCertPem: CA.certPem, caFingerprint: CA_FINGERPRINT, credentials: [], createdAt: NOW, updatedAt: NOW };
+    const remote: Remote = {
+      id: 'r',
+      description: '',
+      endpoints: ['a:1'],
+      caCertPem: CA.certPem,
+      caFingerprint: CA_FINGERPRINT,
+      credentials: [],
+      createdAt: NOW,
+      updatedAt: NOW,
+    };
     const svc = service({
-      remotes: { get: async () => remote, update: async () => ({ ...remote, endpoints: ['b:2'] }), delete: async () => true },
+      remotes: {
+        get: async () => remote,
+        update: async () => ({ ...remote, endpoints: ['b:2'] }),
+        delete: async () => true,
+      },
       agents: { invalidate: (id: string) => void calls.push(`invalidate ${id}`) },
       events: { emit: (event) => void calls.push(`${event.type} ${event.remoteId}`) },
     });

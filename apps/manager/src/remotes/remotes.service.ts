@@ -53,7 +53,11 @@ export class RemotesService {
   /** The remotes the caller may see. */
   async list(caller: Caller): Promise<{ items: RemoteView[] }> {
     const remotes = await this.remotes.list();
-    const visible = this.auth.allowedRemotes(caller, 'remote.audit', remotes.map((r) => r.id));
+    const visible = this.auth.allowedRemotes(
+      caller,
+      'remote.audit',
+      remotes.map((r) => r.id),
+    );
     return { items: remotes.filter((r) => visible.has(r.id)).map(toView) };
   }
 
@@ -67,13 +71,20 @@ export class RemotesService {
    * problem named, unless `addAnyway`.
    */
   async create(input: CreateRemoteInput): Promise<RemoteView & { connection: ConnectionReport }> {
-    if (await this.remotes.get(input.id)) throw new DomainError(ErrorCode.Conflict, `remote ${input.id} already exists`);
+    if (await this.remotes.get(input.id))
+      throw new DomainError(ErrorCode.Conflict, `remote ${input.id} already exists`);
     let trust = trustFrom(input);
     let connection: ConnectionReport;
     const learned = new Map<string, string[]>();
     try {
       trust = await this.resolveTrust(input.endpoints, trust);
-      connection = await this.testCredentials(input.id, input.endpoints, trust.caCertPem!, input.credentials, learned);
+      connection = await this.testCredentials(
+        input.id,
+        input.endpoints,
+        trust.caCertPem!,
+        input.credentials,
+        learned,
+      );
     } catch (error) {
       if (!(error instanceof DomainError) || !input.addAnyway) throw error;
       connection = { ok: false, error: { code: error.code, message: error.message } };
@@ -84,27 +95,46 @@ export class RemotesService {
       endpoints: input.endpoints,
       caCertPem: trust.caCertPem,
       caFingerprint: trust.caFingerprint,
-      credentials: input.credentials.map((c) => ({ name: c.name, key: c.key, permissions: learned.get(c.name) })),
+      credentials: input.credentials.map((c) => ({
+        name: c.name,
+        key: c.key,
+        permissions: learned.get(c.name),
+      })),
       at: this.clock.now(),
     });
     this.events.emit({ type: 'changed', remoteId: created.id });
-    this.audit.note({ ...configFacts(created), connection: connection.ok ? 'ok' : connection.error?.code, addAnyway: input.addAnyway });
+    this.audit.note({
+      ...configFacts(created),
+      connection: connection.ok ? 'ok' : connection.error?.code,
+      addAnyway: input.addAnyway,
+    });
     return { ...toView(created), connection };
   }
 
   /** Changes description, endpoints or trust. Cached channels are dropped and the remote refreshed. */
   async update(id: string, input: UpdateRemoteInput): Promise<RemoteView> {
     await this.require(id);
-    const trust = input.caCertPem !== undefined || input.caFingerprint !== undefined ? trustFrom(input) : undefined;
+    const trust =
+      input.caCertPem !== undefined || input.caFingerprint !== undefined
+        ? trustFrom(input)
+        : undefined;
     const updated = await this.remotes.update(
       id,
-      { description: input.description, endpoints: input.endpoints, caCertPem: trust?.caCertPem, caFingerprint: trust?.caFingerprint },
+      {
+        description: input.description,
+        endpoints: input.endpoints,
+        caCertPem: trust?.caCertPem,
+        caFingerprint: trust?.caFingerprint,
+      },
       this.clock.now(),
     );
     if (!updated) throw DomainError.notFound(`remote ${id}`);
     this.agents.invalidate(id);
     this.events.emit({ type: 'changed', remoteId: id });
-    this.audit.note({ changed: Object.keys(input).filter((k) => input[k as keyof UpdateRemoteInput] !== undefined), ...configFacts(updated) });
+    this.audit.note({
+      changed: Object.keys(input).filter((k) => input[k as keyof UpdateRemoteInput] !== undefined),
+      ...configFacts(updated),
+    });
     return toView(updated);
   }
 
@@ -115,36 +145,60 @@ export class RemotesService {
   }
 
   /** Adds a credential after checking that the remote accepts it (unless `addAnyway`). */
-  async addCredential(remoteId: string, credential: NewCredential & { addAnyway: boolean }): Promise<RemoteView & { connection: ConnectionReport }> {
+  async addCredential(
+    remoteId: string,
+    credential: NewCredential & { addAnyway: boolean },
+  ): Promise<RemoteView & { connection: ConnectionReport }> {
     const remote = await this.require(remoteId);
     if (remote.credentials.some((c) => c.name === credential.name)) {
-      throw new DomainError(ErrorCode.Conflict, `remote ${remoteId} already has a credential named ${credential.name}`);
+      throw new DomainError(
+        ErrorCode.Conflict,
+        `remote ${remoteId} already has a credential named ${credential.name}`,
+      );
     }
     let connection: ConnectionReport;
     const learned = new Map<string, string[]>();
     try {
       const trust = await this.resolveTrust(remote.endpoints, remote);
-      connection = await this.testCredentials(remoteId, remote.endpoints, trust.caCertPem!, [credential], learned);
+      connection = await this.testCredentials(
+        remoteId,
+        remote.endpoints,
+        trust.caCertPem!,
+        [credential],
+        learned,
+      );
     } catch (error) {
       if (!(error instanceof DomainError) || !credential.addAnyway) throw error;
       connection = { ok: false, error: { code: error.code, message: error.message } };
     }
-    await this.remotes.addCredential(remoteId, { name: credential.name, key: credential.key, permissions: learned.get(credential.name) }, this.clock.now());
+    await this.remotes.addCredential(
+      remoteId,
+      { name: credential.name, key: credential.key, permissions: learned.get(credential.name) },
+      this.clock.now(),
+    );
     this.events.emit({ type: 'changed', remoteId });
-    this.audit.note({ credential: credential.name, keyId: keyIdOf(credential.key), connection: connection.ok ? 'ok' : connection.error?.code, addAnyway: credential.addAnyway });
+    this.audit.note({
+      credential: credential.name,
+      keyId: keyIdOf(credential.key),
+      connection: connection.ok ? 'ok' : connection.error?.code,
+      addAnyway: credential.addAnyway,
+    });
     return { ...toView((await this.remotes.get(remoteId))!), connection };
   }
 
   async removeCredential(remoteId: string, name: string): Promise<RemoteView> {
     await this.require(remoteId);
-    if (!(await this.remotes.removeCredential(remoteId, name))) throw DomainError.notFound(`credential ${name} of remote ${remoteId}`);
+    if (!(await this.remotes.removeCredential(remoteId, name)))
+      throw DomainError.notFound(`credential ${name} of remote ${remoteId}`);
     this.events.emit({ type: 'changed', remoteId });
     this.audit.note({ credential: name });
     return toView((await this.remotes.get(remoteId))!);
   }
 
   /** The chain an endpoint presents, for a user to confirm before pinning. */
-  async probe(endpoint: string): Promise<{ endpoint: string; certificates: PresentedCertificate[] }> {
+  async probe(
+    endpoint: string,
+  ): Promise<{ endpoint: string; certificates: PresentedCertificate[] }> {
     const certificates = await this.agents.probeCertificates(endpoint);
     this.audit.note({ endpoint, presented: certificates.map((c) => c.fingerprintSha256) });
     return { endpoint, certificates };
@@ -160,7 +214,11 @@ export class RemotesService {
    * `clusterPermission`, the manager refuses before calling (403): the effective right is the
    * manager role intersected with what the credential may do on the cluster.
    */
-  async connectionFor(remoteId: string, credentialId: string | null = null, clusterPermission?: string): Promise<AgentConnection> {
+  async connectionFor(
+    remoteId: string,
+    credentialId: string | null = null,
+    clusterPermission?: string,
+  ): Promise<AgentConnection> {
     const remote = await this.require(remoteId);
     let caCertPem = remote.caCertPem;
     if (!caCertPem) {
@@ -169,8 +227,16 @@ export class RemotesService {
       await this.remotes.update(remoteId, { caCertPem }, this.clock.now());
     }
     const credential = await this.remotes.credential(remoteId, credentialId);
-    if (!credential) throw new DomainError(ErrorCode.RemoteCredentialRejected, `remote ${remoteId} has no ${credentialId ? 'such credential' : 'credentials'}`);
-    if (clusterPermission && credential.permissions && !permissionAllows(credential.permissions, clusterPermission)) {
+    if (!credential)
+      throw new DomainError(
+        ErrorCode.RemoteCredentialRejected,
+        `remote ${remoteId} has no ${credentialId ? 'such credential' : 'credentials'}`,
+      );
+    if (
+      clusterPermission &&
+      credential.permissions &&
+      !permissionAllows(credential.permissions, clusterPermission)
+    ) {
       throw new PermissionDenied(
         { privilege: clusterPermission, path: `/remotes/${remoteId}` },
         {},
@@ -245,8 +311,20 @@ export class RemotesService {
     try {
       for (const credential of credentials) {
         try {
-          const info = await this.agents.getClusterInfo({ remoteId, endpoints, caCertPem, apiKey: credential.key, channelGroup });
-          report ??= { ok: true, clusterId: info.clusterId, agentVersion: info.agentVersion, nodeCount: info.nodeCount, nodeId: info.nodeId || undefined };
+          const info = await this.agents.getClusterInfo({
+            remoteId,
+            endpoints,
+            caCertPem,
+            apiKey: credential.key,
+            channelGroup,
+          });
+          report ??= {
+            ok: true,
+            clusterId: info.clusterId,
+            agentVersion: info.agentVersion,
+            nodeCount: info.nodeCount,
+            nodeId: info.nodeId || undefined,
+          };
           learned.set(credential.name, [...info.permissions]);
         } catch (error) {
           if (error instanceof DomainError && error.code === ErrorCode.RemoteCredentialRejected) {
@@ -283,7 +361,11 @@ function trustFrom(input: { caCertPem?: string; caFingerprint?: string }): Trust
     return { caCertPem: pem, caFingerprint: fingerprintSha256(pem) };
   }
   const fingerprint = input.caFingerprint ? normalizeFingerprint(input.caFingerprint) : undefined;
-  if (!fingerprint) throw new DomainError(ErrorCode.ValidationFailed, 'caCertPem: give exactly one of caCertPem and caFingerprint');
+  if (!fingerprint)
+    throw new DomainError(
+      ErrorCode.ValidationFailed,
+      'caCertPem: give exactly one of caCertPem and caFingerprint',
+    );
   return { caCertPem: null, caFingerprint: fingerprint };
 }
 
@@ -292,8 +374,16 @@ function toView(remote: Remote): RemoteView {
     id: remote.id,
     description: remote.description,
     endpoints: [...remote.endpoints],
-    trust: { caFingerprint: remote.caFingerprint, caCertPem: remote.caCertPem, resolved: remote.caCertPem !== null },
-    credentials: remote.credentials.map((c) => ({ name: c.name, keyId: c.keyId, createdAt: c.createdAt.toISOString() })),
+    trust: {
+      caFingerprint: remote.caFingerprint,
+      caCertPem: remote.caCertPem,
+      resolved: remote.caCertPem !== null,
+    },
+    credentials: remote.credentials.map((c) => ({
+      name: c.name,
+      keyId: c.keyId,
+      createdAt: c.createdAt.toISOString(),
+    })),
     createdAt: remote.createdAt.toISOString(),
     updatedAt: remote.updatedAt.toISOString(),
   };

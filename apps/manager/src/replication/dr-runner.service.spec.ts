@@ -24,11 +24,26 @@ import type { VmReplicationEntity } from './vm-replication.entity';
 const VM = '3f1d2c4b-5a6e-4f70-8a9b-0c1d2e3f4a5b';
 const TASK = '0b7e6c2a-1d3f-4e5a-9b8c-7d6e5f4a3b2c';
 /** What a Ceph peer bootstrap token looks like: base64 of JSON with a key. */
-const TOKEN = Buffer.from(JSON.stringify({ fsid: 'f', client_id: 'rbd-mirror-peer', key: 'AQBsecretsecretsecretsecret==', mon_host: '[v2:10.0.0.1:3300]' })).toString('base64');
+const TOKEN = Buffer.from(
+  JSON.stringify({
+    fsid: 'f',
+    client_id: 'rbd-mirror-peer',
+    key: 'AQBsecretsecretsecretsecret==',
+    mon_host: '[v2:10.0.0.1:3300]',
+  }),
+).toString('base64');
 
-const conn = (remoteId: string): AgentConnection => ({ remoteId, endpoints: [`${remoteId}:9443`], caCertPem: 'ca', apiKey: `key-${remoteId}` });
+const conn = (remoteId: string): AgentConnection => ({
+  remoteId,
+  endpoints: [`${remoteId}:9443`],
+  caCertPem: 'ca',
+  apiKey: `key-${remoteId}`,
+});
 
-function record(pending: Omit<PendingAction, 'taskId' | 'credentials'>, overrides: Partial<VmReplicationEntity> = {}): VmReplicationEntity {
+function record(
+  pending: Omit<PendingAction, 'taskId' | 'credentials'>,
+  overrides: Partial<VmReplicationEntity> = {},
+): VmReplicationEntity {
   return {
     vmId: VM,
     vmName: 'web-1',
@@ -44,7 +59,17 @@ function record(pending: Omit<PendingAction, 'taskId' | 'credentials'>, override
       { pool: 'rbd', image: 'web-1-disk0' },
       { pool: 'rbd', image: 'web-1-disk1' },
     ],
-    spec: { uuid: VM, name: 'web-1', vcpus: 2, memoryBytes: '1073741824', disks: [{ pool: 'rbd', image: 'web-1-disk0' }, { pool: 'rbd', image: 'web-1-disk1' }], nics: [] },
+    spec: {
+      uuid: VM,
+      name: 'web-1',
+      vcpus: 2,
+      memoryBytes: '1073741824',
+      disks: [
+        { pool: 'rbd', image: 'web-1-disk0' },
+        { pool: 'rbd', image: 'web-1-disk1' },
+      ],
+      nics: [],
+    },
     rpoTargetSeconds: 900,
     scheduleInterval: '5m',
     pending: { ...pending, taskId: TASK, credentials: { 'dc-a': null, 'dc-b': null } },
@@ -88,10 +113,21 @@ const OBSERVED: Observation = {
   reachable: { source: true, target: true },
 };
 
-const vmAt = (state: string, nodeId = 'node-1'): Vm__Output => ({ spec: null, runtime: { state, nodeId } as Vm__Output['runtime'] });
+const vmAt = (state: string, nodeId = 'node-1'): Vm__Output => ({
+  spec: null,
+  runtime: { state, nodeId } as Vm__Output['runtime'],
+});
 
 /** The runner with strict mocks: only the agent calls a test allows exist; the logger may only be given its context. */
-function setup(agents: Partial<Record<keyof AgentClientRepository, unknown>>, options: { record?: VmReplicationEntity; pair?: ReplicationPairEntity; observed?: Observation; observe?: () => Observation } = {}) {
+function setup(
+  agents: Partial<Record<keyof AgentClientRepository, unknown>>,
+  options: {
+    record?: VmReplicationEntity;
+    pair?: ReplicationPairEntity;
+    observed?: Observation;
+    observe?: () => Observation;
+  } = {},
+) {
   const calls: string[] = [];
   const log: string[] = [];
   const stored: unknown[] = [];
@@ -107,17 +143,40 @@ function setup(agents: Partial<Record<keyof AgentClientRepository, unknown>>, op
       setPending: async (...args) => void stored.push(['setPending', ...args]),
       deleteVm: async (...args) => void stored.push(['deleteVm', ...args]),
     }),
-    strictMock<ReplicationStatusService>('ReplicationStatusService', { observe: async () => options.observe?.() ?? options.observed ?? OBSERVED }),
+    strictMock<ReplicationStatusService>('ReplicationStatusService', {
+      observe: async () => options.observe?.() ?? options.observed ?? OBSERVED,
+    }),
     strictMock<AgentClientRepository>('AgentClientRepository', agents as never),
-    strictMock<RemotesService>('RemotesService', { connectionFor: async (remote: string) => conn(remote) }),
-    strictMock<ResourcesService>('ResourcesService', { refreshRemote: async (remote: string) => void calls.push(`refresh ${remote}`) }),
-    strictMock<MigrationService>('MigrationService', { moveStoppedVm: async (_context, move) => void moved.push(move), moveGrants: async (vmId: string, from: string, to: string) => (calls.push(`grants ${vmId} ${from} -> ${to}`), 1) }),
+    strictMock<RemotesService>('RemotesService', {
+      connectionFor: async (remote: string) => conn(remote),
+    }),
+    strictMock<ResourcesService>('ResourcesService', {
+      refreshRemote: async (remote: string) => void calls.push(`refresh ${remote}`),
+    }),
+    strictMock<MigrationService>('MigrationService', {
+      moveStoppedVm: async (_context, move) => void moved.push(move),
+      moveGrants: async (vmId: string, from: string, to: string) => (
+        calls.push(`grants ${vmId} ${from} -> ${to}`),
+        1
+      ),
+    }),
     strictMock<ClockRepository>('ClockRepository', { now: clock.now }),
     strictMock<ReplicationTimerRepository>('ReplicationTimerRepository', { sleep: clock.sleep }),
     strictMock<PinoLogger>('PinoLogger', { setContext: () => undefined }),
   );
-  const task = { id: TASK, type: 'x', remoteId: 'dc-a', vmId: VM, owner: 'ops@local!t', credentialId: null } as TaskEntity;
-  const context: TaskContext = { task, log: async (line) => void log.push(line), progress: async () => undefined };
+  const task = {
+    id: TASK,
+    type: 'x',
+    remoteId: 'dc-a',
+    vmId: VM,
+    owner: 'ops@local!t',
+    credentialId: null,
+  } as TaskEntity;
+  const context: TaskContext = {
+    task,
+    log: async (line) => void log.push(line),
+    progress: async () => undefined,
+  };
   return { runner, context, calls, log, stored, moved, clock };
 }
 
@@ -139,15 +198,25 @@ describe('DrRunnerService: pairing', () => {
     const imported: unknown[] = [];
     const s = setup(
       {
-        createPeerBootstrap: async (c: AgentConnection, request: unknown) => (s.calls.push(`bootstrap ${c.remoteId} ${JSON.stringify(request)}`), { token: TOKEN, siteName: 'dc-a' }),
-        importPeerBootstrap: async (c: AgentConnection, request: { token: string }) => (imported.push({ remote: c.remoteId, ...request }), { peers: [] }),
-        getPoolMirrorStatus: async () => ({ peers: [{ siteName: 'dc-b', direction: 'rx-tx', uuid: 'u' }] }),
+        createPeerBootstrap: async (c: AgentConnection, request: unknown) => (
+          s.calls.push(`bootstrap ${c.remoteId} ${JSON.stringify(request)}`),
+          { token: TOKEN, siteName: 'dc-a' }
+        ),
+        importPeerBootstrap: async (c: AgentConnection, request: { token: string }) => (
+          imported.push({ remote: c.remoteId, ...request }),
+          { peers: [] }
+        ),
+        getPoolMirrorStatus: async () => ({
+          peers: [{ siteName: 'dc-b', direction: 'rx-tx', uuid: 'u' }],
+        }),
       },
       { pair },
     );
     await s.runner.pair(s.context);
     expect(s.calls).toEqual([`bootstrap dc-a {"pool":"rbd","siteName":"dc-a"}`]);
-    expect(imported).toEqual([{ remote: 'dc-b', pool: 'rbd-b', siteName: 'dc-b', token: TOKEN, direction: 'rx-tx' }]);
+    expect(imported).toEqual([
+      { remote: 'dc-b', pool: 'rbd-b', siteName: 'dc-b', token: TOKEN, direction: 'rx-tx' },
+    ]);
     expect(s.stored).toEqual([['setPairState', 'pair-1', 'paired', null, expect.any(Date)]]);
     expect(JSON.stringify([s.log, s.stored])).not.toContain(TOKEN);
     expect(JSON.stringify([s.log, s.stored])).not.toContain('AQBsecret');
@@ -158,8 +227,14 @@ describe('DrRunnerService: pairing', () => {
     const imports: string[] = [];
     const s = setup(
       {
-        createPeerBootstrap: async (c: AgentConnection) => ({ token: `${TOKEN}-${c.remoteId}`, siteName: c.remoteId }),
-        importPeerBootstrap: async (c: AgentConnection, request: { token: string }) => (imports.push(`${c.remoteId} <- ${request.token.slice(-4)}`), { peers: [] }),
+        createPeerBootstrap: async (c: AgentConnection) => ({
+          token: `${TOKEN}-${c.remoteId}`,
+          siteName: c.remoteId,
+        }),
+        importPeerBootstrap: async (c: AgentConnection, request: { token: string }) => (
+          imports.push(`${c.remoteId} <- ${request.token.slice(-4)}`),
+          { peers: [] }
+        ),
         getPoolMirrorStatus: async () => ({ peers: [] }),
       },
       { pair },
@@ -181,7 +256,9 @@ describe('DrRunnerService: pairing', () => {
     const failure = await s.runner.pair(s.context).catch((error: unknown) => error);
     expect(failure).toBeInstanceOf(DomainError);
     expect((failure as DomainError).message).toBe('rbd: bad token [redacted]');
-    expect(s.stored).toEqual([['setPairState', 'pair-1', 'failed', 'rbd: bad token [redacted]', expect.any(Date)]]);
+    expect(s.stored).toEqual([
+      ['setPairState', 'pair-1', 'failed', 'rbd: bad token [redacted]', expect.any(Date)],
+    ]);
     expect(JSON.stringify([s.log, s.stored])).not.toContain(TOKEN);
   });
 });
@@ -191,33 +268,75 @@ describe('DrRunnerService: unplanned failover', () => {
     const s = setup(
       {
         fenceImage: async () => {
-          throw new AgentError(ErrorCode.RemoteUnreachable, 'could not connect to dc-a:9443 within 5000 ms', 'dc-a:9443');
+          throw new AgentError(
+            ErrorCode.RemoteUnreachable,
+            'could not connect to dc-a:9443 within 5000 ms',
+            'dc-a:9443',
+          );
         },
         // promoteImage is absent: calling it would fail the test with "unexpected use".
       },
       { record: record({ action: 'failover' }) },
     );
     const failure = await s.runner.failover(s.context).catch((error: unknown) => error);
-    expect(failure).toMatchObject({ code: ErrorCode.Conflict, message: expect.stringMatching(/cannot be fenced .* nothing was promoted — if it is down, fail over with declareSourceDown/) });
+    expect(failure).toMatchObject({
+      code: ErrorCode.Conflict,
+      message: expect.stringMatching(
+        /cannot be fenced .* nothing was promoted — if it is down, fail over with declareSourceDown/,
+      ),
+    });
     // Only the steps a resumed task needs, recorded before the first change.
-    expect(s.stored).toEqual([['setPending', VM, expect.objectContaining({ action: 'failover', taskId: TASK, origin: 'source' })]]);
-    expect(s.log[0]).toMatch(/^\[check\] unplanned failover of VM web-1 from dc-a to dc-b; data at risk: the writes of the last 240 s/);
+    expect(s.stored).toEqual([
+      [
+        'setPending',
+        VM,
+        expect.objectContaining({ action: 'failover', taskId: TASK, origin: 'source' }),
+      ],
+    ]);
+    expect(s.log[0]).toMatch(
+      /^\[check\] unplanned failover of VM web-1 from dc-a to dc-b; data at risk: the writes of the last 240 s/,
+    );
   });
 
   it('fences every disk at a reachable old primary first, then force-promotes at the survivor, moves the VM’s definition there and starts it', async () => {
     const order: string[] = [];
     const s = setup(
       {
-        fenceImage: async (c: AgentConnection, ref: { pool: string; image: string }) => (order.push(`fence ${c.remoteId} ${ref.pool}/${ref.image}`), { blocklisted: ['10.0.0.5:0/1234'], locksBroken: ['auto 1'] }),
-        vmAction: async (c: AgentConnection, action: string) => (order.push(`${action} ${c.remoteId}`), vmAt(action === 'start' ? 'running' : 'stopped', 'node-b1')),
-        promoteImage: async (c: AgentConnection, request: { pool: string; image: string; force: boolean }) => (order.push(`promote ${c.remoteId} ${request.pool}/${request.image} force=${request.force}`), mirror({ primary: true })),
+        fenceImage: async (c: AgentConnection, ref: { pool: string; image: string }) => (
+          order.push(`fence ${c.remoteId} ${ref.pool}/${ref.image}`),
+          { blocklisted: ['10.0.0.5:0/1234'], locksBroken: ['auto 1'] }
+        ),
+        vmAction: async (c: AgentConnection, action: string) => (
+          order.push(`${action} ${c.remoteId}`),
+          vmAt(action === 'start' ? 'running' : 'stopped', 'node-b1')
+        ),
+        promoteImage: async (
+          c: AgentConnection,
+          request: { pool: string; image: string; force: boolean },
+        ) => (
+          order.push(
+            `promote ${c.remoteId} ${request.pool}/${request.image} force=${request.force}`,
+          ),
+          mirror({ primary: true })
+        ),
         getVm: async (c: AgentConnection) => {
           if (c.remoteId === 'dc-a') return vmAt('stopped');
           throw new AgentError(ErrorCode.NotFound, `VM ${VM} not found`, 'dc-b:9443');
         },
-        undefineVm: async (c: AgentConnection) => (order.push(`undefine ${c.remoteId}`), vmAt('stopped')),
-        defineVm: async (c: AgentConnection, request: { nodeId: string }) => (order.push(`define ${c.remoteId} ${request.nodeId}`), vmAt('stopped', request.nodeId)),
-        listNodes: async () => ({ nodes: [{ info: { nodeId: 'node-b2' }, alive: true }, { info: { nodeId: 'node-b1' }, alive: true }] }),
+        undefineVm: async (c: AgentConnection) => (
+          order.push(`undefine ${c.remoteId}`),
+          vmAt('stopped')
+        ),
+        defineVm: async (c: AgentConnection, request: { nodeId: string }) => (
+          order.push(`define ${c.remoteId} ${request.nodeId}`),
+          vmAt('stopped', request.nodeId)
+        ),
+        listNodes: async () => ({
+          nodes: [
+            { info: { nodeId: 'node-b2' }, alive: true },
+            { info: { nodeId: 'node-b1' }, alive: true },
+          ],
+        }),
       },
       { record: record({ action: 'failover' }) },
     );
@@ -237,10 +356,19 @@ describe('DrRunnerService: unplanned failover', () => {
     expect(s.stored).toEqual([
       ['setPending', VM, steps],
       // The record names the task until its last step (a resumed task knows the roles are recorded).
-      ['setRoles', VM, { sourceState: 'secondary', targetState: 'primary' }, 'failover to dc-b by ops@local!t (old primary fenced)', expect.any(Date), steps],
+      [
+        'setRoles',
+        VM,
+        { sourceState: 'secondary', targetState: 'primary' },
+        'failover to dc-b by ops@local!t (old primary fenced)',
+        expect.any(Date),
+        steps,
+      ],
       ['setPending', VM, null],
     ]);
-    expect(s.log).toContain('[fence] rbd/web-1-disk0 at dc-a: blocklisted 10.0.0.5:0/1234; locks broken: auto 1');
+    expect(s.log).toContain(
+      '[fence] rbd/web-1-disk0 at dc-a: blocklisted 10.0.0.5:0/1234; locks broken: auto 1',
+    );
   });
 
   it('with the source declared down: records the declaration, force-promotes and defines the VM at the survivor from the kept definition', async () => {
@@ -254,17 +382,38 @@ describe('DrRunnerService: unplanned failover', () => {
         getVm: async () => {
           throw new AgentError(ErrorCode.NotFound, 'not found', 'dc-b:9443');
         },
-        defineVm: async (c: AgentConnection, request: unknown) => (defined.push({ remote: c.remoteId, request }), vmAt('stopped', 'node-b1')),
+        defineVm: async (c: AgentConnection, request: unknown) => (
+          defined.push({ remote: c.remoteId, request }),
+          vmAt('stopped', 'node-b1')
+        ),
         vmAction: async () => vmAt('running', 'node-b1'),
       },
-      { record: record({ action: 'failover', declareSourceDown: true, reason: 'datacenter A lost power', targetNode: 'node-b1' }) },
+      {
+        record: record({
+          action: 'failover',
+          declareSourceDown: true,
+          reason: 'datacenter A lost power',
+          targetNode: 'node-b1',
+        }),
+      },
     );
     await s.runner.failover(s.context);
-    expect(s.log).toContain('[fence] not fenced: ops@local!t declared remote dc-a down (datacenter A lost power); recorded in the audit log');
+    expect(s.log).toContain(
+      '[fence] not fenced: ops@local!t declared remote dc-a down (datacenter A lost power); recorded in the audit log',
+    );
     expect(defined).toEqual([
       {
         remote: 'dc-b',
-        request: { nodeId: 'node-b1', spec: expect.objectContaining({ uuid: VM, disks: [{ pool: 'rbd-b', image: 'web-1-disk0' }, { pool: 'rbd-b', image: 'web-1-disk1' }] }) },
+        request: {
+          nodeId: 'node-b1',
+          spec: expect.objectContaining({
+            uuid: VM,
+            disks: [
+              { pool: 'rbd-b', image: 'web-1-disk0' },
+              { pool: 'rbd-b', image: 'web-1-disk1' },
+            ],
+          }),
+        },
       },
     ]);
     expect(s.moved).toEqual([]);
@@ -286,18 +435,40 @@ describe('DrRunnerService: planned switchover', () => {
       {
         listNodes: async () => ({ nodes: [{ info: { nodeId: 'node-b1' }, alive: true }] }),
         getVm: async () => vmAt('running'),
-        vmAction: async (c: AgentConnection, action: string) => (order.push(`${action} ${c.remoteId}`), vmAt(action === 'start' ? 'running' : 'stopped')),
-        createMirrorSnapshot: async (c: AgentConnection, ref: { pool: string; image: string }) => (order.push(`snapshot ${c.remoteId} ${ref.pool}/${ref.image}`), mirror({ primary: true, lastSnapshotAt: SNAP })),
+        vmAction: async (c: AgentConnection, action: string) => (
+          order.push(`${action} ${c.remoteId}`),
+          vmAt(action === 'start' ? 'running' : 'stopped')
+        ),
+        createMirrorSnapshot: async (c: AgentConnection, ref: { pool: string; image: string }) => (
+          order.push(`snapshot ${c.remoteId} ${ref.pool}/${ref.image}`),
+          mirror({ primary: true, lastSnapshotAt: SNAP })
+        ),
         getMirrorStatus: async (c: AgentConnection) => {
           polls += 1;
           // The first poll sees the old snapshot still syncing; later ones the final one.
-          if (c.remoteId === 'dc-a') return mirror({ primary: true, lastMirroredSnapshotAt: polls <= 1 ? '2026-01-01T00:55:00Z' : SNAP, secondsUntilSynced: polls <= 1 ? 3 : 0 });
+          if (c.remoteId === 'dc-a')
+            return mirror({
+              primary: true,
+              lastMirroredSnapshotAt: polls <= 1 ? '2026-01-01T00:55:00Z' : SNAP,
+              secondsUntilSynced: polls <= 1 ? 3 : 0,
+            });
           return mirror({ primary: false, state: 'up+stopped' });
         },
-        demoteImage: async (c: AgentConnection, ref: { pool: string; image: string }) => (order.push(`demote ${c.remoteId} ${ref.pool}/${ref.image}`), mirror({})),
-        promoteImage: async (c: AgentConnection, r: { pool: string; image: string; force: boolean }) => {
+        demoteImage: async (c: AgentConnection, ref: { pool: string; image: string }) => (
+          order.push(`demote ${c.remoteId} ${ref.pool}/${ref.image}`),
+          mirror({})
+        ),
+        promoteImage: async (
+          c: AgentConnection,
+          r: { pool: string; image: string; force: boolean },
+        ) => {
           // The first attempt comes before the demotion snapshot arrived: the agent refuses it.
-          if (++promotions === 1) throw new AgentError(ErrorCode.Conflict, 'the peer has not demoted its side yet', 'dc-b:9443');
+          if (++promotions === 1)
+            throw new AgentError(
+              ErrorCode.Conflict,
+              'the peer has not demoted its side yet',
+              'dc-b:9443',
+            );
           order.push(`promote ${c.remoteId} ${r.pool}/${r.image} force=${r.force}`);
           return mirror({ primary: true });
         },
@@ -315,14 +486,38 @@ describe('DrRunnerService: planned switchover', () => {
       'promote dc-b rbd-b/web-1-disk1 force=false',
       'start dc-b',
     ]);
-    expect(s.moved).toEqual([expect.objectContaining({ sourceRemote: 'dc-a', targetRemote: 'dc-b', targetNode: 'node-b1', storageMap: { rbd: 'rbd-b' } })]);
-    const steps = { action: 'switchover', taskId: TASK, credentials: { 'dc-a': null, 'dc-b': null }, targetNode: 'node-b1', origin: 'source', wasRunning: true, sourceNode: 'node-1' };
+    expect(s.moved).toEqual([
+      expect.objectContaining({
+        sourceRemote: 'dc-a',
+        targetRemote: 'dc-b',
+        targetNode: 'node-b1',
+        storageMap: { rbd: 'rbd-b' },
+      }),
+    ]);
+    const steps = {
+      action: 'switchover',
+      taskId: TASK,
+      credentials: { 'dc-a': null, 'dc-b': null },
+      targetNode: 'node-b1',
+      origin: 'source',
+      wasRunning: true,
+      sourceNode: 'node-1',
+    };
     expect(s.stored).toEqual([
       ['setPending', VM, steps],
-      ['setRoles', VM, { sourceState: 'secondary', targetState: 'primary' }, 'switchover to dc-b by ops@local!t', expect.any(Date), steps],
+      [
+        'setRoles',
+        VM,
+        { sourceState: 'secondary', targetState: 'primary' },
+        'switchover to dc-b by ops@local!t',
+        expect.any(Date),
+        steps,
+      ],
       ['setPending', VM, null],
     ]);
-    expect(s.log).toContain('[sync] the final snapshots of all 2 disk(s) are at the other site: nothing is lost');
+    expect(s.log).toContain(
+      '[sync] the final snapshots of all 2 disk(s) are at the other site: nothing is lost',
+    );
   });
 
   it('gives up when the final snapshot does not arrive in time, demotes nothing and starts the VM again at the source', async () => {
@@ -331,15 +526,28 @@ describe('DrRunnerService: planned switchover', () => {
       {
         listNodes: async () => ({ nodes: [{ info: { nodeId: 'node-b1' }, alive: true }] }),
         getVm: async () => vmAt('running'),
-        vmAction: async (c: AgentConnection, action: string) => (order.push(`${action} ${c.remoteId}`), vmAt(action === 'start' ? 'running' : 'stopped')),
+        vmAction: async (c: AgentConnection, action: string) => (
+          order.push(`${action} ${c.remoteId}`),
+          vmAt(action === 'start' ? 'running' : 'stopped')
+        ),
         createMirrorSnapshot: async () => mirror({ primary: true, lastSnapshotAt: SNAP }),
-        getMirrorStatus: async () => mirror({ primary: true, lastMirroredSnapshotAt: '2026-01-01T00:55:00Z', secondsUntilSynced: 99 }),
+        getMirrorStatus: async () =>
+          mirror({
+            primary: true,
+            lastMirroredSnapshotAt: '2026-01-01T00:55:00Z',
+            secondsUntilSynced: 99,
+          }),
       },
       { record: record({ action: 'switchover' }) },
     );
-    await expect(s.runner.switchover(s.context)).rejects.toThrow(/did not receive the final mirror snapshot within 600 s: web-1-disk0 \(99 s to go\), web-1-disk1/);
+    await expect(s.runner.switchover(s.context)).rejects.toThrow(
+      /did not receive the final mirror snapshot within 600 s: web-1-disk0 \(99 s to go\), web-1-disk1/,
+    );
     expect(order).toEqual(['shutdown dc-a', 'start dc-a']);
-    expect(s.stored).toEqual([['setPending', VM, expect.objectContaining({ origin: 'source', wasRunning: true })], ['setPending', VM, null]]);
+    expect(s.stored).toEqual([
+      ['setPending', VM, expect.objectContaining({ origin: 'source', wasRunning: true })],
+      ['setPending', VM, null],
+    ]);
     expect(s.calls).toEqual(['refresh dc-a', 'refresh dc-a', 'refresh dc-b']);
     expect(s.log).toContain('[rollback] the switchover was undone: the VM is at dc-a as before');
   });
@@ -350,17 +558,35 @@ describe('DrRunnerService: planned switchover', () => {
       {
         listNodes: async () => ({ nodes: [{ info: { nodeId: 'node-b1' }, alive: true }] }),
         getVm: async () => vmAt('running', 'node-a2'),
-        vmAction: async (c: AgentConnection, action: string) => (order.push(`${action} ${c.remoteId}`), vmAt(action === 'start' ? 'running' : 'stopped')),
+        vmAction: async (c: AgentConnection, action: string) => (
+          order.push(`${action} ${c.remoteId}`),
+          vmAt(action === 'start' ? 'running' : 'stopped')
+        ),
         createMirrorSnapshot: async () => mirror({ primary: true, lastSnapshotAt: SNAP }),
         getMirrorStatus: async () => mirror({ primary: true, lastMirroredSnapshotAt: SNAP }),
         demoteImage: async (c: AgentConnection, ref: { image: string }) => {
-          if (ref.image === 'web-1-disk1') throw new AgentError(ErrorCode.Conflict, 'the image is held by VM web-1', 'dc-a:9443');
+          if (ref.image === 'web-1-disk1')
+            throw new AgentError(ErrorCode.Conflict, 'the image is held by VM web-1', 'dc-a:9443');
           order.push(`demote ${c.remoteId} ${ref.image}`);
           return mirror({});
         },
-        promoteImage: async (c: AgentConnection, r: { image: string; force: boolean }) => (order.push(`promote ${c.remoteId} ${r.image} force=${r.force}`), mirror({ primary: true })),
-        undefineVm: async (c: AgentConnection) => (order.push(`undefine ${c.remoteId}`), vmAt('stopped')),
-        defineVm: async (c: AgentConnection, request: { nodeId: string; spec: { disks: { pool: string }[] } }) => (order.push(`define ${c.remoteId} ${request.nodeId} ${request.spec.disks.map((d) => d.pool).join(',')}`), vmAt('stopped')),
+        promoteImage: async (c: AgentConnection, r: { image: string; force: boolean }) => (
+          order.push(`promote ${c.remoteId} ${r.image} force=${r.force}`),
+          mirror({ primary: true })
+        ),
+        undefineVm: async (c: AgentConnection) => (
+          order.push(`undefine ${c.remoteId}`),
+          vmAt('stopped')
+        ),
+        defineVm: async (
+          c: AgentConnection,
+          request: { nodeId: string; spec: { disks: { pool: string }[] } },
+        ) => (
+          order.push(
+            `define ${c.remoteId} ${request.nodeId} ${request.spec.disks.map((d) => d.pool).join(',')}`,
+          ),
+          vmAt('stopped')
+        ),
       },
       { record: record({ action: 'switchover' }) },
     );
@@ -375,40 +601,124 @@ describe('DrRunnerService: planned switchover', () => {
       'define dc-a node-a2 rbd,rbd',
       'start dc-a',
     ]);
-    expect(s.stored).toEqual([['setPending', VM, expect.objectContaining({ origin: 'source', wasRunning: true, sourceNode: 'node-a2' })], ['setPending', VM, null]]);
+    expect(s.stored).toEqual([
+      [
+        'setPending',
+        VM,
+        expect.objectContaining({ origin: 'source', wasRunning: true, sourceNode: 'node-a2' }),
+      ],
+      ['setPending', VM, null],
+    ]);
     expect(s.log).toContain('[rollback] the switchover was undone: the VM is at dc-a as before');
   });
 
   it('refuses before touching the VM while the images are split-brained', async () => {
-    const s = setup({}, { record: record({ action: 'switchover' }), observed: { ...OBSERVED, splitBrain: true } });
-    await expect(s.runner.switchover(s.context)).rejects.toMatchObject({ code: ErrorCode.Conflict, message: expect.stringMatching(/split brain/) });
+    const s = setup(
+      {},
+      { record: record({ action: 'switchover' }), observed: { ...OBSERVED, splitBrain: true } },
+    );
+    await expect(s.runner.switchover(s.context)).rejects.toMatchObject({
+      code: ErrorCode.Conflict,
+      message: expect.stringMatching(/split brain/),
+    });
   });
 });
 
 describe('DrRunnerService: resync', () => {
   it('removes the stale copy of the VM, demotes the stale site’s primary images, resyncs them and marks the site secondary once it replays', async () => {
     const order: string[] = [];
-    const afterFailover = record({ action: 'resync' }, { sourceState: 'secondary', targetState: 'primary' });
-    const site = (primary: boolean, state: string) => ({ remote: '', pool: '', reachable: true, error: null, primary, state, description: '', lastMirroredSnapshotAt: null, lastSnapshotAt: null, bytesPerSecond: 0, secondsUntilSynced: 0, splitBrain: false });
-    const image = (source: ReturnType<typeof site>, target: ReturnType<typeof site>) => ({ image: 'i', sourcePool: 'rbd', targetPool: 'rbd-b', sites: [source, target], lastMirroredSnapshotAt: null, lagSeconds: null, bytesPerSecond: 0, secondsUntilSynced: 0, splitBrain: source.primary && target.primary });
-    const split: Observation = { ...OBSERVED, splitBrain: true, images: [image(site(true, 'up+stopped'), site(true, 'up+stopped')), image(site(true, 'up+stopped'), site(true, 'up+stopped'))] };
-    const healed: Observation = { ...OBSERVED, images: [image(site(false, 'up+replaying'), site(true, 'up+stopped')), image(site(false, 'up+replaying'), site(true, 'up+stopped'))] };
+    const afterFailover = record(
+      { action: 'resync' },
+      { sourceState: 'secondary', targetState: 'primary' },
+    );
+    const site = (primary: boolean, state: string) => ({
+      remote: '',
+      pool: '',
+      reachable: true,
+      error: null,
+      primary,
+      state,
+      description: '',
+      lastMirroredSnapshotAt: null,
+      lastSnapshotAt: null,
+      bytesPerSecond: 0,
+      secondsUntilSynced: 0,
+      splitBrain: false,
+    });
+    const image = (source: ReturnType<typeof site>, target: ReturnType<typeof site>) => ({
+      image: 'i',
+      sourcePool: 'rbd',
+      targetPool: 'rbd-b',
+      sites: [source, target],
+      lastMirroredSnapshotAt: null,
+      lagSeconds: null,
+      bytesPerSecond: 0,
+      secondsUntilSynced: 0,
+      splitBrain: source.primary && target.primary,
+    });
+    const split: Observation = {
+      ...OBSERVED,
+      splitBrain: true,
+      images: [
+        image(site(true, 'up+stopped'), site(true, 'up+stopped')),
+        image(site(true, 'up+stopped'), site(true, 'up+stopped')),
+      ],
+    };
+    const healed: Observation = {
+      ...OBSERVED,
+      images: [
+        image(site(false, 'up+replaying'), site(true, 'up+stopped')),
+        image(site(false, 'up+replaying'), site(true, 'up+stopped')),
+      ],
+    };
     let observations = 0;
     const s = setup(
       {
-        demoteImage: async (c: AgentConnection, ref: { pool: string; image: string }) => (order.push(`demote ${c.remoteId} ${ref.pool}/${ref.image}`), mirror({})),
-        resyncImage: async (c: AgentConnection, ref: { pool: string; image: string }) => (order.push(`resync ${c.remoteId} ${ref.pool}/${ref.image}`), mirror({})),
+        demoteImage: async (c: AgentConnection, ref: { pool: string; image: string }) => (
+          order.push(`demote ${c.remoteId} ${ref.pool}/${ref.image}`),
+          mirror({})
+        ),
+        resyncImage: async (c: AgentConnection, ref: { pool: string; image: string }) => (
+          order.push(`resync ${c.remoteId} ${ref.pool}/${ref.image}`),
+          mirror({})
+        ),
         getVm: async () => vmAt('running', 'node-1'),
-        vmAction: async (c: AgentConnection, action: string) => (order.push(`${action} ${c.remoteId}`), vmAt('stopped')),
-        undefineVm: async (c: AgentConnection) => (order.push(`undefine ${c.remoteId}`), vmAt('stopped')),
+        vmAction: async (c: AgentConnection, action: string) => (
+          order.push(`${action} ${c.remoteId}`),
+          vmAt('stopped')
+        ),
+        undefineVm: async (c: AgentConnection) => (
+          order.push(`undefine ${c.remoteId}`),
+          vmAt('stopped')
+        ),
       },
       { record: afterFailover, observe: () => (++observations <= 2 ? split : healed) },
     );
     await s.runner.resync(s.context);
-    expect(order).toEqual(['stop dc-a', 'undefine dc-a', 'demote dc-a rbd/web-1-disk0', 'resync dc-a rbd/web-1-disk0', 'demote dc-a rbd/web-1-disk1', 'resync dc-a rbd/web-1-disk1']);
+    expect(order).toEqual([
+      'stop dc-a',
+      'undefine dc-a',
+      'demote dc-a rbd/web-1-disk0',
+      'resync dc-a rbd/web-1-disk0',
+      'demote dc-a rbd/web-1-disk1',
+      'resync dc-a rbd/web-1-disk1',
+    ]);
     expect(s.stored).toEqual([
-      ['setRoles', VM, { sourceState: 'resync', targetState: 'primary' }, 'resync of dc-a by ops@local!t', expect.any(Date), expect.objectContaining({ action: 'resync', taskId: TASK })],
-      ['setRoles', VM, { sourceState: 'secondary', targetState: 'primary' }, 'resync of dc-a completed', expect.any(Date)],
+      [
+        'setRoles',
+        VM,
+        { sourceState: 'resync', targetState: 'primary' },
+        'resync of dc-a by ops@local!t',
+        expect.any(Date),
+        expect.objectContaining({ action: 'resync', taskId: TASK }),
+      ],
+      [
+        'setRoles',
+        VM,
+        { sourceState: 'secondary', targetState: 'primary' },
+        'resync of dc-a completed',
+        expect.any(Date),
+      ],
     ]);
   });
 });

@@ -11,7 +11,17 @@ import { RemotesService } from '../remotes/remotes.service';
 import { ResourcesService } from '../resources/resources.service';
 import { TaskSuspended } from '../tasks/task-suspended';
 import type { TaskContext } from '../tasks/tasks.service';
-import { failover, other, primarySide, resync, resyncSettled, switchover, type PendingAction, type ReplicatedDisk, type Side } from './dr-state';
+import {
+  failover,
+  other,
+  primarySide,
+  resync,
+  resyncSettled,
+  switchover,
+  type PendingAction,
+  type ReplicatedDisk,
+  type Side,
+} from './dr-state';
 import { drLine, messageOf, type DrStep } from './replication-journal';
 import { mapPool, ReplicationStatusService } from './replication-status.service';
 import { ReplicationTimerRepository } from './replication-timer.repository';
@@ -85,23 +95,42 @@ export class DrRunnerService {
 
   async pair(context: TaskContext): Promise<void> {
     const pair = await this.repository.getPairByTask(context.task.id);
-    if (!pair) throw new DomainError(ErrorCode.Internal, 'the pair record of this task is missing; nothing was done');
+    if (!pair)
+      throw new DomainError(
+        ErrorCode.Internal,
+        'the pair record of this task is missing; nothing was done',
+      );
     const log = (step: DrStep, message: string) => context.log(drLine(step, message));
     try {
       const [a, b] = await Promise.all([
         this.remotes.connectionFor(pair.remoteA, null, PAIR_PERMISSION),
         this.remotes.connectionFor(pair.remoteB, null, PAIR_PERMISSION),
       ]);
-      await log('pair', `asking remote ${pair.remoteA} for a peer bootstrap token of pool ${pair.poolA}`);
+      await log(
+        'pair',
+        `asking remote ${pair.remoteA} for a peer bootstrap token of pool ${pair.poolA}`,
+      );
       await this.handOverBootstrap(a, pair.poolA, pair.remoteA, b, pair.poolB, pair.remoteB);
-      await log('pair', `remote ${pair.remoteB} imported it into pool ${pair.poolB} (rx-tx); the token was kept in memory only`);
-      const back = await this.agents.getPoolMirrorStatus(a, { pool: pair.poolA, siteName: pair.remoteA });
+      await log(
+        'pair',
+        `remote ${pair.remoteB} imported it into pool ${pair.poolB} (rx-tx); the token was kept in memory only`,
+      );
+      const back = await this.agents.getPoolMirrorStatus(a, {
+        pool: pair.poolA,
+        siteName: pair.remoteA,
+      });
       if (!back.peers.some((peer) => peer.siteName === pair.remoteB)) {
-        await log('pair', `remote ${pair.remoteA} does not list ${pair.remoteB} as a peer yet: importing ${pair.remoteB}'s token at ${pair.remoteA}`);
+        await log(
+          'pair',
+          `remote ${pair.remoteA} does not list ${pair.remoteB} as a peer yet: importing ${pair.remoteB}'s token at ${pair.remoteA}`,
+        );
         await this.handOverBootstrap(b, pair.poolB, pair.remoteB, a, pair.poolA, pair.remoteA);
       }
       await this.repository.setPairState(pair.id, 'paired', null, this.clock.now());
-      await log('done', `pool ${pair.poolA} of ${pair.remoteA} and pool ${pair.poolB} of ${pair.remoteB} are paired`);
+      await log(
+        'done',
+        `pool ${pair.poolA} of ${pair.remoteA} and pool ${pair.poolB} of ${pair.remoteB} are paired`,
+      );
     } catch (error) {
       await this.repository.setPairState(pair.id, 'failed', messageOf(error), this.clock.now());
       throw error;
@@ -112,13 +141,33 @@ export class DrRunnerService {
    * The token lives in this frame only: from `from`'s answer into `to`'s request. Errors are
    * re-thrown with the token struck out, in case a remote echoed it.
    */
-  private async handOverBootstrap(from: AgentConnection, fromPool: string, fromSite: string, to: AgentConnection, toPool: string, toSite: string): Promise<void> {
-    const { token } = await this.agents.createPeerBootstrap(from, { pool: fromPool, siteName: fromSite });
-    if (!token) throw new DomainError(ErrorCode.RemoteError, `remote ${fromSite} answered no peer bootstrap token`);
+  private async handOverBootstrap(
+    from: AgentConnection,
+    fromPool: string,
+    fromSite: string,
+    to: AgentConnection,
+    toPool: string,
+    toSite: string,
+  ): Promise<void> {
+    const { token } = await this.agents.createPeerBootstrap(from, {
+      pool: fromPool,
+      siteName: fromSite,
+    });
+    if (!token)
+      throw new DomainError(
+        ErrorCode.RemoteError,
+        `remote ${fromSite} answered no peer bootstrap token`,
+      );
     try {
-      await this.agents.importPeerBootstrap(to, { pool: toPool, siteName: toSite, token, direction: 'rx-tx' });
+      await this.agents.importPeerBootstrap(to, {
+        pool: toPool,
+        siteName: toSite,
+        token,
+        direction: 'rx-tx',
+      });
     } catch (error) {
-      if (error instanceof DomainError && error.message.includes(token)) throw new DomainError(error.code, error.message.split(token).join('[redacted]'));
+      if (error instanceof DomainError && error.message.includes(token))
+        throw new DomainError(error.code, error.message.split(token).join('[redacted]'));
       throw error;
     }
   }
@@ -133,25 +182,48 @@ export class DrRunnerService {
     const enabled: ReplicatedDisk[] = [];
     try {
       for (const disk of record.disks) {
-        await log('enable', `mirroring ${disk.pool}/${disk.image} to ${record.targetRemote}/${mapPool(record, disk.pool)} (snapshot mode, every ${record.scheduleInterval})`);
-        await this.agents.enableMirroring(source.connection, { pool: disk.pool, image: disk.image, mode: 'snapshot', scheduleInterval: record.scheduleInterval });
+        await log(
+          'enable',
+          `mirroring ${disk.pool}/${disk.image} to ${record.targetRemote}/${mapPool(record, disk.pool)} (snapshot mode, every ${record.scheduleInterval})`,
+        );
+        await this.agents.enableMirroring(source.connection, {
+          pool: disk.pool,
+          image: disk.image,
+          mode: 'snapshot',
+          scheduleInterval: record.scheduleInterval,
+        });
         enabled.push(disk);
       }
     } catch (error) {
       for (const disk of enabled) {
         try {
-          await this.agents.disableMirroring(source.connection, { pool: disk.pool, image: disk.image, force: true });
+          await this.agents.disableMirroring(source.connection, {
+            pool: disk.pool,
+            image: disk.image,
+            force: true,
+          });
           await log('rollback', `mirroring of ${disk.pool}/${disk.image} turned off again`);
         } catch (undo) {
-          await log('rollback', `could not turn mirroring of ${disk.pool}/${disk.image} off again (${messageOf(undo)}); disable it by hand`);
+          await log(
+            'rollback',
+            `could not turn mirroring of ${disk.pool}/${disk.image} off again (${messageOf(undo)}); disable it by hand`,
+          );
         }
       }
       await this.repository.deleteVm(record.vmId);
       throw error;
     }
     await this.repository.setPhase(record.vmId, 'active');
-    await this.repository.setRoles(record.vmId, { sourceState: 'primary', targetState: 'secondary' }, `mirroring enabled by ${context.task.owner}`, this.clock.now());
-    await log('done', `${record.disks.length} disk(s) mirrored from ${record.sourceRemote} to ${record.targetRemote}; DR state: primary at ${record.sourceRemote}, secondary at ${record.targetRemote}`);
+    await this.repository.setRoles(
+      record.vmId,
+      { sourceState: 'primary', targetState: 'secondary' },
+      `mirroring enabled by ${context.task.owner}`,
+      this.clock.now(),
+    );
+    await log(
+      'done',
+      `${record.disks.length} disk(s) mirrored from ${record.sourceRemote} to ${record.targetRemote}; DR state: primary at ${record.sourceRemote}, secondary at ${record.targetRemote}`,
+    );
   }
 
   async disable(context: TaskContext): Promise<void> {
@@ -162,8 +234,15 @@ export class DrRunnerService {
     try {
       for (const disk of record.disks) {
         const pool = poolAt(record, primary.side, disk);
-        await log('disable', `turning mirroring of ${pool}/${disk.image} off at ${primary.remote} (the copy at the other site is removed by rbd-mirror)`);
-        await this.agents.disableMirroring(primary.connection, { pool, image: disk.image, force: false });
+        await log(
+          'disable',
+          `turning mirroring of ${pool}/${disk.image} off at ${primary.remote} (the copy at the other site is removed by rbd-mirror)`,
+        );
+        await this.agents.disableMirroring(primary.connection, {
+          pool,
+          image: disk.image,
+          force: false,
+        });
       }
     } catch (error) {
       await this.repository.setPhase(record.vmId, 'active');
@@ -185,17 +264,30 @@ export class DrRunnerService {
     const from = await this.site(record, fromSide, pending, MIRROR_PERMISSION);
     const to = await this.site(record, other(fromSide), pending, MIRROR_PERMISSION);
     const targetNode = pending.targetNode || (await this.firstNode(to.connection, to.remote));
-    await log('check', `planned switchover of VM ${record.vmName} from ${from.remote} to node ${targetNode} of ${to.remote}`);
+    await log(
+      'check',
+      `planned switchover of VM ${record.vmName} from ${from.remote} to node ${targetNode} of ${to.remote}`,
+    );
 
     const vm = await this.agents.getVm(from.connection, record.vmId);
     const wasRunning = vm.runtime?.state !== 'stopped';
     // Before the first change: what a resumed task needs to know (where from, to which node, whether to start the VM).
-    const steps: PendingAction = { ...pending, targetNode, origin: fromSide, wasRunning, sourceNode: vm.runtime?.nodeId ?? '' };
+    const steps: PendingAction = {
+      ...pending,
+      targetNode,
+      origin: fromSide,
+      wasRunning,
+      sourceNode: vm.runtime?.nodeId ?? '',
+    };
     await this.repository.setPending(record.vmId, steps);
     if (wasRunning) await this.stopVm(context, from, vm);
     else await log('stop', `the VM is already stopped at ${from.remote}`);
     this.checkpoint();
-    await this.switchStopped(context, record, steps, from, to, vm.runtime?.nodeId ?? '', { moved: false, demoted: [], promoted: [] });
+    await this.switchStopped(context, record, steps, from, to, vm.runtime?.nodeId ?? '', {
+      moved: false,
+      demoted: [],
+      promoted: [],
+    });
   }
 
   /**
@@ -203,7 +295,15 @@ export class DrRunnerService {
    * the final snapshots and the move (unless moved), the demotions and promotions still to do, the
    * roles recorded, the VM started. On a failure, everything is put back (undoSwitchover).
    */
-  async switchStopped(context: TaskContext, record: VmReplicationEntity, steps: PendingAction, from: SiteConnection, to: SiteConnection, sourceNode: string, progress: SwitchoverProgress): Promise<void> {
+  async switchStopped(
+    context: TaskContext,
+    record: VmReplicationEntity,
+    steps: PendingAction,
+    from: SiteConnection,
+    to: SiteConnection,
+    sourceNode: string,
+    progress: SwitchoverProgress,
+  ): Promise<void> {
     const log = (step: DrStep, message: string) => context.log(drLine(step, message));
     const after = switchover(record, false);
     const wasRunning = steps.wasRunning !== false;
@@ -225,7 +325,13 @@ export class DrRunnerService {
       await this.undoSwitchover(context, record, from, to, progress, sourceNode, wasRunning);
       throw error;
     }
-    await this.repository.setRoles(record.vmId, after, `switchover to ${to.remote} by ${context.task.owner}`, this.clock.now(), steps);
+    await this.repository.setRoles(
+      record.vmId,
+      after,
+      `switchover to ${to.remote} by ${context.task.owner}`,
+      this.clock.now(),
+      steps,
+    );
     await this.finishSwitchover(context, record, steps, to, false);
   }
 
@@ -233,31 +339,63 @@ export class DrRunnerService {
    * After the roles were recorded: the VM started at `to` when it ran before (`resumed`: unless it
    * runs already), and the record no longer names the task.
    */
-  async finishSwitchover(context: TaskContext, record: VmReplicationEntity, steps: PendingAction, to: SiteConnection, resumed: boolean): Promise<void> {
+  async finishSwitchover(
+    context: TaskContext,
+    record: VmReplicationEntity,
+    steps: PendingAction,
+    to: SiteConnection,
+    resumed: boolean,
+  ): Promise<void> {
     const log = (step: DrStep, message: string) => context.log(drLine(step, message));
-    await log('done', `DR state: ${to.remote} primary, ${remoteAt(record, other(to.side))} secondary`);
-    if (steps.wasRunning === false) await log('start', `the VM was stopped before the switchover; it stays stopped at ${to.remote}`);
-    else if (resumed && (await this.findVm(to.connection, record.vmId))?.runtime?.state === 'running') await log('start', `the VM is running at ${to.remote} already`);
+    await log(
+      'done',
+      `DR state: ${to.remote} primary, ${remoteAt(record, other(to.side))} secondary`,
+    );
+    if (steps.wasRunning === false)
+      await log(
+        'start',
+        `the VM was stopped before the switchover; it stays stopped at ${to.remote}`,
+      );
+    else if (
+      resumed &&
+      (await this.findVm(to.connection, record.vmId))?.runtime?.state === 'running'
+    )
+      await log('start', `the VM is running at ${to.remote} already`);
     else await this.startVm(context, to);
     await this.repository.setPending(record.vmId, null);
   }
 
   /** The final mirror snapshots, mirrored completely, then the stopped VM's definition moved to `to`. */
-  private async finalSnapshotAndMove(context: TaskContext, record: VmReplicationEntity, steps: PendingAction, from: SiteConnection, to: SiteConnection): Promise<void> {
+  private async finalSnapshotAndMove(
+    context: TaskContext,
+    record: VmReplicationEntity,
+    steps: PendingAction,
+    from: SiteConnection,
+    to: SiteConnection,
+  ): Promise<void> {
     const log = (step: DrStep, message: string) => context.log(drLine(step, message));
     const finals = new Map<string, string>();
     for (const disk of record.disks) {
       const pool = poolAt(record, from.side, disk);
-      const snapshot = await this.agents.createMirrorSnapshot(from.connection, { pool, image: disk.image });
+      const snapshot = await this.agents.createMirrorSnapshot(from.connection, {
+        pool,
+        image: disk.image,
+      });
       finals.set(disk.image, snapshot.lastSnapshotAt);
-      await log('snapshot', `final mirror snapshot of ${pool}/${disk.image} taken at ${snapshot.lastSnapshotAt || 'now'}`);
+      await log(
+        'snapshot',
+        `final mirror snapshot of ${pool}/${disk.image} taken at ${snapshot.lastSnapshotAt || 'now'}`,
+      );
     }
     await this.waitSynced(context, record, from, finals);
     this.checkpoint();
 
     // The definition moves while the target's images are up-to-date mirrors (what the migration's pre-flight proves).
     const targetNode = steps.targetNode ?? '';
-    await log('move', `moving the VM's definition to node ${targetNode} of ${to.remote} (offline migration)`);
+    await log(
+      'move',
+      `moving the VM's definition to node ${targetNode} of ${to.remote} (offline migration)`,
+    );
     await this.migration.moveStoppedVm(context, {
       vmId: record.vmId,
       sourceRemote: from.remote,
@@ -270,32 +408,59 @@ export class DrRunnerService {
   }
 
   /** After a failed switchover: the source takes its images and the VM's definition back, and the VM runs there as before (`sourceNode`: where it was defined). */
-  async undoSwitchover(context: TaskContext, record: VmReplicationEntity, from: SiteConnection, to: SiteConnection, progress: SwitchoverProgress, sourceNode: string, wasRunning: boolean): Promise<void> {
+  async undoSwitchover(
+    context: TaskContext,
+    record: VmReplicationEntity,
+    from: SiteConnection,
+    to: SiteConnection,
+    progress: SwitchoverProgress,
+    sourceNode: string,
+    wasRunning: boolean,
+  ): Promise<void> {
     const log = (message: string) => context.log(drLine('rollback', message));
     try {
       if (progress.promoted.length > 0) {
-        for (const disk of progress.promoted) await this.agents.demoteImage(to.connection, { pool: poolAt(record, to.side, disk), image: disk.image });
+        for (const disk of progress.promoted)
+          await this.agents.demoteImage(to.connection, {
+            pool: poolAt(record, to.side, disk),
+            image: disk.image,
+          });
         await log(`images demoted again at ${to.remote}`);
         await this.promoteWhenDemotionArrived(context, record, from, []);
         await log(`images promoted again at ${from.remote}`);
       } else if (progress.demoted.length > 0) {
         // The other site never became primary: taking the images back loses nothing.
-        for (const disk of progress.demoted) await this.agents.promoteImage(from.connection, { pool: poolAt(record, from.side, disk), image: disk.image, force: true });
+        for (const disk of progress.demoted)
+          await this.agents.promoteImage(from.connection, {
+            pool: poolAt(record, from.side, disk),
+            image: disk.image,
+            force: true,
+          });
         await log(`images promoted again at ${from.remote} (${to.remote} never was primary)`);
       }
       if (progress.moved) {
         await this.agents.undefineVm(to.connection, record.vmId);
-        await this.agents.defineVm(from.connection, { spec: specAt(record, from.side), nodeId: sourceNode });
-        await log(`the VM's definition is back on node ${sourceNode || 'unknown'} of ${from.remote}`);
+        await this.agents.defineVm(from.connection, {
+          spec: specAt(record, from.side),
+          nodeId: sourceNode,
+        });
+        await log(
+          `the VM's definition is back on node ${sourceNode || 'unknown'} of ${from.remote}`,
+        );
       }
       if (wasRunning) await this.startVm(context, from);
       await this.repository.setPending(record.vmId, null);
       await log(`the switchover was undone: the VM is at ${from.remote} as before`);
     } catch (error) {
       this.logger.error({ task: context.task.id, err: error }, 'switchover rollback failed');
-      await log(`could not undo the switchover (${messageOf(error)}); GET …/replication shows where each image is primary — fix it by hand (runbook: docs/storage.md)`);
+      await log(
+        `could not undo the switchover (${messageOf(error)}); GET …/replication shows where each image is primary — fix it by hand (runbook: docs/storage.md)`,
+      );
     } finally {
-      await Promise.all([this.resources.refreshRemote(from.remote), this.resources.refreshRemote(to.remote)]);
+      await Promise.all([
+        this.resources.refreshRemote(from.remote),
+        this.resources.refreshRemote(to.remote),
+      ]);
     }
   }
 
@@ -313,7 +478,10 @@ export class DrRunnerService {
     // Before the first change: the side that was primary (a resumed task tells from it whether the roles were recorded).
     const steps: PendingAction = { ...pending, origin: lostSide };
     await this.repository.setPending(record.vmId, steps);
-    await log('check', `unplanned failover of VM ${record.vmName} from ${lostRemote} to ${survivor.remote}; data at risk: the writes of the last ${observed.rpoSeconds ?? 'unknown'} s (last mirrored snapshot ${observed.lastMirroredSnapshotAt ?? 'unknown'})`);
+    await log(
+      'check',
+      `unplanned failover of VM ${record.vmName} from ${lostRemote} to ${survivor.remote}; data at risk: the writes of the last ${observed.rpoSeconds ?? 'unknown'} s (last mirrored snapshot ${observed.lastMirroredSnapshotAt ?? 'unknown'})`,
+    );
 
     // Fence first: the old primary must write no more before its copy is promoted elsewhere.
     const fenced = await this.fence(context, record, lostSide, pending);
@@ -324,7 +492,10 @@ export class DrRunnerService {
           `remote ${lostRemote} cannot be fenced (it does not answer); nothing was promoted — if it is down, fail over with declareSourceDown and a reason`,
         );
       }
-      await log('fence', `not fenced: ${context.task.owner} declared remote ${lostRemote} down (${pending.reason ?? 'no reason given'}); recorded in the audit log`);
+      await log(
+        'fence',
+        `not fenced: ${context.task.owner} declared remote ${lostRemote} down (${pending.reason ?? 'no reason given'}); recorded in the audit log`,
+      );
     }
     this.checkpoint();
 
@@ -340,7 +511,10 @@ export class DrRunnerService {
       this.clock.now(),
       steps,
     );
-    await log('done', `DR state: ${survivor.remote} primary; ${lostRemote} is stale — when it returns, its images are primary too (split brain): resync it`);
+    await log(
+      'done',
+      `DR state: ${survivor.remote} primary; ${lostRemote} is stale — when it returns, its images are primary too (split brain): resync it`,
+    );
     this.checkpoint();
     await this.bringUp(context, record, lostSide, fenced, survivor, pending);
   }
@@ -349,7 +523,12 @@ export class DrRunnerService {
    * FenceImage on every disk at the lost site: true when all were fenced (the blocklisted clients
    * and broken locks journalled), false when the site could not be reached at all.
    */
-  private async fence(context: TaskContext, record: VmReplicationEntity, side: Side, pending: PendingAction): Promise<boolean> {
+  private async fence(
+    context: TaskContext,
+    record: VmReplicationEntity,
+    side: Side,
+    pending: PendingAction,
+  ): Promise<boolean> {
     const remote = remoteAt(record, side);
     let site: SiteConnection;
     try {
@@ -364,11 +543,18 @@ export class DrRunnerService {
         const pool = poolAt(record, side, disk);
         const answer = await this.agents.fenceImage(site.connection, { pool, image: disk.image });
         await context.log(
-          drLine('fence', `${pool}/${disk.image} at ${remote}: blocklisted ${answer.blocklisted.join(', ') || 'no clients'}; locks broken: ${answer.locksBroken.join(', ') || 'none'}`),
+          drLine(
+            'fence',
+            `${pool}/${disk.image} at ${remote}: blocklisted ${answer.blocklisted.join(', ') || 'no clients'}; locks broken: ${answer.locksBroken.join(', ') || 'none'}`,
+          ),
         );
       }
     } catch (error) {
-      if (!(error instanceof DomainError) || (error.code !== ErrorCode.RemoteUnreachable && error.code !== ErrorCode.RemoteTlsFailed)) throw error;
+      if (
+        !(error instanceof DomainError) ||
+        (error.code !== ErrorCode.RemoteUnreachable && error.code !== ErrorCode.RemoteTlsFailed)
+      )
+        throw error;
       await context.log(drLine('fence', `remote ${remote} does not answer: ${error.message}`));
       return false;
     }
@@ -377,7 +563,12 @@ export class DrRunnerService {
       await this.agents.vmAction(site.connection, 'stop', record.vmId);
       await context.log(drLine('stop', `the VM was stopped at ${remote}`));
     } catch (error) {
-      await context.log(drLine('stop', `could not stop the VM at ${remote} (${messageOf(error)}); it is fenced and writes nothing`));
+      await context.log(
+        drLine(
+          'stop',
+          `could not stop the VM at ${remote} (${messageOf(error)}); it is fenced and writes nothing`,
+        ),
+      );
     }
     return true;
   }
@@ -387,17 +578,30 @@ export class DrRunnerService {
    * the lost site answered (it was fenced), its stopped copy is removed first, so that the VM is
    * defined once; otherwise the resync removes it when that site returns.
    */
-  async bringUp(context: TaskContext, record: VmReplicationEntity, lostSide: Side, fenced: boolean, survivor: SiteConnection, pending: PendingAction): Promise<void> {
+  async bringUp(
+    context: TaskContext,
+    record: VmReplicationEntity,
+    lostSide: Side,
+    fenced: boolean,
+    survivor: SiteConnection,
+    pending: PendingAction,
+  ): Promise<void> {
     const log = (step: DrStep, message: string) => context.log(drLine(step, message));
     const lostRemote = remoteAt(record, lostSide);
     const here = await this.findVm(survivor.connection, record.vmId);
     if (here?.runtime?.state === 'running') {
-      await log('start', `the VM is running on node ${here.runtime.nodeId || 'unknown'} of ${survivor.remote} already`);
+      await log(
+        'start',
+        `the VM is running on node ${here.runtime.nodeId || 'unknown'} of ${survivor.remote} already`,
+      );
       await this.repository.setPending(record.vmId, null);
       return;
     }
     if (here) {
-      await log('move', `the VM is already defined at ${survivor.remote} (node ${here.runtime?.nodeId || 'unknown'})`);
+      await log(
+        'move',
+        `the VM is already defined at ${survivor.remote} (node ${here.runtime?.nodeId || 'unknown'})`,
+      );
     } else {
       if (fenced) {
         try {
@@ -407,14 +611,28 @@ export class DrRunnerService {
             await log('move', `removed the VM's definition at ${lostRemote}`);
           }
         } catch (error) {
-          await log('move', `could not remove the VM's definition at ${lostRemote} (${messageOf(error)}); the resync removes it`);
+          await log(
+            'move',
+            `could not remove the VM's definition at ${lostRemote} (${messageOf(error)}); the resync removes it`,
+          );
         }
       }
-      const targetNode = pending.targetNode || (await this.firstNode(survivor.connection, survivor.remote));
-      await log('move', `defining the VM on node ${targetNode} of ${survivor.remote} from the definition the manager kept`);
-      await this.agents.defineVm(survivor.connection, { spec: specAt(record, survivor.side), nodeId: targetNode });
+      const targetNode =
+        pending.targetNode || (await this.firstNode(survivor.connection, survivor.remote));
+      await log(
+        'move',
+        `defining the VM on node ${targetNode} of ${survivor.remote} from the definition the manager kept`,
+      );
+      await this.agents.defineVm(survivor.connection, {
+        spec: specAt(record, survivor.side),
+        nodeId: targetNode,
+      });
       const moved = await this.migration.moveGrants(record.vmId, lostRemote, survivor.remote);
-      if (moved > 0) await log('move', `moved ${moved} ACL ${moved === 1 ? 'entry' : 'entries'} on the VM to /remotes/${survivor.remote}/vms/${record.vmId}`);
+      if (moved > 0)
+        await log(
+          'move',
+          `moved ${moved} ACL ${moved === 1 ? 'entry' : 'entries'} on the VM to /remotes/${survivor.remote}/vms/${record.vmId}`,
+        );
     }
     await this.startVm(context, survivor);
     await this.repository.setPending(record.vmId, null);
@@ -432,41 +650,79 @@ export class DrRunnerService {
     const observed = await this.status.observe(record, pending.credentials);
     const staleIndex = stale.side === 'source' ? 0 : 1;
     const stalePrimary = observed.images.some((image) => image.sites[staleIndex].primary === true);
-    const staleError = observed.images.some((image) => image.sites[staleIndex].state.includes('error'));
+    const staleError = observed.images.some((image) =>
+      image.sites[staleIndex].state.includes('error'),
+    );
     const resyncing = resync(record, observed.splitBrain || stalePrimary || staleError);
-    await log('check', `resync of VM ${record.vmName} at ${stale.remote} from ${remoteAt(record, primary)}${observed.splitBrain ? ' (split brain)' : ''}`);
-    await this.removeStaleVm(context, record, stale, await this.site(record, primary, pending, MIRROR_PERMISSION));
+    await log(
+      'check',
+      `resync of VM ${record.vmName} at ${stale.remote} from ${remoteAt(record, primary)}${observed.splitBrain ? ' (split brain)' : ''}`,
+    );
+    await this.removeStaleVm(
+      context,
+      record,
+      stale,
+      await this.site(record, primary, pending, MIRROR_PERMISSION),
+    );
     for (const [index, disk] of record.disks.entries()) {
       const pool = poolAt(record, stale.side, disk);
       if (observed.images[index].sites[staleIndex].primary === true) {
         await this.agents.demoteImage(stale.connection, { pool, image: disk.image });
-        await log('demote', `${pool}/${disk.image} demoted at ${stale.remote} (its writes since the failover are discarded)`);
+        await log(
+          'demote',
+          `${pool}/${disk.image} demoted at ${stale.remote} (its writes since the failover are discarded)`,
+        );
       }
       await this.agents.resyncImage(stale.connection, { pool, image: disk.image });
       await log('resync', `${pool}/${disk.image} at ${stale.remote} resyncs from the primary`);
     }
     // The record names the task until it ends (the status poll leaves a resync with a task to it).
-    await this.repository.setRoles(record.vmId, resyncing, `resync of ${stale.remote} by ${context.task.owner}`, this.clock.now(), pending);
+    await this.repository.setRoles(
+      record.vmId,
+      resyncing,
+      `resync of ${stale.remote} by ${context.task.owner}`,
+      this.clock.now(),
+      pending,
+    );
     await this.awaitResynced(context, { ...record, ...resyncing }, stale);
   }
 
   /** Until the resynced site replays (then it is secondary again), at most RESYNC_WAIT_MS; the status poll finishes it otherwise. */
-  async awaitResynced(context: TaskContext, record: VmReplicationEntity, stale: SiteConnection): Promise<void> {
+  async awaitResynced(
+    context: TaskContext,
+    record: VmReplicationEntity,
+    stale: SiteConnection,
+  ): Promise<void> {
     const staleIndex = stale.side === 'source' ? 0 : 1;
     const deadline = this.clock.now().getTime() + RESYNC_WAIT_MS;
     while (this.clock.now().getTime() < deadline) {
       const now = await this.status.observe(record, pendingOf(record).credentials);
       const settled = resyncSettled(record, replaying(now.images, staleIndex) && !now.splitBrain);
       if (settled) {
-        await this.repository.setRoles(record.vmId, settled, `resync of ${stale.remote} completed`, this.clock.now());
-        await context.log(drLine('done', `${stale.remote} is secondary again and replaying; a planned switchover back is now possible`));
+        await this.repository.setRoles(
+          record.vmId,
+          settled,
+          `resync of ${stale.remote} completed`,
+          this.clock.now(),
+        );
+        await context.log(
+          drLine(
+            'done',
+            `${stale.remote} is secondary again and replaying; a planned switchover back is now possible`,
+          ),
+        );
         return;
       }
       await this.timer.sleep(POLL_INTERVAL_MS);
       this.checkpoint();
     }
     await this.repository.setPending(record.vmId, null);
-    await context.log(drLine('done', `${stale.remote} is still resyncing; its DR state turns secondary when the status poll sees it replaying`));
+    await context.log(
+      drLine(
+        'done',
+        `${stale.remote} is still resyncing; its DR state turns secondary when the status poll sees it replaying`,
+      ),
+    );
   }
 
   // --- steps ---------------------------------------------------------------------------------------
@@ -475,58 +731,116 @@ export class DrRunnerService {
    * A VM never runs twice: the copy of the VM a failover left at the stale site (its cluster came
    * back) is stopped and its definition removed — only when the primary site has the VM.
    */
-  private async removeStaleVm(context: TaskContext, record: VmReplicationEntity, stale: SiteConnection, primary: SiteConnection): Promise<void> {
+  private async removeStaleVm(
+    context: TaskContext,
+    record: VmReplicationEntity,
+    stale: SiteConnection,
+    primary: SiteConnection,
+  ): Promise<void> {
     const there = await this.findVm(stale.connection, record.vmId);
     if (!there) return;
     if (!(await this.findVm(primary.connection, record.vmId))) {
-      await context.log(drLine('resync', `the VM is defined at ${stale.remote} but not at the primary ${primary.remote}: its definition at ${stale.remote} is kept`));
+      await context.log(
+        drLine(
+          'resync',
+          `the VM is defined at ${stale.remote} but not at the primary ${primary.remote}: its definition at ${stale.remote} is kept`,
+        ),
+      );
       return;
     }
     if (there.runtime?.state !== 'stopped') {
       await this.agents.vmAction(stale.connection, 'stop', record.vmId);
-      await context.log(drLine('stop', `the stale copy of the VM at ${stale.remote} was ${there.runtime?.state || 'running'}: stopped`));
+      await context.log(
+        drLine(
+          'stop',
+          `the stale copy of the VM at ${stale.remote} was ${there.runtime?.state || 'running'}: stopped`,
+        ),
+      );
     }
     await this.agents.undefineVm(stale.connection, record.vmId);
-    await context.log(drLine('resync', `removed the stale definition of the VM at ${stale.remote} (it runs at ${primary.remote})`));
+    await context.log(
+      drLine(
+        'resync',
+        `removed the stale definition of the VM at ${stale.remote} (it runs at ${primary.remote})`,
+      ),
+    );
     await this.resources.refreshRemote(stale.remote);
   }
 
   async stopVm(context: TaskContext, site: SiteConnection, vm: Vm__Output): Promise<void> {
-    await context.log(drLine('stop', `shutting the VM down at ${site.remote} (it was ${vm.runtime?.state || 'unknown'})`));
+    await context.log(
+      drLine(
+        'stop',
+        `shutting the VM down at ${site.remote} (it was ${vm.runtime?.state || 'unknown'})`,
+      ),
+    );
     let state = '';
     try {
-      state = (await this.agents.vmAction(site.connection, 'shutdown', vm.spec?.uuid ?? '')).runtime?.state ?? '';
+      state =
+        (await this.agents.vmAction(site.connection, 'shutdown', vm.spec?.uuid ?? '')).runtime
+          ?.state ?? '';
     } catch (error) {
-      await context.log(drLine('stop', `shutdown did not finish (${messageOf(error)}); stopping it`));
+      await context.log(
+        drLine('stop', `shutdown did not finish (${messageOf(error)}); stopping it`),
+      );
     }
-    if (state !== 'stopped') state = (await this.agents.vmAction(site.connection, 'stop', vm.spec?.uuid ?? '')).runtime?.state ?? '';
-    if (state !== 'stopped') throw new DomainError(ErrorCode.RemoteError, `the VM did not stop at ${site.remote} (it is ${state || 'unknown'}); nothing was switched`);
+    if (state !== 'stopped')
+      state =
+        (await this.agents.vmAction(site.connection, 'stop', vm.spec?.uuid ?? '')).runtime?.state ??
+        '';
+    if (state !== 'stopped')
+      throw new DomainError(
+        ErrorCode.RemoteError,
+        `the VM did not stop at ${site.remote} (it is ${state || 'unknown'}); nothing was switched`,
+      );
     await context.log(drLine('stop', `the VM is stopped at ${site.remote}`));
   }
 
   async startVm(context: TaskContext, site: SiteConnection): Promise<void> {
     const vm = await this.agents.vmAction(site.connection, 'start', context.task.vmId!);
-    await context.log(drLine('start', `the VM is ${vm.runtime?.state || 'started'} on node ${vm.runtime?.nodeId || 'unknown'} of ${site.remote}`));
+    await context.log(
+      drLine(
+        'start',
+        `the VM is ${vm.runtime?.state || 'started'} on node ${vm.runtime?.nodeId || 'unknown'} of ${site.remote}`,
+      ),
+    );
     await this.resources.refreshRemote(site.remote);
   }
 
   /** Until every disk's final snapshot is mirrored completely (bounded by SYNC_TIMEOUT_MS). */
-  private async waitSynced(context: TaskContext, record: VmReplicationEntity, from: SiteConnection, finals: ReadonlyMap<string, string>): Promise<void> {
+  private async waitSynced(
+    context: TaskContext,
+    record: VmReplicationEntity,
+    from: SiteConnection,
+    finals: ReadonlyMap<string, string>,
+  ): Promise<void> {
     const deadline = this.clock.now().getTime() + SYNC_TIMEOUT_MS;
     for (;;) {
       const waiting: string[] = [];
       for (const disk of record.disks) {
-        const status = await this.agents.getMirrorStatus(from.connection, { pool: poolAt(record, from.side, disk), image: disk.image });
+        const status = await this.agents.getMirrorStatus(from.connection, {
+          pool: poolAt(record, from.side, disk),
+          image: disk.image,
+        });
         const final = finals.get(disk.image) ?? '';
         const mirrored = status.lastMirroredSnapshotAt;
-        if (!mirrored || (final && Date.parse(mirrored) < Date.parse(final))) waiting.push(`${disk.image} (${status.secondsUntilSynced || '?'} s to go)`);
+        if (!mirrored || (final && Date.parse(mirrored) < Date.parse(final)))
+          waiting.push(`${disk.image} (${status.secondsUntilSynced || '?'} s to go)`);
       }
       if (waiting.length === 0) {
-        await context.log(drLine('sync', `the final snapshots of all ${record.disks.length} disk(s) are at the other site: nothing is lost`));
+        await context.log(
+          drLine(
+            'sync',
+            `the final snapshots of all ${record.disks.length} disk(s) are at the other site: nothing is lost`,
+          ),
+        );
         return;
       }
       if (this.clock.now().getTime() >= deadline) {
-        throw new DomainError(ErrorCode.RemoteError, `the other site did not receive the final mirror snapshot within ${SYNC_TIMEOUT_MS / 1000} s: ${waiting.join(', ')}`);
+        throw new DomainError(
+          ErrorCode.RemoteError,
+          `the other site did not receive the final mirror snapshot within ${SYNC_TIMEOUT_MS / 1000} s: ${waiting.join(', ')}`,
+        );
       }
       await this.timer.sleep(POLL_INTERVAL_MS);
       this.checkpoint();
@@ -538,7 +852,12 @@ export class DrRunnerService {
    * snapshot has arrived there: the agent refuses (409) until it has; asked again every second,
    * bounded by SYNC_TIMEOUT_MS.
    */
-  async promoteWhenDemotionArrived(context: TaskContext, record: VmReplicationEntity, to: SiteConnection, promoted: ReplicatedDisk[]): Promise<void> {
+  async promoteWhenDemotionArrived(
+    context: TaskContext,
+    record: VmReplicationEntity,
+    to: SiteConnection,
+    promoted: ReplicatedDisk[],
+  ): Promise<void> {
     const deadline = this.clock.now().getTime() + SYNC_TIMEOUT_MS;
     for (const disk of record.disks) {
       if (promoted.includes(disk)) continue;
@@ -551,7 +870,10 @@ export class DrRunnerService {
         } catch (error) {
           if (!(error instanceof DomainError) || error.code !== ErrorCode.Conflict) throw error;
           if (this.clock.now().getTime() >= deadline) {
-            throw new DomainError(ErrorCode.RemoteError, `${to.remote} did not receive the demotion of ${disk.image} within ${SYNC_TIMEOUT_MS / 1000} s: ${error.message}`);
+            throw new DomainError(
+              ErrorCode.RemoteError,
+              `${to.remote} did not receive the demotion of ${disk.image} within ${SYNC_TIMEOUT_MS / 1000} s: ${error.message}`,
+            );
           }
           await context.progress(0.5);
           await this.timer.sleep(POLL_INTERVAL_MS);
@@ -578,19 +900,39 @@ export class DrRunnerService {
       .filter((node) => node.alive && node.info?.nodeId)
       .map((node) => node.info!.nodeId)
       .sort();
-    if (up.length === 0) throw new DomainError(ErrorCode.Conflict, `remote ${remote} has no node that is up to run the VM`);
+    if (up.length === 0)
+      throw new DomainError(
+        ErrorCode.Conflict,
+        `remote ${remote} has no node that is up to run the VM`,
+      );
     return up[0];
   }
 
-  async site(record: VmReplicationEntity, side: Side, pending: PendingAction, permission: string): Promise<SiteConnection> {
+  async site(
+    record: VmReplicationEntity,
+    side: Side,
+    pending: PendingAction,
+    permission: string,
+  ): Promise<SiteConnection> {
     const remote = remoteAt(record, side);
-    return { side, remote, connection: await this.remotes.connectionFor(remote, pending.credentials[remote] ?? null, permission) };
+    return {
+      side,
+      remote,
+      connection: await this.remotes.connectionFor(
+        remote,
+        pending.credentials[remote] ?? null,
+        permission,
+      ),
+    };
   }
 
   private async record(context: TaskContext): Promise<VmReplicationEntity> {
     const record = await this.repository.getVm(context.task.vmId ?? '');
     if (!record || record.pending?.taskId !== context.task.id) {
-      throw new DomainError(ErrorCode.Conflict, 'the VM’s replication record does not name this task (changed meanwhile); nothing was done');
+      throw new DomainError(
+        ErrorCode.Conflict,
+        'the VM’s replication record does not name this task (changed meanwhile); nothing was done',
+      );
     }
     return record;
   }
@@ -600,27 +942,50 @@ function pendingOf(record: VmReplicationEntity): PendingAction {
   return record.pending!;
 }
 
-export function remoteAt(record: Pick<VmReplicationEntity, 'sourceRemote' | 'targetRemote'>, side: Side): string {
+export function remoteAt(
+  record: Pick<VmReplicationEntity, 'sourceRemote' | 'targetRemote'>,
+  side: Side,
+): string {
   return side === 'source' ? record.sourceRemote : record.targetRemote;
 }
 
 /** A disk's pool at one side (disks are recorded with their source pool). */
-export function poolAt(record: Pick<VmReplicationEntity, 'sourcePool' | 'targetPool'>, side: Side, disk: ReplicatedDisk): string {
+export function poolAt(
+  record: Pick<VmReplicationEntity, 'sourcePool' | 'targetPool'>,
+  side: Side,
+  disk: ReplicatedDisk,
+): string {
   return side === 'source' ? disk.pool : mapPool(record, disk.pool);
 }
 
 /** The migration's storage map from one side's pool to the other's. */
-function storageMapOf(record: Pick<VmReplicationEntity, 'sourcePool' | 'targetPool'>, from: Side): Record<string, string> {
+function storageMapOf(
+  record: Pick<VmReplicationEntity, 'sourcePool' | 'targetPool'>,
+  from: Side,
+): Record<string, string> {
   if (record.sourcePool === record.targetPool) return {};
-  return from === 'source' ? { [record.sourcePool]: record.targetPool } : { [record.targetPool]: record.sourcePool };
+  return from === 'source'
+    ? { [record.sourcePool]: record.targetPool }
+    : { [record.targetPool]: record.sourcePool };
 }
 
 /** The kept definition with its disks in the pools of `side`. */
 function specAt(record: VmReplicationEntity, side: Side): VmSpec {
   const spec = record.spec as unknown as VmSpec;
-  return { ...spec, disks: (spec.disks ?? []).map((disk) => ({ ...disk, pool: side === 'source' ? disk.pool! : mapPool(record, disk.pool!) })) };
+  return {
+    ...spec,
+    disks: (spec.disks ?? []).map((disk) => ({
+      ...disk,
+      pool: side === 'source' ? disk.pool! : mapPool(record, disk.pool!),
+    })),
+  };
 }
 
-export function replaying(images: readonly { sites: readonly { primary: boolean | null; state: string }[] }[], index: number): boolean {
-  return images.every((image) => image.sites[index].primary === false && /replaying/.test(image.sites[index].state));
+export function replaying(
+  images: readonly { sites: readonly { primary: boolean | null; state: string }[] }[],
+  index: number,
+): boolean {
+  return images.every(
+    (image) => image.sites[index].primary === false && /replaying/.test(image.sites[index].state),
+  );
 }

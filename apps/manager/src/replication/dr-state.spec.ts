@@ -1,6 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCode } from '../common/error-code';
-import { enabledRoles, failover, intervalSeconds, migrated, primarySide, resync, resyncSettled, rpoSeconds, switchover } from './dr-state';
+import {
+  enabledRoles,
+  failover,
+  intervalSeconds,
+  migrated,
+  primarySide,
+  resync,
+  resyncSettled,
+  rpoSeconds,
+  switchover,
+} from './dr-state';
 
 const NOW = new Date('2026-06-01T12:00:00Z');
 const ENABLED = new Date('2026-06-01T11:00:00Z');
@@ -18,13 +28,25 @@ describe('DR state machine', () => {
   });
 
   it('refuses a switchover while split-brained or while the other site resyncs', () => {
-    expect(() => switchover(enabledRoles(), true)).toThrow(expect.objectContaining({ code: ErrorCode.Conflict, message: expect.stringMatching(/split brain/) }));
-    expect(() => switchover({ sourceState: 'primary', targetState: 'resync' }, false)).toThrow(/still being resynced/);
+    expect(() => switchover(enabledRoles(), true)).toThrow(
+      expect.objectContaining({
+        code: ErrorCode.Conflict,
+        message: expect.stringMatching(/split brain/),
+      }),
+    );
+    expect(() => switchover({ sourceState: 'primary', targetState: 'resync' }, false)).toThrow(
+      /still being resynced/,
+    );
   });
 
   it('makes the site a VM was migrated to primary and the other secondary; nothing when it is primary already', () => {
-    expect(migrated(enabledRoles(), 'target')).toEqual({ sourceState: 'secondary', targetState: 'primary' });
-    expect(migrated({ sourceState: 'secondary', targetState: 'primary' }, 'source')).toEqual(enabledRoles());
+    expect(migrated(enabledRoles(), 'target')).toEqual({
+      sourceState: 'secondary',
+      targetState: 'primary',
+    });
+    expect(migrated({ sourceState: 'secondary', targetState: 'primary' }, 'source')).toEqual(
+      enabledRoles(),
+    );
     expect(migrated(enabledRoles(), 'source')).toBeUndefined();
   });
 
@@ -34,28 +56,45 @@ describe('DR state machine', () => {
   });
 
   it('refuses to fail over to a site whose copy is being resynced', () => {
-    expect(() => failover({ sourceState: 'primary', targetState: 'resync' })).toThrow(/not consistent/);
+    expect(() => failover({ sourceState: 'primary', targetState: 'resync' })).toThrow(
+      /not consistent/,
+    );
   });
 
   it('resyncs the non-primary site only when it needs it, and settles it once seen replaying', () => {
     const afterFailover = failover(enabledRoles());
-    expect(() => resync(afterFailover, false)).toThrow(expect.objectContaining({ code: ErrorCode.Conflict }));
+    expect(() => resync(afterFailover, false)).toThrow(
+      expect.objectContaining({ code: ErrorCode.Conflict }),
+    );
     const resyncing = resync(afterFailover, true);
     expect(resyncing).toEqual({ sourceState: 'resync', targetState: 'primary' });
     expect(resyncSettled(resyncing, false)).toBeUndefined();
-    expect(resyncSettled(resyncing, true)).toEqual({ sourceState: 'secondary', targetState: 'primary' });
+    expect(resyncSettled(resyncing, true)).toEqual({
+      sourceState: 'secondary',
+      targetState: 'primary',
+    });
     expect(resyncSettled(enabledRoles(), true)).toBeUndefined();
   });
 
   it('treats a record with two or no primaries as an internal error', () => {
-    expect(() => primarySide({ sourceState: 'primary', targetState: 'primary' })).toThrow(expect.objectContaining({ code: ErrorCode.Internal }));
-    expect(() => primarySide({ sourceState: 'secondary', targetState: 'resync' })).toThrow(expect.objectContaining({ code: ErrorCode.Internal }));
+    expect(() => primarySide({ sourceState: 'primary', targetState: 'primary' })).toThrow(
+      expect.objectContaining({ code: ErrorCode.Internal }),
+    );
+    expect(() => primarySide({ sourceState: 'secondary', targetState: 'resync' })).toThrow(
+      expect.objectContaining({ code: ErrorCode.Internal }),
+    );
   });
 });
 
 describe('RPO', () => {
   it('is now minus the oldest of the disks’ last mirrored snapshots', () => {
-    expect(rpoSeconds(NOW, ['2026-06-01T11:59:00Z', '2026-06-01T11:55:00Z', '2026-06-01T11:58:30Z'], ENABLED)).toBe(300);
+    expect(
+      rpoSeconds(
+        NOW,
+        ['2026-06-01T11:59:00Z', '2026-06-01T11:55:00Z', '2026-06-01T11:58:30Z'],
+        ENABLED,
+      ),
+    ).toBe(300);
     expect(rpoSeconds(NOW, ['2026-06-01T11:59:59Z'], ENABLED)).toBe(1);
   });
 

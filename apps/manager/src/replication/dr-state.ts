@@ -69,12 +69,18 @@ export function roleOf(roles: SiteRoles, side: Side): SiteRole {
 export function primarySide(roles: SiteRoles): Side {
   const source = roles.sourceState === 'primary';
   const target = roles.targetState === 'primary';
-  if (source === target) throw new DomainError(ErrorCode.Internal, `inconsistent DR state (source ${roles.sourceState}, target ${roles.targetState})`);
+  if (source === target)
+    throw new DomainError(
+      ErrorCode.Internal,
+      `inconsistent DR state (source ${roles.sourceState}, target ${roles.targetState})`,
+    );
   return source ? 'source' : 'target';
 }
 
 function withRoles(primary: Side, otherRole: SiteRole): SiteRoles {
-  return primary === 'source' ? { sourceState: 'primary', targetState: otherRole } : { sourceState: otherRole, targetState: 'primary' };
+  return primary === 'source'
+    ? { sourceState: 'primary', targetState: otherRole }
+    : { sourceState: otherRole, targetState: 'primary' };
 }
 
 /** What the DR state looks like right after enabling. */
@@ -88,8 +94,16 @@ export function enabledRoles(): SiteRoles {
  */
 export function switchover(roles: SiteRoles, splitBrain: boolean): SiteRoles {
   const from = primarySide(roles);
-  if (roleOf(roles, other(from)) === 'resync') throw new DomainError(ErrorCode.Conflict, 'the other site is still being resynced; wait until it is secondary (GET …/replication shows it)');
-  if (splitBrain) throw new DomainError(ErrorCode.Conflict, 'the images are primary at both sites (split brain); resync the stale site first (POST …/replication/resync)');
+  if (roleOf(roles, other(from)) === 'resync')
+    throw new DomainError(
+      ErrorCode.Conflict,
+      'the other site is still being resynced; wait until it is secondary (GET …/replication shows it)',
+    );
+  if (splitBrain)
+    throw new DomainError(
+      ErrorCode.Conflict,
+      'the images are primary at both sites (split brain); resync the stale site first (POST …/replication/resync)',
+    );
   return withRoles(other(from), 'secondary');
 }
 
@@ -100,7 +114,11 @@ export function switchover(roles: SiteRoles, splitBrain: boolean): SiteRoles {
  */
 export function failover(roles: SiteRoles): SiteRoles {
   const from = primarySide(roles);
-  if (roleOf(roles, other(from)) === 'resync') throw new DomainError(ErrorCode.Conflict, 'the surviving site is being resynced: its copy is not consistent and cannot be promoted');
+  if (roleOf(roles, other(from)) === 'resync')
+    throw new DomainError(
+      ErrorCode.Conflict,
+      'the surviving site is being resynced: its copy is not consistent and cannot be promoted',
+    );
   return withRoles(other(from), 'secondary');
 }
 
@@ -121,7 +139,11 @@ export function migrated(roles: SiteRoles, to: Side): SiteRoles | undefined {
  */
 export function resync(roles: SiteRoles, needsResync: boolean): SiteRoles {
   const primary = primarySide(roles);
-  if (!needsResync) throw new DomainError(ErrorCode.Conflict, 'nothing to resync: the other site is a healthy secondary (no split brain, no error)');
+  if (!needsResync)
+    throw new DomainError(
+      ErrorCode.Conflict,
+      'nothing to resync: the other site is a healthy secondary (no split brain, no error)',
+    );
   return withRoles(primary, 'resync');
 }
 
@@ -137,7 +159,11 @@ export function resyncSettled(roles: SiteRoles, replaying: boolean): SiteRoles |
  * last mirrored snapshot (what a failover now would lose at most). A disk not mirrored once yet
  * counts from when mirroring was enabled. Undefined when no site answered for some disk.
  */
-export function rpoSeconds(now: Date, lastMirrored: readonly (string | null | undefined)[], enabledAt: Date): number | undefined {
+export function rpoSeconds(
+  now: Date,
+  lastMirrored: readonly (string | null | undefined)[],
+  enabledAt: Date,
+): number | undefined {
   if (lastMirrored.length === 0) return undefined;
   let oldest = Number.POSITIVE_INFINITY;
   for (const value of lastMirrored) {
@@ -151,6 +177,10 @@ export function rpoSeconds(now: Date, lastMirrored: readonly (string | null | un
 /** "5m" → 300; the schedule intervals rbd accepts (minutes, hours, days). */
 export function intervalSeconds(interval: string): number {
   const match = /^(\d{1,4})([mhd])$/.exec(interval);
-  if (!match) throw new DomainError(ErrorCode.ValidationFailed, `scheduleInterval: ${interval} is not an interval like 5m, 1h or 1d`);
+  if (!match)
+    throw new DomainError(
+      ErrorCode.ValidationFailed,
+      `scheduleInterval: ${interval} is not an interval like 5m, 1h or 1d`,
+    );
   return Number(match[1]) * { m: 60, h: 3600, d: 86_400 }[match[2] as 'm' | 'h' | 'd'];
 }

@@ -1,7 +1,23 @@
 import { DomainError } from '../common/domain-error';
 
 /** A DR task's journal line: "[step] message", the step an operator can follow in the task log. */
-export const DR_STEPS = ['check', 'pair', 'enable', 'disable', 'stop', 'snapshot', 'sync', 'fence', 'demote', 'promote', 'move', 'start', 'resync', 'rollback', 'done'] as const;
+export const DR_STEPS = [
+  'check',
+  'pair',
+  'enable',
+  'disable',
+  'stop',
+  'snapshot',
+  'sync',
+  'fence',
+  'demote',
+  'promote',
+  'move',
+  'start',
+  'resync',
+  'rollback',
+  'done',
+] as const;
 export type DrStep = (typeof DR_STEPS)[number];
 
 export function drLine(step: DrStep, message: string): string {

@@ -39,7 +39,8 @@ export class ReplicationPairsService implements OnModuleInit {
   onModuleInit(): void {
     this.tasks.registerHandler(PAIR_TASK, {
       // The agent calls the task makes are recorded as its owner's.
-      run: (context) => this.audit.runAs(ownerPrincipal(context.task.owner), () => this.runner.pair(context)),
+      run: (context) =>
+        this.audit.runAs(ownerPrincipal(context.task.owner), () => this.runner.pair(context)),
       afterInterrupted: (task) => void this.interrupted(task.id),
     });
   }
@@ -48,9 +49,17 @@ export class ReplicationPairsService implements OnModuleInit {
   async create(caller: Caller, body: CreatePairBody): Promise<{ taskId: string; pairId: string }> {
     await this.remotes.get(body.remoteA);
     await this.remotes.get(body.remoteB);
-    const existing = await this.repository.findPair(body.remoteA, body.poolA, body.remoteB, body.poolB);
+    const existing = await this.repository.findPair(
+      body.remoteA,
+      body.poolA,
+      body.remoteB,
+      body.poolB,
+    );
     if (existing && existing.state !== 'failed') {
-      throw new DomainError(ErrorCode.Conflict, `pool ${body.poolA} of ${body.remoteA} and pool ${body.poolB} of ${body.remoteB} are ${existing.state === 'paired' ? 'paired already' : 'being paired'} (pair ${existing.id})`);
+      throw new DomainError(
+        ErrorCode.Conflict,
+        `pool ${body.poolA} of ${body.remoteA} and pool ${body.poolB} of ${body.remoteB} are ${existing.state === 'paired' ? 'paired already' : 'being paired'} (pair ${existing.id})`,
+      );
     }
     // Refuses now (403) when a remote's credential may not pair, rather than in the task.
     await this.remotes.connectionFor(body.remoteA, null, PAIR_PERMISSION);
@@ -61,18 +70,42 @@ export class ReplicationPairsService implements OnModuleInit {
       {
         prepare: async (taskId) => {
           const now = this.clock.now();
-          if (existing) await this.repository.setPairState(existing.id, 'pairing', null, now, taskId);
-          else await this.repository.insertPair({ id: pairId, ...body, state: 'pairing', error: null, taskId, createdAt: now, updatedAt: now });
+          if (existing)
+            await this.repository.setPairState(existing.id, 'pairing', null, now, taskId);
+          else
+            await this.repository.insertPair({
+              id: pairId,
+              ...body,
+              state: 'pairing',
+              error: null,
+              taskId,
+              createdAt: now,
+              updatedAt: now,
+            });
         },
       },
     );
-    this.audit.note({ taskId: accepted.taskId, pairId, remoteA: body.remoteA, poolA: body.poolA, remoteB: body.remoteB, poolB: body.poolB });
+    this.audit.note({
+      taskId: accepted.taskId,
+      pairId,
+      remoteA: body.remoteA,
+      poolA: body.poolA,
+      remoteB: body.remoteB,
+      poolB: body.poolB,
+    });
     return { ...accepted, pairId };
   }
 
   async list(withHealth: boolean): Promise<{ items: PairView[] }> {
-    const [pairs, counts] = await Promise.all([this.repository.listPairs(), this.repository.vmCounts()]);
-    return { items: await Promise.all(pairs.map((pair) => this.view(pair, counts.get(pair.id) ?? 0, withHealth))) };
+    const [pairs, counts] = await Promise.all([
+      this.repository.listPairs(),
+      this.repository.vmCounts(),
+    ]);
+    return {
+      items: await Promise.all(
+        pairs.map((pair) => this.view(pair, counts.get(pair.id) ?? 0, withHealth)),
+      ),
+    };
   }
 
   async get(id: string): Promise<PairView> {
@@ -89,19 +122,43 @@ export class ReplicationPairsService implements OnModuleInit {
     const pair = await this.repository.getPair(id);
     if (!pair) throw DomainError.notFound(`pair ${id}`);
     const vms = (await this.repository.vmCounts()).get(id) ?? 0;
-    if (vms > 0) throw new DomainError(ErrorCode.Conflict, `${vms} VM(s) mirror through pair ${id}; disable their replication first`);
-    if (pair.state === 'pairing') throw new DomainError(ErrorCode.Conflict, `pair ${id} is being paired by task ${pair.taskId}; wait for it`);
+    if (vms > 0)
+      throw new DomainError(
+        ErrorCode.Conflict,
+        `${vms} VM(s) mirror through pair ${id}; disable their replication first`,
+      );
+    if (pair.state === 'pairing')
+      throw new DomainError(
+        ErrorCode.Conflict,
+        `pair ${id} is being paired by task ${pair.taskId}; wait for it`,
+      );
     await this.repository.deletePair(id);
-    this.audit.note({ pairId: id, remoteA: pair.remoteA, poolA: pair.poolA, remoteB: pair.remoteB, poolB: pair.poolB });
+    this.audit.note({
+      pairId: id,
+      remoteA: pair.remoteA,
+      poolA: pair.poolA,
+      remoteB: pair.remoteB,
+      poolB: pair.poolB,
+    });
   }
 
   /** A pairing cut off by a restart is failed, so that it can be asked for again. */
   private async interrupted(taskId: string): Promise<void> {
     const pair = await this.repository.getPairByTask(taskId);
-    if (pair?.state === 'pairing') await this.repository.setPairState(pair.id, 'failed', 'interrupted by a manager restart; pair again', this.clock.now());
+    if (pair?.state === 'pairing')
+      await this.repository.setPairState(
+        pair.id,
+        'failed',
+        'interrupted by a manager restart; pair again',
+        this.clock.now(),
+      );
   }
 
-  private async view(pair: ReplicationPairEntity, vms: number, withHealth: boolean): Promise<PairView> {
+  private async view(
+    pair: ReplicationPairEntity,
+    vms: number,
+    withHealth: boolean,
+  ): Promise<PairView> {
     const view: PairView = {
       id: pair.id,
       remoteA: pair.remoteA,
@@ -116,7 +173,10 @@ export class ReplicationPairsService implements OnModuleInit {
       updatedAt: pair.updatedAt.toISOString(),
     };
     if (!withHealth) return view;
-    const [a, b] = await Promise.all([this.poolHealth(pair.remoteA, pair.poolA), this.poolHealth(pair.remoteB, pair.poolB)]);
+    const [a, b] = await Promise.all([
+      this.poolHealth(pair.remoteA, pair.poolA),
+      this.poolHealth(pair.remoteB, pair.poolB),
+    ]);
     return { ...view, health: { a, b } };
   }
 
@@ -124,13 +184,20 @@ export class ReplicationPairsService implements OnModuleInit {
   private async poolHealth(remote: string, pool: string): Promise<PoolHealthView> {
     try {
       const connection = await this.remotes.connectionFor(remote, null, MIRROR_READ_PERMISSION);
-      return healthView(remote, pool, await this.agents.getPoolMirrorStatus(connection, { pool, siteName: remote }));
+      return healthView(
+        remote,
+        pool,
+        await this.agents.getPoolMirrorStatus(connection, { pool, siteName: remote }),
+      );
     } catch (error) {
       return {
         remote,
         pool,
         reachable: false,
-        error: error instanceof DomainError ? error.message : 'the remote did not answer (see the manager log)',
+        error:
+          error instanceof DomainError
+            ? error.message
+            : 'the remote did not answer (see the manager log)',
         mode: 'unknown',
         siteName: '',
         peers: [],
@@ -143,7 +210,11 @@ export class ReplicationPairsService implements OnModuleInit {
   }
 }
 
-function healthView(remote: string, pool: string, status: PoolMirrorStatus__Output): PoolHealthView {
+function healthView(
+  remote: string,
+  pool: string,
+  status: PoolMirrorStatus__Output,
+): PoolHealthView {
   return {
     remote,
     pool,
@@ -155,6 +226,8 @@ function healthView(remote: string, pool: string, status: PoolMirrorStatus__Outp
     health: status.health || 'UNKNOWN',
     daemonHealth: status.daemonHealth || 'UNKNOWN',
     imageHealth: status.imageHealth || 'UNKNOWN',
-    states: Object.fromEntries(Object.entries(status.states).map(([state, count]) => [state, Number(count)])),
+    states: Object.fromEntries(
+      Object.entries(status.states).map(([state, count]) => [state, Number(count)]),
+    ),
   };
 }

@@ -69,9 +69,12 @@ export class ReplicationPollerService implements OnModuleDestroy {
   /** One poll of every active mirrored VM; never throws. */
   async pollOnce(): Promise<void> {
     try {
-      const records = (await this.repository.listVms()).filter((record) => record.phase === 'active');
+      const records = (await this.repository.listVms()).filter(
+        (record) => record.phase === 'active',
+      );
       const known = new Set(records.map((record) => record.vmId));
-      for (const vmId of [...this.observations.keys()]) if (!known.has(vmId)) this.observations.delete(vmId);
+      for (const vmId of [...this.observations.keys()])
+        if (!known.has(vmId)) this.observations.delete(vmId);
       const queue = [...records];
       await Promise.all(
         Array.from({ length: Math.min(CONCURRENCY, queue.length) }, async () => {
@@ -79,9 +82,21 @@ export class ReplicationPollerService implements OnModuleDestroy {
             const observed = await this.status.observe(record);
             this.observations.set(record.vmId, observed);
             const staleIndex = other(primarySide(record)) === 'source' ? 0 : 1;
-            const replaying = observed.images.every((image) => image.sites[staleIndex].primary === false && /replaying/.test(image.sites[staleIndex].state));
-            const settled = record.pending ? undefined : resyncSettled(record, replaying && !observed.splitBrain);
-            if (settled) await this.repository.setRoles(record.vmId, settled, `resync of ${remoteAt(record, other(primarySide(record)))} completed`, this.clock.now());
+            const replaying = observed.images.every(
+              (image) =>
+                image.sites[staleIndex].primary === false &&
+                /replaying/.test(image.sites[staleIndex].state),
+            );
+            const settled = record.pending
+              ? undefined
+              : resyncSettled(record, replaying && !observed.splitBrain);
+            if (settled)
+              await this.repository.setRoles(
+                record.vmId,
+                settled,
+                `resync of ${remoteAt(record, other(primarySide(record)))} completed`,
+                this.clock.now(),
+              );
           }
         }),
       );
@@ -89,7 +104,10 @@ export class ReplicationPollerService implements OnModuleDestroy {
       this.metrics.publishReplication(
         records.map((record): ReplicationMetrics => {
           const observed = this.observations.get(record.vmId);
-          const rpo = observed?.rpoSeconds === undefined ? undefined : observed.rpoSeconds + Math.max(0, (now.getTime() - observed.at.getTime()) / 1000);
+          const rpo =
+            observed?.rpoSeconds === undefined
+              ? undefined
+              : observed.rpoSeconds + Math.max(0, (now.getTime() - observed.at.getTime()) / 1000);
           return {
             remote: remoteAt(record, primarySide(record)),
             vm: record.vmId,
@@ -97,7 +115,10 @@ export class ReplicationPollerService implements OnModuleDestroy {
             rpoTargetSeconds: record.rpoTargetSeconds,
             health: observed?.health ?? 'unknown',
             splitBrain: observed?.splitBrain ?? false,
-            imageStates: observed?.images.flatMap((image) => image.sites.map((site) => ({ remote: site.remote, state: site.state }))) ?? [],
+            imageStates:
+              observed?.images.flatMap((image) =>
+                image.sites.map((site) => ({ remote: site.remote, state: site.state })),
+              ) ?? [],
           };
         }),
       );

@@ -38,22 +38,37 @@ export class ReplicationStatusService {
     private readonly clock: ClockRepository,
   ) {}
 
-  async observe(record: VmReplicationEntity, credentials: Partial<Record<string, string | null>> = {}): Promise<Observation> {
+  async observe(
+    record: VmReplicationEntity,
+    credentials: Partial<Record<string, string | null>> = {},
+  ): Promise<Observation> {
     const sides: Side[] = ['source', 'target'];
     const answers = await Promise.all(
       sides.map(async (side) => {
         const remote = side === 'source' ? record.sourceRemote : record.targetRemote;
-        const pool = (disk: { pool: string }) => (side === 'source' ? disk.pool : mapPool(record, disk.pool));
+        const pool = (disk: { pool: string }) =>
+          side === 'source' ? disk.pool : mapPool(record, disk.pool);
         let connection;
         try {
-          connection = await this.remotes.connectionFor(remote, credentials[remote] ?? null, MIRROR_READ_PERMISSION);
+          connection = await this.remotes.connectionFor(
+            remote,
+            credentials[remote] ?? null,
+            MIRROR_READ_PERMISSION,
+          );
         } catch (error) {
           return record.disks.map(() => failed(remote, '', error));
         }
         return Promise.all(
           record.disks.map(async (disk) => {
             try {
-              return siteView(remote, pool(disk), await this.agents.getMirrorStatus(connection, { pool: pool(disk), image: disk.image }));
+              return siteView(
+                remote,
+                pool(disk),
+                await this.agents.getMirrorStatus(connection, {
+                  pool: pool(disk),
+                  image: disk.image,
+                }),
+              );
             } catch (error) {
               return failed(remote, pool(disk), error);
             }
@@ -66,21 +81,43 @@ export class ReplicationStatusService {
     const images = record.disks.map((disk, index): ImageStatusView => {
       const source = answers[0][index];
       const target = answers[1][index];
-      return imageStatus(disk.image, disk.pool, mapPool(record, disk.pool), primary === 'source' ? [source, target] : [target, source], [source, target]);
+      return imageStatus(
+        disk.image,
+        disk.pool,
+        mapPool(record, disk.pool),
+        primary === 'source' ? [source, target] : [target, source],
+        [source, target],
+      );
     });
-    const lastMirrored = images.map((image) => (image.sites.some((site) => site.reachable) ? image.lastMirroredSnapshotAt : undefined));
+    const lastMirrored = images.map((image) =>
+      image.sites.some((site) => site.reachable) ? image.lastMirroredSnapshotAt : undefined,
+    );
     const rpo = rpoSeconds(now, lastMirrored, record.createdAt);
     const oldest = lastMirrored.every((value) => typeof value === 'string' && value !== '')
       ? (lastMirrored as string[]).reduce((a, b) => (Date.parse(a) <= Date.parse(b) ? a : b))
       : null;
     const splitBrain = images.some((image) => image.splitBrain);
-    const reachable = { source: answers[0].every((site) => site.reachable), target: answers[1].every((site) => site.reachable) };
-    return { at: now, images, rpoSeconds: rpo, lastMirroredSnapshotAt: oldest, splitBrain, health: healthOf(images, splitBrain), reachable };
+    const reachable = {
+      source: answers[0].every((site) => site.reachable),
+      target: answers[1].every((site) => site.reachable),
+    };
+    return {
+      at: now,
+      images,
+      rpoSeconds: rpo,
+      lastMirroredSnapshotAt: oldest,
+      splitBrain,
+      health: healthOf(images, splitBrain),
+      reachable,
+    };
   }
 }
 
 /** The target's pool of a source pool (the pair maps one to the other). */
-export function mapPool(record: Pick<VmReplicationEntity, 'sourcePool' | 'targetPool'>, sourcePool: string): string {
+export function mapPool(
+  record: Pick<VmReplicationEntity, 'sourcePool' | 'targetPool'>,
+  sourcePool: string,
+): string {
   return sourcePool === record.sourcePool ? record.targetPool : sourcePool;
 }
 
@@ -106,7 +143,10 @@ function failed(remote: string, pool: string, error: unknown): ImageSiteView {
     remote,
     pool,
     reachable: false,
-    error: error instanceof DomainError ? error.message : 'the remote did not answer (see the manager log)',
+    error:
+      error instanceof DomainError
+        ? error.message
+        : 'the remote did not answer (see the manager log)',
     primary: null,
     state: 'down+unknown',
     description: '',
@@ -119,12 +159,27 @@ function failed(remote: string, pool: string, error: unknown): ImageSiteView {
 }
 
 /** One image at both sites: `ordered` is [primary site, other site] by the DR record; `sites` as shown (source, target). */
-function imageStatus(image: string, sourcePool: string, targetPool: string, ordered: [ImageSiteView, ImageSiteView], sites: ImageSiteView[]): ImageStatusView {
+function imageStatus(
+  image: string,
+  sourcePool: string,
+  targetPool: string,
+  ordered: [ImageSiteView, ImageSiteView],
+  sites: ImageSiteView[],
+): ImageStatusView {
   const [primary, secondary] = ordered;
   // The newest snapshot the secondary holds completely: the primary's view of it, else the secondary's own.
-  const lastMirrored = primary.lastMirroredSnapshotAt ?? secondary.lastMirroredSnapshotAt ?? secondary.lastSnapshotAt;
-  const lag = primary.lastSnapshotAt && lastMirrored ? Math.max(0, Math.round((Date.parse(primary.lastSnapshotAt) - Date.parse(lastMirrored)) / 1000)) : null;
-  const splitBrain = sites.some((site) => site.splitBrain) || (primary.primary === true && secondary.primary === true);
+  const lastMirrored =
+    primary.lastMirroredSnapshotAt ?? secondary.lastMirroredSnapshotAt ?? secondary.lastSnapshotAt;
+  const lag =
+    primary.lastSnapshotAt && lastMirrored
+      ? Math.max(
+          0,
+          Math.round((Date.parse(primary.lastSnapshotAt) - Date.parse(lastMirrored)) / 1000),
+        )
+      : null;
+  const splitBrain =
+    sites.some((site) => site.splitBrain) ||
+    (primary.primary === true && secondary.primary === true);
   return {
     image,
     sourcePool,
@@ -143,6 +198,12 @@ function healthOf(images: readonly ImageStatusView[], splitBrain: boolean): Mirr
   const states = images.flatMap((image) => image.sites.map((site) => site.state));
   if (states.some((state) => state.includes('error'))) return 'error';
   if (images.some((image) => image.sites.some((site) => !site.reachable))) return 'unknown';
-  if (images.some((image) => image.secondsUntilSynced > 0 || image.sites.some((site) => /sync/.test(site.state)))) return 'syncing';
+  if (
+    images.some(
+      (image) =>
+        image.secondsUntilSynced > 0 || image.sites.some((site) => /sync/.test(site.state)),
+    )
+  )
+    return 'syncing';
   return 'ok';
 }

@@ -18,9 +18,25 @@ import { VmReplicationService } from './vm-replication.service';
 
 /** Cross-cluster RBD mirroring and disaster recovery: pool pairs, mirrored VMs, DR tasks, the status poll. */
 @Module({
-  imports: [TasksModule, RemotesModule, AgentsModule, ResourcesModule, MetricsModule, MigrationModule],
+  imports: [
+    TasksModule,
+    RemotesModule,
+    AgentsModule,
+    ResourcesModule,
+    MetricsModule,
+    MigrationModule,
+  ],
   controllers: [ReplicationPairsController, VmReplicationController, ReplicationVmsController],
-  providers: [ReplicationRepository, ReplicationStatusService, ReplicationPairsService, VmReplicationService, DrRunnerService, DrRecoveryService, ReplicationPollerService, ReplicationTimerRepository],
+  providers: [
+    ReplicationRepository,
+    ReplicationStatusService,
+    ReplicationPairsService,
+    VmReplicationService,
+    DrRunnerService,
+    DrRecoveryService,
+    ReplicationPollerService,
+    ReplicationTimerRepository,
+  ],
   exports: [ReplicationPollerService],
 })
 export class ReplicationModule {}

@@ -33,22 +33,45 @@ export class ReplicationRepository {
   }
 
   /** The pair of these two pools, whichever side was named A. */
-  async findPair(remoteA: string, poolA: string, remoteB: string, poolB: string): Promise<ReplicationPairEntity | null> {
+  async findPair(
+    remoteA: string,
+    poolA: string,
+    remoteB: string,
+    poolB: string,
+  ): Promise<ReplicationPairEntity | null> {
     return (
-      (await this.pairs.findOneBy({ remoteA, poolA, remoteB, poolB })) ?? (await this.pairs.findOneBy({ remoteA: remoteB, poolA: poolB, remoteB: remoteA, poolB: poolA }))
+      (await this.pairs.findOneBy({ remoteA, poolA, remoteB, poolB })) ??
+      (await this.pairs.findOneBy({
+        remoteA: remoteB,
+        poolA: poolB,
+        remoteB: remoteA,
+        poolB: poolA,
+      }))
     );
   }
 
   /** The paired pairs joining two remotes (either way round). */
   pairsBetween(one: string, two: string): Promise<ReplicationPairEntity[]> {
-    return this.pairs.find({ where: [{ remoteA: one, remoteB: two, state: 'paired' }, { remoteA: two, remoteB: one, state: 'paired' }], order: { createdAt: 'ASC' } });
+    return this.pairs.find({
+      where: [
+        { remoteA: one, remoteB: two, state: 'paired' },
+        { remoteA: two, remoteB: one, state: 'paired' },
+      ],
+      order: { createdAt: 'ASC' },
+    });
   }
 
   async insertPair(pair: ReplicationPairEntity): Promise<void> {
     await this.pairs.insert(pair);
   }
 
-  async setPairState(id: string, state: PairState, error: string | null, at: Date, taskId?: string): Promise<void> {
+  async setPairState(
+    id: string,
+    state: PairState,
+    error: string | null,
+    at: Date,
+    taskId?: string,
+  ): Promise<void> {
     await this.pairs.update({ id }, { state, error, updatedAt: at, ...(taskId ? { taskId } : {}) });
   }
 
@@ -58,7 +81,12 @@ export class ReplicationRepository {
 
   /** How many VMs mirror through each pair. */
   async vmCounts(): Promise<Map<string, number>> {
-    const rows: { pair_id: string; count: string }[] = await this.vms.createQueryBuilder('v').select('v.pair_id', 'pair_id').addSelect('COUNT(*)', 'count').groupBy('v.pair_id').getRawMany();
+    const rows: { pair_id: string; count: string }[] = await this.vms
+      .createQueryBuilder('v')
+      .select('v.pair_id', 'pair_id')
+      .addSelect('COUNT(*)', 'count')
+      .groupBy('v.pair_id')
+      .getRawMany();
     return new Map(rows.map((row) => [row.pair_id, Number(row.count)]));
   }
 
@@ -69,10 +97,17 @@ export class ReplicationRepository {
   }
 
   /** Every mirrored VM, or those of the given ids; with `remote`, those mirrored from or to it. */
-  listVms(filter: { vmIds?: ReadonlySet<string>; remote?: string } = {}): Promise<VmReplicationEntity[]> {
+  listVms(
+    filter: { vmIds?: ReadonlySet<string>; remote?: string } = {},
+  ): Promise<VmReplicationEntity[]> {
     if (filter.vmIds && filter.vmIds.size === 0) return Promise.resolve([]);
     const ids = filter.vmIds ? { vmId: In([...filter.vmIds]) } : {};
-    const where = filter.remote ? [{ ...ids, sourceRemote: filter.remote }, { ...ids, targetRemote: filter.remote }] : ids;
+    const where = filter.remote
+      ? [
+          { ...ids, sourceRemote: filter.remote },
+          { ...ids, targetRemote: filter.remote },
+        ]
+      : ids;
     return this.vms.find({ where, order: { vmName: 'ASC', vmId: 'ASC' } });
   }
 
@@ -88,7 +123,11 @@ export class ReplicationRepository {
     await this.vms.update({ vmId }, { pending });
   }
 
-  async setPhase(vmId: string, phase: VmReplicationEntity['phase'], disks?: VmReplicationEntity['disks']): Promise<void> {
+  async setPhase(
+    vmId: string,
+    phase: VmReplicationEntity['phase'],
+    disks?: VmReplicationEntity['disks'],
+  ): Promise<void> {
     await this.vms.update({ vmId }, { phase, ...(disks ? { disks } : {}) });
   }
 
@@ -96,7 +135,22 @@ export class ReplicationRepository {
    * The DR roles after an action, with what changed them; the pending action is cleared, or set to
    * `pending` (a task that still has steps to go keeps its record naming it).
    */
-  async setRoles(vmId: string, roles: SiteRoles, lastChange: string, at: Date, pending: PendingAction | null = null): Promise<void> {
-    await this.vms.update({ vmId }, { sourceState: roles.sourceState, targetState: roles.targetState, lastChange, lastChangeAt: at, pending });
+  async setRoles(
+    vmId: string,
+    roles: SiteRoles,
+    lastChange: string,
+    at: Date,
+    pending: PendingAction | null = null,
+  ): Promise<void> {
+    await this.vms.update(
+      { vmId },
+      {
+        sourceState: roles.sourceState,
+        targetState: roles.targetState,
+        lastChange,
+        lastChangeAt: at,
+        pending,
+      },
+    );
   }
 }

@@ -6,10 +6,23 @@ import { CurrentCaller, type Caller } from '../auth/caller';
 import { RequirePrivilege } from '../auth/privilege.decorator';
 import { TaskAcceptedDto } from '../tasks/tasks.dto';
 import { VmTargetParamsDto } from '../vms/vm-power.dto';
-import { EmptyBodyDto, EnableReplicationDto, FailoverDto, FailoverPreviewDto, SwitchoverDto, VmReplicationDto, VmReplicationListDto, VmReplicationQueryDto } from './replication.dto';
+import {
+  EmptyBodyDto,
+  EnableReplicationDto,
+  FailoverDto,
+  FailoverPreviewDto,
+  SwitchoverDto,
+  VmReplicationDto,
+  VmReplicationListDto,
+  VmReplicationQueryDto,
+} from './replication.dto';
 import { VmReplicationService } from './vm-replication.service';
 
-const ACCEPTED = { status: 202, type: TaskAcceptedDto, description: 'Accepted: follow the task at /api/v1/tasks/{taskId}' } as const;
+const ACCEPTED = {
+  status: 202,
+  type: TaskAcceptedDto,
+  description: 'Accepted: follow the task at /api/v1/tasks/{taskId}',
+} as const;
 const VM = '/remotes/{remote}/vms/{vmid}';
 
 /**
@@ -23,7 +36,11 @@ export class VmReplicationController {
 
   @Get()
   @RequirePrivilege('vm.audit', VM)
-  @ZodResponse({ status: 200, type: VmReplicationDto, description: 'DR state, RPO against its target, and every image at both sites, read now' })
+  @ZodResponse({
+    status: 200,
+    type: VmReplicationDto,
+    description: 'DR state, RPO against its target, and every image at both sites, read now',
+  })
   get(@Param() params: VmTargetParamsDto) {
     return this.replication.get(params.remote, params.vmid);
   }
@@ -32,7 +49,11 @@ export class VmReplicationController {
   @RequirePrivilege('vm.replicate', VM)
   @Audited('vm.replication.enable')
   @ZodResponse(ACCEPTED)
-  enable(@CurrentCaller() caller: Caller, @Param() params: VmTargetParamsDto, @Body() body: EnableReplicationDto) {
+  enable(
+    @CurrentCaller() caller: Caller,
+    @Param() params: VmTargetParamsDto,
+    @Body() body: EnableReplicationDto,
+  ) {
     return this.replication.enable(caller, params.remote, params.vmid, body);
   }
 
@@ -49,13 +70,22 @@ export class VmReplicationController {
   @RequirePrivilege('vm.replicate', VM)
   @Audited('vm.replication.switchover')
   @ZodResponse(ACCEPTED)
-  switchover(@CurrentCaller() caller: Caller, @Param() params: VmTargetParamsDto, @Body() body: SwitchoverDto) {
+  switchover(
+    @CurrentCaller() caller: Caller,
+    @Param() params: VmTargetParamsDto,
+    @Body() body: SwitchoverDto,
+  ) {
     return this.replication.switchover(caller, params.remote, params.vmid, body);
   }
 
   @Get('failover')
   @RequirePrivilege('vm.audit', VM)
-  @ZodResponse({ status: 200, type: FailoverPreviewDto, description: 'The data at risk (RPO, last mirrored snapshot) and what a failover would require — shown before the operator confirms' })
+  @ZodResponse({
+    status: 200,
+    type: FailoverPreviewDto,
+    description:
+      'The data at risk (RPO, last mirrored snapshot) and what a failover would require — shown before the operator confirms',
+  })
   failoverPreview(@Param() params: VmTargetParamsDto) {
     return this.replication.failoverPreview(params.remote, params.vmid);
   }
@@ -64,7 +94,11 @@ export class VmReplicationController {
   @RequirePrivilege('vm.failover', VM)
   @Audited('vm.replication.failover')
   @ZodResponse(ACCEPTED)
-  failover(@CurrentCaller() caller: Caller, @Param() params: VmTargetParamsDto, @Body() body: FailoverDto) {
+  failover(
+    @CurrentCaller() caller: Caller,
+    @Param() params: VmTargetParamsDto,
+    @Body() body: FailoverDto,
+  ) {
     return this.replication.failover(caller, params.remote, params.vmid, body);
   }
 
@@ -72,7 +106,11 @@ export class VmReplicationController {
   @RequirePrivilege('vm.replicate', VM)
   @Audited('vm.replication.resync')
   @ZodResponse(ACCEPTED)
-  resync(@CurrentCaller() caller: Caller, @Param() params: VmTargetParamsDto, @Body() _body: EmptyBodyDto) {
+  resync(
+    @CurrentCaller() caller: Caller,
+    @Param() params: VmTargetParamsDto,
+    @Body() _body: EmptyBodyDto,
+  ) {
     return this.replication.resync(caller, params.remote, params.vmid);
   }
 }
@@ -85,7 +123,11 @@ export class ReplicationVmsController {
 
   @Get()
   @RequirePrivilege('vm.audit', '/', { partial: true })
-  @ZodResponse({ status: 200, type: VmReplicationListDto, description: "Mirrored VMs (a tenant's only), DR state and RPO from the last status poll" })
+  @ZodResponse({
+    status: 200,
+    type: VmReplicationListDto,
+    description: "Mirrored VMs (a tenant's only), DR state and RPO from the last status poll",
+  })
   list(@CurrentCaller() caller: Caller, @Query() query: VmReplicationQueryDto) {
     return this.replication.list(caller, query);
   }

@@ -14,11 +14,30 @@ import { TaskSuspended } from '../tasks/task-suspended';
 import { TasksService, type TaskContext } from '../tasks/tasks.service';
 import { DrRecoveryService } from './dr-recovery.service';
 import { DrRunnerService, MIRROR_PERMISSION, remoteAt } from './dr-runner.service';
-import { enabledRoles, failover, migrated, other, primarySide, resync, switchover, type DrAction, type PendingAction, type ReplicatedDisk } from './dr-state';
+import {
+  enabledRoles,
+  failover,
+  migrated,
+  other,
+  primarySide,
+  resync,
+  switchover,
+  type DrAction,
+  type PendingAction,
+  type ReplicatedDisk,
+} from './dr-state';
 import { ownerPrincipal } from './replication-journal';
 import { ReplicationPollerService } from './replication-poller.service';
 import { ReplicationStatusService, type Observation } from './replication-status.service';
-import type { EnableReplicationBody, FailoverBody, FailoverPreview, ImageStatusView, SwitchoverBody, VmReplicationQuery, VmReplicationView } from './replication.dto';
+import type {
+  EnableReplicationBody,
+  FailoverBody,
+  FailoverPreview,
+  ImageStatusView,
+  SwitchoverBody,
+  VmReplicationQuery,
+  VmReplicationView,
+} from './replication.dto';
 import { ReplicationRepository } from './replication.repository';
 import type { VmReplicationEntity } from './vm-replication.entity';
 
@@ -71,12 +90,18 @@ export class VmReplicationService implements OnModuleInit {
       this.tasks.registerHandler(DR_TASKS[action], {
         exclusive: true,
         // The agent calls a task makes are recorded as its owner's.
-        run: (context) => this.audit.runAs(ownerPrincipal(context.task.owner), () => this.ending(context, () => run[action](context))),
+        run: (context) =>
+          this.audit.runAs(ownerPrincipal(context.task.owner), () =>
+            this.ending(context, () => run[action](context)),
+          ),
         afterInterrupted: (task) => void this.interrupted(action, task),
         // A switchover, failover or resync left running by a restart is settled from what both sites say.
         ...(RESUMABLE.has(action)
           ? {
-              resume: (context: TaskContext) => this.audit.runAs(ownerPrincipal(context.task.owner), () => this.ending(context, () => this.recovery.resume(action, context))),
+              resume: (context: TaskContext) =>
+                this.audit.runAs(ownerPrincipal(context.task.owner), () =>
+                  this.ending(context, () => this.recovery.resume(action, context)),
+                ),
               suspend: () => this.runner.suspend(),
             }
           : {}),
@@ -86,18 +111,34 @@ export class VmReplicationService implements OnModuleInit {
 
   // --- enable / disable ------------------------------------------------------------------------
 
-  async enable(caller: Caller, remote: string, vmId: string, body: EnableReplicationBody): Promise<{ taskId: string }> {
+  async enable(
+    caller: Caller,
+    remote: string,
+    vmId: string,
+    body: EnableReplicationBody,
+  ): Promise<{ taskId: string }> {
     await this.remotes.get(remote);
-    if (await this.repository.getVm(vmId)) throw new DomainError(ErrorCode.Conflict, `VM ${vmId} is mirrored already; GET …/replication shows it`);
+    if (await this.repository.getVm(vmId))
+      throw new DomainError(
+        ErrorCode.Conflict,
+        `VM ${vmId} is mirrored already; GET …/replication shows it`,
+      );
     const pair = await this.pairFor(remote, body);
-    const [sourcePool, targetRemote, targetPool] = pair.remoteA === remote ? [pair.poolA, pair.remoteB, pair.poolB] : [pair.poolB, pair.remoteA, pair.poolA];
+    const [sourcePool, targetRemote, targetPool] =
+      pair.remoteA === remote
+        ? [pair.poolA, pair.remoteB, pair.poolB]
+        : [pair.poolB, pair.remoteA, pair.poolA];
     await this.remotes.get(targetRemote);
     const credentials = this.credentials(caller, 'vm.replicate', vmId, remote, targetRemote);
     const source = await this.remotes.connectionFor(remote, credentials[remote], MIRROR_PERMISSION);
     await this.remotes.connectionFor(targetRemote, credentials[targetRemote], MIRROR_PERMISSION);
     const vm = await this.agents.getVm(source, vmId);
-    const disks: ReplicatedDisk[] = (vm.spec?.disks ?? []).map((disk) => ({ pool: disk.pool, image: disk.image }));
-    if (disks.length === 0) throw new DomainError(ErrorCode.Conflict, `VM ${vmId} has no disks to mirror`);
+    const disks: ReplicatedDisk[] = (vm.spec?.disks ?? []).map((disk) => ({
+      pool: disk.pool,
+      image: disk.image,
+    }));
+    if (disks.length === 0)
+      throw new DomainError(ErrorCode.Conflict, `VM ${vmId} has no disks to mirror`);
     const elsewhere = disks.filter((disk) => disk.pool !== sourcePool);
     if (elsewhere.length > 0) {
       throw new DomainError(
@@ -106,7 +147,13 @@ export class VmReplicationService implements OnModuleInit {
       );
     }
     const accepted = await this.tasks.enqueue(
-      { type: DR_TASKS.enable, remoteId: remote, vmId, owner: caller.display, credentialId: credentials[remote] },
+      {
+        type: DR_TASKS.enable,
+        remoteId: remote,
+        vmId,
+        owner: caller.display,
+        credentialId: credentials[remote],
+      },
       {
         prepare: async (taskId) => {
           const now = this.clock.now();
@@ -132,26 +179,47 @@ export class VmReplicationService implements OnModuleInit {
         },
       },
     );
-    this.audit.note({ taskId: accepted.taskId, pair: pair.id, targetRemote, disks: disks.length, scheduleInterval: body.scheduleInterval, rpoTargetSeconds: body.rpoTargetSeconds });
+    this.audit.note({
+      taskId: accepted.taskId,
+      pair: pair.id,
+      targetRemote,
+      disks: disks.length,
+      scheduleInterval: body.scheduleInterval,
+      rpoTargetSeconds: body.rpoTargetSeconds,
+    });
     return accepted;
   }
 
   async disable(caller: Caller, remote: string, vmId: string): Promise<{ taskId: string }> {
     const record = await this.recordAt(remote, vmId);
     this.requireActive(record);
-    return this.queue(caller, 'disable', 'vm.replicate', remote, record, {}, () => this.repository.setPhase(vmId, 'disabling'));
+    return this.queue(caller, 'disable', 'vm.replicate', remote, record, {}, () =>
+      this.repository.setPhase(vmId, 'disabling'),
+    );
   }
 
   // --- DR actions ------------------------------------------------------------------------------
 
-  async switchover(caller: Caller, remote: string, vmId: string, body: SwitchoverBody): Promise<{ taskId: string }> {
+  async switchover(
+    caller: Caller,
+    remote: string,
+    vmId: string,
+    body: SwitchoverBody,
+  ): Promise<{ taskId: string }> {
     const record = await this.recordAt(remote, vmId);
     this.requireActive(record);
     switchover(record, this.poller.cached(vmId)?.splitBrain ?? false); // 409 now rather than in the task
-    return this.queue(caller, 'switchover', 'vm.replicate', remote, record, { targetNode: body.targetNode });
+    return this.queue(caller, 'switchover', 'vm.replicate', remote, record, {
+      targetNode: body.targetNode,
+    });
   }
 
-  async failover(caller: Caller, remote: string, vmId: string, body: FailoverBody): Promise<{ taskId: string }> {
+  async failover(
+    caller: Caller,
+    remote: string,
+    vmId: string,
+    body: FailoverBody,
+  ): Promise<{ taskId: string }> {
     const record = await this.recordAt(remote, vmId);
     this.requireActive(record);
     failover(record);
@@ -164,7 +232,9 @@ export class VmReplicationService implements OnModuleInit {
     this.audit.note({
       confirmDataLoss: true,
       declareSourceDown: body.declareSourceDown,
-      ...(body.declareSourceDown ? { declaredDown: remoteAt(record, primarySide(record)), reason: body.reason } : {}),
+      ...(body.declareSourceDown
+        ? { declaredDown: remoteAt(record, primarySide(record)), reason: body.reason }
+        : {}),
     });
     return accepted;
   }
@@ -174,7 +244,13 @@ export class VmReplicationService implements OnModuleInit {
     this.requireActive(record);
     const observed = await this.status.observe(record);
     const staleIndex = other(primarySide(record)) === 'source' ? 0 : 1;
-    const needs = observed.splitBrain || observed.images.some((image) => image.sites[staleIndex].primary === true || image.sites[staleIndex].state.includes('error'));
+    const needs =
+      observed.splitBrain ||
+      observed.images.some(
+        (image) =>
+          image.sites[staleIndex].primary === true ||
+          image.sites[staleIndex].state.includes('error'),
+      );
     resync(record, needs);
     return this.queue(caller, 'resync', 'vm.replicate', remote, record, {});
   }
@@ -214,13 +290,24 @@ export class VmReplicationService implements OnModuleInit {
     const record = await this.repository.getVm(event.vmId);
     // A DR switchover moves the VM itself and records the roles once the images changed sides.
     if (!record || record.pending?.taskId === event.taskId) return undefined;
-    const to = event.toRemote === record.sourceRemote ? 'source' : event.toRemote === record.targetRemote ? 'target' : undefined;
+    const to =
+      event.toRemote === record.sourceRemote
+        ? 'source'
+        : event.toRemote === record.targetRemote
+          ? 'target'
+          : undefined;
     if (!to) {
       return `replication: ${event.toRemote} is not one of the VM's mirroring sites (${record.sourceRemote}, ${record.targetRemote}); its DR state is unchanged — disable its mirroring`;
     }
     const after = migrated(record, to);
     if (!after) return undefined;
-    await this.repository.setRoles(record.vmId, after, `${event.online ? 'live ' : ''}migration to ${event.toRemote} (task ${event.taskId})`, this.clock.now(), record.pending);
+    await this.repository.setRoles(
+      record.vmId,
+      after,
+      `${event.online ? 'live ' : ''}migration to ${event.toRemote} (task ${event.taskId})`,
+      this.clock.now(),
+      record.pending,
+    );
     return `replication: DR state ${event.toRemote} primary, ${event.fromRemote} secondary (the mirrored disks changed sides with the VM)`;
   }
 
@@ -238,10 +325,17 @@ export class VmReplicationService implements OnModuleInit {
   async list(caller: Caller, query: VmReplicationQuery): Promise<{ items: VmReplicationView[] }> {
     const records = await this.repository.listVms({ remote: query.remote });
     // vm.audit on the VM at either of its remotes (a tenant's grants hold on its own VMs only); no I/O per item.
-    const path = (remote: string, vm: string) => `/remotes/${encodeURIComponent(remote)}/vms/${encodeURIComponent(vm)}`;
-    const visible = records.filter((r) => this.policy.holds(caller, 'vm.audit', path(r.sourceRemote, r.vmId)) || this.policy.holds(caller, 'vm.audit', path(r.targetRemote, r.vmId)));
+    const path = (remote: string, vm: string) =>
+      `/remotes/${encodeURIComponent(remote)}/vms/${encodeURIComponent(vm)}`;
+    const visible = records.filter(
+      (r) =>
+        this.policy.holds(caller, 'vm.audit', path(r.sourceRemote, r.vmId)) ||
+        this.policy.holds(caller, 'vm.audit', path(r.targetRemote, r.vmId)),
+    );
     const now = this.clock.now();
-    return { items: visible.map((record) => view(record, this.poller.cached(record.vmId), false, now)) };
+    return {
+      items: visible.map((record) => view(record, this.poller.cached(record.vmId), false, now)),
+    };
   }
 
   // --- helpers ---------------------------------------------------------------------------------
@@ -258,15 +352,30 @@ export class VmReplicationService implements OnModuleInit {
     const otherRemote = remote === record.sourceRemote ? record.targetRemote : record.sourceRemote;
     const credentials = this.credentials(caller, privilege, record.vmId, remote, otherRemote);
     const accepted = await this.tasks.enqueue(
-      { type: DR_TASKS[action], remoteId: remote, vmId: record.vmId, owner: caller.display, credentialId: credentials[remote] },
+      {
+        type: DR_TASKS[action],
+        remoteId: remote,
+        vmId: record.vmId,
+        owner: caller.display,
+        credentialId: credentials[remote],
+      },
       {
         prepare: async (taskId) => {
           await prepare?.();
-          await this.repository.setPending(record.vmId, { action, taskId, credentials, ...options });
+          await this.repository.setPending(record.vmId, {
+            action,
+            taskId,
+            credentials,
+            ...options,
+          });
         },
       },
     );
-    this.audit.note({ taskId: accepted.taskId, from: remoteAt(record, primarySide(record)), to: remoteAt(record, other(primarySide(record))) });
+    this.audit.note({
+      taskId: accepted.taskId,
+      from: remoteAt(record, primarySide(record)),
+      to: remoteAt(record, other(primarySide(record))),
+    });
     return accepted;
   }
 
@@ -274,8 +383,15 @@ export class VmReplicationService implements OnModuleInit {
    * The credential to act with at each remote: the privilege on the VM's path there (a tenant's
    * grant holds on its VM at any remote); 403 when the caller lacks it at the other remote.
    */
-  private credentials(caller: Caller, privilege: Privilege, vmId: string, remote: string, otherRemote: string): Record<string, string | null> {
-    const path = (at: string) => `/remotes/${encodeURIComponent(at)}/vms/${encodeURIComponent(vmId)}`;
+  private credentials(
+    caller: Caller,
+    privilege: Privilege,
+    vmId: string,
+    remote: string,
+    otherRemote: string,
+  ): Record<string, string | null> {
+    const path = (at: string) =>
+      `/remotes/${encodeURIComponent(at)}/vms/${encodeURIComponent(vmId)}`;
     return {
       [remote]: this.policy.credentialFor(caller, privilege, path(remote), remote),
       [otherRemote]: this.policy.credentialFor(caller, privilege, path(otherRemote), otherRemote),
@@ -285,12 +401,17 @@ export class VmReplicationService implements OnModuleInit {
   /** The VM's record, named at either of its remotes; 404 otherwise. */
   private async recordAt(remote: string, vmId: string): Promise<VmReplicationEntity> {
     const record = await this.repository.getVm(vmId);
-    if (!record || (record.sourceRemote !== remote && record.targetRemote !== remote)) throw DomainError.notFound(`replication of VM ${vmId} at remote ${remote}`);
+    if (!record || (record.sourceRemote !== remote && record.targetRemote !== remote))
+      throw DomainError.notFound(`replication of VM ${vmId} at remote ${remote}`);
     return record;
   }
 
   private requireActive(record: VmReplicationEntity): void {
-    if (record.phase !== 'active') throw new DomainError(ErrorCode.Conflict, `the replication of VM ${record.vmId} is ${record.phase}; wait for its task`);
+    if (record.phase !== 'active')
+      throw new DomainError(
+        ErrorCode.Conflict,
+        `the replication of VM ${record.vmId} is ${record.phase}; wait for its task`,
+      );
   }
 
   /** The pair named, or the paired pair between the two remotes; 404/409 with what to do. */
@@ -298,17 +419,38 @@ export class VmReplicationService implements OnModuleInit {
     if (body.pair) {
       const pair = await this.repository.getPair(body.pair);
       if (!pair) throw DomainError.notFound(`pair ${body.pair}`);
-      if (pair.remoteA !== remote && pair.remoteB !== remote) throw new DomainError(ErrorCode.Conflict, `pair ${pair.id} does not include remote ${remote}`);
+      if (pair.remoteA !== remote && pair.remoteB !== remote)
+        throw new DomainError(
+          ErrorCode.Conflict,
+          `pair ${pair.id} does not include remote ${remote}`,
+        );
       const otherRemote = pair.remoteA === remote ? pair.remoteB : pair.remoteA;
-      if (body.targetRemote && body.targetRemote !== otherRemote) throw new DomainError(ErrorCode.Conflict, `pair ${pair.id} pairs ${remote} with ${otherRemote}, not ${body.targetRemote}`);
-      if (pair.state !== 'paired') throw new DomainError(ErrorCode.Conflict, `pair ${pair.id} is ${pair.state}, not paired`);
+      if (body.targetRemote && body.targetRemote !== otherRemote)
+        throw new DomainError(
+          ErrorCode.Conflict,
+          `pair ${pair.id} pairs ${remote} with ${otherRemote}, not ${body.targetRemote}`,
+        );
+      if (pair.state !== 'paired')
+        throw new DomainError(ErrorCode.Conflict, `pair ${pair.id} is ${pair.state}, not paired`);
       return pair;
     }
     const target = body.targetRemote!;
-    if (target === remote) throw new DomainError(ErrorCode.ValidationFailed, 'targetRemote: mirror to another remote than the VM’s own');
+    if (target === remote)
+      throw new DomainError(
+        ErrorCode.ValidationFailed,
+        'targetRemote: mirror to another remote than the VM’s own',
+      );
     const pairs = await this.repository.pairsBetween(remote, target);
-    if (pairs.length === 0) throw new DomainError(ErrorCode.Conflict, `no pool of ${remote} is paired with ${target}; pair them first (POST /api/v1/replication/pairs)`);
-    if (pairs.length > 1) throw new DomainError(ErrorCode.Conflict, `${pairs.length} pairs join ${remote} and ${target}; name one (pair)`);
+    if (pairs.length === 0)
+      throw new DomainError(
+        ErrorCode.Conflict,
+        `no pool of ${remote} is paired with ${target}; pair them first (POST /api/v1/replication/pairs)`,
+      );
+    if (pairs.length > 1)
+      throw new DomainError(
+        ErrorCode.Conflict,
+        `${pairs.length} pairs join ${remote} and ${target}; name one (pair)`,
+      );
     return pairs[0];
   }
 
@@ -323,7 +465,8 @@ export class VmReplicationService implements OnModuleInit {
     } catch (error) {
       if (!(error instanceof TaskSuspended)) {
         const record = context.task.vmId ? await this.repository.getVm(context.task.vmId) : null;
-        if (record?.pending?.taskId === context.task.id) await this.repository.setPending(record.vmId, null);
+        if (record?.pending?.taskId === context.task.id)
+          await this.repository.setPending(record.vmId, null);
       }
       throw error;
     }
@@ -340,7 +483,9 @@ export class VmReplicationService implements OnModuleInit {
     try {
       this.poller.remember(record.vmId, await this.status.observe(record));
     } catch (error) {
-      await context.log(`could not read both sites after the task (${error instanceof Error ? error.message : String(error)}); the next status poll will`);
+      await context.log(
+        `could not read both sites after the task (${error instanceof Error ? error.message : String(error)}); the next status poll will`,
+      );
     }
   }
 
@@ -356,10 +501,19 @@ export class VmReplicationService implements OnModuleInit {
 }
 
 /** The API's view of a mirrored VM and what its sites answered (none yet: unknown). */
-export function view(record: VmReplicationEntity, observed: Observation | undefined, withImages: boolean, now: Date = observed?.at ?? new Date(0)): VmReplicationView {
+export function view(
+  record: VmReplicationEntity,
+  observed: Observation | undefined,
+  withImages: boolean,
+  now: Date = observed?.at ?? new Date(0),
+): VmReplicationView {
   const primary = primarySide(record);
   // The RPO grows with time between two reads of the sites.
-  const rpo = observed?.rpoSeconds === undefined ? null : observed.rpoSeconds + Math.max(0, Math.round((now.getTime() - observed.at.getTime()) / 1000));
+  const rpo =
+    observed?.rpoSeconds === undefined
+      ? null
+      : observed.rpoSeconds +
+        Math.max(0, Math.round((now.getTime() - observed.at.getTime()) / 1000));
   return {
     vm: record.vmId,
     name: record.vmName,
@@ -378,7 +532,9 @@ export function view(record: VmReplicationEntity, observed: Observation | undefi
     health: observed?.health ?? 'unknown',
     splitBrain: observed?.splitBrain ?? false,
     observedAt: observed?.at.toISOString() ?? null,
-    pending: record.pending ? { action: record.pending.action, taskId: record.pending.taskId } : null,
+    pending: record.pending
+      ? { action: record.pending.action, taskId: record.pending.taskId }
+      : null,
     lastChange: record.lastChange,
     lastChangeAt: record.lastChangeAt.toISOString(),
     ...(withImages ? { images: observed?.images ?? [] } : {}),
@@ -386,7 +542,13 @@ export function view(record: VmReplicationEntity, observed: Observation | undefi
 }
 
 /** The VM's lag (its most behind disk) and replication rate (all its disks), from the last reading. */
-function figures(images: readonly ImageStatusView[]): { lagSeconds: number | null; bytesPerSecond: number } {
+function figures(images: readonly ImageStatusView[]): {
+  lagSeconds: number | null;
+  bytesPerSecond: number;
+} {
   const lags = images.flatMap((image) => (image.lagSeconds === null ? [] : [image.lagSeconds]));
-  return { lagSeconds: lags.length ? Math.max(...lags) : null, bytesPerSecond: images.reduce((sum, image) => sum + image.bytesPerSecond, 0) };
+  return {
+    lagSeconds: lags.length ? Math.max(...lags) : null,
+    bytesPerSecond: images.reduce((sum, image) => sum + image.bytesPerSecond, 0),
+  };
 }

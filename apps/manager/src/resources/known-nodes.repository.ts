@@ -15,13 +15,29 @@ export class KnownNodesRepository {
 
   async all(): Promise<KnownNode[]> {
     const rows = await this.table.find();
-    return rows.map((row) => ({ remote: row.remoteId, nodeId: row.nodeId, state: row.state, since: row.since, lastSeenAt: row.lastSeenAt, node: row.node, vms: row.vms }));
+    return rows.map((row) => ({
+      remote: row.remoteId,
+      nodeId: row.nodeId,
+      state: row.state,
+      since: row.since,
+      lastSeenAt: row.lastSeenAt,
+      node: row.node,
+      vms: row.vms,
+    }));
   }
 
   async save(nodes: readonly KnownNode[]): Promise<void> {
     if (nodes.length === 0) return;
     await this.table.upsert(
-      nodes.map((n) => ({ remoteId: n.remote, nodeId: n.nodeId, state: n.state, since: n.since, lastSeenAt: n.lastSeenAt, node: n.node, vms: [...n.vms] })),
+      nodes.map((n) => ({
+        remoteId: n.remote,
+        nodeId: n.nodeId,
+        state: n.state,
+        since: n.since,
+        lastSeenAt: n.lastSeenAt,
+        node: n.node,
+        vms: [...n.vms],
+      })),
       ['remoteId', 'nodeId'],
     );
   }

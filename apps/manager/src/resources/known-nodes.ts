@@ -29,7 +29,10 @@ export interface Reconciled {
 }
 
 /** The answering state of a node the cluster lists: its lease, whether its VMs could be listed, its health. */
-export function listedState(node: NodeResource, unreachableNodes: Readonly<Record<string, string>>): NodeState {
+export function listedState(
+  node: NodeResource,
+  unreachableNodes: Readonly<Record<string, string>>,
+): NodeState {
   if (!node.alive) return 'down';
   if (node.id in unreachableNodes) return 'unreachable';
   return node.status === 'ok' ? 'online' : 'degraded';
@@ -41,7 +44,14 @@ export function answering(state: NodeState): boolean {
 
 /** A VM of a node that does not answer: the manager does not know its state now. */
 function unknownVm(vm: VmResource, lastSeenAt: Date | null): VmResource {
-  return { ...vm, status: 'unknown', cpuUsage: 0, memoryUsedBytes: 0, stale: true, lastSeenAt: vm.lastSeenAt ?? lastSeenAt?.toISOString() ?? null };
+  return {
+    ...vm,
+    status: 'unknown',
+    cpuUsage: 0,
+    memoryUsedBytes: 0,
+    stale: true,
+    lastSeenAt: vm.lastSeenAt ?? lastSeenAt?.toISOString() ?? null,
+  };
 }
 
 function sameVmSet(a: readonly VmResource[], b: readonly VmResource[]): boolean {
@@ -75,21 +85,54 @@ export function reconcile(
   const vms: VmResource[] = liveVms.map((vm) => ({ ...vm, lastSeenAt: now.toISOString() }));
   const nodes: NodeResource[] = [];
 
-  const keep = (before: KnownNode | undefined, state: NodeState, node: NodeResource, nodeVms: readonly VmResource[], lastSeenAt: Date | null) => {
+  const keep = (
+    before: KnownNode | undefined,
+    state: NodeState,
+    node: NodeResource,
+    nodeVms: readonly VmResource[],
+    lastSeenAt: Date | null,
+  ) => {
     const since = before && before.state === state ? before.since : now;
-    const entry: KnownNode = { remote: node.remote, nodeId: node.id, state, since, lastSeenAt, node, vms: nodeVms };
+    const entry: KnownNode = {
+      remote: node.remote,
+      nodeId: node.id,
+      state,
+      since,
+      lastSeenAt,
+      node,
+      vms: nodeVms,
+    };
     known.set(node.id, entry);
-    if (!before || before.state !== state || before.node.name !== node.name || !sameVmSet(before.vms, nodeVms)) changed.push(entry);
-    nodes.push({ ...node, state, stateSince: since.toISOString(), lastSeenAt: lastSeenAt?.toISOString() ?? null });
+    if (
+      !before ||
+      before.state !== state ||
+      before.node.name !== node.name ||
+      !sameVmSet(before.vms, nodeVms)
+    )
+      changed.push(entry);
+    nodes.push({
+      ...node,
+      state,
+      stateSince: since.toISOString(),
+      lastSeenAt: lastSeenAt?.toISOString() ?? null,
+    });
   };
   const unknownVmsOf = (before: KnownNode | undefined): VmResource[] =>
-    (before?.vms ?? []).filter((vm) => !liveIds.has(vm.id)).map((vm) => unknownVm(vm, before?.lastSeenAt ?? null));
+    (before?.vms ?? [])
+      .filter((vm) => !liveIds.has(vm.id))
+      .map((vm) => unknownVm(vm, before?.lastSeenAt ?? null));
 
   for (const node of listedNodes) {
     const before = previous.get(node.id);
     const state = listedState(node, unreachableNodes);
     if (answering(state)) {
-      keep(before, state, node, (vmsByNode.get(node.id) ?? []).map((vm) => ({ ...vm, lastSeenAt: now.toISOString() })), now);
+      keep(
+        before,
+        state,
+        node,
+        (vmsByNode.get(node.id) ?? []).map((vm) => ({ ...vm, lastSeenAt: now.toISOString() })),
+        now,
+      );
     } else {
       // Listed but not answering (its VMs could not be listed, or its lease ran out): its last seen VMs stay, unknown.
       const remembered = unknownVmsOf(before);
@@ -101,10 +144,23 @@ export function reconcile(
   for (const [id, before] of previous) {
     if (known.has(id)) continue;
     // No longer in the cluster's registry: its lease expired (or it left). Presumed down until it returns or is forgotten.
-    const node: NodeResource = { ...before.node, alive: false, status: 'offline', cpuUsage: 0, memoryUsedBytes: 0, stale: true };
+    const node: NodeResource = {
+      ...before.node,
+      alive: false,
+      status: 'offline',
+      cpuUsage: 0,
+      memoryUsedBytes: 0,
+      stale: true,
+    };
     const remembered = unknownVmsOf(before);
     vms.push(...remembered);
-    keep(before, 'down', node, before.vms.filter((vm) => !liveIds.has(vm.id)), before.lastSeenAt);
+    keep(
+      before,
+      'down',
+      node,
+      before.vms.filter((vm) => !liveIds.has(vm.id)),
+      before.lastSeenAt,
+    );
   }
   return { known, nodes, vms, changed };
 }

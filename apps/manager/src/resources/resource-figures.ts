@@ -53,7 +53,10 @@ export interface RemoteOverview {
 }
 
 /** `vms` (optional): the remote's VMs, to count the unknown VMs of each node that does not answer. */
-export function nodeFigures(nodes: readonly NodeResource[], vms: readonly VmResource[] = []): NodeFigures {
+export function nodeFigures(
+  nodes: readonly NodeResource[],
+  vms: readonly VmResource[] = [],
+): NodeFigures {
   let alive = 0;
   let cores = 0;
   let coresUsed = 0;
@@ -67,7 +70,13 @@ export function nodeFigures(nodes: readonly NodeResource[], vms: readonly VmReso
     if (node.state === 'unreachable' || node.state === 'down' || !node.alive) {
       offlineNames.push(node.name);
       const unknownVms = vms.filter((vm) => vm.node === node.id && vm.status === 'unknown').length;
-      outages.push({ id: node.id, name: node.name, state: node.state === 'unreachable' ? 'unreachable' : 'down', since: node.stateSince, unknownVms });
+      outages.push({
+        id: node.id,
+        name: node.name,
+        state: node.state === 'unreachable' ? 'unreachable' : 'down',
+        since: node.stateSince,
+        unknownVms,
+      });
       continue;
     }
     alive += 1;
@@ -110,7 +119,10 @@ export function usageSample(at: Date, figures: NodeFigures): UsageSample {
   return {
     at: at.toISOString(),
     cpu: figures.cores > 0 ? Math.min(1, figures.coresUsed / figures.cores) : 0,
-    memory: figures.memoryTotalBytes > 0 ? Math.min(1, figures.memoryUsedBytes / figures.memoryTotalBytes) : 0,
+    memory:
+      figures.memoryTotalBytes > 0
+        ? Math.min(1, figures.memoryUsedBytes / figures.memoryTotalBytes)
+        : 0,
   };
 }
 
@@ -119,5 +131,7 @@ export function usageSample(at: Date, figures: NodeFigures): UsageSample {
  * refresh, because comparing with Intl.Collator is ten times slower on a hundred thousand names.
  */
 export function nameSortKey(name: string): string {
-  return name.toLowerCase().replace(/\d+/g, (digits) => digits.replace(/^0+(?=\d)/, '').padStart(16, '0'));
+  return name
+    .toLowerCase()
+    .replace(/\d+/g, (digits) => digits.replace(/^0+(?=\d)/, '').padStart(16, '0'));
 }

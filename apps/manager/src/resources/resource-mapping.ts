@@ -7,7 +7,11 @@ function num(value: string | number | undefined | null): number {
   return Number.isFinite(n) ? n : 0;
 }
 
-export function toNodeResource(remote: string, entry: NodeEntry__Output, stale: boolean): NodeResource {
+export function toNodeResource(
+  remote: string,
+  entry: NodeEntry__Output,
+  stale: boolean,
+): NodeResource {
   const info = entry.info;
   const status = entry.status;
   return {
@@ -66,7 +70,17 @@ export function toVmHardware(vm: Vm__Output): VmHardware {
   return {
     cpuModel: spec?.cpuModel ?? '',
     hugepages: spec?.hugepages ?? false,
-    disks: (spec?.disks ?? []).map((disk) => ({ pool: disk.pool, image: disk.image, sizeBytes: num(disk.sizeBytes), bus: disk.bus })),
-    nics: (spec?.nics ?? []).map((nic) => ({ mac: nic.mac, bridge: nic.bridge, model: nic.model, vlan: nic.vlan || null })),
+    disks: (spec?.disks ?? []).map((disk) => ({
+      pool: disk.pool,
+      image: disk.image,
+      sizeBytes: num(disk.sizeBytes),
+      bus: disk.bus,
+    })),
+    nics: (spec?.nics ?? []).map((nic) => ({
+      mac: nic.mac,
+      bridge: nic.bridge,
+      model: nic.model,
+      vlan: nic.vlan || null,
+    })),
   };
 }

@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { parseResourceSearch, searchMatches, searchScope, SearchSyntaxError } from './resource-search';
+import {
+  parseResourceSearch,
+  searchMatches,
+  searchScope,
+  SearchSyntaxError,
+} from './resource-search';
 
 const node = { type: 'node', remote: 'dc-east', id: 'node-1', name: 'hv-a', status: 'ok' } as const;
 const vm = {
@@ -56,7 +61,9 @@ describe('parseResourceSearch', () => {
   });
 
   it('reads label:key=value and label:key (presence)', () => {
-    expect(parseResourceSearch('label:env=Prod label:team label:"note=a b" label:x=').clauses).toEqual([
+    expect(
+      parseResourceSearch('label:env=Prod label:team label:"note=a b" label:x=').clauses,
+    ).toEqual([
       {
         key: 'label',
         values: [
@@ -70,7 +77,9 @@ describe('parseResourceSearch', () => {
   });
 
   it('refuses an unknown key, naming it and every key allowed', () => {
-    expect(problem('web colour:blue')).toBe('unknown search key "colour": use one of remote, node, status, name, tenant, type, id, label');
+    expect(problem('web colour:blue')).toBe(
+      'unknown search key "colour": use one of remote, node, status, name, tenant, type, id, label',
+    );
   });
 
   it('refuses empty values, an unknown type, a label without a key and misplaced or unterminated quotes', () => {
@@ -136,10 +145,26 @@ describe('searchMatches', () => {
 
 describe('searchScope', () => {
   it('narrows to the remotes named by every remote clause and to the kinds the search can match', () => {
-    expect(searchScope(parseResourceSearch('web'))).toEqual({ remotes: undefined, nodes: true, vms: true });
-    expect(searchScope(parseResourceSearch('remote:a remote:b type:node'))).toEqual({ remotes: new Set(['a', 'b']), nodes: true, vms: false });
-    expect(searchScope(parseResourceSearch('label:env'))).toMatchObject({ nodes: false, vms: true });
-    const twoClauses = { clauses: [...parseResourceSearch('remote:a remote:b').clauses, { key: 'remote' as const, values: ['b'] }] };
+    expect(searchScope(parseResourceSearch('web'))).toEqual({
+      remotes: undefined,
+      nodes: true,
+      vms: true,
+    });
+    expect(searchScope(parseResourceSearch('remote:a remote:b type:node'))).toEqual({
+      remotes: new Set(['a', 'b']),
+      nodes: true,
+      vms: false,
+    });
+    expect(searchScope(parseResourceSearch('label:env'))).toMatchObject({
+      nodes: false,
+      vms: true,
+    });
+    const twoClauses = {
+      clauses: [
+        ...parseResourceSearch('remote:a remote:b').clauses,
+        { key: 'remote' as const, values: ['b'] },
+      ],
+    };
     expect(searchScope(twoClauses).remotes).toEqual(new Set(['b']));
   });
 });

@@ -27,7 +27,8 @@ export class ResourcesController {
   @RequirePrivilege('remote.audit', '/remotes', { partial: true })
   @ZodResponse({
     type: ResourceListDto,
-    description: "One page of the nodes and VMs of every remote the caller may see that match the query (from the cache), how many match, and each remote's status",
+    description:
+      "One page of the nodes and VMs of every remote the caller may see that match the query (from the cache), how many match, and each remote's status",
   })
   list(@CurrentCaller() caller: Caller, @Query() query: ResourceQueryDto) {
     return this.resources.list(caller, query);
@@ -36,7 +37,12 @@ export class ResourcesController {
   // A GET: refreshing the cache reads the remotes and changes nothing, so read-only callers may ask for it.
   @Get('resources/refresh')
   @RequirePrivilege('remote.audit', '/remotes', { partial: true })
-  @ZodResponse({ status: 200, type: RemoteStatusListDto, description: 'Reads every visible remote (or ?remote=) now: statuses after the refresh, or after the remote timeout' })
+  @ZodResponse({
+    status: 200,
+    type: RemoteStatusListDto,
+    description:
+      'Reads every visible remote (or ?remote=) now: statuses after the refresh, or after the remote timeout',
+  })
   refresh(@CurrentCaller() caller: Caller, @Query() query: RefreshQueryDto) {
     return this.resources.refreshNow(caller, query.remote);
   }
@@ -66,7 +72,11 @@ export class ResourcesController {
 
   @Get('remotes/:remote/vms/:vmid')
   @RequirePrivilege('vm.audit', '/remotes/{remote}/vms/{vmid}')
-  @ZodResponse({ type: VmDetailDto, description: 'The VM with its disks, NICs and CPU baseline, and the privileges the caller holds on it' })
+  @ZodResponse({
+    type: VmDetailDto,
+    description:
+      'The VM with its disks, NICs and CPU baseline, and the privileges the caller holds on it',
+  })
   vm(@CurrentCaller() caller: Caller, @Param() params: VmParamsDto) {
     return this.resources.vm(caller, params.remote, params.vmid);
   }

@@ -5,9 +5,13 @@ import { z } from 'zod';
 import { SEARCH_KEYS } from './resource-search';
 
 /** What the caller holds on an object, from libs/permissions: for the UI to enable or hide actions (the server still checks). */
-export const privilegesSchema = z.array(z.enum(ALL_PRIVILEGES)).meta({ description: 'The privileges the caller holds on this object (libs/permissions)' });
+export const privilegesSchema = z
+  .array(z.enum(ALL_PRIVILEGES))
+  .meta({ description: 'The privileges the caller holds on this object (libs/permissions)' });
 
-const stale = z.boolean().meta({ description: 'True when the remote or node does not answer now and this is the last known state' });
+const stale = z.boolean().meta({
+  description: 'True when the remote or node does not answer now and this is the last known state',
+});
 
 export const NODE_STATES = ['online', 'degraded', 'unreachable', 'down'] as const;
 export type NodeState = (typeof NODE_STATES)[number];
@@ -19,7 +23,9 @@ export const nodeResourceSchema = z
     id: z.string(),
     name: z.string(),
     /** offline when its lease is gone, else the node's health */
-    status: z.string().meta({ description: '"ok" | "degraded" | "failed" while alive, "offline" when not' }),
+    status: z
+      .string()
+      .meta({ description: '"ok" | "degraded" | "failed" while alive, "offline" when not' }),
     alive: z.boolean(),
     fqdn: z.string(),
     agentEndpoint: z.string(),
@@ -37,8 +43,14 @@ export const nodeResourceSchema = z
         'online; degraded (alive, health not ok); unreachable (its lease lives but its agent does not answer); ' +
         'down (its lease expired or the cluster no longer lists it: presumed down, kept until an operator forgets it)',
     }),
-    stateSince: z.iso.datetime().nullable().meta({ description: 'When the node entered its state (as seen by this manager)' }),
-    lastSeenAt: z.iso.datetime().nullable().meta({ description: 'The last refresh that found the node answering' }),
+    stateSince: z.iso
+      .datetime()
+      .nullable()
+      .meta({ description: 'When the node entered its state (as seen by this manager)' }),
+    lastSeenAt: z.iso
+      .datetime()
+      .nullable()
+      .meta({ description: 'The last refresh that found the node answering' }),
     stale,
   })
   .meta({ id: 'NodeResource' });
@@ -50,7 +62,10 @@ export const vmResourceSchema = z
     remote: z.string(),
     id: z.string().meta({ description: 'The VM uuid' }),
     name: z.string(),
-    status: z.string().meta({ description: 'stopped | starting | running | stopping | rebooting | migrating | paused | crashed; unknown while its node does not answer' }),
+    status: z.string().meta({
+      description:
+        'stopped | starting | running | stopping | rebooting | migrating | paused | crashed; unknown while its node does not answer',
+    }),
     node: z.string(),
     tenant: z.string().nullable(),
     vcpus: z.number().int(),
@@ -61,7 +76,10 @@ export const vmResourceSchema = z
     stateChangedAt: z.string().nullable(),
     lockedBy: z.string().nullable(),
     labels: z.record(z.string(), z.string()),
-    lastSeenAt: z.iso.datetime().nullable().meta({ description: 'The last refresh that listed the VM' }),
+    lastSeenAt: z.iso
+      .datetime()
+      .nullable()
+      .meta({ description: 'The last refresh that listed the VM' }),
     stale,
   })
   .meta({ id: 'VmResource' });
@@ -97,11 +115,15 @@ export interface VmHardware {
 
 export const vmDetailSchema = vmResourceSchema
   .extend({
-    cpuModel: z.string().meta({ description: 'The CPU baseline the guest needs ("host-model", "x86-64-v2", …)' }),
+    cpuModel: z
+      .string()
+      .meta({ description: 'The CPU baseline the guest needs ("host-model", "x86-64-v2", …)' }),
     hugepages: z.boolean(),
     disks: z.array(vmDiskSchema),
     nics: z.array(vmNicSchema),
-    privileges: privilegesSchema.meta({ description: "The privileges the caller holds on the VM's ACL path" }),
+    privileges: privilegesSchema.meta({
+      description: "The privileges the caller holds on the VM's ACL path",
+    }),
   })
   .meta({ id: 'VmDetail' });
 export type VmDetail = z.infer<typeof vmDetailSchema>;
@@ -112,17 +134,27 @@ export type Resource = z.infer<typeof resourceSchema>;
 export const remoteStatusSchema = z
   .object({
     remote: z.string(),
-    status: z.enum(['pending', 'online', 'unreachable']).meta({ description: 'pending until the first refresh finished' }),
+    status: z
+      .enum(['pending', 'online', 'unreachable'])
+      .meta({ description: 'pending until the first refresh finished' }),
     health: z.enum(['pending', 'online', 'degraded', 'unreachable']).meta({
-      description: 'The worst of the remote and its nodes: unreachable when the remote does not answer, degraded when any known node is not online',
+      description:
+        'The worst of the remote and its nodes: unreachable when the remote does not answer, degraded when any known node is not online',
     }),
-    lastRefreshAt: z.iso.datetime().nullable().meta({ description: 'When the remote last answered' }),
+    lastRefreshAt: z.iso
+      .datetime()
+      .nullable()
+      .meta({ description: 'When the remote last answered' }),
     nodes: z.object({ total: z.number().int(), alive: z.number().int() }),
     vms: z.object({ total: z.number().int(), running: z.number().int() }),
-    unreachableNodes: z.record(z.string(), z.string()).meta({ description: 'Nodes whose VMs the cluster could not list, with the reason' }),
+    unreachableNodes: z
+      .record(z.string(), z.string())
+      .meta({ description: 'Nodes whose VMs the cluster could not list, with the reason' }),
     error: z.object({ code: z.string(), message: z.string() }).nullable(),
     since: z.iso.datetime().nullable().meta({ description: 'Unreachable since' }),
-    privileges: privilegesSchema.meta({ description: 'The privileges the caller holds on /remotes/{remote}' }),
+    privileges: privilegesSchema.meta({
+      description: 'The privileges the caller holds on /remotes/{remote}',
+    }),
   })
   .meta({ id: 'RemoteStatus' });
 export type RemoteStatus = z.infer<typeof remoteStatusSchema>;
@@ -130,23 +162,44 @@ export type RemoteStatus = z.infer<typeof remoteStatusSchema>;
 export class ResourceListDto extends createZodDto(
   z
     .object({
-      items: z.array(resourceSchema).meta({ description: 'One page of the matching nodes and VMs' }),
+      items: z
+        .array(resourceSchema)
+        .meta({ description: 'One page of the matching nodes and VMs' }),
       total: z.number().int().meta({ description: 'How many nodes and VMs match, before paging' }),
       limit: z.number().int(),
       offset: z.number().int(),
-      remotes: z.array(remoteStatusSchema).meta({ description: 'The status of every remote in scope' }),
+      remotes: z
+        .array(remoteStatusSchema)
+        .meta({ description: 'The status of every remote in scope' }),
     })
     .meta({ id: 'ResourceList' }),
 ) {}
 
-export const RESOURCE_SORTS = ['name', '-name', 'status', '-status', 'remote', '-remote', 'node', '-node', 'cpu', '-cpu', 'memory', '-memory'] as const;
+export const RESOURCE_SORTS = [
+  'name',
+  '-name',
+  'status',
+  '-status',
+  'remote',
+  '-remote',
+  'node',
+  '-node',
+  'cpu',
+  '-cpu',
+  'memory',
+  '-memory',
+] as const;
 export type ResourceSort = (typeof RESOURCE_SORTS)[number];
 
 export const resourceQuerySchema = z.strictObject({
   remote: remoteIdSchema.optional(),
   type: z.enum(['node', 'vm']).optional(),
   status: z.string().max(32).optional(),
-  name: z.string().max(128).optional().meta({ description: 'Case-insensitive substring of the name' }),
+  name: z
+    .string()
+    .max(128)
+    .optional()
+    .meta({ description: 'Case-insensitive substring of the name' }),
   tenant: z.string().max(64).optional(),
   q: z
     .string()
@@ -162,23 +215,35 @@ export const resourceQuerySchema = z.strictObject({
     }),
   limit: z.coerce.number().int().min(1).max(5000).default(1000),
   offset: z.coerce.number().int().min(0).max(10_000_000).default(0),
-  sort: z
-    .enum(RESOURCE_SORTS)
-    .optional()
-    .meta({ description: 'The order (`-` for descending); default: by remote, nodes before VMs, then by name. node: by node name; cpu and memory: by use' }),
+  sort: z.enum(RESOURCE_SORTS).optional().meta({
+    description:
+      'The order (`-` for descending); default: by remote, nodes before VMs, then by name. node: by node name; cpu and memory: by use',
+  }),
 });
 export type ResourceQuery = z.infer<typeof resourceQuerySchema>;
 export class ResourceQueryDto extends createZodDto(resourceQuerySchema) {}
 
-export class RefreshQueryDto extends createZodDto(z.strictObject({ remote: remoteIdSchema.optional() })) {}
-export class RemoteStatusListDto extends createZodDto(z.object({ remotes: z.array(remoteStatusSchema) })) {}
+export class RefreshQueryDto extends createZodDto(
+  z.strictObject({ remote: remoteIdSchema.optional() }),
+) {}
+export class RemoteStatusListDto extends createZodDto(
+  z.object({ remotes: z.array(remoteStatusSchema) }),
+) {}
 
-export class RemoteNodesDto extends createZodDto(z.object({ items: z.array(nodeResourceSchema), remote: remoteStatusSchema })) {}
-export class RemoteVmsDto extends createZodDto(z.object({ items: z.array(vmResourceSchema), remote: remoteStatusSchema })) {}
+export class RemoteNodesDto extends createZodDto(
+  z.object({ items: z.array(nodeResourceSchema), remote: remoteStatusSchema }),
+) {}
+export class RemoteVmsDto extends createZodDto(
+  z.object({ items: z.array(vmResourceSchema), remote: remoteStatusSchema }),
+) {}
 export class VmDetailDto extends createZodDto(vmDetailSchema) {}
 
-export class RemoteResourceParamsDto extends createZodDto(z.strictObject({ remote: remoteIdSchema })) {}
+export class RemoteResourceParamsDto extends createZodDto(
+  z.strictObject({ remote: remoteIdSchema }),
+) {}
 export class NodeParamsDto extends createZodDto(
   z.strictObject({ remote: remoteIdSchema, node: nodeIdSchema }),
 ) {}
-export class VmParamsDto extends createZodDto(z.strictObject({ remote: remoteIdSchema, vmid: uuidSchema })) {}
+export class VmParamsDto extends createZodDto(
+  z.strictObject({ remote: remoteIdSchema, vmid: uuidSchema }),
+) {}

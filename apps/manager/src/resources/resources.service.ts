@@ -14,12 +14,38 @@ import { MANAGER_CONFIG, type ManagerConfig } from '../config/manager-config';
 import { MetricsService } from '../health/metrics.service';
 import { RemoteEvents } from '../remotes/remote-events';
 import { RemotesService } from '../remotes/remotes.service';
-import { nameSortKey, nodeFigures, usageSample, vmCounts, type NodeFigures, type RemoteOverview, type UsageSample, type VmCounts } from './resource-figures';
+import {
+  nameSortKey,
+  nodeFigures,
+  usageSample,
+  vmCounts,
+  type NodeFigures,
+  type RemoteOverview,
+  type UsageSample,
+  type VmCounts,
+} from './resource-figures';
 import { answering, reconcile, type KnownNode } from './known-nodes';
 import { KnownNodesRepository } from './known-nodes.repository';
 import { toNodeResource, toVmHardware, toVmResource } from './resource-mapping';
-import { parseResourceSearch, searchMatches, searchScope, SearchSyntaxError, withClauses, type ResourceSearch, type SearchClause } from './resource-search';
-import type { NodeResource, RemoteStatus, Resource, ResourceQuery, ResourceSort, VmDetail, VmHardware, VmResource } from './resources.dto';
+import {
+  parseResourceSearch,
+  searchMatches,
+  searchScope,
+  SearchSyntaxError,
+  withClauses,
+  type ResourceSearch,
+  type SearchClause,
+} from './resource-search';
+import type {
+  NodeResource,
+  RemoteStatus,
+  Resource,
+  ResourceQuery,
+  ResourceSort,
+  VmDetail,
+  VmHardware,
+  VmResource,
+} from './resources.dto';
 
 /** How many usage samples (one per successful refresh) each remote keeps for the dashboard. */
 export const HISTORY_SAMPLES = 60;
@@ -111,14 +137,24 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
         nodes.set(entry.nodeId, entry);
       }
     } catch (error) {
-      this.logger.error({ err: error }, 'cannot read the known nodes; nodes that are down now will show once seen again');
+      this.logger.error(
+        { err: error },
+        'cannot read the known nodes; nodes that are down now will show once seen again',
+      );
     }
   }
 
   private forgetRemote(remoteId: string): void {
     this.known.delete(remoteId);
     this.forgotten.delete(remoteId);
-    this.knownNodes.forgetRemote(remoteId).catch((error: unknown) => this.logger.error({ remote: remoteId, err: error }, 'cannot forget the nodes of a removed remote'));
+    this.knownNodes
+      .forgetRemote(remoteId)
+      .catch((error: unknown) =>
+        this.logger.error(
+          { remote: remoteId, err: error },
+          'cannot forget the nodes of a removed remote',
+        ),
+      );
   }
 
   /**
@@ -130,7 +166,11 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
     await this.loaded;
     const entry = this.known.get(remoteId)?.get(nodeId);
     if (!entry) throw DomainError.notFound(`node ${nodeId} on remote ${remoteId}`);
-    if (answering(entry.state)) throw new DomainError(ErrorCode.Conflict, `node ${nodeId} is ${entry.state}: only a node that does not answer can be forgotten`);
+    if (answering(entry.state))
+      throw new DomainError(
+        ErrorCode.Conflict,
+        `node ${nodeId} is ${entry.state}: only a node that does not answer can be forgotten`,
+      );
     await this.knownNodes.forget(remoteId, nodeId);
     this.known.get(remoteId)?.delete(nodeId);
     this.forgotten.set(remoteId, new Set([...(this.forgotten.get(remoteId) ?? []), nodeId]));
@@ -198,7 +238,9 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
   refreshRemote(remoteId: string): Promise<void> {
     const running = this.inflight.get(remoteId);
     if (running) return running;
-    const refresh = runWithTraceId(currentTraceId() ?? newTraceId(), () => this.doRefresh(remoteId)).finally(() => this.inflight.delete(remoteId));
+    const refresh = runWithTraceId(currentTraceId() ?? newTraceId(), () =>
+      this.doRefresh(remoteId),
+    ).finally(() => this.inflight.delete(remoteId));
     this.inflight.set(remoteId, refresh);
     return refresh;
   }
@@ -211,13 +253,20 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
     let work: Promise<unknown>;
     if (remoteId) {
       await this.remotes.get(remoteId);
-      this.auth.authorize(caller, { privilege: 'remote.audit', path: '/remotes/{remote}', partial: false }, { remote: remoteId });
+      this.auth.authorize(
+        caller,
+        { privilege: 'remote.audit', path: '/remotes/{remote}', partial: false },
+        { remote: remoteId },
+      );
       work = this.refreshRemote(remoteId);
     } else {
       work = this.refreshAll();
     }
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([work, new Promise((resolve) => (timer = setTimeout(resolve, this.config.remoteTimeoutMs)))]);
+    await Promise.race([
+      work,
+      new Promise((resolve) => (timer = setTimeout(resolve, this.config.remoteTimeoutMs))),
+    ]);
     clearTimeout(timer);
     const statuses = this.statuses(caller);
     return { remotes: remoteId ? statuses.filter((s) => s.remote === remoteId) : statuses };
@@ -231,13 +280,19 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
       const vm = await this.agents.getVm(connection, uuid);
       const snapshot = this.snapshots.get(remoteId);
       if (!snapshot || generation !== (this.generations.get(remoteId) ?? 0)) return;
-      const fresh = { ...toVmResource(remoteId, vm, snapshot.status === 'unreachable'), lastSeenAt: this.clock.now().toISOString() };
+      const fresh = {
+        ...toVmResource(remoteId, vm, snapshot.status === 'unreachable'),
+        lastSeenAt: this.clock.now().toISOString(),
+      };
       const vms = snapshot.vms.filter((v) => v.id !== uuid);
       vms.push(fresh);
       const hardware = new Map(snapshot.hardware).set(uuid, toVmHardware(vm));
       Object.assign(snapshot, inventory(snapshot.nodes, vms, hardware));
     } catch (error) {
-      this.logger.warn({ remote: remoteId, vm: uuid, err: error }, 'cannot re-read a VM after an action');
+      this.logger.warn(
+        { remote: remoteId, vm: uuid, err: error },
+        'cannot re-read a VM after an action',
+      );
     }
   }
 
@@ -245,10 +300,15 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
    * Nodes and VMs of every remote the caller may see that match the query, one page of them in the
    * query's order, with how many match and the status of each remote in scope. Reads only the cache.
    */
-  list(caller: Caller, query: ResourceQuery): { items: Resource[]; total: number; limit: number; offset: number; remotes: RemoteStatus[] } {
+  list(
+    caller: Caller,
+    query: ResourceQuery,
+  ): { items: Resource[]; total: number; limit: number; offset: number; remotes: RemoteStatus[] } {
     const search = searchOf(query);
     const scope = searchScope(search);
-    const remotes = this.visibleRemotes(caller).filter((id) => (!query.remote || id === query.remote) && (!scope.remotes || scope.remotes.has(id)));
+    const remotes = this.visibleRemotes(caller).filter(
+      (id) => (!query.remote || id === query.remote) && (!scope.remotes || scope.remotes.has(id)),
+    );
     const sort = query.sort ? sortField(query.sort) : undefined;
     const statuses: RemoteStatus[] = [];
     // Without a sort, items arrive in the default order and only the page is kept.
@@ -276,7 +336,8 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
         });
       }
       if (scope.vms) {
-        const { vms, keys } = visible === 'all' ? { vms: snapshot.vms, keys: snapshot.vmKeys } : visible;
+        const { vms, keys } =
+          visible === 'all' ? { vms: snapshot.vms, keys: snapshot.vmKeys } : visible;
         vms.forEach((vm, i) => {
           if (searchMatches(search, vm, nodeName)) take(vm, keys[i], nodeName(vm.node) ?? vm.node);
         });
@@ -310,19 +371,41 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
       const snapshot = this.snapshots.get(id)!;
       const visible = this.visibleVms(caller, id, snapshot);
       const counts = visible === 'all' ? snapshot.vmCounts : vmCounts(visible.vms);
-      return { status: this.statusFor(caller, id, snapshot, visible, counts), nodes: snapshot.figures, vms: counts, history: snapshot.history };
+      return {
+        status: this.statusFor(caller, id, snapshot, visible, counts),
+        nodes: snapshot.figures,
+        vms: counts,
+        history: snapshot.history,
+      };
     });
   }
 
-  async nodesOf(caller: Caller, remoteId: string): Promise<{ items: NodeResource[]; remote: RemoteStatus }> {
+  async nodesOf(
+    caller: Caller,
+    remoteId: string,
+  ): Promise<{ items: NodeResource[]; remote: RemoteStatus }> {
     const snapshot = await this.snapshotOf(remoteId);
-    return { items: snapshot.nodes, remote: this.statusFor(caller, remoteId, snapshot, this.visibleVms(caller, remoteId, snapshot)) };
+    return {
+      items: snapshot.nodes,
+      remote: this.statusFor(
+        caller,
+        remoteId,
+        snapshot,
+        this.visibleVms(caller, remoteId, snapshot),
+      ),
+    };
   }
 
-  async vmsOf(caller: Caller, remoteId: string): Promise<{ items: VmResource[]; remote: RemoteStatus }> {
+  async vmsOf(
+    caller: Caller,
+    remoteId: string,
+  ): Promise<{ items: VmResource[]; remote: RemoteStatus }> {
     const snapshot = await this.snapshotOf(remoteId);
     const visible = this.visibleVms(caller, remoteId, snapshot);
-    return { items: visible === 'all' ? snapshot.vms : visible.vms, remote: this.statusFor(caller, remoteId, snapshot, visible) };
+    return {
+      items: visible === 'all' ? snapshot.vms : visible.vms,
+      remote: this.statusFor(caller, remoteId, snapshot, visible),
+    };
   }
 
   /** One VM with its disks, NICs and CPU baseline, and what the caller may do with it. */
@@ -330,7 +413,12 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
     const snapshot = await this.snapshotOf(remoteId);
     const vm = snapshot.vms.find((v) => v.id === uuid);
     if (!vm) throw DomainError.notFound(`VM ${uuid} on remote ${remoteId}`);
-    const hardware = snapshot.hardware.get(uuid) ?? { cpuModel: '', hugepages: false, disks: [], nics: [] };
+    const hardware = snapshot.hardware.get(uuid) ?? {
+      cpuModel: '',
+      hugepages: false,
+      disks: [],
+      nics: [],
+    };
     return { ...vm, ...hardware, privileges: this.privilegesOn(caller, vmPath(remoteId, uuid)) };
   }
 
@@ -373,12 +461,21 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
     return ALL_PRIVILEGES.filter((privilege) => this.auth.holds(caller, privilege, path));
   }
 
-  private statusFor(caller: Caller, remote: string, snapshot: Snapshot, visible: VisibleVms, counts?: VmCounts): RemoteStatus {
+  private statusFor(
+    caller: Caller,
+    remote: string,
+    snapshot: Snapshot,
+    visible: VisibleVms,
+    counts?: VmCounts,
+  ): RemoteStatus {
     const vms = counts ?? (visible === 'all' ? snapshot.vmCounts : vmCounts(visible.vms));
     return {
       remote,
       status: snapshot.status,
-      health: snapshot.status === 'online' && snapshot.nodes.some((node) => node.state !== 'online') ? 'degraded' : snapshot.status,
+      health:
+        snapshot.status === 'online' && snapshot.nodes.some((node) => node.state !== 'online')
+          ? 'degraded'
+          : snapshot.status,
       lastRefreshAt: snapshot.lastRefreshAt?.toISOString() ?? null,
       nodes: { total: snapshot.figures.total, alive: snapshot.figures.alive },
       vms: { total: vms.total, running: vms.running },
@@ -423,13 +520,19 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
     this.ensureSnapshot(remoteId);
     try {
       const connection = await this.remotes.connectionFor(remoteId);
-      const [nodes, vms] = await Promise.all([this.agents.listNodes(connection), this.agents.listVms(connection)]);
+      const [nodes, vms] = await Promise.all([
+        this.agents.listNodes(connection),
+        this.agents.listVms(connection),
+      ]);
       await this.loaded;
       if (!this.isCurrent(remoteId, generation)) return;
       const now = this.clock.now();
       const merged = reconcile(
         this.known.get(remoteId) ?? new Map(),
-        this.withoutForgotten(remoteId, nodes.nodes.map((entry) => toNodeResource(remoteId, entry, false))),
+        this.withoutForgotten(
+          remoteId,
+          nodes.nodes.map((entry) => toNodeResource(remoteId, entry, false)),
+        ),
         vms.vms.map((vm) => toVmResource(remoteId, vm, false)),
         vms.unreachableNodes,
         now,
@@ -437,11 +540,18 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
       this.known.set(remoteId, merged.known);
       // The unknown VMs keep the disks and NICs last seen.
       const previousHardware = this.snapshots.get(remoteId)!.hardware;
-      const hardware = new Map(merged.vms.filter((vm) => vm.status === 'unknown' && previousHardware.has(vm.id)).map((vm) => [vm.id, previousHardware.get(vm.id)!]));
+      const hardware = new Map(
+        merged.vms
+          .filter((vm) => vm.status === 'unknown' && previousHardware.has(vm.id))
+          .map((vm) => [vm.id, previousHardware.get(vm.id)!]),
+      );
       for (const vm of vms.vms) hardware.set(vm.spec?.uuid ?? '', toVmHardware(vm));
       const fresh = inventory(merged.nodes, merged.vms, hardware);
       this.persistKnown(remoteId, merged.changed);
-      const history = [...this.snapshots.get(remoteId)!.history, usageSample(now, fresh.figures)].slice(-HISTORY_SAMPLES);
+      const history = [
+        ...this.snapshots.get(remoteId)!.history,
+        usageSample(now, fresh.figures),
+      ].slice(-HISTORY_SAMPLES);
       this.snapshots.set(remoteId, {
         status: 'online',
         ...fresh,
@@ -454,7 +564,11 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
       this.metrics.observeRefresh('online', (performance.now() - started) / 1000);
     } catch (error) {
       if (!this.isCurrent(remoteId, generation)) return;
-      if (error instanceof DomainError && error.code === ErrorCode.NotFound && !(await this.stillExists(remoteId))) {
+      if (
+        error instanceof DomainError &&
+        error.code === ErrorCode.NotFound &&
+        !(await this.stillExists(remoteId))
+      ) {
         this.snapshots.delete(remoteId);
         return;
       }
@@ -462,8 +576,12 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
       const described =
         error instanceof DomainError
           ? { code: error.code, message: error.message }
-          : { code: ErrorCode.Internal, message: 'refresh failed unexpectedly; see the manager log' };
-      if (!(error instanceof DomainError)) this.logger.error({ remote: remoteId, err: error }, 'refresh failed unexpectedly');
+          : {
+              code: ErrorCode.Internal,
+              message: 'refresh failed unexpectedly; see the manager log',
+            };
+      if (!(error instanceof DomainError))
+        this.logger.error({ remote: remoteId, err: error }, 'refresh failed unexpectedly');
       if (previous.status !== 'unreachable') {
         this.logger.warn({ remote: remoteId, error: described.message }, 'remote unreachable');
       }
@@ -474,7 +592,8 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
         nodes: previous.nodes.map((n) => ({ ...n, stale: true })),
         vms: previous.vms.map((v) => ({ ...v, stale: true })),
         error: described,
-        since: previous.status === 'unreachable' && previous.since ? previous.since : this.clock.now(),
+        since:
+          previous.status === 'unreachable' && previous.since ? previous.since : this.clock.now(),
       });
       this.metrics.observeRefresh('unreachable', (performance.now() - started) / 1000);
     } finally {
@@ -486,9 +605,17 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
   private persistKnown(remoteId: string, changed: readonly KnownNode[]): void {
     if (changed.length === 0) return;
     for (const entry of changed) {
-      if (!answering(entry.state)) this.logger.warn({ remote: remoteId, node: entry.nodeId, state: entry.state, vms: entry.vms.length }, 'node does not answer');
+      if (!answering(entry.state))
+        this.logger.warn(
+          { remote: remoteId, node: entry.nodeId, state: entry.state, vms: entry.vms.length },
+          'node does not answer',
+        );
     }
-    this.knownNodes.save(changed).catch((error: unknown) => this.logger.error({ remote: remoteId, err: error }, 'cannot record the known nodes'));
+    this.knownNodes
+      .save(changed)
+      .catch((error: unknown) =>
+        this.logger.error({ remote: remoteId, err: error }, 'cannot record the known nodes'),
+      );
   }
 
   private isCurrent(remoteId: string, generation: number): boolean {
@@ -504,7 +631,13 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
       [...this.snapshots].map(([remote, snapshot]) => ({
         remote,
         status: snapshot.status,
-        nodeStates: snapshot.nodes.map((node) => (node.state === 'unreachable' ? 'unreachable' : node.state === 'down' ? 'offline' : node.status)),
+        nodeStates: snapshot.nodes.map((node) =>
+          node.state === 'unreachable'
+            ? 'unreachable'
+            : node.state === 'down'
+              ? 'offline'
+              : node.status,
+        ),
         vmStates: snapshot.vms.map((vm) => vm.status),
       })),
     );
@@ -519,7 +652,11 @@ function vmPath(remote: string, uuid: string): string {
 }
 
 /** Sorts nodes and VMs by name (then id) and derives what requests read from them. */
-function inventory(nodes: NodeResource[], vms: VmResource[], hardware: Map<string, VmHardware>): Inventory {
+function inventory(
+  nodes: NodeResource[],
+  vms: VmResource[],
+  hardware: Map<string, VmHardware>,
+): Inventory {
   const sortedNodes = byName(nodes);
   const sortedVms = byName(vms);
   return {
@@ -534,9 +671,21 @@ function inventory(nodes: NodeResource[], vms: VmResource[], hardware: Map<strin
   };
 }
 
-function byName<T extends { name: string; id: string }>(items: readonly T[]): { items: T[]; keys: string[] } {
+function byName<T extends { name: string; id: string }>(
+  items: readonly T[],
+): { items: T[]; keys: string[] } {
   const keyed = items.map((item) => ({ item, key: nameSortKey(item.name) }));
-  keyed.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.item.id < b.item.id ? -1 : a.item.id > b.item.id ? 1 : 0));
+  keyed.sort((a, b) =>
+    a.key < b.key
+      ? -1
+      : a.key > b.key
+        ? 1
+        : a.item.id < b.item.id
+          ? -1
+          : a.item.id > b.item.id
+            ? 1
+            : 0,
+  );
   return { items: keyed.map((k) => k.item), keys: keyed.map((k) => k.key) };
 }
 
@@ -546,7 +695,8 @@ function searchOf(query: ResourceQuery): ResourceSearch {
   try {
     search = parseResourceSearch(query.q ?? '');
   } catch (error) {
-    if (error instanceof SearchSyntaxError) throw new DomainError(ErrorCode.ValidationFailed, `q: ${error.message}`);
+    if (error instanceof SearchSyntaxError)
+      throw new DomainError(ErrorCode.ValidationFailed, `q: ${error.message}`);
     throw error;
   }
   const clauses: SearchClause[] = [];
@@ -561,11 +711,18 @@ function searchOf(query: ResourceQuery): ResourceSearch {
 type SortField = 'name' | 'status' | 'remote' | 'node' | 'cpu' | 'memory';
 
 function sortField(sort: ResourceSort): { field: SortField; descending: boolean } {
-  return sort.startsWith('-') ? { field: sort.slice(1) as SortField, descending: true } : { field: sort as SortField, descending: false };
+  return sort.startsWith('-')
+    ? { field: sort.slice(1) as SortField, descending: true }
+    : { field: sort as SortField, descending: false };
 }
 
 /** cpu and memory sort by use (a node's or a VM's); node by the node's name (a node's own). */
-function sortKey(field: SortField, item: Resource, nameKey: string, nodeName: string): string | number {
+function sortKey(
+  field: SortField,
+  item: Resource,
+  nameKey: string,
+  nodeName: string,
+): string | number {
   switch (field) {
     case 'name':
       return nameKey;

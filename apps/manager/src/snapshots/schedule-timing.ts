@@ -1,7 +1,9 @@
 import { Cron } from 'croner';
 
 /** When a schedule runs: every N seconds from its anchor (its creation), or at the times of a cron expression (UTC). */
-export type ScheduleTiming = { readonly intervalSeconds: number; readonly cron: null } | { readonly intervalSeconds: null; readonly cron: string };
+export type ScheduleTiming =
+  | { readonly intervalSeconds: number; readonly cron: null }
+  | { readonly intervalSeconds: null; readonly cron: string };
 
 const UNITS = { m: 60, h: 3600, d: 86_400 } as const;
 /** The shortest interval a schedule may have. */
@@ -16,7 +18,8 @@ export function parseInterval(text: string): number | undefined {
 
 /** Seconds → the largest unit that divides them exactly (`86400` → `1d`, `5400` → `90m`). */
 export function formatInterval(seconds: number): string {
-  for (const unit of ['d', 'h', 'm'] as const) if (seconds % UNITS[unit] === 0) return `${seconds / UNITS[unit]}${unit}`;
+  for (const unit of ['d', 'h', 'm'] as const)
+    if (seconds % UNITS[unit] === 0) return `${seconds / UNITS[unit]}${unit}`;
   return `${Math.round(seconds / 60)}m`;
 }
 
@@ -25,9 +28,11 @@ export function formatInterval(seconds: number): string {
  * month day-of-week, no seconds), evaluated in UTC, with a time to come.
  */
 export function cronProblem(expression: string): string | undefined {
-  if (expression.trim().split(/\s+/).length !== 5) return 'a cron expression has five fields: minute hour day-of-month month day-of-week (UTC)';
+  if (expression.trim().split(/\s+/).length !== 5)
+    return 'a cron expression has five fields: minute hour day-of-month month day-of-week (UTC)';
   try {
-    if (!cronOf(expression).nextRun(new Date())) return 'the cron expression never matches a time to come';
+    if (!cronOf(expression).nextRun(new Date()))
+      return 'the cron expression never matches a time to come';
   } catch (error) {
     return `not a valid cron expression: ${(error as Error).message}`;
   }

@@ -5,7 +5,13 @@ import { Audited } from '../audit/audited.decorator';
 import { CurrentCaller, type Caller } from '../auth/caller';
 import { RequirePrivilege } from '../auth/privilege.decorator';
 import { TaskAcceptedDto } from '../tasks/tasks.dto';
-import { CreateScheduleBodyDto, ScheduleDto, ScheduleListDto, ScheduleParamsDto, UpdateScheduleBodyDto } from './snapshot-schedules.dto';
+import {
+  CreateScheduleBodyDto,
+  ScheduleDto,
+  ScheduleListDto,
+  ScheduleParamsDto,
+  UpdateScheduleBodyDto,
+} from './snapshot-schedules.dto';
 import { SnapshotSchedulesService } from './snapshot-schedules.service';
 
 /**
@@ -19,7 +25,10 @@ export class SnapshotSchedulesController {
 
   @Get()
   @RequirePrivilege('vm.audit', '/', { partial: true })
-  @ZodResponse({ type: ScheduleListDto, description: 'The schedules whose target (VM, or remote) the caller holds vm.audit on' })
+  @ZodResponse({
+    type: ScheduleListDto,
+    description: 'The schedules whose target (VM, or remote) the caller holds vm.audit on',
+  })
   list(@CurrentCaller() caller: Caller) {
     return this.schedules.list(caller);
   }
@@ -27,14 +36,21 @@ export class SnapshotSchedulesController {
   @Post()
   @RequirePrivilege('vm.snapshot', '/', { partial: true })
   @Audited('vm.snapshot.schedule.create', { target: '/snapshot-schedules' })
-  @ZodResponse({ status: 201, type: ScheduleDto, description: 'The schedule, with its first run planned. Needs vm.snapshot on the target' })
+  @ZodResponse({
+    status: 201,
+    type: ScheduleDto,
+    description: 'The schedule, with its first run planned. Needs vm.snapshot on the target',
+  })
   create(@CurrentCaller() caller: Caller, @Body() body: CreateScheduleBodyDto) {
     return this.schedules.create(caller, body);
   }
 
   @Get(':id')
   @RequirePrivilege('vm.audit', '/', { partial: true })
-  @ZodResponse({ type: ScheduleDto, description: 'One schedule (404 when the caller may not see its target)' })
+  @ZodResponse({
+    type: ScheduleDto,
+    description: 'One schedule (404 when the caller may not see its target)',
+  })
   get(@CurrentCaller() caller: Caller, @Param() params: ScheduleParamsDto) {
     return this.schedules.get(caller, params.id);
   }
@@ -42,8 +58,16 @@ export class SnapshotSchedulesController {
   @Patch(':id')
   @RequirePrivilege('vm.snapshot', '/', { partial: true })
   @Audited('vm.snapshot.schedule.update', { target: '/snapshot-schedules/{id}' })
-  @ZodResponse({ type: ScheduleDto, description: 'The changed schedule; a new timing (or enabling it again) plans the next run from now' })
-  update(@CurrentCaller() caller: Caller, @Param() params: ScheduleParamsDto, @Body() body: UpdateScheduleBodyDto) {
+  @ZodResponse({
+    type: ScheduleDto,
+    description:
+      'The changed schedule; a new timing (or enabling it again) plans the next run from now',
+  })
+  update(
+    @CurrentCaller() caller: Caller,
+    @Param() params: ScheduleParamsDto,
+    @Body() body: UpdateScheduleBodyDto,
+  ) {
     return this.schedules.update(caller, params.id, body);
   }
 
@@ -58,7 +82,11 @@ export class SnapshotSchedulesController {
   @Post(':id/run')
   @RequirePrivilege('vm.snapshot', '/', { partial: true })
   @Audited('vm.snapshot.schedule.run', { target: '/snapshot-schedules/{id}' })
-  @ZodResponse({ status: 202, type: TaskAcceptedDto, description: 'Accepted: a run now (vm.snapshot.schedule task); the timing is unchanged' })
+  @ZodResponse({
+    status: 202,
+    type: TaskAcceptedDto,
+    description: 'Accepted: a run now (vm.snapshot.schedule task); the timing is unchanged',
+  })
   run(@CurrentCaller() caller: Caller, @Param() params: ScheduleParamsDto) {
     return this.schedules.runNow(caller, params.id);
   }

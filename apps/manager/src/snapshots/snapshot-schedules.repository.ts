@@ -17,7 +17,9 @@ export class SnapshotSchedulesRepository {
   }
 
   list(): Promise<SnapshotScheduleEntity[]> {
-    return this.dataSource.getRepository(SnapshotScheduleEntity).find({ order: { remoteId: 'ASC', name: 'ASC', createdAt: 'ASC' } });
+    return this.dataSource
+      .getRepository(SnapshotScheduleEntity)
+      .find({ order: { remoteId: 'ASC', name: 'ASC', createdAt: 'ASC' } });
   }
 
   async update(id: string, changes: Partial<Omit<SnapshotScheduleEntity, 'id'>>): Promise<void> {
@@ -25,12 +27,18 @@ export class SnapshotSchedulesRepository {
   }
 
   async delete(id: string): Promise<boolean> {
-    return ((await this.dataSource.getRepository(SnapshotScheduleEntity).delete({ id })).affected ?? 0) > 0;
+    return (
+      ((await this.dataSource.getRepository(SnapshotScheduleEntity).delete({ id })).affected ?? 0) >
+      0
+    );
   }
 
   /** Enabled schedules whose next run is due at `now`, the most overdue first. */
   due(now: Date): Promise<SnapshotScheduleEntity[]> {
-    return this.dataSource.getRepository(SnapshotScheduleEntity).find({ where: { enabled: true, nextRunAt: LessThanOrEqual(now) }, order: { nextRunAt: 'ASC' } });
+    return this.dataSource.getRepository(SnapshotScheduleEntity).find({
+      where: { enabled: true, nextRunAt: LessThanOrEqual(now) },
+      order: { nextRunAt: 'ASC' },
+    });
   }
 
   /**

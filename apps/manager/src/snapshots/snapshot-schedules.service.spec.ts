@@ -20,13 +20,22 @@ import type { SnapshotScheduleEntity } from './snapshot-schedule.entity';
 import type { SnapshotSchedulesRepository } from './snapshot-schedules.repository';
 import { SnapshotSchedulesService } from './snapshot-schedules.service';
 import type { SnapshotsRepository } from './snapshots.repository';
-import { SnapshotQuotaExceeded, type SnapshotShot, type SnapshotsService } from './snapshots.service';
+import {
+  SnapshotQuotaExceeded,
+  type SnapshotShot,
+  type SnapshotsService,
+} from './snapshots.service';
 import type { VmSnapshotEntity } from './vm-snapshot.entity';
 
 const VM_A = '11111111-1111-4111-8111-111111111111';
 const VM_B = '22222222-2222-4222-8222-222222222222';
 const VM_C = '33333333-3333-4333-8333-333333333333';
-const CONNECTION: AgentConnection = { remoteId: 'dc-east', endpoints: ['a:1'], caCertPem: 'ca', apiKey: 'k' };
+const CONNECTION: AgentConnection = {
+  remoteId: 'dc-east',
+  endpoints: ['a:1'],
+  caCertPem: 'ca',
+  apiKey: 'k',
+};
 const CONFIG = { snapshots: { quotaPerVm: 50, scheduleTickSeconds: 60 } } as ManagerConfig;
 const ADMIN: Caller = testCaller([{ path: '/', role: 'Admin' }], { display: 'root@local!ci' });
 
@@ -63,7 +72,10 @@ function memorySchedules(rows: SnapshotScheduleEntity[]) {
     list: async () => [...table.values()],
     insert: async (row) => void table.set(row.id, { ...row }),
     update: async (id, changes) => void Object.assign(table.get(id)!, changes),
-    due: async (now) => [...table.values()].filter((row) => row.enabled && row.nextRunAt <= now).map((row) => ({ ...row })),
+    due: async (now) =>
+      [...table.values()]
+        .filter((row) => row.enabled && row.nextRunAt <= now)
+        .map((row) => ({ ...row })),
     claim: async (id, ranAt, nextRunAt) => {
       const row = table.get(id)!;
       if (!row.enabled || row.nextRunAt > ranAt) return false;
@@ -95,46 +107,99 @@ function setup(options: Setup = {}) {
     strictMock<TasksService>('TasksService', {
       registerHandler: (type, handler) => void handlers.set(type, handler),
       enqueue: async (task, enqueueOptions) => {
-        const accepted = options.enqueue ? await options.enqueue(task) : { taskId: `task-${++taskCount}` };
+        const accepted = options.enqueue
+          ? await options.enqueue(task)
+          : { taskId: `task-${++taskCount}` };
         enqueued.push(task);
         await enqueueOptions?.prepare?.(accepted.taskId);
         return accepted;
       },
     }),
-    strictMock<RemotesService>('RemotesService', { get: async () => ({}) as never, connectionFor: async () => CONNECTION }),
-    strictMock<AgentClientRepository>('AgentClientRepository', { listVms: async () => ({ vms: options.vms ?? [] }) as ListVmsResponse__Output }),
-    strictMock<AuditService>('AuditService', { note: () => undefined, runAs: (_principal, work) => work() }),
+    strictMock<RemotesService>('RemotesService', {
+      get: async () => ({}) as never,
+      connectionFor: async () => CONNECTION,
+    }),
+    strictMock<AgentClientRepository>('AgentClientRepository', {
+      listVms: async () => ({ vms: options.vms ?? [] }) as ListVmsResponse__Output,
+    }),
+    strictMock<AuditService>('AuditService', {
+      note: () => undefined,
+      runAs: (_principal, work) => work(),
+    }),
     new AccessPolicy(),
     strictMock<ClockRepository>('ClockRepository', { now: () => clock() }),
     strictMock<RandomRepository>('RandomRepository', { uuid: () => 'sched-new' }),
     repository,
     strictMock<SnapshotsRepository>('SnapshotsRepository', {
-      insertTask: async (params) => void events.push(`params ${params.taskId} ${params.scheduleId}`),
-      taskParams: async (taskId) => ({ taskId, snapshot: null, scheduleId: 'sched-1', options: {} }),
-      ofSchedule: async (scheduleId, remoteId, vmId) => (events.push(`retention looks at ${scheduleId} ${remoteId} ${vmId}`), options.own ?? []),
+      insertTask: async (params) =>
+        void events.push(`params ${params.taskId} ${params.scheduleId}`),
+      taskParams: async (taskId) => ({
+        taskId,
+        snapshot: null,
+        scheduleId: 'sched-1',
+        options: {},
+      }),
+      ofSchedule: async (scheduleId, remoteId, vmId) => (
+        events.push(`retention looks at ${scheduleId} ${remoteId} ${vmId}`),
+        options.own ?? []
+      ),
     }),
     strictMock<SnapshotsService>('SnapshotsService', {
-      reserve: async (record) => (events.push(`reserve ${record.vmId} ${record.name} for ${record.createdBy} (schedule ${record.scheduleId})`), options.reserve ? options.reserve(record) : `rec-${record.vmId}`),
-      take: async (_context, _connection, shot: SnapshotShot) => (events.push(`take ${shot.vmId} ${shot.name} freeze=${shot.freeze}`), {} as VmSnapshot__Output),
-      deleteSnapshot: async (_connection, _remote, vmId, name) => void events.push(`delete ${vmId} ${name}`),
+      reserve: async (record) => (
+        events.push(
+          `reserve ${record.vmId} ${record.name} for ${record.createdBy} (schedule ${record.scheduleId})`,
+        ),
+        options.reserve ? options.reserve(record) : `rec-${record.vmId}`
+      ),
+      take: async (_context, _connection, shot: SnapshotShot) => (
+        events.push(`take ${shot.vmId} ${shot.name} freeze=${shot.freeze}`),
+        {} as VmSnapshot__Output
+      ),
+      deleteSnapshot: async (_connection, _remote, vmId, name) =>
+        void events.push(`delete ${vmId} ${name}`),
     }),
-    strictMock<PinoLogger>('PinoLogger', { setContext: () => undefined, warn: () => undefined, error: () => undefined }),
+    strictMock<PinoLogger>('PinoLogger', {
+      setContext: () => undefined,
+      warn: () => undefined,
+      error: () => undefined,
+    }),
   );
   service.onModuleInit();
-  return { service, handlers, enqueued, events, table, setClock: (now: Date) => (clock = () => now) };
+  return {
+    service,
+    handlers,
+    enqueued,
+    events,
+    table,
+    setClock: (now: Date) => (clock = () => now),
+  };
 }
 
 function context(log: string[]): TaskContext {
-  const task = { id: 'task-1', type: 'vm.snapshot.schedule', remoteId: 'dc-east', vmId: VM_A, owner: 'alice@local!ci', credentialId: null } as TaskEntity;
+  const task = {
+    id: 'task-1',
+    type: 'vm.snapshot.schedule',
+    remoteId: 'dc-east',
+    vmId: VM_A,
+    owner: 'alice@local!ci',
+    credentialId: null,
+  } as TaskEntity;
   return { task, log: async (message) => void log.push(message), progress: async () => undefined };
 }
 
 function record(name: string, takenAt: string): VmSnapshotEntity {
-  return { name, takenAt: new Date(takenAt), scheduleId: 'sched-1', state: 'created' } as VmSnapshotEntity;
+  return {
+    name,
+    takenAt: new Date(takenAt),
+    scheduleId: 'sched-1',
+    state: 'created',
+  } as VmSnapshotEntity;
 }
 
 function vm(uuid: string, labels: Record<string, string>, pools: string[]): Vm__Output {
-  return { spec: { uuid, labels, disks: pools.map((pool) => ({ pool, image: `${uuid}-${pool}` })) } } as unknown as Vm__Output;
+  return {
+    spec: { uuid, labels, disks: pools.map((pool) => ({ pool, image: `${uuid}-${pool}` })) },
+  } as unknown as Vm__Output;
 }
 
 describe('SnapshotSchedulesService', () => {
@@ -143,9 +208,21 @@ describe('SnapshotSchedulesService', () => {
       const { service, enqueued, table, events, setClock } = setup();
       // Due at 11:20; the manager was down until 17:45.
       await expect(service.runDue()).resolves.toBe(1);
-      expect(enqueued).toEqual([{ type: 'vm.snapshot.schedule', remoteId: 'dc-east', vmId: VM_A, owner: 'alice@local!ci', credentialId: null }]);
+      expect(enqueued).toEqual([
+        {
+          type: 'vm.snapshot.schedule',
+          remoteId: 'dc-east',
+          vmId: VM_A,
+          owner: 'alice@local!ci',
+          credentialId: null,
+        },
+      ]);
       expect(events).toEqual(['params task-1 sched-1']);
-      expect(table.get('sched-1')).toMatchObject({ lastRunAt: new Date('2026-12-07T17:45:00Z'), nextRunAt: new Date('2026-12-07T18:20:00Z'), lastTaskId: 'task-1' });
+      expect(table.get('sched-1')).toMatchObject({
+        lastRunAt: new Date('2026-12-07T17:45:00Z'),
+        nextRunAt: new Date('2026-12-07T18:20:00Z'),
+        lastTaskId: 'task-1',
+      });
       // The next ticks before 18:20 start nothing; the one at 18:20 starts the next run.
       setClock(new Date('2026-12-07T17:46:00Z'));
       await expect(service.runDue()).resolves.toBe(0);
@@ -157,7 +234,10 @@ describe('SnapshotSchedulesService', () => {
 
     it('skips disabled schedules and those not yet due', async () => {
       const { service, enqueued } = setup({
-        rows: [schedule({ id: 'off', enabled: false }), schedule({ id: 'later', nextRunAt: new Date('2026-12-07T18:00:00Z') })],
+        rows: [
+          schedule({ id: 'off', enabled: false }),
+          schedule({ id: 'later', nextRunAt: new Date('2026-12-07T18:00:00Z') }),
+        ],
       });
       await expect(service.runDue()).resolves.toBe(0);
       expect(enqueued).toEqual([]);
@@ -166,11 +246,17 @@ describe('SnapshotSchedulesService', () => {
     it('leaves a run refused because the VM is busy due, to be tried at the next tick', async () => {
       const { service, table } = setup({
         enqueue: async () => {
-          throw new DomainError(ErrorCode.Conflict, `VM ${VM_A} is busy with task t (vm.migrate, running)`);
+          throw new DomainError(
+            ErrorCode.Conflict,
+            `VM ${VM_A} is busy with task t (vm.migrate, running)`,
+          );
         },
       });
       await expect(service.runDue()).resolves.toBe(0);
-      expect(table.get('sched-1')).toMatchObject({ nextRunAt: new Date('2026-12-07T11:20:00Z'), lastRunAt: new Date('2026-12-07T10:20:00Z') });
+      expect(table.get('sched-1')).toMatchObject({
+        nextRunAt: new Date('2026-12-07T11:20:00Z'),
+        lastRunAt: new Date('2026-12-07T10:20:00Z'),
+      });
     });
   });
 
@@ -202,19 +288,40 @@ describe('SnapshotSchedulesService', () => {
     });
 
     it('deletes nothing while a VM holds no more than keep of its snapshots', async () => {
-      const { handlers, events } = setup({ own: [record('hourly-2', '2026-12-07T14:20:00Z'), record('hourly-1', '2026-12-07T13:20:00Z')] });
+      const { handlers, events } = setup({
+        own: [
+          record('hourly-2', '2026-12-07T14:20:00Z'),
+          record('hourly-1', '2026-12-07T13:20:00Z'),
+        ],
+      });
       await handlers.get('vm.snapshot.schedule')!.run(context([]));
       expect(events.filter((e) => e.startsWith('delete'))).toEqual([]);
     });
 
     it('covers the VMs whose labels match at the time of the run, and those with a disk in a pool', async () => {
-      const vms = [vm(VM_A, { env: 'prod', tier: 'web' }, ['rbd']), vm(VM_B, { env: 'prod' }, ['ssd']), vm(VM_C, { env: 'dev', tier: 'web' }, ['rbd', 'ssd'])];
-      const labelled = setup({ vms, rows: [schedule({ targetType: 'labels', vmId: null, labels: { env: 'prod', tier: 'web' } })] });
+      const vms = [
+        vm(VM_A, { env: 'prod', tier: 'web' }, ['rbd']),
+        vm(VM_B, { env: 'prod' }, ['ssd']),
+        vm(VM_C, { env: 'dev', tier: 'web' }, ['rbd', 'ssd']),
+      ];
+      const labelled = setup({
+        vms,
+        rows: [
+          schedule({ targetType: 'labels', vmId: null, labels: { env: 'prod', tier: 'web' } }),
+        ],
+      });
       await labelled.handlers.get('vm.snapshot.schedule')!.run(context([]));
-      expect(labelled.events.filter((e) => e.startsWith('take')).map((e) => e.split(' ')[1])).toEqual([VM_A]);
-      const pooled = setup({ vms, rows: [schedule({ targetType: 'pool', vmId: null, pool: 'ssd' })] });
+      expect(
+        labelled.events.filter((e) => e.startsWith('take')).map((e) => e.split(' ')[1]),
+      ).toEqual([VM_A]);
+      const pooled = setup({
+        vms,
+        rows: [schedule({ targetType: 'pool', vmId: null, pool: 'ssd' })],
+      });
       await pooled.handlers.get('vm.snapshot.schedule')!.run(context([]));
-      expect(pooled.events.filter((e) => e.startsWith('take')).map((e) => e.split(' ')[1])).toEqual([VM_B, VM_C]);
+      expect(pooled.events.filter((e) => e.startsWith('take')).map((e) => e.split(' ')[1])).toEqual(
+        [VM_B, VM_C],
+      );
     });
 
     it('goes on with the other VMs when one is over its quota, keeps that VM’s old snapshots, and fails the task naming it', async () => {
@@ -225,12 +332,19 @@ describe('SnapshotSchedulesService', () => {
         own: [record('a', '2026-12-07T14:20:00Z')],
         rows: [schedule({ targetType: 'labels', vmId: null, labels: { env: 'prod' }, keep: 2 })],
         reserve: async (r) => {
-          if (r.vmId === VM_A) throw new SnapshotQuotaExceeded(50, 50, 'snapshot quota reached: alice@local holds 50 snapshots');
+          if (r.vmId === VM_A)
+            throw new SnapshotQuotaExceeded(
+              50,
+              50,
+              'snapshot quota reached: alice@local holds 50 snapshots',
+            );
           return 'rec';
         },
       });
       const log: string[] = [];
-      await expect(handlers.get('vm.snapshot.schedule')!.run(context(log))).rejects.toThrow(`1 of 2 VM(s) not snapshotted: ${VM_A}: snapshot quota reached`);
+      await expect(handlers.get('vm.snapshot.schedule')!.run(context(log))).rejects.toThrow(
+        `1 of 2 VM(s) not snapshotted: ${VM_A}: snapshot quota reached`,
+      );
       expect(events.filter((e) => !e.startsWith('reserve'))).toEqual([
         `retention looks at sched-1 dc-east ${VM_A}`,
         `take ${VM_B} hourly-20261207t174500z freeze=true`,
@@ -241,7 +355,10 @@ describe('SnapshotSchedulesService', () => {
 
     it("at the quota, makes room from the schedule's own oldest snapshots before taking the new one", async () => {
       let refusals = 1;
-      const own = [record('hourly-2', '2026-12-07T14:20:00Z'), record('hourly-1', '2026-12-07T13:20:00Z')];
+      const own = [
+        record('hourly-2', '2026-12-07T14:20:00Z'),
+        record('hourly-1', '2026-12-07T13:20:00Z'),
+      ];
       const { handlers, events } = setup({
         own,
         rows: [schedule({ keep: 2 })],
@@ -263,36 +380,103 @@ describe('SnapshotSchedulesService', () => {
   describe('create', () => {
     it('plans the first run one interval after its creation and records its owner', async () => {
       const { service, table } = setup({ rows: [] });
-      const view = await service.create(ADMIN, { name: 'daily', target: { type: 'vm', remote: 'dc-east', vm: VM_A }, interval: '1d', keep: 7, freeze: true, enabled: true });
-      expect(view).toMatchObject({ id: 'sched-new', interval: '1d', cron: null, keep: 7, owner: 'root@local!ci', nextRunAt: '2026-12-08T17:45:00.000Z', lastRunAt: null });
-      expect(table.get('sched-new')).toMatchObject({ owner: 'root@local!ci', credentialId: null, intervalSeconds: 86_400 });
+      const view = await service.create(ADMIN, {
+        name: 'daily',
+        target: { type: 'vm', remote: 'dc-east', vm: VM_A },
+        interval: '1d',
+        keep: 7,
+        freeze: true,
+        enabled: true,
+      });
+      expect(view).toMatchObject({
+        id: 'sched-new',
+        interval: '1d',
+        cron: null,
+        keep: 7,
+        owner: 'root@local!ci',
+        nextRunAt: '2026-12-08T17:45:00.000Z',
+        lastRunAt: null,
+      });
+      expect(table.get('sched-new')).toMatchObject({
+        owner: 'root@local!ci',
+        credentialId: null,
+        intervalSeconds: 86_400,
+      });
       const cron = await service.update(ADMIN, 'sched-new', { cron: '0 3 * * *' });
-      expect(cron).toMatchObject({ interval: null, cron: '0 3 * * *', nextRunAt: '2026-12-08T03:00:00.000Z' });
+      expect(cron).toMatchObject({
+        interval: null,
+        cron: '0 3 * * *',
+        nextRunAt: '2026-12-08T03:00:00.000Z',
+      });
     });
 
     it('refuses a keep count over the snapshot quota (400)', async () => {
       const { service } = setup({ rows: [] });
-      await expect(service.create(ADMIN, { name: 'x', target: { type: 'vm', remote: 'dc-east', vm: VM_A }, interval: '1h', keep: 51, freeze: true, enabled: true })).rejects.toThrow(
-        /keep 51 is over the snapshot quota of 50/,
-      );
+      await expect(
+        service.create(ADMIN, {
+          name: 'x',
+          target: { type: 'vm', remote: 'dc-east', vm: VM_A },
+          interval: '1h',
+          keep: 51,
+          freeze: true,
+          enabled: true,
+        }),
+      ).rejects.toThrow(/keep 51 is over the snapshot quota of 50/);
     });
 
     it('answers a tenant’s schedule for a VM it may not see like a missing VM (404), and one on a whole remote with 403', async () => {
       const tenant = testCaller([{ path: `/remotes/dc-east/vms/${VM_B}`, role: 'Manage' }]);
       const { service } = setup({ rows: [] });
-      await expect(service.create(tenant, { name: 'x', target: { type: 'vm', remote: 'dc-east', vm: VM_A }, interval: '1h', keep: 1, freeze: true, enabled: true })).rejects.toThrow('virtual machine not found');
-      await expect(service.create(tenant, { name: 'x', target: { type: 'pool', remote: 'dc-east', pool: 'rbd' }, interval: '1h', keep: 1, freeze: true, enabled: true })).rejects.toThrow(
-        'permission denied: needs vm.snapshot on /remotes/dc-east',
-      );
-      await expect(service.create(tenant, { name: 'x', target: { type: 'vm', remote: 'dc-east', vm: VM_B }, interval: '1h', keep: 1, freeze: true, enabled: true })).resolves.toMatchObject({ name: 'x' });
+      await expect(
+        service.create(tenant, {
+          name: 'x',
+          target: { type: 'vm', remote: 'dc-east', vm: VM_A },
+          interval: '1h',
+          keep: 1,
+          freeze: true,
+          enabled: true,
+        }),
+      ).rejects.toThrow('virtual machine not found');
+      await expect(
+        service.create(tenant, {
+          name: 'x',
+          target: { type: 'pool', remote: 'dc-east', pool: 'rbd' },
+          interval: '1h',
+          keep: 1,
+          freeze: true,
+          enabled: true,
+        }),
+      ).rejects.toThrow('permission denied: needs vm.snapshot on /remotes/dc-east');
+      await expect(
+        service.create(tenant, {
+          name: 'x',
+          target: { type: 'vm', remote: 'dc-east', vm: VM_B },
+          interval: '1h',
+          keep: 1,
+          freeze: true,
+          enabled: true,
+        }),
+      ).resolves.toMatchObject({ name: 'x' });
     });
 
     it('lists only the schedules whose target the caller may see', async () => {
       const tenant = testCaller([{ path: `/remotes/dc-east/vms/${VM_B}`, role: 'Audit' }]);
-      const { service } = setup({ rows: [schedule(), schedule({ id: 'mine', vmId: VM_B }), schedule({ id: 'pool', targetType: 'pool', vmId: null, pool: 'rbd' })] });
+      const { service } = setup({
+        rows: [
+          schedule(),
+          schedule({ id: 'mine', vmId: VM_B }),
+          schedule({ id: 'pool', targetType: 'pool', vmId: null, pool: 'rbd' }),
+        ],
+      });
       expect((await service.list(tenant)).items.map((s) => s.id)).toEqual(['mine']);
-      expect((await service.list(ADMIN)).items.map((s) => s.id)).toEqual(['sched-1', 'mine', 'pool']);
-      await expect(service.get(tenant, 'sched-1')).rejects.toThrow('snapshot schedule sched-1 not found');
+      expect((await service.list(ADMIN)).items.map((s) => s.id)).toEqual([
+        'sched-1',
+        'mine',
+        'pool',
+      ]);
+      await expect(service.get(tenant, 'sched-1')).rejects.toThrow(
+        'snapshot schedule sched-1 not found',
+      );
     });
   });
 });

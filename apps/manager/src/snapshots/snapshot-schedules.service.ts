@@ -14,12 +14,29 @@ import { newTraceId } from '../common/trace-id';
 import { MANAGER_CONFIG, type ManagerConfig } from '../config/manager-config';
 import { RemotesService } from '../remotes/remotes.service';
 import { TasksService, type TaskContext } from '../tasks/tasks.service';
-import { nextRunAfter, parseInterval, formatInterval, type ScheduleTiming } from './schedule-timing';
+import {
+  nextRunAfter,
+  parseInterval,
+  formatInterval,
+  type ScheduleTiming,
+} from './schedule-timing';
 import type { SnapshotScheduleEntity } from './snapshot-schedule.entity';
-import type { CreateScheduleBody, ScheduleTarget, ScheduleView, UpdateScheduleBody } from './snapshot-schedules.dto';
+import type {
+  CreateScheduleBody,
+  ScheduleTarget,
+  ScheduleView,
+  UpdateScheduleBody,
+} from './snapshot-schedules.dto';
 import { SnapshotSchedulesRepository } from './snapshot-schedules.repository';
 import { SnapshotsRepository } from './snapshots.repository';
-import { ownerPrincipal, SNAPSHOT_PERMISSION, SnapshotQuotaExceeded, SnapshotsService, stamp, vmPath } from './snapshots.service';
+import {
+  ownerPrincipal,
+  SNAPSHOT_PERMISSION,
+  SnapshotQuotaExceeded,
+  SnapshotsService,
+  stamp,
+  vmPath,
+} from './snapshots.service';
 
 export const SCHEDULE_RUN_TASK = 'vm.snapshot.schedule';
 const VM_READ_PERMISSION = 'vm:instance:read';
@@ -55,7 +72,8 @@ export class SnapshotSchedulesService implements OnModuleInit {
 
   onModuleInit(): void {
     this.tasks.registerHandler(SCHEDULE_RUN_TASK, {
-      run: (context) => this.audit.runAs(ownerPrincipal(context.task.owner), () => this.run(context)),
+      run: (context) =>
+        this.audit.runAs(ownerPrincipal(context.task.owner), () => this.run(context)),
       afterInterrupted: (task) => void this.settleInterrupted(task.id, task.credentialId),
     });
   }
@@ -63,7 +81,10 @@ export class SnapshotSchedulesService implements OnModuleInit {
   /** Starts the scheduler's tick (startManager calls it beside the resource poller). */
   startScheduling(): void {
     if (this.timer) return;
-    this.timer = setInterval(() => void this.tick(), this.config.snapshots.scheduleTickSeconds * 1000);
+    this.timer = setInterval(
+      () => void this.tick(),
+      this.config.snapshots.scheduleTickSeconds * 1000,
+    );
     this.timer.unref();
   }
 
@@ -75,7 +96,11 @@ export class SnapshotSchedulesService implements OnModuleInit {
 
   async list(caller: Caller): Promise<{ items: ScheduleView[] }> {
     const all = await this.schedules.list();
-    return { items: all.filter((schedule) => this.policy.holds(caller, 'vm.audit', targetPath(schedule))).map((s) => this.toView(s)) };
+    return {
+      items: all
+        .filter((schedule) => this.policy.holds(caller, 'vm.audit', targetPath(schedule)))
+        .map((s) => this.toView(s)),
+    };
   }
 
   async get(caller: Caller, id: string): Promise<ScheduleView> {
@@ -111,7 +136,13 @@ export class SnapshotSchedulesService implements OnModuleInit {
     };
     this.checkKeep(schedule.keep);
     await this.schedules.insert(schedule);
-    this.audit.note({ scheduleId: schedule.id, target: targetPath(schedule), keep: schedule.keep, interval: body.interval ?? null, cron: body.cron ?? null });
+    this.audit.note({
+      scheduleId: schedule.id,
+      target: targetPath(schedule),
+      keep: schedule.keep,
+      interval: body.interval ?? null,
+      cron: body.cron ?? null,
+    });
     return this.toView(schedule);
   }
 
@@ -129,7 +160,12 @@ export class SnapshotSchedulesService implements OnModuleInit {
     const updated = { ...schedule, ...changes };
     this.checkKeep(updated.keep);
     // A new timing, or a schedule enabled again, plans from now: nothing is made up for the time it was off.
-    if (retimed || (body.enabled === true && !schedule.enabled)) changes.nextRunAt = updated.nextRunAt = nextRunAfter(timingOfEntity(updated), updated.createdAt, now);
+    if (retimed || (body.enabled === true && !schedule.enabled))
+      changes.nextRunAt = updated.nextRunAt = nextRunAfter(
+        timingOfEntity(updated),
+        updated.createdAt,
+        now,
+      );
     await this.schedules.update(id, changes);
     this.audit.note({ scheduleId: id, changed: Object.keys(body) });
     return this.toView(updated);
@@ -176,11 +212,20 @@ export class SnapshotSchedulesService implements OnModuleInit {
           started += 1;
         } catch (error) {
           // Busy VM or manager stopping: due again at the next tick (its last run stays as it was).
-          await this.schedules.update(schedule.id, { nextRunAt: schedule.nextRunAt, lastRunAt: schedule.lastRunAt });
-          this.logger.warn({ schedule: schedule.id, err: error }, 'snapshot schedule run not started; trying again at the next tick');
+          await this.schedules.update(schedule.id, {
+            nextRunAt: schedule.nextRunAt,
+            lastRunAt: schedule.lastRunAt,
+          });
+          this.logger.warn(
+            { schedule: schedule.id, err: error },
+            'snapshot schedule run not started; trying again at the next tick',
+          );
         }
       } catch (error) {
-        this.logger.error({ schedule: schedule.id, err: error }, 'cannot start a snapshot schedule run');
+        this.logger.error(
+          { schedule: schedule.id, err: error },
+          'cannot start a snapshot schedule run',
+        );
       }
     }
     return started;
@@ -188,14 +233,33 @@ export class SnapshotSchedulesService implements OnModuleInit {
 
   private tick(): Promise<number> {
     // One tick at a time: a slow database does not pile ticks up.
-    this.ticking ??= runInBackground(() => this.runDue(), newTraceId()).finally(() => (this.ticking = undefined));
+    this.ticking ??= runInBackground(() => this.runDue(), newTraceId()).finally(
+      () => (this.ticking = undefined),
+    );
     return this.ticking;
   }
 
-  private async enqueueRun(schedule: SnapshotScheduleEntity, owner: string): Promise<{ taskId: string }> {
+  private async enqueueRun(
+    schedule: SnapshotScheduleEntity,
+    owner: string,
+  ): Promise<{ taskId: string }> {
     const accepted = await this.tasks.enqueue(
-      { type: SCHEDULE_RUN_TASK, remoteId: schedule.remoteId, vmId: schedule.vmId, owner, credentialId: schedule.credentialId },
-      { prepare: (taskId) => this.records.insertTask({ taskId, snapshot: null, scheduleId: schedule.id, options: { freeze: schedule.freeze } }) },
+      {
+        type: SCHEDULE_RUN_TASK,
+        remoteId: schedule.remoteId,
+        vmId: schedule.vmId,
+        owner,
+        credentialId: schedule.credentialId,
+      },
+      {
+        prepare: (taskId) =>
+          this.records.insertTask({
+            taskId,
+            snapshot: null,
+            scheduleId: schedule.id,
+            options: { freeze: schedule.freeze },
+          }),
+      },
     );
     await this.schedules.update(schedule.id, { lastTaskId: accepted.taskId });
     return accepted;
@@ -205,9 +269,16 @@ export class SnapshotSchedulesService implements OnModuleInit {
   private async settleInterrupted(taskId: string, credentialId: string | null): Promise<void> {
     try {
       const scheduleId = (await this.records.taskParams(taskId))?.scheduleId;
-      if (scheduleId) await this.snapshots.settlePending(await this.records.pendingOfSchedule(scheduleId), credentialId);
+      if (scheduleId)
+        await this.snapshots.settlePending(
+          await this.records.pendingOfSchedule(scheduleId),
+          credentialId,
+        );
     } catch (error) {
-      this.logger.warn({ task: taskId, err: error }, 'cannot settle the snapshots of an interrupted schedule run');
+      this.logger.warn(
+        { task: taskId, err: error },
+        'cannot settle the snapshots of an interrupted schedule run',
+      );
     }
   }
 
@@ -216,37 +287,75 @@ export class SnapshotSchedulesService implements OnModuleInit {
     const params = await this.records.taskParams(context.task.id);
     const schedule = params?.scheduleId ? await this.schedules.get(params.scheduleId) : null;
     if (!schedule) throw DomainError.notFound(`the schedule of task ${context.task.id}`);
-    const connection = await this.remotes.connectionFor(schedule.remoteId, schedule.credentialId, SNAPSHOT_PERMISSION);
+    const connection = await this.remotes.connectionFor(
+      schedule.remoteId,
+      schedule.credentialId,
+      SNAPSHOT_PERMISSION,
+    );
     const vmIds = await this.targetVms(schedule);
-    await context.log(`schedule ${schedule.name} (${describeTarget(schedule)}): ${vmIds.length} VM(s), keep ${schedule.keep} each`);
+    await context.log(
+      `schedule ${schedule.name} (${describeTarget(schedule)}): ${vmIds.length} VM(s), keep ${schedule.keep} each`,
+    );
     const createdBy = ownerPrincipal(schedule.owner);
     const failures: string[] = [];
     for (const [index, vmId] of vmIds.entries()) {
       const name = `${schedule.name.slice(0, 40)}-${stamp(this.clock.now())}`;
       try {
-        const record = { remoteId: schedule.remoteId, vmId, name, createdBy, scheduleId: schedule.id, description: null };
+        const record = {
+          remoteId: schedule.remoteId,
+          vmId,
+          name,
+          createdBy,
+          scheduleId: schedule.id,
+          description: null,
+        };
         let recordId: string;
         try {
           recordId = await this.snapshots.reserve(record);
         } catch (error) {
-          if (!(error instanceof SnapshotQuotaExceeded) || !(await this.makeRoom(context, schedule, vmId, error))) throw error;
+          if (
+            !(error instanceof SnapshotQuotaExceeded) ||
+            !(await this.makeRoom(context, schedule, vmId, error))
+          )
+            throw error;
           recordId = await this.snapshots.reserve(record);
         }
-        await this.snapshots.take(context, connection, { remoteId: schedule.remoteId, vmId, name, freeze: schedule.freeze, recordId });
+        await this.snapshots.take(context, connection, {
+          remoteId: schedule.remoteId,
+          vmId,
+          name,
+          freeze: schedule.freeze,
+          recordId,
+        });
         await this.applyRetention(context, schedule, vmId);
       } catch (error) {
-        const message = error instanceof DomainError ? error.message : 'failed unexpectedly; the manager log has the details';
-        if (!(error instanceof DomainError)) this.logger.error({ schedule: schedule.id, vm: vmId, err: error }, 'scheduled snapshot failed');
+        const message =
+          error instanceof DomainError
+            ? error.message
+            : 'failed unexpectedly; the manager log has the details';
+        if (!(error instanceof DomainError))
+          this.logger.error(
+            { schedule: schedule.id, vm: vmId, err: error },
+            'scheduled snapshot failed',
+          );
         failures.push(`${vmId}: ${message}`);
         await context.log(`VM ${vmId}: ${message}`);
       }
       await context.progress((index + 1) / vmIds.length);
     }
-    if (failures.length > 0) throw new DomainError(ErrorCode.Conflict, `${failures.length} of ${vmIds.length} VM(s) not snapshotted: ${failures.join('; ')}`);
+    if (failures.length > 0)
+      throw new DomainError(
+        ErrorCode.Conflict,
+        `${failures.length} of ${vmIds.length} VM(s) not snapshotted: ${failures.join('; ')}`,
+      );
   }
 
   /** Deletes this schedule's snapshots of the VM beyond keep, oldest first. */
-  private async applyRetention(context: TaskContext, schedule: SnapshotScheduleEntity, vmId: string): Promise<void> {
+  private async applyRetention(
+    context: TaskContext,
+    schedule: SnapshotScheduleEntity,
+    vmId: string,
+  ): Promise<void> {
     const own = await this.records.ofSchedule(schedule.id, schedule.remoteId, vmId);
     await this.deleteOldest(context, schedule, vmId, own.slice(schedule.keep).reverse());
   }
@@ -256,7 +365,12 @@ export class SnapshotSchedulesService implements OnModuleInit {
    * the new one needs, when the schedule holds that many beyond keep - 1 (what retention would
    * delete after the run anyway). False when that would not make room (manual snapshots hold the quota).
    */
-  private async makeRoom(context: TaskContext, schedule: SnapshotScheduleEntity, vmId: string, refusal: SnapshotQuotaExceeded): Promise<boolean> {
+  private async makeRoom(
+    context: TaskContext,
+    schedule: SnapshotScheduleEntity,
+    vmId: string,
+    refusal: SnapshotQuotaExceeded,
+  ): Promise<boolean> {
     const own = await this.records.ofSchedule(schedule.id, schedule.remoteId, vmId);
     const needed = refusal.used - refusal.limit + 1;
     if (needed < 1 || own.length - (schedule.keep - 1) < needed) return false;
@@ -264,9 +378,18 @@ export class SnapshotSchedulesService implements OnModuleInit {
     return true;
   }
 
-  private async deleteOldest(context: TaskContext, schedule: SnapshotScheduleEntity, vmId: string, oldestFirst: readonly { name: string }[]): Promise<void> {
+  private async deleteOldest(
+    context: TaskContext,
+    schedule: SnapshotScheduleEntity,
+    vmId: string,
+    oldestFirst: readonly { name: string }[],
+  ): Promise<void> {
     if (oldestFirst.length === 0) return;
-    const connection = await this.remotes.connectionFor(schedule.remoteId, schedule.credentialId, SNAPSHOT_PERMISSION);
+    const connection = await this.remotes.connectionFor(
+      schedule.remoteId,
+      schedule.credentialId,
+      SNAPSHOT_PERMISSION,
+    );
     for (const old of oldestFirst) {
       await this.snapshots.deleteSnapshot(connection, schedule.remoteId, vmId, old.name);
       await context.log(`retention (keep ${schedule.keep}): deleted ${old.name} of VM ${vmId}`);
@@ -276,7 +399,11 @@ export class SnapshotSchedulesService implements OnModuleInit {
   /** The VMs a run covers: the VM itself, or the remote's VMs that match now (read from the cluster at each run). */
   private async targetVms(schedule: SnapshotScheduleEntity): Promise<string[]> {
     if (schedule.targetType === 'vm') return [schedule.vmId!];
-    const connection = await this.remotes.connectionFor(schedule.remoteId, schedule.credentialId, VM_READ_PERMISSION);
+    const connection = await this.remotes.connectionFor(
+      schedule.remoteId,
+      schedule.credentialId,
+      VM_READ_PERMISSION,
+    );
     const { vms } = await this.agents.listVms(connection);
     return vms.filter((vm) => matches(schedule, vm)).map((vm) => vm.spec!.uuid);
   }
@@ -285,7 +412,12 @@ export class SnapshotSchedulesService implements OnModuleInit {
   private authorize(caller: Caller, target: ScheduleTarget): string | null {
     const path = pathOf(target);
     if (target.type === 'vm' && !this.policy.holds(caller, 'vm.audit', path)) {
-      throw new PermissionDenied({ privilege: 'vm.snapshot', path }, {}, `permission denied: needs vm.snapshot on ${path}`, 'virtual machine');
+      throw new PermissionDenied(
+        { privilege: 'vm.snapshot', path },
+        {},
+        `permission denied: needs vm.snapshot on ${path}`,
+        'virtual machine',
+      );
     }
     return this.policy.credentialFor(caller, 'vm.snapshot', path, target.remote);
   }
@@ -293,20 +425,31 @@ export class SnapshotSchedulesService implements OnModuleInit {
   /** The schedule, 404 when it does not exist or the caller may not see its target. */
   private async visible(caller: Caller, id: string): Promise<SnapshotScheduleEntity> {
     const schedule = await this.schedules.get(id);
-    if (!schedule || !this.policy.holds(caller, 'vm.audit', targetPath(schedule))) throw DomainError.notFound(`snapshot schedule ${id}`);
+    if (!schedule || !this.policy.holds(caller, 'vm.audit', targetPath(schedule)))
+      throw DomainError.notFound(`snapshot schedule ${id}`);
     return schedule;
   }
 
   private checkKeep(keep: number): void {
     const quota = this.config.snapshots.quotaPerVm;
-    if (keep > quota) throw new DomainError(ErrorCode.BadRequest, `keep ${keep} is over the snapshot quota of ${quota} per VM and principal (DEBVISOR_SNAPSHOT_QUOTA_PER_VM)`);
+    if (keep > quota)
+      throw new DomainError(
+        ErrorCode.BadRequest,
+        `keep ${keep} is over the snapshot quota of ${quota} per VM and principal (DEBVISOR_SNAPSHOT_QUOTA_PER_VM)`,
+      );
   }
 
   private toView(schedule: SnapshotScheduleEntity): ScheduleView {
     return {
       id: schedule.id,
       name: schedule.name,
-      target: { type: schedule.targetType, remote: schedule.remoteId, vm: schedule.vmId, labels: schedule.labels, pool: schedule.pool },
+      target: {
+        type: schedule.targetType,
+        remote: schedule.remoteId,
+        vm: schedule.vmId,
+        labels: schedule.labels,
+        pool: schedule.pool,
+      },
       interval: schedule.intervalSeconds === null ? null : formatInterval(schedule.intervalSeconds),
       cron: schedule.cron,
       keep: schedule.keep,
@@ -323,11 +466,17 @@ export class SnapshotSchedulesService implements OnModuleInit {
 }
 
 function timingOf(body: { interval?: string; cron?: string }): ScheduleTiming {
-  return body.interval !== undefined ? { intervalSeconds: parseInterval(body.interval)!, cron: null } : { intervalSeconds: null, cron: body.cron! };
+  return body.interval !== undefined
+    ? { intervalSeconds: parseInterval(body.interval)!, cron: null }
+    : { intervalSeconds: null, cron: body.cron! };
 }
 
-function timingOfEntity(schedule: Pick<SnapshotScheduleEntity, 'intervalSeconds' | 'cron'>): ScheduleTiming {
-  return schedule.intervalSeconds !== null ? { intervalSeconds: schedule.intervalSeconds, cron: null } : { intervalSeconds: null, cron: schedule.cron ?? '' };
+function timingOfEntity(
+  schedule: Pick<SnapshotScheduleEntity, 'intervalSeconds' | 'cron'>,
+): ScheduleTiming {
+  return schedule.intervalSeconds !== null
+    ? { intervalSeconds: schedule.intervalSeconds, cron: null }
+    : { intervalSeconds: null, cron: schedule.cron ?? '' };
 }
 
 function targetOf(schedule: SnapshotScheduleEntity): ScheduleTarget {
@@ -343,7 +492,9 @@ function targetOf(schedule: SnapshotScheduleEntity): ScheduleTarget {
 
 /** Where a target is in the ACL tree: the VM, or its remote for label and pool targets. */
 function pathOf(target: ScheduleTarget): string {
-  return target.type === 'vm' ? vmPath(target.remote, target.vm) : `/remotes/${encodeURIComponent(target.remote)}`;
+  return target.type === 'vm'
+    ? vmPath(target.remote, target.vm)
+    : `/remotes/${encodeURIComponent(target.remote)}`;
 }
 
 function targetPath(schedule: SnapshotScheduleEntity): string {
@@ -352,8 +503,12 @@ function targetPath(schedule: SnapshotScheduleEntity): string {
 
 function describeTarget(schedule: SnapshotScheduleEntity): string {
   if (schedule.targetType === 'vm') return `VM ${schedule.vmId}`;
-  if (schedule.targetType === 'pool') return `VMs of ${schedule.remoteId} with a disk in pool ${schedule.pool}`;
-  return `VMs of ${schedule.remoteId} labelled ${Object.entries(schedule.labels ?? {}).sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => `${k}=${v}`).join(', ')}`;
+  if (schedule.targetType === 'pool')
+    return `VMs of ${schedule.remoteId} with a disk in pool ${schedule.pool}`;
+  return `VMs of ${schedule.remoteId} labelled ${Object.entries(schedule.labels ?? {})
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([k, v]) => `${k}=${v}`)
+    .join(', ')}`;
 }
 
 function matches(schedule: SnapshotScheduleEntity, vm: Vm__Output): boolean {

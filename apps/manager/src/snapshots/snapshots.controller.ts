@@ -5,7 +5,13 @@ import { Audited } from '../audit/audited.decorator';
 import { CurrentCaller, type Caller } from '../auth/caller';
 import { RequirePrivilege } from '../auth/privilege.decorator';
 import { VmTargetParamsDto } from '../vms/vm-power.dto';
-import { CreateSnapshotBodyDto, RollbackBodyDto, SnapshotAcceptedDto, SnapshotListDto, SnapshotParamsDto } from './snapshots.dto';
+import {
+  CreateSnapshotBodyDto,
+  RollbackBodyDto,
+  SnapshotAcceptedDto,
+  SnapshotListDto,
+  SnapshotParamsDto,
+} from './snapshots.dto';
 import { SnapshotsService } from './snapshots.service';
 
 const VM = '/remotes/{remote}/vms/{vmid}';
@@ -17,7 +23,11 @@ export class SnapshotsController {
 
   @Get()
   @RequirePrivilege('vm.audit', VM)
-  @ZodResponse({ type: SnapshotListDto, description: "The VM's snapshots as its remote has them, with consistency, disks, who took them and which schedule, and the caller's quota" })
+  @ZodResponse({
+    type: SnapshotListDto,
+    description:
+      "The VM's snapshots as its remote has them, with consistency, disks, who took them and which schedule, and the caller's quota",
+  })
   list(@CurrentCaller() caller: Caller, @Param() params: VmTargetParamsDto) {
     return this.snapshots.list(caller, params.remote, params.vmid);
   }
@@ -25,15 +35,29 @@ export class SnapshotsController {
   @Post()
   @RequirePrivilege('vm.snapshot', VM)
   @Audited('vm.snapshot.create')
-  @ZodResponse({ status: 202, type: SnapshotAcceptedDto, description: 'Accepted: the task at /api/v1/tasks/{taskId} takes the snapshot. 409 over the quota, for a name in use or while the VM has another operation' })
-  create(@CurrentCaller() caller: Caller, @Param() params: VmTargetParamsDto, @Body() body: CreateSnapshotBodyDto) {
+  @ZodResponse({
+    status: 202,
+    type: SnapshotAcceptedDto,
+    description:
+      'Accepted: the task at /api/v1/tasks/{taskId} takes the snapshot. 409 over the quota, for a name in use or while the VM has another operation',
+  })
+  create(
+    @CurrentCaller() caller: Caller,
+    @Param() params: VmTargetParamsDto,
+    @Body() body: CreateSnapshotBodyDto,
+  ) {
     return this.snapshots.create(caller, params.remote, params.vmid, body);
   }
 
   @Delete(':snapshot')
   @RequirePrivilege('vm.snapshot', VM)
   @Audited('vm.snapshot.delete')
-  @ZodResponse({ status: 202, type: SnapshotAcceptedDto, description: 'Accepted: the task at /api/v1/tasks/{taskId} deletes the snapshot from every disk' })
+  @ZodResponse({
+    status: 202,
+    type: SnapshotAcceptedDto,
+    description:
+      'Accepted: the task at /api/v1/tasks/{taskId} deletes the snapshot from every disk',
+  })
   remove(@CurrentCaller() caller: Caller, @Param() params: SnapshotParamsDto) {
     return this.snapshots.remove(caller, params.remote, params.vmid, params.snapshot);
   }
@@ -44,9 +68,14 @@ export class SnapshotsController {
   @ZodResponse({
     status: 202,
     type: SnapshotAcceptedDto,
-    description: 'Accepted: the task rolls every disk back (what was written since is lost). 409 when the VM is not stopped and stopFirst was not asked, or while it has another operation (a migration)',
+    description:
+      'Accepted: the task rolls every disk back (what was written since is lost). 409 when the VM is not stopped and stopFirst was not asked, or while it has another operation (a migration)',
   })
-  rollback(@CurrentCaller() caller: Caller, @Param() params: SnapshotParamsDto, @Body() body: RollbackBodyDto) {
+  rollback(
+    @CurrentCaller() caller: Caller,
+    @Param() params: SnapshotParamsDto,
+    @Body() body: RollbackBodyDto,
+  ) {
     return this.snapshots.rollback(caller, params.remote, params.vmid, params.snapshot, body);
   }
 }

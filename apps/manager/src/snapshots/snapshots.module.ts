@@ -14,7 +14,12 @@ import { SnapshotsService } from './snapshots.service';
 @Module({
   imports: [TasksModule, RemotesModule, AgentsModule, ResourcesModule],
   controllers: [SnapshotsController, SnapshotSchedulesController],
-  providers: [SnapshotsService, SnapshotsRepository, SnapshotSchedulesService, SnapshotSchedulesRepository],
+  providers: [
+    SnapshotsService,
+    SnapshotsRepository,
+    SnapshotSchedulesService,
+    SnapshotSchedulesRepository,
+  ],
   exports: [SnapshotSchedulesService],
 })
 export class SnapshotsModule {}

@@ -5,7 +5,10 @@ import { VmSnapshotTaskEntity, type VmSnapshotTaskOptions } from './vm-snapshot-
 import { VmSnapshotEntity } from './vm-snapshot.entity';
 
 /** What reserving a snapshot record answered. */
-export type Reservation = { readonly ok: true } | { readonly ok: false; readonly reason: 'quota'; readonly used: number } | { readonly ok: false; readonly reason: 'exists' };
+export type Reservation =
+  | { readonly ok: true }
+  | { readonly ok: false; readonly reason: 'quota'; readonly used: number }
+  | { readonly ok: false; readonly reason: 'exists' };
 
 /** The manager's snapshot records (vm_snapshots) and the parameters of snapshot tasks (vm_snapshot_tasks). */
 @Injectable()
@@ -20,17 +23,27 @@ export class SnapshotsRepository {
   async reserve(record: VmSnapshotEntity, quota: number): Promise<Reservation> {
     try {
       return await this.dataSource.transaction(async (manager) => {
-        await manager.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`vm_snapshots|${record.vmId}|${record.createdBy}`]);
+        await manager.query('SELECT pg_advisory_xact_lock(hashtext($1))', [
+          `vm_snapshots|${record.vmId}|${record.createdBy}`,
+        ]);
         const repository = manager.getRepository(VmSnapshotEntity);
         const used = await repository.countBy({ vmId: record.vmId, createdBy: record.createdBy });
         if (used >= quota) return { ok: false, reason: 'quota', used } as const;
-        if (await repository.existsBy({ remoteId: record.remoteId, vmId: record.vmId, name: record.name })) return { ok: false, reason: 'exists' } as const;
+        if (
+          await repository.existsBy({
+            remoteId: record.remoteId,
+            vmId: record.vmId,
+            name: record.name,
+          })
+        )
+          return { ok: false, reason: 'exists' } as const;
         await repository.insert(record);
         return { ok: true } as const;
       });
     } catch (error) {
       // Another principal's request for the same name won the unique constraint meanwhile.
-      if ((error as { driverError?: { code?: string } }).driverError?.code === '23505') return { ok: false, reason: 'exists' };
+      if ((error as { driverError?: { code?: string } }).driverError?.code === '23505')
+        return { ok: false, reason: 'exists' };
       throw error;
     }
   }
@@ -40,7 +53,9 @@ export class SnapshotsRepository {
   }
 
   async markCreated(id: string, takenAt: Date, consistency: string): Promise<void> {
-    await this.dataSource.getRepository(VmSnapshotEntity).update({ id }, { state: 'created', takenAt, consistency });
+    await this.dataSource
+      .getRepository(VmSnapshotEntity)
+      .update({ id }, { state: 'created', takenAt, consistency });
   }
 
   byName(remoteId: string, vmId: string, name: string): Promise<VmSnapshotEntity | null> {
@@ -59,7 +74,11 @@ export class SnapshotsRepository {
   async forgetMissing(remoteId: string, vmId: string, present: readonly string[]): Promise<number> {
     const result = await this.dataSource
       .getRepository(VmSnapshotEntity)
-      .delete(present.length > 0 ? { remoteId, vmId, state: 'created', name: Not(In([...present])) } : { remoteId, vmId, state: 'created' });
+      .delete(
+        present.length > 0
+          ? { remoteId, vmId, state: 'created', name: Not(In([...present])) }
+          : { remoteId, vmId, state: 'created' },
+      );
     return result.affected ?? 0;
   }
 
@@ -80,7 +99,12 @@ export class SnapshotsRepository {
     });
   }
 
-  async insertTask(params: { taskId: string; snapshot: string | null; scheduleId: string | null; options: VmSnapshotTaskOptions }): Promise<void> {
+  async insertTask(params: {
+    taskId: string;
+    snapshot: string | null;
+    scheduleId: string | null;
+    options: VmSnapshotTaskOptions;
+  }): Promise<void> {
     await this.dataSource.getRepository(VmSnapshotTaskEntity).insert(params);
   }
 

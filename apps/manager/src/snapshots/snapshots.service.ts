@@ -66,13 +66,17 @@ export class SnapshotsService implements OnModuleInit {
   }
 
   onModuleInit(): void {
-    const asOwner = (work: (context: TaskContext) => Promise<void>) => (context: TaskContext) => this.audit.runAs(ownerPrincipal(context.task.owner), () => work(context));
+    const asOwner = (work: (context: TaskContext) => Promise<void>) => (context: TaskContext) =>
+      this.audit.runAs(ownerPrincipal(context.task.owner), () => work(context));
     this.tasks.registerHandler(SNAPSHOT_CREATE_TASK, {
       exclusive: true,
       run: asOwner((context) => this.runCreate(context)),
       afterInterrupted: (task) => void this.settleInterruptedCreate(task),
     });
-    this.tasks.registerHandler(SNAPSHOT_DELETE_TASK, { exclusive: true, run: asOwner((context) => this.runDelete(context)) });
+    this.tasks.registerHandler(SNAPSHOT_DELETE_TASK, {
+      exclusive: true,
+      run: asOwner((context) => this.runDelete(context)),
+    });
     this.tasks.registerHandler(SNAPSHOT_ROLLBACK_TASK, {
       exclusive: true,
       run: asOwner((context) => this.runRollback(context)),
@@ -85,28 +89,70 @@ export class SnapshotsService implements OnModuleInit {
   /** The VM's snapshots as its remote has them, oldest first, with the manager's record of each, and the caller's quota. */
   async list(caller: Caller, remoteId: string, vmId: string): Promise<SnapshotList> {
     await this.remotes.get(remoteId);
-    const credentialId = this.policy.credentialFor(caller, 'vm.audit', vmPath(remoteId, vmId), remoteId);
-    const connection = await this.remotes.connectionFor(remoteId, credentialId, STORAGE_READ_PERMISSION);
+    const credentialId = this.policy.credentialFor(
+      caller,
+      'vm.audit',
+      vmPath(remoteId, vmId),
+      remoteId,
+    );
+    const connection = await this.remotes.connectionFor(
+      remoteId,
+      credentialId,
+      STORAGE_READ_PERMISSION,
+    );
     const snapshots = await this.agents.listVmSnapshots(connection, vmId);
-    const dropped = await this.repository.forgetMissing(remoteId, vmId, snapshots.map((s) => s.snapshot));
-    if (dropped > 0) this.logger.info({ remote: remoteId, vm: vmId, records: dropped }, 'forgot records of snapshots deleted outside the manager');
-    const records = new Map((await this.repository.forVm(remoteId, vmId)).map((record) => [record.name, record]));
+    const dropped = await this.repository.forgetMissing(
+      remoteId,
+      vmId,
+      snapshots.map((s) => s.snapshot),
+    );
+    if (dropped > 0)
+      this.logger.info(
+        { remote: remoteId, vm: vmId, records: dropped },
+        'forgot records of snapshots deleted outside the manager',
+      );
+    const records = new Map(
+      (await this.repository.forVm(remoteId, vmId)).map((record) => [record.name, record]),
+    );
     const items = snapshots.map((snapshot) => toView(snapshot, records.get(snapshot.snapshot)));
-    items.sort((a, b) => (a.createdAt ?? '').localeCompare(b.createdAt ?? '') || a.name.localeCompare(b.name));
+    items.sort(
+      (a, b) =>
+        (a.createdAt ?? '').localeCompare(b.createdAt ?? '') || a.name.localeCompare(b.name),
+    );
     const used = await this.repository.countFor(vmId, ownerPrincipal(caller.display));
     return { items, quota: { limit: this.config.snapshots.quotaPerVm, used } };
   }
 
   /** Queues a snapshot (202): 409 over the caller's quota, for a name in use, or while the VM has another operation. */
-  async create(caller: Caller, remoteId: string, vmId: string, body: CreateSnapshotBody): Promise<{ taskId: string; snapshot: string }> {
+  async create(
+    caller: Caller,
+    remoteId: string,
+    vmId: string,
+    body: CreateSnapshotBody,
+  ): Promise<{ taskId: string; snapshot: string }> {
     const credentialId = await this.authorize(caller, remoteId, vmId);
     const name = body.name ?? `manual-${stamp(this.clock.now())}`;
-    const recordId = await this.reserve({ remoteId, vmId, name, createdBy: ownerPrincipal(caller.display), scheduleId: null, description: body.description ?? null });
+    const recordId = await this.reserve({
+      remoteId,
+      vmId,
+      name,
+      createdBy: ownerPrincipal(caller.display),
+      scheduleId: null,
+      description: body.description ?? null,
+    });
     let accepted: { taskId: string };
     try {
       accepted = await this.tasks.enqueue(
         { type: SNAPSHOT_CREATE_TASK, remoteId, vmId, owner: caller.display, credentialId },
-        { prepare: (taskId) => this.repository.insertTask({ taskId, snapshot: name, scheduleId: null, options: { freeze: body.freeze } }) },
+        {
+          prepare: (taskId) =>
+            this.repository.insertTask({
+              taskId,
+              snapshot: name,
+              scheduleId: null,
+              options: { freeze: body.freeze },
+            }),
+        },
       );
     } catch (error) {
       await this.repository.release(recordId);
@@ -117,12 +163,20 @@ export class SnapshotsService implements OnModuleInit {
   }
 
   /** Queues the deletion of a snapshot the VM has (404 otherwise). */
-  async remove(caller: Caller, remoteId: string, vmId: string, name: string): Promise<{ taskId: string; snapshot: string }> {
+  async remove(
+    caller: Caller,
+    remoteId: string,
+    vmId: string,
+    name: string,
+  ): Promise<{ taskId: string; snapshot: string }> {
     const credentialId = await this.authorize(caller, remoteId, vmId);
     await this.requireSnapshot(remoteId, vmId, name, credentialId);
     const accepted = await this.tasks.enqueue(
       { type: SNAPSHOT_DELETE_TASK, remoteId, vmId, owner: caller.display, credentialId },
-      { prepare: (taskId) => this.repository.insertTask({ taskId, snapshot: name, scheduleId: null, options: {} }) },
+      {
+        prepare: (taskId) =>
+          this.repository.insertTask({ taskId, snapshot: name, scheduleId: null, options: {} }),
+      },
     );
     this.audit.note({ taskId: accepted.taskId, snapshot: name });
     return { taskId: accepted.taskId, snapshot: name };
@@ -132,21 +186,48 @@ export class SnapshotsService implements OnModuleInit {
    * Queues a rollback: the VM must be stopped (409 otherwise), unless stopFirst asks the task to
    * stop it (which needs vm.power as well); 409 while another operation (a migration) holds the VM.
    */
-  async rollback(caller: Caller, remoteId: string, vmId: string, name: string, body: RollbackBody): Promise<{ taskId: string; snapshot: string }> {
+  async rollback(
+    caller: Caller,
+    remoteId: string,
+    vmId: string,
+    name: string,
+    body: RollbackBody,
+  ): Promise<{ taskId: string; snapshot: string }> {
     const credentialId = await this.authorize(caller, remoteId, vmId);
     const path = vmPath(remoteId, vmId);
     if (body.stopFirst && !this.policy.holds(caller, 'vm.power', path)) {
-      throw new PermissionDenied({ privilege: 'vm.power', path }, {}, `permission denied: stopFirst stops the VM and needs vm.power on ${path}`);
+      throw new PermissionDenied(
+        { privilege: 'vm.power', path },
+        {},
+        `permission denied: stopFirst stops the VM and needs vm.power on ${path}`,
+      );
     }
-    const connection = await this.remotes.connectionFor(remoteId, credentialId, SNAPSHOT_PERMISSION);
+    const connection = await this.remotes.connectionFor(
+      remoteId,
+      credentialId,
+      SNAPSHOT_PERMISSION,
+    );
     await this.requireSnapshot(remoteId, vmId, name, credentialId);
     const state = (await this.agents.getVm(connection, vmId)).runtime?.state || 'unknown';
     if (!STOPPED_STATES.has(state) && !body.stopFirst) throw notStopped(vmId, state);
     const accepted = await this.tasks.enqueue(
       { type: SNAPSHOT_ROLLBACK_TASK, remoteId, vmId, owner: caller.display, credentialId },
-      { prepare: (taskId) => this.repository.insertTask({ taskId, snapshot: name, scheduleId: null, options: { stopFirst: body.stopFirst } }) },
+      {
+        prepare: (taskId) =>
+          this.repository.insertTask({
+            taskId,
+            snapshot: name,
+            scheduleId: null,
+            options: { stopFirst: body.stopFirst },
+          }),
+      },
     );
-    this.audit.note({ taskId: accepted.taskId, snapshot: name, stopFirst: body.stopFirst, vmState: state });
+    this.audit.note({
+      taskId: accepted.taskId,
+      snapshot: name,
+      stopFirst: body.stopFirst,
+      vmState: state,
+    });
     return { taskId: accepted.taskId, snapshot: name };
   }
 
@@ -154,12 +235,31 @@ export class SnapshotsService implements OnModuleInit {
    * A pending record for a snapshot to take, counted against `createdBy`'s quota on the VM: 409
    * naming the limit when the principal holds it already, or when the name is in use.
    */
-  async reserve(record: Pick<VmSnapshotEntity, 'remoteId' | 'vmId' | 'name' | 'createdBy' | 'scheduleId' | 'description'>): Promise<string> {
+  async reserve(
+    record: Pick<
+      VmSnapshotEntity,
+      'remoteId' | 'vmId' | 'name' | 'createdBy' | 'scheduleId' | 'description'
+    >,
+  ): Promise<string> {
     const id = this.random.uuid();
     const quota = this.config.snapshots.quotaPerVm;
-    const reservation = await this.repository.reserve({ ...record, id, state: 'pending', consistency: null, requestedAt: this.clock.now(), takenAt: null }, quota);
+    const reservation = await this.repository.reserve(
+      {
+        ...record,
+        id,
+        state: 'pending',
+        consistency: null,
+        requestedAt: this.clock.now(),
+        takenAt: null,
+      },
+      quota,
+    );
     if (reservation.ok) return id;
-    if (reservation.reason === 'exists') throw new DomainError(ErrorCode.Conflict, `VM ${record.vmId} already has a snapshot named ${record.name} (or one is being taken); choose another name`);
+    if (reservation.reason === 'exists')
+      throw new DomainError(
+        ErrorCode.Conflict,
+        `VM ${record.vmId} already has a snapshot named ${record.name} (or one is being taken); choose another name`,
+      );
     throw new SnapshotQuotaExceeded(
       reservation.used,
       quota,
@@ -169,32 +269,55 @@ export class SnapshotsService implements OnModuleInit {
   }
 
   /** Takes a reserved snapshot through the agent and logs how consistent it is; the record is filled, or released on failure. */
-  async take(context: Pick<TaskContext, 'log'>, connection: AgentConnection, shot: SnapshotShot): Promise<VmSnapshot__Output> {
+  async take(
+    context: Pick<TaskContext, 'log'>,
+    connection: AgentConnection,
+    shot: SnapshotShot,
+  ): Promise<VmSnapshot__Output> {
     const known = this.resources.cachedVm(shot.remoteId, shot.vmId);
     const label = known ? `${known.name} (${shot.vmId})` : shot.vmId;
-    await context.log(`taking snapshot ${shot.name} of VM ${label}${shot.freeze ? ', freezing its filesystems first if its guest agent answers' : ' without freezing its filesystems'}`);
+    await context.log(
+      `taking snapshot ${shot.name} of VM ${label}${shot.freeze ? ', freezing its filesystems first if its guest agent answers' : ' without freezing its filesystems'}`,
+    );
     let snapshot: VmSnapshot__Output;
     try {
-      snapshot = await this.agents.snapshotVm(connection, { vmUuid: shot.vmId, snapshot: shot.name, freeze: shot.freeze });
+      snapshot = await this.agents.snapshotVm(connection, {
+        vmUuid: shot.vmId,
+        snapshot: shot.name,
+        freeze: shot.freeze,
+      });
     } catch (error) {
       await this.repository.release(shot.recordId);
       throw error;
     }
-    await this.repository.markCreated(shot.recordId, parseTime(snapshot.createdAt) ?? this.clock.now(), consistencyOf(snapshot));
+    await this.repository.markCreated(
+      shot.recordId,
+      parseTime(snapshot.createdAt) ?? this.clock.now(),
+      consistencyOf(snapshot),
+    );
     await context.log(consistencyLine(snapshot));
-    const disks = snapshot.disks.map((disk) => `${disk.pool}/${disk.image}`).join(', ') || 'none reported';
-    await context.log(`${snapshot.group ? `one RBD group snapshot of ${snapshot.disks.length} disks` : `${snapshot.disks.length} disk(s)`}: ${disks}`);
+    const disks =
+      snapshot.disks.map((disk) => `${disk.pool}/${disk.image}`).join(', ') || 'none reported';
+    await context.log(
+      `${snapshot.group ? `one RBD group snapshot of ${snapshot.disks.length} disks` : `${snapshot.disks.length} disk(s)`}: ${disks}`,
+    );
     return snapshot;
   }
 
   /** Deletes a snapshot on the cluster and forgets its record. */
-  async deleteSnapshot(connection: AgentConnection, remoteId: string, vmId: string, name: string): Promise<void> {
+  async deleteSnapshot(
+    connection: AgentConnection,
+    remoteId: string,
+    vmId: string,
+    name: string,
+  ): Promise<void> {
     let deleted: boolean;
     try {
       deleted = await this.agents.deleteVmSnapshot(connection, { vmUuid: vmId, snapshot: name });
     } catch (error) {
       // Gone already (deleted outside the manager): its record no longer counts either.
-      if (error instanceof DomainError && error.code === ErrorCode.NotFound) await this.repository.forget(remoteId, vmId, name);
+      if (error instanceof DomainError && error.code === ErrorCode.NotFound)
+        await this.repository.forget(remoteId, vmId, name);
       throw error;
     }
     await this.repository.forget(remoteId, vmId, name);
@@ -205,21 +328,39 @@ export class SnapshotsService implements OnModuleInit {
     const { remoteId, vmId } = target(context.task);
     const params = await this.params(context.task);
     const record = await this.repository.byName(remoteId, vmId, params.snapshot!);
-    if (!record) throw new DomainError(ErrorCode.Conflict, `the record of snapshot ${params.snapshot} is gone; nothing was taken`);
+    if (!record)
+      throw new DomainError(
+        ErrorCode.Conflict,
+        `the record of snapshot ${params.snapshot} is gone; nothing was taken`,
+      );
     let connection: AgentConnection;
     try {
-      connection = await this.remotes.connectionFor(remoteId, context.task.credentialId, SNAPSHOT_PERMISSION);
+      connection = await this.remotes.connectionFor(
+        remoteId,
+        context.task.credentialId,
+        SNAPSHOT_PERMISSION,
+      );
     } catch (error) {
       await this.repository.release(record.id);
       throw error;
     }
-    await this.take(context, connection, { remoteId, vmId, name: record.name, freeze: params.options.freeze ?? true, recordId: record.id });
+    await this.take(context, connection, {
+      remoteId,
+      vmId,
+      name: record.name,
+      freeze: params.options.freeze ?? true,
+      recordId: record.id,
+    });
   }
 
   private async runDelete(context: TaskContext): Promise<void> {
     const { remoteId, vmId } = target(context.task);
     const name = (await this.params(context.task)).snapshot!;
-    const connection = await this.remotes.connectionFor(remoteId, context.task.credentialId, SNAPSHOT_PERMISSION);
+    const connection = await this.remotes.connectionFor(
+      remoteId,
+      context.task.credentialId,
+      SNAPSHOT_PERMISSION,
+    );
     await context.log(`deleting snapshot ${name} of VM ${vmId} from every disk`);
     await this.deleteSnapshot(connection, remoteId, vmId, name);
     await context.log(`snapshot ${name} deleted`);
@@ -230,18 +371,28 @@ export class SnapshotsService implements OnModuleInit {
     const params = await this.params(context.task);
     const name = params.snapshot!;
     try {
-      const connection = await this.remotes.connectionFor(remoteId, context.task.credentialId, SNAPSHOT_PERMISSION);
+      const connection = await this.remotes.connectionFor(
+        remoteId,
+        context.task.credentialId,
+        SNAPSHOT_PERMISSION,
+      );
       const state = (await this.agents.getVm(connection, vmId)).runtime?.state || 'unknown';
       if (!STOPPED_STATES.has(state)) {
         if (!params.options.stopFirst) throw notStopped(vmId, state);
         await context.log(`VM is ${state}: stopping it first (stopFirst)`);
-        const power = await this.remotes.connectionFor(remoteId, context.task.credentialId, POWER_PERMISSION);
+        const power = await this.remotes.connectionFor(
+          remoteId,
+          context.task.credentialId,
+          POWER_PERMISSION,
+        );
         const stopped = await this.agents.vmAction(power, 'stop', vmId);
         await context.log(`VM stopped: now ${stopped.runtime?.state || 'unknown'}`);
       }
       await context.log(`rolling every disk of VM ${vmId} back to snapshot ${name}`);
       const snapshot = await this.agents.rollbackVm(connection, { vmUuid: vmId, snapshot: name });
-      await context.log(`rolled back to ${name}${snapshot.createdAt ? ` taken at ${snapshot.createdAt}` : ''}: what was written since is gone; the VM stays stopped`);
+      await context.log(
+        `rolled back to ${name}${snapshot.createdAt ? ` taken at ${snapshot.createdAt}` : ''}: what was written since is gone; the VM stays stopped`,
+      );
     } finally {
       await this.resources.refreshVm(remoteId, vmId);
     }
@@ -250,20 +401,36 @@ export class SnapshotsService implements OnModuleInit {
   /** 403 without vm.snapshot on the VM (or its credential without the cluster permission); 404 for an unknown remote. */
   private async authorize(caller: Caller, remoteId: string, vmId: string): Promise<string | null> {
     await this.remotes.get(remoteId);
-    const credentialId = this.policy.credentialFor(caller, 'vm.snapshot', vmPath(remoteId, vmId), remoteId);
+    const credentialId = this.policy.credentialFor(
+      caller,
+      'vm.snapshot',
+      vmPath(remoteId, vmId),
+      remoteId,
+    );
     await this.remotes.connectionFor(remoteId, credentialId, SNAPSHOT_PERMISSION);
     return credentialId;
   }
 
-  private async requireSnapshot(remoteId: string, vmId: string, name: string, credentialId: string | null): Promise<void> {
-    const connection = await this.remotes.connectionFor(remoteId, credentialId, STORAGE_READ_PERMISSION);
+  private async requireSnapshot(
+    remoteId: string,
+    vmId: string,
+    name: string,
+    credentialId: string | null,
+  ): Promise<void> {
+    const connection = await this.remotes.connectionFor(
+      remoteId,
+      credentialId,
+      STORAGE_READ_PERMISSION,
+    );
     const snapshots = await this.agents.listVmSnapshots(connection, vmId);
-    if (!snapshots.some((s) => s.snapshot === name)) throw DomainError.notFound(`snapshot ${name} of VM ${vmId}`);
+    if (!snapshots.some((s) => s.snapshot === name))
+      throw DomainError.notFound(`snapshot ${name} of VM ${vmId}`);
   }
 
   private async params(task: Readonly<TaskEntity>) {
     const params = await this.repository.taskParams(task.id);
-    if (!params) throw new DomainError(ErrorCode.Conflict, `task ${task.id} has lost its parameters`);
+    if (!params)
+      throw new DomainError(ErrorCode.Conflict, `task ${task.id} has lost its parameters`);
     return params;
   }
 
@@ -278,7 +445,10 @@ export class SnapshotsService implements OnModuleInit {
       const record = name ? await this.repository.byName(remoteId, vmId, name) : null;
       if (record) await this.settlePending([record], task.credentialId);
     } catch (error) {
-      this.logger.warn({ task: task.id, err: error }, 'cannot settle the snapshot of an interrupted task; its record stays pending');
+      this.logger.warn(
+        { task: task.id, err: error },
+        'cannot settle the snapshot of an interrupted task; its record stays pending',
+      );
     }
   }
 
@@ -286,15 +456,28 @@ export class SnapshotsService implements OnModuleInit {
    * Pending records whose task a restart interrupted (a create, or a schedule's run): each is
    * marked taken when its remote has the snapshot, else released. Never throws.
    */
-  async settlePending(records: readonly VmSnapshotEntity[], credentialId: string | null): Promise<void> {
+  async settlePending(
+    records: readonly VmSnapshotEntity[],
+    credentialId: string | null,
+  ): Promise<void> {
     for (const record of records.filter((r) => r.state === 'pending')) {
       try {
         const connection = await this.remotes.connectionFor(record.remoteId, credentialId);
-        const found = (await this.agents.listVmSnapshots(connection, record.vmId)).find((s) => s.snapshot === record.name);
-        if (found) await this.repository.markCreated(record.id, parseTime(found.createdAt) ?? this.clock.now(), consistencyOf(found));
+        const found = (await this.agents.listVmSnapshots(connection, record.vmId)).find(
+          (s) => s.snapshot === record.name,
+        );
+        if (found)
+          await this.repository.markCreated(
+            record.id,
+            parseTime(found.createdAt) ?? this.clock.now(),
+            consistencyOf(found),
+          );
         else await this.repository.release(record.id);
       } catch (error) {
-        this.logger.warn({ record: record.id, vm: record.vmId, err: error }, 'cannot settle a pending snapshot record; it stays pending');
+        this.logger.warn(
+          { record: record.id, vm: record.vmId, err: error },
+          'cannot settle a pending snapshot record; it stays pending',
+        );
       }
     }
   }
@@ -317,9 +500,16 @@ function toView(snapshot: VmSnapshot__Output, record: VmSnapshotEntity | undefin
     name: snapshot.snapshot,
     createdAt: parseTime(snapshot.createdAt)?.toISOString() ?? null,
     consistency: consistencyOf(snapshot),
-    consistencyReason: consistencyOf(snapshot) === 'crash' ? snapshot.consistencyReason || 'taken without freezing the guest' : null,
+    consistencyReason:
+      consistencyOf(snapshot) === 'crash'
+        ? snapshot.consistencyReason || 'taken without freezing the guest'
+        : null,
     group: snapshot.group,
-    disks: snapshot.disks.map((disk) => ({ pool: disk.pool, image: disk.image, sizeBytes: Number(disk.sizeBytes) || 0 })),
+    disks: snapshot.disks.map((disk) => ({
+      pool: disk.pool,
+      image: disk.image,
+      sizeBytes: Number(disk.sizeBytes) || 0,
+    })),
     createdBy: record?.createdBy ?? null,
     scheduleId: record?.scheduleId ?? null,
     description: record?.description ?? null,
@@ -355,7 +545,11 @@ function parseTime(text: string): Date | undefined {
 
 /** `2026-12-07T13:05:09.123Z` → `20261207t130509z`: a name part that sorts by time. */
 export function stamp(at: Date): string {
-  return at.toISOString().replace(/\.\d+Z$/, 'z').replace(/[-:]/g, '').toLowerCase();
+  return at
+    .toISOString()
+    .replace(/\.\d+Z$/, 'z')
+    .replace(/[-:]/g, '')
+    .toLowerCase();
 }
 
 export function vmPath(remoteId: string, vmId: string): string {

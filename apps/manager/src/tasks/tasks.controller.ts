@@ -30,7 +30,12 @@ export class TasksController {
   @Post(':id/cancel')
   @RequirePrivilege('task.cancel', '/', { partial: true })
   @Audited('task.cancel', { target: '/tasks/{id}' })
-  @ZodResponse({ status: 202, type: TaskDto, description: 'Accepted: a queued task is cancelled at once; a running one ends cancelled once it has stopped' })
+  @ZodResponse({
+    status: 202,
+    type: TaskDto,
+    description:
+      'Accepted: a queued task is cancelled at once; a running one ends cancelled once it has stopped',
+  })
   cancel(@CurrentCaller() caller: Caller, @Param() params: TaskParamsDto) {
     return this.tasks.cancel(caller, params.id);
   }

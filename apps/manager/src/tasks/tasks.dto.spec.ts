@@ -4,7 +4,11 @@ import { MIGRATION_TASK } from '../migration/migration.service';
 import { PAIR_TASK } from '../replication/replication-pairs.service';
 import { DR_TASKS } from '../replication/vm-replication.service';
 import { SCHEDULE_RUN_TASK } from '../snapshots/snapshot-schedules.service';
-import { SNAPSHOT_CREATE_TASK, SNAPSHOT_DELETE_TASK, SNAPSHOT_ROLLBACK_TASK } from '../snapshots/snapshots.service';
+import {
+  SNAPSHOT_CREATE_TASK,
+  SNAPSHOT_DELETE_TASK,
+  SNAPSHOT_ROLLBACK_TASK,
+} from '../snapshots/snapshots.service';
 import { taskSchema } from './tasks.dto';
 
 describe('the task view in the API document', () => {

@@ -4,33 +4,39 @@ import { z } from 'zod';
 import { migrationDetailsSchema } from '../migration/migration-details.dto';
 import { TASK_STATES } from './task.entity';
 
-export const taskSchema = z
-  .object({
-    id: z.string(),
-    type: z.string().meta({
-      description:
-        'vm.start | vm.shutdown | vm.reboot | vm.stop | vm.migrate | vm.snapshot.create | vm.snapshot.delete | vm.snapshot.rollback | vm.snapshot.schedule | ' +
-        'replication.pair | vm.replication.enable | vm.replication.disable | vm.replication.switchover | vm.replication.failover | vm.replication.resync',
-    }),
-    state: z.enum(TASK_STATES),
-    target: z.object({ remote: z.string().nullable(), vm: z.string().nullable() }),
-    owner: z.string().meta({ description: 'Who asked for it (principal!token)' }),
-    progress: z.number().min(0).max(1),
-    log: z.array(z.object({ at: z.iso.datetime(), message: z.string() })),
-    error: z.string().nullable(),
-    createdAt: z.iso.datetime(),
-    startedAt: z.iso.datetime().nullable(),
-    finishedAt: z.iso.datetime().nullable(),
-    updatedAt: z.iso.datetime(),
-    migration: migrationDetailsSchema.optional().meta({ description: 'vm.migrate tasks, in GET /api/v1/tasks/{id}: phase, figures and journal' }),
-  });
+export const taskSchema = z.object({
+  id: z.string(),
+  type: z.string().meta({
+    description:
+      'vm.start | vm.shutdown | vm.reboot | vm.stop | vm.migrate | vm.snapshot.create | vm.snapshot.delete | vm.snapshot.rollback | vm.snapshot.schedule | ' +
+      'replication.pair | vm.replication.enable | vm.replication.disable | vm.replication.switchover | vm.replication.failover | vm.replication.resync',
+  }),
+  state: z.enum(TASK_STATES),
+  target: z.object({ remote: z.string().nullable(), vm: z.string().nullable() }),
+  owner: z.string().meta({ description: 'Who asked for it (principal!token)' }),
+  progress: z.number().min(0).max(1),
+  log: z.array(z.object({ at: z.iso.datetime(), message: z.string() })),
+  error: z.string().nullable(),
+  createdAt: z.iso.datetime(),
+  startedAt: z.iso.datetime().nullable(),
+  finishedAt: z.iso.datetime().nullable(),
+  updatedAt: z.iso.datetime(),
+  migration: migrationDetailsSchema.optional().meta({
+    description: 'vm.migrate tasks, in GET /api/v1/tasks/{id}: phase, figures and journal',
+  }),
+});
 export type TaskView = z.infer<typeof taskSchema>;
 /** What a task type's handler adds to GET /api/v1/tasks/{id}. */
 export type TaskDetails = Partial<Pick<TaskView, 'migration'>>;
 export class TaskDto extends createZodDto(taskSchema) {}
 
 export class TaskListDto extends createZodDto(
-  z.object({ items: z.array(taskSchema), total: z.number().int(), limit: z.number().int(), offset: z.number().int() }),
+  z.object({
+    items: z.array(taskSchema),
+    total: z.number().int(),
+    limit: z.number().int(),
+    offset: z.number().int(),
+  }),
 ) {}
 
 export const taskQuerySchema = z.strictObject({

@@ -28,20 +28,28 @@ export class TasksRepository {
    * blocking task is answered — when the VM has a queued or running task of an exclusive type, or
    * when the new task is itself of an exclusive type and the VM has any queued or running task.
    */
-  async insert(task: TaskEntity, exclusiveTypes: readonly string[] = []): Promise<TaskEntity | undefined> {
+  async insert(
+    task: TaskEntity,
+    exclusiveTypes: readonly string[] = [],
+  ): Promise<TaskEntity | undefined> {
     if (task.vmId === null || exclusiveTypes.length === 0) {
       await this.dataSource.getRepository(TaskEntity).insert(task);
       return undefined;
     }
     return this.dataSource.transaction(async (tx) => {
       // Released at commit; the check below then sees every task committed by an earlier holder.
-      await tx.query(`SELECT pg_advisory_xact_lock(hashtextextended('debvisor.tasks.vm:' || $1, 0))`, [task.vmId]);
+      await tx.query(
+        `SELECT pg_advisory_xact_lock(hashtextextended('debvisor.tasks.vm:' || $1, 0))`,
+        [task.vmId],
+      );
       const blocking = await tx
         .getRepository(TaskEntity)
         .createQueryBuilder('t')
         .where('t.vm_id = :vm', { vm: task.vmId })
         .andWhere('t.state IN (:...active)', { active: ['queued', 'running'] })
-        .andWhere(exclusiveTypes.includes(task.type) ? 'TRUE' : 't.type IN (:...exclusive)', { exclusive: exclusiveTypes })
+        .andWhere(exclusiveTypes.includes(task.type) ? 'TRUE' : 't.type IN (:...exclusive)', {
+          exclusive: exclusiveTypes,
+        })
         .orderBy('t.created_at', 'ASC')
         .getOne();
       if (blocking) return blocking;
@@ -91,21 +99,30 @@ export class TasksRepository {
   }
 
   async appendLog(id: string, line: TaskLogLine): Promise<void> {
-    await this.dataSource.query('UPDATE tasks SET log = log || $1::jsonb, updated_at = $2 WHERE id = $3', [
-      JSON.stringify([line]),
-      new Date(line.at),
-      id,
-    ]);
+    await this.dataSource.query(
+      'UPDATE tasks SET log = log || $1::jsonb, updated_at = $2 WHERE id = $3',
+      [JSON.stringify([line]), new Date(line.at), id],
+    );
   }
 
   async setProgress(id: string, progress: number, at: Date): Promise<void> {
     await this.dataSource.getRepository(TaskEntity).update({ id }, { progress, updatedAt: at });
   }
 
-  async finish(id: string, outcome: { state: TaskState; error: string | null; progress?: number }, at: Date): Promise<void> {
+  async finish(
+    id: string,
+    outcome: { state: TaskState; error: string | null; progress?: number },
+    at: Date,
+  ): Promise<void> {
     await this.dataSource.getRepository(TaskEntity).update(
       { id },
-      { state: outcome.state, error: outcome.error, finishedAt: at, updatedAt: at, ...(outcome.progress !== undefined ? { progress: outcome.progress } : {}) },
+      {
+        state: outcome.state,
+        error: outcome.error,
+        finishedAt: at,
+        updatedAt: at,
+        ...(outcome.progress !== undefined ? { progress: outcome.progress } : {}),
+      },
     );
   }
 
@@ -114,8 +131,17 @@ export class TasksRepository {
     const result = await this.dataSource
       .createQueryBuilder()
       .update(TaskEntity)
-      .set({ state: 'cancelled', error: message, finishedAt: at, updatedAt: at, log: () => 'log || :line::jsonb' })
-      .setParameter('line', JSON.stringify([{ at: at.toISOString(), message: `cancelled: ${message}` }]))
+      .set({
+        state: 'cancelled',
+        error: message,
+        finishedAt: at,
+        updatedAt: at,
+        log: () => 'log || :line::jsonb',
+      })
+      .setParameter(
+        'line',
+        JSON.stringify([{ at: at.toISOString(), message: `cancelled: ${message}` }]),
+      )
       .where('id = :id AND state = :queued', { id, queued: 'queued' })
       .execute();
     return (result.affected ?? 0) > 0;
@@ -138,14 +164,19 @@ export class TasksRepository {
    * to its log; answers the tasks as they were before. Running tasks of the `resumable` types are left
    * alone (their handlers settle them).
    */
-  async failUnfinished(message: (state: TaskState) => string, at: Date, resumable: readonly string[] = []): Promise<TaskEntity[]> {
+  async failUnfinished(
+    message: (state: TaskState) => string,
+    at: Date,
+    resumable: readonly string[] = [],
+  ): Promise<TaskEntity[]> {
     return this.dataSource.transaction(async (tx) => {
       const query = tx
         .getRepository(TaskEntity)
         .createQueryBuilder('t')
         .setLock('pessimistic_write')
         .where('t.state IN (:...states)', { states: ['queued', 'running'] });
-      if (resumable.length > 0) query.andWhere("NOT (t.state = 'running' AND t.type IN (:...resumable))", { resumable });
+      if (resumable.length > 0)
+        query.andWhere("NOT (t.state = 'running' AND t.type IN (:...resumable))", { resumable });
       const unfinished = await query.getMany();
       for (const task of unfinished) {
         const text = message(task.state);

@@ -25,7 +25,11 @@ function memoryRepository() {
   const rows = new Map<string, TaskEntity>();
   const writes: string[] = [];
   const repository = strictMock<TasksRepository>('TasksRepository', {
-    insert: async (task: TaskEntity) => void (rows.set(task.id, { ...task, log: [...task.log] }), writes.push(`insert ${task.state}`)),
+    insert: async (task: TaskEntity) =>
+      void (
+        rows.set(task.id, { ...task, log: [...task.log] }),
+        writes.push(`insert ${task.state}`)
+      ),
     get: async (id: string) => rows.get(id) ?? null,
     markRunning: async (id: string, at: Date) => {
       const row = rows.get(id)!;
@@ -36,8 +40,16 @@ function memoryRepository() {
     },
     appendLog: async (id: string, line: TaskLogLine) => void rows.get(id)!.log.push(line),
     setProgress: async (id: string, progress: number) => void (rows.get(id)!.progress = progress),
-    finish: async (id: string, outcome: { state: TaskState; error: string | null; progress?: number }, at: Date) => {
-      Object.assign(rows.get(id)!, { state: outcome.state, error: outcome.error, finishedAt: at }, outcome.progress !== undefined ? { progress: outcome.progress } : {});
+    finish: async (
+      id: string,
+      outcome: { state: TaskState; error: string | null; progress?: number },
+      at: Date,
+    ) => {
+      Object.assign(
+        rows.get(id)!,
+        { state: outcome.state, error: outcome.error, finishedAt: at },
+        outcome.progress !== undefined ? { progress: outcome.progress } : {},
+      );
       writes.push(`finish ${outcome.state}`);
     },
     cancelQueued: async (id: string, message: string, at: Date) => {
@@ -53,11 +65,18 @@ function memoryRepository() {
 }
 
 function taskMetrics() {
-  return strictMock<MetricsService>('MetricsService', { registerTaskType: () => undefined, observeTask: () => undefined, setTaskQueue: () => undefined });
+  return strictMock<MetricsService>('MetricsService', {
+    registerTaskType: () => undefined,
+    observeTask: () => undefined,
+    setTaskQueue: () => undefined,
+  });
 }
 
 function taskAudit(finished: unknown[] = []) {
-  return strictMock<AuditService>('AuditService', { taskFinished: async (task) => void finished.push({ id: task.id, state: task.state, error: task.error, owner: task.owner }) });
+  return strictMock<AuditService>('AuditService', {
+    taskFinished: async (task) =>
+      void finished.push({ id: task.id, state: task.state, error: task.error, owner: task.owner }),
+  });
 }
 
 function service(repository: TasksRepository, metrics = taskMetrics(), audit = taskAudit()) {
@@ -68,7 +87,12 @@ function service(repository: TasksRepository, metrics = taskMetrics(), audit = t
     strictMock<ClockRepository>('ClockRepository', { now: () => NOW }),
     strictMock<RandomRepository>('RandomRepository', { uuid: () => ID }),
     metrics,
-    strictMock<PinoLogger>('PinoLogger', { setContext: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined }),
+    strictMock<PinoLogger>('PinoLogger', {
+      setContext: () => undefined,
+      info: () => undefined,
+      warn: () => undefined,
+      error: () => undefined,
+    }),
     audit,
   );
 }
@@ -85,13 +109,25 @@ describe('TasksService', () => {
         await context.progress(0.5);
       },
     });
-    await expect(tasks.enqueue({ type: 'vm.start', remoteId: 'dc-east', vmId: 'v', owner: 'root@local!b' })).resolves.toEqual({ taskId: ID });
+    await expect(
+      tasks.enqueue({ type: 'vm.start', remoteId: 'dc-east', vmId: 'v', owner: 'root@local!b' }),
+    ).resolves.toEqual({ taskId: ID });
     expect(writes[0]).toBe('insert queued');
     await tasks.idle();
     expect(writes).toEqual(['insert queued', 'running', 'finish succeeded']);
     const task = await tasks.get(ADMIN, ID);
-    expect(task).toMatchObject({ state: 'succeeded', progress: 1, error: null, owner: 'root@local!b', target: { remote: 'dc-east', vm: 'v' } });
-    expect(task.log.map((l) => l.message)).toEqual(['queued by root@local!b', 'asking the agent', 'succeeded']);
+    expect(task).toMatchObject({
+      state: 'succeeded',
+      progress: 1,
+      error: null,
+      owner: 'root@local!b',
+      target: { remote: 'dc-east', vm: 'v' },
+    });
+    expect(task.log.map((l) => l.message)).toEqual([
+      'queued by root@local!b',
+      'asking the agent',
+      'succeeded',
+    ]);
     expect(rows.size).toBe(1);
   });
 
@@ -106,7 +142,10 @@ describe('TasksService', () => {
     });
     await tasks.enqueue({ type: 'vm.stop', remoteId: 'r', vmId: 'v', owner: 'o' });
     await tasks.idle();
-    expect(await tasks.get(ADMIN, ID)).toMatchObject({ state: 'failed', error: 'VM web-1 is busy' });
+    expect(await tasks.get(ADMIN, ID)).toMatchObject({
+      state: 'failed',
+      error: 'VM web-1 is busy',
+    });
 
     const second = memoryRepository();
     const other = service(second.repository);
@@ -125,7 +164,9 @@ describe('TasksService', () => {
 
   it('fails tasks a previous process left unfinished and lets their handler look at the outcome', async () => {
     const interrupted: string[] = [];
-    const left = [{ id: 'a', type: 'vm.start', state: 'running', remoteId: 'dc-east' }] as TaskEntity[];
+    const left = [
+      { id: 'a', type: 'vm.start', state: 'running', remoteId: 'dc-east' },
+    ] as TaskEntity[];
     let messages: string[] = [];
     const tasks = service(
       strictMock<TasksRepository>('TasksRepository', {
@@ -135,7 +176,10 @@ describe('TasksService', () => {
         },
       }),
     );
-    tasks.registerHandler('vm.start', { run: async () => undefined, afterInterrupted: (task) => void interrupted.push(task.remoteId!) });
+    tasks.registerHandler('vm.start', {
+      run: async () => undefined,
+      afterInterrupted: (task) => void interrupted.push(task.remoteId!),
+    });
     expect(await tasks.recoverInterrupted()).toBe(1);
     expect(messages[0]).toContain('the manager restarted while this task was running');
     expect(messages[1]).toContain('the manager restarted before this task started');
@@ -153,14 +197,29 @@ describe('TasksService', () => {
     });
     await tasks.enqueue({ type: 'vm.stop', remoteId: 'r', vmId: 'v', owner: 'alice@ldap!ci' });
     await tasks.idle();
-    expect(finished).toEqual([{ id: ID, state: 'failed', error: 'VM web-1 is busy', owner: 'alice@ldap!ci' }]);
+    expect(finished).toEqual([
+      { id: ID, state: 'failed', error: 'VM web-1 is busy', owner: 'alice@ldap!ci' },
+    ]);
 
     const restarted: unknown[] = [];
-    const left = [{ id: 'a', type: 'vm.start', state: 'running', remoteId: 'dc-east', owner: 'root@local!b' }] as TaskEntity[];
-    const recovering = service(strictMock<TasksRepository>('TasksRepository', { failUnfinished: async () => left }), taskMetrics(), taskAudit(restarted));
+    const left = [
+      { id: 'a', type: 'vm.start', state: 'running', remoteId: 'dc-east', owner: 'root@local!b' },
+    ] as TaskEntity[];
+    const recovering = service(
+      strictMock<TasksRepository>('TasksRepository', { failUnfinished: async () => left }),
+      taskMetrics(),
+      taskAudit(restarted),
+    );
     recovering.registerHandler('vm.start', { run: async () => undefined });
     await recovering.recoverInterrupted();
-    expect(restarted).toEqual([{ id: 'a', state: 'failed', error: 'interrupted by a manager restart', owner: 'root@local!b' }]);
+    expect(restarted).toEqual([
+      {
+        id: 'a',
+        state: 'failed',
+        error: 'interrupted by a manager restart',
+        owner: 'root@local!b',
+      },
+    ]);
   });
 
   it('counts finished and interrupted tasks by type and outcome, with their duration', async () => {
@@ -175,7 +234,10 @@ describe('TasksService', () => {
     expect(metrics.observeTask).toHaveBeenCalledWith('vm.start', 'succeeded', 0);
 
     const restarted = service(
-      strictMock<TasksRepository>('TasksRepository', { failUnfinished: async () => [{ id: 'a', type: 'vm.stop', state: 'queued', remoteId: 'r' }] as TaskEntity[] }),
+      strictMock<TasksRepository>('TasksRepository', {
+        failUnfinished: async () =>
+          [{ id: 'a', type: 'vm.stop', state: 'queued', remoteId: 'r' }] as TaskEntity[],
+      }),
       metrics,
     );
     await restarted.recoverInterrupted();
@@ -187,7 +249,9 @@ describe('TasksService', () => {
     const tasks = service(repository);
     const seen: (string | undefined)[] = [];
     tasks.registerHandler('vm.start', { run: async () => void seen.push(currentTraceId()) });
-    await runWithTraceId('request-trace-0001', () => tasks.enqueue({ type: 'vm.start', remoteId: 'r', vmId: 'v', owner: 'o' }));
+    await runWithTraceId('request-trace-0001', () =>
+      tasks.enqueue({ type: 'vm.start', remoteId: 'r', vmId: 'v', owner: 'o' }),
+    );
     await tasks.idle();
     const other = service(memoryRepository().repository);
     other.registerHandler('vm.start', { run: async () => void seen.push(currentTraceId()) });
@@ -211,16 +275,23 @@ describe('TasksService', () => {
     const tasks = service(repository);
     tasks.registerHandler('vm.start', { run: async () => undefined });
     await tasks.beforeApplicationShutdown();
-    await expect(tasks.enqueue({ type: 'vm.start', remoteId: 'r', vmId: 'v', owner: 'o' })).rejects.toMatchObject({ code: ErrorCode.NotReady });
+    await expect(
+      tasks.enqueue({ type: 'vm.start', remoteId: 'r', vmId: 'v', owner: 'o' }),
+    ).rejects.toMatchObject({ code: ErrorCode.NotReady });
   });
 });
 
 describe('TasksService: exclusive, cancellable and resumable tasks', () => {
-  const MANAGER: Caller = testCaller([{ path: '/', role: 'Manage' }], { display: 'alice@local!ci' });
+  const MANAGER: Caller = testCaller([{ path: '/', role: 'Manage' }], {
+    display: 'alice@local!ci',
+  });
 
   it('refuses with 409 a task whose VM is held by an exclusive task, naming that task, and passes the exclusive types to the insert', async () => {
     const blocking = { id: 'b1', type: 'vm.migrate', state: 'running' } as TaskEntity;
-    const insert = vi.fn(async (_task: TaskEntity, _exclusive?: readonly string[]): Promise<TaskEntity | undefined> => blocking);
+    const insert = vi.fn(
+      async (_task: TaskEntity, _exclusive?: readonly string[]): Promise<TaskEntity | undefined> =>
+        blocking,
+    );
     const tasks = service(strictMock<TasksRepository>('TasksRepository', { insert }));
     tasks.registerHandler('vm.start', { run: async () => undefined });
     tasks.registerHandler('vm.migrate', { exclusive: true, run: async () => undefined });
@@ -234,8 +305,14 @@ describe('TasksService: exclusive, cancellable and resumable tasks', () => {
     const { rows, repository } = memoryRepository();
     const tasks = service(repository);
     const order: string[] = [];
-    tasks.registerHandler('vm.migrate', { exclusive: true, run: async () => void order.push('run') });
-    await tasks.enqueue({ type: 'vm.migrate', remoteId: 'r', vmId: 'v', owner: 'o' }, { prepare: async (id) => void order.push(`prepare ${id}`) });
+    tasks.registerHandler('vm.migrate', {
+      exclusive: true,
+      run: async () => void order.push('run'),
+    });
+    await tasks.enqueue(
+      { type: 'vm.migrate', remoteId: 'r', vmId: 'v', owner: 'o' },
+      { prepare: async (id) => void order.push(`prepare ${id}`) },
+    );
     await tasks.idle();
     expect(order).toEqual([`prepare ${ID}`, 'run']);
 
@@ -243,7 +320,10 @@ describe('TasksService: exclusive, cancellable and resumable tasks', () => {
     const failing = service(second.repository);
     const run = vi.fn(async () => undefined);
     failing.registerHandler('vm.migrate', { run });
-    const refused = failing.enqueue({ type: 'vm.migrate', remoteId: 'r', vmId: 'v', owner: 'o' }, { prepare: async () => Promise.reject(new DomainError(ErrorCode.Conflict, 'no room')) });
+    const refused = failing.enqueue(
+      { type: 'vm.migrate', remoteId: 'r', vmId: 'v', owner: 'o' },
+      { prepare: async () => Promise.reject(new DomainError(ErrorCode.Conflict, 'no room')) },
+    );
     await expect(refused).rejects.toThrow('no room');
     await failing.idle();
     expect(run).not.toHaveBeenCalled();
@@ -258,7 +338,11 @@ describe('TasksService: exclusive, cancellable and resumable tasks', () => {
     let stop: (() => void) | undefined;
     const asked: string[] = [];
     tasks.registerHandler('vm.migrate', {
-      run: () => new Promise<void>((_resolve, reject) => (stop = () => reject(new TaskCancelled('the VM keeps running on node-1')))),
+      run: () =>
+        new Promise<void>(
+          (_resolve, reject) =>
+            (stop = () => reject(new TaskCancelled('the VM keeps running on node-1'))),
+        ),
       cancel: async (task, by) => {
         asked.push(`${task.id} by ${by}`);
         stop!();
@@ -269,45 +353,87 @@ describe('TasksService: exclusive, cancellable and resumable tasks', () => {
     await tasks.cancel(MANAGER, ID);
     await tasks.idle();
     expect(asked).toEqual([`${ID} by alice@local!ci`]);
-    expect(rows.get(ID)).toMatchObject({ state: 'cancelled', error: 'the VM keeps running on node-1' });
+    expect(rows.get(ID)).toMatchObject({
+      state: 'cancelled',
+      error: 'the VM keeps running on node-1',
+    });
     expect(rows.get(ID)!.log.at(-1)!.message).toBe('cancelled: the VM keeps running on node-1');
-    expect(finished).toEqual([{ id: ID, state: 'cancelled', error: 'the VM keeps running on node-1', owner: 'o' }]);
+    expect(finished).toEqual([
+      { id: ID, state: 'cancelled', error: 'the VM keeps running on node-1', owner: 'o' },
+    ]);
   });
 
   it('cancels a queued task at once; refuses tasks that ended, tasks that cannot be cancelled, and callers without task.cancel', async () => {
     const { rows, repository } = memoryRepository();
     const tasks = service(repository);
     let release: (() => void) | undefined;
-    tasks.registerHandler('vm.start', { run: () => new Promise<void>((resolve) => (release = resolve)) });
+    tasks.registerHandler('vm.start', {
+      run: () => new Promise<void>((resolve) => (release = resolve)),
+    });
     // A task stored queued that the worker has not picked up.
-    rows.set('queued-1', { id: 'queued-1', type: 'vm.start', state: 'queued', remoteId: 'r', vmId: 'v', owner: 'o', log: [], createdAt: NOW, updatedAt: NOW } as unknown as TaskEntity);
+    rows.set('queued-1', {
+      id: 'queued-1',
+      type: 'vm.start',
+      state: 'queued',
+      remoteId: 'r',
+      vmId: 'v',
+      owner: 'o',
+      log: [],
+      createdAt: NOW,
+      updatedAt: NOW,
+    } as unknown as TaskEntity);
     const cancelled = await tasks.cancel(MANAGER, 'queued-1');
-    expect(cancelled).toMatchObject({ state: 'cancelled', error: 'cancelled by alice@local!ci before it started' });
+    expect(cancelled).toMatchObject({
+      state: 'cancelled',
+      error: 'cancelled by alice@local!ci before it started',
+    });
 
     await tasks.enqueue({ type: 'vm.start', remoteId: 'r', vmId: 'v', owner: 'o' });
     await vi.waitFor(() => expect(release).toBeDefined());
-    await expect(tasks.cancel(MANAGER, ID)).rejects.toThrow('a vm.start task cannot be cancelled once it has started');
-    await expect(tasks.cancel(testCaller([{ path: '/', role: 'Audit' }]), ID)).rejects.toMatchObject({ code: ErrorCode.Forbidden });
-    await expect(tasks.cancel(testCaller([{ path: '/remotes/other', role: 'Manage' }]), ID)).rejects.toMatchObject({ code: ErrorCode.NotFound });
+    await expect(tasks.cancel(MANAGER, ID)).rejects.toThrow(
+      'a vm.start task cannot be cancelled once it has started',
+    );
+    await expect(
+      tasks.cancel(testCaller([{ path: '/', role: 'Audit' }]), ID),
+    ).rejects.toMatchObject({ code: ErrorCode.Forbidden });
+    await expect(
+      tasks.cancel(testCaller([{ path: '/remotes/other', role: 'Manage' }]), ID),
+    ).rejects.toMatchObject({ code: ErrorCode.NotFound });
     release!();
     await tasks.idle();
     await expect(tasks.cancel(MANAGER, ID)).rejects.toThrow('has already ended (succeeded)');
   });
 
   it('leaves running tasks of resumable types to their handlers at start-up and settles them in the background', async () => {
-    const left = { id: ID, type: 'vm.migrate', state: 'running', remoteId: 'dc-east', vmId: 'v', owner: 'o', log: [] } as unknown as TaskEntity;
+    const left = {
+      id: ID,
+      type: 'vm.migrate',
+      state: 'running',
+      remoteId: 'dc-east',
+      vmId: 'v',
+      owner: 'o',
+      log: [],
+    } as unknown as TaskEntity;
     const writes: string[] = [];
     let resumable: readonly string[] = [];
     const repository = strictMock<TasksRepository>('TasksRepository', {
-      failUnfinished: async (_message: (state: TaskState) => string, _at: Date, types?: readonly string[]) => ((resumable = types ?? []), []),
+      failUnfinished: async (
+        _message: (state: TaskState) => string,
+        _at: Date,
+        types?: readonly string[],
+      ) => ((resumable = types ?? []), []),
       listRunning: async () => [left],
       get: async () => left,
       appendLog: async (_id: string, line: TaskLogLine) => void writes.push(line.message),
-      finish: async (_id: string, outcome: { state: TaskState }) => void writes.push(`finish ${outcome.state}`),
+      finish: async (_id: string, outcome: { state: TaskState }) =>
+        void writes.push(`finish ${outcome.state}`),
     });
     const tasks = service(repository);
     tasks.registerHandler('vm.start', { run: async () => undefined });
-    tasks.registerHandler('vm.migrate', { run: async () => undefined, resume: async (context) => context.log('settled: the VM runs on node-2') });
+    tasks.registerHandler('vm.migrate', {
+      run: async () => undefined,
+      resume: async (context) => context.log('settled: the VM runs on node-2'),
+    });
     expect(await tasks.recoverInterrupted()).toBe(0);
     await tasks.idle();
     expect(resumable).toEqual(['vm.migrate']);
@@ -320,7 +446,8 @@ describe('TasksService: exclusive, cancellable and resumable tasks', () => {
     let letGo: (() => void) | undefined;
     const suspend = vi.fn(() => letGo?.());
     tasks.registerHandler('vm.migrate', {
-      run: () => new Promise<void>((_resolve, reject) => (letGo = () => reject(new TaskSuspended()))),
+      run: () =>
+        new Promise<void>((_resolve, reject) => (letGo = () => reject(new TaskSuspended()))),
       resume: async () => undefined,
       suspend,
     });

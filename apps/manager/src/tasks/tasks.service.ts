@@ -106,26 +106,32 @@ export class TasksService implements BeforeApplicationShutdown {
   /** Stores the task as queued and schedules it; answers its id. 409 when an exclusive task holds the VM. */
   async enqueue(input: NewTask, options: EnqueueOptions = {}): Promise<{ taskId: string }> {
     if (!this.handlers.has(input.type)) throw new Error(`no task handler for ${input.type}`);
-    if (!this.accepting) throw new DomainError(ErrorCode.NotReady, 'the manager is shutting down; try again shortly');
+    if (!this.accepting)
+      throw new DomainError(ErrorCode.NotReady, 'the manager is shutting down; try again shortly');
     const now = this.clock.now();
     const id = this.random.uuid();
-    const exclusiveTypes = [...this.handlers].filter(([, handler]) => handler.exclusive).map(([type]) => type);
-    const blocking = await this.tasks.insert({
-      id,
-      type: input.type,
-      state: 'queued',
-      remoteId: input.remoteId,
-      vmId: input.vmId,
-      credentialId: input.credentialId ?? null,
-      owner: input.owner,
-      progress: 0,
-      log: [{ at: now.toISOString(), message: `queued by ${input.owner}` }],
-      error: null,
-      createdAt: now,
-      startedAt: null,
-      finishedAt: null,
-      updatedAt: now,
-    }, exclusiveTypes);
+    const exclusiveTypes = [...this.handlers]
+      .filter(([, handler]) => handler.exclusive)
+      .map(([type]) => type);
+    const blocking = await this.tasks.insert(
+      {
+        id,
+        type: input.type,
+        state: 'queued',
+        remoteId: input.remoteId,
+        vmId: input.vmId,
+        credentialId: input.credentialId ?? null,
+        owner: input.owner,
+        progress: 0,
+        log: [{ at: now.toISOString(), message: `queued by ${input.owner}` }],
+        error: null,
+        createdAt: now,
+        startedAt: null,
+        finishedAt: null,
+        updatedAt: now,
+      },
+      exclusiveTypes,
+    );
     if (blocking) {
       throw new DomainError(
         ErrorCode.Conflict,
@@ -136,7 +142,10 @@ export class TasksService implements BeforeApplicationShutdown {
       try {
         await options.prepare(id);
       } catch (error) {
-        const message = error instanceof DomainError ? error.message : 'could not be prepared; the manager log has the details';
+        const message =
+          error instanceof DomainError
+            ? error.message
+            : 'could not be prepared; the manager log has the details';
         await this.tasks.finish(id, { state: 'failed', error: message }, this.clock.now());
         throw error;
       }
@@ -164,7 +173,11 @@ export class TasksService implements BeforeApplicationShutdown {
     if (!task || !this.maySee(caller, task)) throw DomainError.notFound(`task ${id}`);
     const path = taskPath(task);
     if (!this.auth.holds(caller, 'task.cancel', path)) {
-      throw new PermissionDenied({ privilege: 'task.cancel', path }, {}, `permission denied: needs task.cancel on ${path}`);
+      throw new PermissionDenied(
+        { privilege: 'task.cancel', path },
+        {},
+        `permission denied: needs task.cancel on ${path}`,
+      );
     }
     if (task.state === 'queued') {
       const message = `cancelled by ${caller.display} before it started`;
@@ -178,14 +191,22 @@ export class TasksService implements BeforeApplicationShutdown {
       }
     }
     const current = (await this.tasks.get(id))!;
-    if (current.state !== 'running') throw new DomainError(ErrorCode.Conflict, `task ${id} has already ended (${current.state})`);
+    if (current.state !== 'running')
+      throw new DomainError(ErrorCode.Conflict, `task ${id} has already ended (${current.state})`);
     const handler = this.handlers.get(current.type);
-    if (!handler?.cancel) throw new DomainError(ErrorCode.Conflict, `a ${current.type} task cannot be cancelled once it has started`);
+    if (!handler?.cancel)
+      throw new DomainError(
+        ErrorCode.Conflict,
+        `a ${current.type} task cannot be cancelled once it has started`,
+      );
     await handler.cancel(current, caller.display);
     return this.get(caller, id);
   }
 
-  async list(caller: Caller, query: TaskQuery): Promise<{ items: TaskView[]; total: number; limit: number; offset: number }> {
+  async list(
+    caller: Caller,
+    query: TaskQuery,
+  ): Promise<{ items: TaskView[]; total: number; limit: number; offset: number }> {
     const remotes = this.auth.remoteScope(caller, 'task.audit');
     const vms = remotes === 'all' ? undefined : this.auth.vmScope(caller, 'task.audit');
     const { items, total } = await this.tasks.list({ ...query, remotes, vms });
@@ -197,7 +218,9 @@ export class TasksService implements BeforeApplicationShutdown {
    * failed with a log line saying so, and its handler may look at the outcome (refresh the VM).
    */
   async recoverInterrupted(): Promise<number> {
-    const resumable = [...this.handlers].filter(([, handler]) => handler.resume).map(([type]) => type);
+    const resumable = [...this.handlers]
+      .filter(([, handler]) => handler.resume)
+      .map(([type]) => type);
     const interrupted = await this.tasks.failUnfinished(
       (state) =>
         state === 'running'
@@ -207,9 +230,16 @@ export class TasksService implements BeforeApplicationShutdown {
       resumable,
     );
     for (const task of interrupted) {
-      this.logger.warn({ task: task.id, type: task.type, state: task.state }, 'task failed: interrupted by a manager restart');
+      this.logger.warn(
+        { task: task.id, type: task.type, state: task.state },
+        'task failed: interrupted by a manager restart',
+      );
       this.metrics.observeTask(task.type, 'interrupted', undefined);
-      await this.audit.taskFinished({ ...task, state: 'failed', error: 'interrupted by a manager restart' });
+      await this.audit.taskFinished({
+        ...task,
+        state: 'failed',
+        error: 'interrupted by a manager restart',
+      });
       try {
         this.handlers.get(task.type)?.afterInterrupted?.(task);
       } catch (error) {
@@ -218,11 +248,16 @@ export class TasksService implements BeforeApplicationShutdown {
     }
     // Running tasks whose handlers can settle them: in the background, like new tasks.
     for (const task of resumable.length > 0 ? await this.tasks.listRunning(resumable) : []) {
-      this.logger.warn({ task: task.id, type: task.type }, 'settling a task left running by a previous process');
-      const run = runInBackground(() => this.execute(task.id, 'resume'), newTraceId()).finally(() => {
-        this.running.delete(task.id);
-        this.pump();
-      });
+      this.logger.warn(
+        { task: task.id, type: task.type },
+        'settling a task left running by a previous process',
+      );
+      const run = runInBackground(() => this.execute(task.id, 'resume'), newTraceId()).finally(
+        () => {
+          this.running.delete(task.id);
+          this.pump();
+        },
+      );
       this.running.set(task.id, run);
     }
     return interrupted.length;
@@ -236,13 +271,17 @@ export class TasksService implements BeforeApplicationShutdown {
     for (const handler of this.handlers.values()) handler.suspend?.();
     const all = Promise.allSettled([...this.running.values()]);
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([all, new Promise((resolve) => (timer = setTimeout(resolve, SHUTDOWN_GRACE_MS)))]);
+    await Promise.race([
+      all,
+      new Promise((resolve) => (timer = setTimeout(resolve, SHUTDOWN_GRACE_MS))),
+    ]);
     clearTimeout(timer);
   }
 
   /** Resolves when no task is running or queued (for tests and shutdown). */
   async idle(): Promise<void> {
-    while (this.running.size > 0 || this.queue.length > 0) await Promise.allSettled([...this.running.values()]);
+    while (this.running.size > 0 || this.queue.length > 0)
+      await Promise.allSettled([...this.running.values()]);
   }
 
   private pump(): void {
@@ -270,12 +309,17 @@ export class TasksService implements BeforeApplicationShutdown {
       const context: TaskContext = {
         task,
         log: (message) => this.tasks.appendLog(id, { at: this.clock.now().toISOString(), message }),
-        progress: (fraction) => this.tasks.setProgress(id, Math.min(1, Math.max(0, fraction)), this.clock.now()),
+        progress: (fraction) =>
+          this.tasks.setProgress(id, Math.min(1, Math.max(0, fraction)), this.clock.now()),
       };
       try {
         await (mode === 'resume' ? handler.resume!(context) : handler.run(context));
         await context.log('succeeded');
-        await this.tasks.finish(id, { state: 'succeeded', error: null, progress: 1 }, this.clock.now());
+        await this.tasks.finish(
+          id,
+          { state: 'succeeded', error: null, progress: 1 },
+          this.clock.now(),
+        );
         await this.audit.taskFinished({ ...task, state: 'succeeded', error: null });
         this.metrics.observeTask(task.type, 'succeeded', seconds());
         this.logger.info({ task: id, type: task.type }, 'task succeeded');
@@ -286,14 +330,22 @@ export class TasksService implements BeforeApplicationShutdown {
         }
         if (error instanceof TaskCancelled) {
           await context.log(`cancelled: ${error.message}`);
-          await this.tasks.finish(id, { state: 'cancelled', error: error.message }, this.clock.now());
+          await this.tasks.finish(
+            id,
+            { state: 'cancelled', error: error.message },
+            this.clock.now(),
+          );
           await this.audit.taskFinished({ ...task, state: 'cancelled', error: error.message });
           this.metrics.observeTask(task.type, 'cancelled', seconds());
           this.logger.info({ task: id, type: task.type, error: error.message }, 'task cancelled');
           return;
         }
-        const message = error instanceof DomainError ? error.message : 'failed unexpectedly; the manager log has the details';
-        if (!(error instanceof DomainError)) this.logger.error({ task: id, err: error }, 'task failed unexpectedly');
+        const message =
+          error instanceof DomainError
+            ? error.message
+            : 'failed unexpectedly; the manager log has the details';
+        if (!(error instanceof DomainError))
+          this.logger.error({ task: id, err: error }, 'task failed unexpectedly');
         await context.log(`failed: ${message}`);
         await this.tasks.finish(id, { state: 'failed', error: message }, this.clock.now());
         await this.audit.taskFinished({ ...task, state: 'failed', error: message });
@@ -315,7 +367,9 @@ export class TasksService implements BeforeApplicationShutdown {
 /** Where a task is in the ACL tree: its VM, else its remote, else `/`. */
 function taskPath(task: TaskEntity): string {
   const remote = task.remoteId === null ? '/' : `/remotes/${encodeURIComponent(task.remoteId)}`;
-  return task.remoteId !== null && task.vmId !== null ? `${remote}/vms/${encodeURIComponent(task.vmId)}` : remote;
+  return task.remoteId !== null && task.vmId !== null
+    ? `${remote}/vms/${encodeURIComponent(task.vmId)}`
+    : remote;
 }
 
 function toView(task: TaskEntity): TaskView {

@@ -8,7 +8,11 @@ import { TaskAcceptedDto } from '../tasks/tasks.dto';
 import { VmTargetParamsDto } from './vm-power.dto';
 import { VmPowerService } from './vm-power.service';
 
-const ACCEPTED = { status: 202, type: TaskAcceptedDto, description: 'Accepted: follow the task at /api/v1/tasks/{taskId}' } as const;
+const ACCEPTED = {
+  status: 202,
+  type: TaskAcceptedDto,
+  description: 'Accepted: follow the task at /api/v1/tasks/{taskId}',
+} as const;
 
 @ApiTags('vms')
 @Controller('api/v1/remotes/:remote/vms/:vmid')

@@ -15,11 +15,21 @@ import type { TaskEntity } from '../tasks/task.entity';
 import type { TaskContext, TaskHandler, TasksService } from '../tasks/tasks.service';
 import { VmPowerService } from './vm-power.service';
 
-const CONNECTION: AgentConnection = { remoteId: 'dc-east', endpoints: ['a:1'], caCertPem: 'ca', apiKey: 'k' };
+const CONNECTION: AgentConnection = {
+  remoteId: 'dc-east',
+  endpoints: ['a:1'],
+  caCertPem: 'ca',
+  apiKey: 'k',
+};
 const UUID = '11111111-1111-4111-8111-111111111111';
-const CALLER: Caller = testCaller([{ path: '/', role: 'Manage' }], { tokenName: 'bootstrap', display: 'root@local!bootstrap' });
+const CALLER: Caller = testCaller([{ path: '/', role: 'Manage' }], {
+  tokenName: 'bootstrap',
+  display: 'root@local!bootstrap',
+});
 
-function setup(vmAction: (connection: AgentConnection, action: VmAction, uuid: string) => Promise<Vm__Output>) {
+function setup(
+  vmAction: (connection: AgentConnection, action: VmAction, uuid: string) => Promise<Vm__Output>,
+) {
   const handlers = new Map<string, TaskHandler>();
   const refreshed: string[] = [];
   const enqueued: unknown[] = [];
@@ -30,14 +40,20 @@ function setup(vmAction: (connection: AgentConnection, action: VmAction, uuid: s
       registerHandler: (type: string, handler: TaskHandler) => void handlers.set(type, handler),
       enqueue: async (task) => (enqueued.push(task), { taskId: 'task-1' }),
     }),
-    strictMock<RemotesService>('RemotesService', { get: async () => ({}) as never, connectionFor: async () => CONNECTION }),
+    strictMock<RemotesService>('RemotesService', {
+      get: async () => ({}) as never,
+      connectionFor: async () => CONNECTION,
+    }),
     strictMock<AgentClientRepository>('AgentClientRepository', { vmAction }),
     strictMock<ResourcesService>('ResourcesService', {
       cachedVm: () => ({ name: 'web-1' }) as never,
       refreshVm: async (remote: string, uuid: string) => void refreshed.push(`${remote}/${uuid}`),
       refreshRemote: async (remote: string) => void refreshed.push(remote),
     }),
-    strictMock<AuditService>('AuditService', { note: (details) => void notes.push(details), runAs: (principal, work) => (actingFor.push(principal), work()) }),
+    strictMock<AuditService>('AuditService', {
+      note: (details) => void notes.push(details),
+      runAs: (principal, work) => (actingFor.push(principal), work()),
+    }),
     new AccessPolicy(),
   );
   power.onModuleInit();
@@ -45,7 +61,13 @@ function setup(vmAction: (connection: AgentConnection, action: VmAction, uuid: s
 }
 
 function context(type: string, log: string[]): TaskContext {
-  const task = { id: 'task-1', type, remoteId: 'dc-east', vmId: UUID, owner: 'root@local!bootstrap' } as TaskEntity;
+  const task = {
+    id: 'task-1',
+    type,
+    remoteId: 'dc-east',
+    vmId: UUID,
+    owner: 'root@local!bootstrap',
+  } as TaskEntity;
   return { task, log: async (message) => void log.push(message), progress: async () => undefined };
 }
 
@@ -53,8 +75,18 @@ describe('VmPowerService', () => {
   it('queues a task per action, owned by the caller', async () => {
     const { power, handlers, enqueued, notes } = setup(async () => ({}) as Vm__Output);
     expect([...handlers.keys()]).toEqual(['vm.start', 'vm.shutdown', 'vm.reboot', 'vm.stop']);
-    await expect(power.request(CALLER, 'dc-east', UUID, 'reboot')).resolves.toEqual({ taskId: 'task-1' });
-    expect(enqueued).toEqual([{ type: 'vm.reboot', remoteId: 'dc-east', vmId: UUID, owner: 'root@local!bootstrap', credentialId: null }]);
+    await expect(power.request(CALLER, 'dc-east', UUID, 'reboot')).resolves.toEqual({
+      taskId: 'task-1',
+    });
+    expect(enqueued).toEqual([
+      {
+        type: 'vm.reboot',
+        remoteId: 'dc-east',
+        vmId: UUID,
+        owner: 'root@local!bootstrap',
+        credentialId: null,
+      },
+    ]);
     expect(notes).toEqual([{ taskId: 'task-1' }]);
   });
 
@@ -68,7 +100,10 @@ describe('VmPowerService', () => {
     await handlers.get('vm.start')!.run(context('vm.start', log));
     expect(calls).toEqual([`start ${UUID}`]);
     expect(actingFor).toEqual(['root@local']);
-    expect(log).toEqual([`asking remote dc-east to start VM web-1 (${UUID})`, 'VM started: now running on node node-2']);
+    expect(log).toEqual([
+      `asking remote dc-east to start VM web-1 (${UUID})`,
+      'VM started: now running on node node-2',
+    ]);
     expect(refreshed).toEqual([`dc-east/${UUID}`]);
   });
 
@@ -76,7 +111,9 @@ describe('VmPowerService', () => {
     const { handlers, refreshed } = setup(async () => {
       throw new AgentError(ErrorCode.Conflict, 'VM web-1 is busy', 'a:1');
     });
-    await expect(handlers.get('vm.stop')!.run(context('vm.stop', []))).rejects.toThrow('VM web-1 is busy');
+    await expect(handlers.get('vm.stop')!.run(context('vm.stop', []))).rejects.toThrow(
+      'VM web-1 is busy',
+    );
     expect(refreshed).toEqual([`dc-east/${UUID}`]);
   });
 

@@ -12,7 +12,12 @@ import { TasksService } from '../tasks/tasks.service';
 /** The cluster permission of the agents' power RPCs (apps/agent/src/rpc/permissions.ts). */
 const VM_POWER_PERMISSION = 'vm:instance:power';
 
-const PAST: Record<VmAction, string> = { start: 'started', shutdown: 'shut down', reboot: 'rebooted', stop: 'stopped' };
+const PAST: Record<VmAction, string> = {
+  start: 'started',
+  shutdown: 'shut down',
+  reboot: 'rebooted',
+  stop: 'stopped',
+};
 
 /** VM power actions as tasks: accepted at once (202 + task id), carried out by the task worker. */
 @Injectable()
@@ -30,7 +35,10 @@ export class VmPowerService implements OnModuleInit {
     for (const action of VM_ACTIONS) {
       this.tasks.registerHandler(`vm.${action}`, {
         // The agent calls a task makes are recorded as its owner's.
-        run: (context) => this.audit.runAs(ownerPrincipal(context.task.owner), () => this.carryOut(action, context)),
+        run: (context) =>
+          this.audit.runAs(ownerPrincipal(context.task.owner), () =>
+            this.carryOut(action, context),
+          ),
         afterInterrupted: (task) => {
           if (task.remoteId) void this.resources.refreshRemote(task.remoteId);
         },
@@ -39,12 +47,28 @@ export class VmPowerService implements OnModuleInit {
   }
 
   /** Checks the remote exists and queues the action; the agent decides whether the VM exists. */
-  async request(caller: Caller, remoteId: string, vmId: string, action: VmAction): Promise<{ taskId: string }> {
+  async request(
+    caller: Caller,
+    remoteId: string,
+    vmId: string,
+    action: VmAction,
+  ): Promise<{ taskId: string }> {
     await this.remotes.get(remoteId);
     // A right that comes from a remote group acts with that group's credential, within what the credential may do.
-    const credentialId = this.policy.credentialFor(caller, 'vm.power', `/remotes/${encodeURIComponent(remoteId)}/vms/${encodeURIComponent(vmId)}`, remoteId);
+    const credentialId = this.policy.credentialFor(
+      caller,
+      'vm.power',
+      `/remotes/${encodeURIComponent(remoteId)}/vms/${encodeURIComponent(vmId)}`,
+      remoteId,
+    );
     await this.remotes.connectionFor(remoteId, credentialId, VM_POWER_PERMISSION);
-    const accepted = await this.tasks.enqueue({ type: `vm.${action}`, remoteId, vmId, owner: caller.display, credentialId });
+    const accepted = await this.tasks.enqueue({
+      type: `vm.${action}`,
+      remoteId,
+      vmId,
+      owner: caller.display,
+      credentialId,
+    });
     this.audit.note({ taskId: accepted.taskId });
     return accepted;
   }
@@ -53,11 +77,19 @@ export class VmPowerService implements OnModuleInit {
     const remoteId = context.task.remoteId!;
     const vmId = context.task.vmId!;
     const known = this.resources.cachedVm(remoteId, vmId);
-    await context.log(`asking remote ${remoteId} to ${action} VM ${known ? `${known.name} (${vmId})` : vmId}`);
+    await context.log(
+      `asking remote ${remoteId} to ${action} VM ${known ? `${known.name} (${vmId})` : vmId}`,
+    );
     try {
-      const connection = await this.remotes.connectionFor(remoteId, context.task.credentialId, VM_POWER_PERMISSION);
+      const connection = await this.remotes.connectionFor(
+        remoteId,
+        context.task.credentialId,
+        VM_POWER_PERMISSION,
+      );
       const vm = await this.agents.vmAction(connection, action, vmId);
-      await context.log(`VM ${PAST[action]}: now ${vm.runtime?.state || 'unknown'} on node ${vm.runtime?.nodeId || 'unknown'}`);
+      await context.log(
+        `VM ${PAST[action]}: now ${vm.runtime?.state || 'unknown'} on node ${vm.runtime?.nodeId || 'unknown'}`,
+      );
     } finally {
       // Whatever happened, the cache should show the VM as it is now.
       await this.resources.refreshVm(remoteId, vmId);

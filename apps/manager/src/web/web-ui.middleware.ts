@@ -12,7 +12,12 @@ const RESERVED = /^\/(api(\/|$)|healthz$|readyz$|metrics$)/;
 export function webUiMiddleware(webDir: string): RequestHandler | undefined {
   const index = join(webDir, 'index.html');
   if (!existsSync(index)) return undefined;
-  const files = express.static(webDir, { index: ['index.html'], dotfiles: 'ignore', fallthrough: true, maxAge: '1h' });
+  const files = express.static(webDir, {
+    index: ['index.html'],
+    dotfiles: 'ignore',
+    fallthrough: true,
+    maxAge: '1h',
+  });
   return (req, res, next) => {
     if ((req.method !== 'GET' && req.method !== 'HEAD') || RESERVED.test(req.path)) return next();
     res.locals.staticFile = true;

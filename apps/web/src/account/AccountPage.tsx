@@ -51,11 +51,32 @@ function ChangePassword() {
   return (
     <form onSubmit={submit} aria-label="Change password">
       <label htmlFor={ids.current}>Current password</label>
-      <input id={ids.current} type="password" autoComplete="current-password" value={currentPassword} onChange={(e) => setCurrentPassword(e.target.value)} required />
+      <input
+        id={ids.current}
+        type="password"
+        autoComplete="current-password"
+        value={currentPassword}
+        onChange={(e) => setCurrentPassword(e.target.value)}
+        required
+      />
       <label htmlFor={ids.next}>New password</label>
-      <input id={ids.next} type="password" autoComplete="new-password" value={newPassword} onChange={(e) => setNewPassword(e.target.value)} required />
+      <input
+        id={ids.next}
+        type="password"
+        autoComplete="new-password"
+        value={newPassword}
+        onChange={(e) => setNewPassword(e.target.value)}
+        required
+      />
       <label htmlFor={ids.repeat}>Repeat the new password</label>
-      <input id={ids.repeat} type="password" autoComplete="new-password" value={repeat} onChange={(e) => setRepeat(e.target.value)} required />
+      <input
+        id={ids.repeat}
+        type="password"
+        autoComplete="new-password"
+        value={repeat}
+        onChange={(e) => setRepeat(e.target.value)}
+        required
+      />
       {problem && (
         <p role="alert" className="error">
           {problem}
@@ -99,7 +120,14 @@ function PasswordConfirm({
   return (
     <form onSubmit={submit} aria-label={label} className="panel">
       <label htmlFor={id}>Your password</label>
-      <input id={id} type="password" autoComplete="current-password" value={password} onChange={(e) => setPassword(e.target.value)} required />
+      <input
+        id={id}
+        type="password"
+        autoComplete="current-password"
+        value={password}
+        onChange={(e) => setPassword(e.target.value)}
+        required
+      />
       {error !== null && error !== undefined && <ErrorText error={error} />}
       <span className="actions">
         <button type="submit" disabled={pending}>
@@ -114,21 +142,44 @@ function PasswordConfirm({
 }
 
 /** Name and password, then the browser asks for the security key. */
-function AddSecurityKey({ onAdded, onCancel }: { onAdded: (recoveryCodes: string[] | null) => void; onCancel: () => void }) {
+function AddSecurityKey({
+  onAdded,
+  onCancel,
+}: {
+  onAdded: (recoveryCodes: string[] | null) => void;
+  onCancel: () => void;
+}) {
   const [name, setName] = useState('security key');
   const [password, setPassword] = useState('');
   const add = useAddSecurityKey();
   const ids = { name: useId(), password: useId() };
   const submit = (event: FormEvent) => {
     event.preventDefault();
-    add.mutate({ name: name.trim(), password }, { onSuccess: (answer) => onAdded(answer.recoveryCodes) });
+    add.mutate(
+      { name: name.trim(), password },
+      { onSuccess: (answer) => onAdded(answer.recoveryCodes) },
+    );
   };
   return (
     <form onSubmit={submit} aria-label="Add a security key" className="panel">
       <label htmlFor={ids.name}>Name of the security key</label>
-      <input id={ids.name} autoComplete="off" value={name} onChange={(e) => setName(e.target.value)} maxLength={64} required />
+      <input
+        id={ids.name}
+        autoComplete="off"
+        value={name}
+        onChange={(e) => setName(e.target.value)}
+        maxLength={64}
+        required
+      />
       <label htmlFor={ids.password}>Your password</label>
-      <input id={ids.password} type="password" autoComplete="current-password" value={password} onChange={(e) => setPassword(e.target.value)} required />
+      <input
+        id={ids.password}
+        type="password"
+        autoComplete="current-password"
+        value={password}
+        onChange={(e) => setPassword(e.target.value)}
+        required
+      />
       {add.isError && <ErrorText error={add.error} />}
       <span className="actions">
         <button type="submit" disabled={add.isPending}>
@@ -149,7 +200,13 @@ type Panel =
   | { kind: 'remove'; factor: FactorKind; id: string; name: string }
   | { kind: 'codes'; codes: string[] };
 
-function FactorTables({ overview, onRemove }: { overview: TfaOverview; onRemove: (factor: FactorKind, id: string, name: string) => void }) {
+function FactorTables({
+  overview,
+  onRemove,
+}: {
+  overview: TfaOverview;
+  onRemove: (factor: FactorKind, id: string, name: string) => void;
+}) {
   return (
     <>
       <table aria-label="Authenticator apps">
@@ -177,7 +234,11 @@ function FactorTables({ overview, onRemove }: { overview: TfaOverview; onRemove:
               <td>{when(d.createdAt)}</td>
               <td>{d.confirmed ? 'in use' : 'not confirmed (does not count for logins)'}</td>
               <td>
-                <button type="button" aria-label={`Remove ${d.name}`} onClick={() => onRemove('totp', d.id, d.name)}>
+                <button
+                  type="button"
+                  aria-label={`Remove ${d.name}`}
+                  onClick={() => onRemove('totp', d.id, d.name)}
+                >
                   Remove
                 </button>
               </td>
@@ -210,7 +271,11 @@ function FactorTables({ overview, onRemove }: { overview: TfaOverview; onRemove:
               <td>{when(k.createdAt)}</td>
               <td>{when(k.lastUsedAt)}</td>
               <td>
-                <button type="button" aria-label={`Remove ${k.name}`} onClick={() => onRemove('webauthn', k.id, k.name)}>
+                <button
+                  type="button"
+                  aria-label={`Remove ${k.name}`}
+                  onClick={() => onRemove('webauthn', k.id, k.name)}
+                >
                   Remove
                 </button>
               </td>
@@ -234,7 +299,8 @@ function SecondFactors() {
     recovery.reset();
     setPanel(null);
   };
-  const showCodes = (codes: string[] | null) => setPanel(codes && codes.length > 0 ? { kind: 'codes', codes } : null);
+  const showCodes = (codes: string[] | null) =>
+    setPanel(codes && codes.length > 0 ? { kind: 'codes', codes } : null);
 
   if (overview.isPending) return <p className="loading">Loading…</p>;
   if (overview.isError) return <ErrorText error={overview.error} />;
@@ -248,12 +314,17 @@ function SecondFactors() {
       )}
       {data.totpLocked && (
         <p role="status" className="notice">
-          Authenticator app codes are refused after repeated wrong codes, until a recovery code is used or an administrator unlocks them.
+          Authenticator app codes are refused after repeated wrong codes, until a recovery code is
+          used or an administrator unlocks them.
         </p>
       )}
-      <FactorTables overview={data} onRemove={(factor, id, name) => setPanel({ kind: 'remove', factor, id, name })} />
+      <FactorTables
+        overview={data}
+        onRemove={(factor, id, name) => setPanel({ kind: 'remove', factor, id, name })}
+      />
       <p>
-        Recovery codes left: <strong data-testid="recovery-codes-left">{data.recoveryCodesLeft}</strong>
+        Recovery codes left:{' '}
+        <strong data-testid="recovery-codes-left">{data.recoveryCodesLeft}</strong>
       </p>
       {panel === null && (
         <span className="actions">
@@ -294,7 +365,9 @@ function SecondFactors() {
           submitLabel="Replace the recovery codes"
           pending={recovery.isPending}
           error={recovery.error}
-          onSubmit={(password) => recovery.mutate(password, { onSuccess: (answer) => showCodes(answer.recoveryCodes) })}
+          onSubmit={(password) =>
+            recovery.mutate(password, { onSuccess: (answer) => showCodes(answer.recoveryCodes) })
+          }
           onCancel={close}
         />
       )}
@@ -308,7 +381,9 @@ function SecondFactors() {
             submitLabel="Remove"
             pending={remove.isPending}
             error={remove.error}
-            onSubmit={(password) => remove.mutate({ kind: panel.factor, id: panel.id, password }, { onSuccess: close })}
+            onSubmit={(password) =>
+              remove.mutate({ kind: panel.factor, id: panel.id, password }, { onSuccess: close })
+            }
             onCancel={close}
           />
         </>
@@ -342,7 +417,8 @@ export function AccountPage({ signedIn }: { signedIn: SignedIn }) {
       <h1>Account</h1>
       {signedIn.via === 'token' ? (
         <p role="status" className="notice">
-          You signed in with an API token. Account settings need a password login: log out and sign in with your username and password.
+          You signed in with an API token. Account settings need a password login: log out and sign
+          in with your username and password.
         </p>
       ) : (
         <>

@@ -24,7 +24,8 @@ function useReloadFactors() {
 /** POST /access/password: the manager checks the current password and its policy, and ends the other sessions. */
 export function useChangePassword() {
   return useMutation({
-    mutationFn: (input: { currentPassword: string; newPassword: string }) => unwrap(api.POST('/api/v1/access/password', { body: input })),
+    mutationFn: (input: { currentPassword: string; newPassword: string }) =>
+      unwrap(api.POST('/api/v1/access/password', { body: input })),
   });
 }
 
@@ -33,8 +34,14 @@ export function useAddSecurityKey() {
   const reload = useReloadFactors();
   return useMutation({
     mutationFn: async (input: { name: string; password: string }) => {
-      const options = (await unwrap(api.POST('/api/v1/access/tfa/webauthn/options', { body: input }))) as CreationOptionsJson;
-      return unwrap(api.POST('/api/v1/access/tfa/webauthn', { body: { response: await webauthnAttestation(options) } }));
+      const options = (await unwrap(
+        api.POST('/api/v1/access/tfa/webauthn/options', { body: input }),
+      )) as CreationOptionsJson;
+      return unwrap(
+        api.POST('/api/v1/access/tfa/webauthn', {
+          body: { response: await webauthnAttestation(options) },
+        }),
+      );
     },
     onSettled: reload,
   });
@@ -46,8 +53,18 @@ export function useRemoveFactor() {
   return useMutation({
     mutationFn: (input: { kind: FactorKind; id: string; password: string }) =>
       input.kind === 'totp'
-        ? unwrap(api.DELETE('/api/v1/access/tfa/totp/{id}', { params: { path: { id: input.id } }, body: { password: input.password } }))
-        : unwrap(api.DELETE('/api/v1/access/tfa/webauthn/{id}', { params: { path: { id: input.id } }, body: { password: input.password } })),
+        ? unwrap(
+            api.DELETE('/api/v1/access/tfa/totp/{id}', {
+              params: { path: { id: input.id } },
+              body: { password: input.password },
+            }),
+          )
+        : unwrap(
+            api.DELETE('/api/v1/access/tfa/webauthn/{id}', {
+              params: { path: { id: input.id } },
+              body: { password: input.password },
+            }),
+          ),
     onSettled: reload,
   });
 }
@@ -56,7 +73,8 @@ export function useRemoveFactor() {
 export function useNewRecoveryCodes() {
   const reload = useReloadFactors();
   return useMutation({
-    mutationFn: (password: string) => unwrap(api.POST('/api/v1/access/tfa/recovery', { body: { password } })),
+    mutationFn: (password: string) =>
+      unwrap(api.POST('/api/v1/access/tfa/recovery', { body: { password } })),
     onSettled: reload,
   });
 }

@@ -7,7 +7,11 @@ describe('change-password form check', () => {
   });
 
   it('refuses a repetition that differs, even only in case or a trailing space', () => {
-    expect(repeatProblem('Correct-Horse-9', 'correct-horse-9')).toBe('the new password and its repetition differ');
-    expect(repeatProblem('Correct-Horse-9', 'Correct-Horse-9 ')).toBe('the new password and its repetition differ');
+    expect(repeatProblem('Correct-Horse-9', 'correct-horse-9')).toBe(
+      'the new password and its repetition differ',
+    );
+    expect(repeatProblem('Correct-Horse-9', 'Correct-Horse-9 ')).toBe(
+      'the new password and its repetition differ',
+    );
   });
 });

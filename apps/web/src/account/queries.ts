@@ -19,5 +19,9 @@ export const accountKeys = {
 
 /** The second factors of the signed-in user (login sessions only). */
 export function useTfaOverview(enabled = true) {
-  return useQuery({ queryKey: accountKeys.tfa(), queryFn: (): Promise<TfaOverview> => unwrap(api.GET('/api/v1/access/tfa')), enabled });
+  return useQuery({
+    queryKey: accountKeys.tfa(),
+    queryFn: (): Promise<TfaOverview> => unwrap(api.GET('/api/v1/access/tfa')),
+    enabled,
+  });
 }

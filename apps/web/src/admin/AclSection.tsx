@@ -6,10 +6,28 @@ import { ActionButton } from '../ui/ActionButton';
 import { ConfirmMutation } from '../ui/ConfirmMutation';
 import { ErrorNote } from '../ui/ErrorNote';
 import { formatTime } from '../ui/format';
-import { aclFormProblems, aclKey, aclPathSuggestions, PRINCIPAL_TYPES, putAclBody, ROLES, sortAclEntries, type AclForm, type PrincipalType } from './acl-forms';
+import {
+  aclFormProblems,
+  aclKey,
+  aclPathSuggestions,
+  PRINCIPAL_TYPES,
+  putAclBody,
+  ROLES,
+  sortAclEntries,
+  type AclForm,
+  type PrincipalType,
+} from './acl-forms';
 import { usePutAclEntry, useRevokeAclEntry } from './mutations';
 import { CheckField, Loaded, Problems, Refresh, SelectField, TextField } from './parts';
-import { useAclEntries, useGroups, useRemoteGroups, useRemotes, useTokens, useUsers, type AclEntry } from './queries';
+import {
+  useAclEntries,
+  useGroups,
+  useRemoteGroups,
+  useRemotes,
+  useTokens,
+  useUsers,
+  type AclEntry,
+} from './queries';
 
 const NEEDS = 'access.modify';
 const ROLE_MEANING: Record<Role, string> = {
@@ -19,19 +37,40 @@ const ROLE_MEANING: Record<Role, string> = {
 };
 
 /** The principals of each type, for suggestions (token ids with their names). */
-function usePrincipalOptions(enabled: boolean): Record<PrincipalType, { value: string; label: string }[]> {
+function usePrincipalOptions(
+  enabled: boolean,
+): Record<PrincipalType, { value: string; label: string }[]> {
   const users = useUsers(enabled);
   const groups = useGroups(enabled);
   const tokens = useTokens(enabled);
   return {
     user: (users.data ?? []).map((u) => ({ value: u.id, label: u.displayName ?? u.id })),
-    group: (groups.data ?? []).map((g) => ({ value: g.id, label: g.tenant ? `${g.id} (tenant)` : g.id })),
-    token: (tokens.data ?? []).filter((t) => !t.revokedAt).map((t) => ({ value: t.id, label: `${t.display}${t.limited ? ' (limited)' : ''}` })),
+    group: (groups.data ?? []).map((g) => ({
+      value: g.id,
+      label: g.tenant ? `${g.id} (tenant)` : g.id,
+    })),
+    token: (tokens.data ?? [])
+      .filter((t) => !t.revokedAt)
+      .map((t) => ({ value: t.id, label: `${t.display}${t.limited ? ' (limited)' : ''}` })),
   };
 }
 
-function NewEntry({ allowed, paths, onDone }: { allowed: boolean; paths: string[]; onDone: () => void }) {
-  const [form, setForm] = useState<AclForm>({ path: '/', principalType: 'user', principal: '', role: 'Audit', propagate: true });
+function NewEntry({
+  allowed,
+  paths,
+  onDone,
+}: {
+  allowed: boolean;
+  paths: string[];
+  onDone: () => void;
+}) {
+  const [form, setForm] = useState<AclForm>({
+    path: '/',
+    principalType: 'user',
+    principal: '',
+    role: 'Audit',
+    propagate: true,
+  });
   const [problems, setProblems] = useState<string[]>([]);
   const put = usePutAclEntry();
   const principals = usePrincipalOptions(true);
@@ -49,7 +88,15 @@ function NewEntry({ allowed, paths, onDone }: { allowed: boolean; paths: string[
       <h3>New ACL entry</h3>
       <fieldset disabled={put.isPending}>
         <div className="grid-2">
-          <TextField label="Path" value={form.path} onChange={(path) => set({ path })} list={pathList} autoComplete="off" required hint="/, /remotes/<remote>, /remotes/<remote>/vms/<uuid>, /groups/<remote group>, /access, /system" />
+          <TextField
+            label="Path"
+            value={form.path}
+            onChange={(path) => set({ path })}
+            list={pathList}
+            autoComplete="off"
+            required
+            hint="/, /remotes/<remote>, /remotes/<remote>/vms/<uuid>, /groups/<remote group>, /access, /system"
+          />
           <datalist id={pathList}>
             {paths.map((p) => (
               <option key={p} value={p} />
@@ -58,7 +105,9 @@ function NewEntry({ allowed, paths, onDone }: { allowed: boolean; paths: string[
           <SelectField
             label="Principal type"
             value={form.principalType}
-            onChange={(principalType) => set({ principalType: principalType as PrincipalType, principal: '' })}
+            onChange={(principalType) =>
+              set({ principalType: principalType as PrincipalType, principal: '' })
+            }
             options={PRINCIPAL_TYPES.map((t) => ({ value: t, label: t }))}
           />
           <TextField
@@ -68,7 +117,13 @@ function NewEntry({ allowed, paths, onDone }: { allowed: boolean; paths: string[
             list={principalList}
             autoComplete="off"
             required
-            hint={form.principalType === 'user' ? 'name@realm' : form.principalType === 'group' ? 'group id' : 'token id (16 hex digits after dvdm_)'}
+            hint={
+              form.principalType === 'user'
+                ? 'name@realm'
+                : form.principalType === 'group'
+                  ? 'group id'
+                  : 'token id (16 hex digits after dvdm_)'
+            }
           />
           <datalist id={principalList}>
             {principals[form.principalType].map((p) => (
@@ -77,9 +132,19 @@ function NewEntry({ allowed, paths, onDone }: { allowed: boolean; paths: string[
               </option>
             ))}
           </datalist>
-          <SelectField label="Role" value={form.role} onChange={(role) => set({ role: role as Role })} options={ROLES.map((r) => ({ value: r, label: `${r}: ${ROLE_MEANING[r]}` }))} />
+          <SelectField
+            label="Role"
+            value={form.role}
+            onChange={(role) => set({ role: role as Role })}
+            options={ROLES.map((r) => ({ value: r, label: `${r}: ${ROLE_MEANING[r]}` }))}
+          />
         </div>
-        <CheckField label="Propagate" checked={form.propagate} onChange={(propagate) => set({ propagate })} hint="The role also holds on everything below the path" />
+        <CheckField
+          label="Propagate"
+          checked={form.propagate}
+          onChange={(propagate) => set({ propagate })}
+          hint="The role also holds on everything below the path"
+        />
         <Problems problems={problems} />
         <ErrorNote error={put.error} />
         <div className="actions">
@@ -105,7 +170,10 @@ export function AclSection({ signedIn }: { signedIn: SignedIn }) {
   const [filter, setFilter] = useState('');
   const [removing, setRemoving] = useState<AclEntry | null>(null);
   const allowed = may(signedIn, 'access.modify');
-  const paths = aclPathSuggestions(remotes.data?.map((r) => r.id) ?? [], remoteGroups.data?.map((g) => g.id) ?? []);
+  const paths = aclPathSuggestions(
+    remotes.data?.map((r) => r.id) ?? [],
+    remoteGroups.data?.map((g) => g.id) ?? [],
+  );
   const needle = filter.trim().toLowerCase();
 
   return (
@@ -113,22 +181,37 @@ export function AclSection({ signedIn }: { signedIn: SignedIn }) {
       <div className="toolbar">
         <h2 id="admin-acl">ACL</h2>
         <Refresh queries={[entries]} />
-        <ActionButton allowed={allowed} needs={NEEDS} onClick={() => setAdding(true)} disabled={adding}>
+        <ActionButton
+          allowed={allowed}
+          needs={NEEDS}
+          onClick={() => setAdding(true)}
+          disabled={adding}
+        >
           New entry…
         </ActionButton>
       </div>
       <p className="muted">
-        Roles granted on a path; with <em>propagate</em> they hold on everything below it. Audit reads, Manage also changes state, Admin may do
-        everything.
+        Roles granted on a path; with <em>propagate</em> they hold on everything below it. Audit
+        reads, Manage also changes state, Admin may do everything.
       </p>
       {adding && <NewEntry allowed={allowed} paths={paths} onDone={() => setAdding(false)} />}
       <div className="filter">
-        <TextField label="Filter entries" value={filter} onChange={setFilter} type="search" placeholder="path, principal or role" />
+        <TextField
+          label="Filter entries"
+          value={filter}
+          onChange={setFilter}
+          type="search"
+          placeholder="path, principal or role"
+        />
       </div>
       <Loaded query={entries}>
         {(items) => {
           const shown = sortAclEntries(items).filter(
-            (e) => !needle || e.path.toLowerCase().includes(needle) || e.principal.toLowerCase().includes(needle) || e.role.toLowerCase().includes(needle),
+            (e) =>
+              !needle ||
+              e.path.toLowerCase().includes(needle) ||
+              e.principal.toLowerCase().includes(needle) ||
+              e.role.toLowerCase().includes(needle),
           );
           return (
             <table>
@@ -155,7 +238,12 @@ export function AclSection({ signedIn }: { signedIn: SignedIn }) {
                   </tr>
                 )}
                 {shown.map((e) => (
-                  <tr key={`${e.path} ${e.principalType} ${e.principal}`} data-testid="acl-row" data-path={e.path} data-principal={e.principal}>
+                  <tr
+                    key={`${e.path} ${e.principalType} ${e.principal}`}
+                    data-testid="acl-row"
+                    data-path={e.path}
+                    data-principal={e.principal}
+                  >
                     <th scope="row">
                       <code>{e.path}</code>
                     </th>
@@ -165,7 +253,12 @@ export function AclSection({ signedIn }: { signedIn: SignedIn }) {
                     <td>{e.propagate ? 'yes' : 'no'}</td>
                     <td>{formatTime(e.createdAt)}</td>
                     <td>
-                      <ActionButton allowed={allowed} needs={NEEDS} onClick={() => setRemoving(e)} aria-label={`Remove ${e.role} of ${e.principal} on ${e.path}`}>
+                      <ActionButton
+                        allowed={allowed}
+                        needs={NEEDS}
+                        onClick={() => setRemoving(e)}
+                        aria-label={`Remove ${e.role} of ${e.principal} on ${e.path}`}
+                      >
                         Remove
                       </ActionButton>
                     </td>
@@ -177,9 +270,17 @@ export function AclSection({ signedIn }: { signedIn: SignedIn }) {
         }}
       </Loaded>
       {removing && (
-        <ConfirmMutation mutation={revoke} variables={aclKey(removing)} onClose={() => setRemoving(null)} title="Remove this ACL entry?" confirmLabel="Remove entry" danger>
+        <ConfirmMutation
+          mutation={revoke}
+          variables={aclKey(removing)}
+          onClose={() => setRemoving(null)}
+          title="Remove this ACL entry?"
+          confirmLabel="Remove entry"
+          danger
+        >
           <p>
-            {removing.principalType} <strong>{removing.principal}</strong> loses the {removing.role} role on <code>{removing.path}</code>
+            {removing.principalType} <strong>{removing.principal}</strong> loses the {removing.role}{' '}
+            role on <code>{removing.path}</code>
             {removing.propagate ? ' and below' : ''}.
           </p>
         </ConfirmMutation>

@@ -54,12 +54,20 @@ export function AdminPage({ signedIn, section }: { signedIn: SignedIn; section: 
       <h1>Administration</h1>
       <nav className="tabs" aria-label="Administration sections">
         {TABS.map((t) => (
-          <a key={t.section} href={href({ page: 'admin', section: t.section })} aria-current={t.section === tab.section ? 'page' : undefined}>
+          <a
+            key={t.section}
+            href={href({ page: 'admin', section: t.section })}
+            aria-current={t.section === tab.section ? 'page' : undefined}
+          >
             {t.label}
           </a>
         ))}
       </nav>
-      {may(signedIn, tab.reads) ? <Section key={tab.section} signedIn={signedIn} section={tab.section} /> : <NotReadable privilege={tab.reads} />}
+      {may(signedIn, tab.reads) ? (
+        <Section key={tab.section} signedIn={signedIn} section={tab.section} />
+      ) : (
+        <NotReadable privilege={tab.reads} />
+      )}
     </main>
   );
 }

@@ -12,7 +12,12 @@ import { useGroup, useGroups, useUsers, type GroupSummary, type User } from './q
 const NEEDS = 'access.modify';
 
 function NewGroup({ allowed, onDone }: { allowed: boolean; onDone: (id: string | null) => void }) {
-  const [form, setForm] = useState<GroupForm>({ id: '', comment: '', tenant: false, requireTfa: false });
+  const [form, setForm] = useState<GroupForm>({
+    id: '',
+    comment: '',
+    tenant: false,
+    requireTfa: false,
+  });
   const [problems, setProblems] = useState<string[]>([]);
   const create = useCreateGroup();
   const set = (patch: Partial<GroupForm>) => setForm((f) => ({ ...f, ...patch }));
@@ -20,18 +25,39 @@ function NewGroup({ allowed, onDone }: { allowed: boolean; onDone: (id: string |
     event.preventDefault();
     const found = groupFormProblems(form);
     setProblems(found);
-    if (found.length === 0) create.mutate(createGroupBody(form), { onSuccess: (group) => onDone(group.id) });
+    if (found.length === 0)
+      create.mutate(createGroupBody(form), { onSuccess: (group) => onDone(group.id) });
   };
   return (
     <form className="admin-form panel-wide" aria-label="New group" onSubmit={submit}>
       <h3>New group</h3>
       <fieldset disabled={create.isPending}>
         <div className="grid-2">
-          <TextField label="Group id" value={form.id} onChange={(id) => set({ id })} autoComplete="off" required />
-          <TextField label="Comment" value={form.comment} onChange={(comment) => set({ comment })} autoComplete="off" />
+          <TextField
+            label="Group id"
+            value={form.id}
+            onChange={(id) => set({ id })}
+            autoComplete="off"
+            required
+          />
+          <TextField
+            label="Comment"
+            value={form.comment}
+            onChange={(comment) => set({ comment })}
+            autoComplete="off"
+          />
         </div>
-        <CheckField label="Tenant" checked={form.tenant} onChange={(tenant) => set({ tenant })} hint="The group's roles hold only on the VMs it owns" />
-        <CheckField label="Members must use a second factor" checked={form.requireTfa} onChange={(requireTfa) => set({ requireTfa })} />
+        <CheckField
+          label="Tenant"
+          checked={form.tenant}
+          onChange={(tenant) => set({ tenant })}
+          hint="The group's roles hold only on the VMs it owns"
+        />
+        <CheckField
+          label="Members must use a second factor"
+          checked={form.requireTfa}
+          onChange={(requireTfa) => set({ requireTfa })}
+        />
         <Problems problems={problems} />
         <ErrorNote error={create.error} />
         <div className="actions">
@@ -48,7 +74,15 @@ function NewGroup({ allowed, onDone }: { allowed: boolean; onDone: (id: string |
 }
 
 /** One group: its settings, and its members (locally managed ones can be removed; realm-managed ones change with the realm's sync). */
-function GroupDetail({ summary, users, allowed }: { summary: GroupSummary; users: User[]; allowed: boolean }) {
+function GroupDetail({
+  summary,
+  users,
+  allowed,
+}: {
+  summary: GroupSummary;
+  users: User[];
+  allowed: boolean;
+}) {
   const group = useGroup(summary.id);
   const update = useUpdateGroup();
   const setMember = useSetGroupMember();
@@ -65,7 +99,11 @@ function GroupDetail({ summary, users, allowed }: { summary: GroupSummary; users
   };
   const add = (event: FormEvent) => {
     event.preventDefault();
-    if (newMember) setMember.mutate({ group: summary.id, user: newMember, member: true }, { onSuccess: () => setNewMember('') });
+    if (newMember)
+      setMember.mutate(
+        { group: summary.id, user: newMember, member: true },
+        { onSuccess: () => setNewMember('') },
+      );
   };
 
   return (
@@ -75,7 +113,11 @@ function GroupDetail({ summary, users, allowed }: { summary: GroupSummary; users
           <legend>Settings</legend>
           <TextField label="Comment" value={comment} onChange={setComment} autoComplete="off" />
           <CheckField label="Tenant" checked={tenant} onChange={setTenant} />
-          <CheckField label="Members must use a second factor" checked={requireTfa} onChange={setRequireTfa} />
+          <CheckField
+            label="Members must use a second factor"
+            checked={requireTfa}
+            onChange={setRequireTfa}
+          />
           <ErrorNote error={update.error} />
           <div className="actions">
             <ActionButton allowed={allowed} needs={NEEDS} type="submit">
@@ -112,7 +154,9 @@ function GroupDetail({ summary, users, allowed }: { summary: GroupSummary; users
                           <ActionButton
                             allowed={allowed}
                             needs={NEEDS}
-                            onClick={() => setMember.mutate({ group: summary.id, user: m.user, member: false })}
+                            onClick={() =>
+                              setMember.mutate({ group: summary.id, user: m.user, member: false })
+                            }
                             disabled={setMember.isPending}
                             aria-label={`Remove ${m.user} from ${summary.id}`}
                           >
@@ -127,15 +171,27 @@ function GroupDetail({ summary, users, allowed }: { summary: GroupSummary; users
             )
           }
         </Loaded>
-        <form className="admin-form inline-form" aria-label={`Add a member to ${summary.id}`} onSubmit={add}>
+        <form
+          className="admin-form inline-form"
+          aria-label={`Add a member to ${summary.id}`}
+          onSubmit={add}
+        >
           <SelectField
             label="User to add"
             value={newMember}
             onChange={setNewMember}
-            options={[{ value: '', label: 'Choose a user' }, ...candidates.map((u) => ({ value: u.id, label: u.id }))]}
+            options={[
+              { value: '', label: 'Choose a user' },
+              ...candidates.map((u) => ({ value: u.id, label: u.id })),
+            ]}
             disabled={setMember.isPending || !allowed}
           />
-          <ActionButton allowed={allowed} needs={NEEDS} type="submit" disabled={!newMember || setMember.isPending}>
+          <ActionButton
+            allowed={allowed}
+            needs={NEEDS}
+            type="submit"
+            disabled={!newMember || setMember.isPending}
+          >
             Add member
           </ActionButton>
         </form>
@@ -160,7 +216,12 @@ export function GroupsSection({ signedIn }: { signedIn: SignedIn }) {
       <div className="toolbar">
         <h2 id="admin-groups">Groups</h2>
         <Refresh queries={[groups, users]} />
-        <ActionButton allowed={allowed} needs={NEEDS} onClick={() => setCreating(true)} disabled={creating}>
+        <ActionButton
+          allowed={allowed}
+          needs={NEEDS}
+          onClick={() => setCreating(true)}
+          disabled={creating}
+        >
           New group…
         </ActionButton>
       </div>
@@ -204,10 +265,20 @@ export function GroupsSection({ signedIn }: { signedIn: SignedIn }) {
                       <td>{g.memberCount}</td>
                       <td>
                         <span className="actions">
-                          <button type="button" aria-expanded={open === g.id} onClick={() => setOpen(open === g.id ? null : g.id)} aria-label={`${open === g.id ? 'Close' : 'Manage'} group ${g.id}`}>
+                          <button
+                            type="button"
+                            aria-expanded={open === g.id}
+                            onClick={() => setOpen(open === g.id ? null : g.id)}
+                            aria-label={`${open === g.id ? 'Close' : 'Manage'} group ${g.id}`}
+                          >
                             {open === g.id ? 'Close' : 'Manage'}
                           </button>
-                          <ActionButton allowed={allowed} needs={NEEDS} onClick={() => setRemoving(g.id)} aria-label={`Delete group ${g.id}`}>
+                          <ActionButton
+                            allowed={allowed}
+                            needs={NEEDS}
+                            onClick={() => setRemoving(g.id)}
+                            aria-label={`Delete group ${g.id}`}
+                          >
                             Delete
                           </ActionButton>
                         </span>
@@ -239,7 +310,10 @@ export function GroupsSection({ signedIn }: { signedIn: SignedIn }) {
           confirmLabel="Delete group"
           danger
         >
-          <p>Its members lose the roles granted to the group; its ACL entries and group tokens go with it.</p>
+          <p>
+            Its members lose the roles granted to the group; its ACL entries and group tokens go
+            with it.
+          </p>
         </ConfirmMutation>
       )}
     </section>

@@ -7,7 +7,15 @@ import { ConfirmMutation } from '../ui/ConfirmMutation';
 import { ErrorNote } from '../ui/ErrorNote';
 import { formatTime } from '../ui/format';
 import { useCreateRealm, useDeleteRealm, useSyncRealm, useUpdateRealm } from './mutations';
-import { CheckField, Loaded, Problems, Refresh, SelectField, TextAreaField, TextField } from './parts';
+import {
+  CheckField,
+  Loaded,
+  Problems,
+  Refresh,
+  SelectField,
+  TextAreaField,
+  TextField,
+} from './parts';
 import { useRealms, type Realm } from './queries';
 import {
   createRealmBody,
@@ -22,30 +30,101 @@ import {
 } from './realm-forms';
 
 const NEEDS = 'access.modify';
-const TYPE_NAMES: Record<Realm['type'], string> = { local: 'Local', ldap: 'LDAP', openid: 'OpenID Connect' };
+const TYPE_NAMES: Record<Realm['type'], string> = {
+  local: 'Local',
+  ldap: 'LDAP',
+  openid: 'OpenID Connect',
+};
 
 type SyncSummary = Schemas['SyncSummaryDto_Output'];
 type RealmConnection = Schemas['ChangedRealmDto_Output']['connection'];
 
-function LdapSettings({ fields, onChange }: { fields: LdapFields; onChange: (patch: Partial<LdapFields>) => void }) {
+function LdapSettings({
+  fields,
+  onChange,
+}: {
+  fields: LdapFields;
+  onChange: (patch: Partial<LdapFields>) => void;
+}) {
   return (
     <fieldset>
       <legend>LDAP server</legend>
       <div className="grid-2">
-        <TextField label="Server URL" value={fields.url} onChange={(url) => onChange({ url })} placeholder="ldaps://ldap.example.com" required />
-        <TextField label="Bind DN" value={fields.bindDn} onChange={(bindDn) => onChange({ bindDn })} hint="Empty: search anonymously" />
-        <TextField label="User base DN" value={fields.userBaseDn} onChange={(userBaseDn) => onChange({ userBaseDn })} required />
-        <TextField label="User filter" value={fields.userFilter} onChange={(userFilter) => onChange({ userFilter })} />
-        <TextField label="User name attribute" value={fields.usernameAttribute} onChange={(usernameAttribute) => onChange({ usernameAttribute })} />
-        <TextField label="Display name attribute" value={fields.displayNameAttribute} onChange={(displayNameAttribute) => onChange({ displayNameAttribute })} />
-        <TextField label="E-mail attribute" value={fields.emailAttribute} onChange={(emailAttribute) => onChange({ emailAttribute })} />
-        <TextField label="Group base DN" value={fields.groupBaseDn} onChange={(groupBaseDn) => onChange({ groupBaseDn })} required />
-        <TextField label="Group filter" value={fields.groupFilter} onChange={(groupFilter) => onChange({ groupFilter })} />
-        <TextField label="Group name attribute" value={fields.groupNameAttribute} onChange={(groupNameAttribute) => onChange({ groupNameAttribute })} />
-        <TextField label="Group member attribute" value={fields.groupMemberAttribute} onChange={(groupMemberAttribute) => onChange({ groupMemberAttribute })} />
-        <TextField label="Timeout (ms)" type="number" min={100} max={60000} value={fields.timeoutMs} onChange={(timeoutMs) => onChange({ timeoutMs })} />
+        <TextField
+          label="Server URL"
+          value={fields.url}
+          onChange={(url) => onChange({ url })}
+          placeholder="ldaps://ldap.example.com"
+          required
+        />
+        <TextField
+          label="Bind DN"
+          value={fields.bindDn}
+          onChange={(bindDn) => onChange({ bindDn })}
+          hint="Empty: search anonymously"
+        />
+        <TextField
+          label="User base DN"
+          value={fields.userBaseDn}
+          onChange={(userBaseDn) => onChange({ userBaseDn })}
+          required
+        />
+        <TextField
+          label="User filter"
+          value={fields.userFilter}
+          onChange={(userFilter) => onChange({ userFilter })}
+        />
+        <TextField
+          label="User name attribute"
+          value={fields.usernameAttribute}
+          onChange={(usernameAttribute) => onChange({ usernameAttribute })}
+        />
+        <TextField
+          label="Display name attribute"
+          value={fields.displayNameAttribute}
+          onChange={(displayNameAttribute) => onChange({ displayNameAttribute })}
+        />
+        <TextField
+          label="E-mail attribute"
+          value={fields.emailAttribute}
+          onChange={(emailAttribute) => onChange({ emailAttribute })}
+        />
+        <TextField
+          label="Group base DN"
+          value={fields.groupBaseDn}
+          onChange={(groupBaseDn) => onChange({ groupBaseDn })}
+          required
+        />
+        <TextField
+          label="Group filter"
+          value={fields.groupFilter}
+          onChange={(groupFilter) => onChange({ groupFilter })}
+        />
+        <TextField
+          label="Group name attribute"
+          value={fields.groupNameAttribute}
+          onChange={(groupNameAttribute) => onChange({ groupNameAttribute })}
+        />
+        <TextField
+          label="Group member attribute"
+          value={fields.groupMemberAttribute}
+          onChange={(groupMemberAttribute) => onChange({ groupMemberAttribute })}
+        />
+        <TextField
+          label="Timeout (ms)"
+          type="number"
+          min={100}
+          max={60000}
+          value={fields.timeoutMs}
+          onChange={(timeoutMs) => onChange({ timeoutMs })}
+        />
       </div>
-      <CheckField label="StartTLS" checked={fields.startTls} onChange={(startTls) => onChange({ startTls })} hint="For ldap:// URLs; ldaps:// is encrypted already" />
+      <CheckField
+        label="StartTLS"
+        checked={fields.startTls}
+        onChange={(startTls) => onChange({ startTls })}
+        hint="For ldap:// URLs; ldaps:// is encrypted already"
+      />
       <TextAreaField
         label="Server CA certificate (PEM, optional)"
         value={fields.caPem}
@@ -58,18 +137,60 @@ function LdapSettings({ fields, onChange }: { fields: LdapFields; onChange: (pat
   );
 }
 
-function OidcSettings({ fields, onChange }: { fields: OidcFields; onChange: (patch: Partial<OidcFields>) => void }) {
+function OidcSettings({
+  fields,
+  onChange,
+}: {
+  fields: OidcFields;
+  onChange: (patch: Partial<OidcFields>) => void;
+}) {
   return (
     <fieldset>
       <legend>OpenID Connect provider</legend>
       <div className="grid-2">
-        <TextField label="Issuer URL" value={fields.issuerUrl} onChange={(issuerUrl) => onChange({ issuerUrl })} placeholder="https://id.example.com/realms/main" required />
-        <TextField label="Client id" value={fields.clientId} onChange={(clientId) => onChange({ clientId })} required />
-        <TextField label="Scopes" value={fields.scopes} onChange={(scopes) => onChange({ scopes })} hint="Space-separated; must include openid" />
-        <TextField label="User name claim" value={fields.usernameClaim} onChange={(usernameClaim) => onChange({ usernameClaim })} />
-        <TextField label="Groups claim" value={fields.groupsClaim} onChange={(groupsClaim) => onChange({ groupsClaim })} />
-        <TextField label="Extra audiences" value={fields.audiences} onChange={(audiences) => onChange({ audiences })} hint="Space-separated; optional" />
-        <TextField label="Timeout (ms)" type="number" min={100} max={60000} value={fields.timeoutMs} onChange={(timeoutMs) => onChange({ timeoutMs })} />
+        <TextField
+          label="Issuer URL"
+          value={fields.issuerUrl}
+          onChange={(issuerUrl) => onChange({ issuerUrl })}
+          placeholder="https://id.example.com/realms/main"
+          required
+        />
+        <TextField
+          label="Client id"
+          value={fields.clientId}
+          onChange={(clientId) => onChange({ clientId })}
+          required
+        />
+        <TextField
+          label="Scopes"
+          value={fields.scopes}
+          onChange={(scopes) => onChange({ scopes })}
+          hint="Space-separated; must include openid"
+        />
+        <TextField
+          label="User name claim"
+          value={fields.usernameClaim}
+          onChange={(usernameClaim) => onChange({ usernameClaim })}
+        />
+        <TextField
+          label="Groups claim"
+          value={fields.groupsClaim}
+          onChange={(groupsClaim) => onChange({ groupsClaim })}
+        />
+        <TextField
+          label="Extra audiences"
+          value={fields.audiences}
+          onChange={(audiences) => onChange({ audiences })}
+          hint="Space-separated; optional"
+        />
+        <TextField
+          label="Timeout (ms)"
+          type="number"
+          min={100}
+          max={60000}
+          value={fields.timeoutMs}
+          onChange={(timeoutMs) => onChange({ timeoutMs })}
+        />
       </div>
       <TextAreaField
         label="Issuer CA certificate (PEM, optional)"
@@ -83,7 +204,13 @@ function OidcSettings({ fields, onChange }: { fields: OidcFields; onChange: (pat
   );
 }
 
-function GroupMappings({ form, set }: { form: RealmForm; set: (patch: Partial<RealmForm>) => void }) {
+function GroupMappings({
+  form,
+  set,
+}: {
+  form: RealmForm;
+  set: (patch: Partial<RealmForm>) => void;
+}) {
   const rows = form.groupMappings;
   const setRow = (index: number, patch: Partial<RealmForm['groupMappings'][number]>) =>
     set({ groupMappings: rows.map((r, i) => (i === index ? { ...r, ...patch } : r)) });
@@ -91,20 +218,43 @@ function GroupMappings({ form, set }: { form: RealmForm; set: (patch: Partial<Re
     <fieldset>
       <legend>Group mappings</legend>
       <p className="muted">
-        Directory groups (or group claims) become manager groups only through a mapping; the first matching pattern wins. <code>*</code> matches any
-        characters; an empty manager group keeps the external name.
+        Directory groups (or group claims) become manager groups only through a mapping; the first
+        matching pattern wins. <code>*</code> matches any characters; an empty manager group keeps
+        the external name.
       </p>
       {rows.map((row, i) => (
         <div key={i} className="entry-row">
-          <TextField label={`Mapping ${i + 1} pattern`} value={row.pattern} onChange={(pattern) => setRow(i, { pattern })} placeholder="debvisor-*" />
-          <TextField label={`Mapping ${i + 1} manager group`} value={row.group} onChange={(group) => setRow(i, { group })} placeholder="(same name)" />
-          <CheckField label="Tenant" checked={row.tenant} onChange={(tenant) => setRow(i, { tenant })} />
-          <button type="button" className="link" onClick={() => set({ groupMappings: rows.filter((_, j) => j !== i) })}>
+          <TextField
+            label={`Mapping ${i + 1} pattern`}
+            value={row.pattern}
+            onChange={(pattern) => setRow(i, { pattern })}
+            placeholder="debvisor-*"
+          />
+          <TextField
+            label={`Mapping ${i + 1} manager group`}
+            value={row.group}
+            onChange={(group) => setRow(i, { group })}
+            placeholder="(same name)"
+          />
+          <CheckField
+            label="Tenant"
+            checked={row.tenant}
+            onChange={(tenant) => setRow(i, { tenant })}
+          />
+          <button
+            type="button"
+            className="link"
+            onClick={() => set({ groupMappings: rows.filter((_, j) => j !== i) })}
+          >
             Drop mapping {i + 1}
           </button>
         </div>
       ))}
-      <button type="button" className="link" onClick={() => set({ groupMappings: [...rows, { pattern: '', group: '', tenant: false }] })}>
+      <button
+        type="button"
+        className="link"
+        onClick={() => set({ groupMappings: [...rows, { pattern: '', group: '', tenant: false }] })}
+      >
         Another mapping
       </button>
     </fieldset>
@@ -119,7 +269,8 @@ function ConnectionNote({ connection }: { connection: RealmConnection }) {
     </p>
   ) : (
     <p role="status" className="notice warn">
-      Saved although the directory connection test failed: {connection.error?.message ?? 'no answer'}.
+      Saved although the directory connection test failed:{' '}
+      {connection.error?.message ?? 'no answer'}.
     </p>
   );
 }
@@ -136,7 +287,9 @@ function RealmEditor({
   allowed: boolean;
   onDone: (connection: RealmConnection | undefined) => void;
 }) {
-  const [form, setForm] = useState<RealmForm>(() => (realm ? realmFormFrom(realm) : emptyRealmForm(newType)));
+  const [form, setForm] = useState<RealmForm>(() =>
+    realm ? realmFormFrom(realm) : emptyRealmForm(newType),
+  );
   const [problems, setProblems] = useState<string[]>([]);
   const create = useCreateRealm();
   const update = useUpdateRealm();
@@ -150,7 +303,9 @@ function RealmEditor({
     const found = local ? [] : realmFormProblems(form, realm === null);
     setProblems(found);
     if (found.length > 0) return;
-    const done = { onSuccess: (answer: Schemas['ChangedRealmDto_Output']) => onDone(answer.connection) };
+    const done = {
+      onSuccess: (answer: Schemas['ChangedRealmDto_Output']) => onDone(answer.connection),
+    };
     if (realm) update.mutate({ realm: realm.id, body: updateRealmBody(form, realm) }, done);
     else create.mutate(createRealmBody(form), done);
   };
@@ -161,7 +316,16 @@ function RealmEditor({
       <h3>{title}</h3>
       <fieldset disabled={pending}>
         <div className="grid-2">
-          {realm === null && <TextField label="Realm id" value={form.id} onChange={(id) => set({ id })} autoComplete="off" required hint="e.g. corp: users log in as name@corp" />}
+          {realm === null && (
+            <TextField
+              label="Realm id"
+              value={form.id}
+              onChange={(id) => set({ id })}
+              autoComplete="off"
+              required
+              hint="e.g. corp: users log in as name@corp"
+            />
+          )}
           {!local && (
             <SelectField
               label="Type"
@@ -173,15 +337,30 @@ function RealmEditor({
               ]}
             />
           )}
-          <TextField label="Comment" value={form.comment} onChange={(comment) => set({ comment })} autoComplete="off" />
+          <TextField
+            label="Comment"
+            value={form.comment}
+            onChange={(comment) => set({ comment })}
+            autoComplete="off"
+          />
         </div>
-        <CheckField label="Users of this realm must use a second factor" checked={form.requireTfa} onChange={(requireTfa) => set({ requireTfa })} />
+        <CheckField
+          label="Users of this realm must use a second factor"
+          checked={form.requireTfa}
+          onChange={(requireTfa) => set({ requireTfa })}
+        />
         {!local && (
           <>
             {ldap ? (
-              <LdapSettings fields={form.ldap} onChange={(patch) => set({ ldap: { ...form.ldap, ...patch } })} />
+              <LdapSettings
+                fields={form.ldap}
+                onChange={(patch) => set({ ldap: { ...form.ldap, ...patch } })}
+              />
             ) : (
-              <OidcSettings fields={form.openid} onChange={(patch) => set({ openid: { ...form.openid, ...patch } })} />
+              <OidcSettings
+                fields={form.openid}
+                onChange={(patch) => set({ openid: { ...form.openid, ...patch } })}
+              />
             )}
             <div className="grid-2">
               <TextField
@@ -190,7 +369,15 @@ function RealmEditor({
                 value={form.secret}
                 onChange={(secret) => set({ secret, removeSecret: false })}
                 autoComplete="new-password"
-                hint={realm?.hasSecret ? 'Stored; empty keeps it' : realm ? 'None stored' : ldap ? 'Optional (anonymous bind without it)' : 'Needed'}
+                hint={
+                  realm?.hasSecret
+                    ? 'Stored; empty keeps it'
+                    : realm
+                      ? 'None stored'
+                      : ldap
+                        ? 'Optional (anonymous bind without it)'
+                        : 'Needed'
+                }
               />
               {ldap && (
                 <TextField
@@ -205,7 +392,11 @@ function RealmEditor({
               )}
             </div>
             {ldap && realm?.hasSecret && (
-              <CheckField label="Remove the stored bind password (bind anonymously)" checked={form.removeSecret} onChange={(removeSecret) => set({ removeSecret, secret: '' })} />
+              <CheckField
+                label="Remove the stored bind password (bind anonymously)"
+                checked={form.removeSecret}
+                onChange={(removeSecret) => set({ removeSecret, secret: '' })}
+              />
             )}
             <GroupMappings form={form} set={set} />
             {ldap && (
@@ -236,8 +427,10 @@ function RealmEditor({
 function SyncSummaryNote({ realm, summary }: { realm: string; summary: SyncSummary }) {
   return (
     <p role="status" className="notice ok" data-testid="sync-summary">
-      Synced {realm}: users {summary.users.created} created, {summary.users.updated} updated, {summary.users.disabled} disabled, {summary.users.skipped} skipped;
-      groups {summary.groups.created} created; memberships {summary.memberships.added} added, {summary.memberships.removed} removed.
+      Synced {realm}: users {summary.users.created} created, {summary.users.updated} updated,{' '}
+      {summary.users.disabled} disabled, {summary.users.skipped} skipped; groups{' '}
+      {summary.groups.created} created; memberships {summary.memberships.added} added,{' '}
+      {summary.memberships.removed} removed.
     </p>
   );
 }
@@ -265,10 +458,18 @@ export function RealmsSection({ signedIn }: { signedIn: SignedIn }) {
         <h2 id="admin-realms">Realms</h2>
         <Refresh queries={[realms]} />
         <span className="actions">
-          <ActionButton allowed={allowed} needs={NEEDS} onClick={() => start({ kind: 'new', type: 'ldap' })}>
+          <ActionButton
+            allowed={allowed}
+            needs={NEEDS}
+            onClick={() => start({ kind: 'new', type: 'ldap' })}
+          >
             New LDAP realm…
           </ActionButton>
-          <ActionButton allowed={allowed} needs={NEEDS} onClick={() => start({ kind: 'new', type: 'openid' })}>
+          <ActionButton
+            allowed={allowed}
+            needs={NEEDS}
+            onClick={() => start({ kind: 'new', type: 'openid' })}
+          >
             New OpenID Connect realm…
           </ActionButton>
         </span>
@@ -313,7 +514,13 @@ export function RealmsSection({ signedIn }: { signedIn: SignedIn }) {
                     {r.comment && <div className="muted">{r.comment}</div>}
                   </th>
                   <td>{TYPE_NAMES[r.type]}</td>
-                  <td className="wrap">{r.type === 'ldap' ? String(r.settings.url ?? '') : r.type === 'openid' ? String(r.settings.issuerUrl ?? '') : '—'}</td>
+                  <td className="wrap">
+                    {r.type === 'ldap'
+                      ? String(r.settings.url ?? '')
+                      : r.type === 'openid'
+                        ? String(r.settings.issuerUrl ?? '')
+                        : '—'}
+                  </td>
                   <td>{r.requireTfa ? 'required' : 'optional'}</td>
                   <td>
                     {r.groupMappings.length === 0 ? (
@@ -334,7 +541,11 @@ export function RealmsSection({ signedIn }: { signedIn: SignedIn }) {
                       <span className="muted">—</span>
                     ) : (
                       <>
-                        <div>{r.syncIntervalMinutes ? `every ${r.syncIntervalMinutes} min` : 'on demand'}</div>
+                        <div>
+                          {r.syncIntervalMinutes
+                            ? `every ${r.syncIntervalMinutes} min`
+                            : 'on demand'}
+                        </div>
                         <div className="muted">last: {formatTime(r.lastSyncAt)}</div>
                         {r.lastSyncError && <div className="error">{r.lastSyncError}</div>}
                       </>
@@ -342,7 +553,12 @@ export function RealmsSection({ signedIn }: { signedIn: SignedIn }) {
                   </td>
                   <td>
                     <span className="actions">
-                      <ActionButton allowed={allowed} needs={NEEDS} onClick={() => start({ kind: 'edit', realm: r })} aria-label={`Edit realm ${r.id}`}>
+                      <ActionButton
+                        allowed={allowed}
+                        needs={NEEDS}
+                        onClick={() => start({ kind: 'edit', realm: r })}
+                        aria-label={`Edit realm ${r.id}`}
+                      >
                         Edit
                       </ActionButton>
                       {r.type === 'ldap' && (
@@ -352,7 +568,9 @@ export function RealmsSection({ signedIn }: { signedIn: SignedIn }) {
                           disabled={sync.isPending}
                           onClick={() => {
                             setSynced(null);
-                            sync.mutate(r.id, { onSuccess: (summary) => setSynced({ realm: r.id, summary }) });
+                            sync.mutate(r.id, {
+                              onSuccess: (summary) => setSynced({ realm: r.id, summary }),
+                            });
                           }}
                           aria-label={`Sync realm ${r.id} now`}
                         >
@@ -360,7 +578,12 @@ export function RealmsSection({ signedIn }: { signedIn: SignedIn }) {
                         </ActionButton>
                       )}
                       {r.type !== 'local' && (
-                        <ActionButton allowed={allowed} needs={NEEDS} onClick={() => setRemoving(r.id)} aria-label={`Delete realm ${r.id}`}>
+                        <ActionButton
+                          allowed={allowed}
+                          needs={NEEDS}
+                          onClick={() => setRemoving(r.id)}
+                          aria-label={`Delete realm ${r.id}`}
+                        >
                           Delete
                         </ActionButton>
                       )}
@@ -373,8 +596,18 @@ export function RealmsSection({ signedIn }: { signedIn: SignedIn }) {
         )}
       </Loaded>
       {removing && (
-        <ConfirmMutation mutation={remove} variables={removing} onClose={() => setRemoving(null)} title={`Delete realm ${removing}?`} confirmLabel="Delete realm" danger>
-          <p>Its users go with it: their API tokens, sessions, memberships and ACL entries. Nobody can log in through it any more.</p>
+        <ConfirmMutation
+          mutation={remove}
+          variables={removing}
+          onClose={() => setRemoving(null)}
+          title={`Delete realm ${removing}?`}
+          confirmLabel="Delete realm"
+          danger
+        >
+          <p>
+            Its users go with it: their API tokens, sessions, memberships and ACL entries. Nobody
+            can log in through it any more.
+          </p>
         </ConfirmMutation>
       )}
     </section>

@@ -4,30 +4,52 @@ import type { SignedIn } from '../auth/queries';
 import { ActionButton } from '../ui/ActionButton';
 import { ConfirmMutation } from '../ui/ConfirmMutation';
 import { ErrorNote } from '../ui/ErrorNote';
-import { createRemoteGroupBody, remoteGroupProblems, updateRemoteGroupBody, type RemoteGroupForm } from './access-forms';
+import {
+  createRemoteGroupBody,
+  remoteGroupProblems,
+  updateRemoteGroupBody,
+  type RemoteGroupForm,
+} from './access-forms';
 import { useCreateRemoteGroup, useDeleteRemoteGroup, useUpdateRemoteGroup } from './mutations';
 import { Loaded, Problems, Refresh, SelectField, TextField } from './parts';
 import { useRemoteGroups, useRemotes, type Remote, type RemoteGroup } from './queries';
 
 /** Create or edit a remote group: for each remote, which of its credentials the manager acts with. */
-function RemoteGroupEditor({ group, remotes, allowed, onDone }: { group: RemoteGroup | null; remotes: Remote[]; allowed: boolean; onDone: () => void }) {
+function RemoteGroupEditor({
+  group,
+  remotes,
+  allowed,
+  onDone,
+}: {
+  group: RemoteGroup | null;
+  remotes: Remote[];
+  allowed: boolean;
+  onDone: () => void;
+}) {
   const [form, setForm] = useState<RemoteGroupForm>(() =>
-    group ? { id: group.id, comment: group.comment, entries: group.entries.map((e) => ({ ...e })) } : { id: '', comment: '', entries: [] },
+    group
+      ? { id: group.id, comment: group.comment, entries: group.entries.map((e) => ({ ...e })) }
+      : { id: '', comment: '', entries: [] },
   );
   const [problems, setProblems] = useState<string[]>([]);
   const create = useCreateRemoteGroup();
   const update = useUpdateRemoteGroup();
   const pending = create.isPending || update.isPending;
   const setEntry = (index: number, patch: Partial<RemoteGroupForm['entries'][number]>) =>
-    setForm((f) => ({ ...f, entries: f.entries.map((e, i) => (i === index ? { ...e, ...patch } : e)) }));
-  const credentialsOf = (remote: string) => remotes.find((r) => r.id === remote)?.credentials.map((c) => c.name) ?? [];
+    setForm((f) => ({
+      ...f,
+      entries: f.entries.map((e, i) => (i === index ? { ...e, ...patch } : e)),
+    }));
+  const credentialsOf = (remote: string) =>
+    remotes.find((r) => r.id === remote)?.credentials.map((c) => c.name) ?? [];
 
   const submit = (event: FormEvent) => {
     event.preventDefault();
     const found = remoteGroupProblems(form, group === null);
     setProblems(found);
     if (found.length > 0) return;
-    if (group) update.mutate({ group: group.id, body: updateRemoteGroupBody(form) }, { onSuccess: onDone });
+    if (group)
+      update.mutate({ group: group.id, body: updateRemoteGroupBody(form) }, { onSuccess: onDone });
     else create.mutate(createRemoteGroupBody(form), { onSuccess: onDone });
   };
 
@@ -37,8 +59,21 @@ function RemoteGroupEditor({ group, remotes, allowed, onDone }: { group: RemoteG
       <h3>{title}</h3>
       <fieldset disabled={pending}>
         <div className="grid-2">
-          {group === null && <TextField label="Remote group id" value={form.id} onChange={(id) => setForm((f) => ({ ...f, id }))} autoComplete="off" required />}
-          <TextField label="Comment" value={form.comment} onChange={(comment) => setForm((f) => ({ ...f, comment }))} autoComplete="off" />
+          {group === null && (
+            <TextField
+              label="Remote group id"
+              value={form.id}
+              onChange={(id) => setForm((f) => ({ ...f, id }))}
+              autoComplete="off"
+              required
+            />
+          )}
+          <TextField
+            label="Comment"
+            value={form.comment}
+            onChange={(comment) => setForm((f) => ({ ...f, comment }))}
+            autoComplete="off"
+          />
         </div>
         <fieldset>
           <legend>Entries</legend>
@@ -48,21 +83,41 @@ function RemoteGroupEditor({ group, remotes, allowed, onDone }: { group: RemoteG
               <SelectField
                 label={`Entry ${i + 1} remote`}
                 value={entry.remote}
-                onChange={(remote) => setEntry(i, { remote, credential: credentialsOf(remote)[0] ?? '' })}
-                options={[{ value: '', label: 'Choose a remote' }, ...remotes.map((r) => ({ value: r.id, label: r.id }))]}
+                onChange={(remote) =>
+                  setEntry(i, { remote, credential: credentialsOf(remote)[0] ?? '' })
+                }
+                options={[
+                  { value: '', label: 'Choose a remote' },
+                  ...remotes.map((r) => ({ value: r.id, label: r.id })),
+                ]}
               />
               <SelectField
                 label={`Entry ${i + 1} credential`}
                 value={entry.credential}
                 onChange={(credential) => setEntry(i, { credential })}
-                options={[{ value: '', label: 'Choose a credential' }, ...credentialsOf(entry.remote).map((c) => ({ value: c, label: c }))]}
+                options={[
+                  { value: '', label: 'Choose a credential' },
+                  ...credentialsOf(entry.remote).map((c) => ({ value: c, label: c })),
+                ]}
               />
-              <button type="button" className="link" onClick={() => setForm((f) => ({ ...f, entries: f.entries.filter((_, j) => j !== i) }))}>
+              <button
+                type="button"
+                className="link"
+                onClick={() =>
+                  setForm((f) => ({ ...f, entries: f.entries.filter((_, j) => j !== i) }))
+                }
+              >
                 Drop entry {i + 1}
               </button>
             </div>
           ))}
-          <button type="button" className="link" onClick={() => setForm((f) => ({ ...f, entries: [...f.entries, { remote: '', credential: '' }] }))}>
+          <button
+            type="button"
+            className="link"
+            onClick={() =>
+              setForm((f) => ({ ...f, entries: [...f.entries, { remote: '', credential: '' }] }))
+            }
+          >
             Another entry
           </button>
         </fieldset>
@@ -95,13 +150,19 @@ export function RemoteGroupsSection({ signedIn }: { signedIn: SignedIn }) {
       <div className="toolbar">
         <h2 id="admin-remote-groups">Remote groups</h2>
         <Refresh queries={[groups, remotes]} />
-        <ActionButton allowed={allowed} needs="remote.modify" onClick={() => setEditing('new')} disabled={editing === 'new'}>
+        <ActionButton
+          allowed={allowed}
+          needs="remote.modify"
+          onClick={() => setEditing('new')}
+          disabled={editing === 'new'}
+        >
           New remote group…
         </ActionButton>
       </div>
       <p className="muted">
-        A role granted on <code>/groups/&lt;id&gt;</code> holds on each remote of the group, and the manager then acts there with the entry&apos;s
-        credential: the effective right is the role intersected with what that key may do on the cluster.
+        A role granted on <code>/groups/&lt;id&gt;</code> holds on each remote of the group, and the
+        manager then acts there with the entry&apos;s credential: the effective right is the role
+        intersected with what that key may do on the cluster.
       </p>
       {editing !== null && (
         <RemoteGroupEditor
@@ -150,10 +211,20 @@ export function RemoteGroupsSection({ signedIn }: { signedIn: SignedIn }) {
                     </td>
                     <td>
                       <span className="actions">
-                        <ActionButton allowed={allowed} needs="remote.modify" onClick={() => setEditing(g)} aria-label={`Edit remote group ${g.id}`}>
+                        <ActionButton
+                          allowed={allowed}
+                          needs="remote.modify"
+                          onClick={() => setEditing(g)}
+                          aria-label={`Edit remote group ${g.id}`}
+                        >
                           Edit
                         </ActionButton>
-                        <ActionButton allowed={allowed} needs="remote.modify" onClick={() => setRemoving(g.id)} aria-label={`Delete remote group ${g.id}`}>
+                        <ActionButton
+                          allowed={allowed}
+                          needs="remote.modify"
+                          onClick={() => setRemoving(g.id)}
+                          aria-label={`Delete remote group ${g.id}`}
+                        >
                           Delete
                         </ActionButton>
                       </span>

@@ -6,7 +6,14 @@ import { ActionButton } from '../ui/ActionButton';
 import { ConfirmMutation } from '../ui/ConfirmMutation';
 import { ErrorNote } from '../ui/ErrorNote';
 import { formatTime } from '../ui/format';
-import { useAddCredential, useCreateRemote, useDeleteRemote, useProbeEndpoints, useRemoveCredential, useUpdateRemote } from './mutations';
+import {
+  useAddCredential,
+  useCreateRemote,
+  useDeleteRemote,
+  useProbeEndpoints,
+  useRemoveCredential,
+  useUpdateRemote,
+} from './mutations';
 import { CheckField, Loaded, Problems, Refresh, TextAreaField, TextField } from './parts';
 import { useRemotes, useRemoteStatuses, type Remote, type RemoteStatus } from './queries';
 import {
@@ -28,24 +35,39 @@ import {
 type CreatedRemote = Schemas['CreatedRemoteDto_Output'];
 
 /** What the cluster answered to the connection test of a new remote or credential. */
-function ConnectionReport({ remote, connection, what }: { remote: string; connection: Schemas['ConnectionReport_Output']; what: string }) {
+function ConnectionReport({
+  remote,
+  connection,
+  what,
+}: {
+  remote: string;
+  connection: Schemas['ConnectionReport_Output'];
+  what: string;
+}) {
   if (!connection.ok) {
     return (
       <p role="status" className="notice warn" data-testid="connection-report">
-        {what} {remote} although the connection test failed: {connection.error?.message ?? 'no answer'}.
+        {what} {remote} although the connection test failed:{' '}
+        {connection.error?.message ?? 'no answer'}.
       </p>
     );
   }
   return (
     <p role="status" className="notice ok" data-testid="connection-report">
-      {what} {remote}. The cluster answered: cluster <strong>{connection.clusterId ?? '?'}</strong>, {connection.nodeCount ?? '?'} nodes, agent{' '}
-      {connection.agentVersion ?? '?'}
+      {what} {remote}. The cluster answered: cluster <strong>{connection.clusterId ?? '?'}</strong>,{' '}
+      {connection.nodeCount ?? '?'} nodes, agent {connection.agentVersion ?? '?'}
       {connection.nodeId ? ` (through ${connection.nodeId})` : ''}.
     </p>
   );
 }
 
-function CertificateRows({ certificates, anchor }: { certificates: PresentedCertificate[]; anchor: string | null }) {
+function CertificateRows({
+  certificates,
+  anchor,
+}: {
+  certificates: PresentedCertificate[];
+  anchor: string | null;
+}) {
   const now = new Date();
   return (
     <table className="compact">
@@ -60,7 +82,10 @@ function CertificateRows({ certificates, anchor }: { certificates: PresentedCert
       </thead>
       <tbody>
         {certificates.map((c) => (
-          <tr key={c.fingerprintSha256} className={c.fingerprintSha256 === anchor ? 'anchor' : undefined}>
+          <tr
+            key={c.fingerprintSha256}
+            className={c.fingerprintSha256 === anchor ? 'anchor' : undefined}
+          >
             <th scope="row">
               {c.subject} <span className="muted">{c.isCa ? '(CA)' : '(server)'}</span>
             </th>
@@ -80,7 +105,13 @@ function CertificateRows({ certificates, anchor }: { certificates: PresentedCert
 }
 
 /** The connection test's answers, endpoint by endpoint, and the CA the remote would trust. */
-function ProbeResult({ outcomes, pastedFingerprint }: { outcomes: ProbeOutcome[]; pastedFingerprint: string | null }) {
+function ProbeResult({
+  outcomes,
+  pastedFingerprint,
+}: {
+  outcomes: ProbeOutcome[];
+  pastedFingerprint: string | null;
+}) {
   const trust = chooseTrust(outcomes, pastedFingerprint);
   const anchor = trust.ok ? trust.fingerprint : null;
   return (
@@ -88,14 +119,25 @@ function ProbeResult({ outcomes, pastedFingerprint }: { outcomes: ProbeOutcome[]
       {outcomes.map((o) => (
         <div key={o.endpoint} className="probe-endpoint">
           <h4>{o.endpoint}</h4>
-          {'error' in o ? <p className="error">{o.error}</p> : <CertificateRows certificates={o.certificates} anchor={anchor} />}
+          {'error' in o ? (
+            <p className="error">{o.error}</p>
+          ) : (
+            <CertificateRows certificates={o.certificates} anchor={anchor} />
+          )}
         </div>
       ))}
     </div>
   );
 }
 
-const emptyForm = (): RemoteForm => ({ id: '', description: '', endpoints: '', caCertPem: '', credentials: [{ name: 'admin', key: '' }], addAnyway: false });
+const emptyForm = (): RemoteForm => ({
+  id: '',
+  description: '',
+  endpoints: '',
+  caCertPem: '',
+  credentials: [{ name: 'admin', key: '' }],
+  addAnyway: false,
+});
 
 interface Tested {
   endpoints: string[];
@@ -109,7 +151,15 @@ interface Tested {
  * 'Test connection' shows the certificates each endpoint presents; the operator confirms the CA
  * fingerprint; only then 'Add remote' sends it (and the manager tests the credentials).
  */
-function AddRemote({ allowed, onAdded, onCancel }: { allowed: boolean; onAdded: (created: CreatedRemote) => void; onCancel: () => void }) {
+function AddRemote({
+  allowed,
+  onAdded,
+  onCancel,
+}: {
+  allowed: boolean;
+  onAdded: (created: CreatedRemote) => void;
+  onCancel: () => void;
+}) {
   const [form, setForm] = useState<RemoteForm>(emptyForm);
   const [tested, setTested] = useState<Tested | null>(null);
   const [confirmed, setConfirmed] = useState(false);
@@ -118,21 +168,40 @@ function AddRemote({ allowed, onAdded, onCancel }: { allowed: boolean; onAdded: 
   const create = useCreateRemote();
   const set = (patch: Partial<RemoteForm>) => setForm((f) => ({ ...f, ...patch }));
   const setCredential = (index: number, patch: Partial<RemoteForm['credentials'][number]>) =>
-    setForm((f) => ({ ...f, credentials: f.credentials.map((c, i) => (i === index ? { ...c, ...patch } : c)) }));
+    setForm((f) => ({
+      ...f,
+      credentials: f.credentials.map((c, i) => (i === index ? { ...c, ...patch } : c)),
+    }));
 
   const endpoints = parseEndpoints(form.endpoints);
   // A test counts only for the endpoints and CA it was made with.
-  const current = tested !== null && tested.endpoints.join('\n') === endpoints.join('\n') && tested.caCertPem === form.caCertPem.trim();
+  const current =
+    tested !== null &&
+    tested.endpoints.join('\n') === endpoints.join('\n') &&
+    tested.caCertPem === form.caCertPem.trim();
   const trust = current ? chooseTrust(tested.outcomes, tested.pastedFingerprint) : null;
 
   const test = async () => {
     const problem = endpointsProblem(endpoints);
     const pasted = form.caCertPem.trim() ? await pemFingerprint(form.caCertPem) : null;
-    const found = [problem, form.caCertPem.trim() && !pasted ? 'the CA certificate must be PEM (-----BEGIN CERTIFICATE-----)' : null].filter((p): p is string => !!p);
+    const found = [
+      problem,
+      form.caCertPem.trim() && !pasted
+        ? 'the CA certificate must be PEM (-----BEGIN CERTIFICATE-----)'
+        : null,
+    ].filter((p): p is string => !!p);
     setProblems(found);
     if (found.length > 0) return;
     setConfirmed(false);
-    probe.mutate(endpoints, { onSuccess: (outcomes) => setTested({ endpoints, caCertPem: form.caCertPem.trim(), pastedFingerprint: pasted, outcomes }) });
+    probe.mutate(endpoints, {
+      onSuccess: (outcomes) =>
+        setTested({
+          endpoints,
+          caCertPem: form.caCertPem.trim(),
+          pastedFingerprint: pasted,
+          outcomes,
+        }),
+    });
   };
 
   const add = (event: FormEvent) => {
@@ -149,8 +218,20 @@ function AddRemote({ allowed, onAdded, onCancel }: { allowed: boolean; onAdded: 
       <h3>Add a remote</h3>
       <fieldset disabled={create.isPending}>
         <div className="grid-2">
-          <TextField label="Remote id" value={form.id} onChange={(id) => set({ id })} required autoComplete="off" hint="e.g. dc-east: lower-case letters, digits, hyphens" />
-          <TextField label="Description" value={form.description} onChange={(description) => set({ description })} autoComplete="off" />
+          <TextField
+            label="Remote id"
+            value={form.id}
+            onChange={(id) => set({ id })}
+            required
+            autoComplete="off"
+            hint="e.g. dc-east: lower-case letters, digits, hyphens"
+          />
+          <TextField
+            label="Description"
+            value={form.description}
+            onChange={(description) => set({ description })}
+            autoComplete="off"
+          />
         </div>
         <TextAreaField
           label="Endpoints"
@@ -172,7 +253,13 @@ function AddRemote({ allowed, onAdded, onCancel }: { allowed: boolean; onAdded: 
           <legend>Credentials (agent API keys)</legend>
           {form.credentials.map((c, i) => (
             <div key={i} className="credential-row">
-              <TextField label={`Credential ${i + 1} name`} value={c.name} onChange={(name) => setCredential(i, { name })} autoComplete="off" required />
+              <TextField
+                label={`Credential ${i + 1} name`}
+                value={c.name}
+                onChange={(name) => setCredential(i, { name })}
+                autoComplete="off"
+                required
+              />
               <TextField
                 label={`Credential ${i + 1} key`}
                 value={c.key}
@@ -183,20 +270,35 @@ function AddRemote({ allowed, onAdded, onCancel }: { allowed: boolean; onAdded: 
                 placeholder="dvk_…"
               />
               {form.credentials.length > 1 && (
-                <button type="button" className="link" onClick={() => set({ credentials: form.credentials.filter((_, j) => j !== i) })}>
+                <button
+                  type="button"
+                  className="link"
+                  onClick={() => set({ credentials: form.credentials.filter((_, j) => j !== i) })}
+                >
                   Drop credential {i + 1}
                 </button>
               )}
             </div>
           ))}
-          <button type="button" className="link" onClick={() => set({ credentials: [...form.credentials, { name: '', key: '' }] })}>
+          <button
+            type="button"
+            className="link"
+            onClick={() => set({ credentials: [...form.credentials, { name: '', key: '' }] })}
+          >
             Another credential
           </button>
-          <span className="muted">The manager acts with the first one; remote groups may use the others.</span>
+          <span className="muted">
+            The manager acts with the first one; remote groups may use the others.
+          </span>
         </fieldset>
 
         <div className="actions">
-          <ActionButton allowed={allowed} needs="remote.modify" onClick={() => void test()} disabled={probe.isPending}>
+          <ActionButton
+            allowed={allowed}
+            needs="remote.modify"
+            onClick={() => void test()}
+            disabled={probe.isPending}
+          >
             {probe.isPending ? 'Testing…' : 'Test connection'}
           </ActionButton>
         </div>
@@ -206,7 +308,9 @@ function AddRemote({ allowed, onAdded, onCancel }: { allowed: boolean; onAdded: 
             The endpoints or the CA certificate changed since the test: test the connection again.
           </p>
         )}
-        {current && tested && <ProbeResult outcomes={tested.outcomes} pastedFingerprint={tested.pastedFingerprint} />}
+        {current && tested && (
+          <ProbeResult outcomes={tested.outcomes} pastedFingerprint={tested.pastedFingerprint} />
+        )}
         {trust && !trust.ok && (
           <p role="alert" className="error">
             {trust.problem}
@@ -218,7 +322,9 @@ function AddRemote({ allowed, onAdded, onCancel }: { allowed: boolean; onAdded: 
               The remote will trust this CA certificate
               {trust.certificate ? (
                 <>
-                  : <strong>{trust.certificate.subject}</strong>, valid {formatTime(trust.certificate.notBefore)} – {formatTime(trust.certificate.notAfter)}
+                  : <strong>{trust.certificate.subject}</strong>, valid{' '}
+                  {formatTime(trust.certificate.notBefore)} –{' '}
+                  {formatTime(trust.certificate.notAfter)}
                 </>
               ) : (
                 ' (the one you pasted)'
@@ -230,15 +336,22 @@ function AddRemote({ allowed, onAdded, onCancel }: { allowed: boolean; onAdded: 
             </code>
             {trust.withoutIt.length > 0 && (
               <p className="notice warn">
-                {trust.withoutIt.join(', ')} did not present this CA in its chain; the manager will check their certificates against it.
+                {trust.withoutIt.join(', ')} did not present this CA in its chain; the manager will
+                check their certificates against it.
               </p>
             )}
-            {trust.unreachable.length > 0 && <p className="notice warn">Did not answer: {trust.unreachable.join(', ')}.</p>}
+            {trust.unreachable.length > 0 && (
+              <p className="notice warn">Did not answer: {trust.unreachable.join(', ')}.</p>
+            )}
             <p className="muted">
-              Compare it with the fingerprint of the cluster&apos;s CA certificate, taken on a node you trust, e.g.{' '}
-              <code>openssl x509 -noout -fingerprint -sha256 -in ca.crt</code>.
+              Compare it with the fingerprint of the cluster&apos;s CA certificate, taken on a node
+              you trust, e.g. <code>openssl x509 -noout -fingerprint -sha256 -in ca.crt</code>.
             </p>
-            <CheckField label="I have checked this fingerprint" checked={confirmed} onChange={setConfirmed} />
+            <CheckField
+              label="I have checked this fingerprint"
+              checked={confirmed}
+              onChange={setConfirmed}
+            />
           </div>
         )}
         <CheckField
@@ -250,7 +363,13 @@ function AddRemote({ allowed, onAdded, onCancel }: { allowed: boolean; onAdded: 
         <Problems problems={problems} />
         <ErrorNote error={create.error} />
         <div className="actions">
-          <ActionButton allowed={allowed} needs="remote.modify" type="submit" className="primary" disabled={!trust?.ok || !confirmed || create.isPending}>
+          <ActionButton
+            allowed={allowed}
+            needs="remote.modify"
+            type="submit"
+            className="primary"
+            disabled={!trust?.ok || !confirmed || create.isPending}
+          >
             {create.isPending ? 'Adding…' : 'Add remote'}
           </ActionButton>
           <button type="button" onClick={onCancel}>
@@ -263,7 +382,15 @@ function AddRemote({ allowed, onAdded, onCancel }: { allowed: boolean; onAdded: 
 }
 
 /** Changing a remote: description, endpoints, a new CA certificate; adding and removing credentials. */
-function EditRemote({ remote, allowed, onClose }: { remote: Remote; allowed: boolean; onClose: () => void }) {
+function EditRemote({
+  remote,
+  allowed,
+  onClose,
+}: {
+  remote: Remote;
+  allowed: boolean;
+  onClose: () => void;
+}) {
   const [description, setDescription] = useState(remote.description);
   const [endpoints, setEndpoints] = useState(remote.endpoints.join('\n'));
   const [caCertPem, setCaCertPem] = useState('');
@@ -304,7 +431,14 @@ function EditRemote({ remote, allowed, onClose }: { remote: Remote; allowed: boo
     setProblems(problem ? [problem] : []);
     if (problem) return;
     addCredential.mutate(
-      { remote: remote.id, body: { name: credential.name.trim(), key: credential.key.trim(), addAnyway: credential.addAnyway } },
+      {
+        remote: remote.id,
+        body: {
+          name: credential.name.trim(),
+          key: credential.key.trim(),
+          addAnyway: credential.addAnyway,
+        },
+      },
       {
         onSuccess: (answer) => {
           setAdded(answer);
@@ -319,8 +453,19 @@ function EditRemote({ remote, allowed, onClose }: { remote: Remote; allowed: boo
       <h3>Edit remote {remote.id}</h3>
       <form className="admin-form" aria-label={`Settings of ${remote.id}`} onSubmit={save}>
         <fieldset disabled={update.isPending}>
-          <TextField label="Description" value={description} onChange={setDescription} autoComplete="off" />
-          <TextAreaField label="Endpoints" value={endpoints} onChange={setEndpoints} rows={3} hint="host:port, one per line; tried in this order" />
+          <TextField
+            label="Description"
+            value={description}
+            onChange={setDescription}
+            autoComplete="off"
+          />
+          <TextAreaField
+            label="Endpoints"
+            value={endpoints}
+            onChange={setEndpoints}
+            rows={3}
+            hint="host:port, one per line; tried in this order"
+          />
           <p className="muted">
             Trusted CA: <code className="fingerprint">{remote.trust.caFingerprint}</code>
             {remote.trust.resolved ? '' : ' (pinned; no agent presented it yet)'}
@@ -376,7 +521,12 @@ function EditRemote({ remote, allowed, onClose }: { remote: Remote; allowed: boo
               </td>
               <td>{formatTime(c.createdAt)}</td>
               <td>
-                <ActionButton allowed={allowed} needs="remote.modify" onClick={() => setRemoving(c.name)} aria-label={`Remove credential ${c.name}`}>
+                <ActionButton
+                  allowed={allowed}
+                  needs="remote.modify"
+                  onClick={() => setRemoving(c.name)}
+                  aria-label={`Remove credential ${c.name}`}
+                >
                   Remove
                 </ActionButton>
               </td>
@@ -384,11 +534,22 @@ function EditRemote({ remote, allowed, onClose }: { remote: Remote; allowed: boo
           ))}
         </tbody>
       </table>
-      {added && <ConnectionReport remote={remote.id} connection={added.connection} what="Credential added to" />}
+      {added && (
+        <ConnectionReport
+          remote={remote.id}
+          connection={added.connection}
+          what="Credential added to"
+        />
+      )}
       <form className="admin-form" aria-label={`Add a credential to ${remote.id}`} onSubmit={add}>
         <fieldset disabled={addCredential.isPending}>
           <div className="grid-2">
-            <TextField label="New credential name" value={credential.name} onChange={(name) => setCredential((c) => ({ ...c, name }))} autoComplete="off" />
+            <TextField
+              label="New credential name"
+              value={credential.name}
+              onChange={(name) => setCredential((c) => ({ ...c, name }))}
+              autoComplete="off"
+            />
             <TextField
               label="New credential key"
               value={credential.key}
@@ -421,8 +582,8 @@ function EditRemote({ remote, allowed, onClose }: { remote: Remote; allowed: boo
           danger
         >
           <p>
-            The manager forgets this key of {remote.id}; remote-group entries that use it go with it. The key itself still works on the cluster until
-            its administrator revokes it there.
+            The manager forgets this key of {remote.id}; remote-group entries that use it go with
+            it. The key itself still works on the cluster until its administrator revokes it there.
           </p>
         </ConfirmMutation>
       )}
@@ -479,7 +640,9 @@ export function RemotesSection({ signedIn }: { signedIn: SignedIn }) {
           New remote…
         </ActionButton>
       </div>
-      {created && <ConnectionReport remote={created.id} connection={created.connection} what="Added remote" />}
+      {created && (
+        <ConnectionReport remote={created.id} connection={created.connection} what="Added remote" />
+      )}
       {adding && (
         <AddRemote
           allowed={canAdd}
@@ -490,7 +653,14 @@ export function RemotesSection({ signedIn }: { signedIn: SignedIn }) {
           onCancel={() => setAdding(false)}
         />
       )}
-      {editedRemote && <EditRemote key={editedRemote.id} remote={editedRemote} allowed={canChange(editedRemote.id)} onClose={() => setEditing(null)} />}
+      {editedRemote && (
+        <EditRemote
+          key={editedRemote.id}
+          remote={editedRemote}
+          allowed={canChange(editedRemote.id)}
+          onClose={() => setEditing(null)}
+        />
+      )}
       <ErrorNote error={statuses.error} />
       <Loaded query={remotes}>
         {(items) =>
@@ -557,7 +727,12 @@ export function RemotesSection({ signedIn }: { signedIn: SignedIn }) {
                         >
                           Edit
                         </ActionButton>
-                        <ActionButton allowed={canChange(r.id)} needs="remote.modify" onClick={() => setRemoving(r.id)} aria-label={`Remove remote ${r.id}`}>
+                        <ActionButton
+                          allowed={canChange(r.id)}
+                          needs="remote.modify"
+                          onClick={() => setRemoving(r.id)}
+                          aria-label={`Remove remote ${r.id}`}
+                        >
                           Remove
                         </ActionButton>
                       </span>
@@ -581,7 +756,10 @@ export function RemotesSection({ signedIn }: { signedIn: SignedIn }) {
           confirmLabel="Remove remote"
           danger
         >
-          <p>The manager forgets the remote, its credentials and its remote-group entries. The cluster itself is not touched.</p>
+          <p>
+            The manager forgets the remote, its credentials and its remote-group entries. The
+            cluster itself is not touched.
+          </p>
         </ConfirmMutation>
       )}
     </section>

@@ -34,7 +34,9 @@ function TokenSecret({ token, onDone }: { token: CreatedToken; onDone: () => voi
       setCopied('Copied');
     } catch {
       select();
-      setCopied('The clipboard is not available here: the token is selected, press Ctrl+C (⌘C) to copy it');
+      setCopied(
+        'The clipboard is not available here: the token is selected, press Ctrl+C (⌘C) to copy it',
+      );
     }
   };
   return (
@@ -56,8 +58,8 @@ function TokenSecret({ token, onDone }: { token: CreatedToken; onDone: () => voi
       </p>
       {token.limited && (
         <p className="muted">
-          A limited token holds only what both its owner and its own ACL entries grant: add entries for principal type <em>token</em> and id{' '}
-          <code>{token.id}</code>.
+          A limited token holds only what both its owner and its own ACL entries grant: add entries
+          for principal type <em>token</em> and id <code>{token.id}</code>.
         </p>
       )}
       <button type="button" onClick={onDone}>
@@ -67,9 +69,26 @@ function TokenSecret({ token, onDone }: { token: CreatedToken; onDone: () => voi
   );
 }
 
-function NewToken({ signedIn, allowed, onCreated, onCancel }: { signedIn: SignedIn; allowed: boolean; onCreated: (token: CreatedToken) => void; onCancel: () => void }) {
+function NewToken({
+  signedIn,
+  allowed,
+  onCreated,
+  onCancel,
+}: {
+  signedIn: SignedIn;
+  allowed: boolean;
+  onCreated: (token: CreatedToken) => void;
+  onCancel: () => void;
+}) {
   const viaSession = signedIn.via === 'session';
-  const [form, setForm] = useState<TokenForm>({ ownerType: viaSession ? 'me' : 'user', owner: '', name: '', comment: '', expires: '', limited: false });
+  const [form, setForm] = useState<TokenForm>({
+    ownerType: viaSession ? 'me' : 'user',
+    owner: '',
+    name: '',
+    comment: '',
+    expires: '',
+    limited: false,
+  });
   const [problems, setProblems] = useState<string[]>([]);
   const create = useCreateToken();
   const users = useUsers();
@@ -82,7 +101,12 @@ function NewToken({ signedIn, allowed, onCreated, onCancel }: { signedIn: Signed
     setProblems(found);
     if (found.length === 0) create.mutate(createTokenRequest(form), { onSuccess: onCreated });
   };
-  const owners = form.ownerType === 'user' ? (users.data ?? []).map((u) => u.id) : form.ownerType === 'group' ? (groups.data ?? []).map((g) => g.id) : [];
+  const owners =
+    form.ownerType === 'user'
+      ? (users.data ?? []).map((u) => u.id)
+      : form.ownerType === 'group'
+        ? (groups.data ?? []).map((g) => g.id)
+        : [];
   return (
     <form className="admin-form panel-wide" aria-label="New API token" onSubmit={submit}>
       <h3>New API token</h3>
@@ -91,7 +115,9 @@ function NewToken({ signedIn, allowed, onCreated, onCancel }: { signedIn: Signed
           <SelectField
             label="Owner"
             value={form.ownerType}
-            onChange={(ownerType) => set({ ownerType: ownerType as TokenForm['ownerType'], owner: '' })}
+            onChange={(ownerType) =>
+              set({ ownerType: ownerType as TokenForm['ownerType'], owner: '' })
+            }
             options={[
               ...(viaSession ? [{ value: 'me', label: `Me (${signedIn.user})` }] : []),
               { value: 'user', label: 'A user' },
@@ -116,9 +142,27 @@ function NewToken({ signedIn, allowed, onCreated, onCancel }: { signedIn: Signed
               </datalist>
             </>
           )}
-          <TextField label="Token name" value={form.name} onChange={(name) => set({ name })} autoComplete="off" required hint="Unique per owner, e.g. ci" />
-          <TextField label="Comment" value={form.comment} onChange={(comment) => set({ comment })} autoComplete="off" />
-          <TextField label="Expires" type="date" value={form.expires} onChange={(expires) => set({ expires })} hint="Works until the end of that day; empty: never" />
+          <TextField
+            label="Token name"
+            value={form.name}
+            onChange={(name) => set({ name })}
+            autoComplete="off"
+            required
+            hint="Unique per owner, e.g. ci"
+          />
+          <TextField
+            label="Comment"
+            value={form.comment}
+            onChange={(comment) => set({ comment })}
+            autoComplete="off"
+          />
+          <TextField
+            label="Expires"
+            type="date"
+            value={form.expires}
+            onChange={(expires) => set({ expires })}
+            hint="Works until the end of that day; empty: never"
+          />
         </div>
         <CheckField
           label="Limited"
@@ -141,7 +185,19 @@ function NewToken({ signedIn, allowed, onCreated, onCancel }: { signedIn: Signed
   );
 }
 
-function TokenTable({ caption, tokens, allowed, mine, onRevoke }: { caption: string; tokens: Token[]; allowed: boolean; mine: boolean; onRevoke: (token: Token, mine: boolean) => void }) {
+function TokenTable({
+  caption,
+  tokens,
+  allowed,
+  mine,
+  onRevoke,
+}: {
+  caption: string;
+  tokens: Token[];
+  allowed: boolean;
+  mine: boolean;
+  onRevoke: (token: Token, mine: boolean) => void;
+}) {
   const now = new Date();
   return (
     <table>
@@ -184,10 +240,18 @@ function TokenTable({ caption, tokens, allowed, mine, onRevoke }: { caption: str
               <td>{formatTime(t.lastUsedAt)}</td>
               <td>{t.expiresAt ? formatTime(t.expiresAt) : 'never'}</td>
               <td>
-                <span className={`badge ${state === 'active' ? 'badge-ok' : 'badge-stopped'}`}>{state}</span>
+                <span className={`badge ${state === 'active' ? 'badge-ok' : 'badge-stopped'}`}>
+                  {state}
+                </span>
               </td>
               <td>
-                <ActionButton allowed={allowed} needs={NEEDS} onClick={() => onRevoke(t, mine)} disabled={state === 'revoked'} aria-label={`Revoke ${t.display}`}>
+                <ActionButton
+                  allowed={allowed}
+                  needs={NEEDS}
+                  onClick={() => onRevoke(t, mine)}
+                  disabled={state === 'revoked'}
+                  aria-label={`Revoke ${t.display}`}
+                >
                   Revoke
                 </ActionButton>
               </td>
@@ -242,14 +306,32 @@ export function TokensSection({ signedIn }: { signedIn: SignedIn }) {
       <h3>Your tokens</h3>
       {viaSession ? (
         <Loaded query={mine}>
-          {(items) => <TokenTable caption="Your tokens" tokens={items} allowed={allowed} mine onRevoke={(token, own) => setRevoking({ token, mine: own })} />}
+          {(items) => (
+            <TokenTable
+              caption="Your tokens"
+              tokens={items}
+              allowed={allowed}
+              mine
+              onRevoke={(token, own) => setRevoking({ token, mine: own })}
+            />
+          )}
         </Loaded>
       ) : (
-        <p className="muted">Signed in with an API token: your own tokens are listed for password logins only.</p>
+        <p className="muted">
+          Signed in with an API token: your own tokens are listed for password logins only.
+        </p>
       )}
       <h3>All tokens</h3>
       <Loaded query={tokens}>
-        {(items) => <TokenTable caption="All tokens" tokens={items} allowed={allowed} mine={false} onRevoke={(token, own) => setRevoking({ token, mine: own })} />}
+        {(items) => (
+          <TokenTable
+            caption="All tokens"
+            tokens={items}
+            allowed={allowed}
+            mine={false}
+            onRevoke={(token, own) => setRevoking({ token, mine: own })}
+          />
+        )}
       </Loaded>
       {revoking && (
         <ConfirmMutation

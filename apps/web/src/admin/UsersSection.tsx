@@ -20,9 +20,26 @@ import { useGroups, useRealms, useUsers, type GroupSummary, type User } from './
 
 const NEEDS = 'access.modify';
 
-const emptyUser = (): UserForm => ({ username: '', realm: 'local', password: '', repeat: '', displayName: '', email: '', requireTfa: false, enabled: true });
+const emptyUser = (): UserForm => ({
+  username: '',
+  realm: 'local',
+  password: '',
+  repeat: '',
+  displayName: '',
+  email: '',
+  requireTfa: false,
+  enabled: true,
+});
 
-function NewUser({ realms, allowed, onDone }: { realms: string[]; allowed: boolean; onDone: (id: string | null) => void }) {
+function NewUser({
+  realms,
+  allowed,
+  onDone,
+}: {
+  realms: string[];
+  allowed: boolean;
+  onDone: (id: string | null) => void;
+}) {
   const [form, setForm] = useState<UserForm>(emptyUser);
   const [problems, setProblems] = useState<string[]>([]);
   const create = useCreateUser();
@@ -31,7 +48,8 @@ function NewUser({ realms, allowed, onDone }: { realms: string[]; allowed: boole
     event.preventDefault();
     const found = userFormProblems(form);
     setProblems(found);
-    if (found.length === 0) create.mutate(createUserBody(form), { onSuccess: (user) => onDone(user.id) });
+    if (found.length === 0)
+      create.mutate(createUserBody(form), { onSuccess: (user) => onDone(user.id) });
   };
   const local = form.realm === 'local';
   return (
@@ -39,15 +57,34 @@ function NewUser({ realms, allowed, onDone }: { realms: string[]; allowed: boole
       <h3>New user</h3>
       <fieldset disabled={create.isPending}>
         <div className="grid-2">
-          <TextField label="User name" value={form.username} onChange={(username) => set({ username })} autoComplete="off" required />
+          <TextField
+            label="User name"
+            value={form.username}
+            onChange={(username) => set({ username })}
+            autoComplete="off"
+            required
+          />
           <SelectField
             label="Realm"
             value={form.realm}
-            onChange={(realm) => set({ realm, ...(realm === 'local' ? {} : { password: '', repeat: '' }) })}
+            onChange={(realm) =>
+              set({ realm, ...(realm === 'local' ? {} : { password: '', repeat: '' }) })
+            }
             options={realms.map((r) => ({ value: r, label: r }))}
           />
-          <TextField label="Display name" value={form.displayName} onChange={(displayName) => set({ displayName })} autoComplete="off" />
-          <TextField label="E-mail" type="email" value={form.email} onChange={(email) => set({ email })} autoComplete="off" />
+          <TextField
+            label="Display name"
+            value={form.displayName}
+            onChange={(displayName) => set({ displayName })}
+            autoComplete="off"
+          />
+          <TextField
+            label="E-mail"
+            type="email"
+            value={form.email}
+            onChange={(email) => set({ email })}
+            autoComplete="off"
+          />
           {local && (
             <>
               <TextField
@@ -58,13 +95,31 @@ function NewUser({ realms, allowed, onDone }: { realms: string[]; allowed: boole
                 autoComplete="new-password"
                 hint="Empty: the user can only use API tokens until a password is set"
               />
-              <TextField label="Repeat the password" type="password" value={form.repeat} onChange={(repeat) => set({ repeat })} autoComplete="new-password" />
+              <TextField
+                label="Repeat the password"
+                type="password"
+                value={form.repeat}
+                onChange={(repeat) => set({ repeat })}
+                autoComplete="new-password"
+              />
             </>
           )}
         </div>
-        {!local && <p className="muted">Directory users log in with their directory password; a sync also creates them.</p>}
-        <CheckField label="Require a second factor" checked={form.requireTfa} onChange={(requireTfa) => set({ requireTfa })} />
-        <CheckField label="Enabled" checked={form.enabled} onChange={(enabled) => set({ enabled })} />
+        {!local && (
+          <p className="muted">
+            Directory users log in with their directory password; a sync also creates them.
+          </p>
+        )}
+        <CheckField
+          label="Require a second factor"
+          checked={form.requireTfa}
+          onChange={(requireTfa) => set({ requireTfa })}
+        />
+        <CheckField
+          label="Enabled"
+          checked={form.enabled}
+          onChange={(enabled) => set({ enabled })}
+        />
         <Problems problems={problems} />
         <ErrorNote error={create.error} />
         <div className="actions">
@@ -106,8 +161,22 @@ function ResetPassword({ user, allowed }: { user: User; allowed: boolean }) {
       <fieldset disabled={reset.isPending || !allowed}>
         <legend>Reset password</legend>
         <div className="grid-2">
-          <TextField label="New password" type="password" value={password} onChange={setPassword} autoComplete="new-password" required />
-          <TextField label="Repeat the new password" type="password" value={repeat} onChange={setRepeat} autoComplete="new-password" required />
+          <TextField
+            label="New password"
+            type="password"
+            value={password}
+            onChange={setPassword}
+            autoComplete="new-password"
+            required
+          />
+          <TextField
+            label="Repeat the new password"
+            type="password"
+            value={repeat}
+            onChange={setRepeat}
+            autoComplete="new-password"
+            required
+          />
         </div>
         <Problems problems={problem ? [problem] : []} />
         <ErrorNote error={reset.error} />
@@ -127,7 +196,15 @@ function ResetPassword({ user, allowed }: { user: User; allowed: boolean }) {
 }
 
 /** The user's locally managed groups: tick to join, untick to leave (memberships a realm manages are shown, not changed). */
-function Memberships({ user, groups, allowed }: { user: User; groups: GroupSummary[]; allowed: boolean }) {
+function Memberships({
+  user,
+  groups,
+  allowed,
+}: {
+  user: User;
+  groups: GroupSummary[];
+  allowed: boolean;
+}) {
   const local = user.groups.filter((g) => g.source === 'local').map((g) => g.id);
   const fromRealm = user.groups.filter((g) => g.source !== 'local');
   const [wanted, setWanted] = useState<string[]>(local);
@@ -156,7 +233,11 @@ function Memberships({ user, groups, allowed }: { user: User; groups: GroupSumma
             />
           ))}
         </div>
-        {fromRealm.length > 0 && <p className="muted">From the realm (changed by its sync): {fromRealm.map((g) => g.id).join(', ')}</p>}
+        {fromRealm.length > 0 && (
+          <p className="muted">
+            From the realm (changed by its sync): {fromRealm.map((g) => g.id).join(', ')}
+          </p>
+        )}
         <ErrorNote error={save.error} />
         <div className="actions">
           <ActionButton allowed={allowed} needs={NEEDS} type="submit" disabled={!changed}>
@@ -170,17 +251,34 @@ function Memberships({ user, groups, allowed }: { user: User; groups: GroupSumma
 
 type Confirm = { kind: 'delete' | 'disable' | 'factors'; user: string };
 
-function UserDetail({ user, groups, allowed, self, onConfirm }: { user: User; groups: GroupSummary[]; allowed: boolean; self: boolean; onConfirm: (c: Confirm) => void }) {
+function UserDetail({
+  user,
+  groups,
+  allowed,
+  self,
+  onConfirm,
+}: {
+  user: User;
+  groups: GroupSummary[];
+  allowed: boolean;
+  self: boolean;
+  onConfirm: (c: Confirm) => void;
+}) {
   const update = useUpdateUser();
   const unlock = useUnlockUser();
-  const locked = user.totpLocked || (user.lockedUntil !== null && Date.parse(user.lockedUntil) > Date.now());
+  const locked =
+    user.totpLocked || (user.lockedUntil !== null && Date.parse(user.lockedUntil) > Date.now());
   return (
     <div className="user-detail" role="region" aria-label={`Manage ${user.id}`}>
       <dl className="facts">
         <dt>Created</dt>
         <dd>{formatTime(user.createdAt)}</dd>
         <dt>Password</dt>
-        <dd>{user.hasPassword ? `set ${formatTime(user.passwordChangedAt)}` : 'none (API tokens only, or the directory)'}</dd>
+        <dd>
+          {user.hasPassword
+            ? `set ${formatTime(user.passwordChangedAt)}`
+            : 'none (API tokens only, or the directory)'}
+        </dd>
         {user.syncedAt && (
           <>
             <dt>Last listed by the directory</dt>
@@ -190,24 +288,56 @@ function UserDetail({ user, groups, allowed, self, onConfirm }: { user: User; gr
       </dl>
       <div className="actions">
         {user.enabled ? (
-          <ActionButton allowed={allowed} needs={NEEDS} disabled={self} onClick={() => onConfirm({ kind: 'disable', user: user.id })} title={self ? 'You cannot disable yourself' : undefined}>
+          <ActionButton
+            allowed={allowed}
+            needs={NEEDS}
+            disabled={self}
+            onClick={() => onConfirm({ kind: 'disable', user: user.id })}
+            title={self ? 'You cannot disable yourself' : undefined}
+          >
             Disable
           </ActionButton>
         ) : (
-          <ActionButton allowed={allowed} needs={NEEDS} onClick={() => update.mutate({ user: user.id, body: { enabled: true } })} disabled={update.isPending}>
+          <ActionButton
+            allowed={allowed}
+            needs={NEEDS}
+            onClick={() => update.mutate({ user: user.id, body: { enabled: true } })}
+            disabled={update.isPending}
+          >
             Enable
           </ActionButton>
         )}
-        <ActionButton allowed={allowed} needs={NEEDS} onClick={() => update.mutate({ user: user.id, body: { requireTfa: !user.requireTfa } })} disabled={update.isPending}>
+        <ActionButton
+          allowed={allowed}
+          needs={NEEDS}
+          onClick={() => update.mutate({ user: user.id, body: { requireTfa: !user.requireTfa } })}
+          disabled={update.isPending}
+        >
           {user.requireTfa ? 'Stop requiring a second factor' : 'Require a second factor'}
         </ActionButton>
-        <ActionButton allowed={allowed} needs={NEEDS} onClick={() => unlock.mutate(user.id)} disabled={unlock.isPending || !locked} title={locked ? undefined : 'Not locked'}>
+        <ActionButton
+          allowed={allowed}
+          needs={NEEDS}
+          onClick={() => unlock.mutate(user.id)}
+          disabled={unlock.isPending || !locked}
+          title={locked ? undefined : 'Not locked'}
+        >
           {unlock.isPending ? 'Unlocking…' : 'Unlock'}
         </ActionButton>
-        <ActionButton allowed={allowed} needs={NEEDS} onClick={() => onConfirm({ kind: 'factors', user: user.id })}>
+        <ActionButton
+          allowed={allowed}
+          needs={NEEDS}
+          onClick={() => onConfirm({ kind: 'factors', user: user.id })}
+        >
           Remove second factors
         </ActionButton>
-        <ActionButton allowed={allowed} needs={NEEDS} disabled={self} onClick={() => onConfirm({ kind: 'delete', user: user.id })} title={self ? 'You cannot delete yourself' : undefined}>
+        <ActionButton
+          allowed={allowed}
+          needs={NEEDS}
+          disabled={self}
+          onClick={() => onConfirm({ kind: 'delete', user: user.id })}
+          title={self ? 'You cannot delete yourself' : undefined}
+        >
           Delete user
         </ActionButton>
       </div>
@@ -215,7 +345,12 @@ function UserDetail({ user, groups, allowed, self, onConfirm }: { user: User; gr
       {allowed ? (
         <>
           {user.realm === 'local' && <ResetPassword user={user} allowed={allowed} />}
-          <Memberships key={user.groups.map((g) => g.id).join(',')} user={user} groups={groups} allowed={allowed} />
+          <Memberships
+            key={user.groups.map((g) => g.id).join(',')}
+            user={user}
+            groups={groups}
+            allowed={allowed}
+          />
         </>
       ) : (
         <p className="muted" role="note">
@@ -227,7 +362,8 @@ function UserDetail({ user, groups, allowed, self, onConfirm }: { user: User; gr
 }
 
 function Locks({ user }: { user: User }) {
-  const until = user.lockedUntil && Date.parse(user.lockedUntil) > Date.now() ? user.lockedUntil : null;
+  const until =
+    user.lockedUntil && Date.parse(user.lockedUntil) > Date.now() ? user.lockedUntil : null;
   if (!until && !user.totpLocked) return <span className="muted">none</span>;
   return (
     <>
@@ -267,8 +403,8 @@ export function UsersSection({ signedIn }: { signedIn: SignedIn }) {
           setConfirm(null);
         },
       });
-    }
-    else if (confirm.kind === 'disable') update.mutate({ user: confirm.user, body: { enabled: false } }, done);
+    } else if (confirm.kind === 'disable')
+      update.mutate({ user: confirm.user, body: { enabled: false } }, done);
     else removeFactors.mutate(confirm.user, done);
   };
 
@@ -277,7 +413,12 @@ export function UsersSection({ signedIn }: { signedIn: SignedIn }) {
       <div className="toolbar">
         <h2 id="admin-users">Users</h2>
         <Refresh queries={[users, groups]} />
-        <ActionButton allowed={allowed} needs={NEEDS} onClick={() => setCreating(true)} disabled={creating}>
+        <ActionButton
+          allowed={allowed}
+          needs={NEEDS}
+          onClick={() => setCreating(true)}
+          disabled={creating}
+        >
           New user…
         </ActionButton>
       </div>
@@ -314,11 +455,17 @@ export function UsersSection({ signedIn }: { signedIn: SignedIn }) {
                   <tr data-testid="user-row" data-user={u.id}>
                     <th scope="row">
                       {u.id}
-                      {(u.displayName || u.email) && <div className="muted">{[u.displayName, u.email].filter(Boolean).join(' · ')}</div>}
+                      {(u.displayName || u.email) && (
+                        <div className="muted">
+                          {[u.displayName, u.email].filter(Boolean).join(' · ')}
+                        </div>
+                      )}
                     </th>
                     <td>{u.realm}</td>
                     <td>
-                      <span className={`badge ${u.enabled ? 'badge-ok' : 'badge-stopped'}`}>{u.enabled ? 'enabled' : 'disabled'}</span>
+                      <span className={`badge ${u.enabled ? 'badge-ok' : 'badge-stopped'}`}>
+                        {u.enabled ? 'enabled' : 'disabled'}
+                      </span>
                     </td>
                     <td>{u.requireTfa ? 'required' : 'optional'}</td>
                     <td>
@@ -329,7 +476,15 @@ export function UsersSection({ signedIn }: { signedIn: SignedIn }) {
                         <span className="muted">none</span>
                       ) : (
                         u.groups.map((g) => (
-                          <span key={g.id} className="chip" title={g.source === 'local' ? 'added by an administrator' : `from realm ${g.source}`}>
+                          <span
+                            key={g.id}
+                            className="chip"
+                            title={
+                              g.source === 'local'
+                                ? 'added by an administrator'
+                                : `from realm ${g.source}`
+                            }
+                          >
                             {g.id}
                           </span>
                         ))
@@ -337,7 +492,12 @@ export function UsersSection({ signedIn }: { signedIn: SignedIn }) {
                     </td>
                     <td>
                       {/* Who may not change users only looks: "Details", and no form opens. */}
-                      <button type="button" aria-expanded={open === u.id} onClick={() => setOpen(open === u.id ? null : u.id)} aria-label={`${open === u.id ? 'Close' : allowed ? 'Manage' : 'Details of'} ${u.id}`}>
+                      <button
+                        type="button"
+                        aria-expanded={open === u.id}
+                        onClick={() => setOpen(open === u.id ? null : u.id)}
+                        aria-label={`${open === u.id ? 'Close' : allowed ? 'Manage' : 'Details of'} ${u.id}`}
+                      >
                         {open === u.id ? 'Close' : allowed ? 'Manage' : 'Details'}
                       </button>
                     </td>
@@ -345,7 +505,13 @@ export function UsersSection({ signedIn }: { signedIn: SignedIn }) {
                   {open === u.id && (
                     <tr className="detail-row">
                       <td colSpan={7}>
-                        <UserDetail user={u} groups={groups.data ?? []} allowed={allowed} self={signedIn.user === u.id} onConfirm={setConfirm} />
+                        <UserDetail
+                          user={u}
+                          groups={groups.data ?? []}
+                          allowed={allowed}
+                          self={signedIn.user === u.id}
+                          onConfirm={setConfirm}
+                        />
                       </td>
                     </tr>
                   )}
@@ -364,7 +530,13 @@ export function UsersSection({ signedIn }: { signedIn: SignedIn }) {
                 ? `Disable user ${confirm.user}?`
                 : `Remove the second factors of ${confirm.user}?`
           }
-          confirmLabel={confirm.kind === 'delete' ? 'Delete user' : confirm.kind === 'disable' ? 'Disable' : 'Remove second factors'}
+          confirmLabel={
+            confirm.kind === 'delete'
+              ? 'Delete user'
+              : confirm.kind === 'disable'
+                ? 'Disable'
+                : 'Remove second factors'
+          }
           danger
           pending={update.isPending || remove.isPending || removeFactors.isPending}
           error={update.error ?? remove.error ?? removeFactors.error}

@@ -33,8 +33,18 @@ const user = (overrides: Partial<UserForm> = {}): UserForm => ({
 describe('the new-user form', () => {
   it('builds the body of a local user with a password, leaving empty optional fields out', () => {
     expect(userFormProblems(user())).toEqual([]);
-    expect(createUserBody(user())).toEqual({ username: 'alice', realm: 'local', password: 'Correct-Horse-9', enabled: true, requireTfa: false });
-    expect(createUserBody(user({ displayName: ' Alice A. ', email: 'alice@example.com', requireTfa: true }))).toMatchObject({
+    expect(createUserBody(user())).toEqual({
+      username: 'alice',
+      realm: 'local',
+      password: 'Correct-Horse-9',
+      enabled: true,
+      requireTfa: false,
+    });
+    expect(
+      createUserBody(
+        user({ displayName: ' Alice A. ', email: 'alice@example.com', requireTfa: true }),
+      ),
+    ).toMatchObject({
       displayName: 'Alice A.',
       email: 'alice@example.com',
       requireTfa: true,
@@ -42,23 +52,35 @@ describe('the new-user form', () => {
   });
 
   it('refuses a differing repetition, a bad name, a bad e-mail address, and a password for a directory user', () => {
-    expect(userFormProblems(user({ repeat: 'other' }))).toEqual(['the password and its repetition differ']);
+    expect(userFormProblems(user({ repeat: 'other' }))).toEqual([
+      'the password and its repetition differ',
+    ]);
     expect(userFormProblems(user({ username: '-x' }))[0]).toMatch(/user name/);
     expect(userFormProblems(user({ username: 'a b' }))[0]).toMatch(/user name/);
     expect(userFormProblems(user({ email: 'no-at-sign' }))).toEqual(['not a valid e-mail address']);
-    expect(userFormProblems(user({ realm: 'corp', repeat: '' }))[0]).toMatch(/only local users get a password/);
+    expect(userFormProblems(user({ realm: 'corp', repeat: '' }))[0]).toMatch(
+      /only local users get a password/,
+    );
   });
 
   it('creates a directory user without a password', () => {
-    expect(createUserBody(user({ realm: 'corp', password: '', repeat: '' }))).not.toHaveProperty('password');
+    expect(createUserBody(user({ realm: 'corp', password: '', repeat: '' }))).not.toHaveProperty(
+      'password',
+    );
   });
 });
 
 describe('groups and memberships', () => {
   it('checks the group id and builds the body', () => {
-    expect(groupFormProblems({ id: 'ops', comment: '', tenant: true, requireTfa: false })).toEqual([]);
-    expect(groupFormProblems({ id: '-ops', comment: '', tenant: false, requireTfa: false })).toHaveLength(1);
-    expect(createGroupBody({ id: ' acme ', comment: ' tenant Acme ', tenant: true, requireTfa: false })).toEqual({
+    expect(groupFormProblems({ id: 'ops', comment: '', tenant: true, requireTfa: false })).toEqual(
+      [],
+    );
+    expect(
+      groupFormProblems({ id: '-ops', comment: '', tenant: false, requireTfa: false }),
+    ).toHaveLength(1);
+    expect(
+      createGroupBody({ id: ' acme ', comment: ' tenant Acme ', tenant: true, requireTfa: false }),
+    ).toEqual({
       id: 'acme',
       comment: 'tenant Acme',
       tenant: true,
@@ -80,7 +102,10 @@ describe('groups and memberships', () => {
   });
 
   it('works out which groups a user joins and leaves', () => {
-    expect(membershipChanges(['ops', 'dev'], ['dev', 'acme'])).toEqual({ join: ['acme'], leave: ['ops'] });
+    expect(membershipChanges(['ops', 'dev'], ['dev', 'acme'])).toEqual({
+      join: ['acme'],
+      leave: ['ops'],
+    });
     expect(membershipChanges(['ops'], ['ops'])).toEqual({ join: [], leave: [] });
   });
 });
@@ -93,19 +118,38 @@ describe('remote groups', () => {
 
   it('accepts one entry per remote, each with a credential', () => {
     expect(remoteGroupProblems({ id: 'prod', comment: '', entries }, true)).toEqual([]);
-    expect(createRemoteGroupBody({ id: ' prod ', comment: ' c ', entries })).toEqual({ id: 'prod', comment: 'c', entries });
-    expect(updateRemoteGroupBody({ id: 'prod', comment: 'c', entries: [] })).toEqual({ comment: 'c', entries: [] });
+    expect(createRemoteGroupBody({ id: ' prod ', comment: ' c ', entries })).toEqual({
+      id: 'prod',
+      comment: 'c',
+      entries,
+    });
+    expect(updateRemoteGroupBody({ id: 'prod', comment: 'c', entries: [] })).toEqual({
+      comment: 'c',
+      entries: [],
+    });
   });
 
   it('refuses a bad id on create, a remote twice and an entry without a credential', () => {
-    expect(remoteGroupProblems({ id: 'Prod', comment: '', entries: [] }, true)).toEqual([expect.stringMatching(/remote group id/)]);
+    expect(remoteGroupProblems({ id: 'Prod', comment: '', entries: [] }, true)).toEqual([
+      expect.stringMatching(/remote group id/),
+    ]);
     expect(remoteGroupProblems({ id: 'Prod', comment: '', entries: [] }, false)).toEqual([]);
-    expect(remoteGroupProblems({ id: 'prod', comment: '', entries: [...entries, { remote: 'dc-east', credential: 'admin' }] }, true)).toEqual([
-      'each remote may appear once in a remote group',
-    ]);
-    expect(remoteGroupProblems({ id: 'prod', comment: '', entries: [{ remote: 'dc-east', credential: '' }] }, true)).toEqual([
-      'every entry needs a remote and one of its credentials',
-    ]);
+    expect(
+      remoteGroupProblems(
+        {
+          id: 'prod',
+          comment: '',
+          entries: [...entries, { remote: 'dc-east', credential: 'admin' }],
+        },
+        true,
+      ),
+    ).toEqual(['each remote may appear once in a remote group']);
+    expect(
+      remoteGroupProblems(
+        { id: 'prod', comment: '', entries: [{ remote: 'dc-east', credential: '' }] },
+        true,
+      ),
+    ).toEqual(['every entry needs a remote and one of its credentials']);
   });
 });
 
@@ -123,28 +167,54 @@ describe('API tokens', () => {
 
   it('expires at the end of the chosen day in local time', () => {
     const end = new Date(endOfDay('2026-06-20')!);
-    expect([end.getFullYear(), end.getMonth(), end.getDate(), end.getHours(), end.getMinutes(), end.getSeconds()]).toEqual([2026, 5, 20, 23, 59, 59]);
+    expect([
+      end.getFullYear(),
+      end.getMonth(),
+      end.getDate(),
+      end.getHours(),
+      end.getMinutes(),
+      end.getSeconds(),
+    ]).toEqual([2026, 5, 20, 23, 59, 59]);
     expect(endOfDay('2026-02-30')).toBeNull();
     expect(endOfDay('tomorrow')).toBeNull();
   });
 
   it('refuses an expiry in the past, a bad owner for its type and a bad name', () => {
-    expect(tokenFormProblems(token({ expires: '2026-06-14' }), now)).toEqual(['the expiry must be in the future']);
+    expect(tokenFormProblems(token({ expires: '2026-06-14' }), now)).toEqual([
+      'the expiry must be in the future',
+    ]);
     expect(tokenFormProblems(token({ expires: '2026-06-15' }), now)).toEqual([]);
-    expect(tokenFormProblems(token({ owner: 'alice' }), now)).toEqual([expect.stringMatching(/name@realm/)]);
+    expect(tokenFormProblems(token({ owner: 'alice' }), now)).toEqual([
+      expect.stringMatching(/name@realm/),
+    ]);
     expect(tokenFormProblems(token({ ownerType: 'group', owner: 'ops' }), now)).toEqual([]);
-    expect(tokenFormProblems(token({ ownerType: 'me', owner: '', name: 'has space' }), now)).toEqual([expect.stringMatching(/token name/)]);
+    expect(
+      tokenFormProblems(token({ ownerType: 'me', owner: '', name: 'has space' }), now),
+    ).toEqual([expect.stringMatching(/token name/)]);
   });
 
   it('creates the caller’s own token through …/mine, and another owner’s through the administrators’ route', () => {
-    expect(createTokenRequest(token({ ownerType: 'me', owner: 'ignored', name: ' mine ', limited: true }))).toEqual({
+    expect(
+      createTokenRequest(
+        token({ ownerType: 'me', owner: 'ignored', name: ' mine ', limited: true }),
+      ),
+    ).toEqual({
       mine: true,
       body: { name: 'mine', comment: '', limited: true },
     });
-    const other = createTokenRequest(token({ ownerType: 'group', owner: ' ops ', expires: '2026-06-20', comment: ' deploy ' }));
+    const other = createTokenRequest(
+      token({ ownerType: 'group', owner: ' ops ', expires: '2026-06-20', comment: ' deploy ' }),
+    );
     expect(other).toEqual({
       mine: false,
-      body: { ownerType: 'group', owner: 'ops', name: 'ci', comment: 'deploy', limited: false, expiresAt: endOfDay('2026-06-20') },
+      body: {
+        ownerType: 'group',
+        owner: 'ops',
+        name: 'ci',
+        comment: 'deploy',
+        limited: false,
+        expiresAt: endOfDay('2026-06-20'),
+      },
     });
   });
 

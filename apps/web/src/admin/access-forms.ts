@@ -33,8 +33,12 @@ export function userFormProblems(form: UserForm): string[] {
   if (!username || username.length > 200 || !USERNAME.test(username) || username.startsWith('-')) {
     problems.push('a user name is letters, digits and . _ @ + - (not starting with -)');
   }
-  if (form.realm === 'local' && form.password !== form.repeat) problems.push('the password and its repetition differ');
-  if (form.realm !== 'local' && form.password) problems.push('only local users get a password here; directory users log in with their directory password');
+  if (form.realm === 'local' && form.password !== form.repeat)
+    problems.push('the password and its repetition differ');
+  if (form.realm !== 'local' && form.password)
+    problems.push(
+      'only local users get a password here; directory users log in with their directory password',
+    );
   const email = form.email.trim();
   if (email && !/^[^\s@]+@[^\s@]+$/.test(email)) problems.push('not a valid e-mail address');
   return problems;
@@ -63,11 +67,18 @@ export interface GroupForm {
 }
 
 export function groupFormProblems(form: GroupForm): string[] {
-  return isGroupId(form.id.trim()) ? [] : ['a group id is 1-128 letters, digits or . _ -, starting with a letter or digit'];
+  return isGroupId(form.id.trim())
+    ? []
+    : ['a group id is 1-128 letters, digits or . _ -, starting with a letter or digit'];
 }
 
 export function createGroupBody(form: GroupForm): Schemas['CreateGroupDto'] {
-  return { id: form.id.trim(), comment: form.comment.trim(), tenant: form.tenant, requireTfa: form.requireTfa };
+  return {
+    id: form.id.trim(),
+    comment: form.comment.trim(),
+    tenant: form.tenant,
+    requireTfa: form.requireTfa,
+  };
 }
 
 type Member = { user: string; source: string };
@@ -78,15 +89,25 @@ export function localMembers(members: readonly Member[]): string[] {
 }
 
 /** The local members after adding or removing one user; null when that changes nothing. */
-export function membersAfter(local: readonly string[], user: string, member: boolean): string[] | null {
+export function membersAfter(
+  local: readonly string[],
+  user: string,
+  member: boolean,
+): string[] | null {
   const has = local.includes(user);
   if (has === member) return null;
   return member ? [...local, user] : local.filter((u) => u !== user);
 }
 
 /** Which groups a user joins and leaves to go from its local memberships to the wanted ones. */
-export function membershipChanges(current: readonly string[], wanted: readonly string[]): { join: string[]; leave: string[] } {
-  return { join: wanted.filter((g) => !current.includes(g)), leave: current.filter((g) => !wanted.includes(g)) };
+export function membershipChanges(
+  current: readonly string[],
+  wanted: readonly string[],
+): { join: string[]; leave: string[] } {
+  return {
+    join: wanted.filter((g) => !current.includes(g)),
+    leave: current.filter((g) => !wanted.includes(g)),
+  };
 }
 
 // --- remote groups --------------------------------------------------------------------------------
@@ -99,19 +120,29 @@ export interface RemoteGroupForm {
 
 export function remoteGroupProblems(form: RemoteGroupForm, creating: boolean): string[] {
   const problems: string[] = [];
-  if (creating && !REMOTE_GROUP_ID.test(form.id.trim())) problems.push('a remote group id is 1-63 lower-case letters, digits and inner hyphens');
-  if (form.entries.some((e) => !e.remote || !e.credential)) problems.push('every entry needs a remote and one of its credentials');
+  if (creating && !REMOTE_GROUP_ID.test(form.id.trim()))
+    problems.push('a remote group id is 1-63 lower-case letters, digits and inner hyphens');
+  if (form.entries.some((e) => !e.remote || !e.credential))
+    problems.push('every entry needs a remote and one of its credentials');
   const remotes = form.entries.map((e) => e.remote);
-  if (new Set(remotes).size !== remotes.length) problems.push('each remote may appear once in a remote group');
+  if (new Set(remotes).size !== remotes.length)
+    problems.push('each remote may appear once in a remote group');
   return problems;
 }
 
 export function createRemoteGroupBody(form: RemoteGroupForm): Schemas['CreateRemoteGroupDto'] {
-  return { id: form.id.trim(), comment: form.comment.trim(), entries: form.entries.map((e) => ({ remote: e.remote, credential: e.credential })) };
+  return {
+    id: form.id.trim(),
+    comment: form.comment.trim(),
+    entries: form.entries.map((e) => ({ remote: e.remote, credential: e.credential })),
+  };
 }
 
 export function updateRemoteGroupBody(form: RemoteGroupForm): Schemas['UpdateRemoteGroupDto'] {
-  return { comment: form.comment.trim(), entries: form.entries.map((e) => ({ remote: e.remote, credential: e.credential })) };
+  return {
+    comment: form.comment.trim(),
+    entries: form.entries.map((e) => ({ remote: e.remote, credential: e.credential })),
+  };
 }
 
 // --- API tokens ------------------------------------------------------------------------------------
@@ -139,9 +170,11 @@ export function endOfDay(date: string): string | null {
 export function tokenFormProblems(form: TokenForm, now: Date): string[] {
   const problems: string[] = [];
   const owner = form.owner.trim();
-  if (form.ownerType === 'user' && !isUserId(owner)) problems.push('the owner is a user id: name@realm, e.g. alice@local');
+  if (form.ownerType === 'user' && !isUserId(owner))
+    problems.push('the owner is a user id: name@realm, e.g. alice@local');
   if (form.ownerType === 'group' && !isGroupId(owner)) problems.push('the owner is a group id');
-  if (!TOKEN_NAME.test(form.name.trim())) problems.push('a token name is 1-64 letters, digits or . _ -');
+  if (!TOKEN_NAME.test(form.name.trim()))
+    problems.push('a token name is 1-64 letters, digits or . _ -');
   if (form.expires) {
     const end = endOfDay(form.expires);
     if (!end) problems.push('the expiry is a date');
@@ -153,15 +186,25 @@ export function tokenFormProblems(form: TokenForm, now: Date): string[] {
 /** The route and body that create the token. */
 export function createTokenRequest(
   form: TokenForm,
-): { mine: true; body: Schemas['CreateOwnTokenDto'] } | { mine: false; body: Schemas['CreateTokenDto'] } {
+):
+  | { mine: true; body: Schemas['CreateOwnTokenDto'] }
+  | { mine: false; body: Schemas['CreateTokenDto'] } {
   const expiresAt = form.expires ? endOfDay(form.expires) : null;
-  const fields = { name: form.name.trim(), comment: form.comment.trim(), limited: form.limited, ...(expiresAt ? { expiresAt } : {}) };
+  const fields = {
+    name: form.name.trim(),
+    comment: form.comment.trim(),
+    limited: form.limited,
+    ...(expiresAt ? { expiresAt } : {}),
+  };
   if (form.ownerType === 'me') return { mine: true, body: fields };
   return { mine: false, body: { ownerType: form.ownerType, owner: form.owner.trim(), ...fields } };
 }
 
 /** A token's state in words: revoked, expired, or active. */
-export function tokenState(token: { revokedAt: string | null; expiresAt: string | null }, now: Date): 'revoked' | 'expired' | 'active' {
+export function tokenState(
+  token: { revokedAt: string | null; expiresAt: string | null },
+  now: Date,
+): 'revoked' | 'expired' | 'active' {
   if (token.revokedAt) return 'revoked';
   if (token.expiresAt && Date.parse(token.expiresAt) <= now.getTime()) return 'expired';
   return 'active';

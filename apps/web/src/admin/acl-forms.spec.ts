@@ -1,5 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { aclFormProblems, aclKey, aclPathProblem, aclPathSuggestions, principalProblem, putAclBody, ROLES, sortAclEntries } from './acl-forms';
+import {
+  aclFormProblems,
+  aclKey,
+  aclPathProblem,
+  aclPathSuggestions,
+  principalProblem,
+  putAclBody,
+  ROLES,
+  sortAclEntries,
+} from './acl-forms';
 
 describe('ACL paths', () => {
   it('suggests the fixed paths and one per known remote and remote group, sorted', () => {
@@ -16,13 +25,33 @@ describe('ACL paths', () => {
   });
 
   it('accepts the forms the manager accepts', () => {
-    for (const path of ['/', '/remotes', '/remotes/dc-east', '/remotes/dc-east/vms', '/remotes/dc-east/vms/7b0e5e8e-0000-4000-8000-000000000000', '/groups', '/groups/prod', '/access', '/system']) {
+    for (const path of [
+      '/',
+      '/remotes',
+      '/remotes/dc-east',
+      '/remotes/dc-east/vms',
+      '/remotes/dc-east/vms/7b0e5e8e-0000-4000-8000-000000000000',
+      '/groups',
+      '/groups/prod',
+      '/access',
+      '/system',
+    ]) {
       expect(aclPathProblem(path), path).toBeNull();
     }
   });
 
   it('refuses anything else: trailing slashes, unknown roots, bad ids, a VM that is not a uuid', () => {
-    for (const path of ['', 'remotes', '/remotes/', '/nodes', '/access/users', '/remotes/DC', '/remotes/a/nodes', '/remotes/a/vms/b/c', '/groups/a/b']) {
+    for (const path of [
+      '',
+      'remotes',
+      '/remotes/',
+      '/nodes',
+      '/access/users',
+      '/remotes/DC',
+      '/remotes/a/nodes',
+      '/remotes/a/vms/b/c',
+      '/groups/a/b',
+    ]) {
       expect(aclPathProblem(path), path).toMatch(/not an ACL path/);
     }
     expect(aclPathProblem('/remotes/a/vms/web-1')).toBe('web-1 is not a VM uuid');
@@ -40,10 +69,31 @@ describe('ACL entries', () => {
   });
 
   it('builds the PUT body and the key to remove an entry with', () => {
-    const form = { path: ' /remotes/dc-east ', principalType: 'user' as const, principal: ' alice@local ', role: 'Manage' as const, propagate: false };
+    const form = {
+      path: ' /remotes/dc-east ',
+      principalType: 'user' as const,
+      principal: ' alice@local ',
+      role: 'Manage' as const,
+      propagate: false,
+    };
     expect(aclFormProblems(form)).toEqual([]);
-    expect(putAclBody(form)).toEqual({ path: '/remotes/dc-east', principalType: 'user', principal: 'alice@local', role: 'Manage', propagate: false });
-    expect(aclKey({ path: '/', principalType: 'group', principal: 'ops', role: 'Audit', propagate: true, createdAt: '' } as never)).toEqual({
+    expect(putAclBody(form)).toEqual({
+      path: '/remotes/dc-east',
+      principalType: 'user',
+      principal: 'alice@local',
+      role: 'Manage',
+      propagate: false,
+    });
+    expect(
+      aclKey({
+        path: '/',
+        principalType: 'group',
+        principal: 'ops',
+        role: 'Audit',
+        propagate: true,
+        createdAt: '',
+      } as never),
+    ).toEqual({
       path: '/',
       principalType: 'group',
       principal: 'ops',
@@ -59,6 +109,11 @@ describe('ACL entries', () => {
       { path: '/remotes', principalType: 'group', principal: 'ops' },
       { path: '/remotes', principalType: 'user', principal: 'a@local' },
     ];
-    expect(sortAclEntries(entries).map((e) => `${e.path} ${e.principal}`)).toEqual(['/ z@local', '/remotes ops', '/remotes a@local', '/remotes b@local']);
+    expect(sortAclEntries(entries).map((e) => `${e.path} ${e.principal}`)).toEqual([
+      '/ z@local',
+      '/remotes ops',
+      '/remotes a@local',
+      '/remotes b@local',
+    ]);
   });
 });

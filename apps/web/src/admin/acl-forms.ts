@@ -12,10 +12,14 @@ const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 const TOKEN_ID = /^[0-9a-f]{16}$/;
 
-const PATH_FORMS = '/, /remotes, /remotes/{remote}, /remotes/{remote}/vms, /remotes/{remote}/vms/{vm uuid}, /groups, /groups/{remote group}, /access, /system';
+const PATH_FORMS =
+  '/, /remotes, /remotes/{remote}, /remotes/{remote}/vms, /remotes/{remote}/vms/{vm uuid}, /groups, /groups/{remote group}, /access, /system';
 
 /** The paths worth offering: the fixed ones and one per known remote and remote group. */
-export function aclPathSuggestions(remotes: readonly string[], remoteGroups: readonly string[]): string[] {
+export function aclPathSuggestions(
+  remotes: readonly string[],
+  remoteGroups: readonly string[],
+): string[] {
   return [
     '/',
     '/remotes',
@@ -73,20 +77,40 @@ export interface AclForm {
 }
 
 export function aclFormProblems(form: AclForm): string[] {
-  return [aclPathProblem(form.path.trim()), principalProblem(form.principalType, form.principal.trim())].filter((p): p is string => p !== null);
+  return [
+    aclPathProblem(form.path.trim()),
+    principalProblem(form.principalType, form.principal.trim()),
+  ].filter((p): p is string => p !== null);
 }
 
 /** PUT /api/v1/access/acl. */
 export function putAclBody(form: AclForm): Schemas['PutAclDto'] {
-  return { path: form.path.trim(), principalType: form.principalType, principal: form.principal.trim(), role: form.role, propagate: form.propagate };
+  return {
+    path: form.path.trim(),
+    principalType: form.principalType,
+    principal: form.principal.trim(),
+    role: form.role,
+    propagate: form.propagate,
+  };
 }
 
 /** The key of an entry: what DELETE /api/v1/access/acl takes. */
-export function aclKey(entry: { path: string; principalType: PrincipalType; principal: string }): { path: string; principalType: PrincipalType; principal: string } {
+export function aclKey(entry: { path: string; principalType: PrincipalType; principal: string }): {
+  path: string;
+  principalType: PrincipalType;
+  principal: string;
+} {
   return { path: entry.path, principalType: entry.principalType, principal: entry.principal };
 }
 
 /** Entries in a stable order: by path, then principal type and name. */
-export function sortAclEntries<T extends { path: string; principalType: string; principal: string }>(entries: readonly T[]): T[] {
-  return [...entries].sort((a, b) => a.path.localeCompare(b.path) || a.principalType.localeCompare(b.principalType) || a.principal.localeCompare(b.principal));
+export function sortAclEntries<
+  T extends { path: string; principalType: string; principal: string },
+>(entries: readonly T[]): T[] {
+  return [...entries].sort(
+    (a, b) =>
+      a.path.localeCompare(b.path) ||
+      a.principalType.localeCompare(b.principalType) ||
+      a.principal.localeCompare(b.principal),
+  );
 }

@@ -9,7 +9,8 @@ import type { ProbeOutcome } from './remote-forms';
 
 function useReload() {
   const queryClient = useQueryClient();
-  return (...keys: QueryKey[]) => Promise.all(keys.map((queryKey) => queryClient.invalidateQueries({ queryKey })));
+  return (...keys: QueryKey[]) =>
+    Promise.all(keys.map((queryKey) => queryClient.invalidateQueries({ queryKey })));
 }
 
 // --- remotes ---------------------------------------------------------------------------------------
@@ -53,8 +54,10 @@ export function useUpdateRemote() {
 export function useDeleteRemote() {
   const reload = useReload();
   return useMutation({
-    mutationFn: (remote: string) => unwrap(api.DELETE('/api/v1/remotes/{remote}', { params: { path: { remote } } })),
-    onSuccess: () => reload(adminKeys.remotes(), adminKeys.remoteStatuses(), adminKeys.remoteGroups()),
+    mutationFn: (remote: string) =>
+      unwrap(api.DELETE('/api/v1/remotes/{remote}', { params: { path: { remote } } })),
+    onSuccess: () =>
+      reload(adminKeys.remotes(), adminKeys.remoteStatuses(), adminKeys.remoteGroups()),
   });
 }
 
@@ -62,7 +65,9 @@ export function useAddCredential() {
   const reload = useReload();
   return useMutation({
     mutationFn: ({ remote, body }: { remote: string; body: Schemas['AddCredentialDto'] }) =>
-      unwrap(api.POST('/api/v1/remotes/{remote}/credentials', { params: { path: { remote } }, body })),
+      unwrap(
+        api.POST('/api/v1/remotes/{remote}/credentials', { params: { path: { remote } }, body }),
+      ),
     onSuccess: () => reload(adminKeys.remotes()),
   });
 }
@@ -71,7 +76,11 @@ export function useRemoveCredential() {
   const reload = useReload();
   return useMutation({
     mutationFn: ({ remote, name }: { remote: string; name: string }) =>
-      unwrap(api.DELETE('/api/v1/remotes/{remote}/credentials/{name}', { params: { path: { remote, name } } })),
+      unwrap(
+        api.DELETE('/api/v1/remotes/{remote}/credentials/{name}', {
+          params: { path: { remote, name } },
+        }),
+      ),
     onSuccess: () => reload(adminKeys.remotes(), adminKeys.remoteGroups()),
   });
 }
@@ -81,7 +90,8 @@ export function useRemoveCredential() {
 export function useCreateRemoteGroup() {
   const reload = useReload();
   return useMutation({
-    mutationFn: (body: Schemas['CreateRemoteGroupDto']) => unwrap(api.POST('/api/v1/remote-groups', { body })),
+    mutationFn: (body: Schemas['CreateRemoteGroupDto']) =>
+      unwrap(api.POST('/api/v1/remote-groups', { body })),
     onSuccess: () => reload(adminKeys.remoteGroups()),
   });
 }
@@ -98,7 +108,8 @@ export function useUpdateRemoteGroup() {
 export function useDeleteRemoteGroup() {
   const reload = useReload();
   return useMutation({
-    mutationFn: (group: string) => unwrap(api.DELETE('/api/v1/remote-groups/{group}', { params: { path: { group } } })),
+    mutationFn: (group: string) =>
+      unwrap(api.DELETE('/api/v1/remote-groups/{group}', { params: { path: { group } } })),
     onSuccess: () => reload(adminKeys.remoteGroups(), adminKeys.acl()),
   });
 }
@@ -108,7 +119,8 @@ export function useDeleteRemoteGroup() {
 export function useCreateUser() {
   const reload = useReload();
   return useMutation({
-    mutationFn: (body: Schemas['CreateUserDto']) => unwrap(api.POST('/api/v1/access/users', { body })),
+    mutationFn: (body: Schemas['CreateUserDto']) =>
+      unwrap(api.POST('/api/v1/access/users', { body })),
     onSuccess: () => reload(adminKeys.users()),
   });
 }
@@ -128,7 +140,12 @@ export function useResetPassword() {
   const reload = useReload();
   return useMutation({
     mutationFn: ({ user, password }: { user: string; password: string }) =>
-      unwrap(api.POST('/api/v1/access/users/{user}/password', { params: { path: { user } }, body: { password } })),
+      unwrap(
+        api.POST('/api/v1/access/users/{user}/password', {
+          params: { path: { user } },
+          body: { password },
+        }),
+      ),
     onSuccess: () => reload(adminKeys.users()),
   });
 }
@@ -137,7 +154,8 @@ export function useResetPassword() {
 export function useUnlockUser() {
   const reload = useReload();
   return useMutation({
-    mutationFn: (user: string) => unwrap(api.POST('/api/v1/access/users/{user}/tfa/unlock', { params: { path: { user } } })),
+    mutationFn: (user: string) =>
+      unwrap(api.POST('/api/v1/access/users/{user}/tfa/unlock', { params: { path: { user } } })),
     onSuccess: () => reload(adminKeys.users()),
   });
 }
@@ -146,7 +164,8 @@ export function useUnlockUser() {
 export function useRemoveSecondFactors() {
   const reload = useReload();
   return useMutation({
-    mutationFn: (user: string) => unwrap(api.DELETE('/api/v1/access/users/{user}/tfa', { params: { path: { user } } })),
+    mutationFn: (user: string) =>
+      unwrap(api.DELETE('/api/v1/access/users/{user}/tfa', { params: { path: { user } } })),
     onSuccess: () => reload(adminKeys.users()),
   });
 }
@@ -155,23 +174,41 @@ export function useRemoveSecondFactors() {
 export function useDeleteUser() {
   const reload = useReload();
   return useMutation({
-    mutationFn: (user: string) => unwrap(api.DELETE('/api/v1/access/users/{user}', { params: { path: { user } } })),
-    onSuccess: () => reload(adminKeys.users(), adminKeys.groups(), adminKeys.acl(), adminKeys.tokens()),
+    mutationFn: (user: string) =>
+      unwrap(api.DELETE('/api/v1/access/users/{user}', { params: { path: { user } } })),
+    onSuccess: () =>
+      reload(adminKeys.users(), adminKeys.groups(), adminKeys.acl(), adminKeys.tokens()),
   });
 }
 
 /** Adds a user to or removes it from one group's locally managed members (read, change, replace). */
 async function setMembership(group: string, user: string, member: boolean): Promise<void> {
-  const current = await unwrap<Schemas['GroupDto_Output']>(api.GET('/api/v1/access/groups/{group}', { params: { path: { group } } }));
+  const current = await unwrap<Schemas['GroupDto_Output']>(
+    api.GET('/api/v1/access/groups/{group}', { params: { path: { group } } }),
+  );
   const users = membersAfter(localMembers(current.members), user, member);
-  if (users) await unwrap(api.PUT('/api/v1/access/groups/{group}/members', { params: { path: { group } }, body: { users } }));
+  if (users)
+    await unwrap(
+      api.PUT('/api/v1/access/groups/{group}/members', {
+        params: { path: { group } },
+        body: { users },
+      }),
+    );
 }
 
 /** A user joins and leaves groups (the groups' local members change; realm-managed memberships stay). */
 export function useSetUserGroups() {
   const reload = useReload();
   return useMutation({
-    mutationFn: async ({ user, join, leave }: { user: string; join: string[]; leave: string[] }) => {
+    mutationFn: async ({
+      user,
+      join,
+      leave,
+    }: {
+      user: string;
+      join: string[];
+      leave: string[];
+    }) => {
       for (const group of join) await setMembership(group, user, true);
       for (const group of leave) await setMembership(group, user, false);
     },
@@ -184,7 +221,8 @@ export function useSetUserGroups() {
 export function useCreateGroup() {
   const reload = useReload();
   return useMutation({
-    mutationFn: (body: Schemas['CreateGroupDto']) => unwrap(api.POST('/api/v1/access/groups', { body })),
+    mutationFn: (body: Schemas['CreateGroupDto']) =>
+      unwrap(api.POST('/api/v1/access/groups', { body })),
     onSuccess: () => reload(adminKeys.groups()),
   });
 }
@@ -202,7 +240,8 @@ export function useUpdateGroup() {
 export function useSetGroupMember() {
   const reload = useReload();
   return useMutation({
-    mutationFn: ({ group, user, member }: { group: string; user: string; member: boolean }) => setMembership(group, user, member),
+    mutationFn: ({ group, user, member }: { group: string; user: string; member: boolean }) =>
+      setMembership(group, user, member),
     onSettled: () => reload(adminKeys.groups(), adminKeys.users()),
   });
 }
@@ -210,8 +249,10 @@ export function useSetGroupMember() {
 export function useDeleteGroup() {
   const reload = useReload();
   return useMutation({
-    mutationFn: (group: string) => unwrap(api.DELETE('/api/v1/access/groups/{group}', { params: { path: { group } } })),
-    onSuccess: () => reload(adminKeys.groups(), adminKeys.users(), adminKeys.acl(), adminKeys.tokens()),
+    mutationFn: (group: string) =>
+      unwrap(api.DELETE('/api/v1/access/groups/{group}', { params: { path: { group } } })),
+    onSuccess: () =>
+      reload(adminKeys.groups(), adminKeys.users(), adminKeys.acl(), adminKeys.tokens()),
   });
 }
 
@@ -221,7 +262,8 @@ export function useDeleteGroup() {
 export function useCreateRealm() {
   const reload = useReload();
   return useMutation({
-    mutationFn: (body: Schemas['CreateRealmDto']) => unwrap(api.POST('/api/v1/access/realms', { body })),
+    mutationFn: (body: Schemas['CreateRealmDto']) =>
+      unwrap(api.POST('/api/v1/access/realms', { body })),
     onSuccess: () => reload(adminKeys.realms()),
   });
 }
@@ -230,7 +272,9 @@ export function useUpdateRealm() {
   const reload = useReload();
   return useMutation({
     mutationFn: ({ realm, body }: { realm: string; body: Schemas['UpdateRealmDto'] }) =>
-      unwrap<Schemas['ChangedRealmDto_Output']>(api.PUT('/api/v1/access/realms/{realm}', { params: { path: { realm } }, body })),
+      unwrap<Schemas['ChangedRealmDto_Output']>(
+        api.PUT('/api/v1/access/realms/{realm}', { params: { path: { realm } }, body }),
+      ),
     onSuccess: () => reload(adminKeys.realms()),
   });
 }
@@ -239,8 +283,16 @@ export function useUpdateRealm() {
 export function useDeleteRealm() {
   const reload = useReload();
   return useMutation({
-    mutationFn: (realm: string) => unwrap(api.DELETE('/api/v1/access/realms/{realm}', { params: { path: { realm } } })),
-    onSuccess: () => reload(adminKeys.realms(), adminKeys.users(), adminKeys.groups(), adminKeys.acl(), adminKeys.tokens()),
+    mutationFn: (realm: string) =>
+      unwrap(api.DELETE('/api/v1/access/realms/{realm}', { params: { path: { realm } } })),
+    onSuccess: () =>
+      reload(
+        adminKeys.realms(),
+        adminKeys.users(),
+        adminKeys.groups(),
+        adminKeys.acl(),
+        adminKeys.tokens(),
+      ),
   });
 }
 
@@ -248,7 +300,8 @@ export function useDeleteRealm() {
 export function useSyncRealm() {
   const reload = useReload();
   return useMutation({
-    mutationFn: (realm: string) => unwrap(api.POST('/api/v1/access/realms/{realm}/sync', { params: { path: { realm } } })),
+    mutationFn: (realm: string) =>
+      unwrap(api.POST('/api/v1/access/realms/{realm}/sync', { params: { path: { realm } } })),
     onSettled: () => reload(adminKeys.realms(), adminKeys.users(), adminKeys.groups()),
   });
 }
@@ -266,7 +319,8 @@ export function usePutAclEntry() {
 export function useRevokeAclEntry() {
   const reload = useReload();
   return useMutation({
-    mutationFn: (key: { path: string; principalType: PrincipalType; principal: string }) => unwrap(api.DELETE('/api/v1/access/acl', { body: key })),
+    mutationFn: (key: { path: string; principalType: PrincipalType; principal: string }) =>
+      unwrap(api.DELETE('/api/v1/access/acl', { body: key })),
     onSuccess: () => reload(adminKeys.acl()),
   });
 }
@@ -277,8 +331,14 @@ export function useRevokeAclEntry() {
 export function useCreateToken() {
   const reload = useReload();
   return useMutation({
-    mutationFn: (request: { mine: true; body: Schemas['CreateOwnTokenDto'] } | { mine: false; body: Schemas['CreateTokenDto'] }) =>
-      request.mine ? unwrap(api.POST('/api/v1/access/tokens/mine', { body: request.body })) : unwrap(api.POST('/api/v1/access/tokens', { body: request.body })),
+    mutationFn: (
+      request:
+        | { mine: true; body: Schemas['CreateOwnTokenDto'] }
+        | { mine: false; body: Schemas['CreateTokenDto'] },
+    ) =>
+      request.mine
+        ? unwrap(api.POST('/api/v1/access/tokens/mine', { body: request.body }))
+        : unwrap(api.POST('/api/v1/access/tokens', { body: request.body })),
     onSuccess: () => reload(adminKeys.tokens()),
   });
 }

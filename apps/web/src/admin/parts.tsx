@@ -1,4 +1,10 @@
-import { useId, type InputHTMLAttributes, type ReactNode, type SelectHTMLAttributes, type TextareaHTMLAttributes } from 'react';
+import {
+  useId,
+  type InputHTMLAttributes,
+  type ReactNode,
+  type SelectHTMLAttributes,
+  type TextareaHTMLAttributes,
+} from 'react';
 import { ErrorNote } from '../ui/ErrorNote';
 import { LastUpdated } from '../ui/LastUpdated';
 
@@ -17,7 +23,13 @@ export function TextField({ label, value, onChange, hint, ...rest }: TextProps) 
   return (
     <div className="field">
       <label htmlFor={id}>{label}</label>
-      <input id={id} value={value} onChange={(e) => onChange(e.target.value)} aria-describedby={hint ? `${id}-hint` : undefined} {...rest} />
+      <input
+        id={id}
+        value={value}
+        onChange={(e) => onChange(e.target.value)}
+        aria-describedby={hint ? `${id}-hint` : undefined}
+        {...rest}
+      />
       {hint && (
         <span id={`${id}-hint`} className="muted">
           {hint}
@@ -39,7 +51,13 @@ export function TextAreaField({ label, value, onChange, hint, ...rest }: AreaPro
   return (
     <div className="field">
       <label htmlFor={id}>{label}</label>
-      <textarea id={id} value={value} onChange={(e) => onChange(e.target.value)} aria-describedby={hint ? `${id}-hint` : undefined} {...rest} />
+      <textarea
+        id={id}
+        value={value}
+        onChange={(e) => onChange(e.target.value)}
+        aria-describedby={hint ? `${id}-hint` : undefined}
+        {...rest}
+      />
       {hint && (
         <span id={`${id}-hint`} className="muted">
           {hint}
@@ -72,12 +90,31 @@ export function SelectField({ label, value, onChange, options, ...rest }: Select
   );
 }
 
-export function CheckField({ label, checked, onChange, hint, disabled }: { label: string; checked: boolean; onChange: (checked: boolean) => void; hint?: ReactNode; disabled?: boolean }) {
+export function CheckField({
+  label,
+  checked,
+  onChange,
+  hint,
+  disabled,
+}: {
+  label: string;
+  checked: boolean;
+  onChange: (checked: boolean) => void;
+  hint?: ReactNode;
+  disabled?: boolean;
+}) {
   const id = useId();
   return (
     <div className="field check">
       <label className="inline" htmlFor={id}>
-        <input id={id} type="checkbox" checked={checked} disabled={disabled} onChange={(e) => onChange(e.target.checked)} aria-describedby={hint ? `${id}-hint` : undefined} />
+        <input
+          id={id}
+          type="checkbox"
+          checked={checked}
+          disabled={disabled}
+          onChange={(e) => onChange(e.target.checked)}
+          aria-describedby={hint ? `${id}-hint` : undefined}
+        />
         {label}
       </label>
       {hint && (
@@ -102,7 +139,13 @@ export function Problems({ problems }: { problems: readonly string[] }) {
 }
 
 /** Loading and error states of a list; its content once loaded. */
-export function Loaded<T>({ query, children }: { query: { isPending: boolean; isError: boolean; error: unknown; data: T | undefined }; children: (data: T) => ReactNode }) {
+export function Loaded<T>({
+  query,
+  children,
+}: {
+  query: { isPending: boolean; isError: boolean; error: unknown; data: T | undefined };
+  children: (data: T) => ReactNode;
+}) {
   if (query.isError) return <ErrorNote error={query.error} />;
   if (query.isPending || query.data === undefined) return <p className="muted">Loading…</p>;
   return <>{children(query.data)}</>;
@@ -121,8 +164,22 @@ export function NotReadable({ privilege }: { privilege: string }) {
 export const yesNo = (value: boolean) => (value ? 'yes' : 'no');
 
 /** "Last updated" and a refresh button for a section's lists (other administrators change them too). */
-export function Refresh({ queries }: { queries: readonly { dataUpdatedAt: number; isFetching: boolean; refetch: () => Promise<unknown> }[] }) {
+export function Refresh({
+  queries,
+}: {
+  queries: readonly {
+    dataUpdatedAt: number;
+    isFetching: boolean;
+    refetch: () => Promise<unknown>;
+  }[];
+}) {
   const loaded = queries.map((q) => q.dataUpdatedAt).filter((at) => at > 0);
   const at = loaded.length > 0 ? Math.min(...loaded) : 0;
-  return <LastUpdated at={at} fetching={queries.some((q) => q.isFetching)} onRefresh={() => queries.forEach((q) => void q.refetch())} />;
+  return (
+    <LastUpdated
+      at={at}
+      fetching={queries.some((q) => q.isFetching)}
+      onRefresh={() => queries.forEach((q) => void q.refetch())}
+    />
+  );
 }

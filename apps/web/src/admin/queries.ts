@@ -34,7 +34,12 @@ export const adminKeys = {
 
 /** The remotes the caller may see, with endpoints, trust and credential names (never a key). */
 export function useRemotes(enabled = true) {
-  return useQuery({ queryKey: adminKeys.remotes(), queryFn: async () => (await unwrap<Schemas['RemoteListDto_Output']>(api.GET('/api/v1/remotes'))).items, enabled });
+  return useQuery({
+    queryKey: adminKeys.remotes(),
+    queryFn: async () =>
+      (await unwrap<Schemas['RemoteListDto_Output']>(api.GET('/api/v1/remotes'))).items,
+    enabled,
+  });
 }
 
 /**
@@ -44,47 +49,88 @@ export function useRemotes(enabled = true) {
 export function useRemoteStatuses(enabled = true) {
   return useQuery({
     queryKey: adminKeys.remoteStatuses(),
-    queryFn: async () => (await unwrap<Schemas['ResourceList_Output']>(api.GET('/api/v1/resources', { params: { query: { limit: 1 } } }))).remotes,
+    queryFn: async () =>
+      (
+        await unwrap<Schemas['ResourceList_Output']>(
+          api.GET('/api/v1/resources', { params: { query: { limit: 1 } } }),
+        )
+      ).remotes,
     enabled,
     refetchInterval: 30_000,
   });
 }
 
 export function useRemoteGroups(enabled = true) {
-  return useQuery({ queryKey: adminKeys.remoteGroups(), queryFn: async () => (await unwrap<Schemas['RemoteGroupListDto_Output']>(api.GET('/api/v1/remote-groups'))).items, enabled });
+  return useQuery({
+    queryKey: adminKeys.remoteGroups(),
+    queryFn: async () =>
+      (await unwrap<Schemas['RemoteGroupListDto_Output']>(api.GET('/api/v1/remote-groups'))).items,
+    enabled,
+  });
 }
 
 export function useUsers(enabled = true) {
-  return useQuery({ queryKey: adminKeys.users(), queryFn: async () => (await unwrap<Schemas['UserListDto_Output']>(api.GET('/api/v1/access/users'))).items, enabled });
+  return useQuery({
+    queryKey: adminKeys.users(),
+    queryFn: async () =>
+      (await unwrap<Schemas['UserListDto_Output']>(api.GET('/api/v1/access/users'))).items,
+    enabled,
+  });
 }
 
 export function useGroups(enabled = true) {
-  return useQuery({ queryKey: adminKeys.groups(), queryFn: async () => (await unwrap<Schemas['GroupListDto_Output']>(api.GET('/api/v1/access/groups'))).items, enabled });
+  return useQuery({
+    queryKey: adminKeys.groups(),
+    queryFn: async () =>
+      (await unwrap<Schemas['GroupListDto_Output']>(api.GET('/api/v1/access/groups'))).items,
+    enabled,
+  });
 }
 
 /** One group with its members and where each membership comes from. */
 export function useGroup(id: string | null) {
   return useQuery({
     queryKey: adminKeys.group(id ?? ''),
-    queryFn: () => unwrap<Group>(api.GET('/api/v1/access/groups/{group}', { params: { path: { group: id! } } })),
+    queryFn: () =>
+      unwrap<Group>(api.GET('/api/v1/access/groups/{group}', { params: { path: { group: id! } } })),
     enabled: id !== null,
   });
 }
 
 export function useRealms(enabled = true) {
-  return useQuery({ queryKey: adminKeys.realms(), queryFn: async () => (await unwrap<Schemas['RealmListDto_Output']>(api.GET('/api/v1/access/realms'))).items, enabled });
+  return useQuery({
+    queryKey: adminKeys.realms(),
+    queryFn: async () =>
+      (await unwrap<Schemas['RealmListDto_Output']>(api.GET('/api/v1/access/realms'))).items,
+    enabled,
+  });
 }
 
 export function useAclEntries(enabled = true) {
-  return useQuery({ queryKey: adminKeys.acl(), queryFn: async () => (await unwrap<Schemas['AclListDto_Output']>(api.GET('/api/v1/access/acl'))).items, enabled });
+  return useQuery({
+    queryKey: adminKeys.acl(),
+    queryFn: async () =>
+      (await unwrap<Schemas['AclListDto_Output']>(api.GET('/api/v1/access/acl'))).items,
+    enabled,
+  });
 }
 
 /** Every token of every user and group (administrators' view; never a secret). */
 export function useTokens(enabled = true) {
-  return useQuery({ queryKey: adminKeys.tokens(), queryFn: async () => (await unwrap<Schemas['TokenListDto_Output']>(api.GET('/api/v1/access/tokens'))).items, enabled });
+  return useQuery({
+    queryKey: adminKeys.tokens(),
+    queryFn: async () =>
+      (await unwrap<Schemas['TokenListDto_Output']>(api.GET('/api/v1/access/tokens'))).items,
+    enabled,
+  });
 }
 
 /** The signed-in user's own tokens (login sessions only: the manager refuses API tokens here). */
 export function useMyTokens(enabled = true) {
-  return useQuery({ queryKey: adminKeys.myTokens(), queryFn: async () => (await unwrap<Schemas['TokenListDto_Output']>(api.GET('/api/v1/access/tokens/mine'))).items, enabled });
+  return useQuery({
+    queryKey: adminKeys.myTokens(),
+    queryFn: async () =>
+      (await unwrap<Schemas['TokenListDto_Output']>(api.GET('/api/v1/access/tokens/mine'))).items,
+    enabled,
+  });
 }

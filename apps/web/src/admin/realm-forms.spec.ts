@@ -1,5 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { createRealmBody, emptyRealmForm, realmFormFrom, realmFormProblems, realmSettings, updateRealmBody, type Realm, type RealmForm } from './realm-forms';
+import {
+  createRealmBody,
+  emptyRealmForm,
+  realmFormFrom,
+  realmFormProblems,
+  realmSettings,
+  updateRealmBody,
+  type Realm,
+  type RealmForm,
+} from './realm-forms';
 
 function ldapForm(): RealmForm {
   const form = emptyRealmForm('ldap');
@@ -32,7 +41,8 @@ function stored(overrides: Partial<Realm> = {}): Realm {
       displayNameAttribute: 'cn',
       emailAttribute: 'mail',
       groupBaseDn: 'ou=groups,dc=example,dc=com',
-      groupFilter: '(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=group))',
+      groupFilter:
+        '(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=group))',
       groupNameAttribute: 'cn',
       groupMemberAttribute: 'member',
       timeoutMs: 5000,
@@ -58,7 +68,10 @@ describe('the LDAP realm form', () => {
       type: 'ldap',
       secret: 'bind-secret',
       syncIntervalMinutes: 60,
-      groupMappings: [{ pattern: 'debvisor-*' }, { pattern: 'acme', group: 'tenant-acme', tenant: true }],
+      groupMappings: [
+        { pattern: 'debvisor-*' },
+        { pattern: 'acme', group: 'tenant-acme', tenant: true },
+      ],
       addAnyway: false,
     });
     expect(body.settings).toEqual(stored().settings);
@@ -92,7 +105,10 @@ describe('the LDAP realm form', () => {
     const body = updateRealmBody(form, realm);
     expect(body).not.toHaveProperty('settings');
     expect(body).not.toHaveProperty('secret');
-    expect(body).toMatchObject({ groupMappings: [{ pattern: 'debvisor-*' }], syncIntervalMinutes: 60 });
+    expect(body).toMatchObject({
+      groupMappings: [{ pattern: 'debvisor-*' }],
+      syncIntervalMinutes: 60,
+    });
   });
 
   it('sends all settings when one changed, a new secret when typed, and null to remove it', () => {
@@ -116,7 +132,9 @@ describe('the OpenID Connect realm form', () => {
     form.openid.issuerUrl = 'https://id.example.com/realms/main';
     form.openid.clientId = 'debvisor';
     form.openid.audiences = 'api, other';
-    expect(realmFormProblems(form, true)).toEqual(['an OpenID Connect realm needs its client secret']);
+    expect(realmFormProblems(form, true)).toEqual([
+      'an OpenID Connect realm needs its client secret',
+    ]);
     form.secret = 'client-secret';
     const body = createRealmBody(form);
     expect(body.settings).toEqual({
@@ -136,7 +154,10 @@ describe('the OpenID Connect realm form', () => {
     form.openid.issuerUrl = 'http://id.example.com';
     form.openid.clientId = 'x';
     form.openid.scopes = 'profile';
-    expect(realmFormProblems(form, false)).toEqual([expect.stringMatching(/https/), expect.stringMatching(/openid/)]);
+    expect(realmFormProblems(form, false)).toEqual([
+      expect.stringMatching(/https/),
+      expect.stringMatching(/openid/),
+    ]);
   });
 
   it('changing an LDAP realm to OpenID Connect sends the type and all the new settings', () => {
@@ -154,10 +175,21 @@ describe('the OpenID Connect realm form', () => {
 
 describe('the local realm', () => {
   it('changes only its comment and second-factor requirement', () => {
-    const local = stored({ id: 'local', type: 'local', settings: {}, hasSecret: false, groupMappings: [], syncIntervalMinutes: null });
+    const local = stored({
+      id: 'local',
+      type: 'local',
+      settings: {},
+      hasSecret: false,
+      groupMappings: [],
+      syncIntervalMinutes: null,
+    });
     const form = realmFormFrom(local);
     form.comment = ' built in ';
     form.requireTfa = true;
-    expect(updateRealmBody(form, local)).toEqual({ comment: 'built in', requireTfa: true, addAnyway: false });
+    expect(updateRealmBody(form, local)).toEqual({
+      comment: 'built in',
+      requireTfa: true,
+      addAnyway: false,
+    });
   });
 });

@@ -107,8 +107,10 @@ export function emptyRealmForm(type: DirectoryType): RealmForm {
   };
 }
 
-const text = (value: unknown, fallback: string) => (typeof value === 'string' ? value : typeof value === 'number' ? String(value) : fallback);
-const list = (value: unknown, fallback: string) => (Array.isArray(value) ? value.filter((v) => typeof v === 'string').join(' ') : fallback);
+const text = (value: unknown, fallback: string) =>
+  typeof value === 'string' ? value : typeof value === 'number' ? String(value) : fallback;
+const list = (value: unknown, fallback: string) =>
+  Array.isArray(value) ? value.filter((v) => typeof v === 'string').join(' ') : fallback;
 
 /** The form of an existing LDAP or OpenID Connect realm (never its secret: the manager does not answer it). */
 export function realmFormFrom(realm: Realm): RealmForm {
@@ -118,13 +120,19 @@ export function realmFormFrom(realm: Realm): RealmForm {
   form.id = realm.id;
   form.comment = realm.comment;
   form.requireTfa = realm.requireTfa;
-  form.syncIntervalMinutes = realm.syncIntervalMinutes === null ? '' : String(realm.syncIntervalMinutes);
-  form.groupMappings = realm.groupMappings.map((m) => ({ pattern: m.pattern, group: m.group ?? '', tenant: m.tenant ?? false }));
+  form.syncIntervalMinutes =
+    realm.syncIntervalMinutes === null ? '' : String(realm.syncIntervalMinutes);
+  form.groupMappings = realm.groupMappings.map((m) => ({
+    pattern: m.pattern,
+    group: m.group ?? '',
+    tenant: m.tenant ?? false,
+  }));
   if (type === 'ldap') {
     const fields = { ...LDAP_DEFAULTS };
     for (const key of Object.keys(LDAP_DEFAULTS) as (keyof LdapFields)[]) {
       if (key === 'startTls') fields.startTls = s.startTls === true;
-      else fields[key] = text(s[key], key === 'caPem' || key === 'bindDn' ? '' : LDAP_DEFAULTS[key]);
+      else
+        fields[key] = text(s[key], key === 'caPem' || key === 'bindDn' ? '' : LDAP_DEFAULTS[key]);
     }
     form.ldap = fields;
   } else {
@@ -186,29 +194,48 @@ const REALM_ID = /^[a-z][a-z0-9-]{0,31}$/;
 
 export function realmFormProblems(form: RealmForm, creating: boolean): string[] {
   const problems: string[] = [];
-  if (creating && !REALM_ID.test(form.id.trim())) problems.push('a realm id is 1-32 lower-case letters, digits or dashes, starting with a letter');
+  if (creating && !REALM_ID.test(form.id.trim()))
+    problems.push(
+      'a realm id is 1-32 lower-case letters, digits or dashes, starting with a letter',
+    );
   if (form.type === 'ldap') {
-    if (!/^ldaps?:\/\/[^/\s]+\/?$/i.test(form.ldap.url.trim())) problems.push('the server URL is ldap://host[:port] or ldaps://host[:port]');
-    if (!form.ldap.userBaseDn.includes('=')) problems.push('the user base DN is a distinguished name, e.g. ou=people,dc=example,dc=com');
-    if (!form.ldap.groupBaseDn.includes('=')) problems.push('the group base DN is a distinguished name, e.g. ou=groups,dc=example,dc=com');
-    if (form.ldap.startTls && /^ldaps:/i.test(form.ldap.url.trim())) problems.push('StartTLS is for ldap:// URLs; ldaps:// is already encrypted');
+    if (!/^ldaps?:\/\/[^/\s]+\/?$/i.test(form.ldap.url.trim()))
+      problems.push('the server URL is ldap://host[:port] or ldaps://host[:port]');
+    if (!form.ldap.userBaseDn.includes('='))
+      problems.push('the user base DN is a distinguished name, e.g. ou=people,dc=example,dc=com');
+    if (!form.ldap.groupBaseDn.includes('='))
+      problems.push('the group base DN is a distinguished name, e.g. ou=groups,dc=example,dc=com');
+    if (form.ldap.startTls && /^ldaps:/i.test(form.ldap.url.trim()))
+      problems.push('StartTLS is for ldap:// URLs; ldaps:// is already encrypted');
     const interval = form.syncIntervalMinutes.trim();
-    if (interval && !(Number.isInteger(Number(interval)) && Number(interval) >= 5 && Number(interval) <= 10_080)) {
+    if (
+      interval &&
+      !(Number.isInteger(Number(interval)) && Number(interval) >= 5 && Number(interval) <= 10_080)
+    ) {
       problems.push('the sync interval is 5 to 10080 minutes, or empty for on demand only');
     }
   } else {
-    if (!/^https:\/\/\S+$/.test(form.openid.issuerUrl.trim())) problems.push('the issuer URL is an https:// URL');
+    if (!/^https:\/\/\S+$/.test(form.openid.issuerUrl.trim()))
+      problems.push('the issuer URL is an https:// URL');
     if (!form.openid.clientId.trim()) problems.push('the client id is needed');
-    if (!words(form.openid.scopes).includes('openid')) problems.push('the scopes must include openid');
+    if (!words(form.openid.scopes).includes('openid'))
+      problems.push('the scopes must include openid');
     if (creating && !form.secret) problems.push('an OpenID Connect realm needs its client secret');
   }
   const timeout = form.type === 'ldap' ? form.ldap.timeoutMs : form.openid.timeoutMs;
-  if (timeout.trim() && !(Number.isInteger(Number(timeout)) && Number(timeout) >= 100 && Number(timeout) <= 60_000)) {
+  if (
+    timeout.trim() &&
+    !(Number.isInteger(Number(timeout)) && Number(timeout) >= 100 && Number(timeout) <= 60_000)
+  ) {
     problems.push('the timeout is 100 to 60000 ms');
   }
   for (const mapping of form.groupMappings) {
-    if (!MAPPING_PATTERN.test(mapping.pattern.trim())) problems.push(`group mapping ${mapping.pattern || '(empty)'}: a pattern is 1-128 letters, digits, . _ - and *`);
-    if (mapping.group.trim() && !GROUP_ID.test(mapping.group.trim())) problems.push(`group mapping ${mapping.pattern}: ${mapping.group} is not a group id`);
+    if (!MAPPING_PATTERN.test(mapping.pattern.trim()))
+      problems.push(
+        `group mapping ${mapping.pattern || '(empty)'}: a pattern is 1-128 letters, digits, . _ - and *`,
+      );
+    if (mapping.group.trim() && !GROUP_ID.test(mapping.group.trim()))
+      problems.push(`group mapping ${mapping.pattern}: ${mapping.group} is not a group id`);
   }
   return problems;
 }
@@ -221,7 +248,8 @@ function mappings(form: RealmForm): Schemas['GroupMapping'][] {
   }));
 }
 
-const syncInterval = (form: RealmForm) => (form.type === 'ldap' && form.syncIntervalMinutes.trim() ? Number(form.syncIntervalMinutes) : null);
+const syncInterval = (form: RealmForm) =>
+  form.type === 'ldap' && form.syncIntervalMinutes.trim() ? Number(form.syncIntervalMinutes) : null;
 
 /** POST /api/v1/access/realms. */
 export function createRealmBody(form: RealmForm): Schemas['CreateRealmDto'] {
@@ -255,15 +283,21 @@ function canonical(value: unknown): string {
  * test an LDAP connection again), the secret only when a new one was typed or removal was asked.
  */
 export function updateRealmBody(form: RealmForm, current: Realm): Schemas['UpdateRealmDto'] {
-  if (current.type === 'local') return { comment: form.comment.trim(), requireTfa: form.requireTfa, addAnyway: false };
+  if (current.type === 'local')
+    return { comment: form.comment.trim(), requireTfa: form.requireTfa, addAnyway: false };
   const settings = realmSettings(form);
   const typeChanged = form.type !== current.type;
-  const settingsChanged = typeChanged || canonical(settings) !== canonical(realmSettings(realmFormFrom(current)));
+  const settingsChanged =
+    typeChanged || canonical(settings) !== canonical(realmSettings(realmFormFrom(current)));
   return {
     ...(typeChanged ? { type: form.type } : {}),
     comment: form.comment.trim(),
     ...(settingsChanged ? { settings } : {}),
-    ...(form.secret ? { secret: form.secret } : form.removeSecret && form.type === 'ldap' ? { secret: null } : {}),
+    ...(form.secret
+      ? { secret: form.secret }
+      : form.removeSecret && form.type === 'ldap'
+        ? { secret: null }
+        : {}),
     requireTfa: form.requireTfa,
     groupMappings: mappings(form),
     syncIntervalMinutes: syncInterval(form),

@@ -27,16 +27,32 @@ ALzp70ZVSs8Xw49QIT5sL+RkU7GLBP8gLoH/OfPnEfXiAiBz85krqhylS8ex+Fxq
 3nTsk4ahQI+u0+CM+B2N2qRhHA==
 -----END CERTIFICATE-----
 `;
-const FIXTURE_FINGERPRINT = 'C5:D8:AD:98:6C:59:93:18:84:80:68:FD:DD:C6:0F:55:1D:61:13:84:A0:7F:1A:66:5F:43:85:8A:1E:E3:0A:D2';
+const FIXTURE_FINGERPRINT =
+  'C5:D8:AD:98:6C:59:93:18:84:80:68:FD:DD:C6:0F:55:1D:61:13:84:A0:7F:1A:66:5F:43:85:8A:1E:E3:0A:D2';
 
 const FP_A = 'AA:'.repeat(31) + 'AA';
 const FP_B = 'BB:'.repeat(31) + 'BB';
 const FP_LEAF = '11:'.repeat(31) + '11';
 
-function certificate(fingerprint: string, isCa: boolean, subject = isCa ? 'CN=cluster CA' : 'CN=agent:node-1'): PresentedCertificate {
-  return { subject, issuer: 'CN=cluster CA', fingerprintSha256: fingerprint, isCa, notBefore: '2026-01-01T00:00:00Z', notAfter: '2027-01-01T00:00:00Z', pem: '' };
+function certificate(
+  fingerprint: string,
+  isCa: boolean,
+  subject = isCa ? 'CN=cluster CA' : 'CN=agent:node-1',
+): PresentedCertificate {
+  return {
+    subject,
+    issuer: 'CN=cluster CA',
+    fingerprintSha256: fingerprint,
+    isCa,
+    notBefore: '2026-01-01T00:00:00Z',
+    notAfter: '2027-01-01T00:00:00Z',
+    pem: '',
+  };
 }
-const answered = (endpoint: string, ...certificates: PresentedCertificate[]): ProbeOutcome => ({ endpoint, certificates });
+const answered = (endpoint: string, ...certificates: PresentedCertificate[]): ProbeOutcome => ({
+  endpoint,
+  certificates,
+});
 const failed = (endpoint: string): ProbeOutcome => ({ endpoint, error: 'cannot connect' });
 
 const KEY = `dvk_0123456789abcdef_${'A'.repeat(43)}`;
@@ -54,7 +70,12 @@ function form(overrides: Partial<RemoteForm> = {}): RemoteForm {
 
 describe('remote endpoints as typed', () => {
   it('splits on new lines, commas and spaces and keeps the order', () => {
-    expect(parseEndpoints(' a.example:1,b.example:2\n\n c.example:3  [::1]:4 ')).toEqual(['a.example:1', 'b.example:2', 'c.example:3', '[::1]:4']);
+    expect(parseEndpoints(' a.example:1,b.example:2\n\n c.example:3  [::1]:4 ')).toEqual([
+      'a.example:1',
+      'b.example:2',
+      'c.example:3',
+      '[::1]:4',
+    ]);
   });
 
   it('names the first bad endpoint, a missing one, a port out of range and a repetition', () => {
@@ -99,35 +120,77 @@ describe('the SHA-256 fingerprint of a pasted certificate', () => {
 
   it('is null for text that is not a PEM certificate', async () => {
     expect(await pemFingerprint('hello')).toBeNull();
-    expect(await pemFingerprint('-----BEGIN CERTIFICATE-----\n%%%\n-----END CERTIFICATE-----')).toBeNull();
+    expect(
+      await pemFingerprint('-----BEGIN CERTIFICATE-----\n%%%\n-----END CERTIFICATE-----'),
+    ).toBeNull();
   });
 });
 
 describe('the CA a new remote trusts after the connection test', () => {
   it('without a pasted CA: the root CA the endpoints present, when they all present it', () => {
-    const choice = chooseTrust([answered('n1:1', certificate(FP_LEAF, false), certificate(FP_A, true)), answered('n2:1', certificate(FP_A, true)), failed('n3:1')], null);
-    expect(choice).toMatchObject({ ok: true, fingerprint: FP_A, source: 'presented', unreachable: ['n3:1'], withoutIt: [] });
+    const choice = chooseTrust(
+      [
+        answered('n1:1', certificate(FP_LEAF, false), certificate(FP_A, true)),
+        answered('n2:1', certificate(FP_A, true)),
+        failed('n3:1'),
+      ],
+      null,
+    );
+    expect(choice).toMatchObject({
+      ok: true,
+      fingerprint: FP_A,
+      source: 'presented',
+      unreachable: ['n3:1'],
+      withoutIt: [],
+    });
   });
 
   it('refuses when endpoints present different CAs, naming them', () => {
-    const choice = chooseTrust([answered('n1:1', certificate(FP_A, true)), answered('n2:1', certificate(FP_B, true))], null);
-    expect(choice).toMatchObject({ ok: false, problem: expect.stringMatching(/^n2:1 presented a different CA than n1:1/) });
+    const choice = chooseTrust(
+      [answered('n1:1', certificate(FP_A, true)), answered('n2:1', certificate(FP_B, true))],
+      null,
+    );
+    expect(choice).toMatchObject({
+      ok: false,
+      problem: expect.stringMatching(/^n2:1 presented a different CA than n1:1/),
+    });
   });
 
   it('refuses when the first answering endpoint presents no CA, or none answered', () => {
-    expect(chooseTrust([failed('n1:1'), answered('n2:1', certificate(FP_LEAF, false))], null)).toMatchObject({
+    expect(
+      chooseTrust([failed('n1:1'), answered('n2:1', certificate(FP_LEAF, false))], null),
+    ).toMatchObject({
       ok: false,
       problem: expect.stringMatching(/n2:1 presented no CA certificate/),
       unreachable: ['n1:1'],
     });
-    expect(chooseTrust([failed('n1:1')], null)).toMatchObject({ ok: false, problem: expect.stringMatching(/no endpoint answered/) });
+    expect(chooseTrust([failed('n1:1')], null)).toMatchObject({
+      ok: false,
+      problem: expect.stringMatching(/no endpoint answered/),
+    });
   });
 
   it('with a pasted CA: that one, with the presented certificate that matches and the endpoints that do not carry it', () => {
-    const choice = chooseTrust([answered('n1:1', certificate(FP_LEAF, false), certificate(FP_A, true)), answered('n2:1', certificate(FP_LEAF, false))], FP_A);
-    expect(choice).toMatchObject({ ok: true, fingerprint: FP_A, source: 'pasted', withoutIt: ['n2:1'] });
+    const choice = chooseTrust(
+      [
+        answered('n1:1', certificate(FP_LEAF, false), certificate(FP_A, true)),
+        answered('n2:1', certificate(FP_LEAF, false)),
+      ],
+      FP_A,
+    );
+    expect(choice).toMatchObject({
+      ok: true,
+      fingerprint: FP_A,
+      source: 'pasted',
+      withoutIt: ['n2:1'],
+    });
     expect(choice.ok && choice.certificate?.subject).toBe('CN=cluster CA');
-    expect(chooseTrust([failed('n1:1')], FP_B)).toMatchObject({ ok: true, fingerprint: FP_B, certificate: null, unreachable: ['n1:1'] });
+    expect(chooseTrust([failed('n1:1')], FP_B)).toMatchObject({
+      ok: true,
+      fingerprint: FP_B,
+      certificate: null,
+      unreachable: ['n1:1'],
+    });
   });
 
   it('tells whether a certificate is valid now', () => {
@@ -142,7 +205,9 @@ describe('remote request bodies', () => {
   it('pins the confirmed fingerprint when no CA was pasted', () => {
     const trust = chooseTrust([answered('n1:1', certificate(FP_A, true))], null);
     if (!trust.ok) throw new Error('expected a trust anchor');
-    expect(createRemoteBody(form({ credentials: [{ name: ' admin ', key: ` ${KEY} ` }] }), trust)).toEqual({
+    expect(
+      createRemoteBody(form({ credentials: [{ name: ' admin ', key: ` ${KEY} ` }] }), trust),
+    ).toEqual({
       id: 'dc-east',
       description: 'Frankfurt',
       endpoints: ['node1.example:9443', 'node2.example:9443'],
@@ -162,8 +227,22 @@ describe('remote request bodies', () => {
 
   it('updates only what changed, and nothing when nothing did', () => {
     const current = { description: 'Frankfurt', endpoints: ['a.example:1', 'b.example:1'] };
-    expect(updateRemoteBody({ description: 'Frankfurt ', endpoints: 'a.example:1\nb.example:1', caCertPem: '' }, current)).toBeNull();
-    expect(updateRemoteBody({ description: 'Berlin', endpoints: 'b.example:1 a.example:1', caCertPem: ` ${FIXTURE_PEM}` }, current)).toEqual({
+    expect(
+      updateRemoteBody(
+        { description: 'Frankfurt ', endpoints: 'a.example:1\nb.example:1', caCertPem: '' },
+        current,
+      ),
+    ).toBeNull();
+    expect(
+      updateRemoteBody(
+        {
+          description: 'Berlin',
+          endpoints: 'b.example:1 a.example:1',
+          caCertPem: ` ${FIXTURE_PEM}`,
+        },
+        current,
+      ),
+    ).toEqual({
       description: 'Berlin',
       endpoints: ['b.example:1', 'a.example:1'],
       caCertPem: FIXTURE_PEM.trim(),

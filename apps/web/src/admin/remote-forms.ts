@@ -9,7 +9,8 @@ import type { Schemas } from '../api/client';
 export type PresentedCertificate = Schemas['PresentedCertificate_Output'];
 
 /** What the connection test learned from one endpoint: its certificate chain (leaf first), or why it failed. */
-export type ProbeOutcome = { endpoint: string; certificates: PresentedCertificate[] } | { endpoint: string; error: string };
+export type ProbeOutcome =
+  { endpoint: string; certificates: PresentedCertificate[] } | { endpoint: string; error: string };
 
 export interface CredentialInput {
   name: string;
@@ -61,18 +62,22 @@ export function endpointsProblem(endpoints: readonly string[]): string | null {
 
 /** What is wrong with one credential (name and agent API key), or null. */
 export function credentialProblem(credential: CredentialInput): string | null {
-  if (!CREDENTIAL_NAME.test(credential.name.trim())) return 'a credential name is 1-64 letters, digits, dots, underscores and inner hyphens';
-  if (!AGENT_KEY.test(credential.key.trim())) return `the key of credential ${credential.name.trim()} is not an agent API key (dvk_<16 hex digits>_<43 characters>)`;
+  if (!CREDENTIAL_NAME.test(credential.name.trim()))
+    return 'a credential name is 1-64 letters, digits, dots, underscores and inner hyphens';
+  if (!AGENT_KEY.test(credential.key.trim()))
+    return `the key of credential ${credential.name.trim()} is not an agent API key (dvk_<16 hex digits>_<43 characters>)`;
   return null;
 }
 
 /** Everything the add form can tell before asking the manager; empty when it may be sent. */
 export function remoteFormProblems(form: RemoteForm): string[] {
   const problems: string[] = [];
-  if (!REMOTE_ID.test(form.id.trim())) problems.push('a remote id is 1-63 lower-case letters, digits and inner hyphens');
+  if (!REMOTE_ID.test(form.id.trim()))
+    problems.push('a remote id is 1-63 lower-case letters, digits and inner hyphens');
   const endpoints = endpointsProblem(parseEndpoints(form.endpoints));
   if (endpoints) problems.push(endpoints);
-  if (form.caCertPem.trim() && !PEM_BLOCK.test(form.caCertPem)) problems.push('the CA certificate must be PEM (-----BEGIN CERTIFICATE-----)');
+  if (form.caCertPem.trim() && !PEM_BLOCK.test(form.caCertPem))
+    problems.push('the CA certificate must be PEM (-----BEGIN CERTIFICATE-----)');
   if (form.credentials.length === 0) problems.push('give at least one credential');
   for (const credential of form.credentials) {
     const problem = credentialProblem(credential);
@@ -129,23 +134,53 @@ export type TrustChoice =
     }
   | { ok: false; problem: string; unreachable: string[] };
 
-export function chooseTrust(outcomes: readonly ProbeOutcome[], pastedFingerprint: string | null): TrustChoice {
+export function chooseTrust(
+  outcomes: readonly ProbeOutcome[],
+  pastedFingerprint: string | null,
+): TrustChoice {
   const unreachable = outcomes.filter((o) => 'error' in o).map((o) => o.endpoint);
-  const answered = outcomes.filter((o): o is Extract<ProbeOutcome, { certificates: unknown }> => 'certificates' in o);
+  const answered = outcomes.filter(
+    (o): o is Extract<ProbeOutcome, { certificates: unknown }> => 'certificates' in o,
+  );
   if (pastedFingerprint) {
-    const certificate = answered.flatMap((o) => o.certificates).find((c) => c.fingerprintSha256 === pastedFingerprint) ?? null;
-    const withoutIt = answered.filter((o) => !o.certificates.some((c) => c.fingerprintSha256 === pastedFingerprint)).map((o) => o.endpoint);
-    return { ok: true, fingerprint: pastedFingerprint, certificate, source: 'pasted', withoutIt, unreachable };
+    const certificate =
+      answered
+        .flatMap((o) => o.certificates)
+        .find((c) => c.fingerprintSha256 === pastedFingerprint) ?? null;
+    const withoutIt = answered
+      .filter((o) => !o.certificates.some((c) => c.fingerprintSha256 === pastedFingerprint))
+      .map((o) => o.endpoint);
+    return {
+      ok: true,
+      fingerprint: pastedFingerprint,
+      certificate,
+      source: 'pasted',
+      withoutIt,
+      unreachable,
+    };
   }
   const first = answered[0];
   if (!first) {
-    return { ok: false, problem: 'no endpoint answered the connection test: check the endpoints, or paste the cluster CA certificate', unreachable };
+    return {
+      ok: false,
+      problem:
+        'no endpoint answered the connection test: check the endpoints, or paste the cluster CA certificate',
+      unreachable,
+    };
   }
   const certificate = first.certificates.filter((c) => c.isCa).at(-1);
   if (!certificate) {
-    return { ok: false, problem: `${first.endpoint} presented no CA certificate: paste the cluster CA certificate (PEM)`, unreachable };
+    return {
+      ok: false,
+      problem: `${first.endpoint} presented no CA certificate: paste the cluster CA certificate (PEM)`,
+      unreachable,
+    };
   }
-  const others = answered.filter((o) => !o.certificates.some((c) => c.fingerprintSha256 === certificate.fingerprintSha256)).map((o) => o.endpoint);
+  const others = answered
+    .filter(
+      (o) => !o.certificates.some((c) => c.fingerprintSha256 === certificate.fingerprintSha256),
+    )
+    .map((o) => o.endpoint);
   if (others.length > 0) {
     return {
       ok: false,
@@ -153,21 +188,39 @@ export function chooseTrust(outcomes: readonly ProbeOutcome[], pastedFingerprint
       unreachable,
     };
   }
-  return { ok: true, fingerprint: certificate.fingerprintSha256, certificate, source: 'presented', withoutIt: [], unreachable };
+  return {
+    ok: true,
+    fingerprint: certificate.fingerprintSha256,
+    certificate,
+    source: 'presented',
+    withoutIt: [],
+    unreachable,
+  };
 }
 
 /** Whether a certificate is valid at `now` (its validity as the manager reported it). */
-export function validNow(certificate: Pick<PresentedCertificate, 'notBefore' | 'notAfter'>, now: Date): boolean {
-  return Date.parse(certificate.notBefore) <= now.getTime() && now.getTime() <= Date.parse(certificate.notAfter);
+export function validNow(
+  certificate: Pick<PresentedCertificate, 'notBefore' | 'notAfter'>,
+  now: Date,
+): boolean {
+  return (
+    Date.parse(certificate.notBefore) <= now.getTime() &&
+    now.getTime() <= Date.parse(certificate.notAfter)
+  );
 }
 
 /** POST /api/v1/remotes: the pasted CA certificate, or the confirmed fingerprint of the presented one. */
-export function createRemoteBody(form: RemoteForm, trust: Extract<TrustChoice, { ok: true }>): Schemas['CreateRemoteDto'] {
+export function createRemoteBody(
+  form: RemoteForm,
+  trust: Extract<TrustChoice, { ok: true }>,
+): Schemas['CreateRemoteDto'] {
   return {
     id: form.id.trim(),
     description: form.description.trim(),
     endpoints: parseEndpoints(form.endpoints),
-    ...(trust.source === 'pasted' ? { caCertPem: form.caCertPem.trim() } : { caFingerprint: trust.fingerprint }),
+    ...(trust.source === 'pasted'
+      ? { caCertPem: form.caCertPem.trim() }
+      : { caFingerprint: trust.fingerprint }),
     credentials: form.credentials.map((c) => ({ name: c.name.trim(), key: c.key.trim() })),
     addAnyway: form.addAnyway,
   };
@@ -181,7 +234,10 @@ export interface RemoteEdit {
 }
 
 /** PATCH /api/v1/remotes/{remote}: only what changed; null when nothing did. */
-export function updateRemoteBody(edit: RemoteEdit, current: { description: string; endpoints: readonly string[] }): Schemas['UpdateRemoteDto'] | null {
+export function updateRemoteBody(
+  edit: RemoteEdit,
+  current: { description: string; endpoints: readonly string[] },
+): Schemas['UpdateRemoteDto'] | null {
   const body: Schemas['UpdateRemoteDto'] = {};
   const description = edit.description.trim();
   if (description !== current.description) body.description = description;
@@ -194,5 +250,7 @@ export function updateRemoteBody(edit: RemoteEdit, current: { description: strin
 /** "AB:CD:EF:…:89:01": long fingerprints in tables (the whole one is in the title and the detail). */
 export function shortFingerprint(fingerprint: string): string {
   const pairs = fingerprint.split(':');
-  return pairs.length <= 8 ? fingerprint : `${pairs.slice(0, 4).join(':')}:…:${pairs.slice(-4).join(':')}`;
+  return pairs.length <= 8
+    ? fingerprint
+    : `${pairs.slice(0, 4).join(':')}:…:${pairs.slice(-4).join(':')}`;
 }

@@ -89,7 +89,9 @@ function retryAfter(value: string | null): number | undefined {
  * The data of a typed client call, or an ApiError from the JSON error shape:
  * `unwrap(api.GET('/api/v1/remotes'))`.
  */
-export async function unwrap<T>(call: Promise<{ data?: T; error?: unknown; response: Response }>): Promise<T> {
+export async function unwrap<T>(
+  call: Promise<{ data?: T; error?: unknown; response: Response }>,
+): Promise<T> {
   const { data, error, response } = await call;
   if (!response.ok) {
     const body = (error as Partial<ApiErrorBody> | undefined)?.error;
@@ -106,7 +108,9 @@ export async function unwrap<T>(call: Promise<{ data?: T; error?: unknown; respo
 
 /** Query parameters without empty values (an empty search field means no filter). */
 export function definedOnly<T extends Record<string, unknown>>(params: T): T {
-  return Object.fromEntries(Object.entries(params).filter(([, v]) => v !== undefined && v !== '')) as T;
+  return Object.fromEntries(
+    Object.entries(params).filter(([, v]) => v !== undefined && v !== ''),
+  ) as T;
 }
 
 /** Where the browser goes to log in through an OpenID Connect realm (a full-page navigation, not a fetch). */
@@ -117,9 +121,11 @@ export function oidcLoginUrl(realm: string): string {
 /** What to show the user for a failed request: the server's message, and when to try again after a 429. */
 export function errorMessage(error: unknown): string {
   if (error instanceof ApiError) {
-    if (error.status === 429) return `${error.message} (${error.retryAfterSeconds ? `try again in ${error.retryAfterSeconds} s` : 'try again later'})`;
+    if (error.status === 429)
+      return `${error.message} (${error.retryAfterSeconds ? `try again in ${error.retryAfterSeconds} s` : 'try again later'})`;
     return error.message;
   }
-  if (error instanceof TypeError) return 'cannot reach the manager; check the connection and try again';
+  if (error instanceof TypeError)
+    return 'cannot reach the manager; check the connection and try again';
   return error instanceof Error ? error.message : String(error);
 }

@@ -43,15 +43,25 @@ function AuditLog() {
     <main className="audit">
       <div className="toolbar">
         <h1>Audit log</h1>
-        <LastUpdated at={entries.dataUpdatedAt} fetching={entries.isFetching} onRefresh={() => void entries.refetch()} />
+        <LastUpdated
+          at={entries.dataUpdatedAt}
+          fetching={entries.isFetching}
+          onRefresh={() => void entries.refetch()}
+        />
       </div>
       <AuditFilterFields onApply={setFilter} />
       <div className="actions export">
-        <button type="button" onClick={() => exporting.mutate(filter)} disabled={exporting.isPending}>
+        <button
+          type="button"
+          onClick={() => exporting.mutate(filter)}
+          disabled={exporting.isPending}
+        >
           {exporting.isPending ? 'Exporting…' : 'Export (JSON lines)'}
         </button>
         <span className="muted" aria-live="polite">
-          {exporting.data ? `Saved ${exporting.data.fileName} (${formatBytes(exporting.data.bytes)}).` : 'The entries matching the filter, oldest first, with their hash chain (a filtered export has gaps: verify it with --allow-gaps).'}
+          {exporting.data
+            ? `Saved ${exporting.data.fileName} (${formatBytes(exporting.data.bytes)}).`
+            : 'The entries matching the filter, oldest first, with their hash chain (a filtered export has gaps: verify it with --allow-gaps).'}
         </span>
       </div>
       <ErrorNote error={exporting.error} />
@@ -65,7 +75,11 @@ function AuditLog() {
       )}
       {entries.hasNextPage ? (
         <p>
-          <button type="button" onClick={() => void entries.fetchNextPage()} disabled={entries.isFetchingNextPage}>
+          <button
+            type="button"
+            onClick={() => void entries.fetchNextPage()}
+            disabled={entries.isFetchingNextPage}
+          >
             {entries.isFetchingNextPage ? 'Loading…' : 'Load older entries'}
           </button>
         </p>
@@ -80,17 +94,31 @@ function AuditFilterFields({ onApply }: { onApply: (filter: AuditFilter) => void
   const [form, setForm] = useState<AuditFilterForm>(EMPTY_AUDIT_FILTER);
   const [errors, setErrors] = useState<Partial<Record<keyof AuditFilterForm, string>>>({});
   const id = useId();
-  const set = (field: keyof AuditFilterForm) => (event: { target: { value: string } }) => setForm((current) => ({ ...current, [field]: event.target.value }));
+  const set = (field: keyof AuditFilterForm) => (event: { target: { value: string } }) =>
+    setForm((current) => ({ ...current, [field]: event.target.value }));
   const submit = (event: FormEvent) => {
     event.preventDefault();
     const parsed = auditFilter(form);
     setErrors(parsed.errors);
     if (Object.keys(parsed.errors).length === 0) onApply(parsed.filter);
   };
-  const field = (name: keyof AuditFilterForm, label: string, control: (props: { id: string; 'aria-invalid'?: true; 'aria-describedby'?: string }) => ReactNode) => (
+  const field = (
+    name: keyof AuditFilterForm,
+    label: string,
+    control: (props: {
+      id: string;
+      'aria-invalid'?: true;
+      'aria-describedby'?: string;
+    }) => ReactNode,
+  ) => (
     <div className="filter">
       <label htmlFor={`${id}-${name}`}>{label}</label>
-      {control({ id: `${id}-${name}`, ...(errors[name] ? { 'aria-invalid': true as const, 'aria-describedby': `${id}-${name}-error` } : {}) })}
+      {control({
+        id: `${id}-${name}`,
+        ...(errors[name]
+          ? { 'aria-invalid': true as const, 'aria-describedby': `${id}-${name}-error` }
+          : {}),
+      })}
       {errors[name] ? (
         <span id={`${id}-${name}-error`} className="error field-error">
           {errors[name]}
@@ -99,15 +127,26 @@ function AuditFilterFields({ onApply }: { onApply: (filter: AuditFilter) => void
     </div>
   );
   const text = (name: 'principal' | 'action' | 'target', label: string, placeholder: string) =>
-    field(name, label, (props) => <input {...props} value={form[name]} onChange={set(name)} placeholder={placeholder} />);
-  const time = (name: 'from' | 'to', label: string) => field(name, label, (props) => <input {...props} type="datetime-local" value={form[name]} onChange={set(name)} />);
+    field(name, label, (props) => (
+      <input {...props} value={form[name]} onChange={set(name)} placeholder={placeholder} />
+    ));
+  const time = (name: 'from' | 'to', label: string) =>
+    field(name, label, (props) => (
+      <input {...props} type="datetime-local" value={form[name]} onChange={set(name)} />
+    ));
   return (
     <form className="filters" onSubmit={submit} aria-label="Filter the audit log">
       {text('principal', 'Principal', 'admin@local')}
       {text('action', 'Action', 'vm.migrate')}
       {text('target', 'Target', '/remotes/dc-east')}
       {field('outcome', 'Outcome', (props) => (
-        <select {...props} value={form.outcome} onChange={(event) => setForm((current) => ({ ...current, outcome: event.target.value as AuditOutcome | '' }))}>
+        <select
+          {...props}
+          value={form.outcome}
+          onChange={(event) =>
+            setForm((current) => ({ ...current, outcome: event.target.value as AuditOutcome | '' }))
+          }
+        >
           <option value="">any</option>
           {AUDIT_OUTCOMES.map((outcome) => (
             <option key={outcome} value={outcome}>
@@ -117,7 +156,13 @@ function AuditFilterFields({ onApply }: { onApply: (filter: AuditFilter) => void
         </select>
       ))}
       {field('system', "Manager's own entries", (props) => (
-        <select {...props} value={form.system} onChange={(event) => setForm((current) => ({ ...current, system: event.target.value as AuditSystemEntries }))}>
+        <select
+          {...props}
+          value={form.system}
+          onChange={(event) =>
+            setForm((current) => ({ ...current, system: event.target.value as AuditSystemEntries }))
+          }
+        >
           {AUDIT_SYSTEM_ENTRIES.map((choice) => (
             <option key={choice.value} value={choice.value}>
               {choice.label}
@@ -174,7 +219,12 @@ function AuditTable({ items }: { items: AuditEntry[] }) {
           const detailsId = `audit-details-${entry.seq}`;
           return (
             <Fragment key={entry.seq}>
-              <tr data-testid="audit-row" data-seq={entry.seq} data-audit-action={entry.action} data-outcome={entry.outcome}>
+              <tr
+                data-testid="audit-row"
+                data-seq={entry.seq}
+                data-audit-action={entry.action}
+                data-outcome={entry.outcome}
+              >
                 <td className="time">
                   <time dateTime={entry.ts}>{formatTime(entry.ts)}</time>
                 </td>
@@ -187,7 +237,13 @@ function AuditTable({ items }: { items: AuditEntry[] }) {
                   <span className={`badge outcome-${entry.outcome}`}>{entry.outcome}</span>
                 </td>
                 <td className="details-cell">
-                  <button type="button" className="link" aria-expanded={expanded} aria-controls={detailsId} onClick={() => toggle(entry.seq)}>
+                  <button
+                    type="button"
+                    className="link"
+                    aria-expanded={expanded}
+                    aria-controls={detailsId}
+                    onClick={() => toggle(entry.seq)}
+                  >
                     {expanded ? 'Hide' : 'Show'}
                     <span className="visually-hidden"> details of entry {entry.seq}</span>
                   </button>{' '}

@@ -26,7 +26,15 @@ export interface AuditFilterForm {
   system: AuditSystemEntries;
 }
 
-export const EMPTY_AUDIT_FILTER: AuditFilterForm = { principal: '', action: '', target: '', outcome: '', from: '', to: '', system: 'no-routine' };
+export const EMPTY_AUDIT_FILTER: AuditFilterForm = {
+  principal: '',
+  action: '',
+  target: '',
+  outcome: '',
+  from: '',
+  to: '',
+  system: 'no-routine',
+};
 
 /** The filters of GET /api/v1/audit and /audit/export (the same for both). */
 export interface AuditFilter {
@@ -50,17 +58,35 @@ const ACTION = /^[a-z][A-Za-z0-9_-]*(\.[A-Za-z][A-Za-z0-9_-]*)*$/;
  * when it is not a time.
  */
 export function localToRfc3339(value: string): string | null {
-  const match = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,3}))?)?$/.exec(value.trim());
+  const match = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,3}))?)?$/.exec(
+    value.trim(),
+  );
   if (!match) return null;
   const [, y, mo, d, h, mi, s = '0', ms = '0'] = match;
-  const date = new Date(Number(y), Number(mo) - 1, Number(d), Number(h), Number(mi), Number(s), Number(ms.padEnd(3, '0')));
+  const date = new Date(
+    Number(y),
+    Number(mo) - 1,
+    Number(d),
+    Number(h),
+    Number(mi),
+    Number(s),
+    Number(ms.padEnd(3, '0')),
+  );
   // new Date rolls 31 February over into March: such a value is not a time.
-  if (Number.isNaN(date.getTime()) || date.getMonth() !== Number(mo) - 1 || date.getDate() !== Number(d)) return null;
+  if (
+    Number.isNaN(date.getTime()) ||
+    date.getMonth() !== Number(mo) - 1 ||
+    date.getDate() !== Number(d)
+  )
+    return null;
   return date.toISOString();
 }
 
 /** The form as query parameters (empty fields left out), or what is wrong with it, by field. */
-export function auditFilter(form: AuditFilterForm): { filter: AuditFilter; errors: Partial<Record<keyof AuditFilterForm, string>> } {
+export function auditFilter(form: AuditFilterForm): {
+  filter: AuditFilter;
+  errors: Partial<Record<keyof AuditFilterForm, string>>;
+} {
   const filter: AuditFilter = {};
   const errors: Partial<Record<keyof AuditFilterForm, string>> = {};
   const principal = form.principal.trim();
@@ -83,7 +109,8 @@ export function auditFilter(form: AuditFilterForm): { filter: AuditFilter; error
     if (time) filter[field] = time;
     else errors[field] = 'a date and time';
   }
-  if (filter.from && filter.to && Date.parse(filter.to) <= Date.parse(filter.from)) errors.to = 'must be later than From';
+  if (filter.from && filter.to && Date.parse(filter.to) <= Date.parse(filter.from))
+    errors.to = 'must be later than From';
   return { filter, errors };
 }
 
@@ -96,7 +123,9 @@ export function exportFileName(contentDisposition: string | null, now: Date): st
 
 /** The one-line summary of an entry's details shown in the table (the expander shows them all). */
 export function detailsSummary(details: Record<string, unknown>, max = 80): string {
-  const parts = Object.entries(details).map(([key, value]) => `${key}=${typeof value === 'string' ? value : JSON.stringify(value)}`);
+  const parts = Object.entries(details).map(
+    ([key, value]) => `${key}=${typeof value === 'string' ? value : JSON.stringify(value)}`,
+  );
   const text = parts.join(', ');
   return text.length > max ? `${text.slice(0, max - 1)}…` : text;
 }

@@ -11,9 +11,15 @@ import { saveFile } from './save-file';
 export function useAuditExport() {
   return useMutation({
     mutationFn: async (filter: AuditFilter) => {
-      const answer = await api.GET('/api/v1/audit/export', { params: { query: filter }, parseAs: 'blob' });
+      const answer = await api.GET('/api/v1/audit/export', {
+        params: { query: filter },
+        parseAs: 'blob',
+      });
       const blob = await unwrap(Promise.resolve(answer));
-      const fileName = exportFileName(answer.response.headers.get('Content-Disposition'), new Date());
+      const fileName = exportFileName(
+        answer.response.headers.get('Content-Disposition'),
+        new Date(),
+      );
       saveFile(blob as Blob, fileName);
       return { fileName, bytes: (blob as Blob).size };
     },

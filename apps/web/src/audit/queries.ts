@@ -16,7 +16,17 @@ export function useAuditEntries(filter: AuditFilter) {
   return useInfiniteQuery({
     queryKey: auditKeys.list(filter),
     queryFn: ({ pageParam }): Promise<AuditPage> =>
-      unwrap(api.GET('/api/v1/audit', { params: { query: { ...filter, limit: AUDIT_PAGE_SIZE, ...(pageParam === null ? {} : { cursor: pageParam }) } } })),
+      unwrap(
+        api.GET('/api/v1/audit', {
+          params: {
+            query: {
+              ...filter,
+              limit: AUDIT_PAGE_SIZE,
+              ...(pageParam === null ? {} : { cursor: pageParam }),
+            },
+          },
+        }),
+      ),
     initialPageParam: null as number | null,
     getNextPageParam: (page) => page.nextCursor,
   });

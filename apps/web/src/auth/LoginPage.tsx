@@ -1,6 +1,12 @@
 import { useId, useState, type FormEvent } from 'react';
 import { errorMessage, oidcLoginUrl } from '../api/client';
-import { loginTarget, passwordRealms, realmLabel, singleSignOnRealms, type LoginRealm } from './login-realms';
+import {
+  loginTarget,
+  passwordRealms,
+  realmLabel,
+  singleSignOnRealms,
+  type LoginRealm,
+} from './login-realms';
 import { useLogin, useTokenSignIn, type LoginAnswer } from './mutations';
 import { useLoginRealms } from './queries';
 import { TfaStep } from './TfaStep';
@@ -17,7 +23,13 @@ function rememberedRealm(): string {
 }
 
 /** The password form: username, password and — when there is more than one — the realm (local or a directory). */
-function PasswordForm({ realms, onSecondFactor }: { realms: readonly LoginRealm[]; onSecondFactor: (answer: LoginAnswer) => void }) {
+function PasswordForm({
+  realms,
+  onSecondFactor,
+}: {
+  realms: readonly LoginRealm[];
+  onSecondFactor: (answer: LoginAnswer) => void;
+}) {
   const [username, setUsername] = useState('');
   const [password, setPassword] = useState('');
   const [chosen, setChosen] = useState(rememberedRealm);
@@ -163,8 +175,16 @@ function TokenForm() {
  * and API tokens are the other ways in. `notice` says why the user is here again (an ended session);
  * `resume` continues a login that waits for its second factor (after single sign-on).
  */
-export function LoginPage({ notice, resume }: { notice?: string | null; resume?: Pick<LoginAnswer, 'user' | 'methods'> }) {
-  const [pending, setPending] = useState<Pick<LoginAnswer, 'user' | 'methods'> | null>(resume ?? null);
+export function LoginPage({
+  notice,
+  resume,
+}: {
+  notice?: string | null;
+  resume?: Pick<LoginAnswer, 'user' | 'methods'>;
+}) {
+  const [pending, setPending] = useState<Pick<LoginAnswer, 'user' | 'methods'> | null>(
+    resume ?? null,
+  );
   const realms = useLoginRealms().data ?? [];
   return (
     <main className="narrow">

@@ -3,7 +3,13 @@ import { errorMessage } from '../api/client';
 import { useConfirmTotp, useEnrolTotp, useSetupDone, type EnrolledTotp } from './mutations';
 
 /** Step 1: name the authenticator; the password is asked again (a fresh check), except after single sign-on. */
-function EnrolForm({ askPassword, onEnrolled }: { askPassword: boolean; onEnrolled: (device: EnrolledTotp) => void }) {
+function EnrolForm({
+  askPassword,
+  onEnrolled,
+}: {
+  askPassword: boolean;
+  onEnrolled: (device: EnrolledTotp) => void;
+}) {
   const [name, setName] = useState('authenticator app');
   const [password, setPassword] = useState('');
   const enrol = useEnrolTotp();
@@ -11,7 +17,10 @@ function EnrolForm({ askPassword, onEnrolled }: { askPassword: boolean; onEnroll
   const passwordId = useId();
   const submit = (event: FormEvent) => {
     event.preventDefault();
-    enrol.mutate({ name: name.trim(), ...(askPassword ? { password } : {}) }, { onSuccess: onEnrolled });
+    enrol.mutate(
+      { name: name.trim(), ...(askPassword ? { password } : {}) },
+      { onSuccess: onEnrolled },
+    );
   };
   return (
     <form onSubmit={submit} aria-label="Add an authenticator">
@@ -57,7 +66,13 @@ function groupsOfFour(secret: string): string {
 }
 
 /** Step 2: the secret (QR code and text) goes into the app; the code it shows confirms the device. */
-function ConfirmForm({ device, onConfirmed }: { device: EnrolledTotp; onConfirmed: (recoveryCodes: string[]) => void }) {
+function ConfirmForm({
+  device,
+  onConfirmed,
+}: {
+  device: EnrolledTotp;
+  onConfirmed: (recoveryCodes: string[]) => void;
+}) {
   const [code, setCode] = useState('');
   const confirm = useConfirmTotp();
   const codeId = useId();
@@ -65,13 +80,25 @@ function ConfirmForm({ device, onConfirmed }: { device: EnrolledTotp; onConfirme
     event.preventDefault();
     confirm.mutate(
       { id: device.id, code: code.replace(/\s+/g, '') },
-      { onSuccess: (answer) => onConfirmed(answer.recoveryCodes ?? []), onError: () => setCode('') },
+      {
+        onSuccess: (answer) => onConfirmed(answer.recoveryCodes ?? []),
+        onError: () => setCode(''),
+      },
     );
   };
   return (
     <form onSubmit={submit} aria-label="Confirm the authenticator">
-      <p>Scan this QR code with your authenticator app (or type in the secret below), then enter the code the app shows.</p>
-      <img className="qr" src={device.qrCode} alt="QR code of the authenticator secret" width={200} height={200} />
+      <p>
+        Scan this QR code with your authenticator app (or type in the secret below), then enter the
+        code the app shows.
+      </p>
+      <img
+        className="qr"
+        src={device.qrCode}
+        alt="QR code of the authenticator secret"
+        width={200}
+        height={200}
+      />
       <p>
         Secret for typing in by hand: <code className="secret">{groupsOfFour(device.secret)}</code>
       </p>
@@ -110,7 +137,8 @@ export function RecoveryCodes({ codes, onSaved }: { codes: string[]; onSaved: ()
     <section aria-labelledby={titleId}>
       <h2 id={titleId}>Your recovery codes</h2>
       <p>
-        Each code signs you in once when the authenticator is not at hand. Keep them somewhere safe now: they are <strong>not shown again</strong>.
+        Each code signs you in once when the authenticator is not at hand. Keep them somewhere safe
+        now: they are <strong>not shown again</strong>.
       </p>
       <ol className="recovery-codes" aria-label="Recovery codes">
         {codes.map((c) => (
@@ -173,15 +201,28 @@ export function TotpEnrolment({
  * The account must sign in with a second factor and has none yet: enrol an authenticator app
  * (POST /access/tfa/totp), confirm it with a code, then show the recovery codes once.
  */
-export function TfaSetup({ user, askPassword, onLogOut }: { user: string; askPassword: boolean; onLogOut: () => void }) {
+export function TfaSetup({
+  user,
+  askPassword,
+  onLogOut,
+}: {
+  user: string;
+  askPassword: boolean;
+  onLogOut: () => void;
+}) {
   const done = useSetupDone();
   return (
     <main className="narrow">
       <h1>Set up a second factor</h1>
       <p>
-        The account <strong>{user}</strong> must sign in with a second factor. Add an authenticator app (TOTP) to continue.
+        The account <strong>{user}</strong> must sign in with a second factor. Add an authenticator
+        app (TOTP) to continue.
       </p>
-      <TotpEnrolment askPassword={askPassword} onDone={() => void done()} cancel={{ label: 'Log out', onCancel: onLogOut }} />
+      <TotpEnrolment
+        askPassword={askPassword}
+        onDone={() => void done()}
+        cancel={{ label: 'Log out', onCancel: onLogOut }}
+      />
     </main>
   );
 }

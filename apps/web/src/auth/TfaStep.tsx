@@ -10,13 +10,28 @@ const LABELS: Record<TfaMethod, string> = {
 };
 
 /** The second step of a login: a security key, the code of an authenticator app, or one of the recovery codes. */
-export function TfaStep({ user, methods, onCancel }: { user: string; methods: readonly TfaMethod[]; onCancel: () => void }) {
-  const [method, setMethod] = useState<TfaMethod>(methods.includes('webauthn') ? 'webauthn' : methods.includes('totp') ? 'totp' : 'recovery');
+export function TfaStep({
+  user,
+  methods,
+  onCancel,
+}: {
+  user: string;
+  methods: readonly TfaMethod[];
+  onCancel: () => void;
+}) {
+  const [method, setMethod] = useState<TfaMethod>(
+    methods.includes('webauthn') ? 'webauthn' : methods.includes('totp') ? 'totp' : 'recovery',
+  );
   const [value, setValue] = useState('');
   const secondFactor = useSecondFactor();
   const submit = (event: FormEvent) => {
     event.preventDefault();
-    const answer = method === 'webauthn' ? 'webauthn' : method === 'totp' ? { code: value.replace(/\s+/g, '') } : { recoveryCode: value.trim() };
+    const answer =
+      method === 'webauthn'
+        ? 'webauthn'
+        : method === 'totp'
+          ? { code: value.replace(/\s+/g, '') }
+          : { recoveryCode: value.trim() };
     secondFactor.mutate(answer, { onError: () => setValue('') });
   };
   // A new attempt: the previous answer's error no longer applies.
@@ -24,7 +39,9 @@ export function TfaStep({ user, methods, onCancel }: { user: string; methods: re
     setValue(next);
     if (secondFactor.isError) secondFactor.reset();
   };
-  const others = (['webauthn', 'totp', 'recovery'] as const).filter((m) => m !== method && methods.includes(m));
+  const others = (['webauthn', 'totp', 'recovery'] as const).filter(
+    (m) => m !== method && methods.includes(m),
+  );
   const switchTo = (next: TfaMethod) => {
     setMethod(next);
     setValue('');
@@ -36,7 +53,10 @@ export function TfaStep({ user, methods, onCancel }: { user: string; methods: re
         Signing in as <strong>{user}</strong>.
       </p>
       {method === 'webauthn' ? (
-        <p>Use your security key or this device's authenticator (fingerprint, PIN) when the browser asks.</p>
+        <p>
+          Use your security key or this device's authenticator (fingerprint, PIN) when the browser
+          asks.
+        </p>
       ) : method === 'totp' ? (
         <>
           <label htmlFor="tfa-code">Code from your authenticator app</label>
@@ -79,7 +99,11 @@ export function TfaStep({ user, methods, onCancel }: { user: string; methods: re
         </p>
       )}
       <button type="submit" disabled={secondFactor.isPending}>
-        {secondFactor.isPending ? 'Checking…' : method === 'webauthn' ? 'Use security key' : 'Verify'}
+        {secondFactor.isPending
+          ? 'Checking…'
+          : method === 'webauthn'
+            ? 'Use security key'
+            : 'Verify'}
       </button>
       {others.map((other) => (
         <button key={other} type="button" className="link" onClick={() => switchTo(other)}>

@@ -63,7 +63,11 @@ export function useSecondFactor() {
   const reload = useReloadSignedIn();
   return useMutation({
     mutationFn: async (answer: { code: string } | { recoveryCode: string } | 'webauthn') =>
-      unwrap(api.POST('/api/v1/auth/tfa', { body: answer === 'webauthn' ? { webauthn: await webauthnAssertion() } : answer })),
+      unwrap(
+        api.POST('/api/v1/auth/tfa', {
+          body: answer === 'webauthn' ? { webauthn: await webauthnAssertion() } : answer,
+        }),
+      ),
     onSuccess: async (answer) => {
       credential.useSession(answer.csrfToken);
       await reload();
@@ -97,7 +101,8 @@ export function useLogout() {
 /** A new, unconfirmed TOTP device of the signed-in user (the password is a fresh check; single sign-on users have none). */
 export function useEnrolTotp() {
   return useMutation({
-    mutationFn: (input: { name: string; password?: string }) => unwrap(api.POST('/api/v1/access/tfa/totp', { body: input })),
+    mutationFn: (input: { name: string; password?: string }) =>
+      unwrap(api.POST('/api/v1/access/tfa/totp', { body: input })),
   });
 }
 
@@ -105,7 +110,12 @@ export function useEnrolTotp() {
 export function useConfirmTotp() {
   return useMutation({
     mutationFn: (input: { id: string; code: string }) =>
-      unwrap(api.POST('/api/v1/access/tfa/totp/{id}/confirm', { params: { path: { id: input.id } }, body: { code: input.code } })),
+      unwrap(
+        api.POST('/api/v1/access/tfa/totp/{id}/confirm', {
+          params: { path: { id: input.id } },
+          body: { code: input.code },
+        }),
+      ),
   });
 }
 

@@ -2,7 +2,12 @@ import { describe, expect, it } from 'vitest';
 import { may } from './permissions';
 import type { SignedIn } from './queries';
 
-const auditor: SignedIn = { via: 'session', user: 'audit@local', stage: 'active', privileges: new Set(['vm.audit', 'remote.audit']) };
+const auditor: SignedIn = {
+  via: 'session',
+  user: 'audit@local',
+  stage: 'active',
+  privileges: new Set(['vm.audit', 'remote.audit']),
+};
 const token: SignedIn = { via: 'token', user: 'API token', stage: 'active', privileges: null };
 
 describe('may', () => {

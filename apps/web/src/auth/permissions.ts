@@ -6,7 +6,11 @@ import type { SignedIn } from './queries';
  * (a remote's or a VM's `privileges`) — exact for sessions and tokens alike. Without them, the
  * privileges held on `/` decide (unknown for an API token: offered, and the server decides).
  */
-export function may(signedIn: SignedIn, privilege: Privilege, granted?: readonly string[] | null): boolean {
+export function may(
+  signedIn: SignedIn,
+  privilege: Privilege,
+  granted?: readonly string[] | null,
+): boolean {
   if (granted) return granted.includes(privilege);
   return signedIn.privileges === null || signedIn.privileges.has(privilege);
 }

@@ -29,11 +29,23 @@ describe('signed-in state', () => {
 
   it('takes the CSRF token of an existing session for later writes, and keeps only known privileges', async () => {
     const fetch = vi.fn(async (_request: Request) =>
-      Response.json({ user: 'admin@local', kind: 'session', stage: 'active', csrfToken: 'csrf-9', groups: [], privileges: ['remote.audit', 'no.such'] }),
+      Response.json({
+        user: 'admin@local',
+        kind: 'session',
+        stage: 'active',
+        csrfToken: 'csrf-9',
+        groups: [],
+        privileges: ['remote.audit', 'no.such'],
+      }),
     );
     vi.stubGlobal('fetch', fetch);
     const signedIn = await fetchSignedIn();
-    expect(signedIn).toEqual({ via: 'session', user: 'admin@local', stage: 'active', privileges: new Set(['remote.audit']) });
+    expect(signedIn).toEqual({
+      via: 'session',
+      user: 'admin@local',
+      stage: 'active',
+      privileges: new Set(['remote.audit']),
+    });
     expect(holds(signedIn!, 'remote.audit')).toBe(true);
     expect(holds(signedIn!, 'remote.modify')).toBe(false);
 
@@ -42,7 +54,12 @@ describe('signed-in state', () => {
   });
 
   it('answers null (the login page) when the manager knows no session, and drops the stale signed-in marker', async () => {
-    vi.stubGlobal('fetch', async () => Response.json({ error: { code: 'unauthenticated', message: 'no credential', traceId: 't' } }, { status: 401 }));
+    vi.stubGlobal('fetch', async () =>
+      Response.json(
+        { error: { code: 'unauthenticated', message: 'no credential', traceId: 't' } },
+        { status: 401 },
+      ),
+    );
     await expect(fetchSignedIn()).resolves.toBeNull();
     expect(cookies).toEqual(['theme=dark']);
   });
@@ -56,7 +73,12 @@ describe('signed-in state', () => {
   });
 
   it('reports other failures instead of pretending nobody is logged in', async () => {
-    vi.stubGlobal('fetch', async () => Response.json({ error: { code: 'internal', message: 'boom', traceId: 't' } }, { status: 500 }));
+    vi.stubGlobal('fetch', async () =>
+      Response.json(
+        { error: { code: 'internal', message: 'boom', traceId: 't' } },
+        { status: 500 },
+      ),
+    );
     await expect(fetchSignedIn()).rejects.toMatchObject({ status: 500, message: 'boom' });
   });
 

@@ -33,12 +33,16 @@ const isPrivilege = (p: string): p is Privilege => Object.hasOwn(PRIVILEGES, p);
 const SIGNED_IN_COOKIE = 'debvisor_signed_in';
 
 function hasSignedInMarker(): boolean {
-  return typeof document !== 'undefined' && document.cookie.split(';').some((part) => part.trim().startsWith(`${SIGNED_IN_COOKIE}=`));
+  return (
+    typeof document !== 'undefined' &&
+    document.cookie.split(';').some((part) => part.trim().startsWith(`${SIGNED_IN_COOKIE}=`))
+  );
 }
 
 /** The signed-in state: the API token if one was given, else the session cookie (null: not logged in). */
 export async function fetchSignedIn(): Promise<SignedIn | null> {
-  if (credential.token()) return { via: 'token', user: 'API token', stage: 'active', privileges: null };
+  if (credential.token())
+    return { via: 'token', user: 'API token', stage: 'active', privileges: null };
   // Without the manager's signed-in marker there is no session to ask about (and no 401 to log).
   if (!hasSignedInMarker()) {
     credential.useSession(null);
@@ -87,7 +91,9 @@ export function useLoginRealms() {
     queryKey: authKeys.realms(),
     // GET successes are documented as the OpenAPI `default` answer, which openapi-fetch types as an error: the answer is named here.
     queryFn: async () => {
-      const list: Schemas['LoginRealmListDto_Output'] = await unwrap(api.GET('/api/v1/auth/realms'));
+      const list: Schemas['LoginRealmListDto_Output'] = await unwrap(
+        api.GET('/api/v1/auth/realms'),
+      );
       return list.items;
     },
     staleTime: 60_000,

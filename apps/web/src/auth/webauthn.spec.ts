@@ -1,7 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { creationOptionsFromJson, fromBase64url, toBase64url, type CreationOptionsJson } from './webauthn';
+import {
+  creationOptionsFromJson,
+  fromBase64url,
+  toBase64url,
+  type CreationOptionsJson,
+} from './webauthn';
 
-const bytes = (buffer: BufferSource) => [...new Uint8Array(buffer instanceof ArrayBuffer ? buffer : buffer.buffer)];
+const bytes = (buffer: BufferSource) => [
+  ...new Uint8Array(buffer instanceof ArrayBuffer ? buffer : buffer.buffer),
+];
 
 describe('WebAuthn base64url conversions', () => {
   it('round-trips bytes of every length through base64url without padding, using - and _', () => {
@@ -38,7 +45,12 @@ describe('WebAuthn base64url conversions', () => {
   });
 
   it('gives an empty exclusion list when the manager sends none', () => {
-    const options = creationOptionsFromJson({ challenge: 'AA', rp: { name: 'x' }, user: { id: 'AA', name: 'a', displayName: 'a' }, pubKeyCredParams: [] });
+    const options = creationOptionsFromJson({
+      challenge: 'AA',
+      rp: { name: 'x' },
+      user: { id: 'AA', name: 'a', displayName: 'a' },
+      pubKeyCredParams: [],
+    });
     expect(options.excludeCredentials).toEqual([]);
   });
 });

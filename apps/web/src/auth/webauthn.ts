@@ -7,7 +7,12 @@ export interface WebauthnAssertion {
   id: string;
   rawId: string;
   type: 'public-key';
-  response: { clientDataJSON: string; authenticatorData: string; signature: string; userHandle?: string };
+  response: {
+    clientDataJSON: string;
+    authenticatorData: string;
+    signature: string;
+    userHandle?: string;
+  };
   clientExtensionResults: Record<string, unknown>;
   authenticatorAttachment?: Attachment;
 }
@@ -21,7 +26,10 @@ interface RequestOptionsJson {
 }
 
 export function fromBase64url(value: string): ArrayBuffer {
-  const base64 = value.replace(/-/g, '+').replace(/_/g, '/').padEnd(Math.ceil(value.length / 4) * 4, '=');
+  const base64 = value
+    .replace(/-/g, '+')
+    .replace(/_/g, '/')
+    .padEnd(Math.ceil(value.length / 4) * 4, '=');
   const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
   return bytes.buffer;
 }
@@ -37,15 +45,22 @@ export function toBase64url(buffer: ArrayBuffer): string {
  * authenticator's signature over it (the browser asks the user to touch the key), as JSON.
  */
 export async function webauthnAssertion(): Promise<WebauthnAssertion> {
-  if (!window.PublicKeyCredential || !navigator.credentials) throw new Error('this browser does not support security keys (WebAuthn)');
-  const options = (await unwrap(api.POST('/api/v1/auth/tfa/webauthn/options'))) as RequestOptionsJson;
+  if (!window.PublicKeyCredential || !navigator.credentials)
+    throw new Error('this browser does not support security keys (WebAuthn)');
+  const options = (await unwrap(
+    api.POST('/api/v1/auth/tfa/webauthn/options'),
+  )) as RequestOptionsJson;
   const credential = (await navigator.credentials.get({
     publicKey: {
       challenge: fromBase64url(options.challenge),
       rpId: options.rpId,
       timeout: options.timeout,
       userVerification: options.userVerification,
-      allowCredentials: options.allowCredentials?.map((c) => ({ id: fromBase64url(c.id), type: c.type, transports: c.transports })),
+      allowCredentials: options.allowCredentials?.map((c) => ({
+        id: fromBase64url(c.id),
+        type: c.type,
+        transports: c.transports,
+      })),
     },
   })) as PublicKeyCredential | null;
   if (!credential) throw new Error('no security key answered');
@@ -61,7 +76,9 @@ export async function webauthnAssertion(): Promise<WebauthnAssertion> {
       ...(response.userHandle ? { userHandle: toBase64url(response.userHandle) } : {}),
     },
     clientExtensionResults: credential.getClientExtensionResults() as Record<string, unknown>,
-    ...(credential.authenticatorAttachment ? { authenticatorAttachment: credential.authenticatorAttachment as Attachment } : {}),
+    ...(credential.authenticatorAttachment
+      ? { authenticatorAttachment: credential.authenticatorAttachment as Attachment }
+      : {}),
   };
 }
 
@@ -89,12 +106,17 @@ export interface WebauthnAttestation {
 }
 
 /** The manager's JSON creation options as navigator.credentials.create() takes them: the base64url fields as bytes. */
-export function creationOptionsFromJson(options: CreationOptionsJson): PublicKeyCredentialCreationOptions {
+export function creationOptionsFromJson(
+  options: CreationOptionsJson,
+): PublicKeyCredentialCreationOptions {
   return {
     ...options,
     challenge: fromBase64url(options.challenge),
     user: { ...options.user, id: fromBase64url(options.user.id) },
-    excludeCredentials: (options.excludeCredentials ?? []).map((c) => ({ ...c, id: fromBase64url(c.id) })),
+    excludeCredentials: (options.excludeCredentials ?? []).map((c) => ({
+      ...c,
+      id: fromBase64url(c.id),
+    })),
   };
 }
 
@@ -102,9 +124,14 @@ export function creationOptionsFromJson(options: CreationOptionsJson): PublicKey
  * Registers a new security key in the browser: the authenticator creates a credential for the
  * manager's options (the browser asks the user to touch the key), answered as JSON.
  */
-export async function webauthnAttestation(options: CreationOptionsJson): Promise<WebauthnAttestation> {
-  if (!window.PublicKeyCredential || !navigator.credentials) throw new Error('this browser does not support security keys (WebAuthn)');
-  const credential = (await navigator.credentials.create({ publicKey: creationOptionsFromJson(options) })) as PublicKeyCredential | null;
+export async function webauthnAttestation(
+  options: CreationOptionsJson,
+): Promise<WebauthnAttestation> {
+  if (!window.PublicKeyCredential || !navigator.credentials)
+    throw new Error('this browser does not support security keys (WebAuthn)');
+  const credential = (await navigator.credentials.create({
+    publicKey: creationOptionsFromJson(options),
+  })) as PublicKeyCredential | null;
   if (!credential) throw new Error('no security key answered');
   const response = credential.response as AuthenticatorAttestationResponse;
   const transports = typeof response.getTransports === 'function' ? response.getTransports() : [];
@@ -118,6 +145,8 @@ export async function webauthnAttestation(options: CreationOptionsJson): Promise
       ...(transports.length > 0 ? { transports } : {}),
     },
     clientExtensionResults: credential.getClientExtensionResults() as Record<string, unknown>,
-    ...(credential.authenticatorAttachment ? { authenticatorAttachment: credential.authenticatorAttachment as Attachment } : {}),
+    ...(credential.authenticatorAttachment
+      ? { authenticatorAttachment: credential.authenticatorAttachment as Attachment }
+      : {}),
   };
 }

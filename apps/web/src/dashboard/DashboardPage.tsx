@@ -10,7 +10,14 @@ import { href } from '../view';
 import './dashboard.css';
 import { useRefreshDashboard } from './mutations';
 import { useDashboard, type Dashboard, type DashboardRemote, type DashboardTask } from './queries';
-import { bySeverity, filterRemotes, HEALTH_LABEL, remoteHealth, share, type RemoteHealth } from './remote-health';
+import {
+  bySeverity,
+  filterRemotes,
+  HEALTH_LABEL,
+  remoteHealth,
+  share,
+  type RemoteHealth,
+} from './remote-health';
 import { Sparkline } from './Sparkline';
 
 /** Up to this many remotes render as plain rows; more scroll inside a virtualized box. */
@@ -52,7 +59,15 @@ function Totals({ totals }: { totals: Dashboard['totals'] }) {
             </span>
           </dd>
         </div>
-        <div className={totals.nodes.offline > 0 ? 'total total-bad' : totals.nodes.degraded > 0 ? 'total total-warn' : 'total'}>
+        <div
+          className={
+            totals.nodes.offline > 0
+              ? 'total total-bad'
+              : totals.nodes.degraded > 0
+                ? 'total total-warn'
+                : 'total'
+          }
+        >
           <dt>Nodes</dt>
           <dd>
             <span className="total-figure" data-testid="total-nodes">
@@ -84,7 +99,8 @@ function Totals({ totals }: { totals: Dashboard['totals'] }) {
               {totals.vms.total}
             </span>
             <span className="total-detail">
-              <span data-testid="total-vms-running">{totals.vms.running}</span> running · {totals.vms.stopped} stopped
+              <span data-testid="total-vms-running">{totals.vms.running}</span> running ·{' '}
+              {totals.vms.stopped} stopped
               {totals.vms.other > 0 && ` · ${totals.vms.other} other`}
             </span>
           </dd>
@@ -142,7 +158,8 @@ function Alerts({ alerts }: { alerts: Dashboard['alerts'] }) {
           {sorted.map((alert, i) => (
             <li key={`${alert.remote}-${i}`} className={`alert alert-${alert.severity}`}>
               <span className={`badge badge-${alert.severity}`}>
-                <span aria-hidden="true">{alert.severity === 'critical' ? '✖' : '▲'}</span> {alert.severity === 'critical' ? 'Critical' : 'Warning'}
+                <span aria-hidden="true">{alert.severity === 'critical' ? '✖' : '▲'}</span>{' '}
+                {alert.severity === 'critical' ? 'Critical' : 'Warning'}
               </span>{' '}
               <a href={resourcesOf(alert.remote)}>{alert.remote}</a>: {alert.message}
             </li>
@@ -191,7 +208,15 @@ function RunningTasks({ tasks, total }: { tasks: readonly DashboardTask[]; total
   );
 }
 
-function RemoteRow({ remote, index, measure }: { remote: DashboardRemote; index?: number; measure?: (row: HTMLTableRowElement | null) => void }) {
+function RemoteRow({
+  remote,
+  index,
+  measure,
+}: {
+  remote: DashboardRemote;
+  index?: number;
+  measure?: (row: HTMLTableRowElement | null) => void;
+}) {
   const health = remoteHealth(remote);
   const cpu = remote.history.map((sample) => sample.cpu);
   const memory = remote.history.map((sample) => sample.memory);
@@ -223,17 +248,28 @@ function RemoteRow({ remote, index, measure }: { remote: DashboardRemote; index?
         )}
       </td>
       <td>
-        <span data-testid="remote-nodes-alive">{remote.nodes.alive}</span>/<span data-testid="remote-nodes-total">{remote.nodes.total}</span>
-        {remote.nodes.offline > 0 && <div className="cell-note bad">{remote.nodes.offline} down</div>}
-        {remote.nodes.degraded > 0 && <div className="cell-note warn">{remote.nodes.degraded} degraded</div>}
+        <span data-testid="remote-nodes-alive">{remote.nodes.alive}</span>/
+        <span data-testid="remote-nodes-total">{remote.nodes.total}</span>
+        {remote.nodes.offline > 0 && (
+          <div className="cell-note bad">{remote.nodes.offline} down</div>
+        )}
+        {remote.nodes.degraded > 0 && (
+          <div className="cell-note warn">{remote.nodes.degraded} degraded</div>
+        )}
       </td>
       <td>
-        <span data-testid="remote-vms-running">{remote.vms.running}</span>/<span data-testid="remote-vms-total">{remote.vms.total}</span>
-        <div className="cell-note">{remote.vms.stopped} stopped{remote.vms.other > 0 && `, ${remote.vms.other} other`}</div>
+        <span data-testid="remote-vms-running">{remote.vms.running}</span>/
+        <span data-testid="remote-vms-total">{remote.vms.total}</span>
+        <div className="cell-note">
+          {remote.vms.stopped} stopped{remote.vms.other > 0 && `, ${remote.vms.other} other`}
+        </div>
       </td>
       <td>
         <div className="usage">
-          <Sparkline values={cpu} label={`CPU of ${remote.remote}: ${formatPercent(remote.cpu.usage)} now`} />
+          <Sparkline
+            values={cpu}
+            label={`CPU of ${remote.remote}: ${formatPercent(remote.cpu.usage)} now`}
+          />
           <span className="usage-figure">
             {formatPercent(remote.cpu.usage)}
             <span className="cell-note">{remote.cpu.cores} cores</span>
@@ -242,7 +278,10 @@ function RemoteRow({ remote, index, measure }: { remote: DashboardRemote; index?
       </td>
       <td>
         <div className="usage">
-          <Sparkline values={memory} label={`Memory of ${remote.remote}: ${formatPercent(memoryShare)} used now`} />
+          <Sparkline
+            values={memory}
+            label={`Memory of ${remote.remote}: ${formatPercent(memoryShare)} used now`}
+          />
           <span className="usage-figure">
             {formatPercent(memoryShare)}
             <span className="cell-note">{formatBytes(remote.memory.totalBytes)}</span>
@@ -253,7 +292,10 @@ function RemoteRow({ remote, index, measure }: { remote: DashboardRemote; index?
         {remote.alerts.length === 0 ? (
           <span className="muted">none</span>
         ) : (
-          <div className={`cell-note alert-${firstAlert.severity}`} title={remote.alerts.map((a) => a.message).join('\n')}>
+          <div
+            className={`cell-note alert-${firstAlert.severity}`}
+            title={remote.alerts.map((a) => a.message).join('\n')}
+          >
             {remote.alerts.length > 1 && <strong>{remote.alerts.length}: </strong>}
             {firstAlert.message}
           </div>
@@ -286,7 +328,13 @@ function RemoteTableHead() {
 const COLUMNS = 8;
 
 /** Long lists scroll inside a box that renders only the rows in view. */
-function VirtualRemoteTable({ remotes, captionId }: { remotes: readonly DashboardRemote[]; captionId: string }) {
+function VirtualRemoteTable({
+  remotes,
+  captionId,
+}: {
+  remotes: readonly DashboardRemote[];
+  captionId: string;
+}) {
   const box = useRef<HTMLDivElement>(null);
   const virtualizer = useVirtualizer({
     count: remotes.length,
@@ -299,7 +347,13 @@ function VirtualRemoteTable({ remotes, captionId }: { remotes: readonly Dashboar
   const before = rows.length > 0 ? rows[0].start - 40 : 0;
   const after = rows.length > 0 ? virtualizer.getTotalSize() - rows[rows.length - 1].end : 0;
   return (
-    <div ref={box} className="scroll-box remote-box" role="region" tabIndex={0} aria-labelledby={captionId}>
+    <div
+      ref={box}
+      className="scroll-box remote-box"
+      role="region"
+      tabIndex={0}
+      aria-labelledby={captionId}
+    >
       <table className="remote-table" aria-rowcount={remotes.length + 1}>
         <caption id={captionId} className="visually-hidden">
           Remotes
@@ -312,7 +366,12 @@ function VirtualRemoteTable({ remotes, captionId }: { remotes: readonly Dashboar
             </tr>
           )}
           {rows.map((row) => (
-            <RemoteRow key={remotes[row.index].remote} remote={remotes[row.index]} index={row.index} measure={virtualizer.measureElement} />
+            <RemoteRow
+              key={remotes[row.index].remote}
+              remote={remotes[row.index]}
+              index={row.index}
+              measure={virtualizer.measureElement}
+            />
           ))}
           {after > 0 && (
             <tr aria-hidden="true" className="spacer">
@@ -337,11 +396,18 @@ function Remotes({ remotes }: { remotes: readonly DashboardRemote[] }) {
         {remotes.length > 1 && (
           <label className="inline">
             Filter remotes
-            <input type="search" value={filter} onChange={(event) => setFilter(event.target.value)} placeholder="name" />
+            <input
+              type="search"
+              value={filter}
+              onChange={(event) => setFilter(event.target.value)}
+              placeholder="name"
+            />
           </label>
         )}
         <span className="muted" aria-live="polite">
-          {shown.length === remotes.length ? `${remotes.length} remotes` : `${shown.length} of ${remotes.length} remotes`}
+          {shown.length === remotes.length
+            ? `${remotes.length} remotes`
+            : `${shown.length} of ${remotes.length} remotes`}
         </span>
       </div>
       {shown.length === 0 ? (
@@ -376,11 +442,18 @@ export function DashboardPage({ signedIn }: { signedIn: SignedIn }) {
     <main className="dashboard">
       <header className="toolbar">
         <h1>Dashboard</h1>
-        {!refused && <LastUpdated at={dashboard.dataUpdatedAt} fetching={refresh.isPending} onRefresh={() => refresh.mutate()} />}
+        {!refused && (
+          <LastUpdated
+            at={dashboard.dataUpdatedAt}
+            fetching={refresh.isPending}
+            onRefresh={() => refresh.mutate()}
+          />
+        )}
       </header>
       {refused ? (
         <p className="notice" role="status">
-          You may not see any remote: the dashboard needs the remote.audit privilege on a remote or one of its VMs. An administrator can grant it.
+          You may not see any remote: the dashboard needs the remote.audit privilege on a remote or
+          one of its VMs. An administrator can grant it.
         </p>
       ) : (
         <ErrorNote error={dashboard.error} />
@@ -395,7 +468,9 @@ export function DashboardPage({ signedIn }: { signedIn: SignedIn }) {
               No remotes yet.{' '}
               {may(signedIn, 'remote.modify') ? (
                 <>
-                  Add one under <a href={href({ page: 'admin', section: 'remotes' })}>Administration → Remotes</a>.
+                  Add one under{' '}
+                  <a href={href({ page: 'admin', section: 'remotes' })}>Administration → Remotes</a>
+                  .
                 </>
               ) : (
                 'An administrator adds them.'

@@ -10,7 +10,12 @@ import { dashboardKeys } from './queries';
 export function useRefreshDashboard() {
   const queryClient = useQueryClient();
   return useMutation({
-    mutationFn: (): Promise<Schemas['RemoteStatusListDto_Output']> => unwrap(api.GET('/api/v1/resources/refresh')),
-    onSettled: () => Promise.all([queryClient.invalidateQueries({ queryKey: dashboardKeys.all }), queryClient.invalidateQueries({ queryKey: resourceKeys.all })]),
+    mutationFn: (): Promise<Schemas['RemoteStatusListDto_Output']> =>
+      unwrap(api.GET('/api/v1/resources/refresh')),
+    onSettled: () =>
+      Promise.all([
+        queryClient.invalidateQueries({ queryKey: dashboardKeys.all }),
+        queryClient.invalidateQueries({ queryKey: resourceKeys.all }),
+      ]),
   });
 }

@@ -19,6 +19,9 @@ export function useDashboard() {
     queryKey: dashboardKeys.overview(),
     queryFn: (): Promise<Dashboard> => unwrap(api.GET('/api/v1/dashboard')),
     // A refusal (403: no remote.audit anywhere) stays one: no point in asking every 10 s.
-    refetchInterval: (query) => (query.state.error instanceof ApiError && query.state.error.status < 500 ? false : DASHBOARD_REFRESH_MS),
+    refetchInterval: (query) =>
+      query.state.error instanceof ApiError && query.state.error.status < 500
+        ? false
+        : DASHBOARD_REFRESH_MS,
   });
 }

@@ -1,7 +1,17 @@
 import { describe, expect, it } from 'vitest';
-import { bySeverity, filterRemotes, remoteHealth, share, type RemoteFigures } from './remote-health';
+import {
+  bySeverity,
+  filterRemotes,
+  remoteHealth,
+  share,
+  type RemoteFigures,
+} from './remote-health';
 
-const healthy: RemoteFigures = { status: 'online', nodes: { total: 3, alive: 3, degraded: 0, offline: 0 }, alerts: [] };
+const healthy: RemoteFigures = {
+  status: 'online',
+  nodes: { total: 3, alive: 3, degraded: 0, offline: 0 },
+  alerts: [],
+};
 
 describe('remoteHealth', () => {
   it('is online when every node is alive and healthy and nothing is alerting', () => {
@@ -9,14 +19,20 @@ describe('remoteHealth', () => {
   });
 
   it('is degraded with an offline node, an unhealthy node or any alert', () => {
-    expect(remoteHealth({ ...healthy, nodes: { total: 3, alive: 2, degraded: 0, offline: 1 } })).toBe('degraded');
-    expect(remoteHealth({ ...healthy, nodes: { total: 3, alive: 3, degraded: 1, offline: 0 } })).toBe('degraded');
+    expect(
+      remoteHealth({ ...healthy, nodes: { total: 3, alive: 2, degraded: 0, offline: 1 } }),
+    ).toBe('degraded');
+    expect(
+      remoteHealth({ ...healthy, nodes: { total: 3, alive: 3, degraded: 1, offline: 0 } }),
+    ).toBe('degraded');
     expect(remoteHealth({ ...healthy, alerts: [{ severity: 'warning' }] })).toBe('degraded');
   });
 
   it('keeps unreachable and pending whatever the figures say', () => {
     expect(remoteHealth({ ...healthy, status: 'unreachable' })).toBe('unreachable');
-    expect(remoteHealth({ ...healthy, status: 'pending', alerts: [{ severity: 'critical' }] })).toBe('pending');
+    expect(
+      remoteHealth({ ...healthy, status: 'pending', alerts: [{ severity: 'critical' }] }),
+    ).toBe('pending');
   });
 });
 

@@ -14,7 +14,8 @@ export interface RemoteFigures {
 export function remoteHealth(remote: RemoteFigures): RemoteHealth {
   if (remote.status === 'unreachable') return 'unreachable';
   if (remote.status === 'pending') return 'pending';
-  if (remote.nodes.offline > 0 || remote.nodes.degraded > 0 || remote.alerts.length > 0) return 'degraded';
+  if (remote.nodes.offline > 0 || remote.nodes.degraded > 0 || remote.alerts.length > 0)
+    return 'degraded';
   return 'online';
 }
 
@@ -29,12 +30,17 @@ export const HEALTH_LABEL: Record<RemoteHealth, { word: string; icon: string }> 
 const SEVERITY_ORDER = { critical: 0, warning: 1 } as const;
 
 /** Critical first; within a severity the order stays (the manager's: by remote). */
-export function bySeverity<T extends { severity: 'critical' | 'warning' }>(alerts: readonly T[]): T[] {
+export function bySeverity<T extends { severity: 'critical' | 'warning' }>(
+  alerts: readonly T[],
+): T[] {
   return [...alerts].sort((a, b) => SEVERITY_ORDER[a.severity] - SEVERITY_ORDER[b.severity]);
 }
 
 /** The remotes whose name contains `filter` (ignoring case and surrounding spaces); all for an empty filter. */
-export function filterRemotes<T extends { remote: string }>(remotes: readonly T[], filter: string): readonly T[] {
+export function filterRemotes<T extends { remote: string }>(
+  remotes: readonly T[],
+  filter: string,
+): readonly T[] {
   const wanted = filter.trim().toLowerCase();
   return wanted ? remotes.filter((r) => r.remote.toLowerCase().includes(wanted)) : remotes;
 }

@@ -18,7 +18,13 @@ const round = (value: number) => Math.round(value * 10) / 10;
  * the stroke and the end dot. Values outside 0..max (and non-numbers) are clamped to the edges; a single
  * sample is a flat line across the box.
  */
-export function sparkline(values: readonly number[], width: number, height: number, max = 1, inset = 2.5): SparklineShape {
+export function sparkline(
+  values: readonly number[],
+  width: number,
+  height: number,
+  max = 1,
+  inset = 2.5,
+): SparklineShape {
   if (values.length === 0 || width <= 0 || height <= 0) return { line: '', area: '', last: null };
   const span = Math.max(0, height - 2 * inset);
   const across = Math.max(0, width - 2 * inset);
@@ -32,7 +38,10 @@ export function sparkline(values: readonly number[], width: number, height: numb
           { x: inset, y: y(values[0]) },
           { x: round(inset + across), y: y(values[0]) },
         ]
-      : values.map((value, i) => ({ x: round(inset + (i / (values.length - 1)) * across), y: y(value) }));
+      : values.map((value, i) => ({
+          x: round(inset + (i / (values.length - 1)) * across),
+          y: y(value),
+        }));
   const line = points.map((p, i) => `${i === 0 ? 'M' : 'L'}${p.x},${p.y}`).join(' ');
   const area = `${line} L${points[points.length - 1].x},${height} L${points[0].x},${height} Z`;
   return { line, area, last: points[points.length - 1] };

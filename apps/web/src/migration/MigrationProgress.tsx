@@ -15,31 +15,46 @@ export function MigrationProgress({ task }: { task: Task }) {
   const reached = PHASES.findIndex((p) => p.phase === details.phase);
   const finalPhase = reached < 0;
   return (
-    <div className="migration-progress" data-testid={active ? 'migration-progress' : 'migration-figures'}>
+    <div
+      className="migration-progress"
+      data-testid={active ? 'migration-progress' : 'migration-figures'}
+    >
       <p className="route">
         <strong>{details.source.remote}</strong>
-        {details.source.node ? ` / ${details.source.node}` : ''} → <strong>{details.target.remote}</strong> / {details.target.node}
+        {details.source.node ? ` / ${details.source.node}` : ''} →{' '}
+        <strong>{details.target.remote}</strong> / {details.target.node}
         <span className="muted">
           {' '}
-          ({details.options.online ? 'live' : 'offline'}, {details.options.mode}, {details.options.transport})
+          ({details.options.online ? 'live' : 'offline'}, {details.options.mode},{' '}
+          {details.options.transport})
         </span>
       </p>
       <ol className="phases" aria-label="Migration phases">
         {PHASES.map((p, index) => {
-          const state = finalPhase || index < reached ? 'done' : index === reached ? 'current' : 'todo';
+          const state =
+            finalPhase || index < reached ? 'done' : index === reached ? 'current' : 'todo';
           return (
-            <li key={p.phase} className={`phase-${state}`} aria-current={state === 'current' ? 'step' : undefined}>
+            <li
+              key={p.phase}
+              className={`phase-${state}`}
+              aria-current={state === 'current' ? 'step' : undefined}
+            >
               {p.label}
             </li>
           );
         })}
-        <li className={finalPhase ? `phase-end phase-${details.phase}` : 'phase-todo'} aria-current={finalPhase ? 'step' : undefined}>
+        <li
+          className={finalPhase ? `phase-end phase-${details.phase}` : 'phase-todo'}
+          aria-current={finalPhase ? 'step' : undefined}
+        >
           {finalPhase ? figures.phaseLabel : 'Done'}
         </li>
       </ol>
       <p aria-live="polite">
         Phase: <strong data-testid="migration-phase">{figures.phaseLabel}</strong>
-        {figures.stage && !finalPhase ? <span className="muted"> (source: {figures.stage})</span> : null}
+        {figures.stage && !finalPhase ? (
+          <span className="muted"> (source: {figures.stage})</span>
+        ) : null}
       </p>
       <div className="bar">
         <progress max={100} value={figures.percent} aria-label="Memory sent" />

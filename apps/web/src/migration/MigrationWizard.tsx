@@ -39,11 +39,27 @@ import { useAfterMigration, usePreflight, useStartMigration } from './mutations'
 import { useMigrationTargets, useMigrationVm } from './queries';
 import './migration.css';
 
-const STEPS = ['VM', 'Target', 'Storage and network', 'Pre-flight', 'Options', 'Progress', 'Result'] as const;
+const STEPS = [
+  'VM',
+  'Target',
+  'Storage and network',
+  'Pre-flight',
+  'Options',
+  'Progress',
+  'Result',
+] as const;
 type Step = 0 | 1 | 2 | 3 | 4 | 5 | 6;
 
 /** The wizard of #/migrate/{remote}/{vmid}: VM → target → maps → pre-flight → options → progress → result. */
-export function MigrationWizard({ signedIn, remote, vmid }: { signedIn: SignedIn; remote: string; vmid: string }) {
+export function MigrationWizard({
+  signedIn,
+  remote,
+  vmid,
+}: {
+  signedIn: SignedIn;
+  remote: string;
+  vmid: string;
+}) {
   const vm = useMigrationVm(remote, vmid);
   // Opened by URL without the privilege: no wizard whose steps lead to a refusal, only what is missing.
   if (vm.data && !may(signedIn, 'vm.migrate', vm.data.privileges)) {
@@ -75,7 +91,11 @@ export function MigrationWizard({ signedIn, remote, vmid }: { signedIn: SignedIn
 function Wizard({ signedIn, vm }: { signedIn: SignedIn; vm: VmDetail }) {
   const [step, setStep] = useState<Step>(0);
   const [form, setForm] = useState<MigrationForm>(() => initialForm(vm));
-  const [checked, setChecked] = useState<{ answer: PreflightAnswer; scope: string; body: string } | null>(null);
+  const [checked, setChecked] = useState<{
+    answer: PreflightAnswer;
+    scope: string;
+    body: string;
+  } | null>(null);
   const [taskId, setTaskId] = useState<string | null>(null);
   const heading = useRef<HTMLHeadingElement>(null);
   const firstRender = useRef(true);
@@ -87,7 +107,10 @@ function Wizard({ signedIn, vm }: { signedIn: SignedIn; vm: VmDetail }) {
     else heading.current?.focus();
   }, [step]);
 
-  const update = useCallback((change: Partial<MigrationForm>) => setForm((current) => ({ ...current, ...change })), []);
+  const update = useCallback(
+    (change: Partial<MigrationForm>) => setForm((current) => ({ ...current, ...change })),
+    [],
+  );
   const task = useTask(taskId, 1000);
   const afterMigration = useAfterMigration();
   const ended = task.data && !isActive(task.data.state);
@@ -101,21 +124,34 @@ function Wizard({ signedIn, vm }: { signedIn: SignedIn; vm: VmDetail }) {
   // The chosen node may have gone offline since it was chosen (the targets refresh themselves).
   const targets = useMigrationTargets();
   const targetUnavailable = targets.data
-    ? (remoteChoices(targets.data.remotes, vm.remote).find((c) => c.value === form.targetRemote)?.disabledReason ??
-      nodeChoices(targets.data.nodes, form.targetRemote, vm).find((c) => c.value === form.targetNode)?.disabledReason ??
+    ? (remoteChoices(targets.data.remotes, vm.remote).find((c) => c.value === form.targetRemote)
+        ?.disabledReason ??
+      nodeChoices(targets.data.nodes, form.targetRemote, vm).find(
+        (c) => c.value === form.targetNode,
+      )?.disabledReason ??
       null)
     : null;
   const canLeave: Record<Step, { ok: boolean; why?: string }> = {
     0: { ok: true },
-    1: !form.targetRemote || !form.targetNode
-      ? { ok: false, why: 'Choose a target remote and node.' }
-      : targetUnavailable
-        ? { ok: false, why: `${form.targetRemote} / ${form.targetNode}: ${targetUnavailable}.` }
-        : { ok: true },
-    2: Object.keys(mapErrors(form)).length === 0 ? { ok: true } : { ok: false, why: 'Fix the names in the maps.' },
+    1:
+      !form.targetRemote || !form.targetNode
+        ? { ok: false, why: 'Choose a target remote and node.' }
+        : targetUnavailable
+          ? { ok: false, why: `${form.targetRemote} / ${form.targetNode}: ${targetUnavailable}.` }
+          : { ok: true },
+    2:
+      Object.keys(mapErrors(form)).length === 0
+        ? { ok: true }
+        : { ok: false, why: 'Fix the names in the maps.' },
     3: preflightPassed(checked?.answer ?? null, checked?.scope ?? null, form)
       ? { ok: true }
-      : { ok: false, why: checked && checked.scope === preflightScope(form) ? 'A check failed: fix it or choose another target.' : 'Run the pre-flight checks first.' },
+      : {
+          ok: false,
+          why:
+            checked && checked.scope === preflightScope(form)
+              ? 'A check failed: fix it or choose another target.'
+              : 'Run the pre-flight checks first.',
+        },
     4: { ok: false },
     5: { ok: false },
     6: { ok: false },
@@ -133,7 +169,15 @@ function Wizard({ signedIn, vm }: { signedIn: SignedIn; vm: VmDetail }) {
       body = <MapsStep vm={vm} form={form} update={update} />;
       break;
     case 3:
-      body = <PreflightStep vm={vm} form={form} allowed={mayMigrate} checked={checked} onChecked={setChecked} />;
+      body = (
+        <PreflightStep
+          vm={vm}
+          form={form}
+          allowed={mayMigrate}
+          checked={checked}
+          onChecked={setChecked}
+        />
+      );
       break;
     case 4:
       body = (
@@ -164,7 +208,11 @@ function Wizard({ signedIn, vm }: { signedIn: SignedIn; vm: VmDetail }) {
       <nav aria-label="Migration steps">
         <ol className="steps">
           {STEPS.map((label, index) => (
-            <li key={label} aria-current={index === step ? 'step' : undefined} className={index < step ? 'done' : undefined}>
+            <li
+              key={label}
+              aria-current={index === step ? 'step' : undefined}
+              className={index < step ? 'done' : undefined}
+            >
               <span className="number">{index + 1}</span> {label}
             </li>
           ))}
@@ -182,11 +230,18 @@ function Wizard({ signedIn, vm }: { signedIn: SignedIn; vm: VmDetail }) {
             Back
           </button>
           {step < 4 && (
-            <button type="button" className="primary" onClick={() => setStep((step + 1) as Step)} disabled={!canLeave[step].ok}>
+            <button
+              type="button"
+              className="primary"
+              onClick={() => setStep((step + 1) as Step)}
+              disabled={!canLeave[step].ok}
+            >
               Next
             </button>
           )}
-          {step < 4 && !canLeave[step].ok && canLeave[step].why ? <span className="muted">{canLeave[step].why}</span> : null}
+          {step < 4 && !canLeave[step].ok && canLeave[step].why ? (
+            <span className="muted">{canLeave[step].why}</span>
+          ) : null}
         </div>
       )}
     </main>
@@ -230,8 +285,14 @@ function VmStep({ vm }: { vm: VmDetail }) {
           <dd>{vm.cpuModel}</dd>
         </div>
       </dl>
-      {vm.lockedBy ? <p className="notice">The VM is busy: {vm.lockedBy}. A migration is refused while another operation runs.</p> : null}
-      {vm.stale ? <p className="notice">Its remote does not answer now: this is the last known state.</p> : null}
+      {vm.lockedBy ? (
+        <p className="notice">
+          The VM is busy: {vm.lockedBy}. A migration is refused while another operation runs.
+        </p>
+      ) : null}
+      {vm.stale ? (
+        <p className="notice">Its remote does not answer now: this is the last known state.</p>
+      ) : null}
       <h3>Disks</h3>
       <DiskTable disks={vm.disks} caption={`Disks of ${vm.name}`} hideCaption />
       <h3>Network interfaces</h3>
@@ -241,14 +302,30 @@ function VmStep({ vm }: { vm: VmDetail }) {
 }
 
 /** A select whose unavailable choices stay visible, disabled, with the reason. */
-function ChoiceSelect({ label, value, choices, onChange, empty }: { label: string; value: string; choices: Choice[]; onChange: (value: string) => void; empty: string }) {
+function ChoiceSelect({
+  label,
+  value,
+  choices,
+  onChange,
+  empty,
+}: {
+  label: string;
+  value: string;
+  choices: Choice[];
+  onChange: (value: string) => void;
+  empty: string;
+}) {
   return (
     <Field label={label}>
       {(control) => (
         <select {...control} value={value} onChange={(event) => onChange(event.target.value)}>
           {value === '' && <option value="">{choices.length === 0 ? empty : 'Choose…'}</option>}
           {choices.map((choice) => (
-            <option key={choice.value} value={choice.value} disabled={choice.disabledReason !== null}>
+            <option
+              key={choice.value}
+              value={choice.value}
+              disabled={choice.disabledReason !== null}
+            >
               {choice.disabledReason ? `${choice.label} — ${choice.disabledReason}` : choice.label}
             </option>
           ))}
@@ -258,7 +335,15 @@ function ChoiceSelect({ label, value, choices, onChange, empty }: { label: strin
   );
 }
 
-function TargetStep({ vm, form, update }: { vm: VmDetail; form: MigrationForm; update: (change: Partial<MigrationForm>) => void }) {
+function TargetStep({
+  vm,
+  form,
+  update,
+}: {
+  vm: VmDetail;
+  form: MigrationForm;
+  update: (change: Partial<MigrationForm>) => void;
+}) {
   const targets = useMigrationTargets();
   const remotes = targets.data ? remoteChoices(targets.data.remotes, vm.remote) : [];
   const nodes = targets.data ? nodeChoices(targets.data.nodes, form.targetRemote, vm) : [];
@@ -268,10 +353,18 @@ function TargetStep({ vm, form, update }: { vm: VmDetail; form: MigrationForm; u
     // First visit: the VM's own remote (another node) when it has one free, else the first remote that can take it.
     if (!targets.data || defaulted.current || form.targetNode) return;
     defaulted.current = true;
-    const candidates = remoteChoices(targets.data.remotes, vm.remote).filter((choice) => choice.disabledReason === null);
+    const candidates = remoteChoices(targets.data.remotes, vm.remote).filter(
+      (choice) => choice.disabledReason === null,
+    );
     const data = targets.data;
-    const withNode = candidates.find((choice) => firstEnabled(nodeChoices(data.nodes, choice.value, vm)) !== '');
-    if (withNode) update({ targetRemote: withNode.value, targetNode: firstEnabled(nodeChoices(data.nodes, withNode.value, vm)) });
+    const withNode = candidates.find(
+      (choice) => firstEnabled(nodeChoices(data.nodes, choice.value, vm)) !== '',
+    );
+    if (withNode)
+      update({
+        targetRemote: withNode.value,
+        targetNode: firstEnabled(nodeChoices(data.nodes, withNode.value, vm)),
+      });
   }, [targets.data, form.targetNode, vm, update]);
 
   const chosenNode = nodes.find((node) => node.value === form.targetNode);
@@ -279,8 +372,8 @@ function TargetStep({ vm, form, update }: { vm: VmDetail; form: MigrationForm; u
   return (
     <>
       <p>
-        Within <strong>{vm.remote}</strong> the VM moves to another node of its cluster; to another remote it moves to another datacenter (its disks must
-        already be there, mirrored).
+        Within <strong>{vm.remote}</strong> the VM moves to another node of its cluster; to another
+        remote it moves to another datacenter (its disks must already be there, mirrored).
       </p>
       <ErrorNote error={targets.error} />
       {targets.isPending ? <p>Loading the remotes…</p> : null}
@@ -290,30 +383,66 @@ function TargetStep({ vm, form, update }: { vm: VmDetail; form: MigrationForm; u
           value={form.targetRemote}
           choices={remotes}
           empty="No remotes"
-          onChange={(targetRemote) => update({ targetRemote, targetNode: targets.data ? firstEnabled(nodeChoices(targets.data.nodes, targetRemote, vm)) : '' })}
+          onChange={(targetRemote) =>
+            update({
+              targetRemote,
+              targetNode: targets.data
+                ? firstEnabled(nodeChoices(targets.data.nodes, targetRemote, vm))
+                : '',
+            })
+          }
         />
-        <ChoiceSelect label="Target node" value={form.targetNode} choices={nodes} empty="No nodes" onChange={(targetNode) => update({ targetNode })} />
+        <ChoiceSelect
+          label="Target node"
+          value={form.targetNode}
+          choices={nodes}
+          empty="No nodes"
+          onChange={(targetNode) => update({ targetNode })}
+        />
       </div>
-      {chosenRemote?.disabledReason ? <p className="error">{form.targetRemote}: {chosenRemote.disabledReason}.</p> : null}
-      {chosenNode?.disabledReason ? <p className="error">{chosenNode.label}: {chosenNode.disabledReason}.</p> : null}
+      {chosenRemote?.disabledReason ? (
+        <p className="error">
+          {form.targetRemote}: {chosenRemote.disabledReason}.
+        </p>
+      ) : null}
+      {chosenNode?.disabledReason ? (
+        <p className="error">
+          {chosenNode.label}: {chosenNode.disabledReason}.
+        </p>
+      ) : null}
       {targets.data && form.targetRemote && nodes.length > 0 && firstEnabled(nodes) === '' ? (
         <p className="notice">No node of {form.targetRemote} can take the VM now.</p>
       ) : null}
       <p className="muted">
-        {form.targetRemote === vm.remote ? 'An intra-cluster move: the disks stay where they are.' : `A cross-remote move from ${vm.remote} to ${form.targetRemote}.`}
+        {form.targetRemote === vm.remote
+          ? 'An intra-cluster move: the disks stay where they are.'
+          : `A cross-remote move from ${vm.remote} to ${form.targetRemote}.`}
       </p>
     </>
   );
 }
 
-function MapsStep({ vm, form, update }: { vm: VmDetail; form: MigrationForm; update: (change: Partial<MigrationForm>) => void }) {
+function MapsStep({
+  vm,
+  form,
+  update,
+}: {
+  vm: VmDetail;
+  form: MigrationForm;
+  update: (change: Partial<MigrationForm>) => void;
+}) {
   const errors = mapErrors(form);
-  const setStorage = (pool: string, target: string) => update({ storage: form.storage.map((row) => (row.pool === pool ? { ...row, target } : row)) });
-  const setNetwork = (bridge: string, target: string) => update({ network: form.network.map((row) => (row.bridge === bridge ? { ...row, target } : row)) });
+  const setStorage = (pool: string, target: string) =>
+    update({ storage: form.storage.map((row) => (row.pool === pool ? { ...row, target } : row)) });
+  const setNetwork = (bridge: string, target: string) =>
+    update({
+      network: form.network.map((row) => (row.bridge === bridge ? { ...row, target } : row)),
+    });
   return (
     <>
       <p>
-        Each source pool and bridge keeps its name unless you name another one at {form.targetRemote}
+        Each source pool and bridge keeps its name unless you name another one at{' '}
+        {form.targetRemote}
         {form.targetRemote === vm.remote ? ' (within one remote, usually nothing changes)' : ''}.
       </p>
       <h3>Storage</h3>
@@ -341,7 +470,9 @@ function MapsStep({ vm, form, update }: { vm: VmDetail; form: MigrationForm; upd
                     onChange={(event) => setStorage(row.pool, event.target.value)}
                     aria-invalid={errors[`storage:${row.pool}`] ? true : undefined}
                   />
-                  {errors[`storage:${row.pool}`] ? <span className="error field-error">{errors[`storage:${row.pool}`]}</span> : null}
+                  {errors[`storage:${row.pool}`] ? (
+                    <span className="error field-error">{errors[`storage:${row.pool}`]}</span>
+                  ) : null}
                 </td>
               </tr>
             ))}
@@ -373,7 +504,9 @@ function MapsStep({ vm, form, update }: { vm: VmDetail; form: MigrationForm; upd
                     onChange={(event) => setNetwork(row.bridge, event.target.value)}
                     aria-invalid={errors[`network:${row.bridge}`] ? true : undefined}
                   />
-                  {errors[`network:${row.bridge}`] ? <span className="error field-error">{errors[`network:${row.bridge}`]}</span> : null}
+                  {errors[`network:${row.bridge}`] ? (
+                    <span className="error field-error">{errors[`network:${row.bridge}`]}</span>
+                  ) : null}
                 </td>
               </tr>
             ))}
@@ -389,7 +522,11 @@ function MapsStep({ vm, form, update }: { vm: VmDetail; form: MigrationForm; upd
   );
 }
 
-const SIDE_LABEL: Record<PreflightAnswer['checks'][number]['side'], string> = { manager: 'Manager', source: 'Source', target: 'Target' };
+const SIDE_LABEL: Record<PreflightAnswer['checks'][number]['side'], string> = {
+  manager: 'Manager',
+  source: 'Source',
+  target: 'Target',
+};
 
 function PreflightStep({
   vm,
@@ -409,22 +546,44 @@ function PreflightStep({
   const run = () => {
     const body = migrateBody(form);
     const scope = preflightScope(form);
-    preflight.mutate({ remote: vm.remote, vmid: vm.id, body }, { onSuccess: (answer) => onChecked({ answer, scope, body: JSON.stringify(body) }) });
+    preflight.mutate(
+      { remote: vm.remote, vmid: vm.id, body },
+      { onSuccess: (answer) => onChecked({ answer, scope, body: JSON.stringify(body) }) },
+    );
   };
-  const counts = current ? { fail: current.checks.filter((c) => c.result === 'fail').length, warn: current.checks.filter((c) => c.result === 'warn').length } : null;
+  const counts = current
+    ? {
+        fail: current.checks.filter((c) => c.result === 'fail').length,
+        warn: current.checks.filter((c) => c.result === 'warn').length,
+      }
+    : null;
   return (
     <>
       <p>
-        The source ({vm.remote} / {vm.node}), the target (<strong>{form.targetRemote}</strong> / <strong>{form.targetNode}</strong>) and the manager
-        check whether the migration can go ahead. Nothing is reserved yet.
+        The source ({vm.remote} / {vm.node}), the target (<strong>{form.targetRemote}</strong> /{' '}
+        <strong>{form.targetNode}</strong>) and the manager check whether the migration can go
+        ahead. Nothing is reserved yet.
       </p>
       <p>
-        <ActionButton allowed={allowed} needs="vm.migrate" onClick={run} disabled={preflight.isPending}>
-          {preflight.isPending ? 'Checking…' : current ? 'Run pre-flight checks again' : 'Run pre-flight checks'}
+        <ActionButton
+          allowed={allowed}
+          needs="vm.migrate"
+          onClick={run}
+          disabled={preflight.isPending}
+        >
+          {preflight.isPending
+            ? 'Checking…'
+            : current
+              ? 'Run pre-flight checks again'
+              : 'Run pre-flight checks'}
         </ActionButton>
       </p>
       <ErrorNote error={preflight.error} />
-      {checked && !current ? <p className="notice">The target or the maps changed since the last checks: run them again.</p> : null}
+      {checked && !current ? (
+        <p className="notice">
+          The target or the maps changed since the last checks: run them again.
+        </p>
+      ) : null}
       <div aria-live="polite">
         {current && counts ? (
           <>
@@ -435,7 +594,8 @@ function PreflightStep({
                   ? `No check failed; ${counts.warn} warning${counts.warn === 1 ? '' : 's'}.`
                   : 'Every check passed.'}{' '}
               <span className="muted">
-                {current.source.remote} / {current.source.node} → {current.target.remote} / {current.target.node} over {current.transport}
+                {current.source.remote} / {current.source.node} → {current.target.remote} /{' '}
+                {current.target.node} over {current.transport}
               </span>
             </p>
             <table className="checks">
@@ -450,7 +610,12 @@ function PreflightStep({
               </thead>
               <tbody>
                 {current.checks.map((check, index) => (
-                  <tr key={`${check.side}-${check.name}-${index}`} data-testid="preflight-check" data-result={check.result} className={`check-${check.result}`}>
+                  <tr
+                    key={`${check.side}-${check.name}-${index}`}
+                    data-testid="preflight-check"
+                    data-result={check.result}
+                    className={`check-${check.result}`}
+                  >
                     <td>
                       <span className={`badge badge-${check.result}`}>{check.result}</span>
                     </td>
@@ -487,17 +652,26 @@ function OptionsStep({
   const errors = optionErrors(form);
   const valid = Object.keys(errors).length === 0;
   const transportDefault = defaultTransport(vm.remote, form.targetRemote);
-  const changedSinceChecks = valid && checkedBody !== null && checkedBody !== JSON.stringify(migrateBody(form));
+  const changedSinceChecks =
+    valid && checkedBody !== null && checkedBody !== JSON.stringify(migrateBody(form));
   return (
     <>
       <div className="options">
-        <Checkbox label="Online (live) migration" checked={form.online} onChange={(online) => update({ online })} />
+        <Checkbox
+          label="Online (live) migration"
+          checked={form.online}
+          onChange={(online) => update({ online })}
+        />
         <Field
           label="Mode"
           help="precopy: copy memory while the VM runs, then switch; postcopy: switch after the first pass and pull the rest; auto: switch to post-copy when pre-copy does not converge."
         >
           {(control) => (
-            <select {...control} value={form.mode} onChange={(event) => update({ mode: event.target.value as MigrationMode })}>
+            <select
+              {...control}
+              value={form.mode}
+              onChange={(event) => update({ mode: event.target.value as MigrationMode })}
+            >
               {MIGRATION_MODES.map((mode) => (
                 <option key={mode} value={mode}>
                   {mode}
@@ -518,7 +692,11 @@ function OptionsStep({
           checked={form.allowPostcopy}
           onChange={(allowPostcopy) => update({ allowPostcopy })}
         />
-        <Field label="Bandwidth limit (MiB/s)" help="Empty: unlimited." error={errors.bandwidthMiBps}>
+        <Field
+          label="Bandwidth limit (MiB/s)"
+          help="Empty: unlimited."
+          error={errors.bandwidthMiBps}
+        >
           {(control) => (
             <input
               {...control}
@@ -532,9 +710,21 @@ function OptionsStep({
             />
           )}
         </Field>
-        <Field label="Downtime limit (ms)" help="The longest pause at the switchover QEMU may plan for." error={errors.downtimeLimitMs}>
+        <Field
+          label="Downtime limit (ms)"
+          help="The longest pause at the switchover QEMU may plan for."
+          error={errors.downtimeLimitMs}
+        >
           {(control) => (
-            <input {...control} type="number" min={1} max={600000} step={1} value={form.downtimeLimitMs} onChange={(event) => update({ downtimeLimitMs: event.target.value })} />
+            <input
+              {...control}
+              type="number"
+              min={1}
+              max={600000}
+              step={1}
+              value={form.downtimeLimitMs}
+              onChange={(event) => update({ downtimeLimitMs: event.target.value })}
+            />
           )}
         </Field>
         <Field
@@ -559,7 +749,11 @@ function OptionsStep({
           help={`direct: QEMU's own TLS connection to the target node; tunnel: through the agents' mTLS port, the only port two datacenters need to open. The default is direct within a remote and tunnel across remotes — here ${transportDefault}.`}
         >
           {(control) => (
-            <select {...control} value={form.transport} onChange={(event) => update({ transport: event.target.value as Transport | '' })}>
+            <select
+              {...control}
+              value={form.transport}
+              onChange={(event) => update({ transport: event.target.value as Transport | '' })}
+            >
               <option value="">Default ({transportDefault})</option>
               <option value="direct">direct</option>
               <option value="tunnel">tunnel</option>
@@ -572,9 +766,15 @@ function OptionsStep({
           {advice}
         </p>
       ))}
-      {changedSinceChecks ? <p className="notice">These options differ from those the pre-flight checked; the migration checks both ends again when it starts.</p> : null}
+      {changedSinceChecks ? (
+        <p className="notice">
+          These options differ from those the pre-flight checked; the migration checks both ends
+          again when it starts.
+        </p>
+      ) : null}
       <p className="summary">
-        Moves <strong>{vm.name}</strong> from {vm.remote} / {vm.node} to <strong>{form.targetRemote}</strong> / <strong>{form.targetNode}</strong>.
+        Moves <strong>{vm.name}</strong> from {vm.remote} / {vm.node} to{' '}
+        <strong>{form.targetRemote}</strong> / <strong>{form.targetNode}</strong>.
       </p>
       <ErrorNote error={start.error} />
       <div className="actions">
@@ -583,7 +783,12 @@ function OptionsStep({
           needs="vm.migrate"
           className="primary"
           disabled={!valid || start.isPending}
-          onClick={() => start.mutate({ remote: vm.remote, vmid: vm.id, body: migrateBody(form) }, { onSuccess: (accepted) => onStarted(accepted.taskId) })}
+          onClick={() =>
+            start.mutate(
+              { remote: vm.remote, vmid: vm.id, body: migrateBody(form) },
+              { onSuccess: (accepted) => onStarted(accepted.taskId) },
+            )
+          }
         >
           {start.isPending ? 'Starting…' : 'Start migration'}
         </ActionButton>
@@ -592,7 +797,15 @@ function OptionsStep({
   );
 }
 
-function ProgressStep({ signedIn, taskId, task }: { signedIn: SignedIn; taskId: string; task: ReturnType<typeof useTask> }) {
+function ProgressStep({
+  signedIn,
+  taskId,
+  task,
+}: {
+  signedIn: SignedIn;
+  taskId: string;
+  task: ReturnType<typeof useTask>;
+}) {
   const cancel = useCancelTask();
   const [confirming, setConfirming] = useState(false);
   return (
@@ -600,15 +813,31 @@ function ProgressStep({ signedIn, taskId, task }: { signedIn: SignedIn; taskId: 
       <ErrorNote error={task.error} />
       {task.data ? <MigrationProgress task={task.data} /> : <p>Waiting for the task…</p>}
       <div className="actions">
-        <ActionButton allowed={may(signedIn, 'task.cancel')} needs="task.cancel" className="danger" onClick={() => setConfirming(true)} disabled={cancel.isPending}>
+        <ActionButton
+          allowed={may(signedIn, 'task.cancel')}
+          needs="task.cancel"
+          className="danger"
+          onClick={() => setConfirming(true)}
+          disabled={cancel.isPending}
+        >
           Cancel migration
         </ActionButton>
         <a href={href({ page: 'task', id: taskId })}>Open the task</a>
       </div>
-      {cancel.isSuccess && task.data && isActive(task.data.state) ? <p className="muted">Cancelling: the source stops the transfer…</p> : null}
+      {cancel.isSuccess && task.data && isActive(task.data.state) ? (
+        <p className="muted">Cancelling: the source stops the transfer…</p>
+      ) : null}
       {confirming && (
-        <ConfirmMutation mutation={cancel} variables={taskId} onClose={() => setConfirming(false)} title="Cancel the migration?" confirmLabel="Cancel migration" danger>
-          The transfer stops and the VM keeps running where it is now. Once the switchover has begun, a migration can no longer be cancelled.
+        <ConfirmMutation
+          mutation={cancel}
+          variables={taskId}
+          onClose={() => setConfirming(false)}
+          title="Cancel the migration?"
+          confirmLabel="Cancel migration"
+          danger
+        >
+          The transfer stops and the VM keeps running where it is now. Once the switchover has
+          begun, a migration can no longer be cancelled.
         </ConfirmMutation>
       )}
     </>
@@ -620,16 +849,25 @@ function ResultStep({ vm, task }: { vm: VmDetail; task: ReturnType<typeof useTas
   if (!task.data || !result) return <ErrorNote error={task.error} />;
   return (
     <>
-      <div className={`result result-${result.state}`} data-testid="migration-result" data-state={result.state} role="status">
+      <div
+        className={`result result-${result.state}`}
+        data-testid="migration-result"
+        data-state={result.state}
+        role="status"
+      >
         {result.state === 'succeeded' ? (
           <p>
-            <strong>{vm.name}</strong> now runs on node <strong>{result.node}</strong> of <strong>{result.remote}</strong>.{' '}
+            <strong>{vm.name}</strong> now runs on node <strong>{result.node}</strong> of{' '}
+            <strong>{result.remote}</strong>.{' '}
             <a href={href({ page: 'vm', remote: result.remote, vmid: vm.id })}>Open {vm.name}</a>
           </p>
         ) : (
           <>
             <p>
-              <strong>The migration {result.state === 'cancelled' ? 'was cancelled' : 'failed'}.</strong> {result.error}
+              <strong>
+                The migration {result.state === 'cancelled' ? 'was cancelled' : 'failed'}.
+              </strong>{' '}
+              {result.error}
             </p>
             <p>
               The VM stays at <strong>{result.remote}</strong>
@@ -639,7 +877,8 @@ function ResultStep({ vm, task }: { vm: VmDetail; task: ReturnType<typeof useTas
                   / <strong>{result.node}</strong>
                 </>
               ) : null}
-              . <a href={href({ page: 'vm', remote: result.remote, vmid: vm.id })}>Open {vm.name}</a>
+              .{' '}
+              <a href={href({ page: 'vm', remote: result.remote, vmid: vm.id })}>Open {vm.name}</a>
             </p>
           </>
         )}

@@ -66,8 +66,23 @@ function node(remote: string, id: string, alive = true): NodeResource {
   };
 }
 
-function remote(id: string, status: RemoteStatus['status'], privileges: RemoteStatus['privileges']): RemoteStatus {
-  return { remote: id, status, health: status, privileges, lastRefreshAt: null, nodes: { total: 2, alive: 2 }, vms: { total: 1, running: 1 }, unreachableNodes: {}, error: null, since: null };
+function remote(
+  id: string,
+  status: RemoteStatus['status'],
+  privileges: RemoteStatus['privileges'],
+): RemoteStatus {
+  return {
+    remote: id,
+    status,
+    health: status,
+    privileges,
+    lastRefreshAt: null,
+    nodes: { total: 2, alive: 2 },
+    vms: { total: 1, running: 1 },
+    unreachableNodes: {},
+    error: null,
+    since: null,
+  };
 }
 
 describe('the migration form', () => {
@@ -134,14 +149,23 @@ describe('the migration form', () => {
     expect(optionErrors(form({ downtimeLimitMs: '600001' }))).toHaveProperty('downtimeLimitMs');
     expect(optionErrors(form({ downtimeLimitMs: '2.5' }))).toHaveProperty('downtimeLimitMs');
     expect(optionErrors(form({ completionTimeoutSecondsPerGib: '0' }))).toEqual({});
-    expect(optionErrors(form({ completionTimeoutSecondsPerGib: '' }))).toHaveProperty('completionTimeoutSecondsPerGib');
+    expect(optionErrors(form({ completionTimeoutSecondsPerGib: '' }))).toHaveProperty(
+      'completionTimeoutSecondsPerGib',
+    );
     expect(() => migrateBody(form({ downtimeLimitMs: 'x' }))).toThrow(/downtimeLimitMs/);
   });
 
   it('refuses map names the agents would refuse', () => {
-    const errors = mapErrors(form({ storage: [{ pool: 'rbd', images: [], target: '-bad' }], network: [{ bridge: 'vmbr0', nics: [], target: '' }] }));
+    const errors = mapErrors(
+      form({
+        storage: [{ pool: 'rbd', images: [], target: '-bad' }],
+        network: [{ bridge: 'vmbr0', nics: [], target: '' }],
+      }),
+    );
     expect(Object.keys(errors)).toEqual(['storage:rbd', 'network:vmbr0']);
-    expect(() => migrateBody(form({ storage: [{ pool: 'rbd', images: [], target: 'a b' }] }))).toThrow(/storage:rbd/);
+    expect(() =>
+      migrateBody(form({ storage: [{ pool: 'rbd', images: [], target: 'a b' }] })),
+    ).toThrow(/storage:rbd/);
   });
 
   it('needs a target before it builds a body', () => {
@@ -176,7 +200,12 @@ describe('the target choices', () => {
   });
 
   it('lists the nodes of the chosen remote, offline ones and the VM’s own node disabled', () => {
-    const nodes = [node('dc-east', 'node-2'), node('dc-east', 'node-1'), node('dc-east', 'node-3', false), node('dc-west', 'node-1')];
+    const nodes = [
+      node('dc-east', 'node-2'),
+      node('dc-east', 'node-1'),
+      node('dc-east', 'node-3', false),
+      node('dc-west', 'node-1'),
+    ];
     const east = nodeChoices(nodes, 'dc-east', vm);
     expect(east.map((c) => [c.value, c.disabledReason])).toEqual([
       ['node-1', 'the VM runs here'],
@@ -197,7 +226,12 @@ describe('the pre-flight gate', () => {
     source: { remote: 'dc-east', node: 'node-1' },
     target: { remote: 'dc-west', node: 'node-2' },
     transport: 'tunnel',
-    checks: results.map((result, i) => ({ side: 'target', name: `check-${i}`, result, reason: 'because' })),
+    checks: results.map((result, i) => ({
+      side: 'target',
+      name: `check-${i}`,
+      result,
+      reason: 'because',
+    })),
   });
 
   it('lets the wizard on when no check failed for the current target and maps', () => {
@@ -211,7 +245,13 @@ describe('the pre-flight gate', () => {
     const f = form();
     const scope = preflightScope(f);
     expect(preflightPassed(answer(['pass']), scope, form({ targetNode: 'node-3' }))).toBe(false);
-    expect(preflightPassed(answer(['pass']), scope, form({ storage: [{ pool: 'rbd', images: [], target: 'other' }] }))).toBe(false);
+    expect(
+      preflightPassed(
+        answer(['pass']),
+        scope,
+        form({ storage: [{ pool: 'rbd', images: [], target: 'other' }] }),
+      ),
+    ).toBe(false);
     expect(preflightPassed(answer(['pass']), scope, form({ bandwidthMiBps: '10' }))).toBe(true);
   });
 });

@@ -48,7 +48,10 @@ export interface MigrationForm {
 }
 
 /** The maps prefilled with the identity (every pool and bridge keeps its name), one row per pool and bridge. */
-export function identityMaps(vm: Pick<VmDetail, 'disks' | 'nics'>): { storage: StorageRow[]; network: NetworkRow[] } {
+export function identityMaps(vm: Pick<VmDetail, 'disks' | 'nics'>): {
+  storage: StorageRow[];
+  network: NetworkRow[];
+} {
   const pools = new Map<string, string[]>();
   for (const disk of vm.disks) pools.set(disk.pool, [...(pools.get(disk.pool) ?? []), disk.image]);
   const bridges = new Map<string, string[]>();
@@ -60,7 +63,9 @@ export function identityMaps(vm: Pick<VmDetail, 'disks' | 'nics'>): { storage: S
 }
 
 /** The form a wizard starts with: the VM's own remote, identity maps, a live migration of a running VM, the API's defaults. */
-export function initialForm(vm: Pick<VmDetail, 'remote' | 'status' | 'disks' | 'nics'>): MigrationForm {
+export function initialForm(
+  vm: Pick<VmDetail, 'remote' | 'status' | 'disks' | 'nics'>,
+): MigrationForm {
   return {
     targetRemote: vm.remote,
     targetNode: '',
@@ -82,10 +87,14 @@ export function defaultTransport(sourceRemote: string, targetRemote: string): Tr
 }
 
 /** Problems with the maps, per row (`storage:<pool>`, `network:<bridge>`). */
-export function mapErrors(form: Pick<MigrationForm, 'storage' | 'network'>): Record<string, string> {
+export function mapErrors(
+  form: Pick<MigrationForm, 'storage' | 'network'>,
+): Record<string, string> {
   const errors: Record<string, string> = {};
   const check = (key: string, value: string, what: string) => {
-    if (!MAP_NAME.test(value.trim())) errors[key] = `a ${what} name is 1-63 letters, digits, dots, underscores and hyphens, starting with a letter or digit`;
+    if (!MAP_NAME.test(value.trim()))
+      errors[key] =
+        `a ${what} name is 1-63 letters, digits, dots, underscores and hyphens, starting with a letter or digit`;
   };
   for (const row of form.storage) check(`storage:${row.pool}`, row.target, 'pool');
   for (const row of form.network) check(`network:${row.bridge}`, row.target, 'bridge');
@@ -110,8 +119,14 @@ export function bandwidthBytes(mibPerSecond: string): number | string {
 }
 
 /** Problems with the options, by field. */
-export function optionErrors(form: MigrationForm): Partial<Record<'bandwidthMiBps' | 'downtimeLimitMs' | 'completionTimeoutSecondsPerGib', string>> {
-  const errors: Partial<Record<'bandwidthMiBps' | 'downtimeLimitMs' | 'completionTimeoutSecondsPerGib', string>> = {};
+export function optionErrors(
+  form: MigrationForm,
+): Partial<
+  Record<'bandwidthMiBps' | 'downtimeLimitMs' | 'completionTimeoutSecondsPerGib', string>
+> {
+  const errors: Partial<
+    Record<'bandwidthMiBps' | 'downtimeLimitMs' | 'completionTimeoutSecondsPerGib', string>
+  > = {};
   const bandwidth = bandwidthBytes(form.bandwidthMiBps);
   if (typeof bandwidth === 'string') errors.bandwidthMiBps = bandwidth;
   const downtime = wholeNumber(form.downtimeLimitMs, 1, 600_000);
@@ -124,8 +139,14 @@ export function optionErrors(form: MigrationForm): Partial<Record<'bandwidthMiBp
 /** Advice (not errors) about a combination of options. */
 export function optionAdvice(form: MigrationForm): string[] {
   const advice: string[] = [];
-  if (form.mode === 'auto' && !form.allowPostcopy) advice.push('Auto mode switches to post-copy only when post-copy is allowed; without it, it behaves like pre-copy.');
-  if (!form.online) advice.push('An offline migration moves the definition of a stopped VM; a running VM must be shut down first.');
+  if (form.mode === 'auto' && !form.allowPostcopy)
+    advice.push(
+      'Auto mode switches to post-copy only when post-copy is allowed; without it, it behaves like pre-copy.',
+    );
+  if (!form.online)
+    advice.push(
+      'An offline migration moves the definition of a stopped VM; a running VM must be shut down first.',
+    );
   return advice;
 }
 
@@ -144,7 +165,8 @@ export function migrateBody(form: MigrationForm): MigrateBody {
   const invalid = { ...mapErrors(form), ...optionErrors(form) };
   const first = Object.entries(invalid)[0];
   if (first) throw new Error(`${first[0]}: ${first[1]}`);
-  if (!form.targetRemote || !form.targetNode) throw new Error('choose the target remote and node first');
+  if (!form.targetRemote || !form.targetNode)
+    throw new Error('choose the target remote and node first');
   return {
     targetRemote: form.targetRemote,
     targetNode: form.targetNode,
@@ -163,7 +185,12 @@ export function migrateBody(form: MigrationForm): MigrateBody {
 
 /** What a pre-flight was run for: when the target or the maps change, its checks no longer apply. */
 export function preflightScope(form: MigrationForm): string {
-  return JSON.stringify([form.targetRemote, form.targetNode, form.storage.map((r) => [r.pool, r.target.trim()]), form.network.map((r) => [r.bridge, r.target.trim()])]);
+  return JSON.stringify([
+    form.targetRemote,
+    form.targetNode,
+    form.storage.map((r) => [r.pool, r.target.trim()]),
+    form.network.map((r) => [r.bridge, r.target.trim()]),
+  ]);
 }
 
 /** A choice in a select, disabled with the reason when it cannot be taken. */
@@ -176,7 +203,13 @@ export interface Choice {
 /** The remotes a VM may go to: those where the caller holds vm.migrate and which answer; others disabled with the reason. */
 export function remoteChoices(remotes: readonly RemoteStatus[], sourceRemote: string): Choice[] {
   return [...remotes]
-    .sort((a, b) => (a.remote === sourceRemote ? -1 : b.remote === sourceRemote ? 1 : a.remote.localeCompare(b.remote)))
+    .sort((a, b) =>
+      a.remote === sourceRemote
+        ? -1
+        : b.remote === sourceRemote
+          ? 1
+          : a.remote.localeCompare(b.remote),
+    )
     .map((remote) => {
       const reason = !remote.privileges.includes('vm.migrate')
         ? 'needs the vm.migrate privilege there'
@@ -185,21 +218,34 @@ export function remoteChoices(remotes: readonly RemoteStatus[], sourceRemote: st
           : remote.status === 'pending'
             ? 'not read yet'
             : null;
-      const label = remote.remote === sourceRemote ? `${remote.remote} (this remote: another node)` : remote.remote;
+      const label =
+        remote.remote === sourceRemote
+          ? `${remote.remote} (this remote: another node)`
+          : remote.remote;
       return { value: remote.remote, label, disabledReason: reason };
     });
 }
 
 /** The nodes of the target remote, by name; offline nodes and the VM's own node are disabled. */
-export function nodeChoices(nodes: readonly NodeResource[], targetRemote: string, vm: Pick<VmDetail, 'remote' | 'node'>): Choice[] {
+export function nodeChoices(
+  nodes: readonly NodeResource[],
+  targetRemote: string,
+  vm: Pick<VmDetail, 'remote' | 'node'>,
+): Choice[] {
   return nodes
     .filter((node) => node.remote === targetRemote)
     .sort((a, b) => a.name.localeCompare(b.name, undefined, { numeric: true }))
     .map((node) => {
-      const reason = !node.alive ? 'offline' : targetRemote === vm.remote && node.id === vm.node ? 'the VM runs here' : null;
+      const reason = !node.alive
+        ? 'offline'
+        : targetRemote === vm.remote && node.id === vm.node
+          ? 'the VM runs here'
+          : null;
       const free = Math.max(0, node.memoryTotalBytes - node.memoryUsedBytes);
       const gib = (free / 1024 ** 3).toFixed(free >= 10 * 1024 ** 3 ? 0 : 1);
-      const label = node.alive ? `${node.name} — ${node.status}, ${node.vmsRunning} VMs running, ${gib} GiB free` : node.name;
+      const label = node.alive
+        ? `${node.name} — ${node.status}, ${node.vmsRunning} VMs running, ${gib} GiB free`
+        : node.name;
       return { value: node.id, label, disabledReason: reason };
     });
 }
@@ -210,6 +256,15 @@ export function firstEnabled(choices: readonly Choice[]): string {
 }
 
 /** Whether the pre-flight answer lets the wizard go on: it ran for the current target and maps, and no check failed. */
-export function preflightPassed(answer: PreflightAnswer | null, checkedScope: string | null, form: MigrationForm): boolean {
-  return answer !== null && answer.ok && checkedScope === preflightScope(form) && answer.checks.every((check) => check.result !== 'fail');
+export function preflightPassed(
+  answer: PreflightAnswer | null,
+  checkedScope: string | null,
+  form: MigrationForm,
+): boolean {
+  return (
+    answer !== null &&
+    answer.ok &&
+    checkedScope === preflightScope(form) &&
+    answer.checks.every((check) => check.result !== 'fail')
+  );
 }

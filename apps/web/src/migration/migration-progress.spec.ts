@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import type { Task } from '../tasks/task-view';
-import { formatMs, migrationResult, percentSent, phaseLabel, progressFigures, type MigrationDetails } from './migration-progress';
+import {
+  formatMs,
+  migrationResult,
+  percentSent,
+  phaseLabel,
+  progressFigures,
+  type MigrationDetails,
+} from './migration-progress';
 
 const MiB = 1024 * 1024;
 
@@ -81,25 +88,58 @@ describe('migration progress', () => {
   });
 
   it('says the ETA is being estimated while the source has none, and done once completed', () => {
-    const noEta = task({ migration: details({ progress: { ...details().progress!, etaSeconds: 0 } }) });
+    const noEta = task({
+      migration: details({ progress: { ...details().progress!, etaSeconds: 0 } }),
+    });
     expect(progressFigures(noEta)?.eta).toBe('estimating…');
-    expect(progressFigures(task({ migration: details({ phase: 'prepare', progress: null }) }))).toMatchObject({ eta: 'not started', transferred: '—', phaseLabel: 'Prepare target' });
+    expect(
+      progressFigures(task({ migration: details({ phase: 'prepare', progress: null }) })),
+    ).toMatchObject({ eta: 'not started', transferred: '—', phaseLabel: 'Prepare target' });
     const done = task({
       state: 'succeeded',
       progress: 1,
-      migration: details({ phase: 'completed', progress: { ...details().progress!, stage: 'completed', remainingBytes: 0, downtimeMs: 85, totalTimeMs: 8_500 } }),
+      migration: details({
+        phase: 'completed',
+        progress: {
+          ...details().progress!,
+          stage: 'completed',
+          remainingBytes: 0,
+          downtimeMs: 85,
+          totalTimeMs: 8_500,
+        },
+      }),
     });
-    expect(progressFigures(done)).toMatchObject({ percent: 100, eta: 'done', downtime: '85 ms', totalTime: '8.5 s', phaseLabel: 'Completed' });
+    expect(progressFigures(done)).toMatchObject({
+      percent: 100,
+      eta: 'done',
+      downtime: '85 ms',
+      totalTime: '8.5 s',
+      phaseLabel: 'Completed',
+    });
   });
 
   it('shows the share of memory sent, which a later pass may lower again, within 0…100', () => {
     const figures = details().progress!;
-    expect(percentSent(task({ migration: details({ progress: { ...figures, remainingBytes: 1024 * MiB } }) }))).toBe(75);
-    expect(percentSent(task({ migration: details({ progress: { ...figures, remainingBytes: 8192 * MiB } }) }))).toBe(0);
+    expect(
+      percentSent(
+        task({ migration: details({ progress: { ...figures, remainingBytes: 1024 * MiB } }) }),
+      ),
+    ).toBe(75);
+    expect(
+      percentSent(
+        task({ migration: details({ progress: { ...figures, remainingBytes: 8192 * MiB } }) }),
+      ),
+    ).toBe(0);
     // Before the first figures: the task's own progress, except in the transfer (nothing known sent yet).
-    expect(percentSent(task({ progress: 0.05, migration: details({ phase: 'prepare', progress: null }) }))).toBe(5);
+    expect(
+      percentSent(
+        task({ progress: 0.05, migration: details({ phase: 'prepare', progress: null }) }),
+      ),
+    ).toBe(5);
     expect(percentSent(task({ progress: 0.05, migration: details({ progress: null }) }))).toBe(0);
-    expect(percentSent(task({ progress: 1.4, migration: details({ phase: 'completed' }) }))).toBe(100);
+    expect(percentSent(task({ progress: 1.4, migration: details({ phase: 'completed' }) }))).toBe(
+      100,
+    );
   });
 
   it('has nothing to show for a task without migration details', () => {
@@ -124,12 +164,20 @@ describe('migration result', () => {
   });
 
   it('puts the VM at the target after a success', () => {
-    expect(migrationResult(task({ state: 'succeeded', migration: details({ phase: 'completed' }) }))).toEqual({ state: 'succeeded', remote: 'dc-west', node: 'node-2', error: null });
+    expect(
+      migrationResult(task({ state: 'succeeded', migration: details({ phase: 'completed' }) })),
+    ).toEqual({ state: 'succeeded', remote: 'dc-west', node: 'node-2', error: null });
   });
 
   it('keeps the VM at its source, with the error, after a failure or a cancel', () => {
     const error = 'cancelled by admin@local: the VM keeps running on node node-1';
-    expect(migrationResult(task({ state: 'cancelled', error, migration: details({ phase: 'cancelled' }) }))).toEqual({ state: 'cancelled', remote: 'dc-east', node: 'node-1', error });
-    expect(migrationResult(task({ state: 'failed', error: 'boom', migration: undefined }))).toEqual({ state: 'failed', remote: 'dc-east', node: null, error: 'boom' });
+    expect(
+      migrationResult(
+        task({ state: 'cancelled', error, migration: details({ phase: 'cancelled' }) }),
+      ),
+    ).toEqual({ state: 'cancelled', remote: 'dc-east', node: 'node-1', error });
+    expect(migrationResult(task({ state: 'failed', error: 'boom', migration: undefined }))).toEqual(
+      { state: 'failed', remote: 'dc-east', node: null, error: 'boom' },
+    );
   });
 });

@@ -11,10 +11,16 @@ export const PHASES: readonly { phase: MigrationPhase; label: string }[] = [
   { phase: 'transfer', label: 'Transfer' },
 ];
 
-const FINAL_LABEL: Record<'completed' | 'failed' | 'cancelled', string> = { completed: 'Completed', failed: 'Failed', cancelled: 'Cancelled' };
+const FINAL_LABEL: Record<'completed' | 'failed' | 'cancelled', string> = {
+  completed: 'Completed',
+  failed: 'Failed',
+  cancelled: 'Cancelled',
+};
 
 export function phaseLabel(phase: MigrationPhase): string {
-  return PHASES.find((p) => p.phase === phase)?.label ?? FINAL_LABEL[phase as keyof typeof FINAL_LABEL];
+  return (
+    PHASES.find((p) => p.phase === phase)?.label ?? FINAL_LABEL[phase as keyof typeof FINAL_LABEL]
+  );
 }
 
 /** Milliseconds for people: "120 ms", "1.5 s", "42 s", and from a minute on "9 h 5 min". */
@@ -33,7 +39,12 @@ export function percentSent(task: Pick<Task, 'progress' | 'migration'>): number 
   const details = task.migration;
   if (details?.phase === 'completed') return 100;
   const figures = details?.progress;
-  const fraction = figures && figures.totalBytes > 0 ? (figures.totalBytes - figures.remainingBytes) / figures.totalBytes : details?.phase === 'transfer' ? 0 : task.progress;
+  const fraction =
+    figures && figures.totalBytes > 0
+      ? (figures.totalBytes - figures.remainingBytes) / figures.totalBytes
+      : details?.phase === 'transfer'
+        ? 0
+        : task.progress;
   return Math.round(Math.min(1, Math.max(0, fraction)) * 100);
 }
 
@@ -63,11 +74,14 @@ function etaText(details: MigrationDetails): string {
   const figures = details.progress;
   if (details.phase === 'completed') return 'done';
   if (details.phase === 'failed' || details.phase === 'cancelled') return '—';
-  if (!figures || figures.etaSeconds <= 0) return details.phase === 'transfer' ? 'estimating…' : 'not started';
+  if (!figures || figures.etaSeconds <= 0)
+    return details.phase === 'transfer' ? 'estimating…' : 'not started';
   return formatDuration(figures.etaSeconds);
 }
 
-export function progressFigures(task: Pick<Task, 'progress' | 'migration'>): ProgressFigures | null {
+export function progressFigures(
+  task: Pick<Task, 'progress' | 'migration'>,
+): ProgressFigures | null {
   const details = task.migration;
   if (!details) return null;
   const figures = details.progress;
@@ -98,11 +112,24 @@ export interface MigrationResult {
   error: string | null;
 }
 
-export function migrationResult(task: Pick<Task, 'state' | 'error' | 'migration' | 'target'>): MigrationResult | null {
-  if (task.state !== 'succeeded' && task.state !== 'failed' && task.state !== 'cancelled') return null;
+export function migrationResult(
+  task: Pick<Task, 'state' | 'error' | 'migration' | 'target'>,
+): MigrationResult | null {
+  if (task.state !== 'succeeded' && task.state !== 'failed' && task.state !== 'cancelled')
+    return null;
   const details = task.migration;
   if (task.state === 'succeeded') {
-    return { state: 'succeeded', remote: details?.target.remote ?? task.target.remote ?? '', node: details?.target.node ?? null, error: null };
+    return {
+      state: 'succeeded',
+      remote: details?.target.remote ?? task.target.remote ?? '',
+      node: details?.target.node ?? null,
+      error: null,
+    };
   }
-  return { state: task.state, remote: details?.source.remote ?? task.target.remote ?? '', node: details?.source.node ?? null, error: task.error };
+  return {
+    state: task.state,
+    remote: details?.source.remote ?? task.target.remote ?? '',
+    node: details?.source.node ?? null,
+    error: task.error,
+  };
 }

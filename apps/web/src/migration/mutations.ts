@@ -15,7 +15,12 @@ interface MigrationRequest {
 export function usePreflight() {
   return useMutation({
     mutationFn: ({ remote, vmid, body }: MigrationRequest) =>
-      unwrap(api.POST('/api/v1/remotes/{remote}/vms/{vmid}/migrate/preflight', { params: { path: { remote, vmid } }, body })),
+      unwrap(
+        api.POST('/api/v1/remotes/{remote}/vms/{vmid}/migrate/preflight', {
+          params: { path: { remote, vmid } },
+          body,
+        }),
+      ),
   });
 }
 
@@ -24,7 +29,12 @@ export function useStartMigration() {
   const queryClient = useQueryClient();
   return useMutation({
     mutationFn: ({ remote, vmid, body }: MigrationRequest) =>
-      unwrap(api.POST('/api/v1/remotes/{remote}/vms/{vmid}/migrate', { params: { path: { remote, vmid } }, body })),
+      unwrap(
+        api.POST('/api/v1/remotes/{remote}/vms/{vmid}/migrate', {
+          params: { path: { remote, vmid } },
+          body,
+        }),
+      ),
     onSuccess: (_accepted, { remote, vmid }) => {
       void queryClient.invalidateQueries({ queryKey: taskKeys.lists() });
       void queryClient.invalidateQueries({ queryKey: migrationKeys.vm(remote, vmid) });
@@ -33,7 +43,10 @@ export function useStartMigration() {
 }
 
 /** Whether a query's key names this VM at this remote (its detail, snapshots, replication …). */
-export function isAbout(queryKey: readonly unknown[], at: { remote: string; vmid: string }): boolean {
+export function isAbout(
+  queryKey: readonly unknown[],
+  at: { remote: string; vmid: string },
+): boolean {
   return queryKey.includes(at.remote) && queryKey.includes(at.vmid);
 }
 
@@ -46,7 +59,10 @@ export function useAfterMigration() {
   const queryClient = useQueryClient();
   return useCallback(
     (left?: { remote: string; vmid: string }) =>
-      void queryClient.invalidateQueries({ predicate: (query) => query.queryKey[0] !== taskKeys.all[0] && !(left && isAbout(query.queryKey, left)) }),
+      void queryClient.invalidateQueries({
+        predicate: (query) =>
+          query.queryKey[0] !== taskKeys.all[0] && !(left && isAbout(query.queryKey, left)),
+      }),
     [queryClient],
   );
 }

@@ -12,7 +12,10 @@ export const migrationKeys = {
 export function useMigrationVm(remote: string, vmid: string) {
   return useQuery({
     queryKey: migrationKeys.vm(remote, vmid),
-    queryFn: (): Promise<VmDetail> => unwrap(api.GET('/api/v1/remotes/{remote}/vms/{vmid}', { params: { path: { remote, vmid } } })),
+    queryFn: (): Promise<VmDetail> =>
+      unwrap(
+        api.GET('/api/v1/remotes/{remote}/vms/{vmid}', { params: { path: { remote, vmid } } }),
+      ),
   });
 }
 
@@ -24,8 +27,13 @@ export function useMigrationTargets() {
   return useQuery({
     queryKey: migrationKeys.targets(),
     queryFn: async () => {
-      const answer: Schemas['ResourceList_Output'] = await unwrap(api.GET('/api/v1/resources', { params: { query: { type: 'node', limit: 5000 } } }));
-      return { remotes: answer.remotes, nodes: answer.items.filter((item): item is NodeResource => item.type === 'node') };
+      const answer: Schemas['ResourceList_Output'] = await unwrap(
+        api.GET('/api/v1/resources', { params: { query: { type: 'node', limit: 5000 } } }),
+      );
+      return {
+        remotes: answer.remotes,
+        nodes: answer.items.filter((item): item is NodeResource => item.type === 'node'),
+      };
     },
     refetchInterval: 15_000,
   });

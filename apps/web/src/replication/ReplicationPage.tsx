@@ -14,14 +14,30 @@ import { Timestamp } from '../ui/Timestamp';
 import { href } from '../view';
 import { FailoverDialog } from './FailoverDialog';
 import { useCreatePair, useDeletePair, useDrAction, type DrAction } from './mutations';
-import { replicationKeys, usePairs, useReplicatedVms, useVmReplication, type Pair, type PoolHealth, type VmReplication } from './queries';
-import { healthInWords, otherRemote, pendingInWords, rolesInWords, rpoInWords, rpoLevel } from './replication-view';
+import {
+  replicationKeys,
+  usePairs,
+  useReplicatedVms,
+  useVmReplication,
+  type Pair,
+  type PoolHealth,
+  type VmReplication,
+} from './queries';
+import {
+  healthInWords,
+  otherRemote,
+  pendingInWords,
+  rolesInWords,
+  rpoInWords,
+  rpoLevel,
+} from './replication-view';
 import './replication.css';
 
 /** One side of a pair: its pool's mirroring health in words. */
 function PoolHealthCell({ health }: { health: PoolHealth | undefined }) {
   if (!health) return <span className="muted">not read</span>;
-  if (!health.reachable) return <span className="rpo-over">unreachable{health.error && `: ${health.error}`}</span>;
+  if (!health.reachable)
+    return <span className="rpo-over">unreachable{health.error && `: ${health.error}`}</span>;
   const word = health.health.toUpperCase();
   return (
     <>
@@ -29,14 +45,23 @@ function PoolHealthCell({ health }: { health: PoolHealth | undefined }) {
       <span className="muted">
         {' '}
         daemon {health.daemonHealth.toLowerCase()}, images {health.imageHealth.toLowerCase()}
-        {Object.keys(health.states).length > 0 && ` (${Object.entries(health.states).map(([state, n]) => `${n} ${state}`).join(', ')})`}
+        {Object.keys(health.states).length > 0 &&
+          ` (${Object.entries(health.states)
+            .map(([state, n]) => `${n} ${state}`)
+            .join(', ')})`}
       </span>
     </>
   );
 }
 
 /** Pair two remotes' pools (Admin): the pairing is a task; the bootstrap secret never reaches the browser. */
-function PairForm({ remotes, onTask }: { remotes: readonly string[]; onTask: (taskId: string) => void }) {
+function PairForm({
+  remotes,
+  onTask,
+}: {
+  remotes: readonly string[];
+  onTask: (taskId: string) => void;
+}) {
   const create = useCreatePair();
   // Until chosen, the first remote and the next other one (the list may arrive after the form opens).
   const [chosenA, setRemoteA] = useState('');
@@ -48,7 +73,10 @@ function PairForm({ remotes, onTask }: { remotes: readonly string[]; onTask: (ta
   const id = useId();
   const submit = (event: FormEvent) => {
     event.preventDefault();
-    create.mutate({ remoteA, poolA: poolA.trim(), remoteB, poolB: poolB.trim() }, { onSuccess: ({ taskId }) => onTask(taskId) });
+    create.mutate(
+      { remoteA, poolA: poolA.trim(), remoteB, poolB: poolB.trim() },
+      { onSuccess: ({ taskId }) => onTask(taskId) },
+    );
   };
   const choices = (value: string, onChange: (v: string) => void, label: string, key: string) => (
     <div className="field">
@@ -75,19 +103,31 @@ function PairForm({ remotes, onTask }: { remotes: readonly string[]; onTask: (ta
         <input id={`${id}-pb`} value={poolB} onChange={(e) => setPoolB(e.target.value)} size={10} />
       </div>
       <div>
-        <ActionButton type="submit" allowed needs="remote.modify" disabled={create.isPending || remoteA === '' || remoteA === remoteB}>
+        <ActionButton
+          type="submit"
+          allowed
+          needs="remote.modify"
+          disabled={create.isPending || remoteA === '' || remoteA === remoteB}
+        >
           {create.isPending ? 'Pairing…' : 'Pair'}
         </ActionButton>
       </div>
       <p className="muted form-note">
-        A&apos;s agents create a peer bootstrap token and B&apos;s import it; the token carries a Ceph key and passes through the manager in memory only.
+        A&apos;s agents create a peer bootstrap token and B&apos;s import it; the token carries a
+        Ceph key and passes through the manager in memory only.
       </p>
       <ErrorNote error={create.error} />
     </form>
   );
 }
 
-function PairsSection({ signedIn, onTask }: { signedIn: SignedIn; onTask: (taskId: string, label: string) => void }) {
+function PairsSection({
+  signedIn,
+  onTask,
+}: {
+  signedIn: SignedIn;
+  onTask: (taskId: string, label: string) => void;
+}) {
   const readable = may(signedIn, 'remote.audit');
   const pairs = usePairs(readable);
   const tree = useResourceTree();
@@ -100,7 +140,12 @@ function PairsSection({ signedIn, onTask }: { signedIn: SignedIn; onTask: (taskI
     <section aria-labelledby="pairs-heading">
       <div className="toolbar">
         <h2 id="pairs-heading">Remote pairs</h2>
-        <ActionButton allowed={mayPair} needs="remote.modify" onClick={() => setAdding((open) => !open)} aria-expanded={adding}>
+        <ActionButton
+          allowed={mayPair}
+          needs="remote.modify"
+          onClick={() => setAdding((open) => !open)}
+          aria-expanded={adding}
+        >
           Pair remotes…
         </ActionButton>
       </div>
@@ -115,11 +160,17 @@ function PairsSection({ signedIn, onTask }: { signedIn: SignedIn; onTask: (taskI
       )}
       {!readable && <p className="muted">Seeing the pairs needs the remote.audit privilege.</p>}
       <ErrorNote error={pairs.error} />
-      {readable && pairs.isPending && <p className="muted">Reading the pairs and their pools&apos; health…</p>}
-      {pairs.data && pairs.data.items.length === 0 && <p className="muted">No remotes are paired yet.</p>}
+      {readable && pairs.isPending && (
+        <p className="muted">Reading the pairs and their pools&apos; health…</p>
+      )}
+      {pairs.data && pairs.data.items.length === 0 && (
+        <p className="muted">No remotes are paired yet.</p>
+      )}
       {pairs.data && pairs.data.items.length > 0 && (
         <table className="detail-table pair-table">
-          <caption className="visually-hidden">Pairs of remotes&apos; pools mirrored to each other, with each pool&apos;s health</caption>
+          <caption className="visually-hidden">
+            Pairs of remotes&apos; pools mirrored to each other, with each pool&apos;s health
+          </caption>
           <thead>
             <tr>
               <th scope="col">Pair</th>
@@ -136,7 +187,12 @@ function PairsSection({ signedIn, onTask }: { signedIn: SignedIn; onTask: (taskI
           </thead>
           <tbody>
             {pairs.data.items.map((pair) => (
-              <tr key={pair.id} data-testid="pair-row" data-pair={`${pair.remoteA}/${pair.poolA}-${pair.remoteB}/${pair.poolB}`} data-state={pair.state}>
+              <tr
+                key={pair.id}
+                data-testid="pair-row"
+                data-pair={`${pair.remoteA}/${pair.poolA}-${pair.remoteB}/${pair.poolB}`}
+                data-state={pair.state}
+              >
                 <th scope="row">
                   {pair.remoteA}/{pair.poolA} ⇄ {pair.remoteB}/{pair.poolB}
                 </th>
@@ -162,7 +218,11 @@ function PairsSection({ signedIn, onTask }: { signedIn: SignedIn; onTask: (taskI
                     needs="remote.modify"
                     className="danger-outline"
                     disabled={pair.vms > 0}
-                    title={pair.vms > 0 ? 'VMs still mirror through it: disable their replication first' : undefined}
+                    title={
+                      pair.vms > 0
+                        ? 'VMs still mirror through it: disable their replication first'
+                        : undefined
+                    }
                     aria-label={`Unpair ${pair.remoteA}/${pair.poolA} and ${pair.remoteB}/${pair.poolB}`}
                     onClick={() => setDeleting(pair)}
                   >
@@ -175,9 +235,17 @@ function PairsSection({ signedIn, onTask }: { signedIn: SignedIn; onTask: (taskI
         </table>
       )}
       {deleting && (
-        <ConfirmMutation mutation={remove} variables={deleting.id} onClose={() => setDeleting(null)} title="Unpair these pools?" confirmLabel="Unpair" danger>
+        <ConfirmMutation
+          mutation={remove}
+          variables={deleting.id}
+          onClose={() => setDeleting(null)}
+          title="Unpair these pools?"
+          confirmLabel="Unpair"
+          danger
+        >
           <p>
-            {deleting.remoteA}/{deleting.poolA} and {deleting.remoteB}/{deleting.poolB} stop being peers: no VM can be mirrored through them until they are paired again.
+            {deleting.remoteA}/{deleting.poolA} and {deleting.remoteB}/{deleting.poolB} stop being
+            peers: no VM can be mirrored through them until they are paired again.
           </p>
         </ConfirmMutation>
       )}
@@ -185,7 +253,15 @@ function PairsSection({ signedIn, onTask }: { signedIn: SignedIn; onTask: (taskI
   );
 }
 
-const DR_QUESTIONS: Record<DrAction, { title: (row: VmReplication) => string; label: string; text: (row: VmReplication) => string; danger?: boolean }> = {
+const DR_QUESTIONS: Record<
+  DrAction,
+  {
+    title: (row: VmReplication) => string;
+    label: string;
+    text: (row: VmReplication) => string;
+    danger?: boolean;
+  }
+> = {
   switchover: {
     title: (row) => `Switch ${row.name} over to ${otherRemote(row)}?`,
     label: 'Switch over',
@@ -209,14 +285,26 @@ const DR_QUESTIONS: Record<DrAction, { title: (row: VmReplication) => string; la
 };
 
 /** The actions on one mirrored VM, with the privileges the caller holds on it (read from the VM at its primary remote). */
-function DrActions({ signedIn, row, onTask }: { signedIn: SignedIn; row: VmReplication; onTask: (taskId: string, label: string) => void }) {
+function DrActions({
+  signedIn,
+  row,
+  onTask,
+}: {
+  signedIn: SignedIn;
+  row: VmReplication;
+  onTask: (taskId: string, label: string) => void;
+}) {
   const vm = useVm(row.primaryRemote, row.vm);
   const granted = vm.data?.privileges;
   const action = useDrAction(row.primaryRemote, row.vm);
   const [asking, setAsking] = useState<DrAction | 'failover' | null>(null);
   const mayReplicate = may(signedIn, 'vm.replicate', granted);
   const mayFailover = may(signedIn, 'vm.failover', granted);
-  const busy = row.pending ? `${row.pending.action} in progress` : row.phase !== 'active' ? `Replication is ${row.phase}` : null;
+  const busy = row.pending
+    ? `${row.pending.action} in progress`
+    : row.phase !== 'active'
+      ? `Replication is ${row.phase}`
+      : null;
   const other = otherRemote(row);
   return (
     <div className="actions dr-actions" role="group" aria-label={`DR actions for ${row.name}`}>
@@ -229,7 +317,14 @@ function DrActions({ signedIn, row, onTask }: { signedIn: SignedIn; row: VmRepli
       >
         Switch over to {other}…
       </ActionButton>
-      <ActionButton allowed={mayFailover} needs="vm.failover" className="danger-outline" disabled={busy !== null} title={busy ?? undefined} onClick={() => setAsking('failover')}>
+      <ActionButton
+        allowed={mayFailover}
+        needs="vm.failover"
+        className="danger-outline"
+        disabled={busy !== null}
+        title={busy ?? undefined}
+        onClick={() => setAsking('failover')}
+      >
         Fail over to {other}…
       </ActionButton>
       <ActionButton
@@ -241,10 +336,23 @@ function DrActions({ signedIn, row, onTask }: { signedIn: SignedIn; row: VmRepli
       >
         Resync…
       </ActionButton>
-      <ActionButton allowed={mayReplicate} needs="vm.replicate" className="danger-outline" disabled={busy !== null} title={busy ?? undefined} onClick={() => setAsking('disable')}>
+      <ActionButton
+        allowed={mayReplicate}
+        needs="vm.replicate"
+        className="danger-outline"
+        disabled={busy !== null}
+        title={busy ?? undefined}
+        onClick={() => setAsking('disable')}
+      >
         Disable replication…
       </ActionButton>
-      {asking === 'failover' && <FailoverDialog row={row} onTask={(taskId) => onTask(taskId, `Failover of ${row.name}`)} onClose={() => setAsking(null)} />}
+      {asking === 'failover' && (
+        <FailoverDialog
+          row={row}
+          onTask={(taskId) => onTask(taskId, `Failover of ${row.name}`)}
+          onClose={() => setAsking(null)}
+        />
+      )}
       {asking && asking !== 'failover' && (
         <ConfirmMutation
           mutation={action}
@@ -263,7 +371,13 @@ function DrActions({ signedIn, row, onTask }: { signedIn: SignedIn; row: VmRepli
 }
 
 /** Per disk and site: the mirroring state as each cluster reports it. */
-function ImagesTable({ row, images }: { row: VmReplication; images: NonNullable<VmReplication['images']> }) {
+function ImagesTable({
+  row,
+  images,
+}: {
+  row: VmReplication;
+  images: NonNullable<VmReplication['images']>;
+}) {
   if (images.length === 0) return <p className="muted">No disk status yet.</p>;
   return (
     <table className="detail-table image-table">
@@ -297,7 +411,12 @@ function ImagesTable({ row, images }: { row: VmReplication; images: NonNullable<
                   <li key={site.remote}>
                     {site.remote}: <code>{site.state}</code>
                     {site.primary === true && ' (primary)'}
-                    {!site.reachable && <span className="rpo-over"> unreachable{site.error && `: ${site.error}`}</span>}
+                    {!site.reachable && (
+                      <span className="rpo-over">
+                        {' '}
+                        unreachable{site.error && `: ${site.error}`}
+                      </span>
+                    )}
                   </li>
                 ))}
               </ul>
@@ -315,7 +434,15 @@ function ImagesTable({ row, images }: { row: VmReplication; images: NonNullable<
   );
 }
 
-function VmRow({ signedIn, row, onTask }: { signedIn: SignedIn; row: VmReplication; onTask: (taskId: string, label: string) => void }) {
+function VmRow({
+  signedIn,
+  row,
+  onTask,
+}: {
+  signedIn: SignedIn;
+  row: VmReplication;
+  onTask: (taskId: string, label: string) => void;
+}) {
   const [open, setOpen] = useState(false);
   // The per-disk figures are read when the row is opened; the row's own come with the list.
   const detail = useVmReplication(row.source.remote, row.vm, open);
@@ -325,12 +452,22 @@ function VmRow({ signedIn, row, onTask }: { signedIn: SignedIn; row: VmReplicati
   const detailsId = useId();
   return (
     <Fragment>
-      <tr data-testid="replication-row" data-vm={row.vm} data-rpo={level} data-state={row.state} className={row.splitBrain || level === 'over' ? 'row-alert' : undefined}>
+      <tr
+        data-testid="replication-row"
+        data-vm={row.vm}
+        data-rpo={level}
+        data-state={row.state}
+        className={row.splitBrain || level === 'over' ? 'row-alert' : undefined}
+      >
         <th scope="row">
           <a href={href({ page: 'vm', remote: row.primaryRemote, vmid: row.vm })}>{row.name}</a>
           {pending && (
             <div className="muted">
-              {row.pending ? <a href={href({ page: 'task', id: row.pending.taskId })}>{pending}</a> : pending}
+              {row.pending ? (
+                <a href={href({ page: 'task', id: row.pending.taskId })}>{pending}</a>
+              ) : (
+                pending
+              )}
             </div>
           )}
         </th>
@@ -353,11 +490,20 @@ function VmRow({ signedIn, row, onTask }: { signedIn: SignedIn; row: VmReplicati
         </td>
         <td className="number">{row.observedAt ? formatDuration(row.lagSeconds) : '—'}</td>
         <td className="number">{row.observedAt ? formatRate(row.bytesPerSecond) : '—'}</td>
-        <td data-testid="mirror-health" className={row.splitBrain || row.health === 'error' ? 'rpo-over' : undefined}>
+        <td
+          data-testid="mirror-health"
+          className={row.splitBrain || row.health === 'error' ? 'rpo-over' : undefined}
+        >
           {healthInWords(row.health)}
         </td>
         <td>
-          <button type="button" className="link" aria-expanded={open} aria-controls={detailsId} onClick={() => setOpen((o) => !o)}>
+          <button
+            type="button"
+            className="link"
+            aria-expanded={open}
+            aria-controls={detailsId}
+            onClick={() => setOpen((o) => !o)}
+          >
             {open ? 'Hide' : 'Details'}
             <span className="visually-hidden"> of {row.name}</span>
           </button>
@@ -368,7 +514,8 @@ function VmRow({ signedIn, row, onTask }: { signedIn: SignedIn; row: VmReplicati
           <td colSpan={8}>
             {row.splitBrain && (
               <p className="notice split-brain" role="status">
-                Split brain: the disks are primary at both sites. The VM runs at {row.primaryRemote}; resync to discard the stale copy at {otherRemote(row)}.
+                Split brain: the disks are primary at both sites. The VM runs at {row.primaryRemote}
+                ; resync to discard the stale copy at {otherRemote(row)}.
               </p>
             )}
             <DrActions signedIn={signedIn} row={row} onTask={onTask} />
@@ -376,7 +523,8 @@ function VmRow({ signedIn, row, onTask }: { signedIn: SignedIn; row: VmReplicati
             {detail.isPending && <p className="muted">Reading both sites…</p>}
             {images && <ImagesTable row={row} images={images} />}
             <p className="muted">
-              Mirror snapshots every {row.scheduleInterval}; last change: {row.lastChange} (<Timestamp at={row.lastChangeAt} />)
+              Mirror snapshots every {row.scheduleInterval}; last change: {row.lastChange} (
+              <Timestamp at={row.lastChangeAt} />)
             </p>
           </td>
         </tr>
@@ -394,7 +542,9 @@ function VmRow({ signedIn, row, onTask }: { signedIn: SignedIn; row: VmReplicati
 export function ReplicationPage({ signedIn }: { signedIn: SignedIn }) {
   const vms = useReplicatedVms();
   const queryClient = useQueryClient();
-  const task = useTaskFollow(() => void queryClient.invalidateQueries({ queryKey: replicationKeys.all }));
+  const task = useTaskFollow(
+    () => void queryClient.invalidateQueries({ queryKey: replicationKeys.all }),
+  );
   const onTask = (taskId: string, label: string) => task.follow(taskId, label);
   const refused = vms.error instanceof ApiError && vms.error.status === 403;
   const rows = vms.data?.items ?? [];
@@ -402,7 +552,11 @@ export function ReplicationPage({ signedIn }: { signedIn: SignedIn }) {
     <main className="replication-page">
       <header className="toolbar">
         <h1>Replication</h1>
-        <LastUpdated at={vms.dataUpdatedAt} fetching={vms.isFetching} onRefresh={() => void queryClient.invalidateQueries({ queryKey: replicationKeys.all })} />
+        <LastUpdated
+          at={vms.dataUpdatedAt}
+          fetching={vms.isFetching}
+          onRefresh={() => void queryClient.invalidateQueries({ queryKey: replicationKeys.all })}
+        />
       </header>
       {task.view}
       <ErrorNote error={task.error} />
@@ -410,9 +564,18 @@ export function ReplicationPage({ signedIn }: { signedIn: SignedIn }) {
 
       <section aria-labelledby="mirrored-heading">
         <h2 id="mirrored-heading">Mirrored VMs</h2>
-        {refused ? <p className="muted">You may not see any VM.</p> : <ErrorNote error={vms.error} />}
+        {refused ? (
+          <p className="muted">You may not see any VM.</p>
+        ) : (
+          <ErrorNote error={vms.error} />
+        )}
         {vms.isPending && <p className="muted">Loading…</p>}
-        {vms.data && rows.length === 0 && <p className="muted">No VM you may see is mirrored yet. To mirror one, open its page and enable replication in its Replication section.</p>}
+        {vms.data && rows.length === 0 && (
+          <p className="muted">
+            No VM you may see is mirrored yet. To mirror one, open its page and enable replication
+            in its Replication section.
+          </p>
+        )}
         {rows.length > 0 && (
           <table className="detail-table replication-table">
             <caption className="visually-hidden">Mirrored VMs with their DR state and RPO</caption>

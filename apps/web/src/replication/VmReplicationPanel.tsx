@@ -15,15 +15,28 @@ import { healthInWords, rolesInWords, rpoInWords, rpoLevel } from './replication
 import './replication.css';
 
 /** Mirror this VM to the remote paired with its own: the remote, how often a mirror snapshot is taken, the RPO to keep. */
-function EnableForm({ signedIn, vm, onTask }: { signedIn: SignedIn; vm: VmDetail; onTask: (taskId: string) => void }) {
+function EnableForm({
+  signedIn,
+  vm,
+  onTask,
+}: {
+  signedIn: SignedIn;
+  vm: VmDetail;
+  onTask: (taskId: string) => void;
+}) {
   const pairs = usePairs(may(signedIn, 'remote.audit'));
   const enable = useEnableReplication(vm.remote, vm.id);
   const paired = (pairs.data?.items ?? [])
-    .filter((pair) => pair.state === 'paired' && (pair.remoteA === vm.remote || pair.remoteB === vm.remote))
+    .filter(
+      (pair) =>
+        pair.state === 'paired' && (pair.remoteA === vm.remote || pair.remoteB === vm.remote),
+    )
     .map((pair) => (pair.remoteA === vm.remote ? pair.remoteB : pair.remoteA));
   // Without a pair (or without remote.audit to see them): the other remotes, and the manager says what is missing.
   const tree = useResourceTree();
-  const others = (tree.data?.remotes ?? []).map((r) => r.remote).filter((remote) => remote !== vm.remote);
+  const others = (tree.data?.remotes ?? [])
+    .map((r) => r.remote)
+    .filter((remote) => remote !== vm.remote);
   const offered = paired.length > 0 ? paired : others;
   const [target, setTarget] = useState('');
   const [interval, setEvery] = useState('5m');
@@ -33,13 +46,25 @@ function EnableForm({ signedIn, vm, onTask }: { signedIn: SignedIn; vm: VmDetail
   const chosen = target || offered[0] || '';
   const submit = (event: FormEvent) => {
     event.preventDefault();
-    enable.mutate({ targetRemote: chosen.trim(), scheduleInterval: interval.trim(), rpoTargetSeconds: Math.round(Number(rpoMinutes) * 60) }, { onSuccess: ({ taskId }) => onTask(taskId) });
+    enable.mutate(
+      {
+        targetRemote: chosen.trim(),
+        scheduleInterval: interval.trim(),
+        rpoTargetSeconds: Math.round(Number(rpoMinutes) * 60),
+      },
+      { onSuccess: ({ taskId }) => onTask(taskId) },
+    );
   };
   return (
     <form className="replication-form" onSubmit={submit} aria-label="Enable replication">
       <div className="field">
         <label htmlFor={`${id}-target`}>Mirror to remote</label>
-        <select id={`${id}-target`} value={chosen} onChange={(e) => setTarget(e.target.value)} disabled={!allowed || offered.length === 0}>
+        <select
+          id={`${id}-target`}
+          value={chosen}
+          onChange={(e) => setTarget(e.target.value)}
+          disabled={!allowed || offered.length === 0}
+        >
           {offered.map((remote) => (
             <option key={remote} value={remote}>
               {remote}
@@ -49,20 +74,40 @@ function EnableForm({ signedIn, vm, onTask }: { signedIn: SignedIn; vm: VmDetail
       </div>
       <div className="field">
         <label htmlFor={`${id}-interval`}>Mirror snapshot every</label>
-        <input id={`${id}-interval`} value={interval} onChange={(e) => setEvery(e.target.value)} size={5} disabled={!allowed} />
+        <input
+          id={`${id}-interval`}
+          value={interval}
+          onChange={(e) => setEvery(e.target.value)}
+          size={5}
+          disabled={!allowed}
+        />
       </div>
       <div className="field">
         <label htmlFor={`${id}-rpo`}>RPO target (minutes)</label>
-        <input id={`${id}-rpo`} type="number" min={1} max={43200} value={rpoMinutes} onChange={(e) => setRpoMinutes(e.target.value)} disabled={!allowed} />
+        <input
+          id={`${id}-rpo`}
+          type="number"
+          min={1}
+          max={43200}
+          value={rpoMinutes}
+          onChange={(e) => setRpoMinutes(e.target.value)}
+          disabled={!allowed}
+        />
       </div>
       <div>
-        <ActionButton type="submit" allowed={allowed} needs="vm.replicate" disabled={enable.isPending || chosen.trim() === ''}>
+        <ActionButton
+          type="submit"
+          allowed={allowed}
+          needs="vm.replicate"
+          disabled={enable.isPending || chosen.trim() === ''}
+        >
           Enable replication
         </ActionButton>
       </div>
       {pairs.data && paired.length === 0 && (
         <p className="muted form-note">
-          No pool of {vm.remote} is paired with another remote yet: pair them on the <a href={href({ page: 'replication' })}>Replication page</a> first.
+          No pool of {vm.remote} is paired with another remote yet: pair them on the{' '}
+          <a href={href({ page: 'replication' })}>Replication page</a> first.
         </p>
       )}
       <ErrorNote error={enable.error} />
@@ -78,20 +123,34 @@ export function VmReplicationPanel({ signedIn, vm }: { signedIn: SignedIn; vm: V
   const listed = useReplicatedVms();
   const mirrored = listed.data ? listed.data.items.some((item) => item.vm === vm.id) : undefined;
   const replication = useVmReplication(vm.remote, vm.id, mirrored === true);
-  const task = useTaskFollow(() => void queryClient.invalidateQueries({ queryKey: replicationKeys.all }));
+  const task = useTaskFollow(
+    () => void queryClient.invalidateQueries({ queryKey: replicationKeys.all }),
+  );
   const headingId = useId();
   const row = mirrored === false ? null : mirrored ? replication.data : undefined;
   const error = listed.error ?? (mirrored ? replication.error : null);
   const refused = error instanceof ApiError && error.status === 403;
   return (
-    <section aria-labelledby={headingId} className="vm-panel vm-replication" data-testid="vm-replication">
+    <section
+      aria-labelledby={headingId}
+      className="vm-panel vm-replication"
+      data-testid="vm-replication"
+    >
       <h2 id={headingId}>Replication</h2>
-      {refused ? <p className="muted">You may not see the replication of this VM.</p> : <ErrorNote error={error} />}
+      {refused ? (
+        <p className="muted">You may not see the replication of this VM.</p>
+      ) : (
+        <ErrorNote error={error} />
+      )}
       {!error && row === undefined && <p className="muted">Loading…</p>}
       {row === null && (
         <>
           <p className="muted">Not mirrored to another remote.</p>
-          <EnableForm signedIn={signedIn} vm={vm} onTask={(taskId) => task.follow(taskId, 'Enabling replication')} />
+          <EnableForm
+            signedIn={signedIn}
+            vm={vm}
+            onTask={(taskId) => task.follow(taskId, 'Enabling replication')}
+          />
         </>
       )}
       {row && (
@@ -113,7 +172,10 @@ export function VmReplicationPanel({ signedIn, vm }: { signedIn: SignedIn; vm: V
           <div>
             <dt>Mirroring</dt>
             <dd>
-              {healthInWords(row.health)} (every {row.scheduleInterval}) — <a href={href({ page: 'replication' })}>switch over, fail over, resync on the Replication page</a>
+              {healthInWords(row.health)} (every {row.scheduleInterval}) —{' '}
+              <a href={href({ page: 'replication' })}>
+                switch over, fail over, resync on the Replication page
+              </a>
             </dd>
           </div>
         </dl>

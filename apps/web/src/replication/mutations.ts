@@ -13,7 +13,9 @@ function reload(queryClient: QueryClient, remote?: string, vmid?: string) {
   return Promise.all([
     queryClient.invalidateQueries({ queryKey: replicationKeys.vms() }),
     queryClient.invalidateQueries({ queryKey: replicationKeys.pairs() }),
-    ...(remote && vmid ? [queryClient.invalidateQueries({ queryKey: replicationKeys.vm(remote, vmid) })] : []),
+    ...(remote && vmid
+      ? [queryClient.invalidateQueries({ queryKey: replicationKeys.vm(remote, vmid) })]
+      : []),
   ]);
 }
 
@@ -21,7 +23,8 @@ function reload(queryClient: QueryClient, remote?: string, vmid?: string) {
 export function useCreatePair() {
   const queryClient = useQueryClient();
   return useMutation({
-    mutationFn: (body: NewPair): Promise<PairAccepted> => unwrap(api.POST('/api/v1/replication/pairs', { body })),
+    mutationFn: (body: NewPair): Promise<PairAccepted> =>
+      unwrap(api.POST('/api/v1/replication/pairs', { body })),
     onSettled: () => reload(queryClient),
   });
 }
@@ -52,9 +55,19 @@ export function useDrAction(remote: string, vmid: string) {
         case 'disable':
           return unwrap(api.DELETE('/api/v1/remotes/{remote}/vms/{vmid}/replication', path));
         case 'switchover':
-          return unwrap(api.POST('/api/v1/remotes/{remote}/vms/{vmid}/replication/switchover', { ...path, body: {} }));
+          return unwrap(
+            api.POST('/api/v1/remotes/{remote}/vms/{vmid}/replication/switchover', {
+              ...path,
+              body: {},
+            }),
+          );
         case 'resync':
-          return unwrap(api.POST('/api/v1/remotes/{remote}/vms/{vmid}/replication/resync', { ...path, body: {} }));
+          return unwrap(
+            api.POST('/api/v1/remotes/{remote}/vms/{vmid}/replication/resync', {
+              ...path,
+              body: {},
+            }),
+          );
       }
     },
     onSettled: () => reload(queryClient, remote, vmid),
@@ -66,7 +79,12 @@ export function useFailover(remote: string, vmid: string) {
   const queryClient = useQueryClient();
   return useMutation({
     mutationFn: (body: Failover): Promise<TaskAccepted> =>
-      unwrap(api.POST('/api/v1/remotes/{remote}/vms/{vmid}/replication/failover', { params: { path: { remote, vmid } }, body })),
+      unwrap(
+        api.POST('/api/v1/remotes/{remote}/vms/{vmid}/replication/failover', {
+          params: { path: { remote, vmid } },
+          body,
+        }),
+      ),
     onSettled: () => reload(queryClient, remote, vmid),
   });
 }
@@ -76,7 +94,12 @@ export function useEnableReplication(remote: string, vmid: string) {
   const queryClient = useQueryClient();
   return useMutation({
     mutationFn: (body: EnableReplication): Promise<TaskAccepted> =>
-      unwrap(api.POST('/api/v1/remotes/{remote}/vms/{vmid}/replication', { params: { path: { remote, vmid } }, body })),
+      unwrap(
+        api.POST('/api/v1/remotes/{remote}/vms/{vmid}/replication', {
+          params: { path: { remote, vmid } },
+          body,
+        }),
+      ),
     onSettled: () => reload(queryClient, remote, vmid),
   });
 }

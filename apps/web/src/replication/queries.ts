@@ -14,7 +14,8 @@ export const replicationKeys = {
   pairs: () => [...replicationKeys.all, 'pairs'] as const,
   vms: () => [...replicationKeys.all, 'vms'] as const,
   vm: (remote: string, vmid: string) => [...replicationKeys.all, 'vm', remote, vmid] as const,
-  failover: (remote: string, vmid: string) => [...replicationKeys.vm(remote, vmid), 'failover'] as const,
+  failover: (remote: string, vmid: string) =>
+    [...replicationKeys.vm(remote, vmid), 'failover'] as const,
 };
 
 /** A refusal (4xx) stays one until something changes: polling it again only adds load. */
@@ -25,7 +26,8 @@ const refusedOr = (interval: number) => (query: { state: { error: Error | null }
 export function usePairs(enabled = true) {
   return useQuery({
     queryKey: replicationKeys.pairs(),
-    queryFn: (): Promise<PairList> => unwrap(api.GET('/api/v1/replication/pairs', { params: { query: { health: 'true' } } })),
+    queryFn: (): Promise<PairList> =>
+      unwrap(api.GET('/api/v1/replication/pairs', { params: { query: { health: 'true' } } })),
     enabled,
     refetchInterval: refusedOr(30_000),
   });
@@ -46,7 +48,11 @@ export function useVmReplication(remote: string, vmid: string, enabled = true, r
     queryKey: replicationKeys.vm(remote, vmid),
     queryFn: async (): Promise<VmReplication | null> => {
       try {
-        return await unwrap(api.GET('/api/v1/remotes/{remote}/vms/{vmid}/replication', { params: { path: { remote, vmid } } }));
+        return await unwrap(
+          api.GET('/api/v1/remotes/{remote}/vms/{vmid}/replication', {
+            params: { path: { remote, vmid } },
+          }),
+        );
       } catch (error) {
         if (error instanceof ApiError && error.status === 404) return null;
         throw error;
@@ -61,7 +67,12 @@ export function useVmReplication(remote: string, vmid: string, enabled = true, r
 export function useFailoverPreview(remote: string, vmid: string) {
   return useQuery({
     queryKey: replicationKeys.failover(remote, vmid),
-    queryFn: (): Promise<FailoverPreview> => unwrap(api.GET('/api/v1/remotes/{remote}/vms/{vmid}/replication/failover', { params: { path: { remote, vmid } } })),
+    queryFn: (): Promise<FailoverPreview> =>
+      unwrap(
+        api.GET('/api/v1/remotes/{remote}/vms/{vmid}/replication/failover', {
+          params: { path: { remote, vmid } },
+        }),
+      ),
     staleTime: 0,
     gcTime: 0,
   });

@@ -5,10 +5,13 @@ type Row = Pick<VmReplication, 'rpoSeconds' | 'rpoTargetSeconds' | 'rpoExceeded'
 
 /** The RPO against its target in words (colour only helps): "4 min 12 s, within its 15 min target". */
 export function rpoInWords(row: Row): string {
-  if (row.rpoSeconds === null) return `unknown (no site has answered yet); target ${formatDuration(row.rpoTargetSeconds)}`;
+  if (row.rpoSeconds === null)
+    return `unknown (no site has answered yet); target ${formatDuration(row.rpoTargetSeconds)}`;
   const rpo = formatDuration(row.rpoSeconds);
   const target = formatDuration(row.rpoTargetSeconds);
-  return row.rpoExceeded ? `${rpo}: over its ${target} target` : `${rpo}, within its ${target} target`;
+  return row.rpoExceeded
+    ? `${rpo}: over its ${target} target`
+    : `${rpo}, within its ${target} target`;
 }
 
 /** For styling and tests: over, within or unknown. */
@@ -30,7 +33,9 @@ export function healthInWords(health: VmReplication['health']): string {
 }
 
 /** The remote that is not where the VM runs: where a switchover or failover would move it. */
-export function otherRemote(row: Pick<VmReplication, 'primaryRemote' | 'source' | 'target'>): string {
+export function otherRemote(
+  row: Pick<VmReplication, 'primaryRemote' | 'source' | 'target'>,
+): string {
   return row.primaryRemote === row.source.remote ? row.target.remote : row.source.remote;
 }
 
@@ -47,8 +52,16 @@ export function pendingInWords(row: Pick<VmReplication, 'pending' | 'phase'>): s
 }
 
 /** The data at risk and the fencing in sentences, from the preview's figures (times in the user's locale and UTC). */
-export function riskInWords(vm: string, preview: Pick<FailoverPreview, 'from' | 'to' | 'rpoSeconds' | 'lastMirroredSnapshotAt' | 'sourceReachable'>): string {
-  const since = preview.lastMirroredSnapshotAt ? ` — since ${formatTime(preview.lastMirroredSnapshotAt)} (${formatUtc(preview.lastMirroredSnapshotAt)})` : '';
+export function riskInWords(
+  vm: string,
+  preview: Pick<
+    FailoverPreview,
+    'from' | 'to' | 'rpoSeconds' | 'lastMirroredSnapshotAt' | 'sourceReachable'
+  >,
+): string {
+  const since = preview.lastMirroredSnapshotAt
+    ? ` — since ${formatTime(preview.lastMirroredSnapshotAt)} (${formatUtc(preview.lastMirroredSnapshotAt)})`
+    : '';
   const loss =
     preview.rpoSeconds === null
       ? `Neither site could say when the last snapshot was mirrored: how much of what ${vm} wrote at ${preview.from} is lost is unknown.`

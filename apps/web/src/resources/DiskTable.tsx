@@ -3,7 +3,15 @@ import type { VmDetail } from './queries';
 import './resources.css';
 
 /** A VM's disks: pool, image, size, bus. `hideCaption` keeps the caption for screen readers only (under a visible heading). */
-export function DiskTable({ disks, caption, hideCaption = false }: { disks: VmDetail['disks']; caption: string; hideCaption?: boolean }) {
+export function DiskTable({
+  disks,
+  caption,
+  hideCaption = false,
+}: {
+  disks: VmDetail['disks'];
+  caption: string;
+  hideCaption?: boolean;
+}) {
   if (disks.length === 0) return <p className="muted">No disks.</p>;
   return (
     <table className="detail-table">

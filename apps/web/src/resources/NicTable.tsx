@@ -2,7 +2,15 @@ import type { VmDetail } from './queries';
 import './resources.css';
 
 /** A VM's network interfaces: MAC, bridge, model, VLAN. `hideCaption` keeps the caption for screen readers only. */
-export function NicTable({ nics, caption, hideCaption = false }: { nics: VmDetail['nics']; caption: string; hideCaption?: boolean }) {
+export function NicTable({
+  nics,
+  caption,
+  hideCaption = false,
+}: {
+  nics: VmDetail['nics'];
+  caption: string;
+  hideCaption?: boolean;
+}) {
   if (nics.length === 0) return <p className="muted">No network interfaces.</p>;
   return (
     <table className="detail-table">

@@ -15,7 +15,8 @@ export function ResourceTree({ q }: { q: string }) {
   const [toggled, setToggled] = useState<Record<string, boolean>>({});
   const inScope = { remote: valueOf(q, 'remote'), node: valueOf(q, 'node') };
   const nodesOf = new Map<string, NodeResource[]>();
-  for (const node of tree.data?.nodes ?? []) nodesOf.set(node.remote, [...(nodesOf.get(node.remote) ?? []), node]);
+  for (const node of tree.data?.nodes ?? [])
+    nodesOf.set(node.remote, [...(nodesOf.get(node.remote) ?? []), node]);
   const remotes = [...(tree.data?.remotes ?? [])].sort((a, b) => a.remote.localeCompare(b.remote));
   const allVms = remotes.reduce((sum, r) => sum + r.vms.total, 0);
   return (
@@ -27,7 +28,10 @@ export function ResourceTree({ q }: { q: string }) {
         <ul className="tree-root">
           <li>
             <span className="tree-twisty-space" aria-hidden="true" />
-            <a href={href({ page: 'resources', q: '' })} aria-current={q === '' ? 'page' : undefined}>
+            <a
+              href={href({ page: 'resources', q: '' })}
+              aria-current={q === '' ? 'page' : undefined}
+            >
               All remotes
             </a>
             <span className="tree-count" title="VMs">
@@ -51,12 +55,16 @@ export function ResourceTree({ q }: { q: string }) {
                 >
                   <span aria-hidden="true">{expanded ? '▾' : '▸'}</span>
                 </button>
-                <a href={href({ page: 'resources', q: withScope(q, { remote: remote.remote }) })} aria-current={current ? 'page' : undefined}>
+                <a
+                  href={href({ page: 'resources', q: withScope(q, { remote: remote.remote }) })}
+                  aria-current={current ? 'page' : undefined}
+                >
                   {remote.remote}
                 </a>
                 {remote.status !== 'online' && (
                   <span className={`tree-status tree-status-${remote.status}`}>
-                    <span aria-hidden="true">{remote.status === 'unreachable' ? '✖' : '…'}</span> {remote.status}
+                    <span aria-hidden="true">{remote.status === 'unreachable' ? '✖' : '…'}</span>{' '}
+                    {remote.status}
                   </span>
                 )}
                 <span className="tree-count" title="VMs running / VMs">
@@ -67,8 +75,15 @@ export function ResourceTree({ q }: { q: string }) {
                   {nodes.map((node) => (
                     <li key={node.id}>
                       <a
-                        href={href({ page: 'resources', q: withScope(q, { remote: remote.remote, node: node.id }) })}
-                        aria-current={inScope.remote === remote.remote && inScope.node === node.id ? 'page' : undefined}
+                        href={href({
+                          page: 'resources',
+                          q: withScope(q, { remote: remote.remote, node: node.id }),
+                        })}
+                        aria-current={
+                          inScope.remote === remote.remote && inScope.node === node.id
+                            ? 'page'
+                            : undefined
+                        }
                         title={node.fqdn || undefined}
                       >
                         {node.id}

@@ -60,8 +60,10 @@ function SearchBox({ q, problem }: { q: string; problem: string | null }) {
         </p>
       )}
       <p id={helpId} className="muted search-help">
-        Terms all must match: <code>key:value</code> with the keys {SEARCH_KEYS.map((key, i) => [i > 0 && ', ', <code key={key}>{key}</code>])} (
-        <code>label:env=prod</code>, <code>name:&quot;web 1&quot;</code>); the same key twice matches either; a bare word matches names.
+        Terms all must match: <code>key:value</code> with the keys{' '}
+        {SEARCH_KEYS.map((key, i) => [i > 0 && ', ', <code key={key}>{key}</code>])} (
+        <code>label:env=prod</code>, <code>name:&quot;web 1&quot;</code>); the same key twice
+        matches either; a bare word matches names.
       </p>
     </form>
   );
@@ -73,13 +75,18 @@ export function ResourcesPage({ signedIn, q }: { signedIn: SignedIn; q: string }
   const first = useFirstVmPage(q, sort);
   const owners = useVmOwners(may(signedIn, 'access.audit'));
   const reload = useReloadResources();
-  const badSearch = first.error instanceof ApiError && first.error.status === 400 ? first.error.message : null;
+  const badSearch =
+    first.error instanceof ApiError && first.error.status === 400 ? first.error.message : null;
   const total = first.data?.total;
   return (
     <main className="resources">
       <header className="toolbar">
         <h1>Resources</h1>
-        <LastUpdated at={first.dataUpdatedAt} fetching={first.isFetching} onRefresh={() => void reload()} />
+        <LastUpdated
+          at={first.dataUpdatedAt}
+          fetching={first.isFetching}
+          onRefresh={() => void reload()}
+        />
       </header>
       <div className="resources-layout">
         <ResourceTree q={q} />
@@ -90,7 +97,8 @@ export function ResourcesPage({ signedIn, q }: { signedIn: SignedIn; q: string }
             {first.isPending && !first.error && 'Searching…'}
             {total !== undefined && !first.error && (
               <>
-                <span data-testid="result-count">{total}</span> {total === 1 ? 'VM matches' : 'VMs match'}
+                <span data-testid="result-count">{total}</span>{' '}
+                {total === 1 ? 'VM matches' : 'VMs match'}
                 {first.data && first.data.remotes.some((r) => r.status === 'unreachable') && (
                   <span className="warn-text">
                     {' '}
@@ -100,7 +108,9 @@ export function ResourcesPage({ signedIn, q }: { signedIn: SignedIn; q: string }
               </>
             )}
           </p>
-          {total !== undefined && total > 0 && !first.error && <VmTable q={q} sort={sort} total={total} owners={owners.data} onSort={setSort} />}
+          {total !== undefined && total > 0 && !first.error && (
+            <VmTable q={q} sort={sort} total={total} owners={owners.data} onSort={setSort} />
+          )}
           {total === 0 && !first.error && <p className="muted">No VM matches this search.</p>}
         </section>
       </div>

@@ -13,7 +13,14 @@ import { FollowedTask } from '../tasks/FollowedTask';
 import { DiskTable } from './DiskTable';
 import { useReloadVm, useVmPower, type PowerAction } from './mutations';
 import { NicTable } from './NicTable';
-import { taskFinished, useFollowedTask, useVm, useVmOwners, useVmTasks, type Task } from './queries';
+import {
+  taskFinished,
+  useFollowedTask,
+  useVm,
+  useVmOwners,
+  useVmTasks,
+  type Task,
+} from './queries';
 import './resources.css';
 import { withScope } from './search-terms';
 import { VmLastSeen } from './VmTable';
@@ -29,7 +36,13 @@ interface PowerChoice {
 }
 
 const POWER: readonly PowerChoice[] = [
-  { action: 'start', label: 'Start', when: ['stopped', 'crashed'], whenText: 'Only a stopped VM starts', question: (name) => `Start ${name}?` },
+  {
+    action: 'start',
+    label: 'Start',
+    when: ['stopped', 'crashed'],
+    whenText: 'Only a stopped VM starts',
+    question: (name) => `Start ${name}?`,
+  },
   {
     action: 'shutdown',
     label: 'Shut down',
@@ -37,13 +50,20 @@ const POWER: readonly PowerChoice[] = [
     whenText: 'Only a running VM shuts down',
     question: (name) => `Ask the guest of ${name} to shut down? The guest decides when it is done.`,
   },
-  { action: 'reboot', label: 'Reboot', when: ['running'], whenText: 'Only a running VM reboots', question: (name) => `Reboot ${name}?` },
+  {
+    action: 'reboot',
+    label: 'Reboot',
+    when: ['running'],
+    whenText: 'Only a running VM reboots',
+    question: (name) => `Reboot ${name}?`,
+  },
   {
     action: 'stop',
     label: 'Stop',
     when: ['running', 'paused', 'starting', 'stopping', 'rebooting', 'crashed'],
     whenText: 'The VM is already stopped',
-    question: (name) => `Stop ${name} at once, like pulling the plug? What the guest has not written to disk is lost.`,
+    question: (name) =>
+      `Stop ${name} at once, like pulling the plug? What the guest has not written to disk is lost.`,
     danger: true,
   },
 ];
@@ -66,8 +86,14 @@ function VmTasks({ remote, vmid }: { remote: string; vmid: string }) {
   return (
     <section aria-labelledby={headingId} className="vm-panel vm-tasks">
       <h2 id={headingId}>Tasks</h2>
-      {refused ? <p className="muted">You may not see tasks (task.audit).</p> : <ErrorNote error={tasks.error} />}
-      {tasks.data && tasks.data.items.length === 0 && <p className="muted">No tasks on this VM yet.</p>}
+      {refused ? (
+        <p className="muted">You may not see tasks (task.audit).</p>
+      ) : (
+        <ErrorNote error={tasks.error} />
+      )}
+      {tasks.data && tasks.data.items.length === 0 && (
+        <p className="muted">No tasks on this VM yet.</p>
+      )}
       {tasks.data && tasks.data.items.length > 0 && (
         <table className="detail-table">
           <caption className="visually-hidden">Tasks on this VM, newest first</caption>
@@ -100,7 +126,8 @@ function VmTasks({ remote, vmid }: { remote: string; vmid: string }) {
       )}
       {tasks.data && tasks.data.total > tasks.data.items.length && (
         <p className="muted">
-          {tasks.data.total - tasks.data.items.length} older tasks: see <a href={href({ page: 'tasks' })}>Tasks</a>.
+          {tasks.data.total - tasks.data.items.length} older tasks: see{' '}
+          <a href={href({ page: 'tasks' })}>Tasks</a>.
         </p>
       )}
     </section>
@@ -108,7 +135,15 @@ function VmTasks({ remote, vmid }: { remote: string; vmid: string }) {
 }
 
 /** One VM: its state and spec, where it runs, who owns it, its tasks, and the power actions the user may take. */
-export function VmPage({ signedIn, remote, vmid }: { signedIn: SignedIn; remote: string; vmid: string }) {
+export function VmPage({
+  signedIn,
+  remote,
+  vmid,
+}: {
+  signedIn: SignedIn;
+  remote: string;
+  vmid: string;
+}) {
   const [asking, setAsking] = useState<PowerChoice | null>(null);
   const [followed, setFollowed] = useState<{ id: string; label: string } | null>(null);
   const task = useFollowedTask(followed?.id ?? null);
@@ -148,7 +183,13 @@ export function VmPage({ signedIn, remote, vmid }: { signedIn: SignedIn; remote:
   const detail = vm.data;
   const mayPower = may(signedIn, 'vm.power', detail.privileges);
   const owner = owners.data?.get(detail.id.toLowerCase()) ?? null;
-  const blocked = detail.lockedBy ? `Locked by ${detail.lockedBy}` : busy ? 'An action is in progress' : detail.stale ? 'The remote is unreachable' : null;
+  const blocked = detail.lockedBy
+    ? `Locked by ${detail.lockedBy}`
+    : busy
+      ? 'An action is in progress'
+      : detail.stale
+        ? 'The remote is unreachable'
+        : null;
   return (
     <main className="vm-page">
       <header className="toolbar vm-header">
@@ -162,8 +203,11 @@ export function VmPage({ signedIn, remote, vmid }: { signedIn: SignedIn; remote:
         </span>
       </header>
       <p className="muted vm-crumbs">
-        <a href={href({ page: 'resources', q: withScope('', { remote }) })}>{remote}</a> / <a href={href({ page: 'resources', q: withScope('', { remote, node: detail.node }) })}>{detail.node}</a> /{' '}
-        <code>{detail.id}</code>
+        <a href={href({ page: 'resources', q: withScope('', { remote }) })}>{remote}</a> /{' '}
+        <a href={href({ page: 'resources', q: withScope('', { remote, node: detail.node }) })}>
+          {detail.node}
+        </a>{' '}
+        / <code>{detail.id}</code>
       </p>
       {detail.stale && (
         <p className="notice" role="status">
@@ -192,7 +236,12 @@ export function VmPage({ signedIn, remote, vmid }: { signedIn: SignedIn; remote:
           allowed={may(signedIn, 'vm.migrate', detail.privileges)}
           needs="vm.migrate"
           disabled={!MIGRATABLE.includes(detail.status) || blocked !== null}
-          title={blocked ?? (MIGRATABLE.includes(detail.status) ? undefined : 'Only a running or stopped VM migrates')}
+          title={
+            blocked ??
+            (MIGRATABLE.includes(detail.status)
+              ? undefined
+              : 'Only a running or stopped VM migrates')
+          }
           onClick={() => navigate({ page: 'migrate', remote, vmid })}
         >
           Migrate…
@@ -205,7 +254,9 @@ export function VmPage({ signedIn, remote, vmid }: { signedIn: SignedIn; remote:
         <ConfirmMutation
           mutation={power}
           variables={asking.action}
-          onDone={({ taskId }) => setFollowed({ id: taskId, label: `${asking.label} ${detail.name}` })}
+          onDone={({ taskId }) =>
+            setFollowed({ id: taskId, label: `${asking.label} ${detail.name}` })
+          }
           onClose={() => setAsking(null)}
           title={`${asking.label} ${detail.name}`}
           confirmLabel={asking.label}
@@ -223,7 +274,9 @@ export function VmPage({ signedIn, remote, vmid }: { signedIn: SignedIn; remote:
               <a href={href({ page: 'resources', q: withScope('', { remote }) })}>{remote}</a>
             </Field>
             <Field label="Node">{detail.node || '—'}</Field>
-            <Field label="Owner">{owner ?? detail.tenant ?? <span className="muted">none</span>}</Field>
+            <Field label="Owner">
+              {owner ?? detail.tenant ?? <span className="muted">none</span>}
+            </Field>
             <Field label="Labels">
               {Object.keys(detail.labels).length === 0 ? (
                 <span className="muted">none</span>
@@ -245,13 +298,21 @@ export function VmPage({ signedIn, remote, vmid }: { signedIn: SignedIn; remote:
         <section aria-labelledby="vm-runtime" className="vm-panel">
           <h2 id="vm-runtime">Runtime</h2>
           <dl className="fields">
-            <Field label="CPU use">{detail.status === 'running' ? formatPercent(detail.cpuUsage) : '—'}</Field>
-            <Field label="Memory used">
-              {detail.status === 'running' ? `${formatBytes(detail.memoryUsedBytes)} of ${formatBytes(detail.memoryBytes)}` : '—'}
+            <Field label="CPU use">
+              {detail.status === 'running' ? formatPercent(detail.cpuUsage) : '—'}
             </Field>
-            <Field label="Uptime">{detail.status === 'running' ? formatDuration(detail.uptimeSeconds) : '—'}</Field>
+            <Field label="Memory used">
+              {detail.status === 'running'
+                ? `${formatBytes(detail.memoryUsedBytes)} of ${formatBytes(detail.memoryBytes)}`
+                : '—'}
+            </Field>
+            <Field label="Uptime">
+              {detail.status === 'running' ? formatDuration(detail.uptimeSeconds) : '—'}
+            </Field>
             <Field label="State since">{formatTime(detail.stateChangedAt)}</Field>
-            <Field label="Locked by">{detail.lockedBy ?? <span className="muted">nothing</span>}</Field>
+            <Field label="Locked by">
+              {detail.lockedBy ?? <span className="muted">nothing</span>}
+            </Field>
           </dl>
         </section>
 

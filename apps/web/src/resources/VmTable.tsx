@@ -35,7 +35,17 @@ export function VmLastSeen({ vm }: { vm: VmSeen }) {
   );
 }
 
-function VmRow({ vm, index, owner, measure }: { vm: VmResource; index: number; owner: string | null; measure: (row: HTMLTableRowElement | null) => void }) {
+function VmRow({
+  vm,
+  index,
+  owner,
+  measure,
+}: {
+  vm: VmResource;
+  index: number;
+  owner: string | null;
+  measure: (row: HTMLTableRowElement | null) => void;
+}) {
   return (
     <tr
       ref={measure}
@@ -97,7 +107,11 @@ export function VmTable({
     paddingStart: HEAD_HEIGHT,
   });
   const items = virtualizer.getVirtualItems();
-  const loaded = useVmPages(q, sort, pagesFor(items[0]?.index ?? 0, items[items.length - 1]?.index ?? -1));
+  const loaded = useVmPages(
+    q,
+    sort,
+    pagesFor(items[0]?.index ?? 0, items[items.length - 1]?.index ?? -1),
+  );
 
   // A new search or order starts at the top.
   useEffect(() => {
@@ -107,7 +121,13 @@ export function VmTable({
   const before = items.length > 0 ? items[0].start - HEAD_HEIGHT : 0;
   const after = items.length > 0 ? virtualizer.getTotalSize() - items[items.length - 1].end : 0;
   return (
-    <div ref={box} className="scroll-box vm-box" role="region" tabIndex={0} aria-labelledby={captionId}>
+    <div
+      ref={box}
+      className="scroll-box vm-box"
+      role="region"
+      tabIndex={0}
+      aria-labelledby={captionId}
+    >
       <table className="vm-table" aria-rowcount={total + 1} aria-busy={loaded.fetching}>
         <caption id={captionId} className="visually-hidden">
           Matching VMs ({total}); sortable by the column buttons
@@ -115,12 +135,25 @@ export function VmTable({
         <thead>
           <tr aria-rowindex={1}>
             {COLUMNS.map((column) => (
-              <th key={column.label} scope="col" className={column.numeric ? 'number' : undefined} aria-sort={column.sort ? ariaSort(sort, column.sort) : undefined}>
+              <th
+                key={column.label}
+                scope="col"
+                className={column.numeric ? 'number' : undefined}
+                aria-sort={column.sort ? ariaSort(sort, column.sort) : undefined}
+              >
                 {column.sort ? (
-                  <button type="button" className="sort" onClick={() => onSort(nextSort(sort, column.sort!))}>
+                  <button
+                    type="button"
+                    className="sort"
+                    onClick={() => onSort(nextSort(sort, column.sort!))}
+                  >
                     {column.label}
                     <span aria-hidden="true" className="sort-mark">
-                      {ariaSort(sort, column.sort) === 'ascending' ? '▲' : ariaSort(sort, column.sort) === 'descending' ? '▼' : '↕'}
+                      {ariaSort(sort, column.sort) === 'ascending'
+                        ? '▲'
+                        : ariaSort(sort, column.sort) === 'descending'
+                          ? '▼'
+                          : '↕'}
                     </span>
                   </button>
                 ) : (
@@ -147,7 +180,13 @@ export function VmTable({
                 measure={virtualizer.measureElement}
               />
             ) : (
-              <tr key={`loading-${item.index}`} ref={virtualizer.measureElement} data-index={item.index} className="loading-row" aria-rowindex={item.index + 2}>
+              <tr
+                key={`loading-${item.index}`}
+                ref={virtualizer.measureElement}
+                data-index={item.index}
+                className="loading-row"
+                aria-rowindex={item.index + 2}
+              >
                 <td colSpan={COLUMNS.length} className="muted">
                   Loading…
                 </td>

@@ -18,7 +18,11 @@ export function pageOffset(page: number, pageSize = PAGE_SIZE): number {
 }
 
 /** Row `index` from the loaded pages, or undefined while its page is not there. */
-export function rowAt<T>(pages: ReadonlyMap<number, readonly T[]>, index: number, pageSize = PAGE_SIZE): T | undefined {
+export function rowAt<T>(
+  pages: ReadonlyMap<number, readonly T[]>,
+  index: number,
+  pageSize = PAGE_SIZE,
+): T | undefined {
   return pages.get(Math.floor(index / pageSize))?.[index % pageSize];
 }
 
@@ -32,7 +36,10 @@ export function nextSort(current: Sort | undefined, column: SortColumn): Sort {
 }
 
 /** aria-sort of a column header. */
-export function ariaSort(current: Sort | undefined, column: SortColumn): 'ascending' | 'descending' | 'none' {
+export function ariaSort(
+  current: Sort | undefined,
+  column: SortColumn,
+): 'ascending' | 'descending' | 'none' {
   if (current === column) return 'ascending';
   if (current === `-${column}`) return 'descending';
   return 'none';

@@ -14,8 +14,10 @@ export const resourceKeys = {
   all: ['resources'] as const,
   tree: () => [...resourceKeys.all, 'tree'] as const,
   vmLists: () => [...resourceKeys.all, 'vms'] as const,
-  vmList: (q: string, sort: Sort | undefined) => [...resourceKeys.vmLists(), q, sort ?? 'default'] as const,
-  vmPage: (q: string, sort: Sort | undefined, page: number) => [...resourceKeys.vmList(q, sort), page] as const,
+  vmList: (q: string, sort: Sort | undefined) =>
+    [...resourceKeys.vmLists(), q, sort ?? 'default'] as const,
+  vmPage: (q: string, sort: Sort | undefined, page: number) =>
+    [...resourceKeys.vmList(q, sort), page] as const,
   vm: (remote: string, vmid: string) => [...resourceKeys.all, 'vm', remote, vmid] as const,
   vmTasks: (remote: string, vmid: string) => [...resourceKeys.vm(remote, vmid), 'tasks'] as const,
   task: (id: string) => [...resourceKeys.all, 'task', id] as const,
@@ -39,8 +41,13 @@ export function useResourceTree() {
   return useQuery({
     queryKey: resourceKeys.tree(),
     queryFn: async (): Promise<ResourceTree> => {
-      const list: ResourceList = await unwrap(api.GET('/api/v1/resources', { params: { query: { type: 'node', limit: TREE_LIMIT } } }));
-      return { remotes: list.remotes, nodes: list.items.filter((item): item is NodeResource => item.type === 'node') };
+      const list: ResourceList = await unwrap(
+        api.GET('/api/v1/resources', { params: { query: { type: 'node', limit: TREE_LIMIT } } }),
+      );
+      return {
+        remotes: list.remotes,
+        nodes: list.items.filter((item): item is NodeResource => item.type === 'node'),
+      };
     },
     refetchInterval: refusedOr(30_000),
   });
@@ -51,7 +58,19 @@ function vmPageQuery(q: string, sort: Sort | undefined, page: number) {
   return {
     queryKey: resourceKeys.vmPage(q, sort, page),
     queryFn: (): Promise<ResourceList> =>
-      unwrap(api.GET('/api/v1/resources', { params: { query: definedOnly({ type: 'vm' as const, q, sort, limit: PAGE_SIZE, offset: pageOffset(page) }) } })),
+      unwrap(
+        api.GET('/api/v1/resources', {
+          params: {
+            query: definedOnly({
+              type: 'vm' as const,
+              q,
+              sort,
+              limit: PAGE_SIZE,
+              offset: pageOffset(page),
+            }),
+          },
+        }),
+      ),
     staleTime: 15_000,
   };
 }
@@ -79,9 +98,17 @@ export function useVmPages(q: string, sort: Sort | undefined, pages: readonly nu
     combine: (results) => {
       const loaded = new Map<number, VmResource[]>();
       results.forEach((result, i) => {
-        if (result.data) loaded.set(pages[i], result.data.items.filter((item): item is VmResource => item.type === 'vm'));
+        if (result.data)
+          loaded.set(
+            pages[i],
+            result.data.items.filter((item): item is VmResource => item.type === 'vm'),
+          );
       });
-      return { pages: loaded, fetching: results.some((r) => r.isFetching), updatedAt: Math.max(0, ...results.map((r) => r.dataUpdatedAt)) };
+      return {
+        pages: loaded,
+        fetching: results.some((r) => r.isFetching),
+        updatedAt: Math.max(0, ...results.map((r) => r.dataUpdatedAt)),
+      };
     },
   });
 }
@@ -97,7 +124,9 @@ export function useVmOwners(enabled: boolean) {
   return useQuery({
     queryKey: resourceKeys.owners(),
     queryFn: async (): Promise<Map<string, string>> => {
-      const list: Schemas['VmOwnerListDto_Output'] = await unwrap(api.GET('/api/v1/access/vm-owners'));
+      const list: Schemas['VmOwnerListDto_Output'] = await unwrap(
+        api.GET('/api/v1/access/vm-owners'),
+      );
       return new Map(list.items.map((owner) => [owner.vm.toLowerCase(), owner.tenantGroup]));
     },
     enabled,
@@ -109,7 +138,10 @@ export function useVmOwners(enabled: boolean) {
 export function useVm(remote: string, vmid: string, busy = false) {
   return useQuery({
     queryKey: resourceKeys.vm(remote, vmid),
-    queryFn: (): Promise<VmDetail> => unwrap(api.GET('/api/v1/remotes/{remote}/vms/{vmid}', { params: { path: { remote, vmid } } })),
+    queryFn: (): Promise<VmDetail> =>
+      unwrap(
+        api.GET('/api/v1/remotes/{remote}/vms/{vmid}', { params: { path: { remote, vmid } } }),
+      ),
     refetchInterval: refusedOr(busy ? 1_500 : 10_000),
   });
 }
@@ -118,7 +150,8 @@ export function useVm(remote: string, vmid: string, busy = false) {
 export function useVmTasks(remote: string, vmid: string, enabled = true) {
   return useQuery({
     queryKey: resourceKeys.vmTasks(remote, vmid),
-    queryFn: (): Promise<TaskList> => unwrap(api.GET('/api/v1/tasks', { params: { query: { remote, vm: vmid, limit: 20 } } })),
+    queryFn: (): Promise<TaskList> =>
+      unwrap(api.GET('/api/v1/tasks', { params: { query: { remote, vm: vmid, limit: 20 } } })),
     enabled,
     refetchInterval: refusedOr(10_000),
   });
@@ -133,8 +166,10 @@ export const taskFinished = (task: Pick<Task, 'state'>) => FINISHED.has(task.sta
 export function useFollowedTask(id: string | null) {
   return useQuery({
     queryKey: resourceKeys.task(id ?? ''),
-    queryFn: (): Promise<Task> => unwrap(api.GET('/api/v1/tasks/{id}', { params: { path: { id: id ?? '' } } })),
+    queryFn: (): Promise<Task> =>
+      unwrap(api.GET('/api/v1/tasks/{id}', { params: { path: { id: id ?? '' } } })),
     enabled: id !== null,
-    refetchInterval: (query) => (query.state.data && taskFinished(query.state.data)) || query.state.error ? false : 1_000,
+    refetchInterval: (query) =>
+      (query.state.data && taskFinished(query.state.data)) || query.state.error ? false : 1_000,
   });
 }

@@ -3,7 +3,12 @@ import { quoteValue, searchTerms, termKey, termValue, valueOf, withScope } from 
 
 describe('searchTerms', () => {
   it('splits at spaces outside double quotes and keeps the quotes', () => {
-    expect(searchTerms('  web remote:dc-east   name:"web 1" status:running ')).toEqual(['web', 'remote:dc-east', 'name:"web 1"', 'status:running']);
+    expect(searchTerms('  web remote:dc-east   name:"web 1" status:running ')).toEqual([
+      'web',
+      'remote:dc-east',
+      'name:"web 1"',
+      'status:running',
+    ]);
   });
   it('keeps escaped quotes inside a quoted value', () => {
     expect(searchTerms('name:"a \\" b" x')).toEqual(['name:"a \\" b"', 'x']);
@@ -40,9 +45,12 @@ describe('valueOf', () => {
 
 describe('withScope', () => {
   it('replaces the remote and node terms and keeps the others', () => {
-    expect(withScope('node:old web remote:dc-west status:running', { remote: 'dc-east', node: 'node-2' })).toBe(
-      'remote:dc-east node:node-2 web status:running',
-    );
+    expect(
+      withScope('node:old web remote:dc-west status:running', {
+        remote: 'dc-east',
+        node: 'node-2',
+      }),
+    ).toBe('remote:dc-east node:node-2 web status:running');
   });
   it('narrows to a remote alone, dropping a node of another remote', () => {
     expect(withScope('node:node-1', { remote: 'dc-east' })).toBe('remote:dc-east');

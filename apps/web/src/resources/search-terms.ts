@@ -5,7 +5,16 @@
  */
 
 /** The keys the manager understands, for the help text. */
-export const SEARCH_KEYS = ['remote', 'node', 'status', 'name', 'tenant', 'type', 'id', 'label'] as const;
+export const SEARCH_KEYS = [
+  'remote',
+  'node',
+  'status',
+  'name',
+  'tenant',
+  'type',
+  'id',
+  'label',
+] as const;
 
 /** The terms of a search as written (quotes kept), split at spaces outside double quotes. */
 export function searchTerms(q: string): string[] {
@@ -40,7 +49,8 @@ export function termKey(term: string): string | null {
 /** The value of a `key:value` term without its quotes. */
 export function termValue(term: string): string {
   const raw = term.slice(term.indexOf(':') + 1);
-  if (raw.length >= 2 && raw.startsWith('"') && raw.endsWith('"')) return raw.slice(1, -1).replace(/\\(["\\])/g, '$1');
+  if (raw.length >= 2 && raw.startsWith('"') && raw.endsWith('"'))
+    return raw.slice(1, -1).replace(/\\(["\\])/g, '$1');
   return raw;
 }
 
@@ -64,6 +74,9 @@ export function withScope(q: string, scope: { remote: string; node?: string }): 
     const key = termKey(t);
     return key !== 'remote' && key !== 'node';
   });
-  const head = [`remote:${quoteValue(scope.remote)}`, ...(scope.node === undefined ? [] : [`node:${quoteValue(scope.node)}`])];
+  const head = [
+    `remote:${quoteValue(scope.remote)}`,
+    ...(scope.node === undefined ? [] : [`node:${quoteValue(scope.node)}`]),
+  ];
   return [...head, ...rest].join(' ');
 }

@@ -13,5 +13,8 @@ export interface VmSeen {
 export function unknownStateInWords(vm: VmSeen): { text: string; utc: string | null } | null {
   if (vm.status !== 'unknown') return null;
   if (!vm.lastSeenAt) return { text: 'state unknown — never seen by this manager', utc: null };
-  return { text: `state unknown — last seen ${formatTime(vm.lastSeenAt)}`, utc: formatUtc(vm.lastSeenAt) };
+  return {
+    text: `state unknown — last seen ${formatTime(vm.lastSeenAt)}`,
+    utc: formatUtc(vm.lastSeenAt),
+  };
 }

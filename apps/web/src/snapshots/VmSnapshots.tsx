@@ -9,34 +9,82 @@ import { ActionButton } from '../ui/ActionButton';
 import { ConfirmMutation } from '../ui/ConfirmMutation';
 import { ErrorNote } from '../ui/ErrorNote';
 import { Timestamp } from '../ui/Timestamp';
-import { useCreateSchedule, useCreateSnapshot, useDeleteSchedule, useDeleteSnapshot, useRollbackSnapshot } from './mutations';
-import { snapshotKeys, useSnapshotSchedules, useVmSnapshots, type Schedule, type Snapshot } from './queries';
-import { needsStop, rollbackLoss, SCHEDULE_PRESETS, schedulesOfVm, scheduleInWords } from './snapshot-view';
+import {
+  useCreateSchedule,
+  useCreateSnapshot,
+  useDeleteSchedule,
+  useDeleteSnapshot,
+  useRollbackSnapshot,
+} from './mutations';
+import {
+  snapshotKeys,
+  useSnapshotSchedules,
+  useVmSnapshots,
+  type Schedule,
+  type Snapshot,
+} from './queries';
+import {
+  needsStop,
+  rollbackLoss,
+  SCHEDULE_PRESETS,
+  schedulesOfVm,
+  scheduleInWords,
+} from './snapshot-view';
 import './snapshots.css';
 
 /** The dialog asked for: a rollback or a deletion of one snapshot, or a schedule's deletion. */
-type Asking = { kind: 'rollback'; snapshot: Snapshot } | { kind: 'delete'; snapshot: Snapshot } | { kind: 'delete-schedule'; schedule: Schedule };
+type Asking =
+  | { kind: 'rollback'; snapshot: Snapshot }
+  | { kind: 'delete'; snapshot: Snapshot }
+  | { kind: 'delete-schedule'; schedule: Schedule };
 
 /** "application" or "crash", with why a snapshot is only crash-consistent. */
 function Consistency({ snapshot }: { snapshot: Snapshot }) {
   return (
     <>
-      <span className={`badge badge-consistency-${snapshot.consistency}`}>{snapshot.consistency === 'application' ? 'application-consistent' : 'crash-consistent'}</span>
-      {snapshot.consistencyReason && <span className="muted snapshot-reason"> {snapshot.consistencyReason}</span>}
+      <span className={`badge badge-consistency-${snapshot.consistency}`}>
+        {snapshot.consistency === 'application' ? 'application-consistent' : 'crash-consistent'}
+      </span>
+      {snapshot.consistencyReason && (
+        <span className="muted snapshot-reason"> {snapshot.consistencyReason}</span>
+      )}
     </>
   );
 }
 
-function MadeBy({ snapshot, schedules }: { snapshot: Snapshot; schedules: ReadonlyMap<string, Schedule> }) {
+function MadeBy({
+  snapshot,
+  schedules,
+}: {
+  snapshot: Snapshot;
+  schedules: ReadonlyMap<string, Schedule>;
+}) {
   if (snapshot.scheduleId) {
     const schedule = schedules.get(snapshot.scheduleId);
-    return <>by schedule {schedule ? <strong>{schedule.name}</strong> : <span className="muted">(deleted)</span>}</>;
+    return (
+      <>
+        by schedule{' '}
+        {schedule ? <strong>{schedule.name}</strong> : <span className="muted">(deleted)</span>}
+      </>
+    );
   }
   return <>by hand{snapshot.createdBy && <span className="muted"> ({snapshot.createdBy})</span>}</>;
 }
 
 /** Take a snapshot now: an optional name, and whether to freeze the guest's filesystems first. */
-function CreateSnapshotForm({ allowed, blocked, onAccepted, remote, vmid }: { allowed: boolean; blocked: string | null; onAccepted: (taskId: string, name: string) => void; remote: string; vmid: string }) {
+function CreateSnapshotForm({
+  allowed,
+  blocked,
+  onAccepted,
+  remote,
+  vmid,
+}: {
+  allowed: boolean;
+  blocked: string | null;
+  onAccepted: (taskId: string, name: string) => void;
+  remote: string;
+  vmid: string;
+}) {
   const create = useCreateSnapshot(remote, vmid);
   const [name, setName] = useState('');
   const [freeze, setFreeze] = useState(true);
@@ -71,11 +119,23 @@ function CreateSnapshotForm({ allowed, blocked, onAccepted, remote, vmid }: { al
         </span>
       </div>
       <label className="inline">
-        <input type="checkbox" checked={freeze} disabled={!allowed} onChange={(e) => setFreeze(e.target.checked)} />
-        Freeze the guest&apos;s filesystems first (application-consistent when its guest agent answers)
+        <input
+          type="checkbox"
+          checked={freeze}
+          disabled={!allowed}
+          onChange={(e) => setFreeze(e.target.checked)}
+        />
+        Freeze the guest&apos;s filesystems first (application-consistent when its guest agent
+        answers)
       </label>
       <div>
-        <ActionButton type="submit" allowed={allowed} needs="vm.snapshot" disabled={create.isPending || blocked !== null} title={blocked ?? undefined}>
+        <ActionButton
+          type="submit"
+          allowed={allowed}
+          needs="vm.snapshot"
+          disabled={create.isPending || blocked !== null}
+          title={blocked ?? undefined}
+        >
           {create.isPending ? 'Taking…' : 'Take snapshot'}
         </ActionButton>
       </div>
@@ -85,7 +145,15 @@ function CreateSnapshotForm({ allowed, blocked, onAccepted, remote, vmid }: { al
 }
 
 /** Add a schedule for this VM: a preset ("hourly, keep 24") or an interval and a retention of one's own. */
-function AddScheduleForm({ allowed, remote, vmid }: { allowed: boolean; remote: string; vmid: string }) {
+function AddScheduleForm({
+  allowed,
+  remote,
+  vmid,
+}: {
+  allowed: boolean;
+  remote: string;
+  vmid: string;
+}) {
   const create = useCreateSchedule();
   const [preset, setPreset] = useState<string>(SCHEDULE_PRESETS[0].id);
   const [name, setName] = useState<string>(SCHEDULE_PRESETS[0].id);
@@ -132,23 +200,50 @@ function AddScheduleForm({ allowed, remote, vmid }: { allowed: boolean; remote: 
         <>
           <div className="field">
             <label htmlFor={`${id}-interval`}>Every</label>
-            <input id={`${id}-interval`} value={interval} onChange={(e) => setEvery(e.target.value)} aria-describedby={`${id}-interval-hint`} size={6} disabled={!allowed} />
+            <input
+              id={`${id}-interval`}
+              value={interval}
+              onChange={(e) => setEvery(e.target.value)}
+              aria-describedby={`${id}-interval-hint`}
+              size={6}
+              disabled={!allowed}
+            />
             <span id={`${id}-interval-hint`} className="muted">
               15m, 6h, 2d
             </span>
           </div>
           <div className="field">
             <label htmlFor={`${id}-keep`}>Keep</label>
-            <input id={`${id}-keep`} type="number" min={1} max={10000} value={keep} onChange={(e) => setKeep(e.target.value)} disabled={!allowed} />
+            <input
+              id={`${id}-keep`}
+              type="number"
+              min={1}
+              max={10000}
+              value={keep}
+              onChange={(e) => setKeep(e.target.value)}
+              disabled={!allowed}
+            />
           </div>
         </>
       )}
       <div className="field">
         <label htmlFor={`${id}-name`}>Schedule name</label>
-        <input id={`${id}-name`} value={name} onChange={(e) => setName(e.target.value)} maxLength={64} size={12} disabled={!allowed} />
+        <input
+          id={`${id}-name`}
+          value={name}
+          onChange={(e) => setName(e.target.value)}
+          maxLength={64}
+          size={12}
+          disabled={!allowed}
+        />
       </div>
       <div>
-        <ActionButton type="submit" allowed={allowed} needs="vm.snapshot" disabled={create.isPending || name.trim() === ''}>
+        <ActionButton
+          type="submit"
+          allowed={allowed}
+          needs="vm.snapshot"
+          disabled={create.isPending || name.trim() === ''}
+        >
           Add schedule
         </ActionButton>
       </div>
@@ -181,24 +276,45 @@ export function VmSnapshots({ signedIn, vm }: { signedIn: SignedIn; vm: VmDetail
 
   const maySnapshot = may(signedIn, 'vm.snapshot', vm.privileges);
   const mayPower = may(signedIn, 'vm.power', vm.privileges);
-  const blocked = vm.lockedBy ? `Locked by ${vm.lockedBy}` : task.busy ? 'A snapshot task is in progress' : vm.stale ? 'The remote is unreachable' : null;
+  const blocked = vm.lockedBy
+    ? `Locked by ${vm.lockedBy}`
+    : task.busy
+      ? 'A snapshot task is in progress'
+      : vm.stale
+        ? 'The remote is unreachable'
+        : null;
   const refused = snapshots.error instanceof ApiError && snapshots.error.status === 403;
   const byId = new Map((schedules.data?.items ?? []).map((s) => [s.id, s]));
   const own = schedulesOfVm(schedules.data?.items ?? [], vm);
 
   return (
-    <section aria-labelledby={headingId} className="vm-panel vm-snapshots" data-testid="vm-snapshots">
+    <section
+      aria-labelledby={headingId}
+      className="vm-panel vm-snapshots"
+      data-testid="vm-snapshots"
+    >
       <h2 id={headingId}>Snapshots</h2>
-      <CreateSnapshotForm allowed={maySnapshot} blocked={blocked} remote={remote} vmid={vmid} onAccepted={(id, name) => task.follow(id, `Snapshot ${name}`)} />
+      <CreateSnapshotForm
+        allowed={maySnapshot}
+        blocked={blocked}
+        remote={remote}
+        vmid={vmid}
+        onAccepted={(id, name) => task.follow(id, `Snapshot ${name}`)}
+      />
       {task.view}
       <ErrorNote error={task.error} />
 
-      {refused ? <p className="muted">You may not see the snapshots of this VM.</p> : <ErrorNote error={snapshots.error} />}
+      {refused ? (
+        <p className="muted">You may not see the snapshots of this VM.</p>
+      ) : (
+        <ErrorNote error={snapshots.error} />
+      )}
       {snapshots.isPending && <p className="muted">Loading…</p>}
       {snapshots.data && (
         <>
           <p className="muted" data-testid="snapshot-quota">
-            {snapshots.data.quota.used} of your {snapshots.data.quota.limit} snapshots of this VM used.
+            {snapshots.data.quota.used} of your {snapshots.data.quota.limit} snapshots of this VM
+            used.
           </p>
           {snapshots.data.items.length === 0 ? (
             <p className="muted">No snapshots yet.</p>
@@ -221,7 +337,9 @@ export function VmSnapshots({ signedIn, vm }: { signedIn: SignedIn; vm: VmDetail
                   <tr key={snapshot.name} data-testid="snapshot-row" data-snapshot={snapshot.name}>
                     <th scope="row">
                       {snapshot.name}
-                      {snapshot.group && <span className="muted"> ({snapshot.disks.length} disks at one point)</span>}
+                      {snapshot.group && (
+                        <span className="muted"> ({snapshot.disks.length} disks at one point)</span>
+                      )}
                       {snapshot.description && <div className="muted">{snapshot.description}</div>}
                     </th>
                     <td>
@@ -271,7 +389,9 @@ export function VmSnapshots({ signedIn, vm }: { signedIn: SignedIn; vm: VmDetail
 
       <h3>Schedules</h3>
       <ErrorNote error={schedules.error} />
-      {schedules.data && own.length === 0 && <p className="muted">No schedule takes snapshots of this VM.</p>}
+      {schedules.data && own.length === 0 && (
+        <p className="muted">No schedule takes snapshots of this VM.</p>
+      )}
       {own.length > 0 && (
         <table className="detail-table schedule-table">
           <caption className="visually-hidden">Schedules that snapshot {vm.name}</caption>
@@ -336,8 +456,16 @@ export function VmSnapshots({ signedIn, vm }: { signedIn: SignedIn; vm: VmDetail
             ))}
           </div>
           {needsStop(vm.status) && (
-            <label className="inline dialog-check" title={mayPower ? undefined : 'Needs the vm.power privilege'}>
-              <input type="checkbox" checked={stopFirst} disabled={!mayPower} onChange={(e) => setStopFirst(e.target.checked)} />
+            <label
+              className="inline dialog-check"
+              title={mayPower ? undefined : 'Needs the vm.power privilege'}
+            >
+              <input
+                type="checkbox"
+                checked={stopFirst}
+                disabled={!mayPower}
+                onChange={(e) => setStopFirst(e.target.checked)}
+              />
               Stop the VM first
             </label>
           )}
@@ -354,14 +482,27 @@ export function VmSnapshots({ signedIn, vm }: { signedIn: SignedIn; vm: VmDetail
           danger
         >
           <p>
-            The snapshot of {asking.snapshot.disks.length === 1 ? 'its disk' : `its ${asking.snapshot.disks.length} disks`} goes: {vm.name} can no longer be rolled back to it. The VM itself
-            is not changed.
+            The snapshot of{' '}
+            {asking.snapshot.disks.length === 1
+              ? 'its disk'
+              : `its ${asking.snapshot.disks.length} disks`}{' '}
+            goes: {vm.name} can no longer be rolled back to it. The VM itself is not changed.
           </p>
         </ConfirmMutation>
       )}
       {asking?.kind === 'delete-schedule' && (
-        <ConfirmMutation mutation={removeSchedule} variables={asking.schedule.id} onClose={() => setAsking(null)} title={`Delete schedule ${asking.schedule.name}?`} confirmLabel="Delete" danger>
-          <p>No more snapshots are taken by it ({scheduleInWords(asking.schedule)}). The snapshots it took stay until you delete them.</p>
+        <ConfirmMutation
+          mutation={removeSchedule}
+          variables={asking.schedule.id}
+          onClose={() => setAsking(null)}
+          title={`Delete schedule ${asking.schedule.name}?`}
+          confirmLabel="Delete"
+          danger
+        >
+          <p>
+            No more snapshots are taken by it ({scheduleInWords(asking.schedule)}). The snapshots it
+            took stay until you delete them.
+          </p>
         </ConfirmMutation>
       )}
     </section>

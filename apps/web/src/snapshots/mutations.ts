@@ -11,7 +11,12 @@ export function useCreateSnapshot(remote: string, vmid: string) {
   const queryClient = useQueryClient();
   return useMutation({
     mutationFn: (body: { name?: string; freeze: boolean }): Promise<SnapshotAccepted> =>
-      unwrap(api.POST('/api/v1/remotes/{remote}/vms/{vmid}/snapshots', { params: { path: { remote, vmid } }, body })),
+      unwrap(
+        api.POST('/api/v1/remotes/{remote}/vms/{vmid}/snapshots', {
+          params: { path: { remote, vmid } },
+          body,
+        }),
+      ),
     onSettled: () => queryClient.invalidateQueries({ queryKey: snapshotKeys.vm(remote, vmid) }),
   });
 }
@@ -21,7 +26,11 @@ export function useDeleteSnapshot(remote: string, vmid: string) {
   const queryClient = useQueryClient();
   return useMutation({
     mutationFn: (snapshot: string): Promise<SnapshotAccepted> =>
-      unwrap(api.DELETE('/api/v1/remotes/{remote}/vms/{vmid}/snapshots/{snapshot}', { params: { path: { remote, vmid, snapshot } } })),
+      unwrap(
+        api.DELETE('/api/v1/remotes/{remote}/vms/{vmid}/snapshots/{snapshot}', {
+          params: { path: { remote, vmid, snapshot } },
+        }),
+      ),
     onSettled: () => queryClient.invalidateQueries({ queryKey: snapshotKeys.vm(remote, vmid) }),
   });
 }
@@ -30,8 +39,19 @@ export function useDeleteSnapshot(remote: string, vmid: string) {
 export function useRollbackSnapshot(remote: string, vmid: string) {
   const queryClient = useQueryClient();
   return useMutation({
-    mutationFn: ({ snapshot, stopFirst }: { snapshot: string; stopFirst: boolean }): Promise<SnapshotAccepted> =>
-      unwrap(api.POST('/api/v1/remotes/{remote}/vms/{vmid}/snapshots/{snapshot}/rollback', { params: { path: { remote, vmid, snapshot } }, body: { stopFirst } })),
+    mutationFn: ({
+      snapshot,
+      stopFirst,
+    }: {
+      snapshot: string;
+      stopFirst: boolean;
+    }): Promise<SnapshotAccepted> =>
+      unwrap(
+        api.POST('/api/v1/remotes/{remote}/vms/{vmid}/snapshots/{snapshot}/rollback', {
+          params: { path: { remote, vmid, snapshot } },
+          body: { stopFirst },
+        }),
+      ),
     onSettled: () => queryClient.invalidateQueries({ queryKey: snapshotKeys.vm(remote, vmid) }),
   });
 }
@@ -40,7 +60,8 @@ export function useRollbackSnapshot(remote: string, vmid: string) {
 export function useCreateSchedule() {
   const queryClient = useQueryClient();
   return useMutation({
-    mutationFn: (body: NewSchedule): Promise<Schedule> => unwrap(api.POST('/api/v1/snapshot-schedules', { body })),
+    mutationFn: (body: NewSchedule): Promise<Schedule> =>
+      unwrap(api.POST('/api/v1/snapshot-schedules', { body })),
     onSettled: () => queryClient.invalidateQueries({ queryKey: snapshotKeys.schedules() }),
   });
 }

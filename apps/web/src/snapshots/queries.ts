@@ -20,7 +20,12 @@ const refusedOr = (interval: number) => (query: { state: { error: Error | null }
 export function useVmSnapshots(remote: string, vmid: string) {
   return useQuery({
     queryKey: snapshotKeys.vm(remote, vmid),
-    queryFn: (): Promise<SnapshotList> => unwrap(api.GET('/api/v1/remotes/{remote}/vms/{vmid}/snapshots', { params: { path: { remote, vmid } } })),
+    queryFn: (): Promise<SnapshotList> =>
+      unwrap(
+        api.GET('/api/v1/remotes/{remote}/vms/{vmid}/snapshots', {
+          params: { path: { remote, vmid } },
+        }),
+      ),
     refetchInterval: refusedOr(30_000),
   });
 }

@@ -6,7 +6,12 @@ import { href } from '../view';
 export function FollowedTask({ task, label }: { task: Task | undefined; label: string }) {
   if (!task) return <p role="status">{label} requested…</p>;
   return (
-    <p role="status" className={task.state === 'failed' ? 'error' : undefined} data-testid="followed-task" data-state={task.state}>
+    <p
+      role="status"
+      className={task.state === 'failed' ? 'error' : undefined}
+      data-testid="followed-task"
+      data-state={task.state}
+    >
       {label}: <a href={href({ page: 'task', id: task.id })}>task {task.state}</a>
       {task.error && ` — ${task.error}`}
     </p>

@@ -11,7 +11,14 @@ import { Timestamp } from '../ui/Timestamp';
 import { href } from '../view';
 import { useCancelTask } from './mutations';
 import { useTask, useVmWhereabouts } from './queries';
-import { currentTargetRoute, isActive, logBesidesJournal, targetLabel, taskSeconds, type Task } from './task-view';
+import {
+  currentTargetRoute,
+  isActive,
+  logBesidesJournal,
+  targetLabel,
+  taskSeconds,
+  type Task,
+} from './task-view';
 import { TaskStateBadge } from './TaskStateBadge';
 import './tasks.css';
 
@@ -29,7 +36,16 @@ export function TaskPage({ signedIn, id }: { signedIn: SignedIn; id: string }) {
       </main>
     );
   }
-  return <TaskView signedIn={signedIn} task={task.data} updatedAt={task.dataUpdatedAt} fetching={task.isFetching} refetch={() => void task.refetch()} error={task.error} />;
+  return (
+    <TaskView
+      signedIn={signedIn}
+      task={task.data}
+      updatedAt={task.dataUpdatedAt}
+      fetching={task.isFetching}
+      refetch={() => void task.refetch()}
+      error={task.error}
+    />
+  );
 }
 
 function TaskView({
@@ -56,7 +72,8 @@ function TaskView({
   const seconds = taskSeconds(task, updatedAt || Date.now());
   const isMigration = task.type === 'vm.migrate';
   // A VM moved by this task to another remote is no longer where the task names it.
-  const movedFrom = now && task.target.remote && now.remote !== task.target.remote ? task.target.remote : null;
+  const movedFrom =
+    now && task.target.remote && now.remote !== task.target.remote ? task.target.remote : null;
   const log = logBesidesJournal(task);
   const cancelLabel = isMigration ? 'Cancel migration' : 'Cancel task';
   return (
@@ -118,7 +135,8 @@ function TaskView({
       </dl>
       {isMigration && task.migration ? null : (
         <div className="task-progress">
-          <progress max={1} value={task.progress} aria-label="Progress" /> <span>{formatPercent(task.progress)}</span>
+          <progress max={1} value={task.progress} aria-label="Progress" />{' '}
+          <span>{formatPercent(task.progress)}</span>
         </div>
       )}
       {task.error ? (
@@ -128,10 +146,18 @@ function TaskView({
       ) : null}
       {active ? (
         <div className="actions">
-          <ActionButton allowed={may(signedIn, 'task.cancel')} needs="task.cancel" className="danger" onClick={() => setConfirming(true)} disabled={cancel.isPending}>
+          <ActionButton
+            allowed={may(signedIn, 'task.cancel')}
+            needs="task.cancel"
+            className="danger"
+            onClick={() => setConfirming(true)}
+            disabled={cancel.isPending}
+          >
             {cancelLabel}
           </ActionButton>
-          {cancel.isSuccess ? <span className="muted">Cancel requested; the task ends once it has stopped.</span> : null}
+          {cancel.isSuccess ? (
+            <span className="muted">Cancel requested; the task ends once it has stopped.</span>
+          ) : null}
         </div>
       ) : null}
       {confirming && (
@@ -156,7 +182,9 @@ function TaskView({
       ) : null}
       <section aria-labelledby="task-log-heading">
         <h2 id="task-log-heading">Log</h2>
-        {log.length < task.log.length ? <p className="muted">Without the steps the migration journal above shows.</p> : null}
+        {log.length < task.log.length ? (
+          <p className="muted">Without the steps the migration journal above shows.</p>
+        ) : null}
         <TaskLog log={log} />
       </section>
     </main>

@@ -35,7 +35,9 @@ export function TasksPage({ signedIn }: { signedIn: SignedIn }) {
   const [filter, setFilter] = useState<TaskFilter>(NO_TASK_FILTER);
   const [offset, setOffset] = useState(0);
   const history = useTaskList(taskListQuery(filter, offset));
-  const active = [...(queued.data?.items ?? []), ...(running.data?.items ?? [])].sort((a, b) => b.createdAt.localeCompare(a.createdAt));
+  const active = [...(queued.data?.items ?? []), ...(running.data?.items ?? [])].sort((a, b) =>
+    b.createdAt.localeCompare(a.createdAt),
+  );
   const activeTotal = (running.data?.total ?? 0) + (queued.data?.total ?? 0);
 
   const applyFilter = (next: TaskFilter) => {
@@ -68,9 +70,19 @@ export function TasksPage({ signedIn }: { signedIn: SignedIn }) {
         ) : active.length === 0 ? (
           <p className="muted">No task is running.</p>
         ) : (
-          <TaskTable caption="Tasks running now" tasks={active} showProgress mayReadResources={may(signedIn, 'remote.audit')} />
+          <TaskTable
+            caption="Tasks running now"
+            tasks={active}
+            showProgress
+            mayReadResources={may(signedIn, 'remote.audit')}
+          />
         )}
-        {activeTotal > active.length ? <p className="muted">The {ACTIVE_LIMIT} newest of each state are shown; filter the history to find the others.</p> : null}
+        {activeTotal > active.length ? (
+          <p className="muted">
+            The {ACTIVE_LIMIT} newest of each state are shown; filter the history to find the
+            others.
+          </p>
+        ) : null}
       </section>
 
       <section aria-labelledby="tasks-history">
@@ -80,17 +92,31 @@ export function TasksPage({ signedIn }: { signedIn: SignedIn }) {
         {history.isPending ? (
           <p>Loading…</p>
         ) : history.data && history.data.items.length > 0 ? (
-          <TaskTable caption="Task history, newest first" tasks={history.data.items} mayReadResources={may(signedIn, 'remote.audit')} />
+          <TaskTable
+            caption="Task history, newest first"
+            tasks={history.data.items}
+            mayReadResources={may(signedIn, 'remote.audit')}
+          />
         ) : (
-          <p className="muted">{isUnfiltered(filter) ? 'No tasks yet.' : 'No task matches the filter.'}</p>
+          <p className="muted">
+            {isUnfiltered(filter) ? 'No tasks yet.' : 'No task matches the filter.'}
+          </p>
         )}
-        {history.data ? <Pager total={history.data.total} offset={offset} onOffset={setOffset} /> : null}
+        {history.data ? (
+          <Pager total={history.data.total} offset={offset} onOffset={setOffset} />
+        ) : null}
       </section>
     </main>
   );
 }
 
-function TaskFilterForm({ filter, onApply }: { filter: TaskFilter; onApply: (filter: TaskFilter) => void }) {
+function TaskFilterForm({
+  filter,
+  onApply,
+}: {
+  filter: TaskFilter;
+  onApply: (filter: TaskFilter) => void;
+}) {
   // The remote is typed, so it applies on Enter or "Apply"; the selects apply at once.
   const [remote, setRemote] = useState(filter.remote);
   const id = useId();
@@ -102,7 +128,13 @@ function TaskFilterForm({ filter, onApply }: { filter: TaskFilter; onApply: (fil
     <form className="filters" onSubmit={submit} aria-label="Filter the history">
       <div>
         <label htmlFor={`${id}-state`}>State</label>
-        <select id={`${id}-state`} value={filter.state} onChange={(event) => onApply({ ...filter, remote, state: event.target.value as TaskState | '' })}>
+        <select
+          id={`${id}-state`}
+          value={filter.state}
+          onChange={(event) =>
+            onApply({ ...filter, remote, state: event.target.value as TaskState | '' })
+          }
+        >
           <option value="">any</option>
           {TASK_STATES.map((state) => (
             <option key={state} value={state}>
@@ -113,7 +145,11 @@ function TaskFilterForm({ filter, onApply }: { filter: TaskFilter; onApply: (fil
       </div>
       <div>
         <label htmlFor={`${id}-type`}>Type</label>
-        <select id={`${id}-type`} value={filter.type} onChange={(event) => onApply({ ...filter, remote, type: event.target.value })}>
+        <select
+          id={`${id}-type`}
+          value={filter.type}
+          onChange={(event) => onApply({ ...filter, remote, type: event.target.value })}
+        >
           <option value="">any</option>
           {TASK_TYPES.map((type) => (
             <option key={type} value={type}>
@@ -124,7 +160,12 @@ function TaskFilterForm({ filter, onApply }: { filter: TaskFilter; onApply: (fil
       </div>
       <div>
         <label htmlFor={`${id}-remote`}>Remote</label>
-        <input id={`${id}-remote`} value={remote} onChange={(event) => setRemote(event.target.value)} placeholder="e.g. dc-east" />
+        <input
+          id={`${id}-remote`}
+          value={remote}
+          onChange={(event) => setRemote(event.target.value)}
+          placeholder="e.g. dc-east"
+        />
       </div>
       <button type="submit">Apply</button>
       <button
@@ -140,24 +181,50 @@ function TaskFilterForm({ filter, onApply }: { filter: TaskFilter; onApply: (fil
   );
 }
 
-function Pager({ total, offset, onOffset }: { total: number; offset: number; onOffset: (offset: number) => void }) {
+function Pager({
+  total,
+  offset,
+  onOffset,
+}: {
+  total: number;
+  offset: number;
+  onOffset: (offset: number) => void;
+}) {
   const page = pageInfo(total, offset, TASK_PAGE_SIZE);
   return (
     <nav className="pager" aria-label="History pages">
-      <button type="button" onClick={() => page.previous !== null && onOffset(page.previous)} disabled={page.previous === null}>
+      <button
+        type="button"
+        onClick={() => page.previous !== null && onOffset(page.previous)}
+        disabled={page.previous === null}
+      >
         Newer
       </button>
       <span data-testid="task-page" aria-live="polite">
         {page.label}
       </span>
-      <button type="button" onClick={() => page.next !== null && onOffset(page.next)} disabled={page.next === null}>
+      <button
+        type="button"
+        onClick={() => page.next !== null && onOffset(page.next)}
+        disabled={page.next === null}
+      >
         Older
       </button>
     </nav>
   );
 }
 
-function TaskTable({ caption, tasks, showProgress = false, mayReadResources }: { caption: string; tasks: Task[]; showProgress?: boolean; mayReadResources: boolean }) {
+function TaskTable({
+  caption,
+  tasks,
+  showProgress = false,
+  mayReadResources,
+}: {
+  caption: string;
+  tasks: Task[];
+  showProgress?: boolean;
+  mayReadResources: boolean;
+}) {
   const now = Date.now();
   // The VMs' names and where they are now (tasks name a VM by uuid and its remote at the time).
   const whereabouts = useVmWhereabouts(
@@ -189,7 +256,13 @@ function TaskTable({ caption, tasks, showProgress = false, mayReadResources }: {
               <td>
                 <TaskStateBadge state={task.state} />
               </td>
-              <td title={task.target.vm ?? undefined}>{target ? <a href={href(target)}>{targetLabel(task, at)}</a> : targetLabel(task, at)}</td>
+              <td title={task.target.vm ?? undefined}>
+                {target ? (
+                  <a href={href(target)}>{targetLabel(task, at)}</a>
+                ) : (
+                  targetLabel(task, at)
+                )}
+              </td>
               <td className="owner">{task.owner}</td>
               <td>
                 <Timestamp at={task.createdAt} />
@@ -197,7 +270,12 @@ function TaskTable({ caption, tasks, showProgress = false, mayReadResources }: {
               <td>
                 {showProgress ? (
                   <span className="cell-progress">
-                    <progress max={1} value={task.progress} aria-label={`Progress of ${task.type}`} /> {formatPercent(task.progress)}
+                    <progress
+                      max={1}
+                      value={task.progress}
+                      aria-label={`Progress of ${task.type}`}
+                    />{' '}
+                    {formatPercent(task.progress)}
                   </span>
                 ) : (
                   formatDuration(taskSeconds(task, now))

@@ -9,7 +9,8 @@ import { taskKeys } from './queries';
 export function useCancelTask() {
   const queryClient = useQueryClient();
   return useMutation({
-    mutationFn: (id: string) => unwrap(api.POST('/api/v1/tasks/{id}/cancel', { params: { path: { id } } })),
+    mutationFn: (id: string) =>
+      unwrap(api.POST('/api/v1/tasks/{id}/cancel', { params: { path: { id } } })),
     onSuccess: (task) => queryClient.setQueryData(taskKeys.detail(task.id), task),
     onSettled: () => queryClient.invalidateQueries({ queryKey: taskKeys.all }),
   });

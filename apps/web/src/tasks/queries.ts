@@ -1,6 +1,12 @@
 import { keepPreviousData, useQuery } from '@tanstack/react-query';
 import { api, unwrap, type Schemas } from '../api/client';
-import { isActive, listRefreshMs, type Task, type TaskState, type VmWhereabouts } from './task-view';
+import {
+  isActive,
+  listRefreshMs,
+  type Task,
+  type TaskState,
+  type VmWhereabouts,
+} from './task-view';
 
 /** The query of GET /api/v1/tasks (taskListQuery builds it from the page's filter). */
 export interface TaskListQuery {
@@ -30,13 +36,32 @@ export function useVmWhereabouts(ids: readonly (string | null)[], enabled: boole
     queryKey: ['resources', 'whereabouts', wanted],
     queryFn: async (): Promise<Map<string, VmWhereabouts>> => {
       const chunks: string[][] = [];
-      for (let i = 0; i < wanted.length; i += IDS_PER_SEARCH) chunks.push(wanted.slice(i, i + IDS_PER_SEARCH));
+      for (let i = 0; i < wanted.length; i += IDS_PER_SEARCH)
+        chunks.push(wanted.slice(i, i + IDS_PER_SEARCH));
       const lists: ResourceList[] = await Promise.all(
         chunks.map((chunk) =>
-          unwrap(api.GET('/api/v1/resources', { params: { query: { type: 'vm', q: chunk.map((id) => `id:${id}`).join(' '), limit: chunk.length } } })),
+          unwrap(
+            api.GET('/api/v1/resources', {
+              params: {
+                query: {
+                  type: 'vm',
+                  q: chunk.map((id) => `id:${id}`).join(' '),
+                  limit: chunk.length,
+                },
+              },
+            }),
+          ),
         ),
       );
-      return new Map(lists.flatMap((list) => list.items.flatMap((item) => (item.type === 'vm' ? [[item.id, { name: item.name, remote: item.remote, node: item.node }] as const] : []))));
+      return new Map(
+        lists.flatMap((list) =>
+          list.items.flatMap((item) =>
+            item.type === 'vm'
+              ? [[item.id, { name: item.name, remote: item.remote, node: item.node }] as const]
+              : [],
+          ),
+        ),
+      );
     },
     enabled: enabled && wanted.length > 0,
     staleTime: 5000,
@@ -66,7 +91,8 @@ export function useTaskList(query: TaskListQuery) {
 export function useTask(id: string | null, refreshMs = 1000) {
   return useQuery({
     queryKey: taskKeys.detail(id ?? ''),
-    queryFn: (): Promise<Task> => unwrap(api.GET('/api/v1/tasks/{id}', { params: { path: { id: id! } } })),
+    queryFn: (): Promise<Task> =>
+      unwrap(api.GET('/api/v1/tasks/{id}', { params: { path: { id: id! } } })),
     enabled: id !== null,
     refetchInterval: (q) => {
       if (q.state.status === 'error') return false;

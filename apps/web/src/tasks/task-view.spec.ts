@@ -1,10 +1,25 @@
 import { describe, expect, it } from 'vitest';
-import { currentTargetRoute, isActive, isUnfiltered, listRefreshMs, logBesidesJournal, NO_TASK_FILTER, pageInfo, targetLabel, targetRoute, taskListQuery, taskSeconds, type Task } from './task-view';
+import {
+  currentTargetRoute,
+  isActive,
+  isUnfiltered,
+  listRefreshMs,
+  logBesidesJournal,
+  NO_TASK_FILTER,
+  pageInfo,
+  targetLabel,
+  targetRoute,
+  taskListQuery,
+  taskSeconds,
+  type Task,
+} from './task-view';
 
 describe('the tasks page', () => {
   it('asks the API only for the filters that are set, and for one page', () => {
     expect(taskListQuery(NO_TASK_FILTER, 0)).toEqual({ limit: 25, offset: 0 });
-    expect(taskListQuery({ state: 'failed', type: 'vm.migrate', remote: ' dc-east ' }, 50, 10)).toEqual({ state: 'failed', type: 'vm.migrate', remote: 'dc-east', limit: 10, offset: 50 });
+    expect(
+      taskListQuery({ state: 'failed', type: 'vm.migrate', remote: ' dc-east ' }, 50, 10),
+    ).toEqual({ state: 'failed', type: 'vm.migrate', remote: 'dc-east', limit: 10, offset: 50 });
     expect(taskListQuery(NO_TASK_FILTER, -5).offset).toBe(0);
     expect(isUnfiltered({ state: '', type: '', remote: '  ' })).toBe(true);
     expect(isUnfiltered({ state: 'running', type: '', remote: '' })).toBe(false);
@@ -28,7 +43,11 @@ describe('the tasks page', () => {
 
   it('links a task to its VM', () => {
     const vm = '6f1c2b9e-0000-4000-8000-000000000001';
-    expect(targetRoute({ target: { remote: 'dc-east', vm } })).toEqual({ page: 'vm', remote: 'dc-east', vmid: vm });
+    expect(targetRoute({ target: { remote: 'dc-east', vm } })).toEqual({
+      page: 'vm',
+      remote: 'dc-east',
+      vmid: vm,
+    });
     expect(targetRoute({ target: { remote: 'dc-east', vm: null } })).toBeNull();
     expect(targetLabel({ target: { remote: 'dc-east', vm } })).toBe('dc-east / 6f1c2b9e…');
     expect(targetLabel({ target: { remote: null, vm: null } })).toBe('—');
@@ -37,9 +56,19 @@ describe('the tasks page', () => {
   it("names a task's VM and where it is now, and links there, once the resource cache lists it (also after a move to another remote)", () => {
     const vm = '6f1c2b9e-0000-4000-8000-000000000001';
     const now = { name: 'web-01', remote: 'dc-west', node: 'west-2' };
-    expect(targetLabel({ target: { remote: 'dc-east', vm } }, now)).toBe('web-01 on dc-west / west-2');
-    expect(currentTargetRoute({ target: { remote: 'dc-east', vm } }, now)).toEqual({ page: 'vm', remote: 'dc-west', vmid: vm });
-    expect(currentTargetRoute({ target: { remote: 'dc-east', vm } })).toEqual({ page: 'vm', remote: 'dc-east', vmid: vm });
+    expect(targetLabel({ target: { remote: 'dc-east', vm } }, now)).toBe(
+      'web-01 on dc-west / west-2',
+    );
+    expect(currentTargetRoute({ target: { remote: 'dc-east', vm } }, now)).toEqual({
+      page: 'vm',
+      remote: 'dc-west',
+      vmid: vm,
+    });
+    expect(currentTargetRoute({ target: { remote: 'dc-east', vm } })).toEqual({
+      page: 'vm',
+      remote: 'dc-east',
+      vmid: vm,
+    });
   });
 
   it("shows a migration's log without the lines its journal already shows", () => {
@@ -50,7 +79,9 @@ describe('the tasks page', () => {
       { at: '2026-01-01T00:00:03.000Z', message: 'the VM is running on node east-1' },
     ];
     const migration = { phase: 'completed', journal: [] } as unknown as Task['migration'];
-    expect(logBesidesJournal({ type: 'vm.migrate', log, migration }).map((l) => l.message)).toEqual(['queued by alice@local', 'the VM is running on node east-1']);
+    expect(logBesidesJournal({ type: 'vm.migrate', log, migration }).map((l) => l.message)).toEqual(
+      ['queued by alice@local', 'the VM is running on node east-1'],
+    );
     expect(logBesidesJournal({ type: 'vm.start', log, migration: undefined })).toEqual(log);
   });
 

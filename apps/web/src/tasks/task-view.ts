@@ -5,9 +5,21 @@ import type { Route } from '../view';
 export type Task = Schemas['TaskDto_Output'];
 export type TaskState = Task['state'];
 
-export const TASK_STATES: readonly TaskState[] = ['queued', 'running', 'succeeded', 'failed', 'cancelled'];
+export const TASK_STATES: readonly TaskState[] = [
+  'queued',
+  'running',
+  'succeeded',
+  'failed',
+  'cancelled',
+];
 /** The task types the manager runs (its OpenAPI description lists them). */
-export const TASK_TYPES = ['vm.start', 'vm.shutdown', 'vm.reboot', 'vm.stop', 'vm.migrate'] as const;
+export const TASK_TYPES = [
+  'vm.start',
+  'vm.shutdown',
+  'vm.reboot',
+  'vm.stop',
+  'vm.migrate',
+] as const;
 
 /** The history's page size. */
 export const TASK_PAGE_SIZE = 25;
@@ -28,7 +40,13 @@ export const NO_TASK_FILTER: TaskFilter = { state: '', type: '', remote: '' };
 
 /** The query of GET /api/v1/tasks for a filter and a page (empty filters left out). */
 export function taskListQuery(filter: TaskFilter, offset: number, limit = TASK_PAGE_SIZE) {
-  const query: { state?: TaskState; type?: string; remote?: string; limit: number; offset: number } = { limit, offset: Math.max(0, offset) };
+  const query: {
+    state?: TaskState;
+    type?: string;
+    remote?: string;
+    limit: number;
+    offset: number;
+  } = { limit, offset: Math.max(0, offset) };
   if (filter.state) query.state = filter.state;
   if (filter.type.trim()) query.type = filter.type.trim();
   if (filter.remote.trim()) query.remote = filter.remote.trim();
@@ -80,11 +98,16 @@ export function currentTargetRoute(task: Pick<Task, 'target'>, now?: VmWhereabou
 /** The lines of a migration's log that its journal (the `[phase] …` lines, shown above) does not already show. */
 export function logBesidesJournal(task: Pick<Task, 'type' | 'log' | 'migration'>): Task['log'] {
   if (task.type !== 'vm.migrate' || !task.migration) return task.log;
-  return task.log.filter((line) => !/^\[(preflight|prepare|transfer|completed|failed|cancelled)\] /.test(line.message));
+  return task.log.filter(
+    (line) => !/^\[(preflight|prepare|transfer|completed|failed|cancelled)\] /.test(line.message),
+  );
 }
 
 /** How long a task ran (or has been running, at `now`); null before it started. */
-export function taskSeconds(task: Pick<Task, 'startedAt' | 'finishedAt'>, now: number): number | null {
+export function taskSeconds(
+  task: Pick<Task, 'startedAt' | 'finishedAt'>,
+  now: number,
+): number | null {
   if (!task.startedAt) return null;
   const end = task.finishedAt ? Date.parse(task.finishedAt) : now;
   return Math.max(0, (end - Date.parse(task.startedAt)) / 1000);

@@ -15,7 +15,13 @@ export function ActionButton({
   ...rest
 }: ButtonHTMLAttributes<HTMLButtonElement> & { allowed: boolean; needs: string }) {
   return (
-    <button type="button" data-action {...rest} disabled={!allowed || disabled} title={allowed ? title : `Needs the ${needs} privilege`}>
+    <button
+      type="button"
+      data-action
+      {...rest}
+      disabled={!allowed || disabled}
+      title={allowed ? title : `Needs the ${needs} privilege`}
+    >
       {children}
     </button>
   );

@@ -53,7 +53,12 @@ export function ConfirmDialog({
         <button ref={cancel} type="button" onClick={onCancel} disabled={pending}>
           Cancel
         </button>
-        <button type="button" className={danger ? 'danger' : 'primary'} onClick={onConfirm} disabled={pending || confirmDisabled}>
+        <button
+          type="button"
+          className={danger ? 'danger' : 'primary'}
+          onClick={onConfirm}
+          disabled={pending || confirmDisabled}
+        >
           {pending ? 'Working…' : confirmLabel}
         </button>
       </div>

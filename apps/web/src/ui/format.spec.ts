@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { formatBytes, formatDuration, formatPercent, formatRate, formatTime, formatUtc } from './format';
+import {
+  formatBytes,
+  formatDuration,
+  formatPercent,
+  formatRate,
+  formatTime,
+  formatUtc,
+} from './format';
 
 describe('display formats', () => {
   it.each([

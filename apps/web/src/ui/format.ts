@@ -17,7 +17,9 @@ export function formatBytes(bytes: number | null | undefined): string {
 
 /** Bytes per second: "12.5 MiB/s". */
 export function formatRate(bytesPerSecond: number | null | undefined): string {
-  return bytesPerSecond === null || bytesPerSecond === undefined ? '—' : `${formatBytes(bytesPerSecond)}/s`;
+  return bytesPerSecond === null || bytesPerSecond === undefined
+    ? '—'
+    : `${formatBytes(bytesPerSecond)}/s`;
 }
 
 /** 0.237 → "24 %". */
@@ -28,11 +30,13 @@ export function formatPercent(fraction: number | null | undefined): string {
 
 /** Seconds as "2 h 5 min", "3 min 20 s", "45 s". */
 export function formatDuration(seconds: number | null | undefined): string {
-  if (seconds === null || seconds === undefined || !Number.isFinite(seconds) || seconds < 0) return '—';
+  if (seconds === null || seconds === undefined || !Number.isFinite(seconds) || seconds < 0)
+    return '—';
   const s = Math.round(seconds);
   if (s < 60) return `${s} s`;
   if (s < 3600) return `${Math.floor(s / 60)} min${s % 60 ? ` ${s % 60} s` : ''}`;
-  if (s < 86_400) return `${Math.floor(s / 3600)} h${Math.floor((s % 3600) / 60) ? ` ${Math.floor((s % 3600) / 60)} min` : ''}`;
+  if (s < 86_400)
+    return `${Math.floor(s / 3600)} h${Math.floor((s % 3600) / 60) ? ` ${Math.floor((s % 3600) / 60)} min` : ''}`;
   return `${Math.floor(s / 86_400)} d${Math.floor((s % 86_400) / 3600) ? ` ${Math.floor((s % 86_400) / 3600)} h` : ''}`;
 }
 
@@ -47,5 +51,7 @@ export function formatTime(iso: string | null | undefined): string {
 export function formatUtc(iso: string | null | undefined): string {
   if (!iso) return '—';
   const date = new Date(iso);
-  return Number.isNaN(date.getTime()) ? '—' : `${date.toISOString().slice(0, 19).replace('T', ' ')} UTC`;
+  return Number.isNaN(date.getTime())
+    ? '—'
+    : `${date.toISOString().slice(0, 19).replace('T', ' ')} UTC`;
 }

@@ -30,7 +30,17 @@ function fullSpec(overrides: Partial<VmDefinition> = {}): VmDefinition {
 
 describe('buildDomainXml / parseDomainXml', () => {
   it('reads back exactly the definition it wrote', () => {
-    for (const spec of [fullSpec(), fullSpec({ disks: [], nics: [], labels: {}, tenant: '', hugepages: false, cpuModel: 'host-model' })]) {
+    for (const spec of [
+      fullSpec(),
+      fullSpec({
+        disks: [],
+        nics: [],
+        labels: {},
+        tenant: '',
+        hugepages: false,
+        cpuModel: 'host-model',
+      }),
+    ]) {
       expect(parseDomainXml(buildDomainXml(spec, { domainType: 'kvm' }))).toEqual(spec);
     }
   });
@@ -62,11 +72,20 @@ describe('buildDomainXml / parseDomainXml', () => {
   });
 
   it('names disk targets past z as libvirt does', () => {
-    const disks = Array.from({ length: 28 }, (_, i) => ({ pool: 'p', image: `i${i}`, sizeBytes: i, bus: 'virtio' as const }));
+    const disks = Array.from({ length: 28 }, (_, i) => ({
+      pool: 'p',
+      image: `i${i}`,
+      sizeBytes: i,
+      bus: 'virtio' as const,
+    }));
     const domain = parseXml(buildDomainXml(fullSpec({ disks }), { domainType: 'kvm' }));
-    const targets = children(child(domain, 'devices'), 'disk').map((d) => child(d, 'target')?.attributes.dev);
+    const targets = children(child(domain, 'devices'), 'disk').map(
+      (d) => child(d, 'target')?.attributes.dev,
+    );
     expect(targets.slice(24)).toEqual(['vdy', 'vdz', 'vdaa', 'vdab']);
-    expect(parseDomainXml(buildDomainXml(fullSpec({ disks }), { domainType: 'kvm' }))?.disks).toEqual(disks);
+    expect(
+      parseDomainXml(buildDomainXml(fullSpec({ disks }), { domainType: 'kvm' }))?.disks,
+    ).toEqual(disks);
   });
 
   it('escapes label values so that they cannot add elements', () => {
@@ -82,18 +101,41 @@ describe('buildDomainXml / parseDomainXml', () => {
     ['a name with a quote', { name: "web'1" }],
     ['a name with markup', { name: 'web<1>' }],
     ['a name starting with a hyphen', { name: '-c' }],
-    ['a pool with a slash', { disks: [{ pool: 'a/b', image: 'c', sizeBytes: 0, bus: 'virtio' as const }] }],
-    ['an image with a quote', { disks: [{ pool: 'a', image: "c'/>", sizeBytes: 0, bus: 'virtio' as const }] }],
-    ['a bridge with markup', { nics: [{ mac: '52:54:00:00:00:01', bridge: "br0'/><x", model: 'virtio' as const, vlan: 0 }] }],
+    [
+      'a pool with a slash',
+      { disks: [{ pool: 'a/b', image: 'c', sizeBytes: 0, bus: 'virtio' as const }] },
+    ],
+    [
+      'an image with a quote',
+      { disks: [{ pool: 'a', image: "c'/>", sizeBytes: 0, bus: 'virtio' as const }] },
+    ],
+    [
+      'a bridge with markup',
+      {
+        nics: [{ mac: '52:54:00:00:00:01', bridge: "br0'/><x", model: 'virtio' as const, vlan: 0 }],
+      },
+    ],
     ['a CPU model with markup', { cpuModel: 'qemu64</model>' }],
     ['a label key with a quote', { labels: { "k'": 'v' } }],
     ['a label value with a control character', { labels: { k: 'a\u0000b' } }],
     ['a label value with a line break', { labels: { k: 'a\nb' } }],
     ['a memory size that is not whole KiB', { memoryBytes: 64 * MiB + 1 }],
-    ['two NICs with one MAC', { nics: [0, 1].map(() => ({ mac: '52:54:00:00:00:01', bridge: 'br0', model: 'virtio' as const, vlan: 0 })) }],
+    [
+      'two NICs with one MAC',
+      {
+        nics: [0, 1].map(() => ({
+          mac: '52:54:00:00:00:01',
+          bridge: 'br0',
+          model: 'virtio' as const,
+          vlan: 0,
+        })),
+      },
+    ],
     ['a uuid that is not one', { uuid: "x' or '1" }],
   ])('refuses %s', (_, overrides) => {
-    expect(() => buildDomainXml(fullSpec(overrides as Partial<VmDefinition>), { domainType: 'kvm' })).toThrow(TypeError);
+    expect(() =>
+      buildDomainXml(fullSpec(overrides as Partial<VmDefinition>), { domainType: 'kvm' }),
+    ).toThrow(TypeError);
   });
 
   it('reads the XML libvirt hands back: KiB units, its own prefix for our namespace, added devices', () => {

@@ -5,7 +5,12 @@ import { child, children, escapeXml, parseXml, type XmlElement } from './xml-doc
 export const DEBVISOR_XML_NAMESPACE = 'urn:debvisor:vm:1';
 const PREFIX = 'debvisor';
 
-const DISK_PREFIX: Record<VmDefinition['disks'][number]['bus'], string> = { virtio: 'vd', scsi: 'sd', sata: 'sd', ide: 'hd' };
+const DISK_PREFIX: Record<VmDefinition['disks'][number]['bus'], string> = {
+  virtio: 'vd',
+  scsi: 'sd',
+  sata: 'sd',
+  ide: 'hd',
+};
 const CPU_MODES = new Set(['host-model', 'host-passthrough', 'maximum']);
 /** Characters XML 1.0 cannot carry at all (not even as &#…;), and the control characters we refuse in values. */
 // eslint-disable-next-line no-control-regex
@@ -40,7 +45,9 @@ export function buildDomainXml(input: VmDefinition, options: DomainXmlOptions): 
     add(`      <${PREFIX}:label key='${escapeXml(key)}'>${escapeXml(value)}</${PREFIX}:label>`);
   }
   const targets = diskTargets(spec.disks);
-  spec.disks.forEach((disk, i) => add(`      <${PREFIX}:disk target='${targets[i]}' size-bytes='${disk.sizeBytes}'/>`));
+  spec.disks.forEach((disk, i) =>
+    add(`      <${PREFIX}:disk target='${targets[i]}' size-bytes='${disk.sizeBytes}'/>`),
+  );
   add(`    </${PREFIX}:vm>`);
   add('  </metadata>');
   add(`  <memory unit='KiB'>${spec.memoryBytes / 1024}</memory>`);
@@ -50,13 +57,17 @@ export function buildDomainXml(input: VmDefinition, options: DomainXmlOptions): 
   add("  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>");
   add('  <features><acpi/><apic/></features>');
   if (CPU_MODES.has(spec.cpuModel)) add(`  <cpu mode='${spec.cpuModel}'/>`);
-  else add(`  <cpu mode='custom' match='exact'><model fallback='forbid'>${escapeXml(spec.cpuModel)}</model></cpu>`);
+  else
+    add(
+      `  <cpu mode='custom' match='exact'><model fallback='forbid'>${escapeXml(spec.cpuModel)}</model></cpu>`,
+    );
   add("  <clock offset='utc'/>");
   add('  <on_poweroff>destroy</on_poweroff>');
   add('  <on_reboot>restart</on_reboot>');
   add('  <on_crash>destroy</on_crash>');
   add('  <devices>');
-  if (spec.disks.some((d) => d.bus === 'scsi')) add("    <controller type='scsi' index='0' model='virtio-scsi'/>");
+  if (spec.disks.some((d) => d.bus === 'scsi'))
+    add("    <controller type='scsi' index='0' model='virtio-scsi'/>");
   spec.disks.forEach((disk, i) => {
     add("    <disk type='network' device='disk'>");
     add("      <driver name='qemu' type='raw' cache='none' discard='unmap'/>");
@@ -68,7 +79,8 @@ export function buildDomainXml(input: VmDefinition, options: DomainXmlOptions): 
     add("    <interface type='bridge'>");
     add(`      <mac address='${escapeXml(nic.mac)}'/>`);
     add(`      <source bridge='${escapeXml(nic.bridge)}'/>`);
-    if (nic.vlan > 0) add(`      <virtualport type='openvswitch'/><vlan><tag id='${nic.vlan}'/></vlan>`);
+    if (nic.vlan > 0)
+      add(`      <virtualport type='openvswitch'/><vlan><tag id='${nic.vlan}'/></vlan>`);
     add(`      <model type='${nic.model}'/>`);
     add('    </interface>');
   }
@@ -92,7 +104,12 @@ export function parseDomainXml(xml: string): VmDefinition | undefined {
   const domain = parseXml(xml);
   if (domain.name !== 'domain') return undefined;
   const meta = ourMetadata(child(domain, 'metadata'));
-  const sizes = new Map(children(meta.element, meta.name('disk')).map((d) => [d.attributes.target, Number(d.attributes['size-bytes'])]));
+  const sizes = new Map(
+    children(meta.element, meta.name('disk')).map((d) => [
+      d.attributes.target,
+      Number(d.attributes['size-bytes']),
+    ]),
+  );
   const memory = child(domain, 'memory');
   const cpu = child(domain, 'cpu');
   const cpuMode = cpu?.attributes.mode ?? 'custom';
@@ -102,11 +119,21 @@ export function parseDomainXml(xml: string): VmDefinition | undefined {
     vcpus: Number(text(child(domain, 'vcpu'))),
     memoryBytes: memory ? toBytes(Number(text(memory)), memory.attributes.unit ?? 'KiB') : NaN,
     disks: children(child(domain, 'devices'), 'disk')
-      .filter((d) => d.attributes.type === 'network' && (d.attributes.device ?? 'disk') === 'disk' && child(d, 'source')?.attributes.protocol === 'rbd')
+      .filter(
+        (d) =>
+          d.attributes.type === 'network' &&
+          (d.attributes.device ?? 'disk') === 'disk' &&
+          child(d, 'source')?.attributes.protocol === 'rbd',
+      )
       .map((d) => {
         const [pool, ...image] = (child(d, 'source')?.attributes.name ?? '').split('/');
         const target = child(d, 'target')?.attributes ?? {};
-        return { pool, image: image.join('/'), sizeBytes: sizes.get(target.dev) ?? 0, bus: target.bus ?? 'virtio' };
+        return {
+          pool,
+          image: image.join('/'),
+          sizeBytes: sizes.get(target.dev) ?? 0,
+          bus: target.bus ?? 'virtio',
+        };
       }),
     nics: children(child(domain, 'devices'), 'interface')
       .filter((n) => n.attributes.type === 'bridge')
@@ -116,10 +143,12 @@ export function parseDomainXml(xml: string): VmDefinition | undefined {
         model: child(n, 'model')?.attributes.type ?? 'rtl8139',
         vlan: Number(child(child(n, 'vlan'), 'tag')?.attributes.id ?? 0),
       })),
-    cpuModel: CPU_MODES.has(cpuMode) ? cpuMode : (text(child(cpu, 'model')) || 'qemu64'),
+    cpuModel: CPU_MODES.has(cpuMode) ? cpuMode : text(child(cpu, 'model')) || 'qemu64',
     hugepages: child(child(domain, 'memoryBacking'), 'hugepages') !== undefined,
     tenant: text(child(meta.element, meta.name('tenant'))),
-    labels: Object.fromEntries(children(meta.element, meta.name('label')).map((l) => [l.attributes.key ?? '', l.text])),
+    labels: Object.fromEntries(
+      children(meta.element, meta.name('label')).map((l) => [l.attributes.key ?? '', l.text]),
+    ),
   };
   const parsed = vmDefinitionSchema.safeParse(candidate);
   return parsed.success ? parsed.data : undefined;
@@ -133,12 +162,15 @@ function validDefinition(input: VmDefinition): VmDefinition {
     throw new TypeError(`${issue?.path.join('.') || 'definition'}: ${issue?.message}`);
   }
   const spec = parsed.data;
-  if (spec.memoryBytes % 1024 !== 0) throw new TypeError('memoryBytes: libvirt keeps memory in KiB; give a whole number of KiB');
+  if (spec.memoryBytes % 1024 !== 0)
+    throw new TypeError('memoryBytes: libvirt keeps memory in KiB; give a whole number of KiB');
   for (const [key, value] of Object.entries(spec.labels)) {
-    if (UNSAFE_CHARACTERS.test(value)) throw new TypeError(`labels.${key}: a label value may not hold control characters`);
+    if (UNSAFE_CHARACTERS.test(value))
+      throw new TypeError(`labels.${key}: a label value may not hold control characters`);
   }
   const macs = new Set(spec.nics.map((n) => n.mac));
-  if (macs.size !== spec.nics.length) throw new TypeError('nics: two NICs have the same MAC address');
+  if (macs.size !== spec.nics.length)
+    throw new TypeError('nics: two NICs have the same MAC address');
   return spec;
 }
 
@@ -155,16 +187,23 @@ function diskTargets(disks: VmDefinition['disks']): string[] {
 
 function diskLetters(index: number): string {
   let letters = '';
-  for (let i = index + 1; i > 0; i = Math.floor((i - 1) / 26)) letters = String.fromCharCode(97 + ((i - 1) % 26)) + letters;
+  for (let i = index + 1; i > 0; i = Math.floor((i - 1) / 26))
+    letters = String.fromCharCode(97 + ((i - 1) % 26)) + letters;
   return letters;
 }
 
 /** Our element inside <metadata>, found by its namespace whatever prefix libvirt kept. */
-function ourMetadata(metadata: XmlElement | undefined): { element: XmlElement | undefined; name: (local: string) => string } {
+function ourMetadata(metadata: XmlElement | undefined): {
+  element: XmlElement | undefined;
+  name: (local: string) => string;
+} {
   for (const element of metadata?.children ?? []) {
-    const [prefix, local] = element.name.includes(':') ? element.name.split(':') : ['', element.name];
+    const [prefix, local] = element.name.includes(':')
+      ? element.name.split(':')
+      : ['', element.name];
     const declared = prefix ? element.attributes[`xmlns:${prefix}`] : element.attributes.xmlns;
-    if (local === 'vm' && declared === DEBVISOR_XML_NAMESPACE) return { element, name: (n) => (prefix ? `${prefix}:${n}` : n) };
+    if (local === 'vm' && declared === DEBVISOR_XML_NAMESPACE)
+      return { element, name: (n) => (prefix ? `${prefix}:${n}` : n) };
   }
   return { element: undefined, name: (n) => n };
 }

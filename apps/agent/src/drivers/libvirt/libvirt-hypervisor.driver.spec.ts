@@ -1,4 +1,12 @@
-import { buildTinyGuest, lastTinyGuestTick, requireBinary, startLibvirtd, tinyGuestAppend, TINY_GUEST_READY, type LibvirtdInstance } from '@debvisor/testing';
+import {
+  buildTinyGuest,
+  lastTinyGuestTick,
+  requireBinary,
+  startLibvirtd,
+  tinyGuestAppend,
+  TINY_GUEST_READY,
+  type LibvirtdInstance,
+} from '@debvisor/testing';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -30,10 +38,17 @@ function bareGuest(overrides: Partial<VmDefinition> = {}): VmDefinition {
   };
 }
 
-function driverFor(libvirt: LibvirtdInstance, migrationUriTemplate = 'qemu+tls://{host}/system'): LibvirtHypervisorDriver {
+function driverFor(
+  libvirt: LibvirtdInstance,
+  migrationUriTemplate = 'qemu+tls://{host}/system',
+): LibvirtHypervisorDriver {
   const timeoutMs = 30_000;
   return new LibvirtHypervisorDriver({
-    virsh: new VirshRepository({ virsh: requireBinary('virsh', 'libvirt-clients'), uri: libvirt.uri, timeoutMs }),
+    virsh: new VirshRepository({
+      virsh: requireBinary('virsh', 'libvirt-clients'),
+      uri: libvirt.uri,
+      timeoutMs,
+    }),
     hostFacts: new HostFactsRepository(),
     clock: systemClock,
     domainType: 'qemu',
@@ -70,14 +85,32 @@ describe('LibvirtHypervisorDriver on a real libvirtd', () => {
     const spec = bareGuest();
     const defined = await driver.define(spec);
     expect(defined.spec).toEqual(spec);
-    expect(defined.runtime).toMatchObject({ state: 'stopped', lockedBy: '', uptimeSeconds: 0, cpuUsage: 0, memoryUsedBytes: 0 });
+    expect(defined.runtime).toMatchObject({
+      state: 'stopped',
+      lockedBy: '',
+      uptimeSeconds: 0,
+      cpuUsage: 0,
+      memoryUsedBytes: 0,
+    });
 
     const started = await driver.start(spec.uuid);
     expect(started.runtime.state).toBe('running');
     expect(started.runtime.memoryUsedBytes).toBeGreaterThan(0);
     expect((await driver.get(spec.uuid))?.runtime.state).toBe('running');
-    expect((await driver.list()).map((vm) => [vm.spec.name, vm.runtime.state])).toContainEqual([spec.name, 'running']);
-    expect(await libvirt.virsh(['metadata', '--live', '--uri', 'urn:debvisor:runtime:1', '--', spec.uuid])).toMatch(/booted-at=/);
+    expect((await driver.list()).map((vm) => [vm.spec.name, vm.runtime.state])).toContainEqual([
+      spec.name,
+      'running',
+    ]);
+    expect(
+      await libvirt.virsh([
+        'metadata',
+        '--live',
+        '--uri',
+        'urn:debvisor:runtime:1',
+        '--',
+        spec.uuid,
+      ]),
+    ).toMatch(/booted-at=/);
 
     await expectCode(driver.undefine(spec.uuid), ErrorCode.FailedPrecondition);
     expect((await driver.stop(spec.uuid)).runtime.state).toBe('stopped');
@@ -90,8 +123,13 @@ describe('LibvirtHypervisorDriver on a real libvirtd', () => {
   it('gives domains a guest agent channel; a guest without an agent is not frozen, with the reason', async () => {
     const spec = bareGuest();
     await driver.define(spec);
-    expect(await libvirt.virsh(['dumpxml', '--', spec.uuid])).toMatch(/<channel type='unix'>[\s\S]*name='org\.qemu\.guest_agent\.0'/);
-    await expect(driver.freezeFilesystems(spec.uuid, 2_000)).resolves.toEqual({ frozen: false, reason: `VM ${spec.name} is stopped, not running` });
+    expect(await libvirt.virsh(['dumpxml', '--', spec.uuid])).toMatch(
+      /<channel type='unix'>[\s\S]*name='org\.qemu\.guest_agent\.0'/,
+    );
+    await expect(driver.freezeFilesystems(spec.uuid, 2_000)).resolves.toEqual({
+      frozen: false,
+      reason: `VM ${spec.name} is stopped, not running`,
+    });
     await driver.start(spec.uuid);
     const freeze = await driver.freezeFilesystems(spec.uuid, 2_000);
     expect(freeze.frozen).toBe(false);
@@ -126,7 +164,10 @@ describe('LibvirtHypervisorDriver on a real libvirtd', () => {
   it('refuses a second VM with the same uuid or name', async () => {
     const spec = bareGuest();
     await driver.define(spec);
-    await expectCode(driver.define({ ...spec, name: `${spec.name}-other` }), ErrorCode.AlreadyExists);
+    await expectCode(
+      driver.define({ ...spec, name: `${spec.name}-other` }),
+      ErrorCode.AlreadyExists,
+    );
     await expectCode(driver.define({ ...bareGuest(), name: spec.name }), ErrorCode.AlreadyExists);
     await driver.undefine(spec.uuid);
   });
@@ -141,8 +182,14 @@ describe('LibvirtHypervisorDriver on a real libvirtd', () => {
   it('refuses hostile names and values before they reach virsh', async () => {
     await expectCode(driver.define(bareGuest({ name: "x'; reboot" })), ErrorCode.InvalidArgument);
     await expectCode(driver.define(bareGuest({ name: '--all' })), ErrorCode.InvalidArgument);
-    await expectCode(driver.define(bareGuest({ labels: { k: 'line\nbreak' } })), ErrorCode.InvalidArgument);
-    await expectCode(driver.define(bareGuest({ cpuModel: "qemu64'/><x a='" })), ErrorCode.InvalidArgument);
+    await expectCode(
+      driver.define(bareGuest({ labels: { k: 'line\nbreak' } })),
+      ErrorCode.InvalidArgument,
+    );
+    await expectCode(
+      driver.define(bareGuest({ cpuModel: "qemu64'/><x a='" })),
+      ErrorCode.InvalidArgument,
+    );
     await expectCode(driver.start('--help'), ErrorCode.InvalidArgument);
     expect(await driver.get('-c')).toBeUndefined();
     const virsh = new VirshRepository({ virsh: 'virsh', uri: libvirt.uri, timeoutMs: 10_000 });
@@ -157,7 +204,12 @@ describe('LibvirtHypervisorDriver on a real libvirtd', () => {
     await driver.start(spec.uuid);
     // The guest has no OS and ignores the ACPI request: the shutdown waits its timeout, then powers off.
     const shutdown = driver.shutdown(spec.uuid, { timeoutSeconds: 2, forceStop: true });
-    await expect.poll(async () => (await driver.get(spec.uuid))?.runtime.lockedBy, { timeout: 5_000, interval: 50 }).toBe('shutdown');
+    await expect
+      .poll(async () => (await driver.get(spec.uuid))?.runtime.lockedBy, {
+        timeout: 5_000,
+        interval: 50,
+      })
+      .toBe('shutdown');
     expect((await driver.get(spec.uuid))?.runtime.state).toBe('stopping');
     const busy = await expectCode(driver.stop(spec.uuid), ErrorCode.FailedPrecondition);
     expect(busy.message).toMatch(/busy: a shutdown operation is in progress/);
@@ -169,11 +221,17 @@ describe('LibvirtHypervisorDriver on a real libvirtd', () => {
     const spec = bareGuest();
     await driver.define(spec);
     await driver.start(spec.uuid);
-    const shutdown = await expectCode(driver.shutdown(spec.uuid, { timeoutSeconds: 1 }), ErrorCode.FailedPrecondition);
+    const shutdown = await expectCode(
+      driver.shutdown(spec.uuid, { timeoutSeconds: 1 }),
+      ErrorCode.FailedPrecondition,
+    );
     expect(shutdown.message).toMatch(/did not shut down within 1 s/);
     const reboot = await expectCode(driver.reboot(spec.uuid), ErrorCode.FailedPrecondition);
     expect(reboot.message).toMatch(/did not respond to the reboot request/);
-    expect((await driver.get(spec.uuid))?.runtime).toMatchObject({ state: 'running', lockedBy: '' });
+    expect((await driver.get(spec.uuid))?.runtime).toMatchObject({
+      state: 'running',
+      lockedBy: '',
+    });
     await expectCode(driver.start(spec.uuid), ErrorCode.FailedPrecondition);
     await driver.stop(spec.uuid);
     await driver.undefine(spec.uuid);
@@ -181,15 +239,26 @@ describe('LibvirtHypervisorDriver on a real libvirtd', () => {
 
   it('reports host facts with the libvirt and QEMU versions, and its health', async () => {
     const facts = await driver.facts();
-    expect(facts.versions).toMatchObject({ libvirt: expect.stringMatching(/^\d+\.\d+/), qemu: expect.stringMatching(/^\d+\.\d+/) });
+    expect(facts.versions).toMatchObject({
+      libvirt: expect.stringMatching(/^\d+\.\d+/),
+      qemu: expect.stringMatching(/^\d+\.\d+/),
+    });
     expect(facts.cpuCount).toBeGreaterThan(0);
     expect(facts.memoryBytes).toBeGreaterThan(0);
-    expect(await driver.health()).toMatchObject({ name: 'libvirt', status: 'ok', message: expect.stringMatching(/^libvirt \d/) });
+    expect(await driver.health()).toMatchObject({
+      name: 'libvirt',
+      status: 'ok',
+      message: expect.stringMatching(/^libvirt \d/),
+    });
   });
 
   it('reports failed health when libvirtd does not answer', async () => {
     const gone = new LibvirtHypervisorDriver({
-      virsh: new VirshRepository({ virsh: 'virsh', uri: `qemu+unix:///system?socket=${libvirt.dir}/no-such-socket`, timeoutMs: 10_000 }),
+      virsh: new VirshRepository({
+        virsh: 'virsh',
+        uri: `qemu+unix:///system?socket=${libvirt.dir}/no-such-socket`,
+        timeoutMs: 10_000,
+      }),
       hostFacts: new HostFactsRepository(),
       clock: systemClock,
       domainType: 'qemu',
@@ -199,10 +268,19 @@ describe('LibvirtHypervisorDriver on a real libvirtd', () => {
     expect(await gone.health()).toMatchObject({ status: 'failed' });
     await expectCode(gone.list(), ErrorCode.Unavailable);
     const noClient = LibvirtHypervisorDriver.fromConfig(
-      { uri: libvirt.uri, virsh: `${libvirt.dir}/no-virsh`, domainType: 'qemu', migrationUriTemplate: 'qemu+tls://{host}/system', commandTimeoutSeconds: 5 },
+      {
+        uri: libvirt.uri,
+        virsh: `${libvirt.dir}/no-virsh`,
+        domainType: 'qemu',
+        migrationUriTemplate: 'qemu+tls://{host}/system',
+        commandTimeoutSeconds: 5,
+      },
       systemClock,
     );
-    expect(await noClient.health()).toMatchObject({ status: 'failed', message: expect.stringContaining('install the Debian package libvirt-clients') });
+    expect(await noClient.health()).toMatchObject({
+      status: 'failed',
+      message: expect.stringContaining('install the Debian package libvirt-clients'),
+    });
   });
 });
 
@@ -222,12 +300,18 @@ describe('LibvirtHypervisorDriver migrating between two libvirt daemons', () => 
     await Promise.all([sourceDaemon?.stop(), targetDaemon?.stop()]);
   });
 
-  const incoming = { migrationId: 'm-1', transport: 'direct' as const, listenHost: '127.0.0.1', allowPostcopy: false };
+  const incoming = {
+    migrationId: 'm-1',
+    transport: 'direct' as const,
+    listenHost: '127.0.0.1',
+    allowPostcopy: false,
+  };
 
   async function untilSettled(uuid: string): Promise<MigrationStats> {
     for (let i = 0; i < 600; i++) {
       const stats = await source.outgoingStats(uuid);
-      if (stats.status === 'completed' || stats.status === 'failed' || stats.status === 'cancelled') return stats;
+      if (stats.status === 'completed' || stats.status === 'failed' || stats.status === 'cancelled')
+        return stats;
       await systemClock.sleep(50);
     }
     throw new Error('the migration did not settle');
@@ -236,19 +320,33 @@ describe('LibvirtHypervisorDriver migrating between two libvirt daemons', () => 
   it('answers the target URI from the template, refuses the tunnel, and refuses a VM that is here already', async () => {
     const templated = driverFor(targetDaemon, 'qemu+tls://{host}/system');
     const spec = bareGuest();
-    expect(await templated.prepareIncoming(spec, { ...incoming, listenHost: 'node-2.dc1.example' })).toEqual({ kind: 'libvirt', uri: 'qemu+tls://node-2.dc1.example/system' });
+    expect(
+      await templated.prepareIncoming(spec, { ...incoming, listenHost: 'node-2.dc1.example' }),
+    ).toEqual({ kind: 'libvirt', uri: 'qemu+tls://node-2.dc1.example/system' });
     await templated.abortIncoming(spec.uuid);
     const other = bareGuest();
-    expect(await templated.prepareIncoming(other, { ...incoming, listenHost: 'fd00::2' })).toEqual({ kind: 'libvirt', uri: 'qemu+tls://[fd00::2]/system' });
+    expect(await templated.prepareIncoming(other, { ...incoming, listenHost: 'fd00::2' })).toEqual({
+      kind: 'libvirt',
+      uri: 'qemu+tls://[fd00::2]/system',
+    });
     await expectCode(templated.prepareIncoming(other, incoming), ErrorCode.FailedPrecondition);
     await templated.abortIncoming(other.uuid);
-    await expectCode(templated.prepareIncoming(bareGuest(), { ...incoming, transport: 'tunnel' }), ErrorCode.InvalidArgument);
-    await expectCode(templated.prepareIncoming(bareGuest(), { ...incoming, listenHost: 'a b/c?x' }), ErrorCode.InvalidArgument);
+    await expectCode(
+      templated.prepareIncoming(bareGuest(), { ...incoming, transport: 'tunnel' }),
+      ErrorCode.InvalidArgument,
+    );
+    await expectCode(
+      templated.prepareIncoming(bareGuest(), { ...incoming, listenHost: 'a b/c?x' }),
+      ErrorCode.InvalidArgument,
+    );
 
     const present = bareGuest();
     await templated.define(present);
     await expectCode(templated.prepareIncoming(present, incoming), ErrorCode.AlreadyExists);
-    await expectCode(templated.prepareIncoming({ ...bareGuest(), name: present.name }, incoming), ErrorCode.AlreadyExists);
+    await expectCode(
+      templated.prepareIncoming({ ...bareGuest(), name: present.name }, incoming),
+      ErrorCode.AlreadyExists,
+    );
     expect((await templated.get(present.uuid))?.runtime.lockedBy).toBe('');
     await templated.undefine(present.uuid);
   });
@@ -261,18 +359,33 @@ describe('LibvirtHypervisorDriver migrating between two libvirt daemons', () => 
     const address = await target.prepareIncoming(spec, incoming);
     expect(address).toEqual({ kind: 'libvirt', uri: targetDaemon.uri });
     expect(await target.incomingStatus(spec.uuid)).toBe('none');
-    await source.startOutgoing(spec.uuid, { migrationId: 'm-1', destination: address, downtimeLimitMs: 300, bandwidthLimitBytes: 0, autoConverge: true, allowPostcopy: false });
+    await source.startOutgoing(spec.uuid, {
+      migrationId: 'm-1',
+      destination: address,
+      downtimeLimitMs: 300,
+      bandwidthLimitBytes: 0,
+      autoConverge: true,
+      allowPostcopy: false,
+    });
     expect((await source.get(spec.uuid))?.runtime.lockedBy).toBe('migration');
     await expectCode(source.stop(spec.uuid), ErrorCode.FailedPrecondition);
 
     const stats = await untilSettled(spec.uuid);
     // QEMU's own figures of the completed job, read from the source.
-    expect(stats).toMatchObject({ status: 'completed', remainingBytes: 0, downtimeMs: expect.any(Number), totalTimeMs: expect.any(Number) });
+    expect(stats).toMatchObject({
+      status: 'completed',
+      remainingBytes: 0,
+      downtimeMs: expect.any(Number),
+      totalTimeMs: expect.any(Number),
+    });
     expect(stats.totalBytes).toBeGreaterThan(0);
     expect(stats.transferredBytes).toBeGreaterThan(0);
     expect(await source.outgoingStats(spec.uuid)).toEqual(stats);
     expect(await target.incomingStatus(spec.uuid)).toBe('completed');
-    expect((await source.get(spec.uuid))?.runtime).toMatchObject({ state: 'stopped', lockedBy: 'migration' });
+    expect((await source.get(spec.uuid))?.runtime).toMatchObject({
+      state: 'stopped',
+      lockedBy: 'migration',
+    });
 
     const arrived = await target.commitIncoming(spec.uuid);
     expect(arrived.spec).toEqual(spec);
@@ -282,7 +395,16 @@ describe('LibvirtHypervisorDriver migrating between two libvirt daemons', () => 
     expect(await sourceDaemon.virsh(['list', '--all', '--uuid'])).not.toContain(spec.uuid);
     expect(await targetDaemon.virsh(['dominfo', '--', spec.uuid])).toMatch(/Persistent:\s+yes/);
     // It keeps its boot time: the note in its live XML travelled with it.
-    expect(await targetDaemon.virsh(['metadata', '--live', '--uri', 'urn:debvisor:runtime:1', '--', spec.uuid])).toMatch(/booted-at=/);
+    expect(
+      await targetDaemon.virsh([
+        'metadata',
+        '--live',
+        '--uri',
+        'urn:debvisor:runtime:1',
+        '--',
+        spec.uuid,
+      ]),
+    ).toMatch(/booted-at=/);
 
     await target.stop(spec.uuid);
     await target.undefine(spec.uuid);
@@ -293,12 +415,25 @@ describe('LibvirtHypervisorDriver migrating between two libvirt daemons', () => 
     await source.define(spec);
     await source.start(spec.uuid);
     // No daemon listens there: libvirt cannot reach the target.
-    const nowhere = { kind: 'libvirt' as const, uri: `qemu+unix:///system?socket=${targetDaemon.dir}/nowhere.sock` };
+    const nowhere = {
+      kind: 'libvirt' as const,
+      uri: `qemu+unix:///system?socket=${targetDaemon.dir}/nowhere.sock`,
+    };
     await expectCode(
-      source.startOutgoing(spec.uuid, { migrationId: 'm-2', destination: nowhere, downtimeLimitMs: 300, bandwidthLimitBytes: 0, autoConverge: false, allowPostcopy: false }),
+      source.startOutgoing(spec.uuid, {
+        migrationId: 'm-2',
+        destination: nowhere,
+        downtimeLimitMs: 300,
+        bandwidthLimitBytes: 0,
+        autoConverge: false,
+        allowPostcopy: false,
+      }),
       ErrorCode.Unavailable,
     );
-    expect((await source.get(spec.uuid))?.runtime).toMatchObject({ state: 'running', lockedBy: '' });
+    expect((await source.get(spec.uuid))?.runtime).toMatchObject({
+      state: 'running',
+      lockedBy: '',
+    });
     await source.cancelOutgoing(spec.uuid);
 
     await target.prepareIncoming(spec, incoming);
@@ -312,10 +447,34 @@ describe('LibvirtHypervisorDriver migrating between two libvirt daemons', () => 
   it('refuses to migrate a stopped VM or to a destination that is not a libvirt URI', async () => {
     const spec = bareGuest();
     await source.define(spec);
-    const options = { migrationId: 'm-3', downtimeLimitMs: 300, bandwidthLimitBytes: 0, autoConverge: false, allowPostcopy: false };
-    await expectCode(source.startOutgoing(spec.uuid, { ...options, destination: { kind: 'libvirt', uri: targetDaemon.uri } }), ErrorCode.FailedPrecondition);
-    await expectCode(source.startOutgoing(spec.uuid, { ...options, destination: { kind: 'tcp', host: '127.0.0.1', port: 1 } }), ErrorCode.InvalidArgument);
-    await expectCode(source.startOutgoing(spec.uuid, { ...options, destination: { kind: 'libvirt', uri: '--help' } }), ErrorCode.InvalidArgument);
+    const options = {
+      migrationId: 'm-3',
+      downtimeLimitMs: 300,
+      bandwidthLimitBytes: 0,
+      autoConverge: false,
+      allowPostcopy: false,
+    };
+    await expectCode(
+      source.startOutgoing(spec.uuid, {
+        ...options,
+        destination: { kind: 'libvirt', uri: targetDaemon.uri },
+      }),
+      ErrorCode.FailedPrecondition,
+    );
+    await expectCode(
+      source.startOutgoing(spec.uuid, {
+        ...options,
+        destination: { kind: 'tcp', host: '127.0.0.1', port: 1 },
+      }),
+      ErrorCode.InvalidArgument,
+    );
+    await expectCode(
+      source.startOutgoing(spec.uuid, {
+        ...options,
+        destination: { kind: 'libvirt', uri: '--help' },
+      }),
+      ErrorCode.InvalidArgument,
+    );
     await expectCode(source.outgoingStats(spec.uuid), ErrorCode.FailedPrecondition);
     expect((await source.get(spec.uuid))?.runtime.lockedBy).toBe('');
     await source.undefine(spec.uuid);
@@ -325,7 +484,12 @@ describe('LibvirtHypervisorDriver migrating between two libvirt daemons', () => 
     // The tiny guest (a kernel and a busybox initramfs) rewrites 8 MiB/s; at 1 MiB/s pre-copy never converges.
     const guest = bareGuest({ memoryBytes: 256 * MiB, labels: {} });
     let serialLog: string;
-    const options = { migrationId: 'm-busy', downtimeLimitMs: 100, bandwidthLimitBytes: MiB, autoConverge: false };
+    const options = {
+      migrationId: 'm-busy',
+      downtimeLimitMs: 100,
+      bandwidthLimitBytes: MiB,
+      autoConverge: false,
+    };
     const ticks = async () => lastTinyGuestTick(await readFile(serialLog, 'utf8').catch(() => ''));
     async function stillTicking(): Promise<void> {
       const before = await ticks();
@@ -352,26 +516,48 @@ describe('LibvirtHypervisorDriver migrating between two libvirt daemons', () => 
       await sourceDaemon.virsh(['define', '--', file]);
       expect((await source.get(guest.uuid))?.spec).toEqual(guest);
       await source.start(guest.uuid);
-      for (let i = 0; !(await readFile(serialLog, 'utf8').catch(() => '')).includes(TINY_GUEST_READY); i++) {
-        if (i > 300) throw new Error(`the tiny guest did not boot:\n${await readFile(serialLog, 'utf8').catch(() => '')}`);
+      for (
+        let i = 0;
+        !(await readFile(serialLog, 'utf8').catch(() => '')).includes(TINY_GUEST_READY);
+        i++
+      ) {
+        if (i > 300)
+          throw new Error(
+            `the tiny guest did not boot:\n${await readFile(serialLog, 'utf8').catch(() => '')}`,
+          );
         await systemClock.sleep(200);
       }
     });
 
     it('reports progress, and a cancel leaves the VM running at the source and nothing at the target', async () => {
       const address = await target.prepareIncoming(guest, incoming);
-      await source.startOutgoing(guest.uuid, { ...options, destination: address, allowPostcopy: false });
-      await expect.poll(async () => (await source.outgoingStats(guest.uuid)).transferredBytes, { timeout: 20_000, interval: 200 }).toBeGreaterThan(MiB);
+      await source.startOutgoing(guest.uuid, {
+        ...options,
+        destination: address,
+        allowPostcopy: false,
+      });
+      await expect
+        .poll(async () => (await source.outgoingStats(guest.uuid)).transferredBytes, {
+          timeout: 20_000,
+          interval: 200,
+        })
+        .toBeGreaterThan(MiB);
       const stats = await source.outgoingStats(guest.uuid);
       expect(stats).toMatchObject({ status: 'active', totalBytes: expect.any(Number) });
       expect(stats.remainingBytes).toBeGreaterThan(0);
       expect(await target.incomingStatus(guest.uuid)).toBe('active');
-      expect((await target.get(guest.uuid))?.runtime).toMatchObject({ state: 'migrating', lockedBy: 'migration' });
+      expect((await target.get(guest.uuid))?.runtime).toMatchObject({
+        state: 'migrating',
+        lockedBy: 'migration',
+      });
       await expectCode(source.switchToPostcopy(guest.uuid), ErrorCode.FailedPrecondition);
 
       await source.cancelOutgoing(guest.uuid);
       await source.cancelOutgoing(guest.uuid);
-      expect((await source.get(guest.uuid))?.runtime).toMatchObject({ state: 'running', lockedBy: '' });
+      expect((await source.get(guest.uuid))?.runtime).toMatchObject({
+        state: 'running',
+        lockedBy: '',
+      });
       await stillTicking();
       await target.abortIncoming(guest.uuid);
       expect(await target.incomingStatus(guest.uuid)).toBe('none');
@@ -379,15 +565,34 @@ describe('LibvirtHypervisorDriver migrating between two libvirt daemons', () => 
     });
 
     it('completes in post-copy once switched, and the guest runs on at the target', async () => {
-      const address = await target.prepareIncoming(guest, { ...incoming, migrationId: 'm-post', allowPostcopy: true });
-      await source.startOutgoing(guest.uuid, { ...options, migrationId: 'm-post', destination: address, allowPostcopy: true });
-      await expect.poll(async () => (await source.outgoingStats(guest.uuid)).transferredBytes, { timeout: 20_000, interval: 200 }).toBeGreaterThan(MiB);
+      const address = await target.prepareIncoming(guest, {
+        ...incoming,
+        migrationId: 'm-post',
+        allowPostcopy: true,
+      });
+      await source.startOutgoing(guest.uuid, {
+        ...options,
+        migrationId: 'm-post',
+        destination: address,
+        allowPostcopy: true,
+      });
+      await expect
+        .poll(async () => (await source.outgoingStats(guest.uuid)).transferredBytes, {
+          timeout: 20_000,
+          interval: 200,
+        })
+        .toBeGreaterThan(MiB);
       await source.switchToPostcopy(guest.uuid);
-      expect(['postcopy-active', 'completed']).toContain((await source.outgoingStats(guest.uuid)).status);
+      expect(['postcopy-active', 'completed']).toContain(
+        (await source.outgoingStats(guest.uuid)).status,
+      );
       const stats = await untilSettled(guest.uuid);
       expect(stats.status).toBe('completed');
 
-      expect((await target.commitIncoming(guest.uuid)).runtime).toMatchObject({ state: 'running', lockedBy: '' });
+      expect((await target.commitIncoming(guest.uuid)).runtime).toMatchObject({
+        state: 'running',
+        lockedBy: '',
+      });
       await source.finishOutgoing(guest.uuid);
       expect(await sourceDaemon.virsh(['list', '--all', '--uuid'])).not.toContain(guest.uuid);
       await stillTicking();

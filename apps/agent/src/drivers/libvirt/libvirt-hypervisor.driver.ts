@@ -22,7 +22,14 @@ import type {
   VmState,
 } from '../hypervisor.driver';
 import { buildDomainXml, parseDomainXml } from './libvirt-domain-xml';
-import { domainState, parseColonFields, parseDomstats, parseJobInfo, parseVersion, type DomainState } from './virsh-output';
+import {
+  domainState,
+  parseColonFields,
+  parseDomstats,
+  parseJobInfo,
+  parseVersion,
+  type DomainState,
+} from './virsh-output';
 import { VirshRepository, type VirshJob, type VirshJobResult } from './virsh.repository';
 
 export const LIBVIRT_DEFAULT_SHUTDOWN_TIMEOUT_SECONDS = 60;
@@ -85,7 +92,10 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
   constructor(private readonly options: LibvirtDriverOptions) {}
 
   /** The driver the agent's configuration describes. */
-  static fromConfig(config: Readonly<AgentConfig['libvirt']>, clock: Clock): LibvirtHypervisorDriver {
+  static fromConfig(
+    config: Readonly<AgentConfig['libvirt']>,
+    clock: Clock,
+  ): LibvirtHypervisorDriver {
     const timeoutMs = config.commandTimeoutSeconds * 1000;
     return new LibvirtHypervisorDriver({
       virsh: new VirshRepository({ virsh: config.virsh, uri: config.uri, timeoutMs }),
@@ -98,14 +108,19 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
   }
 
   async list(): Promise<VmInstance[]> {
-    const uuids = (await this.virsh(['list', '--all', '--uuid'])).split('\n').map((l) => l.trim()).filter(Boolean);
+    const uuids = (await this.virsh(['list', '--all', '--uuid']))
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean);
     const stats = statsByName(await this.virsh(['domstats', ...STATS]));
     const found: VmInstance[] = [];
     await forEachLimit(uuids, LIST_CONCURRENCY, async (uuid) => {
       const spec = await this.spec(uuid).catch(ignoreNotFound);
       if (spec) found.push(await this.view(spec, stats.get(spec.name)));
     });
-    return found.sort((a, b) => a.spec.name.localeCompare(b.spec.name) || a.spec.uuid.localeCompare(b.spec.uuid));
+    return found.sort(
+      (a, b) => a.spec.name.localeCompare(b.spec.name) || a.spec.uuid.localeCompare(b.spec.uuid),
+    );
   }
 
   async get(uuid: string): Promise<VmInstance | undefined> {
@@ -119,14 +134,19 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     this.lock(spec.uuid, 'define', spec.name);
     let defined: VmDefinition | undefined;
     try {
-      if (await this.spec(spec.uuid).catch(ignoreNotFound)) throw new AgentError(ErrorCode.AlreadyExists, `a VM with uuid ${spec.uuid} exists already`);
+      if (await this.spec(spec.uuid).catch(ignoreNotFound))
+        throw new AgentError(ErrorCode.AlreadyExists, `a VM with uuid ${spec.uuid} exists already`);
       // libvirt itself refuses a second domain of the same name (ALREADY_EXISTS from its message).
       await this.options.virsh.define(xml);
       defined = await this.spec(spec.uuid);
     } finally {
       this.locks.delete(spec.uuid);
     }
-    if (!defined) throw new AgentError(ErrorCode.Internal, `libvirt changed VM ${spec.name} beyond what its definition can describe`);
+    if (!defined)
+      throw new AgentError(
+        ErrorCode.Internal,
+        `libvirt changed VM ${spec.name} beyond what its definition can describe`,
+      );
     return this.view(defined);
   }
 
@@ -163,10 +183,19 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
   reboot(uuid: string): Promise<VmInstance> {
     return this.operate(uuid, 'reboot', async (spec, state) => {
       this.require(spec, state, ['running'], 'rebooted', 'a running');
-      const timeoutSeconds = this.options.rebootTimeoutSeconds ?? LIBVIRT_DEFAULT_SHUTDOWN_TIMEOUT_SECONDS;
+      const timeoutSeconds =
+        this.options.rebootTimeoutSeconds ?? LIBVIRT_DEFAULT_SHUTDOWN_TIMEOUT_SECONDS;
       // Listen before asking: libvirt reports the guest's reset as a 'reboot' event. The guest takes
       // far longer to react to ACPI than virsh takes to register.
-      const event = this.options.virsh.background(['event', '--domain', uuid, '--event', 'reboot', '--timeout', String(timeoutSeconds)]);
+      const event = this.options.virsh.background([
+        'event',
+        '--domain',
+        uuid,
+        '--event',
+        'reboot',
+        '--timeout',
+        String(timeoutSeconds),
+      ]);
       try {
         await this.virsh(['reboot', '--mode', 'acpi', '--', uuid]);
       } catch (error) {
@@ -186,7 +215,13 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
 
   stop(uuid: string): Promise<VmInstance> {
     return this.operate(uuid, 'stop', async (spec, state) => {
-      this.require(spec, state, ['running', 'paused', 'crashed', 'stopping', 'migrating'], 'stopped', 'a running');
+      this.require(
+        spec,
+        state,
+        ['running', 'paused', 'crashed', 'stopping', 'migrating'],
+        'stopped',
+        'a running',
+      );
       await this.virsh(['destroy', '--', uuid]).catch(ignoreNotRunning);
     });
   }
@@ -201,14 +236,18 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
 
   async facts(): Promise<HostFacts> {
     const host = await this.options.hostFacts.facts();
-    const [node, version] = await Promise.all([this.virsh(['nodeinfo']).catch(() => ''), this.virsh(['version', '--daemon']).catch(() => '')]);
+    const [node, version] = await Promise.all([
+      this.virsh(['nodeinfo']).catch(() => ''),
+      this.virsh(['version', '--daemon']).catch(() => ''),
+    ]);
     const fields = parseColonFields(node);
     const cpus = Number(fields['CPU(s)']);
     const memoryKib = Number(/^(\d+)/.exec(fields['Memory size'] ?? '')?.[1]);
     return {
       ...host,
       cpuCount: Number.isInteger(cpus) && cpus > 0 ? cpus : host.cpuCount,
-      memoryBytes: Number.isInteger(memoryKib) && memoryKib > 0 ? memoryKib * 1024 : host.memoryBytes,
+      memoryBytes:
+        Number.isInteger(memoryKib) && memoryKib > 0 ? memoryKib * 1024 : host.memoryBytes,
       versions: { ...host.versions, ...parseVersion(version) },
     };
   }
@@ -220,11 +259,23 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
   async health(): Promise<DriverHealth> {
     try {
       const versions = parseVersion(await this.virsh(['version', '--daemon']));
-      const states = (await this.virsh(['list', '--all', '--uuid'])).split('\n').filter((l) => l.trim()).length;
-      const running = (await this.virsh(['list', '--uuid'])).split('\n').filter((l) => l.trim()).length;
-      return { name: this.name, status: 'ok', message: `libvirt ${versions.libvirt ?? '?'}, QEMU ${versions.qemu ?? '?'}: ${states} VMs, ${running} running` };
+      const states = (await this.virsh(['list', '--all', '--uuid']))
+        .split('\n')
+        .filter((l) => l.trim()).length;
+      const running = (await this.virsh(['list', '--uuid']))
+        .split('\n')
+        .filter((l) => l.trim()).length;
+      return {
+        name: this.name,
+        status: 'ok',
+        message: `libvirt ${versions.libvirt ?? '?'}, QEMU ${versions.qemu ?? '?'}: ${states} VMs, ${running} running`,
+      };
     } catch (error) {
-      return { name: this.name, status: 'failed', message: `libvirt does not answer: ${(error as Error).message}` };
+      return {
+        name: this.name,
+        status: 'failed',
+        message: `libvirt does not answer: ${(error as Error).message}`,
+      };
     }
   }
 
@@ -244,22 +295,44 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
   async prepareIncoming(spec: VmDefinition, options: IncomingOptions): Promise<MigrationAddress> {
     this.domainXml(spec);
     if (options.transport !== 'direct') {
-      throw new AgentError(ErrorCode.InvalidArgument, 'libvirt migrates over its own connection between the libvirt daemons; the tunnel transport does not apply');
+      throw new AgentError(
+        ErrorCode.InvalidArgument,
+        'libvirt migrates over its own connection between the libvirt daemons; the tunnel transport does not apply',
+      );
     }
     const host = options.listenHost ?? '';
     if (!ipAddressSchema.safeParse(host).success && !fqdnSchema.safeParse(host).success) {
-      throw new AgentError(ErrorCode.InvalidArgument, 'an incoming libvirt migration needs the host name or address of this agent');
+      throw new AgentError(
+        ErrorCode.InvalidArgument,
+        'an incoming libvirt migration needs the host name or address of this agent',
+      );
     }
     this.lock(spec.uuid, 'migration', spec.name);
     try {
-      if (await this.spec(spec.uuid).catch(ignoreNotFound)) throw new AgentError(ErrorCode.AlreadyExists, `VM ${spec.name} (${spec.uuid}) is on this node already`);
-      const names = (await this.virsh(['list', '--all', '--name'])).split('\n').map((l) => l.trim());
-      if (names.includes(spec.name)) throw new AgentError(ErrorCode.AlreadyExists, `another VM named ${spec.name} is on this node`);
+      if (await this.spec(spec.uuid).catch(ignoreNotFound))
+        throw new AgentError(
+          ErrorCode.AlreadyExists,
+          `VM ${spec.name} (${spec.uuid}) is on this node already`,
+        );
+      const names = (await this.virsh(['list', '--all', '--name']))
+        .split('\n')
+        .map((l) => l.trim());
+      if (names.includes(spec.name))
+        throw new AgentError(
+          ErrorCode.AlreadyExists,
+          `another VM named ${spec.name} is on this node`,
+        );
     } catch (error) {
       this.locks.delete(spec.uuid);
       throw error;
     }
-    return { kind: 'libvirt', uri: this.options.migrationUriTemplate.replaceAll('{host}', host.includes(':') ? `[${host}]` : host) };
+    return {
+      kind: 'libvirt',
+      uri: this.options.migrationUriTemplate.replaceAll(
+        '{host}',
+        host.includes(':') ? `[${host}]` : host,
+      ),
+    };
   }
 
   async incomingStatus(uuid: string): Promise<MigrationStatus> {
@@ -274,12 +347,20 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
 
   /** With peer-to-peer migration the domain already runs here: check it and release the VM. */
   async commitIncoming(uuid: string): Promise<VmInstance> {
-    if (this.locks.get(uuid) !== 'migration') throw new AgentError(ErrorCode.FailedPrecondition, `no incoming migration of VM ${uuid} on this node`);
+    if (this.locks.get(uuid) !== 'migration')
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `no incoming migration of VM ${uuid} on this node`,
+      );
     const spec = await this.spec(uuid).catch(ignoreNotFound);
-    if (!spec) throw new AgentError(ErrorCode.FailedPrecondition, `VM ${uuid} has not arrived on this node`);
+    if (!spec)
+      throw new AgentError(ErrorCode.FailedPrecondition, `VM ${uuid} has not arrived on this node`);
     const state = await this.state(uuid);
     if (state.state !== 'running' && state.migration !== 'postcopy') {
-      throw new AgentError(ErrorCode.FailedPrecondition, `VM ${spec.name} is still arriving (${state.state}); it runs here once libvirt finished the migration`);
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `VM ${spec.name} is still arriving (${state.state}); it runs here once libvirt finished the migration`,
+      );
     }
     this.locks.delete(uuid);
     return this.view(spec);
@@ -296,7 +377,10 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
       const state = await this.state(uuid).catch(ignoreNotFound);
       if (!state) return;
       if (state.state === 'running' || state.migration === 'postcopy') {
-        throw new AgentError(ErrorCode.FailedPrecondition, `VM ${uuid} already runs on this node (the migration completed); it was left running`);
+        throw new AgentError(
+          ErrorCode.FailedPrecondition,
+          `VM ${uuid} already runs on this node (the migration completed); it was left running`,
+        );
       }
       await this.virsh(['destroy', '--', uuid]).catch(ignoreNotRunning);
       await this.virsh(['undefine', '--', uuid]).catch(ignoreNotFound);
@@ -307,30 +391,63 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
   }
 
   async startOutgoing(uuid: string, options: OutgoingOptions): Promise<void> {
-    if (options.destination.kind !== 'libvirt') throw new AgentError(ErrorCode.InvalidArgument, 'the libvirt driver migrates to a libvirt URI only');
+    if (options.destination.kind !== 'libvirt')
+      throw new AgentError(
+        ErrorCode.InvalidArgument,
+        'the libvirt driver migrates to a libvirt URI only',
+      );
     const uri = options.destination.uri;
-    if (uri.length > 1024 || hasControlCharacters(uri) || !/^[a-z][a-z0-9+.-]*:\/\/[^\s]*$/i.test(uri)) {
-      throw new AgentError(ErrorCode.InvalidArgument, 'the destination is not a libvirt URI such as qemu+tls://host/system');
+    if (
+      uri.length > 1024 ||
+      hasControlCharacters(uri) ||
+      !/^[a-z][a-z0-9+.-]*:\/\/[^\s]*$/i.test(uri)
+    ) {
+      throw new AgentError(
+        ErrorCode.InvalidArgument,
+        'the destination is not a libvirt URI such as qemu+tls://host/system',
+      );
     }
     const spec = await this.existing(uuid);
     this.lock(uuid, 'migration', spec.name);
     try {
-      this.require(spec, (await this.state(uuid)).state, ['running', 'paused'], 'migrated live', 'a running');
+      this.require(
+        spec,
+        (await this.state(uuid)).state,
+        ['running', 'paused'],
+        'migrated live',
+        'a running',
+      );
       // Without --undefinesource: the source keeps its (shut off) definition until finishOutgoing,
       // so that QEMU's completed figures (downtime, total time) can still be read here, and a
       // failed commit at the target leaves the definition in place.
       const args = ['migrate', '--live', '--p2p', '--persistent'];
       if (options.autoConverge) args.push('--auto-converge');
       if (options.allowPostcopy) args.push('--postcopy');
-      if (options.bandwidthLimitBytes > 0) args.push('--bandwidth', String(Math.max(1, Math.ceil(options.bandwidthLimitBytes / 1024 ** 2))));
+      if (options.bandwidthLimitBytes > 0)
+        args.push(
+          '--bandwidth',
+          String(Math.max(1, Math.ceil(options.bandwidthLimitBytes / 1024 ** 2))),
+        );
       const job = this.options.virsh.background([...args, '--', uuid, uri]);
-      const outgoing: Outgoing = { job, last: emptyStats('setup'), startedAt: this.now(), allowPostcopy: options.allowPostcopy, postcopy: false, cancelled: false };
+      const outgoing: Outgoing = {
+        job,
+        last: emptyStats('setup'),
+        startedAt: this.now(),
+        allowPostcopy: options.allowPostcopy,
+        postcopy: false,
+        cancelled: false,
+      };
       void job.done.then((result) => (outgoing.result = result));
       this.outgoing.set(uuid, outgoing);
       await this.untilJobRuns(uuid, outgoing);
       if (!job.exited && options.downtimeLimitMs > 0) {
         // The limit is a parameter of the running job (virsh migrate has no flag for it).
-        await this.virsh(['migrate-setmaxdowntime', '--', uuid, String(Math.round(options.downtimeLimitMs))]).catch(() => undefined);
+        await this.virsh([
+          'migrate-setmaxdowntime',
+          '--',
+          uuid,
+          String(Math.round(options.downtimeLimitMs)),
+        ]).catch(() => undefined);
       }
     } catch (error) {
       const outgoing = this.outgoing.get(uuid);
@@ -352,13 +469,21 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
       stats = parseJobInfo(await this.virsh(['domjobinfo', '--rawstats', '--', uuid]));
     } catch (error) {
       // The domain stopped here (migrated) or went away: the outcome is virsh's.
-      if (!(error instanceof AgentError) || (error.code !== ErrorCode.NotFound && error.code !== ErrorCode.FailedPrecondition)) throw error;
+      if (
+        !(error instanceof AgentError) ||
+        (error.code !== ErrorCode.NotFound && error.code !== ErrorCode.FailedPrecondition)
+      )
+        throw error;
       await this.settled(outgoing);
       return this.finalStats(uuid, outgoing);
     }
     if (stats.status === 'none' || stats.status === 'completed') {
       // Between libvirt's job and virsh's exit: the outcome is virsh's.
-      if (!outgoing.job.exited) return { ...outgoing.last, status: outgoing.last.status === 'none' ? 'setup' : outgoing.last.status };
+      if (!outgoing.job.exited)
+        return {
+          ...outgoing.last,
+          status: outgoing.last.status === 'none' ? 'setup' : outgoing.last.status,
+        };
       await this.settled(outgoing);
       return this.finalStats(uuid, outgoing);
     }
@@ -369,8 +494,13 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
 
   async switchToPostcopy(uuid: string): Promise<void> {
     const outgoing = this.requireOutgoing(uuid);
-    if (!outgoing.allowPostcopy) throw new AgentError(ErrorCode.FailedPrecondition, 'this migration was started without post-copy');
-    if (outgoing.job.exited) throw new AgentError(ErrorCode.FailedPrecondition, 'the migration has ended');
+    if (!outgoing.allowPostcopy)
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        'this migration was started without post-copy',
+      );
+    if (outgoing.job.exited)
+      throw new AgentError(ErrorCode.FailedPrecondition, 'the migration has ended');
     await this.virsh(['migrate-postcopy', '--', uuid]);
     outgoing.postcopy = true;
   }
@@ -382,10 +512,19 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
       return;
     }
     if (!outgoing.job.exited) {
-      if (outgoing.postcopy) throw new AgentError(ErrorCode.FailedPrecondition, 'a migration in post-copy cannot be cancelled: the VM already runs at the target');
+      if (outgoing.postcopy)
+        throw new AgentError(
+          ErrorCode.FailedPrecondition,
+          'a migration in post-copy cannot be cancelled: the VM already runs at the target',
+        );
       outgoing.cancelled = true;
       await this.virsh(['domjobabort', '--', uuid]).catch((error: unknown) => {
-        if (error instanceof AgentError && error.code === ErrorCode.FailedPrecondition && /post-copy/i.test(error.message)) throw error;
+        if (
+          error instanceof AgentError &&
+          error.code === ErrorCode.FailedPrecondition &&
+          /post-copy/i.test(error.message)
+        )
+          throw error;
       });
     }
     const result = await this.settled(outgoing);
@@ -393,7 +532,10 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     this.locks.delete(uuid);
     if (!result.error) {
       this.forget(uuid);
-      throw new AgentError(ErrorCode.FailedPrecondition, `the migration of VM ${uuid} had completed before it could be cancelled; the VM runs at the target`);
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `the migration of VM ${uuid} had completed before it could be cancelled; the VM runs at the target`,
+      );
     }
   }
 
@@ -402,13 +544,20 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     try {
       if (outgoing) {
         const result = await this.settled(outgoing);
-        if (result.error) throw new AgentError(ErrorCode.FailedPrecondition, `the migration of VM ${uuid} did not complete: ${result.error.message}`);
+        if (result.error)
+          throw new AgentError(
+            ErrorCode.FailedPrecondition,
+            `the migration of VM ${uuid} did not complete: ${result.error.message}`,
+          );
       }
       // The source's domain is shut off (migrated) and still defined: remove what is left of it.
       const state = await this.state(uuid).catch(ignoreNotFound);
       if (state) {
-        if (state.state !== 'stopped') await this.virsh(['destroy', '--', uuid]).catch(ignoreNotRunning);
-        await this.virsh(['undefine', '--managed-save', '--snapshots-metadata', '--', uuid]).catch(ignoreNotFound);
+        if (state.state !== 'stopped')
+          await this.virsh(['destroy', '--', uuid]).catch(ignoreNotRunning);
+        await this.virsh(['undefine', '--managed-save', '--snapshots-metadata', '--', uuid]).catch(
+          ignoreNotFound,
+        );
       }
       this.forget(uuid);
     } finally {
@@ -427,14 +576,19 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     const spec = await this.spec(uuid);
     if (!spec) throw new AgentError(ErrorCode.NotFound, `no VM ${uuid} on this node`);
     const { state } = await this.state(uuid);
-    if (state !== 'running') return { frozen: false, reason: `VM ${spec.name} is ${state}, not running` };
+    if (state !== 'running')
+      return { frozen: false, reason: `VM ${spec.name} is ${state}, not running` };
     try {
       const output = await this.options.virsh.run(['domfsfreeze', '--', uuid], timeoutMs);
       return { frozen: true, reason: output.trim() || 'the guest agent froze the filesystems' };
     } catch (error) {
       if (!(error instanceof AgentError) || error.code === ErrorCode.NotFound) throw error;
-      if (error.code === ErrorCode.DeadlineExceeded) return { frozen: false, reason: `no QEMU guest agent answered within ${timeoutMs} ms` };
-      return { frozen: false, reason: `the guest agent did not freeze the filesystems: ${error.message}` };
+      if (error.code === ErrorCode.DeadlineExceeded)
+        return { frozen: false, reason: `no QEMU guest agent answered within ${timeoutMs} ms` };
+      return {
+        frozen: false,
+        reason: `the guest agent did not freeze the filesystems: ${error.message}`,
+      };
     }
   }
 
@@ -451,7 +605,10 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     try {
       return buildDomainXml(spec, { domainType: this.options.domainType });
     } catch (error) {
-      throw new AgentError(ErrorCode.InvalidArgument, `invalid VM definition: ${(error as Error).message}`);
+      throw new AgentError(
+        ErrorCode.InvalidArgument,
+        `invalid VM definition: ${(error as Error).message}`,
+      );
     }
   }
 
@@ -461,7 +618,9 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
   }
 
   private async state(uuid: string): Promise<DomainState> {
-    const stats = parseDomstats(await this.virsh(['domstats', '--raw', '--nowait', '--state', '--', uuid]));
+    const stats = parseDomstats(
+      await this.virsh(['domstats', '--raw', '--nowait', '--state', '--', uuid]),
+    );
     return domainState(Number(stats['state.state']), Number(stats['state.reason']));
   }
 
@@ -481,8 +640,12 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
       runtime: {
         state,
         cpuUsage: active ? this.cpuUsage(spec, Number(stats['cpu.time']), nowMs) : 0,
-        memoryUsedBytes: active ? Number(stats['balloon.rss'] ?? stats['balloon.current'] ?? 0) * 1024 : 0,
-        uptimeSeconds: bootedAt ? Math.max(0, Math.floor((nowMs - Date.parse(bootedAt)) / 1000)) : 0,
+        memoryUsedBytes: active
+          ? Number(stats['balloon.rss'] ?? stats['balloon.current'] ?? 0) * 1024
+          : 0,
+        uptimeSeconds: bootedAt
+          ? Math.max(0, Math.floor((nowMs - Date.parse(bootedAt)) / 1000))
+          : 0,
         stateChangedAt: since,
         lockedBy: this.locks.get(spec.uuid) ?? '',
       },
@@ -495,7 +658,8 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
     if (operation === 'start' && state === 'stopped') return 'starting';
     if (operation === 'shutdown' && (state === 'running' || state === 'paused')) return 'stopping';
     if (operation === 'reboot' && state === 'running') return 'rebooting';
-    if (operation === 'migration' && (state === 'running' || state === 'paused')) return 'migrating';
+    if (operation === 'migration' && (state === 'running' || state === 'paused'))
+      return 'migrating';
     return state;
   }
 
@@ -513,7 +677,14 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
   private async booted(uuid: string, fallback: string): Promise<string> {
     const known = this.bootedAt.get(uuid);
     if (known) return known;
-    const note = await this.virsh(['metadata', '--live', '--uri', RUNTIME_NAMESPACE, '--', uuid]).catch(() => '');
+    const note = await this.virsh([
+      'metadata',
+      '--live',
+      '--uri',
+      RUNTIME_NAMESPACE,
+      '--',
+      uuid,
+    ]).catch(() => '');
     const at = /booted-at=["']([0-9T:.Z-]{20,30})["']/.exec(note)?.[1];
     const value = at && Number.isFinite(Date.parse(at)) ? at : fallback;
     this.bootedAt.set(uuid, value);
@@ -523,7 +694,18 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
   private async markBooted(uuid: string): Promise<void> {
     const at = new Date(this.now()).toISOString();
     this.bootedAt.set(uuid, at);
-    await this.virsh(['metadata', '--live', '--uri', RUNTIME_NAMESPACE, '--key', 'debvisor-runtime', '--set', `<runtime booted-at='${at}'/>`, '--', uuid]).catch(() => undefined);
+    await this.virsh([
+      'metadata',
+      '--live',
+      '--uri',
+      RUNTIME_NAMESPACE,
+      '--key',
+      'debvisor-runtime',
+      '--set',
+      `<runtime booted-at='${at}'/>`,
+      '--',
+      uuid,
+    ]).catch(() => undefined);
   }
 
   private forget(uuid: string): void {
@@ -533,12 +715,20 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
   }
 
   /** Runs one operation on an existing VM under its lock; answers the VM as it is afterwards. */
-  private async operate(uuid: string, operation: Operation, run: (spec: VmDefinition, state: VmState) => Promise<void>): Promise<VmInstance> {
+  private async operate(
+    uuid: string,
+    operation: Operation,
+    run: (spec: VmDefinition, state: VmState) => Promise<void>,
+  ): Promise<VmInstance> {
     const spec = await this.locked(uuid, operation, run);
     return this.view(spec);
   }
 
-  private async locked(uuid: string, operation: Operation, run: (spec: VmDefinition, state: VmState) => Promise<void>): Promise<VmDefinition> {
+  private async locked(
+    uuid: string,
+    operation: Operation,
+    run: (spec: VmDefinition, state: VmState) => Promise<void>,
+  ): Promise<VmDefinition> {
     const spec = await this.existing(uuid);
     this.lock(uuid, operation, spec.name);
     try {
@@ -559,21 +749,40 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
 
   private lock(uuid: string, operation: Operation, name: string): void {
     const holder = this.locks.get(uuid);
-    if (holder) throw new AgentError(ErrorCode.FailedPrecondition, `VM ${name} is busy: a ${holder} operation is in progress; try again when it has finished`);
+    if (holder)
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `VM ${name} is busy: a ${holder} operation is in progress; try again when it has finished`,
+      );
     this.locks.set(uuid, operation);
   }
 
-  private require(spec: VmDefinition, state: VmState, states: VmState[], verb: string, article: string): void {
-    if (!states.includes(state)) throw new AgentError(ErrorCode.FailedPrecondition, `VM ${spec.name} is ${state}; only ${article} VM can be ${verb}`);
+  private require(
+    spec: VmDefinition,
+    state: VmState,
+    states: VmState[],
+    verb: string,
+    article: string,
+  ): void {
+    if (!states.includes(state))
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `VM ${spec.name} is ${state}; only ${article} VM can be ${verb}`,
+      );
   }
 
   private requireUuid(uuid: string): void {
-    if (!uuidSchema.safeParse(uuid).success) throw new AgentError(ErrorCode.InvalidArgument, 'not a valid VM UUID');
+    if (!uuidSchema.safeParse(uuid).success)
+      throw new AgentError(ErrorCode.InvalidArgument, 'not a valid VM UUID');
   }
 
   private requireOutgoing(uuid: string): Outgoing {
     const outgoing = this.outgoing.get(uuid);
-    if (!outgoing) throw new AgentError(ErrorCode.FailedPrecondition, `no outgoing migration of VM ${uuid} on this node`);
+    if (!outgoing)
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `no outgoing migration of VM ${uuid} on this node`,
+      );
     return outgoing;
   }
 
@@ -587,12 +796,18 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
         return;
       }
       // libvirt's job begins before it reached the target; QEMU's migration has begun once it counts bytes.
-      const job = parseJobInfo(await this.virsh(['domjobinfo', '--rawstats', '--', uuid]).catch(() => ''));
+      const job = parseJobInfo(
+        await this.virsh(['domjobinfo', '--rawstats', '--', uuid]).catch(() => ''),
+      );
       if (job.status !== 'none' && job.totalBytes > 0) {
         outgoing.last = job;
         return;
       }
-      if (this.now() >= deadline) throw new AgentError(ErrorCode.DeadlineExceeded, `libvirt did not start migrating VM ${uuid} within ${Math.round(this.options.commandTimeoutMs / 1000)} s`);
+      if (this.now() >= deadline)
+        throw new AgentError(
+          ErrorCode.DeadlineExceeded,
+          `libvirt did not start migrating VM ${uuid} within ${Math.round(this.options.commandTimeoutMs / 1000)} s`,
+        );
       await this.options.clock.sleep(Math.min(50, this.pollMs()));
     }
   }
@@ -613,15 +828,31 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
   private async finalStats(uuid: string, outgoing: Outgoing): Promise<MigrationStats> {
     const { error } = outgoing.result ?? {};
     if (error) {
-      const cancelled = outgoing.cancelled || /operation aborted|canceled|cancelled/i.test(error.message);
+      const cancelled =
+        outgoing.cancelled || /operation aborted|canceled|cancelled/i.test(error.message);
       return { ...outgoing.last, status: cancelled ? 'cancelled' : 'failed', error: error.message };
     }
     if (outgoing.last.status !== 'completed') {
-      const completed = parseJobInfo(await this.virsh(['domjobinfo', '--completed', '--keep-completed', '--rawstats', '--', uuid]).catch(() => ''));
+      const completed = parseJobInfo(
+        await this.virsh([
+          'domjobinfo',
+          '--completed',
+          '--keep-completed',
+          '--rawstats',
+          '--',
+          uuid,
+        ]).catch(() => ''),
+      );
       outgoing.last =
         completed.status === 'completed'
           ? completed
-          : { ...outgoing.last, status: 'completed', remainingBytes: 0, expectedDowntimeMs: 0, totalTimeMs: Math.max(0, this.now() - outgoing.startedAt) };
+          : {
+              ...outgoing.last,
+              status: 'completed',
+              remainingBytes: 0,
+              expectedDowntimeMs: 0,
+              totalTimeMs: Math.max(0, this.now() - outgoing.startedAt),
+            };
     }
     return outgoing.last;
   }
@@ -636,7 +867,16 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
 }
 
 function emptyStats(status: MigrationStatus): MigrationStats {
-  return { status, transferredBytes: 0, remainingBytes: 0, totalBytes: 0, dirtyRateBytes: 0, expectedDowntimeMs: 0, iteration: 0, throughputBytes: 0 };
+  return {
+    status,
+    transferredBytes: 0,
+    remainingBytes: 0,
+    totalBytes: 0,
+    dirtyRateBytes: 0,
+    expectedDowntimeMs: 0,
+    iteration: 0,
+    throughputBytes: 0,
+  };
 }
 
 /** `virsh domstats` of every domain, by domain name. */

@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCode } from '../../shared/agent-error';
-import { domainState, parseColonFields, parseDomstats, parseJobInfo, parseVersion } from './virsh-output';
+import {
+  domainState,
+  parseColonFields,
+  parseDomstats,
+  parseJobInfo,
+  parseVersion,
+} from './virsh-output';
 import { virshError } from './virsh.repository';
 
 // Outputs as virsh 9.0 (Debian 12) prints them.
@@ -57,19 +63,37 @@ describe('virsh output', () => {
   });
 
   it('reports the measured downtime and total time of a completed job', () => {
-    expect(parseJobInfo(COMPLETED_JOB)).toMatchObject({ status: 'completed', downtimeMs: 30, totalTimeMs: 514, remainingBytes: 0, expectedDowntimeMs: 0 });
+    expect(parseJobInfo(COMPLETED_JOB)).toMatchObject({
+      status: 'completed',
+      downtimeMs: 30,
+      totalTimeMs: 514,
+      remainingBytes: 0,
+      expectedDowntimeMs: 0,
+    });
   });
 
   it('answers none when no job runs, and failed or cancelled as libvirt tells', () => {
     expect(parseJobInfo('Job type: 0\n\n').status).toBe('none');
-    expect(parseJobInfo('Job type: 4\n\nerrmsg: migration failed\n')).toMatchObject({ status: 'failed', error: 'migration failed' });
+    expect(parseJobInfo('Job type: 4\n\nerrmsg: migration failed\n')).toMatchObject({
+      status: 'failed',
+      error: 'migration failed',
+    });
     expect(parseJobInfo('Job type: 5\n').status).toBe('cancelled');
   });
 
   it('reads domstats, nodeinfo and version', () => {
-    expect(parseDomstats("Domain: 't1'\n  state.state=1\n  state.reason=2\n  balloon.rss=41660\n")).toEqual({ 'state.state': '1', 'state.reason': '2', 'balloon.rss': '41660' });
-    expect(parseColonFields('CPU(s):              2\nMemory size:         7169824 KiB\n')).toEqual({ 'CPU(s)': '2', 'Memory size': '7169824 KiB' });
-    expect(parseVersion('Compiled against library: libvirt 9.0.0\nUsing library: libvirt 9.0.0\nUsing API: QEMU 9.0.0\nRunning hypervisor: QEMU 7.2.22\nRunning against daemon: 9.0.0\n')).toEqual({
+    expect(
+      parseDomstats("Domain: 't1'\n  state.state=1\n  state.reason=2\n  balloon.rss=41660\n"),
+    ).toEqual({ 'state.state': '1', 'state.reason': '2', 'balloon.rss': '41660' });
+    expect(parseColonFields('CPU(s):              2\nMemory size:         7169824 KiB\n')).toEqual({
+      'CPU(s)': '2',
+      'Memory size': '7169824 KiB',
+    });
+    expect(
+      parseVersion(
+        'Compiled against library: libvirt 9.0.0\nUsing library: libvirt 9.0.0\nUsing API: QEMU 9.0.0\nRunning hypervisor: QEMU 7.2.22\nRunning against daemon: 9.0.0\n',
+      ),
+    ).toEqual({
       libvirt: '9.0.0',
       qemu: '7.2.22',
     });
@@ -90,15 +114,30 @@ describe('virsh output', () => {
     const notFound = virshError('start', "error: failed to get domain 'x'\n");
     expect(notFound.code).toBe(ErrorCode.NotFound);
     expect(notFound.message).toBe("failed to get domain 'x'");
-    expect(virshError('start', 'error: Failed to start domain \'a\'\nerror: Requested operation is not valid: domain is already running\n').code).toBe(ErrorCode.FailedPrecondition);
-    expect(virshError('define', "error: Failed to define domain from /tmp/debvisor-virsh-Ab12/domain.xml\nerror: operation failed: domain 'a' already exists with uuid 1\n")).toMatchObject({
+    expect(
+      virshError(
+        'start',
+        "error: Failed to start domain 'a'\nerror: Requested operation is not valid: domain is already running\n",
+      ).code,
+    ).toBe(ErrorCode.FailedPrecondition);
+    expect(
+      virshError(
+        'define',
+        "error: Failed to define domain from /tmp/debvisor-virsh-Ab12/domain.xml\nerror: operation failed: domain 'a' already exists with uuid 1\n",
+      ),
+    ).toMatchObject({
       code: ErrorCode.AlreadyExists,
       message: "operation failed: domain 'a' already exists with uuid 1",
     });
-    expect(virshError('list', "error: failed to connect to the hypervisor\nerror: Failed to connect socket to '/run/libvirt/libvirt-sock': No such file or directory\n").code).toBe(
-      ErrorCode.Unavailable,
-    );
-    expect(virshError('define', 'error: XML document failed to validate against schema\n').code).toBe(ErrorCode.InvalidArgument);
+    expect(
+      virshError(
+        'list',
+        "error: failed to connect to the hypervisor\nerror: Failed to connect socket to '/run/libvirt/libvirt-sock': No such file or directory\n",
+      ).code,
+    ).toBe(ErrorCode.Unavailable);
+    expect(
+      virshError('define', 'error: XML document failed to validate against schema\n').code,
+    ).toBe(ErrorCode.InvalidArgument);
     expect(virshError('x', 'error: internal error: something odd\n').code).toBe(ErrorCode.Internal);
   });
 });

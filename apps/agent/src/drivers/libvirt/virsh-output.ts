@@ -23,7 +23,9 @@ export function parseDomstats(output: string): Record<string, string> {
 /** `virsh version`: the versions of libvirt (the daemon's) and of the hypervisor. */
 export function parseVersion(output: string): Record<string, string> {
   const versions: Record<string, string> = {};
-  const daemon = /Running against daemon:\s*(\S+)/.exec(output)?.[1] ?? /Using library: libvirt\s*(\S+)/.exec(output)?.[1];
+  const daemon =
+    /Running against daemon:\s*(\S+)/.exec(output)?.[1] ??
+    /Using library: libvirt\s*(\S+)/.exec(output)?.[1];
   const hypervisor = /Running hypervisor:\s*(\S+)\s+(\S+)/.exec(output);
   if (daemon) versions.libvirt = daemon;
   if (hypervisor) versions[hypervisor[1].toLowerCase()] = hypervisor[2];
@@ -54,11 +56,14 @@ export function domainState(state: number, reason: number): DomainState {
   switch (state) {
     case RUNNING:
     case BLOCKED:
-      return reason === RUNNING_POSTCOPY ? { state: 'migrating', migration: 'postcopy' } : { state: 'running' };
+      return reason === RUNNING_POSTCOPY
+        ? { state: 'migrating', migration: 'postcopy' }
+        : { state: 'running' };
     case PAUSED:
       if (reason === PAUSED_MIGRATION) return { state: 'migrating', migration: 'precopy' };
       if (reason === PAUSED_POSTCOPY) return { state: 'migrating', migration: 'postcopy' };
-      if (reason === PAUSED_POSTCOPY_FAILED) return { state: 'paused', migration: 'postcopy-failed' };
+      if (reason === PAUSED_POSTCOPY_FAILED)
+        return { state: 'paused', migration: 'postcopy-failed' };
       return { state: 'paused' };
     case PMSUSPENDED:
       return { state: 'paused' };
@@ -86,7 +91,16 @@ export function parseJobInfo(output: string): MigrationStats {
     return Number.isFinite(value) ? value : 0;
   };
   const type = number('Job type');
-  const status = type === JOB_COMPLETED ? 'completed' : type === JOB_FAILED ? 'failed' : type === JOB_CANCELLED ? 'cancelled' : type >= 1 && type <= JOB_UNBOUNDED ? 'active' : 'none';
+  const status =
+    type === JOB_COMPLETED
+      ? 'completed'
+      : type === JOB_FAILED
+        ? 'failed'
+        : type === JOB_CANCELLED
+          ? 'cancelled'
+          : type >= 1 && type <= JOB_UNBOUNDED
+            ? 'active'
+            : 'none';
   const stats: MigrationStats = {
     status,
     transferredBytes: number('data_processed'),

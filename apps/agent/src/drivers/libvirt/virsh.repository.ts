@@ -42,17 +42,32 @@ export class VirshRepository {
   /** Runs `virsh -q -c <uri> <args…>` and answers its standard output. */
   run(args: readonly string[], timeoutMs = this.options.timeoutMs): Promise<string> {
     return new Promise((resolve, reject) => {
-      execFile(this.options.virsh, this.argv(args), { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: MAX_OUTPUT_BYTES, env: VIRSH_ENV }, (error, stdout, stderr) => {
-        if (!error) return resolve(stdout);
-        const failure = error as NodeJS.ErrnoException & { killed?: boolean; signal?: string };
-        if (failure.code === 'ENOENT') {
-          return reject(new AgentError(ErrorCode.Unavailable, `virsh (${this.options.virsh}) is not installed: install the Debian package libvirt-clients`));
-        }
-        if (failure.killed || failure.signal === 'SIGKILL') {
-          return reject(new AgentError(ErrorCode.DeadlineExceeded, `libvirt did not answer virsh ${args[0]} within ${Math.round(timeoutMs / 1000)} s`));
-        }
-        reject(virshError(args[0] ?? '', stderr));
-      });
+      execFile(
+        this.options.virsh,
+        this.argv(args),
+        { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: MAX_OUTPUT_BYTES, env: VIRSH_ENV },
+        (error, stdout, stderr) => {
+          if (!error) return resolve(stdout);
+          const failure = error as NodeJS.ErrnoException & { killed?: boolean; signal?: string };
+          if (failure.code === 'ENOENT') {
+            return reject(
+              new AgentError(
+                ErrorCode.Unavailable,
+                `virsh (${this.options.virsh}) is not installed: install the Debian package libvirt-clients`,
+              ),
+            );
+          }
+          if (failure.killed || failure.signal === 'SIGKILL') {
+            return reject(
+              new AgentError(
+                ErrorCode.DeadlineExceeded,
+                `libvirt did not answer virsh ${args[0]} within ${Math.round(timeoutMs / 1000)} s`,
+              ),
+            );
+          }
+          reject(virshError(args[0] ?? '', stderr));
+        },
+      );
     });
   }
 
@@ -73,7 +88,10 @@ export class VirshRepository {
    * domjobabort, interrupt() and the driver's close(), not by the call timeout.
    */
   background(args: readonly string[]): VirshJob {
-    const child = spawn(this.options.virsh, this.argv(args), { stdio: ['ignore', 'pipe', 'pipe'], env: VIRSH_ENV });
+    const child = spawn(this.options.virsh, this.argv(args), {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: VIRSH_ENV,
+    });
     let stdout = '';
     let stderr = '';
     let exited = false;
@@ -86,12 +104,31 @@ export class VirshRepository {
     const done = new Promise<VirshJobResult>((resolve) => {
       child.once('error', (error: NodeJS.ErrnoException) => {
         exited = true;
-        const message = error.code === 'ENOENT' ? `virsh (${this.options.virsh}) is not installed: install the Debian package libvirt-clients` : `virsh ${args[0]} could not run: ${error.message}`;
-        resolve({ error: new AgentError(error.code === 'ENOENT' ? ErrorCode.Unavailable : ErrorCode.Internal, message), stdout });
+        const message =
+          error.code === 'ENOENT'
+            ? `virsh (${this.options.virsh}) is not installed: install the Debian package libvirt-clients`
+            : `virsh ${args[0]} could not run: ${error.message}`;
+        resolve({
+          error: new AgentError(
+            error.code === 'ENOENT' ? ErrorCode.Unavailable : ErrorCode.Internal,
+            message,
+          ),
+          stdout,
+        });
       });
       child.once('close', (code, signal) => {
         exited = true;
-        resolve(code === 0 ? { stdout } : { error: virshError(args[0] ?? '', stderr || `virsh ended by ${signal ?? `exit code ${code}`}`), stdout });
+        resolve(
+          code === 0
+            ? { stdout }
+            : {
+                error: virshError(
+                  args[0] ?? '',
+                  stderr || `virsh ended by ${signal ?? `exit code ${code}`}`,
+                ),
+                stdout,
+              },
+        );
       });
     });
     return {
@@ -111,7 +148,10 @@ export class VirshRepository {
     const end = args.indexOf('--');
     for (const operand of end < 0 ? [] : args.slice(end + 1)) {
       if (operand === '' || operand.startsWith('-') || hasControlCharacters(operand)) {
-        throw new AgentError(ErrorCode.InvalidArgument, 'refusing a virsh operand that is empty, starts with "-" or holds control characters');
+        throw new AgentError(
+          ErrorCode.InvalidArgument,
+          'refusing a virsh operand that is empty, starts with "-" or holds control characters',
+        );
       }
     }
     return ['-q', '-c', this.options.uri, ...args];
@@ -122,7 +162,11 @@ export class VirshRepository {
  * virsh runs with a fixed environment: the C locale (its messages are parsed) and the system PATH,
  * and nothing of the agent's own environment.
  */
-const VIRSH_ENV: NodeJS.ProcessEnv = Object.freeze({ LC_ALL: 'C', LANG: 'C', PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' });
+const VIRSH_ENV: NodeJS.ProcessEnv = Object.freeze({
+  LC_ALL: 'C',
+  LANG: 'C',
+  PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+});
 
 /**
  * virsh's stderr as an AgentError: the code from libvirt's error text, the message its lines
@@ -134,16 +178,28 @@ export function virshError(command: string, stderr: string): AgentError {
     .map((l) => l.replace(/^error:\s*/, '').trim())
     .filter((l) => l && !/ from \/\S*debvisor-virsh-/.test(l));
   const message = lines.join(': ') || `virsh ${command} failed`;
-  return new AgentError(codeOf(message), message.length > 2000 ? `${message.slice(0, 2000)}…` : message);
+  return new AgentError(
+    codeOf(message),
+    message.length > 2000 ? `${message.slice(0, 2000)}…` : message,
+  );
 }
 
 const CODES: ReadonlyArray<[RegExp, ErrorCode]> = [
   [/Domain not found|no domain with matching|failed to get domain/i, ErrorCode.NotFound],
   [/already exists|is already defined/i, ErrorCode.AlreadyExists],
-  [/Failed to connect socket|failed to connect to the hypervisor|End of file while reading data|Cannot recv data|Connection refused|unable to connect to server/i, ErrorCode.Unavailable],
+  [
+    /Failed to connect socket|failed to connect to the hypervisor|End of file while reading data|Cannot recv data|Connection refused|unable to connect to server/i,
+    ErrorCode.Unavailable,
+  ],
   [/Timed out during operation|cannot acquire state change lock/i, ErrorCode.DeadlineExceeded],
-  [/Requested operation is not valid|is not running|is already active|not active|operation aborted|no job is active|Operation not supported/i, ErrorCode.FailedPrecondition],
-  [/XML error|XML document failed to validate|unsupported configuration|invalid argument|Unable to parse/i, ErrorCode.InvalidArgument],
+  [
+    /Requested operation is not valid|is not running|is already active|not active|operation aborted|no job is active|Operation not supported/i,
+    ErrorCode.FailedPrecondition,
+  ],
+  [
+    /XML error|XML document failed to validate|unsupported configuration|invalid argument|Unable to parse/i,
+    ErrorCode.InvalidArgument,
+  ],
 ];
 
 function codeOf(message: string): ErrorCode {

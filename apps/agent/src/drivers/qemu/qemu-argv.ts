@@ -63,21 +63,27 @@ export interface QemuArgvOptions {
  * Why this VM cannot run under the qemu driver with this configuration, or undefined. Checks what
  * the definition schema does not: direct boot labels, disk buses for the machine, memory size, VLANs.
  */
-export function qemuDefinitionProblem(spec: VmDefinition, config: Pick<QemuConfig, 'machine' | 'bootDir'>): string | undefined {
+export function qemuDefinitionProblem(
+  spec: VmDefinition,
+  config: Pick<QemuConfig, 'machine' | 'bootDir'>,
+): string | undefined {
   if (spec.memoryBytes % MiB !== 0) return 'the memory size must be a whole number of MiB';
   const kernel = spec.labels[KERNEL_LABEL];
   const initrd = spec.labels[INITRD_LABEL];
   const append = spec.labels[APPEND_LABEL];
   if (kernel !== undefined || initrd !== undefined || append !== undefined) {
-    if (!config.bootDir) return 'direct kernel boot is disabled on this node (qemu.bootDir is not set)';
+    if (!config.bootDir)
+      return 'direct kernel boot is disabled on this node (qemu.bootDir is not set)';
     if (kernel === undefined) return `${INITRD_LABEL} and ${APPEND_LABEL} need ${KERNEL_LABEL}`;
     for (const [label, value] of [
       [KERNEL_LABEL, kernel],
       [INITRD_LABEL, initrd],
     ] as const) {
-      if (value !== undefined && !BOOT_FILE.test(value)) return `${label} must be a plain file name inside the boot directory (letters, digits, . _ + -; no '/')`;
+      if (value !== undefined && !BOOT_FILE.test(value))
+        return `${label} must be a plain file name inside the boot directory (letters, digits, . _ + -; no '/')`;
     }
-    if (append !== undefined && !KERNEL_APPEND.test(append)) return `${APPEND_LABEL} may only hold letters, digits, spaces and _ . , : = / + @ % - (at most 1024)`;
+    if (append !== undefined && !KERNEL_APPEND.test(append))
+      return `${APPEND_LABEL} may only hold letters, digits, spaces and _ . , : = / + @ % - (at most 1024)`;
   }
   const ide = spec.disks.filter((d) => d.bus === 'sata' || d.bus === 'ide').length;
   const ports = idePorts(config.machine);
@@ -87,7 +93,8 @@ export function qemuDefinitionProblem(spec: VmDefinition, config: Pick<QemuConfi
       : `machine type ${config.machine} has ${ports} IDE/SATA ports; the VM has ${ide} such disks`;
   }
   const tagged = spec.nics.find((n) => n.vlan !== 0);
-  if (tagged) return `NIC ${tagged.mac} has VLAN ${tagged.vlan}; the qemu driver attaches NICs to bridges untagged only (use a bridge per VLAN)`;
+  if (tagged)
+    return `NIC ${tagged.mac} has VLAN ${tagged.vlan}; the qemu driver attaches NICs to bridges untagged only (use a bridge per VLAN)`;
   return undefined;
 }
 
@@ -122,9 +129,14 @@ export function imagePath(imageDir: string, pool: string, image: string): string
 export function buildQemuArgv(options: QemuArgvOptions): string[] {
   const { spec, config, paths } = options;
   const problem = qemuDefinitionProblem(spec, config);
-  if (problem) throw new AgentError(ErrorCode.InvalidArgument, `VM ${spec.name} cannot run on QEMU: ${problem}`);
+  if (problem)
+    throw new AgentError(
+      ErrorCode.InvalidArgument,
+      `VM ${spec.name} cannot run on QEMU: ${problem}`,
+    );
   for (const path of [paths.qmp, paths.pidFile, paths.serialLog, paths.guestAgent]) {
-    if (!isAbsolute(path)) throw new AgentError(ErrorCode.Internal, 'QEMU runtime paths must be absolute');
+    if (!isAbsolute(path))
+      throw new AgentError(ErrorCode.Internal, 'QEMU runtime paths must be absolute');
   }
   const memoryMib = spec.memoryBytes / MiB;
   const machine = [`${config.machine}`, `accel=${config.accel}`];
@@ -163,7 +175,10 @@ export function buildQemuArgv(options: QemuArgvOptions): string[] {
     `${memoryMib}M`,
   ];
   if (spec.hugepages) {
-    argv.push('-object', `memory-backend-memfd,id=ram0,size=${memoryMib}M,hugetlb=on,share=on,prealloc=on`);
+    argv.push(
+      '-object',
+      `memory-backend-memfd,id=ram0,size=${memoryMib}M,hugetlb=on,share=on,prealloc=on`,
+    );
     machine.push('memory-backend=ram0');
   }
   argv.push('-machine', machine.join(','));
@@ -181,7 +196,9 @@ function diskArgs({ spec, config, diskCache = [], rbd }: QemuArgvOptions): strin
   const ide = isQ35(config.machine) ? 'ahci' : 'piix';
   spec.disks.forEach((disk, index) => {
     const id = `disk${index}`;
-    const file = config.imageDir ? opt(imagePath(config.imageDir, disk.pool, disk.image)) : opt(rbdFile(disk.pool, disk.image, rbd));
+    const file = config.imageDir
+      ? opt(imagePath(config.imageDir, disk.pool, disk.image))
+      : opt(rbdFile(disk.pool, disk.image, rbd));
     // librbd has its own cache, which QEMU's writeback mode turns on
     const cache = config.imageDir ? (diskCache[index] ?? 'writeback') : 'writeback';
     argv.push('-drive', `file=${file},format=raw,if=none,id=${id},cache=${cache},discard=unmap`);
@@ -208,7 +225,11 @@ function diskArgs({ spec, config, diskCache = [], rbd }: QemuArgvOptions): strin
   return argv;
 }
 
-const NIC_DEVICES: Record<VmDefinition['nics'][number]['model'], string> = { virtio: 'virtio-net-pci', e1000: 'e1000', rtl8139: 'rtl8139' };
+const NIC_DEVICES: Record<VmDefinition['nics'][number]['model'], string> = {
+  virtio: 'virtio-net-pci',
+  e1000: 'e1000',
+  rtl8139: 'rtl8139',
+};
 
 function nicArgs(spec: VmDefinition): string[] {
   return spec.nics.flatMap((nic, index) => [
@@ -233,7 +254,9 @@ function bootArgs(spec: VmDefinition, bootDir: string | undefined): string[] {
 /** The boot files a VM needs (to check that they exist before starting). */
 export function bootFiles(spec: VmDefinition, bootDir: string | undefined): string[] {
   if (!bootDir) return [];
-  return [spec.labels[KERNEL_LABEL], spec.labels[INITRD_LABEL]].filter((f): f is string => f !== undefined).map((f) => join(bootDir, f));
+  return [spec.labels[KERNEL_LABEL], spec.labels[INITRD_LABEL]]
+    .filter((f): f is string => f !== undefined)
+    .map((f) => join(bootDir, f));
 }
 
 function isQ35(machine: string): boolean {
@@ -251,9 +274,18 @@ function idePorts(machine: string): number {
  * a backslash escapes ':' and '\\' inside values. Pool and image are labels (nothing to escape).
  */
 export function rbdFile(pool: string, image: string, rbd: RbdAccess | undefined): string {
-  const options: [string, string | undefined][] = rbd ? [['id', rbd.clientId], ['conf', rbd.conf], ['keyring', rbd.keyring]] : [];
+  const options: [string, string | undefined][] = rbd
+    ? [
+        ['id', rbd.clientId],
+        ['conf', rbd.conf],
+        ['keyring', rbd.keyring],
+      ]
+    : [];
   const given = options.filter((option): option is [string, string] => option[1] !== undefined);
-  return [`rbd:${pool}/${image}`, ...given.map(([key, value]) => `${key}=${value.replace(/[\\:]/g, (c) => `\\${c}`)}`)].join(':');
+  return [
+    `rbd:${pool}/${image}`,
+    ...given.map(([key, value]) => `${key}=${value.replace(/[\\:]/g, (c) => `\\${c}`)}`),
+  ].join(':');
 }
 
 /** A value inside a QemuOpts list: a comma is written twice. */

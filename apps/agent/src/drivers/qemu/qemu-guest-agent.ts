@@ -28,7 +28,12 @@ const MAX_BUFFER = 1024 * 1024;
  * sees the real command queued in its channel — then the command itself. `onSynced` is called
  * when the agent answered the sync, just before the command is sent.
  */
-export async function guestAgentCommand(socketPath: string, execute: string, timeoutMs: number, onSynced?: () => void): Promise<unknown> {
+export async function guestAgentCommand(
+  socketPath: string,
+  execute: string,
+  timeoutMs: number,
+  onSynced?: () => void,
+): Promise<unknown> {
   const socket = await connect(socketPath, timeoutMs);
   const reader = new LineReader(socket);
   const timer = setTimeout(() => reader.fail(new GuestAgentTimeoutError(timeoutMs)), timeoutMs);
@@ -42,7 +47,10 @@ export async function guestAgentCommand(socketPath: string, execute: string, tim
     onSynced?.();
     socket.write(`${JSON.stringify({ execute })}\n`);
     const answer = await reader.next(false);
-    if ('error' in answer) throw new GuestAgentError(`the guest agent refused ${execute}: ${describeError(answer.error)}`);
+    if ('error' in answer)
+      throw new GuestAgentError(
+        `the guest agent refused ${execute}: ${describeError(answer.error)}`,
+      );
     return answer.return;
   } finally {
     clearTimeout(timer);
@@ -63,7 +71,11 @@ function connect(path: string, timeoutMs: number): Promise<Socket> {
     });
     socket.once('error', (error: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      reject(new GuestAgentError(`the guest agent channel cannot be opened (${error.code ?? error.message}); the VM was started without one`));
+      reject(
+        new GuestAgentError(
+          `the guest agent channel cannot be opened (${error.code ?? error.message}); the VM was started without one`,
+        ),
+      );
     });
   });
 }
@@ -76,17 +88,28 @@ function describeError(error: unknown): string {
 /** JSON answers from the channel, one per line. */
 class LineReader {
   private buffer = Buffer.alloc(0);
-  private waiting: { afterSentinel: boolean; resolve: (value: Record<string, unknown>) => void; reject: (error: Error) => void } | undefined;
+  private waiting:
+    | {
+        afterSentinel: boolean;
+        resolve: (value: Record<string, unknown>) => void;
+        reject: (error: Error) => void;
+      }
+    | undefined;
   private error: Error | undefined;
 
   constructor(socket: Socket) {
     socket.on('data', (chunk: Buffer) => {
       this.buffer = Buffer.concat([this.buffer, chunk]);
-      if (this.buffer.length > MAX_BUFFER) this.fail(new GuestAgentError('the guest agent channel sent more than 1 MiB without an answer'));
+      if (this.buffer.length > MAX_BUFFER)
+        this.fail(
+          new GuestAgentError('the guest agent channel sent more than 1 MiB without an answer'),
+        );
       else this.pump();
     });
     socket.on('error', () => this.fail(new GuestAgentError('the guest agent channel failed')));
-    socket.on('close', () => this.fail(new GuestAgentError('the guest agent channel closed (QEMU exited?)')));
+    socket.on('close', () =>
+      this.fail(new GuestAgentError('the guest agent channel closed (QEMU exited?)')),
+    );
   }
 
   /** The next answer; with `afterSentinel`, only one that follows the 0xFF sentinel. */
@@ -127,7 +150,12 @@ class LineReader {
       } catch {
         continue; // noise from before a sync
       }
-      if (typeof parsed !== 'object' || parsed === null || !('return' in parsed || 'error' in parsed)) continue;
+      if (
+        typeof parsed !== 'object' ||
+        parsed === null ||
+        !('return' in parsed || 'error' in parsed)
+      )
+        continue;
       const waiting = this.waiting;
       this.waiting = undefined;
       waiting.resolve(parsed as Record<string, unknown>);

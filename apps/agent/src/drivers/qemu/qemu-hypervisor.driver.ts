@@ -21,9 +21,23 @@ import {
   type VmInstance,
   type VmState,
 } from '../hypervisor.driver';
-import { bootFiles, buildQemuArgv, imagePath, isNamedQemuCpuModel, qemuDefinitionProblem, type QemuConfig, type QemuRunPaths, type RbdAccess } from './qemu-argv';
+import {
+  bootFiles,
+  buildQemuArgv,
+  imagePath,
+  isNamedQemuCpuModel,
+  qemuDefinitionProblem,
+  type QemuConfig,
+  type QemuRunPaths,
+  type RbdAccess,
+} from './qemu-argv';
 import { GuestAgentError, GuestAgentTimeoutError, guestAgentCommand } from './qemu-guest-agent';
-import { migrationStats, migrationStatus, queryMigrateSchema, type QueryMigrate } from './qemu-migration-stats';
+import {
+  migrationStats,
+  migrationStatus,
+  queryMigrateSchema,
+  type QueryMigrate,
+} from './qemu-migration-stats';
 import { QemuProcessRepository, QemuStartError } from './qemu-process.repository';
 import { QemuStateRepository, type QemuVmRecord } from './qemu-state.repository';
 import { QmpClient, QmpCommandError, QmpConnectionError } from './qmp-client';
@@ -53,7 +67,13 @@ const LOADING: readonly MigrationStatus[] = ['none', 'setup', 'active', 'pre-swi
 /** How long commitIncoming waits for the last of the stream to load. */
 const COMMIT_WAIT_MS = 15_000;
 /** Outgoing statuses in which QEMU still moves data (cancel must wait them out). */
-const MIGRATING: readonly MigrationStatus[] = ['setup', 'active', 'pre-switchover', 'device', 'cancelling'];
+const MIGRATING: readonly MigrationStatus[] = [
+  'setup',
+  'active',
+  'pre-switchover',
+  'device',
+  'cancelling',
+];
 
 /** query-status run states, as VM states. */
 const RUN_STATES: Record<string, VmState> = {
@@ -120,7 +140,11 @@ export class QemuHypervisorDriver implements HypervisorDriver {
   private constructor(private readonly options: QemuHypervisorOptions) {
     const { config } = options;
     // QEMU daemonizes into '/': every path it gets must be absolute
-    this.config = { ...config, imageDir: config.imageDir && resolve(config.imageDir), bootDir: config.bootDir && resolve(config.bootDir) };
+    this.config = {
+      ...config,
+      imageDir: config.imageDir && resolve(config.imageDir),
+      bootDir: config.bootDir && resolve(config.bootDir),
+    };
     this.runDir = join(resolve(options.stateDir), 'run');
     this.state = options.state ?? new QemuStateRepository(resolve(options.stateDir));
     this.processes = options.processes ?? new QemuProcessRepository(config.binary);
@@ -141,7 +165,9 @@ export class QemuHypervisorDriver implements HypervisorDriver {
 
   async list(): Promise<VmInstance[]> {
     const views = await Promise.all([...this.vms.values()].map((vm) => this.view(vm)));
-    return views.sort((a, b) => a.spec.name.localeCompare(b.spec.name) || a.spec.uuid.localeCompare(b.spec.uuid));
+    return views.sort(
+      (a, b) => a.spec.name.localeCompare(b.spec.name) || a.spec.uuid.localeCompare(b.spec.uuid),
+    );
   }
 
   async get(uuid: string): Promise<VmInstance | undefined> {
@@ -152,7 +178,16 @@ export class QemuHypervisorDriver implements HypervisorDriver {
   async define(spec: VmDefinition): Promise<VmInstance> {
     const parsed = await this.validate(spec);
     this.requireFree(parsed);
-    const vm: QemuVm = { record: { version: 1, spec: parsed, phase: 'defined', state: 'stopped', stateChangedAt: this.now(), bootedAt: null } };
+    const vm: QemuVm = {
+      record: {
+        version: 1,
+        spec: parsed,
+        phase: 'defined',
+        state: 'stopped',
+        stateChangedAt: this.now(),
+        bootedAt: null,
+      },
+    };
     this.vms.set(parsed.uuid, vm);
     await this.persist(vm);
     return this.view(vm);
@@ -241,7 +276,8 @@ export class QemuHypervisorDriver implements HypervisorDriver {
 
   async facts(): Promise<HostFacts> {
     const facts = await this.hostFacts.facts();
-    const version = this.qemuVersion ?? (await this.processes.version(TOOL_TIMEOUT_MS).catch(() => undefined));
+    const version =
+      this.qemuVersion ?? (await this.processes.version(TOOL_TIMEOUT_MS).catch(() => undefined));
     this.qemuVersion = version;
     return { ...facts, versions: { ...facts.versions, ...(version ? { qemu: version } : {}) } };
   }
@@ -256,22 +292,47 @@ export class QemuHypervisorDriver implements HypervisorDriver {
       version = await this.processes.version(TOOL_TIMEOUT_MS);
       this.qemuVersion = version;
     } catch (error) {
-      return { name: this.name, status: 'failed', message: `QEMU cannot run: ${(error as Error).message}` };
+      return {
+        name: this.name,
+        status: 'failed',
+        message: `QEMU cannot run: ${(error as Error).message}`,
+      };
     }
-    if (this.saveError) return { name: this.name, status: 'degraded', message: `cannot save the VM state: ${this.saveError}` };
-    const running = [...this.vms.values()].filter((vm) => vm.process && vm.record.phase === 'defined').length;
-    return { name: this.name, status: 'ok', message: `QEMU ${version} (${this.config.accel}), ${this.vms.size} VMs, ${running} running` };
+    if (this.saveError)
+      return {
+        name: this.name,
+        status: 'degraded',
+        message: `cannot save the VM state: ${this.saveError}`,
+      };
+    const running = [...this.vms.values()].filter(
+      (vm) => vm.process && vm.record.phase === 'defined',
+    ).length;
+    return {
+      name: this.name,
+      status: 'ok',
+      message: `QEMU ${version} (${this.config.accel}), ${this.vms.size} VMs, ${running} running`,
+    };
   }
 
   async freezeFilesystems(uuid: string, timeoutMs: number): Promise<FreezeResult> {
     const vm = this.find(uuid);
     const state = vm.process ? await this.liveState(vm) : vm.record.state;
-    if (!vm.process || state !== 'running') return { frozen: false, reason: `VM ${vm.record.spec.name} is ${state}, not running` };
+    if (!vm.process || state !== 'running')
+      return { frozen: false, reason: `VM ${vm.record.spec.name} is ${state}, not running` };
     try {
-      const count = await guestAgentCommand(this.paths(uuid).guestAgent, 'guest-fsfreeze-freeze', timeoutMs, () => this.freezeSent.add(uuid));
-      return { frozen: true, reason: `the guest agent froze ${typeof count === 'number' ? count : 'the'} filesystems` };
+      const count = await guestAgentCommand(
+        this.paths(uuid).guestAgent,
+        'guest-fsfreeze-freeze',
+        timeoutMs,
+        () => this.freezeSent.add(uuid),
+      );
+      return {
+        frozen: true,
+        reason: `the guest agent froze ${typeof count === 'number' ? count : 'the'} filesystems`,
+      };
     } catch (error) {
-      if (error instanceof GuestAgentTimeoutError || error instanceof GuestAgentError) return { frozen: false, reason: error.message };
+      if (error instanceof GuestAgentTimeoutError || error instanceof GuestAgentError)
+        return { frozen: false, reason: error.message };
       throw error;
     }
   }
@@ -280,7 +341,11 @@ export class QemuHypervisorDriver implements HypervisorDriver {
     const vm = this.find(uuid);
     // Only a guest whose agent was sent the freeze can be frozen (one without an agent never answered the sync).
     if (!this.freezeSent.delete(uuid) || !vm.process) return;
-    await guestAgentCommand(this.paths(uuid).guestAgent, 'guest-fsfreeze-thaw', THAW_TIMEOUT_MS).catch(() => undefined);
+    await guestAgentCommand(
+      this.paths(uuid).guestAgent,
+      'guest-fsfreeze-thaw',
+      THAW_TIMEOUT_MS,
+    ).catch(() => undefined);
   }
 
   /** Lets go of the QEMU monitors; the QEMUs keep running. */
@@ -300,7 +365,16 @@ export class QemuHypervisorDriver implements HypervisorDriver {
       validPsk(options.psk);
     }
     this.requireFree(parsed);
-    const vm: QemuVm = { record: { version: 1, spec: parsed, phase: 'incoming', state: 'migrating', stateChangedAt: this.now(), bootedAt: null } };
+    const vm: QemuVm = {
+      record: {
+        version: 1,
+        spec: parsed,
+        phase: 'incoming',
+        state: 'migrating',
+        stateChangedAt: this.now(),
+        bootedAt: null,
+      },
+    };
     this.vms.set(parsed.uuid, vm);
     this.locks.set(parsed.uuid, 'migration');
     const paths = this.paths(parsed.uuid);
@@ -308,13 +382,24 @@ export class QemuHypervisorDriver implements HypervisorDriver {
       // saved first, so that an agent that dies from here on finds and kills this QEMU
       await this.persist(vm);
       await this.launch(vm, true);
-      const capabilities = { events: true, 'postcopy-ram': options.allowPostcopy, 'late-block-activate': true };
-      await this.command(vm, 'migrate-set-capabilities', { capabilities: capabilityList(capabilities) });
+      const capabilities = {
+        events: true,
+        'postcopy-ram': options.allowPostcopy,
+        'late-block-activate': true,
+      };
+      await this.command(vm, 'migrate-set-capabilities', {
+        capabilities: capabilityList(capabilities),
+      });
       if (direct) {
         const psk = options.psk!;
         // the server reads keys.psk at each handshake: it stays until commit or abort
         await this.processes.writePsk(paths.pskIn, psk.identity, psk.key);
-        await this.command(vm, 'object-add', { 'qom-type': 'tls-creds-psk', id: TLS_IN, endpoint: 'server', dir: paths.pskIn });
+        await this.command(vm, 'object-add', {
+          'qom-type': 'tls-creds-psk',
+          id: TLS_IN,
+          endpoint: 'server',
+          dir: paths.pskIn,
+        });
         await this.command(vm, 'migrate-set-parameters', { 'tls-creds': TLS_IN });
       }
       const uri = direct ? `tcp:${uriHost(listenHost)}:0` : `unix:${paths.migration}`;
@@ -322,7 +407,11 @@ export class QemuHypervisorDriver implements HypervisorDriver {
       if (!direct) return { kind: 'unix', path: paths.migration };
       const info = await this.queryMigrate(vm);
       const port = Number(info['socket-address']?.find((a) => a.type === 'inet')?.port);
-      if (!Number.isInteger(port) || port <= 0) throw new AgentError(ErrorCode.Internal, `QEMU did not report the port it listens on for VM ${parsed.name}`);
+      if (!Number.isInteger(port) || port <= 0)
+        throw new AgentError(
+          ErrorCode.Internal,
+          `QEMU did not report the port it listens on for VM ${parsed.name}`,
+        );
       return { kind: 'tcp', host: listenHost, port };
     } catch (error) {
       await this.discardIncoming(vm).catch(() => undefined);
@@ -342,13 +431,18 @@ export class QemuHypervisorDriver implements HypervisorDriver {
       if (!vm.process) return 'failed';
       throw error;
     }
-    if (status !== 'setup' && status !== 'none') await this.processes.removeDir(this.paths(uuid).pskIn);
+    if (status !== 'setup' && status !== 'none')
+      await this.processes.removeDir(this.paths(uuid).pskIn);
     return status;
   }
 
   async commitIncoming(uuid: string): Promise<VmInstance> {
     const vm = this.find(uuid);
-    if (vm.record.phase !== 'incoming') throw new AgentError(ErrorCode.FailedPrecondition, `VM ${vm.record.spec.name} is not an incoming migration here`);
+    if (vm.record.phase !== 'incoming')
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `VM ${vm.record.spec.name} is not an incoming migration here`,
+      );
     // the source sees its side done a moment before this side has loaded the last of the state
     const deadline = this.options.clock.now().getTime() + COMMIT_WAIT_MS;
     let status = await this.incomingStatus(uuid);
@@ -357,7 +451,10 @@ export class QemuHypervisorDriver implements HypervisorDriver {
       status = await this.incomingStatus(uuid);
     }
     if (status !== 'completed' && status !== 'postcopy-active') {
-      throw new AgentError(ErrorCode.FailedPrecondition, `the incoming migration of VM ${vm.record.spec.name} is ${status}; it can be committed once completed (or in post-copy)`);
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `the incoming migration of VM ${vm.record.spec.name} is ${status}; it can be committed once completed (or in post-copy)`,
+      );
     }
     await this.command(vm, 'cont');
     await this.processes.removeDir(this.paths(uuid).pskIn);
@@ -372,7 +469,10 @@ export class QemuHypervisorDriver implements HypervisorDriver {
     const vm = this.vms.get(uuid);
     if (!vm) return;
     if (vm.record.phase !== 'incoming') {
-      throw new AgentError(ErrorCode.FailedPrecondition, `VM ${vm.record.spec.name} runs here already (the migration was committed); it cannot be aborted`);
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `VM ${vm.record.spec.name} runs here already (the migration was committed); it cannot be aborted`,
+      );
     }
     await this.discardIncoming(vm);
   }
@@ -383,19 +483,36 @@ export class QemuHypervisorDriver implements HypervisorDriver {
     const vm = this.find(uuid);
     const uri = destinationUri(options);
     if (options.destination.kind === 'tcp') validPsk(options.psk);
-    if (!Number.isInteger(options.downtimeLimitMs) || options.downtimeLimitMs < 1 || options.downtimeLimitMs > MAX_DOWNTIME_LIMIT_MS) {
-      throw new AgentError(ErrorCode.InvalidArgument, `the downtime limit must be 1-${MAX_DOWNTIME_LIMIT_MS} ms`);
+    if (
+      !Number.isInteger(options.downtimeLimitMs) ||
+      options.downtimeLimitMs < 1 ||
+      options.downtimeLimitMs > MAX_DOWNTIME_LIMIT_MS
+    ) {
+      throw new AgentError(
+        ErrorCode.InvalidArgument,
+        `the downtime limit must be 1-${MAX_DOWNTIME_LIMIT_MS} ms`,
+      );
     }
     if (!Number.isSafeInteger(options.bandwidthLimitBytes) || options.bandwidthLimitBytes < 0) {
-      throw new AgentError(ErrorCode.InvalidArgument, 'the bandwidth limit must be a whole number of bytes per second (0: unlimited)');
+      throw new AgentError(
+        ErrorCode.InvalidArgument,
+        'the bandwidth limit must be a whole number of bytes per second (0: unlimited)',
+      );
     }
     this.lock(vm, 'migration');
     try {
       const state = vm.process ? await this.liveState(vm) : vm.record.state;
-      if (state !== 'running' && state !== 'paused') throw this.wrongState(vm, state, 'migrated', 'a running');
+      if (state !== 'running' && state !== 'paused')
+        throw this.wrongState(vm, state, 'migrated', 'a running');
       vm.outgoing = { wasRunning: state === 'running', postcopy: false };
-      const capabilities = { events: true, 'auto-converge': options.autoConverge, 'postcopy-ram': options.allowPostcopy };
-      await this.command(vm, 'migrate-set-capabilities', { capabilities: capabilityList(capabilities) });
+      const capabilities = {
+        events: true,
+        'auto-converge': options.autoConverge,
+        'postcopy-ram': options.allowPostcopy,
+      };
+      await this.command(vm, 'migrate-set-capabilities', {
+        capabilities: capabilityList(capabilities),
+      });
       let tlsCreds = '';
       if (options.psk && options.destination.kind === 'tcp') {
         await this.addClientPsk(vm, options.psk);
@@ -403,7 +520,8 @@ export class QemuHypervisorDriver implements HypervisorDriver {
       }
       await this.command(vm, 'migrate-set-parameters', {
         'downtime-limit': options.downtimeLimitMs,
-        'max-bandwidth': options.bandwidthLimitBytes === 0 ? UNLIMITED_BANDWIDTH : options.bandwidthLimitBytes,
+        'max-bandwidth':
+          options.bandwidthLimitBytes === 0 ? UNLIMITED_BANDWIDTH : options.bandwidthLimitBytes,
         // post-copy faults stall the guest until their page arrives: the background copy is never throttled
         'max-postcopy-bandwidth': 0,
         'tls-creds': tlsCreds,
@@ -418,7 +536,8 @@ export class QemuHypervisorDriver implements HypervisorDriver {
 
   async outgoingStats(uuid: string): Promise<MigrationStats> {
     const vm = this.requireOutgoing(uuid);
-    if (!vm.process) return { ...migrationStats({}), status: 'failed', error: 'the source QEMU exited' };
+    if (!vm.process)
+      return { ...migrationStats({}), status: 'failed', error: 'the source QEMU exited' };
     return migrationStats(await this.queryMigrate(vm));
   }
 
@@ -434,7 +553,11 @@ export class QemuHypervisorDriver implements HypervisorDriver {
     if (!vm.process) return this.endOutgoing(vm);
     let status = migrationStatus((await this.queryMigrate(vm)).status);
     // a post-copy migration that failed before the target ran anything left the source whole; one that got further did not
-    if (status === 'postcopy-active' || status === 'postcopy-paused' || (vm.outgoing.postcopy && status === 'completed')) {
+    if (
+      status === 'postcopy-active' ||
+      status === 'postcopy-paused' ||
+      (vm.outgoing.postcopy && status === 'completed')
+    ) {
       throw new AgentError(
         ErrorCode.FailedPrecondition,
         `the migration of VM ${vm.record.spec.name} switched to post-copy: the target holds the VM's newest state, so the migration can only complete, not be cancelled`,
@@ -444,7 +567,11 @@ export class QemuHypervisorDriver implements HypervisorDriver {
       await this.command(vm, 'migrate_cancel');
       const deadline = this.options.clock.now().getTime() + CANCEL_TIMEOUT_MS;
       while (MIGRATING.includes(status)) {
-        if (this.options.clock.now().getTime() > deadline) throw new AgentError(ErrorCode.DeadlineExceeded, `QEMU did not cancel the migration of VM ${vm.record.spec.name} within ${CANCEL_TIMEOUT_MS / 1000} s`);
+        if (this.options.clock.now().getTime() > deadline)
+          throw new AgentError(
+            ErrorCode.DeadlineExceeded,
+            `QEMU did not cancel the migration of VM ${vm.record.spec.name} within ${CANCEL_TIMEOUT_MS / 1000} s`,
+          );
         await this.options.clock.sleep(50);
         status = migrationStatus((await this.queryMigrate(vm)).status);
       }
@@ -456,7 +583,10 @@ export class QemuHypervisorDriver implements HypervisorDriver {
     const vm = this.requireOutgoing(uuid);
     const status = migrationStatus((await this.queryMigrate(vm)).status);
     if (status !== 'completed') {
-      throw new AgentError(ErrorCode.FailedPrecondition, `the migration of VM ${vm.record.spec.name} is ${status}; the source can only be finished once it completed`);
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `the migration of VM ${vm.record.spec.name} is ${status}; the source can only be finished once it completed`,
+      );
     }
     await this.terminate(vm);
     await this.forget(vm);
@@ -486,7 +616,8 @@ export class QemuHypervisorDriver implements HypervisorDriver {
         if (record.state !== 'migrating') record.state = 'running';
       } else if (record.state !== 'stopped') {
         // QEMU ended while no agent watched: only a state that needs no QEMU is plausible as it was
-        record.state = record.state === 'starting' || record.state === 'stopping' ? 'stopped' : 'crashed';
+        record.state =
+          record.state === 'starting' || record.state === 'stopping' ? 'stopped' : 'crashed';
         record.stateChangedAt = this.now();
         record.bootedAt = null;
       }
@@ -506,7 +637,11 @@ export class QemuHypervisorDriver implements HypervisorDriver {
   private async resumeOutgoing(vm: QemuVm): Promise<void> {
     const status = migrationStatus((await this.queryMigrate(vm)).status);
     const runState = await this.queryStatus(vm);
-    if (MIGRATING.includes(status) || status.startsWith('postcopy') || (status === 'completed' && runState === 'postmigrate')) {
+    if (
+      MIGRATING.includes(status) ||
+      status.startsWith('postcopy') ||
+      (status === 'completed' && runState === 'postmigrate')
+    ) {
       // whether a completed migration went through post-copy is not known any more: the orchestrator decides
       vm.outgoing = { wasRunning: true, postcopy: status.startsWith('postcopy') };
       vm.record.state = 'migrating';
@@ -520,10 +655,17 @@ export class QemuHypervisorDriver implements HypervisorDriver {
     const parsed = vmDefinitionSchema.safeParse(spec);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
-      throw new AgentError(ErrorCode.InvalidArgument, `invalid VM definition: ${issue?.path.join('.') || 'definition'}: ${issue?.message}`);
+      throw new AgentError(
+        ErrorCode.InvalidArgument,
+        `invalid VM definition: ${issue?.path.join('.') || 'definition'}: ${issue?.message}`,
+      );
     }
     const problem = qemuDefinitionProblem(parsed.data, this.config);
-    if (problem) throw new AgentError(ErrorCode.InvalidArgument, `VM ${parsed.data.name} cannot run on QEMU: ${problem}`);
+    if (problem)
+      throw new AgentError(
+        ErrorCode.InvalidArgument,
+        `VM ${parsed.data.name} cannot run on QEMU: ${problem}`,
+      );
     if (isNamedQemuCpuModel(parsed.data.cpuModel)) {
       this.cpuModels ??= this.processes.cpuModels(TOOL_TIMEOUT_MS).catch(() => {
         this.cpuModels = undefined; // QEMU cannot run now: starting the VM will say why
@@ -541,9 +683,17 @@ export class QemuHypervisorDriver implements HypervisorDriver {
   }
 
   private requireFree(spec: VmDefinition): void {
-    if (this.vms.has(spec.uuid)) throw new AgentError(ErrorCode.AlreadyExists, `a VM with uuid ${spec.uuid} exists already on this node`);
+    if (this.vms.has(spec.uuid))
+      throw new AgentError(
+        ErrorCode.AlreadyExists,
+        `a VM with uuid ${spec.uuid} exists already on this node`,
+      );
     const named = [...this.vms.values()].find((vm) => vm.record.spec.name === spec.name);
-    if (named) throw new AgentError(ErrorCode.AlreadyExists, `a VM named ${spec.name} exists already on this node`);
+    if (named)
+      throw new AgentError(
+        ErrorCode.AlreadyExists,
+        `a VM named ${spec.name} exists already on this node`,
+      );
   }
 
   /** Starts the VM's QEMU (paused and waiting for a migration stream when `incoming`) and attaches to its monitor. */
@@ -556,27 +706,45 @@ export class QemuHypervisorDriver implements HypervisorDriver {
       for (const disk of spec.disks) {
         const file = imagePath(imageDir, disk.pool, disk.image);
         if (!(await this.processes.isFile(file))) {
-          throw new AgentError(ErrorCode.FailedPrecondition, `the disk image ${disk.pool}/${disk.image} of VM ${spec.name} does not exist in the image directory`);
+          throw new AgentError(
+            ErrorCode.FailedPrecondition,
+            `the disk image ${disk.pool}/${disk.image} of VM ${spec.name} does not exist in the image directory`,
+          );
         }
         diskCache.push((await this.processes.supportsDirectIo(file)) ? 'none' : 'writeback');
       }
     }
     for (const file of bootFiles(spec, bootDir)) {
       if (!(await this.processes.isFile(file))) {
-        throw new AgentError(ErrorCode.FailedPrecondition, `the boot file ${file.slice(bootDir!.length + 1)} of VM ${spec.name} does not exist in the boot directory`);
+        throw new AgentError(
+          ErrorCode.FailedPrecondition,
+          `the boot file ${file.slice(bootDir!.length + 1)} of VM ${spec.name} does not exist in the boot directory`,
+        );
       }
     }
-    const argv = buildQemuArgv({ spec, config: this.config, rbd: this.options.rbd, paths, diskCache, incoming });
+    const argv = buildQemuArgv({
+      spec,
+      config: this.config,
+      rbd: this.options.rbd,
+      paths,
+      diskCache,
+      incoming,
+    });
     await this.processes.prepareRunDir(paths.dir);
     try {
       await this.processes.spawnDaemon(argv, paths.log, this.config.startTimeoutSeconds * 1000);
     } catch (error) {
       await this.reap(paths);
-      if (error instanceof QemuStartError) throw new AgentError(ErrorCode.FailedPrecondition, `QEMU could not start VM ${spec.name}: ${error.message}`);
+      if (error instanceof QemuStartError)
+        throw new AgentError(
+          ErrorCode.FailedPrecondition,
+          `QEMU could not start VM ${spec.name}: ${error.message}`,
+        );
       throw error;
     }
     const pid = await this.processes.readPid(paths.pidFile);
-    if (pid === undefined) throw new AgentError(ErrorCode.Internal, `QEMU started VM ${spec.name} but wrote no pidfile`);
+    if (pid === undefined)
+      throw new AgentError(ErrorCode.Internal, `QEMU started VM ${spec.name} but wrote no pidfile`);
     const process: QemuProcess = { pid, qmp: undefined, shutdownSeen: false, ending: false };
     vm.process = process;
     vm.cpu = undefined;
@@ -586,7 +754,10 @@ export class QemuHypervisorDriver implements HypervisorDriver {
       process.ending = true;
       await this.processes.kill(pid, paths.pidFile);
       vm.process = undefined;
-      throw new AgentError(ErrorCode.Unavailable, `QEMU started VM ${spec.name} but its monitor does not answer: ${(error as Error).message}`);
+      throw new AgentError(
+        ErrorCode.Unavailable,
+        `QEMU started VM ${spec.name} but its monitor does not answer: ${(error as Error).message}`,
+      );
     }
   }
 
@@ -596,12 +767,20 @@ export class QemuHypervisorDriver implements HypervisorDriver {
     if (pid !== undefined) await this.processes.kill(pid, paths.pidFile);
   }
 
-  private async connectMonitor(vm: QemuVm, process: QemuProcess, timeoutMs = RECONNECT_TIMEOUT_MS): Promise<QmpClient> {
+  private async connectMonitor(
+    vm: QemuVm,
+    process: QemuProcess,
+    timeoutMs = RECONNECT_TIMEOUT_MS,
+  ): Promise<QmpClient> {
     const qmp = await QmpClient.connect(this.paths(vm.record.spec.uuid).qmp, timeoutMs);
     process.qmp = qmp;
     qmp.on('event', (event) => {
       if (event.event === 'SHUTDOWN') process.shutdownSeen = true;
-      if ((event.event === 'STOP' || event.event === 'RESUME') && !this.locks.has(vm.record.spec.uuid)) vm.record.stateChangedAt = this.now();
+      if (
+        (event.event === 'STOP' || event.event === 'RESUME') &&
+        !this.locks.has(vm.record.spec.uuid)
+      )
+        vm.record.stateChangedAt = this.now();
     });
     qmp.on('close', () => void this.monitorClosed(vm, process, qmp));
     return qmp;
@@ -626,36 +805,63 @@ export class QemuHypervisorDriver implements HypervisorDriver {
   /** The monitor of a running VM, reconnected if it had gone away while QEMU lives. */
   private async monitor(vm: QemuVm): Promise<QmpClient> {
     const process = vm.process;
-    if (!process) throw new AgentError(ErrorCode.FailedPrecondition, `VM ${vm.record.spec.name} is not running`);
+    if (!process)
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `VM ${vm.record.spec.name} is not running`,
+      );
     if (process.qmp && !process.qmp.isClosed) return process.qmp;
     try {
       return await this.connectMonitor(vm, process);
     } catch (error) {
-      throw new AgentError(ErrorCode.Unavailable, `the QEMU monitor of VM ${vm.record.spec.name} does not answer: ${(error as Error).message}`);
+      throw new AgentError(
+        ErrorCode.Unavailable,
+        `the QEMU monitor of VM ${vm.record.spec.name} does not answer: ${(error as Error).message}`,
+      );
     }
   }
 
   /** Runs a QMP command; QEMU's refusals become FAILED_PRECONDITION with its reason, an unreachable monitor UNAVAILABLE. */
-  private async command(vm: QemuVm, command: string, args?: Record<string, unknown>, timeoutMs?: number): Promise<unknown> {
+  private async command(
+    vm: QemuVm,
+    command: string,
+    args?: Record<string, unknown>,
+    timeoutMs?: number,
+  ): Promise<unknown> {
     const qmp = await this.monitor(vm);
     try {
       return await qmp.execute(command, args, timeoutMs);
     } catch (error) {
-      if (error instanceof QmpCommandError) throw new AgentError(ErrorCode.FailedPrecondition, `QEMU refused ${command} for VM ${vm.record.spec.name}: ${error.desc}`, { cause: error });
-      if (error instanceof QmpConnectionError) throw new AgentError(ErrorCode.Unavailable, `VM ${vm.record.spec.name}: ${error.message}`, { cause: error });
+      if (error instanceof QmpCommandError)
+        throw new AgentError(
+          ErrorCode.FailedPrecondition,
+          `QEMU refused ${command} for VM ${vm.record.spec.name}: ${error.desc}`,
+          { cause: error },
+        );
+      if (error instanceof QmpConnectionError)
+        throw new AgentError(ErrorCode.Unavailable, `VM ${vm.record.spec.name}: ${error.message}`, {
+          cause: error,
+        });
       throw error;
     }
   }
 
   private async queryMigrate(vm: QemuVm): Promise<QueryMigrate> {
-    const answer = queryMigrateSchema.safeParse(await this.command(vm, 'query-migrate', undefined, QUERY_TIMEOUT_MS));
-    if (!answer.success) throw new AgentError(ErrorCode.Internal, `QEMU answered query-migrate for VM ${vm.record.spec.name} in an unexpected form`);
+    const answer = queryMigrateSchema.safeParse(
+      await this.command(vm, 'query-migrate', undefined, QUERY_TIMEOUT_MS),
+    );
+    if (!answer.success)
+      throw new AgentError(
+        ErrorCode.Internal,
+        `QEMU answered query-migrate for VM ${vm.record.spec.name} in an unexpected form`,
+      );
     return answer.data;
   }
 
   /** QEMU's run state ('running', 'paused', 'postmigrate', …). */
   private async queryStatus(vm: QemuVm): Promise<string> {
-    const answer = (await this.command(vm, 'query-status', undefined, QUERY_TIMEOUT_MS)) as { status?: unknown } | undefined;
+    const answer = (await this.command(vm, 'query-status', undefined, QUERY_TIMEOUT_MS)) as
+      { status?: unknown } | undefined;
     return typeof answer?.status === 'string' ? answer.status : 'unknown';
   }
 
@@ -677,9 +883,13 @@ export class QemuHypervisorDriver implements HypervisorDriver {
     if (qmp) {
       // the monitor closes as QEMU exits; the process is gone a moment later
       let timer: NodeJS.Timeout | undefined;
-      const closed = await Promise.race([qmp.closed.then(() => true), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)))]);
+      const closed = await Promise.race([
+        qmp.closed.then(() => true),
+        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs))),
+      ]);
       clearTimeout(timer);
-      if (!closed || !(await this.processes.waitForExit(process.pid, pidFile, QUIT_TIMEOUT_MS))) return false;
+      if (!closed || !(await this.processes.waitForExit(process.pid, pidFile, QUIT_TIMEOUT_MS)))
+        return false;
     } else if (!(await this.processes.waitForExit(process.pid, pidFile, timeoutMs))) return false;
     this.detach(vm, process);
     return true;
@@ -740,7 +950,13 @@ export class QemuHypervisorDriver implements HypervisorDriver {
     await this.processes.writePsk(pskOut, psk.identity, psk.key);
     try {
       // the client reads its key once, here: the file need not outlive this command
-      await this.command(vm, 'object-add', { 'qom-type': 'tls-creds-psk', id: TLS_OUT, endpoint: 'client', dir: pskOut, username: psk.identity });
+      await this.command(vm, 'object-add', {
+        'qom-type': 'tls-creds-psk',
+        id: TLS_OUT,
+        endpoint: 'client',
+        dir: pskOut,
+        username: psk.identity,
+      });
     } finally {
       await this.processes.removeDir(pskOut);
     }
@@ -751,21 +967,38 @@ export class QemuHypervisorDriver implements HypervisorDriver {
     const { uuid } = vm.record.spec;
     try {
       if (vm.process) {
-        await this.command(vm, 'migrate-set-parameters', { 'tls-creds': '' }).catch(() => undefined);
+        await this.command(vm, 'migrate-set-parameters', { 'tls-creds': '' }).catch(
+          () => undefined,
+        );
         await this.command(vm, 'object-del', { id: TLS_OUT }).catch(() => undefined);
         const runState = await this.queryStatus(vm);
-        if (vm.outgoing?.wasRunning && (runState === 'postmigrate' || runState === 'paused' || runState === 'finish-migrate')) await this.command(vm, 'cont');
+        if (
+          vm.outgoing?.wasRunning &&
+          (runState === 'postmigrate' || runState === 'paused' || runState === 'finish-migrate')
+        )
+          await this.command(vm, 'cont');
       }
     } finally {
       vm.outgoing = undefined;
-      await this.setState(vm, vm.process ? await this.liveState(vm) : vm.record.state === 'migrating' ? 'crashed' : vm.record.state);
+      await this.setState(
+        vm,
+        vm.process
+          ? await this.liveState(vm)
+          : vm.record.state === 'migrating'
+            ? 'crashed'
+            : vm.record.state,
+      );
       this.locks.delete(uuid);
     }
   }
 
   private requireOutgoing(uuid: string): QemuVm {
     const vm = this.find(uuid);
-    if (!vm.outgoing) throw new AgentError(ErrorCode.FailedPrecondition, `VM ${vm.record.spec.name} is not being migrated from this node`);
+    if (!vm.outgoing)
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `VM ${vm.record.spec.name} is not being migrated from this node`,
+      );
     return vm;
   }
 
@@ -778,12 +1011,19 @@ export class QemuHypervisorDriver implements HypervisorDriver {
   private lock(vm: QemuVm, operation: string): void {
     const holder = this.locks.get(vm.record.spec.uuid);
     if (holder) {
-      throw new AgentError(ErrorCode.FailedPrecondition, `VM ${vm.record.spec.name} is busy: a ${holder} operation is in progress; try again when it has finished`);
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `VM ${vm.record.spec.name} is busy: a ${holder} operation is in progress; try again when it has finished`,
+      );
     }
     this.locks.set(vm.record.spec.uuid, operation);
   }
 
-  private async operate(uuid: string, operation: string, run: (vm: QemuVm) => Promise<void>): Promise<VmInstance> {
+  private async operate(
+    uuid: string,
+    operation: string,
+    run: (vm: QemuVm) => Promise<void>,
+  ): Promise<VmInstance> {
     const vm = this.find(uuid);
     this.lock(vm, operation);
     try {
@@ -794,14 +1034,22 @@ export class QemuHypervisorDriver implements HypervisorDriver {
     return this.view(vm);
   }
 
-  private async requireLive(vm: QemuVm, states: VmState[], verb: string, article: string): Promise<QemuProcess> {
+  private async requireLive(
+    vm: QemuVm,
+    states: VmState[],
+    verb: string,
+    article: string,
+  ): Promise<QemuProcess> {
     const state = vm.process ? await this.liveState(vm) : vm.record.state;
     if (!vm.process || !states.includes(state)) throw this.wrongState(vm, state, verb, article);
     return vm.process;
   }
 
   private wrongState(vm: QemuVm, state: VmState, verb: string, article: string): AgentError {
-    return new AgentError(ErrorCode.FailedPrecondition, `VM ${vm.record.spec.name} is ${state}; only ${article} VM can be ${verb}`);
+    return new AgentError(
+      ErrorCode.FailedPrecondition,
+      `VM ${vm.record.spec.name} is ${state}; only ${article} VM can be ${verb}`,
+    );
   }
 
   private async setState(vm: QemuVm, state: VmState): Promise<void> {
@@ -824,7 +1072,9 @@ export class QemuHypervisorDriver implements HypervisorDriver {
     const { spec } = vm.record;
     const lockedBy = this.locks.get(spec.uuid) ?? '';
     const state = lockedBy || !vm.process ? vm.record.state : await this.liveState(vm);
-    const usage = vm.process ? await this.vmUsage(vm, vm.process, state) : { cpuUsage: 0, memoryUsedBytes: 0 };
+    const usage = vm.process
+      ? await this.vmUsage(vm, vm.process, state)
+      : { cpuUsage: 0, memoryUsedBytes: 0 };
     const bootedAt = vm.record.bootedAt ? Date.parse(vm.record.bootedAt) : undefined;
     return {
       spec: structuredClone(spec),
@@ -832,7 +1082,10 @@ export class QemuHypervisorDriver implements HypervisorDriver {
         state,
         cpuUsage: usage.cpuUsage,
         memoryUsedBytes: usage.memoryUsedBytes,
-        uptimeSeconds: bootedAt !== undefined && vm.process ? Math.max(0, Math.floor((this.options.clock.now().getTime() - bootedAt) / 1000)) : 0,
+        uptimeSeconds:
+          bootedAt !== undefined && vm.process
+            ? Math.max(0, Math.floor((this.options.clock.now().getTime() - bootedAt) / 1000))
+            : 0,
         stateChangedAt: vm.record.stateChangedAt,
         lockedBy,
       },
@@ -840,7 +1093,11 @@ export class QemuHypervisorDriver implements HypervisorDriver {
   }
 
   /** CPU (fraction of the VM's vCPUs, since the last look or since QEMU started) and resident memory of a VM's QEMU. */
-  private async vmUsage(vm: QemuVm, process: QemuProcess, state: VmState): Promise<{ cpuUsage: number; memoryUsedBytes: number }> {
+  private async vmUsage(
+    vm: QemuVm,
+    process: QemuProcess,
+    state: VmState,
+  ): Promise<{ cpuUsage: number; memoryUsedBytes: number }> {
     const sample = await this.processes.sample(process.pid);
     if (!sample) return { cpuUsage: 0, memoryUsedBytes: 0 };
     const atMs = this.options.clock.now().getTime();
@@ -849,10 +1106,15 @@ export class QemuHypervisorDriver implements HypervisorDriver {
     const last = vm.cpu;
     if (last && atMs - last.atMs < 1_000) usage = last.usage;
     else {
-      usage = last ? (sample.cpuSeconds - last.cpuSeconds) / ((atMs - last.atMs) / 1000) / vcpus : sample.cpuSeconds / Math.max(1, sample.ageSeconds) / vcpus;
+      usage = last
+        ? (sample.cpuSeconds - last.cpuSeconds) / ((atMs - last.atMs) / 1000) / vcpus
+        : sample.cpuSeconds / Math.max(1, sample.ageSeconds) / vcpus;
       vm.cpu = { cpuSeconds: sample.cpuSeconds, atMs, usage };
     }
-    const cpuUsage = state === 'running' || state === 'migrating' ? Math.round(Math.min(1, Math.max(0, usage)) * 1000) / 1000 : 0;
+    const cpuUsage =
+      state === 'running' || state === 'migrating'
+        ? Math.round(Math.min(1, Math.max(0, usage)) * 1000) / 1000
+        : 0;
     return { cpuUsage, memoryUsedBytes: Math.min(sample.rssBytes, vm.record.spec.memoryBytes) };
   }
 
@@ -895,19 +1157,31 @@ interface QemuPaths extends QemuRunPaths {
   pskOut: string;
 }
 
-function capabilityList(capabilities: Record<string, boolean>): Array<{ capability: string; state: boolean }> {
+function capabilityList(
+  capabilities: Record<string, boolean>,
+): Array<{ capability: string; state: boolean }> {
   return Object.entries(capabilities).map(([capability, state]) => ({ capability, state }));
 }
 
 function validPsk(psk: MigrationPsk | undefined): MigrationPsk {
-  if (!psk) throw new AgentError(ErrorCode.InvalidArgument, 'the direct transport needs a pre-shared key');
-  if (!PSK_IDENTITY.test(psk.identity)) throw new AgentError(ErrorCode.InvalidArgument, 'a PSK identity is 1-128 letters, digits, dots, underscores and hyphens');
-  if (psk.key.length !== PSK_KEY_BYTES) throw new AgentError(ErrorCode.InvalidArgument, `a PSK is ${PSK_KEY_BYTES} bytes`);
+  if (!psk)
+    throw new AgentError(ErrorCode.InvalidArgument, 'the direct transport needs a pre-shared key');
+  if (!PSK_IDENTITY.test(psk.identity))
+    throw new AgentError(
+      ErrorCode.InvalidArgument,
+      'a PSK identity is 1-128 letters, digits, dots, underscores and hyphens',
+    );
+  if (psk.key.length !== PSK_KEY_BYTES)
+    throw new AgentError(ErrorCode.InvalidArgument, `a PSK is ${PSK_KEY_BYTES} bytes`);
   return psk;
 }
 
 function validHost(host: string | undefined, what: string): string {
-  if (host !== undefined && (ipAddressSchema.safeParse(host).success || fqdnSchema.safeParse(host).success)) return host.replace(/\.$/, '');
+  if (
+    host !== undefined &&
+    (ipAddressSchema.safeParse(host).success || fqdnSchema.safeParse(host).success)
+  )
+    return host.replace(/\.$/, '');
   throw new AgentError(ErrorCode.InvalidArgument, `${what} must be an IP address or a host name`);
 }
 
@@ -919,14 +1193,25 @@ function destinationUri(options: OutgoingOptions): string {
   const destination = options.destination;
   switch (destination.kind) {
     case 'unix':
-      if (!destination.path.startsWith('/') || Buffer.byteLength(destination.path) > MAX_SOCKET_PATH || /[\0\n]/.test(destination.path)) {
-        throw new AgentError(ErrorCode.InvalidArgument, `a unix migration address is an absolute path of at most ${MAX_SOCKET_PATH} bytes`);
+      if (
+        !destination.path.startsWith('/') ||
+        Buffer.byteLength(destination.path) > MAX_SOCKET_PATH ||
+        /[\0\n]/.test(destination.path)
+      ) {
+        throw new AgentError(
+          ErrorCode.InvalidArgument,
+          `a unix migration address is an absolute path of at most ${MAX_SOCKET_PATH} bytes`,
+        );
       }
       return `unix:${destination.path}`;
     case 'tcp':
-      if (!Number.isInteger(destination.port) || destination.port < 1 || destination.port > 65535) throw new AgentError(ErrorCode.InvalidArgument, 'a migration port is 1-65535');
+      if (!Number.isInteger(destination.port) || destination.port < 1 || destination.port > 65535)
+        throw new AgentError(ErrorCode.InvalidArgument, 'a migration port is 1-65535');
       return `tcp:${uriHost(validHost(destination.host, 'the migration host'))}:${destination.port}`;
     case 'libvirt':
-      throw new AgentError(ErrorCode.InvalidArgument, 'the qemu driver cannot migrate to a libvirt URI');
+      throw new AgentError(
+        ErrorCode.InvalidArgument,
+        'the qemu driver cannot migrate to a libvirt URI',
+      );
   }
 }

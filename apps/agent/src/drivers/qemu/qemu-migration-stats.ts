@@ -1,5 +1,9 @@
 import { z } from 'zod';
-import { MIGRATION_STATUSES, type MigrationStats, type MigrationStatus } from '../hypervisor.driver';
+import {
+  MIGRATION_STATUSES,
+  type MigrationStats,
+  type MigrationStatus,
+} from '../hypervisor.driver';
 
 const count = z.number().nonnegative().optional();
 
@@ -21,7 +25,9 @@ export const queryMigrateSchema = z.object({
       'dirty-sync-count': count,
     })
     .optional(),
-  'socket-address': z.array(z.object({ type: z.string(), port: z.union([z.string(), z.number()]).optional() })).optional(),
+  'socket-address': z
+    .array(z.object({ type: z.string(), port: z.union([z.string(), z.number()]).optional() }))
+    .optional(),
 });
 
 export type QueryMigrate = z.infer<typeof queryMigrateSchema>;
@@ -58,7 +64,8 @@ export function migrationStats(info: QueryMigrate): MigrationStats {
     throughputBytes: Math.round(((ram.mbps ?? 0) * 1_000_000) / 8),
   };
   if (info.downtime !== undefined) stats.downtimeMs = info.downtime;
-  if (status === 'completed' && info['total-time'] !== undefined) stats.totalTimeMs = info['total-time'];
+  if (status === 'completed' && info['total-time'] !== undefined)
+    stats.totalTimeMs = info['total-time'];
   if (info['error-desc'] !== undefined) stats.error = info['error-desc'];
   return stats;
 }

@@ -1,11 +1,21 @@
 import { cleanupTempDirs, requireBinary, tempDir } from '@debvisor/testing';
-import { buildTinyGuest, lastTinyGuestTick, TINY_GUEST_READY, tinyGuestAppend } from '@debvisor/testing/tiny-guest';
+import {
+  buildTinyGuest,
+  lastTinyGuestTick,
+  TINY_GUEST_READY,
+  tinyGuestAppend,
+} from '@debvisor/testing/tiny-guest';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { afterAll, describe, it } from 'vitest';
 import { ErrorCode } from '../../shared/agent-error';
 import { systemClock } from '../../shared/clock';
-import type { MigrationPsk, MigrationStats, OutgoingOptions, VmDefinition } from '../hypervisor.driver';
+import type {
+  MigrationPsk,
+  MigrationStats,
+  OutgoingOptions,
+  VmDefinition,
+} from '../hypervisor.driver';
 import type { QemuConfig } from './qemu-argv';
 import { QemuHypervisorDriver } from './qemu-hypervisor.driver';
 import { QemuProcessRepository } from './qemu-process.repository';
@@ -41,19 +51,40 @@ interface Host {
 async function host(overrides: Partial<QemuConfig> = {}): Promise<Host> {
   const stateDir = tempDir('dv-mig-');
   stateDirs.push(stateDir);
-  return { driver: await QemuHypervisorDriver.open({ config: { ...config, ...overrides }, stateDir, clock: systemClock }), stateDir };
+  return {
+    driver: await QemuHypervisorDriver.open({
+      config: { ...config, ...overrides },
+      stateDir,
+      clock: systemClock,
+    }),
+    stateDir,
+  };
 }
 
 /** A source running a fresh VM, and a target, as two agents on one machine. */
-async function pair(spec: VmDefinition, overrides: Partial<QemuConfig> = {}): Promise<{ source: Host; target: Host }> {
+async function pair(
+  spec: VmDefinition,
+  overrides: Partial<QemuConfig> = {},
+): Promise<{ source: Host; target: Host }> {
   const [source, target] = await Promise.all([host(overrides), host(overrides)]);
   await source.driver.define(spec);
   await source.driver.start(spec.uuid);
   return { source, target };
 }
 
-function outgoing(destination: OutgoingOptions['destination'], overrides: Partial<OutgoingOptions> = {}): OutgoingOptions {
-  return { migrationId: 'mig', destination, downtimeLimitMs: 300, bandwidthLimitBytes: 0, autoConverge: false, allowPostcopy: false, ...overrides };
+function outgoing(
+  destination: OutgoingOptions['destination'],
+  overrides: Partial<OutgoingOptions> = {},
+): OutgoingOptions {
+  return {
+    migrationId: 'mig',
+    destination,
+    downtimeLimitMs: 300,
+    bandwidthLimitBytes: 0,
+    autoConverge: false,
+    allowPostcopy: false,
+    ...overrides,
+  };
 }
 
 function psk(seed: number): MigrationPsk {
@@ -78,17 +109,26 @@ function serialLog(h: Host, uuid: string): string {
 }
 
 /** Polls the source's figures until `done` holds for them. */
-async function statsUntil(h: Host, uuid: string, done: (stats: MigrationStats) => boolean, timeoutMs = 30_000): Promise<MigrationStats> {
+async function statsUntil(
+  h: Host,
+  uuid: string,
+  done: (stats: MigrationStats) => boolean,
+  timeoutMs = 30_000,
+): Promise<MigrationStats> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const stats = await h.driver.outgoingStats(uuid);
     if (done(stats)) return stats;
-    if (Date.now() > deadline) throw new Error(`the migration did not get there within ${timeoutMs} ms: ${JSON.stringify(stats)}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `the migration did not get there within ${timeoutMs} ms: ${JSON.stringify(stats)}`,
+      );
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
 
-const settled = (stats: MigrationStats) => ['completed', 'failed', 'cancelled'].includes(stats.status);
+const settled = (stats: MigrationStats) =>
+  ['completed', 'failed', 'cancelled'].includes(stats.status);
 
 afterAll(async () => {
   const processes = new QemuProcessRepository(binary);
@@ -103,17 +143,35 @@ afterAll(async () => {
 });
 
 describe.concurrent('qemu driver live migration', () => {
-  it('migrates a running VM through a unix socket: the target runs it, the source forgets it, QEMU reports the downtime', async ({ expect }) => {
+  it('migrates a running VM through a unix socket: the target runs it, the source forgets it, QEMU reports the downtime', async ({
+    expect,
+  }) => {
     const spec = definition({ memoryBytes: 128 * MiB });
     const { source, target } = await pair(spec);
     const sourcePid = pidOf(source, spec.uuid);
 
-    const address = await target.driver.prepareIncoming(spec, { migrationId: 'mig', transport: 'tunnel', allowPostcopy: false });
+    const address = await target.driver.prepareIncoming(spec, {
+      migrationId: 'mig',
+      transport: 'tunnel',
+      allowPostcopy: false,
+    });
     expect(address).toEqual({ kind: 'unix', path: join(target.stateDir, 'run', spec.uuid, 'mig') });
-    await expect(target.driver.prepareIncoming(spec, { migrationId: 'mig', transport: 'tunnel', allowPostcopy: false })).rejects.toMatchObject({ code: ErrorCode.AlreadyExists });
+    await expect(
+      target.driver.prepareIncoming(spec, {
+        migrationId: 'mig',
+        transport: 'tunnel',
+        allowPostcopy: false,
+      }),
+    ).rejects.toMatchObject({ code: ErrorCode.AlreadyExists });
     await source.driver.startOutgoing(spec.uuid, outgoing(address));
-    expect((await source.driver.get(spec.uuid))!.runtime).toMatchObject({ state: 'migrating', lockedBy: 'migration' });
-    await expect(source.driver.stop(spec.uuid)).rejects.toMatchObject({ code: ErrorCode.FailedPrecondition, message: expect.stringMatching(/busy: a migration operation/) });
+    expect((await source.driver.get(spec.uuid))!.runtime).toMatchObject({
+      state: 'migrating',
+      lockedBy: 'migration',
+    });
+    await expect(source.driver.stop(spec.uuid)).rejects.toMatchObject({
+      code: ErrorCode.FailedPrecondition,
+      message: expect.stringMatching(/busy: a migration operation/),
+    });
 
     const stats = await statsUntil(source, spec.uuid, settled);
     expect(stats).toMatchObject({ status: 'completed', remainingBytes: 0 });
@@ -125,35 +183,62 @@ describe.concurrent('qemu driver live migration', () => {
     const committed = await target.driver.commitIncoming(spec.uuid);
     expect(committed.runtime).toMatchObject({ state: 'running', lockedBy: '' });
     expect(await target.driver.incomingStatus(spec.uuid)).toBe('completed');
-    expect(JSON.parse(readFileSync(join(target.stateDir, 'qemu', `${spec.uuid}.json`), 'utf8'))).toMatchObject({ phase: 'defined', state: 'running' });
+    expect(
+      JSON.parse(readFileSync(join(target.stateDir, 'qemu', `${spec.uuid}.json`), 'utf8')),
+    ).toMatchObject({ phase: 'defined', state: 'running' });
     await source.driver.finishOutgoing(spec.uuid);
     expect(isAlive(sourcePid)).toBe(false);
     expect(await source.driver.get(spec.uuid)).toBeUndefined();
     expect(readdirSync(join(source.stateDir, 'qemu'))).toEqual([]);
-    await expect(target.driver.abortIncoming(spec.uuid)).rejects.toMatchObject({ code: ErrorCode.FailedPrecondition, message: expect.stringMatching(/runs here already/) });
+    await expect(target.driver.abortIncoming(spec.uuid)).rejects.toMatchObject({
+      code: ErrorCode.FailedPrecondition,
+      message: expect.stringMatching(/runs here already/),
+    });
     await target.driver.stop(spec.uuid);
   });
 
-  it('migrates directly over TCP with TLS-PSK and removes the key files afterwards', async ({ expect }) => {
+  it('migrates directly over TCP with TLS-PSK and removes the key files afterwards', async ({
+    expect,
+  }) => {
     const spec = definition();
     const { source, target } = await pair(spec);
-    const address = await target.driver.prepareIncoming(spec, { migrationId: 'mig', transport: 'direct', listenHost: '127.0.0.1', psk: psk(7), allowPostcopy: false });
+    const address = await target.driver.prepareIncoming(spec, {
+      migrationId: 'mig',
+      transport: 'direct',
+      listenHost: '127.0.0.1',
+      psk: psk(7),
+      allowPostcopy: false,
+    });
     expect(address).toEqual({ kind: 'tcp', host: '127.0.0.1', port: expect.any(Number) });
-    expect(readFileSync(join(target.stateDir, 'run', spec.uuid, 'psk', 'keys.psk'), 'utf8')).toBe(`debvisor-migration:${'07'.repeat(32)}\n`);
+    expect(readFileSync(join(target.stateDir, 'run', spec.uuid, 'psk', 'keys.psk'), 'utf8')).toBe(
+      `debvisor-migration:${'07'.repeat(32)}\n`,
+    );
 
     await source.driver.startOutgoing(spec.uuid, outgoing(address, { psk: psk(7) }));
     expect(existsSync(join(source.stateDir, 'run', spec.uuid, 'psk-out'))).toBe(false);
-    await expect(statsUntil(source, spec.uuid, settled)).resolves.toMatchObject({ status: 'completed' });
-    await expect(target.driver.commitIncoming(spec.uuid)).resolves.toMatchObject({ runtime: { state: 'running' } });
+    await expect(statsUntil(source, spec.uuid, settled)).resolves.toMatchObject({
+      status: 'completed',
+    });
+    await expect(target.driver.commitIncoming(spec.uuid)).resolves.toMatchObject({
+      runtime: { state: 'running' },
+    });
     expect(existsSync(join(target.stateDir, 'run', spec.uuid, 'psk'))).toBe(false);
     await source.driver.finishOutgoing(spec.uuid);
     await target.driver.stop(spec.uuid);
   });
 
-  it('fails a direct migration with the wrong key and leaves the source running', async ({ expect }) => {
+  it('fails a direct migration with the wrong key and leaves the source running', async ({
+    expect,
+  }) => {
     const spec = definition();
     const { source, target } = await pair(spec);
-    const address = await target.driver.prepareIncoming(spec, { migrationId: 'mig', transport: 'direct', listenHost: '127.0.0.1', psk: psk(1), allowPostcopy: false });
+    const address = await target.driver.prepareIncoming(spec, {
+      migrationId: 'mig',
+      transport: 'direct',
+      listenHost: '127.0.0.1',
+      psk: psk(1),
+      allowPostcopy: false,
+    });
     await source.driver.startOutgoing(spec.uuid, outgoing(address, { psk: psk(2) }));
     const stats = await statsUntil(source, spec.uuid, settled);
     expect(stats).toMatchObject({ status: 'failed', error: expect.any(String) });
@@ -161,7 +246,10 @@ describe.concurrent('qemu driver live migration', () => {
     expect(['none', 'setup', 'failed']).toContain(await target.driver.incomingStatus(spec.uuid));
 
     await source.driver.cancelOutgoing(spec.uuid);
-    expect((await source.driver.get(spec.uuid))!.runtime).toMatchObject({ state: 'running', lockedBy: '' });
+    expect((await source.driver.get(spec.uuid))!.runtime).toMatchObject({
+      state: 'running',
+      lockedBy: '',
+    });
     const targetPid = pidOf(target, spec.uuid);
     await target.driver.abortIncoming(spec.uuid);
     expect(isAlive(targetPid)).toBe(false);
@@ -169,33 +257,63 @@ describe.concurrent('qemu driver live migration', () => {
     await source.driver.stop(spec.uuid);
   });
 
-  it('resumes the source when a completed migration is cancelled because the target could not take over', async ({ expect }) => {
+  it('resumes the source when a completed migration is cancelled because the target could not take over', async ({
+    expect,
+  }) => {
     const spec = definition();
     const { source, target } = await pair(spec);
-    const address = await target.driver.prepareIncoming(spec, { migrationId: 'mig', transport: 'tunnel', allowPostcopy: false });
+    const address = await target.driver.prepareIncoming(spec, {
+      migrationId: 'mig',
+      transport: 'tunnel',
+      allowPostcopy: false,
+    });
     await source.driver.startOutgoing(spec.uuid, outgoing(address));
-    await expect(statsUntil(source, spec.uuid, settled)).resolves.toMatchObject({ status: 'completed' });
+    await expect(statsUntil(source, spec.uuid, settled)).resolves.toMatchObject({
+      status: 'completed',
+    });
     // QEMU paused the source at switchover; nothing runs the VM now
     await target.driver.abortIncoming(spec.uuid);
     await source.driver.cancelOutgoing(spec.uuid);
-    expect((await source.driver.get(spec.uuid))!.runtime).toMatchObject({ state: 'running', lockedBy: '' });
+    expect((await source.driver.get(spec.uuid))!.runtime).toMatchObject({
+      state: 'running',
+      lockedBy: '',
+    });
     await source.driver.stop(spec.uuid);
   });
 
-  it('cancels a slow migration: the source keeps running, and aborting the target leaves nothing behind', async ({ expect }) => {
+  it('cancels a slow migration: the source keeps running, and aborting the target leaves nothing behind', async ({
+    expect,
+  }) => {
     const spec = definition();
     const { source, target } = await pair(spec);
-    const address = await target.driver.prepareIncoming(spec, { migrationId: 'mig', transport: 'tunnel', allowPostcopy: false });
+    const address = await target.driver.prepareIncoming(spec, {
+      migrationId: 'mig',
+      transport: 'tunnel',
+      allowPostcopy: false,
+    });
     const targetPid = pidOf(target, spec.uuid);
     // even a zero page costs a few bytes on the wire: at 16 KiB/s 64 MiB take far longer than this test
-    await source.driver.startOutgoing(spec.uuid, outgoing(address, { bandwidthLimitBytes: 16 * 1024 }));
+    await source.driver.startOutgoing(
+      spec.uuid,
+      outgoing(address, { bandwidthLimitBytes: 16 * 1024 }),
+    );
     await statsUntil(source, spec.uuid, (s) => s.status === 'active' && s.transferredBytes > 0);
     expect(await target.driver.incomingStatus(spec.uuid)).toBe('active');
-    await expect(source.driver.finishOutgoing(spec.uuid)).rejects.toMatchObject({ code: ErrorCode.FailedPrecondition, message: expect.stringMatching(/is active; the source can only be finished once it completed/) });
+    await expect(source.driver.finishOutgoing(spec.uuid)).rejects.toMatchObject({
+      code: ErrorCode.FailedPrecondition,
+      message: expect.stringMatching(
+        /is active; the source can only be finished once it completed/,
+      ),
+    });
 
     await source.driver.cancelOutgoing(spec.uuid);
-    expect((await source.driver.get(spec.uuid))!.runtime).toMatchObject({ state: 'running', lockedBy: '' });
-    await expect(source.driver.outgoingStats(spec.uuid)).rejects.toMatchObject({ code: ErrorCode.FailedPrecondition });
+    expect((await source.driver.get(spec.uuid))!.runtime).toMatchObject({
+      state: 'running',
+      lockedBy: '',
+    });
+    await expect(source.driver.outgoingStats(spec.uuid)).rejects.toMatchObject({
+      code: ErrorCode.FailedPrecondition,
+    });
     await source.driver.cancelOutgoing(spec.uuid); // idempotent
 
     await target.driver.abortIncoming(spec.uuid);
@@ -205,42 +323,80 @@ describe.concurrent('qemu driver live migration', () => {
     expect(readdirSync(join(target.stateDir, 'run'))).toEqual([]);
     expect(readdirSync(join(target.stateDir, 'qemu'))).toEqual([]);
     // and the source can go again
-    await expect(source.driver.reboot(spec.uuid)).resolves.toMatchObject({ runtime: { state: 'running' } });
+    await expect(source.driver.reboot(spec.uuid)).resolves.toMatchObject({
+      runtime: { state: 'running' },
+    });
     await source.driver.stop(spec.uuid);
   });
 
   // a Linux guest under TCG: booting it and a first pass over its memory at the limit take a while
-  it('does not converge in pre-copy for a guest dirtying memory faster than the bandwidth limit, and completes in post-copy', { timeout: 180_000 }, async ({ expect }) => {
-    const guest = await buildTinyGuest();
-    const labels = {
-      'qemu-kernel': basename(guest.kernelPath),
-      'qemu-initrd': basename(guest.initrdPath),
-      'qemu-append': tinyGuestAppend({ dirtyMibPerSecond: 32, workingSetMib: 16 }),
-    };
-    const spec = definition({ memoryBytes: 128 * MiB, labels });
-    const { source, target } = await pair(spec, { bootDir: guest.dir });
-    await expect.poll(() => serialLog(source, spec.uuid), { timeout: 120_000, interval: 200 }).toContain(TINY_GUEST_READY);
+  it(
+    'does not converge in pre-copy for a guest dirtying memory faster than the bandwidth limit, and completes in post-copy',
+    { timeout: 180_000 },
+    async ({ expect }) => {
+      const guest = await buildTinyGuest();
+      const labels = {
+        'qemu-kernel': basename(guest.kernelPath),
+        'qemu-initrd': basename(guest.initrdPath),
+        'qemu-append': tinyGuestAppend({ dirtyMibPerSecond: 32, workingSetMib: 16 }),
+      };
+      const spec = definition({ memoryBytes: 128 * MiB, labels });
+      const { source, target } = await pair(spec, { bootDir: guest.dir });
+      await expect
+        .poll(() => serialLog(source, spec.uuid), { timeout: 120_000, interval: 200 })
+        .toContain(TINY_GUEST_READY);
 
-    const address = await target.driver.prepareIncoming(spec, { migrationId: 'mig', transport: 'tunnel', allowPostcopy: true });
-    await source.driver.startOutgoing(spec.uuid, outgoing(address, { bandwidthLimitBytes: 8 * MiB, downtimeLimitMs: 50, allowPostcopy: true }));
-    // two full pre-copy passes, and the next one finds the working set dirty again
-    const precopy = await statsUntil(source, spec.uuid, (s) => s.iteration >= 3 || settled(s), 120_000);
-    expect(precopy.status).toBe('active');
-    expect(precopy.remainingBytes).toBeGreaterThan(0);
-    expect(precopy.dirtyRateBytes).toBeGreaterThan(0);
-    expect(precopy.expectedDowntimeMs).toBeGreaterThan(50);
+      const address = await target.driver.prepareIncoming(spec, {
+        migrationId: 'mig',
+        transport: 'tunnel',
+        allowPostcopy: true,
+      });
+      await source.driver.startOutgoing(
+        spec.uuid,
+        outgoing(address, {
+          bandwidthLimitBytes: 8 * MiB,
+          downtimeLimitMs: 50,
+          allowPostcopy: true,
+        }),
+      );
+      // two full pre-copy passes, and the next one finds the working set dirty again
+      const precopy = await statsUntil(
+        source,
+        spec.uuid,
+        (s) => s.iteration >= 3 || settled(s),
+        120_000,
+      );
+      expect(precopy.status).toBe('active');
+      expect(precopy.remainingBytes).toBeGreaterThan(0);
+      expect(precopy.dirtyRateBytes).toBeGreaterThan(0);
+      expect(precopy.expectedDowntimeMs).toBeGreaterThan(50);
 
-    await source.driver.switchToPostcopy(spec.uuid);
-    await statsUntil(source, spec.uuid, (s) => s.status === 'postcopy-active' || settled(s));
-    await expect(source.driver.cancelOutgoing(spec.uuid)).rejects.toMatchObject({ code: ErrorCode.FailedPrecondition, message: expect.stringMatching(/post-copy/) });
-    expect(['postcopy-active', 'completed']).toContain(await target.driver.incomingStatus(spec.uuid));
-    await expect(target.driver.commitIncoming(spec.uuid)).resolves.toMatchObject({ runtime: { state: 'running' } });
-    await expect(statsUntil(source, spec.uuid, settled)).resolves.toMatchObject({ status: 'completed' });
-    await source.driver.finishOutgoing(spec.uuid);
+      await source.driver.switchToPostcopy(spec.uuid);
+      await statsUntil(source, spec.uuid, (s) => s.status === 'postcopy-active' || settled(s));
+      await expect(source.driver.cancelOutgoing(spec.uuid)).rejects.toMatchObject({
+        code: ErrorCode.FailedPrecondition,
+        message: expect.stringMatching(/post-copy/),
+      });
+      expect(['postcopy-active', 'completed']).toContain(
+        await target.driver.incomingStatus(spec.uuid),
+      );
+      await expect(target.driver.commitIncoming(spec.uuid)).resolves.toMatchObject({
+        runtime: { state: 'running' },
+      });
+      await expect(statsUntil(source, spec.uuid, settled)).resolves.toMatchObject({
+        status: 'completed',
+      });
+      await source.driver.finishOutgoing(spec.uuid);
 
-    // the guest goes on ticking on the target
-    const ticked = lastTinyGuestTick(serialLog(target, spec.uuid));
-    await expect.poll(() => lastTinyGuestTick(serialLog(target, spec.uuid)), { timeout: 60_000, interval: 200 }).toBeGreaterThan(ticked + 1);
-    await target.driver.stop(spec.uuid);
-  });
+      // the guest goes on ticking on the target
+      const ticked = lastTinyGuestTick(serialLog(target, spec.uuid));
+      await expect
+        .poll(() => lastTinyGuestTick(serialLog(target, spec.uuid)), {
+          timeout: 60_000,
+          interval: 200,
+        })
+        .toBeGreaterThan(ticked + 1);
+      await target.driver.stop(spec.uuid);
+    },
+  );
 });

@@ -19,16 +19,17 @@ export interface ProcessSample {
 }
 
 /** RFC 7919's ffdhe2048 group (a published, fixed group; nothing secret). */
-const FFDHE2048_PEM = [
-  '-----BEGIN DH PARAMETERS-----',
-  'MIIBCAKCAQEA//////////+t+FRYortKmq/cViAnPTzx2LnFg84tNpWp4TZBFGQz',
-  '+8yTnc4kmz75fS/jY2MMddj2gbICrsRhetPfHtXV/WVhJDP1H18GbtCFY2VVPe0a',
-  '87VXE15/V8k1mE8McODmi3fipona8+/och3xWKE2rec1MKzKT0g6eXq8CrGCsyT7',
-  'YdEIqUuyyOP7uWrat2DX9GgdT0Kj3jlN9K5W7edjcrsZCwenyO4KbXCeAvzhzffi',
-  '7MA0BM0oNC9hkXL+nOmFg/+OTxIy7vKBg8P+OxtMb61zO7X8vC7CIAXFjvGDfRaD',
-  'ssbzSibBsu/6iGtCOGEoXJf//////////wIBAg==',
-  '-----END DH PARAMETERS-----',
-].join('\n') + '\n';
+const FFDHE2048_PEM =
+  [
+    '-----BEGIN DH PARAMETERS-----',
+    'MIIBCAKCAQEA//////////+t+FRYortKmq/cViAnPTzx2LnFg84tNpWp4TZBFGQz',
+    '+8yTnc4kmz75fS/jY2MMddj2gbICrsRhetPfHtXV/WVhJDP1H18GbtCFY2VVPe0a',
+    '87VXE15/V8k1mE8McODmi3fipona8+/och3xWKE2rec1MKzKT0g6eXq8CrGCsyT7',
+    'YdEIqUuyyOP7uWrat2DX9GgdT0Kj3jlN9K5W7edjcrsZCwenyO4KbXCeAvzhzffi',
+    '7MA0BM0oNC9hkXL+nOmFg/+OTxIy7vKBg8P+OxtMb61zO7X8vC7CIAXFjvGDfRaD',
+    'ssbzSibBsu/6iGtCOGEoXJf//////////wIBAg==',
+    '-----END DH PARAMETERS-----',
+  ].join('\n') + '\n';
 
 /** QEMU refused to start; `message` is QEMU's own complaint. */
 export class QemuStartError extends Error {
@@ -54,15 +55,26 @@ export class QemuProcessRepository {
     const log = await open(logFile, 'w', 0o600);
     let code: number | null;
     try {
-      const child = spawn(this.binary, [...argv], { detached: true, stdio: ['ignore', log.fd, log.fd] });
+      const child = spawn(this.binary, [...argv], {
+        detached: true,
+        stdio: ['ignore', log.fd, log.fd],
+      });
       code = await new Promise<number | null>((resolve, reject) => {
         const timer = setTimeout(() => {
           child.kill('SIGKILL');
-          reject(new QemuStartError(`QEMU did not finish starting within ${Math.round(timeoutMs / 1000)} s`));
+          reject(
+            new QemuStartError(
+              `QEMU did not finish starting within ${Math.round(timeoutMs / 1000)} s`,
+            ),
+          );
         }, timeoutMs);
         child.once('error', (error) => {
           clearTimeout(timer);
-          reject(new QemuStartError(`cannot run ${this.binary}: ${(error as NodeJS.ErrnoException).code ?? error.message}`));
+          reject(
+            new QemuStartError(
+              `cannot run ${this.binary}: ${(error as NodeJS.ErrnoException).code ?? error.message}`,
+            ),
+          );
         });
         child.once('exit', (exitCode, signal) => {
           clearTimeout(timer);
@@ -72,7 +84,11 @@ export class QemuProcessRepository {
     } finally {
       await log.close();
     }
-    if (code !== 0) throw new QemuStartError(qemuComplaint(await readFile(logFile, 'utf8').catch(() => '')) || `QEMU exited with status ${code ?? 'killed'}`);
+    if (code !== 0)
+      throw new QemuStartError(
+        qemuComplaint(await readFile(logFile, 'utf8').catch(() => '')) ||
+          `QEMU exited with status ${code ?? 'killed'}`,
+      );
   }
 
   async readPid(pidFile: string): Promise<number | undefined> {
@@ -83,7 +99,10 @@ export class QemuProcessRepository {
 
   /** Whether `pid` is a live process with `marker` (the VM's pidfile path, unique per state dir and VM) among its arguments. */
   async isAlive(pid: number, marker: string): Promise<boolean> {
-    const [cmdline, stat] = await Promise.all([readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => ''), readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')]);
+    const [cmdline, stat] = await Promise.all([
+      readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => ''),
+      readFile(`/proc/${pid}/stat`, 'utf8').catch(() => ''),
+    ]);
     if (!cmdline.split('\0').includes(marker)) return false;
     return statFields(stat)?.[0] !== 'Z';
   }
@@ -111,7 +130,8 @@ export class QemuProcessRepository {
   async kill(pid: number, marker: string): Promise<void> {
     if (!(await this.isAlive(pid, marker))) return;
     this.signal(pid, 'SIGKILL');
-    if (!(await this.waitForExit(pid, marker, 10_000))) throw new Error(`QEMU (pid ${pid}) did not exit after SIGKILL`);
+    if (!(await this.waitForExit(pid, marker, 10_000)))
+      throw new Error(`QEMU (pid ${pid}) did not exit after SIGKILL`);
   }
 
   /** CPU time, resident memory and age of a process, from /proc; undefined when it is gone. */
@@ -169,7 +189,11 @@ export class QemuProcessRepository {
   /** The VM's run directory (0700: its sockets are for the agent only), emptied of an earlier QEMU's files. */
   async prepareRunDir(dir: string): Promise<void> {
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    await Promise.all([...STALE_RUN_FILES, 'psk', 'psk-out'].map((name) => rm(join(dir, name), { recursive: true, force: true })));
+    await Promise.all(
+      [...STALE_RUN_FILES, 'psk', 'psk-out'].map((name) =>
+        rm(join(dir, name), { recursive: true, force: true }),
+      ),
+    );
   }
 
   async removeDir(dir: string): Promise<void> {
@@ -184,19 +208,29 @@ export class QemuProcessRepository {
   async writePsk(dir: string, identity: string, key: Buffer): Promise<void> {
     await rm(dir, { recursive: true, force: true });
     await mkdir(dir, { mode: 0o700 });
-    await writeFile(join(dir, 'keys.psk'), `${identity}:${key.toString('hex')}\n`, { mode: 0o600, flag: 'wx' });
+    await writeFile(join(dir, 'keys.psk'), `${identity}:${key.toString('hex')}\n`, {
+      mode: 0o600,
+      flag: 'wx',
+    });
     // Without dh-params.pem QEMU generates 2048-bit DH parameters for every migration (seconds).
     await writeFile(join(dir, 'dh-params.pem'), FFDHE2048_PEM, { mode: 0o600, flag: 'wx' });
   }
 
   private run(args: string[], timeoutMs: number): Promise<string> {
     return new Promise((resolve, reject) => {
-      execFile(this.binary, args, { timeout: timeoutMs, maxBuffer: 4 * 1024 * 1024, encoding: 'utf8' }, (error, stdout, stderr) => {
-        if (error) {
-          const reason = error.killed ? `timed out after ${timeoutMs} ms` : (qemuComplaint(stderr) || error.message);
-          reject(new Error(`${this.binary} ${args.join(' ')}: ${reason}`));
-        } else resolve(stdout);
-      });
+      execFile(
+        this.binary,
+        args,
+        { timeout: timeoutMs, maxBuffer: 4 * 1024 * 1024, encoding: 'utf8' },
+        (error, stdout, stderr) => {
+          if (error) {
+            const reason = error.killed
+              ? `timed out after ${timeoutMs} ms`
+              : qemuComplaint(stderr) || error.message;
+            reject(new Error(`${this.binary} ${args.join(' ')}: ${reason}`));
+          } else resolve(stdout);
+        },
+      );
     });
   }
 }

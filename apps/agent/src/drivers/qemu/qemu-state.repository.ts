@@ -39,9 +39,15 @@ export class QemuStateRepository {
       const match = FILE_NAME.exec(name);
       if (!match) continue;
       const file = join(this.dir, name);
-      const parsed = qemuVmRecordSchema.safeParse(parseJsonOrUndefined(await readFile(file, 'utf8')));
-      if (!parsed.success) throw new Error(`the qemu VM state file ${file} is corrupt: ${parsed.error.issues[0]?.message ?? 'unreadable'}`);
-      if (parsed.data.spec.uuid !== match[1]) throw new Error(`the qemu VM state file ${file} holds VM ${parsed.data.spec.uuid}`);
+      const parsed = qemuVmRecordSchema.safeParse(
+        parseJsonOrUndefined(await readFile(file, 'utf8')),
+      );
+      if (!parsed.success)
+        throw new Error(
+          `the qemu VM state file ${file} is corrupt: ${parsed.error.issues[0]?.message ?? 'unreadable'}`,
+        );
+      if (parsed.data.spec.uuid !== match[1])
+        throw new Error(`the qemu VM state file ${file} holds VM ${parsed.data.spec.uuid}`);
       records.push(parsed.data);
     }
     return records;
@@ -50,7 +56,9 @@ export class QemuStateRepository {
   /** Saves one VM; saves of one VM happen in call order. */
   save(record: QemuVmRecord): Promise<void> {
     const text = JSON.stringify(record, null, 2) + '\n';
-    return this.enqueue(record.spec.uuid, () => this.write(join(this.dir, `${record.spec.uuid}.json`), text));
+    return this.enqueue(record.spec.uuid, () =>
+      this.write(join(this.dir, `${record.spec.uuid}.json`), text),
+    );
   }
 
   remove(uuid: string): Promise<void> {

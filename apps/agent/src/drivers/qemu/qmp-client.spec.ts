@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { QmpClient, QmpCommandError, QmpConnectionError } from './qmp-client';
 
-const GREETING = '{"QMP": {"version": {"qemu": {"micro": 22, "minor": 2, "major": 7}, "package": ""}, "capabilities": ["oob"]}}\r\n';
+const GREETING =
+  '{"QMP": {"version": {"qemu": {"micro": 22, "minor": 2, "major": 7}, "package": ""}, "capabilities": ["oob"]}}\r\n';
 
 interface FakeQemu {
   path: string;
@@ -17,7 +18,10 @@ interface FakeQemu {
 const servers: Server[] = [];
 
 /** A unix socket server that speaks as much QMP as a test needs; `answer` decides per command. */
-async function fakeQemu(answer: (command: { execute: string; id?: string }, socket: Socket) => void, greeting = GREETING): Promise<FakeQemu> {
+async function fakeQemu(
+  answer: (command: { execute: string; id?: string }, socket: Socket) => void,
+  greeting = GREETING,
+): Promise<FakeQemu> {
   const path = join(tempDir('qmp-'), 'qmp');
   const received: FakeQemu['received'] = [];
   let accepted!: (socket: Socket) => void;
@@ -33,7 +37,8 @@ async function fakeQemu(answer: (command: { execute: string; id?: string }, sock
         const command = JSON.parse(buffer.slice(0, newline)) as { execute: string; id?: string };
         buffer = buffer.slice(newline + 1);
         received.push(command);
-        if (command.execute === 'qmp_capabilities') client.write(`{"return": {}, "id": ${JSON.stringify(command.id)}}\r\n`);
+        if (command.execute === 'qmp_capabilities')
+          client.write(`{"return": {}, "id": ${JSON.stringify(command.id)}}\r\n`);
         else answer(command, client);
       }
     });
@@ -52,26 +57,43 @@ describe('QMP client', () => {
   it('reads the greeting, leaves capabilities negotiation and matches answers to commands by id', async () => {
     const qemu = await fakeQemu((command, socket) => {
       // answer the first command last: ids, not order, pair them
-      if (command.execute === 'query-status') setTimeout(() => socket.write(`{"return": {"status": "running"}, "id": "${command.id}"}\n`), 30);
+      if (command.execute === 'query-status')
+        setTimeout(
+          () => socket.write(`{"return": {"status": "running"}, "id": "${command.id}"}\n`),
+          30,
+        );
       else socket.write(`{"return": {"name": "${command.execute}"}, "id": "${command.id}"}\n`);
     });
     const client = await QmpClient.connect(qemu.path);
     expect(client.version).toBe('7.2.22');
-    const [status, other] = await Promise.all([client.execute('query-status'), client.execute('query-name')]);
+    const [status, other] = await Promise.all([
+      client.execute('query-status'),
+      client.execute('query-name'),
+    ]);
     expect(status).toEqual({ status: 'running' });
     expect(other).toEqual({ name: 'query-name' });
-    expect(qemu.received.map((c) => c.execute)).toEqual(['qmp_capabilities', 'query-status', 'query-name']);
+    expect(qemu.received.map((c) => c.execute)).toEqual([
+      'qmp_capabilities',
+      'query-status',
+      'query-name',
+    ]);
     client.close();
   });
 
-  it('sends arguments and rejects with QEMU\'s error class and description', async () => {
+  it("sends arguments and rejects with QEMU's error class and description", async () => {
     const qemu = await fakeQemu((command, socket) =>
-      socket.write(`{"error": {"class": "GenericError", "desc": "Parameter 'uri' is missing"}, "id": "${command.id}"}\n`),
+      socket.write(
+        `{"error": {"class": "GenericError", "desc": "Parameter 'uri' is missing"}, "id": "${command.id}"}\n`,
+      ),
     );
     const client = await QmpClient.connect(qemu.path);
     const failure = client.execute('migrate', { blk: false });
     await expect(failure).rejects.toBeInstanceOf(QmpCommandError);
-    await expect(failure).rejects.toMatchObject({ errorClass: 'GenericError', desc: "Parameter 'uri' is missing", message: expect.stringContaining('QMP migrate failed') });
+    await expect(failure).rejects.toMatchObject({
+      errorClass: 'GenericError',
+      desc: "Parameter 'uri' is missing",
+      message: expect.stringContaining('QMP migrate failed'),
+    });
     expect(qemu.received[1]).toMatchObject({ execute: 'migrate', arguments: { blk: false } });
     client.close();
   });
@@ -96,7 +118,9 @@ describe('QMP client', () => {
       if (command.execute !== 'hang') socket.write(`{"return": 7, "id": "${command.id}"}\n`);
     });
     const client = await QmpClient.connect(qemu.path);
-    await expect(client.execute('hang', undefined, 50)).rejects.toThrow(new QmpConnectionError('QMP hang: QEMU did not answer within 50 ms'));
+    await expect(client.execute('hang', undefined, 50)).rejects.toThrow(
+      new QmpConnectionError('QMP hang: QEMU did not answer within 50 ms'),
+    );
     await expect(client.execute('query-x')).resolves.toBe(7);
     client.close();
   });
@@ -114,8 +138,12 @@ describe('QMP client', () => {
   });
 
   it('fails clearly when nothing listens or no greeting comes', async () => {
-    await expect(QmpClient.connect(join(tempDir('qmp-'), 'absent'))).rejects.toThrow(/cannot connect to the QMP socket: ENOENT/);
+    await expect(QmpClient.connect(join(tempDir('qmp-'), 'absent'))).rejects.toThrow(
+      /cannot connect to the QMP socket: ENOENT/,
+    );
     const silent = await fakeQemu(() => undefined, '');
-    await expect(QmpClient.connect(silent.path, 100)).rejects.toThrow(/no QMP greeting within 100 ms/);
+    await expect(QmpClient.connect(silent.path, 100)).rejects.toThrow(
+      /no QMP greeting within 100 ms/,
+    );
   });
 });

@@ -27,10 +27,17 @@ export interface QmpEvent {
   data: Record<string, unknown>;
 }
 
-const greetingSchema = z.object({ QMP: z.object({ version: z.object({ qemu: z.object({ major: z.int(), minor: z.int(), micro: z.int() }) }) }) });
+const greetingSchema = z.object({
+  QMP: z.object({
+    version: z.object({ qemu: z.object({ major: z.int(), minor: z.int(), micro: z.int() }) }),
+  }),
+});
 const messageSchema = z.union([
   z.object({ return: z.unknown(), id: z.unknown().optional() }),
-  z.object({ error: z.object({ class: z.string(), desc: z.string() }), id: z.unknown().optional() }),
+  z.object({
+    error: z.object({ class: z.string(), desc: z.string() }),
+    id: z.unknown().optional(),
+  }),
   z.object({ event: z.string(), data: z.record(z.string(), z.unknown()).optional() }),
 ]);
 
@@ -75,7 +82,11 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
       this.greeted(false, error);
       for (const [id, pending] of this.pending) {
         clearTimeout(pending.timer);
-        pending.reject(new QmpConnectionError(`QMP ${pending.command}: the connection closed before QEMU answered`));
+        pending.reject(
+          new QmpConnectionError(
+            `QMP ${pending.command}: the connection closed before QEMU answered`,
+          ),
+        );
         this.pending.delete(id);
       }
       onClosed();
@@ -92,12 +103,21 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
     });
     greeting.catch(() => undefined); // awaited below, unless connecting failed first
     const timer = setTimeout(() => {
-      client.greeted(false, new QmpConnectionError(`QEMU sent no QMP greeting within ${timeoutMs} ms`));
+      client.greeted(
+        false,
+        new QmpConnectionError(`QEMU sent no QMP greeting within ${timeoutMs} ms`),
+      );
       socket.destroy();
     }, timeoutMs);
     try {
       await new Promise<void>((resolve, reject) => {
-        const failed = (error: Error) => reject(new QmpConnectionError(`cannot connect to the QMP socket: ${(error as NodeJS.ErrnoException).code ?? error.message}`, { cause: error }));
+        const failed = (error: Error) =>
+          reject(
+            new QmpConnectionError(
+              `cannot connect to the QMP socket: ${(error as NodeJS.ErrnoException).code ?? error.message}`,
+              { cause: error },
+            ),
+          );
         socket.once('connect', () => {
           socket.off('error', failed);
           resolve();
@@ -120,21 +140,36 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
   }
 
   /** Runs a command; rejects with QmpCommandError when QEMU refuses it, QmpConnectionError when it does not answer. */
-  execute(command: string, args?: Record<string, unknown>, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<unknown> {
-    if (this.closedFlag) return Promise.reject(new QmpConnectionError(`QMP ${command}: the connection is closed`));
+  execute(
+    command: string,
+    args?: Record<string, unknown>,
+    timeoutMs = DEFAULT_TIMEOUT_MS,
+  ): Promise<unknown> {
+    if (this.closedFlag)
+      return Promise.reject(new QmpConnectionError(`QMP ${command}: the connection is closed`));
     const id = `c${this.nextId++}`;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
-        reject(new QmpConnectionError(`QMP ${command}: QEMU did not answer within ${timeoutMs} ms`));
+        reject(
+          new QmpConnectionError(`QMP ${command}: QEMU did not answer within ${timeoutMs} ms`),
+        );
       }, timeoutMs);
       this.pending.set(id, { command, resolve, reject, timer });
-      this.socket.write(JSON.stringify(args === undefined ? { execute: command, id } : { execute: command, arguments: args, id }) + '\n');
+      this.socket.write(
+        JSON.stringify(
+          args === undefined ? { execute: command, id } : { execute: command, arguments: args, id },
+        ) + '\n',
+      );
     });
   }
 
   /** Resolves with the first event named `name` (and matching `filter`), or undefined after `timeoutMs` or when the connection closes. */
-  waitForEvent(name: string, timeoutMs: number, filter: (data: Record<string, unknown>) => boolean = () => true): Promise<QmpEvent | undefined> {
+  waitForEvent(
+    name: string,
+    timeoutMs: number,
+    filter: (data: Record<string, unknown>) => boolean = () => true,
+  ): Promise<QmpEvent | undefined> {
     return new Promise((resolve) => {
       const done = (event: QmpEvent | undefined) => {
         clearTimeout(timer);
@@ -199,7 +234,8 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
     if (!pending || id === undefined) return;
     this.pending.delete(id);
     clearTimeout(pending.timer);
-    if ('error' in data) pending.reject(new QmpCommandError(pending.command, data.error.class, data.error.desc));
+    if ('error' in data)
+      pending.reject(new QmpCommandError(pending.command, data.error.class, data.error.desc));
     else pending.resolve(data.return);
   }
 }

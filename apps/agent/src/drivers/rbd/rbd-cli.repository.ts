@@ -67,7 +67,9 @@ export class RbdCliRepository {
    * errno and a `cause` whose message is "(<errno>) <strerror>" as the tool printed it.
    */
   run(tool: CephTool, args: readonly string[], options: RunOptions = {}): Promise<string> {
-    const timeoutMs = options.timeoutMs ?? (options.reach === 'peer' ? this.options.peerTimeoutMs : this.options.timeoutMs);
+    const timeoutMs =
+      options.timeoutMs ??
+      (options.reach === 'peer' ? this.options.peerTimeoutMs : this.options.timeoutMs);
     const binary = this.binary(tool);
     const what = describe(tool, args);
     return new Promise((resolve, reject) => {
@@ -75,12 +77,26 @@ export class RbdCliRepository {
       const child = execFile(
         binary,
         argv,
-        { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: MAX_OUTPUT_BYTES, env: CEPH_ENV, encoding: 'utf8' },
+        {
+          timeout: timeoutMs,
+          killSignal: 'SIGKILL',
+          maxBuffer: MAX_OUTPUT_BYTES,
+          env: CEPH_ENV,
+          encoding: 'utf8',
+        },
         (error, stdout, stderr) => {
           if (!error) return resolve(stdout);
-          const failure = error as NodeJS.ErrnoException & { killed?: boolean; signal?: string | null };
+          const failure = error as NodeJS.ErrnoException & {
+            killed?: boolean;
+            signal?: string | null;
+          };
           if (failure.code === 'ENOENT') {
-            return reject(new AgentError(ErrorCode.Unavailable, `${tool} (${binary}) is not installed: install the Debian package ${PACKAGE}`));
+            return reject(
+              new AgentError(
+                ErrorCode.Unavailable,
+                `${tool} (${binary}) is not installed: install the Debian package ${PACKAGE}`,
+              ),
+            );
           }
           if (failure.killed || failure.signal === 'SIGKILL') {
             return reject(
@@ -106,7 +122,10 @@ export class RbdCliRepository {
     try {
       return JSON.parse(text) as unknown;
     } catch {
-      throw new AgentError(ErrorCode.Internal, `${describe(tool, args)} answered something that is not JSON`);
+      throw new AgentError(
+        ErrorCode.Internal,
+        `${describe(tool, args)} answered something that is not JSON`,
+      );
     }
   }
 
@@ -125,30 +144,48 @@ export class RbdCliRepository {
     // Operands after `--` are ours (validated names); check anyway that none can be read as an
     // option or carry a line break into the tool.
     for (const arg of args) {
-      if (hasControlCharacters(arg)) throw new AgentError(ErrorCode.InvalidArgument, 'refusing a Ceph argument that holds control characters');
+      if (hasControlCharacters(arg))
+        throw new AgentError(
+          ErrorCode.InvalidArgument,
+          'refusing a Ceph argument that holds control characters',
+        );
     }
     const end = args.indexOf('--');
     for (const operand of end < 0 ? [] : args.slice(end + 1)) {
       if (operand === '' || operand.startsWith('-')) {
-        throw new AgentError(ErrorCode.InvalidArgument, 'refusing a Ceph operand that is empty or starts with "-"');
+        throw new AgentError(
+          ErrorCode.InvalidArgument,
+          'refusing a Ceph operand that is empty or starts with "-"',
+        );
       }
     }
     const { cluster, conf, keyring, clientId } = this.options;
-    return ['--cluster', cluster, ...(conf ? ['-c', conf] : []), '--id', clientId, ...(keyring ? ['--keyring', keyring] : []), ...args];
+    return [
+      '--cluster',
+      cluster,
+      ...(conf ? ['-c', conf] : []),
+      '--id',
+      clientId,
+      ...(keyring ? ['--keyring', keyring] : []),
+      ...args,
+    ];
   }
 }
 
 /** `--format json` goes before `--` (the tools take options only before it). */
 function withFormat(args: readonly string[]): string[] {
   const end = args.indexOf('--');
-  return end < 0 ? [...args, '--format', 'json'] : [...args.slice(0, end), '--format', 'json', ...args.slice(end)];
+  return end < 0
+    ? [...args, '--format', 'json']
+    : [...args.slice(0, end), '--format', 'json', ...args.slice(end)];
 }
 
 /** `rbd snap create`, `ceph osd blocklist add`: the tool and its (sub)command words, never an operand. */
 function describe(tool: CephTool, args: readonly string[]): string {
   const words: string[] = [];
   for (const arg of args) {
-    if (arg === '--' || arg.startsWith('-') || !/^[a-z][a-z-]*$/.test(arg) || words.length === 3) break;
+    if (arg === '--' || arg.startsWith('-') || !/^[a-z][a-z-]*$/.test(arg) || words.length === 3)
+      break;
     words.push(arg);
   }
   return [tool, ...words].join(' ');
@@ -163,17 +200,36 @@ function formatSeconds(ms: number): string {
  * code comes from the errno, the message from the strerror text, never the rest of stderr.
  */
 export function cephError(cluster: string, what: string, stderr: string): AgentError {
-  if (/couldn't connect to the cluster|error connecting to the cluster|RADOS timed out|handle_auth_bad_method|unable to find a keyring|monclient.*authenticate timed out/i.test(stderr)) {
-    return new AgentError(ErrorCode.Unavailable, `${what}: cannot connect to the Ceph cluster ${cluster}`);
+  if (
+    /couldn't connect to the cluster|error connecting to the cluster|RADOS timed out|handle_auth_bad_method|unable to find a keyring|monclient.*authenticate timed out/i.test(
+      stderr,
+    )
+  ) {
+    return new AgentError(
+      ErrorCode.Unavailable,
+      `${what}: cannot connect to the Ceph cluster ${cluster}`,
+    );
   }
   // The last "(errno) text" is the one the tool reports; earlier ones are librbd's log lines.
   const matches = [...stderr.matchAll(/\((\d{1,3})\) ([A-Za-z][A-Za-z ,'-]{0,80})/g)];
   const last = matches.at(-1);
   const errno = last ? Number(last[1]) : undefined;
-  const reason = last ? last[2]!.trim() : /lock is already held/.test(stderr) ? 'Device or resource busy' : 'failed';
-  const code = errno !== undefined ? (ERRNO_CODES[errno] ?? ErrorCode.Internal) : /lock is already held/.test(stderr) ? ErrorCode.FailedPrecondition : ErrorCode.Internal;
-  const text = errno === 1 || errno === 13 ? `the Ceph client lacks permission (${reason})` : reason;
-  return new AgentError(code, `${what}: ${text}`, { cause: new Error(errno === undefined ? reason : `(${errno}) ${reason}`) });
+  const reason = last
+    ? last[2]!.trim()
+    : /lock is already held/.test(stderr)
+      ? 'Device or resource busy'
+      : 'failed';
+  const code =
+    errno !== undefined
+      ? (ERRNO_CODES[errno] ?? ErrorCode.Internal)
+      : /lock is already held/.test(stderr)
+        ? ErrorCode.FailedPrecondition
+        : ErrorCode.Internal;
+  const text =
+    errno === 1 || errno === 13 ? `the Ceph client lacks permission (${reason})` : reason;
+  return new AgentError(code, `${what}: ${text}`, {
+    cause: new Error(errno === undefined ? reason : `(${errno}) ${reason}`),
+  });
 }
 
 const ERRNO_CODES: Readonly<Record<number, ErrorCode>> = {

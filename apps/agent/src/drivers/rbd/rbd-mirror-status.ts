@@ -1,5 +1,11 @@
 import { z } from 'zod';
-import { disabledMirrorStatus, type ImageMirrorStatus, type ImageRef, type MirrorPeer, type PoolMirrorStatus } from '../storage.driver';
+import {
+  disabledMirrorStatus,
+  type ImageMirrorStatus,
+  type ImageRef,
+  type MirrorPeer,
+  type PoolMirrorStatus,
+} from '../storage.driver';
 
 /*
  * The JSON of Ceph 16 (pacific) `rbd … --format json` that mirroring reads, and how an
@@ -83,7 +89,9 @@ export const scheduleListSchema = z.array(
     pool: z.string().default(''),
     namespace: z.string().default(''),
     image: z.string().default(''),
-    items: z.array(z.object({ interval: z.string(), start_time: z.string().optional() })).default([]),
+    items: z
+      .array(z.object({ interval: z.string(), start_time: z.string().optional() }))
+      .default([]),
   }),
 );
 
@@ -92,7 +100,14 @@ export const poolInfoSchema = z.object({
   mode: z.string(),
   site_name: z.string().optional(),
   peers: z
-    .array(z.object({ uuid: z.string(), direction: z.string().default(''), site_name: z.string().default(''), client_name: z.string().optional() }))
+    .array(
+      z.object({
+        uuid: z.string(),
+        direction: z.string().default(''),
+        site_name: z.string().default(''),
+        client_name: z.string().optional(),
+      }),
+    )
     .default([]),
 });
 export type PoolInfoJson = z.infer<typeof poolInfoSchema>;
@@ -134,7 +149,9 @@ export function cephTimeToIso(value: string): string {
   const trimmed = value.trim();
   if (!trimmed) return '';
   const iso = /^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2})/.exec(trimmed);
-  const ms = iso ? Date.parse(`${iso[1]}T${iso[2]}Z`) : Date.parse(`${trimmed.replace(/\s+/g, ' ')} UTC`);
+  const ms = iso
+    ? Date.parse(`${iso[1]}T${iso[2]}Z`)
+    : Date.parse(`${trimmed.replace(/\s+/g, ' ')} UTC`);
   return Number.isNaN(ms) ? '' : new Date(ms).toISOString();
 }
 
@@ -160,7 +177,8 @@ export function mirrorSnapshots(list: SnapshotListJson): MirrorSnapshots {
     const ns = snap.namespace;
     if (ns?.type !== 'mirror') continue;
     const at = cephTimeToIso(snap.timestamp);
-    if (ns.primary_mirror_uuid) copies.push({ id: snap.id, at, state: ns.state ?? '', complete: ns.complete === true });
+    if (ns.primary_mirror_uuid)
+      copies.push({ id: snap.id, at, state: ns.state ?? '', complete: ns.complete === true });
     else own.push({ id: snap.id, at, state: ns.state ?? '' });
   }
   return { own, copies };
@@ -210,17 +228,26 @@ export function imageMirrorStatus(sources: StatusSources): ImageMirrorStatus {
     details = local.details;
     const copy = snaps.copies.filter((c) => c.complete).at(-1);
     const reported = unixToIso(details?.local_snapshot_timestamp);
-    if (copy && (!reported || !localUpdate || copy.at > localUpdate)) lastMirroredSnapshotAt = copy.at;
+    if (copy && (!reported || !localUpdate || copy.at > localUpdate))
+      lastMirroredSnapshotAt = copy.at;
     else lastMirroredSnapshotAt = reported || copy?.at || '';
-    lastSnapshotAt = newest([unixToIso(details?.remote_snapshot_timestamp), snaps.copies.at(-1)?.at ?? '']);
+    lastSnapshotAt = newest([
+      unixToIso(details?.remote_snapshot_timestamp),
+      snaps.copies.at(-1)?.at ?? '',
+    ]);
   }
 
   // Since when this side is primary: its oldest own snapshot after the last copy of the peer's.
   const lastCopyId = snaps.copies.at(-1)?.id ?? -1;
   const primarySince = snaps.own.find((s) => s.id > lastCopyId)?.at ?? '';
   const peerClaimsPrimary =
-    primary && !!peer && peer.state.startsWith('up+') && peerSplit.text.startsWith('local image is primary') && (!primarySince || peerUpdate > primarySince);
-  const splitBrain = peerClaimsPrimary || /split-brain/.test(local.text) || /split-brain/.test(peerSplit.text);
+    primary &&
+    !!peer &&
+    peer.state.startsWith('up+') &&
+    peerSplit.text.startsWith('local image is primary') &&
+    (!primarySince || peerUpdate > primarySince);
+  const splitBrain =
+    peerClaimsPrimary || /split-brain/.test(local.text) || /split-brain/.test(peerSplit.text);
 
   return {
     pool: ref.pool,
@@ -256,13 +283,22 @@ export function secondsUntilSynced(details: ReplayDetails | undefined): number {
     if (rate > 0 && total > 0) return Math.ceil((left * total) / rate);
     return Math.max(1, Math.ceil(left * (details.last_snapshot_sync_seconds ?? 0)));
   }
-  if ((details.remote_snapshot_timestamp ?? 0) > (details.local_snapshot_timestamp ?? 0)) return Math.max(1, details.last_snapshot_sync_seconds ?? 0);
+  if ((details.remote_snapshot_timestamp ?? 0) > (details.local_snapshot_timestamp ?? 0))
+    return Math.max(1, details.last_snapshot_sync_seconds ?? 0);
   return 0;
 }
 
-export function poolMirrorStatus(pool: string, info: PoolInfoJson, status: PoolStatusJson | undefined): PoolMirrorStatus {
+export function poolMirrorStatus(
+  pool: string,
+  info: PoolInfoJson,
+  status: PoolStatusJson | undefined,
+): PoolMirrorStatus {
   const mode = info.mode === 'image' || info.mode === 'pool' ? info.mode : 'disabled';
-  const peers: MirrorPeer[] = info.peers.map((p) => ({ uuid: p.uuid, siteName: p.site_name, direction: p.direction }));
+  const peers: MirrorPeer[] = info.peers.map((p) => ({
+    uuid: p.uuid,
+    siteName: p.site_name,
+    direction: p.direction,
+  }));
   const summary = status?.summary;
   return {
     pool,

@@ -2,7 +2,12 @@ import { labelSchema } from '@debvisor/common';
 import type { ZodType } from 'zod';
 import { AgentError, ErrorCode } from '../../shared/agent-error';
 import type { Clock } from '../../shared/clock';
-import { disabledMirrorStatus, type ImageMirrorStatus, type ImageRef, type PoolMirrorStatus } from '../storage.driver';
+import {
+  disabledMirrorStatus,
+  type ImageMirrorStatus,
+  type ImageRef,
+  type PoolMirrorStatus,
+} from '../storage.driver';
 import {
   bootstrapTokenSchema,
   imageMirrorStatus,
@@ -69,9 +74,15 @@ export class RbdMirroring {
       await this.rbd(['mirror', 'image', 'enable', '--', spec(ref), 'snapshot'], ref);
       info = await this.info(ref);
     } else if (mirroring.mode === 'journal') {
-      throw new AgentError(ErrorCode.FailedPrecondition, `the RBD image ${spec(ref)} is mirrored in journal mode; disable it before enabling snapshot mirroring`);
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `the RBD image ${spec(ref)} is mirrored in journal mode; disable it before enabling snapshot mirroring`,
+      );
     } else if (mirroring.state !== 'enabled') {
-      throw new AgentError(ErrorCode.FailedPrecondition, `mirroring of the RBD image ${spec(ref)} is ${mirroring.state}; wait until it is done`);
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `mirroring of the RBD image ${spec(ref)} is ${mirroring.state}; wait until it is done`,
+      );
     }
     // Schedules apply to primary images only; a secondary keeps whatever its primary decides.
     if (info.mirroring?.primary) await this.setSchedule(ref, scheduleInterval);
@@ -90,7 +101,10 @@ export class RbdMirroring {
     }
     if (!force) await this.refuseWhileHeld(ref, 'disabling its mirroring');
     if (mirroring.primary) await this.setSchedule(ref, '');
-    await this.rbd(['mirror', 'image', 'disable', ...(force ? ['--force'] : []), '--', spec(ref)], ref);
+    await this.rbd(
+      ['mirror', 'image', 'disable', ...(force ? ['--force'] : []), '--', spec(ref)],
+      ref,
+    );
     return this.mirrorStatus(ref);
   }
 
@@ -110,7 +124,10 @@ export class RbdMirroring {
     checkRef(ref);
     const mirroring = enabled(ref, await this.info(ref));
     if (!mirroring.primary) {
-      throw new AgentError(ErrorCode.FailedPrecondition, `the RBD image ${spec(ref)} is not primary here; mirror snapshots are taken at the primary`);
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `the RBD image ${spec(ref)} is not primary here; mirror snapshots are taken at the primary`,
+      );
     }
     await this.rbd(['mirror', 'image', 'snapshot', '--', spec(ref)], ref);
     return this.mirrorStatus(ref);
@@ -146,13 +163,21 @@ export class RbdMirroring {
     }
     for (;;) {
       try {
-        await this.rbd(['mirror', 'image', 'promote', ...(force ? ['--force'] : []), '--', spec(ref)], ref);
+        await this.rbd(
+          ['mirror', 'image', 'promote', ...(force ? ['--force'] : []), '--', spec(ref)],
+          ref,
+        );
         break;
       } catch (error) {
-        const held = error instanceof AgentError && /Read-only file system|Device or resource busy/.test(error.message);
+        const held =
+          error instanceof AgentError &&
+          /Read-only file system|Device or resource busy/.test(error.message);
         if (!held) throw error;
         if (this.now() - started + RETRY_MS > this.options.commandTimeoutMs) {
-          throw new AgentError(ErrorCode.FailedPrecondition, `the RBD image ${spec(ref)} is still held by this site's rbd-mirror; try again in a few seconds`);
+          throw new AgentError(
+            ErrorCode.FailedPrecondition,
+            `the RBD image ${spec(ref)} is still held by this site's rbd-mirror; try again in a few seconds`,
+          );
         }
         await this.options.clock.sleep(RETRY_MS);
       }
@@ -175,13 +200,21 @@ export class RbdMirroring {
     checkRef(ref);
     const mirroring = enabled(ref, await this.info(ref));
     if (mirroring.primary) {
-      throw new AgentError(ErrorCode.FailedPrecondition, `the RBD image ${spec(ref)} is primary here; resync a non-primary image (demote this one first)`);
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `the RBD image ${spec(ref)} is primary here; resync a non-primary image (demote this one first)`,
+      );
     }
     await this.rbd(['mirror', 'image', 'resync', '--', spec(ref)], ref);
     // rbd-mirror deletes and recreates the image to copy it again: for a moment it is gone or
     // half made, and its status calls fail (ENOENT, EEXIST); the resync itself is requested.
     return this.mirrorStatus(ref).catch((error: unknown) => {
-      if (!(error instanceof AgentError) || error.code === ErrorCode.Unavailable || error.code === ErrorCode.DeadlineExceeded) throw error;
+      if (
+        !(error instanceof AgentError) ||
+        error.code === ErrorCode.Unavailable ||
+        error.code === ErrorCode.DeadlineExceeded
+      )
+        throw error;
       return {
         ...disabledMirrorStatus(ref),
         enabled: true,
@@ -198,8 +231,14 @@ export class RbdMirroring {
     checkName('pool', pool);
     if (siteName !== '') checkName('site', siteName);
     await this.ensurePoolImageMode(pool, siteName);
-    const token = (await this.rbd(['mirror', 'pool', 'peer', 'bootstrap', 'create', ...siteArgs(siteName), '--', pool], { pool })).trim();
-    if (!isToken(token)) throw new AgentError(ErrorCode.Internal, 'rbd answered no peer bootstrap token');
+    const token = (
+      await this.rbd(
+        ['mirror', 'pool', 'peer', 'bootstrap', 'create', ...siteArgs(siteName), '--', pool],
+        { pool },
+      )
+    ).trim();
+    if (!isToken(token))
+      throw new AgentError(ErrorCode.Internal, 'rbd answered no peer bootstrap token');
     return token;
   }
 
@@ -207,36 +246,87 @@ export class RbdMirroring {
    * Pairs the pool with the peer whose token this is. The token goes to rbd on standard input
    * (`--token-path -`). rbd connects to the peer cluster, so the call has the peer deadline.
    */
-  async importPeerBootstrap(pool: string, siteName: string, token: string, direction: 'rx-tx' | 'rx-only'): Promise<PoolMirrorStatus> {
+  async importPeerBootstrap(
+    pool: string,
+    siteName: string,
+    token: string,
+    direction: 'rx-tx' | 'rx-only',
+  ): Promise<PoolMirrorStatus> {
     checkName('pool', pool);
     if (siteName !== '') checkName('site', siteName);
-    if (direction !== 'rx-tx' && direction !== 'rx-only') throw new AgentError(ErrorCode.InvalidArgument, 'the direction is rx-tx or rx-only');
-    if (!isToken(token)) throw new AgentError(ErrorCode.InvalidArgument, 'the peer bootstrap token is not one of a Ceph cluster (rbd mirror pool peer bootstrap create)');
+    if (direction !== 'rx-tx' && direction !== 'rx-only')
+      throw new AgentError(ErrorCode.InvalidArgument, 'the direction is rx-tx or rx-only');
+    if (!isToken(token))
+      throw new AgentError(
+        ErrorCode.InvalidArgument,
+        'the peer bootstrap token is not one of a Ceph cluster (rbd mirror pool peer bootstrap create)',
+      );
     await this.ensurePoolImageMode(pool, siteName);
-    const args = ['mirror', 'pool', 'peer', 'bootstrap', 'import', ...siteArgs(siteName), '--direction', direction, '--token-path', '-', '--', pool];
+    const args = [
+      'mirror',
+      'pool',
+      'peer',
+      'bootstrap',
+      'import',
+      ...siteArgs(siteName),
+      '--direction',
+      direction,
+      '--token-path',
+      '-',
+      '--',
+      pool,
+    ];
     await this.rbd(args, { pool }, { reach: 'peer', input: token.trim() });
     return this.poolMirrorStatus(pool);
   }
 
   async poolMirrorStatus(pool: string): Promise<PoolMirrorStatus> {
     checkName('pool', pool);
-    const info = await this.json(['mirror', 'pool', 'info', '--format', 'json', '--', pool], poolInfoSchema, { pool });
+    const info = await this.json(
+      ['mirror', 'pool', 'info', '--format', 'json', '--', pool],
+      poolInfoSchema,
+      { pool },
+    );
     if (info.mode === 'disabled') return poolMirrorStatus(pool, info, undefined);
     // Without --verbose: the summary, not one entry per image.
-    const status = await this.json(['mirror', 'pool', 'status', '--format', 'json', '--', pool], poolStatusSchema, { pool });
+    const status = await this.json(
+      ['mirror', 'pool', 'status', '--format', 'json', '--', pool],
+      poolStatusSchema,
+      { pool },
+    );
     return poolMirrorStatus(pool, info, status);
   }
 
   // --- helpers --------------------------------------------------------------------------------
 
   private async ensurePoolImageMode(pool: string, siteName: string): Promise<void> {
-    const info = await this.json(['mirror', 'pool', 'info', '--format', 'json', '--', pool], poolInfoSchema, { pool });
+    const info = await this.json(
+      ['mirror', 'pool', 'info', '--format', 'json', '--', pool],
+      poolInfoSchema,
+      { pool },
+    );
     if (info.mode === 'disabled') {
-      await this.rbd(['mirror', 'pool', 'enable', ...siteArgs(siteName || this.options.defaultSiteName), '--', pool, 'image'], { pool });
+      await this.rbd(
+        [
+          'mirror',
+          'pool',
+          'enable',
+          ...siteArgs(siteName || this.options.defaultSiteName),
+          '--',
+          pool,
+          'image',
+        ],
+        { pool },
+      );
     } else if (info.mode !== 'image') {
-      throw new AgentError(ErrorCode.FailedPrecondition, `the pool ${pool} mirrors in ${info.mode} mode (journal-based); snapshot mirroring needs image mode`);
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `the pool ${pool} mirrors in ${info.mode} mode (journal-based); snapshot mirroring needs image mode`,
+      );
     } else if (siteName !== '' && info.site_name !== siteName) {
-      await this.rbd(['mirror', 'pool', 'enable', ...siteArgs(siteName), '--', pool, 'image'], { pool });
+      await this.rbd(['mirror', 'pool', 'enable', ...siteArgs(siteName), '--', pool, 'image'], {
+        pool,
+      });
     }
   }
 
@@ -245,15 +335,27 @@ export class RbdMirroring {
   }
 
   private snapshots(ref: ImageRef) {
-    return this.json(['snap', 'ls', '--all', '--format', 'json', '--', spec(ref)], snapshotListSchema, ref);
+    return this.json(
+      ['snap', 'ls', '--all', '--format', 'json', '--', spec(ref)],
+      snapshotListSchema,
+      ref,
+    );
   }
 
   private async imageStatus(ref: ImageRef): Promise<ImageStatusJson | undefined> {
     try {
-      return await this.json(['mirror', 'image', 'status', '--format', 'json', '--', spec(ref)], imageStatusSchema, ref);
+      return await this.json(
+        ['mirror', 'image', 'status', '--format', 'json', '--', spec(ref)],
+        imageStatusSchema,
+        ref,
+      );
     } catch (error) {
       // Between enable and rbd-mirror's first report, or while it is being disabled: no status yet.
-      if (error instanceof AgentError && (error.code === ErrorCode.NotFound || error.code === ErrorCode.InvalidArgument)) return undefined;
+      if (
+        error instanceof AgentError &&
+        (error.code === ErrorCode.NotFound || error.code === ErrorCode.InvalidArgument)
+      )
+        return undefined;
       throw error;
     }
   }
@@ -272,8 +374,24 @@ export class RbdMirroring {
    * image without a schedule fails (exit 2, no message), the pool's recursive list answers [].
    */
   private async schedules(ref: ImageRef): Promise<string[]> {
-    const list = await this.json(['mirror', 'snapshot', 'schedule', 'ls', '--pool', ref.pool, '--recursive', '--format', 'json'], scheduleListSchema, ref);
-    return list.filter((entry) => entry.image === ref.image && !entry.namespace).flatMap((entry) => entry.items.map((item) => item.interval));
+    const list = await this.json(
+      [
+        'mirror',
+        'snapshot',
+        'schedule',
+        'ls',
+        '--pool',
+        ref.pool,
+        '--recursive',
+        '--format',
+        'json',
+      ],
+      scheduleListSchema,
+      ref,
+    );
+    return list
+      .filter((entry) => entry.image === ref.image && !entry.namespace)
+      .flatMap((entry) => entry.items.map((item) => item.interval));
   }
 
   /** Replaces the image's mirror-snapshot schedules by `interval` ('' removes them). */
@@ -281,8 +399,10 @@ export class RbdMirroring {
     const level = ['--pool', ref.pool, '--image', ref.image];
     const current = await this.schedules(ref);
     if (interval !== '' && current.length === 1 && current[0] === interval) return;
-    for (const old of current) await this.rbd(['mirror', 'snapshot', 'schedule', 'remove', ...level, old], ref);
-    if (interval !== '') await this.rbd(['mirror', 'snapshot', 'schedule', 'add', ...level, interval], ref);
+    for (const old of current)
+      await this.rbd(['mirror', 'snapshot', 'schedule', 'remove', ...level, old], ref);
+    if (interval !== '')
+      await this.rbd(['mirror', 'snapshot', 'schedule', 'add', ...level, interval], ref);
   }
 
   /**
@@ -293,7 +413,10 @@ export class RbdMirroring {
     const vm = await this.options.imageHolder?.(ref);
     const holders = [...(vm ? [vm] : []), ...(await this.lockHolders(ref))];
     if (holders.length > 0) {
-      throw new AgentError(ErrorCode.FailedPrecondition, `the RBD image ${spec(ref)} is in use by ${holders.join(', ')}; stop or move it before ${doing}`);
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `the RBD image ${spec(ref)} is in use by ${holders.join(', ')}; stop or move it before ${doing}`,
+      );
     }
   }
 
@@ -303,34 +426,63 @@ export class RbdMirroring {
     // Ceph 16 answers [{id, locker, address}]; older releases an object keyed by lock id.
     const entries: { id?: string; locker?: string }[] = Array.isArray(parsed)
       ? parsed
-      : Object.entries(parsed as Record<string, { locker?: string }>).map(([id, value]) => ({ id, locker: value.locker }));
+      : Object.entries(parsed as Record<string, { locker?: string }>).map(([id, value]) => ({
+          id,
+          locker: value.locker,
+        }));
     return entries.map((entry) => entry.id || entry.locker || 'a client');
   }
 
-  private async json<T>(args: string[], schema: ZodType<T>, target: ImageRef | { pool: string }): Promise<T> {
+  private async json<T>(
+    args: string[],
+    schema: ZodType<T>,
+    target: ImageRef | { pool: string },
+  ): Promise<T> {
     const out = await this.rbd(args, target);
     let parsed: unknown;
     try {
       parsed = JSON.parse(out);
     } catch {
-      throw new AgentError(ErrorCode.Internal, `rbd ${args.slice(0, 3).join(' ')} answered no JSON`);
+      throw new AgentError(
+        ErrorCode.Internal,
+        `rbd ${args.slice(0, 3).join(' ')} answered no JSON`,
+      );
     }
     const result = schema.safeParse(parsed);
-    if (!result.success) throw new AgentError(ErrorCode.Internal, `rbd ${args.slice(0, 3).join(' ')} answered JSON of an unexpected shape`);
+    if (!result.success)
+      throw new AgentError(
+        ErrorCode.Internal,
+        `rbd ${args.slice(0, 3).join(' ')} answered JSON of an unexpected shape`,
+      );
     return result.data;
   }
 
   /** Runs rbd; its errors name the image or pool, a peer call's deadline is reported as the peer's. */
-  private async rbd(args: string[], target: ImageRef | { pool: string }, options: RunOptions = {}): Promise<string> {
+  private async rbd(
+    args: string[],
+    target: ImageRef | { pool: string },
+    options: RunOptions = {},
+  ): Promise<string> {
     try {
       return await this.options.cli.run('rbd', args, options);
     } catch (error) {
-      if (!(error instanceof AgentError)) throw new AgentError(ErrorCode.Internal, `rbd ${args.slice(0, 3).join(' ')} failed`, { cause: error });
+      if (!(error instanceof AgentError))
+        throw new AgentError(ErrorCode.Internal, `rbd ${args.slice(0, 3).join(' ')} failed`, {
+          cause: error,
+        });
       const what = 'image' in target ? `the RBD image ${spec(target)}` : `the pool ${target.pool}`;
-      if (options.reach === 'peer' && (error.code === ErrorCode.DeadlineExceeded || error.code === ErrorCode.Unavailable)) {
-        throw new AgentError(ErrorCode.Unavailable, `the peer cluster did not answer within ${Math.round(this.options.peerTimeoutMs / 1000)} s`, { cause: error });
+      if (
+        options.reach === 'peer' &&
+        (error.code === ErrorCode.DeadlineExceeded || error.code === ErrorCode.Unavailable)
+      ) {
+        throw new AgentError(
+          ErrorCode.Unavailable,
+          `the peer cluster did not answer within ${Math.round(this.options.peerTimeoutMs / 1000)} s`,
+          { cause: error },
+        );
       }
-      if (error.code === ErrorCode.NotFound) throw new AgentError(ErrorCode.NotFound, `no ${what.slice(4)}`, { cause: error });
+      if (error.code === ErrorCode.NotFound)
+        throw new AgentError(ErrorCode.NotFound, `no ${what.slice(4)}`, { cause: error });
       throw new AgentError(error.code, `${what}: ${error.message}`, { cause: error });
     }
   }
@@ -350,7 +502,10 @@ function siteArgs(siteName: string): string[] {
 
 function checkName(what: string, value: string): void {
   if (!labelSchema.safeParse(value).success) {
-    throw new AgentError(ErrorCode.InvalidArgument, `invalid ${what} name: a ${what} name is 1-64 letters, digits, dots, underscores and inner hyphens`);
+    throw new AgentError(
+      ErrorCode.InvalidArgument,
+      `invalid ${what} name: a ${what} name is 1-64 letters, digits, dots, underscores and inner hyphens`,
+    );
   }
 }
 
@@ -362,13 +517,19 @@ function checkRef(ref: ImageRef): void {
 /** rbd mirror snapshot schedule intervals: minutes, hours or days ('' = no schedule). */
 function checkInterval(interval: string): void {
   if (interval !== '' && !/^[1-9]\d{0,5}[mhd]$/.test(interval)) {
-    throw new AgentError(ErrorCode.InvalidArgument, 'invalid schedule interval: a number of minutes, hours or days such as 5m, 1h or 1d');
+    throw new AgentError(
+      ErrorCode.InvalidArgument,
+      'invalid schedule interval: a number of minutes, hours or days such as 5m, 1h or 1d',
+    );
   }
 }
 
 function enabled(ref: ImageRef, info: RbdInfo): NonNullable<RbdInfo['mirroring']> {
   if (info.mirroring?.state !== 'enabled') {
-    throw new AgentError(ErrorCode.FailedPrecondition, `mirroring is not enabled on the RBD image ${spec(ref)}`);
+    throw new AgentError(
+      ErrorCode.FailedPrecondition,
+      `mirroring is not enabled on the RBD image ${spec(ref)}`,
+    );
   }
   return info.mirroring;
 }
@@ -376,9 +537,16 @@ function enabled(ref: ImageRef, info: RbdInfo): NonNullable<RbdInfo['mirroring']
 /** Whether `token` has the shape of a Ceph peer bootstrap token (nothing of it is ever echoed). */
 function isToken(token: string): boolean {
   const trimmed = token.trim();
-  if (trimmed.length === 0 || trimmed.length > MAX_TOKEN_LENGTH || !/^[A-Za-z0-9+/=]+$/.test(trimmed)) return false;
+  if (
+    trimmed.length === 0 ||
+    trimmed.length > MAX_TOKEN_LENGTH ||
+    !/^[A-Za-z0-9+/=]+$/.test(trimmed)
+  )
+    return false;
   try {
-    return bootstrapTokenSchema.safeParse(JSON.parse(Buffer.from(trimmed, 'base64').toString('utf8'))).success;
+    return bootstrapTokenSchema.safeParse(
+      JSON.parse(Buffer.from(trimmed, 'base64').toString('utf8')),
+    ).success;
   } catch {
     return false;
   }

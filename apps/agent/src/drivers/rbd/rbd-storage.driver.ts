@@ -3,7 +3,15 @@ import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { AgentError, ErrorCode } from '../../shared/agent-error';
 import type { DriverHealth } from '../hypervisor.driver';
-import { CEPH_HEALTH, type CephHealth, type FenceResult, type ImageRef, type ImageSnapshot, type RbdImage, type StorageDriver } from '../storage.driver';
+import {
+  CEPH_HEALTH,
+  type CephHealth,
+  type FenceResult,
+  type ImageRef,
+  type ImageSnapshot,
+  type RbdImage,
+  type StorageDriver,
+} from '../storage.driver';
 import type { RbdCliRepository } from './rbd-cli.repository';
 
 /** The mirroring half of the driver (rbd-mirroring.ts); the driver validates names before delegating. */
@@ -34,7 +42,12 @@ const VM_LOCK = 'debvisor';
 /** Groups the driver creates for multi-image snapshots: `debvisor.<first image>` in the first image's pool. */
 const GROUP_PREFIX = 'debvisor.';
 
-const holderSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/, 'a lock holder is 1-128 letters, digits, dots, colons, underscores and hyphens');
+const holderSchema = z
+  .string()
+  .regex(
+    /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/,
+    'a lock holder is 1-128 letters, digits, dots, colons, underscores and hyphens',
+  );
 
 const infoSchema = z.object({
   name: z.string(),
@@ -53,17 +66,28 @@ const snapshotsSchema = z.array(
     size: z.number(),
     timestamp: z.string().default(''),
     namespace: z
-      .object({ type: z.string(), pool: z.string().optional(), group: z.string().optional(), 'group snap': z.string().optional() })
+      .object({
+        type: z.string(),
+        pool: z.string().optional(),
+        group: z.string().optional(),
+        'group snap': z.string().optional(),
+      })
       .default({ type: 'user' }),
   }),
 );
 
 const lockInfoSchema = z.object({
-  lockers: z.array(z.object({ name: z.string(), cookie: z.string(), addr: z.string().optional() })).default([]),
+  lockers: z
+    .array(z.object({ name: z.string(), cookie: z.string(), addr: z.string().optional() }))
+    .default([]),
 });
 
-const rbdLocksSchema = z.array(z.object({ id: z.string(), locker: z.string(), address: z.string().optional() }));
-const watchersSchema = z.object({ watchers: z.array(z.object({ address: z.string() })).default([]) });
+const rbdLocksSchema = z.array(
+  z.object({ id: z.string(), locker: z.string(), address: z.string().optional() }),
+);
+const watchersSchema = z.object({
+  watchers: z.array(z.object({ address: z.string() })).default([]),
+});
 const groupImagesSchema = z.array(z.object({ image: z.string(), pool: z.string() }));
 const healthSchema = z.object({ status: z.string() });
 
@@ -93,11 +117,19 @@ export class RbdStorageDriver implements StorageDriver {
 
   async listImages(pool: string): Promise<RbdImage[]> {
     checkPool(pool);
-    const names = z.array(z.string()).parse((await this.cli.json('rbd', ['ls', '--', pool]).catch(notFound(`the pool ${pool} does not exist`))) ?? []);
+    const names = z
+      .array(z.string())
+      .parse(
+        (await this.cli
+          .json('rbd', ['ls', '--', pool])
+          .catch(notFound(`the pool ${pool} does not exist`))) ?? [],
+      );
     const images: RbdImage[] = [];
     // rbd info per image, a few at a time: `rbd ls --long` has no creation time either.
     for (let i = 0; i < names.length; i += 4) {
-      const batch = await Promise.all(names.slice(i, i + 4).map((image) => this.getImage({ pool, image }).catch(() => undefined)));
+      const batch = await Promise.all(
+        names.slice(i, i + 4).map((image) => this.getImage({ pool, image }).catch(() => undefined)),
+      );
       for (const image of batch) if (image) images.push(image);
     }
     return images.sort((a, b) => a.image.localeCompare(b.image));
@@ -114,29 +146,51 @@ export class RbdStorageDriver implements StorageDriver {
 
   async createImage(pool: string, image: string, sizeBytes: number): Promise<RbdImage> {
     checkRef({ pool, image });
-    if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0) throw new AgentError(ErrorCode.InvalidArgument, 'an image size is a positive whole number of bytes');
-    await this.cli.run('rbd', ['create', '--size', `${sizeBytes}B`, '--', `${pool}/${image}`]).catch((error: unknown) => {
-      if (error instanceof AgentError && error.code === ErrorCode.AlreadyExists) {
-        throw new AgentError(ErrorCode.AlreadyExists, `the RBD image ${pool}/${image} exists already`);
-      }
-      if (error instanceof AgentError && error.code === ErrorCode.NotFound) throw new AgentError(ErrorCode.NotFound, `the pool ${pool} does not exist`);
-      throw error;
-    });
+    if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0)
+      throw new AgentError(
+        ErrorCode.InvalidArgument,
+        'an image size is a positive whole number of bytes',
+      );
+    await this.cli
+      .run('rbd', ['create', '--size', `${sizeBytes}B`, '--', `${pool}/${image}`])
+      .catch((error: unknown) => {
+        if (error instanceof AgentError && error.code === ErrorCode.AlreadyExists) {
+          throw new AgentError(
+            ErrorCode.AlreadyExists,
+            `the RBD image ${pool}/${image} exists already`,
+          );
+        }
+        if (error instanceof AgentError && error.code === ErrorCode.NotFound)
+          throw new AgentError(ErrorCode.NotFound, `the pool ${pool} does not exist`);
+        throw error;
+      });
     return toImage({ pool, image }, await this.info({ pool, image }));
   }
 
   async health(): Promise<DriverHealth> {
     try {
       const status = await this.cephHealth();
-      return { name: 'rbd', status: status === 'HEALTH_ERR' ? 'degraded' : 'ok', message: `Ceph cluster ${this.cli.clusterName}: ${status}` };
+      return {
+        name: 'rbd',
+        status: status === 'HEALTH_ERR' ? 'degraded' : 'ok',
+        message: `Ceph cluster ${this.cli.clusterName}: ${status}`,
+      };
     } catch (error) {
-      return { name: 'rbd', status: 'failed', message: error instanceof AgentError ? error.message : `Ceph cluster ${this.cli.clusterName} unreachable` };
+      return {
+        name: 'rbd',
+        status: 'failed',
+        message:
+          error instanceof AgentError
+            ? error.message
+            : `Ceph cluster ${this.cli.clusterName} unreachable`,
+      };
     }
   }
 
   async cephHealth(): Promise<CephHealth> {
     const { status } = healthSchema.parse(await this.cli.json('ceph', ['health']));
-    if (!(CEPH_HEALTH as readonly string[]).includes(status)) throw new AgentError(ErrorCode.Internal, `ceph health answered an unknown status`);
+    if (!(CEPH_HEALTH as readonly string[]).includes(status))
+      throw new AgentError(ErrorCode.Internal, `ceph health answered an unknown status`);
     return status as CephHealth;
   }
 
@@ -147,27 +201,44 @@ export class RbdStorageDriver implements StorageDriver {
     checkSnapshot(snapshot);
     if (images.length === 1) {
       // One command: rbd itself answers a missing image (NOT_FOUND) and a taken name (ALREADY_EXISTS).
-      await this.cli.run('rbd', ['snap', 'create', '--no-progress', '--', `${spec(images[0]!)}@${snapshot}`]);
+      await this.cli.run('rbd', [
+        'snap',
+        'create',
+        '--no-progress',
+        '--',
+        `${spec(images[0]!)}@${snapshot}`,
+      ]);
     } else {
       const infos = await Promise.all(images.map((ref) => this.info(ref)));
       await Promise.all(
         images.map(async (ref) => {
           if ((await this.snapshotsOf(ref)).some((s) => s.snapshot.snapshot === snapshot)) {
-            throw new AgentError(ErrorCode.AlreadyExists, `the image ${spec(ref)} has a snapshot ${snapshot} already`);
+            throw new AgentError(
+              ErrorCode.AlreadyExists,
+              `the image ${spec(ref)} has a snapshot ${snapshot} already`,
+            );
           }
         }),
       );
       const group = await this.ensureGroup(images, infos);
-      await this.cli.run('rbd', ['group', 'snap', 'create', '--', `${group}@${snapshot}`]).catch(async (error: unknown) => {
-        // A failed group snapshot can stay behind "incomplete"; remove it so that the name is free.
-        await this.cli.run('rbd', ['group', 'snap', 'rm', '--', `${group}@${snapshot}`]).catch(() => undefined);
-        throw error;
-      });
+      await this.cli
+        .run('rbd', ['group', 'snap', 'create', '--', `${group}@${snapshot}`])
+        .catch(async (error: unknown) => {
+          // A failed group snapshot can stay behind "incomplete"; remove it so that the name is free.
+          await this.cli
+            .run('rbd', ['group', 'snap', 'rm', '--', `${group}@${snapshot}`])
+            .catch(() => undefined);
+          throw error;
+        });
     }
     return Promise.all(
       images.map(async (ref) => {
         const found = (await this.snapshotsOf(ref)).find((s) => s.snapshot.snapshot === snapshot);
-        if (!found) throw new AgentError(ErrorCode.Internal, `the snapshot ${snapshot} of ${spec(ref)} is missing after it was taken`);
+        if (!found)
+          throw new AgentError(
+            ErrorCode.Internal,
+            `the snapshot ${snapshot} of ${spec(ref)} is missing after it was taken`,
+          );
         return found.snapshot;
       }),
     );
@@ -186,7 +257,13 @@ export class RbdStorageDriver implements StorageDriver {
       await this.cli.run('rbd', ['group', 'snap', 'rm', '--', `${group}@${snapshot}`]);
     }
     for (const r of resolved.filter((r) => !r.group)) {
-      await this.cli.run('rbd', ['snap', 'rm', '--no-progress', '--', `${spec(r.ref)}@${snapshot}`]);
+      await this.cli.run('rbd', [
+        'snap',
+        'rm',
+        '--no-progress',
+        '--',
+        `${spec(r.ref)}@${snapshot}`,
+      ]);
     }
   }
 
@@ -198,7 +275,9 @@ export class RbdStorageDriver implements StorageDriver {
     for (const group of groups) {
       // A group rollback rolls back every image of the group: all of them must be named.
       const members = await this.groupImages(group);
-      const missing = members.filter((m) => !images.some((ref) => ref.pool === m.pool && ref.image === m.image));
+      const missing = members.filter(
+        (m) => !images.some((ref) => ref.pool === m.pool && ref.image === m.image),
+      );
       if (missing.length) {
         throw new AgentError(
           ErrorCode.FailedPrecondition,
@@ -207,9 +286,23 @@ export class RbdStorageDriver implements StorageDriver {
       }
     }
     for (const ref of images) await this.checkNotInUse(ref);
-    for (const group of groups) await this.cli.run('rbd', ['group', 'snap', 'rollback', '--no-progress', '--', `${group}@${snapshot}`]);
+    for (const group of groups)
+      await this.cli.run('rbd', [
+        'group',
+        'snap',
+        'rollback',
+        '--no-progress',
+        '--',
+        `${group}@${snapshot}`,
+      ]);
     for (const r of resolved.filter((r) => !r.group)) {
-      await this.cli.run('rbd', ['snap', 'rollback', '--no-progress', '--', `${spec(r.ref)}@${snapshot}`]);
+      await this.cli.run('rbd', [
+        'snap',
+        'rollback',
+        '--no-progress',
+        '--',
+        `${spec(r.ref)}@${snapshot}`,
+      ]);
     }
   }
 
@@ -238,11 +331,16 @@ export class RbdStorageDriver implements StorageDriver {
         VM_LOCK,
       ]);
     } catch (error) {
-      if (!(error instanceof AgentError) || error.code !== ErrorCode.FailedPrecondition) throw error;
+      if (!(error instanceof AgentError) || error.code !== ErrorCode.FailedPrecondition)
+        throw error;
       const current = await this.vmLockers(ref.pool, header);
       if (current.some((locker) => locker.cookie === holder)) return; // held already by the same VM
       const other = current[0]?.cookie;
-      throw new AgentError(ErrorCode.FailedPrecondition, `the image ${spec(ref)} is held by VM ${other ?? 'another client'}`, { cause: error });
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `the image ${spec(ref)} is held by VM ${other ?? 'another client'}`,
+        { cause: error },
+      );
     }
   }
 
@@ -253,7 +351,11 @@ export class RbdStorageDriver implements StorageDriver {
     const lockers = await this.vmLockers(ref.pool, header);
     const mine = lockers.find((locker) => locker.cookie === holder);
     if (!mine) {
-      if (lockers.length) throw new AgentError(ErrorCode.FailedPrecondition, `the image ${spec(ref)} is held by VM ${lockers[0]!.cookie}, not by ${holder}`);
+      if (lockers.length)
+        throw new AgentError(
+          ErrorCode.FailedPrecondition,
+          `the image ${spec(ref)} is held by VM ${lockers[0]!.cookie}, not by ${holder}`,
+        );
       return;
     }
     await this.breakVmLock(ref.pool, header, mine);
@@ -274,10 +376,16 @@ export class RbdStorageDriver implements StorageDriver {
   async fenceImage(ref: ImageRef): Promise<FenceResult> {
     checkRef(ref);
     const { header } = await this.header(ref);
-    const { watchers } = watchersSchema.parse(await this.cli.json('rbd', ['status', '--', spec(ref)]));
+    const { watchers } = watchersSchema.parse(
+      await this.cli.json('rbd', ['status', '--', spec(ref)]),
+    );
     const blocklisted: string[] = [];
     for (const address of new Set(watchers.map((w) => w.address))) {
-      if (!/^[0-9A-Za-z.:[\]]+\/[0-9]+$/.test(address)) throw new AgentError(ErrorCode.Internal, 'rbd status answered a watcher address that is not one');
+      if (!/^[0-9A-Za-z.:[\]]+\/[0-9]+$/.test(address))
+        throw new AgentError(
+          ErrorCode.Internal,
+          'rbd status answered a watcher address that is not one',
+        );
       await this.cli.run('ceph', ['osd', 'blocklist', 'add', '--', address]);
       blocklisted.push(address);
     }
@@ -286,9 +394,13 @@ export class RbdStorageDriver implements StorageDriver {
       await this.breakVmLock(ref.pool, header, locker);
       locksBroken.push(locker.name);
     }
-    const rbdLocks = rbdLocksSchema.parse((await this.cli.json('rbd', ['lock', 'ls', '--', spec(ref)])) ?? []);
+    const rbdLocks = rbdLocksSchema.parse(
+      (await this.cli.json('rbd', ['lock', 'ls', '--', spec(ref)])) ?? [],
+    );
     for (const lock of rbdLocks) {
-      await this.cli.run('rbd', ['lock', 'rm', '--', spec(ref), lock.id, lock.locker]).catch(ignoreNotFound);
+      await this.cli
+        .run('rbd', ['lock', 'rm', '--', spec(ref), lock.id, lock.locker])
+        .catch(ignoreNotFound);
       locksBroken.push(lock.locker);
     }
     return { blocklisted, locksBroken };
@@ -337,7 +449,12 @@ export class RbdStorageDriver implements StorageDriver {
     return this.mirroring.createPeerBootstrap(pool, siteName);
   }
 
-  async importPeerBootstrap(pool: string, siteName: string, token: string, direction: 'rx-tx' | 'rx-only') {
+  async importPeerBootstrap(
+    pool: string,
+    siteName: string,
+    token: string,
+    direction: 'rx-tx' | 'rx-only',
+  ) {
     checkPool(pool);
     checkLabel('site name', siteName);
     return this.mirroring.importPeerBootstrap(pool, siteName, token, direction);
@@ -351,13 +468,19 @@ export class RbdStorageDriver implements StorageDriver {
   // Internals.
 
   private async info(ref: ImageRef): Promise<ImageInfo> {
-    const raw = await this.cli.json('rbd', ['info', '--', spec(ref)]).catch(notFound(`the RBD image ${spec(ref)} does not exist`));
+    const raw = await this.cli
+      .json('rbd', ['info', '--', spec(ref)])
+      .catch(notFound(`the RBD image ${spec(ref)} does not exist`));
     return infoSchema.parse(raw);
   }
 
   private async header(ref: ImageRef): Promise<{ info: ImageInfo; header: string }> {
     const info = await this.info(ref);
-    if (!/^[0-9a-f]{1,64}$/.test(info.id)) throw new AgentError(ErrorCode.Internal, `rbd info answered an unexpected image id for ${spec(ref)}`);
+    if (!/^[0-9a-f]{1,64}$/.test(info.id))
+      throw new AgentError(
+        ErrorCode.Internal,
+        `rbd info answered an unexpected image id for ${spec(ref)}`,
+      );
     return { info, header: `rbd_header.${info.id}` };
   }
 
@@ -366,23 +489,56 @@ export class RbdStorageDriver implements StorageDriver {
     return lockInfoSchema.parse(raw ?? {}).lockers;
   }
 
-  private async breakVmLock(pool: string, header: string, locker: { name: string; cookie: string }): Promise<void> {
-    if (!/^client\.[0-9]+$/.test(locker.name)) throw new AgentError(ErrorCode.Internal, 'rados lock info answered a locker that is not a client');
-    await this.cli.run('rados', ['-p', pool, 'lock', 'break', '--lock-cookie', locker.cookie, '--', header, VM_LOCK, locker.name]).catch(ignoreNotFound);
+  private async breakVmLock(
+    pool: string,
+    header: string,
+    locker: { name: string; cookie: string },
+  ): Promise<void> {
+    if (!/^client\.[0-9]+$/.test(locker.name))
+      throw new AgentError(
+        ErrorCode.Internal,
+        'rados lock info answered a locker that is not a client',
+      );
+    await this.cli
+      .run('rados', [
+        '-p',
+        pool,
+        'lock',
+        'break',
+        '--lock-cookie',
+        locker.cookie,
+        '--',
+        header,
+        VM_LOCK,
+        locker.name,
+      ])
+      .catch(ignoreNotFound);
   }
 
   /** Snapshots users see: plain ones by name, group ones by their group snapshot's name; mirror snapshots are left out. */
   private async snapshotsOf(ref: ImageRef): Promise<{ group?: string; snapshot: ImageSnapshot }[]> {
-    const raw = await this.cli.json('rbd', ['snap', 'ls', '--all', '--', spec(ref)]).catch(notFound(`the RBD image ${spec(ref)} does not exist`));
+    const raw = await this.cli
+      .json('rbd', ['snap', 'ls', '--all', '--', spec(ref)])
+      .catch(notFound(`the RBD image ${spec(ref)} does not exist`));
     return snapshotsSchema
       .parse(raw ?? [])
       .sort((a, b) => a.id - b.id)
       .flatMap((s) => {
-        const base = { pool: ref.pool, image: ref.image, createdAt: parseCtime(s.timestamp), sizeBytes: s.size };
+        const base = {
+          pool: ref.pool,
+          image: ref.image,
+          createdAt: parseCtime(s.timestamp),
+          sizeBytes: s.size,
+        };
         if (s.namespace.type === 'user') return [{ snapshot: { ...base, snapshot: s.name } }];
         const groupSnap = s.namespace['group snap'];
         if (s.namespace.type === 'group' && groupSnap && s.namespace.pool && s.namespace.group) {
-          return [{ group: `${s.namespace.pool}/${s.namespace.group}`, snapshot: { ...base, snapshot: groupSnap } }];
+          return [
+            {
+              group: `${s.namespace.pool}/${s.namespace.group}`,
+              snapshot: { ...base, snapshot: groupSnap },
+            },
+          ];
         }
         return [];
       });
@@ -393,7 +549,11 @@ export class RbdStorageDriver implements StorageDriver {
     return Promise.all(
       images.map(async (ref) => {
         const found = (await this.snapshotsOf(ref)).find((s) => s.snapshot.snapshot === snapshot);
-        if (!found) throw new AgentError(ErrorCode.NotFound, `the image ${spec(ref)} has no snapshot ${snapshot}`);
+        if (!found)
+          throw new AgentError(
+            ErrorCode.NotFound,
+            `the image ${spec(ref)} has no snapshot ${snapshot}`,
+          );
         return { ref, ...found };
       }),
     );
@@ -409,13 +569,21 @@ export class RbdStorageDriver implements StorageDriver {
   private async ensureGroup(images: ImageRef[], infos: ImageInfo[]): Promise<string> {
     const groups = [...new Set(infos.flatMap((info) => (info.group ? [info.group] : [])))];
     if (groups.length > 1) {
-      throw new AgentError(ErrorCode.FailedPrecondition, `the images belong to different RBD groups (${groups.join(', ')}); one snapshot needs one group`);
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `the images belong to different RBD groups (${groups.join(', ')}); one snapshot needs one group`,
+      );
     }
     let group = groups[0];
     if (group) {
-      const extra = (await this.groupImages(group)).filter((m) => !images.some((ref) => ref.pool === m.pool && ref.image === m.image));
+      const extra = (await this.groupImages(group)).filter(
+        (m) => !images.some((ref) => ref.pool === m.pool && ref.image === m.image),
+      );
       if (extra.length) {
-        throw new AgentError(ErrorCode.FailedPrecondition, `the RBD group ${group} also holds ${extra.map(spec).join(', ')}, which the snapshot would take too`);
+        throw new AgentError(
+          ErrorCode.FailedPrecondition,
+          `the RBD group ${group} also holds ${extra.map(spec).join(', ')}, which the snapshot would take too`,
+        );
       }
     } else {
       const first = images[0]!;
@@ -428,7 +596,8 @@ export class RbdStorageDriver implements StorageDriver {
       });
     }
     for (const [i, ref] of images.entries()) {
-      if (!infos[i]!.group) await this.cli.run('rbd', ['group', 'image', 'add', '--', group, spec(ref)]);
+      if (!infos[i]!.group)
+        await this.cli.run('rbd', ['group', 'image', 'add', '--', group, spec(ref)]);
     }
     return group;
   }
@@ -446,17 +615,29 @@ export class RbdStorageDriver implements StorageDriver {
   private async checkNotInUse(ref: ImageRef): Promise<void> {
     const { header } = await this.header(ref);
     const holder = (await this.vmLockers(ref.pool, header))[0]?.cookie;
-    if (holder) throw new AgentError(ErrorCode.FailedPrecondition, `the image ${spec(ref)} is held by VM ${holder}; stop the VM before rolling back`);
-    const writers = rbdLocksSchema.parse((await this.cli.json('rbd', ['lock', 'ls', '--', spec(ref)])) ?? []);
+    if (holder)
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `the image ${spec(ref)} is held by VM ${holder}; stop the VM before rolling back`,
+      );
+    const writers = rbdLocksSchema.parse(
+      (await this.cli.json('rbd', ['lock', 'ls', '--', spec(ref)])) ?? [],
+    );
     if (writers.length) {
-      throw new AgentError(ErrorCode.FailedPrecondition, `the image ${spec(ref)} is being written by ${writers[0]!.locker}; stop that client before rolling back`);
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `the image ${spec(ref)} is being written by ${writers[0]!.locker}; stop that client before rolling back`,
+      );
     }
   }
 }
 
 const UNIMPLEMENTED_MIRRORING: RbdMirroringPort = new Proxy({} as RbdMirroringPort, {
   get: (_target, method) => async () => {
-    throw new AgentError(ErrorCode.Unimplemented, `the rbd storage driver has no mirroring configured (${String(method)})`);
+    throw new AgentError(
+      ErrorCode.Unimplemented,
+      `the rbd storage driver has no mirroring configured (${String(method)})`,
+    );
   },
 });
 
@@ -467,7 +648,10 @@ function spec(ref: ImageRef): string {
 function checkLabel(what: string, value: string): void {
   // labelSchema: letters, digits, dots, underscores, inner hyphens; so no leading '-', no '/', no '@'.
   if (typeof value !== 'string' || !labelSchema.safeParse(value).success) {
-    throw new AgentError(ErrorCode.InvalidArgument, `${what} ${JSON.stringify(String(value).slice(0, 80))} is not valid: 1-64 letters, digits, dots, underscores and inner hyphens`);
+    throw new AgentError(
+      ErrorCode.InvalidArgument,
+      `${what} ${JSON.stringify(String(value).slice(0, 80))} is not valid: 1-64 letters, digits, dots, underscores and inner hyphens`,
+    );
   }
 }
 
@@ -485,33 +669,49 @@ function checkSnapshot(snapshot: string): void {
 }
 
 function checkHolder(holder: string): void {
-  if (!holderSchema.safeParse(holder).success) throw new AgentError(ErrorCode.InvalidArgument, 'a lock holder is 1-128 letters, digits, dots, colons, underscores and hyphens');
+  if (!holderSchema.safeParse(holder).success)
+    throw new AgentError(
+      ErrorCode.InvalidArgument,
+      'a lock holder is 1-128 letters, digits, dots, colons, underscores and hyphens',
+    );
 }
 
 function checkImageSet(images: ImageRef[]): void {
-  if (!Array.isArray(images) || images.length === 0) throw new AgentError(ErrorCode.InvalidArgument, 'name at least one image');
+  if (!Array.isArray(images) || images.length === 0)
+    throw new AgentError(ErrorCode.InvalidArgument, 'name at least one image');
   for (const ref of images) checkRef(ref);
-  if (new Set(images.map(spec)).size !== images.length) throw new AgentError(ErrorCode.InvalidArgument, 'an image is named twice');
+  if (new Set(images.map(spec)).size !== images.length)
+    throw new AgentError(ErrorCode.InvalidArgument, 'an image is named twice');
 }
 
 function toImage(ref: ImageRef, info: ImageInfo): RbdImage {
-  return { pool: ref.pool, image: ref.image, sizeBytes: info.size, createdAt: parseCtime(info.create_timestamp ?? '') };
+  return {
+    pool: ref.pool,
+    image: ref.image,
+    sizeBytes: info.size,
+    createdAt: parseCtime(info.create_timestamp ?? ''),
+  };
 }
 
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 
 /** rbd's ctime strings ("Mon Dec  7 12:59:54 2026", UTC as the tools run with TZ=UTC) as ISO 8601; '' when absent. */
 export function parseCtime(text: string): string {
-  const match = /^[A-Z][a-z]{2} ([A-Z][a-z]{2}) +(\d{1,2}) (\d{2}):(\d{2}):(\d{2}) (\d{4})$/.exec(text.trim());
+  const match = /^[A-Z][a-z]{2} ([A-Z][a-z]{2}) +(\d{1,2}) (\d{2}):(\d{2}):(\d{2}) (\d{4})$/.exec(
+    text.trim(),
+  );
   const month = match ? MONTHS.indexOf(match[1]!) : -1;
   if (!match || month < 0) return '';
   const [, , day, hours, minutes, seconds, year] = match;
-  return new Date(Date.UTC(Number(year), month, Number(day), Number(hours), Number(minutes), Number(seconds))).toISOString();
+  return new Date(
+    Date.UTC(Number(year), month, Number(day), Number(hours), Number(minutes), Number(seconds)),
+  ).toISOString();
 }
 
 function notFound(message: string) {
   return (error: unknown): never => {
-    if (error instanceof AgentError && error.code === ErrorCode.NotFound) throw new AgentError(ErrorCode.NotFound, message, { cause: error });
+    if (error instanceof AgentError && error.code === ErrorCode.NotFound)
+      throw new AgentError(ErrorCode.NotFound, message, { cause: error });
     throw error;
   };
 }

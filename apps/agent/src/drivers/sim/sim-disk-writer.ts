@@ -39,7 +39,12 @@ export class SimDiskWriter {
       for (const disk of vm.spec.disks) {
         await this.storage
           .writeImage({ pool: disk.pool, image: disk.image }, vm.spec.uuid)
-          .catch((error: unknown) => this.logger.debug({ err: error, vm: vm.spec.uuid, image: `${disk.pool}/${disk.image}` }, 'a simulated guest write was refused'));
+          .catch((error: unknown) =>
+            this.logger.debug(
+              { err: error, vm: vm.spec.uuid, image: `${disk.pool}/${disk.image}` },
+              'a simulated guest write was refused',
+            ),
+          );
       }
     }
   }

@@ -30,7 +30,9 @@ function definition(overrides: Partial<VmDefinition> = {}): VmDefinition {
     name: `web-${String(counter).padStart(2, '0')}`,
     vcpus: 2,
     memoryBytes: 4 * 1024 ** 3,
-    disks: [{ pool: 'rbd', image: `web-${counter}-disk0`, sizeBytes: 40 * 1024 ** 3, bus: 'virtio' }],
+    disks: [
+      { pool: 'rbd', image: `web-${counter}-disk0`, sizeBytes: 40 * 1024 ** 3, bus: 'virtio' },
+    ],
     nics: [{ mac: '52:54:00:12:34:56', bridge: 'vmbr0', model: 'virtio', vlan: 0 }],
     cpuModel: 'x86-64-v2',
     hugepages: false,
@@ -40,8 +42,17 @@ function definition(overrides: Partial<VmDefinition> = {}): VmDefinition {
   };
 }
 
-async function open(stateDir = mkdtempSync(join(tmpdir(), 'sim-')), seed?: () => Promise<SimVmRecord[]>) {
-  const driver = await SimHypervisorDriver.open({ state: new SimStateRepository(stateDir), clock: systemClock, timeScale: TIME_SCALE, facts, seed });
+async function open(
+  stateDir = mkdtempSync(join(tmpdir(), 'sim-')),
+  seed?: () => Promise<SimVmRecord[]>,
+) {
+  const driver = await SimHypervisorDriver.open({
+    state: new SimStateRepository(stateDir),
+    clock: systemClock,
+    timeScale: TIME_SCALE,
+    facts,
+    seed,
+  });
   return { driver, stateDir };
 }
 
@@ -53,7 +64,10 @@ describe('sim hypervisor driver', () => {
     const { spec } = await driver.define(definition());
     const starting = driver.start(spec.uuid);
     await sleep(20);
-    expect((await driver.get(spec.uuid))!.runtime).toMatchObject({ state: 'starting', lockedBy: 'start' });
+    expect((await driver.get(spec.uuid))!.runtime).toMatchObject({
+      state: 'starting',
+      lockedBy: 'start',
+    });
     const started = await starting;
     expect(started.runtime).toMatchObject({ state: 'running', lockedBy: '' });
     expect(started.runtime.cpuUsage).toBeGreaterThan(0);
@@ -75,10 +89,17 @@ describe('sim hypervisor driver', () => {
   it('refuses operations that do not fit the VM state', async () => {
     const { driver } = await open();
     const { spec } = await driver.define(definition());
-    await expect(driver.reboot(spec.uuid)).rejects.toMatchObject({ code: ErrorCode.FailedPrecondition, message: expect.stringMatching(/is stopped; only a running VM can be rebooted/) });
+    await expect(driver.reboot(spec.uuid)).rejects.toMatchObject({
+      code: ErrorCode.FailedPrecondition,
+      message: expect.stringMatching(/is stopped; only a running VM can be rebooted/),
+    });
     await driver.start(spec.uuid);
-    await expect(driver.start(spec.uuid)).rejects.toMatchObject({ message: expect.stringMatching(/is running; only a stopped VM can be started/) });
-    await expect(driver.start('00000000-0000-4000-8000-000000000000')).rejects.toMatchObject({ code: ErrorCode.NotFound });
+    await expect(driver.start(spec.uuid)).rejects.toMatchObject({
+      message: expect.stringMatching(/is running; only a stopped VM can be started/),
+    });
+    await expect(driver.start('00000000-0000-4000-8000-000000000000')).rejects.toMatchObject({
+      code: ErrorCode.NotFound,
+    });
   });
 
   it('shuts a VM down and reboots it, taking the scaled time', async () => {
@@ -86,10 +107,14 @@ describe('sim hypervisor driver', () => {
     const { spec } = await driver.define(definition());
     await driver.start(spec.uuid);
     let started = Date.now();
-    await expect(driver.reboot(spec.uuid)).resolves.toMatchObject({ runtime: { state: 'running' } });
+    await expect(driver.reboot(spec.uuid)).resolves.toMatchObject({
+      runtime: { state: 'running' },
+    });
     expect(Date.now() - started).toBeGreaterThanOrEqual(150);
     started = Date.now();
-    await expect(driver.shutdown(spec.uuid)).resolves.toMatchObject({ runtime: { state: 'stopped', uptimeSeconds: 0, cpuUsage: 0 } });
+    await expect(driver.shutdown(spec.uuid)).resolves.toMatchObject({
+      runtime: { state: 'stopped', uptimeSeconds: 0, cpuUsage: 0 },
+    });
     expect(Date.now() - started).toBeGreaterThanOrEqual(110);
   });
 
@@ -99,10 +124,14 @@ describe('sim hypervisor driver', () => {
     await driver.start(spec.uuid);
     await expect(driver.shutdown(spec.uuid, { timeoutSeconds: 5 })).rejects.toMatchObject({
       code: ErrorCode.FailedPrecondition,
-      message: expect.stringMatching(/did not shut down within 5 s; it is still running \(retry with force_stop/),
+      message: expect.stringMatching(
+        /did not shut down within 5 s; it is still running \(retry with force_stop/,
+      ),
     });
     expect((await driver.get(spec.uuid))!.runtime.state).toBe('running');
-    await expect(driver.shutdown(spec.uuid, { timeoutSeconds: 5, forceStop: true })).resolves.toMatchObject({ runtime: { state: 'stopped' } });
+    await expect(
+      driver.shutdown(spec.uuid, { timeoutSeconds: 5, forceStop: true }),
+    ).resolves.toMatchObject({ runtime: { state: 'stopped' } });
   });
 
   it('keeps VMs with their states and uptime when it is opened again', async () => {
@@ -127,11 +156,15 @@ describe('sim hypervisor driver', () => {
     const starting = driver.start(spec.uuid).finally(() => (started = true));
     // Reopen once "starting" is on disk (the save fsyncs, which takes a while on a loaded machine).
     while (!readFileSync(join(stateDir, 'sim', 'vms.json'), 'utf8').includes('"starting"')) {
-      if (started) throw new Error('the start finished before its "starting" state was seen on disk');
+      if (started)
+        throw new Error('the start finished before its "starting" state was seen on disk');
       await sleep(2);
     }
     const { driver: restarted } = await open(stateDir);
-    expect((await restarted.get(spec.uuid))!.runtime).toMatchObject({ state: 'running', lockedBy: '' });
+    expect((await restarted.get(spec.uuid))!.runtime).toMatchObject({
+      state: 'running',
+      lockedBy: '',
+    });
     await starting;
   });
 
@@ -152,7 +185,13 @@ describe('sim hypervisor driver', () => {
 
   it('seeds VMs on a first start only', async () => {
     const seed = vi.fn(async (): Promise<SimVmRecord[]> => [
-      { spec: definition(), state: 'running', stateChangedAt: new Date().toISOString(), bootedAt: new Date().toISOString(), transition: null },
+      {
+        spec: definition(),
+        state: 'running',
+        stateChangedAt: new Date().toISOString(),
+        bootedAt: new Date().toISOString(),
+        transition: null,
+      },
     ]);
     const { driver, stateDir } = await open(undefined, seed);
     expect(await driver.list()).toHaveLength(1);
@@ -163,7 +202,9 @@ describe('sim hypervisor driver', () => {
   it('reports host usage that grows with running VMs and the hugepages they hold', async () => {
     const { driver } = await open();
     const idle = await driver.usage();
-    const { spec } = await driver.define(definition({ vcpus: 8, hugepages: true, memoryBytes: 2 * 1024 ** 3 }));
+    const { spec } = await driver.define(
+      definition({ vcpus: 8, hugepages: true, memoryBytes: 2 * 1024 ** 3 }),
+    );
     await driver.start(spec.uuid);
     const busy = await driver.usage();
     expect(busy.cpuUsage).toBeGreaterThan(idle.cpuUsage);

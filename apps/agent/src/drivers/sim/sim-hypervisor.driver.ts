@@ -19,13 +19,23 @@ import {
   type VmState,
 } from '../hypervisor.driver';
 import { MigrationModel, type MigrationFigures } from './sim-migration.model';
-import { SimIncomingEndpoint, SimOutgoingStream, type IncomingHandler, type OutgoingHandler } from './sim-migration.transport';
+import {
+  SimIncomingEndpoint,
+  SimOutgoingStream,
+  type IncomingHandler,
+  type OutgoingHandler,
+} from './sim-migration.transport';
 import { migrationProof, verifyProof, type Hello } from './sim-migration.wire';
 import type { SimOperation, SimStateRepository, SimVmRecord } from './sim-state.repository';
 import { simVmUsage } from './sim-usage';
 
 /** How long operations take at timeScale 1 (what a small Linux guest on QEMU/KVM needs). */
-export const SIM_DURATIONS_MS: Readonly<Record<SimOperation, number>> = { start: 4_000, shutdown: 6_000, reboot: 8_000, stop: 500 };
+export const SIM_DURATIONS_MS: Readonly<Record<SimOperation, number>> = {
+  start: 4_000,
+  shutdown: 6_000,
+  reboot: 8_000,
+  stop: 500,
+};
 export const DEFAULT_SHUTDOWN_TIMEOUT_SECONDS = 60;
 /** A VM labelled `sim-guest: hung` has a guest that ignores ACPI shutdown and reboot requests. */
 export const HUNG_GUEST_LABEL = 'sim-guest';
@@ -59,7 +69,12 @@ export interface SimHypervisorOptions {
   migrationBandwidthBytes?: number;
 }
 
-const migrationIdSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/, 'a migration id is 1-128 letters, digits, dots, colons, dashes and underscores');
+const migrationIdSchema = z
+  .string()
+  .regex(
+    /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/,
+    'a migration id is 1-128 letters, digits, dots, colons, dashes and underscores',
+  );
 const pskSchema = z.object({
   identity: z.string().min(1).max(256),
   key: z.instanceof(Buffer).refine((key) => key.length === 32, 'a migration PSK key is 32 bytes'),
@@ -75,7 +90,11 @@ const outgoingOptionsSchema = z.object({
   migrationId: migrationIdSchema,
   destination: z.discriminatedUnion('kind', [
     z.object({ kind: z.literal('unix'), path: z.string().min(1).max(107) }),
-    z.object({ kind: z.literal('tcp'), host: z.string().min(1).max(253), port: z.int().min(1).max(65535) }),
+    z.object({
+      kind: z.literal('tcp'),
+      host: z.string().min(1).max(253),
+      port: z.int().min(1).max(65535),
+    }),
     z.object({ kind: z.literal('libvirt'), uri: z.string() }),
   ]),
   psk: pskSchema.optional(),
@@ -152,7 +171,12 @@ export class SimHypervisorDriver implements HypervisorDriver {
       if (record.migration?.role === 'incoming') continue;
       const vm = driver.settle(record);
       driver.vms.set(vm.spec.uuid, vm);
-      if (vm.migration?.role === 'outgoing' && vm.migration.stats && AWAITING_FINISH.includes(vm.migration.stats.status)) driver.locks.set(vm.spec.uuid, 'migration');
+      if (
+        vm.migration?.role === 'outgoing' &&
+        vm.migration.stats &&
+        AWAITING_FINISH.includes(vm.migration.stats.status)
+      )
+        driver.locks.set(vm.spec.uuid, 'migration');
     }
     await options.state.save(driver.records());
     return driver;
@@ -161,7 +185,9 @@ export class SimHypervisorDriver implements HypervisorDriver {
   async list(): Promise<VmInstance[]> {
     return this.records()
       .map((record) => this.view(record))
-      .sort((a, b) => a.spec.name.localeCompare(b.spec.name) || a.spec.uuid.localeCompare(b.spec.uuid));
+      .sort(
+        (a, b) => a.spec.name.localeCompare(b.spec.name) || a.spec.uuid.localeCompare(b.spec.uuid),
+      );
   }
 
   async get(uuid: string): Promise<VmInstance | undefined> {
@@ -171,10 +197,22 @@ export class SimHypervisorDriver implements HypervisorDriver {
 
   async define(spec: VmDefinition): Promise<VmInstance> {
     const parsed = vmDefinitionSchema.safeParse(spec);
-    if (!parsed.success) throw new AgentError(ErrorCode.InvalidArgument, `invalid VM definition: ${parsed.error.issues[0]?.message}`);
-    if (this.vms.has(spec.uuid)) throw new AgentError(ErrorCode.AlreadyExists, `a VM with uuid ${spec.uuid} exists already`);
-    if (this.records().some((r) => r.spec.name === spec.name)) throw new AgentError(ErrorCode.AlreadyExists, `a VM named ${spec.name} exists already`);
-    const record: SimVmRecord = { spec: parsed.data, state: 'stopped', stateChangedAt: this.now().toISOString(), bootedAt: null, transition: null };
+    if (!parsed.success)
+      throw new AgentError(
+        ErrorCode.InvalidArgument,
+        `invalid VM definition: ${parsed.error.issues[0]?.message}`,
+      );
+    if (this.vms.has(spec.uuid))
+      throw new AgentError(ErrorCode.AlreadyExists, `a VM with uuid ${spec.uuid} exists already`);
+    if (this.records().some((r) => r.spec.name === spec.name))
+      throw new AgentError(ErrorCode.AlreadyExists, `a VM named ${spec.name} exists already`);
+    const record: SimVmRecord = {
+      spec: parsed.data,
+      state: 'stopped',
+      stateChangedAt: this.now().toISOString(),
+      bootedAt: null,
+      transition: null,
+    };
     this.vms.set(spec.uuid, record);
     await this.persist();
     return this.view(record);
@@ -197,7 +235,13 @@ export class SimHypervisorDriver implements HypervisorDriver {
         return;
       }
       if (options.forceStop) {
-        await this.transition(vm, 'shutdown', 'stopping', 'stopped', timeoutMs + SIM_DURATIONS_MS.stop);
+        await this.transition(
+          vm,
+          'shutdown',
+          'stopping',
+          'stopped',
+          timeoutMs + SIM_DURATIONS_MS.stop,
+        );
         return;
       }
       await this.transition(vm, 'shutdown', 'stopping', 'running', timeoutMs);
@@ -215,7 +259,14 @@ export class SimHypervisorDriver implements HypervisorDriver {
         await this.transition(vm, 'reboot', 'rebooting', 'running', SIM_DURATIONS_MS.reboot);
         return;
       }
-      await this.transition(vm, 'reboot', 'rebooting', 'running', DEFAULT_SHUTDOWN_TIMEOUT_SECONDS * 1000, false);
+      await this.transition(
+        vm,
+        'reboot',
+        'rebooting',
+        'running',
+        DEFAULT_SHUTDOWN_TIMEOUT_SECONDS * 1000,
+        false,
+      );
       throw new AgentError(
         ErrorCode.FailedPrecondition,
         `the guest of VM ${vm.spec.name} did not respond to the reboot request within ${DEFAULT_SHUTDOWN_TIMEOUT_SECONDS} s; it is still running (stop and start it instead)`,
@@ -235,7 +286,13 @@ export class SimHypervisorDriver implements HypervisorDriver {
     const used = this.records()
       .filter((r) => r.spec.hugepages && r.state !== 'stopped' && r.state !== 'crashed')
       .reduce((sum, r) => sum + Math.ceil(r.spec.memoryBytes / hugepages.pageSizeBytes), 0);
-    return { ...this.options.facts, hugepages: { ...hugepages, free: Math.max(0, Math.min(hugepages.free, hugepages.total - used)) } };
+    return {
+      ...this.options.facts,
+      hugepages: {
+        ...hugepages,
+        free: Math.max(0, Math.min(hugepages.free, hugepages.total - used)),
+      },
+    };
   }
 
   async usage(): Promise<HostUsage> {
@@ -248,11 +305,19 @@ export class SimHypervisorDriver implements HypervisorDriver {
       memory += usage.memoryUsedBytes;
     }
     const { cpuCount, memoryBytes } = this.options.facts;
-    return { cpuUsage: Math.min(1, Math.round((0.02 + cpuSeconds / cpuCount) * 1000) / 1000), memoryUsedBytes: Math.min(memoryBytes, memory) };
+    return {
+      cpuUsage: Math.min(1, Math.round((0.02 + cpuSeconds / cpuCount) * 1000) / 1000),
+      memoryUsedBytes: Math.min(memoryBytes, memory),
+    };
   }
 
   async health(): Promise<DriverHealth> {
-    if (this.saveError) return { name: 'sim', status: 'degraded', message: `cannot save the VM state: ${this.saveError}` };
+    if (this.saveError)
+      return {
+        name: 'sim',
+        status: 'degraded',
+        message: `cannot save the VM state: ${this.saveError}`,
+      };
     const running = this.records().filter((r) => r.state === 'running').length;
     return { name: 'sim', status: 'ok', message: `${this.vms.size} VMs, ${running} running` };
   }
@@ -272,14 +337,33 @@ export class SimHypervisorDriver implements HypervisorDriver {
 
   async prepareIncoming(spec: VmDefinition, options: IncomingOptions): Promise<MigrationAddress> {
     const parsedSpec = vmDefinitionSchema.safeParse(spec);
-    if (!parsedSpec.success) throw new AgentError(ErrorCode.InvalidArgument, `invalid VM definition: ${parsedSpec.error.issues[0]?.message}`);
+    if (!parsedSpec.success)
+      throw new AgentError(
+        ErrorCode.InvalidArgument,
+        `invalid VM definition: ${parsedSpec.error.issues[0]?.message}`,
+      );
     const parsed = incomingOptionsSchema.safeParse(options);
-    if (!parsed.success) throw new AgentError(ErrorCode.InvalidArgument, `invalid incoming migration options: ${parsed.error.issues[0]?.message}`);
+    if (!parsed.success)
+      throw new AgentError(
+        ErrorCode.InvalidArgument,
+        `invalid incoming migration options: ${parsed.error.issues[0]?.message}`,
+      );
     if (options.transport === 'direct' && (!options.psk || !options.listenHost)) {
-      throw new AgentError(ErrorCode.InvalidArgument, 'the direct transport needs a listen host and a PSK');
+      throw new AgentError(
+        ErrorCode.InvalidArgument,
+        'the direct transport needs a listen host and a PSK',
+      );
     }
-    if (this.vms.has(spec.uuid)) throw new AgentError(ErrorCode.AlreadyExists, `a VM with uuid ${spec.uuid} exists already on this node`);
-    if (this.records().some((r) => r.spec.name === spec.name)) throw new AgentError(ErrorCode.AlreadyExists, `a VM named ${spec.name} exists already on this node`);
+    if (this.vms.has(spec.uuid))
+      throw new AgentError(
+        ErrorCode.AlreadyExists,
+        `a VM with uuid ${spec.uuid} exists already on this node`,
+      );
+    if (this.records().some((r) => r.spec.name === spec.name))
+      throw new AgentError(
+        ErrorCode.AlreadyExists,
+        `a VM named ${spec.name} exists already on this node`,
+      );
     const uuid = spec.uuid;
     // Reserved before the first await, so that a second prepare of the same VM is refused.
     const record: SimVmRecord = {
@@ -290,23 +374,43 @@ export class SimHypervisorDriver implements HypervisorDriver {
       transition: null,
       migration: { role: 'incoming', migrationId: options.migrationId },
     };
-    const incoming: IncomingMigration = { migrationId: options.migrationId, options, status: 'setup', receivedBytes: 0, bootedAt: null, committed: false };
+    const incoming: IncomingMigration = {
+      migrationId: options.migrationId,
+      options,
+      status: 'setup',
+      receivedBytes: 0,
+      bootedAt: null,
+      committed: false,
+    };
     this.vms.set(uuid, record);
     this.locks.set(uuid, 'migration');
     this.incomings.set(uuid, incoming);
     let endpoint: SimIncomingEndpoint;
     try {
-      const where = options.transport === 'tunnel' ? { kind: 'unix' as const, path: await this.options.state.socketPath() } : { kind: 'tcp' as const, host: options.listenHost ?? '' };
+      const where =
+        options.transport === 'tunnel'
+          ? { kind: 'unix' as const, path: await this.options.state.socketPath() }
+          : { kind: 'tcp' as const, host: options.listenHost ?? '' };
       endpoint = await SimIncomingEndpoint.listen(where, this.incomingHandler(uuid, incoming));
     } catch (error) {
       this.forgetIncoming(uuid, incoming);
       const code = (error as NodeJS.ErrnoException).code;
-      const where = options.transport === 'direct' ? ` on ${options.listenHost}` : ' (unix socket under the state directory)';
-      throw new AgentError(ErrorCode.Unavailable, `cannot listen for the incoming migration of VM ${spec.name}${where}: ${code ?? 'failed'}`, { cause: error });
+      const where =
+        options.transport === 'direct'
+          ? ` on ${options.listenHost}`
+          : ' (unix socket under the state directory)';
+      throw new AgentError(
+        ErrorCode.Unavailable,
+        `cannot listen for the incoming migration of VM ${spec.name}${where}: ${code ?? 'failed'}`,
+        { cause: error },
+      );
     }
     if (this.incomings.get(uuid) !== incoming) {
       await endpoint.close();
-      throw new AgentError(ErrorCode.FailedPrecondition, `the incoming migration of VM ${spec.name} was aborted while it was being prepared`);
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `the incoming migration of VM ${spec.name} was aborted while it was being prepared`,
+      );
     }
     incoming.endpoint = endpoint;
     await this.persist();
@@ -325,7 +429,11 @@ export class SimHypervisorDriver implements HypervisorDriver {
     if (!vm) throw new AgentError(ErrorCode.NotFound, `no VM ${uuid} on this node`);
     const incoming = this.incomings.get(uuid);
     if (incoming?.committed) return this.view(vm);
-    if (!incoming) throw new AgentError(ErrorCode.FailedPrecondition, `VM ${vm.spec.name} is not arriving by migration here`);
+    if (!incoming)
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `VM ${vm.spec.name} is not arriving by migration here`,
+      );
     if (incoming.status !== 'completed' && incoming.status !== 'postcopy-active') {
       throw new AgentError(
         ErrorCode.FailedPrecondition,
@@ -357,23 +465,45 @@ export class SimHypervisorDriver implements HypervisorDriver {
 
   async startOutgoing(uuid: string, options: OutgoingOptions): Promise<void> {
     const parsed = outgoingOptionsSchema.safeParse(options);
-    if (!parsed.success) throw new AgentError(ErrorCode.InvalidArgument, `invalid migration options: ${parsed.error.issues[0]?.message}`);
-    if (options.destination.kind === 'libvirt') throw new AgentError(ErrorCode.InvalidArgument, 'the sim driver migrates over a unix socket or TCP, not to a libvirt URI');
+    if (!parsed.success)
+      throw new AgentError(
+        ErrorCode.InvalidArgument,
+        `invalid migration options: ${parsed.error.issues[0]?.message}`,
+      );
+    if (options.destination.kind === 'libvirt')
+      throw new AgentError(
+        ErrorCode.InvalidArgument,
+        'the sim driver migrates over a unix socket or TCP, not to a libvirt URI',
+      );
     const vm = this.lockable(uuid);
     this.require(vm, ['running'], 'migrated live', 'a running');
     const linkBytes = this.options.migrationBandwidthBytes ?? DEFAULT_MIGRATION_BANDWIDTH_BYTES;
     const model = new MigrationModel({
       memoryBytes: vm.spec.memoryBytes,
       dirtyRateBytes: this.dirtyRate(vm),
-      bandwidthBytes: options.bandwidthLimitBytes > 0 ? Math.min(options.bandwidthLimitBytes, linkBytes) : linkBytes,
+      bandwidthBytes:
+        options.bandwidthLimitBytes > 0
+          ? Math.min(options.bandwidthLimitBytes, linkBytes)
+          : linkBytes,
       downtimeLimitMs: options.downtimeLimitMs,
       autoConverge: options.autoConverge,
     });
-    const out: OutgoingMigration = { migrationId: options.migrationId, options, model, destinationPostcopy: false, postcopy: 'no', endSent: false };
+    const out: OutgoingMigration = {
+      migrationId: options.migrationId,
+      options,
+      model,
+      destinationPostcopy: false,
+      postcopy: 'no',
+      endSent: false,
+    };
     this.locks.set(uuid, 'migration');
     this.outgoings.set(uuid, out);
     this.setState(vm, 'migrating');
-    vm.migration = { role: 'outgoing', migrationId: options.migrationId, stats: stats(model.at(-1)) };
+    vm.migration = {
+      role: 'outgoing',
+      migrationId: options.migrationId,
+      stats: stats(model.at(-1)),
+    };
     await this.persist();
     const hello: Hello = {
       version: 1,
@@ -386,10 +516,15 @@ export class SimHypervisorDriver implements HypervisorDriver {
     };
     let stream: SimOutgoingStream;
     try {
-      stream = await SimOutgoingStream.connect(options.destination, hello, this.outgoingHandler(uuid, out));
+      stream = await SimOutgoingStream.connect(
+        options.destination,
+        hello,
+        this.outgoingHandler(uuid, out),
+      );
     } catch (error) {
       // Like QEMU's migrate command: accepted, then the migration fails; outgoingStats tells why.
-      if (this.outgoings.get(uuid) === out) await this.settleOutgoing(uuid, out, 'failed', (error as Error).message);
+      if (this.outgoings.get(uuid) === out)
+        await this.settleOutgoing(uuid, out, 'failed', (error as Error).message);
       return;
     }
     if (this.outgoings.get(uuid) !== out || this.closed) stream.destroy();
@@ -402,7 +537,16 @@ export class SimHypervisorDriver implements HypervisorDriver {
     const out = this.outgoings.get(uuid);
     if (out) return this.liveStats(out);
     if (vm.migration?.role === 'outgoing' && vm.migration.stats) return { ...vm.migration.stats };
-    return { status: 'none', transferredBytes: 0, remainingBytes: 0, totalBytes: 0, dirtyRateBytes: 0, expectedDowntimeMs: 0, iteration: 0, throughputBytes: 0 };
+    return {
+      status: 'none',
+      transferredBytes: 0,
+      remainingBytes: 0,
+      totalBytes: 0,
+      dirtyRateBytes: 0,
+      expectedDowntimeMs: 0,
+      iteration: 0,
+      throughputBytes: 0,
+    };
   }
 
   async switchToPostcopy(uuid: string): Promise<void> {
@@ -412,12 +556,27 @@ export class SimHypervisorDriver implements HypervisorDriver {
     if (!out) {
       // Like QEMU's migrate-start-postcopy, a request that comes too late changes nothing.
       if (vm.migration?.role === 'outgoing' && vm.migration.stats?.status === 'completed') return;
-      throw new AgentError(ErrorCode.FailedPrecondition, `no migration of VM ${vm.spec.name} is under way`);
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `no migration of VM ${vm.spec.name} is under way`,
+      );
     }
-    if (!out.options.allowPostcopy) throw new AgentError(ErrorCode.FailedPrecondition, `post-copy was not enabled for the migration of VM ${vm.spec.name}`);
+    if (!out.options.allowPostcopy)
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `post-copy was not enabled for the migration of VM ${vm.spec.name}`,
+      );
     if (out.postcopy !== 'no') return;
-    if (out.startedAt === undefined || !out.stream) throw new AgentError(ErrorCode.FailedPrecondition, `the migration of VM ${vm.spec.name} is still setting up`);
-    if (!out.destinationPostcopy) throw new AgentError(ErrorCode.FailedPrecondition, `the destination of VM ${vm.spec.name} did not enable post-copy`);
+    if (out.startedAt === undefined || !out.stream)
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `the migration of VM ${vm.spec.name} is still setting up`,
+      );
+    if (!out.destinationPostcopy)
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `the destination of VM ${vm.spec.name} did not enable post-copy`,
+      );
     const t = this.modelMs(out);
     // Pre-copy that is already switching over completes as it is (QEMU ignores the late request too).
     if (out.model.at(t).status !== 'active') return;
@@ -425,7 +584,11 @@ export class SimHypervisorDriver implements HypervisorDriver {
     out.postcopy = 'sent';
     // From here on the guest's only running copy is the destination's.
     this.setState(vm, 'paused');
-    vm.migration = { role: 'outgoing', migrationId: out.migrationId, stats: { ...this.liveStats(out), status: 'postcopy-active' } };
+    vm.migration = {
+      role: 'outgoing',
+      migrationId: out.migrationId,
+      stats: { ...this.liveStats(out), status: 'postcopy-active' },
+    };
     await out.stream.send('P');
     out.wake?.();
     await this.persist();
@@ -435,18 +598,34 @@ export class SimHypervisorDriver implements HypervisorDriver {
     const vm = this.vms.get(uuid);
     if (!vm) throw new AgentError(ErrorCode.NotFound, `no VM ${uuid} on this node`);
     const out = this.outgoings.get(uuid);
-    const status = out ? this.liveStats(out).status : vm.migration?.role === 'outgoing' ? vm.migration.stats?.status : undefined;
+    const status = out
+      ? this.liveStats(out).status
+      : vm.migration?.role === 'outgoing'
+        ? vm.migration.stats?.status
+        : undefined;
     if ((out && out.postcopy !== 'no') || status === 'postcopy-paused') {
-      throw new AgentError(ErrorCode.FailedPrecondition, `VM ${vm.spec.name} runs at the destination since the switch to post-copy; a post-copy migration cannot be cancelled`);
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `VM ${vm.spec.name} runs at the destination since the switch to post-copy; a post-copy migration cannot be cancelled`,
+      );
     }
     if (out) {
       out.stream?.destroy();
-      await this.settleOutgoing(uuid, out, 'cancelled', 'the migration was cancelled; the VM keeps running here');
+      await this.settleOutgoing(
+        uuid,
+        out,
+        'cancelled',
+        'the migration was cancelled; the VM keeps running here',
+      );
       return;
     }
     if (vm.migration?.role === 'outgoing' && vm.migration.stats && status === 'completed') {
       // Completed but not finished: the destination did not take over, so the source resumes.
-      vm.migration.stats = { ...vm.migration.stats, status: 'cancelled', error: 'cancelled after it completed; the VM resumed here' };
+      vm.migration.stats = {
+        ...vm.migration.stats,
+        status: 'cancelled',
+        error: 'cancelled after it completed; the VM resumed here',
+      };
       this.setState(vm, 'running');
       this.locks.delete(uuid);
       await this.persist();
@@ -457,9 +636,16 @@ export class SimHypervisorDriver implements HypervisorDriver {
     const vm = this.vms.get(uuid);
     if (!vm) return;
     const out = this.outgoings.get(uuid);
-    const status = out ? this.liveStats(out).status : vm.migration?.role === 'outgoing' ? vm.migration.stats?.status : 'none';
+    const status = out
+      ? this.liveStats(out).status
+      : vm.migration?.role === 'outgoing'
+        ? vm.migration.stats?.status
+        : 'none';
     if (out || !status || !AWAITING_FINISH.includes(status)) {
-      throw new AgentError(ErrorCode.FailedPrecondition, `the migration of VM ${vm.spec.name} is ${status ?? 'none'}; the VM is removed here only once its migration completed`);
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `the migration of VM ${vm.spec.name} is ${status ?? 'none'}; the VM is removed here only once its migration completed`,
+      );
     }
     this.vms.delete(uuid);
     this.locks.delete(uuid);
@@ -478,8 +664,10 @@ export class SimHypervisorDriver implements HypervisorDriver {
   async freezeFilesystems(uuid: string, timeoutMs: number): Promise<FreezeResult> {
     const vm = this.vms.get(uuid);
     if (!vm) throw new AgentError(ErrorCode.NotFound, `no VM ${uuid} on this node`);
-    if (vm.state !== 'running') return { frozen: false, reason: `VM ${vm.spec.name} is ${vm.state}, not running` };
-    if (vm.spec.labels[GUEST_AGENT_LABEL] !== 'yes') return { frozen: false, reason: `no QEMU guest agent answered within ${timeoutMs} ms` };
+    if (vm.state !== 'running')
+      return { frozen: false, reason: `VM ${vm.spec.name} is ${vm.state}, not running` };
+    if (vm.spec.labels[GUEST_AGENT_LABEL] !== 'yes')
+      return { frozen: false, reason: `no QEMU guest agent answered within ${timeoutMs} ms` };
     return { frozen: true, reason: 'the guest agent froze the filesystems' };
   }
 
@@ -494,13 +682,19 @@ export class SimHypervisorDriver implements HypervisorDriver {
     };
     return {
       hello: (hello) => {
-        if (this.incomings.get(uuid) !== incoming) return fail('the incoming migration was aborted');
-        if (hello.migrationId !== incoming.migrationId) return fail('the stream belongs to another migration');
+        if (this.incomings.get(uuid) !== incoming)
+          return fail('the incoming migration was aborted');
+        if (hello.migrationId !== incoming.migrationId)
+          return fail('the stream belongs to another migration');
         if (hello.vmUuid !== uuid) return fail('the stream carries another VM');
         const { psk } = incoming.options;
         if (incoming.options.transport === 'direct' && psk) {
-          if (!hello.proof) return fail('the source did not prove the migration key (TLS-PSK handshake failed)');
-          if (hello.pskIdentity !== psk.identity || !verifyProof(psk, incoming.migrationId, hello.proof)) {
+          if (!hello.proof)
+            return fail('the source did not prove the migration key (TLS-PSK handshake failed)');
+          if (
+            hello.pskIdentity !== psk.identity ||
+            !verifyProof(psk, incoming.migrationId, hello.proof)
+          ) {
             return fail('the source proved another migration key (TLS-PSK handshake failed)');
           }
         }
@@ -512,12 +706,14 @@ export class SimHypervisorDriver implements HypervisorDriver {
         incoming.receivedBytes += bytes;
       },
       postcopy: () => {
-        if (!incoming.options.allowPostcopy) return fail('post-copy is not enabled on the destination').refuse;
+        if (!incoming.options.allowPostcopy)
+          return fail('post-copy is not enabled on the destination').refuse;
         incoming.status = 'postcopy-active';
         return undefined;
       },
       end: () => {
-        if (incoming.receivedBytes === 0) return fail('the stream ended before any memory arrived').refuse;
+        if (incoming.receivedBytes === 0)
+          return fail('the stream ended before any memory arrived').refuse;
         incoming.status = 'completed';
         return undefined;
       },
@@ -537,7 +733,12 @@ export class SimHypervisorDriver implements HypervisorDriver {
         out.startedAt = this.now().getTime();
         out.destinationPostcopy = postcopy;
         const vm = this.vms.get(uuid);
-        if (vm) vm.migration = { role: 'outgoing', migrationId: out.migrationId, stats: this.liveStats(out) };
+        if (vm)
+          vm.migration = {
+            role: 'outgoing',
+            migrationId: out.migrationId,
+            stats: this.liveStats(out),
+          };
         void this.persist();
         void this.pump(uuid, out);
       },
@@ -552,7 +753,12 @@ export class SimHypervisorDriver implements HypervisorDriver {
       },
       closed: (reason) => {
         if (!live()) return;
-        void this.settleOutgoing(uuid, out, out.postcopy === 'no' ? 'failed' : 'postcopy-paused', reason);
+        void this.settleOutgoing(
+          uuid,
+          out,
+          out.postcopy === 'no' ? 'failed' : 'postcopy-paused',
+          reason,
+        );
       },
     };
   }
@@ -575,7 +781,10 @@ export class SimHypervisorDriver implements HypervisorDriver {
         await stream.send('E'); // the destination's acknowledgement settles the migration
       }
       const next = stream ? out.model.nextEventMs(t) : undefined;
-      const waitMs = next === undefined ? PUMP_TICK_MS : Math.min(PUMP_TICK_MS, Math.max(0, (next - t) * this.options.timeScale));
+      const waitMs =
+        next === undefined
+          ? PUMP_TICK_MS
+          : Math.min(PUMP_TICK_MS, Math.max(0, (next - t) * this.options.timeScale));
       await new Promise<void>((resolve) => {
         out.wake = resolve;
         void this.options.clock.sleep(waitMs).then(resolve);
@@ -584,15 +793,27 @@ export class SimHypervisorDriver implements HypervisorDriver {
   }
 
   /** Ends an outgoing migration: the VM keeps running here (failed, cancelled) or waits for finishOutgoing. */
-  private async settleOutgoing(uuid: string, out: OutgoingMigration, status: 'completed' | 'failed' | 'cancelled' | 'postcopy-paused', error?: string): Promise<void> {
+  private async settleOutgoing(
+    uuid: string,
+    out: OutgoingMigration,
+    status: 'completed' | 'failed' | 'cancelled' | 'postcopy-paused',
+    error?: string,
+  ): Promise<void> {
     if (this.outgoings.get(uuid) !== out) return;
     this.outgoings.delete(uuid);
     out.wake?.();
     const vm = this.vms.get(uuid);
     if (!vm) return;
     const completedAt = out.model.completedAtMs();
-    const figures = status === 'completed' && completedAt !== undefined ? stats(out.model.at(completedAt)) : { ...this.liveStats(out), downtimeMs: undefined, totalTimeMs: undefined };
-    vm.migration = { role: 'outgoing', migrationId: out.migrationId, stats: withoutUndefined({ ...figures, status, error }) };
+    const figures =
+      status === 'completed' && completedAt !== undefined
+        ? stats(out.model.at(completedAt))
+        : { ...this.liveStats(out), downtimeMs: undefined, totalTimeMs: undefined };
+    vm.migration = {
+      role: 'outgoing',
+      migrationId: out.migrationId,
+      stats: withoutUndefined({ ...figures, status, error }),
+    };
     if (status === 'failed' || status === 'cancelled') {
       this.setState(vm, 'running');
       this.locks.delete(uuid);
@@ -606,8 +827,15 @@ export class SimHypervisorDriver implements HypervisorDriver {
   private liveStats(out: OutgoingMigration): MigrationStats {
     const figures = stats(out.model.at(this.modelMs(out)));
     // The source reports completion (or post-copy) only once the destination acknowledged it.
-    if (figures.status === 'completed') return withoutUndefined({ ...figures, status: out.postcopy === 'no' ? 'device' : 'postcopy-active', downtimeMs: undefined, totalTimeMs: undefined });
-    if (figures.status === 'postcopy-active' && out.postcopy !== 'acked') return { ...figures, status: 'device' };
+    if (figures.status === 'completed')
+      return withoutUndefined({
+        ...figures,
+        status: out.postcopy === 'no' ? 'device' : 'postcopy-active',
+        downtimeMs: undefined,
+        totalTimeMs: undefined,
+      });
+    if (figures.status === 'postcopy-active' && out.postcopy !== 'acked')
+      return { ...figures, status: 'device' };
     return figures;
   }
 
@@ -620,7 +848,9 @@ export class SimHypervisorDriver implements HypervisorDriver {
 
   /** The model's time: realistic milliseconds since the destination accepted (before: -1). */
   private modelMs(out: OutgoingMigration): number {
-    return out.startedAt === undefined ? -1 : (this.now().getTime() - out.startedAt) / this.options.timeScale;
+    return out.startedAt === undefined
+      ? -1
+      : (this.now().getTime() - out.startedAt) / this.options.timeScale;
   }
 
   /** The label's rate when it is a valid byte count, else one that follows the VM's CPU usage. */
@@ -636,7 +866,11 @@ export class SimHypervisorDriver implements HypervisorDriver {
     const vm = this.vms.get(uuid);
     if (!vm) throw new AgentError(ErrorCode.NotFound, `no VM ${uuid} on this node`);
     const holder = this.locks.get(uuid);
-    if (holder) throw new AgentError(ErrorCode.FailedPrecondition, `VM ${vm.spec.name} is busy: a ${holder} operation is in progress; try again when it has finished`);
+    if (holder)
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `VM ${vm.spec.name} is busy: a ${holder} operation is in progress; try again when it has finished`,
+      );
     return vm;
   }
 
@@ -645,7 +879,11 @@ export class SimHypervisorDriver implements HypervisorDriver {
     vm.stateChangedAt = this.now().toISOString();
   }
 
-  private async operate(uuid: string, operation: SimOperation, run: (vm: SimVmRecord) => Promise<void>): Promise<VmInstance> {
+  private async operate(
+    uuid: string,
+    operation: SimOperation,
+    run: (vm: SimVmRecord) => Promise<void>,
+  ): Promise<VmInstance> {
     const vm = this.lockable(uuid);
     this.locks.set(uuid, operation);
     try {
@@ -658,12 +896,22 @@ export class SimHypervisorDriver implements HypervisorDriver {
 
   private require(vm: SimVmRecord, states: VmState[], verb: string, article: string): void {
     if (!states.includes(vm.state)) {
-      throw new AgentError(ErrorCode.FailedPrecondition, `VM ${vm.spec.name} is ${vm.state}; only ${article} VM can be ${verb}`);
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `VM ${vm.spec.name} is ${vm.state}; only ${article} VM can be ${verb}`,
+      );
     }
   }
 
   /** Moves the VM through `during` to `target`, persisting both steps. */
-  private async transition(vm: SimVmRecord, operation: SimOperation, during: VmState, target: VmState, durationMs: number, boots = true): Promise<void> {
+  private async transition(
+    vm: SimVmRecord,
+    operation: SimOperation,
+    during: VmState,
+    target: VmState,
+    durationMs: number,
+    boots = true,
+  ): Promise<void> {
     const scaled = durationMs * this.options.timeScale;
     const now = this.now();
     vm.state = during;
@@ -695,17 +943,28 @@ export class SimHypervisorDriver implements HypervisorDriver {
   private settle(record: SimVmRecord): SimVmRecord {
     const vm = structuredClone(record);
     const migration = vm.migration?.role === 'outgoing' ? vm.migration.stats : undefined;
-    if (migration && (migration.status === 'postcopy-active' || migration.status === 'postcopy-paused')) {
-      Object.assign(migration, { status: 'postcopy-paused', error: migration.error ?? 'the agent stopped during post-copy; the VM runs at the destination' });
+    if (
+      migration &&
+      (migration.status === 'postcopy-active' || migration.status === 'postcopy-paused')
+    ) {
+      Object.assign(migration, {
+        status: 'postcopy-paused',
+        error:
+          migration.error ?? 'the agent stopped during post-copy; the VM runs at the destination',
+      });
       vm.state = 'paused';
     } else if (migration && migration.status === 'completed') {
       vm.state = 'paused';
     } else if (migration && !['failed', 'cancelled', 'none'].includes(migration.status)) {
-      Object.assign(migration, { status: 'cancelled', error: 'the agent stopped during the migration; the VM kept running here' });
+      Object.assign(migration, {
+        status: 'cancelled',
+        error: 'the agent stopped during the migration; the VM kept running here',
+      });
       vm.state = 'running';
     }
     if (vm.transition) this.finish(vm, !(vm.transition.operation === 'reboot' && isHung(vm)));
-    else if (vm.state === 'starting' || vm.state === 'rebooting' || vm.state === 'migrating') vm.state = 'running';
+    else if (vm.state === 'starting' || vm.state === 'rebooting' || vm.state === 'migrating')
+      vm.state = 'running';
     else if (vm.state === 'stopping') vm.state = 'stopped';
     if (vm.state === 'running' && !vm.bootedAt) vm.bootedAt = vm.stateChangedAt;
     return vm;
@@ -717,14 +976,18 @@ export class SimHypervisorDriver implements HypervisorDriver {
     const bootedAt = record.bootedAt ? Date.parse(record.bootedAt) : undefined;
     const out = this.outgoings.get(record.spec.uuid);
     // Auto-converge takes CPU time from the guest.
-    const throttle = out && record.state === 'migrating' ? out.model.at(this.modelMs(out)).throttlePercent : 0;
+    const throttle =
+      out && record.state === 'migrating' ? out.model.at(this.modelMs(out)).throttlePercent : 0;
     return {
       spec: structuredClone(record.spec),
       runtime: {
         state: record.state,
         cpuUsage: Math.round(usage.cpuUsage * (100 - throttle) * 10) / 1000,
         memoryUsedBytes: usage.memoryUsedBytes,
-        uptimeSeconds: bootedAt !== undefined && record.state !== 'stopped' ? Math.max(0, Math.floor((now - bootedAt) / 1000)) : 0,
+        uptimeSeconds:
+          bootedAt !== undefined && record.state !== 'stopped'
+            ? Math.max(0, Math.floor((now - bootedAt) / 1000))
+            : 0,
         stateChangedAt: record.stateChangedAt,
         lockedBy: this.locks.get(record.spec.uuid) ?? '',
       },

@@ -7,7 +7,12 @@ export const SYNC_MS = 5;
 /** What a switchover costs besides the last RAM: stopping the vCPUs, the device state, starting at the target. */
 export const SWITCHOVER_COST_MS = 15;
 /** QEMU's auto-converge defaults: cpu-throttle-initial, cpu-throttle-increment, max-cpu-throttle, throttle-trigger-threshold. */
-export const AUTO_CONVERGE = { initialPercent: 20, incrementPercent: 10, maxPercent: 99, triggerFraction: 0.5 } as const;
+export const AUTO_CONVERGE = {
+  initialPercent: 20,
+  incrementPercent: 10,
+  maxPercent: 99,
+  triggerFraction: 0.5,
+} as const;
 
 export interface MigrationModelParams {
   /** Guest RAM (QEMU's ram total). */
@@ -75,8 +80,15 @@ export class MigrationModel {
 
   constructor(readonly params: Readonly<MigrationModelParams>) {
     const { memoryBytes, dirtyRateBytes, bandwidthBytes, downtimeLimitMs } = params;
-    if (!(memoryBytes > 0) || !(bandwidthBytes > 0) || !(dirtyRateBytes >= 0) || !(downtimeLimitMs >= 0)) {
-      throw new RangeError('a migration model needs memory > 0, bandwidth > 0, dirty rate >= 0 and downtime limit >= 0');
+    if (
+      !(memoryBytes > 0) ||
+      !(bandwidthBytes > 0) ||
+      !(dirtyRateBytes >= 0) ||
+      !(downtimeLimitMs >= 0)
+    ) {
+      throw new RangeError(
+        'a migration model needs memory > 0, bandwidth > 0, dirty rate >= 0 and downtime limit >= 0',
+      );
     }
     this.rounds = [this.round(0, memoryBytes, 0, 0)];
   }
@@ -84,12 +96,22 @@ export class MigrationModel {
   /** The figures at `ms` (before 0: setting up). */
   at(ms: number): MigrationFigures {
     const total = this.params.memoryBytes;
-    if (ms < 0) return figures('setup', { transferredBytes: 0, remainingBytes: total, totalBytes: total, iteration: 0, throughputBytes: 0 });
+    if (ms < 0)
+      return figures('setup', {
+        transferredBytes: 0,
+        remainingBytes: total,
+        totalBytes: total,
+        iteration: 0,
+        throughputBytes: 0,
+      });
     this.extendTo(ms);
     const ending = this.ending;
     if (ending && ms >= ending.atMs) return this.endingAt(ending, ms);
     const { index, round } = this.roundAt(ms);
-    const sending = Math.min(round.bytes, Math.floor((this.params.bandwidthBytes * (ms - round.startMs)) / 1000));
+    const sending = Math.min(
+      round.bytes,
+      Math.floor((this.params.bandwidthBytes * (ms - round.startMs)) / 1000),
+    );
     const remaining = round.bytes - sending;
     return figures('active', {
       transferredBytes: round.sentBeforeBytes + sending,
@@ -109,7 +131,8 @@ export class MigrationModel {
     if (ms < 0) return 0;
     this.extendTo(ms);
     const ending = this.ending;
-    if (ending && ms >= ending.atMs) return ms < ending.completedAtMs ? ending.completedAtMs : undefined;
+    if (ending && ms >= ending.atMs)
+      return ms < ending.completedAtMs ? ending.completedAtMs : undefined;
     const { round } = this.roundAt(ms);
     return round.startMs + round.durationMs;
   }
@@ -120,13 +143,24 @@ export class MigrationModel {
    */
   switchToPostcopy(ms: number): MigrationFigures {
     const now = this.at(ms);
-    if (now.status !== 'active') throw new RangeError(`the migration is ${now.status}; only an active pre-copy migration can switch to post-copy`);
+    if (now.status !== 'active')
+      throw new RangeError(
+        `the migration is ${now.status}; only an active pre-copy migration can switch to post-copy`,
+      );
     const { round } = this.roundAt(ms);
     const elapsed = ms - round.startMs;
     const dirtied = (this.dirtyRate(round.throttlePercent) * elapsed) / 1000;
     const bytes = Math.min(this.params.memoryBytes, pages(now.remainingBytes + dirtied));
     const completedAtMs = ms + SWITCHOVER_COST_MS + this.sendMs(bytes);
-    this.ending = { kind: 'postcopy', atMs: ms, bytes, sentBeforeBytes: now.transferredBytes, iteration: now.iteration + 1, downtimeMs: SWITCHOVER_COST_MS, completedAtMs };
+    this.ending = {
+      kind: 'postcopy',
+      atMs: ms,
+      bytes,
+      sentBeforeBytes: now.transferredBytes,
+      iteration: now.iteration + 1,
+      downtimeMs: SWITCHOVER_COST_MS,
+      completedAtMs,
+    };
     return this.at(ms);
   }
 
@@ -137,7 +171,8 @@ export class MigrationModel {
 
   private endingAt(ending: Ending, ms: number): MigrationFigures {
     const { bandwidthBytes, memoryBytes } = this.params;
-    const throttlePercent = ending.kind === 'precopy' ? this.rounds[this.rounds.length - 1].throttlePercent : 0;
+    const throttlePercent =
+      ending.kind === 'precopy' ? this.rounds[this.rounds.length - 1].throttlePercent : 0;
     if (ms >= ending.completedAtMs) {
       return figures('completed', {
         transferredBytes: ending.sentBeforeBytes + ending.bytes,
@@ -152,7 +187,10 @@ export class MigrationModel {
     }
     // Post-copy pulls after the target started; pre-copy sends at once, with the guest stopped.
     const sendingFrom = ending.kind === 'postcopy' ? ending.atMs + SWITCHOVER_COST_MS : ending.atMs;
-    const sent = Math.min(ending.bytes, Math.max(0, Math.floor((bandwidthBytes * (ms - sendingFrom)) / 1000)));
+    const sent = Math.min(
+      ending.bytes,
+      Math.max(0, Math.floor((bandwidthBytes * (ms - sendingFrom)) / 1000)),
+    );
     const remaining = ending.bytes - sent;
     return figures(ending.kind === 'postcopy' ? 'postcopy-active' : 'device', {
       transferredBytes: ending.sentBeforeBytes + sent,
@@ -184,8 +222,14 @@ export class MigrationModel {
         };
         return;
       }
-      const next = this.round(endMs, last.dirtiedBytes, this.nextThrottle(last), last.sentBeforeBytes + last.bytes);
-      if (next.bytes === last.bytes && next.throttlePercent === last.throttlePercent) this.steady = true;
+      const next = this.round(
+        endMs,
+        last.dirtiedBytes,
+        this.nextThrottle(last),
+        last.sentBeforeBytes + last.bytes,
+      );
+      if (next.bytes === last.bytes && next.throttlePercent === last.throttlePercent)
+        this.steady = true;
       else this.rounds.push(next);
     }
   }
@@ -197,7 +241,11 @@ export class MigrationModel {
       const repeats = this.steady ? Math.floor((ms - last.startMs) / last.durationMs) : 0;
       return {
         index: this.rounds.length - 1 + repeats,
-        round: { ...last, startMs: last.startMs + repeats * last.durationMs, sentBeforeBytes: last.sentBeforeBytes + repeats * last.bytes },
+        round: {
+          ...last,
+          startMs: last.startMs + repeats * last.durationMs,
+          sentBeforeBytes: last.sentBeforeBytes + repeats * last.bytes,
+        },
       };
     }
     let low = 0;
@@ -210,22 +258,39 @@ export class MigrationModel {
     return { index: low, round: this.rounds[low] };
   }
 
-  private round(startMs: number, bytes: number, throttlePercent: number, sentBeforeBytes: number): Round {
+  private round(
+    startMs: number,
+    bytes: number,
+    throttlePercent: number,
+    sentBeforeBytes: number,
+  ): Round {
     const durationMs = this.sendMs(bytes) + SYNC_MS;
-    const dirtiedBytes = Math.min(this.params.memoryBytes, pages((this.dirtyRate(throttlePercent) * durationMs) / 1000));
+    const dirtiedBytes = Math.min(
+      this.params.memoryBytes,
+      pages((this.dirtyRate(throttlePercent) * durationMs) / 1000),
+    );
     return { startMs, bytes, throttlePercent, durationMs, dirtiedBytes, sentBeforeBytes };
   }
 
   /** Auto-converge: each round that dirtied more than half of what it sent throttles the guest further. */
   private nextThrottle(round: Round): number {
-    if (!this.params.autoConverge || round.dirtiedBytes <= round.bytes * AUTO_CONVERGE.triggerFraction) return round.throttlePercent;
+    if (
+      !this.params.autoConverge ||
+      round.dirtiedBytes <= round.bytes * AUTO_CONVERGE.triggerFraction
+    )
+      return round.throttlePercent;
     if (round.throttlePercent === 0) return AUTO_CONVERGE.initialPercent;
-    return Math.min(AUTO_CONVERGE.maxPercent, round.throttlePercent + AUTO_CONVERGE.incrementPercent);
+    return Math.min(
+      AUTO_CONVERGE.maxPercent,
+      round.throttlePercent + AUTO_CONVERGE.incrementPercent,
+    );
   }
 
   /** The throttle during the round before `index` (whose sync measured the dirty rate QEMU shows). */
   private previousThrottle(index: number, round: Round): number {
-    return index - 1 < this.rounds.length ? this.rounds[index - 1].throttlePercent : round.throttlePercent;
+    return index - 1 < this.rounds.length
+      ? this.rounds[index - 1].throttlePercent
+      : round.throttlePercent;
   }
 
   private dirtyRate(throttlePercent: number): number {
@@ -237,7 +302,11 @@ export class MigrationModel {
   }
 }
 
-function figures(status: MigrationFigures['status'], values: Partial<MigrationFigures> & Pick<MigrationFigures, 'transferredBytes' | 'remainingBytes' | 'totalBytes'>): MigrationFigures {
+function figures(
+  status: MigrationFigures['status'],
+  values: Partial<MigrationFigures> &
+    Pick<MigrationFigures, 'transferredBytes' | 'remainingBytes' | 'totalBytes'>,
+): MigrationFigures {
   return {
     status,
     dirtyRateBytes: 0,

@@ -1,7 +1,17 @@
 import { rm } from 'node:fs/promises';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { MigrationAddress } from '../hypervisor.driver';
-import { acceptSchema, encodeFrame, FrameReader, helloSchema, parsePayload, refuseSchema, type Frame, type FrameType, type Hello } from './sim-migration.wire';
+import {
+  acceptSchema,
+  encodeFrame,
+  FrameReader,
+  helloSchema,
+  parsePayload,
+  refuseSchema,
+  type Frame,
+  type FrameType,
+  type Hello,
+} from './sim-migration.wire';
 
 /** How long a source waits for the destination to take its connection. */
 export const CONNECT_TIMEOUT_MS = 15_000;
@@ -36,20 +46,32 @@ export class SimIncomingEndpoint {
     server.on('connection', (socket) => this.take(socket));
   }
 
-  static async listen(where: { kind: 'unix'; path: string } | { kind: 'tcp'; host: string }, handler: IncomingHandler): Promise<SimIncomingEndpoint> {
+  static async listen(
+    where: { kind: 'unix'; path: string } | { kind: 'tcp'; host: string },
+    handler: IncomingHandler,
+  ): Promise<SimIncomingEndpoint> {
     const server = createServer();
     server.maxConnections = 1;
     if (where.kind === 'unix') await rm(where.path, { force: true });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(where.kind === 'unix' ? { path: where.path } : { host: where.host, port: 0 }, () => {
-        server.off('error', reject);
-        resolve();
-      });
+      server.listen(
+        where.kind === 'unix' ? { path: where.path } : { host: where.host, port: 0 },
+        () => {
+          server.off('error', reject);
+          resolve();
+        },
+      );
     });
     const bound = server.address();
     const address: SimIncomingEndpoint['address'] =
-      where.kind === 'unix' ? { kind: 'unix', path: where.path } : { kind: 'tcp', host: where.host, port: typeof bound === 'object' && bound ? bound.port : 0 };
+      where.kind === 'unix'
+        ? { kind: 'unix', path: where.path }
+        : {
+            kind: 'tcp',
+            host: where.host,
+            port: typeof bound === 'object' && bound ? bound.port : 0,
+          };
     return new SimIncomingEndpoint(server, address, handler);
   }
 
@@ -136,7 +158,12 @@ export class SimIncomingEndpoint {
     socket.on('close', () => {
       if (this.done) return;
       this.done = true;
-      this.handler.closed(failure ?? (ended ? 'the source closed the stream after its end' : 'the source dropped the migration connection'));
+      this.handler.closed(
+        failure ??
+          (ended
+            ? 'the source closed the stream after its end'
+            : 'the source dropped the migration connection'),
+      );
     });
   }
 
@@ -161,13 +188,25 @@ export class SimOutgoingStream {
   private constructor(private readonly socket: Socket) {}
 
   /** Connects and sends the hello; rejects with a reason a person can act on when the destination cannot be reached. */
-  static async connect(address: MigrationAddress, hello: Hello, handler: OutgoingHandler): Promise<SimOutgoingStream> {
-    if (address.kind === 'libvirt') throw new Error('the sim driver migrates over a unix socket or TCP, not to a libvirt URI');
-    const socket = address.kind === 'unix' ? connect({ path: address.path }) : connect({ host: address.host, port: address.port });
+  static async connect(
+    address: MigrationAddress,
+    hello: Hello,
+    handler: OutgoingHandler,
+  ): Promise<SimOutgoingStream> {
+    if (address.kind === 'libvirt')
+      throw new Error('the sim driver migrates over a unix socket or TCP, not to a libvirt URI');
+    const socket =
+      address.kind === 'unix'
+        ? connect({ path: address.path })
+        : connect({ host: address.host, port: address.port });
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         socket.destroy();
-        reject(new Error(`the destination did not take the connection within ${CONNECT_TIMEOUT_MS / 1000} s`));
+        reject(
+          new Error(
+            `the destination did not take the connection within ${CONNECT_TIMEOUT_MS / 1000} s`,
+          ),
+        );
       }, CONNECT_TIMEOUT_MS);
       socket.once('connect', () => {
         clearTimeout(timer);
@@ -175,7 +214,9 @@ export class SimOutgoingStream {
       });
       socket.once('error', (error: NodeJS.ErrnoException) => {
         clearTimeout(timer);
-        reject(new Error(`cannot connect to the migration destination (${error.code ?? error.message})`));
+        reject(
+          new Error(`cannot connect to the migration destination (${error.code ?? error.message})`),
+        );
       });
     });
     const stream = new SimOutgoingStream(socket);
@@ -220,7 +261,9 @@ export class SimOutgoingStream {
           const answer = parsePayload(acceptSchema, frame.payload);
           if (answer) handler.accepted(answer);
         } else if (frame.type === 'X') {
-          refusal = parsePayload(refuseSchema, frame.payload)?.reason ?? 'the destination refused the migration';
+          refusal =
+            parsePayload(refuseSchema, frame.payload)?.reason ??
+            'the destination refused the migration';
         } else if (frame.type === 'K') {
           const what = frame.payload.toString('ascii');
           if (what === 'P' || what === 'E') handler.acknowledged(what);

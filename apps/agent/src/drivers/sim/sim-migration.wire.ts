@@ -31,7 +31,10 @@ export const helloSchema = z.strictObject({
   vmUuid: z.string().min(1).max(64),
   /** Direct transport: HMAC-SHA256 over the migration id with the PSK key (stands in for TLS-PSK). */
   pskIdentity: z.string().max(256).optional(),
-  proof: z.string().regex(/^[0-9a-f]{64}$/).optional(),
+  proof: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/)
+    .optional(),
   /** The source enabled post-copy (it may switch). */
   postcopy: z.boolean(),
   /** When the guest booted, so that its uptime goes on at the destination. */
@@ -42,9 +45,15 @@ export type Hello = z.infer<typeof helloSchema>;
 export const acceptSchema = z.strictObject({ postcopy: z.boolean() });
 export const refuseSchema = z.strictObject({ reason: z.string().max(1000) });
 
-export function encodeFrame(type: FrameType, payload: Buffer | string | object = Buffer.alloc(0)): Buffer {
-  const body = Buffer.isBuffer(payload) ? payload : Buffer.from(typeof payload === 'string' ? payload : JSON.stringify(payload), 'utf8');
-  if (body.length > MAX_FRAME_BYTES) throw new RangeError(`a migration frame holds at most ${MAX_FRAME_BYTES} bytes`);
+export function encodeFrame(
+  type: FrameType,
+  payload: Buffer | string | object = Buffer.alloc(0),
+): Buffer {
+  const body = Buffer.isBuffer(payload)
+    ? payload
+    : Buffer.from(typeof payload === 'string' ? payload : JSON.stringify(payload), 'utf8');
+  if (body.length > MAX_FRAME_BYTES)
+    throw new RangeError(`a migration frame holds at most ${MAX_FRAME_BYTES} bytes`);
   const header = Buffer.alloc(HEADER_BYTES);
   header.write(type, 0, 'ascii');
   header.writeUInt32BE(body.length, 1);
@@ -85,10 +94,16 @@ export function parsePayload<T>(schema: z.ZodType<T>, payload: Buffer): T | unde
 
 /** What proves the source holds the PSK: only a holder of the key can compute it for this migration. */
 export function migrationProof(psk: MigrationPsk, migrationId: string): string {
-  return createHmac('sha256', psk.key).update(`debvisor-sim-migration\0${psk.identity}\0${migrationId}`).digest('hex');
+  return createHmac('sha256', psk.key)
+    .update(`debvisor-sim-migration\0${psk.identity}\0${migrationId}`)
+    .digest('hex');
 }
 
-export function verifyProof(psk: MigrationPsk, migrationId: string, proof: string | undefined): boolean {
+export function verifyProof(
+  psk: MigrationPsk,
+  migrationId: string,
+  proof: string | undefined,
+): boolean {
   if (proof === undefined) return false;
   const expected = Buffer.from(migrationProof(psk, migrationId), 'hex');
   const presented = Buffer.from(proof, 'hex');

@@ -5,7 +5,13 @@ import type { Logger } from '../../shared/logger';
 import type { ImageRecord, MirrorReport, PoolMirrorRecord, PoolPeer } from './sim-rbd.records';
 import { sha256 } from './sim-rbd.records';
 import type { SimRbdRepository } from './sim-rbd.repository';
-import { keepNewest, primaryReport, scheduleIntervalMs, takeMirrorSnapshot, type SimStorageDriver } from './sim-storage.driver';
+import {
+  keepNewest,
+  primaryReport,
+  scheduleIntervalMs,
+  takeMirrorSnapshot,
+  type SimStorageDriver,
+} from './sim-storage.driver';
 
 /** Bytes a simulated write changes (what a mirror snapshot's delta counts per content version). */
 const BYTES_PER_WRITE = 4 * 1024 ** 2;
@@ -60,11 +66,20 @@ export class SimRbdMirrorDaemon {
   async tick(): Promise<void> {
     try {
       const leading = await this.lead();
-      if (leading !== this.leading) this.options.logger.info({ leading }, leading ? 'this node now runs the simulated rbd-mirror' : 'another node runs the simulated rbd-mirror');
+      if (leading !== this.leading)
+        this.options.logger.info(
+          { leading },
+          leading
+            ? 'this node now runs the simulated rbd-mirror'
+            : 'another node runs the simulated rbd-mirror',
+        );
       this.leading = leading;
       if (leading) await this.replay();
     } catch (error) {
-      this.options.logger.warn({ err: error }, 'simulated rbd-mirror round failed; retrying at the next interval');
+      this.options.logger.warn(
+        { err: error },
+        'simulated rbd-mirror round failed; retrying at the next interval',
+      );
     }
   }
 
@@ -106,15 +121,26 @@ export class SimRbdMirrorDaemon {
         .updateImage(image, (current) => {
           const mirror = current.mirror;
           if (!mirror?.primary) return undefined;
-          const report = mirror.splitBrain ? splitBrainReport(now, 'the image is primary at this site and at its peer') : primaryReport(now);
+          const report = mirror.splitBrain
+            ? splitBrainReport(now, 'the image is primary at this site and at its peer')
+            : primaryReport(now);
           const interval = scheduleIntervalMs(mirror.scheduleInterval);
           const newest = mirror.snapshots.at(-1);
-          const due = interval !== undefined && (!newest || now.getTime() - Date.parse(newest.takenAt) >= interval);
+          const due =
+            interval !== undefined &&
+            (!newest || now.getTime() - Date.parse(newest.takenAt) >= interval);
           if (!due && !this.reportDue(mirror.report, report, now)) return undefined;
-          const snapshots = due ? keepNewest([...mirror.snapshots, takeMirrorSnapshot(current, record.siteName, now)]) : mirror.snapshots;
+          const snapshots = due
+            ? keepNewest([...mirror.snapshots, takeMirrorSnapshot(current, record.siteName, now)])
+            : mirror.snapshots;
           return { ...current, mirror: { ...mirror, report, snapshots } };
         })
-        .catch((error: unknown) => this.options.logger.warn({ err: error, pool, image: image.image }, 'could not report a primary image'));
+        .catch((error: unknown) =>
+          this.options.logger.warn(
+            { err: error, pool, image: image.image },
+            'could not report a primary image',
+          ),
+        );
     }
   }
 
@@ -122,7 +148,10 @@ export class SimRbdMirrorDaemon {
     const local = this.options.driver.repository;
     const remote = this.options.driver.peers.repository(peer.endpoints, peer.siteName);
     const remotePool = await remote.mirrorPool(pool);
-    if (!remotePool?.acceptedKeys.includes(sha256(peer.key))) throw new KeyRefused(`the peer site ${peer.siteName} refuses this site's key; pair the pools again`);
+    if (!remotePool?.acceptedKeys.includes(sha256(peer.key)))
+      throw new KeyRefused(
+        `the peer site ${peer.siteName} refuses this site's key; pair the pools again`,
+      );
     const remoteImages = (await remote.images(pool)).filter((image) => image.mirror);
     const localImages = new Map((await local.images(pool)).map((image) => [image.image, image]));
     const now = this.options.clock.now();
@@ -138,7 +167,10 @@ export class SimRbdMirrorDaemon {
       if (ours.mirror?.globalId !== mirror.globalId) {
         if (source) {
           const clash = `site ${record.siteName} has another image named ${theirs.image} (not this image's mirror); rename or remove it there`;
-          await remote.putPeerReport(pool, mirror.globalId, { site: record.siteName, ...errorReport(now, clash) });
+          await remote.putPeerReport(pool, mirror.globalId, {
+            site: record.siteName,
+            ...errorReport(now, clash),
+          });
         }
         continue;
       }
@@ -151,7 +183,11 @@ export class SimRbdMirrorDaemon {
       if (!source) continue;
       const replayed = await this.replayImage(ours, theirs, peer, now);
       if (replayed?.mirror?.report && replayed.mirror.report.lastUpdate === now.toISOString()) {
-        await remote.putPeerReport(pool, mirror.globalId, { site: record.siteName, ...replayed.mirror.report, lastMirroredSnapshotAt: replayed.mirror.lastMirroredSnapshotAt });
+        await remote.putPeerReport(pool, mirror.globalId, {
+          site: record.siteName,
+          ...replayed.mirror.report,
+          lastMirroredSnapshotAt: replayed.mirror.lastMirroredSnapshotAt,
+        });
       }
     }
 
@@ -159,18 +195,43 @@ export class SimRbdMirrorDaemon {
     const mirrored = new Set(remoteImages.map((image) => image.mirror!.globalId));
     for (const ours of localImages.values()) {
       const mirror = ours.mirror;
-      if (!mirror || mirror.primary || mirror.peerSite !== peer.siteName || mirrored.has(mirror.globalId)) continue;
-      await local.updateImage(ours, (current) => (current.mirror?.globalId === mirror.globalId && !current.mirror.primary ? 'delete' : undefined));
-      this.options.logger.info({ pool, image: ours.image, peer: peer.siteName }, 'removed a non-primary mirror whose primary stopped mirroring');
+      if (
+        !mirror ||
+        mirror.primary ||
+        mirror.peerSite !== peer.siteName ||
+        mirrored.has(mirror.globalId)
+      )
+        continue;
+      await local.updateImage(ours, (current) =>
+        current.mirror?.globalId === mirror.globalId && !current.mirror.primary
+          ? 'delete'
+          : undefined,
+      );
+      this.options.logger.info(
+        { pool, image: ours.image, peer: peer.siteName },
+        'removed a non-primary mirror whose primary stopped mirroring',
+      );
     }
   }
 
   /** First sight of a primary image: its non-primary mirror here, holding the newest mirror snapshot. */
-  private async bootstrap(theirs: ImageRecord, peer: PoolPeer, remote: SimRbdRepository, site: string, now: Date): Promise<void> {
+  private async bootstrap(
+    theirs: ImageRecord,
+    peer: PoolPeer,
+    remote: SimRbdRepository,
+    site: string,
+    now: Date,
+  ): Promise<void> {
     const mirror = theirs.mirror!;
     const newest = mirror.snapshots.at(-1);
     if (!newest) return;
-    const report = replayingReport(now, newest.takenAt, mirror.primary, peer.siteName, theirs.sizeBytes / ((this.options.intervalMs || 1) / 1000));
+    const report = replayingReport(
+      now,
+      newest.takenAt,
+      mirror.primary,
+      peer.siteName,
+      theirs.sizeBytes / ((this.options.intervalMs || 1) / 1000),
+    );
     const record: ImageRecord = {
       pool: theirs.pool,
       image: theirs.image,
@@ -193,45 +254,96 @@ export class SimRbdMirrorDaemon {
       },
     };
     if (await this.options.driver.repository.createImage(record)) {
-      this.options.logger.info({ pool: theirs.pool, image: theirs.image, peer: peer.siteName }, 'created the non-primary mirror of a peer image');
-      await remote.putPeerReport(theirs.pool, mirror.globalId, { site, ...report, lastMirroredSnapshotAt: newest.takenAt });
+      this.options.logger.info(
+        { pool: theirs.pool, image: theirs.image, peer: peer.siteName },
+        'created the non-primary mirror of a peer image',
+      );
+      await remote.putPeerReport(theirs.pool, mirror.globalId, {
+        site,
+        ...report,
+        lastMirroredSnapshotAt: newest.takenAt,
+      });
     }
   }
 
   /** Copies the peer's newer mirror snapshots (or everything, on resync) into the non-primary image here. */
-  private async replayImage(ours: ImageRecord, theirs: ImageRecord, peer: PoolPeer, now: Date): Promise<ImageRecord | undefined> {
+  private async replayImage(
+    ours: ImageRecord,
+    theirs: ImageRecord,
+    peer: PoolPeer,
+    now: Date,
+  ): Promise<ImageRecord | undefined> {
     const remoteMirror = theirs.mirror!;
     const newest = remoteMirror.snapshots.at(-1);
     if (!newest) return undefined;
     return this.options.driver.repository.updateImage(ours, (current) => {
       const mirror = current.mirror;
       if (!mirror || mirror.primary || mirror.globalId !== remoteMirror.globalId) return undefined;
-      const base = { ...mirror, peerSite: peer.siteName, peerReport: remoteMirror.report, scheduleInterval: remoteMirror.scheduleInterval };
+      const base = {
+        ...mirror,
+        peerSite: peer.siteName,
+        peerReport: remoteMirror.report,
+        scheduleInterval: remoteMirror.scheduleInterval,
+      };
       const localNewest = mirror.snapshots.at(-1);
-      const from = localNewest ? remoteMirror.snapshots.findIndex((s) => s.id === localNewest.id) : -1;
-      const rate = (versions: number) => (Math.max(0, versions) * BYTES_PER_WRITE) / (this.options.intervalMs / 1000);
+      const from = localNewest
+        ? remoteMirror.snapshots.findIndex((s) => s.id === localNewest.id)
+        : -1;
+      const rate = (versions: number) =>
+        (Math.max(0, versions) * BYTES_PER_WRITE) / (this.options.intervalMs / 1000);
 
       const peerChanged = mirror.peerReport?.state !== remoteMirror.report?.state;
-      if (!mirror.resyncRequested && localNewest && from < 0 && localNewest.site !== peer.siteName) {
+      if (
+        !mirror.resyncRequested &&
+        localNewest &&
+        from < 0 &&
+        localNewest.site !== peer.siteName
+      ) {
         // This side holds a snapshot the primary never had: it was primary here after the two parted.
-        const report = splitBrainReport(now, `this non-primary image has data that the primary at site ${peer.siteName} lacks; resync it`);
-        if (mirror.splitBrain && !peerChanged && !this.reportDue(mirror.report, report, now)) return undefined;
+        const report = splitBrainReport(
+          now,
+          `this non-primary image has data that the primary at site ${peer.siteName} lacks; resync it`,
+        );
+        if (mirror.splitBrain && !peerChanged && !this.reportDue(mirror.report, report, now))
+          return undefined;
         return { ...current, mirror: { ...base, splitBrain: true, report } };
       }
       if (!mirror.resyncRequested && from === remoteMirror.snapshots.length - 1) {
-        const report = replayingReport(now, mirror.lastMirroredSnapshotAt, remoteMirror.primary, peer.siteName, 0);
-        if (!mirror.splitBrain && !peerChanged && !this.reportDue(mirror.report, report, now)) return undefined;
+        const report = replayingReport(
+          now,
+          mirror.lastMirroredSnapshotAt,
+          remoteMirror.primary,
+          peer.siteName,
+          0,
+        );
+        if (!mirror.splitBrain && !peerChanged && !this.reportDue(mirror.report, report, now))
+          return undefined;
         return { ...current, mirror: { ...base, splitBrain: false, report } };
       }
       // New snapshots to copy; a full copy on resync, first sight or when the primary pruned what this side had.
       const full = mirror.resyncRequested || from < 0;
-      const snapshots = full ? [newest] : keepNewest([...mirror.snapshots, ...remoteMirror.snapshots.slice(from + 1)]);
-      const report = replayingReport(now, newest.takenAt, remoteMirror.primary, peer.siteName, full ? current.sizeBytes : rate(newest.content.version - current.content.version));
+      const snapshots = full
+        ? [newest]
+        : keepNewest([...mirror.snapshots, ...remoteMirror.snapshots.slice(from + 1)]);
+      const report = replayingReport(
+        now,
+        newest.takenAt,
+        remoteMirror.primary,
+        peer.siteName,
+        full ? current.sizeBytes : rate(newest.content.version - current.content.version),
+      );
       return {
         ...current,
         content: newest.content,
         snapshots: full ? [] : current.snapshots,
-        mirror: { ...base, snapshots, lastMirroredSnapshotAt: newest.takenAt, resyncRequested: false, splitBrain: false, report },
+        mirror: {
+          ...base,
+          snapshots,
+          lastMirroredSnapshotAt: newest.takenAt,
+          resyncRequested: false,
+          splitBrain: false,
+          report,
+        },
       };
     });
   }
@@ -239,27 +351,56 @@ export class SimRbdMirrorDaemon {
   private async setSplitBrain(image: ImageRecord, splitBrain: boolean, now: Date): Promise<void> {
     await this.options.driver.repository.updateImage(image, (current) => {
       if (!current.mirror?.primary) return undefined;
-      const report = splitBrain ? splitBrainReport(now, 'the image is primary at this site and at its peer') : primaryReport(now);
+      const report = splitBrain
+        ? splitBrainReport(now, 'the image is primary at this site and at its peer')
+        : primaryReport(now);
       return { ...current, mirror: { ...current.mirror, splitBrain, report } };
     });
-    if (splitBrain) this.options.logger.warn({ pool: image.pool, image: image.image }, 'split brain: the image is primary at both sites');
+    if (splitBrain)
+      this.options.logger.warn(
+        { pool: image.pool, image: image.image },
+        'split brain: the image is primary at both sites',
+      );
   }
 
   /** The peer did not answer (or refused the key): its mirrors here say so. */
   private async markPeerDown(pool: string, peer: PoolPeer, error: unknown): Promise<void> {
     const now = this.options.clock.now();
     const refused = error instanceof KeyRefused;
-    const reason = error instanceof AgentError || refused ? (error as Error).message : 'it cannot be reached';
+    const reason =
+      error instanceof AgentError || refused ? (error as Error).message : 'it cannot be reached';
     const report: MirrorReport = refused
       ? errorReport(now, reason)
-      : { state: 'down+unknown', description: `${reason}`, lastUpdate: now.toISOString(), bytesPerSecond: 0, secondsUntilSynced: 0, lastMirroredSnapshotAt: '' };
-    this.options.logger.warn({ pool, peer: peer.siteName, reason }, 'the peer site of a mirrored pool does not answer');
+      : {
+          state: 'down+unknown',
+          description: `${reason}`,
+          lastUpdate: now.toISOString(),
+          bytesPerSecond: 0,
+          secondsUntilSynced: 0,
+          lastMirroredSnapshotAt: '',
+        };
+    this.options.logger.warn(
+      { pool, peer: peer.siteName, reason },
+      'the peer site of a mirrored pool does not answer',
+    );
     const local = this.options.driver.repository;
     for (const image of await local.images(pool)) {
-      if (!image.mirror || image.mirror.primary || image.mirror.peerSite !== peer.siteName) continue;
+      if (!image.mirror || image.mirror.primary || image.mirror.peerSite !== peer.siteName)
+        continue;
       await local.updateImage(image, (current) => {
-        if (!current.mirror || current.mirror.primary || !this.reportDue(current.mirror.report, report, now)) return undefined;
-        return { ...current, mirror: { ...current.mirror, report: { ...report, lastMirroredSnapshotAt: current.mirror.lastMirroredSnapshotAt } } };
+        if (
+          !current.mirror ||
+          current.mirror.primary ||
+          !this.reportDue(current.mirror.report, report, now)
+        )
+          return undefined;
+        return {
+          ...current,
+          mirror: {
+            ...current.mirror,
+            report: { ...report, lastMirroredSnapshotAt: current.mirror.lastMirroredSnapshotAt },
+          },
+        };
       });
     }
   }
@@ -270,7 +411,13 @@ export class SimRbdMirrorDaemon {
    * write is a new etcd revision.)
    */
   private reportDue(kept: MirrorReport | undefined, next: MirrorReport, now: Date): boolean {
-    if (!kept || kept.state !== next.state || kept.description !== next.description || kept.bytesPerSecond !== next.bytesPerSecond) return true;
+    if (
+      !kept ||
+      kept.state !== next.state ||
+      kept.description !== next.description ||
+      kept.bytesPerSecond !== next.bytesPerSecond
+    )
+      return true;
     return now.getTime() - Date.parse(kept.lastUpdate) >= this.options.driver.reportRefreshMs;
   }
 
@@ -282,10 +429,25 @@ export class SimRbdMirrorDaemon {
   }
 }
 
-function replayingReport(now: Date, lastMirroredSnapshotAt: string, peerPrimary: boolean, peerSite: string, bytesPerSecond: number): MirrorReport {
-  const description = peerPrimary ? `replaying; last mirrored snapshot taken at ${lastMirroredSnapshotAt}` : `the image was demoted at site ${peerSite}; its last snapshot is here (promote it at one site)`;
+function replayingReport(
+  now: Date,
+  lastMirroredSnapshotAt: string,
+  peerPrimary: boolean,
+  peerSite: string,
+  bytesPerSecond: number,
+): MirrorReport {
+  const description = peerPrimary
+    ? `replaying; last mirrored snapshot taken at ${lastMirroredSnapshotAt}`
+    : `the image was demoted at site ${peerSite}; its last snapshot is here (promote it at one site)`;
   const rate = Math.round(Math.min(bytesPerSecond, LINK_BYTES_PER_SECOND));
-  return { state: peerPrimary ? 'up+replaying' : 'up+unknown', description, lastUpdate: now.toISOString(), bytesPerSecond: rate, secondsUntilSynced: 0, lastMirroredSnapshotAt };
+  return {
+    state: peerPrimary ? 'up+replaying' : 'up+unknown',
+    description,
+    lastUpdate: now.toISOString(),
+    bytesPerSecond: rate,
+    secondsUntilSynced: 0,
+    lastMirroredSnapshotAt,
+  };
 }
 
 function splitBrainReport(now: Date, why: string): MirrorReport {
@@ -293,5 +455,12 @@ function splitBrainReport(now: Date, why: string): MirrorReport {
 }
 
 function errorReport(now: Date, description: string): MirrorReport {
-  return { state: 'up+error', description, lastUpdate: now.toISOString(), bytesPerSecond: 0, secondsUntilSynced: 0, lastMirroredSnapshotAt: '' };
+  return {
+    state: 'up+error',
+    description,
+    lastUpdate: now.toISOString(),
+    bytesPerSecond: 0,
+    secondsUntilSynced: 0,
+    lastMirroredSnapshotAt: '',
+  };
 }

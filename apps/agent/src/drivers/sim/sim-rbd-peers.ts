@@ -19,7 +19,8 @@ export class SimRbdPeers {
       client = new Etcd3({
         hosts: [...endpoints],
         dialTimeout: this.timeoutMs,
-        defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + this.timeoutMs }),
+        defaultCallOptions: (context) =>
+          context.isStream ? {} : { deadline: Date.now() + this.timeoutMs },
       });
       this.clients.set(id, client);
     }

@@ -59,7 +59,11 @@ export const imageMirrorSchema = z.object({
 });
 export type ImageMirror = z.infer<typeof imageMirrorSchema>;
 
-export const lockSchema = z.object({ holder: z.string(), client: z.string(), lockedAt: z.string() });
+export const lockSchema = z.object({
+  holder: z.string(),
+  client: z.string(),
+  lockedAt: z.string(),
+});
 
 /** An image record; records written before content, locks and mirroring existed read with defaults. */
 export const imageRecordSchema = z.object({
@@ -72,14 +76,19 @@ export const imageRecordSchema = z.object({
   lock: lockSchema.nullable().default(null),
   mirror: imageMirrorSchema.nullable().default(null),
 });
-export type ImageRecord = Omit<z.infer<typeof imageRecordSchema>, 'content'> & { content: SimContent };
+export type ImageRecord = Omit<z.infer<typeof imageRecordSchema>, 'content'> & {
+  content: SimContent;
+};
 
 export function parseImageRecord(value: string): ImageRecord | undefined {
   try {
     const parsed = imageRecordSchema.safeParse(JSON.parse(value));
     if (!parsed.success) return undefined;
     // An image older than content versions: a stable checksum from what identifies it.
-    const content = parsed.data.content ?? { version: 0, checksum: sha256(`${parsed.data.pool}/${parsed.data.image}@${parsed.data.createdAt}`) };
+    const content = parsed.data.content ?? {
+      version: 0,
+      checksum: sha256(`${parsed.data.pool}/${parsed.data.image}@${parsed.data.createdAt}`),
+    };
     return { ...parsed.data, content };
   } catch {
     return undefined;
@@ -110,7 +119,11 @@ export type PoolMirrorRecord = z.infer<typeof poolMirrorRecordSchema>;
 export const peerSiteReportSchema = mirrorReportSchema.extend({ site: z.string() });
 export type PeerSiteReport = z.infer<typeof peerSiteReportSchema>;
 
-export const blocklistEntrySchema = z.object({ client: z.string(), addedAt: z.string(), until: z.string() });
+export const blocklistEntrySchema = z.object({
+  client: z.string(),
+  addedAt: z.string(),
+  until: z.string(),
+});
 
 /** The peer bootstrap token's content (base64 JSON, like Ceph's): a secret, as it carries the key. */
 export const bootstrapTokenSchema = z.object({

@@ -18,7 +18,13 @@ function storageWith(taken: string[]) {
 
 describe('sim VM seeding', () => {
   it('creates valid VMs with realistic names, tenants and disks in pool rbd, most of them running', async () => {
-    const records = await seedSimVms({ count: 12, nodeId: 'node-1', bridges: ['vmbr0', 'vmbr1'], storage: storageWith([]), now: new Date() });
+    const records = await seedSimVms({
+      count: 12,
+      nodeId: 'node-1',
+      bridges: ['vmbr0', 'vmbr1'],
+      storage: storageWith([]),
+      now: new Date(),
+    });
     expect(records).toHaveLength(12);
     for (const record of records) {
       expect(vmDefinitionSchema.safeParse(record.spec).success).toBe(true);
@@ -27,15 +33,29 @@ describe('sim VM seeding', () => {
     }
     expect(new Set(records.map((r) => r.spec.name)).size).toBe(12);
     expect(records.filter((r) => r.state === 'running')).toHaveLength(8);
-    expect(new Set(records.map((r) => r.spec.tenant))).toEqual(new Set(['tenant-acme', 'tenant-globex', 'tenant-initech', '']));
+    expect(new Set(records.map((r) => r.spec.tenant))).toEqual(
+      new Set(['tenant-acme', 'tenant-globex', 'tenant-initech', '']),
+    );
     expect(records.filter((r) => r.spec.labels['sim-guest'] === 'hung')).toHaveLength(2);
   });
 
   it('takes the next free name when another node claimed one through its disk image', async () => {
-    const first = await seedSimVms({ count: 1, nodeId: 'node-1', bridges: [], storage: storageWith([]), now: new Date() });
+    const first = await seedSimVms({
+      count: 1,
+      nodeId: 'node-1',
+      bridges: [],
+      storage: storageWith([]),
+      now: new Date(),
+    });
     const name = first[0].spec.name;
     const role = name.replace(/-\d\d$/, '');
-    const records = await seedSimVms({ count: 1, nodeId: 'node-1', bridges: [], storage: storageWith([`rbd/${name}-disk0`]), now: new Date() });
+    const records = await seedSimVms({
+      count: 1,
+      nodeId: 'node-1',
+      bridges: [],
+      storage: storageWith([`rbd/${name}-disk0`]),
+      now: new Date(),
+    });
     expect(records[0].spec.name).toBe(`${role}-02`);
   });
 });

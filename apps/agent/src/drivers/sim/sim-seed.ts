@@ -21,7 +21,14 @@ interface Profile {
 
 const PROFILES: Profile[] = [
   { role: 'web', vcpus: 2, memoryGiB: 4, diskGiB: [40], cpuModel: 'x86-64-v2' },
-  { role: 'db', vcpus: 8, memoryGiB: 32, diskGiB: [60, 500], cpuModel: 'host-model', hugepages: true },
+  {
+    role: 'db',
+    vcpus: 8,
+    memoryGiB: 32,
+    diskGiB: [60, 500],
+    cpuModel: 'host-model',
+    hugepages: true,
+  },
   { role: 'cache', vcpus: 2, memoryGiB: 8, diskGiB: [20], cpuModel: 'x86-64-v3' },
   { role: 'app', vcpus: 4, memoryGiB: 8, diskGiB: [60], cpuModel: 'x86-64-v3' },
   { role: 'mq', vcpus: 2, memoryGiB: 4, diskGiB: [50], cpuModel: 'x86-64-v2' },
@@ -65,13 +72,23 @@ export async function seedSimVms(options: SeedOptions): Promise<SimVmRecord[]> {
   await forEachLimit(indexes, SEED_CONCURRENCY, async (i) => {
     const profile = PROFILES[(i + offset) % PROFILES.length];
     const name = await claimName(profile, reserve, options.storage);
-    const disks = [{ pool: SEED_POOL, image: `${name}-disk0`, sizeBytes: profile.diskGiB[0] * GiB, bus: 'virtio' as const }];
+    const disks = [
+      {
+        pool: SEED_POOL,
+        image: `${name}-disk0`,
+        sizeBytes: profile.diskGiB[0] * GiB,
+        bus: 'virtio' as const,
+      },
+    ];
     for (const [n, size] of profile.diskGiB.slice(1).entries()) {
       const image = `${name}-disk${n + 1}`;
       await options.storage.createImage(SEED_POOL, image, size * GiB);
       disks.push({ pool: SEED_POOL, image, sizeBytes: size * GiB, bus: 'virtio' });
     }
-    const labels: Record<string, string> = { role: profile.role, env: ENVIRONMENTS[(i + offset) % ENVIRONMENTS.length] };
+    const labels: Record<string, string> = {
+      role: profile.role,
+      env: ENVIRONMENTS[(i + offset) % ENVIRONMENTS.length],
+    };
     if (i % 6 === 4) labels[HUNG_GUEST_LABEL] = 'hung';
     const spec: VmDefinition = {
       uuid: randomUUID(),
@@ -79,14 +96,23 @@ export async function seedSimVms(options: SeedOptions): Promise<SimVmRecord[]> {
       vcpus: profile.vcpus,
       memoryBytes: profile.memoryGiB * GiB,
       disks,
-      nics: [{ mac: randomMac(), bridge: bridges[i % bridges.length], model: 'virtio', vlan: i % 3 === 0 ? 0 : 100 + (i % 4) * 10 }],
+      nics: [
+        {
+          mac: randomMac(),
+          bridge: bridges[i % bridges.length],
+          model: 'virtio',
+          vlan: i % 3 === 0 ? 0 : 100 + (i % 4) * 10,
+        },
+      ],
       cpuModel: profile.cpuModel,
       hugepages: profile.hugepages ?? false,
       tenant: TENANTS[(i + offset) % TENANTS.length],
       labels,
     };
     const running = i % 3 !== 2;
-    const bootedAt = new Date(options.now.getTime() - (3600 + ((offset * 7919 + i * 104729) % (30 * 86400))) * 1000).toISOString();
+    const bootedAt = new Date(
+      options.now.getTime() - (3600 + ((offset * 7919 + i * 104729) % (30 * 86400))) * 1000,
+    ).toISOString();
     records[i] = {
       spec,
       state: running ? 'running' : 'stopped',
@@ -99,7 +125,11 @@ export async function seedSimVms(options: SeedOptions): Promise<SimVmRecord[]> {
 }
 
 /** The next free `<role>-NN`: creating its first disk image claims it cluster-wide. */
-async function claimName(profile: Profile, reserve: (role: string) => string, storage: Pick<StorageDriver, 'createImage'>): Promise<string> {
+async function claimName(
+  profile: Profile,
+  reserve: (role: string) => string,
+  storage: Pick<StorageDriver, 'createImage'>,
+): Promise<string> {
   for (let attempt = 0; attempt < 10_000; attempt++) {
     const name = reserve(profile.role);
     try {
@@ -113,5 +143,10 @@ async function claimName(profile: Profile, reserve: (role: string) => string, st
 }
 
 function randomMac(): string {
-  return ['52', '54', '00', ...[...randomBytes(3)].map((b) => b.toString(16).padStart(2, '0'))].join(':');
+  return [
+    '52',
+    '54',
+    '00',
+    ...[...randomBytes(3)].map((b) => b.toString(16).padStart(2, '0')),
+  ].join(':');
 }

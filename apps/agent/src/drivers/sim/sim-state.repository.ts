@@ -47,7 +47,13 @@ export const simVmRecordSchema = z.strictObject({
   /** When the guest last booted (running VMs), for uptime. */
   bootedAt: timestamp.nullable(),
   /** An operation under way: the state it ends in and when, so a restarted agent can settle it. */
-  transition: z.strictObject({ operation: z.enum(SIM_OPERATIONS), target: z.enum(VM_STATES), endsAt: timestamp }).nullable(),
+  transition: z
+    .strictObject({
+      operation: z.enum(SIM_OPERATIONS),
+      target: z.enum(VM_STATES),
+      endsAt: timestamp,
+    })
+    .nullable(),
   migration: simMigrationRecordSchema.optional(),
 });
 
@@ -81,7 +87,8 @@ export class SimStateRepository {
   async socketPath(): Promise<string> {
     const dir = join(this.dir, 'mig');
     const path = join(dir, `${randomBytes(6).toString('hex')}.sock`);
-    if (Buffer.byteLength(path) > MAX_SOCKET_PATH_BYTES) throw new Error(`the state directory path is too long for a unix socket (${path})`);
+    if (Buffer.byteLength(path) > MAX_SOCKET_PATH_BYTES)
+      throw new Error(`the state directory path is too long for a unix socket (${path})`);
     await mkdir(dir, { recursive: true, mode: 0o700 });
     return path;
   }
@@ -101,7 +108,10 @@ export class SimStateRepository {
       throw error;
     }
     const parsed = stateFileSchema.safeParse(parseJsonOrUndefined(text));
-    if (!parsed.success) throw new Error(`the sim VM state file ${this.file} is corrupt: ${parsed.error.issues[0]?.message ?? 'unreadable'}`);
+    if (!parsed.success)
+      throw new Error(
+        `the sim VM state file ${this.file} is corrupt: ${parsed.error.issues[0]?.message ?? 'unreadable'}`,
+      );
     return parsed.data.vms;
   }
 

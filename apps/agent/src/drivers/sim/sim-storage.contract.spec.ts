@@ -15,7 +15,15 @@ describe('storage-driver contract: sim driver (real etcd)', () => {
   beforeAll(async () => {
     server = await startEtcd();
     etcd = new Etcd3({ hosts: server.endpoint });
-    driver = new SimStorageDriver({ etcd, clock: systemClock, clusterId: 'contract', nodeId: 'node-1', etcdEndpoints: [server.endpoint], peerTimeoutMs: 1_000, staleAfterMs: 5_000 });
+    driver = new SimStorageDriver({
+      etcd,
+      clock: systemClock,
+      clusterId: 'contract',
+      nodeId: 'node-1',
+      etcdEndpoints: [server.endpoint],
+      peerTimeoutMs: 1_000,
+      staleAfterMs: 5_000,
+    });
     fixture = {
       driver,
       pool: 'rbd',

@@ -19,7 +19,14 @@ describe('SimStorageDriver (real etcd)', () => {
   beforeAll(async () => {
     etcdServer = await startEtcd();
     etcd = new Etcd3({ hosts: etcdServer.endpoint });
-    const options = { etcd, clock: { now: () => new Date(), sleep: async () => undefined }, clusterId: 'east', etcdEndpoints: [etcdServer.endpoint], peerTimeoutMs: 1_000, staleAfterMs: 5_000 };
+    const options = {
+      etcd,
+      clock: { now: () => new Date(), sleep: async () => undefined },
+      clusterId: 'east',
+      etcdEndpoints: [etcdServer.endpoint],
+      peerTimeoutMs: 1_000,
+      staleAfterMs: 5_000,
+    };
     node1 = new SimStorageDriver({ ...options, nodeId: 'node-1' });
     node2 = new SimStorageDriver({ ...options, nodeId: 'node-2' });
   });
@@ -35,7 +42,8 @@ describe('SimStorageDriver (real etcd)', () => {
       () => undefined,
       (e: unknown) => e,
     );
-    if (!(error instanceof AgentError)) throw new Error(`expected an AgentError, got ${String(error)}`);
+    if (!(error instanceof AgentError))
+      throw new Error(`expected an AgentError, got ${String(error)}`);
     return error;
   }
 
@@ -62,7 +70,14 @@ describe('SimStorageDriver (real etcd)', () => {
   });
 
   it('reads an image record written before content versions existed, with a stable checksum', async () => {
-    await etcd.put(ETCD_KEYS.simRbdImage('rbd', 'legacy')).value(JSON.stringify({ pool: 'rbd', image: 'legacy', sizeBytes: GiB, createdAt: '2026-01-01T00:00:00.000Z' }));
+    await etcd.put(ETCD_KEYS.simRbdImage('rbd', 'legacy')).value(
+      JSON.stringify({
+        pool: 'rbd',
+        image: 'legacy',
+        sizeBytes: GiB,
+        createdAt: '2026-01-01T00:00:00.000Z',
+      }),
+    );
     const first = await node1.imageContent({ pool: 'rbd', image: 'legacy' });
     expect(first).toEqual({ version: 0, checksum: expect.stringMatching(/^[0-9a-f]{64}$/) });
     expect(await node2.imageContent({ pool: 'rbd', image: 'legacy' })).toEqual(first);
@@ -84,11 +99,16 @@ describe('SimStorageDriver (real etcd)', () => {
     expect((await node1.listSnapshots(ref)).map((s) => s.snapshot)).toEqual(['before-upgrade']);
     await node1.removeSnapshot([ref], 'before-upgrade');
     expect(await node1.listSnapshots(ref)).toEqual([]);
-    expect((await refusal(node1.rollbackSnapshot([ref], 'before-upgrade'))).code).toBe(ErrorCode.NotFound);
+    expect((await refusal(node1.rollbackSnapshot([ref], 'before-upgrade'))).code).toBe(
+      ErrorCode.NotFound,
+    );
   });
 
   it('snapshots several images at one point, or none of them when one cannot take it', async () => {
-    const disks = [{ pool: 'rbd', image: image() }, { pool: 'rbd', image: image() }];
+    const disks = [
+      { pool: 'rbd', image: image() },
+      { pool: 'rbd', image: image() },
+    ];
     for (const disk of disks) await node1.createImage(disk.pool, disk.image, GiB);
     const taken = await node1.createSnapshot(disks, 'group-1');
     expect(taken).toHaveLength(2);
@@ -96,7 +116,9 @@ describe('SimStorageDriver (real etcd)', () => {
 
     // The second image already has group-2: the group snapshot fails as a whole.
     await node1.createSnapshot([disks[1]], 'group-2');
-    expect((await refusal(node1.createSnapshot(disks, 'group-2'))).code).toBe(ErrorCode.AlreadyExists);
+    expect((await refusal(node1.createSnapshot(disks, 'group-2'))).code).toBe(
+      ErrorCode.AlreadyExists,
+    );
     expect((await node1.listSnapshots(disks[0])).map((s) => s.snapshot)).toEqual(['group-1']);
 
     // A group rollback restores both images.
@@ -110,14 +132,19 @@ describe('SimStorageDriver (real etcd)', () => {
     const ref = { pool: 'rbd', image: image() };
     await node1.createImage(ref.pool, ref.image, GiB);
     const start = (await node1.imageContent(ref)).version;
-    await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 ? node1 : node2).writeImage(ref, 'vm-w')));
+    await Promise.all(
+      Array.from({ length: 10 }, (_, i) => (i % 2 ? node1 : node2).writeImage(ref, 'vm-w')),
+    );
     expect((await node1.imageContent(ref)).version).toBe(start + 10);
   });
 
   it('gives an image to one VM at a time, naming the holder to the others', async () => {
     const ref = { pool: 'rbd', image: image() };
     await node1.createImage(ref.pool, ref.image, GiB);
-    const results = await Promise.allSettled([node1.lockImage(ref, 'vm-1'), node2.lockImage(ref, 'vm-2')]);
+    const results = await Promise.allSettled([
+      node1.lockImage(ref, 'vm-1'),
+      node2.lockImage(ref, 'vm-2'),
+    ]);
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
     const holder = (await node1.imageHolder(ref))!;
     const loser = holder === 'vm-1' ? 'vm-2' : 'vm-1';
@@ -131,7 +158,9 @@ describe('SimStorageDriver (real etcd)', () => {
     expect((await refusal(node1.writeImage(ref, loser))).message).toContain(holder);
     expect((await refusal(node1.rollbackSnapshot([ref], 'x'))).code).toBe(ErrorCode.NotFound);
     await node1.createSnapshot([ref], 'x');
-    expect((await refusal(node1.rollbackSnapshot([ref], 'x'))).message).toMatch(new RegExp(`in use by ${holder}`));
+    expect((await refusal(node1.rollbackSnapshot([ref], 'x'))).message).toMatch(
+      new RegExp(`in use by ${holder}`),
+    );
     await node1.unlockImage(ref, holder);
     expect(await node1.imageHolder(ref)).toBeUndefined();
   });
@@ -140,23 +169,46 @@ describe('SimStorageDriver (real etcd)', () => {
     const ref = { pool: 'rbd', image: image() };
     await node1.createImage(ref.pool, ref.image, GiB);
     await node2.lockImage(ref, 'vm-f');
-    expect(await node1.fenceImage(ref)).toEqual({ blocklisted: [node2.clientOf('vm-f')], locksBroken: ['vm-f'] });
+    expect(await node1.fenceImage(ref)).toEqual({
+      blocklisted: [node2.clientOf('vm-f')],
+      locksBroken: ['vm-f'],
+    });
     expect(await node1.imageHolder(ref)).toBeUndefined();
-    expect((await refusal(node2.writeImage(ref, 'vm-f'))).message).toMatch(/blocklisted \(fenced\)/);
+    expect((await refusal(node2.writeImage(ref, 'vm-f'))).message).toMatch(
+      /blocklisted \(fenced\)/,
+    );
     expect((await refusal(node2.lockImage(ref, 'vm-f'))).code).toBe(ErrorCode.FailedPrecondition);
     // node-2's other VMs are not fenced; the survivor takes over.
-    await node2.writeImage({ pool: 'rbd', image: (await node2.createImage('rbd', image(), GiB)).image }, 'vm-other');
+    await node2.writeImage(
+      { pool: 'rbd', image: (await node2.createImage('rbd', image(), GiB)).image },
+      'vm-other',
+    );
     await node1.lockImage(ref, 'vm-f');
     await node1.writeImage(ref, 'vm-f');
-    expect(await node1.fenceImage({ pool: 'rbd', image: image() }).catch((e: AgentError) => e.code)).toBe(ErrorCode.NotFound);
+    expect(
+      await node1.fenceImage({ pool: 'rbd', image: image() }).catch((e: AgentError) => e.code),
+    ).toBe(ErrorCode.NotFound);
   });
 
   it('answers the pool status of a pool without mirroring, and refuses mirroring calls on an image without it', async () => {
-    expect(await node1.poolMirrorStatus('unpaired')).toMatchObject({ pool: 'unpaired', mode: 'disabled', peers: [] });
+    expect(await node1.poolMirrorStatus('unpaired')).toMatchObject({
+      pool: 'unpaired',
+      mode: 'disabled',
+      peers: [],
+    });
     const ref = { pool: 'rbd', image: image() };
     await node1.createImage(ref.pool, ref.image, GiB);
-    expect(await node1.mirrorStatus(ref)).toMatchObject({ enabled: false, state: '', globalId: '' });
-    for (const call of [() => node1.promote(ref, false), () => node1.demote(ref), () => node1.resync(ref), () => node1.createMirrorSnapshot(ref)]) {
+    expect(await node1.mirrorStatus(ref)).toMatchObject({
+      enabled: false,
+      state: '',
+      globalId: '',
+    });
+    for (const call of [
+      () => node1.promote(ref, false),
+      () => node1.demote(ref),
+      () => node1.resync(ref),
+      () => node1.createMirrorSnapshot(ref),
+    ]) {
       expect((await refusal(call())).message).toMatch(/mirroring is not enabled/);
     }
     expect((await refusal(node1.enableMirroring(ref, '30s'))).code).toBe(ErrorCode.InvalidArgument);

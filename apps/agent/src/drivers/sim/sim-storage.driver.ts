@@ -60,8 +60,19 @@ export function newContent(previous?: SimContent): SimContent {
 }
 
 /** A mirror snapshot of the record's current content. */
-export function takeMirrorSnapshot(record: ImageRecord, site: string, takenAt: Date, demoted = false): MirrorSnapshot {
-  return { id: randomUUID(), takenAt: takenAt.toISOString(), content: record.content, demoted, site };
+export function takeMirrorSnapshot(
+  record: ImageRecord,
+  site: string,
+  takenAt: Date,
+  demoted = false,
+): MirrorSnapshot {
+  return {
+    id: randomUUID(),
+    takenAt: takenAt.toISOString(),
+    content: record.content,
+    demoted,
+    site,
+  };
 }
 
 export function keepNewest(snapshots: MirrorSnapshot[]): MirrorSnapshot[] {
@@ -102,9 +113,26 @@ export class SimStorageDriver implements StorageDriver {
 
   async createImage(pool: string, image: string, sizeBytes: number): Promise<RbdImage> {
     checkRef({ pool, image });
-    if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0) throw new AgentError(ErrorCode.InvalidArgument, 'invalid image size: a positive whole number of bytes');
-    const record: ImageRecord = { pool, image, sizeBytes, createdAt: this.now().toISOString(), content: newContent(), snapshots: [], lock: null, mirror: null };
-    if (!(await this.repository.createImage(record))) throw new AgentError(ErrorCode.AlreadyExists, `the RBD image ${pool}/${image} exists already`);
+    if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0)
+      throw new AgentError(
+        ErrorCode.InvalidArgument,
+        'invalid image size: a positive whole number of bytes',
+      );
+    const record: ImageRecord = {
+      pool,
+      image,
+      sizeBytes,
+      createdAt: this.now().toISOString(),
+      content: newContent(),
+      snapshots: [],
+      lock: null,
+      mirror: null,
+    };
+    if (!(await this.repository.createImage(record)))
+      throw new AgentError(
+        ErrorCode.AlreadyExists,
+        `the RBD image ${pool}/${image} exists already`,
+      );
     return toImage(record);
   }
 
@@ -113,7 +141,11 @@ export class SimStorageDriver implements StorageDriver {
       await this.repository.mirrorPools();
       return { name: 'sim-rbd', status: 'ok', message: 'simulated RBD pool reachable' };
     } catch {
-      return { name: 'sim-rbd', status: 'failed', message: 'the cluster etcd holding the simulated RBD images is unreachable' };
+      return {
+        name: 'sim-rbd',
+        status: 'failed',
+        message: 'the cluster etcd holding the simulated RBD images is unreachable',
+      };
     }
   }
 
@@ -155,16 +187,38 @@ export class SimStorageDriver implements StorageDriver {
     const records = await this.repository.updateImages(refs, (current) =>
       current.map((record) => {
         refuseIfNonPrimary(record, 'snapshotted');
-        if (record.snapshots.some((s) => s.name === snapshot)) throw new AgentError(ErrorCode.AlreadyExists, `the RBD image ${record.pool}/${record.image} has a snapshot ${snapshot} already`);
-        return { ...record, snapshots: [...record.snapshots, { name: snapshot, createdAt, sizeBytes: record.sizeBytes, content: record.content }] };
+        if (record.snapshots.some((s) => s.name === snapshot))
+          throw new AgentError(
+            ErrorCode.AlreadyExists,
+            `the RBD image ${record.pool}/${record.image} has a snapshot ${snapshot} already`,
+          );
+        return {
+          ...record,
+          snapshots: [
+            ...record.snapshots,
+            { name: snapshot, createdAt, sizeBytes: record.sizeBytes, content: record.content },
+          ],
+        };
       }),
     );
-    return records.map((record) => ({ pool: record!.pool, image: record!.image, snapshot, createdAt, sizeBytes: record!.sizeBytes }));
+    return records.map((record) => ({
+      pool: record!.pool,
+      image: record!.image,
+      snapshot,
+      createdAt,
+      sizeBytes: record!.sizeBytes,
+    }));
   }
 
   async listSnapshots(ref: ImageRef): Promise<ImageSnapshot[]> {
     const record = await this.record(ref);
-    return record.snapshots.map((s) => ({ pool: record.pool, image: record.image, snapshot: s.name, createdAt: s.createdAt, sizeBytes: s.sizeBytes }));
+    return record.snapshots.map((s) => ({
+      pool: record.pool,
+      image: record.image,
+      snapshot: s.name,
+      createdAt: s.createdAt,
+      sizeBytes: s.sizeBytes,
+    }));
   }
 
   async removeSnapshot(images: ImageRef[], snapshot: string): Promise<void> {
@@ -185,7 +239,11 @@ export class SimStorageDriver implements StorageDriver {
       current.map((record) => {
         const saved = record.snapshots.find((s) => s.name === snapshot);
         if (!saved) throw noSnapshot(record, snapshot);
-        if (record.lock) throw new AgentError(ErrorCode.FailedPrecondition, `the RBD image ${record.pool}/${record.image} is in use by ${record.lock.holder}; stop it before a rollback`);
+        if (record.lock)
+          throw new AgentError(
+            ErrorCode.FailedPrecondition,
+            `the RBD image ${record.pool}/${record.image} is in use by ${record.lock.holder}; stop it before a rollback`,
+          );
         refuseIfNonPrimary(record, 'rolled back');
         return { ...record, content: saved.content };
       }),
@@ -211,7 +269,9 @@ export class SimStorageDriver implements StorageDriver {
   async unlockImage(ref: ImageRef, holder: string): Promise<void> {
     checkRef(ref);
     checkName('holder', holder);
-    await this.repository.updateImage(ref, (record) => (record.lock?.holder === holder ? { ...record, lock: null } : undefined));
+    await this.repository.updateImage(ref, (record) =>
+      record.lock?.holder === holder ? { ...record, lock: null } : undefined,
+    );
   }
 
   async imageHolder(ref: ImageRef): Promise<string | undefined> {
@@ -225,7 +285,11 @@ export class SimStorageDriver implements StorageDriver {
     if (!lock) return { blocklisted: [], locksBroken: [] };
     const now = this.now();
     await this.repository.addToBlocklist(lock.client, now, new Date(now.getTime() + BLOCKLIST_MS));
-    await this.repository.updateImage(ref, (current) => (current.lock?.client === lock.client && current.lock.holder === lock.holder ? { ...current, lock: null } : undefined));
+    await this.repository.updateImage(ref, (current) =>
+      current.lock?.client === lock.client && current.lock.holder === lock.holder
+        ? { ...current, lock: null }
+        : undefined,
+    );
     return { blocklisted: [lock.client], locksBroken: [lock.holder] };
   }
 
@@ -237,7 +301,10 @@ export class SimStorageDriver implements StorageDriver {
     const site = (await this.ensureMirrorPool(ref.pool)).siteName;
     const now = this.now();
     const record = await this.repository.updateImage(ref, (current) => {
-      if (current.mirror) return current.mirror.scheduleInterval === scheduleInterval || !current.mirror.primary ? undefined : { ...current, mirror: { ...current.mirror, scheduleInterval } };
+      if (current.mirror)
+        return current.mirror.scheduleInterval === scheduleInterval || !current.mirror.primary
+          ? undefined
+          : { ...current, mirror: { ...current.mirror, scheduleInterval } };
       const mirror = {
         globalId: randomUUID(),
         primary: true,
@@ -260,7 +327,10 @@ export class SimStorageDriver implements StorageDriver {
     const record = await this.repository.updateImage(ref, (current) => {
       if (!current.mirror) return undefined;
       if (!current.mirror.primary && !force) {
-        throw new AgentError(ErrorCode.FailedPrecondition, `the RBD image ${ref.pool}/${ref.image} is a non-primary mirror; disable mirroring at the primary (its mirror here is then removed), or force it`);
+        throw new AgentError(
+          ErrorCode.FailedPrecondition,
+          `the RBD image ${ref.pool}/${ref.image} is a non-primary mirror; disable mirroring at the primary (its mirror here is then removed), or force it`,
+        );
       }
       globalId = current.mirror.globalId;
       return { ...current, mirror: null };
@@ -279,8 +349,18 @@ export class SimStorageDriver implements StorageDriver {
     const now = this.now();
     const record = await this.repository.updateImage(ref, (current) => {
       const mirror = enabledMirror(current);
-      if (!mirror.primary) throw new AgentError(ErrorCode.FailedPrecondition, `the RBD image ${ref.pool}/${ref.image} is not primary here; mirror snapshots are taken at the primary`);
-      return { ...current, mirror: { ...mirror, snapshots: keepNewest([...mirror.snapshots, takeMirrorSnapshot(current, site, now)]) } };
+      if (!mirror.primary)
+        throw new AgentError(
+          ErrorCode.FailedPrecondition,
+          `the RBD image ${ref.pool}/${ref.image} is not primary here; mirror snapshots are taken at the primary`,
+        );
+      return {
+        ...current,
+        mirror: {
+          ...mirror,
+          snapshots: keepNewest([...mirror.snapshots, takeMirrorSnapshot(current, site, now)]),
+        },
+      };
     });
     return this.statusOf(record!);
   }
@@ -302,8 +382,22 @@ export class SimStorageDriver implements StorageDriver {
     const promoted = await this.repository.updateImage(ref, (current) => {
       const latest = enabledMirror(current);
       if (latest.primary) return undefined;
-      const mirrorNext = { ...latest, primary: true, resyncRequested: false, splitBrain: false, peerSite: latest.peerSite, report: primaryReport(now), peerReport: undefined };
-      return { ...current, mirror: { ...mirrorNext, snapshots: keepNewest([...latest.snapshots, takeMirrorSnapshot(current, site, now)]) } };
+      const mirrorNext = {
+        ...latest,
+        primary: true,
+        resyncRequested: false,
+        splitBrain: false,
+        peerSite: latest.peerSite,
+        report: primaryReport(now),
+        peerReport: undefined,
+      };
+      return {
+        ...current,
+        mirror: {
+          ...mirrorNext,
+          snapshots: keepNewest([...latest.snapshots, takeMirrorSnapshot(current, site, now)]),
+        },
+      };
     });
     return this.statusOf(promoted!);
   }
@@ -316,9 +410,32 @@ export class SimStorageDriver implements StorageDriver {
     const record = await this.repository.updateImage(ref, (current) => {
       const mirror = enabledMirror(current);
       if (!mirror.primary) return undefined;
-      if (current.lock) throw new AgentError(ErrorCode.FailedPrecondition, `the RBD image ${ref.pool}/${ref.image} is in use by ${current.lock.holder}; stop or move it before demoting the image`);
-      const report = { state: 'up+unknown', description: 'local image demoted', lastUpdate: now.toISOString(), bytesPerSecond: 0, secondsUntilSynced: 0, lastMirroredSnapshotAt: '' };
-      return { ...current, mirror: { ...mirror, primary: false, splitBrain: false, report, snapshots: keepNewest([...mirror.snapshots, takeMirrorSnapshot(current, site, now, true)]) } };
+      if (current.lock)
+        throw new AgentError(
+          ErrorCode.FailedPrecondition,
+          `the RBD image ${ref.pool}/${ref.image} is in use by ${current.lock.holder}; stop or move it before demoting the image`,
+        );
+      const report = {
+        state: 'up+unknown',
+        description: 'local image demoted',
+        lastUpdate: now.toISOString(),
+        bytesPerSecond: 0,
+        secondsUntilSynced: 0,
+        lastMirroredSnapshotAt: '',
+      };
+      return {
+        ...current,
+        mirror: {
+          ...mirror,
+          primary: false,
+          splitBrain: false,
+          report,
+          snapshots: keepNewest([
+            ...mirror.snapshots,
+            takeMirrorSnapshot(current, site, now, true),
+          ]),
+        },
+      };
     });
     return this.statusOf(record!);
   }
@@ -329,8 +446,19 @@ export class SimStorageDriver implements StorageDriver {
     const now = this.now();
     const record = await this.repository.updateImage(ref, (current) => {
       const mirror = enabledMirror(current);
-      if (mirror.primary) throw new AgentError(ErrorCode.FailedPrecondition, `the RBD image ${ref.pool}/${ref.image} is primary here; resync a non-primary image (demote this one first)`);
-      const report = { state: 'up+syncing', description: 'resync requested: the image is copied again from the primary', lastUpdate: now.toISOString(), bytesPerSecond: 0, secondsUntilSynced: 0, lastMirroredSnapshotAt: mirror.lastMirroredSnapshotAt };
+      if (mirror.primary)
+        throw new AgentError(
+          ErrorCode.FailedPrecondition,
+          `the RBD image ${ref.pool}/${ref.image} is primary here; resync a non-primary image (demote this one first)`,
+        );
+      const report = {
+        state: 'up+syncing',
+        description: 'resync requested: the image is copied again from the primary',
+        lastUpdate: now.toISOString(),
+        bytesPerSecond: 0,
+        secondsUntilSynced: 0,
+        lastMirroredSnapshotAt: mirror.lastMirroredSnapshotAt,
+      };
       return { ...current, mirror: { ...mirror, resyncRequested: true, report } };
     });
     return this.statusOf(record!);
@@ -345,23 +473,45 @@ export class SimStorageDriver implements StorageDriver {
       acceptedKeys: [...(current?.acceptedKeys ?? []), sha256(key)].slice(-ACCEPTED_KEYS_KEPT),
       peers: current?.peers ?? [],
     }));
-    const token = { kind: 'debvisor-sim-rbd-peer', siteName: record.siteName, pool, endpoints: [...this.options.etcdEndpoints], key };
+    const token = {
+      kind: 'debvisor-sim-rbd-peer',
+      siteName: record.siteName,
+      pool,
+      endpoints: [...this.options.etcdEndpoints],
+      key,
+    };
     return Buffer.from(JSON.stringify(token)).toString('base64');
   }
 
-  async importPeerBootstrap(pool: string, siteName: string, token: string, direction: 'rx-tx' | 'rx-only'): Promise<PoolMirrorStatus> {
+  async importPeerBootstrap(
+    pool: string,
+    siteName: string,
+    token: string,
+    direction: 'rx-tx' | 'rx-only',
+  ): Promise<PoolMirrorStatus> {
     checkName('pool', pool);
     if (siteName !== '') checkName('site', siteName);
     const peer = parseToken(token);
-    if (peer.pool !== pool) throw new AgentError(ErrorCode.InvalidArgument, `the bootstrap token is for pool ${peer.pool}; mirroring pairs pools of the same name`);
+    if (peer.pool !== pool)
+      throw new AgentError(
+        ErrorCode.InvalidArgument,
+        `the bootstrap token is for pool ${peer.pool}; mirroring pairs pools of the same name`,
+      );
     const local = await this.repository.mirrorPool(pool);
     const site = siteName || local?.siteName || this.options.clusterId;
-    if (peer.siteName === site) throw new AgentError(ErrorCode.FailedPrecondition, `both sites are named ${site}; give each site its own name`);
+    if (peer.siteName === site)
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `both sites are named ${site}; give each site its own name`,
+      );
 
     const remote = this.peers.repository(peer.endpoints, peer.siteName);
     const remotePool = await remote.mirrorPool(pool);
     if (!remotePool?.acceptedKeys.includes(sha256(peer.key))) {
-      throw new AgentError(ErrorCode.PermissionDenied, `the peer site ${peer.siteName} does not accept the bootstrap token's key; create a new token there`);
+      throw new AgentError(
+        ErrorCode.PermissionDenied,
+        `the peer site ${peer.siteName} does not accept the bootstrap token's key; create a new token there`,
+      );
     }
     if (direction === 'rx-tx') {
       // Like Ceph: a key of this cluster for the peer, registered in the peer's pool so that it replays from here too.
@@ -374,13 +524,31 @@ export class SimStorageDriver implements StorageDriver {
       await remote.updateMirrorPool(pool, (current) => ({
         siteName: current?.siteName ?? peer.siteName,
         acceptedKeys: current?.acceptedKeys ?? [],
-        peers: [...(current?.peers ?? []).filter((p) => p.siteName !== site), { uuid: randomUUID(), siteName: site, direction: 'rx-tx', endpoints: [...this.options.etcdEndpoints], key: back }],
+        peers: [
+          ...(current?.peers ?? []).filter((p) => p.siteName !== site),
+          {
+            uuid: randomUUID(),
+            siteName: site,
+            direction: 'rx-tx',
+            endpoints: [...this.options.etcdEndpoints],
+            key: back,
+          },
+        ],
       }));
     }
     await this.repository.updateMirrorPool(pool, (current) => ({
       siteName: site,
       acceptedKeys: current?.acceptedKeys ?? [],
-      peers: [...(current?.peers ?? []).filter((p) => p.siteName !== peer.siteName), { uuid: randomUUID(), siteName: peer.siteName, direction, endpoints: peer.endpoints, key: peer.key }],
+      peers: [
+        ...(current?.peers ?? []).filter((p) => p.siteName !== peer.siteName),
+        {
+          uuid: randomUUID(),
+          siteName: peer.siteName,
+          direction,
+          endpoints: peer.endpoints,
+          key: peer.key,
+        },
+      ],
     }));
     return this.poolMirrorStatus(pool);
   }
@@ -388,7 +556,17 @@ export class SimStorageDriver implements StorageDriver {
   async poolMirrorStatus(pool: string): Promise<PoolMirrorStatus> {
     checkName('pool', pool);
     const record = await this.repository.mirrorPool(pool);
-    if (!record) return { pool, mode: 'disabled', siteName: '', peers: [], health: 'UNKNOWN', daemonHealth: 'UNKNOWN', imageHealth: 'UNKNOWN', states: {} };
+    if (!record)
+      return {
+        pool,
+        mode: 'disabled',
+        siteName: '',
+        peers: [],
+        health: 'UNKNOWN',
+        daemonHealth: 'UNKNOWN',
+        imageHealth: 'UNKNOWN',
+        states: {},
+      };
     const images = (await this.repository.images(pool)).filter((image) => image.mirror);
     const states: Record<string, number> = {};
     for (const image of images) {
@@ -396,12 +574,20 @@ export class SimStorageDriver implements StorageDriver {
       states[state] = (states[state] ?? 0) + 1;
     }
     const daemonHealth = (await this.repository.replayerLeader()) ? 'OK' : 'UNKNOWN';
-    const imageHealth = states.error ? 'ERROR' : Object.keys(states).some((s) => s !== 'replaying' && s !== 'stopped') ? 'WARNING' : 'OK';
+    const imageHealth = states.error
+      ? 'ERROR'
+      : Object.keys(states).some((s) => s !== 'replaying' && s !== 'stopped')
+        ? 'WARNING'
+        : 'OK';
     return {
       pool,
       mode: 'image',
       siteName: record.siteName,
-      peers: record.peers.map((p) => ({ uuid: p.uuid, siteName: p.siteName, direction: p.direction })),
+      peers: record.peers.map((p) => ({
+        uuid: p.uuid,
+        siteName: p.siteName,
+        direction: p.direction,
+      })),
       health: worst(daemonHealth, imageHealth),
       daemonHealth,
       imageHealth,
@@ -436,7 +622,9 @@ export class SimStorageDriver implements StorageDriver {
       peerSite = newest?.site ?? '';
     } else peer = mirror.peerReport;
     const peerView = this.fresh(peer, peerSite ? `the peer site ${peerSite}` : 'the peer site');
-    const lastMirroredSnapshotAt = mirror.primary ? (peer?.lastMirroredSnapshotAt ?? '') : mirror.lastMirroredSnapshotAt;
+    const lastMirroredSnapshotAt = mirror.primary
+      ? (peer?.lastMirroredSnapshotAt ?? '')
+      : mirror.lastMirroredSnapshotAt;
     return {
       ...base,
       enabled: true,
@@ -458,10 +646,13 @@ export class SimStorageDriver implements StorageDriver {
   }
 
   private fresh(report: MirrorReport | undefined, who: string): MirrorReport {
-    if (report && this.now().getTime() - Date.parse(report.lastUpdate) <= this.options.staleAfterMs) return report;
+    if (report && this.now().getTime() - Date.parse(report.lastUpdate) <= this.options.staleAfterMs)
+      return report;
     return {
       state: 'down+unknown',
-      description: report ? `no rbd-mirror report from ${who} since ${report.lastUpdate}` : `no rbd-mirror report from ${who} yet`,
+      description: report
+        ? `no rbd-mirror report from ${who} since ${report.lastUpdate}`
+        : `no rbd-mirror report from ${who} yet`,
       lastUpdate: report?.lastUpdate ?? '',
       bytesPerSecond: 0,
       secondsUntilSynced: 0,
@@ -470,31 +661,51 @@ export class SimStorageDriver implements StorageDriver {
   }
 
   /** A planned promotion: the peer's image is demoted and this side holds its demotion snapshot. */
-  private async checkPeerDemoted(record: ImageRecord, pool: PoolMirrorRecord | undefined): Promise<void> {
+  private async checkPeerDemoted(
+    record: ImageRecord,
+    pool: PoolMirrorRecord | undefined,
+  ): Promise<void> {
     const mirror = enabledMirror(record);
     const peer = pool?.peers.find((p) => p.siteName === mirror.peerSite) ?? pool?.peers[0];
     const name = `${record.pool}/${record.image}`;
-    if (!peer) throw new AgentError(ErrorCode.FailedPrecondition, `the pool ${record.pool} has no peer site; force the promotion if the image must become primary here`);
+    if (!peer)
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `the pool ${record.pool} has no peer site; force the promotion if the image must become primary here`,
+      );
     const remote = await this.peers
       .repository(peer.endpoints, peer.siteName)
       .image(record)
       .catch((error: unknown) => {
         const reason = error instanceof AgentError ? error.message : 'it cannot be reached';
-        throw new AgentError(ErrorCode.Unavailable, `${reason}; a planned promotion of ${name} needs the peer to confirm its demotion (force it only when that site is fenced or down)`);
+        throw new AgentError(
+          ErrorCode.Unavailable,
+          `${reason}; a planned promotion of ${name} needs the peer to confirm its demotion (force it only when that site is fenced or down)`,
+        );
       });
     if (remote?.mirror?.globalId === mirror.globalId && remote.mirror.primary) {
-      throw new AgentError(ErrorCode.FailedPrecondition, `the RBD image ${name} is still primary at site ${peer.siteName}; demote it there first, or force the promotion`);
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `the RBD image ${name} is still primary at site ${peer.siteName}; demote it there first, or force the promotion`,
+      );
     }
-    const demotion = remote?.mirror?.globalId === mirror.globalId ? remote.mirror.snapshots.at(-1) : undefined;
+    const demotion =
+      remote?.mirror?.globalId === mirror.globalId ? remote.mirror.snapshots.at(-1) : undefined;
     if (demotion?.demoted && mirror.snapshots.at(-1)?.id !== demotion.id) {
-      throw new AgentError(ErrorCode.FailedPrecondition, `the RBD image ${name} has not received the demotion snapshot of site ${peer.siteName} yet; wait until it is synced`);
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `the RBD image ${name} has not received the demotion snapshot of site ${peer.siteName} yet; wait until it is synced`,
+      );
     }
   }
 
   private async ensureMirrorPool(pool: string): Promise<PoolMirrorRecord> {
     const existing = await this.repository.mirrorPool(pool);
     if (existing) return existing;
-    return this.repository.updateMirrorPool(pool, (current) => current ?? { siteName: this.options.clusterId, acceptedKeys: [], peers: [] });
+    return this.repository.updateMirrorPool(
+      pool,
+      (current) => current ?? { siteName: this.options.clusterId, acceptedKeys: [], peers: [] },
+    );
   }
 
   private async siteName(pool: string): Promise<string> {
@@ -519,7 +730,11 @@ export class SimStorageDriver implements StorageDriver {
   private async refuseIfBlocklisted(holder: string): Promise<void> {
     const client = this.clientOf(holder);
     const until = await this.repository.blocklisted(client, this.now());
-    if (until) throw new AgentError(ErrorCode.FailedPrecondition, `the storage client ${client} is blocklisted (fenced) until ${until}`);
+    if (until)
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `the storage client ${client} is blocklisted (fenced) until ${until}`,
+      );
   }
 
   private now(): Date {
@@ -528,15 +743,31 @@ export class SimStorageDriver implements StorageDriver {
 }
 
 export function primaryReport(now: Date): MirrorReport {
-  return { state: 'up+stopped', description: 'local image is primary', lastUpdate: now.toISOString(), bytesPerSecond: 0, secondsUntilSynced: 0, lastMirroredSnapshotAt: '' };
+  return {
+    state: 'up+stopped',
+    description: 'local image is primary',
+    lastUpdate: now.toISOString(),
+    bytesPerSecond: 0,
+    secondsUntilSynced: 0,
+    lastMirroredSnapshotAt: '',
+  };
 }
 
 function toImage(record: ImageRecord): RbdImage {
-  return { pool: record.pool, image: record.image, sizeBytes: record.sizeBytes, createdAt: record.createdAt };
+  return {
+    pool: record.pool,
+    image: record.image,
+    sizeBytes: record.sizeBytes,
+    createdAt: record.createdAt,
+  };
 }
 
 function checkName(what: string, value: string): void {
-  if (!labelSchema.safeParse(value).success) throw new AgentError(ErrorCode.InvalidArgument, `invalid ${what} name: a ${what} name is 1-64 letters, digits, dots, underscores and inner hyphens`);
+  if (!labelSchema.safeParse(value).success)
+    throw new AgentError(
+      ErrorCode.InvalidArgument,
+      `invalid ${what} name: a ${what} name is 1-64 letters, digits, dots, underscores and inner hyphens`,
+    );
 }
 
 function checkRef(ref: ImageRef): void {
@@ -546,43 +777,66 @@ function checkRef(ref: ImageRef): void {
 
 function checkSchedule(interval: string): void {
   if (interval !== '' && scheduleIntervalMs(interval) === undefined) {
-    throw new AgentError(ErrorCode.InvalidArgument, 'invalid schedule interval: a number of minutes, hours or days such as 5m, 1h or 1d');
+    throw new AgentError(
+      ErrorCode.InvalidArgument,
+      'invalid schedule interval: a number of minutes, hours or days such as 5m, 1h or 1d',
+    );
   }
 }
 
 /** The images of a (group) operation: at least one, each once. */
 function distinct(images: ImageRef[]): ImageRef[] {
-  if (images.length === 0) throw new AgentError(ErrorCode.InvalidArgument, 'name at least one image');
+  if (images.length === 0)
+    throw new AgentError(ErrorCode.InvalidArgument, 'name at least one image');
   for (const ref of images) checkRef(ref);
-  if (new Set(images.map((ref) => `${ref.pool}/${ref.image}`)).size !== images.length) throw new AgentError(ErrorCode.InvalidArgument, 'an image is named more than once');
+  if (new Set(images.map((ref) => `${ref.pool}/${ref.image}`)).size !== images.length)
+    throw new AgentError(ErrorCode.InvalidArgument, 'an image is named more than once');
   return images;
 }
 
 function enabledMirror(record: ImageRecord): NonNullable<ImageRecord['mirror']> {
-  if (!record.mirror) throw new AgentError(ErrorCode.FailedPrecondition, `mirroring is not enabled on the RBD image ${record.pool}/${record.image}`);
+  if (!record.mirror)
+    throw new AgentError(
+      ErrorCode.FailedPrecondition,
+      `mirroring is not enabled on the RBD image ${record.pool}/${record.image}`,
+    );
   return record.mirror;
 }
 
 function refuseIfNonPrimary(record: ImageRecord, what: string): void {
   if (record.mirror && !record.mirror.primary) {
     const from = record.mirror.peerSite ? ` of site ${record.mirror.peerSite}` : '';
-    throw new AgentError(ErrorCode.FailedPrecondition, `the RBD image ${record.pool}/${record.image} is a non-primary mirror${from} (read-only) and cannot be ${what}; promote it first`);
+    throw new AgentError(
+      ErrorCode.FailedPrecondition,
+      `the RBD image ${record.pool}/${record.image} is a non-primary mirror${from} (read-only) and cannot be ${what}; promote it first`,
+    );
   }
 }
 
 function heldBy(record: ImageRecord): AgentError {
-  return new AgentError(ErrorCode.FailedPrecondition, `the RBD image ${record.pool}/${record.image} is held by ${record.lock!.holder} (${record.lock!.client})`);
+  return new AgentError(
+    ErrorCode.FailedPrecondition,
+    `the RBD image ${record.pool}/${record.image} is held by ${record.lock!.holder} (${record.lock!.client})`,
+  );
 }
 
 function noSnapshot(record: ImageRecord, snapshot: string): AgentError {
-  return new AgentError(ErrorCode.NotFound, `the RBD image ${record.pool}/${record.image} has no snapshot ${snapshot}`);
+  return new AgentError(
+    ErrorCode.NotFound,
+    `the RBD image ${record.pool}/${record.image} has no snapshot ${snapshot}`,
+  );
 }
 
 function parseToken(token: string) {
-  const invalid = new AgentError(ErrorCode.InvalidArgument, 'the peer bootstrap token is not one of a simulated (sim) RBD cluster');
+  const invalid = new AgentError(
+    ErrorCode.InvalidArgument,
+    'the peer bootstrap token is not one of a simulated (sim) RBD cluster',
+  );
   if (token.length === 0 || token.length > MAX_TOKEN_LENGTH) throw invalid;
   try {
-    const parsed = bootstrapTokenSchema.safeParse(JSON.parse(Buffer.from(token, 'base64').toString('utf8')));
+    const parsed = bootstrapTokenSchema.safeParse(
+      JSON.parse(Buffer.from(token, 'base64').toString('utf8')),
+    );
     if (!parsed.success) throw invalid;
     return parsed.data;
   } catch {

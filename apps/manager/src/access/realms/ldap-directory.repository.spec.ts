@@ -32,7 +32,12 @@ describe('LdapDirectoryRepository against a real slapd', () => {
 
   beforeAll(async () => {
     ldap = await startSlapd();
-    await ldap.addUser({ uid: 'ann', password: 'ann-secret', cn: 'Ann Example', mail: 'ann@example.test' });
+    await ldap.addUser({
+      uid: 'ann',
+      password: 'ann-secret',
+      cn: 'Ann Example',
+      mail: 'ann@example.test',
+    });
     await ldap.addUser({ uid: 'bob', password: 'bob-secret' });
     await ldap.addUser({ uid: 'carol', password: 'carol-secret' });
     await ldap.addGroup('ops', ['ann', 'bob']);
@@ -55,8 +60,19 @@ describe('LdapDirectoryRepository against a real slapd', () => {
     });
 
     it('treats filter syntax in a username as data, so injected filters match nothing', async () => {
-      for (const username of ['*', '*)(uid=*', 'ann)(|(uid=*', 'a*', 'ann\\29', '*)(objectClass=*', ')']) {
-        expect(await repository.findUser(settings(), ldap.bindPassword, username), username).toBeNull();
+      for (const username of [
+        '*',
+        '*)(uid=*',
+        'ann)(|(uid=*',
+        'a*',
+        'ann\\29',
+        '*)(objectClass=*',
+        ')',
+      ]) {
+        expect(
+          await repository.findUser(settings(), ldap.bindPassword, username),
+          username,
+        ).toBeNull();
       }
     });
 
@@ -71,7 +87,9 @@ describe('LdapDirectoryRepository against a real slapd', () => {
     it('is true for the user’s password and false for another', async () => {
       expect(await repository.bindAsUser(settings(), ldap.userDn('bob'), 'bob-secret')).toBe(true);
       expect(await repository.bindAsUser(settings(), ldap.userDn('bob'), 'ann-secret')).toBe(false);
-      expect(await repository.bindAsUser(settings(), ldap.userDn('nobody'), 'bob-secret')).toBe(false);
+      expect(await repository.bindAsUser(settings(), ldap.userDn('nobody'), 'bob-secret')).toBe(
+        false,
+      );
     });
 
     it('is false for an empty password, which the server would accept as an unauthenticated bind', async () => {
@@ -88,7 +106,9 @@ describe('LdapDirectoryRepository against a real slapd', () => {
 
     it('follows a password change in the directory', async () => {
       await ldap.setPassword('carol', 'carol-new');
-      expect(await repository.bindAsUser(settings(), ldap.userDn('carol'), 'carol-secret')).toBe(false);
+      expect(await repository.bindAsUser(settings(), ldap.userDn('carol'), 'carol-secret')).toBe(
+        false,
+      );
       expect(await repository.bindAsUser(settings(), ldap.userDn('carol'), 'carol-new')).toBe(true);
     });
   });
@@ -97,8 +117,18 @@ describe('LdapDirectoryRepository against a real slapd', () => {
     it('lists every user and group with members as usernames, then sees the directory change', async () => {
       const before = await repository.fetchDirectory(settings(), ldap.bindPassword);
       expect(before.users.map((u) => u.username)).toEqual(['ann', 'bob', 'carol']);
-      expect(before.users[0]).toEqual({ username: 'ann', dn: ldap.userDn('ann'), displayName: 'Ann Example', email: 'ann@example.test' });
-      expect(before.users[1]).toEqual({ username: 'bob', dn: ldap.userDn('bob'), displayName: 'bob', email: null });
+      expect(before.users[0]).toEqual({
+        username: 'ann',
+        dn: ldap.userDn('ann'),
+        displayName: 'Ann Example',
+        email: 'ann@example.test',
+      });
+      expect(before.users[1]).toEqual({
+        username: 'bob',
+        dn: ldap.userDn('bob'),
+        displayName: 'bob',
+        email: null,
+      });
       expect(before.groups).toEqual([
         { name: 'devs', dn: ldap.groupDn('devs'), memberUsernames: ['bob'] },
         { name: 'ops', dn: ldap.groupDn('ops'), memberUsernames: ['ann', 'bob'] },
@@ -131,14 +161,26 @@ describe('LdapDirectoryRepository against a real slapd', () => {
     it('reads every entry past the server’s size limit by paging', async () => {
       const limited = await startSlapd({ sizeLimit: 2 });
       try {
-        for (const uid of ['u1', 'u2', 'u3', 'u4', 'u5']) await limited.addUser({ uid, password: `${uid}-secret` });
+        for (const uid of ['u1', 'u2', 'u3', 'u4', 'u5'])
+          await limited.addUser({ uid, password: `${uid}-secret` });
         await limited.addGroup('all', ['u1', 'u2', 'u3', 'u4', 'u5']);
         const { users, groups } = await repository.fetchDirectory(
-          ldapRealmSettingsSchema.parse({ url: limited.url, bindDn: limited.bindDn, userBaseDn: limited.usersDn, groupBaseDn: limited.groupsDn }),
+          ldapRealmSettingsSchema.parse({
+            url: limited.url,
+            bindDn: limited.bindDn,
+            userBaseDn: limited.usersDn,
+            groupBaseDn: limited.groupsDn,
+          }),
           limited.bindPassword,
         );
         expect(users.map((u) => u.username)).toEqual(['u1', 'u2', 'u3', 'u4', 'u5']);
-        expect(groups).toEqual([{ name: 'all', dn: limited.groupDn('all'), memberUsernames: ['u1', 'u2', 'u3', 'u4', 'u5'] }]);
+        expect(groups).toEqual([
+          {
+            name: 'all',
+            dn: limited.groupDn('all'),
+            memberUsernames: ['u1', 'u2', 'u3', 'u4', 'u5'],
+          },
+        ]);
       } finally {
         await limited.stop();
       }
@@ -153,16 +195,22 @@ describe('LdapDirectoryRepository against a real slapd', () => {
       await ldap.addGroup('gou-one', ['gina']);
       await ldap.addGroup('gou-two', ['ann', 'gina']);
       await ldap.addGroup('gou-three', ['ann']);
-      expect(ours(await repository.groupsOfUser(settings(), ldap.bindPassword, ldap.userDn('gina')))).toEqual(['gou-one', 'gou-two']);
+      expect(
+        ours(await repository.groupsOfUser(settings(), ldap.bindPassword, ldap.userDn('gina'))),
+      ).toEqual(['gou-one', 'gou-two']);
 
       await ldap.setGroupMembers('gou-two', ['ann']);
-      expect(ours(await repository.groupsOfUser(settings(), ldap.bindPassword, ldap.userDn('gina')))).toEqual(['gou-one']);
+      expect(
+        ours(await repository.groupsOfUser(settings(), ldap.bindPassword, ldap.userDn('gina'))),
+      ).toEqual(['gou-one']);
     });
 
     it('matches the member DN however it is spelled, and treats filter syntax in it as data', async () => {
       await ldap.addGroup('gou-spelling', ['ann']);
       const shouted = ldap.userDn('ann').toUpperCase().replace(/,/g, ', ');
-      expect(ours(await repository.groupsOfUser(settings(), ldap.bindPassword, shouted))).toContain('gou-spelling');
+      expect(ours(await repository.groupsOfUser(settings(), ldap.bindPassword, shouted))).toContain(
+        'gou-spelling',
+      );
       for (const dn of ['*', `${ldap.userDn('ann')})(cn=*`, '*)(objectClass=*']) {
         expect(await repository.groupsOfUser(settings(), ldap.bindPassword, dn), dn).toEqual([]);
       }
@@ -170,28 +218,40 @@ describe('LdapDirectoryRepository against a real slapd', () => {
 
     it('applies the realm group filter', async () => {
       await ldap.addGroup('gou-filtered', ['ann']);
-      const onlyFiltered = settings({ groupFilter: '(&(objectClass=groupOfNames)(cn=gou-filtered))' });
-      expect(await repository.groupsOfUser(onlyFiltered, ldap.bindPassword, ldap.userDn('ann'))).toEqual(['gou-filtered']);
+      const onlyFiltered = settings({
+        groupFilter: '(&(objectClass=groupOfNames)(cn=gou-filtered))',
+      });
+      expect(
+        await repository.groupsOfUser(onlyFiltered, ldap.bindPassword, ldap.userDn('ann')),
+      ).toEqual(['gou-filtered']);
     });
 
     it('fails with realm_unavailable when the service account password is wrong', async () => {
-      await expectUnavailable(repository.groupsOfUser(settings(), 'wrong-password', ldap.userDn('ann')));
+      await expectUnavailable(
+        repository.groupsOfUser(settings(), 'wrong-password', ldap.userDn('ann')),
+      );
     });
   });
 
   describe('TLS', () => {
     it('works over LDAPS when the server certificate chains to caPem', async () => {
       const ldaps = settings({ url: ldap.ldapsUrl, caPem: ldap.caPem });
-      expect((await repository.findUser(ldaps, ldap.bindPassword, 'ann'))?.dn).toBe(ldap.userDn('ann'));
+      expect((await repository.findUser(ldaps, ldap.bindPassword, 'ann'))?.dn).toBe(
+        ldap.userDn('ann'),
+      );
       expect(await repository.bindAsUser(ldaps, ldap.userDn('ann'), 'ann-secret')).toBe(true);
       await repository.testConnection(ldaps, ldap.bindPassword);
     });
 
     it('works over StartTLS when the server certificate chains to caPem', async () => {
       const startTls = settings({ startTls: true, caPem: ldap.caPem });
-      expect((await repository.findUser(startTls, ldap.bindPassword, 'ann'))?.dn).toBe(ldap.userDn('ann'));
+      expect((await repository.findUser(startTls, ldap.bindPassword, 'ann'))?.dn).toBe(
+        ldap.userDn('ann'),
+      );
       expect(await repository.bindAsUser(startTls, ldap.userDn('ann'), 'ann-secret')).toBe(true);
-      expect((await repository.fetchDirectory(startTls, ldap.bindPassword)).users.length).toBeGreaterThan(0);
+      expect(
+        (await repository.fetchDirectory(startTls, ldap.bindPassword)).users.length,
+      ).toBeGreaterThan(0);
     });
 
     it('fails with realm_unavailable when the server certificate does not chain to caPem (LDAPS and StartTLS)', async () => {
@@ -200,20 +260,28 @@ describe('LdapDirectoryRepository against a real slapd', () => {
         { url: ldap.ldapsUrl, caPem: otherCa },
         { startTls: true, caPem: otherCa },
       ]) {
-        const error = await expectUnavailable(repository.findUser(settings(overrides), ldap.bindPassword, 'ann'));
+        const error = await expectUnavailable(
+          repository.findUser(settings(overrides), ldap.bindPassword, 'ann'),
+        );
         expect(error.message).toMatch(/certificate is not trusted/);
-        await expectUnavailable(repository.bindAsUser(settings(overrides), ldap.userDn('ann'), 'ann-secret'));
+        await expectUnavailable(
+          repository.bindAsUser(settings(overrides), ldap.userDn('ann'), 'ann-secret'),
+        );
       }
     });
 
     it('fails with realm_unavailable without caPem when the system CAs do not know the server', async () => {
-      await expectUnavailable(repository.testConnection(settings({ url: ldap.ldapsUrl }), ldap.bindPassword));
+      await expectUnavailable(
+        repository.testConnection(settings({ url: ldap.ldapsUrl }), ldap.bindPassword),
+      );
     });
   });
 
   describe('failures', () => {
     it('fails with realm_unavailable, naming no secret, when the service account password is wrong', async () => {
-      const error = await expectUnavailable(repository.findUser(settings(), 'wrong-service-password', 'ann'));
+      const error = await expectUnavailable(
+        repository.findUser(settings(), 'wrong-service-password', 'ann'),
+      );
       expect(error.message).toMatch(/rejected the service account/);
       expect(error.message).not.toContain('wrong-service-password');
       await expectUnavailable(repository.fetchDirectory(settings(), 'wrong-service-password'));
@@ -223,7 +291,12 @@ describe('LdapDirectoryRepository against a real slapd', () => {
     it('fails with realm_unavailable at once when nothing listens on the port', async () => {
       const closedPort = await freePort();
       const started = performance.now();
-      const error = await expectUnavailable(repository.testConnection(settings({ url: `ldap://127.0.0.1:${closedPort}` }), ldap.bindPassword));
+      const error = await expectUnavailable(
+        repository.testConnection(
+          settings({ url: `ldap://127.0.0.1:${closedPort}` }),
+          ldap.bindPassword,
+        ),
+      );
       expect(error.message).toMatch(/connection refused/);
       expect(performance.now() - started).toBeLessThan(1000);
     });
@@ -237,7 +310,13 @@ describe('LdapDirectoryRepository against a real slapd', () => {
           { url: `ldap://127.0.0.1:${silent.port}`, startTls: true, caPem: ldap.caPem },
         ]) {
           const started = performance.now();
-          const error = await expectUnavailable(repository.findUser(settings({ ...overrides, timeoutMs: 300 }), ldap.bindPassword, 'ann'));
+          const error = await expectUnavailable(
+            repository.findUser(
+              settings({ ...overrides, timeoutMs: 300 }),
+              ldap.bindPassword,
+              'ann',
+            ),
+          );
           expect(error.message, overrides.url).toMatch(/did not answer within 300 ms/);
           expect(performance.now() - started).toBeLessThan(2000);
         }
@@ -247,7 +326,12 @@ describe('LdapDirectoryRepository against a real slapd', () => {
     });
 
     it('fails with realm_unavailable when a base DN does not exist', async () => {
-      const error = await expectUnavailable(repository.testConnection(settings({ groupBaseDn: `ou=missing,${ldap.baseDn}` }), ldap.bindPassword));
+      const error = await expectUnavailable(
+        repository.testConnection(
+          settings({ groupBaseDn: `ou=missing,${ldap.baseDn}` }),
+          ldap.bindPassword,
+        ),
+      );
       expect(error.message).toContain(`ou=missing,${ldap.baseDn}`);
     });
 
@@ -256,13 +340,19 @@ describe('LdapDirectoryRepository against a real slapd', () => {
     });
 
     it('passes testConnection with the right service account', async () => {
-      await expect(repository.testConnection(settings(), ldap.bindPassword)).resolves.toBeUndefined();
+      await expect(
+        repository.testConnection(settings(), ldap.bindPassword),
+      ).resolves.toBeUndefined();
     });
   });
 });
 
 describe('ldapRealmSettingsSchema', () => {
-  const base = { url: 'ldap://dc1.example.com', userBaseDn: 'ou=people,dc=example,dc=com', groupBaseDn: 'ou=groups,dc=example,dc=com' };
+  const base = {
+    url: 'ldap://dc1.example.com',
+    userBaseDn: 'ou=people,dc=example,dc=com',
+    groupBaseDn: 'ou=groups,dc=example,dc=com',
+  };
 
   it('fills in the OpenLDAP defaults', () => {
     expect(ldapRealmSettingsSchema.parse(base)).toEqual({
@@ -272,7 +362,8 @@ describe('ldapRealmSettingsSchema', () => {
       usernameAttribute: 'uid',
       displayNameAttribute: 'cn',
       emailAttribute: 'mail',
-      groupFilter: '(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=group))',
+      groupFilter:
+        '(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=group))',
       groupNameAttribute: 'cn',
       groupMemberAttribute: 'member',
       timeoutMs: 5000,
@@ -280,13 +371,23 @@ describe('ldapRealmSettingsSchema', () => {
   });
 
   it('refuses StartTLS on an ldaps:// URL', () => {
-    const result = ldapRealmSettingsSchema.safeParse({ ...base, url: 'ldaps://dc1.example.com', startTls: true });
+    const result = ldapRealmSettingsSchema.safeParse({
+      ...base,
+      url: 'ldaps://dc1.example.com',
+      startTls: true,
+    });
     expect(result.success).toBe(false);
     expect(result.error?.issues[0].path).toEqual(['startTls']);
   });
 
   it('refuses URLs other than ldap:// and ldaps:// host and port', () => {
-    for (const url of ['http://dc1.example.com', 'ldapi:///var/run/slapd', 'ldap://user:pw@dc1.example.com', 'ldap://dc1/dc=example?uid', 'dc1.example.com']) {
+    for (const url of [
+      'http://dc1.example.com',
+      'ldapi:///var/run/slapd',
+      'ldap://user:pw@dc1.example.com',
+      'ldap://dc1/dc=example?uid',
+      'dc1.example.com',
+    ]) {
       expect(ldapRealmSettingsSchema.safeParse({ ...base, url }).success, url).toBe(false);
     }
   });
@@ -302,7 +403,10 @@ describe('ldapRealmSettingsSchema', () => {
       { timeoutMs: 50 },
       { unknownSetting: true },
     ]) {
-      expect(ldapRealmSettingsSchema.safeParse({ ...base, ...bad }).success, JSON.stringify(bad)).toBe(false);
+      expect(
+        ldapRealmSettingsSchema.safeParse({ ...base, ...bad }).success,
+        JSON.stringify(bad),
+      ).toBe(false);
     }
   });
 });

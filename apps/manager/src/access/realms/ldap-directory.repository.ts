@@ -62,14 +62,28 @@ const CERTIFICATE_ERRORS = new Set([
 @Injectable()
 export class LdapDirectoryRepository {
   /** The user whose username attribute equals `username` (exactly one entry), or null. */
-  async findUser(settings: LdapRealmSettings, bindPassword: string | null, username: string): Promise<DirectoryUser | null> {
+  async findUser(
+    settings: LdapRealmSettings,
+    bindPassword: string | null,
+    username: string,
+  ): Promise<DirectoryUser | null> {
     if (username.length === 0 || username.length > MAX_CREDENTIAL_LENGTH) return null;
     return this.withServiceAccount(settings, bindPassword, async (client) => {
       // The value goes into the request as data (an equality assertion), never into filter text.
       const filter = new AndFilter({
-        filters: [parseFilter(settings.userFilter), new EqualityFilter({ attribute: settings.usernameAttribute, value: username })],
+        filters: [
+          parseFilter(settings.userFilter),
+          new EqualityFilter({ attribute: settings.usernameAttribute, value: username }),
+        ],
       });
-      const { searchEntries } = await this.search(client, settings.userBaseDn, filter, userAttributes(settings), { sizeLimit: 2 }, 'user base DN');
+      const { searchEntries } = await this.search(
+        client,
+        settings.userBaseDn,
+        filter,
+        userAttributes(settings),
+        { sizeLimit: 2 },
+        'user base DN',
+      );
       // Two entries answering to one name: refuse rather than guess which one is meant.
       if (searchEntries.length !== 1) return null;
       return toUser(settings, searchEntries[0]);
@@ -81,24 +95,48 @@ export class LdapDirectoryRepository {
    * the credentials. An empty password (or DN) never reaches the server: LDAP treats it as an
    * unauthenticated bind, which servers accept without checking anything.
    */
-  async bindAsUser(settings: LdapRealmSettings, userDn: string, password: string): Promise<boolean> {
-    if (userDn.trim() === '' || password === '' || password.length > MAX_CREDENTIAL_LENGTH) return false;
+  async bindAsUser(
+    settings: LdapRealmSettings,
+    userDn: string,
+    password: string,
+  ): Promise<boolean> {
+    if (userDn.trim() === '' || password === '' || password.length > MAX_CREDENTIAL_LENGTH)
+      return false;
     return this.withConnection(settings, async (client) => {
       try {
         await client.bind(userDn, password);
         return true;
       } catch (error) {
-        if (error instanceof InvalidCredentialsError || error instanceof InappropriateAuthError || error instanceof NoSuchObjectError) return false;
+        if (
+          error instanceof InvalidCredentialsError ||
+          error instanceof InappropriateAuthError ||
+          error instanceof NoSuchObjectError
+        )
+          return false;
         throw error;
       }
     });
   }
 
   /** Every user and group of the realm (paged searches); group members resolved to usernames. */
-  async fetchDirectory(settings: LdapRealmSettings, bindPassword: string | null): Promise<{ users: DirectoryUser[]; groups: DirectoryGroup[] }> {
+  async fetchDirectory(
+    settings: LdapRealmSettings,
+    bindPassword: string | null,
+  ): Promise<{ users: DirectoryUser[]; groups: DirectoryGroup[] }> {
     return this.withServiceAccount(settings, bindPassword, async (client) => {
-      const userEntries = await this.search(client, settings.userBaseDn, parseFilter(settings.userFilter), userAttributes(settings), { paged: true }, 'user base DN');
-      const users = uniqueUsers(userEntries.searchEntries.map((entry) => toUser(settings, entry)).filter((user) => user !== null));
+      const userEntries = await this.search(
+        client,
+        settings.userBaseDn,
+        parseFilter(settings.userFilter),
+        userAttributes(settings),
+        { paged: true },
+        'user base DN',
+      );
+      const users = uniqueUsers(
+        userEntries.searchEntries
+          .map((entry) => toUser(settings, entry))
+          .filter((user) => user !== null),
+      );
       const usernameByDn = new Map(users.map((user) => [normalizeDn(user.dn), user.username]));
 
       const groupEntries = await this.search(
@@ -130,13 +168,27 @@ export class LdapDirectoryRepository {
    * account), so that a login can refresh a user's groups without a full sync. The DN goes into the
    * request as data (an equality assertion on the member attribute), never into filter text.
    */
-  async groupsOfUser(settings: LdapRealmSettings, bindPassword: string | null, userDn: string): Promise<string[]> {
+  async groupsOfUser(
+    settings: LdapRealmSettings,
+    bindPassword: string | null,
+    userDn: string,
+  ): Promise<string[]> {
     if (userDn.trim() === '' || userDn.length > MAX_CREDENTIAL_LENGTH) return [];
     return this.withServiceAccount(settings, bindPassword, async (client) => {
       const filter = new AndFilter({
-        filters: [parseFilter(settings.groupFilter), new EqualityFilter({ attribute: settings.groupMemberAttribute, value: userDn })],
+        filters: [
+          parseFilter(settings.groupFilter),
+          new EqualityFilter({ attribute: settings.groupMemberAttribute, value: userDn }),
+        ],
       });
-      const { searchEntries } = await this.search(client, settings.groupBaseDn, filter, [settings.groupNameAttribute], { paged: true }, 'group base DN');
+      const { searchEntries } = await this.search(
+        client,
+        settings.groupBaseDn,
+        filter,
+        [settings.groupNameAttribute],
+        { paged: true },
+        'group base DN',
+      );
       const names = new Set<string>();
       for (const entry of searchEntries) {
         const name = firstValue(entry, settings.groupNameAttribute);
@@ -149,8 +201,22 @@ export class LdapDirectoryRepository {
   /** Connects (TLS as configured), binds as the service account and reads both base DNs; throws RealmUnavailable naming what failed. */
   async testConnection(settings: LdapRealmSettings, bindPassword: string | null): Promise<void> {
     await this.withServiceAccount(settings, bindPassword, async (client) => {
-      await this.search(client, settings.userBaseDn, parseFilter('(objectClass=*)'), ['1.1'], { scope: 'base' }, 'user base DN');
-      await this.search(client, settings.groupBaseDn, parseFilter('(objectClass=*)'), ['1.1'], { scope: 'base' }, 'group base DN');
+      await this.search(
+        client,
+        settings.userBaseDn,
+        parseFilter('(objectClass=*)'),
+        ['1.1'],
+        { scope: 'base' },
+        'user base DN',
+      );
+      await this.search(
+        client,
+        settings.groupBaseDn,
+        parseFilter('(objectClass=*)'),
+        ['1.1'],
+        { scope: 'base' },
+        'group base DN',
+      );
     });
   }
 
@@ -172,22 +238,37 @@ export class LdapDirectoryRepository {
       });
     } catch (error) {
       if (error instanceof NoSuchObjectError) {
-        throw new DomainError(ErrorCode.RealmUnavailable, `The directory has no ${what} ${baseDn} (or the service account may not read it)`, { cause: error });
+        throw new DomainError(
+          ErrorCode.RealmUnavailable,
+          `The directory has no ${what} ${baseDn} (or the service account may not read it)`,
+          { cause: error },
+        );
       }
       throw error;
     }
   }
 
-  private async withServiceAccount<T>(settings: LdapRealmSettings, bindPassword: string | null, work: (client: Client) => Promise<T>): Promise<T> {
+  private async withServiceAccount<T>(
+    settings: LdapRealmSettings,
+    bindPassword: string | null,
+    work: (client: Client) => Promise<T>,
+  ): Promise<T> {
     return this.withConnection(settings, async (client) => {
       if (settings.bindDn) {
         if (!bindPassword) {
-          throw new DomainError(ErrorCode.RealmUnavailable, 'The realm has a bind DN but no bind password; set the service account password');
+          throw new DomainError(
+            ErrorCode.RealmUnavailable,
+            'The realm has a bind DN but no bind password; set the service account password',
+          );
         }
         try {
           await client.bind(settings.bindDn, bindPassword);
         } catch (error) {
-          if (error instanceof InvalidCredentialsError || error instanceof InappropriateAuthError || error instanceof NoSuchObjectError) {
+          if (
+            error instanceof InvalidCredentialsError ||
+            error instanceof InappropriateAuthError ||
+            error instanceof NoSuchObjectError
+          ) {
             throw new DomainError(
               ErrorCode.RealmUnavailable,
               `The directory server at ${settings.url} rejected the service account ${settings.bindDn}: check the bind DN and password`,
@@ -202,7 +283,10 @@ export class LdapDirectoryRepository {
   }
 
   /** Opens a connection (with TLS as configured), runs `work`, always closes it; maps failures to RealmUnavailable. */
-  private async withConnection<T>(settings: LdapRealmSettings, work: (client: Client) => Promise<T>): Promise<T> {
+  private async withConnection<T>(
+    settings: LdapRealmSettings,
+    work: (client: Client) => Promise<T>,
+  ): Promise<T> {
     const url = new URL(settings.url);
     const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
     const tlsOptions: ConnectionOptions = {
@@ -239,7 +323,11 @@ function parseFilter(text: string): Filter {
   try {
     return FilterParser.parseString(text);
   } catch (error) {
-    throw new DomainError(ErrorCode.RealmUnavailable, `The realm's filter ${text} is not a valid LDAP filter`, { cause: error });
+    throw new DomainError(
+      ErrorCode.RealmUnavailable,
+      `The realm's filter ${text} is not a valid LDAP filter`,
+      { cause: error },
+    );
   }
 }
 
@@ -261,7 +349,8 @@ function toUser(settings: LdapRealmSettings, entry: Entry): DirectoryUser | null
 /** Usernames compare case-insensitively in directories (caseIgnoreMatch): two entries sharing one are both left out, as findUser refuses them. */
 function uniqueUsers(users: DirectoryUser[]): DirectoryUser[] {
   const count = new Map<string, number>();
-  for (const user of users) count.set(user.username.toLowerCase(), (count.get(user.username.toLowerCase()) ?? 0) + 1);
+  for (const user of users)
+    count.set(user.username.toLowerCase(), (count.get(user.username.toLowerCase()) ?? 0) + 1);
   return users.filter((user) => count.get(user.username.toLowerCase()) === 1);
 }
 
@@ -355,12 +444,15 @@ function withDeadline<T>(promise: Promise<T>, ms: number, message: string): Prom
 function unavailable(settings: LdapRealmSettings, error: unknown): DomainError {
   if (error instanceof DomainError) return error;
   const where = `the directory server at ${settings.url}`;
-  const fail = (message: string) => new DomainError(ErrorCode.RealmUnavailable, message, { cause: error });
+  const fail = (message: string) =>
+    new DomainError(ErrorCode.RealmUnavailable, message, { cause: error });
   if (error instanceof ConfidentialityRequiredError || error instanceof StrongAuthRequiredError) {
     return fail(`${capitalize(where)} requires an encrypted connection: use ldaps:// or StartTLS`);
   }
   if (error instanceof ResultCodeError) {
-    return fail(`${capitalize(where)} answered ${error.name.replace(/Error$/, '')} (LDAP result ${error.code})`);
+    return fail(
+      `${capitalize(where)} answered ${error.name.replace(/Error$/, '')} (LDAP result ${error.code})`,
+    );
   }
   const code = (error as { code?: unknown }).code;
   const message = error instanceof Error ? error.message : String(error);
@@ -370,13 +462,17 @@ function unavailable(settings: LdapRealmSettings, error: unknown): DomainError {
     );
   }
   if (code === 'ECONNREFUSED') return fail(`Cannot connect to ${where}: connection refused`);
-  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return fail(`Cannot connect to ${where}: the host name does not resolve`);
-  if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH') return fail(`Cannot connect to ${where}: host unreachable`);
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN')
+    return fail(`Cannot connect to ${where}: the host name does not resolve`);
+  if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH')
+    return fail(`Cannot connect to ${where}: host unreachable`);
   if (/timed? ?out/i.test(message) || code === 'ETIMEDOUT') {
     return fail(`${capitalize(where)} did not answer within ${settings.timeoutMs} ms`);
   }
   if (/TLS|SSL|secure/i.test(message) || (typeof code === 'string' && code.startsWith('ERR_SSL'))) {
-    return fail(`TLS with ${where} failed (${typeof code === 'string' ? code : 'handshake failed'})`);
+    return fail(
+      `TLS with ${where} failed (${typeof code === 'string' ? code : 'handshake failed'})`,
+    );
   }
   if (code === 'ECONNRESET' || code === 'EPIPE' || /closed|socket/i.test(message)) {
     return fail(`The connection to ${where} was closed unexpectedly`);

@@ -70,10 +70,21 @@ const dn = z
   .trim()
   .min(3)
   .max(1024)
-  .refine((value) => value.includes('=') && !/[\0\r\n]/.test(value), 'must be a distinguished name such as ou=people,dc=example,dc=com');
+  .refine(
+    (value) => value.includes('=') && !/[\0\r\n]/.test(value),
+    'must be a distinguished name such as ou=people,dc=example,dc=com',
+  );
 
 const filter = (fallback: string) =>
-  z.string().trim().max(4096).refine(isParenthesizedFilter, 'must be an LDAP filter in parentheses, such as (objectClass=person)').default(fallback);
+  z
+    .string()
+    .trim()
+    .max(4096)
+    .refine(
+      isParenthesizedFilter,
+      'must be an LDAP filter in parentheses, such as (objectClass=person)',
+    )
+    .default(fallback);
 
 /** An attribute description: a name (letters, digits, hyphens) or a numeric OID. */
 const attribute = (fallback: string) =>
@@ -81,7 +92,10 @@ const attribute = (fallback: string) =>
     .string()
     .trim()
     .max(128)
-    .regex(/^(?:[A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)+)$/, 'must be an attribute name such as uid or sAMAccountName')
+    .regex(
+      /^(?:[A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)+)$/,
+      'must be an attribute name such as uid or sAMAccountName',
+    )
     .default(fallback);
 
 /**
@@ -95,9 +109,20 @@ export const ldapRealmSettingsSchema = z
       .string()
       .trim()
       .max(2048)
-      .refine(isServerUrl, 'must be ldap://host[:port] or ldaps://host[:port], without a path, query or credentials'),
+      .refine(
+        isServerUrl,
+        'must be ldap://host[:port] or ldaps://host[:port], without a path, query or credentials',
+      ),
     startTls: z.boolean().default(false),
-    caPem: z.string().trim().max(65_536).refine(isCertificateBundle, 'must be one or more PEM certificates (-----BEGIN CERTIFICATE-----)').optional(),
+    caPem: z
+      .string()
+      .trim()
+      .max(65_536)
+      .refine(
+        isCertificateBundle,
+        'must be one or more PEM certificates (-----BEGIN CERTIFICATE-----)',
+      )
+      .optional(),
     /** The service account to search with; anonymous when unset. */
     bindDn: dn.optional(),
     userBaseDn: dn,
@@ -106,7 +131,9 @@ export const ldapRealmSettingsSchema = z
     displayNameAttribute: attribute('cn'),
     emailAttribute: attribute('mail'),
     groupBaseDn: dn,
-    groupFilter: filter('(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=group))'),
+    groupFilter: filter(
+      '(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=group))',
+    ),
     groupNameAttribute: attribute('cn'),
     /** Its values are the DNs of the members. */
     groupMemberAttribute: attribute('member'),

@@ -22,10 +22,22 @@ describe('OidcClientRepository against a real oidc-provider', () => {
       accounts: {
         alice: {
           sub: 'sub-alice-1',
-          claims: { preferred_username: 'alice', name: 'Alice Liddell', email: 'alice@example.test', email_verified: true, groups: ['ops', 'dev'] },
+          claims: {
+            preferred_username: 'alice',
+            name: 'Alice Liddell',
+            email: 'alice@example.test',
+            email_verified: true,
+            groups: ['ops', 'dev'],
+          },
         },
         bob: { claims: { preferred_username: 'bob', groups: 'ops' } },
-        carol: { claims: { preferred_username: 'carol', email: 'carol@example.test', email_verified: false } },
+        carol: {
+          claims: {
+            preferred_username: 'carol',
+            email: 'carol@example.test',
+            email_verified: false,
+          },
+        },
         nameless: { claims: { email: 'nameless@example.test', groups: ['ops'] } },
       },
     });
@@ -79,7 +91,13 @@ describe('OidcClientRepository against a real oidc-provider', () => {
     expect(`${callback.origin}${callback.pathname}`).toBe(REDIRECT_URI);
     expect(callback.searchParams.get('state')).toBe(start.state);
 
-    const identity = await repository.completeLogin(settings, CLIENT_SECRET, REDIRECT_URI, callback, start);
+    const identity = await repository.completeLogin(
+      settings,
+      CLIENT_SECRET,
+      REDIRECT_URI,
+      callback,
+      start,
+    );
     expect(identity).toEqual({
       subject: 'sub-alice-1',
       username: 'alice',
@@ -91,13 +109,33 @@ describe('OidcClientRepository against a real oidc-provider', () => {
 
   it('answers the groups the account has at the time of the login', async () => {
     const first = await loginAs('alice');
-    expect((await repository.completeLogin(settings, CLIENT_SECRET, REDIRECT_URI, first.callback, first.start)).groups).toEqual(['ops', 'dev']);
+    expect(
+      (
+        await repository.completeLogin(
+          settings,
+          CLIENT_SECRET,
+          REDIRECT_URI,
+          first.callback,
+          first.start,
+        )
+      ).groups,
+    ).toEqual(['ops', 'dev']);
 
     const before = provider.accounts.alice!.claims.groups;
     provider.accounts.alice!.claims.groups = ['auditors'];
     try {
       const second = await loginAs('alice');
-      expect((await repository.completeLogin(settings, CLIENT_SECRET, REDIRECT_URI, second.callback, second.start)).groups).toEqual(['auditors']);
+      expect(
+        (
+          await repository.completeLogin(
+            settings,
+            CLIENT_SECRET,
+            REDIRECT_URI,
+            second.callback,
+            second.start,
+          )
+        ).groups,
+      ).toEqual(['auditors']);
     } finally {
       provider.accounts.alice!.claims.groups = before;
     }
@@ -105,27 +143,57 @@ describe('OidcClientRepository against a real oidc-provider', () => {
 
   it('takes a single string groups claim as one group, and no groups claim as no groups', async () => {
     const bob = await loginAs('bob');
-    const bobIdentity = await repository.completeLogin(settings, CLIENT_SECRET, REDIRECT_URI, bob.callback, bob.start);
-    expect(bobIdentity).toMatchObject({ subject: 'bob', username: 'bob', groups: ['ops'], email: null, displayName: null });
+    const bobIdentity = await repository.completeLogin(
+      settings,
+      CLIENT_SECRET,
+      REDIRECT_URI,
+      bob.callback,
+      bob.start,
+    );
+    expect(bobIdentity).toMatchObject({
+      subject: 'bob',
+      username: 'bob',
+      groups: ['ops'],
+      email: null,
+      displayName: null,
+    });
 
     const carol = await loginAs('carol');
-    expect((await repository.completeLogin(settings, CLIENT_SECRET, REDIRECT_URI, carol.callback, carol.start)).groups).toEqual([]);
+    expect(
+      (
+        await repository.completeLogin(
+          settings,
+          CLIENT_SECRET,
+          REDIRECT_URI,
+          carol.callback,
+          carol.start,
+        )
+      ).groups,
+    ).toEqual([]);
   });
 
   it('drops an email address the provider marks as unverified', async () => {
     const { start, callback } = await loginAs('carol');
-    expect((await repository.completeLogin(settings, CLIENT_SECRET, REDIRECT_URI, callback, start)).email).toBeNull();
+    expect(
+      (await repository.completeLogin(settings, CLIENT_SECRET, REDIRECT_URI, callback, start))
+        .email,
+    ).toBeNull();
   });
 
   it('reads the username from the configured claim', async () => {
     const byEmail = { ...settings, usernameClaim: 'email' };
     const { start, callback } = await loginAs('nameless', byEmail);
-    expect((await repository.completeLogin(byEmail, CLIENT_SECRET, REDIRECT_URI, callback, start)).username).toBe('nameless@example.test');
+    expect(
+      (await repository.completeLogin(byEmail, CLIENT_SECRET, REDIRECT_URI, callback, start))
+        .username,
+    ).toBe('nameless@example.test');
   });
 
   it('refuses a login whose ID token lacks the username claim (unauthenticated)', async () => {
     const { start, callback } = await loginAs('nameless');
-    const error = await failure(repository.completeLogin(settings, CLIENT_SECRET, REDIRECT_URI, callback, start));
+    const error = await failure(
+      repository.completeLogin(settings, CLIENT_SECRET, REDIRECT_URI, callback, start),
+    );
     expect(error.code).toBe(ErrorCode.Unauthenticated);
     expect(error.message).toContain('"preferred_username"');
   });
@@ -134,29 +202,47 @@ describe('OidcClientRepository against a real oidc-provider', () => {
     const { start, callback } = await loginAs('alice');
     const tampered = new URL(callback);
     tampered.searchParams.set('state', `${start.state}x`);
-    const error = await failure(repository.completeLogin(settings, CLIENT_SECRET, REDIRECT_URI, tampered, start));
+    const error = await failure(
+      repository.completeLogin(settings, CLIENT_SECRET, REDIRECT_URI, tampered, start),
+    );
     expect(error.code).toBe(ErrorCode.Unauthenticated);
     expect(error.message).toMatch(/state/);
 
     const withoutState = new URL(callback);
     withoutState.searchParams.delete('state');
-    expect((await failure(repository.completeLogin(settings, CLIENT_SECRET, REDIRECT_URI, withoutState, start))).code).toBe(ErrorCode.Unauthenticated);
+    expect(
+      (
+        await failure(
+          repository.completeLogin(settings, CLIENT_SECRET, REDIRECT_URI, withoutState, start),
+        )
+      ).code,
+    ).toBe(ErrorCode.Unauthenticated);
 
     // The untouched callback still works: nothing was redeemed by the refused attempts.
-    expect((await repository.completeLogin(settings, CLIENT_SECRET, REDIRECT_URI, callback, start)).username).toBe('alice');
+    expect(
+      (await repository.completeLogin(settings, CLIENT_SECRET, REDIRECT_URI, callback, start))
+        .username,
+    ).toBe('alice');
   });
 
   it('refuses the callback of another login attempt (state mismatch, unauthenticated)', async () => {
     const mine = await repository.beginLogin(settings, CLIENT_SECRET, REDIRECT_URI);
     const theirs = await loginAs('alice');
-    const error = await failure(repository.completeLogin(settings, CLIENT_SECRET, REDIRECT_URI, theirs.callback, mine));
+    const error = await failure(
+      repository.completeLogin(settings, CLIENT_SECRET, REDIRECT_URI, theirs.callback, mine),
+    );
     expect(error.code).toBe(ErrorCode.Unauthenticated);
   });
 
   it('refuses an ID token whose nonce belongs to another login attempt (unauthenticated)', async () => {
     const other = await repository.beginLogin(settings, CLIENT_SECRET, REDIRECT_URI);
     const { start, callback } = await loginAs('alice');
-    const error = await failure(repository.completeLogin(settings, CLIENT_SECRET, REDIRECT_URI, callback, { ...start, nonce: other.nonce }));
+    const error = await failure(
+      repository.completeLogin(settings, CLIENT_SECRET, REDIRECT_URI, callback, {
+        ...start,
+        nonce: other.nonce,
+      }),
+    );
     expect(error.code).toBe(ErrorCode.Unauthenticated);
   });
 
@@ -164,7 +250,10 @@ describe('OidcClientRepository against a real oidc-provider', () => {
     const other = await repository.beginLogin(settings, CLIENT_SECRET, REDIRECT_URI);
     const { start, callback } = await loginAs('alice');
     const error = await failure(
-      repository.completeLogin(settings, CLIENT_SECRET, REDIRECT_URI, callback, { ...start, codeVerifier: other.codeVerifier }),
+      repository.completeLogin(settings, CLIENT_SECRET, REDIRECT_URI, callback, {
+        ...start,
+        codeVerifier: other.codeVerifier,
+      }),
     );
     expect(error.code).toBe(ErrorCode.Unauthenticated);
   });
@@ -172,7 +261,9 @@ describe('OidcClientRepository against a real oidc-provider', () => {
   it('refuses to redeem the same authorization code twice (unauthenticated)', async () => {
     const { start, callback } = await loginAs('alice');
     await repository.completeLogin(settings, CLIENT_SECRET, REDIRECT_URI, callback, start);
-    const error = await failure(repository.completeLogin(settings, CLIENT_SECRET, REDIRECT_URI, callback, start));
+    const error = await failure(
+      repository.completeLogin(settings, CLIENT_SECRET, REDIRECT_URI, callback, start),
+    );
     expect(error.code).toBe(ErrorCode.Unauthenticated);
     expect(error.message).not.toContain(callback.searchParams.get('code')!);
   });
@@ -181,13 +272,21 @@ describe('OidcClientRepository against a real oidc-provider', () => {
     const { start, callback } = await loginAs('alice');
     const forged = new URL(callback);
     forged.searchParams.set('code', 'invented-code');
-    expect((await failure(repository.completeLogin(settings, CLIENT_SECRET, REDIRECT_URI, forged, start))).code).toBe(ErrorCode.Unauthenticated);
+    expect(
+      (
+        await failure(
+          repository.completeLogin(settings, CLIENT_SECRET, REDIRECT_URI, forged, start),
+        )
+      ).code,
+    ).toBe(ErrorCode.Unauthenticated);
   });
 
   it('reports a provider that refuses the client secret as realm_unavailable, without the secret', async () => {
     const { start, callback } = await loginAs('alice');
     const wrongSecret = 'not-the-client-secret';
-    const error = await failure(repository.completeLogin(settings, wrongSecret, REDIRECT_URI, callback, start));
+    const error = await failure(
+      repository.completeLogin(settings, wrongSecret, REDIRECT_URI, callback, start),
+    );
     expect(error.code).toBe(ErrorCode.RealmUnavailable);
     expect(error.message).toMatch(/client credentials/);
     expect(error.message).not.toContain(wrongSecret);
@@ -195,7 +294,9 @@ describe('OidcClientRepository against a real oidc-provider', () => {
 
   it('fails with realm_unavailable when the issuer certificate is not signed by the configured caPem', async () => {
     const otherCa = await createCa('Some other CA');
-    const error = await failure(repository.beginLogin({ ...settings, caPem: otherCa.certPem }, CLIENT_SECRET, REDIRECT_URI));
+    const error = await failure(
+      repository.beginLogin({ ...settings, caPem: otherCa.certPem }, CLIENT_SECRET, REDIRECT_URI),
+    );
     expect(error.code).toBe(ErrorCode.RealmUnavailable);
     expect(error.message).toMatch(/TLS certificate is not trusted/);
   });
@@ -241,7 +342,9 @@ describe('OidcClientRepository against a real oidc-provider', () => {
       return { start: begun, callback: new URL(await own.login(begun.authorizationUrl, 'alice')) };
     })();
     await own.stop();
-    const error = await failure(repository.completeLogin(realm, CLIENT_SECRET, REDIRECT_URI, callback, start));
+    const error = await failure(
+      repository.completeLogin(realm, CLIENT_SECRET, REDIRECT_URI, callback, start),
+    );
     expect(error.code).toBe(ErrorCode.RealmUnavailable);
   });
 });
@@ -252,7 +355,7 @@ describe('OidcClientRepository with a provider that puts profile claims only in 
 
   beforeAll(async () => {
     provider = await startOidcProvider({
-      clients: [{ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, redirectUris: [REDIRECT_URI]}],
+      clients: [{ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, redirectUris: [REDIRECT_URI] }],
       accounts: { dave: { claims: { preferred_username: 'dave', groups: ['ops'] } } },
       claimsInIdToken: false,
     });
@@ -269,7 +372,9 @@ describe('OidcClientRepository with a provider that puts profile claims only in 
     });
     const start = await repository.beginLogin(settings, CLIENT_SECRET, REDIRECT_URI);
     const callback = new URL(await provider.login(start.authorizationUrl, 'dave'));
-    expect(await repository.completeLogin(settings, CLIENT_SECRET, REDIRECT_URI, callback, start)).toMatchObject({
+    expect(
+      await repository.completeLogin(settings, CLIENT_SECRET, REDIRECT_URI, callback, start),
+    ).toMatchObject({
       subject: 'dave',
       username: 'dave',
       groups: ['ops'],

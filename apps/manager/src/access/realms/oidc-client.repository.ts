@@ -47,7 +47,12 @@ const MAX_RESPONSE_BYTES = 1024 * 1024;
 const MAX_USERNAME_LENGTH = 200;
 const MAX_ATTRIBUTE_LENGTH = 255;
 /** openid-client codes for answers that are not a protocol answer at all (an HTML error page, a 502 …). */
-const UNEXPECTED_ANSWER_CODES = new Set(['OAUTH_RESPONSE_IS_NOT_CONFORM', 'OAUTH_RESPONSE_IS_NOT_JSON', 'OAUTH_TIMEOUT', 'OAUTH_ABORT']);
+const UNEXPECTED_ANSWER_CODES = new Set([
+  'OAUTH_RESPONSE_IS_NOT_CONFORM',
+  'OAUTH_RESPONSE_IS_NOT_JSON',
+  'OAUTH_TIMEOUT',
+  'OAUTH_ABORT',
+]);
 const NULL_BODY_STATUSES = new Set([101, 204, 205, 304]);
 
 /** The HTTP exchange with the issuer failed (network, TLS, timeout): the realm is unavailable. */
@@ -72,10 +77,17 @@ type Phase = 'discovery' | 'token' | 'userinfo';
  */
 @Injectable()
 export class OidcClientRepository {
-  private readonly discovered = new Map<string, { expiresAt: number; metadata: Promise<ServerMetadata> }>();
+  private readonly discovered = new Map<
+    string,
+    { expiresAt: number; metadata: Promise<ServerMetadata> }
+  >();
 
   /** Discovery, then the authorization URL to send the browser to, with fresh state, nonce and PKCE verifier. */
-  async beginLogin(settings: OidcRealmSettings, clientSecret: string, redirectUri: string): Promise<OidcLoginStart> {
+  async beginLogin(
+    settings: OidcRealmSettings,
+    clientSecret: string,
+    redirectUri: string,
+  ): Promise<OidcLoginStart> {
     const client = await loadOpenIdClient();
     const config = await this.configuration(client, settings, clientSecret);
     const state = client.randomState();
@@ -93,7 +105,11 @@ export class OidcClientRepository {
         code_challenge_method: 'S256',
       });
     } catch (error) {
-      throw unavailable(settings, 'its discovery document has no usable authorization endpoint', error);
+      throw unavailable(
+        settings,
+        'its discovery document has no usable authorization endpoint',
+        error,
+      );
     }
     return { authorizationUrl: authorizationUrl.href, state, nonce, codeVerifier };
   }
@@ -112,10 +128,13 @@ export class OidcClientRepository {
   ): Promise<OidcIdentity> {
     const state = callbackUrl.searchParams.get('state');
     if (state === null || !constantTimeEqual(state, expected.state)) {
-      throw unauthenticated('the login response does not belong to this login attempt (state mismatch)');
+      throw unauthenticated(
+        'the login response does not belong to this login attempt (state mismatch)',
+      );
     }
     const refusal = callbackUrl.searchParams.get('error');
-    if (refusal !== null) throw unauthenticated(`the identity provider refused the login (${oauthErrorCode(refusal)})`);
+    if (refusal !== null)
+      throw unauthenticated(`the identity provider refused the login (${oauthErrorCode(refusal)})`);
 
     const client = await loadOpenIdClient();
     const config = await this.configuration(client, settings, clientSecret);
@@ -144,7 +163,8 @@ export class OidcClientRepository {
     }
 
     let claims: Record<string, unknown> = idToken;
-    const lacksClaims = idToken[settings.usernameClaim] === undefined || idToken[settings.groupsClaim] === undefined;
+    const lacksClaims =
+      idToken[settings.usernameClaim] === undefined || idToken[settings.groupsClaim] === undefined;
     if (lacksClaims && tokens.access_token && config.serverMetadata().userinfo_endpoint) {
       try {
         const userinfo = await client.fetchUserInfo(config, tokens.access_token, idToken.sub);
@@ -157,15 +177,25 @@ export class OidcClientRepository {
   }
 
   /** A Configuration for this realm and secret over the (cached) discovered metadata. */
-  private async configuration(client: OpenIdClient, settings: OidcRealmSettings, clientSecret: string): Promise<Configuration> {
+  private async configuration(
+    client: OpenIdClient,
+    settings: OidcRealmSettings,
+    clientSecret: string,
+  ): Promise<Configuration> {
     const fetch = tlsFetch(settings.caPem, settings.timeoutMs);
     const metadata = await this.discover(client, settings, fetch);
     const methods = metadata.token_endpoint_auth_methods_supported;
     let auth: ReturnType<OpenIdClient['ClientSecretBasic']>;
     // Discovery 1.0: an absent list means client_secret_basic only.
-    if (!methods || methods.includes('client_secret_basic')) auth = client.ClientSecretBasic(clientSecret);
+    if (!methods || methods.includes('client_secret_basic'))
+      auth = client.ClientSecretBasic(clientSecret);
     else if (methods.includes('client_secret_post')) auth = client.ClientSecretPost(clientSecret);
-    else throw unavailable(settings, 'it supports neither client_secret_basic nor client_secret_post', undefined);
+    else
+      throw unavailable(
+        settings,
+        'it supports neither client_secret_basic nor client_secret_post',
+        undefined,
+      );
     const config = new client.Configuration(metadata, settings.clientId, undefined, auth);
     config[client.customFetch] = fetch;
     // openid-client's own per-request timeout (seconds) stays above ours, which tlsFetch enforces.
@@ -173,14 +203,24 @@ export class OidcClientRepository {
     return config;
   }
 
-  private discover(client: OpenIdClient, settings: OidcRealmSettings, fetch: CustomFetch): Promise<ServerMetadata> {
-    const key = JSON.stringify([settings.issuerUrl, settings.clientId, settings.caPem ? sha256(settings.caPem) : null]);
+  private discover(
+    client: OpenIdClient,
+    settings: OidcRealmSettings,
+    fetch: CustomFetch,
+  ): Promise<ServerMetadata> {
+    const key = JSON.stringify([
+      settings.issuerUrl,
+      settings.clientId,
+      settings.caPem ? sha256(settings.caPem) : null,
+    ]);
     const now = Date.now();
     const cached = this.discovered.get(key);
     if (cached && cached.expiresAt > now) return cached.metadata;
 
-    for (const [entry, value] of this.discovered) if (value.expiresAt <= now) this.discovered.delete(entry);
-    if (this.discovered.size >= MAX_DISCOVERY_ENTRIES) this.discovered.delete(this.discovered.keys().next().value!);
+    for (const [entry, value] of this.discovered)
+      if (value.expiresAt <= now) this.discovered.delete(entry);
+    if (this.discovered.size >= MAX_DISCOVERY_ENTRIES)
+      this.discovered.delete(this.discovered.keys().next().value!);
 
     const metadata = client
       .discovery(new URL(settings.issuerUrl), settings.clientId, undefined, client.None(), {
@@ -197,54 +237,98 @@ export class OidcClientRepository {
   }
 }
 
-function identityFrom(claims: Record<string, unknown>, subject: string, settings: OidcRealmSettings): OidcIdentity {
+function identityFrom(
+  claims: Record<string, unknown>,
+  subject: string,
+  settings: OidcRealmSettings,
+): OidcIdentity {
   const username = claims[settings.usernameClaim];
   if (typeof username !== 'string' || username.trim() === '') {
-    throw unauthenticated(`the identity provider did not supply the username claim "${settings.usernameClaim}"`);
+    throw unauthenticated(
+      `the identity provider did not supply the username claim "${settings.usernameClaim}"`,
+    );
   }
   if (username.length > MAX_USERNAME_LENGTH || /\p{Cc}/u.test(username)) {
-    throw unauthenticated(`the username claim "${settings.usernameClaim}" is not a usable user name`);
+    throw unauthenticated(
+      `the username claim "${settings.usernameClaim}" is not a usable user name`,
+    );
   }
   const email = claims.email_verified === false ? null : attribute(claims.email);
-  return { subject, username, email, displayName: attribute(claims.name), groups: groupsFrom(claims[settings.groupsClaim]) };
+  return {
+    subject,
+    username,
+    email,
+    displayName: attribute(claims.name),
+    groups: groupsFrom(claims[settings.groupsClaim]),
+  };
 }
 
 function attribute(value: unknown): string | null {
-  return typeof value === 'string' && value !== '' && value.length <= MAX_ATTRIBUTE_LENGTH ? value : null;
+  return typeof value === 'string' && value !== '' && value.length <= MAX_ATTRIBUTE_LENGTH
+    ? value
+    : null;
 }
 
 /** An array of strings, or one string as one group; anything else (or missing) is no groups. */
 function groupsFrom(value: unknown): string[] {
   const values = typeof value === 'string' ? [value] : Array.isArray(value) ? value : [];
-  return [...new Set(values.filter((group): group is string => typeof group === 'string' && group !== ''))];
+  return [
+    ...new Set(
+      values.filter((group): group is string => typeof group === 'string' && group !== ''),
+    ),
+  ];
 }
 
-function translate(client: OpenIdClient, error: unknown, settings: OidcRealmSettings, phase: Phase): unknown {
+function translate(
+  client: OpenIdClient,
+  error: unknown,
+  settings: OidcRealmSettings,
+  phase: Phase,
+): unknown {
   if (error instanceof DomainError) return error;
   const transport = findTransportError(error);
   if (transport) return unavailable(settings, transport.reason, error);
-  if (phase === 'discovery') return unavailable(settings, 'its discovery document is missing or invalid', error);
+  if (phase === 'discovery')
+    return unavailable(settings, 'its discovery document is missing or invalid', error);
   if (error instanceof client.AuthorizationResponseError) {
-    return unauthenticated(`the identity provider refused the login (${oauthErrorCode(error.error)})`, error);
+    return unauthenticated(
+      `the identity provider refused the login (${oauthErrorCode(error.error)})`,
+      error,
+    );
   }
   if (error instanceof client.ResponseBodyError) {
     if (phase === 'token' && error.error === 'invalid_grant') {
-      return unauthenticated('the authorization code was refused: it is invalid, expired or already used', error);
+      return unauthenticated(
+        'the authorization code was refused: it is invalid, expired or already used',
+        error,
+      );
     }
     if (error.error === 'invalid_client' || error.error === 'unauthorized_client') {
       return unavailable(settings, "it refused the manager's client credentials", error);
     }
-    return unavailable(settings, `it answered the ${phase} request with an error (${oauthErrorCode(error.error)})`, error);
+    return unavailable(
+      settings,
+      `it answered the ${phase} request with an error (${oauthErrorCode(error.error)})`,
+      error,
+    );
   }
   if (error instanceof client.WWWAuthenticateChallengeError) {
-    return unavailable(settings, phase === 'token' ? "it refused the manager's client credentials" : 'it refused the access token it issued', error);
+    return unavailable(
+      settings,
+      phase === 'token'
+        ? "it refused the manager's client credentials"
+        : 'it refused the access token it issued',
+      error,
+    );
   }
   if (error instanceof client.ClientError) {
     if (error.code && UNEXPECTED_ANSWER_CODES.has(error.code)) {
       return unavailable(settings, `it answered the ${phase} request unexpectedly`, error);
     }
     return unauthenticated(
-      phase === 'token' ? 'the login response or its ID token failed validation' : "the identity provider's userinfo answer failed validation",
+      phase === 'token'
+        ? 'the login response or its ID token failed validation'
+        : "the identity provider's userinfo answer failed validation",
       error,
     );
   }
@@ -252,7 +336,11 @@ function translate(client: OpenIdClient, error: unknown, settings: OidcRealmSett
 }
 
 function findTransportError(error: unknown): IssuerTransportError | undefined {
-  for (let current = error, depth = 0; current instanceof Error && depth < 8; current = current.cause, depth++) {
+  for (
+    let current = error, depth = 0;
+    current instanceof Error && depth < 8;
+    current = current.cause, depth++
+  ) {
     if (current instanceof IssuerTransportError) return current;
   }
   return undefined;
@@ -263,7 +351,11 @@ function unauthenticated(message: string, cause?: unknown): DomainError {
 }
 
 function unavailable(settings: OidcRealmSettings, reason: string, cause: unknown): DomainError {
-  return new DomainError(ErrorCode.RealmUnavailable, `the OpenID provider ${settings.issuerUrl} is unavailable: ${reason}`, { cause });
+  return new DomainError(
+    ErrorCode.RealmUnavailable,
+    `the OpenID provider ${settings.issuerUrl} is unavailable: ${reason}`,
+    { cause },
+  );
 }
 
 /** An OAuth error code as it may be shown: the registry's shape, nothing else the provider sent. */
@@ -305,7 +397,13 @@ function tlsFetch(ca: string | undefined, timeoutMs: number): CustomFetch {
       const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
       const headers: Record<string, string> = { ...options.headers };
       if (body) headers['content-length'] = String(body.length);
-      const fail = (error: unknown) => reject(new IssuerTransportError(describeTransportError(error, timeout.aborted, timeoutMs), error));
+      const fail = (error: unknown) =>
+        reject(
+          new IssuerTransportError(
+            describeTransportError(error, timeout.aborted, timeoutMs),
+            error,
+          ),
+        );
 
       const request = httpsRequest(
         target,
@@ -357,7 +455,8 @@ function requestBody(body: unknown): Buffer | undefined {
   throw new TypeError('unsupported request body type');
 }
 
-const TLS_CODES = /^(ERR_TLS_|ERR_SSL_|UNABLE_TO_|CERT_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|HOSTNAME_MISMATCH)/;
+const TLS_CODES =
+  /^(ERR_TLS_|ERR_SSL_|UNABLE_TO_|CERT_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|HOSTNAME_MISMATCH)/;
 
 function describeTransportError(error: unknown, timedOut: boolean, timeoutMs: number): string {
   if (timedOut) return `it did not answer within ${timeoutMs} ms`;

@@ -20,9 +20,14 @@ const caPem = z
   .max(65_536)
   .superRefine((value, ctx) => {
     const certificates = splitPemBundle(value);
-    const rest = value.replace(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g, '').trim();
+    const rest = value
+      .replace(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g, '')
+      .trim();
     if (certificates.length === 0 || rest !== '') {
-      ctx.addIssue({ code: 'custom', message: 'expected one or more PEM certificates and nothing else' });
+      ctx.addIssue({
+        code: 'custom',
+        message: 'expected one or more PEM certificates and nothing else',
+      });
       return;
     }
     for (const certificate of certificates) {
@@ -45,7 +50,12 @@ export const oidcRealmSettingsSchema = z.strictObject({
   clientId: z.string().min(1).max(255),
   /** Asked for at the authorization endpoint; must include `openid`. */
   scopes: z
-    .array(z.string().max(64).regex(SCOPE_TOKEN, 'a scope is printable ASCII without spaces, quotes or backslashes'))
+    .array(
+      z
+        .string()
+        .max(64)
+        .regex(SCOPE_TOKEN, 'a scope is printable ASCII without spaces, quotes or backslashes'),
+    )
     .min(1)
     .max(32)
     .default(['openid', 'profile', 'email'])

@@ -8,7 +8,9 @@ import {
   RECOVERY_CODE_COUNT,
 } from './recovery-codes';
 
-const DISPLAY_FORM = new RegExp(`^[${RECOVERY_CODE_ALPHABET}]{4}(-[${RECOVERY_CODE_ALPHABET}]{4}){4}$`);
+const DISPLAY_FORM = new RegExp(
+  `^[${RECOVERY_CODE_ALPHABET}]{4}(-[${RECOVERY_CODE_ALPHABET}]{4}){4}$`,
+);
 const NORMALIZED_FORM = new RegExp(`^[${RECOVERY_CODE_ALPHABET}]{20}$`);
 
 /** A reproducible byte source (SHA-256 in counter mode over a seed). */
@@ -45,8 +47,12 @@ describe('generateRecoveryCodes', () => {
   });
 
   it('is deterministic in its random source', () => {
-    expect(generateRecoveryCodes(seededBytes('a'))).toEqual(generateRecoveryCodes(seededBytes('a')));
-    expect(generateRecoveryCodes(seededBytes('a'))).not.toEqual(generateRecoveryCodes(seededBytes('b')));
+    expect(generateRecoveryCodes(seededBytes('a'))).toEqual(
+      generateRecoveryCodes(seededBytes('a')),
+    );
+    expect(generateRecoveryCodes(seededBytes('a'))).not.toEqual(
+      generateRecoveryCodes(seededBytes('b')),
+    );
   });
 
   it('draws every symbol equally often (no modulo bias)', () => {
@@ -55,13 +61,17 @@ describe('generateRecoveryCodes', () => {
     const counts = new Map<string, number>();
     for (let i = 0; i < 2_000; i++) {
       for (const code of generateRecoveryCodes(randomBytes)) {
-        for (const symbol of code.replace(/-/g, '')) counts.set(symbol, (counts.get(symbol) ?? 0) + 1);
+        for (const symbol of code.replace(/-/g, ''))
+          counts.set(symbol, (counts.get(symbol) ?? 0) + 1);
       }
     }
     expect([...counts.keys()].sort().join('')).toBe(RECOVERY_CODE_ALPHABET);
     const total = [...counts.values()].reduce((a, b) => a + b, 0);
     const expected = total / RECOVERY_CODE_ALPHABET.length;
-    const chiSquare = [...counts.values()].reduce((sum, n) => sum + (n - expected) ** 2 / expected, 0);
+    const chiSquare = [...counts.values()].reduce(
+      (sum, n) => sum + (n - expected) ** 2 / expected,
+      0,
+    );
     expect(chiSquare).toBeLessThan(80);
   });
 
@@ -76,7 +86,9 @@ describe('generateRecoveryCodes', () => {
     expect(new Set(codes).size).toBe(RECOVERY_CODE_COUNT);
     const other = seededBytes('other');
     let handedOut = false;
-    const repeatedCode = generateRecoveryCodes((n) => (handedOut ? other(n) : ((handedOut = true), Buffer.from(repeated))))[0];
+    const repeatedCode = generateRecoveryCodes((n) =>
+      handedOut ? other(n) : ((handedOut = true), Buffer.from(repeated)),
+    )[0];
     expect(codes[0]).toBe(repeatedCode);
     expect(codes.filter((code) => code === repeatedCode)).toHaveLength(1);
   });
@@ -98,7 +110,9 @@ describe('normalizeRecoveryCode', () => {
       expect(normalizeRecoveryCode(normalized)).toBe(normalized);
       expect(normalizeRecoveryCode(code.toUpperCase())).toBe(normalized);
       expect(normalizeRecoveryCode(code.replace(/-/g, ' '))).toBe(normalized);
-      expect(normalizeRecoveryCode(`  ${code.toUpperCase().replace(/-/g, ' - ')}\n`)).toBe(normalized);
+      expect(normalizeRecoveryCode(`  ${code.toUpperCase().replace(/-/g, ' - ')}\n`)).toBe(
+        normalized,
+      );
       expect(normalizeRecoveryCode(normalized.split('').join(' '))).toBe(normalized);
     }
   });
@@ -141,8 +155,12 @@ describe('hashRecoveryCode', () => {
     const [code] = codes as [string];
     expect(hashRecoveryCode(code)).toBe(createHash('sha256').update(code).digest('hex'));
     expect(hashRecoveryCode(code)).toMatch(/^[0-9a-f]{64}$/);
-    expect(hashRecoveryCode(normalizeRecoveryCode(code.toUpperCase())!)).toBe(hashRecoveryCode(code));
-    expect(hashRecoveryCode('23456789abcdefghjkmn')).toBe('9ab95d1de19c833c73037e82466b43763f2b7cae16ba6fbdeda26a4b26f20943');
+    expect(hashRecoveryCode(normalizeRecoveryCode(code.toUpperCase())!)).toBe(
+      hashRecoveryCode(code),
+    );
+    expect(hashRecoveryCode('23456789abcdefghjkmn')).toBe(
+      '9ab95d1de19c833c73037e82466b43763f2b7cae16ba6fbdeda26a4b26f20943',
+    );
   });
 
   it('differs for every code', () => {

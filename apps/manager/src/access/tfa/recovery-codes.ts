@@ -28,7 +28,8 @@ const MAX_DRAWS = 64;
 export function generateRecoveryCodes(randomBytes: (n: number) => Buffer): string[] {
   const codes = new Set<string>();
   for (let draw = 0; codes.size < RECOVERY_CODE_COUNT; draw++) {
-    if (draw >= MAX_DRAWS) throw new Error('the random source keeps repeating itself: refusing to make recovery codes');
+    if (draw >= MAX_DRAWS)
+      throw new Error('the random source keeps repeating itself: refusing to make recovery codes');
     codes.add(formatCode(drawSymbols(randomBytes)));
   }
   return [...codes];
@@ -52,14 +53,16 @@ export function normalizeRecoveryCode(input: string): string | null {
  * looked up directly.
  */
 export function hashRecoveryCode(normalized: string): string {
-  if (!NORMALIZED_PATTERN.test(normalized)) throw new RangeError('hashRecoveryCode needs a normalized recovery code');
+  if (!NORMALIZED_PATTERN.test(normalized))
+    throw new RangeError('hashRecoveryCode needs a normalized recovery code');
   return createHash('sha256').update(normalized, 'ascii').digest('hex');
 }
 
 function drawSymbols(randomBytes: (n: number) => Buffer): string {
   let symbols = '';
   for (let draw = 0; symbols.length < CODE_LENGTH; draw++) {
-    if (draw >= MAX_DRAWS) throw new Error('the random source yields no usable bytes: refusing to make recovery codes');
+    if (draw >= MAX_DRAWS)
+      throw new Error('the random source yields no usable bytes: refusing to make recovery codes');
     for (const byte of randomBytes(CODE_LENGTH)) {
       if (byte >= UNBIASED_LIMIT) continue;
       symbols += RECOVERY_CODE_ALPHABET[byte % RECOVERY_CODE_ALPHABET.length];
@@ -71,6 +74,7 @@ function drawSymbols(randomBytes: (n: number) => Buffer): string {
 
 function formatCode(symbols: string): string {
   const groups: string[] = [];
-  for (let i = 0; i < symbols.length; i += GROUP_LENGTH) groups.push(symbols.slice(i, i + GROUP_LENGTH));
+  for (let i = 0; i < symbols.length; i += GROUP_LENGTH)
+    groups.push(symbols.slice(i, i + GROUP_LENGTH));
   return groups.join('-');
 }

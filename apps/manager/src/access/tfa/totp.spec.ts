@@ -29,17 +29,23 @@ const STEP_MS = TOTP_PERIOD_SECONDS * 1000;
 const NOW = new Date('2031-07-14T10:20:07.250Z');
 
 /** The same digits written with other Unicode digit characters (fullwidth, Arabic-Indic). */
-const fullwidth = (code: string) => code.replace(/[0-9]/g, (d) => String.fromCharCode(0xff10 + Number(d)));
-const arabicIndic = (code: string) => code.replace(/[0-9]/g, (d) => String.fromCharCode(0x0660 + Number(d)));
+const fullwidth = (code: string) =>
+  code.replace(/[0-9]/g, (d) => String.fromCharCode(0xff10 + Number(d)));
+const arabicIndic = (code: string) =>
+  code.replace(/[0-9]/g, (d) => String.fromCharCode(0x0660 + Number(d)));
 
 /** oathtool's answer (`--now` as a UTC date) for a base32 secret. */
 function oathtoolTotp(oathtool: string, secret: string, when: Date): string {
   const now = `${when.toISOString().slice(0, 19).replace('T', ' ')} UTC`;
-  const out = execFileSync(oathtool, ['--totp', '-b', `--digits=${TOTP_DIGITS}`, '--now', now, '--', secret], {
-    timeout: 10_000,
-    encoding: 'utf8',
-    env: { ...process.env, TZ: 'UTC' },
-  });
+  const out = execFileSync(
+    oathtool,
+    ['--totp', '-b', `--digits=${TOTP_DIGITS}`, '--now', now, '--', secret],
+    {
+      timeout: 10_000,
+      encoding: 'utf8',
+      env: { ...process.env, TZ: 'UTC' },
+    },
+  );
   return out.trim();
 }
 
@@ -78,11 +84,14 @@ describe('totpStep', () => {
 });
 
 describe('totpCode and matchTotp', () => {
-  it.each(RFC_SHA1_VECTORS)('give the RFC 6238 SHA-1 test vector at T=%i (last 6 digits of %s)', (seconds, eightDigits) => {
-    const expected = eightDigits.slice(-TOTP_DIGITS);
-    expect(totpCode(RFC_SECRET, at(seconds))).toBe(expected);
-    expect(matchTotp(RFC_SECRET, expected, at(seconds), null)).toBe(totpStep(at(seconds)));
-  });
+  it.each(RFC_SHA1_VECTORS)(
+    'give the RFC 6238 SHA-1 test vector at T=%i (last 6 digits of %s)',
+    (seconds, eightDigits) => {
+      const expected = eightDigits.slice(-TOTP_DIGITS);
+      expect(totpCode(RFC_SECRET, at(seconds))).toBe(expected);
+      expect(matchTotp(RFC_SECRET, expected, at(seconds), null)).toBe(totpStep(at(seconds)));
+    },
+  );
 
   it('agree with an independent implementation (oathtool) for random secrets, on and around step boundaries', () => {
     const oathtool = requireBinary('oathtool', 'oathtool');
@@ -100,7 +109,8 @@ describe('totpCode and matchTotp', () => {
       expect(totpCode(secret, when), context).toBe(expected);
       // Adjacent steps share a code with probability 1e-6; the later step is answered then.
       const step = totpStep(when);
-      const answer = totpCode(secret, new Date(when.getTime() + STEP_MS)) === expected ? step + 1 : step;
+      const answer =
+        totpCode(secret, new Date(when.getTime() + STEP_MS)) === expected ? step + 1 : step;
       expect(matchTotp(secret, expected, when, null), context).toBe(answer);
       expect(matchTotp(secret, expected, when, answer), `${context}: replay`).toBeNull();
     }
@@ -109,8 +119,12 @@ describe('totpCode and matchTotp', () => {
   it('accepts the codes of the previous and the next step, and answers which step matched', () => {
     const step = totpStep(NOW);
     expect(matchTotp(RFC_SECRET, totpCode(RFC_SECRET, NOW), NOW, null)).toBe(step);
-    expect(matchTotp(RFC_SECRET, totpCode(RFC_SECRET, new Date(NOW.getTime() - STEP_MS)), NOW, null)).toBe(step - 1);
-    expect(matchTotp(RFC_SECRET, totpCode(RFC_SECRET, new Date(NOW.getTime() + STEP_MS)), NOW, null)).toBe(step + 1);
+    expect(
+      matchTotp(RFC_SECRET, totpCode(RFC_SECRET, new Date(NOW.getTime() - STEP_MS)), NOW, null),
+    ).toBe(step - 1);
+    expect(
+      matchTotp(RFC_SECRET, totpCode(RFC_SECRET, new Date(NOW.getTime() + STEP_MS)), NOW, null),
+    ).toBe(step + 1);
   });
 
   it('refuses the codes of two steps before or after now', () => {
@@ -139,7 +153,9 @@ describe('totpCode and matchTotp', () => {
     expect(matchTotp(RFC_SECRET, previous, NOW, step)).toBeNull();
     expect(matchTotp(RFC_SECRET, totpCode(RFC_SECRET, NOW), NOW, step + 1)).toBeNull();
     expect(matchTotp(RFC_SECRET, totpCode(RFC_SECRET, NOW), NOW, step - 1)).toBe(step);
-    expect(matchTotp(RFC_SECRET, totpCode(RFC_SECRET, new Date(NOW.getTime() + STEP_MS)), NOW, step)).toBe(step + 1);
+    expect(
+      matchTotp(RFC_SECRET, totpCode(RFC_SECRET, new Date(NOW.getTime() + STEP_MS)), NOW, step),
+    ).toBe(step + 1);
   });
 
   it('accepts a correct code with surrounding whitespace', () => {
@@ -187,8 +203,14 @@ describe('totpCode and matchTotp', () => {
 describe('totpUri', () => {
   it('parses back with URL and carries label, issuer, secret, algorithm, digits and period', () => {
     const secret = generateTotpSecret(randomBytes(20));
-    const uri = totpUri({ secret, issuer: 'DebVisor dc1.example.org', account: 'alice@example.org' });
-    expect(uri.startsWith('otpauth://totp/DebVisor%20dc1.example.org:alice%40example.org?')).toBe(true);
+    const uri = totpUri({
+      secret,
+      issuer: 'DebVisor dc1.example.org',
+      account: 'alice@example.org',
+    });
+    expect(uri.startsWith('otpauth://totp/DebVisor%20dc1.example.org:alice%40example.org?')).toBe(
+      true,
+    );
     const url = new URL(uri);
     expect(url.protocol).toBe('otpauth:');
     expect(url.host).toBe('totp');
@@ -210,12 +232,20 @@ describe('totpUri', () => {
     expect(url.hash).toBe('');
     expect(url.searchParams.get('issuer')).toBe('Acme: R&D / #1');
     expect(url.searchParams.get('secret')).toBe(RFC_SECRET);
-    expect([...url.searchParams.keys()]).toEqual(['secret', 'issuer', 'algorithm', 'digits', 'period']);
+    expect([...url.searchParams.keys()]).toEqual([
+      'secret',
+      'issuer',
+      'algorithm',
+      'digits',
+      'period',
+    ]);
   });
 
   it('refuses an empty issuer or account', () => {
     expect(() => totpUri({ secret: RFC_SECRET, issuer: '', account: 'alice' })).toThrow(RangeError);
-    expect(() => totpUri({ secret: RFC_SECRET, issuer: 'DebVisor', account: '' })).toThrow(RangeError);
+    expect(() => totpUri({ secret: RFC_SECRET, issuer: 'DebVisor', account: '' })).toThrow(
+      RangeError,
+    );
   });
 });
 
@@ -226,7 +256,9 @@ describe('totpQrCodePng', () => {
     const prefix = 'data:image/png;base64,';
     expect(dataUrl.startsWith(prefix)).toBe(true);
     const png = Buffer.from(dataUrl.slice(prefix.length), 'base64');
-    expect(png.subarray(0, 8)).toEqual(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
+    expect(png.subarray(0, 8)).toEqual(
+      Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    );
     expect(png.length).toBeGreaterThan(100);
     expect(await totpQrCodePng(uri)).toBe(dataUrl);
     expect(await totpQrCodePng(`${uri}x`)).not.toBe(dataUrl);

@@ -22,7 +22,9 @@ const base32 = new ScureBase32Plugin();
 /** Base32 (RFC 4648 alphabet, no padding) of the caller's 20 random bytes. */
 export function generateTotpSecret(random: Buffer): string {
   if (random.length !== TOTP_SECRET_BYTES) {
-    throw new RangeError(`a TOTP secret needs ${TOTP_SECRET_BYTES} random bytes, got ${random.length}`);
+    throw new RangeError(
+      `a TOTP secret needs ${TOTP_SECRET_BYTES} random bytes, got ${random.length}`,
+    );
   }
   return base32.encode(new Uint8Array(random), { padding: false });
 }
@@ -42,7 +44,8 @@ export interface TotpUriInput {
  * Issuer and account are percent-encoded (RFC 3986, spaces as %20) in the label and the query.
  */
 export function totpUri({ secret, issuer, account }: TotpUriInput): string {
-  if (!issuer || !account || !secret) throw new RangeError('a TOTP URI needs a secret, an issuer and an account');
+  if (!issuer || !account || !secret)
+    throw new RangeError('a TOTP URI needs a secret, an issuer and an account');
   const label = `${encodeURIComponent(issuer)}:${encodeURIComponent(account)}`;
   const query = [
     ['secret', secret],
@@ -83,7 +86,12 @@ export function totpCode(secret: string, at: Date): string {
  * happen to share the code, the later one is answered, so that the code cannot be used twice.
  * Never throws on `code`; throws only on a corrupt `secret` or an invalid `now` (server-side faults).
  */
-export function matchTotp(secret: string, code: string, now: Date, lastAcceptedStep: number | null): number | null {
+export function matchTotp(
+  secret: string,
+  code: string,
+  now: Date,
+  lastAcceptedStep: number | null,
+): number | null {
   const current = totpStep(now);
   if (typeof code !== 'string' || code.length > MAX_CODE_INPUT_LENGTH) return null;
   const candidate = code.trim();

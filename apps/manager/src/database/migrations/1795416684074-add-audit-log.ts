@@ -2,10 +2,10 @@ import type { MigrationInterface, QueryRunner } from 'typeorm';
 
 /** Generated with the TypeORM CLI from AuditEntryEntity (see docs/manager.md). */
 export class AddAuditLog1795416684074 implements MigrationInterface {
-    name = 'AddAuditLog1795416684074'
+  name = 'AddAuditLog1795416684074';
 
-    public async up(queryRunner: QueryRunner): Promise<void> {
-        await queryRunner.query(`
+  public async up(queryRunner: QueryRunner): Promise<void> {
+    await queryRunner.query(`
             CREATE TABLE "audit_log" (
                 "seq" bigint NOT NULL,
                 "ts" TIMESTAMP WITH TIME ZONE NOT NULL,
@@ -21,30 +21,29 @@ export class AddAuditLog1795416684074 implements MigrationInterface {
                 CONSTRAINT "PK_ce5b9b7d945cab0a6c604bafd9e" PRIMARY KEY ("seq")
             )
         `);
-        await queryRunner.query(`
+    await queryRunner.query(`
             CREATE INDEX "IDX_audit_log_action_seq" ON "audit_log" ("action", "seq")
         `);
-        await queryRunner.query(`
+    await queryRunner.query(`
             CREATE INDEX "IDX_audit_log_principal_seq" ON "audit_log" ("principal", "seq")
         `);
-        await queryRunner.query(`
+    await queryRunner.query(`
             CREATE INDEX "IDX_audit_log_ts" ON "audit_log" ("ts")
         `);
-    }
+  }
 
-    public async down(queryRunner: QueryRunner): Promise<void> {
-        await queryRunner.query(`
+  public async down(queryRunner: QueryRunner): Promise<void> {
+    await queryRunner.query(`
             DROP INDEX "public"."IDX_audit_log_ts"
         `);
-        await queryRunner.query(`
+    await queryRunner.query(`
             DROP INDEX "public"."IDX_audit_log_principal_seq"
         `);
-        await queryRunner.query(`
+    await queryRunner.query(`
             DROP INDEX "public"."IDX_audit_log_action_seq"
         `);
-        await queryRunner.query(`
+    await queryRunner.query(`
             DROP TABLE "audit_log"
         `);
-    }
-
+  }
 }

@@ -9,4 +9,14 @@ import { Replication1795700000100 } from './1795700000100-replication';
 import { KnownNodes1795800000000 } from './1795800000000-known-nodes';
 
 /** Every migration, in order. New ones are generated from the entities (see docs/manager.md). */
-export const MIGRATIONS = [InitialSchema1795414043212, AddAuditLog1795416684074, AuditLogAppendOnly1795416684075, IdentityAndAccess1795500000000, Webauthn1795500000001, VmMigrations1795600000000, Replication1795700000100, VmSnapshots1795700000200, KnownNodes1795800000000];
+export const MIGRATIONS = [
+  InitialSchema1795414043212,
+  AddAuditLog1795416684074,
+  AuditLogAppendOnly1795416684075,
+  IdentityAndAccess1795500000000,
+  Webauthn1795500000001,
+  VmMigrations1795600000000,
+  Replication1795700000100,
+  VmSnapshots1795700000200,
+  KnownNodes1795800000000,
+];
