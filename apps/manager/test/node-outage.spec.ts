@@ -165,6 +165,42 @@ describe('a node that stops answering', () => {
     await expectRecovered(agent);
   }, 180_000);
 
+  it('decommissioned by an operator: listed as such across a restart, its VMs gone, no alert; online again once it answers', async () => {
+    const agent = cluster.agents[0];
+    const path = `/api/v1/remotes/${REMOTE}/nodes/${agent.nodeId}/decommission`;
+    expect((await m.api('POST', path)).status).toBe(409);
+    await agent.kill();
+    await nodeIn(agent, 'down');
+    const answer = await m.api('POST', path);
+    expect(answer.status, answer.text).toBe(204);
+
+    const expectDecommissioned = (seen: { nodes: Json[]; vms: Json[]; dashboard: Json }) => {
+      expect(seen.nodes.find((n) => n.id === agent.nodeId)).toMatchObject({
+        state: 'decommissioned',
+        stateSince: expect.any(String),
+      });
+      expect(seen.vms.filter((vm) => vm.node === agent.nodeId)).toEqual([]);
+      expect(seen.dashboard.alerts.filter((a: Json) => a.severity === 'critical')).toEqual([]);
+      const remote = seen.dashboard.remotes.find((r: Json) => r.remote === REMOTE);
+      expect(remote.nodes).toMatchObject({ total: 2, alive: 2, offline: 0 });
+    };
+    expectDecommissioned(await refreshed());
+    const status = await get(`/api/v1/resources?remote=${REMOTE}&limit=1`);
+    expect(status.body.remotes[0]).toMatchObject({ status: 'online', health: 'online' });
+
+    await m.stop();
+    m = await startTestManager({ databaseUrl, stateDir, token });
+    expectDecommissioned(await nodeIn(agent, 'decommissioned'));
+    const audit = await sqlQuery(
+      databaseUrl,
+      "SELECT outcome FROM audit_log WHERE action = 'remote.node.decommission' ORDER BY seq::bigint",
+    );
+    expect(audit.map((row) => row.outcome)).toEqual(['attempt', 'failure', 'attempt', 'success']);
+
+    await agent.restart();
+    await expectRecovered(agent);
+  }, 180_000);
+
   it('is forgotten only by an operator holding remote.modify, only while it does not answer, and that is audited', async () => {
     const agent = cluster.agents[0];
     const auditor = await grantToken(databaseUrl, 'auditor@local', 'Audit', '/');

@@ -16,6 +16,8 @@ export const AUDIT_ACTIONS = {
   'remote.probe': 'The certificate chain of an endpoint was fetched',
   'remote.credential.add': 'A credential (agent API key) was added to a remote',
   'remote.credential.remove': 'A credential was removed from a remote',
+  'remote.node.decommission':
+    'A node that did not answer was decommissioned by an operator (listed as such, its unknown VMs leave the lists, no alert)',
   'remote.node.forget':
     'A node that did not answer was forgotten by an operator (it and its unknown VMs leave the lists)',
   'vm.power.start': 'A VM start was asked for (the task carries it out)',

@@ -16,6 +16,7 @@ const ADMIN: Caller = testCaller([{ path: '/', role: 'Admin' }]);
 const GiB = 1024 ** 3;
 
 const healthyNodes: NodeFigures = {
+  decommissioned: 0,
   total: 3,
   alive: 3,
   degraded: 0,

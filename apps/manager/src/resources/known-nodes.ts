@@ -42,6 +42,11 @@ export function answering(state: NodeState): boolean {
   return state === 'online' || state === 'degraded';
 }
 
+/** Down or unreachable: a node the manager expects and cannot reach (alerts, worst-of health). */
+export function outage(state: NodeState): boolean {
+  return state === 'unreachable' || state === 'down';
+}
+
 /** A VM of a node that does not answer: the manager does not know its state now. */
 function unknownVm(vm: VmResource, lastSeenAt: Date | null): VmResource {
   return {
@@ -125,7 +130,10 @@ export function reconcile(
   for (const node of listedNodes) {
     const before = previous.get(node.id);
     const state = listedState(node, unreachableNodes);
-    if (answering(state)) {
+    if (before?.state === 'decommissioned' && !answering(state)) {
+      // An operator took it out of service: listed as such, no VMs expected of it, no alert.
+      keep(before, 'decommissioned', { ...node, stale: true }, [], before.lastSeenAt);
+    } else if (answering(state)) {
       keep(
         before,
         state,
@@ -143,7 +151,8 @@ export function reconcile(
   }
   for (const [id, before] of previous) {
     if (known.has(id)) continue;
-    // No longer in the cluster's registry: its lease expired (or it left). Presumed down until it returns or is forgotten.
+    // No longer in the cluster's registry: its lease expired (or it left). Presumed down until it
+    // returns, is decommissioned or is forgotten.
     const node: NodeResource = {
       ...before.node,
       alive: false,
@@ -152,6 +161,10 @@ export function reconcile(
       memoryUsedBytes: 0,
       stale: true,
     };
+    if (before.state === 'decommissioned') {
+      keep(before, 'decommissioned', node, [], before.lastSeenAt);
+      continue;
+    }
     const remembered = unknownVmsOf(before);
     vms.push(...remembered);
     keep(

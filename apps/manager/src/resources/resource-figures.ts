@@ -2,7 +2,10 @@ import type { NodeResource, RemoteStatus, VmResource } from './resources.dto';
 
 /** A remote's nodes summed up: counts, and the capacity and use of the alive ones. */
 export interface NodeFigures {
+  /** Nodes in service (decommissioned ones are counted apart). */
   readonly total: number;
+  /** Nodes an operator took out of service: listed, but no capacity, outage or alert. */
+  readonly decommissioned: number;
   /** Nodes whose lease is alive, whatever their health. */
   readonly alive: number;
   /** Alive nodes whose health is not ok (degraded or failed). */
@@ -66,7 +69,12 @@ export function nodeFigures(
   const degradedNames: string[] = [];
   const failedNames: string[] = [];
   const outages: NodeOutage[] = [];
+  let decommissioned = 0;
   for (const node of nodes) {
+    if (node.state === 'decommissioned') {
+      decommissioned += 1;
+      continue;
+    }
     if (node.state === 'unreachable' || node.state === 'down' || !node.alive) {
       offlineNames.push(node.name);
       const unknownVms = vms.filter((vm) => vm.node === node.id && vm.status === 'unknown').length;
@@ -88,7 +96,8 @@ export function nodeFigures(
     else if (node.status !== 'ok') degradedNames.push(node.name);
   }
   return {
-    total: nodes.length,
+    total: nodes.length - decommissioned,
+    decommissioned,
     alive,
     degraded: degradedNames.length + failedNames.length,
     offline: offlineNames.length,

@@ -1,4 +1,4 @@
-import { Controller, Delete, Get, HttpCode, Param, Query } from '@nestjs/common';
+import { Controller, Delete, Get, HttpCode, Param, Post, Query } from '@nestjs/common';
 import { Audited } from '../audit/audited.decorator';
 import { ApiTags } from '@nestjs/swagger';
 import { ZodResponse } from 'nestjs-zod';
@@ -54,7 +54,16 @@ export class ResourcesController {
     return this.resources.nodesOf(caller, params.remote);
   }
 
-  // Known nodes never vanish on their own: forgetting one that does not answer is an operator's decision, audited.
+  // Known nodes never vanish on their own: decommissioning or forgetting one that does not answer
+  // is an operator's decision, audited.
+  @Post('remotes/:remote/nodes/:node/decommission')
+  @HttpCode(204)
+  @RequirePrivilege('remote.modify', '/remotes/{remote}')
+  @Audited('remote.node.decommission', { target: '/remotes/{remote}/nodes/{node}' })
+  decommissionNode(@Param() params: NodeParamsDto): Promise<void> {
+    return this.resources.decommissionNode(params.remote, params.node);
+  }
+
   @Delete('remotes/:remote/nodes/:node')
   @HttpCode(204)
   @RequirePrivilege('remote.modify', '/remotes/{remote}')

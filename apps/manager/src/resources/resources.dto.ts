@@ -13,7 +13,7 @@ const stale = z.boolean().meta({
   description: 'True when the remote or node does not answer now and this is the last known state',
 });
 
-export const NODE_STATES = ['online', 'degraded', 'unreachable', 'down'] as const;
+export const NODE_STATES = ['online', 'degraded', 'unreachable', 'down', 'decommissioned'] as const;
 export type NodeState = (typeof NODE_STATES)[number];
 
 export const nodeResourceSchema = z
@@ -41,7 +41,8 @@ export const nodeResourceSchema = z
     state: z.enum(NODE_STATES).meta({
       description:
         'online; degraded (alive, health not ok); unreachable (its lease lives but its agent does not answer); ' +
-        'down (its lease expired or the cluster no longer lists it: presumed down, kept until an operator forgets it)',
+        'down (its lease expired or the cluster no longer lists it: presumed down, kept until an operator forgets it); ' +
+        'decommissioned (taken out of service by an operator: listed, no VMs expected, no alert, online again once it answers)',
     }),
     stateSince: z.iso
       .datetime()

@@ -157,11 +157,8 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
       );
   }
 
-  /**
-   * Forgets a node that does not answer (an operator's decision: it was decommissioned or will
-   * not return): it and its unknown VMs leave the lists. A node that answers cannot be forgotten.
-   */
-  async forgetNode(remoteId: string, nodeId: string): Promise<void> {
+  /** The known node, which must not answer (409 otherwise): what an operator may decommission or forget. */
+  private async silentNode(remoteId: string, nodeId: string, action: string) {
     const snapshot = await this.snapshotOf(remoteId);
     await this.loaded;
     const entry = this.known.get(remoteId)?.get(nodeId);
@@ -169,8 +166,39 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
     if (answering(entry.state))
       throw new DomainError(
         ErrorCode.Conflict,
-        `node ${nodeId} is ${entry.state}: only a node that does not answer can be forgotten`,
+        `node ${nodeId} is ${entry.state}: only a node that does not answer can be ${action}`,
       );
+    return { snapshot, entry };
+  }
+
+  /**
+   * Takes a node that does not answer out of service (an operator's decision): it stays listed as
+   * decommissioned, its unknown VMs leave the lists, and it raises no alert. It is online again
+   * once it answers.
+   */
+  async decommissionNode(remoteId: string, nodeId: string): Promise<void> {
+    const { snapshot, entry } = await this.silentNode(remoteId, nodeId, 'decommissioned');
+    if (entry.state === 'decommissioned') return;
+    const now = this.clock.now();
+    const decommissioned = { ...entry, state: 'decommissioned' as const, since: now, vms: [] };
+    await this.knownNodes.save([decommissioned]);
+    this.known.get(remoteId)?.set(nodeId, decommissioned);
+    this.generations.set(remoteId, (this.generations.get(remoteId) ?? 0) + 1);
+    const nodes = snapshot.nodes.map((n) =>
+      n.id === nodeId ? { ...n, state: decommissioned.state, stateSince: now.toISOString() } : n,
+    );
+    const vms = snapshot.vms.filter((v) => !(v.node === nodeId && v.status === 'unknown'));
+    Object.assign(snapshot, inventory(nodes, vms, snapshot.hardware));
+    this.publishMetrics();
+    this.logger.info({ remote: remoteId, node: nodeId, was: entry.state }, 'node decommissioned');
+  }
+
+  /**
+   * Forgets a node that does not answer (an operator's decision: it will not return): it and its
+   * unknown VMs leave the lists.
+   */
+  async forgetNode(remoteId: string, nodeId: string): Promise<void> {
+    const { snapshot, entry } = await this.silentNode(remoteId, nodeId, 'forgotten');
     await this.knownNodes.forget(remoteId, nodeId);
     this.known.get(remoteId)?.delete(nodeId);
     this.forgotten.set(remoteId, new Set([...(this.forgotten.get(remoteId) ?? []), nodeId]));
@@ -330,7 +358,7 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
       const visible = this.visibleVms(caller, remote, snapshot);
       statuses.push(this.statusFor(caller, remote, snapshot, visible));
       const nodeName = (id: string) => snapshot.nodeNames.get(id);
-      if (scope.nodes) {
+      if (scope.nodes && this.auth.holds(caller, 'remote.audit', remotePath(remote))) {
         snapshot.nodes.forEach((node, i) => {
           if (searchMatches(search, node, nodeName)) take(node, snapshot.nodeKeys[i], node.name);
         });
@@ -434,10 +462,20 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
     return this.ensureSnapshot(remoteId);
   }
 
+  /**
+   * The remotes in the caller's collections: those it holds remote.audit on, and for a tenant those
+   * its own VMs run on (it sees them through its VMs only: no nodes; issue 14 item 6).
+   */
   private visibleRemotes(caller: Caller): string[] {
     const ids = [...this.snapshots.keys()].sort();
     const allowed = this.auth.allowedRemotes(caller, 'remote.audit', ids);
-    return ids.filter((id) => allowed.has(id));
+    const tenant = caller.grants.some((grant) => grant.tenantGroup !== null);
+    return ids.filter((id) => {
+      if (allowed.has(id)) return true;
+      if (!tenant) return false;
+      const visible = this.visibleVms(caller, id, this.snapshots.get(id)!);
+      return visible === 'all' || visible.vms.length > 0;
+    });
   }
 
   /**
@@ -473,7 +511,8 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
       remote,
       status: snapshot.status,
       health:
-        snapshot.status === 'online' && snapshot.nodes.some((node) => node.state !== 'online')
+        snapshot.status === 'online' &&
+        snapshot.nodes.some((node) => node.state !== 'online' && node.state !== 'decommissioned')
           ? 'degraded'
           : snapshot.status,
       lastRefreshAt: snapshot.lastRefreshAt?.toISOString() ?? null,
@@ -631,13 +670,15 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
       [...this.snapshots].map(([remote, snapshot]) => ({
         remote,
         status: snapshot.status,
-        nodeStates: snapshot.nodes.map((node) =>
-          node.state === 'unreachable'
-            ? 'unreachable'
-            : node.state === 'down'
-              ? 'offline'
-              : node.status,
-        ),
+        nodeStates: snapshot.nodes
+          .filter((node) => node.state !== 'decommissioned')
+          .map((node) =>
+            node.state === 'unreachable'
+              ? 'unreachable'
+              : node.state === 'down'
+                ? 'offline'
+                : node.status,
+          ),
         vmStates: snapshot.vms.map((vm) => vm.status),
       })),
     );
@@ -646,6 +687,10 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
 
 /** A VM id that no VM and no ACL entry has (those are uuids): see visibleVms. */
 const ANY_VM = '*';
+
+function remotePath(remote: string): string {
+  return `/remotes/${encodeURIComponent(remote)}`;
+}
 
 function vmPath(remote: string, uuid: string): string {
   return `/remotes/${encodeURIComponent(remote)}/vms/${encodeURIComponent(uuid)}`;

@@ -785,6 +785,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/remotes/{remote}/nodes/{node}/decommission": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["ResourcesController_decommissionNode"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/remotes/{remote}/vms": {
         parameters: {
             query?: never;
@@ -2044,10 +2060,10 @@ export interface components {
             /** @description True when the remote or node does not answer now and this is the last known state */
             stale: boolean;
             /**
-             * @description online; degraded (alive, health not ok); unreachable (its lease lives but its agent does not answer); down (its lease expired or the cluster no longer lists it: presumed down, kept until an operator forgets it)
+             * @description online; degraded (alive, health not ok); unreachable (its lease lives but its agent does not answer); down (its lease expired or the cluster no longer lists it: presumed down, kept until an operator forgets it); decommissioned (taken out of service by an operator: listed, no VMs expected, no alert, online again once it answers)
              * @enum {string}
              */
-            state: "online" | "degraded" | "unreachable" | "down";
+            state: "online" | "degraded" | "unreachable" | "down" | "decommissioned";
             /**
              * Format: date-time
              * @description When the node entered its state (as seen by this manager)
@@ -2966,6 +2982,15 @@ export interface components {
              * @example AB:CD:…
              */
             caFingerprint?: string;
+            /** @description With a new caCertPem or caFingerprint: the key of every stored credential, entered again (a new CA never receives the stored keys) */
+            credentials?: {
+                /**
+                 * Format: password
+                 * @description An agent API key (dvk_…); write-only, never returned
+                 */
+                key: string;
+                name: string;
+            }[];
             description?: string;
             /** @description Agent endpoints (host:port), tried in this order */
             endpoints?: string[];
@@ -5741,6 +5766,34 @@ export interface operations {
         };
     };
     ResourcesController_forgetNode: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                node: string;
+                remote: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs remote.modify on /remotes/{remote} */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    ResourcesController_decommissionNode: {
         parameters: {
             query?: never;
             header?: never;

@@ -89,9 +89,15 @@ export function ResourceTree({ q }: { q: string }) {
                         {node.id}
                       </a>
                       {node.name !== node.id && <span className="muted"> ({node.name})</span>}
-                      {!node.alive ? (
-                        <span className="tree-status tree-status-unreachable">
-                          <span aria-hidden="true">✖</span> offline
+                      {node.state === 'decommissioned' ? (
+                        <span className="tree-status">decommissioned</span>
+                      ) : node.state === 'unreachable' || node.state === 'down' ? (
+                        <span
+                          className="tree-status tree-status-unreachable"
+                          title={node.lastSeenAt ? `last seen ${node.lastSeenAt}` : undefined}
+                        >
+                          <span aria-hidden="true">✖</span>{' '}
+                          {node.state === 'down' ? 'down' : 'unreachable'}
                         </span>
                       ) : (
                         node.status !== 'ok' && (
