@@ -49,6 +49,8 @@ import { VmService } from './vms/vm.service';
 import { vmServiceHandlers } from './vms/vms.handlers';
 
 /** How long a stopping agent lets calls in flight finish. */
+import { ConsoleService } from './console/console.service';
+import { consoleHandler } from './console/console.handlers';
 const SHUTDOWN_GRACE_MS = 5_000;
 
 export interface RunningAgent {
@@ -122,6 +124,13 @@ export async function startAgent(
       clock,
       timeoutMs: config.migration.mirrorHandoverTimeoutSeconds * 1000,
       logger,
+    });
+    const consoles = new ConsoleService({
+      nodeId: config.nodeId,
+      driver: hypervisor,
+      index: vmIndex,
+      registry,
+      peers,
     });
     const migrationSource = new MigrationSourceService({
       nodeId: config.nodeId,
@@ -212,7 +221,13 @@ export async function startAgent(
           clusterInfo: new ClusterInfoService(config, registry),
         }),
       },
-      { definition: v1.VmService.service, handlers: vmServiceHandlers(rpc, vms) },
+      {
+        definition: v1.VmService.service,
+        handlers: {
+          ...vmServiceHandlers(rpc, vms),
+          Console: consoleHandler(rpc, consoles),
+        },
+      },
       {
         definition: v1.StorageService.service,
         handlers: storageServiceHandlers(

@@ -1,3 +1,4 @@
+import type { Duplex } from 'node:stream';
 import { labelSchema, uuidSchema, vmNameSchema } from '@debvisor/common';
 import { z } from 'zod';
 
@@ -265,4 +266,13 @@ export interface HypervisorDriver {
   freezeFilesystems(uuid: string, timeoutMs: number): Promise<FreezeResult>;
   /** Thaws the guest's filesystems; never throws for a guest that is not frozen or has no agent. */
   thawFilesystems(uuid: string): Promise<void>;
+
+  // Console.
+
+  /**
+   * Connects to the VM's console: the RFB (VNC) byte stream of its VNC server, which listens on a
+   * unix socket of this host (never a network port). FAILED_PRECONDITION when the VM is not running.
+   * The stream ends when the VM stops or leaves this node.
+   */
+  openConsole(uuid: string): Promise<Duplex>;
 }

@@ -1,6 +1,8 @@
 import type { RpcMetrics } from '@debvisor/common';
 import {
   debvisorV1,
+  type ConsoleFrame,
+  type ConsoleFrame__Output,
   type MigrationProgress__Output,
   type MigrationServiceDefinition,
   type StorageServiceDefinition,
@@ -10,6 +12,7 @@ import {
   Client,
   Metadata,
   status,
+  type ClientDuplexStream,
   type ClientReadableStream,
   type MethodDefinition,
   type ServiceError,
@@ -25,7 +28,7 @@ export interface PeerTarget {
   endpoint: string;
 }
 
-type VmMethod = keyof VmServiceDefinition;
+type VmMethod = Exclude<keyof VmServiceDefinition, 'Console'>;
 type MigrationUnary = 'PrepareMigration' | 'CancelMigration' | 'GetMigration';
 /** A VM's storage calls, answered by the VM's node. */
 type StorageVmMethod = 'SnapshotVm' | 'ListVmSnapshots' | 'DeleteVmSnapshot' | 'RollbackVm';
@@ -135,6 +138,20 @@ export class PeerClientRepository {
       definition.requestSerialize as (value: RequestOf<'MigrateVm'>) => Buffer,
       definition.responseDeserialize as (bytes: Buffer) => MigrationProgress__Output,
       request,
+      forwardMetadata(context),
+    );
+  }
+
+  /** VmService.Console on the node that runs the VM: the forwarded console stream (the caller writes `open` first). */
+  consoleStream(
+    target: PeerTarget,
+    context: CallContext,
+  ): ClientDuplexStream<ConsoleFrame, ConsoleFrame__Output> {
+    const definition = debvisorV1().VmService.service.Console;
+    return this.client(target).makeBidiStreamRequest(
+      definition.path,
+      definition.requestSerialize as (value: ConsoleFrame) => Buffer,
+      definition.responseDeserialize as (bytes: Buffer) => ConsoleFrame__Output,
       forwardMetadata(context),
     );
   }

@@ -18,6 +18,7 @@ export const RPC_PERMISSIONS = {
   'VmService.StopVm': 'vm:instance:power',
   'VmService.DefineVm': 'vm:instance:define',
   'VmService.UndefineVm': 'vm:instance:define',
+  'VmService.Console': 'vm:instance:console',
 
   'MigrationService.PrepareMigration': 'migration:vm:migrate',
   'MigrationService.MigrateVm': 'migration:vm:migrate',

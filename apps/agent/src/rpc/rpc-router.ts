@@ -115,6 +115,23 @@ export class RpcRouter {
     };
   }
 
+  /**
+   * A bidirectional stream authenticated like a unary call (API key or a vouching peer): the
+   * handler reads and writes `call` itself and resolves when the stream is over. Its messages are
+   * validated by the handler (the first one usually says what to open).
+   */
+  bidi<Req, Res>(
+    name: RpcName,
+    handle: (call: ServerDuplexStream<Req, Res>, context: CallContext) => Promise<void>,
+  ): handleBidiStreamingCall<Req, Res> {
+    return (call) => {
+      void this.run(name, call, (context) => handle(call, context)).then(
+        () => call.end(),
+        (error: ServiceErrorObject) => call.emit('error', error),
+      );
+    };
+  }
+
   /** An RPC that a later milestone implements: authenticated and authorized, then UNIMPLEMENTED. */
   unimplemented<Req, Res>(name: RpcName, milestone: string): handleUnaryCall<Req, Res> {
     return (call, callback) => this.refuse(name, milestone, call, (error) => callback(error));

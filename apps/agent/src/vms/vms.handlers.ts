@@ -8,7 +8,11 @@ import {
   vmRefSchema,
 } from './vm.requests';
 
-export function vmServiceHandlers(rpc: RpcRouter, vms: VmService): VmServiceHandlers {
+/** Every VmService handler but Console (console/console.handlers.ts). */
+export function vmServiceHandlers(
+  rpc: RpcRouter,
+  vms: VmService,
+): Omit<VmServiceHandlers, 'Console'> {
   return {
     ListVms: rpc.unary('VmService.ListVms', listVmsRequestSchema, ({ nodeId }, context) =>
       vms.list(nodeId, context),

@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import type { VmDefinition } from '../hypervisor.driver';
-import { buildDomainXml, DEBVISOR_XML_NAMESPACE, parseDomainXml } from './libvirt-domain-xml';
+import {
+  buildDomainXml,
+  DEBVISOR_XML_NAMESPACE,
+  parseDomainXml,
+  vncSocketOf,
+} from './libvirt-domain-xml';
 import { child, children, parseXml } from './xml-document';
 
 const MiB = 1024 ** 2;
@@ -195,5 +200,19 @@ describe('buildDomainXml / parseDomainXml', () => {
   it('refuses documents with a DOCTYPE or unknown entities rather than expanding them', () => {
     expect(() => parseXml(`<!DOCTYPE d [<!ENTITY x "y">]><domain>&x;</domain>`)).toThrow(/DOCTYPE/);
     expect(() => parseXml('<domain>&x;</domain>')).toThrow(/entity/);
+  });
+});
+
+describe('the console of a libvirt domain', () => {
+  it('finds the VNC unix socket in the live XML, and nothing in a domain without one', () => {
+    const live = `<domain><devices>
+      <graphics type='vnc' socket='/var/lib/libvirt/qemu/domain-3-web/vnc.sock'>
+        <listen type='socket' socket='/var/lib/libvirt/qemu/domain-3-web/vnc.sock'/>
+      </graphics></devices></domain>`;
+    expect(vncSocketOf(live)).toBe('/var/lib/libvirt/qemu/domain-3-web/vnc.sock');
+    expect(
+      vncSocketOf("<domain><graphics type='vnc'><listen type='socket'/></graphics></domain>"),
+    ).toBeUndefined();
+    expect(vncSocketOf("<domain><graphics type='vnc' socket='../x'/></domain>")).toBeUndefined();
   });
 });

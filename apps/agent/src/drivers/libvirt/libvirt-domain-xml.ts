@@ -86,6 +86,9 @@ export function buildDomainXml(input: VmDefinition, options: DomainXmlOptions): 
   }
   add("    <serial type='pty'><target port='0'/></serial>");
   add("    <console type='pty'><target type='serial' port='0'/></console>");
+  // The console: VNC on a unix socket libvirt picks (never a network port), a VGA card to show.
+  add("    <graphics type='vnc'><listen type='socket'/></graphics>");
+  add("    <video><model type='vga'/></video>");
   // The QEMU guest agent's channel (libvirt picks the socket): domfsfreeze/domfsthaw for snapshots.
   add("    <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>");
   add("    <memballoon model='virtio'/>");
@@ -231,4 +234,13 @@ const UNIT_BYTES: Record<string, number> = {
 
 function toBytes(value: number, unit: string): number {
   return value * (UNIT_BYTES[unit.toLowerCase()] ?? NaN);
+}
+
+/** The unix socket of a running domain's VNC server, from its live XML (undefined when it has none). */
+export function vncSocketOf(liveXml: string): string | undefined {
+  const graphics = /<graphics\b[^>]*\btype=['"]vnc['"][\s\S]*?(?:<\/graphics>|\/>)/.exec(
+    liveXml,
+  )?.[0];
+  const path = graphics && /\bsocket=['"]([^'"]+)['"]/.exec(graphics)?.[1];
+  return path && path.startsWith('/') && !path.includes('..') ? path : undefined;
 }

@@ -1,4 +1,6 @@
 import { fqdnSchema, ipAddressSchema, uuidSchema } from '@debvisor/common';
+import type { Duplex } from 'node:stream';
+import { connectVncSocket } from '../../console/vnc-socket';
 import type { AgentConfig } from '../../config/agent-config.schema';
 import { AgentError, ErrorCode } from '../../shared/agent-error';
 import type { Clock } from '../../shared/clock';
@@ -21,7 +23,7 @@ import type {
   VmInstance,
   VmState,
 } from '../hypervisor.driver';
-import { buildDomainXml, parseDomainXml } from './libvirt-domain-xml';
+import { buildDomainXml, parseDomainXml, vncSocketOf } from './libvirt-domain-xml';
 import {
   domainState,
   parseColonFields,
@@ -610,6 +612,19 @@ export class LibvirtHypervisorDriver implements HypervisorDriver {
         `invalid VM definition: ${(error as Error).message}`,
       );
     }
+  }
+
+  async openConsole(uuid: string): Promise<Duplex> {
+    const spec = await this.spec(uuid);
+    if (!spec) throw new AgentError(ErrorCode.NotFound, `no VM ${uuid} on this node`);
+    // The live XML names the socket libvirt picked while the domain runs.
+    const path = vncSocketOf(await this.virsh(['dumpxml', '--', uuid]));
+    if (!path)
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `VM ${spec.name} offers no console: it is not running (or was defined without VNC)`,
+      );
+    return connectVncSocket(path, spec.name);
   }
 
   /** The VM definition libvirt keeps (the inactive XML: as defined, before libvirt expands host-model). */

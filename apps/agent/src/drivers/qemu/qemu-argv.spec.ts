@@ -14,6 +14,7 @@ const paths = {
   pidFile: '/var/lib/debvisor/run/u/pid',
   serialLog: '/var/lib/debvisor/run/u/serial.log',
   guestAgent: '/var/lib/debvisor/run/u/qga.sock',
+  vnc: '/var/lib/debvisor/run/u/vnc.sock',
 };
 
 function spec(overrides: Partial<VmDefinition> = {}): VmDefinition {
@@ -50,7 +51,9 @@ function values(args: string[], flag: string): string[] {
   return args.flatMap((arg, i) => (arg === flag ? [args[i + 1]!] : []));
 }
 
+/** The VGA card of the console, then the guest agent's channel. */
 const GUEST_AGENT_DEVICES = [
+  'VGA',
   'virtio-serial',
   'virtserialport,chardev=qga0,name=org.qemu.guest_agent.0',
 ];
@@ -71,6 +74,17 @@ describe('QEMU argument vector', () => {
     ]);
     expect(args).toEqual(expect.arrayContaining(['-nodefaults', '-no-user-config', '-daemonize']));
     expect(args).not.toContain('-incoming');
+  });
+
+  it('serves the console over VNC on a unix socket only, never on a network port', () => {
+    const args = argv();
+    expect(values(args, '-vnc')).toEqual([`unix:${paths.vnc}`]);
+    expect(values(args, '-display')).toEqual(['none']);
+  });
+
+  it('escapes a comma in the VNC socket path as QemuOpts requires', () => {
+    const args = argv({}, { paths: { ...paths, vnc: '/run/a,b/vnc.sock' } });
+    expect(values(args, '-vnc')).toEqual(['unix:/run/a,,b/vnc.sock']);
   });
 
   it('gives every VM a virtio-serial channel for the QEMU guest agent, before its disks and NICs', () => {

@@ -35,6 +35,8 @@ export interface QemuRunPaths {
   serialLog: string;
   /** The QEMU guest agent's channel (a unix socket QEMU listens on). */
   guestAgent: string;
+  /** The VM's VNC server: a unix socket only the agent reaches (never a network port). */
+  vnc: string;
 }
 
 /** The virtio-serial port name a QEMU guest agent looks for. */
@@ -134,7 +136,7 @@ export function buildQemuArgv(options: QemuArgvOptions): string[] {
       ErrorCode.InvalidArgument,
       `VM ${spec.name} cannot run on QEMU: ${problem}`,
     );
-  for (const path of [paths.qmp, paths.pidFile, paths.serialLog, paths.guestAgent]) {
+  for (const path of [paths.qmp, paths.pidFile, paths.serialLog, paths.guestAgent, paths.vnc]) {
     if (!isAbsolute(path))
       throw new AgentError(ErrorCode.Internal, 'QEMU runtime paths must be absolute');
   }
@@ -149,6 +151,11 @@ export function buildQemuArgv(options: QemuArgvOptions): string[] {
     '-no-user-config',
     '-display',
     'none',
+    // The console: a standard VGA card whose screen QEMU serves over VNC on a unix socket.
+    '-device',
+    'VGA',
+    '-vnc',
+    `unix:${opt(paths.vnc)}`,
     '-daemonize',
     '-pidfile',
     paths.pidFile,

@@ -1,5 +1,7 @@
 import { fqdnSchema, ipAddressSchema } from '@debvisor/common';
 import { join, resolve } from 'node:path';
+import type { Duplex } from 'node:stream';
+import { connectVncSocket } from '../../console/vnc-socket';
 import { AgentError, ErrorCode } from '../../shared/agent-error';
 import type { Clock } from '../../shared/clock';
 import { HostFactsRepository } from '../host-facts.repository';
@@ -1002,6 +1004,16 @@ export class QemuHypervisorDriver implements HypervisorDriver {
     return vm;
   }
 
+  async openConsole(uuid: string): Promise<Duplex> {
+    const vm = this.find(uuid);
+    if (!vm.process)
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `VM ${vm.record.spec.name} is not running, so it has no console`,
+      );
+    return connectVncSocket(this.paths(uuid).vnc, vm.record.spec.name);
+  }
+
   private find(uuid: string): QemuVm {
     const vm = this.vms.get(uuid);
     if (!vm) throw new AgentError(ErrorCode.NotFound, `no VM ${uuid} on this node`);
@@ -1126,6 +1138,7 @@ export class QemuHypervisorDriver implements HypervisorDriver {
       pidFile: join(dir, 'pid'),
       serialLog: join(dir, 'serial.log'),
       guestAgent: join(dir, 'qga.sock'),
+      vnc: join(dir, 'vnc.sock'),
       log: join(dir, 'qemu.log'),
       migration: join(dir, 'mig'),
       pskIn: join(dir, 'psk'),

@@ -1,4 +1,6 @@
+import type { Duplex } from 'node:stream';
 import { z } from 'zod';
+import { TestPatternRfb } from '../../console/test-pattern-rfb';
 import { AgentError, ErrorCode } from '../../shared/agent-error';
 import type { Clock } from '../../shared/clock';
 import {
@@ -415,6 +417,18 @@ export class SimHypervisorDriver implements HypervisorDriver {
     incoming.endpoint = endpoint;
     await this.persist();
     return endpoint.address;
+  }
+
+  /** A generated test pattern (the sim has no VNC server), so that a demo has a console. */
+  async openConsole(uuid: string): Promise<Duplex> {
+    const vm = this.vms.get(uuid);
+    if (!vm) throw new AgentError(ErrorCode.NotFound, `no VM ${uuid} on this node`);
+    if (vm.state !== 'running' && vm.state !== 'migrating')
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `VM ${vm.spec.name} is ${vm.state}, so it has no console`,
+      );
+    return new TestPatternRfb(vm.spec.name);
   }
 
   async incomingStatus(uuid: string): Promise<MigrationStatus> {
