@@ -39,18 +39,22 @@ import { createEtcdClient } from './shared/etcd-client';
 import { lifecycleLogger, type Logger } from './shared/logger';
 import { AGENT_VERSION } from './shared/version';
 import { storageServiceHandlers } from './storage/storage.handlers';
+import { PeerClustersRepository } from './trust/peer-clusters.repository';
+import { PeerClusters } from './trust/peer-clusters.service';
+import { RevokedNodesRepository } from './trust/revoked-nodes.repository';
+import { RevokedNodes } from './trust/revoked-nodes.service';
 import { StorageService } from './storage/storage.service';
 import { VmSnapshotRepository } from './storage/vm-snapshot.repository';
 import { VmSnapshotService } from './storage/vm-snapshot.service';
 import { OperationLocks } from './shared/operation-locks';
 import { VmDiskLocks } from './vms/vm-disk-locks';
 import { VmIndexRepository } from './vms/vm-index.repository';
+import { ConsoleService } from './console/console.service';
+import { consoleHandler } from './console/console.handlers';
 import { VmService } from './vms/vm.service';
 import { vmServiceHandlers } from './vms/vms.handlers';
 
 /** How long a stopping agent lets calls in flight finish. */
-import { ConsoleService } from './console/console.service';
-import { consoleHandler } from './console/console.handlers';
 const SHUTDOWN_GRACE_MS = 5_000;
 
 export interface RunningAgent {
@@ -99,6 +103,11 @@ export async function startAgent(
       hypervisor,
       storage,
     );
+    // The deny list of nodes, read before the server answers and then watched; the trusted peer clusters.
+    const revokedNodes = new RevokedNodes(new RevokedNodesRepository(etcd), clock, logger);
+    await revokedNodes.start();
+    undo.unshift(() => revokedNodes.stop());
+    const trustedPeers = new PeerClusters(new PeerClustersRepository(etcd), clock);
     const peers = new PeerClientRepository(tls, metrics.rpc);
     undo.unshift(() => peers.close());
     const vmIndex = new VmIndexRepository(etcd);
@@ -116,6 +125,13 @@ export async function startAgent(
       disks: diskLocks,
       logger,
     });
+    const consoles = new ConsoleService({
+      nodeId: config.nodeId,
+      driver: hypervisor,
+      index: vmIndex,
+      registry,
+      peers,
+    });
     const serverCredentials = new MutualTls13ServerCredentials(tls);
     const sockets = new MigrationSocketRepository(join(config.stateDir, 'mig'));
     const mirrored = new MirroredDisks({
@@ -124,13 +140,6 @@ export async function startAgent(
       clock,
       timeoutMs: config.migration.mirrorHandoverTimeoutSeconds * 1000,
       logger,
-    });
-    const consoles = new ConsoleService({
-      nodeId: config.nodeId,
-      driver: hypervisor,
-      index: vmIndex,
-      registry,
-      peers,
     });
     const migrationSource = new MigrationSourceService({
       nodeId: config.nodeId,
@@ -164,6 +173,8 @@ export async function startAgent(
       sockets,
       disks: diskLocks,
       mirrored,
+      trustedPeers,
+      revoked: revokedNodes,
       clock,
       logger,
     });
@@ -176,6 +187,8 @@ export async function startAgent(
       peers,
       source: migrationSource,
       target: migrationTarget,
+      clusterCaFingerprints: () => [tls.clusterCa.fingerprint256],
+      trustedPeers,
     });
 
     // The audit file of served RPCs (audit.file): opened before the server answers, so that a bad path stops start-up.
@@ -184,7 +197,12 @@ export async function startAgent(
       : undefined;
     if (auditFile) undo.unshift(() => auditFile.close());
     const rpc = new RpcRouter(
-      new Authenticator(apiKeys, tls.clusterCa),
+      new Authenticator({
+        apiKeys,
+        clusterCas: () => [tls.clusterCa],
+        registry,
+        revoked: revokedNodes,
+      }),
       logger,
       metrics.rpc,
       auditFile && new RpcAudit(auditFile, clock, logger),
@@ -318,6 +336,7 @@ export async function startAgent(
         await metricsServer?.stop();
         peers.close();
         await apiKeys.settle();
+        await revokedNodes.stop();
         await auditFile?.close();
         await hypervisor.close();
         etcd.close();

@@ -1,3 +1,4 @@
+import { parseAgentApiKey } from '@debvisor/common';
 import { createCa, fingerprintSha256, issueCertificate, type KeyPairPem } from '@debvisor/pki';
 import {
   agentClient,
@@ -9,11 +10,12 @@ import {
 import { status } from '@grpc/grpc-js';
 import { connect, type ConnectionOptions, type DetailedPeerCertificate } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { rpcError } from './helpers';
+import { eventually, rpcError } from './helpers';
 
 const FORWARDED = {
   principal: 'x-debvisor-forwarded-principal',
   permissions: 'x-debvisor-forwarded-permissions',
+  keyId: 'x-debvisor-forwarded-key-id',
 };
 
 describe('mutual TLS and peer identity (real agent)', () => {
@@ -154,12 +156,20 @@ describe('mutual TLS and peer identity (real agent)', () => {
       return client.node.getClusterInfo({}, { metadata }).finally(() => client.close());
     };
 
-    it('acts for the forwarded principal when a cluster agent certificate vouches for it', async () => {
-      const peer = await issueAgentCertificate(cluster.ca, 'node-9');
+    /** The id of a dvk_ key (what a forwarding agent names). */
+    const idOf = (key: string) => parseAgentApiKey(key)!.id;
+
+    it("acts with the forwarded API key's own rights when a live node of the cluster forwards it", async () => {
+      const key = await cluster.createApiKey(['node:registry:read', 'vm:*'], {
+        principal: 'manager:dc-east',
+      });
+      const node1 = await issueAgentCertificate(cluster.ca, 'node-1');
       await expect(
-        call(peer, {
+        call(node1, {
           [FORWARDED.principal]: 'manager:dc-east',
-          [FORWARDED.permissions]: 'node:registry:read,vm:*',
+          [FORWARDED.keyId]: idOf(key),
+          // Rights a forwarding agent asserts count for nothing: the key's own apply.
+          [FORWARDED.permissions]: '*',
         }),
       ).resolves.toMatchObject({
         principal: 'manager:dc-east',
@@ -167,15 +177,70 @@ describe('mutual TLS and peer identity (real agent)', () => {
       });
     });
 
-    it('holds a forwarded caller to its forwarded permissions', async () => {
-      const peer = await issueAgentCertificate(cluster.ca, 'node-9');
+    it('holds a forwarded caller to the permissions of its key, whatever the peer asserts', async () => {
+      const key = await cluster.createApiKey(['vm:instance:read'], { principal: 'manager:ro' });
+      const node1 = await issueAgentCertificate(cluster.ca, 'node-1');
       const error = await rpcError(
-        call(peer, {
-          [FORWARDED.principal]: 'manager:dc-east',
-          [FORWARDED.permissions]: 'vm:instance:read',
+        call(node1, {
+          [FORWARDED.principal]: 'manager:ro',
+          [FORWARDED.keyId]: idOf(key),
+          [FORWARDED.permissions]: '*',
         }),
       );
       expect(error.code).toBe(status.PERMISSION_DENIED);
+    });
+
+    it('refuses a forged assertion of a principal and rights without an API key', async () => {
+      const node1 = await issueAgentCertificate(cluster.ca, 'node-1');
+      const error = await rpcError(
+        call(node1, { [FORWARDED.principal]: 'admin', [FORWARDED.permissions]: '*' }),
+      );
+      expect(error.code).toBe(status.UNAUTHENTICATED);
+      expect(error.details).toMatch(/names the API key that authenticated its caller/);
+    });
+
+    it('refuses a forwarded key id under another principal, and a revoked forwarded key', async () => {
+      const key = await cluster.createApiKey(['*'], { principal: 'manager:dc-east' });
+      const node1 = await issueAgentCertificate(cluster.ca, 'node-1');
+      const other = await rpcError(
+        call(node1, { [FORWARDED.principal]: 'someone-else', [FORWARDED.keyId]: idOf(key) }),
+      );
+      expect(other.code).toBe(status.UNAUTHENTICATED);
+      expect(other.details).toBe('the forwarded principal does not hold the forwarded API key');
+
+      const revoked = await cluster.admin(['apikey', 'revoke', idOf(key)]);
+      expect(revoked.code).toBe(0);
+      const { value } = await eventually(
+        () =>
+          rpcError(
+            call(node1, {
+              [FORWARDED.principal]: 'manager:dc-east',
+              [FORWARDED.keyId]: idOf(key),
+            }),
+          ).then((error) => (error.code === status.UNAUTHENTICATED ? error : undefined)),
+        10_000,
+      );
+      expect(value.details).toBe('the forwarded API key is revoked');
+      const unknown = await rpcError(
+        call(node1, {
+          [FORWARDED.principal]: 'manager:dc-east',
+          [FORWARDED.keyId]: '0123456789abcdef',
+        }),
+      );
+      expect(unknown.code).toBe(status.UNAUTHENTICATED);
+      expect(unknown.details).toBe('the forwarded API key is unknown in this cluster');
+    });
+
+    it('refuses a forwarded call from a cluster certificate of a node that is not registered', async () => {
+      const key = await cluster.createApiKey(['*'], { principal: 'manager:dc-east' });
+      const ghost = await issueAgentCertificate(cluster.ca, 'node-9');
+      const error = await rpcError(
+        call(ghost, { [FORWARDED.principal]: 'manager:dc-east', [FORWARDED.keyId]: idOf(key) }),
+      );
+      expect(error.code).toBe(status.UNAUTHENTICATED);
+      expect(error.details).toBe(
+        'forwarded calls are accepted only from live registered nodes; node-9 is not one',
+      );
     });
 
     it('refuses a forwarded identity from a client certificate, even one that looks like an agent', async () => {

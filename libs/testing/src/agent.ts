@@ -53,6 +53,11 @@ export interface StartClusterOptions {
   auditFile?: boolean;
   /** Further agent configuration per node, merged over the harness's (e.g. the qemu hypervisor driver). */
   agentConfig?: (nodeId: string, stateDir: string) => Record<string, unknown>;
+  /**
+   * Trust the other harness clusters running in this process as migration peers, and be trusted
+   * by them, as an operator does with `debvisor-agent-admin peer trust` (default true).
+   */
+  trustRunningPeers?: boolean;
   /** Runs before each agent first starts (e.g. writeQemuVm to give a qemu node its VMs). */
   prepareNode?: (nodeId: string, stateDir: string) => void | Promise<void>;
 }
@@ -101,6 +106,8 @@ export interface TestCluster {
   readonly client: ClientIdentity;
   /** Creates an API key with the agent admin CLI; answers the key (dvk_…). */
   createApiKey(permissions: string[], options?: CreateApiKeyOptions): Promise<string>;
+  /** Trusts `peer`'s CA as a migration peer here (what `debvisor-agent-admin peer trust` writes). */
+  trustPeer(peer: Pick<TestCluster, 'clusterId' | 'caPem'>): Promise<void>;
   /** Runs the agent admin CLI against this cluster's etcd (`--etcd` is added). */
   admin(args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
   /** A client of `agent` (default: the first) with the harness's client identity. */
@@ -279,6 +286,20 @@ export async function startCluster(options: StartClusterOptions): Promise<TestCl
       keyPem: manager.client.keyPem,
       caPem: manager.ca.certPem,
     },
+    async trustPeer(peer) {
+      const client = new Etcd3({ hosts: etcd.endpoint });
+      try {
+        await client.put(`/debvisor/trust/peer-clusters/${peer.clusterId}`).value(
+          JSON.stringify({
+            clusterId: peer.clusterId,
+            caPem: peer.caPem,
+            addedAt: new Date().toISOString(),
+          }),
+        );
+      } finally {
+        client.close();
+      }
+    },
     async createApiKey(permissions, keyOptions = {}) {
       const args = [
         'apikey',
@@ -312,6 +333,7 @@ export async function startCluster(options: StartClusterOptions): Promise<TestCl
           : {}),
       }),
     async stop() {
+      runningClusters.delete(cluster);
       await Promise.all(agents.map((agent) => agent.stop()));
       // The qemu driver's VMs outlive their agent by design (as under libvirt): end them too.
       for (const agent of agents) killQemus(agent.stateDir);
@@ -319,6 +341,13 @@ export async function startCluster(options: StartClusterOptions): Promise<TestCl
     },
   };
   try {
+    if (options.trustRunningPeers ?? true) {
+      for (const peer of runningClusters) {
+        if (peer.clusterId === clusterId) continue;
+        await Promise.all([cluster.trustPeer(peer), peer.trustPeer(cluster)]);
+      }
+      runningClusters.add(cluster);
+    }
     await Promise.all(agents.map((agent) => agent.restart()));
   } catch (error) {
     await cluster.stop();
@@ -326,6 +355,9 @@ export async function startCluster(options: StartClusterOptions): Promise<TestCl
   }
   return cluster;
 }
+
+/** Harness clusters of this process that trust each other as migration peers. */
+const runningClusters = new Set<TestCluster>();
 
 /** A storage client of another harness cluster (it creates its own key). */
 async function peerStorageClient(peer: TestCluster): Promise<AgentClient> {

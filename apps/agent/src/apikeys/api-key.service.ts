@@ -130,6 +130,20 @@ export class ApiKeyService {
     return { id: record.id, principal: record.principal, permissions: record.permissions };
   }
 
+  /**
+   * The key behind a forwarded call, looked up again by its id on the node that answers: a peer
+   * agent names the key it authenticated, never the rights it carries. Refused when the key is
+   * unknown, revoked or expired here.
+   */
+  async forwardedKey(id: string): Promise<AuthenticatedKey> {
+    const stored = await this.lookup(id, false);
+    if (!stored) throw unauthenticated('the forwarded API key is unknown in this cluster');
+    const { record } = stored;
+    if (record.revokedAt) throw unauthenticated('the forwarded API key is revoked');
+    if (this.isExpired(record)) throw unauthenticated('the forwarded API key has expired');
+    return { id: record.id, principal: record.principal, permissions: record.permissions };
+  }
+
   /** Waits for lastUsedAt writes in flight (shutdown, tests). */
   async settle(): Promise<void> {
     await Promise.all([...this.pending]);

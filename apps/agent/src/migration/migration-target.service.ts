@@ -24,6 +24,8 @@ import {
   type TargetDisk,
 } from './migration-preflight';
 import type { CallContext } from '../rpc/call-context';
+import type { PeerClusters } from '../trust/peer-clusters.service';
+import type { RevokedNodes } from '../trust/revoked-nodes.service';
 import type { PrepareMigrationInput } from './migration.requests';
 import type { MigrationSocketRepository } from './migration-socket.repository';
 import { finalSnapshotsSchema, type MirroredDisks } from './mirrored-disks';
@@ -80,6 +82,10 @@ export interface MigrationTargetDeps {
   disks: Pick<VmDiskLocks, 'lock' | 'unlock'>;
   /** From another cluster: the disks' mirrors here promoted once the source's demotion arrived. */
   mirrored: Pick<MirroredDisks, 'acquire' | 'waitReplayed' | 'giveBack'>;
+  /** The peer clusters the operator trusts: the only other clusters a VM may come from. */
+  trustedPeers: Pick<PeerClusters, 'trustedFor'>;
+  /** The node deny list: a revoked node's tunnel is refused. */
+  revoked: Pick<RevokedNodes, 'isRevoked'>;
   clock: Clock;
   logger: Logger;
 }
@@ -89,6 +95,8 @@ export interface ClusterVm {
   uuid: string;
   name: string;
   disks: { pool: string; image: string }[];
+  vcpus?: number;
+  memoryBytes?: number;
 }
 
 /**
@@ -108,11 +116,56 @@ export function clusterVmsOf(vms: Pick<VmService, 'list'>): MigrationTargetDeps[
                 pool: d.pool ?? '',
                 image: d.image ?? '',
               })),
+              vcpus: vm.spec.vcpus ?? 0,
+              memoryBytes: Number(vm.spec.memoryBytes ?? 0),
             },
           ]
         : [],
     );
     return { vms: cluster, unreachableNodes: Object.keys(answer.unreachableNodes ?? {}) };
+  };
+}
+
+/**
+ * Within the cluster: the VM asked for must be the one the source node has — indexed there, with
+ * the same name, size and disks — so that nobody can define a VM here on another VM's disks.
+ */
+export function sourceSpecCheck(
+  spec: VmDefinition,
+  sourceNodeId: string,
+  indexedOn: string | undefined,
+  clusterVms: readonly ClusterVm[],
+): PreflightCheck {
+  const fail = (reason: string): PreflightCheck => ({
+    name: 'source-spec',
+    result: 'fail',
+    reason,
+  });
+  if (sourceNodeId === '' || indexedOn !== sourceNodeId)
+    return fail(
+      `VM ${spec.uuid} is not on node ${sourceNodeId || '(none named)'} of this cluster; only a VM the source has can move`,
+    );
+  const vm = clusterVms.find((one) => one.uuid === spec.uuid);
+  if (!vm)
+    return fail(`the source node did not list VM ${spec.uuid}; cannot confirm its definition`);
+  const disks = (list: readonly { pool: string; image: string }[]) =>
+    list
+      .map((d) => `${d.pool}/${d.image}`)
+      .sort()
+      .join(',');
+  if (
+    vm.name !== spec.name ||
+    disks(vm.disks) !== disks(spec.disks) ||
+    (vm.vcpus !== undefined && vm.vcpus !== spec.vcpus) ||
+    (vm.memoryBytes !== undefined && vm.memoryBytes !== spec.memoryBytes)
+  )
+    return fail(
+      `the definition asked for differs from VM ${spec.uuid} on node ${sourceNodeId} (name, size or disks)`,
+    );
+  return {
+    name: 'source-spec',
+    result: 'pass',
+    reason: `the definition is that of VM ${spec.name} on node ${sourceNodeId}`,
   };
 }
 
@@ -194,6 +247,11 @@ export class MigrationTargetService {
         maxMirrorLagSeconds: this.deps.maxMirrorLagSeconds,
       },
     );
+    checks.push(
+      input.sourceCaPem === ''
+        ? sourceSpecCheck(spec, input.sourceNodeId, location?.nodeId, cluster.vms)
+        : await this.peerCheck(input.sourceCaPem),
+    );
     if (reserved)
       checks.push({
         name: 'vm-lock',
@@ -201,6 +259,23 @@ export class MigrationTargetService {
         reason: `another migration of VM ${spec.uuid} to node ${nodeId} is under way`,
       });
     return checks;
+  }
+
+  /** Across clusters: the source's CA must be one of a peer cluster the operator trusts here. */
+  private async peerCheck(sourceCaPem: string): Promise<PreflightCheck> {
+    const peer = await this.deps.trustedPeers.trustedFor(sourceCaPem);
+    return peer
+      ? {
+          name: 'source-cluster',
+          result: 'pass',
+          reason: `the source is trusted peer cluster ${peer.clusterId}`,
+        }
+      : {
+          name: 'source-cluster',
+          result: 'fail',
+          reason:
+            "the source CA is not a trusted peer cluster's here (debvisor-agent-admin peer trust); refusing to receive the VM",
+        };
   }
 
   /** Pre-flight, then (unless check_only) the reservation: incoming side prepared, cookie issued. */
@@ -309,6 +384,13 @@ export class MigrationTargetService {
         `migration ${opening.migrationId} is not waiting for its source on node ${this.deps.nodeId}`,
       );
     const sourceNode = agentNodeIdOf(peerCertificate, reservation.peerCa ?? this.deps.clusterCa);
+    if (sourceNode && !reservation.peerCa && this.deps.revoked.isRevoked(sourceNode)) {
+      await this.release(reservation, 'aborted', `node ${sourceNode} is revoked`);
+      throw new AgentError(
+        ErrorCode.PermissionDenied,
+        `node ${sourceNode} is revoked in this cluster`,
+      );
+    }
     if (!sourceNode) {
       await this.release(
         reservation,

@@ -1,3 +1,4 @@
+import { parseEndpoint } from '@debvisor/common';
 import type {
   CancelMigrationResponse,
   MigrationProgress,
@@ -13,6 +14,8 @@ import type { VmIndexRepository } from '../vms/vm-index.repository';
 import type { MigrationSourceService } from './migration-source.service';
 import type { MigrationTargetService } from './migration-target.service';
 import type { MigrateVmInput, MigrationRef, PrepareMigrationInput } from './migration.requests';
+import { caFingerprints as caFingerprintsOf } from '../trust/peer-clusters.repository';
+import type { PeerClusters } from '../trust/peer-clusters.service';
 
 const PEER_TIMEOUT_MS = 60_000;
 
@@ -24,6 +27,10 @@ export interface MigrationServiceDeps {
   peers: Pick<PeerClientRepository, 'migrationCall' | 'migrateStream' | 'streamError'>;
   source: MigrationSourceService;
   target: MigrationTargetService;
+  /** SHA-256 fingerprints of this cluster's CA (two during a CA rotation). */
+  clusterCaFingerprints: () => readonly string[];
+  /** The peer clusters the operator trusts: the only other clusters a VM may go to. */
+  trustedPeers: Pick<PeerClusters, 'trustedFor'>;
 }
 
 /**
@@ -66,7 +73,7 @@ export class MigrationService {
   ): Promise<void> {
     const owner = await this.sourceOf(input.uuid, context);
     if (owner === 'here') {
-      await this.deps.source.migrate(input, emit);
+      await this.deps.source.migrate(await this.trustedTarget(input), emit);
       return;
     }
     const stream = this.deps.peers.migrateStream(owner, input, context);
@@ -99,6 +106,43 @@ export class MigrationService {
         `node ${this.deps.nodeId} knows no migration ${ref.migrationId}`,
       );
     return progress;
+  }
+
+  /**
+   * The request, once its target is one this cluster may send a VM to: a live registered node of
+   * this cluster at the endpoint the registry holds, or an agent of a peer cluster whose CA the
+   * operator trusts here. The direct transport's data endpoint must be the target's host. Whoever
+   * holds migration:vm:migrate cannot name another endpoint or CA and receive the VM's memory.
+   */
+  private async trustedTarget(input: MigrateVmInput): Promise<MigrateVmInput> {
+    const refuse = (why: string) =>
+      new AgentError(ErrorCode.PermissionDenied, `refusing the migration target: ${why}`);
+    const caFingerprints = caFingerprintsOf(input.targetCaPem);
+    const sameCluster =
+      input.targetCaPem === '' ||
+      caFingerprints.some((f) => this.deps.clusterCaFingerprints().includes(f));
+    if (sameCluster) {
+      if (input.targetNodeId === this.deps.nodeId)
+        throw refuse(`the VM already runs on node ${this.deps.nodeId}`);
+      const node = await this.deps.registry.find(input.targetNodeId);
+      if (!node?.alive)
+        throw refuse(`node ${input.targetNodeId} is not a live node of this cluster`);
+      if (node.info.agentEndpoint !== input.targetEndpoint)
+        throw refuse(
+          `node ${input.targetNodeId} is registered at ${node.info.agentEndpoint}, not ${input.targetEndpoint}`,
+        );
+    } else if (!(await this.deps.trustedPeers.trustedFor(input.targetCaPem))) {
+      throw refuse(
+        "the target CA is neither this cluster's nor a trusted peer cluster's (debvisor-agent-admin peer trust)",
+      );
+    }
+    const dataHost = hostOfDataEndpoint(input.targetDataEndpoint);
+    const targetHost = parseEndpoint(input.targetEndpoint)?.host;
+    if (dataHost !== undefined && dataHost !== targetHost)
+      throw refuse(
+        `the data endpoint's host ${dataHost} is not the target agent's host ${targetHost ?? ''}`,
+      );
+    return input;
   }
 
   /** The node named, else the VM's source node. */
@@ -142,4 +186,14 @@ export class MigrationService {
     if (!node.alive) throw new AgentError(ErrorCode.Unavailable, `node ${nodeId} is not alive`);
     return { nodeId, endpoint: node.info.agentEndpoint };
   }
+}
+
+/** The host of a direct transport's data endpoint (tcp:<host>:<port> or libvirt:<uri>); undefined when none. */
+export function hostOfDataEndpoint(dataEndpoint: string): string | undefined {
+  if (dataEndpoint === '') return undefined;
+  const tcp = /^tcp:(.+):\d{1,5}$/.exec(dataEndpoint);
+  if (tcp) return tcp[1].replace(/^\[(.*)\]$/, '$1');
+  const uri = /^libvirt:[A-Za-z0-9+]+:\/\/(?:[^@/]*@)?([^/]+)\//.exec(dataEndpoint);
+  if (!uri) return '';
+  return (parseEndpoint(uri[1])?.host ?? uri[1]).replace(/^\[(.*)\]$/, '$1');
 }

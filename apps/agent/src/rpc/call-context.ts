@@ -2,7 +2,7 @@
 export interface Caller {
   readonly principal: string;
   readonly permissions: readonly string[];
-  /** The API key that authenticated the call (absent for forwarded calls). */
+  /** The API key that authenticated the call (for a forwarded call: looked up again here). */
   readonly keyId?: string;
   /** Node id of the agent that forwarded the call on the caller's behalf. */
   readonly forwardedBy?: string;
@@ -21,5 +21,13 @@ export interface CallContext {
 export const FORWARD_METADATA = {
   principal: 'x-debvisor-forwarded-principal',
   permissions: 'x-debvisor-forwarded-permissions',
+  /** The id of the API key that authenticated the original caller, looked up again by the callee. */
+  keyId: 'x-debvisor-forwarded-key-id',
   traceId: 'x-debvisor-trace-id',
 } as const;
+
+/**
+ * What an agent may do as itself on a peer (a call forwarded without an API key): read a VM's
+ * state for a check of its own (StorageService's image-in-use check).
+ */
+export const AGENT_SELF_PERMISSIONS: readonly string[] = ['vm:instance:read'];

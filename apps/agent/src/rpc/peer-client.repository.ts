@@ -58,7 +58,7 @@ const ANSWERS = new Set([
 
 /**
  * Calls to other agents of the cluster, over mutual TLS with this agent's own certificate. The
- * original caller travels in metadata; the peer trusts it because of the agent certificate.
+ * original caller's API key id travels in metadata; the peer looks the key up again.
  */
 export class PeerClientRepository {
   private readonly clients = new Map<string, Client>();
@@ -219,7 +219,10 @@ export class PeerClientRepository {
 function forwardMetadata(context: CallContext): Metadata {
   const metadata = new Metadata();
   metadata.set(FORWARD_METADATA.principal, context.caller.principal);
-  metadata.set(FORWARD_METADATA.permissions, context.caller.permissions.join(','));
+  // The callee looks the key up again and applies its rights; without one (the agent acting for
+  // itself), the callee allows only AGENT_SELF_PERMISSIONS.
+  if (context.caller.keyId) metadata.set(FORWARD_METADATA.keyId, context.caller.keyId);
+  else metadata.set(FORWARD_METADATA.permissions, context.caller.permissions.join(','));
   metadata.set(FORWARD_METADATA.traceId, context.traceId);
   return metadata;
 }

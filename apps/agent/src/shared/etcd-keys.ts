@@ -3,6 +3,12 @@ export const ETCD_KEYS = {
   /** API key records: JSON, one per key id. */
   apiKeysPrefix: '/debvisor/rpc/apikeys/',
   apiKey: (id: string) => `/debvisor/rpc/apikeys/${id}`,
+  /** Revoked or decommissioned nodes (the deny list every agent watches): JSON, one per node id. */
+  revokedNodesPrefix: '/debvisor/trust/revoked-nodes/',
+  revokedNode: (nodeId: string) => `/debvisor/trust/revoked-nodes/${nodeId}`,
+  /** Peer clusters whose CA the operator trusts as migration partners: JSON, one per cluster id. */
+  peerClustersPrefix: '/debvisor/trust/peer-clusters/',
+  peerCluster: (clusterId: string) => `/debvisor/trust/peer-clusters/${clusterId}`,
   /** Node registry: `info` and `status`, both bound to the node's lease. */
   nodesPrefix: '/debvisor/nodes/',
   node: (nodeId: string) => `/debvisor/nodes/${nodeId}/`,
