@@ -1,3 +1,4 @@
+import { createCa } from '@debvisor/pki';
 import {
   cleanupTempDirs,
   createManagerIdentity,
@@ -30,6 +31,8 @@ let m: TestManager;
 let vms: { id: string; name: string }[];
 let alice: string;
 let bob: string;
+let adminKey: string;
+let readerKey: string;
 
 beforeAll(async () => {
   const identity = await createManagerIdentity('tenancy-spec');
@@ -42,7 +45,7 @@ beforeAll(async () => {
       trustedClientCaPem: identity.ca.certPem,
     }),
   ]);
-  const [adminKey, readerKey] = await Promise.all([
+  [adminKey, readerKey] = await Promise.all([
     cluster.createApiKey(['*'], { principal: 'manager' }),
     cluster.createApiKey(['node:registry:read', 'vm:instance:read'], { principal: 'reader' }),
   ]);
@@ -187,6 +190,147 @@ describe('tenant isolation', () => {
     expect(
       (await m.api('DELETE', '/api/v1/remotes/dc-t', undefined, { token: alice })).status,
     ).toBe(403);
+  });
+});
+
+describe('what a tenant may read (issue 14, items 6 and 16)', () => {
+  /** A member of tenant-a whose only grant is the tenant group's: the web UI's tenant. */
+  async function tenantOnly(user: string): Promise<string> {
+    const token = await grantToken(m.databaseUrl!, user, 'Audit', '/system');
+    await sqlQuery(m.databaseUrl!, 'DELETE FROM acl_entries WHERE principal = $1', [user]);
+    await sqlQuery(
+      m.databaseUrl!,
+      "INSERT INTO group_members (group_id, user_id, source) VALUES ('tenant-a', $1, 'local')",
+      [user],
+    );
+    return token;
+  }
+
+  it('follows its own tasks in the list and one by one; another’s task answers like a missing one', async () => {
+    const carol = await tenantOnly('carol@local');
+    const own = await m.api('POST', `/api/v1/remotes/dc-t/vms/${vms[0].id}/reboot`, {});
+    const foreign = await m.api('POST', `/api/v1/remotes/dc-t/vms/${vms[1].id}/reboot`, {});
+    expect([own.status, foreign.status]).toEqual([202, 202]);
+    const list = await m.api('GET', '/api/v1/tasks', undefined, { token: carol });
+    expect(list.status, JSON.stringify(list.body)).toBe(200);
+    const ids = list.body.items.map((t: Json) => t.id);
+    expect(ids).toContain(own.body.taskId);
+    expect(ids).not.toContain(foreign.body.taskId);
+    expect(list.body.items.every((t: Json) => t.target?.vm === vms[0].id)).toBe(true);
+    const mine = await m.api('GET', `/api/v1/tasks/${own.body.taskId}`, undefined, {
+      token: carol,
+    });
+    expect(mine.status).toBe(200);
+    const other = await m.api('GET', `/api/v1/tasks/${foreign.body.taskId}`, undefined, {
+      token: carol,
+    });
+    const missing = await m.api('GET', `/api/v1/tasks/${randomUUID()}`, undefined, {
+      token: carol,
+    });
+    expect([other.status, missing.status]).toEqual([404, 404]);
+    expect(other.body.error.message.replace(foreign.body.taskId, 'X')).toBe(
+      missing.body.error.message.replace(/[0-9a-f-]{36}/, 'X'),
+    );
+  });
+
+  it('reads no remote’s endpoints, CA, credentials or nodes, only its own VMs', async () => {
+    const dave = await tenantOnly('dave@local');
+    const get = (path: string) => m.api('GET', path, undefined, { token: dave });
+    expect((await get('/api/v1/remotes/dc-t')).status).toBe(403);
+    expect((await get('/api/v1/remotes/dc-t/nodes')).status).toBe(403);
+    expect((await get('/api/v1/remote-groups')).status).toBe(403);
+    expect((await get('/api/v1/replication/pairs')).status).toBe(403);
+    const remotes = await get('/api/v1/remotes');
+    expect(remotes.status).toBe(200);
+    expect(JSON.stringify(remotes.body)).not.toContain('BEGIN CERTIFICATE');
+    expect(remotes.body.items).toEqual([]);
+    const nodes = await get('/api/v1/resources?type=node');
+    expect(nodes.status).toBe(200);
+    expect(nodes.body.items).toEqual([]);
+    const own = await get('/api/v1/resources?type=vm');
+    expect(own.body.items.map((r: Json) => r.id)).toEqual([vms[0].id]);
+  });
+});
+
+describe('changing where a remote is and whom it trusts (issue 14, item 1)', () => {
+  async function remoteGroupAdmin(user: string): Promise<string> {
+    const url = m.databaseUrl!;
+    const [row] = await sqlQuery<{ id: string }>(
+      url,
+      "SELECT id FROM remote_credentials WHERE remote_id = 'dc-t' AND name = 'admin'",
+    );
+    await sqlQuery(
+      url,
+      'INSERT INTO remote_groups (id, created_at) VALUES ($1, now()) ON CONFLICT DO NOTHING',
+      ['owners'],
+    );
+    await sqlQuery(
+      url,
+      "INSERT INTO remote_group_entries (group_id, remote_id, credential_id) VALUES ('owners', 'dc-t', $1) ON CONFLICT DO NOTHING",
+      [row.id],
+    );
+    return grantToken(url, user, 'Admin', '/groups/owners');
+  }
+
+  it('refuses new endpoints or a new CA from an Admin of one remote or of a remote group', async () => {
+    const scoped = await grantToken(m.databaseUrl!, 'rhea@local', 'Admin', '/remotes/dc-t');
+    const grouped = await remoteGroupAdmin('gus@local');
+    const before = (await m.api('GET', '/api/v1/remotes/dc-t')).body;
+    const attacker = await createCa('attacker CA');
+    for (const token of [scoped, grouped]) {
+      for (const body of [
+        { endpoints: ['127.0.0.1:1'] },
+        { caCertPem: attacker.certPem },
+        { caFingerprint: 'AA:'.repeat(31) + 'AA' },
+      ]) {
+        const refused = await m.api('PATCH', '/api/v1/remotes/dc-t', body, { token });
+        expect(refused.status, JSON.stringify(refused.body)).toBe(403);
+        expect(refused.body.error.message).toContain('remote.modify on /remotes');
+      }
+      const described = await m.api(
+        'PATCH',
+        '/api/v1/remotes/dc-t',
+        { description: 'tenancy' },
+        { token },
+      );
+      expect(described.status, JSON.stringify(described.body)).toBe(200);
+    }
+    const after = (await m.api('GET', '/api/v1/remotes/dc-t')).body;
+    expect(after.endpoints).toEqual(before.endpoints);
+    expect(after.trust).toEqual(before.trust);
+  });
+
+  it('never sends the stored keys to a new CA: they must be entered again and are tested first', async () => {
+    const before = (await m.api('GET', '/api/v1/remotes/dc-t')).body;
+    const attacker = await createCa('attacker CA');
+    const bare = await m.api('PATCH', '/api/v1/remotes/dc-t', { caCertPem: attacker.certPem });
+    expect(bare.status).toBe(400);
+    expect(bare.body.error.message).toContain('credentials');
+    const wrongCa = await m.api('PATCH', '/api/v1/remotes/dc-t', {
+      caCertPem: attacker.certPem,
+      credentials: [
+        { name: 'admin', key: adminKey },
+        { name: 'reader', key: readerKey },
+      ],
+    });
+    expect(wrongCa.status).toBeGreaterThanOrEqual(400);
+    expect((await m.api('GET', '/api/v1/remotes/dc-t')).body.trust).toEqual(before.trust);
+    const missingOne = await m.api('PATCH', '/api/v1/remotes/dc-t', {
+      caCertPem: cluster.caPem,
+      credentials: [{ name: 'admin', key: adminKey }],
+    });
+    expect(missingOne.status).toBe(400);
+    expect(missingOne.body.error.message).toContain('reader');
+    const rotated = await m.api('PATCH', '/api/v1/remotes/dc-t', {
+      caCertPem: cluster.caPem,
+      credentials: [
+        { name: 'admin', key: adminKey },
+        { name: 'reader', key: readerKey },
+      ],
+    });
+    expect(rotated.status, JSON.stringify(rotated.body)).toBe(200);
+    expect(rotated.body.credentials.map((c: Json) => c.name)).toEqual(['admin', 'reader']);
+    expect((await m.api('GET', '/api/v1/remotes/dc-t/nodes')).status).toBe(200);
   });
 });
 

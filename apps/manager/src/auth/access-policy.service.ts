@@ -2,7 +2,7 @@ import { resolveAclPath, type Privilege } from '@debvisor/permissions';
 import { Injectable } from '@nestjs/common';
 import { PermissionDenied } from '../common/domain-error';
 import type { Caller } from './caller';
-import { actingCredential, remotesNamed, viewHolds } from './grants';
+import { actingCredential, remotesNamed, viewHolds, viewHoldsDirectly } from './grants';
 import type { RouteRequirement } from './privilege.decorator';
 
 /**
@@ -33,6 +33,16 @@ export class AccessPolicy {
   /** True when the caller holds `privilege` on `path` (directly or inherited). */
   holds(caller: Caller, privilege: Privilege, path: string): boolean {
     return viewHolds(caller, privilege, path);
+  }
+
+  /** Throws 403 unless grants outside remote groups and tenant groups hold `privilege` on `path`. */
+  authorizeDirectly(caller: Caller, privilege: Privilege, path: string, what: string): void {
+    if (!viewHoldsDirectly(caller, privilege, path))
+      throw new PermissionDenied(
+        { privilege, path },
+        {},
+        `permission denied: ${what} needs ${privilege} on ${path}, granted directly (not through a remote group)`,
+      );
   }
 
   /**

@@ -78,9 +78,14 @@ describe('viewHolds', () => {
     expect(viewHolds(tenant, 'vm.power', `/remotes/r/vms/${VM_A}`)).toBe(true);
     expect(viewHolds(tenant, 'vm.power', `/remotes/r/vms/${VM_B}`)).toBe(false);
     expect(viewHolds(tenant, 'vm.audit', `/remotes/r/vms/${VM_B}`)).toBe(false);
-    // Enough to list remotes and their own VMs, nothing else above the VM level.
-    expect(viewHolds(tenant, 'remote.audit', '/remotes/r')).toBe(true);
+    // Above the VM level: nothing outright (no remote's endpoints, trust or nodes; issue 14 item 6),
+    // only collections, whose services answer the tenant's own VMs and tasks (item 16).
+    expect(viewHolds(tenant, 'remote.audit', '/remotes/r')).toBe(false);
+    expect(viewHolds(tenant, 'remote.audit', '/')).toBe(false);
+    expect(viewHolds(tenant, 'remote.audit', '/remotes', true)).toBe(true);
+    expect(viewHolds(tenant, 'task.audit', '/', true)).toBe(true);
     expect(viewHolds(tenant, 'task.audit', '/remotes/r')).toBe(false);
+    expect(viewHolds(tenant, 'remote.modify', '/remotes', true)).toBe(false);
     expect(viewHolds(tenant, 'audit.read', '/')).toBe(false);
   });
 

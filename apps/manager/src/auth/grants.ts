@@ -24,8 +24,16 @@ export interface AccessView {
   readonly remoteGroups: ReadonlyMap<string, ReadonlyMap<string, string>>;
 }
 
-/** Tenant grants open only these privileges above the VM level: enough to list remotes and their own VMs. */
-const TENANT_CONTAINER_PRIVILEGES: ReadonlySet<Privilege> = new Set(['remote.audit', 'vm.audit']);
+/**
+ * Above the VM level a tenant grant holds nothing outright (no remote's endpoints, trust, credentials
+ * or nodes); it opens only collections (`partial`) with these privileges, whose services then answer
+ * the tenant's own VMs and their tasks.
+ */
+const TENANT_COLLECTION_PRIVILEGES: ReadonlySet<Privilege> = new Set([
+  'remote.audit',
+  'vm.audit',
+  'task.audit',
+]);
 
 interface Target {
   readonly path: string;
@@ -60,13 +68,16 @@ function applies(view: AccessView, grant: Grant, privilege: Privilege, t: Target
   const onPath = path === t.path || (grant.propagate && aclPathAncestors(t.path).includes(path));
   if (!onPath) return false;
   if (grant.tenantGroup === null) return true;
-  if (t.vm !== null) return view.tenantVms.get(grant.tenantGroup)?.has(t.vm) ?? false;
-  return TENANT_CONTAINER_PRIVILEGES.has(privilege);
+  return t.vm !== null && (view.tenantVms.get(grant.tenantGroup)?.has(t.vm) ?? false);
 }
 
 /** A grant below `t` (for collections: the caller may see part of it). */
 function appliesBelow(view: AccessView, grant: Grant, privilege: Privilege, t: Target): boolean {
   if (!roleGrants(grant.role, privilege)) return false;
+  if (grant.tenantGroup !== null && t.vm === null && TENANT_COLLECTION_PRIVILEGES.has(privilege)) {
+    if (grant.path === t.path || (grant.propagate && aclPathAncestors(t.path).includes(grant.path)))
+      return true;
+  }
   const prefix = t.path === '/' ? '/' : `${t.path}/`;
   if (grant.path.startsWith(prefix) && grant.path !== t.path) return true;
   const group = /^\/groups\/([^/]+)$/.exec(grant.path);
@@ -100,6 +111,20 @@ export function viewHolds(
   return (
     holdsIn(view, view.grants, privilege, t, partial) &&
     (view.limit === null || holdsIn(view, view.limit, privilege, t, partial))
+  );
+}
+
+/**
+ * True when grants outside remote groups (and outside tenant groups) hold `privilege` on `path`: for
+ * what a remote group's grant must never reach, such as a remote's endpoints and trust.
+ */
+export function viewHoldsDirectly(view: AccessView, privilege: Privilege, path: string): boolean {
+  const direct = (grants: readonly Grant[]) =>
+    grants.filter((g) => g.tenantGroup === null && !g.path.startsWith('/groups/'));
+  return viewHolds(
+    { ...view, grants: direct(view.grants), limit: view.limit && direct(view.limit) },
+    privilege,
+    path,
   );
 }
 

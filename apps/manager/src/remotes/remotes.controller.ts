@@ -66,8 +66,12 @@ export class RemotesController {
   @RequirePrivilege('remote.modify', '/remotes/{remote}')
   @Audited('remote.update')
   @ZodResponse({ type: RemoteDto })
-  update(@Param() params: RemoteParamsDto, @Body() body: UpdateRemoteDto) {
-    return this.remotes.update(params.remote, body);
+  update(
+    @CurrentCaller() caller: Caller,
+    @Param() params: RemoteParamsDto,
+    @Body() body: UpdateRemoteDto,
+  ) {
+    return this.remotes.update(caller, params.remote, body);
   }
 
   @Delete(':remote')

@@ -80,6 +80,10 @@ export const updateRemoteSchema = z
     endpoints: endpointsSchema.optional(),
     caCertPem: caCertPemSchema.optional(),
     caFingerprint: fingerprintSchema.optional(),
+    credentials: z.array(credentialInputSchema).max(100).optional().meta({
+      description:
+        'With a new caCertPem or caFingerprint: the key of every stored credential, entered again (a new CA never receives the stored keys)',
+    }),
   })
   .refine((body) => body.caCertPem === undefined || body.caFingerprint === undefined, {
     message: 'give at most one of caCertPem and caFingerprint',

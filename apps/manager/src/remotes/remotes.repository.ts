@@ -26,6 +26,8 @@ export interface RemotePatch {
   readonly endpoints?: readonly string[];
   readonly caCertPem?: string | null;
   readonly caFingerprint?: string;
+  /** New keys for existing credentials (by name), written in the same transaction. */
+  readonly credentials?: readonly NewCredential[];
 }
 
 /**
@@ -102,8 +104,23 @@ export class RemotesRepository {
     if (patch.endpoints !== undefined) changes.endpoints = [...patch.endpoints];
     if (patch.caCertPem !== undefined) changes.caCertPem = patch.caCertPem;
     if (patch.caFingerprint !== undefined) changes.caFingerprint = patch.caFingerprint;
-    const result = await this.dataSource.getRepository(RemoteEntity).update({ id }, changes);
-    return result.affected ? this.get(id) : null;
+    const affected = await this.dataSource.transaction(async (tx) => {
+      const result = await tx.getRepository(RemoteEntity).update({ id }, changes);
+      for (const credential of patch.credentials ?? []) {
+        const parsed = parseAgentApiKey(credential.key);
+        if (!parsed) throw new Error('credential key was not validated');
+        await tx.getRepository(RemoteCredentialEntity).update(
+          { remoteId: id, name: credential.name },
+          {
+            keyId: parsed.id,
+            sealedKey: this.box.seal(credential.key, sealContext(id, credential.name)),
+            permissions: credential.permissions ? [...credential.permissions] : null,
+          },
+        );
+      }
+      return result.affected ?? 0;
+    });
+    return affected ? this.get(id) : null;
   }
 
   /** Removes a remote and (cascading) its credentials; false when it did not exist. */

@@ -6,6 +6,7 @@ import type { AgentClientRepository } from '../agents/agent-client.repository';
 import type { PresentedCertificate } from '../agents/agent-connection';
 import { AgentError } from '../agents/agent-error';
 import type { AccessPolicy } from '../auth/access-policy.service';
+import { testCaller } from '../auth/test-caller';
 import type { ClockRepository } from '../common/clock.repository';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
@@ -15,6 +16,7 @@ import type { NewRemote, RemotesRepository } from './remotes.repository';
 import { RemotesService, type CreateRemoteInput } from './remotes.service';
 
 const NOW = new Date('2026-05-01T12:00:00Z');
+const CALLER = testCaller([{ path: '/', role: 'Admin' }]);
 const KEY = `dvk_0123456789abcdef_${'K'.repeat(43)}`;
 let CA: KeyPairPem;
 let CA_FINGERPRINT: string;
@@ -60,13 +62,14 @@ function service(parts: {
   remotes?: Partial<RemotesRepository>;
   agents?: Partial<AgentClientRepository>;
   events?: Partial<RemoteEvents>;
+  policy?: Partial<AccessPolicy>;
   notes?: unknown[];
 }) {
   return new RemotesService(
     strictMock<RemotesRepository>('RemotesRepository', parts.remotes),
     strictMock<AgentClientRepository>('AgentClientRepository', parts.agents),
     strictMock<RemoteEvents>('RemoteEvents', parts.events),
-    strictMock<AccessPolicy>('AccessPolicy'),
+    strictMock<AccessPolicy>('AccessPolicy', parts.policy),
     strictMock<ClockRepository>('ClockRepository', { now: () => NOW }),
     strictMock<AuditService>('AuditService', {
       note: (details) => void parts.notes?.push(details),
@@ -375,9 +378,16 @@ describe('RemotesService.update and delete', () => {
       },
       agents: { invalidate: (id: string) => void calls.push(`invalidate ${id}`) },
       events: { emit: (event) => void calls.push(`${event.type} ${event.remoteId}`) },
+      policy: { authorizeDirectly: () => void calls.push('authorized on /remotes') },
     });
-    expect((await svc.update('r', { endpoints: ['b:2'] })).endpoints).toEqual(['b:2']);
+    expect((await svc.update(CALLER, 'r', { endpoints: ['b:2'] })).endpoints).toEqual(['b:2']);
     await svc.delete('r');
-    expect(calls).toEqual(['invalidate r', 'changed r', 'invalidate r', 'removed r']);
+    expect(calls).toEqual([
+      'authorized on /remotes',
+      'invalidate r',
+      'changed r',
+      'invalidate r',
+      'removed r',
+    ]);
   });
 });

@@ -30,6 +30,8 @@ export interface UpdateRemoteInput {
   endpoints?: string[];
   caCertPem?: string;
   caFingerprint?: string;
+  /** With a new CA or fingerprint: the key of every stored credential, entered again. */
+  credentials?: NewCredential[];
 }
 
 interface Trust {
@@ -111,13 +113,59 @@ export class RemotesService {
     return { ...toView(created), connection };
   }
 
-  /** Changes description, endpoints or trust. Cached channels are dropped and the remote refreshed. */
-  async update(id: string, input: UpdateRemoteInput): Promise<RemoteView> {
-    await this.require(id);
-    const trust =
-      input.caCertPem !== undefined || input.caFingerprint !== undefined
-        ? trustFrom(input)
-        : undefined;
+  /**
+   * Changes description, endpoints or trust. Cached channels are dropped and the remote refreshed.
+   * Where the manager sends the remote's keys — its endpoints and the CA that vouches for them — is
+   * changed only with remote.modify on `/remotes` granted directly (never through a remote group),
+   * and a new CA never receives the stored keys: they must be entered again (`credentials`, every
+   * stored name) and are tested against the new trust before anything is stored. New endpoints
+   * under the stored CA need no new keys: a key is sent only after the endpoint's certificate
+   * verified against that CA.
+   */
+  async update(caller: Caller, id: string, input: UpdateRemoteInput): Promise<RemoteView> {
+    const remote = await this.require(id);
+    const trustChanges = input.caCertPem !== undefined || input.caFingerprint !== undefined;
+    if (input.endpoints !== undefined || trustChanges)
+      this.auth.authorizeDirectly(
+        caller,
+        'remote.modify',
+        '/remotes',
+        "changing a remote's endpoints or trust",
+      );
+    let trust = trustChanges ? trustFrom(input) : undefined;
+    let credentials: NewCredential[] | undefined;
+    if (input.credentials !== undefined && !trustChanges)
+      throw new DomainError(
+        ErrorCode.ValidationFailed,
+        'credentials: give them only with a new caCertPem or caFingerprint (add or remove credentials with /credentials)',
+      );
+    if (trust) {
+      const stored = remote.credentials.map((c) => c.name);
+      const given = (input.credentials ?? []).map((c) => c.name);
+      const missing = stored.filter((name) => !given.includes(name));
+      const unknown = given.filter((name) => !stored.includes(name));
+      if (input.credentials === undefined || missing.length > 0 || unknown.length > 0)
+        throw new DomainError(
+          ErrorCode.ValidationFailed,
+          `credentials: a new CA or fingerprint never receives the stored keys: enter the key of every credential again (${
+            [
+              missing.length ? `missing: ${missing.join(', ')}` : '',
+              unknown.length ? `unknown: ${unknown.join(', ')}` : '',
+            ]
+              .filter(Boolean)
+              .join('; ') || `expected: ${stored.join(', ')}`
+          })`,
+        );
+      const endpoints = input.endpoints ?? remote.endpoints;
+      trust = await this.resolveTrust(endpoints, trust);
+      const learned = new Map<string, string[]>();
+      await this.testCredentials(id, endpoints, trust.caCertPem!, input.credentials, learned);
+      credentials = input.credentials.map((c) => ({
+        name: c.name,
+        key: c.key,
+        permissions: learned.get(c.name),
+      }));
+    }
     const updated = await this.remotes.update(
       id,
       {
@@ -125,6 +173,7 @@ export class RemotesService {
         endpoints: input.endpoints,
         caCertPem: trust?.caCertPem,
         caFingerprint: trust?.caFingerprint,
+        credentials,
       },
       this.clock.now(),
     );
