@@ -12,6 +12,7 @@ import { AuditModule } from './audit/audit.module';
 import { AuditInterceptor } from './audit/audit.interceptor';
 import { AuthGuard } from './auth/auth.guard';
 import { AuthModule } from './auth/auth.module';
+import { ConsoleModule } from './console/console.module';
 import { ClockRepository } from './common/clock.repository';
 import { ErrorFilter } from './common/error.filter';
 import {
@@ -100,6 +101,7 @@ export class AppModule {
         DashboardModule,
         TasksModule,
         VmsModule,
+        ConsoleModule,
         MigrationModule,
         ReplicationModule,
         SnapshotsModule,

@@ -23,6 +23,7 @@ import { ResourcesService } from './resources/resources.service';
 import { SnapshotSchedulesService } from './snapshots/snapshot-schedules.service';
 import { TasksService } from './tasks/tasks.service';
 import { webUiMiddleware } from './web/web-ui.middleware';
+import { ConsoleGatewayService } from './console/console-gateway.service';
 
 export const MANAGER_VERSION = '0.1.0';
 
@@ -131,6 +132,7 @@ export async function startManager(options: StartOptions = {}): Promise<RunningM
     app.get(ResourcesService).startPolling();
     app.get(ReplicationPollerService).startPolling();
     app.get(SnapshotSchedulesService).startScheduling();
+    app.get(ConsoleGatewayService).start(app.getHttpServer());
     await app.listen(config.listen.port, config.listen.host);
   } catch (error) {
     await app?.close().catch(() => undefined);
@@ -153,6 +155,7 @@ export async function startManager(options: StartOptions = {}): Promise<RunningM
   const stop = () =>
     (stopping ??= (async () => {
       running.get(ResourcesService).stopPolling();
+      running.get(ConsoleGatewayService).stop();
       await running.get(ReplicationPollerService).stopPolling();
       await running.get(SnapshotSchedulesService).stopScheduling();
       await running.close();

@@ -21,6 +21,12 @@ describe('roles', () => {
     expect(roleGrants('Manage', 'access.modify')).toBe(false);
   });
 
+  it('opens consoles to Manage and Admin, never to auditors', () => {
+    expect(roleGrants('Manage', 'vm.console')).toBe(true);
+    expect(roleGrants('Admin', 'vm.console')).toBe(true);
+    expect(roleGrants('Audit', 'vm.console')).toBe(false);
+  });
+
   it('keeps unplanned failover (data loss at risk) to Admin', () => {
     expect(roleGrants('Manage', 'vm.failover')).toBe(false);
     expect(roleGrants('Audit', 'vm.failover')).toBe(false);

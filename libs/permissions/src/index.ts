@@ -10,6 +10,8 @@ export const PRIVILEGES = {
   'remote.modify': 'Add, change and remove remotes and their credentials',
   'vm.audit': 'See virtual machines',
   'vm.power': 'Start, shut down, reboot and stop virtual machines',
+  'vm.console':
+    "Open a virtual machine's console (screen, keyboard and mouse) in the browser, with a single-use ticket",
   'vm.migrate': 'Migrate virtual machines',
   'vm.snapshot': 'Take and roll back snapshots',
   'vm.replicate':
@@ -36,6 +38,7 @@ const AUDIT: readonly Privilege[] = ALL_PRIVILEGES.filter(
 const MANAGE: readonly Privilege[] = [
   ...AUDIT,
   'vm.power',
+  'vm.console',
   'vm.migrate',
   'vm.snapshot',
   'vm.replicate',

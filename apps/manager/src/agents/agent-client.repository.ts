@@ -3,6 +3,8 @@ import { derToPem, fingerprintSha256 } from '@debvisor/pki';
 import {
   debvisorV1,
   type CancelMigrationResponse__Output,
+  type ConsoleFrame,
+  type ConsoleFrame__Output,
   type DefineVmRequest,
   type DisableMirroringRequest,
   type EnableMirroringRequest,
@@ -32,6 +34,7 @@ import {
   credentials as grpcCredentials,
   Metadata,
   status as GrpcStatus,
+  type ClientDuplexStream,
   type ClientReadableStream,
   type ServiceError,
 } from '@grpc/grpc-js';
@@ -525,6 +528,71 @@ export class AgentClientRepository implements OnApplicationShutdown {
         ),
       );
     });
+  }
+
+  /**
+   * A VM's console (VmService.Console) on the first endpoint that connects, its open frame sent:
+   * the caller relays data frames both ways and ends or cancels the call. No deadline (a console
+   * lasts as long as its viewer); audited as an agent call when it ends.
+   */
+  async openConsole(
+    connection: AgentConnection,
+    uuid: string,
+  ): Promise<ClientDuplexStream<ConsoleFrame, ConsoleFrame__Output>> {
+    const keyId = /^dvk_([0-9a-f]{16})_/.exec(connection.apiKey)?.[1];
+    const rpc = 'VmService.Console';
+    const audited = await this.audit.agentCallStarting({
+      remote: connection.remoteId,
+      rpc,
+      vm: uuid,
+      keyId,
+    });
+    const timeoutMs = this.config.remoteTimeoutMs;
+    const failures: AgentError[] = [];
+    for (const endpoint of connection.endpoints) {
+      const clients = this.clientsFor(connection, endpoint);
+      try {
+        await waitForReady(clients.vm, new Date(Date.now() + timeoutMs), endpoint, timeoutMs);
+      } catch (error) {
+        this.metrics.rpc.backendConnectionError('agent');
+        failures.push(error as AgentError);
+        continue;
+      }
+      const metadata = new Metadata();
+      metadata.set('authorization', `Bearer ${connection.apiKey}`);
+      metadata.set(TRACE_ID_METADATA, currentTraceId() ?? newTraceId());
+      const call = clients.vm.console(metadata);
+      let finished = false;
+      const finish = (error?: ServiceError) => {
+        if (finished) return;
+        finished = true;
+        const failure =
+          error && error.code !== GrpcStatus.CANCELLED
+            ? translateGrpcError(error, endpoint, timeoutMs)
+            : undefined;
+        void this.audit.agentCallFinished(audited, failure);
+      };
+      call.on('error', (error: ServiceError) => finish(error));
+      call.on('end', () => finish());
+      call.on('close', () => finish());
+      call.write({ open: { uuid } });
+      return call;
+    }
+    const failure =
+      failures.length === 0
+        ? new AgentError(
+            ErrorCode.RemoteUnreachable,
+            `remote ${connection.remoteId} has no endpoints`,
+            '',
+          )
+        : allEndpointsFailed(connection.remoteId, failures);
+    await this.audit.agentCallFinished(audited, failure);
+    throw failure;
+  }
+
+  /** A console call's error, as the manager reports it. */
+  consoleError(error: ServiceError): AgentError {
+    return translateGrpcError(error, '', this.config.remoteTimeoutMs);
   }
 
   /** Closes and forgets the channels of a remote or channel group (after it changed or was removed). */

@@ -24,6 +24,10 @@ export const AUDIT_ACTIONS = {
   'vm.power.shutdown': 'A VM shutdown was asked for',
   'vm.power.reboot': 'A VM reboot was asked for',
   'vm.power.stop': 'A VM hard stop was asked for',
+  'vm.console.ticket': "A single-use ticket for a VM's console was issued",
+  'vm.console.open': "A VM's console was opened in a browser (the ticket redeemed)",
+  'vm.console.close':
+    "A VM's console closed: its duration and why (viewer left, VM gone, session ended, right lost)",
   'vm.migrate': 'A VM migration was asked for (the task carries it out)',
   'vm.migrate.preflight': 'The pre-flight checks of a VM migration were run on both ends',
   'vm.snapshot.create': 'A VM snapshot was asked for (the task takes it)',

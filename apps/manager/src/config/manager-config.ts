@@ -30,6 +30,13 @@ export interface ManagerConfig {
    * for both ends (source and target remotes) to answer before it decides the migration's outcome.
    */
   readonly migrationRecoveryWaitSeconds: number;
+  readonly console: ConsoleConfig;
+}
+
+/** VM consoles in the browser. */
+export interface ConsoleConfig {
+  /** Whether an API token may open a console (by default only a login session may). */
+  readonly allowApiTokens: boolean;
 }
 
 /** VM snapshots: the per-principal quota and how often schedules are looked at. */
@@ -125,6 +132,9 @@ const envSchema = z.object({
   DEBVISOR_SNAPSHOT_QUOTA_PER_VM: integer(1, 10_000).default(100),
   DEBVISOR_SNAPSHOT_SCHEDULE_TICK_SECONDS: integer(1, 3600).default(60),
   DEBVISOR_MIGRATION_RECOVERY_WAIT_SECONDS: integer(0, 3600).default(120),
+  DEBVISOR_CONSOLE_ALLOW_API_TOKENS: z
+    .enum(['true', 'false'], { error: 'expected true or false' })
+    .default('false'),
 });
 
 /** Start-up stops with this when a setting is wrong; the message names every bad setting. */
@@ -184,6 +194,7 @@ export function loadConfig(env: Env = process.env): ManagerConfig {
       scheduleTickSeconds: e.DEBVISOR_SNAPSHOT_SCHEDULE_TICK_SECONDS,
     }),
     migrationRecoveryWaitSeconds: e.DEBVISOR_MIGRATION_RECOVERY_WAIT_SECONDS,
+    console: Object.freeze({ allowApiTokens: e.DEBVISOR_CONSOLE_ALLOW_API_TOKENS === 'true' }),
   };
   return Object.freeze(config);
 }
