@@ -12,6 +12,26 @@ export const DEBIAN_PACKAGES = [
     for: 'checking the metrics, alert rules and Prometheus configuration',
   },
   { binary: 'slapd', package: 'slapd', for: 'the LDAP realm tests (a throw-away directory)' },
+  {
+    binary: 'pebble',
+    package: 'pebble',
+    for: "the ACME tests (Let's Encrypt's test CA)",
+  },
+  {
+    binary: 'pebble-challtestsrv',
+    package: 'pebble',
+    for: "the ACME HTTP-01 tests (the test CA's DNS server)",
+  },
+  {
+    binary: 'named',
+    package: 'bind9',
+    for: 'the ACME DNS-01 tests (a zone updated over RFC 2136)',
+  },
+  {
+    binary: 'nsupdate',
+    package: 'bind9-dnsutils',
+    for: 'ACME DNS-01: RFC 2136 updates signed with TSIG (the manager runs it)',
+  },
   { binary: 'slapadd', package: 'slapd', for: 'loading the test directory' },
   {
     binary: 'oathtool',
