@@ -450,6 +450,19 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
     return { ...vm, ...hardware, privileges: this.privilegesOn(caller, vmPath(remoteId, uuid)) };
   }
 
+  /**
+   * Where the cache lists a VM now, on any remote (a migrated VM is listed where it went; an
+   * answering listing wins over an "unknown" one), or undefined when no remote lists it.
+   */
+  locateVm(uuid: string): VmResource | undefined {
+    let found: VmResource | undefined;
+    for (const snapshot of this.snapshots.values()) {
+      const vm = snapshot.vms.find((v) => v.id === uuid);
+      if (vm && (!found || found.status === 'unknown')) found = vm;
+    }
+    return found;
+  }
+
   /** The VM from the cache, or undefined when the manager has not seen it. */
   cachedVm(remoteId: string, uuid: string): VmResource | undefined {
     return this.snapshots.get(remoteId)?.vms.find((v) => v.id === uuid);

@@ -13,6 +13,14 @@ export const taskSchema = z.object({
   }),
   state: z.enum(TASK_STATES),
   target: z.object({ remote: z.string().nullable(), vm: z.string().nullable() }),
+  vm: z
+    .object({ name: z.string(), remote: z.string(), node: z.string() })
+    .nullable()
+    .meta({
+      description:
+        "The task's VM as the manager lists it now: its name and where it is now (a migrated VM " +
+        'where it went); null without a VM, when no remote lists it, or where the caller may not see it',
+    }),
   owner: z.string().meta({ description: 'Who asked for it (principal!token)' }),
   progress: z.number().min(0).max(1),
   log: z.array(z.object({ at: z.iso.datetime(), message: z.string() })),

@@ -1,12 +1,13 @@
 import { Module } from '@nestjs/common';
 import { AuthModule } from '../auth/auth.module';
 import { MetricsModule } from '../health/metrics.module';
+import { ResourcesModule } from '../resources/resources.module';
 import { TasksController } from './tasks.controller';
 import { TasksRepository } from './tasks.repository';
 import { TasksService } from './tasks.service';
 
 @Module({
-  imports: [AuthModule, MetricsModule],
+  imports: [AuthModule, MetricsModule, ResourcesModule],
   controllers: [TasksController],
   providers: [TasksService, TasksRepository],
   exports: [TasksService],

@@ -13,6 +13,8 @@ import type { TasksRepository } from './tasks.repository';
 import { TasksService } from './tasks.service';
 import type { MetricsService } from '../health/metrics.service';
 import type { AuditService } from '../audit/audit.service';
+import type { ResourcesService } from '../resources/resources.service';
+import type { VmResource } from '../resources/resources.dto';
 import { currentTraceId, runWithTraceId } from '../common/trace-context';
 import { TaskCancelled } from './task-cancelled';
 import { TaskSuspended } from './task-suspended';
@@ -79,7 +81,21 @@ function taskAudit(finished: unknown[] = []) {
   });
 }
 
-function service(repository: TasksRepository, metrics = taskMetrics(), audit = taskAudit()) {
+/** The resource cache's answer to "where is this VM now": none unless a test places one. */
+function vmLocator(
+  placed: Record<string, Pick<VmResource, 'id' | 'name' | 'remote' | 'node'>> = {},
+) {
+  return strictMock<ResourcesService>('ResourcesService', {
+    locateVm: (uuid: string) => placed[uuid] as VmResource | undefined,
+  });
+}
+
+function service(
+  repository: TasksRepository,
+  metrics = taskMetrics(),
+  audit = taskAudit(),
+  resources = vmLocator(),
+) {
   const auth = new AccessPolicy();
   return new TasksService(
     repository,
@@ -94,6 +110,7 @@ function service(repository: TasksRepository, metrics = taskMetrics(), audit = t
       error: () => undefined,
     }),
     audit,
+    resources,
   );
 }
 
@@ -268,6 +285,20 @@ describe('TasksService', () => {
     await tasks.idle();
     const outsider: Caller = testCaller([{ path: '/remotes/dc-west', role: 'Audit' }]);
     await expect(tasks.get(outsider, ID)).rejects.toMatchObject({ code: ErrorCode.NotFound });
+  });
+
+  it('names the VM and where it is now, where the caller may see it there', async () => {
+    const { repository } = memoryRepository();
+    const placed = { v: { id: 'v', name: 'web-1', remote: 'dc-west', node: 'west-2' } };
+    const tasks = service(repository, taskMetrics(), taskAudit(), vmLocator(placed));
+    tasks.registerHandler('vm.migrate', { run: async () => undefined });
+    await tasks.enqueue({ type: 'vm.migrate', remoteId: 'dc-east', vmId: 'v', owner: 'o' });
+    await tasks.idle();
+    const where = { name: 'web-1', remote: 'dc-west', node: 'west-2' };
+    expect((await tasks.get(ADMIN, ID)).vm).toEqual(where);
+    // It may follow the task on dc-east, but not see where the VM went.
+    const eastOnly = testCaller([{ path: '/remotes/dc-east', role: 'Audit' }]);
+    expect((await tasks.get(eastOnly, ID)).vm).toBeNull();
   });
 
   it('refuses new tasks while shutting down', async () => {

@@ -10,6 +10,7 @@ import { RandomRepository } from '../common/random.repository';
 import { currentTraceId, runInBackground } from '../common/trace-context';
 import { newTraceId } from '../common/trace-id';
 import { MetricsService } from '../health/metrics.service';
+import { ResourcesService } from '../resources/resources.service';
 import type { TaskEntity } from './task.entity';
 import { TaskCancelled } from './task-cancelled';
 import { TaskSuspended } from './task-suspended';
@@ -93,6 +94,7 @@ export class TasksService implements BeforeApplicationShutdown {
     private readonly metrics: MetricsService,
     private readonly logger: PinoLogger,
     private readonly audit: AuditService,
+    private readonly resources: ResourcesService,
   ) {
     logger.setContext(TasksService.name);
   }
@@ -160,7 +162,7 @@ export class TasksService implements BeforeApplicationShutdown {
     const task = await this.tasks.get(id);
     if (!task || !this.maySee(caller, task)) throw DomainError.notFound(`task ${id}`);
     const details = await this.handlers.get(task.type)?.details?.(task);
-    return { ...toView(task), ...details };
+    return { ...this.view(caller, task), ...details };
   }
 
   /**
@@ -210,7 +212,28 @@ export class TasksService implements BeforeApplicationShutdown {
     const remotes = this.auth.remoteScope(caller, 'task.audit');
     const vms = remotes === 'all' ? undefined : this.auth.vmScope(caller, 'task.audit');
     const { items, total } = await this.tasks.list({ ...query, remotes, vms });
-    return { items: items.map(toView), total, limit: query.limit, offset: query.offset };
+    return {
+      items: items.map((task) => this.view(caller, task)),
+      total,
+      limit: query.limit,
+      offset: query.offset,
+    };
+  }
+
+  /** The task with its VM's name and where the VM is now, if the caller may see it there. */
+  private view(caller: Caller, task: TaskEntity): TaskView {
+    const vm = task.vmId === null ? undefined : this.resources.locateVm(task.vmId);
+    const visible =
+      vm &&
+      this.auth.holds(
+        caller,
+        'vm.audit',
+        `/remotes/${encodeURIComponent(vm.remote)}/vms/${encodeURIComponent(vm.id)}`,
+      );
+    return {
+      ...toView(task),
+      vm: visible ? { name: vm.name, remote: vm.remote, node: vm.node } : null,
+    };
   }
 
   /**
@@ -372,7 +395,7 @@ function taskPath(task: TaskEntity): string {
     : remote;
 }
 
-function toView(task: TaskEntity): TaskView {
+function toView(task: TaskEntity): Omit<TaskView, 'vm'> {
   return {
     id: task.id,
     type: task.type,
