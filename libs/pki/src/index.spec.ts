@@ -1,14 +1,17 @@
-import { X509Certificate } from 'node:crypto';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
 import { connect, createServer, type TLSSocket } from 'node:tls';
 import { describe, expect, it } from 'vitest';
 import {
   createCa,
+  createCsr,
+  crossCertify,
   derToPem,
   describeCertificate,
   fingerprintSha256,
   issueCertificate,
   normalizeFingerprint,
+  renewFromCsr,
   splitPemBundle,
 } from './index';
 
@@ -98,5 +101,44 @@ describe('fingerprints', () => {
     );
     for (const bad of ['', 'ab'.repeat(31), 'zz'.repeat(32), 'ab'.repeat(33)])
       expect(normalizeFingerprint(bad)).toBeUndefined();
+  });
+});
+
+describe('renewal and CA rotation', () => {
+  it("renews from a CSR with the request's key, keeping the current subject and names", async () => {
+    const ca = await createCa('cluster CA');
+    const current = await issueCertificate(ca, {
+      commonName: 'agent:node-1',
+      organizationalUnit: 'debvisor-agent',
+      dnsNames: ['node-1'],
+      ipAddresses: ['127.0.0.1'],
+      usage: 'both',
+    });
+    // The request asks for another name: a renewal never changes who the holder is.
+    const { csrPem, keyPem } = await createCsr('agent:node-2', 'debvisor-agent');
+    const notAfter = new Date(Date.now() + 3_600_000);
+    const chain = await renewFromCsr(ca, csrPem, { currentCertPem: current.certPem, notAfter });
+    const [leafPem, caPem] = splitPemBundle(chain);
+    const leaf = new X509Certificate(leafPem);
+    expect(leaf.subject).toBe(new X509Certificate(current.certPem).subject);
+    expect(leaf.subjectAltName).toBe('DNS:node-1, IP Address:127.0.0.1');
+    expect(leaf.checkPrivateKey(createPrivateKey(keyPem))).toBe(true);
+    expect(leaf.verify(new X509Certificate(caPem).publicKey)).toBe(true);
+    expect(Math.abs(Date.parse(leaf.validTo) - notAfter.getTime())).toBeLessThan(1_000);
+    await expect(
+      renewFromCsr(ca, 'not a csr', { currentCertPem: current.certPem, notAfter }),
+    ).rejects.toThrow('not a PKCS#10 certificate request');
+  });
+
+  it('cross-certifies a new CA so that clients of the old CA verify its certificates', async () => {
+    const [oldCa, newCa] = await Promise.all([createCa('old CA'), createCa('new CA')]);
+    const cross = await crossCertify(oldCa, newCa.certPem);
+    const crossCert = new X509Certificate(cross);
+    expect(crossCert.ca).toBe(true);
+    expect(crossCert.subject).toBe(new X509Certificate(newCa.certPem).subject);
+    expect(crossCert.verify(new X509Certificate(oldCa.certPem).publicKey)).toBe(true);
+    expect(crossCert.publicKey.export({ format: 'der', type: 'spki' })).toEqual(
+      new X509Certificate(newCa.certPem).publicKey.export({ format: 'der', type: 'spki' }),
+    );
   });
 });

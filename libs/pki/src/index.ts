@@ -173,3 +173,98 @@ export function describeCertificate(pem: string): CertificateSummary {
 export function derToPem(der: Buffer): string {
   return x509.PemConverter.encode(new Uint8Array(der).buffer, 'CERTIFICATE') + '\n';
 }
+
+/**
+ * A fresh key pair and a PKCS#10 request for it: what a node sends to renew its certificate. The
+ * key stays with the caller; only the request leaves the node.
+ */
+export async function createCsr(
+  commonName: string,
+  organizationalUnit?: string,
+): Promise<{
+  csrPem: string;
+  keyPem: string;
+}> {
+  const keys = await generateKeys();
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+    name: subjectOf(commonName, organizationalUnit),
+    keys,
+    signingAlgorithm: ALG,
+  });
+  return { csrPem: csr.toString('pem') + '\n', keyPem: await exportKey(keys.privateKey) };
+}
+
+export interface RenewOptions {
+  /** The certificate being renewed: the new one keeps its subject, names and usages. */
+  currentCertPem: string;
+  notAfter: Date;
+}
+
+/**
+ * Signs the public key of a PKCS#10 request (whose own signature must verify) into a certificate
+ * that keeps the subject, alternative names and usages of `currentCertPem`: a renewal never
+ * changes who the holder is. `ca.certPem` may hold the CA followed by a chain (e.g. a cross
+ * certificate); the answer is the new certificate followed by that chain.
+ */
+export async function renewFromCsr(
+  ca: KeyPairPem,
+  csrPem: string,
+  options: RenewOptions,
+): Promise<string> {
+  let csr: x509.Pkcs10CertificateRequest;
+  try {
+    csr = new x509.Pkcs10CertificateRequest(csrPem);
+  } catch {
+    throw new Error('not a PKCS#10 certificate request');
+  }
+  if (!(await csr.verify())) throw new Error('the certificate request signature does not verify');
+  const chain = splitPemBundle(ca.certPem);
+  const caCert = new x509.X509Certificate(chain[0]);
+  const current = new x509.X509Certificate(splitPemBundle(options.currentCertPem)[0]);
+  // Basic constraints, key usage, extended key usage, subject alternative names.
+  const keep = ['2.5.29.19', '2.5.29.15', '2.5.29.37', '2.5.29.17'].flatMap((oid) => {
+    const found = current.getExtension(oid);
+    return found ? [found] : [];
+  });
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: serial(),
+    subject: current.subject,
+    issuer: caCert.subject,
+    notBefore: new Date(Date.now() - 60_000),
+    notAfter: options.notAfter,
+    publicKey: csr.publicKey,
+    signingKey: await importKey(ca.keyPem),
+    signingAlgorithm: ALG,
+    extensions: [...keep, await x509.AuthorityKeyIdentifierExtension.create(caCert)],
+  });
+  return [cert.toString('pem') + '\n', ...chain].join('');
+}
+
+/**
+ * A cross certificate: `newCa`'s subject and key, issued by `oldCa`. Served in a chain during a CA
+ * rotation, it lets clients that still trust only the old CA verify certificates of the new one.
+ */
+export async function crossCertify(oldCa: KeyPairPem, newCaCertPem: string): Promise<string> {
+  const issuer = new x509.X509Certificate(splitPemBundle(oldCa.certPem)[0]);
+  const subject = new x509.X509Certificate(splitPemBundle(newCaCertPem)[0]);
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: serial(),
+    subject: subject.subject,
+    issuer: issuer.subject,
+    notBefore: new Date(Date.now() - 60_000),
+    notAfter: new Date(Math.min(subject.notAfter.getTime(), issuer.notAfter.getTime())),
+    publicKey: subject.publicKey,
+    signingKey: await importKey(oldCa.keyPem),
+    signingAlgorithm: ALG,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(
+        x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign,
+        true,
+      ),
+      await x509.SubjectKeyIdentifierExtension.create(await subject.publicKey.export()),
+      await x509.AuthorityKeyIdentifierExtension.create(issuer),
+    ],
+  });
+  return cert.toString('pem') + '\n';
+}
