@@ -448,13 +448,14 @@ describe('the dashboard, resources and VM pages of the web UI', () => {
     // The Replication section knows first whether the VM is mirrored (it is not: enabling is offered).
     await page.getByTestId('vm-replication').getByText('Not mirrored to another remote.').waitFor();
     const buttons = page.locator('[data-action]');
-    // Power and migration, then the Replication and Snapshots sections' actions: all disabled.
+    // Power, migration and console, then the Replication and Snapshots sections' actions: all disabled.
     expect(await buttons.allTextContents()).toEqual([
       'Start',
       'Shut down',
       'Reboot',
       'Stop',
       'Migrate…',
+      'Console',
       'Enable replication',
       'Take snapshot',
       'Add schedule',

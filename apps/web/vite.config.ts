@@ -12,6 +12,8 @@ export default defineConfig({
       ),
     },
   },
-  build: { outDir: 'dist', emptyOutDir: true, sourcemap: true },
+  // ES2022: noVNC (@novnc/novnc) uses top-level await.
+  build: { outDir: 'dist', emptyOutDir: true, sourcemap: true, target: 'es2022' },
+  optimizeDeps: { esbuildOptions: { target: 'es2022' } },
   server: { proxy: { '/api': { target: 'https://127.0.0.1:8443', secure: false } } },
 });

@@ -1,4 +1,4 @@
-import { useEffect, useState } from 'react';
+import { lazy, Suspense, useEffect, useState } from 'react';
 import { AccountPage } from './account/AccountPage';
 import { AdminPage } from './admin/AdminPage';
 import { errorMessage } from './api/client';
@@ -21,6 +21,11 @@ import { href, useRoute, type Route } from './view';
 /** How the page was reached: `/?login=tfa` or `/?login=setup` after a single sign-on whose second factor follows. */
 export type Arrival = 'tfa' | 'setup' | null;
 
+/** The console page with noVNC, loaded when first opened (noVNC is a large part of the bundle). */
+const ConsolePage = lazy(() =>
+  import('./console/ConsolePage').then((module) => ({ default: module.ConsolePage })),
+);
+
 /** The navigation's sections; a section the user may not read is not shown (the manager would refuse it). */
 function sections(signedIn: SignedIn): { label: string; route: Route; pages: Route['page'][] }[] {
   return [
@@ -28,7 +33,7 @@ function sections(signedIn: SignedIn): { label: string; route: Route; pages: Rou
     {
       label: 'Resources',
       route: { page: 'resources', q: '' },
-      pages: ['resources', 'vm', 'migrate'],
+      pages: ['resources', 'vm', 'migrate', 'console'],
     },
     { label: 'Replication', route: { page: 'replication' }, pages: ['replication'] },
     { label: 'Tasks', route: { page: 'tasks' }, pages: ['tasks', 'task'] },
@@ -98,6 +103,12 @@ function Content({ signedIn, route }: { signedIn: SignedIn; route: Route }) {
       return <VmPage signedIn={signedIn} remote={route.remote} vmid={route.vmid} />;
     case 'migrate':
       return <MigrationWizard signedIn={signedIn} remote={route.remote} vmid={route.vmid} />;
+    case 'console':
+      return (
+        <Suspense fallback={<p className="loading">Loading…</p>}>
+          <ConsolePage signedIn={signedIn} remote={route.remote} vmid={route.vmid} />
+        </Suspense>
+      );
     case 'tasks':
       return <TasksPage signedIn={signedIn} />;
     case 'task':

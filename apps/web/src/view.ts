@@ -9,6 +9,7 @@ export type Page =
   | 'resources'
   | 'vm'
   | 'migrate'
+  | 'console'
   | 'tasks'
   | 'task'
   | 'audit'
@@ -32,6 +33,7 @@ export type Route =
   | { page: 'resources'; q: string }
   | { page: 'vm'; remote: string; vmid: string }
   | { page: 'migrate'; remote: string; vmid: string }
+  | { page: 'console'; remote: string; vmid: string }
   | { page: 'tasks' }
   | { page: 'task'; id: string }
   | { page: 'audit' }
@@ -54,6 +56,8 @@ export function href(route: Route): string {
       return `#/resources/${part(route.remote)}/${part(route.vmid)}`;
     case 'migrate':
       return `#/migrate/${part(route.remote)}/${part(route.vmid)}`;
+    case 'console':
+      return `#/console/${part(route.remote)}/${part(route.vmid)}`;
     case 'tasks':
       return '#/tasks';
     case 'task':
@@ -86,6 +90,9 @@ export function routeFromHash(hash: string): Route {
       return { page: 'resources', q: new URLSearchParams(query).get('q') ?? '' };
     case 'migrate':
       if (parts.length === 3) return { page: 'migrate', remote: second, vmid: third };
+      break;
+    case 'console':
+      if (parts.length === 3) return { page: 'console', remote: second, vmid: third };
       break;
     case 'tasks':
       return parts.length === 2 ? { page: 'task', id: second } : { page: 'tasks' };

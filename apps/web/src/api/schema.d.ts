@@ -1009,6 +1009,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/remotes/{remote}/vms/{vmid}/console/ticket": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Issue a single-use ticket for the VM's console
+         * @description Answers a ticket for a WebSocket on this origin that carries the VM console (RFB/VNC, as noVNC speaks it). The ticket works once, within 30 s, for the same user, login session and VM. API tokens are refused unless the manager allows them. 409 when the VM is not running.
+         */
+        post: operations["ConsoleController_issue"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/remotes/{remote}/vms/{vmid}/start": {
         parameters: {
             query?: never;
@@ -2638,6 +2658,22 @@ export interface components {
                 skipped: number;
                 updated: number;
             };
+        };
+        ConsoleTicket: {
+            /** @description Single use, valid until expiresAt (at most 60 s), for this VM, this user and this login session only. Offer it as a WebSocket subprotocol next to the protocol below. */
+            ticket: string;
+            /**
+             * Format: date-time
+             * @description When the ticket stops working
+             */
+            expiresAt: string;
+            /** @description Where to open the WebSocket (same origin), carrying RFB (VNC) bytes */
+            websocketPath: string;
+            /**
+             * @description The WebSocket subprotocol
+             * @enum {string}
+             */
+            protocol: "debvisor-console.v1";
         };
         TaskAcceptedDto_Output: {
             taskId: string;
@@ -6476,6 +6512,43 @@ export interface operations {
                 content?: never;
             };
             /** @description Needs vm.snapshot on /remotes/{remote}/vms/{vmid} */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    ConsoleController_issue: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                remote: string;
+                vmid: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The ticket and where to use it */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConsoleTicket"];
+                };
+            };
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs vm.console on /remotes/{remote}/vms/{vmid} */
             403: {
                 headers: {
                     [name: string]: unknown;

@@ -69,6 +69,8 @@ const POWER: readonly PowerChoice[] = [
 ];
 
 const MIGRATABLE = ['running', 'stopped'];
+/** States in which a VM has a screen to show. */
+const CONSOLE_STATES = ['running', 'migrating', 'paused', 'rebooting', 'starting', 'stopping'];
 
 function Field({ label, children }: { label: string; children: ReactNode }) {
   return (
@@ -215,7 +217,7 @@ export function VmPage({
         </p>
       )}
 
-      <div className="actions vm-actions" role="group" aria-label="Power and migration">
+      <div className="actions vm-actions" role="group" aria-label="Power, migration and console">
         {POWER.map((choice) => {
           const fits = choice.when.includes(detail.status);
           return (
@@ -245,6 +247,21 @@ export function VmPage({
           onClick={() => navigate({ page: 'migrate', remote, vmid })}
         >
           Migrate…
+        </ActionButton>
+        <ActionButton
+          allowed={may(signedIn, 'vm.console', detail.privileges)}
+          needs="vm.console"
+          disabled={!CONSOLE_STATES.includes(detail.status) || detail.stale}
+          title={
+            CONSOLE_STATES.includes(detail.status)
+              ? detail.stale
+                ? 'The remote is unreachable'
+                : undefined
+              : 'The VM is off: a VM has a console only while it runs'
+          }
+          onClick={() => navigate({ page: 'console', remote, vmid })}
+        >
+          Console
         </ActionButton>
       </div>
       {followed && <FollowedTask task={task.data} label={followed.label} />}
