@@ -38,6 +38,7 @@ export const DEBIAN_PACKAGES = [
     package: 'oathtool',
     for: 'checking TOTP codes against an independent implementation',
   },
+  { binary: 'zsh', package: 'zsh', for: "the debvisor CLI's zsh completion test" },
   { binary: 'chromium', package: 'chromium', for: 'the web UI tests (driven by playwright-core)' },
   {
     binary: 'qemu-system-x86_64',

@@ -1,6 +1,7 @@
 import {
   cleanupTempDirs,
   createManagerIdentity,
+  requireBinary,
   startCluster,
   tempDir,
   type TestCluster,
@@ -752,9 +753,10 @@ describe('shell completion', () => {
   it('gives zsh a completion function over the same tree', async () => {
     const script = join(tempDir('debvisor-cli-'), '_debvisor');
     writeFileSync(script, ok(await debvisor(['completion', 'zsh'])).stdout);
-    execFileSync('zsh', ['-n', script], { timeout: 10_000 });
+    const zsh = requireBinary('zsh', 'zsh');
+    execFileSync(zsh, ['-n', script], { timeout: 10_000 });
     const words = execFileSync(
-      'zsh',
+      zsh,
       ['-c', 'compdef() { :; }; source "$1"; _debvisor_words "access tokens"', '--', script],
       { encoding: 'utf8', timeout: 10_000 },
     );
