@@ -6,11 +6,12 @@ import {
   tempDir,
   type TestCluster,
 } from '@debvisor/testing';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import {
@@ -144,6 +145,34 @@ describe('help', () => {
   it('answers an unknown command or option with usage exit code 2', async () => {
     failed(await debvisor(['frobnicate']), EXIT.usage);
     expect((await debvisor(['remotes', 'list', '--bogus'])).code).toBe(EXIT.usage);
+  });
+});
+
+/** The built command in a process of its own (asynchronously: the manager runs in this process). */
+function spawnCli(args: string[], env: CliEnv): Promise<CliResult> {
+  const bin = fileURLToPath(new URL('../bin/debvisor.mjs', import.meta.url));
+  if (!existsSync(fileURLToPath(new URL('../dist/main.js', import.meta.url))))
+    throw new Error('apps/cli is not built: run npx tsc -b apps/cli (npm run build) first');
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [bin, ...args],
+      {
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/nonexistent', ...env },
+        timeout: 30_000,
+      },
+      (error, stdout, stderr) =>
+        resolve({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+describe('the installed command', () => {
+  it('runs as node_modules/.bin/debvisor does, with its exit codes', async () => {
+    const list = ok(await spawnCli(['remotes', 'list'], admin));
+    expect(list.stdout).toMatch(/^ID\s+ENDPOINTS/);
+    const bad = refused(await spawnCli(['remotes', 'list'], badToken()), EXIT.unauthenticated, 401);
+    expect(bad.stderr).toMatch(/^debvisor: /);
   });
 });
 
