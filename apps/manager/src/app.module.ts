@@ -12,6 +12,7 @@ import { AuditModule } from './audit/audit.module';
 import { AuditInterceptor } from './audit/audit.interceptor';
 import { AuthGuard } from './auth/auth.guard';
 import { AuthModule } from './auth/auth.module';
+import { CertificatesModule } from './certificates/certificates.module';
 import { ConsoleModule } from './console/console.module';
 import { ClockRepository } from './common/clock.repository';
 import { ErrorFilter } from './common/error.filter';
@@ -96,6 +97,7 @@ export class AppModule {
         AgentsModule,
         MetricsModule,
         IdentityModule,
+        CertificatesModule,
         RemotesModule,
         ResourcesModule,
         DashboardModule,

@@ -11,6 +11,8 @@ import { createHttpLogger, createRootLogger } from './common/logging';
 import { traceContextMiddleware } from './common/trace-context';
 import type { OperatorOutput } from './common/operator-console.repository';
 import { AuthService } from './auth/auth.service';
+import { CertificatesService } from './certificates/certificates.service';
+import { HttpsEndpointRepository } from './certificates/https-endpoint.repository';
 import { loadConfig, type ManagerConfig } from './config/manager-config';
 import { EmbeddedPostgresRepository } from './database/embedded-postgres.repository';
 import { prepareDatabase } from './database/prepare-database';
@@ -93,6 +95,8 @@ export async function startManager(options: StartOptions = {}): Promise<RunningM
       { embeddedSuperuserUrl, runtimePassword: () => state.loadOrCreateAppDatabasePassword() },
       logger,
     );
+    // The stored ACME or uploaded certificate when there is one, else the self-signed default.
+    const serving = CertificatesService.startupCertificate(config.stateDir, identity);
     app = await NestFactory.create<NestExpressApplication>(
       AppModule.forRoot({
         config,
@@ -102,7 +106,7 @@ export async function startManager(options: StartOptions = {}): Promise<RunningM
         operatorOutput: options.operatorOutput ?? process.stdout,
       }),
       {
-        httpsOptions: { key: identity.server.keyPem, cert: identity.server.certPem },
+        httpsOptions: { key: serving.keyPem, cert: serving.chainPem },
         bodyParser: false,
         bufferLogs: true,
         abortOnError: false,
@@ -134,6 +138,8 @@ export async function startManager(options: StartOptions = {}): Promise<RunningM
     app.get(SnapshotSchedulesService).startScheduling();
     app.get(ConsoleGatewayService).start(app.getHttpServer());
     await app.listen(config.listen.port, config.listen.host);
+    app.get(HttpsEndpointRepository).attach(app.getHttpServer(), serving);
+    await app.get(CertificatesService).start();
   } catch (error) {
     await app?.close().catch(() => undefined);
     await embedded?.stop().catch(() => undefined);
@@ -158,6 +164,7 @@ export async function startManager(options: StartOptions = {}): Promise<RunningM
       running.get(ConsoleGatewayService).stop();
       await running.get(ReplicationPollerService).stopPolling();
       await running.get(SnapshotSchedulesService).stopScheduling();
+      await running.get(CertificatesService).stop();
       await running.close();
       await embedded?.stop();
       lifecycle.info('manager stopped');

@@ -100,6 +100,8 @@ export async function startTestManager(options: TestManagerOptions = {}): Promis
       DEBVISOR_REMOTE_TIMEOUT_MS: '3000',
       DEBVISOR_LOG_LEVEL: 'info',
       DEBVISOR_WEB_DIR: `${stateDir}/no-web-ui`,
+      // The HTTP-01 listener on a free port (port 80 is for production).
+      DEBVISOR_HTTP_LISTEN: '127.0.0.1:0',
       // Tests make many (also failing) requests from one address; the specs of the limits set them low.
       DEBVISOR_LOGIN_ATTEMPTS_PER_MINUTE: '100000',
       ...options.env,

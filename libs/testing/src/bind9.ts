@@ -18,6 +18,11 @@ export interface Bind9Options {
   zones: Bind9Zone[];
   /** TSIG algorithm of the update key; hmac-sha256 by default. */
   algorithm?: 'hmac-sha256' | 'hmac-sha512';
+  /**
+   * Answer recursive queries (from 127.0.0.1 only) so that a CNAME into another of its zones is
+   * followed, as a resolver would; names outside its zones are not resolved (no root hints used).
+   */
+  recursion?: boolean;
 }
 
 export interface Bind9Instance {
@@ -37,7 +42,7 @@ export interface Bind9Instance {
 
 /**
  * A throw-away authoritative Bind9 (Debian package bind9) on a free loopback port, with the given
- * zones accepting RFC 2136 updates signed with one TSIG key; no recursion, no rndc.
+ * zones accepting RFC 2136 updates signed with one TSIG key; no rndc.
  */
 export async function startBind9(options: Bind9Options): Promise<Bind9Instance> {
   const named = requireBinary('named', 'bind9');
@@ -81,7 +86,9 @@ export async function startBind9(options: Bind9Options): Promise<Bind9Instance> 
         `  session-keyfile "${join(dir, 'session.key')}";`,
         `  listen-on port ${port} { 127.0.0.1; };`,
         '  listen-on-v6 { none; };',
-        '  recursion no;',
+        ...(options.recursion
+          ? ['  recursion yes;', '  allow-recursion { 127.0.0.1; };', '  forwarders { };']
+          : ['  recursion no;']),
         '  dnssec-validation no;',
         '  notify no;',
         '};',

@@ -27,6 +27,8 @@ export enum ErrorCode {
   RemoteError = 'remote_error',
   /** A realm's directory or identity provider could not be reached or refused the manager's own credentials. */
   RealmUnavailable = 'realm_unavailable',
+  /** An ACME order, account or revocation failed: the CA refused, or a challenge's answer could not be put in place. */
+  CertificateOrderFailed = 'certificate_order_failed',
   NotReady = 'not_ready',
   /** The audit log could not be written, so a change was refused (fail closed). */
   AuditUnavailable = 'audit_unavailable',

@@ -17,6 +17,7 @@ export const ERROR_STATUS: Readonly<Record<ErrorCode, number>> = {
   [ErrorCode.RemoteFingerprintMismatch]: 422,
   [ErrorCode.RemoteCredentialRejected]: 422,
   [ErrorCode.RemoteError]: 422,
+  [ErrorCode.CertificateOrderFailed]: 422,
   [ErrorCode.RateLimited]: 429,
   [ErrorCode.Internal]: 500,
   [ErrorCode.NotReady]: 503,

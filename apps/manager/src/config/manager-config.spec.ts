@@ -41,6 +41,9 @@ describe('loadConfig', () => {
       DEBVISOR_SNAPSHOT_QUOTA_PER_VM: '20',
       DEBVISOR_SNAPSHOT_SCHEDULE_TICK_SECONDS: '30',
       DEBVISOR_MIGRATION_RECOVERY_WAIT_SECONDS: '45',
+      DEBVISOR_HTTP_LISTEN: '127.0.0.1:8080',
+      DEBVISOR_EXTRA_CA_FILE: '/etc/debvisor/private-ca.pem',
+      DEBVISOR_CERTIFICATE_CHECK_SECONDS: '600',
     });
     expect(config).toEqual({
       stateDir: '/srv/dvm',
@@ -66,6 +69,11 @@ describe('loadConfig', () => {
       },
       snapshots: { quotaPerVm: 20, scheduleTickSeconds: 30 },
       migrationRecoveryWaitSeconds: 45,
+      certificates: {
+        httpListen: { host: '127.0.0.1', port: 8080 },
+        extraCaFile: '/etc/debvisor/private-ca.pem',
+        renewCheckSeconds: 600,
+      },
     });
     expect(Object.isFrozen(config)).toBe(true);
     expect(Object.isFrozen(config.access)).toBe(true);
@@ -76,6 +84,11 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ DATABASE_ADMIN_URL: 'postgres://owner:p@db:5432/dvm' })).toThrow(
       /DATABASE_ADMIN_URL: set only together with DATABASE_URL/,
     );
+  });
+
+  it('serves HTTP-01 on port 80 by default and not at all when off', () => {
+    expect(loadConfig({}).certificates.httpListen).toEqual({ host: '0.0.0.0', port: 80 });
+    expect(loadConfig({ DEBVISOR_HTTP_LISTEN: 'off' }).certificates.httpListen).toBeUndefined();
   });
 
   it('treats empty values as unset', () => {
@@ -95,6 +108,8 @@ describe('loadConfig', () => {
     ['DATABASE_ADMIN_URL', 'http://db/dvm'],
     ['DEBVISOR_LOG_LEVEL', 'loud'],
     ['DEBVISOR_PUBLIC_URL', 'ftp://x'],
+    ['DEBVISOR_HTTP_LISTEN', 'on'],
+    ['DEBVISOR_CERTIFICATE_CHECK_SECONDS', '0'],
   ])('stops with an error naming %s when it is %s', (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [name]: value })).toThrow(new RegExp(`${name}: `));

@@ -31,6 +31,17 @@ export interface ManagerConfig {
    */
   readonly migrationRecoveryWaitSeconds: number;
   readonly console: ConsoleConfig;
+  readonly certificates: CertificatesConfig;
+}
+
+/** The manager's own HTTPS certificate: the HTTP-01 listener, extra trusted roots, renewal checks. */
+export interface CertificatesConfig {
+  /** The plain-HTTP listener (HTTP-01 answers, redirects to HTTPS); undefined when off. */
+  readonly httpListen: { readonly host: string; readonly port: number } | undefined;
+  /** PEM roots trusted besides the system's: private ACME CAs' directories, uploaded chains' anchors. */
+  readonly extraCaFile: string | undefined;
+  /** How often the renewal check runs. */
+  readonly renewCheckSeconds: number;
 }
 
 /** VM consoles in the browser. */
@@ -135,6 +146,12 @@ const envSchema = z.object({
   DEBVISOR_CONSOLE_ALLOW_API_TOKENS: z
     .enum(['true', 'false'], { error: 'expected true or false' })
     .default('false'),
+  DEBVISOR_HTTP_LISTEN: z
+    .literal('off')
+    .or(listenSchema)
+    .default({ host: '0.0.0.0', port: 80 }),
+  DEBVISOR_EXTRA_CA_FILE: z.string().optional(),
+  DEBVISOR_CERTIFICATE_CHECK_SECONDS: integer(1, 86_400).default(3600),
 });
 
 /** Start-up stops with this when a setting is wrong; the message names every bad setting. */
@@ -195,6 +212,12 @@ export function loadConfig(env: Env = process.env): ManagerConfig {
     }),
     migrationRecoveryWaitSeconds: e.DEBVISOR_MIGRATION_RECOVERY_WAIT_SECONDS,
     console: Object.freeze({ allowApiTokens: e.DEBVISOR_CONSOLE_ALLOW_API_TOKENS === 'true' }),
+    certificates: Object.freeze({
+      httpListen:
+        e.DEBVISOR_HTTP_LISTEN === 'off' ? undefined : Object.freeze({ ...e.DEBVISOR_HTTP_LISTEN }),
+      extraCaFile: e.DEBVISOR_EXTRA_CA_FILE ? absolute(e.DEBVISOR_EXTRA_CA_FILE) : undefined,
+      renewCheckSeconds: e.DEBVISOR_CERTIFICATE_CHECK_SECONDS,
+    }),
   };
   return Object.freeze(config);
 }
