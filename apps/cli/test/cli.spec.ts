@@ -11,7 +11,6 @@ import { X509Certificate } from 'node:crypto';
 import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import {
@@ -150,8 +149,8 @@ describe('help', () => {
 
 /** The built command in a process of its own (asynchronously: the manager runs in this process). */
 function spawnCli(args: string[], env: CliEnv): Promise<CliResult> {
-  const bin = fileURLToPath(new URL('../bin/debvisor.mjs', import.meta.url));
-  if (!existsSync(fileURLToPath(new URL('../dist/main.js', import.meta.url))))
+  const bin = join(__dirname, '../bin/debvisor.mjs');
+  if (!existsSync(join(__dirname, '../dist/main.js')))
     throw new Error('apps/cli is not built: run npx tsc -b apps/cli (npm run build) first');
   return new Promise((resolve) => {
     execFile(
