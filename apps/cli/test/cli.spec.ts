@@ -317,7 +317,7 @@ describe('remotes', () => {
     failed(await debvisor(['remotes', 'remove', 'cli-second'], { env: admin }), EXIT.declined);
     ok(await debvisor(['remotes', 'remove', 'cli-second', '--yes'], { env: admin }));
     const json = JSON.parse(
-      ok(await debvisor(['-o', 'json', 'remotes', 'list'], { env: admin })).stdout,
+      ok(await debvisor(['remotes', 'list', '--output', 'json'], { env: admin })).stdout,
     );
     expect(json.map((r: Json) => r.id)).toEqual([REMOTE]);
   });
