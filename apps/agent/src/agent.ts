@@ -39,7 +39,13 @@ import { createEtcdClient } from './shared/etcd-client';
 import { lifecycleLogger, type Logger } from './shared/logger';
 import { AGENT_VERSION } from './shared/version';
 import { storageServiceHandlers } from './storage/storage.handlers';
+import { CertificateIssuer } from './trust/certificate-issuer.service';
+import { CertificateRenewer } from './trust/certificate-renewer.service';
+import { ClusterTrustRepository } from './trust/cluster-trust.repository';
+import { ClusterTrust } from './trust/cluster-trust.service';
+import { LiveTls } from './trust/live-tls';
 import { PeerClustersRepository } from './trust/peer-clusters.repository';
+import { IssuerFilesRepository, TlsFilesRepository } from './trust/tls-files.repository';
 import { PeerClusters } from './trust/peer-clusters.service';
 import { RevokedNodesRepository } from './trust/revoked-nodes.repository';
 import { RevokedNodes } from './trust/revoked-nodes.service';
@@ -72,7 +78,8 @@ export async function startAgent(
   logger: Logger,
   clock: Clock = systemClock,
 ): Promise<RunningAgent> {
-  const tls = loadTlsMaterial(config);
+  // The certificate renews itself and the trusted CAs can change: consumers read it when they need it.
+  const tls = new LiveTls(loadTlsMaterial(config));
   const etcd = createEtcdClient(config.etcd.endpoints);
   const undo: (() => unknown)[] = [() => etcd.close()];
   try {
@@ -110,6 +117,29 @@ export async function startAgent(
     const trustedPeers = new PeerClusters(new PeerClustersRepository(etcd), clock);
     const peers = new PeerClientRepository(tls, metrics.rpc);
     undo.unshift(() => peers.close());
+    const tlsFiles = new TlsFilesRepository(config.tls);
+    const clusterTrustStore = new ClusterTrustRepository(etcd);
+    const certificates = new CertificateIssuer({
+      nodeId: config.nodeId,
+      files: config.tls.issuer && new IssuerFilesRepository(config.tls.issuer),
+      lifetimeMs: config.tls.certificateLifetimeSeconds * 1000,
+      tls,
+      revoked: revokedNodes,
+      clock,
+      logger,
+    });
+    const renewer = new CertificateRenewer({
+      nodeId: config.nodeId,
+      tls,
+      issuer: certificates,
+      registry,
+      peers,
+      files: tlsFiles,
+      trust: clusterTrustStore,
+      random: Math.random,
+      clock,
+      logger,
+    });
     const vmIndex = new VmIndexRepository(etcd);
     // One operation at a time per VM (power, storage, migration) and per image, on this node.
     const vmLocks = new OperationLocks('VM');
@@ -150,7 +180,9 @@ export async function startAgent(
       sockets,
       vmLocks,
       disks: diskLocks,
-      clusterCa: tls.clusterCa,
+      get clusterCa() {
+        return tls.clusterCa;
+      },
       storage,
       mirrored,
       clock,
@@ -160,8 +192,13 @@ export async function startAgent(
       nodeId: config.nodeId,
       advertise: config.advertise,
       advertiseHost: parseEndpoint(config.advertise)?.host ?? '127.0.0.1',
-      clusterCa: tls.clusterCa,
-      clusterCaPem: tls.clusterCaPem,
+      get clusterCa() {
+        return tls.clusterCa;
+      },
+      get clusterCaPem() {
+        return tls.clusterCaPem;
+      },
+      clusterCas: () => tls.clusterCas,
       cookieTtlMs: config.migration.cookieTtlSeconds * 1000,
       driver: hypervisor,
       storage,
@@ -187,7 +224,7 @@ export async function startAgent(
       peers,
       source: migrationSource,
       target: migrationTarget,
-      clusterCaFingerprints: () => [tls.clusterCa.fingerprint256],
+      clusterCaFingerprints: () => tls.clusterCas.map((ca) => ca.fingerprint256),
       trustedPeers,
     });
 
@@ -199,7 +236,7 @@ export async function startAgent(
     const rpc = new RpcRouter(
       new Authenticator({
         apiKeys,
-        clusterCas: () => [tls.clusterCa],
+        clusterCas: () => tls.clusterCas,
         registry,
         revoked: revokedNodes,
       }),
@@ -237,6 +274,7 @@ export async function startAgent(
           registry,
           localNode,
           clusterInfo: new ClusterInfoService(config, registry),
+          certificates,
         }),
       },
       {
@@ -282,6 +320,13 @@ export async function startAgent(
     ]);
     undo.unshift(() => server.stop(0));
 
+    // A renewed certificate or a changed trust: new connections use it, open ones keep theirs.
+    tls.onChange(() => {
+      serverCredentials.refresh();
+      peers.retireChannels();
+      metricsServer?.refresh();
+      metrics.recordCertificates(tls);
+    });
     let metricsServer: RunningMetricsServer | undefined;
     if (config.metrics.enabled) {
       metricsServer = await startMetricsServer({
@@ -308,6 +353,20 @@ export async function startAgent(
       },
     );
     await presence.start();
+    if (config.tls.renew) {
+      renewer.start();
+      undo.unshift(() => renewer.stop());
+    }
+    const clusterTrust = new ClusterTrust({
+      store: clusterTrustStore,
+      tls,
+      files: tlsFiles,
+      renewer,
+      random: Math.random,
+      logger,
+    });
+    await clusterTrust.start();
+    undo.unshift(() => clusterTrust.stop());
     for (const work of background) {
       work.start();
       undo.unshift(() => work.stop());
@@ -328,6 +387,8 @@ export async function startAgent(
       metricsPort: metricsServer?.port,
       async stop() {
         await monitor.stop(); // health checks answer NOT_SERVING from here on: load balancers drain
+        await clusterTrust.stop();
+        await renewer.stop();
         await presence.stop();
         for (const work of background) await work.stop();
         await migrationSource.close(); // migrations under way are cancelled: their VMs keep running here

@@ -221,6 +221,7 @@ export async function renewFromCsr(
   const chain = splitPemBundle(ca.certPem);
   const caCert = new x509.X509Certificate(chain[0]);
   const current = new x509.X509Certificate(splitPemBundle(options.currentCertPem)[0]);
+  const now = Date.now();
   // Basic constraints, key usage, extended key usage, subject alternative names.
   const keep = ['2.5.29.19', '2.5.29.15', '2.5.29.37', '2.5.29.17'].flatMap((oid) => {
     const found = current.getExtension(oid);
@@ -230,7 +231,8 @@ export async function renewFromCsr(
     serialNumber: serial(),
     subject: current.subject,
     issuer: caCert.subject,
-    notBefore: new Date(Date.now() - 60_000),
+    // Back-dated for clock skew, by at most a tenth of the lifetime (renewal instants derive from it).
+    notBefore: new Date(now - Math.min(60_000, (options.notAfter.getTime() - now) / 10)),
     notAfter: options.notAfter,
     publicKey: csr.publicKey,
     signingKey: await importKey(ca.keyPem),

@@ -58,6 +58,13 @@ export interface StartClusterOptions {
    * by them, as an operator does with `debvisor-agent-admin peer trust` (default true).
    */
   trustRunningPeers?: boolean;
+  /**
+   * Agent certificates valid this long from start (instead of years), and tls.certificateLifetimeSeconds
+   * of the issuers: the agents renew them themselves at 70–90 % of it.
+   */
+  certificateLifetimeSeconds?: number;
+  /** Nodes that hold the cluster CA key (tls.issuer) and sign the others' renewals (default none). */
+  issuerNodes?: string[];
   /** Runs before each agent first starts (e.g. writeQemuVm to give a qemu node its VMs). */
   prepareNode?: (nodeId: string, stateDir: string) => void | Promise<void>;
 }
@@ -101,6 +108,8 @@ export interface TestCluster {
   readonly caPem: string;
   /** The cluster CA with its key, to issue further certificates in tests. */
   readonly ca: KeyPairPem;
+  /** The issuing nodes' tls.issuer files (the cluster CA's certificate and key), for `ca begin|finish`. */
+  readonly issuerFiles: { cert: string; key: string };
   readonly agents: TestAgent[];
   /** A manager-like client identity from its own client CA, trusted by every agent. */
   readonly client: ClientIdentity;
@@ -158,13 +167,25 @@ export async function startCluster(options: StartClusterOptions): Promise<TestCl
     clientCaFiles.push(join(pkiDir, 'trusted-client-ca.crt'));
     writeFileSync(clientCaFiles[1], options.trustedClientCaPem);
   }
+  const issuerFiles = { cert: join(pkiDir, 'issuer-ca.crt'), key: join(pkiDir, 'issuer-ca.key') };
+  writeFileSync(issuerFiles.cert, pki.ca.certPem);
+  writeFileSync(issuerFiles.key, pki.ca.keyPem, { mode: 0o600 });
+  const lifetimeSeconds = options.certificateLifetimeSeconds;
 
   const agents = await Promise.all(
     Array.from({ length: nodes }, async (_, i) => {
       const nodeId = `node-${i + 1}`;
       const endpoint = `127.0.0.1:${await freePort()}`;
       const metricsEndpoint = `127.0.0.1:${await freePort()}`;
-      const tls = writeTlsFiles(pkiDir, nodeId, await pki.agent(nodeId), pki.ca.certPem);
+      const pair =
+        lifetimeSeconds === undefined
+          ? await pki.agent(nodeId)
+          : await issueAgentCertificate(
+              pki.ca,
+              nodeId,
+              new Date(Date.now() + lifetimeSeconds * 1000),
+            );
+      const tls = writeTlsFiles(pkiDir, nodeId, pair, pki.ca.certPem);
       const stateDir = join(dir, 'nodes', nodeId);
       const configFile = join(dir, `${nodeId}.json`);
       const config = {
@@ -173,7 +194,14 @@ export async function startCluster(options: StartClusterOptions): Promise<TestCl
         listen: endpoint,
         advertise: endpoint,
         etcd: { endpoints: [etcd.endpoint] },
-        tls: { cert: tls.cert, key: tls.key, ca: tls.ca, clientCas: clientCaFiles },
+        tls: {
+          cert: tls.cert,
+          key: tls.key,
+          ca: tls.ca,
+          clientCas: clientCaFiles,
+          ...(options.issuerNodes?.includes(nodeId) ? { issuer: issuerFiles } : {}),
+          ...(lifetimeSeconds === undefined ? {} : { certificateLifetimeSeconds: lifetimeSeconds }),
+        },
         stateDir,
         leaseTtlSeconds,
         heartbeatIntervalSeconds: options.heartbeatIntervalSeconds ?? leaseTtlSeconds / 3,
@@ -280,6 +308,7 @@ export async function startCluster(options: StartClusterOptions): Promise<TestCl
     etcd,
     caPem: pki.ca.certPem,
     ca: pki.ca,
+    issuerFiles,
     agents,
     client: {
       certPem: manager.client.certPem,
@@ -609,13 +638,19 @@ export function killQemus(stateDir: string): void {
   }
 }
 
-/** An agent certificate issued by `ca` (for tests that play a peer agent). */
-export function issueAgentCertificate(ca: KeyPairPem, nodeId: string): Promise<KeyPairPem> {
+/** An agent certificate issued by `ca` (for tests that play a peer agent), valid until `notAfter` (default years). */
+export function issueAgentCertificate(
+  ca: KeyPairPem,
+  nodeId: string,
+  notAfter?: Date,
+): Promise<KeyPairPem> {
   return issueCertificate(ca, {
     commonName: `agent:${nodeId}`,
     organizationalUnit: 'debvisor-agent',
     dnsNames: ['localhost', nodeId],
     ipAddresses: ['127.0.0.1'],
     usage: 'both',
+    // A short-lived certificate starts now (not a minute ago): its renewal falls where its lifetime says.
+    ...(notAfter ? { notBefore: new Date(Date.now() - 1_000), notAfter } : {}),
   });
 }

@@ -1,5 +1,6 @@
 export * from './agent';
 export * from './binaries';
+export * from './call-load';
 export * from './bind9';
 export * from './ceph';
 export * from './ceph-mirror';

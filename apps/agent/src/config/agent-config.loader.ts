@@ -57,6 +57,11 @@ export function parseAgentConfig(
       bootDir: config.qemu.bootDir && abs(config.qemu.bootDir),
     },
     tls: {
+      ...config.tls,
+      issuer: config.tls.issuer && {
+        cert: abs(config.tls.issuer.cert),
+        key: abs(config.tls.issuer.key),
+      },
       cert: abs(config.tls.cert),
       key: abs(config.tls.key),
       ca: abs(config.tls.ca),

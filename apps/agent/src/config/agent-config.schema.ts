@@ -174,6 +174,19 @@ export const agentConfigSchema = z
       ca: filePath,
       /** Further CAs whose client certificates are accepted (the manager's client CA). */
       clientCas: z.array(filePath).default([]),
+      /**
+       * The cluster CA's certificate and key on the nodes that sign renewals (one or a few); the
+       * other agents renew through them. Read at each signing, so `ca begin|finish` apply at once.
+       */
+      issuer: z.strictObject({ cert: filePath, key: filePath }).optional(),
+      /** How long the certificates this node issues are valid (default 24 h). */
+      certificateLifetimeSeconds: z
+        .int()
+        .min(5)
+        .max(397 * 86_400)
+        .default(86_400),
+      /** Renew this agent's certificate at a jittered 70–90 % of its lifetime (default true). */
+      renew: z.boolean().default(true),
     }),
     stateDir: filePath,
     leaseTtlSeconds: z.int().min(2).max(3600).default(15),

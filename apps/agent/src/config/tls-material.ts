@@ -7,14 +7,19 @@ import type { AgentConfig } from './agent-config.schema';
 export const AGENT_OU = 'debvisor-agent';
 
 export interface TlsMaterial {
-  /** The cluster CA: the only issuer trusted for agent (peer) certificates. */
+  /** The cluster CA: the only issuer trusted for agent (peer) certificates (the first of clusterCas). */
   readonly clusterCa: X509Certificate;
+  /** Every cluster CA trusted now: one, or the old and the new during a CA rotation. */
+  readonly clusterCas: readonly X509Certificate[];
+  /** clusterCas as a PEM bundle. */
   readonly clusterCaPem: string;
   /** This agent's certificate chain (leaf, then the cluster CA) as served to clients. */
   readonly certChainPem: string;
   readonly keyPem: string;
   /** Every CA whose client certificates the server accepts: the cluster CA and tls.clientCas. */
   readonly trustedClientCasPem: string;
+  /** tls.clientCas alone (the manager's client CA and the like). */
+  readonly clientCaPems: readonly string[];
 }
 
 const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
@@ -22,12 +27,14 @@ const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g
 /** Reads and checks the certificate files named in the configuration; problems name the setting. */
 export function loadTlsMaterial(config: Pick<AgentConfig, 'nodeId' | 'tls'>): TlsMaterial {
   const caPems = readCertificates('tls.ca', config.tls.ca);
-  const clusterCa = parse('tls.ca', caPems[0]);
-  if (!clusterCa.ca) throw new ConfigError(`tls.ca: ${config.tls.ca} is not a CA certificate`);
+  const clusterCas = caPems.map((pem) => parse('tls.ca', pem));
+  if (clusterCas.some((ca) => !ca.ca))
+    throw new ConfigError(`tls.ca: ${config.tls.ca} is not a CA certificate`);
+  const clusterCa = clusterCas[0];
 
   const chain = readCertificates('tls.cert', config.tls.cert);
   const leaf = parse('tls.cert', chain[0]);
-  if (!leaf.checkIssued(clusterCa) || !leaf.verify(clusterCa.publicKey)) {
+  if (!clusterCas.some((ca) => leaf.checkIssued(ca) && leaf.verify(ca.publicKey))) {
     throw new ConfigError(`tls.cert: ${config.tls.cert} is not issued by the cluster CA in tls.ca`);
   }
   const now = Date.now();
@@ -61,17 +68,20 @@ export function loadTlsMaterial(config: Pick<AgentConfig, 'nodeId' | 'tls'>): Tl
     return pems;
   });
 
-  const servedChain = chain.some(
-    (pem) => parse('tls.cert', pem).fingerprint256 === clusterCa.fingerprint256,
-  )
-    ? chain
-    : [...chain, caPems[0]];
+  // A file with the leaf only gets its issuer appended (a renewed chain names its issuer already).
+  const issuer = caPems.find((pem) => {
+    const ca = parse('tls.ca', pem);
+    return leaf.checkIssued(ca) && leaf.verify(ca.publicKey);
+  })!;
+  const servedChain = chain.length > 1 ? chain : [...chain, issuer];
   return {
     clusterCa,
-    clusterCaPem: caPems[0],
+    clusterCas,
+    clusterCaPem: caPems.join(''),
     certChainPem: servedChain.join('\n') + '\n',
     keyPem,
-    trustedClientCasPem: [caPems[0], ...clientCaPems].join('\n') + '\n',
+    trustedClientCasPem: [...caPems, ...clientCaPems].join('\n') + '\n',
+    clientCaPems,
   };
 }
 

@@ -22,6 +22,8 @@ export interface MetricsServerOptions {
 
 export interface RunningMetricsServer {
   readonly port: number;
+  /** Serves the TLS material as it is now (renewed certificate, changed trust) to new connections. */
+  refresh(): void;
   stop(): Promise<void>;
 }
 
@@ -89,6 +91,13 @@ export async function startMetricsServer(
   });
   return {
     port: (server.address() as AddressInfo).port,
+    refresh: () =>
+      server.setSecureContext({
+        cert: options.tls.certChainPem,
+        key: options.tls.keyPem,
+        minVersion: 'TLSv1.3',
+        ...(options.requireClientCert ? { ca: options.tls.trustedClientCasPem } : {}),
+      }),
     stop: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

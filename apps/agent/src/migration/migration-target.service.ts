@@ -67,6 +67,8 @@ export interface MigrationTargetDeps {
   advertise: string;
   clusterCa: X509Certificate;
   clusterCaPem: string;
+  /** Every cluster CA trusted now (two during a CA rotation); default: clusterCa alone. */
+  clusterCas?: () => readonly X509Certificate[];
   cookieTtlMs: number;
   driver: HypervisorDriver;
   storage: Pick<StorageDriver, 'listImages' | 'mirrorStatus' | 'imageHolder'>;
@@ -383,7 +385,12 @@ export class MigrationTargetService {
         ErrorCode.FailedPrecondition,
         `migration ${opening.migrationId} is not waiting for its source on node ${this.deps.nodeId}`,
       );
-    const sourceNode = agentNodeIdOf(peerCertificate, reservation.peerCa ?? this.deps.clusterCa);
+    const cas = reservation.peerCa
+      ? [reservation.peerCa]
+      : (this.deps.clusterCas?.() ?? [this.deps.clusterCa]);
+    const sourceNode = cas
+      .map((ca) => agentNodeIdOf(peerCertificate, ca))
+      .find((id) => id !== undefined);
     if (sourceNode && !reservation.peerCa && this.deps.revoked.isRevoked(sourceNode)) {
       await this.release(reservation, 'aborted', `node ${sourceNode} is revoked`);
       throw new AgentError(

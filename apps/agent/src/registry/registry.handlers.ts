@@ -1,4 +1,6 @@
+import { derToPem } from '@debvisor/pki';
 import type { NodeServiceHandlers } from '@debvisor/proto';
+import type { CertificateIssuer } from '../trust/certificate-issuer.service';
 import type { RpcRouter } from '../rpc/rpc-router';
 import type { ClusterInfoService } from './cluster-info.service';
 import type { LocalNodeService } from './local-node.service';
@@ -8,6 +10,7 @@ import {
   emptyRequestSchema,
   heartbeatRequestSchema,
   registerNodeRequestSchema,
+  renewCertificateRequestSchema,
 } from './registry.requests';
 
 export interface RegistryHandlerDeps {
@@ -17,6 +20,7 @@ export interface RegistryHandlerDeps {
   registry: RegistryService;
   localNode: LocalNodeService;
   clusterInfo: ClusterInfoService;
+  certificates: Pick<CertificateIssuer, 'renew'>;
 }
 
 export function nodeServiceHandlers({
@@ -26,6 +30,7 @@ export function nodeServiceHandlers({
   registry,
   localNode,
   clusterInfo,
+  certificates,
 }: RegistryHandlerDeps): NodeServiceHandlers {
   return {
     RegisterNode: rpc.unary(
@@ -49,6 +54,11 @@ export function nodeServiceHandlers({
     ),
     GetClusterInfo: rpc.unary('NodeService.GetClusterInfo', emptyRequestSchema, (_, { caller }) =>
       clusterInfo.describe(caller),
+    ),
+    RenewCertificate: rpc.agentUnary(
+      'NodeService.RenewCertificate',
+      renewCertificateRequestSchema,
+      ({ csrPem }, agent) => certificates.renew(agent.nodeId, derToPem(agent.certificate), csrPem),
     ),
   };
 }

@@ -22,3 +22,10 @@ export const heartbeatRequestSchema = z.object({
 });
 
 export const emptyRequestSchema = z.object({});
+
+export const renewCertificateRequestSchema = z.object({
+  csrPem: z
+    .string()
+    .max(16 * 1024, 'a CSR of at most 16 KiB')
+    .refine((v) => v.includes('-----BEGIN CERTIFICATE REQUEST-----'), 'a PEM certificate request'),
+});

@@ -16,6 +16,9 @@ export interface AuthenticatorDeps {
   registry: Pick<RegistryService, 'find'>;
   /** The deny list: a revoked node is refused whatever it presents. */
   revoked: Pick<RevokedNodes, 'isRevoked'>;
+  /** How long a peer found live is taken as live without asking etcd again (default 1 s). */
+  livenessCacheMs?: number;
+  now?: () => number;
 }
 
 /**
@@ -27,6 +30,9 @@ export interface AuthenticatorDeps {
  *    asserts. Without a key, a peer may act only as itself, with AGENT_SELF_PERMISSIONS.
  */
 export class Authenticator {
+  /** Peers found live, until when (a busy node forwards many calls a second). */
+  private readonly live = new Map<string, number>();
+
   constructor(private readonly deps: AuthenticatorDeps) {}
 
   async authenticate(metadata: Metadata, peerCertificate: Buffer | undefined): Promise<Caller> {
@@ -45,6 +51,31 @@ export class Authenticator {
     return { principal: key.principal, permissions: key.permissions, keyId: key.id };
   }
 
+  /**
+   * A cluster agent by its certificate alone (RenewCertificate): a current agent certificate of a
+   * cluster CA, of a node that is not revoked. Answers the node id.
+   */
+  authenticateAgent(peerCertificate: Buffer | undefined): string {
+    const nodeId = this.agentNodeIdOf(peerCertificate);
+    if (nodeId === undefined)
+      throw unauthenticated('only an agent certificate of this cluster may renew a certificate');
+    if (this.deps.revoked.isRevoked(nodeId))
+      throw unauthenticated(`node ${nodeId} is revoked in this cluster`);
+    return nodeId;
+  }
+
+  private async isLive(nodeId: string): Promise<boolean> {
+    const now = (this.deps.now ?? Date.now)();
+    if ((this.live.get(nodeId) ?? 0) > now) return true;
+    const node = await this.deps.registry.find(nodeId);
+    if (!node?.alive) {
+      this.live.delete(nodeId);
+      return false;
+    }
+    this.live.set(nodeId, now + (this.deps.livenessCacheMs ?? 1_000));
+    return true;
+  }
+
   private agentNodeIdOf(peerCertificate: Buffer | undefined): string | undefined {
     for (const ca of this.deps.clusterCas()) {
       const nodeId = agentNodeIdOf(peerCertificate, ca);
@@ -60,8 +91,7 @@ export class Authenticator {
   ): Promise<Caller> {
     if (!forwardedBy)
       throw unauthenticated('forwarded calls are accepted only from agents of this cluster');
-    const node = await this.deps.registry.find(forwardedBy);
-    if (!node?.alive)
+    if (!(await this.isLive(forwardedBy)))
       throw unauthenticated(
         `forwarded calls are accepted only from live registered nodes; ${forwardedBy} is not one`,
       );

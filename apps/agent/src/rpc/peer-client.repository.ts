@@ -5,6 +5,7 @@ import {
   type ConsoleFrame__Output,
   type MigrationProgress__Output,
   type MigrationServiceDefinition,
+  type RenewCertificateResponse__Output,
   type StorageServiceDefinition,
   type VmServiceDefinition,
 } from '@debvisor/proto';
@@ -62,6 +63,7 @@ const ANSWERS = new Set([
  */
 export class PeerClientRepository {
   private readonly clients = new Map<string, Client>();
+  private retired: Client[] = [];
 
   constructor(
     private readonly tls: TlsMaterial,
@@ -189,8 +191,44 @@ export class PeerClientRepository {
   }
 
   close(): void {
-    for (const client of this.clients.values()) client.close();
+    for (const client of [...this.clients.values(), ...this.retired]) client.close();
     this.clients.clear();
+    this.retired = [];
+  }
+
+  /**
+   * After a certificate or trust change: new calls open channels with the new material, calls
+   * under way finish on the old channels, which close at the next change (or at close()).
+   */
+  retireChannels(): void {
+    for (const client of this.retired) client.close();
+    this.retired = [...this.clients.values()];
+    this.clients.clear();
+  }
+
+  /**
+   * RenewCertificate on a peer that holds the cluster CA key: authenticated by this agent's
+   * certificate alone (no forwarded caller).
+   */
+  renewCertificate(
+    target: PeerTarget,
+    csrPem: string,
+    timeoutMs: number,
+  ): Promise<RenewCertificateResponse__Output> {
+    const definition = debvisorV1().NodeService.service.RenewCertificate;
+    const client = this.client(target);
+    return new Promise((resolve, reject) => {
+      client.makeUnaryRequest(
+        definition.path,
+        definition.requestSerialize,
+        definition.responseDeserialize as (bytes: Buffer) => RenewCertificateResponse__Output,
+        { csrPem },
+        new Metadata(),
+        { deadline: Date.now() + timeoutMs },
+        (error: ServiceError | null, response?: RenewCertificateResponse__Output) =>
+          error ? reject(toAgentError(target, error)) : resolve(response!),
+      );
+    });
   }
 
   private client(target: PeerTarget): Client {

@@ -9,6 +9,8 @@ export const RPC_PERMISSIONS = {
   'NodeService.ListNodes': 'node:registry:read',
   'NodeService.GetHealth': 'node:health:read',
   'NodeService.GetClusterInfo': 'node:registry:read',
+  // Agents only, by their certificate (no API key grants it in practice).
+  'NodeService.RenewCertificate': 'node:certificate:renew',
 
   'VmService.ListVms': 'vm:instance:read',
   'VmService.GetVm': 'vm:instance:read',

@@ -86,6 +86,34 @@ export class RpcRouter {
   }
 
   /**
+   * A unary RPC for cluster agents only, authenticated by the agent certificate alone (no API
+   * key): RenewCertificate. `handle` gets the caller's node id and certificate (DER).
+   */
+  agentUnary<Req, Res, Input>(
+    name: RpcName,
+    schema: z.ZodType<Input>,
+    handle: (input: Input, agent: { nodeId: string; certificate: Buffer }) => Promise<Res>,
+  ): handleUnaryCall<Req, Res> {
+    return (call, callback) => {
+      const certificate = call.getAuthContext()?.sslPeerCertificate?.raw;
+      let nodeId = '';
+      const authenticate = async (): Promise<Caller> => {
+        nodeId = this.authenticator.authenticateAgent(certificate);
+        return { principal: `agent:${nodeId}`, permissions: [RPC_PERMISSIONS[name]] };
+      };
+      void this.run(
+        name,
+        call,
+        () => handle(validate(schema, call.request), { nodeId, certificate: certificate! }),
+        authenticate,
+      ).then(
+        (response) => callback(null, response),
+        (error: ServiceErrorObject) => callback(error),
+      );
+    };
+  }
+
+  /**
    * A bidirectional stream whose caller authenticates inside the stream (the migration tunnel: a
    * one-time cookie in the first frame and a pinned certificate) instead of with an API key.
    * `authenticate` answers the caller and what the handler needs of the opening.

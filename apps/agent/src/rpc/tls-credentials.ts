@@ -41,14 +41,18 @@ export class MutualTls13ServerCredentials extends ServerCredentials {
    */
   trustPeerCa(migrationId: string, caPem: string): void {
     this.peerCas.set(migrationId, caPem);
-    this.applyTrust();
+    this.refresh();
   }
 
   forgetPeerCa(migrationId: string): void {
-    if (this.peerCas.delete(migrationId)) this.applyTrust();
+    if (this.peerCas.delete(migrationId)) this.refresh();
   }
 
-  private applyTrust(): void {
+  /**
+   * Applies the TLS material as it is now (a renewed certificate, a changed trust bundle) to the
+   * connections that come next; connections already open keep theirs, so no call is cut off.
+   */
+  refresh(): void {
     const ca = [this.tls.trustedClientCasPem, ...new Set(this.peerCas.values())];
     this.updateSecureContextOptions({
       ca,

@@ -9,6 +9,11 @@ export const ETCD_KEYS = {
   /** Peer clusters whose CA the operator trusts as migration partners: JSON, one per cluster id. */
   peerClustersPrefix: '/debvisor/trust/peer-clusters/',
   peerCluster: (clusterId: string) => `/debvisor/trust/peer-clusters/${clusterId}`,
+  /** The cluster CAs every agent trusts (a CA rotation's overlap holds two): JSON. */
+  clusterCas: '/debvisor/trust/cluster-cas',
+  /** Which CA issued each node's current certificate, and until when: JSON, one per node id. */
+  nodeCertsPrefix: '/debvisor/trust/node-certs/',
+  nodeCert: (nodeId: string) => `/debvisor/trust/node-certs/${nodeId}`,
   /** Node registry: `info` and `status`, both bound to the node's lease. */
   nodesPrefix: '/debvisor/nodes/',
   node: (nodeId: string) => `/debvisor/nodes/${nodeId}/`,
