@@ -15,6 +15,7 @@ import { AuthModule } from './auth/auth.module';
 import { CertificatesModule } from './certificates/certificates.module';
 import { ConsoleModule } from './console/console.module';
 import { ClockRepository } from './common/clock.repository';
+import { BodylessRouteInterceptor } from './common/bodyless-route.interceptor';
 import { ErrorFilter } from './common/error.filter';
 import {
   OPERATOR_OUTPUT,
@@ -112,6 +113,7 @@ export class AppModule {
       ],
       providers: [
         { provide: APP_PIPE, useClass: ValidationPipe },
+        { provide: APP_INTERCEPTOR, useClass: BodylessRouteInterceptor },
         { provide: APP_INTERCEPTOR, useClass: AuditInterceptor },
         { provide: APP_INTERCEPTOR, useClass: ZodSerializerInterceptor },
         { provide: APP_FILTER, useClass: ErrorFilter },

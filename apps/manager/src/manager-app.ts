@@ -6,8 +6,10 @@ import { Logger as NestPinoLogger } from 'nestjs-pino';
 import { isIP, type AddressInfo } from 'node:net';
 import type { DestinationStream, Logger } from 'pino';
 import { AppModule } from './app.module';
+import { controlCharacterMiddleware } from './common/control-characters';
 import { jsonBodyMiddleware } from './common/json-body.middleware';
 import { createHttpLogger, createRootLogger } from './common/logging';
+import { securityHeaders } from './common/security-headers';
 import { traceContextMiddleware } from './common/trace-context';
 import type { OperatorOutput } from './common/operator-console.repository';
 import { AuthService } from './auth/auth.service';
@@ -17,6 +19,7 @@ import { loadConfig, type ManagerConfig } from './config/manager-config';
 import { EmbeddedPostgresRepository } from './database/embedded-postgres.repository';
 import { prepareDatabase } from './database/prepare-database';
 import { httpMetricsMiddleware } from './health/http-metrics.middleware';
+import { startMetricsListener } from './health/metrics-listener';
 import { MetricsService } from './health/metrics.service';
 import { StateDirRepository } from './identity/state-dir.repository';
 import { OpenApiService } from './openapi/openapi.service';
@@ -88,6 +91,7 @@ export async function startManager(options: StartOptions = {}): Promise<RunningM
   }
 
   let app: NestExpressApplication | undefined;
+  let metricsListener: Awaited<ReturnType<typeof startMetricsListener>> | undefined;
   try {
     // Migrations as the owner, then the role the manager serves with (see docs/manager.md, "Audit log").
     const databaseUrl = await prepareDatabase(
@@ -115,9 +119,11 @@ export async function startManager(options: StartOptions = {}): Promise<RunningM
     );
     app.useLogger(app.get(NestPinoLogger));
     app.disable('x-powered-by');
-    // Express middleware, in order, before Nest's routes: trace id and request log, metrics, web UI, JSON body,
-    // then the trace context (currentTraceId) for everything the request does.
+    // Express middleware, in order, before Nest's routes: trace id and request log, security headers,
+    // metrics, web UI, JSON body, control characters, then the trace context (currentTraceId) for
+    // everything the request does.
     app.use(createHttpLogger(logger));
+    app.use(securityHeaders());
     app.use(httpMetricsMiddleware(app.get(MetricsService)));
     const webUi = webUiMiddleware(config.webDir);
     if (webUi) app.use(webUi);
@@ -127,6 +133,7 @@ export async function startManager(options: StartOptions = {}): Promise<RunningM
         'no web UI found (no index.html); serving the API only',
       );
     app.use(...jsonBodyMiddleware());
+    app.use(controlCharacterMiddleware());
     app.use(traceContextMiddleware());
     app.get(OpenApiService).generate(app, MANAGER_VERSION);
 
@@ -138,9 +145,17 @@ export async function startManager(options: StartOptions = {}): Promise<RunningM
     app.get(SnapshotSchedulesService).startScheduling();
     app.get(ConsoleGatewayService).start(app.getHttpServer());
     await app.listen(config.listen.port, config.listen.host);
+    if (config.metricsListen) {
+      const metrics = app.get(MetricsService);
+      metricsListener = await startMetricsListener(config.metricsListen, identity.server, () =>
+        metrics.render(),
+      );
+      logger.info({ listen: metricsListener.address }, 'metrics listener started');
+    }
     app.get(HttpsEndpointRepository).attach(app.getHttpServer(), serving);
     await app.get(CertificatesService).start();
   } catch (error) {
+    await metricsListener?.close().catch(() => undefined);
     await app?.close().catch(() => undefined);
     await embedded?.stop().catch(() => undefined);
     throw error;
@@ -165,6 +180,7 @@ export async function startManager(options: StartOptions = {}): Promise<RunningM
       await running.get(ReplicationPollerService).stopPolling();
       await running.get(SnapshotSchedulesService).stopScheduling();
       await running.get(CertificatesService).stop();
+      await metricsListener?.close();
       await running.close();
       await embedded?.stop();
       lifecycle.info('manager stopped');

@@ -50,7 +50,6 @@ const PUBLIC_ROUTES = [
   'GET /api/v1/auth/oidc/callback',
   'GET /api/v1/auth/realms',
   'GET /healthz',
-  'GET /metrics',
   'GET /readyz',
   'POST /api/v1/auth/login',
   'POST /api/v1/auth/tfa',
@@ -237,7 +236,7 @@ describe('routes and privileges', () => {
     expect(await databaseSnapshot(m.databaseUrl!)).toEqual(before);
   });
 
-  it('serves /healthz, /readyz and /metrics without a token', async () => {
+  it('serves /healthz and /readyz without a token, /metrics with one', async () => {
     expect((await m.api('GET', '/healthz', undefined, { token: null })).body).toEqual({
       status: 'ok',
     });
@@ -245,7 +244,8 @@ describe('routes and privileges', () => {
     expect(ready.status).toBe(200);
     expect(ready.body.checks).toEqual({ database: 'ok', poller: 'ok', remotes: 'none configured' });
     await m.api('GET', '/api/v1/remotes/sample-remote');
-    const metrics = await m.api('GET', '/metrics', undefined, { token: null });
+    expect((await m.api('GET', '/metrics', undefined, { token: null })).status).toBe(401);
+    const metrics = await m.api('GET', '/metrics');
     expect(metrics.status).toBe(200);
     expect(metrics.text).toContain('debvisor_remotes{status="online"}');
     expect(metrics.text).toContain('debvisor_resource_refresh_duration_seconds');

@@ -82,7 +82,7 @@ function remoteBody(id: string, apiKey: string) {
 }
 
 async function scrapeManager(): Promise<string> {
-  const answer = await m.api('GET', '/metrics', undefined, { token: null });
+  const answer = await m.api('GET', '/metrics');
   expect(answer.status).toBe(200);
   return answer.text;
 }
@@ -297,11 +297,9 @@ describe('readiness', () => {
         message: 'not ready: no remote is reachable (1 configured, all unreachable)',
       });
       expect(
-        sampleSum(
-          (await other.api('GET', '/metrics', undefined, { token: null })).text,
-          'rpc_service_status',
-          { service: 'manager' },
-        ),
+        sampleSum((await other.api('GET', '/metrics')).text, 'rpc_service_status', {
+          service: 'manager',
+        }),
       ).toBe(0);
 
       expect((await other.api('POST', '/api/v1/remotes', remoteBody('dc-mon', key))).status).toBe(

@@ -19,11 +19,11 @@ const extensionResultsSchema = z
   );
 
 /** The browser's answer to navigator.credentials.get() (PublicKeyCredential.toJSON()). */
-export const authenticationResponseSchema = z.object({
+export const authenticationResponseSchema = z.strictObject({
   id: credentialIdSchema,
   rawId: credentialIdSchema,
   type: z.literal('public-key'),
-  response: z.object({
+  response: z.strictObject({
     clientDataJSON: base64url(8192).min(1),
     authenticatorData: base64url(8192).min(1),
     signature: base64url(2048).min(1),
@@ -34,11 +34,11 @@ export const authenticationResponseSchema = z.object({
 });
 
 /** The browser's answer to navigator.credentials.create() (PublicKeyCredential.toJSON()). */
-export const registrationResponseSchema = z.object({
+export const registrationResponseSchema = z.strictObject({
   id: credentialIdSchema,
   rawId: credentialIdSchema,
   type: z.literal('public-key'),
-  response: z.object({
+  response: z.strictObject({
     clientDataJSON: base64url(8192).min(1),
     attestationObject: base64url(32768).min(1),
     authenticatorData: base64url(8192).optional(),

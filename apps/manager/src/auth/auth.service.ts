@@ -264,7 +264,8 @@ export class AuthService {
 
   /**
    * On the first start only: creates admin@local (Admin on `/`) with the configured or a generated
-   * password, and a bootstrap API token of it; prints the generated password and the token once.
+   * password, and a bootstrap API token of it that expires (DEBVISOR_BOOTSTRAP_TOKEN_HOURS, 24 by
+   * default); prints the generated password, the token and its expiry once.
    * Later starts (and a second instance racing this one) do nothing.
    */
   async bootstrap(): Promise<void> {
@@ -274,6 +275,7 @@ export class AuthService {
     const password =
       this.config.access.adminPassword ?? this.random.bytes(18).toString('base64url');
     const now = this.clock.now();
+    const expiresAt = new Date(now.getTime() + this.config.access.bootstrapTokenSeconds * 1000);
     const role: Role = 'Admin';
     const created = await this.repository.saveBootstrap(
       newUser({
@@ -295,7 +297,7 @@ export class AuthService {
         secretHash: hashTokenSecret(secret),
         createdAt: now,
         lastUsedAt: null,
-        expiresAt: null,
+        expiresAt,
         revokedAt: null,
       },
       {
@@ -318,6 +320,7 @@ export class AuthService {
           ? `administrator: ${BOOTSTRAP_USER} with the password from DEBVISOR_ADMIN_PASSWORD`
           : `administrator: ${BOOTSTRAP_USER} password: ${password}`,
         `bootstrap admin token: ${formatApiToken(id, secret)}`,
+        `It expires at ${expiresAt.toISOString()} (DEBVISOR_BOOTSTRAP_TOKEN_HOURS): create tokens of your own before then.`,
         `Both act as ${BOOTSTRAP_USER} with the Admin role on /. They are shown only this once and stored only as hashes:`,
         'keep them in a password manager, change the password after the first login, and enrol a second factor.',
         'Use the token as "Authorization: Bearer <token>".',

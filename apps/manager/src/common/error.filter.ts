@@ -19,7 +19,8 @@ export interface ErrorBody {
  * The one place where errors become HTTP answers: `{"error": {code, message, traceId}}`. Domain
  * errors keep their code and message; framework HTTP errors (unknown route, body too large) get the
  * code of their status; anything else is logged with the trace id and answered as a bare 500.
- * Every permission denial, decided by the guard or by a service, is recorded here (audit entry and
+ * Anonymous callers get a generic message for failures on the manager's side (5xx). Every
+ * permission denial, decided by the guard or by a service, is recorded here (audit entry and
  * authz_denials_total) before the answer goes out.
  */
 @Catch()
@@ -37,8 +38,10 @@ export class ErrorFilter implements ExceptionFilter {
     const req = http.getRequest<Request>();
     const res = http.getResponse<Response>();
     const traceId = traceIdOf(req);
-    const { code, message } = this.describe(exception, req, traceId);
+    const described = this.describe(exception, req, traceId);
+    const { code } = described;
     const status = ERROR_STATUS[code];
+    const message = this.forCaller(described, status, req, traceId);
     if (res.headersSent) {
       res.end();
       return;
@@ -53,6 +56,28 @@ export class ErrorFilter implements ExceptionFilter {
       res.setHeader('Retry-After', String(exception.retryAfterSeconds));
       void this.recordRateLimit(exception, req).finally(answer);
     } else answer();
+  }
+
+  /**
+   * A caller the manager does not know (no valid token or session) learns nothing of the manager's
+   * insides from a failure on its side: a directory's URL, a realm's settings, an upstream message.
+   * It gets a generic message with the trace id; the log has the details under that id.
+   * (Readiness is the exception: `/readyz` names its failing checks, counts without addresses.)
+   */
+  private forCaller(
+    { code, message }: { code: ErrorCode; message: string },
+    status: number,
+    req: Request,
+    traceId: string,
+  ): string {
+    if (status < 500 || code === ErrorCode.NotReady) return message;
+    const caller = (req as unknown as Record<string, Caller | undefined>)[CALLER_KEY];
+    if (caller) return message;
+    this.logger.warn(
+      { traceId, detail: message },
+      'a failure answered generically to an anonymous caller',
+    );
+    return `the request could not be completed; the manager's log has the details under trace id ${traceId}`;
   }
 
   private async recordDenial(denial: PermissionDenied, req: Request): Promise<void> {

@@ -30,6 +30,7 @@ export function createRootLogger(level: LogLevel, destination?: DestinationStrea
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
       redact: { paths: REDACT, censor: '[redacted]' },
+      serializers: { err: safeErrorSerializer, error: safeErrorSerializer },
       // Background work (poller refreshes, tasks) logs its trace id too; a request's logger has it bound already.
       mixin: (_object, _level, self) => {
         const traceId = currentTraceId();
@@ -40,12 +41,38 @@ export function createRootLogger(level: LogLevel, destination?: DestinationStrea
   );
 }
 
+/**
+ * Errors as pino serialises them, less what a failed query carries along: TypeORM's
+ * QueryFailedError (and the driver's error inside it) hold the statement's `parameters` — user
+ * names, password hashes, token digests. The SQL text and the database's message stay.
+ */
+export function safeErrorSerializer(error: unknown): unknown {
+  // pino-http hands its serializers an error already serialised; the root logger, the Error itself.
+  return withoutParameters(error instanceof Error ? pino.stdSerializers.err(error) : error, 0);
+}
+
+function withoutParameters(value: unknown, depth: number): unknown {
+  if (value === null || typeof value !== 'object' || depth > 5) return value;
+  if (Array.isArray(value)) return value.map((item) => withoutParameters(item, depth + 1));
+  return Object.fromEntries(
+    Object.entries(value)
+      .filter(([key]) => key !== 'parameters')
+      .map(([key, item]) => [key, withoutParameters(item, depth + 1)]),
+  );
+}
+
+/** The path of a request URL: query strings carry OIDC codes and states, filters, names. */
+export function pathOf(url: string | undefined): string {
+  return (url ?? '').split('?')[0];
+}
+
 const QUIET = new Set(['/healthz', '/readyz', '/metrics']);
 
 /**
  * The first middleware of every request: assigns the trace id (the caller's `traceparent` or
  * `x-trace-id` when sane, else a new one), echoes it as `x-trace-id`, gives the request a logger
- * bound to it, and logs the completed request (method, URL, status, time; never headers or bodies).
+ * bound to it, and logs the completed request (method, path, status, time; never the query string,
+ * headers or bodies).
  */
 export function createHttpLogger(logger: Logger): HttpLogger {
   return pinoHttp({
@@ -57,16 +84,17 @@ export function createHttpLogger(logger: Logger): HttpLogger {
       res.setHeader('x-trace-id', id);
       return id;
     },
-    autoLogging: { ignore: (req) => QUIET.has((req.url ?? '').split('?')[0]) },
+    autoLogging: { ignore: (req) => QUIET.has(pathOf(req.url)) },
     customLogLevel: (_req, res, error) =>
       error || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'info',
     serializers: {
       req: (req: { method?: string; url?: string; remoteAddress?: string }) => ({
         method: req.method,
-        url: req.url,
+        url: pathOf(req.url),
         remoteAddress: req.remoteAddress,
       }),
       res: (res: { statusCode?: number }) => ({ statusCode: res.statusCode }),
+      err: safeErrorSerializer,
     },
   });
 }

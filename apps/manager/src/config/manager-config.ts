@@ -7,6 +7,11 @@ export interface ManagerConfig {
   /** Absolute path of the state directory (certificates, secret key, embedded PostgreSQL). */
   readonly stateDir: string;
   readonly listen: { readonly host: string; readonly port: number };
+  /**
+   * A listener of its own for `GET /metrics` (HTTPS, same certificate, no token), for a Prometheus
+   * that holds no API token; unset: `/metrics` only on the main port, with a token.
+   */
+  readonly metricsListen: { readonly host: string; readonly port: number } | undefined;
   /** External PostgreSQL; when absent the manager runs an embedded one under `<stateDir>/postgres`. */
   readonly databaseUrl: string | undefined;
   /**
@@ -66,6 +71,8 @@ export interface AccessConfig {
   readonly sessionMaxSeconds: number;
   /** The first start's admin@local password; unset: a generated one, printed once. */
   readonly adminPassword: string | undefined;
+  /** How long the first start's bootstrap token lives. */
+  readonly bootstrapTokenSeconds: number;
   readonly passwordMinLength: number;
   /** Password and second-factor attempts per source address and minute. */
   readonly loginAttemptsPerMinute: number;
@@ -111,6 +118,8 @@ const integer = (min: number, max: number) =>
 const envSchema = z.object({
   DEBVISOR_STATE_DIR: z.string().default('/var/lib/debvisor-manager'),
   DEBVISOR_LISTEN: listenSchema.default({ host: '0.0.0.0', port: 8443 }),
+  DEBVISOR_METRICS_LISTEN: listenSchema.optional(),
+  DEBVISOR_BOOTSTRAP_TOKEN_HOURS: integer(1, 8760).default(24),
   DATABASE_URL: z
     .url({ protocol: /^postgres(ql)?$/, error: 'expected a postgres:// or postgresql:// URL' })
     .optional(),
@@ -187,6 +196,9 @@ export function loadConfig(env: Env = process.env): ManagerConfig {
   const config: ManagerConfig = {
     stateDir: absolute(e.DEBVISOR_STATE_DIR),
     listen: Object.freeze({ ...e.DEBVISOR_LISTEN }),
+    metricsListen: e.DEBVISOR_METRICS_LISTEN
+      ? Object.freeze({ ...e.DEBVISOR_METRICS_LISTEN })
+      : undefined,
     databaseUrl: e.DATABASE_URL,
     databaseAdminUrl: e.DATABASE_ADMIN_URL,
     auditFile: e.DEBVISOR_AUDIT_FILE ? absolute(e.DEBVISOR_AUDIT_FILE) : undefined,
@@ -199,6 +211,7 @@ export function loadConfig(env: Env = process.env): ManagerConfig {
       sessionIdleSeconds: e.DEBVISOR_SESSION_IDLE_MINUTES * 60,
       sessionMaxSeconds: e.DEBVISOR_SESSION_MAX_HOURS * 3600,
       adminPassword: e.DEBVISOR_ADMIN_PASSWORD,
+      bootstrapTokenSeconds: e.DEBVISOR_BOOTSTRAP_TOKEN_HOURS * 3600,
       passwordMinLength: e.DEBVISOR_PASSWORD_MIN_LENGTH,
       loginAttemptsPerMinute: e.DEBVISOR_LOGIN_ATTEMPTS_PER_MINUTE,
       loginFailuresBeforeLock: e.DEBVISOR_LOGIN_FAILURES_BEFORE_LOCK,
