@@ -24,6 +24,7 @@ export class AuditController {
   @ApiOkResponse({
     description:
       'JSON lines, oldest first, with seq, prevHash and hash: verify with npm run audit:verify -- --file <export>',
+    content: { 'application/x-ndjson': { schema: { type: 'string' } } },
   })
   async export(@Query() query: AuditExportQueryDto): Promise<StreamableFile> {
     const file = new StreamableFile(Readable.from(await this.audit.export(query)), {
