@@ -119,6 +119,11 @@ export async function startManager(options: StartOptions = {}): Promise<RunningM
     );
     app.useLogger(app.get(NestPinoLogger));
     app.disable('x-powered-by');
+    // X-Forwarded-For names the client only when a listed proxy sent it (request.ip, requestOrigin).
+    app.set(
+      'trust proxy',
+      config.access.trustedProxies.length > 0 ? [...config.access.trustedProxies] : false,
+    );
     // Express middleware, in order, before Nest's routes: trace id and request log, security headers,
     // metrics, web UI, JSON body, control characters, then the trace context (currentTraceId) for
     // everything the request does.

@@ -82,6 +82,13 @@ export interface AccessConfig {
   /** API requests per principal and minute, and for the whole manager per second. */
   readonly rateLimitPerPrincipal: number;
   readonly rateLimitGlobal: number;
+  /** API tokens one user or group may hold (not counting revoked ones). */
+  readonly tokensPerOwner: number;
+  /**
+   * Reverse proxies (addresses or CIDR ranges) whose X-Forwarded-For names the client; empty: the
+   * TCP peer is the client and X-Forwarded-For is ignored.
+   */
+  readonly trustedProxies: readonly string[];
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -149,6 +156,20 @@ const envSchema = z.object({
   DEBVISOR_LOGIN_LOCK_MINUTES: integer(1, 10_080).default(15),
   DEBVISOR_RATE_LIMIT_PER_PRINCIPAL: integer(1, 10_000_000).default(1200),
   DEBVISOR_RATE_LIMIT_GLOBAL: integer(1, 10_000_000).default(1000),
+  DEBVISOR_TOKENS_PER_OWNER: integer(1, 10_000).default(100),
+  DEBVISOR_TRUSTED_PROXIES: z
+    .string()
+    .transform((value) =>
+      value
+        .split(',')
+        .map((entry) => entry.trim())
+        .filter(Boolean),
+    )
+    .refine(
+      (entries) => entries.length <= 64 && entries.every(isAddressOrCidr),
+      'expected up to 64 IP addresses or CIDR ranges, separated by commas (e.g. 10.0.0.5, 192.0.2.0/24)',
+    )
+    .default([]),
   DEBVISOR_SNAPSHOT_QUOTA_PER_VM: integer(1, 10_000).default(100),
   DEBVISOR_SNAPSHOT_SCHEDULE_TICK_SECONDS: integer(1, 3600).default(60),
   DEBVISOR_MIGRATION_RECOVERY_WAIT_SECONDS: integer(0, 3600).default(120),
@@ -162,6 +183,14 @@ const envSchema = z.object({
   DEBVISOR_EXTRA_CA_FILE: z.string().optional(),
   DEBVISOR_CERTIFICATE_CHECK_SECONDS: integer(1, 86_400).default(3600),
 });
+
+/** `10.0.0.5`, `192.0.2.0/24`, `2001:db8::/32`. */
+function isAddressOrCidr(entry: string): boolean {
+  const [address, prefix, extra] = entry.split('/');
+  if (extra !== undefined || !ipAddressSchema.safeParse(address).success) return false;
+  if (prefix === undefined) return true;
+  return /^\d{1,3}$/.test(prefix) && Number(prefix) <= (address.includes(':') ? 128 : 32);
+}
 
 /** Start-up stops with this when a setting is wrong; the message names every bad setting. */
 export class ConfigError extends Error {
@@ -218,6 +247,8 @@ export function loadConfig(env: Env = process.env): ManagerConfig {
       lockSeconds: e.DEBVISOR_LOGIN_LOCK_MINUTES * 60,
       rateLimitPerPrincipal: e.DEBVISOR_RATE_LIMIT_PER_PRINCIPAL,
       rateLimitGlobal: e.DEBVISOR_RATE_LIMIT_GLOBAL,
+      tokensPerOwner: e.DEBVISOR_TOKENS_PER_OWNER,
+      trustedProxies: Object.freeze([...e.DEBVISOR_TRUSTED_PROXIES]),
     }),
     snapshots: Object.freeze({
       quotaPerVm: e.DEBVISOR_SNAPSHOT_QUOTA_PER_VM,

@@ -2659,7 +2659,7 @@ export interface components {
                 updated: number;
             };
         };
-        ConsoleTicket: {
+        ConsoleTicket_Output: {
             /** @description Single use, valid until expiresAt (at most 60 s), for this VM, this user and this login session only. Offer it as a WebSocket subprotocol next to the protocol below. */
             ticket: string;
             /**
@@ -6538,7 +6538,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ConsoleTicket"];
+                    "application/json": components["schemas"]["ConsoleTicket_Output"];
                 };
             };
             /** @description No valid API token */
