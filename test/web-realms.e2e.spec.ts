@@ -93,6 +93,8 @@ describe('the realms of the login page', () => {
       comment: 'Corporate directory',
       settings: {
         url: ldap.url,
+        startTls: true,
+        caPem: ldap.caPem,
         bindDn: ldap.bindDn,
         userBaseDn: ldap.usersDn,
         groupBaseDn: ldap.groupsDn,

@@ -53,6 +53,10 @@ async function grant(group: string, path = '/', role = 'Audit'): Promise<void> {
 function ldapSettings(overrides: Record<string, unknown> = {}) {
   return {
     url: ldap.url,
+    // Plain ldap:// is refused without StartTLS (issue 14 item 7): over it, with the directory's CA.
+    ...(String(overrides.url ?? ldap.url).startsWith('ldap:')
+      ? { startTls: true, caPem: ldap.caPem }
+      : {}),
     bindDn: ldap.bindDn,
     userBaseDn: ldap.usersDn,
     groupBaseDn: ldap.groupsDn,
@@ -391,14 +395,44 @@ describe('LDAP realms against a real slapd', () => {
     expect(after.body.lastSyncError).toMatch(/rejected the service account/);
     expect(after.body.lastSyncAt).toBeNull();
 
-    // A directory that cannot be used refuses logins with 503, not as a wrong password.
+    // A directory that cannot be used refuses logins with 503, not as a wrong password — and tells
+    // the anonymous caller nothing of the directory; the details go to the log (issue 14 item 9).
     const login503 = await login('ann', PASSWORDS.ann, 'corp-bad');
     expect(login503.answer.status).toBe(503);
+    expect(login503.answer.text).not.toContain(ldap.bindDn);
+    expect(login503.answer.text).not.toContain(new URL(ldap.url).host);
+    expect(login503.answer.text).not.toMatch(/ldaps?:|rejected the service account/);
+    const traceId = login503.answer.body.error.traceId as string;
+    expect(m.logs()).toMatch(
+      new RegExp(`"traceId":"${traceId}"[^\\n]*rejected the service account`),
+    );
 
     const fixed = await m.api('PUT', `${REALMS}/corp-bad`, { secret: ldap.bindPassword });
     expect(fixed.status, fixed.text).toBe(200);
     expect((await sync('corp-bad')).status).toBe(200);
     expect((await m.api('GET', `${REALMS}/corp-bad`)).body.lastSyncError).toBeNull();
+  });
+
+  it('refuses ldap:// without StartTLS: the bind password and users’ passwords would travel in clear (issue 14 item 7)', async () => {
+    const plain = await m.api(
+      'POST',
+      REALMS,
+      realmBody('corp-plain', { settings: ldapSettings({ startTls: false, caPem: undefined }) }),
+    );
+    expect(plain.status).toBe(400);
+    expect(plain.body.error.message).toMatch(/StartTLS/);
+    expect((await m.api('GET', `${REALMS}/corp-plain`)).status).toBe(404);
+  });
+
+  it('counts wrong passwords against the directory user whatever the case of the name given (issue 14 item 4)', async () => {
+    await directoryUser('cas');
+    await createRealm('corp-case');
+    expect((await login('cas', PASSWORDS.cas, 'corp-case')).answer.status).toBe(200);
+    for (const variant of ['CAS', 'Cas', 'cAs', 'caS', 'CAs'])
+      expect((await login(variant, 'wrong-password', 'corp-case')).answer.status).toBe(401);
+    const refused = await login('cAS', PASSWORDS.cas, 'corp-case');
+    expect(refused.answer.status).toBe(401);
+    expect(refused.answer.body.error.message).toBe('invalid username or password');
   });
 
   it('deletes a realm with its users, their tokens and ACL entries', async () => {

@@ -66,6 +66,78 @@ describe('rate limits', () => {
     expect((await m.api('GET', '/api/v1/remotes')).status).toBe(200);
   });
 
+  it('keys the per-principal limit on the principal: more tokens of one user buy no more requests (issue 14 item 2)', async () => {
+    const m = await manager({ DEBVISOR_RATE_LIMIT_PER_PRINCIPAL: '6' });
+    const first = await grantToken(m.databaseUrl!, 'many@local', 'Audit', '/');
+    const second = await grantToken(m.databaseUrl!, 'many@local', 'Audit', '/');
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i += 1)
+      for (const token of [first, second])
+        statuses.push((await m.api('GET', '/api/v1/remotes', undefined, { token })).status);
+    expect(statuses).toEqual([200, 200, 200, 200, 200, 200, 429, 429]);
+  });
+
+  it('never charges the global limit for a refused call, and keeps an admin answerable under another principal’s flood (issue 14 item 2)', async () => {
+    const m = await manager({
+      DEBVISOR_RATE_LIMIT_PER_PRINCIPAL: '3',
+      DEBVISOR_RATE_LIMIT_GLOBAL: '6',
+    });
+    const flooder = await grantToken(m.databaseUrl!, 'flood@local', 'Audit', '/');
+    const bystander = await grantToken(m.databaseUrl!, 'calm@local', 'Audit', '/');
+    const flood = await Promise.all(
+      Array.from({ length: 40 }, () =>
+        m.api('GET', '/api/v1/remotes', undefined, { token: flooder }),
+      ),
+    );
+    expect(flood.filter((a) => a.status === 200)).toHaveLength(3);
+    // The 37 refused calls took nothing from the manager's budget: others still fit in it.
+    const calm = await Promise.all(
+      Array.from({ length: 3 }, () =>
+        m.api('GET', '/api/v1/remotes', undefined, { token: bystander }),
+      ),
+    );
+    expect(calm.map((a) => a.status)).toEqual([200, 200, 200]);
+    const admin = await Promise.all(
+      Array.from({ length: 3 }, () => m.api('GET', '/api/v1/remotes')),
+    );
+    expect(admin.map((a) => a.status)).toEqual([200, 200, 200]);
+  });
+
+  it('keeps an admin answerable while many principals flood the global limit (issue 14 item 2)', async () => {
+    const m = await manager({
+      DEBVISOR_RATE_LIMIT_PER_PRINCIPAL: '1000',
+      DEBVISOR_RATE_LIMIT_GLOBAL: '5',
+    });
+    const flooders = await Promise.all(
+      Array.from({ length: 4 }, (_, i) =>
+        grantToken(m.databaseUrl!, `flood${i}@local`, 'Audit', '/'),
+      ),
+    );
+    const flood = Promise.all(
+      Array.from({ length: 60 }, (_, i) =>
+        m.api('GET', '/api/v1/remotes', undefined, { token: flooders[i % 4] }),
+      ),
+    );
+    const admin = await Promise.all(
+      Array.from({ length: 10 }, () => m.api('GET', '/api/v1/remotes')),
+    );
+    expect((await flood).some((a) => a.status === 429)).toBe(true);
+    expect(admin.map((a) => a.status)).toEqual(Array(10).fill(200));
+  });
+
+  it('caps the tokens one owner may hold (issue 14 item 2)', async () => {
+    const m = await manager({ DEBVISOR_TOKENS_PER_OWNER: '2' });
+    await m.api('POST', '/api/v1/access/users', {
+      username: 'hoarder',
+      password: 'correct-Horse-7-battery',
+    });
+    const make = (name: string) =>
+      m.api('POST', '/api/v1/access/tokens', { ownerType: 'user', owner: 'hoarder@local', name });
+    const made = await Promise.all(['a', 'b', 'c', 'd'].map(make));
+    expect(made.map((a) => a.status).sort()).toEqual([201, 201, 409, 409]);
+    expect(made.find((a) => a.status === 409)!.body.error.message).toContain('at most 2');
+  });
+
   it('refuses a body over 1 MB with 413 before any work', async () => {
     const m = await manager({});
     const answer = await m.api('POST', '/api/v1/auth/login', undefined, {

@@ -330,34 +330,103 @@ describe('failed logins', () => {
     expect(await query(m, 'SELECT 1 FROM sessions')).toEqual([]);
   });
 
-  it('refuses even the right password after DEBVISOR_LOGIN_FAILURES_BEFORE_LOCK wrong ones', async () => {
+  it('throttles an account from one address with back-off after DEBVISOR_LOGIN_FAILURES_BEFORE_LOCK wrong passwords, and nobody else (issue 14 item 5)', async () => {
     const m = await manager({
       DEBVISOR_LOGIN_FAILURES_BEFORE_LOCK: '3',
       DEBVISOR_LOGIN_LOCK_MINUTES: '10',
+      DEBVISOR_TRUSTED_PROXIES: '127.0.0.1',
     });
     await createUser(m, 'alice');
     await createUser(m, 'bob');
-    for (let i = 0; i < 2; i++) expect((await login(m, 'alice', `wrong ${i}`)).status).toBe(401);
+    const from = (address: string, username: string, password = PASSWORD) =>
+      m.api(
+        'POST',
+        '/api/v1/auth/login',
+        { username, password },
+        { token: null, headers: { 'x-forwarded-for': address } },
+      );
+    for (let i = 0; i < 2; i++)
+      expect((await from('203.0.113.7', 'alice', `wrong ${i}`)).status).toBe(401);
     // Below the threshold the right password still works, and resets the count.
-    expect((await login(m, 'alice')).status).toBe(200);
-    for (let i = 0; i < 3; i++) expect((await login(m, 'alice', `wrong ${i}`)).status).toBe(401);
-    const refused = await login(m, 'alice');
+    expect((await from('203.0.113.7', 'alice')).status).toBe(200);
+    for (let i = 0; i < 3; i++)
+      expect((await from('203.0.113.7', 'alice', `wrong ${i}`)).status).toBe(401);
+    const refused = await from('203.0.113.7', 'alice');
     expect(refused.status).toBe(401);
     expect(refused.body.error.message).toBe('invalid username or password');
-    const [row] = await query<{ failed_logins: number; minutes: string }>(
+    // Whoever guesses from there cannot lock the owner out: elsewhere the right password works.
+    expect((await from('198.51.100.9', 'alice')).status).toBe(200);
+    expect((await from('203.0.113.7', 'bob')).status).toBe(200);
+    const [row] = await query<{ failures: number; seconds: string }>(
       m,
-      `SELECT failed_logins, round(extract(epoch FROM locked_until - now()) / 60) AS minutes FROM users WHERE id = 'alice@local'`,
+      `SELECT failures, extract(epoch FROM blocked_until - now()) AS seconds FROM login_throttles WHERE source = '203.0.113.7'`,
     );
-    expect(row.failed_logins).toBe(3);
-    expect(Number(row.minutes)).toBe(10);
-    // Another account is not affected.
-    expect((await login(m, 'bob')).status).toBe(200);
-    // Once the lock has run out, the right password works again.
-    await query(
+    // The refused attempt while it waits was not even counted.
+    expect(row.failures).toBe(3);
+    expect(Number(row.seconds)).toBeGreaterThan(0);
+    expect(Number(row.seconds)).toBeLessThanOrEqual(600);
+    // Each further failure doubles the wait, up to DEBVISOR_LOGIN_LOCK_MINUTES.
+    await query(m, `UPDATE login_throttles SET blocked_until = now() - interval '1 second'`);
+    expect((await from('203.0.113.7', 'alice', 'wrong again')).status).toBe(401);
+    const [later] = await query<{ failures: number; seconds: string }>(
       m,
-      `UPDATE users SET locked_until = now() - interval '1 second' WHERE id = 'alice@local'`,
+      `SELECT failures, extract(epoch FROM blocked_until - now()) AS seconds FROM login_throttles WHERE source = '203.0.113.7'`,
     );
-    expect((await login(m, 'alice')).status).toBe(200);
+    expect(later.failures).toBe(4);
+    expect(Number(later.seconds)).toBeGreaterThan(Number(row.seconds));
+    // Once the wait has run out, the right password works again from there too.
+    await query(m, `UPDATE login_throttles SET blocked_until = now() - interval '1 second'`);
+    expect((await from('203.0.113.7', 'alice')).status).toBe(200);
+    expect(await query(m, 'SELECT 1 FROM login_throttles')).toEqual([]);
+    expect(await query(m, 'SELECT 1 FROM users WHERE locked_until IS NOT NULL')).toEqual([]);
+  });
+
+  it('takes the client address from X-Forwarded-For only from a listed proxy (issue 14 item 5)', async () => {
+    const sources = async (env: Record<string, string>) => {
+      const m = await manager(env);
+      await login(m, 'nobody', 'wrong');
+      await m.api(
+        'POST',
+        '/api/v1/auth/login',
+        { username: 'nobody', password: 'wrong' },
+        { token: null, headers: { 'x-forwarded-for': '203.0.113.7' } },
+      );
+      const rows = await eventually(async () => {
+        const found = await query<{ source: string }>(
+          m,
+          `SELECT source FROM audit_log WHERE action = 'auth.login' ORDER BY seq`,
+        );
+        return found.length === 2 ? found : undefined;
+      });
+      return rows.map((r) => r.source);
+    };
+    expect(await sources({})).toEqual(['127.0.0.1', '127.0.0.1']);
+    expect(await sources({ DEBVISOR_TRUSTED_PROXIES: '10.0.0.0/8' })).toEqual([
+      '127.0.0.1',
+      '127.0.0.1',
+    ]);
+    expect(await sources({ DEBVISOR_TRUSTED_PROXIES: '127.0.0.1, ::1' })).toEqual([
+      '127.0.0.1',
+      '203.0.113.7',
+    ]);
+  });
+
+  it('counts parallel wrong passwords before verifying them: of 20 at once at most DEBVISOR_LOGIN_FAILURES_BEFORE_LOCK are evaluated (issue 14 item 3)', async () => {
+    const m = await manager({ DEBVISOR_LOGIN_FAILURES_BEFORE_LOCK: '5' });
+    await createUser(m, 'alice');
+    const answers = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => login(m, 'alice', `wrong ${i}`)),
+    );
+    expect(answers.map((a) => a.status)).toEqual(Array(20).fill(401));
+    const evaluated = await eventually(async () => {
+      const rows = await query<{ reason: string }>(
+        m,
+        `SELECT details->>'reason' AS reason FROM audit_log WHERE action = 'auth.login' AND outcome = 'failure'`,
+      );
+      return rows.length === 20 ? rows.filter((r) => r.reason === 'wrong password') : undefined;
+    });
+    expect(evaluated.length).toBeGreaterThan(0);
+    expect(evaluated.length).toBeLessThanOrEqual(5);
   });
 
   it('answers 429 with Retry-After after DEBVISOR_LOGIN_ATTEMPTS_PER_MINUTE attempts from one address, and records the hit', async () => {

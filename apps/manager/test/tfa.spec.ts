@@ -413,6 +413,28 @@ describe('second-factor locks', () => {
     ).toBe(200);
   });
 
+  it('counts parallel wrong codes before checking them: of 20 at once at most 5 are evaluated (issue 14 item 3)', async () => {
+    const m = await manager();
+    const { secret, user } = await userWithDevice(m, 'alice');
+    const pending = await loginAt(m, 'alice', 'tfa');
+    const answers = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => secondStep(m, pending, { code: wrongCode(secret, i) })),
+    );
+    expect(answers.map((a) => a.status)).toEqual(Array(20).fill(401));
+    const evaluated = await eventually(async () => {
+      const rows = await query<{ reason: string }>(
+        m,
+        `SELECT details->>'reason' AS reason FROM audit_log WHERE action = 'auth.login' AND details->>'method' = 'tfa' AND outcome = 'failure'`,
+      );
+      return rows.length === 20
+        ? rows.filter((r) => r.reason === 'wrong or replayed TOTP code')
+        : undefined;
+    });
+    expect(evaluated.length).toBeGreaterThan(0);
+    expect(evaluated.length).toBeLessThanOrEqual(5);
+    expect(await userRow(m, user)).toMatchObject({ totp_locked: true });
+  });
+
   it('refuses both methods for a while after 10 wrong answers', async () => {
     const m = await manager();
     const { secret, recoveryCodes, user } = await userWithDevice(m, 'alice');

@@ -254,8 +254,29 @@ export class AccessAdminRepository {
   }
 
   /** False when the owner already has a token of that name (or, astronomically unlikely, the id is taken). */
-  insertToken(token: ApiTokenEntity): Promise<boolean> {
-    return insertedUnlessTaken(() => this.dataSource.getRepository(ApiTokenEntity).insert(token));
+  /**
+   * Inserts the token unless its name is taken ('taken') or its owner already holds `cap` tokens
+   * that are not revoked ('full'); the count and the insert hold the owner's lock, so parallel
+   * creations cannot exceed the cap.
+   */
+  insertToken(token: ApiTokenEntity, cap: number): Promise<'inserted' | 'taken' | 'full'> {
+    return this.dataSource.transaction(async (tx) => {
+      await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [
+        `api-tokens:${token.ownerType}:${token.principal}`,
+      ]);
+      const [{ count }]: { count: number }[] = await tx.query(
+        'SELECT count(*)::int AS count FROM api_tokens WHERE owner_type = $1 AND principal = $2 AND revoked_at IS NULL',
+        [token.ownerType, token.principal],
+      );
+      if (count >= cap) return 'full';
+      const taken = await tx.query(
+        'SELECT 1 FROM api_tokens WHERE owner_type = $1 AND principal = $2 AND name = $3',
+        [token.ownerType, token.principal, token.name],
+      );
+      if (taken.length > 0) return 'taken';
+      await tx.getRepository(ApiTokenEntity).insert(token);
+      return 'inserted';
+    });
   }
 
   async updateToken(id: string, patch: TokenPatch): Promise<void> {

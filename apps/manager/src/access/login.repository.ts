@@ -31,7 +31,8 @@ export class LoginRepository {
   }
 
   /**
-   * One more wrong password; locks the account until `lockUntil` when this reaches `threshold`. A
+   * One more wrong current password in a session's re-check (changing factors, the password); locks
+   * the account until `lockUntil` when this reaches `threshold`. A
    * lock that has run out starts the count afresh.
    */
   async recordPasswordFailure(
@@ -60,8 +61,74 @@ export class LoginRepository {
   }
 
   /**
-   * One more failed second-factor attempt: TOTP locks at `totpThreshold`, the whole second factor
-   * until `lockUntil` at `lockThreshold`.
+   * Counts a password attempt of `account` from `source` before the password is checked, in one
+   * statement: false (not to be checked) while that source must wait. The attempt that reaches
+   * `threshold` failures sets the wait at once — 30 s, doubled with each further failure, at most
+   * `maxWaitSeconds` — so parallel attempts cannot all be checked before the first failure counts.
+   * A count older than `maxWaitSeconds` starts afresh.
+   */
+  async reservePasswordAttempt(
+    account: string,
+    source: string,
+    threshold: number,
+    maxWaitSeconds: number,
+    now: Date,
+  ): Promise<boolean> {
+    const rows: unknown[] = await this.dataSource.query(
+      `INSERT INTO login_throttles AS t (account, source, failures, blocked_until, updated_at)
+       VALUES ($1, $2, 1, CASE WHEN 1 >= $3 THEN $5::timestamptz + make_interval(secs => LEAST($4, 30)) END, $5)
+       ON CONFLICT (account, source) DO UPDATE SET
+         failures = (CASE WHEN t.updated_at <= $5::timestamptz - make_interval(secs => $4) THEN 0 ELSE t.failures END) + 1,
+         blocked_until = CASE
+           WHEN (CASE WHEN t.updated_at <= $5::timestamptz - make_interval(secs => $4) THEN 0 ELSE t.failures END) + 1 >= $3
+           THEN $5::timestamptz + make_interval(secs => LEAST($4, 30 * power(2, (CASE WHEN t.updated_at <= $5::timestamptz - make_interval(secs => $4) THEN 0 ELSE t.failures END) + 1 - $3)))
+           END,
+         updated_at = $5
+       WHERE t.blocked_until IS NULL OR t.blocked_until <= $5
+       RETURNING failures`,
+      [account, source, threshold, maxWaitSeconds, now],
+    );
+    return rows.length > 0;
+  }
+
+  /** After a successful login: the account's count from that source is forgotten. */
+  async clearPasswordAttempts(account: string, source: string): Promise<void> {
+    await this.dataSource.query('DELETE FROM login_throttles WHERE account = $1 AND source = $2', [
+      account,
+      source,
+    ]);
+  }
+
+  /**
+   * Counts a second-factor attempt before it is checked, in one statement: false (not to be
+   * checked) while the second factor is locked, after `lockThreshold` failures in a row, or — for a
+   * TOTP code — while TOTP is locked or `totpThreshold` failures are counted. A lock that has run out
+   * starts the count afresh. The attempt stays counted unless it succeeds (clearTfaFailures).
+   */
+  async reserveTfaAttempt(
+    userId: string,
+    totp: boolean,
+    totpThreshold: number,
+    lockThreshold: number,
+    now: Date,
+  ): Promise<boolean> {
+    const [rows]: [unknown[], number] = await this.dataSource.query(
+      `UPDATE users SET
+         tfa_failures = (CASE WHEN tfa_locked_until <= $2 THEN 0 ELSE tfa_failures END) + 1,
+         tfa_locked_until = CASE WHEN tfa_locked_until <= $2 THEN NULL ELSE tfa_locked_until END
+       WHERE id = $1
+         AND (tfa_locked_until IS NULL OR tfa_locked_until <= $2)
+         AND (CASE WHEN tfa_locked_until <= $2 THEN 0 ELSE tfa_failures END) < $4
+         AND (NOT $3 OR (NOT totp_locked AND (CASE WHEN tfa_locked_until <= $2 THEN 0 ELSE tfa_failures END) < $5))
+       RETURNING tfa_failures`,
+      [userId, now, totp, lockThreshold, totpThreshold],
+    );
+    return rows.length > 0;
+  }
+
+  /**
+   * After a failed second-factor attempt (already counted by reserveTfaAttempt): TOTP locks at
+   * `totpThreshold` failures, the whole second factor until `lockUntil` at `lockThreshold`.
    */
   async recordTfaFailure(
     userId: string,
@@ -70,9 +137,9 @@ export class LoginRepository {
     lockUntil: Date,
   ): Promise<void> {
     await this.dataSource.query(
-      `UPDATE users SET tfa_failures = tfa_failures + 1,
-         totp_locked = totp_locked OR tfa_failures + 1 >= $2,
-         tfa_locked_until = CASE WHEN tfa_failures + 1 >= $3 THEN $4::timestamptz ELSE tfa_locked_until END
+      `UPDATE users SET
+         totp_locked = totp_locked OR tfa_failures >= $2,
+         tfa_locked_until = CASE WHEN tfa_failures >= $3 THEN $4::timestamptz ELSE tfa_locked_until END
        WHERE id = $1`,
       [userId, totpThreshold, lockThreshold, lockUntil],
     );

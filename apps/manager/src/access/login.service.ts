@@ -1,4 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
+import { PinoLogger } from 'nestjs-pino';
 import { AuditService } from '../audit/audit.service';
 import type { RequestOrigin } from '../audit/request-origin';
 import { AuthService } from '../auth/auth.service';
@@ -16,6 +17,7 @@ import { LoginRepository } from './login.repository';
 import { PasswordHasherRepository } from './password-hasher.repository';
 import { formatUserId } from './principal';
 import { RealmsService } from './realms.service';
+import type { RealmEntity } from './realm.entity';
 import type { SessionStage } from './session.entity';
 import { hashRecoveryCode, normalizeRecoveryCode } from './tfa/recovery-codes';
 import { matchTotp } from './tfa/totp';
@@ -86,14 +88,24 @@ export class LoginService {
     private readonly webauthn: WebauthnVerifierRepository,
     @Inject(MANAGER_CONFIG) private readonly config: ManagerConfig,
     @Inject(MANAGER_IDENTITY) identity: ManagerIdentity,
+    private readonly logger: PinoLogger,
   ) {
     this.box = new SecretBox(identity.secretKey);
   }
 
+  /**
+   * A password login. Each attempt is counted against the account and the source address before
+   * the password is checked (UPDATE … RETURNING): after DEBVISOR_LOGIN_FAILURES_BEFORE_LOCK
+   * failures that source waits, twice as long after each further one — a throttle per account and
+   * source rather than a lock that anyone could trigger for everyone. The account key is the name
+   * as the login gave it, normalised, so case variants of a directory user name count together.
+   */
   async passwordLogin(input: PasswordLogin, origin: RequestOrigin): Promise<LoginOutcome> {
-    await this.limits.loginAttempt(origin.source ?? 'unknown');
+    const source = origin.source ?? 'unknown';
+    await this.limits.loginAttempt(source);
     const { username, realmId } = splitLogin(input.username, input.realm);
     const claimed = formatUserId(username, realmId);
+    const account = throttleAccount(username, realmId);
     const fail = async (reason: string): Promise<never> => {
       this.metrics.rpc.authAttempt('password', 'failure');
       await this.audit.authentication(
@@ -102,15 +114,29 @@ export class LoginService {
       );
       throw new DomainError(ErrorCode.Unauthenticated, LOGIN_FAILED);
     };
+    const now = this.clock.now();
+    const { loginFailuresBeforeLock, lockSeconds } = this.config.access;
+    if (
+      !(await this.repository.reservePasswordAttempt(
+        account,
+        source,
+        loginFailuresBeforeLock,
+        lockSeconds,
+        now,
+      ))
+    ) {
+      await this.passwords.burn(input.password);
+      return fail('too many failed logins from this address: waiting');
+    }
     const realm = await this.repository.findRealm(realmId);
     if (!realm || realm.type === 'openid') {
       await this.passwords.burn(input.password);
       return fail(realm ? 'the realm logs in through its identity provider' : 'unknown realm');
     }
-    const now = this.clock.now();
     let user: UserEntity | null;
     if (realm.type === 'local') {
       user = await this.repository.findUser(claimed);
+      // locked_until is set only by wrong current passwords in the account's own sessions (re-checks).
       const locked = user?.lockedUntil && user.lockedUntil > now;
       if (!user?.passwordHash || locked) {
         await this.passwords.burn(input.password);
@@ -122,36 +148,55 @@ export class LoginService {
               : 'the user has no password',
         );
       }
-      if (!(await this.passwords.verify(user.passwordHash, input.password))) {
-        await this.repository.recordPasswordFailure(
-          user.id,
-          this.config.access.loginFailuresBeforeLock,
-          new Date(now.getTime() + this.config.access.lockSeconds * 1000),
-          now,
-        );
+      if (!(await this.passwords.verify(user.passwordHash, input.password)))
         return fail('wrong password');
-      }
     } else {
-      const existing = await this.repository.findUser(claimed);
-      if (existing?.lockedUntil && existing.lockedUntil > now)
-        return fail('account locked after repeated failures');
-      const verified = await this.realms.verifyDirectoryPassword(realm, username, input.password);
+      const verified = await this.verifyDirectoryPassword(realm, username, input.password, origin);
       if (verified === 'unknown') return fail('unknown user');
-      if (verified === 'wrong') {
-        if (existing)
-          await this.repository.recordPasswordFailure(
-            existing.id,
-            this.config.access.loginFailuresBeforeLock,
-            new Date(now.getTime() + this.config.access.lockSeconds * 1000),
-            now,
-          );
-        return fail('wrong password');
-      }
+      if (verified === 'wrong') return fail('wrong password');
       user = await this.repository.findUser(verified.userId);
+      if (user?.lockedUntil && user.lockedUntil > now)
+        return fail('account locked after repeated failures');
     }
     if (!user?.enabled) return fail('account disabled');
-    await this.repository.clearPasswordFailures(user.id);
+    await this.repository.clearPasswordAttempts(account, source);
     return this.afterFirstFactor(user, realm.requireTfa, 'password', origin);
+  }
+
+  /**
+   * The directory's answer to a password. When the directory cannot be used, the anonymous caller
+   * learns only that (503): the reason — which names the directory's URL and service account — goes
+   * to the log with the request's trace id, for the administrator.
+   */
+  private async verifyDirectoryPassword(
+    realm: RealmEntity,
+    username: string,
+    password: string,
+    origin: RequestOrigin,
+  ) {
+    try {
+      return await this.realms.verifyDirectoryPassword(realm, username, password);
+    } catch (error) {
+      if (!(error instanceof DomainError) || error.code !== ErrorCode.RealmUnavailable) throw error;
+      this.logger.warn(
+        { traceId: origin.traceId, realm: realm.id, reason: error.message },
+        'a login could not reach its directory',
+      );
+      await this.audit.authentication(
+        {
+          outcome: 'failure',
+          method: 'password',
+          realm: realm.id,
+          principal: formatUserId(username, realm.id),
+          reason: 'directory unavailable',
+        },
+        origin,
+      );
+      throw new DomainError(
+        ErrorCode.RealmUnavailable,
+        `the directory of realm ${realm.id} cannot be used right now; try again later or ask an administrator (trace id ${origin.traceId ?? 'unknown'})`,
+      );
+    }
   }
 
   /**
@@ -272,6 +317,39 @@ export class LoginService {
         `too many failed attempts: the second factor is locked until ${user.tfaLockedUntil.toISOString()}`,
       );
     }
+    if (
+      answer.webauthn === undefined &&
+      answer.recoveryCode === undefined &&
+      answer.code === undefined
+    )
+      throw new DomainError(
+        ErrorCode.ValidationFailed,
+        'send one of code (TOTP), webauthn or recoveryCode',
+      );
+    const totp = answer.webauthn === undefined && answer.recoveryCode === undefined;
+    // Counted before it is checked, so that parallel wrong answers cannot all be evaluated.
+    if (
+      !(await this.repository.reserveTfaAttempt(
+        user.id,
+        totp,
+        TOTP_FAILURES_BEFORE_LOCK,
+        TFA_FAILURES_BEFORE_LOCK,
+        now,
+      ))
+    ) {
+      this.metrics.rpc.authAttempt('tfa', 'failure');
+      await this.audit.authentication(
+        {
+          outcome: 'failure',
+          method: 'tfa',
+          realm: user.realmId,
+          principal: user.id,
+          reason: totp ? 'TOTP locked after repeated failures' : 'second factor locked',
+        },
+        origin,
+      );
+      throw new DomainError(ErrorCode.Unauthenticated, TFA_FAILED);
+    }
     let usedRecovery = false;
     let method = 'totp';
     if (answer.webauthn !== undefined) {
@@ -287,18 +365,8 @@ export class LoginService {
         return fail('wrong or used recovery code');
       usedRecovery = true;
       method = 'recovery_code';
-    } else if (answer.code !== undefined) {
-      if (user.totpLocked)
-        return fail(
-          'TOTP locked after repeated failures: use a recovery code or ask an administrator',
-        );
-      if (!(await this.acceptTotp(user.id, answer.code, now)))
-        return fail('wrong or replayed TOTP code');
-    } else {
-      throw new DomainError(
-        ErrorCode.ValidationFailed,
-        'send one of code (TOTP), webauthn or recoveryCode',
-      );
+    } else if (!(await this.acceptTotp(user.id, answer.code!, now))) {
+      return fail('wrong or replayed TOTP code');
     }
     await this.repository.clearTfaFailures(user.id, usedRecovery);
     await this.repository.deleteSession(sessionId);
@@ -426,6 +494,15 @@ export class LoginService {
       methods,
     };
   }
+}
+
+/**
+ * The account a login attempt counts against: realm and user name, case-folded, in Unicode NFKC
+ * form and with runs of spaces made one — the variants a directory treats as the same user.
+ */
+export function throttleAccount(username: string, realmId: string): string {
+  const name = username.normalize('NFKC').trim().replace(/\s+/g, ' ').toLowerCase();
+  return `${realmId}:${name}`;
 }
 
 /** `alice`, `alice@corp` or `alice` with realm `corp` → username and realm (default `local`). */

@@ -28,6 +28,7 @@ const box = new SecretBox(KEY);
 const BIND_PASSWORD = 'bind-secret-4711';
 const LDAP = {
   url: 'ldap://ldap.example.test',
+  startTls: true,
   bindDn: 'cn=reader,dc=example,dc=test',
   userBaseDn: 'ou=people,dc=example,dc=test',
   groupBaseDn: 'ou=groups,dc=example,dc=test',
@@ -332,9 +333,12 @@ describe('changing realms', () => {
       repository: { find: async () => realm(), update: async () => realm() },
       ldap: { testConnection: async (...args) => void tested.push(args) },
     });
-    await realms.update('corp', body({ settings: { ...LDAP, url: 'ldaps://ldap.example.test' } }));
+    await realms.update(
+      'corp',
+      body({ settings: { ...LDAP, url: 'ldaps://ldap.example.test', startTls: false } }),
+    );
     expect(tested).toEqual([
-      [{ ...LDAP_SETTINGS, url: 'ldaps://ldap.example.test' }, BIND_PASSWORD],
+      [{ ...LDAP_SETTINGS, url: 'ldaps://ldap.example.test', startTls: false }, BIND_PASSWORD],
     ]);
   });
 

@@ -8,6 +8,7 @@ import type { ClockRepository } from '../common/clock.repository';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
 import type { RandomRepository } from '../common/random.repository';
+import { loadConfig } from '../config/manager-config';
 import type { AccessAdminRepository } from './access-admin.repository';
 import type { AclEntryEntity } from './acl-entry.entity';
 import type { ApiTokenEntity } from './api-token.entity';
@@ -61,6 +62,7 @@ function setup(repository: Parameters<typeof strictMock<AccessAdminRepository>>[
       bytes: (n) => (n === 8 ? ID_BYTES : SECRET_BYTES),
       uuid: () => '00000000-0000-4000-8000-000000000001',
     }),
+    loadConfig({}),
   );
   return { service, invalidations, notes };
 }
@@ -79,7 +81,7 @@ describe('TokensService.create', () => {
   it('creates the caller’s own token: the whole token is answered once, only the SHA-256 of the secret is stored', async () => {
     const inserted: ApiTokenEntity[] = [];
     const { service, invalidations, notes } = setup({
-      insertToken: async (t) => (inserted.push(t), true),
+      insertToken: async (t) => (inserted.push(t), 'inserted'),
     });
     const answer = await service.createMine(
       ALICE,
@@ -115,7 +117,7 @@ describe('TokensService.create', () => {
   });
 
   it('answers 409 when the owner already has a token of that name', async () => {
-    const { service, invalidations } = setup({ insertToken: async () => false });
+    const { service, invalidations } = setup({ insertToken: async () => 'taken' });
     const error = await errorOf(
       service.createMine(ALICE, createOwnTokenSchema.parse({ name: 'ci' })),
     );
@@ -140,7 +142,7 @@ describe('TokensService.create', () => {
     const inserted: ApiTokenEntity[] = [];
     const { service } = setup({
       principalExists: async (type, id) => type === 'group' && id === 'ops',
-      insertToken: async (t) => (inserted.push(t), true),
+      insertToken: async (t) => (inserted.push(t), 'inserted'),
     });
     const answer = await service.create(
       createTokenSchema.parse({ ownerType: 'group', owner: 'ops', name: 'deploy' }),

@@ -1,4 +1,4 @@
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import { AuditService } from '../audit/audit.service';
 import { formatApiToken, hashTokenSecret } from '../auth/api-token';
 import { AuthService } from '../auth/auth.service';
@@ -7,6 +7,7 @@ import { ClockRepository } from '../common/clock.repository';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
 import { RandomRepository } from '../common/random.repository';
+import { MANAGER_CONFIG, type ManagerConfig } from '../config/manager-config';
 import { AccessAdminRepository, type TokenPatch } from './access-admin.repository';
 import { aclEntryView } from './acl.service';
 import type { AclEntryView } from './acl.dto';
@@ -43,6 +44,7 @@ export class TokensService {
     private readonly audit: AuditService,
     private readonly clock: ClockRepository,
     private readonly random: RandomRepository,
+    @Inject(MANAGER_CONFIG) private readonly config: ManagerConfig,
   ) {}
 
   async list(filter: {
@@ -160,10 +162,18 @@ export class TokensService {
       expiresAt: input.expiresAt ?? null,
       revokedAt: null,
     };
-    if (!(await this.repository.insertToken(token))) {
+    const cap = this.config.access.tokensPerOwner;
+    const inserted = await this.repository.insertToken(token, cap);
+    if (inserted === 'taken') {
       throw new DomainError(
         ErrorCode.Conflict,
         `${tokenDisplay(input.ownerType, input.owner, input.name)} already exists: token names are unique per owner (revoked tokens keep theirs)`,
+      );
+    }
+    if (inserted === 'full') {
+      throw new DomainError(
+        ErrorCode.Conflict,
+        `${input.ownerType} ${input.owner} holds ${cap} tokens already, the most one owner may hold (DEBVISOR_TOKENS_PER_OWNER; at most ${cap}): revoke one first`,
       );
     }
     this.auth.invalidate();

@@ -1,4 +1,5 @@
 import { strictMock } from '@debvisor/testing/strict-mock';
+import type { PinoLogger } from 'nestjs-pino';
 import { describe, expect, it, vi } from 'vitest';
 import type { AuditService } from '../audit/audit.service';
 import type { RequestOrigin } from '../audit/request-origin';
@@ -375,6 +376,7 @@ function login(
     findSession: async (id) => (id === PENDING_ID ? pendingSession() : null),
     findUser: async () => user(mocks.user),
     webauthnCredentials: async () => [credential()],
+    reserveTfaAttempt: async () => true,
     recordTfaFailure: async () => undefined,
     clearTfaFailures: async () => undefined,
     deleteSession: async () => true,
@@ -415,6 +417,7 @@ function login(
     verifier,
     config,
     { secretKey: Buffer.alloc(32, 7) } as ManagerIdentity,
+    strictMock<PinoLogger>('PinoLogger'),
   );
   return { service, repository, verifier, audit };
 }

@@ -4,7 +4,10 @@ import { traceIdOf } from '../common/trace-id';
 /** Where an HTTP request came from, as the audit log records it. */
 export interface RequestOrigin {
   readonly traceId: string | null;
-  /** The client's address (the TCP peer; IPv4-mapped IPv6 addresses in IPv4 form). */
+  /**
+   * The client's address: the TCP peer, or the address a trusted proxy (DEBVISOR_TRUSTED_PROXIES)
+   * forwarded; IPv4-mapped IPv6 addresses in IPv4 form.
+   */
   readonly source: string | null;
   readonly method: string;
   /** The path without the query string. */
@@ -12,7 +15,8 @@ export interface RequestOrigin {
 }
 
 export function requestOrigin(request: Request): RequestOrigin {
-  const address = request.socket?.remoteAddress ?? null;
+  // Express's request.ip honours X-Forwarded-For only from the proxies the `trust proxy` setting lists.
+  const address = request.ip ?? request.socket?.remoteAddress ?? null;
   const traceId = traceIdOf(request);
   return {
     traceId: traceId === 'unknown' ? null : traceId,

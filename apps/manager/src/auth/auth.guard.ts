@@ -105,7 +105,12 @@ export class AuthGuard implements CanActivate {
       );
     }
     (request as unknown as Record<string, unknown>)[CALLER_KEY] = caller;
-    await this.limits.request(caller.display);
+    // Keyed on the principal (not the token), and an administrator of the whole manager stays
+    // answerable whoever floods it.
+    await this.limits.request(
+      `${caller.principalType}:${caller.principal}`,
+      this.policy.holds(caller, 'system.modify', '/'),
+    );
     if (
       caller.sessionStage === 'tfa' &&
       !this.reflector.getAllAndOverride<boolean>(SECOND_FACTOR_PENDING_METADATA, targets)

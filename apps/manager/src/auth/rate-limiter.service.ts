@@ -17,12 +17,19 @@ export class RateLimited extends DomainError {
 }
 
 /**
- * The manager's rate limits, counted in this process: API requests per principal and for the whole
- * manager, and password / second-factor attempts per source address.
+ * The manager's rate limits, counted in this process: API requests per principal (a user, or a
+ * group for its tokens: more tokens buy no more requests) and for the whole manager, and password /
+ * second-factor attempts per source address.
+ *
+ * A request is checked against its principal's limits first; only a request they let through is
+ * charged to the manager's budget, so refused calls cost others nothing. One principal may take at
+ * most half of that budget in a second, and administrators (Admin on `/`) are never refused by it:
+ * whoever floods, an administrator can still reach the manager to stop it.
  */
 @Injectable()
 export class RateLimiterService {
   private readonly perPrincipal: RateLimiterMemory;
+  private readonly shareOfGlobal: RateLimiterMemory;
   private readonly global: RateLimiterMemory;
   private readonly loginPerSource: RateLimiterMemory;
 
@@ -31,6 +38,11 @@ export class RateLimiterService {
       keyPrefix: 'principal',
       points: config.access.rateLimitPerPrincipal,
       duration: 60,
+    });
+    this.shareOfGlobal = new RateLimiterMemory({
+      keyPrefix: 'share',
+      points: Math.max(1, Math.ceil(config.access.rateLimitGlobal / 2)),
+      duration: 1,
     });
     this.global = new RateLimiterMemory({
       keyPrefix: 'global',
@@ -44,20 +56,36 @@ export class RateLimiterService {
     });
   }
 
-  /** One API request of `principal`; throws RateLimited when it or the manager as a whole is over its limit. */
-  async request(principal: string): Promise<void> {
-    await this.consume(
-      this.global,
-      'all',
-      'global',
-      'the manager is answering too many requests; retry later',
-    );
+  /**
+   * One API request of `principal` (`user:alice@local`, `group:ops`); throws RateLimited when it is
+   * over its own limits or, unless `administrator`, the manager as a whole is over its limit.
+   */
+  async request(principal: string, administrator: boolean): Promise<void> {
     await this.consume(
       this.perPrincipal,
       principal,
       'principal',
       'too many requests from this principal; retry later',
     );
+    if (administrator) return;
+    try {
+      await this.consume(
+        this.shareOfGlobal,
+        principal,
+        'global',
+        'the manager is answering too many requests; retry later',
+      );
+      await this.consume(
+        this.global,
+        'all',
+        'global',
+        'the manager is answering too many requests; retry later',
+      );
+    } catch (refusal) {
+      // Refused: it was not answered, so it does not count against the principal's own minute.
+      await this.perPrincipal.reward(principal).catch(() => undefined);
+      throw refusal;
+    }
   }
 
   /** One password or second-factor attempt from `source`. */

@@ -1,4 +1,5 @@
 import { GroupMemberEntity } from '../access/group-member.entity';
+import { LoginThrottleEntity } from '../access/login-throttle.entity';
 import { GroupEntity } from '../access/group.entity';
 import { RealmEntity } from '../access/realm.entity';
 import { RecoveryCodeEntity } from '../access/recovery-code.entity';
@@ -38,6 +39,7 @@ export const ENTITIES = [
   GroupEntity,
   GroupMemberEntity,
   SessionEntity,
+  LoginThrottleEntity,
   TotpDeviceEntity,
   RecoveryCodeEntity,
   WebauthnCredentialEntity,

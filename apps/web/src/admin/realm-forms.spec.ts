@@ -95,6 +95,9 @@ describe('the LDAP realm form', () => {
     ]);
     form.ldap.url = 'ldaps://x';
     expect(realmFormProblems(form, true)).toContainEqual(expect.stringMatching(/StartTLS/));
+    form.ldap.url = 'ldap://x';
+    form.ldap.startTls = false;
+    expect(realmFormProblems(form, true)).toContainEqual(expect.stringMatching(/needs StartTLS/));
   });
 
   it('prefills from a stored realm, and an unchanged form sends no settings (no new connection test) and keeps the secret', () => {

@@ -205,6 +205,10 @@ export function realmFormProblems(form: RealmForm, creating: boolean): string[] 
       problems.push('the user base DN is a distinguished name, e.g. ou=people,dc=example,dc=com');
     if (!form.ldap.groupBaseDn.includes('='))
       problems.push('the group base DN is a distinguished name, e.g. ou=groups,dc=example,dc=com');
+    if (!form.ldap.startTls && /^ldap:/i.test(form.ldap.url.trim()))
+      problems.push(
+        'an ldap:// URL needs StartTLS (or use ldaps://): passwords would travel in clear',
+      );
     if (form.ldap.startTls && /^ldaps:/i.test(form.ldap.url.trim()))
       problems.push('StartTLS is for ldap:// URLs; ldaps:// is already encrypted');
     const interval = form.syncIntervalMinutes.trim();

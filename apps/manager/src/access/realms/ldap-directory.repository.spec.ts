@@ -14,6 +14,10 @@ describe('LdapDirectoryRepository against a real slapd', () => {
   const settings = (overrides: Record<string, unknown> = {}): LdapRealmSettings =>
     ldapRealmSettingsSchema.parse({
       url: ldap.url,
+      // Plain ldap:// is refused without StartTLS (issue 14 item 7): over it, with the directory's CA.
+      ...(String(overrides.url ?? ldap.url).startsWith('ldap:')
+        ? { startTls: true, caPem: ldap.caPem }
+        : {}),
       bindDn: ldap.bindDn,
       userBaseDn: ldap.usersDn,
       groupBaseDn: ldap.groupsDn,
@@ -167,6 +171,8 @@ describe('LdapDirectoryRepository against a real slapd', () => {
         const { users, groups } = await repository.fetchDirectory(
           ldapRealmSettingsSchema.parse({
             url: limited.url,
+            startTls: true,
+            caPem: limited.caPem,
             bindDn: limited.bindDn,
             userBaseDn: limited.usersDn,
             groupBaseDn: limited.groupsDn,
@@ -349,7 +355,7 @@ describe('LdapDirectoryRepository against a real slapd', () => {
 
 describe('ldapRealmSettingsSchema', () => {
   const base = {
-    url: 'ldap://dc1.example.com',
+    url: 'ldaps://dc1.example.com',
     userBaseDn: 'ou=people,dc=example,dc=com',
     groupBaseDn: 'ou=groups,dc=example,dc=com',
   };
@@ -378,6 +384,22 @@ describe('ldapRealmSettingsSchema', () => {
     });
     expect(result.success).toBe(false);
     expect(result.error?.issues[0].path).toEqual(['startTls']);
+  });
+
+  it('refuses ldap:// without StartTLS: passwords would travel in clear (issue 14 item 7)', () => {
+    const base = {
+      userBaseDn: 'ou=people,dc=example,dc=com',
+      groupBaseDn: 'ou=groups,dc=example,dc=com',
+    };
+    const plain = ldapRealmSettingsSchema.safeParse({ ...base, url: 'ldap://dc1.example.com' });
+    expect(plain.success).toBe(false);
+    expect(plain.error?.issues[0]).toMatchObject({ path: ['startTls'] });
+    expect(plain.error?.issues[0].message).toMatch(/StartTLS/);
+    for (const ok of [
+      { url: 'ldap://dc1.example.com', startTls: true },
+      { url: 'ldaps://dc1.example.com' },
+    ])
+      expect(ldapRealmSettingsSchema.safeParse({ ...base, ...ok }).success).toBe(true);
   });
 
   it('refuses URLs other than ldap:// and ldaps:// host and port', () => {

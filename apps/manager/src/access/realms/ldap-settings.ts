@@ -140,6 +140,14 @@ export const ldapRealmSettingsSchema = z
     timeoutMs: z.number().int().min(100).max(60_000).default(5000),
   })
   .superRefine((settings, ctx) => {
+    if (!settings.startTls && settings.url.toLowerCase().startsWith('ldap:')) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['startTls'],
+        message:
+          'an ldap:// URL needs StartTLS (startTls: true), or use ldaps://: without it the bind password and users’ passwords travel in clear',
+      });
+    }
     if (settings.startTls && settings.url.toLowerCase().startsWith('ldaps:')) {
       ctx.addIssue({
         code: 'custom',

@@ -7,6 +7,7 @@ import { VmMigrations1795600000000 } from './1795600000000-vm-migrations';
 import { VmSnapshots1795700000200 } from './1795700000200-vm-snapshots';
 import { Replication1795700000100 } from './1795700000100-replication';
 import { KnownNodes1795800000000 } from './1795800000000-known-nodes';
+import { LoginThrottles1795900000100 } from './1795900000100-login-throttles';
 
 /** Every migration, in order. New ones are generated from the entities (see docs/manager.md). */
 export const MIGRATIONS = [
@@ -19,4 +20,5 @@ export const MIGRATIONS = [
   Replication1795700000100,
   VmSnapshots1795700000200,
   KnownNodes1795800000000,
+  LoginThrottles1795900000100,
 ];
