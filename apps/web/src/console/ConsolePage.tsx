@@ -147,45 +147,56 @@ export function ConsolePage({
     <main className="console-page">
       <header className="toolbar console-header">
         <h1>Console of {name}</h1>
-        <p className="console-phase" role="status">
-          {phaseText(phase, vm.data ? live : undefined, name, status, allowed)}
-        </p>
-      </header>
-      <div className="actions console-actions" role="toolbar" aria-label="Console controls">
-        <button
-          type="button"
-          disabled={phase.kind !== 'connected'}
-          onClick={() => rfb.current?.sendCtrlAltDel()}
-        >
-          Send Ctrl-Alt-Del
-        </button>
-        <label className="console-scale">
-          <input type="checkbox" checked={scale} onChange={(e) => setScale(e.target.checked)} />{' '}
-          Scale to fit
-        </label>
-        {phase.kind === 'closed' && live && allowed && (
-          <button type="button" onClick={() => setAttempt((n) => n + 1)}>
-            Reconnect
-          </button>
+        {!(vm.data && !(live && allowed)) && (
+          <p className="console-phase" role="status">
+            {phaseText(phase, vm.data ? live : undefined, name, status, allowed)}
+          </p>
         )}
-        <a href={href({ page: 'console', remote, vmid })} target="_blank" rel="noopener">
-          Open in a new tab
-        </a>
-        <a href={back}>Back to the VM</a>
-      </div>
-      <form className="console-paste" onSubmit={sendPaste}>
-        <label htmlFor={pasteId}>Paste text</label>
-        <textarea
-          id={pasteId}
-          rows={1}
-          value={paste}
-          onChange={(e) => setPaste(e.target.value)}
-          placeholder="Text to type on the guest's keyboard"
-        />
-        <button type="submit" disabled={phase.kind !== 'connected' || paste === ''}>
-          Type it
-        </button>
-      </form>
+      </header>
+      {vm.data && !(live && allowed) && (
+        <p className="notice" role="status">
+          {phaseText(phase, live, name, status, allowed)} <a href={back}>Back to the VM</a>
+        </p>
+      )}
+      {live && allowed && (
+        <>
+          <div className="actions console-actions" role="toolbar" aria-label="Console controls">
+            <button
+              type="button"
+              disabled={phase.kind !== 'connected'}
+              onClick={() => rfb.current?.sendCtrlAltDel()}
+            >
+              Send Ctrl-Alt-Del
+            </button>
+            <label className="console-scale">
+              <input type="checkbox" checked={scale} onChange={(e) => setScale(e.target.checked)} />{' '}
+              Scale to fit
+            </label>
+            {phase.kind === 'closed' && live && allowed && (
+              <button type="button" onClick={() => setAttempt((n) => n + 1)}>
+                Reconnect
+              </button>
+            )}
+            <a href={href({ page: 'console', remote, vmid })} target="_blank" rel="noopener">
+              Open in a new tab
+            </a>
+            <a href={back}>Back to the VM</a>
+          </div>
+          <form className="console-paste" onSubmit={sendPaste}>
+            <label htmlFor={pasteId}>Paste text</label>
+            <textarea
+              id={pasteId}
+              rows={1}
+              value={paste}
+              onChange={(e) => setPaste(e.target.value)}
+              placeholder="Text to type on the guest's keyboard"
+            />
+            <button type="submit" disabled={phase.kind !== 'connected' || paste === ''}>
+              Type it
+            </button>
+          </form>
+        </>
+      )}
       <div
         ref={screen}
         className="console-screen"

@@ -1,7 +1,7 @@
 import { useMutation } from '@tanstack/react-query';
 import { api, unwrap, type Schemas } from '../api/client';
 
-export type ConsoleTicket = Schemas['ConsoleTicket'];
+export type ConsoleTicket = Schemas['ConsoleTicket_Output'];
 
 /** POST …/vms/{vmid}/console/ticket: a single-use ticket for the console WebSocket. */
 export function useConsoleTicket(remote: string, vmid: string) {
