@@ -206,8 +206,9 @@ export interface AgentScript {
 export function runnerSetup(
   script: AgentScript,
   record: VmMigrationEntity = migrationRecord(),
-  options: { movedGrants?: number } = {},
+  options: { movedGrants?: number; grantMoveFailures?: number } = {},
 ) {
+  let grantMoveFailures = options.grantMoveFailures ?? 0;
   const phases: { phase: MigrationPhase; facts: Record<string, unknown> }[] = [];
   const figures: { figures: MigrationFigures; fraction: number }[] = [];
   const log: string[] = [];
@@ -226,10 +227,11 @@ export function runnerSetup(
     ) => void phases.push({ phase, facts }),
     setProgress: async (_id: string, f: MigrationFigures, fraction: number) =>
       void figures.push({ figures: f, fraction }),
-    moveVmGrants: async (vm: string, from: string, to: string) => (
-      moved.push(`${vm} ${from}→${to}`),
-      options.movedGrants ?? 0
-    ),
+    moveVmGrants: async (vm: string, from: string, to: string) => {
+      moved.push(`${vm} ${from}→${to}`);
+      if (grantMoveFailures-- > 0) throw new Error('connection terminated unexpectedly');
+      return options.movedGrants ?? 0;
+    },
   });
   const agents = strictMock<AgentClientRepository>('AgentClientRepository', script);
   const auth = strictMock<AuthService>('AuthService', { invalidate: () => undefined });

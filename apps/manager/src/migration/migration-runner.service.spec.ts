@@ -384,6 +384,36 @@ describe('MigrationRunnerService: across remotes', () => {
     expect(located).toEqual(['dc-east']);
   });
 
+  it('completes a move only with the grants moved, trying a failed write again instead of failing the task (issue 14 item 12)', async () => {
+    const stream = new FakeStream();
+    const s = runnerSetup(
+      {
+        getVm: async () => vmOn('node-1'),
+        prepareMigration: async (_connection, request) =>
+          request.role === 'source' || request.checkOnly
+            ? answer({ vmState: vmOn('node-1') })
+            : answer({ endpoint: 'west-1:9443', cookie: COOKIE, nodeId: 'node-2', caPem: 'W' }),
+        migrateVm: () => stream,
+      },
+      migrationRecord({
+        targetRemote: 'dc-west',
+        options: { ...migrationRecord().options, transport: 'tunnel' },
+      }),
+      { movedGrants: 1, grantMoveFailures: 2 },
+    );
+    stream.push(progress('completed'));
+    stream.end();
+    await s.runner.run(s.context);
+    expect(s.moved).toHaveLength(3);
+    expect(s.phases.map((p) => p.phase)).not.toContain('failed');
+    expect(s.phases.at(-1)?.phase).toBe('completed');
+    expect(s.outcomes).toEqual(['succeeded']);
+    expect(s.log.filter((line) => line.includes('trying again'))).toHaveLength(2);
+    expect(s.log).toContain(
+      `[completed] moved 1 ACL entry on the VM to /remotes/dc-west/vms/${VM}`,
+    );
+  });
+
   it('tells the listeners that the VM changed remotes before the record is completed, and journals what they did or that one failed', async () => {
     const stream = new FakeStream();
     const s = runnerSetup(

@@ -89,6 +89,9 @@ type Sighting =
  * source's progress stream into the task, and the settlement — caches refreshed, grants moved to
  * the new remote, or the target's side released and the VM's true whereabouts written into the task.
  */
+/** The longest pause between tries to move a migrated VM's grants. */
+const GRANT_MOVE_MAX_PAUSE_MS = 30_000;
+
 @Injectable()
 export class MigrationRunnerService {
   private readonly active = new Map<string, ActiveMigration>();
@@ -589,7 +592,7 @@ export class MigrationRunnerService {
     await this.journal(active, 'completed', summary);
     await this.refreshCaches(record);
     if (record.sourceRemote !== record.targetRemote) {
-      const moved = await this.moveGrants(record.vmId, record.sourceRemote, record.targetRemote);
+      const moved = await this.moveGrantsToComplete(active);
       if (moved > 0)
         await this.journal(
           active,
@@ -599,6 +602,35 @@ export class MigrationRunnerService {
       await this.tellMoved(active);
     }
     await this.finishRecord(active, 'completed');
+  }
+
+  /**
+   * The grants on the VM follow it as part of completing the move: the record is completed only
+   * once they have moved. A failed write (the database away for a moment) is tried again with a
+   * growing pause instead of failing a migration whose VM already runs at the target; at shutdown
+   * the task stays as it is and the next start completes it again (moving is idempotent).
+   */
+  private async moveGrantsToComplete(active: ActiveMigration): Promise<number> {
+    const { record } = active;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.moveGrants(record.vmId, record.sourceRemote, record.targetRemote);
+      } catch (error) {
+        if (active.abort.signal.aborted) throw new TaskSuspended();
+        this.logger.error(
+          { task: record.taskId, err: error },
+          'cannot move the grants of a migrated VM yet',
+        );
+        const pauseMs = Math.min(GRANT_MOVE_MAX_PAUSE_MS, 500 * 2 ** attempt);
+        await this.journal(
+          active,
+          'completed',
+          `could not move the grants on the VM to its new remote yet (${messageOf(error)}); trying again in ${Math.round(pauseMs / 1000)} s`,
+        ).catch(() => undefined);
+        await this.timer.sleep(pauseMs, active.abort.signal);
+        if (active.abort.signal.aborted) throw new TaskSuspended();
+      }
+    }
   }
 
   /** Other features hear that the VM changed remotes; what they did (or could not do) goes into the journal. */
