@@ -85,17 +85,39 @@ export class CliRuntime {
   /** Everything on stdin (a token or an agent key piped in, never an argument). */
   async readStdin(what: string): Promise<string> {
     let text = '';
-    if (this.io.stdin.isTTY) {
-      const rl = createInterface({
-        input: this.io.stdin,
-        output: this.io.stderr as NodeJS.WritableStream,
-      });
-      text = await new Promise<string>((resolve) => rl.question(`${what}: `, resolve));
-      rl.close();
-    } else for await (const chunk of this.io.stdin) text += chunk.toString();
+    if (this.io.stdin.isTTY) text = await this.readHidden(what);
+    else for await (const chunk of this.io.stdin) text += chunk.toString();
     const value = text.trim();
     if (!value) throw CliError.usage(`no ${what} on standard input`);
     return value;
+  }
+
+  /** One line from the terminal without echo (a secret must not stay on the screen). */
+  private readHidden(what: string): Promise<string> {
+    const stdin = this.io.stdin as NodeJS.ReadStream;
+    this.io.stderr.write(`${what} (not shown): `);
+    return new Promise((resolve, reject) => {
+      let line = '';
+      const done = (error?: Error) => {
+        stdin.setRawMode(false);
+        stdin.pause();
+        stdin.off('data', onData);
+        this.io.stderr.write('\n');
+        if (error) reject(error);
+        else resolve(line);
+      };
+      const onData = (chunk: Buffer) => {
+        for (const char of chunk.toString('utf8')) {
+          if (char === '\r' || char === '\n' || char === '\u0004') return done();
+          if (char === '\u0003') return done(new CliError('interrupted', EXIT.declined));
+          if (char === '\u007f' || char === '\b') line = line.slice(0, -1);
+          else line += char;
+        }
+      };
+      stdin.setRawMode(true);
+      stdin.resume();
+      stdin.on('data', onData);
+    });
   }
 
   async close(): Promise<void> {
