@@ -88,10 +88,9 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
     return runtime.exitCode;
   } catch (error) {
     if (error instanceof CommanderError) {
-      // help and version print and end well; every other parse error is a usage error
-      if (['commander.helpDisplayed', 'commander.version', 'commander.help'].includes(error.code))
-        return EXIT.ok;
-      if (error.code === 'commander.executeSubCommandAsync') return EXIT.ok;
+      // --help and --version end well; help shown for a missing command and every other parse
+      // error are usage errors
+      if (['commander.helpDisplayed', 'commander.version'].includes(error.code)) return EXIT.ok;
       return EXIT.usage;
     }
     if (error instanceof CliError) {

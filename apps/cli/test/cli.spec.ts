@@ -144,6 +144,11 @@ describe('help', () => {
   it('answers an unknown command or option with usage exit code 2', async () => {
     failed(await debvisor(['frobnicate']), EXIT.usage);
     expect((await debvisor(['remotes', 'list', '--bogus'])).code).toBe(EXIT.usage);
+    // a command group without its command shows its help, as a usage error
+    const bare = await debvisor(['vm']);
+    expect(bare.code).toBe(EXIT.usage);
+    expect(bare.stderr).toMatch(/Usage: debvisor vm/);
+    expect((await debvisor(['--version'])).stdout).toMatch(/^\d+\.\d+\.\d+\n$/);
   });
 });
 
