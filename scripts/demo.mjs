@@ -3,13 +3,14 @@
 // certificates from a generated demo CA, both registered as remotes. Ctrl-C stops everything; the
 // next start reuses the state in .demo/ (or DEBVISOR_DEMO_DIR).
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import https from 'node:https';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildParts, buildPlan, markBuilt } from './lib/build-plan.mjs';
+import { prepareDemoState } from './lib/demo-state.mjs';
 import { DEBIAN_PACKAGES, ensureDebianPackages, ensureNodeModules } from './lib/deps.mjs';
 import { Supervised } from './lib/supervisor.mjs';
 
@@ -67,8 +68,9 @@ const testing = await import(join(root, 'libs/testing/dist/index.js'));
 const { createClusterPki, writeTlsFiles, startEtcd, spawnManaged } = testing;
 
 // --- state: ports and PKI, chosen once and reused ------------------------------------------------
-mkdirSync(join(stateDir, 'logs'), { recursive: true });
-chmodSync(stateDir, 0o755); // the embedded PostgreSQL runs as its own user and must traverse it
+// Private: logs 0600 in a 0700 directory (the manager's log holds its first-start banner); the state
+// directory 0711, as the embedded PostgreSQL runs as its own user and must traverse it.
+prepareDemoState(stateDir);
 const portsFile = join(stateDir, 'ports.json');
 const ports = existsSync(portsFile) ? JSON.parse(readFileSync(portsFile, 'utf8')) : {};
 
@@ -84,7 +86,7 @@ async function isFree(port) {
 async function portFor(name) {
   if (ports[name] && (await isFree(ports[name]))) return ports[name];
   ports[name] = await testing.freePort();
-  writeFileSync(portsFile, JSON.stringify(ports, null, 2));
+  writeFileSync(portsFile, JSON.stringify(ports, null, 2), { mode: 0o600 });
   return ports[name];
 }
 
@@ -133,8 +135,6 @@ function supervise(kind, id, start) {
 
 // --- manager ------------------------------------------------------------------------------------
 const managerState = join(stateDir, 'manager');
-mkdirSync(managerState, { recursive: true });
-chmodSync(managerState, 0o755);
 say(`Starting the manager (state in ${managerState}) …`);
 const manager = await supervise('manager', 'manager', async () => {
   const started = spawnManaged(
@@ -149,6 +149,8 @@ const manager = await supervise('manager', 'manager', async () => {
         DEBVISOR_LISTEN: `0.0.0.0:${managerPort}`,
         DEBVISOR_POLL_INTERVAL_SECONDS: '15',
         DEBVISOR_WEB_DIR: join(root, 'apps/web/dist'),
+        // The demo keeps using the token of its first start (in admin-token, 0600) across restarts.
+        DEBVISOR_BOOTSTRAP_TOKEN_HOURS: '8760',
       },
       logFile: join(stateDir, 'logs/manager.log'),
     },
@@ -241,7 +243,7 @@ if (adminPassword === undefined) {
 for (const cluster of CLUSTERS) {
   const dir = join(stateDir, cluster.id);
   const pkiDir = join(dir, 'pki');
-  mkdirSync(pkiDir, { recursive: true });
+  mkdirSync(pkiDir, { recursive: true, mode: 0o700 });
   if (!existsSync(join(pkiDir, 'ca.key'))) {
     say(`Creating the demo CA and agent certificates of ${cluster.id} …`);
     const pki = await createClusterPki(cluster.id);

@@ -44,7 +44,10 @@ export function spawnManaged(
   running.add(child);
   let buffer = '';
   const listeners = new Set<() => void>();
-  const log = options.logFile ? createWriteStream(options.logFile, { flags: 'a' }) : undefined;
+  // Logs are private (0600): a child's output may hold secrets (the manager's first-start banner).
+  const log = options.logFile
+    ? createWriteStream(options.logFile, { flags: 'a', mode: 0o600 })
+    : undefined;
   const onData = (chunk: Buffer) => {
     buffer += chunk.toString('utf8');
     if (buffer.length > MAX_OUTPUT) buffer = buffer.slice(-MAX_OUTPUT);
