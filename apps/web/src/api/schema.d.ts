@@ -8,9 +8,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** List (acl) */
         get: operations["AclController_list"];
+        /** Put (acl) */
         put: operations["AclController_put"];
         post?: never;
+        /** Revoke (acl) */
         delete: operations["AclController_revoke"];
         options?: never;
         head?: never;
@@ -24,8 +27,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** List (groups) */
         get: operations["GroupsController_list"];
         put?: never;
+        /** Create (groups) */
         post: operations["GroupsController_create"];
         delete?: never;
         options?: never;
@@ -40,9 +45,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** Get (groups) */
         get: operations["GroupsController_get"];
+        /** Update (groups) */
         put: operations["GroupsController_update"];
         post?: never;
+        /** Delete (groups) */
         delete: operations["GroupsController_delete"];
         options?: never;
         head?: never;
@@ -57,6 +65,7 @@ export interface paths {
             cookie?: never;
         };
         get?: never;
+        /** Set members (groups) */
         put: operations["GroupsController_setMembers"];
         post?: never;
         delete?: never;
@@ -74,6 +83,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
+        /** Change password (users) */
         post: operations["UsersController_changePassword"];
         delete?: never;
         options?: never;
@@ -88,8 +98,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** List (realms) */
         get: operations["RealmsController_list"];
         put?: never;
+        /** Create (realms) */
         post: operations["RealmsController_create"];
         delete?: never;
         options?: never;
@@ -104,9 +116,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** Get (realms) */
         get: operations["RealmsController_get"];
+        /** Update (realms) */
         put: operations["RealmsController_update"];
         post?: never;
+        /** Delete (realms) */
         delete: operations["RealmsController_delete"];
         options?: never;
         head?: never;
@@ -122,6 +137,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
+        /** Sync (realms) */
         post: operations["RealmsController_sync"];
         delete?: never;
         options?: never;
@@ -136,6 +152,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** Overview (tfa) */
         get: operations["TfaController_overview"];
         put?: never;
         post?: never;
@@ -154,6 +171,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
+        /** Regenerate recovery codes (tfa) */
         post: operations["TfaController_regenerateRecoveryCodes"];
         delete?: never;
         options?: never;
@@ -170,6 +188,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
+        /** Enrol (tfa) */
         post: operations["TfaController_enrol"];
         delete?: never;
         options?: never;
@@ -187,6 +206,7 @@ export interface paths {
         get?: never;
         put?: never;
         post?: never;
+        /** Remove device (tfa) */
         delete: operations["TfaController_removeDevice"];
         options?: never;
         head?: never;
@@ -202,6 +222,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
+        /** Confirm (tfa) */
         post: operations["TfaController_confirm"];
         delete?: never;
         options?: never;
@@ -218,6 +239,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
+        /** Register (webauthn) */
         post: operations["WebauthnController_register"];
         delete?: never;
         options?: never;
@@ -235,6 +257,7 @@ export interface paths {
         get?: never;
         put?: never;
         post?: never;
+        /** Remove (webauthn) */
         delete: operations["WebauthnController_remove"];
         options?: never;
         head?: never;
@@ -250,6 +273,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
+        /** Options (webauthn) */
         post: operations["WebauthnController_options"];
         delete?: never;
         options?: never;
@@ -264,8 +288,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** List (tokens) */
         get: operations["TokensController_list"];
         put?: never;
+        /** Create (tokens) */
         post: operations["TokensController_create"];
         delete?: never;
         options?: never;
@@ -281,8 +307,10 @@ export interface paths {
             cookie?: never;
         };
         get?: never;
+        /** Update (tokens) */
         put: operations["TokensController_update"];
         post?: never;
+        /** Revoke (tokens) */
         delete: operations["TokensController_revoke"];
         options?: never;
         head?: never;
@@ -296,8 +324,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** List mine (tokens) */
         get: operations["TokensController_listMine"];
         put?: never;
+        /** Create mine (tokens) */
         post: operations["TokensController_createMine"];
         delete?: never;
         options?: never;
@@ -313,8 +343,10 @@ export interface paths {
             cookie?: never;
         };
         get?: never;
+        /** Update mine (tokens) */
         put: operations["TokensController_updateMine"];
         post?: never;
+        /** Revoke mine (tokens) */
         delete: operations["TokensController_revokeMine"];
         options?: never;
         head?: never;
@@ -328,9 +360,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** List mine acl (tokens) */
         get: operations["TokensController_listMineAcl"];
+        /** Put mine acl (tokens) */
         put: operations["TokensController_putMineAcl"];
         post?: never;
+        /** Delete mine acl (tokens) */
         delete: operations["TokensController_deleteMineAcl"];
         options?: never;
         head?: never;
@@ -344,8 +379,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** List (users) */
         get: operations["UsersController_list"];
         put?: never;
+        /** Create (users) */
         post: operations["UsersController_create"];
         delete?: never;
         options?: never;
@@ -360,9 +397,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** Get (users) */
         get: operations["UsersController_get"];
+        /** Update (users) */
         put: operations["UsersController_update"];
         post?: never;
+        /** Delete (users) */
         delete: operations["UsersController_delete"];
         options?: never;
         head?: never;
@@ -378,6 +418,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
+        /** Reset password (users) */
         post: operations["UsersController_resetPassword"];
         delete?: never;
         options?: never;
@@ -395,7 +436,25 @@ export interface paths {
         get?: never;
         put?: never;
         post?: never;
+        /** Remove all (tfa) */
         delete: operations["TfaController_removeAll"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/access/users/{user}/tfa/enrolment-code": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Issue enrolment code (tfa) */
+        post: operations["TfaController_issueEnrolmentCode"];
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -410,6 +469,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
+        /** Unlock (tfa) */
         post: operations["TfaController_unlock"];
         delete?: never;
         options?: never;
@@ -424,6 +484,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** List (vm owners) */
         get: operations["VmOwnersController_list"];
         put?: never;
         post?: never;
@@ -441,8 +502,10 @@ export interface paths {
             cookie?: never;
         };
         get?: never;
+        /** Set (vm owners) */
         put: operations["VmOwnersController_set"];
         post?: never;
+        /** Clear (vm owners) */
         delete: operations["VmOwnersController_clear"];
         options?: never;
         head?: never;
@@ -456,6 +519,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** List (audit) */
         get: operations["AuditController_list"];
         put?: never;
         post?: never;
@@ -472,6 +536,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** Export (audit) */
         get: operations["AuditController_export"];
         put?: never;
         post?: never;
@@ -490,6 +555,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
+        /** Password login (auth) */
         post: operations["AuthController_passwordLogin"];
         delete?: never;
         options?: never;
@@ -506,6 +572,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
+        /** Logout (auth) */
         post: operations["AuthController_logout"];
         delete?: never;
         options?: never;
@@ -522,6 +589,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
+        /** Logout everywhere (auth) */
         post: operations["AuthController_logoutEverywhere"];
         delete?: never;
         options?: never;
@@ -536,6 +604,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** Begin (oidc login) */
         get: operations["OidcLoginController_begin"];
         put?: never;
         post?: never;
@@ -552,6 +621,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** Callback (oidc login) */
         get: operations["OidcLoginController_callback"];
         put?: never;
         post?: never;
@@ -568,6 +638,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** Login realms (auth) */
         get: operations["AuthController_loginRealms"];
         put?: never;
         post?: never;
@@ -584,6 +655,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** Session (auth) */
         get: operations["AuthController_session"];
         put?: never;
         post?: never;
@@ -602,6 +674,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
+        /** Second factor (auth) */
         post: operations["AuthController_secondFactor"];
         delete?: never;
         options?: never;
@@ -618,6 +691,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
+        /** Webauthn options (auth) */
         post: operations["AuthController_webauthnOptions"];
         delete?: never;
         options?: never;
@@ -632,6 +706,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** Get (dashboard) */
         get: operations["DashboardController_get"];
         put?: never;
         post?: never;
@@ -648,6 +723,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** Get (identity) */
         get: operations["IdentityController_get"];
         put?: never;
         post?: never;
@@ -664,8 +740,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** List (remote groups) */
         get: operations["RemoteGroupsController_list"];
         put?: never;
+        /** Create (remote groups) */
         post: operations["RemoteGroupsController_create"];
         delete?: never;
         options?: never;
@@ -680,9 +758,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** Get (remote groups) */
         get: operations["RemoteGroupsController_get"];
+        /** Update (remote groups) */
         put: operations["RemoteGroupsController_update"];
         post?: never;
+        /** Delete (remote groups) */
         delete: operations["RemoteGroupsController_delete"];
         options?: never;
         head?: never;
@@ -696,8 +777,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** List (remotes) */
         get: operations["RemotesController_list"];
         put?: never;
+        /** Create (remotes) */
         post: operations["RemotesController_create"];
         delete?: never;
         options?: never;
@@ -712,12 +795,15 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** Get (remotes) */
         get: operations["RemotesController_get"];
         put?: never;
         post?: never;
+        /** Delete (remotes) */
         delete: operations["RemotesController_delete"];
         options?: never;
         head?: never;
+        /** Update (remotes) */
         patch: operations["RemotesController_update"];
         trace?: never;
     };
@@ -730,6 +816,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
+        /** Add credential (remotes) */
         post: operations["RemotesController_addCredential"];
         delete?: never;
         options?: never;
@@ -747,6 +834,7 @@ export interface paths {
         get?: never;
         put?: never;
         post?: never;
+        /** Remove credential (remotes) */
         delete: operations["RemotesController_removeCredential"];
         options?: never;
         head?: never;
@@ -760,6 +848,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** Nodes (resources) */
         get: operations["ResourcesController_nodes"];
         put?: never;
         post?: never;
@@ -779,6 +868,7 @@ export interface paths {
         get?: never;
         put?: never;
         post?: never;
+        /** Forget node (resources) */
         delete: operations["ResourcesController_forgetNode"];
         options?: never;
         head?: never;
@@ -794,6 +884,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
+        /** Decommission node (resources) */
         post: operations["ResourcesController_decommissionNode"];
         delete?: never;
         options?: never;
@@ -808,6 +899,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** Vms (resources) */
         get: operations["ResourcesController_vms"];
         put?: never;
         post?: never;
@@ -824,185 +916,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** Vm (resources) */
         get: operations["ResourcesController_vm"];
         put?: never;
         post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/remotes/{remote}/vms/{vmid}/migrate": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        post: operations["MigrationController_migrate"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/remotes/{remote}/vms/{vmid}/migrate/preflight": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        post: operations["MigrationController_preflight"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/remotes/{remote}/vms/{vmid}/reboot": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        post: operations["VmPowerController_reboot"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/remotes/{remote}/vms/{vmid}/replication": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get: operations["VmReplicationController_get"];
-        put?: never;
-        post: operations["VmReplicationController_enable"];
-        delete: operations["VmReplicationController_disable"];
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/remotes/{remote}/vms/{vmid}/replication/failover": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get: operations["VmReplicationController_failoverPreview"];
-        put?: never;
-        post: operations["VmReplicationController_failover"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/remotes/{remote}/vms/{vmid}/replication/resync": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        post: operations["VmReplicationController_resync"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/remotes/{remote}/vms/{vmid}/replication/switchover": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        post: operations["VmReplicationController_switchover"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/remotes/{remote}/vms/{vmid}/shutdown": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        post: operations["VmPowerController_shutdown"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/remotes/{remote}/vms/{vmid}/snapshots": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get: operations["SnapshotsController_list"];
-        put?: never;
-        post: operations["SnapshotsController_create"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/remotes/{remote}/vms/{vmid}/snapshots/{snapshot}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        post?: never;
-        delete: operations["SnapshotsController_remove"];
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/remotes/{remote}/vms/{vmid}/snapshots/{snapshot}/rollback": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        post: operations["SnapshotsController_rollback"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1029,6 +946,197 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/remotes/{remote}/vms/{vmid}/migrate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Migrate (migration) */
+        post: operations["MigrationController_migrate"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/remotes/{remote}/vms/{vmid}/migrate/preflight": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Preflight (migration) */
+        post: operations["MigrationController_preflight"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/remotes/{remote}/vms/{vmid}/reboot": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Reboot (vm power) */
+        post: operations["VmPowerController_reboot"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/remotes/{remote}/vms/{vmid}/replication": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get (vm replication) */
+        get: operations["VmReplicationController_get"];
+        put?: never;
+        /** Enable (vm replication) */
+        post: operations["VmReplicationController_enable"];
+        /** Disable (vm replication) */
+        delete: operations["VmReplicationController_disable"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/remotes/{remote}/vms/{vmid}/replication/failover": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Failover preview (vm replication) */
+        get: operations["VmReplicationController_failoverPreview"];
+        put?: never;
+        /** Failover (vm replication) */
+        post: operations["VmReplicationController_failover"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/remotes/{remote}/vms/{vmid}/replication/resync": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Resync (vm replication) */
+        post: operations["VmReplicationController_resync"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/remotes/{remote}/vms/{vmid}/replication/switchover": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Switchover (vm replication) */
+        post: operations["VmReplicationController_switchover"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/remotes/{remote}/vms/{vmid}/shutdown": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Shutdown (vm power) */
+        post: operations["VmPowerController_shutdown"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/remotes/{remote}/vms/{vmid}/snapshots": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List (snapshots) */
+        get: operations["SnapshotsController_list"];
+        put?: never;
+        /** Create (snapshots) */
+        post: operations["SnapshotsController_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/remotes/{remote}/vms/{vmid}/snapshots/{snapshot}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Remove (snapshots) */
+        delete: operations["SnapshotsController_remove"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/remotes/{remote}/vms/{vmid}/snapshots/{snapshot}/rollback": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Rollback (snapshots) */
+        post: operations["SnapshotsController_rollback"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/remotes/{remote}/vms/{vmid}/start": {
         parameters: {
             query?: never;
@@ -1038,6 +1146,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
+        /** Start (vm power) */
         post: operations["VmPowerController_start"];
         delete?: never;
         options?: never;
@@ -1054,6 +1163,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
+        /** Stop (vm power) */
         post: operations["VmPowerController_stop"];
         delete?: never;
         options?: never;
@@ -1070,6 +1180,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
+        /** Probe (remotes) */
         post: operations["RemotesController_probe"];
         delete?: never;
         options?: never;
@@ -1084,8 +1195,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** List (replication pairs) */
         get: operations["ReplicationPairsController_list"];
         put?: never;
+        /** Create (replication pairs) */
         post: operations["ReplicationPairsController_create"];
         delete?: never;
         options?: never;
@@ -1100,9 +1213,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** Get (replication pairs) */
         get: operations["ReplicationPairsController_get"];
         put?: never;
         post?: never;
+        /** Delete (replication pairs) */
         delete: operations["ReplicationPairsController_delete"];
         options?: never;
         head?: never;
@@ -1116,6 +1231,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** List (replication vms) */
         get: operations["ReplicationVmsController_list"];
         put?: never;
         post?: never;
@@ -1132,6 +1248,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** List (resources) */
         get: operations["ResourcesController_list"];
         put?: never;
         post?: never;
@@ -1148,6 +1265,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** Refresh (resources) */
         get: operations["ResourcesController_refresh"];
         put?: never;
         post?: never;
@@ -1164,8 +1282,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** List (snapshot schedules) */
         get: operations["SnapshotSchedulesController_list"];
         put?: never;
+        /** Create (snapshot schedules) */
         post: operations["SnapshotSchedulesController_create"];
         delete?: never;
         options?: never;
@@ -1180,12 +1300,15 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** Get (snapshot schedules) */
         get: operations["SnapshotSchedulesController_get"];
         put?: never;
         post?: never;
+        /** Remove (snapshot schedules) */
         delete: operations["SnapshotSchedulesController_remove"];
         options?: never;
         head?: never;
+        /** Update (snapshot schedules) */
         patch: operations["SnapshotSchedulesController_update"];
         trace?: never;
     };
@@ -1198,7 +1321,144 @@ export interface paths {
         };
         get?: never;
         put?: never;
+        /** Run (snapshot schedules) */
         post: operations["SnapshotSchedulesController_run"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/system/certificates": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The manager's HTTPS certificate, its renewal and the ACME accounts */
+        get: operations["CertificatesController_status"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/system/certificates/acme/accounts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Register an ACME account with a CA (optionally with EAB) */
+        post: operations["CertificatesController_createAccount"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/system/certificates/acme/accounts/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Forget an ACME account (not in use by the settings) */
+        delete: operations["CertificatesController_deleteAccount"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/system/certificates/acme/order": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Order a certificate now and serve it (the old one stays on failure) */
+        post: operations["CertificatesController_order"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/system/certificates/acme/revoke": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Revoke the served ACME certificate and go back to the self-signed one */
+        post: operations["CertificatesController_revoke"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/system/certificates/acme/settings": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Choose the account, names and challenge (HTTP-01 or DNS-01 over RFC 2136) */
+        put: operations["CertificatesController_setSettings"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/system/certificates/custom": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Upload a certificate chain and key to serve instead */
+        put: operations["CertificatesController_upload"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/system/certificates/self-signed": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Serve the self-signed default certificate again */
+        post: operations["CertificatesController_useSelfSigned"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1212,6 +1472,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** List (tasks) */
         get: operations["TasksController_list"];
         put?: never;
         post?: never;
@@ -1228,6 +1489,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** Get (tasks) */
         get: operations["TasksController_get"];
         put?: never;
         post?: never;
@@ -1246,6 +1508,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
+        /** Cancel (tasks) */
         post: operations["TasksController_cancel"];
         delete?: never;
         options?: never;
@@ -1260,6 +1523,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** Liveness: the process answers */
         get: operations["HealthController_live"];
         put?: never;
         post?: never;
@@ -1276,6 +1540,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** Prometheus metrics of the manager */
         get: operations["HealthController_metrics"];
         put?: never;
         post?: never;
@@ -1292,6 +1557,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** Readiness: database, poller and remotes (503 naming what is not) */
         get: operations["HealthController_ready"];
         put?: never;
         post?: never;
@@ -1339,6 +1605,61 @@ export interface components {
                 role: "Audit" | "Manage" | "Admin";
             }[];
         };
+        AcmeAccount_Output: {
+            accountUrl: string;
+            createdAt: string;
+            directoryUrl: string;
+            email: string | null;
+            externalAccountBinding: boolean;
+            id: string;
+            name: string;
+            termsOfServiceUrl: string | null;
+        };
+        AcmeSettings: {
+            /** Format: uuid */
+            accountId: string;
+            /** @enum {string} */
+            challenge: "http-01" | "dns-01";
+            /** @description RFC 2136 settings; required for dns-01, refused for http-01 */
+            dns?: {
+                /**
+                 * @default hmac-sha256
+                 * @enum {string}
+                 */
+                algorithm: "hmac-sha256" | "hmac-sha512";
+                keyName: string;
+                /** @default 53 */
+                port: number;
+                /** @default 120 */
+                propagationTimeoutSeconds: number;
+                /**
+                 * Format: password
+                 * @description The TSIG secret (base64); write-only; omit to keep the stored one
+                 */
+                secret?: string;
+                /** @description The primary name server that accepts RFC 2136 updates */
+                server: (string) | string;
+                /** @default 60 */
+                ttl: number;
+            };
+            /** @description The names of the certificate, the first one its subject */
+            domains: string[];
+        };
+        AcmeSettingsView_Output: {
+            accountId: string;
+            /** @enum {string} */
+            challenge: "http-01" | "dns-01";
+            dns: {
+                /** @enum {string} */
+                algorithm: "hmac-sha256" | "hmac-sha512";
+                keyName: string;
+                port: number;
+                propagationTimeoutSeconds: number;
+                server: string;
+                ttl: number;
+            } | null;
+            domains: string[];
+        };
         AddCredentialDto: {
             /**
              * @description Store the credential even when the remote does not accept it now
@@ -1384,6 +1705,32 @@ export interface components {
             items: components["schemas"]["AuditEntry_Output"][];
             /** @description Pass as cursor for the next (older) page; null on the last page */
             nextCursor: number | null;
+        };
+        CertificatesStatus_Output: {
+            accounts: components["schemas"]["AcmeAccount_Output"][];
+            current: {
+                fingerprintSha256: string;
+                issuer: string;
+                names: string[];
+                notAfter: string;
+                notBefore: string;
+                serialNumber: string;
+                /** @enum {string} */
+                source: "self-signed" | "acme" | "custom";
+                subject: string;
+            };
+            httpChallengeListener: {
+                port: number | null;
+                problem: string | null;
+            };
+            renewal: {
+                /** @enum {string|null} */
+                basis: "ari" | "two-thirds" | null;
+                dueAt: string | null;
+                failures: number;
+                lastError: string | null;
+            };
+            settings: components["schemas"]["AcmeSettingsView_Output"] | null;
         };
         ChangedRealmDto_Output: {
             comment: string;
@@ -1456,6 +1803,47 @@ export interface components {
             /** @description The node whose agent answered */
             nodeId?: string;
             ok: boolean;
+        };
+        ConsoleTicket_Output: {
+            /**
+             * Format: date-time
+             * @description When the ticket stops working
+             */
+            expiresAt: string;
+            /**
+             * @description The WebSocket subprotocol
+             * @enum {string}
+             */
+            protocol: "debvisor-console.v1";
+            /** @description Single use, valid until expiresAt (at most 60 s), for this VM, this user and this login session only. Offer it as a WebSocket subprotocol next to the protocol below. */
+            ticket: string;
+            /** @description Where to open the WebSocket (same origin), carrying RFB (VNC) bytes */
+            websocketPath: string;
+        };
+        CreateAcmeAccount: {
+            /**
+             * Format: uri
+             * @description The CA's ACME directory, e.g. https://acme-v02.api.letsencrypt.org/directory (Let's Encrypt) or https://acme-staging-v02.api.letsencrypt.org/directory (staging)
+             */
+            directoryUrl: string;
+            /**
+             * Format: email
+             * @description Contact for expiry and policy mail
+             */
+            email?: string;
+            /** @description External Account Binding, for CAs that need it (ZeroSSL, Google, private CAs) */
+            externalAccountBinding?: {
+                /**
+                 * Format: password
+                 * @description Write-only, never returned
+                 */
+                hmacKey: string;
+                keyId: string;
+            };
+            /** @example letsencrypt */
+            name: string;
+            /** @description Must be true: you agree to the CA's terms of service */
+            termsOfServiceAgreed: boolean;
         };
         CreatedRemoteDto_Output: {
             connection: components["schemas"]["ConnectionReport_Output"];
@@ -1768,7 +2156,7 @@ export interface components {
             };
             nodes: components["schemas"]["DashboardNodeCounts_Output"];
             /** @description The privileges the caller holds on /remotes/{remote} */
-            privileges: ("system.audit" | "system.modify" | "remote.audit" | "remote.modify" | "vm.audit" | "vm.power" | "vm.migrate" | "vm.snapshot" | "vm.replicate" | "vm.failover" | "task.audit" | "task.cancel" | "access.audit" | "access.modify" | "audit.read")[];
+            privileges: ("system.audit" | "system.modify" | "remote.audit" | "remote.modify" | "vm.audit" | "vm.power" | "vm.console" | "vm.migrate" | "vm.snapshot" | "vm.replicate" | "vm.failover" | "task.audit" | "task.cancel" | "access.audit" | "access.modify" | "audit.read")[];
             remote: string;
             /**
              * Format: date-time
@@ -1853,7 +2241,15 @@ export interface components {
             /** @description The otpauth:// URI for authenticator apps; shown only now */
             uri: string;
         };
+        EnrolmentCodeDto_Output: {
+            /** @description The one-time enrolment code: shown only now; hand it to the user */
+            code: string;
+            /** Format: date-time */
+            expiresAt: string;
+        };
         EnrolTotpDto: {
+            /** @description For an account that must use a second factor and has none: the one-time code an administrator issued (POST /api/v1/access/users/{user}/tfa/enrolment-code). Needed unless DEBVISOR_TFA_ENROLMENT=password. */
+            enrolmentCode?: string;
             name: string;
             /**
              * Format: password
@@ -2457,7 +2853,7 @@ export interface components {
                 total: number;
             };
             /** @description The privileges the caller holds on /remotes/{remote} */
-            privileges: ("system.audit" | "system.modify" | "remote.audit" | "remote.modify" | "vm.audit" | "vm.power" | "vm.migrate" | "vm.snapshot" | "vm.replicate" | "vm.failover" | "task.audit" | "task.cancel" | "access.audit" | "access.modify" | "audit.read")[];
+            privileges: ("system.audit" | "system.modify" | "remote.audit" | "remote.modify" | "vm.audit" | "vm.power" | "vm.console" | "vm.migrate" | "vm.snapshot" | "vm.replicate" | "vm.failover" | "task.audit" | "task.cancel" | "access.audit" | "access.modify" | "audit.read")[];
             remote: string;
             /**
              * Format: date-time
@@ -2659,22 +3055,6 @@ export interface components {
                 updated: number;
             };
         };
-        ConsoleTicket_Output: {
-            /** @description Single use, valid until expiresAt (at most 60 s), for this VM, this user and this login session only. Offer it as a WebSocket subprotocol next to the protocol below. */
-            ticket: string;
-            /**
-             * Format: date-time
-             * @description When the ticket stops working
-             */
-            expiresAt: string;
-            /** @description Where to open the WebSocket (same origin), carrying RFB (VNC) bytes */
-            websocketPath: string;
-            /**
-             * @description The WebSocket subprotocol
-             * @enum {string}
-             */
-            protocol: "debvisor-console.v1";
-        };
         TaskAcceptedDto_Output: {
             taskId: string;
         };
@@ -2770,6 +3150,12 @@ export interface components {
             type: string;
             /** Format: date-time */
             updatedAt: string;
+            /** @description The task's VM as the manager lists it now: its name and where it is now (a migrated VM where it went); null without a VM, when no remote lists it, or where the caller may not see it */
+            vm: {
+                name: string;
+                node: string;
+                remote: string;
+            } | null;
         };
         TaskListDto_Output: {
             items: {
@@ -2864,6 +3250,12 @@ export interface components {
                 type: string;
                 /** Format: date-time */
                 updatedAt: string;
+                /** @description The task's VM as the manager lists it now: its name and where it is now (a migrated VM where it went); null without a VM, when no remote lists it, or where the caller may not see it */
+                vm: {
+                    name: string;
+                    node: string;
+                    remote: string;
+                } | null;
             }[];
             limit: number;
             offset: number;
@@ -3070,6 +3462,15 @@ export interface components {
             enabled?: boolean;
             requireTfa?: boolean;
         };
+        UploadCertificate: {
+            /** @description The certificate chain in PEM: the certificate first, then each issuer */
+            chainPem: string;
+            /**
+             * Format: password
+             * @description The unencrypted private key in PEM (PKCS#8, PKCS#1 or SEC1); write-only, stored sealed
+             */
+            keyPem: string;
+        };
         UsageSample_Output: {
             /** Format: date-time */
             at: string;
@@ -3167,7 +3568,7 @@ export interface components {
             nics: components["schemas"]["VmNic_Output"][];
             node: string;
             /** @description The privileges the caller holds on the VM's ACL path */
-            privileges: ("system.audit" | "system.modify" | "remote.audit" | "remote.modify" | "vm.audit" | "vm.power" | "vm.migrate" | "vm.snapshot" | "vm.replicate" | "vm.failover" | "task.audit" | "task.cancel" | "access.audit" | "access.modify" | "audit.read")[];
+            privileges: ("system.audit" | "system.modify" | "remote.audit" | "remote.modify" | "vm.audit" | "vm.power" | "vm.console" | "vm.migrate" | "vm.snapshot" | "vm.replicate" | "vm.failover" | "task.audit" | "task.cancel" | "access.audit" | "access.modify" | "audit.read")[];
             remote: string;
             /** @description True when the remote or node does not answer now and this is the last known state */
             stale: boolean;
@@ -3432,6 +3833,8 @@ export interface components {
             challenge: string;
         };
         WebauthnOptionsBodyDto: {
+            /** @description For an account that must use a second factor and has none: the one-time code an administrator issued (POST /api/v1/access/users/{user}/tfa/enrolment-code). Needed unless DEBVISOR_TFA_ENROLMENT=password. */
+            enrolmentCode?: string;
             name: string;
             /**
              * Format: password
@@ -3502,6 +3905,22 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description ACL entries (on one path with ?path=, of one principal with ?principal=) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AclListDto_Output"];
+                };
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -3515,15 +3934,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
-            };
-            /** @description ACL entries (on one path with ?path=, of one principal with ?principal=) */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["AclListDto_Output"];
-                };
             };
         };
     };
@@ -3540,6 +3950,22 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Granted (or the role on that path and principal changed) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AclEntryDto_Output"];
+                };
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -3553,15 +3979,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
-            };
-            /** @description Granted (or the role on that path and principal changed) */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["AclEntryDto_Output"];
-                };
             };
         };
     };
@@ -3583,6 +4000,20 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Done; no content */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -3608,6 +4039,22 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Groups with their member counts */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GroupListDto_Output"];
+                };
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -3621,15 +4068,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
-            };
-            /** @description Groups with their member counts */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["GroupListDto_Output"];
-                };
             };
         };
     };
@@ -3646,6 +4084,13 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             201: {
                 headers: {
                     [name: string]: unknown;
@@ -3681,6 +4126,22 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The group with its members and where each membership comes from */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GroupDto_Output"];
+                };
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -3694,15 +4155,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
-            };
-            /** @description The group with its members and where each membership comes from */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["GroupDto_Output"];
-                };
             };
         };
     };
@@ -3721,6 +4173,21 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GroupDto_Output"];
+                };
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -3735,14 +4202,6 @@ export interface operations {
                 };
                 content?: never;
             };
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["GroupDto_Output"];
-                };
-            };
         };
     };
     GroupsController_delete: {
@@ -3756,6 +4215,20 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Done; no content */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -3787,6 +4260,22 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Replaces the locally managed members; realm-managed ones stay */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GroupDto_Output"];
+                };
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -3800,15 +4289,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
-            };
-            /** @description Replaces the locally managed members; realm-managed ones stay */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["GroupDto_Output"];
-                };
             };
         };
     };
@@ -3825,6 +4305,20 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Done; no content */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Not logged in */
             401: {
                 headers: {
@@ -3843,6 +4337,22 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Every realm (local, LDAP, OpenID Connect); secrets never included */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RealmListDto_Output"];
+                };
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -3856,15 +4366,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
-            };
-            /** @description Every realm (local, LDAP, OpenID Connect); secrets never included */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["RealmListDto_Output"];
-                };
             };
         };
     };
@@ -3881,6 +4382,13 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Added; for LDAP the connection test result included */
             201: {
                 headers: {
@@ -3917,6 +4425,21 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RealmDto_Output"];
+                };
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -3930,14 +4453,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
-            };
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["RealmDto_Output"];
-                };
             };
         };
     };
@@ -3956,6 +4471,22 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Changed; absent fields stay as they were */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChangedRealmDto_Output"];
+                };
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -3970,15 +4501,6 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Changed; absent fields stay as they were */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ChangedRealmDto_Output"];
-                };
-            };
         };
     };
     RealmsController_delete: {
@@ -3992,6 +4514,20 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Done; no content */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -4019,6 +4555,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description The LDAP realm’s users and groups synced from its directory */
             200: {
                 headers: {
@@ -4053,21 +4596,28 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Not logged in */
-            401: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
             };
             /** @description Your TOTP devices, unused recovery codes and second-factor locks */
-            default: {
+            200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["TfaOverviewDto_Output"];
                 };
+            };
+            /** @description Not logged in */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
         };
     };
@@ -4084,6 +4634,13 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description 10 new recovery codes, shown only now; the old ones stop working */
             200: {
                 headers: {
@@ -4115,6 +4672,13 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description An unconfirmed device; its secret (URI, QR code) is shown only now */
             201: {
                 headers: {
@@ -4148,6 +4712,20 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Done; no content */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Not logged in */
             401: {
                 headers: {
@@ -4172,6 +4750,13 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Confirmed; with the first device, 10 recovery codes shown only now */
             200: {
                 headers: {
@@ -4203,6 +4788,13 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description The credential is stored; with the first second factor, 10 recovery codes shown only now */
             201: {
                 headers: {
@@ -4236,6 +4828,20 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Done; no content */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Not logged in */
             401: {
                 headers: {
@@ -4258,6 +4864,13 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Options for navigator.credentials.create(); answer with POST /api/v1/access/tfa/webauthn within 2 minutes */
             200: {
                 headers: {
@@ -4289,6 +4902,22 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Every token (never a secret) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TokenListDto_Output"];
+                };
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -4302,15 +4931,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
-            };
-            /** @description Every token (never a secret) */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["TokenListDto_Output"];
-                };
             };
         };
     };
@@ -4327,6 +4947,13 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description The token of a user or a group; its secret is in this answer only */
             201: {
                 headers: {
@@ -4367,6 +4994,21 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TokenDto_Output"];
+                };
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -4381,14 +5023,6 @@ export interface operations {
                 };
                 content?: never;
             };
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["TokenDto_Output"];
-                };
-            };
         };
     };
     TokensController_revoke: {
@@ -4402,6 +5036,20 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Done; no content */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -4427,21 +5075,28 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Not logged in */
-            401: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
             };
             /** @description Your own tokens (never a secret) */
-            default: {
+            200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["TokenListDto_Output"];
                 };
+            };
+            /** @description Not logged in */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
         };
     };
@@ -4458,6 +5113,13 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description A token of your own (you@realm!name); its secret is in this answer only */
             201: {
                 headers: {
@@ -4491,20 +5153,27 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Not logged in */
-            401: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
             };
-            default: {
+            200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["TokenDto_Output"];
                 };
+            };
+            /** @description Not logged in */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
         };
     };
@@ -4519,6 +5188,20 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Done; no content */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Not logged in */
             401: {
                 headers: {
@@ -4539,21 +5222,28 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Not logged in */
-            401: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
             };
             /** @description The own ACL entries of your limited token */
-            default: {
+            200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["TokenAclListDto_Output"];
                 };
+            };
+            /** @description Not logged in */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
         };
     };
@@ -4572,21 +5262,28 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Not logged in */
-            401: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
             };
             /** @description A role for your limited token on a path: it still never holds more than you */
-            default: {
+            200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["AclEntryDto_Output"];
                 };
+            };
+            /** @description Not logged in */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
         };
     };
@@ -4604,6 +5301,20 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Done; no content */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Not logged in */
             401: {
                 headers: {
@@ -4624,6 +5335,22 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Users (of one realm with ?realm=), with their groups */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UserListDto_Output"];
+                };
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -4637,15 +5364,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
-            };
-            /** @description Users (of one realm with ?realm=), with their groups */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["UserListDto_Output"];
-                };
             };
         };
     };
@@ -4662,6 +5380,13 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             201: {
                 headers: {
                     [name: string]: unknown;
@@ -4697,6 +5422,21 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UserDto_Output"];
+                };
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -4710,14 +5450,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
-            };
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["UserDto_Output"];
-                };
             };
         };
     };
@@ -4736,6 +5468,22 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Disabling ends the user’s sessions and stops its API tokens */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UserDto_Output"];
+                };
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -4750,15 +5498,6 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Disabling ends the user’s sessions and stops its API tokens */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["UserDto_Output"];
-                };
-            };
         };
     };
     UsersController_delete: {
@@ -4772,6 +5511,20 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Done; no content */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -4803,6 +5556,20 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Done; no content */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -4830,6 +5597,63 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Done; no content */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs access.modify on / */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    TfaController_issueEnrolmentCode: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The one-time enrolment code, shown only now */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EnrolmentCodeDto_Output"];
+                };
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -4857,6 +5681,20 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Done; no content */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -4885,6 +5723,22 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Which tenant group owns which VM */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VmOwnerListDto_Output"];
+                };
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -4898,15 +5752,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
-            };
-            /** @description Which tenant group owns which VM */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["VmOwnerListDto_Output"];
-                };
             };
         };
     };
@@ -4926,6 +5771,22 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The VM now belongs to the tenant group */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VmOwnerDto_Output"];
+                };
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -4939,15 +5800,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
-            };
-            /** @description The VM now belongs to the tenant group */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["VmOwnerDto_Output"];
-                };
             };
         };
     };
@@ -4963,6 +5815,20 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Done; no content */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -5004,6 +5870,22 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Audit entries, newest first, a page at a time */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditPageDto_Output"];
+                };
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -5017,15 +5899,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
-            };
-            /** @description Audit entries, newest first, a page at a time */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["AuditPageDto_Output"];
-                };
             };
         };
     };
@@ -5051,12 +5924,21 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description JSON lines, oldest first, with seq, prevHash and hash: verify with npm run audit:verify -- --file <export> */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/x-ndjson": string;
+                };
             };
             /** @description No valid API token */
             401: {
@@ -5087,6 +5969,13 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description A session cookie (HttpOnly, Secure, SameSite=Strict) and its CSRF token; stage tells whether a second factor follows */
             200: {
                 headers: {
@@ -5107,6 +5996,20 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Done; no content */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Not logged in */
             401: {
                 headers: {
@@ -5125,6 +6028,20 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Done; no content */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Not logged in */
             401: {
                 headers: {
@@ -5145,6 +6062,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description To the realm's identity provider; the login attempt rides in a sealed cookie (debvisor_oidc, 10 minutes) */
             302: {
                 headers: {
@@ -5170,6 +6094,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Logged in: the session cookie is set; to / (or /?login=tfa, /?login=setup when a second factor follows) */
             302: {
                 headers: {
@@ -5195,8 +6126,15 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description The realms to offer on a login page: id, type and comment, nothing of their settings */
-            default: {
+            200: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5215,21 +6153,28 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Not logged in */
-            401: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
             };
             /** @description Who is logged in, the CSRF token, and the privileges held on / */
-            default: {
+            200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["CurrentSessionDto_Output"];
                 };
+            };
+            /** @description Not logged in */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
         };
     };
@@ -5246,6 +6191,13 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description The second step of a login: needs the cookie and CSRF token of the first step; answers a new session */
             200: {
                 headers: {
@@ -5266,6 +6218,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description WebAuthn options for the second step (cookie and CSRF token of the first step); answer with POST /api/v1/auth/tfa {webauthn} */
             200: {
                 headers: {
@@ -5286,6 +6245,22 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Every remote the caller may see with its figures, recent use and alerts; the totals; the tasks in progress */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Dashboard_Output"];
+                };
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -5300,15 +6275,6 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Every remote the caller may see with its figures, recent use and alerts; the totals; the tasks in progress */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Dashboard_Output"];
-                };
-            };
         };
     };
     IdentityController_get: {
@@ -5320,6 +6286,22 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The manager's client CA (for agents' tls.clientCas) and HTTPS certificate */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ManagerIdentityDto_Output"];
+                };
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -5334,15 +6316,6 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The manager's client CA (for agents' tls.clientCas) and HTTPS certificate */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ManagerIdentityDto_Output"];
-                };
-            };
         };
     };
     RemoteGroupsController_list: {
@@ -5354,6 +6327,21 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RemoteGroupListDto_Output"];
+                };
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -5367,14 +6355,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
-            };
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["RemoteGroupListDto_Output"];
-                };
             };
         };
     };
@@ -5391,6 +6371,13 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             201: {
                 headers: {
                     [name: string]: unknown;
@@ -5426,6 +6413,21 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RemoteGroupDto_Output"];
+                };
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -5439,14 +6441,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
-            };
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["RemoteGroupDto_Output"];
-                };
             };
         };
     };
@@ -5465,6 +6459,22 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The entries replaced */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RemoteGroupDto_Output"];
+                };
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -5479,15 +6489,6 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The entries replaced */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["RemoteGroupDto_Output"];
-                };
-            };
         };
     };
     RemoteGroupsController_delete: {
@@ -5501,6 +6502,20 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Done; no content */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -5526,6 +6541,22 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The remotes the caller may see */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RemoteListDto_Output"];
+                };
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -5539,15 +6570,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
-            };
-            /** @description The remotes the caller may see */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["RemoteListDto_Output"];
-                };
             };
         };
     };
@@ -5564,6 +6586,13 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Added; the connection test result included */
             201: {
                 headers: {
@@ -5600,6 +6629,21 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RemoteDto_Output"];
+                };
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -5614,14 +6658,6 @@ export interface operations {
                 };
                 content?: never;
             };
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["RemoteDto_Output"];
-                };
-            };
         };
     };
     RemotesController_delete: {
@@ -5635,6 +6671,20 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Done; no content */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -5666,6 +6716,21 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RemoteDto_Output"];
+                };
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -5679,14 +6744,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
-            };
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["RemoteDto_Output"];
-                };
             };
         };
     };
@@ -5705,6 +6762,13 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Added; the check of the key included */
             201: {
                 headers: {
@@ -5742,6 +6806,21 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RemoteDto_Output"];
+                };
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -5756,14 +6835,6 @@ export interface operations {
                 };
                 content?: never;
             };
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["RemoteDto_Output"];
-                };
-            };
         };
     };
     ResourcesController_nodes: {
@@ -5777,6 +6848,21 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RemoteNodesDto_Output"];
+                };
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -5790,14 +6876,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
-            };
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["RemoteNodesDto_Output"];
-                };
             };
         };
     };
@@ -5813,6 +6891,20 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Done; no content */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -5841,6 +6933,20 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Done; no content */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -5868,6 +6974,21 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RemoteVmsDto_Output"];
+                };
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -5881,14 +7002,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
-            };
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["RemoteVmsDto_Output"];
-                };
             };
         };
     };
@@ -5904,6 +7017,22 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The VM with its disks, NICs and CPU baseline, and the privileges the caller holds on it */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VmDetail_Output"];
+                };
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -5918,14 +7047,49 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The VM with its disks, NICs and CPU baseline, and the privileges the caller holds on it */
-            default: {
+        };
+    };
+    ConsoleController_issue: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                remote: string;
+                vmid: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The ticket and where to use it */
+            201: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["VmDetail_Output"];
+                    "application/json": components["schemas"]["ConsoleTicket_Output"];
                 };
+            };
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs vm.console on /remotes/{remote}/vms/{vmid} */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
         };
     };
@@ -5945,6 +7109,13 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Accepted: follow the migration at /api/v1/tasks/{taskId} */
             202: {
                 headers: {
@@ -5986,6 +7157,13 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Both ends' checks, each pass, warn or fail with a reason; ok when none failed. Nothing is reserved */
             200: {
                 headers: {
@@ -6023,6 +7201,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Accepted: follow the task at /api/v1/tasks/{taskId} */
             202: {
                 headers: {
@@ -6060,6 +7245,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description DR state, RPO against its target, and every image at both sites, read now */
             200: {
                 headers: {
@@ -6101,6 +7293,13 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Accepted: follow the task at /api/v1/tasks/{taskId} */
             202: {
                 headers: {
@@ -6138,6 +7337,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Accepted: follow the task at /api/v1/tasks/{taskId} */
             202: {
                 headers: {
@@ -6175,6 +7381,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description The data at risk (RPO, last mirrored snapshot) and what a failover would require — shown before the operator confirms */
             200: {
                 headers: {
@@ -6216,6 +7429,13 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Accepted: follow the task at /api/v1/tasks/{taskId} */
             202: {
                 headers: {
@@ -6257,6 +7477,13 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Accepted: follow the task at /api/v1/tasks/{taskId} */
             202: {
                 headers: {
@@ -6298,6 +7525,13 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Accepted: follow the task at /api/v1/tasks/{taskId} */
             202: {
                 headers: {
@@ -6335,6 +7569,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Accepted: follow the task at /api/v1/tasks/{taskId} */
             202: {
                 headers: {
@@ -6372,6 +7613,22 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The VM's snapshots as its remote has them, with consistency, disks, who took them and which schedule, and the caller's quota */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SnapshotListDto_Output"];
+                };
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -6385,15 +7642,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
-            };
-            /** @description The VM's snapshots as its remote has them, with consistency, disks, who took them and which schedule, and the caller's quota */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["SnapshotListDto_Output"];
-                };
             };
         };
     };
@@ -6413,6 +7661,13 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Accepted: the task at /api/v1/tasks/{taskId} takes the snapshot. 409 over the quota, for a name in use or while the VM has another operation */
             202: {
                 headers: {
@@ -6452,6 +7707,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Accepted: the task at /api/v1/tasks/{taskId} deletes the snapshot from every disk */
             202: {
                 headers: {
@@ -6495,6 +7757,13 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Accepted: the task rolls every disk back (what was written since is lost). 409 when the VM is not stopped and stopFirst was not asked, or while it has another operation (a migration) */
             202: {
                 headers: {
@@ -6520,43 +7789,6 @@ export interface operations {
             };
         };
     };
-    ConsoleController_issue: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                remote: string;
-                vmid: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The ticket and where to use it */
-            201: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ConsoleTicket_Output"];
-                };
-            };
-            /** @description No valid API token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description Needs vm.console on /remotes/{remote}/vms/{vmid} */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-        };
-    };
     VmPowerController_start: {
         parameters: {
             query?: never;
@@ -6569,6 +7801,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Accepted: follow the task at /api/v1/tasks/{taskId} */
             202: {
                 headers: {
@@ -6606,6 +7845,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Accepted: follow the task at /api/v1/tasks/{taskId} */
             202: {
                 headers: {
@@ -6644,6 +7890,13 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description The certificate chain the endpoint presents */
             200: {
                 headers: {
@@ -6681,6 +7934,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Every pair, each with both sides’ pool mirroring health (GetPoolMirrorStatus; an unreachable side says so) */
             200: {
                 headers: {
@@ -6719,6 +7979,13 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Accepted: the task hands A's peer bootstrap token to B (in memory only); follow it at /api/v1/tasks/{taskId} */
             202: {
                 headers: {
@@ -6755,6 +8022,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description The pair, with both sides’ pool mirroring health read now */
             200: {
                 headers: {
@@ -6791,6 +8065,20 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Done; no content */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -6819,6 +8107,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Mirrored VMs (a tenant's only), DR state and RPO from the last status poll */
             200: {
                 headers: {
@@ -6866,6 +8161,22 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description One page of the nodes and VMs of every remote the caller may see that match the query (from the cache), how many match, and each remote's status */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ResourceList_Output"];
+                };
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -6880,15 +8191,6 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description One page of the nodes and VMs of every remote the caller may see that match the query (from the cache), how many match, and each remote's status */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ResourceList_Output"];
-                };
-            };
         };
     };
     ResourcesController_refresh: {
@@ -6902,6 +8204,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Reads every visible remote (or ?remote=) now: statuses after the refresh, or after the remote timeout */
             200: {
                 headers: {
@@ -6936,6 +8245,22 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The schedules whose target (VM, or remote) the caller holds vm.audit on */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ScheduleListDto_Output"];
+                };
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -6949,15 +8274,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
-            };
-            /** @description The schedules whose target (VM, or remote) the caller holds vm.audit on */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ScheduleListDto_Output"];
-                };
             };
         };
     };
@@ -6974,6 +8290,13 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description The schedule, with its first run planned. Needs vm.snapshot on the target */
             201: {
                 headers: {
@@ -7010,6 +8333,22 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description One schedule (404 when the caller may not see its target) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ScheduleDto_Output"];
+                };
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -7024,15 +8363,6 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description One schedule (404 when the caller may not see its target) */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ScheduleDto_Output"];
-                };
-            };
         };
     };
     SnapshotSchedulesController_remove: {
@@ -7046,6 +8376,20 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Done; no content */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -7077,6 +8421,22 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The changed schedule; a new timing (or enabling it again) plans the next run from now */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ScheduleDto_Output"];
+                };
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -7091,15 +8451,6 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The changed schedule; a new timing (or enabling it again) plans the next run from now */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ScheduleDto_Output"];
-                };
-            };
         };
     };
     SnapshotSchedulesController_run: {
@@ -7113,6 +8464,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Accepted: a run now (vm.snapshot.schedule task); the timing is unchanged */
             202: {
                 headers: {
@@ -7138,6 +8496,346 @@ export interface operations {
             };
         };
     };
+    CertificatesController_status: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Secrets are never included */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CertificatesStatus_Output"];
+                };
+            };
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs system.audit on / */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    CertificatesController_createAccount: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateAcmeAccount"];
+            };
+        };
+        responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Registered; its key is stored sealed */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AcmeAccount_Output"];
+                };
+            };
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs system.modify on / */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    CertificatesController_deleteAccount: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Done; no content */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs system.modify on / */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    CertificatesController_order: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Issued and now served */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CertificatesStatus_Output"];
+                };
+            };
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs system.modify on / */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    CertificatesController_revoke: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Revoked at the CA */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CertificatesStatus_Output"];
+                };
+            };
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs system.modify on / */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    CertificatesController_setSettings: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AcmeSettings"];
+            };
+        };
+        responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Saved; the TSIG secret is never returned */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AcmeSettingsView_Output"];
+                };
+            };
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs system.modify on / */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    CertificatesController_upload: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UploadCertificate"];
+            };
+        };
+        responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Checked and now served */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CertificatesStatus_Output"];
+                };
+            };
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs system.modify on / */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    CertificatesController_useSelfSigned: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Now served */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CertificatesStatus_Output"];
+                };
+            };
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs system.modify on / */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
     TasksController_list: {
         parameters: {
             query?: {
@@ -7155,6 +8853,22 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Tasks the caller may see, newest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TaskListDto_Output"];
+                };
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -7168,15 +8882,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
-            };
-            /** @description Tasks the caller may see, newest first */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["TaskListDto_Output"];
-                };
             };
         };
     };
@@ -7191,6 +8896,21 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TaskDto_Output"];
+                };
+            };
             /** @description No valid API token */
             401: {
                 headers: {
@@ -7205,14 +8925,6 @@ export interface operations {
                 };
                 content?: never;
             };
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["TaskDto_Output"];
-                };
-            };
         };
     };
     TasksController_cancel: {
@@ -7226,6 +8938,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Accepted: a queued task is cancelled at once; a running one ends cancelled once it has stopped */
             202: {
                 headers: {
@@ -7260,11 +8979,24 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            200: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description Alive */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {string} */
+                        status: "ok";
+                    };
+                };
             };
         };
     };
@@ -7277,7 +9009,31 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The Prometheus text exposition format */
             200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain": string;
+                };
+            };
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs system.audit on / */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7294,11 +9050,29 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            200: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description Ready */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        checks: {
+                            database: string;
+                            poller: string;
+                            remotes: string;
+                        };
+                        /** @enum {string} */
+                        status: "ready";
+                    };
+                };
             };
         };
     };

@@ -57,6 +57,7 @@ function task(change: Partial<Task> = {}): Task {
     type: 'vm.migrate',
     state: 'running',
     target: { remote: 'dc-east', vm: '6f1c2b9e-0000-4000-8000-000000000001' },
+    vm: null,
     owner: 'admin@local',
     progress: 0.05 + 0.9 * 0.375,
     log: [],

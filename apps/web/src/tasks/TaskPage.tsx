@@ -10,7 +10,7 @@ import { LastUpdated } from '../ui/LastUpdated';
 import { Timestamp } from '../ui/Timestamp';
 import { href } from '../view';
 import { useCancelTask } from './mutations';
-import { useTask, useVmWhereabouts } from './queries';
+import { useTask } from './queries';
 import {
   currentTargetRoute,
   isActive,
@@ -66,14 +66,14 @@ function TaskView({
   const cancel = useCancelTask();
   const [confirming, setConfirming] = useState(false);
   const active = isActive(task.state);
-  const whereabouts = useVmWhereabouts([task.target.vm], may(signedIn, 'remote.audit'));
-  const now = task.target.vm ? whereabouts.data?.get(task.target.vm) : undefined;
-  const target = currentTargetRoute(task, now);
+  const target = currentTargetRoute(task);
   const seconds = taskSeconds(task, updatedAt || Date.now());
   const isMigration = task.type === 'vm.migrate';
   // A VM moved by this task to another remote is no longer where the task names it.
   const movedFrom =
-    now && task.target.remote && now.remote !== task.target.remote ? task.target.remote : null;
+    task.vm && task.target.remote && task.vm.remote !== task.target.remote
+      ? task.target.remote
+      : null;
   const log = logBesidesJournal(task);
   const cancelLabel = isMigration ? 'Cancel migration' : 'Cancel task';
   return (
@@ -96,7 +96,7 @@ function TaskView({
         <div className="wide">
           <dt>Target</dt>
           <dd data-testid="task-target" title={task.target.vm ?? undefined}>
-            {target ? <a href={href(target)}>{targetLabel(task, now)}</a> : targetLabel(task, now)}
+            {target ? <a href={href(target)}>{targetLabel(task)}</a> : targetLabel(task)}
             {movedFrom ? <span className="muted"> (moved from {movedFrom})</span> : null}
           </dd>
         </div>

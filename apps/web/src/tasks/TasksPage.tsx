@@ -6,7 +6,7 @@ import { formatDuration, formatPercent } from '../ui/format';
 import { LastUpdated } from '../ui/LastUpdated';
 import { Timestamp } from '../ui/Timestamp';
 import { href } from '../view';
-import { useTaskList, useVmWhereabouts } from './queries';
+import { useTaskList } from './queries';
 import { TaskStateBadge } from './TaskStateBadge';
 import {
   isUnfiltered,
@@ -226,11 +226,6 @@ function TaskTable({
   mayReadResources: boolean;
 }) {
   const now = Date.now();
-  // The VMs' names and where they are now (tasks name a VM by uuid and its remote at the time).
-  const whereabouts = useVmWhereabouts(
-    tasks.map((task) => task.target.vm),
-    mayReadResources,
-  ).data;
   return (
     <table className="task-table">
       <caption className="visually-hidden">{caption}</caption>
@@ -246,8 +241,7 @@ function TaskTable({
       </thead>
       <tbody>
         {tasks.map((task) => {
-          const at = task.target.vm ? whereabouts?.get(task.target.vm) : undefined;
-          const target = currentTargetRoute(task, at);
+          const target = currentTargetRoute(task);
           return (
             <tr key={task.id} data-testid="task-row" data-task-id={task.id} data-state={task.state}>
               <th scope="row">
@@ -257,11 +251,7 @@ function TaskTable({
                 <TaskStateBadge state={task.state} />
               </td>
               <td title={task.target.vm ?? undefined}>
-                {target ? (
-                  <a href={href(target)}>{targetLabel(task, at)}</a>
-                ) : (
-                  targetLabel(task, at)
-                )}
+                {target ? <a href={href(target)}>{targetLabel(task)}</a> : targetLabel(task)}
               </td>
               <td className="owner">{task.owner}</td>
               <td>

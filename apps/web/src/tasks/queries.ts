@@ -1,12 +1,6 @@
 import { keepPreviousData, useQuery } from '@tanstack/react-query';
 import { api, unwrap, type Schemas } from '../api/client';
-import {
-  isActive,
-  listRefreshMs,
-  type Task,
-  type TaskState,
-  type VmWhereabouts,
-} from './task-view';
+import { isActive, listRefreshMs, type Task, type TaskState } from './task-view';
 
 /** The query of GET /api/v1/tasks (taskListQuery builds it from the page's filter). */
 export interface TaskListQuery {
@@ -20,54 +14,6 @@ export interface TaskListQuery {
 
 // GET successes are documented as the OpenAPI `default` answer, which openapi-fetch types as an error: the answers are named here.
 type TaskList = Schemas['TaskListDto_Output'];
-type ResourceList = Schemas['ResourceList_Output'];
-
-/** VM ids per search: `id:<uuid>` is 39 characters, and a search is at most 512. */
-const IDS_PER_SEARCH = 12;
-
-/**
- * Where the VMs with these ids are now (name, remote, node), from the resource cache: the tasks
- * name a VM by its uuid and the remote it was on when the task began. `enabled`: the caller may
- * read resources (remote.audit); VMs the caller may not see stay unnamed.
- */
-export function useVmWhereabouts(ids: readonly (string | null)[], enabled: boolean) {
-  const wanted = [...new Set(ids.filter((id): id is string => !!id))].sort();
-  return useQuery({
-    queryKey: ['resources', 'whereabouts', wanted],
-    queryFn: async (): Promise<Map<string, VmWhereabouts>> => {
-      const chunks: string[][] = [];
-      for (let i = 0; i < wanted.length; i += IDS_PER_SEARCH)
-        chunks.push(wanted.slice(i, i + IDS_PER_SEARCH));
-      const lists: ResourceList[] = await Promise.all(
-        chunks.map((chunk) =>
-          unwrap(
-            api.GET('/api/v1/resources', {
-              params: {
-                query: {
-                  type: 'vm',
-                  q: chunk.map((id) => `id:${id}`).join(' '),
-                  limit: chunk.length,
-                },
-              },
-            }),
-          ),
-        ),
-      );
-      return new Map(
-        lists.flatMap((list) =>
-          list.items.flatMap((item) =>
-            item.type === 'vm'
-              ? [[item.id, { name: item.name, remote: item.remote, node: item.node }] as const]
-              : [],
-          ),
-        ),
-      );
-    },
-    enabled: enabled && wanted.length > 0,
-    staleTime: 5000,
-    placeholderData: keepPreviousData,
-  });
-}
 
 export const taskKeys = {
   all: ['tasks'] as const,

@@ -49,22 +49,24 @@ describe('the tasks page', () => {
       vmid: vm,
     });
     expect(targetRoute({ target: { remote: 'dc-east', vm: null } })).toBeNull();
-    expect(targetLabel({ target: { remote: 'dc-east', vm } })).toBe('dc-east / 6f1c2b9e…');
-    expect(targetLabel({ target: { remote: null, vm: null } })).toBe('—');
+    expect(targetLabel({ target: { remote: 'dc-east', vm }, vm: null })).toBe(
+      'dc-east / 6f1c2b9e…',
+    );
+    expect(targetLabel({ target: { remote: null, vm: null }, vm: null })).toBe('—');
   });
 
-  it("names a task's VM and where it is now, and links there, once the resource cache lists it (also after a move to another remote)", () => {
+  it("names a task's VM and where it is now, and links there, once the manager lists it (also after a move to another remote)", () => {
     const vm = '6f1c2b9e-0000-4000-8000-000000000001';
     const now = { name: 'web-01', remote: 'dc-west', node: 'west-2' };
-    expect(targetLabel({ target: { remote: 'dc-east', vm } }, now)).toBe(
+    expect(targetLabel({ target: { remote: 'dc-east', vm }, vm: now })).toBe(
       'web-01 on dc-west / west-2',
     );
-    expect(currentTargetRoute({ target: { remote: 'dc-east', vm } }, now)).toEqual({
+    expect(currentTargetRoute({ target: { remote: 'dc-east', vm }, vm: now })).toEqual({
       page: 'vm',
       remote: 'dc-west',
       vmid: vm,
     });
-    expect(currentTargetRoute({ target: { remote: 'dc-east', vm } })).toEqual({
+    expect(currentTargetRoute({ target: { remote: 'dc-east', vm }, vm: null })).toEqual({
       page: 'vm',
       remote: 'dc-east',
       vmid: vm,

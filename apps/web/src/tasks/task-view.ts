@@ -70,28 +70,23 @@ export function targetRoute(task: Pick<Task, 'target'>): Route | null {
   return remote && vm ? { page: 'vm', remote, vmid: vm } : null;
 }
 
-/** Where a VM is now, as the resource cache lists it (GET /api/v1/resources?q=id:<uuid>). */
-export interface VmWhereabouts {
-  name: string;
-  remote: string;
-  node: string;
-}
-
 /**
- * A task's target in words: the VM's name and where it is now ("web-01 on dc-west / west-2"),
- * from `now` (the resource cache); "dc-east / 4f1c…" when the manager no longer lists the VM.
+ * A task's target in words: the VM's name and where it is now ("web-01 on dc-west / west-2", as
+ * the manager lists it); "dc-east / 4f1c…" when the manager no longer lists the VM or the caller
+ * may not see where it is.
  */
-export function targetLabel(task: Pick<Task, 'target'>, now?: VmWhereabouts): string {
+export function targetLabel(task: Pick<Task, 'target' | 'vm'>): string {
   const { remote, vm } = task.target;
   if (!remote && !vm) return '—';
   if (!vm) return remote ?? '—';
-  if (now) return `${now.name} on ${now.remote} / ${now.node || '?'}`;
+  if (task.vm) return `${task.vm.name} on ${task.vm.remote} / ${task.vm.node || '?'}`;
   return `${remote ?? '?'} / ${vm.slice(0, 8)}…`;
 }
 
 /** The route to a task's VM where it is now (it may have moved to another remote), else where the task names it. */
-export function currentTargetRoute(task: Pick<Task, 'target'>, now?: VmWhereabouts): Route | null {
-  if (now && task.target.vm) return { page: 'vm', remote: now.remote, vmid: task.target.vm };
+export function currentTargetRoute(task: Pick<Task, 'target' | 'vm'>): Route | null {
+  if (task.vm && task.target.vm)
+    return { page: 'vm', remote: task.vm.remote, vmid: task.target.vm };
   return targetRoute(task);
 }
 
