@@ -87,7 +87,11 @@ export interface BuiltManager {
 }
 
 /** The built manager process, as an operator starts it: embedded PostgreSQL, the built web UI, a known admin password. */
-export async function startBuiltManager(adminPassword: string): Promise<BuiltManager> {
+export async function startBuiltManager(
+  adminPassword: string,
+  /** Further settings (e.g. the HTTP-01 listener of the certificates tests). */
+  extraEnv: Record<string, string> = {},
+): Promise<BuiltManager> {
   if (!existsSync(MANAGER_MAIN))
     throw new Error(`${MANAGER_MAIN} is missing: run \`npx tsc -b tsconfig.build.json\` first`);
   if (!existsSync(join(WEB_DIR, 'index.html')))
@@ -103,6 +107,9 @@ export async function startBuiltManager(adminPassword: string): Promise<BuiltMan
     DEBVISOR_POLL_INTERVAL_SECONDS: '3600',
     DEBVISOR_WEB_DIR: WEB_DIR,
     DEBVISOR_ADMIN_PASSWORD: adminPassword,
+    // The HTTP-01 listener on a free port (port 80 is for production).
+    DEBVISOR_HTTP_LISTEN: '127.0.0.1:0',
+    ...extraEnv,
   };
   delete env.DATABASE_URL;
   delete env.DATABASE_ADMIN_URL;

@@ -3,6 +3,7 @@ import { AccountPage } from './account/AccountPage';
 import { AdminPage } from './admin/AdminPage';
 import { errorMessage } from './api/client';
 import { AuditPage } from './audit/AuditPage';
+import { CertificatesPage } from './certificates/CertificatesPage';
 import { LoginPage } from './auth/LoginPage';
 import { useLogout, useSignedOut } from './auth/mutations';
 import { may } from './auth/permissions';
@@ -52,6 +53,15 @@ function sections(signedIn: SignedIn): { label: string; route: Route; pages: Rou
             label: 'Administration',
             route: { page: 'admin', section: 'remotes' } as Route,
             pages: ['admin'] as Route['page'][],
+          },
+        ]
+      : []),
+    ...(may(signedIn, 'system.audit')
+      ? [
+          {
+            label: 'Certificates',
+            route: { page: 'certificates' } as Route,
+            pages: ['certificates'] as Route['page'][],
           },
         ]
       : []),
@@ -119,6 +129,8 @@ function Content({ signedIn, route }: { signedIn: SignedIn; route: Route }) {
       return <AuditPage signedIn={signedIn} />;
     case 'admin':
       return <AdminPage signedIn={signedIn} section={route.section} />;
+    case 'certificates':
+      return <CertificatesPage signedIn={signedIn} />;
     case 'account':
       return <AccountPage signedIn={signedIn} />;
   }

@@ -15,6 +15,7 @@ export type Page =
   | 'audit'
   | 'admin'
   | 'replication'
+  | 'certificates'
   | 'account';
 
 export const ADMIN_SECTIONS = [
@@ -39,6 +40,7 @@ export type Route =
   | { page: 'audit' }
   | { page: 'admin'; section: AdminSection }
   | { page: 'replication' }
+  | { page: 'certificates' }
   | { page: 'account' };
 
 const part = (value: string) => encodeURIComponent(value);
@@ -68,6 +70,8 @@ export function href(route: Route): string {
       return `#/admin/${route.section}`;
     case 'replication':
       return '#/replication';
+    case 'certificates':
+      return '#/certificates';
     case 'account':
       return '#/account';
   }
@@ -107,6 +111,8 @@ export function routeFromHash(hash: string): Route {
       };
     case 'replication':
       return { page: 'replication' };
+    case 'certificates':
+      return { page: 'certificates' };
     case 'account':
       return { page: 'account' };
   }

@@ -27,6 +27,8 @@ export interface PebbleInstance {
   readonly process: ManagedProcess;
   /** The root pebble issues certificates under (it makes a new one at every start). */
   issuingRootPem(): Promise<string>;
+  /** The intermediate pebble signs leaf certificates with (a browser test trusts its key). */
+  intermediatePem(): Promise<string>;
   /** `Valid` or `Revoked`: what pebble knows of the certificate with this serial (hex). */
   certificateStatus(serialHex: string): Promise<string>;
   stop(): Promise<void>;
@@ -93,6 +95,7 @@ export async function startPebble(options: PebbleOptions): Promise<PebbleInstanc
       tlsCaPem: ca.certPem,
       process: child,
       issuingRootPem: () => httpsGetText(`${management}/roots/0`, ca.certPem),
+      intermediatePem: () => httpsGetText(`${management}/intermediates/0`, ca.certPem),
       async certificateStatus(serialHex) {
         // pebble writes serials without leading zeros, in lower case.
         const serial = serialHex.toLowerCase().replace(/^0+(?=.)/, '');
