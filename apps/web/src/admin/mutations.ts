@@ -183,7 +183,7 @@ export function useDeleteUser() {
 
 /** Adds a user to or removes it from one group's locally managed members (read, change, replace). */
 async function setMembership(group: string, user: string, member: boolean): Promise<void> {
-  const current = await unwrap<Schemas['GroupDto_Output']>(
+  const current = await unwrap(
     api.GET('/api/v1/access/groups/{group}', { params: { path: { group } } }),
   );
   const users = membersAfter(localMembers(current.members), user, member);
@@ -272,9 +272,7 @@ export function useUpdateRealm() {
   const reload = useReload();
   return useMutation({
     mutationFn: ({ realm, body }: { realm: string; body: Schemas['UpdateRealmDto'] }) =>
-      unwrap<Schemas['ChangedRealmDto_Output']>(
-        api.PUT('/api/v1/access/realms/{realm}', { params: { path: { realm } }, body }),
-      ),
+      unwrap(api.PUT('/api/v1/access/realms/{realm}', { params: { path: { realm } }, body })),
     onSuccess: () => reload(adminKeys.realms()),
   });
 }

@@ -36,8 +36,7 @@ export const adminKeys = {
 export function useRemotes(enabled = true) {
   return useQuery({
     queryKey: adminKeys.remotes(),
-    queryFn: async () =>
-      (await unwrap<Schemas['RemoteListDto_Output']>(api.GET('/api/v1/remotes'))).items,
+    queryFn: async () => (await unwrap(api.GET('/api/v1/remotes'))).items,
     enabled,
   });
 }
@@ -50,11 +49,7 @@ export function useRemoteStatuses(enabled = true) {
   return useQuery({
     queryKey: adminKeys.remoteStatuses(),
     queryFn: async () =>
-      (
-        await unwrap<Schemas['ResourceList_Output']>(
-          api.GET('/api/v1/resources', { params: { query: { limit: 1 } } }),
-        )
-      ).remotes,
+      (await unwrap(api.GET('/api/v1/resources', { params: { query: { limit: 1 } } }))).remotes,
     enabled,
     refetchInterval: 30_000,
   });
@@ -63,8 +58,7 @@ export function useRemoteStatuses(enabled = true) {
 export function useRemoteGroups(enabled = true) {
   return useQuery({
     queryKey: adminKeys.remoteGroups(),
-    queryFn: async () =>
-      (await unwrap<Schemas['RemoteGroupListDto_Output']>(api.GET('/api/v1/remote-groups'))).items,
+    queryFn: async () => (await unwrap(api.GET('/api/v1/remote-groups'))).items,
     enabled,
   });
 }
@@ -72,8 +66,7 @@ export function useRemoteGroups(enabled = true) {
 export function useUsers(enabled = true) {
   return useQuery({
     queryKey: adminKeys.users(),
-    queryFn: async () =>
-      (await unwrap<Schemas['UserListDto_Output']>(api.GET('/api/v1/access/users'))).items,
+    queryFn: async () => (await unwrap(api.GET('/api/v1/access/users'))).items,
     enabled,
   });
 }
@@ -81,8 +74,7 @@ export function useUsers(enabled = true) {
 export function useGroups(enabled = true) {
   return useQuery({
     queryKey: adminKeys.groups(),
-    queryFn: async () =>
-      (await unwrap<Schemas['GroupListDto_Output']>(api.GET('/api/v1/access/groups'))).items,
+    queryFn: async () => (await unwrap(api.GET('/api/v1/access/groups'))).items,
     enabled,
   });
 }
@@ -92,7 +84,7 @@ export function useGroup(id: string | null) {
   return useQuery({
     queryKey: adminKeys.group(id ?? ''),
     queryFn: () =>
-      unwrap<Group>(api.GET('/api/v1/access/groups/{group}', { params: { path: { group: id! } } })),
+      unwrap(api.GET('/api/v1/access/groups/{group}', { params: { path: { group: id! } } })),
     enabled: id !== null,
   });
 }
@@ -100,8 +92,7 @@ export function useGroup(id: string | null) {
 export function useRealms(enabled = true) {
   return useQuery({
     queryKey: adminKeys.realms(),
-    queryFn: async () =>
-      (await unwrap<Schemas['RealmListDto_Output']>(api.GET('/api/v1/access/realms'))).items,
+    queryFn: async () => (await unwrap(api.GET('/api/v1/access/realms'))).items,
     enabled,
   });
 }
@@ -109,8 +100,7 @@ export function useRealms(enabled = true) {
 export function useAclEntries(enabled = true) {
   return useQuery({
     queryKey: adminKeys.acl(),
-    queryFn: async () =>
-      (await unwrap<Schemas['AclListDto_Output']>(api.GET('/api/v1/access/acl'))).items,
+    queryFn: async () => (await unwrap(api.GET('/api/v1/access/acl'))).items,
     enabled,
   });
 }
@@ -119,8 +109,7 @@ export function useAclEntries(enabled = true) {
 export function useTokens(enabled = true) {
   return useQuery({
     queryKey: adminKeys.tokens(),
-    queryFn: async () =>
-      (await unwrap<Schemas['TokenListDto_Output']>(api.GET('/api/v1/access/tokens'))).items,
+    queryFn: async () => (await unwrap(api.GET('/api/v1/access/tokens'))).items,
     enabled,
   });
 }
@@ -129,8 +118,7 @@ export function useTokens(enabled = true) {
 export function useMyTokens(enabled = true) {
   return useQuery({
     queryKey: adminKeys.myTokens(),
-    queryFn: async () =>
-      (await unwrap<Schemas['TokenListDto_Output']>(api.GET('/api/v1/access/tokens/mine'))).items,
+    queryFn: async () => (await unwrap(api.GET('/api/v1/access/tokens/mine'))).items,
     enabled,
   });
 }

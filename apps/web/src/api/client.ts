@@ -87,11 +87,12 @@ function retryAfter(value: string | null): number | undefined {
 
 /**
  * The data of a typed client call, or an ApiError from the JSON error shape:
- * `unwrap(api.GET('/api/v1/remotes'))`.
+ * `unwrap(api.GET('/api/v1/remotes'))`. Its type is the documented success answer of the route (the
+ * OpenAPI document documents every one); there is no type parameter to assert another by hand.
  */
-export async function unwrap<T>(
-  call: Promise<{ data?: T; error?: unknown; response: Response }>,
-): Promise<T> {
+export async function unwrap<
+  Call extends Promise<{ data?: unknown; error?: unknown; response: Response }>,
+>(call: Call): Promise<Exclude<Awaited<Call>['data'], undefined>> {
   const { data, error, response } = await call;
   if (!response.ok) {
     const body = (error as Partial<ApiErrorBody> | undefined)?.error;
@@ -103,7 +104,7 @@ export async function unwrap<T>(
       response.status === 429 ? retryAfter(response.headers.get('Retry-After')) : undefined,
     );
   }
-  return data as T;
+  return data as Exclude<Awaited<Call>['data'], undefined>;
 }
 
 /** Query parameters without empty values (an empty search field means no filter). */
