@@ -1,5 +1,10 @@
 import type { ConsoleFrame, ConsoleFrame__Output } from '@debvisor/proto';
-import type { ClientDuplexStream } from '@grpc/grpc-js';
+import {
+  status,
+  type ClientDuplexStream,
+  type ServiceError,
+  type StatusObject,
+} from '@grpc/grpc-js';
 import { Duplex } from 'node:stream';
 import type { HypervisorDriver } from '../drivers/hypervisor.driver';
 import type { RegistryService } from '../registry/registry.service';
@@ -39,7 +44,7 @@ export class ConsoleService {
     return this.forward(target, uuid, context);
   }
 
-  /** The owner's console stream as a byte stream; resolves once the owner sent its first bytes or ended. */
+  /** The owner's console stream as a byte stream, once the owner sent its first bytes (or its refusal). */
   private forward(target: PeerTarget, uuid: string, context: CallContext): Promise<Duplex> {
     const call = this.deps.peers.consoleStream(target, context);
     call.write({ open: { uuid } });
@@ -50,14 +55,17 @@ export class ConsoleService {
         settled = true;
         resolve(bytes);
       });
-      call.once('error', (error: Parameters<PeerClientRepository['streamError']>[1]) => {
+      // The call's status comes last (after its end): a refusal is the owner's answer to the caller.
+      call.once('status', (answer: StatusObject) => {
         if (settled) return;
         settled = true;
-        reject(this.deps.peers.streamError(target, error));
-      });
-      call.once('end', () => {
-        if (!settled) resolve(bytes);
-        settled = true;
+        if (answer.code === status.OK) return resolve(bytes);
+        reject(
+          this.deps.peers.streamError(
+            target,
+            Object.assign(new Error(answer.details), answer) as ServiceError,
+          ),
+        );
       });
     });
   }
@@ -84,7 +92,8 @@ function peerDuplex(call: ClientDuplexStream<ConsoleFrame, ConsoleFrame__Output>
     if (frame.data && frame.data.length > 0 && !bytes.push(frame.data)) call.pause();
   });
   call.on('end', () => bytes.push(null));
-  call.on('error', (error) => bytes.destroy(error));
+  // A refusal or a failure is the call's status (see forward); the bytes simply end.
+  call.on('error', () => bytes.destroy());
   return bytes;
 }
 
