@@ -461,4 +461,35 @@ describe('VM consoles through the manager', () => {
     expect((await call('POST', '/api/v1/auth/logout', { session })).status).toBe(204);
     expect(await closed).toEqual({ code: 4401, reason: 'the login session ended' });
   });
+  it('closes an open console when its user loses the console right', async () => {
+    const password = `car-${randomBytes(12).toString('base64url')}-Pw5`;
+    await built.ok('POST', '/api/v1/access/users', { username: 'carol', password });
+    await built.ok('PUT', '/api/v1/access/acl', {
+      path: '/',
+      principalType: 'user',
+      principal: 'carol@local',
+      role: 'Manage',
+    });
+    const session = await login('carol', password);
+    const opened = await openConsole(shown.uuid, (await ticket(session, shown.uuid)).ticket, {
+      session,
+    });
+    if (opened.kind !== 'open') throw new Error(`refused: ${JSON.stringify(opened.body)}`);
+    const closed = new Promise<{ code: number; reason: string }>((resolveClose, reject) => {
+      const timer = setTimeout(() => reject(new Error('the console stayed open')), 30_000);
+      opened.socket.once('close', (code, reason) => {
+        clearTimeout(timer);
+        resolveClose({ code, reason: reason.toString() });
+      });
+    });
+    const revoked = await built.api(
+      'DELETE',
+      '/api/v1/access/acl?path=%2F&principalType=user&principal=carol%40local',
+    );
+    expect(revoked.status, JSON.stringify(revoked.body)).toBe(204);
+    expect(await closed).toEqual({
+      code: 4403,
+      reason: 'you no longer hold the console right on this VM',
+    });
+  });
 });
