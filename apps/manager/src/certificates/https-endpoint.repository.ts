@@ -2,6 +2,24 @@ import { Injectable } from '@nestjs/common';
 import type { Server as HttpServer } from 'node:http';
 import type { Server } from 'node:https';
 
+/** The TLS settings a tls.Server keeps as own properties, which setSecureContext would reset. */
+const KEPT_TLS_OPTIONS = [
+  'ca',
+  'ciphers',
+  'sigalgs',
+  'ecdhCurve',
+  'dhparam',
+  'minVersion',
+  'maxVersion',
+  'secureProtocol',
+  'crl',
+  'honorCipherOrder',
+  'secureOptions',
+  'sessionIdContext',
+  'sessionTimeout',
+  'ticketKeys',
+] as const;
+
 /**
  * The manager's HTTPS server, for swapping its certificate in place: `setSecureContext` applies to
  * the TLS handshakes that follow, while open connections (and their running requests) carry on.
@@ -30,7 +48,16 @@ export class HttpsEndpointRepository {
 
   swap(chainPem: string, keyPem: string): void {
     if (!this.server) throw new Error('the HTTPS server is not attached');
-    this.server.setSecureContext({ cert: chainPem, key: keyPem, minVersion: 'TLSv1.2' });
+    // setSecureContext resets every option it is not given: keep the server's TLS settings (protocol
+    // versions, ciphers, session ticket keys …) as they were started, and change only the certificate.
+    const server = this.server as unknown as Record<string, unknown>;
+    const kept = Object.fromEntries(
+      KEPT_TLS_OPTIONS.filter((name) => server[name] !== undefined).map((name) => [
+        name,
+        server[name],
+      ]),
+    );
+    this.server.setSecureContext({ ...kept, cert: chainPem, key: keyPem });
     this.serving = { chainPem, keyPem };
   }
 }
