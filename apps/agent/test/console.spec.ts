@@ -128,4 +128,22 @@ describe("a VM's console over the agents' mutual TLS", () => {
     expect('error' in answer && answer.error.code).toBe(status.PERMISSION_DENIED);
     expect('error' in answer && answer.error.details).toMatch(/vm:instance:console/);
   });
+
+  it('ends when the VM stops, as a QEMU closing its VNC socket would', async () => {
+    const vm = await vmOn('node-1', 'running');
+    const call = openConsole(cluster.agents[1]!, key);
+    call.write({ open: { uuid: vm.uuid } });
+    expect('bytes' in (await read(call, 12))).toBe(true);
+    const ended = new Promise<number>((resolve) =>
+      call.once('status', (answer: { code: number }) => resolve(answer.code)),
+    );
+    call.on('data', () => undefined);
+    const client = cluster.connect(key);
+    try {
+      await client.vm.stopVm({ uuid: vm.uuid });
+    } finally {
+      client.close();
+    }
+    expect(await ended).toBe(status.OK);
+  });
 });

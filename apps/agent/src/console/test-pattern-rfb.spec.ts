@@ -73,4 +73,12 @@ describe('the sim test pattern RFB server', () => {
     const [error] = (await failed) as [Error];
     expect(error.message).toMatch(/unknown RFB client message 99/);
   });
+
+  it('ends the stream when the VM goes away', async () => {
+    const server = new TestPatternRfb('web-01');
+    server.resume();
+    const ended = once(server, 'end');
+    server.close();
+    await ended;
+  });
 });

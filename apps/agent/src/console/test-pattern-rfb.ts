@@ -63,6 +63,13 @@ export class TestPatternRfb extends Duplex {
     this.push(Buffer.from('RFB 003.008\n', 'latin1'));
   }
 
+  /** The VM's screen went away (it stopped or left the node): the stream ends. */
+  close(): void {
+    if (this.phase === 'closed') return;
+    this.stop();
+    this.push(null);
+  }
+
   override _read(): void {
     // Output is pushed as requests arrive.
   }

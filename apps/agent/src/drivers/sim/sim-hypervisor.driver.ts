@@ -155,6 +155,8 @@ interface OutgoingMigration {
 export class SimHypervisorDriver implements HypervisorDriver {
   readonly name = 'sim';
   private readonly vms = new Map<string, SimVmRecord>();
+  /** The open consoles (test patterns) of each VM. */
+  private readonly consoles = new Map<string, Set<TestPatternRfb>>();
   private readonly locks = new Map<string, SimOperation | 'migration'>();
   private readonly incomings = new Map<string, IncomingMigration>();
   private readonly outgoings = new Map<string, OutgoingMigration>();
@@ -428,7 +430,22 @@ export class SimHypervisorDriver implements HypervisorDriver {
         ErrorCode.FailedPrecondition,
         `VM ${vm.spec.name} is ${vm.state}, so it has no console`,
       );
-    return new TestPatternRfb(vm.spec.name);
+    const pattern = new TestPatternRfb(vm.spec.name);
+    let open = this.consoles.get(uuid);
+    if (!open) this.consoles.set(uuid, (open = new Set()));
+    open.add(pattern);
+    pattern.once('close', () => open.delete(pattern));
+    return pattern;
+  }
+
+  /** Ends the consoles of VMs that stopped or left this node (a QEMU's VNC socket closes likewise). */
+  private endConsoles(): void {
+    for (const [uuid, open] of this.consoles) {
+      const vm = this.vms.get(uuid);
+      if (vm && (vm.state === 'running' || vm.state === 'migrating')) continue;
+      for (const pattern of open) pattern.close();
+      this.consoles.delete(uuid);
+    }
   }
 
   async incomingStatus(uuid: string): Promise<MigrationStatus> {
@@ -1018,6 +1035,7 @@ export class SimHypervisorDriver implements HypervisorDriver {
 
   /** Saves the state; a failure shows in health() rather than failing the operation under way. */
   private async persist(): Promise<void> {
+    this.endConsoles();
     try {
       await this.options.state.save(this.records());
       this.saveError = undefined;
