@@ -26,6 +26,7 @@ import {
  */
 const SCREENSHOTS = resolve(__dirname, '../test-artifacts/web-certificates');
 const HOST = 'manager.localhost';
+const AUDITOR_PASSWORD = `aud-${randomBytes(12).toString('base64url')}-Pw2`;
 const ADMIN_PASSWORD = `e2e-${randomBytes(12).toString('base64url')}-Pw1`;
 
 describe('the Certificates page of the web UI', () => {
@@ -49,6 +50,16 @@ describe('the Certificates page of the web UI', () => {
       DEBVISOR_HTTP_LISTEN: `127.0.0.1:${httpPort}`,
       DEBVISOR_EXTRA_CA_FILE: extraCa,
     });
+    await manager.ok('POST', '/api/v1/access/users', {
+      username: 'audrey',
+      password: AUDITOR_PASSWORD,
+    });
+    await manager.ok('PUT', '/api/v1/access/acl', {
+      path: '/',
+      principalType: 'user',
+      principal: 'audrey@local',
+      role: 'Audit',
+    });
     // The browser trusts the self-signed CA and the key pebble signs leaf certificates with.
     browser = await launchChromium(manager.caPem, await pebble.intermediatePem());
   }, 180_000);
@@ -61,7 +72,8 @@ describe('the Certificates page of the web UI', () => {
     await chall?.stop();
   });
 
-  it('orders a certificate over ACME from the page and serves it without a reload', async () => {
+  async function signIn(username: string, password: string): Promise<Page> {
+    await context?.close();
     context = await browser.newContext({
       locale: 'en-GB',
       viewport: { width: 1280, height: 900 },
@@ -71,10 +83,15 @@ describe('the Certificates page of the web UI', () => {
     const page = await context.newPage();
     // Chromium resolves *.localhost to this machine; pebble (through challtestsrv) does too.
     await page.goto(manager.base.replace('//localhost:', `//${HOST}:`) + '/');
-    await page.getByLabel('Username').fill('admin@local');
-    await page.getByLabel('Password', { exact: true }).fill(ADMIN_PASSWORD);
+    await page.getByLabel('Username').fill(username);
+    await page.getByLabel('Password', { exact: true }).fill(password);
     await page.getByRole('button', { name: 'Sign in', exact: true }).click();
     await page.getByTestId('signed-in-user').waitFor();
+    return page;
+  }
+
+  it('orders a certificate over ACME from the page and serves it without a reload', async () => {
+    const page = await signIn('admin@local', ADMIN_PASSWORD);
 
     await page
       .getByRole('navigation', { name: 'Pages' })
@@ -124,5 +141,24 @@ describe('the Certificates page of the web UI', () => {
     await screenshot(page, '4-upload-refused', [
       /^400 PUT \/api\/v1\/system\/certificates\/custom$/,
     ]);
+  });
+
+  it('shows an auditor the certificate and the accounts, and nothing to change', async () => {
+    const page = await signIn('audrey@local', AUDITOR_PASSWORD);
+    await page
+      .getByRole('navigation', { name: 'Pages' })
+      .getByRole('link', { name: 'Certificates' })
+      .click();
+    await expect.poll(() => page.getByTestId('certificate-source').textContent()).toBe('ACME');
+    await page.getByRole('cell', { name: 'pebble', exact: true }).waitFor();
+    const changes = await page.evaluate(() =>
+      [
+        ...document.querySelectorAll(
+          '#content button, #content input, #content textarea, #content select',
+        ),
+      ].map((element) => element.outerHTML.slice(0, 80)),
+    );
+    expect(changes).toEqual([]);
+    await screenshot(page, '5-auditor');
   });
 });
