@@ -223,6 +223,15 @@ describe('signing in to the web UI', () => {
     await fillLogin(page, 'bob', BOB_PASSWORD);
     await page.getByRole('heading', { name: 'Set up a second factor' }).waitFor();
     await page.getByLabel('Your password').fill(BOB_PASSWORD);
+    // Without the administrator's one-time code the password alone does not enrol it (issue 14 item 11).
+    await page.getByRole('button', { name: 'Continue' }).click();
+    await page
+      .getByRole('alert')
+      .getByText(/enrolment code/)
+      .waitFor();
+    const issued = await api('POST', '/api/v1/access/users/bob@local/tfa/enrolment-code');
+    expect(issued.status, JSON.stringify(issued.body)).toBe(201);
+    await page.getByLabel('Enrolment code from your administrator').fill(issued.body.code);
     await page.getByRole('button', { name: 'Continue' }).click();
 
     const qr = page.getByRole('img', { name: 'QR code of the authenticator secret' });
@@ -231,7 +240,7 @@ describe('signing in to the web UI', () => {
     expect(await qr.evaluate((img: HTMLImageElement) => img.naturalWidth)).toBeGreaterThan(0);
     const secret = (await page.locator('code.secret').textContent())!.replace(/\s+/g, '');
     expect(secret).toMatch(/^[A-Z2-7]{32}$/);
-    await screenshot(page, 'tfa-setup');
+    await screenshot(page, 'tfa-setup', [/^403 POST \/api\/v1\/access\/tfa\/totp$/]);
 
     await page.getByLabel('Code from your authenticator app').fill(totp(secret));
     await page.getByRole('button', { name: 'Confirm' }).click();

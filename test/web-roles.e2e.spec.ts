@@ -120,6 +120,9 @@ describe('the web UI for an operator, an auditor and a tenant', () => {
     await page.getByRole('button', { name: 'Sign in', exact: true }).click();
     await page.getByRole('heading', { name: 'Set up a second factor' }).waitFor();
     await page.getByLabel('Your password').fill(USERS.operator);
+    // With the one-time code an administrator issued: a password alone does not enrol it.
+    const issued = await ok('POST', '/api/v1/access/users/operator@local/tfa/enrolment-code');
+    await page.getByLabel('Enrolment code from your administrator').fill(issued.code);
     await page.getByRole('button', { name: 'Continue' }).click();
     const secret = (await page.locator('code.secret').textContent())!.replace(/\s+/g, '');
     await page.getByLabel('Code from your authenticator app').fill(totp(secret));

@@ -865,11 +865,44 @@ describe('requiring a second factor', () => {
       ).toBe(403);
       expect((await withSession(m, setup, 'GET', '/api/v1/access/tfa')).status).toBe(200);
 
-      const enrolled = await withSession(m, setup, 'POST', '/api/v1/access/tfa/totp', {
+      // A password alone does not enrol the first factor of such a user: an administrator's
+      // one-time enrolment code does (issue 14 item 11).
+      const alone = await withSession(m, setup, 'POST', '/api/v1/access/tfa/totp', {
         name: 'phone',
         password: PASSWORD,
       });
+      expect(alone.status).toBe(403);
+      expect(alone.body.error.message).toMatch(/enrolment code/);
+      const issued = await m.api('POST', `/api/v1/access/users/${user}/tfa/enrolment-code`);
+      expect(issued.status, issued.text).toBe(201);
+      expect(issued.headers['cache-control']).toBe('no-store');
+      expect(
+        await query(m, 'SELECT 1 FROM tfa_enrolment_codes WHERE code_hash = $1', [
+          issued.body.code,
+        ]),
+      ).toEqual([]);
+      const guessed = await withSession(m, setup, 'POST', '/api/v1/access/tfa/totp', {
+        name: 'phone',
+        password: PASSWORD,
+        enrolmentCode: 'x'.repeat(issued.body.code.length),
+      });
+      expect(guessed.status).toBe(403);
+      const enrolled = await withSession(m, setup, 'POST', '/api/v1/access/tfa/totp', {
+        name: 'phone',
+        password: PASSWORD,
+        enrolmentCode: issued.body.code,
+      });
       expect(enrolled.status, enrolled.text).toBe(201);
+      // Used once.
+      expect(
+        (
+          await withSession(m, setup, 'POST', '/api/v1/access/tfa/totp', {
+            name: 'tablet',
+            password: PASSWORD,
+            enrolmentCode: issued.body.code,
+          })
+        ).status,
+      ).toBe(403);
       // Still only enrolment until the device is confirmed.
       expect((await withSession(m, setup, 'GET', '/api/v1/remotes')).status).toBe(403);
       const confirmed = await withSession(
@@ -895,4 +928,29 @@ describe('requiring a second factor', () => {
       if (rule !== 'the realm') await loginAt(m, 'bob', 'active');
     },
   );
+
+  it('lets the password alone enrol it with DEBVISOR_TFA_ENROLMENT=password (issue 14 item 11)', async () => {
+    const m = await manager({ DEBVISOR_TFA_ENROLMENT: 'password' });
+    const user = await createUser(m, 'alice');
+    await query(m, 'UPDATE users SET require_tfa = true WHERE id = $1', [user]);
+    const setup = await loginAt(m, 'alice', 'setup');
+    const enrolled = await withSession(m, setup, 'POST', '/api/v1/access/tfa/totp', {
+      name: 'phone',
+      password: PASSWORD,
+    });
+    expect(enrolled.status, enrolled.text).toBe(201);
+  });
+
+  it('issues enrolment codes only to holders of access.modify, for existing users', async () => {
+    const m = await manager();
+    const user = await createUser(m, 'alice');
+    const session = await loginAt(m, 'alice', 'active');
+    expect(
+      (await withSession(m, session, 'POST', `/api/v1/access/users/${user}/tfa/enrolment-code`))
+        .status,
+    ).toBe(403);
+    expect(
+      (await m.api('POST', '/api/v1/access/users/nobody@local/tfa/enrolment-code')).status,
+    ).toBe(404);
+  });
 });

@@ -1,4 +1,4 @@
-import { Body, Controller, Delete, Get, HttpCode, Param, Post, Req } from '@nestjs/common';
+import { Body, Controller, Delete, Get, Header, HttpCode, Param, Post, Req } from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
 import type { Request } from 'express';
 import { ZodResponse } from 'nestjs-zod';
@@ -11,6 +11,7 @@ import {
   ConfirmTotpDto,
   DeviceParamsDto,
   EnrolledTotpDto,
+  EnrolmentCodeDto,
   EnrolTotpDto,
   PasswordCheckDto,
   RecoveryCodesDto,
@@ -92,6 +93,19 @@ export class TfaController {
     @Req() req: Request,
   ) {
     return this.tfa.regenerateRecoveryCodes(caller, body.password, requestOrigin(req));
+  }
+
+  @Post('users/:user/tfa/enrolment-code')
+  @Header('Cache-Control', 'no-store')
+  @RequirePrivilege('access.modify', '/')
+  @Audited('access.tfa.enrolment_code', { target: '/access/users/{user}' })
+  @ZodResponse({
+    status: 201,
+    type: EnrolmentCodeDto,
+    description: 'The one-time enrolment code, shown only now',
+  })
+  issueEnrolmentCode(@Param() params: UserParamsDto) {
+    return this.tfa.issueEnrolmentCode(params.user);
   }
 
   @Post('users/:user/tfa/unlock')

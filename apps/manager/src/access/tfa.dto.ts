@@ -24,6 +24,10 @@ export class EnrolTotpDto extends createZodDto(
       description:
         'Your current password. Users of an OpenID Connect realm have none: they log in again and enrol within 5 minutes.',
     }),
+    enrolmentCode: z.string().min(1).max(200).optional().meta({
+      description:
+        'For an account that must use a second factor and has none: the one-time code an administrator issued (POST /api/v1/access/users/{user}/tfa/enrolment-code). Needed unless DEBVISOR_TFA_ENROLMENT=password.',
+    }),
   }),
 ) {}
 
@@ -49,6 +53,15 @@ export class PasswordCheckDto extends createZodDto(
 export class DeviceParamsDto extends createZodDto(z.strictObject({ id: z.uuid() })) {}
 
 export class UserParamsDto extends createZodDto(z.strictObject({ user: userIdSchema })) {}
+
+export class EnrolmentCodeDto extends createZodDto(
+  z.object({
+    code: z.string().meta({
+      description: 'The one-time enrolment code: shown only now; hand it to the user',
+    }),
+    expiresAt: z.iso.datetime(),
+  }),
+) {}
 
 const deviceSchema = z.object({
   id: z.uuid(),

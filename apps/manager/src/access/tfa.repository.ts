@@ -176,6 +176,32 @@ export class TfaRepository {
     });
   }
 
+  /** Stores a user's one-time enrolment code (replacing any earlier one); false for an unknown user. */
+  async setEnrolmentCode(
+    userId: string,
+    codeHash: string,
+    expiresAt: Date,
+    at: Date,
+  ): Promise<boolean> {
+    const rows: unknown[] = await this.dataSource.query(
+      `INSERT INTO tfa_enrolment_codes (user_id, code_hash, expires_at, created_at)
+       SELECT id, $2, $3, $4 FROM users WHERE id = $1
+       ON CONFLICT (user_id) DO UPDATE SET code_hash = $2, expires_at = $3, created_at = $4
+       RETURNING user_id`,
+      [userId, codeHash, expiresAt, at],
+    );
+    return rows.length > 0;
+  }
+
+  /** Spends the user's enrolment code if it is `codeHash` and has not expired, in one statement; true when it was. */
+  async takeEnrolmentCode(userId: string, codeHash: string, now: Date): Promise<boolean> {
+    const [rows]: [unknown[], number] = await this.dataSource.query(
+      'DELETE FROM tfa_enrolment_codes WHERE user_id = $1 AND code_hash = $2 AND expires_at > $3 RETURNING user_id',
+      [userId, codeHash, now],
+    );
+    return rows.length > 0;
+  }
+
   /** Clears every password and second-factor lock and counter of the user; false for an unknown user. */
   async unlock(userId: string): Promise<boolean> {
     const [, affected]: [unknown[], number] = await this.dataSource.query(

@@ -447,17 +447,28 @@ describe('TfaService.enrol', () => {
         findSession: async (id: string) => ({ id, createdAt }) as SessionEntity,
         devices: async () => [],
         createDevice: async () => true,
+        takeEnrolmentCode: async () => true,
       },
       audit: { note: () => undefined },
       random: fixedRandom(),
     });
     await expect(
-      parts.tfa.enrol(session('setup', 'carol@sso'), { name: 'phone' }, ORIGIN),
+      parts.tfa.enrol(
+        session('setup', 'carol@sso'),
+        { name: 'phone', enrolmentCode: 'from-an-admin' },
+        ORIGIN,
+      ),
     ).resolves.toMatchObject({ secret: SECRET });
     expect(parts.repository.findSession).toHaveBeenCalledWith(SESSION_ID);
     createdAt = new Date(NOW.getTime() - 6 * 60_000);
     expect(
-      await codeOf(parts.tfa.enrol(session('setup', 'carol@sso'), { name: 'phone' }, ORIGIN)),
+      await codeOf(
+        parts.tfa.enrol(
+          session('setup', 'carol@sso'),
+          { name: 'phone', enrolmentCode: 'from-an-admin' },
+          ORIGIN,
+        ),
+      ),
     ).toMatch(/^forbidden: .*log in again through your identity provider/);
   });
 });

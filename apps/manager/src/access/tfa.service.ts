@@ -5,6 +5,7 @@ import type { AuthenticatedCaller } from '../auth/auth.service';
 import { AuthService } from '../auth/auth.service';
 import type { Caller } from '../auth/caller';
 import { RateLimiterService } from '../auth/rate-limiter.service';
+import { sha256Hex } from '../auth/session-secrets';
 import { ClockRepository } from '../common/clock.repository';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
@@ -34,6 +35,8 @@ import type { UserEntity } from './user.entity';
 export const TOTP_ISSUER = 'DebVisor';
 /** Devices (confirmed or not) a user may have; abandoned enrolments count until removed. */
 export const MAX_TOTP_DEVICES = 20;
+/** How long an administrator's enrolment code stays usable. */
+export const ENROLMENT_CODE_SECONDS = 24 * 3600;
 /** Users without a password (OpenID Connect) prove themselves again by a login at most this long ago. */
 export const REAUTH_SECONDS = 5 * 60;
 
@@ -94,9 +97,14 @@ export class TfaService {
   }
 
   /** A new, unconfirmed TOTP device; its secret is answered only now. */
-  async enrol(caller: Caller, input: { name: string; password?: string }, origin: RequestOrigin) {
+  async enrol(
+    caller: Caller,
+    input: { name: string; password?: string; enrolmentCode?: string },
+    origin: RequestOrigin,
+  ) {
     const user = await this.sessionUser(caller);
     await this.freshCheck(caller, user, input.password, origin);
+    await this.approveRequiredEnrolment(caller, user, input.enrolmentCode);
     const devices = await this.repository.devices(user.id);
     if (devices.some((d) => d.name === input.name)) throw nameTaken(input.name);
     if (devices.length >= MAX_TOTP_DEVICES) {
@@ -204,6 +212,51 @@ export class TfaService {
       );
     }
     return { recoveryCodes: codes.shown };
+  }
+
+  /**
+   * An administrator issues the one-time code with which a user who must use a second factor and
+   * has none enrols it (DEBVISOR_TFA_ENROLMENT=admin-approval); answered once, stored as its hash.
+   */
+  async issueEnrolmentCode(userId: string): Promise<{ code: string; expiresAt: string }> {
+    const code = this.random.bytes(24).toString('base64url');
+    const now = this.clock.now();
+    const expiresAt = new Date(now.getTime() + ENROLMENT_CODE_SECONDS * 1000);
+    if (!(await this.repository.setEnrolmentCode(userId, sha256Hex(code), expiresAt, now)))
+      throw DomainError.notFound(`user ${userId}`);
+    this.audit.note({ user: userId, expiresAt: expiresAt.toISOString() });
+    return { code, expiresAt: expiresAt.toISOString() };
+  }
+
+  /**
+   * A session in stage `setup` (a second factor is required and none is enrolled) enrols its first
+   * one only with the one-time code an administrator issued, unless DEBVISOR_TFA_ENROLMENT=password:
+   * otherwise whoever learnt the password alone could attach their own authenticator to the
+   * account. The code is spent by this attempt.
+   */
+  async approveRequiredEnrolment(
+    caller: Caller,
+    user: UserEntity,
+    enrolmentCode: string | undefined,
+  ): Promise<void> {
+    if ((caller as AuthenticatedCaller).sessionStage !== 'setup') return;
+    if (this.config.access.tfaEnrolment === 'password') return;
+    if (enrolmentCode === undefined)
+      throw new DomainError(
+        ErrorCode.Forbidden,
+        'your account must use a second factor and has none: enrolling it needs the one-time enrolment code an administrator issues for you (enrolmentCode)',
+      );
+    if (
+      !(await this.repository.takeEnrolmentCode(
+        user.id,
+        sha256Hex(enrolmentCode.trim()),
+        this.clock.now(),
+      ))
+    )
+      throw new DomainError(
+        ErrorCode.Forbidden,
+        'wrong, used or expired enrolment code: ask an administrator for a new one',
+      );
   }
 
   /** An administrator clears every password and second-factor lock of a user. */

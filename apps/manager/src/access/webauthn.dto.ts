@@ -58,6 +58,10 @@ export class WebauthnOptionsBodyDto extends createZodDto(
       description:
         'Your current password. Users of an OpenID Connect realm have none: they log in again and enrol within 5 minutes.',
     }),
+    enrolmentCode: z.string().min(1).max(200).optional().meta({
+      description:
+        'For an account that must use a second factor and has none: the one-time code an administrator issued (POST /api/v1/access/users/{user}/tfa/enrolment-code). Needed unless DEBVISOR_TFA_ENROLMENT=password.',
+    }),
   }),
 ) {}
 

@@ -113,6 +113,7 @@ function enrolment(
   const tfa = strictMock<TfaService>('TfaService', {
     sessionUser: async () => user(),
     freshCheck: mocks.freshCheck ?? (async () => undefined),
+    approveRequiredEnrolment: async () => undefined,
     newRecoveryCodes: () => RECOVERY,
   });
   const repository = strictMock<TfaRepository>('TfaRepository', mocks.repository);

@@ -40,7 +40,7 @@ export class WebauthnService {
   /** Registration options for a new credential named `name`; the challenge is the session's for 2 minutes. */
   async registrationOptions(
     caller: Caller,
-    input: { name: string; password?: string },
+    input: { name: string; password?: string; enrolmentCode?: string },
     host: string | undefined,
     origin: RequestOrigin,
   ) {
@@ -49,6 +49,7 @@ export class WebauthnService {
       throw new DomainError(ErrorCode.Unauthenticated, 'the session has ended: log in again');
     const rp = relyingParty(this.config.publicUrl, host);
     await this.tfa.freshCheck(caller, user, input.password, origin);
+    await this.tfa.approveRequiredEnrolment(caller, user, input.enrolmentCode);
     const existing = await this.repository.webauthnCredentials(user.id);
     if (existing.some((c) => c.name === input.name)) throw nameTaken(input.name);
     if (existing.length >= MAX_WEBAUTHN_CREDENTIALS) {

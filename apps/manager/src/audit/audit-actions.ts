@@ -53,6 +53,8 @@ export const AUDIT_ACTIONS = {
   'access.user.update': 'A user was changed (enabled, second-factor rule, names)',
   'access.user.delete': 'A user was removed',
   'access.user.unlock': 'An administrator unlocked a user’s password or second factor',
+  'access.tfa.enrolment_code':
+    'An administrator issued a one-time second-factor enrolment code for a user (never the code)',
   'access.password.change': 'A user changed their own password',
   'access.password.reset': 'An administrator set a user’s password',
   'access.group.create': 'A group was created',

@@ -89,6 +89,11 @@ export interface AccessConfig {
    * TCP peer is the client and X-Forwarded-For is ignored.
    */
   readonly trustedProxies: readonly string[];
+  /**
+   * How a user who must use a second factor and has none enrols it: `admin-approval` (the default)
+   * needs a one-time code an administrator issues; `password` lets the password alone do it.
+   */
+  readonly tfaEnrolment: 'admin-approval' | 'password';
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -157,6 +162,9 @@ const envSchema = z.object({
   DEBVISOR_RATE_LIMIT_PER_PRINCIPAL: integer(1, 10_000_000).default(1200),
   DEBVISOR_RATE_LIMIT_GLOBAL: integer(1, 10_000_000).default(1000),
   DEBVISOR_TOKENS_PER_OWNER: integer(1, 10_000).default(100),
+  DEBVISOR_TFA_ENROLMENT: z
+    .enum(['admin-approval', 'password'], { error: 'expected admin-approval or password' })
+    .default('admin-approval'),
   DEBVISOR_TRUSTED_PROXIES: z
     .string()
     .transform((value) =>
@@ -249,6 +257,7 @@ export function loadConfig(env: Env = process.env): ManagerConfig {
       rateLimitGlobal: e.DEBVISOR_RATE_LIMIT_GLOBAL,
       tokensPerOwner: e.DEBVISOR_TOKENS_PER_OWNER,
       trustedProxies: Object.freeze([...e.DEBVISOR_TRUSTED_PROXIES]),
+      tfaEnrolment: e.DEBVISOR_TFA_ENROLMENT,
     }),
     snapshots: Object.freeze({
       quotaPerVm: e.DEBVISOR_SNAPSHOT_QUOTA_PER_VM,

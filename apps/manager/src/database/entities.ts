@@ -6,6 +6,7 @@ import { RecoveryCodeEntity } from '../access/recovery-code.entity';
 import { RemoteGroupEntryEntity } from '../access/remote-group-entry.entity';
 import { RemoteGroupEntity } from '../access/remote-group.entity';
 import { SessionEntity } from '../access/session.entity';
+import { TfaEnrolmentCodeEntity } from '../access/tfa-enrolment-code.entity';
 import { TotpDeviceEntity } from '../access/totp-device.entity';
 import { UserEntity } from '../access/user.entity';
 import { WebauthnCredentialEntity } from '../access/webauthn-credential.entity';
@@ -40,6 +41,7 @@ export const ENTITIES = [
   GroupMemberEntity,
   SessionEntity,
   LoginThrottleEntity,
+  TfaEnrolmentCodeEntity,
   TotpDeviceEntity,
   RecoveryCodeEntity,
   WebauthnCredentialEntity,

@@ -2,23 +2,37 @@ import { useId, useState, type FormEvent } from 'react';
 import { errorMessage } from '../api/client';
 import { useConfirmTotp, useEnrolTotp, useSetupDone, type EnrolledTotp } from './mutations';
 
-/** Step 1: name the authenticator; the password is asked again (a fresh check), except after single sign-on. */
+/**
+ * Step 1: name the authenticator; the password is asked again (a fresh check), except after single
+ * sign-on. An account that must have a second factor and has none also gives the one-time code its
+ * administrator issued (unless the manager lets the password alone do: DEBVISOR_TFA_ENROLMENT).
+ */
 function EnrolForm({
   askPassword,
+  askEnrolmentCode,
   onEnrolled,
 }: {
   askPassword: boolean;
+  askEnrolmentCode: boolean;
   onEnrolled: (device: EnrolledTotp) => void;
 }) {
   const [name, setName] = useState('authenticator app');
   const [password, setPassword] = useState('');
+  const [enrolmentCode, setEnrolmentCode] = useState('');
   const enrol = useEnrolTotp();
   const nameId = useId();
   const passwordId = useId();
+  const enrolmentCodeId = useId();
   const submit = (event: FormEvent) => {
     event.preventDefault();
     enrol.mutate(
-      { name: name.trim(), ...(askPassword ? { password } : {}) },
+      {
+        name: name.trim(),
+        ...(askPassword ? { password } : {}),
+        ...(askEnrolmentCode && enrolmentCode.trim()
+          ? { enrolmentCode: enrolmentCode.trim() }
+          : {}),
+      },
       { onSuccess: onEnrolled },
     );
   };
@@ -45,6 +59,19 @@ function EnrolForm({
             value={password}
             onChange={(e) => setPassword(e.target.value)}
             required
+          />
+        </>
+      )}
+      {askEnrolmentCode && (
+        <>
+          <label htmlFor={enrolmentCodeId}>Enrolment code from your administrator</label>
+          <input
+            id={enrolmentCodeId}
+            name="enrolmentCode"
+            autoComplete="off"
+            value={enrolmentCode}
+            onChange={(e) => setEnrolmentCode(e.target.value)}
+            maxLength={200}
           />
         </>
       )}
@@ -161,11 +188,14 @@ export function RecoveryCodes({ codes, onSaved }: { codes: string[]; onSaved: ()
  */
 export function TotpEnrolment({
   askPassword,
+  askEnrolmentCode = false,
   onDone,
   onConfirmed,
   cancel,
 }: {
   askPassword: boolean;
+  /** The account must have a second factor and has none: its administrator's one-time code. */
+  askEnrolmentCode?: boolean;
   onDone: () => void;
   onConfirmed?: () => void;
   cancel?: { label: string; onCancel: () => void };
@@ -186,7 +216,11 @@ export function TotpEnrolment({
           }}
         />
       ) : (
-        <EnrolForm askPassword={askPassword} onEnrolled={setDevice} />
+        <EnrolForm
+          askPassword={askPassword}
+          askEnrolmentCode={askEnrolmentCode}
+          onEnrolled={setDevice}
+        />
       )}
       {!codes && cancel && (
         <button type="button" className="link" onClick={cancel.onCancel}>
@@ -216,10 +250,11 @@ export function TfaSetup({
       <h1>Set up a second factor</h1>
       <p>
         The account <strong>{user}</strong> must sign in with a second factor. Add an authenticator
-        app (TOTP) to continue.
+        app (TOTP) to continue, with the one-time enrolment code your administrator gave you.
       </p>
       <TotpEnrolment
         askPassword={askPassword}
+        askEnrolmentCode
         onDone={() => void done()}
         cancel={{ label: 'Log out', onCancel: onLogOut }}
       />

@@ -101,7 +101,7 @@ export function useLogout() {
 /** A new, unconfirmed TOTP device of the signed-in user (the password is a fresh check; single sign-on users have none). */
 export function useEnrolTotp() {
   return useMutation({
-    mutationFn: (input: { name: string; password?: string }) =>
+    mutationFn: (input: { name: string; password?: string; enrolmentCode?: string }) =>
       unwrap(api.POST('/api/v1/access/tfa/totp', { body: input })),
   });
 }

@@ -8,6 +8,7 @@ import { VmSnapshots1795700000200 } from './1795700000200-vm-snapshots';
 import { Replication1795700000100 } from './1795700000100-replication';
 import { KnownNodes1795800000000 } from './1795800000000-known-nodes';
 import { LoginThrottles1795900000100 } from './1795900000100-login-throttles';
+import { TfaEnrolmentCodes1795900000200 } from './1795900000200-tfa-enrolment-codes';
 
 /** Every migration, in order. New ones are generated from the entities (see docs/manager.md). */
 export const MIGRATIONS = [
@@ -21,4 +22,5 @@ export const MIGRATIONS = [
   VmSnapshots1795700000200,
   KnownNodes1795800000000,
   LoginThrottles1795900000100,
+  TfaEnrolmentCodes1795900000200,
 ];
