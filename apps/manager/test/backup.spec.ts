@@ -1,6 +1,6 @@
-import { createCa } from '@debvisor/pki';
+import { createCa, issueCertificate } from '@debvisor/pki';
 import { cleanupTempDirs, freePort, tempDir } from '@debvisor/testing';
-import { statSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { runBackupCommand } from '../src/backup/backup.command';
@@ -33,9 +33,29 @@ async function run(mode: 'backup' | 'restore', stateDir: string, file: string) {
 
 describe('backup and restore of the manager state', () => {
   it('round-trips the embedded PostgreSQL and the sealed credentials into a new state directory', async () => {
-    const first = await startTestManager();
-    started.push(first);
     const ca = await createCa('backup test CA');
+    // An uploaded HTTPS certificate (state directory https/) comes along too: one issued by the
+    // manager's own HTTPS CA, which the test's requests trust (and the manager is told to).
+    const trustOwnCa = (stateDir: string) => ({
+      DEBVISOR_EXTRA_CA_FILE: join(stateDir, 'pki/server-ca.crt'),
+    });
+    const firstDir = tempDir('debvisor-manager-');
+    const first = await startTestManager({ stateDir: firstDir, env: trustOwnCa(firstDir) });
+    started.push(first);
+    const ownCa = {
+      certPem: readFileSync(join(firstDir, 'pki/server-ca.crt'), 'utf8'),
+      keyPem: readFileSync(join(firstDir, 'pki/server-ca.key'), 'utf8'),
+    };
+    const https = await issueCertificate(ownCa, {
+      commonName: 'localhost',
+      dnsNames: ['localhost'],
+      usage: 'server',
+    });
+    const uploaded = await first.api('PUT', '/api/v1/system/certificates/custom', {
+      chainPem: https.certPem,
+      keyPem: https.keyPem,
+    });
+    expect(uploaded.status, uploaded.text).toBe(200);
     const remote = await first.api('POST', '/api/v1/remotes', {
       id: 'dc-kept',
       description: 'kept across a restore',
@@ -73,7 +93,11 @@ describe('backup and restore of the manager state', () => {
     expect(again.code).toBe(1);
     expect(again.err).toContain('already holds');
 
-    const second = await startTestManager({ stateDir: restoredDir, token });
+    const second = await startTestManager({
+      stateDir: restoredDir,
+      token,
+      env: trustOwnCa(restoredDir),
+    });
     started.push(second);
     expect(second.operatorOutput()).toBe('');
     const kept = await second.api('GET', '/api/v1/remotes/dc-kept');
@@ -86,6 +110,11 @@ describe('backup and restore of the manager state', () => {
     expect((await second.manager.app.get(RemotesRepository).credential('dc-kept', null))?.key).toBe(
       KEY,
     );
+    const served = await second.api('GET', '/api/v1/system/certificates');
+    expect(served.body.current).toMatchObject({
+      source: 'custom',
+      fingerprintSha256: uploaded.body.current.fingerprintSha256,
+    });
     // The audit log came along.
     const audit = await second.api('GET', '/api/v1/audit?limit=1');
     expect(audit.status).toBe(200);

@@ -22,11 +22,12 @@ export interface StateBackup {
 }
 
 /**
- * The state directory files a backup carries: the key that seals credentials, and the PKI (the
- * HTTPS CA that clients pin, the client CA that agents trust). Not the embedded PostgreSQL's data
- * or passwords: a restore makes a new server and roles of its own.
+ * The state directory files a backup carries: the key that seals credentials, the PKI (the
+ * HTTPS CA that clients pin, the client CA that agents trust), and https/ (the served ACME or
+ * uploaded certificate, the ACME accounts). Not the embedded PostgreSQL's data or passwords: a
+ * restore makes a new server and roles of its own.
  */
-const STATE_FILES = /^(secret\.key|pki\/[A-Za-z0-9._-]+)$/;
+const STATE_FILES = /^(secret\.key|(pki|https)\/[A-Za-z0-9._-]+)$/;
 
 /** Reads and writes backups: the database through `pg`, the state directory and the backup file. */
 export class StateBackupRepository {
@@ -129,7 +130,7 @@ export class StateBackupRepository {
       for (const entry of readdirSync(dir, { withFileTypes: true })) {
         const path = join(dir, entry.name);
         const name = relative(stateDir, path).split('\\').join('/');
-        if (entry.isDirectory() && name === 'pki') walk(path);
+        if (entry.isDirectory() && (name === 'pki' || name === 'https')) walk(path);
         else if (entry.isFile() && STATE_FILES.test(name))
           files[name] = readFileSync(path).toString('base64');
       }
