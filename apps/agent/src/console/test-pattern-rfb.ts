@@ -57,6 +57,7 @@ export class TestPatternRfb extends Duplex {
   private tick = 0;
   private timer: NodeJS.Timeout | undefined;
   private pending = false;
+  private lastRect: { key: string; bytes: Buffer } | undefined;
 
   constructor(private readonly name: string) {
     super();
@@ -203,6 +204,12 @@ export class TestPatternRfb extends Duplex {
   }
 
   private sendRect(x: number, y: number, width: number, height: number): void {
+    // The same picture is drawn once: a viewer asking for full frames again gets the cached one.
+    const key = `${x},${y},${width},${height},${this.tick},${JSON.stringify(this.format)}`;
+    if (this.lastRect?.key === key) {
+      this.push(this.lastRect.bytes);
+      return;
+    }
     const header = Buffer.concat([
       Buffer.from([0, 0]),
       u16(1),
@@ -219,7 +226,9 @@ export class TestPatternRfb extends Duplex {
         this.writePixel(pixels, (row * width + column) * 4, r, g, b);
       }
     }
-    this.push(Buffer.concat([header, pixels]));
+    const bytes = Buffer.concat([header, pixels]);
+    this.lastRect = { key, bytes };
+    this.push(bytes);
   }
 
   /** Colour bars above, a grey ramp below, and a ticker bar that moves on every tick. */
