@@ -489,4 +489,54 @@ describe('the dashboard, resources and VM pages of the web UI', () => {
     // The VM page reads the VM's tasks, which a tenant may follow (issue 14 item 16).
     expectNoProblems(page);
   });
+
+  // Last: it takes a node of dc-main away and brings it back (issue 13: known things never vanish).
+  it('shows a killed agent’s node down with its VMs unknown and a critical alert, then recovered once it is back', async () => {
+    const agent = main.agents[1];
+    const downAlert = new RegExp(`node ${agent.nodeId} down`);
+    await agent.kill();
+    const page = await openUi();
+    await signIn(page, ADMIN, ADMIN_PASSWORD);
+    const alertsNow = () => page.locator('.alerts li').allTextContents();
+    const refreshUntil = async (done: () => Promise<boolean>, what: string) => {
+      const deadline = Date.now() + 60_000;
+      while (!(await done())) {
+        if (Date.now() > deadline) throw new Error(`the dashboard never showed ${what}`);
+        await Promise.all([
+          page.waitForResponse((r) => r.url().includes('/api/v1/dashboard'), { timeout: 20_000 }),
+          page.getByRole('button', { name: 'Refresh' }).click(),
+        ]);
+      }
+    };
+    await refreshUntil(
+      async () => (await alertsNow()).some((a) => downAlert.test(a)),
+      `node ${agent.nodeId} down`,
+    );
+    const alert = (await alertsNow()).find((a) => downAlert.test(a))!;
+    expect(alert).toMatch(/^✖ Critical/);
+    expect(alert).toMatch(/6 VMs unknown/);
+    expect(await page.locator('[data-remote="dc-main"]').textContent()).toContain('Degraded');
+    await screenshot(page, 'web-dashboard-node-down');
+
+    // Its VMs stay listed, unknown; the tree names the node down.
+    await page.goto(`${base}/#/resources?q=remote:dc-main node:${agent.nodeId}`);
+    await waitForText(page, 'result-count', '6');
+    const states = await page
+      .getByTestId('vm-row')
+      .evaluateAll((rows) => rows.map((r) => r.textContent ?? ''));
+    expect(states).toHaveLength(6);
+    for (const row of states) expect(row).toContain('state unknown');
+    const inTree = page.locator('nav li', { hasText: agent.nodeId }).last();
+    expect(await inTree.textContent()).toMatch(/✖ down/);
+    await screenshot(page, 'web-resources-node-down');
+
+    await agent.restart();
+    await page.goto(`${base}/#/`);
+    await page.getByRole('heading', { name: 'Dashboard', level: 1 }).waitFor();
+    await refreshUntil(async () => {
+      const row = await page.locator('[data-remote="dc-main"]').textContent();
+      return !(await alertsNow()).some((a) => downAlert.test(a)) && !!row?.includes('Online');
+    }, 'dc-main recovered');
+    expectNoProblems(page);
+  });
 });
