@@ -3,6 +3,7 @@ import {
   createManagerIdentity,
   exposedMetricNames,
   freePort,
+  httpsGet,
   requireBinary,
   sampleSum,
   samplesOf,
@@ -43,6 +44,8 @@ let identity: Awaited<ReturnType<typeof createManagerIdentity>>;
 let cluster: TestCluster;
 let key: string;
 let m: TestManager;
+/** The manager's own metrics listener (DEBVISOR_METRICS_LISTEN): scrapes that no token counts. */
+let metricsUrl: string;
 
 beforeAll(async () => {
   identity = await createManagerIdentity('monitoring-spec');
@@ -56,9 +59,12 @@ beforeAll(async () => {
     }),
   ]);
   key = await cluster.createApiKey(['*'], { principal: 'manager' });
+  const metricsPort = await freePort();
+  metricsUrl = `https://127.0.0.1:${metricsPort}/metrics`;
   m = await startTestManager({
     databaseUrl: await dbs.fresh(),
     stateDir: stateDirWithClientIdentity(identity),
+    env: { DEBVISOR_METRICS_LISTEN: `127.0.0.1:${metricsPort}` },
   });
   const added = await m.api('POST', '/api/v1/remotes', remoteBody('dc-mon', key));
   expect(added.status, added.text).toBe(201);
@@ -82,9 +88,11 @@ function remoteBody(id: string, apiKey: string) {
 }
 
 async function scrapeManager(): Promise<string> {
-  const answer = await m.api('GET', '/metrics');
+  const answer = await httpsGet(metricsUrl, {
+    ca: readFileSync(join(m.stateDir, 'pki/server-ca.crt'), 'utf8'),
+  });
   expect(answer.status).toBe(200);
-  return answer.text;
+  return answer.body;
 }
 
 async function scrapeAgent(): Promise<string> {
