@@ -32,8 +32,14 @@ export class HttpChallengeRepository {
         return;
       }
       const host = this.redirectHost(req.headers.host, httpsPort);
-      res.writeHead(301, { location: `https://${host}${req.url ?? '/'}`, 'content-length': '0' });
-      res.end();
+      try {
+        res.writeHead(301, { location: `https://${host}${req.url ?? '/'}`, 'content-length': '0' });
+        res.end();
+      } catch {
+        // A path no Location header may carry: refuse it rather than fail the listener.
+        res.writeHead(400, { 'content-type': 'text/plain' });
+        res.end('bad request');
+      }
     });
     server.headersTimeout = 10_000;
     server.requestTimeout = 10_000;
