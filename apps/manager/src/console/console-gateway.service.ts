@@ -27,6 +27,9 @@ const CONSOLE_PERMISSION = 'vm:instance:console';
 export const CONSOLE_RECHECK_MS = 5_000;
 /** Largest message a viewer may send (keyboard, pointer and clipboard are small). */
 const MAX_VIEWER_MESSAGE = 1024 * 1024;
+/** Bytes waiting for a slow viewer above which the agent's stream pauses, and below which it resumes. */
+const VIEWER_BUFFER_HIGH = 8 * 1024 * 1024;
+const VIEWER_BUFFER_LOW = 1024 * 1024;
 const PATH = /^\/api\/v1\/remotes\/([^/]+)\/vms\/([^/]+)\/console\/ws$/;
 
 /** WebSocket close codes a viewer can act on (4000-4999 are the application's). */
@@ -183,6 +186,11 @@ export class ConsoleGatewayService implements OnApplicationShutdown {
       credentialId: string | null | undefined;
     },
   ): Promise<void> {
+    // Until the agent's stream is there, a viewer that leaves (or breaks the protocol) only ends the wait.
+    let gone = false;
+    const leave = () => (gone = true);
+    ws.on('close', leave);
+    ws.on('error', leave);
     let call: ClientDuplexStream<ConsoleFrame, ConsoleFrame__Output>;
     try {
       const connection = await this.remotes.connectionFor(
@@ -196,6 +204,8 @@ export class ConsoleGatewayService implements OnApplicationShutdown {
       ws.close(CONSOLE_CLOSE.unavailable, closeReason(error));
       return;
     }
+    ws.off('close', leave);
+    ws.off('error', leave);
     const console: LiveConsole = {
       presented: opening.presented,
       aclPath: opening.aclPath,
@@ -206,13 +216,30 @@ export class ConsoleGatewayService implements OnApplicationShutdown {
       closed: false,
     };
     this.live.add(console);
+    if (gone || ws.readyState !== ws.OPEN) {
+      void this.audit.outcome(opening.audited, {});
+      return this.close(console, 1000, 'the viewer closed the console');
+    }
     let opened = false;
+    // Back-pressure: a viewer that reads slowly pauses the agent's stream, and the reverse.
+    let paused = false;
+    const drained = () => {
+      if (paused && ws.bufferedAmount < VIEWER_BUFFER_LOW) {
+        paused = false;
+        call.resume();
+      }
+    };
     call.on('data', (frame: ConsoleFrame__Output) => {
       if (!opened) {
         opened = true;
         void this.audit.outcome(opening.audited, {});
       }
-      if (frame.data && frame.data.length > 0 && ws.readyState === ws.OPEN) ws.send(frame.data);
+      if (!frame.data || frame.data.length === 0 || ws.readyState !== ws.OPEN) return;
+      ws.send(frame.data, drained);
+      if (!paused && ws.bufferedAmount > VIEWER_BUFFER_HIGH) {
+        paused = true;
+        call.pause();
+      }
     });
     call.on('end', () =>
       this.close(console, CONSOLE_CLOSE.ended, 'the console ended: the VM stopped or moved'),
@@ -225,7 +252,10 @@ export class ConsoleGatewayService implements OnApplicationShutdown {
     });
     ws.on('message', (data: Buffer, binary: boolean) => {
       if (!binary) return this.close(console, 1003, 'a console carries binary RFB messages only');
-      call.write({ data });
+      if (!call.write({ data })) {
+        ws.pause();
+        call.once('drain', () => ws.resume());
+      }
     });
     ws.on('close', () => this.close(console, 1000, 'the viewer closed the console'));
     ws.on('error', () => this.close(console, 1011, 'the viewer connection failed'));
