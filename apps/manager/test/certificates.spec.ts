@@ -341,6 +341,52 @@ describe("the manager's HTTPS certificate over ACME", () => {
     expect(stored).not.toContain('PRIVATE KEY');
   });
 
+  it.each([
+    [
+      'dns-01 without its DNS server',
+      { domains: ['example.test'], challenge: 'dns-01' },
+      /dns: dns-01 needs the dns settings/,
+    ],
+    [
+      'a wildcard over http-01',
+      { domains: ['*.example.test'], challenge: 'http-01' },
+      /wildcard names can only be validated with dns-01/,
+    ],
+    ['a name that is not a DNS name', { domains: ['exa mple'], challenge: 'http-01' }, /domains/],
+    [
+      'a TSIG secret that is not base64',
+      {
+        domains: ['example.test'],
+        challenge: 'dns-01',
+        dns: { server: '127.0.0.1', keyName: 'k', secret: 'not base64 !' },
+      },
+      /dns\.secret/,
+    ],
+  ])('refuses settings with %s (400)', async (_what, body, message) => {
+    const answer = await api('PUT', '/api/v1/system/certificates/acme/settings', {
+      accountId: httpAccount,
+      ...body,
+    });
+    expect(answer.status).toBe(400);
+    expect(answer.body.error.message).toMatch(message);
+  });
+
+  it('refuses an account for an unknown id and without agreeing to the terms (400)', async () => {
+    const unknown = await api('PUT', '/api/v1/system/certificates/acme/settings', {
+      accountId: '00000000-0000-4000-8000-000000000000',
+      domains: ['example.test'],
+      challenge: 'http-01',
+    });
+    expect(unknown.status).toBe(400);
+    const terms = await api('POST', '/api/v1/system/certificates/acme/accounts', {
+      name: 'no-terms',
+      directoryUrl: pebbleHttp.directoryUrl,
+      termsOfServiceAgreed: false,
+    });
+    expect(terms.status).toBe(400);
+    expect(terms.body.error.message).toMatch(/terms of service/);
+  });
+
   describe('DNS-01 through RFC 2136', () => {
     let dnsAccount: string;
     const dnsSettings = (secret: string, domains: string[]) => ({
