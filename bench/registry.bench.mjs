@@ -54,7 +54,7 @@ async function heartbeatBench() {
   const logger = createLogger('error');
   try {
     // Baseline: plain puts for 5 s with the same concurrency the agents reach (16 in flight).
-    const plain = new Etcd3({ hosts: etcd.endpoint });
+    const plain = new Etcd3(etcd.clientOptions());
     let puts = 0;
     const putLatencies = [];
     const until = Date.now() + 5_000;
@@ -75,7 +75,7 @@ async function heartbeatBench() {
     log(`baseline: ${baseline.writesPerSecond} puts/s`);
 
     // 1,000 agents sharing 50 etcd connections (20 agents each), as agents behind a few hosts would.
-    const connections = Array.from({ length: 50 }, () => new Etcd3({ hosts: etcd.endpoint }));
+    const connections = Array.from({ length: 50 }, () => new Etcd3(etcd.clientOptions()));
     const agents = Array.from({ length: AGENTS }, (_, i) => {
       const nodeId = `sim-${String(i + 1).padStart(4, '0')}`;
       const service = new RegistryService(

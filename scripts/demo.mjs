@@ -261,13 +261,16 @@ for (const cluster of CLUSTERS) {
     clientPort: etcdPort,
     logFile: join(stateDir, `logs/etcd-${cluster.id}.log`),
   };
-  await supervise(
-    'etcd',
-    `etcd-${cluster.id}`,
-    async () => (await startEtcd(etcdOptions)).process,
-  ).catch((error) => fail(error.message));
-  const etcd = { endpoint: `http://127.0.0.1:${etcdPort}` };
+  // etcd over mutual TLS: every etcd of this process shares one CA and client certificate.
+  let etcdTls;
+  await supervise('etcd', `etcd-${cluster.id}`, async () => {
+    const instance = await startEtcd(etcdOptions);
+    etcdTls = instance.tls;
+    return instance.process;
+  }).catch((error) => fail(error.message));
+  const etcd = { endpoint: `https://127.0.0.1:${etcdPort}`, tls: etcdTls };
   cluster.etcd = etcd.endpoint;
+  cluster.etcdTls = etcdTls;
 
   cluster.endpoints = [];
   for (const node of cluster.nodes) {
@@ -284,7 +287,7 @@ for (const cluster of CLUSTERS) {
           nodeId: node,
           listen: endpoint,
           advertise: endpoint,
-          etcd: { endpoints: [etcd.endpoint] },
+          etcd: { endpoints: [etcd.endpoint], tls: etcd.tls },
           tls: {
             cert: join(pkiDir, `${node}.crt`),
             key: join(pkiDir, `${node}.key`),
@@ -335,6 +338,12 @@ for (const cluster of CLUSTERS) {
         'create',
         '--etcd',
         cluster.etcd,
+        '--etcd-ca',
+        cluster.etcdTls.ca,
+        '--etcd-cert',
+        cluster.etcdTls.cert,
+        '--etcd-key',
+        cluster.etcdTls.key,
         '--principal',
         'manager@demo',
         '--permissions',

@@ -73,7 +73,7 @@ export async function startDemoTopology(
 
 /** Copies every cluster's simulated images into the others (what RBD mirroring provides for real). */
 async function mirrorImages(clusters: TestCluster[]): Promise<void> {
-  const clients = clusters.map((cluster) => new Etcd3({ hosts: cluster.etcd.endpoint }));
+  const clients = clusters.map((cluster) => new Etcd3(cluster.etcd.clientOptions()));
   try {
     const images = await Promise.all(
       clients.map((client) => client.getAll().prefix(SIM_IMAGES).strings()),

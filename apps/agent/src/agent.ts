@@ -35,7 +35,7 @@ import { RpcRouter } from './rpc/rpc-router';
 import { MutualTls13ServerCredentials } from './rpc/tls-credentials';
 import { startRpcServer } from './rpc/rpc-server';
 import { systemClock, type Clock } from './shared/clock';
-import { createEtcdClient } from './shared/etcd-client';
+import { createEtcdClient, etcdConnectionOf } from './shared/etcd-client';
 import { lifecycleLogger, type Logger } from './shared/logger';
 import { AGENT_VERSION } from './shared/version';
 import { storageServiceHandlers } from './storage/storage.handlers';
@@ -80,7 +80,7 @@ export async function startAgent(
 ): Promise<RunningAgent> {
   // The certificate renews itself and the trusted CAs can change: consumers read it when they need it.
   const tls = new LiveTls(loadTlsMaterial(config));
-  const etcd = createEtcdClient(config.etcd.endpoints);
+  const etcd = createEtcdClient(etcdConnectionOf(config.etcd));
   const undo: (() => unknown)[] = [() => etcd.close()];
   try {
     const { hypervisor, storage, background } = await createDrivers(config, etcd, clock, logger);

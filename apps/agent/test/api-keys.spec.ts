@@ -25,7 +25,7 @@ describe('API keys (real etcd, real agent, admin CLI)', () => {
       vmsPerNode: 1,
       apiKeyCacheSeconds: CACHE_SECONDS,
     });
-    etcd = new Etcd3({ hosts: cluster.etcd.endpoint });
+    etcd = new Etcd3(cluster.etcd.clientOptions());
   });
   afterAll(async () => {
     for (const client of clients) client.close();

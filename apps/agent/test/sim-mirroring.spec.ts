@@ -64,7 +64,7 @@ describe('simulated RBD mirroring through the agents of two sim clusters', () =>
         expect(readFileSync(join(agent.stateDir, 'rpc-audit.log'), 'utf8')).not.toContain(key);
       }
     }
-    const etcd = new Etcd3({ hosts: east.etcd.endpoint });
+    const etcd = new Etcd3(east.etcd.clientOptions());
     try {
       expect(JSON.stringify(await etcd.getAll().prefix('/debvisor/').strings())).not.toContain(key);
     } finally {

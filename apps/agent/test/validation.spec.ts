@@ -129,7 +129,7 @@ describe('request validation and error mapping (real agent)', () => {
   });
 
   it('answers an unexpected failure as INTERNAL with a trace id only, logging the details', async () => {
-    const etcd = new Etcd3({ hosts: cluster.etcd.endpoint });
+    const etcd = new Etcd3(cluster.etcd.clientOptions());
     await etcd.put('/debvisor/rpc/apikeys/00000000000000ff').value('{"id": "garbage"');
     etcd.close();
     const broken = cluster.connect(`dvk_00000000000000ff_${'A'.repeat(43)}`);

@@ -151,7 +151,7 @@ async function whereIs(): Promise<{ east: string | undefined; west: string | und
 
 /** The content checksum of a disk in a sim cluster's storage (its etcd record). */
 async function checksum(cluster: TestCluster, disk: Json): Promise<string> {
-  const client = new Etcd3({ hosts: cluster.etcd.endpoint });
+  const client = new Etcd3(cluster.etcd.clientOptions());
   try {
     const record = JSON.parse(
       (await client.get(`/debvisor/sim/rbd/${disk.pool}/${disk.image}`).string()) ?? '{}',

@@ -14,7 +14,6 @@ import {
   type VmServiceDefinition,
 } from '@debvisor/proto';
 import * as grpc from '@grpc/grpc-js';
-import { Etcd3 } from 'etcd3';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
@@ -117,7 +116,7 @@ export interface TestCluster {
   createApiKey(permissions: string[], options?: CreateApiKeyOptions): Promise<string>;
   /** Trusts `peer`'s CA as a migration peer here (what `debvisor-agent-admin peer trust` writes). */
   trustPeer(peer: Pick<TestCluster, 'clusterId' | 'caPem'>): Promise<void>;
-  /** Runs the agent admin CLI against this cluster's etcd (`--etcd` is added). */
+  /** Runs the agent admin CLI against this cluster's etcd (`--etcd` and its TLS files are added). */
   admin(args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
   /** A client of `agent` (default: the first) with the harness's client identity. */
   connect(apiKey: string | undefined, agent?: TestAgent): AgentClient;
@@ -193,7 +192,7 @@ export async function startCluster(options: StartClusterOptions): Promise<TestCl
         nodeId,
         listen: endpoint,
         advertise: endpoint,
-        etcd: { endpoints: [etcd.endpoint] },
+        etcd: { endpoints: [etcd.endpoint], ...(etcd.tls ? { tls: etcd.tls } : {}) },
         tls: {
           cert: tls.cert,
           key: tls.key,
@@ -244,7 +243,7 @@ export async function startCluster(options: StartClusterOptions): Promise<TestCl
     );
   const cluster: TestCluster = {
     async createSimImage({ pool, image, sizeBytes }) {
-      const client = new Etcd3({ hosts: etcd.endpoint });
+      const client = etcd.client();
       try {
         // The sim storage driver's record (apps/agent/src/drivers/sim/sim-rbd.records.ts); its content version is derived on first read.
         const key = `/debvisor/sim/rbd/${pool}/${image}`;
@@ -316,7 +315,7 @@ export async function startCluster(options: StartClusterOptions): Promise<TestCl
       caPem: manager.ca.certPem,
     },
     async trustPeer(peer) {
-      const client = new Etcd3({ hosts: etcd.endpoint });
+      const client = etcd.client();
       try {
         await client.put(`/debvisor/trust/peer-clusters/${peer.clusterId}`).value(
           JSON.stringify({
@@ -346,7 +345,15 @@ export async function startCluster(options: StartClusterOptions): Promise<TestCl
         throw new Error(`apikey create failed (exit ${result.code}): ${result.stderr}`);
       return (JSON.parse(result.stdout) as { key: string }).key;
     },
-    admin: (args) => runAdmin([...args, '--etcd', etcd.endpoint]),
+    admin: (args) =>
+      runAdmin([
+        ...args,
+        '--etcd',
+        etcd.endpoint,
+        ...(etcd.tls
+          ? ['--etcd-ca', etcd.tls.ca, '--etcd-cert', etcd.tls.cert, '--etcd-key', etcd.tls.key]
+          : []),
+      ]),
     connect: (apiKey, agent = agents[0]) =>
       agentClient(agent.endpoint, {
         caPem: pki.ca.certPem,

@@ -1,14 +1,31 @@
+import { createCa, issueCertificate } from '@debvisor/pki';
+import { Etcd3, type IOptions } from 'etcd3';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { requireBinary } from './binaries';
 import { freePort } from './ports';
 import { spawnManaged, type ManagedProcess } from './processes';
 import { tempDir } from './temp';
 
+/** etcd's mutual TLS: the CA of its server certificate, and a client certificate it accepts (PEM files). */
+export interface EtcdTlsFiles {
+  ca: string;
+  cert: string;
+  key: string;
+}
+
 export interface EtcdInstance {
-  /** http://127.0.0.1:<port> */
+  /** https://127.0.0.1:<port> (http:// when started with tls: false) */
   readonly endpoint: string;
   readonly dataDir: string;
   readonly process: ManagedProcess;
+  /** The files a client needs (agents: etcd.tls); undefined without TLS. */
+  readonly tls: EtcdTlsFiles | undefined;
+  /** etcd3 options to reach this etcd (with the client certificate). */
+  clientOptions(): IOptions;
+  /** A client of this etcd (close it when done). */
+  client(): Etcd3;
   stop(): Promise<void>;
 }
 
@@ -17,6 +34,46 @@ export interface EtcdOptions {
   dataDir?: string;
   clientPort?: number;
   logFile?: string;
+  /** Mutual TLS on the client port (default true): every etcd of a test process shares one CA. */
+  tls?: boolean;
+}
+
+let sharedPki: Promise<EtcdTlsFiles & { server: { cert: string; key: string } }> | undefined;
+
+/**
+ * The etcd PKI of this test process: one CA, a server certificate for 127.0.0.1/localhost and a
+ * client certificate, shared by every etcd (so that a replacement etcd on the same port, and a
+ * peer cluster's etcd, accept the same clients).
+ */
+function etcdPki(): Promise<EtcdTlsFiles & { server: { cert: string; key: string } }> {
+  sharedPki ??= (async () => {
+    const dir = join(tempDir('debvisor-etcd-pki-'), 'pki');
+    mkdirSync(dir, { recursive: true });
+    const ca = await createCa('DebVisor test etcd CA');
+    const [server, client] = await Promise.all([
+      issueCertificate(ca, {
+        commonName: 'etcd',
+        dnsNames: ['localhost'],
+        ipAddresses: ['127.0.0.1'],
+        usage: 'both',
+      }),
+      issueCertificate(ca, { commonName: 'debvisor-etcd-client', usage: 'client' }),
+    ]);
+    const write = (name: string, text: string) => {
+      writeFileSync(join(dir, name), text, { mode: 0o600 });
+      return join(dir, name);
+    };
+    return {
+      ca: write('ca.crt', ca.certPem),
+      cert: write('client.crt', client.certPem),
+      key: write('client.key', client.keyPem),
+      server: {
+        cert: write('server.crt', server.certPem),
+        key: write('server.key', server.keyPem),
+      },
+    };
+  })();
+  return sharedPki;
 }
 
 /** A single-member etcd (Debian package etcd-server) on free loopback ports, ready to serve. */
@@ -26,8 +83,9 @@ export async function startEtcd(options: EtcdOptions = {}): Promise<EtcdInstance
   const dataDir = options.dataDir ?? join(tempDir('debvisor-etcd-'), 'data');
   const clientPort = options.clientPort ?? (await freePort());
   const peerPort = await freePort();
-  const endpoint = `http://127.0.0.1:${clientPort}`;
-  const peer = `http://127.0.0.1:${peerPort}`;
+  const pki = options.tls === false ? undefined : await etcdPki();
+  const endpoint = `${pki ? 'https' : 'http'}://127.0.0.1:${clientPort}`;
+  const peer = `http://127.0.0.1:${peerPort}`; // one member on loopback: no peer traffic
   const child = spawnManaged(
     `etcd ${name}`,
     binary,
@@ -40,17 +98,73 @@ export async function startEtcd(options: EtcdOptions = {}): Promise<EtcdInstance
       `--initial-advertise-peer-urls=${peer}`,
       `--initial-cluster=${name}=${peer}`,
       '--initial-cluster-state=new',
+      ...(pki
+        ? [
+            '--client-cert-auth',
+            `--trusted-ca-file=${pki.ca}`,
+            `--cert-file=${pki.server.cert}`,
+            `--key-file=${pki.server.key}`,
+          ]
+        : []),
       '--log-level=warn',
       '--logger=zap',
     ],
     { logFile: options.logFile },
   );
-  await waitForHealth(endpoint, child);
-  return { endpoint, dataDir, process: child, stop: () => child.stop() };
+  const tls = pki && { ca: pki.ca, cert: pki.cert, key: pki.key };
+  const clientOptions = (): IOptions => ({
+    hosts: endpoint,
+    ...(tls
+      ? {
+          credentials: {
+            rootCertificate: readFileSync(tls.ca),
+            certChain: readFileSync(tls.cert),
+            privateKey: readFileSync(tls.key),
+          },
+        }
+      : {}),
+  });
+  await waitForHealth(endpoint, tls, child);
+  return {
+    endpoint,
+    dataDir,
+    process: child,
+    tls,
+    clientOptions,
+    client: () => new Etcd3(clientOptions()),
+    stop: () => child.stop(),
+  };
+}
+
+/** GET <endpoint>/health, with the client certificate over TLS. */
+function health(endpoint: string, tls: EtcdTlsFiles | undefined): Promise<string> {
+  if (!tls)
+    return fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(1000) }).then((r) => r.text());
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      `${endpoint}/health`,
+      {
+        ca: readFileSync(tls.ca),
+        cert: readFileSync(tls.cert),
+        key: readFileSync(tls.key),
+        timeout: 1000,
+      },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (body += chunk));
+        res.on('end', () => resolve(body));
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('no answer within 1 s')));
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 async function waitForHealth(
   endpoint: string,
+  tls: EtcdTlsFiles | undefined,
   child: ManagedProcess,
   timeoutMs = 30_000,
 ): Promise<void> {
@@ -60,8 +174,7 @@ async function waitForHealth(
     if (child.child.exitCode !== null)
       throw new Error(`etcd exited early:\n${child.output().slice(-4000)}`);
     try {
-      const response = await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(1000) });
-      const body = (await response.json()) as { health?: string };
+      const body = JSON.parse(await health(endpoint, tls)) as { health?: string };
       if (body.health === 'true') return;
       last = JSON.stringify(body);
     } catch (error) {

@@ -25,10 +25,31 @@ describe('test harness', () => {
 
   it('starts a real etcd that stores and returns a key', async () => {
     etcd = await startEtcd();
-    const client = new Etcd3({ hosts: etcd.endpoint });
+    const client = new Etcd3(etcd.clientOptions());
     await client.put('/harness/key').value('v1');
     expect(await client.get('/harness/key').string()).toBe('v1');
     client.close();
+  });
+
+  it('serves etcd over mutual TLS only: a client without the client certificate is refused', async () => {
+    etcd ??= await startEtcd();
+    expect(etcd.endpoint).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+    const { credentials } = etcd.clientOptions();
+    const anonymous = new Etcd3({
+      hosts: etcd.endpoint,
+      credentials: { rootCertificate: credentials!.rootCertificate },
+      dialTimeout: 2_000,
+      defaultCallOptions: () => ({ deadline: Date.now() + 2_000 }),
+    });
+    await expect(anonymous.get('/harness/key').string()).rejects.toThrow();
+    anonymous.close();
+    const plain = new Etcd3({
+      hosts: etcd.endpoint.replace('https:', 'http:'),
+      dialTimeout: 2_000,
+      defaultCallOptions: () => ({ deadline: Date.now() + 2_000 }),
+    });
+    await expect(plain.get('/harness/key').string()).rejects.toThrow();
+    plain.close();
   });
 
   it('starts a real PostgreSQL and clones databases from a template', async () => {

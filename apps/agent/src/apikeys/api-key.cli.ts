@@ -1,10 +1,10 @@
 import { apiKeyIdSchema, permissionSpecSchema } from '@debvisor/common';
 import { parseArgs } from 'node:util';
 import type { z } from 'zod';
-import { loadAgentConfig } from '../config/agent-config.loader';
 import { AgentError } from '../shared/agent-error';
 import { systemClock } from '../shared/clock';
-import { createEtcdClient } from '../shared/etcd-client';
+import { ETCD_CLI_OPTIONS, ETCD_CLI_USAGE, etcdConnectionFromArgs } from '../shared/etcd-cli';
+import { createEtcdClient, type EtcdConnection } from '../shared/etcd-client';
 import { ApiKeyRepository } from './api-key.repository';
 import { descriptionSchema, principalSchema, type ApiKeySummary } from './api-key.schema';
 import { ApiKeyService, type IssuedApiKey } from './api-key.service';
@@ -17,7 +17,7 @@ export const API_KEY_USAGE = `usage:
   debvisor-agent-admin apikey revoke <id>
   debvisor-agent-admin apikey rotate <id> [--json]
 
-Every command needs the cluster's etcd: --etcd <url>[,<url>…] or --config <agent.json>.
+${ETCD_CLI_USAGE}
 A permission is service:resource:action, service:* or * (e.g. vm:instance:read,node:*).
 The key (dvk_…) is printed once, by create and rotate; it is stored only as a SHA-256 hash.`;
 
@@ -38,7 +38,7 @@ export async function runApiKeyCommand(argv: string[], io: Output): Promise<numb
     io.err(`debvisor-agent-admin: ${(error as Error).message}\n\n${API_KEY_USAGE}`);
     return 2;
   }
-  const etcd = createEtcdClient(command.endpoints);
+  const etcd = createEtcdClient(command.connection);
   const service = new ApiKeyService(new ApiKeyRepository(etcd), systemClock, { cacheTtlMs: 0 });
   try {
     await execute(command, service, io);
@@ -47,7 +47,7 @@ export async function runApiKeyCommand(argv: string[], io: Output): Promise<numb
     const message =
       error instanceof AgentError
         ? error.message
-        : `cannot use etcd at ${command.endpoints.join(',')}: ${(error as Error).message}`;
+        : `cannot use etcd at ${command.connection.endpoints.join(',')}: ${(error as Error).message}`;
     io.err(`debvisor-agent-admin: ${message}`);
     return 1;
   } finally {
@@ -58,15 +58,15 @@ export async function runApiKeyCommand(argv: string[], io: Output): Promise<numb
 type Command =
   | {
       name: 'create';
-      endpoints: string[];
+      connection: EtcdConnection;
       json: boolean;
       principal: string;
       permissions: string[];
       description: string;
       expiresInMs: number | null;
     }
-  | { name: 'list'; endpoints: string[]; json: boolean }
-  | { name: 'revoke' | 'rotate'; endpoints: string[]; json: boolean; id: string };
+  | { name: 'list'; connection: EtcdConnection; json: boolean }
+  | { name: 'revoke' | 'rotate'; connection: EtcdConnection; json: boolean; id: string };
 
 function parseCommand(argv: string[]): Command {
   const [name, ...rest] = argv;
@@ -77,8 +77,7 @@ function parseCommand(argv: string[]): Command {
     allowPositionals: true,
     strict: true,
     options: {
-      etcd: { type: 'string' },
-      config: { type: 'string' },
+      ...ETCD_CLI_OPTIONS,
       principal: { type: 'string' },
       permissions: { type: 'string' },
       description: { type: 'string' },
@@ -86,7 +85,7 @@ function parseCommand(argv: string[]): Command {
       json: { type: 'boolean', default: false },
     },
   });
-  const endpoints = etcdEndpoints(values.etcd, values.config);
+  const connection = etcdConnectionFromArgs(values);
   const json = values.json ?? false;
   const allowed: Record<string, string[]> = {
     create: ['principal', 'permissions', 'description', 'expires-in'],
@@ -112,32 +111,20 @@ function parseCommand(argv: string[]): Command {
       throw new UsageError(
         '--expires-in: give a duration such as 90d, 12h, 30m or 2w (up to 10 years), or never',
       );
-    return { name, endpoints, json, principal, permissions, description, expiresInMs };
+    return { name, connection, json, principal, permissions, description, expiresInMs };
   }
   if (name === 'list') {
     if (positionals.length > 0) throw new UsageError('list takes no positional argument');
-    return { name, endpoints, json };
+    return { name, connection, json };
   }
   if (positionals.length !== 1) throw new UsageError(`${name} takes exactly one API key id`);
-  return { name, endpoints, json, id: check('the API key id', apiKeyIdSchema, positionals[0]) };
+  return { name, connection, json, id: check('the API key id', apiKeyIdSchema, positionals[0]) };
 }
 
 const COMMANDS = ['create', 'list', 'revoke', 'rotate'] as const;
 
 function isCommandName(name: string): name is (typeof COMMANDS)[number] {
   return (COMMANDS as readonly string[]).includes(name);
-}
-
-function etcdEndpoints(etcd: string | undefined, config: string | undefined): string[] {
-  if (etcd && config) throw new UsageError('give either --etcd or --config, not both');
-  if (config) return [...loadAgentConfig(config).etcd.endpoints];
-  if (!etcd) throw new UsageError('--etcd <url>[,<url>…] or --config <agent.json> is required');
-  const endpoints = etcd.split(',').map((u) => u.trim());
-  for (const url of endpoints) {
-    if (!/^https?:\/\/[^\s/]+(:\d+)?\/?$/.test(url))
-      throw new UsageError(`--etcd: "${url}" is not an http(s)://host:port URL`);
-  }
-  return endpoints;
 }
 
 function check<T>(what: string, schema: z.ZodType<T>, value: unknown): T {

@@ -56,6 +56,18 @@ export function parseAgentConfig(
       imageDir: config.qemu.imageDir && abs(config.qemu.imageDir),
       bootDir: config.qemu.bootDir && abs(config.qemu.bootDir),
     },
+    etcd: {
+      ...config.etcd,
+      tls: config.etcd.tls && {
+        ca: abs(config.etcd.tls.ca),
+        cert: abs(config.etcd.tls.cert),
+        key: abs(config.etcd.tls.key),
+      },
+      auth: config.etcd.auth && {
+        username: config.etcd.auth.username,
+        passwordFile: abs(config.etcd.auth.passwordFile),
+      },
+    },
     tls: {
       ...config.tls,
       issuer: config.tls.issuer && {

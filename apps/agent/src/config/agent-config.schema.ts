@@ -149,7 +149,7 @@ const rbdSchema = z.strictObject({
 });
 
 const httpUrl = z
-  .url({ error: 'an etcd endpoint is a URL such as http://127.0.0.1:2379' })
+  .url({ error: 'an etcd endpoint is a URL such as https://127.0.0.1:2379' })
   .refine(
     (value) => /^https?:\/\//.test(value),
     'an etcd endpoint starts with http:// or https://',
@@ -165,6 +165,12 @@ export const agentConfigSchema = z
     advertise: endpointSchema,
     etcd: z.strictObject({
       endpoints: z.array(httpUrl).min(1, 'at least one etcd endpoint is required'),
+      /** Mutual TLS to etcd (https:// endpoints): etcd's CA, and this agent's client certificate and key. */
+      tls: z.strictObject({ ca: filePath, cert: filePath, key: filePath }).optional(),
+      /** etcd's own authentication, where enabled: a user and a file holding its password. */
+      auth: z
+        .strictObject({ username: z.string().min(1).max(128), passwordFile: filePath })
+        .optional(),
     }),
     tls: z.strictObject({
       /** This agent's certificate (CN agent:<nodeId>, OU debvisor-agent), optionally followed by the CA. */

@@ -25,7 +25,11 @@ export interface TlsMaterial {
 const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
 
 /** Reads and checks the certificate files named in the configuration; problems name the setting. */
-export function loadTlsMaterial(config: Pick<AgentConfig, 'nodeId' | 'tls'>): TlsMaterial {
+export function loadTlsMaterial(
+  config: Pick<AgentConfig, 'nodeId'> & {
+    tls: Pick<AgentConfig['tls'], 'cert' | 'key' | 'ca' | 'clientCas'>;
+  },
+): TlsMaterial {
   const caPems = readCertificates('tls.ca', config.tls.ca);
   const clusterCas = caPems.map((pem) => parse('tls.ca', pem));
   if (clusterCas.some((ca) => !ca.ca))

@@ -73,6 +73,8 @@ function createStorage(config: Readonly<AgentConfig>, etcd: Etcd3, clock: Clock)
         clusterId: config.clusterId,
         nodeId: config.nodeId,
         etcdEndpoints: config.etcd.endpoints,
+        // Peer sites' etcds are reached with this agent's own etcd client certificate.
+        peerEtcd: { tls: config.etcd.tls },
         peerTimeoutMs,
         // A report is stale after three missed rounds, or one round that waited out a peer and then some.
         staleAfterMs: Math.max(3 * replayIntervalMs, peerTimeoutMs + 2 * replayIntervalMs),

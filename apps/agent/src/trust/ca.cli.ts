@@ -5,9 +5,9 @@ import { readFile, rm } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import type { Output } from '../apikeys/api-key.cli';
 import { writeFileAtomically } from '../shared/atomic-file';
-import { createEtcdClient } from '../shared/etcd-client';
+import { createEtcdClient, type EtcdConnection } from '../shared/etcd-client';
+import { ETCD_CLI_OPTIONS, ETCD_CLI_USAGE, etcdConnectionFromArgs } from '../shared/etcd-cli';
 import { ClusterTrustRepository, type NodeCert } from './cluster-trust.repository';
-import { etcdEndpointsOf } from './trust.cli';
 
 export const CA_USAGE = `usage:
   debvisor-agent-admin ca status [--json]
@@ -18,14 +18,15 @@ A CA rotation with an overlap window. "begin" (on the issuing node, with its tls
 makes a new cluster CA, cross-certified by the old one, issues with it from then on, and makes
 every agent trust both and renew within seconds. Put the new CA into the manager's remote (its CA
 bundle) next. "finish" drops the old CA once "status" shows every node on the new one (--force
-skips that check). Every command needs the cluster's etcd: --etcd or --config.`;
+skips that check).
+${ETCD_CLI_USAGE}`;
 
 const COMMANDS = ['status', 'begin', 'finish'] as const;
 type Name = (typeof COMMANDS)[number];
 
 interface Parsed {
   name: Name;
-  endpoints: string[];
+  connection: EtcdConnection;
   json: boolean;
   force: boolean;
   issuer?: { cert: string; key: string };
@@ -40,7 +41,7 @@ export async function runCaCommand(argv: string[], io: Output): Promise<number> 
     io.err(`debvisor-agent-admin: ${(error as Error).message}\n\n${CA_USAGE}`);
     return 2;
   }
-  const etcd = createEtcdClient(parsed.endpoints);
+  const etcd = createEtcdClient(parsed.connection);
   const store = new ClusterTrustRepository(etcd);
   try {
     if (parsed.name === 'status') await status(store, parsed.json, io);
@@ -64,8 +65,7 @@ function parse(argv: string[]): Parsed {
     strict: true,
     allowPositionals: true,
     options: {
-      etcd: { type: 'string' },
-      config: { type: 'string' },
+      ...ETCD_CLI_OPTIONS,
       'issuer-cert': { type: 'string' },
       'issuer-key': { type: 'string' },
       force: { type: 'boolean', default: false },
@@ -73,10 +73,10 @@ function parse(argv: string[]): Parsed {
     },
   });
   if (positionals.length > 0) throw new Error(`${name} takes no positional argument`);
-  const endpoints = etcdEndpointsOf(values);
+  const connection = etcdConnectionFromArgs(values);
   const base = {
     name: name as Name,
-    endpoints,
+    connection,
     json: values.json ?? false,
     force: values.force ?? false,
   };

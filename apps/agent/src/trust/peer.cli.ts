@@ -4,10 +4,10 @@ import { parseArgs } from 'node:util';
 import type { Output } from '../apikeys/api-key.cli';
 import { AgentError } from '../shared/agent-error';
 import { systemClock } from '../shared/clock';
-import { createEtcdClient } from '../shared/etcd-client';
+import { createEtcdClient, type EtcdConnection } from '../shared/etcd-client';
+import { ETCD_CLI_OPTIONS, ETCD_CLI_USAGE, etcdConnectionFromArgs } from '../shared/etcd-cli';
 import { PeerClustersRepository } from './peer-clusters.repository';
 import { PeerClusters } from './peer-clusters.service';
-import { etcdEndpointsOf } from './trust.cli';
 
 export const PEER_USAGE = `usage:
   debvisor-agent-admin peer trust <cluster-id> --ca <ca.pem>
@@ -15,14 +15,15 @@ export const PEER_USAGE = `usage:
   debvisor-agent-admin peer list [--json]
 
 VMs migrate only to and from agents of this cluster and of the peer clusters trusted here; a
-migration naming any other CA is refused. Every command needs the cluster's etcd: --etcd or --config.`;
+migration naming any other CA is refused.
+${ETCD_CLI_USAGE}`;
 
 const COMMANDS = ['trust', 'forget', 'list'] as const;
 
 /** Runs `peer <command> …`; answers the exit code (0 done, 1 failed, 2 bad usage). */
 export async function runPeerCommand(argv: string[], io: Output): Promise<number> {
   const [name, ...rest] = argv;
-  let endpoints: string[];
+  let connection: EtcdConnection;
   let clusterId = '';
   let caPem = '';
   let json = false;
@@ -34,13 +35,12 @@ export async function runPeerCommand(argv: string[], io: Output): Promise<number
       allowPositionals: true,
       strict: true,
       options: {
-        etcd: { type: 'string' },
-        config: { type: 'string' },
+        ...ETCD_CLI_OPTIONS,
         ca: { type: 'string' },
         json: { type: 'boolean', default: false },
       },
     });
-    endpoints = etcdEndpointsOf(values);
+    connection = etcdConnectionFromArgs(values);
     json = values.json ?? false;
     if (values.ca !== undefined && name !== 'trust') throw new Error(`${name} takes no --ca`);
     if (name === 'list') {
@@ -63,7 +63,7 @@ export async function runPeerCommand(argv: string[], io: Output): Promise<number
     io.err(`debvisor-agent-admin: ${(error as Error).message}\n\n${PEER_USAGE}`);
     return 2;
   }
-  const etcd = createEtcdClient(endpoints);
+  const etcd = createEtcdClient(connection);
   const peers = new PeerClusters(new PeerClustersRepository(etcd), systemClock);
   try {
     if (name === 'trust') {
@@ -87,7 +87,7 @@ export async function runPeerCommand(argv: string[], io: Output): Promise<number
     return 0;
   } catch (error) {
     io.err(
-      `debvisor-agent-admin: ${error instanceof AgentError ? error.message : `cannot use etcd at ${endpoints.join(',')}: ${(error as Error).message}`}`,
+      `debvisor-agent-admin: ${error instanceof AgentError ? error.message : `cannot use etcd at ${connection.endpoints.join(',')}: ${(error as Error).message}`}`,
     );
     return 1;
   } finally {

@@ -1,9 +1,9 @@
 import { nodeIdSchema } from '@debvisor/common';
 import { parseArgs } from 'node:util';
-import { loadAgentConfig } from '../config/agent-config.loader';
 import type { Output } from '../apikeys/api-key.cli';
 import { systemClock } from '../shared/clock';
-import { createEtcdClient } from '../shared/etcd-client';
+import { createEtcdClient, type EtcdConnection } from '../shared/etcd-client';
+import { ETCD_CLI_OPTIONS, ETCD_CLI_USAGE, etcdConnectionFromArgs } from '../shared/etcd-cli';
 import { RevokedNodesRepository } from './revoked-nodes.repository';
 import { RevokedNodes } from './revoked-nodes.service';
 
@@ -14,7 +14,7 @@ export const NODE_USAGE = `usage:
 
 A revoked (or decommissioned) node is refused by every agent of the cluster at once, whatever
 certificate it presents: its forwarded calls, its API-key calls and its migration tunnels.
-Every command needs the cluster's etcd: --etcd <url>[,<url>…] or --config <agent.json>.`;
+${ETCD_CLI_USAGE}`;
 
 const COMMANDS = ['revoke', 'reinstate', 'revoked'] as const;
 type CommandName = (typeof COMMANDS)[number];
@@ -22,7 +22,7 @@ type CommandName = (typeof COMMANDS)[number];
 /** Runs `node <command> …`; answers the exit code (0 done, 1 failed, 2 bad usage). */
 export async function runNodeCommand(argv: string[], io: Output): Promise<number> {
   const [name, ...rest] = argv;
-  let parsed: { nodeId?: string; reason: string; json: boolean; endpoints: string[] };
+  let parsed: { nodeId?: string; reason: string; json: boolean; connection: EtcdConnection };
   try {
     if (!(COMMANDS as readonly string[]).includes(name ?? ''))
       throw new Error(
@@ -33,7 +33,7 @@ export async function runNodeCommand(argv: string[], io: Output): Promise<number
     io.err(`debvisor-agent-admin: ${(error as Error).message}\n\n${NODE_USAGE}`);
     return 2;
   }
-  const etcd = createEtcdClient(parsed.endpoints);
+  const etcd = createEtcdClient(parsed.connection);
   const nodes = new RevokedNodes(new RevokedNodesRepository(etcd), systemClock);
   try {
     if (name === 'revoke') {
@@ -59,7 +59,7 @@ export async function runNodeCommand(argv: string[], io: Output): Promise<number
     return 0;
   } catch (error) {
     io.err(
-      `debvisor-agent-admin: cannot use etcd at ${parsed.endpoints.join(',')}: ${(error as Error).message}`,
+      `debvisor-agent-admin: cannot use etcd at ${parsed.connection.endpoints.join(',')}: ${(error as Error).message}`,
     );
     return 1;
   } finally {
@@ -70,26 +70,25 @@ export async function runNodeCommand(argv: string[], io: Output): Promise<number
 function parse(
   name: CommandName,
   argv: string[],
-): { nodeId?: string; reason: string; json: boolean; endpoints: string[] } {
+): { nodeId?: string; reason: string; json: boolean; connection: EtcdConnection } {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
     strict: true,
     options: {
-      etcd: { type: 'string' },
-      config: { type: 'string' },
+      ...ETCD_CLI_OPTIONS,
       reason: { type: 'string' },
       json: { type: 'boolean', default: false },
     },
   });
-  const endpoints = etcdEndpointsOf(values);
+  const connection = etcdConnectionFromArgs(values);
   if (values.reason !== undefined && name !== 'revoke')
     throw new Error(`${name} takes no --reason`);
   const reason = values.reason ?? '';
   if (reason.length > 500) throw new Error('--reason: at most 500 characters');
   if (name === 'revoked') {
     if (positionals.length > 0) throw new Error('revoked takes no positional argument');
-    return { reason, json: values.json ?? false, endpoints };
+    return { reason, json: values.json ?? false, connection };
   }
   if (positionals.length !== 1) throw new Error(`${name} takes exactly one node id`);
   const nodeId = nodeIdSchema.safeParse(positionals[0]);
@@ -97,18 +96,5 @@ function parse(
     throw new Error(
       `the node id: ${nodeId.error.issues[0]?.message ?? 'invalid'} (got "${positionals[0]}")`,
     );
-  return { nodeId: nodeId.data, reason, json: values.json ?? false, endpoints };
-}
-
-/** The etcd endpoints from --etcd or --config (one of them). */
-export function etcdEndpointsOf(values: { etcd?: string; config?: string }): string[] {
-  if (values.etcd && values.config) throw new Error('give either --etcd or --config, not both');
-  let endpoints: string[];
-  if (values.config) endpoints = [...loadAgentConfig(values.config).etcd.endpoints];
-  else if (values.etcd) endpoints = values.etcd.split(',').map((u) => u.trim());
-  else throw new Error('--etcd <url>[,<url>…] or --config <agent.json> is required');
-  for (const url of endpoints)
-    if (!/^https?:\/\/[^\s/]+(:\d+)?\/?$/.test(url))
-      throw new Error(`--etcd: "${url}" is not an http(s)://host:port URL`);
-  return endpoints;
+  return { nodeId: nodeId.data, reason, json: values.json ?? false, connection };
 }

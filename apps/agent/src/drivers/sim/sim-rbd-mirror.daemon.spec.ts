@@ -39,13 +39,14 @@ describe('simulated RBD mirroring between two sim clusters (two real etcds)', ()
 
   async function site(name: string, server?: EtcdInstance): Promise<Site> {
     const etcdServer = server ?? (await startEtcd({ name }));
-    const etcd = new Etcd3({ hosts: etcdServer.endpoint });
+    const etcd = new Etcd3(etcdServer.clientOptions());
     const driver = new SimStorageDriver({
       etcd,
       clock,
       clusterId: name,
       nodeId: 'node-1',
       etcdEndpoints: [etcdServer.endpoint],
+      peerEtcd: { tls: etcdServer.tls },
       peerTimeoutMs: 800,
       staleAfterMs: 3_000,
     });
@@ -343,6 +344,7 @@ describe('simulated RBD mirroring between two sim clusters (two real etcds)', ()
       clusterId: 'dc-west',
       nodeId: 'node-2',
       etcdEndpoints: [west.server.endpoint],
+      peerEtcd: { tls: west.server.tls },
       peerTimeoutMs: 800,
       staleAfterMs: 3_000,
     });

@@ -1,4 +1,5 @@
 import { Etcd3 } from 'etcd3';
+import { etcdClientOptions, type EtcdConnection } from '../../shared/etcd-client';
 import { SimRbdRepository } from './sim-rbd.repository';
 
 /**
@@ -9,19 +10,18 @@ import { SimRbdRepository } from './sim-rbd.repository';
 export class SimRbdPeers {
   private readonly clients = new Map<string, Etcd3>();
 
-  constructor(private readonly timeoutMs: number) {}
+  constructor(
+    private readonly timeoutMs: number,
+    /** This agent's etcd TLS files, presented to the peers' etcds too. */
+    private readonly connection: Omit<EtcdConnection, 'endpoints' | 'auth'> = {},
+  ) {}
 
   /** The peer's records, reached through `endpoints`; `site` names it in errors. */
   repository(endpoints: readonly string[], site: string): SimRbdRepository {
     const id = [...endpoints].sort().join(',');
     let client = this.clients.get(id);
     if (!client) {
-      client = new Etcd3({
-        hosts: [...endpoints],
-        dialTimeout: this.timeoutMs,
-        defaultCallOptions: (context) =>
-          context.isStream ? {} : { deadline: Date.now() + this.timeoutMs },
-      });
+      client = new Etcd3(etcdClientOptions({ ...this.connection, endpoints }, this.timeoutMs));
       this.clients.set(id, client);
     }
     return new SimRbdRepository(client, this.timeoutMs, `the peer site ${site}`);

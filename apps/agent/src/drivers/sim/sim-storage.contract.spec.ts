@@ -14,13 +14,14 @@ describe('storage-driver contract: sim driver (real etcd)', () => {
 
   beforeAll(async () => {
     server = await startEtcd();
-    etcd = new Etcd3({ hosts: server.endpoint });
+    etcd = new Etcd3(server.clientOptions());
     driver = new SimStorageDriver({
       etcd,
       clock: systemClock,
       clusterId: 'contract',
       nodeId: 'node-1',
       etcdEndpoints: [server.endpoint],
+      peerEtcd: { tls: server.tls },
       peerTimeoutMs: 1_000,
       staleAfterMs: 5_000,
     });

@@ -18,12 +18,13 @@ describe('SimStorageDriver (real etcd)', () => {
 
   beforeAll(async () => {
     etcdServer = await startEtcd();
-    etcd = new Etcd3({ hosts: etcdServer.endpoint });
+    etcd = new Etcd3(etcdServer.clientOptions());
     const options = {
       etcd,
       clock: { now: () => new Date(), sleep: async () => undefined },
       clusterId: 'east',
       etcdEndpoints: [etcdServer.endpoint],
+      peerEtcd: { tls: etcdServer.tls },
       peerTimeoutMs: 1_000,
       staleAfterMs: 5_000,
     };

@@ -3,6 +3,7 @@ import type { Etcd3 } from 'etcd3';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { AgentError, ErrorCode } from '../../shared/agent-error';
 import type { Clock } from '../../shared/clock';
+import type { EtcdConnection } from '../../shared/etcd-client';
 import type { DriverHealth } from '../hypervisor.driver';
 import {
   disabledMirrorStatus,
@@ -42,6 +43,8 @@ export interface SimStorageOptions {
   nodeId: string;
   /** This cluster's etcd endpoints: what a peer bootstrap token tells the peer to reach. */
   etcdEndpoints: readonly string[];
+  /** How to reach peer sites' etcds beyond their endpoints (this agent's etcd TLS files). */
+  peerEtcd?: Omit<EtcdConnection, 'endpoints' | 'auth'>;
   /** Deadline of every call to a peer cluster. */
   peerTimeoutMs: number;
   /** A mirroring report older than this means its rbd-mirror daemon (or its site) is down. */
@@ -96,7 +99,7 @@ export class SimStorageDriver implements StorageDriver {
 
   constructor(private readonly options: SimStorageOptions) {
     this.repository = new SimRbdRepository(options.etcd);
-    this.peers = new SimRbdPeers(options.peerTimeoutMs);
+    this.peers = new SimRbdPeers(options.peerTimeoutMs, options.peerEtcd);
     this.node = `client.${options.nodeId}@${options.clusterId}`;
   }
 
