@@ -13,6 +13,7 @@ describe('loadConfig', () => {
       logLevel: 'info',
       publicUrl: undefined,
       snapshots: { quotaPerVm: 100, scheduleTickSeconds: 60 },
+      console: { allowApiTokens: false },
     });
     expect(config.webDir).toMatch(/apps\/web\/dist$/);
   });
@@ -49,6 +50,7 @@ describe('loadConfig', () => {
       DEBVISOR_HTTP_LISTEN: '127.0.0.1:8080',
       DEBVISOR_EXTRA_CA_FILE: '/etc/debvisor/private-ca.pem',
       DEBVISOR_CERTIFICATE_CHECK_SECONDS: '600',
+      DEBVISOR_CONSOLE_ALLOW_API_TOKENS: 'true',
     });
     expect(config).toEqual({
       stateDir: '/srv/dvm',
@@ -84,6 +86,7 @@ describe('loadConfig', () => {
         extraCaFile: '/etc/debvisor/private-ca.pem',
         renewCheckSeconds: 600,
       },
+      console: { allowApiTokens: true },
     });
     expect(Object.isFrozen(config)).toBe(true);
     expect(Object.isFrozen(config.access)).toBe(true);
@@ -108,6 +111,7 @@ describe('loadConfig', () => {
   it.each([
     ['DEBVISOR_ADMIN_PASSWORD', 'short'],
     ['DEBVISOR_RATE_LIMIT_GLOBAL', '0'],
+    ['DEBVISOR_CONSOLE_ALLOW_API_TOKENS', 'yes'],
     ['DEBVISOR_TRUSTED_PROXIES', '10.0.0.0/33'],
     ['DEBVISOR_TRUSTED_PROXIES', 'proxy.example'],
     ['DEBVISOR_TFA_ENROLMENT', 'anyone'],
