@@ -77,8 +77,6 @@ describe('the Certificates page of the web UI', () => {
     context = await browser.newContext({
       locale: 'en-GB',
       viewport: { width: 1280, height: 900 },
-      // axe is injected as an inline script, which the manager's Content-Security-Policy refuses.
-      bypassCSP: true,
     });
     const page = await context.newPage();
     // Chromium resolves *.localhost to this machine; pebble (through challtestsrv) does too.
