@@ -1,6 +1,7 @@
 import { debvisorV1, type ConsoleFrame, type ConsoleFrame__Output } from '@debvisor/proto';
 import { startCluster, type TestAgent, type TestCluster } from '@debvisor/testing';
 import { credentials, Client, Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 /**
@@ -16,7 +17,9 @@ describe("a VM's console over the agents' mutual TLS", () => {
 
   beforeAll(async () => {
     cluster = await startCluster({ clusterId: 'console', nodes: 2, vmsPerNode: 3 });
-    key = await cluster.createApiKey(['vm:*'], { principal: 'manager:console' });
+    key = await cluster.createApiKey(['vm:*', 'migration:*', 'node:*'], {
+      principal: 'manager:console',
+    });
     readOnly = await cluster.createApiKey(['vm:instance:read'], { principal: 'reader' });
   });
   afterAll(async () => {
@@ -145,5 +148,65 @@ describe("a VM's console over the agents' mutual TLS", () => {
       client.close();
     }
     expect(await ended).toBe(status.OK);
+  });
+
+  it('ends when the VM migrates away; a new console reaches it on its new node', async () => {
+    const vm = await vmOn('node-1', 'running');
+    const before = openConsole(cluster.agents[1]!, key);
+    before.write({ open: { uuid: vm.uuid } });
+    expect('bytes' in (await read(before, 12))).toBe(true);
+    const ended = new Promise<number>((resolve) =>
+      before.once('status', (answer: { code: number }) => resolve(answer.code)),
+    );
+    before.on('data', () => undefined);
+
+    const client = cluster.connect(key);
+    try {
+      const migrationId = randomUUID();
+      const source = await client.migration.prepareMigration({
+        vm,
+        role: 'source',
+        online: true,
+        checkOnly: true,
+      });
+      const prepared = await client.migration.prepareMigration({
+        vm,
+        role: 'target',
+        targetNodeId: 'node-2',
+        migrationId,
+        transport: 'tunnel',
+        online: true,
+        sourceNodeId: 'node-1',
+        sourceCaPem: '',
+        sourceCpuModel: source.cpuModel,
+        sourceCpuFlags: source.cpuFlags,
+        sourceDisks: source.disks,
+      });
+      const progress = await client.migrateVm({
+        uuid: vm.uuid,
+        migrationId,
+        targetEndpoint: prepared.endpoint,
+        targetDataEndpoint: prepared.dataEndpoint,
+        cookie: prepared.cookie,
+        transport: 'tunnel',
+        mode: 'precopy',
+        downtimeLimitMs: 300,
+        bandwidthLimitBytes: 0,
+        completionTimeoutSecondsPerGib: 0,
+        targetCaPem: '',
+        targetNodeId: 'node-2',
+        offline: false,
+      });
+      expect(progress.at(-1)?.phase).toBe('completed');
+    } finally {
+      client.close();
+    }
+    expect(await ended).toBe(status.OK);
+
+    const after = openConsole(cluster.agents[0]!, key);
+    after.write({ open: { uuid: vm.uuid } });
+    const greeting = await read(after, 12);
+    expect('bytes' in greeting && greeting.bytes.toString('latin1')).toBe('RFB 003.008\n');
+    after.end();
   });
 });
