@@ -135,15 +135,24 @@ describe('agent certificates that rotate themselves (real agents)', () => {
       expect(begun.code).toBe(0);
       const newCaPem = readFileSync(`${cluster.issuerFiles.cert}.next`, 'utf8');
       const newCa = new X509Certificate(newCaPem);
-      await eventually(async () => {
-        const state = JSON.parse((await cluster.admin(['ca', 'status', '--json'])).stdout) as {
-          nodes: { nodeId: string; issuerFingerprint: string }[];
-        };
-        return state.nodes.length === 2 &&
-          state.nodes.every((n) => n.issuerFingerprint === newCa.fingerprint256)
-          ? true
-          : undefined;
-      }, 30_000);
+      // What `ca status` shows, read from etcd directly (no CLI process every 100 ms).
+      const etcd = cluster.etcd.client();
+      try {
+        await eventually(async () => {
+          const nodes = Object.values(
+            (await etcd.getAll().prefix('/debvisor/trust/node-certs/').json()) as Record<
+              string,
+              { issuerFingerprint: string }
+            >,
+          );
+          return nodes.length === 2 &&
+            nodes.every((n) => n.issuerFingerprint === newCa.fingerprint256)
+            ? true
+            : undefined;
+        }, 30_000);
+      } finally {
+        etcd.close();
+      }
       // The manager now puts the new CA into its remote: a client trusting both, then the new one alone.
       const both = load(cluster.caPem + newCaPem);
       const newOnly = agentClient(cluster.agents[1].endpoint, {

@@ -21,7 +21,7 @@ export interface CertificateRenewerDeps {
   tls: LiveTls;
   /** This node's issuer (signs locally when it holds the CA key). */
   issuer: Pick<CertificateIssuer, 'issues' | 'renew'>;
-  registry: Pick<RegistryService, 'aliveNodes'>;
+  registry: Pick<RegistryService, 'list'>;
   peers: Pick<PeerClientRepository, 'renewCertificate'>;
   files: Pick<TlsFilesRepository, 'writeCertificate'>;
   trust: Pick<ClusterTrustRepository, 'putNodeCert'>;
@@ -42,6 +42,8 @@ export class CertificateRenewer {
   private running = false;
   private inFlight: Promise<void> | undefined;
   private failures = 0;
+  /** The peers of the last registry read, for when etcd does not answer. */
+  private knownPeers: { nodeId: string; endpoint: string; alive: boolean }[] = [];
 
   constructor(private readonly deps: CertificateRenewerDeps) {}
 
@@ -131,17 +133,30 @@ export class CertificateRenewer {
   }
 
   private async askPeers(csrPem: string) {
-    const peers = (await this.deps.registry.aliveNodes()).filter(
-      (node) => node.info.nodeId !== this.deps.nodeId,
-    );
-    if (peers.length === 0) throw new Error('no live peer to renew the certificate with');
-    // A random order: the renewals of a cluster spread over its issuers.
-    peers.sort(() => this.deps.random() - 0.5);
+    // Live peers first, in a random order (the renewals of a cluster spread over its issuers),
+    // then the others: a busy etcd may have missed a heartbeat, and the issuer judges the call itself.
+    // When etcd does not answer, the peers of the last read.
+    try {
+      this.knownPeers = (await this.deps.registry.list())
+        .filter((node) => node.info.nodeId !== this.deps.nodeId)
+        .map((node) => ({
+          nodeId: node.info.nodeId,
+          endpoint: node.info.agentEndpoint,
+          alive: node.alive,
+        }));
+    } catch (error) {
+      if (this.knownPeers.length === 0) throw error;
+    }
+    const peers = [...this.knownPeers]
+      .map((peer) => ({ peer, order: (peer.alive ? 0 : 1) + this.deps.random() }))
+      .sort((a, b) => a.order - b.order)
+      .map(({ peer }) => peer);
+    if (peers.length === 0) throw new Error('no peer to renew the certificate with');
     let last: unknown;
     for (const peer of peers) {
       try {
         return await this.deps.peers.renewCertificate(
-          { nodeId: peer.info.nodeId, endpoint: peer.info.agentEndpoint },
+          { nodeId: peer.nodeId, endpoint: peer.endpoint },
           csrPem,
           PEER_TIMEOUT_MS,
         );
