@@ -6,6 +6,7 @@ import { Logger as NestPinoLogger } from 'nestjs-pino';
 import { isIP, type AddressInfo } from 'node:net';
 import type { DestinationStream, Logger } from 'pino';
 import { AppModule } from './app.module';
+import { answerClientErrorsAsJson } from './common/client-error';
 import { controlCharacterMiddleware } from './common/control-characters';
 import { jsonBodyMiddleware } from './common/json-body.middleware';
 import { createHttpLogger, createRootLogger } from './common/logging';
@@ -119,6 +120,7 @@ export async function startManager(options: StartOptions = {}): Promise<RunningM
     );
     app.useLogger(app.get(NestPinoLogger));
     app.disable('x-powered-by');
+    answerClientErrorsAsJson(app.getHttpServer());
     // X-Forwarded-For names the client only when a listed proxy sent it (request.ip, requestOrigin).
     app.set(
       'trust proxy',

@@ -132,9 +132,8 @@ describe('hostile input to every route', () => {
     };
     for (const op of ops) {
       for (const hostile of HOSTILE) {
-        // Node refuses request lines over 16 KB before the manager sees them (431): huge strings
-        // go whole into bodies, and cut to fit into URLs.
-        const value = encode(hostile.length > 1000 ? hostile.slice(0, 1000) : hostile);
+        // A huge value makes the request line too large: 431, in the error shape too.
+        const value = encode(hostile);
         const path = op.path.replace(/\{[^}]+\}/g, value);
         const query = op.parameters
           .filter((p) => p.in === 'query')

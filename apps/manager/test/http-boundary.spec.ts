@@ -1,5 +1,6 @@
 import { cleanupTempDirs, freePort } from '@debvisor/testing';
 import { request as httpsRequest } from 'node:https';
+import { connect as tlsConnect } from 'node:tls';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -130,6 +131,40 @@ describe('control characters and hostile bodies', () => {
           visit(body.content['application/json']?.schema, `${method.toUpperCase()} ${path}`);
       }
     expect(open).toEqual([]);
+  });
+});
+
+describe('requests Node refuses before the manager reads them', () => {
+  /** Raw bytes over TLS: what a broken or hostile client sends. */
+  function raw(request: string): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const socket = tlsConnect({
+        host: '127.0.0.1',
+        port: Number(new URL(m.url).port),
+        ca: readFileSync(`${m.stateDir}/pki/server-ca.crt`, 'utf8'),
+        servername: 'localhost',
+      });
+      let answer = '';
+      socket.setEncoding('utf8');
+      socket.on('secureConnect', () => socket.write(request));
+      socket.on('data', (chunk: string) => (answer += chunk));
+      socket.on('end', () => resolve(answer));
+      socket.on('error', reject);
+      socket.setTimeout(10_000, () => socket.destroy(new Error('no answer within 10 s')));
+    });
+  }
+
+  it('answers an oversized request line and a malformed request with the JSON error shape', async () => {
+    const long = await raw(`GET /api/v1/tasks?q=${'x'.repeat(40_000)} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    expect(long).toMatch(/^HTTP\/1\.1 431 /);
+    expect(JSON.parse(long.split('\r\n\r\n')[1]).error).toMatchObject({
+      code: 'headers_too_large',
+      traceId: expect.stringMatching(/^[0-9a-f]{32}$/),
+    });
+    const garbage = await raw('NOT HTTP AT ALL\r\n\r\n');
+    expect(garbage).toMatch(/^HTTP\/1\.1 400 /);
+    expect(garbage).toContain('content-type: application/json');
+    expect(JSON.parse(garbage.split('\r\n\r\n')[1]).error.code).toBe('bad_request');
   });
 });
 

@@ -13,6 +13,8 @@ export enum ErrorCode {
   MethodNotAllowed = 'method_not_allowed',
   Conflict = 'conflict',
   PayloadTooLarge = 'payload_too_large',
+  /** The request line or headers are larger than Node's limit (16 KB): refused before routing. */
+  HeadersTooLarge = 'headers_too_large',
   UnsupportedMediaType = 'unsupported_media_type',
   RateLimited = 'rate_limited',
   /** The remote's agents could not be reached on any endpoint. */

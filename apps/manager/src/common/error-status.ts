@@ -12,6 +12,7 @@ export const ERROR_STATUS: Readonly<Record<ErrorCode, number>> = {
   [ErrorCode.Conflict]: 409,
   [ErrorCode.PayloadTooLarge]: 413,
   [ErrorCode.UnsupportedMediaType]: 415,
+  [ErrorCode.HeadersTooLarge]: 431,
   [ErrorCode.RemoteUnreachable]: 422,
   [ErrorCode.RemoteTlsFailed]: 422,
   [ErrorCode.RemoteFingerprintMismatch]: 422,
