@@ -131,8 +131,7 @@ describe('agent certificates that rotate themselves (real agents)', () => {
         '--issuer-key',
         cluster.issuerFiles.key,
       ]);
-      expect(begun.stderr).toBe('');
-      expect(begun.code).toBe(0);
+      expect(begun.code, begun.stderr).toBe(0);
       const newCaPem = readFileSync(`${cluster.issuerFiles.cert}.next`, 'utf8');
       const newCa = new X509Certificate(newCaPem);
       // What `ca status` shows, read from etcd directly (no CLI process every 100 ms).
@@ -176,8 +175,7 @@ describe('agent certificates that rotate themselves (real agents)', () => {
         '--issuer-key',
         cluster.issuerFiles.key,
       ]);
-      expect(finished.stderr).toBe('');
-      expect(finished.code).toBe(0);
+      expect(finished.code, finished.stderr).toBe(0);
       // Every agent has applied the new trust (it rewrites its tls.ca) while the client goes on.
       await eventually(
         async () =>
