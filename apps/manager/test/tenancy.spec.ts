@@ -228,6 +228,18 @@ describe('what a tenant may read (issue 14, items 6 and 16)', () => {
       token: carol,
     });
     expect([other.status, missing.status]).toEqual([404, 404]);
+    // It may cancel its own tasks (Manage), and another's answers like a missing one.
+    const cancelOwn = await m.api('POST', `/api/v1/tasks/${own.body.taskId}/cancel`, undefined, {
+      token: carol,
+    });
+    expect([200, 409], JSON.stringify(cancelOwn.body)).toContain(cancelOwn.status);
+    const cancelOther = await m.api(
+      'POST',
+      `/api/v1/tasks/${foreign.body.taskId}/cancel`,
+      undefined,
+      { token: carol },
+    );
+    expect(cancelOther.status).toBe(404);
     expect(other.body.error.message.replace(foreign.body.taskId, 'X')).toBe(
       missing.body.error.message.replace(/[0-9a-f-]{36}/, 'X'),
     );

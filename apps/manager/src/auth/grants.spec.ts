@@ -84,6 +84,8 @@ describe('viewHolds', () => {
     expect(viewHolds(tenant, 'remote.audit', '/')).toBe(false);
     expect(viewHolds(tenant, 'remote.audit', '/remotes', true)).toBe(true);
     expect(viewHolds(tenant, 'task.audit', '/', true)).toBe(true);
+    expect(viewHolds(tenant, 'task.cancel', '/', true)).toBe(true);
+    expect(viewHolds(tenant, 'task.cancel', `/remotes/r/vms/${VM_B}`)).toBe(false);
     expect(viewHolds(tenant, 'task.audit', '/remotes/r')).toBe(false);
     expect(viewHolds(tenant, 'remote.modify', '/remotes', true)).toBe(false);
     expect(viewHolds(tenant, 'audit.read', '/')).toBe(false);

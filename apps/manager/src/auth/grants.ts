@@ -27,12 +27,13 @@ export interface AccessView {
 /**
  * Above the VM level a tenant grant holds nothing outright (no remote's endpoints, trust, credentials
  * or nodes); it opens only collections (`partial`) with these privileges, whose services then answer
- * the tenant's own VMs and their tasks.
+ * the tenant's own VMs and their tasks (and cancel only those).
  */
 const TENANT_COLLECTION_PRIVILEGES: ReadonlySet<Privilege> = new Set([
   'remote.audit',
   'vm.audit',
   'task.audit',
+  'task.cancel',
 ]);
 
 interface Target {
