@@ -149,6 +149,9 @@ const manager = await supervise('manager', 'manager', async () => {
         DEBVISOR_LISTEN: `0.0.0.0:${managerPort}`,
         DEBVISOR_POLL_INTERVAL_SECONDS: '15',
         DEBVISOR_WEB_DIR: join(root, 'apps/web/dist'),
+        // No plain-HTTP listener on port 80: ACME HTTP-01 needs a public name, which a demo has not
+        // (set DEBVISOR_HTTP_LISTEN=0.0.0.0:80 before npm start to try it).
+        DEBVISOR_HTTP_LISTEN: process.env.DEBVISOR_HTTP_LISTEN ?? 'off',
         // The demo keeps using the token of its first start (in admin-token, 0600) across restarts.
         DEBVISOR_BOOTSTRAP_TOKEN_HOURS: '8760',
       },
