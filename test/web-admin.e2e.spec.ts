@@ -233,6 +233,11 @@ describe('the Administration page of the web UI', () => {
     await newUser.getByRole('button', { name: 'Create user' }).click();
     // The new user's row opens with its management panel.
     await page.getByRole('region', { name: 'Manage operator@local' }).waitFor();
+    // A one-time code to enrol a required second factor with (issue 14 item 11), shown once.
+    await page.getByRole('button', { name: 'Issue enrolment code' }).click();
+    const code = page.getByRole('status', { name: 'Enrolment code' }).locator('code');
+    await code.waitFor();
+    expect(await code.textContent()).toMatch(/^[A-Za-z0-9_-]{32}$/);
     expect(
       await page.locator('[data-testid="user-row"][data-user="operator@local"]').textContent(),
     ).toContain('Olga Operator');

@@ -13,6 +13,7 @@ import {
   useResetPassword,
   useSetUserGroups,
   useUnlockUser,
+  useIssueEnrolmentCode,
   useUpdateUser,
 } from './mutations';
 import { CheckField, Loaded, Problems, Refresh, SelectField, TextField } from './parts';
@@ -266,6 +267,7 @@ function UserDetail({
 }) {
   const update = useUpdateUser();
   const unlock = useUnlockUser();
+  const enrolmentCode = useIssueEnrolmentCode();
   const locked =
     user.totpLocked || (user.lockedUntil !== null && Date.parse(user.lockedUntil) > Date.now());
   return (
@@ -334,6 +336,15 @@ function UserDetail({
         <ActionButton
           allowed={allowed}
           needs={NEEDS}
+          onClick={() => enrolmentCode.mutate(user.id)}
+          disabled={enrolmentCode.isPending}
+          title="A one-time code with which the user enrols a required second factor"
+        >
+          Issue enrolment code
+        </ActionButton>
+        <ActionButton
+          allowed={allowed}
+          needs={NEEDS}
           disabled={self}
           onClick={() => onConfirm({ kind: 'delete', user: user.id })}
           title={self ? 'You cannot delete yourself' : undefined}
@@ -341,7 +352,13 @@ function UserDetail({
           Delete user
         </ActionButton>
       </div>
-      <ErrorNote error={update.error ?? unlock.error} />
+      {enrolmentCode.data && (
+        <p role="status" aria-label="Enrolment code">
+          One-time enrolment code for {user.id}, shown only now (valid until{' '}
+          {formatTime(enrolmentCode.data.expiresAt)}): <code>{enrolmentCode.data.code}</code>
+        </p>
+      )}
+      <ErrorNote error={update.error ?? unlock.error ?? enrolmentCode.error} />
       {allowed ? (
         <>
           {user.realm === 'local' && <ResetPassword user={user} allowed={allowed} />}

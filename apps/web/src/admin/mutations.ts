@@ -160,6 +160,21 @@ export function useUnlockUser() {
   });
 }
 
+/**
+ * A one-time code with which a user who must use a second factor and has none enrols it
+ * (DEBVISOR_TFA_ENROLMENT=admin-approval): answered once, to hand over to the user.
+ */
+export function useIssueEnrolmentCode() {
+  return useMutation({
+    mutationFn: (user: string) =>
+      unwrap(
+        api.POST('/api/v1/access/users/{user}/tfa/enrolment-code', {
+          params: { path: { user } },
+        }),
+      ),
+  });
+}
+
 /** Removes every second factor of a user (a lost phone): the next login enrols again when one is required. */
 export function useRemoveSecondFactors() {
   const reload = useReload();
