@@ -67,8 +67,10 @@ export class Authenticator {
   private async isLive(nodeId: string): Promise<boolean> {
     const now = (this.deps.now ?? Date.now)();
     if ((this.live.get(nodeId) ?? 0) > now) return true;
+    // Registered means its record is in etcd, which holds it only while the node's lease lives; a
+    // heartbeat a busy machine delivered late does not make it a stranger.
     const node = await this.deps.registry.find(nodeId);
-    if (!node?.alive) {
+    if (!node) {
       this.live.delete(nodeId);
       return false;
     }
