@@ -42,7 +42,12 @@ export class ClusterTrust {
       const before = tls.clusterCaPem;
       tls.replaceTrust(record.casPem);
       if (tls.clusterCaPem !== before) {
-        await this.deps.files.writeTrust(tls.clusterCaPem);
+        // Kept for the next start; the trust applies now even when the file cannot be written.
+        await this.deps.files
+          .writeTrust(tls.clusterCaPem)
+          .catch((error: unknown) =>
+            logger.error({ err: error }, 'cannot write the new cluster CA bundle to tls.ca'),
+          );
         logger.warn(
           { cas: tls.clusterCas.map((ca) => ca.fingerprint256) },
           'cluster CA trust changed',
