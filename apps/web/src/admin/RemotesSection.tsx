@@ -25,6 +25,7 @@ import {
   pemFingerprint,
   remoteFormProblems,
   shortFingerprint,
+  newTrustKeysProblem,
   updateRemoteBody,
   validNow,
   type PresentedCertificate,
@@ -394,6 +395,7 @@ function EditRemote({
   const [description, setDescription] = useState(remote.description);
   const [endpoints, setEndpoints] = useState(remote.endpoints.join('\n'));
   const [caCertPem, setCaCertPem] = useState('');
+  const [keys, setKeys] = useState<Record<string, string>>({});
   const [problems, setProblems] = useState<string[]>([]);
   const [saved, setSaved] = useState<string | null>(null);
   const [credential, setCredential] = useState({ name: '', key: '', addAnyway: false });
@@ -406,10 +408,12 @@ function EditRemote({
   const save = (event: FormEvent) => {
     event.preventDefault();
     setSaved(null);
-    const problem = endpointsProblem(parseEndpoints(endpoints));
+    const edit = { description, endpoints, caCertPem, keys };
+    const problem =
+      endpointsProblem(parseEndpoints(endpoints)) ?? newTrustKeysProblem(edit, remote.credentials);
     setProblems(problem ? [problem] : []);
     if (problem) return;
-    const body = updateRemoteBody({ description, endpoints, caCertPem }, remote);
+    const body = updateRemoteBody(edit, remote);
     if (!body) {
       setSaved('Nothing changed.');
       return;
@@ -420,6 +424,7 @@ function EditRemote({
         onSuccess: () => {
           setSaved('Saved.');
           setCaCertPem('');
+          setKeys({});
         },
       },
     );
@@ -478,6 +483,18 @@ function EditRemote({
             className="mono"
             hint="Empty: the trust stays as it is"
           />
+          {caCertPem.trim() &&
+            remote.credentials.map(({ name }) => (
+              <TextField
+                key={name}
+                label={`Key of credential ${name}`}
+                value={keys[name] ?? ''}
+                onChange={(key) => setKeys((k) => ({ ...k, [name]: key }))}
+                type="password"
+                autoComplete="off"
+                hint="A new CA never receives the stored keys: enter each again; they are tested first"
+              />
+            ))}
           <Problems problems={problems} />
           <ErrorNote error={update.error} />
           {saved && !update.isPending && (

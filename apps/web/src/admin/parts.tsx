@@ -130,11 +130,14 @@ export function CheckField({
 export function Problems({ problems }: { problems: readonly string[] }) {
   if (problems.length === 0) return null;
   return (
-    <ul role="alert" className="error problems">
-      {problems.map((p) => (
-        <li key={p}>{p}</li>
-      ))}
-    </ul>
+    // The alert role on the list itself would take its list semantics away (axe: listitem).
+    <div role="alert">
+      <ul className="error problems">
+        {problems.map((p) => (
+          <li key={p}>{p}</li>
+        ))}
+      </ul>
+    </div>
   );
 }
 

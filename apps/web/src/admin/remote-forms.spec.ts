@@ -7,6 +7,7 @@ import {
   pemFingerprint,
   remoteFormProblems,
   shortFingerprint,
+  newTrustKeysProblem,
   updateRemoteBody,
   validNow,
   type PresentedCertificate,
@@ -246,6 +247,37 @@ describe('remote request bodies', () => {
       description: 'Berlin',
       endpoints: ['b.example:1', 'a.example:1'],
       caCertPem: FIXTURE_PEM.trim(),
+    });
+  });
+
+  it('sends a new CA only with every credential’s key entered again (issue 14 item 1)', () => {
+    const current = {
+      description: 'Frankfurt',
+      endpoints: ['a.example:1'],
+      credentials: [{ name: 'admin' }, { name: 'reader' }],
+    };
+    const edit = {
+      description: 'Frankfurt',
+      endpoints: 'a.example:1',
+      caCertPem: FIXTURE_PEM,
+      keys: { admin: ' dvk_a ' },
+    };
+    expect(newTrustKeysProblem(edit, current.credentials)).toMatch(/enter the key of reader again/);
+    expect(
+      newTrustKeysProblem(
+        { ...edit, keys: { admin: 'dvk_a', reader: 'dvk_r' } },
+        current.credentials,
+      ),
+    ).toBeNull();
+    expect(newTrustKeysProblem({ ...edit, caCertPem: '' }, current.credentials)).toBeNull();
+    expect(
+      updateRemoteBody({ ...edit, keys: { admin: 'dvk_a', reader: 'dvk_r' } }, current),
+    ).toEqual({
+      caCertPem: FIXTURE_PEM.trim(),
+      credentials: [
+        { name: 'admin', key: 'dvk_a' },
+        { name: 'reader', key: 'dvk_r' },
+      ],
     });
   });
 

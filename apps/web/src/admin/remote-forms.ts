@@ -231,20 +231,45 @@ export interface RemoteEdit {
   endpoints: string;
   /** A new CA certificate; empty: unchanged. */
   caCertPem: string;
+  /** With a new CA: the key of each stored credential, entered again (a new CA never gets the stored keys). */
+  keys?: Readonly<Record<string, string>>;
 }
 
 /** PATCH /api/v1/remotes/{remote}: only what changed; null when nothing did. */
 export function updateRemoteBody(
   edit: RemoteEdit,
-  current: { description: string; endpoints: readonly string[] },
+  current: {
+    description: string;
+    endpoints: readonly string[];
+    credentials?: readonly { name: string }[];
+  },
 ): Schemas['UpdateRemoteDto'] | null {
   const body: Schemas['UpdateRemoteDto'] = {};
   const description = edit.description.trim();
   if (description !== current.description) body.description = description;
   const endpoints = parseEndpoints(edit.endpoints);
   if (endpoints.join('\n') !== current.endpoints.join('\n')) body.endpoints = endpoints;
-  if (edit.caCertPem.trim()) body.caCertPem = edit.caCertPem.trim();
+  if (edit.caCertPem.trim()) {
+    body.caCertPem = edit.caCertPem.trim();
+    if (current.credentials)
+      body.credentials = current.credentials.map(({ name }) => ({
+        name,
+        key: edit.keys?.[name]?.trim() ?? '',
+      }));
+  }
   return Object.keys(body).length > 0 ? body : null;
+}
+
+/** With a new CA, what the manager would refuse: a stored credential whose key was not entered again. */
+export function newTrustKeysProblem(
+  edit: RemoteEdit,
+  credentials: readonly { name: string }[],
+): string | null {
+  if (!edit.caCertPem.trim()) return null;
+  const missing = credentials.filter(({ name }) => !edit.keys?.[name]?.trim()).map((c) => c.name);
+  return missing.length > 0
+    ? `a new CA never receives the stored keys: enter the key of ${missing.join(', ')} again`
+    : null;
 }
 
 /** "AB:CD:EF:…:89:01": long fingerprints in tables (the whole one is in the title and the detail). */
