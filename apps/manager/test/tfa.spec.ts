@@ -751,6 +751,12 @@ describe('administration', () => {
          tfa_locked_until = now() + interval '1 hour' WHERE id = $1`,
       [user],
     );
+    // A source made to wait by wrong passwords waits no more after the unlock either.
+    await query(
+      m,
+      `INSERT INTO login_throttles (account, source, failures, blocked_until, updated_at)
+       VALUES ('local:alice', '127.0.0.1', 9, now() + interval '1 hour', now())`,
+    );
     expect((await login(m, 'alice')).status).toBe(401);
     // admin@local with the password the first start printed.
     const adminPassword = /administrator: admin@local password: (\S+)/.exec(m.operatorOutput())![1];
@@ -773,6 +779,7 @@ describe('administration', () => {
     expect(await userRow(m, user)).toMatchObject({ locked: true, totp_locked: true });
 
     expect((await withSession(m, admin, 'POST', path)).status).toBe(204);
+    expect(await query(m, 'SELECT 1 FROM login_throttles')).toEqual([]);
     expect(await userRow(m, user)).toEqual({
       failed_logins: 0,
       locked: null,

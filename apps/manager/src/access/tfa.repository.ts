@@ -202,13 +202,23 @@ export class TfaRepository {
     return rows.length > 0;
   }
 
-  /** Clears every password and second-factor lock and counter of the user; false for an unknown user. */
+  /**
+   * Clears every password and second-factor lock and counter of the user, and the login throttles
+   * of its account from every address (see login-throttle.entity.ts: `<realm>:<user name>`, case
+   * folded; user names hold no characters that Unicode normalisation changes); false for an
+   * unknown user.
+   */
   async unlock(userId: string): Promise<boolean> {
-    const [, affected]: [unknown[], number] = await this.dataSource.query(
-      `UPDATE users SET totp_locked = false, tfa_failures = 0, tfa_locked_until = NULL, failed_logins = 0, locked_until = NULL WHERE id = $1`,
-      [userId],
-    );
-    return affected === 1;
+    return this.dataSource.transaction(async (tx) => {
+      const [rows]: [{ account: string }[], number] = await tx.query(
+        `UPDATE users SET totp_locked = false, tfa_failures = 0, tfa_locked_until = NULL, failed_logins = 0, locked_until = NULL
+         WHERE id = $1 RETURNING lower(realm_id || ':' || username) AS account`,
+        [userId],
+      );
+      if (rows.length === 0) return false;
+      await tx.query('DELETE FROM login_throttles WHERE account = $1', [rows[0].account]);
+      return true;
+    });
   }
 
   /** Removes all TOTP devices, WebAuthn credentials and recovery codes of the user, and its TOTP lock; false for an unknown user. */
