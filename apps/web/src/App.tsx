@@ -120,7 +120,7 @@ function Content({ signedIn, route }: { signedIn: SignedIn; route: Route }) {
         </Suspense>
       );
     case 'tasks':
-      return <TasksPage signedIn={signedIn} />;
+      return <TasksPage />;
     case 'task':
       return <TaskPage signedIn={signedIn} id={route.id} />;
     case 'replication':

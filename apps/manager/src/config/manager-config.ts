@@ -184,10 +184,7 @@ const envSchema = z.object({
   DEBVISOR_CONSOLE_ALLOW_API_TOKENS: z
     .enum(['true', 'false'], { error: 'expected true or false' })
     .default('false'),
-  DEBVISOR_HTTP_LISTEN: z
-    .literal('off')
-    .or(listenSchema)
-    .default({ host: '0.0.0.0', port: 80 }),
+  DEBVISOR_HTTP_LISTEN: z.literal('off').or(listenSchema).default({ host: '0.0.0.0', port: 80 }),
   DEBVISOR_EXTRA_CA_FILE: z.string().optional(),
   DEBVISOR_CERTIFICATE_CHECK_SECONDS: integer(1, 86_400).default(3600),
 });

@@ -1,7 +1,5 @@
 import { useId, useState, type FormEvent } from 'react';
-import type { SignedIn } from '../auth/queries';
 import { ErrorNote } from '../ui/ErrorNote';
-import { may } from '../auth/permissions';
 import { formatDuration, formatPercent } from '../ui/format';
 import { LastUpdated } from '../ui/LastUpdated';
 import { Timestamp } from '../ui/Timestamp';
@@ -29,7 +27,7 @@ import './tasks.css';
 const ACTIVE_LIMIT = 100;
 
 /** #/tasks: the tasks running now on top (refreshed every 2 s while any runs), the history below, paged on the server. */
-export function TasksPage({ signedIn }: { signedIn: SignedIn }) {
+export function TasksPage() {
   const running = useTaskList({ state: 'running', limit: ACTIVE_LIMIT, offset: 0 });
   const queued = useTaskList({ state: 'queued', limit: ACTIVE_LIMIT, offset: 0 });
   const [filter, setFilter] = useState<TaskFilter>(NO_TASK_FILTER);
@@ -70,12 +68,7 @@ export function TasksPage({ signedIn }: { signedIn: SignedIn }) {
         ) : active.length === 0 ? (
           <p className="muted">No task is running.</p>
         ) : (
-          <TaskTable
-            caption="Tasks running now"
-            tasks={active}
-            showProgress
-            mayReadResources={may(signedIn, 'remote.audit')}
-          />
+          <TaskTable caption="Tasks running now" tasks={active} showProgress />
         )}
         {activeTotal > active.length ? (
           <p className="muted">
@@ -92,11 +85,7 @@ export function TasksPage({ signedIn }: { signedIn: SignedIn }) {
         {history.isPending ? (
           <p>Loading…</p>
         ) : history.data && history.data.items.length > 0 ? (
-          <TaskTable
-            caption="Task history, newest first"
-            tasks={history.data.items}
-            mayReadResources={may(signedIn, 'remote.audit')}
-          />
+          <TaskTable caption="Task history, newest first" tasks={history.data.items} />
         ) : (
           <p className="muted">
             {isUnfiltered(filter) ? 'No tasks yet.' : 'No task matches the filter.'}
@@ -218,12 +207,10 @@ function TaskTable({
   caption,
   tasks,
   showProgress = false,
-  mayReadResources,
 }: {
   caption: string;
   tasks: Task[];
   showProgress?: boolean;
-  mayReadResources: boolean;
 }) {
   const now = Date.now();
   return (
