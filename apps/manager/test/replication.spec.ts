@@ -233,7 +233,7 @@ describe('a mirrored VM', () => {
     expect(list.body.items.map((item: Json) => item.vm)).toEqual([vm.id]);
     const metrics = await eventually(
       async () => {
-        const text = (await m.api('GET', '/metrics', undefined, { token: null })).text;
+        const text = (await m.api('GET', '/metrics')).text;
         return text.includes(`debvisor_rbd_mirror_rpo_seconds{remote="dr-east",vm="${vm.id}"}`)
           ? text
           : undefined;
@@ -427,7 +427,7 @@ describe('unplanned failover, split brain and resync', () => {
     ).toBe(true);
     await eventually(
       async () => {
-        const text = (await m.api('GET', '/metrics', undefined, { token: null })).text;
+        const text = (await m.api('GET', '/metrics')).text;
         return text.includes(`debvisor_rbd_mirror_split_brain{remote="dr-west",vm="${vm.id}"} 1`)
           ? true
           : undefined;
