@@ -47,6 +47,11 @@ export interface LibvirtdInstance {
   readonly process: ManagedProcess;
   /** Runs virsh against this daemon (argument array, never a shell); answers stdout. */
   virsh(args: string[]): Promise<string>;
+  /**
+   * The host's path to a file the daemon names (a domain's VNC socket under /var/lib/libvirt):
+   * libvirtd runs in a mount namespace of its own, reached through /proc/<pid>/root.
+   */
+  hostPath(path: string): string;
   /** Destroys every domain (no QEMU outlives the test), stops the daemon and removes its directory. */
   stop(): Promise<void>;
 }
@@ -150,7 +155,9 @@ export async function startLibvirtd(options: LibvirtdOptions = {}): Promise<Libv
       `libvirtd did not start: ${(error as Error).message}${output ? `\n${output}` : ''}`,
     );
   }
-  return { uri, hostUuid, dir, process: daemon, virsh: run, stop };
+  const namespacePid = holder.child.pid;
+  const hostPath = (path: string) => `/proc/${namespacePid}/root${path}`;
+  return { uri, hostUuid, dir, process: daemon, virsh: run, hostPath, stop };
 }
 
 function libvirtdConf(sockDir: string, hostUuid: string): string {

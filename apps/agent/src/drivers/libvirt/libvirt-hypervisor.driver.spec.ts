@@ -10,6 +10,8 @@ import {
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectVncSocket } from '../../console/vnc-socket';
+import { vncSocketOf } from './libvirt-domain-xml';
 import { AgentError, ErrorCode } from '../../shared/agent-error';
 import { systemClock } from '../../shared/clock';
 import { HostFactsRepository } from '../host-facts.repository';
@@ -118,6 +120,30 @@ describe('LibvirtHypervisorDriver on a real libvirtd', () => {
     await driver.undefine(spec.uuid);
     expect(await driver.get(spec.uuid)).toBeUndefined();
     expect(await libvirt.virsh(['list', '--all', '--uuid'])).not.toContain(spec.uuid);
+  });
+
+  it('gives a running domain a console on a VNC unix socket libvirt picks: it greets in RFB; a stopped one has none', async () => {
+    const spec = bareGuest();
+    await driver.define(spec);
+    await expectCode(driver.openConsole(spec.uuid), ErrorCode.FailedPrecondition);
+    await driver.start(spec.uuid);
+    try {
+      // What openConsole connects to: the socket the live XML names (inside libvirtd's namespace here).
+      const path = vncSocketOf(await libvirt.virsh(['dumpxml', '--', spec.uuid]));
+      expect(path).toMatch(/^\/.*\.sock$/);
+      const console = await connectVncSocket(libvirt.hostPath(path!), spec.name);
+      const greeting = await new Promise<string>((resolve, reject) => {
+        console.once('data', (chunk: Buffer) => resolve(chunk.toString('latin1')));
+        console.once('error', reject);
+      });
+      console.destroy();
+      expect(greeting).toMatch(/^RFB 003\.00\d\n$/);
+      // No VNC port on the network.
+      expect(await libvirt.virsh(['dumpxml', '--', spec.uuid])).not.toMatch(/<graphics[^>]*port=/);
+    } finally {
+      await driver.stop(spec.uuid);
+      await driver.undefine(spec.uuid);
+    }
   });
 
   it('gives domains a guest agent channel; a guest without an agent is not frozen, with the reason', async () => {
