@@ -255,7 +255,7 @@ describe('privileges and the VM detail', () => {
     for (const id of ['VmDetail', 'VmDisk', 'VmNic', 'VmResource', 'ResourceList', 'RemoteStatus'])
       expect(doc.components.schemas, id).toHaveProperty(`${id}_Output`);
     const detail =
-      doc.paths['/api/v1/remotes/{remote}/vms/{vmid}'].get.responses.default.content[
+      doc.paths['/api/v1/remotes/{remote}/vms/{vmid}'].get.responses['200'].content[
         'application/json'
       ].schema;
     expect(detail).toEqual({ $ref: '#/components/schemas/VmDetail_Output' });
