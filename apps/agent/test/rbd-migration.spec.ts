@@ -37,8 +37,12 @@ const PERMISSIONS = ['vm:*', 'migration:*', 'node:*', 'storage:*'];
 const STATUS_WAIT_MS = 75_000;
 /** West's pre-flight limit on a mirror's lag (migration.maxMirrorLagSeconds), low enough to trip in a test. */
 const MAX_LAG_SECONDS = 5;
-/** How long a target waits for its mirrors at the switchover (migration.mirrorHandoverTimeoutSeconds): the VM is paused meanwhile. */
-const HANDOVER_TIMEOUT_SECONDS = 10;
+/**
+ * How long a target waits for its mirrors at the switchover (migration.mirrorHandoverTimeoutSeconds,
+ * the default): the VM is paused meanwhile. 10 s was too short for the final snapshot on a loaded CI
+ * machine ("about 1 s to go"); the case that trips it stops rbd-mirror, so any bound fails it.
+ */
+const HANDOVER_TIMEOUT_SECONDS = 30;
 
 /** What the agent's client needs for mirroring on top of profile rbd (as in rbd-mirroring.spec.ts). */
 const MIRRORING_CLIENT_CAPS = {
