@@ -22,7 +22,7 @@ import { prepareDatabase } from './database/prepare-database';
 import { httpMetricsMiddleware } from './health/http-metrics.middleware';
 import { startMetricsListener } from './health/metrics-listener';
 import { MetricsService } from './health/metrics.service';
-import { StateDirRepository } from './identity/state-dir.repository';
+import { StateDirRepository } from './pki/state-dir.repository';
 import { OpenApiService } from './openapi/openapi.service';
 import { ReplicationPollerService } from './replication/replication-poller.service';
 import { ResourcesService } from './resources/resources.service';

@@ -13,7 +13,7 @@ import { ErrorCode } from '../common/error-code';
 import type { RandomRepository } from '../common/random.repository';
 import type { ManagerConfig } from '../config/manager-config';
 import type { MetricsService } from '../health/metrics.service';
-import type { ManagerIdentity } from '../identity/state-dir.repository';
+import type { ManagerIdentity } from '../pki/state-dir.repository';
 import type { LoginRepository } from './login.repository';
 import { LoginService } from './login.service';
 import type { PasswordHasherRepository } from './password-hasher.repository';

@@ -48,7 +48,7 @@ import { currentTraceId } from '../common/trace-context';
 import { newTraceId } from '../common/trace-id';
 import { MANAGER_CONFIG, type ManagerConfig } from '../config/manager-config';
 import { MetricsService } from '../health/metrics.service';
-import { MANAGER_IDENTITY, type ManagerIdentity } from '../identity/state-dir.repository';
+import { MANAGER_IDENTITY, type ManagerIdentity } from '../pki/state-dir.repository';
 import type { AgentConnection, PresentedCertificate, VmAction } from './agent-connection';
 import { AgentError, allEndpointsFailed, translateGrpcError } from './agent-error';
 

@@ -10,7 +10,7 @@ import { DomainError } from '../common/domain-error';
 import type { OperatorConsoleRepository } from '../common/operator-console.repository';
 import type { RandomRepository } from '../common/random.repository';
 import { loadConfig } from '../config/manager-config';
-import type { ManagerIdentity } from '../identity/state-dir.repository';
+import type { ManagerIdentity } from '../pki/state-dir.repository';
 import { hashTokenSecret } from './api-token';
 import type { AuthRepository } from './auth.repository';
 import { AuthService } from './auth.service';

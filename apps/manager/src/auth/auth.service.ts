@@ -10,7 +10,7 @@ import { ErrorCode } from '../common/error-code';
 import { OperatorConsoleRepository } from '../common/operator-console.repository';
 import { RandomRepository } from '../common/random.repository';
 import { MANAGER_CONFIG, type ManagerConfig } from '../config/manager-config';
-import { MANAGER_IDENTITY, type ManagerIdentity } from '../identity/state-dir.repository';
+import { MANAGER_IDENTITY, type ManagerIdentity } from '../pki/state-dir.repository';
 import { formatApiToken, hashTokenSecret, parseApiToken, sameHash } from './api-token';
 import { AuthRepository } from './auth.repository';
 import { tokenDisplay, type Caller } from './caller';

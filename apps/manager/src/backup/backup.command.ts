@@ -4,7 +4,7 @@ import pino from 'pino';
 import { ConfigError, loadConfig } from '../config/manager-config';
 import { EmbeddedPostgresRepository } from '../database/embedded-postgres.repository';
 import { prepareDatabase } from '../database/prepare-database';
-import { StateDirRepository } from '../identity/state-dir.repository';
+import { StateDirRepository } from '../pki/state-dir.repository';
 import { StateBackupRepository, type StateBackup } from './state-backup.repository';
 
 export const BACKUP_USAGE = `usage: npm run backup -- <file>      back up the manager's state into <file> (created, 0600)

@@ -4,8 +4,8 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSy
 import { join } from 'node:path';
 import { z } from 'zod';
 import { MANAGER_CONFIG, type ManagerConfig } from '../config/manager-config';
-import { SecretBox } from '../identity/secret-box';
-import { MANAGER_IDENTITY, type ManagerIdentity } from '../identity/state-dir.repository';
+import { SecretBox } from '../pki/secret-box';
+import { MANAGER_IDENTITY, type ManagerIdentity } from '../pki/state-dir.repository';
 
 const servedSchema = z.object({
   source: z.enum(['acme', 'custom']),

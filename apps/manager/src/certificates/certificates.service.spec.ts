@@ -5,7 +5,7 @@ import type { AuditService } from '../audit/audit.service';
 import type { ClockRepository } from '../common/clock.repository';
 import type { ManagerConfig } from '../config/manager-config';
 import type { MetricsService } from '../health/metrics.service';
-import type { ManagerIdentity } from '../identity/state-dir.repository';
+import type { ManagerIdentity } from '../pki/state-dir.repository';
 import { AcmeError, type AcmeRepository, type RenewalWindow } from './acme.repository';
 import type {
   AcmeState,

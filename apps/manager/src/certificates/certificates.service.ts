@@ -6,7 +6,7 @@ import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
 import { MANAGER_CONFIG, type ManagerConfig } from '../config/manager-config';
 import { MetricsService } from '../health/metrics.service';
-import { MANAGER_IDENTITY, type ManagerIdentity } from '../identity/state-dir.repository';
+import { MANAGER_IDENTITY, type ManagerIdentity } from '../pki/state-dir.repository';
 import {
   AcmeError,
   AcmeRepository,

@@ -3,7 +3,7 @@ import { X509Certificate } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { strictMock } from '@debvisor/testing/strict-mock';
 import { ErrorCode } from '../common/error-code';
-import type { ManagerIdentity } from '../identity/state-dir.repository';
+import type { ManagerIdentity } from '../pki/state-dir.repository';
 import type { ResourcesService } from '../resources/resources.service';
 import type { HealthRepository } from './health.repository';
 import { HealthService } from './health.service';

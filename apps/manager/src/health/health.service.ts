@@ -2,7 +2,7 @@ import { Inject, Injectable, OnModuleInit } from '@nestjs/common';
 import { X509Certificate } from 'node:crypto';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
-import { MANAGER_IDENTITY, type ManagerIdentity } from '../identity/state-dir.repository';
+import { MANAGER_IDENTITY, type ManagerIdentity } from '../pki/state-dir.repository';
 import { ResourcesService } from '../resources/resources.service';
 import { HealthRepository } from './health.repository';
 import { MetricsService } from './metrics.service';
