@@ -756,6 +756,87 @@ describe('access', () => {
   });
 });
 
+describe('access: users and groups', () => {
+  it('creates a local user with a password from stdin, changes, groups and deletes it', async () => {
+    const password = 'cli-made-Passw0rd-long';
+    const created = JSON.parse(
+      ok(
+        await debvisor(
+          ['-o', 'json', 'access', 'users', 'create', 'carol@local', '--display-name', 'Carol'],
+          { env: admin, stdin: `${password}\n` },
+        ),
+      ).stdout,
+    );
+    // without --password-stdin nothing is read: the user has no password
+    expect(created).toMatchObject({ id: 'carol@local', displayName: 'Carol', hasPassword: false });
+    ok(
+      await debvisor(['access', 'users', 'password', 'carol@local'], {
+        env: admin,
+        stdin: `${password}\n`,
+      }),
+    );
+    const changed = JSON.parse(
+      ok(
+        await debvisor(
+          ['-o', 'json', 'access', 'users', 'set', 'carol@local', '--disable', '--email', 'c@x.io'],
+          { env: admin },
+        ),
+      ).stdout,
+    );
+    expect(changed).toMatchObject({ enabled: false, email: 'c@x.io', hasPassword: true });
+
+    ok(
+      await debvisor(['access', 'groups', 'create', 'cli-ops', '--comment', 'on call'], {
+        env: admin,
+      }),
+    );
+    ok(await debvisor(['access', 'groups', 'members', 'cli-ops', 'carol@local'], { env: admin }));
+    const listed = JSON.parse(
+      ok(await debvisor(['-o', 'json', 'access', 'users', 'list'], { env: admin })).stdout,
+    );
+    expect(listed.find((u: Json) => u.id === 'carol@local').groups).toEqual([
+      { id: 'cli-ops', source: 'local' },
+    ]);
+    const groups = ok(await debvisor(['access', 'groups'], { env: admin }));
+    expect(groups.stdout).toMatch(/^cli-ops\s+1\s/m);
+    ok(await debvisor(['access', 'groups', 'set', 'cli-ops', '--require-tfa'], { env: admin }));
+
+    // a weak password is the manager's 400, nothing is changed
+    refused(
+      await debvisor(['access', 'users', 'password', 'carol@local'], { env: admin, stdin: 'x' }),
+      EXIT.usage,
+      400,
+    );
+    failed(await debvisor(['access', 'users', 'create', 'no-realm'], { env: admin }), EXIT.usage);
+    failed(await debvisor(['access', 'users', 'set', 'carol@local'], { env: admin }), EXIT.usage);
+    // no terminal and no --yes: the question is answered no
+    failed(
+      await debvisor(['access', 'users', 'delete', 'carol@local'], { env: admin }),
+      EXIT.declined,
+    );
+    refused(
+      await debvisor(['access', 'groups', 'members', 'cli-ops', 'nobody@local'], { env: admin }),
+      EXIT.notFound,
+      404,
+    );
+    refused(
+      await debvisor(['access', 'users', 'create', 'dave@local'], { env: reader }),
+      EXIT.forbidden,
+      403,
+    );
+
+    ok(await debvisor(['access', 'users', 'delete', 'carol@local', '--yes'], { env: admin }));
+    ok(await debvisor(['access', 'groups', 'delete', 'cli-ops', '--yes'], { env: admin }));
+    refused(
+      await debvisor(['access', 'groups', 'delete', 'cli-ops', '--yes'], { env: admin }),
+      EXIT.notFound,
+      404,
+    );
+    const after = ok(await debvisor(['access', 'users'], { env: admin }));
+    expect(after.stdout).not.toContain('carol@local');
+  });
+});
+
 describe('shell completion', () => {
   it('completes commands and options in bash', async () => {
     const script = join(tempDir('debvisor-cli-'), 'debvisor.bash');
