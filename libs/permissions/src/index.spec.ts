@@ -33,6 +33,14 @@ describe('roles', () => {
     expect(roleGrants('Admin', 'vm.failover')).toBe(true);
   });
 
+  it('lets Manage and Admin set HA policies and drain nodes, never auditors', () => {
+    for (const p of ['vm.ha', 'node.maintenance'] as const) {
+      expect(roleGrants('Manage', p), p).toBe(true);
+      expect(roleGrants('Admin', p), p).toBe(true);
+      expect(roleGrants('Audit', p), p).toBe(false);
+    }
+  });
+
   it('gives Admin everything', () => {
     for (const p of ALL_PRIVILEGES) expect(roleGrants('Admin', p)).toBe(true);
   });

@@ -18,6 +18,10 @@ export const PRIVILEGES = {
     'Mirror virtual machines to a paired remote: enable, disable, planned switchover, resync',
   'vm.failover':
     'Unplanned failover of a mirrored virtual machine: force-promote its copy at the surviving remote (risks the data since the last mirrored snapshot)',
+  'vm.ha':
+    "Set a virtual machine's high-availability policy: protected or not, priority, preferred nodes, restart and relocation limits",
+  'node.maintenance':
+    'Put a node into maintenance (its VMs are live-migrated away, HA places nothing on it) and take it out again',
   'task.audit': 'See tasks and their logs',
   'task.cancel': 'Cancel running tasks',
   'access.audit': 'See users, groups, realms, ACLs and tokens',
@@ -42,6 +46,8 @@ const MANAGE: readonly Privilege[] = [
   'vm.migrate',
   'vm.snapshot',
   'vm.replicate',
+  'vm.ha',
+  'node.maintenance',
   'task.cancel',
 ];
 
