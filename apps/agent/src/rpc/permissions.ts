@@ -50,6 +50,11 @@ export const RPC_PERMISSIONS = {
   'StorageService.FenceImage': 'storage:rbd:fence',
 
   'AccessService.SyncUsersGroups': 'access:directory:sync',
+
+  'HaService.GetHaStatus': 'ha:status:read',
+  'HaService.SetHaPolicy': 'ha:policy:write',
+  'HaService.RemoveHaPolicy': 'ha:policy:write',
+  'HaService.SetMaintenance': 'ha:node:maintenance',
 } as const;
 
 export type RpcName = keyof typeof RPC_PERMISSIONS;

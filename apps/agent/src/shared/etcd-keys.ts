@@ -19,6 +19,27 @@ export const ETCD_KEYS = {
   node: (nodeId: string) => `/debvisor/nodes/${nodeId}/`,
   nodeInfo: (nodeId: string) => `/debvisor/nodes/${nodeId}/info`,
   nodeStatus: (nodeId: string) => `/debvisor/nodes/${nodeId}/status`,
+  /** The node's HA health score (probes, reasons, thresholds), bound to the node's lease. */
+  nodeHealth: (nodeId: string) => `/debvisor/nodes/${nodeId}/health`,
+  /** HA (docs/ha.md). The coordinator election: etcd3 Election keys `<prefix><lease hex>`; the lowest create revision leads and is the fencing epoch. */
+  haElectionPrefix: '/debvisor/ha/election/coordinator/',
+  /** HA policy per VM (the operator's intent), JSON. */
+  haPoliciesPrefix: '/debvisor/ha/policies/',
+  haPolicy: (uuid: string) => `/debvisor/ha/policies/${uuid}`,
+  /** HA state per VM, written by the coordinator only (guarded by its leader key), JSON. */
+  haResourcesPrefix: '/debvisor/ha/resources/',
+  haResource: (uuid: string) => `/debvisor/ha/resources/${uuid}`,
+  /** The last definition of each HA VM, kept by its node, so that another node can start it. */
+  haSpecsPrefix: '/debvisor/ha/specs/',
+  haSpec: (uuid: string) => `/debvisor/ha/specs/${uuid}`,
+  /** Fence records per node, written by the coordinator (guarded), JSON. */
+  haFencesPrefix: '/debvisor/ha/fences/',
+  haFence: (nodeId: string) => `/debvisor/ha/fences/${nodeId}`,
+  /** Maintenance requests and drain progress per node, JSON. */
+  haMaintenancePrefix: '/debvisor/ha/maintenance/',
+  haMaintenance: (nodeId: string) => `/debvisor/ha/maintenance/${nodeId}`,
+  /** HA events (detection, fence, recovery, drain), JSON, key `<ms since epoch, 15 digits>-<node>-<seq>`; the last 1000 kept. */
+  haEventsPrefix: '/debvisor/ha/events/',
   /** VM location index: which node owns a VM (not leased: it outlives an agent restart). */
   vmsPrefix: '/debvisor/vms/',
   vm: (uuid: string) => `/debvisor/vms/${uuid}`,
