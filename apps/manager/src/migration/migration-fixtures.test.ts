@@ -9,7 +9,7 @@ import { fakeClock, strictMock } from '@debvisor/testing/strict-mock';
 import type { PinoLogger } from 'nestjs-pino';
 import type { AgentClientRepository, MigrationRef } from '../agents/agent-client.repository';
 import type { AgentConnection } from '../agents/agent-connection';
-import type { AuthService } from '../auth/auth.service';
+import type { AuthService } from '../authn/auth.service';
 import type { ClockRepository } from '../common/clock.repository';
 import type { MetricsService } from '../health/metrics.service';
 import type { RemotesService } from '../remotes/remotes.service';
@@ -19,6 +19,7 @@ import type { TaskContext } from '../tasks/tasks.service';
 import type { MigrationFigures, MigrationOptions } from './migration-details.dto';
 import type { MigrationPhase } from './migration-journal';
 import { MigrationPreflightService } from './migration-preflight.service';
+import { InFlightMigrations } from './in-flight-migrations.service';
 import { MigrationRunnerService } from './migration-runner.service';
 import { MigrationEvents } from './migration-events';
 import type { MigrationTimerRepository } from './migration-timer.repository';
@@ -235,9 +236,8 @@ export function runnerSetup(
   });
   const agents = strictMock<AgentClientRepository>('AgentClientRepository', script);
   const auth = strictMock<AuthService>('AuthService', { invalidate: () => undefined });
-  const runner = new MigrationRunnerService(
+  const inFlight = new InFlightMigrations(
     repository,
-    new MigrationPreflightService(agents),
     agents,
     strictMock<RemotesService>('RemotesService', {
       connectionFor: async (remote: string) => (remote === 'dc-west' ? WEST : EAST),
@@ -256,6 +256,11 @@ export function runnerSetup(
     strictMock<PinoLogger>('PinoLogger', { setContext: () => undefined, error: () => undefined }),
     events,
   );
+  const runner = new MigrationRunnerService(
+    inFlight,
+    new MigrationPreflightService(agents),
+    agents,
+  );
   const task = {
     id: TASK_ID,
     type: 'vm.migrate',
@@ -273,6 +278,7 @@ export function runnerSetup(
   };
   return {
     runner,
+    inFlight,
     agents,
     auth,
     events,

@@ -1,9 +1,6 @@
 import type { AgentConnection } from '../agents/agent-connection';
-import { strictMock } from '@debvisor/testing/strict-mock';
 import { describe, expect, it } from 'vitest';
-import type { ClockRepository } from '../common/clock.repository';
 import type { ManagerConfig } from '../config/manager-config';
-import type { MigrationTimerRepository } from './migration-timer.repository';
 import { AgentError } from '../agents/agent-error';
 import { ErrorCode } from '../common/error-code';
 import { TaskCancelled } from '../tasks/task-cancelled';
@@ -30,11 +27,7 @@ function recovery(
 ) {
   const s = runnerSetup(script, record);
   const config = { migrationRecoveryWaitSeconds: waitSeconds } as ManagerConfig;
-  const clock = strictMock<ClockRepository>('ClockRepository', { now: s.clock.now });
-  const timer = strictMock<MigrationTimerRepository>('MigrationTimerRepository', {
-    sleep: async (ms: number) => s.clock.advance(ms),
-  });
-  return { ...s, recovery: new MigrationRecoveryService(s.runner, config, clock, timer) };
+  return { ...s, recovery: new MigrationRecoveryService(s.inFlight, config) };
 }
 
 const UNREACHABLE = new AgentError(

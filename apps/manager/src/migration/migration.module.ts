@@ -4,6 +4,7 @@ import { MetricsModule } from '../health/metrics.module';
 import { RemotesModule } from '../remotes/remotes.module';
 import { ResourcesModule } from '../resources/resources.module';
 import { TasksModule } from '../tasks/tasks.module';
+import { InFlightMigrations } from './in-flight-migrations.service';
 import { MigrationEvents } from './migration-events';
 import { MigrationPreflightService } from './migration-preflight.service';
 import { MigrationRecoveryService } from './migration-recovery.service';
@@ -19,6 +20,7 @@ import { MigrationService } from './migration.service';
   providers: [
     MigrationEvents,
     MigrationService,
+    InFlightMigrations,
     MigrationRunnerService,
     MigrationRecoveryService,
     MigrationPreflightService,

@@ -4,14 +4,14 @@ import { describe, expect, it } from 'vitest';
 import type { AgentClientRepository } from '../agents/agent-client.repository';
 import type { AgentConnection } from '../agents/agent-connection';
 import type { AuditService } from '../audit/audit.service';
-import type { AuthService } from '../auth/auth.service';
+import type { AuthService } from '../authn/auth.service';
 import type { MetricsService } from '../health/metrics.service';
 import type { PinoLogger } from 'nestjs-pino';
 import type { MigrationTimerRepository } from './migration-timer.repository';
 import type { MigrationEvents } from './migration-events';
-import { AccessPolicy } from '../auth/access-policy.service';
-import type { Caller } from '../auth/caller';
-import { testCaller } from '../auth/test-caller';
+import { AccessPolicy } from '../authz/access-policy.service';
+import type { Caller } from '../authz/caller';
+import { testCaller } from '../../test/test-caller';
 import type { ClockRepository } from '../common/clock.repository';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
@@ -21,7 +21,8 @@ import type { TaskEntity } from '../tasks/task.entity';
 import type { EnqueueOptions, NewTask, TaskHandler, TasksService } from '../tasks/tasks.service';
 import { MigrationPreflightService } from './migration-preflight.service';
 import type { MigrationRecoveryService } from './migration-recovery.service';
-import { MIGRATE_PERMISSION, MigrationRunnerService } from './migration-runner.service';
+import { InFlightMigrations, MIGRATE_PERMISSION } from './in-flight-migrations.service';
+import { MigrationRunnerService } from './migration-runner.service';
 import { migrateBodySchema } from './migration.dto';
 import type { VmMigrationEntity } from './migration.entity';
 import type { MigrationRepository } from './migration.repository';
@@ -81,9 +82,8 @@ function setup(
     get: async () => migrationRecord({ sourceNode: 'node-1', phase: 'transfer', progress: null }),
   });
   // The runner only lends its connect() here; its other collaborators are never reached.
-  const runner = new MigrationRunnerService(
+  const inFlight = new InFlightMigrations(
     repository,
-    new MigrationPreflightService(agents),
     agents,
     remotes,
     strictMock<ResourcesService>('ResourcesService'),
@@ -93,6 +93,11 @@ function setup(
     strictMock<MigrationTimerRepository>('MigrationTimerRepository'),
     strictMock<PinoLogger>('PinoLogger', { setContext: () => undefined }),
     strictMock<MigrationEvents>('MigrationEvents'),
+  );
+  const runner = new MigrationRunnerService(
+    inFlight,
+    new MigrationPreflightService(agents),
+    agents,
   );
   const service = new MigrationService(
     strictMock<TasksService>('TasksService', {
