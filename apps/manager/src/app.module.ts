@@ -5,13 +5,13 @@ import { ZodSerializerInterceptor } from 'nestjs-zod';
 import { LoggerModule } from 'nestjs-pino';
 import type { Logger } from 'pino';
 import { AccessAdminModule } from './access/access-admin.module';
-import { AccessModule } from './access/access.module';
-import { OidcLoginModule } from './access/oidc-login.module';
+import { SessionsModule } from './sessions/sessions.module';
+import { OidcLoginModule } from './sessions/oidc-login.module';
 import { AgentsModule } from './agents/agents.module';
 import { AuditModule } from './audit/audit.module';
 import { AuditInterceptor } from './audit/audit.interceptor';
-import { AuthGuard } from './auth/auth.guard';
-import { AuthModule } from './auth/auth.module';
+import { AuthGuard } from './authn/auth.guard';
+import { AuthModule } from './authn/auth.module';
 import { CertificatesModule } from './certificates/certificates.module';
 import { ConsoleModule } from './console/console.module';
 import { ClockRepository } from './common/clock.repository';
@@ -92,7 +92,7 @@ export class AppModule {
           auditFile: runtime.config.auditFile,
         }),
         AuthModule,
-        AccessModule,
+        SessionsModule,
         AccessAdminModule,
         OidcLoginModule,
         AgentsModule,

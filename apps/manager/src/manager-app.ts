@@ -13,7 +13,7 @@ import { createHttpLogger, createRootLogger } from './common/logging';
 import { securityHeaders } from './common/security-headers';
 import { traceContextMiddleware } from './common/trace-context';
 import type { OperatorOutput } from './common/operator-console.repository';
-import { AuthService } from './auth/auth.service';
+import { AuthService } from './authn/auth.service';
 import { CertificatesService } from './certificates/certificates.service';
 import { HttpsEndpointRepository } from './certificates/https-endpoint.repository';
 import { loadConfig, type ManagerConfig } from './config/manager-config';

@@ -7,7 +7,7 @@ import {
   PUBLIC_METADATA,
   SELF_SERVICE_METADATA,
   type RouteRequirement,
-} from '../src/auth/privilege.decorator';
+} from '../src/authz/privilege.decorator';
 
 export interface RegisteredRoute {
   readonly method: string;

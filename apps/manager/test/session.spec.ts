@@ -1,7 +1,7 @@
 import { createCa } from '@debvisor/pki';
 import { cleanupTempDirs, freePort } from '@debvisor/testing';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { PasswordHasherRepository } from '../src/access/password-hasher.repository';
+import { PasswordHasherRepository } from '../src/users/password-hasher.repository';
 import {
   eventually,
   startTestDatabases,

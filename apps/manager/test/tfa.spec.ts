@@ -1,8 +1,8 @@
 import { cleanupTempDirs } from '@debvisor/testing';
 import { execFileSync } from 'node:child_process';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { PasswordHasherRepository } from '../src/access/password-hasher.repository';
-import { totpCode } from '../src/access/tfa/totp';
+import { PasswordHasherRepository } from '../src/users/password-hasher.repository';
+import { totpCode } from '../src/sessions/tfa/totp';
 import {
   eventually,
   startTestDatabases,

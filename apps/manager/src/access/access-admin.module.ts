@@ -1,19 +1,19 @@
 import { Module } from '@nestjs/common';
 import { AccessAdminRepository } from './access-admin.repository';
-import { AclController } from './acl.controller';
-import { AclService } from './acl.service';
-import { GroupsController } from './groups.controller';
-import { GroupsService } from './groups.service';
-import { PasswordPolicy } from './password-policy';
-import { RemoteGroupsController } from './remote-groups.controller';
-import { RemoteGroupsRepository } from './remote-groups.repository';
-import { RemoteGroupsService } from './remote-groups.service';
-import { TokensController } from './tokens.controller';
-import { TokensService } from './tokens.service';
-import { UsersController } from './users.controller';
-import { UsersService } from './users.service';
-import { VmOwnersController } from './vm-owners.controller';
-import { VmOwnersService } from './vm-owners.service';
+import { AclController } from '../acl/acl.controller';
+import { AclService } from '../acl/acl.service';
+import { GroupsController } from '../groups/groups.controller';
+import { GroupsService } from '../groups/groups.service';
+import { PasswordPolicy } from '../users/password-policy';
+import { RemoteGroupsController } from '../remote-groups/remote-groups.controller';
+import { RemoteGroupsRepository } from '../remote-groups/remote-groups.repository';
+import { RemoteGroupsService } from '../remote-groups/remote-groups.service';
+import { TokensController } from '../tokens/tokens.controller';
+import { TokensService } from '../tokens/tokens.service';
+import { UsersController } from '../users/users.controller';
+import { UsersService } from '../users/users.service';
+import { VmOwnersController } from '../acl/vm-owners.controller';
+import { VmOwnersService } from '../acl/vm-owners.service';
 
 /**
  * Administration of identity and access: users, groups, ACL entries, API tokens, VM ownership and

@@ -1,14 +1,14 @@
 import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, In, QueryFailedError, type EntityManager } from 'typeorm';
-import { AclEntryEntity, type PrincipalType } from './acl-entry.entity';
-import { ApiTokenEntity, type TokenOwnerType } from './api-token.entity';
-import { GroupMemberEntity } from './group-member.entity';
-import { GroupEntity } from './group.entity';
-import { RealmEntity } from './realm.entity';
-import { SessionEntity } from './session.entity';
-import { UserEntity } from './user.entity';
-import { VmOwnershipEntity } from './vm-ownership.entity';
+import { AclEntryEntity, type PrincipalType } from '../acl/acl-entry.entity';
+import { ApiTokenEntity, type TokenOwnerType } from '../tokens/api-token.entity';
+import { GroupMemberEntity } from '../groups/group-member.entity';
+import { GroupEntity } from '../groups/group.entity';
+import { RealmEntity } from '../realms/realm.entity';
+import { SessionEntity } from '../sessions/session.entity';
+import { UserEntity } from '../users/user.entity';
+import { VmOwnershipEntity } from '../acl/vm-ownership.entity';
 
 export type UserPatch = Partial<
   Pick<UserEntity, 'displayName' | 'email' | 'enabled' | 'requireTfa'>

@@ -2,7 +2,7 @@ import { Controller, Get, Query, StreamableFile } from '@nestjs/common';
 import { ApiOkResponse, ApiProduces, ApiTags } from '@nestjs/swagger';
 import { ZodResponse } from 'nestjs-zod';
 import { Readable } from 'node:stream';
-import { RequirePrivilege } from '../auth/privilege.decorator';
+import { RequirePrivilege } from '../authz/privilege.decorator';
 import { AuditExportQueryDto, AuditPageDto, AuditQueryDto } from './audit.dto';
 import { AuditService } from './audit.service';
 

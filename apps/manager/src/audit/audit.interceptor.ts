@@ -3,8 +3,8 @@ import { CallHandler, ExecutionContext, Injectable, NestInterceptor } from '@nes
 import { Reflector } from '@nestjs/core';
 import type { Request } from 'express';
 import { catchError, concatMap, from, map, Observable, throwError } from 'rxjs';
-import { CALLER_KEY, type Caller } from '../auth/caller';
-import { PRIVILEGE_METADATA, type RouteRequirement } from '../auth/privilege.decorator';
+import { CALLER_KEY, type Caller } from '../authz/caller';
+import { PRIVILEGE_METADATA, type RouteRequirement } from '../authz/privilege.decorator';
 import { currentAuditScope } from './audit-call-context';
 import { AUDITED_METADATA, type AuditedRoute } from './audited.decorator';
 import { AuditService, type AuditedCall } from './audit.service';

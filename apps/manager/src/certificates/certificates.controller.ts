@@ -2,7 +2,7 @@ import { Body, Controller, Delete, Get, HttpCode, Param, Post, Put } from '@nest
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { ZodResponse } from 'nestjs-zod';
 import { Audited } from '../audit/audited.decorator';
-import { RequirePrivilege } from '../auth/privilege.decorator';
+import { RequirePrivilege } from '../authz/privilege.decorator';
 import {
   AcmeAccountDto,
   AcmeAccountParamsDto,

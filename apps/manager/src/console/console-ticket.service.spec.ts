@@ -1,7 +1,7 @@
 import { strictMock } from '@debvisor/testing/strict-mock';
 import { describe, expect, it } from 'vitest';
-import type { Caller } from '../auth/caller';
-import { testCaller } from '../auth/test-caller';
+import type { Caller } from '../authz/caller';
+import { testCaller } from '../../test/test-caller';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
 import type { ManagerConfig } from '../config/manager-config';

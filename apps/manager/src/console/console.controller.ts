@@ -2,8 +2,8 @@ import { Controller, HttpCode, Param, Post } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { ZodResponse } from 'nestjs-zod';
 import { Audited } from '../audit/audited.decorator';
-import { CurrentCaller, type Caller } from '../auth/caller';
-import { RequirePrivilege } from '../auth/privilege.decorator';
+import { CurrentCaller, type Caller } from '../authz/caller';
+import { RequirePrivilege } from '../authz/privilege.decorator';
 import { ConsoleTargetParamsDto, ConsoleTicketDto } from './console.dto';
 import { ConsoleTicketService } from './console-ticket.service';
 

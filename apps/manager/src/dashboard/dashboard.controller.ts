@@ -1,8 +1,8 @@
 import { Controller, Get } from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
 import { ZodResponse } from 'nestjs-zod';
-import { CurrentCaller, type Caller } from '../auth/caller';
-import { RequirePrivilege } from '../auth/privilege.decorator';
+import { CurrentCaller, type Caller } from '../authz/caller';
+import { RequirePrivilege } from '../authz/privilege.decorator';
 import { DashboardDto } from './dashboard.dto';
 import { DashboardService } from './dashboard.service';
 

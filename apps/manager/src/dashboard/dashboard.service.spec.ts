@@ -1,9 +1,9 @@
 import { ALL_PRIVILEGES } from '@debvisor/permissions';
 import { strictMock } from '@debvisor/testing/strict-mock';
 import { describe, expect, it } from 'vitest';
-import { AccessPolicy } from '../auth/access-policy.service';
-import type { Caller } from '../auth/caller';
-import { testCaller } from '../auth/test-caller';
+import { AccessPolicy } from '../authz/access-policy.service';
+import type { Caller } from '../authz/caller';
+import { testCaller } from '../../test/test-caller';
 import type { ClockRepository } from '../common/clock.repository';
 import type { NodeFigures, RemoteOverview, VmCounts } from '../resources/resource-figures';
 import type { RemoteStatus } from '../resources/resources.dto';

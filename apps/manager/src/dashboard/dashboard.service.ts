@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
-import { AccessPolicy } from '../auth/access-policy.service';
-import type { Caller } from '../auth/caller';
+import { AccessPolicy } from '../authz/access-policy.service';
+import type { Caller } from '../authz/caller';
 import { ClockRepository } from '../common/clock.repository';
 import type { RemoteOverview } from '../resources/resource-figures';
 import { ResourcesService } from '../resources/resources.service';

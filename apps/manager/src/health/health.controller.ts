@@ -1,7 +1,7 @@
 import { Controller, Get, Header } from '@nestjs/common';
 import { ApiOkResponse, ApiOperation, ApiProduces, ApiTags } from '@nestjs/swagger';
 import { prometheusContentType } from 'prom-client';
-import { Public, RequirePrivilege } from '../auth/privilege.decorator';
+import { Public, RequirePrivilege } from '../authz/privilege.decorator';
 import { HealthService } from './health.service';
 
 const PROMETHEUS_CONTENT_TYPE: string = prometheusContentType;

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
-import { AclEntryEntity } from '../access/acl-entry.entity';
+import { AclEntryEntity } from '../acl/acl-entry.entity';
 import { TaskEntity } from '../tasks/task.entity';
 import type { MigrationFigures } from './migration-details.dto';
 import type { MigrationPhase } from './migration-journal';

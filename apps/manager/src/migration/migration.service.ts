@@ -1,7 +1,7 @@
 import { Injectable, OnModuleInit } from '@nestjs/common';
 import { AuditService } from '../audit/audit.service';
-import { AccessPolicy } from '../auth/access-policy.service';
-import type { Caller } from '../auth/caller';
+import { AccessPolicy } from '../authz/access-policy.service';
+import type { Caller } from '../authz/caller';
 import { ClockRepository } from '../common/clock.repository';
 import { RemotesService } from '../remotes/remotes.service';
 import { ResourcesService } from '../resources/resources.service';

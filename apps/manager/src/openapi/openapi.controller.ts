@@ -1,6 +1,6 @@
 import { Controller, Get } from '@nestjs/common';
 import { ApiExcludeEndpoint } from '@nestjs/swagger';
-import { RequirePrivilege } from '../auth/privilege.decorator';
+import { RequirePrivilege } from '../authz/privilege.decorator';
 import { OpenApiService } from './openapi.service';
 
 @Controller('api/v1')

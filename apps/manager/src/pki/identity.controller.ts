@@ -1,7 +1,7 @@
 import { Controller, Get } from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
 import { ZodResponse } from 'nestjs-zod';
-import { RequirePrivilege } from '../auth/privilege.decorator';
+import { RequirePrivilege } from '../authz/privilege.decorator';
 import { ManagerIdentityDto } from './identity.dto';
 import { IdentityService } from './identity.service';
 

@@ -2,8 +2,8 @@ import { Body, Controller, Delete, Get, HttpCode, Param, Patch, Post } from '@ne
 import { ApiTags } from '@nestjs/swagger';
 import { ZodResponse } from 'nestjs-zod';
 import { Audited } from '../audit/audited.decorator';
-import { CurrentCaller, type Caller } from '../auth/caller';
-import { RequirePrivilege } from '../auth/privilege.decorator';
+import { CurrentCaller, type Caller } from '../authz/caller';
+import { RequirePrivilege } from '../authz/privilege.decorator';
 import {
   AddCredentialDto,
   CreatedRemoteDto,

@@ -1,6 +1,6 @@
 import { Module } from '@nestjs/common';
 import { AgentsModule } from '../agents/agents.module';
-import { AuthModule } from '../auth/auth.module';
+import { AuthModule } from '../authn/auth.module';
 import { RemoteEvents } from './remote-events';
 import { RemotesController } from './remotes.controller';
 import { RemotesRepository } from './remotes.repository';

@@ -4,8 +4,8 @@ import type { AgentConnection, PresentedCertificate } from '../agents/agent-conn
 import { AgentClientRepository } from '../agents/agent-client.repository';
 import { AgentError } from '../agents/agent-error';
 import { AuditService } from '../audit/audit.service';
-import type { Caller } from '../auth/caller';
-import { AccessPolicy } from '../auth/access-policy.service';
+import type { Caller } from '../authz/caller';
+import { AccessPolicy } from '../authz/access-policy.service';
 import { ClockRepository } from '../common/clock.repository';
 import { permissionAllows } from '@debvisor/common';
 import { DomainError, PermissionDenied } from '../common/domain-error';

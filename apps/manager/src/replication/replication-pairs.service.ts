@@ -2,7 +2,7 @@ import type { PoolMirrorStatus__Output } from '@debvisor/proto';
 import { Injectable, OnModuleInit } from '@nestjs/common';
 import { AgentClientRepository } from '../agents/agent-client.repository';
 import { AuditService } from '../audit/audit.service';
-import type { Caller } from '../auth/caller';
+import type { Caller } from '../authz/caller';
 import { ClockRepository } from '../common/clock.repository';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';

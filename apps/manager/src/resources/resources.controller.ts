@@ -2,8 +2,8 @@ import { Controller, Delete, Get, HttpCode, Param, Post, Query } from '@nestjs/c
 import { Audited } from '../audit/audited.decorator';
 import { ApiTags } from '@nestjs/swagger';
 import { ZodResponse } from 'nestjs-zod';
-import { CurrentCaller, type Caller } from '../auth/caller';
-import { RequirePrivilege } from '../auth/privilege.decorator';
+import { CurrentCaller, type Caller } from '../authz/caller';
+import { RequirePrivilege } from '../authz/privilege.decorator';
 import {
   RefreshQueryDto,
   RemoteNodesDto,

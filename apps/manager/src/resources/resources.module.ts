@@ -1,6 +1,6 @@
 import { Module } from '@nestjs/common';
 import { AgentsModule } from '../agents/agents.module';
-import { AuthModule } from '../auth/auth.module';
+import { AuthModule } from '../authn/auth.module';
 import { MetricsModule } from '../health/metrics.module';
 import { RemotesModule } from '../remotes/remotes.module';
 import { ResourcesController } from './resources.controller';

@@ -3,8 +3,8 @@ import { Inject, Injectable, OnModuleDestroy, OnModuleInit } from '@nestjs/commo
 import { PinoLogger } from 'nestjs-pino';
 import { performance } from 'node:perf_hooks';
 import { AgentClientRepository } from '../agents/agent-client.repository';
-import { AccessPolicy } from '../auth/access-policy.service';
-import type { Caller } from '../auth/caller';
+import { AccessPolicy } from '../authz/access-policy.service';
+import type { Caller } from '../authz/caller';
 import { ClockRepository } from '../common/clock.repository';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';

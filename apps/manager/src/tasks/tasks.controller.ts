@@ -2,8 +2,8 @@ import { Controller, Get, Param, Post, Query } from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
 import { ZodResponse } from 'nestjs-zod';
 import { Audited } from '../audit/audited.decorator';
-import { CurrentCaller, type Caller } from '../auth/caller';
-import { RequirePrivilege } from '../auth/privilege.decorator';
+import { CurrentCaller, type Caller } from '../authz/caller';
+import { RequirePrivilege } from '../authz/privilege.decorator';
 import { TaskDto, TaskListDto, TaskParamsDto, TaskQueryDto } from './tasks.dto';
 import { TasksService } from './tasks.service';
 

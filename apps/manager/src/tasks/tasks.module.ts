@@ -1,5 +1,5 @@
 import { Module } from '@nestjs/common';
-import { AuthModule } from '../auth/auth.module';
+import { AuthModule } from '../authn/auth.module';
 import { MetricsModule } from '../health/metrics.module';
 import { ResourcesModule } from '../resources/resources.module';
 import { TasksController } from './tasks.controller';

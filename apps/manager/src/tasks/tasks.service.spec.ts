@@ -1,9 +1,9 @@
 import type { PinoLogger } from 'nestjs-pino';
 import { describe, expect, it, vi } from 'vitest';
 import { strictMock } from '@debvisor/testing/strict-mock';
-import { AccessPolicy } from '../auth/access-policy.service';
-import { testCaller } from '../auth/test-caller';
-import type { Caller } from '../auth/caller';
+import { AccessPolicy } from '../authz/access-policy.service';
+import { testCaller } from '../../test/test-caller';
+import type { Caller } from '../authz/caller';
 import type { ClockRepository } from '../common/clock.repository';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';

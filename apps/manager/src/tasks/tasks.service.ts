@@ -1,8 +1,8 @@
 import { BeforeApplicationShutdown, Injectable } from '@nestjs/common';
 import { PinoLogger } from 'nestjs-pino';
 import { AuditService } from '../audit/audit.service';
-import { AccessPolicy } from '../auth/access-policy.service';
-import type { Caller } from '../auth/caller';
+import { AccessPolicy } from '../authz/access-policy.service';
+import type { Caller } from '../authz/caller';
 import { ClockRepository } from '../common/clock.repository';
 import { DomainError, PermissionDenied } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';

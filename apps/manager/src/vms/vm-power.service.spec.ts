@@ -1,5 +1,5 @@
-import { AccessPolicy } from '../auth/access-policy.service';
-import { testCaller } from '../auth/test-caller';
+import { AccessPolicy } from '../authz/access-policy.service';
+import { testCaller } from '../../test/test-caller';
 import type { Vm__Output } from '@debvisor/proto';
 import { describe, expect, it } from 'vitest';
 import { strictMock } from '@debvisor/testing/strict-mock';
@@ -7,7 +7,7 @@ import type { AgentClientRepository } from '../agents/agent-client.repository';
 import type { AgentConnection, VmAction } from '../agents/agent-connection';
 import { AgentError } from '../agents/agent-error';
 import type { AuditService } from '../audit/audit.service';
-import type { Caller } from '../auth/caller';
+import type { Caller } from '../authz/caller';
 import { ErrorCode } from '../common/error-code';
 import type { RemotesService } from '../remotes/remotes.service';
 import type { ResourcesService } from '../resources/resources.service';

@@ -1,5 +1,0 @@
-import { createZodDto } from 'nestjs-zod';
-import { z } from 'zod';
-import { realmIdSchema } from './principal';
-
-export class OidcRealmParamsDto extends createZodDto(z.strictObject({ realm: realmIdSchema })) {}

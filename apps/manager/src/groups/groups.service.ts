@@ -1,0 +1,112 @@
+import { Injectable } from '@nestjs/common';
+import { AuditService } from '../audit/audit.service';
+import { AuthService } from '../authn/auth.service';
+import { ClockRepository } from '../common/clock.repository';
+import { DomainError } from '../common/domain-error';
+import { ErrorCode } from '../common/error-code';
+import { AccessAdminRepository, type GroupPatch } from '../access/access-admin.repository';
+import type { GroupEntity } from './group.entity';
+import type { CreateGroupInput, GroupSummaryView, GroupView, UpdateGroupInput } from './groups.dto';
+
+/**
+ * Manager groups and their members. Members come from administrators (`local`) or from a realm's
+ * directory or claims; administrators replace only the former. Removing a group removes its ACL
+ * entries and its tokens with it, so that a new group of the same name inherits nothing.
+ */
+@Injectable()
+export class GroupsService {
+  constructor(
+    private readonly repository: AccessAdminRepository,
+    private readonly auth: AuthService,
+    private readonly audit: AuditService,
+    private readonly clock: ClockRepository,
+  ) {}
+
+  async list(): Promise<{ items: GroupSummaryView[] }> {
+    const groups = await this.repository.listGroups();
+    return { items: groups.map((g) => ({ ...fields(g), memberCount: g.memberCount })) };
+  }
+
+  async get(id: string): Promise<GroupView> {
+    const group = await this.require(id);
+    const members = await this.repository.membersOf(id);
+    return {
+      ...fields(group),
+      members: members.map((m) => ({ user: m.userId, source: m.source })),
+    };
+  }
+
+  async create(input: CreateGroupInput): Promise<GroupView> {
+    const group: GroupEntity = {
+      id: input.id,
+      comment: input.comment,
+      tenant: input.tenant,
+      requireTfa: input.requireTfa,
+      createdAt: this.clock.now(),
+    };
+    if (!(await this.repository.insertGroup(group)))
+      throw new DomainError(ErrorCode.Conflict, `group ${input.id} already exists`);
+    this.auth.invalidate();
+    this.audit.note({ group: input.id, tenant: input.tenant, requireTfa: input.requireTfa });
+    return { ...fields(group), members: [] };
+  }
+
+  /** A tenant group that owns VMs stays one: otherwise its grants would suddenly hold on every VM. */
+  async update(id: string, input: UpdateGroupInput): Promise<GroupView> {
+    const group = await this.require(id);
+    if (input.tenant === false && group.tenant) {
+      const owned = await this.repository.countVmsOwnedBy(id);
+      if (owned > 0) {
+        throw new DomainError(
+          ErrorCode.Conflict,
+          `group ${id} owns ${owned} VM(s): give them to another tenant group or clear their ownership before it stops being a tenant group`,
+        );
+      }
+    }
+    const patch: GroupPatch = {};
+    if (input.comment !== undefined) patch.comment = input.comment;
+    if (input.tenant !== undefined) patch.tenant = input.tenant;
+    if (input.requireTfa !== undefined) patch.requireTfa = input.requireTfa;
+    await this.repository.updateGroup(id, patch);
+    this.auth.invalidate();
+    this.audit.note({ group: id, changed: Object.keys(patch) });
+    return this.get(id);
+  }
+
+  async delete(id: string): Promise<void> {
+    if (!(await this.repository.deleteGroup(id))) throw DomainError.notFound(`group ${id}`);
+    this.auth.invalidate();
+    this.audit.note({ group: id });
+  }
+
+  /** Replaces the locally managed members; every user must exist. */
+  async setMembers(id: string, users: readonly string[]): Promise<GroupView> {
+    await this.require(id);
+    const existing = await this.repository.existingUsers(users);
+    const missing = users.filter((u) => !existing.has(u));
+    if (missing.length > 0)
+      throw DomainError.notFound(
+        `user${missing.length > 1 ? 's' : ''} ${missing.slice(0, 10).join(', ')}`,
+      );
+    await this.repository.replaceLocalMembers(id, users);
+    this.auth.invalidate();
+    this.audit.note({ group: id, localMembers: users.length });
+    return this.get(id);
+  }
+
+  private async require(id: string): Promise<GroupEntity> {
+    const group = await this.repository.findGroup(id);
+    if (!group) throw DomainError.notFound(`group ${id}`);
+    return group;
+  }
+}
+
+function fields(group: GroupEntity) {
+  return {
+    id: group.id,
+    comment: group.comment,
+    tenant: group.tenant,
+    requireTfa: group.requireTfa,
+    createdAt: group.createdAt.toISOString(),
+  };
+}

@@ -1,0 +1,278 @@
+import { Injectable } from '@nestjs/common';
+import { InjectDataSource } from '@nestjs/typeorm';
+import { DataSource } from 'typeorm';
+import { GroupEntity } from '../groups/group.entity';
+import { RealmEntity } from '../realms/realm.entity';
+import { SessionEntity } from './session.entity';
+import { TotpDeviceEntity } from './tfa/totp-device.entity';
+import { UserEntity } from '../users/user.entity';
+import { WebauthnCredentialEntity } from './tfa/webauthn-credential.entity';
+
+/** What logging in reads and writes: users' counters and locks, sessions, second factors. */
+@Injectable()
+export class LoginRepository {
+  constructor(@InjectDataSource() private readonly dataSource: DataSource) {}
+
+  findRealm(id: string): Promise<RealmEntity | null> {
+    return this.dataSource.getRepository(RealmEntity).findOneBy({ id });
+  }
+
+  findUser(id: string): Promise<UserEntity | null> {
+    return this.dataSource.getRepository(UserEntity).findOneBy({ id });
+  }
+
+  /** True when a group of the user requires a second factor. */
+  async groupRequiresTfa(userId: string): Promise<boolean> {
+    const rows: unknown[] = await this.dataSource.query(
+      'SELECT 1 FROM group_members m JOIN groups g ON g.id = m.group_id WHERE m.user_id = $1 AND g.require_tfa LIMIT 1',
+      [userId],
+    );
+    return rows.length > 0;
+  }
+
+  /**
+   * One more wrong current password in a session's re-check (changing factors, the password); locks
+   * the account until `lockUntil` when this reaches `threshold`. A
+   * lock that has run out starts the count afresh.
+   */
+  async recordPasswordFailure(
+    userId: string,
+    threshold: number,
+    lockUntil: Date,
+    now: Date,
+  ): Promise<void> {
+    await this.dataSource.query(
+      `UPDATE users SET
+         failed_logins = CASE WHEN locked_until IS NOT NULL AND locked_until <= $4 THEN 1 ELSE failed_logins + 1 END,
+         locked_until = CASE
+           WHEN (CASE WHEN locked_until IS NOT NULL AND locked_until <= $4 THEN 1 ELSE failed_logins + 1 END) >= $2 THEN $3::timestamptz
+           WHEN locked_until IS NOT NULL AND locked_until <= $4 THEN NULL
+           ELSE locked_until END
+       WHERE id = $1`,
+      [userId, threshold, lockUntil, now],
+    );
+  }
+
+  async clearPasswordFailures(userId: string): Promise<void> {
+    await this.dataSource.query(
+      'UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1 AND (failed_logins <> 0 OR locked_until IS NOT NULL)',
+      [userId],
+    );
+  }
+
+  /**
+   * Counts a password attempt of `account` from `source` before the password is checked, in one
+   * statement: false (not to be checked) while that source must wait. The attempt that reaches
+   * `threshold` failures sets the wait at once — 30 s, doubled with each further failure, at most
+   * `maxWaitSeconds` — so parallel attempts cannot all be checked before the first failure counts.
+   * A count older than `maxWaitSeconds` starts afresh.
+   */
+  async reservePasswordAttempt(
+    account: string,
+    source: string,
+    threshold: number,
+    maxWaitSeconds: number,
+    now: Date,
+  ): Promise<boolean> {
+    const rows: unknown[] = await this.dataSource.query(
+      `INSERT INTO login_throttles AS t (account, source, failures, blocked_until, updated_at)
+       VALUES ($1, $2, 1, CASE WHEN 1 >= $3 THEN $5::timestamptz + make_interval(secs => LEAST($4, 30)) END, $5)
+       ON CONFLICT (account, source) DO UPDATE SET
+         failures = (CASE WHEN t.updated_at <= $5::timestamptz - make_interval(secs => $4) THEN 0 ELSE t.failures END) + 1,
+         blocked_until = CASE
+           WHEN (CASE WHEN t.updated_at <= $5::timestamptz - make_interval(secs => $4) THEN 0 ELSE t.failures END) + 1 >= $3
+           THEN $5::timestamptz + make_interval(secs => LEAST($4, 30 * power(2, (CASE WHEN t.updated_at <= $5::timestamptz - make_interval(secs => $4) THEN 0 ELSE t.failures END) + 1 - $3)))
+           END,
+         updated_at = $5
+       WHERE t.blocked_until IS NULL OR t.blocked_until <= $5
+       RETURNING failures`,
+      [account, source, threshold, maxWaitSeconds, now],
+    );
+    return rows.length > 0;
+  }
+
+  /** After a successful login: the account's count from that source is forgotten. */
+  async clearPasswordAttempts(account: string, source: string): Promise<void> {
+    await this.dataSource.query('DELETE FROM login_throttles WHERE account = $1 AND source = $2', [
+      account,
+      source,
+    ]);
+  }
+
+  /**
+   * Counts a second-factor attempt before it is checked, in one statement: false (not to be
+   * checked) while the second factor is locked, after `lockThreshold` failures in a row, or — for a
+   * TOTP code — while TOTP is locked or `totpThreshold` failures are counted. A lock that has run out
+   * starts the count afresh. The attempt stays counted unless it succeeds (clearTfaFailures).
+   */
+  async reserveTfaAttempt(
+    userId: string,
+    totp: boolean,
+    totpThreshold: number,
+    lockThreshold: number,
+    now: Date,
+  ): Promise<boolean> {
+    const [rows]: [unknown[], number] = await this.dataSource.query(
+      `UPDATE users SET
+         tfa_failures = (CASE WHEN tfa_locked_until <= $2 THEN 0 ELSE tfa_failures END) + 1,
+         tfa_locked_until = CASE WHEN tfa_locked_until <= $2 THEN NULL ELSE tfa_locked_until END
+       WHERE id = $1
+         AND (tfa_locked_until IS NULL OR tfa_locked_until <= $2)
+         AND (CASE WHEN tfa_locked_until <= $2 THEN 0 ELSE tfa_failures END) < $4
+         AND (NOT $3 OR (NOT totp_locked AND (CASE WHEN tfa_locked_until <= $2 THEN 0 ELSE tfa_failures END) < $5))
+       RETURNING tfa_failures`,
+      [userId, now, totp, lockThreshold, totpThreshold],
+    );
+    return rows.length > 0;
+  }
+
+  /**
+   * After a failed second-factor attempt (already counted by reserveTfaAttempt): TOTP locks at
+   * `totpThreshold` failures, the whole second factor until `lockUntil` at `lockThreshold`.
+   */
+  async recordTfaFailure(
+    userId: string,
+    totpThreshold: number,
+    lockThreshold: number,
+    lockUntil: Date,
+  ): Promise<void> {
+    await this.dataSource.query(
+      `UPDATE users SET
+         totp_locked = totp_locked OR tfa_failures >= $2,
+         tfa_locked_until = CASE WHEN tfa_failures >= $3 THEN $4::timestamptz ELSE tfa_locked_until END
+       WHERE id = $1`,
+      [userId, totpThreshold, lockThreshold, lockUntil],
+    );
+  }
+
+  /** After a successful second factor: counters reset; a recovery code also unlocks TOTP. */
+  async clearTfaFailures(userId: string, unlockTotp: boolean): Promise<void> {
+    await this.dataSource.query(
+      `UPDATE users SET tfa_failures = 0, tfa_locked_until = NULL, totp_locked = CASE WHEN $2 THEN false ELSE totp_locked END WHERE id = $1`,
+      [userId, unlockTotp],
+    );
+  }
+
+  confirmedTotpDevices(userId: string): Promise<TotpDeviceEntity[]> {
+    return this.dataSource
+      .getRepository(TotpDeviceEntity)
+      .find({ where: { userId, confirmed: true }, order: { createdAt: 'ASC' } });
+  }
+
+  async unusedRecoveryCodes(userId: string): Promise<number> {
+    const [row]: { count: string }[] = await this.dataSource.query(
+      'SELECT count(*) AS count FROM tfa_recovery_codes WHERE user_id = $1 AND used_at IS NULL',
+      [userId],
+    );
+    return Number(row.count);
+  }
+
+  /**
+   * Moves a device's last accepted step forward to `step` — only if it is still before it, in one
+   * statement, so that two parallel logins cannot both use one code. True when this call won.
+   */
+  async advanceTotpStep(deviceId: string, step: number): Promise<boolean> {
+    const result: [unknown[], number] = await this.dataSource.query(
+      'UPDATE tfa_totp_devices SET last_step = $2 WHERE id = $1 AND (last_step IS NULL OR last_step < $2)',
+      [deviceId, step],
+    );
+    return result[1] === 1;
+  }
+
+  /** Marks an unused recovery code of the user used; true when it existed and was unused. */
+  async useRecoveryCode(userId: string, codeHash: string, at: Date): Promise<boolean> {
+    const result: [unknown[], number] = await this.dataSource.query(
+      'UPDATE tfa_recovery_codes SET used_at = $3 WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL',
+      [userId, codeHash, at],
+    );
+    return result[1] === 1;
+  }
+
+  webauthnCredentials(userId: string): Promise<WebauthnCredentialEntity[]> {
+    return this.dataSource
+      .getRepository(WebauthnCredentialEntity)
+      .find({ where: { userId }, order: { createdAt: 'ASC', name: 'ASC' } });
+  }
+
+  /** Opens a WebAuthn challenge on the session (replacing any open one); `pendingName` names a credential being enrolled. */
+  async setWebauthnChallenge(
+    sessionId: string,
+    challenge: string,
+    expiresAt: Date,
+    pendingName: string | null,
+  ): Promise<void> {
+    await this.dataSource.query(
+      'UPDATE sessions SET webauthn_challenge = $2, webauthn_challenge_expires_at = $3, webauthn_pending_name = $4 WHERE id = $1',
+      [sessionId, challenge, expiresAt, pendingName],
+    );
+  }
+
+  /** Takes the session's open WebAuthn challenge, clearing it in the same statement (single use); null when none is open. */
+  async takeWebauthnChallenge(
+    sessionId: string,
+  ): Promise<{ challenge: string; expiresAt: Date; pendingName: string | null } | null> {
+    const [rows]: [{ challenge: string; expires_at: Date; pending_name: string | null }[], number] =
+      await this.dataSource.query(
+        `UPDATE sessions s SET webauthn_challenge = NULL, webauthn_challenge_expires_at = NULL, webauthn_pending_name = NULL
+       FROM (SELECT id, webauthn_challenge, webauthn_challenge_expires_at, webauthn_pending_name FROM sessions WHERE id = $1 FOR UPDATE) old
+       WHERE s.id = old.id AND old.webauthn_challenge IS NOT NULL
+       RETURNING old.webauthn_challenge AS challenge, old.webauthn_challenge_expires_at AS expires_at, old.webauthn_pending_name AS pending_name`,
+        [sessionId],
+      );
+    const row = rows[0];
+    return row
+      ? {
+          challenge: row.challenge,
+          expiresAt: new Date(row.expires_at),
+          pendingName: row.pending_name,
+        }
+      : null;
+  }
+
+  /**
+   * Records a use of a WebAuthn credential with the authenticator's new signature counter — only
+   * when it is above the stored one (or both are 0: authenticators without a counter), in one
+   * statement, so that a cloned or replayed authenticator state loses. True when this call won.
+   */
+  async useWebauthnCredential(id: string, counter: number, at: Date): Promise<boolean> {
+    const result: [unknown[], number] = await this.dataSource.query(
+      'UPDATE tfa_webauthn_credentials SET counter = $2, last_used_at = $3 WHERE id = $1 AND (counter < $2 OR (counter = 0 AND $2 = 0))',
+      [id, counter, at],
+    );
+    return result[1] === 1;
+  }
+
+  async createSession(session: SessionEntity): Promise<void> {
+    await this.dataSource.getRepository(SessionEntity).insert(session);
+  }
+
+  findSession(id: string): Promise<SessionEntity | null> {
+    return this.dataSource.getRepository(SessionEntity).findOneBy({ id });
+  }
+
+  async deleteSession(id: string): Promise<boolean> {
+    const result = await this.dataSource.getRepository(SessionEntity).delete({ id });
+    return (result.affected ?? 0) > 0;
+  }
+
+  /** Ends every session of the user, and voids any created before `at` that a racing login might still insert. */
+  async endAllSessions(userId: string, at: Date): Promise<void> {
+    await this.dataSource.transaction(async (tx) => {
+      await tx.getRepository(UserEntity).update({ id: userId }, { sessionsValidAfter: at });
+      await tx.getRepository(SessionEntity).delete({ userId });
+    });
+  }
+
+  /** Removes sessions past their absolute end (housekeeping). */
+  async deleteExpiredSessions(now: Date): Promise<number> {
+    const result: [unknown[], number] = await this.dataSource.query(
+      'DELETE FROM sessions WHERE expires_at <= $1',
+      [now],
+    );
+    return result[1];
+  }
+
+  group(id: string): Promise<GroupEntity | null> {
+    return this.dataSource.getRepository(GroupEntity).findOneBy({ id });
+  }
+}

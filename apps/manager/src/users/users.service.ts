@@ -1,0 +1,205 @@
+import { Injectable } from '@nestjs/common';
+import { AuditService } from '../audit/audit.service';
+import { AuthService } from '../authn/auth.service';
+import type { Caller } from '../authz/caller';
+import { RateLimiterService } from '../authz/rate-limiter.service';
+import { ClockRepository } from '../common/clock.repository';
+import { DomainError } from '../common/domain-error';
+import { ErrorCode } from '../common/error-code';
+import {
+  AccessAdminRepository,
+  type Membership,
+  type UserPatch,
+} from '../access/access-admin.repository';
+import { PasswordHasherRepository } from './password-hasher.repository';
+import { PasswordPolicy } from './password-policy';
+import { formatUserId } from '../common/principal';
+import { newUser, type UserEntity } from './user.entity';
+import type { CreateUserInput, UpdateUserInput, UserView } from './users.dto';
+
+/**
+ * Users: listing, creating (local users with a password; directory users ahead of their first
+ * login, so that they can be granted roles), changing, disabling, removing, and passwords. An
+ * administrator can never disable or remove their own user (no locking oneself out).
+ */
+@Injectable()
+export class UsersService {
+  constructor(
+    private readonly repository: AccessAdminRepository,
+    private readonly passwords: PasswordHasherRepository,
+    private readonly policy: PasswordPolicy,
+    private readonly auth: AuthService,
+    private readonly limits: RateLimiterService,
+    private readonly audit: AuditService,
+    private readonly clock: ClockRepository,
+  ) {}
+
+  async list(realm?: string): Promise<{ items: UserView[] }> {
+    const users = await this.repository.listUsers(realm);
+    const byUser = new Map<string, Membership[]>();
+    for (const m of await this.repository.membershipsOf(users.map((u) => u.id)))
+      byUser.set(m.userId, [...(byUser.get(m.userId) ?? []), m]);
+    return { items: users.map((u) => toView(u, byUser.get(u.id) ?? [])) };
+  }
+
+  async get(id: string): Promise<UserView> {
+    const user = await this.require(id);
+    return toView(user, await this.repository.membershipsOf([id]));
+  }
+
+  async create(input: CreateUserInput): Promise<UserView> {
+    const realm = await this.repository.findRealm(input.realm);
+    if (!realm) throw DomainError.notFound(`realm ${input.realm}`);
+    const id = formatUserId(input.username, input.realm);
+    if (input.password !== undefined) {
+      if (realm.type !== 'local') {
+        throw new DomainError(
+          ErrorCode.ValidationFailed,
+          `password: users of the ${realm.type} realm ${realm.id} log in with their directory's password; only local users have a password in the manager`,
+        );
+      }
+      this.policy.check(input.password, id);
+    }
+    const now = this.clock.now();
+    const user = newUser({
+      id,
+      realmId: realm.id,
+      username: input.username,
+      displayName: input.displayName ?? null,
+      email: input.email ?? null,
+      enabled: input.enabled,
+      passwordHash: input.password === undefined ? null : await this.passwords.hash(input.password),
+      passwordChangedAt: input.password === undefined ? null : now,
+      requireTfa: input.requireTfa,
+      createdAt: now,
+    });
+    if (!(await this.repository.insertUser(user)))
+      throw new DomainError(ErrorCode.Conflict, `user ${id} already exists`);
+    this.auth.invalidate();
+    this.audit.note({
+      user: id,
+      realm: realm.id,
+      withPassword: input.password !== undefined,
+      enabled: input.enabled,
+    });
+    return toView(user, []);
+  }
+
+  /** Changes a user; disabling it ends its sessions, and its tokens stop working with it. */
+  async update(caller: Caller, id: string, input: UpdateUserInput): Promise<UserView> {
+    const user = await this.require(id);
+    const disabling = input.enabled === false && user.enabled;
+    if (disabling) this.refuseSelf(caller, id, 'disable');
+    const patch: UserPatch = {};
+    if (input.displayName !== undefined) patch.displayName = input.displayName;
+    if (input.email !== undefined) patch.email = input.email;
+    if (input.enabled !== undefined) patch.enabled = input.enabled;
+    if (input.requireTfa !== undefined) patch.requireTfa = input.requireTfa;
+    await this.repository.updateUser(id, patch, disabling ? this.clock.now() : undefined);
+    this.auth.invalidate();
+    this.audit.note({
+      user: id,
+      changed: Object.keys(patch),
+      ...(disabling ? { sessionsEnded: true } : {}),
+    });
+    return this.get(id);
+  }
+
+  async delete(caller: Caller, id: string): Promise<void> {
+    this.refuseSelf(caller, id, 'remove');
+    if (!(await this.repository.deleteUser(id))) throw DomainError.notFound(`user ${id}`);
+    this.auth.invalidate();
+    this.audit.note({ user: id });
+  }
+
+  /** An administrator sets a local user's password: every session of the user ends, the lock-out resets. */
+  async resetPassword(id: string, password: string): Promise<void> {
+    const user = await this.require(id);
+    await this.requireLocal(user);
+    this.policy.check(password, id);
+    const now = this.clock.now();
+    await this.repository.setPassword(id, await this.passwords.hash(password), now, { all: now });
+    this.auth.invalidate();
+    this.audit.note({ user: id, sessionsEnded: true });
+  }
+
+  /**
+   * A local user changes their own password (through a session): the current password must be
+   * right — attempts count against the login rate limit of the user — and every other session of
+   * the user ends.
+   */
+  async changeOwnPassword(
+    caller: Caller,
+    currentPassword: string,
+    newPassword: string,
+  ): Promise<void> {
+    if (caller.kind !== 'session' || caller.principalType !== 'user' || !caller.sessionId) {
+      throw new DomainError(ErrorCode.Forbidden, 'changing your password needs a login session');
+    }
+    await this.limits.loginAttempt(`password-change:${caller.principal}`);
+    const user = await this.require(caller.principal);
+    await this.requireLocal(user);
+    if (!user.passwordHash || !(await this.passwords.verify(user.passwordHash, currentPassword))) {
+      throw new DomainError(ErrorCode.Forbidden, 'currentPassword: the current password is wrong');
+    }
+    if (currentPassword === newPassword)
+      throw new DomainError(
+        ErrorCode.ValidationFailed,
+        'newPassword: the new password must differ from the current one',
+      );
+    this.policy.check(newPassword, user.id, 'newPassword');
+    await this.repository.setPassword(
+      user.id,
+      await this.passwords.hash(newPassword),
+      this.clock.now(),
+      { except: caller.sessionId },
+    );
+    this.auth.invalidate();
+    this.audit.note({ user: user.id, otherSessionsEnded: true });
+  }
+
+  private refuseSelf(caller: Caller, id: string, what: 'disable' | 'remove'): void {
+    if (caller.principalType === 'user' && caller.principal === id) {
+      throw new DomainError(
+        ErrorCode.Forbidden,
+        `you cannot ${what} your own user ${id}: another administrator must do it`,
+      );
+    }
+  }
+
+  private async requireLocal(user: UserEntity): Promise<void> {
+    const realm = await this.repository.findRealm(user.realmId);
+    if (realm?.type !== 'local') {
+      throw new DomainError(
+        ErrorCode.ValidationFailed,
+        `user ${user.id} belongs to a ${realm?.type ?? 'missing'} realm: its password is managed by the directory, not the manager`,
+      );
+    }
+  }
+
+  private async require(id: string): Promise<UserEntity> {
+    const user = await this.repository.findUser(id);
+    if (!user) throw DomainError.notFound(`user ${id}`);
+    return user;
+  }
+}
+
+/** A user as answered (never its password hash), with its memberships. */
+function toView(user: UserEntity, memberships: readonly Membership[]): UserView {
+  return {
+    id: user.id,
+    realm: user.realmId,
+    username: user.username,
+    displayName: user.displayName,
+    email: user.email,
+    enabled: user.enabled,
+    requireTfa: user.requireTfa,
+    hasPassword: user.passwordHash !== null,
+    passwordChangedAt: user.passwordChangedAt?.toISOString() ?? null,
+    lockedUntil: user.lockedUntil?.toISOString() ?? null,
+    totpLocked: user.totpLocked,
+    groups: memberships.map((m) => ({ id: m.groupId, source: m.source })),
+    createdAt: user.createdAt.toISOString(),
+    syncedAt: user.syncedAt?.toISOString() ?? null,
+  };
+}
