@@ -26,6 +26,7 @@ import { RandomRepository } from './common/random.repository';
 import { ValidationPipe } from './common/validation.pipe';
 import { MANAGER_CONFIG, type ManagerConfig } from './config/manager-config';
 import { DashboardModule } from './dashboard/dashboard.module';
+import { HaModule } from './ha/ha.module';
 import { dataSourceOptions } from './database/data-source-options';
 import { HealthModule } from './health/health.module';
 import { MetricsModule } from './health/metrics.module';
@@ -36,6 +37,7 @@ import { OpenApiModule } from './openapi/openapi.module';
 import { RemotesModule } from './remotes/remotes.module';
 import { ReplicationModule } from './replication/replication.module';
 import { ResourcesModule } from './resources/resources.module';
+import { SchedulerModule } from './scheduler/scheduler.module';
 import { SnapshotsModule } from './snapshots/snapshots.module';
 import { TasksModule } from './tasks/tasks.module';
 import { VmsModule } from './vms/vms.module';
@@ -97,6 +99,7 @@ export class AppModule {
         OidcLoginModule,
         AgentsModule,
         MetricsModule,
+        SchedulerModule,
         IdentityModule,
         CertificatesModule,
         RemotesModule,
@@ -108,6 +111,7 @@ export class AppModule {
         MigrationModule,
         ReplicationModule,
         SnapshotsModule,
+        HaModule,
         HealthModule,
         OpenApiModule,
       ],

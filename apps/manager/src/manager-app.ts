@@ -24,10 +24,7 @@ import { startMetricsListener } from './health/metrics-listener';
 import { MetricsService } from './health/metrics.service';
 import { StateDirRepository } from './pki/state-dir.repository';
 import { OpenApiService } from './openapi/openapi.service';
-import { ReplicationPollerService } from './replication/replication-poller.service';
-import { ResourcesService } from './resources/resources.service';
-import { SnapshotSchedulesService } from './snapshots/snapshot-schedules.service';
-import { TasksService } from './tasks/tasks.service';
+import { SchedulerService } from './scheduler/scheduler.service';
 import { webUiMiddleware } from './web/web-ui.middleware';
 import { ConsoleGatewayService } from './console/console-gateway.service';
 
@@ -50,14 +47,15 @@ export interface RunningManager {
   readonly port: number;
   readonly app: NestExpressApplication;
   readonly logger: Logger;
-  /** Stops in order: poller, HTTP, running tasks (grace period), database pools, embedded PostgreSQL. */
+  /** Stops in order: background jobs, HTTP, running tasks (grace period), database pools, embedded PostgreSQL. */
   stop(): Promise<void>;
 }
 
 /**
  * Starts the manager: configuration → state directory (certificates, secret key) → PostgreSQL
  * (embedded unless DATABASE_URL) → migrations as the owner and the runtime role's grants → Nest
- * with TypeORM → bootstrap (first admin token, interrupted tasks) → resource poller → HTTPS.
+ * with TypeORM, whose bootstrap starts the scheduler (interrupted tasks failed first, then the
+ * pollers, syncs and schedules) → first admin token → HTTPS.
  */
 export async function startManager(options: StartOptions = {}): Promise<RunningManager> {
   const config = loadConfig(options.env);
@@ -146,10 +144,6 @@ export async function startManager(options: StartOptions = {}): Promise<RunningM
 
     await app.init();
     await app.get(AuthService).bootstrap();
-    await app.get(TasksService).recoverInterrupted();
-    app.get(ResourcesService).startPolling();
-    app.get(ReplicationPollerService).startPolling();
-    app.get(SnapshotSchedulesService).startScheduling();
     app.get(ConsoleGatewayService).start(app.getHttpServer());
     await app.listen(config.listen.port, config.listen.host);
     if (config.metricsListen) {
@@ -182,10 +176,9 @@ export async function startManager(options: StartOptions = {}): Promise<RunningM
   let stopping: Promise<void> | undefined;
   const stop = () =>
     (stopping ??= (async () => {
-      running.get(ResourcesService).stopPolling();
+      // Background work first (pollers, syncs, schedules), its runs in flight awaited.
+      await running.get(SchedulerService).stop();
       running.get(ConsoleGatewayService).stop();
-      await running.get(ReplicationPollerService).stopPolling();
-      await running.get(SnapshotSchedulesService).stopScheduling();
       await running.get(CertificatesService).stop();
       await metricsListener?.close();
       await running.close();

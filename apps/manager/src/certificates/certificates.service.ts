@@ -7,6 +7,7 @@ import { ErrorCode } from '../common/error-code';
 import { MANAGER_CONFIG, type ManagerConfig } from '../config/manager-config';
 import { MetricsService } from '../health/metrics.service';
 import { MANAGER_IDENTITY, type ManagerIdentity } from '../pki/state-dir.repository';
+import { SchedulerService } from '../scheduler/scheduler.service';
 import {
   AcmeError,
   AcmeRepository,
@@ -101,6 +102,8 @@ export interface SettingsView {
 }
 
 const DNS_SECRET_CONTEXT = 'https/acme/tsig-secret';
+/** The scheduler job of the renewal checks (registered once the HTTP-01 listener runs). */
+const RENEWAL_JOB = 'certificates.renewal-check';
 const accountKeyContext = (id: string) => `https/acme/account/${id}`;
 /** Retries after a failed renewal: 1, 2, 4 … minutes, at most 6 hours apart. */
 const BACKOFF_MIN_MS = 60_000;
@@ -114,8 +117,8 @@ const BACKOFF_MAX_MS = 6 * 3600_000;
 @Injectable()
 export class CertificatesService {
   private readonly logger = new Logger(CertificatesService.name);
-  private timer: NodeJS.Timeout | undefined;
-  private ticking: Promise<void> | undefined;
+  /** The renewal checks' scheduler (injected as a property: the constructor's callers stay as they are). */
+  @Inject(SchedulerService) private readonly scheduler!: SchedulerService;
   private ordering: Promise<CertificatesStatus> | undefined;
   private listenerProblem: string | undefined;
   private renewal = {
@@ -159,17 +162,16 @@ export class CertificatesService {
     this.publishExpiry();
     if (result.problem) this.logger.warn(result.problem);
     else this.logger.log(`HTTP-01 and redirect listener on port ${result.port}`);
-    if (this.timer) return;
-    this.timer = setInterval(() => {
-      this.ticking ??= this.renewIfDue().finally(() => (this.ticking = undefined));
-    }, this.config.certificates.renewCheckSeconds * 1000);
-    this.timer.unref();
+    if (this.scheduler.has(RENEWAL_JOB)) return;
+    this.scheduler.register({
+      name: RENEWAL_JOB,
+      timing: { everyMs: this.config.certificates.renewCheckSeconds * 1000 },
+      run: () => this.renewIfDue(),
+    });
   }
 
   async stop(): Promise<void> {
-    clearInterval(this.timer);
-    this.timer = undefined;
-    await this.ticking;
+    await this.scheduler.unregister(RENEWAL_JOB);
     await this.httpChallenges.stop();
   }
 

@@ -1,7 +1,7 @@
 import type { ConsoleFrame, ConsoleFrame__Output } from '@debvisor/proto';
 import { remoteIdSchema, uuidSchema } from '@debvisor/common';
 import type { ClientDuplexStream, ServiceError } from '@grpc/grpc-js';
-import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { PinoLogger } from 'nestjs-pino';
@@ -18,6 +18,7 @@ import { ERROR_STATUS } from '../common/error-status';
 import { newTraceId } from '../common/trace-id';
 import { MANAGER_CONFIG, type ManagerConfig } from '../config/manager-config';
 import { RemotesService } from '../remotes/remotes.service';
+import { SchedulerService } from '../scheduler/scheduler.service';
 import { CONSOLE_PROTOCOL } from './console.dto';
 import { ConsoleTicketService } from './console-ticket.service';
 
@@ -25,6 +26,8 @@ import { ConsoleTicketService } from './console-ticket.service';
 const CONSOLE_PERMISSION = 'vm:instance:console';
 /** How often open consoles check that their session and right still hold. */
 export const CONSOLE_RECHECK_MS = 5_000;
+/** The scheduler job of that check. */
+export const CONSOLE_RECHECK_JOB = 'console.recheck';
 /** Largest message a viewer may send (keyboard, pointer and clipboard are small). */
 const MAX_VIEWER_MESSAGE = 1024 * 1024;
 /** Bytes waiting for a slow viewer above which the agent's stream pauses, and below which it resumes. */
@@ -65,7 +68,7 @@ interface LiveConsole {
  * hold and closes when they do not.
  */
 @Injectable()
-export class ConsoleGatewayService implements OnApplicationShutdown {
+export class ConsoleGatewayService implements OnModuleInit, OnApplicationShutdown {
   private readonly sockets = new WebSocketServer({
     noServer: true,
     maxPayload: MAX_VIEWER_MESSAGE,
@@ -73,7 +76,6 @@ export class ConsoleGatewayService implements OnApplicationShutdown {
     handleProtocols: (protocols) => (protocols.has(CONSOLE_PROTOCOL) ? CONSOLE_PROTOCOL : false),
   });
   private readonly live = new Set<LiveConsole>();
-  private recheck: NodeJS.Timeout | undefined;
   private server: Server | undefined;
   private readonly onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer) => {
     if (!PATH.test(pathOf(request))) return;
@@ -89,21 +91,27 @@ export class ConsoleGatewayService implements OnApplicationShutdown {
     private readonly agents: AgentClientRepository,
     private readonly audit: AuditService,
     private readonly logger: PinoLogger,
+    private readonly scheduler: SchedulerService,
   ) {}
 
-  /** Serves console WebSockets on `server` and starts the periodic check of open consoles. */
+  onModuleInit(): void {
+    // Every few seconds, each open console checks that its session and right still hold.
+    this.scheduler.register({
+      name: CONSOLE_RECHECK_JOB,
+      timing: { everyMs: CONSOLE_RECHECK_MS },
+      run: () => this.recheckAll(),
+    });
+  }
+
+  /** Serves console WebSockets on `server`. */
   start(server: Server): void {
     this.server = server;
     server.on('upgrade', this.onUpgrade);
-    this.recheck = setInterval(() => void this.recheckAll(), CONSOLE_RECHECK_MS);
-    this.recheck.unref();
   }
 
   /** Stops serving and closes every open console. */
   stop(): void {
     this.server?.off('upgrade', this.onUpgrade);
-    if (this.recheck) clearInterval(this.recheck);
-    this.recheck = undefined;
     for (const console of this.live)
       this.close(console, CONSOLE_CLOSE.shutdown, 'the manager is stopping');
   }

@@ -1,8 +1,9 @@
-import { Inject, Injectable, OnModuleDestroy } from '@nestjs/common';
+import { Inject, Injectable, OnModuleInit } from '@nestjs/common';
 import { PinoLogger } from 'nestjs-pino';
 import { ClockRepository } from '../common/clock.repository';
 import { MANAGER_CONFIG, type ManagerConfig } from '../config/manager-config';
 import { MetricsService, type ReplicationMetrics } from '../health/metrics.service';
+import { SchedulerService } from '../scheduler/scheduler.service';
 import { primarySide, resyncSettled, other } from './dr-state';
 import { remoteAt } from './dr-runner.service';
 import { ReplicationStatusService, type Observation } from './replication-status.service';
@@ -11,18 +12,18 @@ import { ReplicationRepository } from './replication.repository';
 /** How many VMs are read at once (each reads all its disks at both sites). */
 const CONCURRENCY = 4;
 
+/** The scheduler job of the mirroring status poll. */
+export const REPLICATION_POLL_JOB = 'replication.poll';
+
 /**
- * The status poll of mirrored VMs, started and stopped with the application like the resource
- * poller (manager-app.ts): every poll interval it reads each active VM's images at both sites,
+ * The status poll of mirrored VMs, a scheduler job like the resource poller: at the start and
+ * every poll interval after the previous poll ended it reads each active VM's images at both sites,
  * keeps the observation for the list endpoint, publishes the mirroring metrics, and marks a
  * resyncing site secondary once it is seen replaying.
  */
 @Injectable()
-export class ReplicationPollerService implements OnModuleDestroy {
+export class ReplicationPollerService implements OnModuleInit {
   private readonly observations = new Map<string, Observation>();
-  private timer: NodeJS.Timeout | undefined;
-  private polling = false;
-  private running: Promise<void> | undefined;
 
   constructor(
     @Inject(MANAGER_CONFIG) private readonly config: ManagerConfig,
@@ -31,31 +32,17 @@ export class ReplicationPollerService implements OnModuleDestroy {
     private readonly metrics: MetricsService,
     private readonly clock: ClockRepository,
     private readonly logger: PinoLogger,
+    private readonly scheduler: SchedulerService,
   ) {
     logger.setContext(ReplicationPollerService.name);
   }
 
-  startPolling(): void {
-    if (this.polling) return;
-    this.polling = true;
-    const tick = () => {
-      this.running = this.pollOnce().finally(() => {
-        if (this.polling) this.timer = setTimeout(tick, this.config.pollIntervalSeconds * 1000);
-      });
-    };
-    tick();
-  }
-
-  async stopPolling(): Promise<void> {
-    this.polling = false;
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    await this.running;
-  }
-
-  onModuleDestroy(): void {
-    this.polling = false;
-    clearTimeout(this.timer);
+  onModuleInit(): void {
+    this.scheduler.register({
+      name: REPLICATION_POLL_JOB,
+      timing: { everyMs: this.config.pollIntervalSeconds * 1000, immediately: true },
+      run: () => this.pollOnce(),
+    });
   }
 
   cached(vmId: string): Observation | undefined {

@@ -21,6 +21,7 @@ import type { ManagerConfig } from '../config/manager-config';
 import type { MetricsService } from '../health/metrics.service';
 import { RemoteEvents } from '../remotes/remote-events';
 import type { RemotesService } from '../remotes/remotes.service';
+import type { SchedulerService } from '../scheduler/scheduler.service';
 import { DomainError } from '../common/domain-error';
 import { HISTORY_SAMPLES, ResourcesService } from './resources.service';
 import type { KnownNode } from './known-nodes';
@@ -180,6 +181,7 @@ function setup(s: Setup) {
     metrics,
     logger,
     knownNodesTable(knownRows),
+    strictMock<SchedulerService>('SchedulerService', { register: () => undefined }),
   );
   service.onModuleInit();
   return { service, events, agents, metrics, knownRows };

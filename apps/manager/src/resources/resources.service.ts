@@ -12,6 +12,7 @@ import { currentTraceId, runWithTraceId } from '../common/trace-context';
 import { newTraceId } from '../common/trace-id';
 import { MANAGER_CONFIG, type ManagerConfig } from '../config/manager-config';
 import { MetricsService } from '../health/metrics.service';
+import { SchedulerService } from '../scheduler/scheduler.service';
 import { RemoteEvents } from '../remotes/remote-events';
 import { RemotesService } from '../remotes/remotes.service';
 import {
@@ -46,6 +47,9 @@ import type {
   VmHardware,
   VmResource,
 } from './resources.dto';
+
+/** The scheduler job of the resource poller. */
+export const RESOURCE_POLL_JOB = 'resources.poll';
 
 /** How many usage samples (one per successful refresh) each remote keeps for the dashboard. */
 export const HISTORY_SAMPLES = 60;
@@ -97,8 +101,6 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
   private loaded: Promise<void> = Promise.resolve();
   /** Bumped when a remote changes, so that a refresh started before the change does not overwrite fresher state. */
   private readonly generations = new Map<string, number>();
-  private timer: NodeJS.Timeout | undefined;
-  private polling = false;
   private unsubscribe: (() => void) | undefined;
 
   constructor(
@@ -111,6 +113,7 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
     private readonly metrics: MetricsService,
     private readonly logger: PinoLogger,
     private readonly knownNodes: KnownNodesRepository,
+    private readonly scheduler: SchedulerService,
   ) {
     logger.setContext(ResourcesService.name);
   }
@@ -127,6 +130,12 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
       }
     });
     this.loaded = this.loadKnownNodes();
+    // The poller: every remote at the start, then each interval after the previous round ended.
+    this.scheduler.register({
+      name: RESOURCE_POLL_JOB,
+      timing: { everyMs: this.config.pollIntervalSeconds * 1000, immediately: true },
+      run: () => this.refreshAll(newTraceId),
+    });
   }
 
   private async loadKnownNodes(): Promise<void> {
@@ -211,30 +220,12 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
   }
 
   onModuleDestroy(): void {
-    this.stopPolling();
     this.unsubscribe?.();
   }
 
-  /** Starts the poller: a refresh of every remote now (in the background) and every interval after. */
-  startPolling(): void {
-    if (this.polling) return;
-    this.polling = true;
-    const tick = () => {
-      void this.refreshAll().finally(() => {
-        if (this.polling) this.timer = setTimeout(tick, this.config.pollIntervalSeconds * 1000);
-      });
-    };
-    tick();
-  }
-
-  stopPolling(): void {
-    this.polling = false;
-    clearTimeout(this.timer);
-    this.timer = undefined;
-  }
-
+  /** Whether the poller runs (the scheduler started and has its job). */
   isPolling(): boolean {
-    return this.polling;
+    return this.scheduler.isActive(RESOURCE_POLL_JOB);
   }
 
   /** How many remotes the cache knows, by the status of their last refresh (for readiness). */
@@ -244,8 +235,12 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
     return counts;
   }
 
-  /** Refreshes every remote, each independently; never throws. */
-  async refreshAll(): Promise<void> {
+  /**
+   * Refreshes every remote, each independently; never throws. Each remote's refresh runs under
+   * `traceIdOf()` when given (the poller: a new trace id per remote and refresh), else under the
+   * current trace id.
+   */
+  async refreshAll(traceIdOf?: () => string): Promise<void> {
     let ids: string[];
     try {
       ids = await this.remotes.listIds();
@@ -256,19 +251,22 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
     const known = new Set(ids);
     for (const id of [...this.snapshots.keys()]) if (!known.has(id)) this.snapshots.delete(id);
     for (const id of [...this.known.keys()]) if (!known.has(id)) this.forgetRemote(id);
-    await Promise.allSettled(ids.map((id) => this.refreshRemote(id)));
+    await Promise.allSettled(ids.map((id) => this.refreshRemote(id, traceIdOf?.())));
   }
 
   /**
    * Refreshes one remote; concurrent calls share the refresh in flight. Never throws. Its calls to
-   * agents carry the current trace id (the request's), or a new one for the poller's refreshes.
+   * agents carry `traceId`: the current one (the request's) by default, else a new one.
    */
-  refreshRemote(remoteId: string): Promise<void> {
+  refreshRemote(
+    remoteId: string,
+    traceId: string = currentTraceId() ?? newTraceId(),
+  ): Promise<void> {
     const running = this.inflight.get(remoteId);
     if (running) return running;
-    const refresh = runWithTraceId(currentTraceId() ?? newTraceId(), () =>
-      this.doRefresh(remoteId),
-    ).finally(() => this.inflight.delete(remoteId));
+    const refresh = runWithTraceId(traceId, () => this.doRefresh(remoteId)).finally(() =>
+      this.inflight.delete(remoteId),
+    );
     this.inflight.set(remoteId, refresh);
     return refresh;
   }

@@ -14,6 +14,7 @@ import { ErrorCode } from '../common/error-code';
 import type { RandomRepository } from '../common/random.repository';
 import type { ManagerConfig } from '../config/manager-config';
 import type { RemotesService } from '../remotes/remotes.service';
+import type { SchedulerService } from '../scheduler/scheduler.service';
 import type { TaskEntity } from '../tasks/task.entity';
 import type { NewTask, TaskContext, TaskHandler, TasksService } from '../tasks/tasks.service';
 import type { SnapshotScheduleEntity } from './snapshot-schedule.entity';
@@ -163,6 +164,7 @@ function setup(options: Setup = {}) {
       warn: () => undefined,
       error: () => undefined,
     }),
+    strictMock<SchedulerService>('SchedulerService', { register: () => undefined }),
   );
   service.onModuleInit();
   return {

@@ -9,10 +9,9 @@ import { ClockRepository } from '../common/clock.repository';
 import { DomainError, PermissionDenied } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
 import { RandomRepository } from '../common/random.repository';
-import { runInBackground } from '../common/trace-context';
-import { newTraceId } from '../common/trace-id';
 import { MANAGER_CONFIG, type ManagerConfig } from '../config/manager-config';
 import { RemotesService } from '../remotes/remotes.service';
+import { SchedulerService } from '../scheduler/scheduler.service';
 import { TasksService, type TaskContext } from '../tasks/tasks.service';
 import {
   nextRunAfter,
@@ -39,20 +38,19 @@ import {
 } from './snapshots.service';
 
 export const SCHEDULE_RUN_TASK = 'vm.snapshot.schedule';
+/** The scheduler job that starts the snapshot schedules' runs when they are due. */
+export const SCHEDULE_TICK_JOB = 'snapshots.schedule-tick';
 const VM_READ_PERMISSION = 'vm:instance:read';
 
 /**
  * Snapshot schedules: CRUD (vm.snapshot on the target: the VM, or the remote for label and pool
- * targets), and their runs as vm.snapshot.schedule tasks started by the scheduler's tick. A run
+ * targets), and their runs as vm.snapshot.schedule tasks started by a scheduler job's tick. A run
  * snapshots each VM of the target as the schedule's owner (within its quota), then deletes that
  * VM's snapshots of this schedule beyond `keep`, oldest first; manual snapshots are never touched.
  * The next run is always planned after the time of the run: missed runs make one run.
  */
 @Injectable()
 export class SnapshotSchedulesService implements OnModuleInit {
-  private timer: NodeJS.Timeout | undefined;
-  private ticking: Promise<number> | undefined;
-
   constructor(
     @Inject(MANAGER_CONFIG) private readonly config: ManagerConfig,
     private readonly tasks: TasksService,
@@ -66,6 +64,7 @@ export class SnapshotSchedulesService implements OnModuleInit {
     private readonly records: SnapshotsRepository,
     private readonly snapshots: SnapshotsService,
     private readonly logger: PinoLogger,
+    private readonly scheduler: SchedulerService,
   ) {
     logger.setContext(SnapshotSchedulesService.name);
   }
@@ -76,22 +75,12 @@ export class SnapshotSchedulesService implements OnModuleInit {
         this.audit.runAs(ownerPrincipal(context.task.owner), () => this.run(context)),
       afterInterrupted: (task) => void this.settleInterrupted(task.id, task.credentialId),
     });
-  }
-
-  /** Starts the scheduler's tick (startManager calls it beside the resource poller). */
-  startScheduling(): void {
-    if (this.timer) return;
-    this.timer = setInterval(
-      () => void this.tick(),
-      this.config.snapshots.scheduleTickSeconds * 1000,
-    );
-    this.timer.unref();
-  }
-
-  async stopScheduling(): Promise<void> {
-    clearInterval(this.timer);
-    this.timer = undefined;
-    await this.ticking;
+    // One tick at a time (a job never overlaps itself): a slow database does not pile ticks up.
+    this.scheduler.register({
+      name: SCHEDULE_TICK_JOB,
+      timing: { everyMs: this.config.snapshots.scheduleTickSeconds * 1000 },
+      run: () => this.runDue(),
+    });
   }
 
   async list(caller: Caller): Promise<{ items: ScheduleView[] }> {
@@ -229,14 +218,6 @@ export class SnapshotSchedulesService implements OnModuleInit {
       }
     }
     return started;
-  }
-
-  private tick(): Promise<number> {
-    // One tick at a time: a slow database does not pile ticks up.
-    this.ticking ??= runInBackground(() => this.runDue(), newTraceId()).finally(
-      () => (this.ticking = undefined),
-    );
-    return this.ticking;
   }
 
   private async enqueueRun(

@@ -14,6 +14,7 @@ import { TasksService } from './tasks.service';
 import type { MetricsService } from '../health/metrics.service';
 import type { AuditService } from '../audit/audit.service';
 import type { ResourcesService } from '../resources/resources.service';
+import type { SchedulerService } from '../scheduler/scheduler.service';
 import type { VmResource } from '../resources/resources.dto';
 import { currentTraceId, runWithTraceId } from '../common/trace-context';
 import { TaskCancelled } from './task-cancelled';
@@ -111,6 +112,7 @@ function service(
     }),
     audit,
     resources,
+    strictMock<SchedulerService>('SchedulerService'),
   );
 }
 

@@ -1,4 +1,4 @@
-import { BeforeApplicationShutdown, Injectable } from '@nestjs/common';
+import { BeforeApplicationShutdown, Injectable, OnModuleInit } from '@nestjs/common';
 import { PinoLogger } from 'nestjs-pino';
 import { AuditService } from '../audit/audit.service';
 import { AccessPolicy } from '../authz/access-policy.service';
@@ -11,6 +11,7 @@ import { currentTraceId, runInBackground } from '../common/trace-context';
 import { newTraceId } from '../common/trace-id';
 import { MetricsService } from '../health/metrics.service';
 import { ResourcesService } from '../resources/resources.service';
+import { SchedulerService } from '../scheduler/scheduler.service';
 import type { TaskEntity } from './task.entity';
 import { TaskCancelled } from './task-cancelled';
 import { TaskSuspended } from './task-suspended';
@@ -67,6 +68,9 @@ export interface NewTask {
   credentialId?: string | null;
 }
 
+/** The scheduler job that fails the tasks a previous process left unfinished. */
+export const TASK_RECOVERY_JOB = 'tasks.recover-interrupted';
+
 /** How many tasks this manager carries out at once; the rest wait queued. */
 const CONCURRENCY = 8;
 /** On shutdown, how long running tasks may take to finish before the process goes on stopping. */
@@ -75,10 +79,11 @@ const SHUTDOWN_GRACE_MS = 10_000;
 /**
  * Persisted tasks and the in-process worker that carries them out. A task is stored queued before
  * the request is answered (202), run by the handler of its type, and ends succeeded or failed with
- * its log. Tasks a previous process left unfinished are failed at start-up (recoverInterrupted).
+ * its log. Tasks a previous process left unfinished are failed at start-up (recoverInterrupted, a
+ * scheduler job that runs at start, before any other job can enqueue a task).
  */
 @Injectable()
-export class TasksService implements BeforeApplicationShutdown {
+export class TasksService implements OnModuleInit, BeforeApplicationShutdown {
   private readonly handlers = new Map<string, TaskHandler>();
   private readonly queue: string[] = [];
   private readonly running = new Map<string, Promise<void>>();
@@ -95,8 +100,18 @@ export class TasksService implements BeforeApplicationShutdown {
     private readonly logger: PinoLogger,
     private readonly audit: AuditService,
     private readonly resources: ResourcesService,
+    private readonly scheduler: SchedulerService,
   ) {
     logger.setContext(TasksService.name);
+  }
+
+  onModuleInit(): void {
+    // At start: the handlers, registered in their modules' onModuleInit, are all known by then.
+    this.scheduler.register({
+      name: TASK_RECOVERY_JOB,
+      timing: { atStart: true },
+      run: () => this.recoverInterrupted(),
+    });
   }
 
   registerHandler(type: string, handler: TaskHandler): void {
