@@ -9,6 +9,11 @@ import {
   type DisableMirroringRequest,
   type EnableMirroringRequest,
   type FenceImageResponse__Output,
+  type HaNode__Output,
+  type HaPolicy,
+  type HaResource__Output,
+  type HaServiceClient,
+  type HaStatus__Output,
   type ImageRef,
   type ImportPeerBootstrapRequest,
   type MirrorStatus__Output,
@@ -57,6 +62,7 @@ interface Clients {
   readonly vm: VmServiceClient;
   readonly migration: MigrationServiceClient;
   readonly storage: StorageServiceClient;
+  readonly ha: HaServiceClient;
 }
 
 /** Which end of a migration a call is about: the VM, and the node holding that end (empty: the VM's node). */
@@ -383,6 +389,57 @@ export class AgentClientRepository implements OnApplicationShutdown {
       'StorageService.FenceImage',
       (clients, metadata, deadline, done) =>
         clients.storage.fenceImage(ref, metadata, { deadline }, done),
+      { connectFirst: true },
+    );
+  }
+
+  // --- high availability inside the cluster (ha/) ----------------------------------------------
+
+  /** The cluster's HA state: coordinator and fencing epoch, every node's HA state and health, every HA VM. */
+  getHaStatus(connection: AgentConnection): Promise<HaStatus__Output> {
+    return this.call(connection, 'HaService.GetHaStatus', (clients, metadata, deadline, done) =>
+      clients.ha.getHaStatus({}, metadata, { deadline }, done),
+    );
+  }
+
+  /** Puts a VM under HA or changes its policy (the cluster keeps it in etcd). */
+  setHaPolicy(
+    connection: AgentConnection,
+    vmUuid: string,
+    policy: HaPolicy,
+  ): Promise<HaResource__Output> {
+    return this.call(
+      connection,
+      'HaService.SetHaPolicy',
+      (clients, metadata, deadline, done) =>
+        clients.ha.setHaPolicy({ vmUuid, policy }, metadata, { deadline }, done),
+      { connectFirst: true, vm: vmUuid },
+    );
+  }
+
+  /** Takes a VM out of HA; false when it was not under HA. */
+  async removeHaPolicy(connection: AgentConnection, uuid: string): Promise<boolean> {
+    const answer = await this.call<{ removed: boolean }>(
+      connection,
+      'HaService.RemoveHaPolicy',
+      (clients, metadata, deadline, done) =>
+        clients.ha.removeHaPolicy({ uuid }, metadata, { deadline }, done),
+      { connectFirst: true, vm: uuid },
+    );
+    return answer.removed;
+  }
+
+  /** Starts draining a node (enabled) or returns it to service; answers at once with the node's HA state. */
+  setMaintenance(
+    connection: AgentConnection,
+    nodeId: string,
+    enabled: boolean,
+  ): Promise<HaNode__Output> {
+    return this.call(
+      connection,
+      'HaService.SetMaintenance',
+      (clients, metadata, deadline, done) =>
+        clients.ha.setMaintenance({ nodeId, enabled }, metadata, { deadline }, done),
       { connectFirst: true },
     );
   }
@@ -807,13 +864,18 @@ export class AgentClientRepository implements OnApplicationShutdown {
       ...channelOptions,
       channelOverride: node.getChannel(),
     });
-    const clients = { node, vm, migration, storage };
+    const ha = new v1.HaService(endpoint, credentials, {
+      ...channelOptions,
+      channelOverride: node.getChannel(),
+    });
+    const clients = { node, vm, migration, storage, ha };
     byEndpoint.set(key, clients);
     return clients;
   }
 }
 
 function closeClients(clients: Clients): void {
+  clients.ha.close();
   clients.storage.close();
   clients.migration.close();
   clients.vm.close();

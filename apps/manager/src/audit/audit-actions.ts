@@ -91,6 +91,14 @@ export const AUDIT_ACTIONS = {
   'vm.replication.failover':
     'An unplanned failover was asked for: data loss confirmed, with the fence or the operator’s declaration that the source is down',
   'vm.replication.resync': 'The stale copy of a mirrored VM was to be demoted and resynced',
+  'vm.ha.policy.set':
+    'A VM was put under high availability or its HA policy changed (priority, preferred nodes, limits)',
+  'vm.ha.policy.remove': 'A VM was taken out of high availability',
+  'node.maintenance.enter':
+    'A node was put into maintenance: its VMs are live-migrated away (the ha.drain task follows it)',
+  'node.maintenance.exit': 'A node was taken out of maintenance and returns to service',
+  'ha.event':
+    "An HA event the manager saw in a cluster: a coordinator elected or lost, a node fenced, a VM recovered or not, a drain's end (details: kind, node, VM, reason)",
 } as const;
 
 export type AuditAction = keyof typeof AUDIT_ACTIONS;
@@ -119,4 +127,7 @@ export const MUTATING_AGENT_RPCS: ReadonlySet<string> = new Set([
   'StorageService.CreatePeerBootstrap',
   'StorageService.ImportPeerBootstrap',
   'StorageService.FenceImage',
+  'HaService.SetHaPolicy',
+  'HaService.RemoveHaPolicy',
+  'HaService.SetMaintenance',
 ]);

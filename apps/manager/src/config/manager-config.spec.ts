@@ -9,6 +9,7 @@ describe('loadConfig', () => {
       listen: { host: '0.0.0.0', port: 8443 },
       databaseUrl: undefined,
       pollIntervalSeconds: 60,
+      haPollIntervalSeconds: 10,
       remoteTimeoutMs: 5000,
       logLevel: 'info',
       publicUrl: undefined,

@@ -22,6 +22,8 @@ export interface ManagerConfig {
   /** JSON-lines copy of the audit log (rotated daily, 30 days kept); unset: none. */
   readonly auditFile: string | undefined;
   readonly pollIntervalSeconds: number;
+  /** How often the manager reads every remote's HA state (coordinator, fenced nodes, recoveries). */
+  readonly haPollIntervalSeconds: number;
   /** Deadline of every call to an agent, and the longest an on-demand refresh makes a request wait. */
   readonly remoteTimeoutMs: number;
   readonly webDir: string;
@@ -140,6 +142,7 @@ const envSchema = z.object({
     .optional(),
   DEBVISOR_AUDIT_FILE: z.string().optional(),
   DEBVISOR_POLL_INTERVAL_SECONDS: integer(1, 86_400).default(60),
+  DEBVISOR_HA_POLL_INTERVAL_SECONDS: integer(1, 3600).default(10),
   DEBVISOR_REMOTE_TIMEOUT_MS: integer(100, 600_000).default(5000),
   DEBVISOR_WEB_DIR: z.string().default(DEFAULT_WEB_DIR),
   DEBVISOR_LOG_LEVEL: z
@@ -237,6 +240,7 @@ export function loadConfig(env: Env = process.env): ManagerConfig {
     databaseAdminUrl: e.DATABASE_ADMIN_URL,
     auditFile: e.DEBVISOR_AUDIT_FILE ? absolute(e.DEBVISOR_AUDIT_FILE) : undefined,
     pollIntervalSeconds: e.DEBVISOR_POLL_INTERVAL_SECONDS,
+    haPollIntervalSeconds: e.DEBVISOR_HA_POLL_INTERVAL_SECONDS,
     remoteTimeoutMs: e.DEBVISOR_REMOTE_TIMEOUT_MS,
     webDir: absolute(e.DEBVISOR_WEB_DIR),
     logLevel: e.DEBVISOR_LOG_LEVEL,
