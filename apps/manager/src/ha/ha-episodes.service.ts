@@ -1,0 +1,372 @@
+import type { HaNode__Output, HaStatus__Output } from '@debvisor/proto';
+import { Injectable, OnModuleInit } from '@nestjs/common';
+import { PinoLogger } from 'nestjs-pino';
+import { AuditService, SYSTEM_PRINCIPAL } from '../audit/audit.service';
+import { DomainError } from '../common/domain-error';
+import { ErrorCode } from '../common/error-code';
+import { TasksService, type TaskContext } from '../tasks/tasks.service';
+import { HaMetrics } from './ha-metrics';
+import {
+  describeNode,
+  describeVm,
+  drainPhase,
+  fencePhase,
+  nodesById,
+  recoveryPhase,
+  type Phase,
+} from './ha-state';
+
+/** The task types of HA events: a node's fence, a VM's recovery, a node's drain. */
+export const HA_TASKS = {
+  fence: 'ha.fence',
+  recovery: 'ha.recovery',
+  drain: 'ha.drain',
+} as const;
+type Kind = keyof typeof HA_TASKS;
+
+/**
+ * One HA event followed as a task: lines wait here until the task runs and writes them to its
+ * journal; the end (succeeded or failed with the cluster's reason) closes the task.
+ */
+class Episode {
+  taskId: string | undefined;
+  /** When the manager asked for it (a drain); reads that started earlier cannot know of it. */
+  askedAt: Date | undefined;
+  last = '';
+  readonly lines: string[] = [];
+  outcome: { ok: true; message: string } | { ok: false; message: string } | undefined;
+  private wake: (() => void) | undefined;
+
+  constructor(
+    readonly kind: Kind,
+    readonly remote: string,
+    readonly subject: string,
+  ) {}
+
+  /** A journal line, unless it says what the last one said. */
+  note(line: string): void {
+    if (line === this.last) return;
+    this.last = line;
+    this.lines.push(line);
+    this.signal();
+  }
+
+  end(ok: boolean, message: string): void {
+    if (this.outcome) return;
+    this.outcome = ok ? { ok: true, message } : { ok: false, message };
+    this.signal();
+  }
+
+  /** Resolves at the next line or the end. */
+  changed(): Promise<void> {
+    return new Promise((resolve) => (this.wake = resolve));
+  }
+
+  private signal(): void {
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
+  }
+}
+
+/**
+ * HA events as tasks with journals. The HA poll hands every remote's status to follow(); comparing
+ * it with the previous one, a node being fenced, a VM being recovered and a node being drained
+ * each open an `ha.*` task (owned by the manager, or by the operator who asked for the drain),
+ * every change the cluster reports becomes a journal line, and the task ends with the event:
+ * succeeded (fenced and confirmed, VM running again, node drained) or failed with the cluster's
+ * reason (fence unconfirmed, recovery given up, drain stopped). The ends are recorded in the audit
+ * log (ha.event) and a recovery's outcome in debvisor_ha_recoveries_total.
+ *
+ * An event that starts and ends between two polls still gets its task, opened and closed at once.
+ * After a manager restart, tasks left running are failed as interrupted (as every task type without
+ * resume), and the first poll opens new ones for the events still under way.
+ */
+@Injectable()
+export class HaEpisodesService implements OnModuleInit {
+  private readonly open = new Map<string, Episode>();
+  private readonly byTask = new Map<string, Episode>();
+
+  constructor(
+    private readonly tasks: TasksService,
+    private readonly audit: AuditService,
+    private readonly metrics: HaMetrics,
+    private readonly logger: PinoLogger,
+  ) {
+    logger.setContext(HaEpisodesService.name);
+  }
+
+  onModuleInit(): void {
+    for (const type of Object.values(HA_TASKS)) {
+      this.tasks.registerHandler(type, { run: (context) => this.follow_(context) });
+    }
+  }
+
+  /** Compares a remote's HA status with the one before (undefined: the first read) and moves the events on. */
+  async follow(
+    remote: string,
+    previous: HaStatus__Output | undefined,
+    current: HaStatus__Output,
+    readAt: Date,
+  ): Promise<void> {
+    await this.coordinator(remote, previous, current);
+    const before = previous ? nodesById(previous) : undefined;
+    const nodes = nodesById(current);
+    for (const node of current.nodes) {
+      const was = before?.get(node.nodeId);
+      await this.step('fence', remote, node.nodeId, fencePhase(node), was && fencePhase(was), () =>
+        describeNode(node),
+      );
+      // A drain asked for after this read started is not in it yet.
+      const asked = this.open.get(keyOf('drain', remote, node.nodeId))?.askedAt;
+      if (!asked || asked <= readAt)
+        await this.step(
+          'drain',
+          remote,
+          node.nodeId,
+          drainPhase(node),
+          was && drainPhase(was),
+          () => describeNode(node),
+        );
+    }
+    const resourcesBefore = new Map(
+      (previous?.resources ?? []).map((resource) => [resource.vmUuid, resource]),
+    );
+    for (const resource of current.resources) {
+      const node = nodes.get(resource.nodeId);
+      const was = resourcesBefore.get(resource.vmUuid);
+      let wasPhase: Phase | undefined =
+        was && recoveryPhase(was, before?.get(was.nodeId) ?? nodes.get(was.nodeId));
+      // Recovered between two polls: it ran on a node that is now being fenced, and now runs elsewhere.
+      if (
+        was &&
+        wasPhase === 'succeeded' &&
+        was.nodeId !== resource.nodeId &&
+        ['suspect', 'fencing', 'fenced', 'fence-failed'].includes(
+          nodes.get(was.nodeId)?.state ?? '',
+        )
+      ) {
+        this.episode('recovery', remote, resource.vmUuid).note(
+          describeVm(was, nodes.get(was.nodeId)),
+        );
+        wasPhase = 'none';
+      }
+      await this.step(
+        'recovery',
+        remote,
+        resource.vmUuid,
+        recoveryPhase(resource, node),
+        wasPhase,
+        () => describeVm(resource, node),
+      );
+    }
+    // Events whose subject left the status (a VM taken out of HA, a node removed) end here.
+    const present = new Set([
+      ...current.nodes.flatMap((node) => [`fence:${node.nodeId}`, `drain:${node.nodeId}`]),
+      ...current.resources.map((resource) => `recovery:${resource.vmUuid}`),
+    ]);
+    for (const [key, episode] of this.open) {
+      if (episode.remote !== remote || present.has(key.slice(key.indexOf('/') + 1))) continue;
+      await this.finish(
+        key,
+        episode,
+        true,
+        `${episode.kind === 'recovery' ? 'VM' : 'node'} ${episode.subject} is no longer in the cluster's HA state`,
+      );
+    }
+  }
+
+  /**
+   * A drain asked for through the manager: its task is the caller's (created before the agent is
+   * asked, so that the poll does not open one of its own), fed by the node's answer and the polls.
+   */
+  async drainRequested(
+    remote: string,
+    nodeId: string,
+    owner: string,
+    askedAt: Date,
+    start: () => Promise<HaNode__Output>,
+  ): Promise<{ taskId: string }> {
+    const key = keyOf('drain', remote, nodeId);
+    const existing = this.open.get(key);
+    if (existing?.taskId)
+      throw new DomainError(
+        ErrorCode.Conflict,
+        `node ${nodeId} is being drained already (task ${existing.taskId})`,
+      );
+    const episode = new Episode('drain', remote, nodeId);
+    episode.askedAt = askedAt;
+    this.open.set(key, episode);
+    try {
+      return await this.tasks.enqueue(
+        { type: HA_TASKS.drain, remoteId: remote, vmId: null, owner },
+        {
+          prepare: async (taskId) => {
+            episode.taskId = taskId;
+            this.byTask.set(taskId, episode);
+            const node = await start();
+            episode.note(`maintenance asked for: ${describeNode(node)}`);
+            const phase = drainPhase(node);
+            if (phase !== 'active')
+              await this.finish(key, episode, phase === 'succeeded', describeNode(node));
+          },
+        },
+      );
+    } catch (error) {
+      this.open.delete(key);
+      if (episode.taskId) this.byTask.delete(episode.taskId);
+      throw error;
+    }
+  }
+
+  /** The task of an open event, for tests and the API. */
+  openTask(kind: Kind, remote: string, subject: string): string | undefined {
+    return this.open.get(keyOf(kind, remote, subject))?.taskId;
+  }
+
+  private async coordinator(
+    remote: string,
+    previous: HaStatus__Output | undefined,
+    current: HaStatus__Output,
+  ): Promise<void> {
+    if (!previous || previous.coordinatorNodeId === current.coordinatorNodeId) return;
+    const elected = current.coordinatorNodeId !== '';
+    await this.audit.systemEvent({
+      action: 'ha.event',
+      target: `/remotes/${encodeURIComponent(remote)}`,
+      outcome: elected ? 'success' : 'failure',
+      details: {
+        kind: elected ? 'coordinator-elected' : 'coordinator-lost',
+        coordinator: current.coordinatorNodeId || null,
+        previous: previous.coordinatorNodeId || null,
+        epoch: String(current.fencingEpoch),
+      },
+    });
+  }
+
+  /**
+   * One event's step: opens it when it starts (or started and ended since the last poll), writes
+   * a line when the cluster says something new, ends it when its phase ends.
+   */
+  private async step(
+    kind: Kind,
+    remote: string,
+    subject: string,
+    phase: Phase,
+    before: Phase | undefined,
+    line: () => string,
+  ): Promise<void> {
+    const key = keyOf(kind, remote, subject);
+    let episode = this.open.get(key);
+    if (!episode) {
+      const startsNow = phase === 'active';
+      // Ended between two polls: seen before it started, now done. (At the first read, an ended
+      // event is history, not news.)
+      const passedUnseen = before === 'none' && (phase === 'succeeded' || phase === 'failed');
+      if (!startsNow && !passedUnseen) return;
+      episode = this.episode(kind, remote, subject);
+    }
+    episode.note(line());
+    if (phase === 'succeeded' || phase === 'failed') {
+      await this.finish(key, episode, phase === 'succeeded', line());
+    } else if (phase === 'none') {
+      await this.finish(key, episode, kind !== 'drain', endedAs(kind, line()));
+    }
+  }
+
+  private episode(kind: Kind, remote: string, subject: string): Episode {
+    const key = keyOf(kind, remote, subject);
+    let episode = this.open.get(key);
+    if (episode) return episode;
+    episode = new Episode(kind, remote, subject);
+    this.open.set(key, episode);
+    const opened = episode;
+    void this.tasks
+      .enqueue(
+        {
+          type: HA_TASKS[kind],
+          remoteId: remote,
+          vmId: kind === 'recovery' ? subject : null,
+          owner: SYSTEM_PRINCIPAL,
+        },
+        {
+          prepare: async (taskId) => {
+            opened.taskId = taskId;
+            this.byTask.set(taskId, opened);
+          },
+        },
+      )
+      .catch((error: unknown) => {
+        this.open.delete(key);
+        this.logger.error({ err: error, remote, kind, subject }, 'cannot open an HA task');
+      });
+    return episode;
+  }
+
+  private async finish(key: string, episode: Episode, ok: boolean, message: string): Promise<void> {
+    this.open.delete(key);
+    episode.end(ok, message);
+    if (episode.kind === 'recovery')
+      this.metrics.recoveryEnded(episode.remote, ok ? 'succeeded' : 'failed');
+    const vm = episode.kind === 'recovery';
+    await this.audit.systemEvent({
+      action: 'ha.event',
+      target: `/remotes/${encodeURIComponent(episode.remote)}${vm ? `/vms/${encodeURIComponent(episode.subject)}` : ''}`,
+      outcome: ok ? 'success' : 'failure',
+      details: {
+        kind: EVENT_NAMES[episode.kind][ok ? 0 : 1],
+        ...(vm ? { vm: episode.subject } : { node: episode.subject }),
+        taskId: episode.taskId ?? null,
+        message,
+      },
+    });
+  }
+
+  /** The task handler: writes the event's lines to the journal as they come, and ends with it. */
+  private async follow_(context: TaskContext): Promise<void> {
+    const episode = this.byTask.get(context.task.id);
+    if (!episode)
+      throw new DomainError(
+        ErrorCode.Conflict,
+        'this HA event is no longer followed (the manager restarted); the cluster keeps handling it',
+      );
+    try {
+      for (;;) {
+        const changed = episode.changed();
+        while (episode.lines.length > 0) await context.log(episode.lines.shift()!);
+        if (episode.outcome) {
+          if (!episode.outcome.ok)
+            throw new DomainError(ErrorCode.RemoteError, episode.outcome.message);
+          await context.log(episode.outcome.message);
+          return;
+        }
+        await changed;
+      }
+    } finally {
+      this.byTask.delete(context.task.id);
+    }
+  }
+}
+
+function keyOf(kind: Kind, remote: string, subject: string): string {
+  return `${remote}/${kind}:${subject}`;
+}
+
+/** The audit log's event kinds for an event's end: [succeeded, failed]. */
+const EVENT_NAMES: Record<Kind, [string, string]> = {
+  fence: ['fenced', 'fence-unconfirmed'],
+  recovery: ['vm-recovered', 'vm-recovery-failed'],
+  drain: ['drain-finished', 'drain-failed'],
+};
+
+/** Why an event ended without reaching its goal: the node came back, the drain stopped. */
+function endedAs(kind: Kind, line: string): string {
+  switch (kind) {
+    case 'fence':
+      return `the node came back before it was fenced: ${line}`;
+    case 'drain':
+      return `the drain stopped before the node was empty: ${line}`;
+    case 'recovery':
+      return `no longer recovered by HA: ${line}`;
+  }
+}
