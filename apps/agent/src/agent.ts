@@ -22,6 +22,8 @@ import { migrationServiceHandlers } from './migration/migration.handlers';
 import { MigrationService } from './migration/migration.service';
 import { MirroredDisks } from './migration/mirrored-disks';
 import { TunnelClientRepository } from './migration/tunnel-client.repository';
+import { TunnelDataClientRepository } from './migration/tunnel-data-client.repository';
+import { TunnelDataServer } from './migration/tunnel-data-server';
 import { ClusterInfoService } from './registry/cluster-info.service';
 import { LocalNodeService } from './registry/local-node.service';
 import { NodePresence } from './registry/node-presence.service';
@@ -177,6 +179,7 @@ export async function startAgent(
       driver: hypervisor,
       index: vmIndex,
       tunnels: new TunnelClientRepository(tls),
+      data: new TunnelDataClientRepository(tls),
       sockets,
       vmLocks,
       disks: diskLocks,
@@ -212,6 +215,7 @@ export async function startAgent(
       mirrored,
       trustedPeers,
       revoked: revokedNodes,
+      multifdChannels: config.migration.multifdChannels,
       clock,
       logger,
     });
@@ -264,60 +268,67 @@ export async function startAgent(
     await monitor.start();
     undo.unshift(() => monitor.stop());
     const v1 = debvisorV1();
-    const server = await startRpcServer(config.listen, serverCredentials, [
-      {
-        definition: v1.NodeService.service,
-        handlers: nodeServiceHandlers({
-          rpc,
-          clusterId: config.clusterId,
-          nodeId: config.nodeId,
-          registry,
-          localNode,
-          clusterInfo: new ClusterInfoService(config, registry),
-          certificates,
-        }),
-      },
-      {
-        definition: v1.VmService.service,
-        handlers: {
-          ...vmServiceHandlers(rpc, vms),
-          Console: consoleHandler(rpc, consoles),
-        },
-      },
-      {
-        definition: v1.StorageService.service,
-        handlers: storageServiceHandlers(
-          rpc,
-          new StorageService({
+    const dataServer = new TunnelDataServer(migrationTarget, logger);
+    const server = await startRpcServer(
+      config.listen,
+      serverCredentials,
+      [
+        {
+          definition: v1.NodeService.service,
+          handlers: nodeServiceHandlers({
+            rpc,
             clusterId: config.clusterId,
             nodeId: config.nodeId,
-            driver: storage,
-            vms,
-            imageLocks,
-            logger,
-          }),
-          new VmSnapshotService({
-            nodeId: config.nodeId,
-            hypervisor,
-            storage,
-            records: new VmSnapshotRepository(etcd),
-            index: vmIndex,
             registry,
-            peers,
-            vmLocks,
-            imageLocks,
-            clock,
-            logger,
+            localNode,
+            clusterInfo: new ClusterInfoService(config, registry),
+            certificates,
           }),
-        ),
-      },
-      {
-        definition: v1.MigrationService.service,
-        handlers: migrationServiceHandlers(rpc, migrations, migrationTarget),
-      },
-      { definition: v1.AccessService.service, handlers: accessServiceHandlers(rpc) },
-      { definition: grpcHealthV1().Health.service, handlers: healthServiceHandlers(board) },
-    ]);
+        },
+        {
+          definition: v1.VmService.service,
+          handlers: {
+            ...vmServiceHandlers(rpc, vms),
+            Console: consoleHandler(rpc, consoles),
+          },
+        },
+        {
+          definition: v1.StorageService.service,
+          handlers: storageServiceHandlers(
+            rpc,
+            new StorageService({
+              clusterId: config.clusterId,
+              nodeId: config.nodeId,
+              driver: storage,
+              vms,
+              imageLocks,
+              logger,
+            }),
+            new VmSnapshotService({
+              nodeId: config.nodeId,
+              hypervisor,
+              storage,
+              records: new VmSnapshotRepository(etcd),
+              index: vmIndex,
+              registry,
+              peers,
+              vmLocks,
+              imageLocks,
+              clock,
+              logger,
+            }),
+          ),
+        },
+        {
+          definition: v1.MigrationService.service,
+          handlers: migrationServiceHandlers(rpc, migrations, migrationTarget),
+        },
+        { definition: v1.AccessService.service, handlers: accessServiceHandlers(rpc) },
+        { definition: grpcHealthV1().Health.service, handlers: healthServiceHandlers(board) },
+      ],
+      // Migration data connections on the same port (ALPN debvisor-migration-data/1).
+      (socket) => dataServer.accept(socket),
+    );
     undo.unshift(() => server.stop(0));
 
     // A renewed certificate or a changed trust: new connections use it, open ones keep theirs.

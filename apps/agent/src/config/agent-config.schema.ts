@@ -114,6 +114,11 @@ const migrationSchema = z.strictObject({
   maxMirrorLagSeconds: z.int().min(0).max(86_400).default(300),
   /** Across clusters, how long the target waits at the switchover for the source's demotion snapshot before promoting the disks. */
   mirrorHandoverTimeoutSeconds: z.int().min(1).max(3_600).default(30),
+  /**
+   * QEMU multifd channels a target offers besides the main one (pre-copy only: QEMU 7.2 refuses
+   * multifd with post-copy), each its own TLS connection, so that both ends use several cores; 0: off.
+   */
+  multifdChannels: z.int().min(0).max(15).default(2),
 });
 
 const rbdSchema = z.strictObject({

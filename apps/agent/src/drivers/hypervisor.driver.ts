@@ -146,6 +146,8 @@ export interface IncomingOptions {
   psk?: MigrationPsk;
   /** Enable post-copy on the incoming side (the source may switch to it). */
   allowPostcopy: boolean;
+  /** QEMU multifd channels besides the main one (0 or absent: none); the source must use as many. */
+  multifdChannels?: number;
 }
 
 export interface OutgoingOptions {
@@ -160,6 +162,8 @@ export interface OutgoingOptions {
   autoConverge: boolean;
   /** Enable the postcopy-ram capability, so that switchToPostcopy is possible. */
   allowPostcopy: boolean;
+  /** QEMU multifd channels besides the main one, as the target prepared (0 or absent: none). */
+  multifdChannels?: number;
 }
 
 /** QEMU's own migration status names (query-migrate), plus 'none' before anything started. */

@@ -20,15 +20,7 @@ export class MigrationSocketRepository {
 
   /** A unix socket for one connection of the source's QEMU, which the agent then tunnels. */
   async listenOnce(migrationId: string): Promise<LocalListener> {
-    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-    const path = join(this.dir, `out-${migrationId.slice(0, 8)}.sock`);
-    if (Buffer.byteLength(path) > MAX_SOCKET_PATH) {
-      throw new AgentError(
-        ErrorCode.FailedPrecondition,
-        `the migration socket path ${path} is longer than ${MAX_SOCKET_PATH} bytes; use a shorter stateDir`,
-      );
-    }
-    rmSync(path, { force: true });
+    const path = this.socketPath(migrationId);
     let resolveAccepted!: (socket: Socket) => void;
     let rejectAccepted!: (error: Error) => void;
     const accepted = new Promise<Socket>((resolve, reject) => {
@@ -53,6 +45,53 @@ export class MigrationSocketRepository {
         rmSync(path, { force: true });
       },
     };
+  }
+
+  /**
+   * A unix socket for the source's QEMU to connect to up to `count` times (its main channel, then
+   * its multifd channels): each connection is handed to `onConnection` with its index, in the
+   * order QEMU made them; a further one is refused.
+   */
+  async listen(
+    migrationId: string,
+    count: number,
+    onConnection: (socket: Socket, index: number) => void,
+  ): Promise<{ address: MigrationAddress; close(): void }> {
+    const path = this.socketPath(migrationId);
+    let accepted = 0;
+    const server: Server = createServer({ pauseOnConnect: true }, (socket) => {
+      if (accepted >= count) {
+        socket.destroy();
+        return;
+      }
+      const index = accepted++;
+      if (accepted === count) server.close();
+      onConnection(socket, index);
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(path, () => resolve());
+    });
+    return {
+      address: { kind: 'unix', path },
+      close: () => {
+        server.close();
+        rmSync(path, { force: true });
+      },
+    };
+  }
+
+  private socketPath(migrationId: string): string {
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    const path = join(this.dir, `out-${migrationId.slice(0, 8)}.sock`);
+    if (Buffer.byteLength(path) > MAX_SOCKET_PATH) {
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `the migration socket path ${path} is longer than ${MAX_SOCKET_PATH} bytes; use a shorter stateDir`,
+      );
+    }
+    rmSync(path, { force: true });
+    return path;
   }
 
   /** Connects to the target QEMU's incoming socket. */

@@ -41,6 +41,7 @@ function service(vmLocks: OperationLocks) {
     }),
     index: strictMock<MigrationSourceDeps['index']>('index'),
     tunnels: strictMock<MigrationSourceDeps['tunnels']>('tunnels'),
+    data: strictMock<MigrationSourceDeps['data']>('data'),
     sockets: strictMock<MigrationSourceDeps['sockets']>('sockets'),
     vmLocks,
     disks: strictMock<MigrationSourceDeps['disks']>('disks'),

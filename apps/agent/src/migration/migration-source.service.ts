@@ -22,8 +22,11 @@ import type { MigrateVmInput, MigrationDisk, PrepareMigrationInput } from './mig
 import type { MirroredDisks } from './mirrored-disks';
 import type { ImageRef } from '../drivers/storage.driver';
 import type { LocalListener, MigrationSocketRepository } from './migration-socket.repository';
-import type { TunnelClientRepository } from './tunnel-client.repository';
+import type { TunnelClientRepository, TunnelTarget } from './tunnel-client.repository';
 import { TunnelBridge, type Frame } from './tunnel-bridge';
+import type { Socket } from 'node:net';
+import { MAX_DATA_CHANNELS, splice } from './tunnel-data';
+import type { TunnelDataClientRepository } from './tunnel-data-client.repository';
 
 /** How long the source waits for the target's answer to the tunnel's opening and to the commit. */
 const HANDSHAKE_TIMEOUT_MS = 15_000;
@@ -53,7 +56,9 @@ export interface MigrationSourceDeps {
   driver: HypervisorDriver;
   index: Pick<VmIndexRepository, 'removeIfOwnedBy'>;
   tunnels: Pick<TunnelClientRepository, 'open'>;
-  sockets: Pick<MigrationSocketRepository, 'listenOnce'>;
+  /** The data connections of the tunnel transport: one TLS connection per QEMU channel. */
+  data: Pick<TunnelDataClientRepository, 'open'>;
+  sockets: Pick<MigrationSocketRepository, 'listenOnce' | 'listen'>;
   /** Held as 'migration' for the whole migration: storage operations on the VM are refused meanwhile, and it waits for none. */
   vmLocks: OperationLocks;
   /** Released when the VM moved to another cluster (within one, the target holds the same locks in the VM's name). */
@@ -246,10 +251,15 @@ export class MigrationSourceService {
     });
     const online = !input.offline;
     const carryBytes = online && input.transport === 'tunnel';
-    let listener: LocalListener | undefined;
+    let listener: Pick<LocalListener, 'close'> | undefined;
     const channel = new ControlChannel();
+    const target: TunnelTarget = {
+      endpoint: input.targetEndpoint,
+      nodeId: input.targetNodeId,
+      caPem: input.targetCaPem,
+    };
     const { stream, close } = this.deps.tunnels.open(
-      { endpoint: input.targetEndpoint, nodeId: input.targetNodeId, caPem: input.targetCaPem },
+      target,
       input.migrationId.replace(/-/g, '').slice(0, 16),
     );
     const bridge = new TunnelBridge(
@@ -265,12 +275,14 @@ export class MigrationSourceService {
         vmUuid: input.uuid,
         migrationId: input.migrationId,
         controlOnly: !carryBytes,
+        dataConnections: carryBytes,
       });
       await channel.expect(
         'ready',
         HANDSHAKE_TIMEOUT_MS,
         'the target did not accept the migration',
       );
+      const ready = readyOf(channel.messages.get('ready'));
       if (outgoing.cancelRequested)
         return this.cancelled(bridge, vm, 'cancelled before the transfer began');
 
@@ -299,10 +311,21 @@ export class MigrationSourceService {
       }
 
       let destination: MigrationAddress;
-      if (carryBytes) {
-        listener = await this.deps.sockets.listenOnce(input.migrationId);
-        destination = listener.address;
-        void listener.accepted.then(
+      if (carryBytes && ready.dataTokens) {
+        const tokens = ready.dataTokens;
+        const local = await this.deps.sockets.listen(
+          input.migrationId,
+          tokens.length,
+          (socket, index) => this.carryChannel(socket, target, index, tokens[index]!, channel),
+        );
+        listener = local;
+        destination = local.address;
+      } else if (carryBytes) {
+        // A target from before data connections: the bytes go through the tunnel stream itself.
+        const local = await this.deps.sockets.listenOnce(input.migrationId);
+        listener = local;
+        destination = local.address;
+        void local.accepted.then(
           (socket) => bridge.attach(socket),
           () => undefined,
         );
@@ -320,6 +343,7 @@ export class MigrationSourceService {
         bandwidthLimitBytes: input.bandwidthLimitBytes,
         autoConverge: input.autoConverge,
         allowPostcopy,
+        multifdChannels: ready.multifdChannels,
       });
       started = true;
       log.info({ transport: input.transport, mode: input.mode }, 'migration started');
@@ -508,6 +532,26 @@ export class MigrationSourceService {
     bridge.send('abort', 'cancelled');
     return {
       phase: 'cancelled',
+  /**
+   * One QEMU channel over its own data connection to the target. A connection the target refuses
+   * (or cannot be opened) fails the migration with the reason; a break later is QEMU's to report.
+   */
+  private carryChannel(
+    socket: Socket,
+    target: TunnelTarget,
+    index: number,
+    token: string,
+    channel: ControlChannel,
+  ): void {
+    this.deps.data.open(target, index, token).then(
+      (remote) => void splice(socket, remote),
+      (error: unknown) => {
+        socket.destroy();
+        channel.broken(error instanceof AgentError ? error.message : 'a data channel failed');
+      },
+    );
+  }
+
       message: `${how}; the VM keeps running on node ${this.deps.nodeId}`,
       totalBytes: String(vm.spec.memoryBytes),
     };
@@ -632,6 +676,8 @@ class ControlChannel {
   receive(frame: Frame): void {
     if (frame.control === 'error') {
       this.refused = true;
+  /** The message that came with each control word ('ready' carries the data channels). */
+  readonly messages = new Map<string, string>();
       this.fail(`the target refused: ${frame.message || 'no reason given'}`);
       return;
     }
@@ -645,6 +691,7 @@ class ControlChannel {
   }
 
   closed(error: Error | undefined): void {
+    this.messages.set(frame.control, frame.message ?? '');
     this.fail(
       error ? `the tunnel to the target broke: ${describe(error)}` : 'the target closed the tunnel',
     );
@@ -654,6 +701,11 @@ class ControlChannel {
     if (this.seen.has(word)) return Promise.resolve();
     if (this.error) return Promise.reject(new AgentError(ErrorCode.Unavailable, this.error));
     return new Promise((resolve, reject) => {
+  /** A data channel failed: the migration cannot go on. */
+  broken(message: string): void {
+    this.fail(message);
+  }
+
       const timer = setTimeout(
         () =>
           reject(
@@ -705,6 +757,37 @@ function phaseOf(stats: MigrationStats): string {
   if (stats.status === 'postcopy-active' || stats.status === 'postcopy-paused') return 'postcopy';
   if (stats.status === 'setup' || stats.status === 'none') return 'setup';
   if (stats.status === 'device' || stats.status === 'pre-switchover') return 'switchover';
+/**
+ * The target's 'ready': QEMU's multifd channel count, and (tunnel transport) the one-time tokens
+ * of the data channels. Empty from a target before data connections: no multifd, no tokens.
+ */
+function readyOf(message: string | undefined): {
+  multifdChannels: number;
+  dataTokens?: string[];
+} {
+  if (!message) return { multifdChannels: 0 };
+  let parsed: { multifdChannels?: unknown; dataTokens?: unknown };
+  try {
+    parsed = JSON.parse(message) as typeof parsed;
+  } catch {
+    throw new AgentError(ErrorCode.Internal, "the target's ready answer is unreadable");
+  }
+  const multifdChannels = parsed.multifdChannels ?? 0;
+  const tokens = parsed.dataTokens;
+  if (
+    typeof multifdChannels !== 'number' ||
+    !Number.isInteger(multifdChannels) ||
+    multifdChannels < 0 ||
+    multifdChannels >= MAX_DATA_CHANNELS ||
+    (tokens !== undefined &&
+      (!Array.isArray(tokens) ||
+        tokens.length !== multifdChannels + 1 ||
+        !tokens.every((t) => typeof t === 'string' && /^[0-9a-f]{64}$/.test(t))))
+  )
+    throw new AgentError(ErrorCode.Internal, "the target's ready answer is malformed");
+  return { multifdChannels, ...(tokens ? { dataTokens: tokens as string[] } : {}) };
+}
+
   return 'precopy';
 }
 

@@ -29,12 +29,16 @@ import type { RevokedNodes } from '../trust/revoked-nodes.service';
 import type { PrepareMigrationInput } from './migration.requests';
 import type { MigrationSocketRepository } from './migration-socket.repository';
 import { finalSnapshotsSchema, type MirroredDisks } from './mirrored-disks';
+import type { Socket } from 'node:net';
 import { TunnelBridge, type Frame, type FrameStream } from './tunnel-bridge';
+import { DataTokens, type DataHeader } from './tunnel-data';
 
 /** Extra time a reservation waits beyond its cookie's TTL before it is released. */
 const RESERVATION_GRACE_MS = 5_000;
 /** How long the outcome of an ended reservation is remembered for GetMigration. */
 const OUTCOME_TTL_MS = 10 * 60_000;
+/** How long a data channel waits for the channel before it to reach the incoming QEMU. */
+const CHANNEL_ORDER_TIMEOUT_MS = 30_000;
 
 type ReservationState = 'reserved' | 'receiving' | 'committed' | 'aborted';
 
@@ -43,6 +47,18 @@ export interface TunnelOpening {
   vmUuid: string;
   migrationId: string;
   controlOnly: boolean;
+  /** QEMU's bytes come over data connections (one per channel), not through the tunnel stream. */
+  dataConnections?: boolean;
+}
+
+/** A reservation's data channels: one-time tokens, the source they belong to, and their sockets. */
+interface DataChannels {
+  tokens: DataTokens;
+  sourceNode: string;
+  /** Channel i reaches QEMU once channel i - 1 did: QEMU 7.2 takes its first connection as the main one. */
+  connected: Promise<void>[];
+  markConnected: (() => void)[];
+  sockets: Set<Socket>;
 }
 
 export interface Reservation {
@@ -55,6 +71,9 @@ export interface Reservation {
   /** Across clusters: the disks' mirrors here that hold the source's final mirror snapshot. */
   synced?: ImageRef[];
   state: ReservationState;
+  /** QEMU multifd channels the incoming side takes besides the main one. */
+  multifdChannels: number;
+  data?: DataChannels;
   timer: NodeJS.Timeout | undefined;
   message: string;
   endedAt?: number;
@@ -88,6 +107,8 @@ export interface MigrationTargetDeps {
   trustedPeers: Pick<PeerClusters, 'trustedFor'>;
   /** The node deny list: a revoked node's tunnel is refused. */
   revoked: Pick<RevokedNodes, 'isRevoked'>;
+  /** migration.multifdChannels: offered to pre-copy migrations into QEMU (0: none). */
+  multifdChannels?: number;
   clock: Clock;
   logger: Logger;
 }
@@ -330,6 +351,10 @@ export class MigrationTargetService {
       address: undefined,
       peerCa,
       state: 'reserved',
+      multifdChannels:
+        input.online && !input.allowPostcopy && this.deps.driver.name === 'qemu'
+          ? (this.deps.multifdChannels ?? 0)
+          : 0,
       timer: undefined,
       message: 'waiting for the source',
     };
@@ -343,6 +368,7 @@ export class MigrationTargetService {
           listenHost: this.deps.advertiseHost,
           psk: transport === 'direct' ? pskOf(cookie, binding) : undefined,
           allowPostcopy: input.allowPostcopy,
+          multifdChannels: reservation.multifdChannels,
         });
       }
     } catch (error) {
@@ -409,6 +435,27 @@ export class MigrationTargetService {
         'the tunnel must come from an agent certificate of the source cluster pinned for this migration',
       );
     }
+    if (opening.dataConnections && !opening.controlOnly) {
+      const channels = 1 + reservation.multifdChannels;
+      const markConnected: (() => void)[] = [];
+      const connected = Array.from(
+        { length: channels },
+        (_, i) => new Promise<void>((resolve) => (markConnected[i] = resolve)),
+      );
+      reservation.data = {
+        tokens: new DataTokens(channels),
+        sourceNode,
+        connected,
+        markConnected,
+        sockets: new Set(),
+      };
+    } else if (!opening.controlOnly && reservation.multifdChannels > 0) {
+      await this.release(reservation, 'aborted', 'the source cannot open multifd channels');
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        'this target takes QEMU multifd channels over data connections; the source agent is too old for them',
+      );
+    }
     reservation.state = 'receiving';
     reservation.message = `receiving from node ${sourceNode}`;
     clearTimeout(reservation.timer);
@@ -422,6 +469,11 @@ export class MigrationTargetService {
     sourceNode: string,
     controlOnly: boolean,
   ): Promise<void> {
+    // The data channels' tokens and QEMU's multifd channel count go to the source in 'ready'.
+    const ready = JSON.stringify({
+      multifdChannels: reservation.multifdChannels,
+      ...(reservation.data ? { dataTokens: reservation.data.tokens.toWire() } : {}),
+    });
     const log = this.deps.logger.child({
       migrationId: reservation.migrationId,
       vm: reservation.spec.uuid,
@@ -442,12 +494,16 @@ export class MigrationTargetService {
           resolve();
         },
       );
-      const carryBytes = !controlOnly && reservation.online && reservation.address?.kind === 'unix';
-      const ready = carryBytes
+      const carryBytes =
+        !controlOnly &&
+        !reservation.data &&
+        reservation.online &&
+        reservation.address?.kind === 'unix';
+      const attached = carryBytes
         ? this.deps.sockets.connect(reservation.address!).then((socket) => bridge.attach(socket))
         : Promise.resolve();
-      ready.then(
-        () => bridge.send('ready'),
+      attached.then(
+        () => bridge.send('ready', ready),
         (error: unknown) => {
           log.error({ err: error }, 'cannot reach the incoming QEMU');
           bridge.send('error', 'the target could not reach its incoming VM');
@@ -456,6 +512,54 @@ export class MigrationTargetService {
       );
     });
     stream.end();
+  }
+
+  /**
+   * A data connection's header: its token must be one this target handed out for a migration that
+   * is receiving (used up here, whatever follows), and its certificate the same source node's as
+   * the migration's control stream. Answers the incoming QEMU's end of the channel, connected in
+   * channel order.
+   */
+  async acceptData(header: DataHeader, peerCertificate: Buffer | undefined): Promise<Socket> {
+    const reservation = [...this.reservations.values()].find((r) =>
+      r.data?.tokens.claim(header.index, header.token),
+    );
+    const data = reservation?.data;
+    if (!reservation || !data)
+      throw new AgentError(
+        ErrorCode.PermissionDenied,
+        'unknown or used data channel token; each is good for one connection',
+      );
+    if (reservation.state !== 'receiving')
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `migration ${reservation.migrationId} is not receiving`,
+      );
+    const cas = reservation.peerCa
+      ? [reservation.peerCa]
+      : (this.deps.clusterCas?.() ?? [this.deps.clusterCa]);
+    const node = cas.map((ca) => agentNodeIdOf(peerCertificate, ca)).find((id) => id !== undefined);
+    if (node !== data.sourceNode)
+      throw new AgentError(
+        ErrorCode.PermissionDenied,
+        'a data channel must come from the agent certificate that opened the migration',
+      );
+    if (header.index > 0)
+      await withTimeout(
+        data.connected[header.index - 1]!,
+        CHANNEL_ORDER_TIMEOUT_MS,
+        `data channel ${header.index - 1} did not arrive`,
+      );
+    if (reservation.state !== 'receiving' || reservation.address?.kind !== 'unix')
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `migration ${reservation.migrationId} is not receiving`,
+      );
+    const socket = await this.deps.sockets.connect(reservation.address);
+    data.sockets.add(socket);
+    socket.once('close', () => data.sockets.delete(socket));
+    data.markConnected[header.index]!();
+    return socket;
   }
 
   private async onControl(
@@ -627,6 +731,8 @@ export class MigrationTargetService {
     reservation.state = state;
     reservation.message = message;
     clearTimeout(reservation.timer);
+    reservation.data?.tokens.revoke();
+    for (const socket of reservation.data?.sockets ?? []) socket.destroy();
     this.deps.cookies.revoke(
       reservation.migrationId,
       `the migration was ${message === 'cancelled' ? 'cancelled' : 'ended'}; its cookie is void`,
@@ -674,4 +780,17 @@ function dataEndpointOf(address: MigrationAddress | undefined, transport: string
     return `tcp:${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}`;
   if (address.kind === 'libvirt') return `libvirt:${address.uri}`;
   return '';
+}
+
+function withTimeout(promise: Promise<void>, ms: number, message: string): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    promise,
+    new Promise<void>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new AgentError(ErrorCode.DeadlineExceeded, `${message} in time`)),
+        ms,
+      );
+    }),
+  ]).finally(() => clearTimeout(timer));
 }

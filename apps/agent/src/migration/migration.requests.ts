@@ -132,4 +132,6 @@ export const tunnelOpeningSchema = z.object({
   vmUuid: uuidSchema,
   migrationId: uuidSchema,
   controlOnly: z.boolean(),
+  /** The source opens data connections for QEMU's bytes (the tunnel then carries control words only). */
+  dataConnections: z.boolean(),
 });

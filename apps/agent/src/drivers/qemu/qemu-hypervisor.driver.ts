@@ -388,14 +388,18 @@ export class QemuHypervisorDriver implements HypervisorDriver {
         events: true,
         'postcopy-ram': options.allowPostcopy,
         'late-block-activate': true,
+      const multifd = multifdChannelsOf(options);
       };
       await this.command(vm, 'migrate-set-capabilities', {
         capabilities: capabilityList(capabilities),
       });
+        multifd: multifd > 0,
       if (direct) {
         const psk = options.psk!;
         // the server reads keys.psk at each handshake: it stays until commit or abort
         await this.processes.writePsk(paths.pskIn, psk.identity, psk.key);
+      if (multifd > 0)
+        await this.command(vm, 'migrate-set-parameters', { 'multifd-channels': multifd });
         await this.command(vm, 'object-add', {
           'qom-type': 'tls-creds-psk',
           id: TLS_IN,
@@ -524,10 +528,12 @@ export class QemuHypervisorDriver implements HypervisorDriver {
         'postcopy-ram': options.allowPostcopy,
       };
       await this.command(vm, 'migrate-set-capabilities', {
+      const multifd = multifdChannelsOf(options);
         capabilities: capabilityList(capabilities),
       });
       let tlsCreds = '';
       if (options.psk && options.destination.kind === 'tcp') {
+        multifd: multifd > 0,
         await this.addClientPsk(vm, options.psk);
         tlsCreds = TLS_OUT;
       }
@@ -544,6 +550,7 @@ export class QemuHypervisorDriver implements HypervisorDriver {
     } catch (error) {
       await this.endOutgoing(vm).catch(() => undefined);
       throw error;
+        ...(multifd > 0 ? { 'multifd-channels': multifd } : {}),
     }
   }
 
@@ -1238,4 +1245,20 @@ function destinationUri(options: OutgoingOptions): string {
         'the qemu driver cannot migrate to a libvirt URI',
       );
   }
+}
+
+/**
+ * QEMU multifd channels: 1-15, and never with post-copy (QEMU 7.2 refuses the two together).
+ */
+function multifdChannelsOf(options: { multifdChannels?: number; allowPostcopy: boolean }): number {
+  const channels = options.multifdChannels ?? 0;
+  if (channels === 0) return 0;
+  if (!Number.isInteger(channels) || channels < 1 || channels > 15)
+    throw new AgentError(ErrorCode.InvalidArgument, 'multifd channels must be 0-15');
+  if (options.allowPostcopy)
+    throw new AgentError(
+      ErrorCode.InvalidArgument,
+      'multifd channels cannot be combined with post-copy',
+    );
+  return channels;
 }
