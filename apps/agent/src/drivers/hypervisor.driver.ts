@@ -251,6 +251,13 @@ export interface HypervisorDriver {
   startOutgoing(uuid: string, options: OutgoingOptions): Promise<void>;
   /** Source: the migration's current figures. */
   outgoingStats(uuid: string): Promise<MigrationStats>;
+  /**
+   * Either end: resolves at the next change of the VM's migration (QEMU's MIGRATION and
+   * MIGRATION_PASS events: true), or after `timeoutMs` (false), whichever comes first. Call it
+   * before reading the status, so that a change in between is not missed. Drivers without events
+   * leave it out (the caller then waits `timeoutMs`).
+   */
+  migrationEvent?(uuid: string, timeoutMs: number): Promise<boolean>;
   /** Source: switch a running pre-copy migration to post-copy (needs allowPostcopy on both ends). */
   switchToPostcopy(uuid: string): Promise<void>;
   /** Source: cancel; the VM keeps running here (resumed if QEMU had paused it). Idempotent. */

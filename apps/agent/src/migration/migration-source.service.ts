@@ -355,6 +355,10 @@ export class MigrationSourceService {
       };
       let switched = false;
       for (;;) {
+        // QEMU's next MIGRATION / MIGRATION_PASS event ends the wait early: asked before the status is read.
+        const next =
+          driver.migrationEvent?.(input.uuid, this.deps.progressIntervalMs) ??
+          this.deps.clock.sleep(this.deps.progressIntervalMs);
         const stats = await driver.outgoingStats(input.uuid);
         if (stats.status === 'completed') break;
         if (stats.status === 'failed' || stats.status === 'cancelled') {
@@ -423,7 +427,7 @@ export class MigrationSourceService {
           }
         }
         this.publish(outgoing, { ...figures(stats), phase: phaseOf(stats), message: '' });
-        await this.deps.clock.sleep(this.deps.progressIntervalMs);
+        await next;
       }
 
       const stats = await driver.outgoingStats(input.uuid);
@@ -528,10 +532,6 @@ export class MigrationSourceService {
     }
   }
 
-  private cancelled(bridge: TunnelBridge, vm: VmInstance, how: string): MigrationProgress {
-    bridge.send('abort', 'cancelled');
-    return {
-      phase: 'cancelled',
   /**
    * One QEMU channel over its own data connection to the target. A connection the target refuses
    * (or cannot be opened) fails the migration with the reason; a break later is QEMU's to report.
@@ -552,6 +552,10 @@ export class MigrationSourceService {
     );
   }
 
+  private cancelled(bridge: TunnelBridge, vm: VmInstance, how: string): MigrationProgress {
+    bridge.send('abort', 'cancelled');
+    return {
+      phase: 'cancelled',
       message: `${how}; the VM keeps running on node ${this.deps.nodeId}`,
       totalBytes: String(vm.spec.memoryBytes),
     };
@@ -672,12 +676,12 @@ class ControlChannel {
   private waiting:
     { word: string; resolve: () => void; reject: (error: Error) => void } | undefined;
   private readonly seen = new Set<string>();
+  /** The message that came with each control word ('ready' carries the data channels). */
+  readonly messages = new Map<string, string>();
 
   receive(frame: Frame): void {
     if (frame.control === 'error') {
       this.refused = true;
-  /** The message that came with each control word ('ready' carries the data channels). */
-  readonly messages = new Map<string, string>();
       this.fail(`the target refused: ${frame.message || 'no reason given'}`);
       return;
     }
@@ -687,25 +691,25 @@ class ControlChannel {
       return;
     }
     this.seen.add(frame.control);
+    this.messages.set(frame.control, frame.message ?? '');
     if (this.waiting?.word === frame.control) this.waiting.resolve();
   }
 
   closed(error: Error | undefined): void {
-    this.messages.set(frame.control, frame.message ?? '');
     this.fail(
       error ? `the tunnel to the target broke: ${describe(error)}` : 'the target closed the tunnel',
     );
+  }
+
+  /** A data channel failed: the migration cannot go on. */
+  broken(message: string): void {
+    this.fail(message);
   }
 
   expect(word: string, timeoutMs: number, timeoutMessage: string): Promise<void> {
     if (this.seen.has(word)) return Promise.resolve();
     if (this.error) return Promise.reject(new AgentError(ErrorCode.Unavailable, this.error));
     return new Promise((resolve, reject) => {
-  /** A data channel failed: the migration cannot go on. */
-  broken(message: string): void {
-    this.fail(message);
-  }
-
       const timer = setTimeout(
         () =>
           reject(
@@ -753,10 +757,6 @@ function parseDataEndpoint(value: string): MigrationAddress {
   return { kind: 'tcp', host: endpoint.host, port: endpoint.port };
 }
 
-function phaseOf(stats: MigrationStats): string {
-  if (stats.status === 'postcopy-active' || stats.status === 'postcopy-paused') return 'postcopy';
-  if (stats.status === 'setup' || stats.status === 'none') return 'setup';
-  if (stats.status === 'device' || stats.status === 'pre-switchover') return 'switchover';
 /**
  * The target's 'ready': QEMU's multifd channel count, and (tunnel transport) the one-time tokens
  * of the data channels. Empty from a target before data connections: no multifd, no tokens.
@@ -788,6 +788,10 @@ function readyOf(message: string | undefined): {
   return { multifdChannels, ...(tokens ? { dataTokens: tokens as string[] } : {}) };
 }
 
+function phaseOf(stats: MigrationStats): string {
+  if (stats.status === 'postcopy-active' || stats.status === 'postcopy-paused') return 'postcopy';
+  if (stats.status === 'setup' || stats.status === 'none') return 'setup';
+  if (stats.status === 'device' || stats.status === 'pre-switchover') return 'switchover';
   return 'precopy';
 }
 

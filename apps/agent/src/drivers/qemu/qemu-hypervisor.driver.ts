@@ -68,6 +68,8 @@ const PSK_KEY_BYTES = 32;
 const LOADING: readonly MigrationStatus[] = ['none', 'setup', 'active', 'pre-switchover', 'device'];
 /** How long commitIncoming waits for the last of the stream to load. */
 const COMMIT_WAIT_MS = 15_000;
+/** While loading, the incoming side is asked again this often even without a MIGRATION event. */
+const INCOMING_RECHECK_MS = 250;
 /** Outgoing statuses in which QEMU still moves data (cancel must wait them out). */
 const MIGRATING: readonly MigrationStatus[] = [
   'setup',
@@ -127,6 +129,8 @@ export class QemuHypervisorDriver implements HypervisorDriver {
   readonly name = 'qemu';
   private readonly vms = new Map<string, QemuVm>();
   private readonly locks = new Map<string, string>();
+  /** Who waits for the next change of a VM's migration (see migrationEvent). */
+  private readonly migrationWaiters = new Map<string, Set<(woken: boolean) => void>>();
   /** VMs whose guest agent was sent guest-fsfreeze-freeze and not yet thawed. */
   private readonly freezeSent = new Set<string>();
   private readonly state: QemuStateRepository;
@@ -384,22 +388,22 @@ export class QemuHypervisorDriver implements HypervisorDriver {
       // saved first, so that an agent that dies from here on finds and kills this QEMU
       await this.persist(vm);
       await this.launch(vm, true);
+      const multifd = multifdChannelsOf(options);
       const capabilities = {
         events: true,
         'postcopy-ram': options.allowPostcopy,
         'late-block-activate': true,
-      const multifd = multifdChannelsOf(options);
+        multifd: multifd > 0,
       };
       await this.command(vm, 'migrate-set-capabilities', {
         capabilities: capabilityList(capabilities),
       });
-        multifd: multifd > 0,
+      if (multifd > 0)
+        await this.command(vm, 'migrate-set-parameters', { 'multifd-channels': multifd });
       if (direct) {
         const psk = options.psk!;
         // the server reads keys.psk at each handshake: it stays until commit or abort
         await this.processes.writePsk(paths.pskIn, psk.identity, psk.key);
-      if (multifd > 0)
-        await this.command(vm, 'migrate-set-parameters', { 'multifd-channels': multifd });
         await this.command(vm, 'object-add', {
           'qom-type': 'tls-creds-psk',
           id: TLS_IN,
@@ -451,9 +455,11 @@ export class QemuHypervisorDriver implements HypervisorDriver {
       );
     // the source sees its side done a moment before this side has loaded the last of the state
     const deadline = this.options.clock.now().getTime() + COMMIT_WAIT_MS;
+    let next = this.migrationEvent(uuid, INCOMING_RECHECK_MS);
     let status = await this.incomingStatus(uuid);
     while (LOADING.includes(status) && this.options.clock.now().getTime() < deadline) {
-      await this.options.clock.sleep(50);
+      await next; // QEMU's MIGRATION event when the last of the state is loaded
+      next = this.migrationEvent(uuid, INCOMING_RECHECK_MS);
       status = await this.incomingStatus(uuid);
     }
     if (status !== 'completed' && status !== 'postcopy-active') {
@@ -522,18 +528,18 @@ export class QemuHypervisorDriver implements HypervisorDriver {
       if (state !== 'running' && state !== 'paused')
         throw this.wrongState(vm, state, 'migrated', 'a running');
       vm.outgoing = { wasRunning: state === 'running', postcopy: false };
+      const multifd = multifdChannelsOf(options);
       const capabilities = {
         events: true,
         'auto-converge': options.autoConverge,
         'postcopy-ram': options.allowPostcopy,
+        multifd: multifd > 0,
       };
       await this.command(vm, 'migrate-set-capabilities', {
-      const multifd = multifdChannelsOf(options);
         capabilities: capabilityList(capabilities),
       });
       let tlsCreds = '';
       if (options.psk && options.destination.kind === 'tcp') {
-        multifd: multifd > 0,
         await this.addClientPsk(vm, options.psk);
         tlsCreds = TLS_OUT;
       }
@@ -544,14 +550,30 @@ export class QemuHypervisorDriver implements HypervisorDriver {
         // post-copy faults stall the guest until their page arrives: the background copy is never throttled
         'max-postcopy-bandwidth': 0,
         'tls-creds': tlsCreds,
+        ...(multifd > 0 ? { 'multifd-channels': multifd } : {}),
       });
       await this.setState(vm, 'migrating');
       await this.command(vm, 'migrate', { uri });
     } catch (error) {
       await this.endOutgoing(vm).catch(() => undefined);
       throw error;
-        ...(multifd > 0 ? { 'multifd-channels': multifd } : {}),
     }
+  }
+
+  migrationEvent(uuid: string, timeoutMs: number): Promise<boolean> {
+    let waiters = this.migrationWaiters.get(uuid);
+    if (!waiters) this.migrationWaiters.set(uuid, (waiters = new Set()));
+    const set = waiters;
+    return new Promise((resolve) => {
+      const done = (woken: boolean) => {
+        if (!set.delete(done)) return;
+        if (set.size === 0 && this.migrationWaiters.get(uuid) === set)
+          this.migrationWaiters.delete(uuid);
+        resolve(woken);
+      };
+      set.add(done);
+      void this.options.clock.sleep(timeoutMs).then(() => done(false));
+    });
   }
 
   async outgoingStats(uuid: string): Promise<MigrationStats> {
@@ -781,6 +803,11 @@ export class QemuHypervisorDriver implements HypervisorDriver {
     }
   }
 
+  /** QEMU said the VM's migration moved on (a new status, or a pre-copy pass): its waiters look now. */
+  private migrationChanged(uuid: string): void {
+    for (const wake of [...(this.migrationWaiters.get(uuid) ?? [])]) wake(true);
+  }
+
   /** Kills a QEMU that a failed start may have left behind. */
   private async reap(paths: QemuPaths): Promise<void> {
     const pid = await this.processes.readPid(paths.pidFile);
@@ -796,6 +823,8 @@ export class QemuHypervisorDriver implements HypervisorDriver {
     process.qmp = qmp;
     qmp.on('event', (event) => {
       if (event.event === 'SHUTDOWN') process.shutdownSeen = true;
+      if (event.event === 'MIGRATION' || event.event === 'MIGRATION_PASS')
+        this.migrationChanged(vm.record.spec.uuid);
       if (
         (event.event === 'STOP' || event.event === 'RESUME') &&
         !this.locks.has(vm.record.spec.uuid)

@@ -197,6 +197,37 @@ describe.concurrent('qemu driver live migration', () => {
     await target.driver.stop(spec.uuid);
   });
 
+  it("reacts to QEMU's MIGRATION events: each end's waiter wakes at a change, none waits out its timeout", async ({
+    expect,
+  }) => {
+    const spec = definition({ memoryBytes: 128 * MiB });
+    const { source, target } = await pair(spec);
+    const address = await target.driver.prepareIncoming(spec, {
+      migrationId: 'mig',
+      transport: 'tunnel',
+      allowPostcopy: false,
+    });
+    // Far longer than the migration takes: a waiter that is not woken by an event answers false.
+    const NEVER_MS = 10 * 60_000;
+    const incoming = target.driver.migrationEvent(spec.uuid, NEVER_MS);
+    let next = source.driver.migrationEvent(spec.uuid, NEVER_MS);
+    await source.driver.startOutgoing(spec.uuid, outgoing(address));
+    const seen: string[] = [];
+    for (;;) {
+      // as the source service does: the next event is asked for before the status is read
+      expect(await next).toBe(true);
+      next = source.driver.migrationEvent(spec.uuid, NEVER_MS);
+      const stats = await source.driver.outgoingStats(spec.uuid);
+      seen.push(stats.status);
+      if (settled(stats)) break;
+    }
+    expect(seen.at(-1)).toBe('completed');
+    expect(await incoming).toBe(true);
+    await target.driver.commitIncoming(spec.uuid);
+    await source.driver.finishOutgoing(spec.uuid);
+    await target.driver.stop(spec.uuid);
+  });
+
   it('migrates directly over TCP with TLS-PSK and removes the key files afterwards', async ({
     expect,
   }) => {
