@@ -65,6 +65,19 @@ interface Clients {
   readonly ha: HaServiceClient;
 }
 
+/** A channel and the calls using it: a retired channel is closed once its last call ended. */
+interface ChannelEntry {
+  readonly clients: Clients;
+  users: number;
+  retired: boolean;
+}
+
+/** Clients for one call, released when the call ended. */
+interface Lease {
+  readonly clients: Clients;
+  release(): void;
+}
+
 /** Which end of a migration a call is about: the VM, and the node holding that end (empty: the VM's node). */
 export interface MigrationRef {
   readonly migrationId: string;
@@ -91,12 +104,14 @@ const MIGRATION_STREAM_DEADLINE_MS = 24 * 3600_000;
  * gRPC to DebVisor agents over mutual TLS: the manager's client certificate, the remote's CA as the
  * only root, `authorization: Bearer <key>` and the current trace id (x-debvisor-trace-id) on every
  * call, a deadline on every call, and the remote's endpoints tried in order. Each attempt is counted
- * in rpc_requests_total by service, method and gRPC status. Channels are cached per remote and
- * endpoint and dropped when the remote changes (invalidate).
+ * in rpc_requests_total by service, method and gRPC status. Channels are cached per remote,
+ * endpoint, trusted CA and the client certificate presented: when the remote's CA or the manager's
+ * short-lived client certificate changes, new calls open a new channel and the old one is closed
+ * once the calls running on it have finished (as when the remote changes: invalidate).
  */
 @Injectable()
 export class AgentClientRepository implements OnApplicationShutdown {
-  private readonly clients = new Map<string, Map<string, Clients>>();
+  private readonly clients = new Map<string, Map<string, ChannelEntry>>();
 
   constructor(
     @Inject(MANAGER_CONFIG) private readonly config: ManagerConfig,
@@ -607,10 +622,11 @@ export class AgentClientRepository implements OnApplicationShutdown {
     const timeoutMs = this.config.remoteTimeoutMs;
     const failures: AgentError[] = [];
     for (const endpoint of connection.endpoints) {
-      const clients = this.clientsFor(connection, endpoint);
+      const { clients, release } = this.lease(connection, endpoint);
       try {
         await waitForReady(clients.vm, new Date(Date.now() + timeoutMs), endpoint, timeoutMs);
       } catch (error) {
+        release();
         this.metrics.rpc.backendConnectionError('agent');
         failures.push(error as AgentError);
         continue;
@@ -623,6 +639,7 @@ export class AgentClientRepository implements OnApplicationShutdown {
       const finish = (error?: ServiceError) => {
         if (finished) return;
         finished = true;
+        release();
         const failure =
           error && error.code !== GrpcStatus.CANCELLED
             ? translateGrpcError(error, endpoint, timeoutMs)
@@ -652,16 +669,21 @@ export class AgentClientRepository implements OnApplicationShutdown {
     return translateGrpcError(error, '', this.config.remoteTimeoutMs);
   }
 
-  /** Closes and forgets the channels of a remote or channel group (after it changed or was removed). */
+  /**
+   * Forgets the channels of a remote or channel group (after it changed or was removed): new calls
+   * open new ones, and each old one is closed once the calls running on it have finished.
+   */
   invalidate(group: string): void {
     const byEndpoint = this.clients.get(group);
     this.clients.delete(group);
-    for (const clients of byEndpoint?.values() ?? []) closeClients(clients);
+    for (const entry of byEndpoint?.values() ?? []) retire(entry);
   }
 
   /** After running tasks had their grace period (TasksService.beforeApplicationShutdown). */
   onApplicationShutdown(): void {
-    for (const remoteId of [...this.clients.keys()]) this.invalidate(remoteId);
+    for (const byEndpoint of this.clients.values())
+      for (const entry of byEndpoint.values()) closeClients(entry.clients);
+    this.clients.clear();
   }
 
   /**
@@ -723,12 +745,14 @@ export class AgentClientRepository implements OnApplicationShutdown {
     const started = performance.now();
     try {
       const failures: AgentError[] = [];
-      let opened: { call: ClientReadableStream<T>; endpoint: string } | undefined;
+      let opened:
+        { call: ClientReadableStream<T>; endpoint: string; release: () => void } | undefined;
       for (const endpoint of connection.endpoints) {
-        const clients = this.clientsFor(connection, endpoint);
+        const { clients, release } = this.lease(connection, endpoint);
         try {
           await waitForReady(clients.vm, new Date(Date.now() + timeoutMs), endpoint, timeoutMs);
         } catch (error) {
+          release();
           this.metrics.rpc.backendConnectionError('agent');
           failures.push(error as AgentError);
           continue;
@@ -739,6 +763,7 @@ export class AgentClientRepository implements OnApplicationShutdown {
         opened = {
           call: open(clients, metadata, new Date(Date.now() + options.deadlineMs)),
           endpoint,
+          release,
         };
         break;
       }
@@ -768,6 +793,7 @@ export class AgentClientRepository implements OnApplicationShutdown {
         options.signal?.removeEventListener('abort', abort);
         // The consumer stopped early (or failed): close the stream rather than leave it open.
         call.cancel();
+        opened.release();
       }
     } catch (error) {
       failure = error;
@@ -794,7 +820,7 @@ export class AgentClientRepository implements OnApplicationShutdown {
     const { service, method } = rpcLabels(rpc);
     const traceId = currentTraceId() ?? newTraceId();
     for (const endpoint of connection.endpoints) {
-      const clients = this.clientsFor(connection, endpoint);
+      const { clients, release } = this.lease(connection, endpoint);
       const metadata = new Metadata();
       metadata.set('authorization', `Bearer ${connection.apiKey}`);
       metadata.set(TRACE_ID_METADATA, traceId);
@@ -819,6 +845,8 @@ export class AgentClientRepository implements OnApplicationShutdown {
         if (!(error instanceof AgentError) || !error.triesNextEndpoint) throw error;
         this.metrics.rpc.backendConnectionError('agent');
         failures.push(error);
+      } finally {
+        release();
       }
     }
     if (failures.length === 0)
@@ -830,14 +858,47 @@ export class AgentClientRepository implements OnApplicationShutdown {
     throw allEndpointsFailed(connection.remoteId, failures);
   }
 
-  private clientsFor(connection: AgentConnection, endpoint: string): Clients {
+  /**
+   * The channel to `endpoint` for the remote's CA and the client certificate presented now, held
+   * until release(). Channels opened with another CA or certificate are retired: closed once the
+   * calls still running on them have finished.
+   */
+  private lease(connection: AgentConnection, endpoint: string): Lease {
     const group = connection.channelGroup ?? connection.remoteId;
     let byEndpoint = this.clients.get(group);
     if (!byEndpoint) this.clients.set(group, (byEndpoint = new Map()));
-    // The trust anchor is part of the key: a changed CA never reuses a channel verified with the old one.
-    const key = `${endpoint}|${fingerprintSha256(connection.caCertPem)}`;
-    const cached = byEndpoint.get(key);
-    if (cached) return cached;
+    // The trust anchor and the client certificate are part of the key: a changed CA never reuses a
+    // channel verified with the old one, a renewed certificate is presented on new connections.
+    const key = [
+      endpoint,
+      fingerprintSha256(connection.caCertPem),
+      fingerprintSha256(this.identity.client.certPem),
+    ].join('|');
+    let entry = byEndpoint.get(key);
+    if (!entry) {
+      for (const [staleKey, stale] of byEndpoint) {
+        if (!staleKey.startsWith(`${endpoint}|`)) continue;
+        byEndpoint.delete(staleKey);
+        retire(stale);
+      }
+      entry = { clients: this.openClients(connection, endpoint), users: 0, retired: false };
+      byEndpoint.set(key, entry);
+    }
+    const leased = entry;
+    leased.users++;
+    let released = false;
+    return {
+      clients: leased.clients,
+      release: () => {
+        if (released) return;
+        released = true;
+        leased.users--;
+        if (leased.retired && leased.users === 0) closeClients(leased.clients);
+      },
+    };
+  }
+
+  private openClients(connection: AgentConnection, endpoint: string): Clients {
     const v1 = debvisorV1();
     const credentials = grpcCredentials.createSsl(
       Buffer.from(connection.caCertPem),
@@ -868,10 +929,14 @@ export class AgentClientRepository implements OnApplicationShutdown {
       ...channelOptions,
       channelOverride: node.getChannel(),
     });
-    const clients = { node, vm, migration, storage, ha };
-    byEndpoint.set(key, clients);
-    return clients;
+    return { node, vm, migration, storage, ha };
   }
+}
+
+/** Takes a channel out of use: closed now when idle, else when its last call ends. */
+function retire(entry: ChannelEntry): void {
+  entry.retired = true;
+  if (entry.users === 0) closeClients(entry.clients);
 }
 
 function closeClients(clients: Clients): void {

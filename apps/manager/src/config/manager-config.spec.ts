@@ -51,6 +51,7 @@ describe('loadConfig', () => {
       DEBVISOR_HTTP_LISTEN: '127.0.0.1:8080',
       DEBVISOR_EXTRA_CA_FILE: '/etc/debvisor/private-ca.pem',
       DEBVISOR_CERTIFICATE_CHECK_SECONDS: '600',
+      DEBVISOR_CLIENT_CERTIFICATE_LIFETIME_SECONDS: '3600',
       DEBVISOR_CONSOLE_ALLOW_API_TOKENS: 'true',
     });
     expect(config).toEqual({
@@ -86,6 +87,7 @@ describe('loadConfig', () => {
         httpListen: { host: '127.0.0.1', port: 8080 },
         extraCaFile: '/etc/debvisor/private-ca.pem',
         renewCheckSeconds: 600,
+        clientLifetimeSeconds: 3600,
       },
       console: { allowApiTokens: true },
     });
@@ -128,6 +130,7 @@ describe('loadConfig', () => {
     ['DEBVISOR_PUBLIC_URL', 'ftp://x'],
     ['DEBVISOR_HTTP_LISTEN', 'on'],
     ['DEBVISOR_CERTIFICATE_CHECK_SECONDS', '0'],
+    ['DEBVISOR_CLIENT_CERTIFICATE_LIFETIME_SECONDS', '4'],
   ])('stops with an error naming %s when it is %s', (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [name]: value })).toThrow(new RegExp(`${name}: `));

@@ -49,6 +49,8 @@ export interface CertificatesConfig {
   readonly extraCaFile: string | undefined;
   /** How often the renewal check runs. */
   readonly renewCheckSeconds: number;
+  /** Lifetime of the client certificate the manager presents to agents (renewed at 70–90 % of it). */
+  readonly clientLifetimeSeconds: number;
 }
 
 /** VM consoles in the browser. */
@@ -190,6 +192,7 @@ const envSchema = z.object({
   DEBVISOR_HTTP_LISTEN: z.literal('off').or(listenSchema).default({ host: '0.0.0.0', port: 80 }),
   DEBVISOR_EXTRA_CA_FILE: z.string().optional(),
   DEBVISOR_CERTIFICATE_CHECK_SECONDS: integer(1, 86_400).default(3600),
+  DEBVISOR_CLIENT_CERTIFICATE_LIFETIME_SECONDS: integer(5, 397 * 86_400).default(86_400),
 });
 
 /** `10.0.0.5`, `192.0.2.0/24`, `2001:db8::/32`. */
@@ -271,6 +274,7 @@ export function loadConfig(env: Env = process.env): ManagerConfig {
         e.DEBVISOR_HTTP_LISTEN === 'off' ? undefined : Object.freeze({ ...e.DEBVISOR_HTTP_LISTEN }),
       extraCaFile: e.DEBVISOR_EXTRA_CA_FILE ? absolute(e.DEBVISOR_EXTRA_CA_FILE) : undefined,
       renewCheckSeconds: e.DEBVISOR_CERTIFICATE_CHECK_SECONDS,
+      clientLifetimeSeconds: e.DEBVISOR_CLIENT_CERTIFICATE_LIFETIME_SECONDS,
     }),
   };
   return Object.freeze(config);

@@ -1,5 +1,5 @@
-import { createCa, issueCertificate, type KeyPairPem } from '@debvisor/pki';
-import { randomBytes } from 'node:crypto';
+import { createCa, issueCertificate, splitPemBundle, type KeyPairPem } from '@debvisor/pki';
+import { createPrivateKey, randomBytes, X509Certificate } from 'node:crypto';
 import {
   chmodSync,
   existsSync,
@@ -11,6 +11,7 @@ import {
 } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
+import { LiveClientCertificate } from './client-certificate';
 
 /** What the manager keeps in its state directory, loaded (and created on the first start). */
 export interface ManagerIdentity {
@@ -20,7 +21,10 @@ export interface ManagerIdentity {
     readonly certFile: string;
     readonly caFile: string;
   };
-  /** mTLS to agents: the client CA operators add to agents' tls.clientCas, and the client certificate. */
+  /**
+   * mTLS to agents: the client CA operators add to agents' tls.clientCas, and the short-lived client
+   * certificate the manager presents (renewed by ClientCertificateService).
+   */
   readonly client: KeyPairPem & { readonly caPem: string; readonly caFile: string };
   /** AES-256-GCM key for secrets at rest (credential API keys). */
   readonly secretKey: Buffer;
@@ -39,6 +43,7 @@ export const MANAGER_IDENTITY = Symbol('MANAGER_IDENTITY');
  *   <stateDir>/pki/server.crt|key    the HTTPS certificate (chain: leaf, CA) and key
  *   <stateDir>/pki/client-ca.crt|key the manager's client CA: add client-ca.crt to agents' tls.clientCas
  *   <stateDir>/pki/client.crt|key    the client certificate the manager presents to agents
+ *                                    (short-lived: rewritten at each renewal)
  *
  * Everything is created on the first start and reused afterwards.
  */
@@ -65,7 +70,7 @@ export class StateDirRepository {
   async loadIdentity(serverNames: {
     dnsNames: string[];
     ipAddresses: string[];
-  }): Promise<ManagerIdentity> {
+  }): Promise<ManagerIdentity & { client: LiveClientCertificate }> {
     this.ensureStateDir();
     const server = await this.loadOrCreateServerTls(serverNames);
     const client = await this.loadOrCreateClientIdentity();
@@ -101,22 +106,48 @@ export class StateDirRepository {
     return { ...leaf, caPem: ca.certPem, certFile, caFile };
   }
 
-  private async loadOrCreateClientIdentity(): Promise<ManagerIdentity['client']> {
+  private async loadOrCreateClientIdentity(): Promise<LiveClientCertificate> {
     const caFile = join(this.pkiDir, 'client-ca.crt');
     const ca = await this.loadOrCreatePair(caFile, join(this.pkiDir, 'client-ca.key'), () =>
       createCa(`DebVisor manager ${hostname()} client CA`),
     );
-    const client = await this.loadOrCreatePair(
-      join(this.pkiDir, 'client.crt'),
-      join(this.pkiDir, 'client.key'),
-      () =>
-        issueCertificate(ca, {
-          commonName: `manager:${hostname()}`,
-          organizationalUnit: 'debvisor-manager',
-          usage: 'client',
-        }),
-    );
-    return { ...client, caPem: ca.certPem, caFile };
+    const issue = () =>
+      issueCertificate(ca, {
+        commonName: `manager:${hostname()}`,
+        organizationalUnit: 'debvisor-manager',
+        usage: 'client',
+        // Renewed at once by ClientCertificateService into one of the configured lifetime.
+        validDays: 1,
+      });
+    let client = await this.loadOrCreatePair(this.clientCertFile, this.clientKeyFile, issue);
+    // A crash between the two writes of a renewal leaves a key that does not fit: issue anew.
+    if (!keyMatches(client)) {
+      client = await issue();
+      this.writeClientCertificate(client);
+    }
+    return new LiveClientCertificate(client, ca.certPem, caFile);
+  }
+
+  /** The manager's client CA with its key: it signs the manager's own client certificates. */
+  readClientCa(): KeyPairPem {
+    return {
+      certPem: readFileSync(join(this.pkiDir, 'client-ca.crt'), 'utf8'),
+      keyPem: readFileSync(join(this.pkiDir, 'client-ca.key'), 'utf8'),
+    };
+  }
+
+  /** Stores a renewed client certificate (chain) and its key; a restart presents them. */
+  writeClientCertificate(pair: KeyPairPem): void {
+    writeAtomically(this.clientKeyFile, pair.keyPem, 0o600);
+    writeAtomically(this.clientCertFile, pair.certPem, 0o644);
+  }
+
+  private get clientCertFile(): string {
+    return join(this.pkiDir, 'client.crt');
+  }
+
+  private get clientKeyFile(): string {
+    return join(this.pkiDir, 'client.key');
   }
 
   private loadOrCreateSecretKey(): Buffer {
@@ -180,4 +211,13 @@ function writeAtomically(file: string, content: string, mode: number): void {
   writeFileSync(temporary, content, { mode, flag: 'w' });
   chmodSync(temporary, mode);
   renameSync(temporary, file);
+}
+
+function keyMatches(pair: KeyPairPem): boolean {
+  try {
+    const leaf = new X509Certificate(splitPemBundle(pair.certPem)[0]);
+    return leaf.checkPrivateKey(createPrivateKey(pair.keyPem));
+  } catch {
+    return false;
+  }
 }
