@@ -380,7 +380,10 @@ export class InFlightMigration {
   private async complete(summary: string): Promise<void> {
     const { record } = this;
     await this.journal('completed', summary);
-    await this.refreshCaches();
+    // Within one remote only the VM changed: re-reading it (one GetVm) puts it on its new node at once.
+    if (record.sourceRemote === record.targetRemote)
+      await this.deps.resources.refreshVm(record.targetRemote, record.vmId);
+    else await this.refreshCaches();
     if (record.sourceRemote !== record.targetRemote) {
       const moved = await this.moveGrantsToComplete();
       if (moved > 0)

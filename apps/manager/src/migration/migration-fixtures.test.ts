@@ -244,6 +244,7 @@ export function runnerSetup(
     }),
     strictMock<ResourcesService>('ResourcesService', {
       refreshRemote: async (remote: string) => void refreshed.push(remote),
+      refreshVm: async (remote: string) => void refreshed.push(remote),
     }),
     auth,
     strictMock<MetricsService>('MetricsService', {

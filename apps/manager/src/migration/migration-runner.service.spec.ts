@@ -85,8 +85,9 @@ describe('MigrationRunnerService: a migration within one remote', () => {
 
     expect(
       prepared.map((r) => `${r.role} ${r.checkOnly ? 'check' : 'reserve'} ${r.migrationId ?? ''}`),
-    ).toEqual(['source check ', 'target check ', `target reserve ${TASK_ID}`]);
-    const reservation = prepared[2];
+    ).toEqual(['source check ', `target reserve ${TASK_ID}`]);
+    // The target checks and prepares in one call (issue 16: one round trip less).
+    const reservation = prepared[1];
     expect(reservation).toMatchObject({
       targetNodeId: 'node-2',
       sourceNodeId: 'node-1',
@@ -234,9 +235,14 @@ describe('MigrationRunnerService: a migration within one remote', () => {
     await expect(s.runner.run(s.context)).rejects.toThrow(
       'pre-flight failed: target memory: needs 256 MiB, 128 MiB free; the VM was not moved: it is still running on node node-1 of remote dc-east',
     );
-    expect(prepared.every((r) => r.checkOnly)).toBe(true);
+    // The target refused with its checks: a refusal reserves nothing (the agent's contract).
+    expect(prepared.map((r) => `${r.role} ${r.checkOnly}`)).toEqual([
+      'source true',
+      'target false',
+    ]);
     expect(stream.opened).toBe(false);
-    expect(s.phases.map((p) => p.phase)).toEqual(['preflight', 'failed']);
+    // 'prepare' is recorded before the target's call, so that a restart during it releases the target.
+    expect(s.phases.map((p) => p.phase)).toEqual(['preflight', 'prepare', 'failed']);
     expect(s.log).toContain('[preflight] target memory: fail — needs 256 MiB, 128 MiB free');
     expect(s.outcomes).toEqual(['failed']);
   });
@@ -372,9 +378,8 @@ describe('MigrationRunnerService: across remotes', () => {
     expect(prepared.map((p) => `${p.connection.remoteId} ${p.request.role}`)).toEqual([
       'dc-east source',
       'dc-west target',
-      'dc-west target',
     ]);
-    expect(prepared[2].request.sourceCaPem).toBe('EAST-CA-PEM');
+    expect(prepared[1].request.sourceCaPem).toBe('EAST-CA-PEM');
     expect(s.moved).toEqual([`${VM} dc-east→dc-west`]);
     expect(s.auth.invalidate).toHaveBeenCalledOnce();
     expect(s.refreshed.sort()).toEqual(['dc-east', 'dc-west']);

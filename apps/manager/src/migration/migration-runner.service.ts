@@ -14,6 +14,7 @@ import {
   type MigrationEnds,
   type MigrationPlan,
 } from './migration-preflight.service';
+import type { PreflightCheckView } from './migration.dto';
 import type { VmMigrationEntity } from './migration.entity';
 
 export { MIGRATE_PERMISSION } from './in-flight-migrations.service';
@@ -107,42 +108,40 @@ export class MigrationRunnerService {
         'preflight',
         `checking both ends: VM ${record.vmId} of remote ${record.sourceRemote} to node ${record.targetNode} of remote ${record.targetRemote} (${options.online ? 'live' : 'offline'}, ${options.transport}, ${options.mode})`,
       );
-      const found = await this.preflight.run(plan, ends);
+      // The target checks and prepares in one call below (its checks are pre-flight checks too).
+      const found = await this.preflight.run(plan, ends, [], { checkTarget: false });
       await migration.enter('preflight', { sourceNode: found.sourceNode });
       where = `the VM was not moved: it is still ${found.vm.runtime?.state || 'where it was'} on node ${found.sourceNode} of remote ${record.sourceRemote}`;
-      for (const check of found.checks)
-        if (check.result !== 'pass')
-          await migration.journal(
-            'preflight',
-            `${check.side} ${check.name}: ${check.result} — ${check.reason}`,
-          );
+      await this.journalChecks(migration, found.checks);
       if (!found.ok)
         throw new DomainError(
           ErrorCode.Conflict,
           `pre-flight failed: ${failingChecks(found.checks)}`,
         );
-      await migration.journal(
-        'preflight',
-        `all ${found.checks.length} checks passed on node ${found.sourceNode} and node ${record.targetNode}`,
-      );
       migration.checkpoint();
 
       await migration.enter('prepare');
       await migration.journal(
         'prepare',
-        `asking node ${record.targetNode} of remote ${record.targetRemote} to prepare the incoming side`,
+        `asking node ${record.targetNode} of remote ${record.targetRemote} to check and prepare the incoming side`,
       );
       const reservation = await this.agents.prepareMigration(
         ends.target,
         this.preflight.targetRequest(plan, ends, found, record.taskId, false),
       );
-      if (!reservation.ok || !reservation.cookie) {
-        const checks = reservation.checks.map((check) => checkView('target', check));
+      const targetChecks = reservation.checks.map((check) => checkView('target', check));
+      await this.journalChecks(migration, targetChecks);
+      if (!reservation.ok)
         throw new DomainError(
           ErrorCode.Conflict,
-          `the target prepared nothing: ${failingChecks(checks) || 'it gave no reason'}`,
+          `pre-flight failed: ${failingChecks(targetChecks) || 'the target gave no reason'}`,
         );
-      }
+      if (!reservation.cookie)
+        throw new DomainError(ErrorCode.Conflict, 'the target prepared nothing: it gave no reason');
+      await migration.journal(
+        'preflight',
+        `all ${found.checks.length + targetChecks.length} checks passed on node ${found.sourceNode} and node ${record.targetNode}`,
+      );
       await migration.journal(
         'prepare',
         `node ${reservation.nodeId || record.targetNode} is ready to receive; its one-time credential expires at ${reservation.cookieExpiresAt || 'soon'}`,
@@ -176,5 +175,18 @@ export class MigrationRunnerService {
     } catch (error) {
       return migration.fail(error, where);
     }
+  }
+
+  /** The checks that did not pass, one journal line each. */
+  private async journalChecks(
+    migration: InFlightMigration,
+    checks: readonly PreflightCheckView[],
+  ): Promise<void> {
+    for (const check of checks)
+      if (check.result !== 'pass')
+        await migration.journal(
+          'preflight',
+          `${check.side} ${check.name}: ${check.result} — ${check.reason}`,
+        );
   }
 }
