@@ -1,37 +1,38 @@
-import {
-  Module,
-  type BeforeApplicationShutdown,
-  type OnApplicationBootstrap,
-} from '@nestjs/common';
+import { Module, type BeforeApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import { SchedulerService } from '../scheduler/scheduler.service';
 import { LdapDirectoryRepository } from './ldap-directory.repository';
 import { OidcClientRepository } from './oidc-client.repository';
 import { RealmsController } from './realms.controller';
 import { RealmsRepository } from './realms.repository';
 import { RealmsService, SYNC_TICK_MS } from './realms.service';
 
+/** The scheduler job that starts the LDAP realms' scheduled syncs when they are due. */
+export const REALM_SYNC_JOB = 'realms.sync';
+
 /**
  * Realms: local, LDAP/AD and OpenID Connect; directory logins and syncs. Scheduled LDAP syncs run
- * from a timer started once the application is up and stopped before it shuts down.
+ * as a scheduler job; syncs asked for through the API are awaited before the application shuts down.
  */
 @Module({
   controllers: [RealmsController],
   providers: [RealmsService, RealmsRepository, LdapDirectoryRepository, OidcClientRepository],
   exports: [RealmsService, OidcClientRepository],
 })
-export class RealmsModule implements OnApplicationBootstrap, BeforeApplicationShutdown {
-  private timer: NodeJS.Timeout | undefined;
+export class RealmsModule implements OnModuleInit, BeforeApplicationShutdown {
+  constructor(
+    private readonly realms: RealmsService,
+    private readonly scheduler: SchedulerService,
+  ) {}
 
-  constructor(private readonly realms: RealmsService) {}
-
-  onApplicationBootstrap(): void {
-    // runDueSyncs never throws and skips realms whose sync is still running.
-    this.timer = setInterval(() => void this.realms.runDueSyncs(), SYNC_TICK_MS);
-    this.timer.unref();
+  onModuleInit(): void {
+    this.scheduler.register({
+      name: REALM_SYNC_JOB,
+      timing: { everyMs: SYNC_TICK_MS },
+      run: () => this.realms.runDueSyncs(),
+    });
   }
 
   async beforeApplicationShutdown(): Promise<void> {
-    clearInterval(this.timer);
-    this.timer = undefined;
     await this.realms.idle();
   }
 }

@@ -263,11 +263,30 @@ export class LoginRepository {
     });
   }
 
-  /** Removes sessions past their absolute end (housekeeping). */
-  async deleteExpiredSessions(now: Date): Promise<number> {
+  /**
+   * Removes the sessions that have ended (housekeeping): past their absolute end, or without a
+   * request for `idleSeconds` (the rules AuthService applies when a session is presented).
+   */
+  async deleteEndedSessions(now: Date, idleSeconds: number): Promise<number> {
     const result: [unknown[], number] = await this.dataSource.query(
-      'DELETE FROM sessions WHERE expires_at <= $1',
-      [now],
+      `DELETE FROM sessions
+       WHERE expires_at <= $1 OR last_seen_at <= $1::timestamptz - make_interval(secs => $2)`,
+      [now, idleSeconds],
+    );
+    return result[1];
+  }
+
+  /**
+   * Removes the login throttles that no longer hold anything back (housekeeping): no wait in force,
+   * and their count older than `windowSeconds`, so the next attempt would start afresh anyway
+   * (reservePasswordAttempt's rule).
+   */
+  async deleteStaleLoginThrottles(now: Date, windowSeconds: number): Promise<number> {
+    const result: [unknown[], number] = await this.dataSource.query(
+      `DELETE FROM login_throttles
+       WHERE updated_at <= $1::timestamptz - make_interval(secs => $2)
+         AND (blocked_until IS NULL OR blocked_until <= $1)`,
+      [now, windowSeconds],
     );
     return result[1];
   }

@@ -4,6 +4,7 @@ import { AccessService } from './access.service';
 import { AuthController } from './auth.controller';
 import { LoginRepository } from './login.repository';
 import { LoginService } from './login.service';
+import { SessionHousekeepingService } from './session-housekeeping.service';
 import { RealmsModule } from '../realms/realms.module';
 import { TfaController } from './tfa/tfa.controller';
 import { TfaRepository } from './tfa/tfa.repository';
@@ -20,6 +21,7 @@ import { WebauthnService } from './tfa/webauthn.service';
     AccessService,
     LoginService,
     LoginRepository,
+    SessionHousekeepingService,
     TfaService,
     TfaRepository,
     WebauthnService,
