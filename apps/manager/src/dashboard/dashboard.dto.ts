@@ -25,6 +25,11 @@ export const vmCountsSchema = z
 export const alertSeveritySchema = z.enum(['critical', 'warning']);
 export type AlertSeverity = z.infer<typeof alertSeveritySchema>;
 
+const alertSince = z.iso
+  .datetime()
+  .nullable()
+  .meta({ description: 'When the condition began (an outage), null where not known or not kept' });
+
 export const usageSampleSchema = z
   .object({
     at: z.iso.datetime(),
@@ -55,7 +60,9 @@ export const dashboardRemoteSchema = z
     history: z
       .array(usageSampleSchema)
       .meta({ description: 'One sample per successful refresh, the last 60, oldest first' }),
-    alerts: z.array(z.object({ severity: alertSeveritySchema, message: z.string() })),
+    alerts: z.array(
+      z.object({ severity: alertSeveritySchema, message: z.string(), since: alertSince }),
+    ),
     tasksRunning: count.meta({
       description: 'Queued and running tasks on this remote that the caller may see',
     }),
@@ -67,7 +74,12 @@ export const dashboardRemoteSchema = z
 export type DashboardRemote = z.infer<typeof dashboardRemoteSchema>;
 
 export const dashboardAlertSchema = z
-  .object({ remote: z.string(), severity: alertSeveritySchema, message: z.string() })
+  .object({
+    remote: z.string(),
+    severity: alertSeveritySchema,
+    message: z.string(),
+    since: alertSince,
+  })
   .meta({ id: 'DashboardAlert' });
 export type DashboardAlert = z.infer<typeof dashboardAlertSchema>;
 

@@ -122,8 +122,8 @@ describe('remoteAlerts', () => {
     expect(remoteAlerts(down)).toEqual([
       {
         severity: 'critical',
-        message:
-          'unreachable since 2026-05-01T11:50:00.000Z: a:9443 is unreachable: connection refused',
+        message: 'unreachable: a:9443 is unreachable: connection refused',
+        since: '2026-05-01T11:50:00.000Z',
       },
     ]);
   });
@@ -162,21 +162,24 @@ describe('remoteAlerts', () => {
       {
         severity: 'critical',
         message:
-          "node node-1 down (gone from the cluster's registry: stopped, or its lease expired) since 2026-05-01T11:58:00.000Z; 5 VMs unknown",
+          "node node-1 down (gone from the cluster's registry: stopped, or its lease expired); 5 VMs unknown",
+        since: '2026-05-01T11:58:00.000Z',
       },
       {
         severity: 'critical',
         message:
-          'node node-2 unreachable (its agent does not answer) since 2026-05-01T11:59:00.000Z: connection refused; 1 VM unknown',
+          'node node-2 unreachable (its agent does not answer): connection refused; 1 VM unknown',
+        since: '2026-05-01T11:59:00.000Z',
       },
-      { severity: 'critical', message: '1 node failed: node-5' },
-      { severity: 'warning', message: '1 node degraded: node-4' },
+      { severity: 'critical', message: '1 node failed: node-5', since: null },
+      { severity: 'warning', message: '1 node degraded: node-4', since: null },
       {
         severity: 'warning',
         message: 'the VMs of 1 node could not be listed: node-3 (deadline exceeded)',
+        since: null,
       },
-      { severity: 'warning', message: '1 VM crashed' },
-      { severity: 'warning', message: 'memory 93% used' },
+      { severity: 'warning', message: '1 VM crashed', since: null },
+      { severity: 'warning', message: 'memory 93% used', since: null },
     ]);
     expect(remoteAlerts(overview('a', { nodes: { memoryUsedBytes: 0.9 * 96 * GiB } }))).toEqual([]);
   });
@@ -283,15 +286,17 @@ describe('DashboardService', () => {
       {
         remote: 'charlie',
         severity: 'critical',
-        message: 'unreachable since 2026-05-01T11:00:00.000Z: down',
+        message: 'unreachable: down',
+        since: '2026-05-01T11:00:00.000Z',
       },
       {
         remote: 'delta',
         severity: 'critical',
         message:
-          "node d1 down (gone from the cluster's registry: stopped, or its lease expired) since 2026-05-01T11:30:00.000Z; 0 VMs unknown",
+          "node d1 down (gone from the cluster's registry: stopped, or its lease expired); 0 VMs unknown",
+        since: '2026-05-01T11:30:00.000Z',
       },
-      { remote: 'bravo', severity: 'warning', message: '1 VM crashed' },
+      { remote: 'bravo', severity: 'warning', message: '1 VM crashed', since: null },
     ]);
   });
 

@@ -20,7 +20,8 @@ export const RUNNING_TASKS_SHOWN = 20;
 /** Memory use above this share of a remote's alive nodes raises a warning. */
 export const MEMORY_WARNING = 0.9;
 
-type Alert = { severity: AlertSeverity; message: string };
+/** `since`: when the condition began, where it is known (the page formats it for its reader). */
+type Alert = { severity: AlertSeverity; message: string; since: string | null };
 
 /**
  * The NOC overview: every remote the caller may see with its figures, recent use and alerts, the
@@ -60,7 +61,8 @@ export function remoteAlerts(overview: RemoteOverview): Alert[] {
     return [
       {
         severity: 'critical',
-        message: `unreachable since ${status.since ?? 'an unknown time'}: ${status.error?.message ?? 'no answer'}`,
+        message: `unreachable: ${status.error?.message ?? 'no answer'}`,
+        since: status.since,
       },
     ];
   }
@@ -78,19 +80,22 @@ export function remoteAlerts(overview: RemoteOverview): Alert[] {
         : '';
     alerts.push({
       severity: 'critical',
-      message: `node ${outage.name} ${what} since ${outage.since ?? 'an unknown time'}${reason}; ${plural(outage.unknownVms, 'VM')} unknown`,
+      message: `node ${outage.name} ${what}${reason}; ${plural(outage.unknownVms, 'VM')} unknown`,
+      since: outage.since,
     });
   }
   if (nodes.failedNames.length > 0) {
     alerts.push({
       severity: 'critical',
       message: `${plural(nodes.failedNames.length, 'node')} failed: ${nodes.failedNames.join(', ')}`,
+      since: null,
     });
   }
   if (nodes.degradedNames.length > 0) {
     alerts.push({
       severity: 'warning',
       message: `${plural(nodes.degradedNames.length, 'node')} degraded: ${nodes.degradedNames.join(', ')}`,
+      since: null,
     });
   }
   const down = new Set(nodes.outages.map((outage) => outage.id));
@@ -100,10 +105,15 @@ export function remoteAlerts(overview: RemoteOverview): Alert[] {
     alerts.push({
       severity: 'warning',
       message: `the VMs of ${plural(unlisted.length, 'node')} could not be listed: ${reasons}`,
+      since: null,
     });
   }
   if (vms.crashed > 0)
-    alerts.push({ severity: 'warning', message: `${plural(vms.crashed, 'VM')} crashed` });
+    alerts.push({
+      severity: 'warning',
+      message: `${plural(vms.crashed, 'VM')} crashed`,
+      since: null,
+    });
   if (
     nodes.memoryTotalBytes > 0 &&
     nodes.memoryUsedBytes / nodes.memoryTotalBytes > MEMORY_WARNING
@@ -111,6 +121,7 @@ export function remoteAlerts(overview: RemoteOverview): Alert[] {
     alerts.push({
       severity: 'warning',
       message: `memory ${Math.round((nodes.memoryUsedBytes / nodes.memoryTotalBytes) * 100)}% used`,
+      since: null,
     });
   }
   return alerts;

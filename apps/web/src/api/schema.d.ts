@@ -2121,6 +2121,11 @@ export interface components {
             remote: string;
             /** @enum {string} */
             severity: "critical" | "warning";
+            /**
+             * Format: date-time
+             * @description When the condition began (an outage), null where not known or not kept
+             */
+            since: string | null;
         };
         DashboardNodeCounts_Output: {
             /** @description Nodes whose lease is alive, whatever their health */
@@ -2135,6 +2140,11 @@ export interface components {
                 message: string;
                 /** @enum {string} */
                 severity: "critical" | "warning";
+                /**
+                 * Format: date-time
+                 * @description When the condition began (an outage), null where not known or not kept
+                 */
+                since: string | null;
             }[];
             /** @description Cores of the alive nodes and the share in use */
             cpu: {
@@ -2156,7 +2166,7 @@ export interface components {
             };
             nodes: components["schemas"]["DashboardNodeCounts_Output"];
             /** @description The privileges the caller holds on /remotes/{remote} */
-            privileges: ("system.audit" | "system.modify" | "remote.audit" | "remote.modify" | "vm.audit" | "vm.power" | "vm.console" | "vm.migrate" | "vm.snapshot" | "vm.replicate" | "vm.failover" | "task.audit" | "task.cancel" | "access.audit" | "access.modify" | "audit.read")[];
+            privileges: ("system.audit" | "system.modify" | "remote.audit" | "remote.modify" | "vm.audit" | "vm.power" | "vm.console" | "vm.migrate" | "vm.snapshot" | "vm.replicate" | "vm.failover" | "vm.ha" | "node.maintenance" | "task.audit" | "task.cancel" | "access.audit" | "access.modify" | "audit.read")[];
             remote: string;
             /**
              * Format: date-time
@@ -2853,7 +2863,7 @@ export interface components {
                 total: number;
             };
             /** @description The privileges the caller holds on /remotes/{remote} */
-            privileges: ("system.audit" | "system.modify" | "remote.audit" | "remote.modify" | "vm.audit" | "vm.power" | "vm.console" | "vm.migrate" | "vm.snapshot" | "vm.replicate" | "vm.failover" | "task.audit" | "task.cancel" | "access.audit" | "access.modify" | "audit.read")[];
+            privileges: ("system.audit" | "system.modify" | "remote.audit" | "remote.modify" | "vm.audit" | "vm.power" | "vm.console" | "vm.migrate" | "vm.snapshot" | "vm.replicate" | "vm.failover" | "vm.ha" | "node.maintenance" | "task.audit" | "task.cancel" | "access.audit" | "access.modify" | "audit.read")[];
             remote: string;
             /**
              * Format: date-time
@@ -3568,7 +3578,7 @@ export interface components {
             nics: components["schemas"]["VmNic_Output"][];
             node: string;
             /** @description The privileges the caller holds on the VM's ACL path */
-            privileges: ("system.audit" | "system.modify" | "remote.audit" | "remote.modify" | "vm.audit" | "vm.power" | "vm.console" | "vm.migrate" | "vm.snapshot" | "vm.replicate" | "vm.failover" | "task.audit" | "task.cancel" | "access.audit" | "access.modify" | "audit.read")[];
+            privileges: ("system.audit" | "system.modify" | "remote.audit" | "remote.modify" | "vm.audit" | "vm.power" | "vm.console" | "vm.migrate" | "vm.snapshot" | "vm.replicate" | "vm.failover" | "vm.ha" | "node.maintenance" | "task.audit" | "task.cancel" | "access.audit" | "access.modify" | "audit.read")[];
             remote: string;
             /** @description True when the remote or node does not answer now and this is the last known state */
             stale: boolean;

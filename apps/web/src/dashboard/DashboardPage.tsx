@@ -161,13 +161,18 @@ function Alerts({ alerts }: { alerts: Dashboard['alerts'] }) {
                 <span aria-hidden="true">{alert.severity === 'critical' ? '✖' : '▲'}</span>{' '}
                 {alert.severity === 'critical' ? 'Critical' : 'Warning'}
               </span>{' '}
-              <a href={resourcesOf(alert.remote)}>{alert.remote}</a>: {alert.message}
+              <a href={resourcesOf(alert.remote)}>{alert.remote}</a>: {alertText(alert)}
             </li>
           ))}
         </ul>
       )}
     </section>
   );
+}
+
+/** An alert as people read it: its message and, where known, since when (in the reader's time). */
+function alertText(alert: { message: string; since: string | null }): string {
+  return alert.since ? `${alert.message} — since ${formatTime(alert.since)}` : alert.message;
 }
 
 function RunningTasks({ tasks, total }: { tasks: readonly DashboardTask[]; total: number }) {
@@ -294,10 +299,10 @@ function RemoteRow({
         ) : (
           <div
             className={`cell-note alert-${firstAlert.severity}`}
-            title={remote.alerts.map((a) => a.message).join('\n')}
+            title={remote.alerts.map(alertText).join('\n')}
           >
             {remote.alerts.length > 1 && <strong>{remote.alerts.length}: </strong>}
-            {firstAlert.message}
+            {alertText(firstAlert)}
           </div>
         )}
       </td>
