@@ -27,7 +27,6 @@ import { ValidationPipe } from './common/validation.pipe';
 import { MANAGER_CONFIG, type ManagerConfig } from './config/manager-config';
 import { DashboardModule } from './dashboard/dashboard.module';
 import { HaModule } from './ha/ha.module';
-import { HaModule } from './ha/ha.module';
 import { dataSourceOptions } from './database/data-source-options';
 import { HealthModule } from './health/health.module';
 import { MetricsModule } from './health/metrics.module';
@@ -112,7 +111,6 @@ export class AppModule {
         MigrationModule,
         ReplicationModule,
         SnapshotsModule,
-        HaModule,
         HaModule,
         HealthModule,
         OpenApiModule,
