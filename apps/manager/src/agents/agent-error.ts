@@ -26,12 +26,25 @@ export class AgentError extends DomainError {
   }
 }
 
+/**
+ * gRPC's words without its load balancer's wrapping: "No connection established. Last error: X.
+ * Resolution note: " (an empty note) becomes X. Whitespace folded, at most 300 characters.
+ */
+export function readableDetails(details: string): string {
+  const folded = details.replace(/\s+/g, ' ').trim();
+  const wrapped = /^No connection established\. Last error: (.*?)\.? Resolution note: ?(.*)$/.exec(
+    folded,
+  );
+  const text = wrapped ? (wrapped[2] ? `${wrapped[1]} (${wrapped[2]})` : wrapped[1]) : folded;
+  return text.slice(0, 300);
+}
+
 export function translateGrpcError(
   error: ServiceError,
   endpoint: string,
   timeoutMs: number,
 ): AgentError {
-  const details = (error.details || error.message || '').replace(/\s+/g, ' ').slice(0, 300);
+  const details = readableDetails(error.details || error.message || '');
   switch (error.code) {
     case GrpcStatus.UNAVAILABLE:
       if (TLS_FAILURE.test(details)) {
