@@ -716,6 +716,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/ha": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Overview (ha) */
+        get: operations["HaController_overview"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/manager/identity": {
         parameters: {
             query?: never;
@@ -841,6 +858,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/remotes/{remote}/ha": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Remote (ha) */
+        get: operations["HaController_remote"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/remotes/{remote}/nodes": {
         parameters: {
             query?: never;
@@ -887,6 +921,24 @@ export interface paths {
         /** Decommission node (resources) */
         post: operations["ResourcesController_decommissionNode"];
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/remotes/{remote}/nodes/{node}/maintenance": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Enter maintenance (ha) */
+        post: operations["HaController_enterMaintenance"];
+        /** Exit maintenance (ha) */
+        delete: operations["HaController_exitMaintenance"];
         options?: never;
         head?: never;
         patch?: never;
@@ -941,6 +993,25 @@ export interface paths {
          */
         post: operations["ConsoleController_issue"];
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/remotes/{remote}/vms/{vmid}/ha": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Vm (ha) */
+        get: operations["HaController_vm"];
+        /** Set policy (ha) */
+        put: operations["HaController_setPolicy"];
+        post?: never;
+        /** Remove policy (ha) */
+        delete: operations["HaController_removePolicy"];
         options?: never;
         head?: never;
         patch?: never;
@@ -2349,6 +2420,161 @@ export interface components {
             /** @description The locally managed members (replaces them); members a realm manages stay */
             users: string[];
         };
+        HaNodeCounts_Output: {
+            draining: number;
+            "fence-failed": number;
+            fenced: number;
+            fencing: number;
+            maintenance: number;
+            online: number;
+            rejoining: number;
+            suspect: number;
+            unknown: number;
+        };
+        HaNodeView_Output: {
+            /** @description The node's lease in etcd is alive */
+            alive: boolean;
+            /** @description This node is the HA coordinator */
+            coordinator: boolean;
+            /** @description The node's fence record, when it has one */
+            fence: {
+                at: string;
+                blocklisted: string[];
+                epoch: string;
+                locksBroken: string[];
+                reason: string;
+                /** @description fencing, fenced, unconfirmed or released */
+                state: string;
+            } | null;
+            health: {
+                degradedBelow: number;
+                evaluatedAt: string;
+                failedBelow: number;
+                probes: components["schemas"]["HaProbe_Output"][];
+                /** @description 0 … 100; 100 is fully healthy */
+                score: number;
+                /** @description healthy, degraded or failed */
+                state: string;
+            } | null;
+            node: string;
+            reason: string;
+            /** @enum {string} */
+            state: "online" | "draining" | "maintenance" | "suspect" | "fencing" | "fenced" | "fence-failed" | "rejoining" | "unknown";
+        };
+        HaOverview_Output: {
+            /** @description Every remote the caller may see (remote.audit), from the manager's last HA read */
+            remotes: components["schemas"]["HaRemoteSummary_Output"][];
+        };
+        HaPolicy: {
+            /**
+             * @description false keeps the policy but recovers nothing
+             * @default true
+             */
+            enabled: boolean;
+            /**
+             * @description Recoveries onto another node per hour; beyond, the VM is left in 'error'
+             * @default 1
+             */
+            maxRelocations: number;
+            /**
+             * @description Restarts in place per hour of a VM that crashed on a live node
+             * @default 1
+             */
+            maxRestarts: number;
+            /**
+             * @description Only nodes of this group (the agents' ha.groups); empty: any node
+             * @default
+             */
+            nodeGroup: "" | string;
+            /**
+             * @description When no node fits: wait (keep trying, shown as recovering) or stop (give up, shown as 'error')
+             * @default wait
+             * @enum {string}
+             */
+            onNoNode: "wait" | "stop";
+            /**
+             * @description Nodes tried first, in order
+             * @default []
+             */
+            preferredNodes: string[];
+            /**
+             * @description Higher first when VMs are recovered or drained
+             * @default 100
+             */
+            priority: number;
+        };
+        HaPolicyView_Output: {
+            enabled: boolean;
+            maxRelocations: number;
+            maxRestarts: number;
+            nodeGroup: string;
+            onNoNode: string;
+            preferredNodes: string[];
+            priority: number;
+        };
+        HaProbe_Output: {
+            latencyMs: number;
+            /** @description hypervisor, ceph, network or etcd */
+            name: string;
+            /** @description Points this probe takes off the score */
+            penalty: number;
+            reason: string;
+            /** @description ok, warn or fail */
+            result: string;
+        };
+        HaRemoteSummary_Output: {
+            /** @description What needs attention: fenced nodes, VMs in error, no coordinator */
+            alerts: {
+                message: string;
+                /** @enum {string} */
+                severity: "critical" | "warning";
+            }[];
+            coordinator: string | null;
+            error: {
+                code: string;
+                message: string;
+            } | null;
+            fencingEpoch: string | null;
+            nodes: components["schemas"]["HaNodeCounts_Output"];
+            /** Format: date-time */
+            readAt: string | null;
+            remote: string;
+            /**
+             * @description The last HA read: pending (not read yet), ok, unreachable (no agent answered), unavailable (the agents answered without HA: the agent version or the credential's ha:status:read)
+             * @enum {string}
+             */
+            status: "pending" | "ok" | "unreachable" | "unavailable";
+            vms: components["schemas"]["HaVmCounts_Output"];
+        };
+        /** @description HA VMs by state (all of the remote: the counts hold no names) */
+        HaVmCounts_Output: {
+            disabled: number;
+            error: number;
+            fenced: number;
+            protected: number;
+            recovering: number;
+            stopped: number;
+            unknown: number;
+        };
+        HaVmView_Output: {
+            /** @description The cluster's own word: protected, recovering, pending (no node fits yet), error, disabled, stopped */
+            clusterState: string;
+            /** @description The coordinator's fencing epoch of the last change */
+            epoch: string;
+            name: string;
+            /** @description Where the VM runs, or ran while it is recovered */
+            node: string;
+            policy: components["schemas"]["HaPolicyView_Output"];
+            reason: string;
+            /** @description Recoveries elsewhere within the last hour */
+            relocations: number;
+            /** @description Restarts in place within the last hour */
+            restarts: number;
+            /** @enum {string} */
+            state: "protected" | "recovering" | "fenced" | "error" | "disabled" | "stopped" | "unknown";
+            updatedAt: string;
+            vm: string;
+        };
         LoginBodyDto: {
             /** Format: password */
             password: string;
@@ -2820,6 +3046,20 @@ export interface components {
                 }[];
                 id: string;
             }[];
+        };
+        RemoteHa_Output: {
+            /** @description The node holding the coordinator lease; null when none is elected */
+            coordinator: string | null;
+            /** @description The coordinator's fencing epoch: every HA action carries it */
+            fencingEpoch: string;
+            nodes: components["schemas"]["HaNodeView_Output"][];
+            /** @description The privileges the caller holds on /remotes/{remote} (node.maintenance …) */
+            privileges: ("system.audit" | "system.modify" | "remote.audit" | "remote.modify" | "vm.audit" | "vm.power" | "vm.console" | "vm.migrate" | "vm.snapshot" | "vm.replicate" | "vm.failover" | "vm.ha" | "node.maintenance" | "task.audit" | "task.cancel" | "access.audit" | "access.modify" | "audit.read")[];
+            /** Format: date-time */
+            readAt: string;
+            remote: string;
+            /** @description The HA VMs the caller may see (vm.audit) */
+            vms: components["schemas"]["HaVmView_Output"][];
         };
         RemoteListDto_Output: {
             items: {
@@ -3599,6 +3839,20 @@ export interface components {
             /** @description The storage pool (Ceph RBD pool) holding the image */
             pool: string;
             sizeBytes: number;
+        };
+        VmHa_Output: {
+            coordinator: string | null;
+            fencingEpoch: string;
+            /** @description Its HA state; null when not under HA */
+            ha: components["schemas"]["HaVmView_Output"] | null;
+            /** @description The HA state of the node the VM runs on (or ran on) */
+            node: components["schemas"]["HaNodeView_Output"] | null;
+            /** @description The VM is under HA (it has a policy) */
+            protected: boolean;
+            /** Format: date-time */
+            readAt: string;
+            remote: string;
+            vm: string;
         };
         VmNic_Output: {
             /** @description The host bridge the NIC is plugged into */
@@ -6287,6 +6541,47 @@ export interface operations {
             };
         };
     };
+    HaController_overview: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Every remote's HA summary (coordinator, nodes and VMs by HA state, alerts) from the last HA poll */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HaOverview_Output"];
+                };
+            };
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs remote.audit on /remotes (or below it) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
     IdentityController_get: {
         parameters: {
             query?: never;
@@ -6847,6 +7142,49 @@ export interface operations {
             };
         };
     };
+    HaController_remote: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                remote: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The remote's HA state read now: coordinator and fencing epoch, every node's HA state, health score and fence, the HA VMs */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RemoteHa_Output"];
+                };
+            };
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs remote.audit on /remotes/{remote} */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
     ResourcesController_nodes: {
         parameters: {
             query?: never;
@@ -6965,6 +7303,94 @@ export interface operations {
                 content?: never;
             };
             /** @description Needs remote.modify on /remotes/{remote} */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    HaController_enterMaintenance: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                node: string;
+                remote: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Accepted: the node drains (its VMs are live-migrated away); follow the ha.drain task at /api/v1/tasks/{taskId} */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TaskAcceptedDto_Output"];
+                };
+            };
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs node.maintenance on /remotes/{remote} */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    HaController_exitMaintenance: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                node: string;
+                remote: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The node is back in service: its HA state now */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HaNodeView_Output"];
+                };
+            };
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs node.maintenance on /remotes/{remote} */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7095,6 +7521,140 @@ export interface operations {
                 content?: never;
             };
             /** @description Needs vm.console on /remotes/{remote}/vms/{vmid} */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    HaController_vm: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                remote: string;
+                vmid: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The VM's HA state and policy read now, and its node's HA state */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VmHa_Output"];
+                };
+            };
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs vm.audit on /remotes/{remote}/vms/{vmid} */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    HaController_setPolicy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                remote: string;
+                vmid: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["HaPolicy"];
+            };
+        };
+        responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The VM is under HA with this policy (kept in the cluster): its HA state now */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VmHa_Output"];
+                };
+            };
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs vm.ha on /remotes/{remote}/vms/{vmid} */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    HaController_removePolicy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                remote: string;
+                vmid: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Done; no content */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs vm.ha on /remotes/{remote}/vms/{vmid} */
             403: {
                 headers: {
                     [name: string]: unknown;
