@@ -48,6 +48,7 @@ describe('loadConfig', () => {
       DEBVISOR_SNAPSHOT_QUOTA_PER_VM: '20',
       DEBVISOR_SNAPSHOT_SCHEDULE_TICK_SECONDS: '30',
       DEBVISOR_MIGRATION_RECOVERY_WAIT_SECONDS: '45',
+      DEBVISOR_MIGRATION_LINK_CAP_BYTES: '125000000',
       DEBVISOR_HTTP_LISTEN: '127.0.0.1:8080',
       DEBVISOR_EXTRA_CA_FILE: '/etc/debvisor/private-ca.pem',
       DEBVISOR_CERTIFICATE_CHECK_SECONDS: '600',
@@ -83,6 +84,7 @@ describe('loadConfig', () => {
       },
       snapshots: { quotaPerVm: 20, scheduleTickSeconds: 30 },
       migrationRecoveryWaitSeconds: 45,
+      migrationLinkCapBytes: 125_000_000,
       certificates: {
         httpListen: { host: '127.0.0.1', port: 8080 },
         extraCaFile: '/etc/debvisor/private-ca.pem',

@@ -37,6 +37,11 @@ export interface ManagerConfig {
    * for both ends (source and target remotes) to answer before it decides the migration's outcome.
    */
   readonly migrationRecoveryWaitSeconds: number;
+  /**
+   * The most bytes per second all migrations between two remotes (a datacenter link) may use
+   * together; 0: no cap. Each migration's own bandwidth limit stays below its share.
+   */
+  readonly migrationLinkCapBytes: number;
   readonly console: ConsoleConfig;
   readonly certificates: CertificatesConfig;
 }
@@ -186,6 +191,7 @@ const envSchema = z.object({
   DEBVISOR_SNAPSHOT_QUOTA_PER_VM: integer(1, 10_000).default(100),
   DEBVISOR_SNAPSHOT_SCHEDULE_TICK_SECONDS: integer(1, 3600).default(60),
   DEBVISOR_MIGRATION_RECOVERY_WAIT_SECONDS: integer(0, 3600).default(120),
+  DEBVISOR_MIGRATION_LINK_CAP_BYTES: integer(0, Number.MAX_SAFE_INTEGER).default(0),
   DEBVISOR_CONSOLE_ALLOW_API_TOKENS: z
     .enum(['true', 'false'], { error: 'expected true or false' })
     .default('false'),
@@ -268,6 +274,7 @@ export function loadConfig(env: Env = process.env): ManagerConfig {
       scheduleTickSeconds: e.DEBVISOR_SNAPSHOT_SCHEDULE_TICK_SECONDS,
     }),
     migrationRecoveryWaitSeconds: e.DEBVISOR_MIGRATION_RECOVERY_WAIT_SECONDS,
+    migrationLinkCapBytes: e.DEBVISOR_MIGRATION_LINK_CAP_BYTES,
     console: Object.freeze({ allowApiTokens: e.DEBVISOR_CONSOLE_ALLOW_API_TOKENS === 'true' }),
     certificates: Object.freeze({
       httpListen:

@@ -74,6 +74,8 @@ export interface Whereabouts {
  */
 export class InFlightMigration {
   private readonly abort = new AbortController();
+  /** Aborted by a cancel request or a shutdown: waits before the transfer end at once. */
+  private readonly stop = new AbortController();
   private currentPhase: MigrationPhase;
   /** Who asked to cancel (null: nobody). */
   private cancelledBy: string | null = null;
@@ -122,6 +124,11 @@ export class InFlightMigration {
     return this.abort.signal;
   }
 
+  /** Aborts at a cancel request or a shutdown (a wait before the transfer then ends at once). */
+  get stopSignal(): AbortSignal {
+    return this.stop.signal;
+  }
+
   journal(phase: MigrationPhase, message: string): Promise<void> {
     return this.context.log(journalLine(phase, message));
   }
@@ -149,6 +156,7 @@ export class InFlightMigration {
   /** At shutdown: let go (the task stays running; the next start settles it). */
   suspend(): void {
     this.abort.abort();
+    this.stop.abort();
   }
 
   /**
@@ -164,6 +172,7 @@ export class InFlightMigration {
       );
     if (this.cancelledBy !== null) return;
     this.cancelledBy = by;
+    if (this.currentPhase !== 'transfer') this.stop.abort();
     await this.journal(this.currentPhase, `cancel requested by ${by}`);
     if (this.currentPhase === 'transfer') await this.askSourceToCancel(true);
   }

@@ -20,6 +20,7 @@ import type { MigrationFigures, MigrationOptions } from './migration-details.dto
 import type { MigrationPhase } from './migration-journal';
 import { MigrationPreflightService } from './migration-preflight.service';
 import { InFlightMigrations } from './in-flight-migrations.service';
+import { MigrationLinks } from './migration-links.service';
 import { MigrationRunnerService } from './migration-runner.service';
 import { MigrationEvents } from './migration-events';
 import type { MigrationTimerRepository } from './migration-timer.repository';
@@ -207,7 +208,7 @@ export interface AgentScript {
 export function runnerSetup(
   script: AgentScript,
   record: VmMigrationEntity = migrationRecord(),
-  options: { movedGrants?: number; grantMoveFailures?: number } = {},
+  options: { movedGrants?: number; grantMoveFailures?: number; linkCapBytes?: number } = {},
 ) {
   let grantMoveFailures = options.grantMoveFailures ?? 0;
   const phases: { phase: MigrationPhase; facts: Record<string, unknown> }[] = [];
@@ -261,6 +262,7 @@ export function runnerSetup(
     inFlight,
     new MigrationPreflightService(agents),
     agents,
+    new MigrationLinks({ migrationLinkCapBytes: options.linkCapBytes ?? 0 }),
   );
   const task = {
     id: TASK_ID,

@@ -506,6 +506,59 @@ describe('MigrationRunnerService: across remotes', () => {
   });
 });
 
+describe('MigrationRunnerService: the per-link bandwidth cap', () => {
+  /** Agents of dc-east and dc-west answering a move of the VM across, its stream ending `completed`. */
+  function acrossRemotes(migrated: MigrateVmRequest[]) {
+    const stream = new FakeStream();
+    stream.push(progress('completed'));
+    stream.end();
+    return {
+      getVm: async () => vmOn('node-1'),
+      prepareMigration: async (_c: AgentConnection, request: PrepareMigrationRequest) =>
+        request.role === 'source'
+          ? answer({ vmState: vmOn('node-1') })
+          : answer({ endpoint: 'west-1:9443', cookie: COOKIE, nodeId: 'node-2' }),
+      migrateVm: (_c: AgentConnection, request: MigrateVmRequest) => (
+        migrated.push(request),
+        stream
+      ),
+    };
+  }
+  const across = (limit: number) =>
+    migrationRecord({
+      targetRemote: 'dc-west',
+      options: { ...migrationRecord().options, transport: 'tunnel', bandwidthLimitBytes: limit },
+    });
+
+  it('runs an unlimited migration across remotes at the link cap, and one with a lower limit at its own', async () => {
+    const migrated: MigrateVmRequest[] = [];
+    const unlimited = runnerSetup(acrossRemotes(migrated), across(0), { linkCapBytes: 50_000_000 });
+    await unlimited.runner.run(unlimited.context);
+    expect(migrated.at(-1)!.bandwidthLimitBytes).toBe('50000000');
+    expect(unlimited.log).toContain(
+      "[preflight] bandwidth: at most 50000000 bytes/s (the link's cap is 50000000 bytes/s)",
+    );
+    const lower = runnerSetup(acrossRemotes(migrated), across(20_000_000), {
+      linkCapBytes: 50_000_000,
+    });
+    await lower.runner.run(lower.context);
+    expect(migrated.at(-1)!.bandwidthLimitBytes).toBe('20000000');
+  });
+
+  it('leaves a migration within one remote at its own limit', async () => {
+    const migrated: MigrateVmRequest[] = [];
+    const stream = new FakeStream();
+    stream.push(progress('completed'));
+    stream.end();
+    const s = runnerSetup(intraCluster(stream, { migrated }), migrationRecord(), {
+      linkCapBytes: 50_000_000,
+    });
+    await s.runner.run(s.context);
+    expect(migrated[0].bandwidthLimitBytes).toBe('0');
+    expect(s.log.some((line) => line.includes('bandwidth'))).toBe(false);
+  });
+});
+
 describe('MigrationRunnerService: cancel', () => {
   it('asks the source to stop during the transfer; the task ends cancelled when the stream says so, and the target is released', async () => {
     const stream = new FakeStream();

@@ -14,6 +14,7 @@ import {
   type MigrationEnds,
   type MigrationPlan,
 } from './migration-preflight.service';
+import { MigrationLinks, type LinkLease } from './migration-links.service';
 import type { PreflightCheckView } from './migration.dto';
 import type { VmMigrationEntity } from './migration.entity';
 
@@ -33,6 +34,7 @@ export class MigrationRunnerService {
     private readonly inFlight: InFlightMigrations,
     private readonly preflight: MigrationPreflightService,
     private readonly agents: AgentClientRepository,
+    private readonly links: MigrationLinks,
   ) {}
 
   run(context: TaskContext): Promise<void> {
@@ -102,6 +104,7 @@ export class MigrationRunnerService {
       options,
     };
     let where = 'nothing was changed';
+    let lease: LinkLease | undefined;
     try {
       const ends = await migration.connect();
       await migration.journal(
@@ -119,6 +122,25 @@ export class MigrationRunnerService {
           `pre-flight failed: ${failingChecks(found.checks)}`,
         );
       migration.checkpoint();
+
+      // The link's share is taken before the target reserves anything (a wait holds nothing there).
+      lease = await this.links.lease(
+        record.sourceRemote,
+        record.targetRemote,
+        record.taskId,
+        options.bandwidthLimitBytes,
+        {
+          signal: migration.stopSignal,
+          onWait: (note) => migration.journal('preflight', note),
+        },
+      );
+      migration.checkpoint();
+      const cap = this.links.capOf(record.sourceRemote, record.targetRemote);
+      if (lease && cap !== null)
+        await migration.journal(
+          'preflight',
+          `bandwidth: at most ${lease.bytesPerSecond} bytes/s (the link's cap is ${cap} bytes/s)`,
+        );
 
       await migration.enter('prepare');
       await migration.journal(
@@ -163,7 +185,7 @@ export class MigrationRunnerService {
         mode: options.mode,
         autoConverge: options.autoConverge,
         downtimeLimitMs: options.downtimeLimitMs,
-        bandwidthLimitBytes: String(options.bandwidthLimitBytes),
+        bandwidthLimitBytes: String(lease?.bytesPerSecond ?? options.bandwidthLimitBytes),
         completionTimeoutSecondsPerGib: options.completionTimeoutSecondsPerGib,
         allowPostcopy: options.allowPostcopy,
         targetCaPem: reservation.caPem || ends.target.caCertPem,
@@ -174,6 +196,8 @@ export class MigrationRunnerService {
       await migration.transfer(request);
     } catch (error) {
       return migration.fail(error, where);
+    } finally {
+      lease?.release();
     }
   }
 

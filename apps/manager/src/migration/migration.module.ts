@@ -6,6 +6,7 @@ import { ResourcesModule } from '../resources/resources.module';
 import { TasksModule } from '../tasks/tasks.module';
 import { InFlightMigrations } from './in-flight-migrations.service';
 import { MigrationEvents } from './migration-events';
+import { MigrationLinks } from './migration-links.service';
 import { MigrationPreflightService } from './migration-preflight.service';
 import { MigrationRecoveryService } from './migration-recovery.service';
 import { MigrationRunnerService } from './migration-runner.service';
@@ -21,6 +22,7 @@ import { MigrationService } from './migration.service';
     MigrationEvents,
     MigrationService,
     InFlightMigrations,
+    MigrationLinks,
     MigrationRunnerService,
     MigrationRecoveryService,
     MigrationPreflightService,

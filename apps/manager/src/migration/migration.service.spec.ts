@@ -22,6 +22,7 @@ import type { EnqueueOptions, NewTask, TaskHandler, TasksService } from '../task
 import { MigrationPreflightService } from './migration-preflight.service';
 import type { MigrationRecoveryService } from './migration-recovery.service';
 import { InFlightMigrations, MIGRATE_PERMISSION } from './in-flight-migrations.service';
+import { MigrationLinks } from './migration-links.service';
 import { MigrationRunnerService } from './migration-runner.service';
 import { migrateBodySchema } from './migration.dto';
 import type { VmMigrationEntity } from './migration.entity';
@@ -98,6 +99,7 @@ function setup(
     inFlight,
     new MigrationPreflightService(agents),
     agents,
+    new MigrationLinks({ migrationLinkCapBytes: 0 }),
   );
   const service = new MigrationService(
     strictMock<TasksService>('TasksService', {
