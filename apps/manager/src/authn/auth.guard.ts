@@ -9,7 +9,7 @@ import { ErrorCode } from '../common/error-code';
 import { MetricsService } from '../health/metrics.service';
 import { presentedTokenId } from '../tokens/api-token';
 import { AccessPolicy } from '../authz/access-policy.service';
-import { AuthService, type PresentedCredentials } from './auth.service';
+import { CallerAuthenticator } from './strategies/caller-authenticator';
 import { CALLER_KEY } from '../authz/caller';
 import {
   PRIVILEGE_METADATA,
@@ -20,13 +20,12 @@ import {
   type RouteRequirement,
 } from '../authz/privilege.decorator';
 import { RateLimiterService } from '../authz/rate-limiter.service';
-import { CSRF_HEADER, SESSION_COOKIE, cookieValue } from '../sessions/session-secrets';
-
-const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+import { SESSION_COOKIE, cookieValue } from '../sessions/session-secrets';
 
 /**
  * Global guard: public routes pass; every other route needs an API token or a login session (with
- * the CSRF token for writes), must be within the rate limits, and needs the privilege the route
+ * the CSRF token for writes) — checked by the passport strategy that the request's credentials
+ * call for (CallerAuthenticator) — must be within the rate limits, and needs the privilege the route
  * declares. A route that declares none is refused (fail closed) — and the route walk test catches
  * it before it ships. Token authentications go to the audit log (logins are recorded at login);
  * denials and rate-limit hits are recorded by the error filter.
@@ -35,7 +34,7 @@ const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 export class AuthGuard implements CanActivate {
   constructor(
     private readonly reflector: Reflector,
-    private readonly auth: AuthService,
+    private readonly authenticator: CallerAuthenticator,
     private readonly policy: AccessPolicy,
     private readonly limits: RateLimiterService,
     private readonly metrics: MetricsService,
@@ -52,21 +51,18 @@ export class AuthGuard implements CanActivate {
     const http = context.switchToHttp();
     const request = http.getRequest<Request>();
     const origin = requestOrigin(request);
-    const csrf = request.headers[CSRF_HEADER];
-    const presented: PresentedCredentials = {
-      authorization: request.headers.authorization,
-      sessionSecret:
-        request.headers.authorization === undefined
-          ? cookieValue(request.headers.cookie, SESSION_COOKIE)
-          : undefined,
-      csrfToken: typeof csrf === 'string' ? csrf : undefined,
-      safeMethod: SAFE_METHODS.has(request.method),
-    };
-    const method = presented.authorization !== undefined ? 'token' : 'session';
+    const strategy = this.authenticator.strategyFor(request);
+    const method = strategy.method;
     let caller;
     try {
-      caller = await this.auth.authenticate(presented);
+      caller = await this.authenticator.authenticate(
+        strategy,
+        request,
+        http.getResponse<Response>(),
+      );
     } catch (error) {
+      const sessionPresented =
+        method === 'session' && cookieValue(request.headers.cookie, SESSION_COOKIE) !== undefined;
       if (error instanceof DomainError && error.code === ErrorCode.Unauthenticated) {
         this.metrics.rpc.authAttempt(method, 'failure');
         if (method === 'token') {
@@ -74,12 +70,12 @@ export class AuthGuard implements CanActivate {
             {
               outcome: 'failure',
               method: 'api_token',
-              tokenId: presentedTokenId(presented.authorization),
+              tokenId: presentedTokenId(request.headers.authorization),
               reason: error.message,
             },
             origin,
           );
-        } else if (presented.sessionSecret !== undefined) {
+        } else if (sessionPresented) {
           await this.audit.authentication(
             { outcome: 'failure', method: 'session', reason: error.message },
             origin,
@@ -87,7 +83,7 @@ export class AuthGuard implements CanActivate {
         }
         http.getResponse<Response>().setHeader('WWW-Authenticate', 'Bearer realm="debvisor"');
         // Guessing tokens or replaying dead cookies counts like failed logins from that address.
-        if (presented.authorization !== undefined || presented.sessionSecret !== undefined)
+        if (method === 'token' || sessionPresented)
           await this.limits.loginAttempt(origin.source ?? 'unknown');
       }
       throw error;
