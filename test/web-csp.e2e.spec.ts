@@ -106,6 +106,7 @@ function everyPage(): Record<UiPage, Route[]> {
     audit: [{ page: 'audit' }],
     admin: ADMIN_SECTIONS.map((section) => ({ page: 'admin', section })),
     replication: [{ page: 'replication' }],
+    ha: [{ page: 'ha' }],
     certificates: [{ page: 'certificates' }],
     account: [{ page: 'account' }],
   };

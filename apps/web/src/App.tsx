@@ -10,6 +10,7 @@ import { may } from './auth/permissions';
 import { useSignedIn, type SignedIn } from './auth/queries';
 import { TfaSetup } from './auth/TfaSetup';
 import { DashboardPage } from './dashboard/DashboardPage';
+import { HaPage } from './ha/HaPage';
 import { MigrationWizard } from './migration/MigrationWizard';
 import { ReplicationPage } from './replication/ReplicationPage';
 import { ResourcesPage } from './resources/ResourcesPage';
@@ -37,6 +38,7 @@ function sections(signedIn: SignedIn): { label: string; route: Route; pages: Rou
       pages: ['resources', 'vm', 'migrate', 'console'],
     },
     { label: 'Replication', route: { page: 'replication' }, pages: ['replication'] },
+    { label: 'HA', route: { page: 'ha' }, pages: ['ha'] },
     { label: 'Tasks', route: { page: 'tasks' }, pages: ['tasks', 'task'] },
     ...(may(signedIn, 'audit.read')
       ? [
@@ -125,6 +127,8 @@ function Content({ signedIn, route }: { signedIn: SignedIn; route: Route }) {
       return <TaskPage signedIn={signedIn} id={route.id} />;
     case 'replication':
       return <ReplicationPage signedIn={signedIn} />;
+    case 'ha':
+      return <HaPage signedIn={signedIn} />;
     case 'audit':
       return <AuditPage signedIn={signedIn} />;
     case 'admin':

@@ -22,6 +22,7 @@ describe('routes from the location hash', () => {
     ['#/tasks/5d1e', { page: 'task', id: '5d1e' }],
     ['#/audit', { page: 'audit' }],
     ['#/replication', { page: 'replication' }],
+    ['#/ha', { page: 'ha' }],
     ['#/admin', { page: 'admin', section: 'remotes' }],
     ['#/admin/acl', { page: 'admin', section: 'acl' }],
     ['#/admin/nope', { page: 'admin', section: 'remotes' }],
@@ -39,6 +40,7 @@ describe('routes from the location hash', () => {
     { page: 'task', id: 't1' },
     { page: 'admin', section: 'tokens' },
     { page: 'replication' },
+    { page: 'ha' },
     { page: 'account' },
   ])('maps the link of %j back to it', (route) => {
     expect(routeFromHash(href(route))).toEqual(route);

@@ -15,6 +15,7 @@ export type Page =
   | 'audit'
   | 'admin'
   | 'replication'
+  | 'ha'
   | 'certificates'
   | 'account';
 
@@ -40,6 +41,7 @@ export type Route =
   | { page: 'audit' }
   | { page: 'admin'; section: AdminSection }
   | { page: 'replication' }
+  | { page: 'ha' }
   | { page: 'certificates' }
   | { page: 'account' };
 
@@ -70,6 +72,8 @@ export function href(route: Route): string {
       return `#/admin/${route.section}`;
     case 'replication':
       return '#/replication';
+    case 'ha':
+      return '#/ha';
     case 'certificates':
       return '#/certificates';
     case 'account':
@@ -111,6 +115,8 @@ export function routeFromHash(hash: string): Route {
       };
     case 'replication':
       return { page: 'replication' };
+    case 'ha':
+      return { page: 'ha' };
     case 'certificates':
       return { page: 'certificates' };
     case 'account':

@@ -3,6 +3,7 @@ import { useId, useRef, useState } from 'react';
 import { ApiError } from '../api/client';
 import { may } from '../auth/permissions';
 import type { SignedIn } from '../auth/queries';
+import { HaSummary } from '../ha/HaSummary';
 import { ErrorNote } from '../ui/ErrorNote';
 import { formatBytes, formatPercent, formatTime } from '../ui/format';
 import { LastUpdated } from '../ui/LastUpdated';
@@ -487,6 +488,7 @@ export function DashboardPage({ signedIn }: { signedIn: SignedIn }) {
                 <Alerts alerts={data.alerts} />
                 <RunningTasks tasks={data.runningTasks} total={data.totals.tasksRunning} />
               </div>
+              <HaSummary />
               <Remotes remotes={data.remotes} />
             </>
           )}

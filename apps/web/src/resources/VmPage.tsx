@@ -2,6 +2,7 @@ import { useEffect, useId, useState, type ReactNode } from 'react';
 import { ApiError } from '../api/client';
 import { may } from '../auth/permissions';
 import type { SignedIn } from '../auth/queries';
+import { VmHaPanel } from '../ha/VmHaPanel';
 import { VmReplicationPanel } from '../replication/VmReplicationPanel';
 import { VmSnapshots } from '../snapshots/VmSnapshots';
 import { ActionButton } from '../ui/ActionButton';
@@ -344,6 +345,8 @@ export function VmPage({
           <DiskTable disks={detail.disks} caption="Disks" />
           <NicTable nics={detail.nics} caption="Network interfaces" />
         </section>
+
+        <VmHaPanel signedIn={signedIn} vm={detail} />
 
         <VmReplicationPanel signedIn={signedIn} vm={detail} />
 
