@@ -47,6 +47,16 @@ export const DEBIAN_PACKAGES = [
   },
   { binary: 'qemu-img', package: 'qemu-utils', for: 'disk images of the qemu driver tests' },
   {
+    binary: 'tc',
+    package: 'iproute2',
+    for: 'the emulated WAN of the migration data-path test and benchmark (ip netns, ip tuntap)',
+  },
+  {
+    binary: 'python3',
+    package: 'python3',
+    for: 'the emulated WAN wire (a user-space netem between two TUN devices; needs TUNSETIFF)',
+  },
+  {
     file: '/usr/lib/x86_64-linux-gnu/qemu/block-rbd.so',
     package: 'qemu-block-extra',
     for: "QEMU's RBD block driver (the qemu driver's VM disks on Ceph)",

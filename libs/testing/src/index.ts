@@ -17,3 +17,4 @@ export * from './qemu-vms';
 export * from './slapd';
 export * from './temp';
 export * from './tiny-guest';
+export * from './netns';
