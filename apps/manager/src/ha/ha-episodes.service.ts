@@ -337,7 +337,7 @@ export class HaEpisodesService implements OnModuleInit {
         if (episode.outcome) {
           if (!episode.outcome.ok)
             throw new DomainError(ErrorCode.RemoteError, episode.outcome.message);
-          await context.log(episode.outcome.message);
+          if (episode.outcome.message !== episode.last) await context.log(episode.outcome.message);
           return;
         }
         await changed;

@@ -161,14 +161,23 @@ export const haVmViewSchema = z
   .meta({ id: 'HaVmView' });
 export type HaVmView = z.infer<typeof haVmViewSchema>;
 
+const availability = {
+  available: z.boolean().meta({
+    description:
+      "false when the cluster's HA state could not be read (remote unreachable, agents without HA, a credential without ha:status:read): error says why",
+  }),
+  error: z.object({ code: z.string(), message: z.string() }).nullable(),
+};
+
 export const remoteHaSchema = z
   .object({
     remote: z.string(),
+    ...availability,
     coordinator: z
       .string()
       .nullable()
       .meta({ description: 'The node holding the coordinator lease; null when none is elected' }),
-    fencingEpoch: z.string().meta({
+    fencingEpoch: z.string().nullable().meta({
       description: "The coordinator's fencing epoch: every HA action carries it",
     }),
     readAt: z.iso.datetime(),
@@ -186,13 +195,14 @@ export const vmHaSchema = z
   .object({
     remote: z.string(),
     vm: z.string(),
+    ...availability,
     protected: z.boolean().meta({ description: 'The VM is under HA (it has a policy)' }),
     ha: haVmViewSchema.nullable().meta({ description: 'Its HA state; null when not under HA' }),
     node: haNodeViewSchema
       .nullable()
       .meta({ description: 'The HA state of the node the VM runs on (or ran on)' }),
     coordinator: z.string().nullable(),
-    fencingEpoch: z.string(),
+    fencingEpoch: z.string().nullable(),
     readAt: z.iso.datetime(),
   })
   .meta({ id: 'VmHa' });

@@ -82,10 +82,27 @@ export class HaService {
 
   /** The remote's HA state read now: coordinator, epoch, every node, the HA VMs the caller may see. */
   async remote(caller: Caller, remote: string): Promise<RemoteHa> {
-    const status = await this.read(caller, 'remote.audit', remotePath(remote), remote);
+    const privileges = ALL_PRIVILEGES.filter((privilege) =>
+      this.policy.holds(caller, privilege, remotePath(remote)),
+    );
+    const { status, error } = await this.read(caller, 'remote.audit', remotePath(remote), remote);
+    if (!status)
+      return {
+        remote,
+        available: false,
+        error,
+        coordinator: null,
+        fencingEpoch: null,
+        readAt: this.clock.now().toISOString(),
+        nodes: [],
+        vms: [],
+        privileges,
+      };
     const nodes = nodesById(status);
     return {
       remote,
+      available: true,
+      error: null,
       coordinator: status.coordinatorNodeId || null,
       fencingEpoch: String(status.fencingEpoch),
       readAt: this.clock.now().toISOString(),
@@ -99,15 +116,26 @@ export class HaService {
             (b.policy?.priority ?? 0) - (a.policy?.priority ?? 0) || compare(a.vmName, b.vmName),
         )
         .map((resource) => toVmView(resource, nodes.get(resource.nodeId))),
-      privileges: ALL_PRIVILEGES.filter((privilege) =>
-        this.policy.holds(caller, privilege, remotePath(remote)),
-      ),
+      privileges,
     };
   }
 
   /** One VM's HA state read now (protected: false when it has no policy), with its node's. */
   async vm(caller: Caller, remote: string, vmId: string): Promise<VmHa> {
-    const status = await this.read(caller, 'vm.audit', vmPath(remote, vmId), remote);
+    const { status, error } = await this.read(caller, 'vm.audit', vmPath(remote, vmId), remote);
+    if (!status)
+      return {
+        remote,
+        vm: vmId,
+        available: false,
+        error,
+        protected: false,
+        ha: null,
+        node: null,
+        coordinator: null,
+        fencingEpoch: null,
+        readAt: this.clock.now().toISOString(),
+      };
     return this.vmView(remote, vmId, status);
   }
 
@@ -193,6 +221,8 @@ export class HaService {
     return {
       remote,
       vm: vmId,
+      available: true,
+      error: null,
       protected: resource !== undefined,
       ha: resource ? toVmView(resource, node) : null,
       node: node ? toNodeView(node, status.coordinatorNodeId) : null,
@@ -202,18 +232,34 @@ export class HaService {
     };
   }
 
-  /** Reads the remote's HA status with the credential of the caller's right, and feeds the events. */
+  /**
+   * Reads the remote's HA status with the credential of the caller's right, and feeds the events.
+   * What stands between the manager and the cluster's HA state (the remote unreachable, agents
+   * without HA, a credential without ha:status:read) is an answer, not a failure: pages that show
+   * HA next to other things (the VM page) must load whatever the cluster's HA can say. The
+   * caller's own lack of privilege and an unknown remote stay errors.
+   */
   private async read(
     caller: Caller,
     privilege: Privilege,
     path: string,
     remote: string,
-  ): Promise<HaStatus__Output> {
-    const connection = await this.connection(caller, privilege, path, remote, HA_READ_PERMISSION);
-    const readAt = this.clock.now();
-    const status = await this.agents.getHaStatus(connection);
-    await this.poller.observe(remote, status, readAt);
-    return status;
+  ): Promise<
+    | { status: HaStatus__Output; error: null }
+    | { status: undefined; error: { code: string; message: string } }
+  > {
+    await this.remotes.get(remote);
+    const credentialId = this.policy.credentialFor(caller, privilege, path, remote);
+    try {
+      const connection = await this.remotes.connectionFor(remote, credentialId, HA_READ_PERMISSION);
+      const readAt = this.clock.now();
+      const status = await this.agents.getHaStatus(connection);
+      await this.poller.observe(remote, status, readAt);
+      return { status, error: null };
+    } catch (error) {
+      if (!(error instanceof DomainError)) throw error;
+      return { status: undefined, error: { code: error.code, message: error.message } };
+    }
   }
 
   private async connection(
