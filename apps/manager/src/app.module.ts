@@ -4,9 +4,7 @@ import { TypeOrmModule } from '@nestjs/typeorm';
 import { ZodSerializerInterceptor } from 'nestjs-zod';
 import { LoggerModule } from 'nestjs-pino';
 import type { Logger } from 'pino';
-import { AccessAdminModule } from './access/access-admin.module';
-import { SessionsModule } from './sessions/sessions.module';
-import { OidcLoginModule } from './sessions/oidc-login.module';
+import { AclModule } from './acl/acl.module';
 import { AgentsModule } from './agents/agents.module';
 import { AuditModule } from './audit/audit.module';
 import { AuditInterceptor } from './audit/audit.interceptor';
@@ -26,20 +24,27 @@ import { RandomRepository } from './common/random.repository';
 import { ValidationPipe } from './common/validation.pipe';
 import { MANAGER_CONFIG, type ManagerConfig } from './config/manager-config';
 import { DashboardModule } from './dashboard/dashboard.module';
+import { GroupsModule } from './groups/groups.module';
 import { HaModule } from './ha/ha.module';
 import { dataSourceOptions } from './database/data-source-options';
+import { UnitOfWork } from './database/unit-of-work.repository';
 import { HealthModule } from './health/health.module';
 import { MetricsModule } from './health/metrics.module';
 import { MigrationModule } from './migration/migration.module';
 import { IdentityModule } from './pki/identity.module';
 import { MANAGER_IDENTITY, type ManagerIdentity } from './pki/state-dir.repository';
 import { OpenApiModule } from './openapi/openapi.module';
+import { RemoteGroupsModule } from './remote-groups/remote-groups.module';
 import { RemotesModule } from './remotes/remotes.module';
 import { ReplicationModule } from './replication/replication.module';
 import { ResourcesModule } from './resources/resources.module';
 import { SchedulerModule } from './scheduler/scheduler.module';
+import { OidcLoginModule } from './sessions/oidc-login.module';
+import { SessionsModule } from './sessions/sessions.module';
 import { SnapshotsModule } from './snapshots/snapshots.module';
 import { TasksModule } from './tasks/tasks.module';
+import { TokensModule } from './tokens/tokens.module';
+import { UsersModule } from './users/users.module';
 import { VmsModule } from './vms/vms.module';
 
 /** What start-up prepared before Nest: configuration, state-dir identity, database, logger. */
@@ -63,6 +68,7 @@ class RuntimeModule {
       ClockRepository,
       RandomRepository,
       OperatorConsoleRepository,
+      UnitOfWork,
     ];
     return { module: RuntimeModule, providers, exports: providers };
   }
@@ -95,7 +101,11 @@ export class AppModule {
         }),
         AuthModule,
         SessionsModule,
-        AccessAdminModule,
+        UsersModule,
+        GroupsModule,
+        AclModule,
+        TokensModule,
+        RemoteGroupsModule,
         OidcLoginModule,
         AgentsModule,
         MetricsModule,

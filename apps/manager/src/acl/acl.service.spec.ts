@@ -1,12 +1,12 @@
 import { strictMock } from '@debvisor/testing/strict-mock';
 import { describe, expect, it } from 'vitest';
 import type { AuditService } from '../audit/audit.service';
-import type { AuthService } from '../authn/auth.service';
+import type { CallerCache } from '../authz/caller-cache';
 import type { ClockRepository } from '../common/clock.repository';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
 import type { RandomRepository } from '../common/random.repository';
-import type { AccessAdminRepository } from '../access/access-admin.repository';
+import type { AclRepository } from './acl.repository';
 import type { AclEntryEntity } from './acl-entry.entity';
 import { aclPathProblem, aclPathSchema, putAclSchema } from './acl.dto';
 import { AclService } from './acl.service';
@@ -14,11 +14,11 @@ import { AclService } from './acl.service';
 const NOW = new Date('2026-05-01T12:00:00Z');
 const VM = '3f1d2c4b-5a6e-4f70-8a9b-0c1d2e3f4a5b';
 
-function setup(repository: Parameters<typeof strictMock<AccessAdminRepository>>[1] = {}) {
+function setup(repository: Parameters<typeof strictMock<AclRepository>>[1] = {}) {
   const invalidations: number[] = [];
   const service = new AclService(
-    strictMock<AccessAdminRepository>('AccessAdminRepository', repository),
-    strictMock<AuthService>('AuthService', { invalidate: () => void invalidations.push(1) }),
+    strictMock<AclRepository>('AclRepository', repository),
+    strictMock<CallerCache>('CallerCache', { invalidate: () => void invalidations.push(1) }),
     strictMock<AuditService>('AuditService', { note: () => undefined }),
     strictMock<ClockRepository>('ClockRepository', { now: () => NOW }),
     strictMock<RandomRepository>('RandomRepository', {

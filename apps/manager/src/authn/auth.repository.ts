@@ -1,15 +1,15 @@
 import { Injectable } from '@nestjs/common';
-import { InjectDataSource } from '@nestjs/typeorm';
-import { DataSource, In } from 'typeorm';
+import { In } from 'typeorm';
 import { AclEntryEntity, type PrincipalType } from '../acl/acl-entry.entity';
 import { ApiTokenEntity } from '../tokens/api-token.entity';
 import { GroupEntity } from '../groups/group.entity';
 import { RealmEntity } from '../realms/realm.entity';
 import { SessionEntity } from '../sessions/session.entity';
 import { UserEntity } from '../users/user.entity';
-import { VmOwnershipEntity } from '../acl/vm-ownership.entity';
+import { VmOwnershipEntity } from '../groups/vm-ownership.entity';
 import { RemoteGroupEntryEntity } from '../remote-groups/remote-group-entry.entity';
 import { SystemSettingEntity } from '../database/system-setting.entity';
+import { UnitOfWork } from '../database/unit-of-work.repository';
 
 const BOOTSTRAP_SETTING = 'auth.bootstrap';
 
@@ -23,39 +23,31 @@ export interface MembershipRow {
 /** What authentication and authorization read from PostgreSQL: tokens, sessions, users, groups, ACL entries. */
 @Injectable()
 export class AuthRepository {
-  constructor(@InjectDataSource() private readonly dataSource: DataSource) {}
+  constructor(private readonly db: UnitOfWork) {}
 
   findToken(id: string): Promise<ApiTokenEntity | null> {
-    return this.dataSource.getRepository(ApiTokenEntity).findOneBy({ id });
-  }
-
-  async touchToken(id: string, at: Date): Promise<void> {
-    await this.dataSource.getRepository(ApiTokenEntity).update({ id }, { lastUsedAt: at });
+    return this.db.manager.getRepository(ApiTokenEntity).findOneBy({ id });
   }
 
   findSession(id: string): Promise<SessionEntity | null> {
-    return this.dataSource.getRepository(SessionEntity).findOneBy({ id });
-  }
-
-  async touchSession(id: string, at: Date): Promise<void> {
-    await this.dataSource.getRepository(SessionEntity).update({ id }, { lastSeenAt: at });
+    return this.db.manager.getRepository(SessionEntity).findOneBy({ id });
   }
 
   findUser(id: string): Promise<UserEntity | null> {
-    return this.dataSource.getRepository(UserEntity).findOneBy({ id });
+    return this.db.manager.getRepository(UserEntity).findOneBy({ id });
   }
 
   findRealm(id: string): Promise<RealmEntity | null> {
-    return this.dataSource.getRepository(RealmEntity).findOneBy({ id });
+    return this.db.manager.getRepository(RealmEntity).findOneBy({ id });
   }
 
   findGroup(id: string): Promise<GroupEntity | null> {
-    return this.dataSource.getRepository(GroupEntity).findOneBy({ id });
+    return this.db.manager.getRepository(GroupEntity).findOneBy({ id });
   }
 
   async groupsOf(userId: string): Promise<MembershipRow[]> {
     const rows: { id: string; tenant: boolean; require_tfa: boolean }[] =
-      await this.dataSource.query(
+      await this.db.manager.query(
         'SELECT g.id, g.tenant, g.require_tfa FROM group_members m JOIN groups g ON g.id = m.group_id WHERE m.user_id = $1 ORDER BY g.id',
         [userId],
       );
@@ -79,7 +71,7 @@ export class AuthRepository {
       role: AclEntryEntity['role'];
       propagate: boolean;
       created_at: Date;
-    }[] = await this.dataSource.query(
+    }[] = await this.db.manager.query(
       `SELECT * FROM acl_entries WHERE ${clauses.join(' OR ')} ORDER BY path`,
       params,
     );
@@ -98,7 +90,7 @@ export class AuthRepository {
   async vmsOwnedBy(groups: readonly string[]): Promise<Map<string, Set<string>>> {
     const owned = new Map<string, Set<string>>(groups.map((g) => [g, new Set<string>()]));
     if (groups.length === 0) return owned;
-    const rows = await this.dataSource
+    const rows = await this.db.manager
       .getRepository(VmOwnershipEntity)
       .find({ where: { tenantGroup: In([...groups]) } });
     for (const row of rows) owned.get(row.tenantGroup)?.add(row.vmUuid);
@@ -111,7 +103,7 @@ export class AuthRepository {
       groups.map((g) => [g, new Map<string, string>()]),
     );
     if (groups.length === 0) return entries;
-    const rows = await this.dataSource
+    const rows = await this.db.manager
       .getRepository(RemoteGroupEntryEntity)
       .find({ where: { groupId: In([...groups]) } });
     for (const row of rows) entries.get(row.groupId)?.set(row.remoteId, row.credentialId);
@@ -120,32 +112,21 @@ export class AuthRepository {
 
   async isBootstrapped(): Promise<boolean> {
     return (
-      (await this.dataSource
+      (await this.db.manager
         .getRepository(SystemSettingEntity)
         .countBy({ key: BOOTSTRAP_SETTING })) > 0
     );
   }
 
   /**
-   * The first administrator, in one transaction: the user (with its password hash), its Admin entry
-   * on `/`, its bootstrap token, and the marker. Answers false (and stores nothing) when another
-   * instance bootstrapped first.
+   * Marks the manager bootstrapped (the first administrator's user and token); false when another
+   * instance did so first. The caller stores the administrator in the same unit of work.
    */
-  async saveBootstrap(
-    user: UserEntity,
-    token: ApiTokenEntity,
-    acl: AclEntryEntity,
-  ): Promise<boolean> {
-    return this.dataSource.transaction(async (tx) => {
-      const inserted: unknown[] = await tx.query(
-        'INSERT INTO system_settings (key, value, updated_at) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING RETURNING key',
-        [BOOTSTRAP_SETTING, JSON.stringify({ tokenId: token.id, user: user.id }), token.createdAt],
-      );
-      if (inserted.length === 0) return false;
-      await tx.createQueryBuilder().insert().into(UserEntity).values(user).orIgnore().execute();
-      await tx.getRepository(ApiTokenEntity).insert(token);
-      await tx.createQueryBuilder().insert().into(AclEntryEntity).values(acl).orIgnore().execute();
-      return true;
-    });
+  async markBootstrapped(user: string, tokenId: string, at: Date): Promise<boolean> {
+    const inserted: unknown[] = await this.db.manager.query(
+      'INSERT INTO system_settings (key, value, updated_at) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING RETURNING key',
+      [BOOTSTRAP_SETTING, JSON.stringify({ tokenId, user }), at],
+    );
+    return inserted.length > 0;
   }
 }

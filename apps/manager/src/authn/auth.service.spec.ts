@@ -13,8 +13,14 @@ import { loadConfig } from '../config/manager-config';
 import type { ManagerIdentity } from '../pki/state-dir.repository';
 import { hashTokenSecret } from '../tokens/api-token';
 import type { AuthRepository } from './auth.repository';
+import { CallerCache } from '../authz/caller-cache';
 import { AuthService } from './auth.service';
 import { sha256Hex } from '../sessions/session-secrets';
+import type { AclService } from '../acl/acl.service';
+import type { UnitOfWork } from '../database/unit-of-work.repository';
+import type { SessionsService } from '../sessions/sessions.service';
+import type { TokensService } from '../tokens/tokens.service';
+import type { UsersService } from '../users/users.service';
 
 const NOW = new Date('2026-05-01T12:00:00Z');
 const SECRET = 'S'.repeat(43);
@@ -108,6 +114,9 @@ function service(
     random?: Partial<RandomRepository>;
     console?: Partial<OperatorConsoleRepository>;
     passwords?: Partial<PasswordHasherRepository>;
+    users?: Partial<UsersService>;
+    tokens?: Partial<TokensService>;
+    acl?: Partial<AclService>;
   } = {},
 ) {
   return new AuthService(
@@ -118,6 +127,12 @@ function service(
     strictMock<PasswordHasherRepository>('PasswordHasherRepository', extra.passwords ?? {}),
     CONFIG,
     IDENTITY,
+    new CallerCache(),
+    strictMock<UsersService>('UsersService', extra.users ?? {}),
+    strictMock<TokensService>('TokensService', extra.tokens ?? {}),
+    strictMock<SessionsService>('SessionsService'),
+    strictMock<AclService>('AclService', extra.acl ?? {}),
+    strictMock<UnitOfWork>('UnitOfWork', { run: (work) => work() }),
   );
 }
 
@@ -186,11 +201,13 @@ describe('AuthService.authenticate with API tokens', () => {
 
   it('records the last use at most once a minute', async () => {
     const touched: Date[] = [];
-    const auth = service({
-      findToken: async () => storedToken({ lastUsedAt: new Date(NOW.getTime() - 61_000) }),
-      touchToken: async (_id: string, at: Date) => void touched.push(at),
-      ...reads(),
-    });
+    const auth = service(
+      {
+        findToken: async () => storedToken({ lastUsedAt: new Date(NOW.getTime() - 61_000) }),
+        ...reads(),
+      },
+      { tokens: { recordUse: async (_id: string, at: Date) => void touched.push(at) } },
+    );
     await auth.authenticate({ authorization: `Bearer ${TOKEN}`, safeMethod: false });
     expect(touched).toEqual([NOW]);
   });
@@ -340,16 +357,13 @@ describe('AuthService.authenticate with sessions', () => {
 describe('AuthService.bootstrap', () => {
   it('creates admin@local with a generated password and a token, Admin on /, and prints both once', async () => {
     const printed: string[] = [];
-    let saved: unknown[] | undefined;
+    const saved: unknown[] = [];
     const auth = service(
+      { isBootstrapped: async () => false, markBootstrapped: async () => true },
       {
-        isBootstrapped: async () => false,
-        saveBootstrap: async (...args) => {
-          saved = args;
-          return true;
-        },
-      },
-      {
+        users: { createUnlessPresent: async (user) => void (saved[0] = user) },
+        tokens: { createBootstrapToken: async (token) => void (saved[1] = token) },
+        acl: { grantUnlessPresent: async (entry) => void (saved[2] = entry) },
         random: {
           bytes: (n: number) => Buffer.alloc(n, 7),
           uuid: () => '00000000-0000-4000-8000-000000000001',

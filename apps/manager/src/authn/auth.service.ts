@@ -1,18 +1,25 @@
 import { ROLES, type Role } from '@debvisor/permissions';
 import { Inject, Injectable } from '@nestjs/common';
 import type { AclEntryEntity } from '../acl/acl-entry.entity';
+import { AclService } from '../acl/acl.service';
 import { PasswordHasherRepository } from '../users/password-hasher.repository';
-import { newUser } from '../users/user.entity';
+import { newUser, type UserEntity } from '../users/user.entity';
+import { UsersService } from '../users/users.service';
 import type { SessionStage } from '../sessions/session.entity';
+import { SessionsService } from '../sessions/sessions.service';
 import { ClockRepository } from '../common/clock.repository';
 import { DomainError, PermissionDenied } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
 import { OperatorConsoleRepository } from '../common/operator-console.repository';
 import { RandomRepository } from '../common/random.repository';
 import { MANAGER_CONFIG, type ManagerConfig } from '../config/manager-config';
+import { UnitOfWork } from '../database/unit-of-work.repository';
 import { MANAGER_IDENTITY, type ManagerIdentity } from '../pki/state-dir.repository';
 import { formatApiToken, hashTokenSecret, parseApiToken, sameHash } from '../tokens/api-token';
+import type { ApiTokenEntity } from '../tokens/api-token.entity';
+import { TokensService } from '../tokens/tokens.service';
 import { AuthRepository } from './auth.repository';
+import { CallerCache } from '../authz/caller-cache';
 import { tokenDisplay, type Caller } from '../authz/caller';
 import type { AccessView, Grant } from '../authz/grants';
 import { CsrfTokens, sha256Hex } from '../sessions/session-secrets';
@@ -21,9 +28,6 @@ import { CsrfTokens, sha256Hex } from '../sessions/session-secrets';
 export const BOOTSTRAP_USER = 'admin@local';
 /** Last-used times are written at most this often per token or session. */
 const TOUCH_INTERVAL_MS = 60_000;
-/** Authenticated callers are reused this long (and until any access change on this instance). */
-const CACHE_TTL_MS = 5_000;
-const CACHE_MAX = 10_000;
 /** Compared against when a token id is unknown, so that unknown and wrong tokens take the same time. */
 const DUMMY_HASH = hashTokenSecret('debvisor-no-such-token');
 
@@ -41,20 +45,12 @@ export interface AuthenticatedCaller extends Caller {
   readonly sessionStage: SessionStage | null;
 }
 
-interface Cached {
-  readonly caller: AuthenticatedCaller;
-  readonly until: number;
-  readonly version: number;
-}
-
 const UNAUTHENTICATED =
   'authentication required: log in (POST /api/v1/auth/login) or send Authorization: Bearer <API token>';
 
 @Injectable()
 export class AuthService {
   private readonly csrf: CsrfTokens;
-  private readonly cache = new Map<string, Cached>();
-  private version = 0;
 
   constructor(
     private readonly repository: AuthRepository,
@@ -64,14 +60,19 @@ export class AuthService {
     private readonly passwords: PasswordHasherRepository,
     @Inject(MANAGER_CONFIG) private readonly config: ManagerConfig,
     @Inject(MANAGER_IDENTITY) identity: ManagerIdentity,
+    private readonly callers: CallerCache,
+    private readonly users: UsersService,
+    private readonly tokens: TokensService,
+    private readonly sessions: SessionsService,
+    private readonly acl: AclService,
+    private readonly db: UnitOfWork,
   ) {
     this.csrf = new CsrfTokens(identity.secretKey);
   }
 
-  /** Forget every cached caller: called after any change to users, groups, tokens, ACLs or sessions. */
+  /** Forget every cached caller (CallerCache.invalidate, which features call). */
   invalidate(): void {
-    this.version++;
-    this.cache.clear();
+    this.callers.invalidate();
   }
 
   csrfTokenFor(sessionId: string): string {
@@ -110,9 +111,9 @@ export class AuthService {
       );
     const presentedHash = hashTokenSecret(parsed.secret);
     const cacheKey = `t:${parsed.id}:${presentedHash}`;
-    const cached = this.cached(cacheKey);
+    const cached = this.callers.get<AuthenticatedCaller>(cacheKey);
     if (cached) return cached;
-    const version = this.version;
+    const version = this.callers.version;
     const token = await this.repository.findToken(parsed.id);
     const matches = sameHash(presentedHash, token?.secretHash ?? DUMMY_HASH);
     const now = this.clock.now();
@@ -123,7 +124,7 @@ export class AuthService {
     if (!token || !matches || token.revokedAt || (token.expiresAt && token.expiresAt <= now))
       throw invalid;
     if (!token.lastUsedAt || now.getTime() - token.lastUsedAt.getTime() >= TOUCH_INTERVAL_MS)
-      await this.repository.touchToken(token.id, now);
+      await this.tokens.recordUse(token.id, now);
     let groups: { id: string; tenant: boolean }[];
     if (token.ownerType === 'group') {
       const group = await this.repository.findGroup(token.principal);
@@ -152,7 +153,7 @@ export class AuthService {
       sessionStage: null,
       display: tokenDisplay(token.ownerType, token.principal, token.name),
     };
-    return this.remember(cacheKey, caller, version);
+    return this.callers.remember(cacheKey, caller, version);
   }
 
   private async authenticateSession(secret: string): Promise<AuthenticatedCaller> {
@@ -160,9 +161,9 @@ export class AuthService {
       throw new DomainError(ErrorCode.Unauthenticated, 'invalid session: log in again');
     const id = sha256Hex(secret);
     const cacheKey = `s:${id}`;
-    const cached = this.cached(cacheKey);
+    const cached = this.callers.get<AuthenticatedCaller>(cacheKey);
     if (cached) return cached;
-    const version = this.version;
+    const version = this.callers.version;
     const session = await this.repository.findSession(id);
     const now = this.clock.now();
     const expired = new DomainError(
@@ -183,7 +184,7 @@ export class AuthService {
       (this.config.access.sessionIdleSeconds * 1000) / 4,
     );
     if (now.getTime() - session.lastSeenAt.getTime() >= touchEvery)
-      await this.repository.touchSession(id, now);
+      await this.sessions.recordUse(id, now);
     const groups = await this.repository.groupsOf(user.id);
     const view = await this.loadView('user', user.id, groups, null);
     const caller: AuthenticatedCaller = {
@@ -198,7 +199,7 @@ export class AuthService {
       sessionStage: session.stage,
       display: user.id,
     };
-    return this.remember(cacheKey, caller, version);
+    return this.callers.remember(cacheKey, caller, version);
   }
 
   /** The grants of a principal and its groups (and a limited token's own entries), with what they refer to. */
@@ -245,23 +246,6 @@ export class AuthService {
     return { grants, limit, tenantVms, remoteGroups };
   }
 
-  private cached(key: string): AuthenticatedCaller | undefined {
-    const hit = this.cache.get(key);
-    if (!hit) return undefined;
-    if (hit.version !== this.version || hit.until <= Date.now()) {
-      this.cache.delete(key);
-      return undefined;
-    }
-    return hit.caller;
-  }
-
-  private remember(key: string, caller: AuthenticatedCaller, version: number): AuthenticatedCaller {
-    if (version !== this.version) return caller;
-    if (this.cache.size >= CACHE_MAX) this.cache.delete(this.cache.keys().next().value!);
-    this.cache.set(key, { caller, until: Date.now() + CACHE_TTL_MS, version });
-    return caller;
-  }
-
   /**
    * On the first start only: creates admin@local (Admin on `/`) with the configured or a generated
    * password, and a bootstrap API token of it that expires (DEBVISOR_BOOTSTRAP_TOKEN_HOURS, 24 by
@@ -277,7 +261,7 @@ export class AuthService {
     const now = this.clock.now();
     const expiresAt = new Date(now.getTime() + this.config.access.bootstrapTokenSeconds * 1000);
     const role: Role = 'Admin';
-    const created = await this.repository.saveBootstrap(
+    const created = await this.saveBootstrap(
       newUser({
         id: BOOTSTRAP_USER,
         realmId: 'local',
@@ -327,5 +311,25 @@ export class AuthService {
         rule,
       ].join('\n'),
     );
+  }
+
+  /**
+   * The first administrator, in one transaction: the marker, the user (with its password hash),
+   * its bootstrap token and its Admin entry on `/`, each through its owner. False (and nothing
+   * stored) when another instance bootstrapped first.
+   */
+  private saveBootstrap(
+    user: UserEntity,
+    token: ApiTokenEntity,
+    acl: AclEntryEntity,
+  ): Promise<boolean> {
+    return this.db.run(async () => {
+      if (!(await this.repository.markBootstrapped(user.id, token.id, token.createdAt)))
+        return false;
+      await this.users.createUnlessPresent(user);
+      await this.tokens.createBootstrapToken(token);
+      await this.acl.grantUnlessPresent(acl);
+      return true;
+    });
   }
 }

@@ -10,7 +10,7 @@ import { TfaEnrolmentCodeEntity } from '../sessions/tfa/tfa-enrolment-code.entit
 import { TotpDeviceEntity } from '../sessions/tfa/totp-device.entity';
 import { UserEntity } from '../users/user.entity';
 import { WebauthnCredentialEntity } from '../sessions/tfa/webauthn-credential.entity';
-import { VmOwnershipEntity } from '../acl/vm-ownership.entity';
+import { VmOwnershipEntity } from '../groups/vm-ownership.entity';
 import { AuditEntryEntity } from '../audit/audit-entry.entity';
 import { AclEntryEntity } from '../acl/acl-entry.entity';
 import { ApiTokenEntity } from '../tokens/api-token.entity';

@@ -1,13 +1,16 @@
 import { strictMock } from '@debvisor/testing/strict-mock';
 import { describe, expect, it } from 'vitest';
 import type { AuditService } from '../audit/audit.service';
-import type { AuthService } from '../authn/auth.service';
+import type { AclService } from '../acl/acl.service';
+import type { CallerCache } from '../authz/caller-cache';
 import type { ClockRepository } from '../common/clock.repository';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
-import type { AccessAdminRepository } from '../access/access-admin.repository';
+import type { UnitOfWork } from '../database/unit-of-work.repository';
+import type { TokensService } from '../tokens/tokens.service';
 import type { GroupEntity } from './group.entity';
 import { createGroupSchema } from './groups.dto';
+import type { GroupsRepository } from './groups.repository';
 import { GroupsService } from './groups.service';
 
 const NOW = new Date('2026-05-01T12:00:00Z');
@@ -16,11 +19,14 @@ function group(id: string, extra: Partial<GroupEntity> = {}): GroupEntity {
   return { id, comment: '', tenant: false, requireTfa: false, createdAt: NOW, ...extra };
 }
 
-function setup(repository: Parameters<typeof strictMock<AccessAdminRepository>>[1] = {}) {
+function setup(repository: Parameters<typeof strictMock<GroupsRepository>>[1] = {}) {
   const invalidations: number[] = [];
   const service = new GroupsService(
-    strictMock<AccessAdminRepository>('AccessAdminRepository', repository),
-    strictMock<AuthService>('AuthService', { invalidate: () => void invalidations.push(1) }),
+    strictMock<GroupsRepository>('GroupsRepository', repository),
+    strictMock<TokensService>('TokensService', { removeOwnedBy: async () => undefined }),
+    strictMock<AclService>('AclService', { removeGrantsOf: async () => undefined }),
+    strictMock<UnitOfWork>('UnitOfWork', { run: (work) => work() }),
+    strictMock<CallerCache>('CallerCache', { invalidate: () => void invalidations.push(1) }),
     strictMock<AuditService>('AuditService', { note: () => undefined }),
     strictMock<ClockRepository>('ClockRepository', { now: () => NOW }),
   );

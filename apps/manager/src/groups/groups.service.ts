@@ -1,12 +1,15 @@
 import { Injectable } from '@nestjs/common';
 import { AuditService } from '../audit/audit.service';
-import { AuthService } from '../authn/auth.service';
+import { AclService } from '../acl/acl.service';
+import { CallerCache } from '../authz/caller-cache';
 import { ClockRepository } from '../common/clock.repository';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
-import { AccessAdminRepository, type GroupPatch } from '../access/access-admin.repository';
+import { UnitOfWork } from '../database/unit-of-work.repository';
+import { TokensService } from '../tokens/tokens.service';
 import type { GroupEntity } from './group.entity';
 import type { CreateGroupInput, GroupSummaryView, GroupView, UpdateGroupInput } from './groups.dto';
+import { GroupsRepository, type GroupPatch } from './groups.repository';
 
 /**
  * Manager groups and their members. Members come from administrators (`local`) or from a realm's
@@ -16,8 +19,11 @@ import type { CreateGroupInput, GroupSummaryView, GroupView, UpdateGroupInput } 
 @Injectable()
 export class GroupsService {
   constructor(
-    private readonly repository: AccessAdminRepository,
-    private readonly auth: AuthService,
+    private readonly repository: GroupsRepository,
+    private readonly tokens: TokensService,
+    private readonly acl: AclService,
+    private readonly db: UnitOfWork,
+    private readonly callers: CallerCache,
     private readonly audit: AuditService,
     private readonly clock: ClockRepository,
   ) {}
@@ -46,7 +52,7 @@ export class GroupsService {
     };
     if (!(await this.repository.insertGroup(group)))
       throw new DomainError(ErrorCode.Conflict, `group ${input.id} already exists`);
-    this.auth.invalidate();
+    this.callers.invalidate();
     this.audit.note({ group: input.id, tenant: input.tenant, requireTfa: input.requireTfa });
     return { ...fields(group), members: [] };
   }
@@ -68,14 +74,19 @@ export class GroupsService {
     if (input.tenant !== undefined) patch.tenant = input.tenant;
     if (input.requireTfa !== undefined) patch.requireTfa = input.requireTfa;
     await this.repository.updateGroup(id, patch);
-    this.auth.invalidate();
+    this.callers.invalidate();
     this.audit.note({ group: id, changed: Object.keys(patch) });
     return this.get(id);
   }
 
   async delete(id: string): Promise<void> {
-    if (!(await this.repository.deleteGroup(id))) throw DomainError.notFound(`group ${id}`);
-    this.auth.invalidate();
+    const deleted = await this.db.run(async () => {
+      await this.tokens.removeOwnedBy('group', [id]);
+      await this.acl.removeGrantsOf('group', [id]);
+      return this.repository.deleteGroup(id);
+    });
+    if (!deleted) throw DomainError.notFound(`group ${id}`);
+    this.callers.invalidate();
     this.audit.note({ group: id });
   }
 
@@ -89,7 +100,7 @@ export class GroupsService {
         `user${missing.length > 1 ? 's' : ''} ${missing.slice(0, 10).join(', ')}`,
       );
     await this.repository.replaceLocalMembers(id, users);
-    this.auth.invalidate();
+    this.callers.invalidate();
     this.audit.note({ group: id, localMembers: users.length });
     return this.get(id);
   }

@@ -1,9 +1,10 @@
 import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
-import { DataSource, QueryFailedError, type EntityManager } from 'typeorm';
+import { DataSource, type EntityManager } from 'typeorm';
 import type { QueryDeepPartialEntity } from 'typeorm/query-builder/QueryPartialEntity';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
+import { isUniqueViolation } from '../database/unique-violation';
 import type { MappedGroup } from './group-mapping';
 import { RealmEntity, type GroupMapping, type RealmType } from './realm.entity';
 import { UserEntity } from '../users/user.entity';
@@ -91,10 +92,7 @@ export class RealmsRepository {
         lastSyncError: null,
       } as QueryDeepPartialEntity<RealmEntity>);
     } catch (error) {
-      if (
-        error instanceof QueryFailedError &&
-        (error.driverError as { code?: string }).code === '23505'
-      ) {
+      if (isUniqueViolation(error)) {
         throw new DomainError(ErrorCode.Conflict, `realm ${realm.id} already exists`);
       }
       throw error;

@@ -1,9 +1,9 @@
 import { Injectable } from '@nestjs/common';
-import { InjectDataSource } from '@nestjs/typeorm';
-import { DataSource, In, type EntityManager } from 'typeorm';
+import { In, type EntityManager } from 'typeorm';
+import { UnitOfWork } from '../database/unit-of-work.repository';
+import { insertedUnlessTaken } from '../database/unique-violation';
 import { RemoteCredentialEntity } from '../remotes/remote-credential.entity';
 import { RemoteEntity } from '../remotes/remote.entity';
-import { insertedUnlessTaken } from '../access/access-admin.repository';
 import { RemoteGroupEntryEntity } from './remote-group-entry.entity';
 import { RemoteGroupEntity } from './remote-group.entity';
 
@@ -25,13 +25,13 @@ export interface CredentialRef {
   readonly name: string;
 }
 
-/** Remote groups and their entries in PostgreSQL (split from AccessAdminRepository). */
+/** The owner of `remote_groups` and their entries: the only code that writes them. */
 @Injectable()
 export class RemoteGroupsRepository {
-  constructor(@InjectDataSource() private readonly dataSource: DataSource) {}
+  constructor(private readonly db: UnitOfWork) {}
 
   async list(): Promise<RemoteGroupRow[]> {
-    const groups = await this.dataSource
+    const groups = await this.db.manager
       .getRepository(RemoteGroupEntity)
       .find({ order: { id: 'ASC' } });
     const entries = await this.entriesOf(groups.map((g) => g.id));
@@ -39,7 +39,7 @@ export class RemoteGroupsRepository {
   }
 
   async get(id: string): Promise<RemoteGroupRow | null> {
-    const group = await this.dataSource.getRepository(RemoteGroupEntity).findOneBy({ id });
+    const group = await this.db.manager.getRepository(RemoteGroupEntity).findOneBy({ id });
     if (!group) return null;
     return { ...group, entries: (await this.entriesOf([id])).get(id) ?? [] };
   }
@@ -47,7 +47,7 @@ export class RemoteGroupsRepository {
   /** The ids among `ids` that are remotes. */
   async existingRemotes(ids: readonly string[]): Promise<Set<string>> {
     if (ids.length === 0) return new Set();
-    const rows = await this.dataSource
+    const rows = await this.db.manager
       .getRepository(RemoteEntity)
       .find({ select: { id: true }, where: { id: In([...ids]) } });
     return new Set(rows.map((r) => r.id));
@@ -56,7 +56,7 @@ export class RemoteGroupsRepository {
   /** Every credential of the given remotes. */
   async credentialsOf(remoteIds: readonly string[]): Promise<CredentialRef[]> {
     if (remoteIds.length === 0) return [];
-    return this.dataSource.getRepository(RemoteCredentialEntity).find({
+    return this.db.manager.getRepository(RemoteCredentialEntity).find({
       select: { id: true, remoteId: true, name: true },
       where: { remoteId: In([...remoteIds]) },
     });
@@ -68,7 +68,8 @@ export class RemoteGroupsRepository {
     entries: readonly { remoteId: string; credentialId: string }[],
   ): Promise<boolean> {
     return insertedUnlessTaken(() =>
-      this.dataSource.transaction(async (tx) => {
+      this.db.run(async () => {
+        const tx = this.db.manager;
         await tx.getRepository(RemoteGroupEntity).insert(group);
         await insertEntries(tx, group.id, entries);
       }),
@@ -81,7 +82,8 @@ export class RemoteGroupsRepository {
     comment: string | undefined,
     entries: readonly { remoteId: string; credentialId: string }[],
   ): Promise<boolean> {
-    return this.dataSource.transaction(async (tx) => {
+    return this.db.run(async () => {
+      const tx = this.db.manager;
       const found = await tx
         .getRepository(RemoteGroupEntity)
         .findOne({ where: { id }, lock: { mode: 'pessimistic_write' } });
@@ -94,13 +96,10 @@ export class RemoteGroupsRepository {
     });
   }
 
-  /** Removes the group, its entries and the ACL entries on its path `/groups/{id}`; false when absent. */
+  /** Removes the group with its entries (by cascade); false when absent. */
   async delete(id: string): Promise<boolean> {
-    return this.dataSource.transaction(async (tx) => {
-      await tx.query('DELETE FROM acl_entries WHERE path = $1', [`/groups/${id}`]);
-      const result = await tx.getRepository(RemoteGroupEntity).delete({ id });
-      return (result.affected ?? 0) > 0;
-    });
+    const result = await this.db.manager.getRepository(RemoteGroupEntity).delete({ id });
+    return (result.affected ?? 0) > 0;
   }
 
   private async entriesOf(
@@ -109,7 +108,7 @@ export class RemoteGroupsRepository {
     const byGroup = new Map<string, RemoteGroupEntryRow[]>();
     if (groupIds.length === 0) return byGroup;
     const rows: { group_id: string; remote_id: string; credential_id: string; name: string }[] =
-      await this.dataSource.query(
+      await this.db.manager.query(
         `SELECT e.group_id, e.remote_id, e.credential_id, c.name FROM remote_group_entries e JOIN remote_credentials c ON c.id = e.credential_id
        WHERE e.group_id = ANY($1::varchar[]) ORDER BY e.group_id, e.remote_id`,
         [[...groupIds]],

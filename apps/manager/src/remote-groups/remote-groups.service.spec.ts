@@ -1,10 +1,12 @@
 import { strictMock } from '@debvisor/testing/strict-mock';
 import { describe, expect, it } from 'vitest';
 import type { AuditService } from '../audit/audit.service';
-import type { AuthService } from '../authn/auth.service';
+import type { AclService } from '../acl/acl.service';
+import type { CallerCache } from '../authz/caller-cache';
 import type { ClockRepository } from '../common/clock.repository';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
+import type { UnitOfWork } from '../database/unit-of-work.repository';
 import { createRemoteGroupSchema } from './remote-groups.dto';
 import type { RemoteGroupsRepository } from './remote-groups.repository';
 import { RemoteGroupsService } from './remote-groups.service';
@@ -24,7 +26,9 @@ function setup(repository: Parameters<typeof strictMock<RemoteGroupsRepository>>
       credentialsOf: async (ids) => CREDENTIALS.filter((c) => ids.includes(c.remoteId)),
       ...repository,
     }),
-    strictMock<AuthService>('AuthService', { invalidate: () => void invalidations.push(1) }),
+    strictMock<AclService>('AclService', { removeGrantsOn: async () => undefined }),
+    strictMock<UnitOfWork>('UnitOfWork', { run: (work) => work() }),
+    strictMock<CallerCache>('CallerCache', { invalidate: () => void invalidations.push(1) }),
     strictMock<AuditService>('AuditService', { note: () => undefined }),
     strictMock<ClockRepository>('ClockRepository', { now: () => NOW }),
   );

@@ -1,9 +1,12 @@
 import { Injectable } from '@nestjs/common';
 import { AuditService } from '../audit/audit.service';
-import { AuthService } from '../authn/auth.service';
+import { AclService } from '../acl/acl.service';
+import { remoteGroupAclPath } from '../authz/acl-paths';
+import { CallerCache } from '../authz/caller-cache';
 import { ClockRepository } from '../common/clock.repository';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
+import { UnitOfWork } from '../database/unit-of-work.repository';
 import type {
   CreateRemoteGroupInput,
   RemoteGroupView,
@@ -21,7 +24,9 @@ type EntryInput = CreateRemoteGroupInput['entries'][number];
 export class RemoteGroupsService {
   constructor(
     private readonly repository: RemoteGroupsRepository,
-    private readonly auth: AuthService,
+    private readonly acl: AclService,
+    private readonly db: UnitOfWork,
+    private readonly callers: CallerCache,
     private readonly audit: AuditService,
     private readonly clock: ClockRepository,
   ) {}
@@ -42,7 +47,7 @@ export class RemoteGroupsService {
     );
     if (!created)
       throw new DomainError(ErrorCode.Conflict, `remote group ${input.id} already exists`);
-    this.auth.invalidate();
+    this.callers.invalidate();
     this.audit.note({ group: input.id, entries: input.entries });
     return this.get(input.id);
   }
@@ -52,14 +57,18 @@ export class RemoteGroupsService {
     const entries = await this.resolve(input.entries);
     if (!(await this.repository.replace(id, input.comment, entries)))
       throw DomainError.notFound(`remote group ${id}`);
-    this.auth.invalidate();
+    this.callers.invalidate();
     this.audit.note({ group: id, entries: input.entries });
     return this.get(id);
   }
 
   async delete(id: string): Promise<void> {
-    if (!(await this.repository.delete(id))) throw DomainError.notFound(`remote group ${id}`);
-    this.auth.invalidate();
+    const deleted = await this.db.run(async () => {
+      await this.acl.removeGrantsOn(remoteGroupAclPath(id));
+      return this.repository.delete(id);
+    });
+    if (!deleted) throw DomainError.notFound(`remote group ${id}`);
+    this.callers.invalidate();
     this.audit.note({ group: id });
   }
 

@@ -2,9 +2,10 @@ import { parseAgentApiKey } from '@debvisor/common';
 import { Inject, Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { randomUUID } from 'node:crypto';
-import { DataSource, QueryFailedError, type EntityManager } from 'typeorm';
+import { DataSource, type EntityManager } from 'typeorm';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
+import { isUniqueViolation } from '../database/unique-violation';
 import { MANAGER_IDENTITY, type ManagerIdentity } from '../pki/state-dir.repository';
 import { SecretBox } from '../pki/secret-box';
 import type { NewCredential, Remote } from './remote.model';
@@ -205,10 +206,7 @@ export class RemotesRepository {
     try {
       return await work();
     } catch (error) {
-      if (
-        error instanceof QueryFailedError &&
-        (error.driverError as { code?: string }).code === '23505'
-      ) {
+      if (isUniqueViolation(error)) {
         throw new DomainError(ErrorCode.Conflict, message);
       }
       throw error;

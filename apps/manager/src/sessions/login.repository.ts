@@ -1,6 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { InjectDataSource } from '@nestjs/typeorm';
-import { DataSource } from 'typeorm';
+import { UnitOfWork } from '../database/unit-of-work.repository';
 import { GroupEntity } from '../groups/group.entity';
 import { RealmEntity } from '../realms/realm.entity';
 import { SessionEntity } from './session.entity';
@@ -8,22 +7,25 @@ import { TotpDeviceEntity } from './tfa/totp-device.entity';
 import { UserEntity } from '../users/user.entity';
 import { WebauthnCredentialEntity } from './tfa/webauthn-credential.entity';
 
-/** What logging in reads and writes: users' counters and locks, sessions, second factors. */
+/**
+ * What logging in reads and writes: the owner of `sessions` and `login_throttles` (the only code
+ * that writes them); users' counters and locks; second factors.
+ */
 @Injectable()
 export class LoginRepository {
-  constructor(@InjectDataSource() private readonly dataSource: DataSource) {}
+  constructor(private readonly db: UnitOfWork) {}
 
   findRealm(id: string): Promise<RealmEntity | null> {
-    return this.dataSource.getRepository(RealmEntity).findOneBy({ id });
+    return this.db.manager.getRepository(RealmEntity).findOneBy({ id });
   }
 
   findUser(id: string): Promise<UserEntity | null> {
-    return this.dataSource.getRepository(UserEntity).findOneBy({ id });
+    return this.db.manager.getRepository(UserEntity).findOneBy({ id });
   }
 
   /** True when a group of the user requires a second factor. */
   async groupRequiresTfa(userId: string): Promise<boolean> {
-    const rows: unknown[] = await this.dataSource.query(
+    const rows: unknown[] = await this.db.manager.query(
       'SELECT 1 FROM group_members m JOIN groups g ON g.id = m.group_id WHERE m.user_id = $1 AND g.require_tfa LIMIT 1',
       [userId],
     );
@@ -41,7 +43,7 @@ export class LoginRepository {
     lockUntil: Date,
     now: Date,
   ): Promise<void> {
-    await this.dataSource.query(
+    await this.db.manager.query(
       `UPDATE users SET
          failed_logins = CASE WHEN locked_until IS NOT NULL AND locked_until <= $4 THEN 1 ELSE failed_logins + 1 END,
          locked_until = CASE
@@ -54,7 +56,7 @@ export class LoginRepository {
   }
 
   async clearPasswordFailures(userId: string): Promise<void> {
-    await this.dataSource.query(
+    await this.db.manager.query(
       'UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1 AND (failed_logins <> 0 OR locked_until IS NOT NULL)',
       [userId],
     );
@@ -74,7 +76,7 @@ export class LoginRepository {
     maxWaitSeconds: number,
     now: Date,
   ): Promise<boolean> {
-    const rows: unknown[] = await this.dataSource.query(
+    const rows: unknown[] = await this.db.manager.query(
       `INSERT INTO login_throttles AS t (account, source, failures, blocked_until, updated_at)
        VALUES ($1, $2, 1, CASE WHEN 1 >= $3 THEN $5::timestamptz + make_interval(secs => LEAST($4, 30)) END, $5)
        ON CONFLICT (account, source) DO UPDATE SET
@@ -93,7 +95,7 @@ export class LoginRepository {
 
   /** After a successful login: the account's count from that source is forgotten. */
   async clearPasswordAttempts(account: string, source: string): Promise<void> {
-    await this.dataSource.query('DELETE FROM login_throttles WHERE account = $1 AND source = $2', [
+    await this.db.manager.query('DELETE FROM login_throttles WHERE account = $1 AND source = $2', [
       account,
       source,
     ]);
@@ -112,7 +114,7 @@ export class LoginRepository {
     lockThreshold: number,
     now: Date,
   ): Promise<boolean> {
-    const [rows]: [unknown[], number] = await this.dataSource.query(
+    const [rows]: [unknown[], number] = await this.db.manager.query(
       `UPDATE users SET
          tfa_failures = (CASE WHEN tfa_locked_until <= $2 THEN 0 ELSE tfa_failures END) + 1,
          tfa_locked_until = CASE WHEN tfa_locked_until <= $2 THEN NULL ELSE tfa_locked_until END
@@ -136,7 +138,7 @@ export class LoginRepository {
     lockThreshold: number,
     lockUntil: Date,
   ): Promise<void> {
-    await this.dataSource.query(
+    await this.db.manager.query(
       `UPDATE users SET
          totp_locked = totp_locked OR tfa_failures >= $2,
          tfa_locked_until = CASE WHEN tfa_failures >= $3 THEN $4::timestamptz ELSE tfa_locked_until END
@@ -147,20 +149,20 @@ export class LoginRepository {
 
   /** After a successful second factor: counters reset; a recovery code also unlocks TOTP. */
   async clearTfaFailures(userId: string, unlockTotp: boolean): Promise<void> {
-    await this.dataSource.query(
+    await this.db.manager.query(
       `UPDATE users SET tfa_failures = 0, tfa_locked_until = NULL, totp_locked = CASE WHEN $2 THEN false ELSE totp_locked END WHERE id = $1`,
       [userId, unlockTotp],
     );
   }
 
   confirmedTotpDevices(userId: string): Promise<TotpDeviceEntity[]> {
-    return this.dataSource
+    return this.db.manager
       .getRepository(TotpDeviceEntity)
       .find({ where: { userId, confirmed: true }, order: { createdAt: 'ASC' } });
   }
 
   async unusedRecoveryCodes(userId: string): Promise<number> {
-    const [row]: { count: string }[] = await this.dataSource.query(
+    const [row]: { count: string }[] = await this.db.manager.query(
       'SELECT count(*) AS count FROM tfa_recovery_codes WHERE user_id = $1 AND used_at IS NULL',
       [userId],
     );
@@ -172,7 +174,7 @@ export class LoginRepository {
    * statement, so that two parallel logins cannot both use one code. True when this call won.
    */
   async advanceTotpStep(deviceId: string, step: number): Promise<boolean> {
-    const result: [unknown[], number] = await this.dataSource.query(
+    const result: [unknown[], number] = await this.db.manager.query(
       'UPDATE tfa_totp_devices SET last_step = $2 WHERE id = $1 AND (last_step IS NULL OR last_step < $2)',
       [deviceId, step],
     );
@@ -181,7 +183,7 @@ export class LoginRepository {
 
   /** Marks an unused recovery code of the user used; true when it existed and was unused. */
   async useRecoveryCode(userId: string, codeHash: string, at: Date): Promise<boolean> {
-    const result: [unknown[], number] = await this.dataSource.query(
+    const result: [unknown[], number] = await this.db.manager.query(
       'UPDATE tfa_recovery_codes SET used_at = $3 WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL',
       [userId, codeHash, at],
     );
@@ -189,7 +191,7 @@ export class LoginRepository {
   }
 
   webauthnCredentials(userId: string): Promise<WebauthnCredentialEntity[]> {
-    return this.dataSource
+    return this.db.manager
       .getRepository(WebauthnCredentialEntity)
       .find({ where: { userId }, order: { createdAt: 'ASC', name: 'ASC' } });
   }
@@ -201,7 +203,7 @@ export class LoginRepository {
     expiresAt: Date,
     pendingName: string | null,
   ): Promise<void> {
-    await this.dataSource.query(
+    await this.db.manager.query(
       'UPDATE sessions SET webauthn_challenge = $2, webauthn_challenge_expires_at = $3, webauthn_pending_name = $4 WHERE id = $1',
       [sessionId, challenge, expiresAt, pendingName],
     );
@@ -212,7 +214,7 @@ export class LoginRepository {
     sessionId: string,
   ): Promise<{ challenge: string; expiresAt: Date; pendingName: string | null } | null> {
     const [rows]: [{ challenge: string; expires_at: Date; pending_name: string | null }[], number] =
-      await this.dataSource.query(
+      await this.db.manager.query(
         `UPDATE sessions s SET webauthn_challenge = NULL, webauthn_challenge_expires_at = NULL, webauthn_pending_name = NULL
        FROM (SELECT id, webauthn_challenge, webauthn_challenge_expires_at, webauthn_pending_name FROM sessions WHERE id = $1 FOR UPDATE) old
        WHERE s.id = old.id AND old.webauthn_challenge IS NOT NULL
@@ -235,7 +237,7 @@ export class LoginRepository {
    * statement, so that a cloned or replayed authenticator state loses. True when this call won.
    */
   async useWebauthnCredential(id: string, counter: number, at: Date): Promise<boolean> {
-    const result: [unknown[], number] = await this.dataSource.query(
+    const result: [unknown[], number] = await this.db.manager.query(
       'UPDATE tfa_webauthn_credentials SET counter = $2, last_used_at = $3 WHERE id = $1 AND (counter < $2 OR (counter = 0 AND $2 = 0))',
       [id, counter, at],
     );
@@ -243,24 +245,30 @@ export class LoginRepository {
   }
 
   async createSession(session: SessionEntity): Promise<void> {
-    await this.dataSource.getRepository(SessionEntity).insert(session);
+    await this.db.manager.getRepository(SessionEntity).insert(session);
   }
 
   findSession(id: string): Promise<SessionEntity | null> {
-    return this.dataSource.getRepository(SessionEntity).findOneBy({ id });
+    return this.db.manager.getRepository(SessionEntity).findOneBy({ id });
   }
 
   async deleteSession(id: string): Promise<boolean> {
-    const result = await this.dataSource.getRepository(SessionEntity).delete({ id });
+    const result = await this.db.manager.getRepository(SessionEntity).delete({ id });
     return (result.affected ?? 0) > 0;
   }
 
-  /** Ends every session of the user, and voids any created before `at` that a racing login might still insert. */
-  async endAllSessions(userId: string, at: Date): Promise<void> {
-    await this.dataSource.transaction(async (tx) => {
-      await tx.getRepository(UserEntity).update({ id: userId }, { sessionsValidAfter: at });
-      await tx.getRepository(SessionEntity).delete({ userId });
-    });
+  /** Removes every session of the user, or every one but `except`. */
+  async deleteSessionsOf(userId: string, except?: string): Promise<void> {
+    if (except === undefined) await this.db.manager.getRepository(SessionEntity).delete({ userId });
+    else
+      await this.db.manager.query('DELETE FROM sessions WHERE user_id = $1 AND id <> $2', [
+        userId,
+        except,
+      ]);
+  }
+
+  async touchSession(id: string, at: Date): Promise<void> {
+    await this.db.manager.getRepository(SessionEntity).update({ id }, { lastSeenAt: at });
   }
 
   /**
@@ -268,7 +276,7 @@ export class LoginRepository {
    * request for `idleSeconds` (the rules AuthService applies when a session is presented).
    */
   async deleteEndedSessions(now: Date, idleSeconds: number): Promise<number> {
-    const result: [unknown[], number] = await this.dataSource.query(
+    const result: [unknown[], number] = await this.db.manager.query(
       `DELETE FROM sessions
        WHERE expires_at <= $1 OR last_seen_at <= $1::timestamptz - make_interval(secs => $2)`,
       [now, idleSeconds],
@@ -282,7 +290,7 @@ export class LoginRepository {
    * (reservePasswordAttempt's rule).
    */
   async deleteStaleLoginThrottles(now: Date, windowSeconds: number): Promise<number> {
-    const result: [unknown[], number] = await this.dataSource.query(
+    const result: [unknown[], number] = await this.db.manager.query(
       `DELETE FROM login_throttles
        WHERE updated_at <= $1::timestamptz - make_interval(secs => $2)
          AND (blocked_until IS NULL OR blocked_until <= $1)`,
@@ -292,6 +300,6 @@ export class LoginRepository {
   }
 
   group(id: string): Promise<GroupEntity | null> {
-    return this.dataSource.getRepository(GroupEntity).findOneBy({ id });
+    return this.db.manager.getRepository(GroupEntity).findOneBy({ id });
   }
 }

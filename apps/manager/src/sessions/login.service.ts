@@ -19,6 +19,7 @@ import { formatUserId } from '../common/principal';
 import { RealmsService } from '../realms/realms.service';
 import type { RealmEntity } from '../realms/realm.entity';
 import type { SessionStage } from './session.entity';
+import { SessionsService } from './sessions.service';
 import { hashRecoveryCode, normalizeRecoveryCode } from './tfa/recovery-codes';
 import { matchTotp } from './tfa/totp';
 import type { UserEntity } from '../users/user.entity';
@@ -93,6 +94,7 @@ export class LoginService {
     @Inject(MANAGER_CONFIG) private readonly config: ManagerConfig,
     @Inject(MANAGER_IDENTITY) identity: ManagerIdentity,
     private readonly logger: PinoLogger,
+    private readonly sessions: SessionsService,
   ) {
     this.box = new SecretBox(identity.secretKey);
   }
@@ -461,8 +463,7 @@ export class LoginService {
 
   /** "Log out everywhere": ends every session of the user on every manager instance. */
   async logoutEverywhere(userId: string, origin: RequestOrigin): Promise<void> {
-    await this.repository.endAllSessions(userId, this.clock.now());
-    this.auth.invalidate();
+    await this.sessions.end(userId, { all: this.clock.now() });
     await this.audit.authentication(
       { outcome: 'success', method: 'logout_everywhere', principal: userId },
       origin,

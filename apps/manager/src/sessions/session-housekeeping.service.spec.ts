@@ -9,6 +9,7 @@ import { dataSourceOptions } from '../database/data-source-options';
 import { MetricsService } from '../health/metrics.service';
 import { SchedulerTimerRepository } from '../scheduler/scheduler-timer.repository';
 import { SchedulerService } from '../scheduler/scheduler.service';
+import { UnitOfWork } from '../database/unit-of-work.repository';
 import { LoginRepository } from './login.repository';
 import {
   LOGIN_THROTTLE_PURGE_JOB,
@@ -66,7 +67,7 @@ describe('SessionHousekeepingService (real PostgreSQL)', () => {
     );
     const housekeeping = new SessionHousekeepingService(
       CONFIG,
-      new LoginRepository(dataSource),
+      new LoginRepository(new UnitOfWork(dataSource)),
       clock,
       scheduler,
       logger(),

@@ -1,11 +1,12 @@
 import { Module } from '@nestjs/common';
-import { AuthModule } from '../authn/auth.module';
 import { AccessService } from './access.service';
 import { AuthController } from './auth.controller';
 import { LoginRepository } from './login.repository';
 import { LoginService } from './login.service';
 import { SessionHousekeepingService } from './session-housekeeping.service';
 import { RealmsModule } from '../realms/realms.module';
+import { UsersModule } from '../users/users.module';
+import { SessionsService } from './sessions.service';
 import { TfaController } from './tfa/tfa.controller';
 import { TfaRepository } from './tfa/tfa.repository';
 import { TfaService } from './tfa/tfa.service';
@@ -13,20 +14,25 @@ import { WebauthnVerifierRepository } from './tfa/webauthn-verifier.repository';
 import { WebauthnController } from './tfa/webauthn.controller';
 import { WebauthnService } from './tfa/webauthn.service';
 
-/** Identity and access: login and sessions, second factors, users, groups, ACLs, tokens, realms. */
+/**
+ * Login and sessions, second factors (TOTP, WebAuthn, recovery codes). Owns `sessions`,
+ * `login_throttles` and the second-factor tables; SessionsService holds the one rule for ending
+ * a user's sessions.
+ */
 @Module({
-  imports: [AuthModule, RealmsModule],
+  imports: [RealmsModule, UsersModule],
   controllers: [AuthController, TfaController, WebauthnController],
   providers: [
     AccessService,
     LoginService,
     LoginRepository,
     SessionHousekeepingService,
+    SessionsService,
     TfaService,
     TfaRepository,
     WebauthnService,
     WebauthnVerifierRepository,
   ],
-  exports: [LoginService, AccessService],
+  exports: [LoginService, AccessService, SessionsService],
 })
 export class SessionsModule {}

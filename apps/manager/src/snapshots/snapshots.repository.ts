@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, In, Not } from 'typeorm';
+import { isUniqueViolation } from '../database/unique-violation';
 import { VmSnapshotTaskEntity, type VmSnapshotTaskOptions } from './vm-snapshot-task.entity';
 import { VmSnapshotEntity } from './vm-snapshot.entity';
 
@@ -42,8 +43,7 @@ export class SnapshotsRepository {
       });
     } catch (error) {
       // Another principal's request for the same name won the unique constraint meanwhile.
-      if ((error as { driverError?: { code?: string } }).driverError?.code === '23505')
-        return { ok: false, reason: 'exists' };
+      if (isUniqueViolation(error)) return { ok: false, reason: 'exists' };
       throw error;
     }
   }

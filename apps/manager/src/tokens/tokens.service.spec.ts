@@ -2,15 +2,16 @@ import { strictMock } from '@debvisor/testing/strict-mock';
 import { describe, expect, it } from 'vitest';
 import type { AuditService } from '../audit/audit.service';
 import { hashTokenSecret, parseApiToken } from './api-token';
-import type { AuthService } from '../authn/auth.service';
+import type { CallerCache } from '../authz/caller-cache';
 import { testCaller } from '../../test/test-caller';
 import type { ClockRepository } from '../common/clock.repository';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
 import type { RandomRepository } from '../common/random.repository';
 import { loadConfig } from '../config/manager-config';
-import type { AccessAdminRepository } from '../access/access-admin.repository';
 import type { AclEntryEntity } from '../acl/acl-entry.entity';
+import type { AclRepository } from '../acl/acl.repository';
+import { AclService } from '../acl/acl.service';
 import type { ApiTokenEntity } from './api-token.entity';
 import {
   createOwnTokenSchema,
@@ -18,6 +19,7 @@ import {
   ownTokenAclSchema,
   updateTokenSchema,
 } from './tokens.dto';
+import type { TokensRepository } from './tokens.repository';
 import { TokensService } from './tokens.service';
 
 const NOW = new Date('2026-05-01T12:00:00Z');
@@ -50,18 +52,38 @@ function token(extra: Partial<ApiTokenEntity> = {}): ApiTokenEntity {
   };
 }
 
-function setup(repository: Parameters<typeof strictMock<AccessAdminRepository>>[1] = {}) {
+/** The tokens' table and the ACL's (a real AclService over it), mocked by one set of methods. */
+type Tables = Parameters<typeof strictMock<TokensRepository>>[1] &
+  Parameters<typeof strictMock<AclRepository>>[1];
+
+function setup(repository: Tables = {}) {
   const invalidations: number[] = [];
   const notes: Record<string, unknown>[] = [];
+  const callers = strictMock<CallerCache>('CallerCache', {
+    invalidate: () => void invalidations.push(1),
+  });
+  const audit = strictMock<AuditService>('AuditService', {
+    note: (details) => void notes.push(details),
+  });
+  const clock = strictMock<ClockRepository>('ClockRepository', { now: () => NOW });
+  const random = strictMock<RandomRepository>('RandomRepository', {
+    bytes: (n) => (n === 8 ? ID_BYTES : SECRET_BYTES),
+    uuid: () => '00000000-0000-4000-8000-000000000001',
+  });
+  const acl = new AclService(
+    strictMock<AclRepository>('AclRepository', repository),
+    callers,
+    audit,
+    clock,
+    random,
+  );
   const service = new TokensService(
-    strictMock<AccessAdminRepository>('AccessAdminRepository', repository),
-    strictMock<AuthService>('AuthService', { invalidate: () => void invalidations.push(1) }),
-    strictMock<AuditService>('AuditService', { note: (details) => void notes.push(details) }),
-    strictMock<ClockRepository>('ClockRepository', { now: () => NOW }),
-    strictMock<RandomRepository>('RandomRepository', {
-      bytes: (n) => (n === 8 ? ID_BYTES : SECRET_BYTES),
-      uuid: () => '00000000-0000-4000-8000-000000000001',
-    }),
+    strictMock<TokensRepository>('TokensRepository', repository),
+    acl,
+    callers,
+    audit,
+    clock,
+    random,
     loadConfig({}),
   );
   return { service, invalidations, notes };

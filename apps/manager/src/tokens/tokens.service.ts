@@ -1,15 +1,14 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { AuditService } from '../audit/audit.service';
 import { formatApiToken, hashTokenSecret } from './api-token';
-import { AuthService } from '../authn/auth.service';
+import { CallerCache } from '../authz/caller-cache';
 import { tokenDisplay, type Caller } from '../authz/caller';
 import { ClockRepository } from '../common/clock.repository';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
 import { RandomRepository } from '../common/random.repository';
 import { MANAGER_CONFIG, type ManagerConfig } from '../config/manager-config';
-import { AccessAdminRepository, type TokenPatch } from '../access/access-admin.repository';
-import { aclEntryView } from '../acl/acl.service';
+import { AclService, aclEntryView } from '../acl/acl.service';
 import type { AclEntryView } from '../acl/acl.dto';
 import type { ApiTokenEntity, TokenOwnerType } from './api-token.entity';
 import type {
@@ -20,6 +19,7 @@ import type {
   TokenView,
   UpdateTokenInput,
 } from './tokens.dto';
+import { TokensRepository, type TokenPatch } from './tokens.repository';
 
 interface NewToken {
   readonly ownerType: TokenOwnerType;
@@ -39,8 +39,9 @@ interface NewToken {
 @Injectable()
 export class TokensService {
   constructor(
-    private readonly repository: AccessAdminRepository,
-    private readonly auth: AuthService,
+    private readonly repository: TokensRepository,
+    private readonly acl: AclService,
+    private readonly callers: CallerCache,
     private readonly audit: AuditService,
     private readonly clock: ClockRepository,
     private readonly random: RandomRepository,
@@ -69,7 +70,7 @@ export class TokensService {
 
   /** An administrator creates a token for a user or a group (which must exist). */
   async create(input: CreateTokenInput): Promise<CreatedTokenView> {
-    if (!(await this.repository.principalExists(input.ownerType, input.owner)))
+    if (!(await this.acl.principalExists(input.ownerType, input.owner)))
       throw DomainError.notFound(`${input.ownerType} ${input.owner}`);
     return this.createToken(input);
   }
@@ -95,9 +96,7 @@ export class TokensService {
   async listMineAcl(caller: Caller, id: string): Promise<{ items: AclEntryView[] }> {
     const token = await this.requireOwn(caller, id);
     return {
-      items: (await this.repository.listAcl({ principalType: 'token', principal: token.id })).map(
-        aclEntryView,
-      ),
+      items: (await this.acl.entriesOf('token', token.id)).map(aclEntryView),
     };
   }
 
@@ -114,16 +113,13 @@ export class TokensService {
         `token ${token.name} is not limited: it holds exactly your rights and its own ACL entries would have no effect; make it limited first`,
       );
     }
-    const stored = await this.repository.upsertAcl({
-      id: this.random.uuid(),
+    const stored = await this.acl.grant({
       path: input.path,
       principalType: 'token',
       principal: token.id,
       role: input.role,
       propagate: input.propagate,
-      createdAt: this.clock.now(),
     });
-    this.auth.invalidate();
     this.audit.note({
       tokenId: token.id,
       path: stored.path,
@@ -135,10 +131,29 @@ export class TokensService {
 
   async deleteMineAcl(caller: Caller, id: string, path: string): Promise<void> {
     const token = await this.requireOwn(caller, id);
-    if (!(await this.repository.deleteAcl(path, 'token', token.id)))
+    if (!(await this.acl.remove(path, 'token', token.id)))
       throw DomainError.notFound(`ACL entry of token ${token.name} on ${path}`);
-    this.auth.invalidate();
     this.audit.note({ tokenId: token.id, path });
+  }
+
+  // --- for the features that own the tokens' owners ------------------------------------------------
+
+  /** Removes every token of these users or groups with the tokens' ACL entries (the owners are being removed). */
+  async removeOwnedBy(ownerType: TokenOwnerType, owners: readonly string[]): Promise<void> {
+    const removed = await this.repository.deleteOwnedBy(ownerType, owners);
+    await this.acl.removeGrantsOf('token', removed);
+    if (removed.length > 0) this.callers.invalidate();
+  }
+
+  /** Stores the first start's administrator token as made (no per-owner checks, no audit entry). */
+  async createBootstrapToken(token: ApiTokenEntity): Promise<void> {
+    await this.repository.insert(token);
+    this.callers.invalidate();
+  }
+
+  /** A token authenticated a request at `at` (written at most once a minute per token by the caller). */
+  recordUse(id: string, at: Date): Promise<void> {
+    return this.repository.touchToken(id, at);
   }
 
   // --- internals -------------------------------------------------------------------------------
@@ -176,7 +191,7 @@ export class TokensService {
         `${input.ownerType} ${input.owner} holds ${cap} tokens already, the most one owner may hold (DEBVISOR_TOKENS_PER_OWNER; at most ${cap}): revoke one first`,
       );
     }
-    this.auth.invalidate();
+    this.callers.invalidate();
     this.audit.note({
       tokenId: id,
       token: tokenDisplay(input.ownerType, input.owner, input.name),
@@ -197,7 +212,7 @@ export class TokensService {
       patch.expiresAt = input.expiresAt;
     }
     await this.repository.updateToken(token.id, patch);
-    this.auth.invalidate();
+    this.callers.invalidate();
     this.audit.note({ tokenId: token.id, changed: Object.keys(patch) });
     return tokenView({ ...token, ...patch });
   }
@@ -205,7 +220,7 @@ export class TokensService {
   /** Revoking is final; revoking a revoked token changes nothing. */
   private async revokeToken(token: ApiTokenEntity): Promise<void> {
     const revoked = await this.repository.revokeToken(token.id, this.clock.now());
-    this.auth.invalidate();
+    this.callers.invalidate();
     this.audit.note({
       tokenId: token.id,
       token: tokenDisplay(token.ownerType, token.principal, token.name),

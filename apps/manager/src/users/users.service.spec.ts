@@ -1,19 +1,23 @@
 import { strictMock } from '@debvisor/testing/strict-mock';
 import { describe, expect, it } from 'vitest';
 import type { AuditService } from '../audit/audit.service';
-import type { AuthService } from '../authn/auth.service';
+import type { AclService } from '../acl/acl.service';
+import type { CallerCache } from '../authz/caller-cache';
 import type { RateLimiterService } from '../authz/rate-limiter.service';
 import { testCaller } from '../../test/test-caller';
 import type { ClockRepository } from '../common/clock.repository';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
 import type { ManagerConfig } from '../config/manager-config';
-import type { AccessAdminRepository, EndSessions } from '../access/access-admin.repository';
+import type { UnitOfWork } from '../database/unit-of-work.repository';
+import type { TokensService } from '../tokens/tokens.service';
 import type { PasswordHasherRepository } from './password-hasher.repository';
 import { PasswordPolicy } from './password-policy';
 import type { RealmEntity } from '../realms/realm.entity';
+import type { EndSessions, UserSessions } from './user-sessions';
 import type { UserEntity } from './user.entity';
 import { createUserSchema } from './users.dto';
+import type { UsersRepository } from './users.repository';
 import { UsersService } from './users.service';
 
 const NOW = new Date('2026-05-01T12:00:00Z');
@@ -76,7 +80,7 @@ const SESSION = testCaller([], {
 });
 
 interface Parts {
-  repository?: Parameters<typeof strictMock<AccessAdminRepository>>[1];
+  repository?: Parameters<typeof strictMock<UsersRepository>>[1];
   passwords?: Parameters<typeof strictMock<PasswordHasherRepository>>[1];
   limits?: Parameters<typeof strictMock<RateLimiterService>>[1];
 }
@@ -84,17 +88,22 @@ interface Parts {
 function setup(parts: Parts = {}) {
   const invalidations: number[] = [];
   const notes: Record<string, unknown>[] = [];
-  const repository = strictMock<AccessAdminRepository>('AccessAdminRepository', parts.repository);
+  const ended: [string, EndSessions][] = [];
+  const repository = strictMock<UsersRepository>('UsersRepository', parts.repository);
   const service = new UsersService(
     repository,
+    strictMock<UserSessions>('UserSessions', { end: async (...args) => void ended.push(args) }),
+    strictMock<TokensService>('TokensService', { removeOwnedBy: async () => undefined }),
+    strictMock<AclService>('AclService', { removeGrantsOf: async () => undefined }),
+    strictMock<UnitOfWork>('UnitOfWork', { run: (work) => work() }),
     strictMock<PasswordHasherRepository>('PasswordHasherRepository', parts.passwords),
     new PasswordPolicy({ access: { passwordMinLength: 12 } } as ManagerConfig),
-    strictMock<AuthService>('AuthService', { invalidate: () => void invalidations.push(1) }),
+    strictMock<CallerCache>('CallerCache', { invalidate: () => void invalidations.push(1) }),
     strictMock<RateLimiterService>('RateLimiterService', parts.limits),
     strictMock<AuditService>('AuditService', { note: (details) => void notes.push(details) }),
     strictMock<ClockRepository>('ClockRepository', { now: () => NOW }),
   );
-  return { service, repository, invalidations, notes };
+  return { service, repository, invalidations, notes, ended };
 }
 
 async function errorOf(promise: Promise<unknown>): Promise<DomainError> {
@@ -193,7 +202,7 @@ describe('UsersService.update and delete', () => {
   it('disabling a user ends its sessions in the same change and forgets cached callers', async () => {
     const updates: unknown[][] = [];
     let stored = user('alice@local');
-    const { service, invalidations } = setup({
+    const { service, invalidations, ended } = setup({
       repository: {
         findUser: async () => stored,
         updateUser: async (...args) => {
@@ -204,14 +213,15 @@ describe('UsersService.update and delete', () => {
       },
     });
     const answer = await service.update(ADMIN, 'alice@local', { enabled: false });
-    expect(updates).toEqual([['alice@local', { enabled: false }, NOW]]);
+    expect(updates).toEqual([['alice@local', { enabled: false }]]);
+    expect(ended).toEqual([['alice@local', { all: NOW }]]);
     expect(answer).toMatchObject({ enabled: false, groups: [{ id: 'ops', source: 'local' }] });
     expect(invalidations).toHaveLength(1);
   });
 
   it('changes names without touching sessions', async () => {
     const updates: unknown[][] = [];
-    const { service } = setup({
+    const { service, ended } = setup({
       repository: {
         findUser: async () => user('alice@local'),
         updateUser: async (...args) => void updates.push(args),
@@ -224,8 +234,9 @@ describe('UsersService.update and delete', () => {
       enabled: true,
     });
     expect(updates).toEqual([
-      ['alice@local', { displayName: 'Alice', email: null, enabled: true }, undefined],
+      ['alice@local', { displayName: 'Alice', email: null, enabled: true }],
     ]);
+    expect(ended).toEqual([]);
   });
 
   it('refuses to disable or remove the caller’s own user, whether it calls with a token or a session', async () => {
@@ -257,8 +268,8 @@ describe('UsersService.update and delete', () => {
 
 describe('UsersService passwords', () => {
   it('an administrator’s reset hashes the new password and ends every session of the user', async () => {
-    const calls: [string, string, Date, EndSessions][] = [];
-    const { service, invalidations } = setup({
+    const calls: [string, string, Date][] = [];
+    const { service, invalidations, ended } = setup({
       repository: {
         findUser: async () => user('alice@local'),
         findRealm: async () => LOCAL,
@@ -267,7 +278,8 @@ describe('UsersService passwords', () => {
       passwords: { hash: async (p) => `h(${p})` },
     });
     await service.resetPassword('alice@local', STRONG);
-    expect(calls).toEqual([['alice@local', `h(${STRONG})`, NOW, { all: NOW }]]);
+    expect(calls).toEqual([['alice@local', `h(${STRONG})`, NOW]]);
+    expect(ended).toEqual([['alice@local', { all: NOW }]]);
     expect(invalidations).toHaveLength(1);
   });
 
@@ -282,8 +294,8 @@ describe('UsersService passwords', () => {
 
   it('a user’s own change needs the right current password, counts the attempt, and ends only the other sessions', async () => {
     const attempts: string[] = [];
-    const calls: [string, string, Date, EndSessions][] = [];
-    const { service } = setup({
+    const calls: [string, string, Date][] = [];
+    const { service, ended } = setup({
       repository: {
         findUser: async () => user('alice@local'),
         findRealm: async () => LOCAL,
@@ -307,7 +319,8 @@ describe('UsersService passwords', () => {
     );
     expect(same.message).toContain('must differ');
     await service.changeOwnPassword(SESSION, 'old-Password-1', STRONG);
-    expect(calls).toEqual([['alice@local', `h(${STRONG})`, NOW, { except: 'session-1' }]]);
+    expect(calls).toEqual([['alice@local', `h(${STRONG})`, NOW]]);
+    expect(ended).toEqual([['alice@local', { except: 'session-1' }]]);
     expect(attempts).toEqual(Array(4).fill('password-change:alice@local'));
   });
 

@@ -1,21 +1,21 @@
 import { Injectable } from '@nestjs/common';
 import { AuditService } from '../audit/audit.service';
-import { AuthService } from '../authn/auth.service';
+import { AclService } from '../acl/acl.service';
+import { CallerCache } from '../authz/caller-cache';
 import type { Caller } from '../authz/caller';
 import { RateLimiterService } from '../authz/rate-limiter.service';
 import { ClockRepository } from '../common/clock.repository';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
-import {
-  AccessAdminRepository,
-  type Membership,
-  type UserPatch,
-} from '../access/access-admin.repository';
+import { UnitOfWork } from '../database/unit-of-work.repository';
+import { TokensService } from '../tokens/tokens.service';
 import { PasswordHasherRepository } from './password-hasher.repository';
 import { PasswordPolicy } from './password-policy';
 import { formatUserId } from '../common/principal';
 import { newUser, type UserEntity } from './user.entity';
+import { UserSessions } from './user-sessions';
 import type { CreateUserInput, UpdateUserInput, UserView } from './users.dto';
+import { UsersRepository, type Membership, type UserPatch } from './users.repository';
 
 /**
  * Users: listing, creating (local users with a password; directory users ahead of their first
@@ -25,10 +25,14 @@ import type { CreateUserInput, UpdateUserInput, UserView } from './users.dto';
 @Injectable()
 export class UsersService {
   constructor(
-    private readonly repository: AccessAdminRepository,
+    private readonly repository: UsersRepository,
+    private readonly sessions: UserSessions,
+    private readonly tokens: TokensService,
+    private readonly acl: AclService,
+    private readonly db: UnitOfWork,
     private readonly passwords: PasswordHasherRepository,
     private readonly policy: PasswordPolicy,
-    private readonly auth: AuthService,
+    private readonly callers: CallerCache,
     private readonly limits: RateLimiterService,
     private readonly audit: AuditService,
     private readonly clock: ClockRepository,
@@ -75,7 +79,7 @@ export class UsersService {
     });
     if (!(await this.repository.insertUser(user)))
       throw new DomainError(ErrorCode.Conflict, `user ${id} already exists`);
-    this.auth.invalidate();
+    this.callers.invalidate();
     this.audit.note({
       user: id,
       realm: realm.id,
@@ -95,8 +99,11 @@ export class UsersService {
     if (input.email !== undefined) patch.email = input.email;
     if (input.enabled !== undefined) patch.enabled = input.enabled;
     if (input.requireTfa !== undefined) patch.requireTfa = input.requireTfa;
-    await this.repository.updateUser(id, patch, disabling ? this.clock.now() : undefined);
-    this.auth.invalidate();
+    await this.db.run(async () => {
+      await this.repository.updateUser(id, patch);
+      if (disabling) await this.sessions.end(id, { all: this.clock.now() });
+    });
+    this.callers.invalidate();
     this.audit.note({
       user: id,
       changed: Object.keys(patch),
@@ -107,8 +114,13 @@ export class UsersService {
 
   async delete(caller: Caller, id: string): Promise<void> {
     this.refuseSelf(caller, id, 'remove');
-    if (!(await this.repository.deleteUser(id))) throw DomainError.notFound(`user ${id}`);
-    this.auth.invalidate();
+    const deleted = await this.db.run(async () => {
+      await this.tokens.removeOwnedBy('user', [id]);
+      await this.acl.removeGrantsOf('user', [id]);
+      return this.repository.deleteUser(id);
+    });
+    if (!deleted) throw DomainError.notFound(`user ${id}`);
+    this.callers.invalidate();
     this.audit.note({ user: id });
   }
 
@@ -118,8 +130,12 @@ export class UsersService {
     await this.requireLocal(user);
     this.policy.check(password, id);
     const now = this.clock.now();
-    await this.repository.setPassword(id, await this.passwords.hash(password), now, { all: now });
-    this.auth.invalidate();
+    const hash = await this.passwords.hash(password);
+    await this.db.run(async () => {
+      await this.repository.setPassword(id, hash, now);
+      await this.sessions.end(id, { all: now });
+    });
+    this.callers.invalidate();
     this.audit.note({ user: id, sessionsEnded: true });
   }
 
@@ -148,13 +164,13 @@ export class UsersService {
         'newPassword: the new password must differ from the current one',
       );
     this.policy.check(newPassword, user.id, 'newPassword');
-    await this.repository.setPassword(
-      user.id,
-      await this.passwords.hash(newPassword),
-      this.clock.now(),
-      { except: caller.sessionId },
-    );
-    this.auth.invalidate();
+    const hash = await this.passwords.hash(newPassword);
+    const sessionId = caller.sessionId;
+    await this.db.run(async () => {
+      await this.repository.setPassword(user.id, hash, this.clock.now());
+      await this.sessions.end(user.id, { except: sessionId });
+    });
+    this.callers.invalidate();
     this.audit.note({ user: user.id, otherSessionsEnded: true });
   }
 
@@ -181,6 +197,19 @@ export class UsersService {
     const user = await this.repository.findUser(id);
     if (!user) throw DomainError.notFound(`user ${id}`);
     return user;
+  }
+
+  // --- for the features that act on users (sessions, realms, authentication) ---------------------
+
+  /** Stores the user unless the id is taken (the first start's administrator); no audit entry. */
+  async createUnlessPresent(user: UserEntity): Promise<void> {
+    await this.repository.insertUnlessPresent(user);
+    this.callers.invalidate();
+  }
+
+  /** Sessions of the user created before `at` are void (the session rule in sessions/ calls this). */
+  voidSessionsBefore(id: string, at: Date): Promise<void> {
+    return this.repository.voidSessionsBefore(id, at);
   }
 }
 

@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, type EntityManager } from 'typeorm';
+import { isUniqueViolation } from '../../database/unique-violation';
 import { RealmEntity } from '../../realms/realm.entity';
 import { RecoveryCodeEntity } from './recovery-code.entity';
 import { SessionEntity } from '../session.entity';
@@ -296,9 +297,4 @@ async function replaceCodes(
     await repository.insert(
       codes.map((c) => ({ id: c.id, userId, codeHash: c.codeHash, usedAt: null, createdAt: now })),
     );
-}
-
-function isUniqueViolation(error: unknown): boolean {
-  const cause = (error as { driverError?: { code?: unknown }; code?: unknown } | null) ?? {};
-  return cause.code === '23505' || cause.driverError?.code === '23505';
 }

@@ -16,6 +16,7 @@ import type { MetricsService } from '../../health/metrics.service';
 import type { ManagerIdentity } from '../../pki/state-dir.repository';
 import type { LoginRepository } from '../login.repository';
 import { LoginService } from '../login.service';
+import type { SessionsService } from '../sessions.service';
 import type { PasswordHasherRepository } from '../../users/password-hasher.repository';
 import type { RealmsService } from '../../realms/realms.service';
 import type { SessionEntity } from '../session.entity';
@@ -419,6 +420,7 @@ function login(
     config,
     { secretKey: Buffer.alloc(32, 7) } as ManagerIdentity,
     strictMock<PinoLogger>('PinoLogger'),
+    strictMock<SessionsService>('SessionsService'),
   );
   return { service, repository, verifier, audit };
 }

@@ -1,12 +1,12 @@
 import { strictMock } from '@debvisor/testing/strict-mock';
 import { describe, expect, it } from 'vitest';
 import type { AuditService } from '../audit/audit.service';
-import type { AuthService } from '../authn/auth.service';
+import type { CallerCache } from '../authz/caller-cache';
 import type { ClockRepository } from '../common/clock.repository';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
-import type { AccessAdminRepository } from '../access/access-admin.repository';
-import type { GroupEntity } from '../groups/group.entity';
+import type { GroupsRepository } from './groups.repository';
+import type { GroupEntity } from './group.entity';
 import { VmOwnersService } from './vm-owners.service';
 
 const NOW = new Date('2026-05-01T12:00:00Z');
@@ -22,14 +22,14 @@ const GROUPS: Record<string, GroupEntity> = {
   ops: { id: 'ops', comment: '', tenant: false, requireTfa: false, createdAt: NOW },
 };
 
-function setup(repository: Parameters<typeof strictMock<AccessAdminRepository>>[1] = {}) {
+function setup(repository: Parameters<typeof strictMock<GroupsRepository>>[1] = {}) {
   const invalidations: number[] = [];
   const service = new VmOwnersService(
-    strictMock<AccessAdminRepository>('AccessAdminRepository', {
+    strictMock<GroupsRepository>('GroupsRepository', {
       findGroup: async (id) => GROUPS[id] ?? null,
       ...repository,
     }),
-    strictMock<AuthService>('AuthService', { invalidate: () => void invalidations.push(1) }),
+    strictMock<CallerCache>('CallerCache', { invalidate: () => void invalidations.push(1) }),
     strictMock<AuditService>('AuditService', { note: () => undefined }),
     strictMock<ClockRepository>('ClockRepository', { now: () => NOW }),
   );

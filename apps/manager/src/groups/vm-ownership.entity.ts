@@ -1,5 +1,5 @@
 import { Column, Entity, Index, JoinColumn, ManyToOne, PrimaryColumn } from 'typeorm';
-import { GroupEntity } from '../groups/group.entity';
+import { GroupEntity } from './group.entity';
 
 /** Which tenant group owns a VM: its members see and act on it, other tenants cannot learn it exists. */
 @Entity({ name: 'vm_ownership' })

@@ -1,10 +1,10 @@
 import { Injectable } from '@nestjs/common';
 import { AuditService } from '../audit/audit.service';
-import { AuthService } from '../authn/auth.service';
+import { CallerCache } from '../authz/caller-cache';
 import { ClockRepository } from '../common/clock.repository';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
-import { AccessAdminRepository } from '../access/access-admin.repository';
+import { GroupsRepository } from './groups.repository';
 import type { VmOwnershipEntity } from './vm-ownership.entity';
 import type { VmOwnerView } from './vm-owners.dto';
 
@@ -12,8 +12,8 @@ import type { VmOwnerView } from './vm-owners.dto';
 @Injectable()
 export class VmOwnersService {
   constructor(
-    private readonly repository: AccessAdminRepository,
-    private readonly auth: AuthService,
+    private readonly repository: GroupsRepository,
+    private readonly callers: CallerCache,
     private readonly audit: AuditService,
     private readonly clock: ClockRepository,
   ) {}
@@ -32,7 +32,7 @@ export class VmOwnersService {
         `tenantGroup: group ${tenantGroup} is not a tenant group (PUT /api/v1/access/groups/${tenantGroup} {"tenant": true} first)`,
       );
     const stored = await this.repository.setVmOwner(vmUuid, tenantGroup, this.clock.now());
-    this.auth.invalidate();
+    this.callers.invalidate();
     this.audit.note({ vm: vmUuid, tenantGroup });
     return view(stored);
   }
@@ -40,7 +40,7 @@ export class VmOwnersService {
   async clear(vmUuid: string): Promise<void> {
     if (!(await this.repository.deleteVmOwner(vmUuid)))
       throw DomainError.notFound(`ownership of VM ${vmUuid}`);
-    this.auth.invalidate();
+    this.callers.invalidate();
     this.audit.note({ vm: vmUuid });
   }
 }
