@@ -4,6 +4,7 @@ import { request as httpsRequest } from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
+import { OidcCodeFlowStrategy } from './oidc-code-flow.strategy';
 import type { OidcRealmSettings } from './oidc-settings';
 
 // openid-client is ESM-only and the manager compiles to CommonJS: TypeScript (module node20) keeps
@@ -82,7 +83,10 @@ export class OidcClientRepository {
     { expiresAt: number; metadata: Promise<ServerMetadata> }
   >();
 
-  /** Discovery, then the authorization URL to send the browser to, with fresh state, nonce and PKCE verifier. */
+  /**
+   * Discovery, then the authorization URL to send the browser to, with fresh state, nonce and PKCE
+   * verifier — made by openid-client's passport strategy (OidcCodeFlowStrategy).
+   */
   async beginLogin(
     settings: OidcRealmSettings,
     clientSecret: string,
@@ -92,32 +96,32 @@ export class OidcClientRepository {
     const config = await this.configuration(client, settings, clientSecret);
     const state = client.randomState();
     const nonce = client.randomNonce();
-    const codeVerifier = client.randomPKCECodeVerifier();
-    const codeChallenge = await client.calculatePKCECodeChallenge(codeVerifier);
-    let authorizationUrl: URL;
-    try {
-      authorizationUrl = client.buildAuthorizationUrl(config, {
-        redirect_uri: redirectUri,
-        scope: settings.scopes.join(' '),
-        state,
-        nonce,
-        code_challenge: codeChallenge,
-        code_challenge_method: 'S256',
-      });
-    } catch (error) {
+    const strategy = await OidcCodeFlowStrategy.create(
+      config,
+      { redirectUri, scope: settings.scopes.join(' '), state, nonce },
+      () => undefined,
+    );
+    const outcome = await strategy.begin();
+    if (!('redirect' in outcome) || !outcome.checks?.code_verifier) {
       throw unavailable(
         settings,
         'its discovery document has no usable authorization endpoint',
-        error,
+        'error' in outcome ? outcome.error : undefined,
       );
     }
-    return { authorizationUrl: authorizationUrl.href, state, nonce, codeVerifier };
+    return {
+      authorizationUrl: outcome.redirect,
+      state,
+      nonce,
+      codeVerifier: outcome.checks.code_verifier,
+    };
   }
 
   /**
-   * Checks the callback against the login attempt (state), redeems the code (PKCE verifier, client
-   * secret), validates the ID token (issuer, audience, expiry, nonce) and reads the identity from its
-   * claims, asking the userinfo endpoint for the username or groups claim when the ID token lacks it.
+   * Checks the callback against the login attempt (state), then lets openid-client's passport
+   * strategy redeem the code (PKCE verifier, client secret) and validate the ID token (issuer,
+   * audience, expiry, nonce); its verify step reads the identity from the claims, asking the
+   * userinfo endpoint for the username or groups claim when the ID token lacks it.
    */
   async completeLogin(
     settings: OidcRealmSettings,
@@ -138,22 +142,36 @@ export class OidcClientRepository {
 
     const client = await loadOpenIdClient();
     const config = await this.configuration(client, settings, clientSecret);
-    // The token request's redirect_uri is derived from this URL: use the configured one, not whatever the callback arrived on.
-    const current = new URL(redirectUri);
-    current.search = callbackUrl.search;
-    current.hash = '';
+    // The token request's redirect_uri is the configured one (the strategy's callbackURL), not
+    // whatever the callback arrived on; only the callback's query is taken from it.
+    const strategy = await OidcCodeFlowStrategy.create(
+      config,
+      { redirectUri, scope: settings.scopes.join(' ') },
+      (tokens, verified) => {
+        this.identityOf(client, config, settings, tokens).then(
+          (identity) => verified(null, identity),
+          (error: unknown) => verified(error),
+        );
+      },
+    );
+    const outcome = await strategy.complete(`/${callbackUrl.search}`, {
+      code_verifier: expected.codeVerifier,
+      state: expected.state,
+      nonce: expected.nonce,
+    });
+    if ('user' in outcome) return outcome.user as OidcIdentity;
+    if ('error' in outcome) throw translate(client, outcome.error, settings, 'token');
+    // A callback without a code (the strategy would start a login again) or one it refused.
+    throw unauthenticated('the login response or its ID token failed validation');
+  }
 
-    let tokens: Awaited<ReturnType<OpenIdClient['authorizationCodeGrant']>>;
-    try {
-      tokens = await client.authorizationCodeGrant(config, current, {
-        expectedState: expected.state,
-        expectedNonce: expected.nonce,
-        pkceCodeVerifier: expected.codeVerifier,
-        idTokenExpected: true,
-      });
-    } catch (error) {
-      throw translate(client, error, settings, 'token');
-    }
+  /** The identity in the validated tokens: the ID token's claims, completed from userinfo when they lack some. */
+  private async identityOf(
+    client: OpenIdClient,
+    config: Configuration,
+    settings: OidcRealmSettings,
+    tokens: Awaited<ReturnType<OpenIdClient['authorizationCodeGrant']>>,
+  ): Promise<OidcIdentity> {
     const idToken = tokens.claims();
     if (!idToken) throw unauthenticated('the identity provider issued no ID token');
     const accepted = new Set([settings.clientId, ...(settings.audiences ?? [])]);
