@@ -3048,10 +3048,16 @@ export interface components {
             }[];
         };
         RemoteHa_Output: {
+            /** @description false when the cluster's HA state could not be read (remote unreachable, agents without HA, a credential without ha:status:read): error says why */
+            available: boolean;
             /** @description The node holding the coordinator lease; null when none is elected */
             coordinator: string | null;
+            error: {
+                code: string;
+                message: string;
+            } | null;
             /** @description The coordinator's fencing epoch: every HA action carries it */
-            fencingEpoch: string;
+            fencingEpoch: string | null;
             nodes: components["schemas"]["HaNodeView_Output"][];
             /** @description The privileges the caller holds on /remotes/{remote} (node.maintenance …) */
             privileges: ("system.audit" | "system.modify" | "remote.audit" | "remote.modify" | "vm.audit" | "vm.power" | "vm.console" | "vm.migrate" | "vm.snapshot" | "vm.replicate" | "vm.failover" | "vm.ha" | "node.maintenance" | "task.audit" | "task.cancel" | "access.audit" | "access.modify" | "audit.read")[];
@@ -3841,8 +3847,14 @@ export interface components {
             sizeBytes: number;
         };
         VmHa_Output: {
+            /** @description false when the cluster's HA state could not be read (remote unreachable, agents without HA, a credential without ha:status:read): error says why */
+            available: boolean;
             coordinator: string | null;
-            fencingEpoch: string;
+            error: {
+                code: string;
+                message: string;
+            } | null;
+            fencingEpoch: string | null;
             /** @description Its HA state; null when not under HA */
             ha: components["schemas"]["HaVmView_Output"] | null;
             /** @description The HA state of the node the VM runs on (or ran on) */

@@ -279,7 +279,12 @@ function RemoteDetails({ signedIn, remote }: { signedIn: SignedIn; remote: strin
       {!ha.data && !ha.error && <p className="muted">Loading…</p>}
       {task.view}
       <ErrorNote error={task.error} />
-      {ha.data && (
+      {ha.data && !ha.data.available && (
+        <p className="notice" role="status">
+          The HA state of {remote} cannot be read now: {ha.data.error?.message}
+        </p>
+      )}
+      {ha.data?.available && (
         <>
           <Nodes
             signedIn={signedIn}

@@ -197,7 +197,12 @@ export function VmHaPanel({ signedIn, vm }: { signedIn: SignedIn; vm: VmDetail }
         <ErrorNote error={ha.error} />
       )}
       {!ha.data && !ha.error && <p className="muted">Loading…</p>}
-      {ha.data && (
+      {ha.data && !ha.data.available && (
+        <p className="muted" data-testid="vm-ha-unavailable">
+          The cluster&apos;s HA state cannot be read now: {ha.data.error?.message}
+        </p>
+      )}
+      {ha.data?.available && (
         <>
           <HaState ha={ha.data} />
           <form className="ha-policy" onSubmit={submit} aria-label="HA policy">
