@@ -82,12 +82,42 @@ export const preflightCheckSchema = z.object({
 });
 export type PreflightCheckView = z.infer<typeof preflightCheckSchema>;
 
+export const transferEstimateSchema = z.object({
+  memoryBytes: z.int().min(0).meta({
+    description: "The guest's memory: what a live migration sends at least (0: offline)",
+  }),
+  measuredBytesPerSecond: z.number().nullable().meta({
+    description:
+      'The median rate (transferred bytes / QEMU total time) of the last completed live migrations between the two remotes; null: none yet',
+  }),
+  measuredMigrations: z
+    .int()
+    .min(0)
+    .meta({ description: 'How many migrations the measured rate is taken from' }),
+  linkCapBytesPerSecond: z.number().nullable().meta({
+    description:
+      'The cap of the link between the two remotes (DEBVISOR_MIGRATION_LINK_CAP_BYTES); null: none applies',
+  }),
+  bytesPerSecond: z.number().nullable().meta({
+    description:
+      "The rate expected: the lowest of the measured rate, the request's bandwidth limit and the link cap; null: nothing to go by",
+  }),
+  seconds: z
+    .number()
+    .nullable()
+    .meta({ description: 'memoryBytes at bytesPerSecond, rounded up; null: no rate' }),
+});
+export type TransferEstimate = z.infer<typeof transferEstimateSchema>;
+
 export const preflightAnswerSchema = z.object({
   ok: z.boolean().meta({ description: 'No check failed: the migration may be started' }),
   source: z.object({ remote: z.string(), node: z.string() }),
   target: z.object({ remote: z.string(), node: z.string() }),
   transport: z.enum(MIGRATION_TRANSPORTS),
   checks: z.array(preflightCheckSchema),
+  estimate: transferEstimateSchema.meta({
+    description: 'How long the transfer should take, and what the estimate rests on',
+  }),
 });
 export type PreflightAnswer = z.infer<typeof preflightAnswerSchema>;
 export class PreflightAnswerDto extends createZodDto(preflightAnswerSchema) {}

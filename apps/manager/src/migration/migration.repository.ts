@@ -51,6 +51,27 @@ export class MigrationRepository {
     );
   }
 
+  /**
+   * The figures of the last `limit` completed live migrations between two remotes (either
+   * direction; the same remote twice: within it), newest first.
+   */
+  async recentTransfers(a: string, b: string, limit: number): Promise<MigrationFigures[]> {
+    const rows = await this.dataSource
+      .getRepository(VmMigrationEntity)
+      .createQueryBuilder('m')
+      .select(['m.progress'])
+      .where(
+        '((m.source_remote = :a AND m.target_remote = :b) OR (m.source_remote = :b AND m.target_remote = :a))',
+        { a, b },
+      )
+      .andWhere("m.phase = 'completed' AND m.progress IS NOT NULL")
+      .andWhere("(m.options ->> 'online')::boolean")
+      .orderBy('m.finished_at', 'DESC')
+      .limit(limit)
+      .getMany();
+    return rows.map((row) => row.progress!);
+  }
+
   /** A queued or running task of the VM (any type), the oldest first; undefined when it is free. */
   async activeTaskOf(vmId: string): Promise<Pick<TaskEntity, 'id' | 'type' | 'state'> | undefined> {
     const task = await this.dataSource

@@ -24,6 +24,7 @@ import type { MigrationRecoveryService } from './migration-recovery.service';
 import { InFlightMigrations, MIGRATE_PERMISSION } from './in-flight-migrations.service';
 import { MigrationLinks } from './migration-links.service';
 import { MigrationRunnerService } from './migration-runner.service';
+import type { MigrationFigures } from './migration-details.dto';
 import { migrateBodySchema } from './migration.dto';
 import type { VmMigrationEntity } from './migration.entity';
 import type { MigrationRepository } from './migration.repository';
@@ -46,6 +47,8 @@ function setup(
   options: {
     busy?: Pick<TaskEntity, 'id' | 'type' | 'state'>;
     enqueue?: (task: NewTask, opts?: EnqueueOptions) => Promise<{ taskId: string }>;
+    recent?: MigrationFigures[];
+    linkCapBytes?: number;
   } = {},
 ) {
   const handlers = new Map<string, TaskHandler>();
@@ -80,6 +83,7 @@ function setup(
   const repository = strictMock<MigrationRepository>('MigrationRepository', {
     insert: async (record: VmMigrationEntity) => void inserted.push(record),
     activeTaskOf: async () => options.busy,
+    recentTransfers: async () => options.recent ?? [],
     get: async () => migrationRecord({ sourceNode: 'node-1', phase: 'transfer', progress: null }),
   });
   // The runner only lends its connect() here; its other collaborators are never reached.
@@ -95,11 +99,12 @@ function setup(
     strictMock<PinoLogger>('PinoLogger', { setContext: () => undefined }),
     strictMock<MigrationEvents>('MigrationEvents'),
   );
+  const links = new MigrationLinks({ migrationLinkCapBytes: options.linkCapBytes ?? 0 });
   const runner = new MigrationRunnerService(
     inFlight,
     new MigrationPreflightService(agents),
     agents,
-    new MigrationLinks({ migrationLinkCapBytes: 0 }),
+    links,
   );
   const service = new MigrationService(
     strictMock<TasksService>('TasksService', {
@@ -123,6 +128,7 @@ function setup(
     new MigrationPreflightService(agents),
     runner,
     strictMock<MigrationRecoveryService>('MigrationRecoveryService'),
+    links,
   );
   service.onModuleInit();
   return { service, handlers, inserted, enqueued, notes, connections, prepared };
@@ -257,11 +263,57 @@ describe('MigrationService', () => {
         { side: 'source', name: 'vm-state', result: 'pass', reason: 'running' },
         { side: 'target', name: 'memory', result: 'warn', reason: 'tight' },
       ],
+      estimate: {
+        memoryBytes: 268435456,
+        measuredBytesPerSecond: null,
+        measuredMigrations: 0,
+        linkCapBytesPerSecond: null,
+        bytesPerSecond: null,
+        seconds: null,
+      },
     });
     expect(prepared.map((r) => [r.role, r.checkOnly, r.migrationId ?? ''])).toEqual([
       ['source', true, ''],
       ['target', true, ''],
     ]);
+  });
+
+  it('pre-flight: estimates the transfer time from the rate measured between the remotes, the limit and the link cap', async () => {
+    const figures = (transferredBytes: number, totalTimeMs: number | null) =>
+      ({ transferredBytes, totalTimeMs }) as MigrationFigures;
+    const recent = [figures(200e6, 1000), figures(300e6, 1000), figures(100e6, 1000)];
+    // one without QEMU's total time is left out
+    const measured = setup({ recent: [...recent, figures(1e9, null)] });
+    const across = { targetRemote: 'dc-west', storageMap: {} };
+    expect((await measured.service.preflight(ADMIN, 'dc-east', VM, body(across))).estimate).toEqual(
+      {
+        memoryBytes: 268435456,
+        measuredBytesPerSecond: 200e6,
+        measuredMigrations: 3,
+        linkCapBytesPerSecond: null,
+        bytesPerSecond: 200e6,
+        seconds: 2,
+      },
+    );
+    const capped = setup({ recent, linkCapBytes: 50e6 });
+    const limited = await capped.service.preflight(
+      ADMIN,
+      'dc-east',
+      VM,
+      body({ ...across, bandwidthLimitBytes: 100e6 }),
+    );
+    expect(limited.estimate).toMatchObject({
+      linkCapBytesPerSecond: 50e6,
+      bytesPerSecond: 50e6,
+      seconds: 6,
+    });
+    const offline = await capped.service.preflight(
+      ADMIN,
+      'dc-east',
+      VM,
+      body({ ...across, online: false }),
+    );
+    expect(offline.estimate).toMatchObject({ memoryBytes: 0, seconds: 0 });
   });
 
   it('shows the migration of a task: record, figures and the journal taken from the log', async () => {

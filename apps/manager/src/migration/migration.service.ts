@@ -1,7 +1,8 @@
 import { Injectable, OnModuleInit } from '@nestjs/common';
 import { AuditService } from '../audit/audit.service';
 import { AccessPolicy } from '../authz/access-policy.service';
-import type { Caller } from '../authz/caller';
+import { remoteAclPath, vmAclPath } from '../authz/acl-paths';
+import { ownerPrincipal, type Caller } from '../authz/caller';
 import { ClockRepository } from '../common/clock.repository';
 import { RemotesService } from '../remotes/remotes.service';
 import { ResourcesService } from '../resources/resources.service';
@@ -15,10 +16,12 @@ import {
   type MigrationEnds,
   type MigrationPlan,
 } from './migration-preflight.service';
+import { MigrationLinks } from './migration-links.service';
 import { MigrationRecoveryService } from './migration-recovery.service';
 import { MigrationRunnerService } from './migration-runner.service';
 import type { MigrateBody, PreflightAnswer, PreflightCheckView } from './migration.dto';
 import { MigrationRepository } from './migration.repository';
+import { MEASURED_MIGRATIONS, transferEstimate } from './transfer-estimate';
 
 export const MIGRATION_TASK = 'vm.migrate';
 
@@ -48,6 +51,7 @@ export class MigrationService implements OnModuleInit {
     private readonly preflightService: MigrationPreflightService,
     private readonly runner: MigrationRunnerService,
     private readonly recovery: MigrationRecoveryService,
+    private readonly links: MigrationLinks,
   ) {}
 
   onModuleInit(): void {
@@ -99,6 +103,17 @@ export class MigrationService implements OnModuleInit {
           },
     ];
     const result = await this.preflightService.run(plan, ends, managerChecks);
+    const memoryBytes = plan.options.online ? Number(result.spec.memoryBytes) || 0 : 0;
+    const estimate = transferEstimate(
+      memoryBytes,
+      await this.repository.recentTransfers(
+        plan.sourceRemote,
+        plan.targetRemote,
+        MEASURED_MIGRATIONS,
+      ),
+      plan.options.bandwidthLimitBytes,
+      this.links.capOf(plan.sourceRemote, plan.targetRemote),
+    );
     this.audit.note({
       targetRemote: plan.targetRemote,
       targetNode: plan.targetNode,
@@ -110,6 +125,7 @@ export class MigrationService implements OnModuleInit {
       target: { remote: plan.targetRemote, node: plan.targetNode },
       transport: plan.options.transport,
       checks: result.checks,
+      estimate,
     };
   }
 
@@ -265,14 +281,14 @@ export class MigrationService implements OnModuleInit {
     const sourceCredentialId = this.policy.credentialFor(
       caller,
       'vm.migrate',
-      `/remotes/${encodeURIComponent(remoteId)}/vms/${encodeURIComponent(vmId)}`,
+      vmAclPath(remoteId, vmId),
       remoteId,
     );
     const targetRemote = body.targetRemote ?? remoteId;
     const targetCredentialId = this.policy.credentialFor(
       caller,
       'vm.migrate',
-      `/remotes/${encodeURIComponent(targetRemote)}`,
+      remoteAclPath(targetRemote),
       targetRemote,
     );
     if (targetRemote !== remoteId) await this.remotes.get(targetRemote);
@@ -311,10 +327,4 @@ export class MigrationService implements OnModuleInit {
 function phaseShown(phase: MigrationPhase, task: Readonly<TaskEntity>): MigrationPhase {
   if (isFinalPhase(phase) || task.state === 'queued' || task.state === 'running') return phase;
   return task.state === 'succeeded' ? 'completed' : task.state;
-}
-
-/** `principal!token` → `principal`. */
-function ownerPrincipal(owner: string): string {
-  const bang = owner.indexOf('!');
-  return bang > 0 ? owner.slice(0, bang) : owner;
 }

@@ -824,6 +824,24 @@ export interface paths {
         patch: operations["RemotesController_update"];
         trace?: never;
     };
+    "/api/v1/remotes/{remote}/ca-rotation": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Status (cluster ca) */
+        get: operations["ClusterCaController_status"];
+        put?: never;
+        /** Rotate (cluster ca) */
+        post: operations["ClusterCaController_rotate"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/remotes/{remote}/credentials": {
         parameters: {
             query?: never;
@@ -1777,6 +1795,39 @@ export interface components {
             /** @description Pass as cursor for the next (older) page; null on the last page */
             nextCursor: number | null;
         };
+        CaRotationRequestDto: {
+            /**
+             * @description begin: a new CA, trusted next to the old one by the cluster and the remote; finish: once every live node renewed, the new CA alone; rotate: both, waiting in between
+             * @enum {string}
+             */
+            action: "begin" | "finish" | "rotate";
+            /**
+             * @description finish although a node (e.g. one that is down) still holds a certificate of the old CA; it must be re-enrolled
+             * @default false
+             */
+            force: boolean;
+        };
+        CaRotationStatusDto_Output: {
+            /** @description The CAs the cluster trusts now, old first (empty: only the agents' tls.ca) */
+            clusterCas: {
+                fingerprintSha256: string;
+                pem: string;
+                subject: string;
+            }[];
+            issuingFingerprintSha256: string | null;
+            nodes: {
+                alive: boolean;
+                issuerFingerprintSha256: string;
+                nodeId: string;
+                notAfter: string;
+                onIssuingCa: boolean | null;
+            }[];
+            remote: string;
+            /** @description The CAs the manager trusts for this remote */
+            remoteCaFingerprints: string[];
+            /** @description The cluster trusts two CAs: a rotation is under way */
+            rotating: boolean;
+        };
         CertificatesStatus_Output: {
             accounts: components["schemas"]["AcmeAccount_Output"][];
             current: {
@@ -2237,7 +2288,7 @@ export interface components {
             };
             nodes: components["schemas"]["DashboardNodeCounts_Output"];
             /** @description The privileges the caller holds on /remotes/{remote} */
-            privileges: ("system.audit" | "system.modify" | "remote.audit" | "remote.modify" | "vm.audit" | "vm.power" | "vm.console" | "vm.migrate" | "vm.snapshot" | "vm.replicate" | "vm.failover" | "vm.ha" | "node.maintenance" | "task.audit" | "task.cancel" | "access.audit" | "access.modify" | "audit.read")[];
+            privileges: ("system.audit" | "system.modify" | "remote.audit" | "remote.modify" | "remote.trust" | "vm.audit" | "vm.power" | "vm.console" | "vm.migrate" | "vm.snapshot" | "vm.replicate" | "vm.failover" | "vm.ha" | "node.maintenance" | "task.audit" | "task.cancel" | "access.audit" | "access.modify" | "audit.read")[];
             remote: string;
             /**
              * Format: date-time
@@ -2896,6 +2947,21 @@ export interface components {
                  */
                 side: "manager" | "source" | "target";
             }[];
+            /** @description How long the transfer should take, and what the estimate rests on */
+            estimate: {
+                /** @description The rate expected: the lowest of the measured rate, the request's bandwidth limit and the link cap; null: nothing to go by */
+                bytesPerSecond: number | null;
+                /** @description The cap of the link between the two remotes (DEBVISOR_MIGRATION_LINK_CAP_BYTES); null: none applies */
+                linkCapBytesPerSecond: number | null;
+                /** @description The median rate (transferred bytes / QEMU total time) of the last completed live migrations between the two remotes; null: none yet */
+                measuredBytesPerSecond: number | null;
+                /** @description How many migrations the measured rate is taken from */
+                measuredMigrations: number;
+                /** @description The guest's memory: what a live migration sends at least (0: offline) */
+                memoryBytes: number;
+                /** @description memoryBytes at bytesPerSecond, rounded up; null: no rate */
+                seconds: number | null;
+            };
             /** @description No check failed: the migration may be started */
             ok: boolean;
             source: {
@@ -3060,7 +3126,7 @@ export interface components {
             fencingEpoch: string | null;
             nodes: components["schemas"]["HaNodeView_Output"][];
             /** @description The privileges the caller holds on /remotes/{remote} (node.maintenance …) */
-            privileges: ("system.audit" | "system.modify" | "remote.audit" | "remote.modify" | "vm.audit" | "vm.power" | "vm.console" | "vm.migrate" | "vm.snapshot" | "vm.replicate" | "vm.failover" | "vm.ha" | "node.maintenance" | "task.audit" | "task.cancel" | "access.audit" | "access.modify" | "audit.read")[];
+            privileges: ("system.audit" | "system.modify" | "remote.audit" | "remote.modify" | "remote.trust" | "vm.audit" | "vm.power" | "vm.console" | "vm.migrate" | "vm.snapshot" | "vm.replicate" | "vm.failover" | "vm.ha" | "node.maintenance" | "task.audit" | "task.cancel" | "access.audit" | "access.modify" | "audit.read")[];
             /** Format: date-time */
             readAt: string;
             remote: string;
@@ -3109,7 +3175,7 @@ export interface components {
                 total: number;
             };
             /** @description The privileges the caller holds on /remotes/{remote} */
-            privileges: ("system.audit" | "system.modify" | "remote.audit" | "remote.modify" | "vm.audit" | "vm.power" | "vm.console" | "vm.migrate" | "vm.snapshot" | "vm.replicate" | "vm.failover" | "vm.ha" | "node.maintenance" | "task.audit" | "task.cancel" | "access.audit" | "access.modify" | "audit.read")[];
+            privileges: ("system.audit" | "system.modify" | "remote.audit" | "remote.modify" | "remote.trust" | "vm.audit" | "vm.power" | "vm.console" | "vm.migrate" | "vm.snapshot" | "vm.replicate" | "vm.failover" | "vm.ha" | "node.maintenance" | "task.audit" | "task.cancel" | "access.audit" | "access.modify" | "audit.read")[];
             remote: string;
             /**
              * Format: date-time
@@ -3824,7 +3890,7 @@ export interface components {
             nics: components["schemas"]["VmNic_Output"][];
             node: string;
             /** @description The privileges the caller holds on the VM's ACL path */
-            privileges: ("system.audit" | "system.modify" | "remote.audit" | "remote.modify" | "vm.audit" | "vm.power" | "vm.console" | "vm.migrate" | "vm.snapshot" | "vm.replicate" | "vm.failover" | "vm.ha" | "node.maintenance" | "task.audit" | "task.cancel" | "access.audit" | "access.modify" | "audit.read")[];
+            privileges: ("system.audit" | "system.modify" | "remote.audit" | "remote.modify" | "remote.trust" | "vm.audit" | "vm.power" | "vm.console" | "vm.migrate" | "vm.snapshot" | "vm.replicate" | "vm.failover" | "vm.ha" | "node.maintenance" | "task.audit" | "task.cancel" | "access.audit" | "access.modify" | "audit.read")[];
             remote: string;
             /** @description True when the remote or node does not answer now and this is the last known state */
             stale: boolean;
@@ -7056,6 +7122,96 @@ export interface operations {
                 content?: never;
             };
             /** @description Needs remote.modify on /remotes/{remote} */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    ClusterCaController_status: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                remote: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The cluster's CAs, the manager's trust for the remote, each node's issuing CA */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CaRotationStatusDto_Output"];
+                };
+            };
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs remote.audit on /remotes/{remote} */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    ClusterCaController_rotate: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                remote: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CaRotationRequestDto"];
+            };
+        };
+        responses: {
+            /** @description The request was refused: `{"error": {"code", "message", "traceId"}}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Accepted: follow the task at /api/v1/tasks/{taskId} */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TaskAcceptedDto_Output"];
+                };
+            };
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Needs remote.trust on /remotes/{remote} */
             403: {
                 headers: {
                     [name: string]: unknown;

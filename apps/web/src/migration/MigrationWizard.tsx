@@ -25,6 +25,7 @@ import {
   preflightPassed,
   preflightScope,
   remoteChoices,
+  transferEstimate,
   type Choice,
   type MigrationForm,
   type MigrationMode,
@@ -187,6 +188,7 @@ function Wizard({ signedIn, vm }: { signedIn: SignedIn; vm: VmDetail }) {
           update={update}
           allowed={mayMigrate}
           checkedBody={checked?.body ?? null}
+          estimate={checked?.answer.estimate}
           onStarted={(id) => {
             setTaskId(id);
             setStep(5);
@@ -639,6 +641,7 @@ function OptionsStep({
   update,
   allowed,
   checkedBody,
+  estimate,
   onStarted,
 }: {
   vm: VmDetail;
@@ -646,6 +649,7 @@ function OptionsStep({
   update: (change: Partial<MigrationForm>) => void;
   allowed: boolean;
   checkedBody: string | null;
+  estimate: PreflightAnswer['estimate'] | undefined;
   onStarted: (taskId: string) => void;
 }) {
   const start = useStartMigration();
@@ -775,6 +779,10 @@ function OptionsStep({
       <p className="summary">
         Moves <strong>{vm.name}</strong> from {vm.remote} / {vm.node} to{' '}
         <strong>{form.targetRemote}</strong> / <strong>{form.targetNode}</strong>.
+      </p>
+      <p data-testid="transfer-estimate" aria-live="polite">
+        <strong>Estimated transfer time:</strong>{' '}
+        {transferEstimate(estimate, form, { source: vm.remote, target: form.targetRemote })}
       </p>
       <ErrorNote error={start.error} />
       <div className="actions">

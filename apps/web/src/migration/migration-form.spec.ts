@@ -12,6 +12,7 @@ import {
   preflightPassed,
   preflightScope,
   remoteChoices,
+  transferEstimate,
   type MigrationForm,
   type NodeResource,
   type PreflightAnswer,
@@ -232,6 +233,14 @@ describe('the pre-flight gate', () => {
       result,
       reason: 'because',
     })),
+    estimate: {
+      memoryBytes: GiB,
+      measuredBytesPerSecond: null,
+      measuredMigrations: 0,
+      linkCapBytesPerSecond: null,
+      bytesPerSecond: null,
+      seconds: null,
+    },
   });
 
   it('lets the wizard on when no check failed for the current target and maps', () => {
@@ -253,5 +262,59 @@ describe('the pre-flight gate', () => {
       ),
     ).toBe(false);
     expect(preflightPassed(answer(['pass']), scope, form({ bandwidthMiBps: '10' }))).toBe(true);
+  });
+});
+
+describe('the estimated transfer time', () => {
+  const remotes = { source: 'dc-east', target: 'dc-west' };
+  const estimate = (change: Partial<PreflightAnswer['estimate']> = {}) => ({
+    memoryBytes: 4 * GiB,
+    measuredBytesPerSecond: null,
+    measuredMigrations: 0,
+    linkCapBytesPerSecond: null,
+    bytesPerSecond: null,
+    seconds: null,
+    ...change,
+  });
+  const MiBps = 1024 * 1024;
+
+  it('asks for the pre-flight first, and says an offline migration sends no memory', () => {
+    expect(transferEstimate(undefined, form(), remotes)).toMatch(/^Run the pre-flight checks/);
+    expect(transferEstimate(estimate(), form({ online: false }), remotes)).toMatch(
+      /no memory is sent/,
+    );
+  });
+
+  it('estimates from the rate measured between the remotes, and says so', () => {
+    expect(
+      transferEstimate(
+        estimate({ measuredBytesPerSecond: 100 * MiBps, measuredMigrations: 3 }),
+        form(),
+        remotes,
+      ),
+    ).toBe(
+      'About 41 s to send 4.0 GiB at 100 MiB/s (the rate measured over the last 3 migrations between dc-east and dc-west); a guest that writes to its memory takes longer.',
+    );
+  });
+
+  it('follows the bandwidth limit as it is typed, and the link cap, whichever is slowest', () => {
+    const measured = estimate({
+      measuredBytesPerSecond: 100 * MiBps,
+      measuredMigrations: 1,
+      linkCapBytesPerSecond: 50 * MiBps,
+    });
+    expect(transferEstimate(measured, form(), remotes)).toMatch(
+      /^About 1 min 22 s .* at 50\.0 MiB\/s \(the link's bandwidth cap\)/,
+    );
+    expect(transferEstimate(measured, form({ bandwidthMiBps: '16' }), remotes)).toMatch(
+      /^About 4 min 16 s .* at 16\.0 MiB\/s \(the bandwidth limit above\)/,
+    );
+  });
+
+  it('has no estimate before any migration was measured, unless a limit is set', () => {
+    expect(transferEstimate(estimate(), form(), remotes)).toMatch(/^No estimate yet/);
+    expect(transferEstimate(estimate(), form({ bandwidthMiBps: '1024' }), remotes)).toMatch(
+      /^About 4 s /,
+    );
   });
 });

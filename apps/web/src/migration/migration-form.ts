@@ -1,4 +1,5 @@
 import type { Schemas } from '../api/client';
+import { formatBytes, formatDuration, formatRate } from '../ui/format';
 
 /** What the wizard reads and sends. */
 export type VmDetail = Schemas['VmDetail_Output'];
@@ -267,4 +268,34 @@ export function preflightPassed(
     checkedScope === preflightScope(form) &&
     answer.checks.every((check) => check.result !== 'fail')
   );
+}
+
+/**
+ * The transfer time the wizard shows for the options as entered now: the guest's memory at the
+ * lowest of the rate the manager measured between the two remotes, the bandwidth limit typed in
+ * and the link's cap (from the pre-flight answer). One sentence saying what it rests on.
+ */
+export function transferEstimate(
+  estimate: PreflightAnswer['estimate'] | undefined,
+  form: MigrationForm,
+  remotes: { source: string; target: string },
+): string {
+  if (!estimate) return 'Run the pre-flight checks for an estimate of the transfer time.';
+  if (!form.online) return 'An offline migration moves only the definition: no memory is sent.';
+  const limit = bandwidthBytes(form.bandwidthMiBps);
+  const bounds: { rate: number; basis: string }[] = [];
+  if (estimate.measuredBytesPerSecond)
+    bounds.push({
+      rate: estimate.measuredBytesPerSecond,
+      basis: `the rate measured over the last ${estimate.measuredMigrations === 1 ? 'migration' : `${estimate.measuredMigrations} migrations`} between ${remotes.source} and ${remotes.target}`,
+    });
+  if (typeof limit === 'number' && limit > 0)
+    bounds.push({ rate: limit, basis: 'the bandwidth limit above' });
+  if (estimate.linkCapBytesPerSecond)
+    bounds.push({ rate: estimate.linkCapBytesPerSecond, basis: "the link's bandwidth cap" });
+  if (bounds.length === 0)
+    return `No estimate yet: no live migration between ${remotes.source} and ${remotes.target} has been measured; a bandwidth limit gives one.`;
+  const slowest = bounds.reduce((low, bound) => (bound.rate < low.rate ? bound : low));
+  const seconds = Math.max(1, Math.ceil(estimate.memoryBytes / slowest.rate));
+  return `About ${formatDuration(seconds)} to send ${formatBytes(estimate.memoryBytes)} at ${formatRate(slowest.rate)} (${slowest.basis}); a guest that writes to its memory takes longer.`;
 }
