@@ -1,5 +1,6 @@
 import { Module, type BeforeApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { SchedulerService } from '../scheduler/scheduler.service';
+import { LdapBindStrategy } from './ldap-bind.strategy';
 import { LdapDirectoryRepository } from './ldap-directory.repository';
 import { OidcClientRepository } from './oidc-client.repository';
 import { RealmsController } from './realms.controller';
@@ -15,7 +16,13 @@ export const REALM_SYNC_JOB = 'realms.sync';
  */
 @Module({
   controllers: [RealmsController],
-  providers: [RealmsService, RealmsRepository, LdapDirectoryRepository, OidcClientRepository],
+  providers: [
+    RealmsService,
+    RealmsRepository,
+    LdapDirectoryRepository,
+    LdapBindStrategy,
+    OidcClientRepository,
+  ],
   exports: [RealmsService, OidcClientRepository],
 })
 export class RealmsModule implements OnModuleInit, BeforeApplicationShutdown {

@@ -9,6 +9,7 @@ import { ErrorCode } from '../common/error-code';
 import { SecretBox } from '../pki/secret-box';
 import type { ManagerIdentity } from '../pki/state-dir.repository';
 import { RealmEntity } from './realm.entity';
+import { LdapBindStrategy } from './ldap-bind.strategy';
 import type { LdapDirectoryRepository } from './ldap-directory.repository';
 import { ldapRealmSettingsSchema } from './ldap-settings';
 import { createRealmSchema, updateRealmSchema } from './realms.dto';
@@ -89,9 +90,10 @@ interface Parts {
 function service(parts: Parts = {}) {
   const auth = strictMock<AuthService>('AuthService', { invalidate: () => undefined });
   const log = (...args: unknown[]) => void parts.logs?.push(args);
+  const ldap = strictMock<LdapDirectoryRepository>('LdapDirectoryRepository', parts.ldap);
   const realms = new RealmsService(
     strictMock<RealmsRepository>('RealmsRepository', parts.repository),
-    strictMock<LdapDirectoryRepository>('LdapDirectoryRepository', parts.ldap),
+    ldap,
     auth,
     strictMock<AuditService>('AuditService', {
       note: (details) => void parts.notes?.push(details),
@@ -105,6 +107,7 @@ function service(parts: Parts = {}) {
       error: log,
     }),
     { secretKey: KEY } as ManagerIdentity,
+    new LdapBindStrategy(ldap),
   );
   return { realms, auth };
 }

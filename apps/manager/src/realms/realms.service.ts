@@ -12,7 +12,8 @@ import { MANAGER_IDENTITY, type ManagerIdentity } from '../pki/state-dir.reposit
 import { mapGroups } from './group-mapping';
 import { formatUserId, usernameSchema } from '../common/principal';
 import type { RealmEntity, RealmType } from './realm.entity';
-import { LdapDirectoryRepository, type DirectoryUser } from './ldap-directory.repository';
+import { LdapBindStrategy } from './ldap-bind.strategy';
+import { LdapDirectoryRepository } from './ldap-directory.repository';
 import { ldapRealmSettingsSchema, type LdapRealmSettings } from './ldap-settings';
 import {
   REALM_SETTINGS_SCHEMAS,
@@ -75,6 +76,7 @@ export class RealmsService {
     private readonly clock: ClockRepository,
     private readonly logger: PinoLogger,
     @Inject(MANAGER_IDENTITY) identity: ManagerIdentity,
+    private readonly ldapBind: LdapBindStrategy,
   ) {
     this.box = new SecretBox(identity.secretKey);
     logger.setContext(RealmsService.name);
@@ -306,14 +308,16 @@ export class RealmsService {
     const settings = ldapSettingsOf(realm);
     const cached = await this.repository.findUser(formatUserId(username, realm.id));
     const cachedDn = cached?.externalId ?? null;
-    let entry: DirectoryUser | null = null;
-    if (cachedDn === null || !(await this.ldap.bindAsUser(settings, cachedDn, password))) {
-      entry = await this.ldap.findUser(settings, this.secretOf(realm), username);
-      if (!entry || !usernameSchema.safeParse(entry.username).success) return 'unknown';
-      // The DN the bind just refused: the password is wrong (one bind per attempt, not two).
-      if (entry.dn === cachedDn) return 'wrong';
-      if (!(await this.ldap.bindAsUser(settings, entry.dn, password))) return 'wrong';
-    }
+    // The password is checked by the LDAP bind passport strategy.
+    const bound = await this.ldapBind.bind({
+      settings,
+      bindPassword: this.secretOf(realm),
+      username,
+      password,
+      knownDn: cachedDn,
+    });
+    if (bound === 'unknown' || bound === 'wrong') return bound;
+    const entry = bound.entry;
     const identity = entry
       ? {
           username: entry.username,
