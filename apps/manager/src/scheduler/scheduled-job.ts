@@ -2,13 +2,14 @@
  * When a job runs.
  * - `atStart`: once, when the application starts, before any other job is armed; the start waits
  *   for it, and its failure fails the start (work later jobs rely on, such as failing the tasks a
- *   previous process left unfinished).
+ *   previous process left unfinished). Start jobs run by ascending `order` (default 0), then in the
+ *   order they were registered (which follows Nest's module order: use `order` when it matters).
  * - `everyMs`: `everyMs` after the previous run ended (runs never pile up), plus up to `jitterMs`
  *   at random; the first run right at the start when `immediately`, else one interval later.
  * - `next`: at the time `next` answers, asked again after each run (null: no further run).
  */
 export type JobTiming =
-  | { readonly atStart: true }
+  | { readonly atStart: true; readonly order?: number }
   | { readonly everyMs: number; readonly jitterMs?: number; readonly immediately?: boolean }
   | { readonly next: (now: Date) => Date | null };
 

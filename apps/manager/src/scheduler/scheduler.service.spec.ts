@@ -176,7 +176,7 @@ describe('SchedulerService', () => {
     );
   });
 
-  it('runs the start jobs, in order, before any periodic job is planned, and the start waits for them', async () => {
+  it('runs the start jobs by order then registration, before any periodic job is planned, and the start waits for them', async () => {
     const t = setup();
     const order: string[] = [];
     const gate = deferred();
@@ -198,14 +198,19 @@ describe('SchedulerService', () => {
       timing: { atStart: true },
       run: () => void order.push('recover-more'),
     });
+    t.scheduler.register({
+      name: 'test.first',
+      timing: { atStart: true, order: -1 },
+      run: () => void order.push('first'),
+    });
     let started = false;
     const starting = t.scheduler.start().then(() => (started = true));
-    await vi.waitFor(() => expect(order).toEqual(['recover']));
+    await vi.waitFor(() => expect(order).toEqual(['first', 'recover']));
     expect(started).toBe(false);
     expect(t.planned()).toEqual([]);
     gate.resolve();
     await starting;
-    expect(order).toEqual(['recover', 'recover-more']);
+    expect(order).toEqual(['first', 'recover', 'recover-more']);
     expect(t.planned()).toEqual([[0, 0]]);
     expect(t.scheduler.isActive('test.periodic')).toBe(true);
   });

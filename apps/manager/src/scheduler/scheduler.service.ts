@@ -125,13 +125,16 @@ export class SchedulerService implements OnApplicationBootstrap, BeforeApplicati
   }
 
   /**
-   * Runs the start jobs one after the other (the start fails with the first that fails), then
-   * plans every periodic job. Called once the application has booted; a second call does nothing.
+   * Runs the start jobs one after the other, by `order` (the start fails with the first that
+   * fails), then plans every periodic job. Called once the application has booted; a second call does nothing.
    */
   async start(): Promise<void> {
     if (this.phase !== 'registering') return;
     this.phase = 'starting';
-    for (const entry of [...this.entries.values()].filter((e) => 'atStart' in e.job.timing)) {
+    const startJobs = [...this.entries.values()]
+      .filter((entry) => 'atStart' in entry.job.timing)
+      .sort((a, b) => startOrder(a.job) - startOrder(b.job));
+    for (const entry of startJobs) {
       const error = await this.execute(entry);
       if (error) {
         this.phase = 'stopped';
@@ -245,4 +248,9 @@ export class SchedulerService implements OnApplicationBootstrap, BeforeApplicati
     await entry.running;
     return failure;
   }
+}
+
+/** Where a start job comes among the start jobs (the sort is stable: equal orders keep registration order). */
+function startOrder(job: ScheduledJob): number {
+  return 'atStart' in job.timing ? (job.timing.order ?? 0) : 0;
 }
