@@ -1,4 +1,5 @@
 import type { AuditEventInput, AuditOutcome } from '@debvisor/audit';
+import { agentApiKeyId } from '@debvisor/common';
 import { status, type Metadata } from '@grpc/grpc-js';
 import type { Clock } from '../shared/clock';
 import type { Logger } from '../shared/logger';
@@ -107,5 +108,7 @@ export function rpcTarget(request: unknown): string | null {
 /** The public id of a presented `Bearer dvk_<id>_<secret>` key, for failed authentications. */
 export function presentedKeyId(metadata: Metadata): string | undefined {
   const value = metadata.get('authorization')[0];
-  return typeof value === 'string' ? /^Bearer\s+dvk_([0-9a-f]{16})_/i.exec(value)?.[1] : undefined;
+  if (typeof value !== 'string') return undefined;
+  const bearer = /^Bearer\s+(.*)$/is.exec(value);
+  return bearer ? agentApiKeyId(bearer[1]) : undefined;
 }

@@ -1,4 +1,4 @@
-import { parseEndpoint, rpcLabels, TRACE_ID_METADATA } from '@debvisor/common';
+import { agentApiKeyId, parseEndpoint, rpcLabels, TRACE_ID_METADATA } from '@debvisor/common';
 import { derToPem, fingerprintSha256 } from '@debvisor/pki';
 import {
   debvisorV1,
@@ -611,7 +611,7 @@ export class AgentClientRepository implements OnApplicationShutdown {
     connection: AgentConnection,
     uuid: string,
   ): Promise<ClientDuplexStream<ConsoleFrame, ConsoleFrame__Output>> {
-    const keyId = /^dvk_([0-9a-f]{16})_/.exec(connection.apiKey)?.[1];
+    const keyId = agentApiKeyId(connection.apiKey);
     const rpc = 'VmService.Console';
     const audited = await this.audit.agentCallStarting({
       remote: connection.remoteId,
@@ -701,7 +701,7 @@ export class AgentClientRepository implements OnApplicationShutdown {
     ) => unknown,
     options: { connectFirst?: boolean; deadlineMs?: number; vm?: string } = {},
   ): Promise<T> {
-    const keyId = /^dvk_([0-9a-f]{16})_/.exec(connection.apiKey)?.[1];
+    const keyId = agentApiKeyId(connection.apiKey);
     const audited = await this.audit.agentCallStarting({
       remote: connection.remoteId,
       rpc,
@@ -730,7 +730,7 @@ export class AgentClientRepository implements OnApplicationShutdown {
     options: { vm?: string; deadlineMs: number; signal?: AbortSignal },
   ): AsyncGenerator<T> {
     if (options.signal?.aborted) return;
-    const keyId = /^dvk_([0-9a-f]{16})_/.exec(connection.apiKey)?.[1];
+    const keyId = agentApiKeyId(connection.apiKey);
     const audited = await this.audit.agentCallStarting({
       remote: connection.remoteId,
       rpc,

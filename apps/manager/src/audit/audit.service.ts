@@ -8,6 +8,8 @@ import {
 import { resolveAclPath } from '@debvisor/permissions';
 import { HttpException, Injectable, type OnModuleDestroy } from '@nestjs/common';
 import { PinoLogger } from 'nestjs-pino';
+import { remoteAclPath, vmAclPath } from '../authz/acl-paths';
+import { ownerPrincipal } from '../authz/caller';
 import { ClockRepository } from '../common/clock.repository';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
@@ -369,7 +371,7 @@ export class AuditService implements OnModuleDestroy {
     await this.record(
       {
         at: this.clock.now(),
-        principal: principalOfOwner(task.owner),
+        principal: ownerPrincipal(task.owner),
         action: 'task.finish',
         target: targetOf(task.remoteId, task.vmId),
         outcome: task.state === 'succeeded' ? 'success' : 'failure',
@@ -510,15 +512,9 @@ function filterOf(query: AuditExportQuery): AuditFilter {
   };
 }
 
-function principalOfOwner(owner: string): string {
-  const bang = owner.indexOf('!');
-  return bang > 0 ? owner.slice(0, bang) : owner;
-}
-
 function targetOf(remoteId: string | null, vmId: string | null): string | null {
   if (!remoteId) return null;
-  const remote = `/remotes/${encodeURIComponent(remoteId)}`;
-  return vmId ? `${remote}/vms/${encodeURIComponent(vmId)}` : remote;
+  return vmId ? vmAclPath(remoteId, vmId) : remoteAclPath(remoteId);
 }
 
 function safeAclPath(template: string, params: Record<string, string | undefined>): string {

@@ -19,6 +19,7 @@ import { formatApiToken, hashTokenSecret, parseApiToken, sameHash } from '../tok
 import type { ApiTokenEntity } from '../tokens/api-token.entity';
 import { TokensService } from '../tokens/tokens.service';
 import { AuthRepository } from './auth.repository';
+import { parseRemoteGroupAclPath } from '../authz/acl-paths';
 import { CallerCache } from '../authz/caller-cache';
 import { tokenDisplay, type Caller } from '../authz/caller';
 import type { AccessView, Grant } from '../authz/grants';
@@ -232,10 +233,10 @@ export class AuthService {
     const remoteGroupIds = [
       ...new Set(
         [...grants, ...(limit ?? [])]
-          .map((g) => /^\/groups\/([^/]+)$/.exec(g.path)?.[1])
+          .map((g) => parseRemoteGroupAclPath(g.path))
           .filter((g) => g !== undefined),
       ),
-    ].map(decodeURIComponent);
+    ];
     const usedTenants = [
       ...new Set(grants.map((g) => g.tenantGroup).filter((g): g is string => g !== null)),
     ];

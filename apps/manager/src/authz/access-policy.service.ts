@@ -1,6 +1,7 @@
 import { resolveAclPath, type Privilege } from '@debvisor/permissions';
 import { Injectable } from '@nestjs/common';
 import { PermissionDenied } from '../common/domain-error';
+import { parseVmAclPath, remoteAclPath, vmAclPath } from './acl-paths';
 import type { Caller } from './caller';
 import { actingCredential, remotesNamed, viewHolds, viewHoldsDirectly } from './grants';
 import type { RouteRequirement } from './privilege.decorator';
@@ -69,7 +70,7 @@ export class AccessPolicy {
   allowedRemotes(caller: Caller, privilege: Privilege, remoteIds: Iterable<string>): Set<string> {
     const allowed = new Set<string>();
     for (const id of remoteIds)
-      if (viewHolds(caller, privilege, `/remotes/${encodeURIComponent(id)}`)) allowed.add(id);
+      if (viewHolds(caller, privilege, remoteAclPath(id))) allowed.add(id);
     return allowed;
   }
 
@@ -80,20 +81,12 @@ export class AccessPolicy {
   vmScope(caller: Caller, privilege: Privilege): Set<string> {
     const vms = new Set<string>();
     for (const grant of caller.grants) {
-      const single = /^\/remotes\/([^/]+)\/vms\/([^/]+)$/.exec(grant.path);
-      if (single && viewHolds(caller, privilege, grant.path))
-        vms.add(decodeURIComponent(single[2]));
+      const single = parseVmAclPath(grant.path);
+      if (single && viewHolds(caller, privilege, grant.path)) vms.add(single.vm);
       if (grant.tenantGroup === null) continue;
       // Tenant grants hold on owned VMs wherever they run: the remote part of the path does not matter.
       for (const vm of caller.tenantVms.get(grant.tenantGroup) ?? []) {
-        if (
-          viewHolds(
-            caller,
-            privilege,
-            `/remotes/${TENANT_ANY_REMOTE}/vms/${encodeURIComponent(vm)}`,
-          )
-        )
-          vms.add(vm);
+        if (viewHolds(caller, privilege, vmAclPath(TENANT_ANY_REMOTE, vm))) vms.add(vm);
       }
     }
     return vms;

@@ -32,6 +32,16 @@ export const CurrentCaller = createParamDecorator(
   },
 );
 
+/**
+ * The principal behind a caller's display (what tasks record as their owner and schedules as
+ * theirs): `alice@local!ci` → `alice@local`, `@ops!deploy` → `@ops`, `alice@local` as it is. The
+ * one parser of task owners; tokenDisplay is its inverse.
+ */
+export function ownerPrincipal(owner: string): string {
+  const bang = owner.indexOf('!');
+  return bang > 0 ? owner.slice(0, bang) : owner;
+}
+
 /** How a token is named: `alice@local!ci` for a user's, `@ops!deploy` for a group's. */
 export function tokenDisplay(ownerType: 'user' | 'group', owner: string, name: string): string {
   return `${ownerType === 'group' ? '@' : ''}${owner}!${name}`;

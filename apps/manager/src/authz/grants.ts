@@ -1,4 +1,5 @@
 import { aclPathAncestors, roleGrants, type Privilege, type Role } from '@debvisor/permissions';
+import { parseRemoteGroupAclPath, remoteAclPath } from './acl-paths';
 
 /** One ACL entry as the caller holds it (directly, through a group, or as a token's own entry). */
 export interface Grant {
@@ -51,13 +52,9 @@ function target(path: string): Target {
 
 /** The paths a grant covers for `t`: its own path, and for a remote group the member remote's path. */
 function coveredPath(view: AccessView, grant: Grant, t: Target): string | undefined {
-  const group = /^\/groups\/([^/]+)$/.exec(grant.path);
-  if (
-    group &&
-    t.remote !== null &&
-    view.remoteGroups.get(decodeURIComponent(group[1]))?.has(t.remote)
-  ) {
-    return `/remotes/${encodeURIComponent(t.remote)}`;
+  const group = parseRemoteGroupAclPath(grant.path);
+  if (group !== undefined && t.remote !== null && view.remoteGroups.get(group)?.has(t.remote)) {
+    return remoteAclPath(t.remote);
   }
   return grant.path;
 }
@@ -81,9 +78,9 @@ function appliesBelow(view: AccessView, grant: Grant, privilege: Privilege, t: T
   }
   const prefix = t.path === '/' ? '/' : `${t.path}/`;
   if (grant.path.startsWith(prefix) && grant.path !== t.path) return true;
-  const group = /^\/groups\/([^/]+)$/.exec(grant.path);
-  if (!group) return false;
-  const remotes = view.remoteGroups.get(decodeURIComponent(group[1]));
+  const group = parseRemoteGroupAclPath(grant.path);
+  if (group === undefined) return false;
+  const remotes = view.remoteGroups.get(group);
   if (!remotes || remotes.size === 0) return false;
   return t.path === '/' || t.path === '/remotes';
 }
@@ -145,9 +142,9 @@ export function actingCredential(
   const direct = view.grants.filter((g) => !g.path.startsWith('/groups/'));
   if (holdsIn(view, direct, privilege, t, false)) return null;
   for (const grant of view.grants) {
-    const group = /^\/groups\/([^/]+)$/.exec(grant.path);
-    if (group && applies(view, grant, privilege, t)) {
-      const credential = view.remoteGroups.get(decodeURIComponent(group[1]))?.get(remoteId);
+    const group = parseRemoteGroupAclPath(grant.path);
+    if (group !== undefined && applies(view, grant, privilege, t)) {
+      const credential = view.remoteGroups.get(group)?.get(remoteId);
       if (credential) return credential;
     }
   }
@@ -160,10 +157,9 @@ export function remotesNamed(view: AccessView): Set<string> {
   for (const grant of [...view.grants, ...(view.limit ?? [])]) {
     const remote = /^\/remotes\/([^/]+)/.exec(grant.path);
     if (remote) ids.add(decodeURIComponent(remote[1]));
-    const group = /^\/groups\/([^/]+)$/.exec(grant.path);
-    if (group)
-      for (const id of view.remoteGroups.get(decodeURIComponent(group[1]))?.keys() ?? [])
-        ids.add(id);
+    const group = parseRemoteGroupAclPath(grant.path);
+    if (group !== undefined)
+      for (const id of view.remoteGroups.get(group)?.keys() ?? []) ids.add(id);
   }
   return ids;
 }

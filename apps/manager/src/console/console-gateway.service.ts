@@ -9,6 +9,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { AgentClientRepository } from '../agents/agent-client.repository';
 import { AuditService, type AuditedCall } from '../audit/audit.service';
 import { AccessPolicy } from '../authz/access-policy.service';
+import { vmAclPath } from '../authz/acl-paths';
 import { AuthService, type PresentedCredentials } from '../authn/auth.service';
 import type { Caller } from '../authz/caller';
 import { SESSION_COOKIE, cookieValue } from '../sessions/session-secrets';
@@ -156,7 +157,7 @@ export class ConsoleGatewayService implements OnModuleInit, OnApplicationShutdow
         safeMethod: true,
       };
       const caller = await this.authenticate(presented);
-      const aclPath = `/remotes/${encodeURIComponent(remote)}/vms/${encodeURIComponent(vmid)}`;
+      const aclPath = vmAclPath(remote, vmid);
       if (!this.policy.holds(caller, 'vm.console', aclPath))
         throw new DomainError(ErrorCode.NotFound, 'virtual machine not found');
       this.tickets.redeem(secret, caller, remote, vmid);

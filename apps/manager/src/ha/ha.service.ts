@@ -4,6 +4,7 @@ import { Injectable } from '@nestjs/common';
 import { AgentClientRepository } from '../agents/agent-client.repository';
 import { AuditService } from '../audit/audit.service';
 import { AccessPolicy } from '../authz/access-policy.service';
+import { remoteAclPath } from '../authz/acl-paths';
 import type { Caller } from '../authz/caller';
 import { ClockRepository } from '../common/clock.repository';
 import { DomainError } from '../common/domain-error';
@@ -25,7 +26,7 @@ import {
 const HA_POLICY_PERMISSION = 'ha:policy:write';
 const HA_MAINTENANCE_PERMISSION = 'ha:node:maintenance';
 
-const remotePath = (remote: string) => `/remotes/${encodeURIComponent(remote)}`;
+const remotePath = (remote: string) => remoteAclPath(remote);
 const vmPath = (remote: string, vm: string) =>
   `${remotePath(remote)}/vms/${encodeURIComponent(vm)}`;
 

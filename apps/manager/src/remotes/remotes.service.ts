@@ -6,8 +6,9 @@ import { AgentError } from '../agents/agent-error';
 import { AuditService } from '../audit/audit.service';
 import type { Caller } from '../authz/caller';
 import { AccessPolicy } from '../authz/access-policy.service';
+import { remoteAclPath } from '../authz/acl-paths';
 import { ClockRepository } from '../common/clock.repository';
-import { permissionAllows } from '@debvisor/common';
+import { agentApiKeyId, permissionAllows } from '@debvisor/common';
 import { DomainError, PermissionDenied } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
 import { RemoteEvents } from './remote-events';
@@ -228,7 +229,7 @@ export class RemotesService {
     this.events.emit({ type: 'changed', remoteId });
     this.audit.note({
       credential: credential.name,
-      keyId: keyIdOf(credential.key),
+      keyId: agentApiKeyId(credential.key),
       connection: connection.ok ? 'ok' : connection.error?.code,
       addAnyway: credential.addAnyway,
     });
@@ -287,7 +288,7 @@ export class RemotesService {
       !permissionAllows(credential.permissions, clusterPermission)
     ) {
       throw new PermissionDenied(
-        { privilege: clusterPermission, path: `/remotes/${remoteId}` },
+        { privilege: clusterPermission, path: remoteAclPath(remoteId) },
         {},
         `credential ${credential.name} of remote ${remoteId} may not do this on the cluster (needs ${clusterPermission}; it holds ${credential.permissions.join(', ') || 'nothing'})`,
       );
@@ -397,11 +398,6 @@ function configFacts(remote: Remote): Record<string, unknown> {
     caFingerprint: remote.caFingerprint,
     credentials: remote.credentials.map((c) => ({ name: c.name, keyId: c.keyId })),
   };
-}
-
-/** `dvk_<id>_<secret>` → `<id>`. */
-function keyIdOf(key: string): string | undefined {
-  return /^dvk_([0-9a-f]{16})_/.exec(key)?.[1];
 }
 
 function trustFrom(input: { caCertPem?: string; caFingerprint?: string }): Trust {

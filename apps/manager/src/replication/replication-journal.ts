@@ -24,12 +24,6 @@ export function drLine(step: DrStep, message: string): string {
   return `[${step}] ${message}`;
 }
 
-/** `principal!token` → `principal`. */
-export function ownerPrincipal(owner: string): string {
-  const bang = owner.indexOf('!');
-  return bang > 0 ? owner.slice(0, bang) : owner;
-}
-
 export function messageOf(error: unknown): string {
   return error instanceof DomainError ? error.message : 'an unexpected error (see the manager log)';
 }

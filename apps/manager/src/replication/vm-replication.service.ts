@@ -3,7 +3,8 @@ import { Injectable, OnModuleInit } from '@nestjs/common';
 import { AgentClientRepository } from '../agents/agent-client.repository';
 import { AuditService } from '../audit/audit.service';
 import { AccessPolicy } from '../authz/access-policy.service';
-import type { Caller } from '../authz/caller';
+import { vmAclPath } from '../authz/acl-paths';
+import { ownerPrincipal, type Caller } from '../authz/caller';
 import { ClockRepository } from '../common/clock.repository';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
@@ -26,7 +27,6 @@ import {
   type PendingAction,
   type ReplicatedDisk,
 } from './dr-state';
-import { ownerPrincipal } from './replication-journal';
 import { ReplicationPollerService } from './replication-poller.service';
 import { ReplicationStatusService, type Observation } from './replication-status.service';
 import type {
@@ -325,8 +325,7 @@ export class VmReplicationService implements OnModuleInit {
   async list(caller: Caller, query: VmReplicationQuery): Promise<{ items: VmReplicationView[] }> {
     const records = await this.repository.listVms({ remote: query.remote });
     // vm.audit on the VM at either of its remotes (a tenant's grants hold on its own VMs only); no I/O per item.
-    const path = (remote: string, vm: string) =>
-      `/remotes/${encodeURIComponent(remote)}/vms/${encodeURIComponent(vm)}`;
+    const path = (remote: string, vm: string) => vmAclPath(remote, vm);
     const visible = records.filter(
       (r) =>
         this.policy.holds(caller, 'vm.audit', path(r.sourceRemote, r.vmId)) ||
@@ -390,8 +389,7 @@ export class VmReplicationService implements OnModuleInit {
     remote: string,
     otherRemote: string,
   ): Record<string, string | null> {
-    const path = (at: string) =>
-      `/remotes/${encodeURIComponent(at)}/vms/${encodeURIComponent(vmId)}`;
+    const path = (at: string) => vmAclPath(at, vmId);
     return {
       [remote]: this.policy.credentialFor(caller, privilege, path(remote), remote),
       [otherRemote]: this.policy.credentialFor(caller, privilege, path(otherRemote), otherRemote),

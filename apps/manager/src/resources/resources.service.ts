@@ -4,6 +4,7 @@ import { PinoLogger } from 'nestjs-pino';
 import { performance } from 'node:perf_hooks';
 import { AgentClientRepository } from '../agents/agent-client.repository';
 import { AccessPolicy } from '../authz/access-policy.service';
+import { remoteAclPath, vmAclPath } from '../authz/acl-paths';
 import type { Caller } from '../authz/caller';
 import { ClockRepository } from '../common/clock.repository';
 import { DomainError } from '../common/domain-error';
@@ -532,7 +533,7 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
       unreachableNodes: snapshot.unreachableNodes,
       error: snapshot.error,
       since: snapshot.since?.toISOString() ?? null,
-      privileges: this.privilegesOn(caller, `/remotes/${encodeURIComponent(remote)}`),
+      privileges: this.privilegesOn(caller, remoteAclPath(remote)),
     };
   }
 
@@ -700,11 +701,11 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
 const ANY_VM = '*';
 
 function remotePath(remote: string): string {
-  return `/remotes/${encodeURIComponent(remote)}`;
+  return remoteAclPath(remote);
 }
 
 function vmPath(remote: string, uuid: string): string {
-  return `/remotes/${encodeURIComponent(remote)}/vms/${encodeURIComponent(uuid)}`;
+  return vmAclPath(remote, uuid);
 }
 
 /** Sorts nodes and VMs by name (then id) and derives what requests read from them. */

@@ -4,7 +4,8 @@ import { PinoLogger } from 'nestjs-pino';
 import { AgentClientRepository } from '../agents/agent-client.repository';
 import { AuditService } from '../audit/audit.service';
 import { AccessPolicy } from '../authz/access-policy.service';
-import type { Caller } from '../authz/caller';
+import { remoteAclPath } from '../authz/acl-paths';
+import { ownerPrincipal, type Caller } from '../authz/caller';
 import { ClockRepository } from '../common/clock.repository';
 import { DomainError, PermissionDenied } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
@@ -29,7 +30,6 @@ import type {
 import { SnapshotSchedulesRepository } from './snapshot-schedules.repository';
 import { SnapshotsRepository } from './snapshots.repository';
 import {
-  ownerPrincipal,
   SNAPSHOT_PERMISSION,
   SnapshotQuotaExceeded,
   SnapshotsService,
@@ -473,9 +473,7 @@ function targetOf(schedule: SnapshotScheduleEntity): ScheduleTarget {
 
 /** Where a target is in the ACL tree: the VM, or its remote for label and pool targets. */
 function pathOf(target: ScheduleTarget): string {
-  return target.type === 'vm'
-    ? vmPath(target.remote, target.vm)
-    : `/remotes/${encodeURIComponent(target.remote)}`;
+  return target.type === 'vm' ? vmPath(target.remote, target.vm) : remoteAclPath(target.remote);
 }
 
 function targetPath(schedule: SnapshotScheduleEntity): string {

@@ -5,7 +5,8 @@ import { AgentClientRepository } from '../agents/agent-client.repository';
 import type { AgentConnection } from '../agents/agent-connection';
 import { AuditService } from '../audit/audit.service';
 import { AccessPolicy } from '../authz/access-policy.service';
-import type { Caller } from '../authz/caller';
+import { vmAclPath } from '../authz/acl-paths';
+import { ownerPrincipal, type Caller } from '../authz/caller';
 import { ClockRepository } from '../common/clock.repository';
 import { DomainError, PermissionDenied } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
@@ -553,11 +554,5 @@ export function stamp(at: Date): string {
 }
 
 export function vmPath(remoteId: string, vmId: string): string {
-  return `/remotes/${encodeURIComponent(remoteId)}/vms/${encodeURIComponent(vmId)}`;
-}
-
-/** `principal!token` → `principal`: whose quota a caller's or task's snapshots count against. */
-export function ownerPrincipal(owner: string): string {
-  const bang = owner.indexOf('!');
-  return bang > 0 ? owner.slice(0, bang) : owner;
+  return vmAclPath(remoteId, vmId);
 }

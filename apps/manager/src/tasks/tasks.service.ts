@@ -2,6 +2,7 @@ import { BeforeApplicationShutdown, Injectable, OnModuleInit } from '@nestjs/com
 import { PinoLogger } from 'nestjs-pino';
 import { AuditService } from '../audit/audit.service';
 import { AccessPolicy } from '../authz/access-policy.service';
+import { remoteAclPath, vmAclPath } from '../authz/acl-paths';
 import type { Caller } from '../authz/caller';
 import { ClockRepository } from '../common/clock.repository';
 import { DomainError, PermissionDenied } from '../common/domain-error';
@@ -238,13 +239,7 @@ export class TasksService implements OnModuleInit, BeforeApplicationShutdown {
   /** The task with its VM's name and where the VM is now, if the caller may see it there. */
   private view(caller: Caller, task: TaskEntity): TaskView {
     const vm = task.vmId === null ? undefined : this.resources.locateVm(task.vmId);
-    const visible =
-      vm &&
-      this.auth.holds(
-        caller,
-        'vm.audit',
-        `/remotes/${encodeURIComponent(vm.remote)}/vms/${encodeURIComponent(vm.id)}`,
-      );
+    const visible = vm && this.auth.holds(caller, 'vm.audit', vmAclPath(vm.remote, vm.id));
     return {
       ...toView(task),
       vm: visible ? { name: vm.name, remote: vm.remote, node: vm.node } : null,
@@ -404,7 +399,7 @@ export class TasksService implements OnModuleInit, BeforeApplicationShutdown {
 
 /** Where a task is in the ACL tree: its VM, else its remote, else `/`. */
 function taskPath(task: TaskEntity): string {
-  const remote = task.remoteId === null ? '/' : `/remotes/${encodeURIComponent(task.remoteId)}`;
+  const remote = task.remoteId === null ? '/' : remoteAclPath(task.remoteId);
   return task.remoteId !== null && task.vmId !== null
     ? `${remote}/vms/${encodeURIComponent(task.vmId)}`
     : remote;

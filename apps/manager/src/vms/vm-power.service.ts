@@ -3,7 +3,8 @@ import { VM_ACTIONS, type VmAction } from '../agents/agent-connection';
 import { AgentClientRepository } from '../agents/agent-client.repository';
 import { AuditService } from '../audit/audit.service';
 import { AccessPolicy } from '../authz/access-policy.service';
-import type { Caller } from '../authz/caller';
+import { vmAclPath } from '../authz/acl-paths';
+import { ownerPrincipal, type Caller } from '../authz/caller';
 import { RemotesService } from '../remotes/remotes.service';
 import { ResourcesService } from '../resources/resources.service';
 import type { TaskContext } from '../tasks/tasks.service';
@@ -58,7 +59,7 @@ export class VmPowerService implements OnModuleInit {
     const credentialId = this.policy.credentialFor(
       caller,
       'vm.power',
-      `/remotes/${encodeURIComponent(remoteId)}/vms/${encodeURIComponent(vmId)}`,
+      vmAclPath(remoteId, vmId),
       remoteId,
     );
     await this.remotes.connectionFor(remoteId, credentialId, VM_POWER_PERMISSION);
@@ -95,10 +96,4 @@ export class VmPowerService implements OnModuleInit {
       await this.resources.refreshVm(remoteId, vmId);
     }
   }
-}
-
-/** `principal!token` → `principal`. */
-function ownerPrincipal(owner: string): string {
-  const bang = owner.indexOf('!');
-  return bang > 0 ? owner.slice(0, bang) : owner;
 }
