@@ -41,6 +41,8 @@ import { createEtcdClient, etcdConnectionOf } from './shared/etcd-client';
 import { lifecycleLogger, type Logger } from './shared/logger';
 import { AGENT_VERSION } from './shared/version';
 import { storageServiceHandlers } from './storage/storage.handlers';
+import { caRotationHandlers } from './trust/ca-rotation.handlers';
+import { CaRotation } from './trust/ca-rotation.service';
 import { CertificateIssuer } from './trust/certificate-issuer.service';
 import { CertificateRenewer } from './trust/certificate-renewer.service';
 import { ClusterTrustRepository } from './trust/cluster-trust.repository';
@@ -275,15 +277,22 @@ export async function startAgent(
       [
         {
           definition: v1.NodeService.service,
-          handlers: nodeServiceHandlers({
-            rpc,
-            clusterId: config.clusterId,
-            nodeId: config.nodeId,
-            registry,
-            localNode,
-            clusterInfo: new ClusterInfoService(config, registry),
-            certificates,
-          }),
+          handlers: {
+            ...nodeServiceHandlers({
+              rpc,
+              clusterId: config.clusterId,
+              nodeId: config.nodeId,
+              registry,
+              localNode,
+              clusterInfo: new ClusterInfoService(config, registry),
+              certificates,
+            }),
+            ...caRotationHandlers(
+              rpc,
+              config.nodeId,
+              new CaRotation(clusterTrustStore, config.tls.issuer),
+            ),
+          },
         },
         {
           definition: v1.VmService.service,

@@ -31,6 +31,7 @@ import { UnitOfWork } from './database/unit-of-work.repository';
 import { HealthModule } from './health/health.module';
 import { MetricsModule } from './health/metrics.module';
 import { MigrationModule } from './migration/migration.module';
+import { ClusterCaModule } from './cluster-ca/cluster-ca.module';
 import { IdentityModule } from './pki/identity.module';
 import { MANAGER_IDENTITY, type ManagerIdentity } from './pki/state-dir.repository';
 import { OpenApiModule } from './openapi/openapi.module';
@@ -112,6 +113,7 @@ export class AppModule {
         SchedulerModule,
         IdentityModule,
         CertificatesModule,
+        ClusterCaModule,
         RemotesModule,
         ResourcesModule,
         DashboardModule,

@@ -8,6 +8,8 @@ export const PRIVILEGES = {
   'system.modify': "Change the manager's settings",
   'remote.audit': 'See remotes, their nodes and their status',
   'remote.modify': 'Add, change and remove remotes and their credentials',
+  'remote.trust':
+    "Rotate a remote cluster's CA (the agents' trust root) and, with it, the CA the manager trusts for the remote",
   'vm.audit': 'See virtual machines',
   'vm.power': 'Start, shut down, reboot and stop virtual machines',
   'vm.console':

@@ -31,7 +31,11 @@ export function nodeServiceHandlers({
   localNode,
   clusterInfo,
   certificates,
-}: RegistryHandlerDeps): NodeServiceHandlers {
+}: RegistryHandlerDeps): Omit<
+  NodeServiceHandlers,
+  // trust/ca-rotation.handlers.ts
+  'GetCaRotation' | 'BeginCaRotation' | 'FinishCaRotation'
+> {
   return {
     RegisterNode: rpc.unary(
       'NodeService.RegisterNode',

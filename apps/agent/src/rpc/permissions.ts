@@ -11,6 +11,9 @@ export const RPC_PERMISSIONS = {
   'NodeService.GetClusterInfo': 'node:registry:read',
   // Agents only, by their certificate (no API key grants it in practice).
   'NodeService.RenewCertificate': 'node:certificate:renew',
+  'NodeService.GetCaRotation': 'node:ca:read',
+  'NodeService.BeginCaRotation': 'node:ca:rotate',
+  'NodeService.FinishCaRotation': 'node:ca:rotate',
 
   'VmService.ListVms': 'vm:instance:read',
   'VmService.GetVm': 'vm:instance:read',

@@ -2,6 +2,7 @@ import { agentApiKeyId, parseEndpoint, rpcLabels, TRACE_ID_METADATA } from '@deb
 import { derToPem, fingerprintSha256 } from '@debvisor/pki';
 import {
   debvisorV1,
+  type CaRotationStatus__Output,
   type CancelMigrationResponse__Output,
   type ConsoleFrame,
   type ConsoleFrame__Output,
@@ -44,6 +45,7 @@ import {
   type ServiceError,
 } from '@grpc/grpc-js';
 import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
+import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { connect as tlsConnect, type DetailedPeerCertificate } from 'node:tls';
@@ -132,6 +134,35 @@ export class AgentClientRepository implements OnApplicationShutdown {
   listNodes(connection: AgentConnection): Promise<ListNodesResponse__Output> {
     return this.call(connection, 'NodeService.ListNodes', (clients, metadata, deadline, done) =>
       clients.node.listNodes({}, metadata, { deadline }, done),
+    );
+  }
+
+  /** The cluster's CA rotation: trusted CAs, the issuing CA, which CA each node's certificate has. */
+  getCaRotation(connection: AgentConnection): Promise<CaRotationStatus__Output> {
+    return this.call(connection, 'NodeService.GetCaRotation', (clients, metadata, deadline, done) =>
+      clients.node.getCaRotation({}, metadata, { deadline }, done),
+    );
+  }
+
+  /** Begins a CA rotation; only an agent holding the cluster CA key can (FAILED_PRECONDITION elsewhere). */
+  beginCaRotation(connection: AgentConnection): Promise<CaRotationStatus__Output> {
+    return this.call(
+      connection,
+      'NodeService.BeginCaRotation',
+      (clients, metadata, deadline, done) =>
+        clients.node.beginCaRotation({}, metadata, { deadline }, done),
+      { connectFirst: true },
+    );
+  }
+
+  /** Finishes a CA rotation: only the new CA trusted (`force`: although a node is still on the old one). */
+  finishCaRotation(connection: AgentConnection, force: boolean): Promise<CaRotationStatus__Output> {
+    return this.call(
+      connection,
+      'NodeService.FinishCaRotation',
+      (clients, metadata, deadline, done) =>
+        clients.node.finishCaRotation({ force }, metadata, { deadline }, done),
+      { connectFirst: true },
     );
   }
 
@@ -871,7 +902,8 @@ export class AgentClientRepository implements OnApplicationShutdown {
     // channel verified with the old one, a renewed certificate is presented on new connections.
     const key = [
       endpoint,
-      fingerprintSha256(connection.caCertPem),
+      // The whole bundle: during a CA rotation it holds the old and the new CA.
+      createHash('sha256').update(connection.caCertPem).digest('hex'),
       fingerprintSha256(this.identity.client.certPem),
     ].join('|');
     let entry = byEndpoint.get(key);

@@ -14,6 +14,8 @@ export const AUDIT_ACTIONS = {
   'remote.update': 'A remote’s description, endpoints or trust anchor changed',
   'remote.delete': 'A remote was removed',
   'remote.probe': 'The certificate chain of an endpoint was fetched',
+  'remote.ca-rotation':
+    "A rotation of a remote cluster's CA was asked for (begin, finish or the whole; the task carries it out)",
   'remote.credential.add': 'A credential (agent API key) was added to a remote',
   'remote.credential.remove': 'A credential was removed from a remote',
   'remote.node.decommission':
@@ -127,6 +129,8 @@ export const MUTATING_AGENT_RPCS: ReadonlySet<string> = new Set([
   'StorageService.CreatePeerBootstrap',
   'StorageService.ImportPeerBootstrap',
   'StorageService.FenceImage',
+  'NodeService.BeginCaRotation',
+  'NodeService.FinishCaRotation',
   'HaService.SetHaPolicy',
   'HaService.RemoveHaPolicy',
   'HaService.SetMaintenance',

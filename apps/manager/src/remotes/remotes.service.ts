@@ -1,5 +1,6 @@
 import { fingerprintSha256, normalizeFingerprint, splitPemBundle } from '@debvisor/pki';
 import { Injectable } from '@nestjs/common';
+import { X509Certificate } from 'node:crypto';
 import type { AgentConnection, PresentedCertificate } from '../agents/agent-connection';
 import { AgentClientRepository } from '../agents/agent-client.repository';
 import { AgentError } from '../agents/agent-error';
@@ -185,6 +186,30 @@ export class RemotesService {
       changed: Object.keys(input).filter((k) => input[k as keyof UpdateRemoteInput] !== undefined),
       ...configFacts(updated),
     });
+    return toView(updated);
+  }
+
+  /**
+   * The remote's CA bundle as its cluster's CA rotation changes it (old and new CA during the
+   * rotation, then the new one alone): CAs the cluster answered over a connection verified with the
+   * stored CA and authenticated with a stored key, so the keys keep going to the same cluster and
+   * need not be entered again. Channels opened with the old bundle finish their calls.
+   */
+  async replaceClusterCas(id: string, casPem: string): Promise<RemoteView> {
+    const cas = splitPemBundle(casPem);
+    if (cas.length === 0 || cas.some((pem) => !new X509Certificate(pem).ca))
+      throw new DomainError(
+        ErrorCode.ValidationFailed,
+        'caCertPem: a cluster CA bundle holds CA certificates only, at least one',
+      );
+    const updated = await this.remotes.update(
+      id,
+      { caCertPem: cas.join(''), caFingerprint: fingerprintSha256(cas[0]) },
+      this.clock.now(),
+    );
+    if (!updated) throw DomainError.notFound(`remote ${id}`);
+    this.agents.invalidate(id);
+    this.events.emit({ type: 'changed', remoteId: id });
     return toView(updated);
   }
 
