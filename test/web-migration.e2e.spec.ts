@@ -205,7 +205,12 @@ describe('the migration wizard, tasks and audit log of the web UI', () => {
   });
 
   it('moves a running VM of dc-east to dc-west through the wizard and says where it runs now', async () => {
-    await wizardUpToStart(moved, 'node-1', true);
+    await wizardUpToStart(moved, 'node-1', true, async (p) => {
+      // nothing measured between the two remotes yet, and no limit: no estimate to give
+      expect(await p.getByTestId('transfer-estimate').textContent()).toMatch(
+        /^Estimated transfer time: No estimate yet: no live migration between dc-east and dc-west has been measured/,
+      );
+    });
     await page.getByRole('button', { name: 'Start migration' }).click();
     const result = page.getByTestId('migration-result');
     await result.waitFor({ timeout: 60_000 });
@@ -232,6 +237,13 @@ describe('the migration wizard, tasks and audit log of the web UI', () => {
       await p.getByLabel('Bandwidth limit (MiB/s)').fill('1');
       await p.getByLabel('Completion timeout (s per GiB)').fill('0');
       await p.getByLabel('Downtime limit (ms)').fill('500');
+      // the estimate follows the limit as typed: 1 MiB/s is below the rate the first move measured
+      const estimate = p.getByTestId('transfer-estimate');
+      expect(await estimate.textContent()).toMatch(
+        /^Estimated transfer time: About .+ to send [\d.]+ GiB at 1\.0 MiB\/s \(the bandwidth limit above\)/,
+      );
+      await estimate.scrollIntoViewIfNeeded();
+      await screenshot('migrate-estimate');
     });
     await page.getByRole('button', { name: 'Start migration' }).click();
     const progress = page.getByTestId('migration-progress');
