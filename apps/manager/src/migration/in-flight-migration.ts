@@ -493,7 +493,8 @@ export class InFlightMigration {
       this.lastWrite = now.getTime();
       // A second pass finds dirtied memory to send again: the pass counter (iteration) says so; the bar only moves on.
       this.fraction = Math.max(this.fraction, fractionOf(figures));
-      await this.deps.repository.setProgress(this.record.taskId, figures, this.fraction, now);
+      await this.deps.repository.setProgress(this.record.taskId, figures, now);
+      await this.context.progress(this.fraction);
     }
     if (
       this.cancelledBy !== null &&

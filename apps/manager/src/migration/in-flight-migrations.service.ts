@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { PinoLogger } from 'nestjs-pino';
 import { AgentClientRepository } from '../agents/agent-client.repository';
 import type { AgentConnection } from '../agents/agent-connection';
-import { AuthService } from '../authn/auth.service';
+import { AclService } from '../acl/acl.service';
 import { ClockRepository } from '../common/clock.repository';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
@@ -42,7 +42,7 @@ export class InFlightMigrations {
     agents: AgentClientRepository,
     private readonly remotes: RemotesService,
     resources: ResourcesService,
-    private readonly auth: AuthService,
+    private readonly acl: AclService,
     metrics: MetricsService,
     clock: ClockRepository,
     timer: MigrationTimerRepository,
@@ -122,13 +122,12 @@ export class InFlightMigrations {
   }
 
   /**
-   * Grants on the VM follow it to its new remote (a migration, a DR failover); tenant ownership is
-   * by VM id and follows by itself. Answers how many moved.
+   * Grants on the VM follow it to its new remote (a migration, a DR failover), through the acl
+   * feature that owns them; tenant ownership is by VM id and follows by itself. Answers how many
+   * moved.
    */
-  async moveGrants(vmId: string, fromRemote: string, toRemote: string): Promise<number> {
-    const moved = await this.deps.repository.moveVmGrants(vmId, fromRemote, toRemote);
-    if (moved > 0) this.auth.invalidate();
-    return moved;
+  moveGrants(vmId: string, fromRemote: string, toRemote: string): Promise<number> {
+    return this.acl.moveVmGrants(vmId, fromRemote, toRemote);
   }
 
   private async record(taskId: string): Promise<VmMigrationEntity> {

@@ -9,7 +9,7 @@ import { fakeClock, strictMock } from '@debvisor/testing/strict-mock';
 import type { PinoLogger } from 'nestjs-pino';
 import type { AgentClientRepository, MigrationRef } from '../agents/agent-client.repository';
 import type { AgentConnection } from '../agents/agent-connection';
-import type { AuthService } from '../authn/auth.service';
+import type { AclService } from '../acl/acl.service';
 import type { ClockRepository } from '../common/clock.repository';
 import type { MetricsService } from '../health/metrics.service';
 import type { RemotesService } from '../remotes/remotes.service';
@@ -227,8 +227,11 @@ export function runnerSetup(
       _at: Date,
       facts: Record<string, unknown> = {},
     ) => void phases.push({ phase, facts }),
-    setProgress: async (_id: string, f: MigrationFigures, fraction: number) =>
-      void figures.push({ figures: f, fraction }),
+    // the figures, then the task's progress (context.progress) that goes with them
+    setProgress: async (_id: string, f: MigrationFigures) => void (written = f),
+  });
+  let written: MigrationFigures | undefined;
+  const acl = strictMock<AclService>('AclService', {
     moveVmGrants: async (vm: string, from: string, to: string) => {
       moved.push(`${vm} ${from}→${to}`);
       if (grantMoveFailures-- > 0) throw new Error('connection terminated unexpectedly');
@@ -236,7 +239,6 @@ export function runnerSetup(
     },
   });
   const agents = strictMock<AgentClientRepository>('AgentClientRepository', script);
-  const auth = strictMock<AuthService>('AuthService', { invalidate: () => undefined });
   const inFlight = new InFlightMigrations(
     repository,
     agents,
@@ -247,7 +249,7 @@ export function runnerSetup(
       refreshRemote: async (remote: string) => void refreshed.push(remote),
       refreshVm: async (remote: string) => void refreshed.push(remote),
     }),
-    auth,
+    acl,
     strictMock<MetricsService>('MetricsService', {
       observeMigration: (outcome: string) => void outcomes.push(outcome),
     }),
@@ -277,13 +279,16 @@ export function runnerSetup(
   const context: TaskContext = {
     task,
     log: async (message) => void log.push(message),
-    progress: async () => undefined,
+    progress: async (fraction) => {
+      figures.push({ figures: written!, fraction });
+      written = undefined;
+    },
   };
   return {
     runner,
     inFlight,
     agents,
-    auth,
+    acl,
     events,
     repository,
     phases,

@@ -381,7 +381,8 @@ describe('MigrationRunnerService: across remotes', () => {
     ]);
     expect(prepared[1].request.sourceCaPem).toBe('EAST-CA-PEM');
     expect(s.moved).toEqual([`${VM} dc-east→dc-west`]);
-    expect(s.auth.invalidate).toHaveBeenCalledOnce();
+    // through the acl feature, which owns the entries (and forgets cached rights when some moved)
+    expect(s.acl.moveVmGrants).toHaveBeenCalledOnce();
     expect(s.refreshed.sort()).toEqual(['dc-east', 'dc-west']);
     expect(s.log).toContain(
       `[completed] moved 2 ACL entries on the VM to /remotes/dc-west/vms/${VM}`,

@@ -1,4 +1,5 @@
 import { Module } from '@nestjs/common';
+import { AclModule } from '../acl/acl.module';
 import { AgentsModule } from '../agents/agents.module';
 import { MetricsModule } from '../health/metrics.module';
 import { RemotesModule } from '../remotes/remotes.module';
@@ -16,7 +17,7 @@ import { MigrationRepository } from './migration.repository';
 import { MigrationService } from './migration.service';
 
 @Module({
-  imports: [TasksModule, RemotesModule, AgentsModule, ResourcesModule, MetricsModule],
+  imports: [AclModule, TasksModule, RemotesModule, AgentsModule, ResourcesModule, MetricsModule],
   controllers: [MigrationController],
   providers: [
     MigrationEvents,

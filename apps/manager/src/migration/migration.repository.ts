@@ -1,13 +1,12 @@
 import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
-import { AclEntryEntity } from '../acl/acl-entry.entity';
 import { TaskEntity } from '../tasks/task.entity';
 import type { MigrationFigures } from './migration-details.dto';
 import type { MigrationPhase } from './migration-journal';
 import { VmMigrationEntity } from './migration.entity';
 
-/** Migration records in PostgreSQL, and the few other rows a migration reads or moves. */
+/** Migration records in PostgreSQL (the table vm_migrations), and the task rows a migration reads. */
 @Injectable()
 export class MigrationRepository {
   constructor(@InjectDataSource() private readonly dataSource: DataSource) {}
@@ -37,18 +36,11 @@ export class MigrationRepository {
       .update({ taskId }, { phase, updatedAt: at, ...facts });
   }
 
-  /** The source's latest figures and the task's progress, in one statement (the caller throttles). */
-  async setProgress(
-    taskId: string,
-    figures: MigrationFigures,
-    fraction: number,
-    at: Date,
-  ): Promise<void> {
-    await this.dataSource.query(
-      `WITH record AS (UPDATE vm_migrations SET progress = $2::jsonb, updated_at = $4 WHERE task_id = $1)
-       UPDATE tasks SET progress = $3, updated_at = $4 WHERE id = $1 AND state = 'running'`,
-      [taskId, JSON.stringify(figures), fraction, at],
-    );
+  /** The source's latest figures (the caller throttles; the task's own progress is the tasks feature's). */
+  async setProgress(taskId: string, figures: MigrationFigures, at: Date): Promise<void> {
+    await this.dataSource
+      .getRepository(VmMigrationEntity)
+      .update({ taskId }, { progress: figures, updatedAt: at });
   }
 
   /**
@@ -83,26 +75,5 @@ export class MigrationRepository {
       .orderBy('t.created_at', 'ASC')
       .getOne();
     return task ?? undefined;
-  }
-
-  /**
-   * After a move to another remote: ACL entries granted on the VM's path at the old remote now name
-   * it at the new one. An entry whose principal already has one on the new path is left as it was.
-   * Answers how many moved.
-   */
-  async moveVmGrants(vmId: string, fromRemote: string, toRemote: string): Promise<number> {
-    const from = `/remotes/${encodeURIComponent(fromRemote)}/vms/${encodeURIComponent(vmId)}`;
-    const to = `/remotes/${encodeURIComponent(toRemote)}/vms/${encodeURIComponent(vmId)}`;
-    const result = await this.dataSource
-      .createQueryBuilder()
-      .update(AclEntryEntity)
-      .set({ path: to })
-      .where('path = :from', { from })
-      .andWhere(
-        'NOT EXISTS (SELECT 1 FROM acl_entries other WHERE other.path = :to AND other.principal_type = acl_entries.principal_type AND other.principal = acl_entries.principal)',
-        { to },
-      )
-      .execute();
-    return result.affected ?? 0;
   }
 }

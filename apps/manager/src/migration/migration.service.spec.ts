@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import type { AgentClientRepository } from '../agents/agent-client.repository';
 import type { AgentConnection } from '../agents/agent-connection';
 import type { AuditService } from '../audit/audit.service';
-import type { AuthService } from '../authn/auth.service';
+import type { AclService } from '../acl/acl.service';
 import type { MetricsService } from '../health/metrics.service';
 import type { PinoLogger } from 'nestjs-pino';
 import type { MigrationTimerRepository } from './migration-timer.repository';
@@ -92,7 +92,7 @@ function setup(
     agents,
     remotes,
     strictMock<ResourcesService>('ResourcesService'),
-    strictMock<AuthService>('AuthService'),
+    strictMock<AclService>('AclService'),
     strictMock<MetricsService>('MetricsService'),
     strictMock<ClockRepository>('ClockRepository'),
     strictMock<MigrationTimerRepository>('MigrationTimerRepository'),
