@@ -148,12 +148,16 @@ export async function startManager(options: StartOptions = {}): Promise<RunningM
     await app.listen(config.listen.port, config.listen.host);
     if (config.metricsListen) {
       const metrics = app.get(MetricsService);
-      metricsListener = await startMetricsListener(config.metricsListen, identity.server, () =>
-        metrics.render(),
+      // The certificate HTTPS serves (ACME or uploaded, else the self-signed one), swapped with it.
+      metricsListener = await startMetricsListener(
+        config.metricsListen,
+        { certPem: serving.chainPem, keyPem: serving.keyPem },
+        () => metrics.render(),
       );
       logger.info({ listen: metricsListener.address }, 'metrics listener started');
     }
     app.get(HttpsEndpointRepository).attach(app.getHttpServer(), serving);
+    if (metricsListener) app.get(HttpsEndpointRepository).follow(metricsListener.server);
     await app.get(CertificatesService).start();
   } catch (error) {
     await metricsListener?.close().catch(() => undefined);

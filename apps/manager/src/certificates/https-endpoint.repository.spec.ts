@@ -54,4 +54,31 @@ describe('HttpsEndpointRepository', () => {
     // Still TLS 1.3 only: a TLS 1.2 client is refused after the swap.
     await expect(get(port, ca.certPem, 'TLSv1.2')).rejects.toThrow(/version|alert|protocol/i);
   });
+
+  it('swaps the certificate of a listener that follows the HTTPS server (the metrics listener)', async () => {
+    const ca = await createCa('unit test CA');
+    const issue = () =>
+      issueCertificate(ca, { commonName: 'localhost', dnsNames: ['localhost'], usage: 'server' });
+    const [first, second] = await Promise.all([issue(), issue()]);
+    const start = async () => {
+      const listener = createServer({ key: first.keyPem, cert: first.certPem }, (_req, res) =>
+        res.end('ok'),
+      );
+      await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+      return listener;
+    };
+    server = await start();
+    const metrics = await start();
+    const endpoint = new HttpsEndpointRepository();
+    endpoint.attach(server, { chainPem: first.certPem, keyPem: first.keyPem });
+    endpoint.follow(metrics);
+    endpoint.swap(second.certPem, second.keyPem);
+    const port = (metrics.address() as AddressInfo).port;
+    expect((await get(port, ca.certPem)).fingerprint256).toBe(
+      new X509Certificate(second.certPem).fingerprint256,
+    );
+    await new Promise((resolve) => metrics.close(resolve));
+    // A closed follower is forgotten: swapping again does not touch it.
+    expect(() => endpoint.swap(first.certPem, first.keyPem)).not.toThrow();
+  });
 });

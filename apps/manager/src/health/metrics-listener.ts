@@ -1,10 +1,12 @@
-import { createServer } from 'node:https';
+import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { prometheusContentType } from 'prom-client';
 
 export interface MetricsListener {
   /** host:port actually bound. */
   readonly address: string;
+  /** The HTTPS server, for the certificate swaps of HttpsEndpointRepository.follow. */
+  readonly server: Server;
   close(): Promise<void>;
 }
 
@@ -48,6 +50,7 @@ export async function startMetricsListener(
   const bound = server.address() as AddressInfo;
   return {
     address: `${bound.address.includes(':') ? `[${bound.address}]` : bound.address}:${bound.port}`,
+    server,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
