@@ -19,6 +19,9 @@ import { MigrationSocketRepository } from './migration/migration-socket.reposito
 import { MigrationSourceService } from './migration/migration-source.service';
 import { clusterVmsOf, MigrationTargetService } from './migration/migration-target.service';
 import { migrationServiceHandlers } from './migration/migration.handlers';
+import { haServiceHandlers } from './ha/ha.handlers';
+import { createHa } from './ha/ha.wiring';
+import { WatchdogGate } from './ha/watchdog-gate';
 import { MigrationService } from './migration/migration.service';
 import { MirroredDisks } from './migration/mirrored-disks';
 import { TunnelClientRepository } from './migration/tunnel-client.repository';
@@ -87,7 +90,11 @@ export async function startAgent(
   const etcd = createEtcdClient(etcdConnectionOf(config.etcd));
   const undo: (() => unknown)[] = [() => etcd.close()];
   try {
-    const { hypervisor, storage, background } = await createDrivers(config, etcd, clock, logger);
+    const drivers = await createDrivers(config, etcd, clock, logger);
+    const { storage, background } = drivers;
+    // HA's watchdog (docs/ha.md): a node stalled past its lease stops its HA VMs before anything reads them.
+    const watchdog = new WatchdogGate(config.leaseTtlSeconds * 1000);
+    const hypervisor = config.ha.enabled ? watchdog.wrap(drivers.hypervisor) : drivers.hypervisor;
     undo.unshift(() => hypervisor.close());
     const metrics = new AgentMetrics({
       clusterId: config.clusterId,
@@ -269,6 +276,27 @@ export async function startAgent(
     );
     await monitor.start();
     undo.unshift(() => monitor.stop());
+    // HA (docs/ha.md): a node that finds itself fenced drops its old VMs before it serves or registers.
+    const presenceOf: { node?: NodePresence } = {}; // set once the node's presence exists
+    const ha = createHa({
+      config,
+      etcd,
+      hypervisor,
+      ungatedHypervisor: drivers.hypervisor,
+      gate: watchdog,
+      storage,
+      registry,
+      index: vmIndex,
+      vmLocks,
+      disks: diskLocks,
+      peers,
+      etcdReachable: () => etcdProbe.reachable(),
+      presence: () => presenceOf.node,
+      clock,
+      logger,
+    });
+    await ha.startNode();
+    undo.unshift(() => ha.stop());
     const v1 = debvisorV1();
     const dataServer = new TunnelDataServer(migrationTarget, logger);
     const server = await startRpcServer(
@@ -330,9 +358,10 @@ export async function startAgent(
         },
         {
           definition: v1.MigrationService.service,
-          handlers: migrationServiceHandlers(rpc, migrations, migrationTarget),
+          handlers: migrationServiceHandlers(rpc, migrations, migrationTarget, ha.failover),
         },
         { definition: v1.AccessService.service, handlers: accessServiceHandlers(rpc) },
+        { definition: v1.HaService.service, handlers: haServiceHandlers(rpc, ha.service) },
         { definition: grpcHealthV1().Health.service, handlers: healthServiceHandlers(board) },
       ],
       // Migration data connections on the same port (ALPN debvisor-migration-data/1).
@@ -368,11 +397,14 @@ export async function startAgent(
       config.heartbeatIntervalSeconds * 1000,
       logger,
       async () => {
+        await ha.beforePublish(); // a fenced node's old VMs never reclaim the location index
         await vms.publishLocalVms();
         await vms.holdRunningVmDisks();
       },
     );
+    presenceOf.node = presence;
     await presence.start();
+    ha.startCoordinator();
     if (config.tls.renew) {
       renewer.start();
       undo.unshift(() => renewer.stop());
@@ -407,6 +439,7 @@ export async function startAgent(
       metricsPort: metricsServer?.port,
       async stop() {
         await monitor.stop(); // health checks answer NOT_SERVING from here on: load balancers drain
+        await ha.stop();
         await clusterTrust.stop();
         await renewer.stop();
         await presence.stop();

@@ -3,6 +3,7 @@ import {
   debvisorV1,
   grpcHealthV1,
   type AccessServiceDefinition,
+  type HaServiceDefinition,
   type HealthDefinition,
   type MigrateVmRequest,
   type MigrationProgress__Output,
@@ -508,6 +509,8 @@ export interface AgentClient {
   /** Tunnel: a raw stream, as another agent would open it. */
   tunnel(): grpc.ClientDuplexStream<TunnelFrame, TunnelFrame__Output>;
   access: Promisified<AccessServiceDefinition>;
+  /** HA: status, policies, maintenance (docs/ha.md). */
+  ha: Promisified<HaServiceDefinition>;
   /** gRPC health checking (Check, List); sends no API key unless the client was given one. */
   health: Omit<Promisified<HealthDefinition>, 'watch'>;
   /** Health Watch: `listener` hears every status the server sends; cancel() ends the stream. */
@@ -571,6 +574,7 @@ export function agentClient(endpoint: string, options: AgentClientOptions): Agen
     storage: promisify(v1.StorageService.service),
     migration: promisify(v1.MigrationService.service),
     access: promisify(v1.AccessService.service),
+    ha: promisify(v1.HaService.service),
     health: promisify(grpcHealthV1().Health.service),
     watchHealth(service, listener, onError) {
       const watch = grpcHealthV1().Health.service.Watch;

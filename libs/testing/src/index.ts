@@ -18,3 +18,4 @@ export * from './slapd';
 export * from './temp';
 export * from './tiny-guest';
 export * from './netns';
+export * from './ha-nemesis';

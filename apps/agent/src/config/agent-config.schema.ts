@@ -1,5 +1,6 @@
 import { clusterIdSchema, endpointSchema, labelSchema, nodeIdSchema } from '@debvisor/common';
 import { z } from 'zod';
+import { haConfigSchema } from '../ha/ha-config.schema';
 
 const GiB = 1024 ** 3;
 const filePath = z.string().min(1, 'a file path is required');
@@ -215,6 +216,8 @@ export const agentConfigSchema = z
       driver: z.enum(['sim', 'rbd']),
     }),
     rbd: rbdSchema.prefault({}),
+    /** High availability inside the cluster (docs/ha.md). */
+    ha: haConfigSchema.prefault({}),
     sim: simSchema.prefault({}),
     /** The Prometheus metrics listener: HTTPS with the agent's own certificate, GET /metrics. */
     metrics: z

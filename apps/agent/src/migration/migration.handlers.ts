@@ -1,6 +1,8 @@
 import type { MigrationServiceHandlers, TunnelFrame, TunnelFrame__Output } from '@debvisor/proto';
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type { RpcRouter } from '../rpc/rpc-router';
+import type { FailoverService } from '../ha/failover.service';
+import { failoverVmRequestSchema } from '../ha/ha.requests';
 import { validate } from '../rpc/request-validation';
 import { AgentError, ErrorCode } from '../shared/agent-error';
 import type {
@@ -25,6 +27,8 @@ export function migrationServiceHandlers(
   rpc: RpcRouter,
   migrations: MigrationService,
   target: MigrationTargetService,
+  /** HA: starts a fenced node's VM here for the coordinator (apps/agent/src/ha). */
+  failover: Pick<FailoverService, 'failover'>,
 ): MigrationServiceHandlers {
   return {
     PrepareMigration: rpc.unary(
@@ -45,7 +49,11 @@ export function migrationServiceHandlers(
     GetMigration: rpc.unary('MigrationService.GetMigration', migrationRefSchema, (ref, context) =>
       migrations.progress(ref, context),
     ),
-    FailoverVm: rpc.unimplemented('MigrationService.FailoverVm', 'HA failover'),
+    FailoverVm: rpc.unary(
+      'MigrationService.FailoverVm',
+      failoverVmRequestSchema,
+      (input, context) => failover.failover(input, context),
+    ),
     Tunnel: rpc.selfAuthenticatedBidi<
       TunnelFrame__Output,
       TunnelFrame,

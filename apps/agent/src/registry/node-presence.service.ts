@@ -9,6 +9,8 @@ import type { RegistryService } from './registry.service';
  */
 export class NodePresence {
   private leaseId: string | undefined;
+  /** performance.now() of the last heartbeat that found the lease alive (HA's watchdog reads it). */
+  private renewedAt = -Infinity;
   private timer: NodeJS.Timeout | undefined;
   private beating: Promise<void> | undefined;
   private stopped = false;
@@ -58,6 +60,16 @@ export class NodePresence {
     }
   }
 
+  /** The node's current lease ('' before registration): HA binds the health score to it. */
+  get currentLeaseId(): string {
+    return this.leaseId ?? '';
+  }
+
+  /** Milliseconds since the lease was last seen alive (Infinity before the first heartbeat). */
+  sinceRenewedMs(): number {
+    return performance.now() - this.renewedAt;
+  }
+
   private schedule(): void {
     if (this.stopped) return;
     this.timer = setTimeout(() => {
@@ -67,11 +79,12 @@ export class NodePresence {
 
   private async beat(): Promise<void> {
     try {
-      if (
-        this.leaseId &&
-        (await this.registry.heartbeat(this.nodeId, this.leaseId, await this.local.status()))
-      )
+      const status = await this.local.status();
+      const sent = performance.now(); // the lease runs from the keep-alive, not from its answer
+      if (this.leaseId && (await this.registry.heartbeat(this.nodeId, this.leaseId, status))) {
+        this.renewedAt = sent;
         return;
+      }
       this.logger.warn({ leaseId: this.leaseId }, 'node lease lost; registering again');
       await this.register();
     } catch (error) {
@@ -84,7 +97,9 @@ export class NodePresence {
     const [info, status] = await Promise.all([this.local.info(), this.local.status()]);
     const { leaseId, ttlSeconds } = await this.registry.register(info);
     this.leaseId = leaseId;
+    const sent = performance.now();
     const alive = await this.registry.heartbeat(this.nodeId, leaseId, status);
+    if (alive) this.renewedAt = sent;
     this.logger.info({ leaseId, ttlSeconds }, 'node registered');
     await this.onRegistered();
     return alive;

@@ -28,6 +28,11 @@ export const FORWARD_METADATA = {
 
 /**
  * What an agent may do as itself on a peer (a call forwarded without an API key): read a VM's
- * state for a check of its own (StorageService's image-in-use check).
+ * state for a check of its own (StorageService's image-in-use check), and, as the HA coordinator,
+ * fail a fenced node's VM over (FailoverVm checks that the caller is the coordinator of the
+ * current fencing epoch).
  */
-export const AGENT_SELF_PERMISSIONS: readonly string[] = ['vm:instance:read'];
+export const AGENT_SELF_PERMISSIONS: readonly string[] = [
+  'vm:instance:read',
+  'migration:vm:failover',
+];

@@ -30,7 +30,7 @@ export interface PeerTarget {
 }
 
 type VmMethod = Exclude<keyof VmServiceDefinition, 'Console'>;
-type MigrationUnary = 'PrepareMigration' | 'CancelMigration' | 'GetMigration';
+type MigrationUnary = 'PrepareMigration' | 'CancelMigration' | 'GetMigration' | 'FailoverVm';
 /** A VM's storage calls, answered by the VM's node. */
 type StorageVmMethod = 'SnapshotVm' | 'ListVmSnapshots' | 'DeleteVmSnapshot' | 'RollbackVm';
 type Definitions = VmServiceDefinition &

@@ -23,6 +23,9 @@ export const ETCD_KEYS = {
   nodeHealth: (nodeId: string) => `/debvisor/nodes/${nodeId}/health`,
   /** HA (docs/ha.md). The coordinator election: etcd3 Election keys `<prefix><lease hex>`; the lowest create revision leads and is the fencing epoch. */
   haElectionPrefix: '/debvisor/ha/election/coordinator/',
+  /** What the coordinator must know of each HA node after its lease is gone (fence addresses, groups, CPU), JSON. */
+  haMembersPrefix: '/debvisor/ha/members/',
+  haMember: (nodeId: string) => `/debvisor/ha/members/${nodeId}`,
   /** HA policy per VM (the operator's intent), JSON. */
   haPoliciesPrefix: '/debvisor/ha/policies/',
   haPolicy: (uuid: string) => `/debvisor/ha/policies/${uuid}`,

@@ -1,0 +1,608 @@
+import type { Vm } from '@debvisor/proto';
+import { randomUUID } from 'node:crypto';
+import type { Campaign } from 'etcd3';
+import type { VmDefinition } from '../drivers/hypervisor.driver';
+import type { NodeEntry } from '../registry/node.schema';
+import type { CallContext } from '../rpc/call-context';
+import type { Clock } from '../shared/clock';
+import { forEachLimit } from '../shared/concurrency';
+import type { Logger } from '../shared/logger';
+import type { VmLocation } from '../vms/vm-index.repository';
+import type { HaConfig } from './ha-config.schema';
+import type {
+  EventKind,
+  FenceRecord,
+  HealthRecord,
+  PolicyRecord,
+  ResourceRecord,
+  ResourceState,
+} from './ha.records';
+import type { HaRepository, HaSnapshot, Leader } from './ha.repository';
+import type { NodeFencer } from './node-fencer';
+import { placeVm, type PlacementCandidate } from './placement';
+
+const HOUR_MS = 3_600_000;
+
+export interface FailoverCall {
+  uuid: string;
+  targetNodeId: string;
+  fencingEpoch: number;
+  sourceNodeId: string;
+}
+
+export interface HaCoordinatorDeps {
+  nodeId: string;
+  config: HaConfig;
+  repository: HaRepository;
+  registry: { list(): Promise<NodeEntry[]> };
+  index: { list(): Promise<Map<string, VmLocation>> };
+  fencer: NodeFencer;
+  /** FailoverVm on the target node's agent (a peer call as this agent). */
+  failover(target: NodeEntry, call: FailoverCall, context: CallContext): Promise<Vm>;
+  clock: Clock;
+  logger: Logger;
+}
+
+/** One look at the cluster, taken at the start of a tick. */
+interface ClusterView {
+  leader: Leader;
+  ha: HaSnapshot;
+  nodes: Map<string, NodeEntry>;
+  alive: Set<string>;
+  healths: Map<string, HealthRecord>;
+  index: Map<string, VmLocation>;
+}
+
+/**
+ * The cluster's HA coordinator (docs/ha.md). Every agent campaigns through etcd; the one elected
+ * looks at the cluster every tick: a node holding HA VMs whose lease is gone (or whose watchdog
+ * stopped its VMs) is fenced first — its Ceph clients blocklisted and its disks' locks broken —
+ * and only once the fence is confirmed are its HA VMs started elsewhere through FailoverVm. Every
+ * record it writes is guarded by its election key (its fencing epoch), and every FailoverVm
+ * carries the epoch, which the target checks against etcd: a coordinator that lost its lease (paused,
+ * partitioned) can change nothing.
+ */
+export class HaCoordinator {
+  private campaign: Campaign | undefined;
+  private leading: Leader | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private stopped = false;
+  /** When each node was first seen lost (for fenceDelaySeconds). */
+  private readonly lostSince = new Map<string, number>();
+  private readonly inFlight = new Set<string>();
+
+  constructor(private readonly deps: HaCoordinatorDeps) {}
+
+  start(): void {
+    this.campaignOnce();
+    this.schedule();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.running;
+    this.leading = undefined;
+    await this.campaign?.resign().catch(() => undefined);
+  }
+
+  /** The epoch this agent leads with, undefined when it does not lead. */
+  get epoch(): number | undefined {
+    return this.leading?.epoch;
+  }
+
+  private campaignOnce(): void {
+    if (this.stopped) return;
+    const campaign = this.deps.repository.campaign(
+      this.deps.nodeId,
+      this.deps.config.coordinatorTtlSeconds,
+    );
+    this.campaign = campaign;
+    campaign.on('elected', () => {
+      void this.onElected(campaign);
+    });
+    campaign.on('error', (error: Error) => {
+      if (this.campaign !== campaign) return;
+      this.leading = undefined;
+      this.deps.logger.warn({ err: error }, 'HA coordinator campaign lost; campaigning again');
+      setTimeout(() => this.campaignOnce(), 1_000).unref();
+    });
+  }
+
+  private async onElected(campaign: Campaign): Promise<void> {
+    try {
+      const key = await campaign.getCampaignKey();
+      const leader = await this.deps.repository.leader();
+      if (!leader || leader.key !== key) return;
+      this.leading = leader;
+      this.deps.logger.info({ epoch: leader.epoch }, 'elected HA coordinator');
+      await this.event(
+        leader,
+        'coordinator-elected',
+        this.deps.nodeId,
+        undefined,
+        `epoch ${leader.epoch}`,
+      );
+    } catch (error) {
+      this.deps.logger.warn({ err: error }, 'could not read the HA election after winning it');
+    }
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.running = this.tick()
+        .catch((error: unknown) =>
+          this.deps.logger.warn({ err: error }, 'HA coordinator tick failed; retrying'),
+        )
+        .finally(() => this.schedule());
+    }, this.deps.config.tickMs);
+  }
+
+  /** One look at the cluster and the actions it calls for. */
+  async tick(): Promise<void> {
+    const mine = this.leading;
+    if (!mine) return;
+    // Still the leader? (a paused coordinator wakes up to find its key gone)
+    const leader = await this.deps.repository.leader();
+    if (!leader || leader.key !== mine.key) {
+      this.leading = undefined;
+      return;
+    }
+    const [ha, entries, healths, index] = await Promise.all([
+      this.deps.repository.snapshot(),
+      this.deps.registry.list(),
+      this.deps.repository.healths(),
+      this.deps.index.list(),
+    ]);
+    const view: ClusterView = {
+      leader,
+      ha,
+      nodes: new Map(entries.map((e) => [e.info.nodeId, e])),
+      alive: new Set(entries.filter((e) => e.alive).map((e) => e.info.nodeId)),
+      healths,
+      index,
+    };
+    const policies = [...ha.policies.values()];
+    await this.trackResources(view, policies);
+    await this.fenceLostNodes(view, policies);
+    await this.recover(view, policies);
+    await this.releaseFences(view);
+    await this.markMaintenance(view);
+  }
+
+  private locationOf(view: ClusterView, uuid: string): string {
+    return view.index.get(uuid)?.nodeId ?? view.ha.resources.get(uuid)?.nodeId ?? '';
+  }
+
+  /** A state record for every HA VM, following the location index while nothing is wrong. */
+  private async trackResources(view: ClusterView, policies: PolicyRecord[]): Promise<void> {
+    for (const policy of policies) {
+      const current = view.ha.resources.get(policy.vmUuid);
+      const nodeId = view.index.get(policy.vmUuid)?.nodeId ?? current?.nodeId ?? '';
+      if (!policy.policy.enabled) {
+        if (current?.state !== 'disabled')
+          await this.setResource(view, policy, 'disabled', nodeId, 'HA is disabled for this VM');
+        continue;
+      }
+      const fence = view.ha.fences.get(nodeId);
+      const nodeTrouble = fence && fence.state !== 'released';
+      if (!current || (current.state === 'disabled' && !nodeTrouble))
+        await this.setResource(view, policy, 'protected', nodeId, `runs on ${nodeId || 'no node'}`);
+      else if (current.state === 'protected' && current.nodeId !== nodeId && nodeId)
+        await this.setResource(view, policy, 'protected', nodeId, `runs on ${nodeId}`);
+    }
+  }
+
+  private async fenceLostNodes(view: ClusterView, policies: PolicyRecord[]): Promise<void> {
+    const now = this.deps.clock.now().getTime();
+    const holders = new Map<string, string[]>();
+    for (const policy of policies.filter((p) => p.policy.enabled)) {
+      const nodeId = this.locationOf(view, policy.vmUuid);
+      if (!nodeId) continue;
+      holders.set(nodeId, [...(holders.get(nodeId) ?? []), policy.vmUuid]);
+    }
+    for (const [nodeId, vms] of holders) {
+      const fence = view.ha.fences.get(nodeId);
+      const member = view.ha.members.get(nodeId);
+      const selfFenced =
+        member?.selfFencedAt &&
+        (!fence || (fence.state === 'released' && fence.at < member.selfFencedAt));
+      const lost = !view.alive.has(nodeId) || Boolean(selfFenced);
+      if (!lost) {
+        this.lostSince.delete(nodeId);
+        continue;
+      }
+      if (this.inFlight.has(`fence:${nodeId}`)) continue;
+      const active = fence && fence.state !== 'released';
+      if (active && fence.state === 'fenced') continue;
+      if (active && fence.state === 'unconfirmed') {
+        if (now - Date.parse(fence.at) < this.deps.config.fenceRetrySeconds * 1000) continue;
+      }
+      if (!active) {
+        const since = this.lostSince.get(nodeId) ?? now;
+        if (!this.lostSince.has(nodeId)) {
+          this.lostSince.set(nodeId, now);
+          await this.event(
+            view.leader,
+            'node-suspect',
+            nodeId,
+            undefined,
+            selfFenced
+              ? `its watchdog stopped its HA VMs at ${member?.selfFencedAt}`
+              : 'its lease expired (no heartbeat within its TTL)',
+          );
+        }
+        if (now - since < this.deps.config.fenceDelaySeconds * 1000) continue;
+      }
+      await this.fence(
+        view,
+        nodeId,
+        active ? fence.vms : vms,
+        active ? fence.detectedAt : undefined,
+      );
+    }
+  }
+
+  private async fence(
+    view: ClusterView,
+    nodeId: string,
+    vms: string[],
+    detectedAt: string | undefined,
+  ): Promise<void> {
+    const key = `fence:${nodeId}`;
+    this.inFlight.add(key);
+    try {
+      const now = this.deps.clock.now().toISOString();
+      const base: FenceRecord = {
+        nodeId,
+        state: 'fencing',
+        epoch: view.leader.epoch,
+        blocklisted: [],
+        locksBroken: [],
+        vms,
+        at: now,
+        reason: 'fencing started',
+        detectedAt: detectedAt ?? new Date(this.lostSince.get(nodeId) ?? Date.now()).toISOString(),
+        fencedAt: '',
+      };
+      if (!(await this.deps.repository.putFenceGuarded(view.leader, base))) return this.lostLead();
+      await this.event(view.leader, 'fence-started', nodeId, undefined, `${vms.length} HA VM(s)`);
+      const images = vms.flatMap((uuid) =>
+        (view.ha.specs.get(uuid)?.disks ?? []).map((d) => ({ pool: d.pool, image: d.image })),
+      );
+      const member = view.ha.members.get(nodeId);
+      const outcome = await withTimeout(
+        this.deps.fencer.fence({ nodeId, addresses: member?.fenceAddresses ?? [], images }),
+        this.deps.config.fenceTimeoutSeconds * 1000,
+        'fencing',
+      ).catch((error: unknown) => ({
+        confirmed: false,
+        blocklisted: [],
+        locksBroken: [],
+        reason: `fencing failed: ${(error as Error).message}`.slice(0, 900),
+      }));
+      const record: FenceRecord = {
+        ...base,
+        state: outcome.confirmed ? 'fenced' : 'unconfirmed',
+        blocklisted: outcome.blocklisted,
+        locksBroken: outcome.locksBroken,
+        reason: outcome.reason,
+        at: this.deps.clock.now().toISOString(),
+        fencedAt: outcome.confirmed ? this.deps.clock.now().toISOString() : '',
+      };
+      if (!(await this.deps.repository.putFenceGuarded(view.leader, record)))
+        return this.lostLead();
+      view.ha.fences.set(nodeId, record);
+      if (outcome.confirmed) {
+        this.deps.logger.warn({ node: nodeId, ...outcome }, 'node fenced');
+        await this.event(view.leader, 'fenced', nodeId, undefined, outcome.reason);
+      } else {
+        this.deps.logger.error({ node: nodeId, reason: outcome.reason }, 'fencing not confirmed');
+        await this.event(view.leader, 'fence-unconfirmed', nodeId, undefined, outcome.reason);
+        for (const uuid of vms) {
+          const policy = view.ha.policies.get(uuid);
+          if (policy)
+            await this.setResource(
+              view,
+              policy,
+              'error',
+              nodeId,
+              `not started elsewhere: fencing node ${nodeId} is not confirmed (${outcome.reason}); see docs/ha.md`,
+            );
+        }
+      }
+    } finally {
+      this.inFlight.delete(key);
+    }
+  }
+
+  /** May a VM of `nodeId` start elsewhere? Only once that node is fenced, or reported itself clean. */
+  private fencedFor(view: ClusterView, nodeId: string, uuid: string): FenceRecord | undefined {
+    const fence = view.ha.fences.get(nodeId);
+    if (!fence || fence.state === 'released' || !fence.vms.includes(uuid)) return undefined;
+    const clean = (view.ha.members.get(nodeId)?.cleanAfterEpoch ?? 0) >= fence.epoch;
+    return fence.state === 'fenced' || clean ? fence : undefined;
+  }
+
+  private async recover(view: ClusterView, policies: PolicyRecord[]): Promise<void> {
+    const due: { policy: PolicyRecord; source: string }[] = [];
+    for (const policy of policies.filter((p) => p.policy.enabled)) {
+      const location = view.index.get(policy.vmUuid)?.nodeId;
+      const resource = view.ha.resources.get(policy.vmUuid);
+      const source = location ?? resource?.nodeId ?? '';
+      if (!source || this.inFlight.has(`vm:${policy.vmUuid}`)) continue;
+      // A VM whose node is alive, not fenced, is where it should be.
+      if (location && !this.fencedFor(view, location, policy.vmUuid)) continue;
+      if (!this.fencedFor(view, source, policy.vmUuid)) continue;
+      if (resource?.state === 'error' && resource.reason.startsWith('gave up')) continue;
+      due.push({ policy, source });
+    }
+    if (due.length === 0) return;
+    due.sort((a, b) => b.policy.policy.priority - a.policy.policy.priority);
+    const reserved = new Map<string, number>();
+    const plans: { policy: PolicyRecord; source: string; target: NodeEntry; spec: VmDefinition }[] =
+      [];
+    for (const { policy, source } of due) {
+      const resource = view.ha.resources.get(policy.vmUuid);
+      const now = this.deps.clock.now().getTime();
+      const recent = (resource?.relocations ?? []).filter((t) => now - Date.parse(t) < HOUR_MS);
+      if (recent.length >= policy.policy.maxRelocations) {
+        await this.setResource(
+          view,
+          policy,
+          'error',
+          source,
+          `gave up: ${recent.length} relocation(s) within the last hour reached max_relocations ${policy.policy.maxRelocations}`,
+        );
+        continue;
+      }
+      const spec = view.ha.specs.get(policy.vmUuid);
+      if (!spec) {
+        await this.setResource(
+          view,
+          policy,
+          'error',
+          source,
+          'no definition of the VM was kept in etcd; it cannot be started elsewhere',
+        );
+        continue;
+      }
+      const member = view.ha.members.get(source);
+      const placement = placeVm(
+        spec,
+        policy.policy,
+        { cpuModel: member?.cpuModel ?? '', cpuFlags: member?.cpuFlags ?? [] },
+        this.candidates(view, source, reserved),
+      );
+      if (placement.nodeId === undefined) {
+        const stop = policy.policy.onNoNode === 'stop';
+        await this.setResource(
+          view,
+          policy,
+          stop ? 'error' : 'pending',
+          source,
+          stop ? `gave up: ${placement.reason}` : placement.reason,
+        );
+        continue;
+      }
+      reserved.set(placement.nodeId, (reserved.get(placement.nodeId) ?? 0) + spec.memoryBytes);
+      plans.push({ policy, source, target: view.nodes.get(placement.nodeId)!, spec });
+    }
+    for (const plan of plans) this.inFlight.add(`vm:${plan.policy.vmUuid}`);
+    try {
+      await forEachLimit(plans, this.deps.config.recoveryConcurrency, (plan) =>
+        this.failoverOne(view, plan.policy, plan.source, plan.target),
+      );
+    } finally {
+      for (const plan of plans) this.inFlight.delete(`vm:${plan.policy.vmUuid}`);
+    }
+  }
+
+  private candidates(
+    view: ClusterView,
+    source: string,
+    reserved: Map<string, number>,
+  ): PlacementCandidate[] {
+    return [...view.nodes.values()].map((node) => {
+      const nodeId = node.info.nodeId;
+      const fence = view.ha.fences.get(nodeId);
+      const reason =
+        nodeId === source
+          ? 'the VM is recovered from it'
+          : !view.alive.has(nodeId)
+            ? 'its lease is not alive'
+            : fence && fence.state !== 'released'
+              ? `fenced (${fence.state})`
+              : view.ha.maintenance.has(nodeId)
+                ? 'in maintenance'
+                : !view.ha.members.has(nodeId)
+                  ? 'it does not take part in HA'
+                  : undefined;
+      return {
+        nodeId,
+        eligible: reason === undefined,
+        ineligibleReason: reason,
+        health: view.healths.get(nodeId),
+        groups: view.ha.members.get(nodeId)?.groups ?? [],
+        cpuModel: node.info.cpuModel,
+        cpuFlags: node.info.cpuFlags,
+        memoryBytes: node.info.memoryBytes,
+        memoryUsedBytes: (node.status?.memoryUsedBytes ?? 0) + (reserved.get(nodeId) ?? 0),
+      };
+    });
+  }
+
+  private async failoverOne(
+    view: ClusterView,
+    policy: PolicyRecord,
+    source: string,
+    target: NodeEntry,
+  ): Promise<void> {
+    const targetId = target.info.nodeId;
+    if (!(await this.setResource(view, policy, 'recovering', source, `starting on ${targetId}`)))
+      return;
+    await this.event(
+      view.leader,
+      'vm-recovering',
+      targetId,
+      policy.vmUuid,
+      `${policy.vmName} from ${source}`,
+    );
+    try {
+      await this.deps.failover(
+        target,
+        {
+          uuid: policy.vmUuid,
+          targetNodeId: targetId,
+          fencingEpoch: view.leader.epoch,
+          sourceNodeId: source,
+        },
+        this.context(),
+      );
+      const now = this.deps.clock.now();
+      const relocations = [
+        ...(view.ha.resources.get(policy.vmUuid)?.relocations ?? []).filter(
+          (t) => now.getTime() - Date.parse(t) < HOUR_MS,
+        ),
+        now.toISOString(),
+      ];
+      await this.setResource(view, policy, 'protected', targetId, `recovered from ${source}`, {
+        relocations,
+      });
+      await this.event(
+        view.leader,
+        'vm-recovered',
+        targetId,
+        policy.vmUuid,
+        `${policy.vmName} runs on ${targetId}`,
+      );
+    } catch (error) {
+      const message = `recovery on ${targetId} failed: ${(error as Error).message}`.slice(0, 900);
+      this.deps.logger.warn({ vm: policy.vmUuid, err: error }, 'HA recovery failed; retrying');
+      await this.setResource(view, policy, 'pending', source, message);
+      await this.event(view.leader, 'vm-recovery-failed', targetId, policy.vmUuid, message);
+    }
+  }
+
+  /** A fenced node that came back and reported its old VMs gone: the fence is lifted. */
+  private async releaseFences(view: ClusterView): Promise<void> {
+    for (const fence of view.ha.fences.values()) {
+      if (fence.state === 'released' || fence.state === 'fencing') continue;
+      if (!view.alive.has(fence.nodeId)) continue;
+      if ((view.ha.members.get(fence.nodeId)?.cleanAfterEpoch ?? 0) < fence.epoch) continue;
+      // Every HA VM it held must run elsewhere now: until then the fence lets them be recovered.
+      const placed = (uuid: string): boolean => {
+        const at = view.index.get(uuid)?.nodeId;
+        return (
+          (at !== undefined && at !== fence.nodeId) || !view.ha.policies.get(uuid)?.policy.enabled
+        );
+      };
+      if (!fence.vms.every(placed)) continue;
+      const kept = await this.deps.fencer.release(fence.blocklisted);
+      const record: FenceRecord = {
+        ...fence,
+        state: 'released',
+        at: this.deps.clock.now().toISOString(),
+        reason: kept.length
+          ? `the node is clean; these blocklist entries could not be removed and expire by themselves: ${kept.join(', ')}`
+          : 'the node is clean; fence lifted',
+      };
+      if (!(await this.deps.repository.putFenceGuarded(view.leader, record)))
+        return this.lostLead();
+      view.ha.fences.set(fence.nodeId, record);
+      await this.event(view.leader, 'fence-released', fence.nodeId, undefined, record.reason);
+    }
+  }
+
+  /** A drain in this version only keeps new placements away: the state becomes maintenance. */
+  private async markMaintenance(view: ClusterView): Promise<void> {
+    for (const record of view.ha.maintenance.values()) {
+      if (record.state !== 'draining') continue;
+      await this.deps.repository.putMaintenance({
+        ...record,
+        state: 'maintenance',
+        reason: 'new HA placements avoid this node',
+      });
+    }
+  }
+
+  private async setResource(
+    view: ClusterView,
+    policy: PolicyRecord,
+    state: ResourceState,
+    nodeId: string,
+    reason: string,
+    change: Partial<ResourceRecord> = {},
+  ): Promise<boolean> {
+    const current = view.ha.resources.get(policy.vmUuid);
+    const record: ResourceRecord = {
+      vmUuid: policy.vmUuid,
+      vmName: policy.vmName,
+      state,
+      nodeId,
+      reason: reason.slice(0, 1000),
+      relocations: current?.relocations ?? [],
+      restarts: current?.restarts ?? [],
+      epoch: view.leader.epoch,
+      updatedAt: this.deps.clock.now().toISOString(),
+      ...change,
+    };
+    if (!(await this.deps.repository.putResourceGuarded(view.leader, record))) {
+      this.lostLead();
+      return false;
+    }
+    view.ha.resources.set(policy.vmUuid, record);
+    return true;
+  }
+
+  private lostLead(): void {
+    this.deps.logger.warn('no longer the HA coordinator (the election key is gone)');
+    this.leading = undefined;
+  }
+
+  private context(): CallContext {
+    return {
+      caller: { principal: `agent:${this.deps.nodeId}`, permissions: ['migration:vm:failover'] },
+      forwarded: false,
+      deadline: undefined,
+      traceId: randomUUID(),
+    };
+  }
+
+  private async event(
+    leader: Leader,
+    kind: EventKind,
+    nodeId: string,
+    vmUuid: string | undefined,
+    message: string,
+  ): Promise<void> {
+    await this.deps.repository
+      .appendEvent({
+        at: this.deps.clock.now().toISOString(),
+        epoch: leader.epoch,
+        kind,
+        nodeId,
+        ...(vmUuid ? { vmUuid } : {}),
+        message: message.slice(0, 1000),
+      })
+      .catch((error: unknown) =>
+        this.deps.logger.warn({ err: error }, 'could not record an HA event'),
+      );
+  }
+}
+
+async function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      work,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms / 1000} s`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

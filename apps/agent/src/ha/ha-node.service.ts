@@ -1,0 +1,243 @@
+import type { HypervisorDriver, VmInstance } from '../drivers/hypervisor.driver';
+import type { Clock } from '../shared/clock';
+import type { Logger } from '../shared/logger';
+import type { VmIndexRepository } from '../vms/vm-index.repository';
+import type { HaConfig } from './ha-config.schema';
+import type { FenceRecord, MemberRecord } from './ha.records';
+import type { HaRepository } from './ha.repository';
+import { scoreHealth } from './health-score';
+import type { WatchdogGate } from './watchdog-gate';
+import type { HealthProbesRepository, ProbeContext } from './health-probes.repository';
+
+/** States in which a VM's QEMU (or simulated VM) exists and may write. */
+const LIVE_STATES = new Set([
+  'starting',
+  'running',
+  'stopping',
+  'rebooting',
+  'migrating',
+  'paused',
+]);
+
+export interface HaNodeDeps {
+  nodeId: string;
+  config: HaConfig;
+  leaseTtlMs: number;
+  healthIntervalMs: number;
+  driver: Pick<HypervisorDriver, 'list' | 'stop' | 'undefine' | 'facts'>;
+  index: Pick<VmIndexRepository, 'get'>;
+  repository: HaRepository;
+  probes: HealthProbesRepository;
+  /** The node's lease and when it was last renewed (NodePresence). */
+  presence: { currentLeaseId: string; sinceRenewedMs(): number };
+  /** The live peers for the network probe. */
+  peers: () => Promise<ProbeContext['peers']>;
+  /** The watchdog's gate in front of the hypervisor (the driver here is the ungated one). */
+  gate: WatchdogGate;
+  clock: Clock;
+  logger: Logger;
+}
+
+/**
+ * This node's part in HA (docs/ha.md): publishes its health score next to its heartbeat and the
+ * definitions of its HA VMs; a software watchdog stops its HA VMs when its lease could not be
+ * renewed for the lease TTL (it is presumed dead and its VMs restarted elsewhere); and a node that
+ * finds itself fenced stops and drops its copies of the fenced VMs before it serves or registers,
+ * then reports itself clean so that the coordinator lifts the fence.
+ */
+export class HaNodeService {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private stopped = false;
+  private lastHealthAt = -Infinity;
+  private haVms = new Set<string>();
+  private publishedSpecs = new Map<string, string>();
+  private selfFenced = false;
+
+  constructor(private readonly deps: HaNodeDeps) {
+    if (deps.config.selfFence) deps.gate.onStall((reason) => this.selfFence(reason));
+  }
+
+  /**
+   * Before the agent serves or registers: publishes the member record and, when this node is
+   * fenced, stops and drops its copies of the fenced VMs. Rejects when etcd does not answer.
+   */
+  async start(): Promise<void> {
+    await this.loadPolicies();
+    await this.publishMember();
+    await this.enforceFence();
+    this.deps.gate.beat();
+    this.schedule();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.running;
+  }
+
+  /** Runs before every (re-)registration publishes this node's VMs: drops what is not ours any more. */
+  async beforePublish(): Promise<void> {
+    await this.enforceFence();
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.running = this.tick().finally(() => this.schedule());
+    }, this.deps.config.tickMs);
+  }
+
+  private async tick(): Promise<void> {
+    const now = performance.now();
+    try {
+      // The watchdog first, before any etcd round trip: a node paused past its lease acts at once.
+      await this.deps.gate.check();
+      this.deps.gate.beat();
+      const sinceRenewed = this.deps.presence.sinceRenewedMs();
+      const leaseLost = Number.isFinite(sinceRenewed) && sinceRenewed > this.deps.leaseTtlMs;
+      if (this.deps.config.selfFence && leaseLost)
+        await this.selfFence(`the lease was not renewed for ${Math.round(sinceRenewed)} ms`);
+      else if (!leaseLost) this.selfFenced = false;
+      await this.enforceFence();
+      await this.publishSpecs();
+      if (now - this.lastHealthAt >= this.deps.healthIntervalMs) {
+        this.lastHealthAt = now;
+        await this.publishHealth();
+      }
+    } catch (error) {
+      this.deps.logger.warn({ err: error }, 'HA node check failed; retrying at the next tick');
+    }
+  }
+
+  /** Stops every HA VM running here at once (hard stop), and says so in the member record. */
+  private async selfFence(reason: string): Promise<void> {
+    const live = (await this.deps.driver.list()).filter(
+      (vm) => this.haVms.has(vm.spec.uuid) && LIVE_STATES.has(vm.runtime.state),
+    );
+    if (live.length === 0 && this.selfFenced) return;
+    await Promise.all(live.map((vm) => this.hardStop(vm)));
+    if (!this.selfFenced) {
+      this.selfFenced = true;
+      this.deps.logger.warn(
+        { reason, vms: live.map((vm) => vm.spec.uuid) },
+        'HA watchdog: stopped the HA VMs of this node; the coordinator restarts them elsewhere',
+      );
+      await this.publishMember({ selfFencedAt: this.deps.clock.now().toISOString() }).catch(
+        () => undefined,
+      );
+      await this.event('node-self-fenced', `${reason}: stopped ${live.length} HA VM(s) here`).catch(
+        () => undefined,
+      );
+    }
+  }
+
+  /**
+   * When a fence record names this node (and is not released): every copy of a fenced VM here is
+   * stopped and undefined (its definition lives on in etcd for the node that runs it now), and
+   * every local VM that the location index places on another node is dropped likewise; then the
+   * member record says the node is clean after that fence's epoch.
+   */
+  private async enforceFence(): Promise<void> {
+    const fence = await this.deps.repository.fence(this.deps.nodeId);
+    const local = await this.deps.driver.list();
+    const fenced = fence && fence.state !== 'released' ? new Set(fence.vms) : new Set<string>();
+    for (const vm of local) {
+      const elsewhere = fenced.has(vm.spec.uuid) || (await this.placedElsewhere(vm));
+      if (!elsewhere) continue;
+      if (LIVE_STATES.has(vm.runtime.state)) await this.hardStop(vm);
+      await this.deps.driver.undefine(vm.spec.uuid);
+      this.deps.logger.warn(
+        { vm: vm.spec.uuid, fenceEpoch: fence?.epoch },
+        'dropped a copy of a VM that runs (or will run) on another node',
+      );
+    }
+    if (fence && fence.state !== 'released') await this.reportClean(fence);
+  }
+
+  private async placedElsewhere(vm: VmInstance): Promise<boolean> {
+    if (!this.haVms.has(vm.spec.uuid)) return false;
+    const location = await this.deps.index.get(vm.spec.uuid);
+    return location !== undefined && location.nodeId !== this.deps.nodeId;
+  }
+
+  private async reportClean(fence: FenceRecord): Promise<void> {
+    const member = await this.deps.repository.member(this.deps.nodeId);
+    if ((member?.cleanAfterEpoch ?? 0) >= fence.epoch) return;
+    const remaining = (await this.deps.driver.list()).filter((vm) =>
+      fence.vms.includes(vm.spec.uuid),
+    );
+    if (remaining.length) return;
+    await this.publishMember({ cleanAfterEpoch: fence.epoch });
+    await this.event(
+      'node-rejoining',
+      `fenced at epoch ${fence.epoch}; its old VMs are gone, waiting for the fence to be lifted`,
+    );
+    this.deps.logger.warn(
+      { fenceEpoch: fence.epoch },
+      'this node was fenced; its old VMs are gone',
+    );
+  }
+
+  private async hardStop(vm: VmInstance): Promise<void> {
+    await this.deps.driver.stop(vm.spec.uuid).catch((error: unknown) => {
+      this.deps.logger.error({ err: error, vm: vm.spec.uuid }, 'could not stop a fenced VM');
+      throw error;
+    });
+  }
+
+  /** Keeps the definitions of this node's HA VMs in etcd (what another node starts them from). */
+  private async loadPolicies(): Promise<void> {
+    const { policies } = await this.deps.repository.snapshot();
+    this.haVms = new Set(
+      [...policies.values()].filter((p) => p.policy.enabled).map((p) => p.vmUuid),
+    );
+  }
+
+  private async publishSpecs(): Promise<void> {
+    await this.loadPolicies();
+    for (const vm of await this.deps.driver.list()) {
+      if (!this.haVms.has(vm.spec.uuid)) continue;
+      const json = JSON.stringify(vm.spec);
+      if (this.publishedSpecs.get(vm.spec.uuid) === json) continue;
+      await this.deps.repository.putSpec(vm.spec);
+      this.publishedSpecs.set(vm.spec.uuid, json);
+    }
+  }
+
+  private async publishHealth(): Promise<void> {
+    const leaseId = this.deps.presence.currentLeaseId;
+    const outcomes = await this.deps.probes.probe({ peers: await this.deps.peers() });
+    const record = scoreHealth(outcomes, this.deps.config, this.deps.clock.now());
+    if (leaseId) await this.deps.repository.putHealth(this.deps.nodeId, record, leaseId);
+  }
+
+  private async publishMember(change: Partial<MemberRecord> = {}): Promise<void> {
+    const [current, facts] = await Promise.all([
+      this.deps.repository.member(this.deps.nodeId),
+      this.deps.driver.facts(),
+    ]);
+    await this.deps.repository.putMember({
+      nodeId: this.deps.nodeId,
+      fenceAddresses: this.deps.config.fenceAddresses,
+      groups: this.deps.config.groups,
+      cpuModel: facts.cpuModel,
+      cpuFlags: facts.cpuFlags,
+      cleanAfterEpoch: current?.cleanAfterEpoch ?? 0,
+      selfFencedAt: current?.selfFencedAt ?? '',
+      ...change,
+      updatedAt: this.deps.clock.now().toISOString(),
+    });
+  }
+
+  private async event(kind: 'node-self-fenced' | 'node-rejoining', message: string): Promise<void> {
+    const leader = await this.deps.repository.leader();
+    await this.deps.repository.appendEvent({
+      at: this.deps.clock.now().toISOString(),
+      epoch: leader?.epoch ?? 0,
+      kind,
+      nodeId: this.deps.nodeId,
+      message,
+    });
+  }
+}

@@ -1,0 +1,190 @@
+import { z } from 'zod';
+import type { RbdCliRepository } from '../drivers/rbd/rbd-cli.repository';
+import type { ImageRef, StorageDriver } from '../drivers/storage.driver';
+import { AgentError, ErrorCode } from '../shared/agent-error';
+
+/** A node to fence: where its Ceph clients connect from, and the disks of its HA VMs. */
+export interface FenceTarget {
+  nodeId: string;
+  /** IP addresses: every client from them is blocklisted (`<ip>:0/0`). */
+  addresses: readonly string[];
+  images: readonly ImageRef[];
+}
+
+export interface FenceOutcome {
+  /** Every step done and checked: the node can no longer write, its locks are gone. */
+  confirmed: boolean;
+  blocklisted: string[];
+  locksBroken: string[];
+  /** What was checked, or what could not be. */
+  reason: string;
+}
+
+/** Fences a lost node so that it can no longer write to the disks of its VMs (docs/ha.md). */
+export interface NodeFencer {
+  fence(target: FenceTarget): Promise<FenceOutcome>;
+  /** Lifts the node-wide blocklist entries once the node stopped its old VMs; answers what it could not lift. */
+  release(blocklisted: readonly string[]): Promise<string[]>;
+}
+
+const watchersSchema = z.object({
+  watchers: z.array(z.object({ address: z.string() })).default([]),
+});
+const blocklistSchema = z.array(z.object({ addr: z.string() }));
+/** `ip:port/nonce` as Ceph prints client addresses (IPv6 in brackets). */
+const CLIENT_ADDRESS = /^(\d{1,3}(\.\d{1,3}){3}|\[[0-9A-Fa-f:.]+\]):\d{1,5}\/\d{1,10}$/;
+
+/**
+ * Fencing on Ceph: every client from the node's addresses is blocklisted (`ceph osd blocklist add
+ * <ip>:0/0`), so are the clients that have its VMs' disks open (the watchers of each image, i.e.
+ * its QEMUs even when they connect from elsewhere), all with the HA blocklist expiry; then the
+ * VM locks and librbd's locks of those disks are broken (the storage driver's fenceImage). It is
+ * confirmed when the OSD map lists every entry, no image has a watcher left that is not
+ * blocklisted, and no image still has a VM lock.
+ */
+export class CephNodeFencer implements NodeFencer {
+  constructor(
+    private readonly cli: Pick<RbdCliRepository, 'run' | 'json'>,
+    private readonly storage: Pick<StorageDriver, 'fenceImage' | 'imageHolder'>,
+    private readonly blocklistSeconds: number,
+  ) {}
+
+  async fence(target: FenceTarget): Promise<FenceOutcome> {
+    const entries = new Set(target.addresses.map(nodeWide));
+    const locksBroken: string[] = [];
+    for (const entry of entries) await this.blocklist(entry);
+    for (const ref of target.images) {
+      for (const address of await this.watchers(ref)) entries.add(address);
+      // fenceImage blocklists the watchers for Ceph's default hour and breaks the locks ...
+      const result = await this.storage.fenceImage(ref);
+      locksBroken.push(...result.locksBroken.map((lock) => `${ref.pool}/${ref.image}:${lock}`));
+      for (const address of result.blocklisted) entries.add(address);
+    }
+    // ... and the fence lasts until it is released: every entry again with the HA expiry.
+    for (const entry of entries) await this.blocklist(entry);
+    const blocklisted = [...entries];
+    const listed = new Set(
+      blocklistSchema
+        .parse((await this.cli.json('ceph', ['osd', 'blocklist', 'ls'])) ?? [])
+        .map((entry) => entry.addr),
+    );
+    const missing = blocklisted.filter((entry) => !listed.has(entry));
+    if (missing.length)
+      return unconfirmed(
+        blocklisted,
+        locksBroken,
+        `the OSD map does not list ${missing.join(', ')}`,
+      );
+    for (const ref of target.images) {
+      const open = (await this.watchers(ref)).filter((address) => !isCovered(address, listed));
+      if (open.length)
+        return unconfirmed(
+          blocklisted,
+          locksBroken,
+          `${ref.pool}/${ref.image} is still open by ${open.join(', ')}, which is not blocklisted`,
+        );
+      const holder = await this.storage.imageHolder(ref);
+      if (holder)
+        return unconfirmed(
+          blocklisted,
+          locksBroken,
+          `${ref.pool}/${ref.image} is still locked by VM ${holder}`,
+        );
+    }
+    return {
+      confirmed: true,
+      blocklisted,
+      locksBroken,
+      reason: `${blocklisted.length} client address(es) blocklisted and listed in the OSD map; ${target.images.length} disk(s) without an open client or lock`,
+    };
+  }
+
+  async release(blocklisted: readonly string[]): Promise<string[]> {
+    const kept: string[] = [];
+    // Only the node-wide entries matter: the node's new clients have new nonces.
+    for (const entry of blocklisted.filter((e) => e.endsWith(':0/0'))) {
+      await this.cli.run('ceph', ['osd', 'blocklist', 'rm', '--', entry]).catch(() => {
+        kept.push(entry);
+      });
+    }
+    return kept;
+  }
+
+  private async blocklist(entry: string): Promise<void> {
+    if (!CLIENT_ADDRESS.test(entry))
+      throw new AgentError(ErrorCode.Internal, `not a Ceph client address: ${entry.slice(0, 80)}`);
+    await this.cli.run('ceph', [
+      'osd',
+      'blocklist',
+      'add',
+      '--',
+      entry,
+      String(this.blocklistSeconds),
+    ]);
+  }
+
+  private async watchers(ref: ImageRef): Promise<string[]> {
+    const status = watchersSchema.parse(
+      await this.cli.json('rbd', ['status', '--', `${ref.pool}/${ref.image}`]),
+    );
+    return [...new Set(status.watchers.map((w) => w.address))];
+  }
+}
+
+/**
+ * The sim storage driver's fencing: each disk's lock holder is blocklisted in the simulated Ceph
+ * and its lock broken (fenceImage); node-wide addresses do not exist there. Confirmed when no disk
+ * is locked any more.
+ */
+export class SimNodeFencer implements NodeFencer {
+  constructor(
+    private readonly storage: Pick<StorageDriver, 'fenceImage' | 'imageHolder'>,
+    /** Lifts one simulated blocklist entry (the sim storage keeps them in etcd). */
+    private readonly unblock: (client: string) => Promise<void>,
+  ) {}
+
+  async fence(target: FenceTarget): Promise<FenceOutcome> {
+    const blocklisted: string[] = [];
+    const locksBroken: string[] = [];
+    for (const ref of target.images) {
+      const result = await this.storage.fenceImage(ref);
+      blocklisted.push(...result.blocklisted);
+      locksBroken.push(...result.locksBroken.map((lock) => `${ref.pool}/${ref.image}:${lock}`));
+      const holder = await this.storage.imageHolder(ref);
+      if (holder)
+        return unconfirmed(
+          blocklisted,
+          locksBroken,
+          `${ref.pool}/${ref.image} is still locked by VM ${holder}`,
+        );
+    }
+    return {
+      confirmed: true,
+      blocklisted,
+      locksBroken,
+      reason: `${target.images.length} disk(s) fenced in the simulated Ceph`,
+    };
+  }
+
+  /** A sim VM's client is named after its node and VM: lifted, or the VM could never run there again. */
+  async release(blocklisted: readonly string[]): Promise<string[]> {
+    const kept: string[] = [];
+    for (const client of blocklisted) await this.unblock(client).catch(() => kept.push(client));
+    return kept;
+  }
+}
+
+function nodeWide(ip: string): string {
+  return ip.includes(':') ? `[${ip}]:0/0` : `${ip}:0/0`;
+}
+
+/** A client is covered by its own entry or by its address's node-wide entry. */
+function isCovered(address: string, listed: ReadonlySet<string>): boolean {
+  if (listed.has(address)) return true;
+  const ip = address.slice(0, address.lastIndexOf(':'));
+  return listed.has(`${ip}:0/0`);
+}
+
+function unconfirmed(blocklisted: string[], locksBroken: string[], reason: string): FenceOutcome {
+  return { confirmed: false, blocklisted, locksBroken, reason };
+}

@@ -1,0 +1,65 @@
+/**
+ * The HA watchdog's gate in front of the hypervisor (docs/ha.md). A node whose watchdog has not
+ * run for longer than its lease TTL (the agent was paused, or starved) may have been declared dead
+ * and its VMs restarted elsewhere: before anything reads or changes its VMs, the watchdog runs
+ * (and stops its HA VMs). So a node that wakes up never reports, let alone runs, an HA VM that now
+ * runs on another node, whatever order its timers and its incoming calls come in.
+ */
+export class WatchdogGate {
+  private lastBeat = performance.now();
+  private stall: Promise<void> | undefined;
+  private handler: ((reason: string) => Promise<void>) | undefined;
+
+  /** How long ago the node's lease was last renewed (Infinity before the first time). */
+  private sinceRenewedMs: () => number = () => Infinity;
+
+  constructor(private readonly limitMs: number) {}
+
+  /** Also stalled: a lease not renewed for longer than the limit (etcd unreachable, a slow loop). */
+  watchLease(sinceRenewedMs: () => number): void {
+    this.sinceRenewedMs = sinceRenewedMs;
+  }
+
+  /** The watchdog ran: the node is not stalled. */
+  beat(): void {
+    this.lastBeat = performance.now();
+  }
+
+  /** What runs when a stall is found (HaNodeService's self-fence). */
+  onStall(handler: (reason: string) => Promise<void>): void {
+    this.handler = handler;
+    this.beat();
+  }
+
+  /** Resolves once the node is known not to be stalled (running the handler first when it is). */
+  async check(): Promise<void> {
+    const gap = performance.now() - this.lastBeat;
+    if (this.stall) return this.stall;
+    const sinceRenewed = this.sinceRenewedMs();
+    const leaseLost = Number.isFinite(sinceRenewed) && sinceRenewed > this.limitMs;
+    if ((gap <= this.limitMs && !leaseLost) || !this.handler) return;
+    const reason =
+      gap > this.limitMs
+        ? `this agent did not run for ${Math.round(gap)} ms, longer than its lease`
+        : `its lease was not renewed for ${Math.round(sinceRenewed)} ms`;
+    this.stall = this.handler(reason).finally(() => {
+      this.lastBeat = performance.now();
+      this.stall = undefined;
+    });
+    return this.stall;
+  }
+
+  /** `target` with every method call waiting for check() first. */
+  wrap<T extends object>(target: T): T {
+    return new Proxy(target, {
+      get: (object, property, receiver) => {
+        const value: unknown = Reflect.get(object, property, receiver);
+        if (typeof value !== 'function') return value;
+        return async (...args: unknown[]) => {
+          await this.check();
+          return (value as (...a: unknown[]) => unknown).apply(object, args);
+        };
+      },
+    });
+  }
+}

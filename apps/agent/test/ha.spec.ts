@@ -1,0 +1,320 @@
+import {
+  pauseAgent,
+  resumeAgent,
+  RunSampler,
+  startCluster,
+  type AgentClient,
+  type TestAgent,
+  type TestCluster,
+} from '@debvisor/testing';
+import { status as grpcStatus } from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  coordinator,
+  FAST_HA,
+  haEvents,
+  haStatus,
+  protect,
+  runningOn,
+  type HaEvent,
+} from './ha-cluster';
+import { eventually, rpcError } from './helpers';
+
+/**
+ * HA with real etcd and real agent processes (sim hypervisor, sim storage), faults in the style of
+ * Jepsen's nemeses. After each fault: every HA VM runs exactly once (asked of every node's
+ * hypervisor), no VM ran on two nodes at any sampled moment, and fencing came before recovery.
+ */
+describe('HA inside a cluster (real etcd, real agents, sim drivers)', { timeout: 150_000 }, () => {
+  let cluster: TestCluster;
+  let apiKey: string;
+  /** One client per agent; `client` is one whose node is not faulted now. */
+  let clients: Map<string, AgentClient>;
+  const down = new Set<string>();
+  let client: AgentClient;
+  const pickClient = (): void => {
+    const node = cluster.agents.find((a) => !down.has(a.nodeId))!;
+    client = clients.get(node.nodeId)!;
+  };
+  let sampler: RunSampler;
+  const protectedVms: string[] = [];
+
+  beforeAll(async () => {
+    cluster = await startCluster({
+      clusterId: 'ha',
+      nodes: 4,
+      vmsPerNode: 3,
+      agentConfig: () => ({ ha: FAST_HA }),
+    });
+    apiKey = await cluster.createApiKey(['ha:*', 'vm:*', 'node:*', 'migration:*'], {
+      principal: 'manager:ha',
+    });
+    clients = new Map(cluster.agents.map((a) => [a.nodeId, cluster.connect(apiKey, a)]));
+    pickClient();
+    sampler = new RunSampler(cluster, apiKey, [], 100);
+  }, 120_000);
+  afterAll(async () => {
+    await sampler?.stop();
+    for (const c of clients?.values() ?? []) c.close();
+    await cluster?.stop();
+  });
+
+  const agent = (nodeId: string): TestAgent => cluster.agents.find((a) => a.nodeId === nodeId)!;
+
+  /** A node that is not the coordinator (faults on the coordinator are a case of their own). */
+  async function victimOtherThan(exclude: string[]): Promise<TestAgent> {
+    const leader = await coordinator(client);
+    const candidates = cluster.agents.filter(
+      (a) => a.nodeId !== leader && !exclude.includes(a.nodeId),
+    );
+    const counts = await Promise.all(
+      candidates.map(async (a) => (await runningOn(cluster, apiKey, a)).length),
+    );
+    const best = counts.indexOf(Math.max(...counts));
+    if (best < 0 || counts[best] === 0) throw new Error('no node with running VMs left to fault');
+    return candidates[best]!;
+  }
+
+  /** Protects the VMs running on `victim`; answers them. */
+  async function protectRunning(victim: TestAgent): Promise<string[]> {
+    const uuids = await runningOn(cluster, apiKey, victim);
+    await protect(cluster, client, uuids);
+    for (const uuid of uuids) if (!protectedVms.includes(uuid)) protectedVms.push(uuid);
+    return uuids;
+  }
+
+  /** Waits until every protected VM is live on exactly one node other than `lost`, by sampling every hypervisor. */
+  async function recoveredAwayFrom(lost: string[], uuids: string[], timeoutMs = 40_000) {
+    return eventually(async () => {
+      const recovered = new Set(
+        (await haEvents(cluster)).filter((e) => e.kind === 'vm-recovered').map((e) => e.vmUuid),
+      );
+      if (!uuids.every((u) => recovered.has(u))) return undefined;
+      const sample = await sampler.sample();
+      const ok = uuids.every((u) => {
+        const nodes = sample.where.get(u) ?? [];
+        return nodes.length === 1 && !lost.includes(nodes[0]!);
+      });
+      return ok ? sample : undefined;
+    }, timeoutMs).catch(async (error: Error) => {
+      const events = (await haEvents(cluster)).map(
+        (e) => `${e.at} ${e.kind} ${e.nodeId} ${e.vmUuid ?? ''} ${e.message}`,
+      );
+      const status = await haStatus(client).catch(() => undefined);
+      throw new Error(
+        `${error.message}; waiting for ${uuids.join(', ')} away from ${lost.join(', ')}\nevents:\n${events.join('\n')}\nresources: ${JSON.stringify(status?.resources.map((r) => [r.vmUuid, r.state, r.nodeId, r.reason]))}`,
+      );
+    });
+  }
+
+  async function expectNoDoubleRuns() {
+    if (sampler.doubleRuns.length === 0) return;
+    const events = (await haEvents(cluster)).map(
+      (e) => `${e.at} ${e.kind} ${e.nodeId} ${e.vmUuid ?? ''} ${e.message}`,
+    );
+    expect(sampler.doubleRuns, `HA events:\n${events.join('\n')}`).toEqual([]);
+  }
+
+  function expectFencedBeforeRecovered(events: HaEvent[], nodeId: string, uuids: string[]) {
+    const fenced = events.findIndex((e) => e.kind === 'fenced' && e.nodeId === nodeId);
+    expect(fenced, `a "fenced" event for ${nodeId}`).toBeGreaterThanOrEqual(0);
+    for (const uuid of uuids) {
+      const recovered = events.findIndex(
+        (e, i) => e.kind === 'vm-recovered' && e.vmUuid === uuid && i > fenced,
+      );
+      const early = events.findIndex(
+        (e, i) => e.kind === 'vm-recovered' && e.vmUuid === uuid && i < fenced,
+      );
+      expect(early, `VM ${uuid} recovered before its node was fenced`).toBe(-1);
+      expect(recovered, `VM ${uuid} recovered after the fence`).toBeGreaterThan(fenced);
+    }
+  }
+
+  async function expectCleanRejoin(victim: TestAgent, uuids: string[]) {
+    // The node came back: none of its old VMs runs (or is even defined) there, and its fence is lifted.
+    await eventually(async () => {
+      const status = await haStatus(client);
+      const node = status.nodes.find((n) => n.nodeId === victim.nodeId);
+      return node?.alive && node.fence?.state === 'released' ? node : undefined;
+    }, 30_000);
+    const vms = (await cluster.connect(apiKey, victim).vm.listVms({ nodeId: victim.nodeId })).vms;
+    expect(vms.filter((vm) => uuids.includes(vm.spec!.uuid))).toEqual([]);
+  }
+
+  it("elects one coordinator and publishes every node's health score with its probes", async () => {
+    const leader = await coordinator(client);
+    expect(cluster.agents.map((a) => a.nodeId)).toContain(leader);
+    const { value: status } = await eventually(async () => {
+      const s = await haStatus(client);
+      const settled = s.nodes.every((n) =>
+        n.health?.probes.some((p) => p.reason === '3/3 peers reached'),
+      );
+      return s.nodes.length === 4 && settled ? s : undefined;
+    }, 20_000);
+    expect(Number(status.fencingEpoch)).toBeGreaterThan(0);
+    for (const node of status.nodes) {
+      expect(node).toMatchObject({ state: 'online', alive: true });
+      expect(node.health).toMatchObject({
+        state: 'healthy',
+        score: 100,
+        degradedBelow: 80,
+        failedBelow: 40,
+      });
+      expect(node.health!.probes.map((p) => [p.name, p.result])).toEqual([
+        ['hypervisor', 'ok'],
+        ['ceph', 'ok'],
+        ['network', 'ok'],
+        ['etcd', 'ok'],
+      ]);
+      expect(node.health!.probes.find((p) => p.name === 'network')!.reason).toBe(
+        '3/3 peers reached',
+      );
+    }
+  });
+
+  it('refuses bad HA policies and unknown VMs at the boundary', async () => {
+    const bad = await rpcError(
+      client.ha.setHaPolicy({ vmUuid: 'not-a-uuid', policy: { enabled: true } }),
+    );
+    expect(bad.code).toBe(grpcStatus.INVALID_ARGUMENT);
+    const unknown = await rpcError(
+      client.ha.setHaPolicy({
+        vmUuid: '00000000-0000-4000-8000-000000000000',
+        policy: { enabled: true, priority: 1, maxRelocations: 1, onNoNode: 'wait' },
+      }),
+    );
+    expect(unknown.code).toBe(grpcStatus.NOT_FOUND);
+  });
+
+  it('kill -9 of a node: fenced first, its HA VMs run exactly once elsewhere, it rejoins clean', async () => {
+    const victim = await victimOtherThan([]);
+    const uuids = await protectRunning(victim);
+    await sampler.stop();
+    sampler = new RunSampler(cluster, apiKey, protectedVms, 100);
+    sampler.start();
+
+    down.add(victim.nodeId);
+    pickClient();
+    await victim.kill();
+    await recoveredAwayFrom([victim.nodeId], uuids);
+    expectFencedBeforeRecovered(await haEvents(cluster), victim.nodeId, uuids);
+    const status = await haStatus(client);
+    expect(status.nodes.find((n) => n.nodeId === victim.nodeId)).toMatchObject({
+      state: 'fenced',
+      alive: false,
+      fence: { state: 'fenced' },
+    });
+    for (const uuid of uuids)
+      expect(status.resources.find((r) => r.vmUuid === uuid)).toMatchObject({
+        state: 'protected',
+        relocations: 1,
+      });
+
+    // The sim driver saved these VMs as running: the restarted node must not run them again.
+    await victim.restart();
+    down.delete(victim.nodeId);
+    await expectCleanRejoin(victim, uuids);
+    await recoveredAwayFrom([victim.nodeId], uuids, 5_000);
+    await expectNoDoubleRuns();
+  });
+
+  it('SIGSTOP past the lease, then SIGCONT: the paused node never runs its VMs beside their new copies', async () => {
+    const victim = await victimOtherThan([]);
+    const uuids = await protectRunning(victim);
+    down.add(victim.nodeId);
+    pickClient();
+    pauseAgent(victim);
+    try {
+      await recoveredAwayFrom([victim.nodeId], uuids);
+    } finally {
+      resumeAgent(victim);
+      down.delete(victim.nodeId);
+    }
+    await expectCleanRejoin(victim, uuids);
+    // Sample a while after the resume: the woken node must not bring its old VMs back.
+    for (let i = 0; i < 10; i++) await sampler.sample();
+    await recoveredAwayFrom([victim.nodeId], uuids, 5_000);
+    await expectNoDoubleRuns();
+    const selfFenced = (await haEvents(cluster)).filter(
+      (e) => e.kind === 'node-self-fenced' && e.nodeId === victim.nodeId,
+    );
+    expect(selfFenced.length).toBeGreaterThan(0);
+  });
+
+  it('refuses FailoverVm with a stale epoch, from anyone but the coordinator, or of an unfenced node', async () => {
+    const status = await haStatus(client);
+    const epoch = Number(status.fencingEpoch);
+    const [uuid] = protectedVms;
+    const where = status.resources.find((r) => r.vmUuid === uuid)!.nodeId;
+    const target = cluster.agents.find((a) => a.nodeId !== where)!;
+    const direct = cluster.connect(apiKey, target);
+    try {
+      const stale = await rpcError(
+        direct.migration.failoverVm({
+          uuid,
+          targetNodeId: target.nodeId,
+          fencingEpoch: epoch - 1,
+          sourceNodeId: where,
+        }),
+      );
+      expect(stale.code).toBe(grpcStatus.FAILED_PRECONDITION);
+      expect(stale.details).toContain(`is not the HA coordinator's (${epoch}`);
+      const notCoordinator = await rpcError(
+        direct.migration.failoverVm({
+          uuid,
+          targetNodeId: target.nodeId,
+          fencingEpoch: epoch,
+          sourceNodeId: where,
+        }),
+      );
+      expect(notCoordinator.code).toBe(grpcStatus.PERMISSION_DENIED);
+      const noEpoch = await rpcError(
+        direct.migration.failoverVm({ uuid, targetNodeId: target.nodeId, sourceNodeId: where }),
+      );
+      expect(noEpoch.code).toBe(grpcStatus.INVALID_ARGUMENT);
+    } finally {
+      direct.close();
+    }
+    await expectNoDoubleRuns();
+  });
+
+  it('kill -9 of the coordinator during a recovery: the next coordinator finishes it, fenced first', async () => {
+    const leader = await coordinator(client);
+    const victim = await victimOtherThan([]);
+    const uuids = await protectRunning(victim);
+    const leaderVms = await protectRunning(agent(leader));
+    const before = (await haEvents(cluster)).length;
+    down.add(victim.nodeId);
+    down.add(leader);
+    pickClient();
+    await victim.kill();
+    // Kill the coordinator as soon as it starts on the victim (detection, then fencing).
+    await eventually(
+      async () => {
+        const events = (await haEvents(cluster)).slice(before);
+        return events.some(
+          (e) =>
+            e.nodeId === victim.nodeId &&
+            ['node-suspect', 'fence-started', 'fenced'].includes(e.kind),
+        )
+          ? true
+          : undefined;
+      },
+      20_000,
+      20,
+    );
+    await agent(leader).kill();
+    await recoveredAwayFrom([victim.nodeId, leader], [...uuids, ...leaderVms], 60_000);
+    const events = (await haEvents(cluster)).slice(before);
+    expectFencedBeforeRecovered(events, victim.nodeId, uuids);
+    expectFencedBeforeRecovered(events, leader, leaderVms);
+    const newLeader = await coordinator(client);
+    expect(newLeader).not.toBe(leader);
+    await expectNoDoubleRuns();
+    await Promise.all([victim.restart(), agent(leader).restart()]);
+    down.clear();
+    await expectCleanRejoin(victim, uuids);
+    await expectCleanRejoin(agent(leader), leaderVms);
+    await expectNoDoubleRuns();
+  });
+});
