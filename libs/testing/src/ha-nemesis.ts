@@ -56,7 +56,9 @@ export class RunSampler {
   start(): void {
     const loop = (): void => {
       this.timer = setTimeout(() => {
-        this.running = this.sample().finally(loop);
+        this.running = this.sample()
+          .then(() => undefined)
+          .finally(loop);
       }, this.intervalMs);
     };
     loop();
