@@ -1,0 +1,388 @@
+import {
+  cleanupTempDirs,
+  createManagerIdentity,
+  sampleSum,
+  startCluster,
+  type TestCluster,
+} from '@debvisor/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  eventually,
+  grantToken,
+  startTestDatabases,
+  startTestManager,
+  stateDirWithClientIdentity,
+  type Json,
+  type TestDatabases,
+  type TestManager,
+} from './manager-harness';
+
+/**
+ * The manager's side of high availability, with a real three-node cluster (real etcd, real agent
+ * processes, sim hypervisor and storage): the HA state read from the agents, a VM's policy set by
+ * Manage and refused to an auditor, a node drained through the manager as an ha.drain task, and a
+ * node killed with its VMs — fenced first, its protected VMs recovered elsewhere — followed as
+ * ha.* tasks with journals, audit entries and metrics.
+ */
+const REMOTE = 'dc-ha';
+let dbs: TestDatabases;
+let cluster: TestCluster;
+let m: TestManager;
+let manage: string;
+let auditor: string;
+
+const get = (path: string, token?: string) => m.api('GET', path, undefined, { token });
+
+beforeAll(async () => {
+  const identity = await createManagerIdentity('ha-spec');
+  [dbs, cluster] = await Promise.all([
+    startTestDatabases(),
+    startCluster({
+      clusterId: REMOTE,
+      nodes: 3,
+      vmsPerNode: 2,
+      trustedClientCaPem: identity.ca.certPem,
+      agentConfig: () => ({ ha: { tickMs: 250, coordinatorTtlSeconds: 3 } }),
+    }),
+  ]);
+  const key = await cluster.createApiKey(['*'], { principal: 'manager' });
+  const databaseUrl = await dbs.fresh();
+  m = await startTestManager({
+    databaseUrl,
+    stateDir: stateDirWithClientIdentity(identity),
+    env: { DEBVISOR_HA_POLL_INTERVAL_SECONDS: '1' },
+  });
+  const added = await m.api('POST', '/api/v1/remotes', {
+    id: REMOTE,
+    endpoints: cluster.agents.map((agent) => agent.endpoint),
+    caCertPem: cluster.caPem,
+    credentials: [{ name: 'admin', key }],
+  });
+  expect(added.status, added.text).toBe(201);
+  manage = await grantToken(databaseUrl, 'operator@local', 'Manage', '/');
+  auditor = await grantToken(databaseUrl, 'auditor@local', 'Audit', '/');
+}, 180_000);
+
+afterAll(async () => {
+  await m?.stop();
+  await cluster?.stop();
+  await dbs?.stop();
+  cleanupTempDirs();
+});
+
+async function vms(): Promise<Json[]> {
+  await get(`/api/v1/resources/refresh?remote=${REMOTE}`);
+  const answer = await get(`/api/v1/remotes/${REMOTE}/vms`);
+  expect(answer.status, answer.text).toBe(200);
+  return answer.body.items;
+}
+
+async function remoteHa(): Promise<Json> {
+  const answer = await get(`/api/v1/remotes/${REMOTE}/ha`);
+  expect(answer.status, answer.text).toBe(200);
+  return answer.body;
+}
+
+function protect(vmId: string, policy: Json = {}, token = manage) {
+  return m.api('PUT', `/api/v1/remotes/${REMOTE}/vms/${vmId}/ha`, policy, { token });
+}
+
+async function taskEnds(taskId: string, timeoutMs = 60_000): Promise<Json> {
+  return eventually(
+    async () => {
+      const task = await get(`/api/v1/tasks/${taskId}`);
+      return ['succeeded', 'failed', 'cancelled'].includes(task.body.state) ? task.body : undefined;
+    },
+    timeoutMs,
+    `task ${taskId} ends`,
+  );
+}
+
+async function haTasks(type: string): Promise<Json[]> {
+  const answer = await get(`/api/v1/tasks?type=${type}&limit=100`);
+  expect(answer.status, answer.text).toBe(200);
+  return answer.body.items;
+}
+
+function expectErrorShape(answer: { status: number; body: Json; text: string }, status: number) {
+  expect(answer.status, answer.text).toBe(status);
+  expect(answer.body).toEqual({
+    error: { code: expect.any(String), message: expect.any(String), traceId: expect.any(String) },
+  });
+}
+
+describe('HA state from the agents', () => {
+  it("reads a remote's HA state: an elected coordinator with its fencing epoch and every node online with its health score", async () => {
+    const ha = await eventually(
+      async () => {
+        const body = await remoteHa();
+        return body.coordinator && body.nodes.every((n: Json) => n.health) ? body : undefined;
+      },
+      30_000,
+      'a coordinator and every node scored',
+    );
+    expect(ha.nodes.map((n: Json) => [n.node, n.state, n.alive]).sort()).toEqual([
+      ['node-1', 'online', true],
+      ['node-2', 'online', true],
+      ['node-3', 'online', true],
+    ]);
+    expect(ha.nodes.filter((n: Json) => n.coordinator).map((n: Json) => n.node)).toEqual([
+      ha.coordinator,
+    ]);
+    expect(Number(ha.fencingEpoch)).toBeGreaterThan(0);
+    for (const node of ha.nodes) {
+      expect(node.health.score).toBeGreaterThan(0);
+      expect(node.health.probes.map((p: Json) => p.name)).toContain('hypervisor');
+    }
+    expect(ha.privileges).toEqual(expect.arrayContaining(['remote.audit', 'node.maintenance']));
+    const overview = await eventually(async () => {
+      const answer = await get('/api/v1/ha');
+      const remote = answer.body.remotes?.find((r: Json) => r.remote === REMOTE);
+      return remote?.status === 'ok' ? remote : undefined;
+    });
+    expect(overview).toMatchObject({
+      coordinator: ha.coordinator,
+      nodes: { online: 3, fenced: 0 },
+      alerts: [],
+    });
+    const metrics = (await get('/metrics')).text;
+    expect(sampleSum(metrics, 'debvisor_ha_coordinator_up', { remote: REMOTE })).toBe(1);
+    expect(sampleSum(metrics, 'debvisor_ha_nodes', { remote: REMOTE, state: 'online' })).toBe(3);
+  });
+});
+
+describe('a remote whose credential may not read HA', () => {
+  it('answers the HA state as unavailable with the reason, on the remote and the VM, and refuses policy changes naming the permission', async () => {
+    const readOnly = await cluster.createApiKey(['node:registry:read', 'vm:instance:read'], {
+      principal: 'manager-ro',
+    });
+    const added = await m.api('POST', '/api/v1/remotes', {
+      id: 'dc-ha-ro',
+      endpoints: cluster.agents.map((agent) => agent.endpoint),
+      caCertPem: cluster.caPem,
+      credentials: [{ name: 'read-only', key: readOnly }],
+    });
+    expect(added.status, added.text).toBe(201);
+    const ha = await get('/api/v1/remotes/dc-ha-ro/ha');
+    expect(ha.status, ha.text).toBe(200);
+    expect(ha.body).toMatchObject({ available: false, nodes: [], vms: [], coordinator: null });
+    expect(ha.body.error.message).toContain('ha:status:read');
+    const [vm] = await vms();
+    const vmHa = await get(`/api/v1/remotes/dc-ha-ro/vms/${vm.id}/ha`);
+    expect(vmHa.status, vmHa.text).toBe(200);
+    expect(vmHa.body).toMatchObject({ available: false, protected: false, ha: null });
+    const refused = await m.api('PUT', `/api/v1/remotes/dc-ha-ro/vms/${vm.id}/ha`, {});
+    expectErrorShape(refused, 403);
+    expect(refused.body.error.message).toContain('ha:policy:write');
+    const overview = await eventually(async () => {
+      const remote = (await get('/api/v1/ha')).body.remotes.find(
+        (r: Json) => r.remote === 'dc-ha-ro',
+      );
+      return remote?.status === 'unavailable' ? remote : undefined;
+    });
+    expect(overview.error.message).toContain('ha:status:read');
+    expect((await m.api('DELETE', '/api/v1/remotes/dc-ha-ro')).status).toBe(204);
+  });
+});
+
+describe('HA policies', () => {
+  it('puts a VM under HA with the Manage role, shows it protected, and takes it out again', async () => {
+    const [vm] = await vms();
+    const set = await protect(vm.id, { priority: 500, maxRelocations: 3 });
+    expect(set.status, set.text).toBe(200);
+    expect(set.body).toMatchObject({
+      remote: REMOTE,
+      vm: vm.id,
+      available: true,
+      protected: true,
+      ha: {
+        state: 'protected',
+        policy: {
+          enabled: true,
+          priority: 500,
+          maxRelocations: 3,
+          maxRestarts: 1,
+          onNoNode: 'wait',
+        },
+      },
+    });
+    // The coordinator records where the VM runs at its next look (a tick).
+    const read = await eventually(async () => {
+      const answer = await get(`/api/v1/remotes/${REMOTE}/vms/${vm.id}/ha`, auditor);
+      expect(answer.status, answer.text).toBe(200);
+      return answer.body.ha?.node ? answer.body : undefined;
+    });
+    expect(read).toMatchObject({
+      protected: true,
+      ha: { state: 'protected', node: vm.node },
+      node: { node: vm.node, state: 'online' },
+    });
+    expect((await remoteHa()).vms.map((v: Json) => v.vm)).toContain(vm.id);
+
+    const removed = await m.api('DELETE', `/api/v1/remotes/${REMOTE}/vms/${vm.id}/ha`, undefined, {
+      token: manage,
+    });
+    expect(removed.status, removed.text).toBe(204);
+    expectErrorShape(
+      await m.api('DELETE', `/api/v1/remotes/${REMOTE}/vms/${vm.id}/ha`, undefined, {
+        token: manage,
+      }),
+      404,
+    );
+    expect((await get(`/api/v1/remotes/${REMOTE}/vms/${vm.id}/ha`)).body).toMatchObject({
+      protected: false,
+      ha: null,
+    });
+    const audit = await get(`/api/v1/audit?action=vm.ha&target=/remotes/${REMOTE}/vms/${vm.id}`);
+    expect(audit.body.items.map((e: Json) => [e.action, e.outcome, e.principal])).toEqual(
+      expect.arrayContaining([
+        ['vm.ha.policy.set', 'success', 'operator@local'],
+        ['vm.ha.policy.remove', 'success', 'operator@local'],
+      ]),
+    );
+  });
+
+  it('refuses an auditor every HA change, a bad policy and an unknown VM, with the JSON error shape, changing nothing', async () => {
+    const [vm] = await vms();
+    const path = `/api/v1/remotes/${REMOTE}/vms/${vm.id}/ha`;
+    const denied = await protect(vm.id, {}, auditor);
+    expectErrorShape(denied, 403);
+    expect(denied.body.error.message).toContain('vm.ha');
+    expectErrorShape(await m.api('DELETE', path, undefined, { token: auditor }), 403);
+    expectErrorShape(
+      await m.api('POST', `/api/v1/remotes/${REMOTE}/nodes/node-1/maintenance`, undefined, {
+        token: auditor,
+      }),
+      403,
+    );
+    const tooHigh = await protect(vm.id, { priority: 5000 });
+    expectErrorShape(tooHigh, 400);
+    expect(tooHigh.body.error.message).toContain('priority');
+    expectErrorShape(await protect(vm.id, { onNoNode: 'panic' }), 400);
+    expectErrorShape(await protect(vm.id, { preferredNodes: ['-rf'] }), 400);
+    expectErrorShape(await protect(vm.id, { fencing: 'off' }), 400);
+    expectErrorShape(
+      await m.api('PUT', `/api/v1/remotes/${REMOTE}/vms/not-a-uuid/ha`, {}, { token: manage }),
+      400,
+    );
+    expectErrorShape(await protect('0b5c3f4e-1111-4222-8333-444455556666'), 404);
+    expect((await get(path)).body.protected).toBe(false);
+  });
+});
+
+describe('maintenance through the manager', () => {
+  it('drains a node as an ha.drain task that ends when the node is empty, then returns it to service', async () => {
+    const before = await vms();
+    const node = 'node-3';
+    expect(before.filter((v) => v.node === node && v.status === 'running').length).toBeGreaterThan(
+      0,
+    );
+    const asked = await m.api(
+      'POST',
+      `/api/v1/remotes/${REMOTE}/nodes/${node}/maintenance`,
+      undefined,
+      { token: manage },
+    );
+    expect(asked.status, asked.text).toBe(202);
+    const task = await taskEnds(asked.body.taskId, 120_000);
+    try {
+      expect(task, JSON.stringify(task)).toMatchObject({
+        type: 'ha.drain',
+        state: 'succeeded',
+        owner: expect.stringMatching(/^operator@local/),
+      });
+      expect(task.log.map((l: Json) => l.message).join('\n')).toContain(`node ${node} maintenance`);
+      const ha = await remoteHa();
+      expect(ha.nodes.find((n: Json) => n.node === node).state).toBe('maintenance');
+      const after = await vms();
+      expect(
+        after.filter((v) => v.node === node && v.status === 'running').map((v) => v.name),
+        JSON.stringify(task.log),
+      ).toEqual([]);
+    } catch (error) {
+      // The node goes back to service for the tests after this one.
+      await m.api('DELETE', `/api/v1/remotes/${REMOTE}/nodes/${node}/maintenance`, undefined, {
+        token: manage,
+      });
+      throw error;
+    }
+    const back = await m.api(
+      'DELETE',
+      `/api/v1/remotes/${REMOTE}/nodes/${node}/maintenance`,
+      undefined,
+      { token: manage },
+    );
+    expect(back.status, back.text).toBe(200);
+    expect(back.body).toMatchObject({ node, state: 'online' });
+    const audit = await get(`/api/v1/audit?action=node.maintenance&target=/remotes/${REMOTE}`);
+    expect(audit.body.items.map((e: Json) => [e.action, e.outcome])).toEqual(
+      expect.arrayContaining([
+        ['node.maintenance.enter', 'success'],
+        ['node.maintenance.exit', 'success'],
+      ]),
+    );
+  });
+});
+
+describe('a node dies', () => {
+  it('follows the fence and the recovery of its protected VMs as ha.* tasks with journals, audit entries and metrics', async () => {
+    const victim = cluster.agents.find((agent) => agent.nodeId === 'node-2')!;
+    const all = await vms();
+    const doomed = all.filter((v) => v.node === victim.nodeId);
+    expect(doomed.length).toBeGreaterThan(0);
+    for (const vm of doomed) expect((await protect(vm.id)).status).toBe(200);
+
+    await victim.kill();
+
+    const fenced = await eventually(
+      async () => {
+        const ha = await remoteHa();
+        const node = ha.nodes.find((n: Json) => n.node === victim.nodeId);
+        const moved = doomed.every((vm) => {
+          const seen = ha.vms.find((v: Json) => v.vm === vm.id);
+          return seen?.state === 'protected' && seen.node !== victim.nodeId;
+        });
+        return node?.state === 'fenced' && moved ? ha : undefined;
+      },
+      90_000,
+      `${victim.nodeId} fenced and its VMs running elsewhere`,
+    );
+    expect(fenced.nodes.find((n: Json) => n.node === victim.nodeId).fence).toMatchObject({
+      state: 'fenced',
+    });
+
+    const fence = await eventually(async () => {
+      const [task] = (await haTasks('ha.fence')).filter((t) => t.state === 'succeeded');
+      return task;
+    });
+    expect(fence).toMatchObject({
+      owner: 'debvisor-manager',
+      target: { remote: REMOTE, vm: null },
+    });
+    expect(fence.log.map((l: Json) => l.message).join('\n')).toContain(
+      `node ${victim.nodeId} fenced`,
+    );
+    const recoveries = await eventually(async () => {
+      const done = (await haTasks('ha.recovery')).filter((t) => t.state === 'succeeded');
+      return done.length >= doomed.length ? done : undefined;
+    });
+    expect(recoveries.map((t) => t.target.vm).sort()).toEqual(doomed.map((v) => v.id).sort());
+    for (const task of recoveries)
+      expect(task.log.at(-2).message).toMatch(/protected on node node-[13]/);
+
+    const events = await get(`/api/v1/audit?action=ha.event&target=/remotes/${REMOTE}`);
+    const kinds = events.body.items.map((e: Json) => e.details.kind);
+    expect(kinds).toContain('fenced');
+    expect(kinds.filter((k: string) => k === 'vm-recovered')).toHaveLength(doomed.length);
+    const metrics = (await get('/metrics')).text;
+    expect(
+      sampleSum(metrics, 'debvisor_ha_recoveries_total', { remote: REMOTE, outcome: 'succeeded' }),
+    ).toBe(doomed.length);
+    expect(sampleSum(metrics, 'debvisor_ha_nodes', { remote: REMOTE, state: 'fenced' })).toBe(1);
+    const overview = (await get('/api/v1/ha')).body.remotes.find((r: Json) => r.remote === REMOTE);
+    expect(overview.alerts).toContainEqual({
+      severity: 'critical',
+      message: expect.stringContaining(`node ${victim.nodeId} is fenced`),
+    });
+  }, 240_000);
+});
