@@ -114,6 +114,8 @@ async function main() {
   const { TunnelClientRepository } = agentDist('migration/tunnel-client.repository.js');
   const { TunnelBridge } = agentDist('migration/tunnel-bridge.js');
   const { MigrationSocketRepository } = agentDist('migration/migration-socket.repository.js');
+  const { TunnelDataClientRepository } = agentDist('migration/tunnel-data-client.repository.js');
+  const { splice } = agentDist('migration/tunnel-data.js');
 
   const env = (name, fallback) =>
     process.env[name] === undefined || process.env[name] === ''
@@ -122,6 +124,15 @@ async function main() {
   const knobs = {
     pipeMib: env('BENCH_PIPE_MIB', 2048),
     pipeRounds: env('BENCH_PIPE_ROUNDS', 2),
+    pipeFramed: env('BENCH_PIPE_FRAMED', 1) === 1,
+    wanLinks: process.env.BENCH_WAN_LINKS || '20:1000,50:1000,20:10000,50:10000',
+    wanMib: env('BENCH_WAN_MIB', 256),
+    wanRounds: env('BENCH_WAN_ROUNDS', 1),
+    wanChannels: env('BENCH_WAN_CHANNELS', 3),
+    /** The agents' migration.multifdChannels (their default, 2); the plain QEMUs' multifd baseline uses as many. */
+    multifdChannels: env('BENCH_MULTIFD_CHANNELS', 2),
+    /** GnuTLS priority string of the plain QEMUs' TLS-PSK baseline (QEMU's default: NORMAL). */
+    tlsPriority: process.env.BENCH_TLS_PRIORITY || undefined,
     qemuMib: env('BENCH_QEMU_MIB', 512),
     qemuRuns: env('BENCH_QEMU_RUNS', 3),
     orchestrationRuns: env('BENCH_ORCH_RUNS', 3),
@@ -135,7 +146,7 @@ async function main() {
   /** 30 s for the 256 MiB guests, the same for the manager and the agent API runs. */
   const COMPLETION_TIMEOUT_S_PER_GIB = 120;
   const parts = new Set(
-    (process.env.BENCH_PARTS || 'pipe,throughput,orchestration,downtime').split(','),
+    (process.env.BENCH_PARTS || 'pipe,wan,throughput,orchestration,downtime').split(','),
   );
 
   const began = performance.now();
@@ -295,6 +306,7 @@ async function main() {
     );
     const tiny = await testing.buildTinyGuest();
     if (parts.has('pipe')) results.bytePipe = await bytePipe();
+    if (parts.has('wan')) results.wan = await wan();
     // written into `results` as they come, so that a failure still reports what was measured
     if (['throughput', 'orchestration', 'downtime'].some((part) => parts.has(part)))
       await qemuParts(tiny, results);
@@ -373,6 +385,11 @@ async function main() {
     // The source agent's identity: a certificate of this cluster's CA for node-1, as node-1 holds.
     const identity = await testing.issueAgentCertificate(cluster.ca, 'node-1');
     const tunnels = new TunnelClientRepository({
+      clusterCaPem: cluster.caPem,
+      certChainPem: identity.certPem + cluster.caPem,
+      keyPem: identity.keyPem,
+    });
+    const dataClient = new TunnelDataClientRepository({
       clusterCaPem: cluster.caPem,
       certChainPem: identity.certPem + cluster.caPem,
       keyPem: identity.keyPem,
@@ -472,12 +489,92 @@ async function main() {
       }
     }
 
-    // CPU time per GB: what the path costs, which on a busy machine decides its speed.
+    /**
+     * The data path as the source agent runs it: the tunnel's control stream (cookie, 'ready' with
+     * one token per channel), then a data connection per QEMU connection (here the writer's one)
+     * on the target agent's port, spliced to the local socket.
+     */
+    async function throughDataPath() {
+      const migrationId = randomUUID();
+      const prepared = await client.migration.prepareMigration({
+        vm: vm.spec,
+        role: 'target',
+        targetNodeId: 'node-2',
+        migrationId,
+        transport: 'tunnel',
+        online: true,
+        allowPostcopy: false,
+        sourceNodeId: 'node-1',
+        sourceCaPem: '',
+        sourceCpuModel: source.cpuModel,
+        sourceCpuFlags: source.cpuFlags,
+      });
+      if (!prepared.cookie)
+        throw new Error(`node-2 prepared no tunnel: ${JSON.stringify(prepared.checks)}`);
+      const target = { endpoint: prepared.endpoint, nodeId: prepared.nodeId, caPem: '' };
+      const { stream, close } = tunnels.open(target, migrationId.replace(/-/g, '').slice(0, 16));
+      let answered;
+      const ready = new Promise((resolve, reject) => (answered = { resolve, reject }));
+      const bridge = new TunnelBridge(
+        stream,
+        (frame) =>
+          frame.control === 'ready'
+            ? answered.resolve(JSON.parse(frame.message))
+            : frame.control === 'error'
+              ? answered.reject(new Error(`the target refused: ${frame.message}`))
+              : undefined,
+        (error) => answered.reject(error ?? new Error('the target closed the tunnel')),
+      );
+      let listener;
+      try {
+        stream.write({
+          cookie: prepared.cookie,
+          vmUuid: vm.spec.uuid,
+          migrationId,
+          controlOnly: false,
+          dataConnections: true,
+        });
+        const { dataTokens } = await withTimeout(ready, 15_000, "the target's ready");
+        listener = await sockets.listen(migrationId, dataTokens.length, (socket, index) =>
+          dataClient.open(target, index, dataTokens[index]).then(
+            (remote) => void splice(socket, remote),
+            (error) => {
+              log(`data channel ${index}: ${error.message}`);
+              socket.destroy();
+            },
+          ),
+        );
+        const { ms } = await runWriter({
+          address: { path: listener.address.path },
+          chunks,
+          sim: true,
+          migrationId,
+          vmUuid: vm.spec.uuid,
+        });
+        return ms;
+      } finally {
+        bridge.send('abort', 'benchmark done');
+        listener?.close();
+        bridge.close(undefined);
+        stream.end();
+        close();
+      }
+    }
+
+    // CPU time per GB: what the path costs, which on a busy machine decides its speed. Resident
+    // memory sampled every 100 ms: the path must not buffer without bound.
     const targetPid = cluster.agents[1].process.child.pid;
     const measure = async (run) => {
       const ownBefore = process.cpuUsage();
       const targetBefore = cpuSecondsOf(targetPid);
-      const ms = await run();
+      const peak = { benchProcess: 0, targetAgent: 0 };
+      const sample = () => {
+        peak.benchProcess = Math.max(peak.benchProcess, process.memoryUsage().rss);
+        peak.targetAgent = Math.max(peak.targetAgent, rssOf(targetPid));
+      };
+      sample();
+      const sampler = setInterval(sample, 100);
+      const ms = await run().finally(() => clearInterval(sampler));
       const own = process.cpuUsage(ownBefore);
       const gb = wireBytes / 1e9;
       return {
@@ -486,31 +583,202 @@ async function main() {
           benchProcess: round((own.user + own.system) / 1e6 / gb, 2),
           targetAgent: round((cpuSecondsOf(targetPid) - targetBefore) / gb, 2),
         },
+        peakRssMiB: {
+          benchProcess: round(peak.benchProcess / MiB, 0),
+          targetAgent: round(peak.targetAgent / MiB, 0),
+        },
       };
     };
     const raw = [];
     const tunnel = [];
+    const framed = [];
     for (let i = 0; i < knobs.pipeRounds; i++) {
       raw.push(await measure(rawTcp));
       log(`byte pipe round ${i + 1}: raw TCP ${JSON.stringify(raw.at(-1))}`);
-      tunnel.push(await measure(throughTunnel));
-      log(`byte pipe round ${i + 1}: tunnel ${JSON.stringify(tunnel.at(-1))}`);
+      tunnel.push(await measure(throughDataPath));
+      log(`byte pipe round ${i + 1}: tunnel (data connection) ${JSON.stringify(tunnel.at(-1))}`);
+      if (knobs.pipeFramed) {
+        framed.push(await measure(throughTunnel));
+        log(`byte pipe round ${i + 1}: tunnel (gRPC frames) ${JSON.stringify(framed.at(-1))}`);
+      }
     }
     await closeClient();
     await stopCluster();
     const rawStats = stats(raw.map((r) => r.mbps));
     const tunnelStats = stats(tunnel.map((r) => r.mbps));
+    const framedStats = stats(framed.map((r) => r.mbps));
+    const medianOf = (runs, pick) => stats(runs.map(pick))?.median ?? null;
+    const side = (runs) => ({
+      cpuSecondsPerGB: {
+        sourceSideBenchProcess: medianOf(runs, (r) => r.cpuSecondsPerGB.benchProcess),
+        targetAgent: medianOf(runs, (r) => r.cpuSecondsPerGB.targetAgent),
+      },
+      peakRssMiB: {
+        sourceSideBenchProcess: Math.max(...runs.map((r) => r.peakRssMiB.benchProcess)),
+        targetAgent: Math.max(...runs.map((r) => r.peakRssMiB.targetAgent)),
+      },
+    });
     return {
       what:
         'The same bytes (sim migration frames of 16 KiB random payload) pushed over a raw TCP socket on 127.0.0.1, and through a real agent tunnel: ' +
-        "a unix socket → the agent's TunnelBridge/TunnelClientRepository (this process, node-1's identity) → mTLS gRPC → the real target agent (node-2) → " +
-        "its unix socket → the sim driver's incoming endpoint (which parses the frame headers). The writer is a worker thread; time from the first byte to the end's acknowledgement. " +
-        'cpuSecondsPerGB: CPU time of this process (writer, and the raw reader or the source side of the tunnel) and of the target agent, per 10^9 bytes.',
+        "a unix socket → the source agent's data path (TunnelClientRepository for the cookie handshake, then a TLS data connection per channel from " +
+        "TunnelDataClientRepository, spliced; this process, node-1's identity) → the real target agent's port (node-2: TLS front, TunnelDataServer) → " +
+        "its unix socket → the sim driver's incoming endpoint (which parses the frame headers). tunnelGrpcFrames: the same through the tunnel stream's " +
+        'protobuf frames (the path before data connections, which targets still accept from older sources). The writer is a worker thread; time from the ' +
+        "first byte to the end's acknowledgement. cpuSecondsPerGB: CPU time of this process (writer, and the raw reader or the source side) and of the " +
+        'target agent, per 10^9 bytes; peakRssMiB: resident memory sampled every 100 ms during the transfer.',
       bytes: wireBytes,
       unit: 'MB/s (10^6 bytes per second)',
-      baselineRawTcp: { mbps: rawStats, runs: raw },
-      tunnel: { mbps: tunnelStats, runs: tunnel },
-      ratioMedian: tunnelStats && rawStats ? round(tunnelStats.median / rawStats.median, 3) : null,
+      baselineRawTcp: { mbps: rawStats, ...side(raw), runs: raw },
+      tunnel: { mbps: tunnelStats, ...side(tunnel), runs: tunnel },
+      ...(framed.length > 0
+        ? { tunnelGrpcFrames: { mbps: framedStats, ...side(framed), runs: framed } }
+        : {}),
+      ratioMedian: {
+        tunnelOverRawTcp:
+          tunnelStats && rawStats ? round(tunnelStats.median / rawStats.median, 3) : null,
+        ...(framedStats && rawStats
+          ? { tunnelGrpcFramesOverRawTcp: round(framedStats.median / rawStats.median, 3) }
+          : {}),
+      },
+      aim: { tunnelOverRawTcp: 0.9 },
+    };
+  }
+
+  // --- 1c: the data path over an emulated WAN ------------------------------------------------------
+  /**
+   * Each link: two network namespaces joined by createWanLink (round trip, rate; a user-space
+   * netem, as this kernel has no sch_netem), each end the agent's own data-path code run from
+   * apps/agent/test/fixtures/data-path-endpoint.mjs (the port's TLS front + TunnelDataServer at the
+   * target, TunnelDataClientRepository at the source); the baseline is raw TCP between the same
+   * namespaces in the same run.
+   */
+  async function wan() {
+    const endpointScript = join(root, 'apps/agent/test/fixtures/data-path-endpoint.mjs');
+    const pki = await testing.createClusterPki('bench-wan');
+    const [sourceCert, targetCert] = await Promise.all([pki.agent('node-1'), pki.agent('node-2')]);
+    const identity = (own, peerNodeId) => ({
+      caPem: pki.ca.certPem,
+      certPem: own.certPem,
+      keyPem: own.keyPem,
+      peerNodeId,
+    });
+    const lineOf = async (child, key) =>
+      JSON.parse((await child.waitFor(new RegExp(`^\\{"${key}":.*\\}$`, 'm'), 300_000))[0]);
+
+    async function wanRun(link, mode, channels) {
+      checkpoint();
+      const bytesPerChannel = Math.ceil((knobs.wanMib * MiB) / channels);
+      const common = { mode, channels, bytesPerChannel };
+      const start = (end, args) => {
+        const [command, ...prefix] = link.exec(end);
+        const child = testing.spawnManaged(`data-path ${args.role}`, command, [
+          ...prefix,
+          process.execPath,
+          endpointScript,
+          JSON.stringify(args),
+        ]);
+        const stop = owned(`stop the data-path ${args.role}`, () => child.stop());
+        return { child, stop };
+      };
+      const sink = start(1, {
+        ...common,
+        role: 'sink',
+        host: link.addresses[1],
+        pki: identity(targetCert, 'node-1'),
+      });
+      try {
+        const { listening, tokens } = await lineOf(sink.child, 'listening');
+        const sender = start(0, {
+          ...common,
+          role: 'source',
+          host: link.addresses[1],
+          port: listening,
+          tokens,
+          pki: identity(sourceCert, 'node-2'),
+        });
+        try {
+          const [sent, received] = await Promise.all([
+            lineOf(sender.child, 'done'),
+            lineOf(sink.child, 'done'),
+          ]);
+          if (
+            JSON.stringify([...sent.digests].sort()) !==
+            JSON.stringify([...received.digests].sort())
+          )
+            throw new Error(`the ${mode} run over ${link.rttMs} ms delivered other bytes`);
+          const bytes = bytesPerChannel * channels;
+          return {
+            mbps: mbps(bytes, sent.ms),
+            cpuSecondsPerGB: {
+              source: round(sent.cpuSeconds / (bytes / 1e9), 2),
+              target: round(received.cpuSeconds / (bytes / 1e9), 2),
+            },
+            peakRssMiB: {
+              source: round(sent.maxRssBytes / MiB, 0),
+              target: round(received.maxRssBytes / MiB, 0),
+            },
+          };
+        } finally {
+          await sender.stop();
+        }
+      } finally {
+        await sink.stop();
+      }
+    }
+
+    const links = [];
+    for (const spec of knobs.wanLinks.split(',')) {
+      const [rttMs, rateMbit] = spec.split(':').map(Number);
+      checkpoint();
+      log(`WAN ${rttMs} ms RTT, ${rateMbit} Mbit/s: creating the link`);
+      const link = await testing.createWanLink({ rttMs, rateMbit });
+      const destroy = owned(`remove the WAN link ${spec}`, () => link.destroy());
+      const runs = { rawTcp: [], tunnel: [], tunnelChannels: [] };
+      try {
+        for (let i = 0; i < knobs.wanRounds; i++) {
+          runs.rawTcp.push(await wanRun(link, 'raw', 1));
+          log(`WAN ${spec} raw TCP: ${JSON.stringify(runs.rawTcp.at(-1))}`);
+          runs.tunnel.push(await wanRun(link, 'tunnel', 1));
+          log(`WAN ${spec} tunnel, 1 channel: ${JSON.stringify(runs.tunnel.at(-1))}`);
+          runs.tunnelChannels.push(await wanRun(link, 'tunnel', knobs.wanChannels));
+          log(
+            `WAN ${spec} tunnel, ${knobs.wanChannels} channels: ${JSON.stringify(runs.tunnelChannels.at(-1))}`,
+          );
+        }
+      } finally {
+        await destroy();
+      }
+      const medianOf = (list) => stats(list.map((r) => r.mbps))?.median ?? null;
+      const ratio = (list) =>
+        medianOf(list) !== null && medianOf(runs.rawTcp)
+          ? round(medianOf(list) / medianOf(runs.rawTcp), 3)
+          : null;
+      links.push({
+        rttMs,
+        rateMbit,
+        bandwidthDelayProductBytes: Math.round((rateMbit * 1e6 * rttMs) / 1000 / 8),
+        baselineRawTcp: { mbps: stats(runs.rawTcp.map((r) => r.mbps)), runs: runs.rawTcp },
+        tunnel: { mbps: stats(runs.tunnel.map((r) => r.mbps)), runs: runs.tunnel },
+        [`tunnel${knobs.wanChannels}Channels`]: {
+          mbps: stats(runs.tunnelChannels.map((r) => r.mbps)),
+          runs: runs.tunnelChannels,
+        },
+        ratioMedian: {
+          tunnelOverRawTcp: ratio(runs.tunnel),
+          [`tunnel${knobs.wanChannels}ChannelsOverRawTcp`]: ratio(runs.tunnelChannels),
+        },
+      });
+    }
+    return {
+      what:
+        `${knobs.wanMib} MiB of random bytes per run between two network namespaces joined by an emulated WAN link (createWanLink: a user-space netem ` +
+        'wire between two TUN devices, MTU 65000, queue of twice the bandwidth-delay product, tcp_rmem/tcp_wmem up to 256 MiB in each namespace; ' +
+        'the kernel here has no sch_netem). Baseline: raw TCP between the same namespaces, same run. Tunnel: the agent data-path code at both ends ' +
+        `(TLS 1.3 mutual, token header, splice), over 1 connection and over ${knobs.wanChannels} (as QEMU's main + multifd channels). ` +
+        'cpuSecondsPerGB from the first byte on; peakRssMiB sampled every 50 ms. The wire is a Python process on the same 2 cores: it caps every path alike.',
+      unit: 'MB/s (10^6 bytes per second)',
+      links,
     };
   }
 
@@ -541,9 +809,12 @@ async function main() {
     const agentConfig = () => ({
       hypervisor: { driver: 'qemu' },
       qemu: { accel: 'tcg', machine: 'pc', bootDir: tiny.dir },
-      ...(knobs.progressIntervalMs !== undefined
-        ? { migration: { progressIntervalMs: knobs.progressIntervalMs } }
-        : {}),
+      migration: {
+        multifdChannels: knobs.multifdChannels,
+        ...(knobs.progressIntervalMs !== undefined
+          ? { progressIntervalMs: knobs.progressIntervalMs }
+          : {}),
+      },
     });
 
     log('starting a qemu cluster of two agents, PostgreSQL and the manager');
@@ -618,7 +889,14 @@ async function main() {
         waitForTick(() => serialLog(bulk), 2),
         waitForTick(() => plain.serialLog(), 2),
       ]);
-      const qemuRuns = { rawTcp: [], tunnel: [], direct: [] };
+      const qemuRuns = {
+        rawTcp: [],
+        rawTcpMultifd: [],
+        plainTls: [],
+        plainTlsMultifd: [],
+        tunnel: [],
+        direct: [],
+      };
       out.qemuThroughput = { partial: true, runs: qemuRuns };
       for (let i = 0; i < knobs.qemuRuns; i++) {
         for (const transport of ['tunnel', 'direct']) {
@@ -638,6 +916,20 @@ async function main() {
         }
         qemuRuns.rawTcp.push(throughputOf(await plain.migrate()));
         log(`QEMU ${knobs.qemuMib} MiB via raw TCP: ${JSON.stringify(qemuRuns.rawTcp.at(-1))}`);
+        qemuRuns.rawTcpMultifd.push(throughputOf(await plain.migrate(knobs.multifdChannels)));
+        log(
+          `QEMU ${knobs.qemuMib} MiB via raw TCP, ${knobs.multifdChannels} multifd channels: ${JSON.stringify(qemuRuns.rawTcpMultifd.at(-1))}`,
+        );
+        qemuRuns.plainTls.push(throughputOf(await plain.migrate(0, true)));
+        log(
+          `QEMU ${knobs.qemuMib} MiB via QEMU TLS-PSK: ${JSON.stringify(qemuRuns.plainTls.at(-1))}`,
+        );
+        qemuRuns.plainTlsMultifd.push(
+          throughputOf(await plain.migrate(knobs.multifdChannels, true)),
+        );
+        log(
+          `QEMU ${knobs.qemuMib} MiB via QEMU TLS-PSK, ${knobs.multifdChannels} multifd channels: ${JSON.stringify(qemuRuns.plainTlsMultifd.at(-1))}`,
+        );
       }
       await stopGuest(bulk);
       await stopPlain();
@@ -654,15 +946,25 @@ async function main() {
       out.qemuThroughput = {
         what:
           `A ${knobs.qemuMib} MiB tiny guest (idle, page_poison=1 so that no page is zero) migrated under TCG: by two plain QEMUs over tcp:127.0.0.1 (baseline, the same argv ` +
-          "and migration parameters as the qemu driver), and by the agents through the tunnel (QEMU → unix socket → mTLS gRPC → unix socket → QEMU) and direct (QEMU's TLS-PSK). " +
+          "and migration parameters as the qemu driver), and with multifd (baselineRawTcpMultifd), and by the agents through the tunnel (QEMU's main and multifd channels → unix socket → a TLS data connection each on the target agent's port → unix socket → QEMU) " +
+          "and direct (QEMU's TLS-PSK, with the same multifd channels). " +
           "Throughput = QEMU's RAM transferred / QEMU's total time.",
         unit: 'MB/s (10^6 bytes per second)',
         baselineRawTcp: summary(qemuRuns.rawTcp),
+        baselineRawTcpMultifd: {
+          multifdChannels: knobs.multifdChannels,
+          ...summary(qemuRuns.rawTcpMultifd),
+        },
+        plainQemuTls: summary(qemuRuns.plainTls),
+        plainQemuTlsMultifd: summary(qemuRuns.plainTlsMultifd),
         tunnel: summary(qemuRuns.tunnel),
         direct: summary(qemuRuns.direct),
         ratioMedian: {
           tunnelOverRawTcp: ratio(qemuRuns.tunnel),
           directOverRawTcp: ratio(qemuRuns.direct),
+          rawTcpMultifdOverRawTcp: ratio(qemuRuns.rawTcpMultifd),
+          plainQemuTlsOverRawTcp: ratio(qemuRuns.plainTls),
+          plainQemuTlsMultifdOverRawTcp: ratio(qemuRuns.plainTlsMultifd),
         },
         aim: { tunnelOverRawTcp: 0.9, referenceProxmoxWebsocketTunnelMBps: 190 },
       };
@@ -1062,6 +1364,16 @@ async function main() {
   }
 
   /** User + system CPU seconds a process has used (from /proc; clock ticks of 1/100 s). */
+  /** Resident memory of a process in bytes (VmRSS), 0 once it is gone. */
+  function rssOf(pid) {
+    try {
+      const match = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      return match ? Number(match[1]) * 1024 : 0;
+    } catch {
+      return 0;
+    }
+  }
+
   function cpuSecondsOf(pid) {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
@@ -1101,6 +1413,8 @@ async function main() {
         qmp: join(runDir, 'qmp'),
         pidFile: join(runDir, 'pid'),
         serialLog: join(runDir, 'serial.log'),
+        guestAgent: join(runDir, 'qga.sock'),
+        vnc: join(runDir, 'vnc.sock'),
       };
       const argv = buildQemuArgv({
         spec,
@@ -1134,15 +1448,49 @@ async function main() {
       async boot() {
         current = await launch(false);
       },
-      async migrate() {
+      /**
+       * `multifd`: QEMU multifd channels besides the main one (as the agents' targets offer);
+       * `tls`: QEMU's TLS with a pre-shared key (tls-creds-psk), as the direct transport uses it.
+       */
+      async migrate(multifd = 0, tls = false) {
         const source = current;
         const target = await launch(true);
         try {
+          if (tls) {
+            // GnuTLS reads <dir>/keys.psk as identity:hexkey lines (as the qemu driver writes them)
+            const pskDir = join(dir, `psk-${generation}`);
+            mkdirSync(pskDir, { mode: 0o700 });
+            writeFileSync(join(pskDir, 'keys.psk'), `bench:${randomBytes(32).toString('hex')}\n`, {
+              mode: 0o600,
+            });
+            for (const [qemu, endpoint] of [
+              [target, 'server'],
+              [source, 'client'],
+            ]) {
+              await qemu.qmp.execute('object-del', { id: 'bench-tls' }).catch(() => undefined);
+              await qemu.qmp.execute('object-add', {
+                'qom-type': 'tls-creds-psk',
+                id: 'bench-tls',
+                endpoint,
+                dir: pskDir,
+                ...(endpoint === 'client' ? { username: 'bench' } : {}),
+                ...(knobs.tlsPriority ? { priority: knobs.tlsPriority } : {}),
+              });
+              await qemu.qmp.execute('migrate-set-parameters', { 'tls-creds': 'bench-tls' });
+            }
+          } else await source.qmp.execute('migrate-set-parameters', { 'tls-creds': '' });
           // as the qemu driver sets them (qemu-hypervisor.driver.ts prepareIncoming / startOutgoing)
           await target.qmp.execute(
             'migrate-set-capabilities',
-            capabilities({ events: true, 'postcopy-ram': false, 'late-block-activate': true }),
+            capabilities({
+              events: true,
+              'postcopy-ram': false,
+              'late-block-activate': true,
+              multifd: multifd > 0,
+            }),
           );
+          if (multifd > 0)
+            await target.qmp.execute('migrate-set-parameters', { 'multifd-channels': multifd });
           await target.qmp.execute('migrate-incoming', { uri: 'tcp:127.0.0.1:0' });
           const port = Number(
             (await target.qmp.execute('query-migrate'))['socket-address'].find(
@@ -1151,12 +1499,18 @@ async function main() {
           );
           await source.qmp.execute(
             'migrate-set-capabilities',
-            capabilities({ events: true, 'auto-converge': false, 'postcopy-ram': false }),
+            capabilities({
+              events: true,
+              'auto-converge': false,
+              'postcopy-ram': false,
+              multifd: multifd > 0,
+            }),
           );
           await source.qmp.execute('migrate-set-parameters', {
             'downtime-limit': knobs.downtimeLimitMs,
             'max-bandwidth': 2 ** 50,
             'max-postcopy-bandwidth': 0,
+            ...(multifd > 0 ? { 'multifd-channels': multifd } : {}),
           });
           await source.qmp.execute('migrate', { uri: `tcp:127.0.0.1:${port}` });
           let info = await withTimeout(

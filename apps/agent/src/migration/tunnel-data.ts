@@ -107,12 +107,25 @@ export function readExactly(socket: Socket, length: number, timeoutMs: number): 
 }
 
 /**
- * Joins two sockets both ways with back-pressure (pipe) until both have closed; resolves with the
- * error that broke it, if any. An end is passed on as an end (what was written still arrives); an
- * error or a close without an end cuts the other side off. Neither side buffers more than a
- * stream's high-water mark.
+ * How much one direction of a spliced connection may hold in user space before it stops reading.
+ * Far above a stream's 16 KiB high-water mark on purpose: the agent is a hop that must be scheduled,
+ * and on a busy host a hop that stops reading at 16 KiB stalls QEMU (whose unix socket holds about
+ * 200 KiB) every time the event loop is late. Bounded, so memory stays flat: 4 MiB per direction
+ * and channel.
  */
-export function splice(a: Socket | TLSSocket, b: Socket | TLSSocket): Promise<Error | undefined> {
+export const SPLICE_BUDGET_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Joins two sockets both ways until both have closed; resolves with the error that broke it, if
+ * any. Each direction reads on while the other side's write buffer holds less than `budget`
+ * bytes, then waits for it to drain (back-pressure, bounded memory). An end is passed on as an end
+ * (what was written still arrives); an error or a close without an end cuts the other side off.
+ */
+export function splice(
+  a: Socket | TLSSocket,
+  b: Socket | TLSSocket,
+  budget = SPLICE_BUDGET_BYTES,
+): Promise<Error | undefined> {
   return new Promise((resolve) => {
     let failure: Error | undefined;
     let closed = 0;
@@ -121,6 +134,12 @@ export function splice(a: Socket | TLSSocket, b: Socket | TLSSocket): Promise<Er
       [b, a],
     ] as const) {
       let ended = false;
+      from.on('data', (chunk: Buffer) => {
+        if (!to.write(chunk) && to.writableLength >= budget) {
+          from.pause();
+          to.once('drain', () => from.resume());
+        }
+      });
       from.on('error', (error: Error) => {
         failure ??= error;
         to.destroy();
@@ -133,7 +152,6 @@ export function splice(a: Socket | TLSSocket, b: Socket | TLSSocket): Promise<Er
         if (!ended) to.destroy();
         if (++closed === 2) resolve(failure);
       });
-      from.pipe(to, { end: false });
     }
     a.resume();
     b.resume();
