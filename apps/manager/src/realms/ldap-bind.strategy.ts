@@ -39,8 +39,9 @@ export class LdapBindStrategy extends PassportStrategy(Strategy, LDAP_BIND_STRAT
   /** One login's bind, through passport. */
   bind(attempt: LdapBindAttempt): Promise<LdapBindResult> {
     return new Promise((resolve, reject) => {
+      // passport binds its actions onto the strategy object it is given: one object per attempt.
       const middleware = new passport.Authenticator().authenticate(
-        this,
+        Object.create(this) as LdapBindStrategy,
         { session: false },
         (error: unknown, result: LdapBindResult | false) => {
           if (error) reject(error instanceof Error ? error : new Error(String(error)));

@@ -90,8 +90,9 @@ export class OidcCodeFlowStrategy {
         },
         end: () => resolve({ redirect: location, checks: { code_verifier: '' } }),
       };
+      // passport binds its actions onto the strategy object it is given: one object per run.
       const middleware = new passport.Authenticator().authenticate(
-        this.strategy as unknown as passport.Strategy,
+        Object.create(this.strategy) as passport.Strategy,
         { session: false },
         (error: unknown, user: unknown, info: { message?: string } | undefined) => {
           if (error) resolve({ error });

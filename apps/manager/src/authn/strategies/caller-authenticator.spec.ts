@@ -1,7 +1,7 @@
 import { strictMock } from '@debvisor/testing/strict-mock';
 import type { Request, Response } from 'express';
 import passport from 'passport';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { DomainError } from '../../common/domain-error';
 import { ErrorCode } from '../../common/error-code';
 import type { AuthService, AuthenticatedCaller, PresentedCredentials } from '../auth.service';
@@ -77,6 +77,22 @@ describe('CallerAuthenticator (passport strategies)', () => {
     });
     await expect(run(authenticator, req)).rejects.toBe(refusal);
     expect(seen).toHaveLength(1);
+  });
+
+  it('gives each of two concurrent requests its own caller, whichever finishes first', async () => {
+    const gates = new Map<string, (caller: AuthenticatedCaller) => void>();
+    const { authenticator } = setup(
+      (presented) =>
+        new Promise((resolve) => gates.set(presented.authorization ?? 'cookie', resolve)),
+    );
+    const alice = run(authenticator, request('GET', { authorization: 'Bearer dvdm_alice' }));
+    const bob = run(authenticator, request('GET', { authorization: 'Bearer dvdm_bob' }));
+    await vi.waitFor(() => expect(gates.size).toBe(2));
+    gates.get('Bearer dvdm_alice')!({ principal: 'alice@local' } as AuthenticatedCaller);
+    gates.get('Bearer dvdm_bob')!({ principal: 'bob@local' } as AuthenticatedCaller);
+    // Bob first: had the two requests shared passport's actions, Bob would hold Alice's caller.
+    expect((await bob).caller.principal).toBe('bob@local');
+    expect((await alice).caller.principal).toBe('alice@local');
   });
 
   it("registers nothing in passport's global registry (several managers may share a process)", () => {

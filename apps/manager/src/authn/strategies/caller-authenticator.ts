@@ -36,8 +36,10 @@ export class CallerAuthenticator {
     response: Response,
   ): Promise<AuthenticatedCaller> {
     return new Promise((resolve, reject) => {
+      // passport binds its actions (success, fail, error) onto the strategy object it is given: a
+      // fresh object per request, or concurrent requests would answer each other's callbacks.
       const middleware = this.passport.authenticate(
-        strategy,
+        Object.create(strategy) as CallerStrategy,
         { session: false },
         (error: unknown, caller: AuthenticatedCaller | false | undefined) => {
           if (error) reject(error instanceof Error ? error : new Error(String(error)));
