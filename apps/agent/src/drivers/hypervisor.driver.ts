@@ -258,6 +258,18 @@ export interface HypervisorDriver {
    * leave it out (the caller then waits `timeoutMs`).
    */
   migrationEvent?(uuid: string, timeoutMs: number): Promise<boolean>;
+  /**
+   * Source, post-copy: cut the migration stream on purpose (QEMU's migrate-pause). Both ends then
+   * pause in 'postcopy-paused' (as when the link breaks) and keep every page until a recovery.
+   */
+  pauseOutgoing?(uuid: string): Promise<void>;
+  /**
+   * Target, post-copy paused (the link broke): listen again for the source (QEMU's
+   * migrate-recover) and answer where. Over a unix socket, as the tunnel transport delivers it.
+   */
+  recoverIncoming?(uuid: string): Promise<MigrationAddress>;
+  /** Source, post-copy paused: resume sending the missing pages to the target's new address. */
+  recoverOutgoing?(uuid: string, destination: MigrationAddress): Promise<void>;
   /** Source: switch a running pre-copy migration to post-copy (needs allowPostcopy on both ends). */
   switchToPostcopy(uuid: string): Promise<void>;
   /** Source: cancel; the VM keeps running here (resumed if QEMU had paused it). Idempotent. */

@@ -131,6 +131,8 @@ export class QemuHypervisorDriver implements HypervisorDriver {
   private readonly locks = new Map<string, string>();
   /** Who waits for the next change of a VM's migration (see migrationEvent). */
   private readonly migrationWaiters = new Map<string, Set<(woken: boolean) => void>>();
+  /** Post-copy recoveries so far: each listens on a socket of its own. */
+  private recoveries = 0;
   /** VMs whose guest agent was sent guest-fsfreeze-freeze and not yet thawed. */
   private readonly freezeSent = new Set<string>();
   private readonly state: QemuStateRepository;
@@ -583,6 +585,46 @@ export class QemuHypervisorDriver implements HypervisorDriver {
     return migrationStats(await this.queryMigrate(vm));
   }
 
+  async pauseOutgoing(uuid: string): Promise<void> {
+    const vm = this.requireOutgoing(uuid);
+    const status = migrationStatus((await this.queryMigrate(vm)).status);
+    if (status !== 'postcopy-active')
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `only a migration in post-copy can be paused; that of VM ${vm.record.spec.name} is ${status}`,
+      );
+    await this.command(vm, 'migrate-pause');
+  }
+
+  async recoverIncoming(uuid: string): Promise<MigrationAddress> {
+    const vm = this.find(uuid);
+    if (!vm.process || (await this.postcopyStatus(vm)) !== 'postcopy-paused')
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `the migration of VM ${vm.record.spec.name} is not a paused post-copy migration here`,
+      );
+    // a fresh socket each time: the one of the broken stream may still be bound
+    const path = `${this.paths(uuid).migration}-r${++this.recoveries}`;
+    await this.command(vm, 'migrate-recover', { uri: `unix:${path}` });
+    return { kind: 'unix', path };
+  }
+
+  async recoverOutgoing(uuid: string, destination: MigrationAddress): Promise<void> {
+    const vm = this.requireOutgoing(uuid);
+    if (destination.kind !== 'unix')
+      throw new AgentError(
+        ErrorCode.InvalidArgument,
+        'a post-copy migration is recovered over a unix socket (the tunnel transport)',
+      );
+    const uri = destinationUri({ destination } as OutgoingOptions);
+    if ((await this.postcopyStatus(vm)) !== 'postcopy-paused')
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `the migration of VM ${vm.record.spec.name} is not a paused post-copy migration`,
+      );
+    await this.command(vm, 'migrate', { uri, resume: true });
+  }
+
   async switchToPostcopy(uuid: string): Promise<void> {
     const vm = this.requireOutgoing(uuid);
     await this.command(vm, 'migrate-start-postcopy');
@@ -905,6 +947,11 @@ export class QemuHypervisorDriver implements HypervisorDriver {
         `QEMU answered query-migrate for VM ${vm.record.spec.name} in an unexpected form`,
       );
     return answer.data;
+  }
+
+  /** The migration status as QEMU names it, 'postcopy-recover' included (the contract maps it to paused). */
+  private async postcopyStatus(vm: QemuVm): Promise<string> {
+    return (await this.queryMigrate(vm)).status ?? 'none';
   }
 
   /** QEMU's run state ('running', 'paused', 'postmigrate', …). */

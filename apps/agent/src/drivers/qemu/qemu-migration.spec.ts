@@ -6,11 +6,13 @@ import {
   tinyGuestAppend,
 } from '@debvisor/testing/tiny-guest';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { basename, join } from 'node:path';
 import { afterAll, describe, it } from 'vitest';
 import { ErrorCode } from '../../shared/agent-error';
 import { systemClock } from '../../shared/clock';
 import type {
+  MigrationAddress,
   MigrationPsk,
   MigrationStats,
   OutgoingOptions,
@@ -124,6 +126,62 @@ async function statsUntil(
         `the migration did not get there within ${timeoutMs} ms: ${JSON.stringify(stats)}`,
       );
     await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/**
+ * The link between the two hosts, as the test controls it: a unix socket the source's QEMU sends
+ * to, relayed to the target's socket at `bytesPerSecond` (the pace of a datacenter link); cut()
+ * breaks every connection, and a later connection goes to wherever retarget() points.
+ */
+class Link {
+  private readonly sockets = new Set<Socket>();
+  private constructor(
+    readonly path: string,
+    private readonly server: Server,
+    private target: string,
+    private readonly bytesPerSecond: number,
+  ) {
+    server.on('connection', (source) => this.relay(source));
+  }
+
+  static async open(path: string, target: string, bytesPerSecond: number): Promise<Link> {
+    const server = createServer();
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(path, resolve);
+    });
+    return new Link(path, server, target, bytesPerSecond);
+  }
+
+  retarget(target: string): void {
+    this.target = target;
+  }
+
+  cut(): void {
+    for (const socket of this.sockets) socket.destroy();
+    this.sockets.clear();
+  }
+
+  close(): void {
+    this.cut();
+    this.server.close();
+  }
+
+  private relay(source: Socket): void {
+    const target = createConnection(this.target);
+    for (const socket of [source, target]) {
+      this.sockets.add(socket);
+      socket.on('error', () => undefined);
+      socket.on('close', () => (source.destroy(), target.destroy()));
+    }
+    target.pipe(source);
+    source.on('data', (chunk: Buffer) => {
+      target.write(chunk);
+      // the link's pace: this chunk takes its share of a second
+      source.pause();
+      setTimeout(() => source.resume(), (chunk.length / this.bytesPerSecond) * 1000);
+    });
   }
 }
 
@@ -428,6 +486,88 @@ describe.concurrent('qemu driver live migration', () => {
         })
         .toBeGreaterThan(ticked + 1);
       await target.driver.stop(spec.uuid);
+    },
+  );
+  it(
+    'recovers a post-copy migration whose link broke: both ends pause, keep every page, and finish once the link is back',
+    { timeout: 240_000 },
+    async ({ expect }) => {
+      const guest = await buildTinyGuest();
+      // page_poison=1: no page of the guest is zero, so post-copy has ~128 MiB to send over the link
+      const labels = {
+        'qemu-kernel': basename(guest.kernelPath),
+        'qemu-initrd': basename(guest.initrdPath),
+        'qemu-append': `${tinyGuestAppend({ dirtyMibPerSecond: 0 })} page_poison=1`,
+      };
+      const spec = definition({ memoryBytes: 128 * MiB, labels });
+      const { source, target } = await pair(spec, { bootDir: guest.dir });
+      await expect
+        .poll(() => serialLog(source, spec.uuid), { timeout: 120_000, interval: 200 })
+        .toContain(TINY_GUEST_READY);
+      const sourcePid = pidOf(source, spec.uuid);
+      const targetAddress = await target.driver.prepareIncoming(spec, {
+        migrationId: 'mig',
+        transport: 'tunnel',
+        allowPostcopy: true,
+      });
+      if (targetAddress.kind !== 'unix')
+        throw new Error('the tunnel transport listens on a unix socket');
+      const link = await Link.open(join(tempDir('dv-link-'), 'link'), targetAddress.path, 16 * MiB);
+      try {
+        await source.driver.startOutgoing(
+          spec.uuid,
+          outgoing({ kind: 'unix', path: link.path }, { allowPostcopy: true }),
+        );
+        await statsUntil(source, spec.uuid, (s) => s.status === 'active' || settled(s));
+        await source.driver.switchToPostcopy(spec.uuid);
+        const postcopy = await statsUntil(
+          source,
+          spec.uuid,
+          (s) => s.status === 'postcopy-active' || settled(s),
+        );
+        expect(postcopy.status).toBe('postcopy-active');
+        await target.driver.commitIncoming(spec.uuid);
+
+        // the link breaks in the middle of post-copy: both QEMUs pause and neither lets go
+        link.cut();
+        const paused = await statsUntil(source, spec.uuid, (s) => s.status !== 'postcopy-active');
+        expect(paused.status).toBe('postcopy-paused');
+        expect(paused.remainingBytes).toBeGreaterThan(0);
+        expect(isAlive(sourcePid)).toBe(true);
+        await expect(source.driver.cancelOutgoing(spec.uuid)).rejects.toMatchObject({
+          code: ErrorCode.FailedPrecondition,
+        });
+
+        // the link is back: the target listens again (once it noticed the break), the source resumes
+        const deadline = Date.now() + 30_000;
+        let resumeAt: MigrationAddress | undefined;
+        while (!resumeAt) {
+          resumeAt = await target.driver.recoverIncoming(spec.uuid).catch((error: unknown) => {
+            const code = (error as { code?: unknown }).code;
+            if (code !== ErrorCode.FailedPrecondition || Date.now() > deadline) throw error;
+            return undefined;
+          });
+          if (!resumeAt) await target.driver.migrationEvent(spec.uuid, 500);
+        }
+        if (resumeAt.kind !== 'unix') throw new Error('a recovery listens on a unix socket');
+        link.retarget(resumeAt.path);
+        await source.driver.recoverOutgoing(spec.uuid, { kind: 'unix', path: link.path });
+        const done = await statsUntil(source, spec.uuid, settled, 120_000);
+        expect(done.status).toBe('completed');
+        await source.driver.finishOutgoing(spec.uuid);
+
+        // the guest goes on ticking at the target, with every page it had
+        const ticked = lastTinyGuestTick(serialLog(target, spec.uuid));
+        await expect
+          .poll(() => lastTinyGuestTick(serialLog(target, spec.uuid)), {
+            timeout: 60_000,
+            interval: 200,
+          })
+          .toBeGreaterThan(ticked + 1);
+        await target.driver.stop(spec.uuid);
+      } finally {
+        link.close();
+      }
     },
   );
 });
