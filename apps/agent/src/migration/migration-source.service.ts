@@ -426,7 +426,15 @@ export class MigrationSourceService {
             };
           }
         }
-        this.publish(outgoing, { ...figures(stats), phase: phaseOf(stats), message: '' });
+        this.publish(outgoing, {
+          ...figures(stats),
+          phase: phaseOf(stats),
+          // QEMU keeps every page on both ends while paused: the VM is not lost, only stalled
+          message:
+            stats.status === 'postcopy-paused'
+              ? `the link to node ${input.targetNodeId} broke during post-copy: both ends are paused and keep the VM's memory until it can be resumed`
+              : '',
+        });
         await next;
       }
 
