@@ -99,6 +99,8 @@ describe('the Administration page of the web UI', () => {
       nodes: 2,
       vmsPerNode: 2,
       trustedClientCaPem: manager.clientCaPem,
+      // node-2 holds the cluster CA key: the remote's CA can be rotated from the manager.
+      issuerNodes: ['node-2'],
     });
     agentKey = await cluster.createApiKey(['*'], { principal: 'manager@e2e' });
     browser = await launchChromium(manager.caPem);
@@ -200,6 +202,34 @@ describe('the Administration page of the web UI', () => {
     await settings.getByText('Saved.').waitFor();
     expect(await settings.getByLabel('Key of credential admin').count()).toBe(0);
     await panel.getByRole('button', { name: 'Close' }).click();
+  });
+
+  it('rotates the remote’s CA from its row: a task, and the manager ends trusting the new CA alone', async () => {
+    const { page } = admin;
+    await openTab(page, 'Remotes');
+    const before = (await ok('GET', `/api/v1/remotes/${REMOTE}`)).trust.caFingerprint;
+    await page.getByRole('button', { name: `Rotate CA of remote ${REMOTE}` }).click();
+    const dialog = page.getByRole('dialog', { name: `Rotate the CA of ${REMOTE}?` });
+    await dialog.getByText('then only the new one').waitFor();
+    await dialog.getByRole('button', { name: 'Rotate CA' }).click();
+    const note = page.getByRole('status').filter({ hasText: `The CA rotation of ${REMOTE}` });
+    await note.waitFor();
+    await fitsTheWidth(page);
+    await screenshotChecked(page, join(SCREENSHOTS, 'web-admin-remotes-ca-rotation.png'));
+    // The task's page follows it to its end.
+    await note.getByRole('link', { name: 'follow it' }).click();
+    await page.getByText('CA rotation finished').waitFor({ timeout: 90_000 });
+    await openTab(page, 'Remotes');
+    const after = (await ok('GET', `/api/v1/remotes/${REMOTE}`)).trust.caFingerprint;
+    expect(after).not.toBe(before);
+    await page
+      .getByRole('region', { name: 'Remotes', exact: true })
+      .getByRole('button', { name: 'Refresh' })
+      .click();
+    await page
+      .locator(`[data-testid="admin-remote-row"][data-remote="${REMOTE}"]`)
+      .locator(`code[title="${after}"]`)
+      .waitFor();
   });
 
   it('creates a remote group of the remote with its credential', async () => {

@@ -6,12 +6,14 @@ import { ActionButton } from '../ui/ActionButton';
 import { ConfirmMutation } from '../ui/ConfirmMutation';
 import { ErrorNote } from '../ui/ErrorNote';
 import { formatTime } from '../ui/format';
+import { href } from '../view';
 import {
   useAddCredential,
   useCreateRemote,
   useDeleteRemote,
   useProbeEndpoints,
   useRemoveCredential,
+  useRotateRemoteCa,
   useUpdateRemote,
 } from './mutations';
 import { CheckField, Loaded, Problems, Refresh, TextAreaField, TextField } from './parts';
@@ -629,6 +631,9 @@ export function RemotesSection({ signedIn }: { signedIn: SignedIn }) {
   const remotes = useRemotes();
   const statuses = useRemoteStatuses();
   const remove = useDeleteRemote();
+  const rotateCa = useRotateRemoteCa();
+  const [rotating, setRotating] = useState<string | null>(null);
+  const [rotation, setRotation] = useState<{ remote: string; taskId: string } | null>(null);
   const [adding, setAdding] = useState(false);
   const [editing, setEditing] = useState<string | null>(null);
   const [removing, setRemoving] = useState<string | null>(null);
@@ -637,6 +642,7 @@ export function RemotesSection({ signedIn }: { signedIn: SignedIn }) {
   const statusOf = (id: string) => statuses.data?.find((s) => s.remote === id);
   // The privileges reported for each remote decide its actions; without a status, those on /.
   const canChange = (id: string) => may(signedIn, 'remote.modify', statusOf(id)?.privileges);
+  const canRotateCa = (id: string) => may(signedIn, 'remote.trust', statusOf(id)?.privileges);
   const editedRemote = remotes.data?.find((r) => r.id === editing);
 
   return (
@@ -657,6 +663,13 @@ export function RemotesSection({ signedIn }: { signedIn: SignedIn }) {
           New remote…
         </ActionButton>
       </div>
+      {rotation && (
+        <p role="status">
+          The CA rotation of {rotation.remote} runs as a task:{' '}
+          <a href={href({ page: 'task', id: rotation.taskId })}>follow it</a>. The manager trusts
+          both CAs until every node renewed, then the new one alone.
+        </p>
+      )}
       {created && (
         <ConnectionReport remote={created.id} connection={created.connection} what="Added remote" />
       )}
@@ -752,6 +765,14 @@ export function RemotesSection({ signedIn }: { signedIn: SignedIn }) {
                         >
                           Remove
                         </ActionButton>
+                        <ActionButton
+                          allowed={canRotateCa(r.id)}
+                          needs="remote.trust"
+                          onClick={() => setRotating(r.id)}
+                          aria-label={`Rotate CA of remote ${r.id}`}
+                        >
+                          Rotate CA
+                        </ActionButton>
                       </span>
                     </td>
                   </tr>
@@ -761,6 +782,23 @@ export function RemotesSection({ signedIn }: { signedIn: SignedIn }) {
           )
         }
       </Loaded>
+      {rotating && (
+        <ConfirmMutation
+          mutation={rotateCa}
+          variables={rotating}
+          onDone={({ taskId }) => setRotation({ remote: rotating, taskId })}
+          onClose={() => setRotating(null)}
+          title={`Rotate the CA of ${rotating}?`}
+          confirmLabel="Rotate CA"
+        >
+          <p>
+            An agent of {rotating} that holds the cluster CA key makes a new CA. The cluster and the
+            manager trust the old and the new CA until every live node has renewed its certificate
+            (within seconds), then only the new one. Calls keep working throughout. Peer
+            clusters&apos; <code>peer trust</code> entries are updated by hand.
+          </p>
+        </ConfirmMutation>
+      )}
       {removing && (
         <ConfirmMutation
           mutation={remove}

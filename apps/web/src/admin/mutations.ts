@@ -61,6 +61,21 @@ export function useDeleteRemote() {
   });
 }
 
+/** A remote cluster's CA rotation, the whole of it (begin, wait for the nodes, finish) as a task. */
+export function useRotateRemoteCa() {
+  const reload = useReload();
+  return useMutation({
+    mutationFn: (remote: string) =>
+      unwrap(
+        api.POST('/api/v1/remotes/{remote}/ca-rotation', {
+          params: { path: { remote } },
+          body: { action: 'rotate', force: false },
+        }),
+      ),
+    onSuccess: () => reload(adminKeys.remotes()),
+  });
+}
+
 export function useAddCredential() {
   const reload = useReload();
   return useMutation({
