@@ -209,7 +209,13 @@ export class HaNodeService {
     const leaseId = this.deps.presence.currentLeaseId;
     const outcomes = await this.deps.probes.probe({ peers: await this.deps.peers() });
     const record = scoreHealth(outcomes, this.deps.config, this.deps.clock.now());
-    if (leaseId) await this.deps.repository.putHealth(this.deps.nodeId, record, leaseId);
+    // A lease that just expired is replaced at the next registration; the score waits for it.
+    if (leaseId)
+      await this.deps.repository
+        .putHealth(this.deps.nodeId, record, leaseId)
+        .catch((error: unknown) =>
+          this.deps.logger.debug({ err: error }, 'health score not published (lease renewing)'),
+        );
   }
 
   private async publishMember(change: Partial<MemberRecord> = {}): Promise<void> {

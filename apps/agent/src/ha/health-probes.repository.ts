@@ -53,9 +53,10 @@ export class HealthProbesRepository {
 
   private async ceph(): Promise<ProbeOutcome> {
     return this.timed('ceph', async () => {
-      const health = await this.deps.storage.cephHealth();
       if (this.deps.cli) {
-        // An OSD round trip: stat of an object that does not exist answers ENOENT from the OSD.
+        // This node's client reaches a monitor and an OSD: stat of an object that does not exist
+        // answers ENOENT from the OSD. (rados, not the heavier ceph CLI: the heartbeat's driver
+        // health already asks `ceph health`; the cluster's own health is in the driver status.)
         await this.deps.cli
           .run(
             'rados',
@@ -66,8 +67,10 @@ export class HealthProbesRepository {
             if (error instanceof AgentError && error.code === ErrorCode.NotFound) return;
             throw error;
           });
+        return ['ok', 'the monitors and an OSD of the pool answer this node'];
       }
-      const reached = this.deps.cli ? 'the monitors and the OSDs answer' : 'the cluster answers';
+      const health = await this.deps.storage.cephHealth();
+      const reached = 'the cluster answers';
       if (health === 'HEALTH_ERR') return ['fail', `${reached}; the cluster reports HEALTH_ERR`];
       if (health === 'HEALTH_WARN') return ['warn', `${reached}; the cluster reports HEALTH_WARN`];
       return ['ok', `${reached}; HEALTH_OK`];
