@@ -14,7 +14,7 @@ import { CertificatesModule } from './certificates/certificates.module';
 import { ConsoleModule } from './console/console.module';
 import { ClockRepository } from './common/clock.repository';
 import { BodylessRouteInterceptor } from './common/bodyless-route.interceptor';
-import { ErrorFilter } from './common/error.filter';
+import { ErrorFilter } from './http/error.filter';
 import {
   OPERATOR_OUTPUT,
   OperatorConsoleRepository,
@@ -28,7 +28,7 @@ import { GroupsModule } from './groups/groups.module';
 import { HaModule } from './ha/ha.module';
 import { dataSourceOptions } from './database/data-source-options';
 import { UnitOfWork } from './database/unit-of-work.repository';
-import { HealthModule } from './health/health.module';
+import { HealthModule } from './probes/health.module';
 import { MetricsModule } from './health/metrics.module';
 import { MigrationModule } from './migration/migration.module';
 import { ClusterCaModule } from './cluster-ca/cluster-ca.module';

@@ -110,7 +110,8 @@ export class AclRepository {
   }
 }
 
-interface AclRow {
+/** An `acl_entries` row as raw SQL answers it. */
+export interface AclRow {
   id: string;
   path: string;
   principal_type: PrincipalType;
@@ -120,7 +121,7 @@ interface AclRow {
   created_at: Date;
 }
 
-function fromAclRow(row: AclRow): AclEntryEntity {
+export function fromAclRow(row: AclRow): AclEntryEntity {
   return {
     id: row.id,
     path: row.path,

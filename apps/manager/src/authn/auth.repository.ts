@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { In } from 'typeorm';
 import { AclEntryEntity, type PrincipalType } from '../acl/acl-entry.entity';
+import { fromAclRow, type AclRow } from '../acl/acl.repository';
 import { ApiTokenEntity } from '../tokens/api-token.entity';
 import { GroupEntity } from '../groups/group.entity';
 import { RealmEntity } from '../realms/realm.entity';
@@ -63,27 +64,11 @@ export class AuthRepository {
     const clauses = principals.map(
       (p) => `(principal_type = $${params.push(p.type)} AND principal = $${params.push(p.id)})`,
     );
-    const rows: {
-      id: string;
-      path: string;
-      principal_type: PrincipalType;
-      principal: string;
-      role: AclEntryEntity['role'];
-      propagate: boolean;
-      created_at: Date;
-    }[] = await this.db.manager.query(
+    const rows: AclRow[] = await this.db.manager.query(
       `SELECT * FROM acl_entries WHERE ${clauses.join(' OR ')} ORDER BY path`,
       params,
     );
-    return rows.map((r) => ({
-      id: r.id,
-      path: r.path,
-      principalType: r.principal_type,
-      principal: r.principal,
-      role: r.role,
-      propagate: r.propagate,
-      createdAt: r.created_at,
-    }));
+    return rows.map(fromAclRow);
   }
 
   /** VM uuids owned by each of `groups`. */

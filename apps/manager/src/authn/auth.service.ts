@@ -5,7 +5,6 @@ import { AclService } from '../acl/acl.service';
 import { PasswordHasherRepository } from '../users/password-hasher.repository';
 import { newUser, type UserEntity } from '../users/user.entity';
 import { UsersService } from '../users/users.service';
-import type { SessionStage } from '../sessions/session.entity';
 import { SessionsService } from '../sessions/sessions.service';
 import { ClockRepository } from '../common/clock.repository';
 import { DomainError, PermissionDenied } from '../common/domain-error';
@@ -21,7 +20,7 @@ import { TokensService } from '../tokens/tokens.service';
 import { AuthRepository } from './auth.repository';
 import { parseRemoteGroupAclPath } from '../authz/acl-paths';
 import { CallerCache } from '../authz/caller-cache';
-import { tokenDisplay, type Caller } from '../authz/caller';
+import { tokenDisplay, type AuthenticatedCaller } from '../authz/caller';
 import type { AccessView, Grant } from '../authz/grants';
 import { CsrfTokens, sha256Hex } from '../sessions/session-secrets';
 
@@ -41,10 +40,7 @@ export interface PresentedCredentials {
   readonly safeMethod: boolean;
 }
 
-export interface AuthenticatedCaller extends Caller {
-  /** For a session: its stage (`setup` sessions may only enrol a second factor). */
-  readonly sessionStage: SessionStage | null;
-}
+export type { AuthenticatedCaller };
 
 const UNAUTHENTICATED =
   'authentication required: log in (POST /api/v1/auth/login) or send Authorization: Bearer <API token>';

@@ -20,6 +20,15 @@ export interface Caller extends AccessView {
   readonly display: string;
 }
 
+/** How far a session got: `tfa` waits for the second factor, `setup` may only enrol one. */
+export type SessionStage = 'tfa' | 'setup' | 'active';
+
+/** A caller as authentication answers it. */
+export interface AuthenticatedCaller extends Caller {
+  /** For a session: its stage (`setup` sessions may only enrol a second factor). */
+  readonly sessionStage: SessionStage | null;
+}
+
 export const CALLER_KEY = 'debvisorCaller';
 
 /** The caller of the current request, set by the auth guard. */

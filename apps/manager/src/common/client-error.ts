@@ -1,8 +1,7 @@
 import type { Server } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { ErrorBody } from './error.filter';
 import { ErrorCode } from './error-code';
-import { ERROR_STATUS } from './error-status';
+import { ERROR_STATUS, type ErrorBody } from './error-status';
 import { newTraceId } from './trace-id';
 
 const REASONS: Record<number, string> = {

@@ -53,3 +53,8 @@ export function codeForStatus(status: number): ErrorCode {
       return ErrorCode.Internal;
   }
 }
+
+/** The one error shape every failure is answered with: `{"error": {code, message, traceId}}`. */
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string; traceId: string };
+}

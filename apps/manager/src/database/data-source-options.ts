@@ -1,5 +1,5 @@
 import type { PostgresConnectionOptions } from 'typeorm/driver/postgres/PostgresConnectionOptions';
-import { ENTITIES } from './entities';
+import { ENTITIES } from '../entities';
 import { MIGRATIONS } from './migrations';
 
 /** TypeORM on PostgreSQL: checked-in migrations, never `synchronize`. */

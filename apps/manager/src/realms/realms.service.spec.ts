@@ -2,7 +2,7 @@ import { strictMock } from '@debvisor/testing/strict-mock';
 import type { PinoLogger } from 'nestjs-pino';
 import { describe, expect, it } from 'vitest';
 import type { AuditService } from '../audit/audit.service';
-import type { AuthService } from '../authn/auth.service';
+import type { CallerCache } from '../authz/caller-cache';
 import type { ClockRepository } from '../common/clock.repository';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
@@ -88,7 +88,7 @@ interface Parts {
 }
 
 function service(parts: Parts = {}) {
-  const auth = strictMock<AuthService>('AuthService', { invalidate: () => undefined });
+  const auth = strictMock<CallerCache>('CallerCache', { invalidate: () => undefined });
   const log = (...args: unknown[]) => void parts.logs?.push(args);
   const ldap = strictMock<LdapDirectoryRepository>('LdapDirectoryRepository', parts.ldap);
   const realms = new RealmsService(

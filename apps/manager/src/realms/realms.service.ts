@@ -2,7 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { PinoLogger } from 'nestjs-pino';
 import { z } from 'zod';
 import { AuditService } from '../audit/audit.service';
-import { AuthService } from '../authn/auth.service';
+import { CallerCache } from '../authz/caller-cache';
 import { ClockRepository } from '../common/clock.repository';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
@@ -71,7 +71,7 @@ export class RealmsService {
   constructor(
     private readonly repository: RealmsRepository,
     private readonly ldap: LdapDirectoryRepository,
-    private readonly auth: AuthService,
+    private readonly callers: CallerCache,
     private readonly audit: AuditService,
     private readonly clock: ClockRepository,
     private readonly logger: PinoLogger,
@@ -114,7 +114,7 @@ export class RealmsService {
 
   /** After a realm was added, changed or removed: callers and the login page's list are read afresh. */
   private realmsChanged(): void {
-    this.auth.invalidate();
+    this.callers.invalidate();
     this.loginChoicesCache = undefined;
   }
 
@@ -373,7 +373,7 @@ export class RealmsService {
       at: this.clock.now(),
       users: [identityWrite(realm, identity, existing)],
     });
-    this.auth.invalidate();
+    this.callers.invalidate();
     const user = await this.repository.findUser(id);
     if (!user) throw new Error(`user ${id} vanished while it was stored`);
     return user;
@@ -506,7 +506,7 @@ export class RealmsService {
           all: vanished.map((user) => user.id),
         },
       });
-      this.auth.invalidate();
+      this.callers.invalidate();
       const summary: SyncSummary = {
         users: { created: result.usersCreated, updated, disabled: result.usersDisabled, skipped },
         groups: { created: result.groupsCreated },

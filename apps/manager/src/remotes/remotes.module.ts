@@ -1,13 +1,12 @@
 import { Module } from '@nestjs/common';
 import { AgentsModule } from '../agents/agents.module';
-import { AuthModule } from '../authn/auth.module';
 import { RemoteEvents } from './remote-events';
 import { RemotesController } from './remotes.controller';
 import { RemotesRepository } from './remotes.repository';
 import { RemotesService } from './remotes.service';
 
 @Module({
-  imports: [AgentsModule, AuthModule],
+  imports: [AgentsModule],
   controllers: [RemotesController],
   providers: [RemotesService, RemotesRepository, RemoteEvents],
   exports: [RemotesService, RemoteEvents],

@@ -1,6 +1,5 @@
 import { Module } from '@nestjs/common';
 import { AgentsModule } from '../agents/agents.module';
-import { AuthModule } from '../authn/auth.module';
 import { MetricsModule } from '../health/metrics.module';
 import { RemotesModule } from '../remotes/remotes.module';
 import { ResourcesController } from './resources.controller';
@@ -8,7 +7,7 @@ import { KnownNodesRepository } from './known-nodes.repository';
 import { ResourcesService } from './resources.service';
 
 @Module({
-  imports: [RemotesModule, AgentsModule, AuthModule, MetricsModule],
+  imports: [RemotesModule, AgentsModule, MetricsModule],
   controllers: [ResourcesController],
   providers: [ResourcesService, KnownNodesRepository],
   exports: [ResourcesService],

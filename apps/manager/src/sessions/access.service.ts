@@ -1,17 +1,16 @@
 import { ALL_PRIVILEGES } from '@debvisor/permissions';
 import { Injectable } from '@nestjs/common';
 import { AccessPolicy } from '../authz/access-policy.service';
-import type { AuthenticatedCaller } from '../authn/auth.service';
-import { AuthService } from '../authn/auth.service';
 import { LoginRepository } from './login.repository';
-import type { Caller } from '../authz/caller';
+import type { AuthenticatedCaller, Caller } from '../authz/caller';
+import { CsrfTokens } from './session-secrets';
 import type { TfaMethod } from './login.service';
 
 /** Answers about the caller itself: who it is and what it may do (for the web UI's gating). */
 @Injectable()
 export class AccessService {
   constructor(
-    private readonly auth: AuthService,
+    private readonly csrf: CsrfTokens,
     private readonly policy: AccessPolicy,
     private readonly logins: LoginRepository,
   ) {}
@@ -30,7 +29,7 @@ export class AccessService {
       user: caller.display,
       kind: caller.kind,
       stage: authenticated.sessionStage ?? null,
-      csrfToken: caller.sessionId ? this.auth.csrfTokenFor(caller.sessionId) : null,
+      csrfToken: caller.sessionId ? this.csrf.tokenFor(caller.sessionId) : null,
       groups: pending ? [] : [...caller.groups],
       methods,
       privileges: pending ? [] : ALL_PRIVILEGES.filter((p) => this.policy.holds(caller, p, '/')),

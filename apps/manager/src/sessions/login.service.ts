@@ -2,9 +2,9 @@ import { Inject, Injectable } from '@nestjs/common';
 import { PinoLogger } from 'nestjs-pino';
 import { AuditService } from '../audit/audit.service';
 import type { RequestOrigin } from '../audit/request-origin';
-import { AuthService } from '../authn/auth.service';
+import { CallerCache } from '../authz/caller-cache';
 import { RateLimiterService } from '../authz/rate-limiter.service';
-import { sha256Hex } from './session-secrets';
+import { CsrfTokens, sha256Hex } from './session-secrets';
 import { ClockRepository } from '../common/clock.repository';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
@@ -84,7 +84,7 @@ export class LoginService {
     private readonly repository: LoginRepository,
     private readonly passwords: PasswordHasherRepository,
     private readonly realms: RealmsService,
-    private readonly auth: AuthService,
+    private readonly csrf: CsrfTokens,
     private readonly limits: RateLimiterService,
     private readonly audit: AuditService,
     private readonly metrics: MetricsService,
@@ -95,6 +95,7 @@ export class LoginService {
     @Inject(MANAGER_IDENTITY) identity: ManagerIdentity,
     private readonly logger: PinoLogger,
     private readonly sessions: SessionsService,
+    private readonly callers: CallerCache,
   ) {
     this.box = new SecretBox(identity.secretKey);
   }
@@ -430,7 +431,7 @@ export class LoginService {
     const pending = await this.repository.findSession(sessionId);
     const now = this.clock.now();
     if (!pending || pending.stage !== 'tfa' || pending.expiresAt <= now) throw noPending;
-    if (!this.auth.csrfMatches(sessionId, csrfToken))
+    if (!this.csrf.matches(sessionId, csrfToken))
       throw new DomainError(
         ErrorCode.Forbidden,
         'the second step needs the CSRF token of the login answer in the X-CSRF-Token header',
@@ -454,7 +455,7 @@ export class LoginService {
 
   async logout(sessionId: string, origin: RequestOrigin, caller: string): Promise<void> {
     await this.repository.deleteSession(sessionId);
-    this.auth.invalidate();
+    this.callers.invalidate();
     await this.audit.authentication(
       { outcome: 'success', method: 'logout', principal: caller },
       origin,
@@ -494,7 +495,7 @@ export class LoginService {
       stage,
       user: userId,
       sessionSecret: secret,
-      csrfToken: this.auth.csrfTokenFor(id),
+      csrfToken: this.csrf.tokenFor(id),
       expiresAt,
       methods,
     };

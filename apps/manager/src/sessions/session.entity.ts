@@ -1,7 +1,9 @@
 import { Column, Entity, Index, JoinColumn, ManyToOne, PrimaryColumn } from 'typeorm';
 import { UserEntity } from '../users/user.entity';
 
-export type SessionStage = 'tfa' | 'setup' | 'active';
+import type { SessionStage } from '../authz/caller';
+
+export type { SessionStage };
 
 /**
  * A login session. The cookie holds a random secret; only its SHA-256 is stored. A session in stage

@@ -6,6 +6,8 @@ import { LoginService } from './login.service';
 import { SessionHousekeepingService } from './session-housekeeping.service';
 import { RealmsModule } from '../realms/realms.module';
 import { UsersModule } from '../users/users.module';
+import { MANAGER_IDENTITY, type ManagerIdentity } from '../pki/state-dir.repository';
+import { CsrfTokens } from './session-secrets';
 import { SessionsService } from './sessions.service';
 import { TfaController } from './tfa/tfa.controller';
 import { TfaRepository } from './tfa/tfa.repository';
@@ -28,6 +30,11 @@ import { WebauthnService } from './tfa/webauthn.service';
     LoginRepository,
     SessionHousekeepingService,
     SessionsService,
+    {
+      provide: CsrfTokens,
+      useFactory: (identity: ManagerIdentity) => new CsrfTokens(identity.secretKey),
+      inject: [MANAGER_IDENTITY],
+    },
     TfaService,
     TfaRepository,
     WebauthnService,

@@ -1,5 +1,4 @@
 import { Module } from '@nestjs/common';
-import { AuthModule } from '../authn/auth.module';
 import { MetricsModule } from '../health/metrics.module';
 import { ResourcesModule } from '../resources/resources.module';
 import { TasksController } from './tasks.controller';
@@ -7,7 +6,7 @@ import { TasksRepository } from './tasks.repository';
 import { TasksService } from './tasks.service';
 
 @Module({
-  imports: [AuthModule, MetricsModule, ResourcesModule],
+  imports: [MetricsModule, ResourcesModule],
   controllers: [TasksController],
   providers: [TasksService, TasksRepository],
   exports: [TasksService],

@@ -2,7 +2,8 @@ import { strictMock } from '@debvisor/testing/strict-mock';
 import { describe, expect, it, vi } from 'vitest';
 import type { AuditService } from '../../audit/audit.service';
 import type { RequestOrigin } from '../../audit/request-origin';
-import type { AuthenticatedCaller, AuthService } from '../../authn/auth.service';
+import type { AuthenticatedCaller } from '../../authz/caller';
+import type { CallerCache } from '../../authz/caller-cache';
 import type { RateLimiterService } from '../../authz/rate-limiter.service';
 import { testCaller } from '../../../test/test-caller';
 import type { ClockRepository } from '../../common/clock.repository';
@@ -112,7 +113,7 @@ interface Mocks {
   logins?: Partial<LoginRepository>;
   passwords?: Partial<PasswordHasherRepository>;
   realms?: Partial<RealmsService>;
-  auth?: Partial<AuthService>;
+  auth?: Partial<Pick<CallerCache, 'invalidate'>>;
   limits?: Partial<RateLimiterService>;
   audit?: Partial<AuditService>;
   random?: Partial<RandomRepository>;
@@ -124,7 +125,7 @@ function service(mocks: Mocks = {}) {
     logins: strictMock<LoginRepository>('LoginRepository', mocks.logins),
     passwords: strictMock<PasswordHasherRepository>('PasswordHasherRepository', mocks.passwords),
     realms: strictMock<RealmsService>('RealmsService', mocks.realms),
-    auth: strictMock<AuthService>('AuthService', mocks.auth),
+    auth: strictMock<CallerCache>('CallerCache', mocks.auth),
     limits: strictMock<RateLimiterService>('RateLimiterService', mocks.limits),
     audit: strictMock<AuditService>('AuditService', mocks.audit),
     clock: strictMock<ClockRepository>('ClockRepository', { now: () => NOW }),

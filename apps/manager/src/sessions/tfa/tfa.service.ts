@@ -1,9 +1,8 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { AuditService } from '../../audit/audit.service';
 import type { RequestOrigin } from '../../audit/request-origin';
-import type { AuthenticatedCaller } from '../../authn/auth.service';
-import { AuthService } from '../../authn/auth.service';
-import type { Caller } from '../../authz/caller';
+import { CallerCache } from '../../authz/caller-cache';
+import type { AuthenticatedCaller, Caller } from '../../authz/caller';
 import { RateLimiterService } from '../../authz/rate-limiter.service';
 import { sha256Hex } from '../session-secrets';
 import { ClockRepository } from '../../common/clock.repository';
@@ -47,7 +46,7 @@ export class TfaService {
     private readonly logins: LoginRepository,
     private readonly passwords: PasswordHasherRepository,
     private readonly realms: RealmsService,
-    private readonly auth: AuthService,
+    private readonly callers: CallerCache,
     private readonly limits: RateLimiterService,
     private readonly audit: AuditService,
     private readonly clock: ClockRepository,
@@ -158,7 +157,7 @@ export class TfaService {
         'the device was confirmed or removed meanwhile, or this code was used already: wait for the next code',
       );
     }
-    if (result.sessionUpgraded) this.auth.invalidate();
+    if (result.sessionUpgraded) this.callers.invalidate();
     this.audit.note({
       device: device.id,
       firstFactor: result.first,
@@ -252,7 +251,7 @@ export class TfaService {
   /** An administrator clears every password and second-factor lock of a user. */
   async unlock(userId: string): Promise<void> {
     if (!(await this.repository.unlock(userId))) throw DomainError.notFound(`user ${userId}`);
-    this.auth.invalidate();
+    this.callers.invalidate();
     this.audit.note({ user: userId });
   }
 
@@ -260,7 +259,7 @@ export class TfaService {
   async removeAll(userId: string): Promise<void> {
     if (!(await this.repository.removeAllFactors(userId)))
       throw DomainError.notFound(`user ${userId}`);
-    this.auth.invalidate();
+    this.callers.invalidate();
     this.audit.note({ user: userId });
   }
 

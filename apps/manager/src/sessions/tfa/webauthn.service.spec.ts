@@ -3,7 +3,9 @@ import type { PinoLogger } from 'nestjs-pino';
 import { describe, expect, it, vi } from 'vitest';
 import type { AuditService } from '../../audit/audit.service';
 import type { RequestOrigin } from '../../audit/request-origin';
-import type { AuthenticatedCaller, AuthService } from '../../authn/auth.service';
+import type { AuthenticatedCaller } from '../../authz/caller';
+import type { CallerCache } from '../../authz/caller-cache';
+import type { CsrfTokens } from '../session-secrets';
 import type { RateLimiterService } from '../../authz/rate-limiter.service';
 import { sha256Hex } from '../session-secrets';
 import { testCaller } from '../../../test/test-caller';
@@ -123,7 +125,7 @@ function enrolment(
     'WebauthnVerifierRepository',
     mocks.verifier,
   );
-  const auth = strictMock<AuthService>('AuthService', { invalidate: () => undefined });
+  const auth = strictMock<CallerCache>('CallerCache', { invalidate: () => undefined });
   const audit = strictMock<AuditService>('AuditService', { note: () => undefined });
   const clock = strictMock<ClockRepository>('ClockRepository', { now: () => NOW });
   const random = strictMock<RandomRepository>('RandomRepository', {
@@ -389,9 +391,9 @@ function login(
     'WebauthnVerifierRepository',
     mocks.verifier,
   );
-  const auth = strictMock<AuthService>('AuthService', {
-    csrfMatches: (id, token) => id === PENDING_ID && token === 'csrf',
-    csrfTokenFor: () => 'new-csrf',
+  const auth = strictMock<CsrfTokens>('CsrfTokens', {
+    matches: (id, token) => id === PENDING_ID && token === 'csrf',
+    tokenFor: () => 'new-csrf',
   });
   const limits = strictMock<RateLimiterService>('RateLimiterService', {
     loginAttempt: async () => undefined,
@@ -421,6 +423,7 @@ function login(
     { secretKey: Buffer.alloc(32, 7) } as ManagerIdentity,
     strictMock<PinoLogger>('PinoLogger'),
     strictMock<SessionsService>('SessionsService'),
+    strictMock<CallerCache>('CallerCache'),
   );
   return { service, repository, verifier, audit };
 }

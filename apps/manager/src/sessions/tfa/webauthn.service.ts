@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { AuditService } from '../../audit/audit.service';
 import type { RequestOrigin } from '../../audit/request-origin';
-import { AuthService } from '../../authn/auth.service';
+import { CallerCache } from '../../authz/caller-cache';
 import type { Caller } from '../../authz/caller';
 import { ClockRepository } from '../../common/clock.repository';
 import { DomainError } from '../../common/domain-error';
@@ -30,7 +30,7 @@ export class WebauthnService {
     private readonly repository: TfaRepository,
     private readonly logins: LoginRepository,
     private readonly verifier: WebauthnVerifierRepository,
-    private readonly auth: AuthService,
+    private readonly callers: CallerCache,
     private readonly audit: AuditService,
     private readonly clock: ClockRepository,
     private readonly random: RandomRepository,
@@ -123,7 +123,7 @@ export class WebauthnService {
         ErrorCode.Conflict,
         `this authenticator is registered already, or you have a device named "${pending.pendingName}" already`,
       );
-    if (result.sessionUpgraded) this.auth.invalidate();
+    if (result.sessionUpgraded) this.callers.invalidate();
     this.audit.note({
       credential: id,
       name: pending.pendingName,

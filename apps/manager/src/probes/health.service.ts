@@ -5,7 +5,7 @@ import { ErrorCode } from '../common/error-code';
 import { MANAGER_IDENTITY, type ManagerIdentity } from '../pki/state-dir.repository';
 import { ResourcesService } from '../resources/resources.service';
 import { HealthRepository } from './health.repository';
-import { MetricsService } from './metrics.service';
+import { MetricsService } from '../health/metrics.service';
 
 /** What rpc_service_status calls the manager's own API. */
 export const MANAGER_SERVICE = 'manager';

@@ -6,14 +6,10 @@ import { requestOrigin } from '../audit/request-origin';
 import { CALLER_KEY, type Caller } from '../authz/caller';
 import { RateLimited } from '../authz/rate-limiter.service';
 import { MetricsService } from '../health/metrics.service';
-import { DomainError, PermissionDenied } from './domain-error';
-import { ErrorCode } from './error-code';
-import { codeForStatus, ERROR_STATUS } from './error-status';
-import { traceIdOf } from './trace-id';
-
-export interface ErrorBody {
-  error: { code: ErrorCode; message: string; traceId: string };
-}
+import { DomainError, PermissionDenied } from '../common/domain-error';
+import { ErrorCode } from '../common/error-code';
+import { codeForStatus, ERROR_STATUS, type ErrorBody } from '../common/error-status';
+import { traceIdOf } from '../common/trace-id';
 
 /**
  * The one place where errors become HTTP answers: `{"error": {code, message, traceId}}`. Domain

@@ -7,7 +7,7 @@ import type { ManagerIdentity } from '../pki/state-dir.repository';
 import type { ResourcesService } from '../resources/resources.service';
 import type { HealthRepository } from './health.repository';
 import { HealthService } from './health.service';
-import { MetricsService } from './metrics.service';
+import { MetricsService } from '../health/metrics.service';
 
 type Counts = { pending: number; online: number; unreachable: number };
 const NONE: Counts = { pending: 0, online: 0, unreachable: 0 };

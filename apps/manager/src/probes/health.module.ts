@@ -1,5 +1,5 @@
 import { Module } from '@nestjs/common';
-import { MetricsModule } from './metrics.module';
+import { MetricsModule } from '../health/metrics.module';
 import { ResourcesModule } from '../resources/resources.module';
 import { HealthController } from './health.controller';
 import { HealthRepository } from './health.repository';
