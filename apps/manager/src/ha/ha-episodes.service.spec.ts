@@ -3,6 +3,7 @@ import { strictMock } from '@debvisor/testing/strict-mock';
 import type { PinoLogger } from 'nestjs-pino';
 import { describe, expect, it } from 'vitest';
 import type { AuditService } from '../audit/audit.service';
+import type { ResourcesService } from '../resources/resources.service';
 import type { TaskEntity } from '../tasks/task.entity';
 import type { EnqueueOptions, NewTask, TaskHandler, TasksService } from '../tasks/tasks.service';
 import { HA_TASKS, HaEpisodesService } from './ha-episodes.service';
@@ -65,13 +66,18 @@ function setup() {
   const metrics = strictMock<HaMetrics>('HaMetrics', {
     recoveryEnded: (remote, outcome) => void recoveries.push(`${remote}:${outcome}`),
   });
+  const refreshed: string[] = [];
+  const resources = strictMock<ResourcesService>('ResourcesService', {
+    refreshVm: async (remote, vm) => void refreshed.push(`${remote}/vms/${vm}`),
+    refreshRemote: async (remote) => void refreshed.push(remote),
+  });
   const logger = strictMock<PinoLogger>('PinoLogger', { setContext: () => undefined });
-  const episodes = new HaEpisodesService(tasks.service, audit, metrics, logger);
+  const episodes = new HaEpisodesService(tasks.service, audit, metrics, resources, logger);
   episodes.onModuleInit();
   const settle = async () => {
     for (const task of tasks.tasks) await Promise.race([task.done, tick()]);
   };
-  return { episodes, tasks: tasks.tasks, events, recoveries, settle };
+  return { episodes, tasks: tasks.tasks, events, recoveries, refreshed, settle };
 }
 
 /** A read that started now (after anything asked for before). */
@@ -215,6 +221,7 @@ describe('HA events as tasks', () => {
     );
     expect(recovery.log.at(-1)).toContain('protected on node node-2');
     expect(t.recoveries).toEqual(['dc:succeeded']);
+    expect(t.refreshed).toEqual(['dc', `dc/vms/${A}`]);
     expect(t.events).toContainEqual(
       expect.objectContaining({
         target: `/remotes/dc/vms/${A}`,

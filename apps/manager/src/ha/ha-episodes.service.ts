@@ -4,6 +4,7 @@ import { PinoLogger } from 'nestjs-pino';
 import { AuditService, SYSTEM_PRINCIPAL } from '../audit/audit.service';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
+import { ResourcesService } from '../resources/resources.service';
 import { TasksService, type TaskContext } from '../tasks/tasks.service';
 import { HaMetrics } from './ha-metrics';
 import {
@@ -76,7 +77,8 @@ class Episode {
  * every change the cluster reports becomes a journal line, and the task ends with the event:
  * succeeded (fenced and confirmed, VM running again, node drained) or failed with the cluster's
  * reason (fence unconfirmed, recovery given up, drain stopped). The ends are recorded in the audit
- * log (ha.event) and a recovery's outcome in debvisor_ha_recoveries_total.
+ * log (ha.event) and a recovery's outcome in debvisor_ha_recoveries_total, and the resource cache
+ * re-reads what moved.
  *
  * An event that starts and ends between two polls still gets its task, opened and closed at once.
  * After a manager restart, tasks left running are failed as interrupted (as every task type without
@@ -91,6 +93,7 @@ export class HaEpisodesService implements OnModuleInit {
     private readonly tasks: TasksService,
     private readonly audit: AuditService,
     private readonly metrics: HaMetrics,
+    private readonly resources: ResourcesService,
     private readonly logger: PinoLogger,
   ) {
     logger.setContext(HaEpisodesService.name);
@@ -306,9 +309,16 @@ export class HaEpisodesService implements OnModuleInit {
   private async finish(key: string, episode: Episode, ok: boolean, message: string): Promise<void> {
     this.open.delete(key);
     episode.end(ok, message);
-    if (episode.kind === 'recovery')
-      this.metrics.recoveryEnded(episode.remote, ok ? 'succeeded' : 'failed');
     const vm = episode.kind === 'recovery';
+    if (vm) this.metrics.recoveryEnded(episode.remote, ok ? 'succeeded' : 'failed');
+    // The rest of the manager (resource lists, the VM page) shows where things run now, not at its next poll.
+    void (
+      vm
+        ? this.resources.refreshVm(episode.remote, episode.subject)
+        : this.resources.refreshRemote(episode.remote)
+    ).catch((error: unknown) =>
+      this.logger.warn({ err: error, remote: episode.remote }, 'cannot refresh after an HA event'),
+    );
     await this.audit.systemEvent({
       action: 'ha.event',
       target: `/remotes/${encodeURIComponent(episode.remote)}${vm ? `/vms/${encodeURIComponent(episode.subject)}` : ''}`,

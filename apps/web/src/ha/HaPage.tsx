@@ -18,7 +18,7 @@ import {
   probeProblems,
   scoreInWords,
   VM_STATE_LABEL,
-  vmStateInWords,
+  vmDetailsInWords,
 } from './ha-view';
 import { useMaintenance } from './mutations';
 import {
@@ -160,7 +160,7 @@ function Nodes({
             const inMaintenance = node.state === 'maintenance' || node.state === 'draining';
             const blocked = !inMaintenance && node.state !== 'online';
             return (
-              <tr key={node.node}>
+              <tr key={node.node} data-node={node.node} data-state={node.state}>
                 <th scope="row">
                   {node.node}
                   {node.coordinator && <span className="muted"> (coordinator)</span>}
@@ -236,13 +236,13 @@ function Vms({ ha }: { ha: RemoteHa }) {
         </thead>
         <tbody>
           {ha.vms.map((vm) => (
-            <tr key={vm.vm}>
+            <tr key={vm.vm} data-vm={vm.vm} data-state={vm.state}>
               <th scope="row">
                 <a href={href({ page: 'vm', remote: ha.remote, vmid: vm.vm })}>{vm.name}</a>
               </th>
               <td>
                 <StateBadge label={VM_STATE_LABEL[vm.state]} />{' '}
-                <span className="ha-reason">{vm.reason || vmStateInWords(vm)}</span>
+                <span className="ha-reason">{vmDetailsInWords(vm)}</span>
               </td>
               <td>{vm.node || '—'}</td>
               <td>{policyInWords(vm.policy)}</td>

@@ -15,7 +15,7 @@ import {
   NODE_STATE_LABEL,
   policyFromForm,
   VM_STATE_LABEL,
-  vmStateInWords,
+  vmDetailsInWords,
   type PolicyForm,
 } from './ha-view';
 import { useRemoveHaPolicy, useSetHaPolicy } from './mutations';
@@ -118,7 +118,7 @@ function PolicyFields({
   );
 }
 
-function HaState({ ha }: { ha: VmHa }) {
+function HaState({ ha, runsOn }: { ha: VmHa; runsOn: string }) {
   if (!ha.ha) return <p className="muted">Not protected: HA does not restart this VM elsewhere.</p>;
   const vm = ha.ha;
   return (
@@ -127,13 +127,14 @@ function HaState({ ha }: { ha: VmHa }) {
         <dt>HA state</dt>
         <dd>
           <StateBadge label={VM_STATE_LABEL[vm.state]} testId="vm-ha-state" />{' '}
-          <span className="ha-reason">{vmStateInWords(vm)}</span>
+          <span className="ha-reason">{vmDetailsInWords(vm)}</span>
         </dd>
       </div>
       <div>
         <dt>Node</dt>
         <dd>
-          {vm.node || '—'}
+          {/* Until the coordinator has recorded where the VM runs, where the manager last saw it. */}
+          {vm.node || runsOn || '—'}
           {ha.node && (
             <>
               {' '}
@@ -204,7 +205,7 @@ export function VmHaPanel({ signedIn, vm }: { signedIn: SignedIn; vm: VmDetail }
       )}
       {ha.data?.available && (
         <>
-          <HaState ha={ha.data} />
+          <HaState ha={ha.data} runsOn={vm.node} />
           <form className="ha-policy" onSubmit={submit} aria-label="HA policy">
             <PolicyFields form={current} onChange={setForm} disabled={!allowed} />
             <div className="actions">

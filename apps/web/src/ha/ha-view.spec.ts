@@ -6,6 +6,7 @@ import {
   policyInWords,
   probeProblems,
   scoreInWords,
+  vmDetailsInWords,
   vmStateInWords,
 } from './ha-view';
 import type { HaNode, HaOverview } from './queries';
@@ -25,6 +26,9 @@ describe('HA in words', () => {
     expect(
       vmStateInWords({ state: 'recovering', clusterState: 'pending', reason: 'no capacity' }),
     ).toBe('Recovering — waiting for a node that fits: no capacity');
+    expect(vmDetailsInWords({ clusterState: 'protected', reason: 'runs on node-2' })).toBe(
+      'runs on node-2',
+    );
     expect(vmStateInWords({ state: 'protected', clusterState: 'protected', reason: '' })).toBe(
       'Protected',
     );
@@ -52,7 +56,7 @@ describe('HA in words', () => {
         onNoNode: 'stop',
       }),
     ).toBe(
-      'priority 500, prefers node-1, 2 relocations/h, 1 restarts/h, gives up when no node fits',
+      'priority 500, prefers node-1, 2 relocations/h, 1 restart/h, gives up when no node fits',
     );
   });
 

@@ -10,7 +10,7 @@ export interface StateLabel {
 export const VM_STATE_LABEL: Record<HaVm['state'], StateLabel> = {
   protected: { word: 'Protected', icon: '✔', tone: 'ok' },
   recovering: { word: 'Recovering', icon: '↻', tone: 'warn' },
-  fenced: { word: 'Fenced', icon: '⛔', tone: 'bad' },
+  fenced: { word: 'Fenced', icon: '✖', tone: 'bad' },
   error: { word: 'Error', icon: '✖', tone: 'bad' },
   disabled: { word: 'HA off', icon: '–', tone: 'muted' },
   stopped: { word: 'Stopped on purpose', icon: '■', tone: 'muted' },
@@ -20,10 +20,10 @@ export const VM_STATE_LABEL: Record<HaVm['state'], StateLabel> = {
 export const NODE_STATE_LABEL: Record<HaNode['state'], StateLabel> = {
   online: { word: 'Online', icon: '✔', tone: 'ok' },
   draining: { word: 'Draining', icon: '⇥', tone: 'warn' },
-  maintenance: { word: 'In maintenance', icon: '🔧', tone: 'muted' },
+  maintenance: { word: 'In maintenance', icon: '‖', tone: 'muted' },
   suspect: { word: 'Suspect', icon: '▲', tone: 'warn' },
-  fencing: { word: 'Being fenced', icon: '⛔', tone: 'bad' },
-  fenced: { word: 'Fenced', icon: '⛔', tone: 'bad' },
+  fencing: { word: 'Being fenced', icon: '✖', tone: 'bad' },
+  fenced: { word: 'Fenced', icon: '✖', tone: 'bad' },
   'fence-failed': { word: 'Fence unconfirmed', icon: '✖', tone: 'bad' },
   rejoining: { word: 'Rejoining', icon: '↻', tone: 'warn' },
   unknown: { word: 'Unknown', icon: '?', tone: 'muted' },
@@ -31,10 +31,17 @@ export const NODE_STATE_LABEL: Record<HaNode['state'], StateLabel> = {
 
 /** The VM's HA state in words, with what the cluster says when that adds something. */
 export function vmStateInWords(vm: Pick<HaVm, 'state' | 'clusterState' | 'reason'>): string {
-  const word = VM_STATE_LABEL[vm.state].word;
-  const waiting = vm.clusterState === 'pending' ? ' — waiting for a node that fits' : '';
-  return `${word}${waiting}${vm.reason ? `: ${vm.reason}` : ''}`;
+  const details = vmDetailsInWords(vm);
+  return `${VM_STATE_LABEL[vm.state].word}${details ? ` — ${details}` : ''}`;
 }
+
+/** What the cluster says beyond the state's word (next to a badge that shows the word). */
+export function vmDetailsInWords(vm: Pick<HaVm, 'clusterState' | 'reason'>): string {
+  const waiting = vm.clusterState === 'pending' ? 'waiting for a node that fits' : '';
+  return [waiting, vm.reason].filter(Boolean).join(': ');
+}
+
+const times = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
 
 /** "92 of 100 (healthy)", or a dash when the node has not published a score. */
 export function scoreInWords(health: HaNode['health']): string {
@@ -58,7 +65,10 @@ export function policyInWords(policy: HaVm['policy']): string {
   const parts = [`priority ${policy.priority}`];
   if (policy.preferredNodes.length > 0) parts.push(`prefers ${policy.preferredNodes.join(', ')}`);
   if (policy.nodeGroup) parts.push(`group ${policy.nodeGroup}`);
-  parts.push(`${policy.maxRelocations} relocations/h`, `${policy.maxRestarts} restarts/h`);
+  parts.push(
+    `${times(policy.maxRelocations, 'relocation')}/h`,
+    `${times(policy.maxRestarts, 'restart')}/h`,
+  );
   parts.push(policy.onNoNode === 'stop' ? 'gives up when no node fits' : 'waits for a node');
   return parts.join(', ');
 }
