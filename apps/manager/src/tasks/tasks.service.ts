@@ -108,9 +108,11 @@ export class TasksService implements OnModuleInit, BeforeApplicationShutdown {
 
   onModuleInit(): void {
     // At start: the handlers, registered in their modules' onModuleInit, are all known by then.
+    // After the other start jobs (order 1): settling interrupted tasks may call agents, which must
+    // find the manager's client certificate already replaced (pki.client-certificate.start).
     this.scheduler.register({
       name: TASK_RECOVERY_JOB,
-      timing: { atStart: true },
+      timing: { atStart: true, order: 1 },
       run: () => this.recoverInterrupted(),
     });
   }
