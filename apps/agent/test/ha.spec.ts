@@ -317,4 +317,41 @@ describe('HA inside a cluster (real etcd, real agents, sim drivers)', { timeout:
     await expectCleanRejoin(agent(leader), leaderVms);
     await expectNoDoubleRuns();
   });
+  it('a fence that cannot be confirmed starts nothing and says why', async () => {
+    const victim = await victimOtherThan([]);
+    const uuids = await protectRunning(victim);
+    // One of its disks vanishes from the (simulated) Ceph: fencing it cannot be confirmed.
+    const vm = await client.vm.getVm({ uuid: uuids[0]! });
+    const disk = vm.spec!.disks[0]!;
+    const etcd = cluster.etcd.client();
+    try {
+      await etcd.delete().key(`/debvisor/sim/rbd/${disk.pool}/${disk.image}`);
+    } finally {
+      etcd.close();
+    }
+    down.add(victim.nodeId);
+    pickClient();
+    await victim.kill();
+    const { value: status } = await eventually(async () => {
+      const s = await haStatus(client);
+      const node = s.nodes.find((n) => n.nodeId === victim.nodeId);
+      return node?.state === 'fence-failed' ? s : undefined;
+    }, 30_000);
+    const node = status.nodes.find((n) => n.nodeId === victim.nodeId)!;
+    expect(node.fence).toMatchObject({ state: 'unconfirmed' });
+    expect(node.fence!.reason).toContain(`${disk.pool}/${disk.image}`);
+    for (const uuid of uuids)
+      expect(status.resources.find((r) => r.vmUuid === uuid)).toMatchObject({
+        state: 'error',
+        reason: expect.stringContaining(`fencing node ${victim.nodeId} is not confirmed`),
+      });
+    // Not started anywhere, through several retries of the fence.
+    for (let i = 0; i < 20; i++) {
+      const sample = await sampler.sample();
+      for (const uuid of uuids) expect(sample.where.get(uuid), uuid).toEqual([]);
+      await new Promise((r) => setTimeout(r, 150));
+    }
+    expect((await haEvents(cluster)).some((e) => e.kind === 'fence-unconfirmed')).toBe(true);
+    await expectNoDoubleRuns();
+  });
 });

@@ -201,6 +201,8 @@ export class HaCoordinator {
     for (const policy of policies.filter((p) => p.policy.enabled)) {
       const nodeId = this.locationOf(view, policy.vmUuid);
       if (!nodeId) continue;
+      // A VM whose definition was never kept cannot start elsewhere: its node keeps its copy.
+      if (!view.ha.specs.has(policy.vmUuid)) continue;
       holders.set(nodeId, [...(holders.get(nodeId) ?? []), policy.vmUuid]);
     }
     for (const [nodeId, vms] of holders) {

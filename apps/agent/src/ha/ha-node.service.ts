@@ -146,6 +146,8 @@ export class HaNodeService {
       const elsewhere = fenced.has(vm.spec.uuid) || (await this.placedElsewhere(vm));
       if (!elsewhere) continue;
       if (LIVE_STATES.has(vm.runtime.state)) await this.hardStop(vm);
+      // Undefined here only once its definition is kept in etcd (the node that runs it has it).
+      if (!(await this.deps.repository.spec(vm.spec.uuid))) continue;
       await this.deps.driver.undefine(vm.spec.uuid);
       this.deps.logger.warn(
         { vm: vm.spec.uuid, fenceEpoch: fence?.epoch },

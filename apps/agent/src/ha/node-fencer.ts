@@ -30,7 +30,6 @@ export interface NodeFencer {
 const watchersSchema = z.object({
   watchers: z.array(z.object({ address: z.string() })).default([]),
 });
-const blocklistSchema = z.array(z.object({ addr: z.string() }));
 /** `ip:port/nonce` as Ceph prints client addresses (IPv6 in brackets). */
 const CLIENT_ADDRESS = /^(\d{1,3}(\.\d{1,3}){3}|\[[0-9A-Fa-f:.]+\]):\d{1,5}\/\d{1,10}$/;
 
@@ -63,11 +62,7 @@ export class CephNodeFencer implements NodeFencer {
     // ... and the fence lasts until it is released: every entry again with the HA expiry.
     for (const entry of entries) await this.blocklist(entry);
     const blocklisted = [...entries];
-    const listed = new Set(
-      blocklistSchema
-        .parse((await this.cli.json('ceph', ['osd', 'blocklist', 'ls'])) ?? [])
-        .map((entry) => entry.addr),
-    );
+    const listed = await this.listed();
     const missing = blocklisted.filter((entry) => !listed.has(entry));
     if (missing.length)
       return unconfirmed(
@@ -121,6 +116,20 @@ export class CephNodeFencer implements NodeFencer {
       entry,
       String(this.blocklistSeconds),
     ]);
+  }
+
+  /**
+   * The OSD map's blocklist. Ceph 16 prints two JSON arrays back to back with --format json (the
+   * entries and the range entries), so the plain listing is read: one `<addr> <until>` per line.
+   */
+  private async listed(): Promise<Set<string>> {
+    const text = await this.cli.run('ceph', ['osd', 'blocklist', 'ls']);
+    const entries = new Set<string>();
+    for (const line of text.split('\n')) {
+      const address = line.trim().split(/\s+/)[0] ?? '';
+      if (CLIENT_ADDRESS.test(address)) entries.add(address);
+    }
+    return entries;
   }
 
   private async watchers(ref: ImageRef): Promise<string[]> {
