@@ -890,6 +890,7 @@ async function main() {
         waitForTick(() => plain.serialLog(), 2),
       ]);
       const qemuRuns = {
+        viaNodeRelay: [],
         rawTcp: [],
         rawTcpMultifd: [],
         plainTls: [],
@@ -919,6 +920,10 @@ async function main() {
         qemuRuns.rawTcpMultifd.push(throughputOf(await plain.migrate(knobs.multifdChannels)));
         log(
           `QEMU ${knobs.qemuMib} MiB via raw TCP, ${knobs.multifdChannels} multifd channels: ${JSON.stringify(qemuRuns.rawTcpMultifd.at(-1))}`,
+        );
+        qemuRuns.viaNodeRelay.push(throughputOf(await plain.migrate(0, false, true)));
+        log(
+          `QEMU ${knobs.qemuMib} MiB via unix sockets and a Node relay: ${JSON.stringify(qemuRuns.viaNodeRelay.at(-1))}`,
         );
         qemuRuns.plainTls.push(throughputOf(await plain.migrate(0, true)));
         log(
@@ -955,6 +960,7 @@ async function main() {
           multifdChannels: knobs.multifdChannels,
           ...summary(qemuRuns.rawTcpMultifd),
         },
+        plainQemuViaNodeRelay: summary(qemuRuns.viaNodeRelay),
         plainQemuTls: summary(qemuRuns.plainTls),
         plainQemuTlsMultifd: summary(qemuRuns.plainTlsMultifd),
         tunnel: summary(qemuRuns.tunnel),
@@ -964,6 +970,7 @@ async function main() {
           directOverRawTcp: ratio(qemuRuns.direct),
           rawTcpMultifdOverRawTcp: ratio(qemuRuns.rawTcpMultifd),
           plainQemuTlsOverRawTcp: ratio(qemuRuns.plainTls),
+          plainQemuViaNodeRelayOverRawTcp: ratio(qemuRuns.viaNodeRelay),
           plainQemuTlsMultifdOverRawTcp: ratio(qemuRuns.plainTlsMultifd),
         },
         aim: { tunnelOverRawTcp: 0.9, referenceProxmoxWebsocketTunnelMBps: 190 },
@@ -1452,9 +1459,10 @@ async function main() {
        * `multifd`: QEMU multifd channels besides the main one (as the agents' targets offer);
        * `tls`: QEMU's TLS with a pre-shared key (tls-creds-psk), as the direct transport uses it.
        */
-      async migrate(multifd = 0, tls = false) {
+      async migrate(multifd = 0, tls = false, relay = false) {
         const source = current;
         const target = await launch(true);
+        let relayServer;
         try {
           if (tls) {
             // GnuTLS reads <dir>/keys.psk as identity:hexkey lines (as the qemu driver writes them)
@@ -1491,12 +1499,28 @@ async function main() {
           );
           if (multifd > 0)
             await target.qmp.execute('migrate-set-parameters', { 'multifd-channels': multifd });
-          await target.qmp.execute('migrate-incoming', { uri: 'tcp:127.0.0.1:0' });
-          const port = Number(
-            (await target.qmp.execute('query-migrate'))['socket-address'].find(
-              (a) => a.type === 'inet',
-            ).port,
-          );
+          let uri;
+          if (relay) {
+            // QEMU → unix socket → this process (the agent's splice, no TLS) → unix socket → QEMU
+            const inPath = join(dir, `in-${generation}.sock`);
+            const outPath = join(dir, `out-${generation}.sock`);
+            await target.qmp.execute('migrate-incoming', { uri: `unix:${inPath}` });
+            relayServer = createServer({ pauseOnConnect: true }, (socket) => {
+              const onward = netConnect(inPath);
+              onward.once('connect', () => void splice(socket, onward));
+              onward.once('error', () => socket.destroy());
+            });
+            await new Promise((resolve) => relayServer.listen(outPath, resolve));
+            uri = `unix:${outPath}`;
+          } else {
+            await target.qmp.execute('migrate-incoming', { uri: 'tcp:127.0.0.1:0' });
+            const port = Number(
+              (await target.qmp.execute('query-migrate'))['socket-address'].find(
+                (a) => a.type === 'inet',
+              ).port,
+            );
+            uri = `tcp:127.0.0.1:${port}`;
+          }
           await source.qmp.execute(
             'migrate-set-capabilities',
             capabilities({
@@ -1512,7 +1536,7 @@ async function main() {
             'max-postcopy-bandwidth': 0,
             ...(multifd > 0 ? { 'multifd-channels': multifd } : {}),
           });
-          await source.qmp.execute('migrate', { uri: `tcp:127.0.0.1:${port}` });
+          await source.qmp.execute('migrate', { uri });
           let info = await withTimeout(
             queryUntil(source, (s) => s === 'completed' || s === 'failed' || s === 'cancelled'),
             180_000,
@@ -1544,6 +1568,8 @@ async function main() {
         } catch (error) {
           await quit(target);
           throw error;
+        } finally {
+          relayServer?.close();
         }
       },
       async stop() {
