@@ -50,7 +50,12 @@ beforeAll(async () => {
   manager = await startTestManager({
     databaseUrl: await dbs.fresh(),
     stateDir: stateDirWithClientIdentity(identity),
-    env: { DEBVISOR_CLIENT_CERTIFICATE_LIFETIME_SECONDS: String(LIFETIME_SECONDS) },
+    env: {
+      DEBVISOR_CLIENT_CERTIFICATE_LIFETIME_SECONDS: String(LIFETIME_SECONDS),
+      // Deadlines are not what this tests: while one agent restarts, a busy test machine must not
+      // fail the calls the other one answers.
+      DEBVISOR_REMOTE_TIMEOUT_MS: '15000',
+    },
   });
 }, 180_000);
 
