@@ -28,6 +28,13 @@ export interface MigrationEnds {
   readonly target: AgentConnection;
 }
 
+/** The VM read at its source, before any check. */
+export interface LocatedVm {
+  readonly vm: Vm__Output;
+  readonly spec: VmSpec__Output;
+  readonly sourceNode: string;
+}
+
 export interface PreflightResult {
   /** The VM as its source agent sees it now. */
   readonly vm: Vm__Output;
@@ -61,6 +68,11 @@ export class MigrationPreflightService {
     managerChecks: PreflightCheckView[] = [],
     { checkTarget = true }: { checkTarget?: boolean } = {},
   ): Promise<PreflightResult> {
+    return this.check(plan, ends, await this.locate(plan, ends), managerChecks, { checkTarget });
+  }
+
+  /** The VM as its source remote answers (GetVm), with the node that runs it. */
+  async locate(plan: MigrationPlan, ends: MigrationEnds): Promise<LocatedVm> {
     const vm = await this.agents.getVm(ends.source, plan.vmId);
     const sourceNode = vm.runtime?.nodeId ?? '';
     if (!vm.spec || !sourceNode)
@@ -68,6 +80,18 @@ export class MigrationPreflightService {
         ErrorCode.RemoteError,
         `remote ${plan.sourceRemote} did not say which node runs VM ${plan.vmId}`,
       );
+    return { vm, spec: vm.spec, sourceNode };
+  }
+
+  /** The checks of a located VM: the manager's, the source's (check_only) and, unless left out, the target's. */
+  async check(
+    plan: MigrationPlan,
+    ends: MigrationEnds,
+    located: LocatedVm,
+    managerChecks: PreflightCheckView[] = [],
+    { checkTarget = true }: { checkTarget?: boolean } = {},
+  ): Promise<PreflightResult> {
+    const { vm, sourceNode } = located;
     const checks: PreflightCheckView[] = [...managerChecks];
     if (plan.sourceRemote === plan.targetRemote && plan.targetNode === sourceNode) {
       checks.push({
@@ -79,13 +103,13 @@ export class MigrationPreflightService {
     }
     const source = await this.agents.prepareMigration(ends.source, {
       ...this.common(plan),
-      vm: vm.spec,
+      vm: located.spec,
       role: 'source',
       checkOnly: true,
       sourceNodeId: sourceNode,
     });
     checks.push(...source.checks.map((check) => checkView('source', check)));
-    const spec = source.vmState?.spec ?? vm.spec;
+    const spec = source.vmState?.spec ?? located.spec;
     const sourceCpu = { model: source.cpuModel, flags: source.cpuFlags };
     const sourceDisks = source.disks ?? [];
     if (checkTarget) {

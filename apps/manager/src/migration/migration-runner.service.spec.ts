@@ -507,6 +507,95 @@ describe('MigrationRunnerService: across remotes', () => {
   });
 });
 
+describe('MigrationRunnerService: preparing the target during the pre-flight', () => {
+  /** The agents of dc-east, recording each reservation and whether the source had answered its check by then. */
+  function agentsOf(order: string[], cpu: () => string, released: string[] = []) {
+    let sourceAnswered = false;
+    return {
+      getVm: async () => vmOn('node-1'),
+      prepareMigration: async (_c: AgentConnection, request: PrepareMigrationRequest) => {
+        if (request.role === 'source') {
+          sourceAnswered = false;
+          await new Promise((resolve) => setImmediate(resolve)); // an answer takes a moment
+          sourceAnswered = true;
+          return answer({ vmState: vmOn('node-1'), cpuModel: cpu(), cpuFlags: ['avx2'] });
+        }
+        order.push(
+          `target reserve (${request.sourceCpuModel}) ${sourceAnswered ? 'after' : 'while'} the source checks`,
+        );
+        return answer({ endpoint: '10.0.0.2:9443', cookie: COOKIE, nodeId: 'node-2' });
+      },
+      migrateVm: () => {
+        const stream = new FakeStream();
+        stream.push(progress('completed'));
+        stream.end();
+        return stream;
+      },
+      cancelMigration: async (_c: AgentConnection, ref: { nodeId: string }) => (
+        released.push(ref.nodeId),
+        true
+      ),
+    };
+  }
+
+  it('asks the target to prepare while the source checks once the source node’s CPU is known', async () => {
+    const order: string[] = [];
+    const s = runnerSetup(agentsOf(order, () => 'EPYC'));
+    await s.runner.run(s.context);
+    expect(order).toEqual(['target reserve (EPYC) after the source checks']);
+    order.length = 0;
+    await s.runner.run(s.context);
+    // the second migration from node-1: the target prepares while the source checks
+    expect(order).toEqual(['target reserve (EPYC) while the source checks']);
+    expect(s.log).toContain(
+      '[prepare] asking node node-2 of remote dc-east to check and prepare the incoming side while the source checks',
+    );
+    expect(s.phases.at(-1)!.phase).toBe('completed');
+  });
+
+  it('prepares the target again, after releasing it, when the source’s CPU is not the one it was prepared for', async () => {
+    const order: string[] = [];
+    const released: string[] = [];
+    let model = 'EPYC';
+    const s = runnerSetup(agentsOf(order, () => model, released));
+    await s.runner.run(s.context);
+    model = 'EPYC-v2';
+    order.length = 0;
+    await s.runner.run(s.context);
+    expect(order).toEqual([
+      'target reserve (EPYC) while the source checks',
+      'target reserve (EPYC-v2) after the source checks',
+    ]);
+    expect(released).toEqual(['node-2']);
+    expect(s.phases.at(-1)!.phase).toBe('completed');
+  });
+
+  it('releases a target prepared alongside when the source’s checks fail', async () => {
+    const order: string[] = [];
+    const released: string[] = [];
+    let sourceOk = true;
+    const base = agentsOf(order, () => 'EPYC', released);
+    const s = runnerSetup({
+      ...base,
+      prepareMigration: async (c: AgentConnection, request: PrepareMigrationRequest) => {
+        const reply = await base.prepareMigration(c, request);
+        if (request.role !== 'source' || sourceOk) return reply;
+        return {
+          ...reply,
+          ok: false,
+          checks: [{ name: 'vm-state', result: 'fail', reason: 'the VM is locked by a snapshot' }],
+        };
+      },
+    });
+    await s.runner.run(s.context);
+    sourceOk = false;
+    await expect(s.runner.run(s.context)).rejects.toThrow(
+      'pre-flight failed: source vm-state: the VM is locked by a snapshot',
+    );
+    expect(released).toEqual(['node-2']);
+  });
+});
+
 describe('MigrationRunnerService: the per-link bandwidth cap', () => {
   /** Agents of dc-east and dc-west answering a move of the VM across, its stream ending `completed`. */
   function acrossRemotes(migrated: MigrateVmRequest[]) {

@@ -1,4 +1,8 @@
-import type { MigrateVmRequest } from '@debvisor/proto';
+import type {
+  MigrateVmRequest,
+  PrepareMigrationResponse__Output,
+  VmSpec__Output,
+} from '@debvisor/proto';
 import { Injectable } from '@nestjs/common';
 import { AgentClientRepository } from '../agents/agent-client.repository';
 import { DomainError } from '../common/domain-error';
@@ -13,6 +17,7 @@ import {
   MigrationPreflightService,
   type MigrationEnds,
   type MigrationPlan,
+  type PreflightResult,
 } from './migration-preflight.service';
 import { MigrationLinks, type LinkLease } from './migration-links.service';
 import type { PreflightCheckView } from './migration.dto';
@@ -30,6 +35,9 @@ export { MIGRATE_PERMISSION } from './in-flight-migrations.service';
  */
 @Injectable()
 export class MigrationRunnerService {
+  /** The CPU each source node reported, by remote and node (see carryOut). */
+  private readonly sourceCpus = new Map<string, PreflightResult['sourceCpu']>();
+
   constructor(
     private readonly inFlight: InFlightMigrations,
     private readonly preflight: MigrationPreflightService,
@@ -105,23 +113,16 @@ export class MigrationRunnerService {
     };
     let where = 'nothing was changed';
     let lease: LinkLease | undefined;
+    let early: Promise<PrepareMigrationResponse__Output> | undefined;
     try {
       const ends = await migration.connect();
       await migration.journal(
         'preflight',
         `checking both ends: VM ${record.vmId} of remote ${record.sourceRemote} to node ${record.targetNode} of remote ${record.targetRemote} (${options.online ? 'live' : 'offline'}, ${options.transport}, ${options.mode})`,
       );
-      // The target checks and prepares in one call below (its checks are pre-flight checks too).
-      const found = await this.preflight.run(plan, ends, [], { checkTarget: false });
-      await migration.enter('preflight', { sourceNode: found.sourceNode });
-      where = `the VM was not moved: it is still ${found.vm.runtime?.state || 'where it was'} on node ${found.sourceNode} of remote ${record.sourceRemote}`;
-      await this.journalChecks(migration, found.checks);
-      if (!found.ok)
-        throw new DomainError(
-          ErrorCode.Conflict,
-          `pre-flight failed: ${failingChecks(found.checks)}`,
-        );
-      migration.checkpoint();
+      const located = await this.preflight.locate(plan, ends);
+      await migration.enter('preflight', { sourceNode: located.sourceNode });
+      where = `the VM was not moved: it is still ${located.vm.runtime?.state || 'where it was'} on node ${located.sourceNode} of remote ${record.sourceRemote}`;
 
       // The link's share is taken before the target reserves anything (a wait holds nothing there).
       lease = await this.links.lease(
@@ -142,15 +143,46 @@ export class MigrationRunnerService {
           `bandwidth: at most ${lease.bytesPerSecond} bytes/s (the link's cap is ${cap} bytes/s)`,
         );
 
-      await migration.enter('prepare');
-      await migration.journal(
-        'prepare',
-        `asking node ${record.targetNode} of remote ${record.targetRemote} to check and prepare the incoming side`,
-      );
-      const reservation = await this.agents.prepareMigration(
-        ends.target,
-        this.preflight.targetRequest(plan, ends, found, record.taskId, false),
-      );
+      // Within one remote, from a node whose CPU is known, the target checks and prepares its
+      // incoming QEMU while the source checks (the target's checks are pre-flight checks too).
+      const cpuKey = `${record.sourceRemote}/${located.sourceNode}`;
+      const knownCpu =
+        record.sourceRemote === record.targetRemote ? this.sourceCpus.get(cpuKey) : undefined;
+      const prepareTarget = async (facts: TargetFacts, alongside: string) => {
+        await migration.enter('prepare');
+        await migration.journal(
+          'prepare',
+          `asking node ${record.targetNode} of remote ${record.targetRemote} to check and prepare the incoming side${alongside}`,
+        );
+        return this.agents.prepareMigration(
+          ends.target,
+          this.preflight.targetRequest(plan, ends, facts, record.taskId, false),
+        );
+      };
+      if (knownCpu) {
+        early = prepareTarget(
+          { spec: located.spec, sourceNode: located.sourceNode, sourceCpu: knownCpu },
+          ' while the source checks',
+        );
+        early.catch(() => undefined); // awaited below, or before the failure is handled
+      }
+      const found = await this.preflight.check(plan, ends, located, [], { checkTarget: false });
+      this.sourceCpus.set(cpuKey, found.sourceCpu);
+      await this.journalChecks(migration, found.checks);
+      if (!found.ok)
+        throw new DomainError(
+          ErrorCode.Conflict,
+          `pre-flight failed: ${failingChecks(found.checks)}`,
+        );
+      migration.checkpoint();
+
+      let reservation = early && (await early);
+      if (reservation && !sameFacts(knownCpu!, located.spec, found)) {
+        // The source's CPU or the VM changed since: what the target prepared rests on old facts.
+        if (reservation.cookie) await migration.releaseTarget();
+        reservation = undefined;
+      }
+      reservation ??= await prepareTarget(found, '');
       const targetChecks = reservation.checks.map((check) => checkView('target', check));
       await this.journalChecks(migration, targetChecks);
       if (!reservation.ok)
@@ -195,6 +227,8 @@ export class MigrationRunnerService {
       };
       await migration.transfer(request);
     } catch (error) {
+      // a reservation still on its way is settled first, so that a failure releases it
+      await early?.catch(() => undefined);
       return migration.fail(error, where);
     } finally {
       lease?.release();
@@ -213,4 +247,20 @@ export class MigrationRunnerService {
           `${check.side} ${check.name}: ${check.result} — ${check.reason}`,
         );
   }
+}
+
+/** What the target is prepared with: the VM's spec, the source node and its CPU. */
+type TargetFacts = Pick<PreflightResult, 'spec' | 'sourceNode' | 'sourceCpu'>;
+
+/** The source's answer confirms what the target was prepared with ahead of it. */
+function sameFacts(
+  cpu: PreflightResult['sourceCpu'],
+  spec: VmSpec__Output,
+  found: PreflightResult,
+): boolean {
+  return (
+    cpu.model === found.sourceCpu.model &&
+    JSON.stringify(cpu.flags) === JSON.stringify(found.sourceCpu.flags) &&
+    JSON.stringify(spec) === JSON.stringify(found.spec)
+  );
 }
