@@ -19,7 +19,7 @@
 // the end, also on failure and on SIGINT/SIGTERM.
 //
 // Environment: BENCH_PARTS (pipe,throughput,orchestration,downtime), BENCH_PIPE_MIB (2048),
-// BENCH_PIPE_ROUNDS (2), BENCH_QEMU_MIB (512), BENCH_QEMU_RUNS (3), BENCH_ORCH_RUNS (3 round trips
+// BENCH_PIPE_ROUNDS (2), BENCH_QEMU_MIB (512), BENCH_QEMU_RUNS (3), BENCH_ORCH_RUNS (5 round trips
 // per transport), BENCH_BUSY_RUNS (2 round trips), BENCH_BUSY_MIB_S (16), BENCH_DOWNTIME_LIMIT_MS
 // (300), BENCH_POLL_MS (20), BENCH_PROGRESS_INTERVAL_MS (the agent's default when unset),
 // BENCH_KEEP_FILES (1: keep the state directories and logs).
@@ -135,7 +135,7 @@ async function main() {
     tlsPriority: process.env.BENCH_TLS_PRIORITY || undefined,
     qemuMib: env('BENCH_QEMU_MIB', 512),
     qemuRuns: env('BENCH_QEMU_RUNS', 3),
-    orchestrationRuns: env('BENCH_ORCH_RUNS', 3),
+    orchestrationRuns: env('BENCH_ORCH_RUNS', 5),
     busyRuns: env('BENCH_BUSY_RUNS', 2),
     busyMibPerSecond: env('BENCH_BUSY_MIB_S', 16),
     downtimeLimitMs: env('BENCH_DOWNTIME_LIMIT_MS', 300),
@@ -1078,7 +1078,7 @@ async function main() {
         },
         phases:
           'manager: acceptedMs (POST answered), createdToPrepareMs (pre-flight of both ends), prepareToTransferMs (the target prepares its incoming QEMU), transferMs ' +
-          "(MigrateVm until the task finished), finishedToSeenMs (the task's finishedAt until the poll saw it). agent API: prepareMs (both PrepareMigration calls), " +
+          "(MigrateVm until the task finished), finishedToSeenMs (the task's finishedAt until the poll saw it), transferToCompletedLineMs (MigrateVm until the source's final word, QEMU's total time included), completedLineToFinishedMs (the manager settling: cache, record, task). agent API: prepareMs (both PrepareMigration calls), " +
           "toSwitchoverMs (MigrateVm called until the source reports all state sent, which includes QEMU's total time), switchoverToCompletedMs (commit at the target, source stopped)",
         runs: idleRuns,
         aimMs: 150,
@@ -1354,6 +1354,15 @@ async function main() {
             ? at(task.finishedAt) - at(task.migration.transferStartedAt)
             : null,
         finishedToSeenMs: at(task.finishedAt) ? seenAt - at(task.finishedAt) : null,
+        // M2 (issue 16): inside the transfer phase, the source's part and the manager's settling
+        transferToCompletedLineMs:
+          at(task.migration.transferStartedAt) && firstOf('completed')
+            ? firstOf('completed') - at(task.migration.transferStartedAt)
+            : null,
+        completedLineToFinishedMs:
+          firstOf('completed') && at(task.finishedAt)
+            ? at(task.finishedAt) - firstOf('completed')
+            : null,
       };
       return {
         transport,
