@@ -7,8 +7,10 @@
 // hypervisor) are measured, for N = 1 and N = 20. Baseline, same run: starting the same N VMs on
 // a live node with StartVm (what recovery cannot beat), and the lease TTL (the detection floor).
 //
+// Prints one JSON document on stdout (and writes bench-results/failover-<storage>.json).
 // Environment: BENCH_STORAGE (sim | rbd: a real Ceph cluster, real blocklisting), BENCH_LEASE_TTL_S
 // (5), BENCH_SIZES (1,20), BENCH_TIME_SCALE (0.02: a sim VM start takes 80 ms; 1 is realistic: 4 s).
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 
@@ -184,24 +186,25 @@ try {
     log(JSON.stringify(results.at(-1)));
   }
   const worst = Math.max(...results.map((r) => r.allRunningMs));
-  console.log(
-    JSON.stringify(
-      {
-        benchmark: 'failover',
-        storage: STORAGE,
-        hypervisor: 'sim',
-        simTimeScale: TIME_SCALE,
-        leaseTtlSeconds: LEASE_TTL_S,
-        haTickMs: HA.tickMs,
-        baseline: { detectionFloorMs: LEASE_TTL_S * 1000 },
-        results,
-        aimMs: 30_000,
-        withinAim: worst < 30_000,
-      },
-      null,
-      2,
-    ),
+  const json = JSON.stringify(
+    {
+      benchmark: 'failover',
+      storage: STORAGE,
+      hypervisor: 'sim',
+      simTimeScale: TIME_SCALE,
+      leaseTtlSeconds: LEASE_TTL_S,
+      haTickMs: HA.tickMs,
+      baseline: { detectionFloorMs: LEASE_TTL_S * 1000 },
+      results,
+      aimMs: 30_000,
+      withinAim: worst < 30_000,
+    },
+    null,
+    2,
   );
+  console.log(json);
+  mkdirSync(join(root, 'bench-results'), { recursive: true });
+  writeFileSync(join(root, `bench-results/failover-${STORAGE}.json`), json);
 } finally {
   await ceph?.stop();
 }
