@@ -1,5 +1,7 @@
 import { Module, type BeforeApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import { AclModule } from '../acl/acl.module';
 import { SchedulerService } from '../scheduler/scheduler.service';
+import { TokensModule } from '../tokens/tokens.module';
 import { LdapBindStrategy } from './ldap-bind.strategy';
 import { LdapDirectoryRepository } from './ldap-directory.repository';
 import { OidcClientRepository } from './oidc-client.repository';
@@ -15,6 +17,7 @@ export const REALM_SYNC_JOB = 'realms.sync';
  * as a scheduler job; syncs asked for through the API are awaited before the application shuts down.
  */
 @Module({
+  imports: [AclModule, TokensModule],
   controllers: [RealmsController],
   providers: [
     RealmsService,

@@ -1,9 +1,9 @@
 import { Injectable } from '@nestjs/common';
-import { InjectDataSource } from '@nestjs/typeorm';
-import { DataSource, type EntityManager } from 'typeorm';
+import { type EntityManager } from 'typeorm';
 import type { QueryDeepPartialEntity } from 'typeorm/query-builder/QueryPartialEntity';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
+import { UnitOfWork } from '../database/unit-of-work.repository';
 import { isUniqueViolation } from '../database/unique-violation';
 import type { MappedGroup } from './group-mapping';
 import { RealmEntity, type GroupMapping, type RealmType } from './realm.entity';
@@ -61,19 +61,19 @@ export interface IdentityBatchResult {
 /** Realms, and the users, groups and memberships their directories and identity providers manage. */
 @Injectable()
 export class RealmsRepository {
-  constructor(@InjectDataSource() private readonly dataSource: DataSource) {}
+  constructor(private readonly db: UnitOfWork) {}
 
   list(): Promise<RealmEntity[]> {
-    return this.dataSource.getRepository(RealmEntity).find({ order: { id: 'ASC' } });
+    return this.db.manager.getRepository(RealmEntity).find({ order: { id: 'ASC' } });
   }
 
   find(id: string): Promise<RealmEntity | null> {
-    return this.dataSource.getRepository(RealmEntity).findOneBy({ id });
+    return this.db.manager.getRepository(RealmEntity).findOneBy({ id });
   }
 
   /** LDAP realms with a sync interval (the scheduler's candidates). */
   scheduledRealms(): Promise<RealmEntity[]> {
-    return this.dataSource
+    return this.db.manager
       .getRepository(RealmEntity)
       .createQueryBuilder('r')
       .where('r.type = :type', { type: 'ldap' })
@@ -85,7 +85,7 @@ export class RealmsRepository {
   /** Stores a new realm; 409 when the id is taken. */
   async create(realm: NewRealm): Promise<RealmEntity> {
     try {
-      await this.dataSource.getRepository(RealmEntity).insert({
+      await this.db.manager.getRepository(RealmEntity).insert({
         ...realm,
         groupMappings: [...realm.groupMappings],
         lastSyncAt: null,
@@ -106,41 +106,29 @@ export class RealmsRepository {
       Object.entries(patch).filter(([, value]) => value !== undefined),
     ) as QueryDeepPartialEntity<RealmEntity>;
     if (Object.keys(values).length > 0)
-      await this.dataSource.getRepository(RealmEntity).update({ id }, values);
+      await this.db.manager.getRepository(RealmEntity).update({ id }, values);
     return this.find(id);
   }
 
   /**
    * Removes a realm with its users (their sessions, second factors and memberships go with them by
-   * foreign key), their API tokens and every ACL entry naming those users or tokens. False when
-   * the realm did not exist.
+   * foreign key; their tokens and grants the caller removes through their owners first). False
+   * when the realm did not exist.
    */
   async delete(id: string): Promise<boolean> {
-    return this.dataSource.transaction(async (tx) => {
-      await tx.query(
-        `DELETE FROM acl_entries WHERE principal_type = 'token' AND principal IN (
-           SELECT t.id FROM api_tokens t JOIN users u ON u.id = t.principal WHERE t.owner_type = 'user' AND u.realm_id = $1)`,
-        [id],
-      );
-      await tx.query(
-        `DELETE FROM acl_entries WHERE principal_type = 'user' AND principal IN (SELECT id FROM users WHERE realm_id = $1)`,
-        [id],
-      );
-      await tx.query(
-        `DELETE FROM api_tokens WHERE owner_type = 'user' AND principal IN (SELECT id FROM users WHERE realm_id = $1)`,
-        [id],
-      );
-      const result: [unknown[], number] = await tx.query('DELETE FROM realms WHERE id = $1', [id]);
-      return result[1] > 0;
-    });
+    const result: [unknown[], number] = await this.db.manager.query(
+      'DELETE FROM realms WHERE id = $1',
+      [id],
+    );
+    return result[1] > 0;
   }
 
   findUser(id: string): Promise<UserEntity | null> {
-    return this.dataSource.getRepository(UserEntity).findOneBy({ id });
+    return this.db.manager.getRepository(UserEntity).findOneBy({ id });
   }
 
   usersOfRealm(realmId: string): Promise<UserEntity[]> {
-    return this.dataSource
+    return this.db.manager
       .getRepository(UserEntity)
       .find({ where: { realmId }, order: { id: 'ASC' } });
   }
@@ -153,7 +141,8 @@ export class RealmsRepository {
    * serialised across manager instances by an advisory lock.
    */
   async applyIdentities(batch: IdentityBatch): Promise<IdentityBatchResult> {
-    return this.dataSource.transaction(async (tx) => {
+    return this.db.run(async () => {
+      const tx = this.db.manager;
       if (batch.sync)
         await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [
           `debvisor-realm-sync:${batch.realmId}`,
@@ -244,7 +233,7 @@ export class RealmsRepository {
 
   /** A failed sync: its reason for the realm's answer (the last successful sync time stays). */
   async recordSyncFailure(realmId: string, message: string): Promise<void> {
-    await this.dataSource
+    await this.db.manager
       .getRepository(RealmEntity)
       .update({ id: realmId }, { lastSyncError: message });
   }

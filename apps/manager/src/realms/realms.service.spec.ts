@@ -22,6 +22,9 @@ import type {
 } from './realms.repository';
 import { LOGIN_CHOICES_TTL_MS, RealmsService } from './realms.service';
 import { UserEntity } from '../users/user.entity';
+import type { AclService } from '../acl/acl.service';
+import type { UnitOfWork } from '../database/unit-of-work.repository';
+import type { TokensService } from '../tokens/tokens.service';
 
 const NOW = new Date('2026-05-01T12:00:00Z');
 const KEY = Buffer.alloc(32, 7);
@@ -108,6 +111,9 @@ function service(parts: Parts = {}) {
     }),
     { secretKey: KEY } as ManagerIdentity,
     new LdapBindStrategy(ldap),
+    strictMock<TokensService>('TokensService', { removeOwnedBy: async () => undefined }),
+    strictMock<AclService>('AclService', { removeGrantsOf: async () => undefined }),
+    strictMock<UnitOfWork>('UnitOfWork', { run: (work) => work() }),
   );
   return { realms, auth };
 }
@@ -425,7 +431,9 @@ describe('deleting realms', () => {
   });
 
   it('deletes a realm and forgets cached callers, 404 for an unknown one', async () => {
-    const { realms, auth } = service({ repository: { delete: async (id) => id === 'corp' } });
+    const { realms, auth } = service({
+      repository: { usersOfRealm: async () => [], delete: async (id) => id === 'corp' },
+    });
     await realms.delete('corp');
     expect(auth.invalidate).toHaveBeenCalledTimes(1);
     expect((await errorOf(realms.delete('gone'))).code).toBe(ErrorCode.NotFound);
@@ -478,6 +486,7 @@ describe('views', () => {
       now: () => now,
       repository: {
         list: async () => (reads++, [...stored]),
+        usersOfRealm: async () => [],
         delete: async () => (stored.pop(), true),
       },
     });

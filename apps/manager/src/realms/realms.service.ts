@@ -1,12 +1,14 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { PinoLogger } from 'nestjs-pino';
 import { z } from 'zod';
+import { AclService } from '../acl/acl.service';
 import { AuditService } from '../audit/audit.service';
 import { CallerCache } from '../authz/caller-cache';
 import { ClockRepository } from '../common/clock.repository';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
 import { describeZodError } from '../common/validation.pipe';
+import { UnitOfWork } from '../database/unit-of-work.repository';
 import { SecretBox } from '../pki/secret-box';
 import { MANAGER_IDENTITY, type ManagerIdentity } from '../pki/state-dir.repository';
 import { mapGroups } from './group-mapping';
@@ -25,6 +27,7 @@ import {
   type UpdateRealmInput,
 } from './realms.dto';
 import { RealmsRepository, type IdentityWrite, type RealmPatch } from './realms.repository';
+import { TokensService } from '../tokens/tokens.service';
 import type { UserEntity } from '../users/user.entity';
 
 /** A user as a directory or identity provider describes it. */
@@ -77,6 +80,9 @@ export class RealmsService {
     private readonly logger: PinoLogger,
     @Inject(MANAGER_IDENTITY) identity: ManagerIdentity,
     private readonly ldapBind: LdapBindStrategy,
+    private readonly tokens: TokensService,
+    private readonly acl: AclService,
+    private readonly db: UnitOfWork,
   ) {
     this.box = new SecretBox(identity.secretKey);
     logger.setContext(RealmsService.name);
@@ -265,7 +271,13 @@ export class RealmsService {
   async delete(id: string): Promise<void> {
     if (id === 'local')
       throw new DomainError(ErrorCode.BadRequest, 'the local realm cannot be deleted');
-    if (!(await this.repository.delete(id))) throw DomainError.notFound(`realm ${id}`);
+    const deleted = await this.db.run(async () => {
+      const users = (await this.repository.usersOfRealm(id)).map((u) => u.id);
+      await this.tokens.removeOwnedBy('user', users);
+      await this.acl.removeGrantsOf('user', users);
+      return this.repository.delete(id);
+    });
+    if (!deleted) throw DomainError.notFound(`realm ${id}`);
     this.lastAttempt.delete(id);
     this.realmsChanged();
   }
