@@ -90,6 +90,8 @@ export class InFlightMigration {
   private settled = false;
 
   private connected: MigrationEnds | undefined;
+  /** The journal's lines still being written, in order. */
+  private journalTail: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly deps: InFlightDeps,
@@ -129,8 +131,28 @@ export class InFlightMigration {
     return this.stop.signal;
   }
 
+  /**
+   * One line into the task's journal. Lines are written in order behind the migration, which does
+   * not wait for them (each is a database write, and the steps between the agents' calls are what
+   * a migration's orchestration costs); the work on the migration ends only once all are written
+   * (InFlightMigrations.carry). A line that cannot be written goes to the log instead.
+   */
   journal(phase: MigrationPhase, message: string): Promise<void> {
-    return this.context.log(journalLine(phase, message));
+    const line = journalLine(phase, message);
+    this.journalTail = this.journalTail
+      .then(() => this.context.log(line))
+      .catch((error: unknown) =>
+        this.deps.logger.error(
+          { task: this.record.taskId, err: error, line },
+          'cannot write a line of the migration journal',
+        ),
+      );
+    return Promise.resolve();
+  }
+
+  /** Resolves once every journal line so far is written. */
+  journalWritten(): Promise<void> {
+    return this.journalTail;
   }
 
   /** The next phase, recorded with what became known on the way (entering the transfer: when it began). */

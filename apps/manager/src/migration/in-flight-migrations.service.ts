@@ -85,6 +85,8 @@ export class InFlightMigrations {
       return await work(migration);
     } finally {
       if (this.active.get(stored.taskId) === migration) this.active.delete(stored.taskId);
+      // the task ends (and logs its end) only after the migration's own lines
+      await migration.journalWritten();
     }
   }
 
