@@ -331,12 +331,24 @@ describe('a node dies', () => {
     const doomed = all.filter((v) => v.node === victim.nodeId);
     expect(doomed.length).toBeGreaterThan(0);
     for (const vm of doomed) expect((await protect(vm.id)).status).toBe(200);
+    // Protected once the coordinator has recorded each VM where it runs.
+    await eventually(async () => {
+      const ha = await remoteHa();
+      return doomed.every((vm) =>
+        ha.vms.some(
+          (v: Json) => v.vm === vm.id && v.state === 'protected' && v.node === victim.nodeId,
+        ),
+      )
+        ? true
+        : undefined;
+    });
 
     await victim.kill();
 
+    let seen: Json;
     const fenced = await eventually(
       async () => {
-        const ha = await remoteHa();
+        const ha = (seen = await remoteHa());
         const node = ha.nodes.find((n: Json) => n.node === victim.nodeId);
         const moved = doomed.every((vm) => {
           const seen = ha.vms.find((v: Json) => v.vm === vm.id);
@@ -346,7 +358,13 @@ describe('a node dies', () => {
       },
       90_000,
       `${victim.nodeId} fenced and its VMs running elsewhere`,
-    );
+    ).catch((error: Error) => {
+      const states = {
+        nodes: seen?.nodes.map((n: Json) => [n.node, n.state, n.reason]),
+        vms: seen?.vms.map((v: Json) => [v.name, v.state, v.node, v.reason]),
+      };
+      throw new Error(`${error.message}; last seen ${JSON.stringify(states)}`);
+    });
     expect(fenced.nodes.find((n: Json) => n.node === victim.nodeId).fence).toMatchObject({
       state: 'fenced',
     });
