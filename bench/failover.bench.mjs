@@ -22,7 +22,13 @@ const STORAGE = process.env.BENCH_STORAGE ?? 'sim';
 const LEASE_TTL_S = Number(process.env.BENCH_LEASE_TTL_S ?? 5);
 const SIZES = (process.env.BENCH_SIZES ?? '1,20').split(',').map(Number);
 const TIME_SCALE = Number(process.env.BENCH_TIME_SCALE ?? 0.02);
-const HA = { tickMs: 250, coordinatorTtlSeconds: LEASE_TTL_S, fenceRetrySeconds: 2 };
+// Fencing many disks on a loaded Ceph takes a while: a generous fence timeout.
+const HA = {
+  tickMs: 250,
+  coordinatorTtlSeconds: LEASE_TTL_S,
+  fenceRetrySeconds: 2,
+  fenceTimeoutSeconds: 120,
+};
 const POLICY = {
   enabled: true,
   priority: 100,
@@ -149,7 +155,18 @@ async function scenario(count, ceph) {
       },
       120_000,
     );
-    const journal = (await events(cluster)).slice(before);
+    // The coordinator records vm-recovered right after FailoverVm answers: wait for the journal too.
+    const journal = await until(
+      'the recoveries in the HA journal',
+      async () => {
+        const list = (await events(cluster)).slice(before);
+        const done = uuids.every((u) =>
+          list.some((e) => e.kind === 'vm-recovered' && e.vmUuid === u),
+        );
+        return done ? list : undefined;
+      },
+      30_000,
+    );
     const at = (kind) => {
       const event = journal.find((e) => e.kind === kind && e.nodeId === 'node-3');
       return event ? Date.parse(event.at) - killedAt : null;

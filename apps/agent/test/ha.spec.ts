@@ -209,6 +209,20 @@ describe('HA inside a cluster (real etcd, real agents, sim drivers)', { timeout:
         state: 'protected',
         relocations: 1,
       });
+    // The HA journal, with a cursor: what the manager turns into tasks.
+    const { events: journal } = await client.ha.listHaEvents({ after: '', limit: 1000 });
+    const fencedEvent = journal.find((e) => e.kind === 'fenced' && e.nodeId === victim.nodeId)!;
+    expect(fencedEvent).toBeDefined();
+    const { events: later } = await client.ha.listHaEvents({ after: fencedEvent.id, limit: 1000 });
+    expect(later.map((e) => e.id)).toEqual(
+      journal.filter((e) => e.id > fencedEvent.id).map((e) => e.id),
+    );
+    expect(
+      later
+        .filter((e) => e.kind === 'vm-recovered')
+        .map((e) => e.vmUuid)
+        .sort(),
+    ).toEqual(expect.arrayContaining([...uuids].sort()));
 
     // The sim driver saved these VMs as running: the restarted node must not run them again.
     await victim.restart();
@@ -353,5 +367,19 @@ describe('HA inside a cluster (real etcd, real agents, sim drivers)', { timeout:
     }
     expect((await haEvents(cluster)).some((e) => e.kind === 'fence-unconfirmed')).toBe(true);
     await expectNoDoubleRuns();
+  });
+  it('maintenance keeps placements away and says what is left on the node', async () => {
+    const node = cluster.agents.find((a) => !down.has(a.nodeId))!;
+    const unknown = await rpcError(client.ha.setMaintenance({ nodeId: 'node-99', enabled: true }));
+    expect(unknown.code).toBe(grpcStatus.NOT_FOUND);
+    await client.ha.setMaintenance({ nodeId: node.nodeId, enabled: true });
+    const { value } = await eventually(async () => {
+      const s = await haStatus(client);
+      const n = s.nodes.find((x) => x.nodeId === node.nodeId);
+      return n && n.reason.includes('still on the node') ? n : undefined;
+    }, 20_000);
+    expect(value.state).toBe('draining');
+    const back = await client.ha.setMaintenance({ nodeId: node.nodeId, enabled: false });
+    expect(back.state).toBe('online');
   });
 });

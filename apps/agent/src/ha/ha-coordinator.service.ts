@@ -71,6 +71,7 @@ export class HaCoordinator {
   /** When each node was first seen lost (for fenceDelaySeconds). */
   private readonly lostSince = new Map<string, number>();
   private readonly inFlight = new Set<string>();
+  private ticks = 0;
 
   constructor(private readonly deps: HaCoordinatorDeps) {}
 
@@ -169,6 +170,7 @@ export class HaCoordinator {
     await this.fenceLostNodes(view, policies);
     await this.recover(view, policies);
     await this.releaseFences(view);
+    if (++this.ticks % 300 === 0) await this.deps.repository.trimEvents();
     await this.markMaintenance(view);
   }
 
@@ -518,15 +520,25 @@ export class HaCoordinator {
     }
   }
 
-  /** A drain in this version only keeps new placements away: the state becomes maintenance. */
+  /**
+   * Maintenance in this version keeps new placements away; it does not live-migrate the node's VMs
+   * (docs/ha.md). The node turns from draining to maintenance once no VM is placed on it.
+   */
   private async markMaintenance(view: ClusterView): Promise<void> {
     for (const record of view.ha.maintenance.values()) {
-      if (record.state !== 'draining') continue;
-      await this.deps.repository.putMaintenance({
-        ...record,
-        state: 'maintenance',
-        reason: 'new HA placements avoid this node',
-      });
+      const left = [...view.index.values()].filter((l) => l.nodeId === record.nodeId).length;
+      const next =
+        left === 0
+          ? {
+              state: 'maintenance' as const,
+              reason: 'no VM left on the node; new placements avoid it',
+            }
+          : {
+              state: 'draining' as const,
+              reason: `${left} VM(s) still on the node: this version does not live-migrate them; migrate or stop them and the node turns to maintenance`,
+            };
+      if (record.state === next.state && record.reason === next.reason) continue;
+      await this.deps.repository.putMaintenance({ ...record, ...next });
     }
   }
 

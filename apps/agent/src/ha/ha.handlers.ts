@@ -3,6 +3,7 @@ import type { RpcRouter } from '../rpc/rpc-router';
 import type { HaService } from './ha.service';
 import {
   emptyRequestSchema,
+  listHaEventsRequestSchema,
   setHaPolicyRequestSchema,
   setMaintenanceRequestSchema,
   vmRefSchema,
@@ -16,6 +17,9 @@ export function haServiceHandlers(rpc: RpcRouter, ha: HaService): HaServiceHandl
     ),
     RemoveHaPolicy: rpc.unary('HaService.RemoveHaPolicy', vmRefSchema, (ref) =>
       ha.removePolicy(ref.uuid),
+    ),
+    ListHaEvents: rpc.unary('HaService.ListHaEvents', listHaEventsRequestSchema, (input) =>
+      ha.events(input.after, input.limit),
     ),
     SetMaintenance: rpc.unary('HaService.SetMaintenance', setMaintenanceRequestSchema, (input) =>
       ha.setMaintenance(input.nodeId, input.enabled),

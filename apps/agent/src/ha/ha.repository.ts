@@ -186,21 +186,29 @@ export class HaRepository {
   }
 
   async appendEvent(event: EventRecord): Promise<void> {
-    const key = `${ETCD_KEYS.haEventsPrefix}${String(Date.parse(event.at)).padStart(15, '0')}-${event.nodeId}-${++this.sequence}`;
+    const sequence = String(++this.sequence).padStart(9, '0'); // ids sort within a millisecond too
+    const key = `${ETCD_KEYS.haEventsPrefix}${String(Date.parse(event.at)).padStart(15, '0')}-${event.nodeId}-${sequence}`;
     await this.etcd.put(key).value(JSON.stringify(event));
   }
 
-  async events(limit = 100): Promise<EventRecord[]> {
+  /** Events after the id `after` ('' = from the oldest kept), oldest first, with their ids. */
+  async events(after: string, limit: number): Promise<(EventRecord & { id: string })[]> {
+    const from = `${ETCD_KEYS.haEventsPrefix}${after}\0`;
     const response = await this.etcd
       .getAll()
       .prefix(ETCD_KEYS.haEventsPrefix)
-      .sort('Key', 'Descend')
-      .limit(limit)
-      .strings();
-    return Object.values(response)
-      .map((value) => eventRecordSchema.safeParse(parseJson(value)))
-      .flatMap((parsed) => (parsed.success ? [parsed.data] : []))
-      .sort((a, b) => a.at.localeCompare(b.at));
+      .sort('Key', 'Ascend')
+      .exec();
+    const events: (EventRecord & { id: string })[] = [];
+    for (const kv of response.kvs) {
+      const key = kv.key.toString();
+      if (after && key < from) continue;
+      const parsed = eventRecordSchema.safeParse(parseJson(kv.value.toString()));
+      if (parsed.success)
+        events.push({ ...parsed.data, id: key.slice(ETCD_KEYS.haEventsPrefix.length) });
+      if (events.length >= limit) break;
+    }
+    return events;
   }
 
   /** Deletes all but the newest EVENTS_KEPT events. */

@@ -50,3 +50,11 @@ export const setMaintenanceRequestSchema = z.object({
 });
 
 export const emptyRequestSchema = z.object({});
+
+export const listHaEventsRequestSchema = z.object({
+  after: z.union([
+    z.literal(''),
+    z.string().regex(/^\d{15}-[a-z0-9-]{1,63}-\d{1,12}$/, 'an HA event id'),
+  ]),
+  limit: z.int().min(0).max(1000, 'at most 1000'),
+});

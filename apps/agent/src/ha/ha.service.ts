@@ -1,4 +1,4 @@
-import type { HaNode, HaResource, HaStatus } from '@debvisor/proto';
+import type { HaEvent, HaNode, HaResource, HaStatus } from '@debvisor/proto';
 import type { NodeEntry } from '../registry/node.schema';
 import { AgentError, ErrorCode } from '../shared/agent-error';
 import type { Clock } from '../shared/clock';
@@ -52,6 +52,21 @@ export class HaService {
     await this.deps.repository.putPolicy(record);
     const current = (await this.deps.repository.snapshot()).resources.get(input.vmUuid);
     return resourceView(record, current, location.nodeId);
+  }
+
+  async events(after: string, limit: number): Promise<{ events: HaEvent[] }> {
+    const events = await this.deps.repository.events(after, limit || 100);
+    return {
+      events: events.map((e) => ({
+        id: e.id,
+        at: e.at,
+        epoch: e.epoch,
+        kind: e.kind,
+        nodeId: e.nodeId,
+        vmUuid: e.vmUuid ?? '',
+        message: e.message,
+      })),
+    };
   }
 
   async removePolicy(uuid: string): Promise<{ removed: boolean }> {
@@ -126,7 +141,7 @@ function resourceView(
     vmName: policy.vmName,
     policy: policy.policy,
     state: resource?.state ?? (policy.policy.enabled ? 'protected' : 'disabled'),
-    nodeId: resource?.nodeId ?? nodeId,
+    nodeId: resource?.nodeId || nodeId,
     reason: resource?.reason ?? 'waiting for the HA coordinator',
     relocations: resource?.relocations.length ?? 0,
     restarts: resource?.restarts.length ?? 0,

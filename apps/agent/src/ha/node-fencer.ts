@@ -2,6 +2,7 @@ import { z } from 'zod';
 import type { RbdCliRepository } from '../drivers/rbd/rbd-cli.repository';
 import type { ImageRef, StorageDriver } from '../drivers/storage.driver';
 import { AgentError, ErrorCode } from '../shared/agent-error';
+import { forEachLimit } from '../shared/concurrency';
 
 /** A node to fence: where its Ceph clients connect from, and the disks of its HA VMs. */
 export interface FenceTarget {
@@ -30,6 +31,8 @@ export interface NodeFencer {
 const watchersSchema = z.object({
   watchers: z.array(z.object({ address: z.string() })).default([]),
 });
+/** Disks fenced at once. */
+const FENCE_CONCURRENCY = 6;
 /** `ip:port/nonce` as Ceph prints client addresses (IPv6 in brackets). */
 const CLIENT_ADDRESS = /^(\d{1,3}(\.\d{1,3}){3}|\[[0-9A-Fa-f:.]+\]):\d{1,5}\/\d{1,10}$/;
 
@@ -52,15 +55,16 @@ export class CephNodeFencer implements NodeFencer {
     const entries = new Set(target.addresses.map(nodeWide));
     const locksBroken: string[] = [];
     for (const entry of entries) await this.blocklist(entry);
-    for (const ref of target.images) {
+    // A few disks at a time: each takes several Ceph round trips, and a node holds many disks.
+    await forEachLimit(target.images, FENCE_CONCURRENCY, async (ref) => {
       for (const address of await this.watchers(ref)) entries.add(address);
       // fenceImage blocklists the watchers for Ceph's default hour and breaks the locks ...
       const result = await this.storage.fenceImage(ref);
       locksBroken.push(...result.locksBroken.map((lock) => `${ref.pool}/${ref.image}:${lock}`));
       for (const address of result.blocklisted) entries.add(address);
-    }
+    });
     // ... and the fence lasts until it is released: every entry again with the HA expiry.
-    for (const entry of entries) await this.blocklist(entry);
+    await forEachLimit([...entries], FENCE_CONCURRENCY, (entry) => this.blocklist(entry));
     const blocklisted = [...entries];
     const listed = await this.listed();
     const missing = blocklisted.filter((entry) => !listed.has(entry));
@@ -70,22 +74,17 @@ export class CephNodeFencer implements NodeFencer {
         locksBroken,
         `the OSD map does not list ${missing.join(', ')}`,
       );
-    for (const ref of target.images) {
+    const problems: string[] = [];
+    await forEachLimit(target.images, FENCE_CONCURRENCY, async (ref) => {
       const open = (await this.watchers(ref)).filter((address) => !isCovered(address, listed));
       if (open.length)
-        return unconfirmed(
-          blocklisted,
-          locksBroken,
+        problems.push(
           `${ref.pool}/${ref.image} is still open by ${open.join(', ')}, which is not blocklisted`,
         );
       const holder = await this.storage.imageHolder(ref);
-      if (holder)
-        return unconfirmed(
-          blocklisted,
-          locksBroken,
-          `${ref.pool}/${ref.image} is still locked by VM ${holder}`,
-        );
-    }
+      if (holder) problems.push(`${ref.pool}/${ref.image} is still locked by VM ${holder}`);
+    });
+    if (problems.length) return unconfirmed(blocklisted, locksBroken, problems.join('; '));
     return {
       confirmed: true,
       blocklisted,

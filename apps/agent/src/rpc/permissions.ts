@@ -58,6 +58,7 @@ export const RPC_PERMISSIONS = {
   'HaService.SetHaPolicy': 'ha:policy:write',
   'HaService.RemoveHaPolicy': 'ha:policy:write',
   'HaService.SetMaintenance': 'ha:node:maintenance',
+  'HaService.ListHaEvents': 'ha:status:read',
 } as const;
 
 export type RpcName = keyof typeof RPC_PERMISSIONS;
