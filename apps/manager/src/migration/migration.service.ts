@@ -16,10 +16,12 @@ import {
   type MigrationEnds,
   type MigrationPlan,
 } from './migration-preflight.service';
+import { MigrationLinks } from './migration-links.service';
 import { MigrationRecoveryService } from './migration-recovery.service';
 import { MigrationRunnerService } from './migration-runner.service';
 import type { MigrateBody, PreflightAnswer, PreflightCheckView } from './migration.dto';
 import { MigrationRepository } from './migration.repository';
+import { MEASURED_MIGRATIONS, transferEstimate } from './transfer-estimate';
 
 export const MIGRATION_TASK = 'vm.migrate';
 
@@ -49,6 +51,7 @@ export class MigrationService implements OnModuleInit {
     private readonly preflightService: MigrationPreflightService,
     private readonly runner: MigrationRunnerService,
     private readonly recovery: MigrationRecoveryService,
+    private readonly links: MigrationLinks,
   ) {}
 
   onModuleInit(): void {
@@ -100,6 +103,17 @@ export class MigrationService implements OnModuleInit {
           },
     ];
     const result = await this.preflightService.run(plan, ends, managerChecks);
+    const memoryBytes = plan.options.online ? Number(result.spec.memoryBytes) || 0 : 0;
+    const estimate = transferEstimate(
+      memoryBytes,
+      await this.repository.recentTransfers(
+        plan.sourceRemote,
+        plan.targetRemote,
+        MEASURED_MIGRATIONS,
+      ),
+      plan.options.bandwidthLimitBytes,
+      this.links.capOf(plan.sourceRemote, plan.targetRemote),
+    );
     this.audit.note({
       targetRemote: plan.targetRemote,
       targetNode: plan.targetNode,
@@ -111,6 +125,7 @@ export class MigrationService implements OnModuleInit {
       target: { remote: plan.targetRemote, node: plan.targetNode },
       transport: plan.options.transport,
       checks: result.checks,
+      estimate,
     };
   }
 
