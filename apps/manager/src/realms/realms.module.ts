@@ -2,6 +2,7 @@ import { Module, type BeforeApplicationShutdown, type OnModuleInit } from '@nest
 import { AclModule } from '../acl/acl.module';
 import { SchedulerService } from '../scheduler/scheduler.service';
 import { TokensModule } from '../tokens/tokens.module';
+import { UsersModule } from '../users/users.module';
 import { LdapBindStrategy } from './ldap-bind.strategy';
 import { LdapDirectoryRepository } from './ldap-directory.repository';
 import { OidcClientRepository } from './oidc-client.repository';
@@ -17,7 +18,7 @@ export const REALM_SYNC_JOB = 'realms.sync';
  * as a scheduler job; syncs asked for through the API are awaited before the application shuts down.
  */
 @Module({
-  imports: [AclModule, TokensModule],
+  imports: [AclModule, TokensModule, UsersModule],
   controllers: [RealmsController],
   providers: [
     RealmsService,

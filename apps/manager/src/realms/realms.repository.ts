@@ -207,14 +207,11 @@ export class RealmsRepository {
       if (batch.sync) {
         if (batch.sync.disable.length > 0) {
           const disabled: [{ id: string }[], number] = await tx.query(
-            `UPDATE users SET enabled = false, external_id = NULL, sessions_valid_after = $3
+            `UPDATE users SET enabled = false, external_id = NULL
               WHERE realm_id = $1 AND id = ANY($2::text[]) AND enabled RETURNING id`,
-            [batch.realmId, batch.sync.disable, batch.at],
+            [batch.realmId, batch.sync.disable],
           );
           usersDisabled = disabled[1];
-          await tx.query('DELETE FROM sessions WHERE user_id = ANY($1::text[])', [
-            batch.sync.disable,
-          ]);
         }
         if (batch.sync.all.length > 0) {
           const removed: [unknown[], number] = await tx.query(

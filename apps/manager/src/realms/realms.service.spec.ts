@@ -25,6 +25,7 @@ import { UserEntity } from '../users/user.entity';
 import type { AclService } from '../acl/acl.service';
 import type { UnitOfWork } from '../database/unit-of-work.repository';
 import type { TokensService } from '../tokens/tokens.service';
+import type { UserSessions } from '../users/user-sessions';
 
 const NOW = new Date('2026-05-01T12:00:00Z');
 const KEY = Buffer.alloc(32, 7);
@@ -114,6 +115,7 @@ function service(parts: Parts = {}) {
     strictMock<TokensService>('TokensService', { removeOwnedBy: async () => undefined }),
     strictMock<AclService>('AclService', { removeGrantsOf: async () => undefined }),
     strictMock<UnitOfWork>('UnitOfWork', { run: (work) => work() }),
+    strictMock<UserSessions>('UserSessions', { end: async () => undefined }),
   );
   return { realms, auth };
 }

@@ -28,6 +28,7 @@ import {
 } from './realms.dto';
 import { RealmsRepository, type IdentityWrite, type RealmPatch } from './realms.repository';
 import { TokensService } from '../tokens/tokens.service';
+import { UserSessions } from '../users/user-sessions';
 import type { UserEntity } from '../users/user.entity';
 
 /** A user as a directory or identity provider describes it. */
@@ -83,6 +84,7 @@ export class RealmsService {
     private readonly tokens: TokensService,
     private readonly acl: AclService,
     private readonly db: UnitOfWork,
+    private readonly userSessions: UserSessions,
   ) {
     this.box = new SecretBox(identity.secretKey);
     logger.setContext(RealmsService.name);
@@ -509,14 +511,19 @@ export class RealmsService {
       }
       const listed = new Set(writes.map((w) => w.id));
       const vanished = [...existing.values()].filter((user) => !listed.has(user.id));
-      const result = await this.repository.applyIdentities({
-        realmId: id,
-        at: this.clock.now(),
-        users: writes,
-        sync: {
-          disable: vanished.filter((user) => user.enabled).map((user) => user.id),
-          all: vanished.map((user) => user.id),
-        },
+      const at = this.clock.now();
+      const disable = vanished.filter((user) => user.enabled).map((user) => user.id);
+      // The users disabled and their ended sessions are one change: the sessions end by the one
+      // rule (sessions/), in the sync's transaction.
+      const result = await this.db.run(async () => {
+        const applied = await this.repository.applyIdentities({
+          realmId: id,
+          at,
+          users: writes,
+          sync: { disable, all: vanished.map((user) => user.id) },
+        });
+        for (const user of disable) await this.userSessions.end(user, { all: at });
+        return applied;
       });
       this.callers.invalidate();
       const summary: SyncSummary = {
