@@ -62,7 +62,11 @@ export const haPolicySchema = z
       .default([])
       .meta({ description: 'Nodes tried first, in order' }),
     nodeGroup: z
-      .union([z.literal(''), nodeIdSchema])
+      .string()
+      .regex(
+        /^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$/,
+        'a node group is empty or 1-63 lower-case letters, digits and inner hyphens',
+      )
       .default('')
       .meta({ description: "Only nodes of this group (the agents' ha.groups); empty: any node" }),
     maxRestarts: z

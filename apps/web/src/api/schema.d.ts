@@ -2536,7 +2536,7 @@ export interface components {
              * @description Only nodes of this group (the agents' ha.groups); empty: any node
              * @default
              */
-            nodeGroup: "" | string;
+            nodeGroup: string;
             /**
              * @description When no node fits: wait (keep trying, shown as recovering) or stop (give up, shown as 'error')
              * @default wait
