@@ -141,4 +141,34 @@ describe('renewal and CA rotation', () => {
       new X509Certificate(newCa.certPem).publicKey.export({ format: 'der', type: 'spki' }),
     );
   });
+
+  it('lets a client that trusts only the old CA complete a TLS handshake with a leaf of the new CA served with the cross certificate', async () => {
+    const [oldCa, newCa] = await Promise.all([createCa('old CA'), createCa('new CA')]);
+    const cross = await crossCertify(oldCa, newCa.certPem);
+    const leaf = await issueCertificate(newCa, {
+      commonName: 'server',
+      dnsNames: ['localhost'],
+      usage: 'server',
+    });
+    const tlsServer = createServer(
+      { cert: splitPemBundle(leaf.certPem)[0] + cross, key: leaf.keyPem },
+      (socket) => socket.end('ok'),
+    );
+    tlsServer.listen(0, '127.0.0.1');
+    await once(tlsServer, 'listening');
+    const port = (tlsServer.address() as { port: number }).port;
+    try {
+      for (const trusted of [oldCa.certPem, newCa.certPem, oldCa.certPem + newCa.certPem]) {
+        const socket = connect({ port, host: '127.0.0.1', servername: 'localhost', ca: trusted });
+        const [error] = await Promise.race([
+          once(socket, 'secureConnect').then(() => [undefined]),
+          once(socket, 'error') as Promise<[Error]>,
+        ]);
+        socket.destroy();
+        expect(error?.message).toBeUndefined();
+      }
+    } finally {
+      tlsServer.close();
+    }
+  });
 });

@@ -71,7 +71,9 @@ export async function createCa(commonName: string, validDays = 3650): Promise<Ke
     keys,
     signingAlgorithm: ALG,
     extensions: [
-      new x509.BasicConstraintsExtension(true, 0, true),
+      // Path length 1: during a CA rotation a client that trusts only this CA verifies the next
+      // CA's certificates through the cross certificate (crossCertify), one CA below this one.
+      new x509.BasicConstraintsExtension(true, 1, true),
       new x509.KeyUsagesExtension(
         x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign,
         true,
