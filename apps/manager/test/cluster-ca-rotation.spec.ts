@@ -116,10 +116,11 @@ describe("a remote's CA rotation from the manager", () => {
     const agents = manager.manager.app.get(AgentClientRepository);
     const remotes = manager.manager.app.get(RemotesService);
     const oldFingerprint = fingerprintSha256(cluster.caPem);
-    // A call as the manager makes them: the remote's stored trust, read at each call.
+    // A call as the manager makes them: the remote's stored trust, read from the database at each
+    // call (20 a second: each is a database read too, on a shared test machine).
     const load = startCallLoad(
       [async () => agents.getClusterInfo(await remotes.connectionFor('dc-ca'))],
-      50,
+      20,
     );
     const accepted = await manager.api<Json>('POST', '/api/v1/remotes/dc-ca/ca-rotation', {
       action: 'rotate',
@@ -130,7 +131,7 @@ describe("a remote's CA rotation from the manager", () => {
     expect(task.state, JSON.stringify(task.log)).toBe('succeeded');
     expect(result.errors).toEqual([]);
     expect(result.failed).toBe(0);
-    expect(result.ok).toBeGreaterThan(20);
+    expect(result.ok).toBeGreaterThan(10);
     const log = JSON.stringify(task.log);
     expect(log).toContain('the cluster trusts both CAs');
     expect(log).toContain('2 of 2 live nodes renewed with the new CA');
