@@ -197,32 +197,21 @@ describe('high availability in the web UI', () => {
     await screenshot(page, 'dashboard-ha');
   });
 
-  it('drains a node from the HA page, follows the drain task and returns the node to service', async () => {
+  it('drains a node from the HA page, follows the drain task, and calls the maintenance off', async () => {
     const page = await openUi(ADMIN, ADMIN_PASSWORD);
     await visit(page, '#/ha', 'High availability');
     const row = nodeRow(page, 'node-3');
     await row.getByRole('button', { name: 'Maintenance… node-3' }).click();
     const dialog = page.getByRole('dialog', { name: 'Maintenance of node-3' });
     await dialog.waitFor();
-    expect(await dialog.textContent()).toContain('live-migrated to other nodes');
+    expect(await dialog.textContent()).toContain('migrate or stop them');
     await screenshot(page, 'drain-confirm');
     await dialog.getByRole('button', { name: 'Drain the node' }).click();
-    await page
-      .locator('[data-testid="followed-task"][data-state="succeeded"]')
-      .waitFor({ timeout: 120_000 });
-    await nodeIn(page, 'node-3', 'maintenance');
-    await screenshot(page, 'node-in-maintenance');
-    try {
-      await ok('GET', '/api/v1/resources/refresh');
-      const vmsLeft: Json[] = (
-        await ok('GET', `/api/v1/resources?remote=${REMOTE}&type=vm&status=running`)
-      ).items;
-      expect(vmsLeft.filter((v) => v.node === 'node-3').map((v) => v.name)).toEqual([]);
-    } catch (error) {
-      // Back in service for the tests after this one.
-      await api('DELETE', `/api/v1/remotes/${REMOTE}/nodes/node-3/maintenance`);
-      throw error;
-    }
+    // This agent version does not move VMs itself: the node drains until they are migrated or stopped.
+    await nodeIn(page, 'node-3', 'draining');
+    await page.locator('[data-testid="followed-task"][data-state="running"]').waitFor();
+    expect(await row.textContent()).toContain('still on the node');
+    await screenshot(page, 'node-draining');
 
     await row.getByRole('button', { name: 'End maintenance… node-3' }).click();
     await page
@@ -230,6 +219,10 @@ describe('high availability in the web UI', () => {
       .getByRole('button', { name: 'Return to service' })
       .click();
     await nodeIn(page, 'node-3', 'online');
+    const ended = page.locator('[data-testid="followed-task"][data-state="failed"]');
+    await ended.waitFor();
+    expect(await ended.textContent()).toContain('the drain stopped before the node was empty');
+    await screenshot(page, 'drain-called-off');
   });
 
   it('shows the auditor every HA action disabled, on the HA page and on the VM page', async () => {

@@ -97,7 +97,7 @@ export const AUDIT_ACTIONS = {
     'A VM was put under high availability or its HA policy changed (priority, preferred nodes, limits)',
   'vm.ha.policy.remove': 'A VM was taken out of high availability',
   'node.maintenance.enter':
-    'A node was put into maintenance: its VMs are live-migrated away (the ha.drain task follows it)',
+    'A node was put into maintenance: HA places nothing on it, and the ha.drain task follows it until its VMs are gone',
   'node.maintenance.exit': 'A node was taken out of maintenance and returns to service',
   'ha.event':
     "An HA event the manager saw in a cluster: a coordinator elected or lost, a node fenced, a VM recovered or not, a drain's end (details: kind, node, VM, reason)",

@@ -311,9 +311,9 @@ function RemoteDetails({ signedIn, remote }: { signedIn: SignedIn; remote: strin
         >
           {asking.enter ? (
             <p>
-              The VMs of {asking.node.node} are live-migrated to other nodes of {remote}, highest HA
-              priority first, and HA places nothing on it until its maintenance ends. A VM that
-              cannot move stops the drain.
+              HA places nothing on {asking.node.node} until its maintenance ends. The cluster does
+              not move its VMs itself: migrate or stop them, and the node turns to maintenance once
+              none is left (the drain task follows it).
             </p>
           ) : (
             <p>{asking.node.node} takes VMs again; nothing moves back on its own.</p>
