@@ -6,6 +6,7 @@ import type { AgentClientRepository } from '../agents/agent-client.repository';
 import type { AgentConnection } from '../agents/agent-connection';
 import { AgentError } from '../agents/agent-error';
 import type { AuditService } from '../audit/audit.service';
+import { AccessPolicy } from '../authz/access-policy.service';
 import { ErrorCode } from '../common/error-code';
 import type { RemotesService } from '../remotes/remotes.service';
 import type { TaskEntity } from '../tasks/task.entity';
@@ -79,6 +80,7 @@ function setUp(agents: Partial<Record<keyof AgentClientRepository, unknown>>) {
       note: (details) => void notes.push(details),
       runAs: (_principal, work) => work(),
     }),
+    new AccessPolicy(),
   );
   service.onModuleInit();
   const log: string[] = [];
@@ -134,6 +136,14 @@ describe('ClusterCaService', () => {
     expect(log).toContain('2 of 2 live nodes renewed with the new CA');
     expect(progress.at(-1)).toBe(1);
     expect(progress).toEqual([...progress].sort((a, b) => a - b));
+  });
+
+  it('refuses a caller without remote.trust granted directly, before any task', async () => {
+    const { service } = setUp({});
+    const operator = testCaller([{ path: '/', role: 'Manage' }]);
+    await expect(
+      service.request(operator, 'dc-east', { action: 'rotate', force: false }),
+    ).rejects.toThrow("rotating a remote's CA needs remote.trust on /remotes/dc-east");
   });
 
   it('begins only: trusts both CAs and stops there', async () => {

@@ -5,6 +5,8 @@ import type { AgentConnection } from '../agents/agent-connection';
 import { AgentClientRepository } from '../agents/agent-client.repository';
 import { AgentError } from '../agents/agent-error';
 import { AuditService } from '../audit/audit.service';
+import { AccessPolicy } from '../authz/access-policy.service';
+import { remoteAclPath } from '../authz/acl-paths';
 import type { Caller } from '../authz/caller';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
@@ -37,6 +39,7 @@ export class ClusterCaService implements OnModuleInit {
     private readonly remotes: RemotesService,
     private readonly agents: AgentClientRepository,
     private readonly audit: AuditService,
+    private readonly policy: AccessPolicy,
   ) {}
 
   onModuleInit(): void {
@@ -60,6 +63,13 @@ export class ClusterCaService implements OnModuleInit {
     remoteId: string,
     input: { action: CaRotationAction; force: boolean },
   ): Promise<{ taskId: string }> {
+    // Where the remote's keys may go changes: as for a new CA by hand, never through a remote group.
+    this.policy.authorizeDirectly(
+      caller,
+      'remote.trust',
+      remoteAclPath(remoteId),
+      "rotating a remote's CA",
+    );
     // Refused before a task exists when the remote or its credential cannot do it.
     await this.remotes.connectionFor(remoteId, null, ROTATE_PERMISSION);
     const accepted = await this.tasks.enqueue(
