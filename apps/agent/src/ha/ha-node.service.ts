@@ -112,24 +112,22 @@ export class HaNodeService {
 
   /** Stops every HA VM running here at once (hard stop), and says so in the member record. */
   private async selfFence(reason: string): Promise<void> {
+    if (this.haVms.size === 0) return; // nothing of this node's is recovered elsewhere
     const live = (await this.deps.driver.list()).filter(
       (vm) => this.haVms.has(vm.spec.uuid) && LIVE_STATES.has(vm.runtime.state),
     );
     if (live.length === 0 && this.selfFenced) return;
     await Promise.all(live.map((vm) => this.hardStop(vm)));
-    if (!this.selfFenced) {
-      this.selfFenced = true;
-      this.deps.logger.warn(
-        { reason, vms: live.map((vm) => vm.spec.uuid) },
-        'HA watchdog: stopped the HA VMs of this node; the coordinator restarts them elsewhere',
-      );
-      await this.publishMember({ selfFencedAt: this.deps.clock.now().toISOString() }).catch(
-        () => undefined,
-      );
-      await this.event('node-self-fenced', `${reason}: stopped ${live.length} HA VM(s) here`).catch(
-        () => undefined,
-      );
-    }
+    if (this.selfFenced) return;
+    this.selfFenced = true;
+    this.deps.logger.warn(
+      { reason, vms: live.map((vm) => vm.spec.uuid) },
+      'HA watchdog: stopped the HA VMs of this node; the coordinator restarts them elsewhere',
+    );
+    // Recorded in the background: etcd may be what is gone, and the caller waits for the gate.
+    void this.publishMember({ selfFencedAt: this.deps.clock.now().toISOString() })
+      .then(() => this.event('node-self-fenced', `${reason}: stopped ${live.length} HA VM(s) here`))
+      .catch(() => undefined);
   }
 
   /**
