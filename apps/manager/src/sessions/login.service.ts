@@ -3,6 +3,7 @@ import { PinoLogger } from 'nestjs-pino';
 import { AuditService } from '../audit/audit.service';
 import type { RequestOrigin } from '../audit/request-origin';
 import { CallerCache } from '../authz/caller-cache';
+import { UsersService } from '../users/users.service';
 import { RateLimiterService } from '../authz/rate-limiter.service';
 import { CsrfTokens, sha256Hex } from './session-secrets';
 import { ClockRepository } from '../common/clock.repository';
@@ -96,6 +97,7 @@ export class LoginService {
     private readonly logger: PinoLogger,
     private readonly sessions: SessionsService,
     private readonly callers: CallerCache,
+    private readonly users: UsersService,
   ) {
     this.box = new SecretBox(identity.secretKey);
   }
@@ -294,7 +296,7 @@ export class LoginService {
     await this.limits.loginAttempt(origin.source ?? 'unknown');
     const { sessionId, user, now } = await this.pendingLogin(sessionSecret, csrfToken);
     const fail = async (reason: string): Promise<never> => {
-      await this.repository.recordTfaFailure(
+      await this.users.recordTfaFailure(
         user.id,
         TOTP_FAILURES_BEFORE_LOCK,
         TFA_FAILURES_BEFORE_LOCK,
@@ -336,7 +338,7 @@ export class LoginService {
     const totp = answer.webauthn === undefined && answer.recoveryCode === undefined;
     // Counted before it is checked, so that parallel wrong answers cannot all be evaluated.
     if (
-      !(await this.repository.reserveTfaAttempt(
+      !(await this.users.reserveTfaAttempt(
         user.id,
         totp,
         TOTP_FAILURES_BEFORE_LOCK,
@@ -375,7 +377,7 @@ export class LoginService {
     } else if (!(await this.acceptTotp(user.id, answer.code!, now))) {
       return fail('wrong or replayed TOTP code');
     }
-    await this.repository.clearTfaFailures(user.id, usedRecovery);
+    await this.users.clearTfaFailures(user.id, usedRecovery);
     await this.repository.deleteSession(sessionId);
     this.metrics.rpc.authAttempt('tfa', 'success');
     await this.audit.authentication(

@@ -78,6 +78,92 @@ export class UsersRepository {
     await this.db.manager.getRepository(UserEntity).update({ id }, { sessionsValidAfter: at });
   }
 
+  // --- login counters and locks (sessions/ decides when; these statements count atomically) ------
+
+  /**
+   * One more wrong current password in a session's re-check (changing factors, the password); locks
+   * the account until `lockUntil` when this reaches `threshold`. A
+   * lock that has run out starts the count afresh.
+   */
+  async recordPasswordFailure(
+    userId: string,
+    threshold: number,
+    lockUntil: Date,
+    now: Date,
+  ): Promise<void> {
+    await this.db.manager.query(
+      `UPDATE users SET
+         failed_logins = CASE WHEN locked_until IS NOT NULL AND locked_until <= $4 THEN 1 ELSE failed_logins + 1 END,
+         locked_until = CASE
+           WHEN (CASE WHEN locked_until IS NOT NULL AND locked_until <= $4 THEN 1 ELSE failed_logins + 1 END) >= $2 THEN $3::timestamptz
+           WHEN locked_until IS NOT NULL AND locked_until <= $4 THEN NULL
+           ELSE locked_until END
+       WHERE id = $1`,
+      [userId, threshold, lockUntil, now],
+    );
+  }
+
+  async clearPasswordFailures(userId: string): Promise<void> {
+    await this.db.manager.query(
+      'UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1 AND (failed_logins <> 0 OR locked_until IS NOT NULL)',
+      [userId],
+    );
+  }
+
+  /**
+   * Counts a second-factor attempt before it is checked, in one statement: false (not to be
+   * checked) while the second factor is locked, after `lockThreshold` failures in a row, or — for a
+   * TOTP code — while TOTP is locked or `totpThreshold` failures are counted. A lock that has run out
+   * starts the count afresh. The attempt stays counted unless it succeeds (clearTfaFailures).
+   */
+  async reserveTfaAttempt(
+    userId: string,
+    totp: boolean,
+    totpThreshold: number,
+    lockThreshold: number,
+    now: Date,
+  ): Promise<boolean> {
+    const [rows]: [unknown[], number] = await this.db.manager.query(
+      `UPDATE users SET
+         tfa_failures = (CASE WHEN tfa_locked_until <= $2 THEN 0 ELSE tfa_failures END) + 1,
+         tfa_locked_until = CASE WHEN tfa_locked_until <= $2 THEN NULL ELSE tfa_locked_until END
+       WHERE id = $1
+         AND (tfa_locked_until IS NULL OR tfa_locked_until <= $2)
+         AND (CASE WHEN tfa_locked_until <= $2 THEN 0 ELSE tfa_failures END) < $4
+         AND (NOT $3 OR (NOT totp_locked AND (CASE WHEN tfa_locked_until <= $2 THEN 0 ELSE tfa_failures END) < $5))
+       RETURNING tfa_failures`,
+      [userId, now, totp, lockThreshold, totpThreshold],
+    );
+    return rows.length > 0;
+  }
+
+  /**
+   * After a failed second-factor attempt (already counted by reserveTfaAttempt): TOTP locks at
+   * `totpThreshold` failures, the whole second factor until `lockUntil` at `lockThreshold`.
+   */
+  async recordTfaFailure(
+    userId: string,
+    totpThreshold: number,
+    lockThreshold: number,
+    lockUntil: Date,
+  ): Promise<void> {
+    await this.db.manager.query(
+      `UPDATE users SET
+         totp_locked = totp_locked OR tfa_failures >= $2,
+         tfa_locked_until = CASE WHEN tfa_failures >= $3 THEN $4::timestamptz ELSE tfa_locked_until END
+       WHERE id = $1`,
+      [userId, totpThreshold, lockThreshold, lockUntil],
+    );
+  }
+
+  /** After a successful second factor: counters reset; a recovery code also unlocks TOTP. */
+  async clearTfaFailures(userId: string, unlockTotp: boolean): Promise<void> {
+    await this.db.manager.query(
+      `UPDATE users SET tfa_failures = 0, tfa_locked_until = NULL, totp_locked = CASE WHEN $2 THEN false ELSE totp_locked END WHERE id = $1`,
+      [userId, unlockTotp],
+    );
+  }
+
   /** Removes a user (sessions, memberships and second factors go by cascade). False when absent. */
   async deleteUser(id: string): Promise<boolean> {
     const result = await this.db.manager.getRepository(UserEntity).delete({ id });

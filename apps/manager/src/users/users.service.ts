@@ -207,6 +207,41 @@ export class UsersService {
     this.callers.invalidate();
   }
 
+  // Login counters and locks, for sessions/ (which decides when they count): each one statement.
+
+  /** A wrong current password in a session's re-check; locks the account at `threshold`. */
+  recordPasswordFailure(id: string, threshold: number, lockUntil: Date, now: Date): Promise<void> {
+    return this.repository.recordPasswordFailure(id, threshold, lockUntil, now);
+  }
+
+  clearPasswordFailures(id: string): Promise<void> {
+    return this.repository.clearPasswordFailures(id);
+  }
+
+  /** Counts a second-factor attempt before it is checked; false while it may not be checked. */
+  reserveTfaAttempt(
+    id: string,
+    totp: boolean,
+    totpThreshold: number,
+    lockThreshold: number,
+    now: Date,
+  ): Promise<boolean> {
+    return this.repository.reserveTfaAttempt(id, totp, totpThreshold, lockThreshold, now);
+  }
+
+  recordTfaFailure(
+    id: string,
+    totpThreshold: number,
+    lockThreshold: number,
+    lockUntil: Date,
+  ): Promise<void> {
+    return this.repository.recordTfaFailure(id, totpThreshold, lockThreshold, lockUntil);
+  }
+
+  clearTfaFailures(id: string, unlockTotp: boolean): Promise<void> {
+    return this.repository.clearTfaFailures(id, unlockTotp);
+  }
+
   /** Sessions of the user created before `at` are void (the session rule in sessions/ calls this). */
   voidSessionsBefore(id: string, at: Date): Promise<void> {
     return this.repository.voidSessionsBefore(id, at);

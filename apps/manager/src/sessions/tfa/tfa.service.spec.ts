@@ -4,6 +4,7 @@ import type { AuditService } from '../../audit/audit.service';
 import type { RequestOrigin } from '../../audit/request-origin';
 import type { AuthenticatedCaller } from '../../authz/caller';
 import type { CallerCache } from '../../authz/caller-cache';
+import type { UsersService } from '../../users/users.service';
 import type { RateLimiterService } from '../../authz/rate-limiter.service';
 import { testCaller } from '../../../test/test-caller';
 import type { ClockRepository } from '../../common/clock.repository';
@@ -13,7 +14,6 @@ import type { RandomRepository } from '../../common/random.repository';
 import type { ManagerConfig } from '../../config/manager-config';
 import { SecretBox } from '../../pki/secret-box';
 import type { ManagerIdentity } from '../../pki/state-dir.repository';
-import type { LoginRepository } from '../login.repository';
 import type { PasswordHasherRepository } from '../../users/password-hasher.repository';
 import type { RealmEntity } from '../../realms/realm.entity';
 import type { RealmsService } from '../../realms/realms.service';
@@ -110,7 +110,7 @@ function session(
 
 interface Mocks {
   repository?: Partial<TfaRepository>;
-  logins?: Partial<LoginRepository>;
+  users?: Partial<UsersService>;
   passwords?: Partial<PasswordHasherRepository>;
   realms?: Partial<RealmsService>;
   auth?: Partial<Pick<CallerCache, 'invalidate'>>;
@@ -122,7 +122,7 @@ interface Mocks {
 function service(mocks: Mocks = {}) {
   const parts = {
     repository: strictMock<TfaRepository>('TfaRepository', mocks.repository),
-    logins: strictMock<LoginRepository>('LoginRepository', mocks.logins),
+    users: strictMock<UsersService>('UsersService', mocks.users),
     passwords: strictMock<PasswordHasherRepository>('PasswordHasherRepository', mocks.passwords),
     realms: strictMock<RealmsService>('RealmsService', mocks.realms),
     auth: strictMock<CallerCache>('CallerCache', mocks.auth),
@@ -136,7 +136,7 @@ function service(mocks: Mocks = {}) {
   } as unknown as ManagerConfig;
   const tfa = new TfaService(
     parts.repository,
-    parts.logins,
+    parts.users,
     parts.passwords,
     parts.realms,
     parts.auth,
@@ -260,7 +260,7 @@ describe('TfaService.enrol', () => {
         verify: async (hash: string, password: string) =>
           passwordOk && hash === '$argon2id$stored' && password === 'secret pw',
       },
-      logins: {
+      users: {
         clearPasswordFailures: async () => undefined,
         recordPasswordFailure: async () => undefined,
       },
@@ -272,7 +272,7 @@ describe('TfaService.enrol', () => {
   }
 
   it('creates an unconfirmed device whose secret is sealed to its row, and answers the secret, URI and QR code once', async () => {
-    const { tfa, created, limits, logins, audit } = enrolling();
+    const { tfa, created, limits, users, audit } = enrolling();
     const answer = await tfa.enrol(session(), { name: 'phone', password: 'secret pw' }, ORIGIN);
     expect(answer.secret).toBe(SECRET);
     expect(answer.uri).toBe(
@@ -295,23 +295,23 @@ describe('TfaService.enrol', () => {
       box.open(stored.sealedSecret, 'totp:00000000-0000-4000-8000-000000000099'),
     ).toThrow();
     expect(limits.loginAttempt).toHaveBeenCalledWith('192.0.2.7');
-    expect(logins.clearPasswordFailures).toHaveBeenCalledWith('alice@local');
+    expect(users.clearPasswordFailures).toHaveBeenCalledWith('alice@local');
     expect(audit.note).toHaveBeenCalledWith({ device: answer.id, name: 'phone' });
   });
 
   it('refuses a wrong password, counts it towards the account lock, and creates nothing', async () => {
-    const { tfa, created, logins } = enrolling({}, false);
+    const { tfa, created, users } = enrolling({}, false);
     expect(await codeOf(tfa.enrol(session(), { name: 'phone', password: 'guess' }, ORIGIN))).toBe(
       'forbidden: wrong password: this change needs your current password',
     );
     expect(created).toEqual([]);
-    expect(logins.recordPasswordFailure).toHaveBeenCalledWith(
+    expect(users.recordPasswordFailure).toHaveBeenCalledWith(
       'alice@local',
       5,
       new Date(NOW.getTime() + 900_000),
       NOW,
     );
-    expect(logins.clearPasswordFailures).not.toHaveBeenCalled();
+    expect(users.clearPasswordFailures).not.toHaveBeenCalled();
   });
 
   it('needs the password of a local user', async () => {
@@ -379,7 +379,7 @@ describe('TfaService.enrol', () => {
         createDevice: async () => true,
       },
       realms: { verifyDirectoryPassword: verify },
-      logins: {
+      users: {
         clearPasswordFailures: async () => undefined,
         recordPasswordFailure: async () => undefined,
       },
@@ -402,7 +402,7 @@ describe('TfaService.enrol', () => {
         ),
       ),
     ).toMatch(/^forbidden: wrong password/);
-    expect(parts.logins.recordPasswordFailure).toHaveBeenCalledWith(
+    expect(parts.users.recordPasswordFailure).toHaveBeenCalledWith(
       'bob@corp',
       5,
       expect.any(Date),
@@ -603,7 +603,7 @@ describe('TfaService.removeDevice and regenerateRecoveryCodes', () => {
     return service({
       repository: { ...localUser(), ...repository },
       passwords: { verify: async (_hash: string, password: string) => password === 'secret pw' },
-      logins: {
+      users: {
         clearPasswordFailures: async () => undefined,
         recordPasswordFailure: async () => undefined,
       },

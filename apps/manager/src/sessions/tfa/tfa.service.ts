@@ -2,6 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { AuditService } from '../../audit/audit.service';
 import type { RequestOrigin } from '../../audit/request-origin';
 import { CallerCache } from '../../authz/caller-cache';
+import { UsersService } from '../../users/users.service';
 import type { AuthenticatedCaller, Caller } from '../../authz/caller';
 import { RateLimiterService } from '../../authz/rate-limiter.service';
 import { sha256Hex } from '../session-secrets';
@@ -12,7 +13,6 @@ import { RandomRepository } from '../../common/random.repository';
 import { MANAGER_CONFIG, type ManagerConfig } from '../../config/manager-config';
 import { SecretBox } from '../../pki/secret-box';
 import { MANAGER_IDENTITY, type ManagerIdentity } from '../../pki/state-dir.repository';
-import { LoginRepository } from '../login.repository';
 import { PasswordHasherRepository } from '../../users/password-hasher.repository';
 import { RealmsService } from '../../realms/realms.service';
 import { generateRecoveryCodes, hashRecoveryCode, normalizeRecoveryCode } from './recovery-codes';
@@ -43,7 +43,7 @@ export class TfaService {
 
   constructor(
     private readonly repository: TfaRepository,
-    private readonly logins: LoginRepository,
+    private readonly users: UsersService,
     private readonly passwords: PasswordHasherRepository,
     private readonly realms: RealmsService,
     private readonly callers: CallerCache,
@@ -341,7 +341,7 @@ export class TfaService {
     }
     if (!correct) {
       const lockUntil = new Date(now.getTime() + this.config.access.lockSeconds * 1000);
-      await this.logins.recordPasswordFailure(
+      await this.users.recordPasswordFailure(
         user.id,
         this.config.access.loginFailuresBeforeLock,
         lockUntil,
@@ -349,7 +349,7 @@ export class TfaService {
       );
       throw new DomainError(ErrorCode.Forbidden, WRONG_PASSWORD);
     }
-    await this.logins.clearPasswordFailures(user.id);
+    await this.users.clearPasswordFailures(user.id);
   }
 }
 

@@ -6,6 +6,7 @@ import type { RequestOrigin } from '../../audit/request-origin';
 import type { AuthenticatedCaller } from '../../authz/caller';
 import type { CallerCache } from '../../authz/caller-cache';
 import type { CsrfTokens } from '../session-secrets';
+import type { UsersService } from '../../users/users.service';
 import type { RateLimiterService } from '../../authz/rate-limiter.service';
 import { sha256Hex } from '../session-secrets';
 import { testCaller } from '../../../test/test-caller';
@@ -380,9 +381,6 @@ function login(
     findSession: async (id) => (id === PENDING_ID ? pendingSession() : null),
     findUser: async () => user(mocks.user),
     webauthnCredentials: async () => [credential()],
-    reserveTfaAttempt: async () => true,
-    recordTfaFailure: async () => undefined,
-    clearTfaFailures: async () => undefined,
     deleteSession: async () => true,
     createSession: async () => undefined,
     ...mocks.repository,
@@ -391,6 +389,11 @@ function login(
     'WebauthnVerifierRepository',
     mocks.verifier,
   );
+  const users = strictMock<UsersService>('UsersService', {
+    reserveTfaAttempt: async () => true,
+    recordTfaFailure: async () => undefined,
+    clearTfaFailures: async () => undefined,
+  });
   const auth = strictMock<CsrfTokens>('CsrfTokens', {
     matches: (id, token) => id === PENDING_ID && token === 'csrf',
     tokenFor: () => 'new-csrf',
@@ -424,8 +427,9 @@ function login(
     strictMock<PinoLogger>('PinoLogger'),
     strictMock<SessionsService>('SessionsService'),
     strictMock<CallerCache>('CallerCache'),
+    users,
   );
-  return { service, repository, verifier, audit };
+  return { service, repository, verifier, audit, users };
 }
 
 const ASSERTION = { id: 'Y3JlZC0x', type: 'public-key' };
@@ -476,7 +480,7 @@ describe('LoginService with WebAuthn', () => {
   it('accepts a verified assertion whose counter advances, and replaces the pending login with an active session', async () => {
     const verifyAuthentication = vi.fn(async () => ({ ok: true as const, newCounter: 6 }));
     const useWebauthnCredential = vi.fn(async () => true);
-    const { service, repository, audit } = login({
+    const { service, repository, audit, users } = login({
       repository: {
         takeWebauthnChallenge: async () => ({
           challenge: 'EREREQ',
@@ -499,7 +503,7 @@ describe('LoginService with WebAuthn', () => {
       credential: credential(),
     });
     expect(useWebauthnCredential).toHaveBeenCalledWith(credential().id, 6, NOW);
-    expect(repository.clearTfaFailures).toHaveBeenCalledWith('alice@local', false);
+    expect(users.clearTfaFailures).toHaveBeenCalledWith('alice@local', false);
     expect(repository.deleteSession).toHaveBeenCalledWith(PENDING_ID);
     expect(audit.authentication).toHaveBeenCalledWith(
       expect.objectContaining({ outcome: 'success', method: 'webauthn' }),
@@ -590,7 +594,7 @@ describe('LoginService with WebAuthn', () => {
           ),
         ),
       ).toBe('unauthenticated: invalid or already used code');
-      expect(parts.repository.recordTfaFailure).toHaveBeenCalledWith(
+      expect(parts.users.recordTfaFailure).toHaveBeenCalledWith(
         'alice@local',
         5,
         10,
