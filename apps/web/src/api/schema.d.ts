@@ -7498,7 +7498,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Accepted: the node drains (its VMs are live-migrated away); follow the ha.drain task at /api/v1/tasks/{taskId} */
+            /** @description Accepted: the node drains — HA places nothing on it, and it is in maintenance once its VMs are migrated or stopped; follow the ha.drain task at /api/v1/tasks/{taskId} */
             202: {
                 headers: {
                     [name: string]: unknown;
