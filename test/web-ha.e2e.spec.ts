@@ -210,7 +210,8 @@ describe('high availability in the web UI', () => {
     // This agent version does not move VMs itself: the node drains until they are migrated or stopped.
     await nodeIn(page, 'node-3', 'draining');
     await page.locator('[data-testid="followed-task"][data-state="running"]').waitFor();
-    expect(await row.textContent()).toContain('still on the node');
+    // The coordinator's reason, once it has looked at the node.
+    await row.getByText(/still on the node/).waitFor();
     await screenshot(page, 'node-draining');
 
     await row.getByRole('button', { name: 'End maintenance… node-3' }).click();
