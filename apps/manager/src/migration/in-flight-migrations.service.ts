@@ -59,7 +59,8 @@ export class InFlightMigrations {
       timer,
       logger,
       events,
-      moveGrants: (vmId, from, to) => this.moveGrants(vmId, from, to),
+      // Grants follow the VM through the acl feature that owns them; tenant ownership is by VM id.
+      moveGrants: (vmId, from, to) => this.acl.moveVmGrants(vmId, from, to),
     };
   }
 
@@ -121,15 +122,6 @@ export class InFlightMigrations {
         ? sourceConnection
         : await this.remotes.connectionFor(target.remote, target.credentialId, MIGRATE_PERMISSION);
     return { source: sourceConnection, target: targetConnection };
-  }
-
-  /**
-   * Grants on the VM follow it to its new remote (a migration, a DR failover), through the acl
-   * feature that owns them; tenant ownership is by VM id and follows by itself. Answers how many
-   * moved.
-   */
-  moveGrants(vmId: string, fromRemote: string, toRemote: string): Promise<number> {
-    return this.acl.moveVmGrants(vmId, fromRemote, toRemote);
   }
 
   private async record(taskId: string): Promise<VmMigrationEntity> {

@@ -91,14 +91,6 @@ export class MigrationRunnerService {
     );
   }
 
-  /**
-   * Grants on the VM follow it to its new remote (a migration, a DR failover); tenant ownership is
-   * by VM id and follows by itself. Answers how many moved.
-   */
-  moveGrants(vmId: string, fromRemote: string, toRemote: string): Promise<number> {
-    return this.inFlight.moveGrants(vmId, fromRemote, toRemote);
-  }
-
   // --- the phases -------------------------------------------------------------------------------
 
   private async carryOut(migration: InFlightMigration): Promise<void> {

@@ -241,11 +241,6 @@ export class MigrationService implements OnModuleInit {
     await this.runner.run({ ...context, task });
   }
 
-  /** After a DR failover defined the VM at another remote: its grants follow it there (answers how many moved). */
-  moveGrants(vmId: string, fromRemote: string, toRemote: string): Promise<number> {
-    return this.runner.moveGrants(vmId, fromRemote, toRemote);
-  }
-
   /** The migration of a vm.migrate task, for GET /api/v1/tasks/{id}. */
   async details(task: Readonly<TaskEntity>): Promise<TaskDetails> {
     const record = await this.repository.get(task.id);

@@ -7,6 +7,7 @@ import type { AgentConnection } from '../agents/agent-connection';
 import { AgentError } from '../agents/agent-error';
 import type { ClockRepository } from '../common/clock.repository';
 import { ErrorCode } from '../common/error-code';
+import type { AclService } from '../acl/acl.service';
 import type { MigrationService } from '../migration/migration.service';
 import type { RemotesService } from '../remotes/remotes.service';
 import type { ResourcesService } from '../resources/resources.service';
@@ -252,8 +253,8 @@ function setup(world: World, initial: VmReplicationEntity | null) {
         world.vm[move.targetRemote as Remote] = { state: 'stopped', node: move.targetNode };
         delete world.vm[move.sourceRemote as Remote];
       },
-      moveGrants: async () => 0,
     }),
+    strictMock<AclService>('AclService', { moveVmGrants: async () => 0 }),
     clockRepository,
     timer,
     strictMock<PinoLogger>('PinoLogger', { setContext: () => undefined, error: () => undefined }),

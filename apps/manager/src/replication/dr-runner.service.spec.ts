@@ -8,6 +8,7 @@ import { AgentError } from '../agents/agent-error';
 import type { ClockRepository } from '../common/clock.repository';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
+import type { AclService } from '../acl/acl.service';
 import type { MigrationService } from '../migration/migration.service';
 import type { RemotesService } from '../remotes/remotes.service';
 import type { ResourcesService } from '../resources/resources.service';
@@ -126,6 +127,8 @@ function setup(
     pair?: ReplicationPairEntity;
     observed?: Observation;
     observe?: () => Observation;
+    /** How moving the VM's grants answers (default: one entry moved). */
+    moveVmGrants?: () => Promise<number>;
   } = {},
 ) {
   const calls: string[] = [];
@@ -155,14 +158,19 @@ function setup(
     }),
     strictMock<MigrationService>('MigrationService', {
       moveStoppedVm: async (_context, move) => void moved.push(move),
-      moveGrants: async (vmId: string, from: string, to: string) => (
-        calls.push(`grants ${vmId} ${from} -> ${to}`),
-        1
-      ),
+    }),
+    strictMock<AclService>('AclService', {
+      moveVmGrants: async (vmId: string, from: string, to: string) => {
+        calls.push(`grants ${vmId} ${from} -> ${to}`);
+        return options.moveVmGrants ? options.moveVmGrants() : 1;
+      },
     }),
     strictMock<ClockRepository>('ClockRepository', { now: clock.now }),
     strictMock<ReplicationTimerRepository>('ReplicationTimerRepository', { sleep: clock.sleep }),
-    strictMock<PinoLogger>('PinoLogger', { setContext: () => undefined }),
+    strictMock<PinoLogger>('PinoLogger', {
+      setContext: () => undefined,
+      error: (_fields: unknown, message?: string) => void log.push(`logged: ${message}`),
+    }),
   );
   const task = {
     id: TASK,
@@ -420,6 +428,49 @@ describe('DrRunnerService: unplanned failover', () => {
     // Grants on the VM follow it to the survivor, as after a migration.
     expect(s.calls).toContain(`grants ${VM} dc-a -> dc-b`);
     expect(s.log).toContain(`[move] moved 1 ACL entry on the VM to /remotes/dc-b/vms/${VM}`);
+    expect(s.log.at(-1)).toBe('[start] the VM is running on node node-b1 of dc-b');
+  });
+});
+
+describe('DrRunnerService: failover grants', () => {
+  it('moves the grants when an earlier attempt already defined the VM, trying a failed write again', async () => {
+    let started = false;
+    let attempts = 0;
+    const s = setup(
+      {
+        fenceImage: async () => {
+          throw new AgentError(ErrorCode.RemoteUnreachable, 'could not connect', 'dc-a:9443');
+        },
+        promoteImage: async () => mirror({ primary: true }),
+        getVm: async (c: AgentConnection) => {
+          if (c.remoteId !== 'dc-b')
+            throw new AgentError(ErrorCode.RemoteUnreachable, 'could not connect', 'dc-a:9443');
+          return vmAt(started ? 'running' : 'stopped', 'node-b1');
+        },
+        vmAction: async () => ((started = true), vmAt('running', 'node-b1')),
+      },
+      {
+        record: record({
+          action: 'failover',
+          declareSourceDown: true,
+          reason: 'datacenter A lost power',
+          targetNode: 'node-b1',
+        }),
+        moveVmGrants: async () => {
+          attempts += 1;
+          if (attempts === 1) throw new Error('connection terminated');
+          return 2;
+        },
+      },
+    );
+    await s.runner.failover(s.context);
+    expect(attempts).toBe(2);
+    expect(s.log).toContain('[move] the VM is already defined at dc-b (node node-b1)');
+    expect(s.log).toContain(
+      '[move] could not move the grants on the VM to dc-b yet (an unexpected error (see the manager log)); trying again in 1 s',
+    );
+    expect(s.log).toContain('logged: cannot move the grants of a failed-over VM yet');
+    expect(s.log).toContain(`[move] moved 2 ACL entries on the VM to /remotes/dc-b/vms/${VM}`);
     expect(s.log.at(-1)).toBe('[start] the VM is running on node node-b1 of dc-b');
   });
 });

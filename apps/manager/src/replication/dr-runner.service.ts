@@ -1,8 +1,10 @@
 import type { VmSpec, Vm__Output } from '@debvisor/proto';
 import { Injectable } from '@nestjs/common';
 import { PinoLogger } from 'nestjs-pino';
+import { AclService } from '../acl/acl.service';
 import { AgentClientRepository } from '../agents/agent-client.repository';
 import type { AgentConnection } from '../agents/agent-connection';
+import { vmAclPath } from '../authz/acl-paths';
 import { ClockRepository } from '../common/clock.repository';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
@@ -41,6 +43,8 @@ export const RESYNC_WAIT_MS = 5 * 60_000;
 /** How long a VM may take to stop before a switchover. */
 export const STOP_TIMEOUT_MS = 120_000;
 export const POLL_INTERVAL_MS = 1000;
+/** The longest pause between attempts to move a failed-over VM's grants. */
+export const GRANT_MOVE_MAX_PAUSE_MS = 10_000;
 
 /** How far a switchover got, for its rollback. */
 export interface SwitchoverProgress {
@@ -74,6 +78,7 @@ export class DrRunnerService {
     private readonly remotes: RemotesService,
     private readonly resources: ResourcesService,
     private readonly migration: MigrationService,
+    private readonly acl: AclService,
     private readonly clock: ClockRepository,
     private readonly timer: ReplicationTimerRepository,
     private readonly logger: PinoLogger,
@@ -627,16 +632,51 @@ export class DrRunnerService {
         spec: specAt(record, survivor.side),
         nodeId: targetNode,
       });
-      const moved = await this.migration.moveGrants(record.vmId, lostRemote, survivor.remote);
-      if (moved > 0)
-        await log(
-          'move',
-          `moved ${moved} ACL ${moved === 1 ? 'entry' : 'entries'} on the VM to /remotes/${survivor.remote}/vms/${record.vmId}`,
-        );
     }
+    // Also when the VM was defined by an earlier attempt: that attempt may have ended before this.
+    const moved = await this.moveGrants(context, record.vmId, lostRemote, survivor.remote);
+    if (moved > 0)
+      await log(
+        'move',
+        `moved ${moved} ACL ${moved === 1 ? 'entry' : 'entries'} on the VM to ${vmAclPath(survivor.remote, record.vmId)}`,
+      );
     await this.startVm(context, survivor);
     await this.repository.setPending(record.vmId, null);
     await this.resources.refreshRemote(lostRemote);
+  }
+
+  /**
+   * The grants on the VM follow it to the survivor (idempotent). A failed write (the database away
+   * for a moment) is tried again with a growing pause rather than failing a failover whose VM is
+   * already defined there; a shutdown lets go, and the resumed task moves them.
+   */
+  private async moveGrants(
+    context: TaskContext,
+    vmId: string,
+    fromRemote: string,
+    toRemote: string,
+  ): Promise<number> {
+    for (let attempt = 0; ; attempt++) {
+      this.checkpoint();
+      try {
+        return await this.acl.moveVmGrants(vmId, fromRemote, toRemote);
+      } catch (error) {
+        this.logger.error(
+          { task: context.task.id, err: error },
+          'cannot move the grants of a failed-over VM yet',
+        );
+        const pauseMs = Math.min(GRANT_MOVE_MAX_PAUSE_MS, 500 * 2 ** attempt);
+        await context
+          .log(
+            drLine(
+              'move',
+              `could not move the grants on the VM to ${toRemote} yet (${messageOf(error)}); trying again in ${Math.ceil(pauseMs / 1000)} s`,
+            ),
+          )
+          .catch(() => undefined);
+        await this.timer.sleep(pauseMs);
+      }
+    }
   }
 
   // --- resync ------------------------------------------------------------------------------------

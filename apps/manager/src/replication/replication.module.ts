@@ -1,3 +1,4 @@
+import { AclModule } from '../acl/acl.module';
 import { Module } from '@nestjs/common';
 import { AgentsModule } from '../agents/agents.module';
 import { MetricsModule } from '../health/metrics.module';
@@ -25,6 +26,7 @@ import { VmReplicationService } from './vm-replication.service';
     ResourcesModule,
     MetricsModule,
     MigrationModule,
+    AclModule,
   ],
   controllers: [ReplicationPairsController, VmReplicationController, ReplicationVmsController],
   providers: [
