@@ -1,7 +1,7 @@
 import { cleanupTempDirs, requireBinary, tempDir } from '@debvisor/testing';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, it } from 'vitest';
+import { afterAll, describe, it, vi } from 'vitest';
 import { ErrorCode } from '../../shared/agent-error';
 import { systemClock } from '../../shared/clock';
 import type { VmDefinition } from '../hypervisor.driver';
@@ -319,6 +319,20 @@ describe.concurrent('qemu hypervisor driver', () => {
     const facts = await driver.facts();
     expect(facts.versions.qemu).toMatch(/^\d+\.\d+\.\d+$/);
     expect(facts.cpuCount).toBeGreaterThan(0);
+    // Health runs with every heartbeat and HA probe: a version that answered is not asked again soon.
+    const processes = new QemuProcessRepository(binary);
+    const dir = tempDir('dv-qemu-');
+    stateDirs.push(dir);
+    const counted = await QemuHypervisorDriver.open({
+      config,
+      stateDir: dir,
+      clock: systemClock,
+      processes,
+    });
+    const asked = vi.spyOn(processes, 'version');
+    await counted.health();
+    await expect(counted.health()).resolves.toMatchObject({ status: 'ok' });
+    expect(asked).toHaveBeenCalledTimes(1);
     const broken = await open({ binary: '/nonexistent/qemu-system-x86_64' });
     await expect(broken.driver.health()).resolves.toMatchObject({
       status: 'failed',

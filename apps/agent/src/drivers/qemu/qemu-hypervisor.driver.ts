@@ -52,6 +52,8 @@ const QUERY_TIMEOUT_MS = 3_000;
 const QUIT_TIMEOUT_MS = 10_000;
 const CANCEL_TIMEOUT_MS = 30_000;
 const TOOL_TIMEOUT_MS = 10_000;
+/** How long a QEMU version that answered is trusted by health() before `--version` is asked again. */
+const QEMU_VERSION_RECHECK_MS = 5 * 60_000;
 /** How long a thaw waits for the guest agent (a freeze has the caller's bound). */
 const THAW_TIMEOUT_MS = 10_000;
 /** For re-attaching to a running QEMU's monitor (a fresh QEMU gets qemu.startTimeoutSeconds). */
@@ -149,6 +151,8 @@ export class QemuHypervisorDriver implements HypervisorDriver {
   private readonly runDir: string;
   private cpuModels: Promise<Set<string> | undefined> | undefined;
   private qemuVersion: string | undefined;
+  /** When `qemu --version` last answered (health asks at most every QEMU_VERSION_RECHECK_MS). */
+  private qemuVersionCheckedAt = -Infinity;
   private saveError: string | undefined;
   private closing = false;
 
@@ -301,11 +305,25 @@ export class QemuHypervisorDriver implements HypervisorDriver {
     return this.hostFacts.usage();
   }
 
+  /**
+   * The QEMU version, asked again only every QEMU_VERSION_RECHECK_MS: health runs with every
+   * heartbeat and HA probe, and each ask forks the agent (a fork of a large process stalls its
+   * event loop, and with it every migration it relays).
+   */
+  private async checkedVersion(): Promise<string> {
+    const now = performance.now();
+    if (this.qemuVersion && now - this.qemuVersionCheckedAt < QEMU_VERSION_RECHECK_MS)
+      return this.qemuVersion;
+    const version = await this.processes.version(TOOL_TIMEOUT_MS);
+    this.qemuVersion = version;
+    this.qemuVersionCheckedAt = now;
+    return version;
+  }
+
   async health(): Promise<DriverHealth> {
     let version: string;
     try {
-      version = await this.processes.version(TOOL_TIMEOUT_MS);
-      this.qemuVersion = version;
+      version = await this.checkedVersion();
     } catch (error) {
       return {
         name: this.name,
