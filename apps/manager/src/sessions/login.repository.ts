@@ -63,6 +63,11 @@ export class LoginRepository {
     return rows.length > 0;
   }
 
+  /** The throttles of an account from every address (an administrator unlocked it). */
+  async clearThrottlesOf(account: string): Promise<void> {
+    await this.db.manager.query('DELETE FROM login_throttles WHERE account = $1', [account]);
+  }
+
   /** After a successful login: the account's count from that source is forgotten. */
   async clearPasswordAttempts(account: string, source: string): Promise<void> {
     await this.db.manager.query('DELETE FROM login_throttles WHERE account = $1 AND source = $2', [

@@ -164,6 +164,27 @@ export class UsersRepository {
     );
   }
 
+  /**
+   * Clears every password and second-factor lock and counter of the user; answers its account
+   * (`<realm>:<user name>`, case folded, as login throttles name it), or null for an unknown user.
+   */
+  async unlockLogins(id: string): Promise<string | null> {
+    const [rows]: [{ account: string }[], number] = await this.db.manager.query(
+      `UPDATE users SET totp_locked = false, tfa_failures = 0, tfa_locked_until = NULL, failed_logins = 0, locked_until = NULL
+       WHERE id = $1 RETURNING lower(realm_id || ':' || username) AS account`,
+      [id],
+    );
+    return rows[0]?.account ?? null;
+  }
+
+  /** Clears the user's second-factor lock and counters (its factors were removed). */
+  async clearTfaLocks(id: string): Promise<void> {
+    await this.db.manager.query(
+      'UPDATE users SET totp_locked = false, tfa_failures = 0, tfa_locked_until = NULL WHERE id = $1',
+      [id],
+    );
+  }
+
   /** Removes a user (sessions, memberships and second factors go by cascade). False when absent. */
   async deleteUser(id: string): Promise<boolean> {
     const result = await this.db.manager.getRepository(UserEntity).delete({ id });

@@ -242,6 +242,15 @@ export class UsersService {
     return this.repository.clearTfaFailures(id, unlockTotp);
   }
 
+  /** Clears every login lock and counter of the user; its account name, or null for an unknown user. */
+  unlockLogins(id: string): Promise<string | null> {
+    return this.repository.unlockLogins(id);
+  }
+
+  clearTfaLocks(id: string): Promise<void> {
+    return this.repository.clearTfaLocks(id);
+  }
+
   /** Sessions of the user created before `at` are void (the session rule in sessions/ calls this). */
   voidSessionsBefore(id: string, at: Date): Promise<void> {
     return this.repository.voidSessionsBefore(id, at);

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
-import { InjectDataSource } from '@nestjs/typeorm';
-import { DataSource, type EntityManager } from 'typeorm';
+import type { EntityManager } from 'typeorm';
+import { UnitOfWork } from '../../database/unit-of-work.repository';
 import { isUniqueViolation } from '../../database/unique-violation';
 import { RealmEntity } from '../../realms/realm.entity';
 import { RecoveryCodeEntity } from './recovery-code.entity';
@@ -30,32 +30,32 @@ export type WebauthnAddResult =
 /** What managing second factors reads and writes: TOTP devices, recovery codes, users' second-factor locks. */
 @Injectable()
 export class TfaRepository {
-  constructor(@InjectDataSource() private readonly dataSource: DataSource) {}
+  constructor(private readonly db: UnitOfWork) {}
 
   findUser(id: string): Promise<UserEntity | null> {
-    return this.dataSource.getRepository(UserEntity).findOneBy({ id });
+    return this.db.manager.getRepository(UserEntity).findOneBy({ id });
   }
 
   findRealm(id: string): Promise<RealmEntity | null> {
-    return this.dataSource.getRepository(RealmEntity).findOneBy({ id });
+    return this.db.manager.getRepository(RealmEntity).findOneBy({ id });
   }
 
   findSession(id: string): Promise<SessionEntity | null> {
-    return this.dataSource.getRepository(SessionEntity).findOneBy({ id });
+    return this.db.manager.getRepository(SessionEntity).findOneBy({ id });
   }
 
   devices(userId: string): Promise<TotpDeviceEntity[]> {
-    return this.dataSource
+    return this.db.manager
       .getRepository(TotpDeviceEntity)
       .find({ where: { userId }, order: { createdAt: 'ASC', name: 'ASC' } });
   }
 
   device(userId: string, id: string): Promise<TotpDeviceEntity | null> {
-    return this.dataSource.getRepository(TotpDeviceEntity).findOneBy({ id, userId });
+    return this.db.manager.getRepository(TotpDeviceEntity).findOneBy({ id, userId });
   }
 
   async unusedRecoveryCodes(userId: string): Promise<number> {
-    const [row]: { count: string }[] = await this.dataSource.query(
+    const [row]: { count: string }[] = await this.db.manager.query(
       'SELECT count(*) AS count FROM tfa_recovery_codes WHERE user_id = $1 AND used_at IS NULL',
       [userId],
     );
@@ -65,7 +65,7 @@ export class TfaRepository {
   /** Adds an unconfirmed device; false when the user has one of that name already (unique index). */
   async createDevice(device: TotpDeviceEntity): Promise<boolean> {
     try {
-      await this.dataSource.getRepository(TotpDeviceEntity).insert(device);
+      await this.db.manager.getRepository(TotpDeviceEntity).insert(device);
       return true;
     } catch (error) {
       if (isUniqueViolation(error)) return false;
@@ -87,7 +87,8 @@ export class TfaRepository {
     sessionId: string | null;
     now: Date;
   }): Promise<ConfirmResult> {
-    return this.dataSource.transaction(async (tx) => {
+    return this.db.run(async () => {
+      const tx = this.db.manager;
       await lockUser(tx, input.userId);
       const [, confirmed]: [unknown[], number] = await tx.query(
         `UPDATE tfa_totp_devices SET confirmed = true, last_step = $3
@@ -100,7 +101,7 @@ export class TfaRepository {
   }
 
   webauthnCredentials(userId: string): Promise<WebauthnCredentialEntity[]> {
-    return this.dataSource
+    return this.db.manager
       .getRepository(WebauthnCredentialEntity)
       .find({ where: { userId }, order: { createdAt: 'ASC', name: 'ASC' } });
   }
@@ -118,7 +119,8 @@ export class TfaRepository {
     now: Date;
   }): Promise<WebauthnAddResult> {
     try {
-      return await this.dataSource.transaction(async (tx) => {
+      return await this.db.run(async () => {
+        const tx = this.db.manager;
         const userId = input.credential.userId;
         await lockUser(tx, userId);
         await tx.getRepository(WebauthnCredentialEntity).insert(input.credential);
@@ -135,7 +137,8 @@ export class TfaRepository {
 
   /** Removes a WebAuthn credential of the user; with the last second factor, the recovery codes go too. False when there was none. */
   async deleteWebauthnCredential(userId: string, id: string): Promise<boolean> {
-    return this.dataSource.transaction(async (tx) => {
+    return this.db.run(async () => {
+      const tx = this.db.manager;
       await lockUser(tx, userId);
       const result = await tx.getRepository(WebauthnCredentialEntity).delete({ id, userId });
       if ((result.affected ?? 0) === 0) return false;
@@ -150,7 +153,8 @@ export class TfaRepository {
    * belong to the second factor that is now gone). False when there was no such device.
    */
   async deleteDevice(userId: string, deviceId: string): Promise<boolean> {
-    return this.dataSource.transaction(async (tx) => {
+    return this.db.run(async () => {
+      const tx = this.db.manager;
       await lockUser(tx, userId);
       const result = await tx.getRepository(TotpDeviceEntity).delete({ id: deviceId, userId });
       if ((result.affected ?? 0) === 0) return false;
@@ -169,7 +173,8 @@ export class TfaRepository {
     codes: readonly StoredRecoveryCode[],
     now: Date,
   ): Promise<boolean> {
-    return this.dataSource.transaction(async (tx) => {
+    return this.db.run(async () => {
+      const tx = this.db.manager;
       await lockUser(tx, userId);
       if (!(await hasSecondFactor(tx, userId, {}))) return false;
       await replaceCodes(tx, userId, codes, now);
@@ -184,7 +189,7 @@ export class TfaRepository {
     expiresAt: Date,
     at: Date,
   ): Promise<boolean> {
-    const rows: unknown[] = await this.dataSource.query(
+    const rows: unknown[] = await this.db.manager.query(
       `INSERT INTO tfa_enrolment_codes (user_id, code_hash, expires_at, created_at)
        SELECT id, $2, $3, $4 FROM users WHERE id = $1
        ON CONFLICT (user_id) DO UPDATE SET code_hash = $2, expires_at = $3, created_at = $4
@@ -196,43 +201,21 @@ export class TfaRepository {
 
   /** Spends the user's enrolment code if it is `codeHash` and has not expired, in one statement; true when it was. */
   async takeEnrolmentCode(userId: string, codeHash: string, now: Date): Promise<boolean> {
-    const [rows]: [unknown[], number] = await this.dataSource.query(
+    const [rows]: [unknown[], number] = await this.db.manager.query(
       'DELETE FROM tfa_enrolment_codes WHERE user_id = $1 AND code_hash = $2 AND expires_at > $3 RETURNING user_id',
       [userId, codeHash, now],
     );
     return rows.length > 0;
   }
 
-  /**
-   * Clears every password and second-factor lock and counter of the user, and the login throttles
-   * of its account from every address (see login-throttle.entity.ts: `<realm>:<user name>`, case
-   * folded; user names hold no characters that Unicode normalisation changes); false for an
-   * unknown user.
-   */
-  async unlock(userId: string): Promise<boolean> {
-    return this.dataSource.transaction(async (tx) => {
-      const [rows]: [{ account: string }[], number] = await tx.query(
-        `UPDATE users SET totp_locked = false, tfa_failures = 0, tfa_locked_until = NULL, failed_logins = 0, locked_until = NULL
-         WHERE id = $1 RETURNING lower(realm_id || ':' || username) AS account`,
-        [userId],
-      );
-      if (rows.length === 0) return false;
-      await tx.query('DELETE FROM login_throttles WHERE account = $1', [rows[0].account]);
-      return true;
-    });
-  }
-
-  /** Removes all TOTP devices, WebAuthn credentials and recovery codes of the user, and its TOTP lock; false for an unknown user. */
+  /** Removes all TOTP devices, WebAuthn credentials and recovery codes of the user; false for an unknown user. */
   async removeAllFactors(userId: string): Promise<boolean> {
-    return this.dataSource.transaction(async (tx) => {
+    return this.db.run(async () => {
+      const tx = this.db.manager;
       if (!(await lockUser(tx, userId))) return false;
       await tx.getRepository(TotpDeviceEntity).delete({ userId });
       await tx.getRepository(WebauthnCredentialEntity).delete({ userId });
       await tx.getRepository(RecoveryCodeEntity).delete({ userId });
-      await tx.query(
-        'UPDATE users SET totp_locked = false, tfa_failures = 0, tfa_locked_until = NULL WHERE id = $1',
-        [userId],
-      );
       return true;
     });
   }

@@ -4,6 +4,8 @@ import type { AuditService } from '../../audit/audit.service';
 import type { RequestOrigin } from '../../audit/request-origin';
 import type { AuthenticatedCaller } from '../../authz/caller';
 import type { CallerCache } from '../../authz/caller-cache';
+import type { UnitOfWork } from '../../database/unit-of-work.repository';
+import type { LoginRepository } from '../login.repository';
 import type { UsersService } from '../../users/users.service';
 import type { RateLimiterService } from '../../authz/rate-limiter.service';
 import { testCaller } from '../../../test/test-caller';
@@ -111,6 +113,7 @@ function session(
 interface Mocks {
   repository?: Partial<TfaRepository>;
   users?: Partial<UsersService>;
+  logins?: Partial<LoginRepository>;
   passwords?: Partial<PasswordHasherRepository>;
   realms?: Partial<RealmsService>;
   auth?: Partial<Pick<CallerCache, 'invalidate'>>;
@@ -123,6 +126,7 @@ function service(mocks: Mocks = {}) {
   const parts = {
     repository: strictMock<TfaRepository>('TfaRepository', mocks.repository),
     users: strictMock<UsersService>('UsersService', mocks.users),
+    logins: strictMock<LoginRepository>('LoginRepository', mocks.logins),
     passwords: strictMock<PasswordHasherRepository>('PasswordHasherRepository', mocks.passwords),
     realms: strictMock<RealmsService>('RealmsService', mocks.realms),
     auth: strictMock<CallerCache>('CallerCache', mocks.auth),
@@ -146,6 +150,8 @@ function service(mocks: Mocks = {}) {
     parts.random,
     config,
     { secretKey: KEY } as ManagerIdentity,
+    parts.logins,
+    strictMock<UnitOfWork>('UnitOfWork', { run: (work) => work() }),
   );
   return { tfa, ...parts };
 }
@@ -667,30 +673,44 @@ describe('TfaService.removeDevice and regenerateRecoveryCodes', () => {
 });
 
 describe('TfaService administration', () => {
-  it.each([
-    ['unlock', 'unlock'],
-    ['removeAll', 'removeAllFactors'],
-  ] as const)(
-    '%s acts on an existing user, forgets cached callers and notes the user',
-    async (method, repositoryMethod) => {
-      const parts = service({
-        repository: { [repositoryMethod]: async () => true },
-        auth: { invalidate: () => undefined },
-        audit: { note: () => undefined },
-      });
-      await parts.tfa[method]('bob@local');
-      expect(parts.repository[repositoryMethod]).toHaveBeenCalledWith('bob@local');
-      expect(parts.auth.invalidate).toHaveBeenCalledOnce();
-      expect(parts.audit.note).toHaveBeenCalledWith({ user: 'bob@local' });
-    },
-  );
+  it('unlock acts on an existing user: its locks and its login throttles go, cached callers are forgotten, the user is noted', async () => {
+    const parts = service({
+      users: { unlockLogins: async () => 'local:bob' },
+      logins: { clearThrottlesOf: async () => undefined },
+      auth: { invalidate: () => undefined },
+      audit: { note: () => undefined },
+    });
+    await parts.tfa.unlock('bob@local');
+    expect(parts.users.unlockLogins).toHaveBeenCalledWith('bob@local');
+    expect(parts.logins.clearThrottlesOf).toHaveBeenCalledWith('local:bob');
+    expect(parts.auth.invalidate).toHaveBeenCalledOnce();
+    expect(parts.audit.note).toHaveBeenCalledWith({ user: 'bob@local' });
+  });
 
-  it.each([
-    ['unlock', 'unlock'],
-    ['removeAll', 'removeAllFactors'],
-  ] as const)('%s answers 404 for an unknown user', async (method, repositoryMethod) => {
-    const parts = service({ repository: { [repositoryMethod]: async () => false } });
-    expect(await codeOf(parts.tfa[method]('nobody@local'))).toBe(
+  it('removeAll acts on an existing user: its factors and its second-factor locks go, cached callers are forgotten, the user is noted', async () => {
+    const parts = service({
+      repository: { removeAllFactors: async () => true },
+      users: { clearTfaLocks: async () => undefined },
+      auth: { invalidate: () => undefined },
+      audit: { note: () => undefined },
+    });
+    await parts.tfa.removeAll('bob@local');
+    expect(parts.repository.removeAllFactors).toHaveBeenCalledWith('bob@local');
+    expect(parts.users.clearTfaLocks).toHaveBeenCalledWith('bob@local');
+    expect(parts.auth.invalidate).toHaveBeenCalledOnce();
+    expect(parts.audit.note).toHaveBeenCalledWith({ user: 'bob@local' });
+  });
+
+  it('unlock answers 404 for an unknown user', async () => {
+    const parts = service({ users: { unlockLogins: async () => null } });
+    expect(await codeOf(parts.tfa.unlock('nobody@local'))).toBe(
+      'not_found: user nobody@local not found',
+    );
+  });
+
+  it('removeAll answers 404 for an unknown user', async () => {
+    const parts = service({ repository: { removeAllFactors: async () => false } });
+    expect(await codeOf(parts.tfa.removeAll('nobody@local'))).toBe(
       'not_found: user nobody@local not found',
     );
   });

@@ -2,6 +2,8 @@ import { Inject, Injectable } from '@nestjs/common';
 import { AuditService } from '../../audit/audit.service';
 import type { RequestOrigin } from '../../audit/request-origin';
 import { CallerCache } from '../../authz/caller-cache';
+import { UnitOfWork } from '../../database/unit-of-work.repository';
+import { LoginRepository } from '../login.repository';
 import { UsersService } from '../../users/users.service';
 import type { AuthenticatedCaller, Caller } from '../../authz/caller';
 import { RateLimiterService } from '../../authz/rate-limiter.service';
@@ -53,6 +55,8 @@ export class TfaService {
     private readonly random: RandomRepository,
     @Inject(MANAGER_CONFIG) private readonly config: ManagerConfig,
     @Inject(MANAGER_IDENTITY) identity: ManagerIdentity,
+    private readonly logins: LoginRepository,
+    private readonly db: UnitOfWork,
   ) {
     this.box = new SecretBox(identity.secretKey);
   }
@@ -250,15 +254,26 @@ export class TfaService {
 
   /** An administrator clears every password and second-factor lock of a user. */
   async unlock(userId: string): Promise<void> {
-    if (!(await this.repository.unlock(userId))) throw DomainError.notFound(`user ${userId}`);
+    const unlocked = await this.db.run(async () => {
+      const account = await this.users.unlockLogins(userId);
+      if (account === null) return false;
+      // The account's login throttles from every address go too (login-throttle.entity.ts).
+      await this.logins.clearThrottlesOf(account);
+      return true;
+    });
+    if (!unlocked) throw DomainError.notFound(`user ${userId}`);
     this.callers.invalidate();
     this.audit.note({ user: userId });
   }
 
   /** An administrator removes every second factor of a user (a lost phone); the next login enrols again if required. */
   async removeAll(userId: string): Promise<void> {
-    if (!(await this.repository.removeAllFactors(userId)))
-      throw DomainError.notFound(`user ${userId}`);
+    const removed = await this.db.run(async () => {
+      if (!(await this.repository.removeAllFactors(userId))) return false;
+      await this.users.clearTfaLocks(userId);
+      return true;
+    });
+    if (!removed) throw DomainError.notFound(`user ${userId}`);
     this.callers.invalidate();
     this.audit.note({ user: userId });
   }
