@@ -1,6 +1,6 @@
 import { strictMock } from '@debvisor/testing/strict-mock';
 import pino from 'pino';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { LocalNodeService } from './local-node.service';
 import { NodePresence } from './node-presence.service';
 import type { NodeInfo, NodeStatusInput } from './node.schema';
@@ -52,5 +52,30 @@ describe('NodePresence', () => {
     await presence.start();
     await presence.stop();
     expect(events).toEqual(['status', 'register', 'heartbeat', 'onRegistered']);
+  });
+
+  it('keeps the lease alive with the last status while a status read hangs', async () => {
+    const sent: NodeStatusInput[] = [];
+    const registry = strictMock<RegistryService>('registry', {
+      register: async () => ({ leaseId: 'lease-1', ttlSeconds: 3 }),
+      heartbeat: async (_node: string, _lease: string, status: NodeStatusInput) => {
+        sent.push(status);
+        return true;
+      },
+      revoke: async () => undefined,
+    });
+    let reads = 0;
+    const local = strictMock<LocalNodeService>('local', {
+      info: async () => info,
+      // the first read answers; every later one hangs (a `ceph health` that never returns)
+      status: () => (++reads === 1 ? Promise.resolve(status) : new Promise(() => undefined)),
+    });
+    const presence = new NodePresence('node-1', registry, local, 20, pino({ level: 'silent' }));
+    await presence.start();
+    await vi.waitFor(() => expect(sent.length).toBeGreaterThanOrEqual(4), { timeout: 10_000 });
+    await presence.stop();
+    expect(sent.every((s) => s === status)).toBe(true);
+    // one read hangs; no pile of reads behind it
+    expect(reads).toBe(2);
   });
 });

@@ -1,5 +1,6 @@
 import type { Logger } from '../shared/logger';
 import type { LocalNodeService } from './local-node.service';
+import type { NodeStatusInput } from './node.schema';
 import type { RegistryService } from './registry.service';
 
 /**
@@ -14,6 +15,9 @@ export class NodePresence {
   private timer: NodeJS.Timeout | undefined;
   private beating: Promise<void> | undefined;
   private stopped = false;
+  /** The last status read, and the read under way (heartbeats never wait on a slow one). */
+  private lastStatus: NodeStatusInput | undefined;
+  private reading: Promise<NodeStatusInput> | undefined;
 
   constructor(
     private readonly nodeId: string,
@@ -77,9 +81,40 @@ export class NodePresence {
     }, this.intervalMs);
   }
 
+  /**
+   * The status a heartbeat carries: a fresh one when it is read within half an interval, else the
+   * last one read. The lease must not wait on a slow driver (`ceph health` takes seconds on a loaded
+   * host, and a lease that runs out gets a healthy node fenced by HA); the read goes on and the next
+   * heartbeat carries it. Only the very first read is waited for.
+   */
+  private async heartbeatStatus(): Promise<NodeStatusInput> {
+    this.reading ??= this.local
+      .status()
+      .then((status) => (this.lastStatus = status))
+      .finally(() => (this.reading = undefined));
+    const reading = this.reading;
+    const last = this.lastStatus;
+    if (!last) return reading;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<NodeStatusInput>((resolve) => {
+      timer = setTimeout(() => resolve(last), this.intervalMs / 2);
+    });
+    try {
+      return await Promise.race([
+        reading.catch((error: unknown) => {
+          this.logger.warn({ err: error }, 'cannot read the node status; sending the last one');
+          return last;
+        }),
+        late,
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   private async beat(): Promise<void> {
     try {
-      const status = await this.local.status();
+      const status = await this.heartbeatStatus();
       const sent = performance.now(); // the lease runs from the keep-alive, not from its answer
       if (this.leaseId && (await this.registry.heartbeat(this.nodeId, this.leaseId, status))) {
         this.renewedAt = sent;
@@ -94,7 +129,7 @@ export class NodePresence {
 
   /** Registers, heartbeats at once, then runs onRegistered; answers whether the lease was alive at the heartbeat. */
   private async register(): Promise<boolean> {
-    const [info, status] = await Promise.all([this.local.info(), this.local.status()]);
+    const [info, status] = await Promise.all([this.local.info(), this.heartbeatStatus()]);
     const { leaseId, ttlSeconds } = await this.registry.register(info);
     this.leaseId = leaseId;
     const sent = performance.now();
