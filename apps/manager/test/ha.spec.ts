@@ -365,9 +365,10 @@ describe('a node dies', () => {
       owner: 'debvisor-manager',
       target: { remote: REMOTE, vm: null },
     });
-    expect(fence.log.map((l: Json) => l.message).join('\n')).toContain(
-      `node ${victim.nodeId} fenced`,
-    );
+    const journal = fence.log.map((l: Json) => l.message).join('\n');
+    expect(journal).toContain(`node ${victim.nodeId} fenced`);
+    // The cluster's own event log is in the journal too.
+    expect(journal).toMatch(/^cluster \S+: fenced/m);
     const recoveries = await eventually(async () => {
       const done = (await haTasks('ha.recovery')).filter((t) => t.state === 'succeeded');
       return done.length >= doomed.length ? done : undefined;

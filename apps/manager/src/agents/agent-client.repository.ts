@@ -10,6 +10,7 @@ import {
   type DisableMirroringRequest,
   type EnableMirroringRequest,
   type FenceImageResponse__Output,
+  type HaEvent__Output,
   type HaNode__Output,
   type HaPolicy,
   type HaResource__Output,
@@ -446,6 +447,21 @@ export class AgentClientRepository implements OnApplicationShutdown {
     return this.call(connection, 'HaService.GetHaStatus', (clients, metadata, deadline, done) =>
       clients.ha.getHaStatus({}, metadata, { deadline }, done),
     );
+  }
+
+  /** The cluster's HA events strictly after the event id `after` ('' = the oldest kept), oldest first. */
+  async listHaEvents(
+    connection: AgentConnection,
+    after: string,
+    limit: number,
+  ): Promise<HaEvent__Output[]> {
+    const answer = await this.call<{ events: HaEvent__Output[] }>(
+      connection,
+      'HaService.ListHaEvents',
+      (clients, metadata, deadline, done) =>
+        clients.ha.listHaEvents({ after, limit }, metadata, { deadline }, done),
+    );
+    return answer.events;
   }
 
   /** Puts a VM under HA or changes its policy (the cluster keeps it in etcd). */

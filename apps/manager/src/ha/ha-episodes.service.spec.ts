@@ -1,4 +1,9 @@
-import type { HaNode__Output, HaResource__Output, HaStatus__Output } from '@debvisor/proto';
+import type {
+  HaEvent__Output,
+  HaNode__Output,
+  HaResource__Output,
+  HaStatus__Output,
+} from '@debvisor/proto';
 import { strictMock } from '@debvisor/testing/strict-mock';
 import type { PinoLogger } from 'nestjs-pino';
 import { describe, expect, it } from 'vitest';
@@ -173,6 +178,50 @@ describe('HA events as tasks', () => {
         details: expect.objectContaining({ kind: 'fenced', node: 'node-1', taskId: task.id }),
       }),
     );
+  });
+
+  it("writes the cluster's own events into the journal of the event they belong to, and leaves the others out", async () => {
+    const t = setup();
+    const before = status([node('node-1'), node('node-2')], [vm(A, 'protected', 'node-1')]);
+    const event = (id: string, kind: string, nodeId: string, vmUuid = '', message = '') => ({
+      id,
+      at: `2026-12-07T20:00:0${id}Z`,
+      epoch: '7',
+      kind,
+      nodeId,
+      vmUuid,
+      message,
+    });
+    await t.episodes.follow(
+      'dc',
+      before,
+      status(
+        [node('node-1', 'fenced', 'lease expired', 'fenced'), node('node-2')],
+        [vm(A, 'recovering', 'node-1')],
+      ),
+      new Date(),
+      [
+        event('1', 'node-suspect', 'node-1', '', 'lease expired'),
+        event('2', 'fence-started', 'node-1'),
+        event('3', 'fenced', 'node-1', '', '2 disk(s) fenced'),
+        event('4', 'vm-recovering', 'node-2', A, 'starting on node-2'),
+        event('5', 'coordinator-elected', 'node-2'),
+        event('6', 'drain-started', 'node-2'),
+      ] as unknown as HaEvent__Output[],
+    );
+    await t.settle();
+    const [fence, recovery] = t.tasks;
+    expect(fence.log).toEqual([
+      'cluster 2026-12-07T20:00:01Z: node-suspect — lease expired (epoch 7)',
+      'cluster 2026-12-07T20:00:02Z: fence-started (epoch 7)',
+      'cluster 2026-12-07T20:00:03Z: fenced — 2 disk(s) fenced (epoch 7)',
+      'node node-1 fenced: lease expired: fence fenced (epoch 7); blocklisted 10.0.0.1:0/0',
+    ]);
+    expect(recovery.input.vmId).toBe(A);
+    expect(recovery.log[0]).toBe(
+      'cluster 2026-12-07T20:00:04Z: vm-recovering — starting on node-2 (epoch 7)',
+    );
+    expect(t.tasks).toHaveLength(2);
   });
 
   it('fails the ha.fence task with the reason when the fence cannot be confirmed', async () => {

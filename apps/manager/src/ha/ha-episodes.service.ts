@@ -1,4 +1,4 @@
-import type { HaNode__Output, HaStatus__Output } from '@debvisor/proto';
+import type { HaEvent__Output, HaNode__Output, HaStatus__Output } from '@debvisor/proto';
 import { Injectable, OnModuleInit } from '@nestjs/common';
 import { PinoLogger } from 'nestjs-pino';
 import { AuditService, SYSTEM_PRINCIPAL } from '../audit/audit.service';
@@ -105,20 +105,36 @@ export class HaEpisodesService implements OnModuleInit {
     }
   }
 
-  /** Compares a remote's HA status with the one before (undefined: the first read) and moves the events on. */
+  /**
+   * Compares a remote's HA status with the one before (undefined: the first read) and moves the
+   * events on. `events`: the cluster's own event log since the last read (ListHaEvents), whose
+   * lines go into the journal of the event they belong to when that one is followed.
+   */
   async follow(
     remote: string,
     previous: HaStatus__Output | undefined,
     current: HaStatus__Output,
     readAt: Date,
+    events: readonly HaEvent__Output[] = [],
   ): Promise<void> {
+    const logged = new Map<string, string[]>();
+    for (const event of events) {
+      const key = eventKey(remote, event);
+      if (key) logged.set(key, [...(logged.get(key) ?? []), eventLine(event)]);
+    }
     await this.coordinator(remote, previous, current);
     const before = previous ? nodesById(previous) : undefined;
     const nodes = nodesById(current);
     for (const node of current.nodes) {
       const was = before?.get(node.nodeId);
-      await this.step('fence', remote, node.nodeId, fencePhase(node), was && fencePhase(was), () =>
-        describeNode(node),
+      await this.step(
+        'fence',
+        remote,
+        node.nodeId,
+        fencePhase(node),
+        was && fencePhase(was),
+        () => describeNode(node),
+        logged,
       );
       // A drain asked for after this read started is not in it yet.
       const asked = this.open.get(keyOf('drain', remote, node.nodeId))?.askedAt;
@@ -130,6 +146,7 @@ export class HaEpisodesService implements OnModuleInit {
           drainPhase(node),
           was && drainPhase(was),
           () => describeNode(node),
+          logged,
         );
     }
     const resourcesBefore = new Map(
@@ -161,6 +178,7 @@ export class HaEpisodesService implements OnModuleInit {
         recoveryPhase(resource, node),
         wasPhase,
         () => describeVm(resource, node),
+        logged,
       );
     }
     // Events whose subject left the status (a VM taken out of HA, a node removed) end here.
@@ -258,6 +276,7 @@ export class HaEpisodesService implements OnModuleInit {
     phase: Phase,
     before: Phase | undefined,
     line: () => string,
+    logged: ReadonlyMap<string, string[]>,
   ): Promise<void> {
     const key = keyOf(kind, remote, subject);
     let episode = this.open.get(key);
@@ -269,6 +288,7 @@ export class HaEpisodesService implements OnModuleInit {
       if (!startsNow && !passedUnseen) return;
       episode = this.episode(kind, remote, subject);
     }
+    for (const entry of logged.get(key) ?? []) episode.note(entry);
     episode.note(line());
     if (phase === 'succeeded' || phase === 'failed') {
       await this.finish(key, episode, phase === 'succeeded', line());
@@ -360,6 +380,21 @@ export class HaEpisodesService implements OnModuleInit {
 
 function keyOf(kind: Kind, remote: string, subject: string): string {
   return `${remote}/${kind}:${subject}`;
+}
+
+/** The HA event a cluster event log entry belongs to (none for the coordinator's election). */
+function eventKey(remote: string, event: HaEvent__Output): string | undefined {
+  if (event.kind.startsWith('vm-') && event.vmUuid) return keyOf('recovery', remote, event.vmUuid);
+  if (!event.nodeId) return undefined;
+  if (event.kind.startsWith('drain-')) return keyOf('drain', remote, event.nodeId);
+  if (event.kind.startsWith('fence') || event.kind.startsWith('node-'))
+    return keyOf('fence', remote, event.nodeId);
+  return undefined;
+}
+
+/** A cluster event as a journal line: the cluster's time, kind, words and epoch. */
+function eventLine(event: HaEvent__Output): string {
+  return `cluster ${event.at}: ${event.kind}${event.message ? ` — ${event.message}` : ''} (epoch ${String(event.epoch)})`;
 }
 
 /** The audit log's event kinds for an event's end: [succeeded, failed]. */

@@ -1,4 +1,5 @@
-import type { HaStatus__Output } from '@debvisor/proto';
+import type { HaEvent__Output, HaStatus__Output } from '@debvisor/proto';
+import type { AgentConnection } from '../agents/agent-connection';
 import { Inject, Injectable, OnModuleInit } from '@nestjs/common';
 import { PinoLogger } from 'nestjs-pino';
 import { AgentClientRepository } from '../agents/agent-client.repository';
@@ -37,7 +38,9 @@ export class HaPollerService implements OnModuleInit {
   private readonly readings = new Map<string, HaReading>();
   /** The last status each remote answered: what the next one is compared with. */
   private readonly lastGood = new Map<string, HaStatus__Output>();
-  /** One observation of a remote at a time, in the order read. */
+  /** Per remote, the id of the last cluster event read (ListHaEvents). */
+  private readonly eventCursors = new Map<string, string>();
+  /** One read of a remote at a time, in the order asked. */
   private readonly chains = new Map<string, Promise<void>>();
 
   constructor(
@@ -75,6 +78,7 @@ export class HaPollerService implements OnModuleInit {
         if (!known.has(remote)) {
           this.readings.delete(remote);
           this.lastGood.delete(remote);
+          this.eventCursors.delete(remote);
         }
       const queue = [...ids];
       await Promise.all(
@@ -88,18 +92,51 @@ export class HaPollerService implements OnModuleInit {
     }
   }
 
-  /** A status read for a request: the events and the overview move on with it. */
-  async observe(remote: string, status: HaStatus__Output, readAt: Date): Promise<void> {
-    await this.record(remote, status, 'ok', null, readAt);
-    this.publish();
+  /**
+   * Reads the remote's HA state now with `connection` (a request's: the caller's credential), and
+   * the events and the overview move on with it, as with the poll's reads; answers the status.
+   */
+  readNow(remote: string, connection: AgentConnection): Promise<HaStatus__Output> {
+    return this.serial(remote, async () => {
+      const status = await this.readWith(remote, connection);
+      this.publish();
+      return status;
+    });
   }
 
-  private async read(remote: string): Promise<void> {
+  /**
+   * The cluster's event log, then its status, then the events moved on: an event that the status
+   * shows opening finds its log lines. One read of a remote at a time (the event cursor is shared).
+   */
+  private async readWith(remote: string, connection: AgentConnection): Promise<HaStatus__Output> {
+    const readAt = this.clock.now();
+    const events = await this.newEvents(remote, connection);
+    const status = await this.agents.getHaStatus(connection);
+    await this.record(remote, status, 'ok', null, readAt, events);
+    return status;
+  }
+
+  private serial<T>(remote: string, work: () => Promise<T>): Promise<T> {
+    const run = (this.chains.get(remote) ?? Promise.resolve()).then(work, work);
+    this.chains.set(
+      remote,
+      run.then(
+        () => undefined,
+        () => undefined,
+      ),
+    );
+    return run;
+  }
+
+  private read(remote: string): Promise<void> {
+    return this.serial(remote, () => this.readOwn(remote));
+  }
+
+  private async readOwn(remote: string): Promise<void> {
     const readAt = this.clock.now();
     try {
       const connection = await this.remotes.connectionFor(remote, null, HA_READ_PERMISSION);
-      const status = await this.agents.getHaStatus(connection);
-      await this.record(remote, status, 'ok', null, readAt);
+      await this.readWith(remote, connection);
     } catch (error) {
       const domain = error instanceof DomainError;
       const code = domain ? error.code : ErrorCode.Internal;
@@ -120,28 +157,43 @@ export class HaPollerService implements OnModuleInit {
     }
   }
 
-  private record(
+  private async record(
     remote: string,
     status: HaStatus__Output | undefined,
     outcome: HaReading['outcome'],
     error: HaReading['error'],
     at: Date,
+    events: readonly HaEvent__Output[] = [],
   ): Promise<void> {
-    const run = async () => {
-      this.readings.set(remote, { remote, status, outcome, error, at });
-      // A read that answered nothing changes no event: they wait for the next answer.
-      if (!status) return;
-      const previous = this.lastGood.get(remote);
-      this.lastGood.set(remote, status);
-      try {
-        await this.episodes.follow(remote, previous, status, at);
-      } catch (failure) {
-        this.logger.error({ err: failure, remote }, 'cannot follow the HA events of a remote');
-      }
-    };
-    const chained = (this.chains.get(remote) ?? Promise.resolve()).then(run);
-    this.chains.set(remote, chained);
-    return chained;
+    this.readings.set(remote, { remote, status, outcome, error, at });
+    // A read that answered nothing changes no event: they wait for the next answer.
+    if (!status) return;
+    const previous = this.lastGood.get(remote);
+    this.lastGood.set(remote, status);
+    try {
+      await this.episodes.follow(remote, previous, status, at, events);
+    } catch (failure) {
+      this.logger.error({ err: failure, remote }, 'cannot follow the HA events of a remote');
+    }
+  }
+
+  /**
+   * The cluster's HA events since the last read. At the first read of a remote its history is not
+   * news: the cursor starts after the newest event kept. Agents without the event log (or a failed
+   * read) give none: the journals then come from the state changes alone.
+   */
+  private async newEvents(remote: string, connection: AgentConnection): Promise<HaEvent__Output[]> {
+    const cursor = this.eventCursors.get(remote);
+    try {
+      const events = await this.agents.listHaEvents(connection, cursor ?? '', 1000);
+      const last = events.at(-1)?.id;
+      if (last) this.eventCursors.set(remote, last);
+      else if (cursor === undefined) this.eventCursors.set(remote, '');
+      return cursor === undefined ? [] : events;
+    } catch (error) {
+      this.logger.debug({ err: error, remote }, 'cannot read the HA event log of a remote');
+      return [];
+    }
   }
 
   private publish(): void {

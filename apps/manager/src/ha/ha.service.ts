@@ -151,10 +151,7 @@ export class HaService {
     );
     await this.agents.setHaPolicy(connection, vmId, body);
     this.audit.note({ policy: body });
-    const readAt = this.clock.now();
-    const status = await this.agents.getHaStatus(connection);
-    await this.poller.observe(remote, status, readAt);
-    return this.vmView(remote, vmId, status);
+    return this.vmView(remote, vmId, await this.poller.readNow(remote, connection));
   }
 
   /** Takes the VM out of HA; 404 when it was not under HA. */
@@ -207,9 +204,7 @@ export class HaService {
       HA_MAINTENANCE_PERMISSION,
     );
     const answer = await this.agents.setMaintenance(connection, node, false);
-    const readAt = this.clock.now();
-    const status = await this.agents.getHaStatus(connection);
-    await this.poller.observe(remote, status, readAt);
+    const status = await this.poller.readNow(remote, connection);
     return toNodeView(answer, status.coordinatorNodeId);
   }
 
@@ -253,10 +248,7 @@ export class HaService {
     const credentialId = this.policy.credentialFor(caller, privilege, path, remote);
     try {
       const connection = await this.remotes.connectionFor(remote, credentialId, HA_READ_PERMISSION);
-      const readAt = this.clock.now();
-      const status = await this.agents.getHaStatus(connection);
-      await this.poller.observe(remote, status, readAt);
-      return { status, error: null };
+      return { status: await this.poller.readNow(remote, connection), error: null };
     } catch (error) {
       if (!(error instanceof DomainError)) throw error;
       return { status: undefined, error: { code: error.code, message: error.message } };
