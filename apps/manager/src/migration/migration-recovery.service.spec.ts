@@ -12,7 +12,7 @@ import {
   TASK_ID,
   VM,
   vmOn,
-} from './migration-fixtures.test';
+} from '../../test/migration-fixtures';
 
 const NOT_KNOWN = new AgentError(
   ErrorCode.NotFound,

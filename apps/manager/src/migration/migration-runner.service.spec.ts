@@ -17,7 +17,7 @@ import {
   TASK_ID,
   VM,
   vmOn,
-} from './migration-fixtures.test';
+} from '../../test/migration-fixtures';
 
 /** The agents of one cluster (dc-east: VM on node-1) answering a migration to node-2. */
 function intraCluster(

@@ -38,7 +38,7 @@ import {
   VM,
   vmOn,
   WEST,
-} from './migration-fixtures.test';
+} from '../../test/migration-fixtures';
 
 const NOW = new Date('2026-05-01T12:00:00Z');
 const ADMIN: Caller = testCaller([{ path: '/', role: 'Admin' }], { display: 'root@local!b' });

@@ -7,25 +7,25 @@ import type {
 } from '@debvisor/proto';
 import { fakeClock, strictMock } from '@debvisor/testing/strict-mock';
 import type { PinoLogger } from 'nestjs-pino';
-import type { AgentClientRepository, MigrationRef } from '../agents/agent-client.repository';
-import type { AgentConnection } from '../agents/agent-connection';
-import type { AclService } from '../acl/acl.service';
-import type { ClockRepository } from '../common/clock.repository';
-import type { MetricsService } from '../health/metrics.service';
-import type { RemotesService } from '../remotes/remotes.service';
-import type { ResourcesService } from '../resources/resources.service';
-import type { TaskEntity } from '../tasks/task.entity';
-import type { TaskContext } from '../tasks/tasks.service';
-import type { MigrationFigures, MigrationOptions } from './migration-details.dto';
-import type { MigrationPhase } from './migration-journal';
-import { MigrationPreflightService } from './migration-preflight.service';
-import { InFlightMigrations } from './in-flight-migrations.service';
-import { MigrationLinks } from './migration-links.service';
-import { MigrationRunnerService } from './migration-runner.service';
-import { MigrationEvents } from './migration-events';
-import type { MigrationTimerRepository } from './migration-timer.repository';
-import type { VmMigrationEntity } from './migration.entity';
-import type { MigrationRepository } from './migration.repository';
+import type { AgentClientRepository, MigrationRef } from '../src/agents/agent-client.repository';
+import type { AgentConnection } from '../src/agents/agent-connection';
+import type { AclService } from '../src/acl/acl.service';
+import type { ClockRepository } from '../src/common/clock.repository';
+import type { MetricsService } from '../src/health/metrics.service';
+import type { RemotesService } from '../src/remotes/remotes.service';
+import type { ResourcesService } from '../src/resources/resources.service';
+import type { TaskEntity } from '../src/tasks/task.entity';
+import type { TaskContext } from '../src/tasks/tasks.service';
+import type { MigrationFigures, MigrationOptions } from '../src/migration/migration-details.dto';
+import type { MigrationPhase } from '../src/migration/migration-journal';
+import { MigrationPreflightService } from '../src/migration/migration-preflight.service';
+import { InFlightMigrations } from '../src/migration/in-flight-migrations.service';
+import { MigrationLinks } from '../src/migration/migration-links.service';
+import { MigrationRunnerService } from '../src/migration/migration-runner.service';
+import { MigrationEvents } from '../src/migration/migration-events';
+import type { MigrationTimerRepository } from '../src/migration/migration-timer.repository';
+import type { VmMigrationEntity } from '../src/migration/migration.entity';
+import type { MigrationRepository } from '../src/migration/migration.repository';
 
 /**
  * Fixtures of the migration service specs. Named *.test.ts so that the build leaves it out (it imports
