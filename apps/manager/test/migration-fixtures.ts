@@ -16,7 +16,7 @@ import type { RemotesService } from '../src/remotes/remotes.service';
 import type { ResourcesService } from '../src/resources/resources.service';
 import type { TaskEntity } from '../src/tasks/task.entity';
 import type { TaskContext } from '../src/tasks/tasks.service';
-import type { MigrationFigures, MigrationOptions } from '../src/migration/migration-details.dto';
+import type { MigrationFigures, MigrationOptions } from '../src/task-details/migration-details.dto';
 import type { MigrationPhase } from '../src/migration/migration-journal';
 import { MigrationPreflightService } from '../src/migration/migration-preflight.service';
 import { InFlightMigrations } from '../src/migration/in-flight-migrations.service';

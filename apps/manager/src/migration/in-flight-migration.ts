@@ -10,7 +10,7 @@ import type { ResourcesService } from '../resources/resources.service';
 import { TaskCancelled } from '../tasks/task-cancelled';
 import { TaskSuspended } from '../tasks/task-suspended';
 import type { TaskContext } from '../tasks/tasks.service';
-import type { MigrationFigures } from './migration-details.dto';
+import type { MigrationFigures } from '../task-details/migration-details.dto';
 import type { MigrationEvents } from './migration-events';
 import {
   isFinalPhase,

@@ -1,14 +1,6 @@
+import { MIGRATION_PHASES } from '../task-details/migration-details.dto';
 import type { TaskLogLine } from '../tasks/task.entity';
 
-/** The phases of a migration as the manager runs it; the last three are final. */
-export const MIGRATION_PHASES = [
-  'preflight',
-  'prepare',
-  'transfer',
-  'completed',
-  'failed',
-  'cancelled',
-] as const;
 export type MigrationPhase = (typeof MIGRATION_PHASES)[number];
 export type FinalPhase = Extract<MigrationPhase, 'completed' | 'failed' | 'cancelled'>;
 

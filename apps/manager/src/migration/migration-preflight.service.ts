@@ -10,7 +10,7 @@ import { AgentClientRepository } from '../agents/agent-client.repository';
 import type { AgentConnection } from '../agents/agent-connection';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
-import type { MigrationOptions } from './migration-details.dto';
+import type { MigrationOptions } from '../task-details/migration-details.dto';
 import type { PreflightCheckView } from './migration.dto';
 
 /** One migration as asked for: the VM, both ends and the options with their defaults filled in. */

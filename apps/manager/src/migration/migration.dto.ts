@@ -1,9 +1,7 @@
 import { nodeIdSchema, remoteIdSchema } from '@debvisor/common';
 import { createZodDto } from 'nestjs-zod';
 import { z } from 'zod';
-
-export const MIGRATION_TRANSPORTS = ['direct', 'tunnel'] as const;
-export const MIGRATION_MODES = ['precopy', 'postcopy', 'auto'] as const;
+import { MIGRATION_MODES, MIGRATION_TRANSPORTS } from '../task-details/migration-details.dto';
 
 /** Pool and bridge names as the agents accept them in storage and network maps. */
 const mapNameSchema = z

@@ -1,6 +1,6 @@
 import { Column, Entity, Index, JoinColumn, ManyToOne, PrimaryColumn } from 'typeorm';
 import { TaskEntity } from '../tasks/task.entity';
-import type { MigrationFigures, MigrationOptions } from './migration-details.dto';
+import type { MigrationFigures, MigrationOptions } from '../task-details/migration-details.dto';
 import type { MigrationPhase } from './migration-journal';
 
 /**

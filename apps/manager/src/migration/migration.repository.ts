@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
 import { TaskEntity } from '../tasks/task.entity';
-import type { MigrationFigures } from './migration-details.dto';
+import type { MigrationFigures } from '../task-details/migration-details.dto';
 import type { MigrationPhase } from './migration-journal';
 import { VmMigrationEntity } from './migration.entity';
 

@@ -24,7 +24,7 @@ import type { MigrationRecoveryService } from './migration-recovery.service';
 import { InFlightMigrations, MIGRATE_PERMISSION } from './in-flight-migrations.service';
 import { MigrationLinks } from './migration-links.service';
 import { MigrationRunnerService } from './migration-runner.service';
-import type { MigrationFigures } from './migration-details.dto';
+import type { MigrationFigures } from '../task-details/migration-details.dto';
 import { migrateBodySchema } from './migration.dto';
 import type { VmMigrationEntity } from './migration.entity';
 import type { MigrationRepository } from './migration.repository';

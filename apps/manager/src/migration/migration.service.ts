@@ -9,7 +9,7 @@ import { ResourcesService } from '../resources/resources.service';
 import type { TaskEntity } from '../tasks/task.entity';
 import type { TaskDetails } from '../tasks/tasks.dto';
 import { TasksService, type TaskContext } from '../tasks/tasks.service';
-import type { MigrationDetails, MigrationOptions } from './migration-details.dto';
+import type { MigrationDetails, MigrationOptions } from '../task-details/migration-details.dto';
 import { isFinalPhase, journalOf, type MigrationPhase } from './migration-journal';
 import {
   MigrationPreflightService,

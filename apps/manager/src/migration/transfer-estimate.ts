@@ -1,4 +1,4 @@
-import type { MigrationFigures } from './migration-details.dto';
+import type { MigrationFigures } from '../task-details/migration-details.dto';
 import type { TransferEstimate } from './migration.dto';
 
 /** How many of the last completed migrations between two remotes the measured rate is taken from. */

@@ -1,7 +1,7 @@
 import { remoteIdSchema, uuidSchema } from '@debvisor/common';
 import { createZodDto } from 'nestjs-zod';
 import { z } from 'zod';
-import { migrationDetailsSchema } from '../migration/migration-details.dto';
+import { migrationDetailsSchema } from '../task-details/migration-details.dto';
 import { TASK_STATES } from './task.entity';
 
 export const taskSchema = z.object({

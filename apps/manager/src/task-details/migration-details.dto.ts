@@ -1,6 +1,21 @@
 import { z } from 'zod';
-import { MIGRATION_PHASES } from './migration-journal';
-import { MIGRATION_MODES, MIGRATION_TRANSPORTS } from './migration.dto';
+
+/*
+ * What a vm.migrate task adds to GET /api/v1/tasks/{id}. A leaf: tasks/ documents it in the task
+ * view and migration/ fills it in, so neither folder imports the other back.
+ */
+
+/** The phases of a migration as the manager runs it; the last three are final. */
+export const MIGRATION_PHASES = [
+  'preflight',
+  'prepare',
+  'transfer',
+  'completed',
+  'failed',
+  'cancelled',
+] as const;
+export const MIGRATION_TRANSPORTS = ['direct', 'tunnel'] as const;
+export const MIGRATION_MODES = ['precopy', 'postcopy', 'auto'] as const;
 
 /** The options of a migration as it runs them (defaults filled in). Never holds a cookie or a key. */
 export const migrationOptionsSchema = z.object({
