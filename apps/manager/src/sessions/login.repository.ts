@@ -188,6 +188,15 @@ export class LoginRepository {
       ]);
   }
 
+  /** Turns the user's session from stage `setup` into `active`; false when it is not in `setup`. */
+  async activateSetupSession(id: string, userId: string): Promise<boolean> {
+    const [, upgraded]: [unknown[], number] = await this.db.manager.query(
+      `UPDATE sessions SET stage = 'active' WHERE id = $1 AND user_id = $2 AND stage = 'setup'`,
+      [id, userId],
+    );
+    return upgraded === 1;
+  }
+
   async touchSession(id: string, at: Date): Promise<void> {
     await this.db.manager.getRepository(SessionEntity).update({ id }, { lastSeenAt: at });
   }

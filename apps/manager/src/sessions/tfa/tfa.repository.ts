@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
 import { UnitOfWork } from '../../database/unit-of-work.repository';
 import { isUniqueViolation } from '../../database/unique-violation';
+import { LoginRepository } from '../login.repository';
 import { RealmEntity } from '../../realms/realm.entity';
 import { RecoveryCodeEntity } from './recovery-code.entity';
 import { SessionEntity } from '../session.entity';
@@ -27,10 +28,16 @@ export type WebauthnAddResult =
   /** The user has a credential of that name, or the credential is registered already: nothing changed. */
   | { readonly added: false };
 
-/** What managing second factors reads and writes: TOTP devices, recovery codes, users' second-factor locks. */
+/**
+ * What managing second factors reads and writes: TOTP devices, recovery codes. The caller's session
+ * moves from `setup` to `active` through its owner, LoginRepository, in the same transaction.
+ */
 @Injectable()
 export class TfaRepository {
-  constructor(private readonly db: UnitOfWork) {}
+  constructor(
+    private readonly db: UnitOfWork,
+    private readonly sessions: LoginRepository,
+  ) {}
 
   findUser(id: string): Promise<UserEntity | null> {
     return this.db.manager.getRepository(UserEntity).findOneBy({ id });
@@ -96,7 +103,7 @@ export class TfaRepository {
         [input.deviceId, input.userId, input.step],
       );
       if (confirmed !== 1) return { confirmed: false };
-      return { confirmed: true, ...(await factorAdded(tx, input, { totp: input.deviceId })) };
+      return { confirmed: true, ...(await this.factorAdded(tx, input, { totp: input.deviceId })) };
     });
   }
 
@@ -126,7 +133,7 @@ export class TfaRepository {
         await tx.getRepository(WebauthnCredentialEntity).insert(input.credential);
         return {
           added: true as const,
-          ...(await factorAdded(tx, { ...input, userId }, { webauthn: input.credential.id })),
+          ...(await this.factorAdded(tx, { ...input, userId }, { webauthn: input.credential.id })),
         };
       });
     } catch (error) {
@@ -219,6 +226,28 @@ export class TfaRepository {
       return true;
     });
   }
+
+  /**
+   * After a second factor was added (inside its transaction): when it is the user's first, the
+   * recovery codes are replaced; the caller's `setup` session becomes `active` (through its owner).
+   */
+  private async factorAdded(
+    tx: EntityManager,
+    input: {
+      userId: string;
+      recoveryCodes: readonly StoredRecoveryCode[];
+      sessionId: string | null;
+      now: Date;
+    },
+    added: { totp?: string; webauthn?: string },
+  ): Promise<{ first: boolean; sessionUpgraded: boolean }> {
+    const first = !(await hasSecondFactor(tx, input.userId, added));
+    if (first) await replaceCodes(tx, input.userId, input.recoveryCodes, input.now);
+    const sessionUpgraded =
+      !!input.sessionId &&
+      (await this.sessions.activateSetupSession(input.sessionId, input.userId));
+    return { first, sessionUpgraded };
+  }
 }
 
 /** Serializes second-factor changes of one user (row lock until the transaction ends); false when there is no such user. */
@@ -239,33 +268,6 @@ async function hasSecondFactor(
     [userId, except.totp ?? null, except.webauthn ?? null],
   );
   return rows.length > 0;
-}
-
-/**
- * After a second factor was added (inside its transaction): when it is the user's first, the
- * recovery codes are replaced; the caller's `setup` session becomes `active`.
- */
-async function factorAdded(
-  tx: EntityManager,
-  input: {
-    userId: string;
-    recoveryCodes: readonly StoredRecoveryCode[];
-    sessionId: string | null;
-    now: Date;
-  },
-  added: { totp?: string; webauthn?: string },
-): Promise<{ first: boolean; sessionUpgraded: boolean }> {
-  const first = !(await hasSecondFactor(tx, input.userId, added));
-  if (first) await replaceCodes(tx, input.userId, input.recoveryCodes, input.now);
-  let sessionUpgraded = false;
-  if (input.sessionId) {
-    const [, upgraded]: [unknown[], number] = await tx.query(
-      `UPDATE sessions SET stage = 'active' WHERE id = $1 AND user_id = $2 AND stage = 'setup'`,
-      [input.sessionId, input.userId],
-    );
-    sessionUpgraded = upgraded === 1;
-  }
-  return { first, sessionUpgraded };
 }
 
 async function replaceCodes(
