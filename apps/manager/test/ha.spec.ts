@@ -331,6 +331,7 @@ describe('a node dies', () => {
         : undefined;
     });
 
+    const coordinatorBefore = (await remoteHa()).coordinator;
     await victim.kill();
 
     let seen: Json;
@@ -348,10 +349,13 @@ describe('a node dies', () => {
       `${victim.nodeId} fenced and its VMs running elsewhere`,
     ).catch((error: Error) => {
       const states = {
+        coordinator: seen?.coordinator,
         nodes: seen?.nodes.map((n: Json) => [n.node, n.state, n.reason]),
         vms: seen?.vms.map((v: Json) => [v.name, v.state, v.node, v.reason]),
       };
-      throw new Error(`${error.message}; last seen ${JSON.stringify(states)}`);
+      throw new Error(
+        `${error.message}; coordinator before the kill: ${coordinatorBefore}; last seen ${JSON.stringify(states)}`,
+      );
     });
     expect(fenced.nodes.find((n: Json) => n.node === victim.nodeId).fence).toMatchObject({
       state: 'fenced',
