@@ -91,6 +91,70 @@ export class GroupsRepository {
     });
   }
 
+  /**
+   * Creates the groups that do not exist (existing ones keep their settings: an admin's tenant flag
+   * or comment wins). Answers how many were created.
+   */
+  async createGroupsUnlessPresent(
+    groups: readonly { id: string; tenant: boolean }[],
+    comment: string,
+    at: Date,
+  ): Promise<number> {
+    if (groups.length === 0) return 0;
+    const created: unknown[] = await this.db.manager.query(
+      `INSERT INTO groups (id, comment, tenant, created_at)
+       SELECT g.id, $1, g.tenant, $2 FROM unnest($3::text[], $4::boolean[]) AS g(id, tenant)
+       ON CONFLICT (id) DO NOTHING
+       RETURNING 1`,
+      [comment, at, groups.map((g) => g.id), groups.map((g) => g.tenant)],
+    );
+    return created.length;
+  }
+
+  /**
+   * Removes the memberships of `userIds` sourced from `source` that are not in `keep`. Answers how
+   * many were removed.
+   */
+  async removeSourcedMembershipsExcept(
+    source: string,
+    userIds: readonly string[],
+    keep: readonly { userId: string; groupId: string }[],
+  ): Promise<number> {
+    if (userIds.length === 0) return 0;
+    const removed: [unknown[], number] = await this.db.manager.query(
+      `DELETE FROM group_members m WHERE m.source = $1 AND m.user_id = ANY($2::text[])
+         AND NOT EXISTS (SELECT 1 FROM unnest($3::text[], $4::text[]) AS d(user_id, group_id) WHERE d.user_id = m.user_id AND d.group_id = m.group_id)`,
+      [source, [...userIds], keep.map((p) => p.userId), keep.map((p) => p.groupId)],
+    );
+    return removed[1];
+  }
+
+  /** Adds memberships sourced from `source` (present ones stay as they are). Answers how many were added. */
+  async addSourcedMemberships(
+    source: string,
+    pairs: readonly { userId: string; groupId: string }[],
+  ): Promise<number> {
+    if (pairs.length === 0) return 0;
+    const added: unknown[] = await this.db.manager.query(
+      `INSERT INTO group_members (group_id, user_id, source)
+       SELECT d.group_id, d.user_id, $1 FROM unnest($2::text[], $3::text[]) AS d(user_id, group_id)
+       ON CONFLICT (group_id, user_id) DO NOTHING
+       RETURNING 1`,
+      [source, pairs.map((p) => p.userId), pairs.map((p) => p.groupId)],
+    );
+    return added.length;
+  }
+
+  /** Removes every membership of `userIds` sourced from `source`. Answers how many were removed. */
+  async removeSourcedMemberships(source: string, userIds: readonly string[]): Promise<number> {
+    if (userIds.length === 0) return 0;
+    const removed: [unknown[], number] = await this.db.manager.query(
+      'DELETE FROM group_members WHERE source = $1 AND user_id = ANY($2::text[])',
+      [source, [...userIds]],
+    );
+    return removed[1];
+  }
+
   // --- VM ownership ----------------------------------------------------------------------------
 
   async countVmsOwnedBy(groupId: string): Promise<number> {

@@ -105,6 +105,45 @@ export class GroupsService {
     return this.get(id);
   }
 
+  /**
+   * What a realm's directory says about its users' groups (the directory sync and directory
+   * logins): missing groups created (`tenant` as mapped; existing groups keep their settings),
+   * each listed user's memberships sourced from the realm made exactly its `groups` (memberships an
+   * administrator added stay), and the `vanished` users' realm-sourced memberships removed. In the
+   * caller's transaction, if any.
+   */
+  async applyDirectoryMemberships(
+    realmId: string,
+    at: Date,
+    members: readonly { userId: string; groups: readonly { id: string; tenant: boolean }[] }[],
+    vanished: readonly string[],
+  ): Promise<{ groupsCreated: number; added: number; removed: number }> {
+    const wanted = new Map<string, boolean>();
+    for (const member of members)
+      for (const group of member.groups)
+        wanted.set(group.id, wanted.get(group.id) === true || group.tenant);
+    // One order for every transaction, so that two creating the same new groups cannot deadlock.
+    const groups = [...wanted.keys()].sort().map((id) => ({ id, tenant: wanted.get(id) === true }));
+    const pairs = members.flatMap((m) =>
+      m.groups.map((g) => ({ userId: m.userId, groupId: g.id })),
+    );
+    return this.db.run(async () => {
+      const groupsCreated = await this.repository.createGroupsUnlessPresent(
+        groups,
+        `created for realm ${realmId}`,
+        at,
+      );
+      let removed = await this.repository.removeSourcedMembershipsExcept(
+        realmId,
+        members.map((m) => m.userId),
+        pairs,
+      );
+      const added = await this.repository.addSourcedMemberships(realmId, pairs);
+      removed += await this.repository.removeSourcedMemberships(realmId, vanished);
+      return { groupsCreated, added, removed };
+    });
+  }
+
   private async require(id: string): Promise<GroupEntity> {
     const group = await this.repository.findGroup(id);
     if (!group) throw DomainError.notFound(`group ${id}`);

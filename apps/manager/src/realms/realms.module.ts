@@ -1,5 +1,6 @@
 import { Module, type BeforeApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { AclModule } from '../acl/acl.module';
+import { GroupsModule } from '../groups/groups.module';
 import { SchedulerService } from '../scheduler/scheduler.service';
 import { TokensModule } from '../tokens/tokens.module';
 import { UsersModule } from '../users/users.module';
@@ -7,6 +8,7 @@ import { LdapBindStrategy } from './ldap-bind.strategy';
 import { LdapDirectoryRepository } from './ldap-directory.repository';
 import { OidcClientRepository } from './oidc-client.repository';
 import { RealmsController } from './realms.controller';
+import { RealmSyncService } from './realm-sync.service';
 import { RealmsRepository } from './realms.repository';
 import { RealmsService, SYNC_TICK_MS } from './realms.service';
 
@@ -18,11 +20,12 @@ export const REALM_SYNC_JOB = 'realms.sync';
  * as a scheduler job; syncs asked for through the API are awaited before the application shuts down.
  */
 @Module({
-  imports: [AclModule, TokensModule, UsersModule],
+  imports: [AclModule, GroupsModule, TokensModule, UsersModule],
   controllers: [RealmsController],
   providers: [
     RealmsService,
     RealmsRepository,
+    RealmSyncService,
     LdapDirectoryRepository,
     LdapBindStrategy,
     OidcClientRepository,

@@ -13,13 +13,8 @@ import { LdapBindStrategy } from './ldap-bind.strategy';
 import type { LdapDirectoryRepository } from './ldap-directory.repository';
 import { ldapRealmSettingsSchema } from './ldap-settings';
 import { createRealmSchema, updateRealmSchema } from './realms.dto';
-import type {
-  IdentityBatch,
-  IdentityBatchResult,
-  NewRealm,
-  RealmPatch,
-  RealmsRepository,
-} from './realms.repository';
+import type { IdentityBatch, IdentityBatchResult, RealmSyncService } from './realm-sync.service';
+import type { NewRealm, RealmPatch, RealmsRepository } from './realms.repository';
 import { LOGIN_CHOICES_TTL_MS, RealmsService } from './realms.service';
 import { UserEntity } from '../users/user.entity';
 import type { AclService } from '../acl/acl.service';
@@ -83,7 +78,10 @@ function user(overrides: Partial<UserEntity> = {}): UserEntity {
 }
 
 interface Parts {
-  repository?: Parameters<typeof strictMock<RealmsRepository>>[1];
+  /** The realm's repository; `applyIdentities` is the directory sync's writes (RealmSyncService.apply). */
+  repository?: Parameters<typeof strictMock<RealmsRepository>>[1] & {
+    applyIdentities?: RealmSyncService['apply'];
+  };
   ldap?: Parameters<typeof strictMock<LdapDirectoryRepository>>[1];
   notes?: Record<string, unknown>[];
   events?: Parameters<AuditService['systemEvent']>[0][];
@@ -95,8 +93,9 @@ function service(parts: Parts = {}) {
   const auth = strictMock<CallerCache>('CallerCache', { invalidate: () => undefined });
   const log = (...args: unknown[]) => void parts.logs?.push(args);
   const ldap = strictMock<LdapDirectoryRepository>('LdapDirectoryRepository', parts.ldap);
+  const { applyIdentities, ...repository } = parts.repository ?? {};
   const realms = new RealmsService(
-    strictMock<RealmsRepository>('RealmsRepository', parts.repository),
+    strictMock<RealmsRepository>('RealmsRepository', repository),
     ldap,
     auth,
     strictMock<AuditService>('AuditService', {
@@ -116,6 +115,10 @@ function service(parts: Parts = {}) {
     strictMock<AclService>('AclService', { removeGrantsOf: async () => undefined }),
     strictMock<UnitOfWork>('UnitOfWork', { run: (work) => work() }),
     strictMock<UserSessions>('UserSessions', { end: async () => undefined }),
+    strictMock<RealmSyncService>(
+      'RealmSyncService',
+      applyIdentities ? { apply: applyIdentities } : {},
+    ),
   );
   return { realms, auth };
 }

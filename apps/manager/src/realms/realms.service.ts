@@ -26,7 +26,8 @@ import {
   type SyncSummary,
   type UpdateRealmInput,
 } from './realms.dto';
-import { RealmsRepository, type IdentityWrite, type RealmPatch } from './realms.repository';
+import { RealmSyncService, type IdentityWrite } from './realm-sync.service';
+import { RealmsRepository, type RealmPatch } from './realms.repository';
 import { TokensService } from '../tokens/tokens.service';
 import { UserSessions } from '../users/user-sessions';
 import type { UserEntity } from '../users/user.entity';
@@ -85,6 +86,7 @@ export class RealmsService {
     private readonly acl: AclService,
     private readonly db: UnitOfWork,
     private readonly userSessions: UserSessions,
+    private readonly directory: RealmSyncService,
   ) {
     this.box = new SecretBox(identity.secretKey);
     logger.setContext(RealmsService.name);
@@ -382,7 +384,7 @@ export class RealmsService {
         `realm ${realm.id} names a different subject for user ${identity.username} than before: an administrator must remove the old user first`,
       );
     }
-    await this.repository.applyIdentities({
+    await this.directory.apply({
       realmId: realm.id,
       at: this.clock.now(),
       users: [identityWrite(realm, identity, existing)],
@@ -516,7 +518,7 @@ export class RealmsService {
       // The users disabled and their ended sessions are one change: the sessions end by the one
       // rule (sessions/), in the sync's transaction.
       const result = await this.db.run(async () => {
-        const applied = await this.repository.applyIdentities({
+        const applied = await this.directory.apply({
           realmId: id,
           at,
           users: writes,

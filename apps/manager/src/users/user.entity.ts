@@ -1,5 +1,4 @@
 import { Column, Entity, Index, JoinColumn, ManyToOne, PrimaryColumn } from 'typeorm';
-import { RealmEntity } from '../realms/realm.entity';
 
 /** A user of a realm: `name@realm`. Directory users are created and updated by the realm's sync or at login. */
 @Entity({ name: 'users' })
@@ -68,7 +67,9 @@ export class UserEntity {
   @Column({ name: 'synced_at', type: 'timestamptz', nullable: true })
   syncedAt!: Date | null;
 
-  @ManyToOne(() => RealmEntity, { onDelete: 'CASCADE', nullable: false })
+  // Named, not imported: realms/ (the directory sync) imports users/, so users/ does not import
+  // realms/ back. TypeORM finds RealmEntity by name in the entity list (src/entities.ts).
+  @ManyToOne('RealmEntity', { onDelete: 'CASCADE', nullable: false })
   @JoinColumn({ name: 'realm_id' })
   realm?: object;
 }

@@ -1,7 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { UnitOfWork } from '../database/unit-of-work.repository';
 import { insertedUnlessTaken } from '../database/unique-violation';
-import { RealmEntity } from '../realms/realm.entity';
 import { UserEntity } from './user.entity';
 
 export type UserPatch = Partial<
@@ -15,13 +14,36 @@ export interface Membership {
   readonly source: string;
 }
 
+/** The realm of a user: `local`, or a directory or identity provider's (`ldap`, `openid`). */
+export interface UserRealm {
+  readonly id: string;
+  readonly type: string;
+}
+
+/** A user as its realm's directory or identity provider describes it (see RealmSyncService). */
+export interface DirectoryUser {
+  /** `username@realm`. */
+  readonly id: string;
+  readonly username: string;
+  readonly displayName: string | null;
+  readonly email: string | null;
+  readonly externalId: string;
+  /** Enable the user again if it is disabled *and* was disabled by a sync (external id now null). */
+  readonly reenable: boolean;
+}
+
 /** The owner of `users`: the only code that writes them. */
 @Injectable()
 export class UsersRepository {
   constructor(private readonly db: UnitOfWork) {}
 
-  findRealm(id: string): Promise<RealmEntity | null> {
-    return this.db.manager.getRepository(RealmEntity).findOneBy({ id });
+  /** A realm as users need it (a read of the realms' table, which realms/ owns). */
+  async findRealm(id: string): Promise<UserRealm | null> {
+    const [row]: UserRealm[] = await this.db.manager.query(
+      'SELECT id, type FROM realms WHERE id = $1',
+      [id],
+    );
+    return row ?? null;
   }
 
   listUsers(realm?: string): Promise<UserEntity[]> {
@@ -189,5 +211,58 @@ export class UsersRepository {
   async deleteUser(id: string): Promise<boolean> {
     const result = await this.db.manager.getRepository(UserEntity).delete({ id });
     return (result.affected ?? 0) > 0;
+  }
+
+  /** Enables again the realm's users among `ids` that a sync disabled (external id cleared). */
+  async reenableSyncedUsers(realmId: string, ids: readonly string[]): Promise<void> {
+    if (ids.length === 0) return;
+    await this.db.manager.query(
+      'UPDATE users SET enabled = true WHERE realm_id = $1 AND id = ANY($2::text[]) AND NOT enabled AND external_id IS NULL AND synced_at IS NOT NULL',
+      [realmId, [...ids]],
+    );
+  }
+
+  /**
+   * Creates the realm's directory users or updates them (display name, email, external id, synced
+   * at; `enabled` stays). Answers how many were created.
+   */
+  async upsertDirectoryUsers(
+    realmId: string,
+    at: Date,
+    users: readonly DirectoryUser[],
+  ): Promise<number> {
+    if (users.length === 0) return 0;
+    const rows: { inserted: boolean }[] = await this.db.manager.query(
+      `INSERT INTO users (id, realm_id, username, display_name, email, external_id, synced_at, created_at)
+       SELECT u.id, $1, u.username, u.display_name, u.email, u.external_id, $2, $2
+         FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) AS u(id, username, display_name, email, external_id)
+       ON CONFLICT (id) DO UPDATE SET display_name = EXCLUDED.display_name, email = EXCLUDED.email,
+         external_id = EXCLUDED.external_id, synced_at = EXCLUDED.synced_at
+       RETURNING (xmax = 0) AS inserted`,
+      [
+        realmId,
+        at,
+        users.map((u) => u.id),
+        users.map((u) => u.username),
+        users.map((u) => u.displayName),
+        users.map((u) => u.email),
+        users.map((u) => u.externalId),
+      ],
+    );
+    return rows.filter((r) => r.inserted).length;
+  }
+
+  /**
+   * Disables the realm's enabled users among `ids` as a sync does (external id cleared: "disabled
+   * by the sync"). Answers how many were disabled.
+   */
+  async disableSyncedUsers(realmId: string, ids: readonly string[]): Promise<number> {
+    if (ids.length === 0) return 0;
+    const disabled: [{ id: string }[], number] = await this.db.manager.query(
+      `UPDATE users SET enabled = false, external_id = NULL
+        WHERE realm_id = $1 AND id = ANY($2::text[]) AND enabled RETURNING id`,
+      [realmId, [...ids]],
+    );
+    return disabled[1];
   }
 }

@@ -15,7 +15,12 @@ import { formatUserId } from '../common/principal';
 import { newUser, type UserEntity } from './user.entity';
 import { UserSessions } from './user-sessions';
 import type { CreateUserInput, UpdateUserInput, UserView } from './users.dto';
-import { UsersRepository, type Membership, type UserPatch } from './users.repository';
+import {
+  UsersRepository,
+  type DirectoryUser,
+  type Membership,
+  type UserPatch,
+} from './users.repository';
 
 /**
  * Users: listing, creating (local users with a password; directory users ahead of their first
@@ -249,6 +254,28 @@ export class UsersService {
 
   clearTfaLocks(id: string): Promise<void> {
     return this.repository.clearTfaLocks(id);
+  }
+
+  /**
+   * What a realm's directory says about its users (the directory sync and directory logins): the
+   * listed users created or updated (those a sync disabled enabled again as `reenable` says), and
+   * the enabled ones in `disable` disabled as vanished. In the caller's transaction, if any.
+   */
+  async applyDirectoryUsers(
+    realmId: string,
+    at: Date,
+    users: readonly DirectoryUser[],
+    disable: readonly string[],
+  ): Promise<{ created: number; disabled: number }> {
+    return this.db.run(async () => {
+      await this.repository.reenableSyncedUsers(
+        realmId,
+        users.filter((u) => u.reenable).map((u) => u.id),
+      );
+      const created = await this.repository.upsertDirectoryUsers(realmId, at, users);
+      const disabled = await this.repository.disableSyncedUsers(realmId, disable);
+      return { created, disabled };
+    });
   }
 
   /** Sessions of the user created before `at` are void (the session rule in sessions/ calls this). */
