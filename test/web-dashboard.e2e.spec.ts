@@ -448,8 +448,10 @@ describe('the dashboard, resources and VM pages of the web UI', () => {
     await page.getByRole('heading', { name: running.name, level: 1 }).waitFor();
     // The Replication section knows first whether the VM is mirrored (it is not: enabling is offered).
     await page.getByTestId('vm-replication').getByText('Not mirrored to another remote.').waitFor();
+    // The HA section knows whether the VM is protected (it is not: protecting it is offered).
+    await page.getByTestId('vm-ha').getByRole('form', { name: 'HA policy' }).waitFor();
     const buttons = page.locator('[data-action]');
-    // Power, migration and console, then the Replication and Snapshots sections' actions: all disabled.
+    // Power, migration and console, then the HA, Replication and Snapshots sections' actions: all disabled.
     expect(await buttons.allTextContents()).toEqual([
       'Start',
       'Shut down',
@@ -457,6 +459,7 @@ describe('the dashboard, resources and VM pages of the web UI', () => {
       'Stop',
       'Migrate…',
       'Console',
+      'Protect with HA',
       'Enable replication',
       'Take snapshot',
       'Add schedule',

@@ -54,6 +54,7 @@ describe('loadConfig', () => {
       DEBVISOR_CERTIFICATE_CHECK_SECONDS: '600',
       DEBVISOR_CLIENT_CERTIFICATE_LIFETIME_SECONDS: '3600',
       DEBVISOR_CONSOLE_ALLOW_API_TOKENS: 'true',
+      DEBVISOR_HA_POLL_INTERVAL_SECONDS: '30',
     });
     expect(config).toEqual({
       stateDir: '/srv/dvm',
@@ -92,6 +93,7 @@ describe('loadConfig', () => {
         clientLifetimeSeconds: 3600,
       },
       console: { allowApiTokens: true },
+      haPollIntervalSeconds: 30,
     });
     expect(Object.isFrozen(config)).toBe(true);
     expect(Object.isFrozen(config.access)).toBe(true);

@@ -590,6 +590,8 @@ describe('ResourcesService', () => {
         'vm.migrate',
         'vm.snapshot',
         'vm.replicate',
+        'vm.ha',
+        'node.maintenance',
         'task.audit',
         'task.cancel',
         'access.audit',
