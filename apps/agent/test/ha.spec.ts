@@ -331,6 +331,55 @@ describe('HA inside a cluster (real etcd, real agents, sim drivers)', { timeout:
     await expectCleanRejoin(agent(leader), leaderVms);
     await expectNoDoubleRuns();
   });
+  it('kill -9 of the coordinator holding HA VMs, one without a kept definition: the rest recovered, that one says why', async () => {
+    const leader = await coordinator(client);
+    const uuids = await protectRunning(agent(leader));
+    expect(uuids.length, `VMs running on the coordinator ${leader}`).toBeGreaterThanOrEqual(2);
+    await sampler.stop();
+    sampler = new RunSampler(cluster, apiKey, protectedVms, 100);
+    sampler.start();
+    // One definition is gone from etcd, as when a node dies before it published it.
+    const [unkept, ...kept] = uuids as [string, ...string[]];
+    const etcd = cluster.etcd.client();
+    try {
+      await etcd.delete().key(`/debvisor/ha/specs/${unkept}`);
+    } finally {
+      etcd.close();
+    }
+    // Not protected on its node while it could not be started elsewhere.
+    const { value: waiting } = await eventually(async () => {
+      const r = (await haStatus(client)).resources.find((x) => x.vmUuid === unkept);
+      return r?.reason.includes("to keep the VM's definition") ? r : undefined;
+    }, 10_000);
+    expect(waiting).toMatchObject({ state: 'protected', nodeId: '' });
+    const before = (await haEvents(cluster)).length;
+    down.add(leader);
+    pickClient();
+    await agent(leader).kill();
+    await recoveredAwayFrom([leader], kept, 60_000);
+    const events = (await haEvents(cluster)).slice(before);
+    expectFencedBeforeRecovered(events, leader, kept);
+    expect(await coordinator(client)).not.toBe(leader);
+    const { value: left } = await eventually(async () => {
+      const r = (await haStatus(client)).resources.find((x) => x.vmUuid === unkept);
+      return r?.state === 'error' ? r : undefined;
+    }, 10_000);
+    expect(left.nodeId).toBe(leader);
+    expect(left.reason).toContain('no definition of the VM was kept in etcd');
+    expect(events.map((e) => [e.kind, e.vmUuid])).toContainEqual(['vm-recovery-failed', unkept]);
+    expect((await sampler.sample()).where.get(unkept) ?? []).toEqual([]);
+    await expectNoDoubleRuns();
+
+    // Back, the node publishes the definition again: the VM is protected where it runs.
+    await agent(leader).restart();
+    down.delete(leader);
+    await expectCleanRejoin(agent(leader), kept);
+    await eventually(async () => {
+      const r = (await haStatus(client)).resources.find((x) => x.vmUuid === unkept);
+      return r?.state === 'protected' && r.nodeId === leader ? r : undefined;
+    }, 20_000);
+    await expectNoDoubleRuns();
+  });
   it('a fence that cannot be confirmed starts nothing and says why', async () => {
     const victim = await victimOtherThan([]);
     const uuids = await protectRunning(victim);

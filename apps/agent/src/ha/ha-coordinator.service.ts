@@ -22,6 +22,8 @@ import type { NodeFencer } from './node-fencer';
 import { placeVm, type PlacementCandidate } from './placement';
 
 const HOUR_MS = 3_600_000;
+/** The reason of a VM left on a lost node because no definition of it was kept (docs/ha.md). */
+const NOT_KEPT = 'not started elsewhere: no definition of the VM was kept in etcd';
 
 export interface FailoverCall {
   uuid: string;
@@ -64,6 +66,10 @@ interface ClusterView {
  */
 export class HaCoordinator {
   private campaign: Campaign | undefined;
+  /** The campaign etcd3 reported elected (once); leadership itself is read from etcd every tick. */
+  private elected: Campaign | undefined;
+  /** The election key this agent announced itself coordinator for. */
+  private announced: string | undefined;
   private leading: Leader | undefined;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
@@ -101,33 +107,42 @@ export class HaCoordinator {
     );
     this.campaign = campaign;
     campaign.on('elected', () => {
-      void this.onElected(campaign);
+      if (this.campaign !== campaign) return;
+      this.elected = campaign;
+      void this.adopt(campaign).catch((error: unknown) =>
+        this.deps.logger.warn({ err: error }, 'could not read the HA election after winning it'),
+      );
     });
     campaign.on('error', (error: Error) => {
       if (this.campaign !== campaign) return;
+      this.elected = undefined;
       this.leading = undefined;
       this.deps.logger.warn({ err: error }, 'HA coordinator campaign lost; campaigning again');
       setTimeout(() => this.campaignOnce(), 1_000).unref();
     });
   }
 
-  private async onElected(campaign: Campaign): Promise<void> {
-    try {
-      const key = await campaign.getCampaignKey();
-      const leader = await this.deps.repository.leader();
-      if (!leader || leader.key !== key) return;
-      this.leading = leader;
-      this.deps.logger.info({ epoch: leader.epoch }, 'elected HA coordinator');
-      await this.event(
-        leader,
-        'coordinator-elected',
-        this.deps.nodeId,
-        undefined,
-        `epoch ${leader.epoch}`,
-      );
-    } catch (error) {
-      this.deps.logger.warn({ err: error }, 'could not read the HA election after winning it');
-    }
+  /**
+   * Leads when this campaign's key is the election's lowest: checked when etcd3 reports the
+   * campaign elected, and again at every tick while it does not lead — the 'elected' event fires
+   * once, and a failed read after it (or a write refused once) must not leave the cluster with a
+   * coordinator in etcd that does nothing.
+   */
+  private async adopt(campaign: Campaign): Promise<void> {
+    const key = await campaign.getCampaignKey();
+    const leader = await this.deps.repository.leader();
+    if (!leader || leader.key !== key || this.campaign !== campaign || this.stopped) return;
+    this.leading = leader;
+    if (this.announced === leader.key) return;
+    this.announced = leader.key;
+    this.deps.logger.info({ epoch: leader.epoch }, 'elected HA coordinator');
+    await this.event(
+      leader,
+      'coordinator-elected',
+      this.deps.nodeId,
+      undefined,
+      `epoch ${leader.epoch}`,
+    );
   }
 
   private schedule(): void {
@@ -143,6 +158,8 @@ export class HaCoordinator {
 
   /** One look at the cluster and the actions it calls for. */
   async tick(): Promise<void> {
+    if (!this.leading && this.elected && this.elected === this.campaign)
+      await this.adopt(this.elected);
     const mine = this.leading;
     if (!mine) return;
     // Still the leader? (a paused coordinator wakes up to find its key gone)
@@ -178,7 +195,11 @@ export class HaCoordinator {
     return view.index.get(uuid)?.nodeId ?? view.ha.resources.get(uuid)?.nodeId ?? '';
   }
 
-  /** A state record for every HA VM, following the location index while nothing is wrong. */
+  /**
+   * A state record for every HA VM, following the location index while nothing is wrong. A VM is
+   * recorded `protected` on its node only once the node has kept its definition in etcd (what
+   * another node starts it from): until then it could not be recovered, and its record says so.
+   */
   private async trackResources(view: ClusterView, policies: PolicyRecord[]): Promise<void> {
     for (const policy of policies) {
       const current = view.ha.resources.get(policy.vmUuid);
@@ -190,11 +211,71 @@ export class HaCoordinator {
       }
       const fence = view.ha.fences.get(nodeId);
       const nodeTrouble = fence && fence.state !== 'released';
-      if (!current || (current.state === 'disabled' && !nodeTrouble))
+      const kept = view.ha.specs.has(policy.vmUuid);
+      const lost = Boolean(nodeId) && this.lostNode(view, nodeId) !== undefined;
+      // Left on a lost node without a definition (fenceLostNodes said so): back once it lives.
+      const back = current?.state === 'error' && current.reason.startsWith(NOT_KEPT) && !lost;
+      const fresh = !current || (current.state === 'disabled' && !nodeTrouble) || back;
+      if (!kept) {
+        if (lost) continue; // fenceLostNodes records why it is not started elsewhere
+        // Not recoverable yet: recorded on no node, so that nothing reads it as protected there.
+        const waiting = `waiting for ${nodeId || 'its node'} to keep the VM's definition in etcd; until then it cannot be started elsewhere`;
+        if (fresh || (current.state === 'protected' && current.reason !== waiting))
+          await this.setResource(view, policy, 'protected', '', waiting);
+      } else if (fresh || (current.state === 'protected' && current.nodeId !== nodeId && nodeId))
         await this.setResource(view, policy, 'protected', nodeId, `runs on ${nodeId || 'no node'}`);
-      else if (current.state === 'protected' && current.nodeId !== nodeId && nodeId)
-        await this.setResource(view, policy, 'protected', nodeId, `runs on ${nodeId}`);
+      else if (
+        current.state === 'recovering' &&
+        current.epoch !== view.leader.epoch &&
+        nodeId &&
+        nodeId !== current.nodeId &&
+        !nodeTrouble &&
+        !lost
+      )
+        await this.recoveredEarlier(view, policy, current, nodeId);
     }
+  }
+
+  /**
+   * A recovery that an earlier coordinator started (FailoverVm names the target in the location
+   * index before it starts the VM there) and did not live to record: the VM is where the index
+   * places it now. Were the start to fail there, the target names the source again and the VM is
+   * recovered anew.
+   */
+  private async recoveredEarlier(
+    view: ClusterView,
+    policy: PolicyRecord,
+    current: ResourceRecord,
+    nodeId: string,
+  ): Promise<void> {
+    const now = this.deps.clock.now();
+    const relocations = [
+      ...current.relocations.filter((t) => now.getTime() - Date.parse(t) < HOUR_MS),
+      now.toISOString(),
+    ];
+    const reason = `recovered from ${current.nodeId} (by the coordinator of epoch ${current.epoch})`;
+    if (!(await this.setResource(view, policy, 'protected', nodeId, reason, { relocations })))
+      return;
+    await this.event(
+      view.leader,
+      'vm-recovered',
+      nodeId,
+      policy.vmUuid,
+      `${policy.vmName} runs on ${nodeId}`,
+    );
+  }
+
+  /**
+   * Why a node counts as lost — its lease expired, or its watchdog stopped its HA VMs after its
+   * last fence — or undefined while it lives.
+   */
+  private lostNode(view: ClusterView, nodeId: string): 'lease' | 'watchdog' | undefined {
+    if (!view.alive.has(nodeId)) return 'lease';
+    const fence = view.ha.fences.get(nodeId);
+    const stoppedAt = view.ha.members.get(nodeId)?.selfFencedAt;
+    const selfFenced =
+      stoppedAt && (!fence || (fence.state === 'released' && fence.at < stoppedAt));
+    return selfFenced ? 'watchdog' : undefined;
   }
 
   private async fenceLostNodes(view: ClusterView, policies: PolicyRecord[]): Promise<void> {
@@ -203,25 +284,24 @@ export class HaCoordinator {
     for (const policy of policies.filter((p) => p.policy.enabled)) {
       const nodeId = this.locationOf(view, policy.vmUuid);
       if (!nodeId) continue;
-      // A VM whose definition was never kept cannot start elsewhere: its node keeps its copy.
-      if (!view.ha.specs.has(policy.vmUuid)) continue;
-      holders.set(nodeId, [...(holders.get(nodeId) ?? []), policy.vmUuid]);
+      // A VM whose definition was never kept cannot start elsewhere: it stays, and says why.
+      if (!view.ha.specs.has(policy.vmUuid)) await this.leftWithoutDefinition(view, policy, nodeId);
+      else holders.set(nodeId, [...(holders.get(nodeId) ?? []), policy.vmUuid]);
     }
     for (const [nodeId, vms] of holders) {
       const fence = view.ha.fences.get(nodeId);
-      const member = view.ha.members.get(nodeId);
-      const selfFenced =
-        member?.selfFencedAt &&
-        (!fence || (fence.state === 'released' && fence.at < member.selfFencedAt));
-      const lost = !view.alive.has(nodeId) || Boolean(selfFenced);
-      if (!lost) {
+      const why = this.lostNode(view, nodeId);
+      if (!why) {
         this.lostSince.delete(nodeId);
         continue;
       }
       if (this.inFlight.has(`fence:${nodeId}`)) continue;
       const active = fence && fence.state !== 'released';
-      if (active && fence.state === 'fenced') continue;
-      if (active && fence.state === 'unconfirmed') {
+      // HA VMs on the node that its fence does not name (it was recorded by an earlier tick or
+      // coordinator before they were known): fenced too, or they would never be recovered.
+      const unnamed = active ? vms.filter((uuid) => !fence.vms.includes(uuid)) : [];
+      if (active && fence.state === 'fenced' && unnamed.length === 0) continue;
+      if (active && fence.state === 'unconfirmed' && unnamed.length === 0) {
         if (now - Date.parse(fence.at) < this.deps.config.fenceRetrySeconds * 1000) continue;
       }
       if (!active) {
@@ -233,28 +313,48 @@ export class HaCoordinator {
             'node-suspect',
             nodeId,
             undefined,
-            selfFenced
-              ? `its watchdog stopped its HA VMs at ${member?.selfFencedAt}`
+            why === 'watchdog'
+              ? `its watchdog stopped its HA VMs at ${view.ha.members.get(nodeId)?.selfFencedAt}`
               : 'its lease expired (no heartbeat within its TTL)',
           );
         }
         if (now - since < this.deps.config.fenceDelaySeconds * 1000) continue;
       }
-      await this.fence(
-        view,
-        nodeId,
-        active ? fence.vms : vms,
-        active ? fence.detectedAt : undefined,
-      );
+      await this.fence(view, nodeId, {
+        vms: active ? [...fence.vms, ...unnamed] : vms,
+        holding: vms,
+        detectedAt: active ? fence.detectedAt : undefined,
+      });
     }
   }
 
+  /** An HA VM on a lost node of which no definition was kept: in error, with the reason. */
+  private async leftWithoutDefinition(
+    view: ClusterView,
+    policy: PolicyRecord,
+    nodeId: string,
+  ): Promise<void> {
+    const why = this.lostNode(view, nodeId);
+    if (!why) return;
+    const current = view.ha.resources.get(policy.vmUuid);
+    if (current?.state === 'error' && current.reason.startsWith(NOT_KEPT)) return;
+    const message = `${NOT_KEPT} before node ${nodeId} was lost (${why === 'lease' ? 'its lease expired' : 'its watchdog stopped its HA VMs'}); it stays on ${nodeId}, see docs/ha.md`;
+    if (!(await this.setResource(view, policy, 'error', nodeId, message))) return;
+    this.deps.logger.error({ vm: policy.vmUuid, node: nodeId }, message);
+    await this.event(view.leader, 'vm-recovery-failed', nodeId, policy.vmUuid, message);
+  }
+
+  /**
+   * Fences a lost node: `vms` are the HA VMs its fence record names, `holding` those of them (and
+   * any others) that are still placed on it — only their disks are fenced, never those of a VM that
+   * was already recovered elsewhere.
+   */
   private async fence(
     view: ClusterView,
     nodeId: string,
-    vms: string[],
-    detectedAt: string | undefined,
+    target: { vms: string[]; holding: string[]; detectedAt: string | undefined },
   ): Promise<void> {
+    const { vms, holding, detectedAt } = target;
     const key = `fence:${nodeId}`;
     this.inFlight.add(key);
     try {
@@ -273,7 +373,7 @@ export class HaCoordinator {
       };
       if (!(await this.deps.repository.putFenceGuarded(view.leader, base))) return this.lostLead();
       await this.event(view.leader, 'fence-started', nodeId, undefined, `${vms.length} HA VM(s)`);
-      const images = vms.flatMap((uuid) =>
+      const images = holding.flatMap((uuid) =>
         (view.ha.specs.get(uuid)?.disks ?? []).map((d) => ({ pool: d.pool, image: d.image })),
       );
       const member = view.ha.members.get(nodeId);
@@ -305,7 +405,7 @@ export class HaCoordinator {
       } else {
         this.deps.logger.error({ node: nodeId, reason: outcome.reason }, 'fencing not confirmed');
         await this.event(view.leader, 'fence-unconfirmed', nodeId, undefined, outcome.reason);
-        for (const uuid of vms) {
+        for (const uuid of holding) {
           const policy = view.ha.policies.get(uuid);
           if (policy)
             await this.setResource(
