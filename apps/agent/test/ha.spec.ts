@@ -357,7 +357,12 @@ describe('HA inside a cluster (real etcd, real agents, sim drivers)', { timeout:
     pickClient();
     await agent(leader).kill();
     await recoveredAwayFrom([leader], kept, 60_000);
-    const events = (await haEvents(cluster)).slice(before);
+    // These VMs may have been recovered before: their events of this kill are the ones after it.
+    const { value: events } = await eventually(async () => {
+      const since = (await haEvents(cluster)).slice(before);
+      const recovered = since.filter((e) => e.kind === 'vm-recovered').map((e) => e.vmUuid);
+      return kept.every((u) => recovered.includes(u)) ? since : undefined;
+    }, 20_000);
     expectFencedBeforeRecovered(events, leader, kept);
     expect(await coordinator(client)).not.toBe(leader);
     const { value: left } = await eventually(async () => {

@@ -7,6 +7,7 @@ import type { OperationLocks } from '../shared/operation-locks';
 import type { VmDiskLocks } from '../vms/vm-disk-locks';
 import type { VmIndexRepository, VmLocation } from '../vms/vm-index.repository';
 import { toProtoVm } from '../vms/vm.mapper';
+import { cleanAfter } from './ha.records';
 import type { HaRepository } from './ha.repository';
 import type { FailoverVmInput } from './ha.requests';
 
@@ -58,7 +59,7 @@ export class FailoverService {
       this.deps.repository.fence(input.sourceNodeId),
       this.deps.repository.member(input.sourceNodeId),
     ]);
-    const clean = fence !== undefined && (member?.cleanAfterEpoch ?? 0) >= fence.epoch;
+    const clean = fence !== undefined && cleanAfter(member, fence);
     if (
       !fence ||
       fence.state === 'released' ||

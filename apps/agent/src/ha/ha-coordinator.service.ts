@@ -9,13 +9,14 @@ import { forEachLimit } from '../shared/concurrency';
 import type { Logger } from '../shared/logger';
 import type { VmLocation } from '../vms/vm-index.repository';
 import type { HaConfig } from './ha-config.schema';
-import type {
-  EventKind,
-  FenceRecord,
-  HealthRecord,
-  PolicyRecord,
-  ResourceRecord,
-  ResourceState,
+import {
+  cleanAfter,
+  type EventKind,
+  type FenceRecord,
+  type HealthRecord,
+  type PolicyRecord,
+  type ResourceRecord,
+  type ResourceState,
 } from './ha.records';
 import type { HaRepository, HaSnapshot, Leader } from './ha.repository';
 import type { NodeFencer } from './node-fencer';
@@ -368,7 +369,7 @@ export class HaCoordinator {
         vms,
         at: now,
         reason: 'fencing started',
-        detectedAt: detectedAt ?? new Date(this.lostSince.get(nodeId) ?? Date.now()).toISOString(),
+        detectedAt: detectedAt ?? this.detection(view, nodeId),
         fencedAt: '',
       };
       if (!(await this.deps.repository.putFenceGuarded(view.leader, base))) return this.lostLead();
@@ -422,11 +423,23 @@ export class HaCoordinator {
     }
   }
 
+  /**
+   * When a new fence's node was first seen lost: it names the fence, and tells it from the node's
+   * previous fence (a clean report names the fence it follows).
+   */
+  private detection(view: ClusterView, nodeId: string): string {
+    const at = new Date(this.lostSince.get(nodeId) ?? this.deps.clock.now().getTime());
+    const previous = view.ha.fences.get(nodeId)?.detectedAt;
+    return previous && Date.parse(previous) >= at.getTime()
+      ? new Date(Date.parse(previous) + 1).toISOString()
+      : at.toISOString();
+  }
+
   /** May a VM of `nodeId` start elsewhere? Only once that node is fenced, or reported itself clean. */
   private fencedFor(view: ClusterView, nodeId: string, uuid: string): FenceRecord | undefined {
     const fence = view.ha.fences.get(nodeId);
     if (!fence || fence.state === 'released' || !fence.vms.includes(uuid)) return undefined;
-    const clean = (view.ha.members.get(nodeId)?.cleanAfterEpoch ?? 0) >= fence.epoch;
+    const clean = cleanAfter(view.ha.members.get(nodeId), fence);
     return fence.state === 'fenced' || clean ? fence : undefined;
   }
 
@@ -595,7 +608,7 @@ export class HaCoordinator {
     for (const fence of view.ha.fences.values()) {
       if (fence.state === 'released' || fence.state === 'fencing') continue;
       if (!view.alive.has(fence.nodeId)) continue;
-      if ((view.ha.members.get(fence.nodeId)?.cleanAfterEpoch ?? 0) < fence.epoch) continue;
+      if (!cleanAfter(view.ha.members.get(fence.nodeId), fence)) continue;
       // Every HA VM it held must run elsewhere now: until then the fence lets them be recovered.
       const placed = (uuid: string): boolean => {
         const at = view.index.get(uuid)?.nodeId;

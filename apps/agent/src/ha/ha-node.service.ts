@@ -3,7 +3,7 @@ import type { Clock } from '../shared/clock';
 import type { Logger } from '../shared/logger';
 import type { VmIndexRepository } from '../vms/vm-index.repository';
 import type { HaConfig } from './ha-config.schema';
-import type { FenceRecord, MemberRecord } from './ha.records';
+import { cleanAfter, type FenceRecord, type MemberRecord } from './ha.records';
 import type { HaRepository } from './ha.repository';
 import { scoreHealth } from './health-score';
 import type { WatchdogGate } from './watchdog-gate';
@@ -163,12 +163,12 @@ export class HaNodeService {
 
   private async reportClean(fence: FenceRecord): Promise<void> {
     const member = await this.deps.repository.member(this.deps.nodeId);
-    if ((member?.cleanAfterEpoch ?? 0) >= fence.epoch) return;
+    if (cleanAfter(member, fence)) return;
     const remaining = (await this.deps.driver.list()).filter((vm) =>
       fence.vms.includes(vm.spec.uuid),
     );
     if (remaining.length) return;
-    await this.publishMember({ cleanAfterEpoch: fence.epoch });
+    await this.publishMember({ cleanAfterEpoch: fence.epoch, cleanAfterFence: fence.detectedAt });
     await this.event(
       'node-rejoining',
       `fenced at epoch ${fence.epoch}; its old VMs are gone, waiting for the fence to be lifted`,
@@ -230,6 +230,7 @@ export class HaNodeService {
       cpuModel: facts.cpuModel,
       cpuFlags: facts.cpuFlags,
       cleanAfterEpoch: current?.cleanAfterEpoch ?? 0,
+      cleanAfterFence: current?.cleanAfterFence ?? '',
       selfFencedAt: current?.selfFencedAt ?? '',
       ...change,
       updatedAt: this.deps.clock.now().toISOString(),

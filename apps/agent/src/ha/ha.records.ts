@@ -48,6 +48,11 @@ export const memberRecordSchema = z.object({
   updatedAt: timestamp,
   /** The fence epoch after which the node stopped every old VM (it may be released from that fence). */
   cleanAfterEpoch: z.number().int().min(0).default(0),
+  /**
+   * Which fence that was (its detectedAt): a coordinator may fence the same node twice in one
+   * epoch, and a clean report for the first must not let the second's VMs start elsewhere.
+   */
+  cleanAfterFence: z.union([z.literal(''), timestamp]).default(''),
   /** When its watchdog last stopped its HA VMs ('' never): the coordinator fences it and recovers them. */
   selfFencedAt: z.union([z.literal(''), timestamp]).default(''),
 });
@@ -65,6 +70,15 @@ export const haPolicySchema = z.strictObject({
   onNoNode: z.enum(ON_NO_NODE),
 });
 export type HaPolicy = z.infer<typeof haPolicySchema>;
+
+/** Has the node reported its old VMs gone after this very fence? */
+export function cleanAfter(member: MemberRecord | undefined, fence: FenceRecord): boolean {
+  return (
+    member !== undefined &&
+    member.cleanAfterEpoch >= fence.epoch &&
+    member.cleanAfterFence === fence.detectedAt
+  );
+}
 
 /** /debvisor/ha/policies/<uuid> */
 export const policyRecordSchema = z.object({

@@ -3,7 +3,13 @@ import type { NodeEntry } from '../registry/node.schema';
 import { AgentError, ErrorCode } from '../shared/agent-error';
 import type { Clock } from '../shared/clock';
 import type { VmIndexRepository } from '../vms/vm-index.repository';
-import type { HaPolicy, HealthRecord, PolicyRecord, ResourceRecord } from './ha.records';
+import {
+  cleanAfter,
+  type HaPolicy,
+  type HealthRecord,
+  type PolicyRecord,
+  type ResourceRecord,
+} from './ha.records';
 import type { HaRepository, HaSnapshot } from './ha.repository';
 import type { SetHaPolicyInput } from './ha.requests';
 
@@ -101,7 +107,7 @@ function nodeView(
   const alive = entry?.alive ?? false;
   const fence = ha.fences.get(nodeId);
   const maintenance = ha.maintenance.get(nodeId);
-  const clean = fence && (ha.members.get(nodeId)?.cleanAfterEpoch ?? 0) >= fence.epoch;
+  const clean = fence && cleanAfter(ha.members.get(nodeId), fence);
   let state = 'online';
   let reason = 'lease alive';
   if (fence && fence.state !== 'released') {
