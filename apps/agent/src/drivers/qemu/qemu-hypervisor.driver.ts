@@ -77,6 +77,13 @@ const PSK_KEY_BYTES = 32;
 const LOADING: readonly MigrationStatus[] = ['none', 'setup', 'active', 'pre-switchover', 'device'];
 /** How long commitIncoming waits for the last of the stream to load. */
 const COMMIT_WAIT_MS = 15_000;
+/**
+ * How long a resumed post-copy migration may take to connect and finish its handshake with the
+ * target (the received-page bitmaps, then the resume ack: a few KiB per GiB of guest memory).
+ */
+const RECOVER_TIMEOUT_MS = 30_000;
+/** While a recovery is under way the source is asked again this often even without an event. */
+const RECOVER_RECHECK_MS = 250;
 /** While loading, the incoming side is asked again this often even without a MIGRATION event. */
 const INCOMING_RECHECK_MS = 250;
 /** Outgoing statuses in which QEMU still moves data (cancel must wait them out). */
@@ -123,6 +130,12 @@ interface QemuVm {
   process?: QemuProcess;
   /** Source side of a migration under way; `postcopy` once it switched (from then on only the target can run the VM). */
   outgoing?: { wasRunning: boolean; postcopy: boolean };
+  /**
+   * Post-copy recovery: how many times QEMU's migration entered 'postcopy-recover' (from its
+   * MIGRATION events: a handshake that fails goes back to 'postcopy-paused' too fast to be polled),
+   * and, at the target, where the last migrate-recover listens.
+   */
+  recovery?: { handshakes: number; listening?: string };
   cpu?: { cpuSeconds: number; atMs: number; usage: number };
 }
 
@@ -624,14 +637,27 @@ export class QemuHypervisorDriver implements HypervisorDriver {
 
   async recoverIncoming(uuid: string): Promise<MigrationAddress> {
     const vm = this.find(uuid);
-    if (!vm.process || (await this.postcopyStatus(vm)) !== 'postcopy-paused')
+    // No query-migrate first: it runs in the main loop, which may be blocked (see below); QEMU
+    // itself refuses migrate-recover unless its migration is paused in post-copy.
+    if (!vm.process)
       throw new AgentError(
         ErrorCode.FailedPrecondition,
         `the migration of VM ${vm.record.spec.name} is not a paused post-copy migration here`,
       );
     // a fresh socket each time: the one of the broken stream may still be bound
     const path = `${this.paths(uuid).migration}-r${++this.recoveries}`;
-    await this.command(vm, 'migrate-recover', { uri: `unix:${path}` });
+    try {
+      // out of band: the target's main loop may wait for a page the broken link holds back, and
+      // the socket is then served by the monitor's own thread, not that loop (QEMU's design)
+      await this.command(vm, 'migrate-recover', { uri: `unix:${path}` }, undefined, true);
+    } catch (error) {
+      // QEMU still listens where the last recovery asked (the source never connected): again there
+      const listening = vm.recovery?.listening;
+      if (listening && /triggered already/i.test((error as Error).message))
+        return { kind: 'unix', path: listening };
+      throw error;
+    }
+    vm.recovery = { handshakes: vm.recovery?.handshakes ?? 0, listening: path };
     return { kind: 'unix', path };
   }
 
@@ -648,7 +674,42 @@ export class QemuHypervisorDriver implements HypervisorDriver {
         ErrorCode.FailedPrecondition,
         `the migration of VM ${vm.record.spec.name} is not a paused post-copy migration`,
       );
+    const recovery = (vm.recovery ??= { handshakes: 0 });
+    const handshakes = recovery.handshakes;
+    const name = vm.record.spec.name;
+    const deadline = this.options.clock.now().getTime() + RECOVER_TIMEOUT_MS;
+    let next = this.migrationEvent(uuid, RECOVER_RECHECK_MS);
     await this.command(vm, 'migrate', { uri, resume: true });
+    // QEMU answers before it even connected: the outcome is where its status goes from here
+    for (;;) {
+      await next;
+      next = this.migrationEvent(uuid, RECOVER_RECHECK_MS);
+      const info = await this.queryMigrate(vm);
+      const status = info.status ?? 'none';
+      const reason = info['error-desc'] ? `: ${info['error-desc']}` : '';
+      if (status === 'postcopy-paused' && recovery.handshakes > handshakes)
+        throw new AgentError(
+          ErrorCode.Unavailable,
+          `QEMU could not resume the post-copy migration of VM ${name}: the handshake with the target failed${reason}; both ends stay paused and keep every page, recover again`,
+        );
+      if (status === 'failed' || status === 'cancelled')
+        throw new AgentError(
+          ErrorCode.Internal,
+          `the post-copy migration of VM ${name} ${status} while resuming${reason}`,
+        );
+      if (status !== 'postcopy-paused' && status !== 'postcopy-recover') return; // resumed
+      if (this.options.clock.now().getTime() < deadline) continue;
+      if (status === 'postcopy-paused')
+        throw new AgentError(
+          ErrorCode.Unavailable,
+          `QEMU did not connect to the target to resume the post-copy migration of VM ${name} within ${RECOVER_TIMEOUT_MS / 1000} s${reason}; both ends stay paused and keep every page, recover again`,
+        );
+      // QEMU 7.2 can neither pause nor resume a migration in this state: someone must step in
+      throw new AgentError(
+        ErrorCode.DeadlineExceeded,
+        `the target did not complete the handshake to resume the post-copy migration of VM ${name} within ${RECOVER_TIMEOUT_MS / 1000} s: the source's QEMU waits in postcopy-recover and cannot be recovered again; both ends keep every page`,
+      );
+    }
   }
 
   async switchToPostcopy(uuid: string): Promise<void> {
@@ -891,6 +952,8 @@ export class QemuHypervisorDriver implements HypervisorDriver {
     process.qmp = qmp;
     qmp.on('event', (event) => {
       if (event.event === 'SHUTDOWN') process.shutdownSeen = true;
+      if (event.event === 'MIGRATION' && event.data.status === 'postcopy-recover' && vm.recovery)
+        vm.recovery.handshakes++;
       if (event.event === 'MIGRATION' || event.event === 'MIGRATION_PASS')
         this.migrationChanged(vm.record.spec.uuid);
       if (
@@ -938,16 +1001,22 @@ export class QemuHypervisorDriver implements HypervisorDriver {
     }
   }
 
-  /** Runs a QMP command; QEMU's refusals become FAILED_PRECONDITION with its reason, an unreachable monitor UNAVAILABLE. */
+  /**
+   * Runs a QMP command (`oob`: out of band, see QmpClient.executeOob); QEMU's refusals become
+   * FAILED_PRECONDITION with its reason, an unreachable monitor UNAVAILABLE.
+   */
   private async command(
     vm: QemuVm,
     command: string,
     args?: Record<string, unknown>,
     timeoutMs?: number,
+    oob = false,
   ): Promise<unknown> {
     const qmp = await this.monitor(vm);
     try {
-      return await qmp.execute(command, args, timeoutMs);
+      return await (oob
+        ? qmp.executeOob(command, args, timeoutMs)
+        : qmp.execute(command, args, timeoutMs));
     } catch (error) {
       if (error instanceof QmpCommandError)
         throw new AgentError(

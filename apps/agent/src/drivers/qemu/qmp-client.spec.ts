@@ -11,7 +11,7 @@ interface FakeQemu {
   path: string;
   server: Server;
   /** Lines the client sent, parsed. */
-  received: Array<{ execute: string; id?: string; arguments?: unknown }>;
+  received: Array<{ execute?: string; 'exec-oob'?: string; id?: string; arguments?: unknown }>;
   socket: Promise<Socket>;
 }
 
@@ -19,7 +19,7 @@ const servers: Server[] = [];
 
 /** A unix socket server that speaks as much QMP as a test needs; `answer` decides per command. */
 async function fakeQemu(
-  answer: (command: { execute: string; id?: string }, socket: Socket) => void,
+  answer: (command: { execute?: string; 'exec-oob'?: string; id?: string }, socket: Socket) => void,
   greeting = GREETING,
 ): Promise<FakeQemu> {
   const path = join(tempDir('qmp-'), 'qmp');
@@ -34,7 +34,7 @@ async function fakeQemu(
       buffer += chunk.toString();
       let newline: number;
       while ((newline = buffer.indexOf('\n')) >= 0) {
-        const command = JSON.parse(buffer.slice(0, newline)) as { execute: string; id?: string };
+        const command = JSON.parse(buffer.slice(0, newline)) as FakeQemu['received'][number];
         buffer = buffer.slice(newline + 1);
         received.push(command);
         if (command.execute === 'qmp_capabilities')
@@ -135,6 +135,33 @@ describe('QMP client', () => {
     await closed;
     expect(client.isClosed).toBe(true);
     await expect(client.execute('query-status')).rejects.toBeInstanceOf(QmpConnectionError);
+  });
+
+  it('enables out-of-band execution when QEMU offers it, and runs commands in band when it does not', async () => {
+    const answer = (command: { id?: string }, socket: Socket) =>
+      socket.write(`{"return": {}, "id": "${command.id}"}\n`);
+    const offering = await fakeQemu(answer);
+    const client = await QmpClient.connect(offering.path);
+    expect(client.oob).toBe(true);
+    await client.executeOob('migrate-recover', { uri: 'unix:/r' });
+    expect(offering.received).toEqual([
+      { execute: 'qmp_capabilities', arguments: { enable: ['oob'] }, id: expect.any(String) },
+      { 'exec-oob': 'migrate-recover', arguments: { uri: 'unix:/r' }, id: expect.any(String) },
+    ]);
+    client.close();
+
+    const plain = await fakeQemu(
+      answer,
+      '{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, "capabilities": []}}\n',
+    );
+    const inBand = await QmpClient.connect(plain.path);
+    expect(inBand.oob).toBe(false);
+    await inBand.executeOob('migrate-recover', { uri: 'unix:/r' });
+    expect(plain.received).toEqual([
+      { execute: 'qmp_capabilities', id: expect.any(String) },
+      { execute: 'migrate-recover', arguments: { uri: 'unix:/r' }, id: expect.any(String) },
+    ]);
+    inBand.close();
   });
 
   it('fails clearly when nothing listens or no greeting comes', async () => {

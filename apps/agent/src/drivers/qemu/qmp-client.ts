@@ -30,6 +30,7 @@ export interface QmpEvent {
 const greetingSchema = z.object({
   QMP: z.object({
     version: z.object({ qemu: z.object({ major: z.int(), minor: z.int(), micro: z.int() }) }),
+    capabilities: z.array(z.string()).optional(),
   }),
 });
 const messageSchema = z.union([
@@ -61,6 +62,9 @@ const MAX_LINE = 16 * 1024 * 1024;
 export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
   /** QEMU's version from the greeting, e.g. "7.2.22". */
   version = '';
+  /** Whether the monitor runs out-of-band commands (QEMU offered "oob" and it was enabled). */
+  oob = false;
+  private offersOob = false;
   private buffer = '';
   private nextId = 1;
   private readonly pending = new Map<string, Pending>();
@@ -125,7 +129,12 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
         socket.once('error', failed);
       });
       await greeting;
-      await client.execute('qmp_capabilities', undefined, timeoutMs);
+      await client.execute(
+        'qmp_capabilities',
+        client.offersOob ? { enable: ['oob'] } : undefined,
+        timeoutMs,
+      );
+      client.oob = client.offersOob;
       return client;
     } catch (error) {
       socket.destroy();
@@ -145,6 +154,28 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
     args?: Record<string, unknown>,
     timeoutMs = DEFAULT_TIMEOUT_MS,
   ): Promise<unknown> {
+    return this.send('execute', command, args, timeoutMs);
+  }
+
+  /**
+   * Runs a command out of band (QMP's exec-oob): QEMU's monitor thread runs it at once, even while
+   * the main loop is blocked — as it is at a post-copy target whose link broke, when a thread
+   * holding the main lock waits for a page that cannot arrive. In band when QEMU offers no OOB.
+   */
+  executeOob(
+    command: string,
+    args?: Record<string, unknown>,
+    timeoutMs = DEFAULT_TIMEOUT_MS,
+  ): Promise<unknown> {
+    return this.send(this.oob ? 'exec-oob' : 'execute', command, args, timeoutMs);
+  }
+
+  private send(
+    verb: 'execute' | 'exec-oob',
+    command: string,
+    args: Record<string, unknown> | undefined,
+    timeoutMs: number,
+  ): Promise<unknown> {
     if (this.closedFlag)
       return Promise.reject(new QmpConnectionError(`QMP ${command}: the connection is closed`));
     const id = `c${this.nextId++}`;
@@ -158,7 +189,7 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
       this.pending.set(id, { command, resolve, reject, timer });
       this.socket.write(
         JSON.stringify(
-          args === undefined ? { execute: command, id } : { execute: command, arguments: args, id },
+          args === undefined ? { [verb]: command, id } : { [verb]: command, arguments: args, id },
         ) + '\n',
       );
     });
@@ -218,6 +249,7 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
       if (greeting.success) {
         const { major, minor, micro } = greeting.data.QMP.version.qemu;
         this.version = `${major}.${minor}.${micro}`;
+        this.offersOob = greeting.data.QMP.capabilities?.includes('oob') ?? false;
         this.greeted(true);
         return;
       }
