@@ -283,13 +283,14 @@ describe('GET /api/v1/dashboard', () => {
       error: { code: 'remote_unreachable' },
     });
     expect(dead.alerts).toEqual([
-      { severity: 'critical', message: `unreachable since ${dead.since}: ${dead.error.message}` },
+      { severity: 'critical', message: `unreachable: ${dead.error.message}`, since: dead.since },
     ]);
     expect(dead.error.message).toContain(endpoint);
     expect(dashboard.alerts[0]).toEqual({
       remote: 'dc-dead',
       severity: 'critical',
       message: dead.alerts[0].message,
+      since: dead.since,
     });
     expect(dashboard.totals.remotes).toEqual({ total: 2, online: 1, unreachable: 1, pending: 0 });
   });

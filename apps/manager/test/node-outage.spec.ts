@@ -73,11 +73,16 @@ function expectOutage(
   const remote = seen.dashboard.remotes.find((r: Json) => r.remote === REMOTE);
   expect(remote.nodes).toMatchObject({ total: 3, alive: 2, offline: 1 });
   expect(remote.vms.total).toBe(6);
-  const critical = seen.dashboard.alerts
-    .filter((a: Json) => a.severity === 'critical')
-    .map((a: Json) => a.message);
+  const critical = seen.dashboard.alerts.filter((a: Json) => a.severity === 'critical');
   expect(critical).toEqual([
-    expect.stringMatching(new RegExp(`^node ${agent.nodeId} ${state} .* since .*; 2 VMs unknown$`)),
+    {
+      remote: REMOTE,
+      severity: 'critical',
+      message: expect.stringMatching(
+        new RegExp(`^node ${agent.nodeId} ${state} .*; 2 VMs unknown$`),
+      ),
+      since: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+    },
   ]);
 }
 
