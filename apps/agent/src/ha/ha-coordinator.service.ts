@@ -12,6 +12,7 @@ import type { HaConfig } from './ha-config.schema';
 import {
   cleanAfter,
   type EventKind,
+  type EventRecord,
   type FenceRecord,
   type HealthRecord,
   type PolicyRecord,
@@ -372,8 +373,15 @@ export class HaCoordinator {
         detectedAt: detectedAt ?? this.detection(view, nodeId),
         fencedAt: '',
       };
-      if (!(await this.deps.repository.putFenceGuarded(view.leader, base))) return this.lostLead();
-      await this.event(view.leader, 'fence-started', nodeId, undefined, `${vms.length} HA VM(s)`);
+      const started = this.eventRecord(
+        view.leader,
+        'fence-started',
+        nodeId,
+        undefined,
+        `${vms.length} HA VM(s)`,
+      );
+      if (!(await this.deps.repository.putFenceGuarded(view.leader, base, started)))
+        return this.lostLead();
       const images = holding.flatMap((uuid) =>
         (view.ha.specs.get(uuid)?.disks ?? []).map((d) => ({ pool: d.pool, image: d.image })),
       );
@@ -397,15 +405,20 @@ export class HaCoordinator {
         at: this.deps.clock.now().toISOString(),
         fencedAt: outcome.confirmed ? this.deps.clock.now().toISOString() : '',
       };
-      if (!(await this.deps.repository.putFenceGuarded(view.leader, record)))
+      const ended = this.eventRecord(
+        view.leader,
+        outcome.confirmed ? 'fenced' : 'fence-unconfirmed',
+        nodeId,
+        undefined,
+        outcome.reason,
+      );
+      if (!(await this.deps.repository.putFenceGuarded(view.leader, record, ended)))
         return this.lostLead();
       view.ha.fences.set(nodeId, record);
       if (outcome.confirmed) {
         this.deps.logger.warn({ node: nodeId, ...outcome }, 'node fenced');
-        await this.event(view.leader, 'fenced', nodeId, undefined, outcome.reason);
       } else {
         this.deps.logger.error({ node: nodeId, reason: outcome.reason }, 'fencing not confirmed');
-        await this.event(view.leader, 'fence-unconfirmed', nodeId, undefined, outcome.reason);
         for (const uuid of holding) {
           const policy = view.ha.policies.get(uuid);
           if (policy)
@@ -626,10 +639,16 @@ export class HaCoordinator {
           ? `the node is clean; these blocklist entries could not be removed and expire by themselves: ${kept.join(', ')}`
           : 'the node is clean; fence lifted',
       };
-      if (!(await this.deps.repository.putFenceGuarded(view.leader, record)))
+      const released = this.eventRecord(
+        view.leader,
+        'fence-released',
+        fence.nodeId,
+        undefined,
+        record.reason,
+      );
+      if (!(await this.deps.repository.putFenceGuarded(view.leader, record, released)))
         return this.lostLead();
       view.ha.fences.set(fence.nodeId, record);
-      await this.event(view.leader, 'fence-released', fence.nodeId, undefined, record.reason);
     }
   }
 
@@ -698,6 +717,23 @@ export class HaCoordinator {
     };
   }
 
+  private eventRecord(
+    leader: Leader,
+    kind: EventKind,
+    nodeId: string,
+    vmUuid: string | undefined,
+    message: string,
+  ): EventRecord {
+    return {
+      at: this.deps.clock.now().toISOString(),
+      epoch: leader.epoch,
+      kind,
+      nodeId,
+      ...(vmUuid ? { vmUuid } : {}),
+      message: message.slice(0, 1000),
+    };
+  }
+
   private async event(
     leader: Leader,
     kind: EventKind,
@@ -706,14 +742,7 @@ export class HaCoordinator {
     message: string,
   ): Promise<void> {
     await this.deps.repository
-      .appendEvent({
-        at: this.deps.clock.now().toISOString(),
-        epoch: leader.epoch,
-        kind,
-        nodeId,
-        ...(vmUuid ? { vmUuid } : {}),
-        message: message.slice(0, 1000),
-      })
+      .appendEvent(this.eventRecord(leader, kind, nodeId, vmUuid, message))
       .catch((error: unknown) =>
         this.deps.logger.warn({ err: error }, 'could not record an HA event'),
       );

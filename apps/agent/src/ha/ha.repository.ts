@@ -180,15 +180,33 @@ export class HaRepository {
     return this.guarded(leader, ETCD_KEYS.haResource(record.vmUuid), record);
   }
 
-  /** Writes a node's fence record as the coordinator of `leader`; false when it no longer leads. */
-  putFenceGuarded(leader: Leader, record: FenceRecord): Promise<boolean> {
-    return this.guarded(leader, ETCD_KEYS.haFence(record.nodeId), record);
+  /**
+   * Writes a node's fence record as the coordinator of `leader`, with the event that says what
+   * changed in the same transaction (a reader that sees the record also finds its event); false
+   * when it no longer leads.
+   */
+  async putFenceGuarded(
+    leader: Leader,
+    record: FenceRecord,
+    event?: EventRecord,
+  ): Promise<boolean> {
+    const response = await this.etcd
+      .if(leader.key, 'Create', '==', leader.epoch)
+      .then(
+        this.etcd.put(ETCD_KEYS.haFence(record.nodeId)).value(JSON.stringify(record)),
+        ...(event ? [this.etcd.put(this.eventKey(event)).value(JSON.stringify(event))] : []),
+      )
+      .commit();
+    return response.succeeded;
   }
 
   async appendEvent(event: EventRecord): Promise<void> {
+    await this.etcd.put(this.eventKey(event)).value(JSON.stringify(event));
+  }
+
+  private eventKey(event: EventRecord): string {
     const sequence = String(++this.sequence).padStart(9, '0'); // ids sort within a millisecond too
-    const key = `${ETCD_KEYS.haEventsPrefix}${String(Date.parse(event.at)).padStart(15, '0')}-${event.nodeId}-${sequence}`;
-    await this.etcd.put(key).value(JSON.stringify(event));
+    return `${ETCD_KEYS.haEventsPrefix}${String(Date.parse(event.at)).padStart(15, '0')}-${event.nodeId}-${sequence}`;
   }
 
   /** Events after the id `after` ('' = from the oldest kept), oldest first, with their ids. */

@@ -224,6 +224,43 @@ describe('HA events as tasks', () => {
     expect(t.tasks).toHaveLength(2);
   });
 
+  it('keeps the lines of events read before the status showed their change for the next read', async () => {
+    const t = setup();
+    const event = (id: string, kind: string, message = '') =>
+      ({
+        id,
+        at: `2026-12-07T20:00:0${id}Z`,
+        epoch: '7',
+        kind,
+        nodeId: 'node-1',
+        vmUuid: '',
+        message,
+      }) as unknown as HaEvent__Output;
+    const calm = status([node('node-1'), node('node-2')], []);
+    // The status was read first and shows nothing yet; the events read after it already started.
+    await t.episodes.follow('dc', calm, calm, new Date(), [
+      event('1', 'node-suspect', 'lease expired'),
+      event('2', 'fence-started'),
+    ]);
+    await t.settle();
+    expect(t.tasks).toHaveLength(0);
+    await t.episodes.follow(
+      'dc',
+      calm,
+      status([node('node-1', 'fenced', 'lease expired', 'fenced'), node('node-2')], []),
+      new Date(),
+      [event('3', 'fenced', '2 disk(s) fenced')],
+    );
+    await t.settle();
+    expect(t.tasks).toHaveLength(1);
+    expect(t.tasks[0].log).toEqual([
+      'cluster 2026-12-07T20:00:01Z: node-suspect — lease expired (epoch 7)',
+      'cluster 2026-12-07T20:00:02Z: fence-started (epoch 7)',
+      'cluster 2026-12-07T20:00:03Z: fenced — 2 disk(s) fenced (epoch 7)',
+      'node node-1 fenced: lease expired: fence fenced (epoch 7); blocklisted 10.0.0.1:0/0',
+    ]);
+  });
+
   it('fails the ha.fence task with the reason when the fence cannot be confirmed', async () => {
     const t = setup();
     const before = status([node('node-1'), node('node-2')], []);

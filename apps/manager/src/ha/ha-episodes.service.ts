@@ -18,6 +18,9 @@ import {
 } from './ha-state';
 
 /** The task types of HA events: a node's fence, a VM's recovery, a node's drain. */
+/** At most this many waiting event lines are kept per episode (the newest). */
+const UNCLAIMED_LINES_KEPT = 50;
+
 export const HA_TASKS = {
   fence: 'ha.fence',
   recovery: 'ha.recovery',
@@ -87,6 +90,8 @@ class Episode {
 @Injectable()
 export class HaEpisodesService implements OnModuleInit {
   private readonly open = new Map<string, Episode>();
+  /** Per remote: event lines read before the status showed their change, by episode key. */
+  private readonly unclaimed = new Map<string, Map<string, string[]>>();
   private readonly byTask = new Map<string, Episode>();
 
   constructor(
@@ -117,7 +122,9 @@ export class HaEpisodesService implements OnModuleInit {
     readAt: Date,
     events: readonly HaEvent__Output[] = [],
   ): Promise<void> {
-    const logged = new Map<string, string[]>();
+    // Lines of events whose change the status did not show yet come first.
+    const logged = new Map(this.unclaimed.get(remote) ?? []);
+    this.unclaimed.delete(remote);
     for (const event of events) {
       const key = eventKey(remote, event);
       if (key) logged.set(key, [...(logged.get(key) ?? []), eventLine(event)]);
@@ -285,7 +292,12 @@ export class HaEpisodesService implements OnModuleInit {
       // Ended between two polls: seen before it started, now done. (At the first read, an ended
       // event is history, not news.)
       const passedUnseen = before === 'none' && (phase === 'succeeded' || phase === 'failed');
-      if (!startsNow && !passedUnseen) return;
+      if (!startsNow && !passedUnseen) {
+        // The cluster logged it before the status showed it: the lines wait for the next read.
+        const lines = logged.get(key);
+        if (lines?.length) this.keepUnclaimed(remote, key, lines);
+        return;
+      }
       episode = this.episode(kind, remote, subject);
     }
     for (const entry of logged.get(key) ?? []) episode.note(entry);
@@ -295,6 +307,12 @@ export class HaEpisodesService implements OnModuleInit {
     } else if (phase === 'none') {
       await this.finish(key, episode, kind !== 'drain', endedAs(kind, line()));
     }
+  }
+
+  private keepUnclaimed(remote: string, key: string, lines: readonly string[]): void {
+    const kept = this.unclaimed.get(remote) ?? new Map<string, string[]>();
+    kept.set(key, lines.slice(-UNCLAIMED_LINES_KEPT));
+    this.unclaimed.set(remote, kept);
   }
 
   private episode(kind: Kind, remote: string, subject: string): Episode {

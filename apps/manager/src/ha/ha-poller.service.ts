@@ -105,13 +105,15 @@ export class HaPollerService implements OnModuleInit {
   }
 
   /**
-   * The cluster's event log, then its status, then the events moved on: an event that the status
-   * shows opening finds its log lines. One read of a remote at a time (the event cursor is shared).
+   * The cluster's status, then its event log, then the events moved on. The agents write a fence
+   * record and its event in one transaction, so every change the status shows has its lines in the
+   * events read after it (lines of changes the status does not show yet wait for the next read).
+   * One read of a remote at a time (the event cursor is shared).
    */
   private async readWith(remote: string, connection: AgentConnection): Promise<HaStatus__Output> {
     const readAt = this.clock.now();
-    const events = await this.newEvents(remote, connection);
     const status = await this.agents.getHaStatus(connection);
+    const events = await this.newEvents(remote, connection);
     await this.record(remote, status, 'ok', null, readAt, events);
     return status;
   }
