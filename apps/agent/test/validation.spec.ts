@@ -101,17 +101,18 @@ describe('request validation and error mapping (real agent)', () => {
   });
 
   it('answers UNIMPLEMENTED naming the milestone, after authenticating the caller; invalid streams are refused like unary calls', async () => {
-    const calls: [Promise<unknown>, RegExp][] = [
-      [client.access.syncUsersGroups({}), /identity and access milestone/],
-    ];
     // FailoverVm (HA) is implemented: a request without its fields is refused before anything runs.
     const failover = await rpcError(client.migration.failoverVm({}));
     expect([failover.code, failover.details]).toEqual([
       status.INVALID_ARGUMENT,
       expect.stringMatching(/^invalid request: uuid: not a valid UUID/),
     ]);
+    // Each call is made when it is awaited: a call left waiting would reject unhandled.
+    const calls: [() => Promise<unknown>, RegExp][] = [
+      [() => client.access.syncUsersGroups({}), /identity and access milestone/],
+    ];
     for (const [call, message] of calls) {
-      const error = await rpcError(call);
+      const error = await rpcError(call());
       expect([error.code, error.details]).toEqual([
         status.UNIMPLEMENTED,
         expect.stringMatching(message),
