@@ -177,7 +177,7 @@ export class HaRepository {
 
   /** Writes a VM's HA state as the coordinator of `leader`; false when it no longer leads. */
   putResourceGuarded(leader: Leader, record: ResourceRecord): Promise<boolean> {
-    return this.guarded(leader, ETCD_KEYS.haResource(record.vmUuid), record);
+    return this.guarded(leader, [ETCD_KEYS.haResource(record.vmUuid), record]);
   }
 
   /**
@@ -185,19 +185,12 @@ export class HaRepository {
    * changed in the same transaction (a reader that sees the record also finds its event); false
    * when it no longer leads.
    */
-  async putFenceGuarded(
-    leader: Leader,
-    record: FenceRecord,
-    event?: EventRecord,
-  ): Promise<boolean> {
-    const response = await this.etcd
-      .if(leader.key, 'Create', '==', leader.epoch)
-      .then(
-        this.etcd.put(ETCD_KEYS.haFence(record.nodeId)).value(JSON.stringify(record)),
-        ...(event ? [this.etcd.put(this.eventKey(event)).value(JSON.stringify(event))] : []),
-      )
-      .commit();
-    return response.succeeded;
+  putFenceGuarded(leader: Leader, record: FenceRecord, event?: EventRecord): Promise<boolean> {
+    return this.guarded(
+      leader,
+      [ETCD_KEYS.haFence(record.nodeId), record],
+      ...(event ? [[this.eventKey(event), event] as const] : []),
+    );
   }
 
   async appendEvent(event: EventRecord): Promise<void> {
@@ -237,10 +230,14 @@ export class HaRepository {
     for (const key of old) await this.etcd.delete().key(key);
   }
 
-  private async guarded(leader: Leader, key: string, record: object): Promise<boolean> {
+  /** Writes every [key, record] in one transaction, only while `leader` still leads. */
+  private async guarded(
+    leader: Leader,
+    ...writes: (readonly [key: string, record: object])[]
+  ): Promise<boolean> {
     const response = await this.etcd
       .if(leader.key, 'Create', '==', leader.epoch)
-      .then(this.etcd.put(key).value(JSON.stringify(record)))
+      .then(...writes.map(([key, record]) => this.etcd.put(key).value(JSON.stringify(record))))
       .commit();
     return response.succeeded;
   }
