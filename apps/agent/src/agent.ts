@@ -197,6 +197,7 @@ export async function startAgent(
       },
       storage,
       mirrored,
+      postcopyRecoveryWindowMs: config.migration.postcopyRecoveryWindowSeconds * 1000,
       clock,
       logger,
     });

@@ -120,6 +120,12 @@ const migrationSchema = z.strictObject({
    * multifd with post-copy), each its own TLS connection, so that both ends use several cores; 0: off.
    */
   multifdChannels: z.int().min(0).max(15).default(2),
+  /**
+   * How long the agents try to resume a post-copy migration whose link broke (seconds from the
+   * break): the source reconnects with its one-time resume credential, the target accepts it that
+   * long. Past it both ends stay paused and the migration needs an operator (docs/migration.md).
+   */
+  postcopyRecoveryWindowSeconds: z.int().min(1).max(86_400).default(300),
 });
 
 const rbdSchema = z.strictObject({

@@ -1,4 +1,4 @@
-import { createHash, createHmac, randomBytes } from 'node:crypto';
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { MigrationPsk } from '../drivers/hypervisor.driver';
 import { AgentError, ErrorCode } from '../shared/agent-error';
 import type { Clock } from '../shared/clock';
@@ -102,6 +102,74 @@ export class MigrationCookies {
       }
     for (const [hash, tomb] of this.spent) if (tomb.until <= now) this.spent.delete(hash);
   }
+}
+
+/** A resume credential is told from a cookie by its prefix (both come in the tunnel's opening frame). */
+export const RESUME_PREFIX = 'dvmr_';
+
+/**
+ * The one-time credential with which a source resumes a post-copy migration whose link broke: the
+ * target hands it out on the migration's authenticated control stream (right after the cookie's
+ * claim, and again after each resumption), kept only as its SHA-256. It is bound to the migration,
+ * to its VM and to the exact peer certificate that claimed the cookie, and it works once. It does
+ * not expire while the migration is unfinished: resuming is the only way to keep the VM.
+ */
+export class ResumeCredential {
+  private constructor(
+    private readonly hash: Buffer,
+    readonly binding: CookieBinding,
+    /** SHA-256 of the DER of the peer certificate that claimed the migration. */
+    readonly peer: string,
+  ) {}
+
+  /** A fresh credential: the secret for the source, the record for the target. */
+  static issue(
+    binding: CookieBinding,
+    peerCertificate: Buffer,
+  ): { credential: string; record: ResumeCredential } {
+    const credential = RESUME_PREFIX + randomBytes(32).toString('base64url');
+    return {
+      credential,
+      record: new ResumeCredential(
+        createHash('sha256').update(credential).digest(),
+        binding,
+        certificateFingerprint(peerCertificate),
+      ),
+    };
+  }
+
+  /**
+   * Why `credential`, shown by `peerCertificate` for `presented`, is refused; undefined when it is
+   * good. The caller uses the credential up once it is good.
+   */
+  refusal(
+    credential: string,
+    presented: CookieBinding,
+    peerCertificate: Buffer | undefined,
+  ): { code: ErrorCode; reason: string } | undefined {
+    const hash = createHash('sha256').update(credential).digest();
+    if (!timingSafeEqual(hash, this.hash))
+      return { code: ErrorCode.PermissionDenied, reason: 'unknown or used resume credential' };
+    if (
+      presented.migrationId !== this.binding.migrationId ||
+      presented.vmUuid !== this.binding.vmUuid
+    )
+      return {
+        code: ErrorCode.PermissionDenied,
+        reason: 'the resume credential is for another migration',
+      };
+    if (!peerCertificate || certificateFingerprint(peerCertificate) !== this.peer)
+      return {
+        code: ErrorCode.PermissionDenied,
+        reason:
+          'the resume credential works only from the agent certificate that opened the migration',
+      };
+    return undefined;
+  }
+}
+
+function certificateFingerprint(der: Buffer): string {
+  return createHash('sha256').update(der).digest('hex');
 }
 
 /** The TLS pre-shared key of the direct transport, derived from the cookie by both ends. */

@@ -22,7 +22,12 @@ import type { MigrateVmInput, MigrationDisk, PrepareMigrationInput } from './mig
 import type { MirroredDisks } from './mirrored-disks';
 import type { ImageRef } from '../drivers/storage.driver';
 import type { LocalListener, MigrationSocketRepository } from './migration-socket.repository';
-import type { TunnelClientRepository, TunnelTarget } from './tunnel-client.repository';
+import type {
+  TunnelClientRepository,
+  TunnelStream,
+  TunnelTarget,
+} from './tunnel-client.repository';
+import { operatorSteps, untilText } from './postcopy-recovery';
 import { TunnelBridge, type Frame } from './tunnel-bridge';
 import type { Socket } from 'node:net';
 import { MAX_DATA_CHANNELS, splice } from './tunnel-data';
@@ -31,6 +36,8 @@ import type { TunnelDataClientRepository } from './tunnel-data-client.repository
 /** How long the source waits for the target's answer to the tunnel's opening and to the commit. */
 const HANDSHAKE_TIMEOUT_MS = 15_000;
 const COMMIT_TIMEOUT_MS = 60_000;
+/** Between two attempts to resume a post-copy migration whose link broke. */
+const RESUME_RETRY_MS = 2_000;
 /** How much longer than the target's own bound the source waits for its mirrors to be synced. */
 const SYNC_GRACE_MS = 15_000;
 /** How long a finished migration's outcome is kept for GetMigration. */
@@ -46,6 +53,8 @@ interface Outgoing {
   cancelRequested: boolean;
   /** The target was told to run the VM: from here on there is no way back. */
   committing: boolean;
+  /** The commit came with post-copy: a broken link is resumed, never given up. */
+  postcopy?: boolean;
   done: Promise<MigrationProgress>;
   endedAt?: number;
 }
@@ -69,6 +78,8 @@ export interface MigrationSourceDeps {
   storage: Pick<StorageDriver, 'mirrorStatus'>;
   /** Across clusters: the mirrored disks demoted here at the switchover (and promoted back when the move fails). */
   mirrored: Pick<MirroredDisks, 'release' | 'takeBack' | 'finalSnapshots' | 'timeoutMs'>;
+  /** migration.postcopyRecoveryWindowSeconds: how long a broken post-copy link is resumed before it needs an operator. */
+  postcopyRecoveryWindowMs?: number;
   clock: Clock;
   logger: Logger;
 }
@@ -251,26 +262,18 @@ export class MigrationSourceService {
     });
     const online = !input.offline;
     const carryBytes = online && input.transport === 'tunnel';
-    let listener: Pick<LocalListener, 'close'> | undefined;
-    const channel = new ControlChannel();
     const target: TunnelTarget = {
       endpoint: input.targetEndpoint,
       nodeId: input.targetNodeId,
       caPem: input.targetCaPem,
     };
-    const { stream, close } = this.deps.tunnels.open(
-      target,
-      input.migrationId.replace(/-/g, '').slice(0, 16),
-    );
-    const bridge = new TunnelBridge(
-      stream,
-      (frame) => channel.receive(frame),
-      (error) => channel.closed(error),
-    );
+    // The control stream and data connections to the target; replaced when post-copy resumes.
+    let link = this.openLink(target, input.migrationId);
+    let { channel, bridge } = link;
     let started = false;
     const startedAt = performance.now();
     try {
-      stream.write({
+      link.stream.write({
         cookie: input.cookie,
         vmUuid: input.uuid,
         migrationId: input.migrationId,
@@ -313,17 +316,18 @@ export class MigrationSourceService {
       let destination: MigrationAddress;
       if (carryBytes && ready.dataTokens) {
         const tokens = ready.dataTokens;
+        const first = link;
         const local = await this.deps.sockets.listen(
           input.migrationId,
           tokens.length,
-          (socket, index) => this.carryChannel(socket, target, index, tokens[index]!, channel),
+          (socket, index) => this.carryChannel(socket, target, index, tokens[index]!, first),
         );
-        listener = local;
+        link.listener = local;
         destination = local.address;
       } else if (carryBytes) {
         // A target from before data connections: the bytes go through the tunnel stream itself.
         const local = await this.deps.sockets.listenOnce(input.migrationId);
-        listener = local;
+        link.listener = local;
         destination = local.address;
         void local.accepted.then(
           (socket) => bridge.attach(socket),
@@ -386,6 +390,17 @@ export class MigrationSourceService {
             phase: 'cancelled',
           };
         }
+        if (
+          outgoing.postcopy &&
+          (channel.error !== undefined || stats.status === 'postcopy-paused')
+        ) {
+          // The link broke during post-copy: the VM's memory is split between the two ends.
+          const resumed = await this.resumePostcopy(outgoing, link, target, log);
+          if ('final' in resumed) return { ...figures(stats), ...resumed.final };
+          link = resumed.link;
+          ({ channel, bridge } = link);
+          continue;
+        }
         if (stats.status === 'postcopy-active' && !outgoing.committing) {
           // The guest now runs on the target (pages are pulled on demand): tell it to run. It cannot
           // come back here any more, so its disks go along even when they cannot change sides now.
@@ -396,6 +411,7 @@ export class MigrationSourceService {
             ),
           );
           outgoing.committing = true;
+          outgoing.postcopy = true;
           bridge.send('commit');
           await channel.expect(
             'committed',
@@ -495,6 +511,8 @@ export class MigrationSourceService {
           };
         }
       }
+      // post-copy: every page is at the target; it drops its resume credential
+      if (outgoing.postcopy) bridge.send('done');
       await driver.finishOutgoing(input.uuid);
       await this.leaveDisks(input, vm);
       await this.forgetHere(input.uuid, vm.spec.name, log);
@@ -533,11 +551,111 @@ export class MigrationSourceService {
         message: `${reason}; ${where}`,
       };
     } finally {
-      listener?.close();
-      bridge.close(undefined);
-      stream.end();
-      close();
+      this.dropLink(link, false);
     }
+  }
+
+  /** A control stream to the target (its 'ready' and control words go to the link's channel). */
+  private openLink(target: TunnelTarget, migrationId: string): Link {
+    const channel = new ControlChannel();
+    const { stream, close } = this.deps.tunnels.open(
+      target,
+      migrationId.replace(/-/g, '').slice(0, 16),
+    );
+    const bridge = new TunnelBridge(
+      stream,
+      (frame) => channel.receive(frame),
+      (error) => channel.closed(error),
+    );
+    return { channel, bridge, stream, close, sockets: new Set() };
+  }
+
+  /** Ends a link: its local listener, control stream and (`cutData`) its data connections. */
+  private dropLink(link: Link, cutData = true): void {
+    link.listener?.close();
+    link.bridge.close(undefined);
+    link.stream.end();
+    link.close();
+    if (cutData) for (const socket of link.sockets) socket.destroy();
+  }
+
+  /**
+   * The link to the target broke during post-copy. QEMU keeps every page on both ends (the source
+   * those not sent yet, the target VM paused until they come): neither end may run the VM alone.
+   * Within migration.postcopyRecoveryWindowSeconds the source reconnects over the same port with
+   * the target's one-time resume credential, gets fresh data tokens, and resumes QEMU (migrate
+   * with resume at the source, migrate-recover at the target). Answers the new link, or the final
+   * "needs operator" progress when the window passed; nothing is started or stopped then.
+   */
+  private async resumePostcopy(
+    outgoing: Outgoing,
+    broken: Link,
+    target: TunnelTarget,
+    log: Logger,
+  ): Promise<{ link: Link } | { final: MigrationProgress }> {
+    const { input, vm } = outgoing;
+    const { driver, clock } = this.deps;
+    const until =
+      clock.now().getTime() + (this.deps.postcopyRecoveryWindowMs ?? DEFAULT_RECOVERY_WINDOW_MS);
+    // A link that went silent has not reached QEMU yet: cut its stream on purpose.
+    await driver.pauseOutgoing?.(input.uuid).catch(() => undefined);
+    this.dropLink(broken);
+    let credential = broken.channel.credential;
+    let reason = broken.channel.error ?? 'the data connection broke';
+    const paused = `paused: the link to node ${input.targetNodeId} was lost during post-copy; recovering until ${untilText(until)}`;
+    log.warn({ reason, until: new Date(until).toISOString() }, 'post-copy link lost; resuming');
+    while (credential && clock.now().getTime() < until) {
+      this.publish(outgoing, {
+        ...outgoing.last,
+        phase: 'postcopy',
+        message: `${paused} (${reason})`,
+      });
+      const link = this.openLink(target, input.migrationId);
+      try {
+        link.stream.write({
+          cookie: credential,
+          vmUuid: input.uuid,
+          migrationId: input.migrationId,
+          controlOnly: false,
+          dataConnections: true,
+        });
+        await link.channel.expect(
+          'ready',
+          Math.max(1, Math.min(HANDSHAKE_TIMEOUT_MS, until - clock.now().getTime())),
+          'the target did not take the resumption',
+        );
+        credential = link.channel.credential ?? credential;
+        const tokens = readyOf(link.channel.messages.get('ready')).dataTokens ?? [];
+        if (tokens.length !== 1)
+          throw new AgentError(ErrorCode.Internal, "the target's resumption is malformed");
+        const local = await this.deps.sockets.listen(input.migrationId, 1, (socket) =>
+          this.carryChannel(socket, target, 0, tokens[0]!, link),
+        );
+        link.listener = local;
+        await driver.recoverOutgoing!(input.uuid, local.address);
+        log.info('post-copy resumed');
+        this.publish(outgoing, {
+          ...outgoing.last,
+          phase: 'postcopy',
+          message: `post-copy resumed after the link to node ${input.targetNodeId} returned`,
+        });
+        return { link };
+      } catch (error) {
+        // the target hands out the next credential first: a refused attempt used the last one up
+        credential = link.channel.credential ?? credential;
+        reason = error instanceof AgentError ? error.message : String(error);
+        log.warn({ reason }, 'post-copy not resumed yet');
+        this.dropLink(link);
+      }
+      await clock.sleep(Math.max(0, Math.min(RESUME_RETRY_MS, until - clock.now().getTime())));
+    }
+    log.error({ reason }, 'post-copy not resumed within the window; both ends stay paused');
+    return {
+      final: {
+        phase: 'failed',
+        message: `${operatorSteps(vm.spec.name, this.deps.nodeId, input.targetNodeId)} (last: ${reason})`,
+      },
+    };
   }
 
   /**
@@ -549,13 +667,17 @@ export class MigrationSourceService {
     target: TunnelTarget,
     index: number,
     token: string,
-    channel: ControlChannel,
+    link: Link,
   ): void {
+    link.sockets.add(socket);
     this.deps.data.open(target, index, token).then(
-      (remote) => void splice(socket, remote),
+      (remote) => {
+        link.sockets.add(remote);
+        void splice(socket, remote);
+      },
       (error: unknown) => {
         socket.destroy();
-        channel.broken(error instanceof AgentError ? error.message : 'a data channel failed');
+        link.channel.broken(error instanceof AgentError ? error.message : 'a data channel failed');
       },
     );
   }
@@ -647,6 +769,19 @@ export class MigrationSourceService {
   }
 }
 
+/** migration.postcopyRecoveryWindowSeconds' default. */
+const DEFAULT_RECOVERY_WINDOW_MS = 300_000;
+
+/** A control stream to the target, with the local listener and data connections it carries. */
+interface Link {
+  channel: ControlChannel;
+  bridge: TunnelBridge;
+  stream: TunnelStream;
+  close: () => void;
+  listener?: Pick<LocalListener, 'close'>;
+  sockets: Set<Socket>;
+}
+
 /** The parts of a switchover (the VM paused at the source), in order, with the time each took. */
 class SwitchoverClock {
   private readonly started = performance.now();
@@ -681,6 +816,8 @@ class ControlChannel {
   progress: ((message: string) => void) | undefined;
   /** The target answered 'error' (it refused, rather than vanished). */
   refused = false;
+  /** The target's latest one-time resume credential (post-copy), kept out of `messages`. */
+  credential: string | undefined;
   private waiting:
     { word: string; resolve: () => void; reject: (error: Error) => void } | undefined;
   private readonly seen = new Set<string>();
@@ -694,6 +831,10 @@ class ControlChannel {
       return;
     }
     if (!frame.control) return;
+    if (frame.control === 'credential') {
+      this.credential = frame.message || undefined;
+      return;
+    }
     if (frame.control === 'syncing') {
       this.progress?.(frame.message || '');
       return;

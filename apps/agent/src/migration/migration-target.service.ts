@@ -15,7 +15,7 @@ import type { Logger } from '../shared/logger';
 import type { VmDiskLocks } from '../vms/vm-disk-locks';
 import type { VmIndexRepository } from '../vms/vm-index.repository';
 import type { VmService } from '../vms/vm.service';
-import { pskOf, type MigrationCookies } from './migration-cookies';
+import { pskOf, RESUME_PREFIX, ResumeCredential, type MigrationCookies } from './migration-cookies';
 import {
   allPass,
   mappedSpec,
@@ -74,6 +74,16 @@ export interface Reservation {
   /** QEMU multifd channels the incoming side takes besides the main one. */
   multifdChannels: number;
   data?: DataChannels;
+  /** Post-copy allowed: the source gets a resume credential before 'ready'. */
+  postcopy: boolean;
+  /** Post-copy: the one resume credential good now (see ResumeCredential); undefined once the source said 'done'. */
+  resume?: ResumeCredential;
+  /** A credential issued and not yet handed to the source (sent first on its control stream). */
+  pendingCredential?: string;
+  /** A resumption claimed: its control stream recovers the incoming QEMU and hands out fresh data tokens. */
+  resuming?: boolean;
+  /** The source said the migration completed: nothing more to resume. */
+  finished?: boolean;
   timer: NodeJS.Timeout | undefined;
   message: string;
   endedAt?: number;
@@ -355,6 +365,7 @@ export class MigrationTargetService {
         input.online && !input.allowPostcopy && this.deps.driver.name === 'qemu'
           ? (this.deps.multifdChannels ?? 0)
           : 0,
+      postcopy: input.online && input.allowPostcopy,
       timer: undefined,
       message: 'waiting for the source',
     };
@@ -401,6 +412,7 @@ export class MigrationTargetService {
     opening: TunnelOpening,
     peerCertificate: Buffer | undefined,
   ): Promise<{ sourceNode: string; reservation: Reservation }> {
+    if (opening.cookie.startsWith(RESUME_PREFIX)) return this.claimResume(opening, peerCertificate);
     this.deps.cookies.claim(opening.cookie, {
       vmUuid: opening.vmUuid,
       migrationId: opening.migrationId,
@@ -459,7 +471,75 @@ export class MigrationTargetService {
     reservation.state = 'receiving';
     reservation.message = `receiving from node ${sourceNode}`;
     clearTimeout(reservation.timer);
+    if (reservation.postcopy && reservation.data && peerCertificate)
+      this.issueResume(reservation, peerCertificate);
     return { sourceNode, reservation };
+  }
+
+  /**
+   * A source resuming a post-copy migration whose link broke: its one-time resume credential
+   * (used up here), from the same certificate that claimed the cookie, for a migration committed
+   * here and not finished. The old data connections are cut (the incoming QEMU pauses, if the
+   * break had not reached it) and a fresh credential is issued; the stream then recovers QEMU.
+   */
+  private claimResume(
+    opening: TunnelOpening,
+    peerCertificate: Buffer | undefined,
+  ): { sourceNode: string; reservation: Reservation } {
+    const reservation = this.reservations.get(opening.migrationId);
+    const refusal = reservation?.resume
+      ? reservation.resume.refusal(
+          opening.cookie,
+          { vmUuid: opening.vmUuid, migrationId: opening.migrationId },
+          peerCertificate,
+        )
+      : { code: ErrorCode.PermissionDenied, reason: 'unknown or used resume credential' };
+    if (refusal || !reservation?.data || !peerCertificate) {
+      this.deps.logger.warn(
+        { migrationId: opening.migrationId, reason: refusal?.reason },
+        'post-copy resumption refused',
+      );
+      throw new AgentError(
+        refusal?.code ?? ErrorCode.PermissionDenied,
+        refusal?.reason ?? 'unknown or used resume credential',
+      );
+    }
+    if (reservation.state !== 'committed' || reservation.finished)
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `migration ${opening.migrationId} has no paused post-copy to resume on node ${this.deps.nodeId}`,
+      );
+    reservation.resume = undefined; // used up: a replay finds nothing
+    const data = reservation.data;
+    for (const socket of data.sockets) socket.destroy();
+    const markConnected: (() => void)[] = [];
+    reservation.data = {
+      tokens: new DataTokens(1),
+      sourceNode: data.sourceNode,
+      connected: [new Promise<void>((resolve) => (markConnected[0] = resolve))],
+      markConnected,
+      sockets: new Set(),
+    };
+    reservation.resuming = true;
+    this.issueResume(reservation, peerCertificate);
+    return { sourceNode: data.sourceNode, reservation };
+  }
+
+  /** A fresh resume credential for the source of `reservation`, sent first on its control stream. */
+  private issueResume(reservation: Reservation, peerCertificate: Buffer): void {
+    const { credential, record } = ResumeCredential.issue(
+      { vmUuid: reservation.spec.uuid, migrationId: reservation.migrationId },
+      peerCertificate,
+    );
+    reservation.resume = record;
+    reservation.pendingCredential = credential;
+  }
+
+  /** The link of a committed post-copy migration broke: both QEMUs pause and keep their pages. */
+  private linkLost(reservation: Reservation, sourceNode: string, log: Logger): void {
+    if (reservation.state !== 'committed' || reservation.finished || !reservation.resume) return;
+    reservation.message = `paused: the link to node ${sourceNode} was lost during post-copy; waiting for the source to resume it`;
+    log.warn('post-copy link lost; waiting for the source to resume it');
   }
 
   /** The tunnel's receiving side: bytes go to the incoming QEMU; control words commit or abort. Resolves when the tunnel ends. */
@@ -490,10 +570,33 @@ export class MigrationTargetService {
               'migration tunnel closed before the commit; aborting the incoming VM',
             );
             void this.release(reservation, 'aborted', 'the source went away before the switchover');
-          }
+          } else this.linkLost(reservation, sourceNode, log);
           resolve();
         },
       );
+      // The resume credential first: a source that gets nothing more still holds the next one.
+      if (reservation.pendingCredential) {
+        bridge.send('credential', reservation.pendingCredential);
+        reservation.pendingCredential = undefined;
+      }
+      if (reservation.resuming) {
+        reservation.resuming = false;
+        this.resumeIncoming(reservation, sourceNode, log).then(
+          (tokens) =>
+            bridge.send('ready', JSON.stringify({ multifdChannels: 0, dataTokens: tokens })),
+          (error: unknown) => {
+            log.error({ err: error }, 'cannot resume the incoming post-copy migration');
+            bridge.send(
+              'error',
+              error instanceof AgentError
+                ? error.message
+                : 'the target could not resume its incoming VM',
+            );
+            bridge.close(error as Error);
+          },
+        );
+        return;
+      }
       const carryBytes =
         !controlOnly &&
         !reservation.data &&
@@ -515,6 +618,28 @@ export class MigrationTargetService {
   }
 
   /**
+   * A resumption's target side: QEMU listens again (migrate-recover, on a fresh socket; the
+   * driver pauses an incoming side the break has not reached yet) and the data channel's fresh
+   * one-time token is answered for the source's 'ready'.
+   */
+  private async resumeIncoming(
+    reservation: Reservation,
+    sourceNode: string,
+    log: Logger,
+  ): Promise<string[]> {
+    if (!this.deps.driver.recoverIncoming)
+      throw new AgentError(
+        ErrorCode.FailedPrecondition,
+        `the ${this.deps.driver.name} driver cannot resume a post-copy migration`,
+      );
+    reservation.message = `resuming the post-copy migration from node ${sourceNode}`;
+    reservation.address = await this.deps.driver.recoverIncoming(reservation.spec.uuid);
+    reservation.message = `running on node ${this.deps.nodeId} (post-copy resumed)`;
+    log.info('post-copy migration resuming');
+    return reservation.data!.tokens.toWire();
+  }
+
+  /**
    * A data connection's header: its token must be one this target handed out for a migration that
    * is receiving (used up here, whatever follows), and its certificate the same source node's as
    * the migration's control stream. Answers the incoming QEMU's end of the channel, connected in
@@ -530,7 +655,7 @@ export class MigrationTargetService {
         ErrorCode.PermissionDenied,
         'unknown or used data channel token; each is good for one connection',
       );
-    if (reservation.state !== 'receiving')
+    if (!receivingOrResumed(reservation))
       throw new AgentError(
         ErrorCode.FailedPrecondition,
         `migration ${reservation.migrationId} is not receiving`,
@@ -550,7 +675,7 @@ export class MigrationTargetService {
         CHANNEL_ORDER_TIMEOUT_MS,
         `data channel ${header.index - 1} did not arrive`,
       );
-    if (reservation.state !== 'receiving' || reservation.address?.kind !== 'unix')
+    if (!receivingOrResumed(reservation) || reservation.address?.kind !== 'unix')
       throw new AgentError(
         ErrorCode.FailedPrecondition,
         `migration ${reservation.migrationId} is not receiving`,
@@ -579,6 +704,14 @@ export class MigrationTargetService {
     }
     if (frame.control === 'sync') {
       await this.syncMirrors(reservation, bridge, frame.message ?? '', log);
+      return;
+    }
+    if (frame.control === 'done' && reservation.state === 'committed') {
+      // post-copy: every page arrived, nothing more to resume
+      reservation.finished = true;
+      reservation.resume = undefined;
+      reservation.message = `running on node ${this.deps.nodeId}`;
+      this.deps.credentials.forgetPeerCa(reservation.migrationId);
       return;
     }
     if (frame.control !== 'commit' || reservation.state !== 'receiving') return;
@@ -616,8 +749,9 @@ export class MigrationTargetService {
       bridge.close(undefined);
       return;
     }
-    // The source ends the tunnel: with post-copy, pages still flow through it after the commit.
-    await this.end(reservation);
+    // The source ends the tunnel: with post-copy, pages still flow through it after the commit,
+    // and a broken link is resumed through the peer CA pinned for the migration (dropped at 'done').
+    await this.end(reservation, !reservation.resume);
   }
 
   /**
@@ -765,11 +899,15 @@ export class MigrationTargetService {
     await this.end(reservation);
   }
 
-  private async end(reservation: Reservation): Promise<void> {
-    this.deps.credentials.forgetPeerCa(reservation.migrationId);
+  private async end(reservation: Reservation, forgetPeerCa = true): Promise<void> {
+    if (forgetPeerCa) this.deps.credentials.forgetPeerCa(reservation.migrationId);
     reservation.endedAt = this.deps.clock.now().getTime();
     for (const [id, other] of this.reservations)
-      if (other.endedAt !== undefined && other.endedAt < reservation.endedAt - OUTCOME_TTL_MS)
+      if (
+        other.endedAt !== undefined &&
+        !other.resume && // a paused post-copy stays resumable for its whole window
+        other.endedAt < reservation.endedAt - OUTCOME_TTL_MS
+      )
         this.reservations.delete(id);
   }
 }
@@ -780,6 +918,14 @@ function dataEndpointOf(address: MigrationAddress | undefined, transport: string
     return `tcp:${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}`;
   if (address.kind === 'libvirt') return `libvirt:${address.uri}`;
   return '';
+}
+
+/** Data channels are taken while receiving, and for a committed post-copy migration being resumed. */
+function receivingOrResumed(reservation: Reservation): boolean {
+  return (
+    reservation.state === 'receiving' ||
+    (reservation.state === 'committed' && !reservation.finished && reservation.postcopy)
+  );
 }
 
 function withTimeout(promise: Promise<void>, ms: number, message: string): Promise<void> {

@@ -646,16 +646,35 @@ export class QemuHypervisorDriver implements HypervisorDriver {
       );
     // a fresh socket each time: the one of the broken stream may still be bound
     const path = `${this.paths(uuid).migration}-r${++this.recoveries}`;
-    try {
-      // out of band: the target's main loop may wait for a page the broken link holds back, and
-      // the socket is then served by the monitor's own thread, not that loop (QEMU's design)
-      await this.command(vm, 'migrate-recover', { uri: `unix:${path}` }, undefined, true);
-    } catch (error) {
-      // QEMU still listens where the last recovery asked (the source never connected): again there
-      const listening = vm.recovery?.listening;
-      if (listening && /triggered already/i.test((error as Error).message))
-        return { kind: 'unix', path: listening };
-      throw error;
+    const deadline = this.options.clock.now().getTime() + RECOVER_TIMEOUT_MS;
+    for (let paused = false; ;) {
+      const next = this.migrationEvent(uuid, RECOVER_RECHECK_MS);
+      try {
+        // out of band: the target's main loop may wait for a page the broken link holds back, and
+        // the socket is then served by the monitor's own thread, not that loop (QEMU's design)
+        await this.command(vm, 'migrate-recover', { uri: `unix:${path}` }, undefined, true);
+        break;
+      } catch (error) {
+        const message = (error as Error).message;
+        // QEMU still listens where the last recovery asked (the source never connected): again there
+        const listening = vm.recovery?.listening;
+        if (listening && /triggered already/i.test(message))
+          return { kind: 'unix', path: listening };
+        // The break has not reached this side (a link that went silent, or its socket closed a
+        // moment ago): cut the stream on purpose, then wait for QEMU's postcopy-paused.
+        if (
+          !/only be run when postcopy is paused/i.test(message) ||
+          this.options.clock.now().getTime() >= deadline
+        )
+          throw error;
+        if (!paused) {
+          paused = true;
+          await this.command(vm, 'migrate-pause', undefined, undefined, true).catch(
+            () => undefined, // paused meanwhile
+          );
+        }
+        await next;
+      }
     }
     vm.recovery = { handshakes: vm.recovery?.handshakes ?? 0, listening: path };
     return { kind: 'unix', path };
@@ -669,7 +688,14 @@ export class QemuHypervisorDriver implements HypervisorDriver {
         'a post-copy migration is recovered over a unix socket (the tunnel transport)',
       );
     const uri = destinationUri({ destination } as OutgoingOptions);
-    if ((await this.postcopyStatus(vm)) !== 'postcopy-paused')
+    // a migrate-pause or a broken socket reaches QEMU's migration thread a moment later
+    const pausedBy = this.options.clock.now().getTime() + RECOVER_TIMEOUT_MS;
+    let current = await this.postcopyStatus(vm);
+    while (current === 'postcopy-active' && this.options.clock.now().getTime() < pausedBy) {
+      await this.migrationEvent(uuid, RECOVER_RECHECK_MS);
+      current = await this.postcopyStatus(vm);
+    }
+    if (current !== 'postcopy-paused')
       throw new AgentError(
         ErrorCode.FailedPrecondition,
         `the migration of VM ${vm.record.spec.name} is not a paused post-copy migration`,
