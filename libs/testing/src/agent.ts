@@ -20,6 +20,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { request as httpsRequest } from 'node:https';
 import { join, resolve } from 'node:path';
 import { startEtcd, type EtcdInstance } from './etcd';
+import type { NodeNamespace } from './netns';
 import { createClusterPki, createManagerIdentity, writeTlsFiles } from './pki';
 import { freePort } from './ports';
 import { spawnManaged, type ManagedProcess } from './processes';
@@ -67,11 +68,18 @@ export interface StartClusterOptions {
   issuerNodes?: string[];
   /** Runs before each agent first starts (e.g. writeQemuVm to give a qemu node its VMs). */
   prepareNode?: (nodeId: string, stateDir: string) => void | Promise<void>;
+  /**
+   * The address etcd and the agents outside a namespace listen on (default 127.0.0.1): the host's
+   * end of a NodeNamespace's veth pair, so that the node inside reaches them.
+   */
+  hostAddress?: string;
+  /** Nodes run inside a network namespace (createNodeNamespace): they listen on its address. */
+  namespaces?: Record<string, Pick<NodeNamespace, 'address' | 'exec'>>;
 }
 
 export interface TestAgent {
   readonly nodeId: string;
-  /** 127.0.0.1:<port>, the same across restarts. */
+  /** <host>:<port> (127.0.0.1 unless the cluster has a hostAddress or the node a namespace), the same across restarts. */
   readonly endpoint: string;
   /** 127.0.0.1:<port> of the agent's metrics listener (HTTPS, GET /metrics). */
   readonly metricsEndpoint: string;
@@ -155,7 +163,7 @@ export async function startCluster(options: StartClusterOptions): Promise<TestCl
   const dir = tempDir(`debvisor-cluster-${clusterId}-`);
   mkdirSync(join(dir, 'logs'));
   const [etcd, pki, manager] = await Promise.all([
-    startEtcd({ logFile: join(dir, 'logs/etcd.log') }),
+    startEtcd({ logFile: join(dir, 'logs/etcd.log'), host: options.hostAddress }),
     createClusterPki(clusterId),
     createManagerIdentity(`test-${clusterId}`),
   ]);
@@ -175,11 +183,13 @@ export async function startCluster(options: StartClusterOptions): Promise<TestCl
   const agents = await Promise.all(
     Array.from({ length: nodes }, async (_, i) => {
       const nodeId = `node-${i + 1}`;
-      const endpoint = `127.0.0.1:${await freePort()}`;
+      const namespace = options.namespaces?.[nodeId];
+      const host = namespace?.address ?? options.hostAddress ?? '127.0.0.1';
+      const endpoint = `${host}:${await freePort()}`;
       const metricsEndpoint = `127.0.0.1:${await freePort()}`;
       const pair =
         lifetimeSeconds === undefined
-          ? await pki.agent(nodeId)
+          ? await pki.agent(nodeId, [host])
           : await issueAgentCertificate(
               pki.ca,
               nodeId,
@@ -232,6 +242,7 @@ export async function startCluster(options: StartClusterOptions): Promise<TestCl
         configFile,
         stateDir,
         join(dir, 'logs', `${nodeId}.log`),
+        namespace?.exec() ?? [],
       );
     }),
   );
@@ -411,6 +422,8 @@ class AgentProcess implements TestAgent {
     readonly configFile: string,
     readonly stateDir: string,
     private readonly logFile: string,
+    /** Runs the agent through this (ip netns exec <ns>), which keeps its pid. */
+    private readonly prefix: readonly string[] = [],
   ) {}
 
   get process(): ManagedProcess {
@@ -428,10 +441,11 @@ class AgentProcess implements TestAgent {
 
   async restart(): Promise<void> {
     await this.current?.stop();
+    const [command, ...prefixArgs] = [...this.prefix, process.execPath];
     this.current = spawnManaged(
       `agent ${this.nodeId}`,
-      process.execPath,
-      [AGENT_MAIN, '--config', this.configFile],
+      command!,
+      [...prefixArgs, AGENT_MAIN, '--config', this.configFile],
       { cwd: ROOT, logFile: this.logFile },
     );
     await this.current.waitFor(READY, 60_000);

@@ -16,7 +16,7 @@ export interface EtcdTlsFiles {
 }
 
 export interface EtcdInstance {
-  /** https://127.0.0.1:<port> (http:// when started with tls: false) */
+  /** https://127.0.0.1:<port> (http:// when started with tls: false; another host when asked) */
   readonly endpoint: string;
   readonly dataDir: string;
   readonly process: ManagedProcess;
@@ -36,16 +36,24 @@ export interface EtcdOptions {
   logFile?: string;
   /** Mutual TLS on the client port (default true): every etcd of a test process shares one CA. */
   tls?: boolean;
+  /** The IPv4 address the client port listens on (default 127.0.0.1), e.g. a host's veth end. */
+  host?: string;
 }
 
-let sharedPki: Promise<EtcdTlsFiles & { server: { cert: string; key: string } }> | undefined;
+interface EtcdPki extends EtcdTlsFiles {
+  server: { cert: string; key: string };
+  /** A server certificate for another listening address (issued once per address). */
+  serverFor(host: string): Promise<{ cert: string; key: string }>;
+}
+
+let sharedPki: Promise<EtcdPki> | undefined;
 
 /**
  * The etcd PKI of this test process: one CA, a server certificate for 127.0.0.1/localhost and a
  * client certificate, shared by every etcd (so that a replacement etcd on the same port, and a
  * peer cluster's etcd, accept the same clients).
  */
-function etcdPki(): Promise<EtcdTlsFiles & { server: { cert: string; key: string } }> {
+function etcdPki(): Promise<EtcdPki> {
   sharedPki ??= (async () => {
     const dir = join(tempDir('debvisor-etcd-pki-'), 'pki');
     mkdirSync(dir, { recursive: true });
@@ -63,7 +71,26 @@ function etcdPki(): Promise<EtcdTlsFiles & { server: { cert: string; key: string
       writeFileSync(join(dir, name), text, { mode: 0o600 });
       return join(dir, name);
     };
+    const others = new Map<string, Promise<{ cert: string; key: string }>>();
+    const serverFor = (host: string) => {
+      if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(host)) throw new Error(`not an IPv4 address: ${host}`);
+      let issued = others.get(host);
+      if (!issued) {
+        issued = issueCertificate(ca, {
+          commonName: 'etcd',
+          dnsNames: ['localhost'],
+          ipAddresses: ['127.0.0.1', host],
+          usage: 'both',
+        }).then((pair) => ({
+          cert: write(`server-${host}.crt`, pair.certPem),
+          key: write(`server-${host}.key`, pair.keyPem),
+        }));
+        others.set(host, issued);
+      }
+      return issued;
+    };
     return {
+      serverFor,
       ca: write('ca.crt', ca.certPem),
       cert: write('client.crt', client.certPem),
       key: write('client.key', client.keyPem),
@@ -83,8 +110,10 @@ export async function startEtcd(options: EtcdOptions = {}): Promise<EtcdInstance
   const dataDir = options.dataDir ?? join(tempDir('debvisor-etcd-'), 'data');
   const clientPort = options.clientPort ?? (await freePort());
   const peerPort = await freePort();
+  const host = options.host ?? '127.0.0.1';
   const pki = options.tls === false ? undefined : await etcdPki();
-  const endpoint = `${pki ? 'https' : 'http'}://127.0.0.1:${clientPort}`;
+  const server = pki && (host === '127.0.0.1' ? pki.server : await pki.serverFor(host));
+  const endpoint = `${pki ? 'https' : 'http'}://${host}:${clientPort}`;
   const peer = `http://127.0.0.1:${peerPort}`; // one member on loopback: no peer traffic
   const child = spawnManaged(
     `etcd ${name}`,
@@ -98,12 +127,12 @@ export async function startEtcd(options: EtcdOptions = {}): Promise<EtcdInstance
       `--initial-advertise-peer-urls=${peer}`,
       `--initial-cluster=${name}=${peer}`,
       '--initial-cluster-state=new',
-      ...(pki
+      ...(pki && server
         ? [
             '--client-cert-auth',
             `--trusted-ca-file=${pki.ca}`,
-            `--cert-file=${pki.server.cert}`,
-            `--key-file=${pki.server.key}`,
+            `--cert-file=${server.cert}`,
+            `--key-file=${server.key}`,
           ]
         : []),
       '--log-level=warn',

@@ -1,3 +1,5 @@
+import { readFile, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { AgentClient, TestAgent, TestCluster } from './agent';
 
 /**
@@ -19,6 +21,58 @@ export function resumeAgent(agent: TestAgent): void {
 /** VM states in which a VM's process exists and can write (not stopped, not crashed). */
 const LIVE = new Set(['starting', 'running', 'stopping', 'rebooting', 'migrating', 'paused']);
 
+/** Answers the uuids of the VMs live on one node, read without asking its agent. */
+export type LiveVmSource = () => Promise<string[]>;
+
+/**
+ * The live VMs of a sim node, read from its hypervisor's own state file (<stateDir>/sim/vms.json,
+ * written at every change): what runs there even when its agent cannot be reached (partitioned),
+ * and read without passing its watchdog gate (which a call through the agent would trigger).
+ */
+export function simStateFileSource(stateDir: string): LiveVmSource {
+  return async () => {
+    const text = await readFile(join(stateDir, 'sim', 'vms.json'), 'utf8');
+    const state = JSON.parse(text) as {
+      vms: { spec: { uuid: string }; state: string }[];
+    };
+    return state.vms.filter((vm) => LIVE.has(vm.state)).map((vm) => vm.spec.uuid);
+  };
+}
+
+/**
+ * The VMs of a qemu node that have a QEMU process, from /proc: every qemu-system process whose
+ * command line names the node's state directory, by the `-uuid` it was started with. The process
+ * is what writes to the disks, whatever its agent (killed, partitioned) says.
+ */
+export function qemuProcessSource(stateDir: string): LiveVmSource {
+  return async () => {
+    const uuids: string[] = [];
+    for (const entry of await readdir('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      let argv: string[];
+      try {
+        argv = (await readFile(`/proc/${entry}/cmdline`, 'utf8')).split('\0');
+      } catch {
+        continue; // ended meanwhile
+      }
+      if (!argv[0]?.includes('qemu-system') || !argv.some((a) => a.includes(stateDir))) continue;
+      if (await isZombie(entry)) continue;
+      const at = argv.indexOf('-uuid');
+      if (at >= 0 && argv[at + 1]) uuids.push(argv[at + 1]!);
+    }
+    return uuids;
+  };
+}
+
+async function isZombie(pid: string): Promise<boolean> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
+  } catch {
+    return true;
+  }
+}
+
 export interface RunSample {
   at: number;
   /** Per watched VM: the nodes whose hypervisor reports it live. */
@@ -35,7 +89,9 @@ export interface DoubleRun {
 
 /**
  * Samples every node's VMs every `intervalMs` until stopped; records every moment a watched VM was
- * live on more than one node. A node that does not answer (killed, paused) reports nothing.
+ * live on more than one node. A node that does not answer (killed, paused) reports nothing. A node
+ * with a source in `sources` is read through it (its state file, its QEMU processes) instead of
+ * asking its agent.
  */
 export class RunSampler {
   private timer: NodeJS.Timeout | undefined;
@@ -49,6 +105,7 @@ export class RunSampler {
     apiKey: string,
     private readonly uuids: readonly string[],
     private readonly intervalMs = 100,
+    private readonly sources: Readonly<Record<string, LiveVmSource>> = {},
   ) {
     this.clients = new Map(cluster.agents.map((a) => [a.nodeId, cluster.connect(apiKey, a)]));
   }
@@ -79,6 +136,11 @@ export class RunSampler {
     await Promise.all(
       [...this.clients].map(async ([nodeId, client]) => {
         try {
+          const source = this.sources[nodeId];
+          if (source) {
+            for (const uuid of await source()) where.get(uuid)?.push(nodeId);
+            return;
+          }
           const { vms } = await client.vm.listVms({ nodeId }, { deadlineMs: 1_000 });
           for (const vm of vms) {
             const list = where.get(vm.spec?.uuid ?? '');

@@ -187,3 +187,104 @@ export async function createWanLink(options: WanLinkOptions): Promise<WanLink> {
   }
   return link;
 }
+
+export interface NodeNamespace {
+  /** The namespace's name (`ip netns`). */
+  readonly name: string;
+  /** The host's end of the veth pair: what the namespace reaches the host's etcd and agents at. */
+  readonly hostAddress: string;
+  /** The namespace's end: where a process inside listens for the host. */
+  readonly address: string;
+  /** The argv prefix that runs a program inside (ip netns exec <name>; the program keeps its pid). */
+  exec(): string[];
+  /** Partitions the namespace: its end of the link goes down, so nothing passes either way. */
+  cut(): Promise<void>;
+  /** Heals the partition: the link comes up again, with its route. */
+  restore(): Promise<void>;
+  /** Removes the namespace (and with it the veth pair). */
+  destroy(): Promise<void>;
+}
+
+const liveNamespaces = new Map<NodeNamespace, () => void>();
+process.once('exit', () => {
+  for (const removeNow of liveNamespaces.values()) removeNow();
+});
+
+/**
+ * A network namespace for one node, joined to the host by a veth pair (10.x.y.1 on the host,
+ * 10.x.y.2 inside, x.y chosen at random), with no other route: processes inside reach the host's
+ * etcd and agents only at hostAddress, so cut() partitions them from all of it at once. Needs root
+ * and iproute2.
+ */
+export async function createNodeNamespace(): Promise<NodeNamespace> {
+  const ip = requireBinary('ip', 'iproute2');
+  const id = randomBytes(4).toString('hex');
+  const name = `dvnode-${id}`;
+  const hostDevice = `dvn${id}h`;
+  const innerDevice = `dvn${id}n`;
+  const net = `10.${200 + (parseInt(id.slice(0, 2), 16) % 50)}.${parseInt(id.slice(2, 4), 16)}`;
+  const hostAddress = `${net}.1`;
+  const address = `${net}.2`;
+  const removeNow = () => {
+    for (const args of [
+      ['netns', 'delete', name],
+      ['link', 'delete', hostDevice],
+    ]) {
+      try {
+        execFileSync(ip, args, { timeout: COMMAND_TIMEOUT_MS, stdio: 'ignore' });
+      } catch {
+        // not created yet, or gone with the namespace
+      }
+    }
+  };
+  const node: NodeNamespace = {
+    name,
+    hostAddress,
+    address,
+    exec: () => [ip, 'netns', 'exec', name],
+    cut: async () => {
+      await run(ip, ['-n', name, 'link', 'set', 'dev', innerDevice, 'down']);
+    },
+    restore: async () => {
+      await run(ip, ['-n', name, 'link', 'set', 'dev', innerDevice, 'up']);
+      // The link is usable once its route is back on both ends (the veth's carrier).
+      const deadline = Date.now() + COMMAND_TIMEOUT_MS;
+      for (;;) {
+        const inner = await run(ip, ['-n', name, '-o', 'route', 'show', 'dev', innerDevice]);
+        const host = await run(ip, ['-o', 'link', 'show', 'dev', hostDevice]);
+        if (
+          inner.includes(`${net}.0/24`) &&
+          !inner.includes('linkdown') &&
+          host.includes('LOWER_UP')
+        )
+          return;
+        if (Date.now() > deadline)
+          throw new Error(`the link of ${name} did not come up within ${COMMAND_TIMEOUT_MS} ms`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+    destroy: async () => {
+      liveNamespaces.delete(node);
+      await run(ip, ['netns', 'delete', name]).catch(() => undefined);
+      await run(ip, ['link', 'delete', hostDevice]).catch(() => undefined);
+    },
+  };
+  liveNamespaces.set(node, removeNow);
+  try {
+    await run(ip, ['netns', 'add', name]);
+    await run(ip, [
+      ...['link', 'add', hostDevice, 'type', 'veth'],
+      ...['peer', 'name', innerDevice, 'netns', name],
+    ]);
+    await run(ip, ['addr', 'add', `${hostAddress}/24`, 'dev', hostDevice]);
+    await run(ip, ['link', 'set', 'dev', hostDevice, 'up']);
+    await run(ip, ['-n', name, 'addr', 'add', `${address}/24`, 'dev', innerDevice]);
+    await run(ip, ['-n', name, 'link', 'set', 'dev', innerDevice, 'up']);
+    await run(ip, ['-n', name, 'link', 'set', 'dev', 'lo', 'up']);
+    await node.restore(); // waits for the carrier
+  } catch (error) {
+    await node.destroy();
+    throw error;
+  }
+  return node;
+}

@@ -29,20 +29,20 @@ export function writeTlsFiles(
 
 export interface ClusterPki {
   ca: KeyPairPem;
-  /** A certificate for an agent of this cluster: server and client use, SAN localhost/127.0.0.1. */
-  agent(nodeId: string): Promise<KeyPairPem>;
+  /** A certificate for an agent of this cluster: server and client use, SAN localhost/127.0.0.1 (and `ipAddresses`). */
+  agent(nodeId: string, ipAddresses?: readonly string[]): Promise<KeyPairPem>;
 }
 
 export async function createClusterPki(clusterId: string): Promise<ClusterPki> {
   const ca = await createCa(`DebVisor cluster ${clusterId} CA`);
   return {
     ca,
-    agent: (nodeId) =>
+    agent: (nodeId, ipAddresses = []) =>
       issueCertificate(ca, {
         commonName: `agent:${nodeId}`,
         organizationalUnit: 'debvisor-agent',
         dnsNames: ['localhost', nodeId],
-        ipAddresses: ['127.0.0.1'],
+        ipAddresses: ['127.0.0.1', ...ipAddresses.filter((a) => a !== '127.0.0.1')],
         usage: 'both',
       }),
   };

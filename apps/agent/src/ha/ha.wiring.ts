@@ -1,4 +1,6 @@
 import type { Etcd3 } from 'etcd3';
+import { randomUUID } from 'node:crypto';
+import type { Registry } from 'prom-client';
 import type { AgentConfig } from '../config/agent-config.schema';
 import type { HypervisorDriver } from '../drivers/hypervisor.driver';
 import { RbdCliRepository } from '../drivers/rbd/rbd-cli.repository';
@@ -15,10 +17,13 @@ import { FailoverService } from './failover.service';
 import type { HaConfig } from './ha-config.schema';
 import { HaCoordinator } from './ha-coordinator.service';
 import { HaNodeService } from './ha-node.service';
+import { HaMetrics } from './ha-metrics';
+import { HaMetricsRepository } from './ha-metrics.repository';
 import { HaRepository } from './ha.repository';
 import { HaService } from './ha.service';
 import { HealthProbesRepository } from './health-probes.repository';
 import { CephNodeFencer, SimNodeFencer, type NodeFencer } from './node-fencer';
+import { VmMoverRepository } from './vm-mover.repository';
 import type { WatchdogGate } from './watchdog-gate';
 
 /** How long the coordinator waits for a FailoverVm (a VM start on a loaded node takes seconds). */
@@ -54,6 +59,8 @@ export interface HaWiringDeps {
   presence: () => { currentLeaseId: string; sinceRenewedMs(): number } | undefined;
   /** The watchdog gate the agent put in front of its hypervisor (`hypervisor` here is the ungated driver). */
   gate: WatchdogGate;
+  /** The agent's metrics registry: the HA metrics join it (ha-metrics.ts). */
+  metrics: Registry;
   clock: Clock;
   logger: Logger;
 }
@@ -63,6 +70,12 @@ export function createHa(deps: HaWiringDeps): HaWiring {
   const { config, logger } = deps;
   const ha: HaConfig = config.ha;
   const repository = new HaRepository(deps.etcd, logger);
+  const metrics = new HaMetrics(deps.metrics, {
+    nodeId: config.nodeId,
+    thresholds: ha,
+    repository: new HaMetricsRepository(deps.etcd, repository),
+    clock: deps.clock,
+  });
   const cli =
     config.storage.driver === 'rbd'
       ? new RbdCliRepository({
@@ -77,11 +90,13 @@ export function createHa(deps: HaWiringDeps): HaWiring {
           peerTimeoutMs: config.rbd.peerTimeoutSeconds * 1000,
         })
       : undefined;
-  const fencer: NodeFencer = cli
-    ? new CephNodeFencer(cli, deps.storage, ha.blocklistSeconds)
-    : new SimNodeFencer(deps.storage, async (client) => {
-        await deps.etcd.delete().key(ETCD_KEYS.simRbdBlocklist(client));
-      });
+  const fencer: NodeFencer = metrics.countFences(
+    cli
+      ? new CephNodeFencer(cli, deps.storage, ha.blocklistSeconds)
+      : new SimNodeFencer(deps.storage, async (client) => {
+          await deps.etcd.delete().key(ETCD_KEYS.simRbdBlocklist(client));
+        }),
+  );
   const alivePeers = async () =>
     (await deps.registry.list())
       .filter((e) => e.alive)
@@ -89,7 +104,7 @@ export function createHa(deps: HaWiringDeps): HaWiring {
   const node = new HaNodeService({
     nodeId: config.nodeId,
     config: ha,
-    leaseTtlMs: config.leaseTtlSeconds * 1000,
+    leaseTtlMs: deps.gate.leaseLimitMs, // the watchdog's threshold: both agree when the lease is lost
     healthIntervalMs: config.heartbeatIntervalSeconds * 1000,
     driver: deps.ungatedHypervisor,
     index: deps.index,
@@ -103,6 +118,7 @@ export function createHa(deps: HaWiringDeps): HaWiring {
       etcdReachable: deps.etcdReachable,
       gateway: ha.gateway,
       timeoutMs: ha.probeTimeoutMs,
+      observe: (outcomes) => metrics.probed(outcomes),
     }),
     presence: {
       get currentLeaseId() {
@@ -123,7 +139,7 @@ export function createHa(deps: HaWiringDeps): HaWiring {
     registry: deps.registry,
     index: deps.index,
     fencer,
-    failover: (target, call, context) =>
+    failover: metrics.countFailovers((target, call, context) =>
       deps.peers.migrationCall(
         { nodeId: target.info.nodeId, endpoint: target.info.agentEndpoint },
         'FailoverVm',
@@ -131,6 +147,16 @@ export function createHa(deps: HaWiringDeps): HaWiring {
         context,
         FAILOVER_TIMEOUT_MS,
       ),
+    ),
+    mover: new VmMoverRepository(deps.peers, () => ({
+      caller: {
+        principal: `agent:${config.nodeId}`,
+        permissions: ['vm:instance:read', 'vm:instance:power', 'migration:vm:migrate'],
+      },
+      forwarded: false,
+      deadline: undefined,
+      traceId: randomUUID(),
+    })),
     clock: deps.clock,
     logger,
   });
@@ -152,12 +178,17 @@ export function createHa(deps: HaWiringDeps): HaWiring {
       disks: deps.disks,
       logger,
     }),
-    startNode: () => (ha.enabled ? node.start() : Promise.resolve()),
+    startNode: async () => {
+      if (!ha.enabled) return;
+      await node.start();
+      if (ha.selfFence) deps.gate.start(); // the watchdog runs on its own timer, not the HA loop's
+    },
     startCoordinator: () => {
       if (ha.enabled) coordinator.start();
     },
     beforePublish: () => (ha.enabled ? node.beforePublish() : Promise.resolve()),
     async stop() {
+      deps.gate.stop();
       await coordinator.stop();
       await node.stop();
     },

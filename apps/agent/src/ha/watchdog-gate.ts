@@ -1,3 +1,6 @@
+/** How often the watchdog's own timer checks (start()). */
+export const WATCHDOG_INTERVAL_MS = 100;
+
 /**
  * The HA watchdog's gate in front of the hypervisor (docs/ha.md). A node whose watchdog has not
  * run for longer than its lease TTL (the agent was paused, or starved) may have been declared dead
@@ -9,11 +12,44 @@ export class WatchdogGate {
   private lastBeat = performance.now();
   private stall: Promise<void> | undefined;
   private handler: ((reason: string) => Promise<void>) | undefined;
+  private timer: NodeJS.Timeout | undefined;
 
   /** How long ago the node's lease was last renewed (Infinity before the first time). */
   private sinceRenewedMs: () => number = () => Infinity;
 
-  constructor(private readonly limitMs: number) {}
+  /**
+   * A lease not renewed for this long counts as lost: two watchdog intervals before the TTL runs
+   * out from the last keep-alive sent (etcd counts from when it received it), so that the HA VMs
+   * are stopped before etcd can expire the lease and the coordinator start them elsewhere.
+   */
+  readonly leaseLimitMs: number;
+
+  constructor(private readonly limitMs: number) {
+    this.leaseLimitMs = Math.max(limitMs / 2, limitMs - 2 * WATCHDOG_INTERVAL_MS);
+  }
+
+  /**
+   * Checks on a timer of its own, every WATCHDOG_INTERVAL_MS. The HA loop and the heartbeat wait
+   * on etcd calls, each up to its deadline (5 s, longer than a short lease) when etcd is cut off;
+   * the watchdog must not wait with them. A gap between two runs of this timer longer than the
+   * limit means the process itself did not run (paused, starved).
+   */
+  start(): void {
+    if (this.timer) return;
+    let last = performance.now();
+    this.timer = setInterval(() => {
+      const now = performance.now();
+      if (now - last <= this.limitMs) this.beat();
+      last = now;
+      this.check().catch(() => undefined); // the handler logs its own failures
+    }, WATCHDOG_INTERVAL_MS);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
 
   /** Also stalled: a lease not renewed for longer than the limit (etcd unreachable, a slow loop). */
   watchLease(sinceRenewedMs: () => number): void {
@@ -36,7 +72,7 @@ export class WatchdogGate {
     const gap = performance.now() - this.lastBeat;
     if (this.stall) return this.stall;
     const sinceRenewed = this.sinceRenewedMs();
-    const leaseLost = Number.isFinite(sinceRenewed) && sinceRenewed > this.limitMs;
+    const leaseLost = Number.isFinite(sinceRenewed) && sinceRenewed > this.leaseLimitMs;
     if ((gap <= this.limitMs && !leaseLost) || !this.handler) return;
     const reason =
       gap > this.limitMs
