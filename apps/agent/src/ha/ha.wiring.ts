@@ -1,6 +1,4 @@
 import type { Etcd3 } from 'etcd3';
-import { randomUUID } from 'node:crypto';
-import type { Registry } from 'prom-client';
 import type { AgentConfig } from '../config/agent-config.schema';
 import type { HypervisorDriver } from '../drivers/hypervisor.driver';
 import { RbdCliRepository } from '../drivers/rbd/rbd-cli.repository';
@@ -17,13 +15,10 @@ import { FailoverService } from './failover.service';
 import type { HaConfig } from './ha-config.schema';
 import { HaCoordinator } from './ha-coordinator.service';
 import { HaNodeService } from './ha-node.service';
-import { HaMetrics } from './ha-metrics';
-import { HaMetricsRepository } from './ha-metrics.repository';
 import { HaRepository } from './ha.repository';
 import { HaService } from './ha.service';
 import { HealthProbesRepository } from './health-probes.repository';
 import { CephNodeFencer, SimNodeFencer, type NodeFencer } from './node-fencer';
-import { VmMoverRepository } from './vm-mover.repository';
 import type { WatchdogGate } from './watchdog-gate';
 
 /** How long the coordinator waits for a FailoverVm (a VM start on a loaded node takes seconds). */
@@ -59,8 +54,6 @@ export interface HaWiringDeps {
   presence: () => { currentLeaseId: string; sinceRenewedMs(): number } | undefined;
   /** The watchdog gate the agent put in front of its hypervisor (`hypervisor` here is the ungated driver). */
   gate: WatchdogGate;
-  /** The agent's metrics registry: the HA metrics join it (ha-metrics.ts). */
-  metrics: Registry;
   clock: Clock;
   logger: Logger;
 }
@@ -70,12 +63,6 @@ export function createHa(deps: HaWiringDeps): HaWiring {
   const { config, logger } = deps;
   const ha: HaConfig = config.ha;
   const repository = new HaRepository(deps.etcd, logger);
-  const metrics = new HaMetrics(deps.metrics, {
-    nodeId: config.nodeId,
-    thresholds: ha,
-    repository: new HaMetricsRepository(deps.etcd, repository),
-    clock: deps.clock,
-  });
   const cli =
     config.storage.driver === 'rbd'
       ? new RbdCliRepository({
@@ -90,13 +77,11 @@ export function createHa(deps: HaWiringDeps): HaWiring {
           peerTimeoutMs: config.rbd.peerTimeoutSeconds * 1000,
         })
       : undefined;
-  const fencer: NodeFencer = metrics.countFences(
-    cli
-      ? new CephNodeFencer(cli, deps.storage, ha.blocklistSeconds)
-      : new SimNodeFencer(deps.storage, async (client) => {
-          await deps.etcd.delete().key(ETCD_KEYS.simRbdBlocklist(client));
-        }),
-  );
+  const fencer: NodeFencer = cli
+    ? new CephNodeFencer(cli, deps.storage, ha.blocklistSeconds)
+    : new SimNodeFencer(deps.storage, async (client) => {
+        await deps.etcd.delete().key(ETCD_KEYS.simRbdBlocklist(client));
+      });
   const alivePeers = async () =>
     (await deps.registry.list())
       .filter((e) => e.alive)
@@ -118,7 +103,6 @@ export function createHa(deps: HaWiringDeps): HaWiring {
       etcdReachable: deps.etcdReachable,
       gateway: ha.gateway,
       timeoutMs: ha.probeTimeoutMs,
-      observe: (outcomes) => metrics.probed(outcomes),
     }),
     presence: {
       get currentLeaseId() {
@@ -139,7 +123,7 @@ export function createHa(deps: HaWiringDeps): HaWiring {
     registry: deps.registry,
     index: deps.index,
     fencer,
-    failover: metrics.countFailovers((target, call, context) =>
+    failover: (target, call, context) =>
       deps.peers.migrationCall(
         { nodeId: target.info.nodeId, endpoint: target.info.agentEndpoint },
         'FailoverVm',
@@ -147,16 +131,6 @@ export function createHa(deps: HaWiringDeps): HaWiring {
         context,
         FAILOVER_TIMEOUT_MS,
       ),
-    ),
-    mover: new VmMoverRepository(deps.peers, () => ({
-      caller: {
-        principal: `agent:${config.nodeId}`,
-        permissions: ['vm:instance:read', 'vm:instance:power', 'migration:vm:migrate'],
-      },
-      forwarded: false,
-      deadline: undefined,
-      traceId: randomUUID(),
-    })),
     clock: deps.clock,
     logger,
   });
