@@ -10,8 +10,12 @@
 // Prints one JSON document on stdout (and writes bench-results/failover-<storage>.json).
 // Environment: BENCH_STORAGE (sim | rbd: a real Ceph cluster, real blocklisting), BENCH_LEASE_TTL_S
 // (5), BENCH_SIZES (1,20), BENCH_TIME_SCALE (0.02: a sim VM start takes 80 ms; 1 is realistic: 4 s).
-import { mkdirSync, writeFileSync } from 'node:fs';
+// With rbd storage every Ceph tool call of the agents (rbd, rados, ceph) is traced through a
+// wrapper, and the results say, per phase (until fenced, fenced to running), how many calls of
+// each command ran and how long they took: where the fence's time goes.
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const require = createRequire(import.meta.url);
@@ -39,6 +43,8 @@ const POLICY = {
   onNoNode: 'wait',
 };
 
+/** The machine's load (1, 5, 15 min) at the end: figures from a loaded machine say so. */
+const loadAverage = () => os.loadavg().map((l) => Math.round(l * 100) / 100);
 const log = (message) => process.stderr.write(`[bench failover] ${message}\n`);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -69,7 +75,71 @@ async function running(client, nodeId) {
   return vms.filter((vm) => vm.runtime.state === 'running').map((vm) => vm.spec.uuid);
 }
 
-async function scenario(count, ceph) {
+/**
+ * Wrappers that time every call of a Ceph tool: one line per call, `<start ns> <end ns> <exit> <tool> <args>`
+ * (the bench's own tool, not the product: the agents call the wrapper through rbd.*Binary).
+ */
+function traceCephTools() {
+  const dir = mkdtempSync(join(tmpdir(), 'debvisor-bench-ceph-trace-'));
+  const log = join(dir, 'calls.log');
+  writeFileSync(log, '');
+  const binaries = {};
+  for (const tool of ['rbd', 'rados', 'ceph']) {
+    const path = join(dir, tool);
+    writeFileSync(
+      path,
+      [
+        '#!/bin/sh',
+        's=$(date +%s%N)',
+        `/usr/bin/${tool} "$@"`,
+        'rc=$?',
+        `printf '%s %s %s ${tool} %s\\n' "$s" "$(date +%s%N)" "$rc" "$*" >> ${log}`,
+        'exit $rc',
+        '',
+      ].join('\n'),
+    );
+    chmodSync(path, 0o755);
+    binaries[`${tool}Binary`] = path;
+  }
+  return { log, binaries };
+}
+
+/** The traced calls between two instants (ms since the epoch), by command (`tool sub verb`). */
+function callsBetween(trace, fromMs, toMs) {
+  const lines = readFileSync(trace.log, 'utf8').split('\n').filter(Boolean);
+  const byCommand = {};
+  let calls = 0;
+  for (const line of lines) {
+    const [start, end, , tool, ...args] = line.split(' ');
+    const startMs = Number(start) / 1e6;
+    if (startMs < fromMs || startMs > toMs) continue;
+    // The command: the tool and its first words that are not options or their values.
+    const words = [];
+    for (let i = 0; i < args.length && words.length < 3; i++) {
+      if (args[i] === '--') break;
+      if (args[i].startsWith('-')) {
+        if (!args[i].includes('=') && !['--format'].includes(args[i])) i++;
+        continue;
+      }
+      words.push(args[i]);
+    }
+    const name = [tool, ...words].join(' ');
+    const entry = (byCommand[name] ??= { calls: 0, totalMs: 0, maxMs: 0 });
+    const ms = (Number(end) - Number(start)) / 1e6;
+    entry.calls += 1;
+    entry.totalMs += ms;
+    entry.maxMs = Math.max(entry.maxMs, ms);
+    calls += 1;
+  }
+  for (const entry of Object.values(byCommand)) {
+    entry.meanMs = Math.round(entry.totalMs / entry.calls);
+    entry.totalMs = Math.round(entry.totalMs);
+    entry.maxMs = Math.round(entry.maxMs);
+  }
+  return { calls, byCommand };
+}
+
+async function scenario(count, ceph, trace) {
   // The victim (node-3) gets enough seeded VMs that `count` of them run (the sim seeds two thirds running).
   const seed = Math.ceil(count * 1.5) + 1;
   const cluster = await testing.startCluster({
@@ -94,6 +164,7 @@ async function scenario(count, ceph) {
               conf: ceph.confPath,
               keyring: ceph.clientKeyringPath,
               clientId: ceph.clientId,
+              ...trace.binaries,
             },
           }
         : {}),
@@ -186,6 +257,14 @@ async function scenario(count, ceph) {
       allRunningMs: runningAt - killedAt,
       fencedBeforeEveryRecovery: fencedMs !== null && firstRecovery - killedAt >= fencedMs,
       baselineStartVmsMs: Math.round(startBaselineMs),
+      ...(trace && fencedMs !== null
+        ? {
+            cephCalls: {
+              untilFenced: callsBetween(trace, killedAt, killedAt + fencedMs),
+              fencedToRunning: callsBetween(trace, killedAt + fencedMs, runningAt),
+            },
+          }
+        : {}),
     };
     for (const c of clients.values()) c.close();
     return result;
@@ -195,11 +274,12 @@ async function scenario(count, ceph) {
 }
 
 const ceph = STORAGE === 'rbd' ? await testing.startCephCluster() : undefined;
+const trace = ceph ? traceCephTools() : undefined;
 try {
   const results = [];
   for (const count of SIZES) {
     log(`${count} VM(s) on the victim (${STORAGE} storage, lease TTL ${LEASE_TTL_S} s)`);
-    results.push(await scenario(count, ceph));
+    results.push(await scenario(count, ceph, trace));
     log(JSON.stringify(results.at(-1)));
   }
   const worst = Math.max(...results.map((r) => r.allRunningMs));
@@ -213,6 +293,7 @@ try {
       haTickMs: HA.tickMs,
       baseline: { detectionFloorMs: LEASE_TTL_S * 1000 },
       results,
+      load: loadAverage(),
       aimMs: 30_000,
       withinAim: worst < 30_000,
     },

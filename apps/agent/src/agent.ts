@@ -293,6 +293,7 @@ export async function startAgent(
       peers,
       etcdReachable: () => etcdProbe.reachable(),
       presence: () => presenceOf.node,
+      metrics: metrics.registry,
       clock,
       logger,
     });

@@ -85,6 +85,16 @@ export interface PoolMirrorStatus {
 export interface FenceResult {
   blocklisted: string[];
   locksBroken: string[];
+  /**
+   * Read once the locks were broken (rbd): the clients that still have the image open and the VM
+   * lock's holder, if any — what HA checks before it calls the image fenced.
+   */
+  after?: { watchers: string[]; holder: string | undefined };
+}
+
+export interface FenceOptions {
+  /** How long the blocklist entries last (unset: Ceph's default, an hour). */
+  blocklistSeconds?: number;
 }
 
 /**
@@ -140,5 +150,5 @@ export interface StorageDriver {
   ): Promise<PoolMirrorStatus>;
   poolMirrorStatus(pool: string): Promise<PoolMirrorStatus>;
   /** Blocklists the clients that have the image open and breaks its locks. */
-  fenceImage(ref: ImageRef): Promise<FenceResult>;
+  fenceImage(ref: ImageRef, options?: FenceOptions): Promise<FenceResult>;
 }

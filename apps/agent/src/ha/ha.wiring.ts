@@ -1,4 +1,5 @@
 import type { Etcd3 } from 'etcd3';
+import type { Registry } from 'prom-client';
 import type { AgentConfig } from '../config/agent-config.schema';
 import type { HypervisorDriver } from '../drivers/hypervisor.driver';
 import { RbdCliRepository } from '../drivers/rbd/rbd-cli.repository';
@@ -15,6 +16,8 @@ import { FailoverService } from './failover.service';
 import type { HaConfig } from './ha-config.schema';
 import { HaCoordinator } from './ha-coordinator.service';
 import { HaNodeService } from './ha-node.service';
+import { HaMetrics } from './ha-metrics';
+import { HaMetricsRepository } from './ha-metrics.repository';
 import { HaRepository } from './ha.repository';
 import { HaService } from './ha.service';
 import { HealthProbesRepository } from './health-probes.repository';
@@ -54,6 +57,8 @@ export interface HaWiringDeps {
   presence: () => { currentLeaseId: string; sinceRenewedMs(): number } | undefined;
   /** The watchdog gate the agent put in front of its hypervisor (`hypervisor` here is the ungated driver). */
   gate: WatchdogGate;
+  /** The agent's metrics registry: the HA metrics join it (ha-metrics.ts). */
+  metrics: Registry;
   clock: Clock;
   logger: Logger;
 }
@@ -63,6 +68,12 @@ export function createHa(deps: HaWiringDeps): HaWiring {
   const { config, logger } = deps;
   const ha: HaConfig = config.ha;
   const repository = new HaRepository(deps.etcd, logger);
+  const metrics = new HaMetrics(deps.metrics, {
+    nodeId: config.nodeId,
+    thresholds: ha,
+    repository: new HaMetricsRepository(deps.etcd, repository),
+    clock: deps.clock,
+  });
   const cli =
     config.storage.driver === 'rbd'
       ? new RbdCliRepository({
@@ -77,11 +88,13 @@ export function createHa(deps: HaWiringDeps): HaWiring {
           peerTimeoutMs: config.rbd.peerTimeoutSeconds * 1000,
         })
       : undefined;
-  const fencer: NodeFencer = cli
-    ? new CephNodeFencer(cli, deps.storage, ha.blocklistSeconds)
-    : new SimNodeFencer(deps.storage, async (client) => {
-        await deps.etcd.delete().key(ETCD_KEYS.simRbdBlocklist(client));
-      });
+  const fencer: NodeFencer = metrics.countFences(
+    cli
+      ? new CephNodeFencer(cli, deps.storage, ha.blocklistSeconds)
+      : new SimNodeFencer(deps.storage, async (client) => {
+          await deps.etcd.delete().key(ETCD_KEYS.simRbdBlocklist(client));
+        }),
+  );
   const alivePeers = async () =>
     (await deps.registry.list())
       .filter((e) => e.alive)
@@ -103,6 +116,7 @@ export function createHa(deps: HaWiringDeps): HaWiring {
       etcdReachable: deps.etcdReachable,
       gateway: ha.gateway,
       timeoutMs: ha.probeTimeoutMs,
+      observe: (outcomes) => metrics.probed(outcomes),
     }),
     presence: {
       get currentLeaseId() {
@@ -123,7 +137,7 @@ export function createHa(deps: HaWiringDeps): HaWiring {
     registry: deps.registry,
     index: deps.index,
     fencer,
-    failover: (target, call, context) =>
+    failover: metrics.countFailovers((target, call, context) =>
       deps.peers.migrationCall(
         { nodeId: target.info.nodeId, endpoint: target.info.agentEndpoint },
         'FailoverVm',
@@ -131,6 +145,7 @@ export function createHa(deps: HaWiringDeps): HaWiring {
         context,
         FAILOVER_TIMEOUT_MS,
       ),
+    ),
     clock: deps.clock,
     logger,
   });

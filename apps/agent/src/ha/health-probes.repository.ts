@@ -32,11 +32,20 @@ export class HealthProbesRepository {
       etcdReachable: () => Promise<boolean>;
       gateway?: string;
       timeoutMs: number;
+      /** Told every evaluation's outcomes (the HA metrics). */
+      observe?: (outcomes: readonly ProbeOutcome[]) => void;
     },
   ) {}
 
   async probe(context: ProbeContext): Promise<ProbeOutcome[]> {
-    return Promise.all([this.hypervisor(), this.ceph(), this.network(context), this.etcd()]);
+    const outcomes = await Promise.all([
+      this.hypervisor(),
+      this.ceph(),
+      this.network(context),
+      this.etcd(),
+    ]);
+    this.deps.observe?.(outcomes);
+    return outcomes;
   }
 
   private async hypervisor(): Promise<ProbeOutcome> {

@@ -31,18 +31,22 @@ export interface NodeFencer {
 const watchersSchema = z.object({
   watchers: z.array(z.object({ address: z.string() })).default([]),
 });
-/** Disks fenced at once. */
+/**
+ * Disks fenced at once. Each Ceph tool call is a process with its own monitor session, CPU-bound
+ * on a small host: more at once only queue (bench/failover.bench.mjs traces them).
+ */
 const FENCE_CONCURRENCY = 6;
 /** `ip:port/nonce` as Ceph prints client addresses (IPv6 in brackets). */
 const CLIENT_ADDRESS = /^(\d{1,3}(\.\d{1,3}){3}|\[[0-9A-Fa-f:.]+\]):\d{1,5}\/\d{1,10}$/;
 
 /**
  * Fencing on Ceph: every client from the node's addresses is blocklisted (`ceph osd blocklist add
- * <ip>:0/0`), so are the clients that have its VMs' disks open (the watchers of each image, i.e.
- * its QEMUs even when they connect from elsewhere), all with the HA blocklist expiry; then the
- * VM locks and librbd's locks of those disks are broken (the storage driver's fenceImage). It is
- * confirmed when the OSD map lists every entry, no image has a watcher left that is not
- * blocklisted, and no image still has a VM lock.
+ * <ip>:0/0`), all at once (the monitor commits them together); then each disk is fenced by the
+ * storage driver (fenceImage): the clients that have it open (its watchers, i.e. its QEMUs even
+ * when they connect from elsewhere) are blocklisted, and its VM lock and librbd's locks broken —
+ * every entry with the HA blocklist expiry. It is confirmed when the OSD map lists every entry, no
+ * disk has a watcher left that is not blocklisted, and no disk still has a VM lock (read by the
+ * driver right after it broke the locks).
  */
 export class CephNodeFencer implements NodeFencer {
   constructor(
@@ -54,17 +58,21 @@ export class CephNodeFencer implements NodeFencer {
   async fence(target: FenceTarget): Promise<FenceOutcome> {
     const entries = new Set(target.addresses.map(nodeWide));
     const locksBroken: string[] = [];
-    for (const entry of entries) await this.blocklist(entry);
-    // A few disks at a time: each takes several Ceph round trips, and a node holds many disks.
+    await Promise.all([...entries].map((entry) => this.blocklist(entry)));
+    /** Per disk, what was left after its fence: clients still open, the VM lock's holder. */
+    const left: { ref: ImageRef; open: string[]; holder: string | undefined }[] = [];
     await forEachLimit(target.images, FENCE_CONCURRENCY, async (ref) => {
-      for (const address of await this.watchers(ref)) entries.add(address);
-      // fenceImage blocklists the watchers for Ceph's default hour and breaks the locks ...
-      const result = await this.storage.fenceImage(ref);
+      const result = await this.storage.fenceImage(ref, {
+        blocklistSeconds: this.blocklistSeconds,
+      });
       locksBroken.push(...result.locksBroken.map((lock) => `${ref.pool}/${ref.image}:${lock}`));
       for (const address of result.blocklisted) entries.add(address);
+      const after = result.after ?? {
+        watchers: await this.watchers(ref),
+        holder: await this.storage.imageHolder(ref),
+      };
+      left.push({ ref, open: after.watchers, holder: after.holder });
     });
-    // ... and the fence lasts until it is released: every entry again with the HA expiry.
-    await forEachLimit([...entries], FENCE_CONCURRENCY, (entry) => this.blocklist(entry));
     const blocklisted = [...entries];
     const listed = await this.listed();
     const missing = blocklisted.filter((entry) => !listed.has(entry));
@@ -75,15 +83,14 @@ export class CephNodeFencer implements NodeFencer {
         `the OSD map does not list ${missing.join(', ')}`,
       );
     const problems: string[] = [];
-    await forEachLimit(target.images, FENCE_CONCURRENCY, async (ref) => {
-      const open = (await this.watchers(ref)).filter((address) => !isCovered(address, listed));
-      if (open.length)
+    for (const { ref, open, holder } of left) {
+      const uncovered = open.filter((address) => !isCovered(address, listed));
+      if (uncovered.length)
         problems.push(
-          `${ref.pool}/${ref.image} is still open by ${open.join(', ')}, which is not blocklisted`,
+          `${ref.pool}/${ref.image} is still open by ${uncovered.join(', ')}, which is not blocklisted`,
         );
-      const holder = await this.storage.imageHolder(ref);
       if (holder) problems.push(`${ref.pool}/${ref.image} is still locked by VM ${holder}`);
-    });
+    }
     if (problems.length) return unconfirmed(blocklisted, locksBroken, problems.join('; '));
     return {
       confirmed: true,

@@ -6,6 +6,7 @@ import type { DriverHealth } from '../hypervisor.driver';
 import {
   CEPH_HEALTH,
   type CephHealth,
+  type FenceOptions,
   type FenceResult,
   type ImageRef,
   type ImageSnapshot,
@@ -38,6 +39,8 @@ export type RbdMirroringPort = Pick<
  * the image, and is as atomic.
  */
 const VM_LOCK = 'debvisor';
+/** How long one `ceph health` answer serves other callers. */
+const HEALTH_SHARED_MS = 2_000;
 
 /** Groups the driver creates for multi-image snapshots: `debvisor.<first image>` in the first image's pool. */
 const GROUP_PREFIX = 'debvisor.';
@@ -107,6 +110,8 @@ interface ResolvedSnapshot {
  */
 export class RbdStorageDriver implements StorageDriver {
   readonly name = 'rbd';
+
+  private healthRead: { at: number; value: Promise<CephHealth> } | undefined;
 
   constructor(
     private readonly cli: RbdCliRepository,
@@ -187,7 +192,24 @@ export class RbdStorageDriver implements StorageDriver {
     }
   }
 
-  async cephHealth(): Promise<CephHealth> {
+  /**
+   * `ceph health` is the heaviest Ceph call (the ceph tool is a Python program): callers asking
+   * within HEALTH_SHARED_MS of each other (the heartbeat, the health monitor) share one answer.
+   */
+  cephHealth(): Promise<CephHealth> {
+    const now = Date.now();
+    if (this.healthRead && now - this.healthRead.at < HEALTH_SHARED_MS)
+      return this.healthRead.value;
+    const value = this.readCephHealth();
+    const read = { at: now, value };
+    this.healthRead = read;
+    value.catch(() => {
+      if (this.healthRead === read) this.healthRead = undefined;
+    });
+    return value;
+  }
+
+  private async readCephHealth(): Promise<CephHealth> {
     const { status } = healthSchema.parse(await this.cli.json('ceph', ['health']));
     if (!(CEPH_HEALTH as readonly string[]).includes(status))
       throw new AgentError(ErrorCode.Internal, `ceph health answered an unknown status`);
@@ -370,40 +392,62 @@ export class RbdStorageDriver implements StorageDriver {
   /**
    * Fencing: every client that has the image open (its watchers) is blocklisted on the OSDs, then
    * the VM lock and librbd's own locks are broken. A blocklisted client can no longer write; an
-   * OSD blocklist entry expires after an hour (Ceph's default). The watchers include the peer
-   * site's rbd-mirror when the image is a mirrored primary: its connection is blocklisted too.
+   * OSD blocklist entry expires after an hour (Ceph's default) unless `blocklistSeconds` says
+   * otherwise. The watchers include the peer site's rbd-mirror when the image is a mirrored
+   * primary: its connection is blocklisted too. Reads that do not depend on each other run at once
+   * (each is a process and a monitor session), and the watchers and the VM lock are read again at
+   * the end (`after`).
    */
-  async fenceImage(ref: ImageRef): Promise<FenceResult> {
+  async fenceImage(ref: ImageRef, options: FenceOptions = {}): Promise<FenceResult> {
     checkRef(ref);
+    const expiry =
+      options.blocklistSeconds === undefined ? [] : [String(Math.floor(options.blocklistSeconds))];
     const { header } = await this.header(ref);
+    const [watchers, lockers, rbdLocks] = await Promise.all([
+      this.watchers(ref),
+      this.vmLockers(ref.pool, header),
+      this.cli
+        .json('rbd', ['lock', 'ls', '--', spec(ref)])
+        .then((raw) => rbdLocksSchema.parse(raw ?? [])),
+    ]);
+    // Blocklisted before any lock is broken: the old holder cannot take a lock back.
+    await Promise.all(
+      watchers.map((address) =>
+        this.cli.run('ceph', ['osd', 'blocklist', 'add', '--', address, ...expiry]),
+      ),
+    );
+    await Promise.all([
+      ...lockers.map((locker) => this.breakVmLock(ref.pool, header, locker)),
+      ...rbdLocks.map((lock) =>
+        this.cli
+          .run('rbd', ['lock', 'rm', '--', spec(ref), lock.id, lock.locker])
+          .catch(ignoreNotFound),
+      ),
+    ]);
+    const [open, holders] = await Promise.all([
+      this.watchers(ref),
+      this.vmLockers(ref.pool, header),
+    ]);
+    return {
+      blocklisted: watchers,
+      locksBroken: [...lockers.map((l) => l.name), ...rbdLocks.map((l) => l.locker)],
+      after: { watchers: open, holder: holders[0]?.cookie },
+    };
+  }
+
+  /** The clients that have the image open (`rbd status`), each once. */
+  private async watchers(ref: ImageRef): Promise<string[]> {
     const { watchers } = watchersSchema.parse(
       await this.cli.json('rbd', ['status', '--', spec(ref)]),
     );
-    const blocklisted: string[] = [];
-    for (const address of new Set(watchers.map((w) => w.address))) {
+    const addresses = [...new Set(watchers.map((w) => w.address))];
+    for (const address of addresses)
       if (!/^[0-9A-Za-z.:[\]]+\/[0-9]+$/.test(address))
         throw new AgentError(
           ErrorCode.Internal,
           'rbd status answered a watcher address that is not one',
         );
-      await this.cli.run('ceph', ['osd', 'blocklist', 'add', '--', address]);
-      blocklisted.push(address);
-    }
-    const locksBroken: string[] = [];
-    for (const locker of await this.vmLockers(ref.pool, header)) {
-      await this.breakVmLock(ref.pool, header, locker);
-      locksBroken.push(locker.name);
-    }
-    const rbdLocks = rbdLocksSchema.parse(
-      (await this.cli.json('rbd', ['lock', 'ls', '--', spec(ref)])) ?? [],
-    );
-    for (const lock of rbdLocks) {
-      await this.cli
-        .run('rbd', ['lock', 'rm', '--', spec(ref), lock.id, lock.locker])
-        .catch(ignoreNotFound);
-      locksBroken.push(lock.locker);
-    }
-    return { blocklisted, locksBroken };
+    return addresses;
   }
 
   // Mirroring: rbd-mirroring.ts.
