@@ -41,36 +41,40 @@ export function simStateFileSource(stateDir: string): LiveVmSource {
 
 /**
  * The VMs of a qemu node that have a QEMU process, from /proc: every qemu-system process whose
- * command line names the node's state directory, by the `-uuid` it was started with. The process
- * is what writes to the disks, whatever its agent (killed, partitioned) says.
+ * command line names the node's state directory, by the `-uuid` it was started with (a VM with two
+ * processes there is listed twice). The process is what writes to the disks, whatever its agent
+ * (killed, partitioned) says. With -daemonize, QEMU's launcher (a session leader: the agent spawns
+ * it detached) and its short-lived middle process (it calls setsid) wait for the daemon they fork:
+ * they count as one process until the daemon exists, and not beside it.
  */
 export function qemuProcessSource(stateDir: string): LiveVmSource {
   return async () => {
-    const uuids: string[] = [];
-    for (const entry of await readdir('/proc')) {
-      if (!/^\d+$/.test(entry)) continue;
+    const found: { uuid: string; launcher: boolean }[] = [];
+    for (const pid of await readdir('/proc')) {
+      if (!/^\d+$/.test(pid)) continue;
       let argv: string[];
+      let stat: string;
       try {
-        argv = (await readFile(`/proc/${entry}/cmdline`, 'utf8')).split('\0');
+        argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
+        if (!argv[0]?.includes('qemu-system') || !argv.some((a) => a.includes(stateDir))) continue;
+        stat = await readFile(`/proc/${pid}/stat`, 'utf8');
       } catch {
         continue; // ended meanwhile
       }
-      if (!argv[0]?.includes('qemu-system') || !argv.some((a) => a.includes(stateDir))) continue;
-      if (await isZombie(entry)) continue;
+      // After the command name: state ppid pgrp session ...
+      const [state, , , session] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (state === 'Z') continue;
       const at = argv.indexOf('-uuid');
-      if (at >= 0 && argv[at + 1]) uuids.push(argv[at + 1]!);
+      const uuid = at >= 0 ? argv[at + 1] : undefined;
+      if (uuid) found.push({ uuid, launcher: session === pid });
+    }
+    const uuids: string[] = [];
+    for (const uuid of new Set(found.map((p) => p.uuid))) {
+      const daemons = found.filter((p) => p.uuid === uuid && !p.launcher).length;
+      for (let i = 0; i < Math.max(daemons, 1); i++) uuids.push(uuid);
     }
     return uuids;
   };
-}
-
-async function isZombie(pid: string): Promise<boolean> {
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
-  } catch {
-    return true;
-  }
 }
 
 export interface RunSample {
