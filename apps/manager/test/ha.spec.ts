@@ -5,6 +5,7 @@ import {
   startCluster,
   type TestCluster,
 } from '@debvisor/testing';
+import { Client } from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   eventually,
@@ -25,6 +26,7 @@ import {
  * ha.* tasks with journals, audit entries and metrics.
  */
 const REMOTE = 'dc-ha';
+const HA_POLL = { DEBVISOR_HA_POLL_INTERVAL_SECONDS: '1' };
 let dbs: TestDatabases;
 let cluster: TestCluster;
 let m: TestManager;
@@ -50,7 +52,7 @@ beforeAll(async () => {
   m = await startTestManager({
     databaseUrl,
     stateDir: stateDirWithClientIdentity(identity),
-    env: { DEBVISOR_HA_POLL_INTERVAL_SECONDS: '1' },
+    env: HA_POLL,
   });
   const added = await m.api('POST', '/api/v1/remotes', {
     id: REMOTE,
@@ -396,4 +398,108 @@ describe('a node dies', () => {
       message: expect.stringContaining(`node ${victim.nodeId} is fenced`),
     });
   }, 240_000);
+});
+
+describe('a manager restart during HA events', () => {
+  it('takes up the ha.* tasks left running: each follows its event again from the cluster, with the lines of the time it was down, and ends with it or says why it cannot', async () => {
+    // After "a node dies": a fenced node and its VMs, recovered (or given up on, under load).
+    const ha = await remoteHa();
+    const fencedNode = ha.nodes.find((n: Json) => n.state === 'fenced');
+    expect(fencedNode, JSON.stringify(ha.nodes)).toBeDefined();
+    const recovered =
+      ha.vms.find((v: Json) => v.state === 'protected') ??
+      ha.vms.find((v: Json) => v.state === 'error');
+    expect(recovered, JSON.stringify(ha.vms)).toBeDefined();
+    const online = ha.nodes.find((n: Json) => n.state === 'online');
+    expect(online).toBeDefined();
+    const fencesBefore = (await haTasks('ha.fence')).length;
+
+    const { databaseUrl, stateDir, token } = m;
+    await m.stop();
+    // What a stop in the middle of HA events leaves: tasks still marked running, their journals as
+    // the previous process wrote them (a fence and a drain name their node, a recovery its VM).
+    const at = new Date(Date.now() - 10 * 60_000);
+    const line = (message: string) => JSON.stringify([{ at: at.toISOString(), message }]);
+    const ids = {
+      fence: 'bbbbbbbb-0000-4000-8000-000000000001',
+      recovery: 'bbbbbbbb-0000-4000-8000-000000000002',
+      drain: 'bbbbbbbb-0000-4000-8000-000000000003',
+      unknown: 'bbbbbbbb-0000-4000-8000-000000000004',
+    };
+    const client = new Client({ connectionString: databaseUrl });
+    await client.connect();
+    try {
+      await client.query(
+        `INSERT INTO tasks (id, type, state, remote_id, vm_id, owner, progress, log, created_at, started_at, updated_at)
+         VALUES ($1, 'ha.fence', 'running', $5, NULL, 'debvisor-manager', 0, $6, $10, $10, $10),
+                ($2, 'ha.recovery', 'running', $5, $9, 'debvisor-manager', 0, $7, $10, $10, $10),
+                ($3, 'ha.drain', 'running', $5, NULL, 'operator@local!t', 0, $8, $10, $10, $10),
+                ($4, 'ha.fence', 'running', $5, NULL, 'debvisor-manager', 0, '[]', $10, $10, $10)`,
+        [
+          ids.fence,
+          ids.recovery,
+          ids.drain,
+          ids.unknown,
+          REMOTE,
+          line(`node ${fencedNode.node} suspect: lease expired`),
+          line(`VM ${recovered.name} recovering on node ${fencedNode.node}`),
+          line(`maintenance asked for: node ${online.node} draining: 1 VM to move`),
+          recovered.vm,
+          at,
+        ],
+      );
+    } finally {
+      await client.end();
+    }
+    m = await startTestManager({ databaseUrl, stateDir, token, env: HA_POLL });
+
+    const fence = await taskEnds(ids.fence);
+    expect(fence.state, JSON.stringify(fence)).toBe('succeeded');
+    const fenceJournal = fence.log.map((l: Json) => l.message).join('\n');
+    expect(fenceJournal).toContain(
+      `the manager restarted: following this fence of node ${fencedNode.node} again`,
+    );
+    expect(fenceJournal).toContain(`node ${fencedNode.node} fenced`);
+    // The cluster's events since the task's last line, though they came while the manager was down.
+    expect(fenceJournal).toMatch(/^cluster \S+: fenced/m);
+
+    // A recovery ends as the cluster's HA did: protected again, or given up (error).
+    const recovery = await taskEnds(ids.recovery);
+    const recoveryJournal = recovery.log.map((l: Json) => l.message).join('\n');
+    expect(recoveryJournal).toContain(
+      `the manager restarted: following this recovery of VM ${recovered.vm} again`,
+    );
+    expect(recovery.state, JSON.stringify(recovery)).toBe(
+      recovered.state === 'protected' ? 'succeeded' : 'failed',
+    );
+    expect(recoveryJournal).toContain(
+      `${recovered.name} ${recovered.clusterState} on node ${recovered.node}`,
+    );
+
+    const drain = await taskEnds(ids.drain);
+    expect(drain.state).toBe('failed');
+    expect(drain.error).toContain(
+      `ended while the manager was restarting; the cluster now shows: node ${online.node} online`,
+    );
+
+    const unknown = await taskEnds(ids.unknown);
+    expect(unknown.state).toBe('failed');
+    expect(unknown.error).toContain('its journal does not say which node it followed');
+
+    // No task of its own for the events already followed: the fence's history opens none.
+    expect(await haTasks('ha.fence')).toHaveLength(fencesBefore + 2);
+    const events = await get(`/api/v1/audit?action=ha.event&target=/remotes/${REMOTE}`);
+    expect(
+      events.body.items
+        .filter((e: Json) => Object.values(ids).includes(e.details.taskId))
+        .map((e: Json) => e.details.kind)
+        .sort(),
+    ).toEqual(
+      [
+        'drain-failed',
+        'fenced',
+        recovered.state === 'protected' ? 'vm-recovered' : 'vm-recovery-failed',
+      ].sort(),
+    );
+  }, 120_000);
 });

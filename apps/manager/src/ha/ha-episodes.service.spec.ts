@@ -58,7 +58,7 @@ function fakeTasks() {
       return { taskId: id };
     },
   };
-  return { service: service as unknown as TasksService, tasks };
+  return { service: service as unknown as TasksService, tasks, handlers };
 }
 
 function setup() {
@@ -82,7 +82,42 @@ function setup() {
   const settle = async () => {
     for (const task of tasks.tasks) await Promise.race([task.done, tick()]);
   };
-  return { episodes, tasks: tasks.tasks, events, recoveries, refreshed, settle };
+  return {
+    episodes,
+    tasks: tasks.tasks,
+    handlers: tasks.handlers,
+    events,
+    recoveries,
+    refreshed,
+    settle,
+  };
+}
+
+/** A task a previous manager process left running, settled through its handler's resume(). */
+function resumeTask(
+  t: ReturnType<typeof setup>,
+  type: string,
+  vmId: string | null,
+  log: { at: string; message: string }[],
+) {
+  const journal: string[] = [];
+  const outcome = t.handlers.get(type)!.resume!({
+    task: {
+      id: `old-${type}`,
+      type,
+      remoteId: 'dc',
+      vmId,
+      log,
+      startedAt: new Date('2026-12-07T19:00:00Z'),
+      createdAt: new Date('2026-12-07T19:00:00Z'),
+    } as unknown as TaskEntity,
+    log: async (message) => void journal.push(message),
+    progress: async () => undefined,
+  }).then(
+    () => 'succeeded',
+    (error: Error) => `failed: ${error.message}`,
+  );
+  return { journal, outcome };
 }
 
 /** A read that started now (after anything asked for before). */
@@ -426,5 +461,88 @@ describe('HA events as tasks', () => {
       ['failure', 'coordinator-lost'],
       ['success', 'coordinator-elected'],
     ]);
+  });
+
+  it('takes up a fence left running by a previous process: it follows the node its journal names, with the events since its last line, and ends with it', async () => {
+    const t = setup();
+    const old = resumeTask(t, HA_TASKS.fence, null, [
+      { at: '2026-12-07T20:00:00.000Z', message: 'node node-1 suspect: lease expired' },
+    ]);
+    await tick();
+    // The first read after the restart asks the cluster for the events since the last line.
+    expect(t.episodes.resumedSince('dc')).toEqual(new Date('2026-12-07T20:00:00.000Z'));
+    expect(t.episodes.resumedSince('other')).toBeUndefined();
+    await t.episodes.follow(
+      'dc',
+      undefined,
+      status([node('node-1', 'fenced', 'lease expired', 'fenced'), node('node-2')], []),
+      new Date(),
+      [
+        {
+          id: '3',
+          at: '2026-12-07T20:00:03Z',
+          epoch: '7',
+          kind: 'fenced',
+          nodeId: 'node-1',
+          vmUuid: '',
+          message: '2 disk(s) fenced',
+        },
+      ] as unknown as HaEvent__Output[],
+    );
+    expect(await old.outcome).toBe('succeeded');
+    expect(old.journal).toEqual([
+      "the manager restarted: following this fence of node node-1 again from the cluster's HA state",
+      'cluster 2026-12-07T20:00:03Z: fenced — 2 disk(s) fenced (epoch 7)',
+      'node node-1 fenced: lease expired: fence fenced (epoch 7); blocklisted 10.0.0.1:0/0',
+    ]);
+    // Followed by the old task: no new one, and its end is audited under the old task's id.
+    expect(t.tasks).toHaveLength(0);
+    expect(t.events.map((e) => [e.details.kind, e.details.taskId])).toEqual([
+      ['fenced', 'old-ha.fence'],
+    ]);
+    expect(t.episodes.resumedSince('dc')).toBeUndefined();
+  });
+
+  it('ends a resumed drain whose node is back in service as failed, saying it ended while the manager restarted', async () => {
+    const t = setup();
+    const old = resumeTask(t, HA_TASKS.drain, null, [
+      {
+        at: '2026-12-07T20:00:00.000Z',
+        message: 'maintenance asked for: node node-2 draining: 2 VMs to move',
+      },
+    ]);
+    await tick();
+    await follow(t, 'dc', undefined, status([node('node-1'), node('node-2')], []));
+    expect(await old.outcome).toBe(
+      'failed: ended while the manager was restarting; the cluster now shows: node node-2 online',
+    );
+  });
+
+  it('fails a resumed task that cannot tell what it followed, or whose event a new task follows already', async () => {
+    const t = setup();
+    const blank = resumeTask(t, HA_TASKS.fence, null, []);
+    expect(await blank.outcome).toContain('its journal does not say which node it followed');
+    // The first read after the restart came first and opened a task of its own.
+    await follow(t, 'dc', undefined, status([node('node-1', 'fencing', 'lease expired')], []));
+    await tick();
+    expect(t.tasks).toHaveLength(1);
+    const late = resumeTask(t, HA_TASKS.fence, null, [
+      { at: '2026-12-07T20:00:00.000Z', message: 'node node-1 suspect: lease expired' },
+    ]);
+    expect(await late.outcome).toBe(
+      `failed: the manager restarted; this event is followed on in task ${t.tasks[0].id}, opened by the first HA read after the restart`,
+    );
+  });
+
+  it('ends the events of a removed remote', async () => {
+    const t = setup();
+    const old = resumeTask(t, HA_TASKS.recovery, A, [
+      { at: '2026-12-07T20:00:00.000Z', message: 'VM vm-aaaa recovering on node node-1' },
+    ]);
+    await tick();
+    await t.episodes.remoteRemoved('dc');
+    expect(await old.outcome).toBe(
+      'failed: remote dc was removed from the manager; the cluster keeps handling the event',
+    );
   });
 });

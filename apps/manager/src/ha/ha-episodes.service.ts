@@ -36,6 +36,8 @@ class Episode {
   taskId: string | undefined;
   /** When the manager asked for it (a drain); reads that started earlier cannot know of it. */
   askedAt: Date | undefined;
+  /** Taken up again after a manager restart: since when its journal may miss the cluster's events. */
+  resumedSince: Date | undefined;
   last = '';
   readonly lines: string[] = [];
   outcome: { ok: true; message: string } | { ok: false; message: string } | undefined;
@@ -84,8 +86,11 @@ class Episode {
  * re-reads what moved.
  *
  * An event that starts and ends between two polls still gets its task, opened and closed at once.
- * After a manager restart, tasks left running are failed as interrupted (as every task type without
- * resume), and the first poll opens new ones for the events still under way.
+ * After a manager restart, a task left running is taken up again (resume): it follows its event
+ * from the cluster's HA status and event log as before — the events of the time the manager was
+ * down come first — and ends with it, or at once with the reason when it cannot tell what it
+ * followed. Tasks left queued are failed as not carried out; the first poll opens new ones for the
+ * events still under way.
  */
 @Injectable()
 export class HaEpisodesService implements OnModuleInit {
@@ -105,9 +110,41 @@ export class HaEpisodesService implements OnModuleInit {
   }
 
   onModuleInit(): void {
-    for (const type of Object.values(HA_TASKS)) {
-      this.tasks.registerHandler(type, { run: (context) => this.follow_(context) });
+    for (const [kind, type] of Object.entries(HA_TASKS) as [Kind, string][]) {
+      this.tasks.registerHandler(type, {
+        run: (context) => this.follow_(context),
+        resume: (context) => this.resume(kind, context),
+      });
     }
+  }
+
+  /**
+   * Since when the journals of the tasks taken up again after a restart on `remote` may miss the
+   * cluster's events (the last line each wrote): the first read after the restart reads the event
+   * log from there. Undefined when none was taken up.
+   */
+  resumedSince(remote: string): Date | undefined {
+    let since: Date | undefined;
+    for (const episode of this.open.values())
+      if (
+        episode.remote === remote &&
+        episode.resumedSince &&
+        !(since && since <= episode.resumedSince)
+      )
+        since = episode.resumedSince;
+    return since;
+  }
+
+  /** A remote the manager no longer knows: the events still followed on it end, saying so. */
+  async remoteRemoved(remote: string): Promise<void> {
+    for (const [key, episode] of [...this.open])
+      if (episode.remote === remote)
+        await this.finish(
+          key,
+          episode,
+          false,
+          `remote ${remote} was removed from the manager; the cluster keeps handling the event`,
+        );
   }
 
   /**
@@ -305,7 +342,14 @@ export class HaEpisodesService implements OnModuleInit {
     if (phase === 'succeeded' || phase === 'failed') {
       await this.finish(key, episode, phase === 'succeeded', line());
     } else if (phase === 'none') {
-      await this.finish(key, episode, kind !== 'drain', endedAs(kind, line()));
+      await this.finish(
+        key,
+        episode,
+        kind !== 'drain',
+        episode.resumedSince
+          ? `ended while the manager was restarting; the cluster now shows: ${line()}`
+          : endedAs(kind, line()),
+      );
     }
   }
 
@@ -370,6 +414,38 @@ export class HaEpisodesService implements OnModuleInit {
     });
   }
 
+  /**
+   * A task a previous manager process left running: its event is followed again from the cluster
+   * (the next HA read of its remote moves it on, as before the restart). The subject is the task's
+   * VM for a recovery, and the node its journal names for a fence or a drain.
+   */
+  private async resume(kind: Kind, context: TaskContext): Promise<void> {
+    const { task } = context;
+    const subject = kind === 'recovery' ? task.vmId : nodeOfJournal(task.log);
+    if (!task.remoteId || !subject)
+      throw new DomainError(
+        ErrorCode.Conflict,
+        `the manager restarted while this task ran, and its journal does not say which ${kind === 'recovery' ? 'VM' : 'node'} it followed; the cluster keeps handling the event (see its HA state)`,
+      );
+    const key = keyOf(kind, task.remoteId, subject);
+    const other = this.open.get(key);
+    if (other)
+      throw new DomainError(
+        ErrorCode.Conflict,
+        `the manager restarted; this event is followed on in ${other.taskId ? `task ${other.taskId}` : 'a new task'}, opened by the first HA read after the restart`,
+      );
+    const episode = new Episode(kind, task.remoteId, subject);
+    episode.taskId = task.id;
+    const last = task.log.at(-1)?.at;
+    episode.resumedSince = last ? new Date(last) : (task.startedAt ?? task.createdAt);
+    this.open.set(key, episode);
+    this.byTask.set(task.id, episode);
+    await context.log(
+      `the manager restarted: following this ${kind === 'recovery' ? `recovery of VM ${subject}` : `${kind} of node ${subject}`} again from the cluster's HA state`,
+    );
+    await this.follow_(context);
+  }
+
   /** The task handler: writes the event's lines to the journal as they come, and ends with it. */
   private async follow_(context: TaskContext): Promise<void> {
     const episode = this.byTask.get(context.task.id);
@@ -394,6 +470,18 @@ export class HaEpisodesService implements OnModuleInit {
       this.byTask.delete(context.task.id);
     }
   }
+}
+
+/**
+ * The node a fence's or a drain's journal follows: every such journal has a line of describeNode
+ * (`node <id> <state>…`) or of a drain's start (`maintenance asked for: node <id> …`).
+ */
+function nodeOfJournal(log: readonly { message: string }[]): string | undefined {
+  for (const { message } of log) {
+    const match = /^(?:maintenance asked for: )?node (\S+) /.exec(message);
+    if (match) return match[1];
+  }
+  return undefined;
 }
 
 function keyOf(kind: Kind, remote: string, subject: string): string {

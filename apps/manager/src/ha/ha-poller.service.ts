@@ -79,6 +79,7 @@ export class HaPollerService implements OnModuleInit {
           this.readings.delete(remote);
           this.lastGood.delete(remote);
           this.eventCursors.delete(remote);
+          await this.episodes.remoteRemoved(remote);
         }
       const queue = [...ids];
       await Promise.all(
@@ -181,17 +182,23 @@ export class HaPollerService implements OnModuleInit {
 
   /**
    * The cluster's HA events since the last read. At the first read of a remote its history is not
-   * news: the cursor starts after the newest event kept. Agents without the event log (or a failed
-   * read) give none: the journals then come from the state changes alone.
+   * news: the cursor starts after the newest event kept — unless tasks were taken up again after a
+   * restart, whose journals get the events since their last line. Agents without the event log
+   * (or a failed read) give none: the journals then come from the state changes alone.
    */
   private async newEvents(remote: string, connection: AgentConnection): Promise<HaEvent__Output[]> {
     const cursor = this.eventCursors.get(remote);
+    const since = cursor === undefined ? this.episodes.resumedSince(remote) : undefined;
     try {
-      const events = await this.agents.listHaEvents(connection, cursor ?? '', 1000);
+      const events = await this.agents.listHaEvents(
+        connection,
+        cursor ?? (since ? eventIdBefore(since) : ''),
+        1000,
+      );
       const last = events.at(-1)?.id;
       if (last) this.eventCursors.set(remote, last);
       else if (cursor === undefined) this.eventCursors.set(remote, '');
-      return cursor === undefined ? [] : events;
+      return cursor === undefined && !since ? [] : events;
     } catch (error) {
       this.logger.debug({ err: error, remote }, 'cannot read the HA event log of a remote');
       return [];
@@ -206,4 +213,12 @@ export class HaPollerService implements OnModuleInit {
       })),
     );
   }
+}
+
+/**
+ * An event id (`<15-digit ms>-<node>-<seq>`, sorted by time) just before `at`: ListHaEvents after
+ * it answers the events from `at` on.
+ */
+function eventIdBefore(at: Date): string {
+  return `${String(Math.max(0, at.getTime() - 1)).padStart(15, '0')}-0-0`;
 }
