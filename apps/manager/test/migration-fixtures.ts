@@ -208,7 +208,17 @@ export interface AgentScript {
 export function runnerSetup(
   script: AgentScript,
   record: VmMigrationEntity = migrationRecord(),
-  options: { movedGrants?: number; grantMoveFailures?: number; linkCapBytes?: number } = {},
+  options: {
+    movedGrants?: number;
+    grantMoveFailures?: number;
+    linkCapBytes?: number;
+    /** Each remote's connection (default: EAST and WEST). */
+    connections?: Record<string, AgentConnection>;
+    /** The agent endpoints the resource cache knows, by `remote/node`. */
+    nodeEndpoints?: Record<string, string>;
+    /** Recording this phase fails (the database went away). */
+    failPhase?: MigrationPhase;
+  } = {},
 ) {
   let grantMoveFailures = options.grantMoveFailures ?? 0;
   const phases: { phase: MigrationPhase; facts: Record<string, unknown> }[] = [];
@@ -226,7 +236,10 @@ export function runnerSetup(
       phase: MigrationPhase,
       _at: Date,
       facts: Record<string, unknown> = {},
-    ) => void phases.push({ phase, facts }),
+    ) => {
+      if (phase === options.failPhase) throw new Error('connection terminated unexpectedly');
+      phases.push({ phase, facts });
+    },
     // the figures, then the task's progress (context.progress) that goes with them
     setProgress: async (_id: string, f: MigrationFigures) => void (written = f),
   });
@@ -243,11 +256,14 @@ export function runnerSetup(
     repository,
     agents,
     strictMock<RemotesService>('RemotesService', {
-      connectionFor: async (remote: string) => (remote === 'dc-west' ? WEST : EAST),
+      connectionFor: async (remote: string) =>
+        options.connections?.[remote] ?? (remote === 'dc-west' ? WEST : EAST),
     }),
     strictMock<ResourcesService>('ResourcesService', {
       refreshRemote: async (remote: string) => void refreshed.push(remote),
-      refreshVm: async (remote: string) => void refreshed.push(remote),
+      vmMoved: (remote: string) => void refreshed.push(remote),
+      cachedAgentEndpoint: (remote: string, node: string) =>
+        options.nodeEndpoints?.[`${remote}/${node}`],
     }),
     acl,
     strictMock<MetricsService>('MetricsService', {
@@ -257,7 +273,11 @@ export function runnerSetup(
     strictMock<MigrationTimerRepository>('MigrationTimerRepository', {
       sleep: async (ms: number) => clock.advance(ms),
     }),
-    strictMock<PinoLogger>('PinoLogger', { setContext: () => undefined, error: () => undefined }),
+    strictMock<PinoLogger>('PinoLogger', {
+      setContext: () => undefined,
+      error: () => undefined,
+      info: () => undefined,
+    }),
     events,
   );
   const runner = new MigrationRunnerService(

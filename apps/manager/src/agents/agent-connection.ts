@@ -24,3 +24,19 @@ export interface PresentedCertificate {
 
 export const VM_ACTIONS = ['start', 'shutdown', 'reboot', 'stop'] as const;
 export type VmAction = (typeof VM_ACTIONS)[number];
+
+/**
+ * The same connection with `endpoint` tried first, when it is one of the connection's own (a node's
+ * registered agent endpoint, to reach that node without a forwarding hop); unchanged otherwise.
+ */
+export function preferEndpoint(
+  connection: AgentConnection,
+  endpoint: string | undefined,
+): AgentConnection {
+  if (!endpoint || connection.endpoints[0] === endpoint || !connection.endpoints.includes(endpoint))
+    return connection;
+  return {
+    ...connection,
+    endpoints: [endpoint, ...connection.endpoints.filter((e) => e !== endpoint)],
+  };
+}

@@ -1,7 +1,7 @@
 import type { MigrateVmRequest, MigrationProgress__Output } from '@debvisor/proto';
 import type { PinoLogger } from 'nestjs-pino';
 import type { AgentClientRepository } from '../agents/agent-client.repository';
-import type { AgentConnection } from '../agents/agent-connection';
+import { preferEndpoint, type AgentConnection } from '../agents/agent-connection';
 import type { ClockRepository } from '../common/clock.repository';
 import { DomainError } from '../common/domain-error';
 import { ErrorCode } from '../common/error-code';
@@ -19,6 +19,7 @@ import {
   type MigrationPhase,
 } from './migration-journal';
 import type { MigrationEnds } from './migration-preflight.service';
+import { MigrationTimeline } from './migration-timeline';
 import type { MigrationTimerRepository } from './migration-timer.repository';
 import type { VmMigrationEntity } from './migration.entity';
 import type { MigrationRepository } from './migration.repository';
@@ -90,8 +91,14 @@ export class InFlightMigration {
   private settled = false;
 
   private connected: MigrationEnds | undefined;
+  /** When each step happened (logged once the work on the migration ends). */
+  readonly timeline = new MigrationTimeline();
   /** The journal's lines still being written, in order. */
   private journalTail: Promise<void> = Promise.resolve();
+  /** The phases still being recorded, in order (see enter). */
+  private phaseTail: Promise<void> = Promise.resolve();
+  /** The figures still being written, in order (see observe); a failure is logged. */
+  private figuresTail: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly deps: InFlightDeps,
@@ -107,6 +114,22 @@ export class InFlightMigration {
   /** Connects to both ends with the credentials the task was accepted with (403: one may not migrate). */
   async connect(): Promise<MigrationEnds> {
     this.connected ??= await this.connectEnds();
+    return this.connected;
+  }
+
+  /**
+   * Once the source node is known: each end's connection tries its node's own agent endpoint first
+   * (from the resource cache, when it is one of the remote's endpoints), so that calls reach the
+   * node without a forwarding hop through another agent. Answers the connections to use.
+   */
+  aim(sourceNode: string): MigrationEnds {
+    const { record, ends } = this;
+    const endpointOf = (remote: string, node: string) =>
+      this.deps.resources.cachedAgentEndpoint(remote, node);
+    this.connected = {
+      source: preferEndpoint(ends.source, endpointOf(record.sourceRemote, sourceNode)),
+      target: preferEndpoint(ends.target, endpointOf(record.targetRemote, record.targetNode)),
+    };
     return this.connected;
   }
 
@@ -155,17 +178,36 @@ export class InFlightMigration {
     return this.journalTail;
   }
 
-  /** The next phase, recorded with what became known on the way (entering the transfer: when it began). */
-  async enter(phase: MigrationPhase, facts: { sourceNode?: string } = {}): Promise<void> {
+  /** Logs the timeline (when the work on the migration ends). */
+  logTimeline(): void {
+    this.timeline.log(this.deps.logger, { migrationId: this.record.taskId, role: 'manager' });
+  }
+
+  /**
+   * The next phase, recorded with what became known on the way (entering the transfer: when it
+   * began). The migration is in the phase at once; the records are written in order, and the
+   * answer settles once this one is written, so that a step can go on while it is written and wait
+   * for it where the record must hold it first (the transfer: a restart follows it at the source).
+   */
+  enter(phase: MigrationPhase, facts: { sourceNode?: string } = {}): Promise<void> {
     const now = this.deps.clock.now();
-    await this.deps.repository.setPhase(
-      this.record.taskId,
-      phase,
-      now,
-      phase === 'transfer' ? { ...facts, transferStartedAt: now } : facts,
-    );
     if (facts.sourceNode !== undefined) this.record.sourceNode = facts.sourceNode;
     this.currentPhase = phase;
+    return this.recordPhase(() =>
+      this.deps.repository.setPhase(
+        this.record.taskId,
+        phase,
+        now,
+        phase === 'transfer' ? { ...facts, transferStartedAt: now } : facts,
+      ),
+    );
+  }
+
+  /** A phase write behind those before it (a failed one fails its own caller only). */
+  private recordPhase(write: () => Promise<void>): Promise<void> {
+    const written = this.phaseTail.then(write);
+    this.phaseTail = written.catch(() => undefined);
+    return written;
   }
 
   /** Between steps before the transfer: a shutdown lets go, a cancel stops here. */
@@ -232,12 +274,15 @@ export class InFlightMigration {
   async transfer(request: MigrateVmRequest): Promise<void> {
     let last: MigrationProgress__Output | undefined;
     let failure: unknown;
+    this.timeline.mark('manager: MigrateVm');
     try {
       for await (const progress of this.deps.agents.migrateVm(
         this.ends.source,
         request,
         this.abort.signal,
       )) {
+        if (progress.phase !== last?.phase)
+          this.timeline.mark(`manager: source says ${progress.phase}`);
         last = progress;
         await this.observe(progress);
         if (isFinalPhase(progress.phase)) break;
@@ -411,10 +456,20 @@ export class InFlightMigration {
   private async complete(summary: string): Promise<void> {
     const { record } = this;
     await this.journal('completed', summary);
-    // Within one remote only the VM changed: re-reading it (one GetVm) puts it on its new node at once.
+    this.timeline.mark('manager: completing');
+    // Within one remote only the VM's node changed: the cache shows it there at once (its full
+    // record follows in the background, one GetVm at the node). The figures are written meanwhile.
     if (record.sourceRemote === record.targetRemote)
-      await this.deps.resources.refreshVm(record.targetRemote, record.vmId);
-    else await this.refreshCaches();
+      this.deps.resources.vmMoved(
+        record.targetRemote,
+        record.vmId,
+        record.targetNode,
+        record.options.online ? 'running' : 'stopped',
+      );
+    await Promise.all([
+      record.sourceRemote === record.targetRemote ? undefined : this.refreshCaches(),
+      this.figuresTail,
+    ]);
     if (record.sourceRemote !== record.targetRemote) {
       const moved = await this.moveGrantsToComplete();
       if (moved > 0)
@@ -424,7 +479,9 @@ export class InFlightMigration {
         );
       await this.tellMoved();
     }
+    this.timeline.mark('manager: caches refreshed');
     await this.finishRecord('completed');
+    this.timeline.mark('manager: record completed');
   }
 
   /**
@@ -483,8 +540,11 @@ export class InFlightMigration {
   }
 
   private async finishRecord(phase: FinalPhase): Promise<void> {
+    await this.figuresTail;
     const now = this.deps.clock.now();
-    await this.deps.repository.setPhase(this.record.taskId, phase, now, { finishedAt: now });
+    await this.recordPhase(() =>
+      this.deps.repository.setPhase(this.record.taskId, phase, now, { finishedAt: now }),
+    );
     this.currentPhase = phase;
     const outcome = phase === 'completed' ? 'succeeded' : phase;
     this.deps.metrics.observeMigration(
@@ -515,8 +575,19 @@ export class InFlightMigration {
       this.lastWrite = now.getTime();
       // A second pass finds dirtied memory to send again: the pass counter (iteration) says so; the bar only moves on.
       this.fraction = Math.max(this.fraction, fractionOf(figures));
-      await this.deps.repository.setProgress(this.record.taskId, figures, now);
-      await this.context.progress(this.fraction);
+      // Written in order behind the stream, which is read on meanwhile; settling waits for them.
+      const fraction = this.fraction;
+      this.figuresTail = this.figuresTail
+        .then(async () => {
+          await this.deps.repository.setProgress(this.record.taskId, figures, now);
+          await this.context.progress(fraction);
+        })
+        .catch((error: unknown) =>
+          this.deps.logger.error(
+            { task: this.record.taskId, err: error },
+            "cannot write a migration's figures",
+          ),
+        );
     }
     if (
       this.cancelledBy !== null &&

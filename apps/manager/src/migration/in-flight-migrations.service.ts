@@ -82,12 +82,15 @@ export class InFlightMigrations {
       ),
     );
     this.active.set(stored.taskId, migration);
+    migration.timeline.mark('manager: task started');
     try {
       return await work(migration);
     } finally {
       if (this.active.get(stored.taskId) === migration) this.active.delete(stored.taskId);
       // the task ends (and logs its end) only after the migration's own lines
       await migration.journalWritten();
+      migration.timeline.mark('manager: journal written');
+      migration.logTimeline();
     }
   }
 

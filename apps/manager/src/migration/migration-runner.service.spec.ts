@@ -134,6 +134,70 @@ describe('MigrationRunnerService: a migration within one remote', () => {
     expect(s.outcomes).toEqual(['succeeded']);
   });
 
+  it('calls each end at its own node once the source node is known, never through another agent', async () => {
+    const stream = new FakeStream();
+    const agents = intraCluster(stream);
+    const calls: string[] = [];
+    const twoNodes: AgentConnection = { ...EAST, endpoints: ['east-1:9443', 'east-2:9443'] };
+    const s = runnerSetup(
+      {
+        ...agents,
+        getVm: async (connection) => {
+          calls.push(`GetVm ${connection.endpoints.join(',')}`);
+          return agents.getVm();
+        },
+        prepareMigration: async (connection, request) => {
+          calls.push(`PrepareMigration ${request.role} ${connection.endpoints.join(',')}`);
+          return agents.prepareMigration(connection, request);
+        },
+        migrateVm: (connection, request) => {
+          calls.push(`MigrateVm ${connection.endpoints.join(',')}`);
+          return agents.migrateVm(connection, request);
+        },
+      },
+      migrationRecord(),
+      {
+        connections: { 'dc-east': twoNodes },
+        nodeEndpoints: { 'dc-east/node-1': 'east-1:9443', 'dc-east/node-2': 'east-2:9443' },
+      },
+    );
+    stream.push(progress('completed', { totalBytes: '1000', totalTimeMs: 900 }));
+    stream.end();
+
+    await s.runner.run(s.context);
+
+    expect(calls).toEqual([
+      'GetVm east-1:9443,east-2:9443',
+      'PrepareMigration source east-1:9443,east-2:9443',
+      // the target node's own endpoint first (the remote's other endpoints stay as fallbacks)
+      'PrepareMigration target east-2:9443,east-1:9443',
+      'MigrateVm east-1:9443,east-2:9443',
+    ]);
+    expect(s.outcomes).toEqual(['succeeded']);
+  });
+
+  it('fails the task, releasing the target, when a phase cannot be recorded while the ends work on', async () => {
+    const stream = new FakeStream();
+    const cancelled: string[] = [];
+    const s = runnerSetup(
+      {
+        ...intraCluster(stream),
+        cancelMigration: async (connection) => {
+          cancelled.push(connection.remoteId);
+          return true;
+        },
+      },
+      migrationRecord(),
+      { failPhase: 'prepare' },
+    );
+
+    await expect(s.runner.run(s.context)).rejects.toThrow(/failed unexpectedly/);
+
+    expect(cancelled).toEqual(['dc-east']);
+    expect(s.phases.map((p) => p.phase)).toEqual(['preflight', 'failed']);
+    expect(s.outcomes).toEqual(['failed']);
+  });
+
   it('never writes the cookie anywhere but into the source request', async () => {
     const stream = new FakeStream();
     const s = runnerSetup(intraCluster(stream));

@@ -106,14 +106,24 @@ export class MigrationRunnerService {
     let where = 'nothing was changed';
     let lease: LinkLease | undefined;
     let early: Promise<PrepareMigrationResponse__Output> | undefined;
+    /** Phase records written while the migration goes on; all are in before the transfer. */
+    const recorded: Promise<void>[] = [];
+    const recording = (written: Promise<void>) => {
+      written.catch(() => undefined); // awaited below; never an unhandled rejection meanwhile
+      recorded.push(written);
+    };
     try {
-      const ends = await migration.connect();
+      await migration.connect();
+      migration.timeline.mark('manager: connected');
       await migration.journal(
         'preflight',
         `checking both ends: VM ${record.vmId} of remote ${record.sourceRemote} to node ${record.targetNode} of remote ${record.targetRemote} (${options.online ? 'live' : 'offline'}, ${options.transport}, ${options.mode})`,
       );
-      const located = await this.preflight.locate(plan, ends);
-      await migration.enter('preflight', { sourceNode: located.sourceNode });
+      const located = await this.preflight.locate(plan, migration.ends);
+      migration.timeline.mark('manager: VM located');
+      // From here each end is called at its own node (no hop through another agent).
+      const ends = migration.aim(located.sourceNode);
+      recording(migration.enter('preflight', { sourceNode: located.sourceNode }));
       where = `the VM was not moved: it is still ${located.vm.runtime?.state || 'where it was'} on node ${located.sourceNode} of remote ${record.sourceRemote}`;
 
       // The link's share is taken before the target reserves anything (a wait holds nothing there).
@@ -141,15 +151,20 @@ export class MigrationRunnerService {
       const knownCpu =
         record.sourceRemote === record.targetRemote ? this.sourceCpus.get(cpuKey) : undefined;
       const prepareTarget = async (facts: TargetFacts, alongside: string) => {
-        await migration.enter('prepare');
+        // Recorded while the target prepares: a restart before it is written leaves an unclaimed
+        // reservation, which ends when its one-time credential expires.
+        recording(migration.enter('prepare'));
         await migration.journal(
           'prepare',
           `asking node ${record.targetNode} of remote ${record.targetRemote} to check and prepare the incoming side${alongside}`,
         );
-        return this.agents.prepareMigration(
+        migration.timeline.mark('manager: target PrepareMigration');
+        const prepared = await this.agents.prepareMigration(
           ends.target,
           this.preflight.targetRequest(plan, ends, facts, record.taskId, false),
         );
+        migration.timeline.mark('manager: target prepared');
+        return prepared;
       };
       if (knownCpu) {
         early = prepareTarget(
@@ -158,7 +173,9 @@ export class MigrationRunnerService {
         );
         early.catch(() => undefined); // awaited below, or before the failure is handled
       }
+      migration.timeline.mark('manager: source PrepareMigration');
       const found = await this.preflight.check(plan, ends, located, [], { checkTarget: false });
+      migration.timeline.mark('manager: source checked');
       this.sourceCpus.set(cpuKey, found.sourceCpu);
       await this.journalChecks(migration, found.checks);
       if (!found.ok)
@@ -194,6 +211,7 @@ export class MigrationRunnerService {
       );
       migration.checkpoint();
 
+      await Promise.all(recorded);
       await migration.enter('transfer');
       await migration.journal(
         'transfer',
@@ -221,6 +239,7 @@ export class MigrationRunnerService {
     } catch (error) {
       // a reservation still on its way is settled first, so that a failure releases it
       await early?.catch(() => undefined);
+      await Promise.allSettled(recorded);
       return migration.fail(error, where);
     } finally {
       lease?.release();

@@ -392,6 +392,25 @@ describe('ResourcesService', () => {
     expect(service.list(ADMIN, query()).remotes[0].vms).toEqual({ total: 2, running: 0 });
   });
 
+  it('shows a migrated VM on its new node at once, and re-reads it there in the background', async () => {
+    const id = '11111111-1111-4111-8111-111111111111';
+    let reread!: () => void;
+    const reading = new Promise<void>((resolve) => (reread = resolve));
+    const { service } = setup({
+      remotes: ['alpha'],
+      ...healthy,
+      getVm: async (_c, uuid) => {
+        reread();
+        return vm(uuid, 'web-1', 'running', 'blue', { nodeId: 'n2', cpuUsage: 0.5 });
+      },
+    });
+    await service.refreshAll();
+    service.vmMoved('alpha', id, 'n2', 'running');
+    expect(service.cachedVm('alpha', id)).toMatchObject({ node: 'n2', status: 'running' });
+    await reading;
+    await vi.waitFor(() => expect(service.cachedVm('alpha', id)?.cpuUsage).toBe(0.5));
+  });
+
   describe('search, sort and paging', () => {
     const uuid = (n: number) => `${String(n).padStart(8, '0')}-0000-4000-8000-000000000000`;
     const cluster = {

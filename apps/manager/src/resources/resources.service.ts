@@ -3,6 +3,7 @@ import { Inject, Injectable, OnModuleDestroy, OnModuleInit } from '@nestjs/commo
 import { PinoLogger } from 'nestjs-pino';
 import { performance } from 'node:perf_hooks';
 import { AgentClientRepository } from '../agents/agent-client.repository';
+import { preferEndpoint } from '../agents/agent-connection';
 import { AccessPolicy } from '../authz/access-policy.service';
 import { remoteAclPath, vmAclPath } from '../authz/acl-paths';
 import type { Caller } from '../authz/caller';
@@ -299,11 +300,17 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
     return { remotes: remoteId ? statuses.filter((s) => s.remote === remoteId) : statuses };
   }
 
-  /** Re-reads one VM after an action on it. Never throws; failures leave the cache as it was. */
-  async refreshVm(remoteId: string, uuid: string): Promise<void> {
+  /**
+   * Re-reads one VM after an action on it (asking `nodeId`, when given, first: the node that has it).
+   * Never throws; failures leave the cache as it was.
+   */
+  async refreshVm(remoteId: string, uuid: string, nodeId?: string): Promise<void> {
     const generation = this.generations.get(remoteId) ?? 0;
     try {
-      const connection = await this.remotes.connectionFor(remoteId);
+      const connection = preferEndpoint(
+        await this.remotes.connectionFor(remoteId),
+        nodeId === undefined ? undefined : this.cachedAgentEndpoint(remoteId, nodeId),
+      );
       const vm = await this.agents.getVm(connection, uuid);
       const snapshot = this.snapshots.get(remoteId);
       if (!snapshot || generation !== (this.generations.get(remoteId) ?? 0)) return;
@@ -465,6 +472,36 @@ export class ResourcesService implements OnModuleInit, OnModuleDestroy {
   /** The VM from the cache, or undefined when the manager has not seen it. */
   cachedVm(remoteId: string, uuid: string): VmResource | undefined {
     return this.snapshots.get(remoteId)?.vms.find((v) => v.id === uuid);
+  }
+
+  /**
+   * A VM moved to another node of its remote (a completed migration): the cache shows it there at
+   * once, in `state`, and the VM's full record follows with one GetVm at that node in the
+   * background (refreshVm). Nothing happens to a VM the cache does not hold.
+   */
+  vmMoved(remoteId: string, uuid: string, nodeId: string, state: string): void {
+    const snapshot = this.snapshots.get(remoteId);
+    if (!snapshot?.vms.some((v) => v.id === uuid)) return;
+    const vms = snapshot.vms.map((v) =>
+      v.id === uuid
+        ? {
+            ...v,
+            node: nodeId,
+            status: state,
+            lockedBy: null,
+            lastSeenAt: this.clock.now().toISOString(),
+          }
+        : v,
+    );
+    Object.assign(snapshot, inventory(snapshot.nodes, vms, snapshot.hardware));
+    void this.refreshVm(remoteId, uuid, nodeId);
+  }
+
+  /** The agent endpoint a node registered (from the cache), or undefined when not known. */
+  cachedAgentEndpoint(remoteId: string, nodeId: string): string | undefined {
+    return (
+      this.snapshots.get(remoteId)?.nodes.find((n) => n.id === nodeId)?.agentEndpoint || undefined
+    );
   }
 
   private async snapshotOf(remoteId: string): Promise<Snapshot> {
