@@ -13,8 +13,9 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually } from './helpers';
+import { eventually, rpcError } from './helpers';
 
 const MiB = 1024 ** 2;
 
@@ -32,7 +33,8 @@ class AgentLink {
   private constructor(
     private readonly server: Server,
     private readonly target: { host: string; port: number },
-    private readonly bytesPerSecond: number,
+    /** The link's pace; slowed down once post-copy begins, so that it has long to go when cut. */
+    public bytesPerSecond: number,
   ) {
     server.on('connection', (client) => this.relay(client));
   }
@@ -103,116 +105,121 @@ class AgentLink {
 }
 
 /** Rewrites a 32 MiB working set at 64 MiB/s: post-copy has pages left to pull for a while. */
-const busy: TestVmSpec = {
-  uuid: randomUUID(),
-  name: 'resumed',
-  vcpus: 1,
-  memoryBytes: 128 * MiB,
-  disks: [],
-  nics: [],
-  cpuModel: 'x86-64-v2',
-  hugepages: false,
-  tenant: '',
-  labels: {
-    'qemu-kernel': 'kernel',
-    'qemu-initrd': 'initrd.cpio',
-    // page_poison=1: no page is zero, so post-copy carries the whole of the guest's memory
-    'qemu-append': `${tinyGuestAppend({ dirtyMibPerSecond: 64, workingSetMib: 32 })} page_poison=1`,
-  },
-};
+function busyGuest(name: string): TestVmSpec {
+  return {
+    uuid: randomUUID(),
+    name,
+    vcpus: 1,
+    memoryBytes: 128 * MiB,
+    disks: [],
+    nics: [],
+    cpuModel: 'x86-64-v2',
+    hugepages: false,
+    tenant: '',
+    labels: {
+      'qemu-kernel': 'kernel',
+      'qemu-initrd': 'initrd.cpio',
+      // page_poison=1: no page is zero, so post-copy carries the whole of the guest's memory
+      'qemu-append': `${tinyGuestAppend({ dirtyMibPerSecond: 64, workingSetMib: 32 })} page_poison=1`,
+    },
+  };
+}
 
 /**
- * Two clusters (one node each, so that the test may put its relay between them: within a cluster
- * the source insists on the target's registered endpoint). Across clusters the resumption also
- * needs the peer CA pinned for the migration, which the target keeps until post-copy is done.
+ * Two clusters of one node each, a busy guest running in the first, the agents configured with
+ * `windowSeconds` of post-copy recovery. Two clusters so that the test may put its relay between
+ * the agents (within a cluster the source insists on the target's registered endpoint); across
+ * clusters the resumption also needs the peer CA pinned for the migration, which the target keeps
+ * until post-copy is done.
  */
-describe('post-copy whose link between the agents breaks is resumed by the agents (real QEMU, TCG)', () => {
-  let east: TestCluster;
-  let west: TestCluster;
-  let viaEast: AgentClient;
-  let viaWest: AgentClient;
-
+function clusters(name: string, windowSeconds: number) {
+  const guest = busyGuest(name);
+  const ctx = {} as {
+    east: TestCluster;
+    west: TestCluster;
+    viaEast: AgentClient;
+    viaWest: AgentClient;
+  };
   beforeAll(async () => {
     const tiny = await buildTinyGuest();
     const agentConfig = () => ({
       hypervisor: { driver: 'qemu' },
       qemu: { accel: 'tcg', machine: 'pc', bootDir: tiny.dir },
-      migration: { progressIntervalMs: 100, postcopyRecoveryWindowSeconds: 600 },
+      migration: { progressIntervalMs: 100, postcopyRecoveryWindowSeconds: windowSeconds },
     });
-    [east, west] = await Promise.all([
+    [ctx.east, ctx.west] = await Promise.all([
       startCluster({
-        clusterId: 'pcr-east',
+        clusterId: `${name}-east`,
         nodes: 1,
         vmsPerNode: 0,
         agentConfig,
-        prepareNode: (_nodeId, stateDir) => writeQemuVm(stateDir, busy),
+        prepareNode: (_nodeId, stateDir) => writeQemuVm(stateDir, guest),
       }),
-      startCluster({ clusterId: 'pcr-west', nodes: 1, vmsPerNode: 0, agentConfig }),
+      startCluster({ clusterId: `${name}-west`, nodes: 1, vmsPerNode: 0, agentConfig }),
     ]);
     const permissions = ['vm:*', 'migration:*', 'node:*'];
-    viaEast = east.connect(await east.createApiKey(permissions));
-    viaWest = west.connect(await west.createApiKey(permissions));
-    await viaEast.vm.startVm({ uuid: busy.uuid }, { deadlineMs: 60_000 });
+    ctx.viaEast = ctx.east.connect(await ctx.east.createApiKey(permissions));
+    ctx.viaWest = ctx.west.connect(await ctx.west.createApiKey(permissions));
+    await ctx.viaEast.vm.startVm({ uuid: guest.uuid }, { deadlineMs: 60_000 });
   }, 120_000);
   afterAll(async () => {
-    viaEast?.close();
-    viaWest?.close();
-    await Promise.all([east?.stop(), west?.stop()]);
+    ctx.viaEast?.close();
+    ctx.viaWest?.close();
+    await Promise.all([ctx.east?.stop(), ctx.west?.stop()]);
   });
 
-  const runDir = (cluster: TestCluster) => join(cluster.agents[0].stateDir, 'run', busy.uuid);
+  const runDir = (cluster: TestCluster) => join(cluster.agents[0].stateDir, 'run', guest.uuid);
   const ticks = (cluster: TestCluster) => {
     const file = join(runDir(cluster), 'serial.log');
     return existsSync(file) ? lastTinyGuestTick(readFileSync(file, 'utf8')) : 0;
   };
-  const qemuAlive = (cluster: TestCluster) => {
-    const pidFile = join(runDir(cluster), 'pid');
-    const pid = existsSync(pidFile) ? readFileSync(pidFile, 'utf8').trim() : '';
-    return pid !== '' && existsSync(`/proc/${pid}`);
-  };
-  /** Waits for a tick beyond `after` on that cluster's node; answers it. */
-  async function tickBeyond(cluster: TestCluster, after: number): Promise<number> {
-    const { value } = await eventually(
-      async () => (ticks(cluster) > after ? ticks(cluster) : undefined),
-      120_000,
-      200,
-    );
-    return value;
-  }
-
-  it('cuts the link mid-post-copy and restores it: the migration resumes and completes, the guest ticks on at the target, once', async () => {
-    const before = await tickBeyond(east, 0);
-    const vm: Vm__Output = await viaEast.vm.getVm({ uuid: busy.uuid });
-    const migrationId = randomUUID();
-    const source = await viaEast.migration.prepareMigration({
-      vm: vm.spec!,
-      role: 'source',
-      online: true,
-      checkOnly: true,
-    });
-    const prepared = await viaWest.migration.prepareMigration({
-      vm: vm.spec!,
-      role: 'target',
-      targetNodeId: 'node-1',
-      migrationId,
-      transport: 'tunnel',
-      online: true,
-      allowPostcopy: true,
-      sourceNodeId: 'node-1',
-      sourceCaPem: east.caPem,
-      sourceCpuModel: source.cpuModel,
-      sourceCpuFlags: source.cpuFlags,
-    });
-    expect(prepared.checks.filter((c) => c.result === 'fail')).toEqual([]);
-    const link = await AgentLink.open(prepared.endpoint, 16 * MiB);
-    const paused: string[] = [];
-    let postcopyRemaining = 0;
-    try {
-      const progress = await viaEast.migrateVm(
-        {
-          uuid: busy.uuid,
+  return {
+    ctx,
+    guest,
+    qemuAlive(cluster: TestCluster): boolean {
+      const pidFile = join(runDir(cluster), 'pid');
+      const pid = existsSync(pidFile) ? readFileSync(pidFile, 'utf8').trim() : '';
+      return pid !== '' && existsSync(`/proc/${pid}`);
+    },
+    /** Waits for a tick beyond `after` on that cluster's node; answers it. */
+    async tickBeyond(cluster: TestCluster, after: number): Promise<number> {
+      const { value } = await eventually(
+        async () => (ticks(cluster) > after ? ticks(cluster) : undefined),
+        120_000,
+        200,
+      );
+      return value;
+    },
+    /** Prepares the move east → west; answers the MigrateVm request (its endpoint to be set). */
+    async prepare() {
+      const { viaEast, viaWest, east } = ctx;
+      const vm: Vm__Output = await viaEast.vm.getVm({ uuid: guest.uuid });
+      const migrationId = randomUUID();
+      const source = await viaEast.migration.prepareMigration({
+        vm: vm.spec!,
+        role: 'source',
+        online: true,
+        checkOnly: true,
+      });
+      const prepared = await viaWest.migration.prepareMigration({
+        vm: vm.spec!,
+        role: 'target',
+        targetNodeId: 'node-1',
+        migrationId,
+        transport: 'tunnel',
+        online: true,
+        allowPostcopy: true,
+        sourceNodeId: 'node-1',
+        sourceCaPem: east.caPem,
+        sourceCpuModel: source.cpuModel,
+        sourceCpuFlags: source.cpuFlags,
+      });
+      expect(prepared.checks.filter((c: { result: string }) => c.result === 'fail')).toEqual([]);
+      return {
+        targetEndpoint: prepared.endpoint,
+        request: {
+          uuid: guest.uuid,
           migrationId,
-          targetEndpoint: link.endpoint,
           cookie: prepared.cookie,
           transport: 'tunnel',
           mode: 'postcopy',
@@ -223,9 +230,31 @@ describe('post-copy whose link between the agents breaks is resumed by the agent
           targetCaPem: prepared.caPem,
           targetNodeId: prepared.nodeId,
         },
-        (p: MigrationProgress__Output) => {
-          // post-copy under way and committed (the switch's own message is the policy's reason)
-          if (p.phase === 'postcopy' && p.message === '' && link.cuts === 0) {
+      };
+    },
+  };
+}
+
+/** Post-copy under way and committed: the switch's own progress carries the policy's reason. */
+const committedPostcopy = (p: MigrationProgress__Output) =>
+  p.phase === 'postcopy' && p.message === '';
+
+describe('post-copy whose link between the agents breaks is resumed by the agents (real QEMU, TCG)', () => {
+  const { ctx, guest, qemuAlive, tickBeyond, prepare } = clusters('pcr', 600);
+
+  it('cuts the link mid-post-copy and restores it: the migration resumes and completes, the guest ticks on at the target, once', async () => {
+    const { viaEast, viaWest, east, west } = ctx;
+    const before = await tickBeyond(east, 0);
+    const { targetEndpoint, request } = await prepare();
+    const link = await AgentLink.open(targetEndpoint, 16 * MiB);
+    const paused: string[] = [];
+    let postcopyRemaining = 0;
+    try {
+      const progress = await viaEast.migrateVm(
+        { ...request, targetEndpoint: link.endpoint },
+        (p) => {
+          if (p.phase === 'postcopy') link.bytesPerSecond = 4 * MiB;
+          if (committedPostcopy(p) && link.cuts === 0) {
             postcopyRemaining = Number(p.remainingBytes);
             link.cut();
           }
@@ -248,7 +277,7 @@ describe('post-copy whose link between the agents breaks is resumed by the agent
     }
 
     // the VM runs at the target, with its memory: the tick counter goes on from where it was
-    expect((await viaWest.vm.getVm({ uuid: busy.uuid })).runtime).toMatchObject({
+    expect((await viaWest.vm.getVm({ uuid: guest.uuid })).runtime).toMatchObject({
       nodeId: 'node-1',
       state: 'running',
     });
@@ -257,6 +286,53 @@ describe('post-copy whose link between the agents breaks is resumed by the agent
     // exactly once: the source's QEMU is gone and its cluster no longer has the VM
     expect(qemuAlive(west)).toBe(true);
     expect(qemuAlive(east)).toBe(false);
-    expect((await viaEast.vm.listVms({})).vms.map((v) => v.spec!.uuid)).not.toContain(busy.uuid);
+    expect((await viaEast.vm.listVms({})).vms.map((v) => v.spec!.uuid)).not.toContain(guest.uuid);
+  }, 300_000);
+});
+
+describe('post-copy whose link stays down past the recovery window (real QEMU, TCG)', () => {
+  const { ctx, guest, qemuAlive, tickBeyond, prepare } = clusters('pcw', 5);
+
+  it('keeps the VM paused on both ends and says what to do; run again once the link is back, it completes at the target', async () => {
+    const { viaEast, viaWest, east, west } = ctx;
+    const before = await tickBeyond(east, 0);
+    const { targetEndpoint, request } = await prepare();
+    const link = await AgentLink.open(targetEndpoint, 16 * MiB);
+    try {
+      const stranded = await viaEast.migrateVm(
+        { ...request, targetEndpoint: link.endpoint },
+        (p) => {
+          if (p.phase === 'postcopy') link.bytesPerSecond = 4 * MiB;
+          if (committedPostcopy(p) && link.cuts === 0) link.cut();
+        },
+      );
+      const outcome = stranded.at(-1)!;
+      expect(outcome.phase).toBe('failed');
+      expect(outcome.message).toMatch(
+        /^needs operator: VM pcw is paused on node node-1 .* and on node node-1 .*, so do not stop, restart or start it on either node; 1\) restore the link .*; 2\) run the migration again with the same migration id/,
+      );
+      expect(stranded.some((p) => p.message.startsWith('paused:'))).toBe(true);
+      // neither end was stopped, and neither may run it on its own
+      expect(qemuAlive(east)).toBe(true);
+      expect(qemuAlive(west)).toBe(true);
+      expect((await rpcError(viaEast.vm.startVm({ uuid: guest.uuid }))).code).toBe(
+        status.FAILED_PRECONDITION,
+      );
+
+      // the operator restores the link and runs the migration again: it resumes and completes
+      link.restore();
+      const progress = await viaEast.migrateVm({ ...request, targetEndpoint: link.endpoint });
+      const final = progress.at(-1)!;
+      expect(final, final.message).toMatchObject({ phase: 'completed' });
+      expect(progress.some((p) => p.message.startsWith('post-copy resumed'))).toBe(true);
+    } finally {
+      link.close();
+    }
+    const there = await tickBeyond(west, before);
+    expect(await tickBeyond(west, there)).toBeGreaterThan(there);
+    expect(qemuAlive(east)).toBe(false);
+    expect((await viaWest.vm.getVm({ uuid: guest.uuid })).runtime).toMatchObject({
+      state: 'running',
+    });
   }, 300_000);
 });

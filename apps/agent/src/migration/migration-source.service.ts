@@ -32,6 +32,7 @@ import { TunnelBridge, type Frame } from './tunnel-bridge';
 import type { Socket } from 'node:net';
 import { MAX_DATA_CHANNELS, splice } from './tunnel-data';
 import type { TunnelDataClientRepository } from './tunnel-data-client.repository';
+import { MigrationTimeline } from './migration-timeline';
 
 /** How long the source waits for the target's answer to the tunnel's opening and to the commit. */
 const HANDSHAKE_TIMEOUT_MS = 15_000;
@@ -55,8 +56,15 @@ interface Outgoing {
   committing: boolean;
   /** The commit came with post-copy: a broken link is resumed, never given up. */
   postcopy?: boolean;
+  /**
+   * Post-copy whose link stayed down past the recovery window: the last resume credential. The
+   * migration ended "needs operator"; running it again (same id) resumes it.
+   */
+  stranded?: { credential: string | undefined; reason: string };
   done: Promise<MigrationProgress>;
   endedAt?: number;
+  /** When each step happened here (logged at the end). */
+  timeline: MigrationTimeline;
 }
 
 export interface MigrationSourceDeps {
@@ -141,6 +149,7 @@ export class MigrationSourceService {
 
   /** Starts (or, for the same migration id, follows) a migration; resolves with its final progress. */
   async migrate(input: MigrateVmInput, emit: Emit): Promise<MigrationProgress> {
+    const timeline = new MigrationTimeline('source: MigrateVm');
     const existing = this.migrations.get(input.migrationId);
     if (existing) {
       if (existing.input.uuid !== input.uuid)
@@ -148,6 +157,8 @@ export class MigrationSourceService {
           ErrorCode.AlreadyExists,
           `migration ${input.migrationId} is of another VM`,
         );
+      if (existing.stranded && existing.endedAt !== undefined)
+        return this.resumeStranded(existing, emit);
       return this.follow(existing, emit);
     }
     const vm = this.withAgentLock(await this.deps.driver.get(input.uuid));
@@ -191,12 +202,15 @@ export class MigrationSourceService {
       cancelRequested: false,
       committing: false,
       done: Promise.resolve(undefined as unknown as MigrationProgress),
+      timeline,
     };
     this.migrations.set(input.migrationId, outgoing);
     outgoing.done = this.run(outgoing)
       .finally(release)
       .then((final) => {
         outgoing.endedAt = this.deps.clock.now().getTime();
+        timeline.mark(`source: ${final.phase}`);
+        timeline.log(this.deps.logger, { migrationId: input.migrationId, role: 'source' });
         this.publish(outgoing, final);
         this.prune();
         return final;
@@ -280,11 +294,13 @@ export class MigrationSourceService {
         controlOnly: !carryBytes,
         dataConnections: carryBytes,
       });
+      outgoing.timeline.mark('source: tunnel opened');
       await channel.expect(
         'ready',
         HANDSHAKE_TIMEOUT_MS,
         'the target did not accept the migration',
       );
+      outgoing.timeline.mark('source: target ready');
       const ready = readyOf(channel.messages.get('ready'));
       if (outgoing.cancelRequested)
         return this.cancelled(bridge, vm, 'cancelled before the transfer began');
@@ -350,6 +366,7 @@ export class MigrationSourceService {
         multifdChannels: ready.multifdChannels,
       });
       started = true;
+      outgoing.timeline.mark('source: QEMU migrate started');
       log.info({ transport: input.transport, mode: input.mode }, 'migration started');
       const policy = {
         mode: input.mode,
@@ -365,6 +382,15 @@ export class MigrationSourceService {
           this.deps.clock.sleep(this.deps.progressIntervalMs);
         const stats = await driver.outgoingStats(input.uuid);
         if (stats.status === 'completed') break;
+        if ((stats.status === 'failed' || stats.status === 'cancelled') && outgoing.postcopy) {
+          // QEMU gave up after the target ran the VM: nothing may run it here (the driver refuses)
+          log.error({ error: stats.error }, 'post-copy migration failed after the switch');
+          return {
+            ...figures(stats),
+            phase: 'failed',
+            message: `QEMU's migration ${stats.status} during post-copy: ${stats.error ?? 'no reason given'}; the target node ${input.targetNodeId} runs the VM with the pages it has, and node ${nodeId} keeps its paused QEMU untouched — check the guest at node ${input.targetNodeId} before stopping node ${nodeId}'s`,
+          };
+        }
         if (stats.status === 'failed' || stats.status === 'cancelled') {
           await driver.cancelOutgoing(input.uuid).catch(() => undefined);
           bridge.send('abort', 'the source migration failed');
@@ -395,7 +421,16 @@ export class MigrationSourceService {
           (channel.error !== undefined || stats.status === 'postcopy-paused')
         ) {
           // The link broke during post-copy: the VM's memory is split between the two ends.
-          const resumed = await this.resumePostcopy(outgoing, link, target, log);
+          // A link that went silent has not reached QEMU yet: cut its stream on purpose.
+          await driver.pauseOutgoing?.(input.uuid).catch(() => undefined);
+          this.dropLink(link);
+          const resumed = await this.resumePostcopy(
+            outgoing,
+            link.channel.credential,
+            link.channel.error ?? 'the data connection broke',
+            target,
+            log,
+          );
           if ('final' in resumed) return { ...figures(stats), ...resumed.final };
           link = resumed.link;
           ({ channel, bridge } = link);
@@ -454,6 +489,7 @@ export class MigrationSourceService {
         await next;
       }
 
+      outgoing.timeline.mark('source: QEMU completed');
       const stats = await driver.outgoingStats(input.uuid);
       // From here the VM is paused: what follows up to the target's 'committed' adds to QEMU's downtime.
       const switchover = new SwitchoverClock();
@@ -482,6 +518,7 @@ export class MigrationSourceService {
         }
         outgoing.committing = true;
         bridge.send('commit');
+        outgoing.timeline.mark('source: commit sent');
         try {
           await channel.expect(
             'committed',
@@ -491,6 +528,7 @@ export class MigrationSourceService {
           switchover.mark(
             demoted.length > 0 ? 'promoted and resumed at the target' : 'resumed at the target',
           );
+          outgoing.timeline.mark('source: committed');
         } catch (error) {
           if (channel.refused) {
             // The target answered that it could not run the VM and aborted its side: resume here.
@@ -514,8 +552,10 @@ export class MigrationSourceService {
       // post-copy: every page is at the target; it drops its resume credential
       if (outgoing.postcopy) bridge.send('done');
       await driver.finishOutgoing(input.uuid);
+      outgoing.timeline.mark('source: QEMU ended');
       await this.leaveDisks(input, vm);
       await this.forgetHere(input.uuid, vm.spec.name, log);
+      outgoing.timeline.mark('source: index updated');
       log.info(
         {
           downtimeMs: stats.downtimeMs,
@@ -555,6 +595,108 @@ export class MigrationSourceService {
     }
   }
 
+  /**
+   * A post-copy migration that ended "needs operator" (its link stayed down past the window), run
+   * again by its id: another window of resumption, then the rest of post-copy to its end.
+   */
+  private resumeStranded(outgoing: Outgoing, emit: Emit): Promise<MigrationProgress> {
+    const { input } = outgoing;
+    const stranded = outgoing.stranded!;
+    outgoing.stranded = undefined;
+    outgoing.endedAt = undefined;
+    outgoing.listeners = new Set([emit]);
+    const release = this.deps.vmLocks.hold(input.uuid, 'migration', outgoing.vm.spec.name);
+    const log = this.deps.logger.child({
+      migrationId: input.migrationId,
+      vm: input.uuid,
+      target: input.targetNodeId,
+    });
+    const target: TunnelTarget = {
+      endpoint: input.targetEndpoint,
+      nodeId: input.targetNodeId,
+      caPem: input.targetCaPem,
+    };
+    outgoing.done = this.resumePostcopy(outgoing, stranded.credential, stranded.reason, target, log)
+      .then((resumed) =>
+        'final' in resumed
+          ? resumed.final
+          : this.finishPostcopy(outgoing, resumed.link, target, log),
+      )
+      .catch((error: unknown): MigrationProgress => {
+        log.warn({ err: error }, 'resumed post-copy failed');
+        return {
+          phase: 'failed',
+          message: `${error instanceof AgentError ? error.message : 'internal error on the source agent'}; the switchover state is uncertain — check node ${input.targetNodeId}`,
+        };
+      })
+      .finally(release)
+      .then((final) => {
+        outgoing.endedAt = this.deps.clock.now().getTime();
+        this.publish(outgoing, final);
+        return final;
+      });
+    return outgoing.done;
+  }
+
+  /** A resumed post-copy to its end (resumed again if the link breaks again): the VM then runs at the target only. */
+  private async finishPostcopy(
+    outgoing: Outgoing,
+    first: Link,
+    target: TunnelTarget,
+    log: Logger,
+  ): Promise<MigrationProgress> {
+    const { input, vm } = outgoing;
+    const { driver } = this.deps;
+    let link = first;
+    try {
+      for (;;) {
+        const next =
+          driver.migrationEvent?.(input.uuid, this.deps.progressIntervalMs) ??
+          this.deps.clock.sleep(this.deps.progressIntervalMs);
+        const stats = await driver.outgoingStats(input.uuid);
+        if (stats.status === 'completed') {
+          link.bridge.send('done');
+          await driver.finishOutgoing(input.uuid);
+          await this.leaveDisks(input, vm);
+          await this.forgetHere(input.uuid, vm.spec.name, log);
+          log.info('resumed post-copy migration completed');
+          return {
+            ...figures(stats),
+            remainingBytes: '0',
+            phase: 'completed',
+            message: `the VM runs on node ${input.targetNodeId}`,
+            downtimeMs: stats.downtimeMs ?? 0,
+            totalTimeMs: stats.totalTimeMs ?? 0,
+          };
+        }
+        if (stats.status === 'failed' || stats.status === 'cancelled')
+          return {
+            ...figures(stats),
+            phase: 'failed',
+            message: `QEMU's post-copy migration ${stats.status} after it resumed: ${stats.error ?? 'no reason given'}; check node ${input.targetNodeId}`,
+          };
+        if (link.channel.error !== undefined || stats.status === 'postcopy-paused') {
+          await driver.pauseOutgoing?.(input.uuid).catch(() => undefined);
+          this.dropLink(link);
+          const resumed = await this.resumePostcopy(
+            outgoing,
+            link.channel.credential,
+            link.channel.error ?? 'the data connection broke',
+            target,
+            log,
+          );
+          if ('final' in resumed) return { ...figures(stats), ...resumed.final };
+          link = resumed.link;
+          continue;
+        }
+        this.publish(outgoing, { ...figures(stats), phase: phaseOf(stats), message: '' });
+        await next;
+      }
+    } finally {
+      this.dropLink(link, false);
+    }
+  }
+
   /** A control stream to the target (its 'ready' and control words go to the link's channel). */
   private openLink(target: TunnelTarget, migrationId: string): Link {
     const channel = new ControlChannel();
@@ -589,7 +731,8 @@ export class MigrationSourceService {
    */
   private async resumePostcopy(
     outgoing: Outgoing,
-    broken: Link,
+    lastCredential: string | undefined,
+    why: string,
     target: TunnelTarget,
     log: Logger,
   ): Promise<{ link: Link } | { final: MigrationProgress }> {
@@ -597,11 +740,8 @@ export class MigrationSourceService {
     const { driver, clock } = this.deps;
     const until =
       clock.now().getTime() + (this.deps.postcopyRecoveryWindowMs ?? DEFAULT_RECOVERY_WINDOW_MS);
-    // A link that went silent has not reached QEMU yet: cut its stream on purpose.
-    await driver.pauseOutgoing?.(input.uuid).catch(() => undefined);
-    this.dropLink(broken);
-    let credential = broken.channel.credential;
-    let reason = broken.channel.error ?? 'the data connection broke';
+    let credential = lastCredential;
+    let reason = why;
     const paused = `paused: the link to node ${input.targetNodeId} was lost during post-copy; recovering until ${untilText(until)}`;
     log.warn({ reason, until: new Date(until).toISOString() }, 'post-copy link lost; resuming');
     while (credential && clock.now().getTime() < until) {
@@ -650,6 +790,7 @@ export class MigrationSourceService {
       await clock.sleep(Math.max(0, Math.min(RESUME_RETRY_MS, until - clock.now().getTime())));
     }
     log.error({ reason }, 'post-copy not resumed within the window; both ends stay paused');
+    outgoing.stranded = { credential, reason };
     return {
       final: {
         phase: 'failed',

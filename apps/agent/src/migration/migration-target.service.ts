@@ -32,6 +32,7 @@ import { finalSnapshotsSchema, type MirroredDisks } from './mirrored-disks';
 import type { Socket } from 'node:net';
 import { TunnelBridge, type Frame, type FrameStream } from './tunnel-bridge';
 import { DataTokens, type DataHeader } from './tunnel-data';
+import { MigrationTimeline } from './migration-timeline';
 
 /** Extra time a reservation waits beyond its cookie's TTL before it is released. */
 const RESERVATION_GRACE_MS = 5_000;
@@ -87,6 +88,8 @@ export interface Reservation {
   timer: NodeJS.Timeout | undefined;
   message: string;
   endedAt?: number;
+  /** When each step happened here (logged when the reservation ends). */
+  timeline: MigrationTimeline;
 }
 
 export interface MigrationTargetDeps {
@@ -316,7 +319,9 @@ export class MigrationTargetService {
     input: PrepareMigrationInput,
     context: CallContext,
   ): Promise<PrepareMigrationResponse> {
+    const timeline = new MigrationTimeline('target: PrepareMigration');
     const checks = await this.checks(input, context);
+    timeline.mark('target: checks done');
     const base = {
       checks,
       ok: allPass(checks),
@@ -368,6 +373,7 @@ export class MigrationTargetService {
       postcopy: input.online && input.allowPostcopy,
       timer: undefined,
       message: 'waiting for the source',
+      timeline,
     };
     this.reservations.set(migrationId, reservation);
     try {
@@ -386,6 +392,7 @@ export class MigrationTargetService {
       await this.release(reservation, 'aborted', 'the incoming side could not be prepared');
       throw error;
     }
+    timeline.mark('target: incoming side prepared');
     reservation.timer = setTimeout(() => {
       if (reservation.state === 'reserved')
         void this.release(reservation, 'aborted', 'the cookie expired before the source connected');
@@ -469,6 +476,7 @@ export class MigrationTargetService {
       );
     }
     reservation.state = 'receiving';
+    reservation.timeline.mark('target: tunnel claimed');
     reservation.message = `receiving from node ${sourceNode}`;
     clearTimeout(reservation.timer);
     if (reservation.postcopy && reservation.data && peerCertificate)
@@ -606,7 +614,10 @@ export class MigrationTargetService {
         ? this.deps.sockets.connect(reservation.address!).then((socket) => bridge.attach(socket))
         : Promise.resolve();
       attached.then(
-        () => bridge.send('ready', ready),
+        () => {
+          bridge.send('ready', ready);
+          reservation.timeline.mark('target: ready sent');
+        },
         (error: unknown) => {
           log.error({ err: error }, 'cannot reach the incoming QEMU');
           bridge.send('error', 'the target could not reach its incoming VM');
@@ -684,6 +695,7 @@ export class MigrationTargetService {
     data.sockets.add(socket);
     socket.once('close', () => data.sockets.delete(socket));
     data.markConnected[header.index]!();
+    reservation.timeline.mark(`target: data channel ${header.index} connected`);
     return socket;
   }
 
@@ -715,6 +727,7 @@ export class MigrationTargetService {
       return;
     }
     if (frame.control !== 'commit' || reservation.state !== 'receiving') return;
+    reservation.timeline.mark('target: commit received');
     let promoted: ImageRef[] = [];
     try {
       const { spec } = reservation;
@@ -722,6 +735,7 @@ export class MigrationTargetService {
       if (reservation.online) await this.commitHoldingDisks(reservation);
       else await this.deps.driver.define(spec);
       reservation.state = 'committed';
+      reservation.timeline.mark('target: VM running');
       reservation.message = `running on node ${this.deps.nodeId}`;
       await this.deps.index
         .put(spec.uuid, { nodeId: this.deps.nodeId, name: spec.name })
@@ -733,6 +747,7 @@ export class MigrationTargetService {
         );
       log.info('migration committed: the VM is now on this node');
       bridge.send('committed');
+      reservation.timeline.mark('target: committed sent');
     } catch (error) {
       log.error({ err: error }, 'commit failed; aborting the incoming VM');
       await this.release(reservation, 'aborted', 'the target could not start the VM');
@@ -900,6 +915,11 @@ export class MigrationTargetService {
   }
 
   private async end(reservation: Reservation, forgetPeerCa = true): Promise<void> {
+    reservation.timeline.mark(`target: ${reservation.state}`);
+    reservation.timeline.log(this.deps.logger, {
+      migrationId: reservation.migrationId,
+      role: 'target',
+    });
     if (forgetPeerCa) this.deps.credentials.forgetPeerCa(reservation.migrationId);
     reservation.endedAt = this.deps.clock.now().getTime();
     for (const [id, other] of this.reservations)

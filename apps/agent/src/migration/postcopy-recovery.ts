@@ -24,7 +24,7 @@ export function operatorSteps(vmName: string, sourceNode: string, targetNode: st
     `needs operator: VM ${vmName} is paused on node ${sourceNode} (which holds the memory pages not yet sent) and on node ${targetNode} (which runs it once they arrive)`,
     'its memory is split between them, so do not stop, restart or start it on either node',
     `1) restore the link between node ${sourceNode} and node ${targetNode}`,
-    `2) run the migration again with the same migration id: the source resumes it (MigrateVm); the target accepts for migration.postcopyRecoveryWindowSeconds after the break`,
+    `2) run the migration again with the same migration id (MigrateVm at node ${sourceNode}): the agents resume it for another recovery window`,
     '3) only if the link cannot come back: stop the VM on both nodes and start it from its disks (its memory since the switch to post-copy is lost)',
   ].join('; ');
 }

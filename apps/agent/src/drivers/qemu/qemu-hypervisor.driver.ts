@@ -77,6 +77,8 @@ const PSK_KEY_BYTES = 32;
 const LOADING: readonly MigrationStatus[] = ['none', 'setup', 'active', 'pre-switchover', 'device'];
 /** How long commitIncoming waits for the last of the stream to load. */
 const COMMIT_WAIT_MS = 15_000;
+/** How long a post-copy target's `cont` may take (within the source's 60 s wait for 'committed'). */
+const POSTCOPY_CONT_TIMEOUT_MS = 40_000;
 /**
  * How long a resumed post-copy migration may take to connect and finish its handshake with the
  * target (the received-page bitmaps, then the resume ack: a few KiB per GiB of guest memory).
@@ -129,7 +131,7 @@ interface QemuVm {
   record: QemuVmRecord;
   process?: QemuProcess;
   /** Source side of a migration under way; `postcopy` once it switched (from then on only the target can run the VM). */
-  outgoing?: { wasRunning: boolean; postcopy: boolean };
+  outgoing?: { wasRunning: boolean; postcopy: boolean; postcopyEntered?: boolean };
   /**
    * Post-copy recovery: how many times QEMU's migration entered 'postcopy-recover' (from its
    * MIGRATION events: a handshake that fails goes back to 'postcopy-paused' too fast to be polled),
@@ -520,7 +522,14 @@ export class QemuHypervisorDriver implements HypervisorDriver {
     ) {
       await this.options.clock.sleep(10);
     }
-    await this.command(vm, 'cont');
+    // In post-copy `cont` runs in QEMU's main loop, which stalls on every guest page a device
+    // touches that has not arrived: on a slow or deep link that takes seconds per page.
+    await this.command(
+      vm,
+      'cont',
+      undefined,
+      status === 'postcopy-active' ? POSTCOPY_CONT_TIMEOUT_MS : undefined,
+    );
     await this.processes.removeDir(this.paths(uuid).pskIn);
     vm.record.phase = 'defined';
     vm.record.bootedAt = this.now();
@@ -621,7 +630,10 @@ export class QemuHypervisorDriver implements HypervisorDriver {
     const vm = this.requireOutgoing(uuid);
     if (!vm.process)
       return { ...migrationStats({}), status: 'failed', error: 'the source QEMU exited' };
-    return migrationStats(await this.queryMigrate(vm));
+    const stats = migrationStats(await this.queryMigrate(vm));
+    if (stats.status === 'postcopy-active' || stats.status === 'postcopy-paused')
+      vm.outgoing!.postcopyEntered = true;
+    return stats;
   }
 
   async pauseOutgoing(uuid: string): Promise<void> {
@@ -749,11 +761,15 @@ export class QemuHypervisorDriver implements HypervisorDriver {
     if (!vm.outgoing) return;
     if (!vm.process) return this.endOutgoing(vm);
     let status = migrationStatus((await this.queryMigrate(vm)).status);
-    // a post-copy migration that failed before the target ran anything left the source whole; one that got further did not
+    if (status === 'postcopy-active' || status === 'postcopy-paused')
+      vm.outgoing.postcopyEntered = true;
+    // A post-copy migration that failed before the target ran anything left the source whole; one
+    // that got further did not — even when QEMU then calls it failed (e.g. the target's last word
+    // never came back): resuming the source then would run the VM twice.
     if (
       status === 'postcopy-active' ||
       status === 'postcopy-paused' ||
-      (vm.outgoing.postcopy && status === 'completed')
+      (vm.outgoing.postcopy && (status === 'completed' || vm.outgoing.postcopyEntered))
     ) {
       throw new AgentError(
         ErrorCode.FailedPrecondition,
@@ -978,6 +994,9 @@ export class QemuHypervisorDriver implements HypervisorDriver {
     process.qmp = qmp;
     qmp.on('event', (event) => {
       if (event.event === 'SHUTDOWN') process.shutdownSeen = true;
+      // a source whose migration reached post-copy never resumes the VM itself (cancelOutgoing)
+      if (event.event === 'MIGRATION' && event.data.status === 'postcopy-active' && vm.outgoing)
+        vm.outgoing.postcopyEntered = true;
       if (event.event === 'MIGRATION' && event.data.status === 'postcopy-recover' && vm.recovery)
         vm.recovery.handshakes++;
       if (event.event === 'MIGRATION' || event.event === 'MIGRATION_PASS')
