@@ -127,6 +127,36 @@ describe('AuditFileChain', () => {
     });
   });
 
+  it('writes an unsynced append in the chain at once and puts it on disk with the next synced group, or at rotation', async () => {
+    const dir = logDir();
+    const path = join(dir, 'rpc-audit.log');
+    const clock = fakeClock('2026-05-01T23:00:00Z');
+    const file = new RotatingJsonlFile({ path, clock });
+    await file.open();
+    await file.append(['{"ts":"2026-05-01T23:00:00.000Z","n":1}'], { sync: false });
+    expect(file.pendingSync).toBe(true);
+    expect(readFileSync(path, 'utf8')).toContain('"n":1');
+    await file.append(['{"ts":"2026-05-01T23:00:00.000Z","n":2}']);
+    expect(file.pendingSync).toBe(false);
+    await file.append(['{"ts":"2026-05-01T23:00:00.000Z","n":3}'], { sync: false });
+    clock.advanceMs(3_600_000); // the next day: the rotated file is synced before it is left
+    await file.append(['{"ts":"2026-05-02T00:00:00.000Z","n":4}'], { sync: false });
+    expect(readFileSync(`${path}.2026-05-01`, 'utf8')).toContain('"n":3');
+    expect(file.pendingSync).toBe(true);
+    await file.close();
+    expect(file.pendingSync).toBe(false);
+
+    // Attempts unsynced, outcomes synced, interleaved: one verifiable chain, every entry in it.
+    const chainPath = join(dir, 'chain.log');
+    const chain = await AuditFileChain.open({ path: chainPath, clock });
+    const written = await Promise.all(
+      [1, 2, 3, 4].map((n) => chain.append(event(clock, n), { sync: n % 2 === 0 })),
+    );
+    await chain.close();
+    expect(written.map((entry) => entry.seq)).toEqual([1, 2, 3, 4]);
+    await expect(verifyFiles([chainPath])).resolves.toMatchObject({ ok: true, entries: 4 });
+  });
+
   it('goes on from the newest rotated file when the live file is new', async () => {
     const dir = logDir();
     const path = join(dir, 'a.log');

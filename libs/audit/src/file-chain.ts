@@ -5,6 +5,8 @@ import { RotatingJsonlFile, type RotatingFileOptions } from './rotating-file';
 
 interface Pending {
   readonly event: AuditEvent;
+  /** fdatasync'd before it settles (else written, and on disk with the next synced group). */
+  readonly sync: boolean;
   resolve(entry: AuditEntry): void;
   reject(error: unknown): void;
 }
@@ -15,7 +17,9 @@ interface Pending {
  * restarts: the first entry of a new file links to the last entry of the previous one.
  *
  * Appends are queued and written in groups (one write and one fdatasync for everything that
- * arrived meanwhile); each caller's promise settles once its line is on disk.
+ * arrived meanwhile); each caller's promise settles once its line is on disk. An append with
+ * `sync: false` settles once its line is written (in order, in the chain): it reaches the disk with
+ * the next synced group, which an agent's RPC always writes before it answers (its outcome).
  */
 export class AuditFileChain {
   private head: ChainHead = EMPTY_CHAIN;
@@ -48,10 +52,10 @@ export class AuditFileChain {
     return !this.broken;
   }
 
-  /** Appends one event; resolves with its entry once it is written. */
-  append(input: AuditEventInput): Promise<AuditEntry> {
+  /** Appends one event; resolves with its entry once it is written (and, unless `sync: false`, on disk). */
+  append(input: AuditEventInput, { sync = true }: { sync?: boolean } = {}): Promise<AuditEntry> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ event: normalizeEvent(input), resolve, reject });
+      this.queue.push({ event: normalizeEvent(input), sync, resolve, reject });
       if (!this.draining) this.writing = this.drain();
     });
   }
@@ -59,7 +63,7 @@ export class AuditFileChain {
   /** Appends an event that is already normalized (e.g. one just stored in a database). */
   appendEvent(event: AuditEvent): Promise<AuditEntry> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ event, resolve, reject });
+      this.queue.push({ event, sync: true, resolve, reject });
       if (!this.draining) this.writing = this.drain();
     });
   }
@@ -85,7 +89,7 @@ export class AuditFileChain {
             this.head,
             batch.map((p) => p.event),
           );
-          await this.file.append(entries.map(entryLine));
+          await this.file.append(entries.map(entryLine), { sync: batch.some((p) => p.sync) });
           this.head = {
             seq: entries[entries.length - 1].seq,
             hash: entries[entries.length - 1].hash,

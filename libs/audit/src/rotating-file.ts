@@ -39,6 +39,8 @@ export class RotatingJsonlFile {
   private handle: FileHandle | undefined;
   /** The UTC day (YYYY-MM-DD) of the lines in the live file; undefined while it is empty. */
   private day: string | undefined;
+  /** Lines were appended without fdatasync since the last one (see append). */
+  private unsynced = false;
 
   constructor(private readonly options: RotatingFileOptions) {
     this.retentionDays = options.retentionDays ?? 30;
@@ -65,15 +67,28 @@ export class RotatingJsonlFile {
     return last;
   }
 
-  /** Appends complete lines (rotating first when the day changed). */
-  async append(lines: readonly string[]): Promise<void> {
+  /**
+   * Appends complete lines (rotating first when the day changed). `sync: false` leaves out the
+   * fdatasync (when the file is durable): the lines are written, and on disk with the next synced
+   * append (fdatasync covers every write before it), the next rotation or close.
+   */
+  async append(lines: readonly string[], { sync = true }: { sync?: boolean } = {}): Promise<void> {
     if (lines.length === 0) return;
     if (!this.handle) throw new Error(`${this.path} is not open`);
     const today = utcDay(this.clock.now());
     if (this.day !== undefined && this.day !== today) await this.rotate();
     this.day ??= today;
     await this.handle.appendFile(`${lines.join('\n')}\n`, 'utf8');
-    if (this.durable) await this.handle.datasync();
+    if (!this.durable) return;
+    if (sync) {
+      await this.handle.datasync();
+      this.unsynced = false;
+    } else this.unsynced = true;
+  }
+
+  /** Lines were appended without fdatasync and are not known to be on disk yet. */
+  get pendingSync(): boolean {
+    return this.unsynced;
   }
 
   /** The newest rotated file's last complete line: where a chain goes on when the live file is empty. */
@@ -113,11 +128,16 @@ export class RotatingJsonlFile {
   async close(): Promise<void> {
     const handle = this.handle;
     this.handle = undefined;
+    if (handle && this.unsynced) await handle.datasync().catch(() => undefined);
+    this.unsynced = false;
     await handle?.close();
   }
 
   private async rotate(): Promise<void> {
     const day = this.day!;
+    // the renamed file's last lines reach the disk too: later fdatasyncs cover the new file only
+    if (this.unsynced) await this.handle!.datasync();
+    this.unsynced = false;
     await this.handle!.close();
     this.handle = undefined;
     let target = `${this.path}.${day}`;

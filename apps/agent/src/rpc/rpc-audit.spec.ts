@@ -68,6 +68,26 @@ describe('RpcRouter with an audit file', () => {
     expect(JSON.stringify(written)).not.toContain('s'.repeat(43));
   });
 
+  it("writes a change's attempt without its own fdatasync and has its outcome synced before the answer", async () => {
+    const appended: string[] = [];
+    let answered = false;
+    const answer = await invoke(
+      router({
+        append: async (e, options) => {
+          await Promise.resolve();
+          appended.push(`${e.outcome} sync=${options?.sync ?? true} answered=${answered}`);
+        },
+      }).unary('VmService.StopVm', vmRefSchema, async () => ({ ok: true })),
+      { uuid: UUID },
+    );
+    answered = true;
+    expect(answer.error).toBeNull();
+    expect(appended).toEqual([
+      'attempt sync=false answered=false',
+      'success sync=true answered=false',
+    ]);
+  });
+
   it('refuses a change with UNAVAILABLE, without carrying it out, when the attempt cannot be written', async () => {
     const handle = vi.fn(async () => ({ ok: true }));
     const failing: AuditSink = {

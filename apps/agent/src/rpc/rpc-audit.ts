@@ -7,7 +7,8 @@ import type { Caller } from './call-context';
 
 /** Where the entries go: an AuditFileChain (audit.file), or a stand-in in tests. */
 export interface AuditSink {
-  append(input: AuditEventInput): Promise<unknown>;
+  /** `sync: false`: written (in the chain), and on disk with the next synced append. */
+  append(input: AuditEventInput, options?: { sync?: boolean }): Promise<unknown>;
 }
 
 /** One served RPC, as the audit file records it. */
@@ -29,6 +30,8 @@ export interface ServedRpc {
  * forwarding node), which RPC, on what, with which outcome, trace id and peer — never a key, a
  * cookie or a request body. An RPC that changes something is recorded before it is carried out
  * and refused (UNAVAILABLE) when that cannot be written; every RPC is recorded with its outcome.
+ * A changing RPC's attempt is written without its own fdatasync: its outcome, synced before the
+ * RPC answers, puts both on disk with one (the file's group commit joins other calls' lines too).
  */
 export class RpcAudit {
   constructor(
@@ -39,7 +42,7 @@ export class RpcAudit {
 
   /** Before a changing RPC: throws when the attempt cannot be recorded. */
   async attempt(served: ServedRpc): Promise<void> {
-    await this.sink.append(this.event(served, 'attempt', {}));
+    await this.sink.append(this.event(served, 'attempt', {}), { sync: false });
   }
 
   /** After any RPC (never throws; a failure is logged). */
