@@ -71,9 +71,13 @@ export class MigrationService {
     context: CallContext,
     emit: (progress: MigrationProgress) => void,
   ): Promise<void> {
+    // The target's check (a registry read) runs alongside the lookup of the VM's node: a source
+    // here needs it next, and a forwarded call is checked again by the node that runs the VM.
+    const trusted = this.trustedTarget(input);
+    trusted.catch(() => undefined); // awaited below when the VM is here; never unhandled
     const owner = await this.sourceOf(input.uuid, context);
     if (owner === 'here') {
-      await this.deps.source.migrate(await this.trustedTarget(input), emit);
+      await this.deps.source.migrate(await trusted, emit);
       return;
     }
     const stream = this.deps.peers.migrateStream(owner, input, context);
