@@ -22,7 +22,8 @@
 // BENCH_PIPE_ROUNDS (2), BENCH_QEMU_MIB (512), BENCH_QEMU_RUNS (3), BENCH_ORCH_RUNS (5 round trips
 // per transport), BENCH_BUSY_RUNS (2 round trips), BENCH_BUSY_MIB_S (16), BENCH_DOWNTIME_LIMIT_MS
 // (300), BENCH_POLL_MS (20), BENCH_PROGRESS_INTERVAL_MS (the agent's default when unset),
-// BENCH_KEEP_FILES (1: keep the state directories and logs).
+// BENCH_AGENT_AUDIT (1: the agents keep an audit file), BENCH_KEEP_FILES (1: keep the state
+// directories and logs).
 import { execFile } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -141,6 +142,8 @@ async function main() {
     downtimeLimitMs: env('BENCH_DOWNTIME_LIMIT_MS', 300),
     pollMs: env('BENCH_POLL_MS', 20),
     progressIntervalMs: env('BENCH_PROGRESS_INTERVAL_MS', undefined),
+    /** 1: the agents keep their audit file (audit.file, hash-chained, fdatasync'd), as in production with one. */
+    agentAudit: env('BENCH_AGENT_AUDIT', 1) === 1,
   };
   const ORCH_MIB = 256;
   /** 30 s for the 256 MiB guests, the same for the manager and the agent API runs. */
@@ -579,6 +582,7 @@ async function main() {
       const gb = wireBytes / 1e9;
       return {
         mbps: mbps(wireBytes, ms),
+        load1: round(os.loadavg()[0], 1),
         cpuSecondsPerGB: {
           benchProcess: round((own.user + own.system) / 1e6 / gb, 2),
           targetAgent: round((cpuSecondsOf(targetPid) - targetBefore) / gb, 2),
@@ -823,7 +827,9 @@ async function main() {
       clusterId: 'bench-qemu',
       nodes: 2,
       vmsPerNode: 0,
-      logLevel: 'warn',
+      // info: the agents' 'migration timeline' lines (orchestration's per-step breakdown)
+      logLevel: parts.has('orchestration') ? 'info' : 'warn',
+      auditFile: knobs.agentAudit,
       trustedClientCaPem: identity.ca.certPem,
       agentConfig,
       prepareNode: (nodeId, stateDir) => {
@@ -909,6 +915,7 @@ async function main() {
             .reduce((sum, value, index) => sum + value - cpuBefore[index], 0);
           qemuRuns[transport].push({
             ...throughputOf(run),
+            load1: round(os.loadavg()[0], 1),
             agentsCpuSecondsPerGB: round(agentsCpu / (run.transferredBytes / 1e9), 2),
           });
           log(
@@ -1038,6 +1045,8 @@ async function main() {
             log(
               `${run.via} ${transport} ${run.from}→${run.to}: end to end ${run.endToEndMs} ms, QEMU ${run.qemuTotalTimeMs} ms → overhead ${run.overheadMs} ms ${JSON.stringify(run.phases)}`,
             );
+            if (run.timeline)
+              log(`  timeline: ${run.timeline.map(({ step, ms }) => `${ms} ${step}`).join(' | ')}`);
           }
         }
       }
@@ -1057,6 +1066,7 @@ async function main() {
             ]),
           ),
           qemuFiguresMissing: runs.filter((r) => r.qemuFiguresMissing).length,
+          timelineMedianMs: timelineMedians(runs),
         };
       };
       out.orchestrationOverhead = {
@@ -1094,6 +1104,7 @@ async function main() {
           const transport = i % 2 === 0 ? 'tunnel' : 'direct';
           try {
             for (const run of await roundTrip(spec, transport)) {
+              run.load1 = round(os.loadavg()[0], 1);
               into.push(run);
               log(
                 `${spec.name} guest ${run.via} ${transport} ${run.from}→${run.to}: downtime ${run.downtimeMs} ms, QEMU total ${run.qemuTotalTimeMs} ms`,
@@ -1141,6 +1152,7 @@ async function main() {
         runs.map((r) => ({
           via: r.via,
           transport: r.transport,
+          load1: r.load1,
           downtimeMs: r.downtimeMs,
           qemuTotalTimeMs: r.qemuTotalTimeMs,
           transferredBytes: r.transferredBytes,
@@ -1166,6 +1178,59 @@ async function main() {
     return;
 
     // --- helpers over the cluster ----------------------------------------------------------------------
+    /** Wall-clock milliseconds now (the clock of the 'migration timeline' lines). */
+    function epochMs() {
+      return performance.timeOrigin + performance.now();
+    }
+
+    /**
+     * One migration's 'migration timeline' lines (the manager's and both agents', logged at info) as
+     * one list of steps, in order, each in ms since `zero` (wall clock). Waits, at most 5 s, for the
+     * lines of `roles` to reach the logs.
+     */
+    async function timelineOf(migrationId, zero, roles, extra = []) {
+      const deadline = Date.now() + 5_000;
+      const logs = () => [
+        ...(manager && roles.includes('manager') ? [manager.output()] : []),
+        ...cluster.agents.map((agent) => {
+          const file = join(agent.stateDir, '..', '..', 'logs', `${agent.nodeId}.log`);
+          return existsSync(file) ? readFileSync(file, 'utf8') : '';
+        }),
+      ];
+      let lines = [];
+      for (;;) {
+        lines = logs()
+          .flatMap((text) => text.split('\n'))
+          .filter((line) => line.includes('"migration timeline"') && line.includes(migrationId))
+          .map((line) => {
+            try {
+              return JSON.parse(line);
+            } catch {
+              return undefined;
+            }
+          })
+          .filter((entry) => entry?.migrationId === migrationId);
+        if (roles.every((role) => lines.some((entry) => entry.role === role))) break;
+        if (Date.now() > deadline) break;
+        await sleep(50);
+      }
+      return [...lines.flatMap((entry) => entry.steps), ...extra]
+        .sort((a, b) => a.at - b.at)
+        .map(({ step, at }) => ({ step, ms: round(at - zero) }));
+    }
+
+    /** The median ms of each step over runs' timelines (steps in their usual order). */
+    function timelineMedians(runs) {
+      const names = [];
+      for (const run of runs)
+        for (const { step } of run.timeline ?? []) if (!names.includes(step)) names.push(step);
+      const medians = names.map((step) => [
+        step,
+        stats(runs.map((run) => run.timeline?.find((s) => s.step === step)?.ms))?.median ?? null,
+      ]);
+      return Object.fromEntries(medians.sort((a, b) => (a[1] ?? Infinity) - (b[1] ?? Infinity)));
+    }
+
     /** The last lines of each agent's log (the harness writes them next to the nodes' state). */
     function agentLogTails() {
       return cluster.agents
@@ -1179,6 +1244,7 @@ async function main() {
 
     function throughputOf(run) {
       return {
+        load1: round(os.loadavg()[0], 1),
         transferredBytes: run.transferredBytes,
         totalTimeMs: run.qemuTotalTimeMs,
         mbps: mbps(run.transferredBytes, run.qemuTotalTimeMs),
@@ -1213,6 +1279,7 @@ async function main() {
       const vm = await client.vm.getVm({ uuid: spec.uuid });
       const migrationId = randomUUID();
       const started = performance.now();
+      const zero = epochMs();
       const source = await client.migration.prepareMigration({
         vm: vm.spec,
         role: 'source',
@@ -1277,6 +1344,17 @@ async function main() {
         );
       where.set(spec.uuid, to);
       const qemu = qemuFigures(final.totalTimeMs, final.downtimeMs);
+      const timeline = parts.has('orchestration')
+        ? await timelineOf(
+            migrationId,
+            zero,
+            ['source', 'target'],
+            [
+              { step: 'bench: both ends prepared', at: zero + (preparedAt - started) },
+              { step: 'bench: MigrateVm ended', at: zero + (endedAt - started) },
+            ],
+          )
+        : undefined;
       return {
         transport,
         from,
@@ -1293,6 +1371,7 @@ async function main() {
           switchoverToCompletedMs:
             switchoverAt === undefined ? null : round(endedAt - switchoverAt),
         },
+        ...(timeline ? { timeline } : {}),
       };
     }
 
@@ -1311,6 +1390,7 @@ async function main() {
         completionTimeoutSecondsPerGib: COMPLETION_TIMEOUT_S_PER_GIB,
       };
       const started = performance.now();
+      const zero = epochMs();
       const accepted = await m.api(
         'POST',
         `/api/v1/remotes/bench-qemu/vms/${spec.uuid}/migrate`,
@@ -1364,6 +1444,20 @@ async function main() {
             ? at(task.finishedAt) - firstOf('completed')
             : null,
       };
+      // Every step on the manager and both agents, in ms since the POST (orchestration only).
+      const timeline = parts.has('orchestration')
+        ? await timelineOf(
+            accepted.taskId,
+            zero,
+            ['manager', 'source', 'target'],
+            [
+              { step: 'bench: POST answered', at: zero + acceptedMs },
+              ...(at(task.startedAt) ? [{ step: 'task: started', at: at(task.startedAt) }] : []),
+              ...(at(task.finishedAt) ? [{ step: 'task: finished', at: at(task.finishedAt) }] : []),
+              { step: 'bench: saw the task succeeded', at: zero + endToEndMs },
+            ],
+          )
+        : undefined;
       return {
         transport,
         from,
@@ -1375,6 +1469,7 @@ async function main() {
         ...(qemu.qemuFiguresMissing ? { qemuFiguresMissing: true } : {}),
         transferredBytes: figures.transferredBytes,
         phases,
+        ...(timeline ? { timeline } : {}),
       };
     }
   }
@@ -1612,7 +1707,8 @@ async function main() {
           DATABASE_URL: await postgres.createDatabase(),
           DEBVISOR_POLL_INTERVAL_SECONDS: '3600',
           DEBVISOR_REMOTE_TIMEOUT_MS: '30000',
-          DEBVISOR_LOG_LEVEL: 'warn',
+          // info: the manager's 'migration timeline' lines (orchestration's per-step breakdown)
+          DEBVISOR_LOG_LEVEL: parts.has('orchestration') ? 'info' : 'warn',
           DEBVISOR_WEB_DIR: join(stateDir, 'no-web'),
           // polling a task every 20 ms is more than a person's rate limit allows
           DEBVISOR_RATE_LIMIT_PER_PRINCIPAL: '10000000',
