@@ -109,13 +109,13 @@ export function readExactly(socket: Socket, length: number, timeoutMs: number): 
 /**
  * How much one direction of a spliced connection may hold in user space before it stops reading.
  * Above a stream's 16 KiB high-water mark on purpose: the agent is a hop that must be scheduled, and
- * on a busy host a hop that stops reading at 16 KiB stalls QEMU (whose unix socket holds about
- * 200 KiB) every time the event loop is late. Not more than that: every byte held between QEMU and
- * the slowest hop is one QEMU counts as sent, and at the switchover the guest stays paused until
- * they have all moved on (with 4 MiB per channel a busy guest's downtime went over its limit).
- * 1 MiB per direction and channel carried as much as 4 MiB in the benchmark.
+ * on a busy host a hop that stops reading at 16 KiB stalls QEMU every time the event loop is late.
+ * Not much more: every byte held between QEMU and the slowest hop is one QEMU counts as sent, but at
+ * the switchover the paused guest waits for all of them. Held at both agents, on the main channel
+ * and each multifd channel, 4 MiB came to 24 MiB, 0.8 s at 30 MB/s, and a busy guest's downtime
+ * went over its limit; 256 KiB comes to 1.5 MiB, 50 ms.
  */
-export const SPLICE_BUDGET_BYTES = 1024 * 1024;
+export const SPLICE_BUDGET_BYTES = 256 * 1024;
 
 /**
  * Joins two sockets both ways until both have closed; resolves with the error that broke it, if
