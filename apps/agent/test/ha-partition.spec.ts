@@ -9,7 +9,15 @@ import {
   type TestCluster,
 } from '@debvisor/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { coordinator, FAST_HA, haEvents, haStatus, protect, runningOn } from './ha-cluster';
+import {
+  coordinator,
+  FAST_HA,
+  haEvents,
+  haStatus,
+  protect,
+  runningOn,
+  type HaEvent,
+} from './ha-cluster';
 import { eventually } from './helpers';
 
 /**
@@ -39,7 +47,7 @@ describe(
       cluster = await startCluster({
         clusterId: 'ha-partition',
         nodes: 3,
-        vmsPerNode: 3,
+        vmsPerNode: 6, // four running on each node: two for each case
         hostAddress: ns.hostAddress,
         namespaces: { [VICTIM]: ns },
         agentConfig: () => ({ ha: FAST_HA }),
@@ -66,23 +74,23 @@ describe(
       )}`;
     }
 
-    it('cut past the lease: fenced, its HA VMs run exactly once elsewhere, it stops them itself; healed: it rejoins clean', async () => {
-      // The partitioned node is not the coordinator here: a clean restart hands the lead on.
-      if ((await coordinator(client)) === VICTIM) {
-        await victim.restart();
-        await eventually(
-          async () => ((await coordinator(client)) !== VICTIM ? true : undefined),
-          20_000,
-        );
-      }
-      const uuids = await runningOn(cluster, apiKey, victim);
-      expect(uuids.length, `VMs running on ${VICTIM}`).toBeGreaterThanOrEqual(2);
+    /**
+     * Protects `uuids` (running on the victim), cuts the victim's link past the lease and checks
+     * the failover (fenced first, each VM live on exactly one node other than the victim, stopped
+     * on the victim by its own watchdog before it ran elsewhere, the victim's disk clients
+     * blocklisted); then restores the link and checks the rejoin. Answers the HA events since the cut.
+     */
+    async function partitionAndHeal(uuids: string[]): Promise<HaEvent[]> {
       await protect(cluster, client, uuids);
-      const status = await haStatus(client);
-      expect(status.nodes.find((n) => n.nodeId === VICTIM)?.health?.probes).toContainEqual(
-        expect.objectContaining({ name: 'network', result: 'ok', reason: '2/2 peers reached' }),
-      );
-
+      // Before the cut the victim reaches both peers over its link (its network probe says so).
+      await eventually(async () => {
+        const node = (await haStatus(client)).nodes.find((n) => n.nodeId === VICTIM);
+        const network = node?.health?.probes.find((p) => p.name === 'network');
+        return network?.result === 'ok' && network.reason === '2/2 peers reached'
+          ? true
+          : undefined;
+      }, 20_000);
+      await sampler?.stop();
       sampler = new RunSampler(cluster, apiKey, uuids, 100, {
         [VICTIM]: simStateFileSource(victim.stateDir),
       });
@@ -116,7 +124,13 @@ describe(
         expect(at, `${uuid} recovered after the fence`).toBeGreaterThan(fencedAt);
       }
       // The partitioned agent noticed it lost etcd and stopped its HA VMs itself (its watchdog).
-      expect(victim.process.output()).toContain('HA watchdog: stopped the HA VMs of this node');
+      const selfStops = victim.process
+        .output()
+        .split('\n')
+        .filter((line) => line.includes('HA watchdog: stopped the HA VMs of this node'))
+        .map((line) => Date.parse((JSON.parse(line) as { time: string }).time))
+        .filter((at) => at >= cutAt);
+      expect(selfStops.length, 'the watchdog stopped the VMs after the cut').toBeGreaterThan(0);
       const lastLiveOnVictim = Math.max(
         ...sampler.samples
           .filter((s) => uuids.some((u) => s.where.get(u)?.includes(VICTIM)))
@@ -191,6 +205,50 @@ describe(
       const silent = sampler.samples.filter((s) => s.silent.length > 0);
       expect(silent, 'every node was read at every sample').toEqual([]);
       if (sampler.doubleRuns.length) expect(sampler.doubleRuns, await story()).toEqual([]);
+      return (await haEvents(cluster)).slice(before);
+    }
+
+    /** Clean restarts (with no HA VM on them: nothing is fenced) until the lead is where `wanted` says. */
+    async function leadWhere(wanted: (leader: string) => boolean): Promise<string> {
+      for (let i = 0; i < cluster.agents.length; i++) {
+        const leader = await coordinator(client);
+        if (wanted(leader)) return leader;
+        await cluster.agents.find((a) => a.nodeId === leader)!.restart();
+        await eventually(
+          async () => ((await coordinator(client)) !== leader ? true : undefined),
+          20_000,
+        );
+      }
+      throw new Error('the lead did not move where the test needs it');
+    }
+
+    it('the coordinator cut off past the lease: a new one (a higher epoch) fences it and recovers its VMs; healed, it writes nothing with its old epoch', async () => {
+      await leadWhere((leader) => leader === VICTIM);
+      const oldEpoch = Number((await haStatus(client)).fencingEpoch);
+      const uuids = (await runningOn(cluster, apiKey, victim)).slice(0, 2);
+      expect(uuids.length, `VMs running on ${VICTIM}`).toBe(2);
+      const events = await partitionAndHeal(uuids);
+      const status = await haStatus(client);
+      expect(status.coordinatorNodeId).not.toBe(VICTIM);
+      const newEpoch = Number(status.fencingEpoch);
+      expect(newEpoch).toBeGreaterThan(oldEpoch);
+      expect(
+        events.filter((e) => e.epoch === oldEpoch),
+        "nothing written with the cut-off coordinator's epoch after the cut",
+      ).toEqual([]);
+      expect(events.find((e) => e.kind === 'fenced' && e.nodeId === VICTIM)?.epoch).toBe(newEpoch);
+      for (const uuid of uuids)
+        expect(status.resources.find((r) => r.vmUuid === uuid)).toMatchObject({
+          state: 'protected',
+          epoch: String(newEpoch),
+        });
+    });
+
+    it('a node cut off past the lease: fenced, its HA VMs run exactly once elsewhere, it stops them itself; healed: it rejoins clean', async () => {
+      await leadWhere((leader) => leader !== VICTIM);
+      const uuids = await runningOn(cluster, apiKey, victim);
+      expect(uuids.length, `VMs running on ${VICTIM}`).toBeGreaterThanOrEqual(2);
+      await partitionAndHeal(uuids);
     });
   },
 );

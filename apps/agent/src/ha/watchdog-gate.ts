@@ -18,14 +18,17 @@ export class WatchdogGate {
   private sinceRenewedMs: () => number = () => Infinity;
 
   /**
-   * A lease not renewed for this long counts as lost: two watchdog intervals before the TTL runs
-   * out from the last keep-alive sent (etcd counts from when it received it), so that the HA VMs
-   * are stopped before etcd can expire the lease and the coordinator start them elsewhere.
+   * A lease not renewed for this long counts as lost: its TTL, counted from the last keep-alive
+   * sent (etcd counts from when it received it, so the node's count ends first). The timer
+   * (start()) acts within WATCHDOG_INTERVAL_MS of it, before the coordinator can have seen the
+   * lease expire in etcd, fenced the node and started its VMs elsewhere. A shorter limit would stop
+   * the VMs of nodes whose heartbeat is merely late (seen under load with a 3 s lease), and a
+   * node that stopped its VMs is fenced and its VMs moved.
    */
   readonly leaseLimitMs: number;
 
   constructor(private readonly limitMs: number) {
-    this.leaseLimitMs = Math.max(limitMs / 2, limitMs - 2 * WATCHDOG_INTERVAL_MS);
+    this.leaseLimitMs = limitMs;
   }
 
   /**
