@@ -88,7 +88,15 @@ describe('HA metrics of the agents (real etcd, real agents)', { timeout: 120_000
           return uuids.every((u) => recovered.has(u)) ? true : undefined;
         }, 40_000);
         leader = await coordinator(watcher);
-        const after = await scrape(leader);
+        // A recovery's duration is observed once the fence's detection time is read, just after it.
+        const { value: after } = await eventually(async () => {
+          const text = await scrape(leader);
+          return sampleSum(text, 'debvisor_agent_ha_recovery_duration_seconds_count') -
+            sampleSum(before, 'debvisor_agent_ha_recovery_duration_seconds_count') >=
+            uuids.length
+            ? text
+            : undefined;
+        }, 10_000);
         const delta = (name: string, labels: Record<string, string> = {}) =>
           sampleSum(after, name, labels) - sampleSum(before, name, labels);
         expect(

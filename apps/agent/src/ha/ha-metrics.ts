@@ -156,13 +156,14 @@ export class HaMetrics {
         throw error;
       }
       this.failovers.inc({ outcome: 'recovered' });
-      const detectedAt = await withTimeout(
-        this.deps.repository.detectedAt(call.sourceNodeId, call.uuid),
-      ).catch(() => undefined);
-      if (detectedAt !== undefined)
-        this.recovery.observe(
-          Math.max(0, (this.deps.clock.now().getTime() - detectedAt.getTime()) / 1000),
-        );
+      // Measured now, observed once the fence's detection time is read: the coordinator goes on at once.
+      const runningAt = this.deps.clock.now().getTime();
+      void withTimeout(this.deps.repository.detectedAt(call.sourceNodeId, call.uuid))
+        .then((detectedAt) => {
+          if (detectedAt !== undefined)
+            this.recovery.observe(Math.max(0, (runningAt - detectedAt.getTime()) / 1000));
+        })
+        .catch(() => undefined);
       return vm;
     };
   }
