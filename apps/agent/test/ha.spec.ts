@@ -8,7 +8,9 @@ import {
   type TestCluster,
 } from '@debvisor/testing';
 import { status as grpcStatus } from '@grpc/grpc-js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   coordinator,
   FAST_HA,
@@ -422,7 +424,7 @@ describe('HA inside a cluster (real etcd, real agents, sim drivers)', { timeout:
     expect((await haEvents(cluster)).some((e) => e.kind === 'fence-unconfirmed')).toBe(true);
     await expectNoDoubleRuns();
   });
-  it('maintenance keeps placements away and says what is left on the node', async () => {
+  it('maintenance keeps placements away and says what is under way on the node', async () => {
     const node = cluster.agents.find((a) => !down.has(a.nodeId))!;
     const unknown = await rpcError(client.ha.setMaintenance({ nodeId: 'node-99', enabled: true }));
     expect(unknown.code).toBe(grpcStatus.NOT_FOUND);
@@ -437,3 +439,303 @@ describe('HA inside a cluster (real etcd, real agents, sim drivers)', { timeout:
     expect(back.state).toBe('online');
   });
 });
+
+/** VM states in which a VM's process exists and executes. */
+const EXECUTING = new Set(['starting', 'running', 'stopping', 'rebooting', 'migrating', 'paused']);
+
+/**
+ * The VMs a sim node executes, read from its hypervisor's state file: an incoming migration's copy
+ * (paused, waiting for the stream, as QEMU's -incoming) and a migrated source waiting for its
+ * finish (paused, QEMU's postmigrate) do not execute and are not counted.
+ */
+async function executingOn(agent: TestAgent): Promise<string[]> {
+  const text = await readFile(join(agent.stateDir, 'sim', 'vms.json'), 'utf8');
+  const state = JSON.parse(text) as {
+    vms: {
+      spec: { uuid: string };
+      state: string;
+      migration?: { role?: string; stats?: { status?: string } } | null;
+    }[];
+  };
+  const postmigrate = (vm: (typeof state.vms)[number]) =>
+    vm.state === 'paused' &&
+    vm.migration?.role === 'outgoing' &&
+    vm.migration.stats?.status === 'completed';
+  return state.vms
+    .filter(
+      (vm) => EXECUTING.has(vm.state) && vm.migration?.role !== 'incoming' && !postmigrate(vm),
+    )
+    .map((vm) => vm.spec.uuid);
+}
+
+/** Crashes a sim VM as when its QEMU is killed (the sim driver's crash requests). */
+async function crashSimVm(agent: TestAgent, uuid: string): Promise<void> {
+  await writeFile(join(agent.stateDir, 'sim-crash', uuid), '');
+}
+
+describe(
+  'HA maintenance drains and restarts (real etcd, real agents, sim drivers)',
+  { timeout: 180_000 },
+  () => {
+    let cluster: TestCluster;
+    let apiKey: string;
+    let client: AgentClient;
+
+    beforeAll(async () => {
+      cluster = await startCluster({
+        clusterId: 'ha-drain',
+        nodes: 3,
+        vmsPerNode: 3,
+        agentConfig: () => ({
+          ha: { ...FAST_HA, drainConcurrency: 2, drainRetrySeconds: 1, restartWindowSeconds: 600 },
+        }),
+      });
+      apiKey = await cluster.createApiKey(['ha:*', 'vm:*', 'node:*', 'migration:*'], {
+        principal: 'manager:ha',
+      });
+      client = cluster.connect(apiKey, cluster.agents[0]!);
+      await coordinator(client);
+    }, 120_000);
+    afterAll(async () => {
+      client?.close();
+      await cluster?.stop();
+    });
+
+    const agentOf = (nodeId: string): TestAgent => cluster.agents.find((a) => a.nodeId === nodeId)!;
+    // A test that failed midway leaves no node in maintenance for the next one.
+    afterEach(async () => {
+      for (const agent of cluster.agents)
+        await client.ha.setMaintenance({ nodeId: agent.nodeId, enabled: false });
+    });
+
+    /** Where every VM of the cluster executes, by uuid, read from every node's hypervisor. */
+    async function placement(): Promise<Map<string, string[]>> {
+      const where = new Map<string, string[]>();
+      for (const agent of cluster.agents)
+        for (const uuid of await executingOn(agent))
+          where.set(uuid, [...(where.get(uuid) ?? []), agent.nodeId]);
+      return where;
+    }
+
+    /** Every VM placed on the node (running or not), asked of its own agent. */
+    async function hostedOn(agent: TestAgent): Promise<string[]> {
+      const direct = cluster.connect(apiKey, agent);
+      try {
+        return (await direct.vm.listVms({ nodeId: agent.nodeId })).vms.map((vm) => vm.spec!.uuid);
+      } finally {
+        direct.close();
+      }
+    }
+
+    async function describeHa(): Promise<string> {
+      const events = (await haEvents(cluster)).map(
+        (e) => `${e.at} ${e.kind} ${e.nodeId} ${e.vmUuid ?? ''} ${e.message}`,
+      );
+      const status = await haStatus(client).catch(() => undefined);
+      return `events:\n${events.join('\n')}\nnodes: ${JSON.stringify(status?.nodes.map((n) => [n.nodeId, n.state, n.reason]))}\nresources: ${JSON.stringify(status?.resources.map((r) => [r.vmName, r.state, r.nodeId, r.reason]))}`;
+    }
+
+    it('drains a node by live migration: HA VMs first, every VM running exactly once elsewhere, then maintenance', async () => {
+      const [victim] = cluster.agents.slice(1);
+      const running = await runningOn(cluster, apiKey, victim!);
+      expect(running.length, 'VMs running on the node to drain').toBeGreaterThanOrEqual(2);
+      // Running VMs are live-migrated, stopped ones moved offline: the node ends up empty.
+      const onVictim = await hostedOn(victim!);
+      const all = [...(await placement()).keys()];
+      // Two of them under HA (priorities 900 and 10), the rest without HA.
+      const [high, low] = running as [string, string, ...string[]];
+      await protect(cluster, client, [high], { priority: 900 });
+      await protect(cluster, client, [low], { priority: 10 });
+      const before = (await haEvents(cluster)).length;
+
+      // Sampled throughout: no VM executes on two nodes at any moment. (At a switchover a VM
+      // executes nowhere for a moment, its downtime: that it is not lost is checked at the end.)
+      const doubles: string[] = [];
+      let sampling = true;
+      const sampler = (async () => {
+        while (sampling) {
+          // The files are read one after the other: a VM seen on two nodes ran twice when the
+          // node read first still runs it after the other was read.
+          const where = await placement();
+          for (const uuid of all) {
+            const nodes = where.get(uuid) ?? [];
+            if (nodes.length > 1 && (await executingOn(agentOf(nodes[0]!))).includes(uuid))
+              doubles.push(`${uuid} on ${nodes.join(', ')}`);
+          }
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      })();
+      const asked = await client.ha.setMaintenance({ nodeId: victim!.nodeId, enabled: true });
+      expect(asked.state).toBe('draining');
+      try {
+        await eventually(async () => {
+          const node = (await haStatus(client)).nodes.find((n) => n.nodeId === victim!.nodeId);
+          return node?.state === 'maintenance' ? node : undefined;
+        }, 90_000).catch(async (error: Error) => {
+          throw new Error(`${error.message}\n${await describeHa()}`);
+        });
+      } finally {
+        sampling = false;
+        await sampler;
+      }
+      expect(doubles).toEqual([]);
+      const where = await placement();
+      for (const uuid of all) expect(where.get(uuid)?.length, uuid).toBe(1);
+      for (const uuid of running) expect(where.get(uuid), uuid).not.toContain(victim!.nodeId);
+      expect(await hostedOn(victim!)).toEqual([]);
+      const node = (await haStatus(client)).nodes.find((n) => n.nodeId === victim!.nodeId)!;
+      expect(node.reason).toBe('no VM left on the node; new placements avoid it');
+
+      // The journal: each move, HA VMs by priority first, then drain-finished.
+      const events = (await haEvents(cluster))
+        .slice(before)
+        .filter((e) => e.nodeId === victim!.nodeId);
+      const moved = events.filter((e) => e.kind === 'drain-vm-moved').map((e) => e.vmUuid);
+      expect([...moved].sort()).toEqual([...onVictim].sort());
+      const moving = events.filter((e) => e.kind === 'drain-vm-moving').map((e) => e.vmUuid);
+      expect(moving.slice(0, 2)).toEqual([high, low]);
+      expect(events.map((e) => e.kind)).toContain('drain-started');
+      expect(events.at(-1)?.kind).toBe('drain-finished');
+      // The HA VMs are protected where they run now.
+      const { resources } = await haStatus(client);
+      for (const uuid of [high, low])
+        expect(resources.find((r) => r.vmUuid === uuid)).toMatchObject({
+          state: 'protected',
+          nodeId: where.get(uuid)![0],
+        });
+
+      const back = await client.ha.setMaintenance({ nodeId: victim!.nodeId, enabled: false });
+      expect(back.state).toBe('online');
+    });
+
+    it('a drain where no node fits says why, retries, loses nothing, and stops when the maintenance ends', async () => {
+      const victim = cluster.agents[2]!;
+      const [stuck] = await runningOn(cluster, apiKey, victim);
+      expect(stuck, `a VM running on ${victim.nodeId}`).toBeDefined();
+      // Its policy allows only a node group no node is in: no node fits it.
+      await protect(cluster, client, [stuck!], { nodeGroup: 'gpu', priority: 1000 });
+      const before = (await haEvents(cluster)).length;
+      await client.ha.setMaintenance({ nodeId: victim.nodeId, enabled: true });
+      const { value: node } = await eventually(async () => {
+        const n = (await haStatus(client)).nodes.find((x) => x.nodeId === victim.nodeId);
+        const others = (await hostedOn(victim)).filter((u) => u !== stuck);
+        return n?.reason.includes('cannot move: no node fits') &&
+          n.reason.includes('1 VM(s) still on the node') &&
+          others.length === 0
+          ? n
+          : undefined;
+      }, 90_000).catch(async (error: Error) => {
+        throw new Error(`${error.message}\n${await describeHa()}`);
+      });
+      expect(node.state).toBe('draining');
+      expect(node.reason).toContain('1 VM(s) still on the node');
+      expect(node.reason).toContain('not in the node group gpu');
+      // Tried again with back-off, never stopped: it runs where it ran, exactly once.
+      await eventually(async () => {
+        const failures = (await haEvents(cluster))
+          .slice(before)
+          .filter((e) => e.kind === 'drain-vm-failed' && e.vmUuid === stuck);
+        return failures.length >= 2 ? failures : undefined;
+      }, 30_000);
+      expect((await placement()).get(stuck!)).toEqual([victim.nodeId]);
+
+      await client.ha.setMaintenance({ nodeId: victim.nodeId, enabled: false });
+      const { value: stopped } = await eventually(async () => {
+        const e = (await haEvents(cluster))
+          .slice(before)
+          .find((x) => x.kind === 'drain-stopped' && x.nodeId === victim.nodeId);
+        return e;
+      }, 20_000);
+      expect(stopped.message).toContain('no further VM is moved');
+      const settled = (await haEvents(cluster)).length;
+      // No further move after the maintenance ended.
+      for (let i = 0; i < 10; i++) {
+        await new Promise((r) => setTimeout(r, 300));
+        expect((await placement()).get(stuck!)).toEqual([victim.nodeId]);
+      }
+      const after = (await haEvents(cluster)).slice(settled);
+      expect(after.filter((e) => e.kind.startsWith('drain-vm-'))).toEqual([]);
+      expect((await haStatus(client)).nodes.find((n) => n.nodeId === victim.nodeId)?.state).toBe(
+        'online',
+      );
+    });
+
+    it('a crashed HA VM is restarted in place, then relocated, then left in error; a stop is left alone', async () => {
+      const node = cluster.agents[0]!;
+      const [vm, other] = await runningOn(cluster, apiKey, node);
+      expect(vm && other, `two VMs running on ${node.nodeId}`).toBeTruthy();
+      await protect(cluster, client, [vm!, other!], { maxRestarts: 1, maxRelocations: 1 });
+      const sampler = new RunSampler(cluster, apiKey, [vm!, other!], 100);
+      sampler.start();
+      const resource = async (uuid: string) =>
+        (await haStatus(client)).resources.find((r) => r.vmUuid === uuid)!;
+      const until = async (what: string, check: () => Promise<boolean>) =>
+        eventually(async () => ((await check()) ? true : undefined), 30_000).catch(
+          async (error: Error) => {
+            throw new Error(`${what}: ${error.message}\n${await describeHa()}`);
+          },
+        );
+      try {
+        // First crash: restarted where it ran.
+        await crashSimVm(node, vm!);
+        await until('restarted in place', async () => {
+          const r = await resource(vm!);
+          return (
+            r.state === 'protected' &&
+            r.restarts === 1 &&
+            (await placement()).get(vm!)?.[0] === node.nodeId
+          );
+        });
+        // Second crash: max_restarts reached, relocated to another node.
+        await crashSimVm(node, vm!);
+        await until('relocated', async () => {
+          const r = await resource(vm!);
+          const at = (await placement()).get(vm!) ?? [];
+          return (
+            r.state === 'protected' &&
+            r.relocations === 1 &&
+            at.length === 1 &&
+            at[0] !== node.nodeId
+          );
+        });
+        const relocatedTo = (await placement()).get(vm!)![0]!;
+        expect((await resource(vm!)).nodeId).toBe(relocatedTo);
+        // Third crash: both limits reached, it is left in error with the reason (no endless loop).
+        await crashSimVm(agentOf(relocatedTo), vm!);
+        await until('in error', async () => (await resource(vm!)).state === 'error');
+        expect((await resource(vm!)).reason).toContain('gave up restarting');
+        for (let i = 0; i < 10; i++) {
+          await new Promise((r) => setTimeout(r, 200));
+          expect((await placement()).get(vm!) ?? []).toEqual([]);
+        }
+        const kinds = (await haEvents(cluster)).filter((e) => e.vmUuid === vm).map((e) => e.kind);
+        for (const kind of ['vm-crashed', 'vm-restarted', 'vm-relocated', 'vm-gave-up'])
+          expect(kinds).toContain(kind);
+
+        // A stop through the API is not "recovered".
+        const direct = cluster.connect(apiKey, node);
+        try {
+          await direct.vm.stopVm({ uuid: other! });
+        } finally {
+          direct.close();
+        }
+        await until('recorded stopped', async () => (await resource(other!)).state === 'stopped');
+        for (let i = 0; i < 10; i++) {
+          await new Promise((r) => setTimeout(r, 200));
+          expect((await placement()).get(other!) ?? [], await describeHa()).toEqual([]);
+        }
+        expect(
+          (await haEvents(cluster)).filter(
+            (e) => e.vmUuid === other && e.kind.startsWith('vm-restart'),
+          ),
+        ).toEqual([]);
+        // Started again by its operator: protected again.
+        await client.vm.startVm({ uuid: other! });
+        await until('protected again', async () => (await resource(other!)).state === 'protected');
+        expect(sampler.doubleRuns).toEqual([]);
+      } finally {
+        await sampler.stop();
+      }
+    });
+  },
+);

@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { ipAddressSchema, parseEndpoint } from '@debvisor/common';
 import type { Etcd3 } from 'etcd3';
 import { ConfigError } from '../config/agent-config.loader';
@@ -125,6 +126,8 @@ async function createHypervisor(
         timeScale: config.sim.timeScale,
         migrationBandwidthBytes: config.sim.migrationBandwidthBytes,
         facts: simFacts(config),
+        // A file named after a VM's uuid here crashes it (tests of the HA restart policy).
+        crashRequests: join(config.stateDir, 'sim-crash'),
         seed: () =>
           seedSimVms({
             count: config.sim.seedVms,

@@ -44,6 +44,19 @@ export const haConfigSchema = z
     selfFence: z.boolean().default(true),
     /** Failovers run at once per coordinator (bounded: a target starts VMs one by one anyway). */
     recoveryConcurrency: z.int().min(1).max(64).default(8),
+    /** Live migrations at once when draining nodes for maintenance (each moves a VM's memory). */
+    drainConcurrency: z.int().min(1).max(16).default(2),
+    /** A drain move that failed (or found no node) is tried again after this, doubling up to 16×. */
+    drainRetrySeconds: z.number().min(0.1).max(3600).default(10),
+    /**
+     * Restarts and relocations of an HA VM count against its policy's max_restarts and
+     * max_relocations within this window: a VM that ran this long without one starts afresh.
+     */
+    restartWindowSeconds: z
+      .int()
+      .min(10)
+      .max(7 * 86_400)
+      .default(3_600),
   })
   .refine((c) => c.failedBelow <= c.degradedBelow, {
     message: 'must not exceed degradedBelow',

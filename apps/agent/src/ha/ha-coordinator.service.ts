@@ -21,9 +21,11 @@ import {
 } from './ha.records';
 import type { HaRepository, HaSnapshot, Leader } from './ha.repository';
 import type { NodeFencer } from './node-fencer';
+import { HaDrain, type DrainView, type HaDrainDeps } from './ha-drain.service';
+import { HaRestarts, type HaRestartsDeps } from './ha-restarts.service';
 import { placeVm, type PlacementCandidate } from './placement';
+import { withinWindow } from './restart-policy';
 
-const HOUR_MS = 3_600_000;
 /** The reason of a VM left on a lost node because no definition of it was kept (docs/ha.md). */
 const NOT_KEPT = 'not started elsewhere: no definition of the VM was kept in etcd';
 
@@ -43,6 +45,8 @@ export interface HaCoordinatorDeps {
   fencer: NodeFencer;
   /** FailoverVm on the target node's agent (a peer call as this agent). */
   failover(target: NodeEntry, call: FailoverCall, context: CallContext): Promise<Vm>;
+  /** VM moves, starts and stops on the agents (maintenance drains, the restart policy). */
+  mover: HaDrainDeps['mover'] & HaRestartsDeps['mover'];
   clock: Clock;
   logger: Logger;
 }
@@ -80,8 +84,42 @@ export class HaCoordinator {
   private readonly lostSince = new Map<string, number>();
   private readonly inFlight = new Set<string>();
   private ticks = 0;
+  private readonly drain: HaDrain;
+  private readonly restarts: HaRestarts;
 
-  constructor(private readonly deps: HaCoordinatorDeps) {}
+  constructor(private readonly deps: HaCoordinatorDeps) {
+    const candidates = (view: DrainView, source: string, reserved: Map<string, number>) =>
+      this.candidates(view as ClusterView, source, reserved);
+    this.restarts = new HaRestarts({
+      config: deps.config,
+      mover: deps.mover,
+      candidates,
+      inFlight: this.inFlight,
+      setResource: (view, policy, state, nodeId, reason, change) =>
+        this.setResource(view as ClusterView, policy, state, nodeId, reason, change),
+      event: (leader, kind, nodeId, vmUuid, message) =>
+        this.event(leader, kind, nodeId, vmUuid, message),
+      troubled: (view, nodeId) => {
+        const fence = view.ha.fences.get(nodeId);
+        return (
+          (fence !== undefined && fence.state !== 'released') ||
+          this.lostNode(view as ClusterView, nodeId) !== undefined
+        );
+      },
+      clock: deps.clock,
+      logger: deps.logger,
+    });
+    this.drain = new HaDrain({
+      config: deps.config,
+      repository: deps.repository,
+      mover: deps.mover,
+      candidates,
+      inFlight: this.inFlight,
+      crashedHaVm: (view, uuid, nodeId) => this.restarts.crashed(view, uuid, nodeId),
+      clock: deps.clock,
+      logger: deps.logger,
+    });
+  }
 
   start(): void {
     this.campaignOnce();
@@ -92,6 +130,7 @@ export class HaCoordinator {
     this.stopped = true;
     clearTimeout(this.timer);
     await this.running;
+    await Promise.all([this.drain.settle(), this.restarts.settle()]);
     this.leading = undefined;
     await this.campaign?.resign().catch(() => undefined);
   }
@@ -190,7 +229,16 @@ export class HaCoordinator {
     await this.recover(view, policies);
     await this.releaseFences(view);
     if (++this.ticks % 300 === 0) await this.deps.repository.trimEvents();
-    await this.markMaintenance(view);
+    await this.restarts.step(view, policies);
+    await this.drain.step(view);
+  }
+
+  /**
+   * An HA VM its user stopped (the restart policy recorded it `stopped`): it runs nowhere, so its
+   * node's loss neither fences for it nor starts it elsewhere; it stays defined on its node.
+   */
+  private stoppedOnPurpose(view: ClusterView, uuid: string): boolean {
+    return view.ha.resources.get(uuid)?.state === 'stopped';
   }
 
   private locationOf(view: ClusterView, uuid: string): string {
@@ -252,7 +300,7 @@ export class HaCoordinator {
   ): Promise<void> {
     const now = this.deps.clock.now();
     const relocations = [
-      ...current.relocations.filter((t) => now.getTime() - Date.parse(t) < HOUR_MS),
+      ...withinWindow(current.relocations, now, this.windowMs),
       now.toISOString(),
     ];
     const reason = `recovered from ${current.nodeId} (by the coordinator of epoch ${current.epoch})`;
@@ -285,7 +333,7 @@ export class HaCoordinator {
     const holders = new Map<string, string[]>();
     for (const policy of policies.filter((p) => p.policy.enabled)) {
       const nodeId = this.locationOf(view, policy.vmUuid);
-      if (!nodeId) continue;
+      if (!nodeId || this.stoppedOnPurpose(view, policy.vmUuid)) continue;
       // A VM whose definition was never kept cannot start elsewhere: it stays, and says why.
       if (!view.ha.specs.has(policy.vmUuid)) await this.leftWithoutDefinition(view, policy, nodeId);
       else holders.set(nodeId, [...(holders.get(nodeId) ?? []), policy.vmUuid]);
@@ -463,6 +511,7 @@ export class HaCoordinator {
       const resource = view.ha.resources.get(policy.vmUuid);
       const source = location ?? resource?.nodeId ?? '';
       if (!source || this.inFlight.has(`vm:${policy.vmUuid}`)) continue;
+      if (this.stoppedOnPurpose(view, policy.vmUuid)) continue;
       // A VM whose node is alive, not fenced, is where it should be.
       if (location && !this.fencedFor(view, location, policy.vmUuid)) continue;
       if (!this.fencedFor(view, source, policy.vmUuid)) continue;
@@ -476,15 +525,18 @@ export class HaCoordinator {
       [];
     for (const { policy, source } of due) {
       const resource = view.ha.resources.get(policy.vmUuid);
-      const now = this.deps.clock.now().getTime();
-      const recent = (resource?.relocations ?? []).filter((t) => now - Date.parse(t) < HOUR_MS);
+      const recent = withinWindow(
+        resource?.relocations ?? [],
+        this.deps.clock.now(),
+        this.windowMs,
+      );
       if (recent.length >= policy.policy.maxRelocations) {
         await this.setResource(
           view,
           policy,
           'error',
           source,
-          `gave up: ${recent.length} relocation(s) within the last hour reached max_relocations ${policy.policy.maxRelocations}`,
+          `gave up: ${recent.length} relocation(s) within ${this.deps.config.restartWindowSeconds} s reached max_relocations ${policy.policy.maxRelocations}`,
         );
         continue;
       }
@@ -540,7 +592,7 @@ export class HaCoordinator {
       const fence = view.ha.fences.get(nodeId);
       const reason =
         nodeId === source
-          ? 'the VM is recovered from it'
+          ? 'the VM moves away from it'
           : !view.alive.has(nodeId)
             ? 'its lease is not alive'
             : fence && fence.state !== 'released'
@@ -593,8 +645,10 @@ export class HaCoordinator {
       );
       const now = this.deps.clock.now();
       const relocations = [
-        ...(view.ha.resources.get(policy.vmUuid)?.relocations ?? []).filter(
-          (t) => now.getTime() - Date.parse(t) < HOUR_MS,
+        ...withinWindow(
+          view.ha.resources.get(policy.vmUuid)?.relocations ?? [],
+          now,
+          this.windowMs,
         ),
         now.toISOString(),
       ];
@@ -652,28 +706,6 @@ export class HaCoordinator {
     }
   }
 
-  /**
-   * Maintenance in this version keeps new placements away; it does not live-migrate the node's VMs
-   * (docs/ha.md). The node turns from draining to maintenance once no VM is placed on it.
-   */
-  private async markMaintenance(view: ClusterView): Promise<void> {
-    for (const record of view.ha.maintenance.values()) {
-      const left = [...view.index.values()].filter((l) => l.nodeId === record.nodeId).length;
-      const next =
-        left === 0
-          ? {
-              state: 'maintenance' as const,
-              reason: 'no VM left on the node; new placements avoid it',
-            }
-          : {
-              state: 'draining' as const,
-              reason: `${left} VM(s) still on the node: this version does not live-migrate them; migrate or stop them and the node turns to maintenance`,
-            };
-      if (record.state === next.state && record.reason === next.reason) continue;
-      await this.deps.repository.putMaintenance({ ...record, ...next });
-    }
-  }
-
   private async setResource(
     view: ClusterView,
     policy: PolicyRecord,
@@ -701,6 +733,11 @@ export class HaCoordinator {
     }
     view.ha.resources.set(policy.vmUuid, record);
     return true;
+  }
+
+  /** The window within which restarts and relocations count against the policy. */
+  private get windowMs(): number {
+    return this.deps.config.restartWindowSeconds * 1000;
   }
 
   private lostLead(): void {

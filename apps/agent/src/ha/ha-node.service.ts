@@ -53,6 +53,7 @@ export class HaNodeService {
   private haVms = new Set<string>();
   private publishedSpecs = new Map<string, string>();
   private selfFenced = false;
+  private publishedDown: string | undefined;
 
   constructor(private readonly deps: HaNodeDeps) {
     if (deps.config.selfFence) deps.gate.onStall((reason) => this.selfFence(reason));
@@ -100,7 +101,7 @@ export class HaNodeService {
         await this.selfFence(`the lease was not renewed for ${Math.round(sinceRenewed)} ms`);
       else if (!leaseLost) this.selfFenced = false;
       await this.enforceFence();
-      await this.publishSpecs();
+      await this.publishDown(await this.publishSpecs());
       if (now - this.lastHealthAt >= this.deps.healthIntervalMs) {
         this.lastHealthAt = now;
         await this.publishHealth();
@@ -194,15 +195,43 @@ export class HaNodeService {
     );
   }
 
-  private async publishSpecs(): Promise<void> {
+  /** Publishes the definitions of this node's HA VMs; answers the node's VMs. */
+  private async publishSpecs(): Promise<VmInstance[]> {
     await this.loadPolicies();
-    for (const vm of await this.deps.driver.list()) {
+    const local = await this.deps.driver.list();
+    for (const vm of local) {
       if (!this.haVms.has(vm.spec.uuid)) continue;
       const json = JSON.stringify(vm.spec);
       if (this.publishedSpecs.get(vm.spec.uuid) === json) continue;
       await this.deps.repository.putSpec(vm.spec);
       this.publishedSpecs.set(vm.spec.uuid, json);
     }
+    return local;
+  }
+
+  /**
+   * Tells the coordinator which HA VMs here are down, and how (the restart policy, docs/ha.md):
+   * `crashed` (the process died) is restarted, `stopped` (on purpose) is not. Written on change.
+   */
+  private async publishDown(local: readonly VmInstance[]): Promise<void> {
+    const down = local
+      .filter((vm) => this.haVms.has(vm.spec.uuid))
+      .flatMap((vm) =>
+        vm.runtime.state === 'crashed' || vm.runtime.state === 'stopped'
+          ? [{ vmUuid: vm.spec.uuid, state: vm.runtime.state, since: this.since(vm) }]
+          : [],
+      )
+      .sort((a, b) => a.vmUuid.localeCompare(b.vmUuid));
+    const json = JSON.stringify(down);
+    if (json === this.publishedDown) return;
+    await this.publishMember({ downVms: down });
+    this.publishedDown = json;
+  }
+
+  /** When the VM changed state, as an ISO time (a driver that does not say: now). */
+  private since(vm: VmInstance): string {
+    const at = Date.parse(vm.runtime.stateChangedAt);
+    return new Date(Number.isNaN(at) ? this.deps.clock.now().getTime() : at).toISOString();
   }
 
   private async publishHealth(): Promise<void> {
@@ -232,6 +261,7 @@ export class HaNodeService {
       cleanAfterEpoch: current?.cleanAfterEpoch ?? 0,
       cleanAfterFence: current?.cleanAfterFence ?? '',
       selfFencedAt: current?.selfFencedAt ?? '',
+      downVms: current?.downVms ?? [],
       ...change,
       updatedAt: this.deps.clock.now().toISOString(),
     });

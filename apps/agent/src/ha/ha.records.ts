@@ -55,6 +55,17 @@ export const memberRecordSchema = z.object({
   cleanAfterFence: z.union([z.literal(''), timestamp]).default(''),
   /** When its watchdog last stopped its HA VMs ('' never): the coordinator fences it and recovers them. */
   selfFencedAt: z.union([z.literal(''), timestamp]).default(''),
+  /**
+   * Its HA VMs that are defined here but not running (docs/ha.md, restarts): `crashed` ones (the
+   * process died: QEMU killed, a guest panic) are restarted by the coordinator; `stopped` ones were
+   * stopped on purpose (StopVm, ShutdownVm, the guest powering off) and are left alone.
+   */
+  downVms: z
+    .array(
+      z.object({ vmUuid: uuidSchema, state: z.enum(['crashed', 'stopped']), since: timestamp }),
+    )
+    .max(10_000)
+    .default([]),
 });
 export type MemberRecord = z.infer<typeof memberRecordSchema>;
 
@@ -161,6 +172,16 @@ export const EVENT_KINDS = [
   'drain-started',
   'drain-finished',
   'drain-failed',
+  'drain-stopped',
+  /** A drain's moves: nodeId is the draining node, vmUuid the VM (the drain's journal). */
+  'drain-vm-moving',
+  'drain-vm-moved',
+  'drain-vm-failed',
+  'vm-crashed',
+  'vm-restarted',
+  'vm-restart-failed',
+  'vm-relocated',
+  'vm-gave-up',
 ] as const;
 export type EventKind = (typeof EVENT_KINDS)[number];
 

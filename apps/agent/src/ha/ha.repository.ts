@@ -171,6 +171,31 @@ export class HaRepository {
     await this.etcd.put(ETCD_KEYS.haMaintenance(record.nodeId)).value(JSON.stringify(record));
   }
 
+  /**
+   * The coordinator's update of a drain's progress: written (with its event) only while `leader`
+   * leads and the record is still `previous` — an operator who ended the maintenance meanwhile (the
+   * record deleted) or asked again wins. False when nothing was written.
+   */
+  async updateMaintenanceGuarded(
+    leader: Leader,
+    previous: MaintenanceRecord,
+    record: MaintenanceRecord,
+    event?: EventRecord,
+  ): Promise<boolean> {
+    const key = ETCD_KEYS.haMaintenance(record.nodeId);
+    const current = await this.etcd.get(key).string();
+    if (current === null || !sameMaintenance(current, previous)) return false;
+    const response = await this.etcd
+      .if(leader.key, 'Create', '==', leader.epoch)
+      .and(key, 'Value', '==', current)
+      .then(
+        this.etcd.put(key).value(JSON.stringify(record)),
+        ...(event ? [this.etcd.put(this.eventKey(event)).value(JSON.stringify(event))] : []),
+      )
+      .commit();
+    return response.succeeded;
+  }
+
   async deleteMaintenance(nodeId: string): Promise<void> {
     await this.etcd.delete().key(ETCD_KEYS.haMaintenance(nodeId));
   }
@@ -252,6 +277,16 @@ export class HaRepository {
     }
     return parsed.data;
   }
+}
+
+function sameMaintenance(value: string, record: MaintenanceRecord): boolean {
+  const parsed = maintenanceRecordSchema.safeParse(parseJson(value));
+  return (
+    parsed.success &&
+    parsed.data.requestedAt === record.requestedAt &&
+    parsed.data.state === record.state &&
+    parsed.data.reason === record.reason
+  );
 }
 
 function parseJson(value: string): unknown {

@@ -1,4 +1,5 @@
 import type { Etcd3 } from 'etcd3';
+import { randomUUID } from 'node:crypto';
 import type { Registry } from 'prom-client';
 import type { AgentConfig } from '../config/agent-config.schema';
 import type { HypervisorDriver } from '../drivers/hypervisor.driver';
@@ -22,6 +23,7 @@ import { HaRepository } from './ha.repository';
 import { HaService } from './ha.service';
 import { HealthProbesRepository } from './health-probes.repository';
 import { CephNodeFencer, SimNodeFencer, type NodeFencer } from './node-fencer';
+import { VmMoverRepository } from './vm-mover.repository';
 import type { WatchdogGate } from './watchdog-gate';
 
 /** How long the coordinator waits for a FailoverVm (a VM start on a loaded node takes seconds). */
@@ -146,6 +148,15 @@ export function createHa(deps: HaWiringDeps): HaWiring {
         FAILOVER_TIMEOUT_MS,
       ),
     ),
+    mover: new VmMoverRepository(deps.peers, () => ({
+      caller: {
+        principal: `agent:${config.nodeId}`,
+        permissions: ['vm:instance:read', 'vm:instance:power', 'migration:vm:migrate'],
+      },
+      forwarded: false,
+      deadline: undefined,
+      traceId: randomUUID(),
+    })),
     clock: deps.clock,
     logger,
   });

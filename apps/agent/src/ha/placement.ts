@@ -21,12 +21,12 @@ export interface PlacementCandidate {
 export type Placement = { nodeId: string } | { nodeId: undefined; reason: string };
 
 /**
- * Where a VM of a lost node runs next: an eligible node that is not failed, in the policy's node
+ * Where a VM of a lost node (or of a node being drained) runs next: an eligible node that is not failed, in the policy's node
  * group, whose CPU offers the VM's baseline, with room for its memory; preferred nodes first (in
  * their order), then the healthiest, then the one with the most free memory.
  */
 export function placeVm(
-  vm: VmDefinition,
+  vm: Pick<VmDefinition, 'name' | 'cpuModel' | 'memoryBytes'>,
   policy: HaPolicy,
   source: { cpuModel: string; cpuFlags: readonly string[] },
   candidates: readonly PlacementCandidate[],

@@ -30,9 +30,12 @@ export const FORWARD_METADATA = {
  * What an agent may do as itself on a peer (a call forwarded without an API key): read a VM's
  * state for a check of its own (StorageService's image-in-use check), and, as the HA coordinator,
  * fail a fenced node's VM over (FailoverVm checks that the caller is the coordinator of the
- * current fencing epoch).
+ * current fencing epoch), live-migrate VMs off a node in maintenance and start or stop an HA VM
+ * whose process died (docs/ha.md). The agents of one cluster already share its etcd and CA.
  */
 export const AGENT_SELF_PERMISSIONS: readonly string[] = [
   'vm:instance:read',
   'migration:vm:failover',
+  'migration:vm:migrate',
+  'vm:instance:power',
 ];

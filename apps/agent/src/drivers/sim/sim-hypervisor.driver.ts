@@ -1,3 +1,5 @@
+import { watch, type FSWatcher } from 'node:fs';
+import { mkdir, readdir, unlink } from 'node:fs/promises';
 import type { Duplex } from 'node:stream';
 import { z } from 'zod';
 import { TestPatternRfb } from '../../console/test-pattern-rfb';
@@ -69,7 +71,14 @@ export interface SimHypervisorOptions {
   seed?: () => Promise<SimVmRecord[]>;
   /** Bytes per second a migration moves without a bandwidth limit (sim.migrationBandwidthBytes). */
   migrationBandwidthBytes?: number;
+  /**
+   * A directory where a file named after a VM's uuid makes that VM crash, as when its QEMU is
+   * killed (tests of the HA restart policy); the file is removed. Unset: no crashes.
+   */
+  crashRequests?: string;
 }
+
+const CRASH_REQUEST = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 const migrationIdSchema = z
   .string()
@@ -162,6 +171,7 @@ export class SimHypervisorDriver implements HypervisorDriver {
   private readonly outgoings = new Map<string, OutgoingMigration>();
   private saveError: string | undefined;
   private closed = false;
+  private crashWatcher: FSWatcher | undefined;
 
   private constructor(private readonly options: SimHypervisorOptions) {}
 
@@ -183,7 +193,35 @@ export class SimHypervisorDriver implements HypervisorDriver {
         driver.locks.set(vm.spec.uuid, 'migration');
     }
     await options.state.save(driver.records());
+    if (options.crashRequests) await driver.watchCrashRequests(options.crashRequests);
     return driver;
+  }
+
+  /** Crashes the VMs named by files in `dir` (see SimHypervisorOptions.crashRequests), now and on change. */
+  private async watchCrashRequests(dir: string): Promise<void> {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const scan = async () => {
+      for (const name of await readdir(dir).catch(() => [] as string[])) {
+        if (!CRASH_REQUEST.test(name)) continue;
+        await unlink(`${dir}/${name}`).catch(() => undefined);
+        await this.crash(name);
+      }
+    };
+    this.crashWatcher = watch(dir, () => void scan());
+    this.crashWatcher.unref();
+    await scan();
+  }
+
+  /**
+   * The VM's process dies: a running or paused VM that no operation holds turns `crashed` (it keeps
+   * its disks' locks, as a killed QEMU does). Anything else is left as it is.
+   */
+  async crash(uuid: string): Promise<void> {
+    const vm = this.vms.get(uuid);
+    if (!vm || this.locks.has(uuid) || (vm.state !== 'running' && vm.state !== 'paused')) return;
+    this.setState(vm, 'crashed');
+    vm.bootedAt = null;
+    await this.persist();
   }
 
   async list(): Promise<VmInstance[]> {
@@ -329,6 +367,7 @@ export class SimHypervisorDriver implements HypervisorDriver {
   /** Stops every migration's connection without settling it: as after a killed agent, open() settles them. */
   async close(): Promise<void> {
     this.closed = true;
+    this.crashWatcher?.close();
     for (const out of this.outgoings.values()) {
       out.stream?.destroy();
       out.wake?.();
