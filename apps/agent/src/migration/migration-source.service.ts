@@ -37,6 +37,11 @@ import { MigrationTimeline } from './migration-timeline';
 /** How long the source waits for the target's answer to the tunnel's opening and to the commit. */
 const HANDSHAKE_TIMEOUT_MS = 15_000;
 const COMMIT_TIMEOUT_MS = 60_000;
+/**
+ * In post-copy the target may load the device state, wait for QEMU to run it and `cont` for longer
+ * (each page a device touches comes over the link); the VM cannot come back here anyway.
+ */
+const POSTCOPY_COMMIT_TIMEOUT_MS = 120_000;
 /** Between two attempts to resume a post-copy migration whose link broke. */
 const RESUME_RETRY_MS = 2_000;
 /** How much longer than the target's own bound the source waits for its mirrors to be synced. */
@@ -448,11 +453,17 @@ export class MigrationSourceService {
           outgoing.committing = true;
           outgoing.postcopy = true;
           bridge.send('commit');
-          await channel.expect(
-            'committed',
-            COMMIT_TIMEOUT_MS,
-            'the target did not confirm that it runs the VM',
-          );
+          await channel
+            .expect(
+              'committed',
+              POSTCOPY_COMMIT_TIMEOUT_MS,
+              'the target did not confirm that it runs the VM',
+            )
+            .catch((error: unknown) => {
+              // a link that broke meanwhile is resumed like any other (the target goes on committing)
+              if (channel.refused || channel.error === undefined) throw error;
+            });
+          continue;
         }
         if (!switched) {
           const decision = decide(stats, performance.now() - startedAt, policy);

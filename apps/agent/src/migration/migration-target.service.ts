@@ -85,6 +85,8 @@ export interface Reservation {
   resuming?: boolean;
   /** The source said the migration completed: nothing more to resume. */
   finished?: boolean;
+  /** A post-copy commit under way: a broken link must not abort it (the source resumes it). */
+  committingPostcopy?: boolean;
   timer: NodeJS.Timeout | undefined;
   message: string;
   endedAt?: number;
@@ -231,16 +233,7 @@ export class MigrationTargetService {
       driver.get(spec.uuid),
       index.get(spec.uuid),
       index.list(),
-      // An agent acting as itself (the HA coordinator's drain) cannot be spoken for towards a third
-      // node: the cluster is listed as this agent, for reading.
-      this.deps.clusterVms(
-        context.caller.keyId === undefined
-          ? {
-              ...context,
-              caller: { principal: `agent:${nodeId}`, permissions: ['vm:instance:read'] },
-            }
-          : context,
-      ),
+      this.deps.clusterVms(context),
     ]);
     const images = new Set<string>();
     for (const pool of new Set(mapped.disks.map((disk) => disk.pool))) {
@@ -581,7 +574,7 @@ export class MigrationTargetService {
         stream,
         (frame: Frame) => void this.onControl(reservation, bridge, frame, log),
         (error) => {
-          if (reservation.state === 'receiving') {
+          if (reservation.state === 'receiving' && !reservation.committingPostcopy) {
             log.warn(
               { err: error },
               'migration tunnel closed before the commit; aborting the incoming VM',
@@ -736,6 +729,7 @@ export class MigrationTargetService {
       return;
     }
     if (frame.control !== 'commit' || reservation.state !== 'receiving') return;
+    reservation.committingPostcopy = reservation.postcopy && reservation.data !== undefined;
     reservation.timeline.mark('target: commit received');
     let promoted: ImageRef[] = [];
     try {

@@ -77,7 +77,9 @@ const PSK_KEY_BYTES = 32;
 const LOADING: readonly MigrationStatus[] = ['none', 'setup', 'active', 'pre-switchover', 'device'];
 /** How long commitIncoming waits for the last of the stream to load. */
 const COMMIT_WAIT_MS = 15_000;
-/** How long a post-copy target's `cont` may take (within the source's 60 s wait for 'committed'). */
+/** How long a post-copy target waits for QEMU to run the source's RUN command before its `cont`. */
+const POSTCOPY_RUN_WAIT_MS = 40_000;
+/** How long a post-copy target's `cont` may take (all within the source's 120 s wait for 'committed'). */
 const POSTCOPY_CONT_TIMEOUT_MS = 40_000;
 /**
  * How long a resumed post-copy migration may take to connect and finish its handshake with the
@@ -515,10 +517,14 @@ export class QemuHypervisorDriver implements HypervisorDriver {
     // leaves 'inmigrate', paused). A `cont` before it makes QEMU start them from inside that
     // command's handler: under TCG that left the guest's kernel spinning with interrupts off in 1
     // of 6 migrations on a starved host, and in none of 18 this way (measured, QEMU 7.2).
+    // That wait has its own bound: on a loaded host QEMU loads the device state (each guest page a
+    // device touches fetched from the source) for longer than the 15 s above, and a `cont` sent
+    // then would take the path this wait exists to avoid.
+    const runDeadline = this.options.clock.now().getTime() + POSTCOPY_RUN_WAIT_MS;
     while (
       status === 'postcopy-active' &&
       (await this.queryStatus(vm)) === 'inmigrate' &&
-      this.options.clock.now().getTime() < deadline
+      this.options.clock.now().getTime() < runDeadline
     ) {
       await this.options.clock.sleep(10);
     }
