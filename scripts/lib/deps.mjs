@@ -49,7 +49,7 @@ export const DEBIAN_PACKAGES = [
   {
     binary: 'tc',
     package: 'iproute2',
-    for: 'the emulated WAN of the migration data-path test and benchmark (ip netns, ip tuntap)',
+    for: 'the emulated WAN of the migration data-path test and benchmark (ip netns, ip tuntap), and the HA partition test (ip netns, veth)',
   },
   {
     binary: 'python3',
