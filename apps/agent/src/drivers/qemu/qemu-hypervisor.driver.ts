@@ -519,10 +519,12 @@ export class QemuHypervisorDriver implements HypervisorDriver {
     // of 6 migrations on a starved host, and in none of 18 this way (measured, QEMU 7.2).
     // That wait has its own bound: on a loaded host QEMU loads the device state (each guest page a
     // device touches fetched from the source) for longer than the 15 s above, and a `cont` sent
-    // then would take the path this wait exists to avoid.
+    // then would take the path this wait exists to avoid. It holds for 'completed' too: a short
+    // post-copy can complete before QEMU's main loop ran the RUN command's handler (QEMU 7.2's
+    // postcopy_ram_listen_thread says so: "we might not be in 'RUN' state yet"), and a pre-copy
+    // one leaves 'inmigrate' in a handler of its own.
     const runDeadline = this.options.clock.now().getTime() + POSTCOPY_RUN_WAIT_MS;
     while (
-      status === 'postcopy-active' &&
       (await this.queryStatus(vm)) === 'inmigrate' &&
       this.options.clock.now().getTime() < runDeadline
     ) {
