@@ -44,7 +44,14 @@ export class FailoverService {
       );
     if (input.sourceNodeId === nodeId)
       throw new AgentError(ErrorCode.InvalidArgument, 'the source node is the target node');
-    const leader = await this.deps.repository.leader();
+    // Every record the checks need, read at once (a failover waits on each round trip).
+    const [leader, fence, member, location, spec] = await Promise.all([
+      this.deps.repository.leader(),
+      this.deps.repository.fence(input.sourceNodeId),
+      this.deps.repository.member(input.sourceNodeId),
+      this.deps.index.get(input.uuid),
+      this.deps.repository.spec(input.uuid),
+    ]);
     if (!leader || leader.epoch !== input.fencingEpoch)
       throw new AgentError(
         ErrorCode.FailedPrecondition,
@@ -55,10 +62,6 @@ export class FailoverService {
         ErrorCode.PermissionDenied,
         `only the HA coordinator (node ${leader.nodeId}) fails VMs over`,
       );
-    const [fence, member] = await Promise.all([
-      this.deps.repository.fence(input.sourceNodeId),
-      this.deps.repository.member(input.sourceNodeId),
-    ]);
     const clean = fence !== undefined && cleanAfter(member, fence);
     if (
       !fence ||
@@ -70,13 +73,11 @@ export class FailoverService {
         ErrorCode.FailedPrecondition,
         `not started: node ${input.sourceNodeId} is not fenced for VM ${input.uuid} (${fence ? `fence ${fence.state}: ${fence.reason}` : 'no fence record'})`,
       );
-    const location = await this.deps.index.get(input.uuid);
     if (location && location.nodeId !== input.sourceNodeId && location.nodeId !== nodeId)
       throw new AgentError(
         ErrorCode.FailedPrecondition,
         `VM ${input.uuid} is placed on node ${location.nodeId}, not on ${input.sourceNodeId}`,
       );
-    const spec = await this.deps.repository.spec(input.uuid);
     if (!spec)
       throw new AgentError(ErrorCode.NotFound, `no definition of VM ${input.uuid} was kept`);
     const vm = await this.deps.vmLocks.with(
