@@ -897,6 +897,7 @@ async function main() {
       ]);
       const qemuRuns = {
         viaNodeRelay: [],
+        viaNodeRelayTcp: [],
         rawTcp: [],
         rawTcpMultifd: [],
         plainTls: [],
@@ -915,7 +916,6 @@ async function main() {
             .reduce((sum, value, index) => sum + value - cpuBefore[index], 0);
           qemuRuns[transport].push({
             ...throughputOf(run),
-            load1: round(os.loadavg()[0], 1),
             agentsCpuSecondsPerGB: round(agentsCpu / (run.transferredBytes / 1e9), 2),
           });
           log(
@@ -931,6 +931,10 @@ async function main() {
         qemuRuns.viaNodeRelay.push(throughputOf(await plain.migrate(0, false, true)));
         log(
           `QEMU ${knobs.qemuMib} MiB via unix sockets and a Node relay: ${JSON.stringify(qemuRuns.viaNodeRelay.at(-1))}`,
+        );
+        qemuRuns.viaNodeRelayTcp.push(throughputOf(await plain.migrate(0, false, 'tcp')));
+        log(
+          `QEMU ${knobs.qemuMib} MiB via loopback TCP into a Node relay, unix socket out: ${JSON.stringify(qemuRuns.viaNodeRelayTcp.at(-1))}`,
         );
         qemuRuns.plainTls.push(throughputOf(await plain.migrate(0, true)));
         log(
@@ -968,6 +972,7 @@ async function main() {
           ...summary(qemuRuns.rawTcpMultifd),
         },
         plainQemuViaNodeRelay: summary(qemuRuns.viaNodeRelay),
+        plainQemuViaNodeRelayTcpIn: summary(qemuRuns.viaNodeRelayTcp),
         plainQemuTls: summary(qemuRuns.plainTls),
         plainQemuTlsMultifd: summary(qemuRuns.plainTlsMultifd),
         tunnel: summary(qemuRuns.tunnel),
@@ -978,6 +983,7 @@ async function main() {
           rawTcpMultifdOverRawTcp: ratio(qemuRuns.rawTcpMultifd),
           plainQemuTlsOverRawTcp: ratio(qemuRuns.plainTls),
           plainQemuViaNodeRelayOverRawTcp: ratio(qemuRuns.viaNodeRelay),
+          plainQemuViaNodeRelayTcpInOverRawTcp: ratio(qemuRuns.viaNodeRelayTcp),
           plainQemuTlsMultifdOverRawTcp: ratio(qemuRuns.plainTlsMultifd),
         },
         aim: { tunnelOverRawTcp: 0.9, referenceProxmoxWebsocketTunnelMBps: 190 },
@@ -1561,7 +1567,9 @@ async function main() {
       },
       /**
        * `multifd`: QEMU multifd channels besides the main one (as the agents' targets offer);
-       * `tls`: QEMU's TLS with a pre-shared key (tls-creds-psk), as the direct transport uses it.
+       * `tls`: QEMU's TLS with a pre-shared key (tls-creds-psk), as the direct transport uses it;
+       * `relay`: through this process's splice, QEMU connecting to it over a unix socket (true) or
+       * loopback TCP ('tcp'), the relay on to the incoming QEMU's unix socket.
        */
       async migrate(multifd = 0, tls = false, relay = false) {
         const source = current;
@@ -1614,8 +1622,15 @@ async function main() {
               onward.once('connect', () => void splice(socket, onward));
               onward.once('error', () => socket.destroy());
             });
-            await new Promise((resolve) => relayServer.listen(outPath, resolve));
-            uri = `unix:${outPath}`;
+            if (relay === 'tcp') {
+              // the QEMU-facing side over loopback TCP: the kernel's autotuned TCP buffers (MiBs)
+              // instead of a unix socket's ~200 KiB between QEMU and the relay
+              await new Promise((resolve) => relayServer.listen(0, '127.0.0.1', resolve));
+              uri = `tcp:127.0.0.1:${relayServer.address().port}`;
+            } else {
+              await new Promise((resolve) => relayServer.listen(outPath, resolve));
+              uri = `unix:${outPath}`;
+            }
           } else {
             await target.qmp.execute('migrate-incoming', { uri: 'tcp:127.0.0.1:0' });
             const port = Number(
