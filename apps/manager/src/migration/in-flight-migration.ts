@@ -99,6 +99,8 @@ export class InFlightMigration {
   private phaseTail: Promise<void> = Promise.resolve();
   /** The figures still being written, in order (see observe); a failure is logged. */
   private figuresTail: Promise<void> = Promise.resolve();
+  /** The source's stream being closed behind its last word (its audit record is written then). */
+  private streamClosed: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly deps: InFlightDeps,
@@ -173,9 +175,9 @@ export class InFlightMigration {
     return Promise.resolve();
   }
 
-  /** Resolves once every journal line so far is written. */
-  journalWritten(): Promise<void> {
-    return this.journalTail;
+  /** Resolves once what goes on behind the migration is done: its journal lines, the source's stream closed. */
+  async behind(): Promise<void> {
+    await Promise.all([this.journalTail, this.streamClosed]);
   }
 
   /** Logs the timeline (when the work on the migration ends). */
@@ -275,17 +277,25 @@ export class InFlightMigration {
     let last: MigrationProgress__Output | undefined;
     let failure: unknown;
     this.timeline.mark('manager: MigrateVm');
+    const updates = this.deps.agents.migrateVm(this.ends.source, request, this.abort.signal);
+    const stream = updates[Symbol.asyncIterator]();
     try {
-      for await (const progress of this.deps.agents.migrateVm(
-        this.ends.source,
-        request,
-        this.abort.signal,
-      )) {
+      for (;;) {
+        const next = await stream.next();
+        if (next.done) break;
+        const progress = next.value;
         if (progress.phase !== last?.phase)
           this.timeline.mark(`manager: source says ${progress.phase}`);
         last = progress;
         await this.observe(progress);
-        if (isFinalPhase(progress.phase)) break;
+        if (isFinalPhase(progress.phase)) {
+          // The outcome is settled while the stream closes (and its audit record is written).
+          this.streamClosed = Promise.resolve(stream.return?.(undefined)).then(
+            () => undefined,
+            () => undefined,
+          );
+          break;
+        }
       }
     } catch (error) {
       failure = error;

@@ -88,7 +88,7 @@ export class InFlightMigrations {
     } finally {
       if (this.active.get(stored.taskId) === migration) this.active.delete(stored.taskId);
       // the task ends (and logs its end) only after the migration's own lines
-      await migration.journalWritten();
+      await migration.behind();
       migration.timeline.mark('manager: journal written');
       migration.logTimeline();
     }

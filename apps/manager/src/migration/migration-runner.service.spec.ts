@@ -1,4 +1,8 @@
-import type { MigrateVmRequest, PrepareMigrationRequest } from '@debvisor/proto';
+import type {
+  MigrateVmRequest,
+  MigrationProgress__Output,
+  PrepareMigrationRequest,
+} from '@debvisor/proto';
 import { describe, expect, it, vi } from 'vitest';
 import { AgentError } from '../agents/agent-error';
 import type { AgentConnection } from '../agents/agent-connection';
@@ -196,6 +200,43 @@ describe('MigrationRunnerService: a migration within one remote', () => {
     expect(cancelled).toEqual(['dc-east']);
     expect(s.phases.map((p) => p.phase)).toEqual(['preflight', 'failed']);
     expect(s.outcomes).toEqual(['failed']);
+  });
+
+  it("records the outcome while the source's stream closes, and ends only once it is closed", async () => {
+    const order: string[] = [];
+    let close!: () => void;
+    const closing = new Promise<void>((resolve) => (close = resolve));
+    let sent = false;
+    const stream: AsyncIterable<MigrationProgress__Output> = {
+      [Symbol.asyncIterator]: () => ({
+        next: async () => {
+          if (sent) return { done: true, value: undefined };
+          sent = true;
+          return {
+            done: false,
+            value: progress('completed', { totalBytes: '1000', totalTimeMs: 900 }),
+          };
+        },
+        // the agent client writes the call's audit record when its stream is closed
+        return: async () => {
+          order.push('closing');
+          await closing;
+          order.push('closed');
+          return { done: true, value: undefined };
+        },
+      }),
+    };
+    const s = runnerSetup({ ...intraCluster(new FakeStream()), migrateVm: () => stream });
+    let ended = false;
+    const run = s.runner.run(s.context).then(() => void (ended = true));
+
+    await vi.waitFor(() => expect(s.phases.map((p) => p.phase)).toContain('completed'));
+    expect(order).toEqual(['closing']);
+    expect(ended).toBe(false);
+    close();
+    await run;
+    expect(order).toEqual(['closing', 'closed']);
+    expect(s.outcomes).toEqual(['succeeded']);
   });
 
   it('never writes the cookie anywhere but into the source request', async () => {
