@@ -11,7 +11,7 @@ import {
 } from '@debvisor/testing';
 import { status } from '@grpc/grpc-js';
 import { randomUUID } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, rpcError } from './helpers';
@@ -42,6 +42,20 @@ function guest(
       'qemu-append': tinyGuestAppend({ dirtyMibPerSecond, workingSetMib }),
     },
   };
+}
+
+/** The threads of the QEMU whose pid file is `pidFile`, for a failure message. */
+function qemuThreads(pidFile: string): string {
+  const pid = existsSync(pidFile) ? readFileSync(pidFile, 'utf8').trim() : '';
+  if (!/^\d+$/.test(pid) || !existsSync(`/proc/${pid}/task`)) return '(no QEMU)';
+  return readdirSync(`/proc/${pid}/task`)
+    .map((task) => {
+      const stat = readFileSync(`/proc/${pid}/task/${task}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      return `${name} ${fields[0]} ${fields[11]} ${fields[12]}`;
+    })
+    .join(', ');
 }
 
 const idle = guest('idle', 0);
@@ -110,16 +124,24 @@ describe('live migration on real QEMU (TCG) between agents, within a cluster and
     uuid: string,
     after: number,
   ): Promise<number> {
-    const { value } = await eventually(
-      async () => {
-        const file = serialLog(cluster, nodeId, uuid);
-        const tick = existsSync(file) ? lastTinyGuestTick(readFileSync(file, 'utf8')) : 0;
-        return tick > after ? tick : undefined;
-      },
-      90_000,
-      200,
-    );
-    return value;
+    const file = serialLog(cluster, nodeId, uuid);
+    try {
+      const { value } = await eventually(
+        async () => {
+          const tick = existsSync(file) ? lastTinyGuestTick(readFileSync(file, 'utf8')) : 0;
+          return tick > after ? tick : undefined;
+        },
+        90_000,
+        200,
+      );
+      return value;
+    } catch (error) {
+      // what the next look at a guest that does not tick needs: its QEMU's view and threads
+      const vm = await cluster.connect(await cluster.createApiKey(PERMISSIONS)).vm.getVm({ uuid });
+      throw new Error(
+        `${(error as Error).message}: no tick beyond ${after} on node ${nodeId}; the VM: ${JSON.stringify(vm.runtime)}; QEMU threads (name state utime stime): ${qemuThreads(join(file, '..', 'pid'))}; serial log tail: ${existsSync(file) ? JSON.stringify(readFileSync(file, 'utf8').slice(-400)) : '(none)'}`,
+      );
+    }
   }
 
   interface Options {
