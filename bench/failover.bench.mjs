@@ -71,7 +71,8 @@ async function events(cluster) {
 }
 
 async function running(client, nodeId) {
-  const { vms } = await client.vm.listVms({ nodeId }, { deadlineMs: 2_000 });
+  // A loaded host answers slowly; the waits poll, so a slow answer only delays the next look.
+  const { vms } = await client.vm.listVms({ nodeId }, { deadlineMs: 10_000 });
   return vms.filter((vm) => vm.runtime.state === 'running').map((vm) => vm.spec.uuid);
 }
 
@@ -185,7 +186,13 @@ async function scenario(count, ceph, trace) {
     ).catch(async () => client.ha.getHaStatus({}));
     if (status.coordinatorNodeId === 'node-3')
       log('the victim is the coordinator: detection also waits for a new election');
-    const uuids = (await running(clients.get('node-3'), 'node-3')).slice(0, count);
+    const uuids = (
+      await until(
+        'the victim listing its VMs',
+        () => running(clients.get('node-3'), 'node-3'),
+        60_000,
+      )
+    ).slice(0, count);
     if (uuids.length < count) throw new Error(`only ${uuids.length} VMs run on the victim`);
 
     // Baseline: stop the VMs and start them again on their live node (StartVm, all at once).
