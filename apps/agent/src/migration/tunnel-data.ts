@@ -110,12 +110,14 @@ export function readExactly(socket: Socket, length: number, timeoutMs: number): 
  * How much one direction of a spliced connection may hold in user space before it stops reading.
  * Above a stream's 16 KiB high-water mark on purpose: the agent is a hop that must be scheduled, and
  * on a busy host a hop that stops reading at 16 KiB stalls QEMU every time the event loop is late.
- * Not much more: every byte held between QEMU and the slowest hop is one QEMU counts as sent, but at
- * the switchover the paused guest waits for all of them. Held at both agents, on the main channel
- * and each multifd channel, 4 MiB came to 24 MiB, 0.8 s at 30 MB/s, and a busy guest's downtime
- * went over its limit; 256 KiB comes to 1.5 MiB, 50 ms.
+ * Not much more: every byte held between QEMU and the slowest hop is one QEMU counts as sent, and at
+ * the switchover the paused guest waits for all of them. 4 MiB (held at both agents, on the main
+ * channel and each multifd channel: 24 MiB) carried no more than 1 MiB in the benchmark; 256 KiB
+ * cost the receiving agent a third more CPU per byte (it stops and starts reading that much more
+ * often). The kernel's own TCP buffers between the agents (up to 4 MiB each way per connection on
+ * loopback, measured with `ss`) hold more than this, and no Node API bounds them.
  */
-export const SPLICE_BUDGET_BYTES = 256 * 1024;
+export const SPLICE_BUDGET_BYTES = 1024 * 1024;
 
 /**
  * Joins two sockets both ways until both have closed; resolves with the error that broke it, if
