@@ -595,13 +595,15 @@ export class HaCoordinator {
           ? 'the VM moves away from it'
           : !view.alive.has(nodeId)
             ? 'its lease is not alive'
-            : fence && fence.state !== 'released'
-              ? `fenced (${fence.state})`
-              : view.ha.maintenance.has(nodeId)
-                ? 'in maintenance'
-                : !view.ha.members.has(nodeId)
-                  ? 'it does not take part in HA'
-                  : undefined;
+            : this.lostNode(view, nodeId) === 'watchdog'
+              ? 'its watchdog stopped its HA VMs (it is fenced first)'
+              : fence && fence.state !== 'released'
+                ? `fenced (${fence.state})`
+                : view.ha.maintenance.has(nodeId)
+                  ? 'in maintenance'
+                  : !view.ha.members.has(nodeId)
+                    ? 'it does not take part in HA'
+                    : undefined;
       return {
         nodeId,
         eligible: reason === undefined,

@@ -117,7 +117,8 @@ export class HaNodeService {
     const live = (await this.deps.driver.list()).filter(
       (vm) => this.haVms.has(vm.spec.uuid) && LIVE_STATES.has(vm.runtime.state),
     );
-    if (live.length === 0 && this.selfFenced) return;
+    // Nothing of this node's ran: nothing can run twice, and the coordinator need not fence it.
+    if (live.length === 0) return;
     await Promise.all(live.map((vm) => this.hardStop(vm)));
     if (this.selfFenced) return;
     this.selfFenced = true;

@@ -17,7 +17,10 @@ const STOPPED_ON_PURPOSE =
 
 export interface HaRestartsDeps {
   config: HaConfig;
-  mover: HaDrainDeps['mover'] & { start(node: PeerTarget, uuid: string): Promise<unknown> };
+  mover: HaDrainDeps['mover'] & {
+    start(node: PeerTarget, uuid: string): Promise<unknown>;
+    startMoved(node: PeerTarget, uuid: string): Promise<unknown>;
+  };
   candidates(view: DrainView, source: string, reserved: Map<string, number>): PlacementCandidate[];
   inFlight: Set<string>;
   /** The coordinator's guarded write of a VM's HA state; false when it no longer leads. */
@@ -136,6 +139,24 @@ export class HaRestarts {
     const state = now.runtime?.state ?? '';
     if (state !== 'crashed' && !(state === 'stopped' && this.handling(view, uuid))) return;
     const resource = view.ha.resources.get(uuid);
+    if (resource?.state === 'pending' && resource.reason.startsWith(`relocation to ${nodeId} `)) {
+      // Moved here by a relocation whose start failed: started here, nothing counted again.
+      try {
+        await this.deps.mover.start(node, uuid);
+      } catch (error) {
+        await this.deps.event(
+          view.leader,
+          'vm-restart-failed',
+          nodeId,
+          uuid,
+          `${name}: start on ${nodeId} after its relocation failed: ${(error as Error).message}`,
+        );
+        return;
+      }
+      await this.deps.setResource(view, policy, 'protected', nodeId, `relocated to ${nodeId}`);
+      await this.deps.event(view.leader, 'vm-relocated', nodeId, uuid, `${name} runs on ${nodeId}`);
+      return;
+    }
     const history = {
       restarts: resource?.restarts ?? [],
       relocations: resource?.relocations ?? [],
@@ -258,8 +279,13 @@ export class HaRestarts {
       if (vm.runtime?.state === 'crashed') await this.deps.mover.stop(node, uuid);
       await this.deps.mover.move({ uuid, source: node, target, mode: 'offline' }, vm.spec);
       moved = true;
-      await this.deps.mover.start(target, uuid);
+      await this.deps.mover.startMoved(target, uuid);
     } catch (error) {
+      // Did it move after all (a source can lose track of an offline move's end)? Its target says.
+      moved ||= await this.deps.mover.get(target, uuid).then(
+        (found) => Boolean(found.spec),
+        () => false,
+      );
       // Counted once the VM moved; a move that did not happen is tried again, a few times.
       const failures = (this.failed.get(uuid)?.count ?? 0) + 1;
       const delay = this.deps.config.drainRetrySeconds * 1000 * failures;

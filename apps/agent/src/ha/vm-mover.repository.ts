@@ -45,6 +45,27 @@ export class VmMoverRepository {
     return this.peers.vmCall(node, 'StartVm', { uuid }, this.context(), CALL_TIMEOUT_MS);
   }
 
+  /**
+   * Starts a VM just moved to `node`: the target takes it over at the end of the move and may not
+   * answer for it at once (NOT_FOUND until it has), so the start is tried again until `deadlineMs`.
+   */
+  async startMoved(
+    node: PeerTarget,
+    uuid: string,
+    deadlineMs = CALL_TIMEOUT_MS,
+  ): Promise<Vm__Output> {
+    const until = Date.now() + deadlineMs;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.start(node, uuid);
+      } catch (error) {
+        if (!(error instanceof AgentError) || error.code !== ErrorCode.NotFound) throw error;
+        if (Date.now() > until) throw error;
+        await new Promise((resolve) => setTimeout(resolve, Math.min(attempt, 10) * 200));
+      }
+    }
+  }
+
   async stop(node: PeerTarget, uuid: string): Promise<Vm__Output> {
     return this.peers.vmCall(node, 'StopVm', { uuid }, this.context(), CALL_TIMEOUT_MS);
   }
