@@ -273,20 +273,38 @@ describe('HA policies', () => {
 });
 
 describe('maintenance through the manager', () => {
-  it("follows a drain as the operator's ha.drain task with the cluster's words, refuses a second one, and fails it when called off before the node is empty", async () => {
+  it("follows a drain as the operator's ha.drain task with each move in its journal, refuses a second one, and fails it when called off before the node is empty", async () => {
     const node = 'node-3';
+    // One of its VMs may run only in a node group no node is in: the cluster moves the others
+    // away and reports that one, so the drain is still under way when it is called off.
+    const [stuck, ...movable] = (await vms()).filter((v) => v.node === node);
+    expect(stuck, `a VM on ${node}`).toBeDefined();
+    expect((await protect(stuck!.id, { nodeGroup: 'gpu' })).status).toBe(200);
     const path = `/api/v1/remotes/${REMOTE}/nodes/${node}/maintenance`;
     const asked = await m.api('POST', path, undefined, { token: manage });
     expect(asked.status, asked.text).toBe(202);
-    // This agent version does not move VMs itself: the node drains until they are migrated or stopped.
-    const draining = await eventually(async () => {
-      const seen = (await remoteHa()).nodes.find((n: Json) => n.node === node);
-      return seen?.state === 'draining' && seen.reason ? seen : undefined;
-    });
+    const draining = await eventually(
+      async () => {
+        const seen = (await remoteHa()).nodes.find((n: Json) => n.node === node);
+        return seen?.state === 'draining' &&
+          seen.reason.includes('1 VM(s) still on the node') &&
+          seen.reason.includes('cannot move: no node fits')
+          ? seen
+          : undefined;
+      },
+      60_000,
+      `${node} drained but for one VM`,
+    );
     const running = await eventually(async () => {
       const task = (await get(`/api/v1/tasks/${asked.body.taskId}`)).body;
-      return task.log.some((l: Json) => l.message.includes(draining.reason)) ? task : undefined;
+      const lines = task.log.map((l: Json) => l.message as string);
+      const moved = lines.filter((l: string) => l.includes(': drain-vm-moved — '));
+      return lines.some((l: string) => l.includes(': drain-vm-failed — ')) &&
+        moved.length === movable.length
+        ? task
+        : undefined;
     });
+    expect(draining.reason).toContain('not in the node group gpu');
     expect(running).toMatchObject({
       type: 'ha.drain',
       state: 'running',
@@ -311,6 +329,15 @@ describe('maintenance through the manager', () => {
     );
     const events = await get(`/api/v1/audit?action=ha.event&target=/remotes/${REMOTE}`);
     expect(events.body.items.map((e: Json) => e.details.kind)).toContain('drain-failed');
+    const removed = await m.api(
+      'DELETE',
+      `/api/v1/remotes/${REMOTE}/vms/${stuck!.id}/ha`,
+      undefined,
+      {
+        token: manage,
+      },
+    );
+    expect(removed.status, removed.text).toBe(204);
   });
 });
 

@@ -23,7 +23,7 @@ export const PRIVILEGES = {
   'vm.ha':
     "Set a virtual machine's high-availability policy: protected or not, priority, preferred nodes, restart and relocation limits",
   'node.maintenance':
-    'Put a node into maintenance (HA places nothing on it; in maintenance once its VMs are migrated or stopped) and take it out again',
+    'Put a node into maintenance (HA places nothing on it and live-migrates its VMs away; in maintenance once none is left) and take it out again',
   'task.audit': 'See tasks and their logs',
   'task.cancel': 'Cancel running tasks',
   'access.audit': 'See users, groups, realms, ACLs and tokens',

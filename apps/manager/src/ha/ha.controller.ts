@@ -96,7 +96,7 @@ export class HaController {
     status: 202,
     type: TaskAcceptedDto,
     description:
-      'Accepted: the node drains — HA places nothing on it, and it is in maintenance once its VMs are migrated or stopped; follow the ha.drain task at /api/v1/tasks/{taskId}',
+      'Accepted: the node drains — HA places nothing on it, the cluster live-migrates its VMs to other nodes, and it is in maintenance once none is left; follow the ha.drain task at /api/v1/tasks/{taskId}',
   })
   enterMaintenance(@CurrentCaller() caller: Caller, @Param() params: HaNodeParamsDto) {
     return this.ha.enterMaintenance(caller, params.remote, params.node);

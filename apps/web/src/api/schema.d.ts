@@ -7498,7 +7498,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Accepted: the node drains — HA places nothing on it, and it is in maintenance once its VMs are migrated or stopped; follow the ha.drain task at /api/v1/tasks/{taskId} */
+            /** @description Accepted: the node drains — HA places nothing on it, the cluster live-migrates its VMs to other nodes, and it is in maintenance once none is left; follow the ha.drain task at /api/v1/tasks/{taskId} */
             202: {
                 headers: {
                     [name: string]: unknown;

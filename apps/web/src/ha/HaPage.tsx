@@ -311,9 +311,10 @@ function RemoteDetails({ signedIn, remote }: { signedIn: SignedIn; remote: strin
         >
           {asking.enter ? (
             <p>
-              HA places nothing on {asking.node.node} until its maintenance ends. The cluster does
-              not move its VMs itself: migrate or stop them, and the node turns to maintenance once
-              none is left (the drain task follows it).
+              HA places nothing on {asking.node.node} until its maintenance ends. The cluster
+              live-migrates its VMs to other nodes, HA VMs first; the node turns to maintenance once
+              none is left, and the drain task shows each move (a VM no node fits stays, and says
+              why).
             </p>
           ) : (
             <p>{asking.node.node} takes VMs again; nothing moves back on its own.</p>
