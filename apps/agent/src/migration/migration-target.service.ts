@@ -233,7 +233,16 @@ export class MigrationTargetService {
       driver.get(spec.uuid),
       index.get(spec.uuid),
       index.list(),
-      this.deps.clusterVms(context),
+      // An agent acting as itself (the HA coordinator's drain) cannot be spoken for towards a third
+      // node: the cluster is listed as this agent, for reading.
+      this.deps.clusterVms(
+        context.caller.keyId === undefined
+          ? {
+              ...context,
+              caller: { principal: `agent:${nodeId}`, permissions: ['vm:instance:read'] },
+            }
+          : context,
+      ),
     ]);
     const images = new Set<string>();
     for (const pool of new Set(mapped.disks.map((disk) => disk.pool))) {
