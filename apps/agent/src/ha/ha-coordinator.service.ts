@@ -11,6 +11,7 @@ import type { VmLocation } from '../vms/vm-index.repository';
 import type { HaConfig } from './ha-config.schema';
 import {
   cleanAfter,
+  haEvent,
   type EventKind,
   type EventRecord,
   type FenceRecord,
@@ -763,14 +764,7 @@ export class HaCoordinator {
     vmUuid: string | undefined,
     message: string,
   ): EventRecord {
-    return {
-      at: this.deps.clock.now().toISOString(),
-      epoch: leader.epoch,
-      kind,
-      nodeId,
-      ...(vmUuid ? { vmUuid } : {}),
-      message: message.slice(0, 1000),
-    };
+    return haEvent(this.deps.clock.now(), leader.epoch, kind, nodeId, vmUuid, message);
   }
 
   private async event(

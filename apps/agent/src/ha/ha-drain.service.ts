@@ -6,7 +6,13 @@ import type { Logger } from '../shared/logger';
 import type { VmLocation } from '../vms/vm-index.repository';
 import { drainOrder, drainState, retryDelayMs } from './drain-plan';
 import type { HaConfig } from './ha-config.schema';
-import type { EventKind, EventRecord, HaPolicy, MaintenanceRecord } from './ha.records';
+import {
+  haEvent,
+  type EventKind,
+  type EventRecord,
+  type HaPolicy,
+  type MaintenanceRecord,
+} from './ha.records';
 import type { HaRepository, HaSnapshot, Leader } from './ha.repository';
 import { placeVm, type PlacementCandidate } from './placement';
 import type { VmMove } from './vm-mover.repository';
@@ -270,14 +276,7 @@ export class HaDrain {
     vmUuid: string | undefined,
     message: string,
   ): EventRecord {
-    return {
-      at: this.deps.clock.now().toISOString(),
-      epoch: leader.epoch,
-      kind,
-      nodeId,
-      ...(vmUuid ? { vmUuid } : {}),
-      message: message.slice(0, 1000),
-    };
+    return haEvent(this.deps.clock.now(), leader.epoch, kind, nodeId, vmUuid, message);
   }
 
   private event(

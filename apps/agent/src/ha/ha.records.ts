@@ -195,3 +195,22 @@ export const eventRecordSchema = z.object({
   message: text(1000),
 });
 export type EventRecord = z.infer<typeof eventRecordSchema>;
+
+/** An event the coordinator of `epoch` records at `at` (the message cut to the record's limit). */
+export function haEvent(
+  at: Date,
+  epoch: number,
+  kind: EventKind,
+  nodeId: string,
+  vmUuid: string | undefined,
+  message: string,
+): EventRecord {
+  return {
+    at: at.toISOString(),
+    epoch,
+    kind,
+    nodeId,
+    ...(vmUuid ? { vmUuid } : {}),
+    message: message.slice(0, 1000),
+  };
+}
