@@ -1,6 +1,6 @@
 import type { VmSpec__Output } from '@debvisor/proto';
 import type { NodeEntry } from '../registry/node.schema';
-import type { PeerTarget } from '../rpc/peer-client.repository';
+import { peerTargetOf, type PeerTarget } from '../rpc/peer-client.repository';
 import type { Clock } from '../shared/clock';
 import type { Logger } from '../shared/logger';
 import type { VmLocation } from '../vms/vm-index.repository';
@@ -299,5 +299,5 @@ export class HaDrain {
 }
 
 function peerOf(entry: NodeEntry | undefined): PeerTarget | undefined {
-  return entry && { nodeId: entry.info.nodeId, endpoint: entry.info.agentEndpoint };
+  return entry && peerTargetOf(entry);
 }

@@ -1,4 +1,4 @@
-import type { PeerTarget } from '../rpc/peer-client.repository';
+import { peerTargetOf, type PeerTarget } from '../rpc/peer-client.repository';
 import type { Clock } from '../shared/clock';
 import type { Logger } from '../shared/logger';
 import type { DrainView, HaDrainDeps } from './ha-drain.service';
@@ -325,5 +325,5 @@ export class HaRestarts {
 
 function peerOf(view: DrainView, nodeId: string): PeerTarget | undefined {
   const entry = view.nodes.get(nodeId);
-  return entry && { nodeId, endpoint: entry.info.agentEndpoint };
+  return entry && peerTargetOf(entry);
 }

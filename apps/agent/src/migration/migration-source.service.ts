@@ -426,16 +426,7 @@ export class MigrationSourceService {
           (channel.error !== undefined || stats.status === 'postcopy-paused')
         ) {
           // The link broke during post-copy: the VM's memory is split between the two ends.
-          // A link that went silent has not reached QEMU yet: cut its stream on purpose.
-          await driver.pauseOutgoing?.(input.uuid).catch(() => undefined);
-          this.dropLink(link);
-          const resumed = await this.resumePostcopy(
-            outgoing,
-            link.channel.credential,
-            link.channel.error ?? 'the data connection broke',
-            target,
-            log,
-          );
+          const resumed = await this.relink(outgoing, link, target, log);
           if ('final' in resumed) return { ...figures(stats), ...resumed.final };
           link = resumed.link;
           ({ channel, bridge } = link);
@@ -687,15 +678,7 @@ export class MigrationSourceService {
             message: `QEMU's post-copy migration ${stats.status} after it resumed: ${stats.error ?? 'no reason given'}; check node ${input.targetNodeId}`,
           };
         if (link.channel.error !== undefined || stats.status === 'postcopy-paused') {
-          await driver.pauseOutgoing?.(input.uuid).catch(() => undefined);
-          this.dropLink(link);
-          const resumed = await this.resumePostcopy(
-            outgoing,
-            link.channel.credential,
-            link.channel.error ?? 'the data connection broke',
-            target,
-            log,
-          );
+          const resumed = await this.relink(outgoing, link, target, log);
           if ('final' in resumed) return { ...figures(stats), ...resumed.final };
           link = resumed.link;
           continue;
@@ -730,6 +713,28 @@ export class MigrationSourceService {
     link.stream.end();
     link.close();
     if (cutData) for (const socket of link.sockets) socket.destroy();
+  }
+
+  /**
+   * The post-copy link `broken` is gone: QEMU's side is paused (a link that went silent has not
+   * reached QEMU yet, so its stream is cut on purpose), the link dropped, and the migration resumed
+   * with the link's last resume credential (resumePostcopy).
+   */
+  private async relink(
+    outgoing: Outgoing,
+    broken: Link,
+    target: TunnelTarget,
+    log: Logger,
+  ): Promise<{ link: Link } | { final: MigrationProgress }> {
+    await this.deps.driver.pauseOutgoing?.(outgoing.input.uuid).catch(() => undefined);
+    this.dropLink(broken);
+    return this.resumePostcopy(
+      outgoing,
+      broken.channel.credential,
+      broken.channel.error ?? 'the data connection broke',
+      target,
+      log,
+    );
   }
 
   /**

@@ -1,4 +1,5 @@
 import type { RpcMetrics } from '@debvisor/common';
+import type { NodeEntry } from '../registry/node.schema';
 import {
   debvisorV1,
   type ConsoleFrame,
@@ -27,6 +28,11 @@ import { peerChannelCredentials, peerChannelOptions } from './tls-credentials';
 export interface PeerTarget {
   nodeId: string;
   endpoint: string;
+}
+
+/** A registered node, as a peer to call. */
+export function peerTargetOf(node: NodeEntry): PeerTarget {
+  return { nodeId: node.info.nodeId, endpoint: node.info.agentEndpoint };
 }
 
 type VmMethod = Exclude<keyof VmServiceDefinition, 'Console'>;

@@ -5,10 +5,13 @@ import type {
   VmDefinition,
   VmInstance,
 } from '../drivers/hypervisor.driver';
-import type { NodeEntry } from '../registry/node.schema';
 import type { RegistryService } from '../registry/registry.service';
 import type { CallContext } from '../rpc/call-context';
-import type { PeerClientRepository, PeerTarget } from '../rpc/peer-client.repository';
+import {
+  peerTargetOf,
+  type PeerClientRepository,
+  type PeerTarget,
+} from '../rpc/peer-client.repository';
 import { AgentError, ErrorCode } from '../shared/agent-error';
 import { forEachLimit } from '../shared/concurrency';
 import type { Logger } from '../shared/logger';
@@ -111,7 +114,7 @@ export class VmService {
     if (!node) throw new AgentError(ErrorCode.NotFound, `node ${nodeId} is not in the registry`);
     if (!node.alive) throw new AgentError(ErrorCode.Unavailable, `node ${nodeId} is not alive`);
     const answer = await this.deps.peers.vmCall(
-      targetOf(node),
+      peerTargetOf(node),
       'ListVms',
       { nodeId },
       context,
@@ -130,7 +133,7 @@ export class VmService {
       ...peers.map((node) =>
         this.deps.peers
           .vmCall(
-            targetOf(node),
+            peerTargetOf(node),
             'ListVms',
             { nodeId: node.info.nodeId },
             context,
@@ -290,7 +293,7 @@ export class VmService {
       if (!node) throw new AgentError(ErrorCode.NotFound, `node ${target} is not in the registry`);
       if (!node.alive) throw new AgentError(ErrorCode.Unavailable, `node ${target} is not alive`);
       return this.deps.peers.vmCall(
-        targetOf(node),
+        peerTargetOf(node),
         'DefineVm',
         { spec, nodeId: target },
         context,
@@ -370,12 +373,8 @@ export class VmService {
         ErrorCode.Unavailable,
         `VM ${uuid} is on node ${location.nodeId}, which is not alive`,
       );
-    return remote(targetOf(node));
+    return remote(peerTargetOf(node));
   }
-}
-
-function targetOf(node: NodeEntry): PeerTarget {
-  return { nodeId: node.info.nodeId, endpoint: node.info.agentEndpoint };
 }
 
 /** The caller's remaining time (less a margin for the way back), capped at `fallbackMs`. */
