@@ -414,7 +414,7 @@ describe('HA events as tasks', () => {
       'dc',
       'node-1',
       'op@local!ci',
-      new Date(),
+      () => new Date(),
       async () => node('node-1', 'draining', '2 VMs to move'),
     );
     expect(t.episodes.openTask('drain', 'dc', 'node-1')).toBe(taskId);
@@ -429,17 +429,67 @@ describe('HA events as tasks', () => {
     expect(t.tasks[0].log[0]).toBe('maintenance asked for: node node-1 draining: 2 VMs to move');
     expect(t.tasks[0].log.at(-1)).toBe('node node-1 maintenance: drained');
     await expect(
-      t.episodes.drainRequested('dc', 'node-2', 'op@local', new Date(), async () => {
-        throw new Error('refused');
-      }),
+      t.episodes.drainRequested(
+        'dc',
+        'node-2',
+        'op@local',
+        () => new Date(),
+        async () => {
+          throw new Error('refused');
+        },
+      ),
     ).rejects.toThrow('refused');
     expect(t.episodes.openTask('drain', 'dc', 'node-2')).toBeUndefined();
   });
 
+  it('does not end a drain on a read that started before the node answered the request', async () => {
+    const t = setup();
+    const online = status([node('node-1'), node('node-2')], []);
+    let answer!: (node: HaNode__Output) => void;
+    const asked = t.episodes.drainRequested(
+      'dc',
+      'node-1',
+      'op@local',
+      () => new Date(),
+      () => new Promise<HaNode__Output>((resolve) => (answer = resolve)),
+    );
+    await tick();
+    // Started after the request went out, before the node wrote its maintenance: still online
+    // (its events, read later, already have the start).
+    const started = {
+      id: '1',
+      at: '2026-12-07T20:00:01Z',
+      epoch: '7',
+      kind: 'drain-started',
+      nodeId: 'node-1',
+      vmUuid: '',
+      message: '2 VM(s) on the node',
+    } as unknown as HaEvent__Output;
+    await t.episodes.follow('dc', online, online, new Date(), [started]);
+    answer(node('node-1', 'draining', '2 VMs to move'));
+    const { taskId } = await asked;
+    expect(t.episodes.openTask('drain', 'dc', 'node-1')).toBe(taskId);
+    await follow(
+      t,
+      'dc',
+      online,
+      status([node('node-1', 'maintenance', 'drained'), node('node-2')], []),
+    );
+    await t.settle();
+    expect(t.tasks.map((task) => task.state)).toEqual(['succeeded']);
+    expect(t.tasks[0].log).toContain(
+      'cluster 2026-12-07T20:00:01Z: drain-started — 2 VM(s) on the node (epoch 7)',
+    );
+  });
+
   it('fails a drain that stops before the node is empty', async () => {
     const t = setup();
-    await t.episodes.drainRequested('dc', 'node-1', 'op@local', new Date(0), async () =>
-      node('node-1', 'draining'),
+    await t.episodes.drainRequested(
+      'dc',
+      'node-1',
+      'op@local',
+      () => new Date(0),
+      async () => node('node-1', 'draining'),
     );
     await follow(
       t,

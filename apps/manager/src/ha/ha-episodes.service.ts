@@ -34,8 +34,11 @@ type Kind = keyof typeof HA_TASKS;
  */
 class Episode {
   taskId: string | undefined;
-  /** When the manager asked for it (a drain); reads that started earlier cannot know of it. */
-  askedAt: Date | undefined;
+  /**
+   * A drain asked for through the manager: `answeredAt` is when its node confirmed it (unset
+   * while the request is out). Reads that started earlier may not show it, so they do not move it.
+   */
+  asked: { answeredAt?: Date } | undefined;
   /** Taken up again after a manager restart: since when its journal may miss the cluster's events. */
   resumedSince: Date | undefined;
   last = '';
@@ -180,9 +183,9 @@ export class HaEpisodesService implements OnModuleInit {
         () => describeNode(node),
         logged,
       );
-      // A drain asked for after this read started is not in it yet.
-      const asked = this.open.get(keyOf('drain', remote, node.nodeId))?.askedAt;
-      if (!asked || asked <= readAt)
+      const drain = keyOf('drain', remote, node.nodeId);
+      const asked = this.open.get(drain)?.asked;
+      if (!asked || (asked.answeredAt && asked.answeredAt <= readAt))
         await this.step(
           'drain',
           remote,
@@ -192,6 +195,7 @@ export class HaEpisodesService implements OnModuleInit {
           () => describeNode(node),
           logged,
         );
+      else if (logged.get(drain)?.length) this.keepUnclaimed(remote, drain, logged.get(drain)!);
     }
     const resourcesBefore = new Map(
       (previous?.resources ?? []).map((resource) => [resource.vmUuid, resource]),
@@ -249,7 +253,7 @@ export class HaEpisodesService implements OnModuleInit {
     remote: string,
     nodeId: string,
     owner: string,
-    askedAt: Date,
+    now: () => Date,
     start: () => Promise<HaNode__Output>,
   ): Promise<{ taskId: string }> {
     const key = keyOf('drain', remote, nodeId);
@@ -260,7 +264,7 @@ export class HaEpisodesService implements OnModuleInit {
         `node ${nodeId} is being drained already (task ${existing.taskId})`,
       );
     const episode = new Episode('drain', remote, nodeId);
-    episode.askedAt = askedAt;
+    episode.asked = {};
     this.open.set(key, episode);
     try {
       return await this.tasks.enqueue(
@@ -270,6 +274,7 @@ export class HaEpisodesService implements OnModuleInit {
             episode.taskId = taskId;
             this.byTask.set(taskId, episode);
             const node = await start();
+            episode.asked = { answeredAt: now() };
             episode.note(`maintenance asked for: ${describeNode(node)}`);
             const phase = drainPhase(node);
             if (phase !== 'active')

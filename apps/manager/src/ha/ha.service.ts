@@ -187,7 +187,7 @@ export class HaService {
       remote,
       node,
       caller.display,
-      this.clock.now(),
+      () => this.clock.now(),
       () => this.agents.setMaintenance(connection, node, true),
     );
     this.audit.note({ taskId: accepted.taskId });
