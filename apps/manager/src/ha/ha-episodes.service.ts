@@ -115,6 +115,7 @@ export class HaEpisodesService implements OnModuleInit {
   onModuleInit(): void {
     for (const [kind, type] of Object.entries(HA_TASKS) as [Kind, string][]) {
       this.tasks.registerHandler(type, {
+        follower: true,
         run: (context) => this.follow_(context),
         resume: (context) => this.resume(kind, context),
       });

@@ -96,13 +96,14 @@ function service(
   metrics = taskMetrics(),
   audit = taskAudit(),
   resources = vmLocator(),
+  uuid = () => ID,
 ) {
   const auth = new AccessPolicy();
   return new TasksService(
     repository,
     auth,
     strictMock<ClockRepository>('ClockRepository', { now: () => NOW }),
-    strictMock<RandomRepository>('RandomRepository', { uuid: () => ID }),
+    strictMock<RandomRepository>('RandomRepository', { uuid }),
     metrics,
     strictMock<PinoLogger>('PinoLogger', {
       setContext: () => undefined,
@@ -435,6 +436,33 @@ describe('TasksService: exclusive, cancellable and resumable tasks', () => {
     release!();
     await tasks.idle();
     await expect(tasks.cancel(MANAGER, ID)).rejects.toThrow('has already ended (succeeded)');
+  });
+
+  it('runs at most 8 tasks at once, the rest queued in order, while tasks that only follow events elsewhere start at once', async () => {
+    const { rows, repository } = memoryRepository();
+    let next = 0;
+    const tasks = service(repository, taskMetrics(), taskAudit(), vmLocator(), () => `t-${++next}`);
+    const held: (() => void)[] = [];
+    tasks.registerHandler('vm.start', {
+      run: () => new Promise<void>((resolve) => held.push(resolve)),
+    });
+    tasks.registerHandler('ha.fence', { follower: true, run: async () => undefined });
+    const enqueue = (type: string) =>
+      tasks.enqueue({ type, remoteId: 'r', vmId: null, owner: 'o' });
+    for (let i = 0; i < 10; i++) await enqueue('vm.start');
+    await vi.waitFor(() => expect(held).toHaveLength(8));
+    const followed = await enqueue('ha.fence');
+    await vi.waitFor(() => expect(rows.get(followed.taskId)!.state).toBe('succeeded'));
+    expect([rows.get('t-9')!.state, rows.get('t-10')!.state]).toEqual(['queued', 'queued']);
+    held.shift()!();
+    await vi.waitFor(() => expect(rows.get('t-9')!.state).toBe('running'));
+    expect(rows.get('t-10')!.state).toBe('queued');
+    while (held.length > 0 || rows.get('t-10')!.state === 'queued') {
+      held.shift()?.();
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await tasks.idle();
+    expect([...rows.values()].every((task) => task.state === 'succeeded')).toBe(true);
   });
 
   it('leaves running tasks of resumable types to their handlers at start-up and settles them in the background', async () => {

@@ -37,6 +37,12 @@ export interface TaskHandler {
    */
   readonly exclusive?: boolean;
   /**
+   * Tasks of this type follow work done elsewhere (the cluster's HA events) and only write their
+   * journal: they start at once and hold none of the worker's slots, so that a burst of them (a
+   * node with many protected VMs fails) keeps no operator's task waiting.
+   */
+  readonly follower?: boolean;
+  /**
    * Settles a task of this type that a previous process left running, instead of failing it blindly
    * at start-up; it ends like run() (and may throw TaskCancelled).
    */
@@ -72,7 +78,7 @@ export interface NewTask {
 /** The scheduler job that fails the tasks a previous process left unfinished. */
 export const TASK_RECOVERY_JOB = 'tasks.recover-interrupted';
 
-/** How many tasks this manager carries out at once; the rest wait queued. */
+/** How many tasks this manager carries out at once (followers aside); the rest wait queued. */
 const CONCURRENCY = 8;
 /** On shutdown, how long running tasks may take to finish before the process goes on stopping. */
 const SHUTDOWN_GRACE_MS = 10_000;
@@ -86,10 +92,11 @@ const SHUTDOWN_GRACE_MS = 10_000;
 @Injectable()
 export class TasksService implements OnModuleInit, BeforeApplicationShutdown {
   private readonly handlers = new Map<string, TaskHandler>();
-  private readonly queue: string[] = [];
+  /** Queued tasks in order, each with the trace id of the request that enqueued it (one id follows it to the agents). */
+  private readonly queue: { id: string; follower: boolean; traceId: string }[] = [];
   private readonly running = new Map<string, Promise<void>>();
-  /** The trace id of each queued task: the request's that enqueued it, so that one id follows it to the agents. */
-  private readonly traceIds = new Map<string, string>();
+  /** The running tasks that hold a worker slot (of types that are not followers). */
+  private readonly working = new Set<string>();
   private accepting = true;
 
   constructor(
@@ -170,8 +177,11 @@ export class TasksService implements OnModuleInit, BeforeApplicationShutdown {
         throw error;
       }
     }
-    this.traceIds.set(id, currentTraceId() ?? newTraceId());
-    this.queue.push(id);
+    this.queue.push({
+      id,
+      follower: this.handlers.get(input.type)!.follower === true,
+      traceId: currentTraceId() ?? newTraceId(),
+    });
     this.pump();
     return { taskId: id };
   }
@@ -202,9 +212,8 @@ export class TasksService implements OnModuleInit, BeforeApplicationShutdown {
     if (task.state === 'queued') {
       const message = `cancelled by ${caller.display} before it started`;
       if (await this.tasks.cancelQueued(id, message, this.clock.now())) {
-        const index = this.queue.indexOf(id);
+        const index = this.queue.findIndex((queued) => queued.id === id);
         if (index >= 0) this.queue.splice(index, 1);
-        this.traceIds.delete(id);
         await this.audit.taskFinished({ ...task, state: 'cancelled', error: message });
         this.metrics.setTaskQueue(this.queue.length, this.running.size);
         return this.get(caller, id);
@@ -287,13 +296,9 @@ export class TasksService implements OnModuleInit, BeforeApplicationShutdown {
         { task: task.id, type: task.type },
         'settling a task left running by a previous process',
       );
-      const run = runInBackground(() => this.execute(task.id, 'resume'), newTraceId()).finally(
-        () => {
-          this.running.delete(task.id);
-          this.pump();
-        },
+      this.start(task.id, this.handlers.get(task.type)?.follower === true, () =>
+        runInBackground(() => this.execute(task.id, 'resume'), newTraceId()),
       );
-      this.running.set(task.id, run);
     }
     return interrupted.length;
   }
@@ -302,7 +307,6 @@ export class TasksService implements OnModuleInit, BeforeApplicationShutdown {
   async beforeApplicationShutdown(): Promise<void> {
     this.accepting = false;
     this.queue.length = 0;
-    this.traceIds.clear();
     for (const handler of this.handlers.values()) handler.suspend?.();
     const all = Promise.allSettled([...this.running.values()]);
     let timer: NodeJS.Timeout | undefined;
@@ -320,18 +324,27 @@ export class TasksService implements OnModuleInit, BeforeApplicationShutdown {
   }
 
   private pump(): void {
-    while (this.accepting && this.running.size < CONCURRENCY && this.queue.length > 0) {
-      const id = this.queue.shift()!;
-      const traceId = this.traceIds.get(id);
-      this.traceIds.delete(id);
+    for (let i = 0; this.accepting && i < this.queue.length;) {
+      const { id, follower, traceId } = this.queue[i];
+      if (!follower && this.working.size >= CONCURRENCY) {
+        i++;
+        continue;
+      }
+      this.queue.splice(i, 1);
       // Detached from whichever request or task happens to call pump(), under the task's own trace id.
-      const run = runInBackground(() => this.execute(id), traceId).finally(() => {
-        this.running.delete(id);
-        this.pump();
-      });
-      this.running.set(id, run);
+      this.start(id, follower, () => runInBackground(() => this.execute(id), traceId));
     }
     this.metrics.setTaskQueue(this.queue.length, this.running.size);
+  }
+
+  private start(id: string, follower: boolean, run: () => Promise<void>): void {
+    if (!follower) this.working.add(id);
+    const running = run().finally(() => {
+      this.running.delete(id);
+      this.working.delete(id);
+      this.pump();
+    });
+    this.running.set(id, running);
   }
 
   private async execute(id: string, mode: 'run' | 'resume' = 'run'): Promise<void> {
