@@ -9,8 +9,8 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { AuditFileChain } from './file-chain';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { AuditFileChain, UNSYNCED_AT_MOST_MS } from './file-chain';
 import type { AuditEventInput } from './normalize';
 import { RotatingJsonlFile } from './rotating-file';
 import { verifyFiles } from './verify-files';
@@ -155,6 +155,20 @@ describe('AuditFileChain', () => {
     await chain.close();
     expect(written.map((entry) => entry.seq)).toEqual([1, 2, 3, 4]);
     await expect(verifyFiles([chainPath])).resolves.toMatchObject({ ok: true, entries: 4 });
+  });
+
+  it('puts an unsynced append on disk by itself soon after, when nothing synced follows', async () => {
+    const clock = fakeClock('2026-05-01T12:00:00Z');
+    const chain = await AuditFileChain.open({ path: join(logDir(), 'chain.log'), clock });
+    await chain.append(event(clock, 1), { sync: false });
+    expect(chain.pendingSync).toBe(true);
+    await vi.waitFor(() => expect(chain.pendingSync).toBe(false), {
+      timeout: UNSYNCED_AT_MOST_MS * 50,
+    });
+    await chain.append(event(clock, 2), { sync: false });
+    await chain.append(event(clock, 3));
+    expect(chain.pendingSync).toBe(false);
+    await chain.close();
   });
 
   it('goes on from the newest rotated file when the live file is new', async () => {

@@ -3,6 +3,9 @@ import { chainEntries, EMPTY_CHAIN, entryLine, type ChainHead } from './chain';
 import { normalizeEvent, type AuditEventInput } from './normalize';
 import { RotatingJsonlFile, type RotatingFileOptions } from './rotating-file';
 
+/** An unsynced line is on disk at most this long after it was written, even with nothing after it. */
+export const UNSYNCED_AT_MOST_MS = 100;
+
 interface Pending {
   readonly event: AuditEvent;
   /** fdatasync'd before it settles (else written, and on disk with the next synced group). */
@@ -19,13 +22,18 @@ interface Pending {
  * Appends are queued and written in groups (one write and one fdatasync for everything that
  * arrived meanwhile); each caller's promise settles once its line is on disk. An append with
  * `sync: false` settles once its line is written (in order, in the chain): it reaches the disk with
- * the next synced group, which an agent's RPC always writes before it answers (its outcome).
+ * the next synced group, which an agent's RPC always writes before it answers (its outcome), and
+ * at the latest UNSYNCED_AT_MOST_MS later (an RPC that runs for minutes has its attempt on disk
+ * while it runs).
  */
 export class AuditFileChain {
   private head: ChainHead = EMPTY_CHAIN;
   private readonly queue: Pending[] = [];
   private writing: Promise<void> = Promise.resolve();
   private draining = false;
+  /** An fdatasync of unsynced lines is due (set by `syncTimer`). */
+  private syncDue = false;
+  private syncTimer: NodeJS.Timeout | undefined;
   private broken = false;
   private lastError: unknown;
 
@@ -45,6 +53,11 @@ export class AuditFileChain {
   /** The last entry written: its seq and hash. */
   get chainHead(): ChainHead {
     return this.head;
+  }
+
+  /** Lines were written without fdatasync and are not known to be on disk yet. */
+  get pendingSync(): boolean {
+    return this.file.pendingSync;
   }
 
   /** False while the last write failed (and until one succeeds again). */
@@ -71,6 +84,8 @@ export class AuditFileChain {
   /** Waits for queued appends, then closes the file. */
   async close(): Promise<void> {
     while (this.draining) await this.writing;
+    clearTimeout(this.syncTimer);
+    this.syncTimer = undefined;
     await this.file.close();
   }
 
@@ -81,7 +96,11 @@ export class AuditFileChain {
   private async drain(): Promise<void> {
     this.draining = true;
     try {
-      while (this.queue.length > 0) {
+      while (this.queue.length > 0 || this.syncDue) {
+        if (this.queue.length === 0) {
+          await this.syncPending();
+          continue;
+        }
         const batch = this.queue.splice(0, this.queue.length);
         try {
           if (this.broken) await this.reopen();
@@ -95,6 +114,7 @@ export class AuditFileChain {
             hash: entries[entries.length - 1].hash,
           };
           this.broken = false;
+          if (this.file.pendingSync) this.syncWithin(UNSYNCED_AT_MOST_MS);
           batch.forEach((p, i) => p.resolve(entries[i]));
         } catch (error) {
           this.broken = true;
@@ -104,6 +124,28 @@ export class AuditFileChain {
       }
     } finally {
       this.draining = false;
+    }
+  }
+
+  /** Unsynced lines are written: an fdatasync follows within `ms` unless a synced group comes first. */
+  private syncWithin(ms: number): void {
+    if (this.syncTimer) return;
+    this.syncTimer = setTimeout(() => {
+      this.syncTimer = undefined;
+      this.syncDue = true;
+      if (!this.draining) this.writing = this.drain();
+    }, ms);
+    this.syncTimer.unref();
+  }
+
+  private async syncPending(): Promise<void> {
+    this.syncDue = false;
+    try {
+      await this.file.sync();
+    } catch (error) {
+      // The next append reopens the file (and fails its caller if it cannot).
+      this.broken = true;
+      this.lastError = error;
     }
   }
 

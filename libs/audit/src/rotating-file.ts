@@ -86,6 +86,13 @@ export class RotatingJsonlFile {
     } else this.unsynced = true;
   }
 
+  /** Puts lines appended without fdatasync on disk (nothing to do when there are none). */
+  async sync(): Promise<void> {
+    if (!this.unsynced || !this.handle) return;
+    await this.handle.datasync();
+    this.unsynced = false;
+  }
+
   /** Lines were appended without fdatasync and are not known to be on disk yet. */
   get pendingSync(): boolean {
     return this.unsynced;

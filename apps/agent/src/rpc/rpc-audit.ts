@@ -31,7 +31,9 @@ export interface ServedRpc {
  * cookie or a request body. An RPC that changes something is recorded before it is carried out
  * and refused (UNAVAILABLE) when that cannot be written; every RPC is recorded with its outcome.
  * A changing RPC's attempt is written without its own fdatasync: its outcome, synced before the
- * RPC answers, puts both on disk with one (the file's group commit joins other calls' lines too).
+ * RPC answers, puts both on disk with one (the file's group commit joins other calls' lines too);
+ * the file syncs an attempt on its own soon after when nothing else does (a long RPC's attempt is
+ * on disk while it runs).
  */
 export class RpcAudit {
   constructor(
