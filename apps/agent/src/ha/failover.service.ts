@@ -28,7 +28,9 @@ export interface FailoverDeps {
  * The target's side of FailoverVm: starts a VM of a fenced node here, from the definition kept in
  * etcd — only for the coordinator that leads now (its fencing epoch is checked against etcd, not
  * trusted), only once the source node is fenced (or reported itself clean), and only when the VM
- * is not placed on a third node. Idempotent: a VM already running here is answered as it is.
+ * is not placed on a third node. The source may be this node itself: a VM of this node's last
+ * fence that no other node took is started here again once this node came back clean and that
+ * fence was lifted (docs/ha.md). Idempotent: a VM already running here is answered as it is.
  */
 export class FailoverService {
   constructor(private readonly deps: FailoverDeps) {}
@@ -42,8 +44,6 @@ export class FailoverService {
         ErrorCode.FailedPrecondition,
         `this agent serves node ${nodeId}, not ${input.targetNodeId}`,
       );
-    if (input.sourceNodeId === nodeId)
-      throw new AgentError(ErrorCode.InvalidArgument, 'the source node is the target node');
     // Every record the checks need, read at once (a failover waits on each round trip).
     const [leader, fence, member, location, spec] = await Promise.all([
       this.deps.repository.leader(),
@@ -63,7 +63,15 @@ export class FailoverService {
         `only the HA coordinator (node ${leader.nodeId}) fails VMs over`,
       );
     const clean = fence !== undefined && cleanAfter(member, fence);
-    if (
+    if (input.sourceNodeId === nodeId) {
+      // Back on its own node: this node's old copies are gone (clean after the fence that named
+      // the VM) and that fence is lifted, so nothing here is an old copy and its disks are free.
+      if (!fence || fence.state !== 'released' || !fence.vms.includes(input.uuid) || !clean)
+        throw new AgentError(
+          ErrorCode.FailedPrecondition,
+          `not started: VM ${input.uuid} starts again on its own node ${nodeId} only once the node came back clean from the fence that named the VM and that fence was lifted (${fence ? `fence ${fence.state}${clean ? ', clean' : ', not reported clean'}` : 'no fence record'})`,
+        );
+    } else if (
       !fence ||
       fence.state === 'released' ||
       !fence.vms.includes(input.uuid) ||

@@ -29,6 +29,12 @@ import { withinWindow } from './restart-policy';
 
 /** The reason of a VM left on a lost node because no definition of it was kept (docs/ha.md). */
 const NOT_KEPT = 'not started elsewhere: no definition of the VM was kept in etcd';
+/**
+ * The reason of a VM of a fenced node that goes back to that node, which came back clean
+ * (docs/ha.md, a node that comes back): it is started there once the node's fence is lifted.
+ */
+const RETURNS = 'returns to its node';
+const START_FAILED = 'starting it there failed';
 
 export interface FailoverCall {
   uuid: string;
@@ -227,8 +233,9 @@ export class HaCoordinator {
     const policies = [...ha.policies.values()];
     await this.trackResources(view, policies);
     await this.fenceLostNodes(view, policies);
-    await this.recover(view, policies);
-    await this.releaseFences(view);
+    const returning = await this.recover(view, policies);
+    await this.releaseFences(view, returning);
+    await this.startOnReturnedNodes(view, policies);
     if (++this.ticks % 300 === 0) await this.deps.repository.trimEvents();
     await this.restarts.step(view, policies);
     await this.drain.step(view);
@@ -505,7 +512,12 @@ export class HaCoordinator {
     return fence.state === 'fenced' || clean ? fence : undefined;
   }
 
-  private async recover(view: ClusterView, policies: PolicyRecord[]): Promise<void> {
+  /**
+   * Recovers the HA VMs of fenced nodes elsewhere; answers those placed back on their own node,
+   * which came back clean (they start there once its fence is lifted, startOnReturnedNodes).
+   */
+  private async recover(view: ClusterView, policies: PolicyRecord[]): Promise<Set<string>> {
+    const returning = new Set<string>();
     const due: { policy: PolicyRecord; source: string }[] = [];
     for (const policy of policies.filter((p) => p.policy.enabled)) {
       const location = view.index.get(policy.vmUuid)?.nodeId;
@@ -519,7 +531,7 @@ export class HaCoordinator {
       if (resource?.state === 'error' && resource.reason.startsWith('gave up')) continue;
       due.push({ policy, source });
     }
-    if (due.length === 0) return;
+    if (due.length === 0) return returning;
     due.sort((a, b) => b.policy.policy.priority - a.policy.policy.priority);
     const reserved = new Map<string, number>();
     const plans: { policy: PolicyRecord; source: string; target: NodeEntry; spec: VmDefinition }[] =
@@ -553,11 +565,13 @@ export class HaCoordinator {
         continue;
       }
       const member = view.ha.members.get(source);
+      // Its own node, back and clean after the fence that named it, may take it again.
+      const back = this.returnedClean(view, source, policy.vmUuid) ? source : undefined;
       const placement = placeVm(
         spec,
         policy.policy,
         { cpuModel: member?.cpuModel ?? '', cpuFlags: member?.cpuFlags ?? [] },
-        this.candidates(view, source, reserved),
+        this.candidates(view, source, reserved, back),
       );
       if (placement.nodeId === undefined) {
         const stop = policy.policy.onNoNode === 'stop';
@@ -571,6 +585,14 @@ export class HaCoordinator {
         continue;
       }
       reserved.set(placement.nodeId, (reserved.get(placement.nodeId) ?? 0) + spec.memoryBytes);
+      if (placement.nodeId === source) {
+        returning.add(policy.vmUuid);
+        const reason = `${RETURNS} ${source}, which came back clean: it starts there once the node's fence is lifted`;
+        const current = view.ha.resources.get(policy.vmUuid);
+        if (current?.state !== 'pending' || current.reason !== reason || current.nodeId !== source)
+          await this.setResource(view, policy, 'pending', source, reason);
+        continue;
+      }
       plans.push({ policy, source, target: view.nodes.get(placement.nodeId)!, spec });
     }
     for (const plan of plans) this.inFlight.add(`vm:${plan.policy.vmUuid}`);
@@ -581,24 +603,45 @@ export class HaCoordinator {
     } finally {
       for (const plan of plans) this.inFlight.delete(`vm:${plan.policy.vmUuid}`);
     }
+    return returning;
   }
 
+  /**
+   * Has this VM's node come back clean after the fence that named the VM (alive, its old copies
+   * gone, the fence not lifted yet)? Then it may take the VM again.
+   */
+  private returnedClean(view: ClusterView, nodeId: string, uuid: string): boolean {
+    const fence = view.ha.fences.get(nodeId);
+    return (
+      fence !== undefined &&
+      (fence.state === 'fenced' || fence.state === 'unconfirmed') &&
+      fence.vms.includes(uuid) &&
+      view.alive.has(nodeId) &&
+      cleanAfter(view.ha.members.get(nodeId), fence)
+    );
+  }
+
+  /**
+   * Placement's view of the nodes for a VM leaving `source`; `back` is the VM's own fenced node
+   * when it came back clean (returnedClean): it is a candidate like any other.
+   */
   private candidates(
     view: ClusterView,
     source: string,
     reserved: Map<string, number>,
+    back?: string,
   ): PlacementCandidate[] {
     return [...view.nodes.values()].map((node) => {
       const nodeId = node.info.nodeId;
       const fence = view.ha.fences.get(nodeId);
       const reason =
-        nodeId === source
+        nodeId === source && nodeId !== back
           ? 'the VM moves away from it'
           : !view.alive.has(nodeId)
             ? 'its lease is not alive'
             : this.lostNode(view, nodeId) === 'watchdog'
               ? 'its watchdog stopped its HA VMs (it is fenced first)'
-              : fence && fence.state !== 'released'
+              : fence && fence.state !== 'released' && nodeId !== back
                 ? `fenced (${fence.state})`
                 : view.ha.maintenance.has(nodeId)
                   ? 'in maintenance'
@@ -673,28 +716,39 @@ export class HaCoordinator {
     }
   }
 
-  /** A fenced node that came back and reported its old VMs gone: the fence is lifted. */
-  private async releaseFences(view: ClusterView): Promise<void> {
+  /**
+   * A fenced node that came back and reported its old VMs gone: the fence is lifted once each HA VM
+   * it held runs elsewhere, is placed back on it (`returning`: started there right after the lift,
+   * startOnReturnedNodes), is out of HA, or was given up by HA (nothing starts it anywhere). Until
+   * then the fence is what lets a VM be recovered elsewhere.
+   */
+  private async releaseFences(view: ClusterView, returning: ReadonlySet<string>): Promise<void> {
     for (const fence of view.ha.fences.values()) {
       if (fence.state === 'released' || fence.state === 'fencing') continue;
       if (!view.alive.has(fence.nodeId)) continue;
       if (!cleanAfter(view.ha.members.get(fence.nodeId), fence)) continue;
-      // Every HA VM it held must run elsewhere now: until then the fence lets them be recovered.
-      const placed = (uuid: string): boolean => {
+      const settled = (uuid: string): boolean => {
         const at = view.index.get(uuid)?.nodeId;
+        const resource = view.ha.resources.get(uuid);
         return (
-          (at !== undefined && at !== fence.nodeId) || !view.ha.policies.get(uuid)?.policy.enabled
+          (at !== undefined && at !== fence.nodeId) ||
+          !view.ha.policies.get(uuid)?.policy.enabled ||
+          returning.has(uuid) ||
+          (resource?.state === 'error' && resource.reason.startsWith('gave up'))
         );
       };
-      if (!fence.vms.every(placed)) continue;
+      if (!fence.vms.every(settled)) continue;
       const kept = await this.deps.fencer.release(fence.blocklisted);
+      const back = fence.vms.filter((uuid) => returning.has(uuid)).length;
       const record: FenceRecord = {
         ...fence,
         state: 'released',
         at: this.deps.clock.now().toISOString(),
-        reason: kept.length
-          ? `the node is clean; these blocklist entries could not be removed and expire by themselves: ${kept.join(', ')}`
-          : 'the node is clean; fence lifted',
+        reason:
+          (kept.length
+            ? `the node is clean; these blocklist entries could not be removed and expire by themselves: ${kept.join(', ')}`
+            : 'the node is clean; fence lifted') +
+          (back ? `; ${back} HA VM(s) that no other node took start on it again` : ''),
       };
       const released = this.eventRecord(
         view.leader,
@@ -706,6 +760,103 @@ export class HaCoordinator {
       if (!(await this.deps.repository.putFenceGuarded(view.leader, record, released)))
         return this.lostLead();
       view.ha.fences.set(fence.nodeId, record);
+    }
+  }
+
+  /**
+   * HA VMs placed back on their own node (recover answered them `returning`), started there once
+   * its fence is lifted: through FailoverVm with the node as both source and target, which that
+   * node accepts only for a VM of its last fence, lifted after it came back clean. Tried again
+   * every tick until it runs (a coordinator that died meanwhile leaves the record to its successor).
+   */
+  private async startOnReturnedNodes(view: ClusterView, policies: PolicyRecord[]): Promise<void> {
+    const due = policies.flatMap((policy) => {
+      const nodeId = this.returnsTo(view, policy);
+      return nodeId && !this.inFlight.has(`vm:${policy.vmUuid}`) ? [{ policy, nodeId }] : [];
+    });
+    if (due.length === 0) return;
+    due.sort((a, b) => b.policy.policy.priority - a.policy.policy.priority);
+    for (const { policy } of due) this.inFlight.add(`vm:${policy.vmUuid}`);
+    try {
+      await forEachLimit(due, this.deps.config.recoveryConcurrency, ({ policy, nodeId }) =>
+        this.startOnReturned(view, policy, nodeId),
+      );
+    } finally {
+      for (const { policy } of due) this.inFlight.delete(`vm:${policy.vmUuid}`);
+    }
+  }
+
+  /**
+   * The node a waiting VM returns to: its record says so, the location index still places it
+   * there (it was started nowhere else), and that node's fence — the last one, naming the VM — was
+   * lifted after the node reported itself clean. Undefined otherwise.
+   */
+  private returnsTo(view: ClusterView, policy: PolicyRecord): string | undefined {
+    const uuid = policy.vmUuid;
+    const resource = view.ha.resources.get(uuid);
+    if (!policy.policy.enabled || !resource || !resource.reason.startsWith(RETURNS)) return;
+    if (resource.state !== 'pending' && resource.state !== 'recovering') return;
+    const nodeId = resource.nodeId;
+    const at = view.index.get(uuid)?.nodeId;
+    if (!nodeId || (at !== undefined && at !== nodeId)) return;
+    const fence = view.ha.fences.get(nodeId);
+    if (fence?.state !== 'released' || !fence.vms.includes(uuid)) return;
+    if (!cleanAfter(view.ha.members.get(nodeId), fence)) return;
+    if (!view.alive.has(nodeId) || this.lostNode(view, nodeId) || !view.ha.specs.has(uuid)) return;
+    // A start that failed there is tried again after fenceRetrySeconds, not at every tick.
+    const since = this.deps.clock.now().getTime() - Date.parse(resource.updatedAt);
+    if (resource.reason.includes(START_FAILED) && since < this.deps.config.fenceRetrySeconds * 1000)
+      return;
+    return nodeId;
+  }
+
+  private async startOnReturned(
+    view: ClusterView,
+    policy: PolicyRecord,
+    nodeId: string,
+  ): Promise<void> {
+    const target = view.nodes.get(nodeId);
+    if (!target) return;
+    const starting = `${RETURNS} ${nodeId}, which came back clean: starting it there`;
+    if (!(await this.setResource(view, policy, 'recovering', nodeId, starting))) return;
+    await this.event(
+      view.leader,
+      'vm-recovering',
+      nodeId,
+      policy.vmUuid,
+      `${policy.vmName} on its own node ${nodeId}, which came back clean`,
+    );
+    try {
+      await this.deps.failover(
+        target,
+        {
+          uuid: policy.vmUuid,
+          targetNodeId: nodeId,
+          fencingEpoch: view.leader.epoch,
+          sourceNodeId: nodeId,
+        },
+        this.context(),
+      );
+      // Not a relocation: it runs where it ran (max_relocations counts moves to another node).
+      await this.setResource(
+        view,
+        policy,
+        'protected',
+        nodeId,
+        `recovered on ${nodeId}, its own node, after it came back clean (no other node took it)`,
+      );
+      await this.event(
+        view.leader,
+        'vm-recovered',
+        nodeId,
+        policy.vmUuid,
+        `${policy.vmName} runs on ${nodeId} again`,
+      );
+    } catch (error) {
+      const message = `${RETURNS} ${nodeId}, which came back clean: ${START_FAILED}: ${(error as Error).message}`;
+      this.deps.logger.warn({ vm: policy.vmUuid, err: error }, 'HA restart on its node failed');
+      await this.setResource(view, policy, 'pending', nodeId, message);
+      await this.event(view.leader, 'vm-recovery-failed', nodeId, policy.vmUuid, message);
     }
   }
 

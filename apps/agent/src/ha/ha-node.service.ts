@@ -137,10 +137,14 @@ export class HaNodeService {
    * stopped and undefined (its definition lives on in etcd for the node that runs it now), and
    * every local VM that the location index places on another node is dropped likewise; then the
    * member record says the node is clean after that fence's epoch.
+   *
+   * The VMs are listed before the fence is read: a VM of the fence that runs here after the fence
+   * was lifted was started here again by the coordinator (after this node reported itself clean,
+   * docs/ha.md), never an old copy, and a fence read first could be one lifted meanwhile.
    */
   private async enforceFence(): Promise<void> {
-    const fence = await this.deps.repository.fence(this.deps.nodeId);
     const local = await this.deps.driver.list();
+    const fence = await this.deps.repository.fence(this.deps.nodeId);
     const fenced = fence && fence.state !== 'released' ? new Set(fence.vms) : new Set<string>();
     for (const vm of local) {
       const elsewhere = fenced.has(vm.spec.uuid) || (await this.placedElsewhere(vm));

@@ -87,6 +87,9 @@ export class HaRestarts {
         continue;
       }
       if (gaveUp) continue;
+      // Being recovered (a VM of a fenced node started again on it, docs/ha.md): not ours.
+      const recovering = resource?.state === 'recovering' || resource?.state === 'pending';
+      if (recovering && !this.handling(view, uuid)) continue;
       if (down.state === 'stopped' && !this.handling(view, uuid)) {
         if (resource?.state !== 'stopped' && resource?.state !== undefined)
           await this.deps.setResource(view, policy, 'stopped', nodeId, STOPPED_ON_PURPOSE);
