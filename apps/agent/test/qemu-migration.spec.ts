@@ -11,7 +11,7 @@ import {
 } from '@debvisor/testing';
 import { status } from '@grpc/grpc-js';
 import { randomUUID } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, rpcError } from './helpers';
@@ -54,6 +54,32 @@ function qemuThreads(pidFile: string): string {
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
       return `${name} ${fields[0]} ${fields[11]} ${fields[12]}`;
+    })
+    .join(', ');
+}
+
+/**
+ * Where the QEMU whose pid file is `pidFile` writes its serial console and how far it got, for a
+ * failure message: an offset past 0 beside an empty log means the guest printed and the test read
+ * another file (the log replaced); an offset of 0 means the guest's UART never sent a byte.
+ */
+function qemuSerialWrites(pidFile: string): string {
+  const pid = existsSync(pidFile) ? readFileSync(pidFile, 'utf8').trim() : '';
+  if (!/^\d+$/.test(pid) || !existsSync(`/proc/${pid}/fd`)) return '(no QEMU)';
+  const serial = readdirSync(`/proc/${pid}/fd`)
+    .map((fd) => {
+      try {
+        return { fd, target: readlinkSync(`/proc/${pid}/fd/${fd}`) };
+      } catch {
+        return { fd, target: '' }; // closed meanwhile
+      }
+    })
+    .filter(({ target }) => target.includes('serial.log'));
+  if (serial.length === 0) return '(no serial log open)';
+  return serial
+    .map(({ fd, target }) => {
+      const pos = /^pos:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
+      return `${target} at offset ${pos?.[1] ?? '?'}`;
     })
     .join(', ');
 }
@@ -139,7 +165,7 @@ describe('live migration on real QEMU (TCG) between agents, within a cluster and
       // what the next look at a guest that does not tick needs: its QEMU's view and threads
       const vm = await cluster.connect(await cluster.createApiKey(PERMISSIONS)).vm.getVm({ uuid });
       throw new Error(
-        `${(error as Error).message}: no tick beyond ${after} on node ${nodeId}; the VM: ${JSON.stringify(vm.runtime)}; QEMU threads (name state utime stime): ${qemuThreads(join(file, '..', 'pid'))}; serial log tail: ${existsSync(file) ? JSON.stringify(readFileSync(file, 'utf8').slice(-400)) : '(none)'}`,
+        `${(error as Error).message}: no tick beyond ${after} on node ${nodeId}; the VM: ${JSON.stringify(vm.runtime)}; QEMU threads (name state utime stime): ${qemuThreads(join(file, '..', 'pid'))}; QEMU's serial writes: ${qemuSerialWrites(join(file, '..', 'pid'))}; serial log tail: ${existsSync(file) ? JSON.stringify(readFileSync(file, 'utf8').slice(-400)) : '(none)'}`,
       );
     }
   }
