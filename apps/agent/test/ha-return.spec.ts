@@ -92,6 +92,36 @@ describe(
       return (await fenceOf(victim.nodeId))!.fence!.at;
     }
 
+    /** The states of the victim's copies of a VM, asked of the victim's agent. */
+    async function statesOnVictim(uuid: string): Promise<string[]> {
+      const direct = cluster.connect(apiKey, victim);
+      try {
+        const { vms } = await direct.vm.listVms({ nodeId: victim.nodeId });
+        return vms.filter((vm) => vm.spec!.uuid === uuid).map((vm) => vm.runtime?.state ?? '');
+      } finally {
+        direct.close();
+      }
+    }
+
+    /** Waits until the VM HA gave up on is defined on the victim again, stopped, still in error. */
+    async function givenBackStopped(): Promise<void> {
+      await until('the gave-up VM defined on its node again, stopped', async () =>
+        (await statesOnVictim(given)).join() === 'stopped' &&
+        (await resource(given)).reason.endsWith(
+          `defined on ${victim.nodeId} again: it stays stopped until an operator starts it`,
+        )
+          ? true
+          : undefined,
+      );
+      // A few ticks later it is still in error (not "stopped on purpose", not restarted).
+      for (let i = 0; i < 5; i++) {
+        await new Promise((r) => setTimeout(r, 200));
+        expect(await resource(given)).toMatchObject({ state: 'error', nodeId: victim.nodeId });
+        expect((await resource(given)).reason).toMatch(/^gave up: /);
+        expect((await sampler.sample()).where.get(given)).toEqual([]);
+      }
+    }
+
     /** Waits until `home` runs on the victim again, protected there, and its fence is lifted. */
     async function backHome(): Promise<void> {
       await until('running on its node again, the fence lifted', async () => {
@@ -184,16 +214,9 @@ describe(
         sampler.samples.some((s) => s.at > returnedAt - 1 && s.where.get(home)?.length === 1),
       ).toBe(true);
       expect(sampler.doubleRuns).toEqual([]);
-      const direct = cluster.connect(apiKey, victim);
-      try {
-        const { vms } = await direct.vm.listVms({ nodeId: victim.nodeId });
-        expect(vms.filter((vm) => vm.spec!.uuid === home).map((vm) => vm.runtime?.state)).toEqual([
-          'running',
-        ]);
-        expect(vms.filter((vm) => vm.spec!.uuid === given)).toEqual([]);
-      } finally {
-        direct.close();
-      }
+      expect(await statesOnVictim(home)).toEqual(['running']);
+      // The gave-up VM is defined on its node again, stopped, for its operator; still in error.
+      await givenBackStopped();
     });
 
     it("refuses FailoverVm onto the VM's own node from anyone but the coordinator, or with a stale epoch", async () => {
@@ -219,6 +242,21 @@ describe(
       expect((await sampler.sample()).where.get(given)).toEqual([]);
     });
 
+    it('the VM HA gave up on is started by its operator on its node, and is protected again', async () => {
+      const direct = cluster.connect(apiKey, victim);
+      try {
+        await direct.vm.startVm({ uuid: given });
+      } finally {
+        direct.close();
+      }
+      await until('protected again', async () => {
+        const record = await resource(given);
+        return record.state === 'protected' && record.nodeId === victim.nodeId ? true : undefined;
+      });
+      expect((await sampler.sample()).where.get(given)).toEqual([victim.nodeId]);
+      expect(sampler.doubleRuns).toEqual([]);
+    });
+
     it('lost again after it took the VM back: fenced anew (not under the lifted fence), and back again', async () => {
       const before = (await haEvents(cluster)).length;
       await victim.kill();
@@ -229,8 +267,13 @@ describe(
         .filter((e) => e.nodeId === victim.nodeId)
         .map((e) => e.kind);
       expect(kinds.slice(0, 3)).toEqual(['node-suspect', 'fence-started', 'fenced']);
+      // max_relocations 0: HA gives up on the other VM again.
+      await until('the other VM given up again', async () =>
+        (await resource(given)).reason.startsWith('gave up: ') ? true : undefined,
+      );
       await victim.restart();
       await backHome();
+      await givenBackStopped();
       expect(sampler.doubleRuns).toEqual([]);
       for (const sample of sampler.samples)
         expect(sample.where.get(home) ?? []).not.toContain(survivor.nodeId);

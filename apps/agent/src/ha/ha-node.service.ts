@@ -1,4 +1,4 @@
-import type { HypervisorDriver, VmInstance } from '../drivers/hypervisor.driver';
+import type { HypervisorDriver, VmDefinition, VmInstance } from '../drivers/hypervisor.driver';
 import type { Clock } from '../shared/clock';
 import type { Logger } from '../shared/logger';
 import type { VmIndexRepository } from '../vms/vm-index.repository';
@@ -6,6 +6,7 @@ import type { HaConfig } from './ha-config.schema';
 import { cleanAfter, type FenceRecord, type MemberRecord } from './ha.records';
 import type { HaRepository } from './ha.repository';
 import { scoreHealth } from './health-score';
+import { GAVE_UP } from './restart-policy';
 import type { WatchdogGate } from './watchdog-gate';
 import type { HealthProbesRepository, ProbeContext } from './health-probes.repository';
 
@@ -24,8 +25,8 @@ export interface HaNodeDeps {
   config: HaConfig;
   leaseTtlMs: number;
   healthIntervalMs: number;
-  driver: Pick<HypervisorDriver, 'list' | 'stop' | 'undefine' | 'facts'>;
-  index: Pick<VmIndexRepository, 'get'>;
+  driver: Pick<HypervisorDriver, 'list' | 'stop' | 'undefine' | 'define' | 'facts'>;
+  index: Pick<VmIndexRepository, 'get' | 'put'>;
   repository: HaRepository;
   probes: HealthProbesRepository;
   /** The node's lease and when it was last renewed (NodePresence). */
@@ -54,6 +55,8 @@ export class HaNodeService {
   private publishedSpecs = new Map<string, string>();
   private selfFenced = false;
   private publishedDown: string | undefined;
+  /** The lifted fence (its detectedAt) whose VMs HA gave up on were defined here again. */
+  private restoredAfter: string | undefined;
 
   constructor(private readonly deps: HaNodeDeps) {
     if (deps.config.selfFence) deps.gate.onStall((reason) => this.selfFence(reason));
@@ -138,14 +141,20 @@ export class HaNodeService {
    * every local VM that the location index places on another node is dropped likewise; then the
    * member record says the node is clean after that fence's epoch.
    *
-   * The VMs are listed before the fence is read: a VM of the fence that runs here after the fence
-   * was lifted was started here again by the coordinator (after this node reported itself clean,
-   * docs/ha.md), never an old copy, and a fence read first could be one lifted meanwhile.
+   * A VM of the fence found here makes the node read its fence again after listing its VMs: a
+   * fence lifted meanwhile no longer names it (the coordinator started it here again after this
+   * node reported itself clean, docs/ha.md), and such a copy is never taken for an old one.
    */
   private async enforceFence(): Promise<void> {
+    let fence = await this.deps.repository.fence(this.deps.nodeId);
     const local = await this.deps.driver.list();
-    const fence = await this.deps.repository.fence(this.deps.nodeId);
-    const fenced = fence && fence.state !== 'released' ? new Set(fence.vms) : new Set<string>();
+    const named = (record: FenceRecord | undefined) =>
+      record && record.state !== 'released' ? new Set(record.vms) : new Set<string>();
+    let fenced = named(fence);
+    if (local.some((vm) => fenced.has(vm.spec.uuid))) {
+      fence = await this.deps.repository.fence(this.deps.nodeId);
+      fenced = named(fence);
+    }
     for (const vm of local) {
       const elsewhere = fenced.has(vm.spec.uuid) || (await this.placedElsewhere(vm));
       if (!elsewhere) continue;
@@ -159,6 +168,45 @@ export class HaNodeService {
       );
     }
     if (fence && fence.state !== 'released') await this.reportClean(fence);
+    else if (fence) await this.restoreGivenUp(fence, local);
+  }
+
+  /**
+   * Once this node's fence is lifted, each VM of it that HA gave up on (docs/ha.md: it stays in
+   * error and is not started) is defined here again from its kept definition, stopped, so that
+   * its operator finds it on its node and starts it. Only a VM given up here (its record names
+   * this node) that the location index places on no other node; the node reports it down before it names itself in the index (the coordinator then
+   * never takes it for running). Looked at once per fence.
+   */
+  private async restoreGivenUp(fence: FenceRecord, local: readonly VmInstance[]): Promise<void> {
+    if (this.restoredAfter === fence.detectedAt) return;
+    const member = await this.deps.repository.member(this.deps.nodeId);
+    if (!cleanAfter(member, fence)) return;
+    const here = new Set(local.map((vm) => vm.spec.uuid));
+    const restored: VmDefinition[] = [];
+    for (const uuid of fence.vms.filter((u) => !here.has(u))) {
+      const [resource, location, spec] = await Promise.all([
+        this.deps.repository.resource(uuid),
+        this.deps.index.get(uuid),
+        this.deps.repository.spec(uuid),
+      ]);
+      if (resource?.state !== 'error' || !resource.reason.startsWith(GAVE_UP) || !spec) continue;
+      // Given up here (its record names this node) and placed on no other node since.
+      if (resource.nodeId !== this.deps.nodeId) continue;
+      if (location && location.nodeId !== this.deps.nodeId) continue;
+      await this.deps.driver.define(spec);
+      restored.push(spec);
+    }
+    if (restored.length) {
+      await this.publishDown(await this.deps.driver.list());
+      for (const spec of restored)
+        await this.deps.index.put(spec.uuid, { nodeId: this.deps.nodeId, name: spec.name });
+      this.deps.logger.warn(
+        { vms: restored.map((spec) => spec.uuid), fenceEpoch: fence.epoch },
+        'defined the VMs HA gave up on here again, stopped: they wait for an operator',
+      );
+    }
+    this.restoredAfter = fence.detectedAt;
   }
 
   private async placedElsewhere(vm: VmInstance): Promise<boolean> {

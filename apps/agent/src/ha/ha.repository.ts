@@ -155,6 +155,10 @@ export class HaRepository {
     return response.succeeded;
   }
 
+  async resource(uuid: string): Promise<ResourceRecord | undefined> {
+    return this.read(ETCD_KEYS.haResource(uuid), resourceRecordSchema);
+  }
+
   async spec(uuid: string): Promise<VmDefinition | undefined> {
     return this.read(ETCD_KEYS.haSpec(uuid), vmDefinitionSchema);
   }

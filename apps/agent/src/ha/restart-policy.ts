@@ -8,6 +8,10 @@ export type CrashAction =
 
 /** The start of every give-up reason of the restart policy (the VM stays down until an operator acts). */
 export const GAVE_UP_RESTARTING = 'gave up restarting';
+/** How every reason of a VM that HA gave up on begins (the restart policy's and recovery's). */
+export const GAVE_UP = 'gave up';
+/** Ends the reason of a VM HA gave up on that is defined, stopped, on a live node. */
+export const UNTIL_AN_OPERATOR = 'it stays stopped until an operator starts it';
 
 /** The timestamps of `times` within the last `windowMs` before `now`. */
 export function withinWindow(times: readonly string[], now: Date, windowMs: number): string[] {
@@ -35,7 +39,7 @@ export function crashAction(
   const window = describeWindow(windowMs);
   return {
     kind: 'give-up',
-    reason: `${GAVE_UP_RESTARTING}: it stopped unexpectedly again after ${restarts} restart(s) in place (max_restarts ${policy.maxRestarts}) and ${relocations} relocation(s) (max_relocations ${policy.maxRelocations}) within ${window}; it stays stopped until an operator starts it`,
+    reason: `${GAVE_UP_RESTARTING}: it stopped unexpectedly again after ${restarts} restart(s) in place (max_restarts ${policy.maxRestarts}) and ${relocations} relocation(s) (max_relocations ${policy.maxRelocations}) within ${window}; ${UNTIL_AN_OPERATOR}`,
   };
 }
 
