@@ -97,7 +97,8 @@ export class HaRestarts {
             policy,
             'error',
             nodeId,
-            `${resource.reason}; defined on ${nodeId} again: ${UNTIL_AN_OPERATOR}`,
+            // The original reason is cut so that the end always fits the record (1000 chars).
+            `${resource.reason.slice(0, 850)}; defined on ${nodeId} again: ${UNTIL_AN_OPERATOR}`,
           );
         continue;
       }
