@@ -309,6 +309,10 @@ describe('live migration on real QEMU (TCG) between agents, within a cluster and
       state: 'running',
       lockedBy: '',
     });
+    // The guest itself runs on at the source (not only its QEMU): a guest that stops here would
+    // otherwise show up only as a silent guest at the target of the post-copy migration below.
+    const ticking = await waitForTicks(east, 'node-1', busy.uuid, 0);
+    expect(await waitForTicks(east, 'node-1', busy.uuid, ticking)).toBeGreaterThan(ticking);
     await eventually(
       async () =>
         (await viaEast.vm.listVms({ nodeId: 'node-2' })).vms.some(
