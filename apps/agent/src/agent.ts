@@ -285,6 +285,7 @@ export async function startAgent(
       hypervisor,
       ungatedHypervisor: drivers.hypervisor,
       gate: watchdog,
+      arriving: (uuid) => migrationTarget.arriving(uuid),
       storage,
       registry,
       index: vmIndex,

@@ -35,6 +35,8 @@ export interface HaNodeDeps {
   peers: () => Promise<ProbeContext['peers']>;
   /** The watchdog's gate in front of the hypervisor (the driver here is the ungated one). */
   gate: WatchdogGate;
+  /** Is a migration bringing this VM here (MigrationTargetService.arriving)? */
+  arriving: (uuid: string) => boolean;
   clock: Clock;
   logger: Logger;
 }
@@ -156,7 +158,10 @@ export class HaNodeService {
       fenced = named(fence);
     }
     for (const vm of local) {
-      const elsewhere = fenced.has(vm.spec.uuid) || (await this.placedElsewhere(vm));
+      const elsewhere =
+        fenced.has(vm.spec.uuid) ||
+        // A VM migrating here is placed on its source until the move commits and indexes it here.
+        (!this.deps.arriving(vm.spec.uuid) && (await this.placedElsewhere(vm)));
       if (!elsewhere) continue;
       if (LIVE_STATES.has(vm.runtime.state)) await this.hardStop(vm);
       // Undefined here only once its definition is kept in etcd (the node that runs it has it).

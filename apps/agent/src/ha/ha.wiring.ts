@@ -59,6 +59,8 @@ export interface HaWiringDeps {
   presence: () => { currentLeaseId: string; sinceRenewedMs(): number } | undefined;
   /** The watchdog gate the agent put in front of its hypervisor (`hypervisor` here is the ungated driver). */
   gate: WatchdogGate;
+  /** Is a migration bringing this VM to this node (MigrationTargetService.arriving)? */
+  arriving: (uuid: string) => boolean;
   /** The agent's metrics registry: the HA metrics join it (ha-metrics.ts). */
   metrics: Registry;
   clock: Clock;
@@ -128,6 +130,7 @@ export function createHa(deps: HaWiringDeps): HaWiring {
     },
     peers: alivePeers,
     gate: deps.gate,
+    arriving: deps.arriving,
     clock: deps.clock,
     logger,
   });

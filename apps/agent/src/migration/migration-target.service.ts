@@ -89,6 +89,8 @@ export interface Reservation {
   committingPostcopy?: boolean;
   timer: NodeJS.Timeout | undefined;
   message: string;
+  /** Committed and the VM index names this node (or could not be written: registration repairs it). */
+  indexed?: boolean;
   endedAt?: number;
   /** When each step happened here (logged when the reservation ends). */
   timeline: MigrationTimeline;
@@ -757,6 +759,7 @@ export class MigrationTargetService {
             'could not update the VM index; the next registration repairs it',
           ),
         );
+      reservation.indexed = true;
       log.info('migration committed: the VM is now on this node');
       bridge.send('committed');
       reservation.timeline.mark('target: committed sent');
@@ -862,6 +865,23 @@ export class MigrationTargetService {
       );
     await this.release(reservation, 'aborted', 'cancelled');
     return true;
+  }
+
+  /**
+   * Is the VM coming to this node: a migration of it prepared or under way here, or committed
+   * before the VM index names this node? Until then the index still places it on its source, and
+   * HA must not take the copy here for a stale one (ha-node.service.ts).
+   */
+  arriving(uuid: string): boolean {
+    for (const reservation of this.reservations.values())
+      if (
+        reservation.spec.uuid === uuid &&
+        (reservation.state === 'reserved' ||
+          reservation.state === 'receiving' ||
+          (reservation.state === 'committed' && !reservation.indexed))
+      )
+        return true;
+    return false;
   }
 
   progress(migrationId: string): MigrationProgress | undefined {
