@@ -43,6 +43,15 @@ describe('maintenance drain decisions', () => {
       reason:
         '3 VM(s) still on the node, being live-migrated away; moving web-1 to node-2; db-1 cannot move: no node fits VM db-1: node-2: in maintenance (tried again in 5 s)',
     });
+    // The last VM is indexed at its target while its move has not ended: not finished yet.
+    expect(
+      drainState({
+        left: 0,
+        moving: [{ name: 'web-1', target: 'node-2' }],
+        waiting: [],
+        nodeAlive: true,
+      }),
+    ).toEqual({ state: 'draining', reason: 'the last moves are ending; moving web-1 to node-2' });
     expect(drainState({ left: 2, moving: [], waiting: [], nodeAlive: false }).reason).toContain(
       'which is not alive',
     );

@@ -37,14 +37,19 @@ export function drainState(progress: DrainProgress): {
   state: 'draining' | 'maintenance';
   reason: string;
 } {
-  if (progress.left === 0)
+  // A move's VM is indexed at its target before its migration has ended: the move ends first.
+  if (progress.left === 0 && progress.moving.length === 0)
     return { state: 'maintenance', reason: 'no VM left on the node; new placements avoid it' };
   if (!progress.nodeAlive)
     return {
       state: 'draining',
       reason: `${progress.left} VM(s) on the node, which is not alive: nothing can be moved from it; HA recovers its HA VMs once it is fenced`,
     };
-  const parts = [`${progress.left} VM(s) still on the node, being live-migrated away`];
+  const parts = [
+    progress.left > 0
+      ? `${progress.left} VM(s) still on the node, being live-migrated away`
+      : 'the last moves are ending',
+  ];
   if (progress.moving.length > 0)
     parts.push(`moving ${progress.moving.map((m) => `${m.name} to ${m.target}`).join(', ')}`);
   for (const w of progress.waiting)
