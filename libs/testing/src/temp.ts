@@ -15,6 +15,12 @@ export function tempDir(prefix = 'debvisor-test-'): string {
   return dir;
 }
 
+/** Removes the directories tempDir() made; with DEBVISOR_KEEP_TEMP=1 they stay (their logs, for a post-mortem). */
 export function cleanupTempDirs(): void {
-  for (const dir of created.splice(0)) rmSync(dir, { recursive: true, force: true });
+  const dirs = created.splice(0);
+  if (process.env.DEBVISOR_KEEP_TEMP === '1') {
+    for (const dir of dirs) process.stderr.write(`kept ${dir} (DEBVISOR_KEEP_TEMP=1)\n`);
+    return;
+  }
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 }
