@@ -385,7 +385,7 @@ export async function startCluster(options: StartClusterOptions): Promise<TestCl
       await Promise.all(agents.map((agent) => agent.stop()));
       // The qemu driver's VMs outlive their agent by design (as under libvirt): end them too.
       for (const agent of agents) killQemus(agent.stateDir);
-      await etcd.stop();
+      await etcd.destroy();
     },
   };
   try {

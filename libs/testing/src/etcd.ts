@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { requireBinary } from './binaries';
 import { freePort } from './ports';
 import { spawnManaged, type ManagedProcess } from './processes';
-import { tempDir } from './temp';
+import { removeTempDir, tempDir } from './temp';
 
 /** etcd's mutual TLS: the CA of its server certificate, and a client certificate it accepts (PEM files). */
 export interface EtcdTlsFiles {
@@ -27,6 +27,8 @@ export interface EtcdInstance {
   /** A client of this etcd (close it when done). */
   client(): Etcd3;
   stop(): Promise<void>;
+  /** Stops it for good and removes the data directory it made (its WAL alone preallocates 64 MiB). */
+  destroy(): Promise<void>;
 }
 
 export interface EtcdOptions {
@@ -107,7 +109,8 @@ function etcdPki(): Promise<EtcdPki> {
 export async function startEtcd(options: EtcdOptions = {}): Promise<EtcdInstance> {
   const binary = requireBinary('etcd', 'etcd-server');
   const name = options.name ?? 'default';
-  const dataDir = options.dataDir ?? join(tempDir('debvisor-etcd-'), 'data');
+  const ownDir = options.dataDir === undefined ? tempDir('debvisor-etcd-') : undefined;
+  const dataDir = options.dataDir ?? join(ownDir!, 'data');
   const clientPort = options.clientPort ?? (await freePort());
   const peerPort = await freePort();
   const host = options.host ?? '127.0.0.1';
@@ -162,6 +165,10 @@ export async function startEtcd(options: EtcdOptions = {}): Promise<EtcdInstance
     clientOptions,
     client: () => new Etcd3(clientOptions()),
     stop: () => child.stop(),
+    destroy: async () => {
+      await child.stop();
+      if (ownDir) removeTempDir(ownDir);
+    },
   };
 }
 

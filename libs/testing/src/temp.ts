@@ -15,6 +15,14 @@ export function tempDir(prefix = 'debvisor-test-'): string {
   return dir;
 }
 
+/** Removes one directory tempDir() made, now (unless DEBVISOR_KEEP_TEMP=1, as cleanupTempDirs). */
+export function removeTempDir(dir: string): void {
+  if (process.env.DEBVISOR_KEEP_TEMP === '1') return;
+  const index = created.indexOf(dir);
+  if (index >= 0) created.splice(index, 1);
+  rmSync(dir, { recursive: true, force: true });
+}
+
 /** Removes the directories tempDir() made; with DEBVISOR_KEEP_TEMP=1 they stay (their logs, for a post-mortem). */
 export function cleanupTempDirs(): void {
   const dirs = created.splice(0);
