@@ -25,7 +25,7 @@ import type { NodeFencer } from './node-fencer';
 import { HaDrain, type DrainView, type HaDrainDeps } from './ha-drain.service';
 import { HaRestarts, type HaRestartsDeps } from './ha-restarts.service';
 import { placeVm, type PlacementCandidate } from './placement';
-import { GAVE_UP, UNTIL_AN_OPERATOR, withinWindow } from './restart-policy';
+import { GAVE_UP, gaveUp, UNTIL_AN_OPERATOR, withinWindow } from './restart-policy';
 
 /** The reason of a VM left on a lost node because no definition of it was kept (docs/ha.md). */
 const NOT_KEPT = 'not started elsewhere: no definition of the VM was kept in etcd';
@@ -528,7 +528,7 @@ export class HaCoordinator {
       // A VM whose node is alive, not fenced, is where it should be.
       if (location && !this.fencedFor(view, location, policy.vmUuid)) continue;
       if (!this.fencedFor(view, source, policy.vmUuid)) continue;
-      if (resource?.state === 'error' && resource.reason.startsWith(GAVE_UP)) {
+      if (gaveUp(resource)) {
         // It waited there, stopped, for its operator; its node drops that copy when it returns.
         if (resource.reason.includes(UNTIL_AN_OPERATOR))
           await this.setResource(
@@ -745,7 +745,7 @@ export class HaCoordinator {
           (at !== undefined && at !== fence.nodeId) ||
           !view.ha.policies.get(uuid)?.policy.enabled ||
           returning.has(uuid) ||
-          (resource?.state === 'error' && resource.reason.startsWith(GAVE_UP))
+          gaveUp(resource)
         );
       };
       if (!fence.vms.every(settled)) continue;

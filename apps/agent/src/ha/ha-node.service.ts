@@ -6,7 +6,7 @@ import type { HaConfig } from './ha-config.schema';
 import { cleanAfter, type FenceRecord, type MemberRecord } from './ha.records';
 import type { HaRepository } from './ha.repository';
 import { scoreHealth } from './health-score';
-import { GAVE_UP } from './restart-policy';
+import { gaveUp } from './restart-policy';
 import type { WatchdogGate } from './watchdog-gate';
 import type { HealthProbesRepository, ProbeContext } from './health-probes.repository';
 
@@ -195,7 +195,7 @@ export class HaNodeService {
         this.deps.index.get(uuid),
         this.deps.repository.spec(uuid),
       ]);
-      if (resource?.state !== 'error' || !resource.reason.startsWith(GAVE_UP) || !spec) continue;
+      if (!gaveUp(resource) || !spec) continue;
       // Given up here (its record names this node) and placed on no other node since.
       if (resource.nodeId !== this.deps.nodeId) continue;
       if (location && location.nodeId !== this.deps.nodeId) continue;

@@ -6,7 +6,7 @@ import type { HaConfig } from './ha-config.schema';
 import type { EventKind, PolicyRecord, ResourceRecord, ResourceState } from './ha.records';
 import type { Leader } from './ha.repository';
 import { placeVm, type PlacementCandidate } from './placement';
-import { crashAction, GAVE_UP, GAVE_UP_RESTARTING, UNTIL_AN_OPERATOR } from './restart-policy';
+import { crashAction, GAVE_UP_RESTARTING, gaveUp, UNTIL_AN_OPERATOR } from './restart-policy';
 
 /** States in which the coordinator is handling a VM that died (its node is alive and not fenced). */
 const HANDLING = 'after it stopped unexpectedly';
@@ -80,16 +80,16 @@ export class HaRestarts {
       const resource = view.ha.resources.get(uuid);
       const down = this.down(view, uuid, nodeId);
       // Given up by the restart policy, or by recovery (docs/ha.md: it waits for its operator).
-      const gaveUp = resource?.state === 'error' && resource.reason.startsWith(GAVE_UP);
+      const given = gaveUp(resource);
       // Known to be defined here, stopped (recovery's gave up: once its node reported it down).
-      const waiting = gaveUp && resource.reason.includes(UNTIL_AN_OPERATOR);
+      const waiting = given && resource.reason.includes(UNTIL_AN_OPERATOR);
       if (!down) {
         // Running again (started by an operator, or the report caught up): protected.
         if (resource && (resource.state === 'stopped' || waiting))
           await this.deps.setResource(view, policy, 'protected', nodeId, `runs on ${nodeId}`);
         continue;
       }
-      if (gaveUp) {
+      if (given) {
         // Recovery gave up on it and its returned node defined it again (ha-node.service.ts).
         if (!waiting)
           await this.deps.setResource(

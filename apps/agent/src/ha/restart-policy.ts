@@ -1,4 +1,4 @@
-import type { HaPolicy } from './ha.records';
+import type { HaPolicy, ResourceRecord } from './ha.records';
 
 /** What HA does about an HA VM whose process died on a live node (docs/ha.md, restarts). */
 export type CrashAction =
@@ -10,6 +10,12 @@ export type CrashAction =
 export const GAVE_UP_RESTARTING = 'gave up restarting';
 /** How every reason of a VM that HA gave up on begins (the restart policy's and recovery's). */
 export const GAVE_UP = 'gave up';
+/** Has HA given up on this VM (by the restart policy or by recovery)? It waits for an operator. */
+export function gaveUp(
+  resource: ResourceRecord | undefined,
+): resource is ResourceRecord & { state: 'error' } {
+  return resource?.state === 'error' && resource.reason.startsWith(GAVE_UP);
+}
 /** Ends the reason of a VM HA gave up on that is defined, stopped, on a live node. */
 export const UNTIL_AN_OPERATOR = 'it stays stopped until an operator starts it';
 
